@@ -1,0 +1,77 @@
+//! Protocol parameters of one node.
+
+use std::time::Duration;
+
+/// How a lookup travels: see DESIGN.md §4.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum LookupMode {
+    /// Each hop forwards the query; the last hop answers the origin directly.
+    #[default]
+    Recursive,
+    /// The origin asks every hop itself and follows the answers.
+    Iterative,
+}
+
+/// Protocol parameters. `Config::default()` is what `chordal node` runs with.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Length `r` of the successor list: the ring survives `r - 1`
+    /// consecutive failures.
+    pub successors: usize,
+    /// How often `stabilize` runs.
+    pub stabilize_interval: Duration,
+    /// How often `fix_fingers` refreshes one finger.
+    pub fix_fingers_interval: Duration,
+    /// How often `check_predecessor` pings the predecessor.
+    pub check_predecessor_interval: Duration,
+    /// Each periodic task waits its interval scaled by a random factor in
+    /// `[1 - jitter, 1 + jitter]`.
+    pub jitter: f64,
+    /// A request not answered within this time is sent again, up to
+    /// `request_retries` times; then its target counts as failed. (A peer
+    /// whose port refuses connections fails at once, see
+    /// `Node::handle_unreachable`.)
+    pub request_timeout: Duration,
+    /// Retransmissions of an unanswered request.
+    pub request_retries: u32,
+    /// A lookup not finished within this time fails with `Timeout`.
+    pub lookup_timeout: Duration,
+    /// A lookup forwarded more often than this fails with `HopLimit`.
+    pub max_hops: u32,
+    /// Bound on outstanding requests of one virtual node.
+    pub max_pending: usize,
+    /// Bound on lookups one virtual node runs as origin at once.
+    pub max_lookups: usize,
+    /// How many times the list of seeds is tried before a join fails.
+    pub join_rounds: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            successors: 8,
+            stabilize_interval: Duration::from_millis(500),
+            fix_fingers_interval: Duration::from_millis(500),
+            check_predecessor_interval: Duration::from_millis(500),
+            jitter: 0.25,
+            request_timeout: Duration::from_millis(500),
+            request_retries: 1,
+            lookup_timeout: Duration::from_secs(5),
+            max_hops: 64,
+            max_pending: 4096,
+            max_lookups: 4096,
+            join_rounds: 3,
+        }
+    }
+}
+
+impl Config {
+    /// The same config with all three maintenance intervals set to `every`.
+    pub fn with_maintenance_interval(mut self, every: Duration) -> Config {
+        self.stabilize_interval = every;
+        self.fix_fingers_interval = every;
+        self.check_predecessor_interval = every;
+        self
+    }
+}

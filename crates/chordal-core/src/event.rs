@@ -1,0 +1,120 @@
+//! What the core tells its driver and applications.
+
+use crate::{Id, NodeRef};
+
+/// Number a node gives each lookup it starts; returned by
+/// [`Node::start_lookup`](crate::Node::start_lookup) and echoed in
+/// [`Event::LookupDone`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub struct LookupId(pub u64);
+
+/// Number of a neighbour query started with
+/// [`Node::query_neighbors`](crate::Node::query_neighbors).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub struct QueryId(pub u64);
+
+/// The keys a node is responsible for: the half-open interval `(start, end]`.
+/// `start == end` means the whole ring.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct KeyRange {
+    /// The predecessor's id (exclusive).
+    pub start: Id,
+    /// The node's own id (inclusive).
+    pub end: Id,
+}
+
+impl KeyRange {
+    /// Does the range hold `key`?
+    pub fn contains(&self, key: &Id) -> bool {
+        key.in_open_closed(&self.start, &self.end)
+    }
+}
+
+/// A finished lookup.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct LookupResult {
+    /// The key (id) that was looked up.
+    pub key: Id,
+    /// The owner of `key`: `successor(key)`.
+    pub owner: NodeRef,
+    /// The nodes that follow the owner, as the last hop knew them (replica
+    /// candidates).
+    pub successors: Vec<NodeRef>,
+    /// How many times the query was forwarded (recursive) or how many nodes
+    /// were asked (iterative).
+    pub hops: u32,
+}
+
+/// Why a lookup failed.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LookupError {
+    /// No answer within the lookup deadline.
+    #[error("lookup timed out")]
+    Timeout,
+    /// Forwarded more than `max_hops` times.
+    #[error("lookup exceeded the hop limit")]
+    HopLimit,
+    /// No live node to forward to.
+    #[error("no live route towards the key")]
+    NoRoute,
+    /// The node is not (or no longer) part of a ring.
+    #[error("node is not joined to a ring")]
+    NotJoined,
+    /// Too many requests or lookups in flight.
+    #[error("too many lookups in flight")]
+    Overloaded,
+}
+
+/// What a neighbour query found: a node's predecessor and successor list.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Neighbors {
+    /// The node that was asked.
+    pub node: NodeRef,
+    /// Its predecessor.
+    pub predecessor: Option<NodeRef>,
+    /// Its successor list.
+    pub successors: Vec<NodeRef>,
+}
+
+/// Something that happened inside the core. `vnode` is the id of the virtual
+/// node it happened to.
+#[derive(Clone, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum Event {
+    /// The virtual node found its successor and is part of the ring.
+    Joined { vnode: Id, successor: NodeRef },
+    /// Every seed was tried `join_rounds` times without success.
+    JoinFailed { vnode: Id },
+    /// The predecessor pointer changed.
+    PredecessorChanged {
+        vnode: Id,
+        old: Option<NodeRef>,
+        new: Option<NodeRef>,
+    },
+    /// The first successor changed.
+    SuccessorChanged {
+        vnode: Id,
+        old: NodeRef,
+        new: NodeRef,
+    },
+    /// The range of keys the virtual node owns changed (a new predecessor).
+    RangeChanged {
+        vnode: Id,
+        old: Option<KeyRange>,
+        new: KeyRange,
+    },
+    /// A peer stopped answering (or said it left) and was dropped from the
+    /// routing state.
+    PeerFailed { vnode: Id, peer: NodeRef },
+    /// A lookup started with `start_lookup` finished.
+    LookupDone {
+        lookup: LookupId,
+        result: Result<LookupResult, LookupError>,
+    },
+    /// A neighbour query finished; `None` if the node did not answer.
+    NeighborsQueried {
+        query: QueryId,
+        result: Option<Neighbors>,
+    },
+}

@@ -1,0 +1,299 @@
+//! 160-bit identifiers on the Chord ring and their modular arithmetic.
+//!
+//! Every node and every key has an [`Id`]: a big-endian 160-bit number, the
+//! SHA-1 of some bytes (Stoica et al., §4.1). Ids live on a circle modulo
+//! 2^160, so every interval test here wraps around zero.
+
+use sha1::{Digest, Sha1};
+use std::fmt;
+use std::str::FromStr;
+
+/// Number of bits in an identifier (`m` in the Chord paper).
+pub const ID_BITS: usize = 160;
+/// Number of bytes in an identifier.
+pub const ID_BYTES: usize = ID_BITS / 8;
+
+/// A point on the identifier circle, big-endian.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Id(pub [u8; ID_BYTES]);
+
+/// Why a string is not an [`Id`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseIdError {
+    /// The string is not exactly 40 characters long.
+    #[error("an id is 40 hex digits, got {0} characters")]
+    Length(usize),
+    /// A character outside `0-9a-fA-F`.
+    #[error("an id is hex digits only, found {0:?}")]
+    NotHex(char),
+}
+
+impl Id {
+    /// The id 0.
+    pub const ZERO: Id = Id([0; ID_BYTES]);
+    /// The largest id, 2^160 - 1.
+    pub const MAX: Id = Id([0xff; ID_BYTES]);
+
+    /// SHA-1 of `bytes`: the id of a key, or of a node's advertised address.
+    pub fn hash(bytes: &[u8]) -> Id {
+        let digest = Sha1::digest(bytes);
+        let mut out = [0u8; ID_BYTES];
+        out.copy_from_slice(&digest);
+        Id(out)
+    }
+
+    /// Builds an id from a slice; `None` unless it has exactly 20 bytes.
+    /// Use this on bytes that came from the network.
+    pub fn from_slice(bytes: &[u8]) -> Option<Id> {
+        <[u8; ID_BYTES]>::try_from(bytes).ok().map(Id)
+    }
+
+    /// The id whose lowest 64 bits are `v` (handy in tests and the simulator).
+    pub fn from_u64(v: u64) -> Id {
+        let mut out = [0u8; ID_BYTES];
+        out[ID_BYTES - 8..].copy_from_slice(&v.to_be_bytes());
+        Id(out)
+    }
+
+    /// The top 64 bits, for plotting and for cheap approximate arithmetic.
+    pub fn high_u64(&self) -> u64 {
+        u64::from_be_bytes(self.0[..8].try_into().expect("8 bytes"))
+    }
+
+    /// `self + other (mod 2^160)`.
+    pub fn wrapping_add(&self, other: &Id) -> Id {
+        let mut out = [0u8; ID_BYTES];
+        let mut carry = 0u16;
+        for i in (0..ID_BYTES).rev() {
+            let s = self.0[i] as u16 + other.0[i] as u16 + carry;
+            out[i] = s as u8;
+            carry = s >> 8;
+        }
+        Id(out)
+    }
+
+    /// `self - other (mod 2^160)`.
+    pub fn wrapping_sub(&self, other: &Id) -> Id {
+        let mut out = [0u8; ID_BYTES];
+        let mut borrow = 0i16;
+        for i in (0..ID_BYTES).rev() {
+            let mut d = self.0[i] as i16 - other.0[i] as i16 - borrow;
+            borrow = 0;
+            if d < 0 {
+                d += 256;
+                borrow = 1;
+            }
+            out[i] = d as u8;
+        }
+        Id(out)
+    }
+
+    /// `2^i` for `i < 160`.
+    pub fn pow2(i: usize) -> Id {
+        assert!(i < ID_BITS, "2^{i} does not fit in an id");
+        let mut out = [0u8; ID_BYTES];
+        out[ID_BYTES - 1 - i / 8] = 1 << (i % 8);
+        Id(out)
+    }
+
+    /// `self + 2^i (mod 2^160)`: the start of finger `i` of node `self`.
+    pub fn add_pow2(&self, i: usize) -> Id {
+        self.wrapping_add(&Id::pow2(i))
+    }
+
+    /// Clockwise distance from `self` to `to`: `to - self (mod 2^160)`.
+    pub fn distance(&self, to: &Id) -> Id {
+        to.wrapping_sub(self)
+    }
+
+    /// Is `self` in the open interval `(a, b)` going clockwise from `a`?
+    ///
+    /// When `a == b` the interval is the whole ring except `a` (the view of a
+    /// node that is alone on the ring).
+    pub fn in_open(&self, a: &Id, b: &Id) -> bool {
+        if a == b {
+            return self != a;
+        }
+        let d_self = a.distance(self);
+        let d_b = a.distance(b);
+        d_self != Id::ZERO && d_self < d_b
+    }
+
+    /// Is `self` in the half-open interval `(a, b]` going clockwise from `a`?
+    ///
+    /// When `a == b` the interval is the whole ring: a node that is its own
+    /// successor owns every key.
+    pub fn in_open_closed(&self, a: &Id, b: &Id) -> bool {
+        if a == b {
+            return true;
+        }
+        let d_self = a.distance(self);
+        let d_b = a.distance(b);
+        d_self != Id::ZERO && d_self <= d_b
+    }
+
+    /// Lower-case hex, 40 characters.
+    pub fn to_hex(&self) -> String {
+        let mut s = String::with_capacity(ID_BYTES * 2);
+        for b in self.0 {
+            s.push_str(&format!("{b:02x}"));
+        }
+        s
+    }
+
+    /// The first 8 hex digits: enough to tell nodes apart in logs and tables.
+    pub fn short(&self) -> String {
+        self.to_hex()[..8].to_string()
+    }
+}
+
+impl FromStr for Id {
+    type Err = ParseIdError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(c) = s.chars().find(|c| !c.is_ascii_hexdigit()) {
+            return Err(ParseIdError::NotHex(c));
+        }
+        if s.len() != ID_BYTES * 2 {
+            return Err(ParseIdError::Length(s.len()));
+        }
+        let mut out = [0u8; ID_BYTES];
+        // All characters are ASCII hex digits, so bytes and characters agree.
+        for (i, pair) in s.as_bytes().chunks(2).enumerate() {
+            let digit = |b: u8| (b as char).to_digit(16).expect("checked above") as u8;
+            out[i] = digit(pair[0]) * 16 + digit(pair[1]);
+        }
+        Ok(Id(out))
+    }
+}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Id({})", self.short())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use num_bigint::BigUint;
+    use proptest::prelude::*;
+
+    fn big(id: &Id) -> BigUint {
+        BigUint::from_bytes_be(&id.0)
+    }
+
+    fn modulus() -> BigUint {
+        BigUint::from(1u8) << ID_BITS
+    }
+
+    fn from_big(v: &BigUint) -> Id {
+        let bytes = (v % modulus()).to_bytes_be();
+        let mut out = [0u8; ID_BYTES];
+        out[ID_BYTES - bytes.len()..].copy_from_slice(&bytes);
+        Id(out)
+    }
+
+    fn any_id() -> impl Strategy<Value = Id> {
+        prop_oneof![
+            any::<[u8; ID_BYTES]>().prop_map(Id),
+            // Small ids and ids near the top exercise the wrap-around.
+            any::<u8>().prop_map(|v| Id::from_u64(v as u64)),
+            any::<u8>().prop_map(|v| Id::MAX.wrapping_sub(&Id::from_u64(v as u64))),
+        ]
+    }
+
+    /// Oracle for `(a, b)`: walk clockwise from a, i.e. compare distances as big integers.
+    fn oracle_open(x: &Id, a: &Id, b: &Id) -> bool {
+        let m = modulus();
+        let dx = (big(x) + &m - big(a)) % &m;
+        let db = (big(b) + &m - big(a)) % &m;
+        if a == b {
+            return x != a;
+        }
+        dx > BigUint::from(0u8) && dx < db
+    }
+
+    fn oracle_open_closed(x: &Id, a: &Id, b: &Id) -> bool {
+        if a == b {
+            return true;
+        }
+        oracle_open(x, a, b) || x == b
+    }
+
+    proptest! {
+        #[test]
+        fn add_and_sub_match_big_integers(a in any_id(), b in any_id()) {
+            prop_assert_eq!(a.wrapping_add(&b), from_big(&(big(&a) + big(&b))));
+            prop_assert_eq!(a.wrapping_sub(&b), from_big(&(big(&a) + modulus() - big(&b))));
+        }
+
+        #[test]
+        fn add_pow2_matches_big_integers(a in any_id(), i in 0usize..ID_BITS) {
+            let expected = from_big(&(big(&a) + (BigUint::from(1u8) << i)));
+            prop_assert_eq!(a.add_pow2(i), expected);
+        }
+
+        #[test]
+        fn intervals_match_oracle(x in any_id(), a in any_id(), b in any_id()) {
+            prop_assert_eq!(x.in_open(&a, &b), oracle_open(&x, &a, &b));
+            prop_assert_eq!(x.in_open_closed(&a, &b), oracle_open_closed(&x, &a, &b));
+        }
+
+        #[test]
+        fn endpoints_are_tested_exactly(a in any_id(), b in any_id()) {
+            // x equal to an endpoint is where off-by-one mistakes live.
+            prop_assert_eq!(a.in_open(&a, &b), oracle_open(&a, &a, &b));
+            prop_assert_eq!(b.in_open(&a, &b), oracle_open(&b, &a, &b));
+            prop_assert_eq!(b.in_open_closed(&a, &b), oracle_open_closed(&b, &a, &b));
+        }
+
+        #[test]
+        fn hex_round_trips(a in any_id()) {
+            prop_assert_eq!(a.to_hex().parse::<Id>(), Ok(a));
+        }
+    }
+
+    #[test]
+    fn interval_edge_cases() {
+        let a = Id::from_u64(10);
+        let b = Id::from_u64(20);
+        // Plain interval.
+        assert!(Id::from_u64(15).in_open(&a, &b));
+        assert!(!a.in_open(&a, &b));
+        assert!(!b.in_open(&a, &b));
+        assert!(b.in_open_closed(&a, &b));
+        assert!(!a.in_open_closed(&a, &b));
+        // Wrap-around: (20, 10) contains 0 and MAX but not 15.
+        assert!(Id::ZERO.in_open(&b, &a));
+        assert!(Id::MAX.in_open(&b, &a));
+        assert!(!Id::from_u64(15).in_open(&b, &a));
+        // a == b: one-node ring. (a, a) is everything but a; (a, a] is everything.
+        assert!(!a.in_open(&a, &a));
+        assert!(b.in_open(&a, &a));
+        assert!(a.in_open_closed(&a, &a));
+        assert!(b.in_open_closed(&a, &a));
+    }
+
+    #[test]
+    fn hash_is_sha1() {
+        // SHA-1("abc") from FIPS 180-1.
+        assert_eq!(
+            Id::hash(b"abc").to_hex(),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
+    }
+
+    #[test]
+    fn parse_errors_are_precise() {
+        assert_eq!("abc".parse::<Id>(), Err(ParseIdError::Length(3)));
+        let bad = format!("{}g", "0".repeat(39));
+        assert_eq!(bad.parse::<Id>(), Err(ParseIdError::NotHex('g')));
+    }
+}

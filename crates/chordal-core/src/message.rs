@@ -1,0 +1,163 @@
+//! The peer protocol as the core sees it: who talks to whom, and what they say.
+//!
+//! `chordal-wire` maps these types to protobuf bytes; the core never sees bytes.
+//! Requests carry a `req` number chosen by the sender; the answer echoes it.
+
+use crate::Id;
+use std::net::SocketAddr;
+
+/// A virtual node: its ring id and the peer address of the physical node that
+/// hosts it. Several `NodeRef`s may share one address (virtual nodes).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct NodeRef {
+    /// Position on the ring.
+    pub id: Id,
+    /// Peer-protocol address of the hosting process.
+    pub addr: SocketAddr,
+}
+
+impl NodeRef {
+    /// A reference to the virtual node `id` hosted at `addr`.
+    pub fn new(id: Id, addr: SocketAddr) -> NodeRef {
+        NodeRef { id, addr }
+    }
+}
+
+/// Where a message goes: a process, and optionally one virtual node in it.
+///
+/// `id` is `None` only when the sender knows just an address (a join seed);
+/// the receiving process then hands the message to its first virtual node.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Target {
+    /// Peer-protocol address of the receiving process.
+    pub addr: SocketAddr,
+    /// The receiving virtual node, if known.
+    pub id: Option<Id>,
+}
+
+impl From<NodeRef> for Target {
+    fn from(n: NodeRef) -> Target {
+        Target {
+            addr: n.addr,
+            id: Some(n.id),
+        }
+    }
+}
+
+/// A message with its sender and destination.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Envelope {
+    /// The sending virtual node.
+    pub from: NodeRef,
+    /// The destination.
+    pub to: Target,
+    /// What is said.
+    pub msg: Message,
+}
+
+/// Why a recursive lookup gave up on the way.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[non_exhaustive]
+pub enum LookupFailure {
+    /// The query was forwarded more than `max_hops` times.
+    HopLimit,
+    /// A node on the path had no live next hop.
+    NoRoute,
+}
+
+/// Every message of the peer protocol (see `docs/protocol.md`).
+#[derive(Clone, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum Message {
+    /// Liveness probe (`check_predecessor`).
+    Ping { req: u64 },
+    /// Answer to [`Message::Ping`].
+    Pong { req: u64 },
+    /// `stabilize`: "who is your predecessor, and your successors?"
+    GetNeighbors { req: u64 },
+    /// Answer to [`Message::GetNeighbors`].
+    Neighbors {
+        req: u64,
+        predecessor: Option<NodeRef>,
+        successors: Vec<NodeRef>,
+    },
+    /// `notify`: "I think I might be your predecessor." One-way.
+    Notify,
+    /// A hint sent by a node that just accepted a new predecessor to its old
+    /// one: "`candidate` now sits between us". Speeds up healing after a join;
+    /// the receiver checks it before trusting it. One-way.
+    SuccessorHint { candidate: NodeRef },
+    /// Recursive `find_successor(key)`, started by `origin`. `hops` counts the
+    /// forwards so far. The receiver acknowledges at once with
+    /// [`Message::LookupAck`] so the sender can detect a dead next hop.
+    FindSuccessor {
+        req: u64,
+        origin: NodeRef,
+        lookup: u64,
+        key: Id,
+        hops: u32,
+    },
+    /// "I have taken over the lookup you forwarded."
+    LookupAck { req: u64 },
+    /// The answer to a recursive lookup, sent straight to its origin.
+    /// `successors[0]` is the owner of `key`; the rest follow it on the ring.
+    FoundSuccessor {
+        lookup: u64,
+        key: Id,
+        successors: Vec<NodeRef>,
+        hops: u32,
+    },
+    /// A recursive lookup failed on the way; sent to its origin.
+    LookupFailed { lookup: u64, reason: LookupFailure },
+    /// One step of an iterative lookup: "what do you know about `key`?"
+    ClosestPreceding { req: u64, key: Id },
+    /// Answer to [`Message::ClosestPreceding`]. With `done`, `nodes` is the
+    /// successor list starting at the owner; without, the closest preceding
+    /// nodes the answerer knows, best first.
+    ClosestPrecedingReply {
+        req: u64,
+        done: bool,
+        nodes: Vec<NodeRef>,
+    },
+    /// Graceful leave: the sender tells both neighbours whom to use instead.
+    /// One-way.
+    Leave {
+        predecessor: Option<NodeRef>,
+        successors: Vec<NodeRef>,
+    },
+    /// The addressed virtual node does not live at this address (any more).
+    NotHere { req: u64 },
+}
+
+impl Message {
+    /// The request number of a request that expects an answer.
+    pub fn request_id(&self) -> Option<u64> {
+        match self {
+            Message::Ping { req }
+            | Message::GetNeighbors { req }
+            | Message::FindSuccessor { req, .. }
+            | Message::ClosestPreceding { req, .. } => Some(*req),
+            _ => None,
+        }
+    }
+
+    /// A short name for logs and counters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Ping { .. } => "ping",
+            Message::Pong { .. } => "pong",
+            Message::GetNeighbors { .. } => "get_neighbors",
+            Message::Neighbors { .. } => "neighbors",
+            Message::Notify => "notify",
+            Message::SuccessorHint { .. } => "successor_hint",
+            Message::FindSuccessor { .. } => "find_successor",
+            Message::LookupAck { .. } => "lookup_ack",
+            Message::FoundSuccessor { .. } => "found_successor",
+            Message::LookupFailed { .. } => "lookup_failed",
+            Message::ClosestPreceding { .. } => "closest_preceding",
+            Message::ClosestPrecedingReply { .. } => "closest_preceding_reply",
+            Message::Leave { .. } => "leave",
+            Message::NotHere { .. } => "not_here",
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! A physical node: the process-level state machine that hosts one or more
+//! virtual nodes and is what a driver (tokio or the simulator) runs.
+//!
+//! Call order: feed inputs (`handle_message`, `handle_timeout`,
+//! `handle_unreachable`, `handle_disconnect`, commands), then drain
+//! `poll_transmit` and `poll_event`, then sleep until `poll_timeout`.
+//! Messages between virtual nodes of the same process never leave it.
+
+use crate::config::{Config, LookupMode};
+use crate::event::{Event, LookupId, QueryId};
+use crate::message::{Envelope, Message, NodeRef};
+use crate::vnode::VNode;
+use crate::{Id, Time};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+/// Upper bound on local deliveries in one call, so that a protocol bug that
+/// ping-pongs between our own virtual nodes cannot hang the driver.
+const MAX_LOCAL_DELIVERIES: usize = 100_000;
+
+/// One process on the ring: its peer address and its virtual nodes.
+#[derive(Debug)]
+pub struct Node {
+    addr: SocketAddr,
+    vnodes: Vec<VNode>,
+    out: VecDeque<Envelope>,
+    events: VecDeque<Event>,
+    next_lookup: u64,
+    next_query: u64,
+    /// Messages dropped because they were malformed for this node.
+    dropped: u64,
+}
+
+impl Node {
+    /// A node at peer address `addr` hosting one virtual node per id in
+    /// `ids` (at least one). `seed` makes its timer jitter repeatable.
+    pub fn new(config: Config, addr: SocketAddr, ids: &[Id], seed: u64) -> Node {
+        assert!(!ids.is_empty(), "a node hosts at least one virtual node");
+        let vnodes = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                VNode::new(
+                    config.clone(),
+                    NodeRef::new(*id, addr),
+                    seed.wrapping_add(i as u64),
+                )
+            })
+            .collect();
+        Node {
+            addr,
+            vnodes,
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            next_lookup: 1,
+            next_query: 1,
+            dropped: 0,
+        }
+    }
+
+    /// The ids of `v` virtual nodes of a process whose base name is `base`
+    /// (its advertised address, usually): `SHA-1(base)` for the first and
+    /// `SHA-1(base || "#" || i)` for the others.
+    pub fn vnode_ids(base: &str, v: usize) -> Vec<Id> {
+        (0..v.max(1))
+            .map(|i| {
+                if i == 0 {
+                    Id::hash(base.as_bytes())
+                } else {
+                    Id::hash(format!("{base}#{i}").as_bytes())
+                }
+            })
+            .collect()
+    }
+
+    /// The peer address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The virtual nodes, first one first.
+    pub fn vnodes(&self) -> &[VNode] {
+        &self.vnodes
+    }
+
+    /// The first virtual node: the one seeds and `start_lookup` use.
+    pub fn primary(&self) -> &VNode {
+        &self.vnodes[0]
+    }
+
+    /// Have all virtual nodes joined?
+    pub fn is_joined(&self) -> bool {
+        self.vnodes.iter().all(|v| v.is_joined())
+    }
+
+    /// Messages dropped because no virtual node here could take them.
+    pub fn dropped_messages(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Starts a new ring: the first virtual node creates it, the others join
+    /// through it.
+    pub fn create(&mut self, now: Time) {
+        self.vnodes[0].create(now);
+        for v in &mut self.vnodes[1..] {
+            v.join(now, vec![self.addr]);
+        }
+        self.flush(now);
+    }
+
+    /// Joins an existing ring through `seeds` (tried in turn).
+    pub fn join(&mut self, now: Time, seeds: Vec<SocketAddr>) {
+        for v in &mut self.vnodes {
+            v.join(now, seeds.clone());
+        }
+        self.flush(now);
+    }
+
+    /// Leaves gracefully: each virtual node tells its neighbours. Send what
+    /// `poll_transmit` returns before exiting.
+    pub fn leave(&mut self, now: Time) {
+        for v in &mut self.vnodes {
+            v.leave();
+        }
+        self.flush(now);
+    }
+
+    /// Starts `find_successor(key)`; the answer arrives as
+    /// `Event::LookupDone` with the returned id.
+    pub fn start_lookup(&mut self, now: Time, key: Id, mode: LookupMode) -> LookupId {
+        let id = LookupId(self.next_lookup);
+        self.next_lookup += 1;
+        // Start at the virtual node closest before the key: fewest hops.
+        let best = (0..self.vnodes.len())
+            .filter(|i| self.vnodes[*i].is_joined())
+            .min_by_key(|i| self.vnodes[*i].me().id.distance(&key))
+            .unwrap_or(0);
+        self.vnodes[best].start_lookup(now, id, key, mode);
+        self.flush(now);
+        id
+    }
+
+    /// Asks `node` for its predecessor and successor list; the answer
+    /// arrives as `Event::NeighborsQueried` with the returned id.
+    pub fn query_neighbors(&mut self, now: Time, node: NodeRef) -> QueryId {
+        let id = QueryId(self.next_query);
+        self.next_query += 1;
+        if let Some(v) = self.vnodes.iter_mut().find(|v| v.me() == node) {
+            v.query_neighbors(now, id, node);
+        } else {
+            self.vnodes[0].query_neighbors(now, id, node);
+        }
+        self.flush(now);
+        id
+    }
+
+    /// Handles a message that arrived from another process.
+    pub fn handle_message(&mut self, now: Time, env: Envelope) {
+        self.deliver(now, env);
+        self.flush(now);
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Time) {
+        for v in &mut self.vnodes {
+            if v.poll_timeout().is_some_and(|t| t <= now) {
+                v.handle_timeout(now);
+            }
+        }
+        self.flush(now);
+    }
+
+    /// The driver could not connect to `addr`: everything there is dead.
+    pub fn handle_unreachable(&mut self, now: Time, addr: SocketAddr) {
+        for v in &mut self.vnodes {
+            v.handle_unreachable(now, addr);
+        }
+        self.flush(now);
+    }
+
+    /// The driver lost an established connection to `addr`.
+    pub fn handle_disconnect(&mut self, now: Time, addr: SocketAddr) {
+        for v in &mut self.vnodes {
+            v.handle_disconnect(now, addr);
+        }
+        self.flush(now);
+    }
+
+    /// The next message for another process.
+    pub fn poll_transmit(&mut self) -> Option<Envelope> {
+        self.out.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When `handle_timeout` must be called next.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.vnodes.iter().filter_map(|v| v.poll_timeout()).min()
+    }
+
+    /// Hands `env` to the virtual node it names (or the first one, for a
+    /// message to a bare address). Unknown ids get `NotHere`.
+    fn deliver(&mut self, now: Time, env: Envelope) {
+        let index = match env.to.id {
+            None => Some(0),
+            Some(id) => self.vnodes.iter().position(|v| v.me().id == id),
+        };
+        match index {
+            Some(i) => self.vnodes[i].handle_message(now, env.from, env.msg),
+            None => match env.msg.request_id() {
+                Some(req) => self.out.push_back(Envelope {
+                    from: self.vnodes[0].me(),
+                    to: env.from.into(),
+                    msg: Message::NotHere { req },
+                }),
+                None => self.dropped += 1,
+            },
+        }
+    }
+
+    /// Moves output of the virtual nodes to our queues, delivering messages
+    /// between our own virtual nodes directly.
+    fn flush(&mut self, now: Time) {
+        let mut local: VecDeque<Envelope> = VecDeque::new();
+        let mut rounds = 0;
+        loop {
+            for v in &mut self.vnodes {
+                while let Some(env) = v.poll_transmit() {
+                    if env.to.addr == self.addr {
+                        local.push_back(env);
+                    } else {
+                        self.out.push_back(env);
+                    }
+                }
+                while let Some(e) = v.poll_event() {
+                    self.events.push_back(e);
+                }
+            }
+            let Some(env) = local.pop_front() else {
+                break;
+            };
+            rounds += 1;
+            if rounds > MAX_LOCAL_DELIVERIES {
+                self.dropped += 1 + local.len() as u64;
+                break;
+            }
+            self.deliver(now, env);
+            // Deliver the rest of this batch before polling again.
+            while let Some(env) = local.pop_front() {
+                self.deliver(now, env);
+            }
+        }
+    }
+}

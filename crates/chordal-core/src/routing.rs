@@ -1,0 +1,289 @@
+//! The routing state of one virtual node: predecessor, successor list and
+//! finger table (Stoica et al., §4.3 and §5.2), with the pure decisions made
+//! on it. Nothing here sends a message; [`crate::vnode`] does that.
+
+use crate::{ID_BITS, Id, NodeRef};
+
+/// Predecessor, successor list and fingers of the virtual node `me`.
+#[derive(Clone, Debug)]
+pub struct RoutingTable {
+    me: NodeRef,
+    predecessor: Option<NodeRef>,
+    /// The next `r` nodes clockwise, nearest first. Never contains `me`;
+    /// empty means `me` is its own successor (alone on the ring).
+    successors: Vec<NodeRef>,
+    /// `fingers[i]` = successor(me + 2^i) as last learned; `None` until known.
+    fingers: Vec<Option<NodeRef>>,
+    /// Maximum length `r` of `successors`.
+    r: usize,
+}
+
+impl RoutingTable {
+    /// The table of a node alone on its ring.
+    pub fn new(me: NodeRef, r: usize) -> RoutingTable {
+        RoutingTable {
+            me,
+            predecessor: None,
+            successors: Vec::with_capacity(r),
+            fingers: vec![None; ID_BITS],
+            r: r.max(1),
+        }
+    }
+
+    /// The virtual node this table belongs to.
+    pub fn me(&self) -> NodeRef {
+        self.me
+    }
+
+    /// The first successor; `me` when alone.
+    pub fn successor(&self) -> NodeRef {
+        self.successors.first().copied().unwrap_or(self.me)
+    }
+
+    /// The successor list, nearest first (empty when alone).
+    pub fn successors(&self) -> &[NodeRef] {
+        &self.successors
+    }
+
+    /// The successor list as sent to others: starts with `me`'s successor,
+    /// or is `[me]` when alone.
+    pub fn successors_or_me(&self) -> Vec<NodeRef> {
+        if self.successors.is_empty() {
+            vec![self.me]
+        } else {
+            self.successors.clone()
+        }
+    }
+
+    /// The predecessor, if known.
+    pub fn predecessor(&self) -> Option<NodeRef> {
+        self.predecessor
+    }
+
+    /// Replaces the predecessor; returns the old one.
+    pub fn set_predecessor(&mut self, p: Option<NodeRef>) -> Option<NodeRef> {
+        let p = p.filter(|p| *p != self.me);
+        std::mem::replace(&mut self.predecessor, p)
+    }
+
+    /// Finger `i` as last learned.
+    pub fn finger(&self, i: usize) -> Option<NodeRef> {
+        self.fingers[i]
+    }
+
+    /// All 160 finger slots.
+    pub fn fingers(&self) -> &[Option<NodeRef>] {
+        &self.fingers
+    }
+
+    /// `me + 2^i`: the first id finger `i` is responsible for.
+    pub fn finger_start(&self, i: usize) -> Id {
+        self.me.id.add_pow2(i)
+    }
+
+    /// Records `node` as successor(finger_start(i)); `me` clears the slot.
+    pub fn set_finger(&mut self, i: usize, node: NodeRef) {
+        self.fingers[i] = (node != self.me).then_some(node);
+    }
+
+    /// Is `key` owned by our successor, i.e. in `(me, successor]`?
+    pub fn successor_owns(&self, key: &Id) -> bool {
+        key.in_open_closed(&self.me.id, &self.successor().id)
+    }
+
+    /// Sets the successor list to `first` followed by `rest` (what `first`
+    /// reported as its own successors). Drops `me` and anything after it (the
+    /// list wrapped around a small ring), duplicates, and truncates to `r`.
+    /// Returns the old first successor.
+    pub fn set_successors(&mut self, first: NodeRef, rest: &[NodeRef]) -> NodeRef {
+        let old = self.successor();
+        self.successors.clear();
+        for n in std::iter::once(&first).chain(rest) {
+            if n.id == self.me.id || self.successors.len() == self.r {
+                break;
+            }
+            if !self.successors.iter().any(|s| s.id == n.id) {
+                self.successors.push(*n);
+            }
+        }
+        old
+    }
+
+    /// Puts `node` in front of the successor list (it was found between us
+    /// and our successor). Returns the old first successor.
+    pub fn push_successor(&mut self, node: NodeRef) -> NodeRef {
+        let rest = self.successors.clone();
+        self.set_successors(node, &rest)
+    }
+
+    /// Forgets every entry for which `dead` is true: predecessor, successors,
+    /// fingers. When the whole successor list is gone the closest remaining
+    /// finger (or the predecessor) becomes the successor, so that the ring can
+    /// heal by stabilization. Returns the removed entries (deduplicated).
+    pub fn remove(&mut self, dead: impl Fn(&NodeRef) -> bool) -> Vec<NodeRef> {
+        let mut removed = Vec::new();
+        let mut note = |n: NodeRef| {
+            if !removed.contains(&n) {
+                removed.push(n);
+            }
+        };
+        if let Some(p) = self.predecessor.filter(|p| dead(p)) {
+            note(p);
+            self.predecessor = None;
+        }
+        self.successors.retain(|s| {
+            let d = dead(s);
+            if d {
+                note(*s);
+            }
+            !d
+        });
+        for slot in self.fingers.iter_mut() {
+            if let Some(f) = slot.filter(|f| dead(f)) {
+                note(f);
+                *slot = None;
+            }
+        }
+        if self.successors.is_empty() {
+            let me = self.me.id;
+            let nearest = self
+                .fingers
+                .iter()
+                .flatten()
+                .chain(self.predecessor.iter())
+                .min_by_key(|n| me.distance(&n.id))
+                .copied();
+            if let Some(n) = nearest {
+                self.successors.push(n);
+            }
+        }
+        removed
+    }
+
+    /// Every distinct node this table knows, except `me`.
+    pub fn known_nodes(&self) -> Vec<NodeRef> {
+        let mut out: Vec<NodeRef> = Vec::new();
+        let all = self
+            .successors
+            .iter()
+            .chain(self.fingers.iter().flatten())
+            .chain(self.predecessor.iter());
+        for n in all {
+            if !out.iter().any(|o| o.id == n.id) {
+                out.push(*n);
+            }
+        }
+        out
+    }
+
+    /// `closest_preceding_node(key)` from the paper (Fig. 5), extended to the
+    /// successor list (§5.3): the known node in the open interval `(me, key)`
+    /// nearest to `key`. `None` if no known node lies there.
+    pub fn closest_preceding_node(&self, key: &Id) -> Option<NodeRef> {
+        self.closest_preceding_nodes(key, 1).into_iter().next()
+    }
+
+    /// Up to `k` known nodes in `(me, key)`, nearest to `key` first: the
+    /// candidates to try in turn when a hop fails.
+    pub fn closest_preceding_nodes(&self, key: &Id, k: usize) -> Vec<NodeRef> {
+        let me = self.me.id;
+        let mut candidates: Vec<NodeRef> = self
+            .known_nodes()
+            .into_iter()
+            .filter(|n| n.id.in_open(&me, key))
+            .collect();
+        // Largest clockwise distance from me = nearest before the key.
+        candidates.sort_by_key(|n| std::cmp::Reverse(me.distance(&n.id)));
+        candidates.truncate(k);
+        candidates
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::net::SocketAddr;
+
+    fn node(v: u64) -> NodeRef {
+        let addr: SocketAddr = format!("127.0.0.1:{}", 1000 + (v % 60000)).parse().unwrap();
+        NodeRef::new(Id::from_u64(v), addr)
+    }
+
+    fn any_node() -> impl Strategy<Value = NodeRef> {
+        (any::<[u8; 20]>(), 1u16..u16::MAX)
+            .prop_map(|(id, port)| NodeRef::new(Id(id), SocketAddr::from(([127, 0, 0, 1], port))))
+    }
+
+    proptest! {
+        /// Whatever the table holds, the chosen next hop is strictly closer to
+        /// the key than we are: routing always makes progress (Theorem 2's premise).
+        #[test]
+        fn closest_preceding_node_is_strictly_closer(
+            me in any_node(),
+            others in proptest::collection::vec(any_node(), 0..40),
+            fingers in proptest::collection::vec((0usize..ID_BITS, any_node()), 0..40),
+            key in any::<[u8; 20]>().prop_map(Id),
+        ) {
+            let mut t = RoutingTable::new(me, 8);
+            if let Some((first, rest)) = others.split_first() {
+                t.set_successors(*first, rest);
+            }
+            for (i, f) in fingers {
+                t.set_finger(i, f);
+            }
+            if let Some(next) = t.closest_preceding_node(&key) {
+                prop_assert!(next.id.in_open(&me.id, &key));
+                prop_assert!(next.id.distance(&key) < me.id.distance(&key));
+                // And no known node in (me, key) is closer to the key.
+                for n in t.known_nodes() {
+                    if n.id.in_open(&me.id, &key) {
+                        prop_assert!(next.id.distance(&key) <= n.id.distance(&key));
+                    }
+                }
+            } else {
+                for n in t.known_nodes() {
+                    prop_assert!(!n.id.in_open(&me.id, &key));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn successor_list_stops_at_me_and_dedups() {
+        let mut t = RoutingTable::new(node(10), 3);
+        t.set_successors(node(20), &[node(30), node(30), node(10), node(40)]);
+        assert_eq!(t.successors(), &[node(20), node(30)]);
+        t.set_successors(node(20), &[node(30), node(40), node(50), node(60)]);
+        assert_eq!(t.successors(), &[node(20), node(30), node(40)]);
+    }
+
+    #[test]
+    fn alone_owns_everything() {
+        let t = RoutingTable::new(node(10), 3);
+        assert_eq!(t.successor(), node(10));
+        assert!(t.successor_owns(&Id::from_u64(5)));
+        assert!(t.successor_owns(&Id::from_u64(10)));
+        assert_eq!(t.closest_preceding_node(&Id::from_u64(5)), None);
+    }
+
+    #[test]
+    fn removing_successors_falls_back_to_fingers() {
+        let mut t = RoutingTable::new(node(10), 2);
+        t.set_successors(node(20), &[node(30)]);
+        t.set_finger(5, node(50));
+        t.set_finger(6, node(90));
+        t.set_predecessor(Some(node(5)));
+        let removed = t.remove(|n| n.id <= Id::from_u64(30));
+        assert_eq!(removed, vec![node(5), node(20), node(30)]);
+        assert_eq!(t.successor(), node(50));
+        assert_eq!(t.predecessor(), None);
+    }
+
+    #[test]
+    fn set_predecessor_ignores_me() {
+        let mut t = RoutingTable::new(node(10), 2);
+        t.set_predecessor(Some(node(10)));
+        assert_eq!(t.predecessor(), None);
+    }
+}

@@ -1,0 +1,16 @@
+//! # chordal-sim: the real Chord core under virtual time
+//!
+//! [`Sim`] runs many [`chordal_core::Node`]s over an in-memory network with a
+//! virtual clock: messages take a configurable latency, may be lost, and dead
+//! nodes swallow them (or refuse them, like a closed TCP port). Nothing here
+//! sleeps, so thousands of nodes and minutes of protocol time run in seconds,
+//! and every run is decided by its seed.
+//!
+//! [`Oracle`] knows the true ring (sorted live ids) and answers what every
+//! successor, predecessor, finger and lookup *should* be.
+
+mod oracle;
+mod sim;
+
+pub use oracle::Oracle;
+pub use sim::{Sim, SimConfig};

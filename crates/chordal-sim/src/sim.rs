@@ -1,0 +1,448 @@
+//! The discrete-event network: a priority queue of deliveries and wake-ups
+//! over virtual time.
+
+use crate::Oracle;
+use chordal_core::{
+    Config, Envelope, Event, Id, LookupError, LookupId, LookupMode, LookupResult, Node, Rng, Time,
+};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::Duration;
+
+/// Knobs of the simulated network.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// One-way latency is uniform in `[min_latency, max_latency]`.
+    pub min_latency: Duration,
+    /// See `min_latency`.
+    pub max_latency: Duration,
+    /// Probability that a message is lost.
+    pub loss: f64,
+    /// If true, sending to a dead node fails at once (a closed TCP port on a
+    /// live host); if false, the message vanishes and only timeouts tell.
+    pub refuse_dead: bool,
+    /// Seed for latency, loss and node ids.
+    pub seed: u64,
+    /// Protocol configuration of every node.
+    pub node: Config,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            min_latency: Duration::from_millis(1),
+            max_latency: Duration::from_millis(5),
+            loss: 0.0,
+            refuse_dead: false,
+            seed: 1,
+            node: Config::default(),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Item {
+    Deliver(Envelope),
+    Wake(usize),
+    Unreachable { at: usize, addr: SocketAddr },
+}
+
+struct SimNode {
+    node: Node,
+    alive: bool,
+    /// The wake-up currently queued for this node, if any.
+    wake: Option<Time>,
+}
+
+/// Many nodes, one virtual clock.
+pub struct Sim {
+    config: SimConfig,
+    now: Time,
+    nodes: Vec<SimNode>,
+    by_addr: HashMap<SocketAddr, usize>,
+    queue: BinaryHeap<Reverse<(Time, u64)>>,
+    items: HashMap<u64, Item>,
+    seq: u64,
+    rng: Rng,
+    results: HashMap<(usize, LookupId), Result<LookupResult, LookupError>>,
+    /// Every event, with the index of the node it came from (if recording).
+    pub events: Vec<(usize, Event)>,
+    record_events: bool,
+    /// Messages handed to the network so far.
+    pub messages_sent: u64,
+}
+
+impl Sim {
+    /// An empty network.
+    pub fn new(config: SimConfig) -> Sim {
+        let rng = Rng::new(config.seed);
+        Sim {
+            config,
+            now: Time::ZERO,
+            nodes: Vec::new(),
+            by_addr: HashMap::new(),
+            queue: BinaryHeap::new(),
+            items: HashMap::new(),
+            seq: 0,
+            rng,
+            results: HashMap::new(),
+            events: Vec::new(),
+            record_events: false,
+            messages_sent: 0,
+        }
+    }
+
+    /// Keep every event in [`Sim::events`] (tests that look at events).
+    pub fn record_events(&mut self, on: bool) {
+        self.record_events = on;
+    }
+
+    /// Virtual time now.
+    pub fn now(&self) -> Time {
+        self.now
+    }
+
+    /// Number of nodes ever added (dead ones included).
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Has no node been added?
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Adds a node with `vnodes` virtual nodes and random ids; it does
+    /// nothing until `create` or `join`. Returns its index.
+    pub fn add_node(&mut self, vnodes: usize) -> usize {
+        let ids: Vec<Id> = (0..vnodes.max(1)).map(|_| self.random_id()).collect();
+        self.add_node_with_ids(&ids)
+    }
+
+    /// Adds a node hosting exactly `ids`.
+    pub fn add_node_with_ids(&mut self, ids: &[Id]) -> usize {
+        let index = self.nodes.len();
+        // A made-up address per node; nothing is ever sent to it.
+        let ip = Ipv4Addr::new(
+            127,
+            (index >> 16) as u8 + 1,
+            (index >> 8) as u8,
+            index as u8,
+        );
+        let addr = SocketAddr::V4(SocketAddrV4::new(ip, 7000));
+        let seed = self.rng.next_u64();
+        let node = Node::new(self.config.node.clone(), addr, ids, seed);
+        self.nodes.push(SimNode {
+            node,
+            alive: true,
+            wake: None,
+        });
+        self.by_addr.insert(addr, index);
+        index
+    }
+
+    /// A random id from the simulation's seed.
+    pub fn random_id(&mut self) -> Id {
+        let mut b = [0u8; 20];
+        for chunk in b.chunks_mut(8) {
+            let v = self.rng.next_u64().to_be_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+        Id(b)
+    }
+
+    /// Node `i`'s state machine.
+    pub fn node(&self, i: usize) -> &Node {
+        &self.nodes[i].node
+    }
+
+    /// Is node `i` running?
+    pub fn is_alive(&self, i: usize) -> bool {
+        self.nodes[i].alive
+    }
+
+    /// Indices of the running nodes.
+    pub fn alive(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].alive)
+            .collect()
+    }
+
+    /// Node `i` starts a new ring.
+    pub fn create(&mut self, i: usize) {
+        let now = self.now;
+        self.nodes[i].node.create(now);
+        self.after_input(i);
+    }
+
+    /// Node `i` joins through node `seed`.
+    pub fn join(&mut self, i: usize, seed: usize) {
+        let now = self.now;
+        let seed_addr = self.nodes[seed].node.addr();
+        self.nodes[i].node.join(now, vec![seed_addr]);
+        self.after_input(i);
+    }
+
+    /// Node `i` joins through several seeds, tried in turn.
+    pub fn join_via(&mut self, i: usize, seeds: &[usize]) {
+        let now = self.now;
+        let addrs = seeds.iter().map(|s| self.nodes[*s].node.addr()).collect();
+        self.nodes[i].node.join(now, addrs);
+        self.after_input(i);
+    }
+
+    /// Node `i` leaves gracefully (its farewell messages are sent), then stops.
+    pub fn leave(&mut self, i: usize) {
+        let now = self.now;
+        self.nodes[i].node.leave(now);
+        self.after_input(i);
+        self.nodes[i].alive = false;
+    }
+
+    /// Node `i` crashes: it stops at once and says nothing.
+    pub fn kill(&mut self, i: usize) {
+        self.nodes[i].alive = false;
+    }
+
+    /// Starts a lookup at node `i`; see [`Sim::lookup_result`].
+    pub fn start_lookup(&mut self, i: usize, key: Id, mode: LookupMode) -> LookupId {
+        let now = self.now;
+        let id = self.nodes[i].node.start_lookup(now, key, mode);
+        self.after_input(i);
+        id
+    }
+
+    /// The result of a lookup started at node `i`, once it finished.
+    pub fn lookup_result(
+        &self,
+        i: usize,
+        id: LookupId,
+    ) -> Option<&Result<LookupResult, LookupError>> {
+        self.results.get(&(i, id))
+    }
+
+    /// Runs a lookup at node `i` to completion (or `lookup_timeout`).
+    pub fn lookup(
+        &mut self,
+        i: usize,
+        key: Id,
+        mode: LookupMode,
+    ) -> Result<LookupResult, LookupError> {
+        let id = self.start_lookup(i, key, mode);
+        let deadline = self.now + self.config.node.lookup_timeout + Duration::from_secs(1);
+        while !self.results.contains_key(&(i, id)) && self.now < deadline {
+            if !self.step() {
+                break;
+            }
+        }
+        self.results
+            .remove(&(i, id))
+            .unwrap_or(Err(LookupError::Timeout))
+    }
+
+    /// Advances virtual time by `d`, processing everything due.
+    pub fn run_for(&mut self, d: Duration) {
+        let until = self.now + d;
+        self.run_until(until);
+    }
+
+    /// Processes everything due up to `until`, then sets the clock to it.
+    pub fn run_until(&mut self, until: Time) {
+        while let Some(Reverse((at, _))) = self.queue.peek() {
+            if *at > until {
+                break;
+            }
+            self.step();
+        }
+        self.now = self.now.max(until);
+    }
+
+    /// Runs until `done(self)` holds, checking every `every`; gives up after
+    /// `limit`. Returns the virtual time it took, or `None`.
+    pub fn run_until_true(
+        &mut self,
+        every: Duration,
+        limit: Duration,
+        mut done: impl FnMut(&Sim) -> bool,
+    ) -> Option<Duration> {
+        let start = self.now;
+        loop {
+            if done(self) {
+                return Some(self.now - start);
+            }
+            if self.now - start >= limit {
+                return None;
+            }
+            self.run_for(every);
+        }
+    }
+
+    /// The true ring of live virtual nodes.
+    pub fn oracle(&self) -> Oracle {
+        Oracle::new(
+            self.nodes
+                .iter()
+                .filter(|n| n.alive)
+                .flat_map(|n| n.node.vnodes().iter().map(|v| v.me().id))
+                .collect(),
+        )
+    }
+
+    /// Does every live virtual node have the true successor (and, if
+    /// `with_predecessors`, the true predecessor)? Returns the number wrong.
+    pub fn ring_errors(&self, with_predecessors: bool) -> usize {
+        let oracle = self.oracle();
+        let mut wrong = 0;
+        for n in self.nodes.iter().filter(|n| n.alive) {
+            for v in n.node.vnodes() {
+                let id = v.me().id;
+                let ok_succ = v.is_joined() && v.table().successor().id == oracle.next(&id);
+                let ok_pred = !with_predecessors
+                    || v.table().predecessor().map(|p| p.id) == Some(oracle.prev(&id))
+                    || (oracle.len() == 1 && v.table().predecessor().is_none());
+                if !(ok_succ && ok_pred) {
+                    wrong += 1;
+                }
+            }
+        }
+        wrong
+    }
+
+    /// One line per live virtual node whose neighbours are wrong: what it
+    /// has and what the truth is. For failure messages.
+    pub fn describe_errors(&self, limit: usize) -> String {
+        let oracle = self.oracle();
+        let mut out = String::new();
+        for (i, n) in self.nodes.iter().enumerate().filter(|(_, n)| n.alive) {
+            for v in n.node.vnodes() {
+                let id = v.me().id;
+                let succ = v.table().successor().id;
+                let pred = v.table().predecessor().map(|p| p.id);
+                if succ != oracle.next(&id) || pred != Some(oracle.prev(&id)) {
+                    out.push_str(&format!(
+                        "node {i} {:?} {:?}: succ {:?} (true {:?}) pred {:?} (true {:?}) list {:?}\n",
+                        id,
+                        v.phase(),
+                        succ,
+                        oracle.next(&id),
+                        pred,
+                        oracle.prev(&id),
+                        v.table().successors().iter().map(|s| s.id).collect::<Vec<_>>()
+                    ));
+                    if out.lines().count() >= limit {
+                        return out;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Number of finger slots (over all live virtual nodes) that differ from
+    /// the truth.
+    pub fn finger_errors(&self) -> usize {
+        let oracle = self.oracle();
+        let mut wrong = 0;
+        for n in self.nodes.iter().filter(|n| n.alive) {
+            for v in n.node.vnodes() {
+                for i in 0..chordal_core::ID_BITS {
+                    let truth = oracle.successor(&v.table().finger_start(i));
+                    let have = v.table().finger(i).map(|f| f.id).unwrap_or(v.me().id);
+                    if have != truth {
+                        wrong += 1;
+                    }
+                }
+            }
+        }
+        wrong
+    }
+
+    /// Processes the next queued item. Returns false when nothing is queued.
+    pub fn step(&mut self) -> bool {
+        let Some(Reverse((at, seq))) = self.queue.pop() else {
+            return false;
+        };
+        self.now = self.now.max(at);
+        let Some(item) = self.items.remove(&seq) else {
+            return true;
+        };
+        let now = self.now;
+        match item {
+            Item::Deliver(env) => {
+                if let Some(&i) = self.by_addr.get(&env.to.addr) {
+                    if self.nodes[i].alive {
+                        self.nodes[i].node.handle_message(now, env);
+                        self.after_input(i);
+                    }
+                }
+            }
+            Item::Wake(i) => {
+                if self.nodes[i].wake == Some(at) {
+                    self.nodes[i].wake = None;
+                }
+                if self.nodes[i].alive {
+                    self.nodes[i].node.handle_timeout(now);
+                    self.after_input(i);
+                }
+            }
+            Item::Unreachable { at: i, addr } => {
+                if self.nodes[i].alive {
+                    self.nodes[i].node.handle_unreachable(now, addr);
+                    self.after_input(i);
+                }
+            }
+        }
+        true
+    }
+
+    fn push(&mut self, at: Time, item: Item) {
+        self.seq += 1;
+        self.items.insert(self.seq, item);
+        self.queue.push(Reverse((at, self.seq)));
+    }
+
+    /// Collects node `i`'s output: messages onto the network, events into
+    /// the results, and its next wake-up.
+    fn after_input(&mut self, i: usize) {
+        while let Some(env) = self.nodes[i].node.poll_transmit() {
+            self.messages_sent += 1;
+            let dest = self.by_addr.get(&env.to.addr).copied();
+            let dead = dest.is_none_or(|d| !self.nodes[d].alive);
+            let latency = self.latency();
+            if dead && self.config.refuse_dead {
+                let addr = env.to.addr;
+                self.push(self.now + latency, Item::Unreachable { at: i, addr });
+                continue;
+            }
+            if self.config.loss > 0.0 {
+                let draw = self.rng.next_u64() as f64 / u64::MAX as f64;
+                if draw < self.config.loss {
+                    continue;
+                }
+            }
+            self.push(self.now + latency, Item::Deliver(env));
+        }
+        while let Some(e) = self.nodes[i].node.poll_event() {
+            if let Event::LookupDone { lookup, result } = &e {
+                self.results.insert((i, *lookup), result.clone());
+            }
+            if self.record_events {
+                self.events.push((i, e));
+            }
+        }
+        if let Some(t) = self.nodes[i].node.poll_timeout() {
+            let t = t.max(self.now);
+            if self.nodes[i].wake.is_none_or(|w| t < w) {
+                self.nodes[i].wake = Some(t);
+                self.push(t, Item::Wake(i));
+            }
+        }
+    }
+
+    fn latency(&mut self) -> Duration {
+        let lo = self.config.min_latency.as_micros() as u64;
+        let hi = self.config.max_latency.as_micros() as u64;
+        Duration::from_micros(lo + self.rng.below(hi.saturating_sub(lo) + 1))
+    }
+}
