@@ -1,14 +1,60 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! # chordal-wire: the bytes of the peer protocol
+//!
+//! A peer connection is: a 12-byte preamble each way ([`preamble`]: magic
+//! `CHORDAL\0` + version), then u32 big-endian length-prefixed frames
+//! ([`frame_codec`]) whose bodies are protobuf: first a [`Hello`], then
+//! [`chordal_core::Envelope`]s ([`encode_envelope`], [`decode_envelope`]).
+//! The schema is `proto/chordal.proto`; the framing is described in
+//! `docs/protocol.md`.
+//!
+//! Decoding never panics and never allocates beyond the frame limit: the
+//! length prefix is checked before the body is read.
+
+mod convert;
+mod handshake;
+pub mod pb;
+
+pub use convert::{MAX_LIST, decode_envelope, encode_envelope, envelope_from_pb, envelope_to_pb};
+pub use handshake::{
+    Hello, MAGIC, MAX_HELLO, PREAMBLE_LEN, PROTOCOL_VERSION, check_preamble, decode_hello,
+    encode_hello, preamble,
+};
+
+use tokio_util::codec::LengthDelimitedCodec;
+
+/// Default hard maximum of one frame body: room for a 1 MiB value and more.
+pub const DEFAULT_MAX_FRAME: usize = 4 * 1024 * 1024;
+
+/// Why bytes from a peer were rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// The connection did not start with `CHORDAL\0`.
+    #[error("not a chordal peer (bad magic number)")]
+    BadMagic,
+    /// The peer speaks another protocol version.
+    #[error("unsupported protocol version {0}")]
+    Version(u32),
+    /// The peer belongs to another cluster.
+    #[error("peer is in cluster {0:?}, not ours")]
+    Cluster(String),
+    /// The body is not valid protobuf.
+    #[error("malformed protobuf body")]
+    Protobuf,
+    /// A required field is absent.
+    #[error("missing field {0}")]
+    Missing(&'static str),
+    /// A field has an impossible value (wrong id length, bad address, ...).
+    #[error("invalid field {0}")]
+    Invalid(&'static str),
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
+/// The frame codec: u32 big-endian length prefix, bodies up to `max_frame`
+/// bytes. A larger prefix is an error before anything is allocated.
+pub fn frame_codec(max_frame: usize) -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .length_field_length(4)
+        .big_endian()
+        .max_frame_length(max_frame)
+        .new_codec()
 }

@@ -1,0 +1,208 @@
+//! Core messages to protobuf and back. Decoding checks every field that
+//! came from the network and never panics.
+
+use crate::WireError;
+use crate::pb::{self, Body};
+use chordal_core::{Envelope, Id, LookupFailure, Message, NodeRef, Target};
+use prost::Message as _;
+use std::net::SocketAddr;
+
+/// Most nodes a list in one message may carry (successor lists, candidates).
+pub const MAX_LIST: usize = 64;
+
+fn node_to_pb(n: &NodeRef) -> pb::NodeRef {
+    pb::NodeRef {
+        id: n.id.0.to_vec(),
+        addr: n.addr.to_string(),
+    }
+}
+
+fn nodes_to_pb(ns: &[NodeRef]) -> Vec<pb::NodeRef> {
+    ns.iter().map(node_to_pb).collect()
+}
+
+fn id_from_pb(bytes: &[u8], field: &'static str) -> Result<Id, WireError> {
+    Id::from_slice(bytes).ok_or(WireError::Invalid(field))
+}
+
+fn node_from_pb(n: &pb::NodeRef, field: &'static str) -> Result<NodeRef, WireError> {
+    let id = id_from_pb(&n.id, field)?;
+    let addr: SocketAddr = n.addr.parse().map_err(|_| WireError::Invalid(field))?;
+    Ok(NodeRef::new(id, addr))
+}
+
+fn required(n: &Option<pb::NodeRef>, field: &'static str) -> Result<NodeRef, WireError> {
+    node_from_pb(n.as_ref().ok_or(WireError::Missing(field))?, field)
+}
+
+fn optional(n: &Option<pb::NodeRef>, field: &'static str) -> Result<Option<NodeRef>, WireError> {
+    n.as_ref().map(|n| node_from_pb(n, field)).transpose()
+}
+
+fn nodes_from_pb(ns: &[pb::NodeRef], field: &'static str) -> Result<Vec<NodeRef>, WireError> {
+    if ns.len() > MAX_LIST {
+        return Err(WireError::Invalid(field));
+    }
+    ns.iter().map(|n| node_from_pb(n, field)).collect()
+}
+
+/// The protobuf form of `env` (its destination address is the connection's).
+pub fn envelope_to_pb(env: &Envelope) -> pb::Envelope {
+    let body = match &env.msg {
+        Message::Ping { req } => Body::Ping(pb::Req { req: *req }),
+        Message::Pong { req } => Body::Pong(pb::Req { req: *req }),
+        Message::GetNeighbors { req } => Body::GetNeighbors(pb::Req { req: *req }),
+        Message::Neighbors {
+            req,
+            predecessor,
+            successors,
+        } => Body::Neighbors(pb::Neighbors {
+            req: *req,
+            predecessor: predecessor.as_ref().map(node_to_pb),
+            successors: nodes_to_pb(successors),
+        }),
+        Message::Notify => Body::Notify(pb::Notify {}),
+        Message::SuccessorHint { candidate } => Body::SuccessorHint(pb::SuccessorHint {
+            candidate: Some(node_to_pb(candidate)),
+        }),
+        Message::FindSuccessor {
+            req,
+            origin,
+            lookup,
+            key,
+            hops,
+        } => Body::FindSuccessor(pb::FindSuccessor {
+            req: *req,
+            origin: Some(node_to_pb(origin)),
+            lookup: *lookup,
+            key: key.0.to_vec(),
+            hops: *hops,
+        }),
+        Message::LookupAck { req } => Body::LookupAck(pb::Req { req: *req }),
+        Message::FoundSuccessor {
+            lookup,
+            key,
+            successors,
+            hops,
+        } => Body::FoundSuccessor(pb::FoundSuccessor {
+            lookup: *lookup,
+            key: key.0.to_vec(),
+            successors: nodes_to_pb(successors),
+            hops: *hops,
+        }),
+        Message::LookupFailed { lookup, reason } => Body::LookupFailed(pb::LookupFailed {
+            lookup: *lookup,
+            reason: match reason {
+                LookupFailure::HopLimit => 0,
+                _ => 1,
+            },
+        }),
+        Message::ClosestPreceding { req, key } => Body::ClosestPreceding(pb::ClosestPreceding {
+            req: *req,
+            key: key.0.to_vec(),
+        }),
+        Message::ClosestPrecedingReply { req, done, nodes } => {
+            Body::ClosestPrecedingReply(pb::ClosestPrecedingReply {
+                req: *req,
+                done: *done,
+                nodes: nodes_to_pb(nodes),
+            })
+        }
+        Message::Leave {
+            predecessor,
+            successors,
+        } => Body::Leave(pb::Leave {
+            predecessor: predecessor.as_ref().map(node_to_pb),
+            successors: nodes_to_pb(successors),
+        }),
+        Message::NotHere { req } => Body::NotHere(pb::Req { req: *req }),
+        // `Message` is non-exhaustive only towards other crates; every
+        // variant is listed above.
+        #[allow(unreachable_patterns)]
+        other => unreachable!("message {} has no wire form", other.kind()),
+    };
+    pb::Envelope {
+        from: Some(node_to_pb(&env.from)),
+        to_id: env.to.id.map(|id| id.0.to_vec()).unwrap_or_default(),
+        body: Some(body),
+    }
+}
+
+/// Encodes `env` as a frame body.
+pub fn encode_envelope(env: &Envelope) -> Vec<u8> {
+    envelope_to_pb(env).encode_to_vec()
+}
+
+/// Decodes a frame body received on a connection to our address `local`.
+pub fn decode_envelope(bytes: &[u8], local: SocketAddr) -> Result<Envelope, WireError> {
+    let pb = pb::Envelope::decode(bytes).map_err(|_| WireError::Protobuf)?;
+    envelope_from_pb(&pb, local)
+}
+
+/// Checks and converts a decoded protobuf envelope.
+pub fn envelope_from_pb(pb: &pb::Envelope, local: SocketAddr) -> Result<Envelope, WireError> {
+    let from = required(&pb.from, "from")?;
+    let to_id = if pb.to_id.is_empty() {
+        None
+    } else {
+        Some(id_from_pb(&pb.to_id, "to_id")?)
+    };
+    let msg = match pb.body.as_ref().ok_or(WireError::Missing("body"))? {
+        Body::Ping(r) => Message::Ping { req: r.req },
+        Body::Pong(r) => Message::Pong { req: r.req },
+        Body::GetNeighbors(r) => Message::GetNeighbors { req: r.req },
+        Body::Neighbors(n) => Message::Neighbors {
+            req: n.req,
+            predecessor: optional(&n.predecessor, "predecessor")?,
+            successors: nodes_from_pb(&n.successors, "successors")?,
+        },
+        Body::Notify(_) => Message::Notify,
+        Body::SuccessorHint(h) => Message::SuccessorHint {
+            candidate: required(&h.candidate, "candidate")?,
+        },
+        Body::FindSuccessor(f) => Message::FindSuccessor {
+            req: f.req,
+            origin: required(&f.origin, "origin")?,
+            lookup: f.lookup,
+            key: id_from_pb(&f.key, "key")?,
+            hops: f.hops,
+        },
+        Body::LookupAck(r) => Message::LookupAck { req: r.req },
+        Body::FoundSuccessor(f) => Message::FoundSuccessor {
+            lookup: f.lookup,
+            key: id_from_pb(&f.key, "key")?,
+            successors: nodes_from_pb(&f.successors, "successors")?,
+            hops: f.hops,
+        },
+        Body::LookupFailed(f) => Message::LookupFailed {
+            lookup: f.lookup,
+            reason: match f.reason {
+                0 => LookupFailure::HopLimit,
+                1 => LookupFailure::NoRoute,
+                _ => return Err(WireError::Invalid("reason")),
+            },
+        },
+        Body::ClosestPreceding(c) => Message::ClosestPreceding {
+            req: c.req,
+            key: id_from_pb(&c.key, "key")?,
+        },
+        Body::ClosestPrecedingReply(c) => Message::ClosestPrecedingReply {
+            req: c.req,
+            done: c.done,
+            nodes: nodes_from_pb(&c.nodes, "nodes")?,
+        },
+        Body::Leave(l) => Message::Leave {
+            predecessor: optional(&l.predecessor, "predecessor")?,
+            successors: nodes_from_pb(&l.successors, "successors")?,
+        },
+        Body::NotHere(r) => Message::NotHere { req: r.req },
+    };
+    Ok(Envelope {
+        from,
+        to: Target {
+            addr: local,
+            id: to_id,
+        },
+        msg,
+    })
+}

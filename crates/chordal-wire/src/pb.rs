@@ -1,0 +1,158 @@
+//! The protobuf messages of `proto/chordal.proto`, derived by hand with
+//! prost (no `protoc` needed). Field tags must match the `.proto` file.
+
+#![allow(missing_docs)]
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct NodeRef {
+    #[prost(bytes = "vec", tag = "1")]
+    pub id: Vec<u8>,
+    #[prost(string, tag = "2")]
+    pub addr: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Hello {
+    #[prost(uint32, tag = "1")]
+    pub version: u32,
+    #[prost(string, tag = "2")]
+    pub cluster: String,
+    #[prost(string, tag = "3")]
+    pub addr: String,
+    #[prost(string, tag = "4")]
+    pub api: String,
+    #[prost(bytes = "vec", repeated, tag = "5")]
+    pub ids: Vec<Vec<u8>>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Envelope {
+    #[prost(message, optional, tag = "1")]
+    pub from: Option<NodeRef>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub to_id: Vec<u8>,
+    #[prost(
+        oneof = "Body",
+        tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23"
+    )]
+    pub body: Option<Body>,
+}
+
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum Body {
+    #[prost(message, tag = "10")]
+    Ping(Req),
+    #[prost(message, tag = "11")]
+    Pong(Req),
+    #[prost(message, tag = "12")]
+    GetNeighbors(Req),
+    #[prost(message, tag = "13")]
+    Neighbors(Neighbors),
+    #[prost(message, tag = "14")]
+    Notify(Notify),
+    #[prost(message, tag = "15")]
+    SuccessorHint(SuccessorHint),
+    #[prost(message, tag = "16")]
+    FindSuccessor(FindSuccessor),
+    #[prost(message, tag = "17")]
+    LookupAck(Req),
+    #[prost(message, tag = "18")]
+    FoundSuccessor(FoundSuccessor),
+    #[prost(message, tag = "19")]
+    LookupFailed(LookupFailed),
+    #[prost(message, tag = "20")]
+    ClosestPreceding(ClosestPreceding),
+    #[prost(message, tag = "21")]
+    ClosestPrecedingReply(ClosestPrecedingReply),
+    #[prost(message, tag = "22")]
+    Leave(Leave),
+    #[prost(message, tag = "23")]
+    NotHere(Req),
+}
+
+/// `Ping`, `Pong`, `GetNeighbors`, `LookupAck` and `NotHere`: one field, `req`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Req {
+    #[prost(uint64, tag = "1")]
+    pub req: u64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Neighbors {
+    #[prost(uint64, tag = "1")]
+    pub req: u64,
+    #[prost(message, optional, tag = "2")]
+    pub predecessor: Option<NodeRef>,
+    #[prost(message, repeated, tag = "3")]
+    pub successors: Vec<NodeRef>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Notify {}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SuccessorHint {
+    #[prost(message, optional, tag = "1")]
+    pub candidate: Option<NodeRef>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct FindSuccessor {
+    #[prost(uint64, tag = "1")]
+    pub req: u64,
+    #[prost(message, optional, tag = "2")]
+    pub origin: Option<NodeRef>,
+    #[prost(uint64, tag = "3")]
+    pub lookup: u64,
+    #[prost(bytes = "vec", tag = "4")]
+    pub key: Vec<u8>,
+    #[prost(uint32, tag = "5")]
+    pub hops: u32,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct FoundSuccessor {
+    #[prost(uint64, tag = "1")]
+    pub lookup: u64,
+    #[prost(bytes = "vec", tag = "2")]
+    pub key: Vec<u8>,
+    #[prost(message, repeated, tag = "3")]
+    pub successors: Vec<NodeRef>,
+    #[prost(uint32, tag = "4")]
+    pub hops: u32,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LookupFailed {
+    #[prost(uint64, tag = "1")]
+    pub lookup: u64,
+    /// 0 = hop limit, 1 = no route.
+    #[prost(int32, tag = "2")]
+    pub reason: i32,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ClosestPreceding {
+    #[prost(uint64, tag = "1")]
+    pub req: u64,
+    #[prost(bytes = "vec", tag = "2")]
+    pub key: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ClosestPrecedingReply {
+    #[prost(uint64, tag = "1")]
+    pub req: u64,
+    #[prost(bool, tag = "2")]
+    pub done: bool,
+    #[prost(message, repeated, tag = "3")]
+    pub nodes: Vec<NodeRef>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Leave {
+    #[prost(message, optional, tag = "1")]
+    pub predecessor: Option<NodeRef>,
+    #[prost(message, repeated, tag = "2")]
+    pub successors: Vec<NodeRef>,
+}

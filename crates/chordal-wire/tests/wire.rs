@@ -1,0 +1,199 @@
+//! Encode/decode round trips and hostile input for the peer protocol.
+
+use bytes::{BufMut, BytesMut};
+use chordal_core::{Envelope, Id, LookupFailure, Message, NodeRef, Target};
+use chordal_wire::*;
+use proptest::prelude::*;
+use std::net::SocketAddr;
+use tokio_util::codec::Decoder;
+
+fn local() -> SocketAddr {
+    "127.0.0.1:7000".parse().unwrap()
+}
+
+fn any_id() -> impl Strategy<Value = Id> {
+    any::<[u8; 20]>().prop_map(Id)
+}
+
+fn any_node() -> impl Strategy<Value = NodeRef> {
+    (any_id(), any::<[u8; 4]>(), any::<u16>(), any::<bool>()).prop_map(|(id, ip, port, v6)| {
+        let addr = if v6 {
+            SocketAddr::from(([0, 0, 0, 0, 0, 0xffff, ip[0] as u16, ip[1] as u16], port))
+        } else {
+            SocketAddr::from((ip, port))
+        };
+        NodeRef::new(id, addr)
+    })
+}
+
+fn any_nodes() -> impl Strategy<Value = Vec<NodeRef>> {
+    proptest::collection::vec(any_node(), 0..10)
+}
+
+fn any_message() -> impl Strategy<Value = Message> {
+    prop_oneof![
+        any::<u64>().prop_map(|req| Message::Ping { req }),
+        any::<u64>().prop_map(|req| Message::Pong { req }),
+        any::<u64>().prop_map(|req| Message::GetNeighbors { req }),
+        (any::<u64>(), proptest::option::of(any_node()), any_nodes()).prop_map(
+            |(req, predecessor, successors)| Message::Neighbors {
+                req,
+                predecessor,
+                successors
+            }
+        ),
+        Just(Message::Notify),
+        any_node().prop_map(|candidate| Message::SuccessorHint { candidate }),
+        (
+            any::<u64>(),
+            any_node(),
+            any::<u64>(),
+            any_id(),
+            any::<u32>()
+        )
+            .prop_map(|(req, origin, lookup, key, hops)| Message::FindSuccessor {
+                req,
+                origin,
+                lookup,
+                key,
+                hops
+            }),
+        any::<u64>().prop_map(|req| Message::LookupAck { req }),
+        (any::<u64>(), any_id(), any_nodes(), any::<u32>()).prop_map(
+            |(lookup, key, successors, hops)| Message::FoundSuccessor {
+                lookup,
+                key,
+                successors,
+                hops
+            }
+        ),
+        (any::<u64>(), any::<bool>()).prop_map(|(lookup, h)| Message::LookupFailed {
+            lookup,
+            reason: if h {
+                LookupFailure::HopLimit
+            } else {
+                LookupFailure::NoRoute
+            }
+        }),
+        (any::<u64>(), any_id()).prop_map(|(req, key)| Message::ClosestPreceding { req, key }),
+        (any::<u64>(), any::<bool>(), any_nodes())
+            .prop_map(|(req, done, nodes)| Message::ClosestPrecedingReply { req, done, nodes }),
+        (proptest::option::of(any_node()), any_nodes()).prop_map(|(predecessor, successors)| {
+            Message::Leave {
+                predecessor,
+                successors,
+            }
+        }),
+        any::<u64>().prop_map(|req| Message::NotHere { req }),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn envelopes_round_trip(from in any_node(), to_id in proptest::option::of(any_id()), msg in any_message()) {
+        let env = Envelope { from, to: Target { addr: local(), id: to_id }, msg };
+        let bytes = encode_envelope(&env);
+        prop_assert_eq!(decode_envelope(&bytes, local()), Ok(env));
+    }
+
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let _ = decode_envelope(&bytes, local());
+        let _ = decode_hello(&bytes, "c");
+        let mut codec = frame_codec(1024);
+        let mut buf = BytesMut::from(&bytes[..]);
+        // Drain whatever frames the bytes contain; errors are fine, panics are not.
+        while let Ok(Some(_)) = codec.decode(&mut buf) {}
+    }
+
+    #[test]
+    fn hello_round_trips(ids in proptest::collection::vec(any_id(), 0..8), cluster in "[a-z]{0,12}") {
+        let h = Hello {
+            cluster: cluster.clone(),
+            addr: Some(local()),
+            api: Some("127.0.0.1:8000".parse().unwrap()),
+            ids,
+        };
+        prop_assert_eq!(decode_hello(&encode_hello(&h), &cluster), Ok(h));
+    }
+}
+
+#[test]
+fn absurd_length_prefix_is_rejected_before_allocating() {
+    let mut codec = frame_codec(1024);
+    let mut buf = BytesMut::new();
+    buf.put_u32(u32::MAX);
+    buf.put_slice(b"xx");
+    assert!(codec.decode(&mut buf).is_err());
+}
+
+#[test]
+fn half_a_frame_waits_for_the_rest() {
+    let mut codec = frame_codec(1024);
+    let body = encode_envelope(&Envelope {
+        from: NodeRef::new(Id::from_u64(1), local()),
+        to: Target {
+            addr: local(),
+            id: None,
+        },
+        msg: Message::Ping { req: 9 },
+    });
+    let mut buf = BytesMut::new();
+    buf.put_u32(body.len() as u32);
+    buf.put_slice(&body[..body.len() / 2]);
+    assert_eq!(codec.decode(&mut buf).unwrap(), None);
+    buf.put_slice(&body[body.len() / 2..]);
+    let frame = codec.decode(&mut buf).unwrap().expect("whole frame");
+    assert_eq!(
+        decode_envelope(&frame, local()).unwrap().msg,
+        Message::Ping { req: 9 }
+    );
+}
+
+#[test]
+fn wrong_magic_version_and_cluster_are_named() {
+    let mut p = preamble();
+    assert_eq!(check_preamble(&p), Ok(PROTOCOL_VERSION));
+    p[11] = 9;
+    assert_eq!(check_preamble(&p), Err(WireError::Version(9)));
+    let http = *b"GET / HTTP/1";
+    assert_eq!(check_preamble(&http), Err(WireError::BadMagic));
+    let h = Hello {
+        cluster: "a".into(),
+        addr: None,
+        api: None,
+        ids: vec![],
+    };
+    assert_eq!(
+        decode_hello(&encode_hello(&h), "b"),
+        Err(WireError::Cluster("a".into()))
+    );
+}
+
+#[test]
+fn invalid_fields_are_named() {
+    // An id of the wrong length.
+    let mut pb = envelope_to_pb(&Envelope {
+        from: NodeRef::new(Id::from_u64(1), local()),
+        to: Target {
+            addr: local(),
+            id: None,
+        },
+        msg: Message::ClosestPreceding {
+            req: 1,
+            key: Id::from_u64(2),
+        },
+    });
+    if let Some(pb::Body::ClosestPreceding(c)) = pb.body.as_mut() {
+        c.key.truncate(19);
+    }
+    assert_eq!(
+        envelope_from_pb(&pb, local()),
+        Err(WireError::Invalid("key"))
+    );
+    pb.from = None;
+    assert_eq!(
+        envelope_from_pb(&pb, local()),
+        Err(WireError::Missing("from"))
+    );
+}
