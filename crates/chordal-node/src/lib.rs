@@ -1,14 +1,349 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! # chordal-node: a Chord node on tokio
+//!
+//! [`Node::start`] binds the peer port, creates or joins a ring and returns a
+//! handle once every virtual node has joined. The protocol itself lives in
+//! `chordal-core`; this crate only moves its messages over TCP
+//! (`chordal-wire` framing), runs its timers and answers the handle.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), chordal_node::StartError> {
+//! use chordal_node::{Node, NodeConfig};
+//! let first = Node::start(NodeConfig::default()).await?;
+//! let second = Node::start(NodeConfig {
+//!     seeds: vec![first.addr().to_string()],
+//!     ..NodeConfig::default()
+//! }).await?;
+//! let owner = second.locate(b"some key").await.unwrap().owner;
+//! # Ok(()) }
+//! ```
+
+mod conn;
+mod driver;
+mod pool;
+mod status;
+
+pub use conn::WireStats;
+pub use status::{Finger, Status, VNodeStatus};
+
+use chordal_core::{Event, Id, LookupError, LookupMode, LookupResult, Neighbors, NodeRef};
+use driver::{Command, Driver, DriverSettings};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// Everything needed to start a node. `NodeConfig::default()` listens on
+/// 127.0.0.1 with a free port and creates a new ring.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Peer-protocol address to bind (port 0 picks one).
+    pub listen: SocketAddr,
+    /// Address other nodes use to reach us; defaults to the bound address.
+    pub advertise: Option<SocketAddr>,
+    /// Our HTTP API address, announced to peers (for ring walks).
+    pub api: Option<SocketAddr>,
+    /// Nodes of different clusters refuse each other.
+    pub cluster: String,
+    /// Seeds to join through (`host:port`, names may resolve to several
+    /// addresses); empty creates a new ring.
+    pub seeds: Vec<String>,
+    /// Fixed id of the first virtual node (default: SHA-1 of the advertised address).
+    pub id: Option<Id>,
+    /// Virtual nodes hosted by this process.
+    pub vnodes: usize,
+    /// Protocol parameters.
+    pub core: chordal_core::Config,
+    /// Largest frame accepted or sent.
+    pub max_frame: usize,
+    /// Bound on peer connections (inbound and pooled outbound, each).
+    pub max_connections: usize,
+    /// Frames queued per peer before new ones are dropped.
+    pub peer_queue: usize,
+    pub connect_timeout: Duration,
+    pub handshake_timeout: Duration,
+    /// Connections silent this long are closed (they reopen on demand).
+    pub idle_timeout: Duration,
+    /// How long `start` waits for the join.
+    pub join_timeout: Duration,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            advertise: None,
+            api: None,
+            cluster: "chordal".to_string(),
+            seeds: Vec::new(),
+            id: None,
+            vnodes: 1,
+            core: chordal_core::Config::default(),
+            max_frame: chordal_wire::DEFAULT_MAX_FRAME,
+            max_connections: 1024,
+            peer_queue: 1024,
+            connect_timeout: Duration::from_secs(2),
+            handshake_timeout: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(120),
+            join_timeout: Duration::from_secs(20),
+        }
     }
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("listening on {0}, which peers cannot reach: set an advertised address")]
+    Unspecified(SocketAddr),
+    #[error("seed {seed:?} does not resolve: {reason}")]
+    Seed { seed: String, reason: String },
+    #[error("could not join through any seed")]
+    JoinFailed,
+    #[error("join did not finish within {0:?}")]
+    JoinTimeout(Duration),
+}
+
+/// Why a request to a running node failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    #[error(transparent)]
+    Lookup(#[from] LookupError),
+    #[error("the node has stopped")]
+    Stopped,
+}
+
+/// One node of a ring walk: a virtual node, its process's API address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RingMember {
+    pub node: NodeRef,
+    pub api: Option<SocketAddr>,
+}
+
+/// Handle to a running node. Cheap to clone; the node leaves the ring when
+/// [`Node::leave`] is called or the last handle is dropped.
+#[derive(Clone)]
+pub struct Node {
+    commands: mpsc::Sender<Command>,
+    events: broadcast::Sender<Event>,
+    addr: SocketAddr,
+    ids: Vec<Id>,
+    stats: Arc<WireStats>,
+}
+
+impl Node {
+    /// Binds, creates or joins a ring, and returns once every virtual node
+    /// has joined.
+    pub async fn start(config: NodeConfig) -> Result<Node, StartError> {
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let bound = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let addr = config.advertise.unwrap_or(bound);
+        if addr.ip().is_unspecified() {
+            return Err(StartError::Unspecified(addr));
+        }
+        let mut seeds = Vec::new();
+        for seed in &config.seeds {
+            let resolved =
+                tokio::net::lookup_host(seed.as_str())
+                    .await
+                    .map_err(|e| StartError::Seed {
+                        seed: seed.clone(),
+                        reason: e.to_string(),
+                    })?;
+            seeds.extend(resolved.filter(|a| *a != addr));
+        }
+        if !config.seeds.is_empty() && seeds.is_empty() {
+            return Err(StartError::Seed {
+                seed: config.seeds.join(","),
+                reason: "resolves only to this node".into(),
+            });
+        }
+        let mut ids = chordal_core::Node::vnode_ids(&addr.to_string(), config.vnodes);
+        if let Some(id) = config.id {
+            ids[0] = id;
+        }
+        let core = chordal_core::Node::new(config.core.clone(), addr, &ids, random_seed());
+        let (inbound_tx, inbound_rx) = mpsc::channel(4096);
+        let (commands, commands_rx) = mpsc::channel(1024);
+        let (events, _) = broadcast::channel(1024);
+        let stats = Arc::new(WireStats::default());
+        let hello = chordal_wire::encode_hello(&chordal_wire::Hello {
+            cluster: config.cluster.clone(),
+            addr: Some(addr),
+            api: config.api,
+            ids: ids.clone(),
+        });
+        let ctx = conn::ConnContext {
+            local: addr,
+            hello: hello.into(),
+            cluster: config.cluster.clone(),
+            max_frame: config.max_frame,
+            handshake_timeout: config.handshake_timeout,
+            idle_timeout: config.idle_timeout,
+            inbound: inbound_tx,
+            shutdown: CancellationToken::new(),
+            stats: stats.clone(),
+        };
+        let settings = DriverSettings {
+            cluster: config.cluster.clone(),
+            api: config.api,
+            max_connections: config.max_connections,
+            peer_queue: config.peer_queue,
+            connect_timeout: config.connect_timeout,
+        };
+        let (joined_tx, joined_rx) = oneshot::channel();
+        let driver = Driver::new(core, settings, ctx, events.clone(), joined_tx);
+        tokio::spawn(driver.run(listener, seeds, commands_rx, inbound_rx));
+        let node = Node {
+            commands,
+            events,
+            addr,
+            ids,
+            stats,
+        };
+        match tokio::time::timeout(config.join_timeout, joined_rx).await {
+            Ok(Ok(Ok(()))) => Ok(node),
+            Ok(_) => {
+                node.leave().await;
+                Err(StartError::JoinFailed)
+            }
+            Err(_) => {
+                node.leave().await;
+                Err(StartError::JoinTimeout(config.join_timeout))
+            }
+        }
+    }
+
+    /// Our peer address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Our virtual node ids; the first is the primary.
+    pub fn ids(&self) -> &[Id] {
+        &self.ids
+    }
+
+    /// The primary virtual node.
+    pub fn me(&self) -> NodeRef {
+        NodeRef::new(self.ids[0], self.addr)
+    }
+
+    /// Wire counters.
+    pub fn wire_stats(&self) -> &WireStats {
+        &self.stats
+    }
+
+    /// Events from now on (joins, neighbour and range changes, failures).
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| NodeError::Stopped)?;
+        rx.await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// `find_successor(key)`: the owner of a key id and the nodes after it.
+    pub async fn lookup(&self, key: Id, mode: LookupMode) -> Result<LookupResult, NodeError> {
+        Ok(self
+            .ask(|reply| Command::Lookup { key, mode, reply })
+            .await??)
+    }
+
+    /// The owner of a key (by its bytes), with a recursive lookup.
+    pub async fn locate(&self, key: &[u8]) -> Result<LookupResult, NodeError> {
+        self.lookup(Id::hash(key), LookupMode::Recursive).await
+    }
+
+    /// A snapshot of our routing state and counters.
+    pub async fn status(&self) -> Result<Status, NodeError> {
+        self.ask(|reply| Command::Status { reply }).await
+    }
+
+    /// Asks `node` for its predecessor and successor list.
+    pub async fn neighbors_of(&self, node: NodeRef) -> Result<Option<Neighbors>, NodeError> {
+        self.ask(|reply| Command::QueryNeighbors { node, reply })
+            .await
+    }
+
+    /// The API address of the process at peer address `addr`, if known.
+    pub async fn api_of(&self, addr: SocketAddr) -> Result<Option<SocketAddr>, NodeError> {
+        self.ask(|reply| Command::ApiOf { addr, reply }).await
+    }
+
+    /// Walks the ring by successor pointers from our primary virtual node
+    /// until it comes back (or `limit` nodes): every member in ring order.
+    /// A node that does not answer is skipped via the previous node's
+    /// successor list.
+    pub async fn walk_ring(&self, limit: usize) -> Result<Vec<RingMember>, NodeError> {
+        let start = self.me();
+        let mut members: Vec<RingMember> = Vec::new();
+        let mut cur = start;
+        let mut fallbacks: Vec<NodeRef> = Vec::new();
+        while members.len() < limit {
+            match self.neighbors_of(cur).await? {
+                Some(n) => {
+                    let api = self.api_of(cur.addr).await?;
+                    members.push(RingMember { node: cur, api });
+                    fallbacks = n.successors.clone();
+                    let next = n.successors.first().copied().unwrap_or(start);
+                    if next == start || members.iter().any(|m| m.node == next) {
+                        break;
+                    }
+                    fallbacks.retain(|f| *f != next);
+                    cur = next;
+                }
+                None => {
+                    // `cur` is dead: try the next entry of the last list.
+                    match fallbacks.first().copied() {
+                        Some(f) if f != start => {
+                            fallbacks.remove(0);
+                            cur = f;
+                        }
+                        _ => break,
+                    }
+                }
+            }
+        }
+        Ok(members)
+    }
+
+    /// Leaves the ring gracefully: neighbours are told, connections flushed.
+    /// Returns when done (at most a few seconds).
+    pub async fn leave(&self) {
+        let _ = self.ask(|reply| Command::Leave { reply }).await;
+    }
+}
+
+/// A seed for the core's jitter that differs between processes: hashing
+/// with std's randomly keyed hasher avoids a dependency on an RNG crate.
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::process::id() as u64);
+    h.finish()
 }
