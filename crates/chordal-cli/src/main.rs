@@ -1,3 +1,127 @@
-fn main() {
-    println!("chordal: work in progress");
+//! `chordal`: run Chord nodes, look at them, and measure them.
+//!
+//! Exit codes: 0 success, 1 operation failed, 2 usage error, 3 node
+//! unreachable or timed out.
+
+mod bench;
+mod client;
+mod member;
+mod output;
+mod repl;
+
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "chordal", version, about = "A Chord distributed hash table")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one node (creates a ring, or joins one with --join).
+    Node(member::NodeArgs),
+    /// Run N nodes in this process on loopback: the zero-setup way to try Chordal.
+    Cluster(member::ClusterArgs),
+    /// Where a key lives: its id, owner, replicas and the hops it took.
+    Locate {
+        key: String,
+        /// Use an iterative lookup instead of the default recursive one.
+        #[arg(long)]
+        iterative: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// A node's routing state: predecessor, successor list, fingers.
+    Info {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Walk the ring: every node in id order.
+    Ring {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Interactive shell on a node.
+    Repl {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Measure lookups, healing and idle cost on an in-process ring.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+/// Which node to talk to, and how to print.
+#[derive(Args, Clone)]
+pub struct Target {
+    /// API address of the node.
+    #[arg(long, env = "CHORDAL_NODE", default_value = "127.0.0.1:8000")]
+    node: SocketAddr,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+/// An error with the exit code it deserves.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The operation ran and failed (exit 1).
+    #[error("{0}")]
+    Failed(String),
+    /// The node could not be reached or did not answer in time (exit 3).
+    #[error("{0}")]
+    Unreachable(String),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = match cli.command {
+        Command::Node(args) => runtime.block_on(member::run_node(args)),
+        Command::Cluster(args) => runtime.block_on(member::run_cluster(args)),
+        Command::Locate {
+            key,
+            iterative,
+            target,
+        } => runtime.block_on(client::locate(&target, &key, iterative)),
+        Command::Info { target } => runtime.block_on(client::info(&target)),
+        Command::Ring { target } => runtime.block_on(client::ring(&target)),
+        Command::Repl { target } => repl::run(&runtime, &target),
+        Command::Bench(cmd) => runtime.block_on(bench::run(cmd)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            match e.downcast_ref::<CliError>() {
+                Some(CliError::Unreachable(_)) => ExitCode::from(3),
+                _ => ExitCode::from(1),
+            }
+        }
+    }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default: warnings, and info
+/// from chordal crates).
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

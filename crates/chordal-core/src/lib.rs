@@ -21,6 +21,7 @@ mod event;
 mod id;
 mod message;
 mod node;
+mod oracle;
 mod rng;
 mod routing;
 mod time;
@@ -31,6 +32,7 @@ pub use event::{Event, KeyRange, LookupError, LookupId, LookupResult, Neighbors,
 pub use id::{ID_BITS, ID_BYTES, Id, ParseIdError};
 pub use message::{Envelope, LookupFailure, Message, NodeRef, Target};
 pub use node::Node;
+pub use oracle::Oracle;
 pub use rng::Rng;
 pub use routing::RoutingTable;
 pub use time::Time;

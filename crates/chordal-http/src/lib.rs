@@ -1,14 +1,15 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! # chordal-http: the HTTP/JSON API of a node
+//!
+//! [`router`] exposes a running [`chordal_node::Node`] as described in
+//! `docs/http-api.md` (SPEC's HTTP table): health, routing state, ring
+//! walk and key location. It holds no protocol logic: every answer comes
+//! from the node handle. Errors are `{"error": "...", "code": "..."}` with
+//! a fitting 4xx/5xx status.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+mod error;
+mod json;
+mod routes;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use error::ApiError;
+pub use json::{LocateJson, NodeJson, NodeStatusJson, RingJson, RingNodeJson};
+pub use routes::{ApiConfig, router, serve};

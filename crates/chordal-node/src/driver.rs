@@ -67,6 +67,10 @@ pub enum Command {
     Leave {
         reply: oneshot::Sender<()>,
     },
+    /// Stop at once without telling anyone, like a crash.
+    Abort {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// Settings the driver needs beyond the core's.
@@ -154,6 +158,12 @@ impl Driver {
                         let _ = reply.send(());
                         return;
                     }
+                    Some(Command::Abort { reply }) => {
+                        self.ctx.shutdown.cancel();
+                        self.pool.clear();
+                        let _ = reply.send(());
+                        return;
+                    }
                     Some(cmd) => self.command(cmd),
                     None => {
                         // Every handle dropped: leave like a SIGTERM would.
@@ -197,7 +207,7 @@ impl Driver {
                 };
                 let _ = reply.send(api);
             }
-            Command::Leave { .. } => unreachable!("handled in run"),
+            Command::Leave { .. } | Command::Abort { .. } => unreachable!("handled in run"),
         }
     }
 

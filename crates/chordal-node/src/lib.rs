@@ -19,6 +19,7 @@
 
 mod conn;
 mod driver;
+pub mod local;
 mod pool;
 mod status;
 
@@ -330,6 +331,13 @@ impl Node {
             }
         }
         Ok(members)
+    }
+
+    /// Stops at once without a word to anyone, as if the process crashed:
+    /// connections close, the port stops answering. For failure tests and
+    /// benchmarks; use [`Node::leave`] otherwise.
+    pub async fn abort(&self) {
+        let _ = self.ask(|reply| Command::Abort { reply }).await;
     }
 
     /// Leaves the ring gracefully: neighbours are told, connections flushed.

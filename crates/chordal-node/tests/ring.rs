@@ -1,7 +1,8 @@
 //! Real nodes over loopback TCP in one process.
 
 use chordal_core::{Id, LookupMode};
-use chordal_node::{Node, NodeConfig};
+use chordal_node::NodeConfig;
+use chordal_node::local::{Check, LocalRing};
 use std::time::Duration;
 
 fn config() -> NodeConfig {
@@ -11,103 +12,103 @@ fn config() -> NodeConfig {
     }
 }
 
-async fn start_ring(n: usize) -> Vec<Node> {
-    let first = Node::start(config()).await.expect("first node");
-    let mut nodes = vec![first];
-    for _ in 1..n {
-        let seed = nodes[0].addr().to_string();
-        let node = Node::start(NodeConfig {
-            seeds: vec![seed],
-            ..config()
-        })
-        .await
-        .expect("join");
-        nodes.push(node);
-    }
-    nodes
-}
-
-/// The true successor of every id, from the sorted list of live ids.
-fn oracle(nodes: &[Node]) -> Vec<Id> {
-    let mut ids: Vec<Id> = nodes.iter().map(|n| n.ids()[0]).collect();
-    ids.sort();
-    ids
-}
-
-fn successor_of(sorted: &[Id], key: &Id) -> Id {
-    let i = sorted.partition_point(|id| id < key);
-    sorted[i % sorted.len()]
-}
-
-async fn converged(nodes: &[Node]) -> bool {
-    let sorted = oracle(nodes);
-    for n in nodes {
-        let s = n.status().await.unwrap();
-        let v = &s.vnodes[0];
-        let me = v.me.id;
-        let next = sorted[(sorted.partition_point(|id| *id <= me)) % sorted.len()];
-        let prev =
-            sorted[(sorted.partition_point(|id| *id < me) + sorted.len() - 1) % sorted.len()];
-        if v.successors[0].id != next || v.predecessor.map(|p| p.id) != Some(prev) {
-            return false;
-        }
-    }
-    true
-}
-
-async fn wait_converged(nodes: &[Node], limit: Duration) {
-    let deadline = tokio::time::Instant::now() + limit;
-    while !converged(nodes).await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "ring did not converge within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+async fn converged(ring: &LocalRing, limit: Duration) {
+    let took = ring
+        .wait_for(Check::Neighbours, Duration::from_millis(20), limit)
+        .await;
+    assert!(
+        took.is_some(),
+        "ring did not converge within {limit:?}: {} wrong",
+        ring.wrong_neighbours().await
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_nodes_agree_with_the_oracle() {
-    let nodes = start_ring(8).await;
-    wait_converged(&nodes, Duration::from_secs(20)).await;
-    let sorted = oracle(&nodes);
-    for (i, n) in nodes.iter().enumerate() {
+    let ring = LocalRing::start(8, config()).await.unwrap();
+    converged(&ring, Duration::from_secs(20)).await;
+    let oracle = ring.oracle();
+    for (i, n) in ring.nodes.iter().enumerate() {
         for k in 0..20 {
             let key = Id::hash(format!("key-{i}-{k}").as_bytes());
             for mode in [LookupMode::Recursive, LookupMode::Iterative] {
                 let r = n.lookup(key, mode).await.expect("lookup");
-                assert_eq!(
-                    r.owner.id,
-                    successor_of(&sorted, &key),
-                    "{mode:?} from node {i}"
-                );
+                assert_eq!(r.owner.id, oracle.successor(&key), "{mode:?} from node {i}");
             }
         }
     }
-    let walk = nodes[3].walk_ring(100).await.unwrap();
+    // Fingers become exact.
+    let took = ring
+        .wait_for(
+            Check::Fingers,
+            Duration::from_millis(50),
+            Duration::from_secs(20),
+        )
+        .await;
+    assert!(
+        took.is_some(),
+        "{} finger slots wrong",
+        ring.wrong_fingers().await
+    );
+    // The walk visits every node once, in ring order from the start node.
+    let walk = ring.nodes[3].walk_ring(100).await.unwrap();
     assert_eq!(walk.len(), 8);
-    // In ring order, starting at node 3.
-    let start = sorted
-        .iter()
-        .position(|id| *id == nodes[3].ids()[0])
-        .unwrap();
-    for (k, m) in walk.iter().enumerate() {
-        assert_eq!(m.node.id, sorted[(start + k) % 8]);
-    }
-    for n in &nodes {
-        n.leave().await;
-    }
+    let mut expected = vec![ring.nodes[3].ids()[0]];
+    expected.extend(oracle.successors(&expected[0], 7));
+    assert_eq!(walk.iter().map(|m| m.node.id).collect::<Vec<_>>(), expected);
+    ring.leave_all().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leave_tells_neighbours_and_ring_heals() {
-    let mut nodes = start_ring(5).await;
-    wait_converged(&nodes, Duration::from_secs(20)).await;
-    let gone = nodes.remove(2);
+    let mut ring = LocalRing::start(5, config()).await.unwrap();
+    converged(&ring, Duration::from_secs(20)).await;
+    let gone = ring.nodes.remove(2);
     gone.leave().await;
     // The leave message repairs both neighbours without waiting for timeouts.
-    wait_converged(&nodes, Duration::from_secs(5)).await;
-    for n in &nodes {
-        n.leave().await;
+    converged(&ring, Duration::from_secs(5)).await;
+    ring.leave_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_node_is_routed_around() {
+    let mut ring = LocalRing::start(6, config()).await.unwrap();
+    converged(&ring, Duration::from_secs(20)).await;
+    let dead = ring.nodes.remove(4);
+    dead.abort().await;
+    converged(&ring, Duration::from_secs(10)).await;
+    let oracle = ring.oracle();
+    for n in &ring.nodes {
+        let key = Id::hash(b"after the crash");
+        assert_eq!(
+            n.lookup(key, LookupMode::Recursive).await.unwrap().owner.id,
+            oracle.successor(&key)
+        );
     }
+    ring.leave_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn virtual_nodes_share_one_process() {
+    let ring = LocalRing::start(
+        4,
+        NodeConfig {
+            vnodes: 3,
+            ..config()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(ring.oracle().len(), 12);
+    converged(&ring, Duration::from_secs(20)).await;
+    let oracle = ring.oracle();
+    for k in 0..30 {
+        let key = Id::hash(format!("v{k}").as_bytes());
+        let r = ring.nodes[k % 4]
+            .lookup(key, LookupMode::Iterative)
+            .await
+            .unwrap();
+        assert_eq!(r.owner.id, oracle.successor(&key));
+    }
+    ring.leave_all().await;
 }

@@ -9,8 +9,7 @@
 //! [`Oracle`] knows the true ring (sorted live ids) and answers what every
 //! successor, predecessor, finger and lookup *should* be.
 
-mod oracle;
 mod sim;
 
-pub use oracle::Oracle;
+pub use chordal_core::Oracle;
 pub use sim::{Sim, SimConfig};

@@ -1,9 +1,9 @@
 //! The discrete-event network: a priority queue of deliveries and wake-ups
 //! over virtual time.
 
-use crate::Oracle;
 use chordal_core::{
-    Config, Envelope, Event, Id, LookupError, LookupId, LookupMode, LookupResult, Node, Rng, Time,
+    Config, Envelope, Event, Id, LookupError, LookupId, LookupMode, LookupResult, Node, Oracle,
+    Rng, Time,
 };
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};

@@ -1,6 +1,7 @@
-//! The ground truth: the ring as it really is.
+//! The ground truth for tests and benchmarks: the ring as it really is,
+//! computed from the sorted list of live ids.
 
-use chordal_core::Id;
+use crate::Id;
 
 /// Sorted ids of the live virtual nodes; answers `successor(id)` exactly.
 #[derive(Clone, Debug, Default)]

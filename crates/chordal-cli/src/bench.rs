@@ -1,0 +1,301 @@
+//! `chordal bench`: measurements on an in-process ring over loopback.
+//!
+//! - `lookup`: latency percentiles and hop counts, recursive vs iterative.
+//! - `heal`: time until every successor pointer (hence every lookup) is
+//!   right again after a join and after a crash.
+//! - `idle`: CPU and memory of an idle ring.
+
+use anyhow::{Context, Result, bail};
+use chordal_core::{Id, LookupMode};
+use chordal_node::NodeConfig;
+use chordal_node::local::{Check, LocalRing};
+use clap::{Args, Subcommand};
+use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Lookup latency (p50/p99) and mean hops at several ring sizes.
+    Lookup(LookupArgs),
+    /// Time to correct lookups after one join and after one crash.
+    Heal(HealArgs),
+    /// CPU and memory of an idle ring with default intervals.
+    Idle(IdleArgs),
+}
+
+#[derive(Args)]
+pub struct LookupArgs {
+    /// Ring sizes to measure.
+    #[arg(long, value_delimiter = ',', default_value = "16,64,128")]
+    nodes: Vec<usize>,
+    /// Lookups per size and mode.
+    #[arg(long, default_value_t = 2000)]
+    lookups: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct HealArgs {
+    #[arg(long, default_value_t = 128)]
+    nodes: usize,
+    /// Joins and crashes measured (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct IdleArgs {
+    #[arg(long, default_value_t = 128)]
+    nodes: usize,
+    /// Length of the measured window.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(cmd: BenchCommand) -> Result<()> {
+    match cmd {
+        BenchCommand::Lookup(a) => lookup(a).await,
+        BenchCommand::Heal(a) => heal(a).await,
+        BenchCommand::Idle(a) => idle(a).await,
+    }
+}
+
+/// A converged ring with exact fingers, ready to be measured.
+async fn ready_ring(n: usize) -> Result<LocalRing> {
+    if n == 0 {
+        bail!("a ring needs at least one node");
+    }
+    let ring = LocalRing::start(n, NodeConfig::default())
+        .await
+        .context("starting the ring")?;
+    let limit = Duration::from_secs(120);
+    ring.wait_for(Check::Neighbours, Duration::from_millis(100), limit)
+        .await
+        .context("the ring did not converge")?;
+    ring.wait_for(Check::Fingers, Duration::from_millis(250), limit)
+        .await
+        .context("the fingers did not become exact")?;
+    Ok(ring)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+async fn lookup(args: LookupArgs) -> Result<()> {
+    let mut rows = Vec::new();
+    for &n in &args.nodes {
+        eprintln!("starting {n} nodes...");
+        let ring = ready_ring(n).await?;
+        let oracle = ring.oracle();
+        for mode in [LookupMode::Recursive, LookupMode::Iterative] {
+            let mut latencies = Vec::with_capacity(args.lookups);
+            let mut hops = 0u64;
+            let mut wrong = 0usize;
+            for k in 0..args.lookups {
+                let node = &ring.nodes[k % n];
+                let key = Id::hash(format!("bench-{k}").as_bytes());
+                let t0 = Instant::now();
+                let r = node.lookup(key, mode).await?;
+                latencies.push(t0.elapsed());
+                hops += r.hops as u64;
+                if r.owner.id != oracle.successor(&key) {
+                    wrong += 1;
+                }
+            }
+            latencies.sort();
+            rows.push(json!({
+                "nodes": n,
+                "mode": format!("{mode:?}").to_lowercase(),
+                "lookups": args.lookups,
+                "p50_us": micros(percentile(&latencies, 0.5)),
+                "p99_us": micros(percentile(&latencies, 0.99)),
+                "mean_hops": hops as f64 / args.lookups as f64,
+                "hop_bound": 0.5 * (n as f64).log2() + 1.0,
+                "wrong_owner": wrong,
+            }));
+        }
+        ring.leave_all().await;
+    }
+    if args.json {
+        println!("{}", json!({"bench": "lookup", "results": rows}));
+    } else {
+        let mut t = Table::new();
+        t.load_style(UTF8_BORDERS_ONLY).set_header([
+            "nodes",
+            "mode",
+            "p50 µs",
+            "p99 µs",
+            "mean hops",
+            "½·log2 N + 1",
+            "wrong",
+        ]);
+        for r in &rows {
+            t.add_row([
+                r["nodes"].to_string(),
+                r["mode"].as_str().unwrap_or("").to_string(),
+                format!("{:.0}", r["p50_us"].as_f64().unwrap_or(0.0)),
+                format!("{:.0}", r["p99_us"].as_f64().unwrap_or(0.0)),
+                format!("{:.2}", r["mean_hops"].as_f64().unwrap_or(0.0)),
+                format!("{:.2}", r["hop_bound"].as_f64().unwrap_or(0.0)),
+                r["wrong_owner"].to_string(),
+            ]);
+        }
+        println!("{t}");
+    }
+    Ok(())
+}
+
+async fn heal(args: HealArgs) -> Result<()> {
+    eprintln!("starting {} nodes...", args.nodes);
+    let mut ring = ready_ring(args.nodes).await?;
+    let every = Duration::from_millis(5);
+    let limit = Duration::from_secs(30);
+    let mut joins = Vec::new();
+    let mut crashes = Vec::new();
+    for round in 0..args.rounds {
+        // A join: from the start call until every successor pointer is right.
+        let t0 = Instant::now();
+        let seeds = vec![ring.nodes[round % ring.nodes.len()].addr().to_string()];
+        let node = chordal_node::Node::start(NodeConfig {
+            seeds,
+            ..NodeConfig::default()
+        })
+        .await?;
+        ring.nodes.push(node);
+        ring.wait_for(Check::Successors, every, limit)
+            .await
+            .context("join did not heal")?;
+        joins.push(t0.elapsed());
+        // A crash: from the abort until every successor pointer is right.
+        let victim = 1 + (round * 7919) % (ring.nodes.len() - 1);
+        let dead = ring.nodes.remove(victim);
+        let t0 = Instant::now();
+        dead.abort().await;
+        ring.wait_for(Check::Successors, every, limit)
+            .await
+            .context("crash did not heal")?;
+        crashes.push(t0.elapsed());
+        // Let predecessors settle before the next round.
+        ring.wait_for(Check::Neighbours, every, limit)
+            .await
+            .context("ring did not settle")?;
+    }
+    joins.sort();
+    crashes.sort();
+    let med = |v: &[Duration]| micros(percentile(v, 0.5)) / 1000.0;
+    let max = |v: &[Duration]| v.last().map(|d| micros(*d) / 1000.0).unwrap_or(0.0);
+    let result = json!({
+        "bench": "heal",
+        "nodes": args.nodes,
+        "rounds": args.rounds,
+        "join_median_ms": med(&joins),
+        "join_max_ms": max(&joins),
+        "crash_median_ms": med(&crashes),
+        "crash_max_ms": max(&crashes),
+    });
+    if args.json {
+        println!("{result}");
+    } else {
+        println!(
+            "{} nodes, {} rounds\njoin:  median {:.1} ms, max {:.1} ms\ncrash: median {:.1} ms, max {:.1} ms",
+            args.nodes,
+            args.rounds,
+            med(&joins),
+            max(&joins),
+            med(&crashes),
+            max(&crashes)
+        );
+    }
+    ring.leave_all().await;
+    Ok(())
+}
+
+/// CPU seconds (user + system) this process has used, from /proc.
+fn cpu_seconds() -> Result<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").context("reading /proc/self/stat")?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("odd /proc/self/stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here.
+    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    // USER_HZ is 100 on every Linux platform we build for.
+    Ok(ticks / 100.0)
+}
+
+/// Resident memory of this process in bytes, from /proc.
+fn rss_bytes() -> Result<u64> {
+    let status =
+        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .context("no VmRSS")?;
+    let kb: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .context("odd VmRSS")?
+        .parse()?;
+    Ok(kb * 1024)
+}
+
+async fn idle(args: IdleArgs) -> Result<()> {
+    let rss_before = rss_bytes()?;
+    eprintln!("starting {} nodes...", args.nodes);
+    let ring = ready_ring(args.nodes).await?;
+    let rss_after = rss_bytes()?;
+    let cpu0 = cpu_seconds()?;
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    let cpu = cpu_seconds()? - cpu0;
+    let wall = t0.elapsed().as_secs_f64();
+    let mut frames = 0u64;
+    for n in &ring.nodes {
+        frames += n
+            .wire_stats()
+            .frames_out
+            .load(std::sync::atomic::Ordering::Relaxed);
+    }
+    let per_node_kib = (rss_after.saturating_sub(rss_before)) as f64 / args.nodes as f64 / 1024.0;
+    let result = json!({
+        "bench": "idle",
+        "nodes": args.nodes,
+        "seconds": wall,
+        "cpu_percent_of_one_core": 100.0 * cpu / wall,
+        "rss_total_mib": rss_after as f64 / 1048576.0,
+        "rss_per_node_kib": per_node_kib,
+        "frames_out_total": frames,
+    });
+    if args.json {
+        println!("{result}");
+    } else {
+        println!(
+            "{} idle nodes for {:.1} s: {:.1}% of one core, {:.0} KiB RSS per node ({:.1} MiB total)",
+            args.nodes,
+            wall,
+            100.0 * cpu / wall,
+            per_node_kib,
+            rss_after as f64 / 1048576.0
+        );
+    }
+    ring.leave_all().await;
+    Ok(())
+}

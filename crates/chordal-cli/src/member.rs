@@ -1,0 +1,230 @@
+//! `chordal node` and `chordal cluster`: ring members with their HTTP API.
+
+use anyhow::{Context, Result, bail};
+use chordal_core::Id;
+use chordal_http::ApiConfig;
+use chordal_node::{Node, NodeConfig};
+use clap::Args;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Args, Clone, Debug)]
+pub struct NodeArgs {
+    /// Peer-protocol address (port 0 picks a free port).
+    #[arg(long, env = "CHORDAL_LISTEN", default_value = "127.0.0.1:7000")]
+    listen: SocketAddr,
+    /// HTTP API address (port 0 picks a free port).
+    #[arg(long, env = "CHORDAL_API", default_value = "127.0.0.1:8000")]
+    api: SocketAddr,
+    /// Seeds to join through, HOST:PORT[,HOST:PORT...]; without it a new ring starts.
+    #[arg(long, env = "CHORDAL_JOIN", value_delimiter = ',')]
+    join: Vec<String>,
+    #[command(flatten)]
+    ring: RingArgs,
+    /// Fixed node id (40 hex digits); default SHA-1 of the peer address.
+    #[arg(long, env = "CHORDAL_ID")]
+    id: Option<Id>,
+}
+
+/// Protocol settings shared by `node` and `cluster`.
+#[derive(Args, Clone, Debug)]
+pub struct RingArgs {
+    /// Replication factor R (owner + R-1 successors).
+    #[arg(long, env = "CHORDAL_REPLICAS", default_value_t = 3)]
+    replicas: usize,
+    /// Length of the successor list.
+    #[arg(long, env = "CHORDAL_SUCCESSORS", default_value_t = 8)]
+    successors: usize,
+    /// Virtual nodes per process.
+    #[arg(long, env = "CHORDAL_VNODES", default_value_t = 1)]
+    vnodes: usize,
+    /// Interval of stabilize, fix_fingers and check_predecessor, in ms.
+    #[arg(long, env = "CHORDAL_STABILIZE_MS", default_value_t = 500)]
+    stabilize_ms: u64,
+    /// Cluster name; nodes of other clusters are refused.
+    #[arg(long, env = "CHORDAL_CLUSTER", default_value = "chordal")]
+    cluster: String,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct ClusterArgs {
+    /// Number of nodes.
+    #[arg(long, default_value_t = 8)]
+    nodes: usize,
+    /// Peer port of the first node (the others count up); 0 picks free ports.
+    #[arg(long, default_value_t = 7000)]
+    base_port: u16,
+    /// API port of the first node (the others count up); 0 picks free ports.
+    #[arg(long, default_value_t = 8000)]
+    api_base_port: u16,
+    #[command(flatten)]
+    ring: RingArgs,
+}
+
+impl RingArgs {
+    fn validate(&self) -> Result<()> {
+        if self.successors == 0 || self.vnodes == 0 || self.replicas == 0 || self.stabilize_ms == 0
+        {
+            bail!("--successors, --vnodes, --replicas and --stabilize-ms must be at least 1");
+        }
+        if self.vnodes > 64 {
+            bail!("--vnodes is at most 64");
+        }
+        Ok(())
+    }
+
+    fn node_config(&self, listen: SocketAddr, seeds: Vec<String>, id: Option<Id>) -> NodeConfig {
+        let every = Duration::from_millis(self.stabilize_ms);
+        let core = chordal_core::Config {
+            successors: self.successors,
+            ..chordal_core::Config::default().with_maintenance_interval(every)
+        };
+        NodeConfig {
+            listen,
+            cluster: self.cluster.clone(),
+            seeds,
+            id,
+            vnodes: self.vnodes,
+            core,
+            ..NodeConfig::default()
+        }
+    }
+
+    fn api_config(&self) -> ApiConfig {
+        ApiConfig {
+            replicas: self.replicas,
+            ..ApiConfig::default()
+        }
+    }
+}
+
+/// A running ring member: the node and its HTTP server.
+pub struct Member {
+    pub node: Node,
+    pub api: SocketAddr,
+    http: tokio::task::JoinHandle<std::io::Result<()>>,
+    stop_http: CancellationToken,
+}
+
+impl Member {
+    /// Binds the API first (so that the node can announce its real
+    /// address), starts the node, then serves the API.
+    pub async fn start(
+        mut config: NodeConfig,
+        api: SocketAddr,
+        api_config: ApiConfig,
+    ) -> Result<Member> {
+        let listener = TcpListener::bind(api)
+            .await
+            .with_context(|| format!("cannot bind the API address {api}"))?;
+        let api = listener.local_addr()?;
+        config.api = Some(api);
+        let node = Node::start(config).await.context("cannot start the node")?;
+        let stop_http = CancellationToken::new();
+        let stop = stop_http.clone();
+        let http = tokio::spawn(chordal_http::serve(
+            listener,
+            node.clone(),
+            api_config,
+            async move { stop.cancelled().await },
+        ));
+        Ok(Member {
+            node,
+            api,
+            http,
+            stop_http,
+        })
+    }
+
+    /// The JSON line printed once a node serves.
+    pub fn address_line(&self) -> String {
+        serde_json::json!({
+            "id": self.node.ids()[0].to_hex(),
+            "addr": self.node.addr().to_string(),
+            "api": self.api.to_string(),
+        })
+        .to_string()
+    }
+
+    /// Graceful leave, then the API stops.
+    pub async fn stop(self) {
+        self.node.leave().await;
+        self.stop_http.cancel();
+        let _ = self.http.await;
+    }
+}
+
+pub async fn run_node(args: NodeArgs) -> Result<()> {
+    args.ring.validate()?;
+    let config = args
+        .ring
+        .node_config(args.listen, args.join.clone(), args.id);
+    let member = Member::start(config, args.api, args.ring.api_config()).await?;
+    println!("{}", member.address_line());
+    shutdown_signal().await;
+    member.stop().await;
+    Ok(())
+}
+
+pub async fn run_cluster(args: ClusterArgs) -> Result<()> {
+    args.ring.validate()?;
+    if args.nodes == 0 {
+        bail!("--nodes must be at least 1");
+    }
+    let port = |base: u16, i: usize| -> Result<u16> {
+        if base == 0 {
+            return Ok(0);
+        }
+        u16::try_from(base as usize + i).context("port out of range")
+    };
+    let mut members: Vec<Member> = Vec::new();
+    for i in 0..args.nodes {
+        let listen = SocketAddr::from(([127, 0, 0, 1], port(args.base_port, i)?));
+        let api = SocketAddr::from(([127, 0, 0, 1], port(args.api_base_port, i)?));
+        let seeds = members
+            .first()
+            .map(|m| vec![m.node.addr().to_string()])
+            .unwrap_or_default();
+        let config = args.ring.node_config(listen, seeds, None);
+        let member = Member::start(config, api, args.ring.api_config())
+            .await
+            .with_context(|| format!("node {i}"))?;
+        println!("{}", member.address_line());
+        members.push(member);
+    }
+    eprintln!(
+        "{} nodes running. Try: chordal ring --node {}   (Ctrl-C stops them)",
+        members.len(),
+        members[0].api
+    );
+    shutdown_signal().await;
+    for m in members {
+        m.stop().await;
+    }
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

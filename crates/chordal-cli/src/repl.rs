@@ -1,0 +1,54 @@
+//! `chordal repl`: an interactive shell on one node, like the interactive
+//! nodes of seed 000 (`getloc`, fingers, ...).
+
+use crate::{Target, client};
+use anyhow::Result;
+use rustyline::error::ReadlineError;
+
+const HELP: &str = "\
+commands:
+  locate KEY | getloc KEY   where KEY lives (owner, replicas, hops)
+  info                      this node: id, predecessor, successors, fingers
+  fingers                   the finger table
+  ring                      every node in ring order
+  help                      this text
+  quit | exit               leave the shell
+";
+
+/// Runs the shell until `quit` or end of input. A failed command prints
+/// its error and the shell goes on.
+pub fn run(runtime: &tokio::runtime::Runtime, target: &Target) -> Result<()> {
+    let mut rl = rustyline::DefaultEditor::new()?;
+    println!("connected to {} — type help for commands", target.node);
+    loop {
+        let line = match rl.readline("chordal> ") {
+            Ok(l) => l,
+            Err(ReadlineError::Interrupted) | Err(ReadlineError::Eof) => break,
+            Err(e) => return Err(e.into()),
+        };
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let Some((&cmd, args)) = words.split_first() else {
+            continue;
+        };
+        let _ = rl.add_history_entry(line.as_str());
+        let result = match (cmd, args) {
+            ("quit" | "exit", _) => break,
+            ("help", _) => {
+                print!("{HELP}");
+                Ok(())
+            }
+            ("locate" | "getloc", [key]) => runtime.block_on(client::locate(target, key, false)),
+            ("info", []) => runtime.block_on(client::info(target)),
+            ("fingers", []) => runtime.block_on(client::fingers(target)),
+            ("ring", []) => runtime.block_on(client::ring(target)),
+            _ => {
+                println!("unknown command or wrong arguments: {line:?} (try help)");
+                Ok(())
+            }
+        };
+        if let Err(e) = result {
+            println!("error: {e:#}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,262 @@
+//! Routes and handlers.
+
+use crate::ApiError;
+use crate::json::*;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, Uri};
+use axum::routing::get;
+use axum::{Json, Router};
+use chordal_core::{Id, LookupMode, NodeRef};
+use chordal_node::Node;
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use tokio::net::TcpListener;
+
+/// API settings.
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    /// Replication factor `R`: `locate` lists the owner and `R - 1` replicas.
+    pub replicas: usize,
+    /// Longest key accepted, in bytes.
+    pub max_key: usize,
+    /// Most nodes a ring walk visits.
+    pub max_ring: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            replicas: 3,
+            max_key: 1024,
+            max_ring: 100_000,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    node: Node,
+    config: ApiConfig,
+}
+
+/// The API of `node` as an axum router.
+pub fn router(node: Node, config: ApiConfig) -> Router {
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/node", get(node_status))
+        .route("/v1/ring", get(ring))
+        .route("/v1/locate/{*key}", get(locate))
+        .fallback(not_found)
+        .with_state(AppState { node, config })
+}
+
+/// Serves the API on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    node: Node,
+    config: ApiConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(node, config))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no such endpoint: {}", uri.path()))
+}
+
+async fn health(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let status = s.node.status().await?;
+    if status.vnodes.iter().all(|v| v.joined) {
+        Ok(Json(
+            json!({"status": "ok", "id": s.node.ids()[0].to_hex()}),
+        ))
+    } else {
+        Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_joined",
+            "node has not joined the ring",
+        ))
+    }
+}
+
+/// API addresses of the processes at `addrs`, as far as the node knows them.
+async fn apis(node: &Node, addrs: Vec<SocketAddr>) -> HashMap<SocketAddr, String> {
+    let mut out = HashMap::new();
+    for a in addrs {
+        if out.contains_key(&a) {
+            continue;
+        }
+        if let Ok(Some(api)) = node.api_of(a).await {
+            out.insert(a, api.to_string());
+        }
+    }
+    out
+}
+
+fn node_json(n: &NodeRef, apis: &HashMap<SocketAddr, String>) -> NodeJson {
+    NodeJson {
+        id: n.id.to_hex(),
+        addr: n.addr.to_string(),
+        api: apis.get(&n.addr).cloned(),
+    }
+}
+
+async fn node_status(State(s): State<AppState>) -> Result<Json<NodeStatusJson>, ApiError> {
+    let status = s.node.status().await?;
+    let mut addrs: Vec<SocketAddr> = vec![status.addr];
+    for v in &status.vnodes {
+        addrs.extend(v.predecessor.iter().map(|n| n.addr));
+        addrs.extend(v.successors.iter().map(|n| n.addr));
+        addrs.extend(v.fingers.iter().map(|f| f.node.addr));
+    }
+    let apis = apis(&s.node, addrs).await;
+    let vnodes: Vec<VNodeJson> = status
+        .vnodes
+        .iter()
+        .map(|v| VNodeJson {
+            id: v.me.id.to_hex(),
+            predecessor: v.predecessor.as_ref().map(|p| node_json(p, &apis)),
+            successors: v.successors.iter().map(|n| node_json(n, &apis)).collect(),
+            fingers: v
+                .fingers
+                .iter()
+                .map(|f| FingerJson {
+                    index: f.index,
+                    start: f.start.to_hex(),
+                    node: node_json(&f.node, &apis),
+                })
+                .collect(),
+        })
+        .collect();
+    let primary = vnodes[0].clone();
+    Ok(Json(NodeStatusJson {
+        id: primary.id,
+        addr: status.addr.to_string(),
+        api: status.api.map(|a| a.to_string()),
+        cluster: status.cluster,
+        predecessor: primary.predecessor,
+        successors: primary.successors,
+        fingers: primary.fingers,
+        // The key-value store arrives with issue 3; until then nothing is stored.
+        keys_stored: 0,
+        vnodes,
+        stats: json!({
+            "connections": status.connections,
+            "frames_in": status.frames_in,
+            "frames_out": status.frames_out,
+            "bad_handshakes": status.bad_handshakes,
+            "bad_frames": status.bad_frames,
+            "dropped_out": status.dropped_out,
+        }),
+    }))
+}
+
+async fn ring(State(s): State<AppState>) -> Result<Json<RingJson>, ApiError> {
+    let members = s.node.walk_ring(s.config.max_ring).await?;
+    let nodes: Vec<RingNodeJson> = members
+        .iter()
+        .map(|m| RingNodeJson {
+            id: m.node.id.to_hex(),
+            addr: m.node.addr.to_string(),
+            api: m.api.map(|a| a.to_string()),
+            keys_stored: 0,
+        })
+        .collect();
+    Ok(Json(RingJson {
+        count: nodes.len(),
+        nodes,
+    }))
+}
+
+#[derive(Deserialize)]
+struct LocateQuery {
+    mode: Option<String>,
+}
+
+async fn locate(
+    State(s): State<AppState>,
+    key: Result<Path<String>, PathRejection>,
+    Query(q): Query<LocateQuery>,
+) -> Result<Json<LocateJson>, ApiError> {
+    let Path(key) =
+        key.map_err(|e| ApiError::bad_request("bad_key", format!("bad key in path: {e}")))?;
+    if key.is_empty() {
+        return Err(ApiError::bad_request("bad_key", "empty key"));
+    }
+    if key.len() > s.config.max_key {
+        return Err(ApiError::bad_request(
+            "key_too_long",
+            format!(
+                "key is {} bytes; the limit is {}",
+                key.len(),
+                s.config.max_key
+            ),
+        ));
+    }
+    let mode = match q.mode.as_deref() {
+        None | Some("recursive") => LookupMode::Recursive,
+        Some("iterative") => LookupMode::Iterative,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "bad_mode",
+                format!("mode must be recursive or iterative, not {other:?}"),
+            ));
+        }
+    };
+    let key_id = Id::hash(key.as_bytes());
+    let r = s.node.lookup(key_id, mode).await?;
+    let replicas = replica_set(&r.owner, &r.successors, s.config.replicas);
+    // Make sure we know the owner's API address (a neighbour query opens a
+    // connection, whose handshake tells it).
+    if s.node.api_of(r.owner.addr).await?.is_none() {
+        let _ = s.node.neighbors_of(r.owner).await;
+    }
+    let mut addrs: Vec<SocketAddr> = vec![r.owner.addr];
+    addrs.extend(replicas.iter().map(|n| n.addr));
+    let apis = apis(&s.node, addrs).await;
+    Ok(Json(LocateJson {
+        key,
+        key_id: key_id.to_hex(),
+        owner: node_json(&r.owner, &apis),
+        replicas: replicas.iter().map(|n| node_json(n, &apis)).collect(),
+        hops: r.hops,
+    }))
+}
+
+/// The `r - 1` nodes after `owner` that live on distinct processes (and not
+/// on the owner's): where replicas of its keys go (DESIGN §5).
+pub fn replica_set(owner: &NodeRef, successors: &[NodeRef], r: usize) -> Vec<NodeRef> {
+    let mut out: Vec<NodeRef> = Vec::new();
+    for n in successors {
+        if out.len() + 1 >= r {
+            break;
+        }
+        if n.addr != owner.addr && !out.iter().any(|o| o.addr == n.addr) {
+            out.push(*n);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicas_skip_the_owners_process_and_duplicates() {
+        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
+        let c: SocketAddr = "127.0.0.1:3".parse().unwrap();
+        let n = |v, addr| NodeRef::new(Id::from_u64(v), addr);
+        let owner = n(1, a);
+        let succ = [n(2, a), n(3, b), n(4, b), n(5, c), n(6, c)];
+        assert_eq!(replica_set(&owner, &succ, 3), vec![n(3, b), n(5, c)]);
+        assert_eq!(replica_set(&owner, &succ, 1), vec![]);
+    }
+}

@@ -1,0 +1,155 @@
+//! An in-process ring on loopback: many [`Node`]s in one process, with
+//! checks against the [`Oracle`]. Used by `chordal cluster`, `chordal bench`
+//! and the tests.
+
+use crate::{Node, NodeConfig, StartError};
+use chordal_core::{ID_BITS, Id, Oracle};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// What [`LocalRing::wait_for`] checks against the oracle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Check {
+    /// Successor and predecessor of every virtual node.
+    Neighbours,
+    /// Successor of every virtual node (what lookup correctness needs).
+    Successors,
+    /// All 160 fingers of every virtual node.
+    Fingers,
+}
+
+/// Nodes started in this process.
+pub struct LocalRing {
+    pub nodes: Vec<Node>,
+}
+
+impl LocalRing {
+    /// Starts `n` nodes from `config` (its `seeds` are replaced): the first
+    /// creates the ring, the others join through it one after another.
+    pub async fn start(n: usize, config: NodeConfig) -> Result<LocalRing, StartError> {
+        let mut nodes: Vec<Node> = Vec::with_capacity(n);
+        for _ in 0..n {
+            let seeds = nodes
+                .first()
+                .map(|f| vec![f.addr().to_string()])
+                .unwrap_or_default();
+            nodes.push(
+                Node::start(NodeConfig {
+                    seeds,
+                    ..config.clone()
+                })
+                .await?,
+            );
+        }
+        Ok(LocalRing { nodes })
+    }
+
+    /// The true ring of all virtual nodes of our nodes.
+    pub fn oracle(&self) -> Oracle {
+        Oracle::new(self.nodes.iter().flat_map(|n| n.ids().to_vec()).collect())
+    }
+
+    /// How many virtual nodes have a wrong successor or predecessor.
+    pub async fn wrong_neighbours(&self) -> usize {
+        let oracle = self.oracle();
+        let mut wrong = 0;
+        for n in &self.nodes {
+            let Ok(status) = n.status().await else {
+                wrong += n.ids().len();
+                continue;
+            };
+            for v in &status.vnodes {
+                let me = v.me.id;
+                let succ_ok = v.successors.first().map(|s| s.id) == Some(oracle.next(&me));
+                let pred_ok =
+                    v.predecessor.map(|p| p.id) == Some(oracle.prev(&me)) || oracle.len() == 1;
+                if !(succ_ok && pred_ok) {
+                    wrong += 1;
+                }
+            }
+        }
+        wrong
+    }
+
+    /// How many virtual nodes have a wrong successor: exactly the nodes at
+    /// which a lookup could end with a wrong answer.
+    pub async fn wrong_successors(&self) -> usize {
+        let oracle = self.oracle();
+        let mut wrong = 0;
+        for n in &self.nodes {
+            match n.status().await {
+                Ok(status) => {
+                    wrong += status
+                        .vnodes
+                        .iter()
+                        .filter(|v| {
+                            v.successors.first().map(|s| s.id) != Some(oracle.next(&v.me.id))
+                        })
+                        .count()
+                }
+                Err(_) => wrong += n.ids().len(),
+            }
+        }
+        wrong
+    }
+
+    /// How many finger slots (over all virtual nodes) differ from the truth.
+    pub async fn wrong_fingers(&self) -> usize {
+        let oracle = self.oracle();
+        let mut wrong = 0;
+        for n in &self.nodes {
+            let Ok(status) = n.status().await else {
+                wrong += ID_BITS * n.ids().len();
+                continue;
+            };
+            for v in &status.vnodes {
+                // Expand the distinct runs back into 160 slots.
+                for i in 0..ID_BITS {
+                    let run = v.fingers.iter().rev().find(|f| f.index <= i);
+                    let have: Option<Id> = run.map(|f| f.node.id);
+                    let truth = oracle.successor(&v.me.id.add_pow2(i));
+                    if have != Some(truth) {
+                        wrong += 1;
+                    }
+                }
+            }
+        }
+        wrong
+    }
+
+    /// How many entries `check` finds wrong.
+    pub async fn wrong(&self, check: Check) -> usize {
+        match check {
+            Check::Neighbours => self.wrong_neighbours().await,
+            Check::Successors => self.wrong_successors().await,
+            Check::Fingers => self.wrong_fingers().await,
+        }
+    }
+
+    /// Polls `check` every `every` until nothing is wrong; gives up after
+    /// `limit`. Returns how long it took.
+    pub async fn wait_for(
+        &self,
+        check: Check,
+        every: Duration,
+        limit: Duration,
+    ) -> Option<Duration> {
+        let start = Instant::now();
+        loop {
+            if self.wrong(check).await == 0 {
+                return Some(start.elapsed());
+            }
+            if start.elapsed() >= limit {
+                return None;
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    /// Leaves with every node.
+    pub async fn leave_all(self) {
+        for n in self.nodes {
+            n.leave().await;
+        }
+    }
+}
