@@ -1,0 +1,151 @@
+//! The `chordal` command line against a `chordal cluster` process: output,
+//! `--json`, the REPL, and exit codes.
+
+mod common;
+
+use chordal_core::Id;
+use common::*;
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+struct Cluster {
+    child: std::process::Child,
+    nodes: Vec<Value>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn cluster(n: usize) -> Cluster {
+    let mut child = Command::new(BIN)
+        .args([
+            "cluster",
+            "--nodes",
+            &n.to_string(),
+            "--base-port",
+            "0",
+            "--api-base-port",
+            "0",
+        ])
+        .args(["--stabilize-ms", "100"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let nodes = (0..n)
+        .map(|_| serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap())
+        .collect();
+    Cluster { child, nodes }
+}
+
+fn chordal(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn cli_reads_a_cluster() {
+    let c = cluster(4);
+    let api = c.nodes[0]["api"].as_str().unwrap().to_string();
+    let ids: Vec<Id> = c
+        .nodes
+        .iter()
+        .map(|n| n["id"].as_str().unwrap().parse().unwrap())
+        .collect();
+    let oracle = chordal_core::Oracle::new(ids.clone());
+    // Wait until the ring walk sees all four.
+    let apis: Vec<std::net::SocketAddr> = c
+        .nodes
+        .iter()
+        .map(|n| n["api"].as_str().unwrap().parse().unwrap())
+        .collect();
+    eventually(Duration::from_secs(20), || {
+        let (s, v) = get_json(apis[0], "/v1/ring");
+        s == 200 && v["count"] == 4
+    })
+    .expect("cluster ring did not form");
+
+    // ring --json: every node once, in ring order from node 0.
+    let (code, out, _) = chordal(&["ring", "--json", "--node", &api]);
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let walked: Vec<&str> = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
+    let mut expected = vec![ids[0]];
+    expected.extend(oracle.successors(&ids[0], 3));
+    assert_eq!(
+        walked,
+        expected.iter().map(|i| i.to_hex()).collect::<Vec<_>>()
+    );
+
+    // ring (human): a table with every id.
+    let (code, out, _) = chordal(&["ring", "--node", &api]);
+    assert_eq!(code, 0);
+    for id in &ids {
+        assert!(out.contains(&id.to_hex()), "{out}");
+    }
+    assert!(out.contains("4 nodes"));
+
+    // locate: the oracle's owner, in both output forms.
+    let truth = oracle.successor(&Id::hash(b"hello"));
+    let (code, out, _) = chordal(&["locate", "hello", "--json", "--node", &api]);
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["owner"]["id"], truth.to_hex());
+    let (code, out, _) = chordal(&["locate", "hello", "--iterative", "--node", &api]);
+    assert_eq!(code, 0);
+    assert!(out.contains(&truth.to_hex()[..8]), "{out}");
+    assert!(
+        out.contains("aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d"),
+        "key id of 'hello': {out}"
+    );
+
+    // info: our id, our successor, a finger table.
+    let (code, out, _) = chordal(&["info", "--node", &api]);
+    assert_eq!(code, 0);
+    assert!(out.contains(&ids[0].to_hex()));
+    assert!(out.contains(&oracle.next(&ids[0]).to_hex()[..8]));
+    assert!(out.contains("fingers ("));
+
+    // The REPL: getloc, fingers, a bad command (error, goes on), quit.
+    let mut repl = Command::new(BIN)
+        .args(["repl", "--node", &api])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    repl.stdin
+        .take()
+        .unwrap()
+        .write_all(b"getloc hello\nfrobnicate\nfingers\nquit\n")
+        .unwrap();
+    let out = repl.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(text.contains(&truth.to_hex()[..8]), "{text}");
+    assert!(text.contains("unknown command"), "{text}");
+    assert!(text.contains("finger i"), "{text}");
+
+    // Exit codes: usage 2, unreachable 3.
+    let (code, _, _) = chordal(&["locate"]);
+    assert_eq!(code, 2);
+    let (code, _, err) = chordal(&["info", "--node", "127.0.0.1:1"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("unreachable"));
+}

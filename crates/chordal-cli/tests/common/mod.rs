@@ -1,0 +1,171 @@
+//! Helpers for tests that run real `chordal` processes on 127.0.0.1.
+
+#![allow(dead_code)]
+
+use chordal_core::{Id, Oracle};
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_chordal");
+
+/// A `chordal node` process; killed (SIGKILL) when dropped.
+pub struct NodeProc {
+    pub child: Child,
+    pub id: Id,
+    pub addr: SocketAddr,
+    pub api: SocketAddr,
+}
+
+impl NodeProc {
+    /// Starts `chordal node` on free ports, joining `seed` if given, and
+    /// waits for its address line.
+    pub fn start(seed: Option<SocketAddr>, extra: &[&str]) -> NodeProc {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["node", "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0"]);
+        if let Some(s) = seed {
+            cmd.args(["--join", &s.to_string()]);
+        }
+        cmd.args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .stdin(Stdio::null());
+        let mut child = cmd.spawn().expect("spawn chordal node");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("node printed no address line within 30 s");
+        let v: Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad line {line:?}: {e}"));
+        NodeProc {
+            child,
+            id: v["id"].as_str().unwrap().parse().unwrap(),
+            addr: v["addr"].as_str().unwrap().parse().unwrap(),
+            api: v["api"].as_str().unwrap().parse().unwrap(),
+        }
+    }
+
+    /// SIGKILL: the process dies without a word.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for the exit (graceful leave).
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill -TERM");
+        wait_timeout(&mut self.child, Duration::from_secs(10))
+            .expect("node did not exit after SIGTERM")
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn wait_timeout(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Ok(Some(s)) = child.try_wait() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// A raw HTTP/1.1 request; returns (status, body). `path` is sent as is.
+pub fn http(api: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(api).expect("connect to api");
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let status: u16 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// GET `path` and parse the JSON body.
+pub fn get_json(api: SocketAddr, path: &str) -> (u16, Value) {
+    let (status, body) = http(api, "GET", path);
+    let v = serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("{path}: body {body:?} is not JSON: {e}"));
+    (status, v)
+}
+
+/// The oracle of a set of processes.
+pub fn oracle(nodes: &[&NodeProc]) -> Oracle {
+    Oracle::new(nodes.iter().map(|n| n.id).collect())
+}
+
+/// Is every process's successor and predecessor the true one?
+pub fn ring_correct(nodes: &[&NodeProc]) -> bool {
+    let o = oracle(nodes);
+    nodes.iter().all(|n| {
+        let (status, v) = get_json(n.api, "/v1/node");
+        status == 200
+            && v["successors"][0]["id"].as_str() == Some(&o.next(&n.id).to_hex())
+            && v["predecessor"]["id"].as_str() == Some(&o.prev(&n.id).to_hex())
+    })
+}
+
+/// Is every process's whole successor list (up to `r`) the true one?
+pub fn successor_lists_correct(nodes: &[&NodeProc], r: usize) -> bool {
+    let o = oracle(nodes);
+    nodes.iter().all(|n| {
+        let (status, v) = get_json(n.api, "/v1/node");
+        let have: Vec<String> = v["successors"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s["id"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let want: Vec<String> = o.successors(&n.id, r).iter().map(|i| i.to_hex()).collect();
+        status == 200 && have == want
+    })
+}
+
+/// Polls `f` every 50 ms until it holds or `limit` passes; returns the time taken.
+pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    loop {
+        if f() {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
