@@ -908,10 +908,12 @@ impl VNode {
         for n in nodes {
             // Only nodes strictly closer to the key than the one that answered.
             let closer = n.id.in_open(&from.id, &key) && n.id.in_open(&me, &key);
-            if closer && !it.asked.contains(&n.id) && !recently_failed.contains(&n) {
-                if !it.candidates.iter().any(|c| c.id == n.id) {
-                    it.candidates.push(n);
-                }
+            if closer
+                && !it.asked.contains(&n.id)
+                && !recently_failed.contains(&n)
+                && !it.candidates.iter().any(|c| c.id == n.id)
+            {
+                it.candidates.push(n);
             }
         }
         it.candidates
@@ -1043,10 +1045,9 @@ impl VNode {
 
     /// A request to `to` went unanswered: drop the peer(s) it names.
     fn fail_target(&mut self, now: Time, to: Target) {
-        match to.id {
-            Some(id) => self.fail_peers(now, |n| n.id == id && n.addr == to.addr),
-            // A seed that does not answer: nothing in our table to drop.
-            None => {}
+        // A seed (no id) that does not answer: nothing in our table to drop.
+        if let Some(id) = to.id {
+            self.fail_peers(now, |n| n.id == id && n.addr == to.addr);
         }
     }
 

@@ -316,10 +316,10 @@ impl Driver {
             }
             Event::Joined { vnode, successor } => {
                 info!(vnode = %vnode.short(), successor = %successor.id.short(), "joined the ring");
-                if self.core.is_joined() {
-                    if let Some(w) = self.join_waiter.take() {
-                        let _ = w.send(Ok(()));
-                    }
+                if self.core.is_joined()
+                    && let Some(w) = self.join_waiter.take()
+                {
+                    let _ = w.send(Ok(()));
                 }
             }
             Event::JoinFailed { vnode } => {

@@ -66,15 +66,14 @@ impl Pool {
         if self.peers.contains_key(&addr) {
             return false;
         }
-        if self.peers.len() >= max {
-            if let Some(oldest) = self
+        if self.peers.len() >= max
+            && let Some(oldest) = self
                 .peers
                 .iter()
                 .min_by_key(|(_, p)| p.last_used)
                 .map(|(a, _)| *a)
-            {
-                self.peers.remove(&oldest);
-            }
+        {
+            self.peers.remove(&oldest);
         }
         self.peers.insert(addr, peer);
         true

@@ -370,11 +370,11 @@ impl Sim {
         let now = self.now;
         match item {
             Item::Deliver(env) => {
-                if let Some(&i) = self.by_addr.get(&env.to.addr) {
-                    if self.nodes[i].alive {
-                        self.nodes[i].node.handle_message(now, env);
-                        self.after_input(i);
-                    }
+                if let Some(&i) = self.by_addr.get(&env.to.addr)
+                    && self.nodes[i].alive
+                {
+                    self.nodes[i].node.handle_message(now, env);
+                    self.after_input(i);
                 }
             }
             Item::Wake(i) => {
