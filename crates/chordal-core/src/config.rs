@@ -23,7 +23,11 @@ pub struct Config {
     pub stabilize_interval: Duration,
     /// How often `fix_fingers` refreshes one finger.
     pub fix_fingers_interval: Duration,
-    /// How often `check_predecessor` pings the predecessor.
+    /// After a whole `fix_fingers` cycle without a change the interval
+    /// doubles, up to this factor; any change nearby resets it.
+    pub max_finger_backoff: u32,
+    /// How often `check_predecessor` pings the predecessor (skipped when the
+    /// predecessor has just notified us).
     pub check_predecessor_interval: Duration,
     /// Each periodic task waits its interval scaled by a random factor in
     /// `[1 - jitter, 1 + jitter]`.
@@ -53,6 +57,7 @@ impl Default for Config {
             successors: 8,
             stabilize_interval: Duration::from_millis(500),
             fix_fingers_interval: Duration::from_millis(500),
+            max_finger_backoff: 4,
             check_predecessor_interval: Duration::from_millis(500),
             jitter: 0.25,
             request_timeout: Duration::from_millis(500),

@@ -82,8 +82,10 @@ impl RoutingTable {
     }
 
     /// Records `node` as successor(finger_start(i)); `me` clears the slot.
-    pub fn set_finger(&mut self, i: usize, node: NodeRef) {
-        self.fingers[i] = (node != self.me).then_some(node);
+    /// Returns whether the slot changed.
+    pub fn set_finger(&mut self, i: usize, node: NodeRef) -> bool {
+        let new = (node != self.me).then_some(node);
+        std::mem::replace(&mut self.fingers[i], new) != new
     }
 
     /// Is `key` owned by our successor, i.e. in `(me, successor]`?

@@ -134,6 +134,14 @@ pub struct VNode {
     deadlines: BTreeSet<(Time, Deadline)>,
     timers: [Option<Time>; 3],
     next_finger: usize,
+    /// `fix_fingers` runs every `fix_fingers_interval * finger_backoff`: the
+    /// factor doubles after a whole cycle without a change (up to
+    /// `max_finger_backoff`) and drops to 1 when our neighbourhood changes.
+    finger_backoff: u32,
+    fingers_changed: bool,
+    /// When the predecessor last said anything; `check_predecessor` does
+    /// not ping a predecessor that has just notified us.
+    heard_from_pred: Option<Time>,
     range: Option<KeyRange>,
     recently_failed: VecDeque<(NodeRef, Time)>,
     out: VecDeque<Envelope>,
@@ -155,6 +163,9 @@ impl VNode {
             deadlines: BTreeSet::new(),
             timers: [None; 3],
             next_finger: 0,
+            finger_backoff: 1,
+            fingers_changed: false,
+            heard_from_pred: None,
             range: None,
             recently_failed: VecDeque::new(),
             out: VecDeque::new(),
@@ -360,6 +371,9 @@ impl VNode {
     /// Handles one message addressed to this virtual node.
     pub fn handle_message(&mut self, now: Time, from: NodeRef, msg: Message) {
         let joined = self.phase == Phase::Joined;
+        if self.table.predecessor() == Some(from) {
+            self.heard_from_pred = Some(now);
+        }
         match msg {
             Message::Ping { req } if joined => self.send(from, Message::Pong { req }),
             Message::GetNeighbors { req } if joined => {
@@ -573,7 +587,7 @@ impl VNode {
         match t {
             Timer::Stabilize => self.stabilize(now),
             Timer::FixFingers => self.fix_fingers(now),
-            Timer::CheckPredecessor => self.check_predecessor(now),
+            Timer::CheckPredecessor => self.check_predecessor(now, false),
         }
     }
 
@@ -640,7 +654,7 @@ impl VNode {
             // Someone outside (pred, me) notifies us: our predecessor may be
             // dead. Check it now rather than at the next round.
             if !self.busy(Timer::CheckPredecessor) {
-                self.check_predecessor(now);
+                self.check_predecessor(now, true);
             }
             return;
         }
@@ -665,7 +679,15 @@ impl VNode {
     }
 
     /// Paper Fig. 6 `check_predecessor`: ping it; no answer clears it.
-    fn check_predecessor(&mut self, now: Time) {
+    /// Unless `force`d, a predecessor heard from within the last interval
+    /// (it notifies us every stabilize round) is not pinged.
+    fn check_predecessor(&mut self, now: Time, force: bool) {
+        let recently = self
+            .heard_from_pred
+            .is_some_and(|t| now.saturating_since(t) < self.config.check_predecessor_interval);
+        if recently && !force {
+            return;
+        }
         if let Some(p) = self.table.predecessor() {
             self.request(now, p.into(), PendingKind::CheckPredecessor, |req| {
                 Message::Ping { req }
@@ -681,9 +703,9 @@ impl VNode {
         for _ in 0..ID_BITS {
             let i = self.next_finger;
             let start = self.table.finger_start(i);
-            self.next_finger = (i + 1) % ID_BITS;
+            self.advance_finger(i, i + 1);
             if self.table.successor_owns(&start) {
-                self.table.set_finger(i, succ);
+                self.fingers_changed |= self.table.set_finger(i, succ);
                 continue;
             }
             let id = self.internal_lookup_id();
@@ -694,14 +716,28 @@ impl VNode {
 
     fn on_finger_found(&mut self, i: usize, owner: NodeRef) {
         let me = self.me().id;
-        self.table.set_finger(i, owner);
+        self.fingers_changed |= self.table.set_finger(i, owner);
         // Later fingers whose start also falls before `owner` share it.
         let mut j = i + 1;
         while j < ID_BITS && self.table.finger_start(j).in_open_closed(&me, &owner.id) {
-            self.table.set_finger(j, owner);
+            self.fingers_changed |= self.table.set_finger(j, owner);
             j += 1;
         }
-        self.next_finger = j % ID_BITS;
+        self.advance_finger(i, j);
+    }
+
+    /// Moves `fix_fingers` on from finger `from` to finger `to` (mod 160).
+    /// At the end of a cycle, slows down if nothing changed in it.
+    fn advance_finger(&mut self, from: usize, to: usize) {
+        self.next_finger = to % ID_BITS;
+        if self.next_finger <= from {
+            self.finger_backoff = if self.fingers_changed {
+                1
+            } else {
+                (self.finger_backoff * 2).min(self.config.max_finger_backoff.max(1))
+            };
+            self.fingers_changed = false;
+        }
     }
 
     fn on_leave(
@@ -1107,6 +1143,10 @@ impl VNode {
     fn after_change(&mut self, now: Time, old_succ: NodeRef, old_pred: Option<NodeRef>) {
         let me = self.me();
         let succ = self.table.successor();
+        if succ != old_succ || self.table.predecessor() != old_pred {
+            // Our neighbourhood moved: fingers may be stale, refresh at full speed.
+            self.finger_backoff = 1;
+        }
         if succ != old_succ {
             self.events.push_back(Event::SuccessorChanged {
                 vnode: me.id,
@@ -1231,7 +1271,7 @@ impl VNode {
         }
         let base = match t {
             Timer::Stabilize => self.config.stabilize_interval,
-            Timer::FixFingers => self.config.fix_fingers_interval,
+            Timer::FixFingers => self.config.fix_fingers_interval * self.finger_backoff,
             Timer::CheckPredecessor => self.config.check_predecessor_interval,
         };
         let every = self.rng.jitter(base, self.config.jitter);
