@@ -26,12 +26,19 @@ pub enum BenchCommand {
 
 #[derive(Args)]
 pub struct LookupArgs {
+    /// Runtime of the in-process ring.
+    #[arg(long, value_enum, default_value_t = RuntimeKind::Multi)]
+    runtime: RuntimeKind,
     /// Ring sizes to measure.
     #[arg(long, value_delimiter = ',', default_value = "16,64,128")]
     nodes: Vec<usize>,
     /// Lookups per size and mode.
     #[arg(long, default_value_t = 2000)]
     lookups: usize,
+    /// Untimed lookups first (other keys), so that the timed ones run over
+    /// established connections as in a long-running ring.
+    #[arg(long, default_value_t = 2000)]
+    warmup: usize,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -39,6 +46,9 @@ pub struct LookupArgs {
 
 #[derive(Args)]
 pub struct HealArgs {
+    /// Runtime of the in-process ring.
+    #[arg(long, value_enum, default_value_t = RuntimeKind::Multi)]
+    runtime: RuntimeKind,
     #[arg(long, default_value_t = 128)]
     nodes: usize,
     /// Joins and crashes measured (the median is reported).
@@ -50,6 +60,9 @@ pub struct HealArgs {
 
 #[derive(Args)]
 pub struct IdleArgs {
+    /// Runtime of the in-process ring.
+    #[arg(long, value_enum, default_value_t = RuntimeKind::Multi)]
+    runtime: RuntimeKind,
     #[arg(long, default_value_t = 128)]
     nodes: usize,
     /// Length of the measured window.
@@ -57,6 +70,34 @@ pub struct IdleArgs {
     seconds: u64,
     #[arg(long)]
     json: bool,
+}
+
+/// Which tokio runtime the measured ring runs on.
+#[derive(Clone, Copy, Debug, Default, clap::ValueEnum)]
+pub enum RuntimeKind {
+    /// Multi-threaded, one worker per core (what `chordal node` uses).
+    #[default]
+    Multi,
+    /// One thread for every node: no cross-thread wake-ups.
+    Current,
+}
+
+/// Runs a benchmark on the runtime it asks for.
+pub fn run_blocking(cmd: BenchCommand) -> Result<()> {
+    let kind = match &cmd {
+        BenchCommand::Lookup(a) => a.runtime,
+        BenchCommand::Heal(a) => a.runtime,
+        BenchCommand::Idle(a) => a.runtime,
+    };
+    let rt = match kind {
+        RuntimeKind::Multi => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?,
+        RuntimeKind::Current => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+    };
+    rt.block_on(run(cmd))
 }
 
 pub async fn run(cmd: BenchCommand) -> Result<()> {
@@ -104,6 +145,10 @@ async fn lookup(args: LookupArgs) -> Result<()> {
         let ring = ready_ring(n).await?;
         let oracle = ring.oracle();
         for mode in [LookupMode::Recursive, LookupMode::Iterative] {
+            for k in 0..args.warmup {
+                let key = Id::hash(format!("warmup-{k}").as_bytes());
+                ring.nodes[k % n].lookup(key, mode).await?;
+            }
             let mut latencies = Vec::with_capacity(args.lookups);
             let mut hops = 0u64;
             let mut wrong = 0usize;
@@ -123,6 +168,7 @@ async fn lookup(args: LookupArgs) -> Result<()> {
                 "nodes": n,
                 "mode": format!("{mode:?}").to_lowercase(),
                 "lookups": args.lookups,
+                "warmup": args.warmup,
                 "p50_us": micros(percentile(&latencies, 0.5)),
                 "p99_us": micros(percentile(&latencies, 0.99)),
                 "mean_hops": hops as f64 / args.lookups as f64,

@@ -101,7 +101,7 @@ fn main() -> ExitCode {
         Command::Info { target } => runtime.block_on(client::info(&target)),
         Command::Ring { target } => runtime.block_on(client::ring(&target)),
         Command::Repl { target } => repl::run(&runtime, &target),
-        Command::Bench(cmd) => runtime.block_on(bench::run(cmd)),
+        Command::Bench(cmd) => bench::run_blocking(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -39,6 +39,9 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Retransmissions of an unanswered request.
     pub request_retries: u32,
+    /// A forwarded lookup is acknowledged within this time, several acks to
+    /// one peer in one message (must be well below `request_timeout`).
+    pub ack_delay: Duration,
     /// A lookup not finished within this time fails with `Timeout`.
     pub lookup_timeout: Duration,
     /// A lookup forwarded more often than this fails with `HopLimit`.
@@ -62,6 +65,7 @@ impl Default for Config {
             jitter: 0.25,
             request_timeout: Duration::from_millis(500),
             request_retries: 1,
+            ack_delay: Duration::from_millis(20),
             lookup_timeout: Duration::from_secs(5),
             max_hops: 64,
             max_pending: 4096,

@@ -89,7 +89,8 @@ pub enum Message {
     SuccessorHint { candidate: NodeRef },
     /// Recursive `find_successor(key)`, started by `origin`. `hops` counts the
     /// forwards so far. The receiver acknowledges at once with
-    /// [`Message::LookupAck`] so the sender can detect a dead next hop.
+    /// [`Message::LookupAck`] (after `ack_delay`, batched) so the sender
+    /// can detect a dead next hop.
     FindSuccessor {
         req: u64,
         origin: NodeRef,
@@ -97,8 +98,9 @@ pub enum Message {
         key: Id,
         hops: u32,
     },
-    /// "I have taken over the lookup you forwarded."
-    LookupAck { req: u64 },
+    /// "I have taken over the lookups you forwarded": acknowledges several
+    /// `FindSuccessor` requests at once.
+    LookupAck { reqs: Vec<u64> },
     /// The answer to a recursive lookup, sent straight to its origin.
     /// `successors[0]` is the owner of `key`; the rest follow it on the ring.
     FoundSuccessor {

@@ -23,6 +23,8 @@ const INTERNAL_LOOKUP: u64 = 1 << 63;
 /// preceding nodes a step answers with.
 const ITERATIVE_WIDTH: usize = 3;
 const ITERATIVE_KEEP: usize = 16;
+/// Acks queued before they are sent without waiting for `ack_delay`.
+const MAX_ACKS: usize = 256;
 /// How many recently failed peers are remembered (and not re-adopted).
 const RECENT_FAILURES: usize = 64;
 
@@ -144,6 +146,11 @@ pub struct VNode {
     heard_from_pred: Option<Time>,
     range: Option<KeyRange>,
     recently_failed: VecDeque<(NodeRef, Time)>,
+    /// `FindSuccessor`s taken over but not yet acknowledged, and when to.
+    /// Acks wait a little so that they stay off a lookup's critical path
+    /// and travel together.
+    acks: Vec<(NodeRef, u64)>,
+    ack_at: Option<Time>,
     out: VecDeque<Envelope>,
     events: VecDeque<Event>,
 }
@@ -168,6 +175,8 @@ impl VNode {
             heard_from_pred: None,
             range: None,
             recently_failed: VecDeque::new(),
+            acks: Vec::new(),
+            ack_at: None,
             out: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -337,18 +346,18 @@ impl VNode {
 
     /// When `handle_timeout` must be called next.
     pub fn poll_timeout(&self) -> Option<Time> {
-        let timers = self.timers.iter().flatten().copied().min();
+        let timers = self.timers.iter().flatten().copied();
         let deadline = self.deadlines.first().map(|(t, _)| *t);
-        match (timers, deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        timers.chain(deadline).chain(self.ack_at).min()
     }
 
     // ----- inputs -------------------------------------------------------------
 
     /// Runs every timer and deadline due at `now`.
     pub fn handle_timeout(&mut self, now: Time) {
+        if self.ack_at.is_some_and(|at| at <= now) {
+            self.flush_acks();
+        }
         while let Some(&(at, what)) = self.deadlines.first() {
             if at > now {
                 break;
@@ -398,8 +407,8 @@ impl VNode {
                 key,
                 hops,
             } if joined => {
-                self.send(from, Message::LookupAck { req });
                 self.route_recursive(now, origin, lookup, key, hops);
+                self.queue_ack(now, from, req);
             }
             Message::ClosestPreceding { req, key } if joined => {
                 let (done, nodes) = if self.table.successor_owns(&key) {
@@ -417,8 +426,13 @@ impl VNode {
                 successors,
             } if joined => self.on_leave(now, from, predecessor, successors),
             // Answers are taken in any phase: a joining node needs them.
-            Message::Pong { req } | Message::LookupAck { req } => {
+            Message::Pong { req } => {
                 self.take_pending(req);
+            }
+            Message::LookupAck { reqs } => {
+                for req in reqs.into_iter().take(MAX_ACKS) {
+                    self.take_pending(req);
+                }
             }
             Message::Neighbors {
                 req,
@@ -1192,6 +1206,27 @@ impl VNode {
             fresh
         });
         nodes
+    }
+
+    /// Acknowledges `FindSuccessor` `req` from `from` within `ack_delay`.
+    fn queue_ack(&mut self, now: Time, from: NodeRef, req: u64) {
+        self.acks.push((from, req));
+        if self.acks.len() >= MAX_ACKS || self.config.ack_delay.is_zero() {
+            self.flush_acks();
+        } else if self.ack_at.is_none() {
+            self.ack_at = Some(now + self.config.ack_delay);
+        }
+    }
+
+    /// Sends every queued ack, one message per peer.
+    fn flush_acks(&mut self) {
+        self.ack_at = None;
+        let mut acks = std::mem::take(&mut self.acks);
+        acks.sort_by_key(|(n, _)| (n.addr, n.id));
+        for chunk in acks.chunk_by(|a, b| a.0 == b.0) {
+            let reqs = chunk.iter().map(|(_, r)| *r).collect();
+            self.send(chunk[0].0, Message::LookupAck { reqs });
+        }
     }
 
     fn send(&mut self, to: impl Into<Target>, msg: Message) {

@@ -1,56 +1,89 @@
-//! One TCP connection to a peer: handshake, then a reader and a coalescing
-//! writer. Connections only move frames; they never decide anything.
+//! Establishing peer connections: the listener, outbound connects, the
+//! handshake. Once a connection passes its handshake its write half goes to
+//! an [`Outbox`] and its read half, as a stream of frames, to the driver,
+//! which reads every connection itself (one task wake-up per message).
 
-use crate::driver::Inbound;
-use bytes::Bytes;
-use chordal_wire::{Hello, PREAMBLE_LEN, WireError, check_preamble, decode_envelope, decode_hello};
-use futures_util::{SinkExt, StreamExt};
+use crate::outbox::Outbox;
+use bytes::{Bytes, BytesMut};
+use chordal_wire::{Hello, PREAMBLE_LEN, WireError, check_preamble, decode_hello};
+use futures_util::StreamExt;
+use futures_util::stream::{self, BoxStream};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::sync::mpsc;
-use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
-
-/// Most frames written in one batch before a flush.
-const WRITE_BATCH: usize = 64;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn};
 
 /// Counters shared by every connection of a node.
 #[derive(Debug, Default)]
 pub struct WireStats {
     /// Frames received and decoded.
     pub frames_in: AtomicU64,
-    /// Frames handed to the socket.
+    /// Frames handed to connections.
     pub frames_out: AtomicU64,
     /// Connections refused at the handshake (magic, version, cluster, timeout).
     pub bad_handshakes: AtomicU64,
     /// Connections closed for a malformed frame.
     pub bad_frames: AtomicU64,
-    /// Outgoing messages dropped because a peer's queue was full.
+    /// Outgoing frames dropped because a peer's outbox was full.
     pub dropped_out: AtomicU64,
-    /// Connections accepted and established.
+    /// Connections that passed the handshake.
     pub connections: AtomicU64,
 }
 
 /// What every connection task needs to know.
 #[derive(Clone)]
 pub struct ConnContext {
-    /// Our peer address (the `to` of every received envelope).
-    pub local: SocketAddr,
     /// Our Hello, encoded.
     pub hello: Bytes,
     /// Our cluster name, to check theirs.
     pub cluster: String,
     pub max_frame: usize,
     pub handshake_timeout: Duration,
-    /// A connection with no incoming frame for this long is closed.
-    pub idle_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Bytes an outbox holds at most.
+    pub peer_buffer: usize,
+    pub max_connections: usize,
     pub inbound: mpsc::Sender<Inbound>,
+    /// Cancelled when the node stops; each connection has a child token.
     pub shutdown: CancellationToken,
+    /// Every task of the node's network, so that a leave can wait for them.
+    pub tasks: TaskTracker,
     pub stats: Arc<WireStats>,
+}
+
+/// One item of a connection's read side: `(peer, conn_id, frame)`, where
+/// `None` means the connection ended.
+pub type ReadItem = (SocketAddr, u64, Option<std::io::Result<BytesMut>>);
+
+/// A connection that passed its handshake, handed to the driver.
+pub struct Established {
+    /// The peer's advertised address.
+    pub addr: SocketAddr,
+    pub api: Option<SocketAddr>,
+    pub conn_id: u64,
+    pub outbox: Arc<Outbox>,
+    pub reader: BoxStream<'static, ReadItem>,
+    /// Cancel to close the connection.
+    pub close: CancellationToken,
+    /// We opened it (else the peer did).
+    pub outbound: bool,
+}
+
+/// What connection tasks tell the driver.
+pub enum Inbound {
+    Established(Established),
+    /// An outbound connect or its handshake failed.
+    ConnectFailed {
+        addr: SocketAddr,
+        conn_id: u64,
+    },
 }
 
 /// Why a handshake failed.
@@ -101,104 +134,128 @@ fn closed(e: std::io::Error) -> HandshakeError {
     }
 }
 
-/// Runs an established connection until it fails, goes idle, or the node
-/// shuts down. Reading and writing run as separate tasks so that two peers
-/// writing to each other can never block each other. Frames from `outgoing`
-/// are written in batches; received frames go to the driver. If `outgoing`
-/// closes (the pool dropped us) the connection keeps reading.
-pub async fn run(
+/// Splits an established stream: the write half into `outbox` (with a
+/// task that finishes writes the socket could not take at once), the read
+/// half into a frame stream for the driver.
+fn establish(
     stream: TcpStream,
-    peer: SocketAddr,
-    outgoing: mpsc::Receiver<Bytes>,
-    ctx: ConnContext,
-) -> std::io::Result<()> {
-    let _ = stream.set_nodelay(true);
-    let (r, w) = stream.into_split();
-    let writer = tokio::spawn(write_loop(w, outgoing, ctx.clone()));
-    let result = read_loop(r, peer, &ctx).await;
-    if ctx.shutdown.is_cancelled() {
-        // Let the writer flush a leave's farewells.
-        let _ = writer.await;
-    } else {
-        writer.abort();
-    }
-    result
-}
-
-async fn write_loop(
-    w: tokio::net::tcp::OwnedWriteHalf,
-    mut outgoing: mpsc::Receiver<Bytes>,
-    ctx: ConnContext,
-) -> std::io::Result<()> {
-    let mut writer = FramedWrite::new(w, chordal_wire::frame_codec(ctx.max_frame));
-    loop {
-        tokio::select! {
-            biased;
-            frame = outgoing.recv() => {
-                let Some(frame) = frame else {
-                    return Ok(()); // the pool dropped us; the reader goes on
-                };
-                writer.feed(frame).await?;
-                let mut n = 1;
-                while n < WRITE_BATCH {
-                    match outgoing.try_recv() {
-                        Ok(frame) => {
-                            writer.feed(frame).await?;
-                            n += 1;
-                        }
-                        Err(_) => break,
-                    }
-                }
-                SinkExt::<Bytes>::flush(&mut writer).await?;
-                ctx.stats.frames_out.fetch_add(n as u64, Ordering::Relaxed);
-            }
-            _ = ctx.shutdown.cancelled() => {
-                while let Ok(frame) = outgoing.try_recv() {
-                    writer.feed(frame).await?;
-                }
-                SinkExt::<Bytes>::flush(&mut writer).await?;
-                return Ok(());
-            }
-        }
-    }
-}
-
-async fn read_loop(
-    r: tokio::net::tcp::OwnedReadHalf,
-    peer: SocketAddr,
+    hello: &Hello,
+    addr: SocketAddr,
+    conn_id: u64,
+    outbox: Arc<Outbox>,
+    outbound: bool,
     ctx: &ConnContext,
-) -> std::io::Result<()> {
-    let mut reader = FramedRead::new(r, chordal_wire::frame_codec(ctx.max_frame));
-    loop {
-        let next = tokio::select! {
-            _ = ctx.shutdown.cancelled() => return Ok(()),
-            next = tokio::time::timeout(ctx.idle_timeout, reader.next()) => next,
-        };
-        let frame = match next {
-            Err(_) => return Ok(()), // idle: close; it reconnects on demand
-            Ok(None) => return Ok(()),
-            Ok(Some(Err(e))) => {
-                ctx.stats.bad_frames.fetch_add(1, Ordering::Relaxed);
-                return Err(e);
-            }
-            Ok(Some(Ok(frame))) => frame,
-        };
-        match decode_envelope(&frame, ctx.local) {
-            Ok(env) if env.from.addr == peer => {
-                ctx.stats.frames_in.fetch_add(1, Ordering::Relaxed);
-                if ctx.inbound.send(Inbound::Message(env)).await.is_err() {
-                    return Ok(()); // the driver is gone
-                }
-            }
-            _ => {
-                // A frame that does not decode or lies about its sender:
-                // this peer is broken; drop the connection.
-                ctx.stats.bad_frames.fetch_add(1, Ordering::Relaxed);
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    "malformed envelope",
-                ));
-            }
+) -> Established {
+    let _ = stream.set_nodelay(true);
+    ctx.stats.connections.fetch_add(1, Ordering::Relaxed);
+    let (r, w) = stream.into_split();
+    outbox.attach(w);
+    let close = ctx.shutdown.child_token();
+    let drain_box = outbox.clone();
+    let drain_close = close.clone();
+    ctx.tasks.spawn(async move {
+        if let Err(e) = drain_box.drain(drain_close).await {
+            debug!(error = %e, "write failed");
         }
+    });
+    let frames = FramedRead::new(r, chordal_wire::frame_codec(ctx.max_frame));
+    let reader = frames
+        .map(move |f| (addr, conn_id, Some(f)))
+        .chain(stream::once(async move { (addr, conn_id, None) }))
+        .take_until(close.clone().cancelled_owned())
+        .boxed();
+    Established {
+        addr,
+        api: hello.api,
+        conn_id,
+        outbox,
+        reader,
+        close,
+        outbound,
     }
+}
+
+/// Accepts peer connections until shutdown, at most `max_connections` at
+/// once; each is handshaken in its own task.
+pub fn spawn_listener(listener: TcpListener, ctx: ConnContext) {
+    let limit = Arc::new(Semaphore::new(ctx.max_connections));
+    let next_id = Arc::new(AtomicU64::new(1 << 32));
+    let tasks = ctx.tasks.clone();
+    tasks.spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                _ = ctx.shutdown.cancelled() => return,
+                a = listener.accept() => a,
+            };
+            let (stream, remote) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE and friends: back off a little, keep serving.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = limit.clone().try_acquire_owned() else {
+                debug!(%remote, "too many connections; refusing");
+                continue;
+            };
+            let ctx = ctx.clone();
+            let conn_id = next_id.fetch_add(1, Ordering::Relaxed);
+            ctx.tasks.clone().spawn(async move {
+                accept(stream, remote, conn_id, &ctx).await;
+                // The permit is held until the connection is handed over;
+                // the driver bounds established connections itself.
+                drop(permit);
+            });
+        }
+    });
+}
+
+/// Handshakes one inbound connection and hands it to the driver.
+async fn accept(mut stream: TcpStream, remote: SocketAddr, conn_id: u64, ctx: &ConnContext) {
+    let hello = match handshake(&mut stream, ctx).await {
+        Ok(h) => h,
+        Err(e) => {
+            ctx.stats.bad_handshakes.fetch_add(1, Ordering::Relaxed);
+            debug!(%remote, error = %e, "handshake refused");
+            return;
+        }
+    };
+    let Some(addr) = hello.addr else {
+        // Only ring members speak the peer protocol for now.
+        ctx.stats.bad_handshakes.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let outbox = Arc::new(Outbox::new(ctx.peer_buffer));
+    let est = establish(stream, &hello, addr, conn_id, outbox, false, ctx);
+    let _ = ctx.inbound.send(Inbound::Established(est)).await;
+}
+
+/// Opens an outbound connection to `addr` for `outbox` and hands it to
+/// the driver.
+pub fn spawn_connect(addr: SocketAddr, conn_id: u64, outbox: Arc<Outbox>, ctx: ConnContext) {
+    let tasks = ctx.tasks.clone();
+    tasks.spawn(async move {
+        let attempt = async {
+            let mut stream = tokio::time::timeout(ctx.connect_timeout, TcpStream::connect(addr))
+                .await
+                .map_err(|_| HandshakeError::Timeout)??;
+            let hello = handshake(&mut stream, &ctx).await?;
+            if hello.addr != Some(addr) {
+                return Err(WireError::Invalid("advertised address").into());
+            }
+            Ok::<_, HandshakeError>((stream, hello))
+        };
+        let msg = match attempt.await {
+            Ok((stream, hello)) => {
+                Inbound::Established(establish(stream, &hello, addr, conn_id, outbox, true, &ctx))
+            }
+            Err(e) => {
+                debug!(peer = %addr, error = %e, "connect failed");
+                Inbound::ConnectFailed { addr, conn_id }
+            }
+        };
+        let _ = ctx.inbound.send(msg).await;
+    });
 }

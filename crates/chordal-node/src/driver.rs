@@ -1,49 +1,28 @@
-//! The driver: one task that owns the sans-IO core and turns its actions
-//! into I/O. Connections and API calls reach it through bounded channels.
+//! The driver: one task that owns the sans-IO core and does all of a
+//! node's common-path I/O. It reads every peer connection itself and writes
+//! straight into their outboxes, so a message costs one task wake-up.
+//! Handshakes, the listener and API calls reach it through bounded channels.
 
-use crate::conn::{self, ConnContext};
+use crate::conn::{self, ConnContext, Established, Inbound, ReadItem};
+use crate::outbox::Outbox;
 use crate::pool::{Peer, Pool, Route};
 use crate::status::{Finger, Status, VNodeStatus};
-use bytes::Bytes;
+use bytes::BytesMut;
 use chordal_core::{
-    Envelope, Event, LookupError, LookupId, LookupMode, LookupResult, Neighbors, Node as Core,
-    QueryId, Time,
+    Event, LookupError, LookupId, LookupMode, LookupResult, Neighbors, Node as Core, QueryId, Time,
 };
+use futures_util::StreamExt;
+use futures_util::stream::{BoxStream, SelectAll};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
-use tokio_util::task::TaskTracker;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
-
-/// What connections tell the driver.
-#[derive(Debug)]
-pub enum Inbound {
-    /// A decoded envelope from a peer.
-    Message(Envelope),
-    /// An inbound connection passed its handshake; `tx` writes to it.
-    Accepted {
-        addr: SocketAddr,
-        api: Option<SocketAddr>,
-        conn_id: u64,
-        tx: mpsc::Sender<Bytes>,
-    },
-    /// An outbound connection passed its handshake.
-    Connected {
-        addr: SocketAddr,
-        api: Option<SocketAddr>,
-    },
-    /// A connection ended. `established`: it had passed the handshake.
-    Closed {
-        addr: SocketAddr,
-        conn_id: u64,
-        established: bool,
-    },
-}
 
 /// What the [`crate::Node`] handle asks of the driver.
 pub enum Command {
@@ -77,9 +56,15 @@ pub enum Command {
 pub struct DriverSettings {
     pub cluster: String,
     pub api: Option<SocketAddr>,
-    pub max_connections: usize,
-    pub peer_queue: usize,
-    pub connect_timeout: Duration,
+    /// Connections silent this long are closed (they reopen on demand).
+    pub idle_timeout: Duration,
+}
+
+/// An established connection the driver reads.
+struct Conn {
+    addr: SocketAddr,
+    close: CancellationToken,
+    last_active: Instant,
 }
 
 pub struct Driver {
@@ -87,9 +72,12 @@ pub struct Driver {
     start: Instant,
     settings: DriverSettings,
     ctx: ConnContext,
+    /// Where to write, per peer address.
     pool: Pool,
-    /// Every connection and the listener, so that leave can wait for them.
-    tasks: TaskTracker,
+    /// Every established connection, by id.
+    conns: HashMap<u64, Conn>,
+    /// The read sides of all connections.
+    readers: SelectAll<BoxStream<'static, ReadItem>>,
     /// API addresses of peers, from their Hellos.
     apis: HashMap<SocketAddr, SocketAddr>,
     lookups: HashMap<LookupId, oneshot::Sender<Result<LookupResult, LookupError>>>,
@@ -97,6 +85,9 @@ pub struct Driver {
     /// Waiting for every virtual node to join (or one to fail).
     join_waiter: Option<oneshot::Sender<Result<(), ()>>>,
     events: broadcast::Sender<Event>,
+    /// Frames produced by the current `pump`, per destination: written with
+    /// one call per peer at its end.
+    batch: HashMap<SocketAddr, BytesMut>,
 }
 
 impl Driver {
@@ -113,12 +104,14 @@ impl Driver {
             settings,
             ctx,
             pool: Pool::default(),
-            tasks: TaskTracker::new(),
+            conns: HashMap::new(),
+            readers: SelectAll::new(),
             apis: HashMap::new(),
             lookups: HashMap::new(),
             queries: HashMap::new(),
             join_waiter: Some(join_waiter),
             events,
+            batch: HashMap::new(),
         }
     }
 
@@ -138,7 +131,7 @@ impl Driver {
         mut commands: mpsc::Receiver<Command>,
         mut inbound: mpsc::Receiver<Inbound>,
     ) {
-        self.spawn_listener(listener);
+        conn::spawn_listener(listener, self.ctx.clone());
         let now = self.now();
         if seeds.is_empty() {
             self.core.create(now);
@@ -146,12 +139,18 @@ impl Driver {
             self.core.join(now, seeds);
         }
         self.pump();
+        let mut idle_check = tokio::time::interval(self.settings.idle_timeout / 4);
         loop {
             let wake = self.core.poll_timeout().map(|t| self.instant(t));
             let sleep = tokio::time::sleep_until(
                 wake.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)),
             );
             tokio::select! {
+                item = self.readers.next(), if !self.readers.is_empty() => {
+                    if let Some(item) = item {
+                        self.read(item);
+                    }
+                }
                 cmd = commands.recv() => match cmd {
                     Some(Command::Leave { reply }) => {
                         self.leave().await;
@@ -160,7 +159,6 @@ impl Driver {
                     }
                     Some(Command::Abort { reply }) => {
                         self.ctx.shutdown.cancel();
-                        self.pool.clear();
                         let _ = reply.send(());
                         return;
                     }
@@ -180,6 +178,7 @@ impl Driver {
                     let now = self.now();
                     self.core.handle_timeout(now);
                 }
+                _ = idle_check.tick() => self.close_idle(),
             }
             self.pump();
         }
@@ -211,73 +210,148 @@ impl Driver {
         }
     }
 
-    fn inbound(&mut self, msg: Inbound) {
+    /// A frame (or the end) of one connection.
+    fn read(&mut self, (addr, conn_id, frame): ReadItem) {
         let now = self.now();
+        let stats = self.ctx.stats.clone();
+        match frame {
+            Some(Ok(bytes)) => match chordal_wire::decode_envelope(&bytes, self.core.addr()) {
+                Ok(env) if env.from.addr == addr => {
+                    stats.frames_in.fetch_add(1, Ordering::Relaxed);
+                    if let Some(c) = self.conns.get_mut(&conn_id) {
+                        c.last_active = Instant::now();
+                    }
+                    self.core.handle_message(now, env);
+                }
+                _ => {
+                    // A frame that does not decode or lies about its sender:
+                    // this peer is broken; drop the connection.
+                    stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+                    self.close(conn_id, true);
+                }
+            },
+            Some(Err(e)) => {
+                // Oversized frame or an I/O error.
+                if e.kind() != std::io::ErrorKind::ConnectionReset {
+                    stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+                }
+                debug!(peer = %addr, error = %e, "connection failed");
+                self.close(conn_id, true);
+            }
+            None => self.close(conn_id, true),
+        }
+    }
+
+    /// Closes connection `conn_id`; `lost` tells the core the peer may be gone.
+    fn close(&mut self, conn_id: u64, lost: bool) {
+        let Some(c) = self.conns.remove(&conn_id) else {
+            return;
+        };
+        c.close.cancel();
+        self.pool.remove(c.addr, conn_id);
+        if lost {
+            let now = self.now();
+            self.core.handle_disconnect(now, c.addr);
+        }
+    }
+
+    /// Closes connections with no traffic for `idle_timeout`.
+    fn close_idle(&mut self) {
+        let now = Instant::now();
+        let idle: Vec<u64> = self
+            .conns
+            .iter()
+            .filter(|(id, c)| {
+                let used = self.pool.last_used(c.addr, **id).unwrap_or(c.last_active);
+                now.duration_since(c.last_active.max(used)) >= self.settings.idle_timeout
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in idle {
+            self.close(id, false);
+        }
+    }
+
+    fn inbound(&mut self, msg: Inbound) {
         match msg {
-            Inbound::Message(env) => self.core.handle_message(now, env),
-            Inbound::Accepted {
-                addr,
-                api,
-                conn_id,
-                tx,
-            } => {
-                if let Some(api) = api {
-                    self.apis.insert(addr, api);
-                }
-                let peer = Peer {
-                    conn_id,
-                    tx,
-                    last_used: Instant::now(),
-                };
-                self.pool.insert(addr, peer, self.settings.max_connections);
-            }
-            Inbound::Connected { addr, api } => {
-                if let Some(api) = api {
-                    self.apis.insert(addr, api);
-                }
-                self.pool.connected(addr);
-            }
-            Inbound::Closed {
-                addr,
-                conn_id,
-                established,
-            } => {
+            Inbound::Established(est) => self.established(est),
+            Inbound::ConnectFailed { addr, conn_id } => {
                 self.pool.remove(addr, conn_id);
-                if established {
-                    self.core.handle_disconnect(now, addr);
-                } else {
-                    self.pool.connect_failed(addr, Instant::now());
-                    self.core.handle_unreachable(now, addr);
-                }
+                self.pool.connect_failed(addr, Instant::now());
+                let now = self.now();
+                self.core.handle_unreachable(now, addr);
             }
         }
     }
 
-    /// Carries out everything the core asked for.
+    fn established(&mut self, est: Established) {
+        if self.conns.len() >= self.ctx.max_connections {
+            debug!(peer = %est.addr, "too many connections; closing the new one");
+            est.close.cancel();
+            if est.outbound {
+                self.pool.remove(est.addr, est.conn_id);
+            }
+            return;
+        }
+        if let Some(api) = est.api {
+            self.apis.insert(est.addr, api);
+        }
+        if est.outbound {
+            self.pool.connected(est.addr);
+        } else {
+            let peer = Peer {
+                conn_id: est.conn_id,
+                outbox: est.outbox,
+                last_used: Instant::now(),
+            };
+            if let Some(evicted) = self.pool.insert(est.addr, peer, self.ctx.max_connections) {
+                self.close(evicted, false);
+            }
+        }
+        self.conns.insert(
+            est.conn_id,
+            Conn {
+                addr: est.addr,
+                close: est.close,
+                last_active: Instant::now(),
+            },
+        );
+        self.readers.push(est.reader);
+    }
+
+    /// Carries out everything the core asked for, then writes the frames.
     fn pump(&mut self) {
         loop {
             let mut progressed = false;
             while let Some(env) = self.core.poll_transmit() {
                 progressed = true;
-                self.transmit(env);
+                let buf = self.batch.entry(env.to.addr).or_default();
+                chordal_wire::encode_frame(&env, buf);
+                self.ctx.stats.frames_out.fetch_add(1, Ordering::Relaxed);
             }
             while let Some(event) = self.core.poll_event() {
                 progressed = true;
                 self.event(event);
             }
-            if !progressed {
+            if self.batch.is_empty() && !progressed {
                 break;
+            }
+            // Writing may report unreachable peers to the core, which then
+            // has more to say: loop until it is quiet.
+            let batch: Vec<(SocketAddr, BytesMut)> = self.batch.drain().collect();
+            for (addr, bytes) in batch {
+                self.write(addr, &bytes);
             }
         }
     }
 
-    fn transmit(&mut self, env: Envelope) {
-        let addr = env.to.addr;
-        let frame = Bytes::from(chordal_wire::encode_envelope(&env));
+    /// Writes whole frames for `addr`, connecting first if needed.
+    fn write(&mut self, addr: SocketAddr, bytes: &[u8]) {
         match self.pool.route(addr, Instant::now()) {
             Route::Send(peer) => {
-                if peer.tx.try_send(frame).is_err() {
-                    // Full queue: drop; the core's timeouts and retries cover it.
+                if !peer.outbox.push(bytes) {
+                    // Full or broken: drop; the core's timeouts and retries
+                    // cover it, and a broken connection reports its close.
                     self.ctx.stats.dropped_out.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -286,18 +360,18 @@ impl Driver {
                 self.core.handle_unreachable(now, addr);
             }
             Route::Connect => {
-                let (tx, rx) = mpsc::channel(self.settings.peer_queue);
-                let _ = tx.try_send(frame);
+                let outbox = Arc::new(Outbox::new(self.ctx.peer_buffer));
+                outbox.push(bytes);
                 let conn_id = self.pool.next_conn_id();
                 let peer = Peer {
                     conn_id,
-                    tx,
+                    outbox: outbox.clone(),
                     last_used: Instant::now(),
                 };
-                self.pool.insert(addr, peer, self.settings.max_connections);
-                let ctx = self.ctx.clone();
-                let timeout = self.settings.connect_timeout;
-                self.tasks.spawn(connect(addr, conn_id, rx, ctx, timeout));
+                if let Some(evicted) = self.pool.insert(addr, peer, self.ctx.max_connections) {
+                    self.close(evicted, false);
+                }
+                conn::spawn_connect(addr, conn_id, outbox, self.ctx.clone());
             }
         }
     }
@@ -344,8 +418,9 @@ impl Driver {
         self.pump();
         self.ctx.shutdown.cancel();
         self.pool.clear();
-        self.tasks.close();
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.tasks.wait()).await;
+        self.conns.clear();
+        self.ctx.tasks.close();
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.ctx.tasks.wait()).await;
         info!("left the ring");
     }
 
@@ -383,7 +458,7 @@ impl Driver {
             api: self.settings.api,
             cluster: self.settings.cluster.clone(),
             vnodes,
-            connections: self.pool.len(),
+            connections: self.conns.len(),
             frames_in: stats.frames_in.load(Ordering::Relaxed),
             frames_out: stats.frames_out.load(Ordering::Relaxed),
             bad_handshakes: stats.bad_handshakes.load(Ordering::Relaxed),
@@ -391,145 +466,4 @@ impl Driver {
             dropped_out: stats.dropped_out.load(Ordering::Relaxed),
         }
     }
-
-    fn spawn_listener(&mut self, listener: TcpListener) {
-        let ctx = self.ctx.clone();
-        let limit = Arc::new(Semaphore::new(self.settings.max_connections));
-        let peer_queue = self.settings.peer_queue;
-        let next_id = Arc::new(std::sync::atomic::AtomicU64::new(1 << 32));
-        let tracker = self.tasks.clone();
-        self.tasks.spawn(async move {
-            loop {
-                let accepted = tokio::select! {
-                    _ = ctx.shutdown.cancelled() => return,
-                    a = listener.accept() => a,
-                };
-                let (stream, remote) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // EMFILE and friends: back off a little, keep serving.
-                        warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let Ok(permit) = limit.clone().try_acquire_owned() else {
-                    debug!(%remote, "too many connections; refusing");
-                    continue;
-                };
-                let ctx = ctx.clone();
-                let conn_id = next_id.fetch_add(1, Ordering::Relaxed);
-                tracker.spawn(async move {
-                    let _permit = permit;
-                    accept(stream, remote, conn_id, peer_queue, ctx).await;
-                });
-            }
-        });
-    }
-}
-
-/// Serves one inbound connection: handshake, register with the driver, run.
-async fn accept(
-    mut stream: TcpStream,
-    remote: SocketAddr,
-    conn_id: u64,
-    queue: usize,
-    ctx: ConnContext,
-) {
-    let hello = match conn::handshake(&mut stream, &ctx).await {
-        Ok(h) => h,
-        Err(e) => {
-            ctx.stats.bad_handshakes.fetch_add(1, Ordering::Relaxed);
-            debug!(%remote, error = %e, "handshake refused");
-            return;
-        }
-    };
-    let Some(addr) = hello.addr else {
-        // Only ring members speak the peer protocol for now.
-        ctx.stats.bad_handshakes.fetch_add(1, Ordering::Relaxed);
-        return;
-    };
-    ctx.stats.connections.fetch_add(1, Ordering::Relaxed);
-    let (tx, rx) = mpsc::channel(queue);
-    let registered = ctx
-        .inbound
-        .send(Inbound::Accepted {
-            addr,
-            api: hello.api,
-            conn_id,
-            tx,
-        })
-        .await;
-    if registered.is_err() {
-        return;
-    }
-    if let Err(e) = conn::run(stream, addr, rx, ctx.clone()).await {
-        debug!(peer = %addr, error = %e, "connection closed");
-    }
-    let _ = ctx
-        .inbound
-        .send(Inbound::Closed {
-            addr,
-            conn_id,
-            established: true,
-        })
-        .await;
-}
-
-/// Opens an outbound connection to `addr` and runs it.
-async fn connect(
-    addr: SocketAddr,
-    conn_id: u64,
-    rx: mpsc::Receiver<Bytes>,
-    ctx: ConnContext,
-    timeout: Duration,
-) {
-    let established = async {
-        let mut stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
-            .await
-            .map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
-            })??;
-        let hello = conn::handshake(&mut stream, &ctx)
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        if hello.addr != Some(addr) {
-            return Err(std::io::Error::other("peer advertises another address"));
-        }
-        Ok::<_, std::io::Error>((stream, hello))
-    };
-    let (stream, hello) = match established.await {
-        Ok(x) => x,
-        Err(e) => {
-            debug!(peer = %addr, error = %e, "connect failed");
-            let _ = ctx
-                .inbound
-                .send(Inbound::Closed {
-                    addr,
-                    conn_id,
-                    established: false,
-                })
-                .await;
-            return;
-        }
-    };
-    ctx.stats.connections.fetch_add(1, Ordering::Relaxed);
-    let _ = ctx
-        .inbound
-        .send(Inbound::Connected {
-            addr,
-            api: hello.api,
-        })
-        .await;
-    if let Err(e) = conn::run(stream, addr, rx, ctx.clone()).await {
-        debug!(peer = %addr, error = %e, "connection closed");
-    }
-    let _ = ctx
-        .inbound
-        .send(Inbound::Closed {
-            addr,
-            conn_id,
-            established: true,
-        })
-        .await;
 }

@@ -20,6 +20,7 @@
 mod conn;
 mod driver;
 pub mod local;
+mod outbox;
 mod pool;
 mod status;
 
@@ -58,10 +59,10 @@ pub struct NodeConfig {
     pub core: chordal_core::Config,
     /// Largest frame accepted or sent.
     pub max_frame: usize,
-    /// Bound on peer connections (inbound and pooled outbound, each).
+    /// Bound on established peer connections (and on handshakes in progress).
     pub max_connections: usize,
-    /// Frames queued per peer before new ones are dropped.
-    pub peer_queue: usize,
+    /// Bytes queued per peer before new frames are dropped.
+    pub peer_buffer: usize,
     pub connect_timeout: Duration,
     pub handshake_timeout: Duration,
     /// Connections silent this long are closed (they reopen on demand).
@@ -83,7 +84,7 @@ impl Default for NodeConfig {
             core: chordal_core::Config::default(),
             max_frame: chordal_wire::DEFAULT_MAX_FRAME,
             max_connections: 1024,
-            peer_queue: 1024,
+            peer_buffer: 8 * 1024 * 1024,
             connect_timeout: Duration::from_secs(2),
             handshake_timeout: Duration::from_secs(2),
             idle_timeout: Duration::from_secs(120),
@@ -191,22 +192,22 @@ impl Node {
             ids: ids.clone(),
         });
         let ctx = conn::ConnContext {
-            local: addr,
             hello: hello.into(),
             cluster: config.cluster.clone(),
             max_frame: config.max_frame,
             handshake_timeout: config.handshake_timeout,
-            idle_timeout: config.idle_timeout,
+            connect_timeout: config.connect_timeout,
+            peer_buffer: config.peer_buffer,
+            max_connections: config.max_connections,
             inbound: inbound_tx,
             shutdown: CancellationToken::new(),
+            tasks: tokio_util::task::TaskTracker::new(),
             stats: stats.clone(),
         };
         let settings = DriverSettings {
             cluster: config.cluster.clone(),
             api: config.api,
-            max_connections: config.max_connections,
-            peer_queue: config.peer_queue,
-            connect_timeout: config.connect_timeout,
+            idle_timeout: config.idle_timeout,
         };
         let (joined_tx, joined_rx) = oneshot::channel();
         let driver = Driver::new(core, settings, ctx, events.clone(), joined_tx);

@@ -1,11 +1,11 @@
 //! The connection pool: at most one connection we write to per peer
 //! address, with reconnect backoff for addresses that refuse us.
 
-use bytes::Bytes;
+use crate::outbox::Outbox;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 /// First wait after a failed connect; doubles per failure up to `MAX_BACKOFF`.
@@ -17,8 +17,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub struct Peer {
     /// Tells this connection apart from a later one to the same address.
     pub conn_id: u64,
-    /// Frames to write; bounded.
-    pub tx: mpsc::Sender<Bytes>,
+    /// Where frames for this peer go; bounded.
+    pub outbox: Arc<Outbox>,
     pub last_used: Instant,
 }
 
@@ -59,24 +59,34 @@ impl Pool {
         self.next_conn_id
     }
 
-    /// Registers a connection for `addr` unless one exists. Returns whether
-    /// it was registered. When the pool is full the least recently used
-    /// connection is dropped from it (it closes once idle).
-    pub fn insert(&mut self, addr: SocketAddr, peer: Peer, max: usize) -> bool {
+    /// Registers a connection for `addr` unless one exists. When the pool
+    /// is full the least recently used entry is dropped: its connection id
+    /// is returned so that the caller can close it.
+    pub fn insert(&mut self, addr: SocketAddr, peer: Peer, max: usize) -> Option<u64> {
         if self.peers.contains_key(&addr) {
-            return false;
+            return None;
         }
-        if self.peers.len() >= max
-            && let Some(oldest) = self
+        let mut evicted = None;
+        if self.peers.len() >= max {
+            let oldest = self
                 .peers
                 .iter()
                 .min_by_key(|(_, p)| p.last_used)
-                .map(|(a, _)| *a)
-        {
-            self.peers.remove(&oldest);
+                .map(|(a, _)| *a);
+            if let Some(oldest) = oldest {
+                evicted = self.peers.remove(&oldest).map(|p| p.conn_id);
+            }
         }
         self.peers.insert(addr, peer);
-        true
+        evicted
+    }
+
+    /// When the pooled connection `conn_id` to `addr` was last written to.
+    pub fn last_used(&self, addr: SocketAddr, conn_id: u64) -> Option<Instant> {
+        self.peers
+            .get(&addr)
+            .filter(|p| p.conn_id == conn_id)
+            .map(|p| p.last_used)
     }
 
     /// Forgets connection `conn_id` to `addr` (if it is the current one).
@@ -103,11 +113,6 @@ impl Pool {
     /// Drops every connection (they flush and close).
     pub fn clear(&mut self) {
         self.peers.clear();
-    }
-
-    /// Number of pooled connections.
-    pub fn len(&self) -> usize {
-        self.peers.len()
     }
 }
 
@@ -141,16 +146,15 @@ mod tests {
             .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
             .collect();
         for (i, a) in addrs.iter().enumerate() {
-            let (tx, _rx) = mpsc::channel(1);
             let id = pool.next_conn_id();
             let peer = Peer {
                 conn_id: id,
-                tx,
+                outbox: Arc::new(Outbox::new(1024)),
                 last_used: t0 + Duration::from_secs(i as u64),
             };
-            assert!(pool.insert(*a, peer, 2));
+            let evicted = pool.insert(*a, peer, 2);
+            assert_eq!(evicted, if i == 2 { Some(1) } else { None });
         }
-        assert_eq!(pool.len(), 2);
         assert!(matches!(pool.route(addrs[0], t0), Route::Connect));
         assert!(matches!(pool.route(addrs[2], t0), Route::Send(_)));
     }

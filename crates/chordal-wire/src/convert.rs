@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 
 /// Most nodes a list in one message may carry (successor lists, candidates).
 pub const MAX_LIST: usize = 64;
+/// Most request numbers one `LookupAck` may carry.
+pub const MAX_ACKS: usize = 1024;
 
 fn node_to_pb(n: &NodeRef) -> pb::NodeRef {
     pb::NodeRef {
@@ -78,7 +80,7 @@ pub fn envelope_to_pb(env: &Envelope) -> pb::Envelope {
             key: key.0.to_vec(),
             hops: *hops,
         }),
-        Message::LookupAck { req } => Body::LookupAck(pb::Req { req: *req }),
+        Message::LookupAck { reqs } => Body::LookupAck(pb::LookupAck { reqs: reqs.clone() }),
         Message::FoundSuccessor {
             lookup,
             key,
@@ -133,6 +135,17 @@ pub fn encode_envelope(env: &Envelope) -> Vec<u8> {
     envelope_to_pb(env).encode_to_vec()
 }
 
+/// Appends `env` as a whole frame (u32 big-endian length, then the body)
+/// to `buf`. Returns the body length.
+pub fn encode_frame(env: &Envelope, buf: &mut bytes::BytesMut) -> usize {
+    let pb = envelope_to_pb(env);
+    let len = pb.encoded_len();
+    buf.reserve(4 + len);
+    buf.extend_from_slice(&(len as u32).to_be_bytes());
+    pb.encode(buf).expect("reserved enough space");
+    len
+}
+
 /// Decodes a frame body received on a connection to our address `local`.
 pub fn decode_envelope(bytes: &[u8], local: SocketAddr) -> Result<Envelope, WireError> {
     let pb = pb::Envelope::decode(bytes).map_err(|_| WireError::Protobuf)?;
@@ -167,7 +180,14 @@ pub fn envelope_from_pb(pb: &pb::Envelope, local: SocketAddr) -> Result<Envelope
             key: id_from_pb(&f.key, "key")?,
             hops: f.hops,
         },
-        Body::LookupAck(r) => Message::LookupAck { req: r.req },
+        Body::LookupAck(a) => {
+            if a.reqs.len() > MAX_ACKS {
+                return Err(WireError::Invalid("reqs"));
+            }
+            Message::LookupAck {
+                reqs: a.reqs.clone(),
+            }
+        }
         Body::FoundSuccessor(f) => Message::FoundSuccessor {
             lookup: f.lookup,
             key: id_from_pb(&f.key, "key")?,

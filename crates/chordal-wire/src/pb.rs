@@ -55,7 +55,7 @@ pub enum Body {
     #[prost(message, tag = "16")]
     FindSuccessor(FindSuccessor),
     #[prost(message, tag = "17")]
-    LookupAck(Req),
+    LookupAck(LookupAck),
     #[prost(message, tag = "18")]
     FoundSuccessor(FoundSuccessor),
     #[prost(message, tag = "19")]
@@ -70,7 +70,13 @@ pub enum Body {
     NotHere(Req),
 }
 
-/// `Ping`, `Pong`, `GetNeighbors`, `LookupAck` and `NotHere`: one field, `req`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LookupAck {
+    #[prost(uint64, repeated, tag = "1")]
+    pub reqs: Vec<u64>,
+}
+
+/// `Ping`, `Pong`, `GetNeighbors` and `NotHere`: one field, `req`.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Req {
     #[prost(uint64, tag = "1")]

@@ -58,7 +58,7 @@ fn any_message() -> impl Strategy<Value = Message> {
                 key,
                 hops
             }),
-        any::<u64>().prop_map(|req| Message::LookupAck { req }),
+        proptest::collection::vec(any::<u64>(), 0..20).prop_map(|reqs| Message::LookupAck { reqs }),
         (any::<u64>(), any_id(), any_nodes(), any::<u32>()).prop_map(
             |(lookup, key, successors, hops)| Message::FoundSuccessor {
                 lookup,
@@ -94,6 +94,17 @@ proptest! {
         let env = Envelope { from, to: Target { addr: local(), id: to_id }, msg };
         let bytes = encode_envelope(&env);
         prop_assert_eq!(decode_envelope(&bytes, local()), Ok(env));
+    }
+
+    #[test]
+    fn frames_decode_with_the_codec(from in any_node(), msg in any_message()) {
+        let env = Envelope { from, to: Target { addr: local(), id: None }, msg };
+        let mut buf = BytesMut::new();
+        let len = encode_frame(&env, &mut buf);
+        prop_assert_eq!(buf.len(), 4 + len);
+        let frame = frame_codec(1 << 20).decode(&mut buf).unwrap().expect("one whole frame");
+        prop_assert_eq!(decode_envelope(&frame, local()), Ok(env));
+        prop_assert!(buf.is_empty());
     }
 
     #[test]
