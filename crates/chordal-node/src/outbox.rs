@@ -59,15 +59,15 @@ impl Outbox {
             return false;
         }
         let mut rest = bytes;
-        if buf.is_empty() {
-            if let Some(half) = self.half.get() {
-                match half.try_write(bytes) {
-                    Ok(n) => rest = &bytes[n..],
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(_) => {
-                        self.broken.store(true, Ordering::Relaxed);
-                        return false;
-                    }
+        if buf.is_empty()
+            && let Some(half) = self.half.get()
+        {
+            match half.try_write(bytes) {
+                Ok(n) => rest = &bytes[n..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => {
+                    self.broken.store(true, Ordering::Relaxed);
+                    return false;
                 }
             }
         }
