@@ -1,0 +1,277 @@
+//! `find_successor`, recursive (forwarded hop by hop, answered straight to
+//! the origin) and iterative (the origin asks each hop), both routing around
+//! dead hops.
+
+use super::*;
+
+impl VNode {
+    // ----- lookups ----------------------------------------------------------
+
+    pub(super) fn begin_lookup(
+        &mut self,
+        now: Time,
+        id: u64,
+        key: Id,
+        mode: LookupMode,
+        purpose: Purpose,
+    ) {
+        if self.phase != Phase::Joined {
+            self.events.push_back(Event::LookupDone {
+                lookup: LookupId(id),
+                result: Err(LookupError::NotJoined),
+            });
+            return;
+        }
+        if self.lookups.len() >= self.config.max_lookups {
+            if purpose == Purpose::User {
+                self.events.push_back(Event::LookupDone {
+                    lookup: LookupId(id),
+                    result: Err(LookupError::Overloaded),
+                });
+            }
+            return;
+        }
+        let deadline = now + self.config.lookup_timeout;
+        let iterative = (mode == LookupMode::Iterative).then(Iterative::default);
+        self.lookups.insert(
+            id,
+            Lookup {
+                key,
+                deadline,
+                purpose,
+                iterative,
+            },
+        );
+        self.deadlines.insert((deadline, Deadline::Lookup(id)));
+        match mode {
+            LookupMode::Iterative => {
+                if self.table.successor_owns(&key) {
+                    let list = self.table.successors_or_me();
+                    self.answer_lookup(now, id, list, 0);
+                } else {
+                    let cands = self.table.closest_preceding_nodes(&key, ITERATIVE_KEEP);
+                    if let Some(it) = self.lookups.get_mut(&id).and_then(|l| l.iterative.as_mut()) {
+                        it.candidates = cands;
+                    }
+                    self.iterative_next(now, id);
+                }
+            }
+            _ => self.route_recursive(now, self.me(), id, key, 0),
+        }
+    }
+
+    /// Paper Fig. 5 `find_successor`, recursive: answer the origin if our
+    /// successor owns `key`, else forward to the closest preceding node.
+    pub(super) fn route_recursive(
+        &mut self,
+        now: Time,
+        origin: NodeRef,
+        lookup: u64,
+        key: Id,
+        hops: u32,
+    ) {
+        let me = self.me();
+        if hops > self.config.max_hops {
+            self.fail_recursive(origin, lookup, LookupFailure::HopLimit);
+            return;
+        }
+        if self.table.successor_owns(&key) {
+            let successors = self.table.successors_or_me();
+            if origin == me {
+                self.answer_lookup(now, lookup, successors, hops);
+            } else {
+                self.send(
+                    origin,
+                    Message::FoundSuccessor {
+                        lookup,
+                        key,
+                        successors,
+                        hops,
+                    },
+                );
+            }
+            return;
+        }
+        let Some(next) = self.table.closest_preceding_node(&key) else {
+            self.fail_recursive(origin, lookup, LookupFailure::NoRoute);
+            return;
+        };
+        let kind = PendingKind::Forward {
+            origin,
+            lookup,
+            key,
+            hops,
+        };
+        let sent = self.request(now, next.into(), kind, |req| Message::FindSuccessor {
+            req,
+            origin,
+            lookup,
+            key,
+            hops: hops + 1,
+        });
+        if sent.is_none() {
+            self.fail_recursive(origin, lookup, LookupFailure::NoRoute);
+        }
+    }
+
+    pub(super) fn fail_recursive(&mut self, origin: NodeRef, lookup: u64, reason: LookupFailure) {
+        if origin == self.me() {
+            let err = match reason {
+                LookupFailure::HopLimit => LookupError::HopLimit,
+                LookupFailure::NoRoute => LookupError::NoRoute,
+            };
+            self.finish_lookup(lookup, Err(err));
+        } else {
+            self.send(origin, Message::LookupFailed { lookup, reason });
+        }
+    }
+
+    /// Asks the best remaining candidate of iterative lookup `id`.
+    pub(super) fn iterative_next(&mut self, now: Time, id: u64) {
+        let Some(l) = self.lookups.get_mut(&id) else {
+            return;
+        };
+        let key = l.key;
+        let Some(it) = l.iterative.as_mut() else {
+            return;
+        };
+        let next = loop {
+            if it.candidates.is_empty() {
+                break None;
+            }
+            let c = it.candidates.remove(0);
+            if !it.asked.contains(&c.id) {
+                break Some(c);
+            }
+        };
+        let Some(next) = next else {
+            self.finish_lookup(id, Err(LookupError::NoRoute));
+            return;
+        };
+        it.asked.push(next.id);
+        let sent = self.request(now, next.into(), PendingKind::Step { lookup: id }, |req| {
+            Message::ClosestPreceding { req, key }
+        });
+        if sent.is_none() {
+            self.finish_lookup(id, Err(LookupError::Overloaded));
+        }
+    }
+
+    pub(super) fn on_step_reply(
+        &mut self,
+        now: Time,
+        id: u64,
+        from: NodeRef,
+        done: bool,
+        nodes: Vec<NodeRef>,
+    ) {
+        let me = self.me().id;
+        let recently_failed: Vec<NodeRef> = self
+            .recently_failed
+            .iter()
+            .filter(|(n, _)| self.failed_recently(n, now))
+            .map(|(n, _)| *n)
+            .collect();
+        let Some(l) = self.lookups.get_mut(&id) else {
+            return;
+        };
+        let key = l.key;
+        let Some(it) = l.iterative.as_mut() else {
+            return;
+        };
+        it.hops += 1;
+        if done {
+            let hops = it.hops;
+            self.answer_lookup(now, id, nodes, hops);
+            return;
+        }
+        for n in nodes {
+            // Only nodes strictly closer to the key than the one that answered.
+            let closer = n.id.in_open(&from.id, &key) && n.id.in_open(&me, &key);
+            if closer
+                && !it.asked.contains(&n.id)
+                && !recently_failed.contains(&n)
+                && !it.candidates.iter().any(|c| c.id == n.id)
+            {
+                it.candidates.push(n);
+            }
+        }
+        it.candidates
+            .sort_by_key(|c| std::cmp::Reverse(me.distance(&c.id)));
+        it.candidates.truncate(ITERATIVE_KEEP);
+        self.iterative_next(now, id);
+    }
+
+    /// A lookup we started has its answer: `successors[0]` owns the key.
+    pub(super) fn answer_lookup(
+        &mut self,
+        now: Time,
+        id: u64,
+        successors: Vec<NodeRef>,
+        hops: u32,
+    ) {
+        let Some(l) = self.lookups.get(&id) else {
+            return;
+        };
+        let (key, purpose) = (l.key, l.purpose);
+        match purpose {
+            Purpose::Join => {
+                self.remove_lookup(id);
+                self.finish_join(now, successors);
+            }
+            _ => {
+                let result = match successors.first() {
+                    Some(owner) => Ok(LookupResult {
+                        key,
+                        owner: *owner,
+                        successors: successors[1..].to_vec(),
+                        hops,
+                    }),
+                    None => Err(LookupError::NoRoute),
+                };
+                self.finish_lookup(id, result);
+            }
+        }
+    }
+
+    /// Ends lookup `id` with `result`: an event for users, a finger update
+    /// for `fix_fingers`.
+    pub(super) fn finish_lookup(&mut self, id: u64, result: Result<LookupResult, LookupError>) {
+        let Some(l) = self.remove_lookup(id) else {
+            return;
+        };
+        match l.purpose {
+            Purpose::User => self.events.push_back(Event::LookupDone {
+                lookup: LookupId(id),
+                result,
+            }),
+            Purpose::FixFinger(i) => {
+                if let Ok(r) = result {
+                    self.on_finger_found(i, r.owner);
+                }
+            }
+            // Join lookups end in `finish_join` or `next_seed`, never here.
+            Purpose::Join => {}
+        }
+    }
+
+    pub(super) fn lookup_expired(&mut self, now: Time, id: u64) {
+        match self.lookups.get(&id).map(|l| l.purpose) {
+            Some(Purpose::Join) => self.next_seed(now),
+            Some(_) => self.finish_lookup(id, Err(LookupError::Timeout)),
+            None => {}
+        }
+    }
+
+    pub(super) fn remove_lookup(&mut self, id: u64) -> Option<Lookup> {
+        let l = self.lookups.remove(&id)?;
+        self.deadlines.remove(&(l.deadline, Deadline::Lookup(id)));
+        Some(l)
+    }
+
+    pub(super) fn internal_lookup_id(&mut self) -> u64 {
+        let id = INTERNAL_LOOKUP | self.next_internal_lookup;
+        self.next_internal_lookup += 1;
+        id
+    }
+}
