@@ -58,46 +58,43 @@ pub async fn get_json<T: DeserializeOwned>(
     Ok((parsed, body))
 }
 
-pub async fn locate(target: &Target, key: &str, iterative: bool) -> Result<()> {
-    let mode = if iterative { "?mode=iterative" } else { "" };
-    let (loc, raw): (LocateJson, _) =
-        get_json(target, &format!("/v1/locate/{}{mode}", encode_key(key))).await?;
+/// Fetches `path`, then prints `json_part` of the answer (with `--json`)
+/// or `render`ed for people.
+async fn show<T: DeserializeOwned>(
+    target: &Target,
+    path: &str,
+    json_part: fn(&serde_json::Value) -> &serde_json::Value,
+    render: fn(&T) -> String,
+) -> Result<()> {
+    let (parsed, raw): (T, _) = get_json(target, path).await?;
     if target.json {
-        println!("{raw}");
+        println!("{}", json_part(&raw));
     } else {
-        print!("{}", output::locate(&loc));
+        print!("{}", render(&parsed));
     }
     Ok(())
+}
+
+fn whole(v: &serde_json::Value) -> &serde_json::Value {
+    v
+}
+
+pub async fn locate(target: &Target, key: &str, iterative: bool) -> Result<()> {
+    let mode = if iterative { "?mode=iterative" } else { "" };
+    let path = format!("/v1/locate/{}{mode}", encode_key(key));
+    show::<LocateJson>(target, &path, whole, output::locate).await
 }
 
 pub async fn info(target: &Target) -> Result<()> {
-    let (status, raw): (NodeStatusJson, _) = get_json(target, "/v1/node").await?;
-    if target.json {
-        println!("{raw}");
-    } else {
-        print!("{}", output::info(&status));
-    }
-    Ok(())
+    show::<NodeStatusJson>(target, "/v1/node", whole, output::info).await
 }
 
 pub async fn fingers(target: &Target) -> Result<()> {
-    let (status, raw): (NodeStatusJson, _) = get_json(target, "/v1/node").await?;
-    if target.json {
-        println!("{}", raw["fingers"]);
-    } else {
-        print!("{}", output::fingers(&status));
-    }
-    Ok(())
+    show::<NodeStatusJson>(target, "/v1/node", |v| &v["fingers"], output::fingers).await
 }
 
 pub async fn ring(target: &Target) -> Result<()> {
-    let (ring, raw): (RingJson, _) = get_json(target, "/v1/ring").await?;
-    if target.json {
-        println!("{raw}");
-    } else {
-        print!("{}", output::ring(&ring));
-    }
-    Ok(())
+    show::<RingJson>(target, "/v1/ring", whole, output::ring).await
 }
 
 #[cfg(test)]

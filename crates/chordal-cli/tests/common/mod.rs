@@ -24,10 +24,16 @@ impl NodeProc {
     /// Starts `chordal node` on free ports, joining `seed` if given, and
     /// waits for its address line.
     pub fn start(seed: Option<SocketAddr>, extra: &[&str]) -> NodeProc {
+        Self::start_with(seed.map(|s| s.to_string()), extra)
+    }
+
+    /// Like `start`, with the `--join` value given as text (host names,
+    /// lists).
+    pub fn start_with(join: Option<String>, extra: &[&str]) -> NodeProc {
         let mut cmd = Command::new(BIN);
         cmd.args(["node", "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0"]);
-        if let Some(s) = seed {
-            cmd.args(["--join", &s.to_string()]);
+        if let Some(s) = join {
+            cmd.args(["--join", &s]);
         }
         cmd.args(extra)
             .stdout(Stdio::piped())
