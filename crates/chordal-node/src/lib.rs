@@ -211,7 +211,12 @@ impl Node {
         };
         let (joined_tx, joined_rx) = oneshot::channel();
         let driver = Driver::new(core, settings, ctx, events.clone(), joined_tx);
-        tokio::spawn(driver.run(listener, seeds, commands_rx, inbound_rx));
+        // One span per node: every log line of its driver says which node.
+        let span = tracing::info_span!("node", id = %ids[0].short(), addr = %addr);
+        tokio::spawn(tracing::Instrument::instrument(
+            driver.run(listener, seeds, commands_rx, inbound_rx),
+            span,
+        ));
         let node = Node {
             commands,
             events,
