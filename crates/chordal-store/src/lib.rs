@@ -1,0 +1,111 @@
+//! # chordal-store: the bytes on disk
+//!
+//! A [`Store`] keeps [`Record`]s ordered by key id, so that an interval of
+//! the ring is a range scan. Writes are "put if newer": a record replaces
+//! the stored one only if its version is larger, which makes replication,
+//! handoff and sync idempotent and order-free. A delete is a tombstone
+//! record. Two implementations: [`MemoryStore`] (tests, simulator, nodes
+//! without a data directory) and [`RedbStore`] (durable, group commit).
+
+mod codec;
+mod memory;
+mod redb_store;
+
+pub use memory::MemoryStore;
+pub use redb_store::RedbStore;
+
+use chordal_core::{Id, Record};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database reported an error (I/O, corruption, ...).
+    #[error("database error: {0}")]
+    Db(String),
+    /// A stored record could not be decoded.
+    #[error("corrupt record for key id {0}")]
+    Corrupt(Id),
+    /// The store is shutting down.
+    #[error("store closed")]
+    Closed,
+}
+
+/// Ordered, versioned record storage.
+pub trait Store: Send + Sync + 'static {
+    /// The record of `key` (a tombstone included), if any.
+    fn get(&self, key_id: &Id, key: &[u8]) -> Result<Option<Record>, StoreError>;
+
+    /// In one atomic, durable transaction: stores each record whose
+    /// version is newer than the stored one (or that is new). Returns, per
+    /// record, whether it was stored.
+    fn apply(&self, batch: &[Record]) -> Result<Vec<bool>, StoreError>;
+
+    /// Records whose key id is in the ring interval `(start, end]` (the
+    /// whole ring if `start == end`), in key-id order starting after
+    /// `resume` (the last record of a previous page), at most `limit`.
+    fn scan(
+        &self,
+        start: &Id,
+        end: &Id,
+        resume: Option<(&Id, &[u8])>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError>;
+
+    /// Removes records for good, if their version is still exactly the given
+    /// one (a newer write in the meantime stays). Used to collect tombstones
+    /// and drop copies a node should no longer hold.
+    fn remove(&self, keys: &[(Id, Vec<u8>, chordal_core::Version)]) -> Result<usize, StoreError>;
+
+    /// Number of records (tombstones included).
+    fn count(&self) -> Result<u64, StoreError>;
+
+    /// A small named value kept with the data (the node's identity).
+    fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Sets a named value, durably.
+    fn set_meta(&self, name: &str, value: &[u8]) -> Result<(), StoreError>;
+}
+
+/// The ring interval `(start, end]` as at most two plain ranges of key ids,
+/// each `(low inclusive, high inclusive)`.
+pub(crate) fn ring_ranges(start: &Id, end: &Id) -> Vec<(Id, Id)> {
+    let one = Id::from_u64(1);
+    let after = start.wrapping_add(&one);
+    if start == end {
+        // Whole ring.
+        return vec![(Id::ZERO, Id::MAX)];
+    }
+    if start < end {
+        vec![(after, *end)]
+    } else if *start == Id::MAX {
+        vec![(Id::ZERO, *end)]
+    } else {
+        vec![(after, Id::MAX), (Id::ZERO, *end)]
+    }
+}
+
+/// The parts of a scan of `(start, end]` still to do after `resume`: each
+/// `(low, high, resume point within it)`, in scan order.
+pub(crate) type ScanPart<'a> = (Id, Id, Option<(&'a Id, &'a [u8])>);
+
+pub(crate) fn scan_parts<'a>(
+    start: &Id,
+    end: &Id,
+    resume: Option<(&'a Id, &'a [u8])>,
+) -> Vec<ScanPart<'a>> {
+    let parts = ring_ranges(start, end);
+    let Some((id, _)) = resume else {
+        return parts.into_iter().map(|(lo, hi)| (lo, hi, None)).collect();
+    };
+    match parts.iter().position(|(lo, hi)| id >= lo && id <= hi) {
+        Some(i) => parts
+            .into_iter()
+            .enumerate()
+            .skip(i)
+            .map(|(j, (lo, hi))| (lo, hi, if j == i { resume } else { None }))
+            .collect(),
+        // The resume point is outside the interval: nothing left.
+        None => Vec::new(),
+    }
+}

@@ -1,0 +1,96 @@
+//! [`MemoryStore`]: a `BTreeMap` behind a mutex. The model the redb store is
+//! tested against, and the store of nodes without a data directory.
+
+use crate::{Store, StoreError, scan_parts};
+use chordal_core::{Id, Record, Version};
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+use std::sync::Mutex;
+
+/// Records in memory, ordered by (key id, key).
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    records: Mutex<BTreeMap<(Id, Vec<u8>), Record>>,
+    meta: Mutex<HashMap<String, Vec<u8>>>,
+}
+
+impl MemoryStore {
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+}
+
+impl Store for MemoryStore {
+    fn get(&self, key_id: &Id, key: &[u8]) -> Result<Option<Record>, StoreError> {
+        let map = self.records.lock().expect("store lock");
+        Ok(map.get(&(*key_id, key.to_vec())).cloned())
+    }
+
+    fn apply(&self, batch: &[Record]) -> Result<Vec<bool>, StoreError> {
+        let mut map = self.records.lock().expect("store lock");
+        Ok(batch
+            .iter()
+            .map(|r| {
+                let k = (r.key_id, r.key.clone());
+                let newer = map.get(&k).is_none_or(|old| r.version > old.version);
+                if newer {
+                    map.insert(k, r.clone());
+                }
+                newer
+            })
+            .collect())
+    }
+
+    fn scan(
+        &self,
+        start: &Id,
+        end: &Id,
+        resume: Option<(&Id, &[u8])>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let map = self.records.lock().expect("store lock");
+        let mut out = Vec::new();
+        for (lo, hi, resume) in scan_parts(start, end, resume) {
+            let lower = match resume {
+                Some((id, key)) => Bound::Excluded((*id, key.to_vec())),
+                None => Bound::Included((lo, Vec::new())),
+            };
+            for (_, r) in map.range((lower, Bound::Unbounded)) {
+                if r.key_id > hi || out.len() >= limit {
+                    break;
+                }
+                out.push(r.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    fn remove(&self, keys: &[(Id, Vec<u8>, Version)]) -> Result<usize, StoreError> {
+        let mut map = self.records.lock().expect("store lock");
+        let mut n = 0;
+        for (id, key, version) in keys {
+            let k = (*id, key.clone());
+            if map.get(&k).is_some_and(|r| r.version == *version) {
+                map.remove(&k);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    fn count(&self) -> Result<u64, StoreError> {
+        Ok(self.records.lock().expect("store lock").len() as u64)
+    }
+
+    fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.meta.lock().expect("store lock").get(name).cloned())
+    }
+
+    fn set_meta(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.meta
+            .lock()
+            .expect("store lock")
+            .insert(name.to_string(), value.to_vec());
+        Ok(())
+    }
+}
