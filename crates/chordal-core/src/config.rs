@@ -52,6 +52,19 @@ pub struct Config {
     pub max_lookups: usize,
     /// How many times the list of seeds is tried before a join fails.
     pub join_rounds: usize,
+    /// Replication factor `R`: a key lives on its owner and the next `R - 1`
+    /// distinct physical successors.
+    pub replicas: usize,
+    /// Durable copies needed before a write is acknowledged; `None` = a
+    /// majority of the copies that can be placed (at most `R`).
+    pub write_quorum: Option<usize>,
+    /// A key-value operation not finished within this time fails.
+    pub kv_timeout: Duration,
+    /// After its key range grows, a node that misses a key asks the
+    /// replicas for it during this long (the handoff may still be running).
+    pub handoff_window: Duration,
+    /// Bound on key-value operations in flight on one node.
+    pub max_kv_ops: usize,
 }
 
 impl Default for Config {
@@ -71,6 +84,11 @@ impl Default for Config {
             max_pending: 4096,
             max_lookups: 4096,
             join_rounds: 3,
+            replicas: 3,
+            write_quorum: None,
+            kv_timeout: Duration::from_secs(3),
+            handoff_window: Duration::from_secs(30),
+            max_kv_ops: 16_384,
         }
     }
 }

@@ -117,4 +117,9 @@ pub enum Event {
         query: QueryId,
         result: Option<Neighbors>,
     },
+    /// A key-value operation started with `put`/`get`/`delete` finished.
+    KvDone {
+        op: crate::KvOpId,
+        result: Result<crate::KvOutcome, crate::KvError>,
+    },
 }

@@ -19,6 +19,7 @@
 mod config;
 mod event;
 mod id;
+mod kv;
 mod message;
 mod node;
 mod oracle;
@@ -31,7 +32,8 @@ mod vnode;
 pub use config::{Config, LookupMode};
 pub use event::{Event, KeyRange, LookupError, LookupId, LookupResult, Neighbors, QueryId};
 pub use id::{ID_BITS, ID_BYTES, Id, ParseIdError};
-pub use message::{Envelope, LookupFailure, Message, NodeRef, Target};
+pub use kv::{KvError, KvOpId, KvOutcome, StoreKind, StoreOpId, StoreRequest, StoreResult};
+pub use message::{Envelope, KvOp, KvResult, LookupFailure, Message, NodeRef, Target};
 pub use node::Node;
 pub use oracle::Oracle;
 pub use record::{Hlc, Record, Version};

@@ -3,7 +3,7 @@
 //! `chordal-wire` maps these types to protobuf bytes; the core never sees bytes.
 //! Requests carry a `req` number chosen by the sender; the answer echoes it.
 
-use crate::Id;
+use crate::{Id, Record, Version};
 use std::net::SocketAddr;
 
 /// A virtual node: its ring id and the peer address of the physical node that
@@ -129,6 +129,56 @@ pub enum Message {
     },
     /// The addressed virtual node does not live at this address (any more).
     NotHere { req: u64 },
+    /// A client operation sent by a coordinator to the key's owner.
+    KvRequest { req: u64, op: KvOp },
+    /// The owner's answer to [`Message::KvRequest`].
+    KvReply { req: u64, result: KvResult },
+    /// Owner to replica: store these records if newer.
+    Replicate { req: u64, records: Vec<Record> },
+    /// Replica's answer to [`Message::Replicate`]: `ok` once durable.
+    ReplicateAck { req: u64, ok: bool },
+    /// Owner to replica, when the owner lacks a key: "what do you have?"
+    ReplicaRead { req: u64, key: Vec<u8> },
+    /// Answer to [`Message::ReplicaRead`] (a tombstone included).
+    ReplicaReadReply { req: u64, record: Option<Record> },
+}
+
+/// What a client asks of a key's owner.
+#[derive(Clone, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum KvOp {
+    Put { key: Vec<u8>, value: Vec<u8> },
+    Get { key: Vec<u8> },
+    Delete { key: Vec<u8> },
+}
+
+impl KvOp {
+    /// The key the operation is about.
+    pub fn key(&self) -> &[u8] {
+        match self {
+            KvOp::Put { key, .. } | KvOp::Get { key } | KvOp::Delete { key } => key,
+        }
+    }
+}
+
+/// How a key-value operation ended at the owner.
+#[derive(Clone, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum KvResult {
+    /// Put or delete stored with `version`, durable on `acked` nodes
+    /// (owner included), at least the write quorum.
+    Stored { version: Version, acked: u32 },
+    /// Get: the value and its version.
+    Found { value: Vec<u8>, version: Version },
+    /// Get or delete of a key that does not exist (or was deleted).
+    NotFound,
+    /// The receiver does not own the key (routing was stale): look up again.
+    WrongOwner,
+    /// Fewer than the write quorum stored the write in time; it may still
+    /// exist on some nodes.
+    QuorumFailed { acked: u32, needed: u32 },
+    /// The owner's storage failed.
+    StoreFailed,
 }
 
 impl Message {
@@ -138,7 +188,10 @@ impl Message {
             Message::Ping { req }
             | Message::GetNeighbors { req }
             | Message::FindSuccessor { req, .. }
-            | Message::ClosestPreceding { req, .. } => Some(*req),
+            | Message::ClosestPreceding { req, .. }
+            | Message::KvRequest { req, .. }
+            | Message::Replicate { req, .. }
+            | Message::ReplicaRead { req, .. } => Some(*req),
             _ => None,
         }
     }
@@ -160,6 +213,12 @@ impl Message {
             Message::ClosestPrecedingReply { .. } => "closest_preceding_reply",
             Message::Leave { .. } => "leave",
             Message::NotHere { .. } => "not_here",
+            Message::KvRequest { .. } => "kv_request",
+            Message::KvReply { .. } => "kv_reply",
+            Message::Replicate { .. } => "replicate",
+            Message::ReplicateAck { .. } => "replicate_ack",
+            Message::ReplicaRead { .. } => "replica_read",
+            Message::ReplicaReadReply { .. } => "replica_read_reply",
         }
     }
 }

@@ -8,6 +8,7 @@
 
 use crate::config::{Config, LookupMode};
 use crate::event::{Event, LookupId, QueryId};
+use crate::kv::KvState;
 use crate::message::{Envelope, Message, NodeRef};
 use crate::vnode::VNode;
 use crate::{Id, Time};
@@ -21,10 +22,15 @@ const MAX_LOCAL_DELIVERIES: usize = 100_000;
 /// One process on the ring: its peer address and its virtual nodes.
 #[derive(Debug)]
 pub struct Node {
-    addr: SocketAddr,
-    vnodes: Vec<VNode>,
+    pub(crate) config: Config,
+    pub(crate) addr: SocketAddr,
+    pub(crate) vnodes: Vec<VNode>,
     out: VecDeque<Envelope>,
-    events: VecDeque<Event>,
+    pub(crate) events: VecDeque<Event>,
+    /// The key-value layer's state (see `kv`).
+    pub(crate) kv: KvState,
+    /// Messages the key-value layer wants sent.
+    pub(crate) kv_out: VecDeque<Envelope>,
     next_lookup: u64,
     next_query: u64,
     /// Messages dropped because they were malformed for this node.
@@ -48,10 +54,13 @@ impl Node {
             })
             .collect();
         Node {
+            config,
             addr,
             vnodes,
             out: VecDeque::new(),
             events: VecDeque::new(),
+            kv: KvState::default(),
+            kv_out: VecDeque::new(),
             next_lookup: 1,
             next_query: 1,
             dropped: 0,
@@ -128,6 +137,13 @@ impl Node {
     /// Starts `find_successor(key)`; the answer arrives as
     /// `Event::LookupDone` with the returned id.
     pub fn start_lookup(&mut self, now: Time, key: Id, mode: LookupMode) -> LookupId {
+        let id = self.start_lookup_quiet(now, key, mode);
+        self.flush(now);
+        id
+    }
+
+    /// `start_lookup` without flushing (for callers inside the node).
+    pub(crate) fn start_lookup_quiet(&mut self, now: Time, key: Id, mode: LookupMode) -> LookupId {
         let id = LookupId(self.next_lookup);
         self.next_lookup += 1;
         // Start at the virtual node closest before the key: fewest hops.
@@ -136,7 +152,6 @@ impl Node {
             .min_by_key(|i| self.vnodes[*i].me().id.distance(&key))
             .unwrap_or(0);
         self.vnodes[best].start_lookup(now, id, key, mode);
-        self.flush(now);
         id
     }
 
@@ -167,6 +182,7 @@ impl Node {
                 v.handle_timeout(now);
             }
         }
+        self.kv_timeout(now);
         self.flush(now);
     }
 
@@ -198,12 +214,17 @@ impl Node {
 
     /// When `handle_timeout` must be called next.
     pub fn poll_timeout(&self) -> Option<Time> {
-        self.vnodes.iter().filter_map(|v| v.poll_timeout()).min()
+        let vnodes = self.vnodes.iter().filter_map(|v| v.poll_timeout());
+        vnodes.chain(self.kv.next_deadline()).min()
     }
 
     /// Hands `env` to the virtual node it names (or the first one, for a
     /// message to a bare address). Unknown ids get `NotHere`.
     fn deliver(&mut self, now: Time, env: Envelope) {
+        if crate::kv::is_kv_message(&env.msg) {
+            self.kv_message(now, env);
+            return;
+        }
         let index = match env.to.id {
             None => Some(0),
             Some(id) => self.vnodes.iter().position(|v| v.me().id == id),
@@ -223,35 +244,54 @@ impl Node {
 
     /// Moves output of the virtual nodes to our queues, delivering messages
     /// between our own virtual nodes directly.
-    fn flush(&mut self, now: Time) {
-        let mut local: VecDeque<Envelope> = VecDeque::new();
+    pub(crate) fn flush(&mut self, now: Time) {
         let mut rounds = 0;
         loop {
+            let mut local: VecDeque<Envelope> = VecDeque::new();
+            let mut events: Vec<Event> = Vec::new();
             for v in &mut self.vnodes {
                 while let Some(env) = v.poll_transmit() {
-                    if env.to.addr == self.addr {
-                        local.push_back(env);
-                    } else {
-                        self.out.push_back(env);
-                    }
+                    local.push_back(env);
                 }
                 while let Some(e) = v.poll_event() {
-                    self.events.push_back(e);
+                    events.push(e);
                 }
             }
-            let Some(env) = local.pop_front() else {
-                break;
-            };
-            rounds += 1;
-            if rounds > MAX_LOCAL_DELIVERIES {
-                self.dropped += 1 + local.len() as u64;
+            for e in events {
+                self.vnode_event(now, e);
+            }
+            local.extend(self.kv_out.drain(..));
+            if local.is_empty() {
                 break;
             }
-            self.deliver(now, env);
-            // Deliver the rest of this batch before polling again.
-            while let Some(env) = local.pop_front() {
+            for env in local {
+                if env.to.addr != self.addr {
+                    self.out.push_back(env);
+                    continue;
+                }
+                rounds += 1;
+                if rounds > MAX_LOCAL_DELIVERIES {
+                    self.dropped += 1;
+                    continue;
+                }
                 self.deliver(now, env);
             }
         }
+    }
+
+    /// Events of the virtual nodes: some are the key-value layer's business.
+    fn vnode_event(&mut self, now: Time, e: Event) {
+        match &e {
+            Event::LookupDone { lookup, result } if self.kv.lookups.contains_key(lookup) => {
+                let result = result.clone();
+                self.kv_lookup_done(now, *lookup, result);
+                return;
+            }
+            Event::RangeChanged { .. } | Event::PredecessorChanged { new: None, .. } => {
+                self.kv.range_grew_at = Some(now);
+            }
+            _ => {}
+        }
+        self.events.push_back(e);
     }
 }

@@ -2,9 +2,10 @@
 //! over virtual time.
 
 use chordal_core::{
-    Config, Envelope, Event, Id, LookupError, LookupId, LookupMode, LookupResult, Node, Oracle,
-    Rng, Time,
+    Config, Envelope, Event, Id, KvError, KvOpId, KvOutcome, LookupError, LookupId, LookupMode,
+    LookupResult, Node, Oracle, Rng, StoreKind, StoreResult, Time,
 };
+use chordal_store::{MemoryStore, Store};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -50,6 +51,8 @@ enum Item {
 
 struct SimNode {
     node: Node,
+    /// The node's storage; it survives `kill` (like a disk).
+    store: MemoryStore,
     alive: bool,
     /// The wake-up currently queued for this node, if any.
     wake: Option<Time>,
@@ -66,6 +69,7 @@ pub struct Sim {
     seq: u64,
     rng: Rng,
     results: HashMap<(usize, LookupId), Result<LookupResult, LookupError>>,
+    kv_results: HashMap<(usize, KvOpId), Result<KvOutcome, KvError>>,
     /// Every event, with the index of the node it came from (if recording).
     pub events: Vec<(usize, Event)>,
     record_events: bool,
@@ -87,6 +91,7 @@ impl Sim {
             seq: 0,
             rng,
             results: HashMap::new(),
+            kv_results: HashMap::new(),
             events: Vec::new(),
             record_events: false,
             messages_sent: 0,
@@ -135,6 +140,7 @@ impl Sim {
         let node = Node::new(self.config.node.clone(), addr, ids, seed);
         self.nodes.push(SimNode {
             node,
+            store: MemoryStore::new(),
             alive: true,
             wake: None,
         });
@@ -239,6 +245,49 @@ impl Sim {
         self.results
             .remove(&(i, id))
             .unwrap_or(Err(LookupError::Timeout))
+    }
+
+    /// Node `i`'s storage.
+    pub fn store(&self, i: usize) -> &MemoryStore {
+        &self.nodes[i].store
+    }
+
+    /// Runs a key-value operation at node `i` to completion.
+    fn kv(
+        &mut self,
+        i: usize,
+        start: impl FnOnce(&mut Node, Time) -> KvOpId,
+    ) -> Result<KvOutcome, KvError> {
+        let now = self.now;
+        let id = start(&mut self.nodes[i].node, now);
+        self.after_input(i);
+        let deadline = self.now + self.config.node.kv_timeout + Duration::from_secs(1);
+        while !self.kv_results.contains_key(&(i, id)) && self.now < deadline {
+            if !self.step() {
+                break;
+            }
+        }
+        self.kv_results
+            .remove(&(i, id))
+            .unwrap_or(Err(KvError::Timeout))
+    }
+
+    /// `put` at node `i`, run to completion.
+    pub fn put(&mut self, i: usize, key: &[u8], value: &[u8]) -> Result<KvOutcome, KvError> {
+        let (k, v) = (key.to_vec(), value.to_vec());
+        self.kv(i, move |n, now| n.put(now, k, v))
+    }
+
+    /// `get` at node `i`, run to completion.
+    pub fn get(&mut self, i: usize, key: &[u8]) -> Result<KvOutcome, KvError> {
+        let k = key.to_vec();
+        self.kv(i, move |n, now| n.get(now, k))
+    }
+
+    /// `delete` at node `i`, run to completion.
+    pub fn delete(&mut self, i: usize, key: &[u8]) -> Result<KvOutcome, KvError> {
+        let k = key.to_vec();
+        self.kv(i, move |n, now| n.delete(now, k))
     }
 
     /// Advances virtual time by `d`, processing everything due.
@@ -405,6 +454,12 @@ impl Sim {
     /// Collects node `i`'s output: messages onto the network, events into
     /// the results, and its next wake-up.
     fn after_input(&mut self, i: usize) {
+        // Storage is instantaneous here: perform each request at once.
+        while let Some(req) = self.nodes[i].node.poll_store() {
+            let result = run_store(&self.nodes[i].store, req.kind);
+            let now = self.now;
+            self.nodes[i].node.handle_store(now, req.op, result);
+        }
         while let Some(env) = self.nodes[i].node.poll_transmit() {
             self.messages_sent += 1;
             let dest = self.by_addr.get(&env.to.addr).copied();
@@ -424,8 +479,14 @@ impl Sim {
             self.push(self.now + latency, Item::Deliver(env));
         }
         while let Some(e) = self.nodes[i].node.poll_event() {
-            if let Event::LookupDone { lookup, result } = &e {
-                self.results.insert((i, *lookup), result.clone());
+            match &e {
+                Event::LookupDone { lookup, result } => {
+                    self.results.insert((i, *lookup), result.clone());
+                }
+                Event::KvDone { op, result } => {
+                    self.kv_results.insert((i, *op), result.clone());
+                }
+                _ => {}
             }
             if self.record_events {
                 self.events.push((i, e));
@@ -445,4 +506,14 @@ impl Sim {
         let hi = self.config.max_latency.as_micros() as u64;
         Duration::from_micros(lo + self.rng.below(hi.saturating_sub(lo) + 1))
     }
+}
+
+/// Performs one storage request on `store`.
+pub(crate) fn run_store(store: &MemoryStore, kind: StoreKind) -> StoreResult {
+    let result = match kind {
+        StoreKind::Get { key_id, key } => store.get(&key_id, &key).map(StoreResult::Got),
+        StoreKind::Apply { records } => store.apply(&records).map(StoreResult::Applied),
+        _ => return StoreResult::Failed,
+    };
+    result.unwrap_or(StoreResult::Failed)
 }

@@ -3,7 +3,9 @@
 
 use crate::WireError;
 use crate::pb::{self, Body};
-use chordal_core::{Envelope, Id, LookupFailure, Message, NodeRef, Target};
+use chordal_core::{
+    Envelope, Id, KvOp, KvResult, LookupFailure, Message, NodeRef, Record, Target, Version,
+};
 use prost::Message as _;
 use std::net::SocketAddr;
 
@@ -46,6 +48,93 @@ fn nodes_from_pb(ns: &[pb::NodeRef], field: &'static str) -> Result<Vec<NodeRef>
         return Err(WireError::Invalid(field));
     }
     ns.iter().map(|n| node_from_pb(n, field)).collect()
+}
+
+/// Most records one `Replicate` may carry.
+pub const MAX_RECORDS: usize = 4096;
+
+fn version_to_pb(v: &Version) -> pb::Version {
+    pb::Version {
+        hlc: v.hlc,
+        node: v.node.0.to_vec(),
+    }
+}
+
+fn version_from_pb(v: &Option<pb::Version>) -> Result<Version, WireError> {
+    let v = v.as_ref().ok_or(WireError::Missing("version"))?;
+    Ok(Version {
+        hlc: v.hlc,
+        node: id_from_pb(&v.node, "version")?,
+    })
+}
+
+fn record_to_pb(r: &Record) -> pb::Record {
+    pb::Record {
+        key: r.key.clone(),
+        version: Some(version_to_pb(&r.version)),
+        value: r.value.clone(),
+    }
+}
+
+/// The key id is recomputed from the key: a peer cannot make us file a
+/// record under the wrong id.
+fn record_from_pb(r: &pb::Record) -> Result<Record, WireError> {
+    Ok(Record::new(
+        r.key.clone(),
+        version_from_pb(&r.version)?,
+        r.value.clone(),
+    ))
+}
+
+fn kv_reply_to_pb(req: u64, result: &KvResult) -> pb::KvReply {
+    let mut out = pb::KvReply {
+        req,
+        ..Default::default()
+    };
+    match result {
+        KvResult::Stored { version, acked } => {
+            out.status = 0;
+            out.version = Some(version_to_pb(version));
+            out.acked = *acked;
+        }
+        KvResult::Found { value, version } => {
+            out.status = 1;
+            out.version = Some(version_to_pb(version));
+            out.value = value.clone();
+        }
+        KvResult::NotFound => out.status = 2,
+        KvResult::WrongOwner => out.status = 3,
+        KvResult::QuorumFailed { acked, needed } => {
+            out.status = 4;
+            out.acked = *acked;
+            out.needed = *needed;
+        }
+        KvResult::StoreFailed => out.status = 5,
+        #[allow(unreachable_patterns)]
+        _ => unreachable!("every result is listed"),
+    }
+    out
+}
+
+fn kv_reply_from_pb(r: &pb::KvReply) -> Result<KvResult, WireError> {
+    Ok(match r.status {
+        0 => KvResult::Stored {
+            version: version_from_pb(&r.version)?,
+            acked: r.acked,
+        },
+        1 => KvResult::Found {
+            value: r.value.clone(),
+            version: version_from_pb(&r.version)?,
+        },
+        2 => KvResult::NotFound,
+        3 => KvResult::WrongOwner,
+        4 => KvResult::QuorumFailed {
+            acked: r.acked,
+            needed: r.needed,
+        },
+        5 => KvResult::StoreFailed,
+        _ => return Err(WireError::Invalid("status")),
+    })
 }
 
 /// The protobuf form of `env` (its destination address is the connection's).
@@ -118,6 +207,37 @@ pub fn envelope_to_pb(env: &Envelope) -> pb::Envelope {
             successors: nodes_to_pb(successors),
         }),
         Message::NotHere { req } => Body::NotHere(pb::Req { req: *req }),
+        Message::KvRequest { req, op } => {
+            let (code, key, value) = match op {
+                KvOp::Put { key, value } => (0, key, value.clone()),
+                KvOp::Get { key } => (1, key, Vec::new()),
+                KvOp::Delete { key } => (2, key, Vec::new()),
+                #[allow(unreachable_patterns)]
+                _ => unreachable!("every operation is listed"),
+            };
+            Body::KvRequest(pb::KvRequest {
+                req: *req,
+                op: code,
+                key: key.clone(),
+                value,
+            })
+        }
+        Message::KvReply { req, result } => Body::KvReply(kv_reply_to_pb(*req, result)),
+        Message::Replicate { req, records } => Body::Replicate(pb::Replicate {
+            req: *req,
+            records: records.iter().map(record_to_pb).collect(),
+        }),
+        Message::ReplicateAck { req, ok } => {
+            Body::ReplicateAck(pb::ReplicateAck { req: *req, ok: *ok })
+        }
+        Message::ReplicaRead { req, key } => Body::ReplicaRead(pb::ReplicaRead {
+            req: *req,
+            key: key.clone(),
+        }),
+        Message::ReplicaReadReply { req, record } => Body::ReplicaReadReply(pb::ReplicaReadReply {
+            req: *req,
+            record: record.as_ref().map(record_to_pb),
+        }),
         // `Message` is non-exhaustive only towards other crates; every
         // variant is listed above.
         #[allow(unreachable_patterns)]
@@ -216,6 +336,47 @@ pub fn envelope_from_pb(pb: &pb::Envelope, local: SocketAddr) -> Result<Envelope
             successors: nodes_from_pb(&l.successors, "successors")?,
         },
         Body::NotHere(r) => Message::NotHere { req: r.req },
+        Body::KvRequest(k) => Message::KvRequest {
+            req: k.req,
+            op: match k.op {
+                0 => KvOp::Put {
+                    key: k.key.clone(),
+                    value: k.value.clone(),
+                },
+                1 => KvOp::Get { key: k.key.clone() },
+                2 => KvOp::Delete { key: k.key.clone() },
+                _ => return Err(WireError::Invalid("op")),
+            },
+        },
+        Body::KvReply(r) => Message::KvReply {
+            req: r.req,
+            result: kv_reply_from_pb(r)?,
+        },
+        Body::Replicate(r) => {
+            if r.records.len() > MAX_RECORDS {
+                return Err(WireError::Invalid("records"));
+            }
+            Message::Replicate {
+                req: r.req,
+                records: r
+                    .records
+                    .iter()
+                    .map(record_from_pb)
+                    .collect::<Result<_, _>>()?,
+            }
+        }
+        Body::ReplicateAck(a) => Message::ReplicateAck {
+            req: a.req,
+            ok: a.ok,
+        },
+        Body::ReplicaRead(r) => Message::ReplicaRead {
+            req: r.req,
+            key: r.key.clone(),
+        },
+        Body::ReplicaReadReply(r) => Message::ReplicaReadReply {
+            req: r.req,
+            record: r.record.as_ref().map(record_from_pb).transpose()?,
+        },
     };
     Ok(Envelope {
         from,

@@ -15,8 +15,8 @@ mod handshake;
 pub mod pb;
 
 pub use convert::{
-    MAX_ACKS, MAX_LIST, decode_envelope, encode_envelope, encode_frame, envelope_from_pb,
-    envelope_to_pb,
+    MAX_ACKS, MAX_LIST, MAX_RECORDS, decode_envelope, encode_envelope, encode_frame,
+    envelope_from_pb, envelope_to_pb,
 };
 pub use handshake::{
     Hello, MAGIC, MAX_HELLO, PREAMBLE_LEN, PROTOCOL_VERSION, check_preamble, decode_hello,

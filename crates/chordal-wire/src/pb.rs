@@ -33,7 +33,7 @@ pub struct Envelope {
     pub to_id: Vec<u8>,
     #[prost(
         oneof = "Body",
-        tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23"
+        tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 30, 31, 32, 33, 34, 35"
     )]
     pub body: Option<Body>,
 }
@@ -68,6 +68,99 @@ pub enum Body {
     Leave(Leave),
     #[prost(message, tag = "23")]
     NotHere(Req),
+    #[prost(message, tag = "30")]
+    KvRequest(KvRequest),
+    #[prost(message, tag = "31")]
+    KvReply(KvReply),
+    #[prost(message, tag = "32")]
+    Replicate(Replicate),
+    #[prost(message, tag = "33")]
+    ReplicateAck(ReplicateAck),
+    #[prost(message, tag = "34")]
+    ReplicaRead(ReplicaRead),
+    #[prost(message, tag = "35")]
+    ReplicaReadReply(ReplicaReadReply),
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Version {
+    #[prost(uint64, tag = "1")]
+    pub hlc: u64,
+    #[prost(bytes = "vec", tag = "2")]
+    pub node: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Record {
+    #[prost(bytes = "vec", tag = "1")]
+    pub key: Vec<u8>,
+    #[prost(message, optional, tag = "2")]
+    pub version: Option<Version>,
+    /// Absent for a tombstone.
+    #[prost(bytes = "vec", optional, tag = "3")]
+    pub value: Option<Vec<u8>>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct KvRequest {
+    #[prost(uint64, tag = "1")]
+    pub req: u64,
+    /// 0 = put, 1 = get, 2 = delete.
+    #[prost(int32, tag = "2")]
+    pub op: i32,
+    #[prost(bytes = "vec", tag = "3")]
+    pub key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "4")]
+    pub value: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct KvReply {
+    #[prost(uint64, tag = "1")]
+    pub req: u64,
+    /// 0 stored, 1 found, 2 not found, 3 wrong owner, 4 quorum failed, 5 store failed.
+    #[prost(int32, tag = "2")]
+    pub status: i32,
+    #[prost(message, optional, tag = "3")]
+    pub version: Option<Version>,
+    #[prost(bytes = "vec", tag = "4")]
+    pub value: Vec<u8>,
+    #[prost(uint32, tag = "5")]
+    pub acked: u32,
+    #[prost(uint32, tag = "6")]
+    pub needed: u32,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Replicate {
+    #[prost(uint64, tag = "1")]
+    pub req: u64,
+    #[prost(message, repeated, tag = "2")]
+    pub records: Vec<Record>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ReplicateAck {
+    #[prost(uint64, tag = "1")]
+    pub req: u64,
+    #[prost(bool, tag = "2")]
+    pub ok: bool,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ReplicaRead {
+    #[prost(uint64, tag = "1")]
+    pub req: u64,
+    #[prost(bytes = "vec", tag = "2")]
+    pub key: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ReplicaReadReply {
+    #[prost(uint64, tag = "1")]
+    pub req: u64,
+    #[prost(message, optional, tag = "2")]
+    pub record: Option<Record>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -1,7 +1,9 @@
 //! Encode/decode round trips and hostile input for the peer protocol.
 
 use bytes::{BufMut, BytesMut};
-use chordal_core::{Envelope, Id, LookupFailure, Message, NodeRef, Target};
+use chordal_core::{
+    Envelope, Id, KvOp, KvResult, LookupFailure, Message, NodeRef, Record, Target, Version,
+};
 use chordal_wire::*;
 use proptest::prelude::*;
 use std::net::SocketAddr;
@@ -28,6 +30,45 @@ fn any_node() -> impl Strategy<Value = NodeRef> {
 
 fn any_nodes() -> impl Strategy<Value = Vec<NodeRef>> {
     proptest::collection::vec(any_node(), 0..10)
+}
+
+fn any_bytes() -> impl Strategy<Value = Vec<u8>> {
+    proptest::collection::vec(any::<u8>(), 0..40)
+}
+
+fn any_version() -> impl Strategy<Value = Version> {
+    (any::<u64>(), any_id()).prop_map(|(hlc, node)| Version { hlc, node })
+}
+
+fn any_record() -> impl Strategy<Value = Record> {
+    (
+        any_bytes(),
+        any_version(),
+        proptest::option::of(any_bytes()),
+    )
+        .prop_map(|(key, version, value)| Record::new(key, version, value))
+}
+
+fn any_kv_op() -> impl Strategy<Value = KvOp> {
+    prop_oneof![
+        (any_bytes(), any_bytes()).prop_map(|(key, value)| KvOp::Put { key, value }),
+        any_bytes().prop_map(|key| KvOp::Get { key }),
+        any_bytes().prop_map(|key| KvOp::Delete { key }),
+    ]
+}
+
+fn any_kv_result() -> impl Strategy<Value = KvResult> {
+    prop_oneof![
+        (any_version(), any::<u32>())
+            .prop_map(|(version, acked)| KvResult::Stored { version, acked }),
+        (any_bytes(), any_version())
+            .prop_map(|(value, version)| KvResult::Found { value, version }),
+        Just(KvResult::NotFound),
+        Just(KvResult::WrongOwner),
+        (any::<u32>(), any::<u32>())
+            .prop_map(|(acked, needed)| KvResult::QuorumFailed { acked, needed }),
+        Just(KvResult::StoreFailed),
+    ]
 }
 
 fn any_message() -> impl Strategy<Value = Message> {
@@ -85,6 +126,14 @@ fn any_message() -> impl Strategy<Value = Message> {
             }
         }),
         any::<u64>().prop_map(|req| Message::NotHere { req }),
+        (any::<u64>(), any_kv_op()).prop_map(|(req, op)| Message::KvRequest { req, op }),
+        (any::<u64>(), any_kv_result()).prop_map(|(req, result)| Message::KvReply { req, result }),
+        (any::<u64>(), proptest::collection::vec(any_record(), 0..5))
+            .prop_map(|(req, records)| Message::Replicate { req, records }),
+        (any::<u64>(), any::<bool>()).prop_map(|(req, ok)| Message::ReplicateAck { req, ok }),
+        (any::<u64>(), any_bytes()).prop_map(|(req, key)| Message::ReplicaRead { req, key }),
+        (any::<u64>(), proptest::option::of(any_record()))
+            .prop_map(|(req, record)| Message::ReplicaReadReply { req, record }),
     ]
 }
 

@@ -1,0 +1,147 @@
+//! The coordinator: takes a client's operation, finds the key's owner and
+//! gets the answer from it (retrying when ownership moved under it).
+
+use super::{ClientOp, KvDeadline, KvError, KvOpId, KvOutcome, ReplyTo};
+use crate::{
+    Event, Id, KvOp, KvResult, LookupError, LookupId, LookupMode, LookupResult, Message, Node, Time,
+};
+
+/// Lookups (and owner redirects) one operation may use before giving up.
+const MAX_ATTEMPTS: u32 = 3;
+
+impl Node {
+    /// Stores `value` under `key`; the answer comes as `Event::KvDone`.
+    pub fn put(&mut self, now: Time, key: Vec<u8>, value: Vec<u8>) -> KvOpId {
+        self.start_kv(now, KvOp::Put { key, value })
+    }
+
+    /// Reads `key`; the answer comes as `Event::KvDone`.
+    pub fn get(&mut self, now: Time, key: Vec<u8>) -> KvOpId {
+        self.start_kv(now, KvOp::Get { key })
+    }
+
+    /// Deletes `key` (writes a tombstone); `NotFound` if it does not exist.
+    pub fn delete(&mut self, now: Time, key: Vec<u8>) -> KvOpId {
+        self.start_kv(now, KvOp::Delete { key })
+    }
+
+    fn start_kv(&mut self, now: Time, op: KvOp) -> KvOpId {
+        let id = self.kv.next();
+        if !self.vnodes.iter().any(|v| v.is_joined()) {
+            self.kv_done(id, Err(KvError::NotJoined));
+        } else if self.kv.in_flight() >= self.config.max_kv_ops {
+            self.kv_done(id, Err(KvError::Overloaded));
+        } else {
+            let deadline = now + self.config.kv_timeout;
+            let key_id = Id::hash(op.key());
+            self.kv.clients.insert(
+                id,
+                ClientOp {
+                    op,
+                    key_id,
+                    attempts: 0,
+                    deadline,
+                },
+            );
+            self.kv.deadlines.insert((deadline, KvDeadline::Client(id)));
+            self.route_client(now, id);
+        }
+        self.flush(now);
+        KvOpId(id)
+    }
+
+    /// Sends client operation `id` towards its owner: straight to a local
+    /// virtual node that owns the key, else through a lookup.
+    fn route_client(&mut self, now: Time, id: u64) {
+        let Some(c) = self.kv.clients.get_mut(&id) else {
+            return;
+        };
+        c.attempts += 1;
+        if c.attempts > MAX_ATTEMPTS {
+            self.finish_client(id, Err(KvError::Redirects));
+            return;
+        }
+        let (key_id, op) = (c.key_id, c.op.clone());
+        if let Some(owner) = self.owning_vnode(&key_id) {
+            self.owner_start(now, owner, op, ReplyTo::Local(id));
+            return;
+        }
+        let lookup = self.start_lookup_quiet(now, key_id, LookupMode::Recursive);
+        self.kv.lookups.insert(lookup, id);
+    }
+
+    /// The lookup for a client operation finished.
+    pub(crate) fn kv_lookup_done(
+        &mut self,
+        now: Time,
+        lookup: LookupId,
+        result: Result<LookupResult, LookupError>,
+    ) {
+        let Some(id) = self.kv.lookups.remove(&lookup) else {
+            return;
+        };
+        let Some(c) = self.kv.clients.get(&id) else {
+            return;
+        };
+        let owner = match result {
+            Ok(r) => r.owner,
+            Err(e) => {
+                self.finish_client(id, Err(KvError::Lookup(e)));
+                return;
+            }
+        };
+        let op = c.op.clone();
+        if owner.addr == self.addr {
+            self.owner_start(now, owner, op, ReplyTo::Local(id));
+            return;
+        }
+        let req = self.kv.next();
+        self.kv.requests.insert(req, id);
+        let from = self.vnodes[0].me();
+        self.kv_send(from, owner, Message::KvRequest { req, op });
+    }
+
+    /// An owner answered a `KvRequest` of ours.
+    pub(crate) fn kv_reply(&mut self, now: Time, req: u64, result: KvResult) {
+        let Some(id) = self.kv.requests.remove(&req) else {
+            return;
+        };
+        self.client_result(now, id, result);
+    }
+
+    /// The owner's result for client operation `id` (local or remote).
+    pub(crate) fn client_result(&mut self, now: Time, id: u64, result: KvResult) {
+        let outcome = match result {
+            KvResult::Stored { version, acked } => Ok(KvOutcome::Stored { version, acked }),
+            KvResult::Found { value, version } => Ok(KvOutcome::Found { value, version }),
+            KvResult::NotFound => Ok(KvOutcome::NotFound),
+            KvResult::QuorumFailed { acked, needed } => {
+                Err(KvError::QuorumFailed { acked, needed })
+            }
+            KvResult::StoreFailed => Err(KvError::StoreFailed),
+            // Ownership moved since the lookup: look up again.
+            _ => {
+                self.route_client(now, id);
+                return;
+            }
+        };
+        self.finish_client(id, outcome);
+    }
+
+    /// Ends client operation `id`.
+    pub(crate) fn finish_client(&mut self, id: u64, result: Result<KvOutcome, KvError>) {
+        if let Some(c) = self.kv.clients.remove(&id) {
+            self.kv
+                .deadlines
+                .remove(&(c.deadline, KvDeadline::Client(id)));
+            self.kv_done(id, result);
+        }
+    }
+
+    fn kv_done(&mut self, id: u64, result: Result<KvOutcome, KvError>) {
+        self.events.push_back(Event::KvDone {
+            op: KvOpId(id),
+            result,
+        });
+    }
+}

@@ -1,0 +1,347 @@
+//! The key-value store on the ring (DESIGN §5), as decisions of the
+//! sans-IO core: who owns a key, where its replicas go, when a write is
+//! acknowledged, when a read must ask the replicas. The driver performs the
+//! storage operations the core asks for (`poll_store`) and reports their
+//! results (`handle_store`); it never decides anything itself.
+//!
+//! Roles, all possibly the same process:
+//! - the **coordinator** takes a client's `put`/`get`/`delete`, looks up the
+//!   key's owner and sends it a `KvRequest` (`coordinator.rs`);
+//! - the **owner** versions writes with its hybrid logical clock, stores
+//!   them and replicates them to the next `R - 1` distinct physical
+//!   successors, answering after `W` durable copies; it serves reads,
+//!   asking the replicas when it lacks a key during a handoff (`owner.rs`);
+//! - a **replica** stores what the owner sends, if newer (`replica.rs`).
+
+mod coordinator;
+mod owner;
+mod replica;
+
+use crate::{Hlc, Id, KvOp, LookupError, LookupId, NodeRef, Record, Time, Version};
+use std::collections::{BTreeSet, HashMap};
+
+/// Number of a client operation started with `Node::put`/`get`/`delete`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub struct KvOpId(pub u64);
+
+/// Number of a storage operation the core asked for.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub struct StoreOpId(pub u64);
+
+/// A storage operation for the driver to perform.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct StoreRequest {
+    pub op: StoreOpId,
+    pub kind: StoreKind,
+}
+
+/// What to do with the store.
+#[derive(Clone, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum StoreKind {
+    /// Read one key's record.
+    Get { key_id: Id, key: Vec<u8> },
+    /// Store each record that is newer than the stored one, durably and
+    /// atomically; answer per record whether it was stored.
+    Apply { records: Vec<Record> },
+}
+
+/// The outcome of a [`StoreRequest`].
+#[derive(Clone, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum StoreResult {
+    Got(Option<Record>),
+    Applied(Vec<bool>),
+    /// The storage failed (the error is the driver's to log).
+    Failed,
+}
+
+/// A finished client operation.
+#[derive(Clone, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum KvOutcome {
+    /// Put or delete stored with `version` on `acked` nodes.
+    Stored { version: Version, acked: u32 },
+    /// Get found a value.
+    Found { value: Vec<u8>, version: Version },
+    /// Get or delete of a missing key.
+    NotFound,
+}
+
+/// Why a client operation failed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KvError {
+    #[error("operation timed out")]
+    Timeout,
+    #[error("node is not joined to a ring")]
+    NotJoined,
+    #[error("too many operations in flight")]
+    Overloaded,
+    #[error("cannot find the key's owner: {0}")]
+    Lookup(LookupError),
+    #[error("ownership kept moving; gave up after several tries")]
+    Redirects,
+    #[error("only {acked} of the {needed} copies needed were stored in time")]
+    QuorumFailed { acked: u32, needed: u32 },
+    #[error("the owner's storage failed")]
+    StoreFailed,
+}
+
+/// Where an owner's answer goes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum ReplyTo {
+    /// A client operation of this process.
+    Local(u64),
+    /// A coordinator elsewhere: answer `req` to `to`, from our vnode `me`.
+    Remote { to: NodeRef, me: NodeRef, req: u64 },
+}
+
+/// A client operation this process coordinates.
+#[derive(Debug)]
+pub(crate) struct ClientOp {
+    op: KvOp,
+    key_id: Id,
+    /// Lookups/redirects done so far.
+    attempts: u32,
+    deadline: Time,
+}
+
+/// What an owner is doing for one request.
+#[derive(Debug)]
+pub(crate) enum OwnerOp {
+    /// Waiting for `need` durable copies of `record`.
+    Write {
+        reply: Option<ReplyTo>,
+        record: Record,
+        need: u32,
+        acked: u32,
+        /// Copies (local and replicas) not yet answered.
+        outstanding: u32,
+        deadline: Time,
+    },
+    /// Reading a key locally, maybe from the replicas too; then answering a
+    /// get, or turning into a tombstone write for a delete.
+    Read {
+        reply: ReplyTo,
+        vnode: NodeRef,
+        key: Vec<u8>,
+        delete: bool,
+        best: Option<Record>,
+        outstanding: u32,
+        asked_replicas: bool,
+        deadline: Time,
+    },
+}
+
+/// Why the core waits for a storage operation.
+#[derive(Debug)]
+pub(crate) enum StoreWait {
+    /// The owner's own copy of a write.
+    OwnerWrite(u64),
+    /// The owner's local read.
+    OwnerRead(u64),
+    /// A replica storing what an owner sent; ack `req` to `to`.
+    ReplicaApply { to: NodeRef, me: NodeRef, req: u64 },
+    /// A replica reading for an owner; answer `req` to `to`.
+    ReplicaRead { to: NodeRef, me: NodeRef, req: u64 },
+    /// An owner repairing its copy from a replica's; nothing waits.
+    Repair,
+}
+
+/// A deadline of the key-value layer.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub(crate) enum KvDeadline {
+    Client(u64),
+    Owner(u64),
+}
+
+/// All key-value state of one process.
+#[derive(Debug, Default)]
+pub(crate) struct KvState {
+    pub hlc: Hlc,
+    next_id: u64,
+    pub clients: HashMap<u64, ClientOp>,
+    /// Lookups started for client operations.
+    pub lookups: HashMap<LookupId, u64>,
+    /// `KvRequest`s sent, by request number → client operation.
+    pub requests: HashMap<u64, u64>,
+    pub owners: HashMap<u64, OwnerOp>,
+    /// `Replicate` / `ReplicaRead` requests sent → owner operation.
+    pub replica_reqs: HashMap<u64, u64>,
+    pub store_waits: HashMap<u64, StoreWait>,
+    pub deadlines: BTreeSet<(Time, KvDeadline)>,
+    pub store_out: std::collections::VecDeque<StoreRequest>,
+    /// When some virtual node's key range last grew: reads that miss ask
+    /// the replicas for `handoff_window` after it.
+    pub range_grew_at: Option<Time>,
+}
+
+impl KvState {
+    /// A fresh number for operations, requests and storage operations.
+    pub fn next(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// Asks the driver for a storage operation; `wait` says what to do with
+    /// its result.
+    pub fn store(&mut self, kind: StoreKind, wait: StoreWait) {
+        let op = self.next();
+        self.store_waits.insert(op, wait);
+        self.store_out.push_back(StoreRequest {
+            op: StoreOpId(op),
+            kind,
+        });
+    }
+
+    /// Number of operations in flight (bounded by `max_kv_ops`).
+    pub fn in_flight(&self) -> usize {
+        self.clients.len() + self.owners.len() + self.store_waits.len()
+    }
+
+    /// When the next key-value deadline is due.
+    pub fn next_deadline(&self) -> Option<Time> {
+        self.deadlines.first().map(|(t, _)| *t)
+    }
+}
+
+/// The newer of two optional records.
+pub(crate) fn newest(a: Option<Record>, b: Option<Record>) -> Option<Record> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if b.version > a.version { b } else { a }),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Is `msg` the key-value layer's (handled by the process, not a vnode)?
+pub(crate) fn is_kv_message(msg: &crate::Message) -> bool {
+    use crate::Message::*;
+    matches!(
+        msg,
+        KvRequest { .. }
+            | KvReply { .. }
+            | Replicate { .. }
+            | ReplicateAck { .. }
+            | ReplicaRead { .. }
+            | ReplicaReadReply { .. }
+    )
+}
+
+impl crate::Node {
+    /// The next storage operation for the driver. Perform it, then report
+    /// with [`Node::handle_store`](crate::Node::handle_store).
+    pub fn poll_store(&mut self) -> Option<StoreRequest> {
+        self.kv.store_out.pop_front()
+    }
+
+    /// The result of a storage operation from `poll_store`.
+    pub fn handle_store(&mut self, now: Time, op: StoreOpId, result: StoreResult) {
+        let Some(wait) = self.kv.store_waits.remove(&op.0) else {
+            return;
+        };
+        match wait {
+            StoreWait::OwnerWrite(id) => {
+                let ok = matches!(result, StoreResult::Applied(_));
+                self.write_answer(now, id, ok);
+            }
+            StoreWait::OwnerRead(id) => {
+                let record = match result {
+                    StoreResult::Got(r) => r,
+                    _ => None,
+                };
+                self.read_answer(now, id, record);
+            }
+            StoreWait::ReplicaApply { to, me, req } => {
+                let ok = matches!(result, StoreResult::Applied(_));
+                self.kv_send(me, to, crate::Message::ReplicateAck { req, ok });
+            }
+            StoreWait::ReplicaRead { to, me, req } => {
+                let record = match result {
+                    StoreResult::Got(r) => r,
+                    _ => None,
+                };
+                self.kv_send(me, to, crate::Message::ReplicaReadReply { req, record });
+            }
+            StoreWait::Repair => {}
+        }
+        self.flush(now);
+    }
+
+    /// A key-value message from a peer (or one of our own vnodes).
+    pub(crate) fn kv_message(&mut self, now: Time, env: crate::Envelope) {
+        use crate::Message;
+        match env.msg.clone() {
+            Message::KvRequest { req, op } => {
+                let me = self.kv_me(&env);
+                let reply = ReplyTo::Remote {
+                    to: env.from,
+                    me,
+                    req,
+                };
+                if self.kv.in_flight() >= self.config.max_kv_ops {
+                    // Overloaded: let the coordinator time out rather than queue.
+                    return;
+                }
+                match env.to.id {
+                    Some(id) if self.vnodes.iter().any(|v| v.me().id == id) => {
+                        self.owner_start(now, NodeRef::new(id, self.addr), op, reply)
+                    }
+                    _ => self.owner_reply(now, reply, crate::KvResult::WrongOwner),
+                }
+            }
+            Message::KvReply { req, result } => self.kv_reply(now, req, result),
+            Message::Replicate { req, records } => self.replica_apply(env, req, records),
+            Message::ReplicateAck { req, ok } => {
+                if let Some(id) = self.kv.replica_reqs.remove(&req) {
+                    self.write_answer(now, id, ok);
+                }
+            }
+            Message::ReplicaRead { req, key } => self.replica_read(env, req, key),
+            Message::ReplicaReadReply { req, record } => {
+                if let Some(id) = self.kv.replica_reqs.remove(&req) {
+                    let record = record.filter(|r| r.is_consistent());
+                    self.read_answer(now, id, record);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Runs the key-value deadlines due at `now`.
+    pub(crate) fn kv_timeout(&mut self, now: Time) {
+        while let Some(&(at, what)) = self.kv.deadlines.first() {
+            if at > now {
+                break;
+            }
+            self.kv.deadlines.pop_first();
+            match what {
+                KvDeadline::Client(id) => {
+                    self.kv.lookups.retain(|_, c| *c != id);
+                    self.kv.requests.retain(|_, c| *c != id);
+                    self.finish_client(id, Err(KvError::Timeout));
+                }
+                KvDeadline::Owner(id) => self.owner_expired(now, id),
+            }
+        }
+    }
+
+    /// Queues a key-value message from our vnode `from` to `to`.
+    pub(crate) fn kv_send(&mut self, from: NodeRef, to: NodeRef, msg: crate::Message) {
+        self.kv_out.push_back(crate::Envelope {
+            from,
+            to: to.into(),
+            msg,
+        });
+    }
+
+    /// The vnode of ours a message was addressed to (the first if unknown):
+    /// the sender of our answer.
+    pub(crate) fn kv_me(&self, env: &crate::Envelope) -> NodeRef {
+        env.to
+            .id
+            .and_then(|id| self.vnodes.iter().find(|v| v.me().id == id))
+            .unwrap_or(&self.vnodes[0])
+            .me()
+    }
+}

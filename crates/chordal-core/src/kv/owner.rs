@@ -1,0 +1,317 @@
+//! The owner of a key: versions writes, stores and replicates them,
+//! answers after `W` durable copies; serves reads, asking the replicas when
+//! it lacks a key while a handoff may still be running.
+
+use super::{KvDeadline, OwnerOp, ReplyTo, StoreKind, StoreWait, newest};
+use crate::{Id, KvOp, KvResult, Message, Node, NodeRef, Record, Time, Version};
+
+impl Node {
+    /// A joined virtual node of ours that owns `key_id` (the key is in its
+    /// range `(predecessor, self]`).
+    pub(crate) fn owning_vnode(&self, key_id: &Id) -> Option<NodeRef> {
+        self.vnodes
+            .iter()
+            .filter(|v| v.is_joined())
+            .find(|v| v.range().is_some_and(|r| r.contains(key_id)))
+            .map(|v| v.me())
+    }
+
+    /// Where copies of `owner`'s keys go besides the owner: the next
+    /// `R - 1` successors on distinct processes other than ours.
+    pub(crate) fn replica_targets(&self, owner: &NodeRef) -> Vec<NodeRef> {
+        let Some(v) = self.vnodes.iter().find(|v| v.me() == *owner) else {
+            return Vec::new();
+        };
+        let mut out: Vec<NodeRef> = Vec::new();
+        for n in v.table().successors() {
+            if out.len() + 1 >= self.config.replicas {
+                break;
+            }
+            if n.addr != self.addr && !out.iter().any(|o| o.addr == n.addr) {
+                out.push(*n);
+            }
+        }
+        out
+    }
+
+    /// Starts serving `op` as the owner `vnode`.
+    pub(crate) fn owner_start(&mut self, now: Time, vnode: NodeRef, op: KvOp, reply: ReplyTo) {
+        let key_id = Id::hash(op.key());
+        let owns = self
+            .vnodes
+            .iter()
+            .find(|v| v.me() == vnode)
+            .is_some_and(|v| v.is_joined() && v.range().is_none_or(|r| r.contains(&key_id)));
+        if !owns {
+            self.owner_reply(now, reply, KvResult::WrongOwner);
+            return;
+        }
+        match op {
+            KvOp::Put { key, value } => {
+                let version = Version {
+                    hlc: self.kv.hlc.tick(now),
+                    node: vnode.id,
+                };
+                let record = Record {
+                    key_id,
+                    key,
+                    version,
+                    value: Some(value),
+                };
+                self.start_write(now, vnode, record, Some(reply));
+            }
+            KvOp::Get { key } => self.start_read(now, vnode, key_id, key, false, reply),
+            KvOp::Delete { key } => self.start_read(now, vnode, key_id, key, true, reply),
+        }
+    }
+
+    /// Stores `record` locally and on the replicas; answers `reply` once
+    /// the write quorum is durable.
+    fn start_write(&mut self, now: Time, vnode: NodeRef, record: Record, reply: Option<ReplyTo>) {
+        let targets = self.replica_targets(&vnode);
+        let copies = 1 + targets.len();
+        let need = self
+            .config
+            .write_quorum
+            .unwrap_or(copies / 2 + 1)
+            .clamp(1, copies) as u32;
+        let id = self.kv.next();
+        // Half the client's time: the owner must say "no quorum" before
+        // the coordinator gives up waiting for it.
+        let deadline = now + self.config.kv_timeout / 2;
+        for t in &targets {
+            let req = self.kv.next();
+            self.kv.replica_reqs.insert(req, id);
+            let records = vec![record.clone()];
+            self.kv_send(vnode, *t, Message::Replicate { req, records });
+        }
+        self.kv.store(
+            StoreKind::Apply {
+                records: vec![record.clone()],
+            },
+            StoreWait::OwnerWrite(id),
+        );
+        self.kv.owners.insert(
+            id,
+            OwnerOp::Write {
+                reply,
+                record,
+                need,
+                acked: 0,
+                outstanding: copies as u32,
+                deadline,
+            },
+        );
+        self.kv.deadlines.insert((deadline, KvDeadline::Owner(id)));
+    }
+
+    fn start_read(
+        &mut self,
+        now: Time,
+        vnode: NodeRef,
+        key_id: Id,
+        key: Vec<u8>,
+        delete: bool,
+        reply: ReplyTo,
+    ) {
+        let id = self.kv.next();
+        // A third of the client's time: a delete still has to write after.
+        let deadline = now + self.config.kv_timeout / 3;
+        self.kv.store(
+            StoreKind::Get {
+                key_id,
+                key: key.clone(),
+            },
+            StoreWait::OwnerRead(id),
+        );
+        self.kv.owners.insert(
+            id,
+            OwnerOp::Read {
+                reply,
+                vnode,
+                key,
+                delete,
+                best: None,
+                outstanding: 1,
+                asked_replicas: false,
+                deadline,
+            },
+        );
+        self.kv.deadlines.insert((deadline, KvDeadline::Owner(id)));
+    }
+
+    /// One copy of write `id` answered: durable (`ok`) or not.
+    pub(crate) fn write_answer(&mut self, now: Time, id: u64, ok: bool) {
+        let Some(OwnerOp::Write {
+            reply,
+            record,
+            need,
+            acked,
+            outstanding,
+            ..
+        }) = self.kv.owners.get_mut(&id)
+        else {
+            return;
+        };
+        *outstanding = outstanding.saturating_sub(1);
+        if ok {
+            *acked += 1;
+        }
+        let (acked, need, version, left) = (*acked, *need, record.version, *outstanding);
+        if acked >= need
+            && let Some(r) = reply.take()
+        {
+            self.owner_reply(now, r, KvResult::Stored { version, acked });
+        }
+        if left == 0 {
+            self.end_owner(now, id);
+        }
+    }
+
+    /// A read answer for read `id`: our copy or a replica's.
+    pub(crate) fn read_answer(&mut self, now: Time, id: u64, record: Option<Record>) {
+        let window = self.config.handoff_window;
+        let recently_grew = self
+            .kv
+            .range_grew_at
+            .is_some_and(|t| now.saturating_since(t) < window);
+        let Some(OwnerOp::Read {
+            best,
+            outstanding,
+            asked_replicas,
+            vnode,
+            key,
+            ..
+        }) = self.kv.owners.get_mut(&id)
+        else {
+            return;
+        };
+        *best = newest(best.take(), record);
+        *outstanding = outstanding.saturating_sub(1);
+        if *outstanding > 0 {
+            return;
+        }
+        // Our copy is missing while our range recently grew: the data may
+        // still be on its way; ask the replicas.
+        if best.is_none() && !*asked_replicas && recently_grew {
+            *asked_replicas = true;
+            let (vnode, key) = (*vnode, key.clone());
+            let targets = self.replica_targets(&vnode);
+            if !targets.is_empty() {
+                if let Some(OwnerOp::Read { outstanding, .. }) = self.kv.owners.get_mut(&id) {
+                    *outstanding = targets.len() as u32;
+                }
+                for t in targets {
+                    let req = self.kv.next();
+                    self.kv.replica_reqs.insert(req, id);
+                    self.kv_send(
+                        vnode,
+                        t,
+                        Message::ReplicaRead {
+                            req,
+                            key: key.clone(),
+                        },
+                    );
+                }
+                return;
+            }
+        }
+        self.finish_read(now, id);
+    }
+
+    /// A read has all its answers (or ran out of time): answer the get, or
+    /// write the tombstone of a delete.
+    fn finish_read(&mut self, now: Time, id: u64) {
+        let Some(OwnerOp::Read {
+            reply,
+            vnode,
+            best,
+            delete,
+            asked_replicas,
+            deadline,
+            ..
+        }) = self.kv.owners.remove(&id)
+        else {
+            return;
+        };
+        self.kv.deadlines.remove(&(deadline, KvDeadline::Owner(id)));
+        if asked_replicas && let Some(r) = &best {
+            // Repair our own copy with what the replicas had.
+            self.kv.store(
+                StoreKind::Apply {
+                    records: vec![r.clone()],
+                },
+                StoreWait::Repair,
+            );
+        }
+        let live = best.filter(|r| !r.is_tombstone());
+        match (live, delete) {
+            (Some(r), false) => {
+                let (value, version) = (r.value.unwrap_or_default(), r.version);
+                self.owner_reply(now, reply, KvResult::Found { value, version });
+            }
+            (Some(r), true) => {
+                self.kv.hlc.observe(r.version.hlc);
+                let version = Version {
+                    hlc: self.kv.hlc.tick(now),
+                    node: vnode.id,
+                };
+                let tombstone = Record {
+                    key_id: r.key_id,
+                    key: r.key,
+                    version,
+                    value: None,
+                };
+                self.start_write(now, vnode, tombstone, Some(reply));
+            }
+            (None, _) => self.owner_reply(now, reply, KvResult::NotFound),
+        }
+    }
+
+    /// Owner operation `id` reached its deadline.
+    pub(crate) fn owner_expired(&mut self, now: Time, id: u64) {
+        match self.kv.owners.get(&id) {
+            Some(OwnerOp::Read { .. }) => self.finish_read(now, id),
+            Some(OwnerOp::Write { .. }) => self.end_owner(now, id),
+            None => {}
+        }
+    }
+
+    /// Forgets write `id`; if it never reached its quorum, says so.
+    fn end_owner(&mut self, now: Time, id: u64) {
+        let Some(op) = self.kv.owners.remove(&id) else {
+            return;
+        };
+        if let OwnerOp::Write {
+            reply,
+            need,
+            acked,
+            deadline,
+            ..
+        } = op
+        {
+            self.kv.deadlines.remove(&(deadline, KvDeadline::Owner(id)));
+            self.kv.replica_reqs.retain(|_, owner| *owner != id);
+            if let Some(r) = reply {
+                self.owner_reply(
+                    now,
+                    r,
+                    KvResult::QuorumFailed {
+                        acked,
+                        needed: need,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Sends an owner's result where it belongs.
+    pub(crate) fn owner_reply(&mut self, now: Time, reply: ReplyTo, result: KvResult) {
+        match reply {
+            ReplyTo::Local(id) => self.client_result(now, id, result),
+            ReplyTo::Remote { to, me, req } => {
+                self.kv_send(me, to, Message::KvReply { req, result })
+            }
+        }
+    }
+}

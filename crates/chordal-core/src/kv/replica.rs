@@ -1,0 +1,38 @@
+//! A replica: stores what an owner replicates, and answers an owner's read.
+
+use super::{StoreKind, StoreWait};
+use crate::{Envelope, Message, Node, Record};
+
+impl Node {
+    /// `Replicate` from an owner: store the records that are newer.
+    pub(crate) fn replica_apply(&mut self, env: Envelope, req: u64, records: Vec<Record>) {
+        let me = self.kv_me(&env);
+        // A record whose id is not its key's hash would be stored in the
+        // wrong place: refuse the whole message.
+        if records.iter().any(|r| !r.is_consistent()) {
+            self.kv_send(me, env.from, Message::ReplicateAck { req, ok: false });
+            return;
+        }
+        for r in &records {
+            self.kv.hlc.observe(r.version.hlc);
+        }
+        let wait = StoreWait::ReplicaApply {
+            to: env.from,
+            me,
+            req,
+        };
+        self.kv.store(StoreKind::Apply { records }, wait);
+    }
+
+    /// `ReplicaRead` from an owner: read our copy.
+    pub(crate) fn replica_read(&mut self, env: Envelope, req: u64, key: Vec<u8>) {
+        let me = self.kv_me(&env);
+        let key_id = crate::Id::hash(&key);
+        let wait = StoreWait::ReplicaRead {
+            to: env.from,
+            me,
+            req,
+        };
+        self.kv.store(StoreKind::Get { key_id, key }, wait);
+    }
+}

@@ -1,0 +1,242 @@
+//! The key-value store on a simulated ring: operations, placement on the
+//! owner and its R-1 successors, write quorums, reads during a handoff,
+//! tombstones.
+
+use chordal_core::{Id, KvError, KvOutcome, Record};
+use chordal_sim::{Sim, SimConfig};
+use chordal_store::Store;
+use std::time::Duration;
+
+const SEC: Duration = Duration::from_secs(1);
+
+fn ring(seed: u64, n: usize) -> Sim {
+    let mut s = Sim::new(SimConfig {
+        seed,
+        ..SimConfig::default()
+    });
+    let first = s.add_node(1);
+    s.create(first);
+    for _ in 1..n {
+        let i = s.add_node(1);
+        s.join(i, first);
+        s.run_for(Duration::from_millis(50));
+    }
+    s.run_until_true(Duration::from_millis(100), 60 * SEC, |s| {
+        s.ring_errors(true) == 0
+    })
+    .unwrap_or_else(|| panic!("seed {seed}: ring did not converge"));
+    // Successor lists fill in one stabilize round per hop.
+    s.run_for(10 * SEC);
+    s
+}
+
+/// Index of the node whose (only) virtual node has id `id`.
+fn index_of(s: &Sim, id: Id) -> usize {
+    (0..s.len())
+        .find(|i| s.node(*i).primary().me().id == id)
+        .unwrap()
+}
+
+/// Which live nodes hold a record for `key`.
+fn holders(s: &Sim, key: &[u8]) -> Vec<usize> {
+    let id = Id::hash(key);
+    s.alive()
+        .into_iter()
+        .filter(|i| s.store(*i).get(&id, key).unwrap().is_some())
+        .collect()
+}
+
+fn value(r: Result<KvOutcome, KvError>) -> Option<Vec<u8>> {
+    match r.expect("operation failed") {
+        KvOutcome::Found { value, .. } => Some(value),
+        KvOutcome::NotFound => None,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn put_get_delete_from_any_node() {
+    let seed = 31;
+    let mut s = ring(seed, 20);
+    for k in 0..60 {
+        let key = format!("key-{k}");
+        let at = k % 20;
+        match s.put(at, key.as_bytes(), format!("value-{k}").as_bytes()) {
+            Ok(KvOutcome::Stored { acked, .. }) => {
+                assert!(acked >= 2, "seed {seed}: {key} acked by {acked}")
+            }
+            other => panic!("seed {seed}: put {key}: {other:?}"),
+        }
+    }
+    for k in 0..60 {
+        let key = format!("key-{k}");
+        let got = value(s.get((k * 7) % 20, key.as_bytes()));
+        assert_eq!(
+            got,
+            Some(format!("value-{k}").into_bytes()),
+            "seed {seed}: get {key}"
+        );
+    }
+    assert_eq!(value(s.get(3, b"never-written")), None);
+    // Overwrite: the newer value wins.
+    s.put(4, b"key-1", b"second").unwrap();
+    assert_eq!(value(s.get(9, b"key-1")), Some(b"second".to_vec()));
+    // Delete, then the key is gone everywhere; deleting again finds nothing.
+    assert!(matches!(
+        s.delete(11, b"key-1"),
+        Ok(KvOutcome::Stored { .. })
+    ));
+    assert_eq!(value(s.get(2, b"key-1")), None);
+    assert_eq!(s.delete(5, b"key-1"), Ok(KvOutcome::NotFound));
+    assert_eq!(s.delete(5, b"never-written"), Ok(KvOutcome::NotFound));
+}
+
+/// Each key lives on exactly its owner and the next R-1 nodes (DHash).
+#[test]
+fn keys_live_on_exactly_their_r_successors() {
+    let seed = 32;
+    let mut s = ring(seed, 16);
+    let oracle = s.oracle();
+    for k in 0..100 {
+        let key = format!("placed-{k}");
+        s.put(k % 16, key.as_bytes(), b"v").unwrap();
+    }
+    s.run_for(SEC); // the third copy may still be in flight after the quorum ack
+    for k in 0..100 {
+        let key = format!("placed-{k}");
+        let owner = oracle.successor(&Id::hash(key.as_bytes()));
+        let mut want: Vec<usize> = vec![index_of(&s, owner)];
+        want.extend(
+            oracle
+                .successors(&owner, 2)
+                .iter()
+                .map(|id| index_of(&s, *id)),
+        );
+        want.sort();
+        assert_eq!(holders(&s, key.as_bytes()), want, "seed {seed}: {key}");
+    }
+}
+
+/// A write that cannot reach W copies fails instead of pretending.
+#[test]
+fn write_fails_without_a_quorum() {
+    let seed = 33;
+    let mut s = ring(seed, 10);
+    let oracle = s.oracle();
+    let key = b"quorum";
+    let owner = oracle.successor(&Id::hash(key));
+    for id in oracle.successors(&owner, 2) {
+        let i = index_of(&s, id);
+        s.kill(i);
+    }
+    // Right away, before anyone notices: the owner still sends to the two
+    // dead replicas, gets one copy (its own) and gives up.
+    let at = index_of(&s, owner);
+    assert_eq!(
+        s.put(at, key, b"v"),
+        Err(KvError::QuorumFailed {
+            acked: 1,
+            needed: 2
+        })
+    );
+}
+
+/// A new node that takes over part of a range has no data yet; reads of
+/// those keys ask the replicas, answer correctly, and repair the new
+/// owner's copy.
+#[test]
+fn reads_during_a_handoff_ask_the_replicas() {
+    let seed = 34;
+    let mut s = ring(seed, 12);
+    let keys: Vec<String> = (0..200).map(|k| format!("moved-{k}")).collect();
+    for (k, key) in keys.iter().enumerate() {
+        s.put(k % 12, key.as_bytes(), key.as_bytes()).unwrap();
+    }
+    let newcomer = s.add_node(1);
+    s.join(newcomer, 0);
+    s.run_until_true(Duration::from_millis(50), 10 * SEC, |s| {
+        s.ring_errors(true) == 0
+    })
+    .expect("converges");
+    let oracle = s.oracle();
+    let me = s.node(newcomer).primary().me().id;
+    let taken: Vec<&String> = keys
+        .iter()
+        .filter(|k| oracle.successor(&Id::hash(k.as_bytes())) == me)
+        .collect();
+    assert!(
+        !taken.is_empty(),
+        "seed {seed}: the newcomer took over no key; pick another seed"
+    );
+    for key in &taken {
+        assert_eq!(
+            value(s.get(3, key.as_bytes())),
+            Some(key.as_bytes().to_vec()),
+            "seed {seed}: {key}"
+        );
+        let id = Id::hash(key.as_bytes());
+        assert!(
+            s.store(newcomer)
+                .get(&id, key.as_bytes())
+                .unwrap()
+                .is_some(),
+            "seed {seed}: {key} not repaired"
+        );
+    }
+}
+
+/// A deleted key stays deleted even when a stale replica still holds the
+/// old value: the tombstone's version is newer and wins.
+#[test]
+fn tombstones_are_not_resurrected_by_a_stale_replica() {
+    let seed = 35;
+    let mut s = ring(seed, 10);
+    let key = b"doomed";
+    let oracle = s.oracle();
+    s.put(0, key, b"old").unwrap();
+    s.run_for(SEC);
+    let old = {
+        let owner = index_of(&s, oracle.successor(&Id::hash(key)));
+        s.store(owner).get(&Id::hash(key), key).unwrap().unwrap()
+    };
+    assert!(matches!(s.delete(1, key), Ok(KvOutcome::Stored { .. })));
+    s.run_for(SEC);
+    // Make one replica stale, as if it had missed the delete: the store
+    // refuses to go back in time, so drop its tombstone first.
+    let replica = index_of(
+        &s,
+        oracle.successors(&oracle.successor(&Id::hash(key)), 1)[0],
+    );
+    let stale = Record::new(key.to_vec(), old.version, Some(b"old".to_vec()));
+    assert_eq!(
+        s.store(replica)
+            .apply(std::slice::from_ref(&stale))
+            .unwrap(),
+        vec![false]
+    );
+    let tomb = s.store(replica).get(&Id::hash(key), key).unwrap().unwrap();
+    assert!(tomb.is_tombstone());
+    s.store(replica)
+        .remove(&[(tomb.key_id, tomb.key.clone(), tomb.version)])
+        .unwrap();
+    assert_eq!(
+        s.store(replica)
+            .apply(std::slice::from_ref(&stale))
+            .unwrap(),
+        vec![true]
+    );
+    // A newcomer takes over the key with an empty store and asks the
+    // replicas: the old owner's tombstone is newer than the stale value.
+    let newcomer = s.add_node_with_ids(&[Id::hash(key)]);
+    s.join(newcomer, 0);
+    s.run_until_true(Duration::from_millis(50), 10 * SEC, |s| {
+        s.ring_errors(true) == 0
+    })
+    .expect("converges");
+    assert_eq!(s.oracle().successor(&Id::hash(key)), Id::hash(key));
+    assert_eq!(
+        value(s.get(2, key)),
+        None,
+        "seed {seed}: deleted key came back"
+    );
+}
