@@ -133,7 +133,7 @@ fn newer_versions_win_and_tombstones_stay() {
     assert_eq!(s.get(&put.key_id, &put.key).unwrap(), Some(put.clone()));
     assert_eq!(s.apply(std::slice::from_ref(&delete)).unwrap(), vec![true]);
     // A stale replica's put does not resurrect the key.
-    assert_eq!(s.apply(&[put.clone()]).unwrap(), vec![false]);
+    assert_eq!(s.apply(std::slice::from_ref(&put)).unwrap(), vec![false]);
     assert!(
         s.get(&put.key_id, &put.key)
             .unwrap()
