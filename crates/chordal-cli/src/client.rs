@@ -20,42 +20,117 @@ fn encode_key(key: &str) -> String {
     out
 }
 
-/// GETs `path` from the node and parses the JSON answer. Transport errors
-/// and timeouts are `Unreachable`; API errors carry the node's message.
-pub async fn get_json<T: DeserializeOwned>(
+/// Sends one request to the node. Transport errors and timeouts are
+/// `Unreachable`; an error answer is turned into the node's message (404 is
+/// a plain failure, 503/504 count as unreachable).
+async fn send(
     target: &Target,
+    method: reqwest::Method,
     path: &str,
-) -> Result<(T, serde_json::Value)> {
+    body: Option<Vec<u8>>,
+) -> Result<reqwest::Response> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(15))
         .build()
         .map_err(|e| CliError::Failed(format!("http client: {e}")))?;
     let url = format!("http://{}{}", target.node, path);
-    let resp = client
-        .get(&url)
+    let mut req = client.request(method, &url);
+    if let Some(body) = body {
+        req = req.body(body);
+    }
+    let resp = req
         .send()
         .await
         .map_err(|e| CliError::Unreachable(format!("node {} unreachable: {e}", target.node)))?;
     let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    let msg = body["error"]
+        .as_str()
+        .unwrap_or("unknown error")
+        .to_string();
+    Err(match status.as_u16() {
+        503 | 504 => CliError::Unreachable(msg),
+        _ => CliError::Failed(msg),
+    }
+    .into())
+}
+
+/// GETs `path` from the node and parses the JSON answer.
+pub async fn get_json<T: DeserializeOwned>(
+    target: &Target,
+    path: &str,
+) -> Result<(T, serde_json::Value)> {
+    let resp = send(target, reqwest::Method::GET, path, None).await?;
     let body: serde_json::Value = resp
         .json()
         .await
         .map_err(|e| CliError::Unreachable(format!("bad answer from {}: {e}", target.node)))?;
-    if !status.is_success() {
-        let msg = body["error"]
-            .as_str()
-            .unwrap_or("unknown error")
-            .to_string();
-        let err = if status.as_u16() == 504 || status.as_u16() == 503 {
-            CliError::Unreachable(msg)
-        } else {
-            CliError::Failed(msg)
-        };
-        return Err(err.into());
-    }
     let parsed = serde_json::from_value(body.clone())
         .map_err(|e| CliError::Failed(format!("unexpected answer from {}: {e}", target.node)))?;
     Ok((parsed, body))
+}
+
+/// Prints the answer of a stored put or delete.
+async fn print_stored(target: &Target, resp: reqwest::Response, verb: &str) -> Result<()> {
+    let v: serde_json::Value = resp
+        .json()
+        .await
+        .map_err(|e| CliError::Unreachable(format!("bad answer from {}: {e}", target.node)))?;
+    if target.json {
+        println!("{v}");
+    } else {
+        println!(
+            "{verb} {} (version {}, {} copies)",
+            v["key"].as_str().unwrap_or("?"),
+            v["version"].as_str().unwrap_or("?"),
+            v["replicas_acked"]
+        );
+    }
+    Ok(())
+}
+
+pub async fn put(target: &Target, key: &str, value: Vec<u8>) -> Result<()> {
+    let path = format!("/v1/kv/{}", encode_key(key));
+    let resp = send(target, reqwest::Method::PUT, &path, Some(value)).await?;
+    print_stored(target, resp, "stored").await
+}
+
+pub async fn del(target: &Target, key: &str) -> Result<()> {
+    let path = format!("/v1/kv/{}", encode_key(key));
+    let resp = send(target, reqwest::Method::DELETE, &path, None).await?;
+    print_stored(target, resp, "deleted").await
+}
+
+/// Prints the value: raw bytes (no newline added), or JSON with `--json`.
+pub async fn get(target: &Target, key: &str) -> Result<()> {
+    let path = format!("/v1/kv/{}", encode_key(key));
+    let resp = send(target, reqwest::Method::GET, &path, None).await?;
+    let version = resp
+        .headers()
+        .get(chordal_http::VERSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let value = resp
+        .bytes()
+        .await
+        .map_err(|e| CliError::Unreachable(format!("bad answer from {}: {e}", target.node)))?;
+    if target.json {
+        let text = String::from_utf8_lossy(&value);
+        println!(
+            "{}",
+            serde_json::json!({"key": key, "value": text, "version": version})
+        );
+    } else {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        out.write_all(&value)?;
+        out.flush()?;
+    }
+    Ok(())
 }
 
 /// Fetches `path`, then prints `json_part` of the answer (with `--json`)

@@ -26,6 +26,30 @@ enum Command {
     Node(member::NodeArgs),
     /// Run N nodes in this process on loopback: the zero-setup way to try Chordal.
     Cluster(member::ClusterArgs),
+    /// Store a value under a key (from the argument, or a file).
+    Put {
+        key: String,
+        /// The value; give --file instead to read it from a file.
+        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        value: Option<String>,
+        /// Read the value from this file.
+        #[arg(long)]
+        file: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Print a key's value (raw bytes); exit 1 if not found.
+    Get {
+        key: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Delete a key; exit 1 if it does not exist.
+    Del {
+        key: String,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Where a key lives: its id, owner, replicas and the hops it took.
     Locate {
         key: String,
@@ -98,6 +122,23 @@ fn main() -> ExitCode {
             iterative,
             target,
         } => runtime.block_on(client::locate(&target, &key, iterative)),
+        Command::Put {
+            key,
+            value,
+            file,
+            target,
+        } => runtime.block_on(async {
+            let bytes = match (value, file) {
+                (Some(v), _) => v.into_bytes(),
+                (None, Some(path)) => tokio::fs::read(&path).await.map_err(|e| {
+                    CliError::Failed(format!("cannot read {}: {e}", path.display()))
+                })?,
+                (None, None) => unreachable!("clap requires one"),
+            };
+            client::put(&target, &key, bytes).await
+        }),
+        Command::Get { key, target } => runtime.block_on(client::get(&target, &key)),
+        Command::Del { key, target } => runtime.block_on(client::del(&target, &key)),
         Command::Info { target } => runtime.block_on(client::info(&target)),
         Command::Ring { target } => runtime.block_on(client::ring(&target)),
         Command::Repl { target } => repl::run(&runtime, &target),

@@ -6,6 +6,7 @@ use chordal_http::ApiConfig;
 use chordal_node::{Node, NodeConfig};
 use clap::Args;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -26,6 +27,10 @@ pub struct NodeArgs {
     /// Fixed node id (40 hex digits); default SHA-1 of the peer address.
     #[arg(long, env = "CHORDAL_ID")]
     id: Option<Id>,
+    /// Keep data and identity here (a redb database); without it, data is
+    /// in memory only.
+    #[arg(long, env = "CHORDAL_DATA_DIR")]
+    data_dir: Option<PathBuf>,
 }
 
 /// Protocol settings shared by `node` and `cluster`.
@@ -59,6 +64,9 @@ pub struct ClusterArgs {
     /// API port of the first node (the others count up); 0 picks free ports.
     #[arg(long, default_value_t = 8000)]
     api_base_port: u16,
+    /// Keep each node's data in DIR/node-<i>; without it, in memory.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
     #[command(flatten)]
     ring: RingArgs,
 }
@@ -75,10 +83,17 @@ impl RingArgs {
         Ok(())
     }
 
-    fn node_config(&self, listen: SocketAddr, seeds: Vec<String>, id: Option<Id>) -> NodeConfig {
+    fn node_config(
+        &self,
+        listen: SocketAddr,
+        seeds: Vec<String>,
+        id: Option<Id>,
+        data_dir: Option<PathBuf>,
+    ) -> NodeConfig {
         let every = Duration::from_millis(self.stabilize_ms);
         let core = chordal_core::Config {
             successors: self.successors,
+            replicas: self.replicas,
             ..chordal_core::Config::default().with_maintenance_interval(every)
         };
         NodeConfig {
@@ -88,6 +103,7 @@ impl RingArgs {
             id,
             vnodes: self.vnodes,
             core,
+            data_dir,
             ..NodeConfig::default()
         }
     }
@@ -158,9 +174,12 @@ impl Member {
 
 pub async fn run_node(args: NodeArgs) -> Result<()> {
     args.ring.validate()?;
-    let config = args
-        .ring
-        .node_config(args.listen, args.join.clone(), args.id);
+    let config = args.ring.node_config(
+        args.listen,
+        args.join.clone(),
+        args.id,
+        args.data_dir.clone(),
+    );
     let member = Member::start(config, args.api, args.ring.api_config()).await?;
     println!("{}", member.address_line());
     shutdown_signal().await;
@@ -187,7 +206,8 @@ pub async fn run_cluster(args: ClusterArgs) -> Result<()> {
             .first()
             .map(|m| vec![m.node.addr().to_string()])
             .unwrap_or_default();
-        let config = args.ring.node_config(listen, seeds, None);
+        let dir = args.data_dir.as_ref().map(|d| d.join(format!("node-{i}")));
+        let config = args.ring.node_config(listen, seeds, None, dir);
         let member = Member::start(config, api, args.ring.api_config())
             .await
             .with_context(|| format!("node {i}"))?;

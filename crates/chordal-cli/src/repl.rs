@@ -7,6 +7,9 @@ use rustyline::error::ReadlineError;
 
 const HELP: &str = "\
 commands:
+  put KEY VALUE | add KEY VALUE   store VALUE (the rest of the line) under KEY
+  get KEY                   print KEY's value
+  del KEY                   delete KEY
   locate KEY | getloc KEY   where KEY lives (owner, replicas, hops)
   info                      this node: id, predecessor, successors, fingers
   fingers                   the finger table
@@ -37,6 +40,17 @@ pub fn run(runtime: &tokio::runtime::Runtime, target: &Target) -> Result<()> {
                 print!("{HELP}");
                 Ok(())
             }
+            ("put" | "add", [key, _, ..]) => {
+                // The value is the rest of the line after the key, spaces kept.
+                let value = line.trim_start()[cmd.len()..].trim_start()[key.len()..].trim_start();
+                runtime.block_on(client::put(target, key, value.as_bytes().to_vec()))
+            }
+            ("get", [key]) => runtime.block_on(async {
+                client::get(target, key).await?;
+                println!();
+                Ok(())
+            }),
+            ("del", [key]) => runtime.block_on(client::del(target, key)),
             ("locate" | "getloc", [key]) => runtime.block_on(client::locate(target, key, false)),
             ("info", []) => runtime.block_on(client::info(target)),
             ("fingers", []) => runtime.block_on(client::fingers(target)),

@@ -75,6 +75,8 @@ pub struct Neighbors {
     pub predecessor: Option<NodeRef>,
     /// Its successor list.
     pub successors: Vec<NodeRef>,
+    /// Records its process stores.
+    pub keys_stored: u64,
 }
 
 /// Something that happened inside the core. `vnode` is the id of the virtual

@@ -80,6 +80,8 @@ pub enum Message {
         req: u64,
         predecessor: Option<NodeRef>,
         successors: Vec<NodeRef>,
+        /// Records the answering process stores (its load).
+        keys_stored: u64,
     },
     /// `notify`: "I think I might be your predecessor." One-way.
     Notify,

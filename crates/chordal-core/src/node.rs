@@ -107,6 +107,14 @@ impl Node {
         self.dropped
     }
 
+    /// Tells the node how many records its store holds (reported to ring
+    /// walks in `Neighbors` answers).
+    pub fn set_keys_stored(&mut self, n: u64) {
+        for v in &mut self.vnodes {
+            v.set_keys_stored(n);
+        }
+    }
+
     /// Starts a new ring: the first virtual node creates it, the others join
     /// through it.
     pub fn create(&mut self, now: Time) {

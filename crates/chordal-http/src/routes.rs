@@ -1,7 +1,7 @@
 //! Routes and handlers.
 
-use crate::ApiError;
 use crate::json::*;
+use crate::{ApiError, kv};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, Uri};
@@ -25,6 +25,8 @@ pub struct ApiConfig {
     pub max_key: usize,
     /// Most nodes a ring walk visits.
     pub max_ring: usize,
+    /// Largest value accepted, in bytes.
+    pub max_value: usize,
 }
 
 impl Default for ApiConfig {
@@ -33,14 +35,15 @@ impl Default for ApiConfig {
             replicas: 3,
             max_key: 1024,
             max_ring: 100_000,
+            max_value: 1024 * 1024,
         }
     }
 }
 
 #[derive(Clone)]
-struct AppState {
-    node: Node,
-    config: ApiConfig,
+pub(crate) struct AppState {
+    pub node: Node,
+    pub config: ApiConfig,
 }
 
 /// The API of `node` as an axum router.
@@ -50,6 +53,13 @@ pub fn router(node: Node, config: ApiConfig) -> Router {
         .route("/v1/node", get(node_status))
         .route("/v1/ring", get(ring))
         .route("/v1/locate/{*key}", get(locate))
+        .route(
+            "/v1/kv/{*key}",
+            get(kv::get).put(kv::put).delete(kv::delete),
+        )
+        // Bodies over the value limit are refused by `kv::put` with a JSON
+        // 413; this layer only stops reading far beyond it.
+        .layer(axum::extract::DefaultBodyLimit::max(config.max_value + 1))
         .fallback(not_found)
         .with_state(AppState { node, config })
 }
@@ -143,8 +153,7 @@ async fn node_status(State(s): State<AppState>) -> Result<Json<NodeStatusJson>, 
         predecessor: primary.predecessor,
         successors: primary.successors,
         fingers: primary.fingers,
-        // The key-value store arrives with issue 3; until then nothing is stored.
-        keys_stored: 0,
+        keys_stored: status.keys_stored,
         vnodes,
         stats: json!({
             "connections": status.connections,
@@ -165,7 +174,7 @@ async fn ring(State(s): State<AppState>) -> Result<Json<RingJson>, ApiError> {
             id: m.node.id.to_hex(),
             addr: m.node.addr.to_string(),
             api: m.api.map(|a| a.to_string()),
-            keys_stored: 0,
+            keys_stored: m.keys_stored,
         })
         .collect();
     Ok(Json(RingJson {
@@ -179,26 +188,36 @@ struct LocateQuery {
     mode: Option<String>,
 }
 
-async fn locate(
-    State(s): State<AppState>,
+/// The key of a `/v1/.../{key}` path, checked: UTF-8 after percent
+/// decoding, not empty, within the key limit.
+pub(crate) fn key_from_path(
     key: Result<Path<String>, PathRejection>,
-    Query(q): Query<LocateQuery>,
-) -> Result<Json<LocateJson>, ApiError> {
+    config: &ApiConfig,
+) -> Result<String, ApiError> {
     let Path(key) =
         key.map_err(|e| ApiError::bad_request("bad_key", format!("bad key in path: {e}")))?;
     if key.is_empty() {
         return Err(ApiError::bad_request("bad_key", "empty key"));
     }
-    if key.len() > s.config.max_key {
+    if key.len() > config.max_key {
         return Err(ApiError::bad_request(
             "key_too_long",
             format!(
                 "key is {} bytes; the limit is {}",
                 key.len(),
-                s.config.max_key
+                config.max_key
             ),
         ));
     }
+    Ok(key)
+}
+
+async fn locate(
+    State(s): State<AppState>,
+    key: Result<Path<String>, PathRejection>,
+    Query(q): Query<LocateQuery>,
+) -> Result<Json<LocateJson>, ApiError> {
+    let key = key_from_path(key, &s.config)?;
     let mode = match q.mode.as_deref() {
         None | Some("recursive") => LookupMode::Recursive,
         Some("iterative") => LookupMode::Iterative,

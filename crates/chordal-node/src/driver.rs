@@ -9,8 +9,10 @@ use crate::pool::{Peer, Pool, Route};
 use crate::status::{Finger, Status, VNodeStatus};
 use bytes::BytesMut;
 use chordal_core::{
-    Event, LookupError, LookupId, LookupMode, LookupResult, Neighbors, Node as Core, QueryId, Time,
+    Event, KvError, KvOp, KvOpId, KvOutcome, LookupError, LookupId, LookupMode, LookupResult,
+    Neighbors, Node as Core, QueryId, StoreKind, StoreOpId, StoreRequest, StoreResult, Time,
 };
+use chordal_store::Store;
 use futures_util::StreamExt;
 use futures_util::stream::{BoxStream, SelectAll};
 use std::collections::HashMap;
@@ -42,6 +44,10 @@ pub enum Command {
         addr: SocketAddr,
         reply: oneshot::Sender<Option<SocketAddr>>,
     },
+    Kv {
+        op: KvOp,
+        reply: oneshot::Sender<Result<KvOutcome, KvError>>,
+    },
     /// Leave gracefully and stop; answered once farewells are flushed.
     Leave {
         reply: oneshot::Sender<()>,
@@ -69,7 +75,14 @@ struct Conn {
 
 pub struct Driver {
     core: Core,
+    store: Arc<dyn Store>,
+    /// Durable writes come back here from the store's writer thread.
+    applied_tx: mpsc::UnboundedSender<(StoreOpId, StoreResult)>,
+    applied_rx: mpsc::UnboundedReceiver<(StoreOpId, StoreResult)>,
+    kv_ops: HashMap<KvOpId, oneshot::Sender<Result<KvOutcome, KvError>>>,
     start: Instant,
+    /// `now()` at `start`, in microseconds since the Unix epoch.
+    epoch: u64,
     settings: DriverSettings,
     ctx: ConnContext,
     /// Where to write, per peer address.
@@ -93,14 +106,21 @@ pub struct Driver {
 impl Driver {
     pub fn new(
         core: Core,
+        store: Arc<dyn Store>,
         settings: DriverSettings,
         ctx: ConnContext,
         events: broadcast::Sender<Event>,
         join_waiter: oneshot::Sender<Result<(), ()>>,
     ) -> Driver {
+        let (applied_tx, applied_rx) = mpsc::unbounded_channel();
         Driver {
             core,
+            store,
+            applied_tx,
+            applied_rx,
+            kv_ops: HashMap::new(),
             start: Instant::now(),
+            epoch: unix_micros(),
             settings,
             ctx,
             pool: Pool::default(),
@@ -115,12 +135,14 @@ impl Driver {
         }
     }
 
+    /// Wall-clock microseconds since the Unix epoch, advanced by the
+    /// monotonic clock: versions' hybrid logical clocks read it.
     fn now(&self) -> Time {
-        Time::from_micros(self.start.elapsed().as_micros() as u64)
+        Time::from_micros(self.epoch + self.start.elapsed().as_micros() as u64)
     }
 
     fn instant(&self, t: Time) -> Instant {
-        self.start + Duration::from_micros(t.as_micros())
+        self.start + Duration::from_micros(t.as_micros().saturating_sub(self.epoch))
     }
 
     /// Runs the node: `seeds` empty creates a ring, else joins through them.
@@ -140,6 +162,9 @@ impl Driver {
         }
         self.pump();
         let mut idle_check = tokio::time::interval(self.settings.idle_timeout / 4);
+        // The store's record count, for ring walks: refreshed now and then
+        // rather than on every write.
+        let mut load_tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             let wake = self.core.poll_timeout().map(|t| self.instant(t));
             let sleep = tokio::time::sleep_until(
@@ -179,6 +204,13 @@ impl Driver {
                     self.core.handle_timeout(now);
                 }
                 _ = idle_check.tick() => self.close_idle(),
+                _ = load_tick.tick() => {
+                    self.core.set_keys_stored(self.store.count().unwrap_or(0));
+                }
+                Some((op, result)) = self.applied_rx.recv() => {
+                    let now = self.now();
+                    self.core.handle_store(now, op, result);
+                }
             }
             self.pump();
         }
@@ -205,6 +237,15 @@ impl Driver {
                     self.apis.get(&addr).copied()
                 };
                 let _ = reply.send(api);
+            }
+            Command::Kv { op, reply } => {
+                let id = match op {
+                    KvOp::Put { key, value } => self.core.put(now, key, value),
+                    KvOp::Get { key } => self.core.get(now, key),
+                    KvOp::Delete { key } => self.core.delete(now, key),
+                    _ => return,
+                };
+                self.kv_ops.insert(id, reply);
             }
             Command::Leave { .. } | Command::Abort { .. } => unreachable!("handled in run"),
         }
@@ -333,6 +374,10 @@ impl Driver {
                 progressed = true;
                 self.event(event);
             }
+            while let Some(req) = self.core.poll_store() {
+                progressed = true;
+                self.store_request(req);
+            }
             if self.batch.is_empty() && !progressed {
                 break;
             }
@@ -342,6 +387,43 @@ impl Driver {
             for (addr, bytes) in batch {
                 self.write(addr, &bytes);
             }
+        }
+    }
+
+    /// Performs a storage operation for the core: reads at once (a redb read
+    /// transaction is microseconds), writes through the store's group
+    /// commit, answered when durable.
+    fn store_request(&mut self, req: StoreRequest) {
+        let now = self.now();
+        match req.kind {
+            StoreKind::Get { key_id, key } => {
+                let result = match self.store.get(&key_id, &key) {
+                    Ok(r) => StoreResult::Got(r),
+                    Err(e) => {
+                        warn!(error = %e, "store read failed");
+                        StoreResult::Failed
+                    }
+                };
+                self.core.handle_store(now, req.op, result);
+            }
+            StoreKind::Apply { records } => {
+                let tx = self.applied_tx.clone();
+                let op = req.op;
+                self.store.apply_with(
+                    records,
+                    Box::new(move |r| {
+                        let result = match r {
+                            Ok(applied) => StoreResult::Applied(applied),
+                            Err(e) => {
+                                warn!(error = %e, "store write failed");
+                                StoreResult::Failed
+                            }
+                        };
+                        let _ = tx.send((op, result));
+                    }),
+                );
+            }
+            _ => self.core.handle_store(now, req.op, StoreResult::Failed),
         }
     }
 
@@ -380,6 +462,11 @@ impl Driver {
         match &event {
             Event::LookupDone { lookup, result } => {
                 if let Some(reply) = self.lookups.remove(lookup) {
+                    let _ = reply.send(result.clone());
+                }
+            }
+            Event::KvDone { op, result } => {
+                if let Some(reply) = self.kv_ops.remove(op) {
                     let _ = reply.send(result.clone());
                 }
             }
@@ -459,6 +546,7 @@ impl Driver {
             cluster: self.settings.cluster.clone(),
             vnodes,
             connections: self.conns.len(),
+            keys_stored: self.store.count().unwrap_or(0),
             frames_in: stats.frames_in.load(Ordering::Relaxed),
             frames_out: stats.frames_out.load(Ordering::Relaxed),
             bad_handshakes: stats.bad_handshakes.load(Ordering::Relaxed),
@@ -466,4 +554,12 @@ impl Driver {
             dropped_out: stats.dropped_out.load(Ordering::Relaxed),
         }
     }
+}
+
+/// Microseconds since the Unix epoch by the system clock.
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }

@@ -27,9 +27,13 @@ mod status;
 pub use conn::WireStats;
 pub use status::{Finger, Status, VNodeStatus};
 
-use chordal_core::{Event, Id, LookupError, LookupMode, LookupResult, Neighbors, NodeRef};
+use chordal_core::{
+    Event, Id, KvError, KvOp, KvOutcome, LookupError, LookupMode, LookupResult, Neighbors, NodeRef,
+};
+use chordal_store::Store;
 use driver::{Command, Driver, DriverSettings};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -69,6 +73,9 @@ pub struct NodeConfig {
     pub idle_timeout: Duration,
     /// How long `start` waits for the join.
     pub join_timeout: Duration,
+    /// Where data and identity live (a redb database); `None` keeps data
+    /// in memory and derives the id from the address.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Default for NodeConfig {
@@ -89,6 +96,7 @@ impl Default for NodeConfig {
             handshake_timeout: Duration::from_secs(2),
             idle_timeout: Duration::from_secs(120),
             join_timeout: Duration::from_secs(20),
+            data_dir: None,
         }
     }
 }
@@ -110,6 +118,10 @@ pub enum StartError {
     JoinFailed,
     #[error("join did not finish within {0:?}")]
     JoinTimeout(Duration),
+    #[error("storage: {0}")]
+    Store(#[from] chordal_store::StoreError),
+    #[error("the data directory belongs to another node: {0}")]
+    Identity(String),
 }
 
 /// Why a request to a running node failed.
@@ -122,11 +134,23 @@ pub enum NodeError {
     Stopped,
 }
 
-/// One node of a ring walk: a virtual node, its process's API address.
+/// Why a key-value call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KvCallError {
+    #[error(transparent)]
+    Kv(KvError),
+    #[error("the node has stopped")]
+    Stopped,
+}
+
+/// One node of a ring walk: a virtual node, its process's API address and
+/// how many records its process stores.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RingMember {
     pub node: NodeRef,
     pub api: Option<SocketAddr>,
+    pub keys_stored: u64,
 }
 
 /// Handle to a running node. Cheap to clone; the node leaves the ring when
@@ -176,10 +200,8 @@ impl Node {
                 reason: "resolves only to this node".into(),
             });
         }
-        let mut ids = chordal_core::Node::vnode_ids(&addr.to_string(), config.vnodes);
-        if let Some(id) = config.id {
-            ids[0] = id;
-        }
+        let store = chordal_store::open(config.data_dir.as_deref())?;
+        let ids = identity(&config, addr, store.as_ref())?;
         let core = chordal_core::Node::new(config.core.clone(), addr, &ids, random_seed());
         let (inbound_tx, inbound_rx) = mpsc::channel(4096);
         let (commands, commands_rx) = mpsc::channel(1024);
@@ -210,7 +232,7 @@ impl Node {
             idle_timeout: config.idle_timeout,
         };
         let (joined_tx, joined_rx) = oneshot::channel();
-        let driver = Driver::new(core, settings, ctx, events.clone(), joined_tx);
+        let driver = Driver::new(core, store, settings, ctx, events.clone(), joined_tx);
         // One span per node: every log line of its driver says which node.
         let span = tracing::info_span!("node", id = %ids[0].short(), addr = %addr);
         tokio::spawn(tracing::Instrument::instrument(
@@ -286,6 +308,30 @@ impl Node {
         self.lookup(Id::hash(key), LookupMode::Recursive).await
     }
 
+    /// Stores `value` under `key` on the key's owner and replicas; returns
+    /// once the write quorum has it durably.
+    pub async fn put(&self, key: Vec<u8>, value: Vec<u8>) -> Result<KvOutcome, KvCallError> {
+        self.kv(KvOp::Put { key, value }).await
+    }
+
+    /// Reads `key` from its owner: `Found` or `NotFound`.
+    pub async fn get(&self, key: Vec<u8>) -> Result<KvOutcome, KvCallError> {
+        self.kv(KvOp::Get { key }).await
+    }
+
+    /// Deletes `key` (a tombstone): `Stored`, or `NotFound` if absent.
+    pub async fn delete(&self, key: Vec<u8>) -> Result<KvOutcome, KvCallError> {
+        self.kv(KvOp::Delete { key }).await
+    }
+
+    async fn kv(&self, op: KvOp) -> Result<KvOutcome, KvCallError> {
+        let r = self
+            .ask(|reply| Command::Kv { op, reply })
+            .await
+            .map_err(|_| KvCallError::Stopped)?;
+        r.map_err(KvCallError::Kv)
+    }
+
     /// A snapshot of our routing state and counters.
     pub async fn status(&self) -> Result<Status, NodeError> {
         self.ask(|reply| Command::Status { reply }).await
@@ -315,7 +361,11 @@ impl Node {
             match self.neighbors_of(cur).await? {
                 Some(n) => {
                     let api = self.api_of(cur.addr).await?;
-                    members.push(RingMember { node: cur, api });
+                    members.push(RingMember {
+                        node: cur,
+                        api,
+                        keys_stored: n.keys_stored,
+                    });
                     fallbacks = n.successors.clone();
                     let next = n.successors.first().copied().unwrap_or(start);
                     if next == start || members.iter().any(|m| m.node == next) {
@@ -360,4 +410,52 @@ fn random_seed() -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(std::process::id() as u64);
     h.finish()
+}
+
+/// The virtual node ids this node runs with. Without a data directory:
+/// `--id` or derived from the address. With one: the ids stored there (a
+/// restarted node comes back at the same place), or, on first start, the
+/// ids chosen as above, which are then stored.
+fn identity(
+    config: &NodeConfig,
+    addr: SocketAddr,
+    store: &dyn Store,
+) -> Result<Vec<Id>, StartError> {
+    let mut fresh = chordal_core::Node::vnode_ids(&addr.to_string(), config.vnodes);
+    if let Some(id) = config.id {
+        fresh[0] = id;
+    }
+    if config.data_dir.is_none() {
+        return Ok(fresh);
+    }
+    match store.meta("vnode_ids")? {
+        Some(bytes) => {
+            let ids: Vec<Id> = bytes
+                .chunks(chordal_core::ID_BYTES)
+                .filter_map(Id::from_slice)
+                .collect();
+            if ids.is_empty() || ids.len() * chordal_core::ID_BYTES != bytes.len() {
+                return Err(StartError::Identity("stored ids are corrupt".into()));
+            }
+            if ids.len() != config.vnodes.max(1) {
+                return Err(StartError::Identity(format!(
+                    "it was created with {} virtual nodes, not {}",
+                    ids.len(),
+                    config.vnodes
+                )));
+            }
+            if let Some(id) = config.id.filter(|id| *id != ids[0]) {
+                return Err(StartError::Identity(format!(
+                    "it holds node {}, not {id}",
+                    ids[0]
+                )));
+            }
+            Ok(ids)
+        }
+        None => {
+            let bytes: Vec<u8> = fresh.iter().flat_map(|id| id.0).collect();
+            store.set_meta("vnode_ids", &bytes)?;
+            Ok(fresh)
+        }
+    }
 }

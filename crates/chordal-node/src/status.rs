@@ -34,6 +34,8 @@ pub struct Status {
     pub vnodes: Vec<VNodeStatus>,
     /// Pooled peer connections.
     pub connections: usize,
+    /// Records in the local store (tombstones included).
+    pub keys_stored: u64,
     pub frames_in: u64,
     pub frames_out: u64,
     pub bad_handshakes: u64,

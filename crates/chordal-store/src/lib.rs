@@ -14,6 +14,21 @@ mod redb_store;
 pub use memory::MemoryStore;
 pub use redb_store::RedbStore;
 
+/// Opens the store a node uses: redb in `dir` (created if needed), or
+/// memory without a directory.
+pub fn open(dir: Option<&std::path::Path>) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Db(format!("{}: {e}", dir.display())))?;
+            Ok(std::sync::Arc::new(RedbStore::open(
+                &dir.join("chordal.redb"),
+            )?))
+        }
+        None => Ok(std::sync::Arc::new(MemoryStore::new())),
+    }
+}
+
 use chordal_core::{Id, Record};
 
 /// Why a store operation failed.
@@ -30,6 +45,9 @@ pub enum StoreError {
     #[error("store closed")]
     Closed,
 }
+
+/// Called with the outcome of [`Store::apply_with`].
+pub type ApplyDone = Box<dyn FnOnce(Result<Vec<bool>, StoreError>) + Send>;
 
 /// Ordered, versioned record storage.
 pub trait Store: Send + Sync + 'static {
@@ -51,6 +69,13 @@ pub trait Store: Send + Sync + 'static {
         resume: Option<(&Id, &[u8])>,
         limit: usize,
     ) -> Result<Vec<Record>, StoreError>;
+
+    /// Like [`Store::apply`], but returns at once and calls `done` with the
+    /// result once the batch is durable (possibly on another thread).
+    /// Drivers use this to wait for durability without blocking.
+    fn apply_with(&self, batch: Vec<Record>, done: ApplyDone) {
+        done(self.apply(&batch));
+    }
 
     /// Removes records for good, if their version is still exactly the given
     /// one (a newer write in the meantime stays). Used to collect tombstones

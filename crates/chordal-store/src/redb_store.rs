@@ -7,7 +7,7 @@
 //! atomic: after a crash a batch is either wholly there or not at all.
 
 use crate::codec::{decode, decode_version, encode_value, table_key};
-use crate::{Store, StoreError, scan_parts};
+use crate::{ApplyDone, Store, StoreError, scan_parts};
 use chordal_core::{ID_BYTES, Id, Record, Version};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::path::Path;
@@ -26,6 +26,7 @@ fn db_err(e: impl std::fmt::Display) -> StoreError {
 
 enum Job {
     Apply(Vec<Record>, Sender<Result<Vec<bool>, StoreError>>),
+    ApplyThen(Vec<Record>, ApplyDone),
     Remove(
         Vec<(Id, Vec<u8>, Version)>,
         Sender<Result<usize, StoreError>>,
@@ -110,6 +111,7 @@ fn write_loop(db: &Database, rx: Receiver<Job>) {
                 (Job::Apply(_, reply), r) => {
                     let _ = reply.send(r.map(|o| o.applied));
                 }
+                (Job::ApplyThen(_, done), r) => done(r.map(|o| o.applied)),
                 (Job::Remove(_, reply), r) => {
                     let _ = reply.send(r.map(|o| o.removed));
                 }
@@ -139,7 +141,7 @@ fn run_group(db: &Database, group: &[Job]) -> Vec<Result<Outcome, StoreError>> {
             for job in group {
                 let mut o = Outcome::default();
                 match job {
-                    Job::Apply(batch, _) => {
+                    Job::Apply(batch, _) | Job::ApplyThen(batch, _) => {
                         for r in batch {
                             let k = table_key(&r.key_id, &r.key);
                             let newer = match records.get(k.as_slice()).map_err(db_err)? {
@@ -207,6 +209,20 @@ impl Store for RedbStore {
             return Ok(Vec::new());
         }
         self.submit(|reply| Job::Apply(batch.to_vec(), reply))
+    }
+
+    fn apply_with(&self, batch: Vec<Record>, done: ApplyDone) {
+        let jobs = self.jobs.lock().expect("store lock");
+        match jobs.as_ref() {
+            Some(tx) => {
+                if let Err(e) = tx.send(Job::ApplyThen(batch, done)) {
+                    if let Job::ApplyThen(_, done) = e.0 {
+                        done(Err(StoreError::Closed));
+                    }
+                }
+            }
+            None => done(Err(StoreError::Closed)),
+        }
     }
 
     fn scan(

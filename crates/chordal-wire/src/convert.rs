@@ -147,10 +147,12 @@ pub fn envelope_to_pb(env: &Envelope) -> pb::Envelope {
             req,
             predecessor,
             successors,
+            keys_stored,
         } => Body::Neighbors(pb::Neighbors {
             req: *req,
             predecessor: predecessor.as_ref().map(node_to_pb),
             successors: nodes_to_pb(successors),
+            keys_stored: *keys_stored,
         }),
         Message::Notify => Body::Notify(pb::Notify {}),
         Message::SuccessorHint { candidate } => Body::SuccessorHint(pb::SuccessorHint {
@@ -288,6 +290,7 @@ pub fn envelope_from_pb(pb: &pb::Envelope, local: SocketAddr) -> Result<Envelope
             req: n.req,
             predecessor: optional(&n.predecessor, "predecessor")?,
             successors: nodes_from_pb(&n.successors, "successors")?,
+            keys_stored: n.keys_stored,
         },
         Body::Notify(_) => Message::Notify,
         Body::SuccessorHint(h) => Message::SuccessorHint {

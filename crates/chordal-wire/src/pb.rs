@@ -184,6 +184,8 @@ pub struct Neighbors {
     pub predecessor: Option<NodeRef>,
     #[prost(message, repeated, tag = "3")]
     pub successors: Vec<NodeRef>,
+    #[prost(uint64, tag = "4")]
+    pub keys_stored: u64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

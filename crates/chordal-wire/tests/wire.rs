@@ -76,13 +76,20 @@ fn any_message() -> impl Strategy<Value = Message> {
         any::<u64>().prop_map(|req| Message::Ping { req }),
         any::<u64>().prop_map(|req| Message::Pong { req }),
         any::<u64>().prop_map(|req| Message::GetNeighbors { req }),
-        (any::<u64>(), proptest::option::of(any_node()), any_nodes()).prop_map(
-            |(req, predecessor, successors)| Message::Neighbors {
-                req,
-                predecessor,
-                successors
-            }
-        ),
+        (
+            any::<u64>(),
+            proptest::option::of(any_node()),
+            any_nodes(),
+            any::<u64>()
+        )
+            .prop_map(
+                |(req, predecessor, successors, keys_stored)| Message::Neighbors {
+                    req,
+                    predecessor,
+                    successors,
+                    keys_stored,
+                }
+            ),
         Just(Message::Notify),
         any_node().prop_map(|candidate| Message::SuccessorHint { candidate }),
         (

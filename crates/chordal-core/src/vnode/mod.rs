@@ -148,6 +148,8 @@ pub struct VNode {
     /// When the predecessor last said anything; `check_predecessor` does
     /// not ping a predecessor that has just notified us.
     heard_from_pred: Option<Time>,
+    /// Records the process stores, as its driver last said.
+    keys_stored: u64,
     range: Option<KeyRange>,
     recently_failed: VecDeque<(NodeRef, Time)>,
     /// `FindSuccessor`s taken over but not yet acknowledged, and when to.
@@ -177,6 +179,7 @@ impl VNode {
             finger_backoff: 1,
             fingers_changed: false,
             heard_from_pred: None,
+            keys_stored: 0,
             range: None,
             recently_failed: VecDeque::new(),
             acks: Vec::new(),
@@ -300,7 +303,13 @@ impl VNode {
             node: self.me(),
             predecessor: self.table.predecessor(),
             successors: self.table.successors_or_me(),
+            keys_stored: self.keys_stored,
         }
+    }
+
+    /// Records the process stores, reported in `Neighbors` answers.
+    pub fn set_keys_stored(&mut self, n: u64) {
+        self.keys_stored = n;
     }
 
     /// The driver could not reach `addr` at all (connection refused or
@@ -397,6 +406,7 @@ impl VNode {
                         req,
                         predecessor: n.predecessor,
                         successors: n.successors,
+                        keys_stored: n.keys_stored,
                     },
                 );
             }
@@ -442,6 +452,7 @@ impl VNode {
                 req,
                 predecessor,
                 successors,
+                keys_stored,
             } => {
                 let successors = self.sanitize(successors);
                 match self.take_pending(req).map(|p| p.kind) {
@@ -453,6 +464,7 @@ impl VNode {
                             node: from,
                             predecessor,
                             successors,
+                            keys_stored,
                         });
                         self.events
                             .push_back(Event::NeighborsQueried { query, result });
