@@ -120,6 +120,48 @@ pub fn http(api: SocketAddr, method: &str, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// A raw HTTP/1.1 request with a body; returns (status, headers, body).
+pub fn http_body(api: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(api).expect("connect to api");
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("no header end");
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status");
+    (status, head, raw[split + 4..].to_vec())
+}
+
+/// PUT a value; panics unless stored.
+pub fn put(api: SocketAddr, key: &str, value: &[u8]) {
+    let (status, _, body) = http_body(api, "PUT", &format!("/v1/kv/{key}"), value);
+    assert_eq!(status, 200, "put {key}: {}", String::from_utf8_lossy(&body));
+}
+
+/// GET a value: `Some(bytes)` on 200, `None` on 404, panic otherwise.
+pub fn get(api: SocketAddr, key: &str) -> Option<Vec<u8>> {
+    let (status, _, body) = http_body(api, "GET", &format!("/v1/kv/{key}"), b"");
+    match status {
+        200 => Some(body),
+        404 => None,
+        other => panic!("get {key}: {other} {}", String::from_utf8_lossy(&body)),
+    }
+}
+
 /// GET `path` and parse the JSON body.
 pub fn get_json(api: SocketAddr, path: &str) -> (u16, Value) {
     let (status, body) = http(api, "GET", path);
