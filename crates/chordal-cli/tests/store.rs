@@ -58,9 +58,9 @@ fn two_kill_9_at_once_lose_no_acknowledged_write() {
         assert_eq!(status, 200);
     }
     let expect = |k: usize| -> Option<Vec<u8>> {
-        if k % 11 == 0 {
+        if k.is_multiple_of(11) {
             None
-        } else if k % 7 == 0 {
+        } else if k.is_multiple_of(7) {
             Some(format!("v2-{k}").into_bytes())
         } else {
             Some(format!("v1-{k}").into_bytes())

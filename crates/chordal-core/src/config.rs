@@ -65,6 +65,11 @@ pub struct Config {
     pub handoff_window: Duration,
     /// Bound on key-value operations in flight on one node.
     pub max_kv_ops: usize,
+    /// How often each owner compares its range with each replica (range
+    /// sync); a change of neighbours triggers one at once.
+    pub sync_interval: Duration,
+    /// Buckets of a range summary.
+    pub sync_buckets: u32,
 }
 
 impl Default for Config {
@@ -89,6 +94,8 @@ impl Default for Config {
             kv_timeout: Duration::from_secs(3),
             handoff_window: Duration::from_secs(30),
             max_kv_ops: 16_384,
+            sync_interval: Duration::from_secs(5),
+            sync_buckets: 64,
         }
     }
 }

@@ -32,7 +32,10 @@ mod vnode;
 pub use config::{Config, LookupMode};
 pub use event::{Event, KeyRange, LookupError, LookupId, LookupResult, Neighbors, QueryId};
 pub use id::{ID_BITS, ID_BYTES, Id, ParseIdError};
-pub use kv::{KvError, KvOpId, KvOutcome, StoreKind, StoreOpId, StoreRequest, StoreResult};
+pub use kv::{
+    KvError, KvOpId, KvOutcome, StoreKind, StoreOpId, StoreRequest, StoreResult, bucket_hash,
+    bucket_of,
+};
 pub use message::{Envelope, KvOp, KvResult, LookupFailure, Message, NodeRef, Target};
 pub use node::Node;
 pub use oracle::Oracle;

@@ -143,6 +143,18 @@ pub enum Message {
     ReplicaRead { req: u64, key: Vec<u8> },
     /// Answer to [`Message::ReplicaRead`] (a tombstone included).
     ReplicaReadReply { req: u64, record: Option<Record> },
+    /// Range sync, owner to replica: hashes of the owner's records in
+    /// `(start, end]`, one per bucket.
+    SyncSummary {
+        req: u64,
+        start: Id,
+        end: Id,
+        buckets: Vec<Id>,
+    },
+    /// Answer to [`Message::SyncSummary`]: the buckets whose hashes differ.
+    /// Both sides then push their records of those buckets to each other
+    /// (`Replicate`), and newest wins.
+    SyncDiff { req: u64, differing: Vec<u32> },
 }
 
 /// What a client asks of a key's owner.
@@ -193,7 +205,8 @@ impl Message {
             | Message::ClosestPreceding { req, .. }
             | Message::KvRequest { req, .. }
             | Message::Replicate { req, .. }
-            | Message::ReplicaRead { req, .. } => Some(*req),
+            | Message::ReplicaRead { req, .. }
+            | Message::SyncSummary { req, .. } => Some(*req),
             _ => None,
         }
     }
@@ -221,6 +234,8 @@ impl Message {
             Message::ReplicateAck { .. } => "replicate_ack",
             Message::ReplicaRead { .. } => "replica_read",
             Message::ReplicaReadReply { .. } => "replica_read_reply",
+            Message::SyncSummary { .. } => "sync_summary",
+            Message::SyncDiff { .. } => "sync_diff",
         }
     }
 }

@@ -297,7 +297,12 @@ impl Node {
             }
             Event::RangeChanged { .. } | Event::PredecessorChanged { new: None, .. } => {
                 self.kv.range_grew_at = Some(now);
+                self.sync_soon(now);
             }
+            Event::SuccessorChanged { .. } | Event::PredecessorChanged { .. } => {
+                self.sync_soon(now)
+            }
+            Event::Joined { .. } => self.sync_soon(now),
             _ => {}
         }
         self.events.push_back(e);

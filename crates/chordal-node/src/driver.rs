@@ -396,16 +396,6 @@ impl Driver {
     fn store_request(&mut self, req: StoreRequest) {
         let now = self.now();
         match req.kind {
-            StoreKind::Get { key_id, key } => {
-                let result = match self.store.get(&key_id, &key) {
-                    Ok(r) => StoreResult::Got(r),
-                    Err(e) => {
-                        warn!(error = %e, "store read failed");
-                        StoreResult::Failed
-                    }
-                };
-                self.core.handle_store(now, req.op, result);
-            }
             StoreKind::Apply { records } => {
                 let tx = self.applied_tx.clone();
                 let op = req.op;
@@ -423,7 +413,12 @@ impl Driver {
                     }),
                 );
             }
-            _ => self.core.handle_store(now, req.op, StoreResult::Failed),
+            // Reads, summaries and scans: at once (microseconds to a few
+            // milliseconds for a sync summary of a large range).
+            kind => {
+                let result = chordal_store::perform(self.store.as_ref(), kind);
+                self.core.handle_store(now, req.op, result);
+            }
         }
     }
 

@@ -3,9 +3,9 @@
 
 use chordal_core::{
     Config, Envelope, Event, Id, KvError, KvOpId, KvOutcome, LookupError, LookupId, LookupMode,
-    LookupResult, Node, Oracle, Rng, StoreKind, StoreResult, Time,
+    LookupResult, Node, Oracle, Rng, Time,
 };
-use chordal_store::{MemoryStore, Store};
+use chordal_store::MemoryStore;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -456,7 +456,7 @@ impl Sim {
     fn after_input(&mut self, i: usize) {
         // Storage is instantaneous here: perform each request at once.
         while let Some(req) = self.nodes[i].node.poll_store() {
-            let result = run_store(&self.nodes[i].store, req.kind);
+            let result = chordal_store::perform(&self.nodes[i].store, req.kind);
             let now = self.now;
             self.nodes[i].node.handle_store(now, req.op, result);
         }
@@ -506,14 +506,4 @@ impl Sim {
         let hi = self.config.max_latency.as_micros() as u64;
         Duration::from_micros(lo + self.rng.below(hi.saturating_sub(lo) + 1))
     }
-}
-
-/// Performs one storage request on `store`.
-pub(crate) fn run_store(store: &MemoryStore, kind: StoreKind) -> StoreResult {
-    let result = match kind {
-        StoreKind::Get { key_id, key } => store.get(&key_id, &key).map(StoreResult::Got),
-        StoreKind::Apply { records } => store.apply(&records).map(StoreResult::Applied),
-        _ => return StoreResult::Failed,
-    };
-    result.unwrap_or(StoreResult::Failed)
 }

@@ -240,3 +240,109 @@ fn tombstones_are_not_resurrected_by_a_stale_replica() {
         "seed {seed}: deleted key came back"
     );
 }
+
+/// Do the current owner and its R-1 successors (the oracle's) all hold
+/// every key? Returns the keys that are missing somewhere.
+fn misplaced(s: &Sim, keys: &[String]) -> Vec<String> {
+    let oracle = s.oracle();
+    keys.iter()
+        .filter(|key| {
+            let owner = oracle.successor(&Id::hash(key.as_bytes()));
+            let mut want = vec![owner];
+            want.extend(oracle.successors(&owner, 2));
+            let have = holders(s, key.as_bytes());
+            !want.iter().all(|id| have.contains(&index_of(s, *id)))
+        })
+        .cloned()
+        .collect()
+}
+
+/// Range sync repairs a replica that lost records (or never got them).
+#[test]
+fn range_sync_repairs_a_replica_that_missed_writes() {
+    let seed = 36;
+    let mut s = ring(seed, 10);
+    let keys: Vec<String> = (0..300).map(|k| format!("sync-{k}")).collect();
+    for (k, key) in keys.iter().enumerate() {
+        s.put(k % 10, key.as_bytes(), b"v").unwrap();
+    }
+    s.run_for(SEC);
+    assert!(misplaced(&s, &keys).is_empty());
+    // Node 3 loses everything it held (a replaced disk).
+    let held: Vec<_> =
+        chordal_store::scan_buckets(s.store(3), &Id::ZERO, &Id::ZERO, 1, &[0], None, 100_000)
+            .unwrap();
+    assert!(!held.is_empty());
+    let doomed: Vec<_> = held
+        .iter()
+        .map(|r| (r.key_id, r.key.clone(), r.version))
+        .collect();
+    s.store(3).remove(&doomed).unwrap();
+    assert!(!misplaced(&s, &keys).is_empty());
+    // A couple of sync rounds later everything is back in place.
+    s.run_until_true(SEC, 30 * SEC, |s| misplaced(s, &keys).is_empty())
+        .unwrap_or_else(|| {
+            panic!(
+                "seed {seed}: {} keys still misplaced",
+                misplaced(&s, &keys).len()
+            )
+        });
+}
+
+/// After a join, the new owner gets its keys pushed (handoff) without any
+/// read asking for them.
+#[test]
+fn join_hands_the_range_to_the_new_owner() {
+    let seed = 37;
+    let mut s = ring(seed, 10);
+    let keys: Vec<String> = (0..300).map(|k| format!("handoff-{k}")).collect();
+    for (k, key) in keys.iter().enumerate() {
+        s.put(k % 10, key.as_bytes(), b"v").unwrap();
+    }
+    for _ in 0..3 {
+        let i = s.add_node(1);
+        s.join(i, 0);
+    }
+    s.run_until_true(SEC, 60 * SEC, |s| {
+        s.ring_errors(true) == 0 && misplaced(s, &keys).is_empty()
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "seed {seed}: {} keys misplaced after joins",
+            misplaced(&s, &keys).len()
+        )
+    });
+}
+
+/// Nodes fail one at a time, with time to repair in between, until half
+/// are gone: re-replication keeps R copies, and nothing is lost.
+#[test]
+fn failures_one_at_a_time_down_to_half_lose_nothing() {
+    let seed = 38;
+    let mut s = ring(seed, 12);
+    let keys: Vec<String> = (0..400).map(|k| format!("survive-{k}")).collect();
+    for (k, key) in keys.iter().enumerate() {
+        s.put(k % 12, key.as_bytes(), key.as_bytes()).unwrap();
+    }
+    for victim in [2, 5, 7, 9, 10, 11] {
+        s.kill(victim);
+        s.run_until_true(SEC, 60 * SEC, |s| {
+            s.ring_errors(true) == 0 && misplaced(s, &keys).is_empty()
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "seed {seed}: after killing {victim}: {} misplaced",
+                misplaced(&s, &keys).len()
+            )
+        });
+    }
+    let alive = s.alive();
+    assert_eq!(alive.len(), 6);
+    for (k, key) in keys.iter().enumerate() {
+        assert_eq!(
+            value(s.get(alive[k % 6], key.as_bytes())),
+            Some(key.as_bytes().to_vec()),
+            "seed {seed}: {key}"
+        );
+    }
+}

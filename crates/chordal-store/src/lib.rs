@@ -9,9 +9,11 @@
 
 mod codec;
 mod memory;
+mod perform;
 mod redb_store;
 
 pub use memory::MemoryStore;
+pub use perform::{perform, scan_buckets, summarize};
 pub use redb_store::RedbStore;
 
 /// Opens the store a node uses: redb in `dir` (created if needed), or

@@ -215,10 +215,10 @@ impl Store for RedbStore {
         let jobs = self.jobs.lock().expect("store lock");
         match jobs.as_ref() {
             Some(tx) => {
-                if let Err(e) = tx.send(Job::ApplyThen(batch, done)) {
-                    if let Job::ApplyThen(_, done) = e.0 {
-                        done(Err(StoreError::Closed));
-                    }
+                if let Err(e) = tx.send(Job::ApplyThen(batch, done))
+                    && let Job::ApplyThen(_, done) = e.0
+                {
+                    done(Err(StoreError::Closed));
                 }
             }
             None => done(Err(StoreError::Closed)),

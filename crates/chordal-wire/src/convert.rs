@@ -50,6 +50,9 @@ fn nodes_from_pb(ns: &[pb::NodeRef], field: &'static str) -> Result<Vec<NodeRef>
     ns.iter().map(|n| node_from_pb(n, field)).collect()
 }
 
+/// Most buckets a range summary may have.
+pub const MAX_BUCKETS: usize = 4096;
+
 /// Most records one `Replicate` may carry.
 pub const MAX_RECORDS: usize = 4096;
 
@@ -236,6 +239,21 @@ pub fn envelope_to_pb(env: &Envelope) -> pb::Envelope {
             req: *req,
             key: key.clone(),
         }),
+        Message::SyncSummary {
+            req,
+            start,
+            end,
+            buckets,
+        } => Body::SyncSummary(pb::SyncSummary {
+            req: *req,
+            start: start.0.to_vec(),
+            end: end.0.to_vec(),
+            buckets: buckets.iter().map(|b| b.0.to_vec()).collect(),
+        }),
+        Message::SyncDiff { req, differing } => Body::SyncDiff(pb::SyncDiff {
+            req: *req,
+            differing: differing.clone(),
+        }),
         Message::ReplicaReadReply { req, record } => Body::ReplicaReadReply(pb::ReplicaReadReply {
             req: *req,
             record: record.as_ref().map(record_to_pb),
@@ -376,6 +394,30 @@ pub fn envelope_from_pb(pb: &pb::Envelope, local: SocketAddr) -> Result<Envelope
             req: r.req,
             key: r.key.clone(),
         },
+        Body::SyncSummary(s) => {
+            if s.buckets.len() > MAX_BUCKETS {
+                return Err(WireError::Invalid("buckets"));
+            }
+            Message::SyncSummary {
+                req: s.req,
+                start: id_from_pb(&s.start, "start")?,
+                end: id_from_pb(&s.end, "end")?,
+                buckets: s
+                    .buckets
+                    .iter()
+                    .map(|b| id_from_pb(b, "buckets"))
+                    .collect::<Result<_, _>>()?,
+            }
+        }
+        Body::SyncDiff(d) => {
+            if d.differing.len() > MAX_BUCKETS {
+                return Err(WireError::Invalid("differing"));
+            }
+            Message::SyncDiff {
+                req: d.req,
+                differing: d.differing.clone(),
+            }
+        }
         Body::ReplicaReadReply(r) => Message::ReplicaReadReply {
             req: r.req,
             record: r.record.as_ref().map(record_from_pb).transpose()?,

@@ -33,7 +33,7 @@ pub struct Envelope {
     pub to_id: Vec<u8>,
     #[prost(
         oneof = "Body",
-        tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 30, 31, 32, 33, 34, 35"
+        tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 30, 31, 32, 33, 34, 35, 36, 37"
     )]
     pub body: Option<Body>,
 }
@@ -80,6 +80,30 @@ pub enum Body {
     ReplicaRead(ReplicaRead),
     #[prost(message, tag = "35")]
     ReplicaReadReply(ReplicaReadReply),
+    #[prost(message, tag = "36")]
+    SyncSummary(SyncSummary),
+    #[prost(message, tag = "37")]
+    SyncDiff(SyncDiff),
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SyncSummary {
+    #[prost(uint64, tag = "1")]
+    pub req: u64,
+    #[prost(bytes = "vec", tag = "2")]
+    pub start: Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    pub end: Vec<u8>,
+    #[prost(bytes = "vec", repeated, tag = "4")]
+    pub buckets: Vec<Vec<u8>>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SyncDiff {
+    #[prost(uint64, tag = "1")]
+    pub req: u64,
+    #[prost(uint32, repeated, tag = "2")]
+    pub differing: Vec<u32>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -141,6 +141,20 @@ fn any_message() -> impl Strategy<Value = Message> {
         (any::<u64>(), any_bytes()).prop_map(|(req, key)| Message::ReplicaRead { req, key }),
         (any::<u64>(), proptest::option::of(any_record()))
             .prop_map(|(req, record)| Message::ReplicaReadReply { req, record }),
+        (
+            any::<u64>(),
+            any_id(),
+            any_id(),
+            proptest::collection::vec(any_id(), 0..8)
+        )
+            .prop_map(|(req, start, end, buckets)| Message::SyncSummary {
+                req,
+                start,
+                end,
+                buckets
+            }),
+        (any::<u64>(), proptest::collection::vec(any::<u32>(), 0..8))
+            .prop_map(|(req, differing)| Message::SyncDiff { req, differing }),
     ]
 }
 

@@ -16,6 +16,9 @@
 mod coordinator;
 mod owner;
 mod replica;
+mod sync;
+
+pub use sync::{bucket_hash, bucket_of};
 
 use crate::{Hlc, Id, KvOp, LookupError, LookupId, NodeRef, Record, Time, Version};
 use std::collections::{BTreeSet, HashMap};
@@ -44,6 +47,20 @@ pub enum StoreKind {
     /// Store each record that is newer than the stored one, durably and
     /// atomically; answer per record whether it was stored.
     Apply { records: Vec<Record> },
+    /// Summarize the ring interval `(start, end]` in `buckets` buckets:
+    /// per bucket, a hash of its records' (key id, version) pairs (see
+    /// [`bucket_of`] and [`bucket_hash`]).
+    Summary { start: Id, end: Id, buckets: u32 },
+    /// Records of `(start, end]` in the given buckets, in key-id order,
+    /// after `resume`, at most `limit`.
+    ScanBuckets {
+        start: Id,
+        end: Id,
+        buckets: u32,
+        which: Vec<u32>,
+        resume: Option<(Id, Vec<u8>)>,
+        limit: usize,
+    },
 }
 
 /// The outcome of a [`StoreRequest`].
@@ -52,6 +69,10 @@ pub enum StoreKind {
 pub enum StoreResult {
     Got(Option<Record>),
     Applied(Vec<bool>),
+    /// Bucket hashes for `Summary`.
+    Summary(Vec<Id>),
+    /// Records for `ScanBuckets`.
+    Scanned(Vec<Record>),
     /// The storage failed (the error is the driver's to log).
     Failed,
 }
@@ -147,6 +168,27 @@ pub(crate) enum StoreWait {
     ReplicaRead { to: NodeRef, me: NodeRef, req: u64 },
     /// An owner repairing its copy from a replica's; nothing waits.
     Repair,
+    /// A sync this vnode runs as owner: its summary is ready.
+    SyncOwnSummary(u64),
+    /// A sync run by an owner elsewhere: compare with `theirs`, answer the
+    /// differing buckets to `to`.
+    SyncCompare {
+        to: NodeRef,
+        me: NodeRef,
+        req: u64,
+        start: Id,
+        end: Id,
+        theirs: Vec<Id>,
+    },
+    /// Pushing the records of differing buckets to `to` (page by page).
+    SyncPush {
+        to: NodeRef,
+        me: NodeRef,
+        start: Id,
+        end: Id,
+        buckets: u32,
+        which: Vec<u32>,
+    },
 }
 
 /// A deadline of the key-value layer.
@@ -154,6 +196,7 @@ pub(crate) enum StoreWait {
 pub(crate) enum KvDeadline {
     Client(u64),
     Owner(u64),
+    Sync(u64),
 }
 
 /// All key-value state of one process.
@@ -175,6 +218,10 @@ pub(crate) struct KvState {
     /// When some virtual node's key range last grew: reads that miss ask
     /// the replicas for `handoff_window` after it.
     pub range_grew_at: Option<Time>,
+    /// When the next round of range syncs is due.
+    pub sync_at: Option<Time>,
+    /// Syncs this process runs as owner, by request number.
+    pub syncs: HashMap<u64, sync::SyncJob>,
 }
 
 impl KvState {
@@ -200,9 +247,10 @@ impl KvState {
         self.clients.len() + self.owners.len() + self.store_waits.len()
     }
 
-    /// When the next key-value deadline is due.
+    /// When the key-value layer must run next (a deadline or a sync round).
     pub fn next_deadline(&self) -> Option<Time> {
-        self.deadlines.first().map(|(t, _)| *t)
+        let deadline = self.deadlines.first().map(|(t, _)| *t);
+        deadline.into_iter().chain(self.sync_at).min()
     }
 }
 
@@ -225,6 +273,8 @@ pub(crate) fn is_kv_message(msg: &crate::Message) -> bool {
             | ReplicateAck { .. }
             | ReplicaRead { .. }
             | ReplicaReadReply { .. }
+            | SyncSummary { .. }
+            | SyncDiff { .. }
     )
 }
 
@@ -264,6 +314,23 @@ impl crate::Node {
                 self.kv_send(me, to, crate::Message::ReplicaReadReply { req, record });
             }
             StoreWait::Repair => {}
+            StoreWait::SyncOwnSummary(req) => self.sync_summary_ready(now, req, result),
+            StoreWait::SyncCompare {
+                to,
+                me,
+                req,
+                start,
+                end,
+                theirs,
+            } => self.sync_compare(to, me, req, start, end, theirs, result),
+            StoreWait::SyncPush {
+                to,
+                me,
+                start,
+                end,
+                buckets,
+                which,
+            } => self.sync_push_page(to, me, start, end, buckets, which, result),
         }
         self.flush(now);
     }
@@ -298,6 +365,16 @@ impl crate::Node {
                 }
             }
             Message::ReplicaRead { req, key } => self.replica_read(env, req, key),
+            Message::SyncSummary {
+                req,
+                start,
+                end,
+                buckets,
+            } => {
+                let me = self.kv_me(&env);
+                self.sync_summary_received(env.from, me, req, start, end, buckets);
+            }
+            Message::SyncDiff { req, differing } => self.sync_diff_received(req, differing),
             Message::ReplicaReadReply { req, record } => {
                 if let Some(id) = self.kv.replica_reqs.remove(&req) {
                     let record = record.filter(|r| r.is_consistent());
@@ -310,6 +387,9 @@ impl crate::Node {
 
     /// Runs the key-value deadlines due at `now`.
     pub(crate) fn kv_timeout(&mut self, now: Time) {
+        if self.kv.sync_at.is_some_and(|at| at <= now) {
+            self.sync_round(now);
+        }
         while let Some(&(at, what)) = self.kv.deadlines.first() {
             if at > now {
                 break;
@@ -322,6 +402,9 @@ impl crate::Node {
                     self.finish_client(id, Err(KvError::Timeout));
                 }
                 KvDeadline::Owner(id) => self.owner_expired(now, id),
+                KvDeadline::Sync(req) => {
+                    self.kv.syncs.remove(&req);
+                }
             }
         }
     }

@@ -1,0 +1,318 @@
+//! Range sync (DESIGN §5): every `sync_interval`, and soon after any change
+//! of neighbours, each owner compares its range `(predecessor, self]` with
+//! each replica. Both sides summarize the range in buckets (a hash of the
+//! (key id, version) pairs in each); the replica answers which buckets
+//! differ, and both push their records of those buckets to the other.
+//! Stores keep the newest version, so after a round both hold the union,
+//! newest wins — whatever joins, leaves, failures or lost writes happened.
+//! A join's handoff is the first sync of the new owner with its successor.
+
+use super::{KvDeadline, StoreKind, StoreResult, StoreWait};
+use crate::{Id, Message, Node, NodeRef, Record, Time};
+use sha1::{Digest, Sha1};
+
+/// Records per page when pushing a bucket's contents.
+const PAGE: usize = 1024;
+/// Bytes of record data per `Replicate` message (frames stay far below
+/// the frame limit even with 1 MiB values).
+const CHUNK_BYTES: usize = 2 * 1024 * 1024;
+/// Most buckets a summary may have (more is refused).
+pub const MAX_BUCKETS: usize = 4096;
+
+/// A sync this process runs as owner.
+#[derive(Debug)]
+pub(crate) struct SyncJob {
+    owner: NodeRef,
+    target: NodeRef,
+    start: Id,
+    end: Id,
+    deadline: Time,
+}
+
+/// Which of `buckets` equal parts of the ring interval `(start, end]`
+/// (the whole ring if `start == end`) holds `key`. Both sides of a sync
+/// must compute the same function: it uses the top 64 bits of distances.
+pub fn bucket_of(start: &Id, end: &Id, buckets: u32, key: &Id) -> u32 {
+    let buckets = buckets.max(1) as u128;
+    let d = start.distance(key).high_u64() as u128;
+    let total: u128 = if start == end {
+        1 << 64
+    } else {
+        start.distance(end).high_u64() as u128 + 1
+    };
+    ((d * buckets) / total).min(buckets - 1) as u32
+}
+
+/// A record's contribution to its bucket's hash. A bucket hash is the XOR
+/// of its records' digests, so it does not depend on scan order.
+pub fn bucket_hash(r: &Record) -> Id {
+    let mut h = Sha1::new();
+    h.update(r.key_id.0);
+    h.update(r.version.hlc.to_be_bytes());
+    h.update(r.version.node.0);
+    h.update([u8::from(r.is_tombstone())]);
+    h.update(&r.key);
+    let mut out = [0u8; 20];
+    out.copy_from_slice(&h.finalize());
+    Id(out)
+}
+
+impl Node {
+    /// Starts a sync of every owned range with every replica (unless one
+    /// is still running), and schedules the next round.
+    pub(crate) fn sync_round(&mut self, now: Time) {
+        self.kv.sync_at = Some(now + self.config.sync_interval);
+        let owners: Vec<(NodeRef, crate::KeyRange)> = self
+            .vnodes
+            .iter()
+            .filter(|v| v.is_joined())
+            .filter_map(|v| v.range().map(|r| (v.me(), r)))
+            .collect();
+        for (owner, range) in owners {
+            for target in self.replica_targets(&owner) {
+                let busy = self
+                    .kv
+                    .syncs
+                    .values()
+                    .any(|j| j.owner == owner && j.target == target);
+                if busy || self.kv.in_flight() >= self.config.max_kv_ops {
+                    continue;
+                }
+                let req = self.kv.next();
+                let deadline = now + self.config.kv_timeout;
+                self.kv.syncs.insert(
+                    req,
+                    SyncJob {
+                        owner,
+                        target,
+                        start: range.start,
+                        end: range.end,
+                        deadline,
+                    },
+                );
+                self.kv.deadlines.insert((deadline, KvDeadline::Sync(req)));
+                let kind = StoreKind::Summary {
+                    start: range.start,
+                    end: range.end,
+                    buckets: self.config.sync_buckets,
+                };
+                self.kv.store(kind, StoreWait::SyncOwnSummary(req));
+            }
+        }
+    }
+
+    /// Our neighbourhood changed: sync soon (not at once, so that a burst
+    /// of changes makes one round).
+    pub(crate) fn sync_soon(&mut self, now: Time) {
+        let soon = now + std::time::Duration::from_millis(100);
+        if self.kv.sync_at.is_none_or(|at| at > soon) {
+            self.kv.sync_at = Some(soon);
+        }
+    }
+
+    /// Our summary for sync `req` is ready: send it to the replica.
+    pub(crate) fn sync_summary_ready(&mut self, _now: Time, req: u64, result: StoreResult) {
+        let (Some(job), StoreResult::Summary(buckets)) = (self.kv.syncs.get(&req), result) else {
+            return;
+        };
+        let (owner, target, start, end) = (job.owner, job.target, job.start, job.end);
+        self.kv_send(
+            owner,
+            target,
+            Message::SyncSummary {
+                req,
+                start,
+                end,
+                buckets,
+            },
+        );
+    }
+
+    /// An owner's summary arrived: summarize the same range ourselves.
+    pub(crate) fn sync_summary_received(
+        &mut self,
+        to: NodeRef,
+        me: NodeRef,
+        req: u64,
+        start: Id,
+        end: Id,
+        theirs: Vec<Id>,
+    ) {
+        if theirs.is_empty() || theirs.len() > MAX_BUCKETS {
+            return;
+        }
+        let kind = StoreKind::Summary {
+            start,
+            end,
+            buckets: theirs.len() as u32,
+        };
+        let wait = StoreWait::SyncCompare {
+            to,
+            me,
+            req,
+            start,
+            end,
+            theirs,
+        };
+        self.kv.store(kind, wait);
+    }
+
+    /// Compares our summary with the owner's: answer the differing buckets
+    /// and push our records of them.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn sync_compare(
+        &mut self,
+        to: NodeRef,
+        me: NodeRef,
+        req: u64,
+        start: Id,
+        end: Id,
+        theirs: Vec<Id>,
+        result: StoreResult,
+    ) {
+        let StoreResult::Summary(ours) = result else {
+            return;
+        };
+        let differing: Vec<u32> = (0..theirs.len())
+            .filter(|i| ours.get(*i) != Some(&theirs[*i]))
+            .map(|i| i as u32)
+            .collect();
+        self.kv_send(
+            me,
+            to,
+            Message::SyncDiff {
+                req,
+                differing: differing.clone(),
+            },
+        );
+        if !differing.is_empty() {
+            self.push_buckets(to, me, start, end, theirs.len() as u32, differing, None);
+        }
+    }
+
+    /// The replica's answer to our summary: push our side of the differences.
+    pub(crate) fn sync_diff_received(&mut self, req: u64, differing: Vec<u32>) {
+        let Some(job) = self.kv.syncs.remove(&req) else {
+            return;
+        };
+        self.kv
+            .deadlines
+            .remove(&(job.deadline, KvDeadline::Sync(req)));
+        let buckets = self.config.sync_buckets;
+        let differing: Vec<u32> = differing.into_iter().filter(|b| *b < buckets).collect();
+        if !differing.is_empty() {
+            self.push_buckets(
+                job.target, job.owner, job.start, job.end, buckets, differing, None,
+            );
+        }
+    }
+
+    /// Asks the store for (the next page of) our records in `which`.
+    #[allow(clippy::too_many_arguments)]
+    fn push_buckets(
+        &mut self,
+        to: NodeRef,
+        me: NodeRef,
+        start: Id,
+        end: Id,
+        buckets: u32,
+        which: Vec<u32>,
+        resume: Option<(Id, Vec<u8>)>,
+    ) {
+        let kind = StoreKind::ScanBuckets {
+            start,
+            end,
+            buckets,
+            which: which.clone(),
+            resume,
+            limit: PAGE,
+        };
+        let wait = StoreWait::SyncPush {
+            to,
+            me,
+            start,
+            end,
+            buckets,
+            which,
+        };
+        self.kv.store(kind, wait);
+    }
+
+    /// A page of records to push: send them in size-bounded `Replicate`s
+    /// (newest wins at the receiver), then ask for the next page.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn sync_push_page(
+        &mut self,
+        to: NodeRef,
+        me: NodeRef,
+        start: Id,
+        end: Id,
+        buckets: u32,
+        which: Vec<u32>,
+        result: StoreResult,
+    ) {
+        let StoreResult::Scanned(records) = result else {
+            return;
+        };
+        let full = records.len() >= PAGE;
+        let resume = records.last().map(|r| (r.key_id, r.key.clone()));
+        let mut chunk: Vec<Record> = Vec::new();
+        let mut bytes = 0;
+        for r in records {
+            let size = r.key.len() + r.value.as_ref().map_or(0, Vec::len) + 64;
+            if !chunk.is_empty() && bytes + size > CHUNK_BYTES {
+                let req = self.kv.next();
+                self.kv_send(
+                    me,
+                    to,
+                    Message::Replicate {
+                        req,
+                        records: std::mem::take(&mut chunk),
+                    },
+                );
+                bytes = 0;
+            }
+            bytes += size;
+            chunk.push(r);
+        }
+        if !chunk.is_empty() {
+            let req = self.kv.next();
+            self.kv_send(
+                me,
+                to,
+                Message::Replicate {
+                    req,
+                    records: chunk,
+                },
+            );
+        }
+        if full {
+            self.push_buckets(to, me, start, end, buckets, which, resume);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_split_the_interval_in_order() {
+        let start = Id::from_u64(0);
+        let end = Id::MAX.wrapping_sub(&Id::from_u64(0)); // (0, MAX]
+        let b = |k: &Id| bucket_of(&start, &end, 4, k);
+        assert_eq!(b(&Id::from_u64(1)), 0);
+        assert_eq!(b(&Id::pow2(158)), 1);
+        assert_eq!(b(&Id::pow2(159)), 2);
+        assert_eq!(b(&Id::MAX), 3);
+        // Whole ring, wrapping start.
+        let s = Id::pow2(159);
+        assert_eq!(bucket_of(&s, &s, 2, &Id::MAX), 0);
+        assert_eq!(bucket_of(&s, &s, 2, &Id::from_u64(5)), 1);
+        // A tiny interval is one bucket.
+        assert_eq!(
+            bucket_of(&Id::from_u64(10), &Id::from_u64(20), 64, &Id::from_u64(15)),
+            0
+        );
+    }
+}

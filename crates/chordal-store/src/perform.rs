@@ -1,0 +1,101 @@
+//! Carrying out the core's storage requests on a [`Store`]: shared by the
+//! tokio driver and the simulator.
+
+use crate::Store;
+use chordal_core::{Id, Record, StoreKind, StoreResult, bucket_hash, bucket_of};
+
+/// Records read per store call while summarizing or filtering a range.
+const SCAN_PAGE: usize = 4096;
+
+/// Performs `kind` on `store` synchronously. (Drivers that must not block
+/// on durable writes handle `Apply` with [`Store::apply_with`] instead.)
+pub fn perform(store: &dyn Store, kind: StoreKind) -> StoreResult {
+    let result = match kind {
+        StoreKind::Get { key_id, key } => store.get(&key_id, &key).map(StoreResult::Got),
+        StoreKind::Apply { records } => store.apply(&records).map(StoreResult::Applied),
+        StoreKind::Summary {
+            start,
+            end,
+            buckets,
+        } => summarize(store, &start, &end, buckets).map(StoreResult::Summary),
+        StoreKind::ScanBuckets {
+            start,
+            end,
+            buckets,
+            which,
+            resume,
+            limit,
+        } => scan_buckets(store, &start, &end, buckets, &which, resume, limit)
+            .map(StoreResult::Scanned),
+        _ => return StoreResult::Failed,
+    };
+    result.unwrap_or(StoreResult::Failed)
+}
+
+/// Visits every record of `(start, end]` in scan order, a page at a time.
+fn for_each_in(
+    store: &dyn Store,
+    start: &Id,
+    end: &Id,
+    mut resume: Option<(Id, Vec<u8>)>,
+    mut visit: impl FnMut(Record) -> bool,
+) -> Result<(), crate::StoreError> {
+    loop {
+        let page = store.scan(
+            start,
+            end,
+            resume.as_ref().map(|(id, k)| (id, k.as_slice())),
+            SCAN_PAGE,
+        )?;
+        let n = page.len();
+        resume = page.last().map(|r| (r.key_id, r.key.clone()));
+        for r in page {
+            if !visit(r) {
+                return Ok(());
+            }
+        }
+        if n < SCAN_PAGE {
+            return Ok(());
+        }
+    }
+}
+
+/// Per bucket of `(start, end]`, the XOR of [`bucket_hash`] over its records.
+pub fn summarize(
+    store: &dyn Store,
+    start: &Id,
+    end: &Id,
+    buckets: u32,
+) -> Result<Vec<Id>, crate::StoreError> {
+    let mut out = vec![Id::ZERO; buckets.max(1) as usize];
+    for_each_in(store, start, end, None, |r| {
+        let b = bucket_of(start, end, buckets, &r.key_id) as usize;
+        let h = bucket_hash(&r);
+        for (o, x) in out[b].0.iter_mut().zip(h.0) {
+            *o ^= x;
+        }
+        true
+    })?;
+    Ok(out)
+}
+
+/// Records of `(start, end]` in the buckets `which`, after `resume`, at
+/// most `limit`.
+pub fn scan_buckets(
+    store: &dyn Store,
+    start: &Id,
+    end: &Id,
+    buckets: u32,
+    which: &[u32],
+    resume: Option<(Id, Vec<u8>)>,
+    limit: usize,
+) -> Result<Vec<Record>, crate::StoreError> {
+    let mut out = Vec::new();
+    for_each_in(store, start, end, resume, |r| {
+        if which.contains(&bucket_of(start, end, buckets, &r.key_id)) {
+            out.push(r);
+        }
+        out.len() < limit
+    })?;
+    Ok(out)
+}
