@@ -48,6 +48,9 @@ pub struct RingArgs {
     /// Interval of stabilize, fix_fingers and check_predecessor, in ms.
     #[arg(long, env = "CHORDAL_STABILIZE_MS", default_value_t = 500)]
     stabilize_ms: u64,
+    /// Interval of range sync between owners and replicas, in ms.
+    #[arg(long, env = "CHORDAL_SYNC_MS", default_value_t = 5000)]
+    sync_ms: u64,
     /// Cluster name; nodes of other clusters are refused.
     #[arg(long, env = "CHORDAL_CLUSTER", default_value = "chordal")]
     cluster: String,
@@ -73,9 +76,11 @@ pub struct ClusterArgs {
 
 impl RingArgs {
     fn validate(&self) -> Result<()> {
-        if self.successors == 0 || self.vnodes == 0 || self.replicas == 0 || self.stabilize_ms == 0
-        {
-            bail!("--successors, --vnodes, --replicas and --stabilize-ms must be at least 1");
+        let counts = [self.successors, self.vnodes, self.replicas];
+        if counts.contains(&0) || self.stabilize_ms == 0 || self.sync_ms == 0 {
+            bail!(
+                "--successors, --vnodes, --replicas, --stabilize-ms and --sync-ms must be at least 1"
+            );
         }
         if self.vnodes > 64 {
             bail!("--vnodes is at most 64");
@@ -94,6 +99,7 @@ impl RingArgs {
         let core = chordal_core::Config {
             successors: self.successors,
             replicas: self.replicas,
+            sync_interval: Duration::from_millis(self.sync_ms),
             ..chordal_core::Config::default().with_maintenance_interval(every)
         };
         NodeConfig {

@@ -9,12 +9,14 @@ use common::*;
 use std::time::Duration;
 
 #[test]
-fn two_kill_9_at_once_lose_no_acknowledged_write() {
+fn acknowledged_writes_survive_kills_restarts_and_shrinking_to_half() {
     let dirs = tempfile::tempdir().unwrap();
     let extra = |i: usize| -> Vec<String> {
         vec![
             "--stabilize-ms".into(),
             "200".into(),
+            "--sync-ms".into(),
+            "300".into(),
             "--data-dir".into(),
             dirs.path().join(format!("n{i}")).display().to_string(),
         ]
@@ -57,15 +59,18 @@ fn two_kill_9_at_once_lose_no_acknowledged_write() {
         );
         assert_eq!(status, 200);
     }
-    let expect = |k: usize| -> Option<Vec<u8>> {
-        if k.is_multiple_of(11) {
-            None
-        } else if k.is_multiple_of(7) {
-            Some(format!("v2-{k}").into_bytes())
-        } else {
-            Some(format!("v1-{k}").into_bytes())
-        }
-    };
+    // What each key should read, as writes go on.
+    let mut expect: Vec<Option<Vec<u8>>> = (0..2000)
+        .map(|k: usize| {
+            if k.is_multiple_of(11) {
+                None
+            } else if k.is_multiple_of(7) {
+                Some(format!("v2-{k}").into_bytes())
+            } else {
+                Some(format!("v1-{k}").into_bytes())
+            }
+        })
+        .collect();
     // Every node holds some of the data (R = 3 copies of 2,000 keys).
     let (_, ring) = get_json(nodes[0].api, "/v1/ring");
     let total: u64 = ring["nodes"]
@@ -89,9 +94,55 @@ fn two_kill_9_at_once_lose_no_acknowledged_write() {
         .map(|(_, n)| n)
         .collect();
     eventually(Duration::from_secs(15), || ring_correct(&live)).expect("ring did not heal");
-    for k in 0..2000 {
+    for (k, want) in expect.iter().enumerate() {
         let got = get(live[k % live.len()].api, &format!("key-{k}"));
-        assert_eq!(got, expect(k), "key-{k} after two kill -9");
+        assert_eq!(&got, want, "key-{k} after two kill -9");
+    }
+
+    // While they are down, keys are overwritten and deleted.
+    for k in (0..2000).step_by(13) {
+        let at = live[k % live.len()].api;
+        if k.is_multiple_of(2) {
+            put(at, &format!("key-{k}"), format!("v3-{k}").as_bytes());
+            expect[k] = Some(format!("v3-{k}").into_bytes());
+        } else {
+            let (status, _, _) = http_body(at, "DELETE", &format!("/v1/kv/key-{k}"), b"");
+            assert!(status == 200 || status == 404);
+            expect[k] = None;
+        }
+    }
+    drop(live);
+    // The two come back from their data directories (same ids, new ports)
+    // with stale data: they must not serve it.
+    for i in [3, 4] {
+        let seed = nodes[0].addr;
+        let old_id = nodes[i].id;
+        nodes[i] = start(Some(seed), i);
+        assert_eq!(nodes[i].id, old_id, "node {i} did not keep its identity");
+    }
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    eventually(Duration::from_secs(20), || ring_correct(&all))
+        .expect("restarted nodes did not rejoin");
+    for (k, want) in expect.iter().enumerate() {
+        let got = get(nodes[k % 10].api, &format!("key-{k}"));
+        assert_eq!(&got, want, "key-{k} after the restarts");
+    }
+
+    // Now fail nodes one at a time, with time to re-replicate in between,
+    // until half are gone.
+    let mut alive: Vec<usize> = (0..10).collect();
+    for victim in [1, 3, 5, 7, 9] {
+        nodes[victim].kill9();
+        alive.retain(|i| *i != victim);
+        let live: Vec<&NodeProc> = alive.iter().map(|i| &nodes[*i]).collect();
+        eventually(Duration::from_secs(15), || ring_correct(&live)).expect("ring did not heal");
+        // A few sync rounds (300 ms each) to restore three copies.
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    let live: Vec<&NodeProc> = alive.iter().map(|i| &nodes[*i]).collect();
+    for (k, want) in expect.iter().enumerate() {
+        let got = get(live[k % live.len()].api, &format!("key-{k}"));
+        assert_eq!(&got, want, "key-{k} with half the nodes gone");
     }
 }
 

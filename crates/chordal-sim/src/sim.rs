@@ -272,6 +272,19 @@ impl Sim {
             .unwrap_or(Err(KvError::Timeout))
     }
 
+    /// Starts a `put` at node `i` without waiting; see [`Sim::kv_result`].
+    pub fn start_put(&mut self, i: usize, key: &[u8], value: &[u8]) -> KvOpId {
+        let now = self.now;
+        let id = self.nodes[i].node.put(now, key.to_vec(), value.to_vec());
+        self.after_input(i);
+        id
+    }
+
+    /// The result of a key-value operation started at node `i`, once done.
+    pub fn kv_result(&self, i: usize, id: KvOpId) -> Option<&Result<KvOutcome, KvError>> {
+        self.kv_results.get(&(i, id))
+    }
+
     /// `put` at node `i`, run to completion.
     pub fn put(&mut self, i: usize, key: &[u8], value: &[u8]) -> Result<KvOutcome, KvError> {
         let (k, v) = (key.to_vec(), value.to_vec());

@@ -346,3 +346,35 @@ fn failures_one_at_a_time_down_to_half_lose_nothing() {
         );
     }
 }
+
+/// Writers at different nodes put the same key at the same moment: every
+/// copy ends up with one and the same version and value.
+#[test]
+fn concurrent_writers_converge_to_one_value() {
+    let seed = 39;
+    let mut s = ring(seed, 10);
+    let key = b"contended";
+    let ops: Vec<_> = (0..10)
+        .map(|i| (i, s.start_put(i, key, format!("writer-{i}").as_bytes())))
+        .collect();
+    s.run_for(5 * SEC);
+    for (i, op) in &ops {
+        assert!(
+            matches!(s.kv_result(*i, *op), Some(Ok(KvOutcome::Stored { .. }))),
+            "seed {seed}: writer {i}"
+        );
+    }
+    s.run_for(10 * SEC); // a sync round
+    let id = Id::hash(key);
+    let copies: Vec<_> = holders(&s, key)
+        .iter()
+        .map(|i| s.store(*i).get(&id, key).unwrap().unwrap())
+        .collect();
+    assert!(copies.len() >= 3, "seed {seed}: {} copies", copies.len());
+    assert!(
+        copies.windows(2).all(|w| w[0] == w[1]),
+        "seed {seed}: copies differ: {copies:?}"
+    );
+    let read = value(s.get(0, key)).unwrap();
+    assert_eq!(Some(&read), copies[0].value.as_ref());
+}

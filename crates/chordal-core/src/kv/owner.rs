@@ -191,9 +191,10 @@ impl Node {
         if *outstanding > 0 {
             return;
         }
-        // Our copy is missing while our range recently grew: the data may
-        // still be on its way; ask the replicas.
-        if best.is_none() && !*asked_replicas && recently_grew {
+        // Our range grew recently: our copy may be missing (the handoff is
+        // still on its way) or stale (we were down and missed writes). Ask
+        // the replicas too; the newest version wins.
+        if !*asked_replicas && recently_grew {
             *asked_replicas = true;
             let (vnode, key) = (*vnode, key.clone());
             let targets = self.replica_targets(&vnode);
