@@ -22,6 +22,8 @@ pub enum BenchCommand {
     Heal(HealArgs),
     /// CPU and memory of an idle ring with default intervals.
     Idle(IdleArgs),
+    /// Put and get throughput and latency of the replicated store.
+    Kv(crate::bench_kv::KvArgs),
 }
 
 #[derive(Args)]
@@ -88,6 +90,7 @@ pub fn run_blocking(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Lookup(a) => a.runtime,
         BenchCommand::Heal(a) => a.runtime,
         BenchCommand::Idle(a) => a.runtime,
+        BenchCommand::Kv(_) => RuntimeKind::Multi,
     };
     let rt = match kind {
         RuntimeKind::Multi => tokio::runtime::Builder::new_multi_thread()
@@ -105,6 +108,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Lookup(a) => lookup(a).await,
         BenchCommand::Heal(a) => heal(a).await,
         BenchCommand::Idle(a) => idle(a).await,
+        BenchCommand::Kv(a) => crate::bench_kv::run(a).await,
     }
 }
 

@@ -4,6 +4,7 @@
 //! unreachable or timed out.
 
 mod bench;
+mod bench_kv;
 mod client;
 mod member;
 mod output;

@@ -70,6 +70,10 @@ pub struct Config {
     pub sync_interval: Duration,
     /// Buckets of a range summary.
     pub sync_buckets: u32,
+    /// How long a coordinator trusts an owner's range learned from its
+    /// reply (zero: always look up). A stale entry costs one `WrongOwner`
+    /// round trip, never a wrong answer from a non-owner.
+    pub owner_cache_ttl: Duration,
 }
 
 impl Default for Config {
@@ -96,6 +100,7 @@ impl Default for Config {
             max_kv_ops: 16_384,
             sync_interval: Duration::from_secs(5),
             sync_buckets: 64,
+            owner_cache_ttl: Duration::from_secs(10),
         }
     }
 }

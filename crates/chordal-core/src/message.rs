@@ -3,7 +3,7 @@
 //! `chordal-wire` maps these types to protobuf bytes; the core never sees bytes.
 //! Requests carry a `req` number chosen by the sender; the answer echoes it.
 
-use crate::{Id, Record, Version};
+use crate::{Id, KeyRange, Record, Version};
 use std::net::SocketAddr;
 
 /// A virtual node: its ring id and the peer address of the physical node that
@@ -134,7 +134,14 @@ pub enum Message {
     /// A client operation sent by a coordinator to the key's owner.
     KvRequest { req: u64, op: KvOp },
     /// The owner's answer to [`Message::KvRequest`].
-    KvReply { req: u64, result: KvResult },
+    /// `range` is the owner's key range `(start, end]` when it answers as
+    /// owner: the coordinator caches it and sends later operations on keys
+    /// in it straight to the owner, without a lookup.
+    KvReply {
+        req: u64,
+        result: KvResult,
+        range: Option<KeyRange>,
+    },
     /// Owner to replica: store these records if newer.
     Replicate { req: u64, records: Vec<Record> },
     /// Replica's answer to [`Message::Replicate`]: `ok` once durable.

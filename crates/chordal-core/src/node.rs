@@ -199,6 +199,7 @@ impl Node {
         for v in &mut self.vnodes {
             v.handle_unreachable(now, addr);
         }
+        self.kv_peers_failed(now, |n| n.addr == addr);
         self.flush(now);
     }
 
@@ -303,6 +304,10 @@ impl Node {
                 self.sync_soon(now)
             }
             Event::Joined { .. } => self.sync_soon(now),
+            Event::PeerFailed { peer, .. } => {
+                let peer = *peer;
+                self.kv_peers_failed(now, |n| *n == peer);
+            }
             _ => {}
         }
         self.events.push_back(e);

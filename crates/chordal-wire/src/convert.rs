@@ -4,7 +4,8 @@
 use crate::WireError;
 use crate::pb::{self, Body};
 use chordal_core::{
-    Envelope, Id, KvOp, KvResult, LookupFailure, Message, NodeRef, Record, Target, Version,
+    Envelope, Id, KeyRange, KvOp, KvResult, LookupFailure, Message, NodeRef, Record, Target,
+    Version,
 };
 use prost::Message as _;
 use std::net::SocketAddr;
@@ -227,7 +228,14 @@ pub fn envelope_to_pb(env: &Envelope) -> pb::Envelope {
                 value,
             })
         }
-        Message::KvReply { req, result } => Body::KvReply(kv_reply_to_pb(*req, result)),
+        Message::KvReply { req, result, range } => {
+            let mut pb = kv_reply_to_pb(*req, result);
+            if let Some(r) = range {
+                pb.range_start = r.start.0.to_vec();
+                pb.range_end = r.end.0.to_vec();
+            }
+            Body::KvReply(pb)
+        }
         Message::Replicate { req, records } => Body::Replicate(pb::Replicate {
             req: *req,
             records: records.iter().map(record_to_pb).collect(),
@@ -372,6 +380,14 @@ pub fn envelope_from_pb(pb: &pb::Envelope, local: SocketAddr) -> Result<Envelope
         Body::KvReply(r) => Message::KvReply {
             req: r.req,
             result: kv_reply_from_pb(r)?,
+            range: if r.range_end.is_empty() {
+                None
+            } else {
+                Some(KeyRange {
+                    start: id_from_pb(&r.range_start, "range_start")?,
+                    end: id_from_pb(&r.range_end, "range_end")?,
+                })
+            },
         },
         Body::Replicate(r) => {
             if r.records.len() > MAX_RECORDS {

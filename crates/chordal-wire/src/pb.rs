@@ -153,6 +153,11 @@ pub struct KvReply {
     pub acked: u32,
     #[prost(uint32, tag = "6")]
     pub needed: u32,
+    /// The owner's range `(range_start, range_end]`, both empty if absent.
+    #[prost(bytes = "vec", tag = "7")]
+    pub range_start: Vec<u8>,
+    #[prost(bytes = "vec", tag = "8")]
+    pub range_end: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

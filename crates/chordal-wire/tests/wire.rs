@@ -134,7 +134,16 @@ fn any_message() -> impl Strategy<Value = Message> {
         }),
         any::<u64>().prop_map(|req| Message::NotHere { req }),
         (any::<u64>(), any_kv_op()).prop_map(|(req, op)| Message::KvRequest { req, op }),
-        (any::<u64>(), any_kv_result()).prop_map(|(req, result)| Message::KvReply { req, result }),
+        (
+            any::<u64>(),
+            any_kv_result(),
+            proptest::option::of((any_id(), any_id()))
+        )
+            .prop_map(|(req, result, range)| Message::KvReply {
+                req,
+                result,
+                range: range.map(|(start, end)| chordal_core::KeyRange { start, end }),
+            }),
         (any::<u64>(), proptest::collection::vec(any_record(), 0..5))
             .prop_map(|(req, records)| Message::Replicate { req, records }),
         (any::<u64>(), any::<bool>()).prop_map(|(req, ok)| Message::ReplicateAck { req, ok }),

@@ -3,7 +3,8 @@
 
 use super::{ClientOp, KvDeadline, KvError, KvOpId, KvOutcome, ReplyTo};
 use crate::{
-    Event, Id, KvOp, KvResult, LookupError, LookupId, LookupMode, LookupResult, Message, Node, Time,
+    Event, Id, KvOp, KvResult, LookupError, LookupId, LookupMode, LookupResult, Message, Node,
+    NodeRef, Time,
 };
 
 /// Lookups (and owner redirects) one operation may use before giving up.
@@ -61,9 +62,15 @@ impl Node {
             self.finish_client(id, Err(KvError::Redirects));
             return;
         }
-        let (key_id, op) = (c.key_id, c.op.clone());
+        let (key_id, op, first_try) = (c.key_id, c.op.clone(), c.attempts == 1);
         if let Some(owner) = self.owning_vnode(&key_id) {
             self.owner_start(now, owner, op, ReplyTo::Local(id));
+            return;
+        }
+        // The first try may use an owner we heard from recently; a retry
+        // (after `WrongOwner`) always looks up.
+        if first_try && let Some(owner) = self.kv.cached_owner(now, &key_id) {
+            self.send_to_owner(id, owner, op);
             return;
         }
         let lookup = self.start_lookup_quiet(now, key_id, LookupMode::Recursive);
@@ -95,17 +102,41 @@ impl Node {
             self.owner_start(now, owner, op, ReplyTo::Local(id));
             return;
         }
+        self.send_to_owner(id, owner, op);
+    }
+
+    fn send_to_owner(&mut self, id: u64, owner: NodeRef, op: KvOp) {
         let req = self.kv.next();
-        self.kv.requests.insert(req, id);
+        self.kv.requests.insert(req, (id, owner));
         let from = self.vnodes[0].me();
         self.kv_send(from, owner, Message::KvRequest { req, op });
     }
 
+    /// Peers matching `dead` failed: operations waiting on them try again
+    /// through a fresh lookup, and the owner cache forgets them.
+    pub(crate) fn kv_peers_failed(&mut self, now: Time, dead: impl Fn(&NodeRef) -> bool) {
+        self.kv.owner_cache.retain(|_, (_, owner, _)| !dead(owner));
+        let stuck: Vec<(u64, u64)> = self
+            .kv
+            .requests
+            .iter()
+            .filter(|(_, (_, owner))| dead(owner))
+            .map(|(req, (id, _))| (*req, *id))
+            .collect();
+        for (req, id) in stuck {
+            self.kv.requests.remove(&req);
+            self.route_client(now, id);
+        }
+    }
+
     /// An owner answered a `KvRequest` of ours.
     pub(crate) fn kv_reply(&mut self, now: Time, req: u64, result: KvResult) {
-        let Some(id) = self.kv.requests.remove(&req) else {
+        let Some((id, owner)) = self.kv.requests.remove(&req) else {
             return;
         };
+        if result == KvResult::WrongOwner {
+            self.kv.forget_owner(&owner);
+        }
         self.client_result(now, id, result);
     }
 

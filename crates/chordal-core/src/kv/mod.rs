@@ -23,6 +23,9 @@ pub use sync::{bucket_hash, bucket_of};
 use crate::{Hlc, Id, KvOp, LookupError, LookupId, NodeRef, Record, Time, Version};
 use std::collections::{BTreeSet, HashMap};
 
+/// Most owner ranges a coordinator caches.
+const OWNER_CACHE_MAX: usize = 4096;
+
 /// Number of a client operation started with `Node::put`/`get`/`delete`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
 pub struct KvOpId(pub u64);
@@ -207,8 +210,8 @@ pub(crate) struct KvState {
     pub clients: HashMap<u64, ClientOp>,
     /// Lookups started for client operations.
     pub lookups: HashMap<LookupId, u64>,
-    /// `KvRequest`s sent, by request number → client operation.
-    pub requests: HashMap<u64, u64>,
+    /// `KvRequest`s sent, by request number → client operation and owner.
+    pub requests: HashMap<u64, (u64, NodeRef)>,
     pub owners: HashMap<u64, OwnerOp>,
     /// `Replicate` / `ReplicaRead` requests sent → owner operation.
     pub replica_reqs: HashMap<u64, u64>,
@@ -222,6 +225,9 @@ pub(crate) struct KvState {
     pub sync_at: Option<Time>,
     /// Syncs this process runs as owner, by request number.
     pub syncs: HashMap<u64, sync::SyncJob>,
+    /// Owners' ranges learned from their replies, by range end (the owner
+    /// id): `(start, owner, expiry)`. Lets a coordinator skip the lookup.
+    pub owner_cache: std::collections::BTreeMap<Id, (Id, NodeRef, Time)>,
 }
 
 impl KvState {
@@ -240,6 +246,45 @@ impl KvState {
             op: StoreOpId(op),
             kind,
         });
+    }
+
+    /// Remembers that `owner` owns `range` until `now + ttl`.
+    pub fn cache_owner(
+        &mut self,
+        now: Time,
+        range: crate::KeyRange,
+        owner: NodeRef,
+        ttl: std::time::Duration,
+    ) {
+        if range.end != owner.id || ttl.is_zero() {
+            return;
+        }
+        if self.owner_cache.len() >= OWNER_CACHE_MAX && !self.owner_cache.contains_key(&range.end) {
+            // Full: drop an entry (the first by id; any will do).
+            self.owner_cache.pop_first();
+        }
+        self.owner_cache
+            .insert(range.end, (range.start, owner, now + ttl));
+    }
+
+    /// The owner of `key` according to the cache, if fresh.
+    pub fn cached_owner(&self, now: Time, key: &Id) -> Option<NodeRef> {
+        // The first range ending at or after the key, wrapping around.
+        let (_, (start, owner, expiry)) = self
+            .owner_cache
+            .range(*key..)
+            .next()
+            .or_else(|| self.owner_cache.iter().next())?;
+        let range = crate::KeyRange {
+            start: *start,
+            end: owner.id,
+        };
+        (*expiry > now && range.contains(key)).then_some(*owner)
+    }
+
+    /// Forgets what the cache says about `owner`.
+    pub fn forget_owner(&mut self, owner: &NodeRef) {
+        self.owner_cache.remove(&owner.id);
     }
 
     /// Number of operations in flight (bounded by `max_kv_ops`).
@@ -357,7 +402,13 @@ impl crate::Node {
                     _ => self.owner_reply(now, reply, crate::KvResult::WrongOwner),
                 }
             }
-            Message::KvReply { req, result } => self.kv_reply(now, req, result),
+            Message::KvReply { req, result, range } => {
+                if let Some(range) = range {
+                    self.kv
+                        .cache_owner(now, range, env.from, self.config.owner_cache_ttl);
+                }
+                self.kv_reply(now, req, result)
+            }
             Message::Replicate { req, records } => self.replica_apply(env, req, records),
             Message::ReplicateAck { req, ok } => {
                 if let Some(id) = self.kv.replica_reqs.remove(&req) {
@@ -398,7 +449,7 @@ impl crate::Node {
             match what {
                 KvDeadline::Client(id) => {
                     self.kv.lookups.retain(|_, c| *c != id);
-                    self.kv.requests.retain(|_, c| *c != id);
+                    self.kv.requests.retain(|_, (c, _)| *c != id);
                     self.finish_client(id, Err(KvError::Timeout));
                 }
                 KvDeadline::Owner(id) => self.owner_expired(now, id),

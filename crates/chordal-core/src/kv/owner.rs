@@ -311,7 +311,17 @@ impl Node {
         match reply {
             ReplyTo::Local(id) => self.client_result(now, id, result),
             ReplyTo::Remote { to, me, req } => {
-                self.kv_send(me, to, Message::KvReply { req, result })
+                // Tell the coordinator our range, unless we just said we do
+                // not own the key.
+                let range = match result {
+                    KvResult::WrongOwner => None,
+                    _ => self
+                        .vnodes
+                        .iter()
+                        .find(|v| v.me() == me)
+                        .and_then(|v| v.range()),
+                };
+                self.kv_send(me, to, Message::KvReply { req, result, range })
             }
         }
     }

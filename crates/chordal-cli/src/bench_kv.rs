@@ -1,0 +1,271 @@
+//! `chordal bench kv`: throughput and latency of the replicated store on a
+//! local cluster (started here) or an existing one (`--target`).
+//!
+//! Each run is a put phase (every key written once) then a get phase
+//! (every key read back and checked), at each concurrency level, through
+//! the in-process node handle (`--via node`, the library path) or HTTP
+//! (`--via http`, round-robin over the nodes' APIs).
+
+use crate::member::Member;
+use anyhow::{Context, Result, bail};
+use chordal_core::KvOutcome;
+use chordal_http::ApiConfig;
+use chordal_node::{Node, NodeConfig};
+use clap::{Args, ValueEnum};
+use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Via {
+    /// The in-process `Node` handle (what an embedding application uses).
+    Node,
+    /// HTTP requests to the nodes' APIs.
+    Http,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    Memory,
+    Redb,
+}
+
+#[derive(Args)]
+pub struct KvArgs {
+    /// Nodes of the local cluster.
+    #[arg(long, default_value_t = 5)]
+    nodes: usize,
+    /// Bench an existing cluster through these API addresses instead
+    /// (implies --via http).
+    #[arg(long, value_delimiter = ',')]
+    target: Vec<SocketAddr>,
+    #[arg(long, value_enum, default_value_t = Via::Node)]
+    via: Via,
+    /// Storage of the local cluster (redb: in a temporary directory).
+    #[arg(long, value_enum, default_value_t = StoreKind::Memory)]
+    store: StoreKind,
+    /// Replication factor of the local cluster.
+    #[arg(long, default_value_t = 3)]
+    replicas: usize,
+    /// Concurrency levels to run (operations in flight).
+    #[arg(long, value_delimiter = ',', default_value = "1,64")]
+    concurrency: Vec<usize>,
+    /// Distinct keys (each phase does one operation per key).
+    #[arg(long, default_value_t = 10_000)]
+    keys: usize,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 100)]
+    value_size: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Where operations go.
+enum Backend {
+    Nodes(Vec<Node>),
+    Http(reqwest::Client, Vec<SocketAddr>),
+}
+
+impl Backend {
+    async fn put(&self, i: usize, key: &str, value: Vec<u8>) -> Result<()> {
+        match self {
+            Backend::Nodes(nodes) => match nodes[i % nodes.len()]
+                .put(key.as_bytes().to_vec(), value)
+                .await?
+            {
+                KvOutcome::Stored { .. } => Ok(()),
+                other => bail!("put {key}: {other:?}"),
+            },
+            Backend::Http(client, apis) => {
+                let url = format!("http://{}/v1/kv/{key}", apis[i % apis.len()]);
+                let resp = client.put(url).body(value).send().await?;
+                if !resp.status().is_success() {
+                    bail!("put {key}: HTTP {}", resp.status());
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn get(&self, i: usize, key: &str) -> Result<Vec<u8>> {
+        match self {
+            Backend::Nodes(nodes) => {
+                match nodes[i % nodes.len()].get(key.as_bytes().to_vec()).await? {
+                    KvOutcome::Found { value, .. } => Ok(value),
+                    other => bail!("get {key}: {other:?}"),
+                }
+            }
+            Backend::Http(client, apis) => {
+                let url = format!("http://{}/v1/kv/{key}", apis[i % apis.len()]);
+                let resp = client.get(url).send().await?;
+                if !resp.status().is_success() {
+                    bail!("get {key}: HTTP {}", resp.status());
+                }
+                Ok(resp.bytes().await?.to_vec())
+            }
+        }
+    }
+}
+
+fn value_of(key: usize, size: usize) -> Vec<u8> {
+    let tag = format!("{key}:");
+    tag.bytes()
+        .chain(std::iter::repeat(b'v'))
+        .take(size.max(tag.len()))
+        .collect()
+}
+
+/// One phase: `keys` operations by `concurrency` workers. Returns the
+/// latency histogram (µs) and the wall time.
+async fn phase(
+    backend: &Arc<Backend>,
+    put: bool,
+    args: &KvArgs,
+    run: &str,
+    concurrency: usize,
+) -> Result<(Histogram<u64>, Duration)> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let bar = ProgressBar::new(args.keys as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>24} {bar:40} {pos}/{len} {per_sec}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(format!("{run} {}", if put { "put" } else { "get" }));
+    let start = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let backend = backend.clone();
+        let next = next.clone();
+        let bar = bar.clone();
+        let (keys, size) = (args.keys, args.value_size);
+        let run = run.to_string();
+        workers.push(tokio::spawn(async move {
+            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
+            loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if k >= keys {
+                    return Ok::<_, anyhow::Error>(hist);
+                }
+                let key = format!("bench-{run}-{k}");
+                let t0 = Instant::now();
+                if put {
+                    backend.put(k, &key, value_of(k, size)).await?;
+                } else {
+                    let got = backend.get(k + 1, &key).await?;
+                    if got != value_of(k, size) {
+                        bail!("get {key}: wrong value");
+                    }
+                }
+                hist.saturating_record(t0.elapsed().as_micros() as u64);
+                bar.inc(1);
+            }
+        }));
+    }
+    let mut total = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
+    for w in workers {
+        total
+            .add(w.await.context("worker panicked")??)
+            .context("merging histograms")?;
+    }
+    bar.finish_and_clear();
+    Ok((total, start.elapsed()))
+}
+
+pub async fn run(args: KvArgs) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut members: Vec<Member> = Vec::new();
+    let backend = if !args.target.is_empty() {
+        Backend::Http(reqwest::Client::new(), args.target.clone())
+    } else {
+        if args.nodes == 0 {
+            bail!("--nodes must be at least 1");
+        }
+        eprintln!("starting {} nodes ({:?} store)...", args.nodes, args.store);
+        for i in 0..args.nodes {
+            let seeds = members
+                .first()
+                .map(|m| vec![m.node.addr().to_string()])
+                .unwrap_or_default();
+            let config = NodeConfig {
+                seeds,
+                core: chordal_core::Config {
+                    replicas: args.replicas,
+                    ..chordal_core::Config::default()
+                },
+                data_dir: (args.store == StoreKind::Redb)
+                    .then(|| dir.path().join(format!("node-{i}"))),
+                ..NodeConfig::default()
+            };
+            let api = ApiConfig {
+                replicas: args.replicas,
+                ..ApiConfig::default()
+            };
+            members.push(Member::start(config, "127.0.0.1:0".parse()?, api).await?);
+        }
+        // Let successor lists fill so that every write has all its replicas.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        match args.via {
+            Via::Node => Backend::Nodes(members.iter().map(|m| m.node.clone()).collect()),
+            Via::Http => Backend::Http(
+                reqwest::Client::new(),
+                members.iter().map(|m| m.api).collect(),
+            ),
+        }
+    };
+    let via = if matches!(backend, Backend::Http(..)) {
+        "http"
+    } else {
+        "node"
+    };
+    let backend = Arc::new(backend);
+    let mut rows = Vec::new();
+    for (n, &c) in args.concurrency.iter().enumerate() {
+        let run = format!("c{c}-{n}");
+        for put in [true, false] {
+            let (hist, wall) = phase(&backend, put, &args, &run, c).await?;
+            rows.push(json!({
+                "op": if put { "put" } else { "get" },
+                "via": via,
+                "store": format!("{:?}", args.store).to_lowercase(),
+                "concurrency": c,
+                "ops": hist.len(),
+                "ops_per_sec": hist.len() as f64 / wall.as_secs_f64(),
+                "p50_us": hist.value_at_quantile(0.5),
+                "p99_us": hist.value_at_quantile(0.99),
+                "max_us": hist.max(),
+            }));
+        }
+    }
+    if args.json {
+        println!(
+            "{}",
+            json!({"bench": "kv", "nodes": args.nodes, "value_size": args.value_size, "results": rows})
+        );
+    } else {
+        let mut t = Table::new();
+        t.load_style(UTF8_BORDERS_ONLY)
+            .set_header(["op", "via", "store", "conc.", "ops/s", "p50 µs", "p99 µs"]);
+        for r in &rows {
+            t.add_row([
+                r["op"].as_str().unwrap_or("").to_string(),
+                r["via"].as_str().unwrap_or("").to_string(),
+                r["store"].as_str().unwrap_or("").to_string(),
+                r["concurrency"].to_string(),
+                format!("{:.0}", r["ops_per_sec"].as_f64().unwrap_or(0.0)),
+                r["p50_us"].to_string(),
+                r["p99_us"].to_string(),
+            ]);
+        }
+        println!("{t}");
+    }
+    for m in members {
+        m.stop().await;
+    }
+    Ok(())
+}
