@@ -142,6 +142,37 @@ fn cli_reads_a_cluster() {
     assert!(text.contains("unknown command"), "{text}");
     assert!(text.contains("finger i"), "{text}");
 
+    // put / get / del, and their exit codes.
+    let (code, out, _) = chordal(&["put", "greeting", "hello there", "--node", &api]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("stored greeting"), "{out}");
+    let (code, out, _) = chordal(&[
+        "get",
+        "greeting",
+        "--node",
+        &c.nodes[2]["api"].as_str().unwrap(),
+    ]);
+    assert_eq!((code, out.as_str()), (0, "hello there"));
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), b"\x00binary\xff").unwrap();
+    let path = file.path().display().to_string();
+    let (code, _, _) = chordal(&["put", "blob", "--file", &path, "--node", &api]);
+    assert_eq!(code, 0);
+    let out = Command::new(BIN)
+        .args(["get", "blob", "--node", &api])
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, b"\x00binary\xff");
+    let (code, _, _) = chordal(&["del", "greeting", "--node", &api]);
+    assert_eq!(code, 0);
+    let (code, _, err) = chordal(&["get", "greeting", "--node", &api]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("not found"), "{err}");
+    let (code, _, _) = chordal(&["del", "greeting", "--node", &api]);
+    assert_eq!(code, 1);
+    let (code, _, _) = chordal(&["put", "only-a-key", "--node", &api]);
+    assert_eq!(code, 2, "put without a value is a usage error");
+
     // Exit codes: usage 2, unreachable 3.
     let (code, _, _) = chordal(&["locate"]);
     assert_eq!(code, 2);
