@@ -150,7 +150,7 @@ fn cli_reads_a_cluster() {
         "get",
         "greeting",
         "--node",
-        &c.nodes[2]["api"].as_str().unwrap(),
+        c.nodes[2]["api"].as_str().unwrap(),
     ]);
     assert_eq!((code, out.as_str()), (0, "hello there"));
     let file = tempfile::NamedTempFile::new().unwrap();
