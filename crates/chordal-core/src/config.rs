@@ -74,6 +74,9 @@ pub struct Config {
     /// reply (zero: always look up). A stale entry costs one `WrongOwner`
     /// round trip, never a wrong answer from a non-owner.
     pub owner_cache_ttl: Duration,
+    /// Tombstones older than this are collected once every replica has
+    /// them. A node down for longer could bring a deleted value back.
+    pub tombstone_grace: Duration,
 }
 
 impl Default for Config {
@@ -101,6 +104,7 @@ impl Default for Config {
             sync_interval: Duration::from_secs(5),
             sync_buckets: 64,
             owner_cache_ttl: Duration::from_secs(10),
+            tombstone_grace: Duration::from_secs(24 * 3600),
         }
     }
 }

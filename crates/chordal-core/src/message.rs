@@ -162,6 +162,9 @@ pub enum Message {
     /// Both sides then push their records of those buckets to each other
     /// (`Replicate`), and newest wins.
     SyncDiff { req: u64, differing: Vec<u32> },
+    /// Owner to replicas, when all agree: drop the tombstones of
+    /// `(start, end]` whose hlc is below `before`. One-way.
+    Collect { start: Id, end: Id, before: u64 },
 }
 
 /// What a client asks of a key's owner.
@@ -243,6 +246,7 @@ impl Message {
             Message::ReplicaReadReply { .. } => "replica_read_reply",
             Message::SyncSummary { .. } => "sync_summary",
             Message::SyncDiff { .. } => "sync_diff",
+            Message::Collect { .. } => "collect",
         }
     }
 }

@@ -378,3 +378,111 @@ fn concurrent_writers_converge_to_one_value() {
     let read = value(s.get(0, key)).unwrap();
     assert_eq!(Some(&read), copies[0].value.as_ref());
 }
+
+/// Holders of `key` that are not among its R responsible nodes.
+fn extra_holders(s: &Sim, key: &str) -> Vec<usize> {
+    let oracle = s.oracle();
+    let owner = oracle.successor(&Id::hash(key.as_bytes()));
+    let mut want = vec![index_of(s, owner)];
+    want.extend(
+        oracle
+            .successors(&owner, 2)
+            .iter()
+            .map(|id| index_of(s, *id)),
+    );
+    holders(s, key.as_bytes())
+        .into_iter()
+        .filter(|h| !want.contains(h))
+        .collect()
+}
+
+/// After joins move ranges, the nodes that are no longer responsible drop
+/// their copies: every key ends up on exactly its R nodes again.
+#[test]
+fn stale_copies_are_dropped_after_ownership_moves() {
+    let seed = 40;
+    let mut s = ring(seed, 8);
+    let keys: Vec<String> = (0..300).map(|k| format!("moving-{k}")).collect();
+    for (k, key) in keys.iter().enumerate() {
+        s.put(k % 8, key.as_bytes(), b"v").unwrap();
+    }
+    for _ in 0..4 {
+        let i = s.add_node(1);
+        s.join(i, 0);
+    }
+    s.run_until_true(SEC, 60 * SEC, |s| {
+        s.ring_errors(true) == 0 && misplaced(s, &keys).is_empty()
+    })
+    .expect("handoff");
+    let stale = |s: &Sim| {
+        keys.iter()
+            .filter(|k| !extra_holders(s, k).is_empty())
+            .count()
+    };
+    assert!(
+        stale(&s) > 0,
+        "seed {seed}: the joins moved no key; pick another seed"
+    );
+    s.run_until_true(5 * SEC, 180 * SEC, |s| {
+        stale(s) == 0 && misplaced(s, &keys).is_empty()
+    })
+    .unwrap_or_else(|| panic!("seed {seed}: {} keys still have extra copies", stale(&s)));
+    for key in &keys {
+        assert_eq!(value(s.get(3, key.as_bytes())), Some(b"v".to_vec()));
+    }
+}
+
+/// Tombstones older than the grace period disappear from every copy once
+/// all replicas have them; the key stays deleted.
+#[test]
+fn tombstones_are_collected_after_the_grace_period() {
+    let seed = 41;
+    let mut config = SimConfig {
+        seed,
+        ..SimConfig::default()
+    };
+    config.node.tombstone_grace = 20 * SEC;
+    let mut s = Sim::new(config);
+    let first = s.add_node(1);
+    s.create(first);
+    for _ in 1..8 {
+        let i = s.add_node(1);
+        s.join(i, first);
+        s.run_for(Duration::from_millis(50));
+    }
+    s.run_until_true(Duration::from_millis(100), 60 * SEC, |s| {
+        s.ring_errors(true) == 0
+    })
+    .expect("ring");
+    s.run_for(10 * SEC);
+    let keys: Vec<String> = (0..100).map(|k| format!("gone-{k}")).collect();
+    for (k, key) in keys.iter().enumerate() {
+        s.put(k % 8, key.as_bytes(), b"v").unwrap();
+        assert!(matches!(
+            s.delete((k + 1) % 8, key.as_bytes()),
+            Ok(KvOutcome::Stored { .. })
+        ));
+    }
+    s.run_for(5 * SEC);
+    let tombstones = |s: &Sim| {
+        keys.iter()
+            .map(|k| holders(s, k.as_bytes()).len())
+            .sum::<usize>()
+    };
+    assert!(
+        tombstones(&s) >= 300,
+        "seed {seed}: tombstones should be on every replica first"
+    );
+    // Not before the grace period...
+    s.run_for(10 * SEC);
+    assert!(
+        tombstones(&s) > 0,
+        "seed {seed}: collected before the grace period"
+    );
+    // ...but soon after it.
+    s.run_until_true(5 * SEC, 120 * SEC, |s| tombstones(s) == 0)
+        .unwrap_or_else(|| panic!("seed {seed}: {} tombstones left", tombstones(&s)));
+    for key in &keys {
+        assert_eq!(value(s.get(2, key.as_bytes())), None);
+    }
+}

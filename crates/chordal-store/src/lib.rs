@@ -13,7 +13,7 @@ mod perform;
 mod redb_store;
 
 pub use memory::MemoryStore;
-pub use perform::{perform, scan_buckets, summarize};
+pub use perform::{perform, scan_buckets, summarize, sweep};
 pub use redb_store::RedbStore;
 
 /// Opens the store a node uses: redb in `dir` (created if needed), or

@@ -27,6 +27,19 @@ pub fn perform(store: &dyn Store, kind: StoreKind) -> StoreResult {
             limit,
         } => scan_buckets(store, &start, &end, buckets, &which, resume, limit)
             .map(StoreResult::Scanned),
+        StoreKind::Sweep {
+            keep,
+            tombstones,
+            tombstones_before,
+            keep_newer_than,
+        } => sweep(
+            store,
+            &keep,
+            &tombstones,
+            tombstones_before,
+            keep_newer_than,
+        )
+        .map(StoreResult::Swept),
         _ => return StoreResult::Failed,
     };
     result.unwrap_or(StoreResult::Failed)
@@ -98,4 +111,32 @@ pub fn scan_buckets(
         out.len() < limit
     })?;
     Ok(out)
+}
+
+/// Removes records outside every `keep` interval (if any are given) that
+/// are older than `keep_newer_than`, and tombstones inside a `tombstones`
+/// interval older than `tombstones_before`. Returns how many went.
+pub fn sweep(
+    store: &dyn Store,
+    keep: &[(Id, Id)],
+    tombstones: &[(Id, Id)],
+    tombstones_before: u64,
+    keep_newer_than: u64,
+) -> Result<u64, crate::StoreError> {
+    let inside = |list: &[(Id, Id)], id: &Id| list.iter().any(|(s, e)| id.in_open_closed(s, e));
+    let mut doomed = Vec::new();
+    for_each_in(store, &Id::ZERO, &Id::ZERO, None, |r| {
+        let stale = !keep.is_empty() && !inside(keep, &r.key_id) && r.version.hlc < keep_newer_than;
+        let old_tombstone =
+            r.is_tombstone() && r.version.hlc < tombstones_before && inside(tombstones, &r.key_id);
+        if stale || old_tombstone {
+            doomed.push((r.key_id, r.key, r.version));
+        }
+        true
+    })?;
+    let mut removed = 0;
+    for chunk in doomed.chunks(1024) {
+        removed += store.remove(chunk)? as u64;
+    }
+    Ok(removed)
 }

@@ -258,6 +258,11 @@ pub fn envelope_to_pb(env: &Envelope) -> pb::Envelope {
             end: end.0.to_vec(),
             buckets: buckets.iter().map(|b| b.0.to_vec()).collect(),
         }),
+        Message::Collect { start, end, before } => Body::Collect(pb::Collect {
+            start: start.0.to_vec(),
+            end: end.0.to_vec(),
+            before: *before,
+        }),
         Message::SyncDiff { req, differing } => Body::SyncDiff(pb::SyncDiff {
             req: *req,
             differing: differing.clone(),
@@ -425,6 +430,11 @@ pub fn envelope_from_pb(pb: &pb::Envelope, local: SocketAddr) -> Result<Envelope
                     .collect::<Result<_, _>>()?,
             }
         }
+        Body::Collect(c) => Message::Collect {
+            start: id_from_pb(&c.start, "start")?,
+            end: id_from_pb(&c.end, "end")?,
+            before: c.before,
+        },
         Body::SyncDiff(d) => {
             if d.differing.len() > MAX_BUCKETS {
                 return Err(WireError::Invalid("differing"));

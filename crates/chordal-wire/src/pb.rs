@@ -33,7 +33,7 @@ pub struct Envelope {
     pub to_id: Vec<u8>,
     #[prost(
         oneof = "Body",
-        tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 30, 31, 32, 33, 34, 35, 36, 37"
+        tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 30, 31, 32, 33, 34, 35, 36, 37, 38"
     )]
     pub body: Option<Body>,
 }
@@ -84,6 +84,18 @@ pub enum Body {
     SyncSummary(SyncSummary),
     #[prost(message, tag = "37")]
     SyncDiff(SyncDiff),
+    #[prost(message, tag = "38")]
+    Collect(Collect),
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Collect {
+    #[prost(bytes = "vec", tag = "1")]
+    pub start: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub end: Vec<u8>,
+    #[prost(uint64, tag = "3")]
+    pub before: u64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -164,6 +164,11 @@ fn any_message() -> impl Strategy<Value = Message> {
             }),
         (any::<u64>(), proptest::collection::vec(any::<u32>(), 0..8))
             .prop_map(|(req, differing)| Message::SyncDiff { req, differing }),
+        (any_id(), any_id(), any::<u64>()).prop_map(|(start, end, before)| Message::Collect {
+            start,
+            end,
+            before
+        }),
     ]
 }
 

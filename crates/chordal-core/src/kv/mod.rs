@@ -16,6 +16,7 @@
 mod coordinator;
 mod owner;
 mod replica;
+mod sweep;
 mod sync;
 
 pub use sync::{bucket_hash, bucket_of};
@@ -64,6 +65,17 @@ pub enum StoreKind {
         resume: Option<(Id, Vec<u8>)>,
         limit: usize,
     },
+    /// Remove, in one pass over the store: every record whose key id is in
+    /// none of the `keep` intervals `(start, end]` (ignored if `keep` is
+    /// empty) and whose version is older than `keep_newer_than` (hlc); and
+    /// every tombstone in one of the `tombstones` intervals older than
+    /// `tombstones_before`.
+    Sweep {
+        keep: Vec<(Id, Id)>,
+        tombstones: Vec<(Id, Id)>,
+        tombstones_before: u64,
+        keep_newer_than: u64,
+    },
 }
 
 /// The outcome of a [`StoreRequest`].
@@ -76,6 +88,8 @@ pub enum StoreResult {
     Summary(Vec<Id>),
     /// Records for `ScanBuckets`.
     Scanned(Vec<Record>),
+    /// Records removed by `Sweep`.
+    Swept(u64),
     /// The storage failed (the error is the driver's to log).
     Failed,
 }
@@ -228,6 +242,14 @@ pub(crate) struct KvState {
     /// Owners' ranges learned from their replies, by range end (the owner
     /// id): `(start, owner, expiry)`. Lets a coordinator skip the lookup.
     pub owner_cache: std::collections::BTreeMap<Id, (Id, NodeRef, Time)>,
+    /// Ranges we hold replicas of, from owners' syncs: `(start, end, until)`.
+    pub leases: Vec<(Id, Id, Time)>,
+    /// When each (owner vnode, replica) pair last synced without a
+    /// difference.
+    pub in_sync: HashMap<(Id, Id), Time>,
+    /// Sync rounds run, and when the first one ran.
+    pub rounds: u32,
+    pub first_round: Option<Time>,
 }
 
 impl KvState {
@@ -320,6 +342,7 @@ pub(crate) fn is_kv_message(msg: &crate::Message) -> bool {
             | ReplicaReadReply { .. }
             | SyncSummary { .. }
             | SyncDiff { .. }
+            | Collect { .. }
     )
 }
 
@@ -423,9 +446,13 @@ impl crate::Node {
                 buckets,
             } => {
                 let me = self.kv_me(&env);
+                self.sync_lease(now, start, end);
                 self.sync_summary_received(env.from, me, req, start, end, buckets);
             }
-            Message::SyncDiff { req, differing } => self.sync_diff_received(req, differing),
+            Message::SyncDiff { req, differing } => self.sync_diff_received(now, req, differing),
+            Message::Collect { start, end, before } => {
+                self.collect_received(env.from, start, end, before)
+            }
             Message::ReplicaReadReply { req, record } => {
                 if let Some(id) = self.kv.replica_reqs.remove(&req) {
                     let record = record.filter(|r| r.is_consistent());

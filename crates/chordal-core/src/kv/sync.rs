@@ -62,6 +62,7 @@ impl Node {
     /// is still running), and schedules the next round.
     pub(crate) fn sync_round(&mut self, now: Time) {
         self.kv.sync_at = Some(now + self.config.sync_interval);
+        self.sweep_round(now);
         let owners: Vec<(NodeRef, crate::KeyRange)> = self
             .vnodes
             .iter()
@@ -191,10 +192,15 @@ impl Node {
     }
 
     /// The replica's answer to our summary: push our side of the differences.
-    pub(crate) fn sync_diff_received(&mut self, req: u64, differing: Vec<u32>) {
+    pub(crate) fn sync_diff_received(&mut self, now: Time, req: u64, differing: Vec<u32>) {
         let Some(job) = self.kv.syncs.remove(&req) else {
             return;
         };
+        if differing.is_empty() {
+            self.kv.in_sync.insert((job.owner.id, job.target.id), now);
+        } else {
+            self.kv.in_sync.remove(&(job.owner.id, job.target.id));
+        }
         self.kv
             .deadlines
             .remove(&(job.deadline, KvDeadline::Sync(req)));
