@@ -10,7 +10,7 @@ use crate::member::Member;
 use anyhow::{Context, Result, bail};
 use chordal_core::KvOutcome;
 use chordal_http::ApiConfig;
-use chordal_node::{Node, NodeConfig};
+use chordal_node::{Client, ClientConfig, Node, NodeConfig};
 use clap::{Args, ValueEnum};
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use hdrhistogram::Histogram;
@@ -27,6 +27,9 @@ pub enum Via {
     Node,
     /// HTTP requests to the nodes' APIs.
     Http,
+    /// The native client (not a ring member): peer protocol, straight to
+    /// each key's owner.
+    Client,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -69,12 +72,17 @@ pub struct KvArgs {
 /// Where operations go.
 enum Backend {
     Nodes(Vec<Node>),
+    Client(Client),
     Http(reqwest::Client, Vec<SocketAddr>),
 }
 
 impl Backend {
     async fn put(&self, i: usize, key: &str, value: Vec<u8>) -> Result<()> {
         match self {
+            Backend::Client(c) => match c.put(key.as_bytes().to_vec(), value).await? {
+                KvOutcome::Stored { .. } => Ok(()),
+                other => bail!("put {key}: {other:?}"),
+            },
             Backend::Nodes(nodes) => match nodes[i % nodes.len()]
                 .put(key.as_bytes().to_vec(), value)
                 .await?
@@ -95,6 +103,10 @@ impl Backend {
 
     async fn get(&self, i: usize, key: &str) -> Result<Vec<u8>> {
         match self {
+            Backend::Client(c) => match c.get(key.as_bytes().to_vec()).await? {
+                KvOutcome::Found { value, .. } => Ok(value),
+                other => bail!("get {key}: {other:?}"),
+            },
             Backend::Nodes(nodes) => {
                 match nodes[i % nodes.len()].get(key.as_bytes().to_vec()).await? {
                     KvOutcome::Found { value, .. } => Ok(value),
@@ -216,12 +228,19 @@ pub async fn run(args: KvArgs) -> Result<()> {
                 reqwest::Client::new(),
                 members.iter().map(|m| m.api).collect(),
             ),
+            Via::Client => Backend::Client(
+                Client::connect(ClientConfig {
+                    seeds: vec![members[0].node.addr().to_string()],
+                    ..ClientConfig::default()
+                })
+                .await?,
+            ),
         }
     };
-    let via = if matches!(backend, Backend::Http(..)) {
-        "http"
-    } else {
-        "node"
+    let via = match backend {
+        Backend::Http(..) => "http",
+        Backend::Client(_) => "client",
+        Backend::Nodes(_) => "node",
     };
     let backend = Arc::new(backend);
     let mut rows = Vec::new();

@@ -101,11 +101,22 @@ pub enum HandshakeError {
 
 /// Sends our preamble and Hello, reads and checks theirs.
 pub async fn handshake(stream: &mut TcpStream, ctx: &ConnContext) -> Result<Hello, HandshakeError> {
+    exchange_hello(stream, &ctx.hello, &ctx.cluster, ctx.handshake_timeout).await
+}
+
+/// The handshake itself: our preamble and encoded `hello` out, theirs in
+/// and checked against `cluster`, all within `timeout`.
+pub async fn exchange_hello(
+    stream: &mut TcpStream,
+    hello: &[u8],
+    cluster: &str,
+    timeout: Duration,
+) -> Result<Hello, HandshakeError> {
     let exchange = async {
-        let mut out = Vec::with_capacity(PREAMBLE_LEN + 4 + ctx.hello.len());
+        let mut out = Vec::with_capacity(PREAMBLE_LEN + 4 + hello.len());
         out.extend_from_slice(&chordal_wire::preamble());
-        out.extend_from_slice(&(ctx.hello.len() as u32).to_be_bytes());
-        out.extend_from_slice(&ctx.hello);
+        out.extend_from_slice(&(hello.len() as u32).to_be_bytes());
+        out.extend_from_slice(hello);
         stream.write_all(&out).await?;
         let mut pre = [0u8; PREAMBLE_LEN];
         stream.read_exact(&mut pre).await.map_err(closed)?;
@@ -118,9 +129,9 @@ pub async fn handshake(stream: &mut TcpStream, ctx: &ConnContext) -> Result<Hell
         }
         let mut body = vec![0u8; len];
         stream.read_exact(&mut body).await.map_err(closed)?;
-        Ok(decode_hello(&body, &ctx.cluster)?)
+        Ok(decode_hello(&body, cluster)?)
     };
-    match tokio::time::timeout(ctx.handshake_timeout, exchange).await {
+    match tokio::time::timeout(timeout, exchange).await {
         Ok(r) => r,
         Err(_) => Err(HandshakeError::Timeout),
     }
@@ -222,11 +233,9 @@ async fn accept(mut stream: TcpStream, remote: SocketAddr, conn_id: u64, ctx: &C
             return;
         }
     };
-    let Some(addr) = hello.addr else {
-        // Only ring members speak the peer protocol for now.
-        ctx.stats.bad_handshakes.fetch_add(1, Ordering::Relaxed);
-        return;
-    };
+    // A client (not a ring member) advertises no address: it is known by
+    // its socket address, and its envelopes must come from that address.
+    let addr = hello.addr.unwrap_or(remote);
     let outbox = Arc::new(Outbox::new(ctx.peer_buffer));
     let est = establish(stream, &hello, addr, conn_id, outbox, false, ctx);
     let _ = ctx.inbound.send(Inbound::Established(est)).await;

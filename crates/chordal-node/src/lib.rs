@@ -17,6 +17,7 @@
 //! # Ok(()) }
 //! ```
 
+mod client;
 mod conn;
 mod driver;
 pub mod local;
@@ -24,6 +25,7 @@ mod outbox;
 mod pool;
 mod status;
 
+pub use client::{Client, ClientConfig, ClientError};
 pub use conn::WireStats;
 pub use status::{Finger, Status, VNodeStatus};
 

@@ -1,0 +1,402 @@
+//! [`Client`]: a process that is not a ring member but uses the store.
+//!
+//! It speaks the peer protocol (its Hello carries no address, so nodes know
+//! it by its socket address and never route through it), caches the ring
+//! (walked with `GetNeighbors`), and sends each operation straight to the
+//! key's owner. When the owner says `WrongOwner`, or its connection fails,
+//! the client walks the ring again and retries.
+
+use crate::conn::exchange_hello;
+use crate::outbox::Outbox;
+use bytes::BytesMut;
+use chordal_core::{Envelope, Id, KvOp, KvOutcome, KvResult, Message, NodeRef, Target};
+use futures_util::StreamExt;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::{Mutex, oneshot};
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+
+/// Tries of one operation (each after refreshing the ring).
+const ATTEMPTS: usize = 3;
+/// Most ring members the client caches.
+const MAX_RING: usize = 100_000;
+
+/// How a client reaches the ring.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Peer addresses (`host:port`) of any ring members.
+    pub seeds: Vec<String>,
+    /// The ring's cluster name.
+    pub cluster: String,
+    /// Deadline of one request to a node.
+    pub timeout: Duration,
+    /// Largest frame accepted.
+    pub max_frame: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            seeds: Vec::new(),
+            cluster: "chordal".into(),
+            timeout: Duration::from_secs(5),
+            max_frame: chordal_wire::DEFAULT_MAX_FRAME,
+        }
+    }
+}
+
+/// Why a client operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    #[error("no seed could be reached: {0}")]
+    NoSeed(String),
+    #[error("node {0} did not answer in time")]
+    Timeout(SocketAddr),
+    #[error("cannot reach node {0}: {1}")]
+    Unreachable(SocketAddr, String),
+    #[error("only {acked} of the {needed} copies needed were stored in time")]
+    QuorumFailed { acked: u32, needed: u32 },
+    #[error("the owner's storage failed")]
+    StoreFailed,
+    #[error("ownership kept moving; gave up")]
+    Redirects,
+}
+
+/// One connection to a node.
+struct Conn {
+    /// Our end's address: the `from` of our envelopes on this connection.
+    local: SocketAddr,
+    outbox: Arc<Outbox>,
+    close: CancellationToken,
+}
+
+struct Inner {
+    config: ClientConfig,
+    /// Our id in envelopes (random per client).
+    id: Id,
+    next_req: AtomicU64,
+    conns: Mutex<HashMap<SocketAddr, Arc<Conn>>>,
+    /// Replies waiting to be picked up, by request number.
+    pending: std::sync::Mutex<HashMap<u64, oneshot::Sender<(NodeRef, Message)>>>,
+    /// Ring members sorted by id.
+    ring: std::sync::RwLock<Vec<NodeRef>>,
+}
+
+/// A handle to the store for processes outside the ring. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for c in self.conns.get_mut().values() {
+            c.close.cancel();
+        }
+    }
+}
+
+impl Client {
+    /// Connects to the ring through the seeds and caches its members.
+    pub async fn connect(config: ClientConfig) -> Result<Client, ClientError> {
+        let id = Id::hash(
+            format!(
+                "client-{}-{:?}",
+                std::process::id(),
+                std::time::SystemTime::now()
+            )
+            .as_bytes(),
+        );
+        let client = Client {
+            inner: Arc::new(Inner {
+                config,
+                id,
+                next_req: AtomicU64::new(1),
+                conns: Mutex::new(HashMap::new()),
+                pending: std::sync::Mutex::new(HashMap::new()),
+                ring: std::sync::RwLock::new(Vec::new()),
+            }),
+        };
+        client.refresh().await?;
+        Ok(client)
+    }
+
+    /// The ring as last walked, in id order.
+    pub fn ring(&self) -> Vec<NodeRef> {
+        self.inner.ring.read().expect("ring lock").clone()
+    }
+
+    /// Walks the ring again from any reachable member (a seed if none).
+    pub async fn refresh(&self) -> Result<(), ClientError> {
+        let mut starts: Vec<SocketAddr> = self.ring().iter().map(|n| n.addr).collect();
+        for seed in &self.inner.config.seeds {
+            if let Ok(addrs) = tokio::net::lookup_host(seed.as_str()).await {
+                starts.extend(addrs);
+            }
+        }
+        let mut last_error = String::from("no seeds given");
+        for start in starts {
+            match self.walk(start).await {
+                Ok(members) if !members.is_empty() => {
+                    *self.inner.ring.write().expect("ring lock") = members;
+                    return Ok(());
+                }
+                Ok(_) => last_error = format!("{start} knows no ring"),
+                Err(e) => last_error = e.to_string(),
+            }
+        }
+        Err(ClientError::NoSeed(last_error))
+    }
+
+    /// Every member, by following successor lists from the process at `start`.
+    async fn walk(&self, start: SocketAddr) -> Result<Vec<NodeRef>, ClientError> {
+        let mut members: Vec<NodeRef> = Vec::new();
+        let first = self
+            .neighbors(Target {
+                addr: start,
+                id: None,
+            })
+            .await?;
+        let mut frontier = first;
+        loop {
+            let mut progressed = false;
+            for n in &frontier {
+                if !members.iter().any(|m| m.id == n.id) {
+                    members.push(*n);
+                    progressed = true;
+                }
+            }
+            if !progressed || members.len() >= MAX_RING {
+                break;
+            }
+            let last = *frontier.last().expect("non-empty");
+            frontier = self.neighbors(last.into()).await?;
+        }
+        members.sort_by_key(|m| m.id);
+        Ok(members)
+    }
+
+    /// A node's own entry and its successor list.
+    async fn neighbors(&self, to: Target) -> Result<Vec<NodeRef>, ClientError> {
+        match self
+            .request(to, |req| Message::GetNeighbors { req })
+            .await?
+        {
+            (from, Message::Neighbors { successors, .. }) => {
+                let mut out = vec![from];
+                out.extend(successors);
+                Ok(out)
+            }
+            (_, _) => Err(ClientError::Unreachable(
+                to.addr,
+                "unexpected answer".into(),
+            )),
+        }
+    }
+
+    /// The owner of `key_id` by the cached ring.
+    fn owner(&self, key_id: &Id) -> Option<NodeRef> {
+        let ring = self.inner.ring.read().expect("ring lock");
+        if ring.is_empty() {
+            return None;
+        }
+        let i = ring.partition_point(|n| n.id < *key_id);
+        Some(ring[i % ring.len()])
+    }
+
+    /// Stores `value` under `key` (durable on the write quorum when `Ok`).
+    pub async fn put(&self, key: Vec<u8>, value: Vec<u8>) -> Result<KvOutcome, ClientError> {
+        self.kv(KvOp::Put { key, value }).await
+    }
+
+    /// Reads `key`: `Found` or `NotFound`.
+    pub async fn get(&self, key: Vec<u8>) -> Result<KvOutcome, ClientError> {
+        self.kv(KvOp::Get { key }).await
+    }
+
+    /// Deletes `key`: `Stored` (a tombstone) or `NotFound`.
+    pub async fn delete(&self, key: Vec<u8>) -> Result<KvOutcome, ClientError> {
+        self.kv(KvOp::Delete { key }).await
+    }
+
+    async fn kv(&self, op: KvOp) -> Result<KvOutcome, ClientError> {
+        let key_id = Id::hash(op.key());
+        let mut last = ClientError::Redirects;
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                self.refresh().await?;
+            }
+            let Some(owner) = self.owner(&key_id) else {
+                self.refresh().await?;
+                continue;
+            };
+            let op = op.clone();
+            match self
+                .request(owner.into(), move |req| Message::KvRequest { req, op })
+                .await
+            {
+                Ok((_, Message::KvReply { result, .. })) => match result {
+                    KvResult::Stored { version, acked } => {
+                        return Ok(KvOutcome::Stored { version, acked });
+                    }
+                    KvResult::Found { value, version } => {
+                        return Ok(KvOutcome::Found { value, version });
+                    }
+                    KvResult::NotFound => return Ok(KvOutcome::NotFound),
+                    KvResult::QuorumFailed { acked, needed } => {
+                        return Err(ClientError::QuorumFailed { acked, needed });
+                    }
+                    KvResult::StoreFailed => return Err(ClientError::StoreFailed),
+                    _ => last = ClientError::Redirects,
+                },
+                Ok(_) => last = ClientError::Redirects,
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// Sends one request to `to` and waits for the answer with the same
+    /// request number (on the same connection); returns who answered.
+    async fn request(
+        &self,
+        to: Target,
+        make: impl FnOnce(u64) -> Message,
+    ) -> Result<(NodeRef, Message), ClientError> {
+        let conn = self.connection(to.addr).await?;
+        let req = self.inner.next_req.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .pending
+            .lock()
+            .expect("pending lock")
+            .insert(req, tx);
+        let env = Envelope {
+            from: NodeRef::new(self.inner.id, conn.local),
+            to,
+            msg: make(req),
+        };
+        let mut buf = BytesMut::new();
+        chordal_wire::encode_frame(&env, &mut buf);
+        if !conn.outbox.push(&buf) {
+            self.forget(to.addr, &conn).await;
+            self.inner
+                .pending
+                .lock()
+                .expect("pending lock")
+                .remove(&req);
+            return Err(ClientError::Unreachable(
+                to.addr,
+                "connection broken".into(),
+            ));
+        }
+        let answer = tokio::time::timeout(self.inner.config.timeout, rx).await;
+        self.inner
+            .pending
+            .lock()
+            .expect("pending lock")
+            .remove(&req);
+        match answer {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(_)) => Err(ClientError::Unreachable(
+                to.addr,
+                "connection closed".into(),
+            )),
+            Err(_) => Err(ClientError::Timeout(to.addr)),
+        }
+    }
+
+    /// The connection to `addr`, opened (and handshaken) if needed.
+    async fn connection(&self, addr: SocketAddr) -> Result<Arc<Conn>, ClientError> {
+        let mut conns = self.inner.conns.lock().await;
+        if let Some(c) = conns.get(&addr)
+            && !c.close.is_cancelled()
+        {
+            return Ok(c.clone());
+        }
+        let config = &self.inner.config;
+        let unreachable = |e: String| ClientError::Unreachable(addr, e);
+        let mut stream = tokio::time::timeout(config.timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| ClientError::Timeout(addr))?
+            .map_err(|e| unreachable(e.to_string()))?;
+        let hello = chordal_wire::encode_hello(&chordal_wire::Hello {
+            cluster: config.cluster.clone(),
+            addr: None,
+            api: None,
+            ids: Vec::new(),
+        });
+        exchange_hello(&mut stream, &hello, &config.cluster, config.timeout)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let _ = stream.set_nodelay(true);
+        let local = stream
+            .local_addr()
+            .map_err(|e| unreachable(e.to_string()))?;
+        let (r, w) = stream.into_split();
+        let outbox = Arc::new(Outbox::new(8 * 1024 * 1024));
+        outbox.attach(w);
+        let close = CancellationToken::new();
+        let conn = Arc::new(Conn {
+            local,
+            outbox: outbox.clone(),
+            close: close.clone(),
+        });
+        tokio::spawn({
+            let close = close.clone();
+            async move {
+                let _ = outbox.drain(close).await;
+            }
+        });
+        // The reader hands every answer to whoever waits for its request.
+        let inner = Arc::downgrade(&self.inner);
+        let mut frames = FramedRead::new(r, chordal_wire::frame_codec(config.max_frame));
+        tokio::spawn(async move {
+            loop {
+                let frame = tokio::select! {
+                    _ = close.cancelled() => break,
+                    f = frames.next() => f,
+                };
+                let Some(Ok(frame)) = frame else { break };
+                let Ok(env) = chordal_wire::decode_envelope(&frame, local) else {
+                    break;
+                };
+                let Some(inner) = inner.upgrade() else { break };
+                let Some(req) = reply_id(&env.msg) else {
+                    continue;
+                };
+                let waiter = inner.pending.lock().expect("pending lock").remove(&req);
+                if let Some(w) = waiter {
+                    let _ = w.send((env.from, env.msg));
+                }
+            }
+            close.cancel();
+        });
+        conns.insert(addr, conn.clone());
+        Ok(conn)
+    }
+
+    async fn forget(&self, addr: SocketAddr, conn: &Arc<Conn>) {
+        conn.close.cancel();
+        let mut conns = self.inner.conns.lock().await;
+        if conns.get(&addr).is_some_and(|c| Arc::ptr_eq(c, conn)) {
+            conns.remove(&addr);
+        }
+    }
+}
+
+/// The request number an answer echoes.
+fn reply_id(msg: &Message) -> Option<u64> {
+    match msg {
+        Message::Neighbors { req, .. }
+        | Message::KvReply { req, .. }
+        | Message::NotHere { req } => Some(*req),
+        _ => None,
+    }
+}

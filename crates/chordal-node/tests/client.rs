@@ -1,0 +1,103 @@
+//! The native client: not a ring member, it caches the ring and talks to
+//! owners directly.
+
+use chordal_core::KvOutcome;
+use chordal_node::local::{Check, LocalRing};
+use chordal_node::{Client, ClientConfig, NodeConfig};
+use std::time::Duration;
+
+fn config() -> NodeConfig {
+    NodeConfig {
+        core: chordal_core::Config::default().with_maintenance_interval(Duration::from_millis(100)),
+        ..NodeConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_reads_and_writes_through_the_owners() {
+    let mut ring = LocalRing::start(5, config()).await.unwrap();
+    ring.wait_for(
+        Check::Neighbours,
+        Duration::from_millis(20),
+        Duration::from_secs(20),
+    )
+    .await
+    .expect("ring");
+    tokio::time::sleep(Duration::from_millis(500)).await; // successor lists fill
+    let client = Client::connect(ClientConfig {
+        seeds: vec![ring.nodes[2].addr().to_string()],
+        ..ClientConfig::default()
+    })
+    .await
+    .unwrap();
+    // The cached ring is exactly the members, in id order.
+    let ids: Vec<_> = client.ring().iter().map(|n| n.id).collect();
+    assert_eq!(ids, ring.oracle().ids().to_vec());
+
+    for k in 0..100 {
+        let key = format!("c-{k}").into_bytes();
+        assert!(matches!(
+            client.put(key.clone(), key.clone()).await,
+            Ok(KvOutcome::Stored { acked: 2.., .. })
+        ));
+    }
+    for k in 0..100 {
+        let key = format!("c-{k}").into_bytes();
+        // Written by the client, read by a member, and the other way round.
+        assert!(
+            matches!(ring.nodes[k % 5].get(key.clone()).await, Ok(KvOutcome::Found { value, .. }) if value == key)
+        );
+        assert!(
+            matches!(client.get(key.clone()).await, Ok(KvOutcome::Found { value, .. }) if value == key)
+        );
+    }
+    assert_eq!(
+        client.get(b"absent".to_vec()).await,
+        Ok(KvOutcome::NotFound)
+    );
+    assert!(matches!(
+        client.delete(b"c-1".to_vec()).await,
+        Ok(KvOutcome::Stored { .. })
+    ));
+    assert_eq!(client.get(b"c-1".to_vec()).await, Ok(KvOutcome::NotFound));
+    assert_eq!(
+        client.delete(b"c-1".to_vec()).await,
+        Ok(KvOutcome::NotFound)
+    );
+
+    // The client is not a member: walks from the ring do not see it.
+    assert_eq!(ring.nodes[0].walk_ring(100).await.unwrap().len(), 5);
+
+    // A member crashes: the client's next operations find the new owners.
+    let dead = ring.nodes.remove(3);
+    dead.abort().await;
+    ring.wait_for(
+        Check::Neighbours,
+        Duration::from_millis(20),
+        Duration::from_secs(20),
+    )
+    .await
+    .expect("ring heals");
+    for k in 2..100 {
+        let key = format!("c-{k}").into_bytes();
+        let got = client.get(key.clone()).await;
+        assert!(
+            matches!(&got, Ok(KvOutcome::Found { value, .. }) if *value == key),
+            "c-{k}: {got:?}"
+        );
+    }
+    ring.leave_all().await;
+}
+
+#[tokio::test]
+async fn client_reports_unreachable_seeds() {
+    let err = Client::connect(ClientConfig {
+        seeds: vec!["127.0.0.1:1".into()],
+        timeout: Duration::from_millis(500),
+        ..ClientConfig::default()
+    })
+    .await
+    .err()
+    .expect("no ring there");
+    assert!(matches!(err, chordal_node::ClientError::NoSeed(_)), "{err}");
+}
