@@ -178,3 +178,48 @@ fn kv_api_rejects_bad_requests_and_stores_nothing() {
     assert_eq!((status, body), (200, bin));
     assert!(head.to_lowercase().contains("x-chordal-version:"), "{head}");
 }
+
+/// SIGTERM: the node hands its whole range to its successor before it
+/// exits. With R = 1 nobody else has those keys, so none may be missing.
+#[test]
+fn graceful_leave_hands_over_everything() {
+    let extra = ["--replicas", "1", "--stabilize-ms", "200"];
+    let mut nodes = vec![NodeProc::start(None, &extra)];
+    for _ in 1..4 {
+        let seed = nodes[0].addr;
+        nodes.push(NodeProc::start(Some(seed), &extra));
+    }
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    eventually(Duration::from_secs(20), || ring_correct(&all)).expect("ring");
+    for k in 0..300 {
+        put(
+            nodes[k % 4].api,
+            &format!("h-{k}"),
+            format!("v-{k}").as_bytes(),
+        );
+    }
+    // The node with the most keys leaves (counts refresh every second).
+    std::thread::sleep(Duration::from_millis(1200));
+    let count = |n: &NodeProc| {
+        get_json(n.api, "/v1/node").1["keys_stored"]
+            .as_u64()
+            .unwrap()
+    };
+    let leaving = (1..4).max_by_key(|i| count(&nodes[*i])).unwrap();
+    assert!(count(&nodes[leaving]) > 0);
+    assert!(nodes[leaving].terminate().success());
+    let live: Vec<&NodeProc> = nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != leaving)
+        .map(|(_, n)| n)
+        .collect();
+    eventually(Duration::from_secs(10), || ring_correct(&live)).expect("ring after leave");
+    for k in 0..300 {
+        assert_eq!(
+            get(live[k % 3].api, &format!("h-{k}")),
+            Some(format!("v-{k}").into_bytes()),
+            "h-{k}"
+        );
+    }
+}

@@ -135,7 +135,11 @@ impl Node {
 
     /// Leaves gracefully: each virtual node tells its neighbours. Send what
     /// `poll_transmit` returns before exiting.
+    /// Each virtual node first pushes every record of its range to its
+    /// successor, the range's next owner (the data goes out before the
+    /// farewells; perform the storage requests before exiting).
     pub fn leave(&mut self, now: Time) {
+        self.hand_over_ranges();
         for v in &mut self.vnodes {
             v.leave();
         }

@@ -486,3 +486,54 @@ fn tombstones_are_collected_after_the_grace_period() {
         assert_eq!(value(s.get(2, key.as_bytes())), None);
     }
 }
+
+/// A graceful leave hands the leaving node's whole range to its successor
+/// (shown with R = 1: no replica would have it otherwise).
+#[test]
+fn graceful_leave_hands_over_everything() {
+    let seed = 42;
+    let mut config = SimConfig {
+        seed,
+        ..SimConfig::default()
+    };
+    config.node.replicas = 1;
+    let mut s = Sim::new(config);
+    let first = s.add_node(1);
+    s.create(first);
+    for _ in 1..8 {
+        let i = s.add_node(1);
+        s.join(i, first);
+        s.run_for(Duration::from_millis(50));
+    }
+    s.run_until_true(Duration::from_millis(100), 60 * SEC, |s| {
+        s.ring_errors(true) == 0
+    })
+    .expect("ring");
+    let keys: Vec<String> = (0..200).map(|k| format!("leaving-{k}")).collect();
+    for (k, key) in keys.iter().enumerate() {
+        assert!(matches!(
+            s.put(k % 8, key.as_bytes(), key.as_bytes()),
+            Ok(KvOutcome::Stored { acked: 1, .. })
+        ));
+    }
+    // The node holding the most keys leaves (not the first, the seed).
+    let held = |s: &Sim, i: usize| {
+        keys.iter()
+            .filter(|k| holders(s, k.as_bytes()) == vec![i])
+            .count()
+    };
+    let leaving = (1..8).max_by_key(|i| held(&s, *i)).unwrap();
+    assert!(
+        held(&s, leaving) > 0,
+        "seed {seed}: no node held a key alone"
+    );
+    s.leave(leaving);
+    s.run_for(2 * SEC);
+    for key in &keys {
+        assert_eq!(
+            value(s.get(0, key.as_bytes())),
+            Some(key.as_bytes().to_vec()),
+            "seed {seed}: {key}"
+        );
+    }
+}

@@ -70,7 +70,7 @@ impl Node {
         // The first try may use an owner we heard from recently; a retry
         // (after `WrongOwner`) always looks up.
         if first_try && let Some(owner) = self.kv.cached_owner(now, &key_id) {
-            self.send_to_owner(id, owner, op);
+            self.send_to_owner(now, id, owner, op);
             return;
         }
         let lookup = self.start_lookup_quiet(now, key_id, LookupMode::Recursive);
@@ -102,38 +102,60 @@ impl Node {
             self.owner_start(now, owner, op, ReplyTo::Local(id));
             return;
         }
-        self.send_to_owner(id, owner, op);
+        self.send_to_owner(now, id, owner, op);
     }
 
-    fn send_to_owner(&mut self, id: u64, owner: NodeRef, op: KvOp) {
+    /// Sends operation `id` to `owner`. If no answer comes within 3/5 of
+    /// the operation's time (the owner's own write deadline is 1/2), the
+    /// owner is presumed dead: forgotten, and the operation looked up again.
+    fn send_to_owner(&mut self, now: Time, id: u64, owner: NodeRef, op: KvOp) {
         let req = self.kv.next();
-        self.kv.requests.insert(req, (id, owner));
+        let deadline = now + self.config.kv_timeout * 3 / 5;
+        self.kv.requests.insert(req, (id, owner, deadline));
+        self.kv
+            .deadlines
+            .insert((deadline, KvDeadline::Request(req)));
         let from = self.vnodes[0].me();
         self.kv_send(from, owner, Message::KvRequest { req, op });
+    }
+
+    /// Request `req` went unanswered: its owner is presumed dead.
+    pub(crate) fn request_expired(&mut self, now: Time, req: u64) {
+        let Some((id, owner, _)) = self.kv.requests.remove(&req) else {
+            return;
+        };
+        self.kv.forget_owner(&owner);
+        self.route_client(now, id);
     }
 
     /// Peers matching `dead` failed: operations waiting on them try again
     /// through a fresh lookup, and the owner cache forgets them.
     pub(crate) fn kv_peers_failed(&mut self, now: Time, dead: impl Fn(&NodeRef) -> bool) {
         self.kv.owner_cache.retain(|_, (_, owner, _)| !dead(owner));
-        let stuck: Vec<(u64, u64)> = self
+        let stuck: Vec<(u64, u64, Time)> = self
             .kv
             .requests
             .iter()
-            .filter(|(_, (_, owner))| dead(owner))
-            .map(|(req, (id, _))| (*req, *id))
+            .filter(|(_, (_, owner, _))| dead(owner))
+            .map(|(req, (id, _, deadline))| (*req, *id, *deadline))
             .collect();
-        for (req, id) in stuck {
+        for (req, id, deadline) in stuck {
             self.kv.requests.remove(&req);
+            self.kv
+                .deadlines
+                .remove(&(deadline, KvDeadline::Request(req)));
             self.route_client(now, id);
         }
     }
 
     /// An owner answered a `KvRequest` of ours.
     pub(crate) fn kv_reply(&mut self, now: Time, req: u64, result: KvResult) {
-        let Some((id, owner)) = self.kv.requests.remove(&req) else {
+        let Some((id, owner, deadline)) = self.kv.requests.remove(&req) else {
             return;
         };
+        self.kv
+            .deadlines
+            .remove(&(deadline, KvDeadline::Request(req)));
         if result == KvResult::WrongOwner {
             self.kv.forget_owner(&owner);
         }

@@ -214,6 +214,8 @@ pub(crate) enum KvDeadline {
     Client(u64),
     Owner(u64),
     Sync(u64),
+    /// A `KvRequest` to an owner awaiting its reply.
+    Request(u64),
 }
 
 /// All key-value state of one process.
@@ -225,7 +227,7 @@ pub(crate) struct KvState {
     /// Lookups started for client operations.
     pub lookups: HashMap<LookupId, u64>,
     /// `KvRequest`s sent, by request number → client operation and owner.
-    pub requests: HashMap<u64, (u64, NodeRef)>,
+    pub requests: HashMap<u64, (u64, NodeRef, Time)>,
     pub owners: HashMap<u64, OwnerOp>,
     /// `Replicate` / `ReplicaRead` requests sent → owner operation.
     pub replica_reqs: HashMap<u64, u64>,
@@ -476,10 +478,11 @@ impl crate::Node {
             match what {
                 KvDeadline::Client(id) => {
                     self.kv.lookups.retain(|_, c| *c != id);
-                    self.kv.requests.retain(|_, (c, _)| *c != id);
+                    self.kv.requests.retain(|_, (c, _, _)| *c != id);
                     self.finish_client(id, Err(KvError::Timeout));
                 }
                 KvDeadline::Owner(id) => self.owner_expired(now, id),
+                KvDeadline::Request(req) => self.request_expired(now, req),
                 KvDeadline::Sync(req) => {
                     self.kv.syncs.remove(&req);
                 }

@@ -213,6 +213,23 @@ impl Node {
         }
     }
 
+    /// Graceful leave: every owned range goes to its successor, whole.
+    pub(crate) fn hand_over_ranges(&mut self) {
+        let handovers: Vec<(NodeRef, NodeRef, crate::KeyRange)> = self
+            .vnodes
+            .iter()
+            .filter(|v| v.is_joined())
+            .filter_map(|v| {
+                let succ = v.table().successor();
+                let range = v.range()?;
+                (succ.addr != self.addr).then_some((v.me(), succ, range))
+            })
+            .collect();
+        for (me, succ, range) in handovers {
+            self.push_buckets(succ, me, range.start, range.end, 1, vec![0], None);
+        }
+    }
+
     /// Asks the store for (the next page of) our records in `which`.
     #[allow(clippy::too_many_arguments)]
     fn push_buckets(
