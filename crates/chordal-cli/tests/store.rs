@@ -99,9 +99,26 @@ fn acknowledged_writes_survive_kills_restarts_and_shrinking_to_half() {
         assert_eq!(&got, want, "key-{k} after two kill -9");
     }
 
+    // Then nodes fail one at a time, with time to re-replicate in between,
+    // until half are gone.
+    let mut alive: Vec<usize> = (0..10).filter(|i| *i != 3 && *i != 4).collect();
+    for victim in [1, 6, 8] {
+        nodes[victim].kill9();
+        alive.retain(|i| *i != victim);
+        let live: Vec<&NodeProc> = alive.iter().map(|i| &nodes[*i]).collect();
+        eventually(Duration::from_secs(15), || ring_correct(&live)).expect("ring did not heal");
+        // A few sync rounds (300 ms each) to restore three copies.
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    assert_eq!(alive.len(), 5);
+    for (k, want) in expect.iter().enumerate() {
+        let got = get(nodes[alive[k % 5]].api, &format!("key-{k}"));
+        assert_eq!(&got, want, "key-{k} with half the nodes gone");
+    }
+
     // While they are down, keys are overwritten and deleted.
     for k in (0..2000).step_by(13) {
-        let at = live[k % live.len()].api;
+        let at = nodes[alive[k % 5]].api;
         if k.is_multiple_of(2) {
             put(at, &format!("key-{k}"), format!("v3-{k}").as_bytes());
             expect[k] = Some(format!("v3-{k}").into_bytes());
@@ -111,11 +128,10 @@ fn acknowledged_writes_survive_kills_restarts_and_shrinking_to_half() {
             expect[k] = None;
         }
     }
-    drop(live);
-    // The two come back from their data directories (same ids, new ports)
-    // with stale data: they must not serve it.
-    for i in [3, 4] {
-        let seed = nodes[0].addr;
+    // The killed nodes come back from their data directories (same ids,
+    // new ports) with stale data: they must not serve it.
+    for i in [1, 3, 4, 6, 8] {
+        let seed = nodes[alive[0]].addr;
         let old_id = nodes[i].id;
         nodes[i] = start(Some(seed), i);
         assert_eq!(nodes[i].id, old_id, "node {i} did not keep its identity");
@@ -127,56 +143,71 @@ fn acknowledged_writes_survive_kills_restarts_and_shrinking_to_half() {
         let got = get(nodes[k % 10].api, &format!("key-{k}"));
         assert_eq!(&got, want, "key-{k} after the restarts");
     }
-
-    // Now fail nodes one at a time, with time to re-replicate in between,
-    // until half are gone.
-    let mut alive: Vec<usize> = (0..10).collect();
-    for victim in [1, 3, 5, 7, 9] {
-        nodes[victim].kill9();
-        alive.retain(|i| *i != victim);
-        let live: Vec<&NodeProc> = alive.iter().map(|i| &nodes[*i]).collect();
-        eventually(Duration::from_secs(15), || ring_correct(&live)).expect("ring did not heal");
-        // A few sync rounds (300 ms each) to restore three copies.
-        std::thread::sleep(Duration::from_millis(1500));
-    }
-    let live: Vec<&NodeProc> = alive.iter().map(|i| &nodes[*i]).collect();
-    for (k, want) in expect.iter().enumerate() {
-        let got = get(live[k % live.len()].api, &format!("key-{k}"));
-        assert_eq!(&got, want, "key-{k} with half the nodes gone");
-    }
 }
 
+/// Writers at different nodes put one key at the same time: afterwards
+/// every replica holds the same version and value.
 #[test]
-fn kv_api_rejects_bad_requests_and_stores_nothing() {
-    let a = NodeProc::start(None, &[]);
-    // Over the value limit: 413, JSON, nothing stored.
-    let big = vec![b'x'; 1024 * 1024 + 1];
-    let (status, _, body) = http_body(a.api, "PUT", "/v1/kv/big", &big);
-    assert_eq!(status, 413);
-    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(v["code"], "value_too_large");
-    assert_eq!(get(a.api, "big"), None);
-    // Exactly at the limit is fine.
-    let max = vec![b'y'; 1024 * 1024];
-    put(a.api, "max", &max);
-    assert_eq!(get(a.api, "max"), Some(max));
-    // Key over 1 KiB: 400.
-    let long = "k".repeat(1025);
-    let (status, _, body) = http_body(a.api, "PUT", &format!("/v1/kv/{long}"), b"v");
-    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
-    // Unknown key: 404 JSON on GET and DELETE.
-    for method in ["GET", "DELETE"] {
-        let (status, _, body) = http_body(a.api, method, "/v1/kv/nothing", b"");
-        assert_eq!(status, 404);
-        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(v["code"], "not_found");
+fn concurrent_writers_converge_on_every_replica() {
+    let extra = ["--stabilize-ms", "200", "--sync-ms", "300"];
+    let mut nodes = vec![NodeProc::start(None, &extra)];
+    for _ in 1..6 {
+        let seed = nodes[0].addr;
+        nodes.push(NodeProc::start(Some(seed), &extra));
     }
-    // Binary values and keys that need encoding round-trip, with a version.
-    let bin: Vec<u8> = (0..=255).collect();
-    put(a.api, "a%20b%2Fc", &bin);
-    let (status, head, body) = http_body(a.api, "GET", "/v1/kv/a%20b%2Fc", b"");
-    assert_eq!((status, body), (200, bin));
-    assert!(head.to_lowercase().contains("x-chordal-version:"), "{head}");
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    eventually(Duration::from_secs(20), || successor_lists_correct(&all, 5)).expect("ring");
+    let apis: Vec<_> = nodes.iter().map(|n| n.api).collect();
+    let writers: Vec<_> = (0..12)
+        .map(|w| {
+            let api = apis[w % apis.len()];
+            std::thread::spawn(move || {
+                for round in 0..10 {
+                    put(api, "contended", format!("writer-{w}-{round}").as_bytes());
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(1500)); // sync rounds
+    let (_, loc) = get_json(apis[0], "/v1/locate/contended");
+    let mut holders = vec![loc["owner"]["api"].as_str().unwrap().to_string()];
+    holders.extend(
+        loc["replicas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["api"].as_str().unwrap().to_string()),
+    );
+    assert_eq!(holders.len(), 3);
+    let copies: Vec<(String, Vec<u8>)> = holders
+        .iter()
+        .map(|api| {
+            let (status, head, body) = http_body(
+                api.parse().unwrap(),
+                "GET",
+                "/v1/kv/contended?local=true",
+                b"",
+            );
+            assert_eq!(status, 200, "{api}");
+            let version = head
+                .lines()
+                .find_map(|l| {
+                    l.to_lowercase()
+                        .strip_prefix("x-chordal-version:")
+                        .map(|v| v.trim().to_string())
+                })
+                .expect("version header");
+            (version, body)
+        })
+        .collect();
+    assert!(
+        copies.windows(2).all(|w| w[0] == w[1]),
+        "replicas differ: {copies:?}"
+    );
+    assert_eq!(get(apis[3], "contended"), Some(copies[0].1.clone()));
 }
 
 /// SIGTERM: the node hands its whole range to its successor before it
@@ -222,4 +253,36 @@ fn graceful_leave_hands_over_everything() {
             "h-{k}"
         );
     }
+}
+#[test]
+fn kv_api_rejects_bad_requests_and_stores_nothing() {
+    let a = NodeProc::start(None, &[]);
+    // Over the value limit: 413, JSON, nothing stored.
+    let big = vec![b'x'; 1024 * 1024 + 1];
+    let (status, _, body) = http_body(a.api, "PUT", "/v1/kv/big", &big);
+    assert_eq!(status, 413);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["code"], "value_too_large");
+    assert_eq!(get(a.api, "big"), None);
+    // Exactly at the limit is fine.
+    let max = vec![b'y'; 1024 * 1024];
+    put(a.api, "max", &max);
+    assert_eq!(get(a.api, "max"), Some(max));
+    // Key over 1 KiB: 400.
+    let long = "k".repeat(1025);
+    let (status, _, body) = http_body(a.api, "PUT", &format!("/v1/kv/{long}"), b"v");
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    // Unknown key: 404 JSON on GET and DELETE.
+    for method in ["GET", "DELETE"] {
+        let (status, _, body) = http_body(a.api, method, "/v1/kv/nothing", b"");
+        assert_eq!(status, 404);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["code"], "not_found");
+    }
+    // Binary values and keys that need encoding round-trip, with a version.
+    let bin: Vec<u8> = (0..=255).collect();
+    put(a.api, "a%20b%2Fc", &bin);
+    let (status, head, body) = http_body(a.api, "GET", "/v1/kv/a%20b%2Fc", b"");
+    assert_eq!((status, body), (200, bin));
+    assert!(head.to_lowercase().contains("x-chordal-version:"), "{head}");
 }

@@ -300,6 +300,18 @@ impl Node {
                 self.kv_lookup_done(now, *lookup, result);
                 return;
             }
+            Event::RangeChanged {
+                vnode,
+                old: Some(old),
+                new,
+            } if new.start != old.start && new.start.in_open(&old.start, &old.end) => {
+                // Our range shrank: a new predecessor took `(old.start,
+                // new.start]`. Hand it what we have there at once (we may
+                // hold writes it missed while it was away).
+                let (vnode, lost_start, lost_end) = (*vnode, old.start, new.start);
+                self.hand_over_lost_range(vnode, lost_start, lost_end);
+                self.sync_soon(now);
+            }
             Event::RangeChanged { .. } | Event::PredecessorChanged { new: None, .. } => {
                 self.kv.range_grew_at = Some(now);
                 self.sync_soon(now);

@@ -5,7 +5,7 @@ use crate::routes::{AppState, key_from_path};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chordal_core::{KvError, KvOutcome};
@@ -79,17 +79,31 @@ pub async fn put(
     stored(&key, outcome.map_err(kv_error)?)
 }
 
+#[derive(serde::Deserialize)]
+pub struct GetQuery {
+    /// `true`: this node's own copy, without routing (inspecting replicas).
+    local: Option<bool>,
+}
+
 pub async fn get(
     State(s): State<AppState>,
     key: Result<Path<String>, PathRejection>,
+    Query(q): Query<GetQuery>,
 ) -> Result<Response, ApiError> {
     let key = key_from_path(key, &s.config)?;
-    match s
-        .node
-        .get(key.clone().into_bytes())
-        .await
-        .map_err(kv_error)?
-    {
+    let outcome = if q.local == Some(true) {
+        match s.node.local_get(key.clone().into_bytes()).await? {
+            Some(r) if !r.is_tombstone() => KvOutcome::Found {
+                value: r.value.unwrap_or_default(),
+                version: r.version,
+            },
+            _ => KvOutcome::NotFound,
+        }
+    } else {
+        let got = s.node.get(key.clone().into_bytes()).await;
+        got.map_err(kv_error)?
+    };
+    match outcome {
         KvOutcome::Found { value, version } => {
             let mut headers = HeaderMap::new();
             if let Ok(v) = HeaderValue::from_str(&version.to_text()) {

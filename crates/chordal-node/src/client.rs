@@ -22,7 +22,9 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 /// Tries of one operation (each after refreshing the ring).
-const ATTEMPTS: usize = 3;
+const ATTEMPTS: usize = 4;
+/// How long an address that refused us stays out of the ring.
+const DEAD_FOR: Duration = Duration::from_secs(5);
 /// Most ring members the client caches.
 const MAX_RING: usize = 100_000;
 
@@ -86,6 +88,9 @@ struct Inner {
     pending: std::sync::Mutex<HashMap<u64, oneshot::Sender<(NodeRef, Message)>>>,
     /// Ring members sorted by id.
     ring: std::sync::RwLock<Vec<NodeRef>>,
+    /// Addresses that refused us recently: left out of the ring for a
+    /// while (other members' successor lists may still name them).
+    dead: std::sync::Mutex<HashMap<SocketAddr, tokio::time::Instant>>,
 }
 
 /// A handle to the store for processes outside the ring. Cheap to clone.
@@ -121,6 +126,7 @@ impl Client {
                 conns: Mutex::new(HashMap::new()),
                 pending: std::sync::Mutex::new(HashMap::new()),
                 ring: std::sync::RwLock::new(Vec::new()),
+                dead: std::sync::Mutex::new(HashMap::new()),
             }),
         };
         client.refresh().await?;
@@ -142,8 +148,12 @@ impl Client {
         }
         let mut last_error = String::from("no seeds given");
         for start in starts {
+            if self.is_dead(start) {
+                continue;
+            }
             match self.walk(start).await {
-                Ok(members) if !members.is_empty() => {
+                Ok(mut members) if !members.is_empty() => {
+                    members.retain(|m| !self.is_dead(m.addr));
                     *self.inner.ring.write().expect("ring lock") = members;
                     return Ok(());
                 }
@@ -152,6 +162,18 @@ impl Client {
             }
         }
         Err(ClientError::NoSeed(last_error))
+    }
+
+    /// Did `addr` refuse us within the last few seconds?
+    fn is_dead(&self, addr: SocketAddr) -> bool {
+        let mut dead = self.inner.dead.lock().expect("dead lock");
+        dead.retain(|_, at| at.elapsed() < DEAD_FOR);
+        dead.contains_key(&addr)
+    }
+
+    fn mark_dead(&self, addr: SocketAddr) {
+        let mut dead = self.inner.dead.lock().expect("dead lock");
+        dead.insert(addr, tokio::time::Instant::now());
     }
 
     /// Every member, by following successor lists from the process at `start`.
@@ -230,6 +252,8 @@ impl Client {
         let mut last = ClientError::Redirects;
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
+                // Give the ring a moment to heal, then look again.
+                tokio::time::sleep(Duration::from_millis(50 * attempt as u64)).await;
                 self.refresh().await?;
             }
             let Some(owner) = self.owner(&key_id) else {
@@ -256,7 +280,12 @@ impl Client {
                     _ => last = ClientError::Redirects,
                 },
                 Ok(_) => last = ClientError::Redirects,
-                Err(e) => last = e,
+                Err(e) => {
+                    if let ClientError::Unreachable(addr, _) = &e {
+                        self.mark_dead(*addr);
+                    }
+                    last = e;
+                }
             }
         }
         Err(last)

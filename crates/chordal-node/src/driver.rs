@@ -40,6 +40,11 @@ pub enum Command {
     Status {
         reply: oneshot::Sender<Status>,
     },
+    /// This node's own copy of a key, without routing.
+    LocalGet {
+        key: Vec<u8>,
+        reply: oneshot::Sender<Option<chordal_core::Record>>,
+    },
     ApiOf {
         addr: SocketAddr,
         reply: oneshot::Sender<Option<SocketAddr>>,
@@ -229,6 +234,10 @@ impl Driver {
             }
             Command::Status { reply } => {
                 let _ = reply.send(self.status());
+            }
+            Command::LocalGet { key, reply } => {
+                let id = chordal_core::Id::hash(&key);
+                let _ = reply.send(self.store.get(&id, &key).ok().flatten());
             }
             Command::ApiOf { addr, reply } => {
                 let api = if addr == self.core.addr() {

@@ -334,6 +334,12 @@ impl Node {
         r.map_err(KvCallError::Kv)
     }
 
+    /// This node's own copy of `key` (a tombstone included), without
+    /// routing: for inspecting replicas.
+    pub async fn local_get(&self, key: Vec<u8>) -> Result<Option<chordal_core::Record>, NodeError> {
+        self.ask(|reply| Command::LocalGet { key, reply }).await
+    }
+
     /// A snapshot of our routing state and counters.
     pub async fn status(&self) -> Result<Status, NodeError> {
         self.ask(|reply| Command::Status { reply }).await

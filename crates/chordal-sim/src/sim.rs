@@ -206,6 +206,23 @@ impl Sim {
         self.nodes[i].alive = false;
     }
 
+    /// Node `i` (killed) starts again with its ids, address and store (its
+    /// disk), and joins through node `seed`.
+    pub fn restart(&mut self, i: usize, seed: usize) {
+        let addr = self.nodes[i].node.addr();
+        let ids: Vec<Id> = self.nodes[i]
+            .node
+            .vnodes()
+            .iter()
+            .map(|v| v.me().id)
+            .collect();
+        let rng_seed = self.rng.next_u64();
+        self.nodes[i].node = Node::new(self.config.node.clone(), addr, &ids, rng_seed);
+        self.nodes[i].alive = true;
+        self.nodes[i].wake = None;
+        self.join(i, seed);
+    }
+
     /// Node `i` crashes: it stops at once and says nothing.
     pub fn kill(&mut self, i: usize) {
         self.nodes[i].alive = false;

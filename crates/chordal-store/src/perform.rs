@@ -17,7 +17,9 @@ pub fn perform(store: &dyn Store, kind: StoreKind) -> StoreResult {
             start,
             end,
             buckets,
-        } => summarize(store, &start, &end, buckets).map(StoreResult::Summary),
+            hide_tombstones_before,
+        } => summarize(store, &start, &end, buckets, hide_tombstones_before)
+            .map(StoreResult::Summary),
         StoreKind::ScanBuckets {
             start,
             end,
@@ -73,15 +75,20 @@ fn for_each_in(
     }
 }
 
-/// Per bucket of `(start, end]`, the XOR of [`bucket_hash`] over its records.
+/// Per bucket of `(start, end]`, the XOR of [`bucket_hash`] over its
+/// records, leaving out tombstones older than `hide_tombstones_before`.
 pub fn summarize(
     store: &dyn Store,
     start: &Id,
     end: &Id,
     buckets: u32,
+    hide_tombstones_before: u64,
 ) -> Result<Vec<Id>, crate::StoreError> {
     let mut out = vec![Id::ZERO; buckets.max(1) as usize];
     for_each_in(store, start, end, None, |r| {
+        if r.is_tombstone() && r.version.hlc < hide_tombstones_before {
+            return true;
+        }
         let b = bucket_of(start, end, buckets, &r.key_id) as usize;
         let h = bucket_hash(&r);
         for (o, x) in out[b].0.iter_mut().zip(h.0) {

@@ -54,7 +54,16 @@ pub enum StoreKind {
     /// Summarize the ring interval `(start, end]` in `buckets` buckets:
     /// per bucket, a hash of its records' (key id, version) pairs (see
     /// [`bucket_of`] and [`bucket_hash`]).
-    Summary { start: Id, end: Id, buckets: u32 },
+    ///
+    /// Tombstones older than `hide_tombstones_before` (hlc) are left out:
+    /// once that old, they may already be collected on some copies, and a
+    /// sync must not bring them back.
+    Summary {
+        start: Id,
+        end: Id,
+        buckets: u32,
+        hide_tombstones_before: u64,
+    },
     /// Records of `(start, end]` in the given buckets, in key-id order,
     /// after `resume`, at most `limit`.
     ScanBuckets {
@@ -449,7 +458,7 @@ impl crate::Node {
             } => {
                 let me = self.kv_me(&env);
                 self.sync_lease(now, start, end);
-                self.sync_summary_received(env.from, me, req, start, end, buckets);
+                self.sync_summary_received(now, env.from, me, req, start, end, buckets);
             }
             Message::SyncDiff { req, differing } => self.sync_diff_received(now, req, differing),
             Message::Collect { start, end, before } => {

@@ -96,10 +96,17 @@ impl Node {
                     start: range.start,
                     end: range.end,
                     buckets: self.config.sync_buckets,
+                    hide_tombstones_before: self.grace_horizon(now),
                 };
                 self.kv.store(kind, StoreWait::SyncOwnSummary(req));
             }
         }
+    }
+
+    /// The hlc below which tombstones count as past their grace period.
+    pub(crate) fn grace_horizon(&self, now: Time) -> u64 {
+        now.as_micros()
+            .saturating_sub(self.config.tombstone_grace.as_micros() as u64)
     }
 
     /// Our neighbourhood changed: sync soon (not at once, so that a burst
@@ -130,8 +137,10 @@ impl Node {
     }
 
     /// An owner's summary arrived: summarize the same range ourselves.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn sync_summary_received(
         &mut self,
+        now: Time,
         to: NodeRef,
         me: NodeRef,
         req: u64,
@@ -146,6 +155,7 @@ impl Node {
             start,
             end,
             buckets: theirs.len() as u32,
+            hide_tombstones_before: self.grace_horizon(now),
         };
         let wait = StoreWait::SyncCompare {
             to,
@@ -228,6 +238,23 @@ impl Node {
         for (me, succ, range) in handovers {
             self.push_buckets(succ, me, range.start, range.end, 1, vec![0], None);
         }
+    }
+
+    /// Our vnode `vnode` lost `(start, end]` to its new predecessor: push
+    /// the records we hold there to it.
+    pub(crate) fn hand_over_lost_range(&mut self, vnode: Id, start: Id, end: Id) {
+        let Some(v) = self.vnodes.iter().find(|v| v.me().id == vnode) else {
+            return;
+        };
+        let me = v.me();
+        let Some(pred) = v
+            .table()
+            .predecessor()
+            .filter(|p| p.id == end && p.addr != self.addr)
+        else {
+            return;
+        };
+        self.push_buckets(pred, me, start, end, 1, vec![0], None);
     }
 
     /// Asks the store for (the next page of) our records in `which`.
