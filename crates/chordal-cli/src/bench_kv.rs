@@ -32,6 +32,24 @@ pub enum Via {
     Client,
 }
 
+/// One phase of a run: every key gets one operation of this kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Phase {
+    Put,
+    Get,
+    Del,
+}
+
+impl Phase {
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Put => "put",
+            Phase::Get => "get",
+            Phase::Del => "del",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum StoreKind {
     Memory,
@@ -64,6 +82,9 @@ pub struct KvArgs {
     /// Value size in bytes.
     #[arg(long, default_value_t = 100)]
     value_size: usize,
+    /// Phases of each run, in order (get and del need a put before them).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "put,get")]
+    phases: Vec<Phase>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -98,6 +119,29 @@ impl Backend {
                 }
                 Ok(())
             }
+        }
+    }
+
+    async fn del(&self, i: usize, key: &str) -> Result<()> {
+        let outcome = match self {
+            Backend::Client(c) => c.delete(key.as_bytes().to_vec()).await?,
+            Backend::Nodes(nodes) => {
+                nodes[i % nodes.len()]
+                    .delete(key.as_bytes().to_vec())
+                    .await?
+            }
+            Backend::Http(client, apis) => {
+                let url = format!("http://{}/v1/kv/{key}", apis[i % apis.len()]);
+                let resp = client.delete(url).send().await?;
+                if !resp.status().is_success() {
+                    bail!("del {key}: HTTP {}", resp.status());
+                }
+                return Ok(());
+            }
+        };
+        match outcome {
+            KvOutcome::Stored { .. } => Ok(()),
+            other => bail!("del {key}: {other:?}"),
         }
     }
 
@@ -137,7 +181,7 @@ fn value_of(key: usize, size: usize) -> Vec<u8> {
 /// latency histogram (µs) and the wall time.
 async fn phase(
     backend: &Arc<Backend>,
-    put: bool,
+    phase_kind: Phase,
     args: &KvArgs,
     run: &str,
     concurrency: usize,
@@ -148,7 +192,7 @@ async fn phase(
         ProgressStyle::with_template("{msg:>24} {bar:40} {pos}/{len} {per_sec}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    bar.set_message(format!("{run} {}", if put { "put" } else { "get" }));
+    bar.set_message(format!("{run} {}", phase_kind.name()));
     let start = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..concurrency.max(1) {
@@ -166,13 +210,15 @@ async fn phase(
                 }
                 let key = format!("bench-{run}-{k}");
                 let t0 = Instant::now();
-                if put {
-                    backend.put(k, &key, value_of(k, size)).await?;
-                } else {
-                    let got = backend.get(k + 1, &key).await?;
-                    if got != value_of(k, size) {
-                        bail!("get {key}: wrong value");
+                match phase_kind {
+                    Phase::Put => backend.put(k, &key, value_of(k, size)).await?,
+                    Phase::Get => {
+                        let got = backend.get(k + 1, &key).await?;
+                        if got != value_of(k, size) {
+                            bail!("get {key}: wrong value");
+                        }
                     }
+                    Phase::Del => backend.del(k + 2, &key).await?,
                 }
                 hist.saturating_record(t0.elapsed().as_micros() as u64);
                 bar.inc(1);
@@ -246,10 +292,10 @@ pub async fn run(args: KvArgs) -> Result<()> {
     let mut rows = Vec::new();
     for (n, &c) in args.concurrency.iter().enumerate() {
         let run = format!("c{c}-{n}");
-        for put in [true, false] {
-            let (hist, wall) = phase(&backend, put, &args, &run, c).await?;
+        for &p in &args.phases {
+            let (hist, wall) = phase(&backend, p, &args, &run, c).await?;
             rows.push(json!({
-                "op": if put { "put" } else { "get" },
+                "op": p.name(),
                 "via": via,
                 "store": format!("{:?}", args.store).to_lowercase(),
                 "concurrency": c,

@@ -180,3 +180,34 @@ fn cli_reads_a_cluster() {
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("unreachable"));
 }
+
+/// `chordal bench kv` runs a small local cluster and reports every phase.
+#[test]
+fn bench_kv_reports_each_phase() {
+    let (code, out, err) = chordal(&[
+        "bench",
+        "kv",
+        "--nodes",
+        "3",
+        "--keys",
+        "200",
+        "--concurrency",
+        "4",
+        "--phases",
+        "put,get,del",
+        "--via",
+        "client",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let rows = v["results"].as_array().unwrap();
+    let ops: Vec<&str> = rows.iter().map(|r| r["op"].as_str().unwrap()).collect();
+    assert_eq!(ops, ["put", "get", "del"]);
+    for r in rows {
+        assert_eq!(r["ops"], 200, "{r}");
+        assert_eq!(r["via"], "client");
+        assert!(r["ops_per_sec"].as_f64().unwrap() > 0.0);
+        assert!(r["p50_us"].as_u64().unwrap() <= r["p99_us"].as_u64().unwrap());
+    }
+}
