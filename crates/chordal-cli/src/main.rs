@@ -9,6 +9,7 @@ mod client;
 mod member;
 mod output;
 mod repl;
+mod sim;
 
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
@@ -75,6 +76,9 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Run the Chord papers' experiments in the simulator.
+    #[command(subcommand)]
+    Sim(sim::SimCommand),
     /// Measure lookups, healing and idle cost on an in-process ring.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -144,6 +148,7 @@ fn main() -> ExitCode {
         Command::Ring { target } => runtime.block_on(client::ring(&target)),
         Command::Repl { target } => repl::run(&runtime, &target),
         Command::Bench(cmd) => bench::run_blocking(cmd),
+        Command::Sim(cmd) => sim::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -211,3 +211,46 @@ fn bench_kv_reports_each_phase() {
         assert!(r["p50_us"].as_u64().unwrap() <= r["p99_us"].as_u64().unwrap());
     }
 }
+
+/// `chordal sim`: seed first, JSON results, an SVG chart; same seed, same
+/// output.
+#[test]
+fn sim_experiments_run_and_repeat() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("pathlen.svg");
+    let svg_arg = svg.display().to_string();
+    let run = |seed: &str| {
+        Command::new(BIN)
+            .args([
+                "sim",
+                "pathlen",
+                "--nodes",
+                "64",
+                "--lookups",
+                "200",
+                "--json",
+                "--seed",
+                seed,
+                "--plot",
+                &svg_arg,
+            ])
+            .output()
+            .unwrap()
+    };
+    let a = run("9");
+    assert!(a.status.success());
+    assert!(String::from_utf8_lossy(&a.stderr).starts_with("seed 9"));
+    let v: Value = serde_json::from_slice(&a.stdout).unwrap();
+    let rows = v["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 8); // N = 8 … 64, two modes
+    assert!(rows.iter().all(|r| r["wrong"] == 0));
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<polyline"));
+    assert_eq!(run("9").stdout, a.stdout);
+    assert_ne!(run("10").stdout, a.stdout);
+
+    let (code, out, _) = chordal(&[
+        "sim", "balance", "--nodes", "100", "--keys", "5000", "--vnodes", "1,5",
+    ]);
+    assert_eq!(code, 0);
+    assert!(out.contains("theory p99/mean"), "{out}");
+}

@@ -125,6 +125,21 @@ impl Node {
         self.flush(now);
     }
 
+    /// Starts every virtual node as a member of an already converged ring
+    /// (see [`VNode::start_converged`]); `state(vnode)` gives each one's
+    /// predecessor, successor list and fingers (160 entries).
+    pub fn start_converged(
+        &mut self,
+        now: Time,
+        state: impl Fn(NodeRef) -> (NodeRef, Vec<NodeRef>, Vec<NodeRef>),
+    ) {
+        for v in &mut self.vnodes {
+            let (pred, succs, fingers) = state(v.me());
+            v.start_converged(now, pred, &succs, |i| fingers[i]);
+        }
+        self.flush(now);
+    }
+
     /// Joins an existing ring through `seeds` (tried in turn).
     pub fn join(&mut self, now: Time, seeds: Vec<SocketAddr>) {
         for v in &mut self.vnodes {

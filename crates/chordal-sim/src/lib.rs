@@ -9,7 +9,11 @@
 //! [`Oracle`] knows the true ring (sorted live ids) and answers what every
 //! successor, predecessor, finger and lookup *should* be.
 
+pub mod experiments;
+mod latency;
+pub mod plot;
 mod sim;
 
 pub use chordal_core::Oracle;
+pub use latency::Latency;
 pub use sim::{Sim, SimConfig};

@@ -1,6 +1,7 @@
 //! The discrete-event network: a priority queue of deliveries and wake-ups
 //! over virtual time.
 
+use crate::Latency;
 use chordal_core::{
     Config, Envelope, Event, Id, KvError, KvOpId, KvOutcome, LookupError, LookupId, LookupMode,
     LookupResult, Node, Oracle, Rng, Time,
@@ -14,10 +15,8 @@ use std::time::Duration;
 /// Knobs of the simulated network.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
-    /// One-way latency is uniform in `[min_latency, max_latency]`.
-    pub min_latency: Duration,
-    /// See `min_latency`.
-    pub max_latency: Duration,
+    /// One-way latency between two nodes.
+    pub latency: Latency,
     /// Probability that a message is lost.
     pub loss: f64,
     /// If true, sending to a dead node fails at once (a closed TCP port on a
@@ -32,8 +31,7 @@ pub struct SimConfig {
 impl Default for SimConfig {
     fn default() -> Self {
         SimConfig {
-            min_latency: Duration::from_millis(1),
-            max_latency: Duration::from_millis(5),
+            latency: Latency::Uniform(Duration::from_millis(1), Duration::from_millis(5)),
             loss: 0.0,
             refuse_dead: false,
             seed: 1,
@@ -75,6 +73,8 @@ pub struct Sim {
     record_events: bool,
     /// Messages handed to the network so far.
     pub messages_sent: u64,
+    /// Events (deliveries, wake-ups) processed so far.
+    pub events_processed: u64,
 }
 
 impl Sim {
@@ -95,6 +95,7 @@ impl Sim {
             events: Vec::new(),
             record_events: false,
             messages_sent: 0,
+            events_processed: 0,
         }
     }
 
@@ -146,6 +147,40 @@ impl Sim {
         });
         self.by_addr.insert(addr, index);
         index
+    }
+
+    /// Adds `n` nodes of `vnodes` virtual nodes each (random ids) that start
+    /// as an already converged ring: exact successor lists, predecessors
+    /// and fingers. Returns their indices. Builds rings of 10^5 nodes in
+    /// seconds, where running every join would take far longer.
+    pub fn build_converged(&mut self, n: usize, vnodes: usize) -> Vec<usize> {
+        let indices: Vec<usize> = (0..n).map(|_| self.add_node(vnodes)).collect();
+        let refs: HashMap<Id, chordal_core::NodeRef> = self
+            .nodes
+            .iter()
+            .filter(|n| n.alive)
+            .flat_map(|n| n.node.vnodes().iter().map(|v| (v.me().id, v.me())))
+            .collect();
+        let oracle = self.oracle();
+        let r = self.config.node.successors;
+        let now = self.now;
+        for &i in &indices {
+            let state = |me: chordal_core::NodeRef| {
+                let pred = refs[&oracle.prev(&me.id)];
+                let succs = oracle
+                    .successors(&me.id, r)
+                    .iter()
+                    .map(|id| refs[id])
+                    .collect();
+                let fingers = (0..chordal_core::ID_BITS)
+                    .map(|k| refs[&oracle.successor(&me.id.add_pow2(k))])
+                    .collect();
+                (pred, succs, fingers)
+            };
+            self.nodes[i].node.start_converged(now, state);
+            self.after_input(i);
+        }
+        indices
     }
 
     /// A random id from the simulation's seed.
@@ -443,6 +478,7 @@ impl Sim {
             return false;
         };
         self.now = self.now.max(at);
+        self.events_processed += 1;
         let Some(item) = self.items.remove(&seq) else {
             return true;
         };
@@ -494,7 +530,10 @@ impl Sim {
             self.messages_sent += 1;
             let dest = self.by_addr.get(&env.to.addr).copied();
             let dead = dest.is_none_or(|d| !self.nodes[d].alive);
-            let latency = self.latency();
+            let latency = match dest {
+                Some(d) => self.config.latency.between(i, d, self.config.seed),
+                None => Duration::from_millis(1),
+            };
             if dead && self.config.refuse_dead {
                 let addr = env.to.addr;
                 self.push(self.now + latency, Item::Unreachable { at: i, addr });
@@ -529,11 +568,5 @@ impl Sim {
                 self.push(t, Item::Wake(i));
             }
         }
-    }
-
-    fn latency(&mut self) -> Duration {
-        let lo = self.config.min_latency.as_micros() as u64;
-        let hi = self.config.max_latency.as_micros() as u64;
-        Duration::from_micros(lo + self.rng.below(hi.saturating_sub(lo) + 1))
     }
 }

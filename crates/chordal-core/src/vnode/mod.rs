@@ -230,6 +230,38 @@ impl VNode {
         self.arm_all_timers(now);
     }
 
+    /// Starts as a member of an already converged ring, with the routing
+    /// state the ring would have reached: `successors` nearest first, and
+    /// `finger(i)` = successor(me + 2^i). For simulators and tests that
+    /// build large rings without running every join; from here on the
+    /// protocol runs as usual.
+    pub fn start_converged(
+        &mut self,
+        now: Time,
+        predecessor: NodeRef,
+        successors: &[NodeRef],
+        finger: impl Fn(usize) -> NodeRef,
+    ) {
+        let me = self.me();
+        if let Some((first, rest)) = successors.split_first() {
+            self.table.set_successors(*first, rest);
+        }
+        self.table.set_predecessor(Some(predecessor));
+        for i in 0..ID_BITS {
+            self.table.set_finger(i, finger(i));
+        }
+        self.phase = Phase::Joined;
+        self.range = Some(KeyRange {
+            start: if predecessor == me {
+                me.id
+            } else {
+                predecessor.id
+            },
+            end: me.id,
+        });
+        self.arm_all_timers(now);
+    }
+
     /// Joins the ring that `seeds` belong to, trying them in turn
     /// (`join_rounds` times over). Emits `Joined` or `JoinFailed`.
     pub fn join(&mut self, now: Time, seeds: Vec<SocketAddr>) {

@@ -1,0 +1,195 @@
+//! `chordal sim`: the Chord papers' experiments on the real core, in the
+//! discrete-event simulator.
+
+use anyhow::{Context, Result, bail};
+use chordal_sim::experiments::{self, BalanceConfig, PathlenConfig};
+use clap::{Args, Subcommand};
+use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Subcommand)]
+pub enum SimCommand {
+    /// Path length vs ring size, recursive and iterative (SIGCOMM'01 Fig. 10).
+    Pathlen(PathlenArgs),
+    /// Keys per host vs virtual nodes per host (SIGCOMM'01 Figs. 8–9).
+    Balance(BalanceArgs),
+}
+
+/// Options every experiment has.
+#[derive(Args)]
+pub struct Common {
+    /// Seed of everything random; printed first. Same seed, same output.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    json: bool,
+    /// Write an SVG chart here.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct PathlenArgs {
+    /// Largest ring (N runs over powers of two from 8 up to this).
+    #[arg(long, default_value_t = 16_384)]
+    nodes: usize,
+    /// Lookups per ring size and mode.
+    #[arg(long, default_value_t = 10_000)]
+    lookups: usize,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args)]
+pub struct BalanceArgs {
+    /// Hosts on the ring.
+    #[arg(long, default_value_t = 10_000)]
+    nodes: usize,
+    /// Keys placed.
+    #[arg(long, default_value_t = 1_000_000)]
+    keys: usize,
+    /// Virtual nodes per host to try.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,5,10,20")]
+    vnodes: Vec<usize>,
+    #[command(flatten)]
+    common: Common,
+}
+
+fn bar(len: usize, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+fn write_plot(path: &Option<PathBuf>, svg: String) -> Result<()> {
+    if let Some(p) = path {
+        std::fs::write(p, svg).with_context(|| format!("writing {}", p.display()))?;
+        eprintln!("chart written to {}", p.display());
+    }
+    Ok(())
+}
+
+pub fn run(cmd: SimCommand) -> Result<()> {
+    match cmd {
+        SimCommand::Pathlen(a) => pathlen(a),
+        SimCommand::Balance(a) => balance(a),
+    }
+}
+
+fn pathlen(a: PathlenArgs) -> Result<()> {
+    if a.nodes < 8 || a.lookups == 0 {
+        bail!("--nodes must be at least 8 and --lookups at least 1");
+    }
+    let cfg = PathlenConfig {
+        min_exp: 3,
+        max_exp: (a.nodes as f64).log2().floor() as u32,
+        lookups: a.lookups,
+        seed: a.common.seed,
+    };
+    eprintln!("seed {}", cfg.seed);
+    let start = Instant::now();
+    let progress = bar((cfg.max_exp - cfg.min_exp + 1) as usize, "ring sizes");
+    let rows = experiments::pathlen(&cfg, |done, _| progress.set_position(done as u64));
+    progress.finish_and_clear();
+    if a.common.json {
+        let rows: Vec<_> = rows.iter().map(|r| r.to_json()).collect();
+        println!(
+            "{}",
+            json!({"experiment": "pathlen", "seed": cfg.seed, "lookups": cfg.lookups, "results": rows})
+        );
+    } else {
+        println!("seed {}", cfg.seed);
+        let mut t = Table::new();
+        t.load_style(UTF8_BORDERS_ONLY).set_header([
+            "N",
+            "mode",
+            "mean hops",
+            "1st pct",
+            "99th pct",
+            "paper mean (½·log2 N)",
+            "wrong",
+        ]);
+        for r in &rows {
+            t.add_row([
+                r.nodes.to_string(),
+                r.mode.to_string(),
+                format!("{:.2}", r.mean),
+                format!("{:.0}", r.p1),
+                format!("{:.0}", r.p99),
+                format!("{:.2}", r.paper),
+                r.wrong.to_string(),
+            ]);
+        }
+        println!("{t}");
+    }
+    write_plot(&a.common.plot, experiments::pathlen_chart(&rows).to_svg())?;
+    eprintln!(
+        "pathlen: {} ring sizes in {:.1} s",
+        rows.len() / 2,
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn balance(a: BalanceArgs) -> Result<()> {
+    if a.nodes == 0 || a.vnodes.contains(&0) {
+        bail!("--nodes and every --vnodes value must be at least 1");
+    }
+    let cfg = BalanceConfig {
+        nodes: a.nodes,
+        keys: a.keys,
+        vnodes: a.vnodes.clone(),
+        seed: a.common.seed,
+    };
+    eprintln!("seed {}", cfg.seed);
+    let start = Instant::now();
+    let progress = bar(cfg.vnodes.len(), "virtual node counts");
+    let rows = experiments::balance(&cfg, |done, _| progress.set_position(done as u64));
+    progress.finish_and_clear();
+    if a.common.json {
+        let rows: Vec<_> = rows.iter().map(|r| r.to_json()).collect();
+        println!(
+            "{}",
+            json!({"experiment": "balance", "seed": cfg.seed, "nodes": cfg.nodes, "keys": cfg.keys, "results": rows})
+        );
+    } else {
+        println!("seed {}", cfg.seed);
+        let mut t = Table::new();
+        t.load_style(UTF8_BORDERS_ONLY).set_header([
+            "vnodes",
+            "mean",
+            "1st pct",
+            "99th pct",
+            "max",
+            "p99/mean",
+            "theory p99/mean",
+        ]);
+        for r in &rows {
+            t.add_row([
+                r.vnodes.to_string(),
+                format!("{:.1}", r.mean),
+                format!("{:.0}", r.p1),
+                format!("{:.0}", r.p99),
+                format!("{:.0}", r.max),
+                format!("{:.2}", r.p99_ratio),
+                format!("{:.2}", experiments::theory_p99_ratio(r.vnodes)),
+            ]);
+        }
+        println!("{t}");
+    }
+    write_plot(&a.common.plot, experiments::balance_chart(&rows).to_svg())?;
+    eprintln!(
+        "balance: {} configurations in {:.1} s",
+        rows.len(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

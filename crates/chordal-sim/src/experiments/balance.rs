@@ -1,0 +1,155 @@
+//! Load balance (SIGCOMM'01 §6.1, Figs. 8–9): keys per host on a ring of
+//! hosts with 1 … 20 virtual nodes each. Ownership is `successor(key)`,
+//! computed from the ring's own ranges.
+
+use super::quantile;
+use crate::plot::{Chart, Series};
+use chordal_core::{Id, Rng};
+use serde_json::{Value, json};
+
+#[derive(Clone, Debug)]
+pub struct BalanceConfig {
+    pub nodes: usize,
+    pub keys: usize,
+    pub vnodes: Vec<usize>,
+    pub seed: u64,
+}
+
+impl Default for BalanceConfig {
+    fn default() -> Self {
+        BalanceConfig {
+            nodes: 10_000,
+            keys: 1_000_000,
+            vnodes: vec![1, 2, 5, 10, 20],
+            seed: 1,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct BalanceRow {
+    pub vnodes: usize,
+    pub mean: f64,
+    pub p1: f64,
+    pub p99: f64,
+    pub max: f64,
+    /// p99 / mean: how far the busiest hosts are from the mean.
+    pub p99_ratio: f64,
+}
+
+impl BalanceRow {
+    pub fn to_json(&self) -> Value {
+        json!({"vnodes": self.vnodes, "mean": self.mean, "p1": self.p1, "p99": self.p99,
+               "max": self.max, "p99_over_mean": self.p99_ratio})
+    }
+}
+
+/// The reference for p99/mean: with random ids, a host's share of the ring
+/// is the sum of `vnodes` exponential arcs, i.e. Gamma(vnodes) distributed
+/// (the analysis behind the paper's Figs. 8–9), so keys per host divided by
+/// the mean has this 99th percentile.
+pub fn theory_p99_ratio(vnodes: usize) -> f64 {
+    let k = vnodes.max(1);
+    // P(k, x) = 1 - e^-x · Σ_{n<k} x^n / n!  (integer shape k).
+    let cdf = |x: f64| {
+        let mut term = 1.0;
+        let mut sum = 1.0;
+        for n in 1..k {
+            term *= x / n as f64;
+            sum += term;
+        }
+        1.0 - (-x).exp() * sum
+    };
+    let (mut lo, mut hi) = (0.0f64, 20.0 * k as f64 + 50.0);
+    for _ in 0..200 {
+        let mid = (lo + hi) / 2.0;
+        if cdf(mid) < 0.99 {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    hi / k as f64
+}
+
+pub fn balance(cfg: &BalanceConfig, mut progress: impl FnMut(usize, usize)) -> Vec<BalanceRow> {
+    let mut rows = Vec::new();
+    for (done, &v) in cfg.vnodes.iter().enumerate() {
+        // Only ids matter here: hosts with `v` random virtual node ids each
+        // (no routing state, so 10^4 hosts × 20 ids fit in a few MB).
+        let mut rng = Rng::new(cfg.seed.wrapping_mul(7919).wrapping_add(v as u64));
+        let mut ring: Vec<(Id, usize)> = (0..cfg.nodes)
+            .flat_map(|h| (0..v).map(move |_| h))
+            .map(|h| (random_id(&mut rng), h))
+            .collect();
+        ring.sort();
+        let mut per_host = vec![0u64; cfg.nodes];
+        for _ in 0..cfg.keys {
+            let key = random_id(&mut rng);
+            let i = ring.partition_point(|(id, _)| *id < key) % ring.len();
+            per_host[ring[i].1] += 1;
+        }
+        let mut counts: Vec<f64> = per_host.iter().map(|c| *c as f64).collect();
+        counts.sort_by(f64::total_cmp);
+        let mean = cfg.keys as f64 / cfg.nodes as f64;
+        let p99 = quantile(&counts, 0.99);
+        rows.push(BalanceRow {
+            vnodes: v,
+            mean,
+            p1: quantile(&counts, 0.01),
+            p99,
+            max: *counts.last().unwrap_or(&0.0),
+            p99_ratio: p99 / mean,
+        });
+        progress(done + 1, cfg.vnodes.len());
+    }
+    rows
+}
+
+fn random_id(rng: &mut Rng) -> Id {
+    let mut b = [0u8; 20];
+    for chunk in b.chunks_mut(8) {
+        let v = rng.next_u64().to_be_bytes();
+        chunk.copy_from_slice(&v[..chunk.len()]);
+    }
+    Id(b)
+}
+
+/// Fig. 9: 1st and 99th percentiles of keys per host vs virtual nodes.
+pub fn balance_chart(rows: &[BalanceRow]) -> Chart {
+    let line = |name: &str, f: &dyn Fn(&BalanceRow) -> f64, dashed| Series {
+        name: name.into(),
+        points: rows.iter().map(|r| (r.vnodes as f64, f(r))).collect(),
+        dashed,
+    };
+    Chart {
+        title: "Keys per host vs virtual nodes (Chord SIGCOMM'01 Fig. 9)".into(),
+        x_label: "virtual nodes per host".into(),
+        y_label: "keys per host".into(),
+        log2_x: false,
+        series: vec![
+            line("99th percentile", &|r| r.p99, false),
+            line("mean", &|r| r.mean, true),
+            line("1st percentile", &|r| r.p1, false),
+            line("max", &|r| r.max, false),
+            line(
+                "theory: 99th pct (Gamma arcs)",
+                &|r| r.mean * theory_p99_ratio(r.vnodes),
+                true,
+            ),
+        ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn theory_matches_known_quantiles() {
+        // One arc: exponential, 99th percentile = ln 100.
+        assert!((theory_p99_ratio(1) - 100f64.ln()).abs() < 1e-6);
+        // Gamma(10, 1): 99th percentile ≈ 18.783.
+        assert!((theory_p99_ratio(10) - 1.8783).abs() < 1e-3);
+    }
+}

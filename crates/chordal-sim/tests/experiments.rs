@@ -1,0 +1,118 @@
+//! The paper experiments: deterministic, and right against independent
+//! oracles on small rings.
+
+use chordal_core::{ID_BITS, Id, LookupMode};
+use chordal_sim::experiments::{BalanceConfig, PathlenConfig, balance, pathlen};
+use chordal_sim::{Latency, Sim, SimConfig};
+use std::time::Duration;
+
+fn small_pathlen(seed: u64) -> Vec<chordal_sim::experiments::PathlenRow> {
+    pathlen(
+        &PathlenConfig {
+            min_exp: 3,
+            max_exp: 7,
+            lookups: 300,
+            seed,
+        },
+        |_, _| {},
+    )
+}
+
+#[test]
+fn same_seed_same_results_other_seed_other_results() {
+    let a = small_pathlen(5);
+    assert_eq!(a, small_pathlen(5));
+    assert_ne!(a, small_pathlen(6));
+    let cfg = |seed| BalanceConfig {
+        nodes: 200,
+        keys: 20_000,
+        vnodes: vec![1, 4],
+        seed,
+    };
+    assert_eq!(balance(&cfg(5), |_, _| {}), balance(&cfg(5), |_, _| {}));
+    assert_ne!(balance(&cfg(5), |_, _| {}), balance(&cfg(6), |_, _| {}));
+    // Every lookup named the true owner.
+    assert!(a.iter().all(|r| r.wrong == 0));
+}
+
+/// Chord routing computed independently from the sorted ids: the next hop
+/// is the known node (fingers, the next `r` nodes and the predecessor)
+/// closest before the key; a lookup ends at the node whose successor owns
+/// the key.
+fn oracle_hops(sorted: &[Id], from: Id, key: Id, r: usize) -> u32 {
+    let n = sorted.len();
+    let succ_of = |x: &Id| sorted[sorted.partition_point(|id| id < x) % n];
+    let index = |x: &Id| sorted.partition_point(|id| id < x);
+    let mut cur = from;
+    let mut hops = 0;
+    loop {
+        let i = index(&cur);
+        let next = sorted[(i + 1) % n];
+        if key.in_open_closed(&cur, &next) {
+            return hops;
+        }
+        let mut known: Vec<Id> = (0..ID_BITS).map(|k| succ_of(&cur.add_pow2(k))).collect();
+        known.extend((1..=r.min(n - 1)).map(|k| sorted[(i + k) % n]));
+        known.push(sorted[(i + n - 1) % n]);
+        let best = known
+            .into_iter()
+            .filter(|x| x.in_open(&cur, &key))
+            .max_by_key(|x| cur.distance(x))
+            .expect("a node before the key");
+        cur = best;
+        hops += 1;
+    }
+}
+
+#[test]
+fn converged_ring_hop_counts_match_an_independent_oracle() {
+    let mut s = Sim::new(SimConfig {
+        seed: 77,
+        latency: Latency::Constant(Duration::from_millis(1)),
+        node: chordal_core::Config::default()
+            .with_maintenance_interval(Duration::from_secs(1 << 30)),
+        ..SimConfig::default()
+    });
+    let nodes = s.build_converged(96, 1);
+    let oracle = s.oracle();
+    let sorted = oracle.ids().to_vec();
+    for k in 0..400 {
+        let from = nodes[k % nodes.len()];
+        let key = s.random_id();
+        let me = s.node(from).primary().me().id;
+        for mode in [LookupMode::Recursive, LookupMode::Iterative] {
+            let r = s.lookup(from, key, mode).unwrap();
+            assert_eq!(r.owner.id, oracle.successor(&key));
+            assert_eq!(
+                r.hops,
+                oracle_hops(&sorted, me, key, 8),
+                "lookup {k} ({mode:?})"
+            );
+        }
+    }
+}
+
+#[test]
+fn balance_spreads_keys_better_with_virtual_nodes() {
+    let rows = balance(
+        &BalanceConfig {
+            nodes: 500,
+            keys: 100_000,
+            vnodes: vec![1, 10],
+            seed: 3,
+        },
+        |_, _| {},
+    );
+    assert_eq!(rows[0].mean, 200.0);
+    // More virtual nodes, tighter spread (Fig. 9).
+    assert!(rows[1].p99_ratio < rows[0].p99_ratio);
+    assert!(rows[1].p1 > rows[0].p1);
+    // Close to the Gamma-arc theory.
+    for r in &rows {
+        let theory = chordal_sim::experiments::theory_p99_ratio(r.vnodes);
+        assert!(
+            (r.p99_ratio - theory).abs() / theory < 0.2,
+            "{r:?} vs {theory}"
+        );
+    }
+}
