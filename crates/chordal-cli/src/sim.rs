@@ -131,10 +131,18 @@ fn pathlen(a: PathlenArgs) -> Result<()> {
         println!("{t}");
     }
     write_plot(&a.common.plot, experiments::pathlen_chart(&rows).to_svg())?;
+    let secs = start.elapsed().as_secs_f64();
+    // Each ring size's second row holds the events and time of both modes.
+    let last: Vec<_> = rows.iter().filter(|r| r.mode == "iterative").collect();
+    let events: u64 = last.iter().map(|r| r.events).sum();
+    let lookup_secs: f64 = last.iter().map(|r| r.lookup_secs).sum();
     eprintln!(
-        "pathlen: {} ring sizes in {:.1} s",
+        "pathlen: {} ring sizes in {:.1} s; lookups: {} events in {:.1} s ({:.2} M events/s)",
         rows.len() / 2,
-        start.elapsed().as_secs_f64()
+        secs,
+        events,
+        lookup_secs,
+        events as f64 / lookup_secs.max(1e-9) / 1e6
     );
     Ok(())
 }

@@ -60,32 +60,33 @@ impl Id {
         u64::from_be_bytes(self.0[..8].try_into().expect("8 bytes"))
     }
 
+    /// The id as a 128-bit high part and a 32-bit low part (for fast
+    /// arithmetic).
+    fn parts(&self) -> (u128, u32) {
+        let hi = u128::from_be_bytes(self.0[..16].try_into().expect("16 bytes"));
+        let lo = u32::from_be_bytes(self.0[16..].try_into().expect("4 bytes"));
+        (hi, lo)
+    }
+
+    fn from_parts(hi: u128, lo: u32) -> Id {
+        let mut out = [0u8; ID_BYTES];
+        out[..16].copy_from_slice(&hi.to_be_bytes());
+        out[16..].copy_from_slice(&lo.to_be_bytes());
+        Id(out)
+    }
+
     /// `self + other (mod 2^160)`.
     pub fn wrapping_add(&self, other: &Id) -> Id {
-        let mut out = [0u8; ID_BYTES];
-        let mut carry = 0u16;
-        for i in (0..ID_BYTES).rev() {
-            let s = self.0[i] as u16 + other.0[i] as u16 + carry;
-            out[i] = s as u8;
-            carry = s >> 8;
-        }
-        Id(out)
+        let ((ah, al), (bh, bl)) = (self.parts(), other.parts());
+        let (lo, carry) = al.overflowing_add(bl);
+        Id::from_parts(ah.wrapping_add(bh).wrapping_add(carry as u128), lo)
     }
 
     /// `self - other (mod 2^160)`.
     pub fn wrapping_sub(&self, other: &Id) -> Id {
-        let mut out = [0u8; ID_BYTES];
-        let mut borrow = 0i16;
-        for i in (0..ID_BYTES).rev() {
-            let mut d = self.0[i] as i16 - other.0[i] as i16 - borrow;
-            borrow = 0;
-            if d < 0 {
-                d += 256;
-                borrow = 1;
-            }
-            out[i] = d as u8;
-        }
-        Id(out)
+        let ((ah, al), (bh, bl)) = (self.parts(), other.parts());
+        let (lo, borrow) = al.overflowing_sub(bl);
+        Id::from_parts(ah.wrapping_sub(bh).wrapping_sub(borrow as u128), lo)
     }
 
     /// `2^i` for `i < 160`.

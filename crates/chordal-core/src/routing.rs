@@ -178,26 +178,53 @@ impl RoutingTable {
         out
     }
 
+    /// Every distinct entry of the table (successors, fingers, predecessor),
+    /// possibly with repeats; cheap: consecutive equal fingers are skipped.
+    fn entries(&self) -> impl Iterator<Item = &NodeRef> {
+        let mut last: Option<&NodeRef> = None;
+        let fingers = self.fingers.iter().rev().flatten().filter(move |f| {
+            let repeat = last.is_some_and(|l| l == *f);
+            last = Some(*f);
+            !repeat
+        });
+        self.successors.iter().chain(fingers).chain(self.predecessor.iter())
+    }
+
     /// `closest_preceding_node(key)` from the paper (Fig. 5), extended to the
-    /// successor list (§5.3): the known node in the open interval `(me, key)`
-    /// nearest to `key`. `None` if no known node lies there.
+    /// successor list (§5.3) and the predecessor: the known node in the open
+    /// interval `(me, key)` nearest to `key`. `None` if no known node lies
+    /// there.
     pub fn closest_preceding_node(&self, key: &Id) -> Option<NodeRef> {
-        self.closest_preceding_nodes(key, 1).into_iter().next()
+        let me = self.me.id;
+        let limit = me.distance(key);
+        let mut best: Option<(Id, NodeRef)> = None;
+        for n in self.entries() {
+            let d = me.distance(&n.id);
+            // In (me, key): strictly after me and strictly before the key.
+            if d != Id::ZERO && d < limit && best.is_none_or(|(bd, _)| d > bd) {
+                best = Some((d, *n));
+            }
+        }
+        best.map(|(_, n)| n)
     }
 
     /// Up to `k` known nodes in `(me, key)`, nearest to `key` first: the
     /// candidates to try in turn when a hop fails.
     pub fn closest_preceding_nodes(&self, key: &Id, k: usize) -> Vec<NodeRef> {
         let me = self.me.id;
-        let mut candidates: Vec<NodeRef> = self
-            .known_nodes()
-            .into_iter()
-            .filter(|n| n.id.in_open(&me, key))
+        let limit = me.distance(key);
+        let mut candidates: Vec<(Id, NodeRef)> = self
+            .entries()
+            .filter_map(|n| {
+                let d = me.distance(&n.id);
+                (d != Id::ZERO && d < limit).then_some((d, *n))
+            })
             .collect();
         // Largest clockwise distance from me = nearest before the key.
-        candidates.sort_by_key(|n| std::cmp::Reverse(me.distance(&n.id)));
+        candidates.sort_by(|a, b| b.0.cmp(&a.0));
+        candidates.dedup_by(|a, b| a.1.id == b.1.id);
         candidates.truncate(k);
-        candidates
+        candidates.into_iter().map(|(_, n)| n).collect()
     }
 }
 

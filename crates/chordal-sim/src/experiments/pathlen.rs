@@ -42,12 +42,16 @@ pub struct PathlenRow {
     pub paper: f64,
     /// Lookups that did not name the true owner (must be 0).
     pub wrong: usize,
+    /// Simulation events processed by this ring size's lookups (both modes).
+    pub events: u64,
+    /// Wall time of those lookups (not of building the ring), seconds.
+    pub lookup_secs: f64,
 }
 
 impl PathlenRow {
     pub fn to_json(&self) -> Value {
         json!({"nodes": self.nodes, "mode": self.mode, "mean": self.mean, "p1": self.p1,
-               "p99": self.p99, "paper_mean": self.paper, "wrong": self.wrong})
+               "p99": self.p99, "paper_mean": self.paper, "wrong": self.wrong, "events": self.events})
     }
 }
 
@@ -69,6 +73,8 @@ pub fn pathlen(cfg: &PathlenConfig, mut progress: impl FnMut(usize, usize)) -> V
         let mut s = Sim::new(config);
         let nodes = s.build_converged(n, 1);
         let oracle = s.oracle();
+        let events_before = s.events_processed;
+        let started = std::time::Instant::now();
         for mode in [LookupMode::Recursive, LookupMode::Iterative] {
             let mut hops = Vec::with_capacity(cfg.lookups);
             let mut wrong = 0;
@@ -99,6 +105,8 @@ pub fn pathlen(cfg: &PathlenConfig, mut progress: impl FnMut(usize, usize)) -> V
                 p99: quantile(&hops, 0.99),
                 paper: 0.5 * (n as f64).log2(),
                 wrong,
+                events: s.events_processed - events_before,
+                lookup_secs: started.elapsed().as_secs_f64(),
             });
         }
         progress(done + 1, total);
