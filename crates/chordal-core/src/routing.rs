@@ -187,7 +187,10 @@ impl RoutingTable {
             last = Some(*f);
             !repeat
         });
-        self.successors.iter().chain(fingers).chain(self.predecessor.iter())
+        self.successors
+            .iter()
+            .chain(fingers)
+            .chain(self.predecessor.iter())
     }
 
     /// `closest_preceding_node(key)` from the paper (Fig. 5), extended to the
@@ -221,7 +224,7 @@ impl RoutingTable {
             })
             .collect();
         // Largest clockwise distance from me = nearest before the key.
-        candidates.sort_by(|a, b| b.0.cmp(&a.0));
+        candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
         candidates.dedup_by(|a, b| a.1.id == b.1.id);
         candidates.truncate(k);
         candidates.into_iter().map(|(_, n)| n).collect()

@@ -33,6 +33,15 @@ const COLORS: [&str; 6] = [
     "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#555555",
 ];
 
+/// A tick label without useless decimals.
+fn trim(v: f64) -> String {
+    if (v - v.round()).abs() < 1e-9 {
+        format!("{}", v.round() as i64)
+    } else {
+        format!("{v:.1}")
+    }
+}
+
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -59,7 +68,15 @@ impl Chart {
         if y1 <= 0.0 {
             y1 = 1.0;
         }
-        y1 *= 1.1;
+        // Round the top up to a "nice" multiple of a 1/2/5 × 10^k step.
+        let raw = y1 * 1.1 / 5.0;
+        let mag = 10f64.powf(raw.log10().floor());
+        let ystep = [1.0, 2.0, 5.0, 10.0]
+            .iter()
+            .map(|m| m * mag)
+            .find(|s| *s >= raw)
+            .unwrap_or(10.0 * mag);
+        y1 = (y1 * 1.1 / ystep).ceil() * ystep;
         let px = |x: f64| LEFT + (fx(x) - x0) / (x1 - x0) * (W - LEFT - RIGHT);
         let py = |y: f64| H - BOTTOM - y / y1 * (H - TOP - BOTTOM);
         let mut s = String::new();
@@ -102,17 +119,18 @@ impl Chart {
             );
             t += step;
         }
-        // Y ticks: 5 steps.
-        for k in 0..=5 {
-            let v = y1 / 5.0 * k as f64;
+        // Y ticks at every step.
+        let ticks = (y1 / ystep).round() as usize;
+        for k in 0..=ticks {
+            let v = ystep * k as f64;
             let y = py(v);
             let _ = writeln!(
                 s,
-                r##"<line x1="{}" y1="{y}" x2="{ax1}" y2="{y}" stroke="#ddd"/><text x="{}" y="{}" text-anchor="end">{:.1}</text>"##,
+                r##"<line x1="{}" y1="{y}" x2="{ax1}" y2="{y}" stroke="#ddd"/><text x="{}" y="{}" text-anchor="end">{}</text>"##,
                 ax0,
                 ax0 - 6.0,
                 y + 4.0,
-                v
+                trim(v)
             );
         }
         let _ = writeln!(

@@ -133,7 +133,7 @@ pub fn balance_chart(rows: &[BalanceRow]) -> Chart {
             line("1st percentile", &|r| r.p1, false),
             line("max", &|r| r.max, false),
             line(
-                "theory: 99th pct (Gamma arcs)",
+                "theory: 99th pct",
                 &|r| r.mean * theory_p99_ratio(r.vnodes),
                 true,
             ),
