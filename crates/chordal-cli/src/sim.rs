@@ -16,6 +16,23 @@ pub enum SimCommand {
     Pathlen(PathlenArgs),
     /// Keys per host vs virtual nodes per host (SIGCOMM'01 Figs. 8–9).
     Balance(BalanceArgs),
+    /// Lookups after a fraction of the ring fails at once (SIGCOMM'01 Fig. 11).
+    Failure(FailureArgs),
+}
+
+#[derive(Args)]
+pub struct FailureArgs {
+    /// Nodes in the ring.
+    #[arg(long, default_value_t = 1000)]
+    nodes: usize,
+    /// Fractions of the ring that fail.
+    #[arg(long, value_delimiter = ',', default_value = "0.1,0.2,0.3,0.4,0.5")]
+    fractions: Vec<f64>,
+    /// Lookups per fraction and phase.
+    #[arg(long, default_value_t = 2000)]
+    lookups: usize,
+    #[command(flatten)]
+    common: Common,
 }
 
 /// Options every experiment has.
@@ -81,6 +98,7 @@ pub fn run(cmd: SimCommand) -> Result<()> {
     match cmd {
         SimCommand::Pathlen(a) => pathlen(a),
         SimCommand::Balance(a) => balance(a),
+        SimCommand::Failure(a) => failure(a),
     }
 }
 
@@ -196,6 +214,63 @@ fn balance(a: BalanceArgs) -> Result<()> {
     write_plot(&a.common.plot, experiments::balance_chart(&rows).to_svg())?;
     eprintln!(
         "balance: {} configurations in {:.1} s",
+        rows.len(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn failure(a: FailureArgs) -> Result<()> {
+    if a.nodes < 2 || a.lookups == 0 || a.fractions.iter().any(|p| !(0.0..1.0).contains(p)) {
+        bail!("--nodes ≥ 2, --lookups ≥ 1 and every fraction in [0, 1) please");
+    }
+    let cfg = experiments::FailureConfig {
+        nodes: a.nodes,
+        fractions: a.fractions.clone(),
+        lookups: a.lookups,
+        seed: a.common.seed,
+    };
+    eprintln!("seed {}", cfg.seed);
+    let start = Instant::now();
+    let progress = bar(cfg.fractions.len(), "failure fractions");
+    let rows = experiments::failure(&cfg, |done, _| progress.set_position(done as u64));
+    progress.finish_and_clear();
+    if a.common.json {
+        let rows: Vec<_> = rows.iter().map(|r| r.to_json()).collect();
+        println!(
+            "{}",
+            json!({"experiment": "failure", "seed": cfg.seed, "nodes": cfg.nodes, "lookups": cfg.lookups, "results": rows})
+        );
+    } else {
+        println!("seed {}", cfg.seed);
+        let mut t = Table::new();
+        t.load_style(UTF8_BORDERS_ONLY).set_header([
+            "p",
+            "(a) keys lost",
+            "paper ≈ p",
+            "(a) failed after stabilizing",
+            "(b) failed, frozen r=20",
+            "(b) mean hops",
+            "(b) p99 hops",
+            "(b) timeouts/lookup",
+        ]);
+        for r in &rows {
+            t.add_row([
+                format!("{:.2}", r.fraction),
+                format!("{:.3}", r.keys_lost),
+                format!("{:.2}", r.fraction),
+                format!("{:.4}", r.stabilized_failed),
+                format!("{:.4}", r.frozen_failed),
+                format!("{:.2}", r.frozen_hops),
+                format!("{:.0}", r.frozen_p99_hops),
+                format!("{:.2}", r.frozen_timeouts),
+            ]);
+        }
+        println!("{t}");
+    }
+    write_plot(&a.common.plot, experiments::failure_chart(&rows).to_svg())?;
+    eprintln!(
+        "failure: {} fractions in {:.1} s",
         rows.len(),
         start.elapsed().as_secs_f64()
     );

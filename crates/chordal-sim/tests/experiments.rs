@@ -116,3 +116,33 @@ fn balance_spreads_keys_better_with_virtual_nodes() {
         );
     }
 }
+
+#[test]
+fn failure_experiment_without_failures_fails_nothing() {
+    let rows = chordal_sim::experiments::failure(
+        &chordal_sim::experiments::FailureConfig {
+            nodes: 60,
+            fractions: vec![0.0, 0.3],
+            lookups: 200,
+            seed: 4,
+        },
+        |_, _| {},
+    );
+    let none = &rows[0];
+    assert_eq!(
+        (
+            none.keys_lost,
+            none.stabilized_failed,
+            none.frozen_failed,
+            none.frozen_timeouts
+        ),
+        (0.0, 0.0, 0.0, 0.0)
+    );
+    let some = &rows[1];
+    // About 30% of the keys lived on failed nodes (Fig. 11: ≈ p) ...
+    assert!((0.15..0.45).contains(&some.keys_lost), "{some:?}");
+    // ... yet once the ring re-stabilized every lookup found the live owner.
+    assert_eq!(some.stabilized_failed, 0.0, "{some:?}");
+    // With maintenance frozen, lookups meet dead nodes and pay timeouts.
+    assert!(some.frozen_timeouts > 0.0, "{some:?}");
+}

@@ -3,9 +3,11 @@
 //! reference values.
 
 mod balance;
+mod failure;
 mod pathlen;
 
 pub use balance::{BalanceConfig, BalanceRow, balance, balance_chart, theory_p99_ratio};
+pub use failure::{FailureConfig, FailureRow, failure, failure_chart};
 pub use pathlen::{PathlenConfig, PathlenRow, pathlen, pathlen_chart};
 
 /// The `p`-quantile (0..=1) of sorted values (nearest rank).

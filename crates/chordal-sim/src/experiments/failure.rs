@@ -1,0 +1,177 @@
+//! Lookups after mass failure (SIGCOMM'01 §6.4, Fig. 11; lecture slides'
+//! 1,000-node experiment). A fraction `p` of a converged ring fails at once.
+//!
+//! - (a) With maintenance running, after the ring re-stabilizes: lookups
+//!   that fail or name a wrong owner, and keys lost — keys whose owner
+//!   failed, which without replication is what the paper counts as failed
+//!   lookups (≈ p).
+//! - (b) With maintenance frozen and successor lists of 20, at once: path
+//!   length, dead hops met per lookup (each costs a timeout) and failed
+//!   lookups.
+
+use super::quantile;
+use crate::plot::{Chart, Series};
+use crate::{Latency, Sim, SimConfig};
+use chordal_core::{Event, LookupMode};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct FailureConfig {
+    pub nodes: usize,
+    pub fractions: Vec<f64>,
+    pub lookups: usize,
+    pub seed: u64,
+}
+
+impl Default for FailureConfig {
+    fn default() -> Self {
+        FailureConfig {
+            nodes: 1000,
+            fractions: vec![0.1, 0.2, 0.3, 0.4, 0.5],
+            lookups: 2000,
+            seed: 1,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct FailureRow {
+    pub fraction: f64,
+    /// (a) After re-stabilization: lookups that failed or named a wrong owner.
+    pub stabilized_failed: f64,
+    /// (a) Keys whose owner failed (lost without replication); paper ≈ p.
+    pub keys_lost: f64,
+    /// (b) Frozen maintenance: lookups that failed or named a wrong owner.
+    pub frozen_failed: f64,
+    /// (b) Mean hops of the lookups that succeeded.
+    pub frozen_hops: f64,
+    /// (b) Dead peers met (timeouts) per lookup.
+    pub frozen_timeouts: f64,
+    /// (b) 99th percentile hops.
+    pub frozen_p99_hops: f64,
+}
+
+impl FailureRow {
+    pub fn to_json(&self) -> Value {
+        json!({"fraction": self.fraction, "stabilized_failed": self.stabilized_failed,
+               "keys_lost": self.keys_lost, "paper_failed": self.fraction,
+               "frozen_failed": self.frozen_failed, "frozen_hops": self.frozen_hops,
+               "frozen_p99_hops": self.frozen_p99_hops, "frozen_timeouts": self.frozen_timeouts})
+    }
+}
+
+fn ring(cfg: &FailureConfig, salt: u64, successors: usize, frozen: bool) -> (Sim, Vec<usize>) {
+    let mut config = SimConfig {
+        seed: cfg.seed.wrapping_mul(104_729).wrapping_add(salt),
+        latency: Latency::Uniform(Duration::from_millis(5), Duration::from_millis(50)),
+        ..SimConfig::default()
+    };
+    config.node.successors = successors;
+    if frozen {
+        config.node = config
+            .node
+            .with_maintenance_interval(Duration::from_secs(1 << 30));
+    }
+    let mut s = Sim::new(config);
+    let nodes = s.build_converged(cfg.nodes, 1);
+    (s, nodes)
+}
+
+/// Kills `fraction` of `nodes` (chosen by the simulation's seed).
+fn fail(s: &mut Sim, nodes: &[usize], fraction: f64) {
+    let target = (nodes.len() as f64 * fraction).round() as usize;
+    let mut killed = 0;
+    while killed < target {
+        let i = nodes[(s.random_id().high_u64() % nodes.len() as u64) as usize];
+        if s.is_alive(i) {
+            s.kill(i);
+            killed += 1;
+        }
+    }
+}
+
+fn random_live(s: &mut Sim) -> usize {
+    let alive = s.alive();
+    alive[(s.random_id().high_u64() % alive.len() as u64) as usize]
+}
+
+pub fn failure(cfg: &FailureConfig, mut progress: impl FnMut(usize, usize)) -> Vec<FailureRow> {
+    let mut rows = Vec::new();
+    for (done, &p) in cfg.fractions.iter().enumerate() {
+        // (a) Maintenance running.
+        let (mut s, nodes) = ring(cfg, (p * 1000.0) as u64, 8, false);
+        let before = s.oracle();
+        fail(&mut s, &nodes, p);
+        s.run_until_true(Duration::from_secs(1), Duration::from_secs(120), |s| {
+            s.ring_errors(false) == 0
+        });
+        s.run_for(Duration::from_secs(5));
+        let after = s.oracle();
+        let (mut failed, mut lost) = (0usize, 0usize);
+        for _ in 0..cfg.lookups {
+            let key = s.random_id();
+            let from = random_live(&mut s);
+            match s.lookup(from, key, LookupMode::Recursive) {
+                Ok(r) if r.owner.id == after.successor(&key) => {}
+                _ => failed += 1,
+            }
+            if !after.ids().contains(&before.successor(&key)) {
+                lost += 1;
+            }
+        }
+        // (b) Maintenance frozen, successor lists of 20.
+        let (mut s, nodes) = ring(cfg, 1_000_000 + (p * 1000.0) as u64, 20, true);
+        fail(&mut s, &nodes, p);
+        let oracle = s.oracle();
+        s.record_events(true);
+        let (mut frozen_failed, mut hops) = (0usize, Vec::new());
+        for _ in 0..cfg.lookups {
+            let key = s.random_id();
+            let from = random_live(&mut s);
+            match s.lookup(from, key, LookupMode::Recursive) {
+                Ok(r) if r.owner.id == oracle.successor(&key) => hops.push(r.hops as f64),
+                _ => frozen_failed += 1,
+            }
+        }
+        let timeouts = s
+            .events
+            .iter()
+            .filter(|(_, e)| matches!(e, Event::PeerFailed { .. }))
+            .count();
+        hops.sort_by(f64::total_cmp);
+        let n = cfg.lookups.max(1) as f64;
+        rows.push(FailureRow {
+            fraction: p,
+            stabilized_failed: failed as f64 / n,
+            keys_lost: lost as f64 / n,
+            frozen_failed: frozen_failed as f64 / n,
+            frozen_hops: hops.iter().sum::<f64>() / hops.len().max(1) as f64,
+            frozen_timeouts: timeouts as f64 / n,
+            frozen_p99_hops: quantile(&hops, 0.99),
+        });
+        progress(done + 1, cfg.fractions.len());
+    }
+    rows
+}
+
+/// Fig. 11: failed lookups and lost keys vs the fraction of failed nodes.
+pub fn failure_chart(rows: &[FailureRow]) -> Chart {
+    let line = |name: &str, f: &dyn Fn(&FailureRow) -> f64, dashed| Series {
+        name: name.into(),
+        points: rows.iter().map(|r| (r.fraction, f(r))).collect(),
+        dashed,
+    };
+    Chart {
+        title: "Lookups after mass failure (Chord SIGCOMM'01 Fig. 11)".into(),
+        x_label: "fraction of nodes failed".into(),
+        y_label: "fraction of lookups".into(),
+        log2_x: false,
+        series: vec![
+            line("keys lost (no replication)", &|r| r.keys_lost, false),
+            line("failed, stabilized", &|r| r.stabilized_failed, false),
+            line("failed, frozen, r=20", &|r| r.frozen_failed, false),
+            line("paper: = p", &|r| r.fraction, true),
+        ],
+    }
+}
