@@ -33,12 +33,23 @@ const COLORS: [&str; 6] = [
     "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#555555",
 ];
 
+/// The smallest 1/2/5 × 10^k step at least `raw`.
+fn nice_step(raw: f64) -> f64 {
+    let raw = if raw > 0.0 { raw } else { 1.0 };
+    let mag = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * mag)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * mag)
+}
+
 /// A tick label without useless decimals.
 fn trim(v: f64) -> String {
     if (v - v.round()).abs() < 1e-9 {
         format!("{}", v.round() as i64)
     } else {
-        format!("{v:.1}")
+        format!("{v:.2}").trim_end_matches('0').to_string()
     }
 }
 
@@ -101,15 +112,19 @@ impl Chart {
             s,
             r#"<line x1="{ax0}" y1="{ay0}" x2="{ax0}" y2="{ay1}" stroke="black"/>"#
         );
-        // X ticks: integers of the (transformed) axis.
-        let step = ((x1 - x0) / 10.0).ceil().max(1.0);
-        let mut t = x0.ceil();
+        // X ticks: whole powers of two on a log2 axis, else a nice step.
+        let step = if self.log2_x {
+            ((x1 - x0) / 10.0).ceil().max(1.0)
+        } else {
+            nice_step((x1 - x0) / 8.0)
+        };
+        let mut t = (x0 / step).ceil() * step;
         while t <= x1 + 1e-9 {
             let x = LEFT + (t - x0) / (x1 - x0) * (W - LEFT - RIGHT);
             let label = if self.log2_x {
                 format!("2^{}", t as i64)
             } else {
-                format!("{t}")
+                trim(t)
             };
             let _ = writeln!(
                 s,
