@@ -275,34 +275,47 @@ impl Node {
     pub(crate) fn flush(&mut self, now: Time) {
         let mut rounds = 0;
         loop {
+            // One pass: collect what the vnodes and the key-value layer
+            // produced; stop when a pass produces nothing.
+            let mut progressed = false;
             let mut local: VecDeque<Envelope> = VecDeque::new();
             let mut events: Vec<Event> = Vec::new();
             for v in &mut self.vnodes {
                 while let Some(env) = v.poll_transmit() {
-                    local.push_back(env);
+                    progressed = true;
+                    // Most messages leave the process: straight out.
+                    if env.to.addr == self.addr {
+                        local.push_back(env);
+                    } else {
+                        self.out.push_back(env);
+                    }
                 }
                 while let Some(e) = v.poll_event() {
+                    progressed = true;
                     events.push(e);
                 }
             }
             for e in events {
                 self.vnode_event(now, e);
             }
-            local.extend(self.kv_out.drain(..));
-            if local.is_empty() {
-                break;
+            while let Some(env) = self.kv_out.pop_front() {
+                progressed = true;
+                if env.to.addr == self.addr {
+                    local.push_back(env);
+                } else {
+                    self.out.push_back(env);
+                }
             }
             for env in local {
-                if env.to.addr != self.addr {
-                    self.out.push_back(env);
-                    continue;
-                }
                 rounds += 1;
                 if rounds > MAX_LOCAL_DELIVERIES {
                     self.dropped += 1;
                     continue;
                 }
                 self.deliver(now, env);
+            }
+            if !progressed {
+                break;
             }
         }
     }

@@ -42,9 +42,38 @@ impl Default for SimConfig {
 
 #[derive(Debug)]
 enum Item {
-    Deliver(Envelope),
+    /// A message for node `.0`.
+    Deliver(usize, Envelope),
     Wake(usize),
-    Unreachable { at: usize, addr: SocketAddr },
+    Unreachable {
+        at: usize,
+        addr: SocketAddr,
+    },
+}
+
+/// A queue entry, ordered by (time, sequence): ties keep their order.
+#[derive(Debug)]
+struct Queued {
+    at: Time,
+    seq: u64,
+    item: Item,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(o.at, o.seq))
+    }
 }
 
 struct SimNode {
@@ -62,8 +91,8 @@ pub struct Sim {
     now: Time,
     nodes: Vec<SimNode>,
     by_addr: HashMap<SocketAddr, usize>,
-    queue: BinaryHeap<Reverse<(Time, u64)>>,
-    items: HashMap<u64, Item>,
+    /// Everything due, earliest (then first queued) on top.
+    queue: BinaryHeap<Reverse<Queued>>,
     seq: u64,
     rng: Rng,
     results: HashMap<(usize, LookupId), Result<LookupResult, LookupError>>,
@@ -87,7 +116,6 @@ impl Sim {
             nodes: Vec::new(),
             by_addr: HashMap::new(),
             queue: BinaryHeap::new(),
-            items: HashMap::new(),
             seq: 0,
             rng,
             results: HashMap::new(),
@@ -363,7 +391,7 @@ impl Sim {
 
     /// Processes everything due up to `until`, then sets the clock to it.
     pub fn run_until(&mut self, until: Time) {
-        while let Some(Reverse((at, _))) = self.queue.peek() {
+        while let Some(Reverse(Queued { at, .. })) = self.queue.peek() {
             if *at > until {
                 break;
             }
@@ -474,20 +502,15 @@ impl Sim {
 
     /// Processes the next queued item. Returns false when nothing is queued.
     pub fn step(&mut self) -> bool {
-        let Some(Reverse((at, seq))) = self.queue.pop() else {
+        let Some(Reverse(Queued { at, item, .. })) = self.queue.pop() else {
             return false;
         };
         self.now = self.now.max(at);
         self.events_processed += 1;
-        let Some(item) = self.items.remove(&seq) else {
-            return true;
-        };
         let now = self.now;
         match item {
-            Item::Deliver(env) => {
-                if let Some(&i) = self.by_addr.get(&env.to.addr)
-                    && self.nodes[i].alive
-                {
+            Item::Deliver(i, env) => {
+                if self.nodes[i].alive {
                     self.nodes[i].node.handle_message(now, env);
                     self.after_input(i);
                 }
@@ -513,8 +536,11 @@ impl Sim {
 
     fn push(&mut self, at: Time, item: Item) {
         self.seq += 1;
-        self.items.insert(self.seq, item);
-        self.queue.push(Reverse((at, self.seq)));
+        self.queue.push(Reverse(Queued {
+            at,
+            seq: self.seq,
+            item,
+        }));
     }
 
     /// Collects node `i`'s output: messages onto the network, events into
@@ -545,7 +571,10 @@ impl Sim {
                     continue;
                 }
             }
-            self.push(self.now + latency, Item::Deliver(env));
+            // Messages to an address nobody ever had vanish.
+            if let Some(d) = dest {
+                self.push(self.now + latency, Item::Deliver(d, env));
+            }
         }
         while let Some(e) = self.nodes[i].node.poll_event() {
             match &e {
