@@ -149,9 +149,7 @@ fn reads_during_a_handoff_ask_the_replicas() {
     let seed = 34;
     let mut s = ring(seed, 12);
     let keys: Vec<String> = (0..200).map(|k| format!("moved-{k}")).collect();
-    for (k, key) in keys.iter().enumerate() {
-        s.put(k % 12, key.as_bytes(), key.as_bytes()).unwrap();
-    }
+    put_all(&mut s, &keys, None);
     let newcomer = s.add_node(1);
     s.join(newcomer, 0);
     s.run_until_true(Duration::from_millis(50), 10 * SEC, |s| {
@@ -257,15 +255,35 @@ fn misplaced(s: &Sim, keys: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// Puts every key (value = `value` or the key itself) from nodes in turn.
+fn put_all(s: &mut Sim, keys: &[String], value: Option<&[u8]>) {
+    let alive = s.alive();
+    for (k, key) in keys.iter().enumerate() {
+        let v = value.unwrap_or(key.as_bytes()).to_vec();
+        s.put(alive[k % alive.len()], key.as_bytes(), &v).unwrap();
+    }
+}
+
+/// Runs until the ring is right and every key sits on its R nodes.
+fn settle(s: &mut Sim, seed: u64, keys: &[String], limit: Duration, what: &str) {
+    s.run_until_true(SEC, limit, |s| {
+        s.ring_errors(true) == 0 && misplaced(s, keys).is_empty()
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "seed {seed}: {} keys misplaced {what}",
+            misplaced(s, keys).len()
+        )
+    });
+}
+
 /// Range sync repairs a replica that lost records (or never got them).
 #[test]
 fn range_sync_repairs_a_replica_that_missed_writes() {
     let seed = 36;
     let mut s = ring(seed, 10);
     let keys: Vec<String> = (0..300).map(|k| format!("sync-{k}")).collect();
-    for (k, key) in keys.iter().enumerate() {
-        s.put(k % 10, key.as_bytes(), b"v").unwrap();
-    }
+    put_all(&mut s, &keys, Some(b"v"));
     s.run_for(SEC);
     assert!(misplaced(&s, &keys).is_empty());
     // Node 3 loses everything it held (a replaced disk).
@@ -296,22 +314,12 @@ fn join_hands_the_range_to_the_new_owner() {
     let seed = 37;
     let mut s = ring(seed, 10);
     let keys: Vec<String> = (0..300).map(|k| format!("handoff-{k}")).collect();
-    for (k, key) in keys.iter().enumerate() {
-        s.put(k % 10, key.as_bytes(), b"v").unwrap();
-    }
+    put_all(&mut s, &keys, Some(b"v"));
     for _ in 0..3 {
         let i = s.add_node(1);
         s.join(i, 0);
     }
-    s.run_until_true(SEC, 60 * SEC, |s| {
-        s.ring_errors(true) == 0 && misplaced(s, &keys).is_empty()
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "seed {seed}: {} keys misplaced after joins",
-            misplaced(&s, &keys).len()
-        )
-    });
+    settle(&mut s, seed, &keys, 60 * SEC, "after joins");
 }
 
 /// Nodes fail one at a time, with time to repair in between, until half
@@ -321,20 +329,16 @@ fn failures_one_at_a_time_down_to_half_lose_nothing() {
     let seed = 38;
     let mut s = ring(seed, 12);
     let keys: Vec<String> = (0..400).map(|k| format!("survive-{k}")).collect();
-    for (k, key) in keys.iter().enumerate() {
-        s.put(k % 12, key.as_bytes(), key.as_bytes()).unwrap();
-    }
+    put_all(&mut s, &keys, None);
     for victim in [2, 5, 7, 9, 10, 11] {
         s.kill(victim);
-        s.run_until_true(SEC, 60 * SEC, |s| {
-            s.ring_errors(true) == 0 && misplaced(s, &keys).is_empty()
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "seed {seed}: after killing {victim}: {} misplaced",
-                misplaced(&s, &keys).len()
-            )
-        });
+        settle(
+            &mut s,
+            seed,
+            &keys,
+            60 * SEC,
+            &format!("after killing {victim}"),
+        );
     }
     let alive = s.alive();
     assert_eq!(alive.len(), 6);
@@ -403,17 +407,12 @@ fn stale_copies_are_dropped_after_ownership_moves() {
     let seed = 40;
     let mut s = ring(seed, 8);
     let keys: Vec<String> = (0..300).map(|k| format!("moving-{k}")).collect();
-    for (k, key) in keys.iter().enumerate() {
-        s.put(k % 8, key.as_bytes(), b"v").unwrap();
-    }
+    put_all(&mut s, &keys, Some(b"v"));
     for _ in 0..4 {
         let i = s.add_node(1);
         s.join(i, 0);
     }
-    s.run_until_true(SEC, 60 * SEC, |s| {
-        s.ring_errors(true) == 0 && misplaced(s, &keys).is_empty()
-    })
-    .expect("handoff");
+    settle(&mut s, seed, &keys, 60 * SEC, "after the joins");
     let stale = |s: &Sim| {
         keys.iter()
             .filter(|k| !extra_holders(s, k).is_empty())
@@ -564,10 +563,7 @@ fn restarted_nodes_with_stale_data_serve_the_newest_values() {
     let down: Vec<usize> = (1..12).step_by(2).collect();
     for &i in &down {
         s.kill(i);
-        s.run_until_true(SEC, 60 * SEC, |s| {
-            s.ring_errors(true) == 0 && misplaced(s, &keys).is_empty()
-        })
-        .expect("heal");
+        settle(&mut s, seed, &keys, 60 * SEC, "after a crash");
     }
     let mut expect: Vec<Option<Vec<u8>>> = vec![Some(b"old".to_vec()); keys.len()];
     for (k, key) in keys.iter().enumerate() {
