@@ -16,7 +16,7 @@
 //! longer than any outage you expect.
 
 use super::{KvState, StoreKind, StoreWait};
-use crate::{Id, KeyRange, Message, Node, NodeRef, Time};
+use crate::{Id, Message, Node, NodeRef, Time};
 use std::time::Duration;
 
 /// Sweeps run every this many sync rounds.
@@ -59,16 +59,8 @@ impl Node {
         let ttl = self.lease_ttl();
         self.kv.leases.retain(|l| l.2 > now);
         // Tombstones: ranges whose every replica was in sync last round.
-        let before = now
-            .as_micros()
-            .saturating_sub(self.config.tombstone_grace.as_micros() as u64);
-        let owners: Vec<(NodeRef, KeyRange)> = self
-            .vnodes
-            .iter()
-            .filter(|v| v.is_joined())
-            .filter_map(|v| v.range().map(|r| (v.me(), r)))
-            .collect();
-        for (owner, range) in owners {
+        let before = self.grace_horizon(now);
+        for (owner, range) in self.owned_ranges() {
             let targets = self.replica_targets(&owner);
             let all_in_sync = !targets.is_empty()
                 && targets.iter().all(|t| {

@@ -63,13 +63,7 @@ impl Node {
     pub(crate) fn sync_round(&mut self, now: Time) {
         self.kv.sync_at = Some(now + self.config.sync_interval);
         self.sweep_round(now);
-        let owners: Vec<(NodeRef, crate::KeyRange)> = self
-            .vnodes
-            .iter()
-            .filter(|v| v.is_joined())
-            .filter_map(|v| v.range().map(|r| (v.me(), r)))
-            .collect();
-        for (owner, range) in owners {
+        for (owner, range) in self.owned_ranges() {
             for target in self.replica_targets(&owner) {
                 let busy = self
                     .kv
@@ -101,6 +95,15 @@ impl Node {
                 self.kv.store(kind, StoreWait::SyncOwnSummary(req));
             }
         }
+    }
+
+    /// Each joined virtual node of ours with the range it owns.
+    pub(crate) fn owned_ranges(&self) -> Vec<(NodeRef, crate::KeyRange)> {
+        self.vnodes
+            .iter()
+            .filter(|v| v.is_joined())
+            .filter_map(|v| v.range().map(|r| (v.me(), r)))
+            .collect()
     }
 
     /// The hlc below which tombstones count as past their grace period.
