@@ -198,23 +198,9 @@ pub(crate) enum StoreWait {
     SyncOwnSummary(u64),
     /// A sync run by an owner elsewhere: compare with `theirs`, answer the
     /// differing buckets to `to`.
-    SyncCompare {
-        to: NodeRef,
-        me: NodeRef,
-        req: u64,
-        start: Id,
-        end: Id,
-        theirs: Vec<Id>,
-    },
-    /// Pushing the records of differing buckets to `to` (page by page).
-    SyncPush {
-        to: NodeRef,
-        me: NodeRef,
-        start: Id,
-        end: Id,
-        buckets: u32,
-        which: Vec<u32>,
-    },
+    SyncCompare(sync::Compare),
+    /// Pushing records to another node, page by page.
+    SyncPush(sync::Push),
 }
 
 /// A deadline of the key-value layer.
@@ -394,22 +380,8 @@ impl crate::Node {
             }
             StoreWait::Repair => {}
             StoreWait::SyncOwnSummary(req) => self.sync_summary_ready(now, req, result),
-            StoreWait::SyncCompare {
-                to,
-                me,
-                req,
-                start,
-                end,
-                theirs,
-            } => self.sync_compare(to, me, req, start, end, theirs, result),
-            StoreWait::SyncPush {
-                to,
-                me,
-                start,
-                end,
-                buckets,
-                which,
-            } => self.sync_push_page(to, me, start, end, buckets, which, result),
+            StoreWait::SyncCompare(c) => self.sync_compare(c, result),
+            StoreWait::SyncPush(p) => self.sync_push_page(p, result),
         }
         self.flush(now);
     }
@@ -458,7 +430,15 @@ impl crate::Node {
             } => {
                 let me = self.kv_me(&env);
                 self.sync_lease(now, start, end);
-                self.sync_summary_received(now, env.from, me, req, start, end, buckets);
+                let c = sync::Compare {
+                    to: env.from,
+                    me,
+                    req,
+                    start,
+                    end,
+                    theirs: buckets,
+                };
+                self.sync_summary_received(now, c);
             }
             Message::SyncDiff { req, differing } => self.sync_diff_received(now, req, differing),
             Message::Collect { start, end, before } => {

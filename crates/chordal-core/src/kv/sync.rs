@@ -19,6 +19,45 @@ const CHUNK_BYTES: usize = 2 * 1024 * 1024;
 /// Most buckets a summary may have (more is refused).
 pub const MAX_BUCKETS: usize = 4096;
 
+/// A replica's half of a sync: the owner's summary to compare ours with.
+#[derive(Debug)]
+pub(crate) struct Compare {
+    /// The owner, where the answer goes.
+    pub to: NodeRef,
+    /// Our vnode the summary was addressed to.
+    pub me: NodeRef,
+    pub req: u64,
+    pub start: Id,
+    pub end: Id,
+    pub theirs: Vec<Id>,
+}
+
+/// Records to push from our vnode `me` to `to`: those of `(start, end]`
+/// in the buckets `which` of `buckets`.
+#[derive(Debug)]
+pub(crate) struct Push {
+    pub to: NodeRef,
+    pub me: NodeRef,
+    pub start: Id,
+    pub end: Id,
+    pub buckets: u32,
+    pub which: Vec<u32>,
+}
+
+impl Push {
+    /// Everything of `(start, end]`.
+    fn whole(to: NodeRef, me: NodeRef, start: Id, end: Id) -> Push {
+        Push {
+            to,
+            me,
+            start,
+            end,
+            buckets: 1,
+            which: vec![0],
+        }
+    }
+}
+
 /// A sync this process runs as owner.
 #[derive(Debug)]
 pub(crate) struct SyncJob {
@@ -140,67 +179,44 @@ impl Node {
     }
 
     /// An owner's summary arrived: summarize the same range ourselves.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn sync_summary_received(
-        &mut self,
-        now: Time,
-        to: NodeRef,
-        me: NodeRef,
-        req: u64,
-        start: Id,
-        end: Id,
-        theirs: Vec<Id>,
-    ) {
-        if theirs.is_empty() || theirs.len() > MAX_BUCKETS {
+    pub(crate) fn sync_summary_received(&mut self, now: Time, c: Compare) {
+        if c.theirs.is_empty() || c.theirs.len() > MAX_BUCKETS {
             return;
         }
         let kind = StoreKind::Summary {
-            start,
-            end,
-            buckets: theirs.len() as u32,
+            start: c.start,
+            end: c.end,
+            buckets: c.theirs.len() as u32,
             hide_tombstones_before: self.grace_horizon(now),
         };
-        let wait = StoreWait::SyncCompare {
-            to,
-            me,
-            req,
-            start,
-            end,
-            theirs,
-        };
-        self.kv.store(kind, wait);
+        self.kv.store(kind, StoreWait::SyncCompare(c));
     }
 
     /// Compares our summary with the owner's: answer the differing buckets
     /// and push our records of them.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn sync_compare(
-        &mut self,
-        to: NodeRef,
-        me: NodeRef,
-        req: u64,
-        start: Id,
-        end: Id,
-        theirs: Vec<Id>,
-        result: StoreResult,
-    ) {
+    pub(crate) fn sync_compare(&mut self, c: Compare, result: StoreResult) {
         let StoreResult::Summary(ours) = result else {
             return;
         };
-        let differing: Vec<u32> = (0..theirs.len())
-            .filter(|i| ours.get(*i) != Some(&theirs[*i]))
+        let differing: Vec<u32> = (0..c.theirs.len())
+            .filter(|i| ours.get(*i) != Some(&c.theirs[*i]))
             .map(|i| i as u32)
             .collect();
-        self.kv_send(
-            me,
-            to,
-            Message::SyncDiff {
-                req,
-                differing: differing.clone(),
-            },
-        );
+        let diff = Message::SyncDiff {
+            req: c.req,
+            differing: differing.clone(),
+        };
+        self.kv_send(c.me, c.to, diff);
         if !differing.is_empty() {
-            self.push_buckets(to, me, start, end, theirs.len() as u32, differing, None);
+            let push = Push {
+                to: c.to,
+                me: c.me,
+                start: c.start,
+                end: c.end,
+                buckets: c.theirs.len() as u32,
+                which: differing,
+            };
+            self.push_buckets(push, None);
         }
     }
 
@@ -220,9 +236,15 @@ impl Node {
         let buckets = self.config.sync_buckets;
         let differing: Vec<u32> = differing.into_iter().filter(|b| *b < buckets).collect();
         if !differing.is_empty() {
-            self.push_buckets(
-                job.target, job.owner, job.start, job.end, buckets, differing, None,
-            );
+            let push = Push {
+                to: job.target,
+                me: job.owner,
+                start: job.start,
+                end: job.end,
+                buckets,
+                which: differing,
+            };
+            self.push_buckets(push, None);
         }
     }
 
@@ -239,7 +261,7 @@ impl Node {
             })
             .collect();
         for (me, succ, range) in handovers {
-            self.push_buckets(succ, me, range.start, range.end, 1, vec![0], None);
+            self.push_buckets(Push::whole(succ, me, range.start, range.end), None);
         }
     }
 
@@ -257,53 +279,25 @@ impl Node {
         else {
             return;
         };
-        self.push_buckets(pred, me, start, end, 1, vec![0], None);
+        self.push_buckets(Push::whole(pred, me, start, end), None);
     }
 
-    /// Asks the store for (the next page of) our records in `which`.
-    #[allow(clippy::too_many_arguments)]
-    fn push_buckets(
-        &mut self,
-        to: NodeRef,
-        me: NodeRef,
-        start: Id,
-        end: Id,
-        buckets: u32,
-        which: Vec<u32>,
-        resume: Option<(Id, Vec<u8>)>,
-    ) {
+    /// Asks the store for (the next page of) the records `push` names.
+    fn push_buckets(&mut self, push: Push, resume: Option<(Id, Vec<u8>)>) {
         let kind = StoreKind::ScanBuckets {
-            start,
-            end,
-            buckets,
-            which: which.clone(),
+            start: push.start,
+            end: push.end,
+            buckets: push.buckets,
+            which: push.which.clone(),
             resume,
             limit: PAGE,
         };
-        let wait = StoreWait::SyncPush {
-            to,
-            me,
-            start,
-            end,
-            buckets,
-            which,
-        };
-        self.kv.store(kind, wait);
+        self.kv.store(kind, StoreWait::SyncPush(push));
     }
 
     /// A page of records to push: send them in size-bounded `Replicate`s
     /// (newest wins at the receiver), then ask for the next page.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn sync_push_page(
-        &mut self,
-        to: NodeRef,
-        me: NodeRef,
-        start: Id,
-        end: Id,
-        buckets: u32,
-        which: Vec<u32>,
-        result: StoreResult,
-    ) {
+    pub(crate) fn sync_push_page(&mut self, push: Push, result: StoreResult) {
         let StoreResult::Scanned(records) = result else {
             return;
         };
@@ -315,14 +309,8 @@ impl Node {
             let size = r.key.len() + r.value.as_ref().map_or(0, Vec::len) + 64;
             if !chunk.is_empty() && bytes + size > CHUNK_BYTES {
                 let req = self.kv.next();
-                self.kv_send(
-                    me,
-                    to,
-                    Message::Replicate {
-                        req,
-                        records: std::mem::take(&mut chunk),
-                    },
-                );
+                let records = std::mem::take(&mut chunk);
+                self.kv_send(push.me, push.to, Message::Replicate { req, records });
                 bytes = 0;
             }
             bytes += size;
@@ -330,17 +318,14 @@ impl Node {
         }
         if !chunk.is_empty() {
             let req = self.kv.next();
-            self.kv_send(
-                me,
-                to,
-                Message::Replicate {
-                    req,
-                    records: chunk,
-                },
-            );
+            let msg = Message::Replicate {
+                req,
+                records: chunk,
+            };
+            self.kv_send(push.me, push.to, msg);
         }
         if full {
-            self.push_buckets(to, me, start, end, buckets, which, resume);
+            self.push_buckets(push, resume);
         }
     }
 }
