@@ -18,6 +18,42 @@ pub enum SimCommand {
     Balance(BalanceArgs),
     /// Lookups after a fraction of the ring fails at once (SIGCOMM'01 Fig. 11).
     Failure(FailureArgs),
+    /// Lookups while nodes join and fail continuously (SIGCOMM'01 Fig. 12).
+    Churn(ChurnArgs),
+}
+
+#[derive(Args)]
+pub struct ChurnArgs {
+    /// Nodes in the ring (it keeps about this size).
+    #[arg(long, default_value_t = 1000)]
+    nodes: usize,
+    /// Joins and failures per second (each); one run per rate.
+    #[arg(long, value_delimiter = ',', default_value = "0.05,0.1,0.2,0.3,0.4")]
+    rates: Vec<f64>,
+    /// Lookups measured per rate, one per second of virtual time.
+    #[arg(long, default_value_t = 1000)]
+    lookups: usize,
+    /// Seconds of churn before lookups start.
+    #[arg(long, default_value_t = 300)]
+    warmup: u64,
+    /// How nodes come and go: `poisson` (paired joins and failures, the
+    /// paper), `exponential` or `weibull:SHAPE` session times (a new node
+    /// replaces each failed one; mean session = nodes / rate).
+    #[arg(long, default_value = "poisson", value_parser = parse_sessions)]
+    sessions: experiments::Sessions,
+    #[command(flatten)]
+    common: Common,
+}
+
+fn parse_sessions(s: &str) -> Result<experiments::Sessions, String> {
+    match s {
+        "poisson" => Ok(experiments::Sessions::Poisson),
+        "exponential" => Ok(experiments::Sessions::Exponential),
+        _ => match s.strip_prefix("weibull:").map(str::parse::<f64>) {
+            Some(Ok(k)) if k > 0.0 => Ok(experiments::Sessions::Weibull(k)),
+            _ => Err("expected poisson, exponential or weibull:SHAPE (SHAPE > 0)".into()),
+        },
+    }
 }
 
 #[derive(Args)]
@@ -31,6 +67,13 @@ pub struct FailureArgs {
     /// Lookups per fraction and phase.
     #[arg(long, default_value_t = 2000)]
     lookups: usize,
+    /// (c) Key-value pairs stored, then read back after the failure
+    /// (0 skips part c).
+    #[arg(long, default_value_t = 1000)]
+    keys: usize,
+    /// (c) Replication factor R.
+    #[arg(long, default_value_t = 5)]
+    replicas: usize,
     #[command(flatten)]
     common: Common,
 }
@@ -99,6 +142,7 @@ pub fn run(cmd: SimCommand) -> Result<()> {
         SimCommand::Pathlen(a) => pathlen(a),
         SimCommand::Balance(a) => balance(a),
         SimCommand::Failure(a) => failure(a),
+        SimCommand::Churn(a) => churn(a),
     }
 }
 
@@ -224,10 +268,15 @@ fn failure(a: FailureArgs) -> Result<()> {
     if a.nodes < 2 || a.lookups == 0 || a.fractions.iter().any(|p| !(0.0..1.0).contains(p)) {
         bail!("--nodes ≥ 2, --lookups ≥ 1 and every fraction in [0, 1) please");
     }
+    if a.replicas == 0 || a.replicas > 20 {
+        bail!("--replicas must be 1 ..= 20 (the successor list holds 20)");
+    }
     let cfg = experiments::FailureConfig {
         nodes: a.nodes,
         fractions: a.fractions.clone(),
         lookups: a.lookups,
+        keys: a.keys,
+        replicas: a.replicas,
         seed: a.common.seed,
     };
     eprintln!("seed {}", cfg.seed);
@@ -253,6 +302,9 @@ fn failure(a: FailureArgs) -> Result<()> {
             "(b) mean hops",
             "(b) p99 hops",
             "(b) timeouts/lookup",
+            "(c) reads failed",
+            "(c) keys lost",
+            "(c) theory p^R",
         ]);
         for r in &rows {
             t.add_row([
@@ -264,6 +316,9 @@ fn failure(a: FailureArgs) -> Result<()> {
                 format!("{:.2}", r.frozen_hops),
                 format!("{:.0}", r.frozen_p99_hops),
                 format!("{:.2}", r.frozen_timeouts),
+                format!("{:.4}", r.kv_unread),
+                format!("{:.4}", r.kv_lost),
+                format!("{:.4}", r.kv_theory),
             ]);
         }
         println!("{t}");
@@ -273,6 +328,77 @@ fn failure(a: FailureArgs) -> Result<()> {
         "failure: {} fractions in {:.1} s",
         rows.len(),
         start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn churn(a: ChurnArgs) -> Result<()> {
+    if a.nodes < 8 || a.lookups == 0 || a.rates.iter().any(|r| !(*r > 0.0 && r.is_finite())) {
+        bail!("--nodes ≥ 8, --lookups ≥ 1 and every rate > 0 please");
+    }
+    let cfg = experiments::ChurnConfig {
+        nodes: a.nodes,
+        rates: a.rates.clone(),
+        sessions: a.sessions,
+        lookups: a.lookups,
+        warmup: std::time::Duration::from_secs(a.warmup),
+        seed: a.common.seed,
+    };
+    eprintln!("seed {}", cfg.seed);
+    let start = Instant::now();
+    let progress = bar(cfg.rates.len(), "churn rates");
+    let rows = experiments::churn(&cfg, |done, _| progress.set_position(done as u64));
+    progress.finish_and_clear();
+    if a.common.json {
+        let rows: Vec<_> = rows.iter().map(|r| r.to_json()).collect();
+        println!(
+            "{}",
+            json!({"experiment": "churn", "seed": cfg.seed, "nodes": cfg.nodes,
+                   "sessions": format!("{:?}", cfg.sessions), "results": rows})
+        );
+    } else {
+        println!("seed {}", cfg.seed);
+        let mut t = Table::new();
+        t.load_style(UTF8_BORDERS_ONLY).set_header([
+            "rate/s",
+            "failed /10^4",
+            "model /10^4",
+            "timeouts/lookup",
+            "mean hops",
+            "p99 hops",
+            "paper ½·log2 N",
+            "Chord B/node/s",
+            "of which ring",
+            "store sync B/node/s",
+            "joins",
+            "failures",
+        ]);
+        for r in &rows {
+            t.add_row([
+                format!("{:.2}", r.rate),
+                format!("{:.1}", r.failed_per_10k),
+                format!("{:.1}", r.model_per_10k),
+                format!("{:.3}", r.timeouts),
+                format!("{:.2}", r.mean_hops),
+                format!("{:.0}", r.p99_hops),
+                format!("{:.2}", (cfg.nodes as f64).log2() / 2.0),
+                format!("{:.0}", r.bytes_per_node_s),
+                format!("{:.0}", r.ring_bytes_per_node_s),
+                format!("{:.0}", r.store_bytes_per_node_s),
+                r.joins.to_string(),
+                r.failures.to_string(),
+            ]);
+        }
+        println!("{t}");
+    }
+    write_plot(&a.common.plot, experiments::churn_chart(&rows).to_svg())?;
+    let events: u64 = rows.iter().map(|r| r.events).sum();
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "churn: {} rates in {:.1} s ({:.2} M events/s while measuring)",
+        rows.len(),
+        secs,
+        events as f64 / rows.iter().map(|r| r.wall_secs).sum::<f64>().max(1e-9) / 1e6
     );
     Ok(())
 }

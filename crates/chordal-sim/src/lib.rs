@@ -9,11 +9,15 @@
 //! [`Oracle`] knows the true ring (sorted live ids) and answers what every
 //! successor, predecessor, finger and lookup *should* be.
 
+pub mod churn;
 pub mod experiments;
 mod latency;
 pub mod plot;
 mod sim;
+pub mod traffic;
 
 pub use chordal_core::Oracle;
+pub use churn::{Churn, ChurnEvent, ChurnModel};
 pub use latency::Latency;
 pub use sim::{Sim, SimConfig};
+pub use traffic::{Counter, Traffic};

@@ -2,13 +2,14 @@
 //! over virtual time.
 
 use crate::Latency;
+use crate::traffic::{Purpose, Traffic};
 use chordal_core::{
     Config, Envelope, Event, Id, KvError, KvOpId, KvOutcome, LookupError, LookupId, LookupMode,
-    LookupResult, Node, Oracle, Rng, Time,
+    LookupResult, Message, Node, Oracle, Rng, Time,
 };
 use chordal_store::MemoryStore;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
@@ -24,6 +25,10 @@ pub struct SimConfig {
     pub refuse_dead: bool,
     /// Seed for latency, loss and node ids.
     pub seed: u64,
+    /// Size every message as its wire frame in [`Sim::traffic`] (costs
+    /// about a quarter of the simulator's speed; off, only messages are
+    /// counted).
+    pub measure_bytes: bool,
     /// Protocol configuration of every node.
     pub node: Config,
 }
@@ -35,6 +40,7 @@ impl Default for SimConfig {
             loss: 0.0,
             refuse_dead: false,
             seed: 1,
+            measure_bytes: false,
             node: Config::default(),
         }
     }
@@ -83,6 +89,9 @@ struct SimNode {
     alive: bool,
     /// The wake-up currently queued for this node, if any.
     wake: Option<Time>,
+    /// Its side of a network partition: messages between nodes of
+    /// different groups vanish.
+    group: u32,
 }
 
 /// Many nodes, one virtual clock.
@@ -100,10 +109,18 @@ pub struct Sim {
     /// Every event, with the index of the node it came from (if recording).
     pub events: Vec<(usize, Event)>,
     record_events: bool,
-    /// Messages handed to the network so far.
-    pub messages_sent: u64,
+    /// Messages handed to the network so far, counted and sized by purpose.
+    pub traffic: Traffic,
     /// Events (deliveries, wake-ups) processed so far.
     pub events_processed: u64,
+    /// Hops of lookups started with [`Sim::start_lookup`] that were sent to
+    /// a dead or cut-off node: each costs the lookup a request timeout
+    /// (retransmissions of the same hop are not counted again).
+    pub lookup_timeouts: u64,
+    /// Lookups started with `start_lookup` and not yet done: (origin, id).
+    user_lookups: HashSet<(SocketAddr, u64)>,
+    /// Hops already counted in `lookup_timeouts`: (sender, request).
+    timed_out_hops: HashSet<(Id, u64)>,
 }
 
 impl Sim {
@@ -122,8 +139,11 @@ impl Sim {
             kv_results: HashMap::new(),
             events: Vec::new(),
             record_events: false,
-            messages_sent: 0,
+            traffic: Traffic::default(),
             events_processed: 0,
+            lookup_timeouts: 0,
+            user_lookups: HashSet::new(),
+            timed_out_hops: HashSet::new(),
         }
     }
 
@@ -172,6 +192,7 @@ impl Sim {
             store: MemoryStore::new(),
             alive: true,
             wake: None,
+            group: 0,
         });
         self.by_addr.insert(addr, index);
         index
@@ -213,12 +234,7 @@ impl Sim {
 
     /// A random id from the simulation's seed.
     pub fn random_id(&mut self) -> Id {
-        let mut b = [0u8; 20];
-        for chunk in b.chunks_mut(8) {
-            let v = self.rng.next_u64().to_be_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
-        }
-        Id(b)
+        random_id(&mut self.rng)
     }
 
     /// Node `i`'s state machine.
@@ -291,10 +307,29 @@ impl Sim {
         self.nodes[i].alive = false;
     }
 
+    /// Cuts the network: node `i` lands in group `group_of(i)`, and from now
+    /// on messages between different groups vanish (both sides see only
+    /// timeouts) until [`Sim::heal_partition`].
+    pub fn partition(&mut self, group_of: impl Fn(usize) -> u32) {
+        for (i, n) in self.nodes.iter_mut().enumerate() {
+            n.group = group_of(i);
+        }
+    }
+
+    /// Ends a partition: every node can reach every other again.
+    pub fn heal_partition(&mut self) {
+        for n in &mut self.nodes {
+            n.group = 0;
+        }
+    }
+
     /// Starts a lookup at node `i`; see [`Sim::lookup_result`].
     pub fn start_lookup(&mut self, i: usize, key: Id, mode: LookupMode) -> LookupId {
         let now = self.now;
         let id = self.nodes[i].node.start_lookup(now, key, mode);
+        // Its messages are still in the node's outbox: `after_input` sees
+        // them as this lookup's.
+        self.user_lookups.insert((self.nodes[i].node.addr(), id.0));
         self.after_input(i);
         id
     }
@@ -356,6 +391,14 @@ impl Sim {
     pub fn start_put(&mut self, i: usize, key: &[u8], value: &[u8]) -> KvOpId {
         let now = self.now;
         let id = self.nodes[i].node.put(now, key.to_vec(), value.to_vec());
+        self.after_input(i);
+        id
+    }
+
+    /// Starts a `get` at node `i` without waiting; see [`Sim::kv_result`].
+    pub fn start_get(&mut self, i: usize, key: &[u8]) -> KvOpId {
+        let now = self.now;
+        let id = self.nodes[i].node.get(now, key.to_vec());
         self.after_input(i);
         id
     }
@@ -427,6 +470,21 @@ impl Sim {
                 .iter()
                 .filter(|n| n.alive)
                 .flat_map(|n| n.node.vnodes().iter().map(|v| v.me().id))
+                .collect(),
+        )
+    }
+
+    /// The true ring of live virtual nodes that have finished joining: who
+    /// should own each key right now. (A node still joining owns nothing
+    /// yet; [`Sim::oracle`] already counts it.)
+    pub fn joined_oracle(&self) -> Oracle {
+        Oracle::new(
+            self.nodes
+                .iter()
+                .filter(|n| n.alive)
+                .flat_map(|n| n.node.vnodes().iter())
+                .filter(|v| v.is_joined())
+                .map(|v| v.me().id)
                 .collect(),
         )
     }
@@ -553,9 +611,21 @@ impl Sim {
             self.nodes[i].node.handle_store(now, req.op, result);
         }
         while let Some(env) = self.nodes[i].node.poll_transmit() {
-            self.messages_sent += 1;
+            let bytes = if self.config.measure_bytes {
+                chordal_wire::frame_len(&env)
+            } else {
+                0
+            };
+            self.traffic.add(Purpose::of(&env.msg), bytes);
             let dest = self.by_addr.get(&env.to.addr).copied();
+            let cut_off = dest.is_some_and(|d| self.nodes[d].group != self.nodes[i].group);
             let dead = dest.is_none_or(|d| !self.nodes[d].alive);
+            if dead || cut_off {
+                self.count_lookup_timeout(&env);
+            }
+            if cut_off {
+                continue;
+            }
             let latency = match dest {
                 Some(d) => self.config.latency.between(i, d, self.config.seed),
                 None => Duration::from_millis(1),
@@ -579,6 +649,8 @@ impl Sim {
         while let Some(e) = self.nodes[i].node.poll_event() {
             match &e {
                 Event::LookupDone { lookup, result } => {
+                    self.user_lookups
+                        .remove(&(self.nodes[i].node.addr(), lookup.0));
                     self.results.insert((i, *lookup), result.clone());
                 }
                 Event::KvDone { op, result } => {
@@ -598,4 +670,30 @@ impl Sim {
             }
         }
     }
+
+    /// If `env` is a hop of a user lookup going nowhere, counts the timeout
+    /// it will cost (once per hop, not per retransmission).
+    fn count_lookup_timeout(&mut self, env: &Envelope) {
+        if let Message::FindSuccessor {
+            req,
+            origin,
+            lookup,
+            ..
+        } = env.msg
+            && self.user_lookups.contains(&(origin.addr, lookup))
+            && self.timed_out_hops.insert((env.from.id, req))
+        {
+            self.lookup_timeouts += 1;
+        }
+    }
+}
+
+/// A random 160-bit id drawn from `rng`.
+pub fn random_id(rng: &mut Rng) -> Id {
+    let mut b = [0u8; 20];
+    for chunk in b.chunks_mut(8) {
+        let v = rng.next_u64().to_be_bytes();
+        chunk.copy_from_slice(&v[..chunk.len()]);
+    }
+    Id(b)
 }

@@ -124,6 +124,8 @@ fn failure_experiment_without_failures_fails_nothing() {
             nodes: 60,
             fractions: vec![0.0, 0.3],
             lookups: 200,
+            keys: 200,
+            replicas: 3,
             seed: 4,
         },
         |_, _| {},
@@ -134,9 +136,11 @@ fn failure_experiment_without_failures_fails_nothing() {
             none.keys_lost,
             none.stabilized_failed,
             none.frozen_failed,
-            none.frozen_timeouts
+            none.frozen_timeouts,
+            none.kv_unread,
+            none.kv_lost
         ),
-        (0.0, 0.0, 0.0, 0.0)
+        (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     );
     let some = &rows[1];
     // About 30% of the keys lived on failed nodes (Fig. 11: ≈ p) ...
@@ -145,4 +149,8 @@ fn failure_experiment_without_failures_fails_nothing() {
     assert_eq!(some.stabilized_failed, 0.0, "{some:?}");
     // With maintenance frozen, lookups meet dead nodes and pay timeouts.
     assert!(some.frozen_timeouts > 0.0, "{some:?}");
+    // With 3 replicas a key is lost only if all three copies failed
+    // (0.3^3 = 2.7%): far fewer than without replication.
+    assert!(some.kv_lost < some.keys_lost / 3.0, "{some:?}");
+    assert!(some.kv_unread < some.keys_lost / 3.0, "{some:?}");
 }

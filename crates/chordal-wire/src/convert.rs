@@ -299,6 +299,12 @@ pub fn encode_frame(env: &Envelope, buf: &mut bytes::BytesMut) -> usize {
     len
 }
 
+/// The bytes `env` takes on a connection as a whole frame (length prefix
+/// and body), without encoding it. The simulator sizes its traffic with it.
+pub fn frame_len(env: &Envelope) -> usize {
+    4 + envelope_to_pb(env).encoded_len()
+}
+
 /// Decodes a frame body received on a connection to our address `local`.
 pub fn decode_envelope(bytes: &[u8], local: SocketAddr) -> Result<Envelope, WireError> {
     let pb = pb::Envelope::decode(bytes).map_err(|_| WireError::Protobuf)?;

@@ -16,7 +16,7 @@ pub mod pb;
 
 pub use convert::{
     MAX_ACKS, MAX_LIST, MAX_RECORDS, decode_envelope, encode_envelope, encode_frame,
-    envelope_from_pb, envelope_to_pb,
+    envelope_from_pb, envelope_to_pb, frame_len,
 };
 pub use handshake::{
     Hello, MAGIC, MAX_HELLO, PREAMBLE_LEN, PROTOCOL_VERSION, check_preamble, decode_hello,

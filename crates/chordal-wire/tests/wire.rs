@@ -186,6 +186,7 @@ proptest! {
         let mut buf = BytesMut::new();
         let len = encode_frame(&env, &mut buf);
         prop_assert_eq!(buf.len(), 4 + len);
+        prop_assert_eq!(frame_len(&env), buf.len());
         let frame = frame_codec(1 << 20).decode(&mut buf).unwrap().expect("one whole frame");
         prop_assert_eq!(decode_envelope(&frame, local()), Ok(env));
         prop_assert!(buf.is_empty());

@@ -8,7 +8,9 @@ use crate::{
 };
 
 /// Lookups (and owner redirects) one operation may use before giving up.
-const MAX_ATTEMPTS: u32 = 3;
+/// From the third on, attempts are a request timeout apart (see
+/// `retry_client`), so six span a few stabilization rounds.
+const MAX_ATTEMPTS: u32 = 6;
 
 impl Node {
     /// Stores `value` under `key`; the answer comes as `Event::KvDone`.
@@ -42,6 +44,7 @@ impl Node {
                     key_id,
                     attempts: 0,
                     deadline,
+                    last_error: None,
                 },
             );
             self.kv.deadlines.insert((deadline, KvDeadline::Client(id)));
@@ -53,13 +56,14 @@ impl Node {
 
     /// Sends client operation `id` towards its owner: straight to a local
     /// virtual node that owns the key, else through a lookup.
-    fn route_client(&mut self, now: Time, id: u64) {
+    pub(crate) fn route_client(&mut self, now: Time, id: u64) {
         let Some(c) = self.kv.clients.get_mut(&id) else {
             return;
         };
         c.attempts += 1;
         if c.attempts > MAX_ATTEMPTS {
-            self.finish_client(id, Err(KvError::Redirects));
+            let error = c.last_error.unwrap_or(KvError::Redirects);
+            self.finish_client(id, Err(error));
             return;
         }
         let (key_id, op, first_try) = (c.key_id, c.op.clone(), c.attempts == 1);
@@ -87,13 +91,20 @@ impl Node {
         let Some(id) = self.kv.lookups.remove(&lookup) else {
             return;
         };
-        let Some(c) = self.kv.clients.get(&id) else {
+        let Some(c) = self.kv.clients.get_mut(&id) else {
             return;
         };
         let owner = match result {
             Ok(r) => r.owner,
+            // A node that is not part of a ring cannot do better later.
+            Err(LookupError::NotJoined) => {
+                self.finish_client(id, Err(KvError::Lookup(LookupError::NotJoined)));
+                return;
+            }
+            // Dead hops, a ring in flux: try again shortly.
             Err(e) => {
-                self.finish_client(id, Err(KvError::Lookup(e)));
+                c.last_error = Some(KvError::Lookup(e));
+                self.retry_client(now, id);
                 return;
             }
         };
@@ -174,11 +185,31 @@ impl Node {
             KvResult::StoreFailed => Err(KvError::StoreFailed),
             // Ownership moved since the lookup: look up again.
             _ => {
-                self.route_client(now, id);
+                if let Some(c) = self.kv.clients.get_mut(&id) {
+                    c.last_error = Some(KvError::Redirects);
+                }
+                self.retry_client(now, id);
                 return;
             }
         };
         self.finish_client(id, outcome);
+    }
+
+    /// Tries client operation `id` again after a failed attempt: at once
+    /// the first time (a stale owner cache or a range that just moved),
+    /// later after a request timeout, so that the ring gets a
+    /// stabilization round to agree on the key's owner (right after a
+    /// failure the owner's new predecessor may not be known to it yet).
+    fn retry_client(&mut self, now: Time, id: u64) {
+        let Some(c) = self.kv.clients.get(&id) else {
+            return;
+        };
+        if c.attempts < 2 {
+            self.route_client(now, id);
+            return;
+        }
+        let at = now + self.config.request_timeout;
+        self.kv.deadlines.insert((at, KvDeadline::Retry(id)));
     }
 
     /// Ends client operation `id`.

@@ -152,6 +152,8 @@ pub(crate) struct ClientOp {
     /// Lookups/redirects done so far.
     attempts: u32,
     deadline: Time,
+    /// Why the last attempt failed, reported if no attempt is left.
+    last_error: Option<KvError>,
 }
 
 /// What an owner is doing for one request.
@@ -211,6 +213,8 @@ pub(crate) enum KvDeadline {
     Sync(u64),
     /// A `KvRequest` to an owner awaiting its reply.
     Request(u64),
+    /// A client operation waiting to try its owner again.
+    Retry(u64),
 }
 
 /// All key-value state of one process.
@@ -472,6 +476,7 @@ impl crate::Node {
                 }
                 KvDeadline::Owner(id) => self.owner_expired(now, id),
                 KvDeadline::Request(req) => self.request_expired(now, req),
+                KvDeadline::Retry(id) => self.route_client(now, id),
                 KvDeadline::Sync(req) => {
                     self.kv.syncs.remove(&req);
                 }

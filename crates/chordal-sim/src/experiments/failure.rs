@@ -8,11 +8,18 @@
 //! - (b) With maintenance frozen and successor lists of 20, at once: path
 //!   length, dead hops met per lookup (each costs a timeout) and failed
 //!   lookups.
+//! - (c) The lecture slides' DHash experiment: successor lists of 20, the
+//!   key-value store with R replicas (5 in the slides) holding `keys`
+//!   pairs; right after the failure every key is read back at once, from
+//!   random live nodes: reads that fail or find nothing, and keys with no
+//!   copy left on a live node. Theory: a key is lost when all R copies
+//!   failed, p^R.
 
 use super::quantile;
 use crate::plot::{Chart, Series};
 use crate::{Latency, Sim, SimConfig};
-use chordal_core::{Event, LookupMode};
+use chordal_core::{Event, Id, KvOutcome, LookupMode};
+use chordal_store::Store;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -21,6 +28,10 @@ pub struct FailureConfig {
     pub nodes: usize,
     pub fractions: Vec<f64>,
     pub lookups: usize,
+    /// (c) Key-value pairs stored before the failure.
+    pub keys: usize,
+    /// (c) Replication factor R.
+    pub replicas: usize,
     pub seed: u64,
 }
 
@@ -30,6 +41,8 @@ impl Default for FailureConfig {
             nodes: 1000,
             fractions: vec![0.1, 0.2, 0.3, 0.4, 0.5],
             lookups: 2000,
+            keys: 1000,
+            replicas: 5,
             seed: 1,
         }
     }
@@ -50,6 +63,12 @@ pub struct FailureRow {
     pub frozen_timeouts: f64,
     /// (b) 99th percentile hops.
     pub frozen_p99_hops: f64,
+    /// (c) Reads right after the failure that failed or found nothing.
+    pub kv_unread: f64,
+    /// (c) Keys with no copy left on any live node.
+    pub kv_lost: f64,
+    /// (c) Theory: all R copies failed, p^R.
+    pub kv_theory: f64,
 }
 
 impl FailureRow {
@@ -57,11 +76,22 @@ impl FailureRow {
         json!({"fraction": self.fraction, "stabilized_failed": self.stabilized_failed,
                "keys_lost": self.keys_lost, "paper_failed": self.fraction,
                "frozen_failed": self.frozen_failed, "frozen_hops": self.frozen_hops,
-               "frozen_p99_hops": self.frozen_p99_hops, "frozen_timeouts": self.frozen_timeouts})
+               "frozen_p99_hops": self.frozen_p99_hops, "frozen_timeouts": self.frozen_timeouts,
+               "kv_unread": self.kv_unread, "kv_lost": self.kv_lost, "kv_theory": self.kv_theory})
     }
 }
 
 fn ring(cfg: &FailureConfig, salt: u64, successors: usize, frozen: bool) -> (Sim, Vec<usize>) {
+    ring_with(cfg, salt, successors, frozen, |_| {})
+}
+
+fn ring_with(
+    cfg: &FailureConfig,
+    salt: u64,
+    successors: usize,
+    frozen: bool,
+    tune: impl FnOnce(&mut chordal_core::Config),
+) -> (Sim, Vec<usize>) {
     let mut config = SimConfig {
         seed: cfg.seed.wrapping_mul(104_729).wrapping_add(salt),
         latency: Latency::Uniform(Duration::from_millis(5), Duration::from_millis(50)),
@@ -73,6 +103,7 @@ fn ring(cfg: &FailureConfig, salt: u64, successors: usize, frozen: bool) -> (Sim
             .node
             .with_maintenance_interval(Duration::from_secs(1 << 30));
     }
+    tune(&mut config.node);
     let mut s = Sim::new(config);
     let nodes = s.build_converged(cfg.nodes, 1);
     (s, nodes)
@@ -141,6 +172,7 @@ pub fn failure(cfg: &FailureConfig, mut progress: impl FnMut(usize, usize)) -> V
             .count();
         hops.sort_by(f64::total_cmp);
         let n = cfg.lookups.max(1) as f64;
+        let (kv_unread, kv_lost) = kv_after_failure(cfg, p);
         rows.push(FailureRow {
             fraction: p,
             stabilized_failed: failed as f64 / n,
@@ -149,10 +181,72 @@ pub fn failure(cfg: &FailureConfig, mut progress: impl FnMut(usize, usize)) -> V
             frozen_hops: hops.iter().sum::<f64>() / hops.len().max(1) as f64,
             frozen_timeouts: timeouts as f64 / n,
             frozen_p99_hops: quantile(&hops, 0.99),
+            kv_unread,
+            kv_lost,
+            kv_theory: p.powi(cfg.replicas as i32),
         });
         progress(done + 1, cfg.fractions.len());
     }
     rows
+}
+
+/// (c): stores `cfg.keys` pairs with R = `cfg.replicas`, fails `p` of the
+/// ring, reads every key back at once. Returns the fractions of keys not
+/// read and of keys with no copy left on a live node.
+fn kv_after_failure(cfg: &FailureConfig, p: f64) -> (f64, f64) {
+    if cfg.keys == 0 {
+        return (0.0, 0.0);
+    }
+    let (mut s, nodes) = ring_with(cfg, 2_000_000 + (p * 1000.0) as u64, 20, false, |c| {
+        c.replicas = cfg.replicas;
+        // A patient reader: the question is whether the data survived,
+        // not how fast a read gets past the dead nodes.
+        c.kv_timeout = Duration::from_secs(10);
+    });
+    for k in 0..cfg.keys {
+        let from = random_live(&mut s);
+        let key = format!("key-{k}");
+        // Retry a put that fails (never expected on a stable ring).
+        for _ in 0..3 {
+            if s.put(from, key.as_bytes(), b"value").is_ok() {
+                break;
+            }
+        }
+    }
+    // Let replication finish (acks need only a majority of copies).
+    s.run_for(Duration::from_secs(2));
+    fail(&mut s, &nodes, p);
+    let reads: Vec<_> = (0..cfg.keys)
+        .map(|k| {
+            let from = random_live(&mut s);
+            (from, s.start_get(from, format!("key-{k}").as_bytes()))
+        })
+        .collect();
+    let limit = s.now() + Duration::from_secs(60);
+    while s.now() < limit && reads.iter().any(|(i, op)| s.kv_result(*i, *op).is_none()) {
+        s.run_for(Duration::from_millis(100));
+    }
+    let unread = reads
+        .iter()
+        .filter(|(i, op)| !matches!(s.kv_result(*i, *op), Some(Ok(KvOutcome::Found { .. }))))
+        .count();
+    // Lost for good: no live node holds a copy.
+    let alive = s.alive();
+    let gone = (0..cfg.keys)
+        .filter(|k| {
+            let key = format!("key-{k}");
+            let id = Id::hash(key.as_bytes());
+            !alive.iter().any(|i| {
+                s.store(*i)
+                    .get(&id, key.as_bytes())
+                    .ok()
+                    .flatten()
+                    .is_some()
+            })
+        })
+        .count();
+    let n = cfg.keys as f64;
+    (unread as f64 / n, gone as f64 / n)
 }
 
 /// Fig. 11: failed lookups and lost keys vs the fraction of failed nodes.
@@ -172,6 +266,9 @@ pub fn failure_chart(rows: &[FailureRow]) -> Chart {
             line("failed, stabilized", &|r| r.stabilized_failed, false),
             line("failed, frozen, r=20", &|r| r.frozen_failed, false),
             line("paper: = p", &|r| r.fraction, true),
+            line("(c) reads failed, R replicas", &|r| r.kv_unread, false),
+            line("(c) keys lost, R replicas", &|r| r.kv_lost, false),
+            line("(c) theory p^R", &|r| r.kv_theory, true),
         ],
     }
 }

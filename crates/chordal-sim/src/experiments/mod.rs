@@ -3,10 +3,12 @@
 //! reference values.
 
 mod balance;
+mod churn;
 mod failure;
 mod pathlen;
 
 pub use balance::{BalanceConfig, BalanceRow, balance, balance_chart, theory_p99_ratio};
+pub use churn::{ChurnConfig, ChurnRow, Sessions, churn, churn_chart};
 pub use failure::{FailureConfig, FailureRow, failure, failure_chart};
 pub use pathlen::{PathlenConfig, PathlenRow, pathlen, pathlen_chart};
 
