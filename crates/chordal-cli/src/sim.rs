@@ -20,6 +20,30 @@ pub enum SimCommand {
     Failure(FailureArgs),
     /// Lookups while nodes join and fail continuously (SIGCOMM'01 Fig. 12).
     Churn(ChurnArgs),
+    /// The key-value store under churn: lost writes and time to full
+    /// replication for R = 2 … 5.
+    KvChurn(KvChurnArgs),
+}
+
+#[derive(Args)]
+pub struct KvChurnArgs {
+    /// Nodes in the ring (it keeps about this size).
+    #[arg(long, default_value_t = 200)]
+    nodes: usize,
+    /// Replication factors to try.
+    #[arg(long, value_delimiter = ',', default_value = "2,3,4,5")]
+    replicas: Vec<usize>,
+    /// Crashes per second, and as many joins.
+    #[arg(long, default_value_t = 0.5)]
+    rate: f64,
+    /// Seconds of churn while writing.
+    #[arg(long, default_value_t = 600)]
+    duration: u64,
+    /// New keys written per second.
+    #[arg(long, default_value_t = 10.0)]
+    writes: f64,
+    #[command(flatten)]
+    common: Common,
 }
 
 #[derive(Args)]
@@ -143,6 +167,7 @@ pub fn run(cmd: SimCommand) -> Result<()> {
         SimCommand::Balance(a) => balance(a),
         SimCommand::Failure(a) => failure(a),
         SimCommand::Churn(a) => churn(a),
+        SimCommand::KvChurn(a) => kv_churn(a),
     }
 }
 
@@ -399,6 +424,74 @@ fn churn(a: ChurnArgs) -> Result<()> {
         rows.len(),
         secs,
         events as f64 / rows.iter().map(|r| r.wall_secs).sum::<f64>().max(1e-9) / 1e6
+    );
+    Ok(())
+}
+
+fn kv_churn(a: KvChurnArgs) -> Result<()> {
+    if a.nodes < 8 || a.replicas.iter().any(|r| !(1..=16).contains(r)) {
+        bail!("--nodes ≥ 8 and every --replicas value in 1 ..= 16 please");
+    }
+    if !(a.rate > 0.0 && a.rate.is_finite() && a.writes > 0.0 && a.writes.is_finite()) {
+        bail!("--rate and --writes must be positive");
+    }
+    let cfg = experiments::KvChurnConfig {
+        nodes: a.nodes,
+        replicas: a.replicas.clone(),
+        rate: a.rate,
+        duration: std::time::Duration::from_secs(a.duration),
+        writes_per_sec: a.writes,
+        seed: a.common.seed,
+        ..Default::default()
+    };
+    eprintln!("seed {}", cfg.seed);
+    let start = Instant::now();
+    let progress = bar(cfg.replicas.len(), "replication factors");
+    let rows = experiments::kv_churn(&cfg, |done, _| progress.set_position(done as u64));
+    progress.finish_and_clear();
+    if a.common.json {
+        let rows: Vec<_> = rows.iter().map(|r| r.to_json()).collect();
+        println!(
+            "{}",
+            json!({"experiment": "kv-churn", "seed": cfg.seed, "nodes": cfg.nodes,
+                   "rate": cfg.rate, "duration_secs": a.duration, "writes_per_sec": cfg.writes_per_sec,
+                   "results": rows})
+        );
+    } else {
+        println!("seed {}", cfg.seed);
+        let mut t = Table::new();
+        t.load_style(UTF8_BORDERS_ONLY).set_header([
+            "R",
+            "acked writes",
+            "refused",
+            "acked lost",
+            "reads failed",
+            "keys under R at stop",
+            "s to full replication",
+            "joins",
+            "failures",
+        ]);
+        for r in &rows {
+            t.add_row([
+                r.replicas.to_string(),
+                r.acked.to_string(),
+                r.refused.to_string(),
+                r.lost.to_string(),
+                r.unread.to_string(),
+                r.under_replicated_at_stop.to_string(),
+                r.full_replication_secs
+                    .map_or("not reached".to_string(), |s| format!("{s:.0}")),
+                r.joins.to_string(),
+                r.failures.to_string(),
+            ]);
+        }
+        println!("{t}");
+    }
+    write_plot(&a.common.plot, experiments::kv_churn_chart(&rows).to_svg())?;
+    eprintln!(
+        "kv-churn: {} replication factors in {:.1} s",
+        rows.len(),
+        start.elapsed().as_secs_f64()
     );
     Ok(())
 }

@@ -77,6 +77,11 @@ pub struct Config {
     /// Tombstones older than this are collected once every replica has
     /// them. A node down for longer could bring a deleted value back.
     pub tombstone_grace: Duration,
+    /// How often each virtual node probes one peer it dropped as failed,
+    /// so that rings split by a partition merge again once it heals.
+    pub merge_interval: Duration,
+    /// How long a dropped peer stays on the probe list.
+    pub merge_window: Duration,
 }
 
 impl Default for Config {
@@ -105,11 +110,23 @@ impl Default for Config {
             sync_buckets: 64,
             owner_cache_ttl: Duration::from_secs(10),
             tombstone_grace: Duration::from_secs(24 * 3600),
+            merge_interval: Duration::from_secs(5),
+            merge_window: Duration::from_secs(600),
         }
     }
 }
 
 impl Config {
+    /// The same config with no periodic work at all: no stabilization,
+    /// finger fixing, predecessor checks or range syncs. For simulations
+    /// of a ring frozen in a given state.
+    pub fn frozen(self) -> Config {
+        let never = Duration::from_secs(1 << 30);
+        let mut c = self.with_maintenance_interval(never);
+        c.sync_interval = never;
+        c
+    }
+
     /// The same config with all three maintenance intervals set to `every`.
     pub fn with_maintenance_interval(mut self, every: Duration) -> Config {
         self.stabilize_interval = every;

@@ -137,6 +137,10 @@ impl Node {
             let (pred, succs, fingers) = state(v.me());
             v.start_converged(now, pred, &succs, |i| fingers[i]);
         }
+        // No `Joined` event comes to start the key-value layer's range
+        // syncs: schedule the first periodic round here (the ring is
+        // converged, nothing needs syncing sooner).
+        self.kv.sync_at = Some(now + self.config.sync_interval);
         self.flush(now);
     }
 

@@ -162,6 +162,11 @@ impl RoutingTable {
         removed
     }
 
+    /// Does the table (successors, fingers or predecessor) hold `node`?
+    pub fn contains(&self, node: &NodeRef) -> bool {
+        self.entries().any(|n| n == node)
+    }
+
     /// Every distinct node this table knows, except `me`.
     pub fn known_nodes(&self) -> Vec<NodeRef> {
         let mut out: Vec<NodeRef> = Vec::new();

@@ -81,9 +81,47 @@ impl Churn {
             c.next_fail = now + c.exponential(rate);
         }
         for &m in members {
-            c.schedule_death(now, m);
+            c.schedule_first_death(now, m);
         }
         c
+    }
+
+    /// A member that is already up when churn starts has been up for a
+    /// while: what is left of its session follows the stationary residual
+    /// life, not a fresh session (with Weibull shape < 1 that matters: a
+    /// ring where every session started at once would lose nodes much
+    /// faster than the model's mean rate). The residual is U · L, with L a
+    /// length-biased session: for Weibull, (L/scale)^shape is
+    /// Gamma(1 + 1/shape). Exponential sessions are memoryless.
+    fn schedule_first_death(&mut self, now: Time, i: usize) {
+        let ChurnModel::Weibull { shape, scale_secs } = self.model else {
+            self.schedule_death(now, i);
+            return;
+        };
+        let y = self.gamma_sample(1.0 + 1.0 / shape);
+        let length = scale_secs * y.powf(1.0 / shape);
+        let residual = self.unit_open() * length;
+        self.deaths
+            .push(Reverse((now + Duration::from_secs_f64(residual), i)));
+    }
+
+    /// A Gamma(`a`, 1) draw, `a` ≥ 1 (Marsaglia and Tsang).
+    fn gamma_sample(&mut self, a: f64) -> f64 {
+        let d = a - 1.0 / 3.0;
+        let c = 1.0 / (9.0 * d).sqrt();
+        loop {
+            // A standard normal by Box-Muller.
+            let (u1, u2) = (self.unit_open(), self.unit_open());
+            let x = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+            let v = (1.0 + c * x).powi(3);
+            if v <= 0.0 {
+                continue;
+            }
+            let u = self.unit_open();
+            if u.ln() < x * x / 2.0 + d - d * v + d * v.ln() {
+                return d * v;
+            }
+        }
     }
 
     /// When the next join or failure happens.
@@ -219,6 +257,17 @@ pub(crate) fn gamma(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gamma_draws_have_the_right_mean() {
+        let sim = Sim::new(crate::SimConfig::default());
+        let mut c = Churn::new(ChurnModel::Poisson { rate: 1.0 }, 9, &sim, &[], 1);
+        for a in [1.0, 2.5, 3.0] {
+            let n = 20_000;
+            let mean = (0..n).map(|_| c.gamma_sample(a)).sum::<f64>() / n as f64;
+            assert!((mean - a).abs() < 0.05 * a, "Gamma({a}) mean {mean}");
+        }
+    }
 
     #[test]
     fn gamma_matches_known_values() {

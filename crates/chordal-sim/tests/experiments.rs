@@ -2,7 +2,10 @@
 //! oracles on small rings.
 
 use chordal_core::{ID_BITS, Id, LookupMode};
-use chordal_sim::experiments::{BalanceConfig, PathlenConfig, balance, pathlen};
+use chordal_sim::experiments::{
+    BalanceConfig, ChurnConfig, ChurnRow, KvChurnConfig, PathlenConfig, balance, churn, kv_churn,
+    pathlen,
+};
 use chordal_sim::{Latency, Sim, SimConfig};
 use std::time::Duration;
 
@@ -69,8 +72,7 @@ fn converged_ring_hop_counts_match_an_independent_oracle() {
     let mut s = Sim::new(SimConfig {
         seed: 77,
         latency: Latency::Constant(Duration::from_millis(1)),
-        node: chordal_core::Config::default()
-            .with_maintenance_interval(Duration::from_secs(1 << 30)),
+        node: chordal_core::Config::default().frozen(),
         ..SimConfig::default()
     });
     let nodes = s.build_converged(96, 1);
@@ -153,4 +155,67 @@ fn failure_experiment_without_failures_fails_nothing() {
     // (0.3^3 = 2.7%): far fewer than without replication.
     assert!(some.kv_lost < some.keys_lost / 3.0, "{some:?}");
     assert!(some.kv_unread < some.keys_lost / 3.0, "{some:?}");
+}
+
+fn quick_churn(seed: u64, sessions: chordal_sim::experiments::Sessions) -> Vec<ChurnRow> {
+    churn(
+        &ChurnConfig {
+            nodes: 100,
+            rates: vec![0.05, 0.5],
+            sessions,
+            lookups: 150,
+            warmup: Duration::from_secs(60),
+            seed,
+        },
+        |_, _| {},
+    )
+}
+
+#[test]
+fn churn_experiment_is_deterministic_and_sane() {
+    use chordal_sim::experiments::Sessions;
+    let a = quick_churn(2, Sessions::Poisson);
+    assert_eq!(a, quick_churn(2, Sessions::Poisson));
+    assert_ne!(a, quick_churn(3, Sessions::Poisson));
+    for r in &a {
+        // Nodes came and went, lookups ran, and Chord's own traffic was
+        // measured in wire bytes.
+        assert!(r.joins > 0 && r.failures > 0, "{r:?}");
+        assert!(r.lookups >= 140, "{r:?}");
+        assert!(r.mean_hops > 1.0 && r.mean_hops < 8.0, "{r:?}");
+        assert!(r.ring_bytes_per_node_s > 0.0, "{r:?}");
+        assert!(r.bytes_per_node_s > r.ring_bytes_per_node_s, "{r:?}");
+        // Churn costs some lookups, never most of them.
+        assert!(r.failed_per_10k < 2000.0, "{r:?}");
+    }
+    // Ten times the churn: more dead hops met.
+    assert!(a[1].timeouts > a[0].timeouts, "{a:?}");
+    // The session-time models run too, at the same mean failure rate.
+    for sessions in [Sessions::Exponential, Sessions::Weibull(0.6)] {
+        let rows = quick_churn(2, sessions);
+        let r = &rows[1];
+        // 0.5 failures/s for 60 s of warm-up plus ~150 s of lookups.
+        assert!((40..=180).contains(&r.failures), "{sessions:?}: {r:?}");
+        assert!(r.joins >= r.failures, "{sessions:?}: {r:?}");
+    }
+}
+
+#[test]
+fn kv_churn_loses_nothing_with_enough_replicas_and_repairs_everything() {
+    let cfg = KvChurnConfig {
+        nodes: 40,
+        replicas: vec![3],
+        rate: 0.1,
+        duration: Duration::from_secs(120),
+        writes_per_sec: 5.0,
+        settle_limit: Duration::from_secs(120),
+        seed: 5,
+    };
+    let rows = kv_churn(&cfg, |_, _| {});
+    assert_eq!(rows, kv_churn(&cfg, |_, _| {}));
+    let r = &rows[0];
+    assert!(r.failures > 3 && r.joins > 3, "{r:?}");
+    assert!(r.acked > 500, "{r:?}");
+    assert_eq!((r.lost, r.unread), (0, 0), "{r:?}");
+    assert!(r.full_replication_secs.is_some(), "{r:?}");
 }

@@ -594,3 +594,36 @@ fn restarted_nodes_with_stale_data_serve_the_newest_values() {
         );
     }
 }
+
+/// A ring built converged (as the experiments build theirs) runs range
+/// sync like a joined one: after crashes, every key is back on its owner
+/// and the R - 1 nodes after it.
+#[test]
+fn converged_ring_restores_replicas_after_crashes() {
+    let mut s = Sim::new(SimConfig {
+        seed: 3,
+        latency: chordal_sim::Latency::wide_area(),
+        ..SimConfig::default()
+    });
+    let nodes = s.build_converged(40, 1);
+    let keys: Vec<String> = (0..150).map(|k| format!("k{k}")).collect();
+    for k in &keys {
+        s.put(nodes[0], k.as_bytes(), b"v").expect("put");
+    }
+    for i in [3, 17, 30] {
+        s.kill(nodes[i]);
+    }
+    s.run_for(60 * SEC);
+    let oracle = s.oracle();
+    for k in &keys {
+        let owner = oracle.successor(&Id::hash(k.as_bytes()));
+        let mut want: Vec<usize> = std::iter::once(owner)
+            .chain(oracle.successors(&owner, 2))
+            .map(|id| index_of(&s, id))
+            .collect();
+        want.sort();
+        let mut have = holders(&s, k.as_bytes());
+        have.sort();
+        assert_eq!(have, want, "{k}");
+    }
+}

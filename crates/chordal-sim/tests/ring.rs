@@ -348,3 +348,38 @@ fn join_tries_seeds_in_turn() {
     wait_converged(&mut s, seed, 30 * SEC);
     assert!(s.node(i).is_joined());
 }
+
+/// A partition splits the ring in two; each side heals into a ring of its
+/// own. When the network heals, the merge probes (each node asks a peer it
+/// dropped for the successor of its own id) zip the two rings back into
+/// one: interleaved halves (every other node) and contiguous arcs alike.
+#[test]
+fn rings_split_by_a_partition_merge_when_it_heals() {
+    for (seed, interleaved) in [(8, true), (9, false)] {
+        let mut s = ring_one_by_one(seed, 40, 1);
+        wait_converged(&mut s, seed, 60 * SEC);
+        let side = |s: &Sim, i: usize| -> u32 {
+            if interleaved {
+                (i % 2) as u32
+            } else {
+                (s.node(i).primary().me().id < Id::pow2(159)) as u32
+            }
+        };
+        let sides: Vec<u32> = (0..s.len()).map(|i| side(&s, i)).collect();
+        s.partition(|i| sides[i]);
+        s.run_for(30 * SEC);
+        // Each side is a ring of its own now.
+        for i in s.alive() {
+            let succ = s.node(i).primary().table().successor();
+            let j = (0..s.len())
+                .find(|j| s.node(*j).primary().me() == succ)
+                .unwrap();
+            assert_eq!(sides[i], sides[j], "seed {seed}: node {i} points across");
+        }
+        s.heal_partition();
+        let took = wait_converged(&mut s, seed, 60 * SEC);
+        assert!(took <= 30 * SEC, "seed {seed}: merged only after {took:?}");
+        s.run_for(10 * SEC);
+        check_lookups(&mut s, seed, 2);
+    }
+}

@@ -38,13 +38,14 @@ impl VNode {
                 key,
                 hops,
             } => {
-                let joining = origin == self.me()
-                    && self
-                        .lookups
-                        .get(&lookup)
-                        .is_some_and(|l| l.purpose == Purpose::Join);
-                if joining {
+                let purpose = (origin == self.me())
+                    .then(|| self.lookups.get(&lookup).map(|l| l.purpose))
+                    .flatten();
+                if purpose == Some(Purpose::Join) {
                     self.next_seed(now);
+                } else if purpose == Some(Purpose::Merge) {
+                    // The remembered peer is still gone.
+                    self.remove_lookup(lookup);
                 } else {
                     // Route around the dead hop (lecture: lookup with fault tolerance).
                     self.route_recursive(now, origin, lookup, key, hops);
@@ -73,6 +74,7 @@ impl VNode {
         let removed = self.table.remove(&dead);
         for peer in &removed {
             self.remember_failure(*peer, now);
+            self.remember_lost(*peer, now);
             self.events.push_back(Event::PeerFailed {
                 vnode: self.me().id,
                 peer: *peer,

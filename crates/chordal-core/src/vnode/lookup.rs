@@ -219,6 +219,12 @@ impl VNode {
                 self.remove_lookup(id);
                 self.finish_join(now, successors);
             }
+            Purpose::Merge => {
+                self.remove_lookup(id);
+                if let Some(owner) = successors.first() {
+                    self.on_merge_found(now, *owner);
+                }
+            }
             _ => {
                 let result = match successors.first() {
                     Some(owner) => Ok(LookupResult {
@@ -250,8 +256,9 @@ impl VNode {
                     self.on_finger_found(i, r.owner);
                 }
             }
-            // Join lookups end in `finish_join` or `next_seed`, never here.
-            Purpose::Join => {}
+            // Join and merge answers end in `answer_lookup`; a merge probe
+            // that failed just ends.
+            Purpose::Join | Purpose::Merge => {}
         }
     }
 

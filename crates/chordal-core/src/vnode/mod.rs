@@ -17,6 +17,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 
 mod failure;
 mod lookup;
+mod merge;
 mod stabilize;
 use std::net::SocketAddr;
 
@@ -105,6 +106,8 @@ enum Purpose {
     User,
     FixFinger(usize),
     Join,
+    /// A probe through a peer dropped as failed (see `merge.rs`).
+    Merge,
 }
 
 /// A lookup this virtual node started (it is the origin).
@@ -152,6 +155,10 @@ pub struct VNode {
     keys_stored: u64,
     range: Option<KeyRange>,
     recently_failed: VecDeque<(NodeRef, Time)>,
+    /// Peers dropped as failed, and since when: probed now and then in
+    /// case a partition healed (see `merge.rs`).
+    lost_peers: VecDeque<(NodeRef, Time)>,
+    merge_probe_at: Option<Time>,
     /// `FindSuccessor`s taken over but not yet acknowledged, and when to.
     /// Acks wait a little so that they stay off a lookup's critical path
     /// and travel together.
@@ -182,6 +189,8 @@ impl VNode {
             keys_stored: 0,
             range: None,
             recently_failed: VecDeque::new(),
+            lost_peers: VecDeque::new(),
+            merge_probe_at: None,
             acks: Vec::new(),
             ack_at: None,
             out: VecDeque::new(),

@@ -103,7 +103,9 @@ impl VNode {
     }
 
     /// Paper Fig. 6 `stabilize`: ask the successor for its predecessor.
+    /// Also probes, now and then, a peer dropped as failed (`merge.rs`).
     pub(super) fn stabilize(&mut self, now: Time) {
+        self.maybe_probe_lost_peer(now);
         let me = self.me();
         if self.table.successor() == me {
             // Alone, but someone notified us: they are our successor too.

@@ -99,9 +99,7 @@ fn ring_with(
     };
     config.node.successors = successors;
     if frozen {
-        config.node = config
-            .node
-            .with_maintenance_interval(Duration::from_secs(1 << 30));
+        config.node = config.node.frozen();
     }
     tune(&mut config.node);
     let mut s = Sim::new(config);

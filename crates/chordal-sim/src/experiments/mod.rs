@@ -5,11 +5,13 @@
 mod balance;
 mod churn;
 mod failure;
+mod kv_churn;
 mod pathlen;
 
 pub use balance::{BalanceConfig, BalanceRow, balance, balance_chart, theory_p99_ratio};
 pub use churn::{ChurnConfig, ChurnRow, Sessions, churn, churn_chart};
 pub use failure::{FailureConfig, FailureRow, failure, failure_chart};
+pub use kv_churn::{KvChurnConfig, KvChurnRow, kv_churn, kv_churn_chart};
 pub use pathlen::{PathlenConfig, PathlenRow, pathlen, pathlen_chart};
 
 /// The `p`-quantile (0..=1) of sorted values (nearest rank).

@@ -75,9 +75,7 @@ pub fn pathlen(cfg: &PathlenConfig, mut progress: impl FnMut(usize, usize)) -> V
             ..SimConfig::default()
         };
         // A converged ring with maintenance frozen: only lookups run.
-        config.node = config
-            .node
-            .with_maintenance_interval(Duration::from_secs(1 << 30));
+        config.node = config.node.frozen();
         let mut s = Sim::new(config);
         let nodes = s.build_converged(n, 1);
         let oracle = s.oracle();
