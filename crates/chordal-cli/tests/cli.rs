@@ -253,4 +253,46 @@ fn sim_experiments_run_and_repeat() {
     ]);
     assert_eq!(code, 0);
     assert!(out.contains("theory p99/mean"), "{out}");
+
+    let (code, out, _) = chordal(&[
+        "sim",
+        "churn",
+        "--nodes",
+        "60",
+        "--rates",
+        "0.2",
+        "--lookups",
+        "60",
+        "--warmup",
+        "30",
+        "--sessions",
+        "weibull:0.7",
+        "--json",
+    ]);
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let r = &v["results"][0];
+    assert!(r["lookups"].as_u64().unwrap() >= 50, "{out}");
+    assert!(r["bytes_per_node_s"].as_f64().unwrap() > 0.0, "{out}");
+
+    let (code, out, _) = chordal(&[
+        "sim",
+        "kv-churn",
+        "--nodes",
+        "30",
+        "--replicas",
+        "3",
+        "--rate",
+        "0.1",
+        "--duration",
+        "60",
+        "--writes",
+        "5",
+    ]);
+    assert_eq!(code, 0);
+    assert!(out.contains("acked lost"), "{out}");
+
+    let (code, _, err) = chordal(&["sim", "churn", "--sessions", "weibull:-1"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("weibull:SHAPE"), "{err}");
 }
