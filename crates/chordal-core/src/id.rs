@@ -14,8 +14,22 @@ pub const ID_BITS: usize = 160;
 pub const ID_BYTES: usize = ID_BITS / 8;
 
 /// A point on the identifier circle, big-endian.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Id(pub [u8; ID_BYTES]);
+
+/// Ordered as the 160-bit number it is (the byte order, compared as two
+/// integers rather than by `memcmp`: routing compares ids on every hop).
+impl Ord for Id {
+    fn cmp(&self, other: &Id) -> std::cmp::Ordering {
+        self.parts().cmp(&other.parts())
+    }
+}
+
+impl PartialOrd for Id {
+    fn partial_cmp(&self, other: &Id) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 /// Why a string is not an [`Id`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -253,6 +267,12 @@ mod tests {
             prop_assert_eq!(a.in_open(&a, &b), oracle_open(&a, &a, &b));
             prop_assert_eq!(b.in_open(&a, &b), oracle_open(&b, &a, &b));
             prop_assert_eq!(b.in_open_closed(&a, &b), oracle_open_closed(&b, &a, &b));
+        }
+
+        #[test]
+        fn order_is_numeric(a in any_id(), b in any_id()) {
+            prop_assert_eq!(a.cmp(&b), big(&a).cmp(&big(&b)));
+            prop_assert_eq!(a.cmp(&b), a.0.cmp(&b.0));
         }
 
         #[test]

@@ -18,6 +18,7 @@
 
 mod config;
 mod event;
+pub mod fasthash;
 mod id;
 mod kv;
 mod message;

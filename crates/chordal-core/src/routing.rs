@@ -202,18 +202,31 @@ impl RoutingTable {
     /// successor list (§5.3) and the predecessor: the known node in the open
     /// interval `(me, key)` nearest to `key`. `None` if no known node lies
     /// there.
+    ///
+    /// Fingers point ever farther from us (finger `i` is the successor of
+    /// `me + 2^i`), so as in the paper the scan goes down from the top
+    /// finger and stops at the first one inside `(me, key)`; the successor
+    /// list and the predecessor are then compared with it. This runs on
+    /// every hop, and the scan usually stops within a couple of fingers.
     pub fn closest_preceding_node(&self, key: &Id) -> Option<NodeRef> {
         let me = self.me.id;
         let limit = me.distance(key);
-        let mut best: Option<(Id, NodeRef)> = None;
-        for n in self.entries() {
+        // Clockwise distance from us if `n` is in (me, key).
+        let inside = |n: &NodeRef| {
             let d = me.distance(&n.id);
-            // In (me, key): strictly after me and strictly before the key.
-            if d != Id::ZERO && d < limit && best.is_none_or(|(bd, _)| d > bd) {
-                best = Some((d, *n));
-            }
-        }
-        best.map(|(_, n)| n)
+            (d != Id::ZERO && d < limit).then_some((d, *n))
+        };
+        let finger = self.fingers.iter().rev().flatten().find_map(inside);
+        let others = self
+            .successors
+            .iter()
+            .chain(self.predecessor.iter())
+            .filter_map(inside);
+        finger
+            .into_iter()
+            .chain(others)
+            .max_by_key(|(d, _)| *d)
+            .map(|(_, n)| n)
     }
 
     /// Up to `k` known nodes in `(me, key)`, nearest to `key` first: the
@@ -221,13 +234,29 @@ impl RoutingTable {
     pub fn closest_preceding_nodes(&self, key: &Id, k: usize) -> Vec<NodeRef> {
         let me = self.me.id;
         let limit = me.distance(key);
-        let mut candidates: Vec<(Id, NodeRef)> = self
-            .entries()
-            .filter_map(|n| {
-                let d = me.distance(&n.id);
-                (d != Id::ZERO && d < limit).then_some((d, *n))
-            })
-            .collect();
+        let inside = |n: &NodeRef| {
+            let d = me.distance(&n.id);
+            (d != Id::ZERO && d < limit).then_some((d, *n))
+        };
+        let mut candidates: Vec<(Id, NodeRef)> = Vec::with_capacity(k + self.successors.len() + 1);
+        // As in `closest_preceding_node`: the best fingers are the first
+        // `k` distinct ones inside (me, key) from the top.
+        let mut last: Option<Id> = None;
+        for f in self.fingers.iter().rev().flatten() {
+            if candidates.len() >= k {
+                break;
+            }
+            if last != Some(f.id) {
+                last = Some(f.id);
+                candidates.extend(inside(f));
+            }
+        }
+        candidates.extend(
+            self.successors
+                .iter()
+                .chain(self.predecessor.iter())
+                .filter_map(inside),
+        );
         // Largest clockwise distance from me = nearest before the key.
         candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
         candidates.dedup_by(|a, b| a.1.id == b.1.id);
@@ -272,8 +301,19 @@ mod tests {
             if let Some(next) = t.closest_preceding_node(&key) {
                 prop_assert!(next.id.in_open(&me.id, &key));
                 prop_assert!(next.id.distance(&key) < me.id.distance(&key));
-                // And no known node in (me, key) is closer to the key.
-                for n in t.known_nodes() {
+                // No successor or predecessor in (me, key) is closer to the
+                // key, nor the highest finger there (the paper's scan).
+                // Lower fingers are only looked at if that one is outside:
+                // in a consistent table they are farther from the key.
+                let top_finger = t
+                    .fingers()
+                    .iter()
+                    .rev()
+                    .flatten()
+                    .find(|f| f.id.in_open(&me.id, &key));
+                let pred = t.predecessor();
+                let rivals = t.successors().iter().chain(pred.iter()).chain(top_finger);
+                for n in rivals {
                     if n.id.in_open(&me.id, &key) {
                         prop_assert!(next.id.distance(&key) <= n.id.distance(&key));
                     }

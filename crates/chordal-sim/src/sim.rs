@@ -3,6 +3,7 @@
 
 use crate::Latency;
 use crate::traffic::{Purpose, Traffic};
+use chordal_core::fasthash::FastMap;
 use chordal_core::{
     Config, Envelope, Event, Id, KvError, KvOpId, KvOutcome, LookupError, LookupId, LookupMode,
     LookupResult, Message, Node, Oracle, Rng, Time,
@@ -46,6 +47,8 @@ impl Default for SimConfig {
     }
 }
 
+/// What a queue entry does. Messages wait in [`Sim`]'s parcel slab, so
+/// that the heap moves small entries only.
 #[derive(Debug)]
 enum Item {
     /// A message for node `.0`.
@@ -58,12 +61,18 @@ enum Item {
 }
 
 /// A queue entry, ordered by (time, sequence): ties keep their order.
+/// `parcel` indexes the slab of items, except for wake-ups (`WAKE`), which
+/// carry their node in `node`.
 #[derive(Debug)]
 struct Queued {
     at: Time,
     seq: u64,
-    item: Item,
+    node: u32,
+    parcel: u32,
 }
+
+/// `Queued::parcel` of a wake-up.
+const WAKE: u32 = u32::MAX;
 
 impl PartialEq for Queued {
     fn eq(&self, o: &Self) -> bool {
@@ -102,10 +111,14 @@ pub struct Sim {
     by_addr: HashMap<SocketAddr, usize>,
     /// Everything due, earliest (then first queued) on top.
     queue: BinaryHeap<Reverse<Queued>>,
+    /// Items waiting in the queue (messages, refusals), by slot.
+    parcels: Vec<Option<Item>>,
+    /// Free slots of `parcels`.
+    free_parcels: Vec<u32>,
     seq: u64,
     rng: Rng,
-    results: HashMap<(usize, LookupId), Result<LookupResult, LookupError>>,
-    kv_results: HashMap<(usize, KvOpId), Result<KvOutcome, KvError>>,
+    results: FastMap<(usize, LookupId), Result<LookupResult, LookupError>>,
+    kv_results: FastMap<(usize, KvOpId), Result<KvOutcome, KvError>>,
     /// Every event, with the index of the node it came from (if recording).
     pub events: Vec<(usize, Event)>,
     record_events: bool,
@@ -133,10 +146,12 @@ impl Sim {
             nodes: Vec::new(),
             by_addr: HashMap::new(),
             queue: BinaryHeap::new(),
+            parcels: Vec::new(),
+            free_parcels: Vec::new(),
             seq: 0,
             rng,
-            results: HashMap::new(),
-            kv_results: HashMap::new(),
+            results: FastMap::default(),
+            kv_results: FastMap::default(),
             events: Vec::new(),
             record_events: false,
             traffic: Traffic::default(),
@@ -560,8 +575,19 @@ impl Sim {
 
     /// Processes the next queued item. Returns false when nothing is queued.
     pub fn step(&mut self) -> bool {
-        let Some(Reverse(Queued { at, item, .. })) = self.queue.pop() else {
+        let Some(Reverse(Queued {
+            at, node, parcel, ..
+        })) = self.queue.pop()
+        else {
             return false;
+        };
+        let item = if parcel == WAKE {
+            Item::Wake(node as usize)
+        } else {
+            self.free_parcels.push(parcel);
+            self.parcels[parcel as usize]
+                .take()
+                .expect("a queued parcel is present")
         };
         self.now = self.now.max(at);
         self.events_processed += 1;
@@ -594,10 +620,27 @@ impl Sim {
 
     fn push(&mut self, at: Time, item: Item) {
         self.seq += 1;
+        let (node, parcel) = match item {
+            Item::Wake(i) => (i as u32, WAKE),
+            item => {
+                let slot = match self.free_parcels.pop() {
+                    Some(slot) => {
+                        self.parcels[slot as usize] = Some(item);
+                        slot
+                    }
+                    None => {
+                        self.parcels.push(Some(item));
+                        (self.parcels.len() - 1) as u32
+                    }
+                };
+                (0, slot)
+            }
+        };
         self.queue.push(Reverse(Queued {
             at,
             seq: self.seq,
-            item,
+            node,
+            parcel,
         }));
     }
 

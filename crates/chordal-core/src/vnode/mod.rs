@@ -9,11 +9,12 @@
 
 use crate::config::{Config, LookupMode};
 use crate::event::{Event, KeyRange, LookupError, LookupId, LookupResult, Neighbors, QueryId};
+use crate::fasthash::FastMap;
 use crate::message::{Envelope, LookupFailure, Message, NodeRef, Target};
 use crate::rng::Rng;
 use crate::routing::RoutingTable;
 use crate::{ID_BITS, Id, Time};
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 
 mod failure;
 mod lookup;
@@ -138,8 +139,8 @@ pub struct VNode {
     rng: Rng,
     next_req: u64,
     next_internal_lookup: u64,
-    pending: HashMap<u64, Pending>,
-    lookups: HashMap<u64, Lookup>,
+    pending: FastMap<u64, Pending>,
+    lookups: FastMap<u64, Lookup>,
     deadlines: BTreeSet<(Time, Deadline)>,
     timers: [Option<Time>; 3],
     next_finger: usize,
@@ -178,8 +179,8 @@ impl VNode {
             rng: Rng::new(seed ^ me.id.high_u64()),
             next_req: 1,
             next_internal_lookup: 1,
-            pending: HashMap::new(),
-            lookups: HashMap::new(),
+            pending: FastMap::default(),
+            lookups: FastMap::default(),
             deadlines: BTreeSet::new(),
             timers: [None; 3],
             next_finger: 0,
