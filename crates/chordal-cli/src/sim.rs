@@ -133,9 +133,10 @@ pub struct BalanceArgs {
     /// Hosts on the ring.
     #[arg(long, default_value_t = 10_000)]
     nodes: usize,
-    /// Keys placed.
-    #[arg(long, default_value_t = 1_000_000)]
-    keys: usize,
+    /// Keys placed: one run per count (several draw Fig. 8, keys per host
+    /// vs total keys; one draws Fig. 9, vs virtual nodes).
+    #[arg(long, value_delimiter = ',', default_value = "1000000")]
+    keys: Vec<usize>,
     /// Virtual nodes per host to try.
     #[arg(long, value_delimiter = ',', default_value = "1,2,5,10,20")]
     vnodes: Vec<usize>,
@@ -235,31 +236,32 @@ fn pathlen(a: PathlenArgs) -> Result<()> {
 }
 
 fn balance(a: BalanceArgs) -> Result<()> {
-    if a.nodes == 0 || a.vnodes.contains(&0) {
-        bail!("--nodes and every --vnodes value must be at least 1");
+    if a.nodes == 0 || a.vnodes.contains(&0) || a.keys.contains(&0) {
+        bail!("--nodes and every --vnodes and --keys value must be at least 1");
     }
     let cfg = BalanceConfig {
         nodes: a.nodes,
-        keys: a.keys,
+        keys: a.keys.clone(),
         vnodes: a.vnodes.clone(),
         seed: a.common.seed,
     };
     eprintln!("seed {}", cfg.seed);
     let start = Instant::now();
-    let progress = bar(cfg.vnodes.len(), "virtual node counts");
+    let progress = bar(cfg.vnodes.len() * cfg.keys.len(), "configurations");
     let rows = experiments::balance(&cfg, |done, _| progress.set_position(done as u64));
     progress.finish_and_clear();
     if a.common.json {
         let rows: Vec<_> = rows.iter().map(|r| r.to_json()).collect();
         println!(
             "{}",
-            json!({"experiment": "balance", "seed": cfg.seed, "nodes": cfg.nodes, "keys": cfg.keys, "results": rows})
+            json!({"experiment": "balance", "seed": cfg.seed, "nodes": cfg.nodes, "results": rows})
         );
     } else {
         println!("seed {}", cfg.seed);
         let mut t = Table::new();
         t.load_style(UTF8_BORDERS_ONLY).set_header([
             "vnodes",
+            "keys",
             "mean",
             "1st pct",
             "99th pct",
@@ -270,6 +272,7 @@ fn balance(a: BalanceArgs) -> Result<()> {
         for r in &rows {
             t.add_row([
                 r.vnodes.to_string(),
+                r.keys.to_string(),
                 format!("{:.1}", r.mean),
                 format!("{:.0}", r.p1),
                 format!("{:.0}", r.p99),

@@ -28,7 +28,7 @@ fn same_seed_same_results_other_seed_other_results() {
     assert_ne!(a, small_pathlen(6));
     let cfg = |seed| BalanceConfig {
         nodes: 200,
-        keys: 20_000,
+        keys: vec![20_000],
         vnodes: vec![1, 4],
         seed,
     };
@@ -99,7 +99,7 @@ fn balance_spreads_keys_better_with_virtual_nodes() {
     let rows = balance(
         &BalanceConfig {
             nodes: 500,
-            keys: 100_000,
+            keys: vec![100_000],
             vnodes: vec![1, 10],
             seed: 3,
         },
@@ -108,6 +108,31 @@ fn balance_spreads_keys_better_with_virtual_nodes() {
     assert_eq!(rows[0].mean, 200.0);
     // More virtual nodes, tighter spread (Fig. 9).
     assert!(rows[1].p99_ratio < rows[0].p99_ratio);
+    assert!(
+        chordal_sim::experiments::balance_chart(&rows)
+            .title
+            .contains("Fig. 9")
+    );
+    // Several key counts: one row each, the mean grows with them (Fig. 8).
+    let fig8 = balance(
+        &BalanceConfig {
+            nodes: 500,
+            keys: vec![10_000, 50_000],
+            vnodes: vec![1],
+            seed: 3,
+        },
+        |_, _| {},
+    );
+    assert_eq!(
+        fig8.iter().map(|r| (r.keys, r.mean)).collect::<Vec<_>>(),
+        vec![(10_000, 20.0), (50_000, 100.0)]
+    );
+    assert!(fig8[1].p99 > fig8[0].p99);
+    assert!(
+        chordal_sim::experiments::balance_chart(&fig8)
+            .title
+            .contains("Fig. 8")
+    );
     assert!(rows[1].p1 > rows[0].p1);
     // Close to the Gamma-arc theory.
     for r in &rows {

@@ -1,16 +1,18 @@
 //! Load balance (SIGCOMM'01 §6.1, Figs. 8–9): keys per host on a ring of
-//! hosts with 1 … 20 virtual nodes each. Ownership is `successor(key)`,
-//! computed from the ring's own ranges.
+//! hosts with 1 … 20 virtual nodes each, for 10^5 … 10^6 keys. Ownership
+//! is `successor(key)`, computed from the ring's own ranges.
 
 use super::quantile;
 use crate::plot::{Chart, Series};
+use crate::sim::random_id;
 use chordal_core::{Id, Rng};
 use serde_json::{Value, json};
 
 #[derive(Clone, Debug)]
 pub struct BalanceConfig {
     pub nodes: usize,
-    pub keys: usize,
+    /// Key counts to place, one row each (per virtual node count).
+    pub keys: Vec<usize>,
     pub vnodes: Vec<usize>,
     pub seed: u64,
 }
@@ -19,7 +21,7 @@ impl Default for BalanceConfig {
     fn default() -> Self {
         BalanceConfig {
             nodes: 10_000,
-            keys: 1_000_000,
+            keys: vec![1_000_000],
             vnodes: vec![1, 2, 5, 10, 20],
             seed: 1,
         }
@@ -29,6 +31,7 @@ impl Default for BalanceConfig {
 #[derive(Clone, Debug, PartialEq)]
 pub struct BalanceRow {
     pub vnodes: usize,
+    pub keys: usize,
     pub mean: f64,
     pub p1: f64,
     pub p99: f64,
@@ -39,7 +42,7 @@ pub struct BalanceRow {
 
 impl BalanceRow {
     pub fn to_json(&self) -> Value {
-        json!({"vnodes": self.vnodes, "mean": self.mean, "p1": self.p1, "p99": self.p99,
+        json!({"vnodes": self.vnodes, "keys": self.keys, "mean": self.mean, "p1": self.p1, "p99": self.p99,
                "max": self.max, "p99_over_mean": self.p99_ratio})
     }
 }
@@ -74,7 +77,8 @@ pub fn theory_p99_ratio(vnodes: usize) -> f64 {
 
 pub fn balance(cfg: &BalanceConfig, mut progress: impl FnMut(usize, usize)) -> Vec<BalanceRow> {
     let mut rows = Vec::new();
-    for (done, &v) in cfg.vnodes.iter().enumerate() {
+    let total = cfg.vnodes.len() * cfg.keys.len();
+    for &v in &cfg.vnodes {
         // Only ids matter here: hosts with `v` random virtual node ids each
         // (no routing state, so 10^4 hosts × 20 ids fit in a few MB).
         let mut rng = Rng::new(cfg.seed.wrapping_mul(7919).wrapping_add(v as u64));
@@ -83,40 +87,74 @@ pub fn balance(cfg: &BalanceConfig, mut progress: impl FnMut(usize, usize)) -> V
             .map(|h| (random_id(&mut rng), h))
             .collect();
         ring.sort();
-        let mut per_host = vec![0u64; cfg.nodes];
-        for _ in 0..cfg.keys {
-            let key = random_id(&mut rng);
-            let i = ring.partition_point(|(id, _)| *id < key) % ring.len();
-            per_host[ring[i].1] += 1;
+        for &keys in &cfg.keys {
+            let mut per_host = vec![0u64; cfg.nodes];
+            for _ in 0..keys {
+                let key = random_id(&mut rng);
+                let i = ring.partition_point(|(id, _)| *id < key) % ring.len();
+                per_host[ring[i].1] += 1;
+            }
+            let mut counts: Vec<f64> = per_host.iter().map(|c| *c as f64).collect();
+            counts.sort_by(f64::total_cmp);
+            let mean = keys as f64 / cfg.nodes as f64;
+            let p99 = quantile(&counts, 0.99);
+            rows.push(BalanceRow {
+                vnodes: v,
+                keys,
+                mean,
+                p1: quantile(&counts, 0.01),
+                p99,
+                max: *counts.last().unwrap_or(&0.0),
+                p99_ratio: p99 / mean,
+            });
+            progress(rows.len(), total);
         }
-        let mut counts: Vec<f64> = per_host.iter().map(|c| *c as f64).collect();
-        counts.sort_by(f64::total_cmp);
-        let mean = cfg.keys as f64 / cfg.nodes as f64;
-        let p99 = quantile(&counts, 0.99);
-        rows.push(BalanceRow {
-            vnodes: v,
-            mean,
-            p1: quantile(&counts, 0.01),
-            p99,
-            max: *counts.last().unwrap_or(&0.0),
-            p99_ratio: p99 / mean,
-        });
-        progress(done + 1, cfg.vnodes.len());
     }
     rows
 }
 
-fn random_id(rng: &mut Rng) -> Id {
-    let mut b = [0u8; 20];
-    for chunk in b.chunks_mut(8) {
-        let v = rng.next_u64().to_be_bytes();
-        chunk.copy_from_slice(&v[..chunk.len()]);
+/// Fig. 8 (keys per host vs total keys, for the first virtual node count)
+/// when several key counts ran, else Fig. 9 (vs virtual nodes).
+pub fn balance_chart(rows: &[BalanceRow]) -> Chart {
+    let several_key_counts = rows
+        .first()
+        .is_some_and(|f| rows.iter().any(|r| r.keys != f.keys));
+    if several_key_counts {
+        keys_chart(rows)
+    } else {
+        vnodes_chart(rows)
     }
-    Id(b)
+}
+
+/// Fig. 8: keys per host (mean, 1st and 99th percentiles) vs total keys.
+fn keys_chart(rows: &[BalanceRow]) -> Chart {
+    let v = rows[0].vnodes;
+    let rows: Vec<&BalanceRow> = rows.iter().filter(|r| r.vnodes == v).collect();
+    let line = |name: &str, f: &dyn Fn(&BalanceRow) -> f64, dashed| Series {
+        name: name.into(),
+        points: rows.iter().map(|r| (r.keys as f64, f(r))).collect(),
+        dashed,
+    };
+    Chart {
+        title: format!("Keys per host vs total keys, {v} vnode(s) (Chord SIGCOMM'01 Fig. 8)"),
+        x_label: "total keys".into(),
+        y_label: "keys per host".into(),
+        log2_x: false,
+        series: vec![
+            line("99th percentile", &|r| r.p99, false),
+            line("mean", &|r| r.mean, true),
+            line("1st percentile", &|r| r.p1, false),
+            line(
+                "theory: 99th pct",
+                &|r| r.mean * theory_p99_ratio(r.vnodes),
+                true,
+            ),
+        ],
+    }
 }
 
 /// Fig. 9: 1st and 99th percentiles of keys per host vs virtual nodes.
-pub fn balance_chart(rows: &[BalanceRow]) -> Chart {
+fn vnodes_chart(rows: &[BalanceRow]) -> Chart {
     let line = |name: &str, f: &dyn Fn(&BalanceRow) -> f64, dashed| Series {
         name: name.into(),
         points: rows.iter().map(|r| (r.vnodes as f64, f(r))).collect(),
