@@ -42,6 +42,10 @@ pub struct KvChurnArgs {
     /// New keys written per second.
     #[arg(long, default_value_t = 10.0)]
     writes: f64,
+    /// Keys to write in all, spread evenly over --duration (instead of
+    /// --writes).
+    #[arg(long, conflicts_with = "writes")]
+    keys: Option<usize>,
     #[command(flatten)]
     common: Common,
 }
@@ -54,8 +58,9 @@ pub struct ChurnArgs {
     /// Joins and failures per second (each); one run per rate.
     #[arg(long, value_delimiter = ',', default_value = "0.05,0.1,0.2,0.3,0.4")]
     rates: Vec<f64>,
-    /// Lookups measured per rate, one per second of virtual time.
-    #[arg(long, default_value_t = 1000)]
+    /// Lookups (of random keys) measured per rate, one per second of
+    /// virtual time.
+    #[arg(long, visible_alias = "keys", default_value_t = 1000)]
     lookups: usize,
     /// Seconds of churn before lookups start.
     #[arg(long, default_value_t = 300)]
@@ -121,8 +126,8 @@ pub struct PathlenArgs {
     /// Largest ring (N runs over powers of two from 8 up to this).
     #[arg(long, default_value_t = 16_384)]
     nodes: usize,
-    /// Lookups per ring size and mode.
-    #[arg(long, default_value_t = 10_000)]
+    /// Lookups (of random keys) per ring size and mode.
+    #[arg(long, visible_alias = "keys", default_value_t = 10_000)]
     lookups: usize,
     #[command(flatten)]
     common: Common,
@@ -435,15 +440,19 @@ fn kv_churn(a: KvChurnArgs) -> Result<()> {
     if a.nodes < 8 || a.replicas.iter().any(|r| !(1..=16).contains(r)) {
         bail!("--nodes ≥ 8 and every --replicas value in 1 ..= 16 please");
     }
-    if !(a.rate > 0.0 && a.rate.is_finite() && a.writes > 0.0 && a.writes.is_finite()) {
-        bail!("--rate and --writes must be positive");
+    let writes = match a.keys {
+        Some(keys) => keys as f64 / a.duration.max(1) as f64,
+        None => a.writes,
+    };
+    if !(a.rate > 0.0 && a.rate.is_finite() && writes > 0.0 && writes.is_finite()) {
+        bail!("--rate and --writes (or --keys) must be positive");
     }
     let cfg = experiments::KvChurnConfig {
         nodes: a.nodes,
         replicas: a.replicas.clone(),
         rate: a.rate,
         duration: std::time::Duration::from_secs(a.duration),
-        writes_per_sec: a.writes,
+        writes_per_sec: writes,
         seed: a.common.seed,
         ..Default::default()
     };

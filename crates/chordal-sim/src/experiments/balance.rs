@@ -129,54 +129,49 @@ pub fn balance_chart(rows: &[BalanceRow]) -> Chart {
 /// Fig. 8: keys per host (mean, 1st and 99th percentiles) vs total keys.
 fn keys_chart(rows: &[BalanceRow]) -> Chart {
     let v = rows[0].vnodes;
-    let rows: Vec<&BalanceRow> = rows.iter().filter(|r| r.vnodes == v).collect();
-    let line = |name: &str, f: &dyn Fn(&BalanceRow) -> f64, dashed| Series {
-        name: name.into(),
-        points: rows.iter().map(|r| (r.keys as f64, f(r))).collect(),
-        dashed,
-    };
+    let rows: Vec<BalanceRow> = rows.iter().filter(|r| r.vnodes == v).cloned().collect();
     Chart {
         title: format!("Keys per host vs total keys, {v} vnode(s) (Chord SIGCOMM'01 Fig. 8)"),
         x_label: "total keys".into(),
         y_label: "keys per host".into(),
         log2_x: false,
-        series: vec![
-            line("99th percentile", &|r| r.p99, false),
-            line("mean", &|r| r.mean, true),
-            line("1st percentile", &|r| r.p1, false),
-            line(
-                "theory: 99th pct",
-                &|r| r.mean * theory_p99_ratio(r.vnodes),
-                true,
-            ),
-        ],
+        series: percentile_lines(&rows, |r| r.keys as f64, false),
     }
 }
 
 /// Fig. 9: 1st and 99th percentiles of keys per host vs virtual nodes.
 fn vnodes_chart(rows: &[BalanceRow]) -> Chart {
-    let line = |name: &str, f: &dyn Fn(&BalanceRow) -> f64, dashed| Series {
-        name: name.into(),
-        points: rows.iter().map(|r| (r.vnodes as f64, f(r))).collect(),
-        dashed,
-    };
     Chart {
         title: "Keys per host vs virtual nodes (Chord SIGCOMM'01 Fig. 9)".into(),
         x_label: "virtual nodes per host".into(),
         y_label: "keys per host".into(),
         log2_x: false,
-        series: vec![
-            line("99th percentile", &|r| r.p99, false),
-            line("mean", &|r| r.mean, true),
-            line("1st percentile", &|r| r.p1, false),
-            line("max", &|r| r.max, false),
-            line(
-                "theory: 99th pct",
-                &|r| r.mean * theory_p99_ratio(r.vnodes),
-                true,
-            ),
-        ],
+        series: percentile_lines(rows, |r| r.vnodes as f64, true),
     }
+}
+
+/// The lines both figures draw, each row at `x(row)`: 99th percentile,
+/// mean, 1st percentile, (max,) and the theory's 99th percentile.
+fn percentile_lines(rows: &[BalanceRow], x: fn(&BalanceRow) -> f64, with_max: bool) -> Vec<Series> {
+    let line = |name: &str, f: &dyn Fn(&BalanceRow) -> f64, dashed| Series {
+        name: name.into(),
+        points: rows.iter().map(|r| (x(r), f(r))).collect(),
+        dashed,
+    };
+    let mut lines = vec![
+        line("99th percentile", &|r| r.p99, false),
+        line("mean", &|r| r.mean, true),
+        line("1st percentile", &|r| r.p1, false),
+    ];
+    if with_max {
+        lines.push(line("max", &|r| r.max, false));
+    }
+    lines.push(line(
+        "theory: 99th pct",
+        &|r| r.mean * theory_p99_ratio(r.vnodes),
+        true,
+    ));
+    lines
 }
 
 #[cfg(test)]
