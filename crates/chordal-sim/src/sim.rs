@@ -10,7 +10,7 @@ use chordal_core::{
 };
 use chordal_store::MemoryStore;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
@@ -108,7 +108,8 @@ pub struct Sim {
     config: SimConfig,
     now: Time,
     nodes: Vec<SimNode>,
-    by_addr: HashMap<SocketAddr, usize>,
+    /// Node index by address (the simulator's own made-up addresses).
+    by_addr: FastMap<SocketAddr, usize>,
     /// Everything due, earliest (then first queued) on top.
     queue: BinaryHeap<Reverse<Queued>>,
     /// Items waiting in the queue (messages, refusals), by slot.
@@ -131,9 +132,9 @@ pub struct Sim {
     /// (retransmissions of the same hop are not counted again).
     pub lookup_timeouts: u64,
     /// Lookups started with `start_lookup` and not yet done: (origin, id).
-    user_lookups: HashSet<(SocketAddr, u64)>,
+    user_lookups: FastMap<(SocketAddr, u64), ()>,
     /// Hops already counted in `lookup_timeouts`: (sender, request).
-    timed_out_hops: HashSet<(Id, u64)>,
+    timed_out_hops: FastMap<(Id, u64), ()>,
 }
 
 impl Sim {
@@ -144,7 +145,7 @@ impl Sim {
             config,
             now: Time::ZERO,
             nodes: Vec::new(),
-            by_addr: HashMap::new(),
+            by_addr: FastMap::default(),
             queue: BinaryHeap::new(),
             parcels: Vec::new(),
             free_parcels: Vec::new(),
@@ -157,8 +158,8 @@ impl Sim {
             traffic: Traffic::default(),
             events_processed: 0,
             lookup_timeouts: 0,
-            user_lookups: HashSet::new(),
-            timed_out_hops: HashSet::new(),
+            user_lookups: FastMap::default(),
+            timed_out_hops: FastMap::default(),
         }
     }
 
@@ -344,7 +345,8 @@ impl Sim {
         let id = self.nodes[i].node.start_lookup(now, key, mode);
         // Its messages are still in the node's outbox: `after_input` sees
         // them as this lookup's.
-        self.user_lookups.insert((self.nodes[i].node.addr(), id.0));
+        self.user_lookups
+            .insert((self.nodes[i].node.addr(), id.0), ());
         self.after_input(i);
         id
     }
@@ -748,8 +750,8 @@ impl Sim {
             lookup,
             ..
         } = env.msg
-            && self.user_lookups.contains(&(origin.addr, lookup))
-            && self.timed_out_hops.insert((env.from.id, req))
+            && self.user_lookups.contains_key(&(origin.addr, lookup))
+            && self.timed_out_hops.insert((env.from.id, req), ()).is_none()
         {
             self.lookup_timeouts += 1;
         }
