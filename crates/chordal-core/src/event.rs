@@ -119,9 +119,22 @@ pub enum Event {
         query: QueryId,
         result: Option<Neighbors>,
     },
-    /// A key-value operation started with `put`/`get`/`delete` finished.
+    /// A key-value operation started with `put`/`get`/`delete` (or an
+    /// application message started with `send`/`request`) finished.
     KvDone {
         op: crate::KvOpId,
         result: Result<crate::KvOutcome, crate::KvError>,
+    },
+    /// An application message for a key this node owns. Answer it with
+    /// `Node::app_accept`, `Node::app_reply` (if `want_reply`) or
+    /// `Node::app_refuse`; unanswered, it is refused after half the
+    /// sender's `kv_timeout`.
+    AppMessage {
+        msg: crate::AppMsgId,
+        /// The process that sent it (its first virtual node).
+        from: NodeRef,
+        key: Vec<u8>,
+        payload: Vec<u8>,
+        want_reply: bool,
     },
 }

@@ -34,8 +34,8 @@ pub use config::{Config, LookupMode};
 pub use event::{Event, KeyRange, LookupError, LookupId, LookupResult, Neighbors, QueryId};
 pub use id::{ID_BITS, ID_BYTES, Id, ParseIdError};
 pub use kv::{
-    KvError, KvOpId, KvOutcome, StoreKind, StoreOpId, StoreRequest, StoreResult, bucket_hash,
-    bucket_of,
+    AppMsgId, KvError, KvOpId, KvOutcome, StoreKind, StoreOpId, StoreRequest, StoreResult,
+    bucket_hash, bucket_of,
 };
 pub use message::{Envelope, KvOp, KvResult, LookupFailure, Message, NodeRef, Target};
 pub use node::Node;

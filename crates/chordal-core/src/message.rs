@@ -171,16 +171,34 @@ pub enum Message {
 #[derive(Clone, PartialEq, Eq, Debug)]
 #[non_exhaustive]
 pub enum KvOp {
-    Put { key: Vec<u8>, value: Vec<u8> },
-    Get { key: Vec<u8> },
-    Delete { key: Vec<u8> },
+    Put {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Get {
+        key: Vec<u8>,
+    },
+    Delete {
+        key: Vec<u8>,
+    },
+    /// An application message for the key's owner (`Node::send` and
+    /// `Node::request`): handed to the owner's application, which accepts,
+    /// answers or refuses it.
+    Deliver {
+        key: Vec<u8>,
+        payload: Vec<u8>,
+        want_reply: bool,
+    },
 }
 
 impl KvOp {
     /// The key the operation is about.
     pub fn key(&self) -> &[u8] {
         match self {
-            KvOp::Put { key, .. } | KvOp::Get { key } | KvOp::Delete { key } => key,
+            KvOp::Put { key, .. }
+            | KvOp::Get { key }
+            | KvOp::Delete { key }
+            | KvOp::Deliver { key, .. } => key,
         }
     }
 }
@@ -203,6 +221,13 @@ pub enum KvResult {
     QuorumFailed { acked: u32, needed: u32 },
     /// The owner's storage failed.
     StoreFailed,
+    /// An application message reached the owner's application.
+    Delivered,
+    /// The owner's application answered a request.
+    Replied { payload: Vec<u8> },
+    /// The owner's application refused the message, was too busy to take
+    /// it, or did not answer in time.
+    Refused,
 }
 
 impl Message {

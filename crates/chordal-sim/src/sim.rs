@@ -14,6 +14,10 @@ use std::collections::{BinaryHeap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
+/// The application of every simulated node: (node, key, payload) → the
+/// answer, or `None` to refuse.
+type AppHandler = Box<dyn FnMut(usize, &[u8], &[u8]) -> Option<Vec<u8>>>;
+
 /// Knobs of the simulated network.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
@@ -127,6 +131,12 @@ pub struct Sim {
     pub traffic: Traffic,
     /// Events (deliveries, wake-ups) processed so far.
     pub events_processed: u64,
+    /// Application messages that reached a node's application: (node, key).
+    pub app_received: Vec<(usize, Vec<u8>)>,
+    /// The nodes' application: given (node, key, payload), the answer
+    /// (`Some`: accept / reply with it; `None`: refuse). Without one,
+    /// messages are never answered (a stalled application).
+    app_handler: Option<AppHandler>,
     /// Hops of lookups started with [`Sim::start_lookup`] that were sent to
     /// a dead or cut-off node: each costs the lookup a request timeout
     /// (retransmissions of the same hop are not counted again).
@@ -157,6 +167,8 @@ impl Sim {
             record_events: false,
             traffic: Traffic::default(),
             events_processed: 0,
+            app_received: Vec::new(),
+            app_handler: None,
             lookup_timeouts: 0,
             user_lookups: FastMap::default(),
             timed_out_hops: FastMap::default(),
@@ -402,6 +414,26 @@ impl Sim {
         ids.iter()
             .map(|k| self.results.remove(k).unwrap_or(Err(LookupError::Timeout)))
             .collect()
+    }
+
+    /// Sets the application every node runs (see `app_handler`).
+    pub fn set_app_handler(
+        &mut self,
+        handler: impl FnMut(usize, &[u8], &[u8]) -> Option<Vec<u8>> + 'static,
+    ) {
+        self.app_handler = Some(Box::new(handler));
+    }
+
+    /// `send` at node `i`, run to completion.
+    pub fn send(&mut self, i: usize, key: &[u8], payload: &[u8]) -> Result<KvOutcome, KvError> {
+        let (k, p) = (key.to_vec(), payload.to_vec());
+        self.kv(i, move |n, now| n.send(now, k, p))
+    }
+
+    /// `request` at node `i`, run to completion.
+    pub fn request(&mut self, i: usize, key: &[u8], payload: &[u8]) -> Result<KvOutcome, KvError> {
+        let (k, p) = (key.to_vec(), payload.to_vec());
+        self.kv(i, move |n, now| n.request(now, k, p))
     }
 
     /// Node `i`'s storage.
@@ -716,8 +748,17 @@ impl Sim {
                 self.push(self.now + latency, Item::Deliver(d, env));
             }
         }
+        let mut answers = Vec::new();
         while let Some(e) = self.nodes[i].node.poll_event() {
             match &e {
+                Event::AppMessage {
+                    msg, key, payload, ..
+                } => {
+                    self.app_received.push((i, key.clone()));
+                    if let Some(handler) = self.app_handler.as_mut() {
+                        answers.push((*msg, handler(i, key, payload)));
+                    }
+                }
                 Event::LookupDone { lookup, result } => {
                     self.user_lookups
                         .remove(&(self.nodes[i].node.addr(), lookup.0));
@@ -731,6 +772,17 @@ impl Sim {
             if self.record_events {
                 self.events.push((i, e));
             }
+        }
+        if !answers.is_empty() {
+            let now = self.now;
+            for (msg, answer) in answers {
+                match answer {
+                    Some(payload) => self.nodes[i].node.app_reply(now, msg, payload),
+                    None => self.nodes[i].node.app_refuse(now, msg),
+                }
+            }
+            // The answers are new output: collect it (and the wake-up).
+            return self.after_input(i);
         }
         if let Some(t) = self.nodes[i].node.poll_timeout() {
             let t = t.max(self.now);

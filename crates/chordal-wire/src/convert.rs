@@ -114,6 +114,12 @@ fn kv_reply_to_pb(req: u64, result: &KvResult) -> pb::KvReply {
             out.needed = *needed;
         }
         KvResult::StoreFailed => out.status = 5,
+        KvResult::Delivered => out.status = 6,
+        KvResult::Replied { payload } => {
+            out.status = 7;
+            out.value = payload.clone();
+        }
+        KvResult::Refused => out.status = 8,
         #[allow(unreachable_patterns)]
         _ => unreachable!("every result is listed"),
     }
@@ -137,6 +143,11 @@ fn kv_reply_from_pb(r: &pb::KvReply) -> Result<KvResult, WireError> {
             needed: r.needed,
         },
         5 => KvResult::StoreFailed,
+        6 => KvResult::Delivered,
+        7 => KvResult::Replied {
+            payload: r.value.clone(),
+        },
+        8 => KvResult::Refused,
         _ => return Err(WireError::Invalid("status")),
     })
 }
@@ -218,6 +229,11 @@ pub fn envelope_to_pb(env: &Envelope) -> pb::Envelope {
                 KvOp::Put { key, value } => (0, key, value.clone()),
                 KvOp::Get { key } => (1, key, Vec::new()),
                 KvOp::Delete { key } => (2, key, Vec::new()),
+                KvOp::Deliver {
+                    key,
+                    payload,
+                    want_reply,
+                } => (if *want_reply { 4 } else { 3 }, key, payload.clone()),
                 #[allow(unreachable_patterns)]
                 _ => unreachable!("every operation is listed"),
             };
@@ -385,6 +401,11 @@ pub fn envelope_from_pb(pb: &pb::Envelope, local: SocketAddr) -> Result<Envelope
                 },
                 1 => KvOp::Get { key: k.key.clone() },
                 2 => KvOp::Delete { key: k.key.clone() },
+                3 | 4 => KvOp::Deliver {
+                    key: k.key.clone(),
+                    payload: k.value.clone(),
+                    want_reply: k.op == 4,
+                },
                 _ => return Err(WireError::Invalid("op")),
             },
         },

@@ -141,7 +141,8 @@ pub struct Record {
 pub struct KvRequest {
     #[prost(uint64, tag = "1")]
     pub req: u64,
-    /// 0 = put, 1 = get, 2 = delete.
+    /// 0 = put, 1 = get, 2 = delete, 3 = send (application message, value =
+    /// payload), 4 = request (the same, an answer wanted).
     #[prost(int32, tag = "2")]
     pub op: i32,
     #[prost(bytes = "vec", tag = "3")]
@@ -154,7 +155,8 @@ pub struct KvRequest {
 pub struct KvReply {
     #[prost(uint64, tag = "1")]
     pub req: u64,
-    /// 0 stored, 1 found, 2 not found, 3 wrong owner, 4 quorum failed, 5 store failed.
+    /// 0 stored, 1 found, 2 not found, 3 wrong owner, 4 quorum failed, 5 store failed,
+    /// 6 delivered, 7 replied (value = the answer), 8 refused.
     #[prost(int32, tag = "2")]
     pub status: i32,
     #[prost(message, optional, tag = "3")]

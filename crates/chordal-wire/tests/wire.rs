@@ -54,6 +54,13 @@ fn any_kv_op() -> impl Strategy<Value = KvOp> {
         (any_bytes(), any_bytes()).prop_map(|(key, value)| KvOp::Put { key, value }),
         any_bytes().prop_map(|key| KvOp::Get { key }),
         any_bytes().prop_map(|key| KvOp::Delete { key }),
+        (any_bytes(), any_bytes(), any::<bool>()).prop_map(|(key, payload, want_reply)| {
+            KvOp::Deliver {
+                key,
+                payload,
+                want_reply,
+            }
+        }),
     ]
 }
 
@@ -68,6 +75,9 @@ fn any_kv_result() -> impl Strategy<Value = KvResult> {
         (any::<u32>(), any::<u32>())
             .prop_map(|(acked, needed)| KvResult::QuorumFailed { acked, needed }),
         Just(KvResult::StoreFailed),
+        Just(KvResult::Delivered),
+        any_bytes().prop_map(|payload| KvResult::Replied { payload }),
+        Just(KvResult::Refused),
     ]
 }
 

@@ -28,7 +28,7 @@ impl Node {
         self.start_kv(now, KvOp::Delete { key })
     }
 
-    fn start_kv(&mut self, now: Time, op: KvOp) -> KvOpId {
+    pub(crate) fn start_kv(&mut self, now: Time, op: KvOp) -> KvOpId {
         let id = self.kv.next();
         if !self.vnodes.iter().any(|v| v.is_joined()) {
             self.kv_done(id, Err(KvError::NotJoined));
@@ -183,6 +183,9 @@ impl Node {
                 Err(KvError::QuorumFailed { acked, needed })
             }
             KvResult::StoreFailed => Err(KvError::StoreFailed),
+            KvResult::Delivered => Ok(KvOutcome::Delivered),
+            KvResult::Replied { payload } => Ok(KvOutcome::Replied { payload }),
+            KvResult::Refused => Err(KvError::Refused),
             // Ownership moved since the lookup: look up again.
             _ => {
                 if let Some(c) = self.kv.clients.get_mut(&id) {

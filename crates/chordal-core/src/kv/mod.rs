@@ -13,6 +13,7 @@
 //!   asking the replicas when it lacks a key during a handoff (`owner.rs`);
 //! - a **replica** stores what the owner sends, if newer (`replica.rs`).
 
+mod app;
 mod coordinator;
 mod owner;
 mod replica;
@@ -30,6 +31,12 @@ const OWNER_CACHE_MAX: usize = 4096;
 /// Number of a client operation started with `Node::put`/`get`/`delete`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
 pub struct KvOpId(pub u64);
+
+/// Number of an application message handed to this node's application
+/// (`Event::AppMessage`); answer it with `Node::app_accept`, `app_reply` or
+/// `app_refuse`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub struct AppMsgId(pub u64);
 
 /// Number of a storage operation the core asked for.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
@@ -113,6 +120,10 @@ pub enum KvOutcome {
     Found { value: Vec<u8>, version: Version },
     /// Get or delete of a missing key.
     NotFound,
+    /// `send`: the owner's application took the message.
+    Delivered,
+    /// `request`: the owner's application's answer.
+    Replied { payload: Vec<u8> },
 }
 
 /// Why a client operation failed.
@@ -133,6 +144,8 @@ pub enum KvError {
     QuorumFailed { acked: u32, needed: u32 },
     #[error("the owner's storage failed")]
     StoreFailed,
+    #[error("the owner's application refused the message or did not answer in time")]
+    Refused,
 }
 
 /// Where an owner's answer goes.
@@ -167,6 +180,13 @@ pub(crate) enum OwnerOp {
         acked: u32,
         /// Copies (local and replicas) not yet answered.
         outstanding: u32,
+        deadline: Time,
+    },
+    /// An application message handed to the application
+    /// (`Event::AppMessage`), waiting for it to accept, answer or refuse.
+    App {
+        reply: ReplyTo,
+        want_reply: bool,
         deadline: Time,
     },
     /// Reading a key locally, maybe from the replicas too; then answering a

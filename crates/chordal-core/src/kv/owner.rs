@@ -62,6 +62,11 @@ impl Node {
             }
             KvOp::Get { key } => self.start_read(now, vnode, key_id, key, false, reply),
             KvOp::Delete { key } => self.start_read(now, vnode, key_id, key, true, reply),
+            KvOp::Deliver {
+                key,
+                payload,
+                want_reply,
+            } => self.owner_deliver(now, reply, key, payload, want_reply),
         }
     }
 
@@ -274,6 +279,7 @@ impl Node {
         match self.kv.owners.get(&id) {
             Some(OwnerOp::Read { .. }) => self.finish_read(now, id),
             Some(OwnerOp::Write { .. }) => self.end_owner(now, id),
+            Some(OwnerOp::App { .. }) => self.finish_app(now, id, KvResult::Refused),
             None => {}
         }
     }
