@@ -35,6 +35,9 @@ pub struct WireStats {
     pub dropped_out: AtomicU64,
     /// Connections that passed the handshake.
     pub connections: AtomicU64,
+    /// Application messages refused because the application's inbox was
+    /// full.
+    pub app_refused: AtomicU64,
 }
 
 /// What every connection task needs to know.

@@ -3,6 +3,7 @@
 //! straight into their outboxes, so a message costs one task wake-up.
 //! Handshakes, the listener and API calls reach it through bounded channels.
 
+use crate::app::{Answer, AppChannels, AppShared, Incoming, Responder};
 use crate::conn::{self, ConnContext, Established, Inbound, ReadItem};
 use crate::outbox::Outbox;
 use crate::pool::{Peer, Pool, Route};
@@ -106,6 +107,12 @@ pub struct Driver {
     /// Frames produced by the current `pump`, per destination: written with
     /// one call per peer at its end.
     batch: HashMap<SocketAddr, BytesMut>,
+    /// The application's inbox and whether anyone reads it.
+    app: Arc<AppShared>,
+    inbox: mpsc::Sender<Incoming>,
+    /// Answers to requests, from `Responder`s.
+    answers_tx: mpsc::Sender<Answer>,
+    answers_rx: mpsc::Receiver<Answer>,
 }
 
 impl Driver {
@@ -116,8 +123,12 @@ impl Driver {
         ctx: ConnContext,
         events: broadcast::Sender<Event>,
         join_waiter: oneshot::Sender<Result<(), ()>>,
+        app: AppChannels,
     ) -> Driver {
+        let AppChannels { shared: app, inbox } = app;
         let (applied_tx, applied_rx) = mpsc::unbounded_channel();
+        // As many answers as the inbox holds requests.
+        let (answers_tx, answers_rx) = mpsc::channel(inbox.max_capacity());
         Driver {
             core,
             store,
@@ -137,6 +148,10 @@ impl Driver {
             join_waiter: Some(join_waiter),
             events,
             batch: HashMap::new(),
+            app,
+            inbox,
+            answers_tx,
+            answers_rx,
         }
     }
 
@@ -216,6 +231,13 @@ impl Driver {
                     let now = self.now();
                     self.core.handle_store(now, op, result);
                 }
+                Some((msg, answer)) = self.answers_rx.recv() => {
+                    let now = self.now();
+                    match answer {
+                        Some(payload) => self.core.app_reply(now, msg, payload),
+                        None => self.core.app_refuse(now, msg),
+                    }
+                }
             }
             self.pump();
         }
@@ -252,6 +274,12 @@ impl Driver {
                     KvOp::Put { key, value } => self.core.put(now, key, value),
                     KvOp::Get { key } => self.core.get(now, key),
                     KvOp::Delete { key } => self.core.delete(now, key),
+                    KvOp::Deliver {
+                        key,
+                        payload,
+                        want_reply: false,
+                    } => self.core.send(now, key, payload),
+                    KvOp::Deliver { key, payload, .. } => self.core.request(now, key, payload),
                     _ => return,
                 };
                 self.kv_ops.insert(id, reply);
@@ -496,10 +524,52 @@ impl Driver {
             Event::PeerFailed { vnode, peer } => {
                 debug!(vnode = %vnode.short(), peer = %peer.addr, "peer dropped");
             }
+            Event::AppMessage {
+                msg,
+                from,
+                key,
+                payload,
+                want_reply,
+            } => {
+                let incoming = Incoming {
+                    from: *from,
+                    key: key.clone(),
+                    payload: payload.clone(),
+                    responder: want_reply.then(|| Responder::new(*msg, self.answers_tx.clone())),
+                };
+                self.deliver_app(*msg, *want_reply, incoming);
+                // The message itself goes to the application, not to every
+                // event subscriber.
+                return;
+            }
             _ => {}
         }
         // Nobody listening is fine; a slow listener loses old events.
         let _ = self.events.send(event);
+    }
+
+    /// Hands an application message to the inbox, or refuses it if nobody
+    /// listens or the inbox is full (back-pressure on the sender).
+    fn deliver_app(&mut self, msg: chordal_core::AppMsgId, want_reply: bool, incoming: Incoming) {
+        let now = self.now();
+        let listening = self.app.listening.load(Ordering::Acquire);
+        if !listening {
+            self.core.app_refuse(now, msg);
+            return;
+        }
+        match self.inbox.try_send(incoming) {
+            Ok(()) if !want_reply => self.core.app_accept(now, msg),
+            // A request waits for its `Responder`.
+            Ok(()) => {}
+            Err(e) => {
+                // Refused here: the returned responder must not say it again.
+                if let Some(r) = e.into_inner().responder {
+                    r.disarm();
+                }
+                self.ctx.stats.app_refused.fetch_add(1, Ordering::Relaxed);
+                self.core.app_refuse(now, msg);
+            }
+        }
     }
 
     /// Graceful leave: farewells out, connections flushed and closed.

@@ -17,6 +17,7 @@
 //! # Ok(()) }
 //! ```
 
+mod app;
 mod client;
 mod conn;
 mod driver;
@@ -25,6 +26,7 @@ mod outbox;
 mod pool;
 mod status;
 
+pub use app::{Incoming, Messages, Responder};
 pub use client::{Client, ClientConfig, ClientError};
 pub use conn::WireStats;
 pub use status::{Finger, Status, VNodeStatus};
@@ -78,6 +80,11 @@ pub struct NodeConfig {
     /// Where data and identity live (a redb database); `None` keeps data
     /// in memory and derives the id from the address.
     pub data_dir: Option<PathBuf>,
+    /// Application messages waiting for the application (`Node::messages`);
+    /// more are refused until it catches up.
+    pub app_inbox: usize,
+    /// Largest application message payload `send`/`request` accept.
+    pub max_message: usize,
 }
 
 impl Default for NodeConfig {
@@ -99,6 +106,8 @@ impl Default for NodeConfig {
             idle_timeout: Duration::from_secs(120),
             join_timeout: Duration::from_secs(20),
             data_dir: None,
+            app_inbox: 1024,
+            max_message: 1024 * 1024,
         }
     }
 }
@@ -144,6 +153,8 @@ pub enum KvCallError {
     Kv(KvError),
     #[error("the node has stopped")]
     Stopped,
+    #[error("message of {size} bytes is over the {limit}-byte limit")]
+    TooLarge { size: usize, limit: usize },
 }
 
 /// One node of a ring walk: a virtual node, its process's API address and
@@ -164,6 +175,8 @@ pub struct Node {
     addr: SocketAddr,
     ids: Vec<Id>,
     stats: Arc<WireStats>,
+    app: Arc<app::AppShared>,
+    max_message: usize,
 }
 
 impl Node {
@@ -234,7 +247,23 @@ impl Node {
             idle_timeout: config.idle_timeout,
         };
         let (joined_tx, joined_rx) = oneshot::channel();
-        let driver = Driver::new(core, store, settings, ctx, events.clone(), joined_tx);
+        let (inbox_tx, inbox_rx) = mpsc::channel(config.app_inbox.max(1));
+        let app = Arc::new(app::AppShared {
+            listening: std::sync::atomic::AtomicBool::new(false),
+            inbox: std::sync::Mutex::new(Some(inbox_rx)),
+        });
+        let driver = Driver::new(
+            core,
+            store,
+            settings,
+            ctx,
+            events.clone(),
+            joined_tx,
+            app::AppChannels {
+                shared: app.clone(),
+                inbox: inbox_tx,
+            },
+        );
         // One span per node: every log line of its driver says which node.
         let span = tracing::info_span!("node", id = %ids[0].short(), addr = %addr);
         tokio::spawn(tracing::Instrument::instrument(
@@ -247,6 +276,8 @@ impl Node {
             addr,
             ids,
             stats,
+            app,
+            max_message: config.max_message,
         };
         match tokio::time::timeout(config.join_timeout, joined_rx).await {
             Ok(Ok(Ok(()))) => Ok(node),
@@ -324,6 +355,75 @@ impl Node {
     /// Deletes `key` (a tombstone): `Stored`, or `NotFound` if absent.
     pub async fn delete(&self, key: Vec<u8>) -> Result<KvOutcome, KvCallError> {
         self.kv(KvOp::Delete { key }).await
+    }
+
+    /// Sends `payload` to the application of `key`'s owner, wherever it is;
+    /// returns once that application took it (`Incoming` in its
+    /// [`Node::messages`]). `KvError::Refused` if it refused, was too busy
+    /// or does not listen.
+    ///
+    /// ```no_run
+    /// # async fn demo(node: chordal_node::Node) -> Result<(), chordal_node::KvCallError> {
+    /// node.send(b"user:42".to_vec(), b"hello".to_vec()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn send(&self, key: Vec<u8>, payload: Vec<u8>) -> Result<(), KvCallError> {
+        self.check_size(&payload)?;
+        let op = KvOp::Deliver {
+            key,
+            payload,
+            want_reply: false,
+        };
+        self.kv(op).await.map(|_| ())
+    }
+
+    /// Sends `payload` to the application of `key`'s owner and returns its
+    /// answer ([`Responder::reply`]).
+    ///
+    /// ```no_run
+    /// # async fn demo(node: chordal_node::Node) -> Result<(), chordal_node::KvCallError> {
+    /// let answer = node.request(b"counter".to_vec(), b"incr".to_vec()).await?;
+    /// println!("{}", String::from_utf8_lossy(&answer));
+    /// # Ok(()) }
+    /// ```
+    pub async fn request(&self, key: Vec<u8>, payload: Vec<u8>) -> Result<Vec<u8>, KvCallError> {
+        self.check_size(&payload)?;
+        let op = KvOp::Deliver {
+            key,
+            payload,
+            want_reply: true,
+        };
+        match self.kv(op).await? {
+            KvOutcome::Replied { payload } => Ok(payload),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// The messages sent to keys this node owns, for its application. The
+    /// first call takes the inbox; later calls get `None`. Until it is
+    /// taken, messages to this node are refused.
+    ///
+    /// ```no_run
+    /// # async fn demo(node: chordal_node::Node) {
+    /// let mut inbox = node.messages().expect("first call");
+    /// while let Some(msg) = inbox.next().await {
+    ///     let answer = msg.payload.to_ascii_uppercase();
+    ///     msg.reply(answer); // a plain `send` needs no answer
+    /// }
+    /// # }
+    /// ```
+    pub fn messages(&self) -> Option<Messages> {
+        self.app.take()
+    }
+
+    fn check_size(&self, payload: &[u8]) -> Result<(), KvCallError> {
+        if payload.len() > self.max_message {
+            return Err(KvCallError::TooLarge {
+                size: payload.len(),
+                limit: self.max_message,
+            });
+        }
+        Ok(())
     }
 
     async fn kv(&self, op: KvOp) -> Result<KvOutcome, KvCallError> {

@@ -18,6 +18,15 @@ pub enum Check {
     Fingers,
 }
 
+/// A node config whose maintenance runs every 100 ms: rings that settle
+/// in well under a second (tests, demos).
+pub fn quick_config() -> NodeConfig {
+    NodeConfig {
+        core: chordal_core::Config::default().with_maintenance_interval(Duration::from_millis(100)),
+        ..NodeConfig::default()
+    }
+}
+
 /// Nodes started in this process.
 pub struct LocalRing {
     pub nodes: Vec<Node>,
@@ -42,6 +51,21 @@ impl LocalRing {
             );
         }
         Ok(LocalRing { nodes })
+    }
+
+    /// `start`, then waits (up to `limit`) until every successor and
+    /// predecessor is right. `None` if the ring did not settle in time.
+    pub async fn start_settled(
+        n: usize,
+        config: NodeConfig,
+        limit: Duration,
+    ) -> Result<Option<LocalRing>, StartError> {
+        let ring = LocalRing::start(n, config).await?;
+        let every = Duration::from_millis(20);
+        Ok(ring
+            .wait_for(Check::Neighbours, every, limit)
+            .await
+            .map(|_| ring))
     }
 
     /// The true ring of all virtual nodes of our nodes.

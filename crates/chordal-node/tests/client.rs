@@ -2,27 +2,16 @@
 //! owners directly.
 
 use chordal_core::KvOutcome;
-use chordal_node::local::{Check, LocalRing};
-use chordal_node::{Client, ClientConfig, NodeConfig};
+use chordal_node::local::{Check, LocalRing, quick_config as config};
+use chordal_node::{Client, ClientConfig};
 use std::time::Duration;
-
-fn config() -> NodeConfig {
-    NodeConfig {
-        core: chordal_core::Config::default().with_maintenance_interval(Duration::from_millis(100)),
-        ..NodeConfig::default()
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_reads_and_writes_through_the_owners() {
-    let mut ring = LocalRing::start(5, config()).await.unwrap();
-    ring.wait_for(
-        Check::Neighbours,
-        Duration::from_millis(20),
-        Duration::from_secs(20),
-    )
-    .await
-    .expect("ring");
+    let mut ring = LocalRing::start_settled(5, config(), Duration::from_secs(20))
+        .await
+        .unwrap()
+        .expect("ring settles");
     tokio::time::sleep(Duration::from_millis(500)).await; // successor lists fill
     let client = Client::connect(ClientConfig {
         seeds: vec![ring.nodes[2].addr().to_string()],
