@@ -28,6 +28,33 @@ impl KeyRange {
     pub fn contains(&self, key: &Id) -> bool {
         key.in_open_closed(&self.start, &self.end)
     }
+
+    /// What a node gained and lost when its range went from `old` to
+    /// `new` (both ending at the node's id): `(gained, lost)`. A new
+    /// predecessor closer to us takes `(old.start, new.start]`; losing the
+    /// predecessor's predecessor to a failure adds `(new.start,
+    /// old.start]`. Call it on every `Event::RangeChanged` to move
+    /// application state along with ownership.
+    pub fn diff(old: Option<KeyRange>, new: KeyRange) -> (Option<KeyRange>, Option<KeyRange>) {
+        let Some(old) = old else {
+            return (Some(new), None);
+        };
+        if old.start == new.start {
+            (None, None)
+        } else if new.start.in_open(&old.start, &old.end) {
+            let lost = KeyRange {
+                start: old.start,
+                end: new.start,
+            };
+            (None, Some(lost))
+        } else {
+            let gained = KeyRange {
+                start: new.start,
+                end: old.start,
+            };
+            (Some(gained), None)
+        }
+    }
 }
 
 /// A finished lookup.
@@ -137,4 +164,36 @@ pub enum Event {
         payload: Vec<u8>,
         want_reply: bool,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn any_id() -> impl Strategy<Value = Id> {
+        // Few distinct values, so that equal endpoints and keys on them
+        // come up often.
+        (0u64..12).prop_map(|v| Id::from_u64(v * 1000))
+    }
+
+    proptest! {
+        /// A key is in the new range exactly when it was in the old one and
+        /// not lost, or was gained; what is gained was not owned before and
+        /// what is lost is not owned after.
+        #[test]
+        fn diff_accounts_for_every_key(
+            me in any_id(), a in any_id(), b in any_id(), key in any_id(), fresh in any::<bool>()
+        ) {
+            let old = (!fresh).then_some(KeyRange { start: a, end: me });
+            let new = KeyRange { start: b, end: me };
+            let (gained, lost) = KeyRange::diff(old, new);
+            let was = old.is_some_and(|o| o.contains(&key));
+            let in_gained = gained.is_some_and(|g| g.contains(&key));
+            let in_lost = lost.is_some_and(|l| l.contains(&key));
+            prop_assert_eq!(new.contains(&key), (was && !in_lost) || in_gained);
+            prop_assert!(!(in_gained && was));
+            prop_assert!(!(in_lost && new.contains(&key)));
+        }
+    }
 }

@@ -21,6 +21,7 @@ mod app;
 mod client;
 mod conn;
 mod driver;
+mod events;
 pub mod local;
 mod outbox;
 mod pool;
@@ -29,6 +30,7 @@ mod status;
 pub use app::{Incoming, Messages, Responder};
 pub use client::{Client, ClientConfig, ClientError};
 pub use conn::WireStats;
+pub use events::{NodeEvent, NodeEvents};
 pub use status::{Finger, Status, VNodeStatus};
 
 use chordal_core::{
@@ -177,6 +179,8 @@ pub struct Node {
     stats: Arc<WireStats>,
     app: Arc<app::AppShared>,
     max_message: usize,
+    /// Cancelled when the node stops.
+    stopped: CancellationToken,
 }
 
 impl Node {
@@ -228,6 +232,7 @@ impl Node {
             api: config.api,
             ids: ids.clone(),
         });
+        let stopped = CancellationToken::new();
         let ctx = conn::ConnContext {
             hello: hello.into(),
             cluster: config.cluster.clone(),
@@ -237,7 +242,7 @@ impl Node {
             peer_buffer: config.peer_buffer,
             max_connections: config.max_connections,
             inbound: inbound_tx,
-            shutdown: CancellationToken::new(),
+            shutdown: stopped.clone(),
             tasks: tokio_util::task::TaskTracker::new(),
             stats: stats.clone(),
         };
@@ -278,6 +283,7 @@ impl Node {
             stats,
             app,
             max_message: config.max_message,
+            stopped: stopped.clone(),
         };
         match tokio::time::timeout(config.join_timeout, joined_rx).await {
             Ok(Ok(Ok(()))) => Ok(node),
@@ -312,9 +318,30 @@ impl Node {
         &self.stats
     }
 
-    /// Events from now on (joins, neighbour and range changes, failures).
+    /// The core's raw events from now on (joins, neighbour and range
+    /// changes, failures, lookups finishing).
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
+    }
+
+    /// This node's place on the ring as it changes, from now on: joins,
+    /// neighbours, and the exact key ranges gained and lost.
+    ///
+    /// ```no_run
+    /// # async fn demo(node: chordal_node::Node) {
+    /// use chordal_node::NodeEvent;
+    /// let mut events = node.events();
+    /// while let Some(e) = events.next().await {
+    ///     match e {
+    ///         NodeEvent::RangeLost { range, .. } => { /* hand state in `range` over */ }
+    ///         NodeEvent::RangeGained { range, .. } => { /* take state in `range` on */ }
+    ///         _ => {}
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn events(&self) -> NodeEvents {
+        NodeEvents::new(self.events.subscribe(), self.stopped.clone())
     }
 
     async fn ask<T>(

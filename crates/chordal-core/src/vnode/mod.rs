@@ -229,13 +229,21 @@ impl VNode {
     /// Starts a new ring with this node alone on it (the paper's `create`).
     pub fn create(&mut self, now: Time) {
         self.phase = Phase::Joined;
-        self.range = Some(KeyRange {
+        let whole = KeyRange {
             start: self.me().id,
             end: self.me().id,
-        });
+        };
+        self.range = Some(whole);
         self.events.push_back(Event::Joined {
             vnode: self.me().id,
             successor: self.me(),
+        });
+        // Alone on the ring: every key is ours (applications count ranges
+        // from these events).
+        self.events.push_back(Event::RangeChanged {
+            vnode: self.me().id,
+            old: None,
+            new: whole,
         });
         self.arm_all_timers(now);
     }

@@ -1,0 +1,91 @@
+//! `Node::events()` over real TCP: the exact ranges gained and lost on a
+//! join, a graceful leave and a crash, and `Left` at the end.
+
+use chordal_core::{Id, KeyRange};
+use chordal_node::local::quick_config;
+use chordal_node::{Node, NodeConfig, NodeEvent, NodeEvents};
+use std::time::Duration;
+
+fn id(v: u64) -> Id {
+    Id::from_u64(v)
+}
+
+async fn start(v: u64, seed: Option<&Node>) -> Node {
+    Node::start(NodeConfig {
+        id: Some(id(v)),
+        seeds: seed.map(|s| vec![s.addr().to_string()]).unwrap_or_default(),
+        ..quick_config()
+    })
+    .await
+    .unwrap()
+}
+
+/// Waits for the first range event of `events`.
+async fn next_range_event(events: &mut NodeEvents) -> NodeEvent {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let e = events.next().await.expect("stream open");
+            if matches!(
+                e,
+                NodeEvent::RangeGained { .. } | NodeEvent::RangeLost { .. }
+            ) {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("a range event within 10 s")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ranges_move_on_join_leave_and_crash() {
+    let a = start(1000, None).await;
+    let b = start(2000, Some(&a)).await;
+    let c = start(3000, Some(&a)).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let mut on_a = a.events();
+    let mut on_b = b.events();
+
+    // A node joins just before B: B loses (1000, 1500].
+    let n = start(1500, Some(&a)).await;
+    let lost = KeyRange {
+        start: id(1000),
+        end: id(1500),
+    };
+    assert_eq!(
+        next_range_event(&mut on_b).await,
+        NodeEvent::RangeLost {
+            vnode: id(2000),
+            range: lost
+        }
+    );
+    // It leaves gracefully: B gets it back.
+    n.leave().await;
+    assert_eq!(
+        next_range_event(&mut on_b).await,
+        NodeEvent::RangeGained {
+            vnode: id(2000),
+            range: lost
+        }
+    );
+    // C crashes: A (after C on the ring) takes over (2000, 3000].
+    c.abort().await;
+    assert_eq!(
+        next_range_event(&mut on_a).await,
+        NodeEvent::RangeGained {
+            vnode: id(1000),
+            range: KeyRange {
+                start: id(2000),
+                end: id(3000)
+            }
+        }
+    );
+    // B leaves: its stream says so and ends.
+    b.leave().await;
+    let mut rest = Vec::new();
+    while let Some(e) = on_b.next().await {
+        rest.push(e);
+    }
+    assert_eq!(rest.last(), Some(&NodeEvent::Left));
+    a.leave().await;
+}
