@@ -16,6 +16,42 @@
 //! let owner = second.locate(b"some key").await.unwrap().owner;
 //! # Ok(()) }
 //! ```
+//!
+//! ## Building an application on the ring
+//!
+//! A program does not need to know the other nodes: it names keys.
+//!
+//! - **Where does a key live?** [`Node::locate`] gives its owner and the
+//!   nodes after it.
+//! - **Talk to a key's owner.** [`Node::send`] delivers bytes to the
+//!   application of the node that owns a key (acknowledged once that
+//!   application took them); [`Node::request`] also waits for its answer.
+//!   Each node's application reads [`Node::messages`] and answers requests
+//!   through their [`Responder`]. Everything is bounded: a full inbox, an
+//!   application that does not listen or one that never answers makes the
+//!   sender's call fail with `Refused`, never hang or grow memory.
+//! - **Follow ownership.** [`Node::events`] reports joins, neighbour
+//!   changes and the exact key ranges this node gained and lost
+//!   ([`NodeEvent::RangeGained`], [`NodeEvent::RangeLost`]): move your own
+//!   state when they come. Replayed, they always add up to the range the
+//!   node owns, and the ranges of all nodes cover the ring once.
+//! - **Store data** with [`Node::put`] / [`Node::get`] / [`Node::delete`]
+//!   (replicated, persistent), or from outside the ring with [`Client`].
+//!
+//! ```no_run
+//! # async fn demo(node: chordal_node::Node) -> Result<(), chordal_node::KvCallError> {
+//! // Every node runs this: answer whatever arrives for our keys.
+//! let mut inbox = node.messages().expect("taken once");
+//! tokio::spawn(async move {
+//!     while let Some(msg) = inbox.next().await {
+//!         let answer = format!("{} bytes for {:?}", msg.payload.len(), msg.key);
+//!         msg.reply(answer.into_bytes());
+//!     }
+//! });
+//! // Any node can then ask the owner of any key.
+//! let answer = node.request(b"user:42".to_vec(), b"hello".to_vec()).await?;
+//! # Ok(()) }
+//! ```
 
 mod app;
 mod client;
