@@ -4,7 +4,10 @@
 //! Each run is a put phase (every key written once) then a get phase
 //! (every key read back and checked), at each concurrency level, through
 //! the in-process node handle (`--via node`, the library path) or HTTP
-//! (`--via http`, round-robin over the nodes' APIs).
+//! (`--via http`, round-robin over the nodes' APIs). With `--via node`,
+//! the `send` and `request` phases measure application messages instead:
+//! every node runs an echo application, `send` waits for the owner's
+//! application to take each message, `request` for its echo.
 
 use crate::member::Member;
 use anyhow::{Context, Result, bail};
@@ -38,6 +41,10 @@ pub enum Phase {
     Put,
     Get,
     Del,
+    /// An application message to each key's owner (`Node::send`).
+    Send,
+    /// A request to each key's owner, answered by its echo (`Node::request`).
+    Request,
 }
 
 impl Phase {
@@ -46,6 +53,8 @@ impl Phase {
             Phase::Put => "put",
             Phase::Get => "get",
             Phase::Del => "del",
+            Phase::Send => "send",
+            Phase::Request => "request",
         }
     }
 }
@@ -82,7 +91,8 @@ pub struct KvArgs {
     /// Value size in bytes.
     #[arg(long, default_value_t = 100)]
     value_size: usize,
-    /// Phases of each run, in order (get and del need a put before them).
+    /// Phases of each run, in order (get and del need a put before them;
+    /// send and request need --via node).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "put,get")]
     phases: Vec<Phase>,
     /// Print JSON instead of a table.
@@ -143,6 +153,26 @@ impl Backend {
             KvOutcome::Stored { .. } => Ok(()),
             other => bail!("del {key}: {other:?}"),
         }
+    }
+
+    /// The node handles, for application messages (only `--via node`).
+    fn nodes(&self) -> Result<&[Node]> {
+        match self {
+            Backend::Nodes(nodes) => Ok(nodes),
+            _ => bail!("the send and request phases need --via node"),
+        }
+    }
+
+    async fn send(&self, i: usize, key: &str, payload: Vec<u8>) -> Result<()> {
+        let nodes = self.nodes()?;
+        let node = &nodes[i % nodes.len()];
+        Ok(node.send(key.as_bytes().to_vec(), payload).await?)
+    }
+
+    async fn request(&self, i: usize, key: &str, payload: Vec<u8>) -> Result<Vec<u8>> {
+        let nodes = self.nodes()?;
+        let node = &nodes[i % nodes.len()];
+        Ok(node.request(key.as_bytes().to_vec(), payload).await?)
     }
 
     async fn get(&self, i: usize, key: &str) -> Result<Vec<u8>> {
@@ -219,6 +249,13 @@ async fn phase(
                         }
                     }
                     Phase::Del => backend.del(k + 2, &key).await?,
+                    Phase::Send => backend.send(k, &key, value_of(k, size)).await?,
+                    Phase::Request => {
+                        let got = backend.request(k + 1, &key, value_of(k, size)).await?;
+                        if got != value_of(k, size) {
+                            bail!("request {key}: wrong echo");
+                        }
+                    }
                 }
                 hist.saturating_record(t0.elapsed().as_micros() as u64);
                 bar.inc(1);
@@ -283,6 +320,18 @@ pub async fn run(args: KvArgs) -> Result<()> {
             ),
         }
     };
+    // Every node's application echoes requests (and takes sends).
+    if let Backend::Nodes(nodes) = &backend {
+        for node in nodes {
+            let mut inbox = node.messages().context("inbox already taken")?;
+            tokio::spawn(async move {
+                while let Some(msg) = inbox.next().await {
+                    let echo = msg.payload.clone();
+                    msg.reply(echo);
+                }
+            });
+        }
+    }
     let via = match backend {
         Backend::Http(..) => "http",
         Backend::Client(_) => "client",

@@ -210,6 +210,33 @@ fn bench_kv_reports_each_phase() {
         assert!(r["ops_per_sec"].as_f64().unwrap() > 0.0);
         assert!(r["p50_us"].as_u64().unwrap() <= r["p99_us"].as_u64().unwrap());
     }
+    // Application messages: every node echoes; each request's echo is
+    // checked by the bench itself (a wrong echo fails the run).
+    let (code, out, err) = chordal(&[
+        "bench",
+        "kv",
+        "--nodes",
+        "4",
+        "--keys",
+        "300",
+        "--concurrency",
+        "8",
+        "--phases",
+        "send,request",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let rows = v["results"].as_array().unwrap();
+    let ops: Vec<&str> = rows.iter().map(|r| r["op"].as_str().unwrap()).collect();
+    assert_eq!(ops, ["send", "request"]);
+    assert!(rows.iter().all(|r| r["ops"] == 300), "{out}");
+    // Only the node handle carries application messages.
+    let (code, _, err) = chordal(&[
+        "bench", "kv", "--nodes", "2", "--keys", "10", "--phases", "send", "--via", "client",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--via node"), "{err}");
 }
 
 /// `chordal sim`: seed first, JSON results, an SVG chart; same seed, same
