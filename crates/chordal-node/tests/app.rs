@@ -101,3 +101,37 @@ async fn oversize_unheard_stalled_and_full_inboxes_are_refused() {
     );
     ring.leave_all().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_application_costs_its_messages_not_the_node() {
+    let ring = ring(3, config()).await;
+    let key = b"panic-key".to_vec();
+    let owner_at = owner_index(&ring, &key);
+    let sender = &ring.nodes[(owner_at + 1) % 3];
+    let mut inbox = ring.nodes[owner_at].messages().unwrap();
+    let app = tokio::spawn(async move {
+        let _msg = inbox.next().await;
+        panic!("application bug");
+    });
+    // The request that meets the bug is refused (its responder is dropped
+    // while the task unwinds) ...
+    assert_eq!(
+        sender.request(key.clone(), b"boom".to_vec()).await,
+        Err(KvCallError::Kv(KvError::Refused))
+    );
+    assert!(app.await.unwrap_err().is_panic());
+    // ... later messages are refused at once (nobody reads the inbox) ...
+    assert_eq!(
+        sender.send(key.clone(), b"again".to_vec()).await,
+        Err(KvCallError::Kv(KvError::Refused))
+    );
+    // ... and the node goes on serving everything else.
+    sender.put(key.clone(), b"v".to_vec()).await.unwrap();
+    assert!(matches!(
+        sender.get(key.clone()).await,
+        Ok(chordal_core::KvOutcome::Found { .. })
+    ));
+    let other = ring.nodes[owner_at].locate(b"x").await;
+    assert!(other.is_ok());
+    ring.leave_all().await;
+}
