@@ -160,7 +160,9 @@ pub enum Event {
         msg: crate::AppMsgId,
         /// The process that sent it (its first virtual node).
         from: NodeRef,
-        key: Vec<u8>,
+        /// The key it was sent to; `None` for a message sent to this node
+        /// itself (`Node::send_to`).
+        key: Option<Vec<u8>>,
         payload: Vec<u8>,
         want_reply: bool,
     },

@@ -189,6 +189,14 @@ pub enum KvOp {
         payload: Vec<u8>,
         want_reply: bool,
     },
+    /// An application message for the receiving process itself, whatever
+    /// keys it owns (`Node::send_to`, `Node::request_to`): for services
+    /// that already know their peers, like a topic owner fanning out to
+    /// its subscribers. No key, no ownership check.
+    Direct {
+        payload: Vec<u8>,
+        want_reply: bool,
+    },
 }
 
 impl KvOp {
@@ -199,6 +207,7 @@ impl KvOp {
             | KvOp::Get { key }
             | KvOp::Delete { key }
             | KvOp::Deliver { key, .. } => key,
+            KvOp::Direct { .. } => &[],
         }
     }
 }

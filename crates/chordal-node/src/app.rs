@@ -24,8 +24,9 @@ pub(crate) type Answer = (AppMsgId, Option<Vec<u8>>);
 pub struct Incoming {
     /// The node that sent it.
     pub from: NodeRef,
-    /// The key it was sent to (this node owns it).
-    pub key: Vec<u8>,
+    /// The key it was sent to (this node owns it); `None` for a message
+    /// sent to this node itself ([`crate::Node::send_to`]).
+    pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
     /// Present for a `request`: answer through it. Dropping it unanswered
     /// refuses the request.

@@ -54,6 +54,13 @@ pub enum Command {
         op: KvOp,
         reply: oneshot::Sender<Result<KvOutcome, KvError>>,
     },
+    /// An application message to node `to` itself.
+    Direct {
+        to: chordal_core::NodeRef,
+        payload: Vec<u8>,
+        want_reply: bool,
+        reply: oneshot::Sender<Result<KvOutcome, KvError>>,
+    },
     /// Leave gracefully and stop; answered once farewells are flushed.
     Leave {
         reply: oneshot::Sender<()>,
@@ -281,6 +288,19 @@ impl Driver {
                     } => self.core.send(now, key, payload),
                     KvOp::Deliver { key, payload, .. } => self.core.request(now, key, payload),
                     _ => return,
+                };
+                self.kv_ops.insert(id, reply);
+            }
+            Command::Direct {
+                to,
+                payload,
+                want_reply,
+                reply,
+            } => {
+                let id = if want_reply {
+                    self.core.request_to(now, to, payload)
+                } else {
+                    self.core.send_to(now, to, payload)
                 };
                 self.kv_ops.insert(id, reply);
             }

@@ -462,6 +462,41 @@ impl Node {
         }
     }
 
+    /// Sends `payload` to the application of node `to` itself, whatever
+    /// keys it owns (for services that already know their peers, like a
+    /// topic owner fanning out to subscribers). Tried once:
+    /// `KvError::Unreachable` if `to` does not answer.
+    pub async fn send_to(&self, to: NodeRef, payload: Vec<u8>) -> Result<(), KvCallError> {
+        self.direct(to, payload, false).await.map(|_| ())
+    }
+
+    /// `send_to`, returning the application's answer.
+    pub async fn request_to(&self, to: NodeRef, payload: Vec<u8>) -> Result<Vec<u8>, KvCallError> {
+        match self.direct(to, payload, true).await? {
+            KvOutcome::Replied { payload } => Ok(payload),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    async fn direct(
+        &self,
+        to: NodeRef,
+        payload: Vec<u8>,
+        want_reply: bool,
+    ) -> Result<KvOutcome, KvCallError> {
+        self.check_size(&payload)?;
+        let r = self
+            .ask(|reply| Command::Direct {
+                to,
+                payload,
+                want_reply,
+                reply,
+            })
+            .await
+            .map_err(|_| KvCallError::Stopped)?;
+        r.map_err(KvCallError::Kv)
+    }
+
     /// The messages sent to keys this node owns, for its application. The
     /// first call takes the inbox; later calls get `None`. Until it is
     /// taken, messages to this node are refused.

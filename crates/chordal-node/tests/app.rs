@@ -21,7 +21,7 @@ fn serve(node: &Node, index: usize, seen: mpsc::UnboundedSender<(usize, Vec<u8>)
     assert!(node.messages().is_none());
     tokio::spawn(async move {
         while let Some(msg) = inbox.next().await {
-            let _ = seen.send((index, msg.key.clone()));
+            let _ = seen.send((index, msg.key.clone().unwrap_or_default()));
             let mut answer = format!("{index}:").into_bytes();
             answer.extend_from_slice(&msg.payload);
             msg.reply(answer);
@@ -133,5 +133,27 @@ async fn a_panicking_application_costs_its_messages_not_the_node() {
     ));
     let other = ring.nodes[owner_at].locate(b"x").await;
     assert!(other.is_ok());
+    ring.leave_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_to_and_request_to_reach_that_node() {
+    let ring = ring(4, config()).await;
+    let (seen_tx, mut seen) = mpsc::unbounded_channel();
+    for (i, n) in ring.nodes.iter().enumerate() {
+        serve(n, i, seen_tx.clone());
+    }
+    for to in 0..4 {
+        let target = ring.nodes[to].me();
+        ring.nodes[0].send_to(target, b"hi".to_vec()).await.unwrap();
+        // No key: it was for the node itself.
+        assert_eq!(seen.recv().await.unwrap(), (to, Vec::new()));
+        let answer = ring.nodes[1]
+            .request_to(target, b"q".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(answer, format!("{to}:q").into_bytes());
+        seen.recv().await.unwrap();
+    }
     ring.leave_all().await;
 }

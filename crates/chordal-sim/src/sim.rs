@@ -131,7 +131,8 @@ pub struct Sim {
     pub traffic: Traffic,
     /// Events (deliveries, wake-ups) processed so far.
     pub events_processed: u64,
-    /// Application messages that reached a node's application: (node, key).
+    /// Application messages that reached a node's application: (node, key;
+    /// empty for a message sent to the node itself).
     pub app_received: Vec<(usize, Vec<u8>)>,
     /// The nodes' application: given (node, key, payload), the answer
     /// (`Some`: accept / reply with it; `None`: refuse). Without one,
@@ -428,6 +429,12 @@ impl Sim {
     pub fn send(&mut self, i: usize, key: &[u8], payload: &[u8]) -> Result<KvOutcome, KvError> {
         let (k, p) = (key.to_vec(), payload.to_vec());
         self.kv(i, move |n, now| n.send(now, k, p))
+    }
+
+    /// `send_to` from node `i` to node `to`, run to completion.
+    pub fn send_to(&mut self, i: usize, to: usize, payload: &[u8]) -> Result<KvOutcome, KvError> {
+        let (target, p) = (self.nodes[to].node.primary().me(), payload.to_vec());
+        self.kv(i, move |n, now| n.send_to(now, target, p))
     }
 
     /// `request` at node `i`, run to completion.
@@ -754,10 +761,11 @@ impl Sim {
                 Event::AppMessage {
                     msg, key, payload, ..
                 } => {
-                    self.app_received.push((i, key.clone()));
+                    let key = key.clone().unwrap_or_default();
                     if let Some(handler) = self.app_handler.as_mut() {
-                        answers.push((*msg, handler(i, key, payload)));
+                        answers.push((*msg, handler(i, &key, payload)));
                     }
+                    self.app_received.push((i, key));
                 }
                 Event::LookupDone { lookup, result } => {
                     self.user_lookups

@@ -96,3 +96,18 @@ fn messages_follow_the_key_when_its_owner_dies() {
     assert_ne!(first, second);
     assert_eq!(s.app_received.last().unwrap().0, second);
 }
+
+#[test]
+fn send_to_reaches_that_node_and_a_dead_one_is_unreachable() {
+    let mut s = ring(16, 12);
+    s.set_app_handler(|node, _, _| Some(node.to_string().into_bytes()));
+    for to in 0..12 {
+        assert_eq!(s.send_to(3, to, b"direct"), Ok(KvOutcome::Delivered));
+        // Delivered to `to` itself, with no key.
+        assert_eq!(s.app_received.last().unwrap(), &(to, Vec::new()));
+    }
+    s.kill(7);
+    let started = s.now();
+    assert_eq!(s.send_to(3, 7, b"anyone?"), Err(KvError::Unreachable));
+    assert!(s.now() - started <= SimConfig::default().node.kv_timeout);
+}

@@ -234,6 +234,14 @@ pub fn envelope_to_pb(env: &Envelope) -> pb::Envelope {
                     payload,
                     want_reply,
                 } => (if *want_reply { 4 } else { 3 }, key, payload.clone()),
+                KvOp::Direct {
+                    payload,
+                    want_reply,
+                } => (
+                    if *want_reply { 6 } else { 5 },
+                    &Vec::new(),
+                    payload.clone(),
+                ),
                 #[allow(unreachable_patterns)]
                 _ => unreachable!("every operation is listed"),
             };
@@ -405,6 +413,10 @@ pub fn envelope_from_pb(pb: &pb::Envelope, local: SocketAddr) -> Result<Envelope
                     key: k.key.clone(),
                     payload: k.value.clone(),
                     want_reply: k.op == 4,
+                },
+                5 | 6 => KvOp::Direct {
+                    payload: k.value.clone(),
+                    want_reply: k.op == 6,
                 },
                 _ => return Err(WireError::Invalid("op")),
             },

@@ -142,7 +142,8 @@ pub struct KvRequest {
     #[prost(uint64, tag = "1")]
     pub req: u64,
     /// 0 = put, 1 = get, 2 = delete, 3 = send (application message, value =
-    /// payload), 4 = request (the same, an answer wanted).
+    /// payload), 4 = request (the same, an answer wanted), 5 / 6 = send /
+    /// request to the receiving node itself (no key).
     #[prost(int32, tag = "2")]
     pub op: i32,
     #[prost(bytes = "vec", tag = "3")]

@@ -61,6 +61,10 @@ fn any_kv_op() -> impl Strategy<Value = KvOp> {
                 want_reply,
             }
         }),
+        (any_bytes(), any::<bool>()).prop_map(|(payload, want_reply)| KvOp::Direct {
+            payload,
+            want_reply
+        }),
     ]
 }
 

@@ -8,7 +8,7 @@
 //! a stalled application never holds the sender or this node's memory.
 
 use super::{AppMsgId, KvDeadline, KvOpId, OwnerOp, ReplyTo};
-use crate::{Event, KvOp, KvResult, Node, Time};
+use crate::{Event, KvOp, KvResult, Node, NodeRef, Time};
 
 impl Node {
     /// Sends `payload` to the application of `key`'s owner; `Event::KvDone`
@@ -33,13 +33,33 @@ impl Node {
         self.start_kv(now, op)
     }
 
-    /// We own the key of an application message: hand it to the
-    /// application.
+    /// Sends `payload` to the application of node `to` itself (not to a
+    /// key's owner): `Delivered` once it took it, `Unreachable` if `to`
+    /// does not answer. Tried once.
+    pub fn send_to(&mut self, now: Time, to: NodeRef, payload: Vec<u8>) -> KvOpId {
+        let op = KvOp::Direct {
+            payload,
+            want_reply: false,
+        };
+        self.start_op(now, op, Some(to))
+    }
+
+    /// `send_to`, waiting for the application's answer (`Replied`).
+    pub fn request_to(&mut self, now: Time, to: NodeRef, payload: Vec<u8>) -> KvOpId {
+        let op = KvOp::Direct {
+            payload,
+            want_reply: true,
+        };
+        self.start_op(now, op, Some(to))
+    }
+
+    /// We own the key of an application message (or it is for us
+    /// directly, `key` = `None`): hand it to the application.
     pub(crate) fn owner_deliver(
         &mut self,
         now: Time,
         reply: ReplyTo,
-        key: Vec<u8>,
+        key: Option<Vec<u8>>,
         payload: Vec<u8>,
         want_reply: bool,
     ) {

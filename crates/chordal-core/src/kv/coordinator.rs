@@ -29,6 +29,11 @@ impl Node {
     }
 
     pub(crate) fn start_kv(&mut self, now: Time, op: KvOp) -> KvOpId {
+        self.start_op(now, op, None)
+    }
+
+    /// Starts `op` for the owner of its key, or for `target` itself.
+    pub(crate) fn start_op(&mut self, now: Time, op: KvOp, target: Option<NodeRef>) -> KvOpId {
         let id = self.kv.next();
         if !self.vnodes.iter().any(|v| v.is_joined()) {
             self.kv_done(id, Err(KvError::NotJoined));
@@ -45,6 +50,7 @@ impl Node {
                     attempts: 0,
                     deadline,
                     last_error: None,
+                    target,
                 },
             );
             self.kv.deadlines.insert((deadline, KvDeadline::Client(id)));
@@ -61,6 +67,21 @@ impl Node {
             return;
         };
         c.attempts += 1;
+        if let Some(target) = c.target {
+            // A direct message goes to its node once: if that node is gone
+            // there is nobody else to ask.
+            if c.attempts > 1 {
+                self.finish_client(id, Err(KvError::Unreachable));
+                return;
+            }
+            let op = c.op.clone();
+            if target.addr == self.addr {
+                self.owner_start(now, target, op, ReplyTo::Local(id));
+            } else {
+                self.send_to_owner(now, id, target, op);
+            }
+            return;
+        }
         if c.attempts > MAX_ATTEMPTS {
             let error = c.last_error.unwrap_or(KvError::Redirects);
             self.finish_client(id, Err(error));

@@ -146,6 +146,8 @@ pub enum KvError {
     StoreFailed,
     #[error("the owner's application refused the message or did not answer in time")]
     Refused,
+    #[error("the node did not answer")]
+    Unreachable,
 }
 
 /// Where an owner's answer goes.
@@ -167,6 +169,8 @@ pub(crate) struct ClientOp {
     deadline: Time,
     /// Why the last attempt failed, reported if no attempt is left.
     last_error: Option<KvError>,
+    /// A direct message's destination: tried once, never looked up.
+    target: Option<NodeRef>,
 }
 
 /// What an owner is doing for one request.

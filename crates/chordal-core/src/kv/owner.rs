@@ -42,7 +42,7 @@ impl Node {
             .iter()
             .find(|v| v.me() == vnode)
             .is_some_and(|v| v.is_joined() && v.range().is_none_or(|r| r.contains(&key_id)));
-        if !owns {
+        if !owns && !matches!(op, KvOp::Direct { .. }) {
             self.owner_reply(now, reply, KvResult::WrongOwner);
             return;
         }
@@ -66,7 +66,11 @@ impl Node {
                 key,
                 payload,
                 want_reply,
-            } => self.owner_deliver(now, reply, key, payload, want_reply),
+            } => self.owner_deliver(now, reply, Some(key), payload, want_reply),
+            KvOp::Direct {
+                payload,
+                want_reply,
+            } => self.owner_deliver(now, reply, None, payload, want_reply),
         }
     }
 
