@@ -8,7 +8,7 @@ use chordal_core::{
     Config, Envelope, Event, Id, KvError, KvOpId, KvOutcome, LookupError, LookupId, LookupMode,
     LookupResult, Message, Node, Oracle, Rng, Time,
 };
-use chordal_store::MemoryStore;
+use chordal_store::{MemoryStore, Store};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -414,6 +414,20 @@ impl Sim {
         }
         ids.iter()
             .map(|k| self.results.remove(k).unwrap_or(Err(LookupError::Timeout)))
+            .collect()
+    }
+
+    /// Does node `i`'s store hold a record (a value or a tombstone) for `key`?
+    pub fn holds(&self, i: usize, key: &[u8]) -> bool {
+        let id = Id::hash(key);
+        matches!(self.nodes[i].store.get(&id, key), Ok(Some(_)))
+    }
+
+    /// The live nodes whose stores hold a record for `key`.
+    pub fn holders(&self, key: &[u8]) -> Vec<usize> {
+        self.alive()
+            .into_iter()
+            .filter(|i| self.holds(*i, key))
             .collect()
     }
 

@@ -37,15 +37,6 @@ fn index_of(s: &Sim, id: Id) -> usize {
         .unwrap()
 }
 
-/// Which live nodes hold a record for `key`.
-fn holders(s: &Sim, key: &[u8]) -> Vec<usize> {
-    let id = Id::hash(key);
-    s.alive()
-        .into_iter()
-        .filter(|i| s.store(*i).get(&id, key).unwrap().is_some())
-        .collect()
-}
-
 fn value(r: Result<KvOutcome, KvError>) -> Option<Vec<u8>> {
     match r.expect("operation failed") {
         KvOutcome::Found { value, .. } => Some(value),
@@ -113,7 +104,7 @@ fn keys_live_on_exactly_their_r_successors() {
                 .map(|id| index_of(&s, *id)),
         );
         want.sort();
-        assert_eq!(holders(&s, key.as_bytes()), want, "seed {seed}: {key}");
+        assert_eq!(s.holders(key.as_bytes()), want, "seed {seed}: {key}");
     }
 }
 
@@ -248,7 +239,7 @@ fn misplaced(s: &Sim, keys: &[String]) -> Vec<String> {
             let owner = oracle.successor(&Id::hash(key.as_bytes()));
             let mut want = vec![owner];
             want.extend(oracle.successors(&owner, 2));
-            let have = holders(s, key.as_bytes());
+            let have = s.holders(key.as_bytes());
             !want.iter().all(|id| have.contains(&index_of(s, *id)))
         })
         .cloned()
@@ -370,7 +361,8 @@ fn concurrent_writers_converge_to_one_value() {
     }
     s.run_for(10 * SEC); // a sync round
     let id = Id::hash(key);
-    let copies: Vec<_> = holders(&s, key)
+    let copies: Vec<_> = s
+        .holders(key)
         .iter()
         .map(|i| s.store(*i).get(&id, key).unwrap().unwrap())
         .collect();
@@ -394,7 +386,7 @@ fn extra_holders(s: &Sim, key: &str) -> Vec<usize> {
             .iter()
             .map(|id| index_of(s, *id)),
     );
-    holders(s, key.as_bytes())
+    s.holders(key.as_bytes())
         .into_iter()
         .filter(|h| !want.contains(h))
         .collect()
@@ -465,7 +457,7 @@ fn tombstones_are_collected_after_the_grace_period() {
     s.run_for(5 * SEC);
     let tombstones = |s: &Sim| {
         keys.iter()
-            .map(|k| holders(s, k.as_bytes()).len())
+            .map(|k| s.holders(k.as_bytes()).len())
             .sum::<usize>()
     };
     assert!(
@@ -484,9 +476,9 @@ fn tombstones_are_collected_after_the_grace_period() {
             let left: Vec<(usize, Vec<usize>, Vec<usize>)> = keys
                 .iter()
                 .enumerate()
-                .filter(|(_, k)| !holders(&s, k.as_bytes()).is_empty())
+                .filter(|(_, k)| !s.holders(k.as_bytes()).is_empty())
                 .take(5)
-                .map(|(i, k)| (i, holders(&s, k.as_bytes()), extra_holders(&s, k)))
+                .map(|(i, k)| (i, s.holders(k.as_bytes()), extra_holders(&s, k)))
                 .collect();
             panic!("seed {seed}: {} tombstones left: {left:?}", tombstones(&s))
         });
@@ -527,7 +519,7 @@ fn graceful_leave_hands_over_everything() {
     // The node holding the most keys leaves (not the first, the seed).
     let held = |s: &Sim, i: usize| {
         keys.iter()
-            .filter(|k| holders(s, k.as_bytes()) == vec![i])
+            .filter(|k| s.holders(k.as_bytes()) == vec![i])
             .count()
     };
     let leaving = (1..8).max_by_key(|i| held(&s, *i)).unwrap();
@@ -622,7 +614,7 @@ fn converged_ring_restores_replicas_after_crashes() {
             .map(|id| index_of(&s, id))
             .collect();
         want.sort();
-        let mut have = holders(&s, k.as_bytes());
+        let mut have = s.holders(k.as_bytes());
         have.sort();
         assert_eq!(have, want, "{k}");
     }

@@ -19,7 +19,6 @@ use super::quantile;
 use crate::plot::{Chart, Series};
 use crate::{Latency, Sim, SimConfig};
 use chordal_core::{Id, KvOutcome, LookupMode};
-use chordal_store::Store;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -234,19 +233,8 @@ fn kv_after_failure(cfg: &FailureConfig, p: f64) -> (f64, f64) {
         .filter(|(i, op)| !matches!(s.kv_result(*i, *op), Some(Ok(KvOutcome::Found { .. }))))
         .count();
     // Lost for good: no live node holds a copy.
-    let alive = s.alive();
     let gone = (0..cfg.keys)
-        .filter(|k| {
-            let key = format!("key-{k}");
-            let id = Id::hash(key.as_bytes());
-            !alive.iter().any(|i| {
-                s.store(*i)
-                    .get(&id, key.as_bytes())
-                    .ok()
-                    .flatten()
-                    .is_some()
-            })
-        })
+        .filter(|k| s.holders(format!("key-{k}").as_bytes()).is_empty())
         .count();
     let n = cfg.keys as f64;
     (unread as f64 / n, gone as f64 / n)

@@ -13,7 +13,6 @@
 use crate::plot::{Chart, Series};
 use crate::{Churn, ChurnModel, Latency, Sim, SimConfig};
 use chordal_core::{Id, KvOpId, KvOutcome, Oracle};
-use chordal_store::Store;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -225,7 +224,7 @@ fn one(cfg: &KvChurnConfig, replicas: usize) -> KvChurnRow {
 }
 
 /// Live node index of every live virtual node id.
-fn holders(s: &Sim) -> (Oracle, HashMap<Id, usize>) {
+fn node_index(s: &Sim) -> (Oracle, HashMap<Id, usize>) {
     let mut by_id = HashMap::new();
     for i in s.alive() {
         for v in s.node(i).vnodes() {
@@ -237,7 +236,7 @@ fn holders(s: &Sim) -> (Oracle, HashMap<Id, usize>) {
 
 /// (copies missing in total, keys short of their R holders).
 fn missing_copies(s: &Sim, keys: &[String], replicas: usize) -> (usize, usize) {
-    let (oracle, by_id) = holders(s);
+    let (oracle, by_id) = node_index(s);
     let (mut missing, mut short) = (0, 0);
     for key in keys {
         let id = Id::hash(key.as_bytes());
@@ -246,10 +245,7 @@ fn missing_copies(s: &Sim, keys: &[String], replicas: usize) -> (usize, usize) {
         want.extend(oracle.successors(&owner, replicas.saturating_sub(1)));
         let absent = want
             .iter()
-            .filter(|n| {
-                let i = by_id[*n];
-                s.store(i).get(&id, key.as_bytes()).ok().flatten().is_none()
-            })
+            .filter(|n| !s.holds(by_id[*n], key.as_bytes()))
             .count();
         missing += absent;
         short += (absent > 0) as usize;
@@ -259,18 +255,8 @@ fn missing_copies(s: &Sim, keys: &[String], replicas: usize) -> (usize, usize) {
 
 /// Acknowledged keys no live node holds.
 fn lost(s: &Sim, keys: &[String]) -> usize {
-    let alive = s.alive();
     keys.iter()
-        .filter(|key| {
-            let id = Id::hash(key.as_bytes());
-            !alive.iter().any(|i| {
-                s.store(*i)
-                    .get(&id, key.as_bytes())
-                    .ok()
-                    .flatten()
-                    .is_some()
-            })
-        })
+        .filter(|key| s.holders(key.as_bytes()).is_empty())
         .count()
 }
 
