@@ -82,6 +82,10 @@ pub struct Config {
     pub merge_interval: Duration,
     /// How long a dropped peer stays on the probe list.
     pub merge_window: Duration,
+    /// Pub/sub: how often a subscriber renews each subscription with the
+    /// topic's owner, and the owner pushes its topics' subscribers to the
+    /// next owners. A subscription not renewed for three periods lapses.
+    pub topic_renew: Duration,
 }
 
 impl Default for Config {
@@ -112,6 +116,7 @@ impl Default for Config {
             tombstone_grace: Duration::from_secs(24 * 3600),
             merge_interval: Duration::from_secs(5),
             merge_window: Duration::from_secs(600),
+            topic_renew: Duration::from_secs(2),
         }
     }
 }
@@ -124,6 +129,7 @@ impl Config {
         let never = Duration::from_secs(1 << 30);
         let mut c = self.with_maintenance_interval(never);
         c.sync_interval = never;
+        c.topic_renew = never;
         c
     }
 

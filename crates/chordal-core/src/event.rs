@@ -166,6 +166,18 @@ pub enum Event {
         payload: Vec<u8>,
         want_reply: bool,
     },
+    /// A message published on `topic`, which this node subscribes to
+    /// (`Node::subscribe`). Publications of one publisher come in the
+    /// order it published them; duplicates are dropped.
+    Publication {
+        topic: Vec<u8>,
+        /// The publishing process (its first virtual node's id).
+        publisher: Id,
+        payload: Vec<u8>,
+    },
+    /// `count` publications on `topic` were dropped on their way here:
+    /// this node's queue at the topic's owner was full.
+    PublicationsMissed { topic: Vec<u8>, count: u64 },
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ mod kv;
 mod message;
 mod node;
 mod oracle;
+mod pubsub;
 mod record;
 mod rng;
 mod routing;
@@ -37,7 +38,7 @@ pub use kv::{
     AppMsgId, KvError, KvOpId, KvOutcome, StoreKind, StoreOpId, StoreRequest, StoreResult,
     bucket_hash, bucket_of,
 };
-pub use message::{Envelope, KvOp, KvResult, LookupFailure, Message, NodeRef, Target};
+pub use message::{Envelope, KvOp, KvResult, LookupFailure, Message, NodeRef, Publication, Target};
 pub use node::Node;
 pub use oracle::Oracle;
 pub use record::{Hlc, Record, Version};

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 /// A virtual node: its ring id and the peer address of the physical node that
 /// hosts it. Several `NodeRef`s may share one address (virtual nodes).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
 pub struct NodeRef {
     /// Position on the ring.
     pub id: Id,
@@ -197,6 +197,48 @@ pub enum KvOp {
         payload: Vec<u8>,
         want_reply: bool,
     },
+    /// Pub/sub, subscriber to the topic's owner: "send me what is
+    /// published on `topic`". Renewed every `topic_renew`; the owner
+    /// forgets a subscriber not renewed for three periods.
+    Subscribe {
+        topic: Vec<u8>,
+    },
+    /// Pub/sub, subscriber to the topic's owner: stop sending.
+    Unsubscribe {
+        topic: Vec<u8>,
+    },
+    /// Pub/sub, publisher to the topic's owner, which fans it out.
+    Publish {
+        publication: Publication,
+    },
+    /// Pub/sub, topic owner to one subscriber process (direct, no key):
+    /// publications in the order the owner took them, and how many were
+    /// dropped per topic because this subscriber fell behind.
+    Notify {
+        items: Vec<Publication>,
+        missed: Vec<(Vec<u8>, u64)>,
+    },
+    /// Pub/sub, topic owner to the next owners (direct, no key): the
+    /// subscribers of its topics, so that they can take over at once.
+    TopicReplica {
+        topics: Vec<(Vec<u8>, Vec<NodeRef>)>,
+    },
+}
+
+/// A message published on a topic, as it travels to the topic's owner and
+/// on to the subscribers.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Publication {
+    pub topic: Vec<u8>,
+    /// The publishing process (its first virtual node's id).
+    pub publisher: Id,
+    /// Chosen at random when the publishing process starts, so that a
+    /// restarted publisher's sequence numbers are not taken for old ones.
+    pub incarnation: u64,
+    /// Counts up from 1 per incarnation of the publisher: subscribers drop
+    /// a publication not newer than the last one they took from it.
+    pub seq: u64,
+    pub payload: Vec<u8>,
 }
 
 impl KvOp {
@@ -206,9 +248,21 @@ impl KvOp {
             KvOp::Put { key, .. }
             | KvOp::Get { key }
             | KvOp::Delete { key }
-            | KvOp::Deliver { key, .. } => key,
-            KvOp::Direct { .. } => &[],
+            | KvOp::Deliver { key, .. }
+            | KvOp::Subscribe { topic: key }
+            | KvOp::Unsubscribe { topic: key } => key,
+            KvOp::Publish { publication } => &publication.topic,
+            KvOp::Direct { .. } | KvOp::Notify { .. } | KvOp::TopicReplica { .. } => &[],
         }
+    }
+
+    /// Is the operation for a node itself rather than a key's owner (no
+    /// ownership check at the receiver)?
+    pub fn is_direct(&self) -> bool {
+        matches!(
+            self,
+            KvOp::Direct { .. } | KvOp::Notify { .. } | KvOp::TopicReplica { .. }
+        )
     }
 }
 
@@ -237,6 +291,8 @@ pub enum KvResult {
     /// The owner's application refused the message, was too busy to take
     /// it, or did not answer in time.
     Refused,
+    /// A publication was queued for `subscribers` subscriber processes.
+    Published { subscribers: u32 },
 }
 
 impl Message {

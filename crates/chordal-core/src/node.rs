@@ -10,6 +10,7 @@ use crate::config::{Config, LookupMode};
 use crate::event::{Event, LookupId, QueryId};
 use crate::kv::KvState;
 use crate::message::{Envelope, Message, NodeRef};
+use crate::pubsub::PubSubState;
 use crate::vnode::VNode;
 use crate::{Id, Time};
 use std::collections::VecDeque;
@@ -31,6 +32,8 @@ pub struct Node {
     pub(crate) kv: KvState,
     /// Messages the key-value layer wants sent.
     pub(crate) kv_out: VecDeque<Envelope>,
+    /// Publish/subscribe state (see `pubsub`).
+    pub(crate) pubsub: PubSubState,
     next_lookup: u64,
     next_query: u64,
     /// Messages dropped because they were malformed for this node.
@@ -61,6 +64,7 @@ impl Node {
             events: VecDeque::new(),
             kv: KvState::default(),
             kv_out: VecDeque::new(),
+            pubsub: PubSubState::new(crate::Rng::new(!seed).next_u64()),
             next_lookup: 1,
             next_query: 1,
             dropped: 0,
@@ -214,6 +218,7 @@ impl Node {
             }
         }
         self.kv_timeout(now);
+        self.pubsub_timeout(now);
         self.flush(now);
     }
 
@@ -247,7 +252,10 @@ impl Node {
     /// When `handle_timeout` must be called next.
     pub fn poll_timeout(&self) -> Option<Time> {
         let vnodes = self.vnodes.iter().filter_map(|v| v.poll_timeout());
-        vnodes.chain(self.kv.next_deadline()).min()
+        vnodes
+            .chain(self.kv.next_deadline())
+            .chain(self.pubsub.tick_at)
+            .min()
     }
 
     /// Hands `env` to the virtual node it names (or the first one, for a
@@ -310,6 +318,9 @@ impl Node {
                     self.out.push_back(env);
                 }
             }
+            if self.pubsub_flush(now) {
+                progressed = true;
+            }
             for env in local {
                 rounds += 1;
                 if rounds > MAX_LOCAL_DELIVERIES {
@@ -342,6 +353,10 @@ impl Node {
                 // hold writes it missed while it was away).
                 let (vnode, lost_start, lost_end) = (*vnode, old.start, new.start);
                 self.hand_over_lost_range(vnode, lost_start, lost_end);
+                let pred = self.vnodes.iter().find(|v| v.me().id == vnode);
+                if let Some(pred) = pred.and_then(|v| v.table().predecessor()) {
+                    self.hand_over_topics(now, pred, lost_start, lost_end);
+                }
                 self.sync_soon(now);
             }
             Event::RangeChanged { .. } | Event::PredecessorChanged { new: None, .. } => {

@@ -134,6 +134,9 @@ pub struct Sim {
     /// Application messages that reached a node's application: (node, key;
     /// empty for a message sent to the node itself).
     pub app_received: Vec<(usize, Vec<u8>)>,
+    /// Publications that reached a subscriber, in arrival order: (node,
+    /// topic, publisher, payload).
+    pub publications: Vec<(usize, Vec<u8>, Id, Vec<u8>)>,
     /// The nodes' application: given (node, key, payload), the answer
     /// (`Some`: accept / reply with it; `None`: refuse). Without one,
     /// messages are never answered (a stalled application).
@@ -169,6 +172,7 @@ impl Sim {
             traffic: Traffic::default(),
             events_processed: 0,
             app_received: Vec::new(),
+            publications: Vec::new(),
             app_handler: None,
             lookup_timeouts: 0,
             user_lookups: FastMap::default(),
@@ -455,6 +459,41 @@ impl Sim {
     pub fn request(&mut self, i: usize, key: &[u8], payload: &[u8]) -> Result<KvOutcome, KvError> {
         let (k, p) = (key.to_vec(), payload.to_vec());
         self.kv(i, move |n, now| n.request(now, k, p))
+    }
+
+    /// `subscribe` at node `i`, run until the topic's owner registered it.
+    pub fn subscribe(&mut self, i: usize, topic: &[u8]) -> Result<KvOutcome, KvError> {
+        let t = topic.to_vec();
+        self.kv(i, move |n, now| n.subscribe(now, t))
+    }
+
+    /// `unsubscribe` at node `i`.
+    pub fn unsubscribe(&mut self, i: usize, topic: &[u8]) {
+        let now = self.now;
+        self.nodes[i].node.unsubscribe(now, topic.to_vec());
+        self.after_input(i);
+    }
+
+    /// `publish` at node `i`, run until the topic's owner queued it.
+    pub fn publish(
+        &mut self,
+        i: usize,
+        topic: &[u8],
+        payload: &[u8],
+    ) -> Result<KvOutcome, KvError> {
+        let (t, p) = (topic.to_vec(), payload.to_vec());
+        self.kv(i, move |n, now| n.publish(now, t, p))
+    }
+
+    /// Starts `publish` at node `i` without waiting: its result is in
+    /// [`Sim::kv_result`] once done.
+    pub fn start_publish(&mut self, i: usize, topic: &[u8], payload: &[u8]) -> KvOpId {
+        let now = self.now;
+        let id = self.nodes[i]
+            .node
+            .publish(now, topic.to_vec(), payload.to_vec());
+        self.after_input(i);
+        id
     }
 
     /// Node `i`'s storage.
@@ -788,6 +827,14 @@ impl Sim {
                 }
                 Event::KvDone { op, result } => {
                     self.kv_results.insert((i, *op), result.clone());
+                }
+                Event::Publication {
+                    topic,
+                    publisher,
+                    payload,
+                } => {
+                    let p = (i, topic.clone(), *publisher, payload.clone());
+                    self.publications.push(p);
                 }
                 _ => {}
             }

@@ -4,8 +4,8 @@
 use crate::WireError;
 use crate::pb::{self, Body};
 use chordal_core::{
-    Envelope, Id, KeyRange, KvOp, KvResult, LookupFailure, Message, NodeRef, Record, Target,
-    Version,
+    Envelope, Id, KeyRange, KvOp, KvResult, LookupFailure, Message, NodeRef, Publication, Record,
+    Target, Version,
 };
 use prost::Message as _;
 use std::net::SocketAddr;
@@ -120,10 +120,166 @@ fn kv_reply_to_pb(req: u64, result: &KvResult) -> pb::KvReply {
             out.value = payload.clone();
         }
         KvResult::Refused => out.status = 8,
+        KvResult::Published { subscribers } => {
+            out.status = 9;
+            out.acked = *subscribers;
+        }
         #[allow(unreachable_patterns)]
         _ => unreachable!("every result is listed"),
     }
     out
+}
+
+/// Most publications in one `Notify`, topics in one `TopicReplica`.
+pub const MAX_ITEMS: usize = 4096;
+/// Most subscriber processes listed for one topic.
+pub const MAX_TOPIC_NODES: usize = 65_536;
+
+fn kv_request_to_pb(req: u64, op: &KvOp) -> pb::KvRequest {
+    let mut out = pb::KvRequest {
+        req,
+        ..Default::default()
+    };
+    match op {
+        KvOp::Put { key, value } => {
+            out.op = 0;
+            out.key = key.clone();
+            out.value = value.clone();
+        }
+        KvOp::Get { key } => (out.op, out.key) = (1, key.clone()),
+        KvOp::Delete { key } => (out.op, out.key) = (2, key.clone()),
+        KvOp::Deliver {
+            key,
+            payload,
+            want_reply,
+        } => {
+            out.op = if *want_reply { 4 } else { 3 };
+            out.key = key.clone();
+            out.value = payload.clone();
+        }
+        KvOp::Direct {
+            payload,
+            want_reply,
+        } => {
+            out.op = if *want_reply { 6 } else { 5 };
+            out.value = payload.clone();
+        }
+        KvOp::Subscribe { topic } => (out.op, out.key) = (7, topic.clone()),
+        KvOp::Unsubscribe { topic } => (out.op, out.key) = (8, topic.clone()),
+        KvOp::Publish { publication } => {
+            out.op = 9;
+            out.items = vec![publication_to_pb(publication)];
+        }
+        KvOp::Notify { items, missed } => {
+            out.op = 10;
+            out.items = items.iter().map(publication_to_pb).collect();
+            out.missed = missed
+                .iter()
+                .map(|(topic, count)| pb::TopicCount {
+                    topic: topic.clone(),
+                    count: *count,
+                })
+                .collect();
+        }
+        KvOp::TopicReplica { topics } => {
+            out.op = 11;
+            out.topics = topics
+                .iter()
+                .map(|(topic, nodes)| pb::TopicNodes {
+                    topic: topic.clone(),
+                    nodes: nodes_to_pb(nodes),
+                })
+                .collect();
+        }
+        #[allow(unreachable_patterns)]
+        _ => unreachable!("every operation is listed"),
+    }
+    out
+}
+
+fn kv_op_from_pb(k: &pb::KvRequest) -> Result<KvOp, WireError> {
+    if k.items.len() > MAX_ITEMS || k.missed.len() > MAX_ITEMS || k.topics.len() > MAX_ITEMS {
+        return Err(WireError::Invalid("items"));
+    }
+    Ok(match k.op {
+        0 => KvOp::Put {
+            key: k.key.clone(),
+            value: k.value.clone(),
+        },
+        1 => KvOp::Get { key: k.key.clone() },
+        2 => KvOp::Delete { key: k.key.clone() },
+        3 | 4 => KvOp::Deliver {
+            key: k.key.clone(),
+            payload: k.value.clone(),
+            want_reply: k.op == 4,
+        },
+        5 | 6 => KvOp::Direct {
+            payload: k.value.clone(),
+            want_reply: k.op == 6,
+        },
+        7 => KvOp::Subscribe {
+            topic: k.key.clone(),
+        },
+        8 => KvOp::Unsubscribe {
+            topic: k.key.clone(),
+        },
+        9 => match k.items.as_slice() {
+            [p] => KvOp::Publish {
+                publication: publication_from_pb(p)?,
+            },
+            _ => return Err(WireError::Invalid("items")),
+        },
+        10 => KvOp::Notify {
+            items: k
+                .items
+                .iter()
+                .map(publication_from_pb)
+                .collect::<Result<_, _>>()?,
+            missed: k
+                .missed
+                .iter()
+                .map(|m| (m.topic.clone(), m.count))
+                .collect(),
+        },
+        11 => KvOp::TopicReplica {
+            topics: k
+                .topics
+                .iter()
+                .map(|t| {
+                    if t.nodes.len() > MAX_TOPIC_NODES {
+                        return Err(WireError::Invalid("topics"));
+                    }
+                    let nodes = t
+                        .nodes
+                        .iter()
+                        .map(|n| node_from_pb(n, "topics"))
+                        .collect::<Result<_, _>>()?;
+                    Ok((t.topic.clone(), nodes))
+                })
+                .collect::<Result<_, _>>()?,
+        },
+        _ => return Err(WireError::Invalid("op")),
+    })
+}
+
+fn publication_to_pb(p: &Publication) -> pb::Publication {
+    pb::Publication {
+        topic: p.topic.clone(),
+        publisher: p.publisher.0.to_vec(),
+        incarnation: p.incarnation,
+        seq: p.seq,
+        payload: p.payload.clone(),
+    }
+}
+
+fn publication_from_pb(p: &pb::Publication) -> Result<Publication, WireError> {
+    Ok(Publication {
+        topic: p.topic.clone(),
+        publisher: id_from_pb(&p.publisher, "publisher")?,
+        incarnation: p.incarnation,
+        seq: p.seq,
+        payload: p.payload.clone(),
+    })
 }
 
 fn kv_reply_from_pb(r: &pb::KvReply) -> Result<KvResult, WireError> {
@@ -148,6 +304,9 @@ fn kv_reply_from_pb(r: &pb::KvReply) -> Result<KvResult, WireError> {
             payload: r.value.clone(),
         },
         8 => KvResult::Refused,
+        9 => KvResult::Published {
+            subscribers: r.acked,
+        },
         _ => return Err(WireError::Invalid("status")),
     })
 }
@@ -224,34 +383,7 @@ pub fn envelope_to_pb(env: &Envelope) -> pb::Envelope {
             successors: nodes_to_pb(successors),
         }),
         Message::NotHere { req } => Body::NotHere(pb::Req { req: *req }),
-        Message::KvRequest { req, op } => {
-            let (code, key, value) = match op {
-                KvOp::Put { key, value } => (0, key, value.clone()),
-                KvOp::Get { key } => (1, key, Vec::new()),
-                KvOp::Delete { key } => (2, key, Vec::new()),
-                KvOp::Deliver {
-                    key,
-                    payload,
-                    want_reply,
-                } => (if *want_reply { 4 } else { 3 }, key, payload.clone()),
-                KvOp::Direct {
-                    payload,
-                    want_reply,
-                } => (
-                    if *want_reply { 6 } else { 5 },
-                    &Vec::new(),
-                    payload.clone(),
-                ),
-                #[allow(unreachable_patterns)]
-                _ => unreachable!("every operation is listed"),
-            };
-            Body::KvRequest(pb::KvRequest {
-                req: *req,
-                op: code,
-                key: key.clone(),
-                value,
-            })
-        }
+        Message::KvRequest { req, op } => Body::KvRequest(kv_request_to_pb(*req, op)),
         Message::KvReply { req, result, range } => {
             let mut pb = kv_reply_to_pb(*req, result);
             if let Some(r) = range {
@@ -402,24 +534,7 @@ pub fn envelope_from_pb(pb: &pb::Envelope, local: SocketAddr) -> Result<Envelope
         Body::NotHere(r) => Message::NotHere { req: r.req },
         Body::KvRequest(k) => Message::KvRequest {
             req: k.req,
-            op: match k.op {
-                0 => KvOp::Put {
-                    key: k.key.clone(),
-                    value: k.value.clone(),
-                },
-                1 => KvOp::Get { key: k.key.clone() },
-                2 => KvOp::Delete { key: k.key.clone() },
-                3 | 4 => KvOp::Deliver {
-                    key: k.key.clone(),
-                    payload: k.value.clone(),
-                    want_reply: k.op == 4,
-                },
-                5 | 6 => KvOp::Direct {
-                    payload: k.value.clone(),
-                    want_reply: k.op == 6,
-                },
-                _ => return Err(WireError::Invalid("op")),
-            },
+            op: kv_op_from_pb(k)?,
         },
         Body::KvReply(r) => Message::KvReply {
             req: r.req,

@@ -143,13 +143,54 @@ pub struct KvRequest {
     pub req: u64,
     /// 0 = put, 1 = get, 2 = delete, 3 = send (application message, value =
     /// payload), 4 = request (the same, an answer wanted), 5 / 6 = send /
-    /// request to the receiving node itself (no key).
+    /// request to the receiving node itself (no key); pub/sub: 7 =
+    /// subscribe, 8 = unsubscribe (key = topic), 9 = publish (`items`, one),
+    /// 10 = notify (`items`, `missed`), 11 = topic replica (`topics`).
     #[prost(int32, tag = "2")]
     pub op: i32,
     #[prost(bytes = "vec", tag = "3")]
     pub key: Vec<u8>,
     #[prost(bytes = "vec", tag = "4")]
     pub value: Vec<u8>,
+    #[prost(message, repeated, tag = "5")]
+    pub items: Vec<Publication>,
+    #[prost(message, repeated, tag = "6")]
+    pub missed: Vec<TopicCount>,
+    #[prost(message, repeated, tag = "7")]
+    pub topics: Vec<TopicNodes>,
+}
+
+/// A message published on a topic.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Publication {
+    #[prost(bytes = "vec", tag = "1")]
+    pub topic: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub publisher: Vec<u8>,
+    #[prost(uint64, tag = "3")]
+    pub incarnation: u64,
+    #[prost(uint64, tag = "4")]
+    pub seq: u64,
+    #[prost(bytes = "vec", tag = "5")]
+    pub payload: Vec<u8>,
+}
+
+/// Publications on a topic dropped for a slow subscriber.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TopicCount {
+    #[prost(bytes = "vec", tag = "1")]
+    pub topic: Vec<u8>,
+    #[prost(uint64, tag = "2")]
+    pub count: u64,
+}
+
+/// A topic's subscriber processes.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TopicNodes {
+    #[prost(bytes = "vec", tag = "1")]
+    pub topic: Vec<u8>,
+    #[prost(message, repeated, tag = "2")]
+    pub nodes: Vec<NodeRef>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -157,7 +198,8 @@ pub struct KvReply {
     #[prost(uint64, tag = "1")]
     pub req: u64,
     /// 0 stored, 1 found, 2 not found, 3 wrong owner, 4 quorum failed, 5 store failed,
-    /// 6 delivered, 7 replied (value = the answer), 8 refused.
+    /// 6 delivered, 7 replied (value = the answer), 8 refused, 9 published
+    /// (acked = subscriber processes).
     #[prost(int32, tag = "2")]
     pub status: i32,
     #[prost(message, optional, tag = "3")]

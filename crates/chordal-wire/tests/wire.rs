@@ -2,7 +2,8 @@
 
 use bytes::{BufMut, BytesMut};
 use chordal_core::{
-    Envelope, Id, KvOp, KvResult, LookupFailure, Message, NodeRef, Record, Target, Version,
+    Envelope, Id, KvOp, KvResult, LookupFailure, Message, NodeRef, Publication, Record, Target,
+    Version,
 };
 use chordal_wire::*;
 use proptest::prelude::*;
@@ -65,7 +66,36 @@ fn any_kv_op() -> impl Strategy<Value = KvOp> {
             payload,
             want_reply
         }),
+        any_bytes().prop_map(|topic| KvOp::Subscribe { topic }),
+        any_bytes().prop_map(|topic| KvOp::Unsubscribe { topic }),
+        any_publication().prop_map(|publication| KvOp::Publish { publication }),
+        (
+            proptest::collection::vec(any_publication(), 0..5),
+            proptest::collection::vec((any_bytes(), any::<u64>()), 0..3)
+        )
+            .prop_map(|(items, missed)| KvOp::Notify { items, missed }),
+        proptest::collection::vec((any_bytes(), any_nodes()), 0..4)
+            .prop_map(|topics| KvOp::TopicReplica { topics }),
     ]
+}
+
+fn any_publication() -> impl Strategy<Value = Publication> {
+    (
+        any_bytes(),
+        any_id(),
+        any::<u64>(),
+        any::<u64>(),
+        any_bytes(),
+    )
+        .prop_map(
+            |(topic, publisher, incarnation, seq, payload)| Publication {
+                topic,
+                publisher,
+                incarnation,
+                seq,
+                payload,
+            },
+        )
 }
 
 fn any_kv_result() -> impl Strategy<Value = KvResult> {
@@ -82,6 +112,7 @@ fn any_kv_result() -> impl Strategy<Value = KvResult> {
         Just(KvResult::Delivered),
         any_bytes().prop_map(|payload| KvResult::Replied { payload }),
         Just(KvResult::Refused),
+        any::<u32>().prop_map(|subscribers| KvResult::Published { subscribers }),
     ]
 }
 

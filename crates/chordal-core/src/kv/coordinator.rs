@@ -34,6 +34,14 @@ impl Node {
 
     /// Starts `op` for the owner of its key, or for `target` itself.
     pub(crate) fn start_op(&mut self, now: Time, op: KvOp, target: Option<NodeRef>) -> KvOpId {
+        let id = self.start_op_quiet(now, op, target);
+        self.flush(now);
+        KvOpId(id)
+    }
+
+    /// `start_op` without flushing (for callers inside the node); returns
+    /// the operation's number.
+    pub(crate) fn start_op_quiet(&mut self, now: Time, op: KvOp, target: Option<NodeRef>) -> u64 {
         let id = self.kv.next();
         if !self.vnodes.iter().any(|v| v.is_joined()) {
             self.kv_done(id, Err(KvError::NotJoined));
@@ -56,8 +64,7 @@ impl Node {
             self.kv.deadlines.insert((deadline, KvDeadline::Client(id)));
             self.route_client(now, id);
         }
-        self.flush(now);
-        KvOpId(id)
+        id
     }
 
     /// Sends client operation `id` towards its owner: straight to a local
@@ -207,6 +214,7 @@ impl Node {
             KvResult::Delivered => Ok(KvOutcome::Delivered),
             KvResult::Replied { payload } => Ok(KvOutcome::Replied { payload }),
             KvResult::Refused => Err(KvError::Refused),
+            KvResult::Published { subscribers } => Ok(KvOutcome::Published { subscribers }),
             // Ownership moved since the lookup: look up again.
             _ => {
                 if let Some(c) = self.kv.clients.get_mut(&id) {
@@ -247,6 +255,11 @@ impl Node {
     }
 
     fn kv_done(&mut self, id: u64, result: Result<KvOutcome, KvError>) {
+        // Operations pub/sub started itself: its business, not an event.
+        if let Some(what) = self.pubsub.internal.remove(&id) {
+            self.pubsub.done.push_back((what, result));
+            return;
+        }
         self.events.push_back(Event::KvDone {
             op: KvOpId(id),
             result,

@@ -124,6 +124,9 @@ pub enum KvOutcome {
     Delivered,
     /// `request`: the owner's application's answer.
     Replied { payload: Vec<u8> },
+    /// `publish`: the topic's owner queued it for this many subscriber
+    /// processes.
+    Published { subscribers: u32 },
 }
 
 /// Why a client operation failed.
@@ -282,6 +285,11 @@ impl KvState {
     pub fn next(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
+    }
+
+    /// The number `next` will return.
+    pub fn peek_next(&self) -> u64 {
+        self.next_id + 1
     }
 
     /// Asks the driver for a storage operation; `wait` says what to do with

@@ -42,7 +42,7 @@ impl Node {
             .iter()
             .find(|v| v.me() == vnode)
             .is_some_and(|v| v.is_joined() && v.range().is_none_or(|r| r.contains(&key_id)));
-        if !owns && !matches!(op, KvOp::Direct { .. }) {
+        if !owns && !op.is_direct() {
             self.owner_reply(now, reply, KvResult::WrongOwner);
             return;
         }
@@ -71,6 +71,11 @@ impl Node {
                 payload,
                 want_reply,
             } => self.owner_deliver(now, reply, None, payload, want_reply),
+            KvOp::Subscribe { topic } => self.topic_subscribe(now, reply, topic),
+            KvOp::Unsubscribe { topic } => self.topic_unsubscribe(now, reply, topic),
+            KvOp::Publish { publication } => self.topic_publish(now, reply, publication),
+            KvOp::Notify { items, missed } => self.topic_notify(now, reply, items, missed),
+            KvOp::TopicReplica { topics } => self.topic_replica(now, reply, topics),
         }
     }
 

@@ -1,0 +1,208 @@
+//! Subscribers and publishers: the calls an application makes, lease
+//! renewal, and taking publications in order.
+
+use super::{Internal, PUBLISH_QUEUE, SEEN_PUBLISHERS, Subscription};
+use crate::kv::{KvOpId, ReplyTo};
+use crate::{Event, KvError, KvOp, KvOutcome, KvResult, Node, Publication, Time};
+
+impl Node {
+    /// Subscribes this process to `topic`: from now on, what is published
+    /// there arrives as `Event::Publication`. `Event::KvDone` for the
+    /// returned operation says when the topic's owner has registered us
+    /// (`Delivered`); the subscription is renewed every `topic_renew`
+    /// until [`Node::unsubscribe`], also if that first registration fails.
+    pub fn subscribe(&mut self, now: Time, topic: Vec<u8>) -> KvOpId {
+        self.pubsub.subscriptions.entry(topic.clone()).or_default();
+        self.pubsub_schedule(now);
+        self.start_op(now, KvOp::Subscribe { topic }, None)
+    }
+
+    /// Ends this process's subscription to `topic` (and tells its owner,
+    /// best effort: otherwise the lease lapses within three periods).
+    pub fn unsubscribe(&mut self, now: Time, topic: Vec<u8>) {
+        if self.pubsub.subscriptions.remove(&topic).is_some() {
+            let op = KvOp::Unsubscribe { topic };
+            self.pubsub_op(now, op, None, Internal::Unsubscribe);
+            self.flush(now);
+        }
+    }
+
+    /// Publishes `payload` on `topic`. `Event::KvDone` says `Published`
+    /// with the number of subscriber processes once the topic's owner has
+    /// queued it for them. Publications of this process to one topic go
+    /// out one at a time in call order, so subscribers get them in that
+    /// order.
+    pub fn publish(&mut self, now: Time, topic: Vec<u8>, payload: Vec<u8>) -> KvOpId {
+        let caller = self.kv.next();
+        let out = self.pubsub.outgoing.entry(topic.clone()).or_default();
+        if out.waiting.len() >= PUBLISH_QUEUE {
+            self.events.push_back(Event::KvDone {
+                op: KvOpId(caller),
+                result: Err(KvError::Overloaded),
+            });
+            return KvOpId(caller);
+        }
+        self.pubsub.next_seq += 1;
+        let publication = Publication {
+            topic: topic.clone(),
+            publisher: self.vnodes[0].me().id,
+            incarnation: self.pubsub.incarnation,
+            seq: self.pubsub.next_seq,
+            payload,
+        };
+        out.waiting.push_back((caller, publication));
+        self.publish_next(now, topic);
+        self.flush(now);
+        KvOpId(caller)
+    }
+
+    /// Sends the next waiting publication to `topic`, unless one is on its
+    /// way.
+    fn publish_next(&mut self, now: Time, topic: Vec<u8>) {
+        let Some(out) = self.pubsub.outgoing.get_mut(&topic) else {
+            return;
+        };
+        if out.in_flight.is_some() {
+            return;
+        }
+        let Some((caller, publication)) = out.waiting.pop_front() else {
+            self.pubsub.outgoing.remove(&topic);
+            return;
+        };
+        out.in_flight = Some(caller);
+        let op = KvOp::Publish { publication };
+        self.pubsub_op(now, op, None, Internal::Publish { topic, caller });
+    }
+
+    /// A publication of ours ended: tell the caller, send the next one.
+    pub(crate) fn publish_done(
+        &mut self,
+        now: Time,
+        topic: Vec<u8>,
+        caller: u64,
+        result: Result<KvOutcome, KvError>,
+    ) {
+        if let Some(out) = self.pubsub.outgoing.get_mut(&topic)
+            && out.in_flight == Some(caller)
+        {
+            out.in_flight = None;
+        }
+        self.events.push_back(Event::KvDone {
+            op: KvOpId(caller),
+            result,
+        });
+        self.publish_next(now, topic);
+    }
+
+    /// Renews every subscription that has no renewal on its way.
+    pub(crate) fn renew_subscriptions(&mut self, now: Time) {
+        let due: Vec<Vec<u8>> = self
+            .pubsub
+            .subscriptions
+            .iter_mut()
+            .filter(|(_, s)| !s.renewing)
+            .map(|(topic, s)| {
+                s.renewing = true;
+                topic.clone()
+            })
+            .collect();
+        for topic in due {
+            let op = KvOp::Subscribe {
+                topic: topic.clone(),
+            };
+            self.pubsub_op(now, op, None, Internal::Renew(topic));
+        }
+    }
+
+    /// A topic owner's `Notify` reached us: hand the application what it
+    /// subscribes to, each publisher's in order, without duplicates.
+    pub(crate) fn topic_notify(
+        &mut self,
+        now: Time,
+        reply: ReplyTo,
+        items: Vec<Publication>,
+        missed: Vec<(Vec<u8>, u64)>,
+    ) {
+        for (topic, count) in missed {
+            if self.pubsub.subscriptions.contains_key(&topic) && count > 0 {
+                self.events
+                    .push_back(Event::PublicationsMissed { topic, count });
+            }
+        }
+        for p in items {
+            let Some(sub) = self.pubsub.subscriptions.get_mut(&p.topic) else {
+                continue;
+            };
+            if !take_in_order(sub, &p) {
+                continue;
+            }
+            self.events.push_back(Event::Publication {
+                topic: p.topic,
+                publisher: p.publisher,
+                payload: p.payload,
+            });
+        }
+        self.owner_reply(now, reply, KvResult::Delivered);
+    }
+}
+
+/// Is `p` newer than what `sub` last took from its publisher? Records it
+/// if so.
+fn take_in_order(sub: &mut Subscription, p: &Publication) -> bool {
+    let from = (p.publisher, p.incarnation);
+    match sub.seen.get_mut(&from) {
+        Some(last) if *last >= p.seq => false,
+        Some(last) => {
+            *last = p.seq;
+            true
+        }
+        None => {
+            if sub.seen.len() >= SEEN_PUBLISHERS {
+                // Forget everyone (a duplicate may then slip through once)
+                // rather than grow without bound.
+                sub.seen.clear();
+            }
+            sub.seen.insert(from, p.seq);
+            true
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Id;
+
+    fn p(publisher: u64, incarnation: u64, seq: u64) -> Publication {
+        Publication {
+            topic: b"t".to_vec(),
+            publisher: Id::from_u64(publisher),
+            incarnation,
+            seq,
+            payload: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn takes_each_publishers_publications_once_and_in_order() {
+        let mut sub = Subscription::default();
+        assert!(take_in_order(&mut sub, &p(1, 7, 1)));
+        assert!(take_in_order(&mut sub, &p(1, 7, 3)));
+        // A duplicate (a retried publish) and a straggler are dropped.
+        assert!(!take_in_order(&mut sub, &p(1, 7, 3)));
+        assert!(!take_in_order(&mut sub, &p(1, 7, 2)));
+        // Other publishers, and a restarted one, count on their own.
+        assert!(take_in_order(&mut sub, &p(2, 7, 1)));
+        assert!(take_in_order(&mut sub, &p(1, 8, 1)));
+        assert!(take_in_order(&mut sub, &p(1, 7, 4)));
+    }
+
+    #[test]
+    fn remembers_a_bounded_number_of_publishers() {
+        let mut sub = Subscription::default();
+        for i in 0..(SEEN_PUBLISHERS as u64 * 2) {
+            assert!(take_in_order(&mut sub, &p(i, 0, 1)));
+            assert!(sub.seen.len() <= SEEN_PUBLISHERS);
+        }
+    }
+}
