@@ -8,7 +8,7 @@ use std::time::Duration;
 
 /// Characters kept as they are in a key's path segment; everything else is
 /// percent-encoded (RFC 3986 unreserved).
-fn encode_key(key: &str) -> String {
+pub fn encode_key(key: &str) -> String {
     let mut out = String::with_capacity(key.len());
     for b in key.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
@@ -23,7 +23,7 @@ fn encode_key(key: &str) -> String {
 /// Sends one request to the node. Transport errors and timeouts are
 /// `Unreachable`; an error answer is turned into the node's message (404 is
 /// a plain failure, 503/504 count as unreachable).
-async fn send(
+pub async fn send(
     target: &Target,
     method: reqwest::Method,
     path: &str,
@@ -73,8 +73,12 @@ pub async fn get_json<T: DeserializeOwned>(
     Ok((parsed, body))
 }
 
-/// Prints the answer of a stored put or delete.
-async fn print_stored(target: &Target, resp: reqwest::Response, verb: &str) -> Result<()> {
+/// Prints a JSON answer: as is with `--json`, else as `human` renders it.
+pub async fn print_answer(
+    target: &Target,
+    resp: reqwest::Response,
+    human: impl FnOnce(&serde_json::Value) -> String,
+) -> Result<()> {
     let v: serde_json::Value = resp
         .json()
         .await
@@ -82,14 +86,22 @@ async fn print_stored(target: &Target, resp: reqwest::Response, verb: &str) -> R
     if target.json {
         println!("{v}");
     } else {
-        println!(
+        println!("{}", human(&v));
+    }
+    Ok(())
+}
+
+/// Prints the answer of a stored put or delete.
+async fn print_stored(target: &Target, resp: reqwest::Response, verb: &str) -> Result<()> {
+    print_answer(target, resp, |v| {
+        format!(
             "{verb} {} (version {}, {} copies)",
             v["key"].as_str().unwrap_or("?"),
             v["version"].as_str().unwrap_or("?"),
             v["replicas_acked"]
-        );
-    }
-    Ok(())
+        )
+    })
+    .await
 }
 
 pub async fn put(target: &Target, key: &str, value: Vec<u8>) -> Result<()> {

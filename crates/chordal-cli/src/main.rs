@@ -10,6 +10,7 @@ mod member;
 mod output;
 mod repl;
 mod sim;
+mod topics;
 
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
@@ -49,6 +50,27 @@ enum Command {
     /// Delete a key; exit 1 if it does not exist.
     Del {
         key: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Publish a message on a topic (from the argument, or a file).
+    Pub {
+        topic: String,
+        /// The message; give --file instead to read it from a file.
+        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        message: Option<String>,
+        /// Read the message from this file.
+        #[arg(long)]
+        file: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Print the messages published on a topic, one per line, as they come.
+    Sub {
+        topic: String,
+        /// Exit after this many messages.
+        #[arg(long)]
+        count: Option<u64>,
         #[command(flatten)]
         target: Target,
     },
@@ -133,15 +155,23 @@ fn main() -> ExitCode {
             file,
             target,
         } => runtime.block_on(async {
-            let bytes = match (value, file) {
-                (Some(v), _) => v.into_bytes(),
-                (None, Some(path)) => tokio::fs::read(&path).await.map_err(|e| {
-                    CliError::Failed(format!("cannot read {}: {e}", path.display()))
-                })?,
-                (None, None) => unreachable!("clap requires one"),
-            };
+            let bytes = read_arg_or_file(value, file).await?;
             client::put(&target, &key, bytes).await
         }),
+        Command::Pub {
+            topic,
+            message,
+            file,
+            target,
+        } => runtime.block_on(async {
+            let bytes = read_arg_or_file(message, file).await?;
+            topics::publish(&target, &topic, bytes).await
+        }),
+        Command::Sub {
+            topic,
+            count,
+            target,
+        } => runtime.block_on(topics::subscribe(&target, &topic, count)),
         Command::Get { key, target } => runtime.block_on(client::get(&target, &key)),
         Command::Del { key, target } => runtime.block_on(client::del(&target, &key)),
         Command::Info { target } => runtime.block_on(client::info(&target)),
@@ -159,6 +189,21 @@ fn main() -> ExitCode {
                 _ => ExitCode::from(1),
             }
         }
+    }
+}
+
+/// The bytes of a value or message given as an argument or a file (clap
+/// makes sure there is exactly one).
+async fn read_arg_or_file(
+    arg: Option<String>,
+    file: Option<std::path::PathBuf>,
+) -> anyhow::Result<Vec<u8>> {
+    match (arg, file) {
+        (Some(v), _) => Ok(v.into_bytes()),
+        (None, Some(path)) => Ok(tokio::fs::read(&path)
+            .await
+            .map_err(|e| CliError::Failed(format!("cannot read {}: {e}", path.display())))?),
+        (None, None) => Err(CliError::Failed("give a value or --file".into()).into()),
     }
 }
 

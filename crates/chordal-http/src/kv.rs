@@ -15,9 +15,12 @@ use serde_json::json;
 /// The header that carries a value's version on `GET`.
 pub const VERSION_HEADER: &str = "x-chordal-version";
 
-fn kv_error(e: KvCallError) -> ApiError {
+pub(crate) fn kv_error(e: KvCallError) -> ApiError {
     let msg = e.to_string();
     match e {
+        KvCallError::TooLarge { .. } => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "message_too_large", msg)
+        }
         KvCallError::Kv(KvError::Timeout) => {
             ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", msg)
         }

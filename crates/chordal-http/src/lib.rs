@@ -2,7 +2,8 @@
 //!
 //! [`router`] exposes a running [`chordal_node::Node`] as described in
 //! `docs/http-api.md` (SPEC's HTTP table): health, routing state, ring
-//! walk, key location, and `PUT`/`GET`/`DELETE` of keys. It holds no protocol logic: every answer comes
+//! walk, key location, `PUT`/`GET`/`DELETE` of keys, and pub/sub
+//! (`POST` to publish, `GET` a server-sent-events stream to subscribe). It holds no protocol logic: every answer comes
 //! from the node handle. Errors are `{"error": "...", "code": "..."}` with
 //! a fitting 4xx/5xx status.
 
@@ -10,6 +11,7 @@ mod error;
 mod json;
 mod kv;
 mod routes;
+mod topics;
 
 pub use error::ApiError;
 pub use json::{LocateJson, NodeJson, NodeStatusJson, RingJson, RingNodeJson};

@@ -1,7 +1,7 @@
 //! Routes and handlers.
 
 use crate::json::*;
-use crate::{ApiError, kv};
+use crate::{ApiError, kv, topics};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, Uri};
@@ -25,8 +25,10 @@ pub struct ApiConfig {
     pub max_key: usize,
     /// Most nodes a ring walk visits.
     pub max_ring: usize,
-    /// Largest value accepted, in bytes.
+    /// Largest value (or published message) accepted, in bytes.
     pub max_value: usize,
+    /// Most subscription streams (`GET /v1/topics/...`) served at once.
+    pub max_streams: usize,
 }
 
 impl Default for ApiConfig {
@@ -36,6 +38,7 @@ impl Default for ApiConfig {
             max_key: 1024,
             max_ring: 100_000,
             max_value: 1024 * 1024,
+            max_streams: 4096,
         }
     }
 }
@@ -44,6 +47,8 @@ impl Default for ApiConfig {
 pub(crate) struct AppState {
     pub node: Node,
     pub config: ApiConfig,
+    /// One permit per subscription stream served.
+    pub streams: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// The API of `node` as an axum router.
@@ -57,11 +62,19 @@ pub fn router(node: Node, config: ApiConfig) -> Router {
             "/v1/kv/{*key}",
             get(kv::get).put(kv::put).delete(kv::delete),
         )
+        .route(
+            "/v1/topics/{*topic}",
+            get(topics::subscribe).post(topics::publish),
+        )
         // Bodies over the value limit are refused by `kv::put` with a JSON
         // 413; this layer only stops reading far beyond it.
         .layer(axum::extract::DefaultBodyLimit::max(config.max_value + 1))
         .fallback(not_found)
-        .with_state(AppState { node, config })
+        .with_state(AppState {
+            node,
+            streams: std::sync::Arc::new(tokio::sync::Semaphore::new(config.max_streams)),
+            config,
+        })
 }
 
 /// Serves the API on `listener` until `shutdown` completes.

@@ -8,6 +8,7 @@ use crate::conn::{self, ConnContext, Established, Inbound, ReadItem};
 use crate::outbox::Outbox;
 use crate::pool::{Peer, Pool, Route};
 use crate::status::{Finger, Status, VNodeStatus};
+use crate::topics::{LocalSub, LocalTopics, Publication};
 use bytes::BytesMut;
 use chordal_core::{
     Event, KvError, KvOp, KvOpId, KvOutcome, LookupError, LookupId, LookupMode, LookupResult,
@@ -59,6 +60,18 @@ pub enum Command {
         to: chordal_core::NodeRef,
         payload: Vec<u8>,
         want_reply: bool,
+        reply: oneshot::Sender<Result<KvOutcome, KvError>>,
+    },
+    /// Subscribe to a topic, feeding `sub`; answered once the topic's
+    /// owner registered this node.
+    Subscribe {
+        topic: Vec<u8>,
+        sub: LocalSub,
+        reply: oneshot::Sender<Result<KvOutcome, KvError>>,
+    },
+    Publish {
+        topic: Vec<u8>,
+        payload: Vec<u8>,
         reply: oneshot::Sender<Result<KvOutcome, KvError>>,
     },
     /// Leave gracefully and stop; answered once farewells are flushed.
@@ -120,6 +133,8 @@ pub struct Driver {
     /// Answers to requests, from `Responder`s.
     answers_tx: mpsc::Sender<Answer>,
     answers_rx: mpsc::Receiver<Answer>,
+    /// The application's subscription streams.
+    topics: LocalTopics,
 }
 
 impl Driver {
@@ -159,6 +174,7 @@ impl Driver {
             inbox,
             answers_tx,
             answers_rx,
+            topics: LocalTopics::default(),
         }
     }
 
@@ -233,6 +249,11 @@ impl Driver {
                 _ = idle_check.tick() => self.close_idle(),
                 _ = load_tick.tick() => {
                     self.core.set_keys_stored(self.store.count().unwrap_or(0));
+                    // Topics whose streams were all dropped: stop renewing.
+                    let now = self.now();
+                    for topic in self.topics.prune() {
+                        self.core.unsubscribe(now, topic);
+                    }
                 }
                 Some((op, result)) = self.applied_rx.recv() => {
                     let now = self.now();
@@ -302,6 +323,19 @@ impl Driver {
                 } else {
                     self.core.send_to(now, to, payload)
                 };
+                self.kv_ops.insert(id, reply);
+            }
+            Command::Subscribe { topic, sub, reply } => {
+                self.topics.add(topic.clone(), sub);
+                let id = self.core.subscribe(now, topic);
+                self.kv_ops.insert(id, reply);
+            }
+            Command::Publish {
+                topic,
+                payload,
+                reply,
+            } => {
+                let id = self.core.publish(now, topic, payload);
                 self.kv_ops.insert(id, reply);
             }
             Command::Leave { .. } | Command::Abort { .. } => unreachable!("handled in run"),
@@ -560,6 +594,26 @@ impl Driver {
                 self.deliver_app(*msg, *want_reply, incoming);
                 // The message itself goes to the application, not to every
                 // event subscriber.
+                return;
+            }
+            Event::Publication {
+                topic,
+                publisher,
+                payload,
+            } => {
+                let p = Publication {
+                    topic: topic.clone(),
+                    publisher: *publisher,
+                    payload: payload.clone(),
+                };
+                if self.topics.deliver(p) {
+                    let now = self.now();
+                    self.core.unsubscribe(now, topic.clone());
+                }
+                return;
+            }
+            Event::PublicationsMissed { topic, count } => {
+                self.topics.missed(topic, *count);
                 return;
             }
             _ => {}

@@ -35,6 +35,10 @@
 //!   ([`NodeEvent::RangeGained`], [`NodeEvent::RangeLost`]): move your own
 //!   state when they come. Replayed, they always add up to the range the
 //!   node owns, and the ranges of all nodes cover the ring once.
+//! - **Publish and subscribe.** [`Node::subscribe`] returns a stream of
+//!   what [`Node::publish`] sends to a topic from any node; each
+//!   publisher's messages arrive in order, and a subscription survives
+//!   the crash of the node that owns the topic.
 //! - **Store data** with [`Node::put`] / [`Node::get`] / [`Node::delete`]
 //!   (replicated, persistent), or from outside the ring with [`Client`].
 //!
@@ -62,12 +66,14 @@ pub mod local;
 mod outbox;
 mod pool;
 mod status;
+mod topics;
 
 pub use app::{Incoming, Messages, Responder};
 pub use client::{Client, ClientConfig, ClientError};
 pub use conn::WireStats;
 pub use events::{NodeEvent, NodeEvents};
 pub use status::{Finger, Status, VNodeStatus};
+pub use topics::{Publication, Subscription};
 
 use chordal_core::{
     Event, Id, KvError, KvOp, KvOutcome, LookupError, LookupMode, LookupResult, Neighbors, NodeRef,
@@ -121,8 +127,12 @@ pub struct NodeConfig {
     /// Application messages waiting for the application (`Node::messages`);
     /// more are refused until it catches up.
     pub app_inbox: usize,
-    /// Largest application message payload `send`/`request` accept.
+    /// Largest application message payload `send`/`request`/`publish`
+    /// accept.
     pub max_message: usize,
+    /// Publications each [`Subscription`] buffers for a slow reader; more
+    /// are dropped (and counted in [`Subscription::missed`]).
+    pub subscription_buffer: usize,
 }
 
 impl Default for NodeConfig {
@@ -146,6 +156,7 @@ impl Default for NodeConfig {
             data_dir: None,
             app_inbox: 1024,
             max_message: 1024 * 1024,
+            subscription_buffer: 1024,
         }
     }
 }
@@ -215,6 +226,7 @@ pub struct Node {
     stats: Arc<WireStats>,
     app: Arc<app::AppShared>,
     max_message: usize,
+    subscription_buffer: usize,
     /// Cancelled when the node stops.
     stopped: CancellationToken,
 }
@@ -319,6 +331,7 @@ impl Node {
             stats,
             app,
             max_message: config.max_message,
+            subscription_buffer: config.subscription_buffer,
             stopped: stopped.clone(),
         };
         match tokio::time::timeout(config.join_timeout, joined_rx).await {
@@ -355,8 +368,9 @@ impl Node {
     }
 
     /// The core's raw events from now on (joins, neighbour and range
-    /// changes, failures, lookups finishing).
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+    /// changes, failures, lookups finishing). [`Node::events`] is the
+    /// friendlier view.
+    pub fn raw_events(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
     }
 
@@ -495,6 +509,55 @@ impl Node {
             .await
             .map_err(|_| KvCallError::Stopped)?;
         r.map_err(KvCallError::Kv)
+    }
+
+    /// Subscribes to `topic`: the returned stream gets what is published
+    /// there from now on, each publisher's in order. Returns once the
+    /// topic's owner has registered this node. The node renews the
+    /// subscription (so it survives the owner's failure) until every
+    /// stream of the topic is dropped.
+    ///
+    /// ```no_run
+    /// # async fn demo(node: chordal_node::Node) -> Result<(), chordal_node::KvCallError> {
+    /// let mut news = node.subscribe(b"news".to_vec()).await?;
+    /// while let Some(p) = news.next().await {
+    ///     println!("{}", String::from_utf8_lossy(&p.payload));
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn subscribe(&self, topic: Vec<u8>) -> Result<Subscription, KvCallError> {
+        let (stream, sub) = topics::stream(topic.clone(), self.subscription_buffer);
+        let r = self
+            .ask(|reply| Command::Subscribe { topic, sub, reply })
+            .await
+            .map_err(|_| KvCallError::Stopped)?;
+        r.map_err(KvCallError::Kv)?;
+        Ok(stream)
+    }
+
+    /// Publishes `payload` on `topic`; returns the number of subscribed
+    /// nodes the topic's owner queued it for. Publications of this node
+    /// to one topic reach every subscriber in the order of the calls.
+    ///
+    /// ```no_run
+    /// # async fn demo(node: chordal_node::Node) -> Result<(), chordal_node::KvCallError> {
+    /// let nodes = node.publish(b"news".to_vec(), b"hello".to_vec()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn publish(&self, topic: Vec<u8>, payload: Vec<u8>) -> Result<u32, KvCallError> {
+        self.check_size(&payload)?;
+        let r = self
+            .ask(|reply| Command::Publish {
+                topic,
+                payload,
+                reply,
+            })
+            .await
+            .map_err(|_| KvCallError::Stopped)?;
+        match r.map_err(KvCallError::Kv)? {
+            KvOutcome::Published { subscribers } => Ok(subscribers),
+            _ => Ok(0),
+        }
     }
 
     /// The messages sent to keys this node owns, for its application. The
