@@ -310,6 +310,7 @@ impl Node {
             for e in events {
                 self.vnode_event(now, e);
             }
+            self.check_topic_targets(now);
             while let Some(env) = self.kv_out.pop_front() {
                 progressed = true;
                 if env.to.addr == self.addr {

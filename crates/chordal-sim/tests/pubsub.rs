@@ -166,3 +166,59 @@ fn unsubscribing_or_dying_ends_delivery() {
     assert_eq!(received(&s, 2, topic), ["one", "two"]);
     assert!(received(&s, 5, topic).is_empty());
 }
+
+#[test]
+fn subscriptions_made_while_the_ring_forms_survive_the_owners_crash() {
+    // The topic's owner is the first node; the last one joins right after
+    // it and subscribes at once, before the owner's successor list names
+    // it: the owner pushes its subscribers to the then next owners, not
+    // to the newcomer, which is the one to take over after the crash.
+    // Renewals are far apart, so only a push made when the owner's next
+    // owners changed can save the subscriptions.
+    let config = Config {
+        topic_renew: Duration::from_secs(600),
+        ..Config::default()
+    };
+    let mut s = Sim::new(SimConfig {
+        seed: 25,
+        node: config,
+        ..SimConfig::default()
+    });
+    let topic = b"forming";
+    let t = Id::hash(topic);
+    let first = s.add_node_with_ids(&[t.wrapping_add(&Id::from_u64(100))]);
+    s.create(first);
+    assert!(s.subscribe(first, topic).is_ok());
+    let mut nodes = vec![first];
+    for k in 0..4 {
+        let n = if k < 3 {
+            s.add_node(1)
+        } else {
+            s.add_node_with_ids(&[t.wrapping_add(&Id::from_u64(200))])
+        };
+        s.join(n, first);
+        let joined = s.run_until_true(Duration::from_millis(1), Duration::from_secs(10), |s| {
+            s.node(n).is_joined()
+        });
+        assert!(joined.is_some());
+        assert!(s.subscribe(n, topic).is_ok());
+        nodes.push(n);
+    }
+    s.run_for(Duration::from_secs(3));
+    assert_eq!(owner_of(&s, topic), first);
+    s.kill(first);
+    // Let the ring notice (nothing refuses here, silence must time out).
+    s.run_for(Duration::from_secs(5));
+    assert_eq!(owner_of(&s, topic), nodes[4]);
+    // Four live subscribers, and the dead owner itself until a
+    // notification to it fails.
+    assert_eq!(
+        s.publish(nodes[1], topic, b"still here"),
+        Ok(KvOutcome::Published { subscribers: 5 }),
+        "the next owner did not know every subscriber"
+    );
+    s.run_for(Duration::from_secs(1));
+    for &i in &nodes[1..] {
+        assert_eq!(received(&s, i, topic), ["still here"], "at {i}");
+    }
+}

@@ -109,6 +109,8 @@ pub(crate) enum Internal {
 pub(crate) struct PubSubState {
     /// Topics we own or hold replicas of, by (topic id, name).
     pub topics: BTreeMap<(Id, Vec<u8>), Topic>,
+    /// Replica targets each of our vnodes last pushed its topics to.
+    pub targets: FastMap<Id, Vec<NodeRef>>,
     /// Per subscriber process, what we still have to send it.
     pub outboxes: FastMap<NodeRef, Outbox>,
     /// Topics this process subscribes to.
@@ -194,7 +196,7 @@ impl crate::Node {
         }
         self.expire_subscribers(now);
         self.renew_subscriptions(now);
-        self.replicate_topics(now, None);
+        self.replicate_topics(now, |_, _| true);
         let idle = self.pubsub.topics.is_empty()
             && self.pubsub.subscriptions.is_empty()
             && self.pubsub.outboxes.is_empty();

@@ -1,0 +1,9 @@
+//! Programs built on `chordal-node`'s application library; the reusable
+//! parts live here so that tests can drive them in-process.
+//!
+//! - `textsend` (bin): each line of stdin goes to the node owning its hash.
+//! - `chat` (bin): a chat room over pub/sub topics.
+//! - `blockstore` (bin, and [`blockstore`]): a CFS-style file store of
+//!   self-certifying blocks.
+
+pub mod blockstore;
