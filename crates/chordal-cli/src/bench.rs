@@ -4,6 +4,7 @@
 //! - `heal`: time until every successor pointer (hence every lookup) is
 //!   right again after a join and after a crash.
 //! - `idle`: CPU and memory of an idle ring.
+//! - `kv` (`bench_kv.rs`) and `pubsub` (`bench_pubsub.rs`).
 
 use anyhow::{Context, Result, bail};
 use chordal_core::{Id, LookupMode};
@@ -24,6 +25,8 @@ pub enum BenchCommand {
     Idle(IdleArgs),
     /// Put and get throughput and latency of the replicated store.
     Kv(crate::bench_kv::KvArgs),
+    /// Pub/sub fan-out: one topic, many subscribers.
+    Pubsub(crate::bench_pubsub::PubSubArgs),
 }
 
 #[derive(Args)]
@@ -90,7 +93,7 @@ pub fn run_blocking(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Lookup(a) => a.runtime,
         BenchCommand::Heal(a) => a.runtime,
         BenchCommand::Idle(a) => a.runtime,
-        BenchCommand::Kv(_) => RuntimeKind::Multi,
+        BenchCommand::Kv(_) | BenchCommand::Pubsub(_) => RuntimeKind::Multi,
     };
     let rt = match kind {
         RuntimeKind::Multi => tokio::runtime::Builder::new_multi_thread()
@@ -109,6 +112,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Heal(a) => heal(a).await,
         BenchCommand::Idle(a) => idle(a).await,
         BenchCommand::Kv(a) => crate::bench_kv::run(a).await,
+        BenchCommand::Pubsub(a) => crate::bench_pubsub::run(a).await,
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod bench;
 mod bench_kv;
+mod bench_pubsub;
 mod client;
 mod member;
 mod output;

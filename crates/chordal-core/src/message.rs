@@ -207,9 +207,11 @@ pub enum KvOp {
     Unsubscribe {
         topic: Vec<u8>,
     },
-    /// Pub/sub, publisher to the topic's owner, which fans it out.
+    /// Pub/sub, publisher to the topic's owner, which fans them out: one
+    /// or more publications on `topic`, in the order they were made.
     Publish {
-        publication: Publication,
+        topic: Vec<u8>,
+        publications: Vec<Publication>,
     },
     /// Pub/sub, topic owner to one subscriber process (direct, no key):
     /// publications in the order the owner took them, and how many were
@@ -250,8 +252,8 @@ impl KvOp {
             | KvOp::Delete { key }
             | KvOp::Deliver { key, .. }
             | KvOp::Subscribe { topic: key }
-            | KvOp::Unsubscribe { topic: key } => key,
-            KvOp::Publish { publication } => &publication.topic,
+            | KvOp::Unsubscribe { topic: key }
+            | KvOp::Publish { topic: key, .. } => key,
             KvOp::Direct { .. } | KvOp::Notify { .. } | KvOp::TopicReplica { .. } => &[],
         }
     }

@@ -197,11 +197,33 @@ impl Client {
             if !progressed || members.len() >= MAX_RING {
                 break;
             }
-            let last = *frontier.last().expect("non-empty");
-            frontier = self.neighbors(last.into()).await?;
+            frontier = self.next_frontier(&frontier).await?;
         }
         members.sort_by_key(|m| m.id);
         Ok(members)
+    }
+
+    /// The successor list of the farthest live node of `frontier` (a
+    /// successor list): after crashes, lists still name dead nodes for a
+    /// while, and the walk steps back over them (marking them dead)
+    /// instead of giving up.
+    async fn next_frontier(&self, frontier: &[NodeRef]) -> Result<Vec<NodeRef>, ClientError> {
+        let mut last_error = None;
+        for n in frontier.iter().rev() {
+            if self.is_dead(n.addr) {
+                continue;
+            }
+            match self.neighbors((*n).into()).await {
+                Ok(next) => return Ok(next),
+                Err(e) => {
+                    self.mark_dead(n.addr);
+                    last_error = Some(e);
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| {
+            ClientError::NoSeed("every node of a successor list is down".into())
+        }))
     }
 
     /// A node's own entry and its successor list.

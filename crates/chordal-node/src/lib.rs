@@ -7,15 +7,17 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), chordal_node::StartError> {
-//! use chordal_node::{Node, NodeConfig};
-//! let first = Node::start(NodeConfig::default()).await?;
-//! let second = Node::start(NodeConfig {
-//!     seeds: vec![first.addr().to_string()],
-//!     ..NodeConfig::default()
-//! }).await?;
+//! use chordal_node::Node;
+//! let first = Node::builder().start().await?; // creates a ring
+//! let second = Node::builder().join(first.addr().to_string()).start().await?;
+//! println!("I am {}", second.id());
 //! let owner = second.locate(b"some key").await.unwrap().owner;
+//! second.leave().await;
 //! # Ok(()) }
 //! ```
+//!
+//! [`Node::builder`] sets what differs from the defaults; [`NodeConfig`]
+//! holds every setting at once (what `chordal node` fills from its flags).
 //!
 //! ## Building an application on the ring
 //!
@@ -58,6 +60,7 @@
 //! ```
 
 mod app;
+mod builder;
 mod client;
 mod conn;
 mod driver;
@@ -69,6 +72,7 @@ mod status;
 mod topics;
 
 pub use app::{Incoming, Messages, Responder};
+pub use builder::NodeBuilder;
 pub use client::{Client, ClientConfig, ClientError};
 pub use conn::WireStats;
 pub use events::{NodeEvent, NodeEvents};
@@ -232,6 +236,12 @@ pub struct Node {
 }
 
 impl Node {
+    /// A [`NodeBuilder`] with the default configuration: the usual way to
+    /// start a node.
+    pub fn builder() -> NodeBuilder {
+        NodeBuilder::default()
+    }
+
     /// Binds, creates or joins a ring, and returns once every virtual node
     /// has joined.
     pub async fn start(config: NodeConfig) -> Result<Node, StartError> {
@@ -350,6 +360,12 @@ impl Node {
     /// Our peer address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Our id on the ring (the first virtual node's): the keys in
+    /// `(predecessor, id]` are ours.
+    pub fn id(&self) -> Id {
+        self.ids[0]
     }
 
     /// Our virtual node ids; the first is the primary.

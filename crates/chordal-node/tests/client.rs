@@ -90,3 +90,37 @@ async fn client_reports_unreachable_seeds() {
     .expect("no ring there");
     assert!(matches!(err, chordal_node::ClientError::NoSeed(_)), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_connects_while_successor_lists_still_name_crashed_nodes() {
+    let ring = LocalRing::start_settled(6, config(), Duration::from_secs(20))
+        .await
+        .unwrap()
+        .expect("ring settles");
+    tokio::time::sleep(Duration::from_millis(500)).await; // successor lists fill
+    // Crash every member but the seed's predecessor-side neighbours: the
+    // seed's successor list then ends in dead nodes, and the walk must
+    // step back over them.
+    let seed = &ring.nodes[0];
+    let succs: Vec<_> = seed.status().await.unwrap().vnodes[0].successors.clone();
+    let victims: Vec<usize> = succs
+        .iter()
+        .rev()
+        .take(2)
+        .map(|s| ring.nodes.iter().position(|n| n.ids()[0] == s.id).unwrap())
+        .collect();
+    for v in &victims {
+        ring.nodes[*v].abort().await;
+    }
+    let client = Client::connect(ClientConfig {
+        seeds: vec![seed.addr().to_string()],
+        ..ClientConfig::default()
+    })
+    .await
+    .expect("connects although the seed's successor list names dead nodes");
+    let put = client.put(b"after".to_vec(), b"crash".to_vec()).await;
+    assert!(matches!(put, Ok(KvOutcome::Stored { .. })), "{put:?}");
+    assert!(
+        matches!(client.get(b"after".to_vec()).await, Ok(KvOutcome::Found { value, .. }) if value == b"crash")
+    );
+}

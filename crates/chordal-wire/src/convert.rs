@@ -166,9 +166,13 @@ fn kv_request_to_pb(req: u64, op: &KvOp) -> pb::KvRequest {
         }
         KvOp::Subscribe { topic } => (out.op, out.key) = (7, topic.clone()),
         KvOp::Unsubscribe { topic } => (out.op, out.key) = (8, topic.clone()),
-        KvOp::Publish { publication } => {
+        KvOp::Publish {
+            topic,
+            publications,
+        } => {
             out.op = 9;
-            out.items = vec![publication_to_pb(publication)];
+            out.key = topic.clone();
+            out.items = publications.iter().map(publication_to_pb).collect();
         }
         KvOp::Notify { items, missed } => {
             out.op = 10;
@@ -223,12 +227,20 @@ fn kv_op_from_pb(k: &pb::KvRequest) -> Result<KvOp, WireError> {
         8 => KvOp::Unsubscribe {
             topic: k.key.clone(),
         },
-        9 => match k.items.as_slice() {
-            [p] => KvOp::Publish {
-                publication: publication_from_pb(p)?,
-            },
-            _ => return Err(WireError::Invalid("items")),
-        },
+        9 => {
+            let publications: Vec<Publication> = k
+                .items
+                .iter()
+                .map(publication_from_pb)
+                .collect::<Result<_, _>>()?;
+            if publications.is_empty() || publications.iter().any(|p| p.topic != k.key) {
+                return Err(WireError::Invalid("items"));
+            }
+            KvOp::Publish {
+                topic: k.key.clone(),
+                publications,
+            }
+        }
         10 => KvOp::Notify {
             items: k
                 .items

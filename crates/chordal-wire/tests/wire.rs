@@ -68,7 +68,19 @@ fn any_kv_op() -> impl Strategy<Value = KvOp> {
         }),
         any_bytes().prop_map(|topic| KvOp::Subscribe { topic }),
         any_bytes().prop_map(|topic| KvOp::Unsubscribe { topic }),
-        any_publication().prop_map(|publication| KvOp::Publish { publication }),
+        (
+            any_bytes(),
+            proptest::collection::vec(any_publication(), 1..4)
+        )
+            .prop_map(|(topic, mut publications)| {
+                for p in &mut publications {
+                    p.topic = topic.clone();
+                }
+                KvOp::Publish {
+                    topic,
+                    publications,
+                }
+            }),
         (
             proptest::collection::vec(any_publication(), 0..5),
             proptest::collection::vec((any_bytes(), any::<u64>()), 0..3)

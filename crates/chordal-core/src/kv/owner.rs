@@ -73,7 +73,10 @@ impl Node {
             } => self.owner_deliver(now, reply, None, payload, want_reply),
             KvOp::Subscribe { topic } => self.topic_subscribe(now, reply, topic),
             KvOp::Unsubscribe { topic } => self.topic_unsubscribe(now, reply, topic),
-            KvOp::Publish { publication } => self.topic_publish(now, reply, publication),
+            KvOp::Publish {
+                topic,
+                publications,
+            } => self.topic_publish(now, reply, topic, publications),
             KvOp::Notify { items, missed } => self.topic_notify(now, reply, items, missed),
             KvOp::TopicReplica { topics } => self.topic_replica(now, reply, topics),
         }

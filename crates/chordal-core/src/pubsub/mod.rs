@@ -37,10 +37,10 @@ const MAX_SUBSCRIBERS: usize = 65_536;
 const OUTBOX_ITEMS: usize = 1024;
 /// Payload bytes queued for one subscriber process.
 const OUTBOX_BYTES: usize = 16 << 20;
-/// A `Notify` carries at most this many publications...
-const NOTIFY_ITEMS: usize = 256;
+/// A `Notify` or `Publish` carries at most this many publications...
+const BATCH_ITEMS: usize = 256;
 /// ... and stops adding more past this many payload bytes.
-const NOTIFY_BYTES: usize = 256 << 10;
+const BATCH_BYTES: usize = 256 << 10;
 /// Largest publication payload an owner takes (its `Notify` frames must
 /// stay under the wire's frame limit).
 const MAX_PAYLOAD: usize = 2 << 20;
@@ -79,14 +79,14 @@ pub(crate) struct Subscription {
     pub seen: FastMap<(Id, u64), u64>,
 }
 
-/// Publications of this process to one topic: one in flight, the rest
-/// waiting in order.
+/// Publications of this process to one topic: one batch in flight, the
+/// rest waiting in order.
 #[derive(Debug, Default)]
 pub(crate) struct Outgoing {
     /// (operation number the caller holds, publication).
     pub waiting: VecDeque<(u64, Publication)>,
-    /// The caller's operation number of the publication in flight.
-    pub in_flight: Option<u64>,
+    /// Is a batch on its way?
+    pub in_flight: bool,
 }
 
 /// What an internal key-value operation was started for.
@@ -100,8 +100,8 @@ pub(crate) enum Internal {
     Notify(NodeRef),
     /// Subscriber lists pushed to a next owner (nothing waits).
     Replica,
-    /// A publication to this topic; the caller's operation number.
-    Publish { topic: Vec<u8>, caller: u64 },
+    /// Publications to this topic; the callers' operation numbers.
+    Publish { topic: Vec<u8>, callers: Vec<u64> },
 }
 
 /// All pub/sub state of one process.
@@ -180,8 +180,8 @@ impl crate::Node {
                 }
                 Internal::Unsubscribe | Internal::Replica => {}
                 Internal::Notify(to) => self.notify_done(now, to, result),
-                Internal::Publish { topic, caller } => {
-                    self.publish_done(now, topic, caller, result)
+                Internal::Publish { topic, callers } => {
+                    self.publish_done(now, topic, callers, result)
                 }
             }
         }

@@ -3,7 +3,7 @@
 //! next owners told who subscribes.
 
 use super::{
-    Internal, MAX_PAYLOAD, MAX_SUBSCRIBERS, MAX_TOPICS, NOTIFY_BYTES, NOTIFY_ITEMS, OUTBOX_BYTES,
+    BATCH_BYTES, BATCH_ITEMS, Internal, MAX_PAYLOAD, MAX_SUBSCRIBERS, MAX_TOPICS, OUTBOX_BYTES,
     OUTBOX_ITEMS, REPLICA_TOPICS,
 };
 use crate::kv::ReplyTo;
@@ -57,14 +57,23 @@ impl Node {
         self.owner_reply(now, reply, KvResult::Delivered);
     }
 
-    /// A publication for a topic we own: queue it for every subscriber
-    /// process whose lease runs, in the order publications arrive.
-    pub(crate) fn topic_publish(&mut self, now: Time, reply: ReplyTo, p: Publication) {
-        if p.payload.len() > MAX_PAYLOAD {
+    /// Publications for a topic we own: queue them for every subscriber
+    /// process whose lease runs, in the order they arrive.
+    pub(crate) fn topic_publish(
+        &mut self,
+        now: Time,
+        reply: ReplyTo,
+        topic: Vec<u8>,
+        publications: Vec<Publication>,
+    ) {
+        let valid = publications
+            .iter()
+            .all(|p| p.topic == topic && p.payload.len() <= MAX_PAYLOAD);
+        if !valid {
             self.owner_reply(now, reply, KvResult::Refused);
             return;
         }
-        let key = (Id::hash(&p.topic), p.topic.clone());
+        let key = (Id::hash(&topic), topic);
         let subscribers: Vec<NodeRef> = match self.pubsub.topics.get(&key) {
             Some(t) => t
                 .subscribers
@@ -76,7 +85,9 @@ impl Node {
         };
         let count = subscribers.len() as u32;
         for s in subscribers {
-            self.enqueue(s, p.clone());
+            for p in &publications {
+                self.enqueue(s, p.clone());
+            }
             self.pump_outbox(now, s);
         }
         self.owner_reply(now, reply, KvResult::Published { subscribers: count });
@@ -135,7 +146,7 @@ impl Node {
         let mut items = Vec::new();
         let mut bytes = 0;
         while let Some(p) = out.queue.front() {
-            if !items.is_empty() && (items.len() >= NOTIFY_ITEMS || bytes >= NOTIFY_BYTES) {
+            if !items.is_empty() && (items.len() >= BATCH_ITEMS || bytes >= BATCH_BYTES) {
                 break;
             }
             bytes += p.payload.len();

@@ -1,7 +1,7 @@
 //! Subscribers and publishers: the calls an application makes, lease
 //! renewal, and taking publications in order.
 
-use super::{Internal, PUBLISH_QUEUE, SEEN_PUBLISHERS, Subscription};
+use super::{BATCH_BYTES, BATCH_ITEMS, Internal, PUBLISH_QUEUE, SEEN_PUBLISHERS, Subscription};
 use crate::kv::{KvOpId, ReplyTo};
 use crate::{Event, KvError, KvOp, KvOutcome, KvResult, Node, Publication, Time};
 
@@ -30,8 +30,8 @@ impl Node {
     /// Publishes `payload` on `topic`. `Event::KvDone` says `Published`
     /// with the number of subscriber processes once the topic's owner has
     /// queued it for them. Publications of this process to one topic go
-    /// out one at a time in call order, so subscribers get them in that
-    /// order.
+    /// out in call order, one batch at a time (what waits while a batch is
+    /// on its way forms the next), so subscribers get them in that order.
     pub fn publish(&mut self, now: Time, topic: Vec<u8>, payload: Vec<u8>) -> KvOpId {
         let caller = self.kv.next();
         let out = self.pubsub.outgoing.entry(topic.clone()).or_default();
@@ -56,41 +56,56 @@ impl Node {
         KvOpId(caller)
     }
 
-    /// Sends the next waiting publication to `topic`, unless one is on its
-    /// way.
+    /// Sends the publications waiting for `topic` (a bounded batch, in
+    /// order), unless a batch is on its way.
     fn publish_next(&mut self, now: Time, topic: Vec<u8>) {
         let Some(out) = self.pubsub.outgoing.get_mut(&topic) else {
             return;
         };
-        if out.in_flight.is_some() {
+        if out.in_flight {
             return;
         }
-        let Some((caller, publication)) = out.waiting.pop_front() else {
+        if out.waiting.is_empty() {
             self.pubsub.outgoing.remove(&topic);
             return;
+        }
+        let (mut callers, mut publications, mut bytes) = (Vec::new(), Vec::new(), 0);
+        while let Some((_, p)) = out.waiting.front() {
+            if !publications.is_empty()
+                && (publications.len() >= BATCH_ITEMS || bytes + p.payload.len() > BATCH_BYTES)
+            {
+                break;
+            }
+            bytes += p.payload.len();
+            let (caller, p) = out.waiting.pop_front().expect("front exists");
+            callers.push(caller);
+            publications.push(p);
+        }
+        out.in_flight = true;
+        let op = KvOp::Publish {
+            topic: topic.clone(),
+            publications,
         };
-        out.in_flight = Some(caller);
-        let op = KvOp::Publish { publication };
-        self.pubsub_op(now, op, None, Internal::Publish { topic, caller });
+        self.pubsub_op(now, op, None, Internal::Publish { topic, callers });
     }
 
-    /// A publication of ours ended: tell the caller, send the next one.
+    /// A batch of our publications ended: tell each caller, send the next.
     pub(crate) fn publish_done(
         &mut self,
         now: Time,
         topic: Vec<u8>,
-        caller: u64,
+        callers: Vec<u64>,
         result: Result<KvOutcome, KvError>,
     ) {
-        if let Some(out) = self.pubsub.outgoing.get_mut(&topic)
-            && out.in_flight == Some(caller)
-        {
-            out.in_flight = None;
+        if let Some(out) = self.pubsub.outgoing.get_mut(&topic) {
+            out.in_flight = false;
         }
-        self.events.push_back(Event::KvDone {
-            op: KvOpId(caller),
-            result,
-        });
+        for caller in callers {
+            self.events.push_back(Event::KvDone {
+                op: KvOpId(caller),
+                result: result.clone(),
+            });
+        }
         self.publish_next(now, topic);
     }
 
