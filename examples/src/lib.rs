@@ -2,7 +2,7 @@
 //! parts live here so that tests can drive them in-process.
 //!
 //! - `textsend` (bin): each line of stdin goes to the node owning its hash.
-//! - `chat` (bin): a chat room over pub/sub topics.
+//! - `pubsub` (bin): a chat room over pub/sub topics.
 //! - `blockstore` (bin, and [`blockstore`]): a CFS-style file store of
 //!   self-certifying blocks.
 

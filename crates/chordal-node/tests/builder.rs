@@ -45,7 +45,10 @@ async fn builder_creates_joins_locates_and_leaves() {
     // Settings reach the node.
     assert_eq!(
         second.send(b"k".to_vec(), vec![0; 11]).await,
-        Err(KvCallError::TooLarge { size: 11, limit: 10 })
+        Err(KvCallError::TooLarge {
+            size: 11,
+            limit: 10
+        })
     );
     second.leave().await;
     first.leave().await;

@@ -1,10 +1,10 @@
-//! chat — a chat room over Chordal's pub/sub: every participant is a ring
+//! pubsub — a chat room over Chordal's pub/sub: every participant is a ring
 //! member, a room is the topic `chat/<room>`, and each line you type is
 //! published there.
 //!
 //! ```sh
-//! cargo run -p chordal-examples --bin chat -- alice                 # creates a ring
-//! cargo run -p chordal-examples --bin chat -- bob --join ADDR       # ADDR from alice's first line
+//! cargo run -p chordal-examples --bin pubsub -- alice                 # creates a ring
+//! cargo run -p chordal-examples --bin pubsub -- bob --join ADDR       # ADDR from alice's first line
 //! ```
 //!
 //! Output: first `node <peer address> <id>`, then `joined room <room>`
@@ -19,7 +19,7 @@ use clap::Parser;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[derive(Parser)]
-#[command(name = "chat", about = "A chat room on a Chordal ring")]
+#[command(name = "pubsub", about = "A chat room on a Chordal ring")]
 struct Args {
     /// Your name in the room.
     name: String,

@@ -1,4 +1,4 @@
-//! chat: three participants (three processes, each a ring member) see
+//! pubsub (the chat room): three participants (three processes, each a ring member) see
 //! every message of the room, each sender's in order; the room goes on
 //! after the process owning its topic is killed.
 
@@ -20,7 +20,7 @@ struct Participant {
 
 impl Participant {
     fn start(name: &str, join: Option<&str>) -> Participant {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_chat"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pubsub"));
         cmd.arg(name);
         if let Some(j) = join {
             cmd.args(["--join", j]);
@@ -185,7 +185,7 @@ fn everyone_sees_every_message_in_order_even_after_the_topic_owner_dies() {
     // End of input: they leave and exit cleanly.
     for (_, p) in rest.iter_mut() {
         drop(p.stdin.take());
-        let status = wait(&mut p.child, Duration::from_secs(10)).expect("chat did not exit");
+        let status = wait(&mut p.child, Duration::from_secs(10)).expect("pubsub did not exit");
         assert!(status.success());
     }
 }
