@@ -5,5 +5,8 @@
 //! - `pubsub` (bin): a chat room over pub/sub topics.
 //! - `blockstore` (bin, and [`blockstore`]): a CFS-style file store of
 //!   self-certifying blocks.
+//! - `counter` (bin, and [`counter`]): the demo service behind `chordal
+//!   gateway`, its per-client state in the store.
 
 pub mod blockstore;
+pub mod counter;

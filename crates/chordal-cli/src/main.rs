@@ -7,6 +7,7 @@ mod bench;
 mod bench_kv;
 mod bench_pubsub;
 mod client;
+mod gateway;
 mod member;
 mod output;
 mod repl;
@@ -30,6 +31,9 @@ enum Command {
     Node(member::NodeArgs),
     /// Run N nodes in this process on loopback: the zero-setup way to try Chordal.
     Cluster(member::ClusterArgs),
+    /// Route each client's requests to the service beside the node owning
+    /// it, failing over to the replica holders (needs nodes with --service).
+    Gateway(gateway::GatewayArgs),
     /// Store a value under a key (from the argument, or a file).
     Put {
         key: String,
@@ -145,6 +149,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Node(args) => runtime.block_on(member::run_node(args)),
         Command::Cluster(args) => runtime.block_on(member::run_cluster(args)),
+        Command::Gateway(args) => runtime.block_on(gateway::run(args)),
         Command::Locate {
             key,
             iterative,

@@ -31,6 +31,11 @@ pub struct NodeArgs {
     /// in memory only.
     #[arg(long, env = "CHORDAL_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// URL of a service instance running beside this node (e.g.
+    /// http://127.0.0.1:9000): announced to the ring, where `chordal
+    /// gateway` sends the clients this node owns.
+    #[arg(long, env = "CHORDAL_SERVICE")]
+    service: Option<String>,
 }
 
 /// Protocol settings shared by `node` and `cluster`.
@@ -180,12 +185,15 @@ impl Member {
 
 pub async fn run_node(args: NodeArgs) -> Result<()> {
     args.ring.validate()?;
-    let config = args.ring.node_config(
-        args.listen,
-        args.join.clone(),
-        args.id,
-        args.data_dir.clone(),
-    );
+    let config = NodeConfig {
+        service: args.service.clone(),
+        ..args.ring.node_config(
+            args.listen,
+            args.join.clone(),
+            args.id,
+            args.data_dir.clone(),
+        )
+    };
     let member = Member::start(config, args.api, args.ring.api_config()).await?;
     println!("{}", member.address_line());
     shutdown_signal().await;
@@ -233,7 +241,7 @@ pub async fn run_cluster(args: ClusterArgs) -> Result<()> {
 }
 
 /// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -44,6 +44,7 @@ fn valid_preamble_and_hello(cluster: &str) -> Vec<u8> {
         addr: Some("127.0.0.1:9".parse().unwrap()),
         api: None,
         ids: vec![chordal_core::Id::hash(b"intruder")],
+        service: None,
     });
     let mut out = chordal_wire::preamble().to_vec();
     out.extend_from_slice(&(hello.len() as u32).to_be_bytes());

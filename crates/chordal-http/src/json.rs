@@ -34,6 +34,9 @@ pub struct NodeStatusJson {
     pub id: String,
     pub addr: String,
     pub api: Option<String>,
+    /// The service beside the node (`--service`), if declared.
+    #[serde(default)]
+    pub service: Option<String>,
     pub cluster: String,
     pub predecessor: Option<NodeJson>,
     pub successors: Vec<NodeJson>,
@@ -49,6 +52,9 @@ pub struct RingNodeJson {
     pub id: String,
     pub addr: String,
     pub api: Option<String>,
+    /// The service beside the node (`--service`), if declared.
+    #[serde(default)]
+    pub service: Option<String>,
     pub keys_stored: u64,
 }
 

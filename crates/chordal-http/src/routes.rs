@@ -162,6 +162,7 @@ async fn node_status(State(s): State<AppState>) -> Result<Json<NodeStatusJson>, 
         id: primary.id,
         addr: status.addr.to_string(),
         api: status.api.map(|a| a.to_string()),
+        service: status.service,
         cluster: status.cluster,
         predecessor: primary.predecessor,
         successors: primary.successors,
@@ -187,6 +188,7 @@ async fn ring(State(s): State<AppState>) -> Result<Json<RingJson>, ApiError> {
             id: m.node.id.to_hex(),
             addr: m.node.addr.to_string(),
             api: m.api.map(|a| a.to_string()),
+            service: m.service.clone(),
             keys_stored: m.keys_stored,
         })
         .collect();

@@ -59,6 +59,13 @@ impl NodeBuilder {
         self
     }
 
+    /// Declares the service instance running beside this node (its URL,
+    /// e.g. `http://127.0.0.1:9000`): peers, clients and gateways see it.
+    pub fn service(mut self, url: impl Into<String>) -> Self {
+        self.config.service = Some(url.into());
+        self
+    }
+
     /// Nodes of different clusters refuse each other.
     pub fn cluster(mut self, name: impl Into<String>) -> Self {
         self.config.cluster = name.into();

@@ -91,6 +91,8 @@ struct Inner {
     /// Addresses that refused us recently: left out of the ring for a
     /// while (other members' successor lists may still name them).
     dead: std::sync::Mutex<HashMap<SocketAddr, tokio::time::Instant>>,
+    /// What each node we connected to said of itself (its Hello).
+    peers: std::sync::Mutex<HashMap<SocketAddr, chordal_wire::Hello>>,
 }
 
 /// A handle to the store for processes outside the ring. Cheap to clone.
@@ -127,6 +129,7 @@ impl Client {
                 pending: std::sync::Mutex::new(HashMap::new()),
                 ring: std::sync::RwLock::new(Vec::new()),
                 dead: std::sync::Mutex::new(HashMap::new()),
+                peers: std::sync::Mutex::new(HashMap::new()),
             }),
         };
         client.refresh().await?;
@@ -162,6 +165,42 @@ impl Client {
             }
         }
         Err(ClientError::NoSeed(last_error))
+    }
+
+    /// The URL of the service beside the node at `addr`, as that node's
+    /// Hello declared it (`None`: it declared none). Connects to the node
+    /// the first time.
+    pub async fn service_of(&self, addr: SocketAddr) -> Result<Option<String>, ClientError> {
+        let known = self
+            .inner
+            .peers
+            .lock()
+            .expect("peers lock")
+            .get(&addr)
+            .cloned();
+        let hello = match known {
+            Some(h) => h,
+            None => {
+                self.connection(addr).await?;
+                let peers = self.inner.peers.lock().expect("peers lock");
+                peers
+                    .get(&addr)
+                    .cloned()
+                    .ok_or_else(|| ClientError::Unreachable(addr, "no hello".into()))?
+            }
+        };
+        Ok(hello.service)
+    }
+
+    /// Forgets a node: the next call that needs it walks the ring again
+    /// without it for a few seconds (a caller found it dead).
+    pub fn report_dead(&self, addr: SocketAddr) {
+        self.mark_dead(addr);
+        self.inner
+            .ring
+            .write()
+            .expect("ring lock")
+            .retain(|n| n.addr != addr);
     }
 
     /// Did `addr` refuse us within the last few seconds?
@@ -382,10 +421,18 @@ impl Client {
             addr: None,
             api: None,
             ids: Vec::new(),
+            service: None,
         });
-        exchange_hello(&mut stream, &hello, &config.cluster, config.timeout)
+        let theirs = exchange_hello(&mut stream, &hello, &config.cluster, config.timeout)
             .await
             .map_err(|e| unreachable(e.to_string()))?;
+        {
+            let mut peers = self.inner.peers.lock().expect("peers lock");
+            if peers.len() >= MAX_RING {
+                peers.clear();
+            }
+            peers.insert(addr, theirs);
+        }
         let _ = stream.set_nodelay(true);
         let local = stream
             .local_addr()

@@ -70,6 +70,7 @@ pub struct Established {
     /// The peer's advertised address.
     pub addr: SocketAddr,
     pub api: Option<SocketAddr>,
+    pub service: Option<String>,
     pub conn_id: u64,
     pub outbox: Arc<Outbox>,
     pub reader: BoxStream<'static, ReadItem>,
@@ -181,6 +182,7 @@ fn establish(
     Established {
         addr,
         api: hello.api,
+        service: hello.service.clone(),
         conn_id,
         outbox,
         reader,

@@ -47,9 +47,9 @@ pub enum Command {
         key: Vec<u8>,
         reply: oneshot::Sender<Option<chordal_core::Record>>,
     },
-    ApiOf {
+    PeerInfo {
         addr: SocketAddr,
-        reply: oneshot::Sender<Option<SocketAddr>>,
+        reply: oneshot::Sender<crate::PeerInfo>,
     },
     Kv {
         op: KvOp,
@@ -88,6 +88,8 @@ pub enum Command {
 pub struct DriverSettings {
     pub cluster: String,
     pub api: Option<SocketAddr>,
+    /// The service beside this node (`--service`).
+    pub service: Option<String>,
     /// Connections silent this long are closed (they reopen on demand).
     pub idle_timeout: Duration,
 }
@@ -118,7 +120,7 @@ pub struct Driver {
     /// The read sides of all connections.
     readers: SelectAll<BoxStream<'static, ReadItem>>,
     /// API addresses of peers, from their Hellos.
-    apis: HashMap<SocketAddr, SocketAddr>,
+    peers: HashMap<SocketAddr, crate::PeerInfo>,
     lookups: HashMap<LookupId, oneshot::Sender<Result<LookupResult, LookupError>>>,
     queries: HashMap<QueryId, oneshot::Sender<Option<Neighbors>>>,
     /// Waiting for every virtual node to join (or one to fail).
@@ -164,7 +166,7 @@ impl Driver {
             pool: Pool::default(),
             conns: HashMap::new(),
             readers: SelectAll::new(),
-            apis: HashMap::new(),
+            peers: HashMap::new(),
             lookups: HashMap::new(),
             queries: HashMap::new(),
             join_waiter: Some(join_waiter),
@@ -289,13 +291,16 @@ impl Driver {
                 let id = chordal_core::Id::hash(&key);
                 let _ = reply.send(self.store.get(&id, &key).ok().flatten());
             }
-            Command::ApiOf { addr, reply } => {
-                let api = if addr == self.core.addr() {
-                    self.settings.api
+            Command::PeerInfo { addr, reply } => {
+                let info = if addr == self.core.addr() {
+                    crate::PeerInfo {
+                        api: self.settings.api,
+                        service: self.settings.service.clone(),
+                    }
                 } else {
-                    self.apis.get(&addr).copied()
+                    self.peers.get(&addr).cloned().unwrap_or_default()
                 };
-                let _ = reply.send(api);
+                let _ = reply.send(info);
             }
             Command::Kv { op, reply } => {
                 let id = match op {
@@ -425,8 +430,16 @@ impl Driver {
             }
             return;
         }
-        if let Some(api) = est.api {
-            self.apis.insert(est.addr, api);
+        // Peers declare their API and service in their Hello; bounded by
+        // the connection limit's churn (one entry per peer address).
+        if self.peers.len() < 4 * self.ctx.max_connections || self.peers.contains_key(&est.addr) {
+            self.peers.insert(
+                est.addr,
+                crate::PeerInfo {
+                    api: est.api,
+                    service: est.service.clone(),
+                },
+            );
         }
         if est.outbound {
             self.pool.connected(est.addr);
@@ -691,6 +704,7 @@ impl Driver {
         Status {
             addr: self.core.addr(),
             api: self.settings.api,
+            service: self.settings.service.clone(),
             cluster: self.settings.cluster.clone(),
             vnodes,
             connections: self.conns.len(),

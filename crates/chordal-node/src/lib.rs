@@ -137,6 +137,10 @@ pub struct NodeConfig {
     /// Publications each [`Subscription`] buffers for a slow reader; more
     /// are dropped (and counted in [`Subscription::missed`]).
     pub subscription_buffer: usize,
+    /// URL of a service instance running beside this node, announced to
+    /// peers and clients (a gateway sends the clients this node owns
+    /// there).
+    pub service: Option<String>,
 }
 
 impl Default for NodeConfig {
@@ -161,6 +165,7 @@ impl Default for NodeConfig {
             app_inbox: 1024,
             max_message: 1024 * 1024,
             subscription_buffer: 1024,
+            service: None,
         }
     }
 }
@@ -216,7 +221,18 @@ pub enum KvCallError {
 pub struct RingMember {
     pub node: NodeRef,
     pub api: Option<SocketAddr>,
+    /// The service beside it (`--service`), if declared.
+    pub service: Option<String>,
     pub keys_stored: u64,
+}
+
+/// What a peer process declared about itself when it connected.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// Its HTTP API address.
+    pub api: Option<SocketAddr>,
+    /// The service beside it (`--service`).
+    pub service: Option<String>,
 }
 
 /// Handle to a running node. Cheap to clone; the node leaves the ring when
@@ -289,6 +305,7 @@ impl Node {
             addr: Some(addr),
             api: config.api,
             ids: ids.clone(),
+            service: config.service.clone(),
         });
         let stopped = CancellationToken::new();
         let ctx = conn::ConnContext {
@@ -307,6 +324,7 @@ impl Node {
         let settings = DriverSettings {
             cluster: config.cluster.clone(),
             api: config.api,
+            service: config.service.clone(),
             idle_timeout: config.idle_timeout,
         };
         let (joined_tx, joined_rx) = oneshot::channel();
@@ -630,7 +648,13 @@ impl Node {
 
     /// The API address of the process at peer address `addr`, if known.
     pub async fn api_of(&self, addr: SocketAddr) -> Result<Option<SocketAddr>, NodeError> {
-        self.ask(|reply| Command::ApiOf { addr, reply }).await
+        Ok(self.peer_info(addr).await?.api)
+    }
+
+    /// What the process at peer address `addr` declared in its Hello (its
+    /// API address and service URL), as far as this node knows it.
+    pub async fn peer_info(&self, addr: SocketAddr) -> Result<PeerInfo, NodeError> {
+        self.ask(|reply| Command::PeerInfo { addr, reply }).await
     }
 
     /// Walks the ring by successor pointers from our primary virtual node
@@ -645,10 +669,11 @@ impl Node {
         while members.len() < limit {
             match self.neighbors_of(cur).await? {
                 Some(n) => {
-                    let api = self.api_of(cur.addr).await?;
+                    let peer = self.peer_info(cur.addr).await?;
                     members.push(RingMember {
                         node: cur,
-                        api,
+                        api: peer.api,
+                        service: peer.service,
                         keys_stored: n.keys_stored,
                     });
                     fallbacks = n.successors.clone();

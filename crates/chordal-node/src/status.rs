@@ -29,6 +29,8 @@ pub struct VNodeStatus {
 pub struct Status {
     pub addr: SocketAddr,
     pub api: Option<SocketAddr>,
+    /// The service beside this node (`--service`).
+    pub service: Option<String>,
     pub cluster: String,
     /// The first is the primary virtual node.
     pub vnodes: Vec<VNodeStatus>,

@@ -46,7 +46,13 @@ pub struct Hello {
     pub api: Option<SocketAddr>,
     /// Its virtual node ids.
     pub ids: Vec<Id>,
+    /// URL of the service instance running beside the node, if declared
+    /// (`chordal node --service`): where a gateway sends its clients.
+    pub service: Option<String>,
 }
+
+/// Longest service URL a Hello may carry.
+pub const MAX_SERVICE_URL: usize = 1024;
 
 /// Encodes a Hello frame body.
 pub fn encode_hello(h: &Hello) -> Vec<u8> {
@@ -56,6 +62,7 @@ pub fn encode_hello(h: &Hello) -> Vec<u8> {
         addr: h.addr.map(|a| a.to_string()).unwrap_or_default(),
         api: h.api.map(|a| a.to_string()).unwrap_or_default(),
         ids: h.ids.iter().map(|id| id.0.to_vec()).collect(),
+        service: h.service.clone().unwrap_or_default(),
     }
     .encode_to_vec()
 }
@@ -84,10 +91,14 @@ pub fn decode_hello(bytes: &[u8], our_cluster: &str) -> Result<Hello, WireError>
         .iter()
         .map(|b| Id::from_slice(b).ok_or(WireError::Invalid("ids")))
         .collect::<Result<Vec<_>, _>>()?;
+    if pb.service.len() > MAX_SERVICE_URL {
+        return Err(WireError::Invalid("service"));
+    }
     Ok(Hello {
         cluster: pb.cluster,
         addr: parse(&pb.addr, "addr")?,
         api: parse(&pb.api, "api")?,
         ids,
+        service: (!pb.service.is_empty()).then_some(pb.service),
     })
 }

@@ -23,6 +23,9 @@ pub struct Hello {
     pub api: String,
     #[prost(bytes = "vec", repeated, tag = "5")]
     pub ids: Vec<Vec<u8>>,
+    /// URL of the service instance beside the node (gateway), or empty.
+    #[prost(string, tag = "6")]
+    pub service: String,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -266,6 +266,7 @@ proptest! {
             addr: Some(local()),
             api: Some("127.0.0.1:8000".parse().unwrap()),
             ids,
+            service: (!cluster.is_empty()).then(|| format!("http://{cluster}:9000")),
         };
         prop_assert_eq!(decode_hello(&encode_hello(&h), &cluster), Ok(h));
     }
@@ -316,6 +317,7 @@ fn wrong_magic_version_and_cluster_are_named() {
         addr: None,
         api: None,
         ids: vec![],
+        service: None,
     };
     assert_eq!(
         decode_hello(&encode_hello(&h), "b"),

@@ -1,0 +1,54 @@
+//! `chordal gateway`: the highly available front end (see
+//! `chordal-gateway`). Prints `{"gateway": "ip:port"}` once serving.
+
+use anyhow::{Context, Result};
+use chordal_gateway::{ClientKey, Gateway, GatewayConfig};
+use clap::Args;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+#[derive(Args, Clone, Debug)]
+pub struct GatewayArgs {
+    /// HTTP address clients connect to (port 0 picks a free port).
+    #[arg(long, env = "CHORDAL_GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Peer addresses of ring members, HOST:PORT[,HOST:PORT...].
+    #[arg(long, env = "CHORDAL_JOIN", value_delimiter = ',', required = true)]
+    join: Vec<String>,
+    /// Where a request names its client: header:NAME, cookie:NAME or
+    /// path:N (the N-th path segment).
+    #[arg(long, env = "CHORDAL_CLIENT_KEY", default_value = "header:X-Client-Id")]
+    client_key: ClientKey,
+    /// Service instances tried per request (the owner's and the next
+    /// replica holders'); match the ring's --replicas.
+    #[arg(long, env = "CHORDAL_REPLICAS", default_value_t = 3)]
+    replicas: usize,
+    /// A service not answering within this many ms counts as failed.
+    #[arg(long, default_value_t = 5000)]
+    request_timeout_ms: u64,
+    /// Cluster name of the ring.
+    #[arg(long, env = "CHORDAL_CLUSTER", default_value = "chordal")]
+    cluster: String,
+}
+
+pub async fn run(args: GatewayArgs) -> Result<()> {
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let config = GatewayConfig {
+        cluster: args.cluster,
+        replicas: args.replicas.max(1),
+        request_timeout: Duration::from_millis(args.request_timeout_ms),
+        ..GatewayConfig::new(args.join.clone(), args.client_key)
+    };
+    let gateway = Gateway::start(config)
+        .await
+        .with_context(|| format!("reaching the ring through {}", args.join.join(",")))?;
+    println!("{}", serde_json::json!({"gateway": addr.to_string()}));
+    chordal_gateway::serve(listener, gateway, crate::member::shutdown_signal())
+        .await
+        .context("serving")?;
+    Ok(())
+}

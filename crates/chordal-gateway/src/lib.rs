@@ -1,0 +1,166 @@
+//! # chordal-gateway: highly available request routing (seed 002)
+//!
+//! An unmodified service runs beside every ring node (`chordal node
+//! --service URL`). The gateway hashes each request's client name
+//! ([`ClientKey`]: a header, a cookie or a path segment) to a ring id and
+//! forwards the request to the service beside the node owning that id —
+//! the same node for every request of that client, while the ring does
+//! not change. If that service cannot be reached or does not answer in
+//! time, the gateway marks it suspect and sends the request to the
+//! service beside the next replica holder (the successor that takes over
+//! the node's keys, hence the client's state kept in Chordal's store), so
+//! a client sees at most a retried request while fewer than `R` nodes are
+//! down. Responses carry `X-Chordal-Node: <serving node id>`; the
+//! service's own answers, errors included, pass through unchanged.
+//!
+//! The gateway is not a ring member: it walks the ring with the native
+//! [`chordal_node::Client`] (each node's Hello names its service) and
+//! refreshes that view every second and after a failure. Any number of
+//! gateways can run; they agree on routing because they read the same
+//! ring. Put several behind one DNS name (several A records, or SRV
+//! records with priorities and weights) so that none is a single point of
+//! failure — see `docs/gateway.md`.
+//!
+//! Retried requests: a request whose body is small enough to keep
+//! (`retry_body_limit`, 1 MiB; bodies without a length are streamed and
+//! not retried) may reach a second instance after the first failed — or
+//! after the first processed it but did not answer in time. Services see
+//! `X-Chordal-Attempt: 2` then; make such requests idempotent (the demo
+//! service keys them by `X-Request-Id`).
+
+mod key;
+mod proxy;
+mod view;
+
+pub use key::{BadClientKey, ClientKey};
+pub use proxy::ATTEMPT_HEADER;
+pub use view::{Member, RingView};
+
+use axum::Router;
+use axum::body::Body;
+use chordal_node::{Client, ClientConfig, ClientError};
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+/// The response header naming the node whose service answered.
+pub const NODE_HEADER: &str = "x-chordal-node";
+
+/// How a gateway reaches the ring and treats requests.
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    /// Peer addresses of ring members (`host:port`).
+    pub seeds: Vec<String>,
+    /// The ring's cluster name.
+    pub cluster: String,
+    /// Where each request names its client.
+    pub client_key: ClientKey,
+    /// Instances tried per request: the owner's and the next `replicas -
+    /// 1` holders' (match the ring's `R`).
+    pub replicas: usize,
+    /// A service that has not started answering within this time counts
+    /// as failed (the request goes to the next instance).
+    pub request_timeout: Duration,
+    /// Connecting to a service instance gives up after this long.
+    pub connect_timeout: Duration,
+    /// Request bodies up to this size are kept, so they can be sent again
+    /// to the next instance.
+    pub retry_body_limit: usize,
+    /// A failed instance is tried last for this long.
+    pub suspect_for: Duration,
+    /// How often the ring view is walked again.
+    pub refresh_every: Duration,
+}
+
+impl GatewayConfig {
+    /// Defaults for a ring reached through `seeds`, clients named by `key`.
+    pub fn new(seeds: Vec<String>, client_key: ClientKey) -> GatewayConfig {
+        GatewayConfig {
+            seeds,
+            cluster: "chordal".into(),
+            client_key,
+            replicas: 3,
+            request_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_millis(500),
+            retry_body_limit: 1024 * 1024,
+            suspect_for: Duration::from_secs(2),
+            refresh_every: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A running gateway: its ring view and its pooled HTTP client.
+pub struct Gateway {
+    pub(crate) config: GatewayConfig,
+    pub(crate) view: Arc<RingView>,
+    pub(crate) http: HttpClient<HttpConnector, Body>,
+    /// Wakes the refresher early (after a failure).
+    refresh: Arc<Notify>,
+}
+
+impl Gateway {
+    /// Connects to the ring and starts refreshing its view.
+    pub async fn start(config: GatewayConfig) -> Result<Arc<Gateway>, ClientError> {
+        let client = Client::connect(ClientConfig {
+            seeds: config.seeds.clone(),
+            cluster: config.cluster.clone(),
+            ..ClientConfig::default()
+        })
+        .await?;
+        let view = Arc::new(RingView::new(client, config.suspect_for).await?);
+        view.spawn_refresher(config.refresh_every);
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(config.connect_timeout));
+        connector.set_nodelay(true);
+        let http = HttpClient::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        let refresh = Arc::new(Notify::new());
+        // Early refreshes after failures, at most one at a time.
+        let (weak, wake) = (Arc::downgrade(&view), refresh.clone());
+        tokio::spawn(async move {
+            loop {
+                wake.notified().await;
+                let Some(view) = weak.upgrade() else { break };
+                let _ = view.refresh().await;
+            }
+        });
+        Ok(Arc::new(Gateway {
+            config,
+            view,
+            http,
+            refresh,
+        }))
+    }
+
+    /// The ring as this gateway sees it.
+    pub fn view(&self) -> &RingView {
+        &self.view
+    }
+
+    /// Asks for a ring walk now (coalesced with one in progress).
+    pub(crate) fn refresh_soon(&self) {
+        self.refresh.notify_one();
+    }
+}
+
+/// The gateway as an axum router: every method and path is forwarded.
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    Router::new().fallback(proxy::forward).with_state(gateway)
+}
+
+/// Serves `gateway` on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(gateway))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
