@@ -4,7 +4,8 @@
 //! - `heal`: time until every successor pointer (hence every lookup) is
 //!   right again after a join and after a crash.
 //! - `idle`: CPU and memory of an idle ring.
-//! - `kv` (`bench_kv.rs`) and `pubsub` (`bench_pubsub.rs`).
+//! - `kv`, `pubsub` and `gateway` (`bench_kv.rs`, `bench_pubsub.rs`,
+//!   `bench_gateway.rs`).
 
 use anyhow::{Context, Result, bail};
 use chordal_core::{Id, LookupMode};
@@ -27,6 +28,8 @@ pub enum BenchCommand {
     Kv(crate::bench_kv::KvArgs),
     /// Pub/sub fan-out: one topic, many subscribers.
     Pubsub(crate::bench_pubsub::PubSubArgs),
+    /// Latency the gateway adds, its throughput, and failover time.
+    Gateway(crate::bench_gateway::GatewayBenchArgs),
 }
 
 #[derive(Args)]
@@ -93,7 +96,9 @@ pub fn run_blocking(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Lookup(a) => a.runtime,
         BenchCommand::Heal(a) => a.runtime,
         BenchCommand::Idle(a) => a.runtime,
-        BenchCommand::Kv(_) | BenchCommand::Pubsub(_) => RuntimeKind::Multi,
+        BenchCommand::Kv(_) | BenchCommand::Pubsub(_) | BenchCommand::Gateway(_) => {
+            RuntimeKind::Multi
+        }
     };
     let rt = match kind {
         RuntimeKind::Multi => tokio::runtime::Builder::new_multi_thread()
@@ -113,6 +118,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Idle(a) => idle(a).await,
         BenchCommand::Kv(a) => crate::bench_kv::run(a).await,
         BenchCommand::Pubsub(a) => crate::bench_pubsub::run(a).await,
+        BenchCommand::Gateway(a) => crate::bench_gateway::run(a).await,
     }
 }
 

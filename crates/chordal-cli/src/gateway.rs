@@ -27,6 +27,11 @@ pub struct GatewayArgs {
     /// A service not answering within this many ms counts as failed.
     #[arg(long, default_value_t = 5000)]
     request_timeout_ms: u64,
+    /// Bounded loads: keep every node under C times the mean number of
+    /// clients (C > 1, e.g. 1.25); clients then may be served beside a
+    /// node that does not own their key.
+    #[arg(long)]
+    bounded_load: Option<f64>,
     /// Cluster name of the ring.
     #[arg(long, env = "CHORDAL_CLUSTER", default_value = "chordal")]
     cluster: String,
@@ -41,6 +46,7 @@ pub async fn run(args: GatewayArgs) -> Result<()> {
         cluster: args.cluster,
         replicas: args.replicas.max(1),
         request_timeout: Duration::from_millis(args.request_timeout_ms),
+        bounded_load: args.bounded_load,
         ..GatewayConfig::new(args.join.clone(), args.client_key)
     };
     let gateway = Gateway::start(config)

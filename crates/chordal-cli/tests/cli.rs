@@ -239,6 +239,64 @@ fn bench_kv_reports_each_phase() {
     assert!(err.contains("--via node"), "{err}");
 }
 
+/// `chordal bench pubsub` and `chordal bench gateway` run small and report
+/// complete, consistent figures.
+#[test]
+fn bench_pubsub_and_gateway_report() {
+    let (code, out, err) = chordal(&[
+        "bench",
+        "pubsub",
+        "--nodes",
+        "3",
+        "--subscribers",
+        "20",
+        "--messages",
+        "30",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let r = &v["results"][0];
+    assert_eq!(r["deliveries"], 600, "{r}");
+    assert_eq!(r["subscriber_nodes"], 3, "{r}");
+    assert!(r["delivery_p50_us"].as_u64().unwrap() <= r["delivery_p99_us"].as_u64().unwrap());
+
+    let (code, out, err) = chordal(&[
+        "bench",
+        "gateway",
+        "--nodes",
+        "4",
+        "--requests",
+        "200",
+        "--failovers",
+        "1",
+        "--clients",
+        "400",
+        "--vnodes",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    let r = &lines[0]["results"][0];
+    assert!(r["gateway_rps"].as_f64().unwrap() > 0.0, "{r}");
+    assert_eq!(r["failover_ms"].as_array().unwrap().len(), 1, "{r}");
+    // Balance: plain and bounded; the bound holds and placement is sticky.
+    let rows = lines[1]["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{out}");
+    let bounded = &rows[1];
+    assert_eq!(bounded["bounded_load"], 1.25);
+    assert!(
+        bounded["max_over_mean"].as_f64().unwrap() <= 1.25 + 1e-9,
+        "{bounded}"
+    );
+    assert!(rows.iter().all(|r| r["sticky"] == 1.0), "{out}");
+}
+
 /// `chordal sim`: seed first, JSON results, an SVG chart; same seed, same
 /// output.
 #[test]

@@ -2,7 +2,9 @@
 //! each with a demo counter service beside it (run in this test process,
 //! killed with its node), 2 `chordal gateway`s, 500 clients. Every
 //! client lands on the node owning its key; a node killed mid-run costs no
-//! client a request or an increment; back, it gets its clients again.
+//! client a request or an increment; back, it gets its clients again. The
+//! gateway answers 400 to a request without a client key and passes the
+//! service's own errors through.
 
 mod common;
 
@@ -241,11 +243,21 @@ fn clients_stick_to_their_node_and_survive_its_death() {
 
     // A node dies with its service, mid-run: nobody notices but the
     // clients it served, who are served by the next replica holder.
+    // The machine goes down during a round: its service stops (requests
+    // in it finish), then its node is killed.
     let victim = 2;
-    instances[victim].node.kill9();
-    instances[victim].serving.abort();
     rt.block_on(async {
-        for r in 2..4 {
+        let dying = &mut instances[victim];
+        let crash = async {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            dying.serving.abort();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            dying.node.kill9();
+        };
+        // A round takes about a second here: the crash falls inside it.
+        let (during, ()) = tokio::join!(round(&http, &gw, &mut counts, 2, None), crash);
+        assert_eq!(during.values().sum::<usize>(), CLIENTS);
+        for r in 3..5 {
             let per_node = round(&http, &gw, &mut counts, r, None).await;
             assert!(
                 !per_node.contains_key(&ids[victim].to_hex()),
@@ -303,7 +315,7 @@ fn clients_stick_to_their_node_and_survive_its_death() {
             .await
             .expect("gateways route to the returned node");
         tokio::time::sleep(Duration::from_millis(1000)).await; // its handoff completes
-        let per_node = round(&http, &gw, &mut counts, 4, Some(&oracle)).await;
+        let per_node = round(&http, &gw, &mut counts, 5, Some(&oracle)).await;
         assert_eq!(per_node.len(), 5, "{per_node:?}");
     });
 }

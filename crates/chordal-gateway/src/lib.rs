@@ -29,10 +29,12 @@
 //! service keys them by `X-Request-Id`).
 
 mod key;
+mod load;
 mod proxy;
 mod view;
 
 pub use key::{BadClientKey, ClientKey};
+pub use load::Assignments;
 pub use proxy::ATTEMPT_HEADER;
 pub use view::{Member, RingView};
 
@@ -75,6 +77,10 @@ pub struct GatewayConfig {
     pub suspect_for: Duration,
     /// How often the ring view is walked again.
     pub refresh_every: Duration,
+    /// Bounded loads: `Some(c)` (c > 1) keeps every process under `c`
+    /// times the mean number of clients this gateway placed, at the cost
+    /// of sending some clients to a node that does not own their key.
+    pub bounded_load: Option<f64>,
 }
 
 impl GatewayConfig {
@@ -90,6 +96,7 @@ impl GatewayConfig {
             retry_body_limit: 1024 * 1024,
             suspect_for: Duration::from_secs(2),
             refresh_every: Duration::from_secs(1),
+            bounded_load: None,
         }
     }
 }
@@ -101,6 +108,8 @@ pub struct Gateway {
     pub(crate) http: HttpClient<HttpConnector, Body>,
     /// Wakes the refresher early (after a failure).
     refresh: Arc<Notify>,
+    /// Client placements, with bounded loads on.
+    pub(crate) assignments: Option<std::sync::Mutex<Assignments>>,
 }
 
 impl Gateway {
@@ -130,17 +139,27 @@ impl Gateway {
                 let _ = view.refresh().await;
             }
         });
+        let assignments = config
+            .bounded_load
+            .map(|c| std::sync::Mutex::new(Assignments::new(c, Duration::from_secs(600))));
         Ok(Arc::new(Gateway {
             config,
             view,
             http,
             refresh,
+            assignments,
         }))
     }
 
     /// The ring as this gateway sees it.
     pub fn view(&self) -> &RingView {
         &self.view
+    }
+
+    /// Clients placed per process (with bounded loads on).
+    pub fn loads(&self) -> Option<std::collections::HashMap<std::net::SocketAddr, usize>> {
+        let a = self.assignments.as_ref()?;
+        Some(a.lock().expect("assignments").loads().clone())
     }
 
     /// Asks for a ring walk now (coalesced with one in progress).

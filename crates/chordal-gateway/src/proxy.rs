@@ -56,7 +56,22 @@ pub async fn forward(State(g): State<Arc<Gateway>>, req: Request<Body>) -> Respo
         );
     };
     let key = Id::hash(client.as_bytes());
-    let candidates = g.view.candidates(&key, g.config.replicas);
+    let mut candidates = g.view.candidates(&key, g.config.replicas);
+    if let Some(assignments) = &g.assignments {
+        // Bounded loads: the client's placement first, then the usual
+        // instances as fallbacks.
+        let members = g.view.members();
+        let placed = assignments.lock().expect("assignments").place(
+            &client,
+            &key,
+            &members,
+            std::time::Instant::now(),
+        );
+        if let Some(p) = placed {
+            candidates.retain(|c| c.node.addr != p.node.addr);
+            candidates.insert(0, p);
+        }
+    }
     if candidates.is_empty() {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
