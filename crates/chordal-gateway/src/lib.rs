@@ -81,6 +81,8 @@ pub struct GatewayConfig {
     /// times the mean number of clients this gateway placed, at the cost
     /// of sending some clients to a node that does not own their key.
     pub bounded_load: Option<f64>,
+    /// Requests forwarded at once; more get `503 overloaded` at once.
+    pub max_in_flight: usize,
 }
 
 impl GatewayConfig {
@@ -97,6 +99,7 @@ impl GatewayConfig {
             suspect_for: Duration::from_secs(2),
             refresh_every: Duration::from_secs(1),
             bounded_load: None,
+            max_in_flight: 4096,
         }
     }
 }
@@ -110,6 +113,8 @@ pub struct Gateway {
     refresh: Arc<Notify>,
     /// Client placements, with bounded loads on.
     pub(crate) assignments: Option<std::sync::Mutex<Assignments>>,
+    /// One permit per request being forwarded.
+    pub(crate) in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl Gateway {
@@ -142,7 +147,9 @@ impl Gateway {
         let assignments = config
             .bounded_load
             .map(|c| std::sync::Mutex::new(Assignments::new(c, Duration::from_secs(600))));
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(config.max_in_flight.max(1)));
         Ok(Arc::new(Gateway {
+            in_flight,
             config,
             view,
             http,

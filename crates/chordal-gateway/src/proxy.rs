@@ -44,6 +44,14 @@ enum Payload {
 
 /// Serves one client request.
 pub async fn forward(State(g): State<Arc<Gateway>>, req: Request<Body>) -> Response<Body> {
+    // Held until the response head is back (its body then streams on).
+    let Ok(_permit) = g.in_flight.clone().try_acquire_owned() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            format!("{} requests in flight already", g.config.max_in_flight),
+        );
+    };
     let Some(client) = g.config.client_key.extract(&req) else {
         return error(
             StatusCode::BAD_REQUEST,

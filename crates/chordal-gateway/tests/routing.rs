@@ -1,0 +1,149 @@
+//! The gateway in one process against an in-process ring whose services
+//! are tiny axum apps: a client named by a path segment lands on its
+//! owner's service; a hung service is skipped after the request timeout
+//! (the next instance sees attempt 2); beyond `max_in_flight` requests
+//! are refused at once.
+
+use axum::Router;
+use axum::http::HeaderMap;
+use axum::routing::any;
+use chordal_core::{Id, Oracle};
+use chordal_gateway::{Gateway, GatewayConfig, NODE_HEADER};
+use chordal_node::Node;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// A service answering `<name> attempt <n>` (after `delay`).
+async fn service(name: String, delay: Duration) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = Router::new().fallback(any(move |headers: HeaderMap| {
+        let name = name.clone();
+        async move {
+            tokio::time::sleep(delay).await;
+            let attempt = headers
+                .get("x-chordal-attempt")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("?")
+                .to_string();
+            format!("{name} attempt {attempt}")
+        }
+    }));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
+
+/// One node per entry of `delays`, each with a service that answers
+/// after that delay.
+async fn ring(delays: &[Duration]) -> Vec<Node> {
+    let mut nodes: Vec<Node> = Vec::new();
+    for (i, d) in delays.iter().enumerate() {
+        let svc = service(format!("svc{i}"), *d).await;
+        let mut b = Node::builder()
+            .service(format!("http://{svc}"))
+            .maintenance_interval(Duration::from_millis(100));
+        if let Some(first) = nodes.first() {
+            b = b.join(first.addr().to_string());
+        }
+        nodes.push(b.start().await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await; // successor lists fill
+    nodes
+}
+
+/// A gateway serving on a free port once it sees `members` nodes.
+async fn start(config: GatewayConfig, members: usize) -> SocketAddr {
+    let gateway = Gateway::start(config).await.unwrap();
+    for _ in 0..100 {
+        if gateway.view().members().len() == members {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(gateway.view().members().len(), members);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(chordal_gateway::serve(
+        listener,
+        gateway,
+        std::future::pending(),
+    ));
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_keys_route_to_owners() {
+    let zero = Duration::ZERO;
+    let nodes = ring(&[zero, zero, zero, zero]).await;
+    let oracle = Oracle::new(nodes.iter().map(|n| n.id()).collect());
+    let key = "path:2".parse().unwrap();
+    let config = GatewayConfig::new(vec![nodes[0].addr().to_string()], key);
+    let gw = start(config, 4).await;
+    let http = reqwest::Client::new();
+    for user in ["alice", "bob", "carol", "dave", "erin", "frank"] {
+        let resp = http
+            .get(format!("http://{gw}/users/{user}/cart"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let node = resp.headers()[NODE_HEADER].to_str().unwrap().to_string();
+        assert_eq!(node, oracle.successor(&Id::hash(user.as_bytes())).to_hex());
+        let i = nodes.iter().position(|n| n.id().to_hex() == node).unwrap();
+        assert_eq!(resp.text().await.unwrap(), format!("svc{i} attempt 1"));
+    }
+    // No client name in the path.
+    let resp = http.get(format!("http://{gw}/users")).send().await.unwrap();
+    assert_eq!(resp.status(), 400);
+    for n in nodes {
+        n.leave().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_service_costs_one_timeout_and_overload_is_refused() {
+    // Node 0's service never answers in time.
+    let zero = Duration::ZERO;
+    let hung = Duration::from_secs(3600);
+    let nodes = ring(&[hung, zero, zero]).await;
+    let oracle = Oracle::new(nodes.iter().map(|n| n.id()).collect());
+    let client = (0..1000)
+        .map(|i| format!("c{i}"))
+        .find(|c| oracle.successor(&Id::hash(c.as_bytes())) == nodes[0].id())
+        .unwrap();
+    let key = "header:x-client-id".parse().unwrap();
+    let config = GatewayConfig {
+        request_timeout: Duration::from_millis(300),
+        max_in_flight: 1,
+        ..GatewayConfig::new(vec![nodes[1].addr().to_string()], key)
+    };
+    let gw = start(config, 3).await;
+    let http = reqwest::Client::new();
+    let send = || {
+        http.get(format!("http://{gw}/x"))
+            .header("x-client-id", &client)
+            .send()
+    };
+    let (first, second) = tokio::join!(send(), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        send().await
+    });
+    // The first waited for the hung owner, then went to its successor.
+    let first = first.unwrap();
+    assert_eq!(first.status(), 200);
+    let node = first.headers()[NODE_HEADER].to_str().unwrap().to_string();
+    assert_ne!(node, nodes[0].id().to_hex());
+    assert!(first.text().await.unwrap().ends_with("attempt 2"));
+    // The second came while the first held the only slot.
+    let second = second.unwrap();
+    assert_eq!(second.status(), 503);
+    assert!(second.text().await.unwrap().contains("overloaded"));
+    // Suspect now, the hung owner is tried last: the first instance tried
+    // answers (no timeout first).
+    let third = send().await.unwrap();
+    assert_eq!(third.status(), 200);
+    assert!(third.text().await.unwrap().ends_with("attempt 1"));
+}
