@@ -17,6 +17,7 @@
 //! (160-bit ring arithmetic).
 
 mod config;
+mod counters;
 mod event;
 pub mod fasthash;
 mod id;
@@ -32,6 +33,7 @@ mod time;
 mod vnode;
 
 pub use config::{Config, LookupMode};
+pub use counters::Counters;
 pub use event::{Event, KeyRange, LookupError, LookupId, LookupResult, Neighbors, QueryId};
 pub use id::{ID_BITS, ID_BYTES, Id, ParseIdError};
 pub use kv::{

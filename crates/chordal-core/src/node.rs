@@ -34,6 +34,8 @@ pub struct Node {
     pub(crate) kv_out: VecDeque<Envelope>,
     /// Publish/subscribe state (see `pubsub`).
     pub(crate) pubsub: PubSubState,
+    /// Running totals for metrics (see `counters`).
+    pub(crate) counting: crate::counters::Counting,
     next_lookup: u64,
     next_query: u64,
     /// Messages dropped because they were malformed for this node.
@@ -65,6 +67,7 @@ impl Node {
             kv: KvState::default(),
             kv_out: VecDeque::new(),
             pubsub: PubSubState::new(crate::Rng::new(!seed).next_u64()),
+            counting: Default::default(),
             next_lookup: 1,
             next_query: 1,
             dropped: 0,
@@ -338,6 +341,13 @@ impl Node {
 
     /// Events of the virtual nodes: some are the key-value layer's business.
     fn vnode_event(&mut self, now: Time, e: Event) {
+        match &e {
+            Event::LookupDone { result, .. } => self.counting.lookup_done(result),
+            Event::SuccessorChanged { .. } | Event::PredecessorChanged { .. } => {
+                self.counting.counters.routing_changes += 1
+            }
+            _ => {}
+        }
         match &e {
             Event::LookupDone { lookup, result } if self.kv.lookups.contains_key(lookup) => {
                 let result = result.clone();

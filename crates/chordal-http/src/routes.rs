@@ -55,6 +55,7 @@ pub(crate) struct AppState {
 pub fn router(node: Node, config: ApiConfig) -> Router {
     Router::new()
         .route("/v1/health", get(health))
+        .route("/metrics", get(metrics))
         .route("/v1/node", get(node_status))
         .route("/v1/ring", get(ring))
         .route("/v1/locate/{*key}", get(locate))
@@ -87,6 +88,14 @@ pub async fn serve(
     axum::serve(listener, router(node, config))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// `GET /metrics`: Prometheus text exposition format.
+async fn metrics(State(s): State<AppState>) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let text = s.node.metrics().await?;
+    let content_type = "text/plain; version=0.0.4; charset=utf-8";
+    Ok(([(axum::http::header::CONTENT_TYPE, content_type)], text).into_response())
 }
 
 async fn not_found(uri: Uri) -> ApiError {

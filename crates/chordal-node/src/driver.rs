@@ -5,6 +5,7 @@
 
 use crate::app::{Answer, AppChannels, AppShared, Incoming, Responder};
 use crate::conn::{self, ConnContext, Established, Inbound, ReadItem};
+use crate::metrics::{NodeMetrics, Snapshot};
 use crate::outbox::Outbox;
 use crate::pool::{Peer, Pool, Route};
 use crate::status::{Finger, Status, VNodeStatus};
@@ -28,6 +29,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+/// Where the answer to a key-value (or message, pub/sub) operation goes.
+type KvReply = oneshot::Sender<Result<KvOutcome, KvError>>;
+
 /// What the [`crate::Node`] handle asks of the driver.
 pub enum Command {
     Lookup {
@@ -41,6 +45,10 @@ pub enum Command {
     },
     Status {
         reply: oneshot::Sender<Status>,
+    },
+    /// The node's metrics in Prometheus text format.
+    Metrics {
+        reply: oneshot::Sender<String>,
     },
     /// This node's own copy of a key, without routing.
     LocalGet {
@@ -107,7 +115,9 @@ pub struct Driver {
     /// Durable writes come back here from the store's writer thread.
     applied_tx: mpsc::UnboundedSender<(StoreOpId, StoreResult)>,
     applied_rx: mpsc::UnboundedReceiver<(StoreOpId, StoreResult)>,
-    kv_ops: HashMap<KvOpId, oneshot::Sender<Result<KvOutcome, KvError>>>,
+    /// Operations the handle waits for: where to answer, when they
+    /// started and what kind they are (for metrics).
+    kv_ops: HashMap<KvOpId, (KvReply, Instant, &'static str)>,
     start: Instant,
     /// `now()` at `start`, in microseconds since the Unix epoch.
     epoch: u64,
@@ -121,7 +131,7 @@ pub struct Driver {
     readers: SelectAll<BoxStream<'static, ReadItem>>,
     /// API addresses of peers, from their Hellos.
     peers: HashMap<SocketAddr, crate::PeerInfo>,
-    lookups: HashMap<LookupId, oneshot::Sender<Result<LookupResult, LookupError>>>,
+    lookups: HashMap<LookupId, (oneshot::Sender<Result<LookupResult, LookupError>>, Instant)>,
     queries: HashMap<QueryId, oneshot::Sender<Option<Neighbors>>>,
     /// Waiting for every virtual node to join (or one to fail).
     join_waiter: Option<oneshot::Sender<Result<(), ()>>>,
@@ -137,6 +147,7 @@ pub struct Driver {
     answers_rx: mpsc::Receiver<Answer>,
     /// The application's subscription streams.
     topics: LocalTopics,
+    metrics: NodeMetrics,
 }
 
 impl Driver {
@@ -177,6 +188,7 @@ impl Driver {
             answers_tx,
             answers_rx,
             topics: LocalTopics::default(),
+            metrics: NodeMetrics::new(),
         }
     }
 
@@ -278,7 +290,7 @@ impl Driver {
         match cmd {
             Command::Lookup { key, mode, reply } => {
                 let id = self.core.start_lookup(now, key, mode);
-                self.lookups.insert(id, reply);
+                self.lookups.insert(id, (reply, Instant::now()));
             }
             Command::QueryNeighbors { node, reply } => {
                 let id = self.core.query_neighbors(now, node);
@@ -286,6 +298,9 @@ impl Driver {
             }
             Command::Status { reply } => {
                 let _ = reply.send(self.status());
+            }
+            Command::Metrics { reply } => {
+                let _ = reply.send(self.render_metrics());
             }
             Command::LocalGet { key, reply } => {
                 let id = chordal_core::Id::hash(&key);
@@ -303,6 +318,15 @@ impl Driver {
                 let _ = reply.send(info);
             }
             Command::Kv { op, reply } => {
+                let name = match &op {
+                    KvOp::Put { .. } => "put",
+                    KvOp::Get { .. } => "get",
+                    KvOp::Delete { .. } => "delete",
+                    KvOp::Deliver {
+                        want_reply: false, ..
+                    } => "send",
+                    _ => "request",
+                };
                 let id = match op {
                     KvOp::Put { key, value } => self.core.put(now, key, value),
                     KvOp::Get { key } => self.core.get(now, key),
@@ -315,7 +339,7 @@ impl Driver {
                     KvOp::Deliver { key, payload, .. } => self.core.request(now, key, payload),
                     _ => return,
                 };
-                self.kv_ops.insert(id, reply);
+                self.kv_ops.insert(id, (reply, Instant::now(), name));
             }
             Command::Direct {
                 to,
@@ -323,17 +347,17 @@ impl Driver {
                 want_reply,
                 reply,
             } => {
-                let id = if want_reply {
-                    self.core.request_to(now, to, payload)
+                let (id, name) = if want_reply {
+                    (self.core.request_to(now, to, payload), "request_to")
                 } else {
-                    self.core.send_to(now, to, payload)
+                    (self.core.send_to(now, to, payload), "send_to")
                 };
-                self.kv_ops.insert(id, reply);
+                self.kv_ops.insert(id, (reply, Instant::now(), name));
             }
             Command::Subscribe { topic, sub, reply } => {
                 self.topics.add(topic.clone(), sub);
                 let id = self.core.subscribe(now, topic);
-                self.kv_ops.insert(id, reply);
+                self.kv_ops.insert(id, (reply, Instant::now(), "subscribe"));
             }
             Command::Publish {
                 topic,
@@ -341,10 +365,28 @@ impl Driver {
                 reply,
             } => {
                 let id = self.core.publish(now, topic, payload);
-                self.kv_ops.insert(id, reply);
+                self.kv_ops.insert(id, (reply, Instant::now(), "publish"));
             }
             Command::Leave { .. } | Command::Abort { .. } => unreachable!("handled in run"),
         }
+    }
+
+    /// The metrics text: the recorder's, topped up with the core's
+    /// counters and the current state.
+    fn render_metrics(&self) -> String {
+        let stats = &self.ctx.stats;
+        let joined = self.core.vnodes().iter().filter(|v| v.is_joined()).count();
+        let now = Snapshot {
+            connections: self.conns.len(),
+            keys_stored: self.store.count().unwrap_or(0),
+            vnodes_joined: joined,
+            vnodes_joining: self.core.vnodes().len() - joined,
+            bad_handshakes: stats.bad_handshakes.load(Ordering::Relaxed),
+            bad_frames: stats.bad_frames.load(Ordering::Relaxed),
+            dropped_out: stats.dropped_out.load(Ordering::Relaxed),
+            app_refused: stats.app_refused.load(Ordering::Relaxed),
+        };
+        self.metrics.render(&self.core.counters(), &now)
     }
 
     /// A frame (or the end) of one connection.
@@ -355,6 +397,7 @@ impl Driver {
             Some(Ok(bytes)) => match chordal_wire::decode_envelope(&bytes, self.core.addr()) {
                 Ok(env) if env.from.addr == addr => {
                     stats.frames_in.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.received(env.msg.kind(), bytes.len());
                     if let Some(c) = self.conns.get_mut(&conn_id) {
                         c.last_active = Instant::now();
                     }
@@ -471,8 +514,14 @@ impl Driver {
             while let Some(env) = self.core.poll_transmit() {
                 progressed = true;
                 let buf = self.batch.entry(env.to.addr).or_default();
+                let before = buf.len();
                 chordal_wire::encode_frame(&env, buf);
+                self.metrics.sent(env.msg.kind(), buf.len() - before);
                 self.ctx.stats.frames_out.fetch_add(1, Ordering::Relaxed);
+            }
+            let hops = self.core.take_hop_samples();
+            if !hops.is_empty() {
+                self.metrics.hops(&hops);
             }
             while let Some(event) = self.core.poll_event() {
                 progressed = true;
@@ -560,12 +609,14 @@ impl Driver {
     fn event(&mut self, event: Event) {
         match &event {
             Event::LookupDone { lookup, result } => {
-                if let Some(reply) = self.lookups.remove(lookup) {
+                if let Some((reply, started)) = self.lookups.remove(lookup) {
+                    self.metrics.lookup(started.elapsed());
                     let _ = reply.send(result.clone());
                 }
             }
             Event::KvDone { op, result } => {
-                if let Some(reply) = self.kv_ops.remove(op) {
+                if let Some((reply, started, name)) = self.kv_ops.remove(op) {
+                    self.metrics.request(name, started.elapsed());
                     let _ = reply.send(result.clone());
                 }
             }

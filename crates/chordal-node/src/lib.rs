@@ -66,6 +66,7 @@ mod conn;
 mod driver;
 mod events;
 pub mod local;
+mod metrics;
 mod outbox;
 mod pool;
 mod status;
@@ -627,6 +628,13 @@ impl Node {
             .await
             .map_err(|_| KvCallError::Stopped)?;
         r.map_err(KvCallError::Kv)
+    }
+
+    /// This node's metrics in Prometheus text format (what `GET /metrics`
+    /// serves): messages and bytes by type, lookups and hops, latencies,
+    /// stabilization, routing changes, connections, keys, errors by kind.
+    pub async fn metrics(&self) -> Result<String, NodeError> {
+        self.ask(|reply| Command::Metrics { reply }).await
     }
 
     /// This node's own copy of `key` (a tombstone included), without

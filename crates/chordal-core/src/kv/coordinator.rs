@@ -255,6 +255,9 @@ impl Node {
     }
 
     fn kv_done(&mut self, id: u64, result: Result<KvOutcome, KvError>) {
+        if let Err(e) = &result {
+            self.counting.error(e.kind());
+        }
         // Operations pub/sub started itself: its business, not an event.
         if let Some(what) = self.pubsub.internal.remove(&id) {
             self.pubsub.done.push_back((what, result));

@@ -134,6 +134,8 @@ struct Iterative {
 #[derive(Debug)]
 pub struct VNode {
     config: Config,
+    /// `stabilize` rounds run (for metrics).
+    stabilize_rounds: u64,
     table: RoutingTable,
     phase: Phase,
     rng: Rng,
@@ -188,6 +190,7 @@ impl VNode {
             fingers_changed: false,
             heard_from_pred: None,
             keys_stored: 0,
+            stabilize_rounds: 0,
             range: None,
             recently_failed: VecDeque::new(),
             lost_peers: VecDeque::new(),
@@ -355,6 +358,11 @@ impl VNode {
             successors: self.table.successors_or_me(),
             keys_stored: self.keys_stored,
         }
+    }
+
+    /// `stabilize` rounds this virtual node has run.
+    pub fn stabilize_rounds(&self) -> u64 {
+        self.stabilize_rounds
     }
 
     /// Records the process stores, reported in `Neighbors` answers.

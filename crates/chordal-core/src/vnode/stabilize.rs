@@ -105,6 +105,7 @@ impl VNode {
     /// Paper Fig. 6 `stabilize`: ask the successor for its predecessor.
     /// Also probes, now and then, a peer dropped as failed (`merge.rs`).
     pub(super) fn stabilize(&mut self, now: Time) {
+        self.stabilize_rounds += 1;
         self.maybe_probe_lost_peer(now);
         let me = self.me();
         if self.table.successor() == me {

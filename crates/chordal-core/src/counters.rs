@@ -1,0 +1,94 @@
+//! What a node counts about itself, for metrics: plain numbers the core
+//! bumps as things happen; the driver reads them ([`Node::counters`]) and
+//! drains hop samples ([`Node::take_hop_samples`]) to export them.
+
+use crate::{KvError, LookupError, Node};
+use std::collections::BTreeMap;
+
+/// Hop samples kept until the driver takes them; more are dropped.
+const MAX_HOP_SAMPLES: usize = 4096;
+
+/// Running totals of one node (all its virtual nodes).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// `stabilize` rounds run.
+    pub stabilize_rounds: u64,
+    /// Successor and predecessor changes.
+    pub routing_changes: u64,
+    /// Lookups this node started (its own and the store's) that found the
+    /// owner.
+    pub lookups_ok: u64,
+    /// Failures by kind: `lookup_timeout`, `kv_quorum_failed`, …
+    pub errors: BTreeMap<&'static str, u64>,
+}
+
+/// Core-side state behind [`Counters`].
+#[derive(Debug, Default)]
+pub(crate) struct Counting {
+    pub counters: Counters,
+    pub hop_samples: Vec<u32>,
+}
+
+impl Counting {
+    pub fn error(&mut self, kind: &'static str) {
+        *self.counters.errors.entry(kind).or_default() += 1;
+    }
+
+    pub fn lookup_done(&mut self, result: &Result<crate::LookupResult, LookupError>) {
+        match result {
+            Ok(r) => {
+                self.counters.lookups_ok += 1;
+                if self.hop_samples.len() < MAX_HOP_SAMPLES {
+                    self.hop_samples.push(r.hops);
+                }
+            }
+            Err(e) => self.error(e.kind()),
+        }
+    }
+}
+
+impl LookupError {
+    /// A short name for metrics labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LookupError::Timeout => "lookup_timeout",
+            LookupError::HopLimit => "lookup_hop_limit",
+            LookupError::NoRoute => "lookup_no_route",
+            LookupError::NotJoined => "lookup_not_joined",
+            LookupError::Overloaded => "lookup_overloaded",
+        }
+    }
+}
+
+impl KvError {
+    /// A short name for metrics labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            KvError::Timeout => "kv_timeout",
+            KvError::NotJoined => "kv_not_joined",
+            KvError::Overloaded => "kv_overloaded",
+            KvError::Lookup(_) => "kv_lookup_failed",
+            KvError::Redirects => "kv_redirects",
+            KvError::QuorumFailed { .. } => "kv_quorum_failed",
+            KvError::StoreFailed => "kv_store_failed",
+            KvError::Refused => "kv_refused",
+            KvError::Unreachable => "kv_unreachable",
+        }
+    }
+}
+
+impl Node {
+    /// This node's running totals (stabilization rounds summed over its
+    /// virtual nodes).
+    pub fn counters(&self) -> Counters {
+        let mut c = self.counting.counters.clone();
+        c.stabilize_rounds = self.vnodes.iter().map(|v| v.stabilize_rounds()).sum();
+        c
+    }
+
+    /// The hop counts of lookups finished since the last call (at most a
+    /// few thousand are kept): for a hops histogram.
+    pub fn take_hop_samples(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.counting.hop_samples)
+    }
+}

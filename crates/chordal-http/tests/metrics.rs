@@ -1,0 +1,136 @@
+//! `GET /metrics` parses as Prometheus text, follows the naming
+//! conventions, and its counters move when traffic flows.
+
+use chordal_http::{ApiConfig, serve};
+use chordal_node::local::{LocalRing, quick_config};
+use prometheus_parse::{Scrape, Value};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// GET `path` with a blocking client (run off the runtime).
+async fn get(api: SocketAddr, path: &str) -> (String, String) {
+    let path = path.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(api).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).unwrap();
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+        (head.to_string(), body.to_string())
+    })
+    .await
+    .unwrap()
+}
+
+fn parse(body: &str) -> Scrape {
+    Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).expect("Prometheus text")
+}
+
+/// The sum of a counter's samples whose labels include `labels`.
+fn counter(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    s.samples
+        .iter()
+        .filter(|x| x.metric == name)
+        .filter(|x| labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+        .map(|x| match x.value {
+            Value::Counter(v) | Value::Untyped(v) | Value::Gauge(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+/// A histogram's total count.
+fn histogram_count(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    s.samples
+        .iter()
+        .filter(|x| x.metric == name)
+        .filter(|x| labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+        .map(|x| match &x.value {
+            Value::Histogram(buckets) => buckets.last().map(|b| b.count).unwrap_or(0.0),
+            _ => 0.0,
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_parse_and_move_with_traffic() {
+    let ring = LocalRing::start_settled(3, quick_config(), Duration::from_secs(20))
+        .await
+        .unwrap()
+        .expect("ring settles");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = listener.local_addr().unwrap();
+    let node = ring.nodes[0].clone();
+    tokio::spawn(serve(
+        listener,
+        node.clone(),
+        ApiConfig::default(),
+        std::future::pending(),
+    ));
+
+    let (head, body) = get(api, "/metrics").await;
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    let before = parse(&body);
+    // Conventions: every metric is ours, counters end in _total,
+    // histograms of time in _seconds.
+    for sample in &before.samples {
+        assert!(sample.metric.starts_with("chordal_"), "{}", sample.metric);
+        match sample.value {
+            Value::Counter(_) => assert!(sample.metric.ends_with("_total"), "{}", sample.metric),
+            Value::Histogram(_) if sample.metric.contains("duration") => {
+                assert!(sample.metric.ends_with("_seconds"), "{}", sample.metric)
+            }
+            _ => {}
+        }
+    }
+    assert!(counter(&before, "chordal_stabilize_rounds_total", &[]) > 0.0);
+    assert_eq!(
+        counter(&before, "chordal_vnodes", &[("state", "joined")]),
+        1.0
+    );
+    assert!(counter(&before, "chordal_connections", &[]) >= 1.0);
+
+    // Traffic: puts and gets through node 0, lookups through its API.
+    for k in 0..50 {
+        let key = format!("m-{k}").into_bytes();
+        node.put(key.clone(), b"v".to_vec()).await.unwrap();
+        node.get(key).await.unwrap();
+    }
+    for k in 0..10 {
+        let (head, _) = get(api, &format!("/v1/locate/x{k}")).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    }
+    let (_, body) = get(api, "/metrics").await;
+    let after = parse(&body);
+    assert_eq!(
+        histogram_count(&after, "chordal_request_duration_seconds", &[("op", "put")]),
+        50.0
+    );
+    assert_eq!(
+        histogram_count(&after, "chordal_request_duration_seconds", &[("op", "get")]),
+        50.0
+    );
+    assert_eq!(
+        histogram_count(&after, "chordal_lookup_duration_seconds", &[]),
+        10.0
+    );
+    assert!(histogram_count(&after, "chordal_lookup_hops", &[]) >= 10.0);
+    let moved = |name: &str, labels: &[(&str, &str)]| {
+        counter(&after, name, labels) > counter(&before, name, labels)
+    };
+    assert!(
+        moved("chordal_sent_messages_total", &[("type", "kv_request")])
+            || moved("chordal_sent_messages_total", &[("type", "replicate")])
+    );
+    assert!(moved("chordal_sent_bytes_total", &[]));
+    assert!(moved("chordal_received_messages_total", &[]));
+    assert!(moved("chordal_handoff_sent_messages_total", &[]));
+    assert!(moved("chordal_lookups_total", &[]));
+    assert!(counter(&after, "chordal_keys_stored", &[]) > 0.0);
+    ring.leave_all().await;
+}

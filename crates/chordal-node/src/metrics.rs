@@ -1,0 +1,300 @@
+//! A node's metrics in Prometheus text format (`Node::metrics`, served at
+//! `GET /metrics`). Each node has its own recorder — several nodes often
+//! share a process (`chordal cluster`, tests) and must not mix their
+//! numbers — fed by the driver as messages flow and requests finish, and
+//! topped up from the core's counters when rendered.
+
+use chordal_core::Counters;
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder, Unit};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+use std::collections::HashMap;
+use std::time::Duration;
+
+static META: Metadata<'static> = Metadata::new("chordal", Level::INFO, None);
+
+/// Seconds buckets for latencies: 50 µs … 10 s.
+const SECONDS: [f64; 16] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 10.0,
+];
+/// Hop-count buckets.
+const HOPS: [f64; 12] = [
+    0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 10.0, 12.0, 16.0,
+];
+
+/// Every metric, its kind and its help text.
+const DESCRIPTIONS: [(&str, char, &str); 18] = [
+    (
+        "chordal_sent_messages_total",
+        'c',
+        "Peer messages sent, by type.",
+    ),
+    (
+        "chordal_sent_bytes_total",
+        'c',
+        "Bytes of peer messages sent (frames), by type.",
+    ),
+    (
+        "chordal_received_messages_total",
+        'c',
+        "Peer messages received, by type.",
+    ),
+    (
+        "chordal_received_bytes_total",
+        'c',
+        "Bytes of peer messages received (frames), by type.",
+    ),
+    (
+        "chordal_lookup_hops",
+        'h',
+        "Hops of lookups this node started (its own and the store's).",
+    ),
+    (
+        "chordal_lookup_duration_seconds",
+        'h',
+        "Latency of lookups asked of this node through its API.",
+    ),
+    (
+        "chordal_request_duration_seconds",
+        'h',
+        "Latency of requests to this node (put, get, delete, send, request, publish, subscribe), by op.",
+    ),
+    (
+        "chordal_lookups_total",
+        'c',
+        "Lookups this node started that found the owner.",
+    ),
+    (
+        "chordal_errors_total",
+        'c',
+        "Failures, by kind (lookups, store operations, peers' frames and handshakes, full queues).",
+    ),
+    (
+        "chordal_stabilize_rounds_total",
+        'c',
+        "Stabilization rounds run (all virtual nodes).",
+    ),
+    (
+        "chordal_routing_changes_total",
+        'c',
+        "Successor and predecessor changes.",
+    ),
+    ("chordal_connections", 'g', "Open peer connections."),
+    (
+        "chordal_keys_stored",
+        'g',
+        "Records in this node's store (tombstones included).",
+    ),
+    ("chordal_vnodes", 'g', "Virtual nodes hosted, by state."),
+    (
+        "chordal_handoff_sent_messages_total",
+        'c',
+        "Messages that copy records to other nodes (replication, handoff, range sync).",
+    ),
+    (
+        "chordal_handoff_sent_bytes_total",
+        'c',
+        "Bytes of messages that copy records to other nodes.",
+    ),
+    (
+        "chordal_repair_messages_total",
+        'c',
+        "Range-sync messages sent (summaries, differences): the cost of repair.",
+    ),
+    (
+        "chordal_frames_dropped_total",
+        'c',
+        "Outgoing frames dropped because a peer's queue was full.",
+    ),
+];
+
+/// Message types that carry records to other nodes.
+const HANDOFF: [&str; 1] = ["replicate"];
+/// Message types of range sync.
+const REPAIR: [&str; 2] = ["sync_summary", "sync_diff"];
+
+/// One node's metrics.
+pub(crate) struct NodeMetrics {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    sent: HashMap<&'static str, (Counter, Counter)>,
+    received: HashMap<&'static str, (Counter, Counter)>,
+    requests: HashMap<&'static str, Histogram>,
+    lookup_seconds: Histogram,
+    hops: Histogram,
+    /// Messages and bytes copying records to other nodes.
+    handoff: (Counter, Counter),
+    /// Range-sync messages.
+    repair: Counter,
+}
+
+impl NodeMetrics {
+    pub fn new() -> NodeMetrics {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS)
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full("chordal_lookup_hops".into()), &HOPS)
+            })
+            .expect("bucket lists are non-empty")
+            .build_recorder();
+        for (name, kind, help) in DESCRIPTIONS {
+            let (name, help) = (KeyName::from_const_str(name), help.into());
+            match kind {
+                'c' => recorder.describe_counter(name, None, help),
+                'g' => recorder.describe_gauge(name, None, help),
+                _ => {
+                    let unit = name.as_str().ends_with("_seconds").then_some(Unit::Seconds);
+                    recorder.describe_histogram(name, unit, help)
+                }
+            }
+        }
+        let handle = recorder.handle();
+        let lookup_seconds = histogram(&recorder, "chordal_lookup_duration_seconds", vec![]);
+        let hops = histogram(&recorder, "chordal_lookup_hops", vec![]);
+        let handoff = (
+            counter(&recorder, "chordal_handoff_sent_messages_total", vec![]),
+            counter(&recorder, "chordal_handoff_sent_bytes_total", vec![]),
+        );
+        let repair = counter(&recorder, "chordal_repair_messages_total", vec![]);
+        NodeMetrics {
+            handoff,
+            repair,
+            recorder,
+            handle,
+            sent: HashMap::new(),
+            received: HashMap::new(),
+            requests: HashMap::new(),
+            lookup_seconds,
+            hops,
+        }
+    }
+
+    /// A frame of `bytes` carrying a `kind` message went out.
+    pub fn sent(&mut self, kind: &'static str, bytes: usize) {
+        let recorder = &self.recorder;
+        let (n, b) = self.sent.entry(kind).or_insert_with(|| {
+            let labels = || vec![Label::new("type", kind)];
+            (
+                counter(recorder, "chordal_sent_messages_total", labels()),
+                counter(recorder, "chordal_sent_bytes_total", labels()),
+            )
+        });
+        n.increment(1);
+        b.increment(bytes as u64);
+        if HANDOFF.contains(&kind) {
+            self.handoff.0.increment(1);
+            self.handoff.1.increment(bytes as u64);
+        } else if REPAIR.contains(&kind) {
+            self.repair.increment(1);
+        }
+    }
+
+    /// A frame of `bytes` carrying a `kind` message came in.
+    pub fn received(&mut self, kind: &'static str, bytes: usize) {
+        let recorder = &self.recorder;
+        let (n, b) = self.received.entry(kind).or_insert_with(|| {
+            let labels = || vec![Label::new("type", kind)];
+            (
+                counter(recorder, "chordal_received_messages_total", labels()),
+                counter(recorder, "chordal_received_bytes_total", labels()),
+            )
+        });
+        n.increment(1);
+        b.increment(bytes as u64);
+    }
+
+    /// A request of kind `op` took `took`.
+    pub fn request(&mut self, op: &'static str, took: Duration) {
+        let recorder = &self.recorder;
+        self.requests
+            .entry(op)
+            .or_insert_with(|| {
+                let labels = vec![Label::new("op", op)];
+                histogram(recorder, "chordal_request_duration_seconds", labels)
+            })
+            .record(took.as_secs_f64());
+    }
+
+    /// An API lookup took `took`.
+    pub fn lookup(&self, took: Duration) {
+        self.lookup_seconds.record(took.as_secs_f64());
+    }
+
+    /// Lookups finished with these hop counts.
+    pub fn hops(&self, samples: &[u32]) {
+        for h in samples {
+            self.hops.record(*h as f64);
+        }
+    }
+
+    /// The Prometheus text, after taking in the core's counters and the
+    /// node's current state.
+    pub fn render(&self, core: &Counters, now: &Snapshot) -> String {
+        let r = &self.recorder;
+        let set =
+            |name: &'static str, labels: Vec<Label>, v: u64| counter(r, name, labels).absolute(v);
+        let gauge = |name: &'static str, labels: Vec<Label>, v: f64| gauge(r, name, labels).set(v);
+        set("chordal_lookups_total", vec![], core.lookups_ok);
+        set(
+            "chordal_stabilize_rounds_total",
+            vec![],
+            core.stabilize_rounds,
+        );
+        set(
+            "chordal_routing_changes_total",
+            vec![],
+            core.routing_changes,
+        );
+        let mut errors: Vec<(&'static str, u64)> =
+            core.errors.iter().map(|(k, v)| (*k, *v)).collect();
+        errors.extend([
+            ("bad_handshake", now.bad_handshakes),
+            ("bad_frame", now.bad_frames),
+            ("app_inbox_full", now.app_refused),
+        ]);
+        for (kind, n) in errors {
+            set("chordal_errors_total", vec![Label::new("kind", kind)], n);
+        }
+        set("chordal_frames_dropped_total", vec![], now.dropped_out);
+        gauge("chordal_connections", vec![], now.connections as f64);
+        gauge("chordal_keys_stored", vec![], now.keys_stored as f64);
+        gauge(
+            "chordal_vnodes",
+            vec![Label::new("state", "joined")],
+            now.vnodes_joined as f64,
+        );
+        gauge(
+            "chordal_vnodes",
+            vec![Label::new("state", "joining")],
+            now.vnodes_joining as f64,
+        );
+        self.handle.render()
+    }
+}
+
+/// What the driver knows at render time.
+#[derive(Debug, Default)]
+pub(crate) struct Snapshot {
+    pub connections: usize,
+    pub keys_stored: u64,
+    pub vnodes_joined: usize,
+    pub vnodes_joining: usize,
+    pub bad_handshakes: u64,
+    pub bad_frames: u64,
+    pub dropped_out: u64,
+    pub app_refused: u64,
+}
+
+fn counter(r: &PrometheusRecorder, name: &'static str, labels: Vec<Label>) -> Counter {
+    r.register_counter(&Key::from_parts(name, labels), &META)
+}
+
+fn gauge(r: &PrometheusRecorder, name: &'static str, labels: Vec<Label>) -> Gauge {
+    r.register_gauge(&Key::from_parts(name, labels), &META)
+}
+
+fn histogram(r: &PrometheusRecorder, name: &'static str, labels: Vec<Label>) -> Histogram {
+    r.register_histogram(&Key::from_parts(name, labels), &META)
+}
