@@ -173,16 +173,8 @@ impl NodeMetrics {
 
     /// A frame of `bytes` carrying a `kind` message went out.
     pub fn sent(&mut self, kind: &'static str, bytes: usize) {
-        let recorder = &self.recorder;
-        let (n, b) = self.sent.entry(kind).or_insert_with(|| {
-            let labels = || vec![Label::new("type", kind)];
-            (
-                counter(recorder, "chordal_sent_messages_total", labels()),
-                counter(recorder, "chordal_sent_bytes_total", labels()),
-            )
-        });
-        n.increment(1);
-        b.increment(bytes as u64);
+        let names = ("chordal_sent_messages_total", "chordal_sent_bytes_total");
+        count(&self.recorder, &mut self.sent, names, kind, bytes);
         if HANDOFF.contains(&kind) {
             self.handoff.0.increment(1);
             self.handoff.1.increment(bytes as u64);
@@ -193,16 +185,11 @@ impl NodeMetrics {
 
     /// A frame of `bytes` carrying a `kind` message came in.
     pub fn received(&mut self, kind: &'static str, bytes: usize) {
-        let recorder = &self.recorder;
-        let (n, b) = self.received.entry(kind).or_insert_with(|| {
-            let labels = || vec![Label::new("type", kind)];
-            (
-                counter(recorder, "chordal_received_messages_total", labels()),
-                counter(recorder, "chordal_received_bytes_total", labels()),
-            )
-        });
-        n.increment(1);
-        b.increment(bytes as u64);
+        let names = (
+            "chordal_received_messages_total",
+            "chordal_received_bytes_total",
+        );
+        count(&self.recorder, &mut self.received, names, kind, bytes);
     }
 
     /// A request of kind `op` took `took`.
@@ -285,6 +272,23 @@ pub(crate) struct Snapshot {
     pub bad_frames: u64,
     pub dropped_out: u64,
     pub app_refused: u64,
+}
+
+/// Counts one message of `kind` and its bytes in `by_type` (registering
+/// the pair of counters `names` for a new type).
+fn count(
+    r: &PrometheusRecorder,
+    by_type: &mut HashMap<&'static str, (Counter, Counter)>,
+    names: (&'static str, &'static str),
+    kind: &'static str,
+    bytes: usize,
+) {
+    let (n, b) = by_type.entry(kind).or_insert_with(|| {
+        let labels = || vec![Label::new("type", kind)];
+        (counter(r, names.0, labels()), counter(r, names.1, labels()))
+    });
+    n.increment(1);
+    b.increment(bytes as u64);
 }
 
 fn counter(r: &PrometheusRecorder, name: &'static str, labels: Vec<Label>) -> Counter {
