@@ -97,5 +97,14 @@ pub fn ring(r: &RingJson) -> String {
             n.keys_stored.to_string(),
         ]);
     }
-    format!("{t}\n{} nodes\n", r.count)
+    let mut out = format!("{t}\n{} nodes\n", r.count);
+    if r.problems.is_empty() {
+        out.push_str("no problems seen\n");
+    } else {
+        out.push_str(&format!("{} problem(s):\n", r.problems.len()));
+        for p in &r.problems {
+            out.push_str(&format!("  - {p}\n"));
+        }
+    }
+    out
 }

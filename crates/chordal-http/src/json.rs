@@ -63,6 +63,9 @@ pub struct RingNodeJson {
 pub struct RingJson {
     pub nodes: Vec<RingNodeJson>,
     pub count: usize,
+    /// What looks wrong, in words (empty for a healthy ring).
+    #[serde(default)]
+    pub problems: Vec<String>,
 }
 
 /// `GET /v1/locate/{key}`.

@@ -190,8 +190,10 @@ async fn node_status(State(s): State<AppState>) -> Result<Json<NodeStatusJson>, 
 }
 
 async fn ring(State(s): State<AppState>) -> Result<Json<RingJson>, ApiError> {
-    let members = s.node.walk_ring(s.config.max_ring).await?;
-    let nodes: Vec<RingNodeJson> = members
+    let survey = s.node.survey_ring(s.config.max_ring).await?;
+    let problems = survey.problems(s.config.replicas);
+    let nodes: Vec<RingNodeJson> = survey
+        .members
         .iter()
         .map(|m| RingNodeJson {
             id: m.node.id.to_hex(),
@@ -204,6 +206,7 @@ async fn ring(State(s): State<AppState>) -> Result<Json<RingJson>, ApiError> {
     Ok(Json(RingJson {
         count: nodes.len(),
         nodes,
+        problems,
     }))
 }
 

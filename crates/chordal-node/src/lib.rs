@@ -70,6 +70,7 @@ mod metrics;
 mod outbox;
 mod pool;
 mod status;
+mod survey;
 mod topics;
 
 pub use app::{Incoming, Messages, Responder};
@@ -78,6 +79,7 @@ pub use client::{Client, ClientConfig, ClientError};
 pub use conn::WireStats;
 pub use events::{NodeEvent, NodeEvents};
 pub use status::{Finger, Status, VNodeStatus};
+pub use survey::RingSurvey;
 pub use topics::{Publication, Subscription};
 
 use chordal_core::{
@@ -224,6 +226,9 @@ pub struct RingMember {
     pub api: Option<SocketAddr>,
     /// The service beside it (`--service`), if declared.
     pub service: Option<String>,
+    /// Its predecessor and successor list when asked.
+    pub predecessor: Option<NodeRef>,
+    pub successors: Vec<NodeRef>,
     pub keys_stored: u64,
 }
 
@@ -670,8 +675,15 @@ impl Node {
     /// A node that does not answer is skipped via the previous node's
     /// successor list.
     pub async fn walk_ring(&self, limit: usize) -> Result<Vec<RingMember>, NodeError> {
+        Ok(self.survey_ring(limit).await?.members)
+    }
+
+    /// Walks the ring like [`Node::walk_ring`], also noting the nodes that
+    /// did not answer; [`RingSurvey::problems`] says what looks wrong.
+    pub async fn survey_ring(&self, limit: usize) -> Result<RingSurvey, NodeError> {
         let start = self.me();
         let mut members: Vec<RingMember> = Vec::new();
+        let mut unreachable: Vec<(NodeRef, NodeRef)> = Vec::new();
         let mut cur = start;
         let mut fallbacks: Vec<NodeRef> = Vec::new();
         while members.len() < limit {
@@ -683,6 +695,8 @@ impl Node {
                         api: peer.api,
                         service: peer.service,
                         keys_stored: n.keys_stored,
+                        predecessor: n.predecessor,
+                        successors: n.successors.clone(),
                     });
                     fallbacks = n.successors.clone();
                     let next = n.successors.first().copied().unwrap_or(start);
@@ -694,6 +708,9 @@ impl Node {
                 }
                 None => {
                     // `cur` is dead: try the next entry of the last list.
+                    if let Some(named_by) = members.last() {
+                        unreachable.push((cur, named_by.node));
+                    }
                     match fallbacks.first().copied() {
                         Some(f) if f != start => {
                             fallbacks.remove(0);
@@ -704,7 +721,10 @@ impl Node {
                 }
             }
         }
-        Ok(members)
+        Ok(RingSurvey {
+            members,
+            unreachable,
+        })
     }
 
     /// Stops at once without a word to anyone, as if the process crashed:
