@@ -4,6 +4,7 @@
 //! - `heal`: time until every successor pointer (hence every lookup) is
 //!   right again after a join and after a crash.
 //! - `idle`: CPU and memory of an idle ring.
+//! - `metrics`: time to render a node's /metrics in a busy ring.
 //! - `kv`, `pubsub` and `gateway` (`bench_kv.rs`, `bench_pubsub.rs`,
 //!   `bench_gateway.rs`).
 
@@ -30,6 +31,19 @@ pub enum BenchCommand {
     Pubsub(crate::bench_pubsub::PubSubArgs),
     /// Latency the gateway adds, its throughput, and failover time.
     Gateway(crate::bench_gateway::GatewayBenchArgs),
+    /// Time to render a node's /metrics in a busy ring.
+    Metrics(MetricsArgs),
+}
+
+#[derive(Args)]
+pub struct MetricsArgs {
+    #[arg(long, default_value_t = 128)]
+    nodes: usize,
+    /// Renders timed.
+    #[arg(long, default_value_t = 500)]
+    scrapes: usize,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -96,9 +110,10 @@ pub fn run_blocking(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Lookup(a) => a.runtime,
         BenchCommand::Heal(a) => a.runtime,
         BenchCommand::Idle(a) => a.runtime,
-        BenchCommand::Kv(_) | BenchCommand::Pubsub(_) | BenchCommand::Gateway(_) => {
-            RuntimeKind::Multi
-        }
+        BenchCommand::Kv(_)
+        | BenchCommand::Pubsub(_)
+        | BenchCommand::Gateway(_)
+        | BenchCommand::Metrics(_) => RuntimeKind::Multi,
     };
     let rt = match kind {
         RuntimeKind::Multi => tokio::runtime::Builder::new_multi_thread()
@@ -119,7 +134,64 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Kv(a) => crate::bench_kv::run(a).await,
         BenchCommand::Pubsub(a) => crate::bench_pubsub::run(a).await,
         BenchCommand::Gateway(a) => crate::bench_gateway::run(a).await,
+        BenchCommand::Metrics(a) => metrics(a).await,
     }
+}
+
+/// Renders node 0's metrics after every node did some of everything
+/// (puts, gets, lookups), so that every series exists.
+async fn metrics(args: MetricsArgs) -> Result<()> {
+    eprintln!("starting {} nodes...", args.nodes);
+    let ring = ready_ring(args.nodes).await?;
+    for (i, node) in ring.nodes.iter().enumerate() {
+        for k in 0..5 {
+            let key = format!("m-{i}-{k}").into_bytes();
+            node.put(key.clone(), b"v".to_vec()).await?;
+            node.get(key.clone()).await?;
+            node.locate(&key).await?;
+        }
+    }
+    let node = &ring.nodes[0];
+    let text = node.metrics().await?;
+    let series = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .count();
+    let mut took = Vec::with_capacity(args.scrapes);
+    for _ in 0..args.scrapes {
+        let t0 = Instant::now();
+        let text = node.metrics().await?;
+        took.push(t0.elapsed());
+        std::hint::black_box(text);
+    }
+    took.sort();
+    let (p50, p99) = (percentile(&took, 0.5), percentile(&took, 0.99));
+    if args.json {
+        println!(
+            "{}",
+            json!({"bench": "metrics", "nodes": args.nodes, "series": series, "bytes": text.len(),
+                   "render_p50_us": micros(p50), "render_p99_us": micros(p99)})
+        );
+    } else {
+        let mut t = Table::new();
+        t.load_style(UTF8_BORDERS_ONLY).set_header([
+            "nodes",
+            "series",
+            "bytes",
+            "render p50 µs",
+            "render p99 µs",
+        ]);
+        t.add_row([
+            args.nodes.to_string(),
+            series.to_string(),
+            text.len().to_string(),
+            format!("{:.0}", micros(p50)),
+            format!("{:.0}", micros(p99)),
+        ]);
+        println!("{t}");
+    }
+    ring.leave_all().await;
+    Ok(())
 }
 
 /// A converged ring with exact fingers, ready to be measured.
