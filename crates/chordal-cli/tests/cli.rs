@@ -240,10 +240,10 @@ fn bench_kv_reports_each_phase() {
     assert!(err.contains("--via node"), "{err}");
 }
 
-/// `chordal bench pubsub` and `chordal bench gateway` run small and report
+/// `chordal bench pubsub`, `gateway` and `metrics` run small and report
 /// complete, consistent figures.
 #[test]
-fn bench_pubsub_and_gateway_report() {
+fn bench_pubsub_gateway_and_metrics_report() {
     let (code, out, err) = chordal(&[
         "bench",
         "pubsub",
@@ -296,6 +296,20 @@ fn bench_pubsub_and_gateway_report() {
         "{bounded}"
     );
     assert!(rows.iter().all(|r| r["sticky"] == 1.0), "{out}");
+
+    let (code, out, err) = chordal(&[
+        "bench",
+        "metrics",
+        "--nodes",
+        "3",
+        "--scrapes",
+        "5",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert!(v["series"].as_u64().unwrap() > 20, "{v}");
+    assert!(v["render_p50_us"].as_f64().unwrap() <= v["render_p99_us"].as_f64().unwrap());
 }
 
 /// `chordal sim`: seed first, JSON results, an SVG chart; same seed, same
