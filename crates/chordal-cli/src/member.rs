@@ -229,8 +229,9 @@ pub async fn run_cluster(args: ClusterArgs) -> Result<()> {
         members.push(member);
     }
     eprintln!(
-        "{} nodes running. Try: chordal ring --node {}   (Ctrl-C stops them)",
+        "{} nodes running. Dashboard: http://{}/   Try: chordal ring --node {}   (Ctrl-C stops them)",
         members.len(),
+        members[0].api,
         members[0].api
     );
     shutdown_signal().await;

@@ -56,6 +56,12 @@ pub struct RingNodeJson {
     #[serde(default)]
     pub service: Option<String>,
     pub keys_stored: u64,
+    /// Its predecessor's id, as it said when walked.
+    #[serde(default)]
+    pub predecessor: Option<String>,
+    /// Its successor list's ids, nearest first.
+    #[serde(default)]
+    pub successors: Vec<String>,
 }
 
 /// `GET /v1/ring`.

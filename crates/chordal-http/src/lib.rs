@@ -10,6 +10,7 @@
 mod error;
 mod json;
 mod kv;
+mod live;
 mod routes;
 mod topics;
 

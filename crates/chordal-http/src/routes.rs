@@ -1,7 +1,7 @@
 //! Routes and handlers.
 
 use crate::json::*;
-use crate::{ApiError, kv, topics};
+use crate::{ApiError, kv, live, topics};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, Uri};
@@ -56,6 +56,8 @@ pub fn router(node: Node, config: ApiConfig) -> Router {
     Router::new()
         .route("/v1/health", get(health))
         .route("/metrics", get(metrics))
+        .route("/", get(live::dashboard))
+        .route("/v1/events", get(live::events))
         .route("/v1/node", get(node_status))
         .route("/v1/ring", get(ring))
         .route("/v1/locate/{*key}", get(locate))
@@ -201,6 +203,8 @@ async fn ring(State(s): State<AppState>) -> Result<Json<RingJson>, ApiError> {
             api: m.api.map(|a| a.to_string()),
             service: m.service.clone(),
             keys_stored: m.keys_stored,
+            predecessor: m.predecessor.map(|p| p.id.to_hex()),
+            successors: m.successors.iter().map(|s| s.id.to_hex()).collect(),
         })
         .collect();
     Ok(Json(RingJson {
