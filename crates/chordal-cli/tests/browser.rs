@@ -1,0 +1,277 @@
+//! The dashboard in real headless Chromium, driven through chromedriver
+//! (WebDriver over HTTP): one mark per node in id order, arcs that cover
+//! the circle once, a killed node gone from the picture within seconds,
+//! and a located key showing the owner and hops `/v1/locate` gives.
+//! Screenshots go to `target/tmp/` (CARGO_TARGET_TMPDIR).
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs
+//! them when missing).
+
+mod common;
+
+use base64::Engine as _;
+use common::*;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// A chromedriver process and one browser session in it.
+struct Browser {
+    driver: Child,
+    base: String,
+    session: String,
+    http: reqwest::Client,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        assert!(
+            std::path::Path::new(CHROMEDRIVER).exists() && std::path::Path::new(CHROMIUM).exists(),
+            "this test needs Debian's chromium and chromium-driver: run .ci/run, or apt-get install chromium chromium-driver"
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let started = Instant::now();
+        while http.get(format!("{base}/status")).send().await.is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "chromedriver did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let profile = tempfile::tempdir().unwrap();
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--window-size=1100,800",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            },
+        }}});
+        let v: Value = http
+            .post(format!("{base}/session"))
+            .json(&caps)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let session = v["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {v}"))
+            .to_string();
+        Browser {
+            driver,
+            base,
+            session,
+            http,
+            _profile: profile,
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let mut req = self.http.request(method, url);
+        if !body.is_null() {
+            req = req.json(&body);
+        }
+        let v: Value = req.send().await.unwrap().json().await.unwrap();
+        if v["value"]["error"].is_string() {
+            panic!("webdriver {path}: {v}");
+        }
+        v["value"].clone()
+    }
+
+    async fn open(&self, url: &str) {
+        self.call(reqwest::Method::POST, "/url", json!({"url": url}))
+            .await;
+    }
+
+    /// Runs `script` (a function body) in the page; its return value.
+    async fn eval(&self, script: &str) -> Value {
+        self.call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            json!({"script": script, "args": []}),
+        )
+        .await
+    }
+
+    /// Polls `script` until `done` holds for its value (or `limit`).
+    async fn until(&self, script: &str, limit: Duration, done: impl Fn(&Value) -> bool) -> Value {
+        let started = Instant::now();
+        loop {
+            let v = self.eval(script).await;
+            if done(&v) {
+                return v;
+            }
+            assert!(started.elapsed() < limit, "{script} stayed {v}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let b64 = self
+            .call(reqwest::Method::GET, "/screenshot", Value::Null)
+            .await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(b64.as_str().unwrap())
+            .unwrap();
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+        std::fs::write(dir.join(name), png).unwrap();
+    }
+
+    async fn type_and_submit(&self, selector: &str, text: &str, button: &str) {
+        let find = |sel: &str| json!({"using": "css selector", "value": sel});
+        let input = self
+            .call(reqwest::Method::POST, "/element", find(selector))
+            .await;
+        let id = element_id(&input);
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{id}/value"),
+            json!({"text": text}),
+        )
+        .await;
+        let b = self
+            .call(reqwest::Method::POST, "/element", find(button))
+            .await;
+        let id = element_id(&b);
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{id}/click"),
+            json!({}),
+        )
+        .await;
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn element_id(v: &Value) -> String {
+    v.as_object()
+        .and_then(|o| o.values().next())
+        .and_then(|x| x.as_str())
+        .unwrap()
+        .to_string()
+}
+
+/// The node ids drawn, in DOM order, and the arcs' total length over the
+/// circle's circumference.
+const MARKS: &str = r#"
+  const ids = [...document.querySelectorAll('#nodes circle.node')].map(c => c.dataset.id);
+  const arcs = [...document.querySelectorAll('#arcs path.arc')];
+  const total = arcs.reduce((s, a) => s + a.getTotalLength(), 0);
+  return { ids, arcs: arcs.length, coverage: total / (2 * Math.PI * 200) };
+"#;
+
+#[test]
+fn the_dashboard_draws_the_ring_follows_a_crash_and_locates_keys() {
+    let extra = ["--stabilize-ms", "200"];
+    let mut nodes = vec![NodeProc::start(None, &extra)];
+    for _ in 1..6 {
+        let seed = nodes[0].addr;
+        nodes.push(NodeProc::start(Some(seed), &extra));
+    }
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    eventually(Duration::from_secs(30), || ring_correct(&all)).expect("ring did not form");
+    let api: SocketAddr = nodes[0].api;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let browser = Browser::start().await;
+        browser.open(&format!("http://{api}/")).await;
+        let count = "return document.getElementById('ring').dataset.count || null;";
+        browser
+            .until(count, Duration::from_secs(15), |v| v == "6")
+            .await;
+        let drawn = browser.eval(MARKS).await;
+        let mut ids: Vec<String> = nodes.iter().map(|n| n.id.to_hex()).collect();
+        ids.sort();
+        assert_eq!(drawn["ids"], json!(ids), "one mark per node, in id order");
+        assert_eq!(drawn["arcs"], 6);
+        let coverage = drawn["coverage"].as_f64().unwrap();
+        assert!(
+            (coverage - 1.0).abs() < 0.01,
+            "arcs cover {coverage} of the circle"
+        );
+        browser.screenshot("dashboard-6-nodes.png").await;
+
+        // A node dies: the picture follows within a few seconds.
+        let victim = 3;
+        nodes[victim].kill9();
+        let gone = nodes[victim].id.to_hex();
+        let started = Instant::now();
+        browser
+            .until(count, Duration::from_secs(10), |v| v == "5")
+            .await;
+        eprintln!("dashboard showed the crash after {:?}", started.elapsed());
+        let drawn = browser.eval(MARKS).await;
+        assert!(!drawn["ids"].as_array().unwrap().contains(&json!(gone)));
+        let coverage = drawn["coverage"].as_f64().unwrap();
+        assert!(
+            (coverage - 1.0).abs() < 0.01,
+            "arcs cover {coverage} after the crash"
+        );
+        browser.screenshot("dashboard-after-crash.png").await;
+
+        // A key: owner and hops as /v1/locate says.
+        browser
+            .type_and_submit("#key", "hello", "#locate-form button")
+            .await;
+        let shown = browser
+            .until(
+                "const o = document.getElementById('located-owner'); \
+                 const h = document.getElementById('located-hops'); \
+                 return o ? { owner: o.textContent, hops: h.textContent } : null;",
+                Duration::from_secs(10),
+                |v| !v.is_null(),
+            )
+            .await;
+        let (_, truth) = get_json(api, "/v1/locate/hello");
+        let owner = truth["owner"]["id"].as_str().unwrap();
+        assert!(
+            shown["owner"].as_str().unwrap().starts_with(owner),
+            "{shown} vs {truth}"
+        );
+        assert_eq!(
+            shown["hops"],
+            truth["hops"].to_string(),
+            "{shown} vs {truth}"
+        );
+        let marked = browser
+            .eval("return document.querySelector('#nodes circle.owner')?.dataset.id || null;")
+            .await;
+        assert_eq!(marked, owner);
+        browser.screenshot("dashboard-located.png").await;
+        let draw_ms = browser
+            .eval("return document.getElementById('ring').dataset.drawMs;")
+            .await;
+        eprintln!("draw time with 5 nodes: {draw_ms} ms");
+    });
+}
