@@ -275,3 +275,69 @@ fn the_dashboard_draws_the_ring_follows_a_crash_and_locates_keys() {
         eprintln!("draw time with 5 nodes: {draw_ms} ms");
     });
 }
+
+/// The dashboard with 500 nodes (one `chordal cluster` process): every
+/// node drawn, and how long drawing takes. A stress run, not in the
+/// suite: `cargo test -p chordal-cli --test browser -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn the_dashboard_draws_500_nodes() {
+    let mut cluster = Command::new(BIN)
+        .args([
+            "cluster",
+            "--nodes",
+            "500",
+            "--base-port",
+            "0",
+            "--api-base-port",
+            "0",
+        ])
+        .args(["--stabilize-ms", "1000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Read the first address line, then keep draining (the cluster
+    // prints one line per node and must not find its stdout closed).
+    let mut out = std::io::BufReader::new(cluster.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut out, &mut first).unwrap();
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    let v: Value = serde_json::from_str(&first).unwrap();
+    let api: SocketAddr = v["api"].as_str().unwrap().parse().unwrap();
+    eventually(Duration::from_secs(300), || {
+        let (s, v) = get_json(api, "/v1/ring");
+        s == 200 && v["count"] == 500
+    })
+    .expect("the 500-node ring did not form");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let browser = Browser::start().await;
+        let opened = Instant::now();
+        browser.open(&format!("http://{api}/")).await;
+        let count = "return document.getElementById('ring').dataset.count || null;";
+        browser
+            .until(count, Duration::from_secs(60), |v| v == "500")
+            .await;
+        eprintln!("500 nodes on screen {:?} after opening", opened.elapsed());
+        let mut draws = Vec::new();
+        for _ in 0..5 {
+            // Force redraws (click-select a node) and read the draw time.
+            let ms = browser
+                .eval(
+                    "document.querySelector('#nodes circle.node:nth-child(7)') \
+                     .dispatchEvent(new MouseEvent('click')); \
+                     return document.getElementById('ring').dataset.drawMs;",
+                )
+                .await;
+            draws.push(ms.as_str().unwrap().parse::<f64>().unwrap());
+        }
+        let refresh = browser
+            .eval("return document.getElementById('ring').dataset.renderMs;")
+            .await;
+        eprintln!("draw ms with 500 nodes: {draws:?}; last refresh (fetch + draw): {refresh} ms");
+        browser.screenshot("dashboard-500-nodes.png").await;
+    });
+    let _ = cluster.kill();
+    let _ = cluster.wait();
+}
