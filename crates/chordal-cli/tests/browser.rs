@@ -222,6 +222,42 @@ fn the_dashboard_draws_the_ring_follows_a_crash_and_locates_keys() {
         );
         browser.screenshot("dashboard-6-nodes.png").await;
 
+        // Another node selected: its fingers come from its own API.
+        let other = &ids[(ids.iter().position(|i| *i == nodes[0].id.to_hex()).unwrap() + 3) % 6];
+        browser
+            .eval(&format!(
+                "document.querySelector('#nodes circle[data-id=\"{other}\"]').dispatchEvent(new MouseEvent('click')); return true;"
+            ))
+            .await;
+        browser
+            .until(
+                "return document.querySelectorAll('#arrows path.finger').length;",
+                Duration::from_secs(10),
+                |v| v.as_u64().unwrap_or(0) > 0,
+            )
+            .await;
+        browser.screenshot("dashboard-other-node.png").await;
+
+        // On a phone-sized screen nothing overflows sideways.
+        browser
+            .call(reqwest::Method::POST, "/window/rect", json!({"width": 390, "height": 844}))
+            .await;
+        let fits = browser
+            .until(
+                "return [document.documentElement.scrollWidth, window.innerWidth, \
+                 document.getElementById('ring').getBoundingClientRect().width];",
+                Duration::from_secs(5),
+                |v| v[1].as_f64().unwrap_or(1e9) < 600.0,
+            )
+            .await;
+        let (scroll, inner, svg) = (fits[0].as_f64().unwrap(), fits[1].as_f64().unwrap(), fits[2].as_f64().unwrap());
+        assert!(scroll <= inner + 1.0, "page {scroll} px wide on a {inner} px screen");
+        assert!(svg <= inner && svg > inner * 0.7, "ring {svg} px on a {inner} px screen");
+        browser.screenshot("dashboard-phone.png").await;
+        browser
+            .call(reqwest::Method::POST, "/window/rect", json!({"width": 1100, "height": 800}))
+            .await;
+
         // A node dies: the picture follows within a few seconds.
         let victim = 3;
         nodes[victim].kill9();

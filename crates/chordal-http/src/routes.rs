@@ -141,7 +141,17 @@ fn node_json(n: &NodeRef, apis: &HashMap<SocketAddr, String>) -> NodeJson {
     }
 }
 
-async fn node_status(State(s): State<AppState>) -> Result<Json<NodeStatusJson>, ApiError> {
+/// `GET /v1/node`. Readable from any origin: the dashboard served by one
+/// node shows another node's fingers by asking that node.
+async fn node_status(
+    State(s): State<AppState>,
+) -> Result<
+    (
+        [(axum::http::HeaderName, &'static str); 1],
+        Json<NodeStatusJson>,
+    ),
+    ApiError,
+> {
     let status = s.node.status().await?;
     let mut addrs: Vec<SocketAddr> = vec![status.addr];
     for v in &status.vnodes {
@@ -169,26 +179,30 @@ async fn node_status(State(s): State<AppState>) -> Result<Json<NodeStatusJson>, 
         })
         .collect();
     let primary = vnodes[0].clone();
-    Ok(Json(NodeStatusJson {
-        id: primary.id,
-        addr: status.addr.to_string(),
-        api: status.api.map(|a| a.to_string()),
-        service: status.service,
-        cluster: status.cluster,
-        predecessor: primary.predecessor,
-        successors: primary.successors,
-        fingers: primary.fingers,
-        keys_stored: status.keys_stored,
-        vnodes,
-        stats: json!({
-            "connections": status.connections,
-            "frames_in": status.frames_in,
-            "frames_out": status.frames_out,
-            "bad_handshakes": status.bad_handshakes,
-            "bad_frames": status.bad_frames,
-            "dropped_out": status.dropped_out,
+    let anyone = [(axum::http::header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")];
+    Ok((
+        anyone,
+        Json(NodeStatusJson {
+            id: primary.id,
+            addr: status.addr.to_string(),
+            api: status.api.map(|a| a.to_string()),
+            service: status.service,
+            cluster: status.cluster,
+            predecessor: primary.predecessor,
+            successors: primary.successors,
+            fingers: primary.fingers,
+            keys_stored: status.keys_stored,
+            vnodes,
+            stats: json!({
+                "connections": status.connections,
+                "frames_in": status.frames_in,
+                "frames_out": status.frames_out,
+                "bad_handshakes": status.bad_handshakes,
+                "bad_frames": status.bad_frames,
+                "dropped_out": status.dropped_out,
+            }),
         }),
-    }))
+    ))
 }
 
 async fn ring(State(s): State<AppState>) -> Result<Json<RingJson>, ApiError> {
