@@ -15,6 +15,8 @@ pub struct Counters {
     pub stabilize_rounds: u64,
     /// Successor and predecessor changes.
     pub routing_changes: u64,
+    /// Finger changes.
+    pub finger_changes: u64,
     /// Lookups this node started (its own and the store's) that found the
     /// owner.
     pub lookups_ok: u64,
@@ -83,6 +85,7 @@ impl Node {
     pub fn counters(&self) -> Counters {
         let mut c = self.counting.counters.clone();
         c.stabilize_rounds = self.vnodes.iter().map(|v| v.stabilize_rounds()).sum();
+        c.finger_changes = self.vnodes.iter().map(|v| v.table().finger_changes()).sum();
         c
     }
 

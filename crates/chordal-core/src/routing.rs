@@ -16,6 +16,8 @@ pub struct RoutingTable {
     fingers: Vec<Option<NodeRef>>,
     /// Maximum length `r` of `successors`.
     r: usize,
+    /// Times a finger changed (for metrics).
+    finger_changes: u64,
 }
 
 impl RoutingTable {
@@ -27,6 +29,7 @@ impl RoutingTable {
             successors: Vec::with_capacity(r),
             fingers: vec![None; ID_BITS],
             r: r.max(1),
+            finger_changes: 0,
         }
     }
 
@@ -85,7 +88,14 @@ impl RoutingTable {
     /// Returns whether the slot changed.
     pub fn set_finger(&mut self, i: usize, node: NodeRef) -> bool {
         let new = (node != self.me).then_some(node);
-        std::mem::replace(&mut self.fingers[i], new) != new
+        let changed = std::mem::replace(&mut self.fingers[i], new) != new;
+        self.finger_changes += changed as u64;
+        changed
+    }
+
+    /// How many times a finger changed since the table was made.
+    pub fn finger_changes(&self) -> u64 {
+        self.finger_changes
     }
 
     /// Is `key` owned by our successor, i.e. in `(me, successor]`?

@@ -132,5 +132,21 @@ async fn metrics_parse_and_move_with_traffic() {
     assert!(moved("chordal_handoff_sent_messages_total", &[]));
     assert!(moved("chordal_lookups_total", &[]));
     assert!(counter(&after, "chordal_keys_stored", &[]) > 0.0);
+    // 50 keys "m-<k>" (3 or 4 bytes) with 1-byte values, on every node of 3.
+    assert!(counter(&after, "chordal_stored_bytes", &[]) >= 50.0 * 4.0);
+    // fix_fingers runs every 100 ms: fingers get set (and counted) soon.
+    let fingers = async {
+        loop {
+            let (_, body) = get(api, "/metrics").await;
+            let now = parse(&body);
+            if counter(&now, "chordal_routing_changes_total", &[("part", "finger")]) > 0.0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), fingers)
+        .await
+        .expect("finger changes counted");
     ring.leave_all().await;
 }

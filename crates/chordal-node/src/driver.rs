@@ -379,6 +379,7 @@ impl Driver {
         let now = Snapshot {
             connections: self.conns.len(),
             keys_stored: self.store.count().unwrap_or(0),
+            stored_bytes: self.store.bytes().unwrap_or(0),
             vnodes_joined: joined,
             vnodes_joining: self.core.vnodes().len() - joined,
             bad_handshakes: stats.bad_handshakes.load(Ordering::Relaxed),

@@ -25,7 +25,7 @@ const HOPS: [f64; 12] = [
 ];
 
 /// Every metric, its kind and its help text.
-const DESCRIPTIONS: [(&str, char, &str); 18] = [
+const DESCRIPTIONS: [(&str, char, &str); 19] = [
     (
         "chordal_sent_messages_total",
         'c',
@@ -79,13 +79,18 @@ const DESCRIPTIONS: [(&str, char, &str); 18] = [
     (
         "chordal_routing_changes_total",
         'c',
-        "Successor and predecessor changes.",
+        "Routing table changes, by part (neighbour: successor or predecessor; finger).",
     ),
     ("chordal_connections", 'g', "Open peer connections."),
     (
         "chordal_keys_stored",
         'g',
         "Records in this node's store (tombstones included).",
+    ),
+    (
+        "chordal_stored_bytes",
+        'g',
+        "Bytes of this node's data: keys and values in memory, or the database file.",
     ),
     ("chordal_vnodes", 'g', "Virtual nodes hosted, by state."),
     (
@@ -229,10 +234,16 @@ impl NodeMetrics {
             vec![],
             core.stabilize_rounds,
         );
+        let part = |p: &'static str| vec![Label::new("part", p)];
         set(
             "chordal_routing_changes_total",
-            vec![],
+            part("neighbour"),
             core.routing_changes,
+        );
+        set(
+            "chordal_routing_changes_total",
+            part("finger"),
+            core.finger_changes,
         );
         let mut errors: Vec<(&'static str, u64)> =
             core.errors.iter().map(|(k, v)| (*k, *v)).collect();
@@ -247,6 +258,7 @@ impl NodeMetrics {
         set("chordal_frames_dropped_total", vec![], now.dropped_out);
         gauge("chordal_connections", vec![], now.connections as f64);
         gauge("chordal_keys_stored", vec![], now.keys_stored as f64);
+        gauge("chordal_stored_bytes", vec![], now.stored_bytes as f64);
         gauge(
             "chordal_vnodes",
             vec![Label::new("state", "joined")],
@@ -266,6 +278,7 @@ impl NodeMetrics {
 pub(crate) struct Snapshot {
     pub connections: usize,
     pub keys_stored: u64,
+    pub stored_bytes: u64,
     pub vnodes_joined: usize,
     pub vnodes_joining: usize,
     pub bad_handshakes: u64,

@@ -87,6 +87,10 @@ pub trait Store: Send + Sync + 'static {
     /// Number of records (tombstones included).
     fn count(&self) -> Result<u64, StoreError>;
 
+    /// Bytes the data takes: the keys and values of the records in
+    /// memory, or the database file's size on disk. Cheap (for metrics).
+    fn bytes(&self) -> Result<u64, StoreError>;
+
     /// A small named value kept with the data (the node's identity).
     fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
 

@@ -6,12 +6,20 @@ use chordal_core::{Id, Record, Version};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::Mutex;
+use std::sync::atomic::Ordering::Relaxed;
 
 /// Records in memory, ordered by (key id, key).
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     records: Mutex<BTreeMap<(Id, Vec<u8>), Record>>,
     meta: Mutex<HashMap<String, Vec<u8>>>,
+    /// Key and value bytes of `records`, kept as they change.
+    bytes: std::sync::atomic::AtomicU64,
+}
+
+/// What a record counts for in [`Store::bytes`].
+fn size(r: &Record) -> u64 {
+    (r.key.len() + r.value.as_ref().map_or(0, Vec::len)) as u64
 }
 
 impl MemoryStore {
@@ -34,7 +42,10 @@ impl Store for MemoryStore {
                 let k = (r.key_id, r.key.clone());
                 let newer = map.get(&k).is_none_or(|old| r.version > old.version);
                 if newer {
-                    map.insert(k, r.clone());
+                    self.bytes.fetch_add(size(r), Relaxed);
+                    if let Some(old) = map.insert(k, r.clone()) {
+                        self.bytes.fetch_sub(size(&old), Relaxed);
+                    }
                 }
                 newer
             })
@@ -71,7 +82,9 @@ impl Store for MemoryStore {
         for (id, key, version) in keys {
             let k = (*id, key.clone());
             if map.get(&k).is_some_and(|r| r.version == *version) {
-                map.remove(&k);
+                if let Some(old) = map.remove(&k) {
+                    self.bytes.fetch_sub(size(&old), Relaxed);
+                }
                 n += 1;
             }
         }
@@ -80,6 +93,10 @@ impl Store for MemoryStore {
 
     fn count(&self) -> Result<u64, StoreError> {
         Ok(self.records.lock().expect("store lock").len() as u64)
+    }
+
+    fn bytes(&self) -> Result<u64, StoreError> {
+        Ok(self.bytes.load(Relaxed))
     }
 
     fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {

@@ -39,6 +39,8 @@ pub struct RedbStore {
     db: Arc<Database>,
     jobs: Mutex<Option<Sender<Job>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// The database file.
+    path: std::path::PathBuf,
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -66,6 +68,7 @@ impl RedbStore {
             db,
             jobs: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
+            path: path.to_path_buf(),
         })
     }
 
@@ -274,6 +277,12 @@ impl Store for RedbStore {
         let txn = self.db.begin_read().map_err(db_err)?;
         let table = txn.open_table(RECORDS).map_err(db_err)?;
         table.len().map_err(db_err)
+    }
+
+    fn bytes(&self) -> Result<u64, StoreError> {
+        std::fs::metadata(&self.path)
+            .map(|m| m.len())
+            .map_err(db_err)
     }
 
     fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
