@@ -1,7 +1,7 @@
 //! The dashboard in real headless Chromium, driven through chromedriver
 //! (WebDriver over HTTP): one mark per node in id order, arcs that cover
 //! the circle once, a killed node gone from the picture within seconds,
-//! and a located key showing the owner and hops `/v1/locate` gives.
+//! and a located key showing the owner, hops and route `/v1/locate` gives.
 //! Screenshots go to `target/tmp/` (CARGO_TARGET_TMPDIR).
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs
@@ -276,9 +276,17 @@ fn the_dashboard_draws_the_ring_follows_a_crash_and_locates_keys() {
         );
         browser.screenshot("dashboard-after-crash.png").await;
 
-        // A key: owner and hops as /v1/locate says.
+        // A key that takes at least one hop from this node: owner, hops and
+        // route as /v1/locate says.
+        let key = (0..100)
+            .map(|i| format!("key-{i}"))
+            .find(|k| {
+                let (_, v) = get_json(api, &format!("/v1/locate/{k}?mode=iterative"));
+                v["hops"].as_u64() >= Some(1)
+            })
+            .expect("some key is more than one hop away");
         browser
-            .type_and_submit("#key", "hello", "#locate-form button")
+            .type_and_submit("#key", &key, "#locate-form button")
             .await;
         let shown = browser
             .until(
@@ -289,7 +297,7 @@ fn the_dashboard_draws_the_ring_follows_a_crash_and_locates_keys() {
                 |v| !v.is_null(),
             )
             .await;
-        let (_, truth) = get_json(api, "/v1/locate/hello");
+        let (_, truth) = get_json(api, &format!("/v1/locate/{key}?mode=iterative"));
         let owner = truth["owner"]["id"].as_str().unwrap();
         assert!(
             shown["owner"].as_str().unwrap().starts_with(owner),
@@ -304,6 +312,13 @@ fn the_dashboard_draws_the_ring_follows_a_crash_and_locates_keys() {
             .eval("return document.querySelector('#nodes circle.owner')?.dataset.id || null;")
             .await;
         assert_eq!(marked, owner);
+        // The route drawn: one point per node asked, the same nodes.
+        let route = browser
+            .eval("return document.querySelector('#keys polyline.route').dataset.hops;")
+            .await;
+        let path = truth["path"].as_array().unwrap();
+        assert_eq!(route, path.len().to_string(), "{truth}");
+        assert_eq!(path.len() as u64, truth["hops"].as_u64().unwrap(), "{truth}");
         browser.screenshot("dashboard-located.png").await;
         let draw_ms = browser
             .eval("return document.getElementById('ring').dataset.drawMs;")

@@ -70,6 +70,10 @@ pub struct LookupResult {
     /// How many times the query was forwarded (recursive) or how many nodes
     /// were asked (iterative).
     pub hops: u32,
+    /// Iterative lookups: the nodes that answered, in the order they were
+    /// asked (the route). Empty for recursive lookups, whose origin does
+    /// not see the hops.
+    pub path: Vec<NodeRef>,
 }
 
 /// Why a lookup failed.

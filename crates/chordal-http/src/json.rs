@@ -82,4 +82,7 @@ pub struct LocateJson {
     pub owner: NodeJson,
     pub replicas: Vec<NodeJson>,
     pub hops: u32,
+    /// Iterative lookups: the nodes asked, in order (empty for recursive).
+    #[serde(default)]
+    pub path: Vec<NodeJson>,
 }

@@ -290,6 +290,7 @@ async fn locate(
         owner: node_json(&r.owner, &apis),
         replicas: replicas.iter().map(|n| node_json(n, &apis)).collect(),
         hops: r.hops,
+        path: r.path.iter().map(|n| node_json(n, &apis)).collect(),
     }))
 }
 

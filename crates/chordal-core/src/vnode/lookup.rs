@@ -47,7 +47,7 @@ impl VNode {
             LookupMode::Iterative => {
                 if self.table.successor_owns(&key) {
                     let list = self.table.successors_or_me();
-                    self.answer_lookup(now, id, list, 0);
+                    self.answer_lookup(now, id, list, 0, Vec::new());
                 } else {
                     let cands = self.table.closest_preceding_nodes(&key, ITERATIVE_KEEP);
                     if let Some(it) = self.lookups.get_mut(&id).and_then(|l| l.iterative.as_mut()) {
@@ -78,7 +78,7 @@ impl VNode {
         if self.table.successor_owns(&key) {
             let successors = self.table.successors_or_me();
             if origin == me {
-                self.answer_lookup(now, lookup, successors, hops);
+                self.answer_lookup(now, lookup, successors, hops, Vec::new());
             } else {
                 self.send(
                     origin,
@@ -180,9 +180,10 @@ impl VNode {
             return;
         };
         it.hops += 1;
+        it.path.push(from);
         if done {
-            let hops = it.hops;
-            self.answer_lookup(now, id, nodes, hops);
+            let (hops, path) = (it.hops, it.path.clone());
+            self.answer_lookup(now, id, nodes, hops, path);
             return;
         }
         for n in nodes {
@@ -209,6 +210,7 @@ impl VNode {
         id: u64,
         successors: Vec<NodeRef>,
         hops: u32,
+        path: Vec<NodeRef>,
     ) {
         let Some(l) = self.lookups.get(&id) else {
             return;
@@ -232,6 +234,7 @@ impl VNode {
                         owner: *owner,
                         successors: successors[1..].to_vec(),
                         hops,
+                        path,
                     }),
                     None => Err(LookupError::NoRoute),
                 };

@@ -128,6 +128,8 @@ struct Iterative {
     /// Nodes already asked.
     asked: Vec<Id>,
     hops: u32,
+    /// Nodes that answered, in order.
+    path: Vec<NodeRef>,
 }
 
 /// One virtual node: its routing table and everything in flight.
@@ -538,7 +540,7 @@ impl VNode {
             } => {
                 let successors = self.sanitize(successors);
                 if self.lookups.get(&lookup).is_some_and(|l| l.key == key) {
-                    self.answer_lookup(now, lookup, successors, hops);
+                    self.answer_lookup(now, lookup, successors, hops, Vec::new());
                 }
             }
             Message::LookupFailed { lookup, reason } => {
