@@ -147,7 +147,7 @@ fn http_api_answers_bad_requests_with_json_errors() {
         ("/v1/locate/abc?mode=sideways", 400, "bad_mode"),
         ("/v1/nothing-here", 404, "not_found"),
         ("/v1/locate", 404, "not_found"),
-        ("/", 404, "not_found"),
+        ("/nothing", 404, "not_found"),
     ];
     for (path, status, code) in cases {
         let (got, v) = get_json(a.api, path);
