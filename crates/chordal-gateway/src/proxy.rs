@@ -88,9 +88,9 @@ pub async fn forward(State(g): State<Arc<Gateway>>, req: Request<Body>) -> Respo
         );
     }
     let (parts, body) = req.into_parts();
-    let mut payload = match replayable_length(&parts.headers, g.config.retry_body_limit) {
+    let mut payload = match replayable(&parts.headers, g.config.retry_body_limit) {
         // Hyper holds the body to its declared length.
-        Some(_) => match body.collect().await {
+        true => match body.collect().await {
             Ok(b) => Payload::Whole(b.to_bytes()),
             Err(e) => {
                 return error(
@@ -100,7 +100,7 @@ pub async fn forward(State(g): State<Arc<Gateway>>, req: Request<Body>) -> Respo
                 );
             }
         },
-        None => Payload::Stream(Some(body)),
+        false => Payload::Stream(Some(body)),
     };
     let path = parts
         .uri
@@ -182,16 +182,17 @@ pub async fn forward(State(g): State<Arc<Gateway>>, req: Request<Body>) -> Respo
 }
 
 /// Whether the body can be kept whole for a retry: a declared length up
-/// to `limit`, or no body at all. Returns that length.
-fn replayable_length(headers: &HeaderMap, limit: usize) -> Option<usize> {
+/// to `limit`, or no body at all.
+fn replayable(headers: &HeaderMap, limit: usize) -> bool {
     if headers.contains_key(header::TRANSFER_ENCODING) {
-        return None;
+        return false;
     }
     match headers.get(header::CONTENT_LENGTH) {
-        None => Some(0),
-        Some(v) => {
-            let n: usize = v.to_str().ok()?.parse().ok()?;
-            (n <= limit).then_some(n)
-        }
+        None => true,
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .is_some_and(|n| n <= limit),
     }
 }

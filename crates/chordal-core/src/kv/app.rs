@@ -78,10 +78,7 @@ impl Node {
             },
         );
         self.kv.deadlines.insert((deadline, KvDeadline::Owner(id)));
-        let from = match reply {
-            ReplyTo::Local(_) => self.vnodes[0].me(),
-            ReplyTo::Remote { to, .. } => to,
-        };
+        let from = self.reply_origin(reply);
         self.events.push_back(Event::AppMessage {
             msg: AppMsgId(id),
             from,

@@ -325,6 +325,15 @@ impl Node {
     }
 
     /// Sends an owner's result where it belongs.
+    /// The process that sent a request an owner serves (its first virtual
+    /// node): the sender of an application message, a subscriber.
+    pub(crate) fn reply_origin(&self, reply: ReplyTo) -> NodeRef {
+        match reply {
+            ReplyTo::Local(_) => self.vnodes[0].me(),
+            ReplyTo::Remote { to, .. } => to,
+        }
+    }
+
     pub(crate) fn owner_reply(&mut self, now: Time, reply: ReplyTo, result: KvResult) {
         match reply {
             ReplyTo::Local(id) => self.client_result(now, id, result),

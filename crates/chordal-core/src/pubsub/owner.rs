@@ -277,12 +277,4 @@ impl Node {
             self.pubsub_op(now, op, Some(to), Internal::Replica);
         }
     }
-
-    /// The process an owner's answer goes to: the subscriber.
-    fn reply_origin(&self, reply: ReplyTo) -> NodeRef {
-        match reply {
-            ReplyTo::Local(_) => self.vnodes[0].me(),
-            ReplyTo::Remote { to, .. } => to,
-        }
-    }
 }
