@@ -103,6 +103,16 @@ impl Id {
         Id::from_parts(ah.wrapping_sub(bh).wrapping_sub(borrow as u128), lo)
     }
 
+    /// `self XOR other`: how range-sync digests combine (order-free, and
+    /// its own inverse).
+    pub fn xor(&self, other: &Id) -> Id {
+        let mut out = self.0;
+        for (o, x) in out.iter_mut().zip(other.0) {
+            *o ^= x;
+        }
+        Id(out)
+    }
+
     /// `2^i` for `i < 160`.
     pub fn pow2(i: usize) -> Id {
         assert!(i < ID_BITS, "2^{i} does not fit in an id");

@@ -151,17 +151,25 @@ pub enum Message {
     /// Answer to [`Message::ReplicaRead`] (a tombstone included).
     ReplicaReadReply { req: u64, record: Option<Record> },
     /// Range sync, owner to replica: hashes of the owner's records in
-    /// `(start, end]`, one per bucket.
+    /// `(start, end]`, one per bucket. A `probe` has one hash, of the
+    /// whole range; a replica that disagrees answers `refine` instead of
+    /// pushing, and the owner sends its buckets.
     SyncSummary {
         req: u64,
         start: Id,
         end: Id,
         buckets: Vec<Id>,
+        probe: bool,
     },
     /// Answer to [`Message::SyncSummary`]: the buckets whose hashes differ.
     /// Both sides then push their records of those buckets to each other
-    /// (`Replicate`), and newest wins.
-    SyncDiff { req: u64, differing: Vec<u32> },
+    /// (`Replicate`), and newest wins. `refine`: the probe's hash differs,
+    /// send the buckets (`differing` is then empty).
+    SyncDiff {
+        req: u64,
+        differing: Vec<u32>,
+        refine: bool,
+    },
     /// Owner to replicas, when all agree: drop the tombstones of
     /// `(start, end]` whose hlc is below `before`. One-way.
     Collect { start: Id, end: Id, before: u64 },

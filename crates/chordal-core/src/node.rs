@@ -314,6 +314,7 @@ impl Node {
                 self.vnode_event(now, e);
             }
             self.check_topic_targets(now);
+            self.check_sync_targets(now);
             while let Some(env) = self.kv_out.pop_front() {
                 progressed = true;
                 if env.to.addr == self.addr {

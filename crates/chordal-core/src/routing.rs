@@ -18,6 +18,9 @@ pub struct RoutingTable {
     r: usize,
     /// Times a finger changed (for metrics).
     finger_changes: u64,
+    /// Times the successor list changed (lets callers skip work when it
+    /// did not).
+    successor_changes: u64,
 }
 
 impl RoutingTable {
@@ -30,6 +33,7 @@ impl RoutingTable {
             fingers: vec![None; ID_BITS],
             r: r.max(1),
             finger_changes: 0,
+            successor_changes: 0,
         }
     }
 
@@ -109,7 +113,7 @@ impl RoutingTable {
     /// Returns the old first successor.
     pub fn set_successors(&mut self, first: NodeRef, rest: &[NodeRef]) -> NodeRef {
         let old = self.successor();
-        self.successors.clear();
+        let before = std::mem::replace(&mut self.successors, Vec::with_capacity(self.r));
         for n in std::iter::once(&first).chain(rest) {
             if n.id == self.me.id || self.successors.len() == self.r {
                 break;
@@ -118,7 +122,13 @@ impl RoutingTable {
                 self.successors.push(*n);
             }
         }
+        self.successor_changes += (before != self.successors) as u64;
         old
+    }
+
+    /// How many times the successor list changed since the table was made.
+    pub fn successor_changes(&self) -> u64 {
+        self.successor_changes
     }
 
     /// Puts `node` in front of the successor list (it was found between us
@@ -143,6 +153,7 @@ impl RoutingTable {
             note(p);
             self.predecessor = None;
         }
+        let listed = self.successors.len();
         self.successors.retain(|s| {
             let d = dead(s);
             if d {
@@ -150,6 +161,9 @@ impl RoutingTable {
             }
             !d
         });
+        if self.successors.len() != listed {
+            self.successor_changes += 1;
+        }
         for slot in self.fingers.iter_mut() {
             if let Some(f) = slot.filter(|f| dead(f)) {
                 note(f);
@@ -167,6 +181,7 @@ impl RoutingTable {
                 .copied();
             if let Some(n) = nearest {
                 self.successors.push(n);
+                self.successor_changes += 1;
             }
         }
         removed

@@ -10,10 +10,19 @@ use std::time::Duration;
 const SEC: Duration = Duration::from_secs(1);
 
 fn ring(seed: u64, n: usize) -> Sim {
-    let mut s = Sim::new(SimConfig {
-        seed,
-        ..SimConfig::default()
-    });
+    ring_with(
+        n,
+        SimConfig {
+            seed,
+            ..SimConfig::default()
+        },
+    )
+}
+
+/// A converged ring of `n` nodes on `config`'s network.
+fn ring_with(n: usize, config: SimConfig) -> Sim {
+    let seed = config.seed;
+    let mut s = Sim::new(config);
     let first = s.add_node(1);
     s.create(first);
     for _ in 1..n {
@@ -296,6 +305,64 @@ fn range_sync_repairs_a_replica_that_missed_writes() {
                 misplaced(&s, &keys).len()
             )
         });
+}
+
+/// A quiet ring syncs with probes: per owner/replica pair and round, one
+/// hash of the whole range goes out, not a 64-bucket summary.
+/// (The test above shows a probe that disagrees still repairs.)
+#[test]
+fn quiet_rings_sync_with_probes() {
+    let config = SimConfig {
+        seed: 41,
+        measure_bytes: true,
+        ..SimConfig::default()
+    };
+    let interval = config.node.sync_interval;
+    let mut s = ring_with(10, config);
+    let keys: Vec<String> = (0..300).map(|k| format!("quiet-{k}")).collect();
+    put_all(&mut s, &keys, Some(b"v"));
+    s.run_for(3 * interval);
+    assert!(misplaced(&s, &keys).is_empty());
+    let before = s.traffic.store;
+    s.run_for(10 * interval);
+    let (messages, bytes) = (
+        s.traffic.store.messages - before.messages,
+        s.traffic.store.bytes - before.bytes,
+    );
+    // 10 nodes × 2 replicas × 10 rounds. A round of a pair is a summary,
+    // its answer and a tombstone collection: ~330 bytes with probes,
+    // ~1,700 with 64-bucket summaries.
+    let per_pair_round = bytes as f64 / 200.0;
+    assert!(messages >= 2 * 200, "{messages} store messages: no syncs?");
+    assert!(
+        per_pair_round < 600.0,
+        "{per_pair_round:.0} store bytes per pair and round ({messages} messages)"
+    );
+}
+
+/// A failure two places down an owner's successor list changes that
+/// owner's replica set without touching its successor or predecessor: it
+/// still re-replicates at once, not at the next periodic round (set far
+/// away here).
+#[test]
+fn new_replica_holders_are_filled_at_once() {
+    let mut config = SimConfig {
+        seed: 43,
+        ..SimConfig::default()
+    };
+    config.node.sync_interval = Duration::from_secs(600);
+    let mut s = ring_with(10, config);
+    let keys: Vec<String> = (0..300).map(|k| format!("deep-{k}")).collect();
+    put_all(&mut s, &keys, Some(b"v"));
+    s.run_for(SEC);
+    assert!(misplaced(&s, &keys).is_empty());
+    s.kill(4);
+    // Failure detection, stabilization and the sync 100 ms after the
+    // change; far less than the 10 min period.
+    s.run_until_true(SEC, 30 * SEC, |s| {
+        s.ring_errors(true) == 0 && misplaced(s, &keys).is_empty()
+    })
+    .unwrap_or_else(|| panic!("{} keys under R", misplaced(&s, &keys).len()));
 }
 
 /// After a join, the new owner gets its keys pushed (handoff) without any

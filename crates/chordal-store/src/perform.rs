@@ -90,10 +90,7 @@ pub fn summarize(
             return true;
         }
         let b = bucket_of(start, end, buckets, &r.key_id) as usize;
-        let h = bucket_hash(&r);
-        for (o, x) in out[b].0.iter_mut().zip(h.0) {
-            *o ^= x;
-        }
+        out[b] = out[b].xor(&bucket_hash(&r));
         true
     })?;
     Ok(out)

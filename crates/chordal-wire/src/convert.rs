@@ -420,20 +420,27 @@ pub fn envelope_to_pb(env: &Envelope) -> pb::Envelope {
             start,
             end,
             buckets,
+            probe,
         } => Body::SyncSummary(pb::SyncSummary {
             req: *req,
             start: start.0.to_vec(),
             end: end.0.to_vec(),
             buckets: buckets.iter().map(|b| b.0.to_vec()).collect(),
+            probe: *probe,
         }),
         Message::Collect { start, end, before } => Body::Collect(pb::Collect {
             start: start.0.to_vec(),
             end: end.0.to_vec(),
             before: *before,
         }),
-        Message::SyncDiff { req, differing } => Body::SyncDiff(pb::SyncDiff {
+        Message::SyncDiff {
+            req,
+            differing,
+            refine,
+        } => Body::SyncDiff(pb::SyncDiff {
             req: *req,
             differing: differing.clone(),
+            refine: *refine,
         }),
         Message::ReplicaReadReply { req, record } => Body::ReplicaReadReply(pb::ReplicaReadReply {
             req: *req,
@@ -594,6 +601,7 @@ pub fn envelope_from_pb(pb: &pb::Envelope, local: SocketAddr) -> Result<Envelope
                     .iter()
                     .map(|b| id_from_pb(b, "buckets"))
                     .collect::<Result<_, _>>()?,
+                probe: s.probe,
             }
         }
         Body::Collect(c) => Message::Collect {
@@ -608,6 +616,7 @@ pub fn envelope_from_pb(pb: &pb::Envelope, local: SocketAddr) -> Result<Envelope
             Message::SyncDiff {
                 req: d.req,
                 differing: d.differing.clone(),
+                refine: d.refine,
             }
         }
         Body::ReplicaReadReply(r) => Message::ReplicaReadReply {

@@ -111,6 +111,8 @@ pub struct SyncSummary {
     pub end: Vec<u8>,
     #[prost(bytes = "vec", repeated, tag = "4")]
     pub buckets: Vec<Vec<u8>>,
+    #[prost(bool, tag = "5")]
+    pub probe: bool,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -119,6 +121,8 @@ pub struct SyncDiff {
     pub req: u64,
     #[prost(uint32, repeated, tag = "2")]
     pub differing: Vec<u32>,
+    #[prost(bool, tag = "3")]
+    pub refine: bool,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -211,16 +211,26 @@ fn any_message() -> impl Strategy<Value = Message> {
             any::<u64>(),
             any_id(),
             any_id(),
-            proptest::collection::vec(any_id(), 0..8)
+            proptest::collection::vec(any_id(), 0..8),
+            any::<bool>()
         )
-            .prop_map(|(req, start, end, buckets)| Message::SyncSummary {
+            .prop_map(|(req, start, end, buckets, probe)| Message::SyncSummary {
                 req,
                 start,
                 end,
-                buckets
+                buckets,
+                probe
             }),
-        (any::<u64>(), proptest::collection::vec(any::<u32>(), 0..8))
-            .prop_map(|(req, differing)| Message::SyncDiff { req, differing }),
+        (
+            any::<u64>(),
+            proptest::collection::vec(any::<u32>(), 0..8),
+            any::<bool>()
+        )
+            .prop_map(|(req, differing, refine)| Message::SyncDiff {
+                req,
+                differing,
+                refine
+            }),
         (any_id(), any_id(), any::<u64>()).prop_map(|(start, end, before)| Message::Collect {
             start,
             end,

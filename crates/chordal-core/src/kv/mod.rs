@@ -275,6 +275,12 @@ pub(crate) struct KvState {
     /// When each (owner vnode, replica) pair last synced without a
     /// difference.
     pub in_sync: HashMap<(Id, Id), Time>,
+    /// Each vnode's replica targets, and the successor-list change count
+    /// they were computed at: a new target gets a sync at once.
+    pub targets: crate::fasthash::FastMap<Id, (u64, Vec<NodeRef>)>,
+    /// The vnode count plus their successor-list change counts when
+    /// `targets` was last checked.
+    pub targets_total: Option<u64>,
     /// Sync rounds run, and when the first one ran.
     pub rounds: u32,
     pub first_round: Option<Time>,
@@ -463,6 +469,7 @@ impl crate::Node {
                 start,
                 end,
                 buckets,
+                probe,
             } => {
                 let me = self.kv_me(&env);
                 self.sync_lease(now, start, end);
@@ -473,10 +480,15 @@ impl crate::Node {
                     start,
                     end,
                     theirs: buckets,
+                    probe,
                 };
                 self.sync_summary_received(now, c);
             }
-            Message::SyncDiff { req, differing } => self.sync_diff_received(now, req, differing),
+            Message::SyncDiff {
+                req,
+                differing,
+                refine,
+            } => self.sync_diff_received(now, req, differing, refine),
             Message::Collect { start, end, before } => {
                 self.collect_received(env.from, start, end, before)
             }

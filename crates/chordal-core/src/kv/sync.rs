@@ -6,6 +6,12 @@
 //! Stores keep the newest version, so after a round both hold the union,
 //! newest wins — whatever joins, leaves, failures or lost writes happened.
 //! A join's handoff is the first sync of the new owner with its successor.
+//!
+//! Most rounds find nothing to do, so a pair that agreed last round is
+//! first sent a *probe*: one hash of the whole range (the XOR of the
+//! buckets, as a bucket hash is the XOR of its records' digests). Only a
+//! replica that disagrees asks for the buckets (`refine`). A quiet ring then
+//! spends ~100 bytes per pair and round instead of ~1.3 KiB per summary.
 
 use super::{KvDeadline, StoreKind, StoreResult, StoreWait};
 use crate::{Id, Message, Node, NodeRef, Record, Time};
@@ -30,6 +36,9 @@ pub(crate) struct Compare {
     pub start: Id,
     pub end: Id,
     pub theirs: Vec<Id>,
+    /// `theirs` is one hash of the whole range: answer `refine` if ours
+    /// differs rather than pushing everything.
+    pub probe: bool,
 }
 
 /// Records to push from our vnode `me` to `to`: those of `(start, end]`
@@ -66,6 +75,8 @@ pub(crate) struct SyncJob {
     start: Id,
     end: Id,
     deadline: Time,
+    /// Our summary, kept after a probe in case the replica asks for it.
+    buckets: Vec<Id>,
 }
 
 /// Which of `buckets` equal parts of the ring interval `(start, end]`
@@ -122,6 +133,7 @@ impl Node {
                         start: range.start,
                         end: range.end,
                         deadline,
+                        buckets: Vec::new(),
                     },
                 );
                 self.kv.deadlines.insert((deadline, KvDeadline::Sync(req)));
@@ -160,27 +172,73 @@ impl Node {
         }
     }
 
-    /// Our summary for sync `req` is ready: send it to the replica.
+    /// Did some vnode's replica targets change (a node joined or failed
+    /// within its next R-1 successors, not only next to it)? Then sync
+    /// soon: the new holder must not wait for the periodic round. Cheap
+    /// when no successor list changed; called at every flush.
+    pub(crate) fn check_sync_targets(&mut self, now: Time) {
+        // The sum of the change counts moves whenever one of them does
+        // (they only grow); most flushes stop here.
+        let total = self.vnodes.iter().fold(self.vnodes.len() as u64, |t, v| {
+            t.wrapping_add(v.table().successor_changes())
+        });
+        if self.kv.targets_total == Some(total) {
+            return;
+        }
+        self.kv.targets_total = Some(total);
+        let mut changed = false;
+        for i in 0..self.vnodes.len() {
+            let (me, seen) = (
+                self.vnodes[i].me(),
+                self.vnodes[i].table().successor_changes(),
+            );
+            if self
+                .kv
+                .targets
+                .get(&me.id)
+                .is_some_and(|(at, _)| *at == seen)
+            {
+                continue;
+            }
+            let targets = self.replica_targets(&me);
+            let old = self.kv.targets.insert(me.id, (seen, targets.clone()));
+            // A vnode seen for the first time is alone or just joined
+            // (which syncs anyway).
+            changed |= old.is_some_and(|(_, t)| t != targets);
+        }
+        if changed {
+            self.sync_soon(now);
+        }
+    }
+
+    /// Our summary for sync `req` is ready: send it to the replica — only
+    /// its root hash (a probe) if the pair agreed last round.
     pub(crate) fn sync_summary_ready(&mut self, _now: Time, req: u64, result: StoreResult) {
-        let (Some(job), StoreResult::Summary(buckets)) = (self.kv.syncs.get(&req), result) else {
+        let (Some(job), StoreResult::Summary(buckets)) = (self.kv.syncs.get_mut(&req), result)
+        else {
             return;
         };
         let (owner, target, start, end) = (job.owner, job.target, job.start, job.end);
-        self.kv_send(
-            owner,
-            target,
-            Message::SyncSummary {
-                req,
-                start,
-                end,
-                buckets,
-            },
-        );
+        let probe = self.kv.in_sync.contains_key(&(owner.id, target.id));
+        let sent = if probe {
+            job.buckets = buckets;
+            vec![root_of(&job.buckets)]
+        } else {
+            buckets
+        };
+        let msg = Message::SyncSummary {
+            req,
+            start,
+            end,
+            buckets: sent,
+            probe,
+        };
+        self.kv_send(owner, target, msg);
     }
 
     /// An owner's summary arrived: summarize the same range ourselves.
     pub(crate) fn sync_summary_received(&mut self, now: Time, c: Compare) {
-        if c.theirs.is_empty() || c.theirs.len() > MAX_BUCKETS {
+        if c.theirs.is_empty() || c.theirs.len() > MAX_BUCKETS || (c.probe && c.theirs.len() != 1) {
             return;
         }
         let kind = StoreKind::Summary {
@@ -198,6 +256,16 @@ impl Node {
         let StoreResult::Summary(ours) = result else {
             return;
         };
+        if c.probe {
+            let refine = ours.first() != c.theirs.first();
+            let answer = Message::SyncDiff {
+                req: c.req,
+                differing: Vec::new(),
+                refine,
+            };
+            self.kv_send(c.me, c.to, answer);
+            return;
+        }
         let differing: Vec<u32> = (0..c.theirs.len())
             .filter(|i| ours.get(*i) != Some(&c.theirs[*i]))
             .map(|i| i as u32)
@@ -205,6 +273,7 @@ impl Node {
         let diff = Message::SyncDiff {
             req: c.req,
             differing: differing.clone(),
+            refine: false,
         };
         self.kv_send(c.me, c.to, diff);
         if !differing.is_empty() {
@@ -220,8 +289,19 @@ impl Node {
         }
     }
 
-    /// The replica's answer to our summary: push our side of the differences.
-    pub(crate) fn sync_diff_received(&mut self, now: Time, req: u64, differing: Vec<u32>) {
+    /// The replica's answer to our summary: push our side of the
+    /// differences, or send the buckets if it disagreed with our probe.
+    pub(crate) fn sync_diff_received(
+        &mut self,
+        now: Time,
+        req: u64,
+        differing: Vec<u32>,
+        refine: bool,
+    ) {
+        if refine {
+            self.sync_refine(req);
+            return;
+        }
         let Some(job) = self.kv.syncs.remove(&req) else {
             return;
         };
@@ -246,6 +326,28 @@ impl Node {
             };
             self.push_buckets(push, None);
         }
+    }
+
+    /// The replica's range hash differs from our probe's: send it the
+    /// buckets we kept, under the same request (and deadline).
+    fn sync_refine(&mut self, req: u64) {
+        let Some(job) = self.kv.syncs.get_mut(&req) else {
+            return;
+        };
+        if job.buckets.is_empty() {
+            return; // Not a probe of ours: ignore.
+        }
+        let buckets = std::mem::take(&mut job.buckets);
+        let (owner, target, start, end) = (job.owner, job.target, job.start, job.end);
+        self.kv.in_sync.remove(&(owner.id, target.id));
+        let msg = Message::SyncSummary {
+            req,
+            start,
+            end,
+            buckets,
+            probe: false,
+        };
+        self.kv_send(owner, target, msg);
     }
 
     /// Graceful leave: every owned range goes to its successor, whole.
@@ -328,6 +430,12 @@ impl Node {
             self.push_buckets(push, resume);
         }
     }
+}
+
+/// The hash of a whole range from its bucket hashes: what a one-bucket
+/// summary of the same records is.
+fn root_of(buckets: &[Id]) -> Id {
+    buckets.iter().fold(Id::ZERO, |root, b| root.xor(b))
 }
 
 #[cfg(test)]
