@@ -428,7 +428,7 @@ fn churn(a: ChurnArgs) -> Result<()> {
     let events: u64 = rows.iter().map(|r| r.events).sum();
     let secs = start.elapsed().as_secs_f64();
     eprintln!(
-        "churn: {} rates in {:.1} s ({:.2} M events/s while measuring)",
+        "churn: {} rates in {:.1} s ({:.2} M events/s per simulation while measuring)",
         rows.len(),
         secs,
         events as f64 / rows.iter().map(|r| r.wall_secs).sum::<f64>().max(1e-9) / 1e6

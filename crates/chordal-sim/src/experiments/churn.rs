@@ -160,14 +160,10 @@ pub(crate) fn paper_sim_config(seed: u64) -> SimConfig {
     config
 }
 
-/// Runs one churn rate after another; `progress(done, total)` after each.
-pub fn churn(cfg: &ChurnConfig, mut progress: impl FnMut(usize, usize)) -> Vec<ChurnRow> {
-    let mut rows = Vec::new();
-    for (k, &rate) in cfg.rates.iter().enumerate() {
-        rows.push(one_rate(cfg, rate));
-        progress(k + 1, cfg.rates.len());
-    }
-    rows
+/// Runs every churn rate (in parallel, one per core); `progress(done,
+/// total)` after each.
+pub fn churn(cfg: &ChurnConfig, progress: impl FnMut(usize, usize)) -> Vec<ChurnRow> {
+    super::run_each(&cfg.rates, |&rate| one_rate(cfg, rate), progress)
 }
 
 fn one_rate(cfg: &ChurnConfig, rate: f64) -> ChurnRow {

@@ -124,66 +124,68 @@ fn random_live(s: &mut Sim) -> usize {
     alive[(s.random_id().high_u64() % alive.len() as u64) as usize]
 }
 
-pub fn failure(cfg: &FailureConfig, mut progress: impl FnMut(usize, usize)) -> Vec<FailureRow> {
-    let mut rows = Vec::new();
-    for (done, &p) in cfg.fractions.iter().enumerate() {
-        // (a) Maintenance running.
-        let (mut s, nodes) = ring(cfg, (p * 1000.0) as u64, 8, false);
-        let before = s.oracle();
-        fail(&mut s, &nodes, p);
-        s.run_until_true(Duration::from_secs(1), Duration::from_secs(120), |s| {
-            s.ring_errors(false) == 0
-        });
-        s.run_for(Duration::from_secs(5));
-        let after = s.oracle();
-        let queries: Vec<(usize, Id)> = (0..cfg.lookups)
-            .map(|_| {
-                let key = s.random_id();
-                (random_live(&mut s), key)
-            })
-            .collect();
-        let results = s.lookup_all(&queries, LookupMode::Recursive);
-        let failed = queries
-            .iter()
-            .zip(&results)
-            .filter(|((_, key), r)| !matches!(r, Ok(r) if r.owner.id == after.successor(key)))
-            .count();
-        let lost = queries
-            .iter()
-            .filter(|(_, key)| !after.ids().contains(&before.successor(key)))
-            .count();
-        // (b) Maintenance frozen, successor lists of 20.
-        let (mut s, nodes) = ring(cfg, 1_000_000 + (p * 1000.0) as u64, 20, true);
-        fail(&mut s, &nodes, p);
-        let oracle = s.oracle();
-        let (mut frozen_failed, mut hops) = (0usize, Vec::new());
-        for _ in 0..cfg.lookups {
+/// Runs every failed fraction (in parallel, one per core); `progress(done,
+/// total)` after each.
+pub fn failure(cfg: &FailureConfig, progress: impl FnMut(usize, usize)) -> Vec<FailureRow> {
+    super::run_each(&cfg.fractions, |&p| one_fraction(cfg, p), progress)
+}
+
+/// (a), (b) and (c) for one failed fraction `p`.
+fn one_fraction(cfg: &FailureConfig, p: f64) -> FailureRow {
+    // (a) Maintenance running.
+    let (mut s, nodes) = ring(cfg, (p * 1000.0) as u64, 8, false);
+    let before = s.oracle();
+    fail(&mut s, &nodes, p);
+    s.run_until_true(Duration::from_secs(1), Duration::from_secs(120), |s| {
+        s.ring_errors(false) == 0
+    });
+    s.run_for(Duration::from_secs(5));
+    let after = s.oracle();
+    let queries: Vec<(usize, Id)> = (0..cfg.lookups)
+        .map(|_| {
             let key = s.random_id();
-            let from = random_live(&mut s);
-            match s.lookup(from, key, LookupMode::Recursive) {
-                Ok(r) if r.owner.id == oracle.successor(&key) => hops.push(r.hops as f64),
-                _ => frozen_failed += 1,
-            }
+            (random_live(&mut s), key)
+        })
+        .collect();
+    let results = s.lookup_all(&queries, LookupMode::Recursive);
+    let failed = queries
+        .iter()
+        .zip(&results)
+        .filter(|((_, key), r)| !matches!(r, Ok(r) if r.owner.id == after.successor(key)))
+        .count();
+    let lost = queries
+        .iter()
+        .filter(|(_, key)| !after.ids().contains(&before.successor(key)))
+        .count();
+    // (b) Maintenance frozen, successor lists of 20.
+    let (mut s, nodes) = ring(cfg, 1_000_000 + (p * 1000.0) as u64, 20, true);
+    fail(&mut s, &nodes, p);
+    let oracle = s.oracle();
+    let (mut frozen_failed, mut hops) = (0usize, Vec::new());
+    for _ in 0..cfg.lookups {
+        let key = s.random_id();
+        let from = random_live(&mut s);
+        match s.lookup(from, key, LookupMode::Recursive) {
+            Ok(r) if r.owner.id == oracle.successor(&key) => hops.push(r.hops as f64),
+            _ => frozen_failed += 1,
         }
-        let timeouts = s.lookup_timeouts;
-        hops.sort_by(f64::total_cmp);
-        let n = cfg.lookups.max(1) as f64;
-        let (kv_unread, kv_lost) = kv_after_failure(cfg, p);
-        rows.push(FailureRow {
-            fraction: p,
-            stabilized_failed: failed as f64 / n,
-            keys_lost: lost as f64 / n,
-            frozen_failed: frozen_failed as f64 / n,
-            frozen_hops: hops.iter().sum::<f64>() / hops.len().max(1) as f64,
-            frozen_timeouts: timeouts as f64 / n,
-            frozen_p99_hops: quantile(&hops, 0.99),
-            kv_unread,
-            kv_lost,
-            kv_theory: p.powi(cfg.replicas as i32),
-        });
-        progress(done + 1, cfg.fractions.len());
     }
-    rows
+    let timeouts = s.lookup_timeouts;
+    hops.sort_by(f64::total_cmp);
+    let n = cfg.lookups.max(1) as f64;
+    let (kv_unread, kv_lost) = kv_after_failure(cfg, p);
+    FailureRow {
+        fraction: p,
+        stabilized_failed: failed as f64 / n,
+        keys_lost: lost as f64 / n,
+        frozen_failed: frozen_failed as f64 / n,
+        frozen_hops: hops.iter().sum::<f64>() / hops.len().max(1) as f64,
+        frozen_timeouts: timeouts as f64 / n,
+        frozen_p99_hops: quantile(&hops, 0.99),
+        kv_unread,
+        kv_lost,
+        kv_theory: p.powi(cfg.replicas as i32),
+    }
 }
 
 /// (c): stores `cfg.keys` pairs with R = `cfg.replicas`, fails `p` of the

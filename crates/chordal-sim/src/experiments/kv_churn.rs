@@ -105,14 +105,10 @@ impl KvChurnRow {
     }
 }
 
-/// Runs each replication factor; `progress(done, total)` after each.
-pub fn kv_churn(cfg: &KvChurnConfig, mut progress: impl FnMut(usize, usize)) -> Vec<KvChurnRow> {
-    let mut rows = Vec::new();
-    for (k, &r) in cfg.replicas.iter().enumerate() {
-        rows.push(one(cfg, r));
-        progress(k + 1, cfg.replicas.len());
-    }
-    rows
+/// Runs each replication factor (in parallel, one per core);
+/// `progress(done, total)` after each.
+pub fn kv_churn(cfg: &KvChurnConfig, progress: impl FnMut(usize, usize)) -> Vec<KvChurnRow> {
+    super::run_each(&cfg.replicas, |&r| one(cfg, r), progress)
 }
 
 fn one(cfg: &KvChurnConfig, replicas: usize) -> KvChurnRow {
