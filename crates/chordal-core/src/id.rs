@@ -113,6 +113,17 @@ impl Id {
         Id(out)
     }
 
+    /// How many bits the id needs as a number: 0 for 0, `i + 1` when its
+    /// highest set bit is bit `i` (so `x < 2^i` exactly when `x.bits() <= i`).
+    pub fn bits(&self) -> usize {
+        let (hi, lo) = self.parts();
+        if hi != 0 {
+            160 - hi.leading_zeros() as usize
+        } else {
+            32 - lo.leading_zeros() as usize
+        }
+    }
+
     /// `2^i` for `i < 160`.
     pub fn pow2(i: usize) -> Id {
         assert!(i < ID_BITS, "2^{i} does not fit in an id");

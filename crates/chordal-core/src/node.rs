@@ -291,13 +291,12 @@ impl Node {
         let mut rounds = 0;
         loop {
             // One pass: collect what the vnodes and the key-value layer
-            // produced; stop when a pass produces nothing.
-            let mut progressed = false;
+            // produced, deliver what is for this process, and go round
+            // again only if that (or the work it triggered) left output.
             let mut local: VecDeque<Envelope> = VecDeque::new();
             let mut events: Vec<Event> = Vec::new();
             for v in &mut self.vnodes {
                 while let Some(env) = v.poll_transmit() {
-                    progressed = true;
                     // Most messages leave the process: straight out.
                     if env.to.addr == self.addr {
                         local.push_back(env);
@@ -306,26 +305,26 @@ impl Node {
                     }
                 }
                 while let Some(e) = v.poll_event() {
-                    progressed = true;
                     events.push(e);
                 }
             }
+            let mut again = !events.is_empty();
             for e in events {
                 self.vnode_event(now, e);
             }
             self.check_topic_targets(now);
             self.check_sync_targets(now);
             while let Some(env) = self.kv_out.pop_front() {
-                progressed = true;
                 if env.to.addr == self.addr {
                     local.push_back(env);
                 } else {
                     self.out.push_back(env);
                 }
             }
-            if self.pubsub_flush(now) {
-                progressed = true;
-            }
+            again |= self.pubsub_flush(now);
+            // Local deliveries may change the routing tables, which the
+            // target checks above must see.
+            again |= !local.is_empty();
             for env in local {
                 rounds += 1;
                 if rounds > MAX_LOCAL_DELIVERIES {
@@ -334,7 +333,10 @@ impl Node {
                 }
                 self.deliver(now, env);
             }
-            if !progressed {
+            let pending = !self.kv_out.is_empty()
+                || !self.pubsub.done.is_empty()
+                || self.vnodes.iter().any(VNode::has_output);
+            if !again && !pending {
                 break;
             }
         }

@@ -14,6 +14,10 @@ pub struct RoutingTable {
     successors: Vec<NodeRef>,
     /// `fingers[i]` = successor(me + 2^i) as last learned; `None` until known.
     fingers: Vec<Option<NodeRef>>,
+    /// Fingers that point before their start (`fingers[i]` closer to us
+    /// than `me + 2^i`): none in a consistent table. While there are none,
+    /// lookups skip the fingers that must lie beyond the key.
+    early_fingers: usize,
     /// Maximum length `r` of `successors`.
     r: usize,
     /// Times a finger changed (for metrics).
@@ -31,6 +35,7 @@ impl RoutingTable {
             predecessor: None,
             successors: Vec::with_capacity(r),
             fingers: vec![None; ID_BITS],
+            early_fingers: 0,
             r: r.max(1),
             finger_changes: 0,
             successor_changes: 0,
@@ -92,9 +97,29 @@ impl RoutingTable {
     /// Returns whether the slot changed.
     pub fn set_finger(&mut self, i: usize, node: NodeRef) -> bool {
         let new = (node != self.me).then_some(node);
-        let changed = std::mem::replace(&mut self.fingers[i], new) != new;
+        let old = std::mem::replace(&mut self.fingers[i], new);
+        let changed = old != new;
+        if changed {
+            self.early_fingers -= old.is_some_and(|f| self.is_early(i, &f)) as usize;
+            self.early_fingers += new.is_some_and(|f| self.is_early(i, &f)) as usize;
+        }
         self.finger_changes += changed as u64;
         changed
+    }
+
+    /// Would `node` in slot `i` lie before the slot's start, `me + 2^i`?
+    fn is_early(&self, i: usize, node: &NodeRef) -> bool {
+        self.me.id.distance(&node.id).bits() <= i
+    }
+
+    /// The finger slots that may hold a node in `(me, key)`, lowest first:
+    /// finger `i` lies at least `2^i` past us, so in a consistent table
+    /// only the slots below `bits(key - me)` can; otherwise all of them.
+    fn fingers_before(&self, key: &Id) -> &[Option<NodeRef>] {
+        if self.early_fingers > 0 {
+            return &self.fingers;
+        }
+        &self.fingers[..self.me.id.distance(key).bits()]
     }
 
     /// How many times a finger changed since the table was made.
@@ -164,10 +189,11 @@ impl RoutingTable {
         if self.successors.len() != listed {
             self.successor_changes += 1;
         }
-        for slot in self.fingers.iter_mut() {
-            if let Some(f) = slot.filter(|f| dead(f)) {
+        for i in 0..self.fingers.len() {
+            if let Some(f) = self.fingers[i].filter(|f| dead(f)) {
                 note(f);
-                *slot = None;
+                self.early_fingers -= self.is_early(i, &f) as usize;
+                self.fingers[i] = None;
             }
         }
         if self.successors.is_empty() {
@@ -232,7 +258,8 @@ impl RoutingTable {
     /// `me + 2^i`), so as in the paper the scan goes down from the top
     /// finger and stops at the first one inside `(me, key)`; the successor
     /// list and the predecessor are then compared with it. This runs on
-    /// every hop, and the scan usually stops within a couple of fingers.
+    /// every hop, and the scan usually stops within a couple of fingers
+    /// (it starts at the highest finger that can lie before the key).
     pub fn closest_preceding_node(&self, key: &Id) -> Option<NodeRef> {
         let me = self.me.id;
         let limit = me.distance(key);
@@ -241,7 +268,12 @@ impl RoutingTable {
             let d = me.distance(&n.id);
             (d != Id::ZERO && d < limit).then_some((d, *n))
         };
-        let finger = self.fingers.iter().rev().flatten().find_map(inside);
+        let finger = self
+            .fingers_before(key)
+            .iter()
+            .rev()
+            .flatten()
+            .find_map(inside);
         let others = self
             .successors
             .iter()
@@ -267,7 +299,7 @@ impl RoutingTable {
         // As in `closest_preceding_node`: the best fingers are the first
         // `k` distinct ones inside (me, key) from the top.
         let mut last: Option<Id> = None;
-        for f in self.fingers.iter().rev().flatten() {
+        for f in self.fingers_before(key).iter().rev().flatten() {
             if candidates.len() >= k {
                 break;
             }
@@ -349,6 +381,108 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// `closest_preceding_node` as the paper writes it: every finger from
+    /// the top, then the successors and the predecessor.
+    fn full_scan(t: &RoutingTable, key: &Id) -> Option<NodeRef> {
+        let me = t.me().id;
+        let inside = |n: &NodeRef| n.id.in_open(&me, key);
+        let finger = t.fingers().iter().rev().flatten().find(|f| inside(f));
+        let pred = t.predecessor();
+        let others = t
+            .successors()
+            .iter()
+            .chain(pred.iter())
+            .filter(|n| inside(n));
+        finger
+            .into_iter()
+            .chain(others)
+            .max_by_key(|n| me.distance(&n.id))
+            .copied()
+    }
+
+    /// `closest_preceding_nodes` over every finger: the first `k` distinct
+    /// fingers inside `(me, key)` from the top, the successors and the
+    /// predecessor, nearest to the key first.
+    fn full_scan_nodes(t: &RoutingTable, key: &Id, k: usize) -> Vec<NodeRef> {
+        let me = t.me().id;
+        let mut fingers: Vec<NodeRef> = Vec::new();
+        let mut last = None;
+        for f in t.fingers().iter().rev().flatten() {
+            if fingers.len() < k && last != Some(f.id) && f.id.in_open(&me, key) {
+                fingers.push(*f);
+            }
+            last = Some(f.id);
+        }
+        let pred = t.predecessor();
+        let mut all: Vec<NodeRef> = fingers
+            .into_iter()
+            .chain(t.successors().iter().copied())
+            .chain(pred)
+            .filter(|n| n.id.in_open(&me, key))
+            .collect();
+        all.sort_by_key(|n| std::cmp::Reverse(me.distance(&n.id)));
+        all.dedup_by(|a, b| a.id == b.id);
+        all.truncate(k);
+        all
+    }
+
+    proptest! {
+        /// Skipping the fingers that must lie past the key changes nothing:
+        /// on a consistent table (fingers = the ring's true successors), and
+        /// after some slots are overwritten with arbitrary nodes (which may
+        /// point before their start) or removed again.
+        #[test]
+        fn finger_skip_matches_the_full_scan(
+            ring in proptest::collection::btree_set(any::<[u8; 20]>().prop_map(Id), 2..200),
+            overrides in proptest::collection::vec((0usize..ID_BITS, any_node()), 0..4),
+            drop_overrides in any::<bool>(),
+            keys in proptest::collection::vec(any::<[u8; 20]>().prop_map(Id), 1..40),
+        ) {
+            let oracle = crate::Oracle::new(ring.iter().copied().collect());
+            let at = |id: Id| NodeRef::new(id, SocketAddr::from(([127, 0, 0, 1], 7000)));
+            let me = at(oracle.ids()[0]);
+            let mut t = RoutingTable::new(me, 4);
+            let succs: Vec<NodeRef> = oracle.successors(&me.id, 4).into_iter().map(at).collect();
+            t.set_successors(succs[0], &succs[1..]);
+            t.set_predecessor(Some(at(oracle.prev(&me.id))));
+            for i in 0..ID_BITS {
+                t.set_finger(i, at(oracle.successor(&t.finger_start(i))));
+            }
+            let check = |t: &RoutingTable| -> Result<(), TestCaseError> {
+                for key in &keys {
+                    prop_assert_eq!(t.closest_preceding_node(key), full_scan(t, key));
+                    let ids = |v: Vec<NodeRef>| v.into_iter().map(|n| n.id).collect::<Vec<_>>();
+                    prop_assert_eq!(
+                        ids(t.closest_preceding_nodes(key, 3)),
+                        ids(full_scan_nodes(t, key, 3))
+                    );
+                }
+                Ok(())
+            };
+            check(&t)?;
+            for &(i, n) in &overrides {
+                t.set_finger(i, n);
+            }
+            check(&t)?;
+            if drop_overrides {
+                let odd: Vec<Id> = overrides.iter().map(|(_, n)| n.id).collect();
+                t.remove(|n| odd.contains(&n.id));
+                check(&t)?;
+                prop_assert_eq!(t.early_fingers, 0);
+            }
+        }
+    }
+
+    #[test]
+    fn id_bits_is_the_highest_set_bit_plus_one() {
+        assert_eq!(Id::ZERO.bits(), 0);
+        assert_eq!(Id::from_u64(1).bits(), 1);
+        for i in 0..ID_BITS {
+            assert_eq!(Id::pow2(i).bits(), i + 1);
+        }
+        assert_eq!(Id::MAX.bits(), ID_BITS);
     }
 
     #[test]

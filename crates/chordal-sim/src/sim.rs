@@ -112,8 +112,6 @@ pub struct Sim {
     config: SimConfig,
     now: Time,
     nodes: Vec<SimNode>,
-    /// Node index by address (the simulator's own made-up addresses).
-    by_addr: FastMap<SocketAddr, usize>,
     /// Everything due, earliest (then first queued) on top.
     queue: BinaryHeap<Reverse<Queued>>,
     /// Items waiting in the queue (messages, refusals), by slot.
@@ -159,7 +157,6 @@ impl Sim {
             config,
             now: Time::ZERO,
             nodes: Vec::new(),
-            by_addr: FastMap::default(),
             queue: BinaryHeap::new(),
             parcels: Vec::new(),
             free_parcels: Vec::new(),
@@ -210,14 +207,7 @@ impl Sim {
     /// Adds a node hosting exactly `ids`.
     pub fn add_node_with_ids(&mut self, ids: &[Id]) -> usize {
         let index = self.nodes.len();
-        // A made-up address per node; nothing is ever sent to it.
-        let ip = Ipv4Addr::new(
-            127,
-            (index >> 16) as u8 + 1,
-            (index >> 8) as u8,
-            index as u8,
-        );
-        let addr = SocketAddr::V4(SocketAddrV4::new(ip, 7000));
+        let addr = address_of(index);
         let seed = self.rng.next_u64();
         let node = Node::new(self.config.node.clone(), addr, ids, seed);
         self.nodes.push(SimNode {
@@ -227,8 +217,12 @@ impl Sim {
             wake: None,
             group: 0,
         });
-        self.by_addr.insert(addr, index);
         index
+    }
+
+    /// The node at a made-up address, if any node ever had it.
+    fn index_of(&self, addr: &SocketAddr) -> Option<usize> {
+        index_at(addr).filter(|&i| i < self.nodes.len())
     }
 
     /// Adds `n` nodes of `vnodes` virtual nodes each (random ids) that start
@@ -779,7 +773,7 @@ impl Sim {
                 0
             };
             self.traffic.add(Purpose::of(&env.msg), bytes);
-            let dest = self.by_addr.get(&env.to.addr).copied();
+            let dest = self.index_of(&env.to.addr);
             let cut_off = dest.is_some_and(|d| self.nodes[d].group != self.nodes[i].group);
             let dead = dest.is_none_or(|d| !self.nodes[d].alive);
             if dead || cut_off {
@@ -879,6 +873,38 @@ impl Sim {
     }
 }
 
+/// The made-up address of node `index` (nothing listens on it):
+/// 127.(index/2^16 + 1).(index/2^8 % 256).(index % 256):7000, so that the
+/// index can be read back from the address of every message without a map.
+fn address_of(index: usize) -> SocketAddr {
+    assert!(
+        index < 254 << 16,
+        "the simulator numbers at most 254 * 2^16 nodes"
+    );
+    let ip = Ipv4Addr::new(
+        127,
+        (index >> 16) as u8 + 1,
+        (index >> 8) as u8,
+        index as u8,
+    );
+    SocketAddr::V4(SocketAddrV4::new(ip, SIM_PORT))
+}
+
+/// The inverse of [`address_of`]; `None` for any other address.
+fn index_at(addr: &SocketAddr) -> Option<usize> {
+    let SocketAddr::V4(a) = addr else {
+        return None;
+    };
+    let [first, high, mid, low] = a.ip().octets();
+    if first != 127 || high == 0 || a.port() != SIM_PORT {
+        return None;
+    }
+    Some(((high as usize - 1) << 16) | ((mid as usize) << 8) | low as usize)
+}
+
+/// The port of every simulated node.
+const SIM_PORT: u16 = 7000;
+
 /// A random 160-bit id drawn from `rng`.
 pub fn random_id(rng: &mut Rng) -> Id {
     let mut b = [0u8; 20];
@@ -887,4 +913,26 @@ pub fn random_id(rng: &mut Rng) -> Id {
         chunk.copy_from_slice(&v[..chunk.len()]);
     }
     Id(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_addresses_read_back_as_their_index() {
+        for index in [0, 1, 255, 256, 65_535, 65_536, 1 << 20, (254 << 16) - 1] {
+            assert_eq!(index_at(&address_of(index)), Some(index), "{index}");
+        }
+        let foreign: [SocketAddr; 3] = [
+            "127.0.0.1:7001".parse().unwrap(),
+            "10.1.0.0:7000".parse().unwrap(),
+            "[::1]:7000".parse().unwrap(),
+        ];
+        for addr in foreign {
+            assert_eq!(index_at(&addr), None, "{addr}");
+        }
+        // 127.0.x.y is never a simulated node (the second octet starts at 1).
+        assert_eq!(index_at(&"127.0.0.5:7000".parse().unwrap()), None);
+    }
 }

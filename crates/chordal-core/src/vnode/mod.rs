@@ -412,6 +412,11 @@ impl VNode {
         self.out.pop_front()
     }
 
+    /// Are messages or events waiting to be polled?
+    pub fn has_output(&self) -> bool {
+        !self.out.is_empty() || !self.events.is_empty()
+    }
+
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
