@@ -5,7 +5,7 @@
 #
 #   scripts/sim-suite.sh [OUT]
 #
-# Needs a release build (`cargo build --release`); about 6 minutes on a
+# Needs a release build (`cargo build --release`); about 8 minutes on a
 # 2-core machine.
 set -eu
 out=${1:-docs/sim-run}
