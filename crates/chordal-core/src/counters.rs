@@ -20,6 +20,9 @@ pub struct Counters {
     /// Lookups this node started (its own and the store's) that found the
     /// owner.
     pub lookups_ok: u64,
+    /// Writes an owner versioned again because some copy held a newer
+    /// version (a clock behind, or a write it had not seen).
+    pub write_rewrites: u64,
     /// Failures by kind: `lookup_timeout`, `kv_quorum_failed`, …
     pub errors: BTreeMap<&'static str, u64>,
 }

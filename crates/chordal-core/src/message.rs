@@ -145,7 +145,16 @@ pub enum Message {
     /// Owner to replica: store these records if newer.
     Replicate { req: u64, records: Vec<Record> },
     /// Replica's answer to [`Message::Replicate`]: `ok` once durable.
-    ReplicateAck { req: u64, ok: bool },
+    /// `newer`: the newest version the replica kept instead of a record
+    /// sent (it already held a newer one); that record is not what the
+    /// replica holds, so an owner re-versions its write above it. `busy`:
+    /// refused unstored because the replica is overloaded; send again later.
+    ReplicateAck {
+        req: u64,
+        ok: bool,
+        newer: Option<Version>,
+        busy: bool,
+    },
     /// Owner to replica, when the owner lacks a key: "what do you have?"
     ReplicaRead { req: u64, key: Vec<u8> },
     /// Answer to [`Message::ReplicaRead`] (a tombstone included).

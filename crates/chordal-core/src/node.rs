@@ -122,6 +122,14 @@ impl Node {
         }
     }
 
+    /// Tells the hybrid logical clock the largest version hlc in this
+    /// node's store. Call once before `create`/`join` (a restarted node's
+    /// wall clock may be behind the one that versioned what it holds); the
+    /// node's writes are then versioned above it.
+    pub fn seed_clock(&mut self, max_stored_hlc: u64) {
+        self.kv.hlc.observe(max_stored_hlc);
+    }
+
     /// Starts a new ring: the first virtual node creates it, the others join
     /// through it.
     pub fn create(&mut self, now: Time) {

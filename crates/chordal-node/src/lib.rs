@@ -301,7 +301,10 @@ impl Node {
         }
         let store = chordal_store::open(config.data_dir.as_deref())?;
         let ids = identity(&config, addr, store.as_ref())?;
-        let core = chordal_core::Node::new(config.core.clone(), addr, &ids, random_seed());
+        let mut core = chordal_core::Node::new(config.core.clone(), addr, &ids, random_seed());
+        // Versions go above everything on disk, even if the wall clock is
+        // now behind the one that wrote it (an NTP step, a VM resume).
+        core.seed_clock(store.max_hlc()?);
         let (inbound_tx, inbound_rx) = mpsc::channel(4096);
         let (commands, commands_rx) = mpsc::channel(1024);
         let (events, _) = broadcast::channel(1024);

@@ -10,6 +10,7 @@
 //! successor, predecessor, finger and lookup *should* be.
 
 pub mod churn;
+mod clock;
 pub mod experiments;
 mod latency;
 pub mod plot;
@@ -18,6 +19,7 @@ pub mod traffic;
 
 pub use chordal_core::Oracle;
 pub use churn::{Churn, ChurnEvent, ChurnModel};
+pub use clock::Clock;
 pub use latency::Latency;
 pub use sim::{Sim, SimConfig};
 pub use traffic::{Counter, Traffic};

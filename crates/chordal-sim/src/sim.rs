@@ -1,8 +1,8 @@
 //! The discrete-event network: a priority queue of deliveries and wake-ups
 //! over virtual time.
 
-use crate::Latency;
 use crate::traffic::{Purpose, Traffic};
+use crate::{Clock, Latency};
 use chordal_core::fasthash::FastMap;
 use chordal_core::{
     Config, Envelope, Event, Id, KvError, KvOpId, KvOutcome, LookupError, LookupId, LookupMode,
@@ -105,6 +105,10 @@ struct SimNode {
     /// Its side of a network partition: messages between nodes of
     /// different groups vanish.
     group: u32,
+    /// Its wall clock, which it reads as `now`.
+    clock: Clock,
+    /// A step back of its clock, shown at its next start.
+    next_clock: Option<Clock>,
 }
 
 /// Many nodes, one virtual clock.
@@ -187,6 +191,31 @@ impl Sim {
         self.now
     }
 
+    /// What node `i`'s clock shows now (what its core is given as `now`).
+    pub fn clock_now(&self, i: usize) -> Time {
+        self.nodes[i].clock.read(self.now)
+    }
+
+    /// Sets node `i`'s wall clock: a step back or forward, as NTP or a VM
+    /// resume makes. A running node sees time only go forward (the tokio
+    /// driver reads the wall clock once at start, then a monotonic clock):
+    /// a step forward shows at once, a step back at its next start.
+    pub fn set_clock(&mut self, i: usize, clock: Clock) {
+        let now = self.now;
+        let n = &mut self.nodes[i];
+        if !n.alive || clock.read(now) >= n.clock.read(now) {
+            n.clock = clock;
+            n.next_clock = None;
+            // Its next wake-up moves with the clock.
+            n.wake = None;
+            if n.alive {
+                self.after_input(i);
+            }
+        } else {
+            n.next_clock = Some(clock);
+        }
+    }
+
     /// Number of nodes ever added (dead ones included).
     pub fn len(&self) -> usize {
         self.nodes.len()
@@ -216,6 +245,8 @@ impl Sim {
             alive: true,
             wake: None,
             group: 0,
+            clock: Clock::default(),
+            next_clock: None,
         });
         index
     }
@@ -239,7 +270,6 @@ impl Sim {
             .collect();
         let oracle = self.oracle();
         let r = self.config.node.successors;
-        let now = self.now;
         for &i in &indices {
             let state = |me: chordal_core::NodeRef| {
                 let pred = refs[&oracle.prev(&me.id)];
@@ -253,6 +283,7 @@ impl Sim {
                     .collect();
                 (pred, succs, fingers)
             };
+            let now = self.clock_now(i);
             self.nodes[i].node.start_converged(now, state);
             self.after_input(i);
         }
@@ -283,14 +314,14 @@ impl Sim {
 
     /// Node `i` starts a new ring.
     pub fn create(&mut self, i: usize) {
-        let now = self.now;
+        let now = self.clock_now(i);
         self.nodes[i].node.create(now);
         self.after_input(i);
     }
 
     /// Node `i` joins through node `seed`.
     pub fn join(&mut self, i: usize, seed: usize) {
-        let now = self.now;
+        let now = self.clock_now(i);
         let seed_addr = self.nodes[seed].node.addr();
         self.nodes[i].node.join(now, vec![seed_addr]);
         self.after_input(i);
@@ -298,7 +329,7 @@ impl Sim {
 
     /// Node `i` joins through several seeds, tried in turn.
     pub fn join_via(&mut self, i: usize, seeds: &[usize]) {
-        let now = self.now;
+        let now = self.clock_now(i);
         let addrs = seeds.iter().map(|s| self.nodes[*s].node.addr()).collect();
         self.nodes[i].node.join(now, addrs);
         self.after_input(i);
@@ -306,7 +337,7 @@ impl Sim {
 
     /// Node `i` leaves gracefully (its farewell messages are sent), then stops.
     pub fn leave(&mut self, i: usize) {
-        let now = self.now;
+        let now = self.clock_now(i);
         self.nodes[i].node.leave(now);
         self.after_input(i);
         self.nodes[i].alive = false;
@@ -315,6 +346,19 @@ impl Sim {
     /// Node `i` (killed) starts again with its ids, address and store (its
     /// disk), and joins through node `seed`.
     pub fn restart(&mut self, i: usize, seed: usize) {
+        self.reboot(i);
+        self.join(i, seed);
+    }
+
+    /// Node `i` (killed) starts again with its ids, address and store, as
+    /// a ring of its own.
+    pub fn restart_alone(&mut self, i: usize) {
+        self.reboot(i);
+        self.create(i);
+    }
+
+    /// A fresh core for node `i`, as a process start gives it.
+    fn reboot(&mut self, i: usize) {
         let addr = self.nodes[i].node.addr();
         let ids: Vec<Id> = self.nodes[i]
             .node
@@ -324,9 +368,14 @@ impl Sim {
             .collect();
         let rng_seed = self.rng.next_u64();
         self.nodes[i].node = Node::new(self.config.node.clone(), addr, &ids, rng_seed);
+        // As the driver does: versions go above what the disk holds.
+        let stored = self.nodes[i].store.max_hlc().unwrap_or(0);
+        self.nodes[i].node.seed_clock(stored);
+        if let Some(clock) = self.nodes[i].next_clock.take() {
+            self.nodes[i].clock = clock;
+        }
         self.nodes[i].alive = true;
         self.nodes[i].wake = None;
-        self.join(i, seed);
     }
 
     /// Node `i` crashes: it stops at once and says nothing.
@@ -352,7 +401,7 @@ impl Sim {
 
     /// Starts a lookup at node `i`; see [`Sim::lookup_result`].
     pub fn start_lookup(&mut self, i: usize, key: Id, mode: LookupMode) -> LookupId {
-        let now = self.now;
+        let now = self.clock_now(i);
         let id = self.nodes[i].node.start_lookup(now, key, mode);
         // Its messages are still in the node's outbox: `after_input` sees
         // them as this lookup's.
@@ -463,7 +512,7 @@ impl Sim {
 
     /// `unsubscribe` at node `i`.
     pub fn unsubscribe(&mut self, i: usize, topic: &[u8]) {
-        let now = self.now;
+        let now = self.clock_now(i);
         self.nodes[i].node.unsubscribe(now, topic.to_vec());
         self.after_input(i);
     }
@@ -482,7 +531,7 @@ impl Sim {
     /// Starts `publish` at node `i` without waiting: its result is in
     /// [`Sim::kv_result`] once done.
     pub fn start_publish(&mut self, i: usize, topic: &[u8], payload: &[u8]) -> KvOpId {
-        let now = self.now;
+        let now = self.clock_now(i);
         let id = self.nodes[i]
             .node
             .publish(now, topic.to_vec(), payload.to_vec());
@@ -501,7 +550,7 @@ impl Sim {
         i: usize,
         start: impl FnOnce(&mut Node, Time) -> KvOpId,
     ) -> Result<KvOutcome, KvError> {
-        let now = self.now;
+        let now = self.clock_now(i);
         let id = start(&mut self.nodes[i].node, now);
         self.after_input(i);
         let deadline = self.now + self.config.node.kv_timeout + Duration::from_secs(1);
@@ -517,7 +566,7 @@ impl Sim {
 
     /// Starts a `put` at node `i` without waiting; see [`Sim::kv_result`].
     pub fn start_put(&mut self, i: usize, key: &[u8], value: &[u8]) -> KvOpId {
-        let now = self.now;
+        let now = self.clock_now(i);
         let id = self.nodes[i].node.put(now, key.to_vec(), value.to_vec());
         self.after_input(i);
         id
@@ -525,7 +574,7 @@ impl Sim {
 
     /// Starts a `get` at node `i` without waiting; see [`Sim::kv_result`].
     pub fn start_get(&mut self, i: usize, key: &[u8]) -> KvOpId {
-        let now = self.now;
+        let now = self.clock_now(i);
         let id = self.nodes[i].node.get(now, key.to_vec());
         self.after_input(i);
         id
@@ -704,10 +753,10 @@ impl Sim {
         };
         self.now = self.now.max(at);
         self.events_processed += 1;
-        let now = self.now;
         match item {
             Item::Deliver(i, env) => {
                 if self.nodes[i].alive {
+                    let now = self.clock_now(i);
                     self.nodes[i].node.handle_message(now, env);
                     self.after_input(i);
                 }
@@ -717,12 +766,14 @@ impl Sim {
                     self.nodes[i].wake = None;
                 }
                 if self.nodes[i].alive {
+                    let now = self.clock_now(i);
                     self.nodes[i].node.handle_timeout(now);
                     self.after_input(i);
                 }
             }
             Item::Unreachable { at: i, addr } => {
                 if self.nodes[i].alive {
+                    let now = self.clock_now(i);
                     self.nodes[i].node.handle_unreachable(now, addr);
                     self.after_input(i);
                 }
@@ -763,7 +814,7 @@ impl Sim {
         // Storage is instantaneous here: perform each request at once.
         while let Some(req) = self.nodes[i].node.poll_store() {
             let result = chordal_store::perform(&self.nodes[i].store, req.kind);
-            let now = self.now;
+            let now = self.clock_now(i);
             self.nodes[i].node.handle_store(now, req.op, result);
         }
         while let Some(env) = self.nodes[i].node.poll_transmit() {
@@ -837,7 +888,7 @@ impl Sim {
             }
         }
         if !answers.is_empty() {
-            let now = self.now;
+            let now = self.clock_now(i);
             for (msg, answer) in answers {
                 match answer {
                     Some(payload) => self.nodes[i].node.app_reply(now, msg, payload),
@@ -848,7 +899,7 @@ impl Sim {
             return self.after_input(i);
         }
         if let Some(t) = self.nodes[i].node.poll_timeout() {
-            let t = t.max(self.now);
+            let t = self.nodes[i].clock.to_virtual(t).max(self.now);
             if self.nodes[i].wake.is_none_or(|w| t < w) {
                 self.nodes[i].wake = Some(t);
                 self.push(t, Item::Wake(i));

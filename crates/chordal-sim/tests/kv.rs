@@ -209,8 +209,10 @@ fn tombstones_are_not_resurrected_by_a_stale_replica() {
     assert_eq!(
         s.store(replica)
             .apply(std::slice::from_ref(&stale))
-            .unwrap(),
-        vec![false]
+            .unwrap()[0]
+            .kept()
+            .is_some(),
+        true
     );
     let tomb = s.store(replica).get(&Id::hash(key), key).unwrap().unwrap();
     assert!(tomb.is_tombstone());
@@ -221,7 +223,7 @@ fn tombstones_are_not_resurrected_by_a_stale_replica() {
         s.store(replica)
             .apply(std::slice::from_ref(&stale))
             .unwrap(),
-        vec![true]
+        vec![chordal_core::Applied::Stored]
     );
     // A newcomer takes over the key with an empty store and asks the
     // replicas: the old owner's tombstone is newer than the stale value.

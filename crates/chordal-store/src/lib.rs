@@ -31,7 +31,7 @@ pub fn open(dir: Option<&std::path::Path>) -> Result<std::sync::Arc<dyn Store>, 
     }
 }
 
-use chordal_core::{Id, Record};
+use chordal_core::{Applied, Id, Record};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +49,7 @@ pub enum StoreError {
 }
 
 /// Called with the outcome of [`Store::apply_with`].
-pub type ApplyDone = Box<dyn FnOnce(Result<Vec<bool>, StoreError>) + Send>;
+pub type ApplyDone = Box<dyn FnOnce(Result<Vec<Applied>, StoreError>) + Send>;
 
 /// Ordered, versioned record storage.
 pub trait Store: Send + Sync + 'static {
@@ -58,8 +58,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// In one atomic, durable transaction: stores each record whose
     /// version is newer than the stored one (or that is new). Returns, per
-    /// record, whether it was stored.
-    fn apply(&self, batch: &[Record]) -> Result<Vec<bool>, StoreError>;
+    /// record, whether it is now what the store holds ([`Applied::Stored`],
+    /// also when exactly that version was there) or which newer version the
+    /// store kept instead.
+    fn apply(&self, batch: &[Record]) -> Result<Vec<Applied>, StoreError>;
+
+    /// The largest hybrid-clock reading of any record this store ever
+    /// stored (0 when empty). A node seeds its clock with it at start, so
+    /// that its next writes are versioned above everything it holds even
+    /// if the wall clock went back while it was down.
+    fn max_hlc(&self) -> Result<u64, StoreError>;
 
     /// Records whose key id is in the ring interval `(start, end]` (the
     /// whole ring if `start == end`), in key-id order starting after

@@ -2,7 +2,7 @@
 //! tested against, and the store of nodes without a data directory.
 
 use crate::{Store, StoreError, scan_parts};
-use chordal_core::{Id, Record, Version};
+use chordal_core::{Applied, Id, Record, Version};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::Mutex;
@@ -15,6 +15,8 @@ pub struct MemoryStore {
     meta: Mutex<HashMap<String, Vec<u8>>>,
     /// Key and value bytes of `records`, kept as they change.
     bytes: std::sync::atomic::AtomicU64,
+    /// The largest hlc ever stored.
+    max_hlc: std::sync::atomic::AtomicU64,
 }
 
 /// What a record counts for in [`Store::bytes`].
@@ -34,22 +36,29 @@ impl Store for MemoryStore {
         Ok(map.get(&(*key_id, key.to_vec())).cloned())
     }
 
-    fn apply(&self, batch: &[Record]) -> Result<Vec<bool>, StoreError> {
+    fn apply(&self, batch: &[Record]) -> Result<Vec<Applied>, StoreError> {
         let mut map = self.records.lock().expect("store lock");
         Ok(batch
             .iter()
             .map(|r| {
                 let k = (r.key_id, r.key.clone());
-                let newer = map.get(&k).is_none_or(|old| r.version > old.version);
-                if newer {
-                    self.bytes.fetch_add(size(r), Relaxed);
-                    if let Some(old) = map.insert(k, r.clone()) {
-                        self.bytes.fetch_sub(size(&old), Relaxed);
-                    }
+                match map.get(&k).map(|old| old.version) {
+                    Some(old) if old > r.version => return Applied::Kept(old),
+                    Some(old) if old == r.version => return Applied::Stored,
+                    _ => {}
                 }
-                newer
+                self.bytes.fetch_add(size(r), Relaxed);
+                self.max_hlc.fetch_max(r.version.hlc, Relaxed);
+                if let Some(old) = map.insert(k, r.clone()) {
+                    self.bytes.fetch_sub(size(&old), Relaxed);
+                }
+                Applied::Stored
             })
             .collect())
+    }
+
+    fn max_hlc(&self) -> Result<u64, StoreError> {
+        Ok(self.max_hlc.load(Relaxed))
     }
 
     fn scan(

@@ -8,9 +8,10 @@
 
 use crate::codec::{decode, decode_version, encode_value, table_key};
 use crate::{ApplyDone, Store, StoreError, scan_parts};
-use chordal_core::{ID_BYTES, Id, Record, Version};
+use chordal_core::{Applied, ID_BYTES, Id, Record, Version};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -19,13 +20,15 @@ const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// Most jobs folded into one transaction.
 const MAX_GROUP: usize = 1024;
+/// The meta entry holding the largest hlc ever stored (8 bytes, big-endian).
+const MAX_HLC: &str = "max_hlc";
 
 fn db_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Db(e.to_string())
 }
 
 enum Job {
-    Apply(Vec<Record>, Sender<Result<Vec<bool>, StoreError>>),
+    Apply(Vec<Record>, Sender<Result<Vec<Applied>, StoreError>>),
     ApplyThen(Vec<Record>, ApplyDone),
     Remove(
         Vec<(Id, Vec<u8>, Version)>,
@@ -41,6 +44,9 @@ pub struct RedbStore {
     writer: Mutex<Option<JoinHandle<()>>>,
     /// The database file.
     path: std::path::PathBuf,
+    /// The largest hlc ever stored; the writer keeps it (and its copy in
+    /// the meta table) up to date.
+    max_hlc: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -57,18 +63,20 @@ impl RedbStore {
         txn.open_table(RECORDS).map_err(db_err)?;
         txn.open_table(META).map_err(db_err)?;
         txn.commit().map_err(db_err)?;
+        let max_hlc = Arc::new(AtomicU64::new(stored_max_hlc(&db)?));
         let db = Arc::new(db);
         let (tx, rx) = channel();
-        let writer_db = db.clone();
+        let (writer_db, writer_max) = (db.clone(), max_hlc.clone());
         let writer = std::thread::Builder::new()
             .name("chordal-store-writer".into())
-            .spawn(move || write_loop(&writer_db, rx))
+            .spawn(move || write_loop(&writer_db, &writer_max, rx))
             .map_err(db_err)?;
         Ok(RedbStore {
             db,
             jobs: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
             path: path.to_path_buf(),
+            max_hlc,
         })
     }
 
@@ -98,8 +106,28 @@ impl Drop for RedbStore {
     }
 }
 
+/// The largest hlc in the database: from the meta table, or (a database
+/// written before it kept one) from one pass over the records' versions.
+fn stored_max_hlc(db: &Database) -> Result<u64, StoreError> {
+    let txn = db.begin_read().map_err(db_err)?;
+    let meta = txn.open_table(META).map_err(db_err)?;
+    if let Some(v) = meta.get(MAX_HLC).map_err(db_err)? {
+        let bytes: [u8; 8] = v.value().try_into().map_err(|_| db_err("bad max_hlc"))?;
+        return Ok(u64::from_be_bytes(bytes));
+    }
+    let records = txn.open_table(RECORDS).map_err(db_err)?;
+    let mut high = 0;
+    for entry in records.iter().map_err(db_err)? {
+        let (_, v) = entry.map_err(db_err)?;
+        if let Some(version) = decode_version(v.value()) {
+            high = high.max(version.hlc);
+        }
+    }
+    Ok(high)
+}
+
 /// The writer thread: one transaction per group of queued jobs.
-fn write_loop(db: &Database, rx: Receiver<Job>) {
+fn write_loop(db: &Database, max_hlc: &AtomicU64, rx: Receiver<Job>) {
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -108,7 +136,7 @@ fn write_loop(db: &Database, rx: Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let outcome = run_group(db, &group);
+        let outcome = run_group(db, max_hlc, &group);
         for (job, result) in group.into_iter().zip(outcome) {
             match (job, result) {
                 (Job::Apply(_, reply), r) => {
@@ -128,13 +156,19 @@ fn write_loop(db: &Database, rx: Receiver<Job>) {
 
 #[derive(Default)]
 struct Outcome {
-    applied: Vec<bool>,
+    applied: Vec<Applied>,
     removed: usize,
 }
 
 /// Applies a group in one transaction. On any error every job of the group
 /// fails (nothing of it was committed).
-fn run_group(db: &Database, group: &[Job]) -> Vec<Result<Outcome, StoreError>> {
+fn run_group(
+    db: &Database,
+    max_hlc: &AtomicU64,
+    group: &[Job],
+) -> Vec<Result<Outcome, StoreError>> {
+    let before = max_hlc.load(Relaxed);
+    let mut high = before;
     let result = (|| -> Result<Vec<Outcome>, StoreError> {
         let txn = db.begin_write().map_err(db_err)?;
         let mut outcomes = Vec::with_capacity(group.len());
@@ -147,18 +181,22 @@ fn run_group(db: &Database, group: &[Job]) -> Vec<Result<Outcome, StoreError>> {
                     Job::Apply(batch, _) | Job::ApplyThen(batch, _) => {
                         for r in batch {
                             let k = table_key(&r.key_id, &r.key);
-                            let newer = match records.get(k.as_slice()).map_err(db_err)? {
-                                Some(old) => {
-                                    decode_version(old.value()).is_none_or(|v| r.version > v)
+                            let old = records
+                                .get(k.as_slice())
+                                .map_err(db_err)?
+                                .and_then(|old| decode_version(old.value()));
+                            let applied = match old {
+                                Some(v) if v > r.version => Applied::Kept(v),
+                                Some(v) if v == r.version => Applied::Stored,
+                                _ => {
+                                    records
+                                        .insert(k.as_slice(), encode_value(r).as_slice())
+                                        .map_err(db_err)?;
+                                    high = high.max(r.version.hlc);
+                                    Applied::Stored
                                 }
-                                None => true,
                             };
-                            if newer {
-                                records
-                                    .insert(k.as_slice(), encode_value(r).as_slice())
-                                    .map_err(db_err)?;
-                            }
-                            o.applied.push(newer);
+                            o.applied.push(applied);
                         }
                     }
                     Job::Remove(keys, _) => {
@@ -181,12 +219,19 @@ fn run_group(db: &Database, group: &[Job]) -> Vec<Result<Outcome, StoreError>> {
                 }
                 outcomes.push(o);
             }
+            if high > before {
+                meta.insert(MAX_HLC, high.to_be_bytes().as_slice())
+                    .map_err(db_err)?;
+            }
         }
         txn.commit().map_err(db_err)?;
         Ok(outcomes)
     })();
     match result {
-        Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+        Ok(outcomes) => {
+            max_hlc.fetch_max(high, Relaxed);
+            outcomes.into_iter().map(Ok).collect()
+        }
         Err(e) => group
             .iter()
             .map(|_| Err(StoreError::Db(e.to_string())))
@@ -207,7 +252,11 @@ impl Store for RedbStore {
         }
     }
 
-    fn apply(&self, batch: &[Record]) -> Result<Vec<bool>, StoreError> {
+    fn max_hlc(&self) -> Result<u64, StoreError> {
+        Ok(self.max_hlc.load(Relaxed))
+    }
+
+    fn apply(&self, batch: &[Record]) -> Result<Vec<Applied>, StoreError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }

@@ -1,7 +1,7 @@
 //! The redb store against the memory store as a model: random sequences of
 //! operations must give the same answers and leave the same contents.
 
-use chordal_core::{Id, Record, Version};
+use chordal_core::{Applied, Id, Record, Version};
 use chordal_store::{MemoryStore, RedbStore, Store};
 use proptest::prelude::*;
 
@@ -88,7 +88,10 @@ proptest! {
         let model = MemoryStore::new();
         for op in &ops {
             match op {
-                Op::Apply(batch) => prop_assert_eq!(redb.apply(batch).unwrap(), model.apply(batch).unwrap()),
+                Op::Apply(batch) => {
+                    prop_assert_eq!(redb.apply(batch).unwrap(), model.apply(batch).unwrap());
+                    prop_assert_eq!(redb.max_hlc().unwrap(), model.max_hlc().unwrap());
+                }
                 Op::Get(k) => {
                     let key = &keys()[*k];
                     let id = Id::hash(key);
@@ -137,11 +140,27 @@ fn newer_versions_win_and_tombstones_stay() {
     let put = record(0, 5, 1, Some(b"v5".to_vec()));
     let older = record(0, 3, 1, Some(b"v3".to_vec()));
     let delete = record(0, 7, 2, None);
-    assert_eq!(s.apply(&[put.clone(), older]).unwrap(), vec![true, false]);
+    assert_eq!(
+        s.apply(&[put.clone(), older]).unwrap(),
+        vec![Applied::Stored, Applied::Kept(put.version)]
+    );
     assert_eq!(s.get(&put.key_id, &put.key).unwrap(), Some(put.clone()));
-    assert_eq!(s.apply(std::slice::from_ref(&delete)).unwrap(), vec![true]);
-    // A stale replica's put does not resurrect the key.
-    assert_eq!(s.apply(std::slice::from_ref(&put)).unwrap(), vec![false]);
+    // The same version again is what the store holds: stored.
+    assert_eq!(
+        s.apply(std::slice::from_ref(&put)).unwrap(),
+        vec![Applied::Stored]
+    );
+    assert_eq!(
+        s.apply(std::slice::from_ref(&delete)).unwrap(),
+        vec![Applied::Stored]
+    );
+    // A stale replica's put does not resurrect the key, and the store says
+    // which newer version it kept.
+    assert_eq!(
+        s.apply(std::slice::from_ref(&put)).unwrap(),
+        vec![Applied::Kept(delete.version)]
+    );
+    assert_eq!(s.max_hlc().unwrap(), 7);
     assert!(
         s.get(&put.key_id, &put.key)
             .unwrap()
@@ -157,11 +176,14 @@ fn data_and_meta_survive_reopening() {
     let r = record(3, 9, 1, Some(b"kept".to_vec()));
     {
         let s = RedbStore::open(&path).unwrap();
+        assert_eq!(s.max_hlc().unwrap(), 0);
         s.apply(std::slice::from_ref(&r)).unwrap();
         s.set_meta("node_id", b"abc").unwrap();
     }
     let s = RedbStore::open(&path).unwrap();
     assert_eq!(s.get(&r.key_id, &r.key).unwrap(), Some(r));
+    // The clock seed survives too.
+    assert_eq!(s.max_hlc().unwrap(), 9);
     assert_eq!(s.meta("node_id").unwrap(), Some(b"abc".to_vec()));
     assert_eq!(s.meta("other").unwrap(), None);
 }
@@ -183,7 +205,7 @@ fn concurrent_writers_are_grouped_and_all_durable() {
                         },
                         Some(vec![t as u8]),
                     );
-                    assert_eq!(s.apply(&[r]).unwrap(), vec![true]);
+                    assert_eq!(s.apply(&[r]).unwrap(), vec![Applied::Stored]);
                 }
             })
         })

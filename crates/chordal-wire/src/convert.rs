@@ -408,9 +408,17 @@ pub fn envelope_to_pb(env: &Envelope) -> pb::Envelope {
             req: *req,
             records: records.iter().map(record_to_pb).collect(),
         }),
-        Message::ReplicateAck { req, ok } => {
-            Body::ReplicateAck(pb::ReplicateAck { req: *req, ok: *ok })
-        }
+        Message::ReplicateAck {
+            req,
+            ok,
+            newer,
+            busy,
+        } => Body::ReplicateAck(pb::ReplicateAck {
+            req: *req,
+            ok: *ok,
+            newer: newer.as_ref().map(version_to_pb),
+            busy: *busy,
+        }),
         Message::ReplicaRead { req, key } => Body::ReplicaRead(pb::ReplicaRead {
             req: *req,
             key: key.clone(),
@@ -583,6 +591,11 @@ pub fn envelope_from_pb(pb: &pb::Envelope, local: SocketAddr) -> Result<Envelope
         Body::ReplicateAck(a) => Message::ReplicateAck {
             req: a.req,
             ok: a.ok,
+            newer: match &a.newer {
+                Some(_) => Some(version_from_pb(&a.newer)?),
+                None => None,
+            },
+            busy: a.busy,
         },
         Body::ReplicaRead(r) => Message::ReplicaRead {
             req: r.req,

@@ -238,6 +238,10 @@ pub struct ReplicateAck {
     pub req: u64,
     #[prost(bool, tag = "2")]
     pub ok: bool,
+    #[prost(message, optional, tag = "3")]
+    pub newer: Option<Version>,
+    #[prost(bool, tag = "4")]
+    pub busy: bool,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

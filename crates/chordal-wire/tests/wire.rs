@@ -203,7 +203,18 @@ fn any_message() -> impl Strategy<Value = Message> {
             }),
         (any::<u64>(), proptest::collection::vec(any_record(), 0..5))
             .prop_map(|(req, records)| Message::Replicate { req, records }),
-        (any::<u64>(), any::<bool>()).prop_map(|(req, ok)| Message::ReplicateAck { req, ok }),
+        (
+            any::<u64>(),
+            any::<bool>(),
+            proptest::option::of(any_version()),
+            any::<bool>()
+        )
+            .prop_map(|(req, ok, newer, busy)| Message::ReplicateAck {
+                req,
+                ok,
+                newer,
+                busy
+            }),
         (any::<u64>(), any_bytes()).prop_map(|(req, key)| Message::ReplicaRead { req, key }),
         (any::<u64>(), proptest::option::of(any_record()))
             .prop_map(|(req, record)| Message::ReplicaReadReply { req, record }),

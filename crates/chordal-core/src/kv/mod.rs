@@ -99,7 +99,8 @@ pub enum StoreKind {
 #[non_exhaustive]
 pub enum StoreResult {
     Got(Option<Record>),
-    Applied(Vec<bool>),
+    /// Per record of an `Apply`, what the store did with it.
+    Applied(Vec<Applied>),
     /// Bucket hashes for `Summary`.
     Summary(Vec<Id>),
     /// Records for `ScanBuckets`.
@@ -108,6 +109,31 @@ pub enum StoreResult {
     Swept(u64),
     /// The storage failed (the error is the driver's to log).
     Failed,
+}
+
+/// What a store did with one record of [`StoreKind::Apply`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Applied {
+    /// The record is what the store now holds (it was newer, or the store
+    /// already had exactly this version).
+    Stored,
+    /// The store kept the record it had, whose version is this newer one.
+    Kept(Version),
+}
+
+impl Applied {
+    /// The newer version the store kept, if it did not store the record.
+    pub fn kept(&self) -> Option<Version> {
+        match self {
+            Applied::Stored => None,
+            Applied::Kept(v) => Some(*v),
+        }
+    }
+}
+
+/// The newest version a store kept instead of the records of an apply.
+pub(crate) fn newest_kept(applied: &[Applied]) -> Option<Version> {
+    applied.iter().filter_map(Applied::kept).max()
 }
 
 /// A finished client operation.
@@ -182,11 +208,17 @@ pub(crate) enum OwnerOp {
     /// Waiting for `need` durable copies of `record`.
     Write {
         reply: Option<ReplyTo>,
+        /// The owner vnode that versioned the write.
+        vnode: NodeRef,
         record: Record,
         need: u32,
+        /// Copies that now hold exactly `record`.
         acked: u32,
         /// Copies (local and replicas) not yet answered.
         outstanding: u32,
+        /// Versions of this write tried so far (a copy that holds a newer
+        /// version makes the owner version the write again, above it).
+        attempt: u32,
         deadline: Time,
     },
     /// An application message handed to the application
@@ -398,20 +430,38 @@ impl crate::Node {
             return;
         };
         match wait {
-            StoreWait::OwnerWrite(id) => {
-                let ok = matches!(result, StoreResult::Applied(_));
-                self.write_answer(now, id, ok);
-            }
+            StoreWait::OwnerWrite(id) => match result {
+                StoreResult::Applied(applied) => {
+                    let kept = newest_kept(&applied);
+                    if let Some(v) = kept {
+                        self.kv.hlc.observe(v.hlc);
+                    }
+                    self.write_answer(now, id, true, kept);
+                }
+                _ => self.write_answer(now, id, false, None),
+            },
             StoreWait::OwnerRead(id) => {
                 let record = match result {
                     StoreResult::Got(r) => r,
                     _ => None,
                 };
+                if let Some(r) = &record {
+                    self.kv.hlc.observe(r.version.hlc);
+                }
                 self.read_answer(now, id, record);
             }
             StoreWait::ReplicaApply { to, me, req } => {
-                let ok = matches!(result, StoreResult::Applied(_));
-                self.kv_send(me, to, crate::Message::ReplicateAck { req, ok });
+                let (ok, newer) = match &result {
+                    StoreResult::Applied(applied) => (true, newest_kept(applied)),
+                    _ => (false, None),
+                };
+                let ack = crate::Message::ReplicateAck {
+                    req,
+                    ok,
+                    newer,
+                    busy: false,
+                };
+                self.kv_send(me, to, ack);
             }
             StoreWait::ReplicaRead { to, me, req } => {
                 let record = match result {
@@ -458,9 +508,17 @@ impl crate::Node {
                 self.kv_reply(now, req, result)
             }
             Message::Replicate { req, records } => self.replica_apply(env, req, records),
-            Message::ReplicateAck { req, ok } => {
+            Message::ReplicateAck {
+                req,
+                ok,
+                newer,
+                busy,
+            } => {
+                if let Some(v) = newer {
+                    self.kv.hlc.observe(v.hlc);
+                }
                 if let Some(id) = self.kv.replica_reqs.remove(&req) {
-                    self.write_answer(now, id, ok);
+                    self.write_answer(now, id, ok && !busy, newer);
                 }
             }
             Message::ReplicaRead { req, key } => self.replica_read(env, req, key),
@@ -495,6 +553,9 @@ impl crate::Node {
             Message::ReplicaReadReply { req, record } => {
                 if let Some(id) = self.kv.replica_reqs.remove(&req) {
                     let record = record.filter(|r| r.is_consistent());
+                    if let Some(r) = &record {
+                        self.kv.hlc.observe(r.version.hlc);
+                    }
                     self.read_answer(now, id, record);
                 }
             }

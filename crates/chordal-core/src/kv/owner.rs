@@ -5,6 +5,10 @@
 use super::{KvDeadline, OwnerOp, ReplyTo, StoreKind, StoreWait, newest};
 use crate::{Id, KvOp, KvResult, Message, Node, NodeRef, Record, Time, Version};
 
+/// Most versions one write gets before the owner gives up on it (each
+/// time a copy holds a newer version than the last one tried).
+pub const MAX_WRITE_ATTEMPTS: u32 = 4;
+
 impl Node {
     /// A joined virtual node of ours that owns `key_id` (the key is in its
     /// range `(predecessor, self]`).
@@ -83,8 +87,24 @@ impl Node {
     }
 
     /// Stores `record` locally and on the replicas; answers `reply` once
-    /// the write quorum is durable.
+    /// the write quorum holds it.
     fn start_write(&mut self, now: Time, vnode: NodeRef, record: Record, reply: Option<ReplyTo>) {
+        // Half the client's time: the owner must say "no quorum" before
+        // the coordinator gives up waiting for it.
+        let deadline = now + self.config.kv_timeout / 2;
+        self.write_attempt(vnode, record, reply, 1, deadline);
+    }
+
+    /// One attempt of a write: sends `record` to the local store and the
+    /// replicas.
+    fn write_attempt(
+        &mut self,
+        vnode: NodeRef,
+        record: Record,
+        reply: Option<ReplyTo>,
+        attempt: u32,
+        deadline: Time,
+    ) {
         let targets = self.replica_targets(&vnode);
         let copies = 1 + targets.len();
         let need = self
@@ -93,9 +113,6 @@ impl Node {
             .unwrap_or(copies / 2 + 1)
             .clamp(1, copies) as u32;
         let id = self.kv.next();
-        // Half the client's time: the owner must say "no quorum" before
-        // the coordinator gives up waiting for it.
-        let deadline = now + self.config.kv_timeout / 2;
         for t in &targets {
             let req = self.kv.next();
             self.kv.replica_reqs.insert(req, id);
@@ -112,10 +129,12 @@ impl Node {
             id,
             OwnerOp::Write {
                 reply,
+                vnode,
                 record,
                 need,
                 acked: 0,
                 outstanding: copies as u32,
+                attempt,
                 deadline,
             },
         );
@@ -157,8 +176,16 @@ impl Node {
         self.kv.deadlines.insert((deadline, KvDeadline::Owner(id)));
     }
 
-    /// One copy of write `id` answered: durable (`ok`) or not.
-    pub(crate) fn write_answer(&mut self, now: Time, id: u64, ok: bool) {
+    /// One copy of write `id` answered: durable (`ok`) or not, and
+    /// whether it kept a `newer` version instead of the write's.
+    ///
+    /// A copy that kept a newer version does not count: the write is
+    /// versioned again above it (the hlc has observed it) and sent anew,
+    /// within the same deadline, up to [`MAX_WRITE_ATTEMPTS`] times. If the
+    /// newer version turns up after the write was acknowledged, the owner
+    /// still versions it again, so that the acknowledged value is what
+    /// every copy ends up with.
+    pub(crate) fn write_answer(&mut self, now: Time, id: u64, ok: bool, newer: Option<Version>) {
         let Some(OwnerOp::Write {
             reply,
             record,
@@ -171,6 +198,10 @@ impl Node {
             return;
         };
         *outstanding = outstanding.saturating_sub(1);
+        if newer.is_some_and(|v| v > record.version) {
+            self.rewrite(now, id);
+            return;
+        }
         if ok {
             *acked += 1;
         }
@@ -183,6 +214,42 @@ impl Node {
         if left == 0 {
             self.end_owner(now, id);
         }
+    }
+
+    /// Some copy of write `id` holds a newer version: version the write
+    /// again above everything seen and start over (or fail the write when
+    /// out of attempts or time).
+    fn rewrite(&mut self, now: Time, id: u64) {
+        let Some(OwnerOp::Write {
+            reply,
+            vnode,
+            mut record,
+            attempt,
+            deadline,
+            need,
+            ..
+        }) = self.kv.owners.remove(&id)
+        else {
+            return;
+        };
+        self.kv.deadlines.remove(&(deadline, KvDeadline::Owner(id)));
+        self.kv.replica_reqs.retain(|_, owner| *owner != id);
+        self.counting.counters.write_rewrites += 1;
+        if attempt >= MAX_WRITE_ATTEMPTS || now >= deadline {
+            if let Some(r) = reply {
+                let result = KvResult::QuorumFailed {
+                    acked: 0,
+                    needed: need,
+                };
+                self.owner_reply(now, r, result);
+            }
+            return;
+        }
+        record.version = Version {
+            hlc: self.kv.hlc.tick(now),
+            node: vnode.id,
+        };
+        self.write_attempt(vnode, record, reply, attempt + 1, deadline);
     }
 
     /// A read answer for read `id`: our copy or a replica's.

@@ -10,7 +10,13 @@ impl Node {
         // A record whose id is not its key's hash would be stored in the
         // wrong place: refuse the whole message.
         if records.iter().any(|r| !r.is_consistent()) {
-            self.kv_send(me, env.from, Message::ReplicateAck { req, ok: false });
+            let nack = Message::ReplicateAck {
+                req,
+                ok: false,
+                newer: None,
+                busy: false,
+            };
+            self.kv_send(me, env.from, nack);
             return;
         }
         for r in &records {
