@@ -65,6 +65,10 @@ pub struct Config {
     pub handoff_window: Duration,
     /// Bound on key-value operations in flight on one node.
     pub max_kv_ops: usize,
+    /// A graceful leave waits at most this long for its successors to
+    /// acknowledge every record it hands over, then leaves anyway (and
+    /// reports what was not handed over).
+    pub leave_drain: Duration,
     /// How often each owner compares its range with each replica (range
     /// sync); a change of neighbours triggers one at once.
     pub sync_interval: Duration,
@@ -109,6 +113,7 @@ impl Default for Config {
             write_quorum: None,
             kv_timeout: Duration::from_secs(3),
             handoff_window: Duration::from_secs(30),
+            leave_drain: Duration::from_secs(120),
             max_kv_ops: 16_384,
             sync_interval: Duration::from_secs(5),
             sync_buckets: 64,

@@ -23,6 +23,14 @@ pub struct Counters {
     /// Writes an owner versioned again because some copy held a newer
     /// version (a clock behind, or a write it had not seen).
     pub write_rewrites: u64,
+    /// Bulk transfers (handoff, sync pushes, leave) running or waiting.
+    pub transfers_active: u64,
+    /// Records and key+value bytes sent by bulk transfers (pages sent
+    /// again after a failure count again).
+    pub transfer_records: u64,
+    pub transfer_bytes: u64,
+    /// Transfer pages lost, refused or answered busy.
+    pub transfer_failures: u64,
     /// Failures by kind: `lookup_timeout`, `kv_quorum_failed`, …
     pub errors: BTreeMap<&'static str, u64>,
 }
@@ -89,6 +97,11 @@ impl Node {
         let mut c = self.counting.counters.clone();
         c.stabilize_rounds = self.vnodes.iter().map(|v| v.stabilize_rounds()).sum();
         c.finger_changes = self.vnodes.iter().map(|v| v.table().finger_changes()).sum();
+        let t = &self.kv.transfers;
+        c.transfers_active = t.len() as u64;
+        c.transfer_records = t.records_sent;
+        c.transfer_bytes = t.bytes_sent;
+        c.transfer_failures = t.failures;
         c
     }
 

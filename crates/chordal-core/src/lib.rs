@@ -37,8 +37,8 @@ pub use counters::Counters;
 pub use event::{Event, KeyRange, LookupError, LookupId, LookupResult, Neighbors, QueryId};
 pub use id::{ID_BITS, ID_BYTES, Id, ParseIdError};
 pub use kv::{
-    AppMsgId, Applied, KvError, KvOpId, KvOutcome, StoreKind, StoreOpId, StoreRequest, StoreResult,
-    bucket_hash, bucket_of,
+    AppMsgId, Applied, KvError, KvOpId, KvOutcome, LeaveReport, StoreKind, StoreOpId, StoreRequest,
+    StoreResult, bucket_hash, bucket_of,
 };
 pub use message::{Envelope, KvOp, KvResult, LookupFailure, Message, NodeRef, Publication, Target};
 pub use node::Node;

@@ -167,16 +167,15 @@ impl Node {
         self.flush(now);
     }
 
-    /// Leaves gracefully: each virtual node tells its neighbours. Send what
-    /// `poll_transmit` returns before exiting.
-    /// Each virtual node first pushes every record of its range to its
-    /// successor, the range's next owner (the data goes out before the
-    /// farewells; perform the storage requests before exiting).
+    /// Starts a graceful leave. Each virtual node first hands every record
+    /// of its range to its successor, the range's next owner, with
+    /// acknowledged transfers; once all are acknowledged (or after
+    /// `Config::leave_drain`) the vnodes tell their neighbours goodbye and
+    /// [`Node::left`] reports what was handed over. Keep driving the node
+    /// (messages, storage, timeouts) until then, send what `poll_transmit`
+    /// returns, then stop.
     pub fn leave(&mut self, now: Time) {
-        self.hand_over_ranges();
-        for v in &mut self.vnodes {
-            v.leave();
-        }
+        self.start_leave(now, self.config.leave_drain);
         self.flush(now);
     }
 
@@ -374,7 +373,7 @@ impl Node {
                 // new.start]`. Hand it what we have there at once (we may
                 // hold writes it missed while it was away).
                 let (vnode, lost_start, lost_end) = (*vnode, old.start, new.start);
-                self.hand_over_lost_range(vnode, lost_start, lost_end);
+                self.hand_over_lost_range(now, vnode, lost_start, lost_end);
                 let pred = self.vnodes.iter().find(|v| v.me().id == vnode);
                 if let Some(pred) = pred.and_then(|v| v.table().predecessor()) {
                     self.hand_over_topics(now, pred, lost_start, lost_end);

@@ -12,8 +12,9 @@ use crate::status::{Finger, Status, VNodeStatus};
 use crate::topics::{LocalSub, LocalTopics, Publication};
 use bytes::BytesMut;
 use chordal_core::{
-    Event, KvError, KvOp, KvOpId, KvOutcome, LookupError, LookupId, LookupMode, LookupResult,
-    Neighbors, Node as Core, QueryId, StoreKind, StoreOpId, StoreRequest, StoreResult, Time,
+    Event, KvError, KvOp, KvOpId, KvOutcome, LeaveReport, LookupError, LookupId, LookupMode,
+    LookupResult, Neighbors, Node as Core, QueryId, StoreKind, StoreOpId, StoreRequest,
+    StoreResult, Time,
 };
 use chordal_store::Store;
 use futures_util::StreamExt;
@@ -82,9 +83,10 @@ pub enum Command {
         payload: Vec<u8>,
         reply: oneshot::Sender<Result<KvOutcome, KvError>>,
     },
-    /// Leave gracefully and stop; answered once farewells are flushed.
+    /// Leave gracefully and stop: hand every range over (acknowledged),
+    /// then say goodbye; answered once farewells are flushed.
     Leave {
-        reply: oneshot::Sender<()>,
+        reply: oneshot::Sender<LeaveReport>,
     },
     /// Stop at once without telling anyone, like a crash.
     Abort {
@@ -148,6 +150,8 @@ pub struct Driver {
     /// The application's subscription streams.
     topics: LocalTopics,
     metrics: NodeMetrics,
+    /// Set once a graceful leave started: who waits for it to end.
+    leave_replies: Option<Vec<oneshot::Sender<LeaveReport>>>,
 }
 
 impl Driver {
@@ -189,6 +193,7 @@ impl Driver {
             answers_rx,
             topics: LocalTopics::default(),
             metrics: NodeMetrics::new(),
+            leave_replies: None,
         }
     }
 
@@ -222,6 +227,8 @@ impl Driver {
         // The store's record count, for ring walks: refreshed now and then
         // rather than on every write.
         let mut load_tick = tokio::time::interval(Duration::from_secs(1));
+        let mut progress_tick = tokio::time::interval(Duration::from_secs(1));
+        let mut commands_closed = false;
         loop {
             let wake = self.core.poll_timeout().map(|t| self.instant(t));
             let sleep = tokio::time::sleep_until(
@@ -233,12 +240,8 @@ impl Driver {
                         self.read(item);
                     }
                 }
-                cmd = commands.recv() => match cmd {
-                    Some(Command::Leave { reply }) => {
-                        self.leave().await;
-                        let _ = reply.send(());
-                        return;
-                    }
+                cmd = commands.recv(), if !commands_closed => match cmd {
+                    Some(Command::Leave { reply }) => self.begin_leave(Some(reply)),
                     Some(Command::Abort { reply }) => {
                         self.ctx.shutdown.cancel();
                         let _ = reply.send(());
@@ -247,8 +250,8 @@ impl Driver {
                     Some(cmd) => self.command(cmd),
                     None => {
                         // Every handle dropped: leave like a SIGTERM would.
-                        self.leave().await;
-                        return;
+                        commands_closed = true;
+                        self.begin_leave(None);
                     }
                 },
                 msg = inbound.recv() => {
@@ -261,6 +264,11 @@ impl Driver {
                     self.core.handle_timeout(now);
                 }
                 _ = idle_check.tick() => self.close_idle(),
+                _ = progress_tick.tick(), if self.leave_replies.is_some() => {
+                    if let Some((records, bytes, running)) = self.core.leave_progress() {
+                        info!(records, bytes, transfers = running, "leaving: handing ranges over");
+                    }
+                }
                 _ = load_tick.tick() => {
                     self.core.set_keys_stored(self.store.count().unwrap_or(0));
                     // Topics whose streams were all dropped: stop renewing.
@@ -282,6 +290,22 @@ impl Driver {
                 }
             }
             self.pump();
+            if let Some(report) = self.core.left() {
+                self.finish_leave(report).await;
+                return;
+            }
+        }
+    }
+
+    /// Starts a graceful leave; the run loop goes on until the core has
+    /// handed every range over and said goodbye.
+    fn begin_leave(&mut self, reply: Option<oneshot::Sender<LeaveReport>>) {
+        let replies = self.leave_replies.get_or_insert_with(Vec::new);
+        replies.extend(reply);
+        if !self.core.is_leaving() && self.core.left().is_none() {
+            info!("leaving: handing ranges over to the successors");
+            let now = self.now();
+            self.core.leave(now);
         }
     }
 
@@ -712,16 +736,31 @@ impl Driver {
     }
 
     /// Graceful leave: farewells out, connections flushed and closed.
-    async fn leave(&mut self) {
-        let now = self.now();
-        self.core.leave(now);
+    /// The farewells are queued: flush them, close everything, answer.
+    async fn finish_leave(&mut self, report: LeaveReport) {
         self.pump();
         self.ctx.shutdown.cancel();
         self.pool.clear();
         self.conns.clear();
         self.ctx.tasks.close();
         let _ = tokio::time::timeout(Duration::from_secs(2), self.ctx.tasks.wait()).await;
-        info!("left the ring");
+        if report.ranges_not_handed_over > 0 {
+            warn!(
+                records = report.records,
+                bytes = report.bytes,
+                ranges_not_handed_over = report.ranges_not_handed_over,
+                "left the ring before every range was handed over (drain timeout)"
+            );
+        } else {
+            info!(
+                records = report.records,
+                bytes = report.bytes,
+                "left the ring"
+            );
+        }
+        for reply in self.leave_replies.take().unwrap_or_default() {
+            let _ = reply.send(report);
+        }
     }
 
     fn status(&self) -> Status {

@@ -159,7 +159,7 @@ impl Default for NodeConfig {
             core: chordal_core::Config::default(),
             max_frame: chordal_wire::DEFAULT_MAX_FRAME,
             max_connections: 1024,
-            peer_buffer: 8 * 1024 * 1024,
+            peer_buffer: 32 * 1024 * 1024,
             connect_timeout: Duration::from_secs(2),
             handshake_timeout: Duration::from_secs(2),
             idle_timeout: Duration::from_secs(120),
@@ -737,10 +737,15 @@ impl Node {
         let _ = self.ask(|reply| Command::Abort { reply }).await;
     }
 
-    /// Leaves the ring gracefully: neighbours are told, connections flushed.
-    /// Returns when done (at most a few seconds).
-    pub async fn leave(&self) {
-        let _ = self.ask(|reply| Command::Leave { reply }).await;
+    /// Leaves the ring gracefully: every range this node owns is handed to
+    /// its successor and acknowledged there (at most the configured
+    /// `leave_drain`, 2 minutes by default), then the neighbours are told
+    /// and connections flushed. Returns what was handed over (default if
+    /// the node had already stopped).
+    pub async fn leave(&self) -> chordal_core::LeaveReport {
+        self.ask(|reply| Command::Leave { reply })
+            .await
+            .unwrap_or_default()
     }
 }
 

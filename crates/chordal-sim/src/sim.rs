@@ -191,6 +191,11 @@ impl Sim {
         self.now
     }
 
+    /// From now on, each message is lost with probability `loss`.
+    pub fn set_loss(&mut self, loss: f64) {
+        self.config.loss = loss;
+    }
+
     /// What node `i`'s clock shows now (what its core is given as `now`).
     pub fn clock_now(&self, i: usize) -> Time {
         self.nodes[i].clock.read(self.now)
@@ -335,12 +340,13 @@ impl Sim {
         self.after_input(i);
     }
 
-    /// Node `i` leaves gracefully (its farewell messages are sent), then stops.
+    /// Node `i` starts a graceful leave: it hands its ranges over, says
+    /// goodbye once they are acknowledged, then stops (see
+    /// [`Sim::is_alive`]).
     pub fn leave(&mut self, i: usize) {
         let now = self.clock_now(i);
         self.nodes[i].node.leave(now);
         self.after_input(i);
-        self.nodes[i].alive = false;
     }
 
     /// Node `i` (killed) starts again with its ids, address and store (its
@@ -897,6 +903,11 @@ impl Sim {
             }
             // The answers are new output: collect it (and the wake-up).
             return self.after_input(i);
+        }
+        if self.nodes[i].node.left().is_some() {
+            // Its farewells are on their way: it stops.
+            self.nodes[i].alive = false;
+            return;
         }
         if let Some(t) = self.nodes[i].node.poll_timeout() {
             let t = self.nodes[i].clock.to_virtual(t).max(self.now);

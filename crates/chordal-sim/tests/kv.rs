@@ -289,9 +289,17 @@ fn range_sync_repairs_a_replica_that_missed_writes() {
     s.run_for(SEC);
     assert!(misplaced(&s, &keys).is_empty());
     // Node 3 loses everything it held (a replaced disk).
-    let held: Vec<_> =
-        chordal_store::scan_buckets(s.store(3), &Id::ZERO, &Id::ZERO, 1, &[0], None, 100_000)
-            .unwrap();
+    let held: Vec<_> = chordal_store::scan_buckets(
+        s.store(3),
+        &Id::ZERO,
+        &Id::ZERO,
+        1,
+        &[0],
+        None,
+        100_000,
+        usize::MAX,
+    )
+    .unwrap();
     assert!(!held.is_empty());
     let doomed: Vec<_> = held
         .iter()
@@ -687,4 +695,62 @@ fn converged_ring_restores_replicas_after_crashes() {
         have.sort();
         assert_eq!(have, want, "{k}");
     }
+}
+
+/// A graceful leave with ~60 MB to hand over on a lossy network (R = 1:
+/// the leaving node holds its keys alone): pages get lost, the transfer
+/// resumes from the last acknowledged one, and the node says goodbye
+/// only once its successor stored everything.
+#[test]
+fn graceful_leave_hands_over_bulk_data_despite_loss() {
+    let seed = 44;
+    let mut config = SimConfig {
+        seed,
+        ..SimConfig::default()
+    };
+    config.node.replicas = 1;
+    let mut s = ring_with(4, config);
+    let value = vec![7u8; 20_000];
+    let keys: Vec<String> = (0..3000).map(|k| format!("bulk-{k}")).collect();
+    for (k, key) in keys.iter().enumerate() {
+        assert!(matches!(
+            s.put(k % 4, key.as_bytes(), &value),
+            Ok(KvOutcome::Stored { acked: 1, .. })
+        ));
+    }
+    let held = |s: &Sim, i: usize| {
+        keys.iter()
+            .filter(|k| s.holders(k.as_bytes()) == vec![i])
+            .count()
+    };
+    let leaving = (1..4).max_by_key(|i| held(&s, *i)).unwrap();
+    let alone = held(&s, leaving);
+    assert!(
+        alone > 500,
+        "seed {seed}: the leaving node holds {alone} keys"
+    );
+    s.set_loss(0.05);
+    s.leave(leaving);
+    s.run_until_true(Duration::from_millis(100), 120 * SEC, |s| {
+        !s.is_alive(leaving)
+    })
+    .expect("the leave finished");
+    let report = s.node(leaving).left().expect("left");
+    assert_eq!(report.ranges_not_handed_over, 0, "{report:?}");
+    assert!(report.records >= alone as u64, "{report:?} < {alone}");
+    // The loss really hit pages (they were sent again).
+    assert!(s.node(leaving).counters().transfer_failures > 0);
+    s.set_loss(0.0);
+    s.run_for(2 * SEC);
+    for key in &keys {
+        assert_eq!(
+            value_of(&mut s, key),
+            Some(value.clone()),
+            "seed {seed}: {key}"
+        );
+    }
+}
+
+fn value_of(s: &mut Sim, key: &str) -> Option<Vec<u8>> {
+    value(s.get(0, key.as_bytes()))
 }

@@ -27,8 +27,11 @@ pub fn perform(store: &dyn Store, kind: StoreKind) -> StoreResult {
             which,
             resume,
             limit,
-        } => scan_buckets(store, &start, &end, buckets, &which, resume, limit)
-            .map(StoreResult::Scanned),
+            max_bytes,
+        } => scan_buckets(
+            store, &start, &end, buckets, &which, resume, limit, max_bytes,
+        )
+        .map(StoreResult::Scanned),
         StoreKind::Sweep {
             keep,
             tombstones,
@@ -97,7 +100,9 @@ pub fn summarize(
 }
 
 /// Records of `(start, end]` in the buckets `which`, after `resume`, at
-/// most `limit`.
+/// most `limit` records and (after the first) `max_bytes` of keys and
+/// values: a page of a transfer.
+#[allow(clippy::too_many_arguments)]
 pub fn scan_buckets(
     store: &dyn Store,
     start: &Id,
@@ -106,13 +111,16 @@ pub fn scan_buckets(
     which: &[u32],
     resume: Option<(Id, Vec<u8>)>,
     limit: usize,
+    max_bytes: usize,
 ) -> Result<Vec<Record>, crate::StoreError> {
     let mut out = Vec::new();
+    let mut bytes = 0;
     for_each_in(store, start, end, resume, |r| {
         if which.contains(&bucket_of(start, end, buckets, &r.key_id)) {
+            bytes += r.key.len() + r.value.as_ref().map_or(0, Vec::len);
             out.push(r);
         }
-        out.len() < limit
+        out.len() < limit && bytes < max_bytes
     })?;
     Ok(out)
 }

@@ -15,11 +15,14 @@
 
 mod app;
 mod coordinator;
+mod leave;
 mod owner;
 mod replica;
 mod sweep;
 mod sync;
+mod transfer;
 
+pub use leave::LeaveReport;
 pub use sync::{bucket_hash, bucket_of};
 
 use crate::{Hlc, Id, KvOp, LookupError, LookupId, NodeRef, Record, Time, Version};
@@ -72,7 +75,8 @@ pub enum StoreKind {
         hide_tombstones_before: u64,
     },
     /// Records of `(start, end]` in the given buckets, in key-id order,
-    /// after `resume`, at most `limit`.
+    /// after `resume`, at most `limit` and no more than `max_bytes` of keys
+    /// and values (but at least one record).
     ScanBuckets {
         start: Id,
         end: Id,
@@ -80,6 +84,7 @@ pub enum StoreKind {
         which: Vec<u32>,
         resume: Option<(Id, Vec<u8>)>,
         limit: usize,
+        max_bytes: usize,
     },
     /// Remove, in one pass over the store: every record whose key id is in
     /// none of the `keep` intervals `(start, end]` (ignored if `keep` is
@@ -260,8 +265,8 @@ pub(crate) enum StoreWait {
     /// A sync run by an owner elsewhere: compare with `theirs`, answer the
     /// differing buckets to `to`.
     SyncCompare(sync::Compare),
-    /// Pushing records to another node, page by page.
-    SyncPush(sync::Push),
+    /// The next page of transfer `.0` to send.
+    TransferRead(u64),
 }
 
 /// A deadline of the key-value layer.
@@ -274,6 +279,12 @@ pub(crate) enum KvDeadline {
     Request(u64),
     /// A client operation waiting to try its owner again.
     Retry(u64),
+    /// A transfer's page awaiting its acknowledgement.
+    TransferPage(u64),
+    /// A transfer pausing after a failure.
+    TransferResume(u64),
+    /// A graceful leave's drain timeout.
+    LeaveDrain,
 }
 
 /// All key-value state of one process.
@@ -316,6 +327,14 @@ pub(crate) struct KvState {
     /// Sync rounds run, and when the first one ran.
     pub rounds: u32,
     pub first_round: Option<Time>,
+    /// Bulk transfers to other nodes.
+    pub transfers: transfer::Transfers,
+    /// `Replicate`s being stored for others (bounded: more are refused
+    /// `busy`).
+    pub replica_applies: usize,
+    /// A graceful leave in progress, and how it went once done.
+    pub leaving: Option<leave::Leaving>,
+    pub left: Option<LeaveReport>,
 }
 
 impl KvState {
@@ -451,6 +470,7 @@ impl crate::Node {
                 self.read_answer(now, id, record);
             }
             StoreWait::ReplicaApply { to, me, req } => {
+                self.kv.replica_applies = self.kv.replica_applies.saturating_sub(1);
                 let (ok, newer) = match &result {
                     StoreResult::Applied(applied) => (true, newest_kept(applied)),
                     _ => (false, None),
@@ -472,8 +492,8 @@ impl crate::Node {
             }
             StoreWait::Repair => {}
             StoreWait::SyncOwnSummary(req) => self.sync_summary_ready(now, req, result),
-            StoreWait::SyncCompare(c) => self.sync_compare(c, result),
-            StoreWait::SyncPush(p) => self.sync_push_page(p, result),
+            StoreWait::SyncCompare(c) => self.sync_compare(now, c, result),
+            StoreWait::TransferRead(id) => self.transfer_page_read(now, id, result),
         }
         self.flush(now);
     }
@@ -519,6 +539,8 @@ impl crate::Node {
                 }
                 if let Some(id) = self.kv.replica_reqs.remove(&req) {
                     self.write_answer(now, id, ok && !busy, newer);
+                } else {
+                    self.transfer_ack(now, req, ok && !busy);
                 }
             }
             Message::ReplicaRead { req, key } => self.replica_read(env, req, key),
@@ -585,6 +607,9 @@ impl crate::Node {
                 KvDeadline::Sync(req) => {
                     self.kv.syncs.remove(&req);
                 }
+                KvDeadline::TransferPage(req) => self.transfer_page_expired(now, req),
+                KvDeadline::TransferResume(id) => self.transfer_resume(now, id),
+                KvDeadline::LeaveDrain => self.leave_drain_expired(now),
             }
         }
     }

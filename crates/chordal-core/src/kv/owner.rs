@@ -50,6 +50,15 @@ impl Node {
             self.owner_reply(now, reply, KvResult::WrongOwner);
             return;
         }
+        // Draining before a leave: a write could land behind the
+        // transfer's read position and never reach the successor. The
+        // coordinator tries again; after our farewell it finds the
+        // successor.
+        let write = matches!(op, KvOp::Put { .. } | KvOp::Delete { .. });
+        if write && (self.kv.leaving.is_some() || self.kv.left.is_some()) {
+            self.owner_reply(now, reply, KvResult::WrongOwner);
+            return;
+        }
         match op {
             KvOp::Put { key, value } => {
                 let version = Version {

@@ -3,6 +3,10 @@
 use super::{StoreKind, StoreWait};
 use crate::{Envelope, Message, Node, Record};
 
+/// Most `Replicate`s a node stores for others at once: transfers keep a
+/// few pages in flight each, so this is many senders' windows.
+pub const MAX_REPLICA_APPLIES: usize = 256;
+
 impl Node {
     /// `Replicate` from an owner: store the records that are newer.
     pub(crate) fn replica_apply(&mut self, env: Envelope, req: u64, records: Vec<Record>) {
@@ -19,9 +23,22 @@ impl Node {
             self.kv_send(me, env.from, nack);
             return;
         }
+        if self.kv.replica_applies >= MAX_REPLICA_APPLIES {
+            // Overloaded: say so (the sender backs off and sends again)
+            // rather than queue without bound or drop silently.
+            let busy = Message::ReplicateAck {
+                req,
+                ok: false,
+                newer: None,
+                busy: true,
+            };
+            self.kv_send(me, env.from, busy);
+            return;
+        }
         for r in &records {
             self.kv.hlc.observe(r.version.hlc);
         }
+        self.kv.replica_applies += 1;
         let wait = StoreWait::ReplicaApply {
             to: env.from,
             me,

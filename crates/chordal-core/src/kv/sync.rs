@@ -13,15 +13,11 @@
 //! replica that disagrees asks for the buckets (`refine`). A quiet ring then
 //! spends ~100 bytes per pair and round instead of ~1.3 KiB per summary.
 
+use super::transfer::{Purpose, Push};
 use super::{KvDeadline, StoreKind, StoreResult, StoreWait};
 use crate::{Id, Message, Node, NodeRef, Record, Time};
 use sha1::{Digest, Sha1};
 
-/// Records per page when pushing a bucket's contents.
-const PAGE: usize = 1024;
-/// Bytes of record data per `Replicate` message (frames stay far below
-/// the frame limit even with 1 MiB values).
-const CHUNK_BYTES: usize = 2 * 1024 * 1024;
 /// Most buckets a summary may have (more is refused).
 pub const MAX_BUCKETS: usize = 4096;
 
@@ -39,32 +35,6 @@ pub(crate) struct Compare {
     /// `theirs` is one hash of the whole range: answer `refine` if ours
     /// differs rather than pushing everything.
     pub probe: bool,
-}
-
-/// Records to push from our vnode `me` to `to`: those of `(start, end]`
-/// in the buckets `which` of `buckets`.
-#[derive(Debug)]
-pub(crate) struct Push {
-    pub to: NodeRef,
-    pub me: NodeRef,
-    pub start: Id,
-    pub end: Id,
-    pub buckets: u32,
-    pub which: Vec<u32>,
-}
-
-impl Push {
-    /// Everything of `(start, end]`.
-    fn whole(to: NodeRef, me: NodeRef, start: Id, end: Id) -> Push {
-        Push {
-            to,
-            me,
-            start,
-            end,
-            buckets: 1,
-            which: vec![0],
-        }
-    }
 }
 
 /// A sync this process runs as owner.
@@ -252,7 +222,7 @@ impl Node {
 
     /// Compares our summary with the owner's: answer the differing buckets
     /// and push our records of them.
-    pub(crate) fn sync_compare(&mut self, c: Compare, result: StoreResult) {
+    pub(crate) fn sync_compare(&mut self, now: Time, c: Compare, result: StoreResult) {
         let StoreResult::Summary(ours) = result else {
             return;
         };
@@ -285,7 +255,7 @@ impl Node {
                 buckets: c.theirs.len() as u32,
                 which: differing,
             };
-            self.push_buckets(push, None);
+            self.start_transfer(now, push, Purpose::Sync);
         }
     }
 
@@ -324,7 +294,7 @@ impl Node {
                 buckets,
                 which: differing,
             };
-            self.push_buckets(push, None);
+            self.start_transfer(now, push, Purpose::Sync);
         }
     }
 
@@ -350,26 +320,9 @@ impl Node {
         self.kv_send(owner, target, msg);
     }
 
-    /// Graceful leave: every owned range goes to its successor, whole.
-    pub(crate) fn hand_over_ranges(&mut self) {
-        let handovers: Vec<(NodeRef, NodeRef, crate::KeyRange)> = self
-            .vnodes
-            .iter()
-            .filter(|v| v.is_joined())
-            .filter_map(|v| {
-                let succ = v.table().successor();
-                let range = v.range()?;
-                (succ.addr != self.addr).then_some((v.me(), succ, range))
-            })
-            .collect();
-        for (me, succ, range) in handovers {
-            self.push_buckets(Push::whole(succ, me, range.start, range.end), None);
-        }
-    }
-
     /// Our vnode `vnode` lost `(start, end]` to its new predecessor: push
     /// the records we hold there to it.
-    pub(crate) fn hand_over_lost_range(&mut self, vnode: Id, start: Id, end: Id) {
+    pub(crate) fn hand_over_lost_range(&mut self, now: Time, vnode: Id, start: Id, end: Id) {
         let Some(v) = self.vnodes.iter().find(|v| v.me().id == vnode) else {
             return;
         };
@@ -381,54 +334,7 @@ impl Node {
         else {
             return;
         };
-        self.push_buckets(Push::whole(pred, me, start, end), None);
-    }
-
-    /// Asks the store for (the next page of) the records `push` names.
-    fn push_buckets(&mut self, push: Push, resume: Option<(Id, Vec<u8>)>) {
-        let kind = StoreKind::ScanBuckets {
-            start: push.start,
-            end: push.end,
-            buckets: push.buckets,
-            which: push.which.clone(),
-            resume,
-            limit: PAGE,
-        };
-        self.kv.store(kind, StoreWait::SyncPush(push));
-    }
-
-    /// A page of records to push: send them in size-bounded `Replicate`s
-    /// (newest wins at the receiver), then ask for the next page.
-    pub(crate) fn sync_push_page(&mut self, push: Push, result: StoreResult) {
-        let StoreResult::Scanned(records) = result else {
-            return;
-        };
-        let full = records.len() >= PAGE;
-        let resume = records.last().map(|r| (r.key_id, r.key.clone()));
-        let mut chunk: Vec<Record> = Vec::new();
-        let mut bytes = 0;
-        for r in records {
-            let size = r.key.len() + r.value.as_ref().map_or(0, Vec::len) + 64;
-            if !chunk.is_empty() && bytes + size > CHUNK_BYTES {
-                let req = self.kv.next();
-                let records = std::mem::take(&mut chunk);
-                self.kv_send(push.me, push.to, Message::Replicate { req, records });
-                bytes = 0;
-            }
-            bytes += size;
-            chunk.push(r);
-        }
-        if !chunk.is_empty() {
-            let req = self.kv.next();
-            let msg = Message::Replicate {
-                req,
-                records: chunk,
-            };
-            self.kv_send(push.me, push.to, msg);
-        }
-        if full {
-            self.push_buckets(push, resume);
-        }
+        self.start_transfer(now, Push::whole(pred, me, start, end), Purpose::Handoff);
     }
 }
 

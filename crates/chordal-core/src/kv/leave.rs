@@ -1,0 +1,164 @@
+//! Graceful leave (DESIGN §9): a leaving node hands every range it owns
+//! to its successor with acknowledged transfers, and says goodbye to its
+//! neighbours only once the successor has stored everything — or once the
+//! drain timeout passed, saying how much was not handed over.
+//!
+//! While it drains, the node still routes and serves reads, but refuses
+//! writes to its ranges (`WrongOwner`: the coordinator retries, and after
+//! the farewell the successor takes them), so that nothing written behind
+//! the transfer's read position is missed.
+
+use super::KvDeadline;
+use super::transfer::{Ended, Purpose, Push, Transfer};
+use crate::{Node, Time};
+use std::time::Duration;
+
+/// What a graceful leave handed over.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct LeaveReport {
+    /// Records (and their key and value bytes) the successors acknowledged.
+    pub records: u64,
+    pub bytes: u64,
+    /// Ranges whose transfer did not finish before the drain timeout (or
+    /// gave up): their records may exist only on this node's disk (and on
+    /// the replicas, with R > 1).
+    pub ranges_not_handed_over: u32,
+}
+
+/// A leave in progress.
+#[derive(Debug)]
+pub(crate) struct Leaving {
+    deadline: Time,
+    /// Leave transfers still running.
+    transfers: Vec<u64>,
+    report: LeaveReport,
+}
+
+impl Node {
+    /// Starts a graceful leave: every owned range goes to its successor;
+    /// the farewells follow when all is acknowledged or at `now + drain`.
+    pub(crate) fn start_leave(&mut self, now: Time, drain: Duration) {
+        if self.kv.leaving.is_some() || self.kv.left.is_some() {
+            return;
+        }
+        let deadline = now + drain;
+        let mut leaving = Leaving {
+            deadline,
+            transfers: Vec::new(),
+            report: LeaveReport::default(),
+        };
+        for push in self.leave_pushes() {
+            if let Some(id) = self.start_transfer(now, push, Purpose::Leave) {
+                leaving.transfers.push(id);
+            }
+        }
+        self.kv.leaving = Some(leaving);
+        self.kv.deadlines.insert((deadline, KvDeadline::LeaveDrain));
+        self.check_leave_done(now);
+    }
+
+    /// Each owned range, whole, to the successor of the vnode owning it
+    /// (on another process).
+    fn leave_pushes(&self) -> Vec<Push> {
+        self.vnodes
+            .iter()
+            .filter(|v| v.is_joined())
+            .filter_map(|v| {
+                let range = v.range()?;
+                // The first successor on another process: our own vnodes
+                // go with us.
+                let succ = v
+                    .table()
+                    .successors()
+                    .iter()
+                    .find(|s| s.addr != self.addr)?;
+                Some(Push::whole(*succ, v.me(), range.start, range.end))
+            })
+            .collect()
+    }
+
+    /// Is this node draining its ranges before it leaves?
+    pub fn is_leaving(&self) -> bool {
+        self.kv.leaving.is_some()
+    }
+
+    /// How the graceful leave went, once the farewells are sent (the
+    /// driver may then stop).
+    pub fn left(&self) -> Option<LeaveReport> {
+        self.kv.left
+    }
+
+    /// Progress of a leave in progress: records and bytes acknowledged so
+    /// far, and transfers still running.
+    pub fn leave_progress(&self) -> Option<(u64, u64, usize)> {
+        let l = self.kv.leaving.as_ref()?;
+        let (r, b) = self.transfer_progress(&l.transfers);
+        Some((l.report.records + r, l.report.bytes + b, l.transfers.len()))
+    }
+
+    /// A leave transfer ended: count it; one that failed is tried again
+    /// to the current successor while time is left.
+    pub(crate) fn leave_transfer_ended(&mut self, now: Time, id: u64, t: &Transfer, how: Ended) {
+        let Some(l) = self.kv.leaving.as_mut() else {
+            return;
+        };
+        l.transfers.retain(|x| *x != id);
+        l.report.records += t.records_acked;
+        l.report.bytes += t.bytes_acked;
+        if how == Ended::Failed {
+            let deadline = l.deadline;
+            let again = (now < deadline)
+                .then(|| self.leave_pushes().into_iter().find(|p| p.me == t.push.me))
+                .flatten();
+            match again.and_then(|p| self.start_transfer(now, p, Purpose::Leave)) {
+                Some(next) => {
+                    if let Some(l) = self.kv.leaving.as_mut() {
+                        l.transfers.push(next);
+                    }
+                }
+                None => {
+                    if let Some(l) = self.kv.leaving.as_mut() {
+                        l.report.ranges_not_handed_over += 1;
+                    }
+                }
+            }
+        }
+        self.check_leave_done(now);
+    }
+
+    /// The drain timeout passed: leave with what was handed over.
+    pub(crate) fn leave_drain_expired(&mut self, now: Time) {
+        let Some(running) = self.kv.leaving.as_ref().map(|l| l.transfers.clone()) else {
+            return;
+        };
+        let (r, b) = self.transfer_progress(&running);
+        if let Some(l) = self.kv.leaving.as_mut() {
+            l.report.ranges_not_handed_over += running.len() as u32;
+            l.report.records += r;
+            l.report.bytes += b;
+            l.transfers.clear();
+        }
+        self.check_leave_done(now);
+    }
+
+    /// Everything handed over (or out of time): say goodbye.
+    fn check_leave_done(&mut self, now: Time) {
+        if !self
+            .kv
+            .leaving
+            .as_ref()
+            .is_some_and(|l| l.transfers.is_empty())
+        {
+            return;
+        }
+        let l = self.kv.leaving.take().expect("leaving");
+        self.kv
+            .deadlines
+            .remove(&(l.deadline, KvDeadline::LeaveDrain));
+        self.kv.left = Some(l.report);
+        for v in &mut self.vnodes {
+            v.leave();
+        }
+        let _ = now;
+    }
+}

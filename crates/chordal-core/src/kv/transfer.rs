@@ -1,0 +1,375 @@
+//! Acknowledged bulk transfer (DESIGN §9): how records move between nodes
+//! in bulk — a join's handoff, the pushes of a range sync, re-replication
+//! and a graceful leave.
+//!
+//! A transfer sends the records of a ring interval `(start, end]` (some of
+//! its sync buckets, or all of it) to one node as ordered *pages*: each
+//! page is one `Replicate` of at most [`PAGE_RECORDS`] records and
+//! [`PAGE_BYTES`] bytes, read from the store just before it is sent. At
+//! most [`WINDOW`] pages are in flight; the receiver acknowledges a page
+//! (`ReplicateAck`) once it stored it durably, and only then is the next
+//! one read. A page not acknowledged in time, refused, or answered `busy`
+//! rewinds the transfer to just after the last page acknowledged in order
+//! and resumes from there after a pause that doubles each time, up to
+//! [`MAX_FAILURES`] failures in a row. Nothing on this path is dropped to
+//! relieve a queue: a slow receiver slows the sender.
+//!
+//! At most [`MAX_TRANSFERS`] run at once per process; more wait in order.
+
+use super::{KvDeadline, StoreKind, StoreResult, StoreWait};
+use crate::{Id, Message, Node, NodeRef, Record, Time};
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// Most records in one page.
+pub const PAGE_RECORDS: usize = 1024;
+/// Most bytes of keys and values in one page (a page holds at least one
+/// record, so a page is at most this plus one largest value).
+pub const PAGE_BYTES: usize = 1024 * 1024;
+/// Pages in flight per transfer.
+pub const WINDOW: usize = 4;
+/// Transfers running at once per process.
+pub const MAX_TRANSFERS: usize = 8;
+/// Transfers running at once to one process: with [`WINDOW`] pages each,
+/// at most 8 pages (8–16 MiB) wait in one connection's send buffer.
+pub const MAX_TRANSFERS_PER_PEER: usize = 2;
+/// Failures in a row (timeouts, refusals) before a transfer gives up.
+pub const MAX_FAILURES: u32 = 6;
+/// Most transfers waiting to start (a sync round that finds more to push
+/// skips the push: the next round finds it again).
+const MAX_QUEUED: usize = 1024;
+
+/// Why records move: decides what happens when a transfer ends.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Purpose {
+    /// A range sync found differing buckets.
+    Sync,
+    /// Our range shrank: the new owner gets what we held of the lost part.
+    Handoff,
+    /// We are leaving: the successor gets our whole range.
+    Leave,
+}
+
+/// Which records to send where: those of `(start, end]` in the buckets
+/// `which` of `buckets`, from our vnode `me` to `to`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Push {
+    pub to: NodeRef,
+    pub me: NodeRef,
+    pub start: Id,
+    pub end: Id,
+    pub buckets: u32,
+    pub which: Vec<u32>,
+}
+
+impl Push {
+    /// Everything of `(start, end]`.
+    pub fn whole(to: NodeRef, me: NodeRef, start: Id, end: Id) -> Push {
+        Push {
+            to,
+            me,
+            start,
+            end,
+            buckets: 1,
+            which: vec![0],
+        }
+    }
+}
+
+/// A position in key order: the last record of a page.
+type Cursor = Option<(Id, Vec<u8>)>;
+
+/// One page sent and not yet acknowledged.
+#[derive(Debug)]
+struct Page {
+    req: u64,
+    /// Where the page ends: the next page starts after it.
+    end: (Id, Vec<u8>),
+    records: u64,
+    bytes: u64,
+    acked: bool,
+}
+
+/// A transfer in progress.
+#[derive(Debug)]
+pub(crate) struct Transfer {
+    pub push: Push,
+    pub purpose: Purpose,
+    /// Everything up to here is acknowledged by the receiver.
+    acked: Cursor,
+    /// The next page is read after this.
+    read: Cursor,
+    /// A store scan for the next page is outstanding.
+    reading: bool,
+    /// The store has nothing after `read`.
+    read_all: bool,
+    pages: VecDeque<Page>,
+    failures: u32,
+    /// Waiting until this time before resuming after a failure.
+    paused_until: Option<Time>,
+    pub records_acked: u64,
+    pub bytes_acked: u64,
+}
+
+/// How a transfer ended.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Ended {
+    Done,
+    Failed,
+}
+
+/// All transfers of a process.
+#[derive(Debug, Default)]
+pub(crate) struct Transfers {
+    pub running: crate::fasthash::FastMap<u64, Transfer>,
+    /// Waiting for a free slot, in order.
+    queued: VecDeque<(u64, Push, Purpose)>,
+    /// Page request number → transfer.
+    pub pages: crate::fasthash::FastMap<u64, u64>,
+    /// Totals since start, for metrics.
+    pub records_sent: u64,
+    pub bytes_sent: u64,
+    pub failures: u64,
+}
+
+impl Transfers {
+    /// Is a transfer with the same destination and records running or
+    /// waiting?
+    fn has(&self, push: &Push) -> bool {
+        self.running.values().any(|t| t.push == *push) || self.queued.iter().any(|q| q.1 == *push)
+    }
+
+    /// Transfers running or waiting.
+    pub fn len(&self) -> usize {
+        self.running.len() + self.queued.len()
+    }
+}
+
+fn page_timeout(node: &Node) -> Duration {
+    // A page is at most ~1 MiB plus one value and one fsync away; the
+    // request timeout of the key-value layer is generous for it.
+    node.config.kv_timeout
+}
+
+impl Node {
+    /// Starts (or queues) sending the records `push` names. Returns the
+    /// transfer's number, or `None` when the same transfer is already on
+    /// its way (or too many wait).
+    pub(crate) fn start_transfer(
+        &mut self,
+        now: Time,
+        push: Push,
+        purpose: Purpose,
+    ) -> Option<u64> {
+        if purpose != Purpose::Leave && self.kv.transfers.has(&push) {
+            return None;
+        }
+        if self.kv.transfers.queued.len() >= MAX_QUEUED && purpose != Purpose::Leave {
+            return None;
+        }
+        let id = self.kv.next();
+        self.kv.transfers.queued.push_back((id, push, purpose));
+        self.start_queued_transfers(now);
+        Some(id)
+    }
+
+    /// Moves waiting transfers into free slots, in order, skipping those
+    /// whose destination already receives [`MAX_TRANSFERS_PER_PEER`].
+    fn start_queued_transfers(&mut self, now: Time) {
+        while self.kv.transfers.running.len() < MAX_TRANSFERS {
+            let t = &self.kv.transfers;
+            let busy = |addr| {
+                t.running
+                    .values()
+                    .filter(|r| r.push.to.addr == addr)
+                    .count()
+                    >= MAX_TRANSFERS_PER_PEER
+            };
+            let Some(next) = t.queued.iter().position(|q| !busy(q.1.to.addr)) else {
+                return;
+            };
+            let Some((id, push, purpose)) = self.kv.transfers.queued.remove(next) else {
+                return;
+            };
+            let t = Transfer {
+                push,
+                purpose,
+                acked: None,
+                read: None,
+                reading: false,
+                read_all: false,
+                pages: VecDeque::new(),
+                failures: 0,
+                paused_until: None,
+                records_acked: 0,
+                bytes_acked: 0,
+            };
+            self.kv.transfers.running.insert(id, t);
+            self.transfer_pump(now, id);
+        }
+    }
+
+    /// Reads the next page if the window has room; ends the transfer when
+    /// everything is acknowledged.
+    fn transfer_pump(&mut self, now: Time, id: u64) {
+        let Some(t) = self.kv.transfers.running.get_mut(&id) else {
+            return;
+        };
+        if t.paused_until.is_some_and(|at| at > now) || t.reading {
+            return;
+        }
+        t.paused_until = None;
+        if t.read_all && t.pages.is_empty() {
+            self.end_transfer(now, id, Ended::Done);
+            return;
+        }
+        if t.read_all || t.pages.len() >= WINDOW {
+            return;
+        }
+        t.reading = true;
+        let kind = StoreKind::ScanBuckets {
+            start: t.push.start,
+            end: t.push.end,
+            buckets: t.push.buckets,
+            which: t.push.which.clone(),
+            resume: t.read.clone(),
+            limit: PAGE_RECORDS,
+            max_bytes: PAGE_BYTES,
+        };
+        self.kv.store(kind, StoreWait::TransferRead(id));
+    }
+
+    /// The store read the next page of transfer `id`: send it.
+    pub(crate) fn transfer_page_read(&mut self, now: Time, id: u64, result: StoreResult) {
+        let req = self.kv.next();
+        let Some(t) = self.kv.transfers.running.get_mut(&id) else {
+            return;
+        };
+        t.reading = false;
+        let StoreResult::Scanned(records) = result else {
+            // The store failed: try again later, as for a lost page.
+            self.transfer_failed(now, id);
+            return;
+        };
+        let bytes: usize = records.iter().map(record_bytes).sum();
+        let Some(last) = records.last() else {
+            t.read_all = true;
+            self.transfer_pump(now, id);
+            return;
+        };
+        // A short page is the last one.
+        t.read_all = records.len() < PAGE_RECORDS && bytes < PAGE_BYTES;
+        let end = (last.key_id, last.key.clone());
+        t.read = Some(end.clone());
+        t.pages.push_back(Page {
+            req,
+            end,
+            records: records.len() as u64,
+            bytes: bytes as u64,
+            acked: false,
+        });
+        let (me, to) = (t.push.me, t.push.to);
+        self.kv.transfers.pages.insert(req, id);
+        self.kv.transfers.records_sent += records.len() as u64;
+        self.kv.transfers.bytes_sent += bytes as u64;
+        let deadline = now + page_timeout(self);
+        self.kv
+            .deadlines
+            .insert((deadline, KvDeadline::TransferPage(req)));
+        self.kv_send(me, to, Message::Replicate { req, records });
+        self.transfer_pump(now, id);
+    }
+
+    /// A receiver answered page `req`. Returns false if `req` is not a
+    /// transfer's page.
+    pub(crate) fn transfer_ack(&mut self, now: Time, req: u64, ok: bool) -> bool {
+        let Some(id) = self.kv.transfers.pages.remove(&req) else {
+            return false;
+        };
+        if !ok {
+            self.transfer_failed(now, id);
+            return true;
+        }
+        let Some(t) = self.kv.transfers.running.get_mut(&id) else {
+            return true;
+        };
+        if let Some(p) = t.pages.iter_mut().find(|p| p.req == req) {
+            p.acked = true;
+        }
+        // Everything up to the first page not yet acknowledged is safe.
+        while t.pages.front().is_some_and(|p| p.acked) {
+            let p = t.pages.pop_front().expect("front exists");
+            t.acked = Some(p.end);
+            t.records_acked += p.records;
+            t.bytes_acked += p.bytes;
+        }
+        t.failures = 0;
+        self.transfer_pump(now, id);
+        true
+    }
+
+    /// Page `req` was not answered in time.
+    pub(crate) fn transfer_page_expired(&mut self, now: Time, req: u64) {
+        if let Some(id) = self.kv.transfers.pages.remove(&req) {
+            self.transfer_failed(now, id);
+        }
+    }
+
+    /// A page was lost or refused: forget the pages in flight, resume
+    /// after the last acknowledged one after a pause (or give up).
+    fn transfer_failed(&mut self, now: Time, id: u64) {
+        let Some(t) = self.kv.transfers.running.get_mut(&id) else {
+            return;
+        };
+        self.kv.transfers.failures += 1;
+        t.failures += 1;
+        for p in t.pages.drain(..) {
+            self.kv.transfers.pages.remove(&p.req);
+        }
+        t.read = t.acked.clone();
+        t.read_all = false;
+        if t.failures >= MAX_FAILURES {
+            self.end_transfer(now, id, Ended::Failed);
+            return;
+        }
+        // 100 ms, 200 ms, … : a busy receiver gets time to catch up.
+        let pause = Duration::from_millis(100) * (1 << t.failures.min(6));
+        let at = now + pause;
+        t.paused_until = Some(at);
+        self.kv
+            .deadlines
+            .insert((at, KvDeadline::TransferResume(id)));
+    }
+
+    /// The pause after a failure is over.
+    pub(crate) fn transfer_resume(&mut self, now: Time, id: u64) {
+        self.transfer_pump(now, id);
+    }
+
+    fn end_transfer(&mut self, now: Time, id: u64, how: Ended) {
+        let Some(t) = self.kv.transfers.running.remove(&id) else {
+            return;
+        };
+        for p in &t.pages {
+            self.kv.transfers.pages.remove(&p.req);
+        }
+        if t.purpose == Purpose::Leave {
+            self.leave_transfer_ended(now, id, &t, how);
+        }
+        self.start_queued_transfers(now);
+    }
+
+    /// Records and bytes acknowledged so far by the receivers of the
+    /// running transfers `ids`.
+    pub(crate) fn transfer_progress(&self, ids: &[u64]) -> (u64, u64) {
+        ids.iter()
+            .filter_map(|id| self.kv.transfers.running.get(id))
+            .fold((0, 0), |(r, b), t| (r + t.records_acked, b + t.bytes_acked))
+    }
+}
+
+/// What a record counts for in a page's byte budget (as the store's
+/// `ScanBuckets` counts it).
+pub(crate) fn record_bytes(r: &Record) -> usize {
+    r.key.len() + r.value.as_ref().map_or(0, Vec::len)
+}
