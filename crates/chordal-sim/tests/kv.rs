@@ -754,3 +754,33 @@ fn graceful_leave_hands_over_bulk_data_despite_loss() {
 fn value_of(s: &mut Sim, key: &str) -> Option<Vec<u8>> {
     value(s.get(0, key.as_bytes()))
 }
+
+/// The case: 4 nodes, R = 3, nodes crash one at a time a minute
+/// apart until one is left. Every key stays readable after each crash,
+/// and the last node standing keeps every record (it must not sweep its
+/// copies away as "someone else's" once its neighbours are gone).
+#[test]
+fn crashes_down_to_the_last_node_keep_every_record() {
+    let seed = 45;
+    let mut s = ring(seed, 4);
+    let keys: Vec<String> = (0..400).map(|k| format!("last-{k}")).collect();
+    for (k, key) in keys.iter().enumerate() {
+        assert!(matches!(
+            s.put(k % 4, key.as_bytes(), key.as_bytes()),
+            Ok(KvOutcome::Stored { .. })
+        ));
+    }
+    s.run_for(10 * SEC);
+    for victim in [1, 2, 3] {
+        s.kill(victim);
+        s.run_for(60 * SEC);
+        for key in &keys {
+            assert_eq!(
+                value(s.get(0, key.as_bytes())),
+                Some(key.as_bytes().to_vec()),
+                "seed {seed}: {key} after node {victim} crashed"
+            );
+        }
+    }
+    assert_eq!(s.store(0).count().unwrap(), keys.len() as u64);
+}

@@ -41,6 +41,17 @@ impl KvState {
 }
 
 impl Node {
+    /// Distinct processes other than ours in `v`'s successor list.
+    fn distinct_successor_processes(&self, v: &crate::VNode) -> usize {
+        let mut seen: Vec<std::net::SocketAddr> = Vec::new();
+        for n in v.table().successors() {
+            if n.addr != self.addr && !seen.contains(&n.addr) {
+                seen.push(n.addr);
+            }
+        }
+        seen.len()
+    }
+
     fn lease_ttl(&self) -> Duration {
         self.config.sync_interval * 3
     }
@@ -100,15 +111,22 @@ impl Node {
         if !up_long_enough || !self.kv.rounds.is_multiple_of(SWEEP_EVERY) {
             return;
         }
+        // Only with every vnode joined, a predecessor known, and R other
+        // processes in reach: in a ring of at most R processes every node
+        // holds every key, and while our neighbourhood is unsettled we
+        // cannot tell which copies are ours to keep.
+        let settled = self.vnodes.iter().all(|v| {
+            v.is_joined()
+                && v.table().predecessor().is_some()
+                && self.distinct_successor_processes(v) >= self.config.replicas
+        });
+        if !settled {
+            return;
+        }
         let mut keep: Vec<(Id, Id)> = self
             .vnodes
             .iter()
-            .filter(|v| v.is_joined())
-            .map(|v| match v.range() {
-                Some(r) => (r.start, r.end),
-                // No predecessor known: keep everything up to us.
-                None => (v.me().id, v.me().id),
-            })
+            .filter_map(|v| v.range().map(|r| (r.start, r.end)))
             .collect();
         keep.extend(self.kv.leases.iter().map(|l| (l.0, l.1)));
         let keep_newer_than = now.as_micros().saturating_sub(ttl.as_micros() as u64);

@@ -617,11 +617,16 @@ impl VNode {
                 old: old_pred,
                 new: pred,
             });
-            if let Some(p) = pred {
-                let new = KeyRange {
-                    start: p.id,
-                    end: me.id,
-                };
+            // No predecessor and no successor: we are alone, so every key
+            // is ours (keeping the old range would refuse the keys of the
+            // nodes that died, and the sweep would drop their copies).
+            let start = match pred {
+                Some(p) => Some(p.id),
+                None if succ == me => Some(me.id),
+                None => None,
+            };
+            if let Some(start) = start {
+                let new = KeyRange { start, end: me.id };
                 let old = self.range.replace(new);
                 if old != Some(new) {
                     self.events.push_back(Event::RangeChanged {
