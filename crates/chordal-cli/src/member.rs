@@ -53,6 +53,16 @@ pub struct RingArgs {
     /// Interval of stabilize, fix_fingers and check_predecessor, in ms.
     #[arg(long, env = "CHORDAL_STABILIZE_MS", default_value_t = 500)]
     stabilize_ms: u64,
+    /// Copies that must be durable before a write is acknowledged (default:
+    /// a majority of R). Counted against R: a write that cannot reach W
+    /// processes fails with 503 quorum_unavailable, unless the whole ring
+    /// has fewer processes.
+    #[arg(long, env = "CHORDAL_WRITE_QUORUM")]
+    write_quorum: Option<usize>,
+    /// A graceful leave (SIGTERM) waits at most this long, in seconds, for
+    /// the successors to acknowledge every record handed over.
+    #[arg(long, env = "CHORDAL_DRAIN_TIMEOUT", default_value_t = 120)]
+    drain_timeout: u64,
     /// Interval of range sync between owners and replicas, in ms.
     #[arg(long, env = "CHORDAL_SYNC_MS", default_value_t = 5000)]
     sync_ms: u64,
@@ -90,6 +100,14 @@ impl RingArgs {
         if self.vnodes > 64 {
             bail!("--vnodes is at most 64");
         }
+        if let Some(w) = self.write_quorum
+            && (w == 0 || w > self.replicas)
+        {
+            bail!(
+                "--write-quorum must be between 1 and --replicas ({})",
+                self.replicas
+            );
+        }
         Ok(())
     }
 
@@ -104,6 +122,8 @@ impl RingArgs {
         let core = chordal_core::Config {
             successors: self.successors,
             replicas: self.replicas,
+            write_quorum: self.write_quorum,
+            leave_drain: Duration::from_secs(self.drain_timeout),
             sync_interval: Duration::from_millis(self.sync_ms),
             ..chordal_core::Config::default().with_maintenance_interval(every)
         };

@@ -23,6 +23,11 @@ pub struct Counters {
     /// Writes an owner versioned again because some copy held a newer
     /// version (a clock behind, or a write it had not seen).
     pub write_rewrites: u64,
+    /// Acknowledged writes that ended with fewer than `R` copies.
+    pub writes_under_replicated: u64,
+    /// Owned ranges (vnodes) whose successor list offers fewer than
+    /// `R - 1` other processes right now.
+    pub ranges_under_replicated: u64,
     /// Bulk transfers (handoff, sync pushes, leave) running or waiting.
     pub transfers_active: u64,
     /// Records and key+value bytes sent by bulk transfers (pages sent
@@ -83,6 +88,7 @@ impl KvError {
             KvError::Lookup(_) => "kv_lookup_failed",
             KvError::Redirects => "kv_redirects",
             KvError::QuorumFailed { .. } => "kv_quorum_failed",
+            KvError::QuorumUnavailable { .. } => "kv_quorum_unavailable",
             KvError::StoreFailed => "kv_store_failed",
             KvError::Refused => "kv_refused",
             KvError::Unreachable => "kv_unreachable",
@@ -97,6 +103,11 @@ impl Node {
         let mut c = self.counting.counters.clone();
         c.stabilize_rounds = self.vnodes.iter().map(|v| v.stabilize_rounds()).sum();
         c.finger_changes = self.vnodes.iter().map(|v| v.table().finger_changes()).sum();
+        c.ranges_under_replicated = self
+            .owned_ranges()
+            .iter()
+            .filter(|(v, _)| 1 + self.replica_targets(v).len() < self.config.replicas)
+            .count() as u64;
         let t = &self.kv.transfers;
         c.transfers_active = t.len() as u64;
         c.transfer_records = t.records_sent;

@@ -301,6 +301,10 @@ pub enum KvResult {
     /// Fewer than the write quorum stored the write in time; it may still
     /// exist on some nodes.
     QuorumFailed { acked: u32, needed: u32 },
+    /// Fewer than the write quorum of processes can hold a copy right now
+    /// (the successor list is still filling, or members are down): nothing
+    /// was written.
+    QuorumUnavailable { available: u32, needed: u32 },
     /// The owner's storage failed.
     StoreFailed,
     /// An application message reached the owner's application.

@@ -25,6 +25,9 @@ pub struct RoutingTable {
     /// Times the successor list changed (lets callers skip work when it
     /// did not).
     successor_changes: u64,
+    /// The successor list was last set from a list that came back round
+    /// to `me`: it names every other node of the ring.
+    wraps: bool,
 }
 
 impl RoutingTable {
@@ -37,6 +40,7 @@ impl RoutingTable {
             fingers: vec![None; ID_BITS],
             early_fingers: 0,
             r: r.max(1),
+            wraps: false,
             finger_changes: 0,
             successor_changes: 0,
         }
@@ -55,6 +59,14 @@ impl RoutingTable {
     /// The successor list, nearest first (empty when alone).
     pub fn successors(&self) -> &[NodeRef] {
         &self.successors
+    }
+
+    /// Does the successor list name every other node of the ring? True
+    /// when alone, or when the list was last learned from one that came
+    /// back round to us (a ring of at most `r + 1` nodes; failures since
+    /// only make it smaller). False while a list is still filling.
+    pub fn is_complete(&self) -> bool {
+        self.successors.is_empty() || self.wraps
     }
 
     /// The successor list as sent to others: starts with `me`'s successor,
@@ -139,8 +151,13 @@ impl RoutingTable {
     pub fn set_successors(&mut self, first: NodeRef, rest: &[NodeRef]) -> NodeRef {
         let old = self.successor();
         let before = std::mem::replace(&mut self.successors, Vec::with_capacity(self.r));
+        self.wraps = false;
         for n in std::iter::once(&first).chain(rest) {
-            if n.id == self.me.id || self.successors.len() == self.r {
+            if n.id == self.me.id {
+                self.wraps = true;
+                break;
+            }
+            if self.successors.len() == self.r {
                 break;
             }
             if !self.successors.iter().any(|s| s.id == n.id) {
@@ -206,8 +223,10 @@ impl RoutingTable {
                 .min_by_key(|n| me.distance(&n.id))
                 .copied();
             if let Some(n) = nearest {
+                // A guess to heal from: what lies beyond it is unknown.
                 self.successors.push(n);
                 self.successor_changes += 1;
+                self.wraps = false;
             }
         }
         removed

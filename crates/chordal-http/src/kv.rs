@@ -27,6 +27,9 @@ pub(crate) fn kv_error(e: KvCallError) -> ApiError {
         KvCallError::Kv(KvError::QuorumFailed { .. }) => {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "quorum_failed", msg)
         }
+        KvCallError::Kv(KvError::QuorumUnavailable { .. }) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "quorum_unavailable", msg)
+        }
         KvCallError::Kv(KvError::StoreFailed) => {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store_failed", msg)
         }
@@ -46,12 +49,18 @@ fn unexpected(o: KvOutcome) -> ApiError {
 }
 
 /// The JSON answer of a stored put or delete.
-fn stored(key: &str, outcome: KvOutcome) -> Result<Json<serde_json::Value>, ApiError> {
+/// `replicas` is the target R, beside the copies acknowledged.
+fn stored(
+    key: &str,
+    outcome: KvOutcome,
+    replicas: usize,
+) -> Result<Json<serde_json::Value>, ApiError> {
     match outcome {
         KvOutcome::Stored { version, acked } => Ok(Json(json!({
             "key": key,
             "version": version.to_text(),
             "replicas_acked": acked,
+            "replicas": replicas,
         }))),
         KvOutcome::NotFound => Err(ApiError::not_found(format!("key {key:?} not found"))),
         other => Err(unexpected(other)),
@@ -79,7 +88,7 @@ pub async fn put(
         return Err(too_large());
     }
     let outcome = s.node.put(key.clone().into_bytes(), body.to_vec()).await;
-    stored(&key, outcome.map_err(kv_error)?)
+    stored(&key, outcome.map_err(kv_error)?, s.config.replicas)
 }
 
 #[derive(serde::Deserialize)]
@@ -129,5 +138,5 @@ pub async fn delete(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let key = key_from_path(key, &s.config)?;
     let outcome = s.node.delete(key.clone().into_bytes()).await;
-    stored(&key, outcome.map_err(kv_error)?)
+    stored(&key, outcome.map_err(kv_error)?, s.config.replicas)
 }

@@ -64,6 +64,8 @@ pub enum ClientError {
     Unreachable(SocketAddr, String),
     #[error("only {acked} of the {needed} copies needed were stored in time")]
     QuorumFailed { acked: u32, needed: u32 },
+    #[error("only {available} of the {needed} processes a write needs can hold a copy now")]
+    QuorumUnavailable { available: u32, needed: u32 },
     #[error("the owner's storage failed")]
     StoreFailed,
     #[error("ownership kept moving; gave up")]
@@ -336,6 +338,9 @@ impl Client {
                     KvResult::NotFound => return Ok(KvOutcome::NotFound),
                     KvResult::QuorumFailed { acked, needed } => {
                         return Err(ClientError::QuorumFailed { acked, needed });
+                    }
+                    KvResult::QuorumUnavailable { available, needed } => {
+                        return Err(ClientError::QuorumUnavailable { available, needed });
                     }
                     KvResult::StoreFailed => return Err(ClientError::StoreFailed),
                     _ => last = ClientError::Redirects,

@@ -25,7 +25,7 @@ const HOPS: [f64; 12] = [
 ];
 
 /// Every metric, its kind and its help text.
-const DESCRIPTIONS: [(&str, char, &str); 19] = [
+const DESCRIPTIONS: [(&str, char, &str); 25] = [
     (
         "chordal_sent_messages_total",
         'c',
@@ -82,6 +82,36 @@ const DESCRIPTIONS: [(&str, char, &str); 19] = [
         "Routing table changes, by part (neighbour: successor or predecessor; finger).",
     ),
     ("chordal_connections", 'g', "Open peer connections."),
+    (
+        "chordal_write_rewrites_total",
+        'c',
+        "Writes the owner versioned again because a copy held a newer version.",
+    ),
+    (
+        "chordal_writes_under_replicated_total",
+        'c',
+        "Acknowledged writes that ended with fewer than R copies.",
+    ),
+    (
+        "chordal_ranges_under_replicated",
+        'g',
+        "Owned ranges whose successor list offers fewer than R - 1 other processes.",
+    ),
+    (
+        "chordal_transfers",
+        'g',
+        "Bulk transfers (handoff, sync pushes, leave) running or waiting.",
+    ),
+    (
+        "chordal_transfer_bytes_total",
+        'c',
+        "Key and value bytes sent by bulk transfers (resent pages again).",
+    ),
+    (
+        "chordal_transfer_failures_total",
+        'c',
+        "Transfer pages lost, refused or answered busy (each resumed from the last acknowledged page).",
+    ),
     (
         "chordal_keys_stored",
         'g',
@@ -256,6 +286,24 @@ impl NodeMetrics {
             set("chordal_errors_total", vec![Label::new("kind", kind)], n);
         }
         set("chordal_frames_dropped_total", vec![], now.dropped_out);
+        set("chordal_write_rewrites_total", vec![], core.write_rewrites);
+        set(
+            "chordal_writes_under_replicated_total",
+            vec![],
+            core.writes_under_replicated,
+        );
+        gauge(
+            "chordal_ranges_under_replicated",
+            vec![],
+            core.ranges_under_replicated as f64,
+        );
+        gauge("chordal_transfers", vec![], core.transfers_active as f64);
+        set("chordal_transfer_bytes_total", vec![], core.transfer_bytes);
+        set(
+            "chordal_transfer_failures_total",
+            vec![],
+            core.transfer_failures,
+        );
         gauge("chordal_connections", vec![], now.connections as f64);
         gauge("chordal_keys_stored", vec![], now.keys_stored as f64);
         gauge("chordal_stored_bytes", vec![], now.stored_bytes as f64);

@@ -784,3 +784,52 @@ fn crashes_down_to_the_last_node_keep_every_record() {
     }
     assert_eq!(s.store(0).count().unwrap(), keys.len() as u64);
 }
+
+/// The write quorum counts against R, not against the copies that can be
+/// placed right now: an owner whose successor list cannot offer W - 1
+/// other processes refuses the write (nothing stored), unless the ring
+/// really is that small.
+#[test]
+fn write_quorum_is_counted_against_r() {
+    // R = 5 (W = 3) but successor lists of one: two copies placeable in a
+    // ten-node ring.
+    let mut config = SimConfig {
+        seed: 46,
+        ..SimConfig::default()
+    };
+    config.node.replicas = 5;
+    config.node.successors = 1;
+    let mut s = ring_with(10, config);
+    assert_eq!(
+        s.put(0, b"k", b"v"),
+        Err(KvError::QuorumUnavailable {
+            available: 2,
+            needed: 3
+        })
+    );
+    assert!(s.holders(b"k").is_empty(), "nothing may be stored");
+    assert_eq!(value(s.get(0, b"k")), None);
+
+    // A ring of two processes really has only two: writes take both.
+    let mut config = SimConfig {
+        seed: 47,
+        ..SimConfig::default()
+    };
+    config.node.replicas = 5;
+    let mut s = ring_with(2, config);
+    assert!(matches!(
+        s.put(0, b"k", b"v"),
+        Ok(KvOutcome::Stored { acked: 2, .. })
+    ));
+    // And one alone takes one.
+    let mut config = SimConfig {
+        seed: 48,
+        ..SimConfig::default()
+    };
+    config.node.replicas = 3;
+    let mut s = ring_with(1, config);
+    assert!(matches!(
+        s.put(0, b"k", b"v"),
+        Ok(KvOutcome::Stored { acked: 1, .. })
+    ));
+}

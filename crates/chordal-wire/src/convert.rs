@@ -113,6 +113,11 @@ fn kv_reply_to_pb(req: u64, result: &KvResult) -> pb::KvReply {
             out.acked = *acked;
             out.needed = *needed;
         }
+        KvResult::QuorumUnavailable { available, needed } => {
+            out.status = 10;
+            out.acked = *available;
+            out.needed = *needed;
+        }
         KvResult::StoreFailed => out.status = 5,
         KvResult::Delivered => out.status = 6,
         KvResult::Replied { payload } => {
@@ -318,6 +323,10 @@ fn kv_reply_from_pb(r: &pb::KvReply) -> Result<KvResult, WireError> {
         8 => KvResult::Refused,
         9 => KvResult::Published {
             subscribers: r.acked,
+        },
+        10 => KvResult::QuorumUnavailable {
+            available: r.acked,
+            needed: r.needed,
         },
         _ => return Err(WireError::Invalid("status")),
     })

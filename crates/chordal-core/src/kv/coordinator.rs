@@ -210,6 +210,9 @@ impl Node {
             KvResult::QuorumFailed { acked, needed } => {
                 Err(KvError::QuorumFailed { acked, needed })
             }
+            KvResult::QuorumUnavailable { available, needed } => {
+                Err(KvError::QuorumUnavailable { available, needed })
+            }
             KvResult::StoreFailed => Err(KvError::StoreFailed),
             KvResult::Delivered => Ok(KvOutcome::Delivered),
             KvResult::Replied { payload } => Ok(KvOutcome::Replied { payload }),

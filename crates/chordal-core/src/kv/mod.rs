@@ -176,6 +176,8 @@ pub enum KvError {
     Redirects,
     #[error("only {acked} of the {needed} copies needed were stored in time")]
     QuorumFailed { acked: u32, needed: u32 },
+    #[error("only {available} of the {needed} processes a write needs can hold a copy now")]
+    QuorumUnavailable { available: u32, needed: u32 },
     #[error("the owner's storage failed")]
     StoreFailed,
     #[error("the owner's application refused the message or did not answer in time")]

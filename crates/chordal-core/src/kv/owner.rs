@@ -101,13 +101,14 @@ impl Node {
         // Half the client's time: the owner must say "no quorum" before
         // the coordinator gives up waiting for it.
         let deadline = now + self.config.kv_timeout / 2;
-        self.write_attempt(vnode, record, reply, 1, deadline);
+        self.write_attempt(now, vnode, record, reply, 1, deadline);
     }
 
     /// One attempt of a write: sends `record` to the local store and the
     /// replicas.
     fn write_attempt(
         &mut self,
+        now: Time,
         vnode: NodeRef,
         record: Record,
         reply: Option<ReplyTo>,
@@ -116,11 +117,19 @@ impl Node {
     ) {
         let targets = self.replica_targets(&vnode);
         let copies = 1 + targets.len();
-        let need = self
-            .config
-            .write_quorum
-            .unwrap_or(copies / 2 + 1)
-            .clamp(1, copies) as u32;
+        let need = match self.write_quorum_for(&vnode, copies) {
+            Ok(need) => need,
+            Err(needed) => {
+                self.counting.error("kv_quorum_unavailable");
+                if let Some(r) = reply {
+                    let available = copies as u32;
+                    let result = KvResult::QuorumUnavailable { available, needed };
+                    // Nothing was written: the coordinator may say so.
+                    self.owner_reply(now, r, result);
+                }
+                return;
+            }
+        };
         let id = self.kv.next();
         for t in &targets {
             let req = self.kv.next();
@@ -183,6 +192,29 @@ impl Node {
             },
         );
         self.kv.deadlines.insert((deadline, KvDeadline::Owner(id)));
+    }
+
+    /// The write quorum `W` of `vnode`'s writes when `copies` processes can
+    /// hold one: `--write-quorum` (default a majority of `R`), counted
+    /// against `R`. `Err(W)` if fewer than `W` can, unless the ring really
+    /// has no more processes (its successor list came back round to us):
+    /// then as many copies as there are.
+    fn write_quorum_for(&self, vnode: &NodeRef, copies: usize) -> Result<u32, u32> {
+        let r = self.config.replicas.max(1);
+        let w = self.config.write_quorum.unwrap_or(r / 2 + 1).clamp(1, r);
+        if copies >= w {
+            return Ok(w as u32);
+        }
+        let complete = self
+            .vnodes
+            .iter()
+            .find(|v| v.me() == *vnode)
+            .is_some_and(|v| v.table().is_complete());
+        if complete {
+            Ok(copies as u32)
+        } else {
+            Err(w as u32)
+        }
     }
 
     /// One copy of write `id` answered: durable (`ok`) or not, and
@@ -258,7 +290,7 @@ impl Node {
             hlc: self.kv.hlc.tick(now),
             node: vnode.id,
         };
-        self.write_attempt(vnode, record, reply, attempt + 1, deadline);
+        self.write_attempt(now, vnode, record, reply, attempt + 1, deadline);
     }
 
     /// A read answer for read `id`: our copy or a replica's.
@@ -385,6 +417,9 @@ impl Node {
             ..
         } = op
         {
+            if reply.is_none() && (acked as usize) < self.config.replicas {
+                self.counting.counters.writes_under_replicated += 1;
+            }
             self.kv.deadlines.remove(&(deadline, KvDeadline::Owner(id)));
             self.kv.replica_reqs.retain(|_, owner| *owner != id);
             if let Some(r) = reply {
