@@ -30,9 +30,11 @@ pub(crate) fn kv_error(e: KvCallError) -> ApiError {
         KvCallError::Kv(KvError::QuorumUnavailable { .. }) => {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "quorum_unavailable", msg)
         }
-        KvCallError::Kv(KvError::StoreFailed) => {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store_failed", msg)
-        }
+        KvCallError::Kv(KvError::StoreFailed) => ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "insufficient_storage",
+            msg,
+        ),
         KvCallError::Kv(KvError::Overloaded) => {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", msg)
         }

@@ -107,9 +107,13 @@ async fn not_found(uri: Uri) -> ApiError {
 async fn health(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let status = s.node.status().await?;
     if status.vnodes.iter().all(|v| v.joined) {
-        Ok(Json(
-            json!({"status": "ok", "id": s.node.ids()[0].to_hex()}),
-        ))
+        let id = s.node.ids()[0].to_hex();
+        // Writes fail, reads are served: still up (a liveness check must
+        // not restart it), but say why writes fail.
+        Ok(Json(match status.storage_problem {
+            None => json!({"status": "ok", "id": id}),
+            Some(problem) => json!({"status": "degraded", "id": id, "storage": problem}),
+        }))
     } else {
         Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

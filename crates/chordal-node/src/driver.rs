@@ -805,6 +805,7 @@ impl Driver {
             bad_handshakes: stats.bad_handshakes.load(Ordering::Relaxed),
             bad_frames: stats.bad_frames.load(Ordering::Relaxed),
             dropped_out: stats.dropped_out.load(Ordering::Relaxed),
+            storage_problem: self.store.health().map(|e| e.to_string()),
         }
     }
 }

@@ -43,4 +43,7 @@ pub struct Status {
     pub bad_handshakes: u64,
     pub bad_frames: u64,
     pub dropped_out: u64,
+    /// Why this node's storage refuses writes right now (a full disk, an
+    /// I/O error); `None` when healthy. It recovers by itself.
+    pub storage_problem: Option<String>,
 }

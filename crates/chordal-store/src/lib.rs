@@ -14,7 +14,7 @@ mod redb_store;
 
 pub use memory::MemoryStore;
 pub use perform::{perform, scan_buckets, summarize, sweep};
-pub use redb_store::RedbStore;
+pub use redb_store::{Backing, RedbStore};
 
 /// Opens the store a node uses: redb in `dir` (created if needed), or
 /// memory without a directory.
@@ -34,12 +34,20 @@ pub fn open(dir: Option<&std::path::Path>) -> Result<std::sync::Arc<dyn Store>, 
 use chordal_core::{Applied, Id, Record};
 
 /// Why a store operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// The database reported an error (I/O, corruption, ...).
+    /// The database reported an error (corruption, a bug, ...).
     #[error("database error: {0}")]
     Db(String),
+    /// The disk is full (or over quota): writes fail until space is freed;
+    /// reads still work.
+    #[error("disk full: {0}")]
+    Full(String),
+    /// Another I/O error while writing: writes fail until the store has
+    /// recovered (it retries by itself); reads still work.
+    #[error("I/O error: {0}")]
+    Io(String),
     /// A stored record could not be decoded.
     #[error("corrupt record for key id {0}")]
     Corrupt(Id),
@@ -91,6 +99,12 @@ pub trait Store: Send + Sync + 'static {
     /// one (a newer write in the meantime stays). Used to collect tombstones
     /// and drop copies a node should no longer hold.
     fn remove(&self, keys: &[(Id, Vec<u8>, chordal_core::Version)]) -> Result<usize, StoreError>;
+
+    /// Why writes fail right now, if they do (a full disk, an I/O error):
+    /// the store recovers by itself once writes work again.
+    fn health(&self) -> Option<StoreError> {
+        None
+    }
 
     /// Number of records (tombstones included).
     fn count(&self) -> Result<u64, StoreError>;

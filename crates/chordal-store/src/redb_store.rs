@@ -5,6 +5,17 @@
 //! transaction and commits once (one fsync), then answers each caller. So
 //! concurrent writers share the cost of durability, and each batch is
 //! atomic: after a crash a batch is either wholly there or not at all.
+//!
+//! **Storage failures.** When a commit fails (the disk is full, an I/O
+//! error), nothing of that group is acknowledged, and redb refuses every
+//! later write ("previous I/O error") until the database is opened again.
+//! The store then reports itself unhealthy ([`Store::health`]), answers
+//! writes at once with [`StoreError::Full`] or [`StoreError::Io`], keeps
+//! serving reads from the open database, and once a second checks whether
+//! writes can succeed again (a probe: a small file written and synced
+//! beside the database). When they can, it closes and reopens the
+//! database (redb recovers it to the last commit) and is healthy again —
+//! no restart needed.
 
 use crate::codec::{decode, decode_version, encode_value, table_key};
 use crate::{ApplyDone, Store, StoreError, scan_parts};
@@ -12,9 +23,10 @@ use chordal_core::{Applied, ID_BYTES, Id, Record, Version};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -22,9 +34,33 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const MAX_GROUP: usize = 1024;
 /// The meta entry holding the largest hlc ever stored (8 bytes, big-endian).
 const MAX_HLC: &str = "max_hlc";
+/// How often a failed store checks whether writes work again.
+const RECOVERY_EVERY: Duration = Duration::from_secs(1);
 
 fn db_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Db(e.to_string())
+}
+
+/// A write's error, sorted: a full disk, another I/O error, or a database
+/// error (corruption, a bug).
+fn write_err(e: impl Into<redb::Error>) -> StoreError {
+    match e.into() {
+        redb::Error::Io(io) => io_err(&io),
+        redb::Error::PreviousIo => StoreError::Io("a previous I/O error".into()),
+        other => StoreError::Db(other.to_string()),
+    }
+}
+
+fn io_err(io: &std::io::Error) -> StoreError {
+    // ENOSPC (28) and EDQUOT (122) on Linux.
+    let full = io.kind() == std::io::ErrorKind::StorageFull
+        || io.kind() == std::io::ErrorKind::QuotaExceeded
+        || matches!(io.raw_os_error(), Some(28) | Some(122));
+    if full {
+        StoreError::Full(io.to_string())
+    } else {
+        StoreError::Io(io.to_string())
+    }
 }
 
 enum Job {
@@ -37,16 +73,69 @@ enum Job {
     Meta(String, Vec<u8>, Sender<Result<(), StoreError>>),
 }
 
+/// How to (re)open the database and how to tell whether writes can work.
+pub struct Backing {
+    /// Opens (or creates) the database. Called again after a failure.
+    pub open: Box<dyn Fn() -> Result<Database, redb::DatabaseError> + Send + Sync>,
+    /// Succeeds if a write would now reach the disk (called while failed,
+    /// before a reopen is tried).
+    pub probe: Box<dyn Fn() -> std::io::Result<()> + Send + Sync>,
+}
+
+impl Backing {
+    /// The database file at `path`; the probe writes and syncs a 1 MiB
+    /// file beside it.
+    pub fn file(path: &Path) -> Backing {
+        let (db_path, probe_path) = (path.to_path_buf(), path.with_extension("probe"));
+        Backing {
+            open: Box::new(move || Database::create(&db_path)),
+            probe: Box::new(move || {
+                use std::io::Write;
+                let result = (|| {
+                    let mut f = std::fs::File::create(&probe_path)?;
+                    f.write_all(&vec![0u8; 1 << 20])?;
+                    f.sync_all()
+                })();
+                let _ = std::fs::remove_file(&probe_path);
+                result
+            }),
+        }
+    }
+}
+
+/// What the callers and the writer thread share.
+struct Shared {
+    /// The open database; `None` only while it is being reopened.
+    db: RwLock<Option<Arc<Database>>>,
+    /// Why writes fail, while they do.
+    failure: Mutex<Option<StoreError>>,
+    /// The largest hlc ever stored; the writer keeps it (and its copy in
+    /// the meta table) up to date.
+    max_hlc: AtomicU64,
+    backing: Backing,
+}
+
+impl Shared {
+    fn db(&self) -> Result<Arc<Database>, StoreError> {
+        self.db
+            .read()
+            .expect("store lock")
+            .clone()
+            .ok_or_else(|| StoreError::Io("the database is being reopened".into()))
+    }
+
+    fn failure(&self) -> Option<StoreError> {
+        self.failure.lock().expect("store lock").clone()
+    }
+}
+
 /// A durable store in one redb file.
 pub struct RedbStore {
-    db: Arc<Database>,
+    shared: Arc<Shared>,
     jobs: Mutex<Option<Sender<Job>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     /// The database file.
-    path: std::path::PathBuf,
-    /// The largest hlc ever stored; the writer keeps it (and its copy in
-    /// the meta table) up to date.
-    max_hlc: Arc<AtomicU64>,
+    path: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -55,28 +144,45 @@ impl std::fmt::Debug for RedbStore {
     }
 }
 
+/// Opens through `backing` and makes sure the tables exist.
+fn open_db(backing: &Backing) -> Result<Database, StoreError> {
+    let db = (backing.open)().map_err(|e| write_err(redb::Error::from(e)))?;
+    let txn = db.begin_write().map_err(write_err)?;
+    txn.open_table(RECORDS).map_err(write_err)?;
+    txn.open_table(META).map_err(write_err)?;
+    txn.commit().map_err(write_err)?;
+    Ok(db)
+}
+
 impl RedbStore {
     /// Opens the database at `path`, creating it (and its tables) if needed.
     pub fn open(path: &Path) -> Result<RedbStore, StoreError> {
-        let db = Database::create(path).map_err(db_err)?;
-        let txn = db.begin_write().map_err(db_err)?;
-        txn.open_table(RECORDS).map_err(db_err)?;
-        txn.open_table(META).map_err(db_err)?;
-        txn.commit().map_err(db_err)?;
-        let max_hlc = Arc::new(AtomicU64::new(stored_max_hlc(&db)?));
-        let db = Arc::new(db);
+        let mut store = RedbStore::with_backing(Backing::file(path))?;
+        store.path = Some(path.to_path_buf());
+        Ok(store)
+    }
+
+    /// Opens a database through `backing` (tests use a backend that fails
+    /// on purpose).
+    pub fn with_backing(backing: Backing) -> Result<RedbStore, StoreError> {
+        let db = open_db(&backing)?;
+        let shared = Arc::new(Shared {
+            max_hlc: AtomicU64::new(stored_max_hlc(&db)?),
+            db: RwLock::new(Some(Arc::new(db))),
+            failure: Mutex::new(None),
+            backing,
+        });
         let (tx, rx) = channel();
-        let (writer_db, writer_max) = (db.clone(), max_hlc.clone());
+        let writer_shared = shared.clone();
         let writer = std::thread::Builder::new()
             .name("chordal-store-writer".into())
-            .spawn(move || write_loop(&writer_db, &writer_max, rx))
+            .spawn(move || write_loop(&writer_shared, rx))
             .map_err(db_err)?;
         Ok(RedbStore {
-            db,
+            shared,
             jobs: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
-            path: path.to_path_buf(),
-            max_hlc,
+            path: None,
         })
     }
 
@@ -126,9 +232,30 @@ fn stored_max_hlc(db: &Database) -> Result<u64, StoreError> {
     Ok(high)
 }
 
-/// The writer thread: one transaction per group of queued jobs.
-fn write_loop(db: &Database, max_hlc: &AtomicU64, rx: Receiver<Job>) {
-    while let Ok(first) = rx.recv() {
+/// The writer thread: one transaction per group of queued jobs; while
+/// writes fail, answers them with the failure and tries to recover.
+fn write_loop(shared: &Shared, rx: Receiver<Job>) {
+    let mut last_try = Instant::now();
+    loop {
+        let first = if shared.failure().is_some() {
+            match rx.recv_timeout(RECOVERY_EVERY) {
+                Ok(job) => Some(job),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        } else {
+            match rx.recv() {
+                Ok(job) => Some(job),
+                Err(_) => return,
+            }
+        };
+        if shared.failure().is_some() && last_try.elapsed() >= RECOVERY_EVERY {
+            last_try = Instant::now();
+            try_recover(shared);
+        }
+        let Some(first) = first else {
+            continue;
+        };
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match rx.try_recv() {
@@ -136,7 +263,24 @@ fn write_loop(db: &Database, max_hlc: &AtomicU64, rx: Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let outcome = run_group(db, max_hlc, &group);
+        let outcome = match shared.failure() {
+            // Still failing: answer at once, touch nothing.
+            Some(e) => group.iter().map(|_| Err(e.clone())).collect(),
+            None => {
+                let outcome = match shared.db() {
+                    Ok(db) => run_group(&db, &shared.max_hlc, &group),
+                    Err(e) => group.iter().map(|_| Err(e.clone())).collect(),
+                };
+                if let Some(Err(e)) = outcome.first()
+                    && matches!(e, StoreError::Full(_) | StoreError::Io(_))
+                {
+                    tracing::warn!(error = %e, "store write failed; writes refused until it recovers");
+                    *shared.failure.lock().expect("store lock") = Some(e.clone());
+                    last_try = Instant::now();
+                }
+                outcome
+            }
+        };
         for (job, result) in group.into_iter().zip(outcome) {
             match (job, result) {
                 (Job::Apply(_, reply), r) => {
@@ -150,6 +294,50 @@ fn write_loop(db: &Database, max_hlc: &AtomicU64, rx: Receiver<Job>) {
                     let _ = reply.send(r.map(|_| ()));
                 }
             }
+        }
+    }
+}
+
+/// While failed: if a probe write succeeds, close and reopen the database.
+fn try_recover(shared: &Shared) {
+    if (shared.backing.probe)().is_err() {
+        return;
+    }
+    // Close: take the database out and wait for readers to let go (they
+    // hold it for one call).
+    let old = shared.db.write().expect("store lock").take();
+    if let Some(mut db) = old {
+        let start = Instant::now();
+        loop {
+            match Arc::try_unwrap(db) {
+                Ok(db) => {
+                    drop(db);
+                    break;
+                }
+                Err(again) if start.elapsed() < Duration::from_secs(5) => {
+                    db = again;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(again) => {
+                    // A reader hangs on: give it back, try later.
+                    *shared.db.write().expect("store lock") = Some(again);
+                    return;
+                }
+            }
+        }
+    }
+    match open_db(&shared.backing) {
+        Ok(db) => {
+            if let Ok(high) = stored_max_hlc(&db) {
+                shared.max_hlc.fetch_max(high, Relaxed);
+            }
+            *shared.db.write().expect("store lock") = Some(Arc::new(db));
+            *shared.failure.lock().expect("store lock") = None;
+            tracing::info!("store recovered: writes accepted again");
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "store reopen failed; trying again");
+            *shared.failure.lock().expect("store lock") = Some(e);
         }
     }
 }
@@ -170,11 +358,11 @@ fn run_group(
     let before = max_hlc.load(Relaxed);
     let mut high = before;
     let result = (|| -> Result<Vec<Outcome>, StoreError> {
-        let txn = db.begin_write().map_err(db_err)?;
+        let txn = db.begin_write().map_err(write_err)?;
         let mut outcomes = Vec::with_capacity(group.len());
         {
-            let mut records = txn.open_table(RECORDS).map_err(db_err)?;
-            let mut meta = txn.open_table(META).map_err(db_err)?;
+            let mut records = txn.open_table(RECORDS).map_err(write_err)?;
+            let mut meta = txn.open_table(META).map_err(write_err)?;
             for job in group {
                 let mut o = Outcome::default();
                 match job {
@@ -183,7 +371,7 @@ fn run_group(
                             let k = table_key(&r.key_id, &r.key);
                             let old = records
                                 .get(k.as_slice())
-                                .map_err(db_err)?
+                                .map_err(write_err)?
                                 .and_then(|old| decode_version(old.value()));
                             let applied = match old {
                                 Some(v) if v > r.version => Applied::Kept(v),
@@ -191,7 +379,7 @@ fn run_group(
                                 _ => {
                                     records
                                         .insert(k.as_slice(), encode_value(r).as_slice())
-                                        .map_err(db_err)?;
+                                        .map_err(write_err)?;
                                     high = high.max(r.version.hlc);
                                     Applied::Stored
                                 }
@@ -202,29 +390,29 @@ fn run_group(
                     Job::Remove(keys, _) => {
                         for (id, key, version) in keys {
                             let k = table_key(id, key);
-                            let same = match records.get(k.as_slice()).map_err(db_err)? {
+                            let same = match records.get(k.as_slice()).map_err(write_err)? {
                                 Some(old) => decode_version(old.value()) == Some(*version),
                                 None => false,
                             };
                             if same {
-                                records.remove(k.as_slice()).map_err(db_err)?;
+                                records.remove(k.as_slice()).map_err(write_err)?;
                                 o.removed += 1;
                             }
                         }
                     }
                     Job::Meta(name, value, _) => {
                         meta.insert(name.as_str(), value.as_slice())
-                            .map_err(db_err)?;
+                            .map_err(write_err)?;
                     }
                 }
                 outcomes.push(o);
             }
             if high > before {
                 meta.insert(MAX_HLC, high.to_be_bytes().as_slice())
-                    .map_err(db_err)?;
+                    .map_err(write_err)?;
             }
         }
-        txn.commit().map_err(db_err)?;
+        txn.commit().map_err(write_err)?;
         Ok(outcomes)
     })();
     match result {
@@ -232,16 +420,13 @@ fn run_group(
             max_hlc.fetch_max(high, Relaxed);
             outcomes.into_iter().map(Ok).collect()
         }
-        Err(e) => group
-            .iter()
-            .map(|_| Err(StoreError::Db(e.to_string())))
-            .collect(),
+        Err(e) => group.iter().map(|_| Err(e.clone())).collect(),
     }
 }
 
 impl Store for RedbStore {
     fn get(&self, key_id: &Id, key: &[u8]) -> Result<Option<Record>, StoreError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
+        let txn = self.shared.db()?.begin_read().map_err(db_err)?;
         let table = txn.open_table(RECORDS).map_err(db_err)?;
         let k = table_key(key_id, key);
         match table.get(k.as_slice()).map_err(db_err)? {
@@ -253,7 +438,11 @@ impl Store for RedbStore {
     }
 
     fn max_hlc(&self) -> Result<u64, StoreError> {
-        Ok(self.max_hlc.load(Relaxed))
+        Ok(self.shared.max_hlc.load(Relaxed))
+    }
+
+    fn health(&self) -> Option<StoreError> {
+        self.shared.failure()
     }
 
     fn apply(&self, batch: &[Record]) -> Result<Vec<Applied>, StoreError> {
@@ -284,7 +473,7 @@ impl Store for RedbStore {
         resume: Option<(&Id, &[u8])>,
         limit: usize,
     ) -> Result<Vec<Record>, StoreError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
+        let txn = self.shared.db()?.begin_read().map_err(db_err)?;
         let table = txn.open_table(RECORDS).map_err(db_err)?;
         let mut out = Vec::new();
         for (lo, hi, resume) in scan_parts(start, end, resume) {
@@ -323,19 +512,20 @@ impl Store for RedbStore {
     }
 
     fn count(&self) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
+        let txn = self.shared.db()?.begin_read().map_err(db_err)?;
         let table = txn.open_table(RECORDS).map_err(db_err)?;
         table.len().map_err(db_err)
     }
 
     fn bytes(&self) -> Result<u64, StoreError> {
-        std::fs::metadata(&self.path)
-            .map(|m| m.len())
-            .map_err(db_err)
+        match &self.path {
+            Some(path) => std::fs::metadata(path).map(|m| m.len()).map_err(db_err),
+            None => Ok(0),
+        }
     }
 
     fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
+        let txn = self.shared.db()?.begin_read().map_err(db_err)?;
         let table = txn.open_table(META).map_err(db_err)?;
         Ok(table.get(name).map_err(db_err)?.map(|v| v.value().to_vec()))
     }

@@ -459,7 +459,7 @@ impl crate::Node {
                     }
                     self.write_answer(now, id, true, kept);
                 }
-                _ => self.write_answer(now, id, false, None),
+                _ => self.owner_store_failed(now, id),
             },
             StoreWait::OwnerRead(id) => {
                 let record = match result {

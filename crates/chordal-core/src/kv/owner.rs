@@ -257,6 +257,25 @@ impl Node {
         }
     }
 
+    /// The owner's own store could not write `id` (a full disk, an I/O
+    /// error): the write fails with `StoreFailed` at once, whatever the
+    /// replicas say — an owner that cannot hold its keys cannot vouch for
+    /// them.
+    pub(crate) fn owner_store_failed(&mut self, now: Time, id: u64) {
+        let Some(OwnerOp::Write {
+            reply, deadline, ..
+        }) = self.kv.owners.remove(&id)
+        else {
+            return;
+        };
+        self.kv.deadlines.remove(&(deadline, KvDeadline::Owner(id)));
+        self.kv.replica_reqs.retain(|_, owner| *owner != id);
+        self.counting.error("kv_store_failed");
+        if let Some(r) = reply {
+            self.owner_reply(now, r, KvResult::StoreFailed);
+        }
+    }
+
     /// Some copy of write `id` holds a newer version: version the write
     /// again above everything seen and start over (or fail the write when
     /// out of attempts or time).
