@@ -73,12 +73,21 @@ fn a_full_disk_answers_507_serves_reads_and_recovers() {
     let (status, _, _) = http_body(node.api, "PUT", "/v1/kv/more", b"x");
     assert_eq!(status, 507);
     for k in &stored {
-        assert_eq!(get(node.api, &format!("full-{k}")), Some(value.clone()), "full-{k}");
+        assert_eq!(
+            get(node.api, &format!("full-{k}")),
+            Some(value.clone()),
+            "full-{k}"
+        );
     }
     let (status, health) = get_json(node.api, "/v1/health");
     assert_eq!(status, 200);
     assert_eq!(health["status"], "degraded", "{health}");
-    assert!(health["storage"].as_str().is_some_and(|s| s.contains("full")), "{health}");
+    assert!(
+        health["storage"]
+            .as_str()
+            .is_some_and(|s| s.contains("full")),
+        "{health}"
+    );
 
     // Space is freed: the node takes writes again without a restart.
     std::fs::remove_file(&filler).unwrap();
@@ -89,6 +98,10 @@ fn a_full_disk_answers_507_serves_reads_and_recovers() {
     put(node.api, "after", b"space again");
     assert_eq!(get(node.api, "after"), Some(b"space again".to_vec()));
     for k in &stored {
-        assert_eq!(get(node.api, &format!("full-{k}")), Some(value.clone()), "full-{k}");
+        assert_eq!(
+            get(node.api, &format!("full-{k}")),
+            Some(value.clone()),
+            "full-{k}"
+        );
     }
 }

@@ -63,8 +63,14 @@ pub struct Config {
     /// After its key range grows, a node that misses a key asks the
     /// replicas for it during this long (the handoff may still be running).
     pub handoff_window: Duration,
-    /// Bound on key-value operations in flight on one node.
+    /// Bound on key-value operations in flight on one node: more are
+    /// answered `Overloaded` (the coordinator backs off and tries again).
     pub max_kv_ops: usize,
+    /// Largest key and value of a put, checked wherever a write enters
+    /// (the HTTP API, the library, the native client, a peer's request).
+    /// A value must fit in one frame with room to spare.
+    pub max_key: usize,
+    pub max_value: usize,
     /// A graceful leave waits at most this long for its successors to
     /// acknowledge every record it hands over, then leaves anyway (and
     /// reports what was not handed over).
@@ -114,6 +120,8 @@ impl Default for Config {
             kv_timeout: Duration::from_secs(3),
             handoff_window: Duration::from_secs(30),
             leave_drain: Duration::from_secs(120),
+            max_key: 1024,
+            max_value: 1024 * 1024,
             max_kv_ops: 16_384,
             sync_interval: Duration::from_secs(5),
             sync_buckets: 64,

@@ -85,6 +85,7 @@ impl KvError {
             KvError::Timeout => "kv_timeout",
             KvError::NotJoined => "kv_not_joined",
             KvError::Overloaded => "kv_overloaded",
+            KvError::TooLarge { .. } => "kv_too_large",
             KvError::Lookup(_) => "kv_lookup_failed",
             KvError::Redirects => "kv_redirects",
             KvError::QuorumFailed { .. } => "kv_quorum_failed",

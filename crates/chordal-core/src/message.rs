@@ -307,6 +307,10 @@ pub enum KvResult {
     QuorumUnavailable { available: u32, needed: u32 },
     /// The owner's storage failed.
     StoreFailed,
+    /// The owner has too many operations in flight: try again later.
+    Overloaded,
+    /// The key or value is larger than the owner accepts.
+    TooLarge { size: u32, limit: u32 },
     /// An application message reached the owner's application.
     Delivered,
     /// The owner's application answered a request.

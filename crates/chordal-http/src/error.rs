@@ -60,6 +60,14 @@ impl From<NodeError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Json(json!({"error": self.message, "code": self.code}));
-        (self.status, body).into_response()
+        let mut response = (self.status, body).into_response();
+        // Shed load: tell clients when to come back instead of at once.
+        if self.code == "overloaded" {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        response
     }
 }

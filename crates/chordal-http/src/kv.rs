@@ -38,6 +38,9 @@ pub(crate) fn kv_error(e: KvCallError) -> ApiError {
         KvCallError::Kv(KvError::Overloaded) => {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", msg)
         }
+        KvCallError::Kv(KvError::TooLarge { .. }) => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "value_too_large", msg)
+        }
         _ => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", msg),
     }
 }

@@ -35,9 +35,10 @@ impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             replicas: 3,
-            max_key: 1024,
+            max_key: chordal_core::Config::default().max_key,
             max_ring: 100_000,
-            max_value: 1024 * 1024,
+            // The same limits as the core's, which checks them too.
+            max_value: chordal_core::Config::default().max_value,
             max_streams: 4096,
         }
     }

@@ -39,6 +39,9 @@ pub struct ClientConfig {
     pub timeout: Duration,
     /// Largest frame accepted.
     pub max_frame: usize,
+    /// Largest key and value of a put (the nodes' limits).
+    pub max_key: usize,
+    pub max_value: usize,
 }
 
 impl Default for ClientConfig {
@@ -48,6 +51,8 @@ impl Default for ClientConfig {
             cluster: "chordal".into(),
             timeout: Duration::from_secs(5),
             max_frame: chordal_wire::DEFAULT_MAX_FRAME,
+            max_key: chordal_core::Config::default().max_key,
+            max_value: chordal_core::Config::default().max_value,
         }
     }
 }
@@ -70,6 +75,10 @@ pub enum ClientError {
     StoreFailed,
     #[error("ownership kept moving; gave up")]
     Redirects,
+    #[error("{size} bytes is over the limit of {limit}")]
+    TooLarge { size: u64, limit: u64 },
+    #[error("the owner is overloaded; try again later")]
+    Overloaded,
 }
 
 /// One connection to a node.
@@ -297,6 +306,14 @@ impl Client {
 
     /// Stores `value` under `key` (durable on the write quorum when `Ok`).
     pub async fn put(&self, key: Vec<u8>, value: Vec<u8>) -> Result<KvOutcome, ClientError> {
+        let limits = [
+            (key.len(), self.inner.config.max_key),
+            (value.len(), self.inner.config.max_value),
+        ];
+        if let Some((size, limit)) = limits.into_iter().find(|(size, limit)| size > limit) {
+            let (size, limit) = (size as u64, limit as u64);
+            return Err(ClientError::TooLarge { size, limit });
+        }
         self.kv(KvOp::Put { key, value }).await
     }
 
@@ -343,6 +360,16 @@ impl Client {
                         return Err(ClientError::QuorumUnavailable { available, needed });
                     }
                     KvResult::StoreFailed => return Err(ClientError::StoreFailed),
+                    KvResult::TooLarge { size, limit } => {
+                        let (size, limit) = (size as u64, limit as u64);
+                        return Err(ClientError::TooLarge { size, limit });
+                    }
+                    KvResult::Overloaded => {
+                        // Back off before the next try.
+                        last = ClientError::Overloaded;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
                     _ => last = ClientError::Redirects,
                 },
                 Ok(_) => last = ClientError::Redirects,

@@ -833,3 +833,56 @@ fn write_quorum_is_counted_against_r() {
         Ok(KvOutcome::Stored { acked: 1, .. })
     ));
 }
+
+/// An owner with too much in flight answers `Overloaded` instead of
+/// dropping requests: coordinators back off and try again, nobody waits
+/// for a silent owner until the deadline, and what was acknowledged is
+/// stored. Oversize values are refused at the edge.
+#[test]
+fn overload_is_answered_and_backed_off_from() {
+    let mut config = SimConfig {
+        seed: 49,
+        ..SimConfig::default()
+    };
+    config.node.max_kv_ops = 12;
+    let mut s = ring_with(6, config);
+    let mut started = Vec::new();
+    for i in 0..6 {
+        for k in 0..10 {
+            let key = format!("busy-{k}");
+            started.push((i, key.clone(), s.start_put(i, key.as_bytes(), b"v")));
+        }
+    }
+    s.run_for(20 * SEC);
+    let mut stored = 0;
+    for (i, key, op) in &started {
+        match s.kv_result(*i, *op) {
+            Some(Ok(KvOutcome::Stored { .. })) => {
+                stored += 1;
+                assert_eq!(value(s.get(0, key.as_bytes())), Some(b"v".to_vec()));
+            }
+            Some(Err(KvError::Overloaded)) => {}
+            other => panic!("put {key} at {i}: {other:?}"),
+        }
+    }
+    assert!(stored > 0);
+    let shed: u64 = (0..6)
+        .map(|i| {
+            s.node(i)
+                .counters()
+                .errors
+                .get("kv_overloaded")
+                .copied()
+                .unwrap_or(0)
+        })
+        .sum();
+    assert!(shed > 0, "nobody was overloaded: the test does not test");
+    let big = vec![0u8; 1024 * 1024 + 1];
+    assert_eq!(
+        s.put(0, b"big", &big),
+        Err(KvError::TooLarge {
+            size: big.len() as u64,
+            limit: 1024 * 1024
+        })
+    );
+}

@@ -119,6 +119,12 @@ fn kv_reply_to_pb(req: u64, result: &KvResult) -> pb::KvReply {
             out.needed = *needed;
         }
         KvResult::StoreFailed => out.status = 5,
+        KvResult::Overloaded => out.status = 11,
+        KvResult::TooLarge { size, limit } => {
+            out.status = 12;
+            out.acked = *size;
+            out.needed = *limit;
+        }
         KvResult::Delivered => out.status = 6,
         KvResult::Replied { payload } => {
             out.status = 7;
@@ -323,6 +329,11 @@ fn kv_reply_from_pb(r: &pb::KvReply) -> Result<KvResult, WireError> {
         8 => KvResult::Refused,
         9 => KvResult::Published {
             subscribers: r.acked,
+        },
+        11 => KvResult::Overloaded,
+        12 => KvResult::TooLarge {
+            size: r.acked,
+            limit: r.needed,
         },
         10 => KvResult::QuorumUnavailable {
             available: r.acked,

@@ -122,6 +122,8 @@ fn any_kv_result() -> impl Strategy<Value = KvResult> {
             .prop_map(|(acked, needed)| KvResult::QuorumFailed { acked, needed }),
         (any::<u32>(), any::<u32>())
             .prop_map(|(available, needed)| KvResult::QuorumUnavailable { available, needed }),
+        Just(KvResult::Overloaded),
+        (any::<u32>(), any::<u32>()).prop_map(|(size, limit)| KvResult::TooLarge { size, limit }),
         Just(KvResult::StoreFailed),
         Just(KvResult::Delivered),
         any_bytes().prop_map(|payload| KvResult::Replied { payload }),

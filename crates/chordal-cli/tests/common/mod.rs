@@ -30,7 +30,14 @@ impl NodeProc {
     /// Like `start`, with the `--join` value given as text (host names,
     /// lists).
     pub fn start_with(join: Option<String>, extra: &[&str]) -> NodeProc {
+        Self::start_env(&[], join, extra)
+    }
+
+    /// Like `start_with`, with extra environment variables (e.g. to
+    /// preload libfaketime).
+    pub fn start_env(env: &[(&str, &str)], join: Option<String>, extra: &[&str]) -> NodeProc {
         let mut cmd = Command::new(BIN);
+        cmd.envs(env.iter().copied());
         cmd.args(["node", "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0"]);
         if let Some(s) = join {
             cmd.args(["--join", &s]);

@@ -43,7 +43,9 @@ impl Node {
     /// the operation's number.
     pub(crate) fn start_op_quiet(&mut self, now: Time, op: KvOp, target: Option<NodeRef>) -> u64 {
         let id = self.kv.next();
-        if !self.vnodes.iter().any(|v| v.is_joined()) {
+        if let Some((size, limit)) = self.oversize(&op) {
+            self.kv_done(id, Err(KvError::TooLarge { size, limit }));
+        } else if !self.vnodes.iter().any(|v| v.is_joined()) {
             self.kv_done(id, Err(KvError::NotJoined));
         } else if self.kv.in_flight() >= self.config.max_kv_ops {
             self.kv_done(id, Err(KvError::Overloaded));
@@ -65,6 +67,24 @@ impl Node {
             self.route_client(now, id);
         }
         id
+    }
+
+    /// `(size, limit)` if `op`'s key or a put's value is over the limits.
+    pub(crate) fn oversize(&self, op: &KvOp) -> Option<(u64, u64)> {
+        let key = op.key().len();
+        if matches!(
+            op,
+            KvOp::Put { .. } | KvOp::Get { .. } | KvOp::Delete { .. }
+        ) && key > self.config.max_key
+        {
+            return Some((key as u64, self.config.max_key as u64));
+        }
+        match op {
+            KvOp::Put { value, .. } if value.len() > self.config.max_value => {
+                Some((value.len() as u64, self.config.max_value as u64))
+            }
+            _ => None,
+        }
     }
 
     /// Sends client operation `id` towards its owner: straight to a local
@@ -214,6 +234,21 @@ impl Node {
                 Err(KvError::QuorumUnavailable { available, needed })
             }
             KvResult::StoreFailed => Err(KvError::StoreFailed),
+            KvResult::TooLarge { size, limit } => Err(KvError::TooLarge {
+                size: size as u64,
+                limit: limit as u64,
+            }),
+            KvResult::Overloaded => {
+                // The owner sheds load: back off, then try again.
+                if let Some(c) = self.kv.clients.get_mut(&id) {
+                    c.last_error = Some(KvError::Overloaded);
+                    let backoff = self.config.request_timeout * c.attempts.min(4);
+                    self.kv
+                        .deadlines
+                        .insert((now + backoff, KvDeadline::Retry(id)));
+                }
+                return;
+            }
             KvResult::Delivered => Ok(KvOutcome::Delivered),
             KvResult::Replied { payload } => Ok(KvOutcome::Replied { payload }),
             KvResult::Refused => Err(KvError::Refused),

@@ -168,8 +168,10 @@ pub enum KvError {
     Timeout,
     #[error("node is not joined to a ring")]
     NotJoined,
-    #[error("too many operations in flight")]
+    #[error("too many operations in flight; try again later")]
     Overloaded,
+    #[error("{size} bytes is over the limit of {limit}")]
+    TooLarge { size: u64, limit: u64 },
     #[error("cannot find the key's owner: {0}")]
     Lookup(LookupError),
     #[error("ownership kept moving; gave up after several tries")]
@@ -512,7 +514,10 @@ impl crate::Node {
                     req,
                 };
                 if self.kv.in_flight() >= self.config.max_kv_ops {
-                    // Overloaded: let the coordinator time out rather than queue.
+                    // Overloaded: say so (the coordinator backs off) rather
+                    // than queue without bound or drop silently.
+                    self.counting.error("kv_overloaded");
+                    self.owner_reply(now, reply, crate::KvResult::Overloaded);
                     return;
                 }
                 match env.to.id {

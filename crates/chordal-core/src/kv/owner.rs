@@ -20,6 +20,22 @@ impl Node {
             .map(|v| v.me())
     }
 
+    /// Does our vnode `vnode` take `key_id` as its owner? Yes if the key
+    /// is in its range; and, as in the paper, whenever it knows no
+    /// predecessor (it just failed): a lookup routed the key here, and
+    /// refusing would leave the dead predecessor's keys unserved until the
+    /// next one notifies us.
+    fn takes_key(&self, vnode: &NodeRef, key_id: &Id) -> bool {
+        self.vnodes
+            .iter()
+            .find(|v| v.me() == *vnode)
+            .is_some_and(|v| {
+                v.is_joined()
+                    && (v.table().predecessor().is_none()
+                        || v.range().is_none_or(|r| r.contains(key_id)))
+            })
+    }
+
     /// Where copies of `owner`'s keys go besides the owner: the next
     /// `R - 1` successors on distinct processes other than ours.
     pub(crate) fn replica_targets(&self, owner: &NodeRef) -> Vec<NodeRef> {
@@ -41,13 +57,17 @@ impl Node {
     /// Starts serving `op` as the owner `vnode`.
     pub(crate) fn owner_start(&mut self, now: Time, vnode: NodeRef, op: KvOp, reply: ReplyTo) {
         let key_id = Id::hash(op.key());
-        let owns = self
-            .vnodes
-            .iter()
-            .find(|v| v.me() == vnode)
-            .is_some_and(|v| v.is_joined() && v.range().is_none_or(|r| r.contains(&key_id)));
+        let owns = self.takes_key(&vnode, &key_id);
         if !owns && !op.is_direct() {
             self.owner_reply(now, reply, KvResult::WrongOwner);
+            return;
+        }
+        if let Some((size, limit)) = self.oversize(&op) {
+            let result = KvResult::TooLarge {
+                size: size.min(u32::MAX as u64) as u32,
+                limit: limit.min(u32::MAX as u64) as u32,
+            };
+            self.owner_reply(now, reply, result);
             return;
         }
         // Draining before a leave: a write could land behind the
