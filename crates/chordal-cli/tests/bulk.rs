@@ -120,3 +120,48 @@ fn graceful_leave_hands_over_60_mb() {
     eventually(Duration::from_secs(10), || ring_correct(&live_nodes)).expect("ring after leave");
     check_all(&live, "bulk", 3000);
 }
+
+/// The second measurement: 4 nodes, R = 3, ~60 MB; kill -9 one
+/// node at a time down to the last. After each crash the survivors (at
+/// most R of them) must each get back to a full copy of everything, and
+/// every key must read back — the last node standing included.
+#[test]
+fn crashes_one_at_a_time_re_replicate_60_mb_to_every_survivor() {
+    let dirs = tempfile::tempdir().unwrap();
+    let start = |i: usize, seed: Option<SocketAddr>| {
+        let dir = dirs.path().join(format!("n{i}"));
+        let dir = dir.to_str().unwrap().to_string();
+        let extra = ["--stabilize-ms", "200", "--sync-ms", "1000", "--data-dir", &dir];
+        NodeProc::start(seed, &extra)
+    };
+    let mut nodes = vec![start(0, None)];
+    for i in 1..4 {
+        let seed = nodes[0].addr;
+        nodes.push(start(i, Some(seed)));
+    }
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    eventually(Duration::from_secs(20), || ring_correct(&all)).expect("ring");
+    let apis: Vec<SocketAddr> = nodes.iter().map(|n| n.api).collect();
+    const N: usize = 3000;
+    put_many(&apis, "rr", N);
+    let count = |api: SocketAddr| {
+        get_json(api, "/v1/node").1["keys_stored"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let mut alive: Vec<usize> = vec![0, 1, 2, 3];
+    for victim in [3, 1, 2] {
+        nodes[victim].kill9();
+        alive.retain(|i| *i != victim);
+        let live: Vec<SocketAddr> = alive.iter().map(|i| apis[*i]).collect();
+        let took = eventually(Duration::from_secs(90), || {
+            live.iter().all(|api| count(*api) == N as u64)
+        })
+        .unwrap_or_else(|| {
+            let counts: Vec<u64> = live.iter().map(|a| count(*a)).collect();
+            panic!("after node {victim} crashed the survivors hold {counts:?} of {N}")
+        });
+        eprintln!("node {victim} crashed: every survivor back to all {N} records in {took:?}");
+        check_all(&live, "rr", N);
+    }
+}
