@@ -33,6 +33,9 @@ pub enum BenchCommand {
     Gateway(crate::bench_gateway::GatewayBenchArgs),
     /// Time to render a node's /metrics in a busy ring.
     Metrics(MetricsArgs),
+    /// Re-replication after a crash and a graceful leave's handover, at
+    /// real data volumes on redb (MB/s, seconds).
+    Repair(crate::bench_repair::RepairArgs),
 }
 
 #[derive(Args)]
@@ -113,7 +116,8 @@ pub fn run_blocking(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Kv(_)
         | BenchCommand::Pubsub(_)
         | BenchCommand::Gateway(_)
-        | BenchCommand::Metrics(_) => RuntimeKind::Multi,
+        | BenchCommand::Metrics(_)
+        | BenchCommand::Repair(_) => RuntimeKind::Multi,
     };
     let rt = match kind {
         RuntimeKind::Multi => tokio::runtime::Builder::new_multi_thread()
@@ -135,6 +139,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Pubsub(a) => crate::bench_pubsub::run(a).await,
         BenchCommand::Gateway(a) => crate::bench_gateway::run(a).await,
         BenchCommand::Metrics(a) => metrics(a).await,
+        BenchCommand::Repair(a) => crate::bench_repair::run(a).await,
     }
 }
 

@@ -7,6 +7,7 @@ mod bench;
 mod bench_gateway;
 mod bench_kv;
 mod bench_pubsub;
+mod bench_repair;
 mod client;
 mod gateway;
 mod member;

@@ -131,7 +131,14 @@ fn crashes_one_at_a_time_re_replicate_60_mb_to_every_survivor() {
     let start = |i: usize, seed: Option<SocketAddr>| {
         let dir = dirs.path().join(format!("n{i}"));
         let dir = dir.to_str().unwrap().to_string();
-        let extra = ["--stabilize-ms", "200", "--sync-ms", "1000", "--data-dir", &dir];
+        let extra = [
+            "--stabilize-ms",
+            "200",
+            "--sync-ms",
+            "1000",
+            "--data-dir",
+            &dir,
+        ];
         NodeProc::start(seed, &extra)
     };
     let mut nodes = vec![start(0, None)];

@@ -102,6 +102,9 @@ pub fn summarize(
 /// Records of `(start, end]` in the buckets `which`, after `resume`, at
 /// most `limit` records and (after the first) `max_bytes` of keys and
 /// values: a page of a transfer.
+///
+/// Reads the store in pages that start small and double, so that a page
+/// of a few large values does not read (and throw away) thousands.
 #[allow(clippy::too_many_arguments)]
 pub fn scan_buckets(
     store: &dyn Store,
@@ -109,20 +112,37 @@ pub fn scan_buckets(
     end: &Id,
     buckets: u32,
     which: &[u32],
-    resume: Option<(Id, Vec<u8>)>,
+    mut resume: Option<(Id, Vec<u8>)>,
     limit: usize,
     max_bytes: usize,
 ) -> Result<Vec<Record>, crate::StoreError> {
     let mut out = Vec::new();
     let mut bytes = 0;
-    for_each_in(store, start, end, resume, |r| {
-        if which.contains(&bucket_of(start, end, buckets, &r.key_id)) {
-            bytes += r.key.len() + r.value.as_ref().map_or(0, Vec::len);
-            out.push(r);
+    let mut page = 16;
+    loop {
+        let want = page.min(limit.saturating_sub(out.len())).max(1);
+        let got = store.scan(
+            start,
+            end,
+            resume.as_ref().map(|(id, k)| (id, k.as_slice())),
+            want,
+        )?;
+        let n = got.len();
+        resume = got.last().map(|r| (r.key_id, r.key.clone()));
+        for r in got {
+            if which.contains(&bucket_of(start, end, buckets, &r.key_id)) {
+                bytes += r.key.len() + r.value.as_ref().map_or(0, Vec::len);
+                out.push(r);
+                if out.len() >= limit || bytes >= max_bytes {
+                    return Ok(out);
+                }
+            }
         }
-        out.len() < limit && bytes < max_bytes
-    })?;
-    Ok(out)
+        if n < want {
+            return Ok(out);
+        }
+        page = (page * 2).min(SCAN_PAGE);
+    }
 }
 
 /// Removes records outside every `keep` interval (if any are given) that
