@@ -168,7 +168,22 @@ impl Browser {
 }
 
 impl Drop for Browser {
+    /// Ends the WebDriver session first (chromedriver then closes
+    /// Chromium; killing chromedriver alone left Chromium running), with
+    /// a plain blocking request since `drop` cannot await.
     fn drop(&mut self) {
+        use std::io::{Read, Write};
+        let addr = self.base.trim_start_matches("http://").to_string();
+        if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+            let _ = write!(
+                s,
+                "DELETE /session/{} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n",
+                self.session
+            );
+            let mut answer = Vec::new();
+            let _ = s.read_to_end(&mut answer);
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -324,7 +339,24 @@ fn the_dashboard_draws_the_ring_follows_a_crash_and_locates_keys() {
             .eval("return document.getElementById('ring').dataset.drawMs;")
             .await;
         eprintln!("draw time with 5 nodes: {draw_ms} ms");
+        // Closing the browser ends Chromium too: no process of this run's
+        // profile may be left behind.
+        let profile = browser._profile.path().to_string_lossy().to_string();
+        drop(browser);
+        let gone = eventually(Duration::from_secs(10), || processes_mentioning(&profile) == 0);
+        assert!(gone.is_some(), "Chromium processes outlived the test");
     });
+}
+
+/// Processes whose command line contains `needle`.
+fn processes_mentioning(needle: &str) -> usize {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|cmd| String::from_utf8_lossy(cmd).contains(needle))
+        .count()
 }
 
 /// The dashboard with 500 nodes (one `chordal cluster` process): every

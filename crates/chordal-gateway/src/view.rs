@@ -31,28 +31,54 @@ pub struct RingView {
 }
 
 impl RingView {
-    /// A view of the ring `client` reaches (walked once before returning).
+    /// A view of the ring `client` reaches, complete before it returns: a
+    /// gateway that served from a partial view would send some clients to
+    /// the wrong instance. Complete means every member walked answered
+    /// (its service is known) and two walks in a row found the same
+    /// members; after `COMPLETE_WITHIN` the view is taken as it is (a ring
+    /// with a dead member still listed never gets there), with a warning.
     pub async fn new(client: Client, suspect_for: Duration) -> Result<RingView, ClientError> {
+        const COMPLETE_WITHIN: Duration = Duration::from_secs(10);
         let view = RingView {
             client,
             members: RwLock::new(Arc::new(Vec::new())),
             suspects: Mutex::new(HashMap::new()),
             suspect_for,
         };
-        view.refresh().await?;
+        let start = Instant::now();
+        let mut last: Option<Vec<Id>> = None;
+        loop {
+            let all_answered = view.refresh().await?;
+            let ids: Vec<Id> = view.members().iter().map(|m| m.node.id).collect();
+            if all_answered && last.as_ref() == Some(&ids) {
+                break;
+            }
+            if start.elapsed() > COMPLETE_WITHIN {
+                warn!(
+                    members = ids.len(),
+                    "serving from a ring view that is not settled"
+                );
+                break;
+            }
+            last = Some(ids);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         Ok(view)
     }
 
     /// Walks the ring again and learns the services of new members.
-    pub async fn refresh(&self) -> Result<(), ClientError> {
+    /// Returns whether every member walked answered.
+    pub async fn refresh(&self) -> Result<bool, ClientError> {
         self.client.refresh().await?;
         let mut members = Vec::new();
+        let mut all_answered = true;
         for node in self.client.ring() {
             let service = match self.client.service_of(node.addr).await {
                 Ok(s) => s.and_then(|url| parse_base(&url)),
                 Err(e) => {
                     // Listed but unreachable: a node that just died.
                     debug!(node = %node.addr, error = %e, "member unreachable; left out");
+                    all_answered = false;
                     continue;
                 }
             };
@@ -60,7 +86,7 @@ impl RingView {
         }
         members.sort_by_key(|m| m.node.id);
         *self.members.write().expect("view lock") = Arc::new(members);
-        Ok(())
+        Ok(all_answered)
     }
 
     /// Every member, in id order.

@@ -591,11 +591,22 @@ impl Driver {
                     }),
                 );
             }
-            // Reads, summaries and scans: at once (microseconds to a few
-            // milliseconds for a sync summary of a large range).
-            kind => {
+            // A point read: at once (a redb read transaction is
+            // microseconds).
+            kind @ StoreKind::Get { .. } => {
                 let result = chordal_store::perform(self.store.as_ref(), kind);
                 self.core.handle_store(now, req.op, result);
+            }
+            // Summaries, page scans and sweeps are O(records) and may wait
+            // for the disk: off the driver task, so that lookups, pings and
+            // stabilization never wait behind them (the core bounds how
+            // many run at once). Results come back like durable writes.
+            kind => {
+                let (store, tx, op) = (self.store.clone(), self.applied_tx.clone(), req.op);
+                tokio::task::spawn_blocking(move || {
+                    let result = chordal_store::perform(store.as_ref(), kind);
+                    let _ = tx.send((op, result));
+                });
             }
         }
     }
