@@ -132,7 +132,16 @@ pub enum Message {
     /// The addressed virtual node does not live at this address (any more).
     NotHere { req: u64 },
     /// A client operation sent by a coordinator to the key's owner.
-    KvRequest { req: u64, op: KvOp },
+    /// `op_id` names the operation (the same in every retry of it, 0 for
+    /// none): an owner that already answered it answers the same again.
+    /// `timeout_ms`: how long the coordinator waits for this answer (0:
+    /// unknown); the owner finishes or gives up within it.
+    KvRequest {
+        req: u64,
+        op: KvOp,
+        op_id: u64,
+        timeout_ms: u32,
+    },
     /// The owner's answer to [`Message::KvRequest`].
     /// `range` is the owner's key range `(start, end]` when it answers as
     /// owner: the coordinator caches it and sends later operations on keys

@@ -329,6 +329,15 @@ impl Client {
 
     async fn kv(&self, op: KvOp) -> Result<KvOutcome, ClientError> {
         let key_id = Id::hash(op.key());
+        // One id for every try: an owner that answered a try answers a
+        // retry the same way.
+        let op_id = self.inner.next_req.fetch_add(1, Ordering::Relaxed);
+        let timeout_ms = self
+            .inner
+            .config
+            .timeout
+            .as_millis()
+            .clamp(1, u32::MAX as u128) as u32;
         let mut last = ClientError::Redirects;
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
@@ -342,7 +351,12 @@ impl Client {
             };
             let op = op.clone();
             match self
-                .request(owner.into(), move |req| Message::KvRequest { req, op })
+                .request(owner.into(), move |req| Message::KvRequest {
+                    req,
+                    op,
+                    op_id,
+                    timeout_ms,
+                })
                 .await
             {
                 Ok((_, Message::KvReply { result, .. })) => match result {

@@ -151,6 +151,10 @@ pub struct Sim {
     user_lookups: FastMap<(SocketAddr, u64), ()>,
     /// Hops already counted in `lookup_timeouts`: (sender, request).
     timed_out_hops: FastMap<(Id, u64), ()>,
+    /// Messages sent to addresses outside the simulation, if kept
+    /// ([`Sim::keep_outside`]).
+    pub outside: Vec<Envelope>,
+    keep_outside: bool,
 }
 
 impl Sim {
@@ -178,7 +182,22 @@ impl Sim {
             lookup_timeouts: 0,
             user_lookups: FastMap::default(),
             timed_out_hops: FastMap::default(),
+            outside: Vec::new(),
+            keep_outside: false,
         }
+    }
+
+    /// Keep messages sent to addresses outside the simulation in
+    /// [`Sim::outside`] (a test playing a peer itself reads them).
+    pub fn keep_outside(&mut self, on: bool) {
+        self.keep_outside = on;
+    }
+
+    /// Hands `env` to node `i` as if it came over the network.
+    pub fn inject(&mut self, i: usize, env: Envelope) {
+        let now = self.clock_now(i);
+        self.nodes[i].node.handle_message(now, env);
+        self.after_input(i);
     }
 
     /// Keep every event in [`Sim::events`] (tests that look at events).
@@ -854,9 +873,12 @@ impl Sim {
                     continue;
                 }
             }
-            // Messages to an address nobody ever had vanish.
-            if let Some(d) = dest {
-                self.push(self.now + latency, Item::Deliver(d, env));
+            // Messages to an address nobody ever had vanish (tests that
+            // play a peer from outside may keep them).
+            match dest {
+                Some(d) => self.push(self.now + latency, Item::Deliver(d, env)),
+                None if self.keep_outside => self.outside.push(env),
+                None => {}
             }
         }
         let mut answers = Vec::new();

@@ -886,3 +886,55 @@ fn overload_is_answered_and_backed_off_from() {
         })
     );
 }
+
+/// A coordinator that did not hear the owner's answer sends the same
+/// operation again: the owner answers what it answered the first time (a
+/// retried delete that happened says `Stored`, not `NotFound`), and it
+/// keeps within the time the coordinator said it waits.
+#[test]
+fn a_retried_operation_gets_the_first_answer() {
+    use chordal_core::{Envelope, KvOp, KvResult, Message, NodeRef};
+    let mut s = ring(50, 3);
+    assert!(matches!(
+        s.put(0, b"doomed", b"v"),
+        Ok(KvOutcome::Stored { .. })
+    ));
+    let owner_id = s.oracle().successor(&Id::hash(b"doomed"));
+    let owner = index_of(&s, owner_id);
+    let me = NodeRef::new(Id::from_u64(7), "10.9.9.9:7000".parse().unwrap());
+    s.keep_outside(true);
+    let delete = |req| Envelope {
+        from: me,
+        to: NodeRef::new(owner_id, s.node(owner).addr()).into(),
+        msg: Message::KvRequest {
+            req,
+            op: KvOp::Delete {
+                key: b"doomed".to_vec(),
+            },
+            op_id: 99,
+            timeout_ms: 1500,
+        },
+    };
+    let (first, again) = (delete(1), delete(2));
+    s.inject(owner, first);
+    s.run_for(SEC);
+    s.inject(owner, again);
+    s.run_for(SEC);
+    let answers: Vec<(u64, KvResult)> = s
+        .outside
+        .iter()
+        .filter_map(|e| match &e.msg {
+            Message::KvReply { req, result, .. } => Some((*req, result.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    for (req, result) in &answers {
+        assert!(
+            matches!(result, KvResult::Stored { .. }),
+            "try {req}: {result:?}"
+        );
+    }
+    // A different operation on the deleted key does find nothing.
+    assert_eq!(value(s.get(0, b"doomed")), None);
+}

@@ -415,7 +415,17 @@ pub fn envelope_to_pb(env: &Envelope) -> pb::Envelope {
             successors: nodes_to_pb(successors),
         }),
         Message::NotHere { req } => Body::NotHere(pb::Req { req: *req }),
-        Message::KvRequest { req, op } => Body::KvRequest(kv_request_to_pb(*req, op)),
+        Message::KvRequest {
+            req,
+            op,
+            op_id,
+            timeout_ms,
+        } => {
+            let mut pb = kv_request_to_pb(*req, op);
+            pb.op_id = *op_id;
+            pb.timeout_ms = *timeout_ms;
+            Body::KvRequest(pb)
+        }
         Message::KvReply { req, result, range } => {
             let mut pb = kv_reply_to_pb(*req, result);
             if let Some(r) = range {
@@ -582,6 +592,8 @@ pub fn envelope_from_pb(pb: &pb::Envelope, local: SocketAddr) -> Result<Envelope
         Body::KvRequest(k) => Message::KvRequest {
             req: k.req,
             op: kv_op_from_pb(k)?,
+            op_id: k.op_id,
+            timeout_ms: k.timeout_ms,
         },
         Body::KvReply(r) => Message::KvReply {
             req: r.req,

@@ -165,6 +165,10 @@ pub struct KvRequest {
     pub missed: Vec<TopicCount>,
     #[prost(message, repeated, tag = "7")]
     pub topics: Vec<TopicNodes>,
+    #[prost(uint64, tag = "8")]
+    pub op_id: u64,
+    #[prost(uint32, tag = "9")]
+    pub timeout_ms: u32,
 }
 
 /// A message published on a topic.

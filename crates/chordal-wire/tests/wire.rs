@@ -194,7 +194,14 @@ fn any_message() -> impl Strategy<Value = Message> {
             }
         }),
         any::<u64>().prop_map(|req| Message::NotHere { req }),
-        (any::<u64>(), any_kv_op()).prop_map(|(req, op)| Message::KvRequest { req, op }),
+        (any::<u64>(), any_kv_op(), any::<u64>(), any::<u32>()).prop_map(
+            |(req, op, op_id, timeout_ms)| Message::KvRequest {
+                req,
+                op,
+                op_id,
+                timeout_ms
+            }
+        ),
         (
             any::<u64>(),
             any_kv_result(),

@@ -165,17 +165,32 @@ impl Node {
     }
 
     /// Sends operation `id` to `owner`. If no answer comes within 3/5 of
-    /// the operation's time (the owner's own write deadline is 1/2), the
-    /// owner is presumed dead: forgotten, and the operation looked up again.
+    /// the operation's time (or what is left of it), the owner is presumed
+    /// dead: forgotten, and the operation looked up again. The request
+    /// says how long we wait, so that the owner answers (or gives up)
+    /// within it, and names the operation, so that the owner answers a
+    /// retry as it answered the first try.
     fn send_to_owner(&mut self, now: Time, id: u64, owner: NodeRef, op: KvOp) {
         let req = self.kv.next();
-        let deadline = now + self.config.kv_timeout * 3 / 5;
+        let left = self
+            .kv
+            .clients
+            .get(&id)
+            .map_or(self.config.kv_timeout, |c| c.deadline.saturating_since(now));
+        let wait = (self.config.kv_timeout * 3 / 5).min(left);
+        let deadline = now + wait;
         self.kv.requests.insert(req, (id, owner, deadline));
         self.kv
             .deadlines
             .insert((deadline, KvDeadline::Request(req)));
         let from = self.vnodes[0].me();
-        self.kv_send(from, owner, Message::KvRequest { req, op });
+        let msg = Message::KvRequest {
+            req,
+            op,
+            op_id: id,
+            timeout_ms: wait.as_millis().clamp(1, u32::MAX as u128) as u32,
+        };
+        self.kv_send(from, owner, msg);
     }
 
     /// Request `req` went unanswered: its owner is presumed dead.

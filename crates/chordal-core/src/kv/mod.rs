@@ -194,8 +194,21 @@ pub(crate) enum ReplyTo {
     /// A client operation of this process.
     Local(u64),
     /// A coordinator elsewhere: answer `req` to `to`, from our vnode `me`.
-    Remote { to: NodeRef, me: NodeRef, req: u64 },
+    /// `op` is the coordinator's operation id (0: none), under which the
+    /// answer is remembered; `budget` how long the coordinator waits.
+    Remote {
+        to: NodeRef,
+        me: NodeRef,
+        req: u64,
+        op: u64,
+        budget: std::time::Duration,
+    },
 }
+
+/// Most answers an owner remembers by operation id, and for how long (a
+/// retry comes within the coordinator's deadline).
+const RECENT_MAX: usize = 4096;
+const RECENT_FOR: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A client operation this process coordinates.
 #[derive(Debug)]
@@ -247,7 +260,10 @@ pub(crate) enum OwnerOp {
         best: Option<Record>,
         outstanding: u32,
         asked_replicas: bool,
+        /// When the read gives up; `answer_by`: when the whole operation
+        /// (a delete's tombstone write included) must be answered.
         deadline: Time,
+        answer_by: Time,
     },
 }
 
@@ -317,6 +333,12 @@ pub(crate) struct KvState {
     /// Owners' ranges learned from their replies, by range end (the owner
     /// id): `(start, owner, expiry)`. Lets a coordinator skip the lookup.
     pub owner_cache: std::collections::BTreeMap<Id, (Id, NodeRef, Time)>,
+    /// Answers given to remote coordinators, by (coordinator, operation
+    /// id), oldest first: a retry of an operation gets the same answer (a
+    /// retried delete that already happened says `Stored`, not
+    /// `NotFound`).
+    pub recent: std::collections::HashMap<(std::net::SocketAddr, u64), (crate::KvResult, Time)>,
+    pub recent_order: std::collections::VecDeque<(std::net::SocketAddr, u64)>,
     /// Ranges we hold replicas of, from owners' syncs: `(start, end, until)`.
     pub leases: Vec<(Id, Id, Time)>,
     /// When each (owner vnode, replica) pair last synced without a
@@ -362,6 +384,48 @@ impl KvState {
             op: StoreOpId(op),
             kind,
         });
+    }
+
+    /// The answer already given to operation `op` of `from`, if recent.
+    pub fn recalled(
+        &self,
+        now: Time,
+        from: std::net::SocketAddr,
+        op: u64,
+    ) -> Option<crate::KvResult> {
+        if op == 0 {
+            return None;
+        }
+        let (result, at) = self.recent.get(&(from, op))?;
+        (now.saturating_since(*at) < RECENT_FOR).then(|| result.clone())
+    }
+
+    /// Remembers the answer to operation `op` of `from` (bounded: the
+    /// oldest goes first).
+    pub fn remember(
+        &mut self,
+        now: Time,
+        from: std::net::SocketAddr,
+        op: u64,
+        result: &crate::KvResult,
+    ) {
+        use crate::KvResult::*;
+        // Transient answers are not the operation's outcome.
+        if op == 0 || matches!(result, WrongOwner | Overloaded) {
+            return;
+        }
+        if self
+            .recent
+            .insert((from, op), (result.clone(), now))
+            .is_none()
+        {
+            self.recent_order.push_back((from, op));
+        }
+        while self.recent_order.len() > RECENT_MAX {
+            if let Some(old) = self.recent_order.pop_front() {
+                self.recent.remove(&old);
+            }
+        }
     }
 
     /// Remembers that `owner` owns `range` until `now + ttl`.
@@ -506,13 +570,29 @@ impl crate::Node {
     pub(crate) fn kv_message(&mut self, now: Time, env: crate::Envelope) {
         use crate::Message;
         match env.msg.clone() {
-            Message::KvRequest { req, op } => {
+            Message::KvRequest {
+                req,
+                op,
+                op_id,
+                timeout_ms,
+            } => {
                 let me = self.kv_me(&env);
+                let budget = match timeout_ms {
+                    0 => self.config.kv_timeout * 3 / 5,
+                    ms => std::time::Duration::from_millis(ms as u64).min(self.config.kv_timeout),
+                };
                 let reply = ReplyTo::Remote {
                     to: env.from,
                     me,
                     req,
+                    op: op_id,
+                    budget,
                 };
+                if let Some(result) = self.kv.recalled(now, env.from.addr, op_id) {
+                    // A retry of an operation we already answered.
+                    self.owner_reply(now, reply, result);
+                    return;
+                }
                 if self.kv.in_flight() >= self.config.max_kv_ops {
                     // Overloaded: say so (the coordinator backs off) rather
                     // than queue without bound or drop silently.

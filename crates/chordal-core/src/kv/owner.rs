@@ -54,6 +54,16 @@ impl Node {
         out
     }
 
+    /// How long the owner may take for an operation answered to `reply`:
+    /// 9/10 of what its coordinator waits (the answer must still travel).
+    fn answer_by(&self, now: Time, reply: &ReplyTo) -> Time {
+        let budget = match reply {
+            ReplyTo::Remote { budget, .. } => *budget,
+            ReplyTo::Local(_) => self.config.kv_timeout * 3 / 5,
+        };
+        now + budget * 9 / 10
+    }
+
     /// Starts serving `op` as the owner `vnode`.
     pub(crate) fn owner_start(&mut self, now: Time, vnode: NodeRef, op: KvOp, reply: ReplyTo) {
         let key_id = Id::hash(op.key());
@@ -91,7 +101,8 @@ impl Node {
                     version,
                     value: Some(value),
                 };
-                self.start_write(now, vnode, record, Some(reply));
+                let deadline = self.answer_by(now, &reply);
+                self.start_write(now, vnode, record, Some(reply), deadline);
             }
             KvOp::Get { key } => self.start_read(now, vnode, key_id, key, false, reply),
             KvOp::Delete { key } => self.start_read(now, vnode, key_id, key, true, reply),
@@ -117,10 +128,16 @@ impl Node {
 
     /// Stores `record` locally and on the replicas; answers `reply` once
     /// the write quorum holds it.
-    fn start_write(&mut self, now: Time, vnode: NodeRef, record: Record, reply: Option<ReplyTo>) {
-        // Half the client's time: the owner must say "no quorum" before
-        // the coordinator gives up waiting for it.
-        let deadline = now + self.config.kv_timeout / 2;
+    /// the write quorum holds it, or says it failed at `deadline` (before
+    /// the coordinator gives up waiting).
+    fn start_write(
+        &mut self,
+        now: Time,
+        vnode: NodeRef,
+        record: Record,
+        reply: Option<ReplyTo>,
+        deadline: Time,
+    ) {
         self.write_attempt(now, vnode, record, reply, 1, deadline);
     }
 
@@ -189,8 +206,9 @@ impl Node {
         reply: ReplyTo,
     ) {
         let id = self.kv.next();
-        // A third of the client's time: a delete still has to write after.
-        let deadline = now + self.config.kv_timeout / 3;
+        // A third of the time: a delete still has to write after.
+        let answer_by = self.answer_by(now, &reply);
+        let deadline = now + answer_by.saturating_since(now) / 3;
         self.kv.store(
             StoreKind::Get {
                 key_id,
@@ -209,6 +227,7 @@ impl Node {
                 outstanding: 1,
                 asked_replicas: false,
                 deadline,
+                answer_by,
             },
         );
         self.kv.deadlines.insert((deadline, KvDeadline::Owner(id)));
@@ -394,6 +413,7 @@ impl Node {
             delete,
             asked_replicas,
             deadline,
+            answer_by,
             ..
         }) = self.kv.owners.remove(&id)
         else {
@@ -427,7 +447,7 @@ impl Node {
                     version,
                     value: None,
                 };
-                self.start_write(now, vnode, tombstone, Some(reply));
+                self.start_write(now, vnode, tombstone, Some(reply), answer_by);
             }
             (None, _) => self.owner_reply(now, reply, KvResult::NotFound),
         }
@@ -487,7 +507,10 @@ impl Node {
     pub(crate) fn owner_reply(&mut self, now: Time, reply: ReplyTo, result: KvResult) {
         match reply {
             ReplyTo::Local(id) => self.client_result(now, id, result),
-            ReplyTo::Remote { to, me, req } => {
+            ReplyTo::Remote {
+                to, me, req, op, ..
+            } => {
+                self.kv.remember(now, to.addr, op, &result);
                 // Tell the coordinator our range, unless we just said we do
                 // not own the key.
                 let range = match result {
