@@ -38,7 +38,7 @@ pub use event::{Event, KeyRange, LookupError, LookupId, LookupResult, Neighbors,
 pub use id::{ID_BITS, ID_BYTES, Id, ParseIdError};
 pub use kv::{
     AppMsgId, Applied, KvError, KvOpId, KvOutcome, LeaveReport, StoreKind, StoreOpId, StoreRequest,
-    StoreResult, bucket_hash, bucket_of,
+    StoreResult, bucket_hash, bucket_of, record_digest,
 };
 pub use message::{Envelope, KvOp, KvResult, LookupFailure, Message, NodeRef, Publication, Target};
 pub use node::Node;

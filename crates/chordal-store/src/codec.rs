@@ -35,6 +35,17 @@ pub fn decode_version(v: &[u8]) -> Option<Version> {
     })
 }
 
+/// The version and tombstone flag of a table value (the value itself is
+/// not looked at).
+pub fn decode_header(v: &[u8]) -> Option<(Version, bool)> {
+    let version = decode_version(v)?;
+    match v[HEADER - 1] {
+        0 => Some((version, false)),
+        1 => Some((version, true)),
+        _ => None,
+    }
+}
+
 pub fn decode(k: &[u8], v: &[u8]) -> Option<Record> {
     let key_id = Id::from_slice(k.get(..ID_BYTES)?)?;
     let version = decode_version(v)?;

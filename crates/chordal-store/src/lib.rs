@@ -8,12 +8,14 @@
 //! without a data directory) and [`RedbStore`] (durable, group commit).
 
 mod codec;
+mod digest;
 mod memory;
 mod perform;
 mod redb_store;
 
+pub use digest::{Digests, FINE, FineDigest, KeyVersion, fine_bounds, fine_of};
 pub use memory::MemoryStore;
-pub use perform::{perform, scan_buckets, summarize, sweep};
+pub use perform::{perform, scan_buckets, summarize, summarize_by_scan, sweep};
 pub use redb_store::{Backing, RedbStore};
 
 /// Opens the store a node uses: redb in `dir` (created if needed), or
@@ -87,6 +89,30 @@ pub trait Store: Send + Sync + 'static {
         resume: Option<(&Id, &[u8])>,
         limit: usize,
     ) -> Result<Vec<Record>, StoreError>;
+
+    /// Like [`Store::scan`], without the values: what summaries and sweeps
+    /// need. Stores override it to avoid reading values at all.
+    fn scan_versions(
+        &self,
+        start: &Id,
+        end: &Id,
+        resume: Option<(&Id, &[u8])>,
+        limit: usize,
+    ) -> Result<Vec<KeyVersion>, StoreError> {
+        Ok(self
+            .scan(start, end, resume, limit)?
+            .iter()
+            .map(KeyVersion::of)
+            .collect())
+    }
+
+    /// Fine-bucket digests `first`, `first + 1`, … (wrapping), `count` of
+    /// them, if this store keeps them up to date (see [`Digests`]); `None`
+    /// makes summaries scan.
+    fn fine_digests(&self, first: usize, count: usize) -> Option<Vec<FineDigest>> {
+        let _ = (first, count);
+        None
+    }
 
     /// Like [`Store::apply`], but returns at once and calls `done` with the
     /// result once the batch is durable (possibly on another thread).

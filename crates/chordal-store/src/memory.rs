@@ -1,7 +1,7 @@
 //! [`MemoryStore`]: a `BTreeMap` behind a mutex. The model the redb store is
 //! tested against, and the store of nodes without a data directory.
 
-use crate::{Store, StoreError, scan_parts};
+use crate::{Digests, FineDigest, KeyVersion, Store, StoreError, scan_parts};
 use chordal_core::{Applied, Id, Record, Version};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
@@ -17,6 +17,8 @@ pub struct MemoryStore {
     bytes: std::sync::atomic::AtomicU64,
     /// The largest hlc ever stored.
     max_hlc: std::sync::atomic::AtomicU64,
+    /// Fine-bucket digests of `records`.
+    digests: Digests,
 }
 
 /// What a record counts for in [`Store::bytes`].
@@ -27,6 +29,33 @@ fn size(r: &Record) -> u64 {
 impl MemoryStore {
     pub fn new() -> MemoryStore {
         MemoryStore::default()
+    }
+
+    /// Records of `(start, end]` after `resume`, at most `limit`, as `f`
+    /// makes them.
+    fn scan_map<T>(
+        &self,
+        start: &Id,
+        end: &Id,
+        resume: Option<(&Id, &[u8])>,
+        limit: usize,
+        f: impl Fn(&Record) -> T,
+    ) -> Vec<T> {
+        let map = self.records.lock().expect("store lock");
+        let mut out = Vec::new();
+        for (lo, hi, resume) in scan_parts(start, end, resume) {
+            let lower = match resume {
+                Some((id, key)) => Bound::Excluded((*id, key.to_vec())),
+                None => Bound::Included((lo, Vec::new())),
+            };
+            for (_, r) in map.range((lower, Bound::Unbounded)) {
+                if r.key_id > hi || out.len() >= limit {
+                    break;
+                }
+                out.push(f(r));
+            }
+        }
+        out
     }
 }
 
@@ -49,9 +78,12 @@ impl Store for MemoryStore {
                 }
                 self.bytes.fetch_add(size(r), Relaxed);
                 self.max_hlc.fetch_max(r.version.hlc, Relaxed);
-                if let Some(old) = map.insert(k, r.clone()) {
-                    self.bytes.fetch_sub(size(&old), Relaxed);
+                let old = map.insert(k, r.clone());
+                if let Some(old) = &old {
+                    self.bytes.fetch_sub(size(old), Relaxed);
                 }
+                let old = old.as_ref().map(KeyVersion::of);
+                self.digests.replace(old.as_ref(), &KeyVersion::of(r));
                 Applied::Stored
             })
             .collect())
@@ -68,21 +100,21 @@ impl Store for MemoryStore {
         resume: Option<(&Id, &[u8])>,
         limit: usize,
     ) -> Result<Vec<Record>, StoreError> {
-        let map = self.records.lock().expect("store lock");
-        let mut out = Vec::new();
-        for (lo, hi, resume) in scan_parts(start, end, resume) {
-            let lower = match resume {
-                Some((id, key)) => Bound::Excluded((*id, key.to_vec())),
-                None => Bound::Included((lo, Vec::new())),
-            };
-            for (_, r) in map.range((lower, Bound::Unbounded)) {
-                if r.key_id > hi || out.len() >= limit {
-                    break;
-                }
-                out.push(r.clone());
-            }
-        }
-        Ok(out)
+        Ok(self.scan_map(start, end, resume, limit, Record::clone))
+    }
+
+    fn scan_versions(
+        &self,
+        start: &Id,
+        end: &Id,
+        resume: Option<(&Id, &[u8])>,
+        limit: usize,
+    ) -> Result<Vec<KeyVersion>, StoreError> {
+        Ok(self.scan_map(start, end, resume, limit, KeyVersion::of))
+    }
+
+    fn fine_digests(&self, first: usize, count: usize) -> Option<Vec<FineDigest>> {
+        Some(self.digests.range(first, count))
     }
 
     fn remove(&self, keys: &[(Id, Vec<u8>, Version)]) -> Result<usize, StoreError> {
@@ -93,6 +125,7 @@ impl Store for MemoryStore {
             if map.get(&k).is_some_and(|r| r.version == *version) {
                 if let Some(old) = map.remove(&k) {
                     self.bytes.fetch_sub(size(&old), Relaxed);
+                    self.digests.remove(&KeyVersion::of(&old));
                 }
                 n += 1;
             }

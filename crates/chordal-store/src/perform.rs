@@ -1,8 +1,8 @@
 //! Carrying out the core's storage requests on a [`Store`]: shared by the
 //! tokio driver and the simulator.
 
-use crate::Store;
-use chordal_core::{Id, Record, StoreKind, StoreResult, bucket_hash, bucket_of};
+use crate::{FINE, KeyVersion, Store, fine_bounds, fine_of};
+use chordal_core::{Id, Record, StoreKind, StoreResult, bucket_of};
 
 /// Records read per store call while summarizing or filtering a range.
 const SCAN_PAGE: usize = 4096;
@@ -50,16 +50,17 @@ pub fn perform(store: &dyn Store, kind: StoreKind) -> StoreResult {
     result.unwrap_or(StoreResult::Failed)
 }
 
-/// Visits every record of `(start, end]` in scan order, a page at a time.
-fn for_each_in(
+/// Visits the key and version of every record of `(start, end]` in scan
+/// order, a page at a time (values are not read).
+fn for_each_version(
     store: &dyn Store,
     start: &Id,
     end: &Id,
-    mut resume: Option<(Id, Vec<u8>)>,
-    mut visit: impl FnMut(Record) -> bool,
+    mut visit: impl FnMut(KeyVersion),
 ) -> Result<(), crate::StoreError> {
+    let mut resume: Option<(Id, Vec<u8>)> = None;
     loop {
-        let page = store.scan(
+        let page = store.scan_versions(
             start,
             end,
             resume.as_ref().map(|(id, k)| (id, k.as_slice())),
@@ -67,11 +68,7 @@ fn for_each_in(
         )?;
         let n = page.len();
         resume = page.last().map(|r| (r.key_id, r.key.clone()));
-        for r in page {
-            if !visit(r) {
-                return Ok(());
-            }
-        }
+        page.into_iter().for_each(&mut visit);
         if n < SCAN_PAGE {
             return Ok(());
         }
@@ -80,6 +77,11 @@ fn for_each_in(
 
 /// Per bucket of `(start, end]`, the XOR of [`bucket_hash`] over its
 /// records, leaving out tombstones older than `hide_tombstones_before`.
+///
+/// From the store's fine-bucket digests where it keeps them (a pass over
+/// at most 65,536 small entries plus exact reads of the few fine buckets
+/// a boundary cuts or that hold tombstones, keys and versions only); by a
+/// scan of the range otherwise.
 pub fn summarize(
     store: &dyn Store,
     start: &Id,
@@ -87,14 +89,63 @@ pub fn summarize(
     buckets: u32,
     hide_tombstones_before: u64,
 ) -> Result<Vec<Id>, crate::StoreError> {
+    let first = fine_of(start);
+    // The fine buckets the interval touches, from the one holding `start`
+    // (all of them for the whole ring, or when it wraps within one).
+    let span = if start == end || (fine_of(end) == first && end < start) {
+        FINE
+    } else {
+        (fine_of(end) + FINE - first) % FINE + 1
+    };
+    let Some(digests) = store.fine_digests(first, span) else {
+        return summarize_by_scan(store, start, end, buckets, hide_tombstones_before);
+    };
     let mut out = vec![Id::ZERO; buckets.max(1) as usize];
-    for_each_in(store, start, end, None, |r| {
-        if r.is_tombstone() && r.version.hlc < hide_tombstones_before {
-            return true;
+    let inside = |id: &Id| start == end || id.in_open_closed(start, end);
+    for (k, d) in digests.iter().enumerate() {
+        if d.records == 0 {
+            continue;
         }
-        let b = bucket_of(start, end, buckets, &r.key_id) as usize;
-        out[b] = out[b].xor(&bucket_hash(&r));
-        true
+        let f = (first + k) % FINE;
+        let (lo, hi) = fine_bounds(f);
+        let b = bucket_of(start, end, buckets, &lo);
+        let whole = inside(&lo)
+            && inside(&hi)
+            && f != first
+            && f != fine_of(end)
+            && b == bucket_of(start, end, buckets, &hi);
+        if whole && d.tombstones == 0 {
+            let b = b as usize;
+            out[b] = out[b].xor(&d.xor);
+            continue;
+        }
+        // Cut by a boundary, or holding tombstones: read it exactly.
+        let before_lo = lo.wrapping_sub(&Id::from_u64(1));
+        for_each_version(store, &before_lo, &hi, |r| {
+            if inside(&r.key_id) && !(r.tombstone && r.version.hlc < hide_tombstones_before) {
+                let b = bucket_of(start, end, buckets, &r.key_id) as usize;
+                out[b] = out[b].xor(&r.digest());
+            }
+        })?;
+    }
+    Ok(out)
+}
+
+/// [`summarize`] by a scan of every record of the range (for stores
+/// without digests, and as the model digests are tested against).
+pub fn summarize_by_scan(
+    store: &dyn Store,
+    start: &Id,
+    end: &Id,
+    buckets: u32,
+    hide_tombstones_before: u64,
+) -> Result<Vec<Id>, crate::StoreError> {
+    let mut out = vec![Id::ZERO; buckets.max(1) as usize];
+    for_each_version(store, start, end, |r| {
+        if !(r.tombstone && r.version.hlc < hide_tombstones_before) {
+            let b = bucket_of(start, end, buckets, &r.key_id) as usize;
+            out[b] = out[b].xor(&r.digest());
+        }
     })?;
     Ok(out)
 }
@@ -157,14 +208,14 @@ pub fn sweep(
 ) -> Result<u64, crate::StoreError> {
     let inside = |list: &[(Id, Id)], id: &Id| list.iter().any(|(s, e)| id.in_open_closed(s, e));
     let mut doomed = Vec::new();
-    for_each_in(store, &Id::ZERO, &Id::ZERO, None, |r| {
+    // Keys and versions only: a sweep never needs a value.
+    for_each_version(store, &Id::ZERO, &Id::ZERO, |r| {
         let stale = !keep.is_empty() && !inside(keep, &r.key_id) && r.version.hlc < keep_newer_than;
         let old_tombstone =
-            r.is_tombstone() && r.version.hlc < tombstones_before && inside(tombstones, &r.key_id);
+            r.tombstone && r.version.hlc < tombstones_before && inside(tombstones, &r.key_id);
         if stale || old_tombstone {
             doomed.push((r.key_id, r.key, r.version));
         }
-        true
     })?;
     let mut removed = 0;
     for chunk in doomed.chunks(1024) {

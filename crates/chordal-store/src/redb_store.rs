@@ -17,8 +17,8 @@
 //! database (redb recovers it to the last commit) and is healthy again —
 //! no restart needed.
 
-use crate::codec::{decode, decode_version, encode_value, table_key};
-use crate::{ApplyDone, Store, StoreError, scan_parts};
+use crate::codec::{decode, decode_header, decode_version, encode_value, table_key};
+use crate::{ApplyDone, Digests, FineDigest, KeyVersion, Store, StoreError, scan_parts};
 use chordal_core::{Applied, ID_BYTES, Id, Record, Version};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::path::Path;
@@ -112,6 +112,8 @@ struct Shared {
     /// The largest hlc ever stored; the writer keeps it (and its copy in
     /// the meta table) up to date.
     max_hlc: AtomicU64,
+    /// Fine-bucket digests of the committed records (built at open).
+    digests: Digests,
     backing: Backing,
 }
 
@@ -166,8 +168,11 @@ impl RedbStore {
     /// on purpose).
     pub fn with_backing(backing: Backing) -> Result<RedbStore, StoreError> {
         let db = open_db(&backing)?;
+        let digests = Digests::default();
+        build_digests(&db, &digests)?;
         let shared = Arc::new(Shared {
             max_hlc: AtomicU64::new(stored_max_hlc(&db)?),
+            digests,
             db: RwLock::new(Some(Arc::new(db))),
             failure: Mutex::new(None),
             backing,
@@ -202,6 +207,49 @@ impl RedbStore {
     }
 }
 
+impl RedbStore {
+    /// Entries of `(start, end]` after `resume`, at most `limit`, decoded
+    /// by `decode` from the table key and value.
+    fn scan_map<T>(
+        &self,
+        start: &Id,
+        end: &Id,
+        resume: Option<(&Id, &[u8])>,
+        limit: usize,
+        decode: impl Fn(&[u8], &[u8]) -> Option<T>,
+    ) -> Result<Vec<T>, StoreError> {
+        let txn = self.shared.db()?.begin_read().map_err(db_err)?;
+        let table = txn.open_table(RECORDS).map_err(db_err)?;
+        let mut out = Vec::new();
+        for (lo, hi, resume) in scan_parts(start, end, resume) {
+            let lower = match resume {
+                Some((id, key)) => table_key(id, key),
+                None => lo.0.to_vec(),
+            };
+            let skip_first = resume.is_some();
+            let iter = table.range::<&[u8]>(lower.as_slice()..).map_err(db_err)?;
+            for (i, entry) in iter.enumerate() {
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+                let (k, v) = entry.map_err(db_err)?;
+                let (k, v) = (k.value(), v.value());
+                if i == 0 && skip_first && k == lower.as_slice() {
+                    continue; // the resume point itself
+                }
+                let Some(id) = k.get(..ID_BYTES).and_then(Id::from_slice) else {
+                    continue;
+                };
+                if id > hi {
+                    break;
+                }
+                out.push(decode(k, v).ok_or(StoreError::Corrupt(id))?);
+            }
+        }
+        Ok(out)
+    }
+}
+
 impl Drop for RedbStore {
     fn drop(&mut self) {
         // Closing the channel ends the writer after its last transaction.
@@ -230,6 +278,33 @@ fn stored_max_hlc(db: &Database) -> Result<u64, StoreError> {
         }
     }
     Ok(high)
+}
+
+/// Fills `digests` from every record's key and header (one pass, values
+/// untouched).
+fn build_digests(db: &Database, digests: &Digests) -> Result<(), StoreError> {
+    digests.clear();
+    let txn = db.begin_read().map_err(db_err)?;
+    let records = txn.open_table(RECORDS).map_err(db_err)?;
+    for entry in records.iter().map_err(db_err)? {
+        let (k, v) = entry.map_err(db_err)?;
+        if let Some(kv) = key_version(k.value(), v.value()) {
+            digests.replace(None, &kv);
+        }
+    }
+    Ok(())
+}
+
+/// A table entry's key, id, version and tombstone flag.
+fn key_version(k: &[u8], v: &[u8]) -> Option<KeyVersion> {
+    let key_id = Id::from_slice(k.get(..ID_BYTES)?)?;
+    let (version, tombstone) = decode_header(v)?;
+    Some(KeyVersion {
+        key_id,
+        key: k[ID_BYTES..].to_vec(),
+        version,
+        tombstone,
+    })
 }
 
 /// The writer thread: one transaction per group of queued jobs; while
@@ -268,7 +343,7 @@ fn write_loop(shared: &Shared, rx: Receiver<Job>) {
             Some(e) => group.iter().map(|_| Err(e.clone())).collect(),
             None => {
                 let outcome = match shared.db() {
-                    Ok(db) => run_group(&db, &shared.max_hlc, &group),
+                    Ok(db) => run_group(&db, &shared.max_hlc, &shared.digests, &group),
                     Err(e) => group.iter().map(|_| Err(e.clone())).collect(),
                 };
                 if let Some(Err(e)) = outcome.first()
@@ -331,6 +406,9 @@ fn try_recover(shared: &Shared) {
             if let Ok(high) = stored_max_hlc(&db) {
                 shared.max_hlc.fetch_max(high, Relaxed);
             }
+            if let Err(e) = build_digests(&db, &shared.digests) {
+                tracing::warn!(error = %e, "rebuilding range digests failed");
+            }
             *shared.db.write().expect("store lock") = Some(Arc::new(db));
             *shared.failure.lock().expect("store lock") = None;
             tracing::info!("store recovered: writes accepted again");
@@ -353,10 +431,14 @@ struct Outcome {
 fn run_group(
     db: &Database,
     max_hlc: &AtomicU64,
+    digests: &Digests,
     group: &[Job],
 ) -> Vec<Result<Outcome, StoreError>> {
     let before = max_hlc.load(Relaxed);
     let mut high = before;
+    // Digest changes, applied once the transaction is committed.
+    let mut stored: Vec<(Option<KeyVersion>, KeyVersion)> = Vec::new();
+    let mut removed: Vec<KeyVersion> = Vec::new();
     let result = (|| -> Result<Vec<Outcome>, StoreError> {
         let txn = db.begin_write().map_err(write_err)?;
         let mut outcomes = Vec::with_capacity(group.len());
@@ -372,8 +454,8 @@ fn run_group(
                             let old = records
                                 .get(k.as_slice())
                                 .map_err(write_err)?
-                                .and_then(|old| decode_version(old.value()));
-                            let applied = match old {
+                                .and_then(|old| key_version(&k, old.value()));
+                            let applied = match old.as_ref().map(|o| o.version) {
                                 Some(v) if v > r.version => Applied::Kept(v),
                                 Some(v) if v == r.version => Applied::Stored,
                                 _ => {
@@ -381,6 +463,7 @@ fn run_group(
                                         .insert(k.as_slice(), encode_value(r).as_slice())
                                         .map_err(write_err)?;
                                     high = high.max(r.version.hlc);
+                                    stored.push((old, KeyVersion::of(r)));
                                     Applied::Stored
                                 }
                             };
@@ -390,12 +473,13 @@ fn run_group(
                     Job::Remove(keys, _) => {
                         for (id, key, version) in keys {
                             let k = table_key(id, key);
-                            let same = match records.get(k.as_slice()).map_err(write_err)? {
-                                Some(old) => decode_version(old.value()) == Some(*version),
-                                None => false,
-                            };
-                            if same {
+                            let old = records
+                                .get(k.as_slice())
+                                .map_err(write_err)?
+                                .and_then(|old| key_version(&k, old.value()));
+                            if let Some(old) = old.filter(|o| o.version == *version) {
                                 records.remove(k.as_slice()).map_err(write_err)?;
+                                removed.push(old);
                                 o.removed += 1;
                             }
                         }
@@ -418,6 +502,12 @@ fn run_group(
     match result {
         Ok(outcomes) => {
             max_hlc.fetch_max(high, Relaxed);
+            for (old, new) in &stored {
+                digests.replace(old.as_ref(), new);
+            }
+            for old in &removed {
+                digests.remove(old);
+            }
             outcomes.into_iter().map(Ok).collect()
         }
         Err(e) => group.iter().map(|_| Err(e.clone())).collect(),
@@ -473,35 +563,21 @@ impl Store for RedbStore {
         resume: Option<(&Id, &[u8])>,
         limit: usize,
     ) -> Result<Vec<Record>, StoreError> {
-        let txn = self.shared.db()?.begin_read().map_err(db_err)?;
-        let table = txn.open_table(RECORDS).map_err(db_err)?;
-        let mut out = Vec::new();
-        for (lo, hi, resume) in scan_parts(start, end, resume) {
-            let lower = match resume {
-                Some((id, key)) => table_key(id, key),
-                None => lo.0.to_vec(),
-            };
-            let skip_first = resume.is_some();
-            let iter = table.range::<&[u8]>(lower.as_slice()..).map_err(db_err)?;
-            for (i, entry) in iter.enumerate() {
-                if out.len() >= limit {
-                    return Ok(out);
-                }
-                let (k, v) = entry.map_err(db_err)?;
-                let (k, v) = (k.value(), v.value());
-                if i == 0 && skip_first && k == lower.as_slice() {
-                    continue; // the resume point itself
-                }
-                let Some(id) = k.get(..ID_BYTES).and_then(Id::from_slice) else {
-                    continue;
-                };
-                if id > hi {
-                    break;
-                }
-                out.push(decode(k, v).ok_or(StoreError::Corrupt(id))?);
-            }
-        }
-        Ok(out)
+        self.scan_map(start, end, resume, limit, decode)
+    }
+
+    fn scan_versions(
+        &self,
+        start: &Id,
+        end: &Id,
+        resume: Option<(&Id, &[u8])>,
+        limit: usize,
+    ) -> Result<Vec<KeyVersion>, StoreError> {
+        self.scan_map(start, end, resume, limit, key_version)
+    }
+
+    fn fine_digests(&self, first: usize, count: usize) -> Option<Vec<FineDigest>> {
+        Some(self.shared.digests.range(first, count))
     }
 
     fn remove(&self, keys: &[(Id, Vec<u8>, Version)]) -> Result<usize, StoreError> {

@@ -23,7 +23,7 @@ mod sync;
 mod transfer;
 
 pub use leave::LeaveReport;
-pub use sync::{bucket_hash, bucket_of};
+pub use sync::{bucket_hash, bucket_of, record_digest};
 
 use crate::{Hlc, Id, KvOp, LookupError, LookupId, NodeRef, Record, Time, Version};
 use std::collections::{BTreeSet, HashMap};

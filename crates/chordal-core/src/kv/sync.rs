@@ -66,12 +66,18 @@ pub fn bucket_of(start: &Id, end: &Id, buckets: u32, key: &Id) -> u32 {
 /// A record's contribution to its bucket's hash. A bucket hash is the XOR
 /// of its records' digests, so it does not depend on scan order.
 pub fn bucket_hash(r: &Record) -> Id {
+    record_digest(&r.key_id, &r.key, &r.version, r.is_tombstone())
+}
+
+/// [`bucket_hash`] of a record given by its parts (what a store needs to
+/// know without reading the value).
+pub fn record_digest(key_id: &Id, key: &[u8], version: &crate::Version, tombstone: bool) -> Id {
     let mut h = Sha1::new();
-    h.update(r.key_id.0);
-    h.update(r.version.hlc.to_be_bytes());
-    h.update(r.version.node.0);
-    h.update([u8::from(r.is_tombstone())]);
-    h.update(&r.key);
+    h.update(key_id.0);
+    h.update(version.hlc.to_be_bytes());
+    h.update(version.node.0);
+    h.update([u8::from(tombstone)]);
+    h.update(key);
     let mut out = [0u8; 20];
     out.copy_from_slice(&h.finalize());
     Id(out)

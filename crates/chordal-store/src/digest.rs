@@ -1,0 +1,124 @@
+//! Range digests kept up to date on every write, so that a sync summary
+//! costs a pass over a few thousand small entries instead of a scan of
+//! every record in the range.
+//!
+//! The ring is cut into [`FINE`] equal *fine buckets* by the top 16 bits
+//! of the key id. Each keeps the XOR of its records' digests
+//! ([`chordal_core::record_digest`]), how many records and how many
+//! tombstones it holds. A summary of `(start, end]` in B sync buckets takes
+//! a fine bucket's digest whole when the fine bucket lies inside the
+//! interval and inside one sync bucket and holds no tombstone (old
+//! tombstones are left out of summaries, so those buckets are read
+//! exactly); the few fine buckets cut by a boundary are read exactly, from
+//! keys and versions only (values are never loaded).
+
+use chordal_core::{Id, Version, record_digest};
+use std::sync::Mutex;
+
+/// Fine buckets on the ring.
+pub const FINE: usize = 1 << 16;
+
+/// One fine bucket's running totals.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FineDigest {
+    /// XOR of the digests of its records.
+    pub xor: Id,
+    pub records: u32,
+    pub tombstones: u32,
+}
+
+/// The fine bucket of a key id.
+pub fn fine_of(key_id: &Id) -> usize {
+    ((key_id.0[0] as usize) << 8) | key_id.0[1] as usize
+}
+
+/// The lowest and highest key ids of fine bucket `f`.
+pub fn fine_bounds(f: usize) -> (Id, Id) {
+    let mut lo = [0u8; 20];
+    let mut hi = [0xffu8; 20];
+    lo[0] = (f >> 8) as u8;
+    lo[1] = f as u8;
+    hi[0] = lo[0];
+    hi[1] = lo[1];
+    (Id(lo), Id(hi))
+}
+
+/// Digests of all fine buckets, updated as records come and go.
+#[derive(Debug)]
+pub struct Digests {
+    fine: Mutex<Vec<FineDigest>>,
+}
+
+impl Default for Digests {
+    fn default() -> Self {
+        Digests {
+            fine: Mutex::new(vec![FineDigest::default(); FINE]),
+        }
+    }
+}
+
+/// A record as the digests see it: no value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyVersion {
+    pub key_id: Id,
+    pub key: Vec<u8>,
+    pub version: Version,
+    pub tombstone: bool,
+}
+
+impl KeyVersion {
+    /// The parts of `r` that digests see.
+    pub fn of(r: &chordal_core::Record) -> KeyVersion {
+        KeyVersion {
+            key_id: r.key_id,
+            key: r.key.clone(),
+            version: r.version,
+            tombstone: r.is_tombstone(),
+        }
+    }
+
+    /// The record's digest (its contribution to a bucket hash).
+    pub fn digest(&self) -> Id {
+        record_digest(&self.key_id, &self.key, &self.version, self.tombstone)
+    }
+}
+
+impl Digests {
+    /// A record went into the store (`old`: the one it replaced).
+    pub fn replace(&self, old: Option<&KeyVersion>, new: &KeyVersion) {
+        let mut fine = self.fine.lock().expect("digest lock");
+        if let Some(old) = old {
+            remove(&mut fine, old);
+        }
+        let d = &mut fine[fine_of(&new.key_id)];
+        d.xor = d.xor.xor(&new.digest());
+        d.records += 1;
+        d.tombstones += u32::from(new.tombstone);
+    }
+
+    /// Forgets everything (before a rebuild).
+    pub fn clear(&self) {
+        let mut fine = self.fine.lock().expect("digest lock");
+        fine.iter_mut().for_each(|d| *d = FineDigest::default());
+    }
+
+    /// A record left the store.
+    pub fn remove(&self, old: &KeyVersion) {
+        remove(&mut self.fine.lock().expect("digest lock"), old);
+    }
+
+    /// Fine buckets `first`, `first + 1`, … (wrapping), `count` of them.
+    pub fn range(&self, first: usize, count: usize) -> Vec<FineDigest> {
+        let fine = self.fine.lock().expect("digest lock");
+        (0..count.min(FINE))
+            .map(|k| fine[(first + k) % FINE])
+            .collect()
+    }
+}
+
+fn remove(fine: &mut [FineDigest], old: &KeyVersion) {
+    let d = &mut fine[fine_of(&old.key_id)];
+    d.xor = d.xor.xor(&old.digest());
+    d.records = d.records.saturating_sub(1);
+    d.tombstones = d.tombstones.saturating_sub(u32::from(old.tombstone));
+}
