@@ -33,6 +33,8 @@ pub enum BenchCommand {
     Gateway(crate::bench_gateway::GatewayBenchArgs),
     /// Time to render a node's /metrics in a busy ring.
     Metrics(MetricsArgs),
+    /// Lookups while every node syncs and sweeps ~10^6 records on redb.
+    BigStore(crate::bench_big::BigArgs),
     /// Re-replication after a crash and a graceful leave's handover, at
     /// real data volumes on redb (MB/s, seconds).
     Repair(crate::bench_repair::RepairArgs),
@@ -117,7 +119,8 @@ pub fn run_blocking(cmd: BenchCommand) -> Result<()> {
         | BenchCommand::Pubsub(_)
         | BenchCommand::Gateway(_)
         | BenchCommand::Metrics(_)
-        | BenchCommand::Repair(_) => RuntimeKind::Multi,
+        | BenchCommand::Repair(_)
+        | BenchCommand::BigStore(_) => RuntimeKind::Multi,
     };
     let rt = match kind {
         RuntimeKind::Multi => tokio::runtime::Builder::new_multi_thread()
@@ -140,6 +143,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Gateway(a) => crate::bench_gateway::run(a).await,
         BenchCommand::Metrics(a) => metrics(a).await,
         BenchCommand::Repair(a) => crate::bench_repair::run(a).await,
+        BenchCommand::BigStore(a) => crate::bench_big::run(a).await,
     }
 }
 

@@ -4,6 +4,7 @@
 //! unreachable or timed out.
 
 mod bench;
+mod bench_big;
 mod bench_gateway;
 mod bench_kv;
 mod bench_pubsub;

@@ -64,7 +64,9 @@ impl Node {
             vnodes,
             out: VecDeque::new(),
             events: VecDeque::new(),
-            kv: KvState::default(),
+            // Operation ids go to other nodes, which remember answers by
+            // them: unique per process incarnation.
+            kv: KvState::new(crate::Rng::new(seed.rotate_left(17) ^ 0x6f70_6964).next_u64()),
             kv_out: VecDeque::new(),
             pubsub: PubSubState::new(crate::Rng::new(!seed).next_u64()),
             counting: Default::default(),

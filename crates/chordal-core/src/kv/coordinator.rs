@@ -187,7 +187,7 @@ impl Node {
         let msg = Message::KvRequest {
             req,
             op,
-            op_id: id,
+            op_id: self.kv.op_base.wrapping_add(id),
             timeout_ms: wait.as_millis().clamp(1, u32::MAX as u128) as u32,
         };
         self.kv_send(from, owner, msg);

@@ -194,16 +194,20 @@ pub(crate) enum ReplyTo {
     /// A client operation of this process.
     Local(u64),
     /// A coordinator elsewhere: answer `req` to `to`, from our vnode `me`.
-    /// `op` is the coordinator's operation id (0: none), under which the
-    /// answer is remembered; `budget` how long the coordinator waits.
+    /// `op` is the coordinator's operation id and the key's id (`None`:
+    /// not named), under which the answer is remembered; `budget` how
+    /// long the coordinator waits.
     Remote {
         to: NodeRef,
         me: NodeRef,
         req: u64,
-        op: u64,
+        op: Option<(u64, Id)>,
         budget: std::time::Duration,
     },
 }
+
+/// Who asked, which operation, which key.
+pub(crate) type RecentKey = (std::net::SocketAddr, u64, Id);
 
 /// Most answers an owner remembers by operation id, and for how long (a
 /// retry comes within the coordinator's deadline).
@@ -337,8 +341,12 @@ pub(crate) struct KvState {
     /// id), oldest first: a retry of an operation gets the same answer (a
     /// retried delete that already happened says `Stored`, not
     /// `NotFound`).
-    pub recent: std::collections::HashMap<(std::net::SocketAddr, u64), (crate::KvResult, Time)>,
-    pub recent_order: std::collections::VecDeque<(std::net::SocketAddr, u64)>,
+    pub recent: std::collections::HashMap<RecentKey, (crate::KvResult, Time)>,
+    pub recent_order: std::collections::VecDeque<RecentKey>,
+    /// Added to our operation numbers to make the ids we send other
+    /// nodes: random per incarnation, so that a restarted process never
+    /// reuses an id a peer still remembers.
+    pub op_base: u64,
     /// Ranges we hold replicas of, from owners' syncs: `(start, end, until)`.
     pub leases: Vec<(Id, Id, Time)>,
     /// When each (owner vnode, replica) pair last synced without a
@@ -364,6 +372,14 @@ pub(crate) struct KvState {
 }
 
 impl KvState {
+    /// Fresh state whose operation ids start at `op_base`.
+    pub fn new(op_base: u64) -> KvState {
+        KvState {
+            op_base,
+            ..KvState::default()
+        }
+    }
+
     /// A fresh number for operations, requests and storage operations.
     pub fn next(&mut self) -> u64 {
         self.next_id += 1;
@@ -386,17 +402,16 @@ impl KvState {
         });
     }
 
-    /// The answer already given to operation `op` of `from`, if recent.
+    /// The answer already given to operation `op` (id, key id) of
+    /// `from`, if recent.
     pub fn recalled(
         &self,
         now: Time,
         from: std::net::SocketAddr,
-        op: u64,
+        op: Option<(u64, Id)>,
     ) -> Option<crate::KvResult> {
-        if op == 0 {
-            return None;
-        }
-        let (result, at) = self.recent.get(&(from, op))?;
+        let (op, key) = op?;
+        let (result, at) = self.recent.get(&(from, op, key))?;
         (now.saturating_since(*at) < RECENT_FOR).then(|| result.clone())
     }
 
@@ -406,20 +421,23 @@ impl KvState {
         &mut self,
         now: Time,
         from: std::net::SocketAddr,
-        op: u64,
+        op: Option<(u64, Id)>,
         result: &crate::KvResult,
     ) {
         use crate::KvResult::*;
+        let Some((op, key)) = op else {
+            return;
+        };
         // Transient answers are not the operation's outcome.
-        if op == 0 || matches!(result, WrongOwner | Overloaded) {
+        if matches!(result, WrongOwner | Overloaded) {
             return;
         }
         if self
             .recent
-            .insert((from, op), (result.clone(), now))
+            .insert((from, op, key), (result.clone(), now))
             .is_none()
         {
-            self.recent_order.push_back((from, op));
+            self.recent_order.push_back((from, op, key));
         }
         while self.recent_order.len() > RECENT_MAX {
             if let Some(old) = self.recent_order.pop_front() {
@@ -581,14 +599,21 @@ impl crate::Node {
                     0 => self.config.kv_timeout * 3 / 5,
                     ms => std::time::Duration::from_millis(ms as u64).min(self.config.kv_timeout),
                 };
+                // Only store operations are remembered: their retries must
+                // not act twice.
+                let store_op = matches!(
+                    op,
+                    KvOp::Put { .. } | KvOp::Get { .. } | KvOp::Delete { .. }
+                );
+                let named = (store_op && op_id != 0).then(|| (op_id, Id::hash(op.key())));
                 let reply = ReplyTo::Remote {
                     to: env.from,
                     me,
                     req,
-                    op: op_id,
+                    op: named,
                     budget,
                 };
-                if let Some(result) = self.kv.recalled(now, env.from.addr, op_id) {
+                if let Some(result) = self.kv.recalled(now, env.from.addr, named) {
                     // A retry of an operation we already answered.
                     self.owner_reply(now, reply, result);
                     return;
