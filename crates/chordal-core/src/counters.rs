@@ -28,6 +28,12 @@ pub struct Counters {
     /// Owned ranges (vnodes) whose successor list offers fewer than
     /// `R - 1` other processes right now.
     pub ranges_under_replicated: u64,
+    /// Key-value operations in flight (client, owner and storage), and
+    /// their bound: at the bound, requests are answered `Overloaded`.
+    pub kv_in_flight: u64,
+    pub kv_in_flight_max: u64,
+    /// `Replicate`s being stored for others (answered `busy` at 256).
+    pub replica_applies: u64,
     /// Bulk transfers (handoff, sync pushes, leave) running or waiting.
     pub transfers_active: u64,
     /// Records and key+value bytes sent by bulk transfers (pages sent
@@ -109,6 +115,9 @@ impl Node {
             .iter()
             .filter(|(v, _)| 1 + self.replica_targets(v).len() < self.config.replicas)
             .count() as u64;
+        c.kv_in_flight = self.kv.in_flight() as u64;
+        c.kv_in_flight_max = self.config.max_kv_ops as u64;
+        c.replica_applies = self.kv.replica_applies as u64;
         let t = &self.kv.transfers;
         c.transfers_active = t.len() as u64;
         c.transfer_records = t.records_sent;

@@ -25,7 +25,7 @@ const HOPS: [f64; 12] = [
 ];
 
 /// Every metric, its kind and its help text.
-const DESCRIPTIONS: [(&str, char, &str); 25] = [
+const DESCRIPTIONS: [(&str, char, &str); 28] = [
     (
         "chordal_sent_messages_total",
         'c',
@@ -96,6 +96,21 @@ const DESCRIPTIONS: [(&str, char, &str); 25] = [
         "chordal_ranges_under_replicated",
         'g',
         "Owned ranges whose successor list offers fewer than R - 1 other processes.",
+    ),
+    (
+        "chordal_kv_in_flight",
+        'g',
+        "Key-value operations in flight on this node (at chordal_kv_in_flight_max requests are answered overloaded).",
+    ),
+    (
+        "chordal_kv_in_flight_max",
+        'g',
+        "Bound on key-value operations in flight.",
+    ),
+    (
+        "chordal_replica_applies",
+        'g',
+        "Replicated records being stored for other nodes (answered busy at 256).",
     ),
     (
         "chordal_transfers",
@@ -298,6 +313,17 @@ impl NodeMetrics {
             core.ranges_under_replicated as f64,
         );
         gauge("chordal_transfers", vec![], core.transfers_active as f64);
+        gauge("chordal_kv_in_flight", vec![], core.kv_in_flight as f64);
+        gauge(
+            "chordal_kv_in_flight_max",
+            vec![],
+            core.kv_in_flight_max as f64,
+        );
+        gauge(
+            "chordal_replica_applies",
+            vec![],
+            core.replica_applies as f64,
+        );
         set("chordal_transfer_bytes_total", vec![], core.transfer_bytes);
         set(
             "chordal_transfer_failures_total",

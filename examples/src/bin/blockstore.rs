@@ -105,7 +105,13 @@ async fn demo(file: Option<PathBuf>) -> Result<()> {
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
             .collect(),
     };
-    let ring = LocalRing::start_settled(6, quick_config(), Duration::from_secs(20))
+    // The demo kills two nodes right after the file is stored: every
+    // block must then be on all R = 3 nodes, not just a majority (W = 2
+    // survives one failure at the moment of the acknowledgement, R - 1 only
+    // once the last copy has landed a moment later).
+    let mut config = quick_config();
+    config.core.write_quorum = Some(config.core.replicas);
+    let ring = LocalRing::start_settled(6, config, Duration::from_secs(20))
         .await?
         .context("the ring did not settle")?;
     let root = blockstore::put_file(&ring.nodes[0], &data, DEFAULT_BLOCK_SIZE).await?;

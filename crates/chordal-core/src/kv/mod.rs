@@ -261,6 +261,9 @@ pub(crate) enum OwnerOp {
         vnode: NodeRef,
         key: Vec<u8>,
         delete: bool,
+        /// The key may not be ours (no predecessor known): a miss answers
+        /// `WrongOwner`, not `NotFound`.
+        unsure: bool,
         best: Option<Record>,
         outstanding: u32,
         asked_replicas: bool,

@@ -5,6 +5,14 @@
 use super::{KvDeadline, OwnerOp, ReplyTo, StoreKind, StoreWait, newest};
 use crate::{Id, KvOp, KvResult, Message, Node, NodeRef, Record, Time, Version};
 
+/// Whether a vnode owns a key (see `Node::takes_key`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Ownership {
+    Yes,
+    Maybe,
+    No,
+}
+
 /// Most versions one write gets before the owner gives up on it (each
 /// time a copy holds a newer version than the last one tried).
 pub const MAX_WRITE_ATTEMPTS: u32 = 4;
@@ -20,20 +28,26 @@ impl Node {
             .map(|v| v.me())
     }
 
-    /// Does our vnode `vnode` take `key_id` as its owner? Yes if the key
-    /// is in its range; and, as in the paper, whenever it knows no
-    /// predecessor (it just failed): a lookup routed the key here, and
-    /// refusing would leave the dead predecessor's keys unserved until the
-    /// next one notifies us.
-    fn takes_key(&self, vnode: &NodeRef, key_id: &Id) -> bool {
-        self.vnodes
-            .iter()
-            .find(|v| v.me() == *vnode)
-            .is_some_and(|v| {
-                v.is_joined()
-                    && (v.table().predecessor().is_none()
-                        || v.range().is_none_or(|r| r.contains(key_id)))
-            })
+    /// Does our vnode `vnode` own `key_id`? `Yes` if the key is in its
+    /// range. `Maybe` if it is not but the vnode knows no predecessor (it
+    /// just failed): a lookup routed the key here, and it is ours if the
+    /// dead predecessor owned it — or a live node's between, which we
+    /// cannot tell yet. A `Maybe` key is read (a copy found is the newest
+    /// we have) but never written, and a miss answers `WrongOwner` rather
+    /// than a false `NotFound`.
+    fn takes_key(&self, vnode: &NodeRef, key_id: &Id) -> Ownership {
+        let Some(v) = self.vnodes.iter().find(|v| v.me() == *vnode) else {
+            return Ownership::No;
+        };
+        if !v.is_joined() {
+            Ownership::No
+        } else if v.range().is_none_or(|r| r.contains(key_id)) {
+            Ownership::Yes
+        } else if v.table().predecessor().is_none() {
+            Ownership::Maybe
+        } else {
+            Ownership::No
+        }
     }
 
     /// Where copies of `owner`'s keys go besides the owner: the next
@@ -68,10 +82,17 @@ impl Node {
     pub(crate) fn owner_start(&mut self, now: Time, vnode: NodeRef, op: KvOp, reply: ReplyTo) {
         let key_id = Id::hash(op.key());
         let owns = self.takes_key(&vnode, &key_id);
-        if !owns && !op.is_direct() {
+        let get = matches!(op, KvOp::Get { .. });
+        let refused = match owns {
+            Ownership::Yes => false,
+            Ownership::Maybe => !get && !op.is_direct(),
+            Ownership::No => !op.is_direct(),
+        };
+        if refused {
             self.owner_reply(now, reply, KvResult::WrongOwner);
             return;
         }
+        let unsure = owns == Ownership::Maybe;
         if let Some((size, limit)) = self.oversize(&op) {
             let result = KvResult::TooLarge {
                 size: size.min(u32::MAX as u64) as u32,
@@ -104,8 +125,8 @@ impl Node {
                 let deadline = self.answer_by(now, &reply);
                 self.start_write(now, vnode, record, Some(reply), deadline);
             }
-            KvOp::Get { key } => self.start_read(now, vnode, key_id, key, false, reply),
-            KvOp::Delete { key } => self.start_read(now, vnode, key_id, key, true, reply),
+            KvOp::Get { key } => self.start_read(now, vnode, key_id, key, false, unsure, reply),
+            KvOp::Delete { key } => self.start_read(now, vnode, key_id, key, true, false, reply),
             KvOp::Deliver {
                 key,
                 payload,
@@ -203,6 +224,7 @@ impl Node {
         key_id: Id,
         key: Vec<u8>,
         delete: bool,
+        unsure: bool,
         reply: ReplyTo,
     ) {
         let id = self.kv.next();
@@ -223,6 +245,7 @@ impl Node {
                 vnode,
                 key,
                 delete,
+                unsure,
                 best: None,
                 outstanding: 1,
                 asked_replicas: false,
@@ -411,6 +434,7 @@ impl Node {
             vnode,
             best,
             delete,
+            unsure,
             asked_replicas,
             deadline,
             answer_by,
@@ -429,6 +453,7 @@ impl Node {
                 StoreWait::Repair,
             );
         }
+        let found_any = best.is_some();
         let live = best.filter(|r| !r.is_tombstone());
         match (live, delete) {
             (Some(r), false) => {
@@ -449,6 +474,8 @@ impl Node {
                 };
                 self.start_write(now, vnode, tombstone, Some(reply), answer_by);
             }
+            // Not ours for sure: nothing found proves nothing.
+            (None, _) if unsure && !found_any => self.owner_reply(now, reply, KvResult::WrongOwner),
             (None, _) => self.owner_reply(now, reply, KvResult::NotFound),
         }
     }
