@@ -29,7 +29,7 @@ enum Step {
         at: usize,
     },
     /// The `which`-th live node's clock steps to `offset` (µs from BASE).
-    Step {
+    Clock {
         which: usize,
         offset: i64,
     },
@@ -63,7 +63,7 @@ fn any_step() -> impl Strategy<Value = Step> {
     prop_oneof![
         6 => (0..KEYS, any::<usize>()).prop_map(|(k, at)| Step::Put { k, at }),
         2 => (0..KEYS, any::<usize>()).prop_map(|(k, at)| Step::Delete { k, at }),
-        2 => (any::<usize>(), any_offset()).prop_map(|(which, offset)| Step::Step { which, offset }),
+        2 => (any::<usize>(), any_offset()).prop_map(|(which, offset)| Step::Clock { which, offset }),
         1 => (any::<usize>(), any_offset()).prop_map(|(which, offset)| Step::Crash { which, offset }),
         2 => (any::<usize>(), any_offset()).prop_map(|(which, offset)| Step::Reboot { which, offset }),
         1 => any_offset().prop_map(|offset| Step::Join { offset }),
@@ -143,7 +143,7 @@ fn run(seed: u64, offsets: &[i64], steps: &[(Step, u64)]) {
                     _ => e.maybe.push(None),
                 }
             }
-            Step::Step { which, offset } => s.set_clock(pick(which), clock(offset)),
+            Step::Clock { which, offset } => s.set_clock(pick(which), clock(offset)),
             Step::Crash { which, offset } => {
                 // Fewer than R = 3 processes down at once, and a ring
                 // large enough to hold R copies.

@@ -206,13 +206,12 @@ fn tombstones_are_not_resurrected_by_a_stale_replica() {
         oracle.successors(&oracle.successor(&Id::hash(key)), 1)[0],
     );
     let stale = Record::new(key.to_vec(), old.version, Some(b"old".to_vec()));
-    assert_eq!(
+    assert!(
         s.store(replica)
             .apply(std::slice::from_ref(&stale))
             .unwrap()[0]
             .kept()
-            .is_some(),
-        true
+            .is_some()
     );
     let tomb = s.store(replica).get(&Id::hash(key), key).unwrap().unwrap();
     assert!(tomb.is_tombstone());

@@ -5,6 +5,16 @@
 use super::{KvDeadline, OwnerOp, ReplyTo, StoreKind, StoreWait, newest};
 use crate::{Id, KvOp, KvResult, Message, Node, NodeRef, Record, Time, Version};
 
+/// What an owner reads a key for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum ReadFor {
+    Get,
+    /// A get of a key that may not be ours (see [`Ownership::Maybe`]).
+    MaybeGet,
+    /// A delete: read, then write a tombstone if there is something.
+    Delete,
+}
+
 /// Whether a vnode owns a key (see `Node::takes_key`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Ownership {
@@ -125,8 +135,17 @@ impl Node {
                 let deadline = self.answer_by(now, &reply);
                 self.start_write(now, vnode, record, Some(reply), deadline);
             }
-            KvOp::Get { key } => self.start_read(now, vnode, key_id, key, false, unsure, reply),
-            KvOp::Delete { key } => self.start_read(now, vnode, key_id, key, true, false, reply),
+            KvOp::Get { key } => {
+                let why = if unsure {
+                    ReadFor::MaybeGet
+                } else {
+                    ReadFor::Get
+                };
+                self.start_read(now, vnode, (key_id, key), why, reply)
+            }
+            KvOp::Delete { key } => {
+                self.start_read(now, vnode, (key_id, key), ReadFor::Delete, reply)
+            }
             KvOp::Deliver {
                 key,
                 payload,
@@ -221,12 +240,12 @@ impl Node {
         &mut self,
         now: Time,
         vnode: NodeRef,
-        key_id: Id,
-        key: Vec<u8>,
-        delete: bool,
-        unsure: bool,
+        (key_id, key): (Id, Vec<u8>),
+        why: ReadFor,
         reply: ReplyTo,
     ) {
+        let delete = why == ReadFor::Delete;
+        let unsure = why == ReadFor::MaybeGet;
         let id = self.kv.next();
         // A third of the time: a delete still has to write after.
         let answer_by = self.answer_by(now, &reply);
