@@ -148,6 +148,21 @@ async fn metrics_parse_and_move_with_traffic() {
     assert!(moved("chordal_handoff_sent_messages_total", &[]));
     assert!(moved("chordal_lookups_total", &[]));
     assert!(counter(&after, "chordal_keys_stored", &[]) > 0.0);
+    // Three processes, R = 3: once the successor lists are full, every
+    // range has its R copies (a gauge: poll it).
+    assert!(counter(&after, "chordal_kv_in_flight_max", &[]) > 0.0);
+    let full = async {
+        loop {
+            let (_, body) = get(api, "/metrics").await;
+            if counter(&parse(&body), "chordal_ranges_under_replicated", &[]) == 0.0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), full)
+        .await
+        .expect("no range under R once the lists are full");
     // 50 keys "m-<k>" (at least 3 bytes) with 1-byte values, on every node of 3.
     assert!(counter(&after, "chordal_stored_bytes", &[]) >= 50.0 * 4.0);
     // fix_fingers runs every 100 ms: fingers get set (and counted) soon.
@@ -164,5 +179,35 @@ async fn metrics_parse_and_move_with_traffic() {
     tokio::time::timeout(Duration::from_secs(10), fingers)
         .await
         .expect("finger changes counted");
+    ring.leave_all().await;
+}
+
+/// A node alone with R = 3: its range and its writes are under R, and
+/// `/metrics` says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_replication_is_counted() {
+    let ring = LocalRing::start_settled(1, quick_config(), Duration::from_secs(20))
+        .await
+        .unwrap()
+        .expect("ring settles");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = listener.local_addr().unwrap();
+    tokio::spawn(serve(
+        listener,
+        ring.nodes[0].clone(),
+        ApiConfig::default(),
+        std::future::pending(),
+    ));
+    for k in 0..5 {
+        let key = format!("alone-{k}").into_bytes();
+        ring.nodes[0].put(key, b"v".to_vec()).await.unwrap();
+    }
+    let (_, body) = get(api, "/metrics").await;
+    let now = parse(&body);
+    assert_eq!(counter(&now, "chordal_ranges_under_replicated", &[]), 1.0);
+    assert_eq!(
+        counter(&now, "chordal_writes_under_replicated_total", &[]),
+        5.0
+    );
     ring.leave_all().await;
 }

@@ -1,9 +1,9 @@
 //! The native client: not a ring member, it caches the ring and talks to
 //! owners directly.
 
-use chordal_core::KvOutcome;
+use chordal_core::{KvError, KvOutcome};
 use chordal_node::local::{Check, LocalRing, quick_config as config};
-use chordal_node::{Client, ClientConfig};
+use chordal_node::{Client, ClientConfig, ClientError, KvCallError};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -53,6 +53,34 @@ async fn client_reads_and_writes_through_the_owners() {
         client.delete(b"c-1".to_vec()).await,
         Ok(KvOutcome::NotFound)
     );
+
+    // One value limit at every edge: the client, the library, and the
+    // owner itself (a client configured with a larger limit is refused
+    // by the owner); nothing is stored.
+    let big = vec![1u8; 1024 * 1024 + 1];
+    assert_eq!(
+        client.put(b"big".to_vec(), big.clone()).await,
+        Err(ClientError::TooLarge {
+            size: big.len() as u64,
+            limit: 1024 * 1024
+        })
+    );
+    assert!(matches!(
+        ring.nodes[0].put(b"big".to_vec(), big.clone()).await,
+        Err(KvCallError::Kv(KvError::TooLarge { .. }))
+    ));
+    let lax = Client::connect(ClientConfig {
+        seeds: vec![ring.nodes[1].addr().to_string()],
+        max_value: 2 * 1024 * 1024,
+        ..ClientConfig::default()
+    })
+    .await
+    .unwrap();
+    assert!(matches!(
+        lax.put(b"big".to_vec(), big.clone()).await,
+        Err(ClientError::TooLarge { .. })
+    ));
+    assert_eq!(client.get(b"big".to_vec()).await, Ok(KvOutcome::NotFound));
 
     // The client is not a member: walks from the ring do not see it.
     assert_eq!(ring.nodes[0].walk_ring(100).await.unwrap().len(), 5);

@@ -937,3 +937,33 @@ fn a_retried_operation_gets_the_first_answer() {
     // A different operation on the deleted key does find nothing.
     assert_eq!(value(s.get(0, b"doomed")), None);
 }
+
+/// A leave whose successor never acknowledges (it is cut off) ends at the
+/// drain timeout and says what was not handed over.
+#[test]
+fn a_leave_that_cannot_drain_stops_at_the_timeout_and_says_so() {
+    let mut config = SimConfig {
+        seed: 51,
+        ..SimConfig::default()
+    };
+    config.node.replicas = 1;
+    config.node.leave_drain = 5 * SEC;
+    let mut s = ring_with(4, config);
+    for k in 0..200 {
+        let key = format!("stuck-{k}");
+        s.put(k % 4, key.as_bytes(), b"v").unwrap();
+    }
+    let leaving = 2;
+    s.partition(|i| u32::from(i == leaving));
+    let start = s.now();
+    s.leave(leaving);
+    s.run_until_true(Duration::from_millis(100), 60 * SEC, |s| {
+        !s.is_alive(leaving)
+    })
+    .expect("the leave ended");
+    let took = s.now() - start;
+    assert!(took >= 5 * SEC && took < 7 * SEC, "took {took:?}");
+    let report = s.node(leaving).left().expect("left");
+    assert_eq!(report.ranges_not_handed_over, 1, "{report:?}");
+    assert_eq!(report.records, 0, "{report:?}");
+}

@@ -13,6 +13,7 @@
 //! keys and versions only (values are never loaded).
 
 use chordal_core::{Id, Version, record_digest};
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 /// Fine buckets on the ring.
@@ -43,18 +44,12 @@ pub fn fine_bounds(f: usize) -> (Id, Id) {
     (Id(lo), Id(hi))
 }
 
-/// Digests of all fine buckets, updated as records come and go.
-#[derive(Debug)]
+/// Digests of the fine buckets that hold records, updated as records come
+/// and go (sparse: a store with few records, as in the simulator's
+/// thousands of nodes, pays for few buckets).
+#[derive(Debug, Default)]
 pub struct Digests {
-    fine: Mutex<Vec<FineDigest>>,
-}
-
-impl Default for Digests {
-    fn default() -> Self {
-        Digests {
-            fine: Mutex::new(vec![FineDigest::default(); FINE]),
-        }
-    }
+    fine: Mutex<BTreeMap<u16, FineDigest>>,
 }
 
 /// A record as the digests see it: no value.
@@ -90,16 +85,10 @@ impl Digests {
         if let Some(old) = old {
             remove(&mut fine, old);
         }
-        let d = &mut fine[fine_of(&new.key_id)];
+        let d = fine.entry(fine_of(&new.key_id) as u16).or_default();
         d.xor = d.xor.xor(&new.digest());
         d.records += 1;
         d.tombstones += u32::from(new.tombstone);
-    }
-
-    /// Forgets everything (before a rebuild).
-    pub fn clear(&self) {
-        let mut fine = self.fine.lock().expect("digest lock");
-        fine.iter_mut().for_each(|d| *d = FineDigest::default());
     }
 
     /// A record left the store.
@@ -107,18 +96,41 @@ impl Digests {
         remove(&mut self.fine.lock().expect("digest lock"), old);
     }
 
-    /// Fine buckets `first`, `first + 1`, … (wrapping), `count` of them.
-    pub fn range(&self, first: usize, count: usize) -> Vec<FineDigest> {
+    /// Forgets everything (before a rebuild).
+    pub fn clear(&self) {
+        self.fine.lock().expect("digest lock").clear();
+    }
+
+    /// The fine buckets that hold records among `first`, `first + 1`, …
+    /// (wrapping), `count` of them, in that order.
+    pub fn range(&self, first: usize, count: usize) -> Vec<(usize, FineDigest)> {
         let fine = self.fine.lock().expect("digest lock");
-        (0..count.min(FINE))
-            .map(|k| fine[(first + k) % FINE])
-            .collect()
+        let first = first % FINE;
+        let count = count.min(FINE);
+        let end = first + count;
+        let mut out: Vec<(usize, FineDigest)> = fine
+            .range(first as u16..=(end.min(FINE) - 1) as u16)
+            .map(|(f, d)| (*f as usize, *d))
+            .collect();
+        if end > FINE {
+            out.extend(
+                fine.range(..=(end - FINE - 1) as u16)
+                    .map(|(f, d)| (*f as usize, *d)),
+            );
+        }
+        out
     }
 }
 
-fn remove(fine: &mut [FineDigest], old: &KeyVersion) {
-    let d = &mut fine[fine_of(&old.key_id)];
+fn remove(fine: &mut BTreeMap<u16, FineDigest>, old: &KeyVersion) {
+    let f = fine_of(&old.key_id) as u16;
+    let Some(d) = fine.get_mut(&f) else {
+        return;
+    };
     d.xor = d.xor.xor(&old.digest());
     d.records = d.records.saturating_sub(1);
     d.tombstones = d.tombstones.saturating_sub(u32::from(old.tombstone));
+    if d.records == 0 {
+        fine.remove(&f);
+    }
 }

@@ -106,10 +106,11 @@ pub trait Store: Send + Sync + 'static {
             .collect())
     }
 
-    /// Fine-bucket digests `first`, `first + 1`, … (wrapping), `count` of
-    /// them, if this store keeps them up to date (see [`Digests`]); `None`
-    /// makes summaries scan.
-    fn fine_digests(&self, first: usize, count: usize) -> Option<Vec<FineDigest>> {
+    /// The fine buckets holding records among `first`, `first + 1`, …
+    /// (wrapping), `count` of them, in that order, with their digests — if
+    /// this store keeps them up to date (see [`Digests`]); `None` makes
+    /// summaries scan.
+    fn fine_digests(&self, first: usize, count: usize) -> Option<Vec<(usize, FineDigest)>> {
         let _ = (first, count);
         None
     }

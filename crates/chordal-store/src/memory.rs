@@ -113,7 +113,7 @@ impl Store for MemoryStore {
         Ok(self.scan_map(start, end, resume, limit, KeyVersion::of))
     }
 
-    fn fine_digests(&self, first: usize, count: usize) -> Option<Vec<FineDigest>> {
+    fn fine_digests(&self, first: usize, count: usize) -> Option<Vec<(usize, FineDigest)>> {
         Some(self.digests.range(first, count))
     }
 

@@ -102,11 +102,7 @@ pub fn summarize(
     };
     let mut out = vec![Id::ZERO; buckets.max(1) as usize];
     let inside = |id: &Id| start == end || id.in_open_closed(start, end);
-    for (k, d) in digests.iter().enumerate() {
-        if d.records == 0 {
-            continue;
-        }
-        let f = (first + k) % FINE;
+    for &(f, d) in &digests {
         let (lo, hi) = fine_bounds(f);
         let b = bucket_of(start, end, buckets, &lo);
         let whole = inside(&lo)

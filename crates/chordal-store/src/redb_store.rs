@@ -576,7 +576,7 @@ impl Store for RedbStore {
         self.scan_map(start, end, resume, limit, key_version)
     }
 
-    fn fine_digests(&self, first: usize, count: usize) -> Option<Vec<FineDigest>> {
+    fn fine_digests(&self, first: usize, count: usize) -> Option<Vec<(usize, FineDigest)>> {
         Some(self.shared.digests.range(first, count))
     }
 

@@ -341,6 +341,25 @@ impl Node {
             .insert((at, KvDeadline::TransferResume(id)));
     }
 
+    /// Transfers to peers found dead end now, failed (a leave's is started
+    /// again to the current successor), rather than wait out page
+    /// timeouts.
+    pub(crate) fn transfers_to_dead(&mut self, now: Time, dead: &impl Fn(&NodeRef) -> bool) {
+        let doomed: Vec<u64> = self
+            .kv
+            .transfers
+            .running
+            .iter()
+            .filter(|(_, t)| dead(&t.push.to))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in doomed {
+            self.kv.transfers.failures += 1;
+            self.end_transfer(now, id, Ended::Failed);
+        }
+        self.kv.transfers.queued.retain(|q| !dead(&q.1.to));
+    }
+
     /// The pause after a failure is over.
     pub(crate) fn transfer_resume(&mut self, now: Time, id: u64) {
         self.transfer_pump(now, id);
