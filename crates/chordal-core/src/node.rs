@@ -240,6 +240,10 @@ impl Node {
             v.handle_unreachable(now, addr);
         }
         self.kv_peers_failed(now, |n| n.addr == addr);
+        // Refused outright: that process is gone (a timeout is not enough
+        // — under loss a live successor times out now and then, and its
+        // transfer must resume, not move to the next node).
+        self.transfers_to_dead(now, &|n: &NodeRef| n.addr == addr);
         self.flush(now);
     }
 

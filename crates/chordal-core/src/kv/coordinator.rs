@@ -206,7 +206,6 @@ impl Node {
     /// through a fresh lookup, and the owner cache forgets them.
     pub(crate) fn kv_peers_failed(&mut self, now: Time, dead: impl Fn(&NodeRef) -> bool) {
         self.kv.owner_cache.retain(|_, (_, owner, _)| !dead(owner));
-        self.transfers_to_dead(now, &dead);
         let stuck: Vec<(u64, u64, Time)> = self
             .kv
             .requests

@@ -341,9 +341,9 @@ impl Node {
             .insert((at, KvDeadline::TransferResume(id)));
     }
 
-    /// Transfers to peers found dead end now, failed (a leave's is started
-    /// again to the current successor), rather than wait out page
-    /// timeouts.
+    /// Transfers to peers whose port refused us end now, failed (a leave's
+    /// is started again to the current successor), rather than wait out
+    /// page timeouts.
     pub(crate) fn transfers_to_dead(&mut self, now: Time, dead: &impl Fn(&NodeRef) -> bool) {
         let doomed: Vec<u64> = self
             .kv
