@@ -253,11 +253,18 @@ pub struct Node {
     app: Arc<app::AppShared>,
     max_message: usize,
     subscription_buffer: usize,
+    /// Length `r` of its successor lists.
+    successor_list: usize,
     /// Cancelled when the node stops.
     stopped: CancellationToken,
 }
 
 impl Node {
+    /// The length `r` its virtual nodes' successor lists grow to.
+    pub fn successor_list_len(&self) -> usize {
+        self.successor_list
+    }
+
     /// A [`NodeBuilder`] with the default configuration: the usual way to
     /// start a node.
     pub fn builder() -> NodeBuilder {
@@ -369,6 +376,7 @@ impl Node {
             app,
             max_message: config.max_message,
             subscription_buffer: config.subscription_buffer,
+            successor_list: config.core.successors,
             stopped: stopped.clone(),
         };
         match tokio::time::timeout(config.join_timeout, joined_rx).await {

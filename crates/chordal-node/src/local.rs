@@ -2,7 +2,7 @@
 //! checks against the [`Oracle`]. Used by `chordal cluster`, `chordal bench`
 //! and the tests.
 
-use crate::{Node, NodeConfig, StartError};
+use crate::{Node, NodeConfig, StartError, VNodeStatus};
 use chordal_core::{ID_BITS, Id, Oracle};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -16,6 +16,10 @@ pub enum Check {
     Successors,
     /// All 160 fingers of every virtual node.
     Fingers,
+    /// The whole successor list of every virtual node (as long as the
+    /// ring allows): what writes that need `R` copies wait for after a
+    /// ring forms.
+    SuccessorLists,
 }
 
 /// A node config whose maintenance runs every 100 ms: rings that settle
@@ -73,48 +77,56 @@ impl LocalRing {
         Oracle::new(self.nodes.iter().flat_map(|n| n.ids().to_vec()).collect())
     }
 
-    /// How many virtual nodes have a wrong successor or predecessor.
-    pub async fn wrong_neighbours(&self) -> usize {
+    /// How many virtual nodes `wrong` finds wrong (all of a node's when it
+    /// does not answer).
+    async fn count_wrong(&self, wrong: impl Fn(&Node, &VNodeStatus, &Oracle) -> bool) -> usize {
         let oracle = self.oracle();
-        let mut wrong = 0;
+        let mut count = 0;
         for n in &self.nodes {
-            let Ok(status) = n.status().await else {
-                wrong += n.ids().len();
-                continue;
-            };
-            for v in &status.vnodes {
-                let me = v.me.id;
-                let succ_ok = v.successors.first().map(|s| s.id) == Some(oracle.next(&me));
-                let pred_ok =
-                    v.predecessor.map(|p| p.id) == Some(oracle.prev(&me)) || oracle.len() == 1;
-                if !(succ_ok && pred_ok) {
-                    wrong += 1;
+            match n.status().await {
+                Ok(status) => {
+                    count += status
+                        .vnodes
+                        .iter()
+                        .filter(|v| wrong(n, v, &oracle))
+                        .count()
                 }
+                Err(_) => count += n.ids().len(),
             }
         }
-        wrong
+        count
+    }
+
+    /// How many virtual nodes have a wrong successor or predecessor.
+    pub async fn wrong_neighbours(&self) -> usize {
+        self.count_wrong(|_, v, oracle| {
+            let me = v.me.id;
+            let succ_ok = v.successors.first().map(|s| s.id) == Some(oracle.next(&me));
+            let pred_ok =
+                v.predecessor.map(|p| p.id) == Some(oracle.prev(&me)) || oracle.len() == 1;
+            !(succ_ok && pred_ok)
+        })
+        .await
     }
 
     /// How many virtual nodes have a wrong successor: exactly the nodes at
     /// which a lookup could end with a wrong answer.
     pub async fn wrong_successors(&self) -> usize {
-        let oracle = self.oracle();
-        let mut wrong = 0;
-        for n in &self.nodes {
-            match n.status().await {
-                Ok(status) => {
-                    wrong += status
-                        .vnodes
-                        .iter()
-                        .filter(|v| {
-                            v.successors.first().map(|s| s.id) != Some(oracle.next(&v.me.id))
-                        })
-                        .count()
-                }
-                Err(_) => wrong += n.ids().len(),
-            }
-        }
-        wrong
+        self.count_wrong(|_, v, oracle| {
+            v.successors.first().map(|s| s.id) != Some(oracle.next(&v.me.id))
+        })
+        .await
+    }
+
+    /// How many virtual nodes have a successor list other than the true
+    /// next `min(r, N - 1)` virtual nodes (`r` from the node's config).
+    pub async fn wrong_successor_lists(&self) -> usize {
+        self.count_wrong(|n, v, oracle| {
+            let want = oracle.successors(&v.me.id, n.successor_list_len());
+            let have: Vec<Id> = v.successors.iter().map(|s| s.id).collect();
+            have != want
+        })
+        .await
     }
 
     /// How many finger slots (over all virtual nodes) differ from the truth.
@@ -147,6 +159,7 @@ impl LocalRing {
             Check::Neighbours => self.wrong_neighbours().await,
             Check::Successors => self.wrong_successors().await,
             Check::Fingers => self.wrong_fingers().await,
+            Check::SuccessorLists => self.wrong_successor_lists().await,
         }
     }
 
@@ -168,6 +181,13 @@ impl LocalRing {
             }
             tokio::time::sleep(every).await;
         }
+    }
+
+    /// [`LocalRing::wait_for`] polling every 20 ms for at most 20 s:
+    /// what tests and demos wait for instead of sleeping.
+    pub async fn settle(&self, check: Check) -> Option<Duration> {
+        self.wait_for(check, Duration::from_millis(20), Duration::from_secs(20))
+            .await
     }
 
     /// Leaves with every node.

@@ -12,7 +12,9 @@ async fn client_reads_and_writes_through_the_owners() {
         .await
         .unwrap()
         .expect("ring settles");
-    tokio::time::sleep(Duration::from_millis(500)).await; // successor lists fill
+    ring.settle(Check::SuccessorLists)
+        .await
+        .expect("successor lists fill");
     let client = Client::connect(ClientConfig {
         seeds: vec![ring.nodes[2].addr().to_string()],
         ..ClientConfig::default()
@@ -125,7 +127,9 @@ async fn client_connects_while_successor_lists_still_name_crashed_nodes() {
         .await
         .unwrap()
         .expect("ring settles");
-    tokio::time::sleep(Duration::from_millis(500)).await; // successor lists fill
+    ring.settle(Check::SuccessorLists)
+        .await
+        .expect("successor lists fill");
     // Crash every member but the seed's predecessor-side neighbours: the
     // seed's successor list then ends in dead nodes, and the walk must
     // step back over them.

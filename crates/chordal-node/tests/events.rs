@@ -42,7 +42,14 @@ async fn ranges_move_on_join_leave_and_crash() {
     let a = start(1000, None).await;
     let b = start(2000, Some(&a)).await;
     let c = start(3000, Some(&a)).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Wait until the three know each other (not a fixed sleep).
+    let settled = chordal_node::local::LocalRing {
+        nodes: vec![a.clone(), b.clone(), c.clone()],
+    };
+    settled
+        .settle(chordal_node::local::Check::SuccessorLists)
+        .await
+        .expect("the ring settles");
     let mut on_a = a.events();
     let mut on_b = b.events();
 

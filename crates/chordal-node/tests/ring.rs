@@ -119,7 +119,9 @@ async fn ring_survey_is_clean_on_a_healthy_ring_and_after_healing() {
         .await
         .unwrap()
         .expect("ring settles");
-    tokio::time::sleep(Duration::from_millis(500)).await; // successor lists fill
+    ring.settle(Check::SuccessorLists)
+        .await
+        .expect("successor lists fill");
     let survey = ring.nodes[0].survey_ring(100).await.unwrap();
     assert_eq!(survey.members.len(), 5);
     assert_eq!(survey.problems(3), Vec::<String>::new());

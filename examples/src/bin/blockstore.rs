@@ -18,7 +18,7 @@
 use anyhow::{Context, Result, bail};
 use chordal_core::Id;
 use chordal_examples::blockstore::{self, DEFAULT_BLOCK_SIZE};
-use chordal_node::local::{LocalRing, quick_config};
+use chordal_node::local::{Check, LocalRing, quick_config};
 use chordal_node::{Client, ClientConfig};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -111,28 +111,15 @@ async fn demo(file: Option<PathBuf>) -> Result<()> {
     // once the last copy has landed a moment later).
     let mut config = quick_config();
     config.core.write_quorum = Some(config.core.replicas);
-    let replicas = config.core.replicas;
     let ring = LocalRing::start_settled(6, config, Duration::from_secs(20))
         .await?
         .context("the ring did not settle")?;
     // With W = R a write needs R processes in its owner's successor list:
-    // wait until every node's list has filled (writes answer 503
+    // wait until every list has filled (writes answer 503
     // quorum_unavailable until then).
-    let ready = std::time::Instant::now();
-    loop {
-        let mut filled = true;
-        for node in &ring.nodes {
-            let status = node.status().await?;
-            filled &= status.vnodes[0].successors.len() + 1 >= replicas;
-        }
-        if filled {
-            break;
-        }
-        if ready.elapsed() > Duration::from_secs(20) {
-            bail!("the successor lists never filled");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    ring.settle(Check::SuccessorLists)
+        .await
+        .context("the successor lists never filled")?;
     let root = blockstore::put_file(&ring.nodes[0], &data, DEFAULT_BLOCK_SIZE).await?;
     println!("stored {} bytes; root {}", data.len(), root.to_hex());
     // Kill the owners of the manifest and of the first block.

@@ -25,8 +25,9 @@ mod transfer;
 pub use leave::LeaveReport;
 pub use sync::{bucket_hash, bucket_of, record_digest};
 
+use crate::fasthash::FastMap;
 use crate::{Hlc, Id, KvOp, LookupError, LookupId, NodeRef, Record, Time, Version};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Most owner ranges a coordinator caches.
 const OWNER_CACHE_MAX: usize = 4096;
@@ -314,20 +315,23 @@ pub(crate) enum KvDeadline {
     LeaveDrain,
 }
 
-/// All key-value state of one process.
+/// All key-value state of one process. Maps keyed by numbers this
+/// process chose use a fixed hasher, maps keyed by what peers send a
+/// `BTreeMap`: iteration order never depends on a random seed, so one
+/// simulator seed gives one run.
 #[derive(Debug, Default)]
 pub(crate) struct KvState {
     pub hlc: Hlc,
     next_id: u64,
-    pub clients: HashMap<u64, ClientOp>,
+    pub clients: FastMap<u64, ClientOp>,
     /// Lookups started for client operations.
-    pub lookups: HashMap<LookupId, u64>,
+    pub lookups: FastMap<LookupId, u64>,
     /// `KvRequest`s sent, by request number → client operation and owner.
-    pub requests: HashMap<u64, (u64, NodeRef, Time)>,
-    pub owners: HashMap<u64, OwnerOp>,
+    pub requests: FastMap<u64, (u64, NodeRef, Time)>,
+    pub owners: FastMap<u64, OwnerOp>,
     /// `Replicate` / `ReplicaRead` requests sent → owner operation.
-    pub replica_reqs: HashMap<u64, u64>,
-    pub store_waits: HashMap<u64, StoreWait>,
+    pub replica_reqs: FastMap<u64, u64>,
+    pub store_waits: FastMap<u64, StoreWait>,
     pub deadlines: BTreeSet<(Time, KvDeadline)>,
     pub store_out: std::collections::VecDeque<StoreRequest>,
     /// When some virtual node's key range last grew: reads that miss ask
@@ -336,7 +340,7 @@ pub(crate) struct KvState {
     /// When the next round of range syncs is due.
     pub sync_at: Option<Time>,
     /// Syncs this process runs as owner, by request number.
-    pub syncs: HashMap<u64, sync::SyncJob>,
+    pub syncs: FastMap<u64, sync::SyncJob>,
     /// Owners' ranges learned from their replies, by range end (the owner
     /// id): `(start, owner, expiry)`. Lets a coordinator skip the lookup.
     pub owner_cache: std::collections::BTreeMap<Id, (Id, NodeRef, Time)>,
@@ -344,7 +348,7 @@ pub(crate) struct KvState {
     /// id), oldest first: a retry of an operation gets the same answer (a
     /// retried delete that already happened says `Stored`, not
     /// `NotFound`).
-    pub recent: std::collections::HashMap<RecentKey, (crate::KvResult, Time)>,
+    pub recent: BTreeMap<RecentKey, (crate::KvResult, Time)>,
     pub recent_order: std::collections::VecDeque<RecentKey>,
     /// Added to our operation numbers to make the ids we send other
     /// nodes: random per incarnation, so that a restarted process never
@@ -354,7 +358,7 @@ pub(crate) struct KvState {
     pub leases: Vec<(Id, Id, Time)>,
     /// When each (owner vnode, replica) pair last synced without a
     /// difference.
-    pub in_sync: HashMap<(Id, Id), Time>,
+    pub in_sync: BTreeMap<(Id, Id), Time>,
     /// Each vnode's replica targets, and the successor-list change count
     /// they were computed at: a new target gets a sync at once.
     pub targets: crate::fasthash::FastMap<Id, (u64, Vec<NodeRef>)>,
