@@ -141,6 +141,19 @@ async fn demo(file: Option<PathBuf>) -> Result<()> {
     let survivor = (0..ring.nodes.len())
         .find(|i| !victims.contains(i))
         .unwrap();
+    // The survivors notice the crashes within a few stabilization rounds;
+    // until then reads of the dead owners' keys may be refused (never
+    // answered wrongly), so wait for the ring to heal, then read.
+    let survivors = LocalRing {
+        nodes: (0..ring.nodes.len())
+            .filter(|i| !victims.contains(i))
+            .map(|i| ring.nodes[i].clone())
+            .collect(),
+    };
+    survivors
+        .settle(Check::Neighbours)
+        .await
+        .context("the ring did not heal")?;
     let back = blockstore::get_file(&ring.nodes[survivor], &root).await?;
     if back != data {
         bail!("fetched file differs from the stored one");
