@@ -12,7 +12,7 @@
 use anyhow::{Context, Result, bail};
 use chordal_core::{Id, LookupMode, Record, Version};
 use chordal_node::local::{Check, LocalRing};
-use chordal_node::{Node, NodeConfig};
+
 use chordal_store::{RedbStore, Store};
 use clap::Args;
 use hdrhistogram::Histogram;
@@ -79,18 +79,13 @@ pub async fn run(args: BigArgs) -> Result<()> {
         args.keys,
         fill.elapsed().as_secs_f64()
     );
-    let mut nodes: Vec<Node> = Vec::new();
-    for i in 0..args.nodes {
+    let ring = LocalRing::start_each(args.nodes, |i| {
         let mut config = chordal_node::local::quick_config();
         config.core.sync_interval = Duration::from_millis(args.sync_ms);
         config.data_dir = Some(dir.path().join(format!("n{i}")));
-        config.seeds = nodes
-            .first()
-            .map(|f| vec![f.addr().to_string()])
-            .unwrap_or_default();
-        nodes.push(Node::start(NodeConfig { ..config }).await?);
-    }
-    let ring = LocalRing { nodes };
+        config
+    })
+    .await?;
     ring.wait_for(
         Check::Neighbours,
         Duration::from_millis(20),

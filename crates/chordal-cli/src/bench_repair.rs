@@ -13,7 +13,7 @@
 
 use anyhow::{Context, Result, bail};
 use chordal_core::KvOutcome;
-use chordal_node::{Node, NodeConfig};
+use chordal_node::Node;
 use clap::Args;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -82,19 +82,14 @@ pub async fn run(args: RepairArgs) -> Result<()> {
 
 /// A settled ring of `n` redb nodes in `dir`.
 async fn ring(dir: &std::path::Path, n: usize, replicas: usize) -> Result<Vec<Node>> {
-    let mut nodes: Vec<Node> = Vec::with_capacity(n);
-    for i in 0..n {
+    let ring = chordal_node::local::LocalRing::start_each(n, |i| {
         let mut config = chordal_node::local::quick_config();
         config.core.replicas = replicas;
         config.core.sync_interval = Duration::from_secs(1);
         config.data_dir = Some(dir.join(format!("n{i}")));
-        config.seeds = nodes
-            .first()
-            .map(|f| vec![f.addr().to_string()])
-            .unwrap_or_default();
-        nodes.push(Node::start(NodeConfig { ..config }).await?);
-    }
-    let ring = chordal_node::local::LocalRing { nodes };
+        config
+    })
+    .await?;
     ring.wait_for(
         chordal_node::local::Check::Successors,
         Duration::from_millis(20),

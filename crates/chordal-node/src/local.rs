@@ -40,8 +40,17 @@ impl LocalRing {
     /// Starts `n` nodes from `config` (its `seeds` are replaced): the first
     /// creates the ring, the others join through it one after another.
     pub async fn start(n: usize, config: NodeConfig) -> Result<LocalRing, StartError> {
+        LocalRing::start_each(n, |_| config.clone()).await
+    }
+
+    /// Like `start`, node `i` with `config_of(i)` (e.g. its own data
+    /// directory); its `seeds` are replaced.
+    pub async fn start_each(
+        n: usize,
+        mut config_of: impl FnMut(usize) -> NodeConfig,
+    ) -> Result<LocalRing, StartError> {
         let mut nodes: Vec<Node> = Vec::with_capacity(n);
-        for _ in 0..n {
+        for i in 0..n {
             let seeds = nodes
                 .first()
                 .map(|f| vec![f.addr().to_string()])
@@ -49,7 +58,7 @@ impl LocalRing {
             nodes.push(
                 Node::start(NodeConfig {
                     seeds,
-                    ..config.clone()
+                    ..config_of(i)
                 })
                 .await?,
             );

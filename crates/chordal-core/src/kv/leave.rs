@@ -54,7 +54,7 @@ impl Node {
         }
         self.kv.leaving = Some(leaving);
         self.kv.deadlines.insert((deadline, KvDeadline::LeaveDrain));
-        self.check_leave_done(now);
+        self.check_leave_done();
     }
 
     /// Each owned range, whole, to the successor of the vnode owning it
@@ -123,11 +123,11 @@ impl Node {
                 }
             }
         }
-        self.check_leave_done(now);
+        self.check_leave_done();
     }
 
     /// The drain timeout passed: leave with what was handed over.
-    pub(crate) fn leave_drain_expired(&mut self, now: Time) {
+    pub(crate) fn leave_drain_expired(&mut self) {
         let Some(running) = self.kv.leaving.as_ref().map(|l| l.transfers.clone()) else {
             return;
         };
@@ -138,11 +138,11 @@ impl Node {
             l.report.bytes += b;
             l.transfers.clear();
         }
-        self.check_leave_done(now);
+        self.check_leave_done();
     }
 
     /// Everything handed over (or out of time): say goodbye.
-    fn check_leave_done(&mut self, now: Time) {
+    fn check_leave_done(&mut self) {
         if !self
             .kv
             .leaving
@@ -159,6 +159,5 @@ impl Node {
         for v in &mut self.vnodes {
             v.leave();
         }
-        let _ = now;
     }
 }

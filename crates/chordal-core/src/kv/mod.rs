@@ -728,7 +728,7 @@ impl crate::Node {
                 }
                 KvDeadline::TransferPage(req) => self.transfer_page_expired(now, req),
                 KvDeadline::TransferResume(id) => self.transfer_resume(now, id),
-                KvDeadline::LeaveDrain => self.leave_drain_expired(now),
+                KvDeadline::LeaveDrain => self.leave_drain_expired(),
             }
         }
     }
