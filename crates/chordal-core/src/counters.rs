@@ -2,7 +2,7 @@
 //! bumps as things happen; the driver reads them ([`Node::counters`]) and
 //! drains hop samples ([`Node::take_hop_samples`]) to export them.
 
-use crate::{KvError, LookupError, Node};
+use crate::{KvError, LookupError};
 use std::collections::BTreeMap;
 
 /// Hop samples kept until the driver takes them; more are dropped.
@@ -100,35 +100,5 @@ impl KvError {
             KvError::Refused => "kv_refused",
             KvError::Unreachable => "kv_unreachable",
         }
-    }
-}
-
-impl Node {
-    /// This node's running totals (stabilization rounds summed over its
-    /// virtual nodes).
-    pub fn counters(&self) -> Counters {
-        let mut c = self.counting.counters.clone();
-        c.stabilize_rounds = self.vnodes.iter().map(|v| v.stabilize_rounds()).sum();
-        c.finger_changes = self.vnodes.iter().map(|v| v.table().finger_changes()).sum();
-        c.ranges_under_replicated = self
-            .owned_ranges()
-            .iter()
-            .filter(|(v, _)| 1 + self.replica_targets(v).len() < self.config.replicas)
-            .count() as u64;
-        c.kv_in_flight = self.kv.in_flight() as u64;
-        c.kv_in_flight_max = self.config.max_kv_ops as u64;
-        c.replica_applies = self.kv.replica_applies as u64;
-        let t = &self.kv.transfers;
-        c.transfers_active = t.len() as u64;
-        c.transfer_records = t.records_sent;
-        c.transfer_bytes = t.bytes_sent;
-        c.transfer_failures = t.failures;
-        c
-    }
-
-    /// The hop counts of lookups finished since the last call (at most a
-    /// few thousand are kept): for a hops histogram.
-    pub fn take_hop_samples(&mut self) -> Vec<u32> {
-        std::mem::take(&mut self.counting.hop_samples)
     }
 }

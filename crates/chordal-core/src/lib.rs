@@ -21,30 +21,35 @@ mod counters;
 mod event;
 pub mod fasthash;
 mod id;
-mod kv;
+mod io;
 mod message;
+mod messaging;
 mod node;
 mod oracle;
+mod outcome;
 mod pubsub;
 mod record;
+mod request;
+mod ring;
 mod rng;
-mod routing;
+mod store;
 mod time;
-mod vnode;
 
 pub use config::{Config, LookupMode};
 pub use counters::Counters;
 pub use event::{Event, KeyRange, LookupError, LookupId, LookupResult, Neighbors, QueryId};
 pub use id::{ID_BITS, ID_BYTES, Id, ParseIdError};
-pub use kv::{
-    AppMsgId, Applied, KvError, KvOpId, KvOutcome, LeaveReport, StoreKind, StoreOpId, StoreRequest,
-    StoreResult, bucket_hash, bucket_of, record_digest,
-};
 pub use message::{Envelope, KvOp, KvResult, LookupFailure, Message, NodeRef, Publication, Target};
+pub use messaging::AppMsgId;
 pub use node::Node;
 pub use oracle::Oracle;
+pub use outcome::{KvError, KvOutcome};
 pub use record::{Hlc, Record, Version};
+pub use request::KvOpId;
+pub use ring::{Phase, RoutingTable, VNode, replica_set, replica_set_where, successor_index};
 pub use rng::Rng;
-pub use routing::RoutingTable;
+pub use store::{
+    Applied, LeaveReport, StoreKind, StoreOpId, StoreRequest, StoreResult, bucket_hash, bucket_of,
+    record_digest,
+};
 pub use time::Time;
-pub use vnode::{Phase, VNode};

@@ -1,18 +1,33 @@
-//! A physical node: the process-level state machine that hosts one or more
-//! virtual nodes and is what a driver (tokio or the simulator) runs.
+//! A physical node: the process-level state machine a driver (tokio or the
+//! simulator) runs. It owns the sub-machines and only routes: inputs to
+//! the machine they are for, and what each machine hands back (see
+//! [`crate::io`]) to the next one, until nothing is left.
+//!
+//! ```text
+//!                    ┌──────────── Node ─────────────┐
+//!  handle_message ──▶│ ring      (vnodes, lookups)   │──▶ poll_transmit
+//!  handle_timeout ──▶│ requests  (coordinator)       │──▶ poll_event
+//!  handle_store   ──▶│ store     (owner, replica, …) │──▶ poll_store
+//!  commands       ──▶│ messaging, pubsub             │──▶ poll_timeout
+//!                    └───────────────────────────────┘
+//! ```
 //!
 //! Call order: feed inputs (`handle_message`, `handle_timeout`,
-//! `handle_unreachable`, `handle_disconnect`, commands), then drain
-//! `poll_transmit` and `poll_event`, then sleep until `poll_timeout`.
-//! Messages between virtual nodes of the same process never leave it.
+//! `handle_store`, `handle_unreachable`, `handle_disconnect`, commands),
+//! then drain `poll_transmit`, `poll_store` and `poll_event`, then sleep
+//! until `poll_timeout`. Messages between virtual nodes of the same
+//! process never leave it.
 
 use crate::config::{Config, LookupMode};
 use crate::event::{Event, LookupId, QueryId};
-use crate::kv::KvState;
-use crate::message::{Envelope, Message, NodeRef};
-use crate::pubsub::PubSubState;
-use crate::vnode::VNode;
-use crate::{Id, Time};
+use crate::io::{Cx, Io, Serve};
+use crate::message::{Envelope, KvOp, Message, NodeRef};
+use crate::messaging::{AppMsgId, Messaging};
+use crate::pubsub::PubSub;
+use crate::request::{KvOpId, Requests};
+use crate::ring::{Ownership, Ring, VNode};
+use crate::store::{LeaveReport, Store, StoreOpId, StoreRequest, StoreResult};
+use crate::{Counters, Id, Time};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
@@ -20,59 +35,51 @@ use std::net::SocketAddr;
 /// ping-pongs between our own virtual nodes cannot hang the driver.
 const MAX_LOCAL_DELIVERIES: usize = 100_000;
 
-/// One process on the ring: its peer address and its virtual nodes.
+/// One process on the ring: its peer address, its virtual nodes and what
+/// it stores, coordinates and publishes.
 #[derive(Debug)]
 pub struct Node {
-    pub(crate) config: Config,
-    pub(crate) addr: SocketAddr,
-    pub(crate) vnodes: Vec<VNode>,
+    config: Config,
+    ring: Ring,
+    requests: Requests,
+    store: Store,
+    messaging: Messaging,
+    pubsub: PubSub,
+    io: Io,
+    /// Messages for other processes, in order.
     out: VecDeque<Envelope>,
-    pub(crate) events: VecDeque<Event>,
-    /// The key-value layer's state (see `kv`).
-    pub(crate) kv: KvState,
-    /// Messages the key-value layer wants sent.
-    pub(crate) kv_out: VecDeque<Envelope>,
-    /// Publish/subscribe state (see `pubsub`).
-    pub(crate) pubsub: PubSubState,
-    /// Running totals for metrics (see `counters`).
-    pub(crate) counting: crate::counters::Counting,
-    next_lookup: u64,
-    next_query: u64,
-    /// Messages dropped because they were malformed for this node.
-    dropped: u64,
+}
+
+/// The context a sub-machine method gets: `cx!(self)`. A macro rather than
+/// a method so that the borrow is of the three fields only, and the
+/// machine called stays borrowable.
+macro_rules! cx {
+    ($s:ident) => {
+        &mut Cx {
+            config: &$s.config,
+            ring: &mut $s.ring,
+            io: &mut $s.io,
+        }
+    };
 }
 
 impl Node {
     /// A node at peer address `addr` hosting one virtual node per id in
-    /// `ids` (at least one). `seed` makes its timer jitter repeatable.
+    /// `ids` (at least one). `seed` makes its timer jitter and the numbers
+    /// it sends repeatable.
     pub fn new(config: Config, addr: SocketAddr, ids: &[Id], seed: u64) -> Node {
-        assert!(!ids.is_empty(), "a node hosts at least one virtual node");
-        let vnodes = ids
-            .iter()
-            .enumerate()
-            .map(|(i, id)| {
-                VNode::new(
-                    config.clone(),
-                    NodeRef::new(*id, addr),
-                    seed.wrapping_add(i as u64),
-                )
-            })
-            .collect();
+        let ring = Ring::new(&config, addr, ids, seed);
         Node {
             config,
-            addr,
-            vnodes,
-            out: VecDeque::new(),
-            events: VecDeque::new(),
+            ring,
             // Operation ids go to other nodes, which remember answers by
             // them: unique per process incarnation.
-            kv: KvState::new(crate::Rng::new(seed.rotate_left(17) ^ 0x6f70_6964).next_u64()),
-            kv_out: VecDeque::new(),
-            pubsub: PubSubState::new(crate::Rng::new(!seed).next_u64()),
-            counting: Default::default(),
-            next_lookup: 1,
-            next_query: 1,
-            dropped: 0,
+            requests: Requests::new(crate::Rng::new(seed.rotate_left(17) ^ 0x6f70_6964).next_u64()),
+            store: Store::default(),
+            messaging: Messaging::default(),
+            pubsub: PubSub::new(crate::Rng::new(!seed).next_u64()),
+            io: Io::default(),
+            out: VecDeque::new(),
         }
     }
 
@@ -91,37 +98,35 @@ impl Node {
             .collect()
     }
 
+    /// The configuration the node runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// The peer address.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.ring.addr()
     }
 
     /// The virtual nodes, first one first.
     pub fn vnodes(&self) -> &[VNode] {
-        &self.vnodes
+        self.ring.vnodes()
     }
 
     /// The first virtual node: the one seeds and `start_lookup` use.
     pub fn primary(&self) -> &VNode {
-        &self.vnodes[0]
+        self.ring.primary()
     }
 
     /// Have all virtual nodes joined?
     pub fn is_joined(&self) -> bool {
-        self.vnodes.iter().all(|v| v.is_joined())
-    }
-
-    /// Messages dropped because no virtual node here could take them.
-    pub fn dropped_messages(&self) -> u64 {
-        self.dropped
+        self.ring.is_joined()
     }
 
     /// Tells the node how many records its store holds (reported to ring
     /// walks in `Neighbors` answers).
     pub fn set_keys_stored(&mut self, n: u64) {
-        for v in &mut self.vnodes {
-            v.set_keys_stored(n);
-        }
+        self.ring.set_keys_stored(n);
     }
 
     /// Tells the hybrid logical clock the largest version hlc in this
@@ -129,16 +134,13 @@ impl Node {
     /// wall clock may be behind the one that versioned what it holds); the
     /// node's writes are then versioned above it.
     pub fn seed_clock(&mut self, max_stored_hlc: u64) {
-        self.kv.hlc.observe(max_stored_hlc);
+        self.store.seed_clock(max_stored_hlc);
     }
 
     /// Starts a new ring: the first virtual node creates it, the others join
     /// through it.
     pub fn create(&mut self, now: Time) {
-        self.vnodes[0].create(now);
-        for v in &mut self.vnodes[1..] {
-            v.join(now, vec![self.addr]);
-        }
+        self.ring.create(now);
         self.flush(now);
     }
 
@@ -150,22 +152,17 @@ impl Node {
         now: Time,
         state: impl Fn(NodeRef) -> (NodeRef, Vec<NodeRef>, Vec<NodeRef>),
     ) {
-        for v in &mut self.vnodes {
-            let (pred, succs, fingers) = state(v.me());
-            v.start_converged(now, pred, &succs, |i| fingers[i]);
-        }
-        // No `Joined` event comes to start the key-value layer's range
-        // syncs: schedule the first periodic round here (the ring is
-        // converged, nothing needs syncing sooner).
-        self.kv.sync_at = Some(now + self.config.sync_interval);
+        self.ring.start_converged(now, state);
+        // No `Joined` event comes to start the store's range syncs:
+        // schedule the first periodic round here (the ring is converged,
+        // nothing needs syncing sooner).
+        self.store.first_sync_at(now + self.config.sync_interval);
         self.flush(now);
     }
 
     /// Joins an existing ring through `seeds` (tried in turn).
     pub fn join(&mut self, now: Time, seeds: Vec<SocketAddr>) {
-        for v in &mut self.vnodes {
-            v.join(now, seeds.clone());
-        }
+        self.ring.join(now, seeds);
         self.flush(now);
     }
 
@@ -177,43 +174,159 @@ impl Node {
     /// (messages, storage, timeouts) until then, send what `poll_transmit`
     /// returns, then stop.
     pub fn leave(&mut self, now: Time) {
-        self.start_leave(now, self.config.leave_drain);
+        let drain = self.config.leave_drain;
+        self.store.start_leave(cx!(self), now, drain);
         self.flush(now);
+    }
+
+    /// Is this node draining its ranges before it leaves?
+    pub fn is_leaving(&self) -> bool {
+        self.store.is_leaving()
+    }
+
+    /// How the graceful leave went, once it is over (`None` before).
+    pub fn left(&self) -> Option<LeaveReport> {
+        self.store.left()
+    }
+
+    /// While draining: records and bytes handed over so far, and transfers
+    /// still running.
+    pub fn leave_progress(&self) -> Option<(u64, u64, usize)> {
+        self.store.leave_progress()
     }
 
     /// Starts `find_successor(key)`; the answer arrives as
     /// `Event::LookupDone` with the returned id.
     pub fn start_lookup(&mut self, now: Time, key: Id, mode: LookupMode) -> LookupId {
-        let id = self.start_lookup_quiet(now, key, mode);
+        let id = self.ring.start_lookup(now, key, mode);
         self.flush(now);
-        id
-    }
-
-    /// `start_lookup` without flushing (for callers inside the node).
-    pub(crate) fn start_lookup_quiet(&mut self, now: Time, key: Id, mode: LookupMode) -> LookupId {
-        let id = LookupId(self.next_lookup);
-        self.next_lookup += 1;
-        // Start at the virtual node closest before the key: fewest hops.
-        let best = (0..self.vnodes.len())
-            .filter(|i| self.vnodes[*i].is_joined())
-            .min_by_key(|i| self.vnodes[*i].me().id.distance(&key))
-            .unwrap_or(0);
-        self.vnodes[best].start_lookup(now, id, key, mode);
         id
     }
 
     /// Asks `node` for its predecessor and successor list; the answer
     /// arrives as `Event::NeighborsQueried` with the returned id.
     pub fn query_neighbors(&mut self, now: Time, node: NodeRef) -> QueryId {
-        let id = QueryId(self.next_query);
-        self.next_query += 1;
-        if let Some(v) = self.vnodes.iter_mut().find(|v| v.me() == node) {
-            v.query_neighbors(now, id, node);
-        } else {
-            self.vnodes[0].query_neighbors(now, id, node);
-        }
+        let id = self.ring.query_neighbors(now, node);
         self.flush(now);
         id
+    }
+
+    /// Stores `value` under `key`; the answer comes as `Event::KvDone`.
+    pub fn put(&mut self, now: Time, key: Vec<u8>, value: Vec<u8>) -> KvOpId {
+        self.start_op(now, KvOp::Put { key, value }, None)
+    }
+
+    /// Reads `key`; the answer comes as `Event::KvDone`.
+    pub fn get(&mut self, now: Time, key: Vec<u8>) -> KvOpId {
+        self.start_op(now, KvOp::Get { key }, None)
+    }
+
+    /// Deletes `key` (writes a tombstone); `NotFound` if it does not exist.
+    pub fn delete(&mut self, now: Time, key: Vec<u8>) -> KvOpId {
+        self.start_op(now, KvOp::Delete { key }, None)
+    }
+
+    /// Sends `payload` to the application of `key`'s owner; `Event::KvDone`
+    /// says `Delivered` once that application accepted it.
+    pub fn send(&mut self, now: Time, key: Vec<u8>, payload: Vec<u8>) -> KvOpId {
+        let op = KvOp::Deliver {
+            key,
+            payload,
+            want_reply: false,
+        };
+        self.start_op(now, op, None)
+    }
+
+    /// Sends `payload` to the application of `key`'s owner and waits for
+    /// its answer: `Event::KvDone` carries `Replied { payload }`.
+    pub fn request(&mut self, now: Time, key: Vec<u8>, payload: Vec<u8>) -> KvOpId {
+        let op = KvOp::Deliver {
+            key,
+            payload,
+            want_reply: true,
+        };
+        self.start_op(now, op, None)
+    }
+
+    /// Sends `payload` to the application of node `to` itself (not to a
+    /// key's owner): `Delivered` once it took it, `Unreachable` if `to`
+    /// does not answer. Tried once.
+    pub fn send_to(&mut self, now: Time, to: NodeRef, payload: Vec<u8>) -> KvOpId {
+        let op = KvOp::Direct {
+            payload,
+            want_reply: false,
+        };
+        self.start_op(now, op, Some(to))
+    }
+
+    /// `send_to`, waiting for the application's answer (`Replied`).
+    pub fn request_to(&mut self, now: Time, to: NodeRef, payload: Vec<u8>) -> KvOpId {
+        let op = KvOp::Direct {
+            payload,
+            want_reply: true,
+        };
+        self.start_op(now, op, Some(to))
+    }
+
+    /// The application took message `msg`. For a `send` that is its answer
+    /// (`Delivered`); a `request` still waits for [`Node::app_reply`].
+    pub fn app_accept(&mut self, now: Time, msg: AppMsgId) {
+        self.messaging.accept(cx!(self), msg);
+        self.flush(now);
+    }
+
+    /// The application's answer to message `msg` (for a `send`, the same
+    /// as accepting it).
+    pub fn app_reply(&mut self, now: Time, msg: AppMsgId, payload: Vec<u8>) {
+        self.messaging.reply(cx!(self), msg, payload);
+        self.flush(now);
+    }
+
+    /// The application will not (or cannot: its inbox is full) take
+    /// message `msg`; the sender gets `KvError::Refused`.
+    pub fn app_refuse(&mut self, now: Time, msg: AppMsgId) {
+        self.messaging.refuse(cx!(self), msg);
+        self.flush(now);
+    }
+
+    /// Subscribes this process to `topic`: from now on, what is published
+    /// there arrives as `Event::Publication`. `Event::KvDone` for the
+    /// returned operation says when the topic's owner has registered us
+    /// (`Delivered`); the subscription is renewed every `topic_renew`
+    /// until [`Node::unsubscribe`], also if that first registration fails.
+    pub fn subscribe(&mut self, now: Time, topic: Vec<u8>) -> KvOpId {
+        let id = self.pubsub.subscribe(cx!(self), now, topic);
+        self.flush(now);
+        id
+    }
+
+    /// Ends this process's subscription to `topic` (and tells its owner,
+    /// best effort: otherwise the lease lapses within three periods).
+    pub fn unsubscribe(&mut self, now: Time, topic: Vec<u8>) {
+        self.pubsub.unsubscribe(cx!(self), topic);
+        self.flush(now);
+    }
+
+    /// Publishes `payload` on `topic`. `Event::KvDone` says `Published`
+    /// with the number of subscriber processes once the topic's owner has
+    /// queued it for them. Publications of this process to one topic go
+    /// out in call order, one batch at a time, so subscribers get them in
+    /// that order.
+    pub fn publish(&mut self, now: Time, topic: Vec<u8>, payload: Vec<u8>) -> KvOpId {
+        let id = self.pubsub.publish(cx!(self), topic, payload);
+        self.flush(now);
+        id
+    }
+
+    /// Topics this process subscribes to.
+    pub fn subscriptions(&self) -> impl Iterator<Item = &[u8]> {
+        self.pubsub.subscriptions()
+    }
+
+    /// The subscribers this process knows for `topic` (as its owner or as
+    /// a next owner), with their lease expiry.
+    pub fn topic_subscribers(&self, topic: &[u8]) -> Vec<(NodeRef, Time)> {
+        self.pubsub.topic_subscribers(topic)
     }
 
     /// Handles a message that arrived from another process.
@@ -224,34 +337,42 @@ impl Node {
 
     /// Runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Time) {
-        for v in &mut self.vnodes {
-            if v.poll_timeout().is_some_and(|t| t <= now) {
-                v.handle_timeout(now);
-            }
-        }
-        self.kv_timeout(now);
-        self.pubsub_timeout(now);
+        self.ring.handle_timeout(now);
+        self.store.handle_timeout(cx!(self), now);
+        self.requests.handle_timeout(cx!(self), now);
+        self.messaging.handle_timeout(cx!(self), now);
+        self.pubsub.handle_timeout(cx!(self), now);
         self.flush(now);
     }
 
     /// The driver could not connect to `addr`: everything there is dead.
     pub fn handle_unreachable(&mut self, now: Time, addr: SocketAddr) {
-        for v in &mut self.vnodes {
-            v.handle_unreachable(now, addr);
-        }
-        self.kv_peers_failed(now, |n| n.addr == addr);
+        self.ring.handle_unreachable(now, addr);
+        self.requests
+            .peers_failed(cx!(self), now, |n| n.addr == addr);
         // Refused outright: that process is gone (a timeout is not enough
         // — under loss a live successor times out now and then, and its
         // transfer must resume, not move to the next node).
-        self.transfers_to_dead(now, &|n: &NodeRef| n.addr == addr);
+        self.store
+            .transfers_to_dead(cx!(self), now, &|n: &NodeRef| n.addr == addr);
         self.flush(now);
     }
 
     /// The driver lost an established connection to `addr`.
     pub fn handle_disconnect(&mut self, now: Time, addr: SocketAddr) {
-        for v in &mut self.vnodes {
-            v.handle_disconnect(now, addr);
-        }
+        self.ring.handle_disconnect(now, addr);
+        self.flush(now);
+    }
+
+    /// The next storage operation for the driver. Perform it, then report
+    /// with [`Node::handle_store`].
+    pub fn poll_store(&mut self) -> Option<StoreRequest> {
+        self.store.poll_store()
+    }
+
+    /// The result of a storage operation from `poll_store`.
+    pub fn handle_store(&mut self, now: Time, op: StoreOpId, result: StoreResult) {
+        self.store.handle_store(cx!(self), now, op, result);
         self.flush(now);
     }
 
@@ -262,112 +383,254 @@ impl Node {
 
     /// The next event.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        self.io.events.pop_front()
     }
 
     /// When `handle_timeout` must be called next.
     pub fn poll_timeout(&self) -> Option<Time> {
-        let vnodes = self.vnodes.iter().filter_map(|v| v.poll_timeout());
-        vnodes
-            .chain(self.kv.next_deadline())
-            .chain(self.pubsub.tick_at)
-            .min()
+        [
+            self.ring.poll_timeout(),
+            self.store.poll_timeout(),
+            self.requests.poll_timeout(),
+            self.messaging.poll_timeout(),
+            self.pubsub.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
-    /// Hands `env` to the virtual node it names (or the first one, for a
-    /// message to a bare address). Unknown ids get `NotHere`.
+    /// This node's running totals (stabilization rounds summed over its
+    /// virtual nodes).
+    pub fn counters(&self) -> Counters {
+        let mut c = self.io.counting.counters.clone();
+        let vnodes = self.ring.vnodes();
+        c.stabilize_rounds = vnodes.iter().map(|v| v.stabilize_rounds()).sum();
+        c.finger_changes = vnodes.iter().map(|v| v.table().finger_changes()).sum();
+        let r = self.config.replicas;
+        c.ranges_under_replicated = self
+            .ring
+            .owned_ranges()
+            .iter()
+            .filter(|(v, _)| 1 + self.ring.replica_targets(v, r).len() < r)
+            .count() as u64;
+        c.kv_in_flight = self.in_flight() as u64;
+        c.kv_in_flight_max = self.config.max_kv_ops as u64;
+        self.store.fill_counters(&mut c);
+        c
+    }
+
+    /// The hop counts of lookups finished since the last call (at most a
+    /// few thousand are kept): for a hops histogram.
+    pub fn take_hop_samples(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.io.counting.hop_samples)
+    }
+
+    /// Operations in flight in every machine (bounded by `max_kv_ops`).
+    fn in_flight(&self) -> usize {
+        self.requests.in_flight() + self.store.in_flight() + self.messaging.in_flight()
+    }
+
+    /// Starts `op` for the owner of its key, or for `target` itself.
+    fn start_op(&mut self, now: Time, op: KvOp, target: Option<NodeRef>) -> KvOpId {
+        let id = self.io.start_op(op, target);
+        self.flush(now);
+        KvOpId(id)
+    }
+
+    /// Hands a message from a peer (or one of our vnodes) to its machine.
     fn deliver(&mut self, now: Time, env: Envelope) {
-        if crate::kv::is_kv_message(&env.msg) {
-            self.kv_message(now, env);
-            return;
-        }
-        let index = match env.to.id {
-            None => Some(0),
-            Some(id) => self.vnodes.iter().position(|v| v.me().id == id),
-        };
-        match index {
-            Some(i) => self.vnodes[i].handle_message(now, env.from, env.msg),
-            None => match env.msg.request_id() {
-                Some(req) => self.out.push_back(Envelope {
-                    from: self.vnodes[0].me(),
-                    to: env.from.into(),
-                    msg: Message::NotHere { req },
-                }),
-                None => self.dropped += 1,
-            },
-        }
-    }
-
-    /// Moves output of the virtual nodes to our queues, delivering messages
-    /// between our own virtual nodes directly.
-    pub(crate) fn flush(&mut self, now: Time) {
-        let mut rounds = 0;
-        loop {
-            // One pass: collect what the vnodes and the key-value layer
-            // produced, deliver what is for this process, and go round
-            // again only if that (or the work it triggered) left output.
-            let mut local: VecDeque<Envelope> = VecDeque::new();
-            let mut events: Vec<Event> = Vec::new();
-            for v in &mut self.vnodes {
-                while let Some(env) = v.poll_transmit() {
-                    // Most messages leave the process: straight out.
-                    if env.to.addr == self.addr {
-                        local.push_back(env);
-                    } else {
-                        self.out.push_back(env);
+        match env.msg {
+            Message::KvRequest {
+                req,
+                ref op,
+                op_id,
+                timeout_ms,
+            } => {
+                let in_flight = self.in_flight();
+                let op = op.clone();
+                self.requests.handle_request(
+                    cx!(self),
+                    now,
+                    &env,
+                    (req, op, op_id, timeout_ms),
+                    in_flight,
+                );
+            }
+            Message::KvReply { req, result, range } => {
+                self.requests
+                    .handle_reply(cx!(self), now, env.from, req, result, range)
+            }
+            _ if crate::store::is_store_message(&env.msg) => {
+                self.store.handle_message(cx!(self), now, env)
+            }
+            _ => {
+                if let Err(not_here) = self.ring.handle_message(now, env) {
+                    match not_here {
+                        Some(reply) => self.out.push_back(*reply),
+                        None => self.io.counting.error("message_for_unknown_vnode"),
                     }
                 }
-                while let Some(e) = v.poll_event() {
-                    events.push(e);
-                }
             }
+        }
+    }
+
+    /// An operation for our vnode `vnode` to serve: checked for ownership
+    /// and size, then handed to the machine that serves it.
+    fn serve(&mut self, now: Time, Serve { vnode, op, reply }: Serve) {
+        let owns = match crate::request::admit(&self.config, &self.ring, &vnode, &op) {
+            Ok(owns) => owns,
+            Err(refusal) => {
+                self.requests.answer(cx!(self), now, reply, refusal);
+                return;
+            }
+        };
+        let key_id = Id::hash(op.key());
+        match op {
+            KvOp::Put { key, value } => {
+                self.store
+                    .put(cx!(self), now, vnode, (key_id, key), value, reply)
+            }
+            KvOp::Get { key } => {
+                let unsure = owns == Ownership::Maybe;
+                self.store
+                    .get(cx!(self), now, vnode, (key_id, key), unsure, reply)
+            }
+            KvOp::Delete { key } => self
+                .store
+                .delete(cx!(self), now, vnode, (key_id, key), reply),
+            KvOp::Deliver {
+                key,
+                payload,
+                want_reply,
+            } => self
+                .messaging
+                .deliver(cx!(self), now, reply, Some(key), payload, want_reply),
+            KvOp::Direct {
+                payload,
+                want_reply,
+            } => self
+                .messaging
+                .deliver(cx!(self), now, reply, None, payload, want_reply),
+            KvOp::Subscribe { topic } => self.pubsub.topic_subscribe(cx!(self), now, reply, topic),
+            KvOp::Unsubscribe { topic } => self.pubsub.topic_unsubscribe(cx!(self), reply, topic),
+            KvOp::Publish {
+                topic,
+                publications,
+            } => self
+                .pubsub
+                .topic_publish(cx!(self), now, reply, topic, publications),
+            KvOp::Notify { items, missed } => {
+                self.pubsub.topic_notify(cx!(self), reply, items, missed)
+            }
+            KvOp::TopicReplica { topics } => {
+                self.pubsub.topic_replica(cx!(self), now, reply, topics)
+            }
+        }
+    }
+
+    /// Routes what the machines handed back to one another (`Io`), until
+    /// none is left. Returns whether there was any.
+    fn route_work(&mut self, now: Time) -> bool {
+        let mut any = false;
+        loop {
+            if let Some(s) = self.io.start.pop_front() {
+                let in_flight = self.in_flight();
+                self.requests
+                    .start(cx!(self), now, s.id, s.op, s.target, in_flight);
+            } else if let Some(s) = self.io.serve.pop_front() {
+                self.serve(now, s);
+            } else if let Some((reply, result)) = self.io.answers.pop_front() {
+                self.requests.answer(cx!(self), now, reply, result);
+            } else if let Some((id, result)) = self.io.done.pop_front() {
+                if let Err(e) = &result {
+                    self.io.counting.error(e.kind());
+                }
+                if self.pubsub.claims(id) {
+                    // Operations pub/sub started itself: its business, not
+                    // an event.
+                    self.pubsub.op_done(cx!(self), id, result);
+                } else {
+                    self.io.events.push_back(Event::KvDone {
+                        op: KvOpId(id),
+                        result,
+                    });
+                }
+            } else {
+                return any;
+            }
+            any = true;
+        }
+    }
+
+    /// Moves the machines' output to our queues, delivering messages
+    /// between our own virtual nodes directly, until all is quiet.
+    fn flush(&mut self, now: Time) {
+        let mut rounds = 0;
+        loop {
+            // One pass: collect what the machines produced, deliver what is
+            // for this process, and go round again only if that (or the
+            // work it triggered) left output.
+            let addr = self.ring.addr();
+            let mut local: VecDeque<Envelope> = VecDeque::new();
+            let out = &mut self.out;
+            let events = self.ring.drain(|env| {
+                // Most messages leave the process: straight out.
+                if env.to.addr == addr {
+                    local.push_back(env);
+                } else {
+                    out.push_back(env);
+                }
+            });
             let mut again = !events.is_empty();
             for e in events {
-                self.vnode_event(now, e);
+                self.ring_event(now, e);
             }
-            self.check_topic_targets(now);
-            self.check_sync_targets(now);
-            while let Some(env) = self.kv_out.pop_front() {
-                if env.to.addr == self.addr {
+            if std::mem::take(&mut self.io.farewell) {
+                self.ring.leave();
+                again = true;
+            }
+            self.pubsub.check_topic_targets(cx!(self), now);
+            self.store.check_sync_targets(cx!(self), now);
+            again |= self.route_work(now);
+            while let Some(env) = self.io.out.pop_front() {
+                if env.to.addr == addr {
                     local.push_back(env);
                 } else {
                     self.out.push_back(env);
                 }
             }
-            again |= self.pubsub_flush(now);
             // Local deliveries may change the routing tables, which the
             // target checks above must see.
             again |= !local.is_empty();
             for env in local {
                 rounds += 1;
                 if rounds > MAX_LOCAL_DELIVERIES {
-                    self.dropped += 1;
+                    self.io.counting.error("local_delivery_loop");
                     continue;
                 }
                 self.deliver(now, env);
             }
-            let pending = !self.kv_out.is_empty()
-                || !self.pubsub.done.is_empty()
-                || self.vnodes.iter().any(VNode::has_output);
-            if !again && !pending {
+            if !again && !self.io.has_work() && !self.ring.has_output() {
                 break;
             }
         }
     }
 
-    /// Events of the virtual nodes: some are the key-value layer's business.
-    fn vnode_event(&mut self, now: Time, e: Event) {
+    /// Events of the virtual nodes: some are the other machines' business
+    /// too; all go to the application.
+    fn ring_event(&mut self, now: Time, e: Event) {
         match &e {
-            Event::LookupDone { result, .. } => self.counting.lookup_done(result),
+            Event::LookupDone { result, .. } => self.io.counting.lookup_done(result),
             Event::SuccessorChanged { .. } | Event::PredecessorChanged { .. } => {
-                self.counting.counters.routing_changes += 1
+                self.io.counting.counters.routing_changes += 1
             }
             _ => {}
         }
         match &e {
-            Event::LookupDone { lookup, result } if self.kv.lookups.contains_key(lookup) => {
+            Event::LookupDone { lookup, result } if self.requests.owns_lookup(lookup) => {
                 let result = result.clone();
-                self.kv_lookup_done(now, *lookup, result);
+                self.requests.lookup_done(cx!(self), now, *lookup, result);
                 return;
             }
             Event::RangeChanged {
@@ -379,27 +642,28 @@ impl Node {
                 // new.start]`. Hand it what we have there at once (we may
                 // hold writes it missed while it was away).
                 let (vnode, lost_start, lost_end) = (*vnode, old.start, new.start);
-                self.hand_over_lost_range(now, vnode, lost_start, lost_end);
-                let pred = self.vnodes.iter().find(|v| v.me().id == vnode);
+                self.store
+                    .hand_over_lost_range(cx!(self), now, vnode, lost_start, lost_end);
+                let pred = self.ring.vnode_by_id(&vnode);
                 if let Some(pred) = pred.and_then(|v| v.table().predecessor()) {
-                    self.hand_over_topics(now, pred, lost_start, lost_end);
+                    self.pubsub
+                        .hand_over_topics(cx!(self), pred, lost_start, lost_end);
                 }
-                self.sync_soon(now);
+                self.store.sync_soon(now);
             }
             Event::RangeChanged { .. } | Event::PredecessorChanged { new: None, .. } => {
-                self.kv.range_grew_at = Some(now);
-                self.sync_soon(now);
+                self.store.range_grew(now);
+                self.store.sync_soon(now);
             }
-            Event::SuccessorChanged { .. } | Event::PredecessorChanged { .. } => {
-                self.sync_soon(now)
-            }
-            Event::Joined { .. } => self.sync_soon(now),
+            Event::SuccessorChanged { .. }
+            | Event::PredecessorChanged { .. }
+            | Event::Joined { .. } => self.store.sync_soon(now),
             Event::PeerFailed { peer, .. } => {
                 let peer = *peer;
-                self.kv_peers_failed(now, |n| *n == peer);
+                self.requests.peers_failed(cx!(self), now, |n| *n == peer);
             }
             _ => {}
         }
-        self.events.push_back(e);
+        self.io.events.push_back(e);
     }
 }

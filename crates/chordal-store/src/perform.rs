@@ -45,7 +45,6 @@ pub fn perform(store: &dyn Store, kind: StoreKind) -> StoreResult {
             keep_newer_than,
         )
         .map(StoreResult::Swept),
-        _ => return StoreResult::Failed,
     };
     result.unwrap_or(StoreResult::Failed)
 }

@@ -25,6 +25,7 @@ mod owner;
 mod subscriber;
 
 use crate::fasthash::FastMap;
+use crate::io::Cx;
 use crate::{Id, KvError, KvOutcome, NodeRef, Publication, Time};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -54,44 +55,44 @@ const REPLICA_TOPICS: usize = 256;
 
 /// One topic at its owner (or a replica of it at the next owners).
 #[derive(Debug, Default)]
-pub(crate) struct Topic {
+struct Topic {
     /// Subscriber processes and when their lease runs out.
-    pub subscribers: FastMap<NodeRef, Time>,
+    subscribers: FastMap<NodeRef, Time>,
 }
 
 /// Publications on their way to one subscriber process, in order, at most
 /// one `Notify` in flight.
 #[derive(Debug, Default)]
-pub(crate) struct Outbox {
-    pub queue: VecDeque<Publication>,
-    pub bytes: usize,
-    pub in_flight: bool,
+struct Outbox {
+    queue: VecDeque<Publication>,
+    bytes: usize,
+    in_flight: bool,
     /// Publications dropped per topic since the last `Notify`.
-    pub missed: BTreeMap<Vec<u8>, u64>,
+    missed: BTreeMap<Vec<u8>, u64>,
 }
 
 /// A topic this process subscribes to.
 #[derive(Debug, Default)]
-pub(crate) struct Subscription {
+struct Subscription {
     /// A renewal is on its way.
-    pub renewing: bool,
+    renewing: bool,
     /// Last sequence number taken per (publisher, incarnation).
-    pub seen: FastMap<(Id, u64), u64>,
+    seen: FastMap<(Id, u64), u64>,
 }
 
 /// Publications of this process to one topic: one batch in flight, the
 /// rest waiting in order.
 #[derive(Debug, Default)]
-pub(crate) struct Outgoing {
+struct Outgoing {
     /// (operation number the caller holds, publication).
-    pub waiting: VecDeque<(u64, Publication)>,
+    waiting: VecDeque<(u64, Publication)>,
     /// Is a batch on its way?
-    pub in_flight: bool,
+    in_flight: bool,
 }
 
 /// What an internal key-value operation was started for.
 #[derive(Debug)]
-pub(crate) enum Internal {
+pub(super) enum Internal {
     /// Renewing our subscription to a topic.
     Renew(Vec<u8>),
     /// Telling an owner we unsubscribed (nothing waits).
@@ -106,43 +107,45 @@ pub(crate) enum Internal {
 
 /// All pub/sub state of one process.
 #[derive(Debug, Default)]
-pub(crate) struct PubSubState {
+pub(crate) struct PubSub {
     /// Topics we own or hold replicas of, by (topic id, name).
-    pub topics: BTreeMap<(Id, Vec<u8>), Topic>,
+    topics: BTreeMap<(Id, Vec<u8>), Topic>,
     /// Replica targets each of our vnodes last pushed its topics to.
-    pub targets: FastMap<Id, Vec<NodeRef>>,
+    targets: FastMap<Id, Vec<NodeRef>>,
     /// Per subscriber process, what we still have to send it.
-    pub outboxes: FastMap<NodeRef, Outbox>,
+    outboxes: FastMap<NodeRef, Outbox>,
     /// Topics this process subscribes to.
-    pub subscriptions: BTreeMap<Vec<u8>, Subscription>,
+    subscriptions: BTreeMap<Vec<u8>, Subscription>,
     /// Our publications, per topic.
-    pub outgoing: BTreeMap<Vec<u8>, Outgoing>,
-    pub incarnation: u64,
-    pub next_seq: u64,
+    outgoing: BTreeMap<Vec<u8>, Outgoing>,
+    incarnation: u64,
+    next_seq: u64,
     /// Key-value operations started by pub/sub itself, by number.
-    pub internal: FastMap<u64, Internal>,
-    /// Results of internal operations, handled at the next flush (where
-    /// the current time is known).
-    pub done: VecDeque<(Internal, Result<KvOutcome, KvError>)>,
+    internal: FastMap<u64, Internal>,
     /// When renewals, replica pushes and lease expiry run next.
-    pub tick_at: Option<Time>,
+    tick_at: Option<Time>,
 }
 
-impl PubSubState {
+impl PubSub {
     /// Fresh state; `incarnation` tells this start of the process from
     /// earlier ones.
-    pub fn new(incarnation: u64) -> PubSubState {
-        PubSubState {
+    pub fn new(incarnation: u64) -> PubSub {
+        PubSub {
             incarnation,
-            ..PubSubState::default()
+            ..PubSub::default()
         }
     }
 }
 
-impl crate::Node {
+impl PubSub {
+    /// When `handle_timeout` must run next.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.tick_at
+    }
+
     /// Topics this process subscribes to.
     pub fn subscriptions(&self) -> impl Iterator<Item = &[u8]> {
-        self.pubsub.subscriptions.keys().map(Vec::as_slice)
+        self.subscriptions.keys().map(Vec::as_slice)
     }
 
     /// The subscribers this process knows for `topic` (as its owner or as
@@ -150,7 +153,6 @@ impl crate::Node {
     pub fn topic_subscribers(&self, topic: &[u8]) -> Vec<(NodeRef, Time)> {
         let key = (Id::hash(topic), topic.to_vec());
         let mut out: Vec<(NodeRef, Time)> = self
-            .pubsub
             .topics
             .get(&key)
             .map(|t| t.subscribers.iter().map(|(n, t)| (*n, *t)).collect())
@@ -160,62 +162,53 @@ impl crate::Node {
     }
 
     /// Makes sure the periodic pub/sub work is scheduled.
-    pub(crate) fn pubsub_schedule(&mut self, now: Time) {
-        if self.pubsub.tick_at.is_none() {
-            self.pubsub.tick_at = Some(now + self.config.topic_renew);
+    pub(super) fn pubsub_schedule(&mut self, cx: &mut Cx<'_>, now: Time) {
+        if self.tick_at.is_none() {
+            self.tick_at = Some(now + cx.config.topic_renew);
         }
     }
 
-    /// Handles the results of internal operations; returns whether there
-    /// were any (called from `flush`, which loops until all is quiet).
-    pub(crate) fn pubsub_flush(&mut self, now: Time) -> bool {
-        let mut any = false;
-        while let Some((what, result)) = self.pubsub.done.pop_front() {
-            any = true;
-            match what {
-                Internal::Renew(topic) => {
-                    if let Some(s) = self.pubsub.subscriptions.get_mut(&topic) {
-                        s.renewing = false;
-                    }
-                }
-                Internal::Unsubscribe | Internal::Replica => {}
-                Internal::Notify(to) => self.notify_done(now, to, result),
-                Internal::Publish { topic, callers } => {
-                    self.publish_done(now, topic, callers, result)
+    /// Is operation `id` one pub/sub started itself (its result goes to
+    /// [`PubSub::op_done`], not to the application)?
+    pub fn claims(&self, id: u64) -> bool {
+        self.internal.contains_key(&id)
+    }
+
+    /// The result of an operation pub/sub started itself.
+    pub fn op_done(&mut self, cx: &mut Cx<'_>, id: u64, result: Result<KvOutcome, KvError>) {
+        let Some(what) = self.internal.remove(&id) else {
+            return;
+        };
+        match what {
+            Internal::Renew(topic) => {
+                if let Some(s) = self.subscriptions.get_mut(&topic) {
+                    s.renewing = false;
                 }
             }
+            Internal::Unsubscribe | Internal::Replica => {}
+            Internal::Notify(to) => self.notify_done(cx, to, result),
+            Internal::Publish { topic, callers } => self.publish_done(cx, topic, callers, result),
         }
-        any
     }
 
     /// The periodic work: lapse expired leases, renew our subscriptions,
     /// push our topics' subscribers to the next owners.
-    pub(crate) fn pubsub_timeout(&mut self, now: Time) {
-        if self.pubsub.tick_at.is_none_or(|at| at > now) {
+    pub fn handle_timeout(&mut self, cx: &mut Cx<'_>, now: Time) {
+        if self.tick_at.is_none_or(|at| at > now) {
             return;
         }
         self.expire_subscribers(now);
-        self.renew_subscriptions(now);
-        self.replicate_topics(now, |_, _| true);
-        let idle = self.pubsub.topics.is_empty()
-            && self.pubsub.subscriptions.is_empty()
-            && self.pubsub.outboxes.is_empty();
-        self.pubsub.tick_at = (!idle).then(|| now + self.config.topic_renew);
+        self.renew_subscriptions(cx);
+        self.replicate_topics(cx, now, |_, _| true);
+        let idle =
+            self.topics.is_empty() && self.subscriptions.is_empty() && self.outboxes.is_empty();
+        self.tick_at = (!idle).then(|| now + cx.config.topic_renew);
     }
 
-    /// Starts an internal key-value operation for pub/sub.
-    pub(crate) fn pubsub_op(
-        &mut self,
-        now: Time,
-        op: crate::KvOp,
-        to: Option<NodeRef>,
-        what: Internal,
-    ) {
-        // The number is known before the operation starts, so a result
-        // that comes at once (not joined, overloaded) is still claimed.
-        let id = self.kv.peek_next();
-        self.pubsub.internal.insert(id, what);
-        let started = self.start_op_quiet(now, op, to);
-        debug_assert_eq!(started, id);
+    /// Starts an operation for pub/sub itself (routed by the request
+    /// machine; its result comes back to [`PubSub::op_done`]).
+    fn pubsub_op(&mut self, cx: &mut Cx<'_>, op: crate::KvOp, to: Option<NodeRef>, what: Internal) {
+        let id = cx.io.start_op(op, to);
+        self.internal.insert(id, what);
     }
 }

@@ -1,29 +1,30 @@
 //! Subscribers and publishers: the calls an application makes, lease
 //! renewal, and taking publications in order.
 
+use super::PubSub;
 use super::{BATCH_BYTES, BATCH_ITEMS, Internal, PUBLISH_QUEUE, SEEN_PUBLISHERS, Subscription};
-use crate::kv::{KvOpId, ReplyTo};
-use crate::{Event, KvError, KvOp, KvOutcome, KvResult, Node, Publication, Time};
+use crate::io::Cx;
+use crate::request::{KvOpId, ReplyTo};
+use crate::{Event, KvError, KvOp, KvOutcome, KvResult, Publication, Time};
 
-impl Node {
+impl PubSub {
     /// Subscribes this process to `topic`: from now on, what is published
     /// there arrives as `Event::Publication`. `Event::KvDone` for the
     /// returned operation says when the topic's owner has registered us
     /// (`Delivered`); the subscription is renewed every `topic_renew`
     /// until [`Node::unsubscribe`], also if that first registration fails.
-    pub fn subscribe(&mut self, now: Time, topic: Vec<u8>) -> KvOpId {
-        self.pubsub.subscriptions.entry(topic.clone()).or_default();
-        self.pubsub_schedule(now);
-        self.start_op(now, KvOp::Subscribe { topic }, None)
+    pub fn subscribe(&mut self, cx: &mut Cx<'_>, now: Time, topic: Vec<u8>) -> KvOpId {
+        self.subscriptions.entry(topic.clone()).or_default();
+        self.pubsub_schedule(cx, now);
+        KvOpId(cx.io.start_op(KvOp::Subscribe { topic }, None))
     }
 
     /// Ends this process's subscription to `topic` (and tells its owner,
     /// best effort: otherwise the lease lapses within three periods).
-    pub fn unsubscribe(&mut self, now: Time, topic: Vec<u8>) {
-        if self.pubsub.subscriptions.remove(&topic).is_some() {
+    pub fn unsubscribe(&mut self, cx: &mut Cx<'_>, topic: Vec<u8>) {
+        if self.subscriptions.remove(&topic).is_some() {
             let op = KvOp::Unsubscribe { topic };
-            self.pubsub_op(now, op, None, Internal::Unsubscribe);
-            self.flush(now);
+            self.pubsub_op(cx, op, None, Internal::Unsubscribe);
         }
     }
 
@@ -32,41 +33,40 @@ impl Node {
     /// queued it for them. Publications of this process to one topic go
     /// out in call order, one batch at a time (what waits while a batch is
     /// on its way forms the next), so subscribers get them in that order.
-    pub fn publish(&mut self, now: Time, topic: Vec<u8>, payload: Vec<u8>) -> KvOpId {
-        let caller = self.kv.next();
-        let out = self.pubsub.outgoing.entry(topic.clone()).or_default();
+    pub fn publish(&mut self, cx: &mut Cx<'_>, topic: Vec<u8>, payload: Vec<u8>) -> KvOpId {
+        let caller = cx.io.next();
+        let out = self.outgoing.entry(topic.clone()).or_default();
         if out.waiting.len() >= PUBLISH_QUEUE {
-            self.events.push_back(Event::KvDone {
+            cx.io.events.push_back(Event::KvDone {
                 op: KvOpId(caller),
                 result: Err(KvError::Overloaded),
             });
             return KvOpId(caller);
         }
-        self.pubsub.next_seq += 1;
+        self.next_seq += 1;
         let publication = Publication {
             topic: topic.clone(),
-            publisher: self.vnodes[0].me().id,
-            incarnation: self.pubsub.incarnation,
-            seq: self.pubsub.next_seq,
+            publisher: cx.ring.vnodes()[0].me().id,
+            incarnation: self.incarnation,
+            seq: self.next_seq,
             payload,
         };
         out.waiting.push_back((caller, publication));
-        self.publish_next(now, topic);
-        self.flush(now);
+        self.publish_next(cx, topic);
         KvOpId(caller)
     }
 
     /// Sends the publications waiting for `topic` (a bounded batch, in
     /// order), unless a batch is on its way.
-    fn publish_next(&mut self, now: Time, topic: Vec<u8>) {
-        let Some(out) = self.pubsub.outgoing.get_mut(&topic) else {
+    fn publish_next(&mut self, cx: &mut Cx<'_>, topic: Vec<u8>) {
+        let Some(out) = self.outgoing.get_mut(&topic) else {
             return;
         };
         if out.in_flight {
             return;
         }
         if out.waiting.is_empty() {
-            self.pubsub.outgoing.remove(&topic);
+            self.outgoing.remove(&topic);
             return;
         }
         let (mut callers, mut publications, mut bytes) = (Vec::new(), Vec::new(), 0);
@@ -86,33 +86,32 @@ impl Node {
             topic: topic.clone(),
             publications,
         };
-        self.pubsub_op(now, op, None, Internal::Publish { topic, callers });
+        self.pubsub_op(cx, op, None, Internal::Publish { topic, callers });
     }
 
     /// A batch of our publications ended: tell each caller, send the next.
-    pub(crate) fn publish_done(
+    pub(super) fn publish_done(
         &mut self,
-        now: Time,
+        cx: &mut Cx<'_>,
         topic: Vec<u8>,
         callers: Vec<u64>,
         result: Result<KvOutcome, KvError>,
     ) {
-        if let Some(out) = self.pubsub.outgoing.get_mut(&topic) {
+        if let Some(out) = self.outgoing.get_mut(&topic) {
             out.in_flight = false;
         }
         for caller in callers {
-            self.events.push_back(Event::KvDone {
+            cx.io.events.push_back(Event::KvDone {
                 op: KvOpId(caller),
                 result: result.clone(),
             });
         }
-        self.publish_next(now, topic);
+        self.publish_next(cx, topic);
     }
 
     /// Renews every subscription that has no renewal on its way.
-    pub(crate) fn renew_subscriptions(&mut self, now: Time) {
+    pub(super) fn renew_subscriptions(&mut self, cx: &mut Cx<'_>) {
         let due: Vec<Vec<u8>> = self
-            .pubsub
             .subscriptions
             .iter_mut()
             .filter(|(_, s)| !s.renewing)
@@ -125,39 +124,40 @@ impl Node {
             let op = KvOp::Subscribe {
                 topic: topic.clone(),
             };
-            self.pubsub_op(now, op, None, Internal::Renew(topic));
+            self.pubsub_op(cx, op, None, Internal::Renew(topic));
         }
     }
 
     /// A topic owner's `Notify` reached us: hand the application what it
     /// subscribes to, each publisher's in order, without duplicates.
-    pub(crate) fn topic_notify(
+    pub fn topic_notify(
         &mut self,
-        now: Time,
+        cx: &mut Cx<'_>,
         reply: ReplyTo,
         items: Vec<Publication>,
         missed: Vec<(Vec<u8>, u64)>,
     ) {
         for (topic, count) in missed {
-            if self.pubsub.subscriptions.contains_key(&topic) && count > 0 {
-                self.events
+            if self.subscriptions.contains_key(&topic) && count > 0 {
+                cx.io
+                    .events
                     .push_back(Event::PublicationsMissed { topic, count });
             }
         }
         for p in items {
-            let Some(sub) = self.pubsub.subscriptions.get_mut(&p.topic) else {
+            let Some(sub) = self.subscriptions.get_mut(&p.topic) else {
                 continue;
             };
             if !take_in_order(sub, &p) {
                 continue;
             }
-            self.events.push_back(Event::Publication {
+            cx.io.events.push_back(Event::Publication {
                 topic: p.topic,
                 publisher: p.publisher,
                 payload: p.payload,
             });
         }
-        self.owner_reply(now, reply, KvResult::Delivered);
+        cx.io.answer(reply, KvResult::Delivered);
     }
 }
 

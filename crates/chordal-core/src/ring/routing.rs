@@ -1,6 +1,6 @@
 //! The routing state of one virtual node: predecessor, successor list and
 //! finger table (Stoica et al., §4.3 and §5.2), with the pure decisions made
-//! on it. Nothing here sends a message; [`crate::vnode`] does that.
+//! on it. Nothing here sends a message; [`VNode`](super::VNode) does that.
 
 use crate::{ID_BITS, Id, NodeRef};
 

@@ -7,12 +7,12 @@
 //! (`poll_transmit`, `poll_event`) and re-arm the timer from `poll_timeout`.
 //! Applications normally use [`crate::Node`], which hosts several of these.
 
+use super::routing::RoutingTable;
 use crate::config::{Config, LookupMode};
 use crate::event::{Event, KeyRange, LookupError, LookupId, LookupResult, Neighbors, QueryId};
 use crate::fasthash::FastMap;
 use crate::message::{Envelope, LookupFailure, Message, NodeRef, Target};
 use crate::rng::Rng;
-use crate::routing::RoutingTable;
 use crate::{ID_BITS, Id, Time};
 use std::collections::{BTreeSet, VecDeque};
 

@@ -8,9 +8,10 @@
 //! the farewell the successor takes them), so that nothing written behind
 //! the transfer's read position is missed.
 
-use super::KvDeadline;
 use super::transfer::{Ended, Purpose, Push, Transfer};
-use crate::{Node, Time};
+use super::{Deadline, Store};
+use crate::Time;
+use crate::io::Cx;
 use std::time::Duration;
 
 /// What a graceful leave handed over.
@@ -27,18 +28,18 @@ pub struct LeaveReport {
 
 /// A leave in progress.
 #[derive(Debug)]
-pub(crate) struct Leaving {
+pub(super) struct Leaving {
     deadline: Time,
     /// Leave transfers still running.
     transfers: Vec<u64>,
     report: LeaveReport,
 }
 
-impl Node {
+impl Store {
     /// Starts a graceful leave: every owned range goes to its successor;
     /// the farewells follow when all is acknowledged or at `now + drain`.
-    pub(crate) fn start_leave(&mut self, now: Time, drain: Duration) {
-        if self.kv.leaving.is_some() || self.kv.left.is_some() {
+    pub fn start_leave(&mut self, cx: &mut Cx<'_>, now: Time, drain: Duration) {
+        if self.leaving.is_some() || self.left.is_some() {
             return;
         }
         let deadline = now + drain;
@@ -47,20 +48,21 @@ impl Node {
             transfers: Vec::new(),
             report: LeaveReport::default(),
         };
-        for push in self.leave_pushes() {
-            if let Some(id) = self.start_transfer(now, push, Purpose::Leave) {
+        for push in self.leave_pushes(cx) {
+            if let Some(id) = self.start_transfer(cx, now, push, Purpose::Leave) {
                 leaving.transfers.push(id);
             }
         }
-        self.kv.leaving = Some(leaving);
-        self.kv.deadlines.insert((deadline, KvDeadline::LeaveDrain));
-        self.check_leave_done();
+        self.leaving = Some(leaving);
+        self.deadlines.insert((deadline, Deadline::LeaveDrain));
+        self.check_leave_done(cx);
     }
 
     /// Each owned range, whole, to the successor of the vnode owning it
     /// (on another process).
-    fn leave_pushes(&self) -> Vec<Push> {
-        self.vnodes
+    fn leave_pushes(&self, cx: &Cx<'_>) -> Vec<Push> {
+        cx.ring
+            .vnodes()
             .iter()
             .filter(|v| v.is_joined())
             .filter_map(|v| {
@@ -71,7 +73,7 @@ impl Node {
                     .table()
                     .successors()
                     .iter()
-                    .find(|s| s.addr != self.addr)?;
+                    .find(|s| s.addr != cx.ring.addr())?;
                 Some(Push::whole(*succ, v.me(), range.start, range.end))
             })
             .collect()
@@ -79,27 +81,34 @@ impl Node {
 
     /// Is this node draining its ranges before it leaves?
     pub fn is_leaving(&self) -> bool {
-        self.kv.leaving.is_some()
+        self.leaving.is_some()
     }
 
     /// How the graceful leave went, once the farewells are sent (the
     /// driver may then stop).
     pub fn left(&self) -> Option<LeaveReport> {
-        self.kv.left
+        self.left
     }
 
     /// Progress of a leave in progress: records and bytes acknowledged so
     /// far, and transfers still running.
     pub fn leave_progress(&self) -> Option<(u64, u64, usize)> {
-        let l = self.kv.leaving.as_ref()?;
+        let l = self.leaving.as_ref()?;
         let (r, b) = self.transfer_progress(&l.transfers);
         Some((l.report.records + r, l.report.bytes + b, l.transfers.len()))
     }
 
     /// A leave transfer ended: count it; one that failed is tried again
     /// to the current successor while time is left.
-    pub(crate) fn leave_transfer_ended(&mut self, now: Time, id: u64, t: &Transfer, how: Ended) {
-        let Some(l) = self.kv.leaving.as_mut() else {
+    pub(super) fn leave_transfer_ended(
+        &mut self,
+        cx: &mut Cx<'_>,
+        now: Time,
+        id: u64,
+        t: &Transfer,
+        how: Ended,
+    ) {
+        let Some(l) = self.leaving.as_mut() else {
             return;
         };
         l.transfers.retain(|x| *x != id);
@@ -108,56 +117,55 @@ impl Node {
         if how == Ended::Failed {
             let deadline = l.deadline;
             let again = (now < deadline)
-                .then(|| self.leave_pushes().into_iter().find(|p| p.me == t.push.me))
+                .then(|| {
+                    self.leave_pushes(cx)
+                        .into_iter()
+                        .find(|p| p.me == t.push.me)
+                })
                 .flatten();
-            match again.and_then(|p| self.start_transfer(now, p, Purpose::Leave)) {
+            match again.and_then(|p| self.start_transfer(cx, now, p, Purpose::Leave)) {
                 Some(next) => {
-                    if let Some(l) = self.kv.leaving.as_mut() {
+                    if let Some(l) = self.leaving.as_mut() {
                         l.transfers.push(next);
                     }
                 }
                 None => {
-                    if let Some(l) = self.kv.leaving.as_mut() {
+                    if let Some(l) = self.leaving.as_mut() {
                         l.report.ranges_not_handed_over += 1;
                     }
                 }
             }
         }
-        self.check_leave_done();
+        self.check_leave_done(cx);
     }
 
     /// The drain timeout passed: leave with what was handed over.
-    pub(crate) fn leave_drain_expired(&mut self) {
-        let Some(running) = self.kv.leaving.as_ref().map(|l| l.transfers.clone()) else {
+    pub(super) fn leave_drain_expired(&mut self, cx: &mut Cx<'_>) {
+        let Some(running) = self.leaving.as_ref().map(|l| l.transfers.clone()) else {
             return;
         };
         let (r, b) = self.transfer_progress(&running);
-        if let Some(l) = self.kv.leaving.as_mut() {
+        if let Some(l) = self.leaving.as_mut() {
             l.report.ranges_not_handed_over += running.len() as u32;
             l.report.records += r;
             l.report.bytes += b;
             l.transfers.clear();
         }
-        self.check_leave_done();
+        self.check_leave_done(cx);
     }
 
     /// Everything handed over (or out of time): say goodbye.
-    fn check_leave_done(&mut self) {
+    fn check_leave_done(&mut self, cx: &mut Cx<'_>) {
         if !self
-            .kv
             .leaving
             .as_ref()
             .is_some_and(|l| l.transfers.is_empty())
         {
             return;
         }
-        let l = self.kv.leaving.take().expect("leaving");
-        self.kv
-            .deadlines
-            .remove(&(l.deadline, KvDeadline::LeaveDrain));
-        self.kv.left = Some(l.report);
-        for v in &mut self.vnodes {
-            v.leave();
-        }
+        let l = self.leaving.take().expect("leaving");
+        self.deadlines.remove(&(l.deadline, Deadline::LeaveDrain));
+        self.left = Some(l.report);
+        cx.io.farewell = true;
     }
 }

@@ -16,8 +16,9 @@
 //!
 //! At most [`MAX_TRANSFERS`] run at once per process; more wait in order.
 
-use super::{KvDeadline, StoreKind, StoreResult, StoreWait};
-use crate::{Id, Message, Node, NodeRef, Record, Time};
+use super::{Deadline, Store, StoreKind, StoreResult, StoreWait};
+use crate::io::Cx;
+use crate::{Id, Message, NodeRef, Record, Time};
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -53,13 +54,13 @@ pub enum Purpose {
 /// Which records to send where: those of `(start, end]` in the buckets
 /// `which` of `buckets`, from our vnode `me` to `to`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Push {
-    pub to: NodeRef,
-    pub me: NodeRef,
-    pub start: Id,
-    pub end: Id,
-    pub buckets: u32,
-    pub which: Vec<u32>,
+pub(super) struct Push {
+    pub(super) to: NodeRef,
+    pub(super) me: NodeRef,
+    pub(super) start: Id,
+    pub(super) end: Id,
+    pub(super) buckets: u32,
+    pub(super) which: Vec<u32>,
 }
 
 impl Push {
@@ -92,9 +93,9 @@ struct Page {
 
 /// A transfer in progress.
 #[derive(Debug)]
-pub(crate) struct Transfer {
-    pub push: Push,
-    pub purpose: Purpose,
+pub(super) struct Transfer {
+    pub(super) push: Push,
+    pub(super) purpose: Purpose,
     /// Everything up to here is acknowledged by the receiver.
     acked: Cursor,
     /// The next page is read after this.
@@ -107,29 +108,29 @@ pub(crate) struct Transfer {
     failures: u32,
     /// Waiting until this time before resuming after a failure.
     paused_until: Option<Time>,
-    pub records_acked: u64,
-    pub bytes_acked: u64,
+    pub(super) records_acked: u64,
+    pub(super) bytes_acked: u64,
 }
 
 /// How a transfer ended.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum Ended {
+pub(super) enum Ended {
     Done,
     Failed,
 }
 
 /// All transfers of a process.
 #[derive(Debug, Default)]
-pub(crate) struct Transfers {
-    pub running: crate::fasthash::FastMap<u64, Transfer>,
+pub(super) struct Transfers {
+    pub(super) running: crate::fasthash::FastMap<u64, Transfer>,
     /// Waiting for a free slot, in order.
     queued: VecDeque<(u64, Push, Purpose)>,
     /// Page request number → transfer.
-    pub pages: crate::fasthash::FastMap<u64, u64>,
+    pub(super) pages: crate::fasthash::FastMap<u64, u64>,
     /// Totals since start, for metrics.
-    pub records_sent: u64,
-    pub bytes_sent: u64,
-    pub failures: u64,
+    pub(super) records_sent: u64,
+    pub(super) bytes_sent: u64,
+    pub(super) failures: u64,
 }
 
 impl Transfers {
@@ -145,39 +146,40 @@ impl Transfers {
     }
 }
 
-fn page_timeout(node: &Node) -> Duration {
+fn page_timeout(cx: &Cx<'_>) -> Duration {
     // A page is at most ~1 MiB plus one value and one fsync away; the
     // request timeout of the key-value layer is generous for it.
-    node.config.kv_timeout
+    cx.config.kv_timeout
 }
 
-impl Node {
+impl Store {
     /// Starts (or queues) sending the records `push` names. Returns the
     /// transfer's number, or `None` when the same transfer is already on
     /// its way (or too many wait).
-    pub(crate) fn start_transfer(
+    pub(super) fn start_transfer(
         &mut self,
+        cx: &mut Cx<'_>,
         now: Time,
         push: Push,
         purpose: Purpose,
     ) -> Option<u64> {
-        if purpose != Purpose::Leave && self.kv.transfers.has(&push) {
+        if purpose != Purpose::Leave && self.transfers.has(&push) {
             return None;
         }
-        if self.kv.transfers.queued.len() >= MAX_QUEUED && purpose != Purpose::Leave {
+        if self.transfers.queued.len() >= MAX_QUEUED && purpose != Purpose::Leave {
             return None;
         }
-        let id = self.kv.next();
-        self.kv.transfers.queued.push_back((id, push, purpose));
-        self.start_queued_transfers(now);
+        let id = cx.io.next();
+        self.transfers.queued.push_back((id, push, purpose));
+        self.start_queued_transfers(cx, now);
         Some(id)
     }
 
     /// Moves waiting transfers into free slots, in order, skipping those
     /// whose destination already receives [`MAX_TRANSFERS_PER_PEER`].
-    fn start_queued_transfers(&mut self, now: Time) {
-        while self.kv.transfers.running.len() < MAX_TRANSFERS {
-            let t = &self.kv.transfers;
+    fn start_queued_transfers(&mut self, cx: &mut Cx<'_>, now: Time) {
+        while self.transfers.running.len() < MAX_TRANSFERS {
+            let t = &self.transfers;
             let busy = |addr| {
                 t.running
                     .values()
@@ -188,7 +190,7 @@ impl Node {
             let Some(next) = t.queued.iter().position(|q| !busy(q.1.to.addr)) else {
                 return;
             };
-            let Some((id, push, purpose)) = self.kv.transfers.queued.remove(next) else {
+            let Some((id, push, purpose)) = self.transfers.queued.remove(next) else {
                 return;
             };
             let t = Transfer {
@@ -204,15 +206,15 @@ impl Node {
                 records_acked: 0,
                 bytes_acked: 0,
             };
-            self.kv.transfers.running.insert(id, t);
-            self.transfer_pump(now, id);
+            self.transfers.running.insert(id, t);
+            self.transfer_pump(cx, now, id);
         }
     }
 
     /// Reads the next page if the window has room; ends the transfer when
     /// everything is acknowledged.
-    fn transfer_pump(&mut self, now: Time, id: u64) {
-        let Some(t) = self.kv.transfers.running.get_mut(&id) else {
+    fn transfer_pump(&mut self, cx: &mut Cx<'_>, now: Time, id: u64) {
+        let Some(t) = self.transfers.running.get_mut(&id) else {
             return;
         };
         if t.paused_until.is_some_and(|at| at > now) || t.reading {
@@ -220,7 +222,7 @@ impl Node {
         }
         t.paused_until = None;
         if t.read_all && t.pages.is_empty() {
-            self.end_transfer(now, id, Ended::Done);
+            self.end_transfer(cx, now, id, Ended::Done);
             return;
         }
         if t.read_all || t.pages.len() >= WINDOW {
@@ -236,25 +238,31 @@ impl Node {
             limit: PAGE_RECORDS,
             max_bytes: PAGE_BYTES,
         };
-        self.kv.store(kind, StoreWait::TransferRead(id));
+        self.store_op(cx, kind, StoreWait::TransferRead(id));
     }
 
     /// The store read the next page of transfer `id`: send it.
-    pub(crate) fn transfer_page_read(&mut self, now: Time, id: u64, result: StoreResult) {
-        let req = self.kv.next();
-        let Some(t) = self.kv.transfers.running.get_mut(&id) else {
+    pub(super) fn transfer_page_read(
+        &mut self,
+        cx: &mut Cx<'_>,
+        now: Time,
+        id: u64,
+        result: StoreResult,
+    ) {
+        let req = cx.io.next();
+        let Some(t) = self.transfers.running.get_mut(&id) else {
             return;
         };
         t.reading = false;
         let StoreResult::Scanned(records) = result else {
             // The store failed: try again later, as for a lost page.
-            self.transfer_failed(now, id);
+            self.transfer_failed(cx, now, id);
             return;
         };
         let bytes: usize = records.iter().map(record_bytes).sum();
         let Some(last) = records.last() else {
             t.read_all = true;
-            self.transfer_pump(now, id);
+            self.transfer_pump(cx, now, id);
             return;
         };
         // A short page is the last one.
@@ -269,28 +277,27 @@ impl Node {
             acked: false,
         });
         let (me, to) = (t.push.me, t.push.to);
-        self.kv.transfers.pages.insert(req, id);
-        self.kv.transfers.records_sent += records.len() as u64;
-        self.kv.transfers.bytes_sent += bytes as u64;
-        let deadline = now + page_timeout(self);
-        self.kv
-            .deadlines
-            .insert((deadline, KvDeadline::TransferPage(req)));
-        self.kv_send(me, to, Message::Replicate { req, records });
-        self.transfer_pump(now, id);
+        self.transfers.pages.insert(req, id);
+        self.transfers.records_sent += records.len() as u64;
+        self.transfers.bytes_sent += bytes as u64;
+        let deadline = now + page_timeout(cx);
+        self.deadlines
+            .insert((deadline, Deadline::TransferPage(req)));
+        cx.io.send(me, to, Message::Replicate { req, records });
+        self.transfer_pump(cx, now, id);
     }
 
     /// A receiver answered page `req`. Returns false if `req` is not a
     /// transfer's page.
-    pub(crate) fn transfer_ack(&mut self, now: Time, req: u64, ok: bool) -> bool {
-        let Some(id) = self.kv.transfers.pages.remove(&req) else {
+    pub(super) fn transfer_ack(&mut self, cx: &mut Cx<'_>, now: Time, req: u64, ok: bool) -> bool {
+        let Some(id) = self.transfers.pages.remove(&req) else {
             return false;
         };
         if !ok {
-            self.transfer_failed(now, id);
+            self.transfer_failed(cx, now, id);
             return true;
         }
-        let Some(t) = self.kv.transfers.running.get_mut(&id) else {
+        let Some(t) = self.transfers.running.get_mut(&id) else {
             return true;
         };
         if let Some(p) = t.pages.iter_mut().find(|p| p.req == req) {
@@ -304,49 +311,51 @@ impl Node {
             t.bytes_acked += p.bytes;
         }
         t.failures = 0;
-        self.transfer_pump(now, id);
+        self.transfer_pump(cx, now, id);
         true
     }
 
     /// Page `req` was not answered in time.
-    pub(crate) fn transfer_page_expired(&mut self, now: Time, req: u64) {
-        if let Some(id) = self.kv.transfers.pages.remove(&req) {
-            self.transfer_failed(now, id);
+    pub(super) fn transfer_page_expired(&mut self, cx: &mut Cx<'_>, now: Time, req: u64) {
+        if let Some(id) = self.transfers.pages.remove(&req) {
+            self.transfer_failed(cx, now, id);
         }
     }
 
     /// A page was lost or refused: forget the pages in flight, resume
     /// after the last acknowledged one after a pause (or give up).
-    fn transfer_failed(&mut self, now: Time, id: u64) {
-        let Some(t) = self.kv.transfers.running.get_mut(&id) else {
+    fn transfer_failed(&mut self, cx: &mut Cx<'_>, now: Time, id: u64) {
+        let Some(t) = self.transfers.running.get_mut(&id) else {
             return;
         };
-        self.kv.transfers.failures += 1;
+        self.transfers.failures += 1;
         t.failures += 1;
         for p in t.pages.drain(..) {
-            self.kv.transfers.pages.remove(&p.req);
+            self.transfers.pages.remove(&p.req);
         }
         t.read = t.acked.clone();
         t.read_all = false;
         if t.failures >= MAX_FAILURES {
-            self.end_transfer(now, id, Ended::Failed);
+            self.end_transfer(cx, now, id, Ended::Failed);
             return;
         }
         // 100 ms, 200 ms, … : a busy receiver gets time to catch up.
         let pause = Duration::from_millis(100) * (1 << t.failures.min(6));
         let at = now + pause;
         t.paused_until = Some(at);
-        self.kv
-            .deadlines
-            .insert((at, KvDeadline::TransferResume(id)));
+        self.deadlines.insert((at, Deadline::TransferResume(id)));
     }
 
     /// Transfers to peers whose port refused us end now, failed (a leave's
     /// is started again to the current successor), rather than wait out
     /// page timeouts.
-    pub(crate) fn transfers_to_dead(&mut self, now: Time, dead: &impl Fn(&NodeRef) -> bool) {
+    pub fn transfers_to_dead(
+        &mut self,
+        cx: &mut Cx<'_>,
+        now: Time,
+        dead: &impl Fn(&NodeRef) -> bool,
+    ) {
         let doomed: Vec<u64> = self
-            .kv
             .transfers
             .running
             .iter()
@@ -354,41 +363,41 @@ impl Node {
             .map(|(id, _)| *id)
             .collect();
         for id in doomed {
-            self.kv.transfers.failures += 1;
-            self.end_transfer(now, id, Ended::Failed);
+            self.transfers.failures += 1;
+            self.end_transfer(cx, now, id, Ended::Failed);
         }
-        self.kv.transfers.queued.retain(|q| !dead(&q.1.to));
+        self.transfers.queued.retain(|q| !dead(&q.1.to));
     }
 
     /// The pause after a failure is over.
-    pub(crate) fn transfer_resume(&mut self, now: Time, id: u64) {
-        self.transfer_pump(now, id);
+    pub(super) fn transfer_resume(&mut self, cx: &mut Cx<'_>, now: Time, id: u64) {
+        self.transfer_pump(cx, now, id);
     }
 
-    fn end_transfer(&mut self, now: Time, id: u64, how: Ended) {
-        let Some(t) = self.kv.transfers.running.remove(&id) else {
+    fn end_transfer(&mut self, cx: &mut Cx<'_>, now: Time, id: u64, how: Ended) {
+        let Some(t) = self.transfers.running.remove(&id) else {
             return;
         };
         for p in &t.pages {
-            self.kv.transfers.pages.remove(&p.req);
+            self.transfers.pages.remove(&p.req);
         }
         if t.purpose == Purpose::Leave {
-            self.leave_transfer_ended(now, id, &t, how);
+            self.leave_transfer_ended(cx, now, id, &t, how);
         }
-        self.start_queued_transfers(now);
+        self.start_queued_transfers(cx, now);
     }
 
     /// Records and bytes acknowledged so far by the receivers of the
     /// running transfers `ids`.
-    pub(crate) fn transfer_progress(&self, ids: &[u64]) -> (u64, u64) {
+    pub(super) fn transfer_progress(&self, ids: &[u64]) -> (u64, u64) {
         ids.iter()
-            .filter_map(|id| self.kv.transfers.running.get(id))
+            .filter_map(|id| self.transfers.running.get(id))
             .fold((0, 0), |(r, b), t| (r + t.records_acked, b + t.bytes_acked))
     }
 }
 
 /// What a record counts for in a page's byte budget (as the store's
 /// `ScanBuckets` counts it).
-pub(crate) fn record_bytes(r: &Record) -> usize {
+pub(super) fn record_bytes(r: &Record) -> usize {
     r.key.len() + r.value.as_ref().map_or(0, Vec::len)
 }

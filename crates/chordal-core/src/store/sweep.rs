@@ -15,8 +15,9 @@
 //! than the grace period could bring a deleted value back; keep the grace
 //! longer than any outage you expect.
 
-use super::{KvState, StoreKind, StoreWait};
-use crate::{Id, Message, Node, NodeRef, Time};
+use super::{Store, StoreKind, StoreWait};
+use crate::io::Cx;
+use crate::{Id, Message, NodeRef, Time};
 use std::time::Duration;
 
 /// Sweeps run every this many sync rounds.
@@ -24,7 +25,7 @@ const SWEEP_EVERY: u32 = 6;
 /// Most leases a node keeps.
 const MAX_LEASES: usize = 1024;
 
-impl KvState {
+impl Store {
     /// An owner synced `(start, end]` with us: we hold replicas of it until
     /// `until`.
     pub fn lease(&mut self, start: Id, end: Id, until: Time) {
@@ -40,45 +41,33 @@ impl KvState {
     }
 }
 
-impl Node {
-    /// Distinct processes other than ours in `v`'s successor list.
-    fn distinct_successor_processes(&self, v: &crate::VNode) -> usize {
-        let mut seen: Vec<std::net::SocketAddr> = Vec::new();
-        for n in v.table().successors() {
-            if n.addr != self.addr && !seen.contains(&n.addr) {
-                seen.push(n.addr);
-            }
-        }
-        seen.len()
-    }
-
-    fn lease_ttl(&self) -> Duration {
-        self.config.sync_interval * 3
+impl Store {
+    fn lease_ttl(&self, cx: &Cx<'_>) -> Duration {
+        cx.config.sync_interval * 3
     }
 
     /// Records the lease an owner's summary gives us.
-    pub(crate) fn sync_lease(&mut self, now: Time, start: Id, end: Id) {
-        let until = now + self.lease_ttl();
-        self.kv.lease(start, end, until);
+    pub(super) fn sync_lease(&mut self, cx: &mut Cx<'_>, now: Time, start: Id, end: Id) {
+        let until = now + self.lease_ttl(cx);
+        self.lease(start, end, until);
     }
 
     /// Called once per sync round: every `SWEEP_EVERY` rounds, sweep the
     /// store; and collect tombstones of the ranges whose replicas all
     /// agreed in the last round.
-    pub(crate) fn sweep_round(&mut self, now: Time) {
-        self.kv.rounds += 1;
-        let ttl = self.lease_ttl();
-        self.kv.leases.retain(|l| l.2 > now);
+    pub(super) fn sweep_round(&mut self, cx: &mut Cx<'_>, now: Time) {
+        self.rounds += 1;
+        let ttl = self.lease_ttl(cx);
+        self.leases.retain(|l| l.2 > now);
         // Tombstones: ranges whose every replica was in sync last round.
-        let before = self.grace_horizon(now);
-        for (owner, range) in self.owned_ranges() {
-            let targets = self.replica_targets(&owner);
+        let before = self.grace_horizon(cx, now);
+        for (owner, range) in cx.ring.owned_ranges() {
+            let targets = cx.ring.replica_targets(&owner, cx.config.replicas);
             let all_in_sync = !targets.is_empty()
                 && targets.iter().all(|t| {
-                    self.kv
-                        .in_sync
+                    self.in_sync
                         .get(&(owner.id, t.id))
-                        .is_some_and(|at| now.saturating_since(*at) < self.config.sync_interval * 2)
+                        .is_some_and(|at| now.saturating_since(*at) < cx.config.sync_interval * 2)
                 });
             if !all_in_sync {
                 continue;
@@ -89,46 +78,46 @@ impl Node {
                 tombstones_before: before,
                 keep_newer_than: u64::MAX,
             };
-            self.kv.store(sweep, StoreWait::Repair);
+            self.store_op(cx, sweep, StoreWait::Repair);
             for t in targets {
                 let msg = Message::Collect {
                     start: range.start,
                     end: range.end,
                     before,
                 };
-                self.kv_send(owner, t, msg);
+                cx.io.send(owner, t, msg);
             }
         }
         // Stale copies: only once we have been up long enough to hold
         // every lease we should.
         let up_long_enough = self
-            .kv
             .first_round
             .is_some_and(|t| now.saturating_since(t) > ttl);
-        if self.kv.first_round.is_none() {
-            self.kv.first_round = Some(now);
+        if self.first_round.is_none() {
+            self.first_round = Some(now);
         }
-        if !up_long_enough || !self.kv.rounds.is_multiple_of(SWEEP_EVERY) {
+        if !up_long_enough || !self.rounds.is_multiple_of(SWEEP_EVERY) {
             return;
         }
         // Only with every vnode joined, a predecessor known, and R other
         // processes in reach: in a ring of at most R processes every node
         // holds every key, and while our neighbourhood is unsettled we
         // cannot tell which copies are ours to keep.
-        let settled = self.vnodes.iter().all(|v| {
+        let settled = cx.ring.vnodes().iter().all(|v| {
             v.is_joined()
                 && v.table().predecessor().is_some()
-                && self.distinct_successor_processes(v) >= self.config.replicas
+                && cx.ring.distinct_successor_processes(v) >= cx.config.replicas
         });
         if !settled {
             return;
         }
-        let mut keep: Vec<(Id, Id)> = self
-            .vnodes
+        let mut keep: Vec<(Id, Id)> = cx
+            .ring
+            .vnodes()
             .iter()
             .filter_map(|v| v.range().map(|r| (r.start, r.end)))
             .collect();
-        keep.extend(self.kv.leases.iter().map(|l| (l.0, l.1)));
+        keep.extend(self.leases.iter().map(|l| (l.0, l.1)));
         let keep_newer_than = now.as_micros().saturating_sub(ttl.as_micros() as u64);
         let sweep = StoreKind::Sweep {
             keep,
@@ -136,11 +125,18 @@ impl Node {
             tombstones_before: 0,
             keep_newer_than,
         };
-        self.kv.store(sweep, StoreWait::Repair);
+        self.store_op(cx, sweep, StoreWait::Repair);
     }
 
     /// An owner says all its replicas agree: drop old tombstones of its range.
-    pub(crate) fn collect_received(&mut self, from: NodeRef, start: Id, end: Id, before: u64) {
+    pub(super) fn collect_received(
+        &mut self,
+        cx: &mut Cx<'_>,
+        from: NodeRef,
+        start: Id,
+        end: Id,
+        before: u64,
+    ) {
         // Only the owner of the range may ask (its id ends the range).
         if from.id != end {
             return;
@@ -151,6 +147,6 @@ impl Node {
             tombstones_before: before,
             keep_newer_than: u64::MAX,
         };
-        self.kv.store(sweep, StoreWait::Repair);
+        self.store_op(cx, sweep, StoreWait::Repair);
     }
 }

@@ -14,8 +14,9 @@
 //! spends ~100 bytes per pair and round instead of ~1.3 KiB per summary.
 
 use super::transfer::{Purpose, Push};
-use super::{KvDeadline, StoreKind, StoreResult, StoreWait};
-use crate::{Id, Message, Node, NodeRef, Record, Time};
+use super::{Deadline, Store, StoreKind, StoreResult, StoreWait};
+use crate::io::Cx;
+use crate::{Id, Message, NodeRef, Record, Time};
 use sha1::{Digest, Sha1};
 
 /// Most buckets a summary may have (more is refused).
@@ -23,23 +24,23 @@ pub const MAX_BUCKETS: usize = 4096;
 
 /// A replica's half of a sync: the owner's summary to compare ours with.
 #[derive(Debug)]
-pub(crate) struct Compare {
+pub(super) struct Compare {
     /// The owner, where the answer goes.
-    pub to: NodeRef,
+    pub(super) to: NodeRef,
     /// Our vnode the summary was addressed to.
-    pub me: NodeRef,
-    pub req: u64,
-    pub start: Id,
-    pub end: Id,
-    pub theirs: Vec<Id>,
+    pub(super) me: NodeRef,
+    pub(super) req: u64,
+    pub(super) start: Id,
+    pub(super) end: Id,
+    pub(super) theirs: Vec<Id>,
     /// `theirs` is one hash of the whole range: answer `refine` if ours
     /// differs rather than pushing everything.
-    pub probe: bool,
+    pub(super) probe: bool,
 }
 
 /// A sync this process runs as owner.
 #[derive(Debug)]
-pub(crate) struct SyncJob {
+pub(super) struct SyncJob {
     owner: NodeRef,
     target: NodeRef,
     start: Id,
@@ -83,25 +84,24 @@ pub fn record_digest(key_id: &Id, key: &[u8], version: &crate::Version, tombston
     Id(out)
 }
 
-impl Node {
+impl Store {
     /// Starts a sync of every owned range with every replica (unless one
     /// is still running), and schedules the next round.
-    pub(crate) fn sync_round(&mut self, now: Time) {
-        self.kv.sync_at = Some(now + self.config.sync_interval);
-        self.sweep_round(now);
-        for (owner, range) in self.owned_ranges() {
-            for target in self.replica_targets(&owner) {
+    pub(super) fn sync_round(&mut self, cx: &mut Cx<'_>, now: Time) {
+        self.sync_at = Some(now + cx.config.sync_interval);
+        self.sweep_round(cx, now);
+        for (owner, range) in cx.ring.owned_ranges() {
+            for target in cx.ring.replica_targets(&owner, cx.config.replicas) {
                 let busy = self
-                    .kv
                     .syncs
                     .values()
                     .any(|j| j.owner == owner && j.target == target);
-                if busy || self.kv.in_flight() >= self.config.max_kv_ops {
+                if busy || self.in_flight() >= cx.config.max_kv_ops {
                     continue;
                 }
-                let req = self.kv.next();
-                let deadline = now + self.config.kv_timeout;
-                self.kv.syncs.insert(
+                let req = cx.io.next();
+                let deadline = now + cx.config.kv_timeout;
+                self.syncs.insert(
                     req,
                     SyncJob {
                         owner,
@@ -112,39 +112,30 @@ impl Node {
                         buckets: Vec::new(),
                     },
                 );
-                self.kv.deadlines.insert((deadline, KvDeadline::Sync(req)));
+                self.deadlines.insert((deadline, Deadline::Sync(req)));
                 let kind = StoreKind::Summary {
                     start: range.start,
                     end: range.end,
-                    buckets: self.config.sync_buckets,
-                    hide_tombstones_before: self.grace_horizon(now),
+                    buckets: cx.config.sync_buckets,
+                    hide_tombstones_before: self.grace_horizon(cx, now),
                 };
-                self.kv.store(kind, StoreWait::SyncOwnSummary(req));
+                self.store_op(cx, kind, StoreWait::SyncOwnSummary(req));
             }
         }
     }
 
-    /// Each joined virtual node of ours with the range it owns.
-    pub(crate) fn owned_ranges(&self) -> Vec<(NodeRef, crate::KeyRange)> {
-        self.vnodes
-            .iter()
-            .filter(|v| v.is_joined())
-            .filter_map(|v| v.range().map(|r| (v.me(), r)))
-            .collect()
-    }
-
     /// The hlc below which tombstones count as past their grace period.
-    pub(crate) fn grace_horizon(&self, now: Time) -> u64 {
+    pub(super) fn grace_horizon(&self, cx: &Cx<'_>, now: Time) -> u64 {
         now.as_micros()
-            .saturating_sub(self.config.tombstone_grace.as_micros() as u64)
+            .saturating_sub(cx.config.tombstone_grace.as_micros() as u64)
     }
 
     /// Our neighbourhood changed: sync soon (not at once, so that a burst
     /// of changes makes one round).
-    pub(crate) fn sync_soon(&mut self, now: Time) {
+    pub fn sync_soon(&mut self, now: Time) {
         let soon = now + std::time::Duration::from_millis(100);
-        if self.kv.sync_at.is_none_or(|at| at > soon) {
-            self.kv.sync_at = Some(soon);
+        if self.sync_at.is_none_or(|at| at > soon) {
+            self.sync_at = Some(soon);
         }
     }
 
@@ -152,32 +143,25 @@ impl Node {
     /// within its next R-1 successors, not only next to it)? Then sync
     /// soon: the new holder must not wait for the periodic round. Cheap
     /// when no successor list changed; called at every flush.
-    pub(crate) fn check_sync_targets(&mut self, now: Time) {
+    pub fn check_sync_targets(&mut self, cx: &mut Cx<'_>, now: Time) {
         // The sum of the change counts moves whenever one of them does
         // (they only grow); most flushes stop here.
-        let total = self.vnodes.iter().fold(self.vnodes.len() as u64, |t, v| {
-            t.wrapping_add(v.table().successor_changes())
-        });
-        if self.kv.targets_total == Some(total) {
+        let total = cx.ring.successor_changes();
+        if self.targets_total == Some(total) {
             return;
         }
-        self.kv.targets_total = Some(total);
+        self.targets_total = Some(total);
         let mut changed = false;
-        for i in 0..self.vnodes.len() {
+        for i in 0..cx.ring.vnodes().len() {
             let (me, seen) = (
-                self.vnodes[i].me(),
-                self.vnodes[i].table().successor_changes(),
+                cx.ring.vnodes()[i].me(),
+                cx.ring.vnodes()[i].table().successor_changes(),
             );
-            if self
-                .kv
-                .targets
-                .get(&me.id)
-                .is_some_and(|(at, _)| *at == seen)
-            {
+            if self.targets.get(&me.id).is_some_and(|(at, _)| *at == seen) {
                 continue;
             }
-            let targets = self.replica_targets(&me);
-            let old = self.kv.targets.insert(me.id, (seen, targets.clone()));
+            let targets = cx.ring.replica_targets(&me, cx.config.replicas);
+            let old = self.targets.insert(me.id, (seen, targets.clone()));
             // A vnode seen for the first time is alone or just joined
             // (which syncs anyway).
             changed |= old.is_some_and(|(_, t)| t != targets);
@@ -189,13 +173,18 @@ impl Node {
 
     /// Our summary for sync `req` is ready: send it to the replica — only
     /// its root hash (a probe) if the pair agreed last round.
-    pub(crate) fn sync_summary_ready(&mut self, _now: Time, req: u64, result: StoreResult) {
-        let (Some(job), StoreResult::Summary(buckets)) = (self.kv.syncs.get_mut(&req), result)
-        else {
+    pub(super) fn sync_summary_ready(
+        &mut self,
+        cx: &mut Cx<'_>,
+        _now: Time,
+        req: u64,
+        result: StoreResult,
+    ) {
+        let (Some(job), StoreResult::Summary(buckets)) = (self.syncs.get_mut(&req), result) else {
             return;
         };
         let (owner, target, start, end) = (job.owner, job.target, job.start, job.end);
-        let probe = self.kv.in_sync.contains_key(&(owner.id, target.id));
+        let probe = self.in_sync.contains_key(&(owner.id, target.id));
         let sent = if probe {
             job.buckets = buckets;
             vec![root_of(&job.buckets)]
@@ -209,11 +198,11 @@ impl Node {
             buckets: sent,
             probe,
         };
-        self.kv_send(owner, target, msg);
+        cx.io.send(owner, target, msg);
     }
 
     /// An owner's summary arrived: summarize the same range ourselves.
-    pub(crate) fn sync_summary_received(&mut self, now: Time, c: Compare) {
+    pub(super) fn sync_summary_received(&mut self, cx: &mut Cx<'_>, now: Time, c: Compare) {
         if c.theirs.is_empty() || c.theirs.len() > MAX_BUCKETS || (c.probe && c.theirs.len() != 1) {
             return;
         }
@@ -221,14 +210,20 @@ impl Node {
             start: c.start,
             end: c.end,
             buckets: c.theirs.len() as u32,
-            hide_tombstones_before: self.grace_horizon(now),
+            hide_tombstones_before: self.grace_horizon(cx, now),
         };
-        self.kv.store(kind, StoreWait::SyncCompare(c));
+        self.store_op(cx, kind, StoreWait::SyncCompare(c));
     }
 
     /// Compares our summary with the owner's: answer the differing buckets
     /// and push our records of them.
-    pub(crate) fn sync_compare(&mut self, now: Time, c: Compare, result: StoreResult) {
+    pub(super) fn sync_compare(
+        &mut self,
+        cx: &mut Cx<'_>,
+        now: Time,
+        c: Compare,
+        result: StoreResult,
+    ) {
         let StoreResult::Summary(ours) = result else {
             return;
         };
@@ -239,7 +234,7 @@ impl Node {
                 differing: Vec::new(),
                 refine,
             };
-            self.kv_send(c.me, c.to, answer);
+            cx.io.send(c.me, c.to, answer);
             return;
         }
         let differing: Vec<u32> = (0..c.theirs.len())
@@ -251,7 +246,7 @@ impl Node {
             differing: differing.clone(),
             refine: false,
         };
-        self.kv_send(c.me, c.to, diff);
+        cx.io.send(c.me, c.to, diff);
         if !differing.is_empty() {
             let push = Push {
                 to: c.to,
@@ -261,35 +256,34 @@ impl Node {
                 buckets: c.theirs.len() as u32,
                 which: differing,
             };
-            self.start_transfer(now, push, Purpose::Sync);
+            self.start_transfer(cx, now, push, Purpose::Sync);
         }
     }
 
     /// The replica's answer to our summary: push our side of the
     /// differences, or send the buckets if it disagreed with our probe.
-    pub(crate) fn sync_diff_received(
+    pub(super) fn sync_diff_received(
         &mut self,
+        cx: &mut Cx<'_>,
         now: Time,
         req: u64,
         differing: Vec<u32>,
         refine: bool,
     ) {
         if refine {
-            self.sync_refine(req);
+            self.sync_refine(cx, req);
             return;
         }
-        let Some(job) = self.kv.syncs.remove(&req) else {
+        let Some(job) = self.syncs.remove(&req) else {
             return;
         };
         if differing.is_empty() {
-            self.kv.in_sync.insert((job.owner.id, job.target.id), now);
+            self.in_sync.insert((job.owner.id, job.target.id), now);
         } else {
-            self.kv.in_sync.remove(&(job.owner.id, job.target.id));
+            self.in_sync.remove(&(job.owner.id, job.target.id));
         }
-        self.kv
-            .deadlines
-            .remove(&(job.deadline, KvDeadline::Sync(req)));
-        let buckets = self.config.sync_buckets;
+        self.deadlines.remove(&(job.deadline, Deadline::Sync(req)));
+        let buckets = cx.config.sync_buckets;
         let differing: Vec<u32> = differing.into_iter().filter(|b| *b < buckets).collect();
         if !differing.is_empty() {
             let push = Push {
@@ -300,14 +294,14 @@ impl Node {
                 buckets,
                 which: differing,
             };
-            self.start_transfer(now, push, Purpose::Sync);
+            self.start_transfer(cx, now, push, Purpose::Sync);
         }
     }
 
     /// The replica's range hash differs from our probe's: send it the
     /// buckets we kept, under the same request (and deadline).
-    fn sync_refine(&mut self, req: u64) {
-        let Some(job) = self.kv.syncs.get_mut(&req) else {
+    fn sync_refine(&mut self, cx: &mut Cx<'_>, req: u64) {
+        let Some(job) = self.syncs.get_mut(&req) else {
             return;
         };
         if job.buckets.is_empty() {
@@ -315,7 +309,7 @@ impl Node {
         }
         let buckets = std::mem::take(&mut job.buckets);
         let (owner, target, start, end) = (job.owner, job.target, job.start, job.end);
-        self.kv.in_sync.remove(&(owner.id, target.id));
+        self.in_sync.remove(&(owner.id, target.id));
         let msg = Message::SyncSummary {
             req,
             start,
@@ -323,24 +317,31 @@ impl Node {
             buckets,
             probe: false,
         };
-        self.kv_send(owner, target, msg);
+        cx.io.send(owner, target, msg);
     }
 
     /// Our vnode `vnode` lost `(start, end]` to its new predecessor: push
     /// the records we hold there to it.
-    pub(crate) fn hand_over_lost_range(&mut self, now: Time, vnode: Id, start: Id, end: Id) {
-        let Some(v) = self.vnodes.iter().find(|v| v.me().id == vnode) else {
+    pub fn hand_over_lost_range(
+        &mut self,
+        cx: &mut Cx<'_>,
+        now: Time,
+        vnode: Id,
+        start: Id,
+        end: Id,
+    ) {
+        let Some(v) = cx.ring.vnodes().iter().find(|v| v.me().id == vnode) else {
             return;
         };
         let me = v.me();
         let Some(pred) = v
             .table()
             .predecessor()
-            .filter(|p| p.id == end && p.addr != self.addr)
+            .filter(|p| p.id == end && p.addr != cx.ring.addr())
         else {
             return;
         };
-        self.start_transfer(now, Push::whole(pred, me, start, end), Purpose::Handoff);
+        self.start_transfer(cx, now, Push::whole(pred, me, start, end), Purpose::Handoff);
     }
 }
 

@@ -1,16 +1,23 @@
 //! A replica: stores what an owner replicates, and answers an owner's read.
 
-use super::{StoreKind, StoreWait};
-use crate::{Envelope, Message, Node, Record};
+use super::{Store, StoreKind, StoreWait};
+use crate::io::Cx;
+use crate::{Envelope, Message, Record};
 
 /// Most `Replicate`s a node stores for others at once: transfers keep a
 /// few pages in flight each, so this is many senders' windows.
 pub const MAX_REPLICA_APPLIES: usize = 256;
 
-impl Node {
+impl Store {
     /// `Replicate` from an owner: store the records that are newer.
-    pub(crate) fn replica_apply(&mut self, env: Envelope, req: u64, records: Vec<Record>) {
-        let me = self.kv_me(&env);
+    pub(super) fn replica_apply(
+        &mut self,
+        cx: &mut Cx<'_>,
+        env: Envelope,
+        req: u64,
+        records: Vec<Record>,
+    ) {
+        let me = cx.ring.addressee(env.to.id);
         // A record whose id is not its key's hash would be stored in the
         // wrong place: refuse the whole message.
         if records.iter().any(|r| !r.is_consistent()) {
@@ -20,10 +27,10 @@ impl Node {
                 newer: None,
                 busy: false,
             };
-            self.kv_send(me, env.from, nack);
+            cx.io.send(me, env.from, nack);
             return;
         }
-        if self.kv.replica_applies >= MAX_REPLICA_APPLIES {
+        if self.replica_applies >= MAX_REPLICA_APPLIES {
             // Overloaded: say so (the sender backs off and sends again)
             // rather than queue without bound or drop silently.
             let busy = Message::ReplicateAck {
@@ -32,30 +39,30 @@ impl Node {
                 newer: None,
                 busy: true,
             };
-            self.kv_send(me, env.from, busy);
+            cx.io.send(me, env.from, busy);
             return;
         }
         for r in &records {
-            self.kv.hlc.observe(r.version.hlc);
+            self.hlc.observe(r.version.hlc);
         }
-        self.kv.replica_applies += 1;
+        self.replica_applies += 1;
         let wait = StoreWait::ReplicaApply {
             to: env.from,
             me,
             req,
         };
-        self.kv.store(StoreKind::Apply { records }, wait);
+        self.store_op(cx, StoreKind::Apply { records }, wait);
     }
 
     /// `ReplicaRead` from an owner: read our copy.
-    pub(crate) fn replica_read(&mut self, env: Envelope, req: u64, key: Vec<u8>) {
-        let me = self.kv_me(&env);
+    pub(super) fn replica_read(&mut self, cx: &mut Cx<'_>, env: Envelope, req: u64, key: Vec<u8>) {
+        let me = cx.ring.addressee(env.to.id);
         let key_id = crate::Id::hash(&key);
         let wait = StoreWait::ReplicaRead {
             to: env.from,
             me,
             req,
         };
-        self.kv.store(StoreKind::Get { key_id, key }, wait);
+        self.store_op(cx, StoreKind::Get { key_id, key }, wait);
     }
 }

@@ -1,0 +1,308 @@
+//! The coordinator: takes an operation, finds the key's owner and gets the
+//! answer from it (retrying when ownership moved under it).
+
+use super::{ClientOp, Deadline, ReplyTo, Requests, oversize};
+use crate::io::{Cx, Serve};
+use crate::{
+    Id, KvError, KvOp, KvOutcome, KvResult, LookupError, LookupId, LookupMode, LookupResult,
+    Message, NodeRef, Time,
+};
+
+/// Lookups (and owner redirects) one operation may use before giving up.
+/// From the third on, attempts are a request timeout apart (see
+/// `retry_client`), so six span a few stabilization rounds.
+const MAX_ATTEMPTS: u32 = 6;
+
+impl Requests {
+    /// Starts operation `id` (a number from `Io::next`) for the owner of
+    /// its key, or for `target` itself. `in_flight` counts every
+    /// operation of the process (bounded by `max_kv_ops`). The result comes
+    /// back in `Io::done`.
+    pub fn start(
+        &mut self,
+        cx: &mut Cx<'_>,
+        now: Time,
+        id: u64,
+        op: KvOp,
+        target: Option<NodeRef>,
+        in_flight: usize,
+    ) {
+        if let Some((size, limit)) = oversize(cx.config, &op) {
+            cx.io
+                .done
+                .push_back((id, Err(KvError::TooLarge { size, limit })));
+        } else if !cx.ring.any_joined() {
+            cx.io.done.push_back((id, Err(KvError::NotJoined)));
+        } else if in_flight >= cx.config.max_kv_ops {
+            cx.io.done.push_back((id, Err(KvError::Overloaded)));
+        } else {
+            let deadline = now + cx.config.kv_timeout;
+            let key_id = Id::hash(op.key());
+            self.clients.insert(
+                id,
+                ClientOp {
+                    op,
+                    key_id,
+                    attempts: 0,
+                    deadline,
+                    last_error: None,
+                    target,
+                },
+            );
+            self.deadlines.insert((deadline, Deadline::Client(id)));
+            self.route_client(cx, now, id);
+        }
+    }
+
+    /// Sends operation `id` towards its owner: straight to a local virtual
+    /// node that owns the key, else through a lookup.
+    fn route_client(&mut self, cx: &mut Cx<'_>, now: Time, id: u64) {
+        let Some(c) = self.clients.get_mut(&id) else {
+            return;
+        };
+        c.attempts += 1;
+        if let Some(target) = c.target {
+            // A direct message goes to its node once: if that node is gone
+            // there is nobody else to ask.
+            if c.attempts > 1 {
+                self.finish_client(cx, id, Err(KvError::Unreachable));
+                return;
+            }
+            let op = c.op.clone();
+            if target.addr == cx.ring.addr() {
+                serve_locally(cx, target, op, id);
+            } else {
+                self.send_to_owner(cx, now, id, target, op);
+            }
+            return;
+        }
+        if c.attempts > MAX_ATTEMPTS {
+            let error = c.last_error.unwrap_or(KvError::Redirects);
+            self.finish_client(cx, id, Err(error));
+            return;
+        }
+        let (key_id, op, first_try) = (c.key_id, c.op.clone(), c.attempts == 1);
+        if let Some(owner) = cx.ring.owning_vnode(&key_id) {
+            serve_locally(cx, owner, op, id);
+            return;
+        }
+        // The first try may use an owner we heard from recently; a retry
+        // (after `WrongOwner`) always looks up.
+        if first_try && let Some(owner) = self.cached_owner(now, &key_id) {
+            self.send_to_owner(cx, now, id, owner, op);
+            return;
+        }
+        let lookup = cx.ring.start_lookup(now, key_id, LookupMode::Recursive);
+        self.lookups.insert(lookup, id);
+    }
+
+    /// The lookup for an operation finished (`lookup` is one of ours: see
+    /// [`Requests::owns_lookup`]).
+    pub fn lookup_done(
+        &mut self,
+        cx: &mut Cx<'_>,
+        now: Time,
+        lookup: LookupId,
+        result: Result<LookupResult, LookupError>,
+    ) {
+        let Some(id) = self.lookups.remove(&lookup) else {
+            return;
+        };
+        let Some(c) = self.clients.get_mut(&id) else {
+            return;
+        };
+        let owner = match result {
+            Ok(r) => r.owner,
+            // A node that is not part of a ring cannot do better later.
+            Err(LookupError::NotJoined) => {
+                self.finish_client(cx, id, Err(KvError::Lookup(LookupError::NotJoined)));
+                return;
+            }
+            // Dead hops, a ring in flux: try again shortly.
+            Err(e) => {
+                c.last_error = Some(KvError::Lookup(e));
+                self.retry_client(cx, now, id);
+                return;
+            }
+        };
+        let op = c.op.clone();
+        if owner.addr == cx.ring.addr() {
+            serve_locally(cx, owner, op, id);
+            return;
+        }
+        self.send_to_owner(cx, now, id, owner, op);
+    }
+
+    /// Sends operation `id` to `owner`. If no answer comes within 3/5 of
+    /// the operation's time (or what is left of it), the owner is presumed
+    /// dead: forgotten, and the operation looked up again. The request
+    /// says how long we wait, so that the owner answers (or gives up)
+    /// within it, and names the operation, so that the owner answers a
+    /// retry as it answered the first try.
+    fn send_to_owner(&mut self, cx: &mut Cx<'_>, now: Time, id: u64, owner: NodeRef, op: KvOp) {
+        let req = cx.io.next();
+        let timeout = cx.config.kv_timeout;
+        let left = self
+            .clients
+            .get(&id)
+            .map_or(timeout, |c| c.deadline.saturating_since(now));
+        let wait = (timeout * 3 / 5).min(left);
+        let deadline = now + wait;
+        self.requests.insert(req, (id, owner, deadline));
+        self.deadlines.insert((deadline, Deadline::Request(req)));
+        let msg = Message::KvRequest {
+            req,
+            op,
+            op_id: self.op_base.wrapping_add(id),
+            timeout_ms: wait.as_millis().clamp(1, u32::MAX as u128) as u32,
+        };
+        cx.io.send(cx.ring.primary().me(), owner, msg);
+    }
+
+    /// Runs the deadlines due at `now`.
+    pub fn handle_timeout(&mut self, cx: &mut Cx<'_>, now: Time) {
+        while let Some(&(at, what)) = self.deadlines.first() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            match what {
+                Deadline::Client(id) => {
+                    self.lookups.retain(|_, c| *c != id);
+                    self.requests.retain(|_, (c, _, _)| *c != id);
+                    self.finish_client(cx, id, Err(KvError::Timeout));
+                }
+                Deadline::Request(req) => self.request_expired(cx, now, req),
+                Deadline::Retry(id) => self.route_client(cx, now, id),
+            }
+        }
+    }
+
+    /// Request `req` went unanswered: its owner is presumed dead.
+    fn request_expired(&mut self, cx: &mut Cx<'_>, now: Time, req: u64) {
+        let Some((id, owner, _)) = self.requests.remove(&req) else {
+            return;
+        };
+        self.forget_owner(&owner);
+        self.route_client(cx, now, id);
+    }
+
+    /// Peers matching `dead` failed: operations waiting on them try again
+    /// through a fresh lookup, and the owner cache forgets them.
+    pub fn peers_failed(&mut self, cx: &mut Cx<'_>, now: Time, dead: impl Fn(&NodeRef) -> bool) {
+        self.owner_cache.retain(|_, (_, owner, _)| !dead(owner));
+        let stuck: Vec<(u64, u64, Time)> = self
+            .requests
+            .iter()
+            .filter(|(_, (_, owner, _))| dead(owner))
+            .map(|(req, (id, _, deadline))| (*req, *id, *deadline))
+            .collect();
+        for (req, id, deadline) in stuck {
+            self.requests.remove(&req);
+            self.deadlines.remove(&(deadline, Deadline::Request(req)));
+            self.route_client(cx, now, id);
+        }
+    }
+
+    /// An owner answered a `KvRequest` of ours, from `owner`, telling us
+    /// its `range` (unless it said `WrongOwner`).
+    pub fn handle_reply(
+        &mut self,
+        cx: &mut Cx<'_>,
+        now: Time,
+        owner: NodeRef,
+        req: u64,
+        result: KvResult,
+        range: Option<crate::KeyRange>,
+    ) {
+        if let Some(range) = range {
+            self.cache_owner(now, range, owner, cx.config.owner_cache_ttl);
+        }
+        let Some((id, owner, deadline)) = self.requests.remove(&req) else {
+            return;
+        };
+        self.deadlines.remove(&(deadline, Deadline::Request(req)));
+        if result == KvResult::WrongOwner {
+            self.forget_owner(&owner);
+        }
+        self.client_result(cx, now, id, result);
+    }
+
+    /// The owner's result for operation `id` (local or remote): the
+    /// operation ends, or tries again if ownership moved or the owner shed
+    /// load.
+    pub(super) fn client_result(&mut self, cx: &mut Cx<'_>, now: Time, id: u64, result: KvResult) {
+        let outcome = match result {
+            KvResult::Stored { version, acked } => Ok(KvOutcome::Stored { version, acked }),
+            KvResult::Found { value, version } => Ok(KvOutcome::Found { value, version }),
+            KvResult::NotFound => Ok(KvOutcome::NotFound),
+            KvResult::QuorumFailed { acked, needed } => {
+                Err(KvError::QuorumFailed { acked, needed })
+            }
+            KvResult::QuorumUnavailable { available, needed } => {
+                Err(KvError::QuorumUnavailable { available, needed })
+            }
+            KvResult::StoreFailed => Err(KvError::StoreFailed),
+            KvResult::TooLarge { size, limit } => Err(KvError::TooLarge {
+                size: size as u64,
+                limit: limit as u64,
+            }),
+            KvResult::Overloaded => {
+                // The owner sheds load: back off, then try again.
+                if let Some(c) = self.clients.get_mut(&id) {
+                    c.last_error = Some(KvError::Overloaded);
+                    let backoff = cx.config.request_timeout * c.attempts.min(4);
+                    self.deadlines.insert((now + backoff, Deadline::Retry(id)));
+                }
+                return;
+            }
+            KvResult::Delivered => Ok(KvOutcome::Delivered),
+            KvResult::Replied { payload } => Ok(KvOutcome::Replied { payload }),
+            KvResult::Refused => Err(KvError::Refused),
+            KvResult::Published { subscribers } => Ok(KvOutcome::Published { subscribers }),
+            // Ownership moved since the lookup: look up again.
+            KvResult::WrongOwner => {
+                if let Some(c) = self.clients.get_mut(&id) {
+                    c.last_error = Some(KvError::Redirects);
+                }
+                self.retry_client(cx, now, id);
+                return;
+            }
+        };
+        self.finish_client(cx, id, outcome);
+    }
+
+    /// Tries operation `id` again after a failed attempt: at once the
+    /// first time (a stale owner cache or a range that just moved), later
+    /// after a request timeout, so that the ring gets a stabilization round
+    /// to agree on the key's owner (right after a failure the owner's new
+    /// predecessor may not be known to it yet).
+    fn retry_client(&mut self, cx: &mut Cx<'_>, now: Time, id: u64) {
+        let Some(c) = self.clients.get(&id) else {
+            return;
+        };
+        if c.attempts < 2 {
+            self.route_client(cx, now, id);
+            return;
+        }
+        let at = now + cx.config.request_timeout;
+        self.deadlines.insert((at, Deadline::Retry(id)));
+    }
+
+    /// Ends operation `id`: its result goes to `Io::done`.
+    fn finish_client(&mut self, cx: &mut Cx<'_>, id: u64, result: Result<KvOutcome, KvError>) {
+        if let Some(c) = self.clients.remove(&id) {
+            self.deadlines.remove(&(c.deadline, Deadline::Client(id)));
+            cx.io.done.push_back((id, result));
+        }
+    }
+}
+
+/// Operation `id` is for our own vnode `vnode`: serve it here.
+fn serve_locally(cx: &mut Cx<'_>, vnode: NodeRef, op: KvOp, id: u64) {
+    cx.io.serve.push_back(Serve {
+        vnode,
+        op,
+        reply: ReplyTo::Local(id),
+    });
+}

@@ -1,0 +1,115 @@
+//! The serving side of a request: admitting a `KvRequest` from a
+//! coordinator elsewhere and sending the owner's answer back.
+
+use super::{ReplyTo, Requests, oversize};
+use crate::config::Config;
+use crate::io::{Cx, Serve};
+use crate::ring::{Ownership, Ring};
+use crate::{Envelope, Id, KvOp, KvResult, Message, NodeRef, Time};
+use std::time::Duration;
+
+impl Requests {
+    /// A `KvRequest` arrived. A retry of an operation already answered
+    /// gets that answer again; past `max_kv_ops` operations in flight
+    /// (`in_flight`, the whole process's) it is refused `Overloaded`; for
+    /// an id we do not host, `WrongOwner`. Otherwise it is handed on
+    /// (`Io::serve`) to the machine that serves its operation.
+    pub fn handle_request(
+        &mut self,
+        cx: &mut Cx<'_>,
+        now: Time,
+        env: &Envelope,
+        (req, op, op_id, timeout_ms): (u64, KvOp, u64, u32),
+        in_flight: usize,
+    ) {
+        let me = cx.ring.addressee(env.to.id);
+        let budget = match timeout_ms {
+            0 => cx.config.kv_timeout * 3 / 5,
+            ms => Duration::from_millis(ms as u64).min(cx.config.kv_timeout),
+        };
+        // Only store operations are remembered: their retries must not act
+        // twice.
+        let store_op = matches!(
+            op,
+            KvOp::Put { .. } | KvOp::Get { .. } | KvOp::Delete { .. }
+        );
+        let named = (store_op && op_id != 0).then(|| (op_id, Id::hash(op.key())));
+        let reply = ReplyTo::Remote {
+            to: env.from,
+            me,
+            req,
+            op: named,
+            budget,
+        };
+        if let Some(result) = self.recalled(now, env.from.addr, named) {
+            // A retry of an operation we already answered.
+            self.answer(cx, now, reply, result);
+            return;
+        }
+        if in_flight >= cx.config.max_kv_ops {
+            // Overloaded: say so (the coordinator backs off) rather than
+            // queue without bound or drop silently.
+            cx.io.counting.error("kv_overloaded");
+            self.answer(cx, now, reply, KvResult::Overloaded);
+            return;
+        }
+        match env.to.id {
+            Some(id) if cx.ring.vnode_by_id(&id).is_some() => cx.io.serve.push_back(Serve {
+                vnode: NodeRef::new(id, cx.ring.addr()),
+                op,
+                reply,
+            }),
+            _ => self.answer(cx, now, reply, KvResult::WrongOwner),
+        }
+    }
+
+    /// Sends an owner's `result` where it belongs: to the local operation,
+    /// or back to the remote coordinator with our range (remembered, so a
+    /// retry gets the same answer).
+    pub fn answer(&mut self, cx: &mut Cx<'_>, now: Time, reply: ReplyTo, result: KvResult) {
+        match reply {
+            ReplyTo::Local(id) => self.client_result(cx, now, id, result),
+            ReplyTo::Remote {
+                to, me, req, op, ..
+            } => {
+                self.remember(now, to.addr, op, &result);
+                // Tell the coordinator our range, unless we just said we do
+                // not own the key.
+                let range = match result {
+                    KvResult::WrongOwner => None,
+                    _ => cx.ring.range_of(&me),
+                };
+                cx.io.send(me, to, Message::KvReply { req, result, range })
+            }
+        }
+    }
+}
+
+/// May our vnode `vnode` serve `op`? An operation for a key must be for one
+/// the vnode owns (a get also for one it may own, `Ownership::Maybe`; a
+/// direct one for the node itself needs no key), and within the size
+/// limits. The refusal is the answer to send.
+pub(crate) fn admit(
+    config: &Config,
+    ring: &Ring,
+    vnode: &NodeRef,
+    op: &KvOp,
+) -> Result<Ownership, KvResult> {
+    let owns = ring.takes_key(vnode, &Id::hash(op.key()));
+    let get = matches!(op, KvOp::Get { .. });
+    let refused = match owns {
+        Ownership::Yes => false,
+        Ownership::Maybe => !get && !op.is_direct(),
+        Ownership::No => !op.is_direct(),
+    };
+    if refused {
+        return Err(KvResult::WrongOwner);
+    }
+    if let Some((size, limit)) = oversize(config, op) {
+        return Err(KvResult::TooLarge {
+            size: size.min(u32::MAX as u64) as u32,
+            limit: limit.min(u32::MAX as u64) as u32,
+        });
+    }
+    Ok(owns)
+}

@@ -1,0 +1,383 @@
+//! The store sub-machine: the key-value store on the ring (DESIGN §5),
+//! as decisions of the sans-IO core — when a write is acknowledged, when a
+//! read must ask the replicas, what to sync, hand over and forget. The
+//! driver performs the storage operations asked for ([`StoreRequest`],
+//! `Node::poll_store`) and reports their results (`Node::handle_store`);
+//! it never decides anything itself.
+//!
+//! Roles, all possibly the same process (the coordinator that brings an
+//! operation here is the request machine's):
+//! - the **owner** versions writes with its hybrid logical clock, stores
+//!   them and replicates them to the next `R - 1` distinct processes,
+//!   answering after `W` durable copies; it serves reads, asking the
+//!   replicas when it lacks a key during a handoff (`owner.rs`);
+//! - a **replica** stores what the owner sends, if newer (`replica.rs`);
+//! - **sync** compares each owned range with each replica and pushes the
+//!   differences (`sync.rs`), **sweep** forgets what no longer belongs here
+//!   (`sweep.rs`), **transfer** moves records in acknowledged pages
+//!   (`transfer.rs`), and a graceful **leave** drains every range first
+//!   (`leave.rs`).
+
+mod leave;
+mod owner;
+mod replica;
+mod storage;
+mod sweep;
+mod sync;
+mod transfer;
+
+pub use leave::LeaveReport;
+pub use storage::{Applied, StoreKind, StoreOpId, StoreRequest, StoreResult};
+pub use sync::{bucket_hash, bucket_of, record_digest};
+
+use crate::fasthash::FastMap;
+use crate::io::Cx;
+use crate::request::ReplyTo;
+use crate::{Envelope, Hlc, Id, Message, NodeRef, Record, Time, Version};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// The newest version a store kept instead of the records of an apply.
+fn newest_kept(applied: &[Applied]) -> Option<Version> {
+    applied.iter().filter_map(Applied::kept).max()
+}
+
+/// What an owner is doing for one request.
+#[derive(Debug)]
+enum OwnerOp {
+    /// Waiting for `need` durable copies of `record`.
+    Write {
+        reply: Option<ReplyTo>,
+        /// The owner vnode that versioned the write.
+        vnode: NodeRef,
+        record: Record,
+        need: u32,
+        /// Copies that now hold exactly `record`.
+        acked: u32,
+        /// Copies (local and replicas) not yet answered.
+        outstanding: u32,
+        /// Versions of this write tried so far (a copy that holds a newer
+        /// version makes the owner version the write again, above it).
+        attempt: u32,
+        deadline: Time,
+    },
+    /// Reading a key locally, maybe from the replicas too; then answering a
+    /// get, or turning into a tombstone write for a delete.
+    Read {
+        reply: ReplyTo,
+        vnode: NodeRef,
+        key: Vec<u8>,
+        delete: bool,
+        /// The key may not be ours (no predecessor known): a miss answers
+        /// `WrongOwner`, not `NotFound`.
+        unsure: bool,
+        best: Option<Record>,
+        outstanding: u32,
+        asked_replicas: bool,
+        /// When the read gives up; `answer_by`: when the whole operation
+        /// (a delete's tombstone write included) must be answered.
+        deadline: Time,
+        answer_by: Time,
+    },
+}
+
+/// Why the core waits for a storage operation.
+#[derive(Debug)]
+enum StoreWait {
+    /// The owner's own copy of a write.
+    OwnerWrite(u64),
+    /// The owner's local read.
+    OwnerRead(u64),
+    /// A replica storing what an owner sent; ack `req` to `to`.
+    ReplicaApply { to: NodeRef, me: NodeRef, req: u64 },
+    /// A replica reading for an owner; answer `req` to `to`.
+    ReplicaRead { to: NodeRef, me: NodeRef, req: u64 },
+    /// An owner repairing its copy from a replica's; nothing waits.
+    Repair,
+    /// A sync this vnode runs as owner: its summary is ready.
+    SyncOwnSummary(u64),
+    /// A sync run by an owner elsewhere: compare with `theirs`, answer the
+    /// differing buckets to `to`.
+    SyncCompare(sync::Compare),
+    /// The next page of transfer `.0` to send.
+    TransferRead(u64),
+}
+
+/// A deadline of the store machine.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Deadline {
+    /// An owner operation's.
+    Owner(u64),
+    Sync(u64),
+    /// A transfer's page awaiting its acknowledgement.
+    TransferPage(u64),
+    /// A transfer pausing after a failure.
+    TransferResume(u64),
+    /// A graceful leave's drain timeout.
+    LeaveDrain,
+}
+
+/// The store state of one process. Maps keyed by numbers this process
+/// chose use a fixed hasher, maps keyed by what peers send a `BTreeMap`:
+/// iteration order never depends on a random seed, so one simulator seed
+/// gives one run.
+#[derive(Debug, Default)]
+pub(crate) struct Store {
+    /// Versions this process's writes (and observes every version seen).
+    hlc: Hlc,
+    owners: FastMap<u64, OwnerOp>,
+    /// `Replicate` / `ReplicaRead` requests sent → owner operation.
+    replica_reqs: FastMap<u64, u64>,
+    store_waits: FastMap<u64, StoreWait>,
+    deadlines: BTreeSet<(Time, Deadline)>,
+    store_out: VecDeque<StoreRequest>,
+    /// When some virtual node's key range last grew: reads that miss ask
+    /// the replicas for `handoff_window` after it.
+    range_grew_at: Option<Time>,
+    /// When the next round of range syncs is due.
+    sync_at: Option<Time>,
+    /// Syncs this process runs as owner, by request number.
+    syncs: FastMap<u64, sync::SyncJob>,
+    /// Ranges we hold replicas of, from owners' syncs: `(start, end, until)`.
+    leases: Vec<(Id, Id, Time)>,
+    /// When each (owner vnode, replica) pair last synced without a
+    /// difference.
+    in_sync: BTreeMap<(Id, Id), Time>,
+    /// Each vnode's replica targets, and the successor-list change count
+    /// they were computed at: a new target gets a sync at once.
+    targets: FastMap<Id, (u64, Vec<NodeRef>)>,
+    /// `Ring::successor_changes` when `targets` was last checked.
+    targets_total: Option<u64>,
+    /// Sync rounds run, and when the first one ran.
+    rounds: u32,
+    first_round: Option<Time>,
+    /// Bulk transfers to other nodes.
+    transfers: transfer::Transfers,
+    /// `Replicate`s being stored for others (bounded: more are refused
+    /// `busy`).
+    replica_applies: usize,
+    /// A graceful leave in progress, and how it went once done.
+    leaving: Option<leave::Leaving>,
+    left: Option<LeaveReport>,
+}
+
+impl Store {
+    /// Tells the hybrid logical clock the largest hlc already stored
+    /// (before the node starts: writes are then versioned above it).
+    pub fn seed_clock(&mut self, max_stored_hlc: u64) {
+        self.hlc.observe(max_stored_hlc);
+    }
+
+    /// Schedules the first periodic sync round at `at` (for a node started
+    /// in an already converged ring, which sees no `Joined` event).
+    pub fn first_sync_at(&mut self, at: Time) {
+        self.sync_at = Some(at);
+    }
+
+    /// Asks the driver for a storage operation; `wait` says what to do with
+    /// its result.
+    fn store_op(&mut self, cx: &mut Cx<'_>, kind: StoreKind, wait: StoreWait) {
+        let op = cx.io.next();
+        self.store_waits.insert(op, wait);
+        self.store_out.push_back(StoreRequest {
+            op: StoreOpId(op),
+            kind,
+        });
+    }
+
+    /// Owner operations and storage operations in flight (counted against
+    /// `max_kv_ops`).
+    pub fn in_flight(&self) -> usize {
+        self.owners.len() + self.store_waits.len()
+    }
+
+    /// When `handle_timeout` must run next (a deadline or a sync round).
+    pub fn poll_timeout(&self) -> Option<Time> {
+        let deadline = self.deadlines.first().map(|(t, _)| *t);
+        deadline.into_iter().chain(self.sync_at).min()
+    }
+
+    /// Fills in the store's counters: replica applies running, transfers.
+    pub fn fill_counters(&self, c: &mut crate::Counters) {
+        c.replica_applies = self.replica_applies as u64;
+        let t = &self.transfers;
+        c.transfers_active = t.len() as u64;
+        c.transfer_records = t.records_sent;
+        c.transfer_bytes = t.bytes_sent;
+        c.transfer_failures = t.failures;
+    }
+
+    /// Some vnode's range grew (or its predecessor is gone): for
+    /// `handoff_window`, reads that miss ask the replicas too.
+    pub fn range_grew(&mut self, now: Time) {
+        self.range_grew_at = Some(now);
+    }
+}
+
+/// The newer of two optional records.
+fn newest(a: Option<Record>, b: Option<Record>) -> Option<Record> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if b.version > a.version { b } else { a }),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Is `msg` the store machine's (handled by the process, not a vnode)?
+pub(crate) fn is_store_message(msg: &Message) -> bool {
+    use Message::*;
+    matches!(
+        msg,
+        Replicate { .. }
+            | ReplicateAck { .. }
+            | ReplicaRead { .. }
+            | ReplicaReadReply { .. }
+            | SyncSummary { .. }
+            | SyncDiff { .. }
+            | Collect { .. }
+    )
+}
+
+impl Store {
+    /// The next storage operation for the driver.
+    pub fn poll_store(&mut self) -> Option<StoreRequest> {
+        self.store_out.pop_front()
+    }
+
+    /// The result of a storage operation from `poll_store`.
+    pub fn handle_store(&mut self, cx: &mut Cx<'_>, now: Time, op: StoreOpId, result: StoreResult) {
+        let Some(wait) = self.store_waits.remove(&op.0) else {
+            return;
+        };
+        match wait {
+            StoreWait::OwnerWrite(id) => match result {
+                StoreResult::Applied(applied) => {
+                    let kept = newest_kept(&applied);
+                    if let Some(v) = kept {
+                        self.hlc.observe(v.hlc);
+                    }
+                    self.write_answer(cx, now, id, true, kept);
+                }
+                _ => self.owner_store_failed(cx, id),
+            },
+            StoreWait::OwnerRead(id) => {
+                let record = match result {
+                    StoreResult::Got(r) => r,
+                    _ => None,
+                };
+                if let Some(r) = &record {
+                    self.hlc.observe(r.version.hlc);
+                }
+                self.read_answer(cx, now, id, record);
+            }
+            StoreWait::ReplicaApply { to, me, req } => {
+                self.replica_applies = self.replica_applies.saturating_sub(1);
+                let (ok, newer) = match &result {
+                    StoreResult::Applied(applied) => (true, newest_kept(applied)),
+                    _ => (false, None),
+                };
+                let ack = crate::Message::ReplicateAck {
+                    req,
+                    ok,
+                    newer,
+                    busy: false,
+                };
+                cx.io.send(me, to, ack);
+            }
+            StoreWait::ReplicaRead { to, me, req } => {
+                let record = match result {
+                    StoreResult::Got(r) => r,
+                    _ => None,
+                };
+                cx.io
+                    .send(me, to, crate::Message::ReplicaReadReply { req, record });
+            }
+            StoreWait::Repair => {}
+            StoreWait::SyncOwnSummary(req) => self.sync_summary_ready(cx, now, req, result),
+            StoreWait::SyncCompare(c) => self.sync_compare(cx, now, c, result),
+            StoreWait::TransferRead(id) => self.transfer_page_read(cx, now, id, result),
+        }
+    }
+
+    /// A store message from a peer (or one of our own vnodes): see
+    /// [`is_store_message`].
+    pub fn handle_message(&mut self, cx: &mut Cx<'_>, now: Time, env: Envelope) {
+        match env.msg.clone() {
+            Message::Replicate { req, records } => self.replica_apply(cx, env, req, records),
+            Message::ReplicateAck {
+                req,
+                ok,
+                newer,
+                busy,
+            } => {
+                if let Some(v) = newer {
+                    self.hlc.observe(v.hlc);
+                }
+                if let Some(id) = self.replica_reqs.remove(&req) {
+                    self.write_answer(cx, now, id, ok && !busy, newer);
+                } else {
+                    self.transfer_ack(cx, now, req, ok && !busy);
+                }
+            }
+            Message::ReplicaRead { req, key } => self.replica_read(cx, env, req, key),
+            Message::SyncSummary {
+                req,
+                start,
+                end,
+                buckets,
+                probe,
+            } => {
+                let me = cx.ring.addressee(env.to.id);
+                self.sync_lease(cx, now, start, end);
+                let c = sync::Compare {
+                    to: env.from,
+                    me,
+                    req,
+                    start,
+                    end,
+                    theirs: buckets,
+                    probe,
+                };
+                self.sync_summary_received(cx, now, c);
+            }
+            Message::SyncDiff {
+                req,
+                differing,
+                refine,
+            } => self.sync_diff_received(cx, now, req, differing, refine),
+            Message::Collect { start, end, before } => {
+                self.collect_received(cx, env.from, start, end, before)
+            }
+            Message::ReplicaReadReply { req, record } => {
+                if let Some(id) = self.replica_reqs.remove(&req) {
+                    let record = record.filter(|r| r.is_consistent());
+                    if let Some(r) = &record {
+                        self.hlc.observe(r.version.hlc);
+                    }
+                    self.read_answer(cx, now, id, record);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Runs the store's deadlines due at `now`.
+    pub fn handle_timeout(&mut self, cx: &mut Cx<'_>, now: Time) {
+        if self.sync_at.is_some_and(|at| at <= now) {
+            self.sync_round(cx, now);
+        }
+        while let Some(&(at, what)) = self.deadlines.first() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            match what {
+                Deadline::Owner(id) => self.owner_expired(cx, now, id),
+                Deadline::Sync(req) => {
+                    self.syncs.remove(&req);
+                }
+                Deadline::TransferPage(req) => self.transfer_page_expired(cx, now, req),
+                Deadline::TransferResume(id) => self.transfer_resume(cx, now, id),
+                Deadline::LeaveDrain => self.leave_drain_expired(cx),
+            }
+        }
+    }
+}
