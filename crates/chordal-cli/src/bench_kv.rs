@@ -297,10 +297,7 @@ pub async fn run(args: KvArgs) -> Result<()> {
                     .then(|| dir.path().join(format!("node-{i}"))),
                 ..NodeConfig::default()
             };
-            let api = ApiConfig {
-                replicas: args.replicas,
-                ..ApiConfig::default()
-            };
+            let api = ApiConfig::default();
             members.push(Member::start(config, "127.0.0.1:0".parse()?, api).await?);
         }
         // Let successor lists fill so that every write has all its replicas.

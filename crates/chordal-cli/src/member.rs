@@ -138,13 +138,6 @@ impl RingArgs {
             ..NodeConfig::default()
         }
     }
-
-    fn api_config(&self) -> ApiConfig {
-        ApiConfig {
-            replicas: self.replicas,
-            ..ApiConfig::default()
-        }
-    }
 }
 
 /// A running ring member: the node and its HTTP server.
@@ -214,7 +207,7 @@ pub async fn run_node(args: NodeArgs) -> Result<()> {
             args.data_dir.clone(),
         )
     };
-    let member = Member::start(config, args.api, args.ring.api_config()).await?;
+    let member = Member::start(config, args.api, ApiConfig::default()).await?;
     println!("{}", member.address_line());
     shutdown_signal().await;
     member.stop().await;
@@ -242,7 +235,7 @@ pub async fn run_cluster(args: ClusterArgs) -> Result<()> {
             .unwrap_or_default();
         let dir = args.data_dir.as_ref().map(|d| d.join(format!("node-{i}")));
         let config = args.ring.node_config(listen, seeds, None, dir);
-        let member = Member::start(config, api, args.ring.api_config())
+        let member = Member::start(config, api, ApiConfig::default())
             .await
             .with_context(|| format!("node {i}"))?;
         println!("{}", member.address_line());

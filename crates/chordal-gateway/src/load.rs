@@ -83,7 +83,7 @@ impl Assignments {
             self.expire(now);
         }
         let cap = (self.bound * (self.clients.len() + 1) as f64 / processes as f64).ceil() as usize;
-        let start = members.partition_point(|m| m.node.id < *key);
+        let start = chordal_core::successor_index(members, key, |m| m.node.id);
         let chosen = (0..members.len())
             .map(|i| &members[(start + i) % members.len()])
             .filter(|m| m.service.is_some())

@@ -3,7 +3,7 @@
 //! Chord but is not a member), refreshed periodically and after failures.
 
 use axum::http::Uri;
-use chordal_core::{Id, NodeRef};
+use chordal_core::{Id, NodeRef, replica_set, successor_index};
 use chordal_node::{Client, ClientError};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -103,17 +103,15 @@ impl RingView {
         if members.is_empty() {
             return Vec::new();
         }
-        let start = members.partition_point(|m| m.node.id < *key);
-        let mut picked: Vec<Member> = Vec::new();
-        for i in 0..members.len() {
-            let m = &members[(start + i) % members.len()];
-            if picked.iter().any(|p| p.node.addr == m.node.addr) {
-                continue;
-            }
-            picked.push(m.clone());
-            if picked.len() >= n {
-                break;
-            }
+        // The owner, then where its replicas are (the members after it are
+        // its successor list).
+        let start = successor_index(&members, key, |m| m.node.id);
+        let successors: Vec<NodeRef> = (1..members.len())
+            .map(|i| members[(start + i) % members.len()].node)
+            .collect();
+        let mut picked = vec![members[start].clone()];
+        for r in replica_set(&members[start].node, &successors, n) {
+            picked.extend(members.iter().find(|m| m.node == r).cloned());
         }
         picked.retain(|m| m.service.is_some());
         let now = Instant::now();

@@ -93,7 +93,7 @@ pub async fn put(
         return Err(too_large());
     }
     let outcome = s.node.put(key.clone().into_bytes(), body.to_vec()).await;
-    stored(&key, outcome.map_err(kv_error)?, s.config.replicas)
+    stored(&key, outcome.map_err(kv_error)?, s.node.replicas())
 }
 
 #[derive(serde::Deserialize)]
@@ -143,5 +143,5 @@ pub async fn delete(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let key = key_from_path(key, &s.config)?;
     let outcome = s.node.delete(key.clone().into_bytes()).await;
-    stored(&key, outcome.map_err(kv_error)?, s.config.replicas)
+    stored(&key, outcome.map_err(kv_error)?, s.node.replicas())
 }

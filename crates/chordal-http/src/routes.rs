@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, Uri};
 use axum::routing::get;
 use axum::{Json, Router};
-use chordal_core::{Id, LookupMode, NodeRef};
+use chordal_core::{Id, LookupMode, NodeRef, replica_set};
 use chordal_node::Node;
 use serde::Deserialize;
 use serde_json::json;
@@ -19,8 +19,6 @@ use tokio::net::TcpListener;
 /// API settings.
 #[derive(Clone, Debug)]
 pub struct ApiConfig {
-    /// Replication factor `R`: `locate` lists the owner and `R - 1` replicas.
-    pub replicas: usize,
     /// Longest key accepted, in bytes.
     pub max_key: usize,
     /// Most nodes a ring walk visits.
@@ -34,7 +32,6 @@ pub struct ApiConfig {
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
-            replicas: 3,
             max_key: chordal_core::Config::default().max_key,
             max_ring: 100_000,
             // The same limits as the core's, which checks them too.
@@ -212,7 +209,7 @@ async fn node_status(
 
 async fn ring(State(s): State<AppState>) -> Result<Json<RingJson>, ApiError> {
     let survey = s.node.survey_ring(s.config.max_ring).await?;
-    let problems = survey.problems(s.config.replicas);
+    let problems = survey.problems(s.node.replicas());
     let nodes: Vec<RingNodeJson> = survey
         .members
         .iter()
@@ -280,7 +277,7 @@ async fn locate(
     };
     let key_id = Id::hash(key.as_bytes());
     let r = s.node.lookup(key_id, mode).await?;
-    let replicas = replica_set(&r.owner, &r.successors, s.config.replicas);
+    let replicas = replica_set(&r.owner, &r.successors, s.node.replicas());
     // Make sure we know the owner's API address (a neighbour query opens a
     // connection, whose handshake tells it).
     if s.node.api_of(r.owner.addr).await?.is_none() {
@@ -297,36 +294,4 @@ async fn locate(
         hops: r.hops,
         path: r.path.iter().map(|n| node_json(n, &apis)).collect(),
     }))
-}
-
-/// The `r - 1` nodes after `owner` that live on distinct processes (and not
-/// on the owner's): where replicas of its keys go (DESIGN §5).
-pub fn replica_set(owner: &NodeRef, successors: &[NodeRef], r: usize) -> Vec<NodeRef> {
-    let mut out: Vec<NodeRef> = Vec::new();
-    for n in successors {
-        if out.len() + 1 >= r {
-            break;
-        }
-        if n.addr != owner.addr && !out.iter().any(|o| o.addr == n.addr) {
-            out.push(*n);
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn replicas_skip_the_owners_process_and_duplicates() {
-        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
-        let c: SocketAddr = "127.0.0.1:3".parse().unwrap();
-        let n = |v, addr| NodeRef::new(Id::from_u64(v), addr);
-        let owner = n(1, a);
-        let succ = [n(2, a), n(3, b), n(4, b), n(5, c), n(6, c)];
-        assert_eq!(replica_set(&owner, &succ, 3), vec![n(3, b), n(5, c)]);
-        assert_eq!(replica_set(&owner, &succ, 1), vec![]);
-    }
 }

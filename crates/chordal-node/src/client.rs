@@ -300,8 +300,7 @@ impl Client {
         if ring.is_empty() {
             return None;
         }
-        let i = ring.partition_point(|n| n.id < *key_id);
-        Some(ring[i % ring.len()])
+        Some(ring[chordal_core::successor_index(&ring, key_id, |n| n.id)])
     }
 
     /// Stores `value` under `key` (durable on the write quorum when `Ok`).

@@ -255,12 +255,20 @@ pub struct Node {
     subscription_buffer: usize,
     /// Length `r` of its successor lists.
     successor_list: usize,
+    /// Replication factor `R`.
+    replicas: usize,
     /// Cancelled when the node stops.
     stopped: CancellationToken,
 }
 
 impl Node {
-    /// The length `r` its virtual nodes' successor lists grow to.
+    /// The replication factor `R`: each key on its owner and `R - 1`
+    /// further processes.
+    pub fn replicas(&self) -> usize {
+        self.replicas
+    }
+
+    /// Length `r` of this node's successor lists.
     pub fn successor_list_len(&self) -> usize {
         self.successor_list
     }
@@ -377,6 +385,7 @@ impl Node {
             max_message: config.max_message,
             subscription_buffer: config.subscription_buffer,
             successor_list: config.core.successors,
+            replicas: config.core.replicas,
             stopped: stopped.clone(),
         };
         match tokio::time::timeout(config.join_timeout, joined_rx).await {

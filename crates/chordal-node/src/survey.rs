@@ -2,7 +2,7 @@
 //! `chordal ring` report.
 
 use crate::RingMember;
-use chordal_core::NodeRef;
+use chordal_core::{NodeRef, replica_set_where};
 use std::collections::BTreeSet;
 
 /// What a walk by successor pointers found.
@@ -59,15 +59,8 @@ impl RingSurvey {
             return out;
         }
         for m in &self.members {
-            let mut placed: Vec<_> = Vec::new();
-            for s in &m.successors {
-                if placed.len() + 1 >= want {
-                    break;
-                }
-                if s.addr != m.node.addr && live.contains(&s.addr) && !placed.contains(&s.addr) {
-                    placed.push(s.addr);
-                }
-            }
+            let placed =
+                replica_set_where(&m.node, &m.successors, want, |s| live.contains(&s.addr));
             if placed.len() + 1 < want {
                 let from = m
                     .predecessor

@@ -41,11 +41,12 @@ pub fn replica_set_where<'a>(
     out
 }
 
-/// The index in `sorted` (nodes in ascending id order, not empty) of the
-/// successor of `key`: the first node with id at or after it, wrapping to
-/// the first.
-pub fn successor_index(sorted: &[NodeRef], key: &Id) -> usize {
-    let i = sorted.partition_point(|n| n.id < *key);
+/// The index in `sorted` (members in ascending order of `id_of`, not
+/// empty) of the successor of `key`: the first member with id at or after
+/// it, wrapping to the first. For a client's or a gateway's view of the
+/// ring; a member of the ring itself asks its routing table.
+pub fn successor_index<T>(sorted: &[T], key: &Id, id_of: impl Fn(&T) -> Id) -> usize {
+    let i = sorted.partition_point(|n| id_of(n) < *key);
     if i == sorted.len() { 0 } else { i }
 }
 
@@ -87,10 +88,7 @@ mod tests {
     #[test]
     fn successor_wraps_around_the_ring() {
         let sorted = [node(10, 1), node(20, 2), node(30, 3)];
-        assert_eq!(successor_index(&sorted, &Id::from_u64(5)), 0);
-        assert_eq!(successor_index(&sorted, &Id::from_u64(10)), 0);
-        assert_eq!(successor_index(&sorted, &Id::from_u64(11)), 1);
-        assert_eq!(successor_index(&sorted, &Id::from_u64(30)), 2);
-        assert_eq!(successor_index(&sorted, &Id::from_u64(31)), 0);
+        let at = |k| successor_index(&sorted, &Id::from_u64(k), |n| n.id);
+        assert_eq!([at(5), at(10), at(11), at(30), at(31)], [0, 0, 1, 2, 0]);
     }
 }
