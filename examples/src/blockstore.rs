@@ -14,7 +14,7 @@
 //! Identical blocks are stored once. A manifest lists at most 20,000
 //! blocks (it must fit one value of 1 MiB): 160 MB with 8 KiB blocks.
 
-use chordal_core::{Id, KvOutcome};
+use chordal_core::Id;
 use futures_util::{StreamExt, TryStreamExt};
 use std::future::Future;
 
@@ -66,7 +66,8 @@ impl BlockKv for chordal_node::Node {
             .map_err(|e| e.to_string())
     }
     async fn get_value(&self, key: Vec<u8>) -> Result<Option<Vec<u8>>, String> {
-        found(self.get(key).await.map_err(|e| e.to_string())?)
+        let found = self.get(key).await.map_err(|e| e.to_string())?;
+        Ok(found.map(|v| v.value))
     }
 }
 
@@ -78,15 +79,8 @@ impl BlockKv for chordal_node::Client {
             .map_err(|e| e.to_string())
     }
     async fn get_value(&self, key: Vec<u8>) -> Result<Option<Vec<u8>>, String> {
-        found(self.get(key).await.map_err(|e| e.to_string())?)
-    }
-}
-
-fn found(outcome: KvOutcome) -> Result<Option<Vec<u8>>, String> {
-    match outcome {
-        KvOutcome::Found { value, .. } => Ok(Some(value)),
-        KvOutcome::NotFound => Ok(None),
-        other => Err(format!("unexpected answer {other:?}")),
+        let found = self.get(key).await.map_err(|e| e.to_string())?;
+        Ok(found.map(|v| v.value))
     }
 }
 

@@ -4,7 +4,7 @@
 
 use chordal_core::Id;
 use chordal_examples::blockstore::{self, BlockError, block_key};
-use chordal_node::local::{LocalRing, quick_config};
+use chordal_node::local::{LocalRing, quick};
 use std::time::Duration;
 use tokio::process::Command;
 
@@ -41,7 +41,7 @@ async fn run(args: &[&str]) -> (bool, String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn put_and_get_survive_two_failures_and_forged_blocks_are_rejected() {
-    let ring = LocalRing::start_settled(6, quick_config(), Duration::from_secs(20))
+    let ring = LocalRing::start_settled(6, quick(), Duration::from_secs(20))
         .await
         .unwrap()
         .expect("ring settles");

@@ -10,7 +10,6 @@
 
 use anyhow::{Context, Result, bail};
 use chordal_core::{Id, LookupMode};
-use chordal_node::NodeConfig;
 use chordal_node::local::{Check, LocalRing};
 use clap::{Args, Subcommand};
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
@@ -208,7 +207,7 @@ async fn ready_ring(n: usize) -> Result<LocalRing> {
     if n == 0 {
         bail!("a ring needs at least one node");
     }
-    let ring = LocalRing::start(n, NodeConfig::default())
+    let ring = LocalRing::start(n, chordal_node::Node::builder())
         .await
         .context("starting the ring")?;
     let limit = Duration::from_secs(120);
@@ -312,12 +311,8 @@ async fn heal(args: HealArgs) -> Result<()> {
     for round in 0..args.rounds {
         // A join: from the start call until every successor pointer is right.
         let t0 = Instant::now();
-        let seeds = vec![ring.nodes[round % ring.nodes.len()].addr().to_string()];
-        let node = chordal_node::Node::start(NodeConfig {
-            seeds,
-            ..NodeConfig::default()
-        })
-        .await?;
+        let seed = ring.nodes[round % ring.nodes.len()].addr().to_string();
+        let node = chordal_node::Node::builder().join(seed).start().await?;
         ring.nodes.push(node);
         ring.wait_for(Check::Successors, every, limit)
             .await

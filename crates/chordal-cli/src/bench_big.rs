@@ -80,10 +80,9 @@ pub async fn run(args: BigArgs) -> Result<()> {
         fill.elapsed().as_secs_f64()
     );
     let ring = LocalRing::start_each(args.nodes, |i| {
-        let mut config = chordal_node::local::quick_config();
-        config.core.sync_interval = Duration::from_millis(args.sync_ms);
-        config.data_dir = Some(dir.path().join(format!("n{i}")));
-        config
+        chordal_node::local::quick()
+            .core_with(|c| c.sync_interval = Duration::from_millis(args.sync_ms))
+            .data_dir(dir.path().join(format!("n{i}")))
     })
     .await?;
     ring.wait_for(

@@ -11,9 +11,8 @@
 
 use crate::member::Member;
 use anyhow::{Context, Result, bail};
-use chordal_core::KvOutcome;
 use chordal_http::ApiConfig;
-use chordal_node::{Client, ClientConfig, Node, NodeConfig};
+use chordal_node::{Client, ClientConfig, Node};
 use clap::{Args, ValueEnum};
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use hdrhistogram::Histogram;
@@ -110,17 +109,15 @@ enum Backend {
 impl Backend {
     async fn put(&self, i: usize, key: &str, value: Vec<u8>) -> Result<()> {
         match self {
-            Backend::Client(c) => match c.put(key.as_bytes().to_vec(), value).await? {
-                KvOutcome::Stored { .. } => Ok(()),
-                other => bail!("put {key}: {other:?}"),
-            },
-            Backend::Nodes(nodes) => match nodes[i % nodes.len()]
-                .put(key.as_bytes().to_vec(), value)
-                .await?
-            {
-                KvOutcome::Stored { .. } => Ok(()),
-                other => bail!("put {key}: {other:?}"),
-            },
+            Backend::Client(c) => {
+                c.put(key.as_bytes().to_vec(), value).await?;
+                Ok(())
+            }
+            Backend::Nodes(nodes) => {
+                let node = &nodes[i % nodes.len()];
+                node.put(key.as_bytes().to_vec(), value).await?;
+                Ok(())
+            }
             Backend::Http(client, apis) => {
                 let url = format!("http://{}/v1/kv/{key}", apis[i % apis.len()]);
                 let resp = client.put(url).body(value).send().await?;
@@ -150,8 +147,8 @@ impl Backend {
             }
         };
         match outcome {
-            KvOutcome::Stored { .. } => Ok(()),
-            other => bail!("del {key}: {other:?}"),
+            Some(_) => Ok(()),
+            None => bail!("del {key}: not found"),
         }
     }
 
@@ -178,13 +175,13 @@ impl Backend {
     async fn get(&self, i: usize, key: &str) -> Result<Vec<u8>> {
         match self {
             Backend::Client(c) => match c.get(key.as_bytes().to_vec()).await? {
-                KvOutcome::Found { value, .. } => Ok(value),
-                other => bail!("get {key}: {other:?}"),
+                Some(v) => Ok(v.value),
+                None => bail!("get {key}: not found"),
             },
             Backend::Nodes(nodes) => {
                 match nodes[i % nodes.len()].get(key.as_bytes().to_vec()).await? {
-                    KvOutcome::Found { value, .. } => Ok(value),
-                    other => bail!("get {key}: {other:?}"),
+                    Some(v) => Ok(v.value),
+                    None => bail!("get {key}: not found"),
                 }
             }
             Backend::Http(client, apis) => {
@@ -287,16 +284,10 @@ pub async fn run(args: KvArgs) -> Result<()> {
                 .first()
                 .map(|m| vec![m.node.addr().to_string()])
                 .unwrap_or_default();
-            let config = NodeConfig {
-                seeds,
-                core: chordal_core::Config {
-                    replicas: args.replicas,
-                    ..chordal_core::Config::default()
-                },
-                data_dir: (args.store == StoreKind::Redb)
-                    .then(|| dir.path().join(format!("node-{i}"))),
-                ..NodeConfig::default()
-            };
+            let mut config = Node::builder().seeds(seeds).replicas(args.replicas);
+            if args.store == StoreKind::Redb {
+                config = config.data_dir(dir.path().join(format!("node-{i}")));
+            }
             let api = ApiConfig::default();
             members.push(Member::start(config, "127.0.0.1:0".parse()?, api).await?);
         }

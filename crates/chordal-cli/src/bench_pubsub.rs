@@ -11,7 +11,6 @@
 //! per publication the time until every subscriber had it.
 
 use anyhow::{Context, Result, bail};
-use chordal_node::NodeConfig;
 use chordal_node::local::LocalRing;
 use clap::Args;
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
@@ -48,11 +47,8 @@ pub async fn run(args: PubSubArgs) -> Result<()> {
     if args.nodes == 0 || args.subscribers == 0 || args.messages == 0 {
         bail!("--nodes, --subscribers and --messages must be positive");
     }
-    let config = NodeConfig {
-        // Every stream keeps all publications: a drop would be a failed run.
-        subscription_buffer: args.messages + 16,
-        ..NodeConfig::default()
-    };
+    // Every stream keeps all publications: a drop would be a failed run.
+    let config = chordal_node::Node::builder().subscription_buffer(args.messages + 16);
     eprintln!("starting {} nodes...", args.nodes);
     let limit = Duration::from_secs(60 + args.nodes as u64 / 10);
     let ring = LocalRing::start_settled(args.nodes, config, limit)

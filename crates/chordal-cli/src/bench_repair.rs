@@ -12,7 +12,6 @@
 //! successor): time from `leave()` to its return, and MB/s.
 
 use anyhow::{Context, Result, bail};
-use chordal_core::KvOutcome;
 use chordal_node::Node;
 use clap::Args;
 use serde_json::json;
@@ -83,11 +82,10 @@ pub async fn run(args: RepairArgs) -> Result<()> {
 /// A settled ring of `n` redb nodes in `dir`.
 async fn ring(dir: &std::path::Path, n: usize, replicas: usize) -> Result<Vec<Node>> {
     let ring = chordal_node::local::LocalRing::start_each(n, |i| {
-        let mut config = chordal_node::local::quick_config();
-        config.core.replicas = replicas;
-        config.core.sync_interval = Duration::from_secs(1);
-        config.data_dir = Some(dir.join(format!("n{i}")));
-        config
+        chordal_node::local::quick()
+            .replicas(replicas)
+            .core_with(|c| c.sync_interval = Duration::from_secs(1))
+            .data_dir(dir.join(format!("n{i}")))
     })
     .await?;
     ring.wait_for(
@@ -110,9 +108,8 @@ async fn fill(nodes: &[Node], count: usize, value_bytes: usize, writers: usize) 
                 let mut value = vec![(k % 251) as u8; value_bytes];
                 value[..8].copy_from_slice(&(k as u64).to_be_bytes());
                 let node = &nodes[k % nodes.len()];
-                match node.put(format!("repair-{k}").into_bytes(), value).await {
-                    Ok(KvOutcome::Stored { .. }) => {}
-                    other => return Err(anyhow::anyhow!("put {k}: {other:?}")),
+                if let Err(e) = node.put(format!("repair-{k}").into_bytes(), value).await {
+                    return Err(anyhow::anyhow!("put {k}: {e}"));
                 }
             }
             Ok(())

@@ -3,7 +3,7 @@
 use anyhow::{Context, Result, bail};
 use chordal_core::Id;
 use chordal_http::ApiConfig;
-use chordal_node::{Node, NodeConfig};
+use chordal_node::{Node, NodeBuilder};
 use clap::Args;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -117,7 +117,7 @@ impl RingArgs {
         seeds: Vec<String>,
         id: Option<Id>,
         data_dir: Option<PathBuf>,
-    ) -> NodeConfig {
+    ) -> NodeBuilder {
         let every = Duration::from_millis(self.stabilize_ms);
         let core = chordal_core::Config {
             successors: self.successors,
@@ -127,16 +127,19 @@ impl RingArgs {
             sync_interval: Duration::from_millis(self.sync_ms),
             ..chordal_core::Config::default().with_maintenance_interval(every)
         };
-        NodeConfig {
-            listen,
-            cluster: self.cluster.clone(),
-            seeds,
-            id,
-            vnodes: self.vnodes,
-            core,
-            data_dir,
-            ..NodeConfig::default()
+        let mut builder = Node::builder()
+            .listen(listen)
+            .cluster(self.cluster.clone())
+            .seeds(seeds)
+            .vnodes(self.vnodes)
+            .core(core);
+        if let Some(id) = id {
+            builder = builder.id(id);
         }
+        if let Some(dir) = data_dir {
+            builder = builder.data_dir(dir);
+        }
+        builder
     }
 }
 
@@ -152,7 +155,7 @@ impl Member {
     /// Binds the API first (so that the node can announce its real
     /// address), starts the node, then serves the API.
     pub async fn start(
-        mut config: NodeConfig,
+        config: NodeBuilder,
         api: SocketAddr,
         api_config: ApiConfig,
     ) -> Result<Member> {
@@ -160,8 +163,11 @@ impl Member {
             .await
             .with_context(|| format!("cannot bind the API address {api}"))?;
         let api = listener.local_addr()?;
-        config.api = Some(api);
-        let node = Node::start(config).await.context("cannot start the node")?;
+        let node = config
+            .api(api)
+            .start()
+            .await
+            .context("cannot start the node")?;
         let stop_http = CancellationToken::new();
         let stop = stop_http.clone();
         let http = tokio::spawn(chordal_http::serve(
@@ -198,15 +204,15 @@ impl Member {
 
 pub async fn run_node(args: NodeArgs) -> Result<()> {
     args.ring.validate()?;
-    let config = NodeConfig {
-        service: args.service.clone(),
-        ..args.ring.node_config(
-            args.listen,
-            args.join.clone(),
-            args.id,
-            args.data_dir.clone(),
-        )
-    };
+    let mut config = args.ring.node_config(
+        args.listen,
+        args.join.clone(),
+        args.id,
+        args.data_dir.clone(),
+    );
+    if let Some(service) = &args.service {
+        config = config.service(service.clone());
+    }
     let member = Member::start(config, args.api, ApiConfig::default()).await?;
     println!("{}", member.address_line());
     shutdown_signal().await;

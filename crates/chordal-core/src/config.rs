@@ -4,7 +4,6 @@ use std::time::Duration;
 
 /// How a lookup travels: see DESIGN.md §4.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-#[non_exhaustive]
 pub enum LookupMode {
     /// Each hop forwards the query; the last hop answers the origin directly.
     #[default]

@@ -99,6 +99,7 @@ impl KvError {
             KvError::StoreFailed => "kv_store_failed",
             KvError::Refused => "kv_refused",
             KvError::Unreachable => "kv_unreachable",
+            KvError::UnexpectedAnswer => "kv_unexpected_answer",
         }
     }
 }

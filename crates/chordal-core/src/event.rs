@@ -78,7 +78,6 @@ pub struct LookupResult {
 
 /// Why a lookup failed.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum LookupError {
     /// No answer within the lookup deadline.
     #[error("lookup timed out")]
@@ -113,7 +112,6 @@ pub struct Neighbors {
 /// Something that happened inside the core. `vnode` is the id of the virtual
 /// node it happened to.
 #[derive(Clone, PartialEq, Eq, Debug)]
-#[non_exhaustive]
 pub enum Event {
     /// The virtual node found its successor and is part of the ring.
     Joined { vnode: Id, successor: NodeRef },

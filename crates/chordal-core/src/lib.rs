@@ -43,7 +43,7 @@ pub use message::{Envelope, KvOp, KvResult, LookupFailure, Message, NodeRef, Pub
 pub use messaging::AppMsgId;
 pub use node::Node;
 pub use oracle::Oracle;
-pub use outcome::{KvError, KvOutcome};
+pub use outcome::{Answer, KvError, KvOutcome, Versioned, Written};
 pub use record::{Hlc, Record, Version};
 pub use request::KvOpId;
 pub use ring::{Phase, RoutingTable, VNode, replica_set, replica_set_where, successor_index};

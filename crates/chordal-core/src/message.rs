@@ -57,7 +57,6 @@ pub struct Envelope {
 
 /// Why a recursive lookup gave up on the way.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-#[non_exhaustive]
 pub enum LookupFailure {
     /// The query was forwarded more than `max_hops` times.
     HopLimit,
@@ -67,7 +66,6 @@ pub enum LookupFailure {
 
 /// Every message of the peer protocol (see `docs/protocol.md`).
 #[derive(Clone, PartialEq, Eq, Debug)]
-#[non_exhaustive]
 pub enum Message {
     /// Liveness probe (`check_predecessor`).
     Ping { req: u64 },
@@ -195,7 +193,6 @@ pub enum Message {
 
 /// What a client asks of a key's owner.
 #[derive(Clone, PartialEq, Eq, Debug)]
-#[non_exhaustive]
 pub enum KvOp {
     Put {
         key: Vec<u8>,
@@ -296,7 +293,6 @@ impl KvOp {
 
 /// How a key-value operation ended at the owner.
 #[derive(Clone, PartialEq, Eq, Debug)]
-#[non_exhaustive]
 pub enum KvResult {
     /// Put or delete stored with `version`, durable on `acked` nodes
     /// (owner included), at least the write quorum.

@@ -1,11 +1,17 @@
-//! How an operation started on a [`Node`](crate::Node) ended, as
-//! `Event::KvDone` reports it.
+//! How an operation ends: what an owner answers ([`KvResult`], on the
+//! wire), what the coordinator makes of it ([`Answer`]), what
+//! `Event::KvDone` reports ([`KvOutcome`]) and the typed result each
+//! operation returns to an application ([`Written`], [`Versioned`], …).
+//! One mapping for each step, used by the core's coordinator and by
+//! `chordal-node`'s `Client` alike; [`KvError`] is the one vocabulary of
+//! failures.
 
-use crate::{LookupError, Version};
+use crate::{KvResult, LookupError, Version};
 
-/// A finished client operation.
+/// A finished operation, as `Event::KvDone` carries it. Applications get
+/// the typed result of their operation instead (see [`KvOutcome::written`]
+/// and the methods beside it).
 #[derive(Clone, PartialEq, Eq, Debug)]
-#[non_exhaustive]
 pub enum KvOutcome {
     /// Put or delete stored with `version` on `acked` nodes.
     Stored { version: Version, acked: u32 },
@@ -22,7 +28,26 @@ pub enum KvOutcome {
     Published { subscribers: u32 },
 }
 
-/// Why a client operation failed.
+/// What a put (or a delete, whose tombstone is a write) stored.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Written {
+    /// The version the owner gave the write.
+    pub version: Version,
+    /// Copies durable when the owner answered (the owner's included): at
+    /// least the write quorum.
+    pub acked: u32,
+}
+
+/// A value read from the store, with its version.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Versioned {
+    pub value: Vec<u8>,
+    pub version: Version,
+}
+
+/// Why an operation failed: one vocabulary for every operation (store,
+/// messages, pub/sub), on `Node` and `Client` alike. Each operation's
+/// documentation says which of these it can return.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum KvError {
@@ -48,4 +73,164 @@ pub enum KvError {
     Refused,
     #[error("the node did not answer")]
     Unreachable,
+    /// The node that served the operation answered with the result of
+    /// another kind of operation (a peer running incompatible code).
+    #[error("the node answered with a result that does not fit the operation")]
+    UnexpectedAnswer,
+}
+
+/// What a coordinator does with an owner's [`KvResult`].
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Answer {
+    /// The operation is over.
+    Done(Result<KvOutcome, KvError>),
+    /// The node does not own the key (any more): look the owner up again.
+    WrongOwner,
+    /// The owner sheds load: back off, then try again.
+    Overloaded,
+}
+
+impl KvResult {
+    /// What this owner's result means for the operation that asked.
+    pub fn answer(self) -> Answer {
+        use KvResult::*;
+        let outcome = match self {
+            Stored { version, acked } => Ok(KvOutcome::Stored { version, acked }),
+            Found { value, version } => Ok(KvOutcome::Found { value, version }),
+            NotFound => Ok(KvOutcome::NotFound),
+            Delivered => Ok(KvOutcome::Delivered),
+            Replied { payload } => Ok(KvOutcome::Replied { payload }),
+            Published { subscribers } => Ok(KvOutcome::Published { subscribers }),
+            QuorumFailed { acked, needed } => Err(KvError::QuorumFailed { acked, needed }),
+            QuorumUnavailable { available, needed } => {
+                Err(KvError::QuorumUnavailable { available, needed })
+            }
+            StoreFailed => Err(KvError::StoreFailed),
+            TooLarge { size, limit } => Err(KvError::TooLarge {
+                size: size as u64,
+                limit: limit as u64,
+            }),
+            Refused => Err(KvError::Refused),
+            WrongOwner => return Answer::WrongOwner,
+            Overloaded => return Answer::Overloaded,
+        };
+        Answer::Done(outcome)
+    }
+}
+
+impl KvOutcome {
+    /// The result of a put.
+    pub fn written(self) -> Result<Written, KvError> {
+        match self {
+            KvOutcome::Stored { version, acked } => Ok(Written { version, acked }),
+            _ => Err(KvError::UnexpectedAnswer),
+        }
+    }
+
+    /// The result of a get: the value, or `None` if the key does not exist.
+    pub fn value(self) -> Result<Option<Versioned>, KvError> {
+        match self {
+            KvOutcome::Found { value, version } => Ok(Some(Versioned { value, version })),
+            KvOutcome::NotFound => Ok(None),
+            _ => Err(KvError::UnexpectedAnswer),
+        }
+    }
+
+    /// The result of a delete: its tombstone's write, or `None` if the key
+    /// did not exist.
+    pub fn deleted(self) -> Result<Option<Written>, KvError> {
+        match self {
+            KvOutcome::NotFound => Ok(None),
+            other => other.written().map(Some),
+        }
+    }
+
+    /// The result of a `send`: the application took the message.
+    pub fn delivered(self) -> Result<(), KvError> {
+        match self {
+            KvOutcome::Delivered => Ok(()),
+            _ => Err(KvError::UnexpectedAnswer),
+        }
+    }
+
+    /// The result of a `request`: the application's answer.
+    pub fn replied(self) -> Result<Vec<u8>, KvError> {
+        match self {
+            KvOutcome::Replied { payload } => Ok(payload),
+            _ => Err(KvError::UnexpectedAnswer),
+        }
+    }
+
+    /// The result of a `publish`: the subscriber processes it was queued
+    /// for.
+    pub fn published(self) -> Result<u32, KvError> {
+        match self {
+            KvOutcome::Published { subscribers } => Ok(subscribers),
+            _ => Err(KvError::UnexpectedAnswer),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Id;
+
+    fn v(hlc: u64) -> Version {
+        Version {
+            hlc,
+            node: Id::from_u64(1),
+        }
+    }
+
+    #[test]
+    fn owner_results_map_to_answers() {
+        let stored = KvResult::Stored {
+            version: v(5),
+            acked: 2,
+        };
+        let outcome = KvOutcome::Stored {
+            version: v(5),
+            acked: 2,
+        };
+        assert_eq!(stored.answer(), Answer::Done(Ok(outcome)));
+        assert_eq!(KvResult::WrongOwner.answer(), Answer::WrongOwner);
+        assert_eq!(KvResult::Overloaded.answer(), Answer::Overloaded);
+        let too_large = KvResult::TooLarge { size: 9, limit: 4 };
+        let error = KvError::TooLarge { size: 9, limit: 4 };
+        assert_eq!(too_large.answer(), Answer::Done(Err(error)));
+    }
+
+    #[test]
+    fn each_operation_accepts_only_its_own_outcomes() {
+        let stored = KvOutcome::Stored {
+            version: v(3),
+            acked: 1,
+        };
+        let written = Written {
+            version: v(3),
+            acked: 1,
+        };
+        assert_eq!(stored.clone().written(), Ok(written));
+        assert_eq!(stored.clone().deleted(), Ok(Some(written)));
+        assert_eq!(KvOutcome::NotFound.deleted(), Ok(None));
+        assert_eq!(KvOutcome::NotFound.value(), Ok(None));
+        let unexpected = Some(KvError::UnexpectedAnswer);
+        // An answer of the wrong kind is an error, never an empty success.
+        assert_eq!(stored.clone().value().err(), unexpected);
+        assert_eq!(stored.clone().replied().err(), unexpected);
+        assert_eq!(stored.delivered().err(), unexpected);
+        assert_eq!(KvOutcome::Delivered.replied().err(), unexpected);
+        assert_eq!(KvOutcome::NotFound.written().err(), unexpected);
+        assert_eq!(KvOutcome::Delivered.published().err(), unexpected);
+        let found = KvOutcome::Found {
+            value: b"x".to_vec(),
+            version: v(2),
+        };
+        let versioned = Versioned {
+            value: b"x".to_vec(),
+            version: v(2),
+        };
+        assert_eq!(found.value(), Ok(Some(versioned)));
+    }
 }

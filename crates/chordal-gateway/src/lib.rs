@@ -40,7 +40,7 @@ pub use view::{Member, RingView};
 
 use axum::Router;
 use axum::body::Body;
-use chordal_node::{Client, ClientConfig, ClientError};
+use chordal_node::{Client, ClientConfig, Error};
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -119,7 +119,7 @@ pub struct Gateway {
 
 impl Gateway {
     /// Connects to the ring and starts refreshing its view.
-    pub async fn start(config: GatewayConfig) -> Result<Arc<Gateway>, ClientError> {
+    pub async fn start(config: GatewayConfig) -> Result<Arc<Gateway>, Error> {
         let client = Client::connect(ClientConfig {
             seeds: config.seeds.clone(),
             cluster: config.cluster.clone(),

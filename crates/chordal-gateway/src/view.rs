@@ -4,7 +4,7 @@
 
 use axum::http::Uri;
 use chordal_core::{Id, NodeRef, replica_set, successor_index};
-use chordal_node::{Client, ClientError};
+use chordal_node::{Client, Error};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
@@ -37,7 +37,7 @@ impl RingView {
     /// (its service is known) and two walks in a row found the same
     /// members; after `COMPLETE_WITHIN` the view is taken as it is (a ring
     /// with a dead member still listed never gets there), with a warning.
-    pub async fn new(client: Client, suspect_for: Duration) -> Result<RingView, ClientError> {
+    pub async fn new(client: Client, suspect_for: Duration) -> Result<RingView, Error> {
         const COMPLETE_WITHIN: Duration = Duration::from_secs(10);
         let view = RingView {
             client,
@@ -68,7 +68,7 @@ impl RingView {
 
     /// Walks the ring again and learns the services of new members.
     /// Returns whether every member walked answered.
-    pub async fn refresh(&self) -> Result<bool, ClientError> {
+    pub async fn refresh(&self) -> Result<bool, Error> {
         self.client.refresh().await?;
         let mut members = Vec::new();
         let mut all_answered = true;

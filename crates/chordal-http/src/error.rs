@@ -3,8 +3,8 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use chordal_core::LookupError;
-use chordal_node::NodeError;
+use chordal_core::{KvError, LookupError};
+use chordal_node::Error;
 use serde_json::json;
 
 /// An error answered as `{"error": message, "code": code}`.
@@ -34,26 +34,40 @@ impl ApiError {
     }
 }
 
-impl From<NodeError> for ApiError {
-    fn from(e: NodeError) -> ApiError {
-        match e {
-            NodeError::Lookup(LookupError::Timeout) => {
-                ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", e.to_string())
+impl From<Error> for ApiError {
+    /// The HTTP status and code of each failure (docs/http-api.md).
+    fn from(e: Error) -> ApiError {
+        use StatusCode as S;
+        let msg = e.to_string();
+        let (status, code) = match e {
+            Error::Op(KvError::Timeout | KvError::Lookup(LookupError::Timeout)) => {
+                (S::GATEWAY_TIMEOUT, "timeout")
             }
-            NodeError::Lookup(LookupError::Overloaded) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", e.to_string())
+            Error::Op(KvError::Overloaded | KvError::Lookup(LookupError::Overloaded)) => {
+                (S::SERVICE_UNAVAILABLE, "overloaded")
             }
-            NodeError::Lookup(_) => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "lookup_failed",
-                e.to_string(),
-            ),
-            _ => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                e.to_string(),
-            ),
+            Error::Op(KvError::Lookup(_)) => (S::SERVICE_UNAVAILABLE, "lookup_failed"),
+            Error::Op(KvError::QuorumFailed { .. }) => (S::SERVICE_UNAVAILABLE, "quorum_failed"),
+            Error::Op(KvError::QuorumUnavailable { .. }) => {
+                (S::SERVICE_UNAVAILABLE, "quorum_unavailable")
+            }
+            Error::Op(KvError::StoreFailed) => (S::INSUFFICIENT_STORAGE, "insufficient_storage"),
+            Error::Op(KvError::TooLarge { .. }) => (S::PAYLOAD_TOO_LARGE, "value_too_large"),
+            Error::Op(KvError::UnexpectedAnswer) => (S::BAD_GATEWAY, "unexpected_answer"),
+            _ => (S::SERVICE_UNAVAILABLE, "unavailable"),
+        };
+        ApiError::new(status, code, msg)
+    }
+}
+
+impl ApiError {
+    /// The same error, with `code` for a payload over the limit (a
+    /// published message is not a value).
+    pub fn too_large_as(mut self, code: &'static str) -> ApiError {
+        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+            self.code = code;
         }
+        self
     }
 }
 

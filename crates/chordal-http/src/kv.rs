@@ -8,68 +8,25 @@ use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use chordal_core::{KvError, KvOutcome};
-use chordal_node::KvCallError;
+use chordal_core::{Versioned, Written};
 use serde_json::json;
 
 /// The header that carries a value's version on `GET`.
 pub const VERSION_HEADER: &str = "x-chordal-version";
 
-pub(crate) fn kv_error(e: KvCallError) -> ApiError {
-    let msg = e.to_string();
-    match e {
-        KvCallError::TooLarge { .. } => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "message_too_large", msg)
-        }
-        KvCallError::Kv(KvError::Timeout) => {
-            ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", msg)
-        }
-        KvCallError::Kv(KvError::QuorumFailed { .. }) => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "quorum_failed", msg)
-        }
-        KvCallError::Kv(KvError::QuorumUnavailable { .. }) => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "quorum_unavailable", msg)
-        }
-        KvCallError::Kv(KvError::StoreFailed) => ApiError::new(
-            StatusCode::INSUFFICIENT_STORAGE,
-            "insufficient_storage",
-            msg,
-        ),
-        KvCallError::Kv(KvError::Overloaded) => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", msg)
-        }
-        KvCallError::Kv(KvError::TooLarge { .. }) => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "value_too_large", msg)
-        }
-        _ => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", msg),
-    }
-}
-
-fn unexpected(o: KvOutcome) -> ApiError {
-    ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
-        format!("unexpected outcome {o:?}"),
-    )
-}
-
 /// The JSON answer of a stored put or delete.
 /// `replicas` is the target R, beside the copies acknowledged.
-fn stored(
-    key: &str,
-    outcome: KvOutcome,
-    replicas: usize,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    match outcome {
-        KvOutcome::Stored { version, acked } => Ok(Json(json!({
-            "key": key,
-            "version": version.to_text(),
-            "replicas_acked": acked,
-            "replicas": replicas,
-        }))),
-        KvOutcome::NotFound => Err(ApiError::not_found(format!("key {key:?} not found"))),
-        other => Err(unexpected(other)),
-    }
+fn stored(key: &str, written: Written, replicas: usize) -> Json<serde_json::Value> {
+    Json(json!({
+        "key": key,
+        "version": written.version.to_text(),
+        "replicas_acked": written.acked,
+        "replicas": replicas,
+    }))
+}
+
+fn not_found(key: &str) -> ApiError {
+    ApiError::not_found(format!("key {key:?} not found"))
 }
 
 pub async fn put(
@@ -92,8 +49,8 @@ pub async fn put(
     if body.len() > s.config.max_value {
         return Err(too_large());
     }
-    let outcome = s.node.put(key.clone().into_bytes(), body.to_vec()).await;
-    stored(&key, outcome.map_err(kv_error)?, s.node.replicas())
+    let written = s.node.put(key.clone().into_bytes(), body.to_vec()).await?;
+    Ok(stored(&key, written, s.node.replicas()))
 }
 
 #[derive(serde::Deserialize)]
@@ -108,33 +65,27 @@ pub async fn get(
     Query(q): Query<GetQuery>,
 ) -> Result<Response, ApiError> {
     let key = key_from_path(key, &s.config)?;
-    let outcome = if q.local == Some(true) {
-        match s.node.local_get(key.clone().into_bytes()).await? {
-            Some(r) if !r.is_tombstone() => KvOutcome::Found {
-                value: r.value.unwrap_or_default(),
-                version: r.version,
-            },
-            _ => KvOutcome::NotFound,
-        }
+    let found = if q.local == Some(true) {
+        let record = s.node.local_get(key.clone().into_bytes()).await?;
+        record.filter(|r| !r.is_tombstone()).map(|r| Versioned {
+            value: r.value.unwrap_or_default(),
+            version: r.version,
+        })
     } else {
-        let got = s.node.get(key.clone().into_bytes()).await;
-        got.map_err(kv_error)?
+        s.node.get(key.clone().into_bytes()).await?
     };
-    match outcome {
-        KvOutcome::Found { value, version } => {
-            let mut headers = HeaderMap::new();
-            if let Ok(v) = HeaderValue::from_str(&version.to_text()) {
-                headers.insert(VERSION_HEADER, v);
-            }
-            headers.insert(
-                "content-type",
-                HeaderValue::from_static("application/octet-stream"),
-            );
-            Ok((StatusCode::OK, headers, value).into_response())
-        }
-        KvOutcome::NotFound => Err(ApiError::not_found(format!("key {key:?} not found"))),
-        other => Err(unexpected(other)),
+    let Some(Versioned { value, version }) = found else {
+        return Err(not_found(&key));
+    };
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&version.to_text()) {
+        headers.insert(VERSION_HEADER, v);
     }
+    headers.insert(
+        "content-type",
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    Ok((StatusCode::OK, headers, value).into_response())
 }
 
 pub async fn delete(
@@ -142,6 +93,8 @@ pub async fn delete(
     key: Result<Path<String>, PathRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let key = key_from_path(key, &s.config)?;
-    let outcome = s.node.delete(key.clone().into_bytes()).await;
-    stored(&key, outcome.map_err(kv_error)?, s.node.replicas())
+    match s.node.delete(key.clone().into_bytes()).await? {
+        Some(written) => Ok(stored(&key, written, s.node.replicas())),
+        None => Err(not_found(&key)),
+    }
 }

@@ -8,7 +8,6 @@
 //! were dropped because this stream fell behind.
 
 use crate::ApiError;
-use crate::kv::kv_error;
 use crate::routes::{AppState, key_from_path};
 use axum::Json;
 use axum::body::Bytes;
@@ -41,7 +40,7 @@ pub async fn publish(
         .node
         .publish(topic.clone().into_bytes(), body.to_vec())
         .await
-        .map_err(kv_error)?;
+        .map_err(|e| ApiError::from(e).too_large_as("message_too_large"))?;
     Ok(Json(json!({"topic": topic, "subscribers": subscribers})))
 }
 
@@ -64,7 +63,7 @@ pub async fn subscribe(
         .node
         .subscribe(topic.into_bytes())
         .await
-        .map_err(kv_error)?;
+        .map_err(|e| ApiError::from(e).too_large_as("message_too_large"))?;
     Ok(Sse::new(events(sub, permit)).keep_alive(KeepAlive::default()))
 }
 

@@ -2,15 +2,14 @@
 //! node's ring changes as server-sent events.
 
 use chordal_http::{ApiConfig, serve};
-use chordal_node::local::quick_config;
-use chordal_node::{Node, NodeConfig};
+use chordal_node::local::quick;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_page_and_ring_events() {
-    let first = Node::start(quick_config()).await.unwrap();
+    let first = quick().start().await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let api = listener.local_addr().unwrap();
     tokio::spawn(serve(
@@ -48,14 +47,31 @@ async fn dashboard_page_and_ring_events() {
             }
         }
     });
-    tokio::time::sleep(Duration::from_millis(200)).await; // the stream is open
-    let second = Node::start(NodeConfig {
-        seeds: vec![first.addr().to_string()],
-        ..quick_config()
+    // The stream is open once its headers came (the server subscribed to
+    // the node's events before answering).
+    let (rx, mut heard) = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        while let Ok(line) = rx.recv_timeout(Duration::from_secs(10)) {
+            let end_of_headers = line.is_empty();
+            seen.push(line);
+            if end_of_headers {
+                break;
+            }
+        }
+        (rx, seen)
     })
     .await
     .unwrap();
-    let heard = tokio::task::spawn_blocking(move || {
+    assert!(
+        heard.iter().any(|l| l.contains("text/event-stream")),
+        "{heard:?}"
+    );
+    let second = quick()
+        .join(first.addr().to_string())
+        .start()
+        .await
+        .unwrap();
+    let events = tokio::task::spawn_blocking(move || {
         let mut seen = Vec::new();
         while let Ok(line) = rx.recv_timeout(Duration::from_secs(10)) {
             let done = line.starts_with("event: successor_changed")
@@ -69,10 +85,7 @@ async fn dashboard_page_and_ring_events() {
     })
     .await
     .unwrap();
-    assert!(
-        heard.iter().any(|l| l.contains("text/event-stream")),
-        "{heard:?}"
-    );
+    heard.extend(events);
     assert!(
         heard
             .iter()

@@ -3,7 +3,7 @@
 
 use chordal_core::{Id, Oracle};
 use chordal_http::{ApiConfig, serve};
-use chordal_node::local::{LocalRing, quick_config};
+use chordal_node::local::{LocalRing, quick};
 use prometheus_parse::{Scrape, Value};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -60,7 +60,7 @@ fn histogram_count(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_parse_and_move_with_traffic() {
-    let ring = LocalRing::start_settled(3, quick_config(), Duration::from_secs(20))
+    let ring = LocalRing::start_settled(3, quick(), Duration::from_secs(20))
         .await
         .unwrap()
         .expect("ring settles");
@@ -186,7 +186,7 @@ async fn metrics_parse_and_move_with_traffic() {
 /// `/metrics` says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_replication_is_counted() {
-    let ring = LocalRing::start_settled(1, quick_config(), Duration::from_secs(20))
+    let ring = LocalRing::start_settled(1, quick(), Duration::from_secs(20))
         .await
         .unwrap()
         .expect("ring settles");

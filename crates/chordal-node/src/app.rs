@@ -2,7 +2,7 @@
 //! application receives ([`Incoming`], through [`Messages`]) and how it
 //! answers a request ([`Responder`]).
 //!
-//! Delivery is bounded end to end: the inbox holds `NodeConfig::app_inbox`
+//! Delivery is bounded end to end: the inbox holds `NodeBuilder::app_inbox`
 //! messages; when it is full (a slow application), or nobody called
 //! [`crate::Node::messages`], new messages are refused and their senders
 //! get `KvError::Refused` at once. A request nobody answers is refused

@@ -1,14 +1,16 @@
 //! [`NodeBuilder`]: the readable way to configure and start a node.
 
 use crate::{Node, NodeConfig, StartError};
-use chordal_core::Id;
+use chordal_core::{Config, Id};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Configures a node step by step; [`NodeBuilder::start`] binds, creates
-/// or joins the ring and returns once joined. Get one from
-/// [`Node::builder`]. Everything not set keeps [`NodeConfig::default`].
+/// Configures a node step by step — the one way to configure and start a
+/// node; [`NodeBuilder::start`] binds, creates or joins the ring and
+/// returns once joined. Get one from [`Node::builder`]. Everything not set
+/// keeps its default (each setter says it). Cheap to clone: start several
+/// nodes from one builder (see [`LocalRing`](crate::local::LocalRing)).
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), chordal_node::StartError> {
@@ -29,11 +31,6 @@ pub struct NodeBuilder {
 }
 
 impl NodeBuilder {
-    /// Starts from a whole configuration (the other setters change it).
-    pub fn config(config: NodeConfig) -> NodeBuilder {
-        NodeBuilder { config }
-    }
-
     /// Peer-protocol address to bind (default 127.0.0.1, any free port).
     pub fn listen(mut self, addr: SocketAddr) -> Self {
         self.config.listen = addr;
@@ -53,9 +50,17 @@ impl NodeBuilder {
     }
 
     /// Joins the ring through this member (`host:port`; may be called
-    /// again for more seeds). Without any, `start` creates a new ring.
+    /// again for more seeds; a name may resolve to several addresses, all
+    /// tried). Without any, `start` creates a new ring.
     pub fn join(mut self, seed: impl Into<String>) -> Self {
         self.config.seeds.push(seed.into());
+        self
+    }
+
+    /// Joins through these seeds, replacing any set before (an empty list
+    /// creates a new ring).
+    pub fn seeds(mut self, seeds: Vec<String>) -> Self {
+        self.config.seeds = seeds;
         self
     }
 
@@ -104,10 +109,22 @@ impl NodeBuilder {
         self
     }
 
-    /// Protocol parameters in full.
-    pub fn core(mut self, core: chordal_core::Config) -> Self {
+    /// Protocol parameters in full (default [`Config::default`]).
+    pub fn core(mut self, core: Config) -> Self {
         self.config.core = core;
         self
+    }
+
+    /// Changes some protocol parameters, keeping the others:
+    /// `builder.core_with(|c| c.write_quorum = Some(2))`.
+    pub fn core_with(mut self, change: impl FnOnce(&mut Config)) -> Self {
+        change(&mut self.config.core);
+        self
+    }
+
+    /// The protocol parameters set so far.
+    pub fn core_config(&self) -> &Config {
+        &self.config.core
     }
 
     /// Application messages waiting for the application before more are
@@ -129,13 +146,10 @@ impl NodeBuilder {
         self
     }
 
-    /// The configuration built so far.
-    pub fn to_config(&self) -> NodeConfig {
-        self.config.clone()
-    }
-
-    /// Binds, creates or joins the ring, and returns once every virtual
-    /// node has joined (see [`Node::start`]).
+    /// Binds the peer port, creates or joins the ring, and returns once
+    /// every virtual node has joined (or [`StartError`]: the address is
+    /// taken, no seed answers, the join timed out, the data directory is
+    /// unusable or belongs to another node).
     pub async fn start(self) -> Result<Node, StartError> {
         Node::start(self.config).await
     }

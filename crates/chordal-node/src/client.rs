@@ -6,10 +6,13 @@
 //! key's owner. When the owner says `WrongOwner`, or its connection fails,
 //! the client walks the ring again and retries.
 
+use crate::Error;
 use crate::conn::exchange_hello;
 use crate::outbox::Outbox;
 use bytes::BytesMut;
-use chordal_core::{Envelope, Id, KvOp, KvOutcome, KvResult, Message, NodeRef, Target};
+use chordal_core::{
+    Answer, Envelope, Id, KvError, KvOp, KvOutcome, Message, NodeRef, Target, Versioned, Written,
+};
 use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -57,30 +60,6 @@ impl Default for ClientConfig {
     }
 }
 
-/// Why a client operation failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ClientError {
-    #[error("no seed could be reached: {0}")]
-    NoSeed(String),
-    #[error("node {0} did not answer in time")]
-    Timeout(SocketAddr),
-    #[error("cannot reach node {0}: {1}")]
-    Unreachable(SocketAddr, String),
-    #[error("only {acked} of the {needed} copies needed were stored in time")]
-    QuorumFailed { acked: u32, needed: u32 },
-    #[error("only {available} of the {needed} processes a write needs can hold a copy now")]
-    QuorumUnavailable { available: u32, needed: u32 },
-    #[error("the owner's storage failed")]
-    StoreFailed,
-    #[error("ownership kept moving; gave up")]
-    Redirects,
-    #[error("{size} bytes is over the limit of {limit}")]
-    TooLarge { size: u64, limit: u64 },
-    #[error("the owner is overloaded; try again later")]
-    Overloaded,
-}
-
 /// One connection to a node.
 struct Conn {
     /// Our end's address: the `from` of our envelopes on this connection.
@@ -122,7 +101,7 @@ impl Drop for Inner {
 
 impl Client {
     /// Connects to the ring through the seeds and caches its members.
-    pub async fn connect(config: ClientConfig) -> Result<Client, ClientError> {
+    pub async fn connect(config: ClientConfig) -> Result<Client, Error> {
         let id = Id::hash(
             format!(
                 "client-{}-{:?}",
@@ -153,7 +132,7 @@ impl Client {
     }
 
     /// Walks the ring again from any reachable member (a seed if none).
-    pub async fn refresh(&self) -> Result<(), ClientError> {
+    pub async fn refresh(&self) -> Result<(), Error> {
         let mut starts: Vec<SocketAddr> = self.ring().iter().map(|n| n.addr).collect();
         for seed in &self.inner.config.seeds {
             if let Ok(addrs) = tokio::net::lookup_host(seed.as_str()).await {
@@ -175,13 +154,13 @@ impl Client {
                 Err(e) => last_error = e.to_string(),
             }
         }
-        Err(ClientError::NoSeed(last_error))
+        Err(Error::NoSeed(last_error))
     }
 
     /// The URL of the service beside the node at `addr`, as that node's
     /// Hello declared it (`None`: it declared none). Connects to the node
     /// the first time.
-    pub async fn service_of(&self, addr: SocketAddr) -> Result<Option<String>, ClientError> {
+    pub async fn service_of(&self, addr: SocketAddr) -> Result<Option<String>, Error> {
         let known = self
             .inner
             .peers
@@ -197,21 +176,10 @@ impl Client {
                 peers
                     .get(&addr)
                     .cloned()
-                    .ok_or_else(|| ClientError::Unreachable(addr, "no hello".into()))?
+                    .ok_or_else(|| Error::Connect(addr, "no hello".into()))?
             }
         };
         Ok(hello.service)
-    }
-
-    /// Forgets a node: the next call that needs it walks the ring again
-    /// without it for a few seconds (a caller found it dead).
-    pub fn report_dead(&self, addr: SocketAddr) {
-        self.mark_dead(addr);
-        self.inner
-            .ring
-            .write()
-            .expect("ring lock")
-            .retain(|n| n.addr != addr);
     }
 
     /// Did `addr` refuse us within the last few seconds?
@@ -227,7 +195,7 @@ impl Client {
     }
 
     /// Every member, by following successor lists from the process at `start`.
-    async fn walk(&self, start: SocketAddr) -> Result<Vec<NodeRef>, ClientError> {
+    async fn walk(&self, start: SocketAddr) -> Result<Vec<NodeRef>, Error> {
         let mut members: Vec<NodeRef> = Vec::new();
         let first = self
             .neighbors(Target {
@@ -257,7 +225,7 @@ impl Client {
     /// successor list): after crashes, lists still name dead nodes for a
     /// while, and the walk steps back over them (marking them dead)
     /// instead of giving up.
-    async fn next_frontier(&self, frontier: &[NodeRef]) -> Result<Vec<NodeRef>, ClientError> {
+    async fn next_frontier(&self, frontier: &[NodeRef]) -> Result<Vec<NodeRef>, Error> {
         let mut last_error = None;
         for n in frontier.iter().rev() {
             if self.is_dead(n.addr) {
@@ -271,13 +239,12 @@ impl Client {
                 }
             }
         }
-        Err(last_error.unwrap_or_else(|| {
-            ClientError::NoSeed("every node of a successor list is down".into())
-        }))
+        Err(last_error
+            .unwrap_or_else(|| Error::NoSeed("every node of a successor list is down".into())))
     }
 
     /// A node's own entry and its successor list.
-    async fn neighbors(&self, to: Target) -> Result<Vec<NodeRef>, ClientError> {
+    async fn neighbors(&self, to: Target) -> Result<Vec<NodeRef>, Error> {
         match self
             .request(to, |req| Message::GetNeighbors { req })
             .await?
@@ -287,10 +254,7 @@ impl Client {
                 out.extend(successors);
                 Ok(out)
             }
-            (_, _) => Err(ClientError::Unreachable(
-                to.addr,
-                "unexpected answer".into(),
-            )),
+            (_, _) => Err(Error::Connect(to.addr, "unexpected answer".into())),
         }
     }
 
@@ -303,30 +267,33 @@ impl Client {
         Some(ring[chordal_core::successor_index(&ring, key_id, |n| n.id)])
     }
 
-    /// Stores `value` under `key` (durable on the write quorum when `Ok`).
-    pub async fn put(&self, key: Vec<u8>, value: Vec<u8>) -> Result<KvOutcome, ClientError> {
+    /// Stores `value` under `key` (durable on the write quorum when `Ok`),
+    /// as [`Node::put`](crate::Node::put) does; fails with the same
+    /// [`KvError`]s, or [`Error::NoSeed`], [`Error::NodeTimeout`],
+    /// [`Error::Connect`] when the ring cannot be reached.
+    pub async fn put(&self, key: Vec<u8>, value: Vec<u8>) -> Result<Written, Error> {
         let limits = [
             (key.len(), self.inner.config.max_key),
             (value.len(), self.inner.config.max_value),
         ];
         if let Some((size, limit)) = limits.into_iter().find(|(size, limit)| size > limit) {
             let (size, limit) = (size as u64, limit as u64);
-            return Err(ClientError::TooLarge { size, limit });
+            return Err(Error::Op(KvError::TooLarge { size, limit }));
         }
-        self.kv(KvOp::Put { key, value }).await
+        Ok(self.kv(KvOp::Put { key, value }).await?.written()?)
     }
 
-    /// Reads `key`: `Found` or `NotFound`.
-    pub async fn get(&self, key: Vec<u8>) -> Result<KvOutcome, ClientError> {
-        self.kv(KvOp::Get { key }).await
+    /// Reads `key`: its value and version, or `None` if it does not exist.
+    pub async fn get(&self, key: Vec<u8>) -> Result<Option<Versioned>, Error> {
+        Ok(self.kv(KvOp::Get { key }).await?.value()?)
     }
 
-    /// Deletes `key`: `Stored` (a tombstone) or `NotFound`.
-    pub async fn delete(&self, key: Vec<u8>) -> Result<KvOutcome, ClientError> {
-        self.kv(KvOp::Delete { key }).await
+    /// Deletes `key`: the tombstone's write, or `None` if it did not exist.
+    pub async fn delete(&self, key: Vec<u8>) -> Result<Option<Written>, Error> {
+        Ok(self.kv(KvOp::Delete { key }).await?.deleted()?)
     }
 
-    async fn kv(&self, op: KvOp) -> Result<KvOutcome, ClientError> {
+    async fn kv(&self, op: KvOp) -> Result<KvOutcome, Error> {
         let key_id = Id::hash(op.key());
         // One id for every try: an owner that answered a try answers a
         // retry the same way.
@@ -337,7 +304,7 @@ impl Client {
             .timeout
             .as_millis()
             .clamp(1, u32::MAX as u128) as u32;
-        let mut last = ClientError::Redirects;
+        let mut last = Error::Op(KvError::Redirects);
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
                 // Give the ring a moment to heal, then look again.
@@ -358,36 +325,19 @@ impl Client {
                 })
                 .await
             {
-                Ok((_, Message::KvReply { result, .. })) => match result {
-                    KvResult::Stored { version, acked } => {
-                        return Ok(KvOutcome::Stored { version, acked });
-                    }
-                    KvResult::Found { value, version } => {
-                        return Ok(KvOutcome::Found { value, version });
-                    }
-                    KvResult::NotFound => return Ok(KvOutcome::NotFound),
-                    KvResult::QuorumFailed { acked, needed } => {
-                        return Err(ClientError::QuorumFailed { acked, needed });
-                    }
-                    KvResult::QuorumUnavailable { available, needed } => {
-                        return Err(ClientError::QuorumUnavailable { available, needed });
-                    }
-                    KvResult::StoreFailed => return Err(ClientError::StoreFailed),
-                    KvResult::TooLarge { size, limit } => {
-                        let (size, limit) = (size as u64, limit as u64);
-                        return Err(ClientError::TooLarge { size, limit });
-                    }
-                    KvResult::Overloaded => {
+                Ok((_, Message::KvReply { result, .. })) => match result.answer() {
+                    Answer::Done(outcome) => return Ok(outcome?),
+                    Answer::Overloaded => {
                         // Back off before the next try.
-                        last = ClientError::Overloaded;
+                        last = Error::Op(KvError::Overloaded);
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
-                    _ => last = ClientError::Redirects,
+                    Answer::WrongOwner => last = Error::Op(KvError::Redirects),
                 },
-                Ok(_) => last = ClientError::Redirects,
+                Ok(_) => last = Error::Op(KvError::UnexpectedAnswer),
                 Err(e) => {
-                    if let ClientError::Unreachable(addr, _) = &e {
+                    if let Error::Connect(addr, _) = &e {
                         self.mark_dead(*addr);
                     }
                     last = e;
@@ -403,7 +353,7 @@ impl Client {
         &self,
         to: Target,
         make: impl FnOnce(u64) -> Message,
-    ) -> Result<(NodeRef, Message), ClientError> {
+    ) -> Result<(NodeRef, Message), Error> {
         let conn = self.connection(to.addr).await?;
         let req = self.inner.next_req.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
@@ -426,10 +376,7 @@ impl Client {
                 .lock()
                 .expect("pending lock")
                 .remove(&req);
-            return Err(ClientError::Unreachable(
-                to.addr,
-                "connection broken".into(),
-            ));
+            return Err(Error::Connect(to.addr, "connection broken".into()));
         }
         let answer = tokio::time::timeout(self.inner.config.timeout, rx).await;
         self.inner
@@ -439,16 +386,13 @@ impl Client {
             .remove(&req);
         match answer {
             Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(_)) => Err(ClientError::Unreachable(
-                to.addr,
-                "connection closed".into(),
-            )),
-            Err(_) => Err(ClientError::Timeout(to.addr)),
+            Ok(Err(_)) => Err(Error::Connect(to.addr, "connection closed".into())),
+            Err(_) => Err(Error::NodeTimeout(to.addr)),
         }
     }
 
     /// The connection to `addr`, opened (and handshaken) if needed.
-    async fn connection(&self, addr: SocketAddr) -> Result<Arc<Conn>, ClientError> {
+    async fn connection(&self, addr: SocketAddr) -> Result<Arc<Conn>, Error> {
         let mut conns = self.inner.conns.lock().await;
         if let Some(c) = conns.get(&addr)
             && !c.close.is_cancelled()
@@ -456,10 +400,10 @@ impl Client {
             return Ok(c.clone());
         }
         let config = &self.inner.config;
-        let unreachable = |e: String| ClientError::Unreachable(addr, e);
+        let unreachable = |e: String| Error::Connect(addr, e);
         let mut stream = tokio::time::timeout(config.timeout, TcpStream::connect(addr))
             .await
-            .map_err(|_| ClientError::Timeout(addr))?
+            .map_err(|_| Error::NodeTimeout(addr))?
             .map_err(|e| unreachable(e.to_string()))?;
         let hello = chordal_wire::encode_hello(&chordal_wire::Hello {
             cluster: config.cluster.clone(),

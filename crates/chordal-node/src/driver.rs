@@ -12,7 +12,7 @@ use crate::status::{Finger, Status, VNodeStatus};
 use crate::topics::{LocalSub, LocalTopics, Publication};
 use bytes::BytesMut;
 use chordal_core::{
-    Event, KvError, KvOp, KvOpId, KvOutcome, LeaveReport, LookupError, LookupId, LookupMode,
+    Event, KvError, KvOpId, KvOutcome, LeaveReport, LookupError, LookupId, LookupMode,
     LookupResult, Neighbors, Node as Core, QueryId, StoreKind, StoreOpId, StoreRequest,
     StoreResult, Time,
 };
@@ -61,7 +61,7 @@ pub enum Command {
         reply: oneshot::Sender<crate::PeerInfo>,
     },
     Kv {
-        op: KvOp,
+        op: KeyOp,
         reply: oneshot::Sender<Result<KvOutcome, KvError>>,
     },
     /// An application message to node `to` itself.
@@ -92,6 +92,38 @@ pub enum Command {
     Abort {
         reply: oneshot::Sender<()>,
     },
+}
+
+/// An operation on a key's owner, as the handle asks for it.
+#[derive(Debug)]
+pub enum KeyOp {
+    Put {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Get {
+        key: Vec<u8>,
+    },
+    Delete {
+        key: Vec<u8>,
+    },
+    /// An application message for the owner's application.
+    Send {
+        key: Vec<u8>,
+        payload: Vec<u8>,
+    },
+    /// The same, waiting for the application's answer.
+    Request {
+        key: Vec<u8>,
+        payload: Vec<u8>,
+    },
+}
+
+/// Whether the driver goes on after a command.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Flow {
+    Continue,
+    Stop,
 }
 
 /// Settings the driver needs beyond the core's.
@@ -241,13 +273,11 @@ impl Driver {
                     }
                 }
                 cmd = commands.recv(), if !commands_closed => match cmd {
-                    Some(Command::Leave { reply }) => self.begin_leave(Some(reply)),
-                    Some(Command::Abort { reply }) => {
-                        self.ctx.shutdown.cancel();
-                        let _ = reply.send(());
-                        return;
+                    Some(cmd) => {
+                        if self.command(cmd) == Flow::Stop {
+                            return;
+                        }
                     }
-                    Some(cmd) => self.command(cmd),
                     None => {
                         // Every handle dropped: leave like a SIGTERM would.
                         commands_closed = true;
@@ -309,7 +339,8 @@ impl Driver {
         }
     }
 
-    fn command(&mut self, cmd: Command) {
+    /// Carries out a command of the handle; `Stop` after an abort.
+    fn command(&mut self, cmd: Command) -> Flow {
         let now = self.now();
         match cmd {
             Command::Lookup { key, mode, reply } => {
@@ -342,26 +373,14 @@ impl Driver {
                 let _ = reply.send(info);
             }
             Command::Kv { op, reply } => {
-                let name = match &op {
-                    KvOp::Put { .. } => "put",
-                    KvOp::Get { .. } => "get",
-                    KvOp::Delete { .. } => "delete",
-                    KvOp::Deliver {
-                        want_reply: false, ..
-                    } => "send",
-                    _ => "request",
-                };
-                let id = match op {
-                    KvOp::Put { key, value } => self.core.put(now, key, value),
-                    KvOp::Get { key } => self.core.get(now, key),
-                    KvOp::Delete { key } => self.core.delete(now, key),
-                    KvOp::Deliver {
-                        key,
-                        payload,
-                        want_reply: false,
-                    } => self.core.send(now, key, payload),
-                    KvOp::Deliver { key, payload, .. } => self.core.request(now, key, payload),
-                    _ => return,
+                let (id, name) = match op {
+                    KeyOp::Put { key, value } => (self.core.put(now, key, value), "put"),
+                    KeyOp::Get { key } => (self.core.get(now, key), "get"),
+                    KeyOp::Delete { key } => (self.core.delete(now, key), "delete"),
+                    KeyOp::Send { key, payload } => (self.core.send(now, key, payload), "send"),
+                    KeyOp::Request { key, payload } => {
+                        (self.core.request(now, key, payload), "request")
+                    }
                 };
                 self.kv_ops.insert(id, (reply, Instant::now(), name));
             }
@@ -391,8 +410,14 @@ impl Driver {
                 let id = self.core.publish(now, topic, payload);
                 self.kv_ops.insert(id, (reply, Instant::now(), "publish"));
             }
-            Command::Leave { .. } | Command::Abort { .. } => unreachable!("handled in run"),
+            Command::Leave { reply } => self.begin_leave(Some(reply)),
+            Command::Abort { reply } => {
+                self.ctx.shutdown.cancel();
+                let _ = reply.send(());
+                return Flow::Stop;
+            }
         }
+        Flow::Continue
     }
 
     /// The metrics text: the recorder's, topped up with the core's

@@ -16,8 +16,8 @@
 //! # Ok(()) }
 //! ```
 //!
-//! [`Node::builder`] sets what differs from the defaults; [`NodeConfig`]
-//! holds every setting at once (what `chordal node` fills from its flags).
+//! [`Node::builder`] sets what differs from the defaults: it is the one way
+//! to configure a node.
 //!
 //! ## Building an application on the ring
 //!
@@ -45,7 +45,7 @@
 //!   (replicated, persistent), or from outside the ring with [`Client`].
 //!
 //! ```no_run
-//! # async fn demo(node: chordal_node::Node) -> Result<(), chordal_node::KvCallError> {
+//! # async fn demo(node: chordal_node::Node) -> Result<(), chordal_node::Error> {
 //! // Every node runs this: answer whatever arrives for our keys.
 //! let mut inbox = node.messages().expect("taken once");
 //! tokio::spawn(async move {
@@ -64,6 +64,7 @@ mod builder;
 mod client;
 mod conn;
 mod driver;
+mod error;
 mod events;
 pub mod local;
 mod metrics;
@@ -75,18 +76,19 @@ mod topics;
 
 pub use app::{Incoming, Messages, Responder};
 pub use builder::NodeBuilder;
-pub use client::{Client, ClientConfig, ClientError};
+pub use client::{Client, ClientConfig};
 pub use conn::WireStats;
+pub use error::Error;
 pub use events::{NodeEvent, NodeEvents};
 pub use status::{Finger, Status, VNodeStatus};
 pub use survey::RingSurvey;
 pub use topics::{Publication, Subscription};
 
 use chordal_core::{
-    Event, Id, KvError, KvOp, KvOutcome, LookupError, LookupMode, LookupResult, Neighbors, NodeRef,
+    Event, Id, KvError, KvOutcome, LookupMode, LookupResult, Neighbors, NodeRef, Versioned, Written,
 };
 use chordal_store::Store;
-use driver::{Command, Driver, DriverSettings};
+use driver::{Command, Driver, DriverSettings, KeyOp};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -95,10 +97,11 @@ use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-/// Everything needed to start a node. `NodeConfig::default()` listens on
-/// 127.0.0.1 with a free port and creates a new ring.
+/// Everything needed to start a node: what a [`NodeBuilder`] fills in.
+/// The default listens on 127.0.0.1 with a free port and creates a new
+/// ring.
 #[derive(Clone, Debug)]
-pub struct NodeConfig {
+pub(crate) struct NodeConfig {
     /// Peer-protocol address to bind (port 0 picks one).
     pub listen: SocketAddr,
     /// Address other nodes use to reach us; defaults to the bound address.
@@ -196,28 +199,6 @@ pub enum StartError {
     Identity(String),
 }
 
-/// Why a request to a running node failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum NodeError {
-    #[error(transparent)]
-    Lookup(#[from] LookupError),
-    #[error("the node has stopped")]
-    Stopped,
-}
-
-/// Why a key-value call failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum KvCallError {
-    #[error(transparent)]
-    Kv(KvError),
-    #[error("the node has stopped")]
-    Stopped,
-    #[error("message of {size} bytes is over the {limit}-byte limit")]
-    TooLarge { size: usize, limit: usize },
-}
-
 /// One node of a ring walk: a virtual node, its process's API address and
 /// how many records its process stores.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -280,8 +261,8 @@ impl Node {
     }
 
     /// Binds, creates or joins a ring, and returns once every virtual node
-    /// has joined.
-    pub async fn start(config: NodeConfig) -> Result<Node, StartError> {
+    /// has joined (what [`NodeBuilder::start`] does).
+    pub(crate) async fn start(config: NodeConfig) -> Result<Node, StartError> {
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -427,13 +408,6 @@ impl Node {
         &self.stats
     }
 
-    /// The core's raw events from now on (joins, neighbour and range
-    /// changes, failures, lookups finishing). [`Node::events`] is the
-    /// friendlier view.
-    pub fn raw_events(&self) -> broadcast::Receiver<Event> {
-        self.events.subscribe()
-    }
-
     /// This node's place on the ring as it changes, from now on: joins,
     /// neighbours, and the exact key ranges gained and lost.
     ///
@@ -454,44 +428,66 @@ impl Node {
         NodeEvents::new(self.events.subscribe(), self.stopped.clone())
     }
 
-    async fn ask<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<T>) -> Command,
-    ) -> Result<T, NodeError> {
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Error> {
         let (tx, rx) = oneshot::channel();
         self.commands
             .send(make(tx))
             .await
-            .map_err(|_| NodeError::Stopped)?;
-        rx.await.map_err(|_| NodeError::Stopped)
+            .map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)
     }
 
     /// `find_successor(key)`: the owner of a key id and the nodes after it.
-    pub async fn lookup(&self, key: Id, mode: LookupMode) -> Result<LookupResult, NodeError> {
+    ///
+    /// Fails with `Error::Op(KvError::Lookup(_))` or `Error::Stopped`.
+    pub async fn lookup(&self, key: Id, mode: LookupMode) -> Result<LookupResult, Error> {
         Ok(self
             .ask(|reply| Command::Lookup { key, mode, reply })
             .await??)
     }
 
     /// The owner of a key (by its bytes), with a recursive lookup.
-    pub async fn locate(&self, key: &[u8]) -> Result<LookupResult, NodeError> {
+    pub async fn locate(&self, key: &[u8]) -> Result<LookupResult, Error> {
         self.lookup(Id::hash(key), LookupMode::Recursive).await
     }
 
     /// Stores `value` under `key` on the key's owner and replicas; returns
-    /// once the write quorum has it durably.
-    pub async fn put(&self, key: Vec<u8>, value: Vec<u8>) -> Result<KvOutcome, KvCallError> {
-        self.kv(KvOp::Put { key, value }).await
+    /// once the write quorum has it durably, with the version it got.
+    ///
+    /// Fails with `Timeout`, `NotJoined`, `Overloaded`, `TooLarge`,
+    /// `Lookup`, `Redirects`, `QuorumFailed` (the write may exist on fewer
+    /// copies), `QuorumUnavailable` (nothing was written) or `StoreFailed`
+    /// ([`KvError`] inside [`Error::Op`]), or [`Error::Stopped`].
+    ///
+    /// ```no_run
+    /// # async fn demo(node: chordal_node::Node) -> Result<(), chordal_node::Error> {
+    /// let written = node.put(b"user:42".to_vec(), b"Ada".to_vec()).await?;
+    /// println!("version {:?} on {} copies", written.version, written.acked);
+    /// # Ok(()) }
+    /// ```
+    pub async fn put(&self, key: Vec<u8>, value: Vec<u8>) -> Result<Written, Error> {
+        Ok(self.kv(KeyOp::Put { key, value }).await?.written()?)
     }
 
-    /// Reads `key` from its owner: `Found` or `NotFound`.
-    pub async fn get(&self, key: Vec<u8>) -> Result<KvOutcome, KvCallError> {
-        self.kv(KvOp::Get { key }).await
+    /// Reads `key` from its owner: its value and version, or `None` if it
+    /// does not exist (or was deleted). Fails as [`Node::put`] does, but
+    /// never with a quorum error.
+    ///
+    /// ```no_run
+    /// # async fn demo(node: chordal_node::Node) -> Result<(), chordal_node::Error> {
+    /// if let Some(v) = node.get(b"user:42".to_vec()).await? {
+    ///     println!("{}", String::from_utf8_lossy(&v.value));
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn get(&self, key: Vec<u8>) -> Result<Option<Versioned>, Error> {
+        Ok(self.kv(KeyOp::Get { key }).await?.value()?)
     }
 
-    /// Deletes `key` (a tombstone): `Stored`, or `NotFound` if absent.
-    pub async fn delete(&self, key: Vec<u8>) -> Result<KvOutcome, KvCallError> {
-        self.kv(KvOp::Delete { key }).await
+    /// Deletes `key` (writes a tombstone): the tombstone's write, or `None`
+    /// if the key did not exist. Fails as [`Node::put`] does.
+    pub async fn delete(&self, key: Vec<u8>) -> Result<Option<Written>, Error> {
+        Ok(self.kv(KeyOp::Delete { key }).await?.deleted()?)
     }
 
     /// Sends `payload` to the application of `key`'s owner, wherever it is;
@@ -500,56 +496,42 @@ impl Node {
     /// or does not listen.
     ///
     /// ```no_run
-    /// # async fn demo(node: chordal_node::Node) -> Result<(), chordal_node::KvCallError> {
+    /// # async fn demo(node: chordal_node::Node) -> Result<(), chordal_node::Error> {
     /// node.send(b"user:42".to_vec(), b"hello".to_vec()).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn send(&self, key: Vec<u8>, payload: Vec<u8>) -> Result<(), KvCallError> {
+    pub async fn send(&self, key: Vec<u8>, payload: Vec<u8>) -> Result<(), Error> {
         self.check_size(&payload)?;
-        let op = KvOp::Deliver {
-            key,
-            payload,
-            want_reply: false,
-        };
-        self.kv(op).await.map(|_| ())
+        let op = KeyOp::Send { key, payload };
+        Ok(self.kv(op).await?.delivered()?)
     }
 
     /// Sends `payload` to the application of `key`'s owner and returns its
     /// answer ([`Responder::reply`]).
     ///
     /// ```no_run
-    /// # async fn demo(node: chordal_node::Node) -> Result<(), chordal_node::KvCallError> {
+    /// # async fn demo(node: chordal_node::Node) -> Result<(), chordal_node::Error> {
     /// let answer = node.request(b"counter".to_vec(), b"incr".to_vec()).await?;
     /// println!("{}", String::from_utf8_lossy(&answer));
     /// # Ok(()) }
     /// ```
-    pub async fn request(&self, key: Vec<u8>, payload: Vec<u8>) -> Result<Vec<u8>, KvCallError> {
+    pub async fn request(&self, key: Vec<u8>, payload: Vec<u8>) -> Result<Vec<u8>, Error> {
         self.check_size(&payload)?;
-        let op = KvOp::Deliver {
-            key,
-            payload,
-            want_reply: true,
-        };
-        match self.kv(op).await? {
-            KvOutcome::Replied { payload } => Ok(payload),
-            _ => Ok(Vec::new()),
-        }
+        let op = KeyOp::Request { key, payload };
+        Ok(self.kv(op).await?.replied()?)
     }
 
     /// Sends `payload` to the application of node `to` itself, whatever
     /// keys it owns (for services that already know their peers, like a
     /// topic owner fanning out to subscribers). Tried once:
     /// `KvError::Unreachable` if `to` does not answer.
-    pub async fn send_to(&self, to: NodeRef, payload: Vec<u8>) -> Result<(), KvCallError> {
-        self.direct(to, payload, false).await.map(|_| ())
+    pub async fn send_to(&self, to: NodeRef, payload: Vec<u8>) -> Result<(), Error> {
+        Ok(self.direct(to, payload, false).await?.delivered()?)
     }
 
     /// `send_to`, returning the application's answer.
-    pub async fn request_to(&self, to: NodeRef, payload: Vec<u8>) -> Result<Vec<u8>, KvCallError> {
-        match self.direct(to, payload, true).await? {
-            KvOutcome::Replied { payload } => Ok(payload),
-            _ => Ok(Vec::new()),
-        }
+    pub async fn request_to(&self, to: NodeRef, payload: Vec<u8>) -> Result<Vec<u8>, Error> {
+        Ok(self.direct(to, payload, true).await?.replied()?)
     }
 
     async fn direct(
@@ -557,7 +539,7 @@ impl Node {
         to: NodeRef,
         payload: Vec<u8>,
         want_reply: bool,
-    ) -> Result<KvOutcome, KvCallError> {
+    ) -> Result<KvOutcome, Error> {
         self.check_size(&payload)?;
         let r = self
             .ask(|reply| Command::Direct {
@@ -566,9 +548,8 @@ impl Node {
                 want_reply,
                 reply,
             })
-            .await
-            .map_err(|_| KvCallError::Stopped)?;
-        r.map_err(KvCallError::Kv)
+            .await?;
+        Ok(r?)
     }
 
     /// Subscribes to `topic`: the returned stream gets what is published
@@ -578,20 +559,19 @@ impl Node {
     /// stream of the topic is dropped.
     ///
     /// ```no_run
-    /// # async fn demo(node: chordal_node::Node) -> Result<(), chordal_node::KvCallError> {
+    /// # async fn demo(node: chordal_node::Node) -> Result<(), chordal_node::Error> {
     /// let mut news = node.subscribe(b"news".to_vec()).await?;
     /// while let Some(p) = news.next().await {
     ///     println!("{}", String::from_utf8_lossy(&p.payload));
     /// }
     /// # Ok(()) }
     /// ```
-    pub async fn subscribe(&self, topic: Vec<u8>) -> Result<Subscription, KvCallError> {
+    pub async fn subscribe(&self, topic: Vec<u8>) -> Result<Subscription, Error> {
         let (stream, sub) = topics::stream(topic.clone(), self.subscription_buffer);
         let r = self
             .ask(|reply| Command::Subscribe { topic, sub, reply })
-            .await
-            .map_err(|_| KvCallError::Stopped)?;
-        r.map_err(KvCallError::Kv)?;
+            .await?;
+        r?.delivered()?;
         Ok(stream)
     }
 
@@ -600,11 +580,11 @@ impl Node {
     /// to one topic reach every subscriber in the order of the calls.
     ///
     /// ```no_run
-    /// # async fn demo(node: chordal_node::Node) -> Result<(), chordal_node::KvCallError> {
+    /// # async fn demo(node: chordal_node::Node) -> Result<(), chordal_node::Error> {
     /// let nodes = node.publish(b"news".to_vec(), b"hello".to_vec()).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn publish(&self, topic: Vec<u8>, payload: Vec<u8>) -> Result<u32, KvCallError> {
+    pub async fn publish(&self, topic: Vec<u8>, payload: Vec<u8>) -> Result<u32, Error> {
         self.check_size(&payload)?;
         let r = self
             .ask(|reply| Command::Publish {
@@ -612,12 +592,8 @@ impl Node {
                 payload,
                 reply,
             })
-            .await
-            .map_err(|_| KvCallError::Stopped)?;
-        match r.map_err(KvCallError::Kv)? {
-            KvOutcome::Published { subscribers } => Ok(subscribers),
-            _ => Ok(0),
-        }
+            .await?;
+        Ok(r?.published()?)
     }
 
     /// The messages sent to keys this node owns, for its application. The
@@ -637,56 +613,53 @@ impl Node {
         self.app.take()
     }
 
-    fn check_size(&self, payload: &[u8]) -> Result<(), KvCallError> {
+    fn check_size(&self, payload: &[u8]) -> Result<(), Error> {
         if payload.len() > self.max_message {
-            return Err(KvCallError::TooLarge {
-                size: payload.len(),
-                limit: self.max_message,
-            });
+            return Err(Error::Op(KvError::TooLarge {
+                size: payload.len() as u64,
+                limit: self.max_message as u64,
+            }));
         }
         Ok(())
     }
 
-    async fn kv(&self, op: KvOp) -> Result<KvOutcome, KvCallError> {
-        let r = self
-            .ask(|reply| Command::Kv { op, reply })
-            .await
-            .map_err(|_| KvCallError::Stopped)?;
-        r.map_err(KvCallError::Kv)
+    async fn kv(&self, op: KeyOp) -> Result<KvOutcome, Error> {
+        let r = self.ask(|reply| Command::Kv { op, reply }).await?;
+        Ok(r?)
     }
 
     /// This node's metrics in Prometheus text format (what `GET /metrics`
     /// serves): messages and bytes by type, lookups and hops, latencies,
     /// stabilization, routing changes, connections, keys, errors by kind.
-    pub async fn metrics(&self) -> Result<String, NodeError> {
+    pub async fn metrics(&self) -> Result<String, Error> {
         self.ask(|reply| Command::Metrics { reply }).await
     }
 
     /// This node's own copy of `key` (a tombstone included), without
     /// routing: for inspecting replicas.
-    pub async fn local_get(&self, key: Vec<u8>) -> Result<Option<chordal_core::Record>, NodeError> {
+    pub async fn local_get(&self, key: Vec<u8>) -> Result<Option<chordal_core::Record>, Error> {
         self.ask(|reply| Command::LocalGet { key, reply }).await
     }
 
     /// A snapshot of our routing state and counters.
-    pub async fn status(&self) -> Result<Status, NodeError> {
+    pub async fn status(&self) -> Result<Status, Error> {
         self.ask(|reply| Command::Status { reply }).await
     }
 
     /// Asks `node` for its predecessor and successor list.
-    pub async fn neighbors_of(&self, node: NodeRef) -> Result<Option<Neighbors>, NodeError> {
+    pub async fn neighbors_of(&self, node: NodeRef) -> Result<Option<Neighbors>, Error> {
         self.ask(|reply| Command::QueryNeighbors { node, reply })
             .await
     }
 
     /// The API address of the process at peer address `addr`, if known.
-    pub async fn api_of(&self, addr: SocketAddr) -> Result<Option<SocketAddr>, NodeError> {
+    pub async fn api_of(&self, addr: SocketAddr) -> Result<Option<SocketAddr>, Error> {
         Ok(self.peer_info(addr).await?.api)
     }
 
     /// What the process at peer address `addr` declared in its Hello (its
     /// API address and service URL), as far as this node knows it.
-    pub async fn peer_info(&self, addr: SocketAddr) -> Result<PeerInfo, NodeError> {
+    pub async fn peer_info(&self, addr: SocketAddr) -> Result<PeerInfo, Error> {
         self.ask(|reply| Command::PeerInfo { addr, reply }).await
     }
 
@@ -694,13 +667,13 @@ impl Node {
     /// until it comes back (or `limit` nodes): every member in ring order.
     /// A node that does not answer is skipped via the previous node's
     /// successor list.
-    pub async fn walk_ring(&self, limit: usize) -> Result<Vec<RingMember>, NodeError> {
+    pub async fn walk_ring(&self, limit: usize) -> Result<Vec<RingMember>, Error> {
         Ok(self.survey_ring(limit).await?.members)
     }
 
     /// Walks the ring like [`Node::walk_ring`], also noting the nodes that
     /// did not answer; [`RingSurvey::problems`] says what looks wrong.
-    pub async fn survey_ring(&self, limit: usize) -> Result<RingSurvey, NodeError> {
+    pub async fn survey_ring(&self, limit: usize) -> Result<RingSurvey, Error> {
         let start = self.me();
         let mut members: Vec<RingMember> = Vec::new();
         let mut unreachable: Vec<(NodeRef, NodeRef)> = Vec::new();

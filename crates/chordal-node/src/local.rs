@@ -2,7 +2,7 @@
 //! checks against the [`Oracle`]. Used by `chordal cluster`, `chordal bench`
 //! and the tests.
 
-use crate::{Node, NodeConfig, StartError, VNodeStatus};
+use crate::{Node, NodeBuilder, StartError, VNodeStatus};
 use chordal_core::{ID_BITS, Id, Oracle};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -22,13 +22,10 @@ pub enum Check {
     SuccessorLists,
 }
 
-/// A node config whose maintenance runs every 100 ms: rings that settle
+/// A node builder whose maintenance runs every 100 ms: rings that settle
 /// in well under a second (tests, demos).
-pub fn quick_config() -> NodeConfig {
-    NodeConfig {
-        core: chordal_core::Config::default().with_maintenance_interval(Duration::from_millis(100)),
-        ..NodeConfig::default()
-    }
+pub fn quick() -> NodeBuilder {
+    Node::builder().maintenance_interval(Duration::from_millis(100))
 }
 
 /// Nodes started in this process.
@@ -37,17 +34,17 @@ pub struct LocalRing {
 }
 
 impl LocalRing {
-    /// Starts `n` nodes from `config` (its `seeds` are replaced): the first
+    /// Starts `n` nodes from `builder` (its seeds are replaced): the first
     /// creates the ring, the others join through it one after another.
-    pub async fn start(n: usize, config: NodeConfig) -> Result<LocalRing, StartError> {
-        LocalRing::start_each(n, |_| config.clone()).await
+    pub async fn start(n: usize, builder: NodeBuilder) -> Result<LocalRing, StartError> {
+        LocalRing::start_each(n, |_| builder.clone()).await
     }
 
-    /// Like `start`, node `i` with `config_of(i)` (e.g. its own data
-    /// directory); its `seeds` are replaced.
+    /// Like `start`, node `i` from `builder_of(i)` (e.g. with its own data
+    /// directory); its seeds are replaced.
     pub async fn start_each(
         n: usize,
-        mut config_of: impl FnMut(usize) -> NodeConfig,
+        mut builder_of: impl FnMut(usize) -> NodeBuilder,
     ) -> Result<LocalRing, StartError> {
         let mut nodes: Vec<Node> = Vec::with_capacity(n);
         for i in 0..n {
@@ -55,13 +52,7 @@ impl LocalRing {
                 .first()
                 .map(|f| vec![f.addr().to_string()])
                 .unwrap_or_default();
-            nodes.push(
-                Node::start(NodeConfig {
-                    seeds,
-                    ..config_of(i)
-                })
-                .await?,
-            );
+            nodes.push(builder_of(i).seeds(seeds).start().await?);
         }
         Ok(LocalRing { nodes })
     }
@@ -70,10 +61,10 @@ impl LocalRing {
     /// predecessor is right. `None` if the ring did not settle in time.
     pub async fn start_settled(
         n: usize,
-        config: NodeConfig,
+        builder: NodeBuilder,
         limit: Duration,
     ) -> Result<Option<LocalRing>, StartError> {
-        let ring = LocalRing::start(n, config).await?;
+        let ring = LocalRing::start(n, builder).await?;
         let every = Duration::from_millis(20);
         Ok(ring
             .wait_for(Check::Neighbours, every, limit)

@@ -3,7 +3,7 @@
 //! the core's (`chordal_core` `pubsub`); this file only hands each
 //! publication to every local stream of its topic.
 //!
-//! Bounded: each stream buffers `NodeConfig::subscription_buffer`
+//! Bounded: each stream buffers `NodeBuilder::subscription_buffer`
 //! publications; a stream that falls further behind loses the newest ones
 //! and counts them in [`Subscription::missed`] (the node never waits for a
 //! slow reader).

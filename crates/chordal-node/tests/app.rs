@@ -2,12 +2,12 @@
 //! with an application reading its inbox.
 
 use chordal_core::{Id, KvError};
-use chordal_node::local::{LocalRing, quick_config as config};
-use chordal_node::{KvCallError, Node, NodeConfig};
+use chordal_node::local::{LocalRing, quick as config};
+use chordal_node::{Error, Node, NodeBuilder};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-async fn ring(n: usize, config: NodeConfig) -> LocalRing {
+async fn ring(n: usize, config: NodeBuilder) -> LocalRing {
     LocalRing::start_settled(n, config, Duration::from_secs(20))
         .await
         .unwrap()
@@ -57,30 +57,22 @@ async fn send_and_request_reach_the_owner_from_every_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversize_unheard_stalled_and_full_inboxes_are_refused() {
-    let ring = ring(
-        3,
-        NodeConfig {
-            app_inbox: 2,
-            max_message: 1000,
-            ..config()
-        },
-    )
-    .await;
+    let ring = ring(3, config().app_inbox(2).max_message(1000)).await;
     let key = b"some-key".to_vec();
     let owner = &ring.nodes[owner_index(&ring, &key)];
     let sender = &ring.nodes[(owner_index(&ring, &key) + 1) % 3];
     // Too big: refused before it leaves.
     assert_eq!(
         sender.send(key.clone(), vec![0; 1001]).await,
-        Err(KvCallError::TooLarge {
+        Err(Error::Op(KvError::TooLarge {
             size: 1001,
             limit: 1000
-        })
+        }))
     );
     // Nobody listens on the owner yet.
     assert_eq!(
         sender.send(key.clone(), b"x".to_vec()).await,
-        Err(KvCallError::Kv(KvError::Refused))
+        Err(Error::Op(KvError::Refused))
     );
     // An application that takes the inbox but never reads it: two fit,
     // the third is refused at once (back-pressure), the node keeps serving.
@@ -90,14 +82,14 @@ async fn oversize_unheard_stalled_and_full_inboxes_are_refused() {
     }
     assert_eq!(
         sender.send(key.clone(), b"x".to_vec()).await,
-        Err(KvCallError::Kv(KvError::Refused))
+        Err(Error::Op(KvError::Refused))
     );
     assert!(sender.put(key.clone(), b"v".to_vec()).await.is_ok());
     // Requests nobody answers are refused, not hung.
     drop(stalled);
     assert_eq!(
         sender.request(key.clone(), b"q".to_vec()).await,
-        Err(KvCallError::Kv(KvError::Refused))
+        Err(Error::Op(KvError::Refused))
     );
     ring.leave_all().await;
 }
@@ -117,20 +109,17 @@ async fn a_panicking_application_costs_its_messages_not_the_node() {
     // while the task unwinds) ...
     assert_eq!(
         sender.request(key.clone(), b"boom".to_vec()).await,
-        Err(KvCallError::Kv(KvError::Refused))
+        Err(Error::Op(KvError::Refused))
     );
     assert!(app.await.unwrap_err().is_panic());
     // ... later messages are refused at once (nobody reads the inbox) ...
     assert_eq!(
         sender.send(key.clone(), b"again".to_vec()).await,
-        Err(KvCallError::Kv(KvError::Refused))
+        Err(Error::Op(KvError::Refused))
     );
     // ... and the node goes on serving everything else.
     sender.put(key.clone(), b"v".to_vec()).await.unwrap();
-    assert!(matches!(
-        sender.get(key.clone()).await,
-        Ok(chordal_core::KvOutcome::Found { .. })
-    ));
+    assert!(matches!(sender.get(key.clone()).await, Ok(Some(_))));
     let other = ring.nodes[owner_at].locate(b"x").await;
     assert!(other.is_ok());
     ring.leave_all().await;

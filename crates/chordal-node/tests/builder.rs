@@ -1,7 +1,8 @@
 //! `Node::builder()`: create, join, locate, leave.
 
 use chordal_core::Id;
-use chordal_node::{KvCallError, Node};
+use chordal_core::KvError;
+use chordal_node::{Error, Node};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -45,10 +46,10 @@ async fn builder_creates_joins_locates_and_leaves() {
     // Settings reach the node.
     assert_eq!(
         second.send(b"k".to_vec(), vec![0; 11]).await,
-        Err(KvCallError::TooLarge {
+        Err(Error::Op(KvError::TooLarge {
             size: 11,
             limit: 10
-        })
+        }))
     );
     second.leave().await;
     first.leave().await;

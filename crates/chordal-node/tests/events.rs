@@ -2,8 +2,8 @@
 //! join, a graceful leave and a crash, and `Left` at the end.
 
 use chordal_core::{Id, KeyRange};
-use chordal_node::local::quick_config;
-use chordal_node::{Node, NodeConfig, NodeEvent, NodeEvents};
+use chordal_node::local::quick;
+use chordal_node::{Node, NodeEvent, NodeEvents};
 use std::time::Duration;
 
 fn id(v: u64) -> Id {
@@ -11,13 +11,8 @@ fn id(v: u64) -> Id {
 }
 
 async fn start(v: u64, seed: Option<&Node>) -> Node {
-    Node::start(NodeConfig {
-        id: Some(id(v)),
-        seeds: seed.map(|s| vec![s.addr().to_string()]).unwrap_or_default(),
-        ..quick_config()
-    })
-    .await
-    .unwrap()
+    let seeds = seed.map(|s| vec![s.addr().to_string()]).unwrap_or_default();
+    quick().id(id(v)).seeds(seeds).start().await.unwrap()
 }
 
 /// Waits for the first range event of `events`.

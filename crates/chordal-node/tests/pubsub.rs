@@ -2,11 +2,11 @@
 //! publishing; the topic's owner killed; slow and dropped streams.
 
 use chordal_core::Id;
-use chordal_node::local::{LocalRing, quick_config as config};
-use chordal_node::{KvCallError, NodeConfig, Subscription};
+use chordal_node::local::{LocalRing, quick as config};
+use chordal_node::{Error, NodeBuilder, Subscription};
 use std::time::Duration;
 
-async fn ring(n: usize, config: NodeConfig) -> LocalRing {
+async fn ring(n: usize, config: NodeBuilder) -> LocalRing {
     LocalRing::start_settled(n, config, Duration::from_secs(20))
         .await
         .unwrap()
@@ -108,15 +108,7 @@ async fn subscriptions_survive_the_kill_of_the_topic_owner() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_streams_lose_the_excess_and_dropped_streams_unsubscribe() {
-    let ring = ring(
-        3,
-        NodeConfig {
-            subscription_buffer: 4,
-            max_message: 100,
-            ..config()
-        },
-    )
-    .await;
+    let ring = ring(3, config().subscription_buffer(4).max_message(100)).await;
     let topic = b"firehose".to_vec();
     let mut slow = ring.nodes[1].subscribe(topic.clone()).await.unwrap();
     let gone = ring.nodes[2].subscribe(topic.clone()).await.unwrap();
@@ -152,10 +144,10 @@ async fn slow_streams_lose_the_excess_and_dropped_streams_unsubscribe() {
     // Oversize: refused before it leaves.
     assert_eq!(
         ring.nodes[0].publish(topic.clone(), vec![0; 101]).await,
-        Err(KvCallError::TooLarge {
+        Err(Error::Op(chordal_core::KvError::TooLarge {
             size: 101,
             limit: 100
-        })
+        }))
     );
     ring.leave_all().await;
 }

@@ -1,16 +1,8 @@
 //! Real nodes over loopback TCP in one process.
 
 use chordal_core::{Id, LookupMode};
-use chordal_node::NodeConfig;
-use chordal_node::local::{Check, LocalRing};
+use chordal_node::local::{Check, LocalRing, quick as config};
 use std::time::Duration;
-
-fn config() -> NodeConfig {
-    NodeConfig {
-        core: chordal_core::Config::default().with_maintenance_interval(Duration::from_millis(100)),
-        ..NodeConfig::default()
-    }
-}
 
 async fn converged(ring: &LocalRing, limit: Duration) {
     let took = ring
@@ -90,15 +82,7 @@ async fn a_crashed_node_is_routed_around() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn virtual_nodes_share_one_process() {
-    let ring = LocalRing::start(
-        4,
-        NodeConfig {
-            vnodes: 3,
-            ..config()
-        },
-    )
-    .await
-    .unwrap();
+    let ring = LocalRing::start(4, config().vnodes(3)).await.unwrap();
     assert_eq!(ring.oracle().len(), 12);
     converged(&ring, Duration::from_secs(20)).await;
     let oracle = ring.oracle();

@@ -18,7 +18,7 @@
 use anyhow::{Context, Result, bail};
 use chordal_core::Id;
 use chordal_examples::blockstore::{self, DEFAULT_BLOCK_SIZE};
-use chordal_node::local::{Check, LocalRing, quick_config};
+use chordal_node::local::{Check, LocalRing, quick};
 use chordal_node::{Client, ClientConfig};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -109,8 +109,7 @@ async fn demo(file: Option<PathBuf>) -> Result<()> {
     // block must then be on all R = 3 nodes, not just a majority (W = 2
     // survives one failure at the moment of the acknowledgement, R - 1 only
     // once the last copy has landed a moment later).
-    let mut config = quick_config();
-    config.core.write_quorum = Some(config.core.replicas);
+    let config = quick().core_with(|c| c.write_quorum = Some(c.replicas));
     let ring = LocalRing::start_settled(6, config, Duration::from_secs(20))
         .await?
         .context("the ring did not settle")?;

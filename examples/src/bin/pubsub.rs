@@ -13,8 +13,8 @@
 //! Type `/room NAME` to change rooms; end of input leaves the ring.
 
 use anyhow::{Context, Result};
-use chordal_node::local::quick_config;
-use chordal_node::{Node, NodeConfig, Subscription};
+use chordal_node::local::quick;
+use chordal_node::{Node, Subscription};
 use clap::Parser;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -49,13 +49,12 @@ async fn enter(node: &Node, room: &str) -> Result<Subscription> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let node = Node::start(NodeConfig {
-        listen: args.listen,
-        seeds: args.join.into_iter().collect(),
-        ..quick_config()
-    })
-    .await
-    .context("starting the node")?;
+    let node = quick()
+        .listen(args.listen)
+        .seeds(args.join.into_iter().collect())
+        .start()
+        .await
+        .context("starting the node")?;
     println!("node {} {}", node.addr(), node.ids()[0].to_hex());
     let mut room = args.room;
     let mut sub = enter(&node, &room).await?;

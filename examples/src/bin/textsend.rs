@@ -11,7 +11,7 @@
 //! `<node id> got: <line>`.
 
 use anyhow::{Context, Result};
-use chordal_node::local::{LocalRing, quick_config};
+use chordal_node::local::{LocalRing, quick};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
@@ -22,7 +22,7 @@ async fn main() -> Result<()> {
         Some(n) => n.parse().context("the argument is the number of nodes")?,
         None => 4,
     };
-    let ring = LocalRing::start_settled(nodes.max(1), quick_config(), Duration::from_secs(20))
+    let ring = LocalRing::start_settled(nodes.max(1), quick(), Duration::from_secs(20))
         .await
         .context("starting the ring")?
         .context("the ring did not settle")?;

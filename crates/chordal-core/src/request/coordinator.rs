@@ -3,6 +3,7 @@
 
 use super::{ClientOp, Deadline, ReplyTo, Requests, oversize};
 use crate::io::{Cx, Serve};
+use crate::outcome::Answer;
 use crate::{
     Id, KvError, KvOp, KvOutcome, KvResult, LookupError, LookupId, LookupMode, LookupResult,
     Message, NodeRef, Time,
@@ -232,22 +233,9 @@ impl Requests {
     /// operation ends, or tries again if ownership moved or the owner shed
     /// load.
     pub(super) fn client_result(&mut self, cx: &mut Cx<'_>, now: Time, id: u64, result: KvResult) {
-        let outcome = match result {
-            KvResult::Stored { version, acked } => Ok(KvOutcome::Stored { version, acked }),
-            KvResult::Found { value, version } => Ok(KvOutcome::Found { value, version }),
-            KvResult::NotFound => Ok(KvOutcome::NotFound),
-            KvResult::QuorumFailed { acked, needed } => {
-                Err(KvError::QuorumFailed { acked, needed })
-            }
-            KvResult::QuorumUnavailable { available, needed } => {
-                Err(KvError::QuorumUnavailable { available, needed })
-            }
-            KvResult::StoreFailed => Err(KvError::StoreFailed),
-            KvResult::TooLarge { size, limit } => Err(KvError::TooLarge {
-                size: size as u64,
-                limit: limit as u64,
-            }),
-            KvResult::Overloaded => {
+        let outcome = match result.answer() {
+            Answer::Done(outcome) => outcome,
+            Answer::Overloaded => {
                 // The owner sheds load: back off, then try again.
                 if let Some(c) = self.clients.get_mut(&id) {
                     c.last_error = Some(KvError::Overloaded);
@@ -256,12 +244,8 @@ impl Requests {
                 }
                 return;
             }
-            KvResult::Delivered => Ok(KvOutcome::Delivered),
-            KvResult::Replied { payload } => Ok(KvOutcome::Replied { payload }),
-            KvResult::Refused => Err(KvError::Refused),
-            KvResult::Published { subscribers } => Ok(KvOutcome::Published { subscribers }),
             // Ownership moved since the lookup: look up again.
-            KvResult::WrongOwner => {
+            Answer::WrongOwner => {
                 if let Some(c) = self.clients.get_mut(&id) {
                     c.last_error = Some(KvError::Redirects);
                 }
