@@ -82,7 +82,7 @@ pub struct ClusterArgs {
     /// API port of the first node (the others count up); 0 picks free ports.
     #[arg(long, default_value_t = 8000)]
     api_base_port: u16,
-    /// Keep each node's data in DIR/node-<i>; without it, in memory.
+    /// Keep each node's data in DIR/node-N (N counts from 0); without it, in memory.
     #[arg(long)]
     data_dir: Option<PathBuf>,
     #[command(flatten)]

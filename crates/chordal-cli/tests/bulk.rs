@@ -94,13 +94,17 @@ fn graceful_leave_hands_over_60_mb() {
     eventually(Duration::from_secs(20), || ring_correct(&all)).expect("ring");
     let apis: Vec<SocketAddr> = nodes.iter().map(|n| n.api).collect();
     put_many(&apis, "bulk", 3000);
-    // The node with the most keys leaves (counts refresh every second).
-    std::thread::sleep(Duration::from_millis(1200));
+    // The node with the most keys leaves. The counts are gauges each node
+    // refreshes once a second: wait until they add up to the 3,000 keys.
     let count = |n: &NodeProc| {
         get_json(n.api, "/v1/node").1["keys_stored"]
             .as_u64()
             .unwrap()
     };
+    let counted = eventually(Duration::from_secs(10), || {
+        nodes.iter().map(count).sum::<u64>() >= 3000
+    });
+    assert!(counted.is_some(), "the key counts never added up");
     let leaving = (1..3).max_by_key(|i| count(&nodes[*i])).unwrap();
     let held = count(&nodes[leaving]);
     assert!(held > 300, "the leaving node holds only {held} keys");

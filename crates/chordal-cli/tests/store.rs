@@ -74,8 +74,8 @@ fn acknowledged_writes_survive_kills_restarts_and_shrinking_to_half() {
     // Every node holds some of the data (R = 3 copies of 2,000 keys). The
     // count is a gauge each node refreshes once a second, and the third copy
     // of a majority write may land after the acknowledgement, so wait for it.
-    let records = || -> u64 {
-        let (_, ring) = get_json(nodes[0].api, "/v1/ring");
+    let records = |api| -> u64 {
+        let (_, ring) = get_json(api, "/v1/ring");
         ring["nodes"]
             .as_array()
             .unwrap()
@@ -83,8 +83,13 @@ fn acknowledged_writes_survive_kills_restarts_and_shrinking_to_half() {
             .map(|n| n["keys_stored"].as_u64().unwrap())
             .sum()
     };
-    let enough = eventually(Duration::from_secs(10), || records() >= 3 * 2000 - 100);
-    assert!(enough.is_some(), "only {} records over the ring", records());
+    let at = nodes[0].api;
+    let enough = eventually(Duration::from_secs(10), || records(at) >= 3 * 2000 - 100);
+    assert!(
+        enough.is_some(),
+        "only {} records over the ring",
+        records(at)
+    );
 
     // Two nodes die at once.
     nodes[3].kill9();
@@ -109,8 +114,15 @@ fn acknowledged_writes_survive_kills_restarts_and_shrinking_to_half() {
         alive.retain(|i| *i != victim);
         let live: Vec<&NodeProc> = alive.iter().map(|i| &nodes[*i]).collect();
         eventually(Duration::from_secs(15), || ring_correct(&live)).expect("ring did not heal");
-        // A few sync rounds (300 ms each) to restore three copies.
-        std::thread::sleep(Duration::from_millis(1500));
+        // Sync rounds (300 ms each) restore three copies: wait until the
+        // records add up again before the next failure.
+        let at = live[0].api;
+        let restored = eventually(Duration::from_secs(20), || records(at) >= 3 * 2000 - 100);
+        assert!(
+            restored.is_some(),
+            "only {} records after node {victim} died",
+            records(at)
+        );
     }
     assert_eq!(alive.len(), 5);
     for (k, want) in expect.iter().enumerate() {
@@ -173,7 +185,6 @@ fn concurrent_writers_converge_on_every_replica() {
     for w in writers {
         w.join().unwrap();
     }
-    std::thread::sleep(Duration::from_millis(1500)); // sync rounds
     let (_, loc) = get_json(apis[0], "/v1/locate/contended");
     let mut holders = vec![loc["owner"]["api"].as_str().unwrap().to_string()];
     holders.extend(
@@ -184,32 +195,36 @@ fn concurrent_writers_converge_on_every_replica() {
             .map(|r| r["api"].as_str().unwrap().to_string()),
     );
     assert_eq!(holders.len(), 3);
-    let copies: Vec<(String, Vec<u8>)> = holders
-        .iter()
-        .map(|api| {
-            let (status, head, body) = http_body(
-                api.parse().unwrap(),
-                "GET",
-                "/v1/kv/contended?local=true",
-                b"",
-            );
-            assert_eq!(status, 200, "{api}");
-            let version = head
-                .lines()
-                .find_map(|l| {
+    // Each holder's own copy: (status, version, value).
+    let copies = || -> Vec<(u16, Option<String>, Vec<u8>)> {
+        holders
+            .iter()
+            .map(|api| {
+                let (status, head, body) = http_body(
+                    api.parse().unwrap(),
+                    "GET",
+                    "/v1/kv/contended?local=true",
+                    b"",
+                );
+                let version = head.lines().find_map(|l| {
                     l.to_lowercase()
                         .strip_prefix("x-chordal-version:")
                         .map(|v| v.trim().to_string())
-                })
-                .expect("version header");
-            (version, body)
-        })
-        .collect();
-    assert!(
-        copies.windows(2).all(|w| w[0] == w[1]),
-        "replicas differ: {copies:?}"
-    );
-    assert_eq!(get(apis[3], "contended"), Some(copies[0].1.clone()));
+                });
+                (status, version, body)
+            })
+            .collect()
+    };
+    let agree = |c: &[(u16, Option<String>, Vec<u8>)]| {
+        c.iter()
+            .all(|(status, version, _)| *status == 200 && version.is_some())
+            && c.windows(2).all(|w| w[0] == w[1])
+    };
+    // Sync rounds (300 ms) bring every copy to the newest version.
+    let converged = eventually(Duration::from_secs(15), || agree(&copies()));
+    let copies = copies();
+    assert!(converged.is_some(), "replicas differ: {copies:?}");
+    assert_eq!(get(apis[3], "contended"), Some(copies[0].2.clone()));
 }
 
 /// SIGTERM: the node hands its whole range to its successor before it
@@ -231,13 +246,17 @@ fn graceful_leave_hands_over_everything() {
             format!("v-{k}").as_bytes(),
         );
     }
-    // The node with the most keys leaves (counts refresh every second).
-    std::thread::sleep(Duration::from_millis(1200));
+    // The node with the most keys leaves. The counts are gauges each node
+    // refreshes once a second: wait until they add up to the 300 keys.
     let count = |n: &NodeProc| {
         get_json(n.api, "/v1/node").1["keys_stored"]
             .as_u64()
             .unwrap()
     };
+    let counted = eventually(Duration::from_secs(10), || {
+        nodes.iter().map(count).sum::<u64>() >= 300
+    });
+    assert!(counted.is_some(), "the key counts never added up");
     let leaving = (1..4).max_by_key(|i| count(&nodes[*i])).unwrap();
     assert!(count(&nodes[leaving]) > 0);
     assert!(nodes[leaving].terminate().success());

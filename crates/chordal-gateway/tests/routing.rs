@@ -50,8 +50,13 @@ async fn ring(delays: &[Duration]) -> Vec<Node> {
         }
         nodes.push(b.start().await.unwrap());
     }
-    tokio::time::sleep(Duration::from_millis(800)).await; // successor lists fill
-    nodes
+    // Candidates are the owner and its replica holders: wait until every
+    // successor list has filled.
+    let ring = chordal_node::local::LocalRing { nodes };
+    ring.settle(chordal_node::local::Check::SuccessorLists)
+        .await
+        .expect("successor lists fill");
+    ring.nodes
 }
 
 /// A gateway serving on a free port once it sees `members` nodes.

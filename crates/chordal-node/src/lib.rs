@@ -1,6 +1,6 @@
 //! # chordal-node: a Chord node on tokio
 //!
-//! [`Node::start`] binds the peer port, creates or joins a ring and returns a
+//! [`NodeBuilder::start`] binds the peer port, creates or joins a ring and returns a
 //! handle once every virtual node has joined. The protocol itself lives in
 //! `chordal-core`; this crate only moves its messages over TCP
 //! (`chordal-wire` framing), runs its timers and answers the handle.

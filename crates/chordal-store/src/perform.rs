@@ -74,7 +74,7 @@ fn for_each_version(
     }
 }
 
-/// Per bucket of `(start, end]`, the XOR of [`bucket_hash`] over its
+/// Per bucket of `(start, end]`, the XOR of [`bucket_hash`](chordal_core::bucket_hash) over its
 /// records, leaving out tombstones older than `hide_tombstones_before`.
 ///
 /// From the store's fine-bucket digests where it keeps them (a pass over

@@ -8,9 +8,9 @@
 
 use chordal_core::{Id, Record, Version};
 use chordal_store::{RedbStore, Store};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 const BATCH: u64 = 10;
 
@@ -60,13 +60,23 @@ fn killed_mid_batch_keeps_only_whole_batches() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(300 + 170 * round));
+        // Kill it mid-stream once it has acknowledged some batches (a
+        // different number each round), whatever the machine's speed.
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let acked_of =
+            |line: &str| -> Option<u64> { line.trim().strip_prefix("acked ")?.parse().ok() };
+        let mut acked: Vec<u64> = Vec::new();
+        let target = 20 + 37 * round as usize;
+        for line in lines.by_ref() {
+            acked.extend(acked_of(&line.unwrap()));
+            if acked.len() >= target {
+                break;
+            }
+        }
         child.kill().unwrap();
-        let out = child.wait_with_output().unwrap();
-        let acked: Vec<u64> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.trim().strip_prefix("acked ")?.parse().ok())
-            .collect();
+        // What it printed before it died.
+        acked.extend(lines.map_while(Result::ok).filter_map(|l| acked_of(&l)));
+        child.wait().unwrap();
         let store = RedbStore::open(&dir.path().join("db")).unwrap();
         let mut present = Vec::new();
         for i in 0..=acked.last().copied().unwrap_or(0) + 2 {
