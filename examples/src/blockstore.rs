@@ -14,7 +14,7 @@
 //! Identical blocks are stored once. A manifest lists at most 20,000
 //! blocks (it must fit one value of 1 MiB): 160 MB with 8 KiB blocks.
 
-use chordal_core::Id;
+use chordal_node::Id;
 use futures_util::{StreamExt, TryStreamExt};
 use std::future::Future;
 

@@ -2,8 +2,8 @@
 //! the `put` / `get` commands against a ring and in the one-command demo;
 //! a forged block is rejected.
 
-use chordal_core::Id;
 use chordal_examples::blockstore::{self, BlockError, block_key};
+use chordal_node::Id;
 use chordal_node::local::{LocalRing, quick};
 use std::time::Duration;
 use tokio::process::Command;

@@ -2,7 +2,7 @@
 //! every message of the room, each sender's in order; the room goes on
 //! after the process owning its topic is killed.
 
-use chordal_core::{Id, Oracle};
+use chordal_node::{Id, Oracle};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;

@@ -1,6 +1,6 @@
 //! textsend delivers every line to the node owning the line's hash.
 
-use chordal_core::{Id, Oracle};
+use chordal_node::{Id, Oracle};
 use std::io::Write;
 use std::process::{Command, Stdio};
 

@@ -69,6 +69,7 @@ pub struct Config {
     /// (the HTTP API, the library, the native client, a peer's request).
     /// A value must fit in one frame with room to spare.
     pub max_key: usize,
+    /// Largest value a put may store, in bytes.
     pub max_value: usize,
     /// A graceful leave waits at most this long for its successors to
     /// acknowledge every record it hands over, then leaves anyway (and

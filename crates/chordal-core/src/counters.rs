@@ -31,6 +31,7 @@ pub struct Counters {
     /// Key-value operations in flight (client, owner and storage), and
     /// their bound: at the bound, requests are answered `Overloaded`.
     pub kv_in_flight: u64,
+    /// The bound on operations in flight (`max_kv_ops`).
     pub kv_in_flight_max: u64,
     /// `Replicate`s being stored for others (answered `busy` at 256).
     pub replica_applies: u64,
@@ -39,6 +40,7 @@ pub struct Counters {
     /// Records and key+value bytes sent by bulk transfers (pages sent
     /// again after a failure count again).
     pub transfer_records: u64,
+    /// Bytes of keys and values sent by bulk transfers.
     pub transfer_bytes: u64,
     /// Transfer pages lost, refused or answered busy.
     pub transfer_failures: u64,

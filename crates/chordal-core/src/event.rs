@@ -114,44 +114,72 @@ pub struct Neighbors {
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Event {
     /// The virtual node found its successor and is part of the ring.
-    Joined { vnode: Id, successor: NodeRef },
+    Joined {
+        /// The id of our virtual node it happened to.
+        vnode: Id,
+        /// The new successor.
+        successor: NodeRef,
+    },
     /// Every seed was tried `join_rounds` times without success.
-    JoinFailed { vnode: Id },
+    JoinFailed {
+        /// The id of our virtual node it happened to.
+        vnode: Id,
+    },
     /// The predecessor pointer changed.
     PredecessorChanged {
+        /// The id of our virtual node it happened to.
         vnode: Id,
+        /// What it was before (`None`: none).
         old: Option<NodeRef>,
+        /// What it is now (`None`: none).
         new: Option<NodeRef>,
     },
     /// The first successor changed.
     SuccessorChanged {
+        /// The id of our virtual node it happened to.
         vnode: Id,
+        /// What it was before.
         old: NodeRef,
+        /// What it is now.
         new: NodeRef,
     },
     /// The range of keys the virtual node owns changed (a new predecessor).
     RangeChanged {
+        /// The id of our virtual node it happened to.
         vnode: Id,
+        /// What it was before (`None`: none).
         old: Option<KeyRange>,
+        /// What it is now.
         new: KeyRange,
     },
     /// A peer stopped answering (or said it left) and was dropped from the
     /// routing state.
-    PeerFailed { vnode: Id, peer: NodeRef },
+    PeerFailed {
+        /// The id of our virtual node it happened to.
+        vnode: Id,
+        /// The peer that failed.
+        peer: NodeRef,
+    },
     /// A lookup started with `start_lookup` finished.
     LookupDone {
+        /// The number `start_lookup` returned.
         lookup: LookupId,
+        /// The owner and its successors, or why the lookup failed.
         result: Result<LookupResult, LookupError>,
     },
     /// A neighbour query finished; `None` if the node did not answer.
     NeighborsQueried {
+        /// The number `query_neighbors` returned.
         query: QueryId,
+        /// The node's neighbours, or `None` if it did not answer.
         result: Option<Neighbors>,
     },
     /// A key-value operation started with `put`/`get`/`delete` (or an
     /// application message started with `send`/`request`) finished.
     KvDone {
+        /// The number the operation was started under.
         op: crate::KvOpId,
+        /// How the operation ended.
         result: Result<crate::KvOutcome, crate::KvError>,
     },
     /// An application message for a key this node owns. Answer it with
@@ -159,27 +187,37 @@ pub enum Event {
     /// `Node::app_refuse`; unanswered, it is refused after half the
     /// sender's `kv_timeout`.
     AppMessage {
+        /// Answer it with `Node::app_accept`, `app_reply` or `app_refuse`.
         msg: crate::AppMsgId,
         /// The process that sent it (its first virtual node).
         from: NodeRef,
         /// The key it was sent to; `None` for a message sent to this node
         /// itself (`Node::send_to`).
         key: Option<Vec<u8>>,
+        /// The application's bytes.
         payload: Vec<u8>,
+        /// Does the sender wait for the application's answer (a request) or only for it to take the message (a send)?
         want_reply: bool,
     },
     /// A message published on `topic`, which this node subscribes to
     /// (`Node::subscribe`). Publications of one publisher come in the
     /// order it published them; duplicates are dropped.
     Publication {
+        /// The topic's name (its id is SHA-1 of it, like a key's).
         topic: Vec<u8>,
         /// The publishing process (its first virtual node's id).
         publisher: Id,
+        /// The application's bytes.
         payload: Vec<u8>,
     },
     /// `count` publications on `topic` were dropped on their way here:
     /// this node's queue at the topic's owner was full.
-    PublicationsMissed { topic: Vec<u8>, count: u64 },
+    PublicationsMissed {
+        /// The topic's name (its id is SHA-1 of it, like a key's).
+        topic: Vec<u8>,
+        /// How many were dropped.
+        count: u64,
+    },
 }
 
 #[cfg(test)]

@@ -11,10 +11,40 @@
 //!  create / join / leave / start_lookup            └─> poll_timeout()  -> Time
 //! ```
 //!
+//! A driver's whole job, for a one-node ring and one put (a real driver
+//! also sends `poll_transmit`'s messages and calls `handle_timeout` at
+//! `poll_timeout`):
+//!
+//! ```
+//! use chordal_core::{Applied, Config, Event, Id, KvOutcome, Node, StoreKind, StoreResult, Time};
+//!
+//! let addr = "127.0.0.1:7000".parse().unwrap();
+//! let mut node = Node::new(Config::default(), addr, &[Id::hash(b"n1")], 1);
+//! let now = Time::from_millis(1_000);
+//! node.create(now);
+//! let op = node.put(now, b"key".to_vec(), b"value".to_vec());
+//! // The core asks for storage; the driver performs it and reports back.
+//! while let Some(request) = node.poll_store() {
+//!     let result = match request.kind {
+//!         StoreKind::Apply { records } => StoreResult::Applied(vec![Applied::Stored; records.len()]),
+//!         _ => StoreResult::Failed,
+//!     };
+//!     node.handle_store(now, request.op, result);
+//! }
+//! // Alone on its ring, the node's own copy is the whole quorum.
+//! let done = std::iter::from_fn(|| node.poll_event()).find_map(|e| match e {
+//!     Event::KvDone { op: id, result } if id == op => Some(result),
+//!     _ => None,
+//! });
+//! assert!(matches!(done, Some(Ok(KvOutcome::Stored { acked: 1, .. }))));
+//! ```
+//!
 //! Start with [`Node`] (a process hosting virtual nodes), then [`VNode`]
 //! (the protocol of one ring member, following Stoica et al.'s pseudocode),
 //! [`RoutingTable`] (predecessor, successor list, fingers) and [`Id`]
 //! (160-bit ring arithmetic).
+
+#![warn(missing_docs)]
 
 mod config;
 mod counters;

@@ -68,15 +68,27 @@ pub enum LookupFailure {
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Message {
     /// Liveness probe (`check_predecessor`).
-    Ping { req: u64 },
+    Ping {
+        /// The request number, chosen by the sender; the answer echoes it.
+        req: u64,
+    },
     /// Answer to [`Message::Ping`].
-    Pong { req: u64 },
+    Pong {
+        /// The request number, chosen by the sender; the answer echoes it.
+        req: u64,
+    },
     /// `stabilize`: "who is your predecessor, and your successors?"
-    GetNeighbors { req: u64 },
+    GetNeighbors {
+        /// The request number, chosen by the sender; the answer echoes it.
+        req: u64,
+    },
     /// Answer to [`Message::GetNeighbors`].
     Neighbors {
+        /// The request number, chosen by the sender; the answer echoes it.
         req: u64,
+        /// The sender's predecessor, if it knows one.
         predecessor: Option<NodeRef>,
+        /// The sender's successor list, nearest first.
         successors: Vec<NodeRef>,
         /// Records the answering process stores (its load).
         keys_stored: u64,
@@ -86,58 +98,95 @@ pub enum Message {
     /// A hint sent by a node that just accepted a new predecessor to its old
     /// one: "`candidate` now sits between us". Speeds up healing after a join;
     /// the receiver checks it before trusting it. One-way.
-    SuccessorHint { candidate: NodeRef },
+    SuccessorHint {
+        /// The node that now sits between the receiver and its successor.
+        candidate: NodeRef,
+    },
     /// Recursive `find_successor(key)`, started by `origin`. `hops` counts the
     /// forwards so far. The receiver acknowledges at once with
     /// [`Message::LookupAck`] (after `ack_delay`, batched) so the sender
     /// can detect a dead next hop.
     FindSuccessor {
+        /// The request number, chosen by the sender; the answer echoes it.
         req: u64,
+        /// The node that started the lookup; the answer goes straight to it.
         origin: NodeRef,
+        /// The number the origin gave the lookup.
         lookup: u64,
+        /// The key's id.
         key: Id,
+        /// Forwards so far.
         hops: u32,
     },
     /// "I have taken over the lookups you forwarded": acknowledges several
     /// `FindSuccessor` requests at once.
-    LookupAck { reqs: Vec<u64> },
+    LookupAck {
+        /// The request numbers of the `FindSuccessor`s acknowledged.
+        reqs: Vec<u64>,
+    },
     /// The answer to a recursive lookup, sent straight to its origin.
     /// `successors[0]` is the owner of `key`; the rest follow it on the ring.
     FoundSuccessor {
+        /// The number the origin gave the lookup.
         lookup: u64,
+        /// The key's id.
         key: Id,
+        /// The owner of `key` first, then the nodes after it.
         successors: Vec<NodeRef>,
+        /// Forwards so far.
         hops: u32,
     },
     /// A recursive lookup failed on the way; sent to its origin.
-    LookupFailed { lookup: u64, reason: LookupFailure },
+    LookupFailed {
+        /// The number the origin gave the lookup.
+        lookup: u64,
+        /// Why the lookup gave up.
+        reason: LookupFailure,
+    },
     /// One step of an iterative lookup: "what do you know about `key`?"
-    ClosestPreceding { req: u64, key: Id },
+    ClosestPreceding {
+        /// The request number, chosen by the sender; the answer echoes it.
+        req: u64,
+        /// The key's id.
+        key: Id,
+    },
     /// Answer to [`Message::ClosestPreceding`]. With `done`, `nodes` is the
     /// successor list starting at the owner; without, the closest preceding
     /// nodes the answerer knows, best first.
     ClosestPrecedingReply {
+        /// The request number, chosen by the sender; the answer echoes it.
         req: u64,
+        /// Is `nodes` the owner's successor list (the lookup is over)?
         done: bool,
+        /// The owner and its successors if `done`, else the closest preceding nodes the answerer knows, best first.
         nodes: Vec<NodeRef>,
     },
     /// Graceful leave: the sender tells both neighbours whom to use instead.
     /// One-way.
     Leave {
+        /// The sender's predecessor, if it knows one.
         predecessor: Option<NodeRef>,
+        /// The sender's successor list, nearest first.
         successors: Vec<NodeRef>,
     },
     /// The addressed virtual node does not live at this address (any more).
-    NotHere { req: u64 },
+    NotHere {
+        /// The request number, chosen by the sender; the answer echoes it.
+        req: u64,
+    },
     /// A client operation sent by a coordinator to the key's owner.
     /// `op_id` names the operation (the same in every retry of it, 0 for
     /// none): an owner that already answered it answers the same again.
     /// `timeout_ms`: how long the coordinator waits for this answer (0:
     /// unknown); the owner finishes or gives up within it.
     KvRequest {
+        /// The request number, chosen by the sender; the answer echoes it.
         req: u64,
+        /// What the coordinator asks of the owner.
         op: KvOp,
+        /// Names the operation across its retries (0: not named).
         op_id: u64,
+        /// How long the coordinator waits for the answer, in ms (0: unknown).
         timeout_ms: u32,
     },
     /// The owner's answer to [`Message::KvRequest`].
@@ -145,36 +194,63 @@ pub enum Message {
     /// owner: the coordinator caches it and sends later operations on keys
     /// in it straight to the owner, without a lookup.
     KvReply {
+        /// The request number, chosen by the sender; the answer echoes it.
         req: u64,
+        /// How the operation ended at the owner.
         result: KvResult,
+        /// The owner's key range, when it answered as owner.
         range: Option<KeyRange>,
     },
     /// Owner to replica: store these records if newer.
-    Replicate { req: u64, records: Vec<Record> },
+    Replicate {
+        /// The request number, chosen by the sender; the answer echoes it.
+        req: u64,
+        /// The records, each with its key, version and value (or tombstone).
+        records: Vec<Record>,
+    },
     /// Replica's answer to [`Message::Replicate`]: `ok` once durable.
     /// `newer`: the newest version the replica kept instead of a record
     /// sent (it already held a newer one); that record is not what the
     /// replica holds, so an owner re-versions its write above it. `busy`:
     /// refused unstored because the replica is overloaded; send again later.
     ReplicateAck {
+        /// The request number, chosen by the sender; the answer echoes it.
         req: u64,
+        /// Stored durably?
         ok: bool,
+        /// The newest version the replica kept instead of a record sent.
         newer: Option<Version>,
+        /// Refused unstored because the replica is overloaded: send again later.
         busy: bool,
     },
     /// Owner to replica, when the owner lacks a key: "what do you have?"
-    ReplicaRead { req: u64, key: Vec<u8> },
+    ReplicaRead {
+        /// The request number, chosen by the sender; the answer echoes it.
+        req: u64,
+        /// The key (its bytes).
+        key: Vec<u8>,
+    },
     /// Answer to [`Message::ReplicaRead`] (a tombstone included).
-    ReplicaReadReply { req: u64, record: Option<Record> },
+    ReplicaReadReply {
+        /// The request number, chosen by the sender; the answer echoes it.
+        req: u64,
+        /// The replica's copy (a tombstone included), if any.
+        record: Option<Record>,
+    },
     /// Range sync, owner to replica: hashes of the owner's records in
     /// `(start, end]`, one per bucket. A `probe` has one hash, of the
     /// whole range; a replica that disagrees answers `refine` instead of
     /// pushing, and the owner sends its buckets.
     SyncSummary {
+        /// The request number, chosen by the sender; the answer echoes it.
         req: u64,
+        /// The exclusive start of the ring interval `(start, end]`.
         start: Id,
+        /// The inclusive end of the ring interval `(start, end]`.
         end: Id,
+        /// The hashes of the owner's buckets, in order.
         buckets: Vec<Id>,
+        /// Is `buckets` one hash of the whole range (a probe)?
         probe: bool,
     },
     /// Answer to [`Message::SyncSummary`]: the buckets whose hashes differ.
@@ -182,34 +258,54 @@ pub enum Message {
     /// (`Replicate`), and newest wins. `refine`: the probe's hash differs,
     /// send the buckets (`differing` is then empty).
     SyncDiff {
+        /// The request number, chosen by the sender; the answer echoes it.
         req: u64,
+        /// Indexes of the buckets whose hashes differ.
         differing: Vec<u32>,
+        /// The probe's hash differs: send the buckets.
         refine: bool,
     },
     /// Owner to replicas, when all agree: drop the tombstones of
     /// `(start, end]` whose hlc is below `before`. One-way.
-    Collect { start: Id, end: Id, before: u64 },
+    Collect {
+        /// The exclusive start of the ring interval `(start, end]`.
+        start: Id,
+        /// The inclusive end of the ring interval `(start, end]`.
+        end: Id,
+        /// Tombstones with an hlc below this go.
+        before: u64,
+    },
 }
 
 /// What a client asks of a key's owner.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum KvOp {
+    /// Store `value` under `key`.
     Put {
+        /// The key (its bytes).
         key: Vec<u8>,
+        /// The value's bytes.
         value: Vec<u8>,
     },
+    /// Read `key`.
     Get {
+        /// The key (its bytes).
         key: Vec<u8>,
     },
+    /// Delete `key` (a tombstone).
     Delete {
+        /// The key (its bytes).
         key: Vec<u8>,
     },
     /// An application message for the key's owner (`Node::send` and
     /// `Node::request`): handed to the owner's application, which accepts,
     /// answers or refuses it.
     Deliver {
+        /// The key (its bytes).
         key: Vec<u8>,
+        /// The application's bytes.
         payload: Vec<u8>,
+        /// Does the sender wait for the application's answer (a request) or only for it to take the message (a send)?
         want_reply: bool,
     },
     /// An application message for the receiving process itself, whatever
@@ -217,35 +313,44 @@ pub enum KvOp {
     /// that already know their peers, like a topic owner fanning out to
     /// its subscribers. No key, no ownership check.
     Direct {
+        /// The application's bytes.
         payload: Vec<u8>,
+        /// Does the sender wait for the application's answer (a request) or only for it to take the message (a send)?
         want_reply: bool,
     },
     /// Pub/sub, subscriber to the topic's owner: "send me what is
     /// published on `topic`". Renewed every `topic_renew`; the owner
     /// forgets a subscriber not renewed for three periods.
     Subscribe {
+        /// The topic's name (its id is SHA-1 of it, like a key's).
         topic: Vec<u8>,
     },
     /// Pub/sub, subscriber to the topic's owner: stop sending.
     Unsubscribe {
+        /// The topic's name (its id is SHA-1 of it, like a key's).
         topic: Vec<u8>,
     },
     /// Pub/sub, publisher to the topic's owner, which fans them out: one
     /// or more publications on `topic`, in the order they were made.
     Publish {
+        /// The topic's name (its id is SHA-1 of it, like a key's).
         topic: Vec<u8>,
+        /// The publications, in the order they were made.
         publications: Vec<Publication>,
     },
     /// Pub/sub, topic owner to one subscriber process (direct, no key):
     /// publications in the order the owner took them, and how many were
     /// dropped per topic because this subscriber fell behind.
     Notify {
+        /// The publications, in the order the owner took them.
         items: Vec<Publication>,
+        /// Per topic, publications dropped because this subscriber fell behind.
         missed: Vec<(Vec<u8>, u64)>,
     },
     /// Pub/sub, topic owner to the next owners (direct, no key): the
     /// subscribers of its topics, so that they can take over at once.
     TopicReplica {
+        /// Topics and their subscriber processes.
         topics: Vec<(Vec<u8>, Vec<NodeRef>)>,
     },
 }
@@ -254,6 +359,7 @@ pub enum KvOp {
 /// on to the subscribers.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Publication {
+    /// The topic's name (its id is SHA-1 of it, like a key's).
     pub topic: Vec<u8>,
     /// The publishing process (its first virtual node's id).
     pub publisher: Id,
@@ -263,6 +369,7 @@ pub struct Publication {
     /// Counts up from 1 per incarnation of the publisher: subscribers drop
     /// a publication not newer than the last one they took from it.
     pub seq: u64,
+    /// The application's bytes.
     pub payload: Vec<u8>,
 }
 
@@ -296,35 +403,66 @@ impl KvOp {
 pub enum KvResult {
     /// Put or delete stored with `version`, durable on `acked` nodes
     /// (owner included), at least the write quorum.
-    Stored { version: Version, acked: u32 },
+    Stored {
+        /// The version: hybrid logical clock and writing vnode.
+        version: Version,
+        /// Copies that stored it durably (the owner's included).
+        acked: u32,
+    },
     /// Get: the value and its version.
-    Found { value: Vec<u8>, version: Version },
+    Found {
+        /// The value's bytes.
+        value: Vec<u8>,
+        /// The version: hybrid logical clock and writing vnode.
+        version: Version,
+    },
     /// Get or delete of a key that does not exist (or was deleted).
     NotFound,
     /// The receiver does not own the key (routing was stale): look up again.
     WrongOwner,
     /// Fewer than the write quorum stored the write in time; it may still
     /// exist on some nodes.
-    QuorumFailed { acked: u32, needed: u32 },
+    QuorumFailed {
+        /// Copies that stored it durably (the owner's included).
+        acked: u32,
+        /// Copies the write quorum needed.
+        needed: u32,
+    },
     /// Fewer than the write quorum of processes can hold a copy right now
     /// (the successor list is still filling, or members are down): nothing
     /// was written.
-    QuorumUnavailable { available: u32, needed: u32 },
+    QuorumUnavailable {
+        /// Processes that can hold a copy now.
+        available: u32,
+        /// Copies the write quorum needed.
+        needed: u32,
+    },
     /// The owner's storage failed.
     StoreFailed,
     /// The owner has too many operations in flight: try again later.
     Overloaded,
     /// The key or value is larger than the owner accepts.
-    TooLarge { size: u32, limit: u32 },
+    TooLarge {
+        /// The size, in bytes.
+        size: u32,
+        /// The limit, in bytes.
+        limit: u32,
+    },
     /// An application message reached the owner's application.
     Delivered,
     /// The owner's application answered a request.
-    Replied { payload: Vec<u8> },
+    Replied {
+        /// The application's bytes.
+        payload: Vec<u8>,
+    },
     /// The owner's application refused the message, was too busy to take
     /// it, or did not answer in time.
     Refused,
     /// A publication was queued for `subscribers` subscriber processes.
-    Published { subscribers: u32 },
+    Published {
+        /// Subscriber processes the publication was queued for.
+        subscribers: u32,
+    },
 }
 
 impl Message {

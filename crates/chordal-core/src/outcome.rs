@@ -14,18 +14,34 @@ use crate::{KvResult, LookupError, Version};
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum KvOutcome {
     /// Put or delete stored with `version` on `acked` nodes.
-    Stored { version: Version, acked: u32 },
+    Stored {
+        /// The version: hybrid logical clock and writing vnode.
+        version: Version,
+        /// Copies that stored it durably (the owner's included).
+        acked: u32,
+    },
     /// Get found a value.
-    Found { value: Vec<u8>, version: Version },
+    Found {
+        /// The value's bytes.
+        value: Vec<u8>,
+        /// The version: hybrid logical clock and writing vnode.
+        version: Version,
+    },
     /// Get or delete of a missing key.
     NotFound,
     /// `send`: the owner's application took the message.
     Delivered,
     /// `request`: the owner's application's answer.
-    Replied { payload: Vec<u8> },
+    Replied {
+        /// The application's bytes.
+        payload: Vec<u8>,
+    },
     /// `publish`: the topic's owner queued it for this many subscriber
     /// processes.
-    Published { subscribers: u32 },
+    Published {
+        /// Subscriber processes the publication was queued for.
+        subscribers: u32,
+    },
 }
 
 /// What a put (or a delete, whose tombstone is a write) stored.
@@ -41,7 +57,9 @@ pub struct Written {
 /// A value read from the store, with its version.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Versioned {
+    /// The value's bytes.
     pub value: Vec<u8>,
+    /// The version: hybrid logical clock and writing vnode.
     pub version: Version,
 }
 
@@ -52,26 +70,52 @@ pub struct Versioned {
 #[non_exhaustive]
 pub enum KvError {
     #[error("operation timed out")]
+    /// The operation ran out of time.
     Timeout,
     #[error("node is not joined to a ring")]
+    /// This node is not part of a ring.
     NotJoined,
     #[error("too many operations in flight; try again later")]
+    /// Too many operations are in flight here or at the owner.
     Overloaded,
     #[error("{size} bytes is over the limit of {limit}")]
-    TooLarge { size: u64, limit: u64 },
+    /// The key, value or message is larger than allowed.
+    TooLarge {
+        /// The size, in bytes.
+        size: u64,
+        /// The limit, in bytes.
+        limit: u64,
+    },
     #[error("cannot find the key's owner: {0}")]
+    /// No owner could be found for the key.
     Lookup(LookupError),
     #[error("ownership kept moving; gave up after several tries")]
+    /// Ownership of the key kept moving.
     Redirects,
     #[error("only {acked} of the {needed} copies needed were stored in time")]
-    QuorumFailed { acked: u32, needed: u32 },
+    /// Fewer copies than the write quorum acknowledged in time; the write may exist on some.
+    QuorumFailed {
+        /// Copies that stored it durably (the owner's included).
+        acked: u32,
+        /// Copies the write quorum needed.
+        needed: u32,
+    },
     #[error("only {available} of the {needed} processes a write needs can hold a copy now")]
-    QuorumUnavailable { available: u32, needed: u32 },
+    /// Fewer processes than the write quorum can hold a copy; nothing was written.
+    QuorumUnavailable {
+        /// Processes that can hold a copy now.
+        available: u32,
+        /// Copies the write quorum needed.
+        needed: u32,
+    },
     #[error("the owner's storage failed")]
+    /// The owner's storage failed (full disk, I/O error).
     StoreFailed,
     #[error("the owner's application refused the message or did not answer in time")]
+    /// The receiving application refused the message or did not answer.
     Refused,
     #[error("the node did not answer")]
+    /// The node did not answer.
     Unreachable,
     /// The node that served the operation answered with the result of
     /// another kind of operation (a peer running incompatible code).

@@ -39,8 +39,11 @@ impl Version {
 pub struct Record {
     /// SHA-1 of `key`: where the record lives on the ring.
     pub key_id: Id,
+    /// The key (its bytes).
     pub key: Vec<u8>,
+    /// The version: hybrid logical clock and writing vnode.
     pub version: Version,
+    /// The value (`None`: a tombstone).
     pub value: Option<Vec<u8>>,
 }
 

@@ -28,6 +28,8 @@
 //! `X-Chordal-Attempt: 2` then; make such requests idempotent (the demo
 //! service keys them by `X-Request-Id`).
 
+#![warn(missing_docs)]
+
 mod key;
 mod load;
 mod proxy;

@@ -5,8 +5,11 @@ use serde::{Deserialize, Serialize};
 /// A node: `{"id": "<40 hex>", "addr": "ip:port", "api": "ip:port" | null}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeJson {
+    /// Its id, in hex.
     pub id: String,
+    /// Its peer address.
     pub addr: String,
+    /// Its HTTP API address, if known.
     pub api: Option<String>,
 }
 
@@ -31,30 +34,44 @@ pub struct VNodeJson {
 /// virtual nodes under `vnodes`, and wire counters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NodeStatusJson {
+    /// Its id, in hex.
     pub id: String,
+    /// Its peer address.
     pub addr: String,
+    /// Its HTTP API address, if known.
     pub api: Option<String>,
     /// The service beside the node (`--service`), if declared.
     #[serde(default)]
     pub service: Option<String>,
+    /// The cluster name.
     pub cluster: String,
+    /// Its predecessor, if known.
     pub predecessor: Option<NodeJson>,
+    /// Its successor list, nearest first.
     pub successors: Vec<NodeJson>,
+    /// Its finger table.
     pub fingers: Vec<FingerJson>,
+    /// Records its process stores.
     pub keys_stored: u64,
+    /// The virtual nodes of this process.
     pub vnodes: Vec<VNodeJson>,
+    /// Wire statistics.
     pub stats: serde_json::Value,
 }
 
 /// One member in `GET /v1/ring`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RingNodeJson {
+    /// Its id, in hex.
     pub id: String,
+    /// Its peer address.
     pub addr: String,
+    /// Its HTTP API address, if known.
     pub api: Option<String>,
     /// The service beside the node (`--service`), if declared.
     #[serde(default)]
     pub service: Option<String>,
+    /// Records its process stores.
     pub keys_stored: u64,
     /// Its predecessor's id, as it said when walked.
     #[serde(default)]
@@ -67,7 +84,9 @@ pub struct RingNodeJson {
 /// `GET /v1/ring`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RingJson {
+    /// The members, in ring order from the one asked.
     pub nodes: Vec<RingNodeJson>,
+    /// How many.
     pub count: usize,
     /// What looks wrong, in words (empty for a healthy ring).
     #[serde(default)]
@@ -77,10 +96,15 @@ pub struct RingJson {
 /// `GET /v1/locate/{key}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LocateJson {
+    /// The key as given.
     pub key: String,
+    /// Its id (SHA-1), in hex.
     pub key_id: String,
+    /// The key's owner.
     pub owner: NodeJson,
+    /// Where its other copies are.
     pub replicas: Vec<NodeJson>,
+    /// Hops the lookup took.
     pub hops: u32,
     /// Iterative lookups: the nodes asked, in order (empty for recursive).
     #[serde(default)]

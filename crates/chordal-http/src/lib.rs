@@ -7,6 +7,8 @@
 //! from the node handle. Errors are `{"error": "...", "code": "..."}` with
 //! a fitting 4xx/5xx status.
 
+#![warn(missing_docs)]
+
 mod error;
 mod json;
 mod kv;

@@ -27,6 +27,7 @@ pub struct Incoming {
     /// The key it was sent to (this node owns it); `None` for a message
     /// sent to this node itself ([`crate::Node::send_to`]).
     pub key: Option<Vec<u8>>,
+    /// The sender's bytes.
     pub payload: Vec<u8>,
     /// Present for a `request`: answer through it. Dropping it unanswered
     /// refuses the request.

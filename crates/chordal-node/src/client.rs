@@ -44,6 +44,7 @@ pub struct ClientConfig {
     pub max_frame: usize,
     /// Largest key and value of a put (the nodes' limits).
     pub max_key: usize,
+    /// Largest value `put` sends, in bytes (the owner checks its own limit too).
     pub max_value: usize,
 }
 

@@ -13,26 +13,54 @@ use tokio_util::sync::CancellationToken;
 #[non_exhaustive]
 pub enum NodeEvent {
     /// Virtual node `vnode` joined (or created) the ring.
-    Joined { vnode: Id, successor: NodeRef },
+    Joined {
+        /// The id of our virtual node it happened to.
+        vnode: Id,
+        /// Its successor.
+        successor: NodeRef,
+    },
     /// This node left the ring (or stopped); the stream ends after it.
     Left,
+    /// `vnode`'s predecessor changed.
     PredecessorChanged {
+        /// The id of our virtual node it happened to.
         vnode: Id,
+        /// What it was before.
         old: Option<NodeRef>,
+        /// What it is now.
         new: Option<NodeRef>,
     },
+    /// `vnode`'s first successor changed.
     SuccessorChanged {
+        /// The id of our virtual node it happened to.
         vnode: Id,
+        /// What it was before.
         old: NodeRef,
+        /// What it is now.
         new: NodeRef,
     },
     /// `vnode` now owns `range` too (a predecessor failed or left, or the
     /// ring was created).
-    RangeGained { vnode: Id, range: KeyRange },
+    RangeGained {
+        /// The id of our virtual node it happened to.
+        vnode: Id,
+        /// The key range `(start, end]`.
+        range: KeyRange,
+    },
     /// `vnode` no longer owns `range` (a node joined just before it).
-    RangeLost { vnode: Id, range: KeyRange },
+    RangeLost {
+        /// The id of our virtual node it happened to.
+        vnode: Id,
+        /// The key range `(start, end]`.
+        range: KeyRange,
+    },
     /// A peer left or stopped answering and was dropped.
-    PeerGone { vnode: Id, peer: NodeRef },
+    PeerGone {
+        /// The id of our virtual node it happened to.
+        vnode: Id,
+        /// The peer that is gone.
+        peer: NodeRef,
+    },
     /// The application read too slowly and this many events were dropped;
     /// re-read the node's state (`Node::status`) to catch up.
     Missed(u64),

@@ -5,14 +5,19 @@
 //! `chordal-core`; this crate only moves its messages over TCP
 //! (`chordal-wire` framing), runs its timers and answers the handle.
 //!
-//! ```no_run
-//! # async fn demo() -> Result<(), chordal_node::StartError> {
+//! ```
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use chordal_node::Node;
-//! let first = Node::builder().start().await?; // creates a ring
+//! let first = Node::builder().start().await?; // creates a ring on 127.0.0.1
 //! let second = Node::builder().join(first.addr().to_string()).start().await?;
-//! println!("I am {}", second.id());
-//! let owner = second.locate(b"some key").await.unwrap().owner;
+//! // Alone or not, a node stores and serves any key of the ring.
+//! let written = second.put(b"user:42".to_vec(), b"Ada".to_vec()).await?;
+//! let read = first.get(b"user:42".to_vec()).await?.expect("stored");
+//! assert_eq!((read.value.as_slice(), read.version), (&b"Ada"[..], written.version));
+//! let owner = second.locate(b"user:42").await?.owner;
+//! println!("{} owns user:42", owner.id);
 //! second.leave().await;
+//! first.leave().await;
 //! # Ok(()) }
 //! ```
 //!
@@ -59,6 +64,8 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 mod app;
 mod builder;
 mod client;
@@ -76,6 +83,14 @@ mod topics;
 
 pub use app::{Incoming, Messages, Responder};
 pub use builder::NodeBuilder;
+/// The core's types this crate's API uses, re-exported so that an
+/// application depends on `chordal-node` alone.
+pub use chordal_core::{
+    Config, Id, KeyRange, KvError, LeaveReport, LookupError, LookupMode, LookupResult, Neighbors,
+    NodeRef, Oracle, Record, Version, Versioned, Written,
+};
+/// Why a data directory could not be opened ([`StartError::Store`]).
+pub use chordal_store::StoreError;
 pub use client::{Client, ClientConfig};
 pub use conn::WireStats;
 pub use error::Error;
@@ -84,9 +99,7 @@ pub use status::{Finger, Status, VNodeStatus};
 pub use survey::RingSurvey;
 pub use topics::{Publication, Subscription};
 
-use chordal_core::{
-    Event, Id, KvError, KvOutcome, LookupMode, LookupResult, Neighbors, NodeRef, Versioned, Written,
-};
+use chordal_core::{Event, KvOutcome};
 use chordal_store::Store;
 use driver::{Command, Driver, DriverSettings, KeyOp};
 use std::net::SocketAddr;
@@ -181,21 +194,35 @@ impl Default for NodeConfig {
 #[non_exhaustive]
 pub enum StartError {
     #[error("cannot bind {addr}: {source}")]
+    /// The peer address could not be bound.
     Bind {
+        /// The address.
         addr: SocketAddr,
+        /// Why.
         source: std::io::Error,
     },
     #[error("listening on {0}, which peers cannot reach: set an advertised address")]
+    /// The listen address is unspecified (0.0.0.0 or ::) and no address to advertise was set.
     Unspecified(SocketAddr),
     #[error("seed {seed:?} does not resolve: {reason}")]
-    Seed { seed: String, reason: String },
+    /// A seed name does not resolve.
+    Seed {
+        /// The seed as given.
+        seed: String,
+        /// The resolver's error.
+        reason: String,
+    },
     #[error("could not join through any seed")]
+    /// No seed answered the join.
     JoinFailed,
     #[error("join did not finish within {0:?}")]
+    /// The join did not finish in time.
     JoinTimeout(Duration),
     #[error("storage: {0}")]
+    /// The data directory could not be opened.
     Store(#[from] chordal_store::StoreError),
     #[error("the data directory belongs to another node: {0}")]
+    /// The data directory holds another node's identity.
     Identity(String),
 }
 
@@ -203,13 +230,17 @@ pub enum StartError {
 /// how many records its process stores.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RingMember {
+    /// The virtual node.
     pub node: NodeRef,
+    /// Its process's HTTP API address, if it announced one.
     pub api: Option<SocketAddr>,
     /// The service beside it (`--service`), if declared.
     pub service: Option<String>,
     /// Its predecessor and successor list when asked.
     pub predecessor: Option<NodeRef>,
+    /// Its successor list when asked, nearest first.
     pub successors: Vec<NodeRef>,
+    /// Records its process stores.
     pub keys_stored: u64,
 }
 

@@ -30,6 +30,7 @@ pub fn quick() -> NodeBuilder {
 
 /// Nodes started in this process.
 pub struct LocalRing {
+    /// The nodes, in the order they started (the first created the ring).
     pub nodes: Vec<Node>,
 }
 

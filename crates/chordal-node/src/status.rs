@@ -7,16 +7,22 @@ use std::net::SocketAddr;
 /// the next entry. `start` = node id + 2^index.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finger {
+    /// The finger's index `i`: it points at the successor of `n + 2^i`.
     pub index: usize,
+    /// `n + 2^i`, where the finger's interval starts.
     pub start: Id,
+    /// The node the finger points at.
     pub node: NodeRef,
 }
 
 /// The routing state of one virtual node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VNodeStatus {
+    /// The virtual node itself.
     pub me: NodeRef,
+    /// Is it part of a ring?
     pub joined: bool,
+    /// Its predecessor, if known.
     pub predecessor: Option<NodeRef>,
     /// Successor list, nearest first (`[me]` when alone).
     pub successors: Vec<NodeRef>,
@@ -27,10 +33,13 @@ pub struct VNodeStatus {
 /// A node's state and counters.
 #[derive(Clone, Debug)]
 pub struct Status {
+    /// The peer address.
     pub addr: SocketAddr,
+    /// The HTTP API address, if any.
     pub api: Option<SocketAddr>,
     /// The service beside this node (`--service`).
     pub service: Option<String>,
+    /// The cluster name (nodes of different clusters refuse each other).
     pub cluster: String,
     /// The first is the primary virtual node.
     pub vnodes: Vec<VNodeStatus>,
@@ -38,10 +47,15 @@ pub struct Status {
     pub connections: usize,
     /// Records in the local store (tombstones included).
     pub keys_stored: u64,
+    /// Frames received.
     pub frames_in: u64,
+    /// Frames sent.
     pub frames_out: u64,
+    /// Connections refused at the handshake.
     pub bad_handshakes: u64,
+    /// Frames that did not decode.
     pub bad_frames: u64,
+    /// Frames dropped because a peer's send buffer was full.
     pub dropped_out: u64,
     /// Why this node's storage refuses writes right now (a full disk, an
     /// I/O error); `None` when healthy. It recovers by itself.

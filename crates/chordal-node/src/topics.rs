@@ -19,9 +19,11 @@ use tokio::sync::mpsc;
 /// A message published on a topic.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Publication {
+    /// The topic it was published on.
     pub topic: Vec<u8>,
     /// The publishing node (its first virtual node's id).
     pub publisher: Id,
+    /// The publisher's bytes.
     pub payload: Vec<u8>,
 }
 

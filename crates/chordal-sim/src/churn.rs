@@ -17,15 +17,26 @@ use std::time::Duration;
 pub enum ChurnModel {
     /// Joins and failures, each a Poisson process of `rate` per second
     /// (SIGCOMM'01 §6.4): the ring keeps its size on average.
-    Poisson { rate: f64 },
+    Poisson {
+        /// Events per second.
+        rate: f64,
+    },
     /// Every node stays for an exponentially distributed session of mean
     /// `mean_secs`, then fails; a new node joins in its place at once.
-    Exponential { mean_secs: f64 },
+    Exponential {
+        /// Mean session time, in seconds.
+        mean_secs: f64,
+    },
     /// Sessions drawn from a Weibull distribution (shape `shape`, scale
     /// `scale_secs`); `shape < 1` gives the heavy tail measured in deployed
     /// peer-to-peer systems (many short sessions, a few very long ones).
     /// A new node replaces each failed one at once.
-    Weibull { shape: f64, scale_secs: f64 },
+    Weibull {
+        /// Weibull shape `k` (below 1: many short sessions and a long tail).
+        shape: f64,
+        /// Weibull scale `λ`, in seconds.
+        scale_secs: f64,
+    },
 }
 
 impl ChurnModel {

@@ -12,7 +12,12 @@ pub enum Latency {
     /// Per pair, uniform in `[low, high]`.
     Uniform(Duration, Duration),
     /// Per pair, log-normal with this median and shape `sigma`.
-    LogNormal { median: Duration, sigma: f64 },
+    LogNormal {
+        /// Median one-way delay.
+        median: Duration,
+        /// Standard deviation of the delay's logarithm.
+        sigma: f64,
+    },
 }
 
 impl Latency {

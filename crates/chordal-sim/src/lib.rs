@@ -9,6 +9,8 @@
 //! [`Oracle`] knows the true ring (sorted live ids) and answers what every
 //! successor, predecessor, finger and lookup *should* be.
 
+#![warn(missing_docs)]
+
 pub mod churn;
 mod clock;
 pub mod experiments;

@@ -7,7 +7,9 @@ use std::fmt::Write;
 /// One line of a chart.
 #[derive(Clone, Debug)]
 pub struct Series {
+    /// The series' name in the legend.
     pub name: String,
+    /// (x, y) points, in x order.
     pub points: Vec<(f64, f64)>,
     /// Dashed lines mark reference values (the paper's).
     pub dashed: bool,
@@ -16,10 +18,15 @@ pub struct Series {
 /// A chart; `log2_x` spaces x by log2 (for N = 2^k).
 #[derive(Clone, Debug)]
 pub struct Chart {
+    /// The plot's title.
     pub title: String,
+    /// Label of the x axis.
     pub x_label: String,
+    /// Label of the y axis.
     pub y_label: String,
+    /// Draw x on a log2 scale?
     pub log2_x: bool,
+    /// The series drawn.
     pub series: Vec<Series>,
 }
 

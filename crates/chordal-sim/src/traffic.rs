@@ -44,15 +44,20 @@ impl Purpose {
 /// Messages and bytes of one kind of traffic.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counter {
+    /// Messages sent.
     pub messages: u64,
+    /// Their encoded size, in bytes.
     pub bytes: u64,
 }
 
 /// Everything the network carried, by purpose.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Traffic {
+    /// Stabilization, fingers and predecessor checks.
     pub ring: Counter,
+    /// Lookups.
     pub routing: Counter,
+    /// Store operations, replication, sync and transfers.
     pub store: Counter,
 }
 

@@ -24,7 +24,9 @@ pub const FINE: usize = 1 << 16;
 pub struct FineDigest {
     /// XOR of the digests of its records.
     pub xor: Id,
+    /// Records in the bucket.
     pub records: u32,
+    /// Tombstones among them.
     pub tombstones: u32,
 }
 
@@ -55,9 +57,13 @@ pub struct Digests {
 /// A record as the digests see it: no value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyVersion {
+    /// The key's id.
     pub key_id: Id,
+    /// The key's bytes.
     pub key: Vec<u8>,
+    /// The stored version.
     pub version: Version,
+    /// Is the stored record a tombstone?
     pub tombstone: bool,
 }
 

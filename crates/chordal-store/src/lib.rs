@@ -7,6 +7,8 @@
 //! record. Two implementations: [`MemoryStore`] (tests, simulator, nodes
 //! without a data directory) and [`RedbStore`] (durable, group commit).
 
+#![warn(missing_docs)]
+
 mod codec;
 mod digest;
 mod memory;

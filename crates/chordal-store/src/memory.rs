@@ -27,6 +27,7 @@ fn size(r: &Record) -> u64 {
 }
 
 impl MemoryStore {
+    /// An empty store.
     pub fn new() -> MemoryStore {
         MemoryStore::default()
     }

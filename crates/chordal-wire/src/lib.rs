@@ -10,6 +10,8 @@
 //! Decoding never panics and never allocates beyond the frame limit: the
 //! length prefix is checked before the body is read.
 
+#![warn(missing_docs)]
+
 mod convert;
 mod handshake;
 pub mod pb;

@@ -16,8 +16,8 @@
 //! ```
 
 use anyhow::{Context, Result, bail};
-use chordal_core::Id;
 use chordal_examples::blockstore::{self, DEFAULT_BLOCK_SIZE};
+use chordal_node::Id;
 use chordal_node::local::{Check, LocalRing, quick};
 use chordal_node::{Client, ClientConfig};
 use clap::{Parser, Subcommand};

@@ -41,7 +41,9 @@ pub enum Phase {
     Idle,
     /// Looking for its successor through `seeds`; `attempt` counts tries.
     Joining {
+        /// The seeds tried in turn.
         seeds: Vec<SocketAddr>,
+        /// Tries so far.
         attempt: usize,
     },
     /// Part of a ring.

@@ -19,6 +19,7 @@ use std::time::Duration;
 pub struct LeaveReport {
     /// Records (and their key and value bytes) the successors acknowledged.
     pub records: u64,
+    /// Bytes of keys and values handed over.
     pub bytes: u64,
     /// Ranges whose transfer did not finish before the drain timeout (or
     /// gave up): their records may exist only on this node's disk (and on

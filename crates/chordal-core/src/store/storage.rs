@@ -11,7 +11,9 @@ pub struct StoreOpId(pub u64);
 /// A storage operation for the driver to perform.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct StoreRequest {
+    /// The number to report the result under.
     pub op: StoreOpId,
+    /// What to do.
     pub kind: StoreKind,
 }
 
@@ -19,10 +21,18 @@ pub struct StoreRequest {
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum StoreKind {
     /// Read one key's record.
-    Get { key_id: Id, key: Vec<u8> },
+    Get {
+        /// The key's id (SHA-1 of its bytes).
+        key_id: Id,
+        /// The key (its bytes).
+        key: Vec<u8>,
+    },
     /// Store each record that is newer than the stored one, durably and
     /// atomically; answer per record whether it was stored.
-    Apply { records: Vec<Record> },
+    Apply {
+        /// The records, each with its key, version and value (or tombstone).
+        records: Vec<Record>,
+    },
     /// Summarize the ring interval `(start, end]` in `buckets` buckets:
     /// per bucket, a hash of its records' (key id, version) pairs (see
     /// [`bucket_of`](crate::bucket_of) and [`bucket_hash`](crate::bucket_hash)).
@@ -31,21 +41,32 @@ pub enum StoreKind {
     /// once that old, they may already be collected on some copies, and a
     /// sync must not bring them back.
     Summary {
+        /// The exclusive start of the ring interval `(start, end]`.
         start: Id,
+        /// The inclusive end of the ring interval `(start, end]`.
         end: Id,
+        /// How many equal parts the interval is cut into.
         buckets: u32,
+        /// Tombstones older than this hlc are left out.
         hide_tombstones_before: u64,
     },
     /// Records of `(start, end]` in the given buckets, in key-id order,
     /// after `resume`, at most `limit` and no more than `max_bytes` of keys
     /// and values (but at least one record).
     ScanBuckets {
+        /// The exclusive start of the ring interval `(start, end]`.
         start: Id,
+        /// The inclusive end of the ring interval `(start, end]`.
         end: Id,
+        /// How many equal parts the interval is cut into.
         buckets: u32,
+        /// The buckets to scan.
         which: Vec<u32>,
+        /// Continue after this record (key id, key); `None`: from the start.
         resume: Option<(Id, Vec<u8>)>,
+        /// At most this many records.
         limit: usize,
+        /// At most this many bytes of keys and values (but one record at least).
         max_bytes: usize,
     },
     /// Remove, in one pass over the store: every record whose key id is in
@@ -54,9 +75,13 @@ pub enum StoreKind {
     /// every tombstone in one of the `tombstones` intervals older than
     /// `tombstones_before`.
     Sweep {
+        /// Intervals whose records stay (none given: keep all).
         keep: Vec<(Id, Id)>,
+        /// Intervals whose old tombstones go.
         tombstones: Vec<(Id, Id)>,
+        /// Tombstones older than this hlc go.
         tombstones_before: u64,
+        /// Records newer than this hlc stay wherever they are.
         keep_newer_than: u64,
     },
 }
@@ -64,6 +89,7 @@ pub enum StoreKind {
 /// The outcome of a [`StoreRequest`].
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum StoreResult {
+    /// The record `Get` found, if any.
     Got(Option<Record>),
     /// Per record of an `Apply`, what the store did with it.
     Applied(Vec<Applied>),

@@ -9,11 +9,15 @@ use chordal_core::{Id, Rng};
 use serde_json::{Value, json};
 
 #[derive(Clone, Debug)]
+/// Settings of the load-balance experiment (Chord paper, Fig. 8–9).
 pub struct BalanceConfig {
+    /// Physical nodes.
     pub nodes: usize,
     /// Key counts to place, one row each (per virtual node count).
     pub keys: Vec<usize>,
+    /// Virtual nodes per physical node.
     pub vnodes: Vec<usize>,
+    /// Seed of the run.
     pub seed: u64,
 }
 
@@ -29,18 +33,26 @@ impl Default for BalanceConfig {
 }
 
 #[derive(Clone, Debug, PartialEq)]
+/// Keys per node for one number of virtual nodes per node.
 pub struct BalanceRow {
+    /// Virtual nodes per physical node.
     pub vnodes: usize,
+    /// Keys placed.
     pub keys: usize,
+    /// Mean keys per physical node.
     pub mean: f64,
+    /// 1st percentile of keys per node.
     pub p1: f64,
+    /// 99th percentile of keys per node.
     pub p99: f64,
+    /// Most keys on one node.
     pub max: f64,
     /// p99 / mean: how far the busiest hosts are from the mean.
     pub p99_ratio: f64,
 }
 
 impl BalanceRow {
+    /// The row as JSON (what `--json` prints).
     pub fn to_json(&self) -> Value {
         json!({"vnodes": self.vnodes, "keys": self.keys, "mean": self.mean, "p1": self.p1, "p99": self.p99,
                "max": self.max, "p99_over_mean": self.p99_ratio})
@@ -75,6 +87,7 @@ pub fn theory_p99_ratio(vnodes: usize) -> f64 {
     hi / k as f64
 }
 
+/// Runs the experiment; `progress(done, total)` is called as it goes.
 pub fn balance(cfg: &BalanceConfig, mut progress: impl FnMut(usize, usize)) -> Vec<BalanceRow> {
     let mut rows = Vec::new();
     let total = cfg.vnodes.len() * cfg.keys.len();

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct ChurnConfig {
+    /// Nodes in the ring at the start.
     pub nodes: usize,
     /// Join and failure rates per second (Poisson model); one run each.
     pub rates: Vec<f64>,
@@ -38,6 +39,7 @@ pub struct ChurnConfig {
     pub lookups: usize,
     /// Churn before measuring starts.
     pub warmup: Duration,
+    /// Seed of the run.
     pub seed: u64,
 }
 
@@ -82,7 +84,9 @@ impl ChurnConfig {
 /// One churn rate. Equality ignores wall time.
 #[derive(Clone, Debug)]
 pub struct ChurnRow {
+    /// Events per second.
     pub rate: f64,
+    /// Lookups that finished.
     pub lookups: usize,
     /// Failed lookups per 10^4.
     pub failed_per_10k: f64,
@@ -90,7 +94,9 @@ pub struct ChurnRow {
     pub model_per_10k: f64,
     /// Dead or cut-off hops met per lookup (each a request timeout).
     pub timeouts: f64,
+    /// Mean hops of the lookups.
     pub mean_hops: f64,
+    /// 99th percentile of hops.
     pub p99_hops: f64,
     /// Frame bytes per live node per second of Chord itself: ring
     /// maintenance (ping, neighbours, notify, leave) and routing (lookups,
@@ -101,9 +107,13 @@ pub struct ChurnRow {
     /// Frame bytes per live node per second of the key-value store's range
     /// sync (empty stores here: the summaries alone).
     pub store_bytes_per_node_s: f64,
+    /// Nodes that joined during the run.
     pub joins: usize,
+    /// Nodes that failed during the run.
     pub failures: usize,
+    /// Simulator events processed.
     pub events: u64,
+    /// Wall-clock seconds the run took.
     pub wall_secs: f64,
 }
 
@@ -130,6 +140,7 @@ impl PartialEq for ChurnRow {
 }
 
 impl ChurnRow {
+    /// The row as JSON (what `--json` prints).
     pub fn to_json(&self) -> Value {
         json!({"rate": self.rate, "lookups": self.lookups,
                "failed_per_10k": self.failed_per_10k, "model_per_10k": self.model_per_10k,

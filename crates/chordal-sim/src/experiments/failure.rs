@@ -23,14 +23,19 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 #[derive(Clone, Debug)]
+/// Settings of the mass-failure experiment (Chord ToN'03, Table II).
 pub struct FailureConfig {
+    /// Nodes before the failure.
     pub nodes: usize,
+    /// Fractions of nodes that fail, one row each.
     pub fractions: Vec<f64>,
+    /// Lookups per fraction.
     pub lookups: usize,
     /// (c) Key-value pairs stored before the failure.
     pub keys: usize,
     /// (c) Replication factor R.
     pub replicas: usize,
+    /// Seed of the run.
     pub seed: u64,
 }
 
@@ -48,7 +53,9 @@ impl Default for FailureConfig {
 }
 
 #[derive(Clone, Debug, PartialEq)]
+/// Lookups after one fraction of the nodes failed at once.
 pub struct FailureRow {
+    /// The fraction of nodes that failed.
     pub fraction: f64,
     /// (a) After re-stabilization: lookups that failed or named a wrong owner.
     pub stabilized_failed: f64,
@@ -71,6 +78,7 @@ pub struct FailureRow {
 }
 
 impl FailureRow {
+    /// The row as JSON (what `--json` prints).
     pub fn to_json(&self) -> Value {
         json!({"fraction": self.fraction, "stabilized_failed": self.stabilized_failed,
                "keys_lost": self.keys_lost, "paper_failed": self.fraction,

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct KvChurnConfig {
+    /// Nodes in the ring at the start.
     pub nodes: usize,
     /// Replication factors to try, one run each.
     pub replicas: Vec<usize>,
@@ -31,6 +32,7 @@ pub struct KvChurnConfig {
     pub writes_per_sec: f64,
     /// Give up waiting for full replication after this long.
     pub settle_limit: Duration,
+    /// Seed of the run.
     pub seed: u64,
 }
 
@@ -51,6 +53,7 @@ impl Default for KvChurnConfig {
 /// One replication factor. Equality ignores wall time.
 #[derive(Clone, Debug)]
 pub struct KvChurnRow {
+    /// Replication factor R.
     pub replicas: usize,
     /// Writes acknowledged to the client.
     pub acked: usize,
@@ -66,8 +69,11 @@ pub struct KvChurnRow {
     pub full_replication_secs: Option<f64>,
     /// Acknowledged keys (not lost) short of R copies when churn stopped.
     pub under_replicated_at_stop: usize,
+    /// Nodes that joined during the run.
     pub joins: usize,
+    /// Nodes that failed during the run.
     pub failures: usize,
+    /// Wall-clock seconds the run took.
     pub wall_secs: f64,
 }
 
@@ -96,6 +102,7 @@ impl PartialEq for KvChurnRow {
 }
 
 impl KvChurnRow {
+    /// The row as JSON (what `--json` prints).
     pub fn to_json(&self) -> Value {
         json!({"replicas": self.replicas, "acked": self.acked, "refused": self.refused,
                "lost": self.lost, "unread": self.unread,

@@ -13,9 +13,11 @@ use std::time::Duration;
 pub struct PathlenConfig {
     /// N runs over 2^min_exp ..= 2^max_exp.
     pub min_exp: u32,
+    /// Rings of 2^1 … 2^max_exp nodes.
     pub max_exp: u32,
     /// Lookups per N and mode, from random nodes for random keys.
     pub lookups: usize,
+    /// Seed of the run.
     pub seed: u64,
 }
 
@@ -34,10 +36,15 @@ impl Default for PathlenConfig {
 /// so that runs with one seed compare equal.
 #[derive(Clone, Debug)]
 pub struct PathlenRow {
+    /// Nodes in the ring.
     pub nodes: usize,
+    /// `recursive` or `iterative`.
     pub mode: &'static str,
+    /// Mean path length, in hops.
     pub mean: f64,
+    /// 1st percentile of hops.
     pub p1: f64,
+    /// 99th percentile of hops.
     pub p99: f64,
     /// The paper's mean, ½·log2 N.
     pub paper: f64,
@@ -57,6 +64,7 @@ impl PartialEq for PathlenRow {
 }
 
 impl PathlenRow {
+    /// The row as JSON (what `--json` prints).
     pub fn to_json(&self) -> Value {
         json!({"nodes": self.nodes, "mode": self.mode, "mean": self.mean, "p1": self.p1,
                "p99": self.p99, "paper_mean": self.paper, "wrong": self.wrong, "events": self.events})
