@@ -63,6 +63,8 @@ mod request;
 mod ring;
 mod rng;
 mod store;
+#[cfg(test)]
+mod testkit;
 mod time;
 
 pub use config::{Config, LookupMode};

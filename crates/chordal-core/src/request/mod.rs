@@ -15,6 +15,8 @@
 
 mod coordinator;
 mod serve;
+#[cfg(test)]
+mod tests;
 
 pub(crate) use serve::admit;
 

@@ -24,6 +24,8 @@ mod replica;
 mod storage;
 mod sweep;
 mod sync;
+#[cfg(test)]
+mod tests;
 mod transfer;
 
 pub use leave::LeaveReport;

@@ -1,0 +1,272 @@
+//! The coordinator's decisions, tested on the request machine alone (a
+//! fixed ring of one vnode, a fake clock): where an operation goes, when
+//! it tries again, when it gives up.
+
+use super::*;
+use crate::testkit::{Fixture, key_in, key_outside, node};
+use crate::{KeyRange, KvOutcome, LookupResult, Message, Version};
+
+fn put_op(key: &[u8]) -> KvOp {
+    KvOp::Put {
+        key: key.to_vec(),
+        value: b"v".to_vec(),
+    }
+}
+
+/// Starts operation `id` on `requests`.
+fn start(requests: &mut Requests, fx: &mut Fixture, id: u64, op: KvOp) {
+    let now = fx.now;
+    requests.start(&mut fx.cx(), now, id, op, None, 0);
+}
+
+/// The lookups the ring sent for us (recursive: `FindSuccessor`s).
+fn lookups_sent(fx: &mut Fixture) -> usize {
+    let mut n = 0;
+    fx.ring.drain(|env| {
+        if matches!(env.msg, Message::FindSuccessor { .. }) {
+            n += 1;
+        }
+    });
+    n
+}
+
+/// The lookup finished: `owner` owns the key.
+fn lookup_found(requests: &mut Requests, fx: &mut Fixture, lookup: u64, owner: NodeRef) {
+    let now = fx.now;
+    let result = Ok(LookupResult {
+        key: Id::ZERO,
+        owner,
+        successors: vec![],
+        hops: 2,
+        path: vec![],
+    });
+    requests.lookup_done(&mut fx.cx(), now, LookupId(lookup), result);
+}
+
+/// The `KvRequest`s sent: (destination, req, op_id, timeout_ms).
+fn requests_sent(fx: &mut Fixture) -> Vec<(NodeRef, u64, u64, u32)> {
+    fx.sent()
+        .into_iter()
+        .filter_map(|e| match e.msg {
+            Message::KvRequest {
+                req,
+                op_id,
+                timeout_ms,
+                ..
+            } => Some((NodeRef::new(e.to.id?, e.to.addr), req, op_id, timeout_ms)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn reply(
+    requests: &mut Requests,
+    fx: &mut Fixture,
+    owner: NodeRef,
+    req: u64,
+    result: KvResult,
+    range: Option<KeyRange>,
+) {
+    let now = fx.now;
+    requests.handle_reply(&mut fx.cx(), now, owner, req, result, range);
+}
+
+fn stored() -> KvResult {
+    KvResult::Stored {
+        version: Version {
+            hlc: 1,
+            node: node(200, 2).id,
+        },
+        acked: 2,
+    }
+}
+
+#[test]
+fn a_key_our_vnode_owns_is_served_here_without_a_message() {
+    let mut fx = Fixture::three_processes();
+    let mut requests = Requests::new(1000);
+    let key = key_in(&fx);
+    start(&mut requests, &mut fx, 1, put_op(&key));
+    let serve: Vec<_> = fx.io.serve.drain(..).collect();
+    assert_eq!(serve.len(), 1);
+    assert_eq!(serve[0].vnode, fx.me);
+    assert!(matches!(serve[0].reply, ReplyTo::Local(1)));
+    assert!(fx.sent().is_empty());
+    assert_eq!(lookups_sent(&mut fx), 0);
+}
+
+#[test]
+fn another_key_is_looked_up_then_sent_to_its_owner_named_and_with_its_deadline() {
+    let mut fx = Fixture::three_processes();
+    let mut requests = Requests::new(1000);
+    let key = key_outside(&fx);
+    start(&mut requests, &mut fx, 1, put_op(&key));
+    assert!(requests.owns_lookup(&LookupId(1)));
+    assert_eq!(lookups_sent(&mut fx), 1);
+    let owner = node(300, 3);
+    lookup_found(&mut requests, &mut fx, 1, owner);
+    let sent = requests_sent(&mut fx);
+    let wait = fx.config.kv_timeout * 3 / 5;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0, owner);
+    assert_eq!(sent[0].2, 1000 + 1, "op id = per-incarnation base + number");
+    assert_eq!(sent[0].3 as u128, wait.as_millis());
+    // The owner answers: the operation is over.
+    reply(&mut requests, &mut fx, owner, sent[0].1, stored(), None);
+    let done: Vec<_> = fx.io.done.drain(..).collect();
+    assert!(matches!(
+        done[..],
+        [(1, Ok(KvOutcome::Stored { acked: 2, .. }))]
+    ));
+    assert_eq!(requests.in_flight(), 0);
+}
+
+#[test]
+fn wrong_owner_retries_at_once_then_after_a_pause_then_gives_up() {
+    let mut fx = Fixture::three_processes();
+    let mut requests = Requests::new(0);
+    let key = key_outside(&fx);
+    let owner = node(300, 3);
+    start(&mut requests, &mut fx, 1, put_op(&key));
+    let mut lookup = 1;
+    lookup_found(&mut requests, &mut fx, lookup, owner);
+    for attempt in 1..=6 {
+        let sent = requests_sent(&mut fx);
+        assert_eq!(sent.len(), 1, "attempt {attempt}");
+        reply(
+            &mut requests,
+            &mut fx,
+            owner,
+            sent[0].1,
+            KvResult::WrongOwner,
+            None,
+        );
+        lookup += 1;
+        if attempt >= 2 {
+            // From the second retry on, a stabilization round in between.
+            assert!(!requests.owns_lookup(&LookupId(lookup)));
+            let at = requests.poll_timeout().expect("a retry is scheduled");
+            assert_eq!(at, fx.now + fx.config.request_timeout);
+            fx.now = at;
+            let now = fx.now;
+            requests.handle_timeout(&mut fx.cx(), now);
+        }
+        if attempt < 6 {
+            assert!(requests.owns_lookup(&LookupId(lookup)), "attempt {attempt}");
+            lookup_found(&mut requests, &mut fx, lookup, owner);
+        }
+    }
+    // Six attempts spent: ownership kept moving.
+    let done: Vec<_> = fx.io.done.drain(..).collect();
+    assert_eq!(done, vec![(1, Err(KvError::Redirects))]);
+}
+
+#[test]
+fn a_silent_owner_is_presumed_dead_and_the_key_looked_up_again() {
+    let mut fx = Fixture::three_processes();
+    let mut requests = Requests::new(0);
+    let key = key_outside(&fx);
+    start(&mut requests, &mut fx, 1, put_op(&key));
+    lookup_found(&mut requests, &mut fx, 1, node(300, 3));
+    assert_eq!(requests_sent(&mut fx).len(), 1);
+    // No answer within 3/5 of the operation's time.
+    fx.advance(fx.config.kv_timeout * 3 / 5);
+    let now = fx.now;
+    requests.handle_timeout(&mut fx.cx(), now);
+    assert!(requests.owns_lookup(&LookupId(2)), "looked up again");
+    // And the whole operation times out at its own deadline.
+    fx.advance(fx.config.kv_timeout * 2 / 5);
+    let now = fx.now;
+    requests.handle_timeout(&mut fx.cx(), now);
+    let done: Vec<_> = fx.io.done.drain(..).collect();
+    assert_eq!(done, vec![(1, Err(KvError::Timeout))]);
+    assert!(
+        !requests.owns_lookup(&LookupId(2)),
+        "its lookup is forgotten"
+    );
+}
+
+#[test]
+fn an_overloaded_owner_is_tried_again_after_a_growing_pause() {
+    let mut fx = Fixture::three_processes();
+    let mut requests = Requests::new(0);
+    let key = key_outside(&fx);
+    let owner = node(300, 3);
+    start(&mut requests, &mut fx, 1, put_op(&key));
+    lookup_found(&mut requests, &mut fx, 1, owner);
+    let sent = requests_sent(&mut fx);
+    reply(
+        &mut requests,
+        &mut fx,
+        owner,
+        sent[0].1,
+        KvResult::Overloaded,
+        None,
+    );
+    // Attempt 1: back off one request timeout (attempts × request_timeout).
+    assert_eq!(
+        requests.poll_timeout(),
+        Some(fx.now + fx.config.request_timeout)
+    );
+    assert!(fx.io.done.is_empty(), "not a failure yet");
+}
+
+#[test]
+fn an_owners_range_is_cached_and_the_next_key_in_it_skips_the_lookup() {
+    let mut fx = Fixture::three_processes();
+    let mut requests = Requests::new(0);
+    let owner = node(300, 3);
+    let range = KeyRange {
+        start: node(200, 2).id,
+        end: owner.id,
+    };
+    let in_range: Vec<Vec<u8>> = (0..100_000)
+        .map(|i| format!("k{i}").into_bytes())
+        .filter(|k| range.contains(&Id::hash(k)))
+        .take(2)
+        .collect();
+    start(&mut requests, &mut fx, 1, put_op(&in_range[0]));
+    lookup_found(&mut requests, &mut fx, 1, owner);
+    let sent = requests_sent(&mut fx);
+    reply(
+        &mut requests,
+        &mut fx,
+        owner,
+        sent[0].1,
+        stored(),
+        Some(range),
+    );
+    lookups_sent(&mut fx);
+    // The second key of that range goes straight to its owner.
+    start(&mut requests, &mut fx, 2, put_op(&in_range[1]));
+    assert!(!requests.owns_lookup(&LookupId(2)));
+    assert_eq!(lookups_sent(&mut fx), 0);
+    let sent = requests_sent(&mut fx);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0, owner);
+    // Once the owner says it is not the owner any more, the cache forgets it.
+    reply(
+        &mut requests,
+        &mut fx,
+        owner,
+        sent[0].1,
+        KvResult::WrongOwner,
+        None,
+    );
+    assert!(requests.owns_lookup(&LookupId(2)), "looked up after all");
+}
+
+#[test]
+fn operations_are_refused_at_once_when_over_the_limits() {
+    let mut fx = Fixture::three_processes();
+    let mut requests = Requests::new(0);
+    let now = fx.now;
+    let max = fx.config.max_kv_ops;
+    let big = vec![0u8; fx.config.max_key + 1];
+    requests.start(&mut fx.cx(), now, 1, put_op(&big), None, 0);
+    requests.start(&mut fx.cx(), now, 2, put_op(b"k"), None, max);
+    let done: Vec<_> = fx.io.done.drain(..).collect();
+    assert!(matches!(done[0], (1, Err(KvError::TooLarge { .. }))));
+    assert_eq!(done[1], (2, Err(KvError::Overloaded)));
+    assert_eq!(requests.in_flight(), 0);
+}
