@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-/// How a lookup travels: see DESIGN.md §4.
+/// How a lookup travels: see docs/design.md §3.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum LookupMode {
     /// Each hop forwards the query; the last hop answers the origin directly.

@@ -1,4 +1,4 @@
-//! # chordal-core: the Chord protocol as a sans-IO state machine
+//! # chordal-core: the Chord protocol as sans-IO state machines
 //!
 //! This crate decides everything and does nothing: it never touches a
 //! socket, a file, the clock or a global RNG. A driver (the tokio runtime in
@@ -6,10 +6,20 @@
 //! current [`Time`] and carries out what it asks for:
 //!
 //! ```text
-//!  handle_message(now, envelope) ─┐                 ┌─> poll_transmit() -> Envelope
-//!  handle_timeout(now)           ─┼─> Node ─────────┼─> poll_event()    -> Event
-//!  create / join / leave / start_lookup            └─> poll_timeout()  -> Time
+//!  handle_message(now, envelope)  ─┐              ┌─> poll_transmit() -> Envelope
+//!  handle_timeout(now)            ─┤              ├─> poll_store()    -> StoreRequest
+//!  handle_store(now, op, result)  ─┼─> Node ──────┼─> poll_event()    -> Event
+//!  create / join / leave / put /  ─┘              └─> poll_timeout()  -> Time
+//!  get / send / publish / start_lookup
 //! ```
+//!
+//! Inside, [`Node`] only routes, between five sub-machines that each own
+//! their state: the **ring** (virtual nodes, [`RoutingTable`], lookups and
+//! the placement rule [`replica_set`]), **requests** (the coordinator that
+//! carries an operation to its key's owner and the answer back), the
+//! **store** (owner, replica, sync, sweep, transfer, leave), **messaging**
+//! (application messages) and **pub/sub**. `docs/architecture.md` draws
+//! them and follows a lookup and a put through them.
 //!
 //! A driver's whole job, for a one-node ring and one put (a real driver
 //! also sends `poll_transmit`'s messages and calls `handle_timeout` at

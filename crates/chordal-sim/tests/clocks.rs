@@ -1,4 +1,4 @@
-//! Versions that dominate (DESIGN §9): every node has its own wall clock,
+//! Versions that dominate (docs/design.md §5): every node has its own wall clock,
 //! off by up to an hour and stepped back and forward, and still every
 //! acknowledged write stays readable until a later acknowledged write or
 //! delete replaces it — through joins, graceful leaves, crashes and

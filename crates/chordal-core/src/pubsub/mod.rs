@@ -1,4 +1,4 @@
-//! Publish/subscribe on the ring (docs/design.md §12).
+//! Publish/subscribe on the ring (docs/design.md §8).
 //!
 //! A topic lives at the successor of its hash, like a key. Three roles,
 //! all possibly the same process:

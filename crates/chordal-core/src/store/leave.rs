@@ -1,4 +1,4 @@
-//! Graceful leave (DESIGN §9): a leaving node hands every range it owns
+//! Graceful leave (docs/design.md §6): a leaving node hands every range it owns
 //! to its successor with acknowledged transfers, and says goodbye to its
 //! neighbours only once the successor has stored everything — or once the
 //! drain timeout passed, saying how much was not handed over.

@@ -1,4 +1,4 @@
-//! Acknowledged bulk transfer (DESIGN §9): how records move between nodes
+//! Acknowledged bulk transfer (docs/design.md §6): how records move between nodes
 //! in bulk — a join's handoff, the pushes of a range sync, re-replication
 //! and a graceful leave.
 //!
