@@ -2,7 +2,7 @@
 //! bumps as things happen; the driver reads them ([`Node::counters`]) and
 //! drains hop samples ([`Node::take_hop_samples`]) to export them.
 
-use crate::{KvError, LookupError};
+use crate::{LookupError, OpError};
 use std::collections::BTreeMap;
 
 /// Hop samples kept until the driver takes them; more are dropped.
@@ -86,22 +86,22 @@ impl LookupError {
     }
 }
 
-impl KvError {
+impl OpError {
     /// A short name for metrics labels.
     pub fn kind(&self) -> &'static str {
         match self {
-            KvError::Timeout => "kv_timeout",
-            KvError::NotJoined => "kv_not_joined",
-            KvError::Overloaded => "kv_overloaded",
-            KvError::TooLarge { .. } => "kv_too_large",
-            KvError::Lookup(_) => "kv_lookup_failed",
-            KvError::Redirects => "kv_redirects",
-            KvError::QuorumFailed { .. } => "kv_quorum_failed",
-            KvError::QuorumUnavailable { .. } => "kv_quorum_unavailable",
-            KvError::StoreFailed => "kv_store_failed",
-            KvError::Refused => "kv_refused",
-            KvError::Unreachable => "kv_unreachable",
-            KvError::UnexpectedAnswer => "kv_unexpected_answer",
+            OpError::Timeout => "kv_timeout",
+            OpError::NotJoined => "kv_not_joined",
+            OpError::Overloaded => "kv_overloaded",
+            OpError::TooLarge { .. } => "kv_too_large",
+            OpError::Lookup(_) => "kv_lookup_failed",
+            OpError::Redirects => "kv_redirects",
+            OpError::QuorumFailed { .. } => "kv_quorum_failed",
+            OpError::QuorumUnavailable { .. } => "kv_quorum_unavailable",
+            OpError::StoreFailed => "kv_store_failed",
+            OpError::Refused => "kv_refused",
+            OpError::Unreachable => "kv_unreachable",
+            OpError::UnexpectedAnswer => "kv_unexpected_answer",
         }
     }
 }

@@ -176,11 +176,11 @@ pub enum Event {
     },
     /// A key-value operation started with `put`/`get`/`delete` (or an
     /// application message started with `send`/`request`) finished.
-    KvDone {
+    OpDone {
         /// The number the operation was started under.
-        op: crate::KvOpId,
+        op: crate::OpId,
         /// How the operation ended.
-        result: Result<crate::KvOutcome, crate::KvError>,
+        result: Result<crate::Outcome, crate::OpError>,
     },
     /// An application message for a key this node owns. Answer it with
     /// `Node::app_accept`, `Node::app_reply` (if `want_reply`) or

@@ -7,16 +7,16 @@
 //!  Requests ──Serve──────▶ Store | Messaging | PubSub   (a local owner serves)
 //!  Store, Messaging, PubSub ──Answer──▶ Requests          (the owner's result)
 //!  PubSub ──Start────────▶ Requests                       (its own operations)
-//!  Requests ──Done───────▶ PubSub or Event::KvDone        (a finished operation)
+//!  Requests ──Done───────▶ PubSub or Event::OpDone        (a finished operation)
 //! ```
 
 use crate::config::Config;
 use crate::counters::Counting;
 use crate::event::Event;
-use crate::message::{Envelope, KvOp, KvResult, Message, NodeRef};
+use crate::message::{Envelope, Message, NodeRef, OpResult, Operation};
 use crate::request::ReplyTo;
 use crate::ring::Ring;
-use crate::{KvError, KvOutcome};
+use crate::{OpError, Outcome};
 use std::collections::VecDeque;
 
 /// What every sub-machine method gets besides its own state: the
@@ -31,7 +31,7 @@ pub(crate) struct Cx<'a> {
 #[derive(Debug)]
 pub(crate) struct Serve {
     pub vnode: NodeRef,
-    pub op: KvOp,
+    pub op: Operation,
     pub reply: ReplyTo,
 }
 
@@ -39,7 +39,7 @@ pub(crate) struct Serve {
 #[derive(Debug)]
 pub(crate) struct Start {
     pub id: u64,
-    pub op: KvOp,
+    pub op: Operation,
     pub target: Option<NodeRef>,
 }
 
@@ -54,9 +54,9 @@ pub(crate) struct Io {
     /// Running totals for metrics.
     pub counting: Counting,
     pub serve: VecDeque<Serve>,
-    pub answers: VecDeque<(ReplyTo, KvResult)>,
+    pub answers: VecDeque<(ReplyTo, OpResult)>,
     pub start: VecDeque<Start>,
-    pub done: VecDeque<(u64, Result<KvOutcome, KvError>)>,
+    pub done: VecDeque<(u64, Result<Outcome, OpError>)>,
     /// The store has drained before a graceful leave: the vnodes may say
     /// goodbye.
     pub farewell: bool,
@@ -80,14 +80,14 @@ impl Io {
     }
 
     /// The owner's `result` for the operation answered to `reply`.
-    pub fn answer(&mut self, reply: ReplyTo, result: KvResult) {
+    pub fn answer(&mut self, reply: ReplyTo, result: OpResult) {
         self.answers.push_back((reply, result));
     }
 
     /// Asks the coordinator to route `op` (to its key's owner, or to
     /// `target` itself); returns the operation's number, under which its
     /// result comes back in `done`.
-    pub fn start_op(&mut self, op: KvOp, target: Option<NodeRef>) -> u64 {
+    pub fn start_op(&mut self, op: Operation, target: Option<NodeRef>) -> u64 {
         let id = self.next();
         self.start.push_back(Start { id, op, target });
         id

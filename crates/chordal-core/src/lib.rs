@@ -26,7 +26,7 @@
 //! `poll_timeout`):
 //!
 //! ```
-//! use chordal_core::{Applied, Config, Event, Id, KvOutcome, Node, StoreKind, StoreResult, Time};
+//! use chordal_core::{Applied, Config, Event, Id, Outcome, Node, StoreKind, StoreResult, Time};
 //!
 //! let addr = "127.0.0.1:7000".parse().unwrap();
 //! let mut node = Node::new(Config::default(), addr, &[Id::hash(b"n1")], 1);
@@ -43,10 +43,10 @@
 //! }
 //! // Alone on its ring, the node's own copy is the whole quorum.
 //! let done = std::iter::from_fn(|| node.poll_event()).find_map(|e| match e {
-//!     Event::KvDone { op: id, result } if id == op => Some(result),
+//!     Event::OpDone { op: id, result } if id == op => Some(result),
 //!     _ => None,
 //! });
-//! assert!(matches!(done, Some(Ok(KvOutcome::Stored { acked: 1, .. }))));
+//! assert!(matches!(done, Some(Ok(Outcome::Stored { acked: 1, .. }))));
 //! ```
 //!
 //! Start with [`Node`] (a process hosting virtual nodes), then [`VNode`]
@@ -81,13 +81,15 @@ pub use config::{Config, LookupMode};
 pub use counters::Counters;
 pub use event::{Event, KeyRange, LookupError, LookupId, LookupResult, Neighbors, QueryId};
 pub use id::{ID_BITS, ID_BYTES, Id, ParseIdError};
-pub use message::{Envelope, KvOp, KvResult, LookupFailure, Message, NodeRef, Publication, Target};
+pub use message::{
+    Envelope, LookupFailure, Message, NodeRef, OpResult, Operation, Publication, Target,
+};
 pub use messaging::AppMsgId;
 pub use node::Node;
 pub use oracle::Oracle;
-pub use outcome::{Answer, KvError, KvOutcome, Versioned, Written};
+pub use outcome::{Answer, OpError, Outcome, Versioned, Written};
 pub use record::{Hlc, Record, Version};
-pub use request::KvOpId;
+pub use request::OpId;
 pub use ring::{Phase, RoutingTable, VNode, replica_set, replica_set_where, successor_index};
 pub use rng::Rng;
 pub use store::{

@@ -179,25 +179,25 @@ pub enum Message {
     /// none): an owner that already answered it answers the same again.
     /// `timeout_ms`: how long the coordinator waits for this answer (0:
     /// unknown); the owner finishes or gives up within it.
-    KvRequest {
+    Request {
         /// The request number, chosen by the sender; the answer echoes it.
         req: u64,
         /// What the coordinator asks of the owner.
-        op: KvOp,
+        op: Operation,
         /// Names the operation across its retries (0: not named).
         op_id: u64,
         /// How long the coordinator waits for the answer, in ms (0: unknown).
         timeout_ms: u32,
     },
-    /// The owner's answer to [`Message::KvRequest`].
+    /// The owner's answer to [`Message::Request`].
     /// `range` is the owner's key range `(start, end]` when it answers as
     /// owner: the coordinator caches it and sends later operations on keys
     /// in it straight to the owner, without a lookup.
-    KvReply {
+    Reply {
         /// The request number, chosen by the sender; the answer echoes it.
         req: u64,
         /// How the operation ended at the owner.
-        result: KvResult,
+        result: OpResult,
         /// The owner's key range, when it answered as owner.
         range: Option<KeyRange>,
     },
@@ -279,7 +279,7 @@ pub enum Message {
 
 /// What a client asks of a key's owner.
 #[derive(Clone, PartialEq, Eq, Debug)]
-pub enum KvOp {
+pub enum Operation {
     /// Store `value` under `key`.
     Put {
         /// The key (its bytes).
@@ -373,18 +373,20 @@ pub struct Publication {
     pub payload: Vec<u8>,
 }
 
-impl KvOp {
+impl Operation {
     /// The key the operation is about.
     pub fn key(&self) -> &[u8] {
         match self {
-            KvOp::Put { key, .. }
-            | KvOp::Get { key }
-            | KvOp::Delete { key }
-            | KvOp::Deliver { key, .. }
-            | KvOp::Subscribe { topic: key }
-            | KvOp::Unsubscribe { topic: key }
-            | KvOp::Publish { topic: key, .. } => key,
-            KvOp::Direct { .. } | KvOp::Notify { .. } | KvOp::TopicReplica { .. } => &[],
+            Operation::Put { key, .. }
+            | Operation::Get { key }
+            | Operation::Delete { key }
+            | Operation::Deliver { key, .. }
+            | Operation::Subscribe { topic: key }
+            | Operation::Unsubscribe { topic: key }
+            | Operation::Publish { topic: key, .. } => key,
+            Operation::Direct { .. }
+            | Operation::Notify { .. }
+            | Operation::TopicReplica { .. } => &[],
         }
     }
 
@@ -393,14 +395,14 @@ impl KvOp {
     pub fn is_direct(&self) -> bool {
         matches!(
             self,
-            KvOp::Direct { .. } | KvOp::Notify { .. } | KvOp::TopicReplica { .. }
+            Operation::Direct { .. } | Operation::Notify { .. } | Operation::TopicReplica { .. }
         )
     }
 }
 
 /// How a key-value operation ended at the owner.
 #[derive(Clone, PartialEq, Eq, Debug)]
-pub enum KvResult {
+pub enum OpResult {
     /// Put or delete stored with `version`, durable on `acked` nodes
     /// (owner included), at least the write quorum.
     Stored {
@@ -473,7 +475,7 @@ impl Message {
             | Message::GetNeighbors { req }
             | Message::FindSuccessor { req, .. }
             | Message::ClosestPreceding { req, .. }
-            | Message::KvRequest { req, .. }
+            | Message::Request { req, .. }
             | Message::Replicate { req, .. }
             | Message::ReplicaRead { req, .. }
             | Message::SyncSummary { req, .. } => Some(*req),
@@ -498,8 +500,8 @@ impl Message {
             Message::ClosestPrecedingReply { .. } => "closest_preceding_reply",
             Message::Leave { .. } => "leave",
             Message::NotHere { .. } => "not_here",
-            Message::KvRequest { .. } => "kv_request",
-            Message::KvReply { .. } => "kv_reply",
+            Message::Request { .. } => "kv_request",
+            Message::Reply { .. } => "kv_reply",
             Message::Replicate { .. } => "replicate",
             Message::ReplicateAck { .. } => "replicate_ack",
             Message::ReplicaRead { .. } => "replica_read",

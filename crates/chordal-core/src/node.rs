@@ -21,10 +21,10 @@
 use crate::config::{Config, LookupMode};
 use crate::event::{Event, LookupId, QueryId};
 use crate::io::{Cx, Io, Serve};
-use crate::message::{Envelope, KvOp, Message, NodeRef};
+use crate::message::{Envelope, Message, NodeRef, Operation};
 use crate::messaging::{AppMsgId, Messaging};
 use crate::pubsub::PubSub;
-use crate::request::{KvOpId, Requests};
+use crate::request::{OpId, Requests};
 use crate::ring::{Ownership, Ring, VNode};
 use crate::store::{LeaveReport, Store, StoreOpId, StoreRequest, StoreResult};
 use crate::{Counters, Id, Time};
@@ -211,25 +211,25 @@ impl Node {
         id
     }
 
-    /// Stores `value` under `key`; the answer comes as `Event::KvDone`.
-    pub fn put(&mut self, now: Time, key: Vec<u8>, value: Vec<u8>) -> KvOpId {
-        self.start_op(now, KvOp::Put { key, value }, None)
+    /// Stores `value` under `key`; the answer comes as `Event::OpDone`.
+    pub fn put(&mut self, now: Time, key: Vec<u8>, value: Vec<u8>) -> OpId {
+        self.start_op(now, Operation::Put { key, value }, None)
     }
 
-    /// Reads `key`; the answer comes as `Event::KvDone`.
-    pub fn get(&mut self, now: Time, key: Vec<u8>) -> KvOpId {
-        self.start_op(now, KvOp::Get { key }, None)
+    /// Reads `key`; the answer comes as `Event::OpDone`.
+    pub fn get(&mut self, now: Time, key: Vec<u8>) -> OpId {
+        self.start_op(now, Operation::Get { key }, None)
     }
 
     /// Deletes `key` (writes a tombstone); `NotFound` if it does not exist.
-    pub fn delete(&mut self, now: Time, key: Vec<u8>) -> KvOpId {
-        self.start_op(now, KvOp::Delete { key }, None)
+    pub fn delete(&mut self, now: Time, key: Vec<u8>) -> OpId {
+        self.start_op(now, Operation::Delete { key }, None)
     }
 
-    /// Sends `payload` to the application of `key`'s owner; `Event::KvDone`
+    /// Sends `payload` to the application of `key`'s owner; `Event::OpDone`
     /// says `Delivered` once that application accepted it.
-    pub fn send(&mut self, now: Time, key: Vec<u8>, payload: Vec<u8>) -> KvOpId {
-        let op = KvOp::Deliver {
+    pub fn send(&mut self, now: Time, key: Vec<u8>, payload: Vec<u8>) -> OpId {
+        let op = Operation::Deliver {
             key,
             payload,
             want_reply: false,
@@ -238,9 +238,9 @@ impl Node {
     }
 
     /// Sends `payload` to the application of `key`'s owner and waits for
-    /// its answer: `Event::KvDone` carries `Replied { payload }`.
-    pub fn request(&mut self, now: Time, key: Vec<u8>, payload: Vec<u8>) -> KvOpId {
-        let op = KvOp::Deliver {
+    /// its answer: `Event::OpDone` carries `Replied { payload }`.
+    pub fn request(&mut self, now: Time, key: Vec<u8>, payload: Vec<u8>) -> OpId {
+        let op = Operation::Deliver {
             key,
             payload,
             want_reply: true,
@@ -251,8 +251,8 @@ impl Node {
     /// Sends `payload` to the application of node `to` itself (not to a
     /// key's owner): `Delivered` once it took it, `Unreachable` if `to`
     /// does not answer. Tried once.
-    pub fn send_to(&mut self, now: Time, to: NodeRef, payload: Vec<u8>) -> KvOpId {
-        let op = KvOp::Direct {
+    pub fn send_to(&mut self, now: Time, to: NodeRef, payload: Vec<u8>) -> OpId {
+        let op = Operation::Direct {
             payload,
             want_reply: false,
         };
@@ -260,8 +260,8 @@ impl Node {
     }
 
     /// `send_to`, waiting for the application's answer (`Replied`).
-    pub fn request_to(&mut self, now: Time, to: NodeRef, payload: Vec<u8>) -> KvOpId {
-        let op = KvOp::Direct {
+    pub fn request_to(&mut self, now: Time, to: NodeRef, payload: Vec<u8>) -> OpId {
+        let op = Operation::Direct {
             payload,
             want_reply: true,
         };
@@ -283,18 +283,18 @@ impl Node {
     }
 
     /// The application will not (or cannot: its inbox is full) take
-    /// message `msg`; the sender gets `KvError::Refused`.
+    /// message `msg`; the sender gets `OpError::Refused`.
     pub fn app_refuse(&mut self, now: Time, msg: AppMsgId) {
         self.messaging.refuse(cx!(self), msg);
         self.flush(now);
     }
 
     /// Subscribes this process to `topic`: from now on, what is published
-    /// there arrives as `Event::Publication`. `Event::KvDone` for the
+    /// there arrives as `Event::Publication`. `Event::OpDone` for the
     /// returned operation says when the topic's owner has registered us
     /// (`Delivered`); the subscription is renewed every `topic_renew`
     /// until [`Node::unsubscribe`], also if that first registration fails.
-    pub fn subscribe(&mut self, now: Time, topic: Vec<u8>) -> KvOpId {
+    pub fn subscribe(&mut self, now: Time, topic: Vec<u8>) -> OpId {
         let id = self.pubsub.subscribe(cx!(self), now, topic);
         self.flush(now);
         id
@@ -307,12 +307,12 @@ impl Node {
         self.flush(now);
     }
 
-    /// Publishes `payload` on `topic`. `Event::KvDone` says `Published`
+    /// Publishes `payload` on `topic`. `Event::OpDone` says `Published`
     /// with the number of subscriber processes once the topic's owner has
     /// queued it for them. Publications of this process to one topic go
     /// out in call order, one batch at a time, so subscribers get them in
     /// that order.
-    pub fn publish(&mut self, now: Time, topic: Vec<u8>, payload: Vec<u8>) -> KvOpId {
+    pub fn publish(&mut self, now: Time, topic: Vec<u8>, payload: Vec<u8>) -> OpId {
         let id = self.pubsub.publish(cx!(self), topic, payload);
         self.flush(now);
         id
@@ -432,16 +432,16 @@ impl Node {
     }
 
     /// Starts `op` for the owner of its key, or for `target` itself.
-    fn start_op(&mut self, now: Time, op: KvOp, target: Option<NodeRef>) -> KvOpId {
+    fn start_op(&mut self, now: Time, op: Operation, target: Option<NodeRef>) -> OpId {
         let id = self.io.start_op(op, target);
         self.flush(now);
-        KvOpId(id)
+        OpId(id)
     }
 
     /// Hands a message from a peer (or one of our vnodes) to its machine.
     fn deliver(&mut self, now: Time, env: Envelope) {
         match env.msg {
-            Message::KvRequest {
+            Message::Request {
                 req,
                 ref op,
                 op_id,
@@ -457,7 +457,7 @@ impl Node {
                     in_flight,
                 );
             }
-            Message::KvReply { req, result, range } => {
+            Message::Reply { req, result, range } => {
                 self.requests
                     .handle_reply(cx!(self), now, env.from, req, result, range)
             }
@@ -487,43 +487,48 @@ impl Node {
         };
         let key_id = Id::hash(op.key());
         match op {
-            KvOp::Put { key, value } => {
+            Operation::Put { key, value } => {
                 self.store
                     .put(cx!(self), now, vnode, (key_id, key), value, reply)
             }
-            KvOp::Get { key } => {
+            Operation::Get { key } => {
                 let unsure = owns == Ownership::Maybe;
                 self.store
                     .get(cx!(self), now, vnode, (key_id, key), unsure, reply)
             }
-            KvOp::Delete { key } => self
-                .store
-                .delete(cx!(self), now, vnode, (key_id, key), reply),
-            KvOp::Deliver {
+            Operation::Delete { key } => {
+                self.store
+                    .delete(cx!(self), now, vnode, (key_id, key), reply)
+            }
+            Operation::Deliver {
                 key,
                 payload,
                 want_reply,
             } => self
                 .messaging
                 .deliver(cx!(self), now, reply, Some(key), payload, want_reply),
-            KvOp::Direct {
+            Operation::Direct {
                 payload,
                 want_reply,
             } => self
                 .messaging
                 .deliver(cx!(self), now, reply, None, payload, want_reply),
-            KvOp::Subscribe { topic } => self.pubsub.topic_subscribe(cx!(self), now, reply, topic),
-            KvOp::Unsubscribe { topic } => self.pubsub.topic_unsubscribe(cx!(self), reply, topic),
-            KvOp::Publish {
+            Operation::Subscribe { topic } => {
+                self.pubsub.topic_subscribe(cx!(self), now, reply, topic)
+            }
+            Operation::Unsubscribe { topic } => {
+                self.pubsub.topic_unsubscribe(cx!(self), reply, topic)
+            }
+            Operation::Publish {
                 topic,
                 publications,
             } => self
                 .pubsub
                 .topic_publish(cx!(self), now, reply, topic, publications),
-            KvOp::Notify { items, missed } => {
+            Operation::Notify { items, missed } => {
                 self.pubsub.topic_notify(cx!(self), reply, items, missed)
             }
-            KvOp::TopicReplica { topics } => {
+            Operation::TopicReplica { topics } => {
                 self.pubsub.topic_replica(cx!(self), now, reply, topics)
             }
         }
@@ -551,8 +556,8 @@ impl Node {
                     // an event.
                     self.pubsub.op_done(cx!(self), id, result);
                 } else {
-                    self.io.events.push_back(Event::KvDone {
-                        op: KvOpId(id),
+                    self.io.events.push_back(Event::OpDone {
+                        op: OpId(id),
                         result,
                     });
                 }

@@ -1,18 +1,18 @@
-//! How an operation ends: what an owner answers ([`KvResult`], on the
+//! How an operation ends: what an owner answers ([`OpResult`], on the
 //! wire), what the coordinator makes of it ([`Answer`]), what
-//! `Event::KvDone` reports ([`KvOutcome`]) and the typed result each
+//! `Event::OpDone` reports ([`Outcome`]) and the typed result each
 //! operation returns to an application ([`Written`], [`Versioned`], …).
 //! One mapping for each step, used by the core's coordinator and by
-//! `chordal-node`'s `Client` alike; [`KvError`] is the one vocabulary of
+//! `chordal-node`'s `Client` alike; [`OpError`] is the one vocabulary of
 //! failures.
 
-use crate::{KvResult, LookupError, Version};
+use crate::{LookupError, OpResult, Version};
 
-/// A finished operation, as `Event::KvDone` carries it. Applications get
-/// the typed result of their operation instead (see [`KvOutcome::written`]
+/// A finished operation, as `Event::OpDone` carries it. Applications get
+/// the typed result of their operation instead (see [`Outcome::written`]
 /// and the methods beside it).
 #[derive(Clone, PartialEq, Eq, Debug)]
-pub enum KvOutcome {
+pub enum Outcome {
     /// Put or delete stored with `version` on `acked` nodes.
     Stored {
         /// The version: hybrid logical clock and writing vnode.
@@ -68,7 +68,7 @@ pub struct Versioned {
 /// documentation says which of these it can return.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum KvError {
+pub enum OpError {
     #[error("operation timed out")]
     /// The operation ran out of time.
     Timeout,
@@ -123,38 +123,38 @@ pub enum KvError {
     UnexpectedAnswer,
 }
 
-/// What a coordinator does with an owner's [`KvResult`].
+/// What a coordinator does with an owner's [`OpResult`].
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Answer {
     /// The operation is over.
-    Done(Result<KvOutcome, KvError>),
+    Done(Result<Outcome, OpError>),
     /// The node does not own the key (any more): look the owner up again.
     WrongOwner,
     /// The owner sheds load: back off, then try again.
     Overloaded,
 }
 
-impl KvResult {
+impl OpResult {
     /// What this owner's result means for the operation that asked.
     pub fn answer(self) -> Answer {
-        use KvResult::*;
+        use OpResult::*;
         let outcome = match self {
-            Stored { version, acked } => Ok(KvOutcome::Stored { version, acked }),
-            Found { value, version } => Ok(KvOutcome::Found { value, version }),
-            NotFound => Ok(KvOutcome::NotFound),
-            Delivered => Ok(KvOutcome::Delivered),
-            Replied { payload } => Ok(KvOutcome::Replied { payload }),
-            Published { subscribers } => Ok(KvOutcome::Published { subscribers }),
-            QuorumFailed { acked, needed } => Err(KvError::QuorumFailed { acked, needed }),
+            Stored { version, acked } => Ok(Outcome::Stored { version, acked }),
+            Found { value, version } => Ok(Outcome::Found { value, version }),
+            NotFound => Ok(Outcome::NotFound),
+            Delivered => Ok(Outcome::Delivered),
+            Replied { payload } => Ok(Outcome::Replied { payload }),
+            Published { subscribers } => Ok(Outcome::Published { subscribers }),
+            QuorumFailed { acked, needed } => Err(OpError::QuorumFailed { acked, needed }),
             QuorumUnavailable { available, needed } => {
-                Err(KvError::QuorumUnavailable { available, needed })
+                Err(OpError::QuorumUnavailable { available, needed })
             }
-            StoreFailed => Err(KvError::StoreFailed),
-            TooLarge { size, limit } => Err(KvError::TooLarge {
+            StoreFailed => Err(OpError::StoreFailed),
+            TooLarge { size, limit } => Err(OpError::TooLarge {
                 size: size as u64,
                 limit: limit as u64,
             }),
-            Refused => Err(KvError::Refused),
+            Refused => Err(OpError::Refused),
             WrongOwner => return Answer::WrongOwner,
             Overloaded => return Answer::Overloaded,
         };
@@ -162,55 +162,55 @@ impl KvResult {
     }
 }
 
-impl KvOutcome {
+impl Outcome {
     /// The result of a put.
-    pub fn written(self) -> Result<Written, KvError> {
+    pub fn written(self) -> Result<Written, OpError> {
         match self {
-            KvOutcome::Stored { version, acked } => Ok(Written { version, acked }),
-            _ => Err(KvError::UnexpectedAnswer),
+            Outcome::Stored { version, acked } => Ok(Written { version, acked }),
+            _ => Err(OpError::UnexpectedAnswer),
         }
     }
 
     /// The result of a get: the value, or `None` if the key does not exist.
-    pub fn value(self) -> Result<Option<Versioned>, KvError> {
+    pub fn value(self) -> Result<Option<Versioned>, OpError> {
         match self {
-            KvOutcome::Found { value, version } => Ok(Some(Versioned { value, version })),
-            KvOutcome::NotFound => Ok(None),
-            _ => Err(KvError::UnexpectedAnswer),
+            Outcome::Found { value, version } => Ok(Some(Versioned { value, version })),
+            Outcome::NotFound => Ok(None),
+            _ => Err(OpError::UnexpectedAnswer),
         }
     }
 
     /// The result of a delete: its tombstone's write, or `None` if the key
     /// did not exist.
-    pub fn deleted(self) -> Result<Option<Written>, KvError> {
+    pub fn deleted(self) -> Result<Option<Written>, OpError> {
         match self {
-            KvOutcome::NotFound => Ok(None),
+            Outcome::NotFound => Ok(None),
             other => other.written().map(Some),
         }
     }
 
     /// The result of a `send`: the application took the message.
-    pub fn delivered(self) -> Result<(), KvError> {
+    pub fn delivered(self) -> Result<(), OpError> {
         match self {
-            KvOutcome::Delivered => Ok(()),
-            _ => Err(KvError::UnexpectedAnswer),
+            Outcome::Delivered => Ok(()),
+            _ => Err(OpError::UnexpectedAnswer),
         }
     }
 
     /// The result of a `request`: the application's answer.
-    pub fn replied(self) -> Result<Vec<u8>, KvError> {
+    pub fn replied(self) -> Result<Vec<u8>, OpError> {
         match self {
-            KvOutcome::Replied { payload } => Ok(payload),
-            _ => Err(KvError::UnexpectedAnswer),
+            Outcome::Replied { payload } => Ok(payload),
+            _ => Err(OpError::UnexpectedAnswer),
         }
     }
 
     /// The result of a `publish`: the subscriber processes it was queued
     /// for.
-    pub fn published(self) -> Result<u32, KvError> {
+    pub fn published(self) -> Result<u32, OpError> {
         match self {
-            KvOutcome::Published { subscribers } => Ok(subscribers),
-            _ => Err(KvError::UnexpectedAnswer),
+            Outcome::Published { subscribers } => Ok(subscribers),
+            _ => Err(OpError::UnexpectedAnswer),
         }
     }
 }
@@ -229,25 +229,25 @@ mod tests {
 
     #[test]
     fn owner_results_map_to_answers() {
-        let stored = KvResult::Stored {
+        let stored = OpResult::Stored {
             version: v(5),
             acked: 2,
         };
-        let outcome = KvOutcome::Stored {
+        let outcome = Outcome::Stored {
             version: v(5),
             acked: 2,
         };
         assert_eq!(stored.answer(), Answer::Done(Ok(outcome)));
-        assert_eq!(KvResult::WrongOwner.answer(), Answer::WrongOwner);
-        assert_eq!(KvResult::Overloaded.answer(), Answer::Overloaded);
-        let too_large = KvResult::TooLarge { size: 9, limit: 4 };
-        let error = KvError::TooLarge { size: 9, limit: 4 };
+        assert_eq!(OpResult::WrongOwner.answer(), Answer::WrongOwner);
+        assert_eq!(OpResult::Overloaded.answer(), Answer::Overloaded);
+        let too_large = OpResult::TooLarge { size: 9, limit: 4 };
+        let error = OpError::TooLarge { size: 9, limit: 4 };
         assert_eq!(too_large.answer(), Answer::Done(Err(error)));
     }
 
     #[test]
     fn each_operation_accepts_only_its_own_outcomes() {
-        let stored = KvOutcome::Stored {
+        let stored = Outcome::Stored {
             version: v(3),
             acked: 1,
         };
@@ -257,17 +257,17 @@ mod tests {
         };
         assert_eq!(stored.clone().written(), Ok(written));
         assert_eq!(stored.clone().deleted(), Ok(Some(written)));
-        assert_eq!(KvOutcome::NotFound.deleted(), Ok(None));
-        assert_eq!(KvOutcome::NotFound.value(), Ok(None));
-        let unexpected = Some(KvError::UnexpectedAnswer);
+        assert_eq!(Outcome::NotFound.deleted(), Ok(None));
+        assert_eq!(Outcome::NotFound.value(), Ok(None));
+        let unexpected = Some(OpError::UnexpectedAnswer);
         // An answer of the wrong kind is an error, never an empty success.
         assert_eq!(stored.clone().value().err(), unexpected);
         assert_eq!(stored.clone().replied().err(), unexpected);
         assert_eq!(stored.delivered().err(), unexpected);
-        assert_eq!(KvOutcome::Delivered.replied().err(), unexpected);
-        assert_eq!(KvOutcome::NotFound.written().err(), unexpected);
-        assert_eq!(KvOutcome::Delivered.published().err(), unexpected);
-        let found = KvOutcome::Found {
+        assert_eq!(Outcome::Delivered.replied().err(), unexpected);
+        assert_eq!(Outcome::NotFound.written().err(), unexpected);
+        assert_eq!(Outcome::Delivered.published().err(), unexpected);
+        let found = Outcome::Found {
             value: b"x".to_vec(),
             version: v(2),
         };

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use chordal_core::{KvError, LookupError};
+use chordal_core::{LookupError, OpError};
 use chordal_node::Error;
 use serde_json::json;
 
@@ -46,20 +46,20 @@ impl From<Error> for ApiError {
         use StatusCode as S;
         let msg = e.to_string();
         let (status, code) = match e {
-            Error::Op(KvError::Timeout | KvError::Lookup(LookupError::Timeout)) => {
+            Error::Op(OpError::Timeout | OpError::Lookup(LookupError::Timeout)) => {
                 (S::GATEWAY_TIMEOUT, "timeout")
             }
-            Error::Op(KvError::Overloaded | KvError::Lookup(LookupError::Overloaded)) => {
+            Error::Op(OpError::Overloaded | OpError::Lookup(LookupError::Overloaded)) => {
                 (S::SERVICE_UNAVAILABLE, "overloaded")
             }
-            Error::Op(KvError::Lookup(_)) => (S::SERVICE_UNAVAILABLE, "lookup_failed"),
-            Error::Op(KvError::QuorumFailed { .. }) => (S::SERVICE_UNAVAILABLE, "quorum_failed"),
-            Error::Op(KvError::QuorumUnavailable { .. }) => {
+            Error::Op(OpError::Lookup(_)) => (S::SERVICE_UNAVAILABLE, "lookup_failed"),
+            Error::Op(OpError::QuorumFailed { .. }) => (S::SERVICE_UNAVAILABLE, "quorum_failed"),
+            Error::Op(OpError::QuorumUnavailable { .. }) => {
                 (S::SERVICE_UNAVAILABLE, "quorum_unavailable")
             }
-            Error::Op(KvError::StoreFailed) => (S::INSUFFICIENT_STORAGE, "insufficient_storage"),
-            Error::Op(KvError::TooLarge { .. }) => (S::PAYLOAD_TOO_LARGE, "value_too_large"),
-            Error::Op(KvError::UnexpectedAnswer) => (S::BAD_GATEWAY, "unexpected_answer"),
+            Error::Op(OpError::StoreFailed) => (S::INSUFFICIENT_STORAGE, "insufficient_storage"),
+            Error::Op(OpError::TooLarge { .. }) => (S::PAYLOAD_TOO_LARGE, "value_too_large"),
+            Error::Op(OpError::UnexpectedAnswer) => (S::BAD_GATEWAY, "unexpected_answer"),
             _ => (S::SERVICE_UNAVAILABLE, "unavailable"),
         };
         ApiError::new(status, code, msg)

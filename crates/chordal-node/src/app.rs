@@ -5,7 +5,7 @@
 //! Delivery is bounded end to end: the inbox holds `NodeBuilder::app_inbox`
 //! messages; when it is full (a slow application), or nobody called
 //! [`crate::Node::messages`], new messages are refused and their senders
-//! get `KvError::Refused` at once. A request nobody answers is refused
+//! get `OpError::Refused` at once. A request nobody answers is refused
 //! after half the sender's `kv_timeout`.
 
 use chordal_core::{AppMsgId, NodeRef};
@@ -73,7 +73,7 @@ impl Responder {
         self.answered = true;
     }
 
-    /// Refuses the request now (the sender gets `KvError::Refused`).
+    /// Refuses the request now (the sender gets `OpError::Refused`).
     pub fn refuse(mut self) {
         self.answered = true;
         let _ = self.answers.try_send((self.msg, None));

@@ -11,7 +11,7 @@ use crate::conn::exchange_hello;
 use crate::outbox::Outbox;
 use bytes::BytesMut;
 use chordal_core::{
-    Answer, Envelope, Id, KvError, KvOp, KvOutcome, Message, NodeRef, Target, Versioned, Written,
+    Answer, Envelope, Id, Message, NodeRef, OpError, Operation, Outcome, Target, Versioned, Written,
 };
 use futures_util::StreamExt;
 use std::collections::HashMap;
@@ -270,7 +270,7 @@ impl Client {
 
     /// Stores `value` under `key` (durable on the write quorum when `Ok`),
     /// as [`Node::put`](crate::Node::put) does; fails with the same
-    /// [`KvError`]s, or [`Error::NoSeed`], [`Error::NodeTimeout`],
+    /// [`OpError`]s, or [`Error::NoSeed`], [`Error::NodeTimeout`],
     /// [`Error::Connect`] when the ring cannot be reached.
     pub async fn put(&self, key: Vec<u8>, value: Vec<u8>) -> Result<Written, Error> {
         let limits = [
@@ -279,22 +279,22 @@ impl Client {
         ];
         if let Some((size, limit)) = limits.into_iter().find(|(size, limit)| size > limit) {
             let (size, limit) = (size as u64, limit as u64);
-            return Err(Error::Op(KvError::TooLarge { size, limit }));
+            return Err(Error::Op(OpError::TooLarge { size, limit }));
         }
-        Ok(self.kv(KvOp::Put { key, value }).await?.written()?)
+        Ok(self.kv(Operation::Put { key, value }).await?.written()?)
     }
 
     /// Reads `key`: its value and version, or `None` if it does not exist.
     pub async fn get(&self, key: Vec<u8>) -> Result<Option<Versioned>, Error> {
-        Ok(self.kv(KvOp::Get { key }).await?.value()?)
+        Ok(self.kv(Operation::Get { key }).await?.value()?)
     }
 
     /// Deletes `key`: the tombstone's write, or `None` if it did not exist.
     pub async fn delete(&self, key: Vec<u8>) -> Result<Option<Written>, Error> {
-        Ok(self.kv(KvOp::Delete { key }).await?.deleted()?)
+        Ok(self.kv(Operation::Delete { key }).await?.deleted()?)
     }
 
-    async fn kv(&self, op: KvOp) -> Result<KvOutcome, Error> {
+    async fn kv(&self, op: Operation) -> Result<Outcome, Error> {
         let key_id = Id::hash(op.key());
         // One id for every try: an owner that answered a try answers a
         // retry the same way.
@@ -305,7 +305,7 @@ impl Client {
             .timeout
             .as_millis()
             .clamp(1, u32::MAX as u128) as u32;
-        let mut last = Error::Op(KvError::Redirects);
+        let mut last = Error::Op(OpError::Redirects);
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
                 // Give the ring a moment to heal, then look again.
@@ -318,7 +318,7 @@ impl Client {
             };
             let op = op.clone();
             match self
-                .request(owner.into(), move |req| Message::KvRequest {
+                .request(owner.into(), move |req| Message::Request {
                     req,
                     op,
                     op_id,
@@ -326,17 +326,17 @@ impl Client {
                 })
                 .await
             {
-                Ok((_, Message::KvReply { result, .. })) => match result.answer() {
+                Ok((_, Message::Reply { result, .. })) => match result.answer() {
                     Answer::Done(outcome) => return Ok(outcome?),
                     Answer::Overloaded => {
                         // Back off before the next try.
-                        last = Error::Op(KvError::Overloaded);
+                        last = Error::Op(OpError::Overloaded);
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
-                    Answer::WrongOwner => last = Error::Op(KvError::Redirects),
+                    Answer::WrongOwner => last = Error::Op(OpError::Redirects),
                 },
-                Ok(_) => last = Error::Op(KvError::UnexpectedAnswer),
+                Ok(_) => last = Error::Op(OpError::UnexpectedAnswer),
                 Err(e) => {
                     if let Error::Connect(addr, _) = &e {
                         self.mark_dead(*addr);
@@ -482,9 +482,9 @@ impl Client {
 /// The request number an answer echoes.
 fn reply_id(msg: &Message) -> Option<u64> {
     match msg {
-        Message::Neighbors { req, .. }
-        | Message::KvReply { req, .. }
-        | Message::NotHere { req } => Some(*req),
+        Message::Neighbors { req, .. } | Message::Reply { req, .. } | Message::NotHere { req } => {
+            Some(*req)
+        }
         _ => None,
     }
 }

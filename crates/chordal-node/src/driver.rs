@@ -12,9 +12,8 @@ use crate::status::{Finger, Status, VNodeStatus};
 use crate::topics::{LocalSub, LocalTopics, Publication};
 use bytes::BytesMut;
 use chordal_core::{
-    Event, KvError, KvOpId, KvOutcome, LeaveReport, LookupError, LookupId, LookupMode,
-    LookupResult, Neighbors, Node as Core, QueryId, StoreKind, StoreOpId, StoreRequest,
-    StoreResult, Time,
+    Event, LeaveReport, LookupError, LookupId, LookupMode, LookupResult, Neighbors, Node as Core,
+    OpError, OpId, Outcome, QueryId, StoreKind, StoreOpId, StoreRequest, StoreResult, Time,
 };
 use chordal_store::Store;
 use futures_util::StreamExt;
@@ -31,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 /// Where the answer to a key-value (or message, pub/sub) operation goes.
-type KvReply = oneshot::Sender<Result<KvOutcome, KvError>>;
+type Reply = oneshot::Sender<Result<Outcome, OpError>>;
 
 /// What the [`crate::Node`] handle asks of the driver.
 pub enum Command {
@@ -62,26 +61,26 @@ pub enum Command {
     },
     Kv {
         op: KeyOp,
-        reply: oneshot::Sender<Result<KvOutcome, KvError>>,
+        reply: oneshot::Sender<Result<Outcome, OpError>>,
     },
     /// An application message to node `to` itself.
     Direct {
         to: chordal_core::NodeRef,
         payload: Vec<u8>,
         want_reply: bool,
-        reply: oneshot::Sender<Result<KvOutcome, KvError>>,
+        reply: oneshot::Sender<Result<Outcome, OpError>>,
     },
     /// Subscribe to a topic, feeding `sub`; answered once the topic's
     /// owner registered this node.
     Subscribe {
         topic: Vec<u8>,
         sub: LocalSub,
-        reply: oneshot::Sender<Result<KvOutcome, KvError>>,
+        reply: oneshot::Sender<Result<Outcome, OpError>>,
     },
     Publish {
         topic: Vec<u8>,
         payload: Vec<u8>,
-        reply: oneshot::Sender<Result<KvOutcome, KvError>>,
+        reply: oneshot::Sender<Result<Outcome, OpError>>,
     },
     /// Leave gracefully and stop: hand every range over (acknowledged),
     /// then say goodbye; answered once farewells are flushed.
@@ -151,7 +150,7 @@ pub struct Driver {
     applied_rx: mpsc::UnboundedReceiver<(StoreOpId, StoreResult)>,
     /// Operations the handle waits for: where to answer, when they
     /// started and what kind they are (for metrics).
-    kv_ops: HashMap<KvOpId, (KvReply, Instant, &'static str)>,
+    kv_ops: HashMap<OpId, (Reply, Instant, &'static str)>,
     start: Instant,
     /// `now()` at `start`, in microseconds since the Unix epoch.
     epoch: u64,
@@ -675,7 +674,7 @@ impl Driver {
                     let _ = reply.send(result.clone());
                 }
             }
-            Event::KvDone { op, result } => {
+            Event::OpDone { op, result } => {
                 if let Some((reply, started, name)) = self.kv_ops.remove(op) {
                     self.metrics.request(name, started.elapsed());
                     let _ = reply.send(result.clone());

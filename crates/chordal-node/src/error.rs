@@ -1,19 +1,19 @@
 //! The one error type of a [`Node`](crate::Node) handle and a
 //! [`Client`](crate::Client): what the ring answered (the core's
-//! [`KvError`] vocabulary) or why the call could not get an answer.
+//! [`OpError`] vocabulary) or why the call could not get an answer.
 
-use chordal_core::{KvError, LookupError};
+use chordal_core::{LookupError, OpError};
 use std::net::SocketAddr;
 
 /// Why a call failed. Each method's documentation says which variants
-/// (and which [`KvError`]s) it can return.
+/// (and which [`OpError`]s) it can return.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The ring's answer: the owner, the coordinator or a lookup failed
     /// the operation.
     #[error(transparent)]
-    Op(#[from] KvError),
+    Op(#[from] OpError),
     /// The local node has stopped (left, aborted or crashed).
     #[error("the node has stopped")]
     Stopped,
@@ -31,13 +31,13 @@ pub enum Error {
 
 impl From<LookupError> for Error {
     fn from(e: LookupError) -> Error {
-        Error::Op(KvError::Lookup(e))
+        Error::Op(OpError::Lookup(e))
     }
 }
 
 impl Error {
     /// The ring's answer, if that is what failed the call.
-    pub fn op(&self) -> Option<KvError> {
+    pub fn op(&self) -> Option<OpError> {
         match self {
             Error::Op(e) => Some(*e),
             _ => None,

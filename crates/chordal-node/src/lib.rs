@@ -86,8 +86,8 @@ pub use builder::NodeBuilder;
 /// The core's types this crate's API uses, re-exported so that an
 /// application depends on `chordal-node` alone.
 pub use chordal_core::{
-    Config, Id, KeyRange, KvError, LeaveReport, LookupError, LookupMode, LookupResult, Neighbors,
-    NodeRef, Oracle, Record, Version, Versioned, Written,
+    Config, Id, KeyRange, LeaveReport, LookupError, LookupMode, LookupResult, Neighbors, NodeRef,
+    OpError, Oracle, Record, Version, Versioned, Written,
 };
 /// Why a data directory could not be opened ([`StartError::Store`]).
 pub use chordal_store::StoreError;
@@ -99,7 +99,7 @@ pub use status::{Finger, Status, VNodeStatus};
 pub use survey::RingSurvey;
 pub use topics::{Publication, Subscription};
 
-use chordal_core::{Event, KvOutcome};
+use chordal_core::{Event, Outcome};
 use chordal_store::Store;
 use driver::{Command, Driver, DriverSettings, KeyOp};
 use std::net::SocketAddr;
@@ -470,7 +470,7 @@ impl Node {
 
     /// `find_successor(key)`: the owner of a key id and the nodes after it.
     ///
-    /// Fails with `Error::Op(KvError::Lookup(_))` or `Error::Stopped`.
+    /// Fails with `Error::Op(OpError::Lookup(_))` or `Error::Stopped`.
     pub async fn lookup(&self, key: Id, mode: LookupMode) -> Result<LookupResult, Error> {
         Ok(self
             .ask(|reply| Command::Lookup { key, mode, reply })
@@ -488,7 +488,7 @@ impl Node {
     /// Fails with `Timeout`, `NotJoined`, `Overloaded`, `TooLarge`,
     /// `Lookup`, `Redirects`, `QuorumFailed` (the write may exist on fewer
     /// copies), `QuorumUnavailable` (nothing was written) or `StoreFailed`
-    /// ([`KvError`] inside [`Error::Op`]), or [`Error::Stopped`].
+    /// ([`OpError`] inside [`Error::Op`]), or [`Error::Stopped`].
     ///
     /// ```no_run
     /// # async fn demo(node: chordal_node::Node) -> Result<(), chordal_node::Error> {
@@ -523,7 +523,7 @@ impl Node {
 
     /// Sends `payload` to the application of `key`'s owner, wherever it is;
     /// returns once that application took it (`Incoming` in its
-    /// [`Node::messages`]). `KvError::Refused` if it refused, was too busy
+    /// [`Node::messages`]). `OpError::Refused` if it refused, was too busy
     /// or does not listen.
     ///
     /// ```no_run
@@ -555,7 +555,7 @@ impl Node {
     /// Sends `payload` to the application of node `to` itself, whatever
     /// keys it owns (for services that already know their peers, like a
     /// topic owner fanning out to subscribers). Tried once:
-    /// `KvError::Unreachable` if `to` does not answer.
+    /// `OpError::Unreachable` if `to` does not answer.
     pub async fn send_to(&self, to: NodeRef, payload: Vec<u8>) -> Result<(), Error> {
         Ok(self.direct(to, payload, false).await?.delivered()?)
     }
@@ -570,7 +570,7 @@ impl Node {
         to: NodeRef,
         payload: Vec<u8>,
         want_reply: bool,
-    ) -> Result<KvOutcome, Error> {
+    ) -> Result<Outcome, Error> {
         self.check_size(&payload)?;
         let r = self
             .ask(|reply| Command::Direct {
@@ -646,7 +646,7 @@ impl Node {
 
     fn check_size(&self, payload: &[u8]) -> Result<(), Error> {
         if payload.len() > self.max_message {
-            return Err(Error::Op(KvError::TooLarge {
+            return Err(Error::Op(OpError::TooLarge {
                 size: payload.len() as u64,
                 limit: self.max_message as u64,
             }));
@@ -654,7 +654,7 @@ impl Node {
         Ok(())
     }
 
-    async fn kv(&self, op: KeyOp) -> Result<KvOutcome, Error> {
+    async fn kv(&self, op: KeyOp) -> Result<Outcome, Error> {
         let r = self.ask(|reply| Command::Kv { op, reply }).await?;
         Ok(r?)
     }

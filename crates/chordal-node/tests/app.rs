@@ -1,7 +1,7 @@
 //! Application messages over real TCP: an in-process ring of nodes, each
 //! with an application reading its inbox.
 
-use chordal_core::{Id, KvError};
+use chordal_core::{Id, OpError};
 use chordal_node::local::{LocalRing, quick as config};
 use chordal_node::{Error, Node, NodeBuilder};
 use std::time::Duration;
@@ -64,7 +64,7 @@ async fn oversize_unheard_stalled_and_full_inboxes_are_refused() {
     // Too big: refused before it leaves.
     assert_eq!(
         sender.send(key.clone(), vec![0; 1001]).await,
-        Err(Error::Op(KvError::TooLarge {
+        Err(Error::Op(OpError::TooLarge {
             size: 1001,
             limit: 1000
         }))
@@ -72,7 +72,7 @@ async fn oversize_unheard_stalled_and_full_inboxes_are_refused() {
     // Nobody listens on the owner yet.
     assert_eq!(
         sender.send(key.clone(), b"x".to_vec()).await,
-        Err(Error::Op(KvError::Refused))
+        Err(Error::Op(OpError::Refused))
     );
     // An application that takes the inbox but never reads it: two fit,
     // the third is refused at once (back-pressure), the node keeps serving.
@@ -82,14 +82,14 @@ async fn oversize_unheard_stalled_and_full_inboxes_are_refused() {
     }
     assert_eq!(
         sender.send(key.clone(), b"x".to_vec()).await,
-        Err(Error::Op(KvError::Refused))
+        Err(Error::Op(OpError::Refused))
     );
     assert!(sender.put(key.clone(), b"v".to_vec()).await.is_ok());
     // Requests nobody answers are refused, not hung.
     drop(stalled);
     assert_eq!(
         sender.request(key.clone(), b"q".to_vec()).await,
-        Err(Error::Op(KvError::Refused))
+        Err(Error::Op(OpError::Refused))
     );
     ring.leave_all().await;
 }
@@ -109,13 +109,13 @@ async fn a_panicking_application_costs_its_messages_not_the_node() {
     // while the task unwinds) ...
     assert_eq!(
         sender.request(key.clone(), b"boom".to_vec()).await,
-        Err(Error::Op(KvError::Refused))
+        Err(Error::Op(OpError::Refused))
     );
     assert!(app.await.unwrap_err().is_panic());
     // ... later messages are refused at once (nobody reads the inbox) ...
     assert_eq!(
         sender.send(key.clone(), b"again".to_vec()).await,
-        Err(Error::Op(KvError::Refused))
+        Err(Error::Op(OpError::Refused))
     );
     // ... and the node goes on serving everything else.
     sender.put(key.clone(), b"v".to_vec()).await.unwrap();

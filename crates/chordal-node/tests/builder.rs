@@ -1,7 +1,7 @@
 //! `Node::builder()`: create, join, locate, leave.
 
 use chordal_core::Id;
-use chordal_core::KvError;
+use chordal_core::OpError;
 use chordal_node::{Error, Node};
 use std::time::Duration;
 
@@ -46,7 +46,7 @@ async fn builder_creates_joins_locates_and_leaves() {
     // Settings reach the node.
     assert_eq!(
         second.send(b"k".to_vec(), vec![0; 11]).await,
-        Err(Error::Op(KvError::TooLarge {
+        Err(Error::Op(OpError::TooLarge {
             size: 11,
             limit: 10
         }))

@@ -1,7 +1,7 @@
 //! The native client: not a ring member, it caches the ring and talks to
 //! owners directly.
 
-use chordal_core::KvError;
+use chordal_core::OpError;
 use chordal_node::local::{Check, LocalRing, quick as config};
 use chordal_node::{Client, ClientConfig, Error};
 use std::time::Duration;
@@ -49,14 +49,14 @@ async fn client_reads_and_writes_through_the_owners() {
     let big = vec![1u8; 1024 * 1024 + 1];
     assert_eq!(
         client.put(b"big".to_vec(), big.clone()).await,
-        Err(Error::Op(KvError::TooLarge {
+        Err(Error::Op(OpError::TooLarge {
             size: big.len() as u64,
             limit: 1024 * 1024
         }))
     );
     assert!(matches!(
         ring.nodes[0].put(b"big".to_vec(), big.clone()).await,
-        Err(Error::Op(KvError::TooLarge { .. }))
+        Err(Error::Op(OpError::TooLarge { .. }))
     ));
     let lax = Client::connect(ClientConfig {
         seeds: vec![ring.nodes[1].addr().to_string()],
@@ -67,7 +67,7 @@ async fn client_reads_and_writes_through_the_owners() {
     .unwrap();
     assert!(matches!(
         lax.put(b"big".to_vec(), big.clone()).await,
-        Err(Error::Op(KvError::TooLarge { .. }))
+        Err(Error::Op(OpError::TooLarge { .. }))
     ));
     assert_eq!(client.get(b"big".to_vec()).await, Ok(None));
 

@@ -144,7 +144,7 @@ async fn slow_streams_lose_the_excess_and_dropped_streams_unsubscribe() {
     // Oversize: refused before it leaves.
     assert_eq!(
         ring.nodes[0].publish(topic.clone(), vec![0; 101]).await,
-        Err(Error::Op(chordal_core::KvError::TooLarge {
+        Err(Error::Op(chordal_core::OpError::TooLarge {
             size: 101,
             limit: 100
         }))

@@ -5,8 +5,8 @@ use crate::traffic::{Purpose, Traffic};
 use crate::{Clock, Latency};
 use chordal_core::fasthash::FastMap;
 use chordal_core::{
-    Config, Envelope, Event, Id, KvError, KvOpId, KvOutcome, LookupError, LookupId, LookupMode,
-    LookupResult, Message, Node, Oracle, Rng, Time,
+    Config, Envelope, Event, Id, LookupError, LookupId, LookupMode, LookupResult, Message, Node,
+    OpError, OpId, Oracle, Outcome, Rng, Time,
 };
 use chordal_store::{MemoryStore, Store};
 use std::cmp::Reverse;
@@ -125,7 +125,7 @@ pub struct Sim {
     seq: u64,
     rng: Rng,
     results: FastMap<(usize, LookupId), Result<LookupResult, LookupError>>,
-    kv_results: FastMap<(usize, KvOpId), Result<KvOutcome, KvError>>,
+    kv_results: FastMap<(usize, OpId), Result<Outcome, OpError>>,
     /// Every event, with the index of the node it came from (if recording).
     pub events: Vec<(usize, Event)>,
     record_events: bool,
@@ -512,25 +512,25 @@ impl Sim {
     }
 
     /// `send` at node `i`, run to completion.
-    pub fn send(&mut self, i: usize, key: &[u8], payload: &[u8]) -> Result<KvOutcome, KvError> {
+    pub fn send(&mut self, i: usize, key: &[u8], payload: &[u8]) -> Result<Outcome, OpError> {
         let (k, p) = (key.to_vec(), payload.to_vec());
         self.kv(i, move |n, now| n.send(now, k, p))
     }
 
     /// `send_to` from node `i` to node `to`, run to completion.
-    pub fn send_to(&mut self, i: usize, to: usize, payload: &[u8]) -> Result<KvOutcome, KvError> {
+    pub fn send_to(&mut self, i: usize, to: usize, payload: &[u8]) -> Result<Outcome, OpError> {
         let (target, p) = (self.nodes[to].node.primary().me(), payload.to_vec());
         self.kv(i, move |n, now| n.send_to(now, target, p))
     }
 
     /// `request` at node `i`, run to completion.
-    pub fn request(&mut self, i: usize, key: &[u8], payload: &[u8]) -> Result<KvOutcome, KvError> {
+    pub fn request(&mut self, i: usize, key: &[u8], payload: &[u8]) -> Result<Outcome, OpError> {
         let (k, p) = (key.to_vec(), payload.to_vec());
         self.kv(i, move |n, now| n.request(now, k, p))
     }
 
     /// `subscribe` at node `i`, run until the topic's owner registered it.
-    pub fn subscribe(&mut self, i: usize, topic: &[u8]) -> Result<KvOutcome, KvError> {
+    pub fn subscribe(&mut self, i: usize, topic: &[u8]) -> Result<Outcome, OpError> {
         let t = topic.to_vec();
         self.kv(i, move |n, now| n.subscribe(now, t))
     }
@@ -543,19 +543,14 @@ impl Sim {
     }
 
     /// `publish` at node `i`, run until the topic's owner queued it.
-    pub fn publish(
-        &mut self,
-        i: usize,
-        topic: &[u8],
-        payload: &[u8],
-    ) -> Result<KvOutcome, KvError> {
+    pub fn publish(&mut self, i: usize, topic: &[u8], payload: &[u8]) -> Result<Outcome, OpError> {
         let (t, p) = (topic.to_vec(), payload.to_vec());
         self.kv(i, move |n, now| n.publish(now, t, p))
     }
 
     /// Starts `publish` at node `i` without waiting: its result is in
     /// [`Sim::kv_result`] once done.
-    pub fn start_publish(&mut self, i: usize, topic: &[u8], payload: &[u8]) -> KvOpId {
+    pub fn start_publish(&mut self, i: usize, topic: &[u8], payload: &[u8]) -> OpId {
         let now = self.clock_now(i);
         let id = self.nodes[i]
             .node
@@ -573,8 +568,8 @@ impl Sim {
     fn kv(
         &mut self,
         i: usize,
-        start: impl FnOnce(&mut Node, Time) -> KvOpId,
-    ) -> Result<KvOutcome, KvError> {
+        start: impl FnOnce(&mut Node, Time) -> OpId,
+    ) -> Result<Outcome, OpError> {
         let now = self.clock_now(i);
         let id = start(&mut self.nodes[i].node, now);
         self.after_input(i);
@@ -586,11 +581,11 @@ impl Sim {
         }
         self.kv_results
             .remove(&(i, id))
-            .unwrap_or(Err(KvError::Timeout))
+            .unwrap_or(Err(OpError::Timeout))
     }
 
     /// Starts a `put` at node `i` without waiting; see [`Sim::kv_result`].
-    pub fn start_put(&mut self, i: usize, key: &[u8], value: &[u8]) -> KvOpId {
+    pub fn start_put(&mut self, i: usize, key: &[u8], value: &[u8]) -> OpId {
         let now = self.clock_now(i);
         let id = self.nodes[i].node.put(now, key.to_vec(), value.to_vec());
         self.after_input(i);
@@ -598,7 +593,7 @@ impl Sim {
     }
 
     /// Starts a `get` at node `i` without waiting; see [`Sim::kv_result`].
-    pub fn start_get(&mut self, i: usize, key: &[u8]) -> KvOpId {
+    pub fn start_get(&mut self, i: usize, key: &[u8]) -> OpId {
         let now = self.clock_now(i);
         let id = self.nodes[i].node.get(now, key.to_vec());
         self.after_input(i);
@@ -606,24 +601,24 @@ impl Sim {
     }
 
     /// The result of a key-value operation started at node `i`, once done.
-    pub fn kv_result(&self, i: usize, id: KvOpId) -> Option<&Result<KvOutcome, KvError>> {
+    pub fn kv_result(&self, i: usize, id: OpId) -> Option<&Result<Outcome, OpError>> {
         self.kv_results.get(&(i, id))
     }
 
     /// `put` at node `i`, run to completion.
-    pub fn put(&mut self, i: usize, key: &[u8], value: &[u8]) -> Result<KvOutcome, KvError> {
+    pub fn put(&mut self, i: usize, key: &[u8], value: &[u8]) -> Result<Outcome, OpError> {
         let (k, v) = (key.to_vec(), value.to_vec());
         self.kv(i, move |n, now| n.put(now, k, v))
     }
 
     /// `get` at node `i`, run to completion.
-    pub fn get(&mut self, i: usize, key: &[u8]) -> Result<KvOutcome, KvError> {
+    pub fn get(&mut self, i: usize, key: &[u8]) -> Result<Outcome, OpError> {
         let k = key.to_vec();
         self.kv(i, move |n, now| n.get(now, k))
     }
 
     /// `delete` at node `i`, run to completion.
-    pub fn delete(&mut self, i: usize, key: &[u8]) -> Result<KvOutcome, KvError> {
+    pub fn delete(&mut self, i: usize, key: &[u8]) -> Result<Outcome, OpError> {
         let k = key.to_vec();
         self.kv(i, move |n, now| n.delete(now, k))
     }
@@ -898,7 +893,7 @@ impl Sim {
                         .remove(&(self.nodes[i].node.addr(), lookup.0));
                     self.results.insert((i, *lookup), result.clone());
                 }
-                Event::KvDone { op, result } => {
+                Event::OpDone { op, result } => {
                     self.kv_results.insert((i, *op), result.clone());
                 }
                 Event::Publication {

@@ -4,7 +4,7 @@
 //! delete replaces it — through joins, graceful leaves, crashes and
 //! restarts.
 
-use chordal_core::{KvError, KvOutcome};
+use chordal_core::{OpError, Outcome};
 use chordal_sim::{Clock, Sim, SimConfig};
 use proptest::prelude::*;
 use std::collections::HashMap;
@@ -125,7 +125,7 @@ fn run(seed: u64, offsets: &[i64], steps: &[(Step, u64)]) {
                 let r = s.put(pick(at), &key(k), &value);
                 let e = expect.entry(k).or_default();
                 match r {
-                    Ok(KvOutcome::Stored { .. }) => {
+                    Ok(Outcome::Stored { .. }) => {
                         e.acked = Some(value);
                         e.maybe.clear();
                     }
@@ -136,7 +136,7 @@ fn run(seed: u64, offsets: &[i64], steps: &[(Step, u64)]) {
                 let r = s.delete(pick(at), &key(k));
                 let e = expect.entry(k).or_default();
                 match r {
-                    Ok(KvOutcome::Stored { .. }) | Ok(KvOutcome::NotFound) => {
+                    Ok(Outcome::Stored { .. }) | Ok(Outcome::NotFound) => {
                         e.acked = None;
                         e.maybe.clear();
                     }
@@ -201,10 +201,10 @@ fn check(s: &mut Sim, seed: u64, step: usize, expect: &HashMap<usize, Expect>, s
     for (&k, e) in expect {
         let at = alive[(k + step) % alive.len()];
         let got = match s.get(at, &key(k)) {
-            Ok(KvOutcome::Found { value, .. }) => Some(value),
-            Ok(KvOutcome::NotFound) => None,
+            Ok(Outcome::Found { value, .. }) => Some(value),
+            Ok(Outcome::NotFound) => None,
             Err(err) if !settled => {
-                let _: KvError = err;
+                let _: OpError = err;
                 continue;
             }
             other => panic!("seed {seed} step {step}: get {k}: {other:?}"),
@@ -250,7 +250,7 @@ fn a_write_after_a_clock_step_back_wins() {
     s.run_for(SEC);
     assert!(matches!(
         s.put(fast, b"k", b"first"),
-        Ok(KvOutcome::Stored { .. })
+        Ok(Outcome::Stored { .. })
     ));
     s.kill(fast);
     s.set_clock(fast, clock(0));
@@ -258,10 +258,10 @@ fn a_write_after_a_clock_step_back_wins() {
     s.run_for(SEC);
     assert!(matches!(
         s.put(fast, b"k", b"second"),
-        Ok(KvOutcome::Stored { .. })
+        Ok(Outcome::Stored { .. })
     ));
     match s.get(fast, b"k") {
-        Ok(KvOutcome::Found { value, version }) => {
+        Ok(Outcome::Found { value, version }) => {
             assert_eq!(value, b"second");
             assert!(version.hlc > (BASE_US + HOUR_US) as u64, "{version:?}");
         }

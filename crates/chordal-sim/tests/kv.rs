@@ -2,7 +2,7 @@
 //! owner and its R-1 successors, write quorums, reads during a handoff,
 //! tombstones.
 
-use chordal_core::{Id, KvError, KvOutcome, Record};
+use chordal_core::{Id, OpError, Outcome, Record};
 use chordal_sim::{Sim, SimConfig};
 use chordal_store::Store;
 use std::time::Duration;
@@ -46,10 +46,10 @@ fn index_of(s: &Sim, id: Id) -> usize {
         .unwrap()
 }
 
-fn value(r: Result<KvOutcome, KvError>) -> Option<Vec<u8>> {
+fn value(r: Result<Outcome, OpError>) -> Option<Vec<u8>> {
     match r.expect("operation failed") {
-        KvOutcome::Found { value, .. } => Some(value),
-        KvOutcome::NotFound => None,
+        Outcome::Found { value, .. } => Some(value),
+        Outcome::NotFound => None,
         other => panic!("unexpected {other:?}"),
     }
 }
@@ -62,7 +62,7 @@ fn put_get_delete_from_any_node() {
         let key = format!("key-{k}");
         let at = k % 20;
         match s.put(at, key.as_bytes(), format!("value-{k}").as_bytes()) {
-            Ok(KvOutcome::Stored { acked, .. }) => {
+            Ok(Outcome::Stored { acked, .. }) => {
                 assert!(acked >= 2, "seed {seed}: {key} acked by {acked}")
             }
             other => panic!("seed {seed}: put {key}: {other:?}"),
@@ -82,13 +82,10 @@ fn put_get_delete_from_any_node() {
     s.put(4, b"key-1", b"second").unwrap();
     assert_eq!(value(s.get(9, b"key-1")), Some(b"second".to_vec()));
     // Delete, then the key is gone everywhere; deleting again finds nothing.
-    assert!(matches!(
-        s.delete(11, b"key-1"),
-        Ok(KvOutcome::Stored { .. })
-    ));
+    assert!(matches!(s.delete(11, b"key-1"), Ok(Outcome::Stored { .. })));
     assert_eq!(value(s.get(2, b"key-1")), None);
-    assert_eq!(s.delete(5, b"key-1"), Ok(KvOutcome::NotFound));
-    assert_eq!(s.delete(5, b"never-written"), Ok(KvOutcome::NotFound));
+    assert_eq!(s.delete(5, b"key-1"), Ok(Outcome::NotFound));
+    assert_eq!(s.delete(5, b"never-written"), Ok(Outcome::NotFound));
 }
 
 /// Each key lives on exactly its owner and the next R-1 nodes (DHash).
@@ -134,7 +131,7 @@ fn write_fails_without_a_quorum() {
     let at = index_of(&s, owner);
     assert_eq!(
         s.put(at, key, b"v"),
-        Err(KvError::QuorumFailed {
+        Err(OpError::QuorumFailed {
             acked: 1,
             needed: 2
         })
@@ -197,7 +194,7 @@ fn tombstones_are_not_resurrected_by_a_stale_replica() {
         let owner = index_of(&s, oracle.successor(&Id::hash(key)));
         s.store(owner).get(&Id::hash(key), key).unwrap().unwrap()
     };
-    assert!(matches!(s.delete(1, key), Ok(KvOutcome::Stored { .. })));
+    assert!(matches!(s.delete(1, key), Ok(Outcome::Stored { .. })));
     s.run_for(SEC);
     // Make one replica stale, as if it had missed the delete: the store
     // refuses to go back in time, so drop its tombstone first.
@@ -431,7 +428,7 @@ fn concurrent_writers_converge_to_one_value() {
     s.run_for(5 * SEC);
     for (i, op) in &ops {
         assert!(
-            matches!(s.kv_result(*i, *op), Some(Ok(KvOutcome::Stored { .. }))),
+            matches!(s.kv_result(*i, *op), Some(Ok(Outcome::Stored { .. }))),
             "seed {seed}: writer {i}"
         );
     }
@@ -527,7 +524,7 @@ fn tombstones_are_collected_after_the_grace_period() {
         s.put(k % 8, key.as_bytes(), b"v").unwrap();
         assert!(matches!(
             s.delete((k + 1) % 8, key.as_bytes()),
-            Ok(KvOutcome::Stored { .. })
+            Ok(Outcome::Stored { .. })
         ));
     }
     s.run_for(5 * SEC);
@@ -589,7 +586,7 @@ fn graceful_leave_hands_over_everything() {
     for (k, key) in keys.iter().enumerate() {
         assert!(matches!(
             s.put(k % 8, key.as_bytes(), key.as_bytes()),
-            Ok(KvOutcome::Stored { acked: 1, .. })
+            Ok(Outcome::Stored { acked: 1, .. })
         ));
     }
     // The node holding the most keys leaves (not the first, the seed).
@@ -641,7 +638,7 @@ fn restarted_nodes_with_stale_data_serve_the_newest_values() {
         } else if k % 3 == 1 {
             assert!(matches!(
                 s.delete(2, key.as_bytes()),
-                Ok(KvOutcome::Stored { .. })
+                Ok(Outcome::Stored { .. })
             ));
             expect[k] = None;
         }
@@ -714,7 +711,7 @@ fn graceful_leave_hands_over_bulk_data_despite_loss() {
     for (k, key) in keys.iter().enumerate() {
         assert!(matches!(
             s.put(k % 4, key.as_bytes(), &value),
-            Ok(KvOutcome::Stored { acked: 1, .. })
+            Ok(Outcome::Stored { acked: 1, .. })
         ));
     }
     let held = |s: &Sim, i: usize| {
@@ -766,7 +763,7 @@ fn crashes_down_to_the_last_node_keep_every_record() {
     for (k, key) in keys.iter().enumerate() {
         assert!(matches!(
             s.put(k % 4, key.as_bytes(), key.as_bytes()),
-            Ok(KvOutcome::Stored { .. })
+            Ok(Outcome::Stored { .. })
         ));
     }
     s.run_for(10 * SEC);
@@ -801,7 +798,7 @@ fn write_quorum_is_counted_against_r() {
     let mut s = ring_with(10, config);
     assert_eq!(
         s.put(0, b"k", b"v"),
-        Err(KvError::QuorumUnavailable {
+        Err(OpError::QuorumUnavailable {
             available: 2,
             needed: 3
         })
@@ -818,7 +815,7 @@ fn write_quorum_is_counted_against_r() {
     let mut s = ring_with(2, config);
     assert!(matches!(
         s.put(0, b"k", b"v"),
-        Ok(KvOutcome::Stored { acked: 2, .. })
+        Ok(Outcome::Stored { acked: 2, .. })
     ));
     // And one alone takes one.
     let mut config = SimConfig {
@@ -829,7 +826,7 @@ fn write_quorum_is_counted_against_r() {
     let mut s = ring_with(1, config);
     assert!(matches!(
         s.put(0, b"k", b"v"),
-        Ok(KvOutcome::Stored { acked: 1, .. })
+        Ok(Outcome::Stored { acked: 1, .. })
     ));
 }
 
@@ -856,11 +853,11 @@ fn overload_is_answered_and_backed_off_from() {
     let mut stored = 0;
     for (i, key, op) in &started {
         match s.kv_result(*i, *op) {
-            Some(Ok(KvOutcome::Stored { .. })) => {
+            Some(Ok(Outcome::Stored { .. })) => {
                 stored += 1;
                 assert_eq!(value(s.get(0, key.as_bytes())), Some(b"v".to_vec()));
             }
-            Some(Err(KvError::Overloaded)) => {}
+            Some(Err(OpError::Overloaded)) => {}
             other => panic!("put {key} at {i}: {other:?}"),
         }
     }
@@ -879,7 +876,7 @@ fn overload_is_answered_and_backed_off_from() {
     let big = vec![0u8; 1024 * 1024 + 1];
     assert_eq!(
         s.put(0, b"big", &big),
-        Err(KvError::TooLarge {
+        Err(OpError::TooLarge {
             size: big.len() as u64,
             limit: 1024 * 1024
         })
@@ -892,11 +889,11 @@ fn overload_is_answered_and_backed_off_from() {
 /// keeps within the time the coordinator said it waits.
 #[test]
 fn a_retried_operation_gets_the_first_answer() {
-    use chordal_core::{Envelope, KvOp, KvResult, Message, NodeRef};
+    use chordal_core::{Envelope, Message, NodeRef, OpResult, Operation};
     let mut s = ring(50, 3);
     assert!(matches!(
         s.put(0, b"doomed", b"v"),
-        Ok(KvOutcome::Stored { .. })
+        Ok(Outcome::Stored { .. })
     ));
     let owner_id = s.oracle().successor(&Id::hash(b"doomed"));
     let owner = index_of(&s, owner_id);
@@ -905,9 +902,9 @@ fn a_retried_operation_gets_the_first_answer() {
     let delete = |req| Envelope {
         from: me,
         to: NodeRef::new(owner_id, s.node(owner).addr()).into(),
-        msg: Message::KvRequest {
+        msg: Message::Request {
             req,
-            op: KvOp::Delete {
+            op: Operation::Delete {
                 key: b"doomed".to_vec(),
             },
             op_id: 99,
@@ -919,18 +916,18 @@ fn a_retried_operation_gets_the_first_answer() {
     s.run_for(SEC);
     s.inject(owner, again);
     s.run_for(SEC);
-    let answers: Vec<(u64, KvResult)> = s
+    let answers: Vec<(u64, OpResult)> = s
         .outside
         .iter()
         .filter_map(|e| match &e.msg {
-            Message::KvReply { req, result, .. } => Some((*req, result.clone())),
+            Message::Reply { req, result, .. } => Some((*req, result.clone())),
             _ => None,
         })
         .collect();
     assert_eq!(answers.len(), 2, "{answers:?}");
     for (req, result) in &answers {
         assert!(
-            matches!(result, KvResult::Stored { .. }),
+            matches!(result, OpResult::Stored { .. }),
             "try {req}: {result:?}"
         );
     }

@@ -3,7 +3,7 @@
 //! of the topic's owner and move to a node that joins in front of it;
 //! unsubscribing and dying end delivery.
 
-use chordal_core::{Config, Id, KvOutcome};
+use chordal_core::{Config, Id, Outcome};
 use chordal_sim::{Sim, SimConfig};
 use std::time::Duration;
 
@@ -39,7 +39,7 @@ fn every_subscriber_gets_every_publication_in_publisher_order() {
     let mut s = ring(21, 30, Config::default());
     let subscribers: Vec<usize> = (0..30).step_by(3).collect();
     for &i in &subscribers {
-        assert_eq!(s.subscribe(i, b"news"), Ok(KvOutcome::Delivered));
+        assert_eq!(s.subscribe(i, b"news"), Ok(Outcome::Delivered));
     }
     // Three publishers, 20 publications each, all started at once.
     let mut ops = Vec::new();
@@ -53,7 +53,7 @@ fn every_subscriber_gets_every_publication_in_publisher_order() {
     for (p, op) in ops {
         assert_eq!(
             s.kv_result(p, op),
-            Some(&Ok(KvOutcome::Published { subscribers: 10 }))
+            Some(&Ok(Outcome::Published { subscribers: 10 }))
         );
     }
     for &i in &subscribers {
@@ -85,7 +85,7 @@ fn subscriptions_survive_the_crash_of_the_topics_owner() {
     let owner = owner_of(&s, topic);
     let subscribers: Vec<usize> = (0..24).filter(|i| *i != owner).step_by(2).collect();
     for &i in &subscribers {
-        assert_eq!(s.subscribe(i, topic), Ok(KvOutcome::Delivered));
+        assert_eq!(s.subscribe(i, topic), Ok(Outcome::Delivered));
     }
     let publisher = (owner + 1) % 24;
     assert!(s.publish(publisher, topic, b"before").is_ok());
@@ -95,7 +95,7 @@ fn subscriptions_survive_the_crash_of_the_topics_owner() {
     let n = subscribers.len() as u32;
     assert_eq!(
         s.publish(publisher, topic, b"after"),
-        Ok(KvOutcome::Published { subscribers: n })
+        Ok(Outcome::Published { subscribers: n })
     );
     s.run_for(Duration::from_secs(1));
     assert_ne!(owner_of(&s, topic), owner);
@@ -126,7 +126,7 @@ fn a_node_joining_in_front_of_the_owner_takes_the_topic_with_its_subscribers() {
     s.run_for(Duration::from_secs(1));
     assert_eq!(
         s.publish(3, topic, b"sunny"),
-        Ok(KvOutcome::Published { subscribers: 16 })
+        Ok(Outcome::Published { subscribers: 16 })
     );
     s.run_for(Duration::from_secs(1));
     for i in 0..16 {
@@ -145,7 +145,7 @@ fn unsubscribing_or_dying_ends_delivery() {
     s.run_for(Duration::from_millis(200));
     assert_eq!(
         s.publish(0, topic, b"one"),
-        Ok(KvOutcome::Published { subscribers: 2 })
+        Ok(Outcome::Published { subscribers: 2 })
     );
     // A dead subscriber's lease lapses after three renewal periods.
     s.kill(8);
@@ -160,7 +160,7 @@ fn unsubscribing_or_dying_ends_delivery() {
     assert_eq!(left, [2]);
     assert_eq!(
         s.publish(0, topic, b"two"),
-        Ok(KvOutcome::Published { subscribers: 1 })
+        Ok(Outcome::Published { subscribers: 1 })
     );
     s.run_for(Duration::from_millis(200));
     assert_eq!(received(&s, 2, topic), ["one", "two"]);
@@ -214,7 +214,7 @@ fn subscriptions_made_while_the_ring_forms_survive_the_owners_crash() {
     // notification to it fails.
     assert_eq!(
         s.publish(nodes[1], topic, b"still here"),
-        Ok(KvOutcome::Published { subscribers: 5 }),
+        Ok(Outcome::Published { subscribers: 5 }),
         "the next owner did not know every subscriber"
     );
     s.run_for(Duration::from_secs(1));

@@ -4,8 +4,8 @@
 use crate::WireError;
 use crate::pb::{self, Body};
 use chordal_core::{
-    Envelope, Id, KeyRange, KvOp, KvResult, LookupFailure, Message, NodeRef, Publication, Record,
-    Target, Version,
+    Envelope, Id, KeyRange, LookupFailure, Message, NodeRef, OpResult, Operation, Publication,
+    Record, Target, Version,
 };
 use prost::Message as _;
 use std::net::SocketAddr;
@@ -90,48 +90,48 @@ fn record_from_pb(r: &pb::Record) -> Result<Record, WireError> {
     ))
 }
 
-fn kv_reply_to_pb(req: u64, result: &KvResult) -> pb::KvReply {
+fn kv_reply_to_pb(req: u64, result: &OpResult) -> pb::KvReply {
     let mut out = pb::KvReply {
         req,
         ..Default::default()
     };
     match result {
-        KvResult::Stored { version, acked } => {
+        OpResult::Stored { version, acked } => {
             out.status = 0;
             out.version = Some(version_to_pb(version));
             out.acked = *acked;
         }
-        KvResult::Found { value, version } => {
+        OpResult::Found { value, version } => {
             out.status = 1;
             out.version = Some(version_to_pb(version));
             out.value = value.clone();
         }
-        KvResult::NotFound => out.status = 2,
-        KvResult::WrongOwner => out.status = 3,
-        KvResult::QuorumFailed { acked, needed } => {
+        OpResult::NotFound => out.status = 2,
+        OpResult::WrongOwner => out.status = 3,
+        OpResult::QuorumFailed { acked, needed } => {
             out.status = 4;
             out.acked = *acked;
             out.needed = *needed;
         }
-        KvResult::QuorumUnavailable { available, needed } => {
+        OpResult::QuorumUnavailable { available, needed } => {
             out.status = 10;
             out.acked = *available;
             out.needed = *needed;
         }
-        KvResult::StoreFailed => out.status = 5,
-        KvResult::Overloaded => out.status = 11,
-        KvResult::TooLarge { size, limit } => {
+        OpResult::StoreFailed => out.status = 5,
+        OpResult::Overloaded => out.status = 11,
+        OpResult::TooLarge { size, limit } => {
             out.status = 12;
             out.acked = *size;
             out.needed = *limit;
         }
-        KvResult::Delivered => out.status = 6,
-        KvResult::Replied { payload } => {
+        OpResult::Delivered => out.status = 6,
+        OpResult::Replied { payload } => {
             out.status = 7;
             out.value = payload.clone();
         }
-        KvResult::Refused => out.status = 8,
-        KvResult::Published { subscribers } => {
+        OpResult::Refused => out.status = 8,
+        OpResult::Published { subscribers } => {
             out.status = 9;
             out.acked = *subscribers;
         }
@@ -144,20 +144,20 @@ pub const MAX_ITEMS: usize = 4096;
 /// Most subscriber processes listed for one topic.
 pub const MAX_TOPIC_NODES: usize = 65_536;
 
-fn kv_request_to_pb(req: u64, op: &KvOp) -> pb::KvRequest {
+fn kv_request_to_pb(req: u64, op: &Operation) -> pb::KvRequest {
     let mut out = pb::KvRequest {
         req,
         ..Default::default()
     };
     match op {
-        KvOp::Put { key, value } => {
+        Operation::Put { key, value } => {
             out.op = 0;
             out.key = key.clone();
             out.value = value.clone();
         }
-        KvOp::Get { key } => (out.op, out.key) = (1, key.clone()),
-        KvOp::Delete { key } => (out.op, out.key) = (2, key.clone()),
-        KvOp::Deliver {
+        Operation::Get { key } => (out.op, out.key) = (1, key.clone()),
+        Operation::Delete { key } => (out.op, out.key) = (2, key.clone()),
+        Operation::Deliver {
             key,
             payload,
             want_reply,
@@ -166,16 +166,16 @@ fn kv_request_to_pb(req: u64, op: &KvOp) -> pb::KvRequest {
             out.key = key.clone();
             out.value = payload.clone();
         }
-        KvOp::Direct {
+        Operation::Direct {
             payload,
             want_reply,
         } => {
             out.op = if *want_reply { 6 } else { 5 };
             out.value = payload.clone();
         }
-        KvOp::Subscribe { topic } => (out.op, out.key) = (7, topic.clone()),
-        KvOp::Unsubscribe { topic } => (out.op, out.key) = (8, topic.clone()),
-        KvOp::Publish {
+        Operation::Subscribe { topic } => (out.op, out.key) = (7, topic.clone()),
+        Operation::Unsubscribe { topic } => (out.op, out.key) = (8, topic.clone()),
+        Operation::Publish {
             topic,
             publications,
         } => {
@@ -183,7 +183,7 @@ fn kv_request_to_pb(req: u64, op: &KvOp) -> pb::KvRequest {
             out.key = topic.clone();
             out.items = publications.iter().map(publication_to_pb).collect();
         }
-        KvOp::Notify { items, missed } => {
+        Operation::Notify { items, missed } => {
             out.op = 10;
             out.items = items.iter().map(publication_to_pb).collect();
             out.missed = missed
@@ -194,7 +194,7 @@ fn kv_request_to_pb(req: u64, op: &KvOp) -> pb::KvRequest {
                 })
                 .collect();
         }
-        KvOp::TopicReplica { topics } => {
+        Operation::TopicReplica { topics } => {
             out.op = 11;
             out.topics = topics
                 .iter()
@@ -208,30 +208,30 @@ fn kv_request_to_pb(req: u64, op: &KvOp) -> pb::KvRequest {
     out
 }
 
-fn kv_op_from_pb(k: &pb::KvRequest) -> Result<KvOp, WireError> {
+fn kv_op_from_pb(k: &pb::KvRequest) -> Result<Operation, WireError> {
     if k.items.len() > MAX_ITEMS || k.missed.len() > MAX_ITEMS || k.topics.len() > MAX_ITEMS {
         return Err(WireError::Invalid("items"));
     }
     Ok(match k.op {
-        0 => KvOp::Put {
+        0 => Operation::Put {
             key: k.key.clone(),
             value: k.value.clone(),
         },
-        1 => KvOp::Get { key: k.key.clone() },
-        2 => KvOp::Delete { key: k.key.clone() },
-        3 | 4 => KvOp::Deliver {
+        1 => Operation::Get { key: k.key.clone() },
+        2 => Operation::Delete { key: k.key.clone() },
+        3 | 4 => Operation::Deliver {
             key: k.key.clone(),
             payload: k.value.clone(),
             want_reply: k.op == 4,
         },
-        5 | 6 => KvOp::Direct {
+        5 | 6 => Operation::Direct {
             payload: k.value.clone(),
             want_reply: k.op == 6,
         },
-        7 => KvOp::Subscribe {
+        7 => Operation::Subscribe {
             topic: k.key.clone(),
         },
-        8 => KvOp::Unsubscribe {
+        8 => Operation::Unsubscribe {
             topic: k.key.clone(),
         },
         9 => {
@@ -243,12 +243,12 @@ fn kv_op_from_pb(k: &pb::KvRequest) -> Result<KvOp, WireError> {
             if publications.is_empty() || publications.iter().any(|p| p.topic != k.key) {
                 return Err(WireError::Invalid("items"));
             }
-            KvOp::Publish {
+            Operation::Publish {
                 topic: k.key.clone(),
                 publications,
             }
         }
-        10 => KvOp::Notify {
+        10 => Operation::Notify {
             items: k
                 .items
                 .iter()
@@ -260,7 +260,7 @@ fn kv_op_from_pb(k: &pb::KvRequest) -> Result<KvOp, WireError> {
                 .map(|m| (m.topic.clone(), m.count))
                 .collect(),
         },
-        11 => KvOp::TopicReplica {
+        11 => Operation::TopicReplica {
             topics: k
                 .topics
                 .iter()
@@ -301,37 +301,37 @@ fn publication_from_pb(p: &pb::Publication) -> Result<Publication, WireError> {
     })
 }
 
-fn kv_reply_from_pb(r: &pb::KvReply) -> Result<KvResult, WireError> {
+fn kv_reply_from_pb(r: &pb::KvReply) -> Result<OpResult, WireError> {
     Ok(match r.status {
-        0 => KvResult::Stored {
+        0 => OpResult::Stored {
             version: version_from_pb(&r.version)?,
             acked: r.acked,
         },
-        1 => KvResult::Found {
+        1 => OpResult::Found {
             value: r.value.clone(),
             version: version_from_pb(&r.version)?,
         },
-        2 => KvResult::NotFound,
-        3 => KvResult::WrongOwner,
-        4 => KvResult::QuorumFailed {
+        2 => OpResult::NotFound,
+        3 => OpResult::WrongOwner,
+        4 => OpResult::QuorumFailed {
             acked: r.acked,
             needed: r.needed,
         },
-        5 => KvResult::StoreFailed,
-        6 => KvResult::Delivered,
-        7 => KvResult::Replied {
+        5 => OpResult::StoreFailed,
+        6 => OpResult::Delivered,
+        7 => OpResult::Replied {
             payload: r.value.clone(),
         },
-        8 => KvResult::Refused,
-        9 => KvResult::Published {
+        8 => OpResult::Refused,
+        9 => OpResult::Published {
             subscribers: r.acked,
         },
-        11 => KvResult::Overloaded,
-        12 => KvResult::TooLarge {
+        11 => OpResult::Overloaded,
+        12 => OpResult::TooLarge {
             size: r.acked,
             limit: r.needed,
         },
-        10 => KvResult::QuorumUnavailable {
+        10 => OpResult::QuorumUnavailable {
             available: r.acked,
             needed: r.needed,
         },
@@ -411,7 +411,7 @@ pub fn envelope_to_pb(env: &Envelope) -> pb::Envelope {
             successors: nodes_to_pb(successors),
         }),
         Message::NotHere { req } => Body::NotHere(pb::Req { req: *req }),
-        Message::KvRequest {
+        Message::Request {
             req,
             op,
             op_id,
@@ -422,7 +422,7 @@ pub fn envelope_to_pb(env: &Envelope) -> pb::Envelope {
             pb.timeout_ms = *timeout_ms;
             Body::KvRequest(pb)
         }
-        Message::KvReply { req, result, range } => {
+        Message::Reply { req, result, range } => {
             let mut pb = kv_reply_to_pb(*req, result);
             if let Some(r) = range {
                 pb.range_start = r.start.0.to_vec();
@@ -581,13 +581,13 @@ pub fn envelope_from_pb(pb: &pb::Envelope, local: SocketAddr) -> Result<Envelope
             successors: nodes_from_pb(&l.successors, "successors")?,
         },
         Body::NotHere(r) => Message::NotHere { req: r.req },
-        Body::KvRequest(k) => Message::KvRequest {
+        Body::KvRequest(k) => Message::Request {
             req: k.req,
             op: kv_op_from_pb(k)?,
             op_id: k.op_id,
             timeout_ms: k.timeout_ms,
         },
-        Body::KvReply(r) => Message::KvReply {
+        Body::KvReply(r) => Message::Reply {
             req: r.req,
             result: kv_reply_from_pb(r)?,
             range: if r.range_end.is_empty() {

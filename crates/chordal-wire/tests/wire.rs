@@ -2,8 +2,8 @@
 
 use bytes::{BufMut, BytesMut};
 use chordal_core::{
-    Envelope, Id, KvOp, KvResult, LookupFailure, Message, NodeRef, Publication, Record, Target,
-    Version,
+    Envelope, Id, LookupFailure, Message, NodeRef, OpResult, Operation, Publication, Record,
+    Target, Version,
 };
 use chordal_wire::*;
 use proptest::prelude::*;
@@ -50,24 +50,24 @@ fn any_record() -> impl Strategy<Value = Record> {
         .prop_map(|(key, version, value)| Record::new(key, version, value))
 }
 
-fn any_kv_op() -> impl Strategy<Value = KvOp> {
+fn any_kv_op() -> impl Strategy<Value = Operation> {
     prop_oneof![
-        (any_bytes(), any_bytes()).prop_map(|(key, value)| KvOp::Put { key, value }),
-        any_bytes().prop_map(|key| KvOp::Get { key }),
-        any_bytes().prop_map(|key| KvOp::Delete { key }),
+        (any_bytes(), any_bytes()).prop_map(|(key, value)| Operation::Put { key, value }),
+        any_bytes().prop_map(|key| Operation::Get { key }),
+        any_bytes().prop_map(|key| Operation::Delete { key }),
         (any_bytes(), any_bytes(), any::<bool>()).prop_map(|(key, payload, want_reply)| {
-            KvOp::Deliver {
+            Operation::Deliver {
                 key,
                 payload,
                 want_reply,
             }
         }),
-        (any_bytes(), any::<bool>()).prop_map(|(payload, want_reply)| KvOp::Direct {
+        (any_bytes(), any::<bool>()).prop_map(|(payload, want_reply)| Operation::Direct {
             payload,
             want_reply
         }),
-        any_bytes().prop_map(|topic| KvOp::Subscribe { topic }),
-        any_bytes().prop_map(|topic| KvOp::Unsubscribe { topic }),
+        any_bytes().prop_map(|topic| Operation::Subscribe { topic }),
+        any_bytes().prop_map(|topic| Operation::Unsubscribe { topic }),
         (
             any_bytes(),
             proptest::collection::vec(any_publication(), 1..4)
@@ -76,7 +76,7 @@ fn any_kv_op() -> impl Strategy<Value = KvOp> {
                 for p in &mut publications {
                     p.topic = topic.clone();
                 }
-                KvOp::Publish {
+                Operation::Publish {
                     topic,
                     publications,
                 }
@@ -85,9 +85,9 @@ fn any_kv_op() -> impl Strategy<Value = KvOp> {
             proptest::collection::vec(any_publication(), 0..5),
             proptest::collection::vec((any_bytes(), any::<u64>()), 0..3)
         )
-            .prop_map(|(items, missed)| KvOp::Notify { items, missed }),
+            .prop_map(|(items, missed)| Operation::Notify { items, missed }),
         proptest::collection::vec((any_bytes(), any_nodes()), 0..4)
-            .prop_map(|topics| KvOp::TopicReplica { topics }),
+            .prop_map(|topics| Operation::TopicReplica { topics }),
     ]
 }
 
@@ -110,25 +110,25 @@ fn any_publication() -> impl Strategy<Value = Publication> {
         )
 }
 
-fn any_kv_result() -> impl Strategy<Value = KvResult> {
+fn any_kv_result() -> impl Strategy<Value = OpResult> {
     prop_oneof![
         (any_version(), any::<u32>())
-            .prop_map(|(version, acked)| KvResult::Stored { version, acked }),
+            .prop_map(|(version, acked)| OpResult::Stored { version, acked }),
         (any_bytes(), any_version())
-            .prop_map(|(value, version)| KvResult::Found { value, version }),
-        Just(KvResult::NotFound),
-        Just(KvResult::WrongOwner),
+            .prop_map(|(value, version)| OpResult::Found { value, version }),
+        Just(OpResult::NotFound),
+        Just(OpResult::WrongOwner),
         (any::<u32>(), any::<u32>())
-            .prop_map(|(acked, needed)| KvResult::QuorumFailed { acked, needed }),
+            .prop_map(|(acked, needed)| OpResult::QuorumFailed { acked, needed }),
         (any::<u32>(), any::<u32>())
-            .prop_map(|(available, needed)| KvResult::QuorumUnavailable { available, needed }),
-        Just(KvResult::Overloaded),
-        (any::<u32>(), any::<u32>()).prop_map(|(size, limit)| KvResult::TooLarge { size, limit }),
-        Just(KvResult::StoreFailed),
-        Just(KvResult::Delivered),
-        any_bytes().prop_map(|payload| KvResult::Replied { payload }),
-        Just(KvResult::Refused),
-        any::<u32>().prop_map(|subscribers| KvResult::Published { subscribers }),
+            .prop_map(|(available, needed)| OpResult::QuorumUnavailable { available, needed }),
+        Just(OpResult::Overloaded),
+        (any::<u32>(), any::<u32>()).prop_map(|(size, limit)| OpResult::TooLarge { size, limit }),
+        Just(OpResult::StoreFailed),
+        Just(OpResult::Delivered),
+        any_bytes().prop_map(|payload| OpResult::Replied { payload }),
+        Just(OpResult::Refused),
+        any::<u32>().prop_map(|subscribers| OpResult::Published { subscribers }),
     ]
 }
 
@@ -195,7 +195,7 @@ fn any_message() -> impl Strategy<Value = Message> {
         }),
         any::<u64>().prop_map(|req| Message::NotHere { req }),
         (any::<u64>(), any_kv_op(), any::<u64>(), any::<u32>()).prop_map(
-            |(req, op, op_id, timeout_ms)| Message::KvRequest {
+            |(req, op, op_id, timeout_ms)| Message::Request {
                 req,
                 op,
                 op_id,
@@ -207,7 +207,7 @@ fn any_message() -> impl Strategy<Value = Message> {
             any_kv_result(),
             proptest::option::of((any_id(), any_id()))
         )
-            .prop_map(|(req, result, range)| Message::KvReply {
+            .prop_map(|(req, result, range)| Message::Reply {
                 req,
                 result,
                 range: range.map(|(start, end)| chordal_core::KeyRange { start, end }),

@@ -13,7 +13,7 @@
 use crate::fasthash::FastMap;
 use crate::io::Cx;
 use crate::request::ReplyTo;
-use crate::{Event, KvResult, Time};
+use crate::{Event, OpResult, Time};
 use std::collections::BTreeSet;
 
 /// Number of an application message handed to this node's application
@@ -63,7 +63,7 @@ impl Messaging {
         want_reply: bool,
     ) {
         if self.waiting.len() >= cx.config.max_kv_ops {
-            cx.io.answer(reply, KvResult::Refused);
+            cx.io.answer(reply, OpResult::Refused);
             return;
         }
         let id = cx.io.next();
@@ -92,7 +92,7 @@ impl Messaging {
     pub fn accept(&mut self, cx: &mut Cx<'_>, msg: AppMsgId) {
         let wants_reply = self.waiting.get(&msg.0).is_some_and(|w| w.want_reply);
         if !wants_reply {
-            self.finish(cx, msg.0, KvResult::Delivered);
+            self.finish(cx, msg.0, OpResult::Delivered);
         }
     }
 
@@ -100,8 +100,8 @@ impl Messaging {
     /// as accepting it).
     pub fn reply(&mut self, cx: &mut Cx<'_>, msg: AppMsgId, payload: Vec<u8>) {
         let result = match self.waiting.get(&msg.0) {
-            Some(w) if w.want_reply => KvResult::Replied { payload },
-            _ => KvResult::Delivered,
+            Some(w) if w.want_reply => OpResult::Replied { payload },
+            _ => OpResult::Delivered,
         };
         self.finish(cx, msg.0, result);
     }
@@ -109,7 +109,7 @@ impl Messaging {
     /// The application will not (or cannot: its inbox is full) take
     /// message `msg`; the sender gets `Refused`.
     pub fn refuse(&mut self, cx: &mut Cx<'_>, msg: AppMsgId) {
-        self.finish(cx, msg.0, KvResult::Refused);
+        self.finish(cx, msg.0, OpResult::Refused);
     }
 
     /// Refuses every message the application left unanswered too long.
@@ -119,12 +119,12 @@ impl Messaging {
                 break;
             }
             self.deadlines.pop_first();
-            self.finish(cx, id, KvResult::Refused);
+            self.finish(cx, id, OpResult::Refused);
         }
     }
 
     /// Answers the sender of message `id` (if it still waits).
-    fn finish(&mut self, cx: &mut Cx<'_>, id: u64, result: KvResult) {
+    fn finish(&mut self, cx: &mut Cx<'_>, id: u64, result: OpResult) {
         let Some(w) = self.waiting.remove(&id) else {
             return;
         };

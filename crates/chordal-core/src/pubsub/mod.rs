@@ -17,7 +17,7 @@
 //!   the order they were made, numbered, so per-publisher order holds end
 //!   to end and duplicates from retries are dropped (`subscriber.rs`).
 //!
-//! Everything travels as key-value operations (`KvOp::Subscribe`,
+//! Everything travels as key-value operations (`Operation::Subscribe`,
 //! `Publish`, `Notify`, `TopicReplica`), so routing, retries after
 //! ownership moves and timeouts are the coordinator's, as for `put`.
 
@@ -26,7 +26,7 @@ mod subscriber;
 
 use crate::fasthash::FastMap;
 use crate::io::Cx;
-use crate::{Id, KvError, KvOutcome, NodeRef, Publication, Time};
+use crate::{Id, NodeRef, OpError, Outcome, Publication, Time};
 use std::collections::{BTreeMap, VecDeque};
 
 /// Topics one owner keeps (owned and replicas); more are refused.
@@ -175,7 +175,7 @@ impl PubSub {
     }
 
     /// The result of an operation pub/sub started itself.
-    pub fn op_done(&mut self, cx: &mut Cx<'_>, id: u64, result: Result<KvOutcome, KvError>) {
+    pub fn op_done(&mut self, cx: &mut Cx<'_>, id: u64, result: Result<Outcome, OpError>) {
         let Some(what) = self.internal.remove(&id) else {
             return;
         };
@@ -207,7 +207,13 @@ impl PubSub {
 
     /// Starts an operation for pub/sub itself (routed by the request
     /// machine; its result comes back to [`PubSub::op_done`]).
-    fn pubsub_op(&mut self, cx: &mut Cx<'_>, op: crate::KvOp, to: Option<NodeRef>, what: Internal) {
+    fn pubsub_op(
+        &mut self,
+        cx: &mut Cx<'_>,
+        op: crate::Operation,
+        to: Option<NodeRef>,
+        what: Internal,
+    ) {
         let id = cx.io.start_op(op, to);
         self.internal.insert(id, what);
     }

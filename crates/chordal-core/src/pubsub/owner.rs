@@ -9,7 +9,7 @@ use super::{
 };
 use crate::io::Cx;
 use crate::request::ReplyTo;
-use crate::{Id, KvError, KvOp, KvOutcome, KvResult, NodeRef, Publication, Time};
+use crate::{Id, NodeRef, OpError, OpResult, Operation, Outcome, Publication, Time};
 use std::collections::BTreeMap;
 
 /// A topic and its subscriber processes, as `TopicReplica` carries them.
@@ -26,14 +26,14 @@ impl PubSub {
         let subscriber = reply.origin(cx.ring.primary().me());
         let key = (Id::hash(&topic), topic);
         if !self.topics.contains_key(&key) && self.topics.len() >= MAX_TOPICS {
-            cx.io.answer(reply, KvResult::Refused);
+            cx.io.answer(reply, OpResult::Refused);
             return;
         }
         let expiry = now + self.topic_lease(cx);
         let t = self.topics.entry(key.clone()).or_default();
         let new = !t.subscribers.contains_key(&subscriber);
         if new && t.subscribers.len() >= MAX_SUBSCRIBERS {
-            cx.io.answer(reply, KvResult::Refused);
+            cx.io.answer(reply, OpResult::Refused);
             return;
         }
         t.subscribers.insert(subscriber, expiry);
@@ -43,7 +43,7 @@ impl PubSub {
             // crash right after this answer must not lose the subscriber.
             self.replicate_topics(cx, now, |k, _| *k == key);
         }
-        cx.io.answer(reply, KvResult::Delivered);
+        cx.io.answer(reply, OpResult::Delivered);
     }
 
     /// A subscriber leaves the topic.
@@ -56,7 +56,7 @@ impl PubSub {
                 self.topics.remove(&key);
             }
         }
-        cx.io.answer(reply, KvResult::Delivered);
+        cx.io.answer(reply, OpResult::Delivered);
     }
 
     /// Publications for a topic we own: queue them for every subscriber
@@ -73,7 +73,7 @@ impl PubSub {
             .iter()
             .all(|p| p.topic == topic && p.payload.len() <= MAX_PAYLOAD);
         if !valid {
-            cx.io.answer(reply, KvResult::Refused);
+            cx.io.answer(reply, OpResult::Refused);
             return;
         }
         let key = (Id::hash(&topic), topic);
@@ -94,7 +94,7 @@ impl PubSub {
             self.pump_outbox(cx, s);
         }
         cx.io
-            .answer(reply, KvResult::Published { subscribers: count });
+            .answer(reply, OpResult::Published { subscribers: count });
     }
 
     /// Next owners' copy: merge the subscriber lists a topic owner pushed.
@@ -121,7 +121,7 @@ impl PubSub {
             }
         }
         self.pubsub_schedule(cx, now);
-        cx.io.answer(reply, KvResult::Delivered);
+        cx.io.answer(reply, OpResult::Delivered);
     }
 
     /// Queues `p` for subscriber `to`, dropping the oldest (counted as
@@ -160,7 +160,7 @@ impl PubSub {
         out.bytes -= bytes;
         out.in_flight = true;
         let missed = std::mem::take(&mut out.missed).into_iter().collect();
-        let op = KvOp::Notify { items, missed };
+        let op = Operation::Notify { items, missed };
         self.pubsub_op(cx, op, Some(to), Internal::Notify(to));
     }
 
@@ -170,10 +170,10 @@ impl PubSub {
         &mut self,
         cx: &mut Cx<'_>,
         to: NodeRef,
-        result: Result<KvOutcome, KvError>,
+        result: Result<Outcome, OpError>,
     ) {
         match result {
-            Ok(_) | Err(KvError::Refused) | Err(KvError::Overloaded) => {
+            Ok(_) | Err(OpError::Refused) | Err(OpError::Overloaded) => {
                 if let Some(out) = self.outboxes.get_mut(&to) {
                     out.in_flight = false;
                 }
@@ -238,7 +238,7 @@ impl PubSub {
             let mut topics = topics.into_iter().peekable();
             while topics.peek().is_some() {
                 let chunk: Vec<_> = topics.by_ref().take(REPLICA_TOPICS).collect();
-                let op = KvOp::TopicReplica { topics: chunk };
+                let op = Operation::TopicReplica { topics: chunk };
                 self.pubsub_op(cx, op, Some(target), Internal::Replica);
             }
         }
@@ -276,7 +276,7 @@ impl PubSub {
             .map(|((_, topic), t)| (topic.clone(), t.subscribers.keys().copied().collect()))
             .collect();
         for chunk in topics.chunks(REPLICA_TOPICS) {
-            let op = KvOp::TopicReplica {
+            let op = Operation::TopicReplica {
                 topics: chunk.to_vec(),
             };
             self.pubsub_op(cx, op, Some(to), Internal::Replica);

@@ -4,44 +4,44 @@
 use super::PubSub;
 use super::{BATCH_BYTES, BATCH_ITEMS, Internal, PUBLISH_QUEUE, SEEN_PUBLISHERS, Subscription};
 use crate::io::Cx;
-use crate::request::{KvOpId, ReplyTo};
-use crate::{Event, KvError, KvOp, KvOutcome, KvResult, Publication, Time};
+use crate::request::{OpId, ReplyTo};
+use crate::{Event, OpError, OpResult, Operation, Outcome, Publication, Time};
 
 impl PubSub {
     /// Subscribes this process to `topic`: from now on, what is published
-    /// there arrives as `Event::Publication`. `Event::KvDone` for the
+    /// there arrives as `Event::Publication`. `Event::OpDone` for the
     /// returned operation says when the topic's owner has registered us
     /// (`Delivered`); the subscription is renewed every `topic_renew`
     /// until [`Node::unsubscribe`], also if that first registration fails.
-    pub fn subscribe(&mut self, cx: &mut Cx<'_>, now: Time, topic: Vec<u8>) -> KvOpId {
+    pub fn subscribe(&mut self, cx: &mut Cx<'_>, now: Time, topic: Vec<u8>) -> OpId {
         self.subscriptions.entry(topic.clone()).or_default();
         self.pubsub_schedule(cx, now);
-        KvOpId(cx.io.start_op(KvOp::Subscribe { topic }, None))
+        OpId(cx.io.start_op(Operation::Subscribe { topic }, None))
     }
 
     /// Ends this process's subscription to `topic` (and tells its owner,
     /// best effort: otherwise the lease lapses within three periods).
     pub fn unsubscribe(&mut self, cx: &mut Cx<'_>, topic: Vec<u8>) {
         if self.subscriptions.remove(&topic).is_some() {
-            let op = KvOp::Unsubscribe { topic };
+            let op = Operation::Unsubscribe { topic };
             self.pubsub_op(cx, op, None, Internal::Unsubscribe);
         }
     }
 
-    /// Publishes `payload` on `topic`. `Event::KvDone` says `Published`
+    /// Publishes `payload` on `topic`. `Event::OpDone` says `Published`
     /// with the number of subscriber processes once the topic's owner has
     /// queued it for them. Publications of this process to one topic go
     /// out in call order, one batch at a time (what waits while a batch is
     /// on its way forms the next), so subscribers get them in that order.
-    pub fn publish(&mut self, cx: &mut Cx<'_>, topic: Vec<u8>, payload: Vec<u8>) -> KvOpId {
+    pub fn publish(&mut self, cx: &mut Cx<'_>, topic: Vec<u8>, payload: Vec<u8>) -> OpId {
         let caller = cx.io.next();
         let out = self.outgoing.entry(topic.clone()).or_default();
         if out.waiting.len() >= PUBLISH_QUEUE {
-            cx.io.events.push_back(Event::KvDone {
-                op: KvOpId(caller),
-                result: Err(KvError::Overloaded),
+            cx.io.events.push_back(Event::OpDone {
+                op: OpId(caller),
+                result: Err(OpError::Overloaded),
             });
-            return KvOpId(caller);
+            return OpId(caller);
         }
         self.next_seq += 1;
         let publication = Publication {
@@ -53,7 +53,7 @@ impl PubSub {
         };
         out.waiting.push_back((caller, publication));
         self.publish_next(cx, topic);
-        KvOpId(caller)
+        OpId(caller)
     }
 
     /// Sends the publications waiting for `topic` (a bounded batch, in
@@ -82,7 +82,7 @@ impl PubSub {
             publications.push(p);
         }
         out.in_flight = true;
-        let op = KvOp::Publish {
+        let op = Operation::Publish {
             topic: topic.clone(),
             publications,
         };
@@ -95,14 +95,14 @@ impl PubSub {
         cx: &mut Cx<'_>,
         topic: Vec<u8>,
         callers: Vec<u64>,
-        result: Result<KvOutcome, KvError>,
+        result: Result<Outcome, OpError>,
     ) {
         if let Some(out) = self.outgoing.get_mut(&topic) {
             out.in_flight = false;
         }
         for caller in callers {
-            cx.io.events.push_back(Event::KvDone {
-                op: KvOpId(caller),
+            cx.io.events.push_back(Event::OpDone {
+                op: OpId(caller),
                 result: result.clone(),
             });
         }
@@ -121,7 +121,7 @@ impl PubSub {
             })
             .collect();
         for topic in due {
-            let op = KvOp::Subscribe {
+            let op = Operation::Subscribe {
                 topic: topic.clone(),
             };
             self.pubsub_op(cx, op, None, Internal::Renew(topic));
@@ -157,7 +157,7 @@ impl PubSub {
                 payload: p.payload,
             });
         }
-        cx.io.answer(reply, KvResult::Delivered);
+        cx.io.answer(reply, OpResult::Delivered);
     }
 }
 

@@ -5,8 +5,8 @@ use super::{ClientOp, Deadline, ReplyTo, Requests, oversize};
 use crate::io::{Cx, Serve};
 use crate::outcome::Answer;
 use crate::{
-    Id, KvError, KvOp, KvOutcome, KvResult, LookupError, LookupId, LookupMode, LookupResult,
-    Message, NodeRef, Time,
+    Id, LookupError, LookupId, LookupMode, LookupResult, Message, NodeRef, OpError, OpResult,
+    Operation, Outcome, Time,
 };
 
 /// Lookups (and owner redirects) one operation may use before giving up.
@@ -24,18 +24,18 @@ impl Requests {
         cx: &mut Cx<'_>,
         now: Time,
         id: u64,
-        op: KvOp,
+        op: Operation,
         target: Option<NodeRef>,
         in_flight: usize,
     ) {
         if let Some((size, limit)) = oversize(cx.config, &op) {
             cx.io
                 .done
-                .push_back((id, Err(KvError::TooLarge { size, limit })));
+                .push_back((id, Err(OpError::TooLarge { size, limit })));
         } else if !cx.ring.any_joined() {
-            cx.io.done.push_back((id, Err(KvError::NotJoined)));
+            cx.io.done.push_back((id, Err(OpError::NotJoined)));
         } else if in_flight >= cx.config.max_kv_ops {
-            cx.io.done.push_back((id, Err(KvError::Overloaded)));
+            cx.io.done.push_back((id, Err(OpError::Overloaded)));
         } else {
             let deadline = now + cx.config.kv_timeout;
             let key_id = Id::hash(op.key());
@@ -66,7 +66,7 @@ impl Requests {
             // A direct message goes to its node once: if that node is gone
             // there is nobody else to ask.
             if c.attempts > 1 {
-                self.finish_client(cx, id, Err(KvError::Unreachable));
+                self.finish_client(cx, id, Err(OpError::Unreachable));
                 return;
             }
             let op = c.op.clone();
@@ -78,7 +78,7 @@ impl Requests {
             return;
         }
         if c.attempts > MAX_ATTEMPTS {
-            let error = c.last_error.unwrap_or(KvError::Redirects);
+            let error = c.last_error.unwrap_or(OpError::Redirects);
             self.finish_client(cx, id, Err(error));
             return;
         }
@@ -116,12 +116,12 @@ impl Requests {
             Ok(r) => r.owner,
             // A node that is not part of a ring cannot do better later.
             Err(LookupError::NotJoined) => {
-                self.finish_client(cx, id, Err(KvError::Lookup(LookupError::NotJoined)));
+                self.finish_client(cx, id, Err(OpError::Lookup(LookupError::NotJoined)));
                 return;
             }
             // Dead hops, a ring in flux: try again shortly.
             Err(e) => {
-                c.last_error = Some(KvError::Lookup(e));
+                c.last_error = Some(OpError::Lookup(e));
                 self.retry_client(cx, now, id);
                 return;
             }
@@ -140,7 +140,14 @@ impl Requests {
     /// says how long we wait, so that the owner answers (or gives up)
     /// within it, and names the operation, so that the owner answers a
     /// retry as it answered the first try.
-    fn send_to_owner(&mut self, cx: &mut Cx<'_>, now: Time, id: u64, owner: NodeRef, op: KvOp) {
+    fn send_to_owner(
+        &mut self,
+        cx: &mut Cx<'_>,
+        now: Time,
+        id: u64,
+        owner: NodeRef,
+        op: Operation,
+    ) {
         let req = cx.io.next();
         let timeout = cx.config.kv_timeout;
         let left = self
@@ -151,7 +158,7 @@ impl Requests {
         let deadline = now + wait;
         self.requests.insert(req, (id, owner, deadline));
         self.deadlines.insert((deadline, Deadline::Request(req)));
-        let msg = Message::KvRequest {
+        let msg = Message::Request {
             req,
             op,
             op_id: self.op_base.wrapping_add(id),
@@ -171,7 +178,7 @@ impl Requests {
                 Deadline::Client(id) => {
                     self.lookups.retain(|_, c| *c != id);
                     self.requests.retain(|_, (c, _, _)| *c != id);
-                    self.finish_client(cx, id, Err(KvError::Timeout));
+                    self.finish_client(cx, id, Err(OpError::Timeout));
                 }
                 Deadline::Request(req) => self.request_expired(cx, now, req),
                 Deadline::Retry(id) => self.route_client(cx, now, id),
@@ -205,7 +212,7 @@ impl Requests {
         }
     }
 
-    /// An owner answered a `KvRequest` of ours, from `owner`, telling us
+    /// An owner answered a `Request` of ours, from `owner`, telling us
     /// its `range` (unless it said `WrongOwner`).
     pub fn handle_reply(
         &mut self,
@@ -213,7 +220,7 @@ impl Requests {
         now: Time,
         owner: NodeRef,
         req: u64,
-        result: KvResult,
+        result: OpResult,
         range: Option<crate::KeyRange>,
     ) {
         if let Some(range) = range {
@@ -223,7 +230,7 @@ impl Requests {
             return;
         };
         self.deadlines.remove(&(deadline, Deadline::Request(req)));
-        if result == KvResult::WrongOwner {
+        if result == OpResult::WrongOwner {
             self.forget_owner(&owner);
         }
         self.client_result(cx, now, id, result);
@@ -232,13 +239,13 @@ impl Requests {
     /// The owner's result for operation `id` (local or remote): the
     /// operation ends, or tries again if ownership moved or the owner shed
     /// load.
-    pub(super) fn client_result(&mut self, cx: &mut Cx<'_>, now: Time, id: u64, result: KvResult) {
+    pub(super) fn client_result(&mut self, cx: &mut Cx<'_>, now: Time, id: u64, result: OpResult) {
         let outcome = match result.answer() {
             Answer::Done(outcome) => outcome,
             Answer::Overloaded => {
                 // The owner sheds load: back off, then try again.
                 if let Some(c) = self.clients.get_mut(&id) {
-                    c.last_error = Some(KvError::Overloaded);
+                    c.last_error = Some(OpError::Overloaded);
                     let backoff = cx.config.request_timeout * c.attempts.min(4);
                     self.deadlines.insert((now + backoff, Deadline::Retry(id)));
                 }
@@ -247,7 +254,7 @@ impl Requests {
             // Ownership moved since the lookup: look up again.
             Answer::WrongOwner => {
                 if let Some(c) = self.clients.get_mut(&id) {
-                    c.last_error = Some(KvError::Redirects);
+                    c.last_error = Some(OpError::Redirects);
                 }
                 self.retry_client(cx, now, id);
                 return;
@@ -274,7 +281,7 @@ impl Requests {
     }
 
     /// Ends operation `id`: its result goes to `Io::done`.
-    fn finish_client(&mut self, cx: &mut Cx<'_>, id: u64, result: Result<KvOutcome, KvError>) {
+    fn finish_client(&mut self, cx: &mut Cx<'_>, id: u64, result: Result<Outcome, OpError>) {
         if let Some(c) = self.clients.remove(&id) {
             self.deadlines.remove(&(c.deadline, Deadline::Client(id)));
             cx.io.done.push_back((id, result));
@@ -283,7 +290,7 @@ impl Requests {
 }
 
 /// Operation `id` is for our own vnode `vnode`: serve it here.
-fn serve_locally(cx: &mut Cx<'_>, vnode: NodeRef, op: KvOp, id: u64) {
+fn serve_locally(cx: &mut Cx<'_>, vnode: NodeRef, op: Operation, id: u64) {
     cx.io.serve.push_back(Serve {
         vnode,
         op,

@@ -6,9 +6,9 @@
 //! Two halves, usually on different processes:
 //! - the **coordinator** (`coordinator.rs`) takes an operation from the
 //!   application, finds the key's owner (a local vnode, the owner cache or
-//!   a Chord lookup), sends it a `KvRequest` and retries when the owner
+//!   a Chord lookup), sends it a `Request` and retries when the owner
 //!   answers `WrongOwner`, sheds load or dies;
-//! - the **serving side** (`serve.rs`) admits a `KvRequest` (an answer
+//! - the **serving side** (`serve.rs`) admits a `Request` (an answer
 //!   already given to a retry, overload, an id we do not host), hands it
 //!   to the machine that serves it, and sends that machine's answer back
 //!   with our range, so the coordinator can skip the next lookup.
@@ -22,7 +22,7 @@ pub(crate) use serve::admit;
 
 use crate::config::Config;
 use crate::fasthash::FastMap;
-use crate::{Id, KvError, KvOp, KvResult, LookupId, NodeRef, Time};
+use crate::{Id, LookupId, NodeRef, OpError, OpResult, Operation, Time};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -36,7 +36,7 @@ const RECENT_FOR: Duration = Duration::from_secs(30);
 
 /// Number of an operation started with `Node::put`, `get`, `send`, ….
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
-pub struct KvOpId(pub u64);
+pub struct OpId(pub u64);
 
 /// Where an owner's answer goes.
 #[derive(Clone, Copy, Debug)]
@@ -78,17 +78,17 @@ impl ReplyTo {
 }
 
 /// `(size, limit)` if `op`'s key or a put's value is over the limits.
-pub(crate) fn oversize(config: &Config, op: &KvOp) -> Option<(u64, u64)> {
+pub(crate) fn oversize(config: &Config, op: &Operation) -> Option<(u64, u64)> {
     let key = op.key().len();
     if matches!(
         op,
-        KvOp::Put { .. } | KvOp::Get { .. } | KvOp::Delete { .. }
+        Operation::Put { .. } | Operation::Get { .. } | Operation::Delete { .. }
     ) && key > config.max_key
     {
         return Some((key as u64, config.max_key as u64));
     }
     match op {
-        KvOp::Put { value, .. } if value.len() > config.max_value => {
+        Operation::Put { value, .. } if value.len() > config.max_value => {
             Some((value.len() as u64, config.max_value as u64))
         }
         _ => None,
@@ -101,13 +101,13 @@ type RecentKey = (SocketAddr, u64, Id);
 /// An operation this process coordinates.
 #[derive(Debug)]
 struct ClientOp {
-    op: KvOp,
+    op: Operation,
     key_id: Id,
     /// Lookups/redirects done so far.
     attempts: u32,
     deadline: Time,
     /// Why the last attempt failed, reported if no attempt is left.
-    last_error: Option<KvError>,
+    last_error: Option<OpError>,
     /// A direct message's destination: tried once, never looked up.
     target: Option<NodeRef>,
 }
@@ -117,7 +117,7 @@ struct ClientOp {
 enum Deadline {
     /// The whole operation's.
     Client(u64),
-    /// A `KvRequest` to an owner awaiting its reply.
+    /// A `Request` to an owner awaiting its reply.
     Request(u64),
     /// An operation waiting to try its owner again.
     Retry(u64),
@@ -130,7 +130,7 @@ pub(crate) struct Requests {
     clients: FastMap<u64, ClientOp>,
     /// Lookups started for operations.
     lookups: FastMap<LookupId, u64>,
-    /// `KvRequest`s sent, by request number → operation, owner, deadline.
+    /// `Request`s sent, by request number → operation, owner, deadline.
     requests: FastMap<u64, (u64, NodeRef, Time)>,
     deadlines: BTreeSet<(Time, Deadline)>,
     /// Owners' ranges learned from their replies, by range end (the owner
@@ -140,7 +140,7 @@ pub(crate) struct Requests {
     /// id, key id), oldest first: a retry of an operation gets the same
     /// answer (a retried delete that already happened says `Stored`, not
     /// `NotFound`).
-    recent: BTreeMap<RecentKey, (KvResult, Time)>,
+    recent: BTreeMap<RecentKey, (OpResult, Time)>,
     recent_order: VecDeque<RecentKey>,
     /// Added to our operation numbers to make the ids we send other
     /// nodes: random per incarnation, so that a restarted process never
@@ -174,7 +174,7 @@ impl Requests {
 
     /// The answer already given to operation `op` (id, key id) of
     /// `from`, if recent.
-    fn recalled(&self, now: Time, from: SocketAddr, op: Option<(u64, Id)>) -> Option<KvResult> {
+    fn recalled(&self, now: Time, from: SocketAddr, op: Option<(u64, Id)>) -> Option<OpResult> {
         let (op, key) = op?;
         let (result, at) = self.recent.get(&(from, op, key))?;
         (now.saturating_since(*at) < RECENT_FOR).then(|| result.clone())
@@ -182,12 +182,12 @@ impl Requests {
 
     /// Remembers the answer to operation `op` of `from` (bounded: the
     /// oldest goes first).
-    fn remember(&mut self, now: Time, from: SocketAddr, op: Option<(u64, Id)>, result: &KvResult) {
+    fn remember(&mut self, now: Time, from: SocketAddr, op: Option<(u64, Id)>, result: &OpResult) {
         let Some((op, key)) = op else {
             return;
         };
         // Transient answers are not the operation's outcome.
-        if matches!(result, KvResult::WrongOwner | KvResult::Overloaded) {
+        if matches!(result, OpResult::WrongOwner | OpResult::Overloaded) {
             return;
         }
         if self

@@ -1,15 +1,15 @@
-//! The serving side of a request: admitting a `KvRequest` from a
+//! The serving side of a request: admitting a `Request` from a
 //! coordinator elsewhere and sending the owner's answer back.
 
 use super::{ReplyTo, Requests, oversize};
 use crate::config::Config;
 use crate::io::{Cx, Serve};
 use crate::ring::{Ownership, Ring};
-use crate::{Envelope, Id, KvOp, KvResult, Message, NodeRef, Time};
+use crate::{Envelope, Id, Message, NodeRef, OpResult, Operation, Time};
 use std::time::Duration;
 
 impl Requests {
-    /// A `KvRequest` arrived. A retry of an operation already answered
+    /// A `Request` arrived. A retry of an operation already answered
     /// gets that answer again; past `max_kv_ops` operations in flight
     /// (`in_flight`, the whole process's) it is refused `Overloaded`; for
     /// an id we do not host, `WrongOwner`. Otherwise it is handed on
@@ -19,7 +19,7 @@ impl Requests {
         cx: &mut Cx<'_>,
         now: Time,
         env: &Envelope,
-        (req, op, op_id, timeout_ms): (u64, KvOp, u64, u32),
+        (req, op, op_id, timeout_ms): (u64, Operation, u64, u32),
         in_flight: usize,
     ) {
         let me = cx.ring.addressee(env.to.id);
@@ -31,7 +31,7 @@ impl Requests {
         // twice.
         let store_op = matches!(
             op,
-            KvOp::Put { .. } | KvOp::Get { .. } | KvOp::Delete { .. }
+            Operation::Put { .. } | Operation::Get { .. } | Operation::Delete { .. }
         );
         let named = (store_op && op_id != 0).then(|| (op_id, Id::hash(op.key())));
         let reply = ReplyTo::Remote {
@@ -50,7 +50,7 @@ impl Requests {
             // Overloaded: say so (the coordinator backs off) rather than
             // queue without bound or drop silently.
             cx.io.counting.error("kv_overloaded");
-            self.answer(cx, now, reply, KvResult::Overloaded);
+            self.answer(cx, now, reply, OpResult::Overloaded);
             return;
         }
         match env.to.id {
@@ -59,14 +59,14 @@ impl Requests {
                 op,
                 reply,
             }),
-            _ => self.answer(cx, now, reply, KvResult::WrongOwner),
+            _ => self.answer(cx, now, reply, OpResult::WrongOwner),
         }
     }
 
     /// Sends an owner's `result` where it belongs: to the local operation,
     /// or back to the remote coordinator with our range (remembered, so a
     /// retry gets the same answer).
-    pub fn answer(&mut self, cx: &mut Cx<'_>, now: Time, reply: ReplyTo, result: KvResult) {
+    pub fn answer(&mut self, cx: &mut Cx<'_>, now: Time, reply: ReplyTo, result: OpResult) {
         match reply {
             ReplyTo::Local(id) => self.client_result(cx, now, id, result),
             ReplyTo::Remote {
@@ -76,10 +76,10 @@ impl Requests {
                 // Tell the coordinator our range, unless we just said we do
                 // not own the key.
                 let range = match result {
-                    KvResult::WrongOwner => None,
+                    OpResult::WrongOwner => None,
                     _ => cx.ring.range_of(&me),
                 };
-                cx.io.send(me, to, Message::KvReply { req, result, range })
+                cx.io.send(me, to, Message::Reply { req, result, range })
             }
         }
     }
@@ -93,20 +93,20 @@ pub(crate) fn admit(
     config: &Config,
     ring: &Ring,
     vnode: &NodeRef,
-    op: &KvOp,
-) -> Result<Ownership, KvResult> {
+    op: &Operation,
+) -> Result<Ownership, OpResult> {
     let owns = ring.takes_key(vnode, &Id::hash(op.key()));
-    let get = matches!(op, KvOp::Get { .. });
+    let get = matches!(op, Operation::Get { .. });
     let refused = match owns {
         Ownership::Yes => false,
         Ownership::Maybe => !get && !op.is_direct(),
         Ownership::No => !op.is_direct(),
     };
     if refused {
-        return Err(KvResult::WrongOwner);
+        return Err(OpResult::WrongOwner);
     }
     if let Some((size, limit)) = oversize(config, op) {
-        return Err(KvResult::TooLarge {
+        return Err(OpResult::TooLarge {
             size: size.min(u32::MAX as u64) as u32,
             limit: limit.min(u32::MAX as u64) as u32,
         });

@@ -4,17 +4,17 @@
 
 use super::*;
 use crate::testkit::{Fixture, key_in, key_outside, node};
-use crate::{KeyRange, KvOutcome, LookupResult, Message, Version};
+use crate::{KeyRange, LookupResult, Message, Outcome, Version};
 
-fn put_op(key: &[u8]) -> KvOp {
-    KvOp::Put {
+fn put_op(key: &[u8]) -> Operation {
+    Operation::Put {
         key: key.to_vec(),
         value: b"v".to_vec(),
     }
 }
 
 /// Starts operation `id` on `requests`.
-fn start(requests: &mut Requests, fx: &mut Fixture, id: u64, op: KvOp) {
+fn start(requests: &mut Requests, fx: &mut Fixture, id: u64, op: Operation) {
     let now = fx.now;
     requests.start(&mut fx.cx(), now, id, op, None, 0);
 }
@@ -43,12 +43,12 @@ fn lookup_found(requests: &mut Requests, fx: &mut Fixture, lookup: u64, owner: N
     requests.lookup_done(&mut fx.cx(), now, LookupId(lookup), result);
 }
 
-/// The `KvRequest`s sent: (destination, req, op_id, timeout_ms).
+/// The `Request`s sent: (destination, req, op_id, timeout_ms).
 fn requests_sent(fx: &mut Fixture) -> Vec<(NodeRef, u64, u64, u32)> {
     fx.sent()
         .into_iter()
         .filter_map(|e| match e.msg {
-            Message::KvRequest {
+            Message::Request {
                 req,
                 op_id,
                 timeout_ms,
@@ -64,15 +64,15 @@ fn reply(
     fx: &mut Fixture,
     owner: NodeRef,
     req: u64,
-    result: KvResult,
+    result: OpResult,
     range: Option<KeyRange>,
 ) {
     let now = fx.now;
     requests.handle_reply(&mut fx.cx(), now, owner, req, result, range);
 }
 
-fn stored() -> KvResult {
-    KvResult::Stored {
+fn stored() -> OpResult {
+    OpResult::Stored {
         version: Version {
             hlc: 1,
             node: node(200, 2).id,
@@ -116,7 +116,7 @@ fn another_key_is_looked_up_then_sent_to_its_owner_named_and_with_its_deadline()
     let done: Vec<_> = fx.io.done.drain(..).collect();
     assert!(matches!(
         done[..],
-        [(1, Ok(KvOutcome::Stored { acked: 2, .. }))]
+        [(1, Ok(Outcome::Stored { acked: 2, .. }))]
     ));
     assert_eq!(requests.in_flight(), 0);
 }
@@ -138,7 +138,7 @@ fn wrong_owner_retries_at_once_then_after_a_pause_then_gives_up() {
             &mut fx,
             owner,
             sent[0].1,
-            KvResult::WrongOwner,
+            OpResult::WrongOwner,
             None,
         );
         lookup += 1;
@@ -158,7 +158,7 @@ fn wrong_owner_retries_at_once_then_after_a_pause_then_gives_up() {
     }
     // Six attempts spent: ownership kept moving.
     let done: Vec<_> = fx.io.done.drain(..).collect();
-    assert_eq!(done, vec![(1, Err(KvError::Redirects))]);
+    assert_eq!(done, vec![(1, Err(OpError::Redirects))]);
 }
 
 #[test]
@@ -179,7 +179,7 @@ fn a_silent_owner_is_presumed_dead_and_the_key_looked_up_again() {
     let now = fx.now;
     requests.handle_timeout(&mut fx.cx(), now);
     let done: Vec<_> = fx.io.done.drain(..).collect();
-    assert_eq!(done, vec![(1, Err(KvError::Timeout))]);
+    assert_eq!(done, vec![(1, Err(OpError::Timeout))]);
     assert!(
         !requests.owns_lookup(&LookupId(2)),
         "its lookup is forgotten"
@@ -200,7 +200,7 @@ fn an_overloaded_owner_is_tried_again_after_a_growing_pause() {
         &mut fx,
         owner,
         sent[0].1,
-        KvResult::Overloaded,
+        OpResult::Overloaded,
         None,
     );
     // Attempt 1: back off one request timeout (attempts × request_timeout).
@@ -250,7 +250,7 @@ fn an_owners_range_is_cached_and_the_next_key_in_it_skips_the_lookup() {
         &mut fx,
         owner,
         sent[0].1,
-        KvResult::WrongOwner,
+        OpResult::WrongOwner,
         None,
     );
     assert!(requests.owns_lookup(&LookupId(2)), "looked up after all");
@@ -266,7 +266,7 @@ fn operations_are_refused_at_once_when_over_the_limits() {
     requests.start(&mut fx.cx(), now, 1, put_op(&big), None, 0);
     requests.start(&mut fx.cx(), now, 2, put_op(b"k"), None, max);
     let done: Vec<_> = fx.io.done.drain(..).collect();
-    assert!(matches!(done[0], (1, Err(KvError::TooLarge { .. }))));
-    assert_eq!(done[1], (2, Err(KvError::Overloaded)));
+    assert!(matches!(done[0], (1, Err(OpError::TooLarge { .. }))));
+    assert_eq!(done[1], (2, Err(OpError::Overloaded)));
     assert_eq!(requests.in_flight(), 0);
 }

@@ -5,7 +5,7 @@
 use super::{Deadline, OwnerOp, Store, StoreKind, StoreWait, newest};
 use crate::io::Cx;
 use crate::request::ReplyTo;
-use crate::{Id, KvResult, Message, NodeRef, Record, Time, Version};
+use crate::{Id, Message, NodeRef, OpResult, Record, Time, Version};
 
 /// What an owner reads a key for.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -34,7 +34,7 @@ impl Store {
         reply: ReplyTo,
     ) {
         if self.refuses_writes() {
-            cx.io.answer(reply, KvResult::WrongOwner);
+            cx.io.answer(reply, OpResult::WrongOwner);
             return;
         }
         let version = Version {
@@ -81,7 +81,7 @@ impl Store {
         reply: ReplyTo,
     ) {
         if self.refuses_writes() {
-            cx.io.answer(reply, KvResult::WrongOwner);
+            cx.io.answer(reply, OpResult::WrongOwner);
             return;
         }
         self.start_read(cx, now, vnode, key, ReadFor::Delete, reply)
@@ -128,7 +128,7 @@ impl Store {
                 cx.io.counting.error("kv_quorum_unavailable");
                 if let Some(r) = reply {
                     let available = copies as u32;
-                    let result = KvResult::QuorumUnavailable { available, needed };
+                    let result = OpResult::QuorumUnavailable { available, needed };
                     // Nothing was written: the coordinator may say so.
                     cx.io.answer(r, result);
                 }
@@ -270,7 +270,7 @@ impl Store {
         if acked >= need
             && let Some(r) = reply.take()
         {
-            cx.io.answer(r, KvResult::Stored { version, acked });
+            cx.io.answer(r, OpResult::Stored { version, acked });
         }
         if left == 0 {
             self.end_owner(cx, id);
@@ -292,7 +292,7 @@ impl Store {
         self.replica_reqs.retain(|_, owner| *owner != id);
         cx.io.counting.error("kv_store_failed");
         if let Some(r) = reply {
-            cx.io.answer(r, KvResult::StoreFailed);
+            cx.io.answer(r, OpResult::StoreFailed);
         }
     }
 
@@ -317,7 +317,7 @@ impl Store {
         cx.io.counting.counters.write_rewrites += 1;
         if attempt >= MAX_WRITE_ATTEMPTS || now >= deadline {
             if let Some(r) = reply {
-                let result = KvResult::QuorumFailed {
+                let result = OpResult::QuorumFailed {
                     acked: 0,
                     needed: need,
                 };
@@ -422,7 +422,7 @@ impl Store {
         match (live, delete) {
             (Some(r), false) => {
                 let (value, version) = (r.value.unwrap_or_default(), r.version);
-                cx.io.answer(reply, KvResult::Found { value, version });
+                cx.io.answer(reply, OpResult::Found { value, version });
             }
             (Some(r), true) => {
                 self.hlc.observe(r.version.hlc);
@@ -439,8 +439,8 @@ impl Store {
                 self.start_write(cx, vnode, tombstone, Some(reply), answer_by);
             }
             // Not ours for sure: nothing found proves nothing.
-            (None, _) if unsure && !found_any => cx.io.answer(reply, KvResult::WrongOwner),
-            (None, _) => cx.io.answer(reply, KvResult::NotFound),
+            (None, _) if unsure && !found_any => cx.io.answer(reply, OpResult::WrongOwner),
+            (None, _) => cx.io.answer(reply, OpResult::NotFound),
         }
     }
 
@@ -474,7 +474,7 @@ impl Store {
             if let Some(r) = reply {
                 cx.io.answer(
                     r,
-                    KvResult::QuorumFailed {
+                    OpResult::QuorumFailed {
                         acked,
                         needed: need,
                     },

@@ -4,10 +4,10 @@
 
 use super::*;
 use crate::testkit::{Fixture, key_in, node};
-use crate::{Config, KvResult, Version};
+use crate::{Config, OpResult, Version};
 
 /// The owner's answers so far, for the local operation numbers.
-fn answers(fx: &mut Fixture) -> Vec<(u64, KvResult)> {
+fn answers(fx: &mut Fixture) -> Vec<(u64, OpResult)> {
     fx.io
         .answers
         .drain(..)
@@ -96,7 +96,7 @@ fn a_write_is_acknowledged_once_the_quorum_holds_it_durably() {
     let version = record.version;
     assert_eq!(
         answers(&mut fx),
-        vec![(7, KvResult::Stored { version, acked: 2 })]
+        vec![(7, OpResult::Stored { version, acked: 2 })]
     );
     // The third copy changes nothing for the client.
     ack(&mut store, &mut fx, sent[1].0, sent[1].1, None);
@@ -145,7 +145,7 @@ fn a_copy_holding_a_newer_version_makes_the_owner_version_the_write_again() {
         answer,
         vec![(
             1,
-            KvResult::Stored {
+            OpResult::Stored {
                 version: again,
                 acked: 2
             }
@@ -170,7 +170,7 @@ fn a_write_that_cannot_reach_the_quorum_is_refused_before_anything_is_stored() {
         answers(&mut fx),
         vec![(
             3,
-            KvResult::QuorumUnavailable {
+            OpResult::QuorumUnavailable {
                 available: 1,
                 needed: 2
             }
@@ -193,7 +193,7 @@ fn the_owners_storage_failing_fails_the_write_whatever_the_replicas_say() {
     let answered = answers(&mut fx);
     assert!(matches!(
         answered[..],
-        [(4, KvResult::Stored { acked: 2, .. })]
+        [(4, OpResult::Stored { acked: 2, .. })]
     ));
     // A second write whose own copy fails (the first write's own copy is
     // the first storage request, and succeeds).
@@ -205,7 +205,7 @@ fn the_owners_storage_failing_fails_the_write_whatever_the_replicas_say() {
         StoreResult::Applied(vec![Applied::Stored]),
     );
     store_answers(&mut store, &mut fx, StoreResult::Failed);
-    assert_eq!(answers(&mut fx), vec![(5, KvResult::StoreFailed)]);
+    assert_eq!(answers(&mut fx), vec![(5, OpResult::StoreFailed)]);
 }
 
 #[test]
@@ -260,7 +260,7 @@ fn a_read_that_misses_after_the_range_grew_asks_the_replicas_and_repairs() {
         answers(&mut fx),
         vec![(
             9,
-            KvResult::Found {
+            OpResult::Found {
                 value,
                 version: version(20)
             }
@@ -288,7 +288,7 @@ fn a_miss_is_not_found_unless_the_key_may_not_be_ours() {
     }
     assert_eq!(
         answers(&mut fx),
-        vec![(1, KvResult::NotFound), (2, KvResult::WrongOwner)]
+        vec![(1, OpResult::NotFound), (2, OpResult::WrongOwner)]
     );
 }
 
@@ -308,7 +308,7 @@ fn writes_are_refused_while_draining_for_a_leave_and_reads_still_served() {
     store.get(&mut fx.cx(), now, me, k, false, ReplyTo::Local(3));
     assert_eq!(
         answers(&mut fx),
-        vec![(1, KvResult::WrongOwner), (2, KvResult::WrongOwner)]
+        vec![(1, OpResult::WrongOwner), (2, OpResult::WrongOwner)]
     );
     // The read goes on: a storage read was asked for.
     let mut kinds = std::iter::from_fn(|| store.poll_store()).map(|r| r.kind);
@@ -339,7 +339,7 @@ fn an_unanswered_write_fails_at_its_deadline_with_what_was_acknowledged() {
         answers(&mut fx),
         vec![(
             6,
-            KvResult::QuorumFailed {
+            OpResult::QuorumFailed {
                 acked: 1,
                 needed: 2
             }

@@ -18,7 +18,7 @@
 use super::quantile;
 use crate::plot::{Chart, Series};
 use crate::{Latency, Sim, SimConfig};
-use chordal_core::{Id, KvOutcome, LookupMode};
+use chordal_core::{Id, LookupMode, Outcome};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -240,7 +240,7 @@ fn kv_after_failure(cfg: &FailureConfig, p: f64) -> (f64, f64) {
     }
     let unread = reads
         .iter()
-        .filter(|(i, op)| !matches!(s.kv_result(*i, *op), Some(Ok(KvOutcome::Found { .. }))))
+        .filter(|(i, op)| !matches!(s.kv_result(*i, *op), Some(Ok(Outcome::Found { .. }))))
         .count();
     // Lost for good: no live node holds a copy.
     let gone = (0..cfg.keys)

@@ -12,7 +12,7 @@
 
 use crate::plot::{Chart, Series};
 use crate::{Churn, ChurnModel, Latency, Sim, SimConfig};
-use chordal_core::{Id, KvOpId, KvOutcome, Oracle};
+use chordal_core::{Id, OpId, Oracle, Outcome};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -142,7 +142,7 @@ fn one(cfg: &KvChurnConfig, replicas: usize) -> KvChurnRow {
     let gap = Duration::from_secs_f64(1.0 / cfg.writes_per_sec.max(1e-3));
     let end = s.now() + cfg.duration;
     let mut next_write = s.now();
-    let mut writes: Vec<(usize, KvOpId, String)> = Vec::new();
+    let mut writes: Vec<(usize, OpId, String)> = Vec::new();
     while s.now() < end {
         let t = churn.next_at().min(next_write).min(end);
         s.run_until(t);
@@ -174,7 +174,7 @@ fn one(cfg: &KvChurnConfig, replicas: usize) -> KvChurnRow {
         let (mut refused, mut running) = (0, 0);
         for (i, op, key) in &writes {
             match s.kv_result(*i, *op) {
-                Some(Ok(KvOutcome::Stored { .. })) => acked.push(key.clone()),
+                Some(Ok(Outcome::Stored { .. })) => acked.push(key.clone()),
                 // A write whose coordinator crashed never gets an answer.
                 None if s.is_alive(*i) => running += 1,
                 _ => refused += 1,
@@ -199,7 +199,7 @@ fn one(cfg: &KvChurnConfig, replicas: usize) -> KvChurnRow {
     refused += running;
     let lost_count = lost(&s, &acked);
     // Read every acknowledged key back through random members.
-    let reads: Vec<(usize, KvOpId)> = acked
+    let reads: Vec<(usize, OpId)> = acked
         .iter()
         .map(|key| {
             let live = s.alive();
@@ -210,7 +210,7 @@ fn one(cfg: &KvChurnConfig, replicas: usize) -> KvChurnRow {
     s.run_for(Duration::from_secs(10));
     let unread = reads
         .iter()
-        .filter(|(i, op)| !matches!(s.kv_result(*i, *op), Some(Ok(KvOutcome::Found { .. }))))
+        .filter(|(i, op)| !matches!(s.kv_result(*i, *op), Some(Ok(Outcome::Found { .. }))))
         .count();
     KvChurnRow {
         replicas,
