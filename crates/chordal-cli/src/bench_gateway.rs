@@ -296,13 +296,11 @@ async fn balance(args: &GatewayBenchArgs) -> Result<()> {
                 ring.push(start_instance_with(Some(seed), v).await?);
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
-            let config = GatewayConfig {
-                bounded_load: bound,
-                ..GatewayConfig::new(
-                    vec![ring[0].node.addr().to_string()],
-                    "header:X-Client-Id".parse::<ClientKey>()?,
-                )
-            };
+            let mut config = GatewayConfig::new(
+                vec![ring[0].node.addr().to_string()],
+                "header:X-Client-Id".parse::<ClientKey>()?,
+            );
+            config.bounded_load = bound;
             let (gw, stop, gateway) = spawn_gateway(config, args.nodes * v).await?;
             let url = format!("http://{gw}/x");
             let http = reqwest::Client::new();

@@ -300,11 +300,8 @@ pub async fn run(args: KvArgs) -> Result<()> {
                 members.iter().map(|m| m.api).collect(),
             ),
             Via::Client => Backend::Client(
-                Client::connect(ClientConfig {
-                    seeds: vec![members[0].node.addr().to_string()],
-                    ..ClientConfig::default()
-                })
-                .await?,
+                Client::connect(ClientConfig::new(vec![members[0].node.addr().to_string()]))
+                    .await?,
             ),
         }
     };

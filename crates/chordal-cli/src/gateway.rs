@@ -42,13 +42,11 @@ pub async fn run(args: GatewayArgs) -> Result<()> {
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
-    let config = GatewayConfig {
-        cluster: args.cluster,
-        replicas: args.replicas.max(1),
-        request_timeout: Duration::from_millis(args.request_timeout_ms),
-        bounded_load: args.bounded_load,
-        ..GatewayConfig::new(args.join.clone(), args.client_key)
-    };
+    let mut config = GatewayConfig::new(args.join.clone(), args.client_key);
+    config.cluster = args.cluster;
+    config.replicas = args.replicas.max(1);
+    config.request_timeout = Duration::from_millis(args.request_timeout_ms);
+    config.bounded_load = args.bounded_load;
     let gateway = Gateway::start(config)
         .await
         .with_context(|| format!("reaching the ring through {}", args.join.join(",")))?;

@@ -55,8 +55,10 @@ use tokio::sync::Notify;
 /// The response header naming the node whose service answered.
 pub const NODE_HEADER: &str = "x-chordal-node";
 
-/// How a gateway reaches the ring and treats requests.
+/// How a gateway reaches the ring and treats requests:
+/// [`GatewayConfig::new`], then change the fields that differ.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct GatewayConfig {
     /// Peer addresses of ring members (`host:port`).
     pub seeds: Vec<String>,
@@ -122,12 +124,9 @@ pub struct Gateway {
 impl Gateway {
     /// Connects to the ring and starts refreshing its view.
     pub async fn start(config: GatewayConfig) -> Result<Arc<Gateway>, Error> {
-        let client = Client::connect(ClientConfig {
-            seeds: config.seeds.clone(),
-            cluster: config.cluster.clone(),
-            ..ClientConfig::default()
-        })
-        .await?;
+        let mut reach = ClientConfig::new(config.seeds.clone());
+        reach.cluster = config.cluster.clone();
+        let client = Client::connect(reach).await?;
         let view = Arc::new(RingView::new(client, config.suspect_for).await?);
         view.spawn_refresher(config.refresh_every);
         let mut connector = HttpConnector::new();

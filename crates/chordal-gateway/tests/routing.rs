@@ -120,11 +120,9 @@ async fn a_hung_service_costs_one_timeout_and_overload_is_refused() {
         .find(|c| oracle.successor(&Id::hash(c.as_bytes())) == nodes[0].id())
         .unwrap();
     let key = "header:x-client-id".parse().unwrap();
-    let config = GatewayConfig {
-        request_timeout: Duration::from_millis(300),
-        max_in_flight: 1,
-        ..GatewayConfig::new(vec![nodes[1].addr().to_string()], key)
-    };
+    let mut config = GatewayConfig::new(vec![nodes[1].addr().to_string()], key);
+    config.request_timeout = Duration::from_millis(300);
+    config.max_in_flight = 1;
     let gw = start(config, 3).await;
     let http = reqwest::Client::new();
     let send = || {

@@ -16,8 +16,9 @@ use std::future::Future;
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
 
-/// API settings.
+/// API settings: `ApiConfig::default()`, then change what differs.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct ApiConfig {
     /// Longest key accepted, in bytes.
     pub max_key: usize,

@@ -31,8 +31,10 @@ const DEAD_FOR: Duration = Duration::from_secs(5);
 /// Most ring members the client caches.
 const MAX_RING: usize = 100_000;
 
-/// How a client reaches the ring.
+/// How a client reaches the ring: [`ClientConfig::new`] with the seeds,
+/// then change the fields that differ from the defaults.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct ClientConfig {
     /// Peer addresses (`host:port`) of any ring members.
     pub seeds: Vec<String>,
@@ -46,6 +48,17 @@ pub struct ClientConfig {
     pub max_key: usize,
     /// Largest value `put` sends, in bytes (the owner checks its own limit too).
     pub max_value: usize,
+}
+
+impl ClientConfig {
+    /// The defaults, reaching the ring through `seeds` (`host:port` of any
+    /// members; names may resolve to several addresses).
+    pub fn new(seeds: Vec<String>) -> ClientConfig {
+        ClientConfig {
+            seeds,
+            ..ClientConfig::default()
+        }
+    }
 }
 
 impl Default for ClientConfig {

@@ -15,12 +15,9 @@ async fn client_reads_and_writes_through_the_owners() {
     ring.settle(Check::SuccessorLists)
         .await
         .expect("successor lists fill");
-    let client = Client::connect(ClientConfig {
-        seeds: vec![ring.nodes[2].addr().to_string()],
-        ..ClientConfig::default()
-    })
-    .await
-    .unwrap();
+    let client = Client::connect(ClientConfig::new(vec![ring.nodes[2].addr().to_string()]))
+        .await
+        .unwrap();
     // The cached ring is exactly the members, in id order.
     let ids: Vec<_> = client.ring().iter().map(|n| n.id).collect();
     assert_eq!(ids, ring.oracle().ids().to_vec());
@@ -58,13 +55,9 @@ async fn client_reads_and_writes_through_the_owners() {
         ring.nodes[0].put(b"big".to_vec(), big.clone()).await,
         Err(Error::Op(OpError::TooLarge { .. }))
     ));
-    let lax = Client::connect(ClientConfig {
-        seeds: vec![ring.nodes[1].addr().to_string()],
-        max_value: 2 * 1024 * 1024,
-        ..ClientConfig::default()
-    })
-    .await
-    .unwrap();
+    let mut lax = ClientConfig::new(vec![ring.nodes[1].addr().to_string()]);
+    lax.max_value = 2 * 1024 * 1024;
+    let lax = Client::connect(lax).await.unwrap();
     assert!(matches!(
         lax.put(b"big".to_vec(), big.clone()).await,
         Err(Error::Op(OpError::TooLarge { .. }))
@@ -97,14 +90,9 @@ async fn client_reads_and_writes_through_the_owners() {
 
 #[tokio::test]
 async fn client_reports_unreachable_seeds() {
-    let err = Client::connect(ClientConfig {
-        seeds: vec!["127.0.0.1:1".into()],
-        timeout: Duration::from_millis(500),
-        ..ClientConfig::default()
-    })
-    .await
-    .err()
-    .expect("no ring there");
+    let mut nowhere = ClientConfig::new(vec!["127.0.0.1:1".into()]);
+    nowhere.timeout = Duration::from_millis(500);
+    let err = Client::connect(nowhere).await.err().expect("no ring there");
     assert!(matches!(err, Error::NoSeed(_)), "{err}");
 }
 
@@ -131,12 +119,9 @@ async fn client_connects_while_successor_lists_still_name_crashed_nodes() {
     for v in &victims {
         ring.nodes[*v].abort().await;
     }
-    let client = Client::connect(ClientConfig {
-        seeds: vec![seed.addr().to_string()],
-        ..ClientConfig::default()
-    })
-    .await
-    .expect("connects although the seed's successor list names dead nodes");
+    let client = Client::connect(ClientConfig::new(vec![seed.addr().to_string()]))
+        .await
+        .expect("connects although the seed's successor list names dead nodes");
     let put = client.put(b"after".to_vec(), b"crash".to_vec()).await;
     assert!(put.is_ok(), "{put:?}");
     assert!(matches!(client.get(b"after".to_vec()).await, Ok(Some(v)) if v.value == b"crash"));

@@ -88,10 +88,7 @@ async fn main() -> Result<()> {
 }
 
 async fn connect(join: &str) -> Result<Client> {
-    let config = ClientConfig {
-        seeds: vec![join.to_string()],
-        ..ClientConfig::default()
-    };
+    let config = ClientConfig::new(vec![join.to_string()]);
     Client::connect(config)
         .await
         .with_context(|| format!("connecting to the ring at {join}"))
