@@ -9,9 +9,11 @@
 use crate::Error;
 use crate::conn::exchange_hello;
 use crate::outbox::Outbox;
+use crate::walk::{RingWalk, Stride};
 use bytes::BytesMut;
 use chordal_core::{
-    Answer, Envelope, Id, Message, NodeRef, OpError, Operation, Outcome, Target, Versioned, Written,
+    Answer, Envelope, Id, Message, Neighbors, NodeRef, OpError, Operation, Outcome, Target,
+    Versioned, Written,
 };
 use futures_util::StreamExt;
 use std::collections::HashMap;
@@ -208,66 +210,63 @@ impl Client {
         dead.insert(addr, tokio::time::Instant::now());
     }
 
-    /// Every member, by following successor lists from the process at `start`.
+    /// Every member, by following successor lists from the process at
+    /// `start` (the farthest entry of each list next: `N / r` requests).
+    /// After crashes, lists still name dead nodes for a while; the walk
+    /// steps back over them (marking them dead) instead of giving up.
     async fn walk(&self, start: SocketAddr) -> Result<Vec<NodeRef>, Error> {
-        let mut members: Vec<NodeRef> = Vec::new();
-        let first = self
-            .neighbors(Target {
-                addr: start,
-                id: None,
-            })
-            .await?;
-        let mut frontier = first;
-        loop {
-            let mut progressed = false;
-            for n in &frontier {
-                if !members.iter().any(|m| m.id == n.id) {
-                    members.push(*n);
-                    progressed = true;
-                }
-            }
-            if !progressed || members.len() >= MAX_RING {
-                break;
-            }
-            frontier = self.next_frontier(&frontier).await?;
-        }
-        members.sort_by_key(|m| m.id);
-        Ok(members)
-    }
-
-    /// The successor list of the farthest live node of `frontier` (a
-    /// successor list): after crashes, lists still name dead nodes for a
-    /// while, and the walk steps back over them (marking them dead)
-    /// instead of giving up.
-    async fn next_frontier(&self, frontier: &[NodeRef]) -> Result<Vec<NodeRef>, Error> {
+        let start = Target {
+            addr: start,
+            id: None,
+        };
+        let mut walk = RingWalk::new(start, Stride::Far, MAX_RING);
         let mut last_error = None;
-        for n in frontier.iter().rev() {
-            if self.is_dead(n.addr) {
+        while let Some(t) = walk.next() {
+            let named = t.id.is_some();
+            if named && self.is_dead(t.addr) {
+                walk.answered(None);
                 continue;
             }
-            match self.neighbors((*n).into()).await {
-                Ok(next) => return Ok(next),
+            match self.neighbors(t).await {
+                Ok(n) => walk.answered(Some(n)),
                 Err(e) => {
-                    self.mark_dead(n.addr);
+                    if named {
+                        self.mark_dead(t.addr);
+                    }
                     last_error = Some(e);
+                    walk.answered(None);
                 }
             }
         }
-        Err(last_error
-            .unwrap_or_else(|| Error::NoSeed("every node of a successor list is down".into())))
+        let found = walk.finish();
+        if found.answers.is_empty() {
+            return Err(last_error.unwrap_or_else(|| {
+                Error::NoSeed("every node of a successor list is down".into())
+            }));
+        }
+        Ok(found.members)
     }
 
-    /// A node's own entry and its successor list.
-    async fn neighbors(&self, to: Target) -> Result<Vec<NodeRef>, Error> {
+    /// A node's neighbours, as it answers `GetNeighbors`.
+    async fn neighbors(&self, to: Target) -> Result<Neighbors, Error> {
         match self
             .request(to, |req| Message::GetNeighbors { req })
             .await?
         {
-            (from, Message::Neighbors { successors, .. }) => {
-                let mut out = vec![from];
-                out.extend(successors);
-                Ok(out)
-            }
+            (
+                node,
+                Message::Neighbors {
+                    predecessor,
+                    successors,
+                    keys_stored,
+                    ..
+                },
+            ) => Ok(Neighbors {
+                node,
+                predecessor,
+                successors,
+                keys_stored,
+            }),
             (_, _) => Err(Error::Connect(to.addr, "unexpected answer".into())),
         }
     }

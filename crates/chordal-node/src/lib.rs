@@ -80,6 +80,7 @@ mod pool;
 mod status;
 mod survey;
 mod topics;
+mod walk;
 
 pub use app::{Incoming, Messages, Responder};
 pub use builder::NodeBuilder;
@@ -109,6 +110,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use walk::{RingWalk, Stride};
 
 /// Everything needed to start a node: what a [`NodeBuilder`] fills in.
 /// The default listens on 127.0.0.1 with a free port and creates a new
@@ -705,46 +707,33 @@ impl Node {
     /// Walks the ring like [`Node::walk_ring`], also noting the nodes that
     /// did not answer; [`RingSurvey::problems`] says what looks wrong.
     pub async fn survey_ring(&self, limit: usize) -> Result<RingSurvey, Error> {
-        let start = self.me();
-        let mut members: Vec<RingMember> = Vec::new();
-        let mut unreachable: Vec<(NodeRef, NodeRef)> = Vec::new();
-        let mut cur = start;
-        let mut fallbacks: Vec<NodeRef> = Vec::new();
-        while members.len() < limit {
-            match self.neighbors_of(cur).await? {
-                Some(n) => {
-                    let peer = self.peer_info(cur.addr).await?;
-                    members.push(RingMember {
-                        node: cur,
-                        api: peer.api,
-                        service: peer.service,
-                        keys_stored: n.keys_stored,
-                        predecessor: n.predecessor,
-                        successors: n.successors.clone(),
-                    });
-                    fallbacks = n.successors.clone();
-                    let next = n.successors.first().copied().unwrap_or(start);
-                    if next == start || members.iter().any(|m| m.node == next) {
-                        break;
-                    }
-                    fallbacks.retain(|f| *f != next);
-                    cur = next;
-                }
-                None => {
-                    // `cur` is dead: try the next entry of the last list.
-                    if let Some(named_by) = members.last() {
-                        unreachable.push((cur, named_by.node));
-                    }
-                    match fallbacks.first().copied() {
-                        Some(f) if f != start => {
-                            fallbacks.remove(0);
-                            cur = f;
-                        }
-                        _ => break,
-                    }
-                }
-            }
+        let mut walk = RingWalk::new(self.me().into(), Stride::Every, limit);
+        while let Some(t) = walk.next() {
+            // A survey starts at a named node and follows named nodes.
+            let answer = match t.id {
+                Some(id) => self.neighbors_of(NodeRef::new(id, t.addr)).await?,
+                None => None,
+            };
+            walk.answered(answer);
         }
+        let found = walk.finish();
+        let mut members = Vec::with_capacity(found.answers.len());
+        for n in found.answers {
+            let peer = self.peer_info(n.node.addr).await?;
+            members.push(RingMember {
+                node: n.node,
+                api: peer.api,
+                service: peer.service,
+                keys_stored: n.keys_stored,
+                predecessor: n.predecessor,
+                successors: n.successors,
+            });
+        }
+        let unreachable = found
+            .unreachable
+            .into_iter()
+            .filter_map(|(node, named_by)| Some((node, named_by?)))
+            .collect();
         Ok(RingSurvey {
             members,
             unreachable,
