@@ -9,6 +9,7 @@ mod bench_gateway;
 mod bench_kv;
 mod bench_pubsub;
 mod bench_repair;
+mod ca;
 mod client;
 mod gateway;
 mod member;
@@ -112,6 +113,10 @@ enum Command {
     /// Measure lookups, healing and idle cost on an in-process ring.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// The cluster's certificates: a CA, and members' and clients'
+    /// certificates signed by it.
+    #[command(subcommand)]
+    Ca(ca::CaCommand),
 }
 
 /// Which node to talk to, and how to print.
@@ -188,6 +193,7 @@ fn main() -> ExitCode {
         Command::Repl { target } => repl::run(&runtime, &target),
         Command::Bench(cmd) => bench::run_blocking(cmd),
         Command::Sim(cmd) => sim::run(cmd),
+        Command::Ca(cmd) => ca::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
