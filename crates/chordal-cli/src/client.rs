@@ -35,6 +35,9 @@ pub async fn send(
         .map_err(|e| CliError::Failed(format!("http client: {e}")))?;
     let url = format!("http://{}{}", target.node, path);
     let mut req = client.request(method, &url);
+    if let Some(token) = &target.token {
+        req = req.bearer_auth(token);
+    }
     if let Some(body) = body {
         req = req.body(body);
     }

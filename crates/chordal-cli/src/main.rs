@@ -125,6 +125,9 @@ pub struct Target {
     /// API address of the node.
     #[arg(long, env = "CHORDAL_NODE", default_value = "127.0.0.1:8000")]
     node: SocketAddr,
+    /// Bearer token for a node that demands one (`--api-tokens`).
+    #[arg(long, env = "CHORDAL_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Machine-readable output.
     #[arg(long)]
     json: bool,

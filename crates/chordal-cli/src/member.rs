@@ -36,6 +36,10 @@ pub struct NodeArgs {
     /// gateway` sends the clients this node owns.
     #[arg(long, env = "CHORDAL_SERVICE")]
     service: Option<String>,
+    /// Demand bearer tokens on the HTTP API: a file of `TOKEN ROLE` lines
+    /// (roles read, write, admin; `GET /v1/health` stays open).
+    #[arg(long, env = "CHORDAL_API_TOKENS")]
+    api_tokens: Option<PathBuf>,
 }
 
 /// Protocol settings shared by `node` and `cluster`.
@@ -213,7 +217,12 @@ pub async fn run_node(args: NodeArgs) -> Result<()> {
     if let Some(service) = &args.service {
         config = config.service(service.clone());
     }
-    let member = Member::start(config, args.api, ApiConfig::default()).await?;
+    let mut api = ApiConfig::default();
+    if let Some(path) = &args.api_tokens {
+        let tokens = chordal_http::Tokens::load(path).context("cannot use the API tokens")?;
+        api.tokens = Some(std::sync::Arc::new(tokens));
+    }
+    let member = Member::start(config, args.api, api).await?;
     println!("{}", member.address_line());
     shutdown_signal().await;
     member.stop().await;

@@ -26,8 +26,11 @@ pub async fn subscribe(target: &Target, topic: &str, count: Option<u64>) -> Resu
         .build()
         .map_err(|e| CliError::Failed(format!("http client: {e}")))?;
     let url = format!("http://{}/v1/topics/{}", target.node, encode_key(topic));
-    let mut resp = client
-        .get(&url)
+    let mut req = client.get(&url);
+    if let Some(token) = &target.token {
+        req = req.bearer_auth(token);
+    }
+    let mut resp = req
         .send()
         .await
         .map_err(|e| CliError::Unreachable(format!("node {} unreachable: {e}", target.node)))?;

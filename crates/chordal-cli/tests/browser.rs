@@ -348,6 +348,44 @@ fn the_dashboard_draws_the_ring_follows_a_crash_and_locates_keys() {
     });
 }
 
+/// A node that demands tokens: the page opened with `?token=` draws the
+/// ring (its requests to this and the other nodes carry the token), and
+/// without the token the API refuses it.
+#[test]
+fn the_dashboard_works_with_a_token() {
+    const READ: &str = "dashboard-reader-0123456789";
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens");
+    std::fs::write(&file, format!("{READ} read\n")).unwrap();
+    let extra = [
+        "--stabilize-ms",
+        "200",
+        "--api-tokens",
+        file.to_str().unwrap(),
+    ];
+    let mut nodes = vec![NodeProc::start(None, &extra)];
+    for _ in 1..3 {
+        let seed = nodes[0].addr;
+        nodes.push(NodeProc::start(Some(seed), &extra));
+    }
+    let api: SocketAddr = nodes[0].api;
+    assert_eq!(http(api, "GET", "/v1/ring").0, 401);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let browser = Browser::start().await;
+        browser.open(&format!("http://{api}/?token={READ}")).await;
+        let count = "return document.getElementById('ring').dataset.count || null;";
+        browser
+            .until(count, Duration::from_secs(30), |v| v == "3")
+            .await;
+        let drawn = browser.eval(MARKS).await;
+        let mut ids: Vec<String> = nodes.iter().map(|n| n.id.to_hex()).collect();
+        ids.sort();
+        assert_eq!(drawn["ids"], json!(ids), "every node drawn");
+        browser.screenshot("dashboard-token.png").await;
+    });
+}
+
 /// Processes whose command line contains `needle`.
 fn processes_mentioning(needle: &str) -> usize {
     let Ok(dir) = std::fs::read_dir("/proc") else {

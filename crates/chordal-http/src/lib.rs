@@ -9,6 +9,7 @@
 
 #![warn(missing_docs)]
 
+pub mod auth;
 mod error;
 mod json;
 mod kv;
@@ -16,6 +17,7 @@ mod live;
 mod routes;
 mod topics;
 
+pub use auth::{Tokens, TokensError};
 pub use error::ApiError;
 pub use json::{LocateJson, NodeJson, NodeStatusJson, RingJson, RingNodeJson};
 pub use kv::VERSION_HEADER;

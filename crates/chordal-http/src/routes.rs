@@ -28,6 +28,8 @@ pub struct ApiConfig {
     pub max_value: usize,
     /// Most subscription streams (`GET /v1/topics/...`) served at once.
     pub max_streams: usize,
+    /// Bearer tokens the API demands (`--api-tokens`); `None`: open.
+    pub tokens: Option<std::sync::Arc<crate::auth::Tokens>>,
 }
 
 impl Default for ApiConfig {
@@ -38,6 +40,7 @@ impl Default for ApiConfig {
             // The same limits as the core's, which checks them too.
             max_value: chordal_core::Config::default().max_value,
             max_streams: 4096,
+            tokens: None,
         }
     }
 }
@@ -72,6 +75,11 @@ pub fn router(node: Node, config: ApiConfig) -> Router {
         // 413; this layer only stops reading far beyond it.
         .layer(axum::extract::DefaultBodyLimit::max(config.max_value + 1))
         .fallback(not_found)
+        // Outermost: nothing runs for a request without the token it needs.
+        .layer(axum::middleware::from_fn_with_state(
+            config.tokens.clone(),
+            crate::auth::check,
+        ))
         .with_state(AppState {
             node,
             streams: std::sync::Arc::new(tokio::sync::Semaphore::new(config.max_streams)),
