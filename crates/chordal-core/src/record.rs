@@ -63,6 +63,23 @@ impl Record {
         self.value.is_none()
     }
 
+    /// Should this record replace `other` (the same key)? The newer version
+    /// wins. Two different records never share a version when every node
+    /// is honest (the version names the vnode that wrote it, whose clock
+    /// only moves forward), but a forged or damaged one might: then the
+    /// content decides — a tombstone over a value, else the larger value
+    /// bytes — so that every copy keeps the same one and syncs converge.
+    pub fn supersedes(&self, other: &Record) -> bool {
+        self.version > other.version
+            || (self.version == other.version && self.tiebreak() > other.tiebreak())
+    }
+
+    /// The order of records of equal versions (see [`Record::supersedes`]);
+    /// the same as comparing their stored bytes.
+    fn tiebreak(&self) -> (bool, &[u8]) {
+        (self.is_tombstone(), self.value.as_deref().unwrap_or(&[]))
+    }
+
     /// Does `key_id` really hash `key`? Check records that came from the network.
     pub fn is_consistent(&self) -> bool {
         self.key_id == Id::hash(&self.key)

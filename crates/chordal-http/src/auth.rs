@@ -181,8 +181,9 @@ fn presented(req: &Request) -> Option<String> {
     })
 }
 
-/// `%XX` and `+` decoding of a query value.
-fn percent_decode(s: &str) -> Option<String> {
+/// `%XX` and `+` decoding of a query value; `None` for a bad escape or
+/// bytes that are not UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

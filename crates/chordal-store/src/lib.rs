@@ -9,7 +9,7 @@
 
 #![warn(missing_docs)]
 
-mod codec;
+pub mod codec;
 mod digest;
 mod memory;
 mod perform;

@@ -72,9 +72,9 @@ impl Store for MemoryStore {
             .iter()
             .map(|r| {
                 let k = (r.key_id, r.key.clone());
-                match map.get(&k).map(|old| old.version) {
-                    Some(old) if old > r.version => return Applied::Kept(old),
-                    Some(old) if old == r.version => return Applied::Stored,
+                match map.get(&k) {
+                    Some(old) if old == r => return Applied::Stored,
+                    Some(old) if !r.supersedes(old) => return Applied::Kept(old.version),
                     _ => {}
                 }
                 self.bytes.fetch_add(size(r), Relaxed);

@@ -21,6 +21,7 @@ use crate::codec::{decode, decode_header, decode_version, encode_value, table_ke
 use crate::{ApplyDone, Digests, FineDigest, KeyVersion, Store, StoreError, scan_parts};
 use chordal_core::{Applied, ID_BYTES, Id, Record, Version};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use std::cmp::Ordering;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
@@ -451,16 +452,42 @@ fn run_group(
                     Job::Apply(batch, _) | Job::ApplyThen(batch, _) => {
                         for r in batch {
                             let k = table_key(&r.key_id, &r.key);
-                            let old = records
-                                .get(k.as_slice())
-                                .map_err(write_err)?
-                                .and_then(|old| key_version(&k, old.value()));
-                            let applied = match old.as_ref().map(|o| o.version) {
-                                Some(v) if v > r.version => Applied::Kept(v),
-                                Some(v) if v == r.version => Applied::Stored,
-                                _ => {
+                            let new = encode_value(r);
+                            // The record there, and the answer if it stays:
+                            // it is newer, the very same, or of the same
+                            // version with content that wins the tie
+                            // (`Record::supersedes`, which orders equal
+                            // versions as their stored bytes compare).
+                            let (old, settled) =
+                                match records.get(k.as_slice()).map_err(write_err)? {
+                                    Some(g) => {
+                                        let kv = key_version(&k, g.value());
+                                        let settled = kv.as_ref().and_then(|o| {
+                                            match (
+                                                o.version.cmp(&r.version),
+                                                g.value().cmp(new.as_slice()),
+                                            ) {
+                                                (Ordering::Greater, _) => {
+                                                    Some(Applied::Kept(o.version))
+                                                }
+                                                (Ordering::Equal, Ordering::Equal) => {
+                                                    Some(Applied::Stored)
+                                                }
+                                                (Ordering::Equal, Ordering::Greater) => {
+                                                    Some(Applied::Kept(o.version))
+                                                }
+                                                _ => None,
+                                            }
+                                        });
+                                        (kv, settled)
+                                    }
+                                    None => (None, None),
+                                };
+                            let applied = match settled {
+                                Some(applied) => applied,
+                                None => {
                                     records
-                                        .insert(k.as_slice(), encode_value(r).as_slice())
+                                        .insert(k.as_slice(), new.as_slice())
                                         .map_err(write_err)?;
                                     high = high.max(r.version.hlc);
                                     stored.push((old, KeyVersion::of(r)));

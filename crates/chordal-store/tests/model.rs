@@ -289,3 +289,42 @@ proptest! {
         check(&reopened)?;
     }
 }
+
+/// Two different records with one version (only a forged or damaged one
+/// can make them): both stores keep the same one whatever the order they
+/// arrive in — the tombstone, else the larger value — so copies converge
+/// instead of syncing back and forth forever (found by the `store_model`
+/// fuzz target).
+#[test]
+fn equal_versions_settle_the_same_way_in_every_store_and_order() {
+    let value = record(0, 9, 1, Some(vec![]));
+    let bigger = record(0, 9, 1, Some(b"z".to_vec()));
+    let tomb = record(0, 9, 1, None);
+    for (first, second, winner) in [
+        (&value, &tomb, &tomb),
+        (&tomb, &value, &tomb),
+        (&value, &bigger, &bigger),
+        (&bigger, &value, &bigger),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let redb = RedbStore::open(&dir.path().join("db")).unwrap();
+        let memory = MemoryStore::new();
+        for s in [&redb as &dyn Store, &memory] {
+            assert_eq!(
+                s.apply(std::slice::from_ref(first)).unwrap(),
+                vec![Applied::Stored]
+            );
+            let applied = s.apply(std::slice::from_ref(second)).unwrap();
+            let want = if second == winner {
+                Applied::Stored
+            } else {
+                Applied::Kept(first.version)
+            };
+            assert_eq!(applied, vec![want]);
+            assert_eq!(
+                s.get(&winner.key_id, &winner.key).unwrap().as_ref(),
+                Some(winner)
+            );
+        }
+    }
+}

@@ -218,7 +218,7 @@ impl Store {
 /// The newer of two optional records.
 fn newest(a: Option<Record>, b: Option<Record>) -> Option<Record> {
     match (a, b) {
-        (Some(a), Some(b)) => Some(if b.version > a.version { b } else { a }),
+        (Some(a), Some(b)) => Some(if b.supersedes(&a) { b } else { a }),
         (a, b) => a.or(b),
     }
 }
