@@ -291,8 +291,14 @@ pub async fn run(args: KvArgs) -> Result<()> {
             let api = ApiConfig::default();
             members.push(Member::start(config, "127.0.0.1:0".parse()?, api).await?);
         }
-        // Let successor lists fill so that every write has all its replicas.
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        // Wait until every successor list has filled, so that every write
+        // has all its replicas.
+        let ring = chordal_node::local::LocalRing {
+            nodes: members.iter().map(|m| m.node.clone()).collect(),
+        };
+        ring.settle(chordal_node::local::Check::SuccessorLists)
+            .await
+            .context("successor lists did not fill")?;
         match args.via {
             Via::Node => Backend::Nodes(members.iter().map(|m| m.node.clone()).collect()),
             Via::Http => Backend::Http(
