@@ -108,8 +108,13 @@ pub fn issue(ca_dir: &Path, out: &Path, role: Role, names: &[String]) -> Result<
             return Err(TlsError::BadName(n.clone()));
         }
     }
-    let mut params =
-        CertificateParams::new(names.to_vec()).map_err(|_| TlsError::BadName(names.join(",")))?;
+    // Members serve the peer protocol under the one name every connection
+    // asks for (`PEER_NAME`), besides the names given.
+    let mut all = names.to_vec();
+    if role == Role::Member && !all.iter().any(|n| n == crate::PEER_NAME) {
+        all.push(crate::PEER_NAME.to_string());
+    }
+    let mut params = CertificateParams::new(all).map_err(|_| TlsError::BadName(names.join(",")))?;
     let mut name = DistinguishedName::new();
     name.push(DnType::OrganizationName, "chordal");
     name.push(DnType::CommonName, format!("chordal {role}"));

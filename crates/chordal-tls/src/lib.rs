@@ -31,10 +31,12 @@
 #![warn(missing_docs)]
 
 mod ca;
+mod config;
 mod files;
 mod identity;
 
 pub use ca::{CA_CERT, CA_KEY, CaFiles, Issued, NODE_CERT, NODE_KEY, init, issue};
+pub use config::{PEER_NAME, PeerIdentity, TlsFiles, peer_identity, peer_name};
 pub use identity::{Role, node_id, pem_to_der, role_of};
 
 use std::path::PathBuf;
@@ -61,6 +63,9 @@ pub enum TlsError {
     /// The bytes are not a certificate we can use.
     #[error("not a usable certificate: {0}")]
     BadCertificate(String),
+    /// A TLS configuration could not be built.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// A subject alternative name that is neither a DNS name nor an IP
     /// address.
     #[error("bad subject alternative name {0:?}")]

@@ -1,0 +1,105 @@
+//! Mutual TLS between cluster certificates over an in-memory pipe: members
+//! and clients of one CA get through and learn each other's id and role
+//! from the certificates; a foreign CA's certificate, or a client's
+//! certificate trying to serve, is refused at the handshake.
+
+use chordal_tls::{PeerIdentity, Role, TlsFiles, issue, peer_identity, peer_name};
+use std::path::Path;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+fn files(ca: &Path, out: &Path, role: Role) -> TlsFiles {
+    issue(ca, out, role, &[]).unwrap();
+    TlsFiles::load(out).unwrap()
+}
+
+/// Runs a handshake, `server` accepting and `client` connecting, and one
+/// exchange of bytes. Each side's view of the other, or its error.
+async fn connect(
+    server: &TlsFiles,
+    client: &TlsFiles,
+) -> (Result<PeerIdentity, String>, Result<PeerIdentity, String>) {
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let acceptor = TlsAcceptor::from(server.server_config().unwrap());
+    let connector = TlsConnector::from(client.client_config().unwrap());
+    let serve = async move {
+        let mut tls = acceptor.accept(a).await.map_err(|e| e.to_string())?;
+        let who = peer_identity(tls.get_ref().1.peer_certificates()).map_err(|e| e.to_string())?;
+        let mut buf = [0u8; 5];
+        tls.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
+        tls.write_all(b"pong!").await.map_err(|e| e.to_string())?;
+        tls.flush().await.map_err(|e| e.to_string())?;
+        Ok::<_, String>(who)
+    };
+    let dial = async move {
+        let mut tls = connector
+            .connect(peer_name(), b)
+            .await
+            .map_err(|e| e.to_string())?;
+        let who = peer_identity(tls.get_ref().1.peer_certificates()).map_err(|e| e.to_string())?;
+        tls.write_all(b"ping!").await.map_err(|e| e.to_string())?;
+        tls.flush().await.map_err(|e| e.to_string())?;
+        let mut buf = [0u8; 5];
+        tls.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
+        assert_eq!(&buf, b"pong!");
+        Ok::<_, String>(who)
+    };
+    tokio::join!(serve, dial)
+}
+
+#[tokio::test]
+async fn members_and_clients_of_one_ca_learn_each_others_id_and_role() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = tmp.path().join("ca");
+    chordal_tls::init(&ca).unwrap();
+    let a = files(&ca, &tmp.path().join("a"), Role::Member);
+    let b = files(&ca, &tmp.path().join("b"), Role::Member);
+    let c = files(&ca, &tmp.path().join("c"), Role::Client);
+    assert_eq!(a.identity().role, Role::Member);
+    assert_eq!(c.identity().role, Role::Client);
+
+    let (server_sees, client_sees) = connect(&a, &b).await;
+    assert_eq!(server_sees.unwrap(), b.identity());
+    assert_eq!(client_sees.unwrap(), a.identity());
+
+    // A client connects to a member: the member knows it is a client.
+    let (server_sees, client_sees) = connect(&a, &c).await;
+    assert_eq!(
+        server_sees.unwrap(),
+        PeerIdentity {
+            id: c.identity().id,
+            role: Role::Client
+        }
+    );
+    assert_eq!(client_sees.unwrap(), a.identity());
+}
+
+#[tokio::test]
+async fn foreign_certificates_and_clients_posing_as_servers_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ours, theirs) = (tmp.path().join("ours"), tmp.path().join("theirs"));
+    chordal_tls::init(&ours).unwrap();
+    chordal_tls::init(&theirs).unwrap();
+    let member = files(&ours, &tmp.path().join("m"), Role::Member);
+    let foreign = files(&theirs, &tmp.path().join("f"), Role::Member);
+    let client = files(&ours, &tmp.path().join("c"), Role::Client);
+
+    // A foreign member connecting, and one accepting: refused both ways.
+    let (server, client_side) = connect(&member, &foreign).await;
+    assert!(
+        server.is_err() && client_side.is_err(),
+        "{server:?} {client_side:?}"
+    );
+    let (server, client_side) = connect(&foreign, &member).await;
+    assert!(
+        server.is_err() && client_side.is_err(),
+        "{server:?} {client_side:?}"
+    );
+    // A client's certificate cannot serve: members refuse to talk to it
+    // as a server.
+    let (server, client_side) = connect(&client, &member).await;
+    assert!(
+        client_side.is_err(),
+        "a client certificate served: {server:?}"
+    );
+}
