@@ -443,16 +443,15 @@ impl Node {
         match env.msg {
             Message::Request {
                 req,
-                ref op,
+                op,
                 op_id,
                 timeout_ms,
             } => {
                 let in_flight = self.in_flight();
-                let op = op.clone();
                 self.requests.handle_request(
                     cx!(self),
                     now,
-                    &env,
+                    (env.from, env.to),
                     (req, op, op_id, timeout_ms),
                     in_flight,
                 );

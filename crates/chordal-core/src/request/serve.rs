@@ -5,7 +5,7 @@ use super::{ReplyTo, Requests, oversize};
 use crate::config::Config;
 use crate::io::{Cx, Serve};
 use crate::ring::{Ownership, Ring};
-use crate::{Envelope, Id, Message, NodeRef, OpResult, Operation, Time};
+use crate::{Id, Message, NodeRef, OpResult, Operation, Target, Time};
 use std::time::Duration;
 
 impl Requests {
@@ -18,11 +18,11 @@ impl Requests {
         &mut self,
         cx: &mut Cx<'_>,
         now: Time,
-        env: &Envelope,
+        (from, to): (NodeRef, Target),
         (req, op, op_id, timeout_ms): (u64, Operation, u64, u32),
         in_flight: usize,
     ) {
-        let me = cx.ring.addressee(env.to.id);
+        let me = cx.ring.addressee(to.id);
         let budget = match timeout_ms {
             0 => cx.config.kv_timeout * 3 / 5,
             ms => Duration::from_millis(ms as u64).min(cx.config.kv_timeout),
@@ -35,13 +35,13 @@ impl Requests {
         );
         let named = (store_op && op_id != 0).then(|| (op_id, Id::hash(op.key())));
         let reply = ReplyTo::Remote {
-            to: env.from,
+            to: from,
             me,
             req,
             op: named,
             budget,
         };
-        if let Some(result) = self.recalled(now, env.from.addr, named) {
+        if let Some(result) = self.recalled(now, from.addr, named) {
             // A retry of an operation we already answered.
             self.answer(cx, now, reply, result);
             return;
@@ -53,7 +53,7 @@ impl Requests {
             self.answer(cx, now, reply, OpResult::Overloaded);
             return;
         }
-        match env.to.id {
+        match to.id {
             Some(id) if cx.ring.vnode_by_id(&id).is_some() => cx.io.serve.push_back(Serve {
                 vnode: NodeRef::new(id, cx.ring.addr()),
                 op,

@@ -302,8 +302,11 @@ impl Store {
     /// A store message from a peer (or one of our own vnodes): see
     /// [`is_store_message`].
     pub fn handle_message(&mut self, cx: &mut Cx<'_>, now: Time, env: Envelope) {
-        match env.msg.clone() {
-            Message::Replicate { req, records } => self.replica_apply(cx, env, req, records),
+        // Taken apart, not cloned: a `Replicate` carries up to a page
+        // (1 MiB) of records.
+        let Envelope { from, to, msg } = env;
+        match msg {
+            Message::Replicate { req, records } => self.replica_apply(cx, (from, to), req, records),
             Message::ReplicateAck {
                 req,
                 ok,
@@ -319,7 +322,7 @@ impl Store {
                     self.transfer_ack(cx, now, req, ok && !busy);
                 }
             }
-            Message::ReplicaRead { req, key } => self.replica_read(cx, env, req, key),
+            Message::ReplicaRead { req, key } => self.replica_read(cx, (from, to), req, key),
             Message::SyncSummary {
                 req,
                 start,
@@ -327,10 +330,10 @@ impl Store {
                 buckets,
                 probe,
             } => {
-                let me = cx.ring.addressee(env.to.id);
+                let me = cx.ring.addressee(to.id);
                 self.sync_lease(cx, now, start, end);
                 let c = sync::Compare {
-                    to: env.from,
+                    to: from,
                     me,
                     req,
                     start,
@@ -346,7 +349,7 @@ impl Store {
                 refine,
             } => self.sync_diff_received(cx, now, req, differing, refine),
             Message::Collect { start, end, before } => {
-                self.collect_received(cx, env.from, start, end, before)
+                self.collect_received(cx, from, start, end, before)
             }
             Message::ReplicaReadReply { req, record } => {
                 if let Some(id) = self.replica_reqs.remove(&req) {

@@ -2,7 +2,7 @@
 
 use super::{Store, StoreKind, StoreWait};
 use crate::io::Cx;
-use crate::{Envelope, Message, Record};
+use crate::{Message, NodeRef, Record, Target};
 
 /// Most `Replicate`s a node stores for others at once: transfers keep a
 /// few pages in flight each, so this is many senders' windows.
@@ -13,11 +13,11 @@ impl Store {
     pub(super) fn replica_apply(
         &mut self,
         cx: &mut Cx<'_>,
-        env: Envelope,
+        (from, to): (NodeRef, Target),
         req: u64,
         records: Vec<Record>,
     ) {
-        let me = cx.ring.addressee(env.to.id);
+        let me = cx.ring.addressee(to.id);
         // A record whose id is not its key's hash would be stored in the
         // wrong place: refuse the whole message.
         if records.iter().any(|r| !r.is_consistent()) {
@@ -27,7 +27,7 @@ impl Store {
                 newer: None,
                 busy: false,
             };
-            cx.io.send(me, env.from, nack);
+            cx.io.send(me, from, nack);
             return;
         }
         if self.replica_applies >= MAX_REPLICA_APPLIES {
@@ -39,30 +39,28 @@ impl Store {
                 newer: None,
                 busy: true,
             };
-            cx.io.send(me, env.from, busy);
+            cx.io.send(me, from, busy);
             return;
         }
         for r in &records {
             self.hlc.observe(r.version.hlc);
         }
         self.replica_applies += 1;
-        let wait = StoreWait::ReplicaApply {
-            to: env.from,
-            me,
-            req,
-        };
+        let wait = StoreWait::ReplicaApply { to: from, me, req };
         self.store_op(cx, StoreKind::Apply { records }, wait);
     }
 
     /// `ReplicaRead` from an owner: read our copy.
-    pub(super) fn replica_read(&mut self, cx: &mut Cx<'_>, env: Envelope, req: u64, key: Vec<u8>) {
-        let me = cx.ring.addressee(env.to.id);
+    pub(super) fn replica_read(
+        &mut self,
+        cx: &mut Cx<'_>,
+        (from, to): (NodeRef, Target),
+        req: u64,
+        key: Vec<u8>,
+    ) {
+        let me = cx.ring.addressee(to.id);
         let key_id = crate::Id::hash(&key);
-        let wait = StoreWait::ReplicaRead {
-            to: env.from,
-            me,
-            req,
-        };
+        let wait = StoreWait::ReplicaRead { to: from, me, req };
         self.store_op(cx, StoreKind::Get { key_id, key }, wait);
     }
 }
