@@ -32,6 +32,14 @@ pub enum CaCommand {
         /// be given several times).
         #[arg(long)]
         san: Vec<String>,
+        /// Days the certificate is valid (short-lived certificates are how
+        /// a ring revokes: see docs/security.md).
+        #[arg(long, default_value_t = chordal_tls::CERT_DAYS)]
+        days: u32,
+        /// Sign the key already in OUT again (same node id, new validity)
+        /// instead of making a new one.
+        #[arg(long)]
+        renew: bool,
     },
 }
 
@@ -52,8 +60,15 @@ pub fn run(cmd: CaCommand) -> Result<()> {
             out,
             role,
             san,
+            days,
+            renew,
         } => {
-            let issued = chordal_tls::issue(&dir, &out, role, &san)
+            if days == 0 {
+                anyhow::bail!("--days must be at least 1");
+            }
+            let mut options = chordal_tls::IssueOptions::days(days);
+            options.renew = renew;
+            let issued = chordal_tls::issue_with(&dir, &out, role, &san, &options)
                 .with_context(|| format!("cannot issue a certificate into {}", out.display()))?;
             let line = serde_json::json!({
                 "id": issued.id.to_hex(),

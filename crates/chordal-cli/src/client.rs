@@ -6,6 +6,84 @@ use chordal_http::{LocateJson, NodeStatusJson, RingJson};
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 
+/// Where a node's API is: `HOST:PORT` or `http://HOST:PORT` (plain), or
+/// `https://HOST:PORT` (`--api-tls`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeUrl {
+    /// `https`?
+    pub tls: bool,
+    /// `HOST:PORT` as given (a name is kept: the certificate is checked
+    /// against it).
+    pub authority: String,
+}
+
+impl std::str::FromStr for NodeUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<NodeUrl, String> {
+        let (tls, rest) = if let Some(rest) = s.strip_prefix("https://") {
+            (true, rest)
+        } else if let Some(rest) = s.strip_prefix("http://") {
+            (false, rest)
+        } else if s.contains("://") {
+            return Err(format!("{s:?}: only http:// and https:// are spoken"));
+        } else {
+            (false, s)
+        };
+        let authority = rest.trim_end_matches('/');
+        let port_ok = authority
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !port_ok || authority.contains('/') {
+            return Err(format!("{s:?} is not HOST:PORT"));
+        }
+        Ok(NodeUrl {
+            tls,
+            authority: authority.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for NodeUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.tls {
+            write!(f, "https://{}", self.authority)
+        } else {
+            f.write_str(&self.authority)
+        }
+    }
+}
+
+impl Target {
+    /// The URL of `path` on the node.
+    pub fn url(&self, path: &str) -> String {
+        let scheme = if self.node.tls { "https" } else { "http" };
+        format!("{scheme}://{}{path}", self.node.authority)
+    }
+
+    /// An HTTP client for the node: for https, trusting `--cacert` only.
+    pub fn http(&self, builder: reqwest::ClientBuilder) -> Result<reqwest::Client> {
+        let builder = match (&self.cacert, self.node.tls) {
+            (Some(ca), _) => {
+                let config = chordal_tls::https_client_config(ca)
+                    .map_err(|e| CliError::Failed(format!("--cacert: {e}")))?;
+                builder.tls_backend_preconfigured((*config).clone())
+            }
+            (None, true) => {
+                return Err(CliError::Failed(format!(
+                    "{} is https: give the CA to trust with --cacert (the cluster's ca.crt)",
+                    self.node
+                ))
+                .into());
+            }
+            (None, false) => builder,
+        };
+        Ok(builder
+            .build()
+            .map_err(|e| CliError::Failed(format!("http client: {e}")))?)
+    }
+}
+
 /// Characters kept as they are in a key's path segment; everything else is
 /// percent-encoded (RFC 3986 unreserved).
 pub fn encode_key(key: &str) -> String {
@@ -29,11 +107,8 @@ pub async fn send(
     path: &str,
     body: Option<Vec<u8>>,
 ) -> Result<reqwest::Response> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(15))
-        .build()
-        .map_err(|e| CliError::Failed(format!("http client: {e}")))?;
-    let url = format!("http://{}{}", target.node, path);
+    let client = target.http(reqwest::Client::builder().timeout(Duration::from_secs(15)))?;
+    let url = target.url(path);
     let mut req = client.request(method, &url);
     if let Some(token) = &target.token {
         req = req.bearer_auth(token);

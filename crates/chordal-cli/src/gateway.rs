@@ -35,6 +35,14 @@ pub struct GatewayArgs {
     /// Cluster name of the ring.
     #[arg(long, env = "CHORDAL_CLUSTER", default_value = "chordal")]
     cluster: String,
+    /// Mutual TLS to the ring with the client certificate in DIR
+    /// (`chordal ca issue --role client --out DIR`).
+    #[arg(long, env = "CHORDAL_TLS_DIR")]
+    tls_dir: Option<std::path::PathBuf>,
+    /// CA certificates (PEM) that https:// services must chain to
+    /// (default: the host's trusted roots).
+    #[arg(long, env = "CHORDAL_CACERT")]
+    cacert: Option<std::path::PathBuf>,
 }
 
 pub async fn run(args: GatewayArgs) -> Result<()> {
@@ -47,6 +55,8 @@ pub async fn run(args: GatewayArgs) -> Result<()> {
     config.replicas = args.replicas.max(1);
     config.request_timeout = Duration::from_millis(args.request_timeout_ms);
     config.bounded_load = args.bounded_load;
+    config.tls_dir = args.tls_dir;
+    config.service_ca = args.cacert;
     let gateway = Gateway::start(config)
         .await
         .with_context(|| format!("reaching the ring through {}", args.join.join(",")))?;

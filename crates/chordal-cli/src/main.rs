@@ -19,7 +19,6 @@ mod sim;
 mod topics;
 
 use clap::{Args, Parser, Subcommand};
-use std::net::SocketAddr;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -122,12 +121,17 @@ enum Command {
 /// Which node to talk to, and how to print.
 #[derive(Args, Clone)]
 pub struct Target {
-    /// API address of the node.
+    /// API address of the node: HOST:PORT, http://HOST:PORT, or
+    /// https://HOST:PORT for a node serving --api-tls.
     #[arg(long, env = "CHORDAL_NODE", default_value = "127.0.0.1:8000")]
-    node: SocketAddr,
+    node: client::NodeUrl,
     /// Bearer token for a node that demands one (`--api-tokens`).
     #[arg(long, env = "CHORDAL_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Trust this CA (PEM, e.g. the cluster's ca.crt) for an https:// node;
+    /// nothing else is trusted.
+    #[arg(long, env = "CHORDAL_CACERT")]
+    cacert: Option<std::path::PathBuf>,
     /// Machine-readable output.
     #[arg(long)]
     json: bool,

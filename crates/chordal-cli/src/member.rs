@@ -40,6 +40,15 @@ pub struct NodeArgs {
     /// (roles read, write, admin; `GET /v1/health` stays open).
     #[arg(long, env = "CHORDAL_API_TOKENS")]
     api_tokens: Option<PathBuf>,
+    /// Mutual TLS on the peer protocol from DIR/ca.crt, DIR/node.crt and
+    /// DIR/node.key (`chordal ca issue`): the node id is the
+    /// certificate's, and only peers of the same CA get in.
+    #[arg(long, env = "CHORDAL_TLS_DIR", conflicts_with = "id")]
+    tls_dir: Option<PathBuf>,
+    /// Serve the HTTP API over HTTPS with the node's certificate (needs
+    /// --tls-dir; issue it with --san for the names clients use).
+    #[arg(long, env = "CHORDAL_API_TLS", requires = "tls_dir")]
+    api_tls: bool,
 }
 
 /// Protocol settings shared by `node` and `cluster`.
@@ -217,7 +226,28 @@ pub async fn run_node(args: NodeArgs) -> Result<()> {
     if let Some(service) = &args.service {
         config = config.service(service.clone());
     }
+    if let Some(dir) = &args.tls_dir {
+        config = config.tls_dir(dir.clone());
+    }
     let mut api = ApiConfig::default();
+    if args.api_tls {
+        let dir = args
+            .tls_dir
+            .as_deref()
+            .expect("clap: --api-tls requires --tls-dir");
+        let files = chordal_tls::TlsFiles::load(dir).context("cannot use the TLS files")?;
+        api.tls = Some(
+            files
+                .api_server_config()
+                .context("cannot build the HTTPS configuration")?,
+        );
+    } else if !args.api.ip().is_loopback() && args.api_tokens.is_none() {
+        tracing::warn!(
+            "the HTTP API on {} is reachable beyond this host with neither TLS nor tokens: \
+             anyone who reaches it can read, write and delete (use --api-tls and --api-tokens)",
+            args.api
+        );
+    }
     if let Some(path) = &args.api_tokens {
         let tokens = chordal_http::Tokens::load(path).context("cannot use the API tokens")?;
         api.tokens = Some(std::sync::Arc::new(tokens));

@@ -21,11 +21,8 @@ pub async fn publish(target: &Target, topic: &str, message: Vec<u8>) -> Result<(
 /// Prints each message published on `topic` (one line each; `--json`: one
 /// JSON object each) until `count` arrived, or forever.
 pub async fn subscribe(target: &Target, topic: &str, count: Option<u64>) -> Result<()> {
-    let client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .build()
-        .map_err(|e| CliError::Failed(format!("http client: {e}")))?;
-    let url = format!("http://{}/v1/topics/{}", target.node, encode_key(topic));
+    let client = target.http(reqwest::Client::builder().connect_timeout(Duration::from_secs(5)))?;
+    let url = target.url(&format!("/v1/topics/{}", encode_key(topic)));
     let mut req = client.get(&url);
     if let Some(token) = &target.token {
         req = req.bearer_auth(token);

@@ -483,6 +483,45 @@ impl Message {
         }
     }
 
+    /// May a process that is not a ring member (a client: the native
+    /// `Client`, a gateway, an application outside the ring) send this?
+    /// Clients ask — liveness, neighbours, lookups, store operations,
+    /// application messages and pub/sub — and never speak for the ring:
+    /// no `Notify`, stabilization answers, `Leave`, replica, sync or
+    /// handoff traffic, and no topic-owner traffic (`Notify` and
+    /// `TopicReplica` operations). The driver closes a client connection
+    /// that sends anything else.
+    pub fn client_may_send(&self) -> bool {
+        match self {
+            Message::Ping { .. }
+            | Message::Pong { .. }
+            | Message::GetNeighbors { .. }
+            | Message::FindSuccessor { .. }
+            | Message::ClosestPreceding { .. } => true,
+            Message::Request { op, .. } => !matches!(
+                op,
+                Operation::Notify { .. } | Operation::TopicReplica { .. }
+            ),
+            Message::Neighbors { .. }
+            | Message::Notify
+            | Message::SuccessorHint { .. }
+            | Message::LookupAck { .. }
+            | Message::FoundSuccessor { .. }
+            | Message::LookupFailed { .. }
+            | Message::ClosestPrecedingReply { .. }
+            | Message::Leave { .. }
+            | Message::NotHere { .. }
+            | Message::Reply { .. }
+            | Message::Replicate { .. }
+            | Message::ReplicateAck { .. }
+            | Message::ReplicaRead { .. }
+            | Message::ReplicaReadReply { .. }
+            | Message::SyncSummary { .. }
+            | Message::SyncDiff { .. }
+            | Message::Collect { .. } => false,
+        }
+    }
+
     /// A short name for logs and counters.
     pub fn kind(&self) -> &'static str {
         match self {

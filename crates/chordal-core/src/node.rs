@@ -98,6 +98,23 @@ impl Node {
             .collect()
     }
 
+    /// The ids of `v` virtual nodes of a process whose first id is fixed
+    /// (by its certificate, under TLS): `first` itself, then
+    /// `SHA-1(hex(first) || "#" || i)`. Both ends compute it, so a peer
+    /// cannot claim ids its certificate does not give.
+    pub fn vnode_ids_from(first: Id, v: usize) -> Vec<Id> {
+        let base = first.to_hex();
+        (0..v.max(1))
+            .map(|i| {
+                if i == 0 {
+                    first
+                } else {
+                    Id::hash(format!("{base}#{i}").as_bytes())
+                }
+            })
+            .collect()
+    }
+
     /// The configuration the node runs with.
     pub fn config(&self) -> &Config {
         &self.config

@@ -21,6 +21,11 @@
 //! records with priorities and weights) so that none is a single point of
 //! failure — see `docs/gateway.md`.
 //!
+//! Trust: with `tls_dir` (a `client` certificate of the cluster CA) the
+//! gateway speaks mutual TLS to the ring; services may be `https://` URLs,
+//! checked against `service_ca` (a PEM file) or, without one, the host's
+//! trusted roots.
+//!
 //! Retried requests: a request whose body is small enough to keep
 //! (`retry_body_limit`, 1 MiB; bodies without a length are streamed and
 //! not retried) may reach a second instance after the first failed — or
@@ -43,6 +48,7 @@ pub use view::{Member, RingView};
 use axum::Router;
 use axum::body::Body;
 use chordal_node::{Client, ClientConfig, Error};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -51,6 +57,29 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
+
+/// The TLS configuration for `https` services: roots from `ca`, or the
+/// host's.
+fn service_tls(ca: Option<&std::path::Path>) -> Result<rustls::ClientConfig, Error> {
+    let tls_error = |e: String| Error::Tls(e);
+    if let Some(ca) = ca {
+        let config = chordal_tls::https_client_config(ca).map_err(|e| tls_error(e.to_string()))?;
+        return Ok((*config).clone());
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    // Unreadable system certificates leave fewer roots, not an error:
+    // plain-http services still work, and https ones fail with a clear
+    // certificate error.
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_error(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
 
 /// The response header naming the node whose service answered.
 pub const NODE_HEADER: &str = "x-chordal-node";
@@ -87,6 +116,12 @@ pub struct GatewayConfig {
     pub bounded_load: Option<f64>,
     /// Requests forwarded at once; more get `503 overloaded` at once.
     pub max_in_flight: usize,
+    /// Mutual TLS to the ring with the certificate in this directory
+    /// (`chordal ca issue --role client`); `None`: plain TCP.
+    pub tls_dir: Option<std::path::PathBuf>,
+    /// CA certificates (PEM) that `https` services must chain to; `None`:
+    /// the host's trusted roots.
+    pub service_ca: Option<std::path::PathBuf>,
 }
 
 impl GatewayConfig {
@@ -104,6 +139,8 @@ impl GatewayConfig {
             refresh_every: Duration::from_secs(1),
             bounded_load: None,
             max_in_flight: 4096,
+            tls_dir: None,
+            service_ca: None,
         }
     }
 }
@@ -112,7 +149,7 @@ impl GatewayConfig {
 pub struct Gateway {
     pub(crate) config: GatewayConfig,
     pub(crate) view: Arc<RingView>,
-    pub(crate) http: HttpClient<HttpConnector, Body>,
+    pub(crate) http: HttpClient<HttpsConnector<HttpConnector>, Body>,
     /// Wakes the refresher early (after a failure).
     refresh: Arc<Notify>,
     /// Client placements, with bounded loads on.
@@ -126,12 +163,20 @@ impl Gateway {
     pub async fn start(config: GatewayConfig) -> Result<Arc<Gateway>, Error> {
         let mut reach = ClientConfig::new(config.seeds.clone());
         reach.cluster = config.cluster.clone();
+        reach.tls_dir = config.tls_dir.clone();
         let client = Client::connect(reach).await?;
         let view = Arc::new(RingView::new(client, config.suspect_for).await?);
         view.spawn_refresher(config.refresh_every);
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.connect_timeout));
         connector.set_nodelay(true);
+        // The scheme is ours to choose per service URL.
+        connector.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(service_tls(config.service_ca.as_deref())?)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let http = HttpClient::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);

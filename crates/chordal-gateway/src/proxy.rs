@@ -127,10 +127,10 @@ pub async fn forward(State(g): State<Arc<Gateway>>, req: Request<Body>) -> Respo
             },
         };
         tried += 1;
-        let Some(authority) = base.authority() else {
+        let (Some(scheme), Some(authority)) = (base.scheme_str(), base.authority()) else {
             continue;
         };
-        let Ok(uri) = format!("http://{authority}{path}").parse::<Uri>() else {
+        let Ok(uri) = format!("{scheme}://{authority}{path}").parse::<Uri>() else {
             return error(
                 StatusCode::BAD_REQUEST,
                 "bad_path",

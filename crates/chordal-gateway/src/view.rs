@@ -147,12 +147,13 @@ impl RingView {
     }
 }
 
-/// `scheme://authority` of a service URL, if it is an absolute http URL.
+/// `scheme://authority` of a service URL, if it is an absolute http or
+/// https URL.
 fn parse_base(url: &str) -> Option<Uri> {
     let uri: Uri = url.parse().ok()?;
     let scheme = uri.scheme_str()?;
     let authority = uri.authority()?;
-    if scheme != "http" {
+    if scheme != "http" && scheme != "https" {
         return None;
     }
     format!("{scheme}://{authority}").parse().ok()
@@ -169,7 +170,11 @@ mod tests {
             Some("http://127.0.0.1:9000".parse().unwrap())
         );
         assert_eq!(parse_base("127.0.0.1:9000"), None);
-        assert_eq!(parse_base("https://example.org"), None);
+        assert_eq!(
+            parse_base("https://example.org/x"),
+            Some("https://example.org".parse().unwrap())
+        );
+        assert_eq!(parse_base("ftp://example.org"), None);
         assert_eq!(parse_base("not a url"), None);
     }
 }

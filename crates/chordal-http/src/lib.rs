@@ -11,6 +11,7 @@
 
 pub mod auth;
 mod error;
+pub mod https;
 mod json;
 mod kv;
 mod live;

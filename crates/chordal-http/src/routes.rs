@@ -30,6 +30,9 @@ pub struct ApiConfig {
     pub max_streams: usize,
     /// Bearer tokens the API demands (`--api-tokens`); `None`: open.
     pub tokens: Option<std::sync::Arc<crate::auth::Tokens>>,
+    /// Serve HTTPS with this configuration (`--api-tls`:
+    /// `chordal_tls::TlsFiles::api_server_config`); `None`: plain HTTP.
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 impl Default for ApiConfig {
@@ -41,6 +44,7 @@ impl Default for ApiConfig {
             max_value: chordal_core::Config::default().max_value,
             max_streams: 4096,
             tokens: None,
+            tls: None,
         }
     }
 }
@@ -87,16 +91,27 @@ pub fn router(node: Node, config: ApiConfig) -> Router {
         })
 }
 
-/// Serves the API on `listener` until `shutdown` completes.
+/// Serves the API on `listener` (HTTPS if `config.tls` is set) until
+/// `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
     node: Node,
     config: ApiConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(node, config))
-        .with_graceful_shutdown(shutdown)
-        .await
+    match config.tls.clone() {
+        Some(tls) => {
+            let listener = crate::https::TlsListener::new(listener, tls)?;
+            axum::serve(listener, router(node, config))
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            axum::serve(listener, router(node, config))
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
 }
 
 /// `GET /metrics`: Prometheus text exposition format.

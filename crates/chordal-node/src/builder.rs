@@ -84,6 +84,16 @@ impl NodeBuilder {
         self
     }
 
+    /// Mutual TLS on the peer protocol (`chordal node --tls-dir`): loads
+    /// `ca.crt`, `node.crt` and `node.key` from `dir` (written by
+    /// `chordal ca issue --role member`). The node's id is then its
+    /// certificate's ([`id`](Self::id) is refused), and only peers with a
+    /// certificate of the same CA get in.
+    pub fn tls_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config.tls_dir = Some(dir.into());
+        self
+    }
+
     /// Virtual nodes hosted by this process (spreads its load).
     pub fn vnodes(mut self, n: usize) -> Self {
         self.config.vnodes = n;
@@ -143,6 +153,12 @@ impl NodeBuilder {
     /// Publications a subscription buffers for a slow reader (default 1,024).
     pub fn subscription_buffer(mut self, n: usize) -> Self {
         self.config.subscription_buffer = n;
+        self
+    }
+
+    /// How long `start` waits for the join before giving up (default 20 s).
+    pub fn join_timeout(mut self, limit: Duration) -> Self {
+        self.config.join_timeout = limit;
         self
     }
 

@@ -7,8 +7,9 @@
 //! the client walks the ring again and retries.
 
 use crate::Error;
-use crate::conn::exchange_hello;
+use crate::conn::{open, wire_up};
 use crate::outbox::Outbox;
+use crate::tls::PeerTls;
 use crate::walk::{RingWalk, Stride};
 use bytes::BytesMut;
 use chordal_core::{
@@ -21,7 +22,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::net::TcpStream;
 use tokio::sync::{Mutex, oneshot};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
@@ -50,6 +50,9 @@ pub struct ClientConfig {
     pub max_key: usize,
     /// Largest value `put` sends, in bytes (the owner checks its own limit too).
     pub max_value: usize,
+    /// Mutual TLS to the ring from `ca.crt`, `node.crt` and `node.key`
+    /// here (`chordal ca issue --role client`); `None` speaks plain TCP.
+    pub tls_dir: Option<std::path::PathBuf>,
 }
 
 impl ClientConfig {
@@ -72,6 +75,7 @@ impl Default for ClientConfig {
             max_frame: chordal_wire::DEFAULT_MAX_FRAME,
             max_key: chordal_core::Config::default().max_key,
             max_value: chordal_core::Config::default().max_value,
+            tls_dir: None,
         }
     }
 }
@@ -86,6 +90,8 @@ struct Conn {
 
 struct Inner {
     config: ClientConfig,
+    /// Loaded from `config.tls_dir`.
+    tls: Option<PeerTls>,
     /// Our id in envelopes (random per client).
     id: Id,
     next_req: AtomicU64,
@@ -117,7 +123,13 @@ impl Drop for Inner {
 
 impl Client {
     /// Connects to the ring through the seeds and caches its members.
+    /// Fails with [`Error::Tls`] if `config.tls_dir` holds no usable TLS
+    /// material.
     pub async fn connect(config: ClientConfig) -> Result<Client, Error> {
+        let tls = match &config.tls_dir {
+            Some(dir) => Some(PeerTls::load(dir).map_err(|e| Error::Tls(e.to_string()))?),
+            None => None,
+        };
         let id = Id::hash(
             format!(
                 "client-{}-{:?}",
@@ -129,6 +141,7 @@ impl Client {
         let client = Client {
             inner: Arc::new(Inner {
                 config,
+                tls,
                 id,
                 next_req: AtomicU64::new(1),
                 conns: Mutex::new(HashMap::new()),
@@ -414,10 +427,6 @@ impl Client {
         }
         let config = &self.inner.config;
         let unreachable = |e: String| Error::Connect(addr, e);
-        let mut stream = tokio::time::timeout(config.timeout, TcpStream::connect(addr))
-            .await
-            .map_err(|_| Error::NodeTimeout(addr))?
-            .map_err(|e| unreachable(e.to_string()))?;
         let hello = chordal_wire::encode_hello(&chordal_wire::Hello {
             cluster: config.cluster.clone(),
             addr: None,
@@ -425,34 +434,39 @@ impl Client {
             ids: Vec::new(),
             service: None,
         });
-        let theirs = exchange_hello(&mut stream, &hello, &config.cluster, config.timeout)
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
+        let opened = open(
+            addr,
+            false,
+            self.inner.tls.as_ref(),
+            &hello,
+            &config.cluster,
+            config.timeout,
+            config.timeout,
+        )
+        .await
+        .map_err(|e| match e {
+            crate::conn::HandshakeError::Timeout => Error::NodeTimeout(addr),
+            e => unreachable(e.to_string()),
+        })?;
         {
             let mut peers = self.inner.peers.lock().expect("peers lock");
             if peers.len() >= MAX_RING {
                 peers.clear();
             }
-            peers.insert(addr, theirs);
+            peers.insert(addr, opened.hello);
         }
-        let _ = stream.set_nodelay(true);
-        let local = stream
+        let local = opened
+            .stream
             .local_addr()
             .map_err(|e| unreachable(e.to_string()))?;
-        let (r, w) = stream.into_split();
         let outbox = Arc::new(Outbox::new(8 * 1024 * 1024));
-        outbox.attach(w);
         let close = CancellationToken::new();
+        let (r, writer) = wire_up(opened.stream, &outbox, close.clone());
+        tokio::spawn(writer);
         let conn = Arc::new(Conn {
             local,
             outbox: outbox.clone(),
             close: close.clone(),
-        });
-        tokio::spawn({
-            let close = close.clone();
-            async move {
-                let _ = outbox.drain(close).await;
-            }
         });
         // The reader hands every answer to whoever waits for its request.
         let inner = Arc::downgrade(&self.inner);

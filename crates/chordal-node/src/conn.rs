@@ -1,18 +1,22 @@
 //! Establishing peer connections: the listener, outbound connects, the
-//! handshake. Once a connection passes its handshake its write half goes to
-//! an [`Outbox`] and its read half, as a stream of frames, to the driver,
-//! which reads every connection itself (one task wake-up per message).
+//! handshake (TLS first under `--tls-dir`, see [`crate::tls`], then the
+//! preamble and Hello). Once a connection passes its handshake its write
+//! half goes to an [`Outbox`] and its read half, as a stream of frames, to
+//! the driver, which reads every connection itself (one task wake-up per
+//! message).
 
 use crate::outbox::Outbox;
+use crate::tls::{Halves, PeerStream, PeerTls, Reader, Refusal, Standing, admit};
 use bytes::{Bytes, BytesMut};
 use chordal_wire::{Hello, PREAMBLE_LEN, WireError, check_preamble, decode_hello};
 use futures_util::StreamExt;
 use futures_util::stream::{self, BoxStream};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::codec::FramedRead;
@@ -35,6 +39,14 @@ pub struct WireStats {
     pub dropped_out: AtomicU64,
     /// Connections that passed the handshake.
     pub connections: AtomicU64,
+    /// TLS handshakes that failed: a certificate not of the cluster CA,
+    /// expired or missing, or no TLS at all.
+    pub tls_refused: AtomicU64,
+    /// Peers whose Hello claimed ids their certificate does not give.
+    pub wrong_ids: AtomicU64,
+    /// Client certificates that tried to act as a member, and client
+    /// connections that sent member-only messages.
+    pub client_role: AtomicU64,
     /// Application messages refused because the application's inbox was
     /// full.
     pub app_refused: AtomicU64,
@@ -59,6 +71,8 @@ pub struct ConnContext {
     /// Every task of the node's network, so that a leave can wait for them.
     pub tasks: TaskTracker,
     pub stats: Arc<WireStats>,
+    /// Our TLS material (`--tls-dir`); `None` speaks plain TCP.
+    pub tls: Option<Arc<PeerTls>>,
 }
 
 /// One item of a connection's read side: `(peer, conn_id, frame)`, where
@@ -78,6 +92,8 @@ pub struct Established {
     pub close: CancellationToken,
     /// We opened it (else the peer did).
     pub outbound: bool,
+    /// What the peer may send.
+    pub standing: Standing,
 }
 
 /// What connection tasks tell the driver.
@@ -101,27 +117,140 @@ pub enum HandshakeError {
     Timeout,
     #[error("peer closed during handshake")]
     Closed,
+    /// The TLS handshake failed (foreign, expired or missing certificate,
+    /// or no TLS on the other side).
+    #[error("TLS: {0}")]
+    Tls(std::io::Error),
+    /// The Hello says what the certificate does not allow.
+    #[error("{0}")]
+    Refused(#[from] Refusal),
 }
 
-/// Sends our preamble and Hello, reads and checks theirs.
-pub async fn handshake(stream: &mut TcpStream, ctx: &ConnContext) -> Result<Hello, HandshakeError> {
-    exchange_hello(stream, &ctx.hello, &ctx.cluster, ctx.handshake_timeout).await
+impl HandshakeError {
+    /// Counts the failure in `stats`.
+    fn count(&self, stats: &WireStats) {
+        let counter = match self {
+            HandshakeError::Tls(_) => &stats.tls_refused,
+            HandshakeError::Refused(Refusal::WrongIds) => &stats.wrong_ids,
+            HandshakeError::Refused(Refusal::ClientRole) => &stats.client_role,
+            _ => &stats.bad_handshakes,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
-/// The handshake itself: our preamble and encoded `hello` out, theirs in
-/// and checked against `cluster`, all within `timeout`.
-pub async fn exchange_hello(
-    stream: &mut TcpStream,
+/// A connection through its handshake: the stream, the peer's Hello and
+/// what it may do.
+pub(crate) struct Opened {
+    pub stream: PeerStream,
+    pub hello: Hello,
+    pub standing: Standing,
+}
+
+/// Dials `addr` and handshakes (TLS under `tls`, then our `hello`
+/// against `cluster`), all within `timeout` plus `connect_timeout` for
+/// the TCP connect. The peer must be a ring member, advertising `addr`
+/// itself if `exact` (a node dialling a peer it learnt of; a client may
+/// dial a seed by another of its addresses).
+pub(crate) async fn open(
+    addr: SocketAddr,
+    exact: bool,
+    tls: Option<&PeerTls>,
     hello: &[u8],
     cluster: &str,
+    connect_timeout: Duration,
     timeout: Duration,
+) -> Result<Opened, HandshakeError> {
+    let tcp = tokio::time::timeout(connect_timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| HandshakeError::Timeout)??;
+    let handshake = async {
+        let mut stream = PeerStream::dial(tcp, tls)
+            .await
+            .map_err(HandshakeError::Tls)?;
+        let theirs = exchange_hello(&mut stream, hello, cluster).await?;
+        if exact && theirs.addr != Some(addr) {
+            return Err(WireError::Invalid("advertised address").into());
+        }
+        let standing = admit(&theirs, stream.identity())?;
+        if standing == Standing::Client {
+            return Err(Refusal::ClientRole.into());
+        }
+        Ok(Opened {
+            stream,
+            hello: theirs,
+            standing,
+        })
+    };
+    tokio::time::timeout(timeout, handshake)
+        .await
+        .map_err(|_| HandshakeError::Timeout)?
+}
+
+/// Handshakes an accepted connection (TLS under `tls`, then the Hello),
+/// within `timeout`.
+async fn open_inbound(tcp: TcpStream, ctx: &ConnContext) -> Result<Opened, HandshakeError> {
+    let handshake = async {
+        let mut stream = PeerStream::accept(tcp, ctx.tls.as_deref())
+            .await
+            .map_err(HandshakeError::Tls)?;
+        let hello = exchange_hello(&mut stream, &ctx.hello, &ctx.cluster).await?;
+        let standing = admit(&hello, stream.identity())?;
+        Ok(Opened {
+            stream,
+            hello,
+            standing,
+        })
+    };
+    tokio::time::timeout(ctx.handshake_timeout, handshake)
+        .await
+        .map_err(|_| HandshakeError::Timeout)?
+}
+
+/// Splits a handshaken stream: writes go through `outbox` (the returned
+/// future is its writer task, to be spawned; it ends when `close` is
+/// cancelled or a write fails), reads come from the returned reader.
+pub(crate) fn wire_up(
+    stream: PeerStream,
+    outbox: &Arc<Outbox>,
+    close: CancellationToken,
+) -> (Reader, impl Future<Output = ()> + Send + 'static) {
+    let outbox = outbox.clone();
+    match stream.split() {
+        Halves::Plain(reader, half) => {
+            outbox.attach(half);
+            let writer = async move {
+                if let Err(e) = outbox.drain(close).await {
+                    debug!(error = %e, "write failed");
+                }
+            };
+            (reader, futures_util::future::Either::Left(writer))
+        }
+        Halves::Tls(reader, half) => {
+            let writer = async move {
+                if let Err(e) = outbox.drain_into(half, close).await {
+                    debug!(error = %e, "write failed");
+                }
+            };
+            (reader, futures_util::future::Either::Right(writer))
+        }
+    }
+}
+
+/// The Hello exchange: our preamble and encoded `hello` out, theirs in
+/// and checked against `cluster`. The caller bounds it in time.
+pub async fn exchange_hello<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    hello: &[u8],
+    cluster: &str,
 ) -> Result<Hello, HandshakeError> {
-    let exchange = async {
+    {
         let mut out = Vec::with_capacity(PREAMBLE_LEN + 4 + hello.len());
         out.extend_from_slice(&chordal_wire::preamble());
         out.extend_from_slice(&(hello.len() as u32).to_be_bytes());
         out.extend_from_slice(hello);
         stream.write_all(&out).await?;
+        stream.flush().await?;
         let mut pre = [0u8; PREAMBLE_LEN];
         stream.read_exact(&mut pre).await.map_err(closed)?;
         check_preamble(&pre)?;
@@ -134,10 +263,6 @@ pub async fn exchange_hello(
         let mut body = vec![0u8; len];
         stream.read_exact(&mut body).await.map_err(closed)?;
         Ok(decode_hello(&body, cluster)?)
-    };
-    match tokio::time::timeout(timeout, exchange).await {
-        Ok(r) => r,
-        Err(_) => Err(HandshakeError::Timeout),
     }
 }
 
@@ -149,30 +274,20 @@ fn closed(e: std::io::Error) -> HandshakeError {
     }
 }
 
-/// Splits an established stream: the write half into `outbox` (with a
-/// task that finishes writes the socket could not take at once), the read
-/// half into a frame stream for the driver.
+/// Hands a handshaken connection to an `outbox` (spawning its writer
+/// task) and turns its read side into a frame stream for the driver.
 fn establish(
-    stream: TcpStream,
-    hello: &Hello,
+    opened: Opened,
     addr: SocketAddr,
     conn_id: u64,
     outbox: Arc<Outbox>,
     outbound: bool,
     ctx: &ConnContext,
 ) -> Established {
-    let _ = stream.set_nodelay(true);
     ctx.stats.connections.fetch_add(1, Ordering::Relaxed);
-    let (r, w) = stream.into_split();
-    outbox.attach(w);
     let close = ctx.shutdown.child_token();
-    let drain_box = outbox.clone();
-    let drain_close = close.clone();
-    ctx.tasks.spawn(async move {
-        if let Err(e) = drain_box.drain(drain_close).await {
-            debug!(error = %e, "write failed");
-        }
-    });
+    let (r, writer) = wire_up(opened.stream, &outbox, close.clone());
+    ctx.tasks.spawn(writer);
     let frames = FramedRead::new(r, chordal_wire::frame_codec(ctx.max_frame));
     let reader = frames
         .map(move |f| (addr, conn_id, Some(f)))
@@ -181,13 +296,14 @@ fn establish(
         .boxed();
     Established {
         addr,
-        api: hello.api,
-        service: hello.service.clone(),
+        api: opened.hello.api,
+        service: opened.hello.service,
         conn_id,
         outbox,
         reader,
         close,
         outbound,
+        standing: opened.standing,
     }
 }
 
@@ -229,20 +345,20 @@ pub fn spawn_listener(listener: TcpListener, ctx: ConnContext) {
 }
 
 /// Handshakes one inbound connection and hands it to the driver.
-async fn accept(mut stream: TcpStream, remote: SocketAddr, conn_id: u64, ctx: &ConnContext) {
-    let hello = match handshake(&mut stream, ctx).await {
-        Ok(h) => h,
+async fn accept(stream: TcpStream, remote: SocketAddr, conn_id: u64, ctx: &ConnContext) {
+    let opened = match open_inbound(stream, ctx).await {
+        Ok(o) => o,
         Err(e) => {
-            ctx.stats.bad_handshakes.fetch_add(1, Ordering::Relaxed);
+            e.count(&ctx.stats);
             debug!(%remote, error = %e, "handshake refused");
             return;
         }
     };
     // A client (not a ring member) advertises no address: it is known by
     // its socket address, and its envelopes must come from that address.
-    let addr = hello.addr.unwrap_or(remote);
+    let addr = opened.hello.addr.unwrap_or(remote);
     let outbox = Arc::new(Outbox::new(ctx.peer_buffer));
-    let est = establish(stream, &hello, addr, conn_id, outbox, false, ctx);
+    let est = establish(opened, addr, conn_id, outbox, false, ctx);
     let _ = ctx.inbound.send(Inbound::Established(est)).await;
 }
 
@@ -251,21 +367,23 @@ async fn accept(mut stream: TcpStream, remote: SocketAddr, conn_id: u64, ctx: &C
 pub fn spawn_connect(addr: SocketAddr, conn_id: u64, outbox: Arc<Outbox>, ctx: ConnContext) {
     let tasks = ctx.tasks.clone();
     tasks.spawn(async move {
-        let attempt = async {
-            let mut stream = tokio::time::timeout(ctx.connect_timeout, TcpStream::connect(addr))
-                .await
-                .map_err(|_| HandshakeError::Timeout)??;
-            let hello = handshake(&mut stream, &ctx).await?;
-            if hello.addr != Some(addr) {
-                return Err(WireError::Invalid("advertised address").into());
-            }
-            Ok::<_, HandshakeError>((stream, hello))
-        };
+        let attempt = open(
+            addr,
+            true,
+            ctx.tls.as_deref(),
+            &ctx.hello,
+            &ctx.cluster,
+            ctx.connect_timeout,
+            ctx.handshake_timeout,
+        );
         let msg = match attempt.await {
-            Ok((stream, hello)) => {
-                Inbound::Established(establish(stream, &hello, addr, conn_id, outbox, true, &ctx))
+            Ok(opened) => {
+                Inbound::Established(establish(opened, addr, conn_id, outbox, true, &ctx))
             }
             Err(e) => {
+                if !matches!(e, HandshakeError::Io(_) | HandshakeError::Timeout) {
+                    e.count(&ctx.stats);
+                }
                 debug!(peer = %addr, error = %e, "connect failed");
                 Inbound::ConnectFailed { addr, conn_id }
             }

@@ -9,6 +9,7 @@ use crate::metrics::{NodeMetrics, Snapshot};
 use crate::outbox::Outbox;
 use crate::pool::{Peer, Pool, Route};
 use crate::status::{Finger, Status, VNodeStatus};
+use crate::tls::Standing;
 use crate::topics::{LocalSub, LocalTopics, Publication};
 use bytes::BytesMut;
 use chordal_core::{
@@ -140,6 +141,8 @@ struct Conn {
     addr: SocketAddr,
     close: CancellationToken,
     last_active: Instant,
+    /// What the peer may send.
+    standing: Standing,
 }
 
 pub struct Driver {
@@ -432,6 +435,9 @@ impl Driver {
             vnodes_joining: self.core.vnodes().len() - joined,
             bad_handshakes: stats.bad_handshakes.load(Ordering::Relaxed),
             bad_frames: stats.bad_frames.load(Ordering::Relaxed),
+            tls_refused: stats.tls_refused.load(Ordering::Relaxed),
+            wrong_ids: stats.wrong_ids.load(Ordering::Relaxed),
+            client_role: stats.client_role.load(Ordering::Relaxed),
             dropped_out: stats.dropped_out.load(Ordering::Relaxed),
             app_refused: stats.app_refused.load(Ordering::Relaxed),
         };
@@ -445,11 +451,25 @@ impl Driver {
         match frame {
             Some(Ok(bytes)) => match chordal_wire::decode_envelope(&bytes, self.core.addr()) {
                 Ok(env) if env.from.addr == addr => {
+                    let Some(c) = self.conns.get_mut(&conn_id) else {
+                        return;
+                    };
+                    if !c.standing.may_send(&env) {
+                        // A client speaking for the ring, or a member
+                        // speaking for a vnode its certificate does not
+                        // give: refused, and the connection dropped.
+                        let counter = match c.standing {
+                            Standing::Client => &stats.client_role,
+                            Standing::Member { .. } => &stats.wrong_ids,
+                        };
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        debug!(peer = %addr, kind = env.msg.kind(), "message refused for the sender's standing");
+                        self.close(conn_id, false);
+                        return;
+                    }
+                    c.last_active = Instant::now();
                     stats.frames_in.fetch_add(1, Ordering::Relaxed);
                     self.metrics.received(env.msg.kind(), bytes.len());
-                    if let Some(c) = self.conns.get_mut(&conn_id) {
-                        c.last_active = Instant::now();
-                    }
                     self.core.handle_message(now, env);
                 }
                 _ => {
@@ -551,6 +571,7 @@ impl Driver {
                 addr: est.addr,
                 close: est.close,
                 last_active: Instant::now(),
+                standing: est.standing,
             },
         );
         self.readers.push(est.reader);

@@ -27,6 +27,9 @@ pub enum Error {
     /// connection, or answered nonsense).
     #[error("cannot reach node {0}: {1}")]
     Connect(SocketAddr, String),
+    /// A client's TLS material could not be loaded.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 impl From<LookupError> for Error {

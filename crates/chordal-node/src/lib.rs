@@ -79,6 +79,7 @@ mod outbox;
 mod pool;
 mod status;
 mod survey;
+mod tls;
 mod topics;
 mod walk;
 
@@ -110,6 +111,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use tracing::warn;
 use walk::{RingWalk, Stride};
 
 /// Everything needed to start a node: what a [`NodeBuilder`] fills in.
@@ -130,6 +132,9 @@ pub(crate) struct NodeConfig {
     pub seeds: Vec<String>,
     /// Fixed id of the first virtual node (default: SHA-1 of the advertised address).
     pub id: Option<Id>,
+    /// Mutual TLS on the peer protocol from `ca.crt`, `node.crt` and
+    /// `node.key` here; the ids then come from the certificate.
+    pub tls_dir: Option<PathBuf>,
     /// Virtual nodes hosted by this process.
     pub vnodes: usize,
     /// Protocol parameters.
@@ -173,6 +178,7 @@ impl Default for NodeConfig {
             cluster: "chordal".to_string(),
             seeds: Vec::new(),
             id: None,
+            tls_dir: None,
             vnodes: 1,
             core: chordal_core::Config::default(),
             max_frame: chordal_wire::DEFAULT_MAX_FRAME,
@@ -226,6 +232,16 @@ pub enum StartError {
     #[error("the data directory belongs to another node: {0}")]
     /// The data directory holds another node's identity.
     Identity(String),
+    #[error("TLS: {0}")]
+    /// The TLS material could not be loaded, or does not allow this node
+    /// to join (a client certificate).
+    Tls(String),
+    #[error("a fixed id cannot be set with TLS: the id is the certificate's")]
+    /// `id` was set together with `tls_dir`.
+    IdWithTls,
+    #[error("{0} virtual nodes under TLS; at most {max}", max = tls::MAX_TLS_VNODES)]
+    /// More virtual nodes than a TLS peer accepts.
+    TooManyVnodes(usize),
 }
 
 /// One node of a ring walk: a virtual node, its process's API address and
@@ -328,8 +344,22 @@ impl Node {
                 reason: "resolves only to this node".into(),
             });
         }
+        let tls = match &config.tls_dir {
+            Some(dir) => Some(Arc::new(load_member_tls(dir, &config)?)),
+            None => {
+                if let Some(warning) = tls::plain_warning(bound) {
+                    warn!("{warning}");
+                }
+                None
+            }
+        };
         let store = chordal_store::open(config.data_dir.as_deref())?;
-        let ids = identity(&config, addr, store.as_ref())?;
+        let ids = identity(
+            &config,
+            addr,
+            tls.as_ref().map(|t| t.identity().id),
+            store.as_ref(),
+        )?;
         let mut core = chordal_core::Node::new(config.core.clone(), addr, &ids, random_seed());
         // Versions go above everything on disk, even if the wall clock is
         // now behind the one that wrote it (an NTP step, a VM resume).
@@ -358,6 +388,7 @@ impl Node {
             shutdown: stopped.clone(),
             tasks: tokio_util::task::TaskTracker::new(),
             stats: stats.clone(),
+            tls,
         };
         let settings = DriverSettings {
             cluster: config.cluster.clone(),
@@ -759,6 +790,24 @@ impl Node {
     }
 }
 
+/// Loads a member's TLS material and checks it fits the rest of `config`.
+fn load_member_tls(dir: &std::path::Path, config: &NodeConfig) -> Result<tls::PeerTls, StartError> {
+    if config.id.is_some() {
+        return Err(StartError::IdWithTls);
+    }
+    if config.vnodes > tls::MAX_TLS_VNODES {
+        return Err(StartError::TooManyVnodes(config.vnodes));
+    }
+    let tls = tls::PeerTls::load(dir).map_err(|e| StartError::Tls(e.to_string()))?;
+    if tls.identity().role != chordal_tls::Role::Member {
+        return Err(StartError::Tls(format!(
+            "{} holds a client certificate: a node needs a member certificate",
+            dir.display()
+        )));
+    }
+    Ok(tls)
+}
+
 /// A seed for the core's jitter that differs between processes: hashing
 /// with std's randomly keyed hasher avoids a dependency on an RNG crate.
 fn random_seed() -> u64 {
@@ -772,12 +821,19 @@ fn random_seed() -> u64 {
 /// `--id` or derived from the address. With one: the ids stored there (a
 /// restarted node comes back at the same place), or, on first start, the
 /// ids chosen as above, which are then stored.
+///
+/// Under TLS (`certified`: the certificate's id) the ids are
+/// `vnode_ids_from` that id, always; a data directory must hold the same.
 fn identity(
     config: &NodeConfig,
     addr: SocketAddr,
+    certified: Option<Id>,
     store: &dyn Store,
 ) -> Result<Vec<Id>, StartError> {
-    let mut fresh = chordal_core::Node::vnode_ids(&addr.to_string(), config.vnodes);
+    let mut fresh = match certified {
+        Some(id) => chordal_core::Node::vnode_ids_from(id, config.vnodes),
+        None => chordal_core::Node::vnode_ids(&addr.to_string(), config.vnodes),
+    };
     if let Some(id) = config.id {
         fresh[0] = id;
     }
@@ -804,6 +860,12 @@ fn identity(
                 return Err(StartError::Identity(format!(
                     "it holds node {}, not {id}",
                     ids[0]
+                )));
+            }
+            if certified.is_some() && ids != fresh {
+                return Err(StartError::Identity(format!(
+                    "it holds node {}, the certificate gives {}",
+                    ids[0], fresh[0]
                 )));
             }
             Ok(ids)

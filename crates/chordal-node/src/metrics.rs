@@ -295,6 +295,9 @@ impl NodeMetrics {
         errors.extend([
             ("bad_handshake", now.bad_handshakes),
             ("bad_frame", now.bad_frames),
+            ("tls_handshake", now.tls_refused),
+            ("tls_wrong_id", now.wrong_ids),
+            ("tls_client_role", now.client_role),
             ("app_inbox_full", now.app_refused),
         ]);
         for (kind, n) in errors {
@@ -357,6 +360,9 @@ pub(crate) struct Snapshot {
     pub vnodes_joining: usize,
     pub bad_handshakes: u64,
     pub bad_frames: u64,
+    pub tls_refused: u64,
+    pub wrong_ids: u64,
+    pub client_role: u64,
     pub dropped_out: u64,
     pub app_refused: u64,
 }

@@ -6,11 +6,17 @@
 //! whatever the socket does not take is left in the buffer for the writer
 //! task, which waits until the socket is writable. Both write only while
 //! holding the buffer's lock, so bytes never interleave.
+//!
+//! Under TLS the bytes must be encrypted by the one task that owns the
+//! stream's write half: the driver only queues ([`Outbox::push`] without
+//! `attach`), and [`Outbox::drain_into`] writes whatever accumulated since
+//! its last write as one TLS write — one task wake-up per batch.
 
 use bytes::{Buf, BytesMut};
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -78,6 +84,44 @@ impl Outbox {
         drop(buf);
         self.notify.notify_one();
         true
+    }
+
+    /// The writer task of a connection whose writes must go through
+    /// `writer` (a TLS stream's write half; `attach` is never called):
+    /// whenever bytes are queued, takes them all and writes them in one
+    /// go. On `shutdown`, flushes what is queued and returns. While a
+    /// batch is being written the next one may grow to `limit` again, so
+    /// at most twice `limit` bytes are held.
+    pub async fn drain_into<W: AsyncWrite + Unpin>(
+        &self,
+        mut writer: W,
+        shutdown: CancellationToken,
+    ) -> io::Result<()> {
+        loop {
+            let batch = {
+                let mut buf = self.buf.lock().expect("outbox lock");
+                (!buf.is_empty()).then(|| buf.split())
+            };
+            let Some(batch) = batch else {
+                if shutdown.is_cancelled() {
+                    let _ = writer.shutdown().await;
+                    return Ok(());
+                }
+                tokio::select! {
+                    _ = self.notify.notified() => {}
+                    _ = shutdown.cancelled() => {}
+                }
+                continue;
+            };
+            let written = async {
+                writer.write_all(&batch).await?;
+                writer.flush().await
+            };
+            if let Err(e) = written.await {
+                self.broken.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
+        }
     }
 
     /// The writer task: drains the buffer whenever it has bytes and the

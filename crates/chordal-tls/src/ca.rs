@@ -9,6 +9,7 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose,
 };
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 use time::{Duration, OffsetDateTime};
 
 /// The CA's certificate in a CA directory, and beside every issued one.
@@ -22,8 +23,8 @@ pub const NODE_KEY: &str = "node.key";
 
 /// How long the CA is valid.
 const CA_DAYS: i64 = 3650;
-/// How long an issued certificate is valid.
-const CERT_DAYS: i64 = 365;
+/// How long an issued certificate is valid by default.
+pub const CERT_DAYS: u32 = 365;
 /// Validity starts this far back, for clocks a little behind.
 const SKEW: Duration = Duration::hours(1);
 
@@ -34,6 +35,32 @@ pub struct CaFiles {
     pub cert: PathBuf,
     /// The CA key (0600; keep it off the nodes).
     pub key: PathBuf,
+}
+
+/// How [`issue_with`] makes a certificate.
+#[derive(Clone, Debug)]
+pub struct IssueOptions {
+    /// Valid from (an hour back from now by default, for clocks a little
+    /// behind).
+    pub not_before: SystemTime,
+    /// Valid until.
+    pub not_after: SystemTime,
+    /// Sign the key already in `out/node.key` instead of a new one: the
+    /// renewed certificate gives the same node id (a short-lived
+    /// certificate is renewed without moving the node on the ring).
+    pub renew: bool,
+}
+
+impl IssueOptions {
+    /// Valid from now for `days` days, a new key.
+    pub fn days(days: u32) -> IssueOptions {
+        let now = SystemTime::now();
+        IssueOptions {
+            not_before: now - std::time::Duration::from_secs(SKEW.whole_seconds() as u64),
+            not_after: now + std::time::Duration::from_secs(u64::from(days) * 86_400),
+            renew: false,
+        }
+    }
 }
 
 /// What `issue` made.
@@ -91,6 +118,17 @@ pub fn init(dir: &Path) -> Result<CaFiles, TlsError> {
 /// check the CA and the id, not host names). Writes `out/ca.crt`,
 /// `out/node.crt` and `out/node.key` (0600), replacing what was there.
 pub fn issue(ca_dir: &Path, out: &Path, role: Role, names: &[String]) -> Result<Issued, TlsError> {
+    issue_with(ca_dir, out, role, names, &IssueOptions::days(CERT_DAYS))
+}
+
+/// [`issue`] with a chosen validity, or renewing the key already in `out`.
+pub fn issue_with(
+    ca_dir: &Path,
+    out: &Path,
+    role: Role,
+    names: &[String],
+    options: &IssueOptions,
+) -> Result<Issued, TlsError> {
     let ca_cert = read(&ca_dir.join(CA_CERT))?;
     let ca_key = read(&ca_dir.join(CA_KEY))?;
     let ca_cert = String::from_utf8(ca_cert)
@@ -128,10 +166,16 @@ pub fn issue(ca_dir: &Path, out: &Path, role: Role, names: &[String]) -> Result<
         Role::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
     };
     params.use_authority_key_identifier_extension = true;
-    let now = OffsetDateTime::now_utc();
-    params.not_before = now - SKEW;
-    params.not_after = now + Duration::days(CERT_DAYS);
-    let key = KeyPair::generate()?;
+    params.not_before = OffsetDateTime::from(options.not_before);
+    params.not_after = OffsetDateTime::from(options.not_after);
+    let key = if options.renew {
+        let pem = read(&out.join(NODE_KEY))?;
+        let pem = String::from_utf8(pem)
+            .map_err(|_| TlsError::BadCertificate(format!("{NODE_KEY} is not PEM")))?;
+        KeyPair::from_pem(&pem)?
+    } else {
+        KeyPair::generate()?
+    };
     let cert = params.signed_by(&key, &issuer)?;
     let id = node_id(cert.der())?;
 

@@ -115,6 +115,48 @@ impl TlsFiles {
     }
 }
 
+impl TlsFiles {
+    /// For the HTTPS API (`--api-tls`): we present our certificate (its
+    /// subject alternative names are the host names and addresses clients
+    /// may use) and ask for none — the API authenticates with tokens.
+    /// TLS 1.2 and 1.3, HTTP/1.1 and HTTP/2 by ALPN.
+    pub fn api_server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Tls(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(self.chain.clone(), self.key.clone_key())
+            .map_err(|e| TlsError::Tls(e.to_string()))?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+}
+
+/// For HTTPS clients (the CLI's `--cacert`, the gateway's `https`
+/// services): trusts the certificates in the PEM file `ca` (the cluster's
+/// `ca.crt`, or any CA) and nothing else. No client certificate.
+pub fn https_client_config(ca: &Path) -> Result<Arc<ClientConfig>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
+        .map_err(|e| load_error(ca, e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| load_error(ca, e))?;
+    if certs.is_empty() {
+        return Err(load_error(ca, "no certificate"));
+    }
+    for cert in certs {
+        roots.add(cert).map_err(|e| load_error(ca, e))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 /// The server name a connection asks for ([`PEER_NAME`]).
 pub fn peer_name() -> ServerName<'static> {
     ServerName::try_from(PEER_NAME).expect("a valid DNS name")

@@ -35,8 +35,13 @@ mod config;
 mod files;
 mod identity;
 
-pub use ca::{CA_CERT, CA_KEY, CaFiles, Issued, NODE_CERT, NODE_KEY, init, issue};
-pub use config::{PEER_NAME, PeerIdentity, TlsFiles, peer_identity, peer_name};
+pub use ca::{
+    CA_CERT, CA_KEY, CERT_DAYS, CaFiles, IssueOptions, Issued, NODE_CERT, NODE_KEY, init, issue,
+    issue_with,
+};
+pub use config::{
+    PEER_NAME, PeerIdentity, TlsFiles, https_client_config, peer_identity, peer_name,
+};
 pub use identity::{Role, node_id, pem_to_der, role_of};
 
 use std::path::PathBuf;

@@ -1,0 +1,369 @@
+//! Mutual TLS on the peer protocol, in one process over loopback: a ring
+//! of members of one CA forms and serves; clients with a client
+//! certificate use it; strangers — another CA, no TLS, a client
+//! certificate posing as a member, a member claiming ids its certificate
+//! does not give, an expired certificate, a client sending ring traffic,
+//! garbage — are kept out, are counted, and change nothing.
+
+use chordal_core::{Envelope, Id, Message, NodeRef, Record, Target, Version};
+use chordal_node::local::{LocalRing, quick};
+use chordal_node::{Client, ClientConfig, Node, StartError};
+use chordal_tls::{IssueOptions, Role, TlsFiles};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+struct Pki {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        chordal_tls::init(&root.join("ca")).unwrap();
+        chordal_tls::init(&root.join("other-ca")).unwrap();
+        Pki { _dir: dir, root }
+    }
+
+    /// Issues a certificate of `ca` into a fresh directory.
+    fn issue(&self, ca: &str, name: &str, role: Role) -> (PathBuf, Id) {
+        let out = self.root.join(name);
+        let issued = chordal_tls::issue(&self.root.join(ca), &out, role, &[]).unwrap();
+        (out, issued.id)
+    }
+}
+
+fn ring_builder(dir: &Path) -> chordal_node::NodeBuilder {
+    quick().tls_dir(dir).join_timeout(Duration::from_secs(3))
+}
+
+async fn tls_ring(pki: &Pki, n: usize) -> (LocalRing, Vec<Id>) {
+    let certs: Vec<(PathBuf, Id)> = (0..n)
+        .map(|i| pki.issue("ca", &format!("member-{i}"), Role::Member))
+        .collect();
+    let ring = LocalRing::start_each(n, |i| ring_builder(&certs[i].0))
+        .await
+        .unwrap();
+    ring.wait_for(
+        chordal_node::local::Check::SuccessorLists,
+        Duration::from_millis(20),
+        Duration::from_secs(20),
+    )
+    .await
+    .expect("the TLS ring settles");
+    (ring, certs.into_iter().map(|(_, id)| id).collect())
+}
+
+fn metric(text: &str, kind: &str) -> u64 {
+    let needle = format!("chordal_errors_total{{kind=\"{kind}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&needle))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0)
+}
+
+async fn errors(node: &Node, kind: &str) -> u64 {
+    metric(&node.metrics().await.unwrap(), kind)
+}
+
+/// Waits until `node` counted at least one `kind` error.
+async fn counted(node: &Node, kind: &str) -> u64 {
+    for _ in 0..200 {
+        let n = errors(node, kind).await;
+        if n > 0 {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no {kind} error was counted");
+}
+
+/// Opens a TLS connection to `node`'s peer port with the certificate in
+/// `dir` and exchanges `hello`; returns the stream once the node answered
+/// with its own Hello.
+async fn raw_tls(
+    node: &Node,
+    dir: &Path,
+    hello: chordal_wire::Hello,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let files = TlsFiles::load(dir).unwrap();
+    let connector = tokio_rustls::TlsConnector::from(files.client_config().unwrap());
+    let tcp = TcpStream::connect(node.addr()).await.unwrap();
+    let mut tls = connector
+        .connect(chordal_tls::peer_name(), tcp)
+        .await
+        .unwrap();
+    let body = chordal_wire::encode_hello(&hello);
+    let mut out = chordal_wire::preamble().to_vec();
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(&body);
+    tls.write_all(&out).await.unwrap();
+    tls.flush().await.unwrap();
+    tls
+}
+
+/// A Hello presenting a ring member with `ids`.
+fn member_hello(ids: Vec<Id>) -> chordal_wire::Hello {
+    chordal_wire::Hello {
+        cluster: "chordal".into(),
+        addr: Some("127.0.0.1:9".parse().unwrap()),
+        api: None,
+        ids,
+        service: None,
+    }
+}
+
+/// Reads until the node closes the connection (or 5 s pass: then panics).
+async fn closed_by_node<S: tokio::io::AsyncRead + Unpin>(mut s: S) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let read_all = async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), read_all)
+        .await
+        .expect("the node closes the connection");
+}
+
+async fn members_see(ring: &LocalRing) -> Vec<Id> {
+    let mut ids: Vec<Id> = ring.nodes.iter().flat_map(|n| n.ids().to_vec()).collect();
+    ids.sort();
+    ids
+}
+
+/// Every vnode's successor list holds only ring members.
+async fn only_members_in_successor_lists(ring: &LocalRing) {
+    let members = members_see(ring).await;
+    for node in &ring.nodes {
+        for v in node.status().await.unwrap().vnodes {
+            for s in v.successors {
+                assert!(members.contains(&s.id), "a stranger {} got in", s.id);
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_ring_forms_with_certificate_ids_and_keeps_strangers_out() {
+    let pki = Pki::new();
+    let (ring, issued) = tls_ring(&pki, 4).await;
+    // Ids are the certificates' (SHA-1 of the public key info).
+    for (node, id) in ring.nodes.iter().zip(&issued) {
+        assert_eq!(node.ids()[0], *id);
+    }
+    for i in 0..50u32 {
+        let key = format!("k{i}").into_bytes();
+        let w = ring.nodes[(i % 4) as usize]
+            .put(key.clone(), vec![i as u8; 100])
+            .await
+            .unwrap();
+        assert!(w.acked >= 2);
+    }
+    let seed = ring.nodes[0].addr().to_string();
+
+    // A member of another CA: refused at the TLS handshake.
+    let (foreign, _) = pki.issue("other-ca", "foreign", Role::Member);
+    let refused = ring_builder(&foreign).join(seed.clone()).start().await;
+    assert!(refused.is_err(), "a foreign CA's member joined");
+    assert!(counted(&ring.nodes[0], "tls_handshake").await >= 1);
+
+    // A node without TLS: its preamble is not a TLS ClientHello.
+    let before = errors(&ring.nodes[0], "tls_handshake").await;
+    let plain = quick()
+        .join(seed.clone())
+        .join_timeout(Duration::from_secs(3))
+        .start()
+        .await;
+    assert!(plain.is_err(), "a plain node joined a TLS ring");
+    assert!(errors(&ring.nodes[0], "tls_handshake").await > before);
+
+    // A client certificate cannot start a node at all...
+    let (client_dir, _) = pki.issue("ca", "client", Role::Client);
+    match ring_builder(&client_dir).join(seed.clone()).start().await {
+        Err(StartError::Tls(msg)) => assert!(msg.contains("client certificate"), "{msg}"),
+        other => panic!("a client certificate started a node: {:?}", other.err()),
+    }
+    // ...and posing as a member on the wire is refused.
+    let client_id = chordal_tls::TlsFiles::load(&client_dir)
+        .unwrap()
+        .identity()
+        .id;
+    let posing = raw_tls(&ring.nodes[0], &client_dir, member_hello(vec![client_id])).await;
+    closed_by_node(posing).await;
+    assert!(counted(&ring.nodes[0], "tls_client_role").await >= 1);
+
+    // A member claiming an id its certificate does not give (the
+    // placement attack: choosing where on the ring to sit).
+    let (liar, _) = pki.issue("ca", "liar", Role::Member);
+    let chosen = Id::hash(b"just before the key I want");
+    let lying = raw_tls(&ring.nodes[1], &liar, member_hello(vec![chosen])).await;
+    closed_by_node(lying).await;
+    assert!(counted(&ring.nodes[1], "tls_wrong_id").await >= 1);
+
+    // An expired certificate of the right CA.
+    let expired_dir = pki.root.join("expired");
+    let day = Duration::from_secs(86_400);
+    let options = IssueOptions {
+        not_before: SystemTime::now() - 3 * day,
+        not_after: SystemTime::now() - day,
+        renew: false,
+    };
+    chordal_tls::issue_with(
+        &pki.root.join("ca"),
+        &expired_dir,
+        Role::Member,
+        &[],
+        &options,
+    )
+    .unwrap();
+    let before = errors(&ring.nodes[0], "tls_handshake").await;
+    let expired = ring_builder(&expired_dir).join(seed.clone()).start().await;
+    assert!(expired.is_err(), "an expired certificate joined");
+    assert!(errors(&ring.nodes[0], "tls_handshake").await > before);
+
+    // Garbage and a stranger's TLS ClientHello on the peer port.
+    let mut garbage = TcpStream::connect(ring.nodes[2].addr()).await.unwrap();
+    garbage
+        .write_all(&[0x16, 0x03, 0x01, 0xff, 0xff, 1, 2, 3])
+        .await
+        .unwrap();
+    garbage.write_all(&vec![0xAB; 10_000]).await.unwrap();
+    closed_by_node(garbage).await;
+    let stranger = tokio_rustls::TlsConnector::from(Arc::new(
+        tokio_rustls::rustls::ClientConfig::builder_with_provider(Arc::new(
+            tokio_rustls::rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(tokio_rustls::rustls::RootCertStore::empty())
+        .with_no_client_auth(),
+    ));
+    let tcp = TcpStream::connect(ring.nodes[2].addr()).await.unwrap();
+    assert!(
+        stranger
+            .connect(chordal_tls::peer_name(), tcp)
+            .await
+            .is_err(),
+        "a stranger completed a TLS handshake"
+    );
+
+    // The ring still holds exactly its members and serves every key.
+    only_members_in_successor_lists(&ring).await;
+    for i in 0..50u32 {
+        let key = format!("k{i}").into_bytes();
+        let got = ring.nodes[((i + 1) % 4) as usize]
+            .get(key)
+            .await
+            .unwrap()
+            .expect("acknowledged write readable");
+        assert_eq!(got.value, vec![i as u8; 100]);
+    }
+    ring.leave_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_with_client_certificates_use_the_store_but_not_the_ring() {
+    let pki = Pki::new();
+    let (ring, _) = tls_ring(&pki, 3).await;
+    let seeds = vec![ring.nodes[0].addr().to_string()];
+
+    let (client_dir, _) = pki.issue("ca", "app", Role::Client);
+    let mut config = ClientConfig::new(seeds.clone());
+    config.tls_dir = Some(client_dir.clone());
+    let client = Client::connect(config).await.unwrap();
+    assert_eq!(client.ring().len(), 3);
+    for i in 0..30u32 {
+        let key = format!("c{i}").into_bytes();
+        client
+            .put(key.clone(), format!("v{i}").into_bytes())
+            .await
+            .unwrap();
+        let got = client.get(key).await.unwrap().unwrap();
+        assert_eq!(got.value, format!("v{i}").into_bytes());
+    }
+
+    // Without TLS, or with another CA's certificate: no way in.
+    assert!(
+        Client::connect(ClientConfig::new(seeds.clone()))
+            .await
+            .is_err()
+    );
+    let (foreign, _) = pki.issue("other-ca", "foreign-app", Role::Client);
+    let mut config = ClientConfig::new(seeds.clone());
+    config.tls_dir = Some(foreign);
+    assert!(Client::connect(config).await.is_err());
+
+    // A client that sends ring or replica traffic: refused, dropped, and
+    // nothing it sent took effect.
+    let target = &ring.nodes[0];
+    let owner_of_victim = {
+        let located = target.locate(b"c0").await.unwrap();
+        located.owner
+    };
+    let owner = ring
+        .nodes
+        .iter()
+        .find(|n| n.ids().contains(&owner_of_victim.id))
+        .unwrap();
+    let before = errors(owner, "tls_client_role").await;
+    let mut s = raw_tls(
+        owner,
+        &client_dir,
+        chordal_wire::Hello {
+            cluster: "chordal".into(),
+            addr: None,
+            api: None,
+            ids: vec![],
+            service: None,
+        },
+    )
+    .await;
+    // Read the node's preamble and Hello first.
+    let mut pre = [0u8; chordal_wire::PREAMBLE_LEN + 4];
+    s.read_exact(&mut pre).await.unwrap();
+    let len = u32::from_be_bytes(pre[chordal_wire::PREAMBLE_LEN..].try_into().unwrap());
+    let mut hello = vec![0u8; len as usize];
+    s.read_exact(&mut hello).await.unwrap();
+    // A Replicate overwriting "c0" with a version far in the future.
+    let forged = Record::new(
+        b"c0".to_vec(),
+        Version {
+            hlc: u64::MAX / 2,
+            node: Id::hash(b"forger"),
+        },
+        Some(b"forged".to_vec()),
+    );
+    let local = s.get_ref().0.local_addr().unwrap();
+    let env = Envelope {
+        from: NodeRef::new(Id::hash(b"forger"), local),
+        to: Target {
+            addr: owner.addr(),
+            id: Some(owner_of_victim.id),
+        },
+        msg: Message::Replicate {
+            req: 1,
+            records: vec![forged],
+        },
+    };
+    let mut frame = bytes::BytesMut::new();
+    chordal_wire::encode_frame(&env, &mut frame);
+    s.write_all(&frame).await.unwrap();
+    s.flush().await.unwrap();
+    closed_by_node(s).await;
+    assert!(errors(owner, "tls_client_role").await > before);
+    let got = client.get(b"c0".to_vec()).await.unwrap().unwrap();
+    assert_eq!(
+        got.value,
+        b"v0".to_vec(),
+        "the forged replica write took effect"
+    );
+    ring.leave_all().await;
+}
