@@ -8,6 +8,7 @@
 //! - `kv`, `pubsub` and `gateway` (`bench_kv.rs`, `bench_pubsub.rs`,
 //!   `bench_gateway.rs`).
 
+use crate::bench_tls::{BenchPki, handshake_time, handshakes};
 use anyhow::{Context, Result, bail};
 use chordal_core::{Id, LookupMode};
 use chordal_node::local::{Check, LocalRing};
@@ -65,6 +66,10 @@ pub struct LookupArgs {
     /// established connections as in a long-running ring.
     #[arg(long, default_value_t = 2000)]
     warmup: usize,
+    /// Mutual TLS between the nodes (a throw-away CA, a certificate per
+    /// node); also measures a handshake's cost.
+    #[arg(long)]
+    tls: bool,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -204,12 +209,27 @@ async fn metrics(args: MetricsArgs) -> Result<()> {
 
 /// A converged ring with exact fingers, ready to be measured.
 async fn ready_ring(n: usize) -> Result<LocalRing> {
+    ready_ring_with(n, None).await
+}
+
+/// `ready_ring`, with mutual TLS if `pki` is given.
+async fn ready_ring_with(n: usize, pki: Option<&BenchPki>) -> Result<LocalRing> {
     if n == 0 {
         bail!("a ring needs at least one node");
     }
-    let ring = LocalRing::start(n, chordal_node::Node::builder())
-        .await
-        .context("starting the ring")?;
+    let certs = match pki {
+        Some(pki) => pki.members(n)?.into_iter().map(Some).collect(),
+        None => vec![None; n],
+    };
+    let ring = LocalRing::start_each(n, |i| {
+        let builder = chordal_node::Node::builder();
+        match &certs[i] {
+            Some(dir) => builder.tls_dir(dir),
+            None => builder,
+        }
+    })
+    .await
+    .context("starting the ring")?;
     let limit = Duration::from_secs(120);
     ring.wait_for(Check::Neighbours, Duration::from_millis(100), limit)
         .await
@@ -220,7 +240,7 @@ async fn ready_ring(n: usize) -> Result<LocalRing> {
     Ok(ring)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
@@ -234,15 +254,27 @@ fn micros(d: Duration) -> f64 {
 
 async fn lookup(args: LookupArgs) -> Result<()> {
     let mut rows = Vec::new();
+    let pki = if args.tls {
+        Some(BenchPki::new()?)
+    } else {
+        None
+    };
+    let client_cert = pki.as_ref().map(|p| p.client()).transpose()?;
     for &n in &args.nodes {
-        eprintln!("starting {n} nodes...");
-        let ring = ready_ring(n).await?;
+        eprintln!(
+            "starting {n} nodes{}...",
+            if args.tls { " (TLS)" } else { "" }
+        );
+        let ring = ready_ring_with(n, pki.as_ref()).await?;
         let oracle = ring.oracle();
+        let (handshake_p50, handshake_p99) =
+            handshake_time(ring.nodes[0].addr(), client_cert.as_deref(), 200).await?;
         for mode in [LookupMode::Recursive, LookupMode::Iterative] {
             for k in 0..args.warmup {
                 let key = Id::hash(format!("warmup-{k}").as_bytes());
                 ring.nodes[k % n].lookup(key, mode).await?;
             }
+            let handshakes_before = handshakes(&ring.nodes);
             let mut latencies = Vec::with_capacity(args.lookups);
             let mut hops = 0u64;
             let mut wrong = 0usize;
@@ -260,7 +292,11 @@ async fn lookup(args: LookupArgs) -> Result<()> {
             latencies.sort();
             rows.push(json!({
                 "nodes": n,
+                "tls": args.tls,
                 "mode": format!("{mode:?}").to_lowercase(),
+                "handshakes_during": handshakes(&ring.nodes) - handshakes_before,
+                "handshake_p50_us": micros(handshake_p50),
+                "handshake_p99_us": micros(handshake_p99),
                 "lookups": args.lookups,
                 "warmup": args.warmup,
                 "p50_us": micros(percentile(&latencies, 0.5)),
@@ -284,6 +320,8 @@ async fn lookup(args: LookupArgs) -> Result<()> {
             "mean hops",
             "½·log2 N + 1",
             "wrong",
+            "new conns",
+            "handshake p50 µs",
         ]);
         for r in &rows {
             t.add_row([
@@ -294,6 +332,8 @@ async fn lookup(args: LookupArgs) -> Result<()> {
                 format!("{:.2}", r["mean_hops"].as_f64().unwrap_or(0.0)),
                 format!("{:.2}", r["hop_bound"].as_f64().unwrap_or(0.0)),
                 r["wrong_owner"].to_string(),
+                r["handshakes_during"].to_string(),
+                format!("{:.0}", r["handshake_p50_us"].as_f64().unwrap_or(0.0)),
             ]);
         }
         println!("{t}");

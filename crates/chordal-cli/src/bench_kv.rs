@@ -94,6 +94,10 @@ pub struct KvArgs {
     /// send and request need --via node).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "put,get")]
     phases: Vec<Phase>,
+    /// Mutual TLS between the nodes of the local cluster (a throw-away
+    /// CA); the client then uses a client certificate and HTTP is HTTPS.
+    #[arg(long)]
+    tls: bool,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -103,7 +107,8 @@ pub struct KvArgs {
 enum Backend {
     Nodes(Vec<Node>),
     Client(Client),
-    Http(reqwest::Client, Vec<SocketAddr>),
+    /// An HTTP client, the scheme (`http` or `https`) and the APIs.
+    Http(reqwest::Client, &'static str, Vec<SocketAddr>),
 }
 
 impl Backend {
@@ -118,8 +123,8 @@ impl Backend {
                 node.put(key.as_bytes().to_vec(), value).await?;
                 Ok(())
             }
-            Backend::Http(client, apis) => {
-                let url = format!("http://{}/v1/kv/{key}", apis[i % apis.len()]);
+            Backend::Http(client, scheme, apis) => {
+                let url = format!("{scheme}://{}/v1/kv/{key}", apis[i % apis.len()]);
                 let resp = client.put(url).body(value).send().await?;
                 if !resp.status().is_success() {
                     bail!("put {key}: HTTP {}", resp.status());
@@ -137,8 +142,8 @@ impl Backend {
                     .delete(key.as_bytes().to_vec())
                     .await?
             }
-            Backend::Http(client, apis) => {
-                let url = format!("http://{}/v1/kv/{key}", apis[i % apis.len()]);
+            Backend::Http(client, scheme, apis) => {
+                let url = format!("{scheme}://{}/v1/kv/{key}", apis[i % apis.len()]);
                 let resp = client.delete(url).send().await?;
                 if !resp.status().is_success() {
                     bail!("del {key}: HTTP {}", resp.status());
@@ -184,8 +189,8 @@ impl Backend {
                     None => bail!("get {key}: not found"),
                 }
             }
-            Backend::Http(client, apis) => {
-                let url = format!("http://{}/v1/kv/{key}", apis[i % apis.len()]);
+            Backend::Http(client, scheme, apis) => {
+                let url = format!("{scheme}://{}/v1/kv/{key}", apis[i % apis.len()]);
                 let resp = client.get(url).send().await?;
                 if !resp.status().is_success() {
                     bail!("get {key}: HTTP {}", resp.status());
@@ -271,15 +276,32 @@ async fn phase(
 
 pub async fn run(args: KvArgs) -> Result<()> {
     let dir = tempfile::tempdir()?;
+    let pki = if args.tls && args.target.is_empty() {
+        Some(crate::bench_tls::BenchPki::new()?)
+    } else {
+        None
+    };
     let mut members: Vec<Member> = Vec::new();
     let backend = if !args.target.is_empty() {
-        Backend::Http(reqwest::Client::new(), args.target.clone())
+        if args.tls {
+            bail!("--tls is for the local cluster (an existing one's CA is not ours)");
+        }
+        Backend::Http(reqwest::Client::new(), "http", args.target.clone())
     } else {
         if args.nodes == 0 {
             bail!("--nodes must be at least 1");
         }
-        eprintln!("starting {} nodes ({:?} store)...", args.nodes, args.store);
-        for i in 0..args.nodes {
+        eprintln!(
+            "starting {} nodes ({:?} store{})...",
+            args.nodes,
+            args.store,
+            if args.tls { ", TLS" } else { "" }
+        );
+        let certs = match &pki {
+            Some(pki) => pki.members(args.nodes)?.into_iter().map(Some).collect(),
+            None => vec![None; args.nodes],
+        };
+        for (i, cert) in certs.iter().enumerate() {
             let seeds = members
                 .first()
                 .map(|m| vec![m.node.addr().to_string()])
@@ -288,7 +310,12 @@ pub async fn run(args: KvArgs) -> Result<()> {
             if args.store == StoreKind::Redb {
                 config = config.data_dir(dir.path().join(format!("node-{i}")));
             }
-            let api = ApiConfig::default();
+            let mut api = ApiConfig::default();
+            if let Some(dir) = cert {
+                config = config.tls_dir(dir);
+                let files = chordal_tls::TlsFiles::load(dir)?;
+                api.tls = Some(files.api_server_config()?);
+            }
             members.push(Member::start(config, "127.0.0.1:0".parse()?, api).await?);
         }
         // Wait until every successor list has filled, so that every write
@@ -301,14 +328,24 @@ pub async fn run(args: KvArgs) -> Result<()> {
             .context("successor lists did not fill")?;
         match args.via {
             Via::Node => Backend::Nodes(members.iter().map(|m| m.node.clone()).collect()),
-            Via::Http => Backend::Http(
-                reqwest::Client::new(),
-                members.iter().map(|m| m.api).collect(),
-            ),
-            Via::Client => Backend::Client(
-                Client::connect(ClientConfig::new(vec![members[0].node.addr().to_string()]))
-                    .await?,
-            ),
+            Via::Http => {
+                let apis = members.iter().map(|m| m.api).collect();
+                match &pki {
+                    Some(pki) => {
+                        let tls = chordal_tls::https_client_config(&pki.ca_cert())?;
+                        let http = reqwest::Client::builder()
+                            .tls_backend_preconfigured((*tls).clone())
+                            .build()?;
+                        Backend::Http(http, "https", apis)
+                    }
+                    None => Backend::Http(reqwest::Client::new(), "http", apis),
+                }
+            }
+            Via::Client => {
+                let mut config = ClientConfig::new(vec![members[0].node.addr().to_string()]);
+                config.tls_dir = pki.as_ref().map(|p| p.client()).transpose()?;
+                Backend::Client(Client::connect(config).await?)
+            }
         }
     };
     // Every node's application echoes requests (and takes sends).
@@ -338,6 +375,7 @@ pub async fn run(args: KvArgs) -> Result<()> {
                 "op": p.name(),
                 "via": via,
                 "store": format!("{:?}", args.store).to_lowercase(),
+                "tls": args.tls,
                 "concurrency": c,
                 "ops": hist.len(),
                 "ops_per_sec": hist.len() as f64 / wall.as_secs_f64(),
@@ -354,12 +392,14 @@ pub async fn run(args: KvArgs) -> Result<()> {
         );
     } else {
         let mut t = Table::new();
-        t.load_style(UTF8_BORDERS_ONLY)
-            .set_header(["op", "via", "store", "conc.", "ops/s", "p50 µs", "p99 µs"]);
+        t.load_style(UTF8_BORDERS_ONLY).set_header([
+            "op", "via", "tls", "store", "conc.", "ops/s", "p50 µs", "p99 µs",
+        ]);
         for r in &rows {
             t.add_row([
                 r["op"].as_str().unwrap_or("").to_string(),
                 r["via"].as_str().unwrap_or("").to_string(),
+                r["tls"].to_string(),
                 r["store"].as_str().unwrap_or("").to_string(),
                 r["concurrency"].to_string(),
                 format!("{:.0}", r["ops_per_sec"].as_f64().unwrap_or(0.0)),

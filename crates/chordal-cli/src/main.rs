@@ -9,6 +9,7 @@ mod bench_gateway;
 mod bench_kv;
 mod bench_pubsub;
 mod bench_repair;
+mod bench_tls;
 mod ca;
 mod client;
 mod gateway;

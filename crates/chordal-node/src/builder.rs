@@ -94,6 +94,14 @@ impl NodeBuilder {
         self
     }
 
+    /// How often the TLS directory is checked for a renewed certificate
+    /// (default 30 s); one with the same key (`chordal ca issue --renew`)
+    /// is used for new connections from then on.
+    pub fn tls_reload(mut self, every: Duration) -> Self {
+        self.config.tls_reload = every;
+        self
+    }
+
     /// Virtual nodes hosted by this process (spreads its load).
     pub fn vnodes(mut self, n: usize) -> Self {
         self.config.vnodes = n;

@@ -6,7 +6,7 @@
 //! message).
 
 use crate::outbox::Outbox;
-use crate::tls::{Halves, PeerStream, PeerTls, Reader, Refusal, Standing, admit};
+use crate::tls::{Halves, PeerStream, PeerTls, Reader, Refusal, Standing, TlsSlot, admit};
 use bytes::{Bytes, BytesMut};
 use chordal_wire::{Hello, PREAMBLE_LEN, WireError, check_preamble, decode_hello};
 use futures_util::StreamExt;
@@ -72,7 +72,7 @@ pub struct ConnContext {
     pub tasks: TaskTracker,
     pub stats: Arc<WireStats>,
     /// Our TLS material (`--tls-dir`); `None` speaks plain TCP.
-    pub tls: Option<Arc<PeerTls>>,
+    pub tls: Option<TlsSlot>,
 }
 
 /// One item of a connection's read side: `(peer, conn_id, frame)`, where
@@ -94,6 +94,9 @@ pub struct Established {
     pub outbound: bool,
     /// What the peer may send.
     pub standing: Standing,
+    /// When the peer's certificate expires (TLS only): the driver closes
+    /// the connection then.
+    pub expires: Option<std::time::SystemTime>,
 }
 
 /// What connection tasks tell the driver.
@@ -115,7 +118,9 @@ pub enum HandshakeError {
     Wire(#[from] WireError),
     #[error("handshake timed out")]
     Timeout,
-    #[error("peer closed during handshake")]
+    #[error(
+        "peer closed the connection during the handshake (TLS on one side only, or it refused us)"
+    )]
     Closed,
     /// The TLS handshake failed (foreign, expired or missing certificate,
     /// or no TLS on the other side).
@@ -191,7 +196,8 @@ pub(crate) async fn open(
 /// within `timeout`.
 async fn open_inbound(tcp: TcpStream, ctx: &ConnContext) -> Result<Opened, HandshakeError> {
     let handshake = async {
-        let mut stream = PeerStream::accept(tcp, ctx.tls.as_deref())
+        let tls = ctx.tls.as_ref().map(TlsSlot::current);
+        let mut stream = PeerStream::accept(tcp, tls.as_deref())
             .await
             .map_err(HandshakeError::Tls)?;
         let hello = exchange_hello(&mut stream, &ctx.hello, &ctx.cluster).await?;
@@ -286,6 +292,7 @@ fn establish(
 ) -> Established {
     ctx.stats.connections.fetch_add(1, Ordering::Relaxed);
     let close = ctx.shutdown.child_token();
+    let expires = opened.stream.identity().map(|i| i.expires);
     let (r, writer) = wire_up(opened.stream, &outbox, close.clone());
     ctx.tasks.spawn(writer);
     let frames = FramedRead::new(r, chordal_wire::frame_codec(ctx.max_frame));
@@ -304,6 +311,7 @@ fn establish(
         close,
         outbound,
         standing: opened.standing,
+        expires,
     }
 }
 
@@ -367,10 +375,11 @@ async fn accept(stream: TcpStream, remote: SocketAddr, conn_id: u64, ctx: &ConnC
 pub fn spawn_connect(addr: SocketAddr, conn_id: u64, outbox: Arc<Outbox>, ctx: ConnContext) {
     let tasks = ctx.tasks.clone();
     tasks.spawn(async move {
+        let tls = ctx.tls.as_ref().map(TlsSlot::current);
         let attempt = open(
             addr,
             true,
-            ctx.tls.as_deref(),
+            tls.as_deref(),
             &ctx.hello,
             &ctx.cluster,
             ctx.connect_timeout,
@@ -381,13 +390,49 @@ pub fn spawn_connect(addr: SocketAddr, conn_id: u64, outbox: Arc<Outbox>, ctx: C
                 Inbound::Established(establish(opened, addr, conn_id, outbox, true, &ctx))
             }
             Err(e) => {
-                if !matches!(e, HandshakeError::Io(_) | HandshakeError::Timeout) {
+                if matches!(e, HandshakeError::Io(_) | HandshakeError::Timeout) {
+                    debug!(peer = %addr, error = %e, "connect failed");
+                } else {
+                    // A peer that speaks but will not be trusted (or
+                    // trust us) is a misconfiguration worth seeing:
+                    // another CA, an expired certificate, TLS on one side
+                    // only, another cluster. Backoff bounds the repeats.
                     e.count(&ctx.stats);
+                    warn!(peer = %addr, error = %e, "peer refused");
                 }
-                debug!(peer = %addr, error = %e, "connect failed");
                 Inbound::ConnectFailed { addr, conn_id }
             }
         };
         let _ = ctx.inbound.send(msg).await;
     });
+}
+
+/// Opens one connection to the node at `addr`, completes the handshake
+/// (TLS with the certificate in `tls_dir`, if given, then the Hello, as a
+/// client) and closes it; returns how long the handshake took, TCP
+/// connect included. For benchmarks and reachability probes.
+pub async fn probe(
+    addr: SocketAddr,
+    cluster: &str,
+    tls_dir: Option<&std::path::Path>,
+    timeout: Duration,
+) -> Result<Duration, crate::Error> {
+    let tls = match tls_dir {
+        Some(dir) => Some(PeerTls::load(dir).map_err(|e| crate::Error::Tls(e.to_string()))?),
+        None => None,
+    };
+    let hello = chordal_wire::encode_hello(&Hello {
+        cluster: cluster.to_string(),
+        addr: None,
+        api: None,
+        ids: Vec::new(),
+        service: None,
+    });
+    let start = tokio::time::Instant::now();
+    let opened = open(addr, false, tls.as_ref(), &hello, cluster, timeout, timeout)
+        .await
+        .map_err(|e| crate::Error::Connect(addr, e.to_string()))?;
+    let took = start.elapsed();
+    drop(opened);
+    Ok(took)
 }

@@ -143,6 +143,8 @@ struct Conn {
     last_active: Instant,
     /// What the peer may send.
     standing: Standing,
+    /// When the peer's certificate expires (TLS only).
+    expires: Option<std::time::SystemTime>,
 }
 
 pub struct Driver {
@@ -257,7 +259,10 @@ impl Driver {
             self.core.join(now, seeds);
         }
         self.pump();
-        let mut idle_check = tokio::time::interval(self.settings.idle_timeout / 4);
+        // Also where connections of peers whose certificate expired are
+        // closed: at most a second late.
+        let mut idle_check =
+            tokio::time::interval((self.settings.idle_timeout / 4).min(Duration::from_secs(1)));
         // The store's record count, for ring walks: refreshed now and then
         // rather than on every write.
         let mut load_tick = tokio::time::interval(Duration::from_secs(1));
@@ -504,13 +509,22 @@ impl Driver {
         }
     }
 
-    /// Closes connections with no traffic for `idle_timeout`.
+    /// Closes connections with no traffic for `idle_timeout`, and those
+    /// whose peer's certificate has expired (TLS checks validity only at
+    /// the handshake; a member whose certificate was not renewed drops out
+    /// here, and cannot come back).
     fn close_idle(&mut self) {
         let now = Instant::now();
+        let wall = std::time::SystemTime::now();
+        let mut expired = Vec::new();
         let idle: Vec<u64> = self
             .conns
             .iter()
             .filter(|(id, c)| {
+                if c.expires.is_some_and(|t| t <= wall) {
+                    expired.push(**id);
+                    return false;
+                }
                 let used = self.pool.last_used(c.addr, **id).unwrap_or(c.last_active);
                 now.duration_since(c.last_active.max(used)) >= self.settings.idle_timeout
             })
@@ -518,6 +532,12 @@ impl Driver {
             .collect();
         for id in idle {
             self.close(id, false);
+        }
+        for id in expired {
+            if let Some(c) = self.conns.get(&id) {
+                info!(peer = %c.addr, "closing a connection: the peer's certificate expired");
+            }
+            self.close(id, true);
         }
     }
 
@@ -572,6 +592,7 @@ impl Driver {
                 close: est.close,
                 last_active: Instant::now(),
                 standing: est.standing,
+                expires: est.expires,
             },
         );
         self.readers.push(est.reader);

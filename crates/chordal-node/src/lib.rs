@@ -94,7 +94,7 @@ pub use chordal_core::{
 /// Why a data directory could not be opened ([`StartError::Store`]).
 pub use chordal_store::StoreError;
 pub use client::{Client, ClientConfig};
-pub use conn::WireStats;
+pub use conn::{WireStats, probe};
 pub use error::Error;
 pub use events::{NodeEvent, NodeEvents};
 pub use status::{Finger, Status, VNodeStatus};
@@ -135,6 +135,8 @@ pub(crate) struct NodeConfig {
     /// Mutual TLS on the peer protocol from `ca.crt`, `node.crt` and
     /// `node.key` here; the ids then come from the certificate.
     pub tls_dir: Option<PathBuf>,
+    /// How often `tls_dir/node.crt` is checked for a renewed certificate.
+    pub tls_reload: Duration,
     /// Virtual nodes hosted by this process.
     pub vnodes: usize,
     /// Protocol parameters.
@@ -179,6 +181,7 @@ impl Default for NodeConfig {
             seeds: Vec::new(),
             id: None,
             tls_dir: None,
+            tls_reload: Duration::from_secs(30),
             vnodes: 1,
             core: chordal_core::Config::default(),
             max_frame: chordal_wire::DEFAULT_MAX_FRAME,
@@ -345,7 +348,7 @@ impl Node {
             });
         }
         let tls = match &config.tls_dir {
-            Some(dir) => Some(Arc::new(load_member_tls(dir, &config)?)),
+            Some(dir) => Some(tls::TlsSlot::new(load_member_tls(dir, &config)?)),
             None => {
                 if let Some(warning) = tls::plain_warning(bound) {
                     warn!("{warning}");
@@ -357,7 +360,7 @@ impl Node {
         let ids = identity(
             &config,
             addr,
-            tls.as_ref().map(|t| t.identity().id),
+            tls.as_ref().map(|t| t.current().identity().id),
             store.as_ref(),
         )?;
         let mut core = chordal_core::Node::new(config.core.clone(), addr, &ids, random_seed());
@@ -376,6 +379,12 @@ impl Node {
             service: config.service.clone(),
         });
         let stopped = CancellationToken::new();
+        if let (Some(slot), Some(dir)) = (&tls, &config.tls_dir) {
+            tokio::spawn(
+                slot.clone()
+                    .watch(dir.clone(), config.tls_reload, stopped.clone()),
+            );
+        }
         let ctx = conn::ConnContext {
             hello: hello.into(),
             cluster: config.cluster.clone(),

@@ -13,10 +13,14 @@
 
 use chordal_tls::{PeerIdentity, Role, TlsError, TlsFiles};
 use chordal_wire::Hello;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
 
 /// Most virtual nodes a member may host under TLS: each vnode is a share
 /// of the key space, so a member that could claim any number could take
@@ -56,6 +60,59 @@ impl PeerTls {
     /// Our own id and role, from our certificate.
     pub fn identity(&self) -> PeerIdentity {
         self.identity
+    }
+}
+
+/// The node's TLS material, replaceable while it runs: a renewed
+/// certificate (`chordal ca issue --renew`) is used for new connections
+/// without a restart. Cheap to clone.
+#[derive(Clone, Debug)]
+pub(crate) struct TlsSlot(Arc<RwLock<Arc<PeerTls>>>);
+
+impl TlsSlot {
+    pub fn new(tls: PeerTls) -> TlsSlot {
+        TlsSlot(Arc::new(RwLock::new(Arc::new(tls))))
+    }
+
+    /// The material to handshake with now.
+    pub fn current(&self) -> Arc<PeerTls> {
+        self.0.read().expect("tls lock").clone()
+    }
+
+    /// Watches `dir/node.crt` every `every` until `stop`: when it changes,
+    /// loads the directory again and uses it if it gives the same id and
+    /// role (else warns and keeps the old: a new id would move the node on
+    /// the ring, which takes a restart).
+    pub async fn watch(self, dir: PathBuf, every: Duration, stop: CancellationToken) {
+        let cert = dir.join(chordal_tls::NODE_CERT);
+        let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        let mut seen = modified(&cert);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            let now = modified(&cert);
+            if now == seen {
+                continue;
+            }
+            seen = now;
+            let old = self.current().identity();
+            match PeerTls::load(&dir) {
+                Ok(new) if new.identity().id == old.id && new.identity().role == old.role => {
+                    info!(dir = %dir.display(), "renewed certificate loaded");
+                    *self.0.write().expect("tls lock") = Arc::new(new);
+                }
+                Ok(new) => warn!(
+                    dir = %dir.display(),
+                    id = %new.identity().id,
+                    "the new certificate gives another id or role; restart the node to use it"
+                ),
+                Err(e) => {
+                    warn!(dir = %dir.display(), error = %e, "cannot load the renewed certificate")
+                }
+            }
+        }
     }
 }
 
@@ -308,6 +365,7 @@ mod tests {
         Some(PeerIdentity {
             id,
             role: Role::Member,
+            expires: std::time::SystemTime::now() + std::time::Duration::from_secs(3600),
         })
     }
 
@@ -348,6 +406,7 @@ mod tests {
         let client = Some(PeerIdentity {
             id,
             role: Role::Client,
+            expires: std::time::SystemTime::now() + std::time::Duration::from_secs(3600),
         });
         let ids = chordal_core::Node::vnode_ids_from(id, 1);
         assert_eq!(admit(&hello(true, ids), client), Err(Refusal::ClientRole));

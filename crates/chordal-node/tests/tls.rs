@@ -367,3 +367,130 @@ async fn clients_with_client_certificates_use_the_store_but_not_the_ring() {
     );
     ring.leave_all().await;
 }
+
+/// The expiry of the certificate a node presents to a new connection.
+async fn presented_expiry(node: &Node, client_dir: &Path) -> SystemTime {
+    let files = TlsFiles::load(client_dir).unwrap();
+    let connector = tokio_rustls::TlsConnector::from(files.client_config().unwrap());
+    let tcp = TcpStream::connect(node.addr()).await.unwrap();
+    let tls = connector
+        .connect(chordal_tls::peer_name(), tcp)
+        .await
+        .unwrap();
+    let cert = &tls.get_ref().1.peer_certificates().unwrap()[0];
+    chordal_tls::expires_at(cert).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_certificate_is_used_without_a_restart_and_keeps_the_id() {
+    let pki = Pki::new();
+    let ca = pki.root.join("ca");
+    let dir = pki.root.join("renewing");
+    let first =
+        chordal_tls::issue_with(&ca, &dir, Role::Member, &[], &IssueOptions::days(1)).unwrap();
+    let node = quick()
+        .tls_dir(&dir)
+        .tls_reload(Duration::from_millis(100))
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(node.ids()[0], first.id);
+    let (client_dir, _) = pki.issue("ca", "probe", Role::Client);
+    let before = presented_expiry(&node, &client_dir).await;
+    // mtime granularity: make sure the renewed file looks changed.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut renew = IssueOptions::days(30);
+    renew.renew = true;
+    let renewed = chordal_tls::issue_with(&ca, &dir, Role::Member, &[], &renew).unwrap();
+    assert_eq!(renewed.id, first.id, "renewing keeps the key, hence the id");
+    let mut after = before;
+    for _ in 0..100 {
+        after = presented_expiry(&node, &client_dir).await;
+        if after > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let day = Duration::from_secs(86_400);
+    assert!(
+        after >= before + 28 * day,
+        "the renewed certificate was not picked up"
+    );
+    // A certificate with another key is not taken (it would move the node).
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    chordal_tls::issue_with(&ca, &dir, Role::Member, &[], &IssueOptions::days(90)).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let still = presented_expiry(&node, &client_dir).await;
+    assert!(
+        still < before + 60 * day,
+        "a certificate with another id was loaded"
+    );
+    node.leave().await;
+}
+
+/// Does every node of `ring` see `id` in a successor list (`want`), or
+/// none (`!want`)?
+async fn seen_by_all(ring: &LocalRing, id: Id, want: bool) -> bool {
+    let mut all = true;
+    for n in &ring.nodes {
+        let sees = n
+            .status()
+            .await
+            .unwrap()
+            .vnodes
+            .iter()
+            .any(|v| v.successors.iter().any(|s| s.id == id));
+        all &= sees == want;
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_certificate_expires_drops_out_of_the_ring() {
+    let pki = Pki::new();
+    let (ring, _) = tls_ring(&pki, 3).await;
+    let short = pki.root.join("short-lived");
+    let options = IssueOptions {
+        not_before: SystemTime::now() - Duration::from_secs(60),
+        not_after: SystemTime::now() + Duration::from_secs(6),
+        renew: false,
+    };
+    chordal_tls::issue_with(&pki.root.join("ca"), &short, Role::Member, &[], &options).unwrap();
+    let leaving = ring_builder(&short)
+        .join(ring.nodes[0].addr().to_string())
+        .start()
+        .await
+        .expect("joins while its certificate is valid");
+    let gone = leaving.ids()[0];
+    let mut joined = false;
+    for _ in 0..100 {
+        if seen_by_all(&ring, gone, true).await {
+            joined = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(joined, "the short-lived member never joined");
+    // Past its expiry, the others close its connections, refuse new ones
+    // and stabilize around it.
+    let mut out = false;
+    for _ in 0..400 {
+        if SystemTime::now() > options.not_after && seen_by_all(&ring, gone, false).await {
+            out = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        out,
+        "a member with an expired certificate stayed in the ring"
+    );
+    assert!(
+        errors(&ring.nodes[0], "tls_handshake").await
+            + errors(&ring.nodes[1], "tls_handshake").await
+            + errors(&ring.nodes[2], "tls_handshake").await
+            > 0
+    );
+    leaving.abort().await;
+    ring.leave_all().await;
+}

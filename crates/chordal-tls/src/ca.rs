@@ -47,7 +47,9 @@ pub struct IssueOptions {
     pub not_after: SystemTime,
     /// Sign the key already in `out/node.key` instead of a new one: the
     /// renewed certificate gives the same node id (a short-lived
-    /// certificate is renewed without moving the node on the ring).
+    /// certificate is renewed without moving the node on the ring). An
+    /// `out/ca.crt` that already contains the signing CA is kept (it may
+    /// be a bundle of several CAs).
     pub renew: bool,
 }
 
@@ -182,7 +184,14 @@ pub fn issue_with(
     create_dir(out)?;
     write(&out.join(NODE_KEY), key.serialize_pem().as_bytes(), 0o600)?;
     write(&out.join(NODE_CERT), cert.pem().as_bytes(), 0o644)?;
-    write(&out.join(CA_CERT), ca_cert.as_bytes(), 0o644)?;
+    // A renewal keeps a CA bundle that already trusts this CA (a ring
+    // moving to a new CA trusts both until the move is done).
+    let bundle_kept = options.renew
+        && std::fs::read_to_string(out.join(CA_CERT))
+            .is_ok_and(|have| have.contains(ca_cert.trim()));
+    if !bundle_kept {
+        write(&out.join(CA_CERT), ca_cert.as_bytes(), 0o644)?;
+    }
     Ok(Issued {
         id,
         role,

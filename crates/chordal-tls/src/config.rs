@@ -4,7 +4,7 @@
 //! [`peer_identity`] says who the other side is — its node id and role,
 //! read from its certificate, never from what it claims.
 
-use crate::{CA_CERT, NODE_CERT, NODE_KEY, Role, TlsError, node_id, role_of};
+use crate::{CA_CERT, NODE_CERT, NODE_KEY, Role, TlsError, expires_at, node_id, role_of};
 use chordal_core::Id;
 use rustls::client::WebPkiServerVerifier;
 use rustls::server::WebPkiClientVerifier;
@@ -26,13 +26,29 @@ pub struct PeerIdentity {
     pub id: Id,
     /// What its certificate allows.
     pub role: Role,
+    /// When its certificate expires: a connection is closed then (TLS
+    /// checks validity only at the handshake).
+    pub expires: std::time::SystemTime,
+}
+
+impl PeerIdentity {
+    /// The identity a certificate (DER) gives.
+    pub fn of(cert_der: &[u8]) -> Result<PeerIdentity, TlsError> {
+        Ok(PeerIdentity {
+            id: node_id(cert_der)?,
+            role: role_of(cert_der)?,
+            expires: expires_at(cert_der)?,
+        })
+    }
 }
 
 /// A node's or a client's TLS material, loaded from a directory written
-/// by `chordal ca issue` (`ca.crt`, `node.crt`, `node.key`).
+/// by `chordal ca issue` (`ca.crt`, `node.crt`, `node.key`). `ca.crt` may
+/// hold several CA certificates (all are trusted): how a ring moves to a
+/// new CA without a restart of every node at once.
 #[derive(Debug)]
 pub struct TlsFiles {
-    ca: CertificateDer<'static>,
+    ca: Vec<CertificateDer<'static>>,
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     identity: PeerIdentity,
@@ -46,7 +62,13 @@ impl TlsFiles {
     /// Loads `dir/ca.crt`, `dir/node.crt` and `dir/node.key`.
     pub fn load(dir: &Path) -> Result<TlsFiles, TlsError> {
         let ca_path = dir.join(CA_CERT);
-        let ca = CertificateDer::from_pem_file(&ca_path).map_err(|e| load_error(&ca_path, e))?;
+        let ca: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&ca_path)
+            .map_err(|e| load_error(&ca_path, e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| load_error(&ca_path, e))?;
+        if ca.is_empty() {
+            return Err(load_error(&ca_path, "no certificate"));
+        }
         let cert_path = dir.join(NODE_CERT);
         let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
             .map_err(|e| load_error(&cert_path, e))?
@@ -55,10 +77,7 @@ impl TlsFiles {
         let first = chain
             .first()
             .ok_or_else(|| load_error(&cert_path, "no certificate"))?;
-        let identity = PeerIdentity {
-            id: node_id(first)?,
-            role: role_of(first)?,
-        };
+        let identity = PeerIdentity::of(first)?;
         let key_path = dir.join(NODE_KEY);
         let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| load_error(&key_path, e))?;
         Ok(TlsFiles {
@@ -76,9 +95,11 @@ impl TlsFiles {
 
     fn roots(&self) -> Result<Arc<RootCertStore>, TlsError> {
         let mut roots = RootCertStore::empty();
-        roots
-            .add(self.ca.clone())
-            .map_err(|e| TlsError::Tls(e.to_string()))?;
+        for ca in &self.ca {
+            roots
+                .add(ca.clone())
+                .map_err(|e| TlsError::Tls(e.to_string()))?;
+        }
         Ok(Arc::new(roots))
     }
 
@@ -168,8 +189,5 @@ pub fn peer_identity(certs: Option<&[CertificateDer<'_>]>) -> Result<PeerIdentit
     let first = certs
         .and_then(|c| c.first())
         .ok_or_else(|| TlsError::BadCertificate("the peer presented no certificate".into()))?;
-    Ok(PeerIdentity {
-        id: node_id(first)?,
-        role: role_of(first)?,
-    })
+    PeerIdentity::of(first)
 }

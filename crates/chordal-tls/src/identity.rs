@@ -59,6 +59,15 @@ pub fn node_id(cert_der: &[u8]) -> Result<Id, TlsError> {
     Ok(Id::hash(cert.tbs_certificate.subject_pki.raw))
 }
 
+/// When a certificate stops being valid (its `notAfter`).
+pub fn expires_at(cert_der: &[u8]) -> Result<std::time::SystemTime, TlsError> {
+    let cert = parse(cert_der)?;
+    let secs = cert.validity().not_after.timestamp();
+    let secs =
+        u64::try_from(secs).map_err(|_| TlsError::BadCertificate("expired before 1970".into()))?;
+    Ok(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+}
+
 /// The role a certificate gives its holder, from its extended key usage:
 /// server authentication means a member; client authentication alone, a
 /// client. Anything else is refused.

@@ -42,7 +42,7 @@ pub use ca::{
 pub use config::{
     PEER_NAME, PeerIdentity, TlsFiles, https_client_config, peer_identity, peer_name,
 };
-pub use identity::{Role, node_id, pem_to_der, role_of};
+pub use identity::{Role, expires_at, node_id, pem_to_der, role_of};
 
 use std::path::PathBuf;
 

@@ -68,7 +68,8 @@ async fn members_and_clients_of_one_ca_learn_each_others_id_and_role() {
         server_sees.unwrap(),
         PeerIdentity {
             id: c.identity().id,
-            role: Role::Client
+            role: Role::Client,
+            expires: c.identity().expires,
         }
     );
     assert_eq!(client_sees.unwrap(), a.identity());
@@ -102,4 +103,50 @@ async fn foreign_certificates_and_clients_posing_as_servers_are_refused() {
         client_side.is_err(),
         "a client certificate served: {server:?}"
     );
+}
+
+#[tokio::test]
+async fn a_ca_bundle_trusts_both_cas_while_a_ring_moves_to_a_new_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (old, new) = (tmp.path().join("old"), tmp.path().join("new"));
+    chordal_tls::init(&old).unwrap();
+    chordal_tls::init(&new).unwrap();
+    let bundle = [
+        std::fs::read(old.join(chordal_tls::CA_CERT)).unwrap(),
+        std::fs::read(new.join(chordal_tls::CA_CERT)).unwrap(),
+    ]
+    .concat();
+    // A member still on the old CA and one already on the new, both
+    // trusting the bundle: they talk.
+    let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
+    issue(&old, &a_dir, Role::Member, &[]).unwrap();
+    issue(&new, &b_dir, Role::Member, &[]).unwrap();
+    for dir in [&a_dir, &b_dir] {
+        std::fs::write(dir.join(chordal_tls::CA_CERT), &bundle).unwrap();
+    }
+    let (a, b) = (
+        TlsFiles::load(&a_dir).unwrap(),
+        TlsFiles::load(&b_dir).unwrap(),
+    );
+    let (server, client) = connect(&a, &b).await;
+    assert_eq!(server.unwrap(), b.identity());
+    assert_eq!(client.unwrap(), a.identity());
+    // A member that trusts only the new CA refuses the old one's.
+    let c = files(&new, &tmp.path().join("c"), Role::Member);
+    let (server, _) = connect(&c, &a).await;
+    assert!(server.is_err(), "the old CA was trusted without the bundle");
+    // Moving `a` to the new CA with --renew: same key and id, the bundle
+    // kept, and now even the new-CA-only member accepts it.
+    let mut renew = chordal_tls::IssueOptions::days(30);
+    renew.renew = true;
+    let moved = chordal_tls::issue_with(&new, &a_dir, Role::Member, &[], &renew).unwrap();
+    assert_eq!(moved.id, a.identity().id);
+    assert_eq!(
+        std::fs::read(a_dir.join(chordal_tls::CA_CERT)).unwrap(),
+        bundle
+    );
+    let a = TlsFiles::load(&a_dir).unwrap();
+    let (server, client) = connect(&c, &a).await;
+    assert_eq!(server.unwrap().id, a.identity().id);
+    assert!(client.is_ok());
 }

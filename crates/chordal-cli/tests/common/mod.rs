@@ -42,10 +42,14 @@ impl NodeProc {
         if let Some(s) = join {
             cmd.args(["--join", &s]);
         }
-        cmd.args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .stdin(Stdio::null());
+        cmd.args(extra).stdout(Stdio::piped()).stderr(Stdio::null());
+        Self::spawn(cmd)
+    }
+
+    /// Spawns a `chordal node` command made by hand (its stdout piped) and
+    /// waits for its address line.
+    pub fn spawn(mut cmd: Command) -> NodeProc {
+        cmd.stdin(Stdio::null());
         let mut child = cmd.spawn().expect("spawn chordal node");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
