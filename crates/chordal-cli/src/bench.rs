@@ -295,6 +295,8 @@ async fn lookup(args: LookupArgs) -> Result<()> {
                 "tls": args.tls,
                 "mode": format!("{mode:?}").to_lowercase(),
                 "handshakes_during": handshakes(&ring.nodes) - handshakes_before,
+                "handshakes_total": handshakes(&ring.nodes),
+                "peer_pairs": n * (n - 1) / 2,
                 "handshake_p50_us": micros(handshake_p50),
                 "handshake_p99_us": micros(handshake_p99),
                 "lookups": args.lookups,

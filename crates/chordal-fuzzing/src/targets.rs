@@ -1,0 +1,91 @@
+//! The byte-level targets: frames, the handshake, the store codec and the
+//! HTTP-side text inputs.
+
+use bytes::BytesMut;
+use std::net::SocketAddr;
+use tokio_util::codec::Decoder;
+
+/// Bytes from a peer after the handshake: length-prefixed frames, each a
+/// protobuf envelope converted to a core message. Nothing may panic or
+/// allocate past the frame limit, and a frame that decodes must survive
+/// encoding and decoding again unchanged.
+pub fn frames(data: &[u8]) {
+    let local: SocketAddr = "127.0.0.1:7000".parse().expect("an address");
+    // A small limit keeps oversize headers cheap to hit.
+    let mut codec = chordal_wire::frame_codec(64 * 1024);
+    let mut buf = BytesMut::from(data);
+    while let Ok(Some(frame)) = codec.decode(&mut buf) {
+        let Ok(env) = chordal_wire::decode_envelope(&frame, local) else {
+            continue;
+        };
+        let again = chordal_wire::encode_envelope(&env);
+        let back = chordal_wire::decode_envelope(&again, local).expect("our own encoding decodes");
+        assert_eq!(back, env, "a decoded envelope survives a round trip");
+    }
+}
+
+/// The first bytes of a connection: the preamble (magic, version), then a
+/// Hello. Garbage is refused with an error, never a panic; a Hello that is
+/// accepted survives encoding and decoding again.
+pub fn handshake(data: &[u8]) {
+    use chordal_wire::{PREAMBLE_LEN, check_preamble, decode_hello, encode_hello};
+    if data.len() >= PREAMBLE_LEN {
+        let mut pre = [0u8; PREAMBLE_LEN];
+        pre.copy_from_slice(&data[..PREAMBLE_LEN]);
+        let _ = std::hint::black_box(check_preamble(&pre));
+    }
+    if let Ok(hello) = decode_hello(data, "chordal") {
+        let back = decode_hello(&encode_hello(&hello), "chordal").expect("our own Hello decodes");
+        assert_eq!(back, hello);
+    }
+}
+
+/// The store's on-disk record form: any key and value bytes either decode
+/// to a record whose encoding gives those very bytes back, or are refused.
+/// The first byte splits the rest into key and value.
+pub fn store_codec(data: &[u8]) {
+    use chordal_store::codec::{decode, decode_header, decode_version, encode_value, table_key};
+    let Some((&split, rest)) = data.split_first() else {
+        return;
+    };
+    let split = (split as usize).min(rest.len());
+    let (k, v) = rest.split_at(split);
+    let _ = std::hint::black_box(decode_version(v));
+    let header = decode_header(v);
+    if let Some(r) = decode(k, v) {
+        assert_eq!(table_key(&r.key_id, &r.key), k, "the key encodes back");
+        assert_eq!(encode_value(&r), v, "the value encodes back");
+        assert_eq!(header, Some((r.version, r.value.is_none())));
+    }
+}
+
+/// Text that reaches the HTTP side from outside: a tokens file, a
+/// gateway's client-key setting and the headers it reads.
+pub fn http_input(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(tokens) = chordal_http::Tokens::parse(text) {
+        // Every token the parser kept is found again with its line's role.
+        for line in text.lines() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if let Some(token) = line.split_whitespace().next() {
+                assert!(tokens.role_of(token.as_bytes()).is_some(), "{token:?} lost");
+            }
+        }
+    }
+    if let Ok(key) = text.parse::<chordal_gateway::ClientKey>() {
+        let _ = std::hint::black_box(key.describe());
+        let req = request_carrying(text);
+        let _ = std::hint::black_box(key.extract(&req));
+    }
+}
+
+/// A request carrying `text` in a header and a cookie.
+fn request_carrying(text: &str) -> http::Request<()> {
+    let mut b = http::Request::builder().uri("/x");
+    if let Ok(v) = http::HeaderValue::from_str(text) {
+        b = b.header("x-client-id", v.clone()).header("cookie", v);
+    }
+    b.body(()).expect("a valid request")
+}
