@@ -16,8 +16,11 @@ mod targets;
 pub use store_model::store_model;
 pub use targets::{frames, handshake, http_input, store_codec};
 
+/// A target's entry point.
+pub type Target = fn(&[u8]);
+
 /// Every target by name (the directory names under `fuzz/corpus/`).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("frames", frames),
     ("handshake", handshake),
     ("store_codec", store_codec),
