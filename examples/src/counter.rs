@@ -43,6 +43,8 @@ type Shared = Arc<App>;
 impl App {
     /// An instance named `name` using the node whose API is at `node`.
     pub fn new(node: SocketAddr, name: String) -> App {
+        // The workspace's reqwest needs a rustls provider in the process.
+        chordal_tls::install_ring_provider();
         App {
             node,
             name,

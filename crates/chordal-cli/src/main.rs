@@ -150,6 +150,7 @@ pub enum CliError {
 }
 
 fn main() -> ExitCode {
+    chordal_tls::install_ring_provider();
     let cli = Cli::parse();
     init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

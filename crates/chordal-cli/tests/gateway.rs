@@ -208,6 +208,7 @@ fn clients_stick_to_their_node_and_survive_its_death() {
         GatewayProc::start(instances[3].node.addr),
     ];
     let gw: Vec<SocketAddr> = gateways.iter().map(|g| g.addr).collect();
+    chordal_tls::install_ring_provider();
     let http = reqwest::Client::new();
     let mut counts = vec![0u64; CLIENTS];
     let oracle = Oracle::new(ids.clone());

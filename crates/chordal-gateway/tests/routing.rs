@@ -87,6 +87,7 @@ async fn path_keys_route_to_owners() {
     let key = "path:2".parse().unwrap();
     let config = GatewayConfig::new(vec![nodes[0].addr().to_string()], key);
     let gw = start(config, 4).await;
+    chordal_tls::install_ring_provider();
     let http = reqwest::Client::new();
     for user in ["alice", "bob", "carol", "dave", "erin", "frank"] {
         let resp = http
@@ -124,6 +125,7 @@ async fn a_hung_service_costs_one_timeout_and_overload_is_refused() {
     config.request_timeout = Duration::from_millis(300);
     config.max_in_flight = 1;
     let gw = start(config, 3).await;
+    chordal_tls::install_ring_provider();
     let http = reqwest::Client::new();
     let send = || {
         http.get(format!("http://{gw}/x"))

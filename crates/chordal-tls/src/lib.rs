@@ -46,6 +46,18 @@ pub use identity::{Role, expires_at, node_id, pem_to_der, role_of};
 
 use std::path::PathBuf;
 
+/// Makes ring the process's default rustls crypto provider; later calls
+/// (and a provider already installed) change nothing.
+///
+/// Call it first thing in a process that builds `reqwest` clients: the
+/// workspace's reqwest speaks rustls without a built-in provider (its
+/// built-in one would be aws-lc, which the project avoids), and a client
+/// built with no provider installed panics. The `chordal` binary, the
+/// examples and the tests that use reqwest call it.
+pub fn install_ring_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Why a certificate could not be made, read or trusted.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
