@@ -201,10 +201,17 @@ impl PeerStream {
     }
 }
 
+/// The verified peer's identity; an expired certificate is refused even
+/// if the TLS layer let it through (resumption is off, but this does not
+/// depend on it).
 fn identity_of(
     certs: Option<&[rustls_pki_types::CertificateDer<'_>]>,
 ) -> std::io::Result<PeerIdentity> {
-    chordal_tls::peer_identity(certs).map_err(std::io::Error::other)
+    let identity = chordal_tls::peer_identity(certs).map_err(std::io::Error::other)?;
+    if identity.expires <= std::time::SystemTime::now() {
+        return Err(std::io::Error::other("the peer's certificate has expired"));
+    }
+    Ok(identity)
 }
 
 impl AsyncRead for PeerStream {
@@ -277,7 +284,15 @@ impl Standing {
     /// gives.
     pub fn may_send(&self, env: &chordal_core::Envelope) -> bool {
         match self {
-            Standing::Client => env.msg.client_may_send(),
+            // A client's lookup answers go to itself, never to a node it
+            // names (no reflecting answers at a third party).
+            Standing::Client => {
+                env.msg.client_may_send()
+                    && match &env.msg {
+                        chordal_core::Message::FindSuccessor { origin, .. } => *origin == env.from,
+                        _ => true,
+                    }
+            }
             Standing::Member { ids: None } => true,
             Standing::Member { ids: Some(ids) } => ids.contains(&env.from.id),
         }
@@ -424,6 +439,42 @@ mod tests {
             Ok(Standing::Member { ids: None })
         );
         assert_eq!(admit(&hello(false, vec![]), None), Ok(Standing::Client));
+    }
+
+    #[test]
+    fn clients_ask_but_never_speak_for_the_ring() {
+        use chordal_core::{Envelope, Message, NodeRef, Target};
+        let me = NodeRef::new(Id::hash(b"client"), "127.0.0.1:5".parse().unwrap());
+        let to = Target {
+            addr: "127.0.0.1:6".parse().unwrap(),
+            id: None,
+        };
+        let env = |msg| Envelope { from: me, to, msg };
+        let lookup = |origin| Message::FindSuccessor {
+            req: 1,
+            origin,
+            lookup: 1,
+            key: Id::hash(b"k"),
+            hops: 0,
+        };
+        let client = Standing::Client;
+        assert!(client.may_send(&env(Message::GetNeighbors { req: 1 })));
+        assert!(client.may_send(&env(lookup(me))));
+        let victim = NodeRef::new(Id::hash(b"victim"), "127.0.0.1:7".parse().unwrap());
+        assert!(!client.may_send(&env(lookup(victim))));
+        assert!(!client.may_send(&env(Message::Notify)));
+        assert!(!client.may_send(&env(Message::Replicate {
+            req: 1,
+            records: vec![]
+        })));
+        let member = Standing::Member {
+            ids: Some(vec![Id::hash(b"other")]),
+        };
+        assert!(
+            !member.may_send(&env(Message::Notify)),
+            "not its certified id"
+        );
+        assert!(Standing::Member { ids: None }.may_send(&env(Message::Notify)));
     }
 
     #[test]

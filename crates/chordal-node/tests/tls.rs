@@ -481,6 +481,33 @@ async fn a_member_whose_certificate_expires_drops_out_of_the_ring() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    if !out {
+        for n in &ring.nodes {
+            let st = n.status().await.unwrap();
+            let v = &st.vnodes[0];
+            eprintln!(
+                "DBG {} pred {:?} succ {:?} conns {}",
+                v.me.id.short(),
+                v.predecessor.map(|p| p.id.short()),
+                v.successors
+                    .iter()
+                    .map(|s| s.id.short())
+                    .collect::<Vec<_>>(),
+                st.connections
+            );
+        }
+        let st = leaving.status().await.unwrap();
+        eprintln!(
+            "DBG gone {} succ {:?} conns {}",
+            gone.short(),
+            st.vnodes[0]
+                .successors
+                .iter()
+                .map(|s| s.id.short())
+                .collect::<Vec<_>>(),
+            st.connections
+        );
+    }
     assert!(
         out,
         "a member with an expired certificate stayed in the ring"

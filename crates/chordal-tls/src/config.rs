@@ -110,12 +110,18 @@ impl TlsFiles {
         let verifier = WebPkiClientVerifier::builder_with_provider(self.roots()?, provider.clone())
             .build()
             .map_err(|e| TlsError::Tls(e.to_string()))?;
-        let config = ServerConfig::builder_with_provider(provider)
+        let mut config = ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| TlsError::Tls(e.to_string()))?
             .with_client_cert_verifier(verifier)
             .with_single_cert(self.chain.clone(), self.key.clone_key())
             .map_err(|e| TlsError::Tls(e.to_string()))?;
+        // No session resumption: a resumed session skips the certificate
+        // check, so a peer whose certificate expired (or was not renewed)
+        // could come back on an old ticket. Peer connections are pooled;
+        // a full handshake per connection costs little.
+        config.send_tls13_tickets = 0;
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
         Ok(Arc::new(config))
     }
 
@@ -126,12 +132,14 @@ impl TlsFiles {
         let verifier = WebPkiServerVerifier::builder_with_provider(self.roots()?, provider.clone())
             .build()
             .map_err(|e| TlsError::Tls(e.to_string()))?;
-        let config = ClientConfig::builder_with_provider(provider)
+        let mut config = ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| TlsError::Tls(e.to_string()))?
             .with_webpki_verifier(verifier)
             .with_client_auth_cert(self.chain.clone(), self.key.clone_key())
             .map_err(|e| TlsError::Tls(e.to_string()))?;
+        // See `server_config`: every connection checks the certificates.
+        config.resumption = rustls::client::Resumption::disabled();
         Ok(Arc::new(config))
     }
 }

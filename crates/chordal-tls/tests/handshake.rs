@@ -150,3 +150,38 @@ async fn a_ca_bundle_trusts_both_cas_while_a_ring_moves_to_a_new_one() {
     assert_eq!(server.unwrap().id, a.identity().id);
     assert!(client.is_ok());
 }
+
+#[tokio::test]
+async fn every_peer_connection_checks_certificates_afresh() {
+    // A resumed TLS session skips the certificate check: a peer whose
+    // certificate expired could come back on an old ticket. Both
+    // configurations refuse resumption, so a second connection between the
+    // same two members is a full handshake again.
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = tmp.path().join("ca");
+    chordal_tls::init(&ca).unwrap();
+    let a = files(&ca, &tmp.path().join("a"), Role::Member);
+    let b = files(&ca, &tmp.path().join("b"), Role::Member);
+    let acceptor = TlsAcceptor::from(a.server_config().unwrap());
+    let connector = TlsConnector::from(b.client_config().unwrap());
+    for _ in 0..2 {
+        let (x, y) = tokio::io::duplex(64 * 1024);
+        let acceptor = acceptor.clone();
+        let serve = tokio::spawn(async move {
+            let mut tls = acceptor.accept(x).await.unwrap();
+            let mut buf = [0u8; 1];
+            tls.read_exact(&mut buf).await.unwrap();
+            tls.write_all(b"!").await.unwrap();
+            tls.flush().await.unwrap();
+            tls.get_ref().1.handshake_kind()
+        });
+        let mut tls = connector.connect(peer_name(), y).await.unwrap();
+        tls.write_all(b"?").await.unwrap();
+        tls.flush().await.unwrap();
+        let mut buf = [0u8; 1];
+        tls.read_exact(&mut buf).await.unwrap();
+        let kind = tls.get_ref().1.handshake_kind();
+        assert_eq!(kind, Some(rustls::HandshakeKind::Full));
+        assert_eq!(serve.await.unwrap(), Some(rustls::HandshakeKind::Full));
+    }
+}

@@ -348,6 +348,7 @@ impl Store {
             best,
             outstanding,
             asked_replicas,
+            unsure,
             vnode,
             key,
             ..
@@ -362,8 +363,14 @@ impl Store {
         }
         // Our range grew recently: our copy may be missing (the handoff is
         // still on its way) or stale (we were down and missed writes). Ask
-        // the replicas too; the newest version wins.
-        if !*asked_replicas && recently_grew {
+        // the replicas too; the newest version wins. Likewise on a miss
+        // while we know no predecessor (`unsure`, or a range not known yet):
+        // a node that just joined has not heard from its predecessor, and
+        // the write it missed sits on its successor — the previous owner,
+        // which acknowledged it alone and is still handing the range over.
+        let range_unknown = cx.ring.range_of(vnode).is_none();
+        let missed_unsure = best.is_none() && (*unsure || range_unknown);
+        if !*asked_replicas && (recently_grew || missed_unsure) {
             *asked_replicas = true;
             let (vnode, key) = (*vnode, key.clone());
             let targets = cx.ring.replica_targets(&vnode, cx.config.replicas);

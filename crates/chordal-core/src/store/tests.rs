@@ -275,20 +275,91 @@ fn a_read_that_misses_after_the_range_grew_asks_the_replicas_and_repairs() {
     );
 }
 
+/// The `ReplicaRead`s the store sent since the fixture's last look.
+fn replica_reads(fx: &mut Fixture) -> Vec<(NodeRef, u64)> {
+    fx.sent()
+        .into_iter()
+        .filter_map(|e| match e.msg {
+            Message::ReplicaRead { req, .. } => {
+                Some((NodeRef::new(e.to.id.unwrap(), e.to.addr), req))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
 fn a_miss_is_not_found_unless_the_key_may_not_be_ours() {
     let mut fx = Fixture::three_processes();
     let mut store = Store::default();
     let key = key_in(&fx);
     let (me, now) = (fx.me, fx.now);
-    for (unsure, id) in [(false, 1), (true, 2)] {
-        let k = (Id::hash(&key), key.clone());
-        store.get(&mut fx.cx(), now, me, k, unsure, ReplyTo::Local(id));
-        store_answers(&mut store, &mut fx, StoreResult::Got(None));
+    // Sure it is ours: a miss is NotFound at once.
+    let k = (Id::hash(&key), key.clone());
+    store.get(&mut fx.cx(), now, me, k.clone(), false, ReplyTo::Local(1));
+    store_answers(&mut store, &mut fx, StoreResult::Got(None));
+    assert!(replica_reads(&mut fx).is_empty());
+    // Unsure (no predecessor known): the replicas are asked first; none
+    // has it either, so the key is probably not ours: WrongOwner.
+    store.get(&mut fx.cx(), now, me, k, true, ReplyTo::Local(2));
+    store_answers(&mut store, &mut fx, StoreResult::Got(None));
+    let asked = replica_reads(&mut fx);
+    assert_eq!(asked.len(), 2, "both successors are asked");
+    for (from, req) in asked {
+        let msg = Message::ReplicaReadReply { req, record: None };
+        let env = Envelope {
+            from,
+            to: me.into(),
+            msg,
+        };
+        store.handle_message(&mut fx.cx(), now, env);
     }
     assert_eq!(
         answers(&mut fx),
         vec![(1, OpResult::NotFound), (2, OpResult::WrongOwner)]
+    );
+}
+
+#[test]
+fn an_unsure_miss_finds_the_write_its_successor_acknowledged_alone() {
+    // Just after a join: our predecessor is not known yet, and the write
+    // was acknowledged by our successor (then alone on the ring), which is
+    // still handing the range over. The read asks it and finds the write.
+    let mut fx = Fixture::three_processes();
+    let mut store = Store::default();
+    let key = key_in(&fx);
+    let (me, now) = (fx.me, fx.now);
+    store.get(
+        &mut fx.cx(),
+        now,
+        me,
+        (Id::hash(&key), key.clone()),
+        true,
+        ReplyTo::Local(3),
+    );
+    store_answers(&mut store, &mut fx, StoreResult::Got(None));
+    let version = Version {
+        hlc: 7,
+        node: node(300, 3).id,
+    };
+    for (i, (from, req)) in replica_reads(&mut fx).into_iter().enumerate() {
+        let record = (i == 0).then(|| Record::new(key.clone(), version, Some(b"v".to_vec())));
+        let env = Envelope {
+            from,
+            to: me.into(),
+            msg: Message::ReplicaReadReply { req, record },
+        };
+        store.handle_message(&mut fx.cx(), now, env);
+    }
+    assert_eq!(
+        answers(&mut fx),
+        vec![(
+            3,
+            OpResult::Found {
+                value: b"v".to_vec(),
+                version
+            }
+        )]
     );
 }
 
