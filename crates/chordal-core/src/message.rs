@@ -55,6 +55,20 @@ pub struct Envelope {
     pub msg: Message,
 }
 
+impl Envelope {
+    /// May a client (a process that is not a ring member) send this? What
+    /// [`Message::client_may_send`] allows, and its lookups name the client
+    /// itself as origin, so that answers are never reflected at a third
+    /// node.
+    pub fn client_may_send(&self) -> bool {
+        self.msg.client_may_send()
+            && match &self.msg {
+                Message::FindSuccessor { origin, .. } => *origin == self.from,
+                _ => true,
+            }
+    }
+}
+
 /// Why a recursive lookup gave up on the way.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum LookupFailure {

@@ -284,15 +284,7 @@ impl Standing {
     /// gives.
     pub fn may_send(&self, env: &chordal_core::Envelope) -> bool {
         match self {
-            // A client's lookup answers go to itself, never to a node it
-            // names (no reflecting answers at a third party).
-            Standing::Client => {
-                env.msg.client_may_send()
-                    && match &env.msg {
-                        chordal_core::Message::FindSuccessor { origin, .. } => *origin == env.from,
-                        _ => true,
-                    }
-            }
+            Standing::Client => env.client_may_send(),
             Standing::Member { ids: None } => true,
             Standing::Member { ids: Some(ids) } => ids.contains(&env.from.id),
         }
