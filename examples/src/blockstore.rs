@@ -15,6 +15,7 @@
 //! blocks (it must fit one value of 1 MiB): 160 MB with 8 KiB blocks.
 
 use chordal_node::Id;
+use chordal_node::KeyValue;
 use futures_util::{StreamExt, TryStreamExt};
 use std::future::Future;
 

@@ -4,6 +4,7 @@
 
 use chordal_examples::blockstore::{self, BlockError, block_key};
 use chordal_node::Id;
+use chordal_node::KeyValue;
 use chordal_node::local::{LocalRing, quick};
 use std::time::Duration;
 use tokio::process::Command;

@@ -11,6 +11,7 @@
 use crate::bench_tls::{BenchPki, handshake_time, handshakes};
 use anyhow::{Context, Result, bail};
 use chordal_core::{Id, LookupMode};
+use chordal_node::KeyValue;
 use chordal_node::local::{Check, LocalRing};
 use clap::{Args, Subcommand};
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};

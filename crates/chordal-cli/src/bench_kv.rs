@@ -12,6 +12,7 @@
 use crate::member::Member;
 use anyhow::{Context, Result, bail};
 use chordal_http::ApiConfig;
+use chordal_node::KeyValue;
 use chordal_node::{Client, ClientConfig, Node};
 use clap::{Args, ValueEnum};
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};

@@ -12,6 +12,7 @@
 //! successor): time from `leave()` to its return, and MB/s.
 
 use anyhow::{Context, Result, bail};
+use chordal_node::KeyValue;
 use chordal_node::Node;
 use clap::Args;
 use serde_json::json;

@@ -107,11 +107,25 @@ pub async fn send(
     path: &str,
     body: Option<Vec<u8>>,
 ) -> Result<reqwest::Response> {
+    send_with(target, method, path, body, &[]).await
+}
+
+/// [`send`] with extra request headers (conditions, expiries).
+pub async fn send_with(
+    target: &Target,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Vec<u8>>,
+    headers: &[(&str, String)],
+) -> Result<reqwest::Response> {
     let client = target.http(reqwest::Client::builder().timeout(Duration::from_secs(15)))?;
     let url = target.url(path);
     let mut req = client.request(method, &url);
     if let Some(token) = &target.token {
         req = req.bearer_auth(token);
+    }
+    for (name, value) in headers {
+        req = req.header(*name, value);
     }
     if let Some(body) = body {
         req = req.body(body);
@@ -125,10 +139,16 @@ pub async fn send(
         return Ok(resp);
     }
     let body: serde_json::Value = resp.json().await.unwrap_or_default();
-    let msg = body["error"]
+    let mut msg = body["error"]
         .as_str()
         .unwrap_or("unknown error")
         .to_string();
+    if status.as_u16() == 412 {
+        match body["version"].as_str() {
+            Some(v) => msg = format!("{msg} (current version {v})"),
+            None => msg = format!("{msg} (the key has no value)"),
+        }
+    }
     Err(match status.as_u16() {
         503 | 504 => CliError::Unreachable(msg),
         _ => CliError::Failed(msg),
@@ -182,22 +202,80 @@ async fn print_stored(target: &Target, resp: reqwest::Response, verb: &str) -> R
     .await
 }
 
-pub async fn put(target: &Target, key: &str, value: Vec<u8>) -> Result<()> {
-    let path = format!("/v1/kv/{}", encode_key(key));
-    let resp = send(target, reqwest::Method::PUT, &path, Some(value)).await?;
+/// How `chordal put` and `chordal del` condition a write.
+#[derive(clap::Args, Debug, Default)]
+pub struct WriteFlags {
+    /// Create only: fail (exit 1) if the key already has a value.
+    #[arg(long, conflicts_with = "if_version")]
+    pub if_absent: bool,
+    /// Only if the key's current version is V (as `chordal get --json`
+    /// or the X-Chordal-Version header gives it); exit 1 otherwise.
+    #[arg(long, value_name = "V")]
+    pub if_version: Option<String>,
+}
+
+impl WriteFlags {
+    fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if self.if_absent {
+            out.push(("if-none-match", "*".to_string()));
+        }
+        if let Some(v) = &self.if_version {
+            out.push(("if-match", v.clone()));
+        }
+        out
+    }
+}
+
+/// Stores `value` under `key`, expiring after `ttl` seconds if given.
+pub async fn put(
+    target: &Target,
+    key: &str,
+    value: Vec<u8>,
+    ttl: Option<u64>,
+    flags: &WriteFlags,
+) -> Result<()> {
+    let mut path = format!("/v1/kv/{}", encode_key(key));
+    if let Some(ttl) = ttl {
+        path.push_str(&format!("?ttl={ttl}"));
+    }
+    let resp = send_with(
+        target,
+        reqwest::Method::PUT,
+        &path,
+        Some(value),
+        &flags.headers(),
+    )
+    .await?;
     print_stored(target, resp, "stored").await
 }
 
-pub async fn del(target: &Target, key: &str) -> Result<()> {
+pub async fn del(target: &Target, key: &str, flags: &WriteFlags) -> Result<()> {
     let path = format!("/v1/kv/{}", encode_key(key));
-    let resp = send(target, reqwest::Method::DELETE, &path, None).await?;
+    let resp = send_with(
+        target,
+        reqwest::Method::DELETE,
+        &path,
+        None,
+        &flags.headers(),
+    )
+    .await?;
     print_stored(target, resp, "deleted").await
 }
 
-/// Prints the value: raw bytes (no newline added), or JSON with `--json`.
-pub async fn get(target: &Target, key: &str) -> Result<()> {
-    let path = format!("/v1/kv/{}", encode_key(key));
+/// Prints the value: raw bytes (no newline added), or JSON with `--json`
+/// (with its version and expiry). `consistency`: one, quorum or all.
+pub async fn get(target: &Target, key: &str, consistency: Option<&str>) -> Result<()> {
+    let mut path = format!("/v1/kv/{}", encode_key(key));
+    if let Some(c) = consistency {
+        path.push_str(&format!("?consistency={c}"));
+    }
     let resp = send(target, reqwest::Method::GET, &path, None).await?;
+    let expires: Option<u64> = resp
+        .headers()
+        .get(chordal_http::EXPIRES_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
     let version = resp
         .headers()
         .get(chordal_http::VERSION_HEADER)
@@ -212,7 +290,7 @@ pub async fn get(target: &Target, key: &str) -> Result<()> {
         let text = String::from_utf8_lossy(&value);
         println!(
             "{}",
-            serde_json::json!({"key": key, "value": text, "version": version})
+            serde_json::json!({"key": key, "value": text, "version": version, "expires": expires})
         );
     } else {
         use std::io::Write;

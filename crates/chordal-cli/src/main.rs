@@ -47,18 +47,30 @@ enum Command {
         /// Read the value from this file.
         #[arg(long)]
         file: Option<std::path::PathBuf>,
+        /// The value expires after this many seconds.
+        #[arg(long, value_name = "S")]
+        ttl: Option<u64>,
+        #[command(flatten)]
+        write: client::WriteFlags,
         #[command(flatten)]
         target: Target,
     },
     /// Print a key's value (raw bytes); exit 1 if not found.
     Get {
         key: String,
+        /// Read from one copy (the owner's, default), a quorum or all
+        /// copies: newest wins, stale copies are repaired.
+        #[arg(long, value_parser = ["one", "quorum", "all"])]
+        consistency: Option<String>,
         #[command(flatten)]
         target: Target,
     },
     /// Delete a key; exit 1 if it does not exist.
     Del {
         key: String,
+        /// Only if the key's current version is V; exit 1 otherwise.
+        #[arg(long, value_name = "V")]
+        if_version: Option<String>,
         #[command(flatten)]
         target: Target,
     },
@@ -176,10 +188,12 @@ fn main() -> ExitCode {
             key,
             value,
             file,
+            ttl,
+            write,
             target,
         } => runtime.block_on(async {
             let bytes = read_arg_or_file(value, file).await?;
-            client::put(&target, &key, bytes).await
+            client::put(&target, &key, bytes, ttl, &write).await
         }),
         Command::Pub {
             topic,
@@ -195,8 +209,22 @@ fn main() -> ExitCode {
             count,
             target,
         } => runtime.block_on(topics::subscribe(&target, &topic, count)),
-        Command::Get { key, target } => runtime.block_on(client::get(&target, &key)),
-        Command::Del { key, target } => runtime.block_on(client::del(&target, &key)),
+        Command::Get {
+            key,
+            consistency,
+            target,
+        } => runtime.block_on(client::get(&target, &key, consistency.as_deref())),
+        Command::Del {
+            key,
+            if_version,
+            target,
+        } => {
+            let flags = client::WriteFlags {
+                if_absent: false,
+                if_version,
+            };
+            runtime.block_on(client::del(&target, &key, &flags))
+        }
         Command::Info { target } => runtime.block_on(client::info(&target)),
         Command::Ring { target } => runtime.block_on(client::ring(&target)),
         Command::Repl { target } => repl::run(&runtime, &target),

@@ -43,14 +43,18 @@ pub fn run(runtime: &tokio::runtime::Runtime, target: &Target) -> Result<()> {
             ("put" | "add", [key, _, ..]) => {
                 // The value is the rest of the line after the key, spaces kept.
                 let value = line.trim_start()[cmd.len()..].trim_start()[key.len()..].trim_start();
-                runtime.block_on(client::put(target, key, value.as_bytes().to_vec()))
+                let value = value.as_bytes().to_vec();
+                let flags = client::WriteFlags::default();
+                runtime.block_on(client::put(target, key, value, None, &flags))
             }
             ("get", [key]) => runtime.block_on(async {
-                client::get(target, key).await?;
+                client::get(target, key, None).await?;
                 println!();
                 Ok(())
             }),
-            ("del", [key]) => runtime.block_on(client::del(target, key)),
+            ("del", [key]) => {
+                runtime.block_on(client::del(target, key, &client::WriteFlags::default()))
+            }
             ("locate" | "getloc", [key]) => runtime.block_on(client::locate(target, key, false)),
             ("info", []) => runtime.block_on(client::info(target)),
             ("fingers", []) => runtime.block_on(client::fingers(target)),

@@ -23,6 +23,9 @@ pub struct Counters {
     /// Writes an owner versioned again because some copy held a newer
     /// version (a clock behind, or a write it had not seen).
     pub write_rewrites: u64,
+    /// Replica copies an owner found stale on a read and brought up to
+    /// the newest one (read repair).
+    pub read_repairs: u64,
     /// Acknowledged writes that ended with fewer than `R` copies.
     pub writes_under_replicated: u64,
     /// Owned ranges (vnodes) whose successor list offers fewer than
@@ -99,6 +102,9 @@ impl OpError {
             OpError::QuorumFailed { .. } => "kv_quorum_failed",
             OpError::QuorumUnavailable { .. } => "kv_quorum_unavailable",
             OpError::StoreFailed => "kv_store_failed",
+            OpError::PreconditionFailed { .. } => "kv_precondition_failed",
+            OpError::NotAnInteger => "kv_not_an_integer",
+            OpError::Overflow => "kv_overflow",
             OpError::Refused => "kv_refused",
             OpError::Unreachable => "kv_unreachable",
             OpError::UnexpectedAnswer => "kv_unexpected_answer",

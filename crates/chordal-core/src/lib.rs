@@ -76,6 +76,7 @@ mod store;
 #[cfg(test)]
 mod testkit;
 mod time;
+mod write;
 
 pub use config::{Config, LookupMode};
 pub use counters::Counters;
@@ -87,8 +88,8 @@ pub use message::{
 pub use messaging::AppMsgId;
 pub use node::Node;
 pub use oracle::Oracle;
-pub use outcome::{Answer, OpError, Outcome, Versioned, Written};
-pub use record::{Hlc, Record, Version};
+pub use outcome::{Answer, OpError, Outcome, Replaced, Updated, Versioned, Written};
+pub use record::{Hlc, Record, Version, dead_since};
 pub use request::OpId;
 pub use ring::{Phase, RoutingTable, VNode, replica_set, replica_set_where, successor_index};
 pub use rng::Rng;
@@ -97,3 +98,4 @@ pub use store::{
     record_digest,
 };
 pub use time::Time;
+pub use write::{Change, Condition, Consistency, Expiry, PutOptions, WriteOptions, parse_integer};

@@ -3,7 +3,7 @@
 //! `chordal-wire` maps these types to protobuf bytes; the core never sees bytes.
 //! Requests carry a `req` number chosen by the sender; the answer echoes it.
 
-use crate::{Id, KeyRange, Record, Version};
+use crate::{Change, Consistency, Id, KeyRange, Record, Time, Version, WriteOptions};
 use std::net::SocketAddr;
 
 /// A virtual node: its ring id and the peer address of the physical node that
@@ -294,22 +294,39 @@ pub enum Message {
 /// What a client asks of a key's owner.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Operation {
-    /// Store `value` under `key`.
+    /// Store `value` under `key`, perhaps expiring, perhaps only if the
+    /// current value meets a condition.
     Put {
         /// The key (its bytes).
         key: Vec<u8>,
         /// The value's bytes.
         value: Vec<u8>,
+        /// Expiry, condition, whether to answer the replaced value.
+        opts: WriteOptions,
     },
-    /// Read `key`.
+    /// Read `key` from as many copies as `consistency` says.
     Get {
         /// The key (its bytes).
         key: Vec<u8>,
+        /// How many copies answer.
+        consistency: Consistency,
     },
-    /// Delete `key` (a tombstone).
+    /// Delete `key` (a tombstone), perhaps only if the current value meets
+    /// a condition.
     Delete {
         /// The key (its bytes).
         key: Vec<u8>,
+        /// Condition, whether to answer the deleted value (the expiry is
+        /// ignored).
+        opts: WriteOptions,
+    },
+    /// A write the owner computes from the current value (increment,
+    /// append, new expiry), decided atomically there.
+    Update {
+        /// The key (its bytes).
+        key: Vec<u8>,
+        /// What to compute.
+        change: Change,
     },
     /// An application message for the key's owner (`Node::send` and
     /// `Node::request`): handed to the owner's application, which accepts,
@@ -392,8 +409,9 @@ impl Operation {
     pub fn key(&self) -> &[u8] {
         match self {
             Operation::Put { key, .. }
-            | Operation::Get { key }
-            | Operation::Delete { key }
+            | Operation::Get { key, .. }
+            | Operation::Delete { key, .. }
+            | Operation::Update { key, .. }
             | Operation::Deliver { key, .. }
             | Operation::Subscribe { topic: key }
             | Operation::Unsubscribe { topic: key }
@@ -402,6 +420,19 @@ impl Operation {
             | Operation::Notify { .. }
             | Operation::TopicReplica { .. } => &[],
         }
+    }
+
+    /// Is it an operation of the store (put, get, delete, update)? Their
+    /// keys and values are held to the store's size limits, and an owner
+    /// remembers their answers so that a retry never acts twice.
+    pub fn is_store(&self) -> bool {
+        matches!(
+            self,
+            Operation::Put { .. }
+                | Operation::Get { .. }
+                | Operation::Delete { .. }
+                | Operation::Update { .. }
+        )
     }
 
     /// Is the operation for a node itself rather than a key's owner (no
@@ -425,13 +456,46 @@ pub enum OpResult {
         /// Copies that stored it durably (the owner's included).
         acked: u32,
     },
-    /// Get: the value and its version.
+    /// Get: the value, its version and expiry.
     Found {
         /// The value's bytes.
         value: Vec<u8>,
         /// The version: hybrid logical clock and writing vnode.
         version: Version,
+        /// When the value expires (`None`: never).
+        expires: Option<Time>,
     },
+    /// A put or delete that asked for the value it replaced: stored like
+    /// `Stored`, with that value (`None`: the key had none).
+    Replaced {
+        /// The version: hybrid logical clock and writing vnode.
+        version: Version,
+        /// Copies that stored it durably (the owner's included).
+        acked: u32,
+        /// The value the write replaced.
+        old: Option<Vec<u8>>,
+    },
+    /// An update (increment, append, expiry) stored like `Stored`, with its
+    /// number: the new integer, the new length, 1 (or 0 and nothing written
+    /// when the expiry was already that one; then `acked` is 0 and
+    /// `version` the current one).
+    Updated {
+        /// The version: hybrid logical clock and writing vnode.
+        version: Version,
+        /// Copies that stored it durably (the owner's included).
+        acked: u32,
+        /// The new integer, the new length, or 1 / 0 for an expiry.
+        number: i64,
+    },
+    /// A conditional write's condition did not hold: nothing was written.
+    PreconditionFailed {
+        /// The key's current version (`None`: no live value).
+        current: Option<Version>,
+    },
+    /// An increment of a value that is not a decimal 64-bit integer.
+    NotAnInteger,
+    /// An increment that would overflow a 64-bit integer.
+    Overflow,
     /// Get or delete of a key that does not exist (or was deleted).
     NotFound,
     /// The receiver does not own the key (routing was stale): look up again.

@@ -27,7 +27,8 @@ use crate::pubsub::PubSub;
 use crate::request::{OpId, Requests};
 use crate::ring::{Ownership, Ring, VNode};
 use crate::store::{LeaveReport, Store, StoreOpId, StoreRequest, StoreResult};
-use crate::{Counters, Id, Time};
+use crate::write::Intent;
+use crate::{Consistency, Counters, Id, Time, WriteOptions};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
@@ -230,17 +231,30 @@ impl Node {
 
     /// Stores `value` under `key`; the answer comes as `Event::OpDone`.
     pub fn put(&mut self, now: Time, key: Vec<u8>, value: Vec<u8>) -> OpId {
-        self.start_op(now, Operation::Put { key, value }, None)
+        let opts = WriteOptions::default();
+        self.store(now, Operation::Put { key, value, opts })
     }
 
-    /// Reads `key`; the answer comes as `Event::OpDone`.
+    /// Reads `key` from the owner's copy; the answer comes as
+    /// `Event::OpDone`.
     pub fn get(&mut self, now: Time, key: Vec<u8>) -> OpId {
-        self.start_op(now, Operation::Get { key }, None)
+        let consistency = Consistency::Owner;
+        self.store(now, Operation::Get { key, consistency })
     }
 
     /// Deletes `key` (writes a tombstone); `NotFound` if it does not exist.
     pub fn delete(&mut self, now: Time, key: Vec<u8>) -> OpId {
-        self.start_op(now, Operation::Delete { key }, None)
+        let opts = WriteOptions::default();
+        self.store(now, Operation::Delete { key, opts })
+    }
+
+    /// Starts any store operation — put, get, delete, update, with their
+    /// options (an expiry already absolute: see `PutOptions::at`); the
+    /// answer comes as `Event::OpDone`. Operations of other kinds have
+    /// their own methods (`send`, `publish`, …).
+    pub fn store(&mut self, now: Time, op: Operation) -> OpId {
+        debug_assert!(op.is_store(), "not a store operation: {op:?}");
+        self.start_op(now, op, None)
     }
 
     /// Sends `payload` to the application of `key`'s owner; `Event::OpDone`
@@ -503,18 +517,26 @@ impl Node {
         };
         let key_id = Id::hash(op.key());
         match op {
-            Operation::Put { key, value } => {
+            Operation::Put { key, value, opts } => {
+                let intent = Intent::Put { value, opts };
                 self.store
-                    .put(cx!(self), now, vnode, (key_id, key), value, reply)
+                    .write(cx!(self), now, vnode, (key_id, key), intent, reply)
             }
-            Operation::Get { key } => {
+            Operation::Get { key, consistency } => {
                 let unsure = owns == Ownership::Maybe;
+                let at = (key_id, key);
                 self.store
-                    .get(cx!(self), now, vnode, (key_id, key), unsure, reply)
+                    .get(cx!(self), now, vnode, at, consistency, unsure, reply)
             }
-            Operation::Delete { key } => {
+            Operation::Delete { key, opts } => {
+                let intent = Intent::Delete { opts };
                 self.store
-                    .delete(cx!(self), now, vnode, (key_id, key), reply)
+                    .write(cx!(self), now, vnode, (key_id, key), intent, reply)
+            }
+            Operation::Update { key, change } => {
+                let intent = Intent::Update(change);
+                self.store
+                    .write(cx!(self), now, vnode, (key_id, key), intent, reply)
             }
             Operation::Deliver {
                 key,

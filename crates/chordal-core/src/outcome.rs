@@ -6,7 +6,7 @@
 //! `chordal-node`'s `Client` alike; [`OpError`] is the one vocabulary of
 //! failures.
 
-use crate::{LookupError, OpResult, Version};
+use crate::{LookupError, OpResult, Time, Version};
 
 /// A finished operation, as `Event::OpDone` carries it. Applications get
 /// the typed result of their operation instead (see [`Outcome::written`]
@@ -26,6 +26,26 @@ pub enum Outcome {
         value: Vec<u8>,
         /// The version: hybrid logical clock and writing vnode.
         version: Version,
+        /// When the value expires (`None`: never).
+        expires: Option<Time>,
+    },
+    /// A put or delete that asked for the value it replaced.
+    Replaced {
+        /// The version: hybrid logical clock and writing vnode.
+        version: Version,
+        /// Copies that stored it durably (the owner's included).
+        acked: u32,
+        /// The value the write replaced (`None`: there was none).
+        old: Option<Vec<u8>>,
+    },
+    /// An update (increment, append, expiry) with its number.
+    Updated {
+        /// The version: hybrid logical clock and writing vnode.
+        version: Version,
+        /// Copies that stored it durably (0: nothing needed writing).
+        acked: u32,
+        /// The new integer, the new length, or 1 / 0 for an expiry.
+        number: i64,
     },
     /// Get or delete of a missing key.
     NotFound,
@@ -54,13 +74,33 @@ pub struct Written {
     pub acked: u32,
 }
 
-/// A value read from the store, with its version.
+/// A value read from the store, with its version and expiry.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Versioned {
     /// The value's bytes.
     pub value: Vec<u8>,
     /// The version: hybrid logical clock and writing vnode.
     pub version: Version,
+    /// When the value expires (`None`: never).
+    pub expires: Option<Time>,
+}
+
+/// What a put or delete that asked for the replaced value stored.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Replaced {
+    /// The write.
+    pub written: Written,
+    /// The value it replaced (`None`: the key had none).
+    pub old: Option<Vec<u8>>,
+}
+
+/// What an update (increment, append, expiry) stored.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Updated {
+    /// The write (`acked` 0: nothing needed writing).
+    pub written: Written,
+    /// The new integer, the new length, or 1 / 0 for an expiry.
+    pub number: i64,
 }
 
 /// Why an operation failed: one vocabulary for every operation (store,
@@ -108,6 +148,18 @@ pub enum OpError {
         /// Copies the write quorum needed.
         needed: u32,
     },
+    #[error("the condition on the current value does not hold")]
+    /// A conditional write's condition did not hold; nothing was written.
+    PreconditionFailed {
+        /// The key's current version (`None`: no live value).
+        current: Option<Version>,
+    },
+    #[error("value is not an integer or out of range")]
+    /// An increment of a value that is not a decimal 64-bit integer.
+    NotAnInteger,
+    #[error("increment or decrement would overflow")]
+    /// An increment that would overflow a 64-bit integer.
+    Overflow,
     #[error("the owner's storage failed")]
     /// The owner's storage failed (full disk, I/O error).
     StoreFailed,
@@ -140,7 +192,36 @@ impl OpResult {
         use OpResult::*;
         let outcome = match self {
             Stored { version, acked } => Ok(Outcome::Stored { version, acked }),
-            Found { value, version } => Ok(Outcome::Found { value, version }),
+            Found {
+                value,
+                version,
+                expires,
+            } => Ok(Outcome::Found {
+                value,
+                version,
+                expires,
+            }),
+            Replaced {
+                version,
+                acked,
+                old,
+            } => Ok(Outcome::Replaced {
+                version,
+                acked,
+                old,
+            }),
+            Updated {
+                version,
+                acked,
+                number,
+            } => Ok(Outcome::Updated {
+                version,
+                acked,
+                number,
+            }),
+            PreconditionFailed { current } => Err(OpError::PreconditionFailed { current }),
+            NotAnInteger => Err(OpError::NotAnInteger),
+            Overflow => Err(OpError::Overflow),
             NotFound => Ok(Outcome::NotFound),
             Delivered => Ok(Outcome::Delivered),
             Replied { payload } => Ok(Outcome::Replied { payload }),
@@ -174,7 +255,48 @@ impl Outcome {
     /// The result of a get: the value, or `None` if the key does not exist.
     pub fn value(self) -> Result<Option<Versioned>, OpError> {
         match self {
-            Outcome::Found { value, version } => Ok(Some(Versioned { value, version })),
+            Outcome::Found {
+                value,
+                version,
+                expires,
+            } => Ok(Some(Versioned {
+                value,
+                version,
+                expires,
+            })),
+            Outcome::NotFound => Ok(None),
+            _ => Err(OpError::UnexpectedAnswer),
+        }
+    }
+
+    /// The result of a put or delete that asked for the replaced value
+    /// (`None`: a delete of a missing key).
+    pub fn replaced(self) -> Result<Option<Replaced>, OpError> {
+        match self {
+            Outcome::Replaced {
+                version,
+                acked,
+                old,
+            } => Ok(Some(Replaced {
+                written: Written { version, acked },
+                old,
+            })),
+            Outcome::NotFound => Ok(None),
+            _ => Err(OpError::UnexpectedAnswer),
+        }
+    }
+
+    /// The result of an update (`None`: an expiry change of a missing key).
+    pub fn updated(self) -> Result<Option<Updated>, OpError> {
+        match self {
+            Outcome::Updated {
+                version,
+                acked,
+                number,
+            } => Ok(Some(Updated {
+                written: Written { version, acked },
+                number,
+            })),
             Outcome::NotFound => Ok(None),
             _ => Err(OpError::UnexpectedAnswer),
         }
@@ -270,10 +392,12 @@ mod tests {
         let found = Outcome::Found {
             value: b"x".to_vec(),
             version: v(2),
+            expires: None,
         };
         let versioned = Versioned {
             value: b"x".to_vec(),
             version: v(2),
+            expires: None,
         };
         assert_eq!(found.value(), Ok(Some(versioned)));
     }

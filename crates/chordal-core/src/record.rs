@@ -3,7 +3,9 @@
 //! Every write gets a [`Version`]: a hybrid logical clock reading plus the id
 //! of the node that made it. The newest version wins everywhere (puts,
 //! replication, handoff, sync); a delete is a record without a value (a
-//! tombstone), so that it wins over older values too (DESIGN §5).
+//! tombstone), so that it wins over older values too (DESIGN §5). A value
+//! may carry an absolute expiry: once past it, the record reads as a
+//! tombstone of the same version everywhere (see [`Record::is_live`]).
 
 use crate::{Id, Time};
 
@@ -45,6 +47,11 @@ pub struct Record {
     pub version: Version,
     /// The value (`None`: a tombstone).
     pub value: Option<Vec<u8>>,
+    /// When the value expires (the drivers' clock: Unix time in the tokio
+    /// driver); `None`: never. From then on the record counts as a
+    /// tombstone of its version: reads miss, sync and sweeps treat it
+    /// like one. Part of the write: a new expiry is a new version.
+    pub expires: Option<Time>,
 }
 
 impl Record {
@@ -55,12 +62,39 @@ impl Record {
             key,
             version,
             value,
+            expires: None,
         }
+    }
+
+    /// The same record, expiring at `expires`.
+    pub fn expiring(mut self, expires: Option<Time>) -> Record {
+        self.expires = expires;
+        self
     }
 
     /// Is this a delete?
     pub fn is_tombstone(&self) -> bool {
         self.value.is_none()
+    }
+
+    /// Does the record hold a value at `now` (neither a tombstone nor
+    /// expired)? Reads answer only live records.
+    pub fn is_live(&self, now: Time) -> bool {
+        self.value.is_some() && !self.expired(now)
+    }
+
+    /// Has the value's expiry passed at `now`?
+    pub fn expired(&self, now: Time) -> bool {
+        self.expires.is_some_and(|e| e <= now)
+    }
+
+    /// Since when the record has been dead (a tombstone since its write,
+    /// an expired value since its expiry), as an hlc-comparable number of
+    /// microseconds; `None` while it holds a value that does not expire.
+    /// Tombstones and expired values are collected alike once this is past
+    /// the grace period.
+    pub fn dead_since(&self) -> Option<u64> {
+        dead_since(self.value.is_none(), self.version.hlc, self.expires)
     }
 
     /// Should this record replace `other` (the same key)? The newer version
@@ -74,15 +108,29 @@ impl Record {
             || (self.version == other.version && self.tiebreak() > other.tiebreak())
     }
 
-    /// The order of records of equal versions (see [`Record::supersedes`]);
-    /// the same as comparing their stored bytes.
-    fn tiebreak(&self) -> (bool, &[u8]) {
-        (self.is_tombstone(), self.value.as_deref().unwrap_or(&[]))
+    /// The order of records of equal versions (see [`Record::supersedes`]).
+    fn tiebreak(&self) -> (bool, &[u8], Option<Time>) {
+        (
+            self.is_tombstone(),
+            self.value.as_deref().unwrap_or(&[]),
+            self.expires,
+        )
     }
 
     /// Does `key_id` really hash `key`? Check records that came from the network.
     pub fn is_consistent(&self) -> bool {
         self.key_id == Id::hash(&self.key)
+    }
+}
+
+/// [`Record::dead_since`] from a record's parts (for stores that read
+/// headers without values): a tombstone is dead since its hlc, a value
+/// since its expiry.
+pub fn dead_since(tombstone: bool, hlc: u64, expires: Option<Time>) -> Option<u64> {
+    if tombstone {
+        Some(hlc)
+    } else {
+        expires.map(Time::as_micros)
     }
 }
 
@@ -122,6 +170,24 @@ mod tests {
         c.observe(1_000);
         assert!(c.tick(Time::from_micros(200)) > 1_000);
         assert_eq!(c.tick(Time::from_micros(5_000)), 5_000);
+    }
+
+    #[test]
+    fn an_expired_value_is_dead_like_a_tombstone() {
+        let v = Version {
+            hlc: 10,
+            node: Id::from_u64(1),
+        };
+        let r = Record::new(b"k".to_vec(), v, Some(b"x".to_vec()));
+        assert!(r.is_live(Time::from_micros(u64::MAX)));
+        assert_eq!(r.dead_since(), None);
+        let r = r.expiring(Some(Time::from_micros(50)));
+        assert!(r.is_live(Time::from_micros(49)));
+        assert!(!r.is_live(Time::from_micros(50)));
+        assert_eq!(r.dead_since(), Some(50));
+        let t = Record::new(b"k".to_vec(), v, None);
+        assert!(!t.is_live(Time::ZERO));
+        assert_eq!(t.dead_since(), Some(10));
     }
 
     #[test]

@@ -55,7 +55,9 @@ pub fn store_codec(data: &[u8]) {
     if let Some(r) = decode(k, v) {
         assert_eq!(table_key(&r.key_id, &r.key), k, "the key encodes back");
         assert_eq!(encode_value(&r), v, "the value encodes back");
-        assert_eq!(header, Some((r.version, r.value.is_none())));
+        let h = header.expect("a record has a header");
+        assert_eq!((h.version, h.tombstone), (r.version, r.value.is_none()));
+        assert_eq!(h.expires, r.expires);
     }
 }
 

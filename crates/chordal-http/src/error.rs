@@ -17,6 +17,8 @@ pub struct ApiError {
     pub code: &'static str,
     /// What went wrong, for people.
     pub message: String,
+    /// One more field of the JSON body (412's current `version`).
+    pub extra: Option<(&'static str, serde_json::Value)>,
 }
 
 impl ApiError {
@@ -26,6 +28,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            extra: None,
         }
     }
 
@@ -45,6 +48,11 @@ impl From<Error> for ApiError {
     fn from(e: Error) -> ApiError {
         use StatusCode as S;
         let msg = e.to_string();
+        if let Error::Op(OpError::PreconditionFailed { current }) = e {
+            let mut error = ApiError::new(S::PRECONDITION_FAILED, "precondition_failed", msg);
+            error.extra = Some(("version", json!(current.map(|v| v.to_text()))));
+            return error;
+        }
         let (status, code) = match e {
             Error::Op(OpError::Timeout | OpError::Lookup(LookupError::Timeout)) => {
                 (S::GATEWAY_TIMEOUT, "timeout")
@@ -60,6 +68,8 @@ impl From<Error> for ApiError {
             Error::Op(OpError::StoreFailed) => (S::INSUFFICIENT_STORAGE, "insufficient_storage"),
             Error::Op(OpError::TooLarge { .. }) => (S::PAYLOAD_TOO_LARGE, "value_too_large"),
             Error::Op(OpError::UnexpectedAnswer) => (S::BAD_GATEWAY, "unexpected_answer"),
+            Error::Op(OpError::NotAnInteger) => (S::CONFLICT, "not_an_integer"),
+            Error::Op(OpError::Overflow) => (S::CONFLICT, "overflow"),
             _ => (S::SERVICE_UNAVAILABLE, "unavailable"),
         };
         ApiError::new(status, code, msg)
@@ -79,7 +89,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(json!({"error": self.message, "code": self.code}));
+        let mut body = json!({"error": self.message, "code": self.code});
+        if let Some((name, value)) = self.extra {
+            body[name] = value;
+        }
+        let body = Json(body);
         let mut response = (self.status, body).into_response();
         // Shed load: tell clients when to come back instead of at once.
         if self.code == "overloaded" {

@@ -1,4 +1,6 @@
-//! `PUT`, `GET` and `DELETE /v1/kv/{key}`.
+//! `PUT`, `GET` and `DELETE /v1/kv/{key}`: values with an expiry
+//! (`?ttl=`, `X-Chordal-Expires`), conditional writes (`If-None-Match: *`,
+//! `If-Match: <version>`) and reads from a quorum (`?consistency=`).
 
 use crate::ApiError;
 use crate::routes::{AppState, key_from_path};
@@ -8,33 +10,127 @@ use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use chordal_core::{Versioned, Written};
+use chordal_core::{Condition, Consistency, Expiry, PutOptions, Time, Version, Versioned, Written};
+use chordal_node::KeyValue;
 use serde_json::json;
+use std::time::Duration;
 
 /// The header that carries a value's version on `GET`.
 pub const VERSION_HEADER: &str = "x-chordal-version";
+/// The header that carries a value's expiry (Unix seconds) on `GET`, and
+/// may set one on `PUT`.
+pub const EXPIRES_HEADER: &str = "x-chordal-expires";
+/// Longest TTL accepted: about 136 years.
+const MAX_TTL_SECS: u64 = u32::MAX as u64;
 
 /// The JSON answer of a stored put or delete.
 /// `replicas` is the target R, beside the copies acknowledged.
-fn stored(key: &str, written: Written, replicas: usize) -> Json<serde_json::Value> {
-    Json(json!({
+pub(crate) fn stored(key: &str, written: Written, replicas: usize) -> serde_json::Value {
+    json!({
         "key": key,
         "version": written.version.to_text(),
         "replicas_acked": written.acked,
         "replicas": replicas,
-    }))
+    })
 }
 
-fn not_found(key: &str) -> ApiError {
+pub(crate) fn not_found(key: &str) -> ApiError {
     ApiError::not_found(format!("key {key:?} not found"))
 }
 
-pub async fn put(
-    State(s): State<AppState>,
-    key: Result<Path<String>, PathRejection>,
+/// An expiry as Unix seconds (rounded up: the value is gone by then).
+pub(crate) fn expiry_secs(t: Time) -> u64 {
+    t.as_micros().div_ceil(1_000_000)
+}
+
+/// `?ttl=` on a put.
+#[derive(serde::Deserialize)]
+pub struct PutQuery {
+    /// Seconds until the value expires.
+    ttl: Option<String>,
+}
+
+/// A TTL in whole seconds, 1 ..= `MAX_TTL_SECS`.
+pub(crate) fn parse_ttl(text: &str) -> Result<Duration, ApiError> {
+    match text.parse::<u64>() {
+        Ok(s) if (1..=MAX_TTL_SECS).contains(&s) => Ok(Duration::from_secs(s)),
+        _ => Err(ApiError::bad_request(
+            "bad_ttl",
+            format!("ttl must be whole seconds from 1 to {MAX_TTL_SECS}, not {text:?}"),
+        )),
+    }
+}
+
+/// A version as `GET` gives it (`X-Chordal-Version`, or the `ETag` with
+/// its quotes).
+fn parse_version(text: &str) -> Result<Version, ApiError> {
+    let bare = text.trim().trim_matches('"');
+    Version::from_text(bare).ok_or_else(|| {
+        ApiError::bad_request(
+            "bad_version",
+            format!("{text:?} is not a version (as X-Chordal-Version gives it)"),
+        )
+    })
+}
+
+/// The condition of `If-None-Match: *` / `If-Match: <version>|*`.
+fn condition(headers: &HeaderMap) -> Result<Condition, ApiError> {
+    let text = |name: &str| -> Result<Option<&str>, ApiError> {
+        headers
+            .get(name)
+            .map(|v| {
+                v.to_str()
+                    .map_err(|_| ApiError::bad_request("bad_header", format!("{name} is not text")))
+            })
+            .transpose()
+    };
+    match (text("if-none-match")?, text("if-match")?) {
+        (Some(_), Some(_)) => Err(ApiError::bad_request(
+            "bad_header",
+            "give If-None-Match or If-Match, not both",
+        )),
+        (Some(v), None) if v.trim() == "*" => Ok(Condition::Absent),
+        (Some(v), None) => Err(ApiError::bad_request(
+            "bad_header",
+            format!("If-None-Match supports only \"*\" (create only), not {v:?}"),
+        )),
+        (None, Some(v)) if v.trim() == "*" => Ok(Condition::Present),
+        (None, Some(v)) => Ok(Condition::Version(parse_version(v)?)),
+        (None, None) => Ok(Condition::Always),
+    }
+}
+
+/// The expiry of a put: `?ttl=SECONDS` or `X-Chordal-Expires: <Unix
+/// seconds>`, not both.
+fn expiry(headers: &HeaderMap, ttl: Option<&str>) -> Result<Expiry, ApiError> {
+    let at = headers.get(EXPIRES_HEADER);
+    match (ttl, at) {
+        (Some(_), Some(_)) => Err(ApiError::bad_request(
+            "bad_ttl",
+            "give ?ttl= or X-Chordal-Expires, not both",
+        )),
+        (Some(ttl), None) => Ok(Expiry::After(parse_ttl(ttl)?)),
+        (None, Some(at)) => {
+            let secs = at.to_str().ok().and_then(|t| t.trim().parse::<u64>().ok());
+            match secs {
+                Some(s) if s <= u64::MAX / 1_000_000 => {
+                    Ok(Expiry::At(Time::from_micros(s * 1_000_000)))
+                }
+                _ => Err(ApiError::bad_request(
+                    "bad_ttl",
+                    "X-Chordal-Expires must be Unix seconds",
+                )),
+            }
+        }
+        (None, None) => Ok(Expiry::Never),
+    }
+}
+
+/// A put body, checked against the value limit (413 beyond it).
+pub(crate) fn value_within(
+    s: &AppState,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let key = key_from_path(key, &s.config)?;
+) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -49,14 +145,49 @@ pub async fn put(
     if body.len() > s.config.max_value {
         return Err(too_large());
     }
-    let written = s.node.put(key.clone().into_bytes(), body.to_vec()).await?;
-    Ok(stored(&key, written, s.node.replicas()))
+    Ok(body)
+}
+
+pub async fn put(
+    State(s): State<AppState>,
+    key: Result<Path<String>, PathRejection>,
+    Query(q): Query<PutQuery>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let key = key_from_path(key, &s.config)?;
+    let options = PutOptions {
+        expiry: expiry(&headers, q.ttl.as_deref())?,
+        condition: condition(&headers)?,
+        return_old: false,
+    };
+    let body = value_within(&s, body)?;
+    let written = s
+        .node
+        .put_with(key.clone().into_bytes(), body.to_vec(), options)
+        .await?;
+    Ok(Json(stored(&key, written, s.node.replicas())))
 }
 
 #[derive(serde::Deserialize)]
 pub struct GetQuery {
     /// `true`: this node's own copy, without routing (inspecting replicas).
     local: Option<bool>,
+    /// `one` (the owner's copy, the default), `quorum` or `all`.
+    consistency: Option<String>,
+}
+
+/// `?consistency=`.
+pub(crate) fn parse_consistency(text: Option<&str>) -> Result<Consistency, ApiError> {
+    match text {
+        None | Some("one") => Ok(Consistency::Owner),
+        Some("quorum") => Ok(Consistency::Quorum),
+        Some("all") => Ok(Consistency::All),
+        Some(other) => Err(ApiError::bad_request(
+            "bad_consistency",
+            format!("consistency is one, quorum or all, not {other:?}"),
+        )),
+    }
 }
 
 pub async fn get(
@@ -65,21 +196,38 @@ pub async fn get(
     Query(q): Query<GetQuery>,
 ) -> Result<Response, ApiError> {
     let key = key_from_path(key, &s.config)?;
+    let consistency = parse_consistency(q.consistency.as_deref())?;
     let found = if q.local == Some(true) {
         let record = s.node.local_get(key.clone().into_bytes()).await?;
-        record.filter(|r| !r.is_tombstone()).map(|r| Versioned {
+        let now = Time::from_micros(unix_micros());
+        record.filter(|r| r.is_live(now)).map(|r| Versioned {
             value: r.value.unwrap_or_default(),
             version: r.version,
+            expires: r.expires,
         })
     } else {
-        s.node.get(key.clone().into_bytes()).await?
+        s.node
+            .get_with(key.clone().into_bytes(), consistency)
+            .await?
     };
-    let Some(Versioned { value, version }) = found else {
+    let Some(Versioned {
+        value,
+        version,
+        expires,
+    }) = found
+    else {
         return Err(not_found(&key));
     };
     let mut headers = HeaderMap::new();
-    if let Ok(v) = HeaderValue::from_str(&version.to_text()) {
+    let text = version.to_text();
+    if let Ok(v) = HeaderValue::from_str(&text) {
         headers.insert(VERSION_HEADER, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{text}\"")) {
+        headers.insert("etag", v);
+    }
+    if let Some(t) = expires {
+        headers.insert(EXPIRES_HEADER, HeaderValue::from(expiry_secs(t)));
     }
     headers.insert(
         "content-type",
@@ -91,10 +239,23 @@ pub async fn get(
 pub async fn delete(
     State(s): State<AppState>,
     key: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let key = key_from_path(key, &s.config)?;
-    match s.node.delete(key.clone().into_bytes()).await? {
-        Some(written) => Ok(stored(&key, written, s.node.replicas())),
+    let condition = condition(&headers)?;
+    match s
+        .node
+        .delete_if(key.clone().into_bytes(), condition)
+        .await?
+    {
+        Some(written) => Ok(Json(stored(&key, written, s.node.replicas()))),
         None => Err(not_found(&key)),
     }
+}
+
+/// Microseconds since the Unix epoch by this host's clock.
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }

@@ -10,16 +10,18 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+mod batch;
 mod error;
 pub mod https;
 mod json;
 mod kv;
 mod live;
+mod openapi;
 mod routes;
 mod topics;
 
 pub use auth::{Tokens, TokensError};
 pub use error::ApiError;
 pub use json::{LocateJson, NodeJson, NodeStatusJson, RingJson, RingNodeJson};
-pub use kv::VERSION_HEADER;
+pub use kv::{EXPIRES_HEADER, VERSION_HEADER};
 pub use routes::{ApiConfig, router, serve};

@@ -5,7 +5,7 @@ use crate::{ApiError, kv, live, topics};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, Uri};
-use axum::routing::get;
+use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
 use chordal_core::{Id, LookupMode, NodeRef, replica_set};
 use chordal_node::Node;
@@ -57,24 +57,54 @@ pub(crate) struct AppState {
     pub streams: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
+/// One route of the API: its path as axum writes it, the methods it
+/// serves, and the handlers. [`router`] is built from [`routes`] alone, so
+/// that the OpenAPI document (`openapi.rs`) can be checked against it.
+pub(crate) struct Route {
+    pub path: &'static str,
+    /// Read by the tests that check the OpenAPI document against the router.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub methods: &'static [&'static str],
+    pub handlers: MethodRouter<AppState>,
+}
+
+/// Every route of the API.
+pub(crate) fn routes() -> Vec<Route> {
+    let route = |path, methods, handlers| Route {
+        path,
+        methods,
+        handlers,
+    };
+    vec![
+        route("/v1/health", &["GET"], get(health)),
+        route("/v1/openapi.json", &["GET"], get(crate::openapi::serve)),
+        route("/metrics", &["GET"], get(metrics)),
+        route("/", &["GET"], get(live::dashboard)),
+        route("/v1/events", &["GET"], get(live::events)),
+        route("/v1/node", &["GET"], get(node_status)),
+        route("/v1/ring", &["GET"], get(ring)),
+        route("/v1/locate/{*key}", &["GET"], get(locate)),
+        route(
+            "/v1/kv/{*key}",
+            &["GET", "PUT", "DELETE"],
+            get(kv::get).put(kv::put).delete(kv::delete),
+        ),
+        route("/v1/kv:batch", &["POST"], post(crate::batch::batch)),
+        route(
+            "/v1/topics/{*topic}",
+            &["GET", "POST"],
+            get(topics::subscribe).post(topics::publish),
+        ),
+    ]
+}
+
 /// The API of `node` as an axum router.
 pub fn router(node: Node, config: ApiConfig) -> Router {
-    Router::new()
-        .route("/v1/health", get(health))
-        .route("/metrics", get(metrics))
-        .route("/", get(live::dashboard))
-        .route("/v1/events", get(live::events))
-        .route("/v1/node", get(node_status))
-        .route("/v1/ring", get(ring))
-        .route("/v1/locate/{*key}", get(locate))
-        .route(
-            "/v1/kv/{*key}",
-            get(kv::get).put(kv::put).delete(kv::delete),
-        )
-        .route(
-            "/v1/topics/{*topic}",
-            get(topics::subscribe).post(topics::publish),
-        )
+    let mut router = Router::new();
+    for r in routes() {
+        router = router.route(r.path, r.handlers);
+    }
+    router
         // Bodies over the value limit are refused by `kv::put` with a JSON
         // 413; this layer only stops reading far beyond it.
         .layer(axum::extract::DefaultBodyLimit::max(config.max_value + 1))
@@ -122,9 +152,14 @@ async fn metrics(State(s): State<AppState>) -> Result<axum::response::Response, 
     Ok(([(axum::http::header::CONTENT_TYPE, content_type)], text).into_response())
 }
 
+/// The answer for a path no route serves (its message starts with
+/// [`NO_SUCH_ENDPOINT`]).
 async fn not_found(uri: Uri) -> ApiError {
-    ApiError::not_found(format!("no such endpoint: {}", uri.path()))
+    ApiError::not_found(format!("{NO_SUCH_ENDPOINT}: {}", uri.path()))
 }
+
+/// How the fallback's message starts.
+pub(crate) const NO_SUCH_ENDPOINT: &str = "no such endpoint";
 
 async fn health(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let status = s.node.status().await?;

@@ -3,6 +3,7 @@
 
 use chordal_core::{Id, Oracle};
 use chordal_http::{ApiConfig, serve};
+use chordal_node::KeyValue;
 use chordal_node::local::{LocalRing, quick};
 use prometheus_parse::{Scrape, Value};
 use std::io::{Read, Write};

@@ -8,13 +8,13 @@
 
 use crate::Error;
 use crate::conn::{open, wire_up};
+use crate::kv::{KeyValue, StoreOp};
 use crate::outbox::Outbox;
 use crate::tls::PeerTls;
 use crate::walk::{RingWalk, Stride};
 use bytes::BytesMut;
 use chordal_core::{
     Answer, Envelope, Id, Message, Neighbors, NodeRef, OpError, Operation, Outcome, Target,
-    Versioned, Written,
 };
 use futures_util::StreamExt;
 use std::collections::HashMap;
@@ -118,6 +118,32 @@ impl Drop for Inner {
         for c in self.conns.get_mut().values() {
             c.close.cancel();
         }
+    }
+}
+
+impl KeyValue for Client {
+    /// Checks the limits here (a too large key or value never travels),
+    /// makes the expiry absolute by this host's clock, and sends the
+    /// operation to the owner by the cached ring.
+    async fn run(&self, op: StoreOp) -> Result<Outcome, Error> {
+        let value = match &op {
+            StoreOp::Put { value, .. }
+            | StoreOp::Update {
+                change: chordal_core::Change::Append(value),
+                ..
+            } => value.len(),
+            _ => 0,
+        };
+        let limits = [
+            (op.key().len(), self.inner.config.max_key),
+            (value, self.inner.config.max_value),
+        ];
+        if let Some((size, limit)) = limits.into_iter().find(|(size, limit)| size > limit) {
+            let (size, limit) = (size as u64, limit as u64);
+            return Err(Error::Op(OpError::TooLarge { size, limit }));
+        }
+        let now = chordal_core::Time::from_micros(crate::driver::unix_micros());
+        self.kv(op.at(now)).await
     }
 }
 
@@ -291,32 +317,6 @@ impl Client {
             return None;
         }
         Some(ring[chordal_core::successor_index(&ring, key_id, |n| n.id)])
-    }
-
-    /// Stores `value` under `key` (durable on the write quorum when `Ok`),
-    /// as [`Node::put`](crate::Node::put) does; fails with the same
-    /// [`OpError`]s, or [`Error::NoSeed`], [`Error::NodeTimeout`],
-    /// [`Error::Connect`] when the ring cannot be reached.
-    pub async fn put(&self, key: Vec<u8>, value: Vec<u8>) -> Result<Written, Error> {
-        let limits = [
-            (key.len(), self.inner.config.max_key),
-            (value.len(), self.inner.config.max_value),
-        ];
-        if let Some((size, limit)) = limits.into_iter().find(|(size, limit)| size > limit) {
-            let (size, limit) = (size as u64, limit as u64);
-            return Err(Error::Op(OpError::TooLarge { size, limit }));
-        }
-        Ok(self.kv(Operation::Put { key, value }).await?.written()?)
-    }
-
-    /// Reads `key`: its value and version, or `None` if it does not exist.
-    pub async fn get(&self, key: Vec<u8>) -> Result<Option<Versioned>, Error> {
-        Ok(self.kv(Operation::Get { key }).await?.value()?)
-    }
-
-    /// Deletes `key`: the tombstone's write, or `None` if it did not exist.
-    pub async fn delete(&self, key: Vec<u8>) -> Result<Option<Written>, Error> {
-        Ok(self.kv(Operation::Delete { key }).await?.deleted()?)
     }
 
     async fn kv(&self, op: Operation) -> Result<Outcome, Error> {

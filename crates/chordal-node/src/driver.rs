@@ -5,6 +5,7 @@
 
 use crate::app::{Answer, AppChannels, AppShared, Incoming, Responder};
 use crate::conn::{self, ConnContext, Established, Inbound, ReadItem};
+use crate::kv::StoreOp;
 use crate::metrics::{NodeMetrics, Snapshot};
 use crate::outbox::Outbox;
 use crate::pool::{Peer, Pool, Route};
@@ -64,6 +65,11 @@ pub enum Command {
         op: KeyOp,
         reply: oneshot::Sender<Result<Outcome, OpError>>,
     },
+    /// Several store operations started together, so that what they send
+    /// to one owner leaves in one write.
+    KvMany {
+        ops: Vec<(StoreOp, oneshot::Sender<Result<Outcome, OpError>>)>,
+    },
     /// An application message to node `to` itself.
     Direct {
         to: chordal_core::NodeRef,
@@ -97,26 +103,12 @@ pub enum Command {
 /// An operation on a key's owner, as the handle asks for it.
 #[derive(Debug)]
 pub enum KeyOp {
-    Put {
-        key: Vec<u8>,
-        value: Vec<u8>,
-    },
-    Get {
-        key: Vec<u8>,
-    },
-    Delete {
-        key: Vec<u8>,
-    },
+    /// A store operation (its expiry made absolute when it starts).
+    Store(StoreOp),
     /// An application message for the owner's application.
-    Send {
-        key: Vec<u8>,
-        payload: Vec<u8>,
-    },
+    Send { key: Vec<u8>, payload: Vec<u8> },
     /// The same, waiting for the application's answer.
-    Request {
-        key: Vec<u8>,
-        payload: Vec<u8>,
-    },
+    Request { key: Vec<u8>, payload: Vec<u8> },
 }
 
 /// Whether the driver goes on after a command.
@@ -379,11 +371,19 @@ impl Driver {
                 };
                 let _ = reply.send(info);
             }
+            Command::KvMany { ops } => {
+                for (op, reply) in ops {
+                    let name = op.name();
+                    let id = self.core.store(now, op.at(now));
+                    self.kv_ops.insert(id, (reply, Instant::now(), name));
+                }
+            }
             Command::Kv { op, reply } => {
                 let (id, name) = match op {
-                    KeyOp::Put { key, value } => (self.core.put(now, key, value), "put"),
-                    KeyOp::Get { key } => (self.core.get(now, key), "get"),
-                    KeyOp::Delete { key } => (self.core.delete(now, key), "delete"),
+                    KeyOp::Store(op) => {
+                        let name = op.name();
+                        (self.core.store(now, op.at(now)), name)
+                    }
                     KeyOp::Send { key, payload } => (self.core.send(now, key, payload), "send"),
                     KeyOp::Request { key, payload } => {
                         (self.core.request(now, key, payload), "request")
@@ -888,7 +888,7 @@ impl Driver {
 }
 
 /// Microseconds since the Unix epoch by the system clock.
-fn unix_micros() -> u64 {
+pub(crate) fn unix_micros() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)

@@ -7,7 +7,7 @@
 //!
 //! ```
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use chordal_node::Node;
+//! use chordal_node::{KeyValue, Node};
 //! let first = Node::builder().start().await?; // creates a ring on 127.0.0.1
 //! let second = Node::builder().join(first.addr().to_string()).start().await?;
 //! // Alone or not, a node stores and serves any key of the ring.
@@ -46,8 +46,11 @@
 //!   what [`Node::publish`] sends to a topic from any node; each
 //!   publisher's messages arrive in order, and a subscription survives
 //!   the crash of the node that owns the topic.
-//! - **Store data** with [`Node::put`] / [`Node::get`] / [`Node::delete`]
-//!   (replicated, persistent), or from outside the ring with [`Client`].
+//! - **Store data** with the [`KeyValue`] operations on a `Node`: put, get,
+//!   delete, with expiries, conditions (create-only, compare-version),
+//!   increments and appends decided atomically at the owner, and reads from
+//!   a quorum of copies (replicated, persistent) — or from outside the
+//!   ring, the same operations on a [`Client`].
 //!
 //! ```no_run
 //! # async fn demo(node: chordal_node::Node) -> Result<(), chordal_node::Error> {
@@ -73,6 +76,7 @@ mod conn;
 mod driver;
 mod error;
 mod events;
+mod kv;
 pub mod local;
 mod metrics;
 mod outbox;
@@ -85,6 +89,8 @@ mod walk;
 
 pub use app::{Incoming, Messages, Responder};
 pub use builder::NodeBuilder;
+/// The store's option and result types ([`KeyValue`]).
+pub use chordal_core::{Change, Condition, Consistency, Expiry, PutOptions, Replaced, Updated};
 /// The core's types this crate's API uses, re-exported so that an
 /// application depends on `chordal-node` alone.
 pub use chordal_core::{
@@ -97,6 +103,7 @@ pub use client::{Client, ClientConfig};
 pub use conn::{WireStats, probe};
 pub use error::Error;
 pub use events::{NodeEvent, NodeEvents};
+pub use kv::{KeyValue, StoreOp};
 pub use status::{Finger, Status, VNodeStatus};
 pub use survey::RingSurvey;
 pub use topics::{Publication, Subscription};
@@ -292,6 +299,36 @@ pub struct Node {
     replicas: usize,
     /// Cancelled when the node stops.
     stopped: CancellationToken,
+}
+
+impl KeyValue for Node {
+    fn run(&self, op: StoreOp) -> impl std::future::Future<Output = Result<Outcome, Error>> + Send {
+        self.kv(KeyOp::Store(op))
+    }
+
+    /// Starts every operation in one go: what they send to one owner
+    /// leaves in one write.
+    async fn run_many(&self, ops: Vec<StoreOp>) -> Vec<Result<Outcome, Error>> {
+        let (ops, answers): (Vec<_>, Vec<_>) = ops
+            .into_iter()
+            .map(|op| {
+                let (tx, rx) = oneshot::channel();
+                ((op, tx), rx)
+            })
+            .unzip();
+        let n = answers.len();
+        if self.commands.send(Command::KvMany { ops }).await.is_err() {
+            return (0..n).map(|_| Err(Error::Stopped)).collect();
+        }
+        let mut out = Vec::with_capacity(n);
+        for rx in answers {
+            out.push(match rx.await {
+                Ok(r) => r.map_err(Error::Op),
+                Err(_) => Err(Error::Stopped),
+            });
+        }
+        out
+    }
 }
 
 impl Node {
@@ -522,45 +559,6 @@ impl Node {
     /// The owner of a key (by its bytes), with a recursive lookup.
     pub async fn locate(&self, key: &[u8]) -> Result<LookupResult, Error> {
         self.lookup(Id::hash(key), LookupMode::Recursive).await
-    }
-
-    /// Stores `value` under `key` on the key's owner and replicas; returns
-    /// once the write quorum has it durably, with the version it got.
-    ///
-    /// Fails with `Timeout`, `NotJoined`, `Overloaded`, `TooLarge`,
-    /// `Lookup`, `Redirects`, `QuorumFailed` (the write may exist on fewer
-    /// copies), `QuorumUnavailable` (nothing was written) or `StoreFailed`
-    /// ([`OpError`] inside [`Error::Op`]), or [`Error::Stopped`].
-    ///
-    /// ```no_run
-    /// # async fn demo(node: chordal_node::Node) -> Result<(), chordal_node::Error> {
-    /// let written = node.put(b"user:42".to_vec(), b"Ada".to_vec()).await?;
-    /// println!("version {:?} on {} copies", written.version, written.acked);
-    /// # Ok(()) }
-    /// ```
-    pub async fn put(&self, key: Vec<u8>, value: Vec<u8>) -> Result<Written, Error> {
-        Ok(self.kv(KeyOp::Put { key, value }).await?.written()?)
-    }
-
-    /// Reads `key` from its owner: its value and version, or `None` if it
-    /// does not exist (or was deleted). Fails as [`Node::put`] does, but
-    /// never with a quorum error.
-    ///
-    /// ```no_run
-    /// # async fn demo(node: chordal_node::Node) -> Result<(), chordal_node::Error> {
-    /// if let Some(v) = node.get(b"user:42".to_vec()).await? {
-    ///     println!("{}", String::from_utf8_lossy(&v.value));
-    /// }
-    /// # Ok(()) }
-    /// ```
-    pub async fn get(&self, key: Vec<u8>) -> Result<Option<Versioned>, Error> {
-        Ok(self.kv(KeyOp::Get { key }).await?.value()?)
-    }
-
-    /// Deletes `key` (writes a tombstone): the tombstone's write, or `None`
-    /// if the key did not exist. Fails as [`Node::put`] does.
-    pub async fn delete(&self, key: Vec<u8>) -> Result<Option<Written>, Error> {
-        Ok(self.kv(KeyOp::Delete { key }).await?.deleted()?)
     }
 
     /// Sends `payload` to the application of `key`'s owner, wherever it is;

@@ -25,7 +25,7 @@ const HOPS: [f64; 12] = [
 ];
 
 /// Every metric, its kind and its help text.
-const DESCRIPTIONS: [(&str, char, &str); 28] = [
+const DESCRIPTIONS: [(&str, char, &str); 29] = [
     (
         "chordal_sent_messages_total",
         'c',
@@ -86,6 +86,11 @@ const DESCRIPTIONS: [(&str, char, &str); 28] = [
         "chordal_write_rewrites_total",
         'c',
         "Writes the owner versioned again because a copy held a newer version.",
+    ),
+    (
+        "chordal_read_repairs_total",
+        'c',
+        "Replica copies a read found stale and brought up to the newest one.",
     ),
     (
         "chordal_writes_under_replicated_total",
@@ -305,6 +310,7 @@ impl NodeMetrics {
         }
         set("chordal_frames_dropped_total", vec![], now.dropped_out);
         set("chordal_write_rewrites_total", vec![], core.write_rewrites);
+        set("chordal_read_repairs_total", vec![], core.read_repairs);
         set(
             "chordal_writes_under_replicated_total",
             vec![],

@@ -2,6 +2,7 @@
 //! with an application reading its inbox.
 
 use chordal_core::{Id, OpError};
+use chordal_node::KeyValue;
 use chordal_node::local::{LocalRing, quick as config};
 use chordal_node::{Error, Node, NodeBuilder};
 use std::time::Duration;

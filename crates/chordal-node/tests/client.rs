@@ -2,6 +2,7 @@
 //! owners directly.
 
 use chordal_core::OpError;
+use chordal_node::KeyValue;
 use chordal_node::local::{Check, LocalRing, quick as config};
 use chordal_node::{Client, ClientConfig, Error};
 use std::time::Duration;

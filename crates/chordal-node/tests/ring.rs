@@ -1,6 +1,7 @@
 //! Real nodes over loopback TCP in one process.
 
 use chordal_core::{Id, LookupMode};
+use chordal_node::KeyValue;
 use chordal_node::local::{Check, LocalRing, quick as config};
 use std::time::Duration;
 

@@ -6,6 +6,7 @@
 //! garbage — are kept out, are counted, and change nothing.
 
 use chordal_core::{Envelope, Id, Message, NodeRef, Record, Target, Version};
+use chordal_node::KeyValue;
 use chordal_node::local::{LocalRing, quick};
 use chordal_node::{Client, ClientConfig, Node, StartError};
 use chordal_tls::{IssueOptions, Role, TlsFiles};

@@ -261,7 +261,7 @@ fn a_write_after_a_clock_step_back_wins() {
         Ok(Outcome::Stored { .. })
     ));
     match s.get(fast, b"k") {
-        Ok(Outcome::Found { value, version }) => {
+        Ok(Outcome::Found { value, version, .. }) => {
             assert_eq!(value, b"second");
             assert!(version.hlc > (BASE_US + HOUR_US) as u64, "{version:?}");
         }

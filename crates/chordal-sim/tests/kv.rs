@@ -906,6 +906,7 @@ fn a_retried_operation_gets_the_first_answer() {
             req,
             op: Operation::Delete {
                 key: b"doomed".to_vec(),
+                opts: chordal_core::WriteOptions::default(),
             },
             op_id: 99,
             timeout_ms: 1500,

@@ -2,11 +2,33 @@
 //!
 //! Table key: key id (20 bytes) followed by the key bytes, so that records
 //! sort by key id. Table value: hlc (u64 big-endian), version node id (20
-//! bytes), a flag byte (1 = tombstone), then the value bytes.
+//! bytes), a flag byte, then per flag:
+//! - 0: the value bytes;
+//! - 1: nothing (a tombstone);
+//! - 2: the expiry (u64 big-endian microseconds), then the value bytes.
+//!
+//! Flags 0 and 1 are the first generation's format, still read and written
+//! for records without an expiry.
 
-use chordal_core::{ID_BYTES, Id, Record, Version};
+use chordal_core::{ID_BYTES, Id, Record, Time, Version};
 
 const HEADER: usize = 8 + ID_BYTES + 1;
+const VALUE: u8 = 0;
+const TOMBSTONE: u8 = 1;
+const EXPIRING: u8 = 2;
+
+/// What a table value says about its record without the value bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Header {
+    /// The record's version.
+    pub version: Version,
+    /// Is the record a tombstone?
+    pub tombstone: bool,
+    /// When its value expires, if it does.
+    pub expires: Option<Time>,
+    /// Where the value bytes start.
+    value_at: usize,
+}
 
 /// The table key of a record: its key id, then its key bytes.
 pub fn table_key(key_id: &Id, key: &[u8]) -> Vec<u8> {
@@ -16,13 +38,20 @@ pub fn table_key(key_id: &Id, key: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The table value of a record: version, tombstone flag, value bytes.
+/// The table value of a record: version, flag, expiry, value bytes.
 pub fn encode_value(r: &Record) -> Vec<u8> {
     let value = r.value.as_deref().unwrap_or(&[]);
-    let mut out = Vec::with_capacity(HEADER + value.len());
+    let mut out = Vec::with_capacity(HEADER + 8 + value.len());
     out.extend_from_slice(&r.version.hlc.to_be_bytes());
     out.extend_from_slice(&r.version.node.0);
-    out.push(u8::from(r.value.is_none()));
+    match (&r.value, r.expires) {
+        (None, _) => out.push(TOMBSTONE),
+        (Some(_), None) => out.push(VALUE),
+        (Some(_), Some(t)) => {
+            out.push(EXPIRING);
+            out.extend_from_slice(&t.as_micros().to_be_bytes());
+        }
+    }
     out.extend_from_slice(value);
     out
 }
@@ -38,33 +67,41 @@ pub fn decode_version(v: &[u8]) -> Option<Version> {
     })
 }
 
-/// The version and tombstone flag of a table value (the value itself is
-/// not looked at).
-pub fn decode_header(v: &[u8]) -> Option<(Version, bool)> {
+/// The header of a table value (the value itself is not looked at);
+/// `None` if it is malformed.
+pub fn decode_header(v: &[u8]) -> Option<Header> {
     let version = decode_version(v)?;
-    match v[HEADER - 1] {
-        0 => Some((version, false)),
-        1 => Some((version, true)),
-        _ => None,
-    }
+    let (tombstone, expires, value_at) = match v[HEADER - 1] {
+        VALUE => (false, None, HEADER),
+        // A tombstone has no value bytes: any there mean the record is
+        // damaged, not that they may be dropped (found by fuzzing).
+        TOMBSTONE if v.len() == HEADER => (true, None, HEADER),
+        EXPIRING => {
+            let t = v.get(HEADER..HEADER + 8)?;
+            let t = Time::from_micros(u64::from_be_bytes(t.try_into().ok()?));
+            (false, Some(t), HEADER + 8)
+        }
+        _ => return None,
+    };
+    Some(Header {
+        version,
+        tombstone,
+        expires,
+        value_at,
+    })
 }
 
 /// The record a table key and value hold; `None` if they are malformed.
 pub fn decode(k: &[u8], v: &[u8]) -> Option<Record> {
     let key_id = Id::from_slice(k.get(..ID_BYTES)?)?;
-    let version = decode_version(v)?;
-    let value = match v[HEADER - 1] {
-        0 => Some(v[HEADER..].to_vec()),
-        // A tombstone has no value bytes: any there mean the record is
-        // damaged, not that they may be dropped (found by fuzzing).
-        1 if v.len() == HEADER => None,
-        _ => return None,
-    };
+    let h = decode_header(v)?;
+    let value = (!h.tombstone).then(|| v[h.value_at..].to_vec());
     Some(Record {
         key_id,
         key: k[ID_BYTES..].to_vec(),
-        version,
+        version: h.version,
         value,
+        expires: h.expires,
     })
 }
 
@@ -82,15 +119,27 @@ mod tests {
 
     #[test]
     fn records_round_trip_and_damage_is_refused() {
+        let at = Some(Time::from_micros(1 << 50));
         for r in [
             record(Some(b"value".to_vec())),
             record(Some(vec![])),
             record(None),
+            record(Some(b"value".to_vec())).expiring(at),
+            record(Some(vec![])).expiring(at),
         ] {
             let (k, v) = (table_key(&r.key_id, &r.key), encode_value(&r));
             assert_eq!(decode(&k, &v), Some(r.clone()));
-            assert_eq!(decode_header(&v), Some((r.version, r.value.is_none())));
+            let h = decode_header(&v).expect("a header");
+            assert_eq!((h.version, h.tombstone), (r.version, r.value.is_none()));
+            assert_eq!(h.expires, r.expires);
         }
+        // An expiring record cut inside its expiry.
+        let r = record(Some(b"v".to_vec())).expiring(at);
+        let v = encode_value(&r);
+        assert_eq!(
+            decode(&table_key(&r.key_id, &r.key), &v[..HEADER + 4]),
+            None
+        );
         let tomb = record(None);
         let (k, mut v) = (table_key(&tomb.key_id, &tomb.key), encode_value(&tomb));
         // A tombstone followed by bytes (the fuzzer's find): damaged.
@@ -98,7 +147,7 @@ mod tests {
         assert_eq!(decode(&k, &v), None);
         // An unknown flag, a short value, a short key.
         let mut bad_flag = encode_value(&tomb);
-        bad_flag[HEADER - 1] = 2;
+        bad_flag[HEADER - 1] = 3;
         assert_eq!(decode(&k, &bad_flag), None);
         assert_eq!(decode(&k, &encode_value(&tomb)[..HEADER - 1]), None);
         assert_eq!(decode(&k[..ID_BYTES - 1], &encode_value(&tomb)), None);

@@ -5,14 +5,14 @@
 //! The ring is cut into [`FINE`] equal *fine buckets* by the top 16 bits
 //! of the key id. Each keeps the XOR of its records' digests
 //! ([`chordal_core::record_digest`]), how many records and how many
-//! tombstones it holds. A summary of `(start, end]` in B sync buckets takes
-//! a fine bucket's digest whole when the fine bucket lies inside the
-//! interval and inside one sync bucket and holds no tombstone (old
-//! tombstones are left out of summaries, so those buckets are read
-//! exactly); the few fine buckets cut by a boundary are read exactly, from
+//! *mortal* records it holds (tombstones and values with an expiry). A
+//! summary of `(start, end]` in B sync buckets takes a fine bucket's digest
+//! whole when the fine bucket lies inside the interval and inside one sync
+//! bucket and holds no mortal record (records dead past the grace period
+//! are left out of summaries, so those buckets are read exactly); the few fine buckets cut by a boundary are read exactly, from
 //! keys and versions only (values are never loaded).
 
-use chordal_core::{Id, Version, record_digest};
+use chordal_core::{Id, Time, Version, record_digest};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
@@ -26,8 +26,8 @@ pub struct FineDigest {
     pub xor: Id,
     /// Records in the bucket.
     pub records: u32,
-    /// Tombstones among them.
-    pub tombstones: u32,
+    /// Mortal records among them: tombstones and values with an expiry.
+    pub mortal: u32,
 }
 
 /// The fine bucket of a key id.
@@ -65,6 +65,8 @@ pub struct KeyVersion {
     pub version: Version,
     /// Is the stored record a tombstone?
     pub tombstone: bool,
+    /// When its value expires, if it does.
+    pub expires: Option<Time>,
 }
 
 impl KeyVersion {
@@ -75,7 +77,21 @@ impl KeyVersion {
             key: r.key.clone(),
             version: r.version,
             tombstone: r.is_tombstone(),
+            expires: r.expires,
         }
+    }
+
+    /// Has the record been dead (a tombstone, an expired value) since
+    /// before `horizon` (an hlc-comparable time)? Such records are left out
+    /// of summaries and collected.
+    pub fn dead_before(&self, horizon: u64) -> bool {
+        chordal_core::dead_since(self.tombstone, self.version.hlc, self.expires)
+            .is_some_and(|d| d < horizon)
+    }
+
+    /// May the record die (a tombstone, a value with an expiry)?
+    pub fn mortal(&self) -> bool {
+        self.tombstone || self.expires.is_some()
     }
 
     /// The record's digest (its contribution to a bucket hash).
@@ -94,7 +110,7 @@ impl Digests {
         let d = fine.entry(fine_of(&new.key_id) as u16).or_default();
         d.xor = d.xor.xor(&new.digest());
         d.records += 1;
-        d.tombstones += u32::from(new.tombstone);
+        d.mortal += u32::from(new.mortal());
     }
 
     /// A record left the store.
@@ -135,7 +151,7 @@ fn remove(fine: &mut BTreeMap<u16, FineDigest>, old: &KeyVersion) {
     };
     d.xor = d.xor.xor(&old.digest());
     d.records = d.records.saturating_sub(1);
-    d.tombstones = d.tombstones.saturating_sub(u32::from(old.tombstone));
+    d.mortal = d.mortal.saturating_sub(u32::from(old.mortal()));
     if d.records == 0 {
         fine.remove(&f);
     }

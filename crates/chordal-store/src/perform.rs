@@ -75,11 +75,12 @@ fn for_each_version(
 }
 
 /// Per bucket of `(start, end]`, the XOR of [`bucket_hash`](chordal_core::bucket_hash) over its
-/// records, leaving out tombstones older than `hide_tombstones_before`.
+/// records, leaving out those dead (tombstones, expired values) since
+/// before `hide_tombstones_before`.
 ///
 /// From the store's fine-bucket digests where it keeps them (a pass over
 /// at most 65,536 small entries plus exact reads of the few fine buckets
-/// a boundary cuts or that hold tombstones, keys and versions only); by a
+/// a boundary cuts or that hold mortal records, keys and versions only); by a
 /// scan of the range otherwise.
 pub fn summarize(
     store: &dyn Store,
@@ -109,15 +110,15 @@ pub fn summarize(
             && f != first
             && f != fine_of(end)
             && b == bucket_of(start, end, buckets, &hi);
-        if whole && d.tombstones == 0 {
+        if whole && d.mortal == 0 {
             let b = b as usize;
             out[b] = out[b].xor(&d.xor);
             continue;
         }
-        // Cut by a boundary, or holding tombstones: read it exactly.
+        // Cut by a boundary, or holding mortal records: read it exactly.
         let before_lo = lo.wrapping_sub(&Id::from_u64(1));
         for_each_version(store, &before_lo, &hi, |r| {
-            if inside(&r.key_id) && !(r.tombstone && r.version.hlc < hide_tombstones_before) {
+            if inside(&r.key_id) && !r.dead_before(hide_tombstones_before) {
                 let b = bucket_of(start, end, buckets, &r.key_id) as usize;
                 out[b] = out[b].xor(&r.digest());
             }
@@ -137,7 +138,7 @@ pub fn summarize_by_scan(
 ) -> Result<Vec<Id>, crate::StoreError> {
     let mut out = vec![Id::ZERO; buckets.max(1) as usize];
     for_each_version(store, start, end, |r| {
-        if !(r.tombstone && r.version.hlc < hide_tombstones_before) {
+        if !r.dead_before(hide_tombstones_before) {
             let b = bucket_of(start, end, buckets, &r.key_id) as usize;
             out[b] = out[b].xor(&r.digest());
         }
@@ -192,8 +193,9 @@ pub fn scan_buckets(
 }
 
 /// Removes records outside every `keep` interval (if any are given) that
-/// are older than `keep_newer_than`, and tombstones inside a `tombstones`
-/// interval older than `tombstones_before`. Returns how many went.
+/// are older than `keep_newer_than`, and records inside a `tombstones`
+/// interval dead (tombstones, expired values) since before
+/// `tombstones_before`. Returns how many went.
 pub fn sweep(
     store: &dyn Store,
     keep: &[(Id, Id)],
@@ -206,8 +208,7 @@ pub fn sweep(
     // Keys and versions only: a sweep never needs a value.
     for_each_version(store, &Id::ZERO, &Id::ZERO, |r| {
         let stale = !keep.is_empty() && !inside(keep, &r.key_id) && r.version.hlc < keep_newer_than;
-        let old_tombstone =
-            r.tombstone && r.version.hlc < tombstones_before && inside(tombstones, &r.key_id);
+        let old_tombstone = r.dead_before(tombstones_before) && inside(tombstones, &r.key_id);
         if stale || old_tombstone {
             doomed.push((r.key_id, r.key, r.version));
         }

@@ -296,15 +296,16 @@ fn build_digests(db: &Database, digests: &Digests) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// A table entry's key, id, version and tombstone flag.
+/// A table entry's key, id, version, tombstone flag and expiry.
 fn key_version(k: &[u8], v: &[u8]) -> Option<KeyVersion> {
     let key_id = Id::from_slice(k.get(..ID_BYTES)?)?;
-    let (version, tombstone) = decode_header(v)?;
+    let h = decode_header(v)?;
     Some(KeyVersion {
         key_id,
         key: k[ID_BYTES..].to_vec(),
-        version,
-        tombstone,
+        version: h.version,
+        tombstone: h.tombstone,
+        expires: h.expires,
     })
 }
 

@@ -3,9 +3,10 @@
 
 use crate::WireError;
 use crate::pb::{self, Body};
+use chordal_core::{Change, Condition, Consistency, WriteOptions};
 use chordal_core::{
     Envelope, Id, KeyRange, LookupFailure, Message, NodeRef, OpResult, Operation, Publication,
-    Record, Target, Version,
+    Record, Target, Time, Version,
 };
 use prost::Message as _;
 use std::net::SocketAddr;
@@ -77,17 +78,50 @@ fn record_to_pb(r: &Record) -> pb::Record {
         key: r.key.clone(),
         version: Some(version_to_pb(&r.version)),
         value: r.value.clone(),
+        expires: r.expires.map(Time::as_micros),
     }
 }
 
 /// The key id is recomputed from the key: a peer cannot make us file a
-/// record under the wrong id.
+/// record under the wrong id. A tombstone has no expiry.
 fn record_from_pb(r: &pb::Record) -> Result<Record, WireError> {
-    Ok(Record::new(
-        r.key.clone(),
-        version_from_pb(&r.version)?,
-        r.value.clone(),
-    ))
+    if r.value.is_none() && r.expires.is_some() {
+        return Err(WireError::Invalid("expires"));
+    }
+    Ok(
+        Record::new(r.key.clone(), version_from_pb(&r.version)?, r.value.clone())
+            .expiring(r.expires.map(Time::from_micros)),
+    )
+}
+
+fn write_options_to_pb(o: &WriteOptions, out: &mut pb::KvRequest) {
+    out.expires = o.expires.map(Time::as_micros);
+    (out.condition, out.cond_version) = match o.condition {
+        Condition::Always => (0, None),
+        Condition::Absent => (1, None),
+        Condition::Present => (2, None),
+        Condition::Version(v) => (3, Some(version_to_pb(&v))),
+    };
+    out.flags = u32::from(o.keep_ttl) | (u32::from(o.return_old) << 1);
+}
+
+fn write_options_from_pb(k: &pb::KvRequest) -> Result<WriteOptions, WireError> {
+    let condition = match k.condition {
+        0 => Condition::Always,
+        1 => Condition::Absent,
+        2 => Condition::Present,
+        3 => Condition::Version(version_from_pb(&k.cond_version)?),
+        _ => return Err(WireError::Invalid("condition")),
+    };
+    if k.flags > 3 {
+        return Err(WireError::Invalid("flags"));
+    }
+    Ok(WriteOptions {
+        expires: k.expires.map(Time::from_micros),
+        keep_ttl: k.flags & 1 != 0,
+        condition,
+        return_old: k.flags & 2 != 0,
+    })
 }
 
 fn kv_reply_to_pb(req: u64, result: &OpResult) -> pb::KvReply {
@@ -101,11 +135,42 @@ fn kv_reply_to_pb(req: u64, result: &OpResult) -> pb::KvReply {
             out.version = Some(version_to_pb(version));
             out.acked = *acked;
         }
-        OpResult::Found { value, version } => {
+        OpResult::Found {
+            value,
+            version,
+            expires,
+        } => {
             out.status = 1;
             out.version = Some(version_to_pb(version));
             out.value = value.clone();
+            out.expires = expires.map(Time::as_micros);
         }
+        OpResult::PreconditionFailed { current } => {
+            out.status = 13;
+            out.version = current.as_ref().map(version_to_pb);
+        }
+        OpResult::Updated {
+            version,
+            acked,
+            number,
+        } => {
+            out.status = 14;
+            out.version = Some(version_to_pb(version));
+            out.acked = *acked;
+            out.number = *number;
+        }
+        OpResult::Replaced {
+            version,
+            acked,
+            old,
+        } => {
+            out.status = 15;
+            out.version = Some(version_to_pb(version));
+            out.acked = *acked;
+            out.old = old.clone();
+        }
+        OpResult::NotAnInteger => out.status = 16,
+        OpResult::Overflow => out.status = 17,
         OpResult::NotFound => out.status = 2,
         OpResult::WrongOwner => out.status = 3,
         OpResult::QuorumFailed { acked, needed } => {
@@ -150,13 +215,32 @@ fn kv_request_to_pb(req: u64, op: &Operation) -> pb::KvRequest {
         ..Default::default()
     };
     match op {
-        Operation::Put { key, value } => {
+        Operation::Put { key, value, opts } => {
             out.op = 0;
             out.key = key.clone();
             out.value = value.clone();
+            write_options_to_pb(opts, &mut out);
         }
-        Operation::Get { key } => (out.op, out.key) = (1, key.clone()),
-        Operation::Delete { key } => (out.op, out.key) = (2, key.clone()),
+        Operation::Get { key, consistency } => {
+            (out.op, out.key) = (1, key.clone());
+            out.consistency = match consistency {
+                Consistency::Owner => 0,
+                Consistency::Quorum => 1,
+                Consistency::All => 2,
+            };
+        }
+        Operation::Delete { key, opts } => {
+            (out.op, out.key) = (2, key.clone());
+            write_options_to_pb(opts, &mut out);
+        }
+        Operation::Update { key, change } => {
+            (out.op, out.key) = (12, key.clone());
+            match change {
+                Change::IncrBy(n) => (out.change, out.amount) = (0, *n),
+                Change::Append(tail) => (out.change, out.value) = (1, tail.clone()),
+                Change::Expire(t) => (out.change, out.expires) = (2, t.map(Time::as_micros)),
+            }
+        }
         Operation::Deliver {
             key,
             payload,
@@ -216,9 +300,30 @@ fn kv_op_from_pb(k: &pb::KvRequest) -> Result<Operation, WireError> {
         0 => Operation::Put {
             key: k.key.clone(),
             value: k.value.clone(),
+            opts: write_options_from_pb(k)?,
         },
-        1 => Operation::Get { key: k.key.clone() },
-        2 => Operation::Delete { key: k.key.clone() },
+        1 => Operation::Get {
+            key: k.key.clone(),
+            consistency: match k.consistency {
+                0 => Consistency::Owner,
+                1 => Consistency::Quorum,
+                2 => Consistency::All,
+                _ => return Err(WireError::Invalid("consistency")),
+            },
+        },
+        2 => Operation::Delete {
+            key: k.key.clone(),
+            opts: write_options_from_pb(k)?,
+        },
+        12 => Operation::Update {
+            key: k.key.clone(),
+            change: match k.change {
+                0 => Change::IncrBy(k.amount),
+                1 => Change::Append(k.value.clone()),
+                2 => Change::Expire(k.expires.map(Time::from_micros)),
+                _ => return Err(WireError::Invalid("change")),
+            },
+        },
         3 | 4 => Operation::Deliver {
             key: k.key.clone(),
             payload: k.value.clone(),
@@ -310,7 +415,26 @@ fn kv_reply_from_pb(r: &pb::KvReply) -> Result<OpResult, WireError> {
         1 => OpResult::Found {
             value: r.value.clone(),
             version: version_from_pb(&r.version)?,
+            expires: r.expires.map(Time::from_micros),
         },
+        13 => OpResult::PreconditionFailed {
+            current: match &r.version {
+                Some(_) => Some(version_from_pb(&r.version)?),
+                None => None,
+            },
+        },
+        14 => OpResult::Updated {
+            version: version_from_pb(&r.version)?,
+            acked: r.acked,
+            number: r.number,
+        },
+        15 => OpResult::Replaced {
+            version: version_from_pb(&r.version)?,
+            acked: r.acked,
+            old: r.old.clone(),
+        },
+        16 => OpResult::NotAnInteger,
+        17 => OpResult::Overflow,
         2 => OpResult::NotFound,
         3 => OpResult::WrongOwner,
         4 => OpResult::QuorumFailed {

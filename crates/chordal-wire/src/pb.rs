@@ -142,6 +142,10 @@ pub struct Record {
     /// Absent for a tombstone.
     #[prost(bytes = "vec", optional, tag = "3")]
     pub value: Option<Vec<u8>>,
+    /// When the value expires (microseconds of the Unix epoch); absent:
+    /// never.
+    #[prost(uint64, optional, tag = "4")]
+    pub expires: Option<u64>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -152,7 +156,8 @@ pub struct KvRequest {
     /// payload), 4 = request (the same, an answer wanted), 5 / 6 = send /
     /// request to the receiving node itself (no key); pub/sub: 7 =
     /// subscribe, 8 = unsubscribe (key = topic), 9 = publish (`items`, one),
-    /// 10 = notify (`items`, `missed`), 11 = topic replica (`topics`).
+    /// 10 = notify (`items`, `missed`), 11 = topic replica (`topics`),
+    /// 12 = update (`change`).
     #[prost(int32, tag = "2")]
     pub op: i32,
     #[prost(bytes = "vec", tag = "3")]
@@ -169,6 +174,27 @@ pub struct KvRequest {
     pub op_id: u64,
     #[prost(uint32, tag = "9")]
     pub timeout_ms: u32,
+    /// Put: when the value expires (µs of the Unix epoch; absent: never).
+    /// Update 2 (expire): the new expiry (absent: none).
+    #[prost(uint64, optional, tag = "10")]
+    pub expires: Option<u64>,
+    /// Put / delete: 0 always, 1 absent, 2 present, 3 `cond_version`.
+    #[prost(int32, tag = "11")]
+    pub condition: i32,
+    #[prost(message, optional, tag = "12")]
+    pub cond_version: Option<Version>,
+    /// Put / delete: bit 0 keep the current expiry, bit 1 answer the
+    /// replaced value.
+    #[prost(uint32, tag = "13")]
+    pub flags: u32,
+    /// Get: 0 owner, 1 quorum, 2 all.
+    #[prost(int32, tag = "14")]
+    pub consistency: i32,
+    /// Update: 0 increment by `amount`, 1 append `value`, 2 expire.
+    #[prost(int32, tag = "15")]
+    pub change: i32,
+    #[prost(sint64, tag = "16")]
+    pub amount: i64,
 }
 
 /// A message published on a topic.
@@ -210,7 +236,10 @@ pub struct KvReply {
     pub req: u64,
     /// 0 stored, 1 found, 2 not found, 3 wrong owner, 4 quorum failed, 5 store failed,
     /// 6 delivered, 7 replied (value = the answer), 8 refused, 9 published
-    /// (acked = subscriber processes).
+    /// (acked = subscriber processes), 10 quorum unavailable, 11 overloaded,
+    /// 12 too large, 13 precondition failed (version = the current one, if
+    /// any), 14 updated (`number`), 15 replaced (`old`), 16 not an integer,
+    /// 17 overflow.
     #[prost(int32, tag = "2")]
     pub status: i32,
     #[prost(message, optional, tag = "3")]
@@ -226,6 +255,15 @@ pub struct KvReply {
     pub range_start: Vec<u8>,
     #[prost(bytes = "vec", tag = "8")]
     pub range_end: Vec<u8>,
+    /// Found: when the value expires (µs of the Unix epoch).
+    #[prost(uint64, optional, tag = "9")]
+    pub expires: Option<u64>,
+    /// Updated: the number.
+    #[prost(sint64, tag = "10")]
+    pub number: i64,
+    /// Replaced: the value replaced (absent: none).
+    #[prost(bytes = "vec", optional, tag = "11")]
+    pub old: Option<Vec<u8>>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

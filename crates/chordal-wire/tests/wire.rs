@@ -2,8 +2,8 @@
 
 use bytes::{BufMut, BytesMut};
 use chordal_core::{
-    Envelope, Id, LookupFailure, Message, NodeRef, OpResult, Operation, Publication, Record,
-    Target, Version,
+    Change, Condition, Consistency, Envelope, Id, LookupFailure, Message, NodeRef, OpResult,
+    Operation, Publication, Record, Target, Time, Version, WriteOptions,
 };
 use chordal_wire::*;
 use proptest::prelude::*;
@@ -46,15 +46,59 @@ fn any_record() -> impl Strategy<Value = Record> {
         any_bytes(),
         any_version(),
         proptest::option::of(any_bytes()),
+        proptest::option::of(any::<u64>()),
     )
-        .prop_map(|(key, version, value)| Record::new(key, version, value))
+        .prop_map(|(key, version, value, expires)| {
+            // A tombstone never expires.
+            let expires = expires.filter(|_| value.is_some()).map(Time::from_micros);
+            Record::new(key, version, value).expiring(expires)
+        })
+}
+
+fn any_time() -> impl Strategy<Value = Option<Time>> {
+    proptest::option::of(any::<u64>().prop_map(Time::from_micros))
+}
+
+fn any_write_options() -> impl Strategy<Value = WriteOptions> {
+    let condition = prop_oneof![
+        Just(Condition::Always),
+        Just(Condition::Absent),
+        Just(Condition::Present),
+        any_version().prop_map(Condition::Version),
+    ];
+    (any_time(), any::<bool>(), condition, any::<bool>()).prop_map(
+        |(expires, keep_ttl, condition, return_old)| WriteOptions {
+            expires,
+            keep_ttl,
+            condition,
+            return_old,
+        },
+    )
 }
 
 fn any_kv_op() -> impl Strategy<Value = Operation> {
     prop_oneof![
-        (any_bytes(), any_bytes()).prop_map(|(key, value)| Operation::Put { key, value }),
-        any_bytes().prop_map(|key| Operation::Get { key }),
-        any_bytes().prop_map(|key| Operation::Delete { key }),
+        (any_bytes(), any_bytes(), any_write_options())
+            .prop_map(|(key, value, opts)| Operation::Put { key, value, opts }),
+        (
+            any_bytes(),
+            prop_oneof![
+                Just(Consistency::Owner),
+                Just(Consistency::Quorum),
+                Just(Consistency::All)
+            ]
+        )
+            .prop_map(|(key, consistency)| Operation::Get { key, consistency }),
+        (any_bytes(), any_write_options()).prop_map(|(key, opts)| Operation::Delete { key, opts }),
+        (
+            any_bytes(),
+            prop_oneof![
+                any::<i64>().prop_map(Change::IncrBy),
+                any_bytes().prop_map(Change::Append),
+                any_time().prop_map(Change::Expire),
+            ]
+        )
+            .prop_map(|(key, change)| Operation::Update { key, change }),
         (any_bytes(), any_bytes(), any::<bool>()).prop_map(|(key, payload, want_reply)| {
             Operation::Deliver {
                 key,
@@ -114,8 +158,34 @@ fn any_kv_result() -> impl Strategy<Value = OpResult> {
     prop_oneof![
         (any_version(), any::<u32>())
             .prop_map(|(version, acked)| OpResult::Stored { version, acked }),
-        (any_bytes(), any_version())
-            .prop_map(|(value, version)| OpResult::Found { value, version }),
+        (any_bytes(), any_version(), any_time()).prop_map(|(value, version, expires)| {
+            OpResult::Found {
+                value,
+                version,
+                expires,
+            }
+        }),
+        proptest::option::of(any_version())
+            .prop_map(|current| OpResult::PreconditionFailed { current }),
+        (any_version(), any::<u32>(), any::<i64>()).prop_map(|(version, acked, number)| {
+            OpResult::Updated {
+                version,
+                acked,
+                number,
+            }
+        }),
+        (
+            any_version(),
+            any::<u32>(),
+            proptest::option::of(any_bytes())
+        )
+            .prop_map(|(version, acked, old)| OpResult::Replaced {
+                version,
+                acked,
+                old
+            }),
+        Just(OpResult::NotAnInteger),
+        Just(OpResult::Overflow),
         Just(OpResult::NotFound),
         Just(OpResult::WrongOwner),
         (any::<u32>(), any::<u32>())

@@ -133,11 +133,26 @@ pub fn http(api: SocketAddr, method: &str, path: &str) -> (u16, String) {
 
 /// A raw HTTP/1.1 request with a body; returns (status, headers, body).
 pub fn http_body(api: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
+    http_with(api, method, path, &[], body)
+}
+
+/// [`http_body`] with extra request headers.
+pub fn http_with(
+    api: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
     let mut s = TcpStream::connect(api).expect("connect to api");
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{extra}Content-Length: {}\r\n\r\n",
         body.len()
     )
     .unwrap();
@@ -227,4 +242,14 @@ pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Durati
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The value of response header `name` in `head` (case-insensitive).
+pub fn header_of(head: &str, name: &str) -> Option<String> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_string())
+    })
 }

@@ -80,17 +80,15 @@ impl ReplyTo {
 /// `(size, limit)` if `op`'s key or a put's value is over the limits.
 pub(crate) fn oversize(config: &Config, op: &Operation) -> Option<(u64, u64)> {
     let key = op.key().len();
-    if matches!(
-        op,
-        Operation::Put { .. } | Operation::Get { .. } | Operation::Delete { .. }
-    ) && key > config.max_key
-    {
+    if op.is_store() && key > config.max_key {
         return Some((key as u64, config.max_key as u64));
     }
     match op {
-        Operation::Put { value, .. } if value.len() > config.max_value => {
-            Some((value.len() as u64, config.max_value as u64))
-        }
+        Operation::Put { value, .. }
+        | Operation::Update {
+            change: crate::Change::Append(value),
+            ..
+        } if value.len() > config.max_value => Some((value.len() as u64, config.max_value as u64)),
         _ => None,
     }
 }

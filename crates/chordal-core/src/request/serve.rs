@@ -29,10 +29,7 @@ impl Requests {
         };
         // Only store operations are remembered: their retries must not act
         // twice.
-        let store_op = matches!(
-            op,
-            Operation::Put { .. } | Operation::Get { .. } | Operation::Delete { .. }
-        );
+        let store_op = op.is_store();
         let named = (store_op && op_id != 0).then(|| (op_id, Id::hash(op.key())));
         let reply = ReplyTo::Remote {
             to: from,

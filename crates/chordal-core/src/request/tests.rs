@@ -10,6 +10,7 @@ fn put_op(key: &[u8]) -> Operation {
     Operation::Put {
         key: key.to_vec(),
         value: b"v".to_vec(),
+        opts: crate::WriteOptions::default(),
     }
 }
 

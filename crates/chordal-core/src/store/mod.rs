@@ -18,6 +18,7 @@
 //!   (`transfer.rs`), and a graceful **leave** drains every range first
 //!   (`leave.rs`).
 
+mod hot;
 mod leave;
 mod owner;
 mod replica;
@@ -27,6 +28,8 @@ mod sync;
 #[cfg(test)]
 mod tests;
 mod transfer;
+#[cfg(test)]
+mod write_tests;
 
 pub use leave::LeaveReport;
 pub use storage::{Applied, StoreKind, StoreOpId, StoreRequest, StoreResult};
@@ -43,12 +46,26 @@ fn newest_kept(applied: &[Applied]) -> Option<Version> {
     applied.iter().filter_map(Applied::kept).max()
 }
 
+/// What an owner reads a key for.
+#[derive(Debug)]
+enum ReadFor {
+    /// A get, from as many copies as the consistency says.
+    Get(crate::Consistency),
+    /// A get of a key that may not be ours (see `Ownership::Maybe`): a
+    /// miss answers `WrongOwner`, not `NotFound`.
+    MaybeGet,
+    /// A write that needs the current record (it holds the key).
+    Write(Box<crate::write::Intent>),
+}
+
 /// What an owner is doing for one request.
 #[derive(Debug)]
 enum OwnerOp {
     /// Waiting for `need` durable copies of `record`.
     Write {
         reply: Option<ReplyTo>,
+        /// What to answer once the quorum holds it.
+        then: crate::write::Then,
         /// The owner vnode that versioned the write.
         vnode: NodeRef,
         record: Record,
@@ -62,21 +79,30 @@ enum OwnerOp {
         attempt: u32,
         deadline: Time,
     },
-    /// Reading a key locally, maybe from the replicas too; then answering a
-    /// get, or turning into a tombstone write for a delete.
+    /// Reading a key from our copy, maybe from the replicas too; then
+    /// answering a get, or deciding the write that reads.
     Read {
         reply: ReplyTo,
         vnode: NodeRef,
         key: Vec<u8>,
-        delete: bool,
-        /// The key may not be ours (no predecessor known): a miss answers
-        /// `WrongOwner`, not `NotFound`.
-        unsure: bool,
+        why: ReadFor,
+        /// The newest record seen so far (starting with a write of ours
+        /// not yet in our store).
         best: Option<Record>,
+        /// The version of our own copy, once read.
+        local: Option<Version>,
+        /// Replicas that answered, with the version of their copy.
+        copies: Vec<(NodeRef, Option<Version>)>,
+        /// Copies that must answer before the read does; copies that did.
+        need: u32,
+        answered: u32,
+        /// Copies asked and not yet answered.
         outstanding: u32,
         asked_replicas: bool,
+        /// Our own store could not read the key.
+        failed: bool,
         /// When the read gives up; `answer_by`: when the whole operation
-        /// (a delete's tombstone write included) must be answered.
+        /// (a write that follows included) must be answered.
         deadline: Time,
         answer_by: Time,
     },
@@ -85,8 +111,8 @@ enum OwnerOp {
 /// Why the core waits for a storage operation.
 #[derive(Debug)]
 enum StoreWait {
-    /// The owner's own copy of a write.
-    OwnerWrite(u64),
+    /// The owner's own copy of write `.0`, of key `.1`.
+    OwnerWrite(u64, Vec<u8>),
     /// The owner's local read.
     OwnerRead(u64),
     /// A replica storing what an owner sent; ack `req` to `to`.
@@ -127,8 +153,11 @@ pub(crate) struct Store {
     /// Versions this process's writes (and observes every version seen).
     hlc: Hlc,
     owners: FastMap<u64, OwnerOp>,
-    /// `Replicate` / `ReplicaRead` requests sent → owner operation.
-    replica_reqs: FastMap<u64, u64>,
+    /// `Replicate` / `ReplicaRead` requests sent → owner operation, and
+    /// the replica asked.
+    replica_reqs: FastMap<u64, (u64, NodeRef)>,
+    /// Keys with owner writes in flight or waiting (`hot.rs`).
+    hot: hot::HotKeys,
     store_waits: FastMap<u64, StoreWait>,
     deadlines: BTreeSet<(Time, Deadline)>,
     store_out: VecDeque<StoreRequest>,
@@ -189,7 +218,7 @@ impl Store {
     /// Owner operations and storage operations in flight (counted against
     /// `max_kv_ops`).
     pub fn in_flight(&self) -> usize {
-        self.owners.len() + self.store_waits.len()
+        self.owners.len() + self.store_waits.len() + self.hot.waiting
     }
 
     /// When `handle_timeout` must run next (a deadline or a sync round).
@@ -250,25 +279,29 @@ impl Store {
             return;
         };
         match wait {
-            StoreWait::OwnerWrite(id) => match result {
+            StoreWait::OwnerWrite(id, key) => match result {
                 StoreResult::Applied(applied) => {
+                    self.hot.applied(&key);
                     let kept = newest_kept(&applied);
                     if let Some(v) = kept {
                         self.hlc.observe(v.hlc);
                     }
                     self.write_answer(cx, now, id, true, kept);
                 }
-                _ => self.owner_store_failed(cx, id),
+                _ => {
+                    self.hot.applied(&key);
+                    self.owner_store_failed(cx, id)
+                }
             },
             StoreWait::OwnerRead(id) => {
-                let record = match result {
-                    StoreResult::Got(r) => r,
-                    _ => None,
+                let (record, failed) = match result {
+                    StoreResult::Got(r) => (r, false),
+                    _ => (None, true),
                 };
                 if let Some(r) = &record {
                     self.hlc.observe(r.version.hlc);
                 }
-                self.read_answer(cx, now, id, record);
+                self.read_answer(cx, now, id, (None, record), failed);
             }
             StoreWait::ReplicaApply { to, me, req } => {
                 self.replica_applies = self.replica_applies.saturating_sub(1);
@@ -316,7 +349,7 @@ impl Store {
                 if let Some(v) = newer {
                     self.hlc.observe(v.hlc);
                 }
-                if let Some(id) = self.replica_reqs.remove(&req) {
+                if let Some((id, _)) = self.replica_reqs.remove(&req) {
                     self.write_answer(cx, now, id, ok && !busy, newer);
                 } else {
                     self.transfer_ack(cx, now, req, ok && !busy);
@@ -352,12 +385,12 @@ impl Store {
                 self.collect_received(cx, from, start, end, before)
             }
             Message::ReplicaReadReply { req, record } => {
-                if let Some(id) = self.replica_reqs.remove(&req) {
+                if let Some((id, replica)) = self.replica_reqs.remove(&req) {
                     let record = record.filter(|r| r.is_consistent());
                     if let Some(r) = &record {
                         self.hlc.observe(r.version.hlc);
                     }
-                    self.read_answer(cx, now, id, record);
+                    self.read_answer(cx, now, id, (Some(replica), record), false);
                 }
             }
             _ => {}

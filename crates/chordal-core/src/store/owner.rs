@@ -1,90 +1,121 @@
 //! The owner of a key: versions writes, stores and replicates them,
-//! answers after `W` durable copies; serves reads, asking the replicas when
-//! it lacks a key while a handoff may still be running.
+//! answers after `W` durable copies; decides conditional writes and
+//! updates against the current record, one at a time per key (`hot.rs`);
+//! serves reads from one copy or a quorum, asking the replicas when it
+//! lacks a key while a handoff may still be running, and repairs the
+//! copies it found stale.
 
-use super::{Deadline, OwnerOp, Store, StoreKind, StoreWait, newest};
+use super::hot::Waiting;
+use super::{Deadline, OwnerOp, ReadFor, Store, StoreKind, StoreWait, newest};
 use crate::io::Cx;
 use crate::request::ReplyTo;
-use crate::{Id, Message, NodeRef, OpResult, Record, Time, Version};
-
-/// What an owner reads a key for.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum ReadFor {
-    Get,
-    /// A get of a key that may not be ours (see [`Ownership::Maybe`]).
-    MaybeGet,
-    /// A delete: read, then write a tombstone if there is something.
-    Delete,
-}
+use crate::write::{Decision, Intent, Then, decide};
+use crate::{Consistency, Id, Message, NodeRef, OpResult, Record, Time, Version};
 
 /// Most versions one write gets before the owner gives up on it (each
 /// time a copy holds a newer version than the last one tried).
 pub const MAX_WRITE_ATTEMPTS: u32 = 4;
 
 impl Store {
-    /// Serves a put as the owner `vnode` of `key_id` (checked by the
-    /// request machine): versions it and writes it to the quorum.
-    pub fn put(
+    /// Serves a write (put, delete, update) as the owner `vnode` of
+    /// `key_id` (checked by the request machine). A plain put is versioned
+    /// and written at once; a write that needs the current record reads it
+    /// first, holding the key, and waits if another write holds it.
+    pub fn write(
         &mut self,
         cx: &mut Cx<'_>,
         now: Time,
         vnode: NodeRef,
         (key_id, key): (Id, Vec<u8>),
-        value: Vec<u8>,
+        intent: Intent,
         reply: ReplyTo,
     ) {
         if self.refuses_writes() {
             cx.io.answer(reply, OpResult::WrongOwner);
             return;
         }
-        let version = Version {
-            hlc: self.hlc.tick(now),
-            node: vnode.id,
-        };
-        let record = Record {
+        let answer_by = reply.answer_by(now, cx.config);
+        let w = Waiting {
+            vnode,
             key_id,
-            key,
-            version,
-            value: Some(value),
+            intent,
+            reply,
+            answer_by,
         };
-        let deadline = reply.answer_by(now, cx.config);
-        self.start_write(cx, vnode, record, Some(reply), deadline);
+        if self.hot.held(&key) {
+            self.hot.wait(&key, w);
+            return;
+        }
+        self.begin_write(cx, now, key, w);
+    }
+
+    /// Starts write `w` on `key`, which no write holds: decides it at once
+    /// if it needs no current record, else holds the key and reads it.
+    /// Returns whether the key is now held.
+    fn begin_write(&mut self, cx: &mut Cx<'_>, now: Time, key: Vec<u8>, w: Waiting) -> bool {
+        if now >= w.answer_by {
+            // It waited too long behind others: nothing was done, the
+            // coordinator may try again.
+            cx.io.answer(w.reply, OpResult::Overloaded);
+            return false;
+        }
+        if !w.intent.needs_current() {
+            let current = self.hot.latest(&key).cloned();
+            self.decide_write(
+                cx,
+                now,
+                (w.vnode, w.key_id, key),
+                w.intent,
+                current,
+                w.reply,
+                w.answer_by,
+            );
+            return false;
+        }
+        self.hot.hold(&key);
+        let read = ReadFor::Write(Box::new(w.intent));
+        self.start_read(
+            cx,
+            now,
+            w.vnode,
+            (w.key_id, key),
+            read,
+            w.reply,
+            w.answer_by,
+        );
+        true
+    }
+
+    /// The write holding `key` has decided: start the writes waiting for
+    /// it, in order, until one holds the key again.
+    fn release_key(&mut self, cx: &mut Cx<'_>, now: Time, key: &[u8]) {
+        while let Some(w) = self.hot.release(key) {
+            if self.begin_write(cx, now, key.to_vec(), w) {
+                return;
+            }
+        }
     }
 
     /// Serves a get as the owner `vnode`; `unsure`: the key may not be
     /// ours (see `Ownership::Maybe`), and a miss answers `WrongOwner`.
+    #[allow(clippy::too_many_arguments)]
     pub fn get(
         &mut self,
         cx: &mut Cx<'_>,
         now: Time,
         vnode: NodeRef,
         key: (Id, Vec<u8>),
+        consistency: Consistency,
         unsure: bool,
         reply: ReplyTo,
     ) {
         let why = if unsure {
             ReadFor::MaybeGet
         } else {
-            ReadFor::Get
+            ReadFor::Get(consistency)
         };
-        self.start_read(cx, now, vnode, key, why, reply)
-    }
-
-    /// Serves a delete as the owner `vnode`: reads the key, then writes a
-    /// tombstone if there is something.
-    pub fn delete(
-        &mut self,
-        cx: &mut Cx<'_>,
-        now: Time,
-        vnode: NodeRef,
-        key: (Id, Vec<u8>),
-        reply: ReplyTo,
-    ) {
-        if self.refuses_writes() {
-            cx.io.answer(reply, OpResult::WrongOwner);
-            return;
-        }
-        self.start_read(cx, now, vnode, key, ReadFor::Delete, reply)
+        let answer_by = reply.answer_by(now, cx.config);
+        self.start_read(cx, now, vnode, key, why, reply, answer_by)
     }
 
     /// Draining before a leave (or gone): a write could land behind the
@@ -94,29 +125,55 @@ impl Store {
         self.leaving.is_some() || self.left.is_some()
     }
 
-    /// Stores `record` locally and on the replicas; answers `reply` once
-    /// the write quorum holds it.
-    /// the write quorum holds it, or says it failed at `deadline` (before
-    /// the coordinator gives up waiting).
-    fn start_write(
+    /// Decides `intent` against `current` and, if it writes, versions the
+    /// record above everything seen and starts the write.
+    #[allow(clippy::too_many_arguments)]
+    fn decide_write(
         &mut self,
         cx: &mut Cx<'_>,
-        vnode: NodeRef,
-        record: Record,
-        reply: Option<ReplyTo>,
-        deadline: Time,
+        now: Time,
+        (vnode, key_id, key): (NodeRef, Id, Vec<u8>),
+        intent: Intent,
+        current: Option<Record>,
+        reply: ReplyTo,
+        answer_by: Time,
     ) {
-        self.write_attempt(cx, vnode, record, reply, 1, deadline);
+        match decide(intent, current.as_ref(), now, cx.config.max_value) {
+            Decision::Answer(result) => cx.io.answer(reply, result),
+            Decision::Write {
+                value,
+                expires,
+                then,
+            } => {
+                if let Some(c) = &current {
+                    self.hlc.observe(c.version.hlc);
+                }
+                let version = Version {
+                    hlc: self.hlc.tick(now),
+                    node: vnode.id,
+                };
+                let record = Record {
+                    key_id,
+                    key,
+                    version,
+                    value,
+                    expires,
+                };
+                self.write_attempt(cx, vnode, record, (Some(reply), then), 1, answer_by);
+            }
+        }
     }
 
     /// One attempt of a write: sends `record` to the local store and the
-    /// replicas.
+    /// replicas; answers `reply` (as `then` says) once the write quorum
+    /// holds it, or says it failed at `deadline` (before the coordinator
+    /// gives up waiting).
     fn write_attempt(
         &mut self,
         cx: &mut Cx<'_>,
         vnode: NodeRef,
         record: Record,
-        reply: Option<ReplyTo>,
+        (reply, then): (Option<ReplyTo>, Then),
         attempt: u32,
         deadline: Time,
     ) {
@@ -138,21 +195,23 @@ impl Store {
         let id = cx.io.next();
         for t in &targets {
             let req = cx.io.next();
-            self.replica_reqs.insert(req, id);
+            self.replica_reqs.insert(req, (id, *t));
             let records = vec![record.clone()];
             cx.io.send(vnode, *t, Message::Replicate { req, records });
         }
+        self.hot.applying(&record);
         self.store_op(
             cx,
             StoreKind::Apply {
                 records: vec![record.clone()],
             },
-            StoreWait::OwnerWrite(id),
+            StoreWait::OwnerWrite(id, record.key.clone()),
         );
         self.owners.insert(
             id,
             OwnerOp::Write {
                 reply,
+                then,
                 vnode,
                 record,
                 need,
@@ -165,6 +224,9 @@ impl Store {
         self.deadlines.insert((deadline, Deadline::Owner(id)));
     }
 
+    /// Reads `key` for `why`: our copy, and for a quorum read the replicas'
+    /// at the same time.
+    #[allow(clippy::too_many_arguments)]
     fn start_read(
         &mut self,
         cx: &mut Cx<'_>,
@@ -173,13 +235,17 @@ impl Store {
         (key_id, key): (Id, Vec<u8>),
         why: ReadFor,
         reply: ReplyTo,
+        answer_by: Time,
     ) {
-        let delete = why == ReadFor::Delete;
-        let unsure = why == ReadFor::MaybeGet;
         let id = cx.io.next();
-        // A third of the time: a delete still has to write after.
-        let answer_by = reply.answer_by(now, cx.config);
+        // A write the owner versioned may not be in its store yet.
+        let pending = self.hot.latest(&key).cloned();
+        // A third of the time: a write still has to follow.
         let deadline = now + answer_by.saturating_since(now) / 3;
+        let consistency = match &why {
+            ReadFor::Get(c) => *c,
+            _ => Consistency::Owner,
+        };
         self.store_op(
             cx,
             StoreKind::Get {
@@ -194,16 +260,50 @@ impl Store {
                 reply,
                 vnode,
                 key,
-                delete,
-                unsure,
-                best: None,
+                why,
+                best: pending,
+                local: None,
+                copies: Vec::new(),
+                need: 1,
+                answered: 0,
                 outstanding: 1,
                 asked_replicas: false,
+                failed: false,
                 deadline,
                 answer_by,
             },
         );
         self.deadlines.insert((deadline, Deadline::Owner(id)));
+        if consistency != Consistency::Owner {
+            self.ask_replicas(cx, id, consistency);
+        }
+    }
+
+    /// Asks the replicas of read `id` for their copies; the read then
+    /// answers once `consistency` says enough copies did.
+    fn ask_replicas(&mut self, cx: &mut Cx<'_>, id: u64, consistency: Consistency) {
+        let Some(OwnerOp::Read {
+            vnode,
+            key,
+            need,
+            outstanding,
+            asked_replicas,
+            ..
+        }) = self.owners.get_mut(&id)
+        else {
+            return;
+        };
+        *asked_replicas = true;
+        let targets = cx.ring.replica_targets(vnode, cx.config.replicas);
+        *outstanding += targets.len() as u32;
+        *need = consistency.copies_needed(cx.config.replicas, 1 + targets.len()) as u32;
+        let (vnode, key) = (*vnode, key.clone());
+        for t in targets {
+            let req = cx.io.next();
+            self.replica_reqs.insert(req, (id, t));
+            let key = key.clone();
+            cx.io.send(vnode, t, Message::ReplicaRead { req, key });
+        }
     }
 
     /// The write quorum `W` of `vnode`'s writes when `copies` processes can
@@ -249,6 +349,7 @@ impl Store {
     ) {
         let Some(OwnerOp::Write {
             reply,
+            then,
             record,
             need,
             acked,
@@ -270,7 +371,20 @@ impl Store {
         if acked >= need
             && let Some(r) = reply.take()
         {
-            cx.io.answer(r, OpResult::Stored { version, acked });
+            let result = match then {
+                Then::Stored => OpResult::Stored { version, acked },
+                Then::Replaced(old) => OpResult::Replaced {
+                    version,
+                    acked,
+                    old: old.take(),
+                },
+                Then::Updated(number) => OpResult::Updated {
+                    version,
+                    acked,
+                    number: *number,
+                },
+            };
+            cx.io.answer(r, result);
         }
         if left == 0 {
             self.end_owner(cx, id);
@@ -289,7 +403,7 @@ impl Store {
             return;
         };
         self.deadlines.remove(&(deadline, Deadline::Owner(id)));
-        self.replica_reqs.retain(|_, owner| *owner != id);
+        self.replica_reqs.retain(|_, (owner, _)| *owner != id);
         cx.io.counting.error("kv_store_failed");
         if let Some(r) = reply {
             cx.io.answer(r, OpResult::StoreFailed);
@@ -302,6 +416,7 @@ impl Store {
     fn rewrite(&mut self, cx: &mut Cx<'_>, now: Time, id: u64) {
         let Some(OwnerOp::Write {
             reply,
+            then,
             vnode,
             mut record,
             attempt,
@@ -313,7 +428,7 @@ impl Store {
             return;
         };
         self.deadlines.remove(&(deadline, Deadline::Owner(id)));
-        self.replica_reqs.retain(|_, owner| *owner != id);
+        self.replica_reqs.retain(|_, (owner, _)| *owner != id);
         cx.io.counting.counters.write_rewrites += 1;
         if attempt >= MAX_WRITE_ATTEMPTS || now >= deadline {
             if let Some(r) = reply {
@@ -329,16 +444,19 @@ impl Store {
             hlc: self.hlc.tick(now),
             node: vnode.id,
         };
-        self.write_attempt(cx, vnode, record, reply, attempt + 1, deadline);
+        self.write_attempt(cx, vnode, record, (reply, then), attempt + 1, deadline);
     }
 
-    /// A read answer for read `id`: our copy or a replica's.
+    /// A read answer for read `id`: our copy (`from` is `None`) or a
+    /// replica's; `failed`: our store could not read (that copy does not
+    /// count as an answer).
     pub(super) fn read_answer(
         &mut self,
         cx: &mut Cx<'_>,
         now: Time,
         id: u64,
-        record: Option<Record>,
+        (from, record): (Option<NodeRef>, Option<Record>),
+        failed: bool,
     ) {
         let window = cx.config.handoff_window;
         let recently_grew = self
@@ -346,19 +464,34 @@ impl Store {
             .is_some_and(|t| now.saturating_since(t) < window);
         let Some(OwnerOp::Read {
             best,
+            local,
+            copies,
+            need,
+            answered,
             outstanding,
             asked_replicas,
-            unsure,
+            why,
             vnode,
-            key,
+            failed: read_failed,
             ..
         }) = self.owners.get_mut(&id)
         else {
             return;
         };
+        match from {
+            None => *local = record.as_ref().map(|r| r.version),
+            Some(t) => copies.push((t, record.as_ref().map(|r| r.version))),
+        }
+        *read_failed |= failed && from.is_none();
+        if !failed {
+            *answered += 1;
+        }
         *best = newest(best.take(), record);
         *outstanding = outstanding.saturating_sub(1);
-        if *outstanding > 0 {
+        if *asked_replicas {
+            if *answered >= *need || *outstanding == 0 {
+                self.finish_read(cx, now, id);
+            }
             return;
         }
         // Our range grew recently: our copy may be missing (the handoff is
@@ -368,86 +501,114 @@ impl Store {
         // a node that just joined has not heard from its predecessor, and
         // the write it missed sits on its successor — the previous owner,
         // which acknowledged it alone and is still handing the range over.
+        let unsure = matches!(why, ReadFor::MaybeGet);
         let range_unknown = cx.ring.range_of(vnode).is_none();
-        let missed_unsure = best.is_none() && (*unsure || range_unknown);
-        if !*asked_replicas && (recently_grew || missed_unsure) {
-            *asked_replicas = true;
-            let (vnode, key) = (*vnode, key.clone());
-            let targets = cx.ring.replica_targets(&vnode, cx.config.replicas);
+        let missed_unsure = best.is_none() && (unsure || range_unknown);
+        if recently_grew || missed_unsure {
+            let targets = cx.ring.replica_targets(vnode, cx.config.replicas);
             if !targets.is_empty() {
-                if let Some(OwnerOp::Read { outstanding, .. }) = self.owners.get_mut(&id) {
-                    *outstanding = targets.len() as u32;
-                }
-                for t in targets {
-                    let req = cx.io.next();
-                    self.replica_reqs.insert(req, id);
-                    cx.io.send(
-                        vnode,
-                        t,
-                        Message::ReplicaRead {
-                            req,
-                            key: key.clone(),
-                        },
-                    );
-                }
+                // Every copy that answers in time counts; the read waits
+                // for all of them (or its deadline).
+                self.ask_replicas(cx, id, Consistency::All);
                 return;
             }
         }
         self.finish_read(cx, now, id);
     }
 
-    /// A read has all its answers (or ran out of time): answer the get, or
-    /// write the tombstone of a delete.
+    /// A read has its answers (or ran out of time): repair the stale
+    /// copies, then answer the get, or decide the write that read.
     fn finish_read(&mut self, cx: &mut Cx<'_>, now: Time, id: u64) {
         let Some(OwnerOp::Read {
             reply,
             vnode,
+            key,
             best,
-            delete,
-            unsure,
+            local,
+            copies,
+            need,
+            answered,
+            why,
+            outstanding,
             asked_replicas,
+            failed,
             deadline,
             answer_by,
-            ..
         }) = self.owners.remove(&id)
         else {
             return;
         };
         self.deadlines.remove(&(deadline, Deadline::Owner(id)));
-        if asked_replicas && let Some(r) = &best {
-            // Repair our own copy with what the replicas had.
-            self.store_op(
-                cx,
-                StoreKind::Apply {
-                    records: vec![r.clone()],
-                },
-                StoreWait::Repair,
-            );
+        if outstanding > 0 && asked_replicas {
+            self.replica_reqs.retain(|_, (owner, _)| *owner != id);
         }
-        let found_any = best.is_some();
-        let live = best.filter(|r| !r.is_tombstone());
-        match (live, delete) {
-            (Some(r), false) => {
-                let (value, version) = (r.value.unwrap_or_default(), r.version);
-                cx.io.answer(reply, OpResult::Found { value, version });
+        if let Some(r) = &best {
+            self.repair(cx, vnode, r, local, &copies);
+        }
+        let key_id = Id::hash(&key);
+        match why {
+            ReadFor::Write(intent) => {
+                if failed {
+                    // A write decided on a read that failed could create
+                    // what exists, or lose an increment.
+                    cx.io.counting.error("kv_store_failed");
+                    cx.io.answer(reply, OpResult::StoreFailed);
+                } else {
+                    let at = (vnode, key_id, key.clone());
+                    self.decide_write(cx, now, at, *intent, best, reply, answer_by);
+                }
+                self.release_key(cx, now, &key);
             }
-            (Some(r), true) => {
-                self.hlc.observe(r.version.hlc);
-                let version = Version {
-                    hlc: self.hlc.tick(now),
-                    node: vnode.id,
+            ReadFor::Get(c) if c != Consistency::Owner && answered < need => {
+                // Fewer copies answered than the consistency asks.
+                let result = OpResult::QuorumFailed {
+                    acked: answered,
+                    needed: need,
                 };
-                let tombstone = Record {
-                    key_id: r.key_id,
-                    key: r.key,
-                    version,
-                    value: None,
-                };
-                self.start_write(cx, vnode, tombstone, Some(reply), answer_by);
+                cx.io.answer(reply, result);
             }
-            // Not ours for sure: nothing found proves nothing.
-            (None, _) if unsure && !found_any => cx.io.answer(reply, OpResult::WrongOwner),
-            (None, _) => cx.io.answer(reply, OpResult::NotFound),
+            ReadFor::Get(_) | ReadFor::MaybeGet => {
+                let found_any = best.is_some();
+                let unsure = matches!(why, ReadFor::MaybeGet);
+                let result = match best.filter(|r| r.is_live(now)) {
+                    Some(r) => OpResult::Found {
+                        value: r.value.unwrap_or_default(),
+                        version: r.version,
+                        expires: r.expires,
+                    },
+                    // Not ours for sure: nothing found proves nothing.
+                    None if unsure && !found_any => OpResult::WrongOwner,
+                    None => OpResult::NotFound,
+                };
+                cx.io.answer(reply, result);
+            }
+        }
+    }
+
+    /// Brings copies older than `best` up to it: our own (`local` is its
+    /// version) and each replica's in `copies`. Nothing waits for these.
+    fn repair(
+        &mut self,
+        cx: &mut Cx<'_>,
+        vnode: NodeRef,
+        best: &Record,
+        local: Option<Version>,
+        copies: &[(NodeRef, Option<Version>)],
+    ) {
+        let stale = |v: Option<Version>| v.is_none_or(|v| v < best.version);
+        if stale(local) && self.hot.latest(&best.key).is_none() {
+            let records = vec![best.clone()];
+            self.store_op(cx, StoreKind::Apply { records }, StoreWait::Repair);
+        }
+        for (t, v) in copies {
+            if stale(*v) {
+                cx.io.counting.counters.read_repairs += 1;
+                // An acknowledgement of this request matches nothing and
+                // is dropped.
+                let req = cx.io.next();
+                let records = vec![best.clone()];
+                cx.io.send(vnode, *t, Message::Replicate { req, records });
+            }
         }
     }
 
@@ -477,7 +638,7 @@ impl Store {
                 cx.io.counting.counters.writes_under_replicated += 1;
             }
             self.deadlines.remove(&(deadline, Deadline::Owner(id)));
-            self.replica_reqs.retain(|_, owner| *owner != id);
+            self.replica_reqs.retain(|_, (owner, _)| *owner != id);
             if let Some(r) = reply {
                 cx.io.answer(
                     r,

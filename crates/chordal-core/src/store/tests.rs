@@ -4,10 +4,11 @@
 
 use super::*;
 use crate::testkit::{Fixture, key_in, node};
-use crate::{Config, OpResult, Version};
+use crate::write::Intent;
+use crate::{Config, Consistency, OpResult, Version, WriteOptions};
 
 /// The owner's answers so far, for the local operation numbers.
-fn answers(fx: &mut Fixture) -> Vec<(u64, OpResult)> {
+pub(super) fn answers(fx: &mut Fixture) -> Vec<(u64, OpResult)> {
     fx.io
         .answers
         .drain(..)
@@ -29,6 +30,20 @@ fn replicates(fx: &mut Fixture) -> Vec<(NodeRef, u64, Vec<Record>)> {
             _ => None,
         })
         .collect()
+}
+
+/// Starts read `id` of `key` (its id and bytes) at the fixture's vnode:
+/// `(consistency, unsure)`.
+pub(super) fn read(
+    store: &mut Store,
+    fx: &mut Fixture,
+    key: (Id, Vec<u8>),
+    (consistency, unsure): (Consistency, bool),
+    id: u64,
+) {
+    let (me, now) = (fx.me, fx.now);
+    let reply = ReplyTo::Local(id);
+    store.get(&mut fx.cx(), now, me, key, consistency, unsure, reply);
 }
 
 /// Acknowledges `req` from `from`, as a replica does once durable.
@@ -58,14 +73,11 @@ fn store_answers(store: &mut Store, fx: &mut Fixture, result: StoreResult) -> St
 fn put(store: &mut Store, fx: &mut Fixture, key: &[u8], id: u64) {
     let (me, now) = (fx.me, fx.now);
     let key = (Id::hash(key), key.to_vec());
-    store.put(
-        &mut fx.cx(),
-        now,
-        me,
-        key,
-        b"v".to_vec(),
-        ReplyTo::Local(id),
-    );
+    let intent = Intent::Put {
+        value: b"v".to_vec(),
+        opts: WriteOptions::default(),
+    };
+    store.write(&mut fx.cx(), now, me, key, intent, ReplyTo::Local(id));
 }
 
 #[test]
@@ -215,27 +227,17 @@ fn a_read_that_misses_after_the_range_grew_asks_the_replicas_and_repairs() {
     let key = key_in(&fx);
     let key_id = Id::hash(&key);
     store.range_grew(fx.now);
-    let (me, now) = (fx.me, fx.now);
-    store.get(
-        &mut fx.cx(),
-        now,
-        me,
+    let now = fx.now;
+    read(
+        &mut store,
+        &mut fx,
         (key_id, key.clone()),
-        false,
-        ReplyTo::Local(9),
+        (Consistency::Owner, false),
+        9,
     );
     // Our copy is missing (the handoff is still on its way).
     store_answers(&mut store, &mut fx, StoreResult::Got(None));
-    let asked: Vec<(NodeRef, u64)> = fx
-        .sent()
-        .into_iter()
-        .filter_map(|e| match e.msg {
-            Message::ReplicaRead { req, .. } => {
-                Some((NodeRef::new(e.to.id.unwrap(), e.to.addr), req))
-            }
-            _ => None,
-        })
-        .collect();
+    let asked = replica_reads(&mut fx);
     assert_eq!(asked.len(), 2, "both replicas are asked");
     let version = |hlc| Version {
         hlc,
@@ -262,7 +264,8 @@ fn a_read_that_misses_after_the_range_grew_asks_the_replicas_and_repairs() {
             9,
             OpResult::Found {
                 value,
-                version: version(20)
+                version: version(20),
+                expires: None,
             }
         )]
     );
@@ -276,7 +279,7 @@ fn a_read_that_misses_after_the_range_grew_asks_the_replicas_and_repairs() {
 }
 
 /// The `ReplicaRead`s the store sent since the fixture's last look.
-fn replica_reads(fx: &mut Fixture) -> Vec<(NodeRef, u64)> {
+pub(super) fn replica_reads(fx: &mut Fixture) -> Vec<(NodeRef, u64)> {
     fx.sent()
         .into_iter()
         .filter_map(|e| match e.msg {
@@ -296,12 +299,18 @@ fn a_miss_is_not_found_unless_the_key_may_not_be_ours() {
     let (me, now) = (fx.me, fx.now);
     // Sure it is ours: a miss is NotFound at once.
     let k = (Id::hash(&key), key.clone());
-    store.get(&mut fx.cx(), now, me, k.clone(), false, ReplyTo::Local(1));
+    read(
+        &mut store,
+        &mut fx,
+        k.clone(),
+        (Consistency::Owner, false),
+        1,
+    );
     store_answers(&mut store, &mut fx, StoreResult::Got(None));
     assert!(replica_reads(&mut fx).is_empty());
     // Unsure (no predecessor known): the replicas are asked first; none
     // has it either, so the key is probably not ours: WrongOwner.
-    store.get(&mut fx.cx(), now, me, k, true, ReplyTo::Local(2));
+    read(&mut store, &mut fx, k, (Consistency::Owner, true), 2);
     store_answers(&mut store, &mut fx, StoreResult::Got(None));
     let asked = replica_reads(&mut fx);
     assert_eq!(asked.len(), 2, "both successors are asked");
@@ -329,13 +338,12 @@ fn an_unsure_miss_finds_the_write_its_successor_acknowledged_alone() {
     let mut store = Store::default();
     let key = key_in(&fx);
     let (me, now) = (fx.me, fx.now);
-    store.get(
-        &mut fx.cx(),
-        now,
-        me,
+    read(
+        &mut store,
+        &mut fx,
         (Id::hash(&key), key.clone()),
-        true,
-        ReplyTo::Local(3),
+        (Consistency::Owner, true),
+        3,
     );
     store_answers(&mut store, &mut fx, StoreResult::Got(None));
     let version = Version {
@@ -357,7 +365,8 @@ fn an_unsure_miss_finds_the_write_its_successor_acknowledged_alone() {
             3,
             OpResult::Found {
                 value: b"v".to_vec(),
-                version
+                version,
+                expires: None,
             }
         )]
     );
@@ -375,8 +384,11 @@ fn writes_are_refused_while_draining_for_a_leave_and_reads_still_served() {
     put(&mut store, &mut fx, &key, 1);
     let me = fx.me;
     let k = (Id::hash(&key), key.clone());
-    store.delete(&mut fx.cx(), now, me, k.clone(), ReplyTo::Local(2));
-    store.get(&mut fx.cx(), now, me, k, false, ReplyTo::Local(3));
+    let delete = Intent::Delete {
+        opts: WriteOptions::default(),
+    };
+    store.write(&mut fx.cx(), now, me, k.clone(), delete, ReplyTo::Local(2));
+    read(&mut store, &mut fx, k, (Consistency::Owner, false), 3);
     assert_eq!(
         answers(&mut fx),
         vec![(1, OpResult::WrongOwner), (2, OpResult::WrongOwner)]

@@ -1,0 +1,225 @@
+//! Conditional writes, updates and quorum reads at the owner, tested on
+//! the store machine alone (a fixed ring, a fake clock, storage answered by
+//! hand): a write that needs the current record holds the key, the next
+//! waits and decides against the first one's record even before the store
+//! has applied it.
+
+use super::tests::{answers, read, replica_reads};
+use super::*;
+use crate::testkit::{Fixture, key_in};
+use crate::write::Intent;
+use crate::{Change, Condition, Consistency, OpResult, WriteOptions};
+
+fn write(store: &mut Store, fx: &mut Fixture, key: &[u8], intent: Intent, id: u64) {
+    let (me, now) = (fx.me, fx.now);
+    let key = (Id::hash(key), key.to_vec());
+    store.write(&mut fx.cx(), now, me, key, intent, ReplyTo::Local(id));
+}
+
+fn create_only(value: &[u8]) -> Intent {
+    Intent::Put {
+        value: value.to_vec(),
+        opts: WriteOptions {
+            condition: Condition::Absent,
+            ..WriteOptions::default()
+        },
+    }
+}
+
+/// The storage requests asked for so far.
+fn requests(store: &mut Store) -> Vec<StoreRequest> {
+    std::iter::from_fn(|| store.poll_store()).collect()
+}
+
+/// Answers a storage read with `record`.
+fn answer_read(store: &mut Store, fx: &mut Fixture, req: &StoreRequest, record: Option<Record>) {
+    assert!(matches!(req.kind, StoreKind::Get { .. }), "{:?}", req.kind);
+    let now = fx.now;
+    store.handle_store(&mut fx.cx(), now, req.op, StoreResult::Got(record));
+}
+
+/// Acknowledges every `Replicate` sent so far, as durable replicas do.
+fn ack_all(store: &mut Store, fx: &mut Fixture) {
+    for e in fx.sent() {
+        if let Message::Replicate { req, .. } = e.msg {
+            let from = NodeRef::new(e.to.id.unwrap(), e.to.addr);
+            let to = fx.me.into();
+            let msg = Message::ReplicateAck {
+                req,
+                ok: true,
+                newer: None,
+                busy: false,
+            };
+            let now = fx.now;
+            store.handle_message(&mut fx.cx(), now, Envelope { from, to, msg });
+        }
+    }
+}
+
+#[test]
+fn of_two_create_only_writes_exactly_one_succeeds() {
+    let mut fx = Fixture::three_processes();
+    let mut store = Store::default();
+    let key = key_in(&fx);
+    write(&mut store, &mut fx, &key, create_only(b"first"), 1);
+    write(&mut store, &mut fx, &key, create_only(b"second"), 2);
+    // Only the first reads: the second waits for the key.
+    let reqs = requests(&mut store);
+    assert_eq!(reqs.len(), 1);
+    answer_read(&mut store, &mut fx, &reqs[0], None);
+    // The first writes; the second now reads — and the store has not
+    // applied the first yet, so its read misses.
+    let reqs = requests(&mut store);
+    assert!(matches!(reqs[0].kind, StoreKind::Apply { .. }));
+    answer_read(&mut store, &mut fx, &reqs[1], None);
+    ack_all(&mut store, &mut fx);
+    let got = answers(&mut fx);
+    let first = got.iter().find(|(id, _)| *id == 1).expect("first answered");
+    let OpResult::Stored { version, .. } = first.1 else {
+        panic!("the first is stored: {got:?}");
+    };
+    let second = got
+        .iter()
+        .find(|(id, _)| *id == 2)
+        .expect("second answered");
+    assert_eq!(
+        second.1,
+        OpResult::PreconditionFailed {
+            current: Some(version)
+        }
+    );
+}
+
+#[test]
+fn increments_queue_on_the_key_and_none_is_lost() {
+    let mut fx = Fixture::three_processes();
+    let mut store = Store::default();
+    let key = key_in(&fx);
+    for id in 1..=3 {
+        write(
+            &mut store,
+            &mut fx,
+            &key,
+            Intent::Update(Change::IncrBy(5)),
+            id,
+        );
+    }
+    // Each increment reads only once the one before it is versioned; the
+    // store never applies anything here, so every read misses and only the
+    // pending records carry the count.
+    for _ in 0..3 {
+        let reqs = requests(&mut store);
+        let read = reqs
+            .iter()
+            .find(|r| matches!(r.kind, StoreKind::Get { .. }))
+            .expect("the next increment reads");
+        answer_read(&mut store, &mut fx, read, None);
+    }
+    ack_all(&mut store, &mut fx);
+    let mut numbers: Vec<i64> = answers(&mut fx)
+        .into_iter()
+        .map(|(_, r)| match r {
+            OpResult::Updated { number, .. } => number,
+            other => panic!("an increment answered {other:?}"),
+        })
+        .collect();
+    numbers.sort();
+    assert_eq!(numbers, vec![5, 10, 15]);
+}
+
+#[test]
+fn a_read_sees_a_write_the_store_has_not_applied_yet() {
+    let mut fx = Fixture::three_processes();
+    let mut store = Store::default();
+    let key = key_in(&fx);
+    let put = Intent::Put {
+        value: b"v1".to_vec(),
+        opts: WriteOptions::default(),
+    };
+    write(&mut store, &mut fx, &key, put, 1);
+    ack_all(&mut store, &mut fx);
+    assert!(matches!(
+        answers(&mut fx)[..],
+        [(1, OpResult::Stored { .. })]
+    ));
+    let k = (Id::hash(&key), key.clone());
+    read(&mut store, &mut fx, k, (Consistency::Owner, false), 2);
+    let reqs = requests(&mut store);
+    let read = reqs
+        .iter()
+        .find(|r| matches!(r.kind, StoreKind::Get { .. }));
+    answer_read(&mut store, &mut fx, read.expect("a read"), None);
+    let got = answers(&mut fx);
+    assert!(
+        matches!(&got[..], [(2, OpResult::Found { value, .. })] if value == b"v1"),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn a_quorum_read_takes_the_newest_of_two_copies_and_repairs_the_stale_one() {
+    let mut fx = Fixture::three_processes();
+    let mut store = Store::default();
+    let key = key_in(&fx);
+    let key_id = Id::hash(&key);
+    let (me, now) = (fx.me, fx.now);
+    let k = (key_id, key.clone());
+    read(&mut store, &mut fx, k, (Consistency::Quorum, false), 5);
+    let asked = replica_reads(&mut fx);
+    assert_eq!(asked.len(), 2, "both replicas are asked at once");
+    let old = Version {
+        hlc: 5,
+        node: me.id,
+    };
+    let new = Version {
+        hlc: 9,
+        node: me.id,
+    };
+    let rec = |v: Version, value: &[u8]| Record::new(key.clone(), v, Some(value.to_vec()));
+    // Our copy is old; the first replica has the newest: two copies, done.
+    let reqs = requests(&mut store);
+    answer_read(&mut store, &mut fx, &reqs[0], Some(rec(old, b"old")));
+    assert!(answers(&mut fx).is_empty(), "one copy is not a quorum of 3");
+    let reply = Message::ReplicaReadReply {
+        req: asked[0].1,
+        record: Some(rec(new, b"new")),
+    };
+    let env = Envelope {
+        from: asked[0].0,
+        to: me.into(),
+        msg: reply,
+    };
+    store.handle_message(&mut fx.cx(), now, env);
+    let got = answers(&mut fx);
+    assert!(
+        matches!(&got[..], [(5, OpResult::Found { value, version, .. })] if value == b"new" && *version == new),
+        "{got:?}"
+    );
+    // Our stale copy is repaired; the replica that had not answered is not
+    // waited for.
+    let repairs = requests(&mut store);
+    assert!(
+        matches!(&repairs[..], [StoreRequest { kind: StoreKind::Apply { records }, .. }] if records[0].version == new)
+    );
+    let applied = StoreResult::Applied(vec![Applied::Stored]);
+    store.handle_store(&mut fx.cx(), now, repairs[0].op, applied);
+    assert_eq!(store.in_flight(), 0, "nothing is left waiting");
+}
+
+#[test]
+fn an_expired_value_reads_as_missing() {
+    let mut fx = Fixture::three_processes();
+    let mut store = Store::default();
+    let key = key_in(&fx);
+    let (me, now) = (fx.me, fx.now);
+    let v = Version {
+        hlc: 5,
+        node: me.id,
+    };
+    let expired = Record::new(key.clone(), v, Some(b"x".to_vec())).expiring(Some(now));
+    let k = (Id::hash(&key), key.clone());
+    read(&mut store, &mut fx, k, (Consistency::Owner, false), 1);
+    let reqs = requests(&mut store);
+    answer_read(&mut store, &mut fx, &reqs[0], Some(expired));
+    assert_eq!(answers(&mut fx), vec![(1, OpResult::NotFound)]);
+}

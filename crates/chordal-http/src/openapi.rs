@@ -1,0 +1,323 @@
+//! `GET /v1/openapi.json`: the OpenAPI 3.1 document of every route.
+//!
+//! Written by hand beside the handlers; the tests below check it against
+//! the router both ways (every route and method served is documented, and
+//! every documented one is served).
+
+use axum::Json;
+use serde_json::{Value, json};
+
+/// An error response as every route answers them.
+fn error(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    })
+}
+
+fn json_body(description: &str, schema: Value) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": schema}}})
+}
+
+fn key_param(name: &str) -> Value {
+    json!({
+        "name": name, "in": "path", "required": true,
+        "description": "Percent-encoded UTF-8; its id on the ring is SHA-1 of its bytes.",
+        "schema": {"type": "string", "maxLength": 1024}
+    })
+}
+
+fn query(name: &str, description: &str, schema: Value) -> Value {
+    json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema})
+}
+
+fn header(name: &str, description: &str) -> Value {
+    json!({"name": name, "in": "header", "required": false, "description": description, "schema": {"type": "string"}})
+}
+
+/// The written answer of a put or delete.
+fn stored_schema() -> Value {
+    json!({
+        "type": "object",
+        "required": ["key", "version", "replicas_acked", "replicas"],
+        "properties": {
+            "key": {"type": "string"},
+            "version": {"type": "string", "description": "<hlc>-<vnode id hex>"},
+            "replicas_acked": {"type": "integer"},
+            "replicas": {"type": "integer", "description": "R, the copies the ring keeps"}
+        }
+    })
+}
+
+/// `/v1/kv/{key}`: get, put, delete.
+fn kv_path(unavailable: &Value) -> Value {
+    json!({
+        "get": {
+            "summary": "Read a value: raw bytes with X-Chordal-Version, ETag and (if it expires) X-Chordal-Expires",
+            "parameters": [
+                key_param("key"),
+                query("consistency", "one (the owner's copy, default), quorum or all: newest wins, stale copies are repaired", json!({"enum": ["one", "quorum", "all"]})),
+                query("local", "true: this node's own copy, without routing", json!({"type": "boolean"}))
+            ],
+            "responses": {
+                "200": {"description": "The value", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+                "400": error("Bad key or consistency"),
+                "404": error("No such key (or deleted, or expired)"),
+                "503": unavailable.clone()
+            }
+        },
+        "put": {
+            "summary": "Store the body as the key's value",
+            "parameters": [
+                key_param("key"),
+                query("ttl", "Seconds until the value expires", json!({"type": "integer", "minimum": 1})),
+                header("X-Chordal-Expires", "Expire at these Unix seconds instead of a ttl"),
+                header("If-None-Match", "\"*\": create only"),
+                header("If-Match", "<version>: only if that is the current version (\"*\": only if the key exists)")
+            ],
+            "requestBody": {"required": true, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+            "responses": {
+                "200": json_body("Stored on the write quorum", json!({"$ref": "#/components/schemas/Stored"})),
+                "400": error("Bad key, ttl or condition"),
+                "412": error("The condition does not hold; nothing written (version: the current one)"),
+                "413": error("Value over the limit"),
+                "503": unavailable.clone(),
+                "507": error("The owner's storage is full or failing")
+            }
+        },
+        "delete": {
+            "summary": "Delete the key (a tombstone)",
+            "parameters": [key_param("key"), header("If-Match", "<version>: only if that is the current version")],
+            "responses": {
+                "200": json_body("The tombstone's write", json!({"$ref": "#/components/schemas/Stored"})),
+                "404": error("No such key"),
+                "412": error("The condition does not hold; nothing deleted"),
+                "503": unavailable.clone(),
+                "507": error("The owner's storage is full or failing")
+            }
+        }
+    })
+}
+
+/// `/v1/kv:batch`.
+fn batch_path() -> Value {
+    let any = json!({"type": "object"});
+    let _ = &any;
+    json!({"post": {
+        "summary": "Many gets, puts and deletes at once (at most 1000; the body within the value limit); results in order, each with the status its single-key route would give",
+        "requestBody": {"required": true, "content": {"application/json": {"schema": {
+            "type": "object", "required": ["ops"],
+            "properties": {"ops": {"type": "array", "maxItems": 1000, "items": {
+                "type": "object", "required": ["op", "key"],
+                "properties": {
+                    "op": {"enum": ["get", "put", "delete"]},
+                    "key": {"type": "string"},
+                    "value_b64": {"type": "string", "contentEncoding": "base64"},
+                    "ttl": {"type": "integer", "minimum": 1},
+                    "if_absent": {"type": "boolean"},
+                    "if_version": {"type": "string"},
+                    "consistency": {"enum": ["one", "quorum", "all"]}
+                }
+            }}}
+        }}}},
+        "responses": {
+            "200": json_body("One result per op", json!({
+                "type": "object",
+                "properties": {"results": {"type": "array", "items": {
+                    "type": "object", "required": ["status", "key"],
+                    "properties": {
+                        "status": {"type": "integer"}, "key": {"type": "string"},
+                        "value_b64": {"type": "string"}, "version": {"type": "string"},
+                        "expires": {"type": "integer"}, "replicas_acked": {"type": "integer"},
+                        "code": {"type": "string"}, "error": {"type": "string"}
+                    }
+                }}}
+            })),
+            "400": error("Not a batch, or more than 1000 ops"),
+            "413": error("Body over the limit")
+        }
+    }})
+}
+
+/// The document.
+pub fn document() -> Value {
+    let any = json!({"type": "object"});
+    let unavailable =
+        error("Overloaded (with Retry-After), lookup failed, quorum failed or unavailable");
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Chordal node API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "The HTTP/JSON API of one node of a Chordal ring (docs/http-api.md). Any node serves any key: it finds the key's owner on the ring. With --api-tokens every route but /v1/health needs `Authorization: Bearer TOKEN` (roles read, write, admin)."
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error", "code"],
+                    "properties": {
+                        "error": {"type": "string"},
+                        "code": {"type": "string"},
+                        "version": {"type": ["string", "null"], "description": "412: the key's current version"}
+                    }
+                },
+                "Node": {
+                    "type": "object",
+                    "properties": {"id": {"type": "string"}, "addr": {"type": "string"}, "api": {"type": ["string", "null"]}}
+                },
+                "Stored": stored_schema()
+            }
+        },
+        "security": [{}, {"bearer": []}],
+        "paths": {
+            "/v1/health": {"get": {
+                "summary": "Liveness and readiness: 200 once the node has joined",
+                "responses": {
+                    "200": json_body("Joined (status ok, or degraded with the storage problem)", any.clone()),
+                    "503": error("Not joined yet")
+                }
+            }},
+            "/v1/openapi.json": {"get": {
+                "summary": "This document",
+                "responses": {"200": json_body("OpenAPI 3.1", any.clone())}
+            }},
+            "/metrics": {"get": {
+                "summary": "Prometheus text format",
+                "responses": {"200": {"description": "Metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}}
+            }},
+            "/": {"get": {
+                "summary": "The dashboard (HTML)",
+                "responses": {"200": {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}}
+            }},
+            "/v1/events": {"get": {
+                "summary": "Server-sent events of the node's ring changes (the dashboard's feed)",
+                "responses": {"200": {"description": "An event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}}}
+            }},
+            "/v1/node": {"get": {
+                "summary": "This node: id, predecessor, successors, fingers, keys stored, vnodes",
+                "responses": {"200": json_body("Routing state", any.clone())}
+            }},
+            "/v1/ring": {"get": {
+                "summary": "Every node in ring order, found by walking successors",
+                "responses": {"200": json_body("The ring", any.clone()), "503": unavailable.clone()}
+            }},
+            "/v1/locate/{key}": {"get": {
+                "summary": "The key's id, owner, replicas and the lookup's hops",
+                "parameters": [key_param("key"), query("mode", "recursive (default) or iterative", json!({"enum": ["recursive", "iterative"]}))],
+                "responses": {"200": json_body("Where the key lives", any.clone()), "400": error("Bad key or mode"), "503": unavailable.clone()}
+            }},
+            "/v1/kv/{key}": kv_path(&unavailable),
+            "/v1/kv:batch": batch_path(),
+            "/v1/topics/{topic}": {
+                "get": {
+                    "summary": "Subscribe: a server-sent-events stream of the topic's publications",
+                    "parameters": [key_param("topic")],
+                    "responses": {"200": {"description": "Events (binary payloads as event: binary, base64)", "content": {"text/event-stream": {"schema": {"type": "string"}}}}, "503": unavailable.clone()}
+                },
+                "post": {
+                    "summary": "Publish the body on the topic",
+                    "parameters": [key_param("topic")],
+                    "requestBody": {"required": true, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+                    "responses": {"200": json_body("Queued for this many subscriber processes", any), "413": error("Message over the limit"), "503": unavailable}
+                }
+            }
+        }
+    })
+}
+
+/// `GET /v1/openapi.json`.
+pub async fn serve() -> Json<Value> {
+    Json(document())
+}
+
+/// The OpenAPI form of an axum path: `{*key}` → `{key}`.
+#[cfg(test)]
+fn openapi_path(axum: &str) -> String {
+    axum.replace("{*", "{")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::{NO_SUCH_ENDPOINT, routes};
+    use axum::body::Body;
+    use axum::http::{Method, Request, StatusCode};
+    use std::collections::BTreeSet;
+    use tower::ServiceExt;
+
+    const METHODS: [&str; 5] = ["GET", "PUT", "POST", "DELETE", "PATCH"];
+
+    /// (OpenAPI path, method) of every route and method the router serves.
+    fn served() -> BTreeSet<(String, String)> {
+        routes()
+            .iter()
+            .flat_map(|r| {
+                r.methods
+                    .iter()
+                    .map(|m| (openapi_path(r.path), m.to_lowercase()))
+            })
+            .collect()
+    }
+
+    fn documented() -> BTreeSet<(String, String)> {
+        let doc = document();
+        let mut out = BTreeSet::new();
+        for (path, ops) in doc["paths"].as_object().expect("paths") {
+            for method in ops.as_object().expect("operations").keys() {
+                out.insert((path.clone(), method.clone()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_route_is_documented_and_every_documented_route_is_served() {
+        let (served, documented) = (served(), documented());
+        let undocumented: Vec<_> = served.difference(&documented).collect();
+        let missing: Vec<_> = documented.difference(&served).collect();
+        assert!(
+            undocumented.is_empty(),
+            "served, not documented: {undocumented:?}"
+        );
+        assert!(missing.is_empty(), "documented, not served: {missing:?}");
+        assert_eq!(document()["openapi"], "3.1.0");
+    }
+
+    /// The route table says what the handlers do: each listed method is
+    /// answered by its handler, each other one is 405 — so the document,
+    /// checked against the table above, is checked against the router.
+    #[tokio::test]
+    async fn the_route_table_matches_what_the_router_answers() {
+        let node = chordal_node::Node::builder().start().await.expect("node");
+        let app = crate::router(node.clone(), crate::ApiConfig::default());
+        for r in routes() {
+            let path = r.path.replace("{*key}", "k").replace("{*topic}", "t");
+            for method in METHODS {
+                let request = Request::builder()
+                    .method(Method::from_bytes(method.as_bytes()).unwrap())
+                    .uri(&path)
+                    .body(Body::from("{\"ops\":[]}"))
+                    .unwrap();
+                let response = app.clone().oneshot(request).await.expect("answer");
+                let status = response.status();
+                if status == StatusCode::NOT_FOUND {
+                    // A key not found is fine; the fallback is not. (Other
+                    // bodies are not read: streams never end by themselves.)
+                    let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+                        .await
+                        .unwrap_or_default();
+                    let fallback = String::from_utf8_lossy(&body).contains(NO_SUCH_ENDPOINT);
+                    assert!(!fallback, "{method} {path}: the fallback answered");
+                }
+                if r.methods.contains(&method) {
+                    assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+                } else {
+                    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+                }
+            }
+        }
+        node.leave().await;
+    }
+}

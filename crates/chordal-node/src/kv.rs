@@ -1,0 +1,355 @@
+//! The key-value store's operations, once for every handle that reaches the
+//! ring: a [`Node`](crate::Node) inside it and a [`Client`](crate::Client)
+//! outside. Each handle only says how it carries a [`StoreOp`] to the key's
+//! owner ([`KeyValue::run`]); the typed operations are written here.
+
+use crate::Error;
+use chordal_core::{
+    Change, Condition, Consistency, Expiry, OpError, Operation, Outcome, PutOptions, Replaced,
+    Time, Versioned, Written,
+};
+use std::future::Future;
+
+/// A store operation as an application gives it: an expiry may still be
+/// relative ([`Expiry::After`]); the handle makes it absolute with its clock
+/// when it starts the operation.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum StoreOp {
+    /// Store `value` under `key`.
+    Put {
+        /// The key (its bytes).
+        key: Vec<u8>,
+        /// The value's bytes.
+        value: Vec<u8>,
+        /// Expiry, condition, whether to answer the replaced value.
+        options: PutOptions,
+    },
+    /// Read `key`.
+    Get {
+        /// The key (its bytes).
+        key: Vec<u8>,
+        /// How many copies answer.
+        consistency: Consistency,
+    },
+    /// Delete `key`.
+    Delete {
+        /// The key (its bytes).
+        key: Vec<u8>,
+        /// Condition, whether to answer the deleted value.
+        options: PutOptions,
+    },
+    /// Increment or append at the owner.
+    Update {
+        /// The key (its bytes).
+        key: Vec<u8>,
+        /// What to compute (not [`Change::Expire`]: see `Expire`).
+        change: Change,
+    },
+    /// Give the value a new expiry ([`Expiry::Never`]: none).
+    Expire {
+        /// The key (its bytes).
+        key: Vec<u8>,
+        /// The new expiry.
+        expiry: Expiry,
+    },
+}
+
+impl StoreOp {
+    /// A put with `options`, answering the replaced value if `return_old`.
+    pub fn put(key: Vec<u8>, value: Vec<u8>, options: PutOptions, return_old: bool) -> StoreOp {
+        let options = PutOptions {
+            return_old,
+            ..options
+        };
+        StoreOp::Put {
+            key,
+            value,
+            options,
+        }
+    }
+
+    /// The key.
+    pub fn key(&self) -> &[u8] {
+        match self {
+            StoreOp::Put { key, .. }
+            | StoreOp::Get { key, .. }
+            | StoreOp::Delete { key, .. }
+            | StoreOp::Update { key, .. }
+            | StoreOp::Expire { key, .. } => key,
+        }
+    }
+
+    /// The operation for the owner, its expiry made absolute at `now`.
+    pub fn at(self, now: Time) -> Operation {
+        match self {
+            StoreOp::Put {
+                key,
+                value,
+                options,
+            } => Operation::Put {
+                key,
+                value,
+                opts: options.at(now),
+            },
+            StoreOp::Get { key, consistency } => Operation::Get { key, consistency },
+            StoreOp::Delete { key, options } => Operation::Delete {
+                key,
+                opts: options.at(now),
+            },
+            StoreOp::Update { key, change } => Operation::Update { key, change },
+            StoreOp::Expire { key, expiry } => Operation::Update {
+                key,
+                change: Change::Expire(expiry.resolve(now)),
+            },
+        }
+    }
+
+    /// A short name for metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            StoreOp::Put { .. } => "put",
+            StoreOp::Get { .. } => "get",
+            StoreOp::Delete { .. } => "delete",
+            StoreOp::Update { .. } => "update",
+            StoreOp::Expire { .. } => "expire",
+        }
+    }
+}
+
+/// The store's operations, on any handle that reaches the ring. Bring it
+/// into scope (`use chordal_node::KeyValue;`) to call them.
+///
+/// Every operation fails with the [`OpError`]s of [`Error::Op`] its
+/// documentation names, or with the handle's own errors (for a `Node`:
+/// [`Error::Stopped`]; for a `Client`: no seed reachable, a timeout).
+pub trait KeyValue: Sync {
+    /// Carries `op` to the key's owner and returns how it ended.
+    fn run(&self, op: StoreOp) -> impl Future<Output = Result<Outcome, Error>> + Send;
+
+    /// Runs `ops` at once; their outcomes in the same order. A `Node`
+    /// starts them together, so that the requests for one owner leave in
+    /// one write (a batch of n keys costs about one round trip per owner).
+    fn run_many(
+        &self,
+        ops: Vec<StoreOp>,
+    ) -> impl Future<Output = Vec<Result<Outcome, Error>>> + Send {
+        futures_util::future::join_all(ops.into_iter().map(|op| self.run(op)))
+    }
+
+    /// Reads every key of `keys` at once, as [`KeyValue::get`] does each;
+    /// the answers in the same order.
+    fn get_many(
+        &self,
+        keys: Vec<Vec<u8>>,
+    ) -> impl Future<Output = Vec<Result<Option<Versioned>, Error>>> + Send {
+        async move {
+            let consistency = Consistency::Owner;
+            let ops = keys
+                .into_iter()
+                .map(|key| StoreOp::Get { key, consistency })
+                .collect();
+            let outcomes = self.run_many(ops).await;
+            outcomes.into_iter().map(|r| Ok(r?.value()?)).collect()
+        }
+    }
+
+    /// Stores every `(key, value)` of `pairs` at once, as
+    /// [`KeyValue::put`] does each; the answers in the same order.
+    fn put_many(
+        &self,
+        pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> impl Future<Output = Vec<Result<Written, Error>>> + Send {
+        async move {
+            let ops = pairs
+                .into_iter()
+                .map(|(key, value)| StoreOp::put(key, value, PutOptions::default(), false))
+                .collect();
+            let outcomes = self.run_many(ops).await;
+            outcomes.into_iter().map(|r| Ok(r?.written()?)).collect()
+        }
+    }
+
+    /// Stores `value` under `key`, durable on the write quorum when `Ok`.
+    /// Fails with `Timeout`, `NotJoined`, `Overloaded`, `TooLarge`,
+    /// `Lookup`, `Redirects`, `QuorumFailed` (the write may exist on fewer
+    /// copies), `QuorumUnavailable` (nothing was written) or `StoreFailed`.
+    ///
+    /// ```no_run
+    /// # async fn demo(node: chordal_node::Node) -> Result<(), chordal_node::Error> {
+    /// use chordal_node::KeyValue;
+    /// let written = node.put(b"user:42".to_vec(), b"Ada".to_vec()).await?;
+    /// println!("version {:?} on {} copies", written.version, written.acked);
+    /// # Ok(()) }
+    /// ```
+    fn put(
+        &self,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    ) -> impl Future<Output = Result<Written, Error>> + Send {
+        self.put_with(key, value, PutOptions::default())
+    }
+
+    /// [`KeyValue::put`] with options: an expiry, a condition on the
+    /// current value (fails with `PreconditionFailed` naming the current
+    /// version when it does not hold, and nothing is written).
+    /// `options.return_old` is ignored: see [`KeyValue::swap`].
+    ///
+    /// ```no_run
+    /// # async fn demo(node: chordal_node::Node) -> Result<(), chordal_node::Error> {
+    /// use chordal_node::{Condition, Expiry, KeyValue, PutOptions};
+    /// use std::time::Duration;
+    /// let lease = PutOptions {
+    ///     expiry: Expiry::After(Duration::from_secs(30)),
+    ///     condition: Condition::Absent, // create only
+    ///     ..PutOptions::default()
+    /// };
+    /// node.put_with(b"lock:a".to_vec(), b"me".to_vec(), lease).await?;
+    /// # Ok(()) }
+    /// ```
+    fn put_with(
+        &self,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        options: PutOptions,
+    ) -> impl Future<Output = Result<Written, Error>> + Send {
+        let op = StoreOp::put(key, value, options, false);
+        async move { Ok(self.run(op).await?.written()?) }
+    }
+
+    /// Stores `value` under `key` like [`KeyValue::put_with`] and returns
+    /// the value it replaced (RESP `SET … GET`).
+    fn swap(
+        &self,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        options: PutOptions,
+    ) -> impl Future<Output = Result<Replaced, Error>> + Send {
+        let op = StoreOp::put(key, value, options, true);
+        async move {
+            let replaced = self.run(op).await?.replaced()?;
+            replaced.ok_or(Error::Op(OpError::UnexpectedAnswer))
+        }
+    }
+
+    /// Reads `key` from its owner: value, version and expiry, or `None` if
+    /// it does not exist (or was deleted, or expired). Fails as
+    /// [`KeyValue::put`] does, but never with a quorum error.
+    ///
+    /// ```no_run
+    /// # async fn demo(node: chordal_node::Node) -> Result<(), chordal_node::Error> {
+    /// use chordal_node::KeyValue;
+    /// if let Some(v) = node.get(b"user:42".to_vec()).await? {
+    ///     println!("{}", String::from_utf8_lossy(&v.value));
+    /// }
+    /// # Ok(()) }
+    /// ```
+    fn get(&self, key: Vec<u8>) -> impl Future<Output = Result<Option<Versioned>, Error>> + Send {
+        self.get_with(key, Consistency::Owner)
+    }
+
+    /// Reads `key` from as many copies as `consistency` says: the newest
+    /// wins and stale copies are repaired. `QuorumFailed` if fewer copies
+    /// answered in time.
+    fn get_with(
+        &self,
+        key: Vec<u8>,
+        consistency: Consistency,
+    ) -> impl Future<Output = Result<Option<Versioned>, Error>> + Send {
+        async move {
+            let op = StoreOp::Get { key, consistency };
+            Ok(self.run(op).await?.value()?)
+        }
+    }
+
+    /// Deletes `key` (writes a tombstone): the tombstone's write, or `None`
+    /// if the key did not exist. Fails as [`KeyValue::put`] does.
+    fn delete(&self, key: Vec<u8>) -> impl Future<Output = Result<Option<Written>, Error>> + Send {
+        self.delete_if(key, Condition::Always)
+    }
+
+    /// Deletes `key` if `condition` holds (else `PreconditionFailed`).
+    fn delete_if(
+        &self,
+        key: Vec<u8>,
+        condition: Condition,
+    ) -> impl Future<Output = Result<Option<Written>, Error>> + Send {
+        async move {
+            let options = PutOptions {
+                condition,
+                ..PutOptions::default()
+            };
+            let op = StoreOp::Delete { key, options };
+            Ok(self.run(op).await?.deleted()?)
+        }
+    }
+
+    /// Deletes `key` and returns the value it held (RESP `GETDEL`), or
+    /// `None` if it did not exist.
+    fn take(&self, key: Vec<u8>) -> impl Future<Output = Result<Option<Replaced>, Error>> + Send {
+        async move {
+            let options = PutOptions {
+                return_old: true,
+                ..PutOptions::default()
+            };
+            let op = StoreOp::Delete { key, options };
+            Ok(self.run(op).await?.replaced()?)
+        }
+    }
+
+    /// Adds `by` to the value read as a decimal 64-bit integer (a missing
+    /// key counts as 0), atomically at the owner: concurrent increments
+    /// from any nodes all count. Returns the new value. `NotAnInteger`,
+    /// `Overflow` when they say so; the value's expiry stays.
+    fn incr_by(&self, key: Vec<u8>, by: i64) -> impl Future<Output = Result<i64, Error>> + Send {
+        async move {
+            let op = StoreOp::Update {
+                key,
+                change: Change::IncrBy(by),
+            };
+            updated_number(self.run(op).await?)
+        }
+    }
+
+    /// Appends `tail` to the value (a missing key counts as empty),
+    /// atomically at the owner; returns the new length. `TooLarge` past
+    /// the value limit.
+    fn append(
+        &self,
+        key: Vec<u8>,
+        tail: Vec<u8>,
+    ) -> impl Future<Output = Result<u64, Error>> + Send {
+        async move {
+            let op = StoreOp::Update {
+                key,
+                change: Change::Append(tail),
+            };
+            Ok(updated_number(self.run(op).await?)?.max(0) as u64)
+        }
+    }
+
+    /// Gives `key`'s value a new expiry ([`Expiry::Never`]: none; a time in
+    /// the past expires it now). `false` if the key does not exist, or
+    /// already had no expiry when asked for none.
+    fn expire(
+        &self,
+        key: Vec<u8>,
+        expiry: Expiry,
+    ) -> impl Future<Output = Result<bool, Error>> + Send {
+        async move {
+            let op = StoreOp::Expire { key, expiry };
+            match self.run(op).await?.updated()? {
+                Some(u) => Ok(u.number == 1),
+                None => Ok(false),
+            }
+        }
+    }
+}
+
+/// The number of an update's outcome; a missing key cannot happen for
+/// increments and appends.
+fn updated_number(outcome: Outcome) -> Result<i64, Error> {
+    match outcome.updated()? {
+        Some(u) => Ok(u.number),
+        None => Err(Error::Op(OpError::UnexpectedAnswer)),
+    }
+}
