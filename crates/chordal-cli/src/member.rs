@@ -49,6 +49,10 @@ pub struct NodeArgs {
     /// --tls-dir; issue it with --san for the names clients use).
     #[arg(long, env = "CHORDAL_API_TLS", requires = "tls_dir")]
     api_tls: bool,
+    /// Serve the Redis protocol (RESP2, RESP3 via HELLO 3) here: any Redis
+    /// client reaches the ring's data through this node.
+    #[arg(long, env = "CHORDAL_RESP", value_name = "HOST:PORT")]
+    resp: Option<SocketAddr>,
 }
 
 /// Protocol settings shared by `node` and `cluster`.
@@ -156,12 +160,15 @@ impl RingArgs {
     }
 }
 
-/// A running ring member: the node and its HTTP server.
+/// A running ring member: the node, its HTTP server and the other front
+/// ends it serves (RESP).
 pub struct Member {
     pub node: Node,
     pub api: SocketAddr,
-    http: tokio::task::JoinHandle<std::io::Result<()>>,
-    stop_http: CancellationToken,
+    /// The Redis-protocol address, if served.
+    pub resp: Option<SocketAddr>,
+    servers: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
+    stop_servers: CancellationToken,
 }
 
 impl Member {
@@ -181,8 +188,8 @@ impl Member {
             .start()
             .await
             .context("cannot start the node")?;
-        let stop_http = CancellationToken::new();
-        let stop = stop_http.clone();
+        let stop_servers = CancellationToken::new();
+        let stop = stop_servers.clone();
         let http = tokio::spawn(chordal_http::serve(
             listener,
             node.clone(),
@@ -192,26 +199,54 @@ impl Member {
         Ok(Member {
             node,
             api,
-            http,
-            stop_http,
+            resp: None,
+            servers: vec![http],
+            stop_servers,
         })
     }
 
-    /// The JSON line printed once a node serves.
+    /// Also serves the Redis protocol on `addr`, with the API's tokens.
+    pub async fn serve_resp(
+        &mut self,
+        addr: SocketAddr,
+        tokens: Option<std::sync::Arc<chordal_http::Tokens>>,
+    ) -> Result<()> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot bind the RESP address {addr}"))?;
+        self.resp = Some(listener.local_addr()?);
+        let mut config = chordal_resp::RespConfig::default();
+        config.tokens = tokens;
+        let stop = self.stop_servers.clone();
+        self.servers.push(tokio::spawn(chordal_resp::serve(
+            listener,
+            self.node.clone(),
+            config,
+            async move { stop.cancelled().await },
+        )));
+        Ok(())
+    }
+
+    /// The JSON line printed once a node serves: every address it serves.
     pub fn address_line(&self) -> String {
-        serde_json::json!({
+        let mut line = serde_json::json!({
             "id": self.node.ids()[0].to_hex(),
             "addr": self.node.addr().to_string(),
             "api": self.api.to_string(),
-        })
-        .to_string()
+        });
+        if let Some(resp) = self.resp {
+            line["resp"] = serde_json::json!(resp.to_string());
+        }
+        line.to_string()
     }
 
-    /// Graceful leave, then the API stops.
+    /// Graceful leave, then the front ends stop.
     pub async fn stop(self) {
         self.node.leave().await;
-        self.stop_http.cancel();
-        let _ = self.http.await;
+        self.stop_servers.cancel();
+        for server in self.servers {
+            let _ = server.await;
+        }
     }
 }
 
@@ -252,7 +287,17 @@ pub async fn run_node(args: NodeArgs) -> Result<()> {
         let tokens = chordal_http::Tokens::load(path).context("cannot use the API tokens")?;
         api.tokens = Some(std::sync::Arc::new(tokens));
     }
-    let member = Member::start(config, args.api, api).await?;
+    let tokens = api.tokens.clone();
+    let mut member = Member::start(config, args.api, api).await?;
+    if let Some(addr) = args.resp {
+        if !addr.ip().is_loopback() && tokens.is_none() {
+            tracing::warn!(
+                "the Redis protocol on {addr} is reachable beyond this host without tokens: \
+                 anyone who reaches it can read, write and delete (use --api-tokens)"
+            );
+        }
+        member.serve_resp(addr, tokens).await?;
+    }
     println!("{}", member.address_line());
     shutdown_signal().await;
     member.stop().await;

@@ -50,6 +50,11 @@ pub struct WireStats {
     /// Application messages refused because the application's inbox was
     /// full.
     pub app_refused: AtomicU64,
+    /// Redis-protocol connections closed for a malformed request
+    /// (`chordal-resp`).
+    pub resp_malformed: AtomicU64,
+    /// VoidPhone DHT API connections closed for a malformed message.
+    pub dht_api_malformed: AtomicU64,
 }
 
 /// What every connection task needs to know.

@@ -445,6 +445,8 @@ impl Driver {
             client_role: stats.client_role.load(Ordering::Relaxed),
             dropped_out: stats.dropped_out.load(Ordering::Relaxed),
             app_refused: stats.app_refused.load(Ordering::Relaxed),
+            resp_malformed: stats.resp_malformed.load(Ordering::Relaxed),
+            dht_api_malformed: stats.dht_api_malformed.load(Ordering::Relaxed),
         };
         self.metrics.render(&self.core.counters(), &now)
     }

@@ -304,6 +304,8 @@ impl NodeMetrics {
             ("tls_wrong_id", now.wrong_ids),
             ("tls_client_role", now.client_role),
             ("app_inbox_full", now.app_refused),
+            ("resp_malformed", now.resp_malformed),
+            ("dht_api_malformed", now.dht_api_malformed),
         ]);
         for (kind, n) in errors {
             set("chordal_errors_total", vec![Label::new("kind", kind)], n);
@@ -371,6 +373,8 @@ pub(crate) struct Snapshot {
     pub client_role: u64,
     pub dropped_out: u64,
     pub app_refused: u64,
+    pub resp_malformed: u64,
+    pub dht_api_malformed: u64,
 }
 
 /// Counts one message of `kind` and its bytes in `by_type` (registering

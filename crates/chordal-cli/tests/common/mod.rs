@@ -18,6 +18,8 @@ pub struct NodeProc {
     pub id: Id,
     pub addr: SocketAddr,
     pub api: SocketAddr,
+    /// The startup line: every address the node serves.
+    pub line: Value,
 }
 
 impl NodeProc {
@@ -68,6 +70,7 @@ impl NodeProc {
             id: v["id"].as_str().unwrap().parse().unwrap(),
             addr: v["addr"].as_str().unwrap().parse().unwrap(),
             api: v["api"].as_str().unwrap().parse().unwrap(),
+            line: v,
         }
     }
 
@@ -252,4 +255,16 @@ pub fn header_of(head: &str, name: &str) -> Option<String> {
             .eq_ignore_ascii_case(name)
             .then(|| v.trim().to_string())
     })
+}
+
+impl NodeProc {
+    /// An address of the startup line other than `addr` and `api` (e.g.
+    /// `resp`, `dht_api`).
+    pub fn served(&self, name: &str) -> SocketAddr {
+        self.line[name]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {name:?} in {}", self.line))
+            .parse()
+            .unwrap()
+    }
 }

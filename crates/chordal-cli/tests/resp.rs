@@ -1,0 +1,346 @@
+//! The Redis protocol on real `chordal node` processes, with real clients:
+//! Debian's `redis-cli` and `redis-benchmark` (installed by `.ci/run`) and
+//! the `redis` crate. Any node answers for any key, the data is the HTTP
+//! API's, pipelines are answered in order, bad input gets an error and
+//! closes only its connection, tokens guard the data.
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::Duration;
+
+/// `n` nodes serving RESP, not yet checked to form a ring.
+fn start(n: usize, extra: &[&str]) -> Vec<NodeProc> {
+    let mut args = vec!["--stabilize-ms", "100", "--resp", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let mut nodes = vec![NodeProc::start(None, &args)];
+    for _ in 1..n {
+        let seed = nodes[0].addr;
+        nodes.push(NodeProc::start(Some(seed), &args));
+    }
+    nodes
+}
+
+fn ring(n: usize) -> Vec<NodeProc> {
+    let nodes = start(n, &[]);
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    eventually(Duration::from_secs(30), || successor_lists_correct(&all, 2))
+        .expect("ring did not form");
+    nodes
+}
+
+/// Runs a Debian Redis tool; a clear failure if it is missing.
+fn tool(name: &str, args: &[&str]) -> std::process::Output {
+    Command::new(name).args(args).output().unwrap_or_else(|e| {
+        panic!("{name} is needed (Debian redis-tools; .ci/run installs it): {e}")
+    })
+}
+
+/// `redis-cli -h 127.0.0.1 -p PORT ARGS…`, its stdout trimmed.
+fn cli(resp: SocketAddr, args: &[&str]) -> String {
+    let port = resp.port().to_string();
+    let mut all = vec!["-h", "127.0.0.1", "-p", &port];
+    all.extend_from_slice(args);
+    let out = tool("redis-cli", &all);
+    assert!(out.status.success(), "redis-cli {args:?}: {:?}", out);
+    String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+}
+
+/// Writes `bytes` raw and reads what comes back within `wait`.
+fn raw(resp: SocketAddr, bytes: &[u8], wait: Duration) -> Vec<u8> {
+    let mut s = TcpStream::connect(resp).unwrap();
+    s.set_read_timeout(Some(wait)).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    out
+}
+
+#[test]
+fn redis_cli_reads_and_writes_the_rings_data_through_any_node() {
+    let nodes = ring(3);
+    let (a, b, c) = (
+        nodes[0].served("resp"),
+        nodes[1].served("resp"),
+        nodes[2].served("resp"),
+    );
+    assert_eq!(cli(a, &["PING"]), "PONG");
+    assert_eq!(cli(a, &["SET", "greeting", "hello world"]), "OK");
+    assert_eq!(cli(b, &["GET", "greeting"]), "hello world");
+    // The same data as the HTTP API.
+    assert_eq!(
+        get(nodes[2].api, "greeting").as_deref(),
+        Some(&b"hello world"[..])
+    );
+    put(nodes[0].api, "from-http", b"42");
+    assert_eq!(cli(c, &["INCRBY", "from-http", "8"]), "50");
+    // Options of SET, expiries, counters, strings.
+    assert_eq!(cli(a, &["SET", "lock", "me", "NX", "EX", "100"]), "OK");
+    assert_eq!(cli(b, &["SET", "lock", "you", "NX"]), "");
+    let ttl: i64 = cli(c, &["TTL", "lock"]).parse().unwrap();
+    assert!((98..=100).contains(&ttl), "ttl {ttl}");
+    assert_eq!(cli(a, &["SET", "lock", "them", "XX", "GET"]), "me");
+    assert_eq!(cli(a, &["TTL", "lock"]), "-1");
+    assert_eq!(cli(b, &["PERSIST", "lock"]), "0");
+    assert_eq!(cli(b, &["EXPIRE", "lock", "50"]), "1");
+    assert_eq!(cli(b, &["PTTL", "nothing"]), "-2");
+    assert_eq!(cli(a, &["SETEX", "brief", "1", "x"]), "OK");
+    assert_eq!(cli(a, &["APPEND", "log", "ab"]), "2");
+    assert_eq!(cli(b, &["APPEND", "log", "cd"]), "4");
+    assert_eq!(cli(c, &["STRLEN", "log"]), "4");
+    assert_eq!(cli(c, &["DECR", "n"]), "-1");
+    assert_eq!(
+        cli(c, &["INCR", "log"]),
+        "ERR value is not an integer or out of range"
+    );
+    assert_eq!(cli(a, &["MSET", "m1", "1", "m2", "2"]), "OK");
+    assert_eq!(cli(b, &["MGET", "m1", "nope", "m2"]), "1\n\n2");
+    assert_eq!(cli(c, &["EXISTS", "m1", "m2", "nope"]), "2");
+    assert_eq!(cli(a, &["GETDEL", "m1"]), "1");
+    assert_eq!(cli(a, &["DEL", "m1", "m2", "nope"]), "1");
+    assert_eq!(cli(a, &["TYPE", "log"]), "string");
+    assert_eq!(cli(a, &["TYPE", "m1"]), "none");
+    assert_eq!(cli(a, &["SELECT", "1"]), "ERR DB index is out of range");
+    assert!(cli(a, &["FLUSHALL"]).starts_with("ERR unknown command 'FLUSHALL'"));
+    assert!(cli(a, &["INFO"]).contains("redis_version:"));
+    // Record counts reach the ring walk within a second or so.
+    let sized = eventually(Duration::from_secs(5), || {
+        cli(a, &["DBSIZE"]).parse::<i64>().unwrap() >= 5
+    });
+    assert!(sized.is_some(), "dbsize {}", cli(a, &["DBSIZE"]));
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(cli(b, &["GET", "brief"]), "", "expired");
+    // RESP3: a map for HELLO, the null type for a missing value.
+    let hello = raw(a, b"HELLO 3\r\nGET nothing\r\n", Duration::from_millis(500));
+    let text = String::from_utf8_lossy(&hello);
+    assert!(text.starts_with('%'), "{text}");
+    assert!(text.ends_with("_\r\n"), "{text}");
+}
+
+#[test]
+fn pipelines_are_answered_in_order_and_garbage_closes_only_its_connection() {
+    let nodes = ring(3);
+    let resp = nodes[1].served("resp");
+    // 200 pipelined commands, multibulk and inline mixed, in one write.
+    let mut pipeline = Vec::new();
+    for i in 0..100 {
+        let (k, v) = (format!("p{i}"), format!("value-{i}"));
+        pipeline.extend_from_slice(
+            format!(
+                "*3\r\n$3\r\nSET\r\n${}\r\n{k}\r\n${}\r\n{v}\r\n",
+                k.len(),
+                v.len()
+            )
+            .as_bytes(),
+        );
+        pipeline.extend_from_slice(format!("GET {k}\r\n").as_bytes());
+    }
+    pipeline.extend_from_slice(b"QUIT\r\n");
+    let answer = raw(resp, &pipeline, Duration::from_secs(10));
+    let mut expected = Vec::new();
+    for i in 0..100 {
+        let v = format!("value-{i}");
+        expected.extend_from_slice(format!("+OK\r\n${}\r\n{v}\r\n", v.len()).as_bytes());
+    }
+    expected.extend_from_slice(b"+OK\r\n");
+    assert_eq!(
+        String::from_utf8_lossy(&answer),
+        String::from_utf8_lossy(&expected)
+    );
+
+    // A 512 MiB string is refused at its header, not buffered.
+    let answer = raw(
+        resp,
+        b"*2\r\n$3\r\nSET\r\n$536870912\r\n",
+        Duration::from_secs(5),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&answer),
+        "-ERR Protocol error: invalid bulk length\r\n"
+    );
+    // Not RESP at all, then a truncated request: errors, closed.
+    let answer = raw(resp, b"*1\r\n:12\r\n", Duration::from_secs(5));
+    assert!(answer.starts_with(b"-ERR Protocol error"), "{answer:?}");
+    let mut s = TcpStream::connect(resp).unwrap();
+    s.write_all(b"*2\r\n$3\r\nGET\r\n$10\r\nabc").unwrap();
+    drop(s);
+    // The node keeps serving, and counted the two closed for garbage.
+    assert_eq!(cli(resp, &["GET", "p7"]), "value-7");
+    let (_, metrics) = http(nodes[1].api, "GET", "/metrics");
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("chordal_errors_total{kind=\"resp_malformed\"}"))
+        .expect("the counter");
+    let count: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(count >= 2.0, "{line}");
+}
+
+#[test]
+fn redis_benchmark_runs_unchanged_and_no_increment_is_lost() {
+    let nodes = ring(3);
+    let port = nodes[0].served("resp").port().to_string();
+    let out = tool(
+        "redis-benchmark",
+        &[
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-t",
+            "set,get,incr",
+            "-n",
+            "3000",
+            "-c",
+            "20",
+            "-P",
+            "4",
+            "-q",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for test in ["SET", "GET", "INCR"] {
+        assert!(
+            text.contains(&format!("{test}: ")),
+            "{test} missing in {text}"
+        );
+    }
+    // Every INCR of the benchmark counted: 3,000 on one key.
+    let other = nodes[2].served("resp");
+    assert_eq!(cli(other, &["GET", "counter:__rand_int__"]), "3000");
+}
+
+#[test]
+fn tokens_guard_the_data_and_pub_sub_reaches_subscribers_on_other_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(
+        &tokens,
+        "reader-token-0123456789 read\nwriter-token-0123456789 write\n",
+    )
+    .unwrap();
+    let tokens = tokens.display().to_string();
+    let nodes = start(2, &["--api-tokens", &tokens]);
+    let (a, b) = (nodes[0].served("resp"), nodes[1].served("resp"));
+    // The HTTP checks need a token too: wait for the ring through RESP.
+    let as_writer = ["-a", "writer-token-0123456789", "--no-auth-warning"];
+    let joined = eventually(Duration::from_secs(30), || {
+        cli(b, &[&as_writer[..], &["SET", "probe", "1"]].concat()) == "OK"
+    });
+    assert!(joined.is_some(), "the second node never served");
+    assert_eq!(cli(a, &["GET", "k"]), "NOAUTH Authentication required.");
+    assert!(cli(a, &["AUTH", "wrong-token-0123456789"]).starts_with("WRONGPASS"));
+    assert_eq!(
+        cli(
+            a,
+            &[
+                "-a",
+                "writer-token-0123456789",
+                "--no-auth-warning",
+                "SET",
+                "k",
+                "v"
+            ]
+        ),
+        "OK"
+    );
+    let as_reader = ["-a", "reader-token-0123456789", "--no-auth-warning"];
+    assert_eq!(cli(b, &[&as_reader[..], &["GET", "k"]].concat()), "v");
+    assert!(cli(b, &[&as_reader[..], &["SET", "k", "w"]].concat()).starts_with("NOPERM"));
+
+    // SUBSCRIBE on one node, PUBLISH on the other (both authenticated).
+    let mut sub = TcpStream::connect(a).unwrap();
+    sub.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    sub.write_all(b"AUTH reader-token-0123456789\r\nSUBSCRIBE news\r\n")
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("subscribe") {
+        let n = sub.read(&mut buf).unwrap();
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let confirmed = String::from_utf8_lossy(&seen).to_string();
+    assert!(
+        confirmed.starts_with("+OK\r\n*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n"),
+        "{confirmed:?}"
+    );
+    // Publications may take a moment to find the subscription.
+    let got = eventually(Duration::from_secs(10), || {
+        let n: i64 = cli(
+            b,
+            &[
+                "-a",
+                "writer-token-0123456789",
+                "--no-auth-warning",
+                "PUBLISH",
+                "news",
+                "extra",
+            ],
+        )
+        .parse()
+        .unwrap();
+        n >= 1
+    });
+    assert!(
+        got.is_some(),
+        "the subscription never reached the topic owner"
+    );
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("extra") {
+        let n = sub.read(&mut buf).unwrap();
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&seen).to_string();
+    assert!(
+        text.contains("*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$5\r\nextra\r\n"),
+        "{text:?}"
+    );
+    // Subscribed: data commands are refused.
+    sub.write_all(b"GET k\r\n").unwrap();
+    let n = sub.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("only (P|S)SUBSCRIBE"));
+}
+
+#[test]
+fn the_redis_crate_works_as_a_client() {
+    let nodes = ring(3);
+    let url = format!("redis://{}/", nodes[2].served("resp"));
+    let client = redis::Client::open(url).unwrap();
+    let mut con = client.get_connection().expect("connect");
+    use redis::Commands;
+    let _: () = con.set("crate-key", "crate-value").unwrap();
+    let v: String = con.get("crate-key").unwrap();
+    assert_eq!(v, "crate-value");
+    let n: i64 = con.incr("crate-counter", 5).unwrap();
+    assert_eq!(n, 5);
+    let _: () = con.set_ex("crate-ttl", "x", 100).unwrap();
+    let ttl: i64 = con.ttl("crate-ttl").unwrap();
+    assert!((98..=100).contains(&ttl));
+    let missing: Option<String> = con.get("crate-missing").unwrap();
+    assert_eq!(missing, None);
+    let values: Vec<Option<String>> = con.mget(&["crate-key", "crate-missing"]).unwrap();
+    assert_eq!(values, vec![Some("crate-value".to_string()), None]);
+    // A pipeline through the crate.
+    let (a, b): (String, i64) = redis::pipe()
+        .set("p1", "one")
+        .ignore()
+        .get("p1")
+        .incr("crate-counter", 1)
+        .query(&mut con)
+        .unwrap();
+    assert_eq!((a.as_str(), b), ("one", 6));
+    // An error is an error, and the connection goes on.
+    let err = con.incr::<_, _, i64>("crate-key", 1).unwrap_err();
+    assert!(err.to_string().contains("not an integer"), "{err}");
+    let v: String = con.get("p1").unwrap();
+    assert_eq!(v, "one");
+}

@@ -1,0 +1,342 @@
+//! The data commands: each one a store operation (or several) on the node,
+//! which finds the keys' owners on the ring. They keep no connection state
+//! (that is `session.rs`), so a pipeline of them runs concurrently.
+
+use crate::reply::Reply;
+use bytes::Bytes;
+use chordal_core::{Condition, Expiry, PutOptions, Time};
+use chordal_node::{Error, KeyValue, Node, OpError, StoreOp};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// What a command needs: the node it runs on (which checks key and value
+/// sizes against its limits).
+#[derive(Clone)]
+pub struct Ctx {
+    pub node: Node,
+}
+
+/// The data commands, with the role of API token each needs (`true`:
+/// write). Everything else is a session command or unknown.
+pub const DATA_COMMANDS: &[(&str, bool)] = &[
+    ("get", false),
+    ("mget", false),
+    ("exists", false),
+    ("strlen", false),
+    ("ttl", false),
+    ("pttl", false),
+    ("type", false),
+    ("dbsize", false),
+    ("set", true),
+    ("setex", true),
+    ("psetex", true),
+    ("setnx", true),
+    ("getdel", true),
+    ("del", true),
+    ("mset", true),
+    ("incr", true),
+    ("incrby", true),
+    ("decr", true),
+    ("decrby", true),
+    ("append", true),
+    ("expire", true),
+    ("pexpire", true),
+    ("persist", true),
+    ("publish", true),
+];
+
+/// `-ERR wrong number of arguments for 'x' command`.
+pub fn wrong_arity(name: &str) -> Reply {
+    Reply::err(format!("wrong number of arguments for '{name}' command"))
+}
+
+fn syntax() -> Reply {
+    Reply::err("syntax error")
+}
+
+fn not_integer() -> Reply {
+    Reply::err("value is not an integer or out of range")
+}
+
+/// The reply for a failed operation.
+fn failed(e: Error) -> Reply {
+    match e {
+        Error::Op(OpError::NotAnInteger) => not_integer(),
+        Error::Op(OpError::Overflow) => Reply::err("increment or decrement would overflow"),
+        Error::Op(OpError::TooLarge { .. }) => Reply::err("string exceeds maximum allowed size"),
+        Error::Op(OpError::Overloaded) => {
+            Reply::Error("TRYAGAIN the node is overloaded, try again later".into())
+        }
+        other => Reply::err(other),
+    }
+}
+
+fn int_arg(b: &[u8]) -> Option<i64> {
+    chordal_core::parse_integer(b)
+}
+
+fn now() -> Time {
+    let micros = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    Time::from_micros(micros)
+}
+
+/// An expiry `amount` seconds or milliseconds from now (it may be in the
+/// past: the value then expires at once).
+fn expiry_in(amount: i64, millis: bool) -> Expiry {
+    let micros = amount.saturating_mul(if millis { 1_000 } else { 1_000_000 });
+    let at = now().as_micros() as i64 + micros;
+    Expiry::At(Time::from_micros(at.max(0) as u64))
+}
+
+/// Runs data command `name` (lower case) with `args` (its arguments, the
+/// name left out).
+pub async fn run(ctx: &Ctx, name: &str, args: &[Bytes]) -> Reply {
+    let k = |i: usize| args[i].to_vec();
+    let n = args.len();
+    match (name, n) {
+        ("get", 1) => match ctx.node.get(k(0)).await {
+            Ok(Some(v)) => Reply::Bulk(Bytes::from(v.value)),
+            Ok(None) => Reply::Nil,
+            Err(e) => failed(e),
+        },
+        ("strlen", 1) => match ctx.node.get(k(0)).await {
+            Ok(v) => Reply::Integer(v.map_or(0, |v| v.value.len() as i64)),
+            Err(e) => failed(e),
+        },
+        ("type", 1) => match ctx.node.get(k(0)).await {
+            Ok(Some(_)) => Reply::Status("string".into()),
+            Ok(None) => Reply::Status("none".into()),
+            Err(e) => failed(e),
+        },
+        ("ttl" | "pttl", 1) => match ctx.node.get(k(0)).await {
+            Ok(None) => Reply::Integer(-2),
+            Ok(Some(v)) => match v.expires {
+                None => Reply::Integer(-1),
+                Some(t) => {
+                    let left = t.saturating_since(now());
+                    Reply::Integer(if name == "ttl" {
+                        left.as_micros().div_ceil(1_000_000) as i64
+                    } else {
+                        left.as_micros().div_ceil(1_000) as i64
+                    })
+                }
+            },
+            Err(e) => failed(e),
+        },
+        ("mget", 1..) => {
+            let found = ctx
+                .node
+                .get_many(args.iter().map(|a| a.to_vec()).collect())
+                .await;
+            let mut out = Vec::with_capacity(n);
+            for f in found {
+                match f {
+                    Ok(Some(v)) => out.push(Reply::Bulk(Bytes::from(v.value))),
+                    Ok(None) => out.push(Reply::Nil),
+                    Err(e) => return failed(e),
+                }
+            }
+            Reply::Array(out)
+        }
+        ("exists", 1..) => {
+            let found = ctx
+                .node
+                .get_many(args.iter().map(|a| a.to_vec()).collect())
+                .await;
+            let mut count = 0;
+            for f in found {
+                match f {
+                    Ok(v) => count += i64::from(v.is_some()),
+                    Err(e) => return failed(e),
+                }
+            }
+            Reply::Integer(count)
+        }
+        ("dbsize", 0) => dbsize(ctx).await,
+        ("set", 2..) => set(ctx, args).await,
+        ("setex" | "psetex", 3) => match int_arg(&args[1]) {
+            Some(t) if t > 0 => {
+                let expiry = expiry_in(t, name == "psetex");
+                put(ctx, k(0), k(2), expiry, Condition::Always).await
+            }
+            Some(_) => Reply::err(format!("invalid expire time in '{name}' command")),
+            None => not_integer(),
+        },
+        ("setnx", 2) => match put(ctx, k(0), k(1), Expiry::Never, Condition::Absent).await {
+            Reply::Status(_) => Reply::Integer(1),
+            Reply::Nil => Reply::Integer(0),
+            other => other,
+        },
+        ("getdel", 1) => match ctx.node.take(k(0)).await {
+            Ok(Some(r)) => r.old.map_or(Reply::Nil, |v| Reply::Bulk(Bytes::from(v))),
+            Ok(None) => Reply::Nil,
+            Err(e) => failed(e),
+        },
+        ("del", 1..) => {
+            let ops = args
+                .iter()
+                .map(|a| StoreOp::Delete {
+                    key: a.to_vec(),
+                    options: PutOptions::default(),
+                })
+                .collect();
+            let mut count = 0;
+            for outcome in ctx.node.run_many(ops).await {
+                match outcome.and_then(|o| Ok(o.deleted()?)) {
+                    Ok(d) => count += i64::from(d.is_some()),
+                    Err(e) => return failed(e),
+                }
+            }
+            Reply::Integer(count)
+        }
+        ("mset", _) if n >= 2 && n.is_multiple_of(2) => {
+            let pairs = args
+                .chunks(2)
+                .map(|p| (p[0].to_vec(), p[1].to_vec()))
+                .collect();
+            for r in ctx.node.put_many(pairs).await {
+                if let Err(e) = r {
+                    return failed(e);
+                }
+            }
+            Reply::ok()
+        }
+        ("incr" | "decr", 1) => incr(ctx, k(0), if name == "incr" { 1 } else { -1 }).await,
+        ("incrby" | "decrby", 2) => match int_arg(&args[1]) {
+            Some(by) if name == "incrby" => incr(ctx, k(0), by).await,
+            Some(by) => match by.checked_neg() {
+                Some(by) => incr(ctx, k(0), by).await,
+                None => Reply::err("decrement would overflow"),
+            },
+            None => not_integer(),
+        },
+        ("append", 2) => match ctx.node.append(k(0), k(1)).await {
+            Ok(len) => Reply::Integer(len as i64),
+            Err(e) => failed(e),
+        },
+        ("expire" | "pexpire", 2) => match int_arg(&args[1]) {
+            Some(t) => expire(ctx, k(0), expiry_in(t, name == "pexpire")).await,
+            None => not_integer(),
+        },
+        ("expire" | "pexpire", 3..) => Reply::err(format!(
+            "'{name}' options NX, XX, GT and LT are not supported"
+        )),
+        ("persist", 1) => expire(ctx, k(0), Expiry::Never).await,
+        ("publish", 2) => match ctx.node.publish(k(0), k(1)).await {
+            Ok(n) => Reply::Integer(n as i64),
+            Err(e) => failed(e),
+        },
+        _ => wrong_arity(name),
+    }
+}
+
+/// A put that answers `+OK`, or nil when its condition does not hold.
+async fn put(
+    ctx: &Ctx,
+    key: Vec<u8>,
+    value: Vec<u8>,
+    expiry: Expiry,
+    condition: Condition,
+) -> Reply {
+    let options = PutOptions {
+        expiry,
+        condition,
+        return_old: false,
+    };
+    match ctx.node.put_with(key, value, options).await {
+        Ok(_) => Reply::ok(),
+        Err(Error::Op(OpError::PreconditionFailed { .. })) => Reply::Nil,
+        Err(e) => failed(e),
+    }
+}
+
+async fn incr(ctx: &Ctx, key: Vec<u8>, by: i64) -> Reply {
+    match ctx.node.incr_by(key, by).await {
+        Ok(n) => Reply::Integer(n),
+        Err(e) => failed(e),
+    }
+}
+
+async fn expire(ctx: &Ctx, key: Vec<u8>, expiry: Expiry) -> Reply {
+    match ctx.node.expire(key, expiry).await {
+        Ok(changed) => Reply::Integer(i64::from(changed)),
+        Err(e) => failed(e),
+    }
+}
+
+/// `SET key value [NX | XX] [GET] [EX s | PX ms | EXAT t | PXAT t | KEEPTTL]`.
+async fn set(ctx: &Ctx, args: &[Bytes]) -> Reply {
+    let (key, value) = (args[0].to_vec(), args[1].to_vec());
+    let mut condition = Condition::Always;
+    let mut expiry = Expiry::Never;
+    let mut get = false;
+    let mut has_expiry = false;
+    let mut i = 2;
+    while i < args.len() {
+        let word = String::from_utf8_lossy(&args[i]).to_ascii_lowercase();
+        match word.as_str() {
+            "nx" | "xx" if condition == Condition::Always => {
+                condition = if word == "nx" {
+                    Condition::Absent
+                } else {
+                    Condition::Present
+                };
+            }
+            "get" => get = true,
+            "keepttl" if !has_expiry => {
+                expiry = Expiry::Keep;
+                has_expiry = true;
+            }
+            "ex" | "px" | "exat" | "pxat" if !has_expiry && i + 1 < args.len() => {
+                let Some(t) = int_arg(&args[i + 1]) else {
+                    return not_integer();
+                };
+                if t <= 0 {
+                    return Reply::err("invalid expire time in 'set' command");
+                }
+                expiry = match word.as_str() {
+                    "ex" => expiry_in(t, false),
+                    "px" => expiry_in(t, true),
+                    "exat" => Expiry::At(Time::from_micros((t as u64).saturating_mul(1_000_000))),
+                    _ => Expiry::At(Time::from_micros((t as u64).saturating_mul(1_000))),
+                };
+                has_expiry = true;
+                i += 1;
+            }
+            _ => return syntax(),
+        }
+        i += 1;
+    }
+    if !get {
+        return put(ctx, key, value, expiry, condition).await;
+    }
+    let options = PutOptions {
+        expiry,
+        condition,
+        return_old: true,
+    };
+    match ctx.node.swap(key.clone(), value, options).await {
+        Ok(r) => r.old.map_or(Reply::Nil, |v| Reply::Bulk(Bytes::from(v))),
+        // NX with GET on a key that exists: nothing set, the value answered.
+        Err(Error::Op(OpError::PreconditionFailed { .. })) => match ctx.node.get(key).await {
+            Ok(Some(v)) => Reply::Bulk(Bytes::from(v.value)),
+            Ok(None) => Reply::Nil,
+            Err(e) => failed(e),
+        },
+        Err(e) => failed(e),
+    }
+}
+
+/// Keys in the ring, estimated: the records every node holds (tombstones
+/// and replicas included) divided by R.
+async fn dbsize(ctx: &Ctx) -> Reply {
+    match ctx.node.survey_ring(100_000).await {
+        Ok(survey) => {
+            let records: u64 = survey.members.iter().map(|m| m.keys_stored).sum();
+            let r = ctx.node.replicas().max(1) as u64;
+            Reply::Integer(records.div_ceil(r) as i64)
+        }
+        Err(e) => failed(e),
+    }
+}

@@ -1,0 +1,498 @@
+//! One client connection: reads requests, runs data commands concurrently
+//! (at most `max_pipeline` at once) and writes their replies in request
+//! order; handles the commands that change the connection itself (HELLO,
+//! AUTH, SUBSCRIBE, QUIT, …) in order, after the replies before them.
+
+use crate::RespConfig;
+use crate::codec::{ProtocolError, Request, RespCodec};
+use crate::commands::{self, Ctx, DATA_COMMANDS};
+use crate::reply::Reply;
+use bytes::Bytes;
+use chordal_http::auth::Role;
+use futures_util::stream::FuturesOrdered;
+use futures_util::{SinkExt, StreamExt};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::codec::{FramedRead, FramedWrite};
+use tracing::debug;
+
+/// Publications waiting to be written to a subscribed connection.
+const PUSH_BUFFER: usize = 1024;
+
+type Pending = FuturesOrdered<Pin<Box<dyn Future<Output = Reply> + Send>>>;
+
+/// The connection's own state.
+struct Session {
+    ctx: Ctx,
+    config: Arc<RespConfig>,
+    id: u64,
+    /// What the client authenticated as; `None`: not (yet).
+    role: Option<Role>,
+    /// Channel → the task forwarding its publications.
+    channels: HashMap<Vec<u8>, JoinHandle<()>>,
+    pushes: mpsc::Sender<(Vec<u8>, Vec<u8>)>,
+    name: Option<Bytes>,
+}
+
+/// What a session command asks of the connection loop.
+enum After {
+    Continue,
+    /// Reply, then close (QUIT).
+    Close,
+}
+
+/// Serves one connection until the client leaves, sends garbage or the
+/// server stops.
+pub async fn serve(socket: TcpStream, ctx: Ctx, config: Arc<RespConfig>, id: u64) {
+    let _ = socket.set_nodelay(true);
+    let (read, write) = socket.into_split();
+    let codec = || RespCodec::new(config.max_value + 1024, config.max_request);
+    let mut reader = FramedRead::new(read, codec());
+    let mut writer = FramedWrite::new(write, codec());
+    let (pushes, mut published) = mpsc::channel(PUSH_BUFFER);
+    let open = config.tokens.is_none();
+    let mut s = Session {
+        ctx,
+        config: config.clone(),
+        id,
+        role: open.then_some(Role::Admin),
+        channels: HashMap::new(),
+        pushes,
+        name: None,
+    };
+    let mut pending: Pending = FuturesOrdered::new();
+    loop {
+        tokio::select! {
+            Some(reply) = pending.next(), if !pending.is_empty() => {
+                if writer.feed(reply).await.is_err() {
+                    break;
+                }
+                if pending.is_empty() && writer.flush().await.is_err() {
+                    break;
+                }
+            }
+            request = reader.next(), if pending.len() < config.max_pipeline => {
+                let args = match request {
+                    Some(Ok(args)) => args,
+                    Some(Err(e)) => {
+                        // Answer what came before, say why, and close.
+                        finish(&mut pending, &mut writer).await;
+                        if !matches!(e, ProtocolError::Io(_)) {
+                            s.ctx.node.wire_stats().resp_malformed.fetch_add(1, Ordering::Relaxed);
+                            debug!(error = %e, "RESP connection closed");
+                            let _ = writer.send(Reply::err(&e)).await;
+                        }
+                        break;
+                    }
+                    None => {
+                        finish(&mut pending, &mut writer).await;
+                        break;
+                    }
+                };
+                let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
+                if let Some(reply) = s.refusal(&name, &args) {
+                    pending.push_back(Box::pin(async move { reply }));
+                    continue;
+                }
+                if DATA_COMMANDS.iter().any(|(n, _)| *n == name) {
+                    let ctx = s.ctx.clone();
+                    pending.push_back(Box::pin(async move {
+                        commands::run(&ctx, &name, &args[1..]).await
+                    }));
+                    continue;
+                }
+                // A session command: after every reply before it.
+                finish(&mut pending, &mut writer).await;
+                let (replies, after) = s.session(&name, &args).await;
+                // A HELLO that succeeded answers in the protocol it chose.
+                let hello_ok = name == "hello" && matches!(replies.first(), Some(Reply::Map(_)));
+                if hello_ok || name == "reset" {
+                    writer.encoder_mut().resp3 = args.get(1).is_some_and(|v| v.as_ref() == b"3") && hello_ok;
+                }
+                for reply in replies {
+                    let _ = writer.feed(reply).await;
+                }
+                if writer.flush().await.is_err() || matches!(after, After::Close) {
+                    break;
+                }
+            }
+            Some((channel, payload)) = published.recv() => {
+                let push = Reply::Push(vec![
+                    Reply::text("message"),
+                    Reply::Bulk(Bytes::from(channel)),
+                    Reply::Bulk(Bytes::from(payload)),
+                ]);
+                if writer.feed(push).await.is_err() {
+                    break;
+                }
+                if pending.is_empty() && writer.flush().await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    for (_, task) in s.channels.drain() {
+        task.abort();
+    }
+}
+
+/// Writes the replies of every command still running, in order.
+async fn finish(
+    pending: &mut Pending,
+    writer: &mut FramedWrite<tokio::net::tcp::OwnedWriteHalf, RespCodec>,
+) {
+    while let Some(reply) = pending.next().await {
+        let _ = writer.feed(reply).await;
+    }
+    let _ = writer.flush().await;
+}
+
+/// Commands a subscribed RESP2 connection may still send.
+const SUBSCRIBED_ALLOWED: &[&str] = &[
+    "subscribe",
+    "unsubscribe",
+    "psubscribe",
+    "punsubscribe",
+    "ping",
+    "quit",
+    "reset",
+];
+
+/// Commands that need no authentication.
+const OPEN: &[&str] = &["auth", "hello", "quit"];
+
+impl Session {
+    /// The reply refusing `name` before it runs, if it is refused: not
+    /// authenticated, a token too weak, subscribed, or unknown.
+    fn refusal(&self, name: &str, args: &Request) -> Option<Reply> {
+        let data = DATA_COMMANDS.iter().find(|(n, _)| *n == name);
+        if data.is_none() && !SESSION_COMMANDS.contains(&name) {
+            let shown: Vec<String> = args[1..]
+                .iter()
+                .take(8)
+                .map(|a| format!("'{}'", String::from_utf8_lossy(a)))
+                .collect();
+            return Some(Reply::err(format!(
+                "unknown command '{}', with args beginning with: {}",
+                String::from_utf8_lossy(&args[0]),
+                shown.join(" ")
+            )));
+        }
+        if !OPEN.contains(&name) {
+            match self.role {
+                None => return Some(Reply::Error("NOAUTH Authentication required.".into())),
+                Some(Role::Read) if data.is_some_and(|(_, write)| *write) => {
+                    return Some(Reply::Error(format!(
+                        "NOPERM this token may not run the '{name}' command"
+                    )));
+                }
+                _ => {}
+            }
+        }
+        if !self.channels.is_empty() && !SUBSCRIBED_ALLOWED.contains(&name) {
+            return Some(Reply::err(format!(
+                "Can't execute '{name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
+            )));
+        }
+        None
+    }
+
+    /// Runs a session command; its replies (several for SUBSCRIBE).
+    async fn session(&mut self, name: &str, args: &Request) -> (Vec<Reply>, After) {
+        let one = |r| (vec![r], After::Continue);
+        let n = args.len() - 1;
+        match (name, n) {
+            ("ping", 0) if !self.channels.is_empty() => {
+                one(Reply::Array(vec![Reply::text("pong"), Reply::text("")]))
+            }
+            ("ping", 0) => one(Reply::Status("PONG".into())),
+            ("ping", 1) => one(Reply::Bulk(args[1].clone())),
+            ("echo", 1) => one(Reply::Bulk(args[1].clone())),
+            ("quit", _) => (vec![Reply::ok()], After::Close),
+            ("select", 1) => one(if args[1].as_ref() == b"0" {
+                Reply::ok()
+            } else {
+                Reply::err("DB index is out of range")
+            }),
+            ("auth", 1 | 2) => one(self.auth(&args[n])),
+            ("hello", _) => one(self.hello(&args[1..])),
+            ("reset", 0) => {
+                self.unsubscribe_all();
+                self.role = self.config.tokens.is_none().then_some(Role::Admin);
+                one(Reply::Status("RESET".into()))
+            }
+            ("client", 1..) => one(self.client(&args[1..])),
+            ("config", 1..) => one(config(&args[1..])),
+            ("command", _) => one(command(&args[1..])),
+            ("info", _) => one(self.info().await),
+            ("subscribe", 1..) => (self.subscribe(&args[1..]).await, After::Continue),
+            ("unsubscribe" | "punsubscribe", _) => (self.unsubscribe(&args[1..]), After::Continue),
+            ("psubscribe", _) => one(Reply::err("pattern subscriptions are not supported")),
+            _ => one(commands::wrong_arity(name)),
+        }
+    }
+
+    fn auth(&mut self, token: &[u8]) -> Reply {
+        let Some(tokens) = &self.config.tokens else {
+            return Reply::err(
+                "AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+            );
+        };
+        match tokens.role_of(token) {
+            Some(role) => {
+                self.role = Some(role);
+                Reply::ok()
+            }
+            None => {
+                Reply::Error("WRONGPASS invalid username-password pair or user is disabled.".into())
+            }
+        }
+    }
+
+    /// `HELLO [protover [AUTH username password] [SETNAME name]]`.
+    fn hello(&mut self, args: &[Bytes]) -> Reply {
+        if let Some(v) = args.first()
+            && !matches!(v.as_ref(), b"2" | b"3")
+        {
+            return Reply::Error("NOPROTO unsupported protocol version".into());
+        }
+        let mut i = 1;
+        while i < args.len() {
+            let word = String::from_utf8_lossy(&args[i]).to_ascii_lowercase();
+            match word.as_str() {
+                "auth" if i + 2 < args.len() => {
+                    let reply = self.auth(&args[i + 2]);
+                    if !matches!(reply, Reply::Status(_)) {
+                        return reply;
+                    }
+                    i += 3;
+                }
+                "setname" if i + 1 < args.len() => {
+                    self.name = Some(args[i + 1].clone());
+                    i += 2;
+                }
+                _ => return Reply::err("syntax error in HELLO"),
+            }
+        }
+        if self.role.is_none() {
+            return Reply::Error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time".into());
+        }
+        let proto = match args.first().map(|a| a.as_ref()) {
+            Some(b"3") => 3,
+            _ => 2,
+        };
+        Reply::Map(vec![
+            (Reply::text("server"), Reply::text("redis")),
+            (Reply::text("version"), Reply::text(crate::REDIS_VERSION)),
+            (Reply::text("proto"), Reply::Integer(proto)),
+            (Reply::text("id"), Reply::Integer(self.id as i64)),
+            (Reply::text("mode"), Reply::text("standalone")),
+            (Reply::text("role"), Reply::text("master")),
+            (Reply::text("modules"), Reply::Array(vec![])),
+        ])
+    }
+
+    fn client(&mut self, args: &[Bytes]) -> Reply {
+        let sub = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
+        match (sub.as_str(), args.len()) {
+            ("setname", 2) => {
+                self.name = Some(args[1].clone());
+                Reply::ok()
+            }
+            ("getname", 1) => self.name.clone().map_or(Reply::Nil, Reply::Bulk),
+            ("id", 1) => Reply::Integer(self.id as i64),
+            // Client libraries announce themselves; nothing to keep.
+            ("setinfo", 3) => Reply::ok(),
+            _ => Reply::err(format!("unknown subcommand '{sub}' of CLIENT")),
+        }
+    }
+
+    async fn info(&self) -> Reply {
+        let status = self.ctx.node.status().await.ok();
+        let keys = status.as_ref().map_or(0, |s| s.keys_stored);
+        let text = format!(
+            "# Server\r\nredis_version:{}\r\nchordal_version:{}\r\nredis_mode:standalone\r\nchordal_node_id:{}\r\nprocess_id:{}\r\n\r\n# Clients\r\nconnected_clients:{}\r\n\r\n# Keyspace\r\n# records on this node, replicas included\r\ndb0:keys={keys},expires=0,avg_ttl=0\r\n",
+            crate::REDIS_VERSION,
+            env!("CARGO_PKG_VERSION"),
+            self.ctx.node.id().to_hex(),
+            std::process::id(),
+            self.config.connections.load(Ordering::Relaxed),
+        );
+        Reply::text(text)
+    }
+
+    /// `SUBSCRIBE channel...`: one confirmation per channel.
+    async fn subscribe(&mut self, channels: &[Bytes]) -> Vec<Reply> {
+        let mut out = Vec::new();
+        for ch in channels {
+            let channel = ch.to_vec();
+            if !self.channels.contains_key(&channel) {
+                match self.ctx.node.subscribe(channel.clone()).await {
+                    Ok(mut sub) => {
+                        let tx = self.pushes.clone();
+                        let task = tokio::spawn(async move {
+                            while let Some(p) = sub.next().await {
+                                if tx.send((p.topic, p.payload)).await.is_err() {
+                                    return;
+                                }
+                            }
+                        });
+                        self.channels.insert(channel, task);
+                    }
+                    Err(e) => {
+                        out.push(Reply::err(format!("cannot subscribe: {e}")));
+                        continue;
+                    }
+                }
+            }
+            out.push(Reply::Push(vec![
+                Reply::text("subscribe"),
+                Reply::Bulk(ch.clone()),
+                Reply::Integer(self.channels.len() as i64),
+            ]));
+        }
+        out
+    }
+
+    /// `UNSUBSCRIBE [channel...]` (none: all).
+    fn unsubscribe(&mut self, channels: &[Bytes]) -> Vec<Reply> {
+        let names: Vec<Bytes> = if channels.is_empty() {
+            self.channels
+                .keys()
+                .map(|c| Bytes::from(c.clone()))
+                .collect()
+        } else {
+            channels.to_vec()
+        };
+        if names.is_empty() {
+            return vec![Reply::Push(vec![
+                Reply::text("unsubscribe"),
+                Reply::Nil,
+                Reply::Integer(0),
+            ])];
+        }
+        names
+            .into_iter()
+            .map(|ch| {
+                if let Some(task) = self.channels.remove(ch.as_ref()) {
+                    task.abort();
+                }
+                Reply::Push(vec![
+                    Reply::text("unsubscribe"),
+                    Reply::Bulk(ch),
+                    Reply::Integer(self.channels.len() as i64),
+                ])
+            })
+            .collect()
+    }
+
+    fn unsubscribe_all(&mut self) {
+        for (_, task) in self.channels.drain() {
+            task.abort();
+        }
+    }
+}
+
+/// Commands that act on the connection (run in order, one at a time).
+const SESSION_COMMANDS: &[&str] = &[
+    "ping",
+    "echo",
+    "quit",
+    "select",
+    "auth",
+    "hello",
+    "reset",
+    "client",
+    "config",
+    "command",
+    "info",
+    "subscribe",
+    "unsubscribe",
+    "psubscribe",
+    "punsubscribe",
+];
+
+/// What `CONFIG GET` shows (clients such as `redis-benchmark` ask for
+/// these); nothing is configurable through RESP.
+const CONFIG: &[(&str, &str)] = &[
+    ("save", ""),
+    ("appendonly", "no"),
+    ("databases", "1"),
+    ("maxmemory", "0"),
+];
+
+/// `CONFIG GET name…` (exact names or `*`); `CONFIG SET` is refused.
+fn config(args: &[Bytes]) -> Reply {
+    match String::from_utf8_lossy(&args[0])
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "get" => {
+            let asked: Vec<String> = args[1..]
+                .iter()
+                .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
+                .collect();
+            Reply::Map(
+                CONFIG
+                    .iter()
+                    .filter(|(name, _)| asked.iter().any(|a| a == name || a == "*"))
+                    .map(|(name, value)| (Reply::text(*name), Reply::text(*value)))
+                    .collect(),
+            )
+        }
+        "resetstat" => Reply::ok(),
+        other => Reply::err(format!(
+            "CONFIG {other} is not supported: configure the node with its flags"
+        )),
+    }
+}
+
+/// `COMMAND`, `COMMAND COUNT`, `COMMAND DOCS`, `COMMAND INFO`.
+fn command(args: &[Bytes]) -> Reply {
+    let all: Vec<&str> = DATA_COMMANDS
+        .iter()
+        .map(|(n, _)| *n)
+        .chain(SESSION_COMMANDS.iter().copied())
+        .collect();
+    let info = |name: &str| {
+        let write = DATA_COMMANDS.iter().any(|(n, w)| *n == name && *w);
+        let flags = if write { "write" } else { "readonly" };
+        Reply::Array(vec![
+            Reply::text(name),
+            Reply::Integer(-1),
+            Reply::Array(vec![Reply::Status(flags.into())]),
+            Reply::Integer(1),
+            Reply::Integer(1),
+            Reply::Integer(1),
+        ])
+    };
+    let sub = args
+        .first()
+        .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase());
+    match sub.as_deref() {
+        None => Reply::Array(all.iter().map(|n| info(n)).collect()),
+        Some("count") => Reply::Integer(all.len() as i64),
+        // No documentation to offer: clients do without.
+        Some("docs") => Reply::Map(vec![]),
+        Some("info") => Reply::Array(
+            args[1..]
+                .iter()
+                .map(|a| {
+                    let name = String::from_utf8_lossy(a).to_ascii_lowercase();
+                    if all.contains(&name.as_str()) {
+                        info(&name)
+                    } else {
+                        Reply::Nil
+                    }
+                })
+                .collect(),
+        ),
+        Some(other) => Reply::err(format!("unknown subcommand '{other}' of COMMAND")),
+    }
+}
