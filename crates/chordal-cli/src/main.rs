@@ -12,6 +12,7 @@ mod bench_repair;
 mod bench_tls;
 mod ca;
 mod client;
+mod config;
 mod gateway;
 mod member;
 mod output;
@@ -19,7 +20,7 @@ mod repl;
 mod sim;
 mod topics;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -163,7 +164,18 @@ pub enum CliError {
 
 fn main() -> ExitCode {
     chordal_tls::install_ring_provider();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    // A settings file fills in what neither flags nor the environment set.
+    if let (Command::Node(args), Some(("node", sub))) = (&mut cli.command, matches.subcommand())
+        && let Err(e) = args.apply_config(sub)
+    {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(2);
+    }
     init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -53,6 +53,42 @@ pub struct NodeArgs {
     /// client reaches the ring's data through this node.
     #[arg(long, env = "CHORDAL_RESP", value_name = "HOST:PORT")]
     resp: Option<SocketAddr>,
+    /// Serve the VoidPhone DHT API (messages 650-653) here.
+    #[arg(long, env = "CHORDAL_DHT_API", value_name = "HOST:PORT")]
+    dht_api: Option<SocketAddr>,
+    /// Read settings from FILE (below flags and CHORDAL_* variables): a
+    /// VoidPhone .ini file's [dht] section (p2p_address, api_address,
+    /// bootstrapper, http_address, data_dir).
+    #[arg(long, env = "CHORDAL_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+impl NodeArgs {
+    /// Fills in what `--config`'s file says, where neither a flag nor the
+    /// environment set a value (`matches`: this subcommand's).
+    pub fn apply_config(&mut self, matches: &clap::ArgMatches) -> Result<()> {
+        let Some(path) = &self.config else {
+            return Ok(());
+        };
+        let file = crate::config::read(path)?;
+        let unset = |id| crate::config::unset(matches, id);
+        if let (Some(a), true) = (file.p2p_address, unset("listen")) {
+            self.listen = a;
+        }
+        if let (Some(a), true) = (file.http_address, unset("api")) {
+            self.api = a;
+        }
+        if let (Some(a), true) = (file.api_address, unset("dht_api")) {
+            self.dht_api = Some(a);
+        }
+        if let (Some(peer), true) = (file.bootstrapper, unset("join")) {
+            self.join = vec![peer];
+        }
+        if let (Some(dir), true) = (file.data_dir, unset("data_dir")) {
+            self.data_dir = Some(dir);
+        }
+        Ok(())
+    }
 }
 
 /// Protocol settings shared by `node` and `cluster`.
@@ -167,6 +203,8 @@ pub struct Member {
     pub api: SocketAddr,
     /// The Redis-protocol address, if served.
     pub resp: Option<SocketAddr>,
+    /// The VoidPhone DHT API address, if served.
+    pub dht_api: Option<SocketAddr>,
     servers: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
     stop_servers: CancellationToken,
 }
@@ -200,6 +238,7 @@ impl Member {
             node,
             api,
             resp: None,
+            dht_api: None,
             servers: vec![http],
             stop_servers,
         })
@@ -227,6 +266,22 @@ impl Member {
         Ok(())
     }
 
+    /// Also serves the VoidPhone DHT API on `addr`.
+    pub async fn serve_dht_api(&mut self, addr: SocketAddr) -> Result<()> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot bind the DHT API address {addr}"))?;
+        self.dht_api = Some(listener.local_addr()?);
+        let stop = self.stop_servers.clone();
+        self.servers.push(tokio::spawn(chordal_dhtapi::serve(
+            listener,
+            self.node.clone(),
+            chordal_dhtapi::DhtApiConfig::default(),
+            async move { stop.cancelled().await },
+        )));
+        Ok(())
+    }
+
     /// The JSON line printed once a node serves: every address it serves.
     pub fn address_line(&self) -> String {
         let mut line = serde_json::json!({
@@ -236,6 +291,9 @@ impl Member {
         });
         if let Some(resp) = self.resp {
             line["resp"] = serde_json::json!(resp.to_string());
+        }
+        if let Some(dht_api) = self.dht_api {
+            line["dht_api"] = serde_json::json!(dht_api.to_string());
         }
         line.to_string()
     }
@@ -297,6 +355,15 @@ pub async fn run_node(args: NodeArgs) -> Result<()> {
             );
         }
         member.serve_resp(addr, tokens).await?;
+    }
+    if let Some(addr) = args.dht_api {
+        // The VoidPhone API has no authentication: a warning beyond loopback.
+        if !addr.ip().is_loopback() {
+            tracing::warn!(
+                "the DHT API on {addr} is reachable beyond this host and has no authentication"
+            );
+        }
+        member.serve_dht_api(addr).await?;
     }
     println!("{}", member.address_line());
     shutdown_signal().await;

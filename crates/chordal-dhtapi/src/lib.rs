@@ -1,0 +1,199 @@
+//! # chordal-dhtapi: the VoidPhone DHT API on a Chordal node
+//!
+//! The module interface seed 001 was written for: other modules of a peer
+//! connect over TCP and send `DHT PUT` (650) and `DHT GET` (651); a GET
+//! is answered `DHT SUCCESS` (652) with the value or `DHT FAILURE` (653).
+//! [`serve`] runs it on the node's `--dht-api` address. Several requests
+//! may travel on one connection; each is served as it arrives (answers may
+//! come in any order, each in one write; a GET reads after the PUTs sent
+//! before it on its connection), a PUT is never answered, and a
+//! malformed message closes its connection (counted in
+//! `chordal_errors_total{kind="dht_api_malformed"}`) while the node goes on.
+//!
+//! Keys are Chordal keys of exactly 32 bytes — the same data as the HTTP
+//! API's `/v1/kv/{key}` for such keys. A PUT's ttl (seconds) expires the
+//! value (0: never); its replication is a hint: the ring keeps its `R`
+//! copies whatever is asked.
+
+#![warn(missing_docs)]
+
+pub mod message;
+
+use chordal_core::{Expiry, PutOptions};
+use chordal_node::{KeyValue, Node};
+use message::{HEADER_LEN, Request};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tracing::{debug, warn};
+
+/// Settings of the DHT API endpoint.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct DhtApiConfig {
+    /// Connections served at once; more wait to be accepted.
+    pub max_connections: usize,
+    /// Requests of one connection being served at once; the connection
+    /// is not read further until one finishes.
+    pub max_in_flight: usize,
+}
+
+impl Default for DhtApiConfig {
+    fn default() -> Self {
+        DhtApiConfig {
+            max_connections: 1024,
+            max_in_flight: 64,
+        }
+    }
+}
+
+/// Serves the DHT API for `node` on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    node: Node,
+    config: DhtApiConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let permits = Arc::new(Semaphore::new(config.max_connections));
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            p = permits.clone().acquire_owned() => p.expect("never closed"),
+        };
+        let socket = tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    warn!(error = %e, "DHT API accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let (node, config) = (node.clone(), config.clone());
+        tokio::spawn(async move {
+            connection(socket, node, config).await;
+            drop(permit);
+        });
+    }
+}
+
+/// One client connection: reads messages until the client leaves or sends
+/// a malformed one; GET answers go out through one writer task.
+async fn connection(socket: TcpStream, node: Node, config: DhtApiConfig) {
+    let _ = socket.set_nodelay(true);
+    let (mut read, mut write) = socket.into_split();
+    let (answers, mut outgoing) = mpsc::channel::<Vec<u8>>(config.max_in_flight);
+    let writer = tokio::spawn(async move {
+        while let Some(bytes) = outgoing.recv().await {
+            // Each answer in one write.
+            if write.write_all(&bytes).await.is_err() {
+                return;
+            }
+        }
+    });
+    let in_flight = Arc::new(Semaphore::new(config.max_in_flight));
+    // PUTs of this connection still running, in order.
+    let mut puts: Vec<watch::Receiver<bool>> = Vec::new();
+    loop {
+        let mut head = [0u8; HEADER_LEN];
+        if read.read_exact(&mut head).await.is_err() {
+            break;
+        }
+        let (size, kind) = match message::header(head) {
+            Ok(h) => h,
+            Err(e) => {
+                malformed(&node, &e);
+                break;
+            }
+        };
+        let mut body = vec![0u8; size as usize - HEADER_LEN];
+        if read.read_exact(&mut body).await.is_err() {
+            // Truncated: the client went away mid-message.
+            malformed(&node, &"truncated message");
+            break;
+        }
+        let request = match message::request(kind, &body) {
+            Ok(r) => r,
+            Err(e) => {
+                malformed(&node, &e);
+                break;
+            }
+        };
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            break;
+        };
+        // A GET reads after the PUTs sent before it on this connection
+        // (a client that stores then reads sees its write); otherwise
+        // requests run at once and answers go out as they are ready.
+        puts.retain(|done| !*done.borrow());
+        let (earlier, finished) = match request {
+            Request::Put { .. } => {
+                let (tx, rx) = watch::channel(false);
+                puts.push(rx);
+                (Vec::new(), Some(tx))
+            }
+            Request::Get { .. } => (puts.clone(), None),
+        };
+        let (node, answers) = (node.clone(), answers.clone());
+        tokio::spawn(async move {
+            for mut put in earlier {
+                let _ = put.wait_for(|done| *done).await;
+            }
+            if let Some(answer) = serve_one(&node, request).await {
+                let _ = answers.send(answer).await;
+            }
+            if let Some(tx) = finished {
+                let _ = tx.send(true);
+            }
+            drop(permit);
+        });
+    }
+    // Answers of requests still running go out before the writer ends.
+    drop(answers);
+    let _ = writer.await;
+}
+
+fn malformed(node: &Node, why: &dyn std::fmt::Display) {
+    node.wire_stats()
+        .dht_api_malformed
+        .fetch_add(1, Ordering::Relaxed);
+    debug!(%why, "DHT API connection closed");
+}
+
+/// Serves one request; the answer to send, if any.
+async fn serve_one(node: &Node, request: Request) -> Option<Vec<u8>> {
+    match request {
+        Request::Put {
+            ttl, key, value, ..
+        } => {
+            let expiry = match ttl {
+                0 => Expiry::Never,
+                s => Expiry::After(Duration::from_secs(s as u64)),
+            };
+            let options = PutOptions {
+                expiry,
+                ..PutOptions::default()
+            };
+            if let Err(e) = node.put_with(key.to_vec(), value, options).await {
+                // The API has no answer to a PUT, failed or not.
+                debug!(error = %e, "DHT PUT failed");
+            }
+            None
+        }
+        Request::Get { key } => {
+            let found = node.get(key.to_vec()).await;
+            let value = match &found {
+                Ok(Some(v)) => Some(v.value.as_slice()),
+                _ => None,
+            };
+            Some(message::answer(&key, value))
+        }
+    }
+}
