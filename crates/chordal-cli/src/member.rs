@@ -57,7 +57,7 @@ pub struct NodeArgs {
     #[arg(long, env = "CHORDAL_DHT_API", value_name = "HOST:PORT")]
     dht_api: Option<SocketAddr>,
     /// Read settings from FILE (below flags and CHORDAL_* variables): a
-    /// VoidPhone .ini file's [dht] section (p2p_address, api_address,
+    /// VoidPhone .ini file's `[dht]` section (p2p_address, api_address,
     /// bootstrapper, http_address, data_dir).
     #[arg(long, env = "CHORDAL_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,

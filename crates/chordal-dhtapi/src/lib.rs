@@ -29,7 +29,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
-use tracing::{debug, warn};
+use tracing::debug;
 
 /// Settings of the DHT API endpoint.
 #[derive(Clone, Debug)]
@@ -58,30 +58,11 @@ pub async fn serve(
     config: DhtApiConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let permits = Arc::new(Semaphore::new(config.max_connections));
-    tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            _ = &mut shutdown => return Ok(()),
-            p = permits.clone().acquire_owned() => p.expect("never closed"),
-        };
-        let socket = tokio::select! {
-            _ = &mut shutdown => return Ok(()),
-            accepted = listener.accept() => match accepted {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    warn!(error = %e, "DHT API accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let (node, config) = (node.clone(), config.clone());
-        tokio::spawn(async move {
-            connection(socket, node, config).await;
-            drop(permit);
-        });
-    }
+    let max = config.max_connections;
+    chordal_node::accept::serve_connections(listener, max, shutdown, move |socket| {
+        connection(socket, node.clone(), config.clone())
+    })
+    .await
 }
 
 /// One client connection: reads messages until the client leaves or sends

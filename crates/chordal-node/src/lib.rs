@@ -69,6 +69,7 @@
 
 #![warn(missing_docs)]
 
+pub mod accept;
 mod app;
 mod builder;
 mod client;

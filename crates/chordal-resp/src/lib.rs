@@ -25,8 +25,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-use tracing::warn;
 
 /// The Redis version the server says it speaks (HELLO, INFO): the command
 /// set and replies follow Redis 7.0's.
@@ -75,34 +73,17 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let config = Arc::new(config);
-    let permits = Arc::new(Semaphore::new(config.max_connections));
-    let ids = AtomicU64::new(1);
+    let ids = Arc::new(AtomicU64::new(1));
     let ctx = commands::Ctx { node };
-    tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            _ = &mut shutdown => return Ok(()),
-            p = permits.clone().acquire_owned() => p.expect("never closed"),
-        };
-        let (socket, _) = tokio::select! {
-            _ = &mut shutdown => return Ok(()),
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait a moment.
-                    warn!(error = %e, "RESP accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
+    let max = config.max_connections;
+    chordal_node::accept::serve_connections(listener, max, shutdown, move |socket| {
         let (ctx, config) = (ctx.clone(), config.clone());
         let id = ids.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(async move {
+        async move {
             config.connections.fetch_add(1, Ordering::Relaxed);
             session::serve(socket, ctx, config.clone(), id).await;
             config.connections.fetch_sub(1, Ordering::Relaxed);
-            drop(permit);
-        });
-    }
+        }
+    })
+    .await
 }
