@@ -14,7 +14,7 @@ mod store_model;
 mod targets;
 
 pub use store_model::store_model;
-pub use targets::{frames, handshake, http_input, store_codec};
+pub use targets::{dht_messages, frames, handshake, http_input, resp_requests, store_codec};
 
 /// A target's entry point.
 pub type Target = fn(&[u8]);
@@ -26,4 +26,6 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("store_codec", store_codec),
     ("http_input", http_input),
     ("store_model", store_model),
+    ("resp_requests", resp_requests),
+    ("dht_messages", dht_messages),
 ];

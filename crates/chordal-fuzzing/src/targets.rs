@@ -91,3 +91,55 @@ fn request_carrying(text: &str) -> http::Request<()> {
     }
     b.body(()).expect("a valid request")
 }
+
+/// Bytes from a Redis client: requests decoded by the RESP codec (multibulk
+/// and inline) never panic, never yield an empty command or an argument
+/// over the string limit, and stop at an error, with the buffer never
+/// growing past the request limit before one.
+pub fn resp_requests(data: &[u8]) {
+    use chordal_resp::codec::RespCodec;
+    let (max_bulk, max_request) = (512, 4096);
+    let mut codec = RespCodec::new(max_bulk, max_request);
+    // In two pieces, as a socket may deliver them.
+    let split = data.first().map_or(0, |b| *b as usize % (data.len() + 1));
+    let mut buf = BytesMut::new();
+    for piece in [&data[..split], &data[split..]] {
+        buf.extend_from_slice(piece);
+        loop {
+            match codec.decode(&mut buf) {
+                Ok(Some(args)) => {
+                    assert!(!args.is_empty(), "an empty command");
+                    assert!(args.iter().all(|a| a.len() <= max_bulk.max(64 * 1024)));
+                }
+                Ok(None) => break,
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// Bytes from a VoidPhone module: headers and bodies are refused or give
+/// a request that encodes back to the very bytes it came from.
+pub fn dht_messages(data: &[u8]) {
+    use chordal_dhtapi::message::{HEADER_LEN, encode, header, request};
+    let mut rest = data;
+    while rest.len() >= HEADER_LEN {
+        let head: [u8; HEADER_LEN] = rest[..HEADER_LEN].try_into().expect("four bytes");
+        let Ok((size, kind)) = header(head) else {
+            return;
+        };
+        let Some(whole) = rest.get(..size as usize) else {
+            return;
+        };
+        let Ok(req) = request(kind, &whole[HEADER_LEN..]) else {
+            return;
+        };
+        let mut again = encode(&req);
+        // The reserved byte of a PUT is not kept: compare without it.
+        if kind == chordal_dhtapi::message::DHT_PUT {
+            again[7] = whole[7];
+        }
+        assert_eq!(again, whole, "a request encodes back to its bytes");
+        rest = &rest[size as usize..];
+    }
+}

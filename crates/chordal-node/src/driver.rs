@@ -18,8 +18,8 @@ use chordal_core::{
     OpError, OpId, Outcome, QueryId, StoreKind, StoreOpId, StoreRequest, StoreResult, Time,
 };
 use chordal_store::Store;
-use futures_util::StreamExt;
 use futures_util::stream::{BoxStream, SelectAll};
+use futures_util::{FutureExt, StreamExt};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -110,6 +110,11 @@ pub enum KeyOp {
     /// The same, waiting for the application's answer.
     Request { key: Vec<u8>, payload: Vec<u8> },
 }
+
+/// Most frames (or commands) the driver takes in one wake-up before it
+/// writes: enough to coalesce a burst, few enough that timers and the
+/// other sources are not starved.
+const DRAIN_PER_WAKE: usize = 64;
 
 /// Whether the driver goes on after a command.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -269,12 +274,28 @@ impl Driver {
                 item = self.readers.next(), if !self.readers.is_empty() => {
                     if let Some(item) = item {
                         self.read(item);
+                        // Take what else has arrived before answering, so
+                        // that the frames this wake-up produces for one
+                        // peer leave in one write.
+                        for _ in 1..DRAIN_PER_WAKE {
+                            match self.readers.next().now_or_never() {
+                                Some(Some(item)) => self.read(item),
+                                _ => break,
+                            }
+                        }
                     }
                 }
                 cmd = commands.recv(), if !commands_closed => match cmd {
                     Some(cmd) => {
                         if self.command(cmd) == Flow::Stop {
                             return;
+                        }
+                        // Likewise for the commands already queued.
+                        for _ in 1..DRAIN_PER_WAKE {
+                            let Ok(cmd) = commands.try_recv() else { break };
+                            if self.command(cmd) == Flow::Stop {
+                                return;
+                            }
                         }
                     }
                     None => {
@@ -309,6 +330,10 @@ impl Driver {
                 Some((op, result)) = self.applied_rx.recv() => {
                     let now = self.now();
                     self.core.handle_store(now, op, result);
+                    for _ in 1..DRAIN_PER_WAKE {
+                        let Ok((op, result)) = self.applied_rx.try_recv() else { break };
+                        self.core.handle_store(now, op, result);
+                    }
                 }
                 Some((msg, answer)) = self.answers_rx.recv() => {
                     let now = self.now();
