@@ -92,6 +92,14 @@ fn redis_cli_reads_and_writes_the_rings_data_through_any_node() {
     assert_eq!(cli(a, &["TTL", "lock"]), "-1");
     assert_eq!(cli(b, &["PERSIST", "lock"]), "0");
     assert_eq!(cli(b, &["EXPIRE", "lock", "50"]), "1");
+    // KEEPTTL keeps it; a plain SET clears it.
+    assert_eq!(cli(c, &["SET", "lock", "kept", "KEEPTTL"]), "OK");
+    let ttl: i64 = cli(a, &["TTL", "lock"]).parse().unwrap();
+    assert!((48..=50).contains(&ttl), "ttl {ttl}");
+    assert_eq!(cli(a, &["SET", "lock", "plain"]), "OK");
+    assert_eq!(cli(a, &["TTL", "lock"]), "-1");
+    assert_eq!(cli(a, &["SET", "lock", "x", "EX", "0"]), "ERR invalid expire time in 'set' command");
+    assert_eq!(cli(a, &["SET", "lock", "x", "NX", "XX"]), "ERR syntax error");
     assert_eq!(cli(b, &["PTTL", "nothing"]), "-2");
     assert_eq!(cli(a, &["SETEX", "brief", "1", "x"]), "OK");
     assert_eq!(cli(a, &["APPEND", "log", "ab"]), "2");
