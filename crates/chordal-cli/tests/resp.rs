@@ -98,8 +98,14 @@ fn redis_cli_reads_and_writes_the_rings_data_through_any_node() {
     assert!((48..=50).contains(&ttl), "ttl {ttl}");
     assert_eq!(cli(a, &["SET", "lock", "plain"]), "OK");
     assert_eq!(cli(a, &["TTL", "lock"]), "-1");
-    assert_eq!(cli(a, &["SET", "lock", "x", "EX", "0"]), "ERR invalid expire time in 'set' command");
-    assert_eq!(cli(a, &["SET", "lock", "x", "NX", "XX"]), "ERR syntax error");
+    assert_eq!(
+        cli(a, &["SET", "lock", "x", "EX", "0"]),
+        "ERR invalid expire time in 'set' command"
+    );
+    assert_eq!(
+        cli(a, &["SET", "lock", "x", "NX", "XX"]),
+        "ERR syntax error"
+    );
     assert_eq!(cli(b, &["PTTL", "nothing"]), "-2");
     assert_eq!(cli(a, &["SETEX", "brief", "1", "x"]), "OK");
     assert_eq!(cli(a, &["APPEND", "log", "ab"]), "2");

@@ -625,6 +625,12 @@ impl Sim {
         self.kv(i, move |n, now| n.delete(now, k))
     }
 
+    /// Any store operation (put, get, delete, update with their options)
+    /// at node `i`, run to completion.
+    pub fn store_op(&mut self, i: usize, op: chordal_core::Operation) -> Result<Outcome, OpError> {
+        self.kv(i, move |n, now| n.store(now, op))
+    }
+
     /// Advances virtual time by `d`, processing everything due.
     pub fn run_for(&mut self, d: Duration) {
         let until = self.now + d;

@@ -965,3 +965,75 @@ fn a_leave_that_cannot_drain_stops_at_the_timeout_and_says_so() {
     assert_eq!(report.ranges_not_handed_over, 1, "{report:?}");
     assert_eq!(report.records, 0, "{report:?}");
 }
+
+/// Values with an expiry: replication and the re-replication after a
+/// crash carry the expiry to every copy; once it passes the value reads as
+/// missing from every node, and after the grace period every copy is
+/// collected like a tombstone.
+#[test]
+fn expiring_values_keep_their_expiry_on_every_copy_and_are_collected() {
+    let seed = 44;
+    let mut config = SimConfig {
+        seed,
+        ..SimConfig::default()
+    };
+    config.node.tombstone_grace = 20 * SEC;
+    let mut s = ring_with(8, config);
+    let expires = s.clock_now(0) + 40 * SEC;
+    let keys: Vec<String> = (0..60).map(|k| format!("brief-{k}")).collect();
+    for (k, key) in keys.iter().enumerate() {
+        let op = chordal_core::Operation::Put {
+            key: key.clone().into_bytes(),
+            value: b"v".to_vec(),
+            opts: chordal_core::WriteOptions {
+                expires: Some(expires),
+                ..chordal_core::WriteOptions::default()
+            },
+        };
+        assert!(matches!(s.store_op(k % 8, op), Ok(Outcome::Stored { .. })));
+    }
+    // Crash a holder of the first key: its replicas are made again.
+    let victim = s.holders(keys[0].as_bytes())[0];
+    s.kill(victim);
+    s.run_for(15 * SEC);
+    let copies = |s: &Sim, key: &str| -> Vec<Record> {
+        (0..s.len())
+            .filter(|i| *i != victim)
+            .filter_map(|i| {
+                s.store(i)
+                    .get(&Id::hash(key.as_bytes()), key.as_bytes())
+                    .unwrap()
+            })
+            .collect()
+    };
+    for key in &keys {
+        let held = copies(&s, key);
+        assert!(
+            held.len() >= 3,
+            "seed {seed}: {key} on {} copies",
+            held.len()
+        );
+        assert!(
+            held.iter().all(|r| r.expires == Some(expires)),
+            "seed {seed}: a copy of {key} lost its expiry: {held:?}"
+        );
+    }
+    let reader = (victim + 1) % 8;
+    assert_eq!(
+        value(s.get(reader, keys[0].as_bytes())),
+        Some(b"v".to_vec())
+    );
+    // Past the expiry: missing everywhere, though still stored...
+    s.run_for(30 * SEC);
+    for key in &keys {
+        assert_eq!(
+            value(s.get(reader, key.as_bytes())),
+            None,
+            "{key} after expiry"
+        );
+    }
+    // ...until the grace period has passed: then collected.
+    let left = |s: &Sim| keys.iter().map(|k| copies(s, k).len()).sum::<usize>();
+    s.run_until_true(5 * SEC, 120 * SEC, |s| left(s) == 0)
+        .unwrap_or_else(|| panic!("seed {seed}: {} expired copies left", left(&s)));
+}
