@@ -70,8 +70,9 @@ pub struct KvArgs {
     /// Nodes of the local cluster.
     #[arg(long, default_value_t = 5)]
     nodes: usize,
-    /// Bench an existing cluster through these API addresses instead
-    /// (implies --via http).
+    /// Bench an existing ring instead: its nodes' API addresses (with
+    /// --via http, implied unless --via client), or peer addresses to
+    /// connect the native client through (--via client).
     #[arg(long, value_delimiter = ',')]
     target: Vec<SocketAddr>,
     #[arg(long, value_enum, default_value_t = Via::Node)]
@@ -275,6 +276,33 @@ async fn phase(
     Ok((total, start.elapsed()))
 }
 
+/// The number of processes of the ring an external `--target` reaches:
+/// by walking it (`/v1/ring`), or the native client's view of it.
+async fn external_ring_size(backend: &Backend) -> Result<usize> {
+    match backend {
+        Backend::Http(client, scheme, apis) => {
+            let url = format!("{scheme}://{}/v1/ring", apis[0]);
+            let ring: serde_json::Value = client.get(url).send().await?.json().await?;
+            let mut addrs: Vec<&str> = ring["nodes"]
+                .as_array()
+                .context("no nodes in /v1/ring")?
+                .iter()
+                .filter_map(|n| n["addr"].as_str())
+                .collect();
+            addrs.sort();
+            addrs.dedup();
+            Ok(addrs.len())
+        }
+        Backend::Client(c) => {
+            let mut addrs: Vec<SocketAddr> = c.ring().iter().map(|n| n.addr).collect();
+            addrs.sort();
+            addrs.dedup();
+            Ok(addrs.len())
+        }
+        Backend::Nodes(nodes) => Ok(nodes.len()),
+    }
+}
+
 pub async fn run(args: KvArgs) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let pki = if args.tls && args.target.is_empty() {
@@ -287,7 +315,12 @@ pub async fn run(args: KvArgs) -> Result<()> {
         if args.tls {
             bail!("--tls is for the local cluster (an existing one's CA is not ours)");
         }
-        Backend::Http(reqwest::Client::new(), "http", args.target.clone())
+        if args.via == Via::Client {
+            let seeds = args.target.iter().map(|a| a.to_string()).collect();
+            Backend::Client(Client::connect(ClientConfig::new(seeds)).await?)
+        } else {
+            Backend::Http(reqwest::Client::new(), "http", args.target.clone())
+        }
     } else {
         if args.nodes == 0 {
             bail!("--nodes must be at least 1");
@@ -366,6 +399,13 @@ pub async fn run(args: KvArgs) -> Result<()> {
         Backend::Client(_) => "client",
         Backend::Nodes(_) => "node",
     };
+    // What was measured, truly: an existing ring's size is found by
+    // walking it, and its storage is not ours to know.
+    let (ring_nodes, store) = if args.target.is_empty() {
+        (args.nodes, Some(format!("{:?}", args.store).to_lowercase()))
+    } else {
+        (external_ring_size(&backend).await?, None)
+    };
     let backend = Arc::new(backend);
     let mut rows = Vec::new();
     for (n, &c) in args.concurrency.iter().enumerate() {
@@ -375,7 +415,7 @@ pub async fn run(args: KvArgs) -> Result<()> {
             rows.push(json!({
                 "op": p.name(),
                 "via": via,
-                "store": format!("{:?}", args.store).to_lowercase(),
+                "store": store,
                 "tls": args.tls,
                 "concurrency": c,
                 "ops": hist.len(),
@@ -389,7 +429,13 @@ pub async fn run(args: KvArgs) -> Result<()> {
     if args.json {
         println!(
             "{}",
-            json!({"bench": "kv", "nodes": args.nodes, "value_size": args.value_size, "results": rows})
+            json!({
+                "bench": "kv",
+                "nodes": ring_nodes,
+                "target": (!args.target.is_empty()).then(|| args.target.iter().map(|a| a.to_string()).collect::<Vec<_>>()),
+                "value_size": args.value_size,
+                "results": rows,
+            })
         );
     } else {
         let mut t = Table::new();
@@ -401,7 +447,7 @@ pub async fn run(args: KvArgs) -> Result<()> {
                 r["op"].as_str().unwrap_or("").to_string(),
                 r["via"].as_str().unwrap_or("").to_string(),
                 r["tls"].to_string(),
-                r["store"].as_str().unwrap_or("").to_string(),
+                r["store"].as_str().unwrap_or("(external)").to_string(),
                 r["concurrency"].to_string(),
                 format!("{:.0}", r["ops_per_sec"].as_f64().unwrap_or(0.0)),
                 r["p50_us"].to_string(),

@@ -396,3 +396,49 @@ fn sim_experiments_run_and_repeat() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("weibull:SHAPE"), "{err}");
 }
+
+/// `chordal bench kv --target` labels what it measured truly: the ring's
+/// size found by walking it (not the local default of 5), no store kind
+/// it cannot know; and `--via client` works with a ring's peer addresses.
+#[test]
+fn bench_kv_against_a_running_ring_reports_that_ring() {
+    let mut nodes = vec![NodeProc::start(None, &["--stabilize-ms", "100"])];
+    for _ in 0..2 {
+        let seed = nodes[0].addr;
+        nodes.push(NodeProc::start(Some(seed), &["--stabilize-ms", "100"]));
+    }
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    eventually(Duration::from_secs(30), || successor_lists_correct(&all, 2))
+        .expect("ring did not form");
+    let apis = format!("{},{}", nodes[0].api, nodes[1].api);
+    let peers = nodes[2].addr.to_string();
+    for (target, via) in [(apis.as_str(), "http"), (peers.as_str(), "client")] {
+        let (code, out, err) = chordal(&[
+            "bench",
+            "kv",
+            "--target",
+            target,
+            "--via",
+            via,
+            "--keys",
+            "50",
+            "--concurrency",
+            "2",
+            "--json",
+        ]);
+        assert_eq!(code, 0, "{err}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["nodes"], 3, "{out}");
+        assert!(v["target"].is_array(), "{out}");
+        for r in v["results"].as_array().unwrap() {
+            assert_eq!(
+                (r["via"].as_str(), r["ops"].as_u64()),
+                (Some(via), Some(50))
+            );
+            assert!(
+                r["store"].is_null(),
+                "an external ring's store is not known: {r}"
+            );
+        }
+    }
+}
