@@ -91,7 +91,9 @@ pub use oracle::Oracle;
 pub use outcome::{Answer, OpError, Outcome, Replaced, Updated, Versioned, Written};
 pub use record::{Hlc, Record, Version, dead_since};
 pub use request::OpId;
-pub use ring::{Phase, RoutingTable, VNode, replica_set, replica_set_where, successor_index};
+pub use ring::{
+    Phase, RoutingTable, VNode, replica_set, replica_set_where, ring_size, successor_index,
+};
 pub use rng::Rng;
 pub use store::{
     Applied, LeaveReport, StoreKind, StoreOpId, StoreRequest, StoreResult, bucket_hash, bucket_of,

@@ -213,6 +213,19 @@ impl Node {
         self.store.leave_progress()
     }
 
+    /// The number of processes in the ring, estimated from this process's
+    /// own successor lists (exact when a list came back round to us);
+    /// `None` before any vnode joined. See `ring_size`.
+    pub fn ring_size_estimate(&self) -> Option<f64> {
+        let vnodes = self.ring.vnodes();
+        let tables: Vec<&crate::RoutingTable> = vnodes
+            .iter()
+            .filter(|v| v.is_joined())
+            .map(|v| v.table())
+            .collect();
+        crate::ring_size(&tables, vnodes.len())
+    }
+
     /// Starts `find_successor(key)`; the answer arrives as
     /// `Event::LookupDone` with the returned id.
     pub fn start_lookup(&mut self, now: Time, key: Id, mode: LookupMode) -> LookupId {

@@ -53,6 +53,8 @@ pub struct NodeStatusJson {
     pub fingers: Vec<FingerJson>,
     /// Records its process stores.
     pub keys_stored: u64,
+    /// Processes in the ring, estimated from this node's successor lists.
+    pub ring_size_estimate: Option<f64>,
     /// The virtual nodes of this process.
     pub vnodes: Vec<VNodeJson>,
     /// Wire statistics.

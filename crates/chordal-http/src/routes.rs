@@ -253,6 +253,7 @@ async fn node_status(
             successors: primary.successors,
             fingers: primary.fingers,
             keys_stored: status.keys_stored,
+            ring_size_estimate: status.ring_size_estimate.map(|n| (n * 10.0).round() / 10.0),
             vnodes,
             stats: json!({
                 "connections": status.connections,

@@ -460,6 +460,7 @@ impl Driver {
         let now = Snapshot {
             connections: self.conns.len(),
             keys_stored: self.store.count().unwrap_or(0),
+            ring_size_estimate: self.core.ring_size_estimate(),
             stored_bytes: self.store.bytes().unwrap_or(0),
             vnodes_joined: joined,
             vnodes_joining: self.core.vnodes().len() - joined,
@@ -904,6 +905,7 @@ impl Driver {
             vnodes,
             connections: self.conns.len(),
             keys_stored: self.store.count().unwrap_or(0),
+            ring_size_estimate: self.core.ring_size_estimate(),
             frames_in: stats.frames_in.load(Ordering::Relaxed),
             frames_out: stats.frames_out.load(Ordering::Relaxed),
             bad_handshakes: stats.bad_handshakes.load(Ordering::Relaxed),

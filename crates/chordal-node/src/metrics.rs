@@ -25,7 +25,7 @@ const HOPS: [f64; 12] = [
 ];
 
 /// Every metric, its kind and its help text.
-const DESCRIPTIONS: [(&str, char, &str); 29] = [
+const DESCRIPTIONS: [(&str, char, &str); 30] = [
     (
         "chordal_sent_messages_total",
         'c',
@@ -136,6 +136,11 @@ const DESCRIPTIONS: [(&str, char, &str); 29] = [
         "chordal_keys_stored",
         'g',
         "Records in this node's store (tombstones included).",
+    ),
+    (
+        "chordal_ring_size_estimate",
+        'g',
+        "Processes in the ring, estimated from this node's successor lists.",
     ),
     (
         "chordal_stored_bytes",
@@ -343,6 +348,9 @@ impl NodeMetrics {
         );
         gauge("chordal_connections", vec![], now.connections as f64);
         gauge("chordal_keys_stored", vec![], now.keys_stored as f64);
+        if let Some(n) = now.ring_size_estimate {
+            gauge("chordal_ring_size_estimate", vec![], n);
+        }
         gauge("chordal_stored_bytes", vec![], now.stored_bytes as f64);
         gauge(
             "chordal_vnodes",
@@ -363,6 +371,7 @@ impl NodeMetrics {
 pub(crate) struct Snapshot {
     pub connections: usize,
     pub keys_stored: u64,
+    pub ring_size_estimate: Option<f64>,
     pub stored_bytes: u64,
     pub vnodes_joined: usize,
     pub vnodes_joining: usize,

@@ -47,6 +47,9 @@ pub struct Status {
     pub connections: usize,
     /// Records in the local store (tombstones included).
     pub keys_stored: u64,
+    /// Processes in the ring, estimated from this node's successor lists
+    /// (exact in a ring small enough for a list to come back round).
+    pub ring_size_estimate: Option<f64>,
     /// Frames received.
     pub frames_in: u64,
     /// Frames sent.

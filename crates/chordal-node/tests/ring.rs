@@ -165,3 +165,31 @@ async fn a_write_right_after_a_join_is_readable_from_the_other_node() {
         first.leave().await;
     }
 }
+
+/// Each node estimates the ring's size from its own successor lists:
+/// exactly in a ring its list goes round, roughly in a larger one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_estimate_the_ring_size_from_their_successor_lists() {
+    let ring = LocalRing::start(5, config()).await.unwrap();
+    ring.settle(Check::SuccessorLists).await.expect("settles");
+    for node in &ring.nodes {
+        let status = node.status().await.unwrap();
+        assert_eq!(status.ring_size_estimate, Some(5.0), "{}", node.addr());
+    }
+    ring.leave_all().await;
+    // 16 processes with 4 successors each: no list goes round.
+    let short_lists = config().core_with(|c| c.successors = 4);
+    let ring = LocalRing::start(16, short_lists).await.unwrap();
+    ring.settle(Check::SuccessorLists).await.expect("settles");
+    let mut estimates = Vec::new();
+    for node in &ring.nodes {
+        estimates.push(node.status().await.unwrap().ring_size_estimate.unwrap());
+    }
+    estimates.sort_by(f64::total_cmp);
+    let median = estimates[estimates.len() / 2];
+    assert!(
+        (8.0..=32.0).contains(&median),
+        "median estimate {median}: {estimates:?}"
+    );
+    ring.leave_all().await;
+}

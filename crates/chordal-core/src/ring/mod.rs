@@ -9,10 +9,12 @@
 //! of where copies go. [`Ring`] hosts the vnodes of one process and knows
 //! nothing of keys, stores or applications.
 
+mod estimate;
 mod placement;
 mod routing;
 mod vnode;
 
+pub use estimate::ring_size;
 pub use placement::{replica_set, replica_set_where, successor_index};
 pub use routing::RoutingTable;
 pub use vnode::{Phase, VNode};

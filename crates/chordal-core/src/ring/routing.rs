@@ -69,6 +69,11 @@ impl RoutingTable {
         self.successors.is_empty() || self.wraps
     }
 
+    /// The longest the successor list gets (`r`).
+    pub fn successor_list_len(&self) -> usize {
+        self.r
+    }
+
     /// The successor list as sent to others: starts with `me`'s successor,
     /// or is `[me]` when alone.
     pub fn successors_or_me(&self) -> Vec<NodeRef> {
