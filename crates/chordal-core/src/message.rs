@@ -435,6 +435,24 @@ impl Operation {
         )
     }
 
+    /// `(size, limit)` if a store operation's key is longer than `max_key`,
+    /// or the value of a put or an append longer than `max_value`. Checked
+    /// by coordinators, owners and the native client alike.
+    pub fn over_limits(&self, max_key: usize, max_value: usize) -> Option<(u64, u64)> {
+        let key = self.key().len();
+        if self.is_store() && key > max_key {
+            return Some((key as u64, max_key as u64));
+        }
+        match self {
+            Operation::Put { value, .. }
+            | Operation::Update {
+                change: Change::Append(value),
+                ..
+            } if value.len() > max_value => Some((value.len() as u64, max_value as u64)),
+            _ => None,
+        }
+    }
+
     /// Is the operation for a node itself rather than a key's owner (no
     /// ownership check at the receiver)?
     pub fn is_direct(&self) -> bool {

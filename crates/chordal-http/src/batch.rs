@@ -4,7 +4,7 @@
 //! single-key route would give.
 
 use crate::ApiError;
-use crate::kv::{expiry_secs, parse_ttl, stored};
+use crate::kv::{expiry_secs, stored, ttl_secs};
 use crate::routes::AppState;
 use axum::Json;
 use axum::body::Bytes;
@@ -68,7 +68,7 @@ fn parse_op(s: &AppState, op: BatchOp) -> Result<StoreOp, ApiError> {
         _ => Condition::Always,
     };
     let expiry = match op.ttl {
-        Some(ttl) => Expiry::After(parse_ttl(&ttl.to_string())?),
+        Some(ttl) => Expiry::After(ttl_secs(ttl)?),
         None => Expiry::Never,
     };
     let options = PutOptions {

@@ -50,15 +50,31 @@ pub struct PutQuery {
     ttl: Option<String>,
 }
 
-/// A TTL in whole seconds, 1 ..= `MAX_TTL_SECS`.
-pub(crate) fn parse_ttl(text: &str) -> Result<Duration, ApiError> {
-    match text.parse::<u64>() {
-        Ok(s) if (1..=MAX_TTL_SECS).contains(&s) => Ok(Duration::from_secs(s)),
-        _ => Err(ApiError::bad_request(
-            "bad_ttl",
-            format!("ttl must be whole seconds from 1 to {MAX_TTL_SECS}, not {text:?}"),
-        )),
-    }
+/// A TTL in whole seconds, 1 ..= `MAX_TTL_SECS`, as text (`?ttl=`).
+fn parse_ttl(text: &str) -> Result<Duration, ApiError> {
+    text.parse::<u64>()
+        .ok()
+        .and_then(ttl_within)
+        .ok_or_else(|| bad_ttl(text))
+}
+
+/// A TTL of `secs` seconds, if within 1 ..= `MAX_TTL_SECS`.
+fn ttl_within(secs: u64) -> Option<Duration> {
+    (1..=MAX_TTL_SECS)
+        .contains(&secs)
+        .then(|| Duration::from_secs(secs))
+}
+
+/// A TTL as a batch op gives it (a JSON number).
+pub(crate) fn ttl_secs(secs: u64) -> Result<Duration, ApiError> {
+    ttl_within(secs).ok_or_else(|| bad_ttl(&secs.to_string()))
+}
+
+fn bad_ttl(given: &str) -> ApiError {
+    ApiError::bad_request(
+        "bad_ttl",
+        format!("ttl must be whole seconds from 1 to {MAX_TTL_SECS}, not {given:?}"),
+    )
 }
 
 /// A version as `GET` gives it (`X-Chordal-Version`, or the `ETag` with
@@ -199,7 +215,7 @@ pub async fn get(
     let consistency = parse_consistency(q.consistency.as_deref())?;
     let found = if q.local == Some(true) {
         let record = s.node.local_get(key.clone().into_bytes()).await?;
-        let now = Time::from_micros(unix_micros());
+        let now = chordal_node::wall_clock();
         record.filter(|r| r.is_live(now)).map(|r| Versioned {
             value: r.value.unwrap_or_default(),
             version: r.version,
@@ -251,11 +267,4 @@ pub async fn delete(
         Some(written) => Ok(Json(stored(&key, written, s.node.replicas()))),
         None => Err(not_found(&key)),
     }
-}
-
-/// Microseconds since the Unix epoch by this host's clock.
-fn unix_micros() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
 }

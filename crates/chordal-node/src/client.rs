@@ -126,24 +126,12 @@ impl KeyValue for Client {
     /// makes the expiry absolute by this host's clock, and sends the
     /// operation to the owner by the cached ring.
     async fn run(&self, op: StoreOp) -> Result<Outcome, Error> {
-        let value = match &op {
-            StoreOp::Put { value, .. }
-            | StoreOp::Update {
-                change: chordal_core::Change::Append(value),
-                ..
-            } => value.len(),
-            _ => 0,
-        };
-        let limits = [
-            (op.key().len(), self.inner.config.max_key),
-            (value, self.inner.config.max_value),
-        ];
-        if let Some((size, limit)) = limits.into_iter().find(|(size, limit)| size > limit) {
-            let (size, limit) = (size as u64, limit as u64);
+        let op = op.at(crate::wall_clock());
+        let config = &self.inner.config;
+        if let Some((size, limit)) = op.over_limits(config.max_key, config.max_value) {
             return Err(Error::Op(OpError::TooLarge { size, limit }));
         }
-        let now = chordal_core::Time::from_micros(crate::driver::unix_micros());
-        self.kv(op.at(now)).await
+        self.kv(op).await
     }
 }
 

@@ -917,9 +917,17 @@ impl Driver {
 }
 
 /// Microseconds since the Unix epoch by the system clock.
-pub(crate) fn unix_micros() -> u64 {
-    std::time::SystemTime::now()
+fn unix_micros() -> u64 {
+    wall_clock().as_micros()
+}
+
+/// The system clock as the core's [`Time`] (microseconds since the Unix
+/// epoch): what front ends and the native `Client` use to make an expiry
+/// absolute or to judge one, on the same scale as a node's versions.
+pub fn wall_clock() -> Time {
+    let micros = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
+        .unwrap_or(0);
+    Time::from_micros(micros)
 }

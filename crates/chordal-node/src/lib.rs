@@ -102,6 +102,7 @@ pub use chordal_core::{
 pub use chordal_store::StoreError;
 pub use client::{Client, ClientConfig};
 pub use conn::{WireStats, probe};
+pub use driver::wall_clock;
 pub use error::Error;
 pub use events::{NodeEvent, NodeEvents};
 pub use kv::{KeyValue, StoreOp};

@@ -6,7 +6,6 @@ use crate::reply::Reply;
 use bytes::Bytes;
 use chordal_core::{Condition, Expiry, PutOptions, Time};
 use chordal_node::{Error, KeyValue, Node, OpError, StoreOp};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// What a command needs: the node it runs on (which checks key and value
 /// sizes against its limits).
@@ -74,18 +73,11 @@ fn int_arg(b: &[u8]) -> Option<i64> {
     chordal_core::parse_integer(b)
 }
 
-fn now() -> Time {
-    let micros = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64);
-    Time::from_micros(micros)
-}
-
 /// An expiry `amount` seconds or milliseconds from now (it may be in the
 /// past: the value then expires at once).
 fn expiry_in(amount: i64, millis: bool) -> Expiry {
     let micros = amount.saturating_mul(if millis { 1_000 } else { 1_000_000 });
-    let at = now().as_micros() as i64 + micros;
+    let at = chordal_node::wall_clock().as_micros() as i64 + micros;
     Expiry::At(Time::from_micros(at.max(0) as u64))
 }
 
@@ -114,7 +106,7 @@ pub async fn run(ctx: &Ctx, name: &str, args: &[Bytes]) -> Reply {
             Ok(Some(v)) => match v.expires {
                 None => Reply::Integer(-1),
                 Some(t) => {
-                    let left = t.saturating_since(now());
+                    let left = t.saturating_since(chordal_node::wall_clock());
                     Reply::Integer(if name == "ttl" {
                         left.as_micros().div_ceil(1_000_000) as i64
                     } else {

@@ -79,18 +79,7 @@ impl ReplyTo {
 
 /// `(size, limit)` if `op`'s key or a put's value is over the limits.
 pub(crate) fn oversize(config: &Config, op: &Operation) -> Option<(u64, u64)> {
-    let key = op.key().len();
-    if op.is_store() && key > config.max_key {
-        return Some((key as u64, config.max_key as u64));
-    }
-    match op {
-        Operation::Put { value, .. }
-        | Operation::Update {
-            change: crate::Change::Append(value),
-            ..
-        } if value.len() > config.max_value => Some((value.len() as u64, config.max_value as u64)),
-        _ => None,
-    }
+    op.over_limits(config.max_key, config.max_value)
 }
 
 /// Who asked, which operation, which key.
