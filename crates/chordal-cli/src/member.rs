@@ -122,6 +122,12 @@ pub struct RingArgs {
     /// Cluster name; nodes of other clusters are refused.
     #[arg(long, env = "CHORDAL_CLUSTER", default_value = "chordal")]
     cluster: String,
+    /// How requests find their owner: `onehop` (a membership table of the
+    /// whole ring, requests straight to the owner, Chord as the fallback)
+    /// or `chord` (finger-table lookups, O(log N) hops). Use one setting
+    /// for the whole ring.
+    #[arg(long, env = "CHORDAL_ROUTING", default_value = "onehop", value_parser = ["onehop", "chord"])]
+    routing: String,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -178,6 +184,11 @@ impl RingArgs {
             write_quorum: self.write_quorum,
             leave_drain: Duration::from_secs(self.drain_timeout),
             sync_interval: Duration::from_millis(self.sync_ms),
+            routing: if self.routing == "chord" {
+                chordal_core::Routing::Chord
+            } else {
+                chordal_core::Routing::OneHop
+            },
             ..chordal_core::Config::default().with_maintenance_interval(every)
         };
         let mut builder = Node::builder()

@@ -23,6 +23,30 @@ pub enum SimCommand {
     /// The key-value store under churn: lost writes and time to full
     /// replication for R = 2 … 5.
     KvChurn(KvChurnArgs),
+    /// One-hop routing against Chord: hops per lookup and membership
+    /// bandwidth against ring size and session time (NSDI'04, D1HT).
+    Onehop(OneHopArgs),
+}
+
+#[derive(Args)]
+pub struct OneHopArgs {
+    /// Ring sizes; one run per size, session time and routing.
+    #[arg(long, value_delimiter = ',', default_value = "1000,2000,5000")]
+    nodes: Vec<usize>,
+    /// Mean session times in seconds (10440 = Gnutella's 2.9 h).
+    #[arg(long, value_delimiter = ',', default_value = "10440,600")]
+    sessions: Vec<f64>,
+    /// Lookups measured per run (10 per second).
+    #[arg(long, default_value_t = 1000)]
+    lookups: usize,
+    /// Seconds of churn before measuring.
+    #[arg(long, default_value_t = 60)]
+    warmup: u64,
+    /// Skip the Chord runs.
+    #[arg(long)]
+    no_chord: bool,
+    #[command(flatten)]
+    common: Common,
 }
 
 #[derive(Args)]
@@ -174,7 +198,71 @@ pub fn run(cmd: SimCommand) -> Result<()> {
         SimCommand::Failure(a) => failure(a),
         SimCommand::Churn(a) => churn(a),
         SimCommand::KvChurn(a) => kv_churn(a),
+        SimCommand::Onehop(a) => onehop(a),
     }
+}
+
+fn onehop(a: OneHopArgs) -> Result<()> {
+    if a.nodes.iter().any(|n| *n < 8) || a.lookups == 0 || a.sessions.iter().any(|s| *s <= 0.0) {
+        bail!("--nodes ≥ 8, --lookups ≥ 1 and every session > 0 please");
+    }
+    let cfg = experiments::OneHopConfig {
+        sizes: a.nodes.clone(),
+        sessions: a.sessions.clone(),
+        chord: !a.no_chord,
+        lookups: a.lookups,
+        warmup: std::time::Duration::from_secs(a.warmup),
+        seed: a.common.seed,
+    };
+    eprintln!("seed {}", cfg.seed);
+    let runs = cfg.sizes.len() * cfg.sessions.len() * if cfg.chord { 2 } else { 1 };
+    let progress = bar(runs, "runs");
+    let rows = experiments::onehop(&cfg, |done, _| progress.set_position(done as u64));
+    progress.finish_and_clear();
+    if a.common.json {
+        let rows: Vec<_> = rows.iter().map(|r| r.to_json()).collect();
+        println!(
+            "{}",
+            json!({"experiment": "onehop", "seed": cfg.seed, "results": rows})
+        );
+    } else {
+        println!("seed {}", cfg.seed);
+        let mut t = Table::new();
+        t.load_style(UTF8_BORDERS_ONLY).set_header([
+            "N",
+            "routing",
+            "session s",
+            "changes/s",
+            "mean hops",
+            "99th pct",
+            "one hop %",
+            "failed",
+            "membership B/s/node",
+            "model B/s/node",
+            "maintenance B/s/node",
+            "table KiB",
+        ]);
+        for r in &rows {
+            t.add_row([
+                r.nodes.to_string(),
+                r.routing.to_string(),
+                format!("{:.0}", r.session_secs),
+                format!("{:.2}", r.changes_per_s),
+                format!("{:.3}", r.mean_hops),
+                format!("{:.0}", r.p99_hops),
+                format!("{:.1}", r.one_hop_pct),
+                r.failed.to_string(),
+                format!("{:.0}", r.membership_bytes_per_node_s),
+                format!("{:.0}", r.model_bytes_per_node_s),
+                format!("{:.0}", r.maintenance_bytes_per_node_s),
+                format!("{:.0}", r.table_bytes / 1024.0),
+            ]);
+        }
+        println!("{t}");
+        println!("NSDI'04 aims at 99 % of lookups in one hop (Gnutella sessions, 2.9 h).");
+    }
+    write_plot(&a.common.plot, experiments::onehop_chart(&rows).to_svg())?;
+    Ok(())
 }
 
 fn pathlen(a: PathlenArgs) -> Result<()> {

@@ -12,6 +12,18 @@ pub enum LookupMode {
     Iterative,
 }
 
+/// How a coordinator finds a key's owner: see docs/design.md §3.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Routing {
+    /// Chord lookups over fingers: O(log N) hops, O(log N) state.
+    Chord,
+    /// One hop (full membership, disseminated along D1HT's EDRA): requests
+    /// go straight to the owner the table names; Chord stays the fallback
+    /// when the table is wrong.
+    #[default]
+    OneHop,
+}
+
 /// Protocol parameters. `Config::default()` is what `chordal node` runs with.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -96,6 +108,19 @@ pub struct Config {
     /// topic's owner, and the owner pushes its topics' subscribers to the
     /// next owners. A subscription not renewed for three periods lapses.
     pub topic_renew: Duration,
+    /// How requests find their owner (`--routing`).
+    pub routing: Routing,
+    /// One-hop routing: membership events wait this long at each process
+    /// to travel together (D1HT's Θ); they reach every process within
+    /// ⌈log2 P⌉ such intervals.
+    pub membership_interval: Duration,
+    /// One-hop routing: how often a process compares its membership table
+    /// with its successor's (one digest when they agree) and copies it
+    /// when they differ.
+    pub membership_refresh: Duration,
+    /// One-hop routing: most vnodes the membership table holds; keys of
+    /// vnodes beyond it are routed by Chord.
+    pub max_members: usize,
 }
 
 impl Default for Config {
@@ -130,6 +155,10 @@ impl Default for Config {
             merge_interval: Duration::from_secs(5),
             merge_window: Duration::from_secs(600),
             topic_renew: Duration::from_secs(2),
+            routing: Routing::OneHop,
+            membership_interval: Duration::from_millis(250),
+            membership_refresh: Duration::from_secs(60),
+            max_members: 1 << 20,
         }
     }
 }
@@ -143,6 +172,7 @@ impl Config {
         let mut c = self.with_maintenance_interval(never);
         c.sync_interval = never;
         c.topic_renew = never;
+        c.membership_refresh = never;
         c
     }
 

@@ -78,12 +78,13 @@ mod testkit;
 mod time;
 mod write;
 
-pub use config::{Config, LookupMode};
+pub use config::{Config, LookupMode, Routing};
 pub use counters::Counters;
 pub use event::{Event, KeyRange, LookupError, LookupId, LookupResult, Neighbors, QueryId};
 pub use id::{ID_BITS, ID_BYTES, Id, ParseIdError};
 pub use message::{
-    Envelope, LookupFailure, Message, NodeRef, OpResult, Operation, Publication, Target,
+    Envelope, LookupFailure, MemberEvent, Message, NodeRef, OpResult, Operation, Publication,
+    Target,
 };
 pub use messaging::AppMsgId;
 pub use node::Node;
@@ -92,7 +93,8 @@ pub use outcome::{Answer, OpError, Outcome, Replaced, Updated, Versioned, Writte
 pub use record::{Hlc, Record, Version, dead_since};
 pub use request::OpId;
 pub use ring::{
-    Phase, RoutingTable, VNode, replica_set, replica_set_where, ring_size, successor_index,
+    MAX_EVENTS_PER_MESSAGE, MEMBERS_PAGE, MembersDigest, OneHopStats, Phase, RoutingTable, VNode,
+    replica_set, replica_set_where, ring_size, successor_index,
 };
 pub use rng::Rng;
 pub use store::{

@@ -69,6 +69,20 @@ impl Envelope {
     }
 }
 
+/// A change in ring membership, disseminated for one-hop routing.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct MemberEvent {
+    /// The virtual node that joined or left.
+    pub node: NodeRef,
+    /// Joined (`true`) or left or failed (`false`).
+    pub joined: bool,
+    /// The process that detected it (the node's successor): dissemination
+    /// stops before coming back round to it.
+    pub by: SocketAddr,
+}
+
+pub use crate::ring::MembersDigest;
+
 /// Why a recursive lookup gave up on the way.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum LookupFailure {
@@ -182,6 +196,48 @@ pub enum Message {
         predecessor: Option<NodeRef>,
         /// The sender's successor list, nearest first.
         successors: Vec<NodeRef>,
+    },
+    /// One-hop routing (docs/design.md §3): membership events for the
+    /// receiver to apply and pass on to the processes after it up to
+    /// `until`, along the binomial tree of D1HT's EDRA.
+    MemberEvents {
+        /// The request number, chosen by the sender; the ack echoes it.
+        req: u64,
+        /// The receiver covers the processes whose ring positions lie
+        /// strictly between its own and this one (see
+        /// `members::process_position`).
+        until: Id,
+        /// What happened, at most a few thousand per message.
+        events: Vec<MemberEvent>,
+    },
+    /// Answer to [`Message::MemberEvents`]: taken (an unacknowledged one
+    /// goes to the next process instead, so a dead one does not cut its
+    /// subtree off).
+    MemberEventsAck {
+        /// The request number, chosen by the sender; the answer echoes it.
+        req: u64,
+    },
+    /// Asks for the receiver's membership table, one page of ids after
+    /// `after` (from the start when `None`). With `digest`, the asker's own
+    /// table: an equal one is answered `same` and no entries.
+    GetMembers {
+        /// The request number, chosen by the sender; the answer echoes it.
+        req: u64,
+        /// The last id of the page before (`None`: the first page).
+        after: Option<Id>,
+        /// The asker's table digest, on the first page only.
+        digest: Option<MembersDigest>,
+    },
+    /// Answer to [`Message::GetMembers`].
+    Members {
+        /// The request number, chosen by the sender; the answer echoes it.
+        req: u64,
+        /// Entries in id order.
+        nodes: Vec<NodeRef>,
+        /// More entries follow: ask again after the last one.
+        more: bool,
+        /// The asker's digest equals ours: nothing to copy.
+        same: bool,
     },
     /// The addressed virtual node does not live at this address (any more).
     NotHere {
@@ -569,6 +625,8 @@ impl Message {
         match self {
             Message::Ping { req }
             | Message::GetNeighbors { req }
+            | Message::GetMembers { req, .. }
+            | Message::MemberEvents { req, .. }
             | Message::FindSuccessor { req, .. }
             | Message::ClosestPreceding { req, .. }
             | Message::Request { req, .. }
@@ -592,6 +650,7 @@ impl Message {
             Message::Ping { .. }
             | Message::Pong { .. }
             | Message::GetNeighbors { .. }
+            | Message::GetMembers { .. }
             | Message::FindSuccessor { .. }
             | Message::ClosestPreceding { .. } => true,
             Message::Request { op, .. } => !matches!(
@@ -607,6 +666,9 @@ impl Message {
             | Message::ClosestPrecedingReply { .. }
             | Message::Leave { .. }
             | Message::NotHere { .. }
+            | Message::MemberEvents { .. }
+            | Message::MemberEventsAck { .. }
+            | Message::Members { .. }
             | Message::Reply { .. }
             | Message::Replicate { .. }
             | Message::ReplicateAck { .. }
@@ -635,6 +697,10 @@ impl Message {
             Message::ClosestPrecedingReply { .. } => "closest_preceding_reply",
             Message::Leave { .. } => "leave",
             Message::NotHere { .. } => "not_here",
+            Message::MemberEvents { .. } => "member_events",
+            Message::MemberEventsAck { .. } => "member_events_ack",
+            Message::GetMembers { .. } => "get_members",
+            Message::Members { .. } => "members",
             Message::Request { .. } => "kv_request",
             Message::Reply { .. } => "kv_reply",
             Message::Replicate { .. } => "replicate",

@@ -164,13 +164,16 @@ impl Node {
 
     /// Starts every virtual node as a member of an already converged ring
     /// (see [`VNode::start_converged`]); `state(vnode)` gives each one's
-    /// predecessor, successor list and fingers (160 entries).
+    /// predecessor, successor list and fingers (160 entries), `members`
+    /// every vnode of the ring (the membership table of one-hop routing;
+    /// ignored under Chord routing).
     pub fn start_converged(
         &mut self,
         now: Time,
         state: impl Fn(NodeRef) -> (NodeRef, Vec<NodeRef>, Vec<NodeRef>),
+        members: impl IntoIterator<Item = NodeRef>,
     ) {
-        self.ring.start_converged(now, state);
+        self.ring.start_converged(now, state, members);
         // No `Joined` event comes to start the store's range syncs:
         // schedule the first periodic round here (the ring is converged,
         // nothing needs syncing sooner).
@@ -214,9 +217,15 @@ impl Node {
     }
 
     /// The number of processes in the ring, estimated from this process's
-    /// own successor lists (exact when a list came back round to us);
-    /// `None` before any vnode joined. See `ring_size`.
+    /// membership table when routing one hop, else from its own successor
+    /// lists (exact when a list came back round to us); `None` before any
+    /// vnode joined. See `ring_size`.
     pub fn ring_size_estimate(&self) -> Option<f64> {
+        // Routing one hop, the membership table counts the processes.
+        let members = self.ring.onehop_stats();
+        if self.ring.any_joined() && members.processes > 0 {
+            return Some(members.processes as f64);
+        }
         let vnodes = self.ring.vnodes();
         let tables: Vec<&crate::RoutingTable> = vnodes
             .iter()
@@ -224,6 +233,26 @@ impl Node {
             .map(|v| v.table())
             .collect();
         crate::ring_size(&tables, vnodes.len())
+    }
+
+    /// One-hop routing's membership table (entries, processes, memory,
+    /// bound) and the events and messages it took to keep it; all zero
+    /// under Chord routing.
+    pub fn membership(&self) -> crate::OneHopStats {
+        self.ring.onehop_stats()
+    }
+
+    /// Every vnode in the membership table, in id order (empty under Chord
+    /// routing).
+    pub fn members(&self) -> impl Iterator<Item = NodeRef> + '_ {
+        self.ring.members()
+    }
+
+    /// What the membership table says owns `key` (`None` under Chord
+    /// routing or while the table is empty): where a request for it goes
+    /// first.
+    pub fn onehop_owner(&self, key: &Id) -> Option<NodeRef> {
+        self.ring.onehop_owner(key)
     }
 
     /// Starts `find_successor(key)`; the answer arrives as
@@ -630,7 +659,7 @@ impl Node {
             let addr = self.ring.addr();
             let mut local: VecDeque<Envelope> = VecDeque::new();
             let out = &mut self.out;
-            let events = self.ring.drain(|env| {
+            let events = self.ring.drain(now, |env| {
                 // Most messages leave the process: straight out.
                 if env.to.addr == addr {
                     local.push_back(env);

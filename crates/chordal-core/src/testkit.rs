@@ -54,9 +54,9 @@ impl Fixture {
         let now = Time::from_millis(1_000_000);
         let mut ring = Ring::new(&config, me.addr, &[me.id], 7);
         let first = succs.first().copied().unwrap_or(me);
-        ring.start_converged(now, |_| (pred, succs.to_vec(), vec![first; ID_BITS]));
+        ring.start_converged(now, |_| (pred, succs.to_vec(), vec![first; ID_BITS]), []);
         // Drop what starting produced (timers armed, nothing sent yet).
-        ring.drain(|_| {});
+        ring.drain(now, |_| {});
         Fixture {
             config,
             ring,

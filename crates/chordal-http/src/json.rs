@@ -53,8 +53,17 @@ pub struct NodeStatusJson {
     pub fingers: Vec<FingerJson>,
     /// Records its process stores.
     pub keys_stored: u64,
-    /// Processes in the ring, estimated from this node's successor lists.
+    /// Processes in the ring: the membership table's count (one-hop
+    /// routing) or an estimate from this node's successor lists (Chord).
     pub ring_size_estimate: Option<f64>,
+    /// How requests find their owner: `onehop` or `chord`.
+    #[serde(default)]
+    pub routing: String,
+    /// One-hop routing's membership table: `entries`, `processes`,
+    /// `bytes`, `capacity`, and the events it took (`events_detected`,
+    /// `events_received`, `events_sent`, `messages_sent`, `copies`).
+    #[serde(default)]
+    pub membership: serde_json::Value,
     /// The virtual nodes of this process.
     pub vnodes: Vec<VNodeJson>,
     /// Wire statistics.

@@ -254,6 +254,17 @@ async fn node_status(
             fingers: primary.fingers,
             keys_stored: status.keys_stored,
             ring_size_estimate: status.ring_size_estimate.map(|n| (n * 10.0).round() / 10.0),
+            routing: status.routing.to_string(),
+            membership: {
+                let m = status.membership;
+                json!({
+                    "entries": m.entries, "processes": m.processes, "bytes": m.bytes,
+                    "capacity": m.capacity, "refused": m.refused,
+                    "events_detected": m.events_detected, "events_received": m.events_received,
+                    "events_sent": m.events_sent, "messages_sent": m.messages_sent,
+                    "events_dropped": m.events_dropped, "copies": m.copies,
+                })
+            },
             vnodes,
             stats: json!({
                 "connections": status.connections,

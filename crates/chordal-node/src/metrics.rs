@@ -25,7 +25,7 @@ const HOPS: [f64; 12] = [
 ];
 
 /// Every metric, its kind and its help text.
-const DESCRIPTIONS: [(&str, char, &str); 30] = [
+const DESCRIPTIONS: [(&str, char, &str); 34] = [
     (
         "chordal_sent_messages_total",
         'c',
@@ -140,7 +140,27 @@ const DESCRIPTIONS: [(&str, char, &str); 30] = [
     (
         "chordal_ring_size_estimate",
         'g',
-        "Processes in the ring, estimated from this node's successor lists.",
+        "Processes in the ring: the membership table's count (one-hop routing) or an estimate from this node's successor lists (Chord).",
+    ),
+    (
+        "chordal_membership_entries",
+        'g',
+        "Virtual nodes in the one-hop membership table.",
+    ),
+    (
+        "chordal_membership_bytes",
+        'g',
+        "Estimated memory of the one-hop membership table.",
+    ),
+    (
+        "chordal_membership_events_total",
+        'c',
+        "Membership events by kind: detected here, received, sent (one per event per message), dropped (queue full or target silent).",
+    ),
+    (
+        "chordal_membership_messages_total",
+        'c',
+        "Membership event messages sent.",
     ),
     (
         "chordal_stored_bytes",
@@ -351,6 +371,26 @@ impl NodeMetrics {
         if let Some(n) = now.ring_size_estimate {
             gauge("chordal_ring_size_estimate", vec![], n);
         }
+        let members = &now.membership;
+        gauge("chordal_membership_entries", vec![], members.entries as f64);
+        gauge("chordal_membership_bytes", vec![], members.bytes as f64);
+        for (kind, n) in [
+            ("detected", members.events_detected),
+            ("received", members.events_received),
+            ("sent", members.events_sent),
+            ("dropped", members.events_dropped),
+        ] {
+            set(
+                "chordal_membership_events_total",
+                vec![Label::new("kind", kind)],
+                n,
+            );
+        }
+        set(
+            "chordal_membership_messages_total",
+            vec![],
+            members.messages_sent,
+        );
         gauge("chordal_stored_bytes", vec![], now.stored_bytes as f64);
         gauge(
             "chordal_vnodes",
@@ -372,6 +412,7 @@ pub(crate) struct Snapshot {
     pub connections: usize,
     pub keys_stored: u64,
     pub ring_size_estimate: Option<f64>,
+    pub membership: chordal_core::OneHopStats,
     pub stored_bytes: u64,
     pub vnodes_joined: usize,
     pub vnodes_joining: usize,

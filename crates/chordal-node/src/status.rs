@@ -47,9 +47,15 @@ pub struct Status {
     pub connections: usize,
     /// Records in the local store (tombstones included).
     pub keys_stored: u64,
-    /// Processes in the ring, estimated from this node's successor lists
-    /// (exact in a ring small enough for a list to come back round).
+    /// Processes in the ring: the membership table's count when routing
+    /// one hop, else estimated from this node's successor lists (exact in
+    /// a ring small enough for a list to come back round).
     pub ring_size_estimate: Option<f64>,
+    /// How requests find their owner: `onehop` or `chord`.
+    pub routing: &'static str,
+    /// One-hop routing's membership table and its upkeep (zero under
+    /// Chord routing).
+    pub membership: chordal_core::OneHopStats,
     /// Frames received.
     pub frames_in: u64,
     /// Frames sent.

@@ -170,7 +170,8 @@ async fn a_write_right_after_a_join_is_readable_from_the_other_node() {
 /// exactly in a ring its list goes round, roughly in a larger one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_estimate_the_ring_size_from_their_successor_lists() {
-    let ring = LocalRing::start(5, config()).await.unwrap();
+    let chord = config().core_with(|c| c.routing = chordal_core::Routing::Chord);
+    let ring = LocalRing::start(5, chord.clone()).await.unwrap();
     ring.settle(Check::SuccessorLists).await.expect("settles");
     for node in &ring.nodes {
         let status = node.status().await.unwrap();
@@ -178,7 +179,7 @@ async fn nodes_estimate_the_ring_size_from_their_successor_lists() {
     }
     ring.leave_all().await;
     // 16 processes with 4 successors each: no list goes round.
-    let short_lists = config().core_with(|c| c.successors = 4);
+    let short_lists = chord.core_with(|c| c.successors = 4);
     let ring = LocalRing::start(16, short_lists).await.unwrap();
     ring.settle(Check::SuccessorLists).await.expect("settles");
     let mut estimates = Vec::new();
@@ -190,6 +191,43 @@ async fn nodes_estimate_the_ring_size_from_their_successor_lists() {
     assert!(
         (8.0..=32.0).contains(&median),
         "median estimate {median}: {estimates:?}"
+    );
+    ring.leave_all().await;
+}
+
+/// Waits (up to 20 s) until every node's membership table holds `want`
+/// entries and its ring-size estimate says `want`.
+async fn tables_name(nodes: &[chordal_node::Node], want: usize) -> bool {
+    for _ in 0..200 {
+        let mut all = true;
+        for node in nodes {
+            let s = node.status().await.unwrap();
+            all &= s.membership.entries == want as u64 && s.ring_size_estimate == Some(want as f64);
+        }
+        if all {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// Routing one hop, every node's membership table names the whole ring
+/// (the ring-size estimate is then exact), and a crash leaves every table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_hop_tables_name_the_whole_ring_and_lose_the_dead() {
+    let short_lists = config().core_with(|c| c.successors = 4);
+    let mut ring = LocalRing::start(12, short_lists).await.unwrap();
+    ring.settle(Check::SuccessorLists).await.expect("settles");
+    assert!(
+        tables_name(&ring.nodes, 12).await,
+        "tables never named all 12 processes"
+    );
+    let dead = ring.nodes.remove(5);
+    dead.abort().await;
+    assert!(
+        tables_name(&ring.nodes, 11).await,
+        "a crashed process stayed in some table"
     );
     ring.leave_all().await;
 }

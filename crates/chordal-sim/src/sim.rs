@@ -310,7 +310,8 @@ impl Sim {
                 (pred, succs, fingers)
             };
             let now = self.clock_now(i);
-            self.nodes[i].node.start_converged(now, state);
+            let members = refs.values().copied();
+            self.nodes[i].node.start_converged(now, state, members);
             self.after_input(i);
         }
         indices
@@ -335,6 +336,13 @@ impl Sim {
     pub fn alive(&self) -> Vec<usize> {
         (0..self.nodes.len())
             .filter(|i| self.nodes[*i].alive)
+            .collect()
+    }
+
+    /// Indices of the running nodes that have joined the ring.
+    pub fn joined(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].alive && self.nodes[*i].node.is_joined())
             .collect()
     }
 

@@ -16,6 +16,8 @@ pub enum Purpose {
     Routing,
     /// The key-value store: requests, replication, range sync, collection.
     Store,
+    /// One-hop routing's membership events and table copies.
+    Membership,
 }
 
 impl Purpose {
@@ -36,6 +38,10 @@ impl Purpose {
             | Message::LookupFailed { .. }
             | Message::ClosestPreceding { .. }
             | Message::ClosestPrecedingReply { .. } => Purpose::Routing,
+            Message::MemberEvents { .. }
+            | Message::MemberEventsAck { .. }
+            | Message::GetMembers { .. }
+            | Message::Members { .. } => Purpose::Membership,
             _ => Purpose::Store,
         }
     }
@@ -59,6 +65,8 @@ pub struct Traffic {
     pub routing: Counter,
     /// Store operations, replication, sync and transfers.
     pub store: Counter,
+    /// One-hop routing's membership upkeep.
+    pub membership: Counter,
 }
 
 impl Traffic {
@@ -68,6 +76,7 @@ impl Traffic {
             Purpose::Ring => &mut self.ring,
             Purpose::Routing => &mut self.routing,
             Purpose::Store => &mut self.store,
+            Purpose::Membership => &mut self.membership,
         };
         c.messages += 1;
         c.bytes += bytes as u64;
@@ -75,12 +84,12 @@ impl Traffic {
 
     /// All messages.
     pub fn messages(&self) -> u64 {
-        self.ring.messages + self.routing.messages + self.store.messages
+        self.ring.messages + self.routing.messages + self.store.messages + self.membership.messages
     }
 
     /// All bytes.
     pub fn bytes(&self) -> u64 {
-        self.ring.bytes + self.routing.bytes + self.store.bytes
+        self.ring.bytes + self.routing.bytes + self.store.bytes + self.membership.bytes
     }
 
     /// What was carried since `earlier` (a copy taken before).
@@ -93,6 +102,7 @@ impl Traffic {
             ring: d(self.ring, earlier.ring),
             routing: d(self.routing, earlier.routing),
             store: d(self.store, earlier.store),
+            membership: d(self.membership, earlier.membership),
         }
     }
 }

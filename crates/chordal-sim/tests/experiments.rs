@@ -69,10 +69,12 @@ fn oracle_hops(sorted: &[Id], from: Id, key: Id, r: usize) -> u32 {
 
 #[test]
 fn converged_ring_hop_counts_match_an_independent_oracle() {
+    let mut node = chordal_core::Config::default().frozen();
+    node.routing = chordal_core::Routing::Chord;
     let mut s = Sim::new(SimConfig {
         seed: 77,
         latency: Latency::Constant(Duration::from_millis(1)),
-        node: chordal_core::Config::default().frozen(),
+        node,
         ..SimConfig::default()
     });
     let nodes = s.build_converged(96, 1);
@@ -91,6 +93,38 @@ fn converged_ring_hop_counts_match_an_independent_oracle() {
                 "lookup {k} ({mode:?})"
             );
         }
+    }
+}
+
+#[test]
+fn one_hop_lookups_on_a_converged_ring_take_one_hop() {
+    // One-hop routing (the default): the origin sends the lookup straight
+    // to the key's predecessor, which answers. Zero hops when the origin's
+    // own successor owns the key, one otherwise, and always the owner.
+    let mut s = Sim::new(SimConfig {
+        seed: 78,
+        latency: Latency::Constant(Duration::from_millis(1)),
+        node: chordal_core::Config::default().frozen(),
+        ..SimConfig::default()
+    });
+    let nodes = s.build_converged(200, 2);
+    let oracle = s.oracle();
+    for k in 0..400 {
+        let from = nodes[k % nodes.len()];
+        let key = s.random_id();
+        let r = s.lookup(from, key, LookupMode::Recursive).unwrap();
+        assert_eq!(r.owner.id, oracle.successor(&key), "lookup {k}");
+        let local = s
+            .node(from)
+            .vnodes()
+            .iter()
+            .any(|v| key.in_open_closed(&v.me().id, &v.table().successor().id));
+        assert_eq!(r.hops, u32::from(!local), "lookup {k}");
+    }
+    // Every table names all 400 vnodes of the 200 processes.
+    for &i in &nodes {
+        let m = s.node(i).membership();
+        assert_eq!((m.entries, m.processes), (400, 200));
     }
 }
 
@@ -243,4 +277,27 @@ fn kv_churn_loses_nothing_with_enough_replicas_and_repairs_everything() {
     assert!(r.acked > 500, "{r:?}");
     assert_eq!((r.lost, r.unread), (0, 0), "{r:?}");
     assert!(r.full_replication_secs.is_some(), "{r:?}");
+}
+
+#[test]
+fn one_hop_routing_answers_in_one_hop_under_churn_where_chord_needs_several() {
+    let cfg = chordal_sim::experiments::OneHopConfig {
+        sizes: vec![300],
+        sessions: vec![600.0],
+        chord: true,
+        lookups: 300,
+        warmup: Duration::from_secs(20),
+        seed: 3,
+    };
+    let rows = chordal_sim::experiments::onehop(&cfg, |_, _| {});
+    let (one, chord) = (&rows[0], &rows[1]);
+    assert_eq!((one.routing, chord.routing), ("onehop", "chord"));
+    // About 2·300/600 = 1 membership change per second.
+    assert!((0.3..3.0).contains(&one.changes_per_s), "{one:?}");
+    assert!(one.failed <= 3 && chord.failed <= 3, "{rows:?}");
+    assert!(one.mean_hops <= 1.05, "{one:?}");
+    assert!(one.one_hop_pct >= 97.0, "{one:?}");
+    assert!(chord.mean_hops > 2.0, "{chord:?}");
+    assert!(one.membership_bytes_per_node_s > 0.0 && one.table_bytes > 0.0);
+    assert_eq!(chord.membership_bytes_per_node_s, 0.0);
 }

@@ -8,6 +8,7 @@ use chordal_core::{
     Envelope, Id, KeyRange, LookupFailure, Message, NodeRef, OpResult, Operation, Publication,
     Record, Target, Time, Version,
 };
+use chordal_core::{MAX_EVENTS_PER_MESSAGE, MEMBERS_PAGE, MemberEvent, MembersDigest};
 use prost::Message as _;
 use std::net::SocketAddr;
 
@@ -535,6 +536,37 @@ pub fn envelope_to_pb(env: &Envelope) -> pb::Envelope {
             successors: nodes_to_pb(successors),
         }),
         Message::NotHere { req } => Body::NotHere(pb::Req { req: *req }),
+        Message::MemberEventsAck { req } => Body::MemberEventsAck(pb::Req { req: *req }),
+        Message::MemberEvents { req, until, events } => Body::MemberEvents(pb::MemberEvents {
+            req: *req,
+            until: until.0.to_vec(),
+            events: events
+                .iter()
+                .map(|e| pb::MemberEvent {
+                    node: Some(node_to_pb(&e.node)),
+                    joined: e.joined,
+                    by: e.by.to_string(),
+                })
+                .collect(),
+        }),
+        Message::GetMembers { req, after, digest } => Body::GetMembers(pb::GetMembers {
+            req: *req,
+            after: after.map(|id| id.0.to_vec()).unwrap_or_default(),
+            has_digest: digest.is_some(),
+            digest_count: digest.map_or(0, |d| d.count),
+            digest_xor: digest.map(|d| d.xor.0.to_vec()).unwrap_or_default(),
+        }),
+        Message::Members {
+            req,
+            nodes,
+            more,
+            same,
+        } => Body::Members(pb::Members {
+            req: *req,
+            nodes: nodes_to_pb(nodes),
+            more: *more,
+            same: *same,
+        }),
         Message::Request {
             req,
             op,
@@ -705,6 +737,59 @@ pub fn envelope_from_pb(pb: &pb::Envelope, local: SocketAddr) -> Result<Envelope
             successors: nodes_from_pb(&l.successors, "successors")?,
         },
         Body::NotHere(r) => Message::NotHere { req: r.req },
+        Body::MemberEvents(m) => {
+            if m.events.len() > MAX_EVENTS_PER_MESSAGE {
+                return Err(WireError::Invalid("events"));
+            }
+            let events = m
+                .events
+                .iter()
+                .map(|e| {
+                    Ok(MemberEvent {
+                        node: required(&e.node, "node")?,
+                        joined: e.joined,
+                        by: e.by.parse().map_err(|_| WireError::Invalid("by"))?,
+                    })
+                })
+                .collect::<Result<Vec<_>, WireError>>()?;
+            Message::MemberEvents {
+                req: m.req,
+                until: id_from_pb(&m.until, "until")?,
+                events,
+            }
+        }
+        Body::MemberEventsAck(r) => Message::MemberEventsAck { req: r.req },
+        Body::GetMembers(g) => Message::GetMembers {
+            req: g.req,
+            after: if g.after.is_empty() {
+                None
+            } else {
+                Some(id_from_pb(&g.after, "after")?)
+            },
+            digest: if g.has_digest {
+                Some(MembersDigest {
+                    count: g.digest_count,
+                    xor: id_from_pb(&g.digest_xor, "digest_xor")?,
+                })
+            } else {
+                None
+            },
+        },
+        Body::Members(m) => {
+            if m.nodes.len() > MEMBERS_PAGE {
+                return Err(WireError::Invalid("nodes"));
+            }
+            Message::Members {
+                req: m.req,
+                nodes: m
+                    .nodes
+                    .iter()
+                    .map(|n| node_from_pb(n, "nodes"))
+                    .collect::<Result<_, _>>()?,
+                more: m.more,
+                same: m.same,
+            }
+        }
         Body::KvRequest(k) => Message::Request {
             req: k.req,
             op: kv_op_from_pb(k)?,

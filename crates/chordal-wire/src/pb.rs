@@ -36,7 +36,7 @@ pub struct Envelope {
     pub to_id: Vec<u8>,
     #[prost(
         oneof = "Body",
-        tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 30, 31, 32, 33, 34, 35, 36, 37, 38"
+        tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 30, 31, 32, 33, 34, 35, 36, 37, 38"
     )]
     pub body: Option<Body>,
 }
@@ -71,6 +71,14 @@ pub enum Body {
     Leave(Leave),
     #[prost(message, tag = "23")]
     NotHere(Req),
+    #[prost(message, tag = "24")]
+    MemberEvents(MemberEvents),
+    #[prost(message, tag = "25")]
+    GetMembers(GetMembers),
+    #[prost(message, tag = "26")]
+    Members(Members),
+    #[prost(message, tag = "27")]
+    MemberEventsAck(Req),
     #[prost(message, tag = "30")]
     KvRequest(KvRequest),
     #[prost(message, tag = "31")]
@@ -306,6 +314,53 @@ pub struct ReplicaReadReply {
 pub struct LookupAck {
     #[prost(uint64, repeated, tag = "1")]
     pub reqs: Vec<u64>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MemberEvent {
+    #[prost(message, optional, tag = "1")]
+    pub node: Option<NodeRef>,
+    #[prost(bool, tag = "2")]
+    pub joined: bool,
+    #[prost(string, tag = "3")]
+    pub by: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MemberEvents {
+    #[prost(uint64, tag = "1")]
+    pub req: u64,
+    #[prost(bytes = "vec", tag = "2")]
+    pub until: Vec<u8>,
+    #[prost(message, repeated, tag = "3")]
+    pub events: Vec<MemberEvent>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct GetMembers {
+    #[prost(uint64, tag = "1")]
+    pub req: u64,
+    /// Empty: from the first id.
+    #[prost(bytes = "vec", tag = "2")]
+    pub after: Vec<u8>,
+    #[prost(bool, tag = "3")]
+    pub has_digest: bool,
+    #[prost(uint64, tag = "4")]
+    pub digest_count: u64,
+    #[prost(bytes = "vec", tag = "5")]
+    pub digest_xor: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Members {
+    #[prost(uint64, tag = "1")]
+    pub req: u64,
+    #[prost(message, repeated, tag = "2")]
+    pub nodes: Vec<NodeRef>,
+    #[prost(bool, tag = "3")]
+    pub more: bool,
+    #[prost(bool, tag = "4")]
+    pub same: bool,
 }
 
 /// `Ping`, `Pong`, `GetNeighbors` and `NotHere`: one field, `req`.

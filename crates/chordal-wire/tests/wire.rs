@@ -264,6 +264,42 @@ fn any_message() -> impl Strategy<Value = Message> {
             }
         }),
         any::<u64>().prop_map(|req| Message::NotHere { req }),
+        any::<u64>().prop_map(|req| Message::MemberEventsAck { req }),
+        (
+            any::<u64>(),
+            any_id(),
+            proptest::collection::vec((any_node(), any::<bool>(), any_node()), 0..8)
+        )
+            .prop_map(|(req, until, events)| Message::MemberEvents {
+                req,
+                until,
+                events: events
+                    .into_iter()
+                    .map(|(node, joined, by)| chordal_core::MemberEvent {
+                        node,
+                        joined,
+                        by: by.addr
+                    })
+                    .collect(),
+            }),
+        (
+            any::<u64>(),
+            proptest::option::of(any_id()),
+            proptest::option::of((any::<u64>(), any_id()))
+        )
+            .prop_map(|(req, after, digest)| Message::GetMembers {
+                req,
+                after,
+                digest: digest.map(|(count, xor)| chordal_core::MembersDigest { count, xor }),
+            }),
+        (any::<u64>(), any_nodes(), any::<bool>(), any::<bool>()).prop_map(
+            |(req, nodes, more, same)| Message::Members {
+                req,
+                nodes,
+                more,
+                same
+            }
+        ),
         (any::<u64>(), any_kv_op(), any::<u64>(), any::<u32>()).prop_map(
             |(req, op, op_id, timeout_ms)| Message::Request {
                 req,

@@ -83,8 +83,18 @@ impl Requests {
             return;
         }
         let (key_id, op, first_try) = (c.key_id, c.op.clone(), c.attempts == 1);
+        let redirected = c.last_error == Some(OpError::Redirects);
         if let Some(owner) = cx.ring.owning_vnode(&key_id) {
             serve_locally(cx, owner, op, id);
+            return;
+        }
+        // One hop: straight to the owner the membership table names —
+        // unless that table just proved wrong for this key (`WrongOwner`):
+        // then a Chord lookup, whose answer the table learns.
+        let addr = cx.ring.addr();
+        if !redirected && let Some(owner) = cx.ring.onehop_owner(&key_id).filter(|o| o.addr != addr)
+        {
+            self.send_to_owner(cx, now, id, owner, op);
             return;
         }
         // The first try may use an owner we heard from recently; a retry
@@ -192,6 +202,7 @@ impl Requests {
             return;
         };
         self.forget_owner(&owner);
+        cx.ring.forget(now, &owner);
         self.route_client(cx, now, id);
     }
 
@@ -225,6 +236,7 @@ impl Requests {
     ) {
         if let Some(range) = range {
             self.cache_owner(now, range, owner, cx.config.owner_cache_ttl);
+            cx.ring.learn(now, owner);
         }
         let Some((id, owner, deadline)) = self.requests.remove(&req) else {
             return;

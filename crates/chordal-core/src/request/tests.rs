@@ -23,7 +23,8 @@ fn start(requests: &mut Requests, fx: &mut Fixture, id: u64, op: Operation) {
 /// The lookups the ring sent for us (recursive: `FindSuccessor`s).
 fn lookups_sent(fx: &mut Fixture) -> usize {
     let mut n = 0;
-    fx.ring.drain(|env| {
+    let now = fx.now;
+    fx.ring.drain(now, |env| {
         if matches!(env.msg, Message::FindSuccessor { .. }) {
             n += 1;
         }

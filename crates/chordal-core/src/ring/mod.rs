@@ -10,16 +10,20 @@
 //! nothing of keys, stores or applications.
 
 mod estimate;
+mod members;
+mod onehop;
 mod placement;
 mod routing;
 mod vnode;
 
 pub use estimate::ring_size;
+pub use members::Digest as MembersDigest;
+pub use onehop::{MAX_EVENTS_PER_MESSAGE, OneHopStats, PAGE as MEMBERS_PAGE};
 pub use placement::{replica_set, replica_set_where, successor_index};
 pub use routing::RoutingTable;
 pub use vnode::{Phase, VNode};
 
-use crate::config::{Config, LookupMode};
+use crate::config::{Config, LookupMode, Routing};
 use crate::event::{Event, KeyRange, LookupId, QueryId};
 use crate::message::{Envelope, Message, NodeRef};
 use crate::{Id, Time};
@@ -37,11 +41,13 @@ pub(crate) enum Ownership {
     No,
 }
 
-/// The virtual nodes of one process.
+/// The virtual nodes of one process, and its membership table when
+/// routing one hop.
 #[derive(Debug)]
 pub(crate) struct Ring {
     addr: SocketAddr,
     vnodes: Vec<VNode>,
+    onehop: onehop::OneHop,
     next_lookup: u64,
     next_query: u64,
 }
@@ -62,9 +68,20 @@ impl Ring {
                 )
             })
             .collect();
+        let onehop = onehop::OneHop::new(
+            config.routing == Routing::OneHop,
+            addr,
+            config.max_members,
+            (
+                config.membership_interval,
+                config.membership_refresh,
+                config.request_timeout,
+            ),
+        );
         Ring {
             addr,
             vnodes,
+            onehop,
             next_lookup: 1,
             next_query: 1,
         }
@@ -73,6 +90,32 @@ impl Ring {
     /// Our peer address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// What the membership table says owns `key` (one-hop routing only):
+    /// the vnode to send a request for it to. A hint; the owner confirms.
+    pub fn onehop_owner(&self, key: &Id) -> Option<NodeRef> {
+        self.onehop.owner(key)
+    }
+
+    /// Every entry of the membership table, in id order.
+    pub fn members(&self) -> impl Iterator<Item = NodeRef> + '_ {
+        self.onehop.entries()
+    }
+
+    /// One-hop routing's table size and traffic.
+    pub fn onehop_stats(&self) -> OneHopStats {
+        self.onehop.stats()
+    }
+
+    /// `node` just answered us itself: keep it in the membership table.
+    pub fn learn(&mut self, now: Time, node: NodeRef) {
+        self.onehop.learn(now, node, true);
+    }
+
+    /// `node` did not answer: out of the membership table.
+    pub fn forget(&mut self, now: Time, node: &NodeRef) {
+        self.onehop.forget(now, node);
     }
 
     /// The virtual nodes, first one first.
@@ -204,11 +247,15 @@ impl Ring {
         &mut self,
         now: Time,
         state: impl Fn(NodeRef) -> (NodeRef, Vec<NodeRef>, Vec<NodeRef>),
+        members: impl IntoIterator<Item = NodeRef>,
     ) {
         for v in &mut self.vnodes {
             let (pred, succs, fingers) = state(v.me());
             v.start_converged(now, pred, &succs, |i| fingers[i]);
         }
+        let ours: Vec<NodeRef> = self.vnodes.iter().map(|v| v.me()).collect();
+        self.onehop
+            .start_converged(now, ours.into_iter().chain(members));
     }
 
     /// Joins an existing ring through `seeds` (tried in turn).
@@ -223,10 +270,14 @@ impl Ring {
         for v in &mut self.vnodes {
             v.leave();
         }
+        self.onehop.left();
     }
 
     /// Starts `find_successor(key)` at the joined vnode closest before the
-    /// key (fewest hops); the answer comes as `Event::LookupDone`.
+    /// key (fewest hops); the answer comes as `Event::LookupDone`. Routing
+    /// one hop, a recursive lookup goes first to the key's predecessor in
+    /// the membership table, which answers from its own successor list
+    /// (or routes on by Chord when the table was wrong).
     pub fn start_lookup(&mut self, now: Time, key: Id, mode: LookupMode) -> LookupId {
         let id = LookupId(self.next_lookup);
         self.next_lookup += 1;
@@ -234,7 +285,11 @@ impl Ring {
             .filter(|i| self.vnodes[*i].is_joined())
             .min_by_key(|i| self.vnodes[*i].me().id.distance(&key))
             .unwrap_or(0);
-        self.vnodes[best].start_lookup(now, id, key, mode);
+        let via = self
+            .onehop
+            .predecessor(&key)
+            .filter(|p| p.addr != self.addr && mode == LookupMode::Recursive);
+        self.vnodes[best].start_lookup(now, id, key, mode, via);
         id
     }
 
@@ -258,6 +313,25 @@ impl Ring {
         now: Time,
         env: Envelope,
     ) -> Result<(), Option<Box<Envelope>>> {
+        if matches!(
+            env.msg,
+            Message::MemberEvents { .. }
+                | Message::MemberEventsAck { .. }
+                | Message::GetMembers { .. }
+                | Message::Members { .. }
+        ) {
+            let vnodes = &self.vnodes;
+            let live = |n: &NodeRef| vnodes.iter().any(|v| v.me() == *n && v.is_joined());
+            self.onehop.handle_message(now, env.from, env.msg, live);
+            return Ok(());
+        }
+        if let Message::Pong { req } | Message::NotHere { req } = env.msg
+            && self.onehop.is_probe(req)
+        {
+            let alive = matches!(env.msg, Message::Pong { .. });
+            self.onehop.probe_answered(now, req, alive);
+            return Ok(());
+        }
         let index = match env.to.id {
             None => Some(0),
             Some(id) => self.vnodes.iter().position(|v| v.me().id == id),
@@ -275,17 +349,23 @@ impl Ring {
         }))
     }
 
-    /// Runs every vnode timer due at `now`.
+    /// Runs every vnode timer due at `now`, and one-hop routing's.
     pub fn handle_timeout(&mut self, now: Time) {
         for v in &mut self.vnodes {
             if v.poll_timeout().is_some_and(|t| t <= now) {
                 v.handle_timeout(now);
             }
         }
+        if self.onehop.poll_timeout().is_some_and(|t| t <= now) {
+            let primary = &self.vnodes[0];
+            let successor = primary.is_joined().then(|| primary.table().successor());
+            self.onehop.handle_timeout(now, successor);
+        }
     }
 
     /// The driver could not connect to `addr`: every vnode there is dead.
     pub fn handle_unreachable(&mut self, now: Time, addr: SocketAddr) {
+        self.onehop.forget_process(now, &addr);
         for v in &mut self.vnodes {
             v.handle_unreachable(now, addr);
         }
@@ -300,17 +380,21 @@ impl Ring {
 
     /// When the next vnode timer is due.
     pub fn poll_timeout(&self) -> Option<Time> {
-        self.vnodes.iter().filter_map(|v| v.poll_timeout()).min()
+        let vnodes = self.vnodes.iter().filter_map(|v| v.poll_timeout());
+        vnodes.chain(self.onehop.poll_timeout()).min()
     }
 
-    /// Does some vnode have messages or events to drain?
+    /// Does some vnode (or one-hop routing) have messages or events to
+    /// drain?
     pub fn has_output(&self) -> bool {
-        self.vnodes.iter().any(VNode::has_output)
+        self.vnodes.iter().any(VNode::has_output) || self.onehop.has_output()
     }
 
     /// Drains every vnode's messages (to `send`) and events (returned), in
-    /// vnode order.
-    pub fn drain(&mut self, mut send: impl FnMut(Envelope)) -> Vec<Event> {
+    /// vnode order, then one-hop routing's messages. The events also keep
+    /// the membership table current: predecessor changes are detected
+    /// joins and departures, lookup answers and failures are learned.
+    pub fn drain(&mut self, now: Time, mut send: impl FnMut(Envelope)) -> Vec<Event> {
         let mut events = Vec::new();
         for v in &mut self.vnodes {
             while let Some(env) = v.poll_transmit() {
@@ -320,6 +404,32 @@ impl Ring {
                 events.push(e);
             }
         }
+        if self.onehop.enabled() {
+            for e in &events {
+                self.track_membership(now, e);
+            }
+        }
+        let from = self.vnodes[0].me();
+        while let Some((to, msg)) = self.onehop.poll_transmit() {
+            send(Envelope { from, to, msg });
+        }
         events
+    }
+
+    /// What event `e` of a vnode tells the membership table.
+    fn track_membership(&mut self, now: Time, e: &Event) {
+        let me = |id: &Id| NodeRef::new(*id, self.addr);
+        match e {
+            Event::PredecessorChanged { vnode, old, new } => {
+                self.onehop.predecessor_changed(now, me(vnode), *old, *new);
+            }
+            Event::Joined { vnode, successor } => {
+                self.onehop.joined(now, me(vnode), *successor);
+            }
+            Event::SuccessorChanged { new, .. } => self.onehop.learn(now, *new, false),
+            Event::PeerFailed { peer, .. } => self.onehop.forget(now, peer),
+            Event::LookupDone { result: Ok(r), .. } => self.onehop.learn(now, r.owner, false),
+            _ => {}
+        }
     }
 }

@@ -329,9 +329,20 @@ impl VNode {
 
     /// Starts `find_successor(key)` as origin; the answer comes as
     /// `Event::LookupDone { lookup: id, .. }`. `id` must be below 2^63.
-    pub fn start_lookup(&mut self, now: Time, id: LookupId, key: Id, mode: LookupMode) {
+    /// With `via` (one-hop routing: the key's predecessor as the
+    /// membership table has it), a recursive lookup goes there first
+    /// instead of to the closest preceding finger; if `via` is dead it
+    /// routes on by fingers.
+    pub fn start_lookup(
+        &mut self,
+        now: Time,
+        id: LookupId,
+        key: Id,
+        mode: LookupMode,
+        via: Option<NodeRef>,
+    ) {
         debug_assert!(id.0 & INTERNAL_LOOKUP == 0);
-        self.begin_lookup(now, id.0, key, mode, Purpose::User);
+        self.begin_lookup_via(now, id.0, key, mode, Purpose::User, via);
     }
 
     /// Asks `node` for its predecessor and successor list; the answer comes

@@ -165,6 +165,8 @@ pub(crate) fn paper_sim_config(seed: u64) -> SimConfig {
         .node
         .with_maintenance_interval(Duration::from_secs(30));
     config.node.jitter = 0.5;
+    // The paper's Chord, not one-hop routing (see `onehop.rs` for that).
+    config.node.routing = chordal_core::Routing::Chord;
     // The store's range sync (no data here) on the same slow clock: at
     // its default 5 s it would cost more than all of Chord's maintenance.
     config.node.sync_interval = Duration::from_secs(30);
@@ -231,37 +233,11 @@ fn one_rate(cfg: &ChurnConfig, rate: f64) -> ChurnRow {
         s.run_until(t);
         node_seconds += s.alive().len() as f64 * t.saturating_since(last).as_secs_f64();
         last = t;
-        // Judge finished lookups against the ring as it is now, before
-        // this instant's churn changes it.
-        // A lookup whose origin crashed has no one to answer: it counts
-        // neither way.
-        let before = pending.len();
-        pending.retain(|(i, _, _)| s.is_alive(*i));
-        orphaned += before - pending.len();
-        if pending
-            .iter()
-            .any(|(i, id, _)| s.lookup_result(*i, *id).is_some())
-        {
-            let truth = s.joined_oracle();
-            pending.retain(|(i, id, key)| match s.lookup_result(*i, *id) {
-                None => true,
-                Some(Ok(r)) if r.owner.id == truth.successor(key) => {
-                    hops.push(r.hops as f64);
-                    false
-                }
-                Some(_) => {
-                    failed += 1;
-                    false
-                }
-            });
-        }
+        let (f, o) = super::judge_lookups(&s, &mut pending, &mut hops);
+        (failed, orphaned) = (failed + f, orphaned + o);
         tally(churn.apply_due(&mut s));
         if started < cfg.lookups && s.now() >= next_lookup {
-            let members: Vec<usize> = s
-                .alive()
-                .into_iter()
-                .filter(|&i| s.node(i).is_joined())
-                .collect();
+            let members = s.joined();
             let from = members[rng.below(members.len() as u64) as usize];
             let key = crate::sim::random_id(&mut rng);
             let id = s.start_lookup(from, key, LookupMode::Recursive);

@@ -105,6 +105,8 @@ fn ring_with(
         ..SimConfig::default()
     };
     config.node.successors = successors;
+    // The paper's Chord lookups, not one-hop routing.
+    config.node.routing = chordal_core::Routing::Chord;
     if frozen {
         config.node = config.node.frozen();
     }

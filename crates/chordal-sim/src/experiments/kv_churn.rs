@@ -153,11 +153,7 @@ fn one(cfg: &KvChurnConfig, replicas: usize) -> KvChurnRow {
             }
         }
         if s.now() >= next_write && s.now() < end {
-            let live: Vec<usize> = s
-                .alive()
-                .into_iter()
-                .filter(|&i| s.node(i).is_joined())
-                .collect();
+            let live = s.joined();
             let from = live[rng.below(live.len() as u64) as usize];
             let key = format!("k{}", writes.len());
             let op = s.start_put(from, key.as_bytes(), key.as_bytes());

@@ -6,13 +6,49 @@ mod balance;
 mod churn;
 mod failure;
 mod kv_churn;
+mod onehop;
 mod pathlen;
 
 pub use balance::{BalanceConfig, BalanceRow, balance, balance_chart, theory_p99_ratio};
 pub use churn::{ChurnConfig, ChurnRow, Sessions, churn, churn_chart};
 pub use failure::{FailureConfig, FailureRow, failure, failure_chart};
 pub use kv_churn::{KvChurnConfig, KvChurnRow, kv_churn, kv_churn_chart};
+pub use onehop::{EVENT_BYTES, OneHopConfig, OneHopRow, onehop, onehop_chart};
 pub use pathlen::{PathlenConfig, PathlenRow, pathlen, pathlen_chart};
+
+/// Judges the lookups of `pending` (origin, lookup, key) that finished,
+/// against the joined live ring as it is now (call before this instant's
+/// churn changes it): a right owner adds its hop count to `hops`, anything
+/// else counts as failed. A lookup whose origin crashed has no one to
+/// answer and counts neither way. Returns (failed, orphaned).
+pub(crate) fn judge_lookups(
+    s: &crate::Sim,
+    pending: &mut Vec<(usize, chordal_core::LookupId, chordal_core::Id)>,
+    hops: &mut Vec<f64>,
+) -> (usize, usize) {
+    let before = pending.len();
+    pending.retain(|(i, _, _)| s.is_alive(*i));
+    let orphaned = before - pending.len();
+    let mut failed = 0;
+    if pending
+        .iter()
+        .any(|(i, id, _)| s.lookup_result(*i, *id).is_some())
+    {
+        let truth = s.joined_oracle();
+        pending.retain(|(i, id, key)| match s.lookup_result(*i, *id) {
+            None => true,
+            Some(Ok(r)) if r.owner.id == truth.successor(key) => {
+                hops.push(r.hops as f64);
+                false
+            }
+            Some(_) => {
+                failed += 1;
+                false
+            }
+        });
+    }
+    (failed, orphaned)
+}
 
 /// The `p`-quantile (0..=1) of sorted values (nearest rank).
 pub(crate) fn quantile(sorted: &[f64], p: f64) -> f64 {

@@ -84,6 +84,8 @@ pub fn pathlen(cfg: &PathlenConfig, mut progress: impl FnMut(usize, usize)) -> V
         };
         // A converged ring with maintenance frozen: only lookups run.
         config.node = config.node.frozen();
+        // The paper's Chord lookups, not one-hop routing.
+        config.node.routing = chordal_core::Routing::Chord;
         let mut s = Sim::new(config);
         let nodes = s.build_converged(n, 1);
         let oracle = s.oracle();

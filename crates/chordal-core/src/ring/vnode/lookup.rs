@@ -15,6 +15,20 @@ impl VNode {
         mode: LookupMode,
         purpose: Purpose,
     ) {
+        self.begin_lookup_via(now, id, key, mode, purpose, None)
+    }
+
+    /// [`VNode::begin_lookup`], a recursive one's first hop `via` if given
+    /// (and our successor does not own the key).
+    pub(super) fn begin_lookup_via(
+        &mut self,
+        now: Time,
+        id: u64,
+        key: Id,
+        mode: LookupMode,
+        purpose: Purpose,
+        via: Option<NodeRef>,
+    ) {
         if self.phase != Phase::Joined {
             self.events.push_back(Event::LookupDone {
                 lookup: LookupId(id),
@@ -56,7 +70,10 @@ impl VNode {
                     self.iterative_next(now, id);
                 }
             }
-            _ => self.route_recursive(now, self.me(), id, key, 0),
+            _ => match via.filter(|v| *v != self.me() && !self.table.successor_owns(&key)) {
+                Some(next) => self.forward(now, self.me(), id, key, 0, next),
+                None => self.route_recursive(now, self.me(), id, key, 0),
+            },
         }
     }
 
@@ -96,6 +113,21 @@ impl VNode {
             self.fail_recursive(origin, lookup, LookupFailure::NoRoute);
             return;
         };
+        self.forward(now, origin, lookup, key, hops, next);
+    }
+
+    /// Forwards recursive lookup `lookup` of `origin` to `next`, which must
+    /// acknowledge it (else it counts as failed and the lookup routes
+    /// around it: see `fail_request`).
+    fn forward(
+        &mut self,
+        now: Time,
+        origin: NodeRef,
+        lookup: u64,
+        key: Id,
+        hops: u32,
+        next: NodeRef,
+    ) {
         let kind = PendingKind::Forward {
             origin,
             lookup,
