@@ -76,8 +76,8 @@ pub struct MemberEvent {
     pub node: NodeRef,
     /// Joined (`true`) or left or failed (`false`).
     pub joined: bool,
-    /// The process that detected it (the node's successor): dissemination
-    /// stops before coming back round to it.
+    /// The process that detected it (the node's successor), for logs and
+    /// debugging; the stretches of `MemberEvents` bound the spreading.
     pub by: SocketAddr,
 }
 

@@ -7,12 +7,14 @@
 //!   and departures, as Chord's `notify` and `check_predecessor` change
 //!   its predecessor ([`OneHop::predecessor_changed`]).
 //! - **Dissemination** (rules 1–4): every `membership_interval` (Θ), a
-//!   process with news sends message `M(l)` to the process `2^l` places
-//!   after it on the process ring, for `l < ρ = ⌈log2 P⌉`; `M(l)` carries
-//!   what it detected itself and what arrived on messages of a level above
-//!   `l`. An event thus travels a binomial tree rooted at its detector and
-//!   reaches each process once, within ρ·Θ, with no message sent when
-//!   nothing happened. Events stop before passing their detector again.
+//!   process with news sends it to the 1st, 2nd, 4th, … process after it
+//!   on the process ring; each of those covers the stretch up to the next
+//!   one's ring position and splits it the same way. An event thus
+//!   travels a binomial tree rooted at its detector and reaches each
+//!   process once, within ⌈log2 P⌉·Θ, with no message sent when nothing
+//!   happened. Stretches are bounded by positions, not EDRA's TTLs, so
+//!   tables that differ leave no process out; messages are acknowledged,
+//!   and one to a silent process goes to the next of its stretch.
 //! - **Learning**: every live answer (a lookup's result, an owner's reply)
 //!   adds its sender, every failure seen removes it, so a table that missed
 //!   an event heals where it is used.
