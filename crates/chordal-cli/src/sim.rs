@@ -423,6 +423,7 @@ fn failure(a: FailureArgs) -> Result<()> {
             "(b) mean hops",
             "(b) p99 hops",
             "(b) timeouts/lookup",
+            "ToN hops, timeouts",
             "(c) reads failed",
             "(c) keys lost",
             "(c) theory p^R",
@@ -437,6 +438,8 @@ fn failure(a: FailureArgs) -> Result<()> {
                 format!("{:.2}", r.frozen_hops),
                 format!("{:.0}", r.frozen_p99_hops),
                 format!("{:.2}", r.frozen_timeouts),
+                r.paper_frozen
+                    .map_or("—".into(), |(h, t)| format!("{h:.2}, {t:.2}")),
                 format!("{:.4}", r.kv_unread),
                 format!("{:.4}", r.kv_lost),
                 format!("{:.4}", r.kv_theory),

@@ -83,8 +83,8 @@ pub use counters::Counters;
 pub use event::{Event, KeyRange, LookupError, LookupId, LookupResult, Neighbors, QueryId};
 pub use id::{ID_BITS, ID_BYTES, Id, ParseIdError};
 pub use message::{
-    Envelope, LookupFailure, MemberEvent, Message, NodeRef, OpResult, Operation, Publication,
-    Target,
+    Envelope, LookupFailure, MemberEvent, Message, NodeRef, OpResult, Operation, OwnerClaim,
+    Publication, Target,
 };
 pub use messaging::AppMsgId;
 pub use node::Node;

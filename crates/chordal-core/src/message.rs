@@ -92,6 +92,25 @@ pub enum LookupFailure {
     NoRoute,
 }
 
+/// What the sender of a [`Message::FindSuccessor`] says the receiver is.
+/// The last hop of every lookup goes to the owner itself, so that a lookup
+/// answers with a node that is alive (ToN'03 §V: a lookup succeeds when it
+/// reaches the key's current successor).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+pub enum OwnerClaim {
+    /// Nothing: the receiver routes on (`find_successor`).
+    #[default]
+    Route,
+    /// The sender's successor list names the receiver the key's successor
+    /// (the sender is the key's predecessor): the receiver answers the
+    /// origin with itself and its successor list. Not counted as a hop.
+    Successor,
+    /// The sender's membership table (one-hop routing) names the receiver
+    /// the key's owner: the receiver answers if the key is in its range and
+    /// routes on otherwise.
+    Table,
+}
+
 /// Every message of the peer protocol (see `docs/protocol.md`).
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Message {
@@ -145,6 +164,8 @@ pub enum Message {
         key: Id,
         /// Forwards so far.
         hops: u32,
+        /// Whether the sender names the receiver the key's owner.
+        claim: OwnerClaim,
     },
     /// "I have taken over the lookups you forwarded": acknowledges several
     /// `FindSuccessor` requests at once.

@@ -435,7 +435,7 @@ mod tests {
 
     #[test]
     fn clients_ask_but_never_speak_for_the_ring() {
-        use chordal_core::{Envelope, Message, NodeRef, Target};
+        use chordal_core::{Envelope, Message, NodeRef, OwnerClaim, Target};
         let me = NodeRef::new(Id::hash(b"client"), "127.0.0.1:5".parse().unwrap());
         let to = Target {
             addr: "127.0.0.1:6".parse().unwrap(),
@@ -448,6 +448,7 @@ mod tests {
             lookup: 1,
             key: Id::hash(b"k"),
             hops: 0,
+            claim: OwnerClaim::Route,
         };
         let client = Standing::Client;
         assert!(client.may_send(&env(Message::GetNeighbors { req: 1 })));

@@ -183,7 +183,8 @@ fn ring_heals_after_failures_including_r_minus_1_consecutive() {
 }
 
 /// Lookups issued right after a mass failure still succeed: a dead next hop
-/// is dropped and the next best candidate tried.
+/// is dropped and the next best candidate tried, and the last hop reaches
+/// the owner itself, so every answer names the live owner.
 #[test]
 fn lookups_route_around_fresh_failures() {
     let seed = 14;
@@ -200,24 +201,26 @@ fn lookups_route_around_fresh_failures() {
     assert_eq!(killed, 20);
     // No time to stabilize: lookups start now.
     let oracle = s.oracle();
-    let mut ok = 0;
-    let mut total = 0;
+    let (mut answered, mut total) = (0, 0);
     for i in s.alive().into_iter().take(30) {
         let key = s.random_id();
         for mode in [LookupMode::Recursive, LookupMode::Iterative] {
             total += 1;
+            // A lookup may run out of its 5 s behind several dead hops
+            // (1 s each); one that answers names the live owner.
             if let Ok(r) = s.lookup(i, key, mode) {
-                // Right after failures an answer may name a dead owner whose
-                // predecessor has not noticed yet; live answers must be exact.
-                if r.owner.id == oracle.successor(&key) {
-                    ok += 1;
-                }
+                assert_eq!(
+                    r.owner.id,
+                    oracle.successor(&key),
+                    "seed {seed}: {mode:?} lookup from {i} named a dead or wrong owner"
+                );
+                answered += 1;
             }
         }
     }
     assert!(
-        ok * 10 >= total * 8,
-        "seed {seed}: only {ok}/{total} lookups right after 20% failures"
+        answered * 10 >= total * 9,
+        "seed {seed}: only {answered}/{total} lookups answered right after 20% failures"
     );
 }
 

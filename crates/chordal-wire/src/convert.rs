@@ -5,8 +5,8 @@ use crate::WireError;
 use crate::pb::{self, Body};
 use chordal_core::{Change, Condition, Consistency, WriteOptions};
 use chordal_core::{
-    Envelope, Id, KeyRange, LookupFailure, Message, NodeRef, OpResult, Operation, Publication,
-    Record, Target, Time, Version,
+    Envelope, Id, KeyRange, LookupFailure, Message, NodeRef, OpResult, Operation, OwnerClaim,
+    Publication, Record, Target, Time, Version,
 };
 use chordal_core::{MAX_EVENTS_PER_MESSAGE, MEMBERS_PAGE, MemberEvent, MembersDigest};
 use prost::Message as _;
@@ -491,12 +491,18 @@ pub fn envelope_to_pb(env: &Envelope) -> pb::Envelope {
             lookup,
             key,
             hops,
+            claim,
         } => Body::FindSuccessor(pb::FindSuccessor {
             req: *req,
             origin: Some(node_to_pb(origin)),
             lookup: *lookup,
             key: key.0.to_vec(),
             hops: *hops,
+            claim: match claim {
+                OwnerClaim::Route => 0,
+                OwnerClaim::Successor => 1,
+                OwnerClaim::Table => 2,
+            },
         }),
         Message::LookupAck { reqs } => Body::LookupAck(pb::LookupAck { reqs: reqs.clone() }),
         Message::FoundSuccessor {
@@ -700,6 +706,12 @@ pub fn envelope_from_pb(pb: &pb::Envelope, local: SocketAddr) -> Result<Envelope
             lookup: f.lookup,
             key: id_from_pb(&f.key, "key")?,
             hops: f.hops,
+            claim: match f.claim {
+                0 => OwnerClaim::Route,
+                1 => OwnerClaim::Successor,
+                2 => OwnerClaim::Table,
+                _ => return Err(WireError::Invalid("claim")),
+            },
         },
         Body::LookupAck(a) => {
             if a.reqs.len() > MAX_ACKS {

@@ -403,6 +403,10 @@ pub struct FindSuccessor {
     pub key: Vec<u8>,
     #[prost(uint32, tag = "5")]
     pub hops: u32,
+    /// 0 route on, 1 the sender's successor list names the receiver the
+    /// owner, 2 the sender's membership table does (`OwnerClaim`).
+    #[prost(uint32, tag = "6")]
+    pub claim: u32,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

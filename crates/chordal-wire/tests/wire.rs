@@ -3,7 +3,7 @@
 use bytes::{BufMut, BytesMut};
 use chordal_core::{
     Change, Condition, Consistency, Envelope, Id, LookupFailure, Message, NodeRef, OpResult,
-    Operation, Publication, Record, Target, Time, Version, WriteOptions,
+    Operation, OwnerClaim, Publication, Record, Target, Time, Version, WriteOptions,
 };
 use chordal_wire::*;
 use proptest::prelude::*;
@@ -228,15 +228,23 @@ fn any_message() -> impl Strategy<Value = Message> {
             any_node(),
             any::<u64>(),
             any_id(),
-            any::<u32>()
+            any::<u32>(),
+            prop_oneof![
+                Just(OwnerClaim::Route),
+                Just(OwnerClaim::Successor),
+                Just(OwnerClaim::Table)
+            ]
         )
-            .prop_map(|(req, origin, lookup, key, hops)| Message::FindSuccessor {
-                req,
-                origin,
-                lookup,
-                key,
-                hops
-            }),
+            .prop_map(
+                |(req, origin, lookup, key, hops, claim)| Message::FindSuccessor {
+                    req,
+                    origin,
+                    lookup,
+                    key,
+                    hops,
+                    claim
+                }
+            ),
         proptest::collection::vec(any::<u64>(), 0..20).prop_map(|reqs| Message::LookupAck { reqs }),
         (any::<u64>(), any_id(), any_nodes(), any::<u32>()).prop_map(
             |(lookup, key, successors, hops)| Message::FoundSuccessor {

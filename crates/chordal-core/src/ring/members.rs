@@ -156,16 +156,6 @@ impl Members {
             .map(|(id, addr)| NodeRef::new(*id, *addr))
     }
 
-    /// The vnode just before `key`, counter-clockwise: the one whose
-    /// successor owns it.
-    pub fn predecessor(&self, key: &Id) -> Option<NodeRef> {
-        self.nodes
-            .range(..*key)
-            .next_back()
-            .or_else(|| self.nodes.iter().next_back())
-            .map(|(id, addr)| NodeRef::new(*id, *addr))
-    }
-
     /// Up to `max` entries strictly between `a` and `b`, clockwise from
     /// `a` (none when `a == b`).
     pub fn between(&self, a: &Id, b: &Id, max: usize) -> Vec<NodeRef> {
@@ -301,8 +291,6 @@ mod tests {
         assert_eq!(m.successor(&Id::from_u64(15)), Some(node(20, 2)));
         assert_eq!(m.successor(&Id::from_u64(20)), Some(node(20, 2)));
         assert_eq!(m.successor(&Id::from_u64(31)), Some(node(10, 1)));
-        assert_eq!(m.predecessor(&Id::from_u64(20)), Some(node(10, 1)));
-        assert_eq!(m.predecessor(&Id::from_u64(5)), Some(node(30, 3)));
     }
 
     #[test]

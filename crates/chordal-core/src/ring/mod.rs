@@ -275,9 +275,9 @@ impl Ring {
 
     /// Starts `find_successor(key)` at the joined vnode closest before the
     /// key (fewest hops); the answer comes as `Event::LookupDone`. Routing
-    /// one hop, a recursive lookup goes first to the key's predecessor in
-    /// the membership table, which answers from its own successor list
-    /// (or routes on by Chord when the table was wrong).
+    /// one hop, a recursive lookup goes first to the key's owner in the
+    /// membership table, which answers if the key is in its range (or
+    /// routes on by Chord when the table was wrong).
     pub fn start_lookup(&mut self, now: Time, key: Id, mode: LookupMode) -> LookupId {
         let id = LookupId(self.next_lookup);
         self.next_lookup += 1;
@@ -287,8 +287,8 @@ impl Ring {
             .unwrap_or(0);
         let via = self
             .onehop
-            .predecessor(&key)
-            .filter(|p| p.addr != self.addr && mode == LookupMode::Recursive);
+            .owner(&key)
+            .filter(|_| mode == LookupMode::Recursive);
         self.vnodes[best].start_lookup(now, id, key, mode, via);
         id
     }

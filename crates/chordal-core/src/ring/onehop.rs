@@ -190,11 +190,6 @@ impl OneHop {
         self.enabled.then(|| self.table.successor(key)).flatten()
     }
 
-    /// The vnode just before `key` in the table, when one-hop routing is on.
-    pub fn predecessor(&self, key: &Id) -> Option<NodeRef> {
-        self.enabled.then(|| self.table.predecessor(key)).flatten()
-    }
-
     /// Counters, with the table's size as of now.
     pub fn stats(&self) -> OneHopStats {
         OneHopStats {

@@ -11,7 +11,7 @@ use super::routing::RoutingTable;
 use crate::config::{Config, LookupMode};
 use crate::event::{Event, KeyRange, LookupError, LookupId, LookupResult, Neighbors, QueryId};
 use crate::fasthash::FastMap;
-use crate::message::{Envelope, LookupFailure, Message, NodeRef, Target};
+use crate::message::{Envelope, LookupFailure, Message, NodeRef, OwnerClaim, Target};
 use crate::rng::Rng;
 use crate::{ID_BITS, Id, Time};
 use std::collections::{BTreeSet, VecDeque};
@@ -96,6 +96,14 @@ enum PendingKind {
     /// One step of an iterative lookup we run.
     Step {
         lookup: u64,
+    },
+    /// The last step of an iterative lookup: is `successors[0]`, the owner
+    /// the key's predecessor named, alive?
+    Confirm {
+        lookup: u64,
+        successors: Vec<NodeRef>,
+        hops: u32,
+        path: Vec<NodeRef>,
     },
     /// A neighbour query for the driver (ring walks).
     Query {
@@ -329,10 +337,10 @@ impl VNode {
 
     /// Starts `find_successor(key)` as origin; the answer comes as
     /// `Event::LookupDone { lookup: id, .. }`. `id` must be below 2^63.
-    /// With `via` (one-hop routing: the key's predecessor as the
-    /// membership table has it), a recursive lookup goes there first
-    /// instead of to the closest preceding finger; if `via` is dead it
-    /// routes on by fingers.
+    /// With `via` (one-hop routing: the key's owner as the membership
+    /// table has it), a recursive lookup goes there first instead of to
+    /// the closest preceding finger; if `via` is dead it routes on by
+    /// fingers.
     pub fn start_lookup(
         &mut self,
         now: Time,
@@ -498,8 +506,9 @@ impl VNode {
                 lookup,
                 key,
                 hops,
+                claim,
             } if joined => {
-                self.route_recursive(now, origin, lookup, key, hops);
+                self.on_find_successor(now, origin, lookup, key, hops, claim);
                 self.queue_ack(now, from, req);
             }
             Message::ClosestPreceding { req, key } if joined => {
@@ -519,7 +528,19 @@ impl VNode {
             } if joined => self.on_leave(now, from, predecessor, successors),
             // Answers are taken in any phase: a joining node needs them.
             Message::Pong { req } => {
-                self.take_pending(req);
+                if let Some(Pending {
+                    kind:
+                        PendingKind::Confirm {
+                            lookup,
+                            successors,
+                            hops,
+                            path,
+                        },
+                    ..
+                }) = self.take_pending(req)
+                {
+                    self.answer_lookup(now, lookup, successors, hops, path);
+                }
             }
             Message::LookupAck { reqs } => {
                 for req in reqs.into_iter().take(MAX_ACKS) {

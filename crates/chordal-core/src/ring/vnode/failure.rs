@@ -52,6 +52,16 @@ impl VNode {
                 }
             }
             PendingKind::Step { lookup } => self.iterative_next(now, lookup),
+            PendingKind::Confirm {
+                lookup,
+                mut successors,
+                hops,
+                path,
+            } => {
+                // The named owner is dead: the next live successor owns the key.
+                successors.remove(0);
+                self.confirm_owner(now, lookup, successors, hops, path);
+            }
             PendingKind::Query { query } => self.events.push_back(Event::NeighborsQueried {
                 query,
                 result: None,
@@ -106,6 +116,15 @@ impl VNode {
                 break;
             }
         }
+    }
+
+    /// The peers that failed within the last few request timeouts.
+    pub(super) fn failed_lately(&self, now: Time) -> Vec<NodeRef> {
+        self.recently_failed
+            .iter()
+            .filter(|(n, _)| self.failed_recently(n, now))
+            .map(|(n, _)| *n)
+            .collect()
     }
 
     /// Did `n` fail within the last few request timeouts? Such a node is

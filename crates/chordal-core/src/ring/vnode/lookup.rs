@@ -61,7 +61,7 @@ impl VNode {
             LookupMode::Iterative => {
                 if self.table.successor_owns(&key) {
                     let list = self.table.successors_or_me();
-                    self.answer_lookup(now, id, list, 0, Vec::new());
+                    self.confirm_owner(now, id, list, 0, Vec::new());
                 } else {
                     let cands = self.table.closest_preceding_nodes(&key, ITERATIVE_KEEP);
                     if let Some(it) = self.lookups.get_mut(&id).and_then(|l| l.iterative.as_mut()) {
@@ -71,7 +71,7 @@ impl VNode {
                 }
             }
             _ => match via.filter(|v| *v != self.me() && !self.table.successor_owns(&key)) {
-                Some(next) => self.forward(now, self.me(), id, key, 0, next),
+                Some(owner) => self.forward(now, self.me(), id, key, 0, owner, OwnerClaim::Table),
                 None => self.route_recursive(now, self.me(), id, key, 0),
             },
         }
@@ -93,18 +93,22 @@ impl VNode {
             return;
         }
         if self.table.successor_owns(&key) {
-            let successors = self.table.successors_or_me();
-            if origin == me {
-                self.answer_lookup(now, lookup, successors, hops, Vec::new());
+            let successor = self.table.successor();
+            if successor == me {
+                // Alone on the ring: every key is ours.
+                self.answer_origin(now, origin, lookup, key, hops);
             } else {
-                self.send(
+                // The last hop goes to the owner itself, so the answer
+                // names a live node; if it is dead, `fail_request` drops
+                // it and we fall through the successor list.
+                self.forward(
+                    now,
                     origin,
-                    Message::FoundSuccessor {
-                        lookup,
-                        key,
-                        successors,
-                        hops,
-                    },
+                    lookup,
+                    key,
+                    hops,
+                    successor,
+                    OwnerClaim::Successor,
                 );
             }
             return;
@@ -113,12 +117,71 @@ impl VNode {
             self.fail_recursive(origin, lookup, LookupFailure::NoRoute);
             return;
         };
-        self.forward(now, origin, lookup, key, hops, next);
+        self.forward(now, origin, lookup, key, hops, next, OwnerClaim::Route);
+    }
+
+    /// A recursive lookup of `origin` reached us with `claim`: answer it
+    /// as the owner, or route on.
+    pub(super) fn on_find_successor(
+        &mut self,
+        now: Time,
+        origin: NodeRef,
+        lookup: u64,
+        key: Id,
+        hops: u32,
+        claim: OwnerClaim,
+    ) {
+        let ours = match claim {
+            OwnerClaim::Route => false,
+            // The key's predecessor vouches that nothing live lies between
+            // it and us (our own predecessor pointer may still name a node
+            // that died).
+            OwnerClaim::Successor => true,
+            // A membership table may be stale: trust our own range.
+            OwnerClaim::Table => self.range.is_none_or(|r| r.contains(&key)),
+        };
+        if ours {
+            self.answer_origin(now, origin, lookup, key, hops);
+        } else {
+            self.route_recursive(now, origin, lookup, key, hops);
+        }
+    }
+
+    /// We own `key`: tell `origin` (lookup `lookup`) so, with our successor
+    /// list behind us.
+    fn answer_origin(&mut self, now: Time, origin: NodeRef, lookup: u64, key: Id, hops: u32) {
+        let me = self.me();
+        let mut successors = Vec::with_capacity(self.config.successors + 1);
+        successors.push(me);
+        successors.extend(
+            self.table
+                .successors_or_me()
+                .into_iter()
+                .filter(|n| *n != me)
+                .take(self.config.successors),
+        );
+        if origin == me {
+            self.answer_lookup(now, lookup, successors, hops, Vec::new());
+        } else {
+            self.send(
+                origin,
+                Message::FoundSuccessor {
+                    lookup,
+                    key,
+                    successors,
+                    hops,
+                },
+            );
+        }
     }
 
     /// Forwards recursive lookup `lookup` of `origin` to `next`, which must
     /// acknowledge it (else it counts as failed and the lookup routes
-    /// around it: see `fail_request`).
+    /// around it: see `fail_request`). A forward to the owner found by the
+    /// successor list (`OwnerClaim::Successor`) is a confirmation, not a
+    /// hop: `hops` counts what the paper counts, the nodes that route the
+    /// lookup to the key's predecessor.
+    #[allow(clippy::too_many_arguments)]
     fn forward(
         &mut self,
         now: Time,
@@ -127,6 +190,7 @@ impl VNode {
         key: Id,
         hops: u32,
         next: NodeRef,
+        claim: OwnerClaim,
     ) {
         let kind = PendingKind::Forward {
             origin,
@@ -134,12 +198,17 @@ impl VNode {
             key,
             hops,
         };
+        let sent_hops = match claim {
+            OwnerClaim::Successor => hops,
+            OwnerClaim::Route | OwnerClaim::Table => hops + 1,
+        };
         let sent = self.request(now, next.into(), kind, |req| Message::FindSuccessor {
             req,
             origin,
             lookup,
             key,
-            hops: hops + 1,
+            hops: sent_hops,
+            claim,
         });
         if sent.is_none() {
             self.fail_recursive(origin, lookup, LookupFailure::NoRoute);
@@ -198,12 +267,7 @@ impl VNode {
         nodes: Vec<NodeRef>,
     ) {
         let me = self.me().id;
-        let recently_failed: Vec<NodeRef> = self
-            .recently_failed
-            .iter()
-            .filter(|(n, _)| self.failed_recently(n, now))
-            .map(|(n, _)| *n)
-            .collect();
+        let recently_failed = self.failed_lately(now);
         let Some(l) = self.lookups.get_mut(&id) else {
             return;
         };
@@ -215,7 +279,7 @@ impl VNode {
         it.path.push(from);
         if done {
             let (hops, path) = (it.hops, it.path.clone());
-            self.answer_lookup(now, id, nodes, hops, path);
+            self.confirm_owner(now, id, nodes, hops, path);
             return;
         }
         for n in nodes {
@@ -233,6 +297,43 @@ impl VNode {
             .sort_by_key(|c| std::cmp::Reverse(me.distance(&c.id)));
         it.candidates.truncate(ITERATIVE_KEEP);
         self.iterative_next(now, id);
+    }
+
+    /// An iterative lookup found the key's predecessor, whose successor
+    /// list is `successors`: ask `successors[0]` whether it is alive and
+    /// answer with it, or fall through the list (each dead entry costs a
+    /// timeout, as in the paper). We ourselves need no asking.
+    pub(super) fn confirm_owner(
+        &mut self,
+        now: Time,
+        id: u64,
+        successors: Vec<NodeRef>,
+        hops: u32,
+        path: Vec<NodeRef>,
+    ) {
+        let me = self.me();
+        let recently_failed = self.failed_lately(now);
+        let successors: Vec<NodeRef> = successors
+            .into_iter()
+            .filter(|n| !recently_failed.contains(n))
+            .collect();
+        match successors.first() {
+            None => self.finish_lookup(id, Err(LookupError::NoRoute)),
+            Some(owner) if *owner == me => self.answer_lookup(now, id, successors, hops, path),
+            Some(owner) => {
+                let owner = *owner;
+                let kind = PendingKind::Confirm {
+                    lookup: id,
+                    successors,
+                    hops,
+                    path,
+                };
+                let sent = self.request(now, owner.into(), kind, |req| Message::Ping { req });
+                if sent.is_none() {
+                    self.finish_lookup(id, Err(LookupError::Overloaded));
+                }
+            }
+        }
     }
 
     /// A lookup we started has its answer: `successors[0]` owns the key.

@@ -73,6 +73,7 @@ impl VNode {
             lookup: id,
             key: me.id,
             hops: 1,
+            claim: OwnerClaim::Route,
         });
         if sent.is_none() {
             self.remove_lookup(id);

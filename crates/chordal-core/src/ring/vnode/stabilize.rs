@@ -48,6 +48,7 @@ impl VNode {
             lookup: id,
             key: me.id,
             hops: 0,
+            claim: OwnerClaim::Route,
         });
     }
 
