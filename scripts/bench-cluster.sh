@@ -6,6 +6,8 @@
 #   cargo build --release -p chordal-cli
 #   scripts/bench-cluster.sh N [bench kv flags...]
 #   scripts/bench-cluster.sh 100 --concurrency 1,32 --keys 20000 --json
+#   CHORDAL_BENCH_WRAP="perf record -a -g -o perf.data --" scripts/bench-cluster.sh 100 ...
+#   scripts/bench-cluster.sh 100 idle 30   # no load: CPU and RSS per process
 #
 # Settled means: a walk of the ring from the first node finds all N
 # processes and no problem (every successor points back, every range has
@@ -57,5 +59,43 @@ whole || { echo "the ring did not settle" >&2; exit 1; }
 sleep 35
 echo "settled; benchmarking" >&2
 
+# `scripts/bench-cluster.sh N idle SECONDS`: no load; the CPU and memory
+# the N settled processes use over SECONDS (the issue-16 idle check).
+if [ "${1:-}" = idle ]; then
+    secs=${2:-30}
+    python3 - "$secs" "${PIDS[@]}" <<'PY'
+import json, os, sys, time
+secs, pids = float(sys.argv[1]), sys.argv[2:]
+tick = os.sysconf("SC_CLK_TCK")
+def cpu():
+    total = 0
+    for p in pids:
+        with open(f"/proc/{p}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total / tick
+def rss_kib():
+    total = 0
+    for p in pids:
+        with open(f"/proc/{p}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total
+c0, t0 = cpu(), time.time()
+time.sleep(secs)
+c1, t1 = cpu(), time.time()
+n = len(pids)
+out = {"bench": "idle-processes", "processes": n, "seconds": round(t1 - t0, 1),
+       "cpu_percent_of_one_core_per_process": round(100 * (c1 - c0) / (t1 - t0) / n, 3),
+       "cpu_percent_of_one_core_total": round(100 * (c1 - c0) / (t1 - t0), 1),
+       "rss_kib_per_process": round(rss_kib() / n)}
+print(json.dumps(out))
+PY
+    exit 0
+fi
+
 targets=$(IFS=,; echo "${apis[*]}")
-"$BIN" bench kv --target "$targets" "$@"
+# CHORDAL_BENCH_WRAP: a command prefix for the benchmark, e.g.
+# "perf record -a -g -o perf.data --" to profile every process during it.
+${CHORDAL_BENCH_WRAP:-} "$BIN" bench kv --target "$targets" "$@"

@@ -93,8 +93,8 @@ pub use outcome::{Answer, OpError, Outcome, Replaced, Updated, Versioned, Writte
 pub use record::{Hlc, Record, Version, dead_since};
 pub use request::OpId;
 pub use ring::{
-    MAX_EVENTS_PER_MESSAGE, MEMBERS_PAGE, MembersDigest, OneHopStats, Phase, RoutingTable, VNode,
-    replica_set, replica_set_where, ring_size, successor_index,
+    MAX_EVENTS_PER_MESSAGE, MEMBER_SLICES, MEMBERS_PAGE, MembersDigest, OneHopStats, Phase,
+    RoutingTable, VNode, replica_set, replica_set_where, ring_size, successor_index,
 };
 pub use rng::Rng;
 pub use store::{

@@ -248,6 +248,10 @@ pub enum Message {
         after: Option<Id>,
         /// The asker's table digest, on the first page only.
         digest: Option<MembersDigest>,
+        /// The asker's digest of each slice of the id space (`SLICES`, or
+        /// none: then the whole table is copied). The answer carries only
+        /// the slices that differ.
+        slices: Vec<MembersDigest>,
     },
     /// Answer to [`Message::GetMembers`].
     Members {
@@ -259,6 +263,9 @@ pub enum Message {
         more: bool,
         /// The asker's digest equals ours: nothing to copy.
         same: bool,
+        /// The slices the page covers (bit `i`: slice `i`); `u64::MAX`
+        /// the whole table. Never 0 (on the wire 0 means every slice).
+        slices: u64,
     },
     /// The addressed virtual node does not live at this address (any more).
     NotHere {

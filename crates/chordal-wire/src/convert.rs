@@ -8,7 +8,9 @@ use chordal_core::{
     Envelope, Id, KeyRange, LookupFailure, Message, NodeRef, OpResult, Operation, OwnerClaim,
     Publication, Record, Target, Time, Version,
 };
-use chordal_core::{MAX_EVENTS_PER_MESSAGE, MEMBERS_PAGE, MemberEvent, MembersDigest};
+use chordal_core::{
+    MAX_EVENTS_PER_MESSAGE, MEMBER_SLICES, MEMBERS_PAGE, MemberEvent, MembersDigest,
+};
 use prost::Message as _;
 use std::net::SocketAddr;
 
@@ -555,23 +557,39 @@ pub fn envelope_to_pb(env: &Envelope) -> pb::Envelope {
                 })
                 .collect(),
         }),
-        Message::GetMembers { req, after, digest } => Body::GetMembers(pb::GetMembers {
+        Message::GetMembers {
+            req,
+            after,
+            digest,
+            slices,
+        } => Body::GetMembers(pb::GetMembers {
             req: *req,
             after: after.map(|id| id.0.to_vec()).unwrap_or_default(),
             has_digest: digest.is_some(),
             digest_count: digest.map_or(0, |d| d.count),
             digest_xor: digest.map(|d| d.xor.0.to_vec()).unwrap_or_default(),
+            slices: slices
+                .iter()
+                .map(|d| pb::MembersDigest {
+                    count: d.count,
+                    xor: d.xor.0.to_vec(),
+                })
+                .collect(),
         }),
         Message::Members {
             req,
             nodes,
             more,
             same,
+            slices,
         } => Body::Members(pb::Members {
             req: *req,
             nodes: nodes_to_pb(nodes),
             more: *more,
             same: *same,
+            // 0 on the wire is "every slice" (what a peer that does not
+            // compare slices sends).
+            slices: if *slices == u64::MAX { 0 } else { *slices },
         }),
         Message::Request {
             req,
@@ -786,6 +804,20 @@ pub fn envelope_from_pb(pb: &pb::Envelope, local: SocketAddr) -> Result<Envelope
             } else {
                 None
             },
+            slices: {
+                if !g.slices.is_empty() && g.slices.len() != MEMBER_SLICES {
+                    return Err(WireError::Invalid("slices"));
+                }
+                g.slices
+                    .iter()
+                    .map(|d| {
+                        Ok(MembersDigest {
+                            count: d.count,
+                            xor: id_from_pb(&d.xor, "slices")?,
+                        })
+                    })
+                    .collect::<Result<_, WireError>>()?
+            },
         },
         Body::Members(m) => {
             if m.nodes.len() > MEMBERS_PAGE {
@@ -800,6 +832,7 @@ pub fn envelope_from_pb(pb: &pb::Envelope, local: SocketAddr) -> Result<Envelope
                     .collect::<Result<_, _>>()?,
                 more: m.more,
                 same: m.same,
+                slices: if m.slices == 0 { u64::MAX } else { m.slices },
             }
         }
         Body::KvRequest(k) => Message::Request {

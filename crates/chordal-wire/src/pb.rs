@@ -349,6 +349,17 @@ pub struct GetMembers {
     pub digest_count: u64,
     #[prost(bytes = "vec", tag = "5")]
     pub digest_xor: Vec<u8>,
+    /// None, or one digest per slice of the id space.
+    #[prost(message, repeated, tag = "6")]
+    pub slices: Vec<MembersDigest>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MembersDigest {
+    #[prost(uint64, tag = "1")]
+    pub count: u64,
+    #[prost(bytes = "vec", tag = "2")]
+    pub xor: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -361,6 +372,9 @@ pub struct Members {
     pub more: bool,
     #[prost(bool, tag = "4")]
     pub same: bool,
+    /// Bit i: slice i is covered; 0: every slice.
+    #[prost(uint64, tag = "5")]
+    pub slices: u64,
 }
 
 /// `Ping`, `Pong`, `GetNeighbors` and `NotHere`: one field, `req`.

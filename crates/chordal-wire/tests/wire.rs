@@ -295,19 +295,37 @@ fn any_message() -> impl Strategy<Value = Message> {
             proptest::option::of(any_id()),
             proptest::option::of((any::<u64>(), any_id()))
         )
-            .prop_map(|(req, after, digest)| Message::GetMembers {
-                req,
-                after,
-                digest: digest.map(|(count, xor)| chordal_core::MembersDigest { count, xor }),
+            .prop_flat_map(|(req, after, digest)| {
+                let slices = prop_oneof![
+                    Just(Vec::new()),
+                    proptest::collection::vec(
+                        (any::<u64>(), any_id())
+                            .prop_map(|(count, xor)| chordal_core::MembersDigest { count, xor }),
+                        chordal_core::MEMBER_SLICES,
+                    ),
+                ];
+                slices.prop_map(move |slices| Message::GetMembers {
+                    req,
+                    after,
+                    digest: digest.map(|(count, xor)| chordal_core::MembersDigest { count, xor }),
+                    slices,
+                })
             }),
-        (any::<u64>(), any_nodes(), any::<bool>(), any::<bool>()).prop_map(
-            |(req, nodes, more, same)| Message::Members {
+        (
+            any::<u64>(),
+            any_nodes(),
+            any::<bool>(),
+            any::<bool>(),
+            // 0 is never sent: on the wire it means every slice.
+            1..=u64::MAX
+        )
+            .prop_map(|(req, nodes, more, same, slices)| Message::Members {
                 req,
                 nodes,
                 more,
-                same
-            }
-        ),
+                same,
+                slices
+            }),
         (any::<u64>(), any_kv_op(), any::<u64>(), any::<u32>()).prop_map(
             |(req, op, op_id, timeout_ms)| Message::Request {
                 req,

@@ -32,6 +32,15 @@ pub struct Digest {
     pub xor: Id,
 }
 
+/// Slices of the id space (by the ids' top six bits) that table copies
+/// compare one by one, so that a copy carries only the slices that differ.
+pub const SLICES: usize = 64;
+
+/// The slice of the id space `id` falls in (`0..SLICES`).
+pub fn slice_of(id: &Id) -> usize {
+    (id.0[0] >> 2) as usize
+}
+
 /// Every vnode this process knows of, and the processes hosting them.
 #[derive(Clone, Debug)]
 pub struct Members {
@@ -111,7 +120,7 @@ impl Members {
             None => {}
         }
         self.nodes.insert(node.id, node.addr);
-        self.xor = xor(&self.xor, &node.id);
+        self.xor = self.xor.xor(&node.id);
         let entry = self.per_process.entry(node.addr).or_insert_with(|| {
             let pos = process_position(&node.addr);
             (pos, 0)
@@ -129,7 +138,7 @@ impl Members {
         let Some(addr) = self.nodes.remove(id) else {
             return false;
         };
-        self.xor = xor(&self.xor, id);
+        self.xor = self.xor.xor(id);
         if let Some(entry) = self.per_process.get_mut(&addr) {
             entry.1 -= 1;
             if entry.1 == 0 {
@@ -181,17 +190,48 @@ impl Members {
     }
 
     /// Up to `max` entries with ids after `after` (from the lowest id when
-    /// `None`), in id order, and whether more follow.
-    pub fn page(&self, after: Option<Id>, max: usize) -> (Vec<NodeRef>, bool) {
+    /// `None`) in the slices whose bits are set in `mask` (bit `i`: slice
+    /// `i`, see [`slice_of`]; `u64::MAX` every slice), in id order, and
+    /// whether more follow.
+    pub fn page_in(&self, after: Option<Id>, max: usize, mask: u64) -> (Vec<NodeRef>, bool) {
         use std::ops::Bound::{Excluded, Unbounded};
         let start = after.map_or(Unbounded, Excluded);
-        let mut it = self.nodes.range((start, Unbounded));
+        let mut it = self
+            .nodes
+            .range((start, Unbounded))
+            .filter(|(id, _)| mask & (1 << slice_of(id)) != 0);
         let page: Vec<NodeRef> = it
             .by_ref()
             .take(max)
             .map(|(id, addr)| NodeRef::new(*id, *addr))
             .collect();
         (page, it.next().is_some())
+    }
+
+    /// The digest of each slice of the id space, `SLICES` of them.
+    pub fn slice_digests(&self) -> Vec<Digest> {
+        let mut slices = vec![Digest::default(); SLICES];
+        for id in self.nodes.keys() {
+            let d = &mut slices[slice_of(id)];
+            d.count += 1;
+            d.xor = d.xor.xor(id);
+        }
+        slices
+    }
+
+    /// The mask of the slices where `theirs` (another table's
+    /// [`Members::slice_digests`]) differs from ours; every slice when
+    /// `theirs` is not a full set.
+    pub fn differing_slices(&self, theirs: &[Digest]) -> u64 {
+        if theirs.len() != SLICES {
+            return u64::MAX;
+        }
+        self.slice_digests()
+            .iter()
+            .zip(theirs)
+            .enumerate()
+            .filter(|(_, (a, b))| a != b)
+            .fold(0, |mask, (i, _)| mask | (1 << i))
     }
 
     /// The table's digest.
@@ -266,24 +306,20 @@ impl Members {
     }
 }
 
-fn xor(a: &Id, b: &Id) -> Id {
-    let mut out = a.0;
-    for (o, x) in out.iter_mut().zip(b.0) {
-        *o ^= x;
-    }
-    Id(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
     fn node(i: u64, port: u16) -> NodeRef {
-        NodeRef::new(Id::from_u64(i), SocketAddr::from(([127, 0, 0, 1], port)))
+        NodeRef::new(Id::from_u64(i), addr(port))
     }
 
     #[test]
-    fn successor_and_predecessor_wrap_around() {
+    fn successor_wraps_around() {
         let mut m = Members::new(100);
         for (i, p) in [(10, 1), (20, 2), (30, 3)] {
             assert!(m.insert(node(i, p)));
@@ -359,7 +395,7 @@ mod tests {
         let mut seen = Vec::new();
         let mut after = None;
         loop {
-            let (page, more) = m.page(after, 10);
+            let (page, more) = m.page_in(after, 10, u64::MAX);
             after = page.last().map(|n| n.id);
             seen.extend(page);
             if !more {
@@ -367,6 +403,41 @@ mod tests {
             }
         }
         assert_eq!(seen, m.iter().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn slices_that_differ_are_the_only_ones_copied() {
+        let mut a = Members::new(10_000);
+        for i in 0..2000u64 {
+            a.insert(NodeRef::new(Id::hash(&i.to_be_bytes()), addr(i as u16)));
+        }
+        let mut b = a.clone();
+        assert_eq!(a.differing_slices(&b.slice_digests()), 0);
+        // b lacks one node and has one a lacks: two slices differ (or one).
+        let gone = Id::hash(&7u64.to_be_bytes());
+        let new = NodeRef::new(Id::hash(b"new"), addr(9999));
+        b.remove(&gone);
+        b.insert(new);
+        let mask = a.differing_slices(&b.slice_digests());
+        let want = (1u64 << slice_of(&gone)) | (1u64 << slice_of(&new.id));
+        assert_eq!(mask, want);
+        // a's pages for b carry exactly the entries of those slices.
+        let (page, more) = a.page_in(None, 10_000, mask);
+        assert!(!more);
+        assert!(page.iter().any(|n| n.id == gone));
+        assert!(page.iter().all(|n| mask & (1 << slice_of(&n.id)) != 0));
+        let in_slices = a
+            .iter()
+            .filter(|n| mask & (1 << slice_of(&n.id)) != 0)
+            .count();
+        assert_eq!(page.len(), in_slices);
+        assert!(
+            page.len() < 2000 / 16,
+            "{} of 2000 entries copied",
+            page.len()
+        );
+        // Without slice digests (an old peer), everything.
+        assert_eq!(a.differing_slices(&[]), u64::MAX);
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod vnode;
 
 pub use estimate::ring_size;
 pub use members::Digest as MembersDigest;
+pub use members::SLICES as MEMBER_SLICES;
 pub use onehop::{MAX_EVENTS_PER_MESSAGE, OneHopStats, PAGE as MEMBERS_PAGE};
 pub use placement::{replica_set, replica_set_where, successor_index};
 pub use routing::RoutingTable;

@@ -31,7 +31,7 @@
 //! message (`MAX_EVENTS_PER_MESSAGE`), a copy's entries (the table's own
 //! bound).
 
-use super::members::{Members, process_position};
+use super::members::{Members, process_position, slice_of};
 use crate::message::{MemberEvent, Message, NodeRef, Target};
 use crate::{Id, Time};
 use std::collections::VecDeque;
@@ -395,21 +395,31 @@ impl OneHop {
             Message::MemberEventsAck { req } => {
                 self.unacked.remove(&req);
             }
-            Message::GetMembers { req, after, digest } => {
+            Message::GetMembers {
+                req,
+                after,
+                digest,
+                slices,
+            } => {
                 let msg = if after.is_none() && digest == Some(self.table.digest()) {
                     Message::Members {
                         req,
                         nodes: Vec::new(),
                         more: false,
                         same: true,
+                        slices: u64::MAX,
                     }
                 } else {
-                    let (nodes, more) = self.table.page(after, PAGE);
+                    // Only the slices of the id space where the tables
+                    // differ: under churn a few, not the whole table.
+                    let mask = self.table.differing_slices(&slices);
+                    let (nodes, more) = self.table.page_in(after, PAGE, mask);
                     Message::Members {
                         req,
                         nodes,
                         more,
                         same: false,
+                        slices: mask,
                     }
                 };
                 self.out.push_back((from.into(), msg));
@@ -419,7 +429,8 @@ impl OneHop {
                 nodes,
                 more,
                 same,
-            } => self.on_page(now, req, nodes, more, same),
+                slices,
+            } => self.on_page(now, req, nodes, more, same, slices),
             _ => {}
         }
     }
@@ -597,11 +608,21 @@ impl OneHop {
                 req,
                 after: None,
                 digest,
+                slices: self.table.slice_digests(),
             },
         ));
     }
 
-    fn on_page(&mut self, now: Time, req: u64, nodes: Vec<NodeRef>, more: bool, same: bool) {
+    /// A page of the successor's table, covering the slices `slices`.
+    fn on_page(
+        &mut self,
+        now: Time,
+        req: u64,
+        nodes: Vec<NodeRef>,
+        more: bool,
+        same: bool,
+        slices: u64,
+    ) {
         let Some(mut pull) = self.pull.take().filter(|p| p.req == req) else {
             return;
         };
@@ -618,7 +639,10 @@ impl OneHop {
         };
         let theirs: std::collections::BTreeSet<Id> = nodes.iter().map(|n| n.id).collect();
         let mine = self.table.iter().filter(|n| {
-            pull.last.is_none_or(|l| n.id > l) && end.is_none_or(|e| n.id <= e) && n.addr != self.me
+            pull.last.is_none_or(|l| n.id > l)
+                && end.is_none_or(|e| n.id <= e)
+                && slices & (1 << slice_of(&n.id)) != 0
+                && n.addr != self.me
         });
         let lacking = mine.filter(|n| !theirs.contains(&n.id));
         let room = MAX_PROBES.saturating_sub(pull.only_ours.len());
@@ -639,6 +663,7 @@ impl OneHop {
                 req,
                 after: Some(last),
                 digest: None,
+                slices: self.table.slice_digests(),
             };
             self.out.push_back((pull.from.into(), msg));
             self.pull = Some(pull);
