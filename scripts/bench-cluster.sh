@@ -19,6 +19,9 @@ cd "$(dirname "$0")/.."
 N=${1:?usage: scripts/bench-cluster.sh N [bench kv flags...]}
 shift
 BIN=${CHORDAL_BIN:-target/release/chordal}
+# The benchmark client may be another build than the nodes (an A/B of
+# node builds with one client): CHORDAL_BENCH_BIN.
+BENCH_BIN=${CHORDAL_BENCH_BIN:-$BIN}
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
@@ -30,6 +33,7 @@ trap cleanup EXIT
 
 seed=""
 apis=()
+peers=()
 for i in $(seq 1 "$N"); do
     args=(node --listen 127.0.0.1:0 --api 127.0.0.1:0)
     [ -n "$seed" ] && args+=(--join "$seed")
@@ -40,6 +44,7 @@ for i in $(seq 1 "$N"); do
     [ -n "$line" ] || { echo "node $i printed no address line" >&2; exit 1; }
     [ -z "$seed" ] && seed=$(sed -E 's/.*"addr":"([^"]+)".*/\1/' <<<"$line")
     apis+=("$(sed -E 's/.*"api":"([^"]+)".*/\1/' <<<"$line")")
+    peers+=("$(sed -E 's/.*"addr":"([^"]+)".*/\1/' <<<"$line")")
 done
 echo "started $N nodes; waiting for the ring to settle..." >&2
 
@@ -95,7 +100,12 @@ PY
     exit 0
 fi
 
+# `--via client` (the native client, straight to each key's owner over
+# the peer protocol) takes the peer addresses; HTTP the APIs.
 targets=$(IFS=,; echo "${apis[*]}")
+for a in "$@"; do
+    [ "$a" = client ] && targets=$(IFS=,; echo "${peers[*]}")
+done
 # CHORDAL_BENCH_WRAP: a command prefix for the benchmark, e.g.
 # "perf record -a -g -o perf.data --" to profile every process during it.
-${CHORDAL_BENCH_WRAP:-} "$BIN" bench kv --target "$targets" "$@"
+${CHORDAL_BENCH_WRAP:-} "$BENCH_BIN" bench kv --target "$targets" "$@"

@@ -45,6 +45,9 @@ pub enum Phase {
     Send,
     /// A request to each key's owner, answered by its echo (`Node::request`).
     Request,
+    /// A lookup of each key's owner (`GET /v1/locate/KEY`, `Node::locate`);
+    /// the row also gives the mean hops.
+    Locate,
 }
 
 impl Phase {
@@ -55,6 +58,7 @@ impl Phase {
             Phase::Del => "del",
             Phase::Send => "send",
             Phase::Request => "request",
+            Phase::Locate => "locate",
         }
     }
 }
@@ -179,6 +183,24 @@ impl Backend {
         Ok(node.request(key.as_bytes().to_vec(), payload).await?)
     }
 
+    /// Looks up `key`'s owner; returns the lookup's hops.
+    async fn locate(&self, i: usize, key: &str) -> Result<u32> {
+        match self {
+            Backend::Client(_) => bail!("the locate phase needs --via node or http"),
+            Backend::Nodes(nodes) => Ok(nodes[i % nodes.len()].locate(key.as_bytes()).await?.hops),
+            Backend::Http(client, scheme, apis) => {
+                let url = format!("{scheme}://{}/v1/locate/{key}", apis[i % apis.len()]);
+                let resp = client.get(url).send().await?;
+                if !resp.status().is_success() {
+                    bail!("locate {key}: HTTP {}", resp.status());
+                }
+                let body: serde_json::Value = resp.json().await?;
+                let hops = body["hops"].as_u64().context("locate: no hops")?;
+                Ok(hops as u32)
+            }
+        }
+    }
+
     async fn get(&self, i: usize, key: &str) -> Result<Vec<u8>> {
         match self {
             Backend::Client(c) => match c.get(key.as_bytes().to_vec()).await? {
@@ -212,15 +234,17 @@ fn value_of(key: usize, size: usize) -> Vec<u8> {
 }
 
 /// One phase: `keys` operations by `concurrency` workers. Returns the
-/// latency histogram (µs) and the wall time.
+/// latency histogram (µs), the wall time and the hops of the lookups
+/// (locate phase; 0 otherwise), summed.
 async fn phase(
     backend: &Arc<Backend>,
     phase_kind: Phase,
     args: &KvArgs,
     run: &str,
     concurrency: usize,
-) -> Result<(Histogram<u64>, Duration)> {
+) -> Result<(Histogram<u64>, Duration, u64)> {
     let next = Arc::new(AtomicUsize::new(0));
+    let hops = Arc::new(AtomicUsize::new(0));
     let bar = ProgressBar::new(args.keys as u64);
     bar.set_style(
         ProgressStyle::with_template("{msg:>24} {bar:40} {pos}/{len} {per_sec}")
@@ -232,6 +256,7 @@ async fn phase(
     for _ in 0..concurrency.max(1) {
         let backend = backend.clone();
         let next = next.clone();
+        let hops = hops.clone();
         let bar = bar.clone();
         let (keys, size) = (args.keys, args.value_size);
         let run = run.to_string();
@@ -260,6 +285,10 @@ async fn phase(
                             bail!("request {key}: wrong echo");
                         }
                     }
+                    Phase::Locate => {
+                        let h = backend.locate(k + 1, &key).await?;
+                        hops.fetch_add(h as usize, Ordering::Relaxed);
+                    }
                 }
                 hist.saturating_record(t0.elapsed().as_micros() as u64);
                 bar.inc(1);
@@ -273,7 +302,8 @@ async fn phase(
             .context("merging histograms")?;
     }
     bar.finish_and_clear();
-    Ok((total, start.elapsed()))
+    let hops = hops.load(Ordering::Relaxed) as u64;
+    Ok((total, start.elapsed(), hops))
 }
 
 /// The number of processes of the ring an external `--target` reaches:
@@ -411,8 +441,10 @@ pub async fn run(args: KvArgs) -> Result<()> {
     for (n, &c) in args.concurrency.iter().enumerate() {
         let run = format!("c{c}-{n}");
         for &p in &args.phases {
-            let (hist, wall) = phase(&backend, p, &args, &run, c).await?;
+            let (hist, wall, hops) = phase(&backend, p, &args, &run, c).await?;
+            let mean_hops = (p == Phase::Locate).then(|| hops as f64 / hist.len().max(1) as f64);
             rows.push(json!({
+                "mean_hops": mean_hops,
                 "op": p.name(),
                 "via": via,
                 "store": store,
@@ -440,7 +472,7 @@ pub async fn run(args: KvArgs) -> Result<()> {
     } else {
         let mut t = Table::new();
         t.load_style(UTF8_BORDERS_ONLY).set_header([
-            "op", "via", "tls", "store", "conc.", "ops/s", "p50 µs", "p99 µs",
+            "op", "via", "tls", "store", "conc.", "ops/s", "p50 µs", "p99 µs", "hops",
         ]);
         for r in &rows {
             t.add_row([
@@ -452,6 +484,9 @@ pub async fn run(args: KvArgs) -> Result<()> {
                 format!("{:.0}", r["ops_per_sec"].as_f64().unwrap_or(0.0)),
                 r["p50_us"].to_string(),
                 r["p99_us"].to_string(),
+                r["mean_hops"]
+                    .as_f64()
+                    .map_or("—".into(), |h| format!("{h:.2}")),
             ]);
         }
         println!("{t}");

@@ -223,15 +223,20 @@ fn bench_kv_reports_each_phase() {
         "--concurrency",
         "8",
         "--phases",
-        "send,request",
+        "send,request,locate",
         "--json",
     ]);
     assert_eq!(code, 0, "{err}");
     let v: Value = serde_json::from_str(&out).unwrap();
     let rows = v["results"].as_array().unwrap();
     let ops: Vec<&str> = rows.iter().map(|r| r["op"].as_str().unwrap()).collect();
-    assert_eq!(ops, ["send", "request"]);
+    assert_eq!(ops, ["send", "request", "locate"]);
     assert!(rows.iter().all(|r| r["ops"] == 300), "{out}");
+    // Lookups report their mean hops (one hop on a settled ring of 4:
+    // straight to the owner, 0 when the origin's successor owns the key).
+    assert!(rows[0]["mean_hops"].is_null(), "{out}");
+    let hops = rows[2]["mean_hops"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&hops), "{out}");
     // Only the node handle carries application messages.
     let (code, _, err) = chordal(&[
         "bench", "kv", "--nodes", "2", "--keys", "10", "--phases", "send", "--via", "client",

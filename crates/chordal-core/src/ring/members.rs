@@ -13,13 +13,15 @@
 //! [`super::edra`], where each process is one member however many vnodes
 //! it hosts.
 
-use crate::fasthash::FastMap;
 use crate::{Id, NodeRef};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-/// Bytes one entry costs, as reported: the id and address in the vnode
-/// map plus the B-tree's own overhead (measured, about 1.5×).
+/// Bytes one entry of either B-tree (vnodes, processes) costs, as
+/// reported: id, address (and count) plus the B-tree's own overhead.
+/// Measured: a simulator of N one-vnode processes grows by ~174 bytes per
+/// table entry (N² of them), the two entries' 160 and the rest of the
+/// simulation.
 const BYTES_PER_ENTRY: usize = 80;
 
 /// A summary of a table that two processes compare before one copies the
@@ -45,10 +47,11 @@ pub fn slice_of(id: &Id) -> usize {
 #[derive(Clone, Debug)]
 pub struct Members {
     nodes: BTreeMap<Id, SocketAddr>,
-    /// The dissemination ring: process position → address.
-    processes: BTreeMap<Id, SocketAddr>,
-    /// Vnodes per process in `nodes`, and the process's position.
-    per_process: FastMap<SocketAddr, (Id, u32)>,
+    /// The dissemination ring: process position → address, and how many
+    /// of `nodes` that process hosts. (No map from address to position:
+    /// the position is recomputed on the rare insert or removal, which
+    /// keeps the table at two B-tree entries per process.)
+    processes: BTreeMap<Id, (SocketAddr, u32)>,
     /// The XOR of every id in `nodes` (see [`Digest`]).
     xor: Id,
     /// Most entries the table holds; more are refused (and routed by Chord).
@@ -68,7 +71,6 @@ impl Members {
         Members {
             nodes: BTreeMap::new(),
             processes: BTreeMap::new(),
-            per_process: FastMap::default(),
             xor: Id::ZERO,
             max: max.max(1),
             refused: 0,
@@ -121,14 +123,11 @@ impl Members {
         }
         self.nodes.insert(node.id, node.addr);
         self.xor = self.xor.xor(&node.id);
-        let entry = self.per_process.entry(node.addr).or_insert_with(|| {
-            let pos = process_position(&node.addr);
-            (pos, 0)
-        });
+        let entry = self
+            .processes
+            .entry(process_position(&node.addr))
+            .or_insert((node.addr, 0));
         entry.1 += 1;
-        if entry.1 == 1 {
-            self.processes.insert(entry.0, node.addr);
-        }
         true
     }
 
@@ -139,11 +138,10 @@ impl Members {
             return false;
         };
         self.xor = self.xor.xor(id);
-        if let Some(entry) = self.per_process.get_mut(&addr) {
+        let pos = process_position(&addr);
+        if let Some(entry) = self.processes.get_mut(&pos) {
             entry.1 -= 1;
             if entry.1 == 0 {
-                let pos = entry.0;
-                self.per_process.remove(&addr);
                 self.processes.remove(&pos);
             }
         }
@@ -254,7 +252,7 @@ impl Members {
             .processes
             .range((Excluded(pos), Unbounded))
             .chain(self.processes.range(..pos))
-            .map(|(p, a)| (*p, *a))
+            .map(|(p, (a, _))| (*p, *a))
             .take_while(|(p, _)| p.in_open(&pos, until))
             .filter(|(_, a)| a != me)
             .collect();
@@ -289,7 +287,7 @@ impl Members {
             .range((Excluded(pos), Unbounded))
             .chain(self.processes.range(..pos))
             .take_while(|(p, _)| p.in_open(&pos, until))
-            .map(|(_, a)| *a)
+            .map(|(_, (a, _))| *a)
             .find(|a| a != me && a != addr)
     }
 
