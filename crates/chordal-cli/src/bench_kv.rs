@@ -11,6 +11,7 @@
 
 use crate::member::Member;
 use anyhow::{Context, Result, bail};
+use chordal_core::Id;
 use chordal_http::ApiConfig;
 use chordal_node::KeyValue;
 use chordal_node::{Client, ClientConfig, Node};
@@ -63,6 +64,15 @@ impl Phase {
     }
 }
 
+/// Which API an HTTP operation enters at (`--route`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Route {
+    /// The next API in turn.
+    Any,
+    /// The key's owner's API.
+    Owner,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum StoreKind {
     Memory,
@@ -81,6 +91,12 @@ pub struct KvArgs {
     target: Vec<SocketAddr>,
     #[arg(long, value_enum, default_value_t = Via::Node)]
     via: Via,
+    /// Which API an HTTP operation enters at: the next in turn (`any`,
+    /// what a plain HTTP client does), or its key's owner's, from a ring
+    /// walk (`owner`: a client that knows the ring, as Redis Cluster
+    /// clients know the slots).
+    #[arg(long, value_enum, default_value_t = Route::Any)]
+    route: Route,
     /// Storage of the local cluster (redb: in a temporary directory).
     #[arg(long, value_enum, default_value_t = StoreKind::Memory)]
     store: StoreKind,
@@ -113,8 +129,60 @@ pub struct KvArgs {
 enum Backend {
     Nodes(Vec<Node>),
     Client(Client),
-    /// An HTTP client, the scheme (`http` or `https`) and the APIs.
-    Http(reqwest::Client, &'static str, Vec<SocketAddr>),
+    Http(Http),
+}
+
+/// An HTTP client and the APIs it spreads operations over.
+struct Http {
+    client: reqwest::Client,
+    /// `http` or `https`.
+    scheme: &'static str,
+    apis: Vec<SocketAddr>,
+    /// With `--route owner`: every vnode's id and API address, in id
+    /// order, so that each operation goes to its key's owner's API.
+    owners: Vec<(Id, SocketAddr)>,
+}
+
+impl Http {
+    fn new(client: reqwest::Client, scheme: &'static str, apis: Vec<SocketAddr>) -> Http {
+        Http {
+            client,
+            scheme,
+            apis,
+            owners: Vec::new(),
+        }
+    }
+
+    /// The URL of `path` + `key` for operation `i`: at its key's owner
+    /// (`--route owner`), else at the next API in turn.
+    fn url(&self, i: usize, path: &str, key: &str) -> String {
+        let api = if self.owners.is_empty() {
+            self.apis[i % self.apis.len()]
+        } else {
+            let id = Id::hash(key.as_bytes());
+            let at = self.owners.partition_point(|(v, _)| *v < id);
+            self.owners[at % self.owners.len()].1
+        };
+        format!("{}://{api}/{path}/{key}", self.scheme)
+    }
+
+    /// Learns every vnode's API from a ring walk (`/v1/ring`).
+    async fn learn_owners(&mut self) -> Result<()> {
+        let url = format!("{}://{}/v1/ring", self.scheme, self.apis[0]);
+        let ring: serde_json::Value = self.client.get(url).send().await?.json().await?;
+        let mut owners = Vec::new();
+        for n in ring["nodes"].as_array().context("no nodes in /v1/ring")? {
+            let id: Id = n["id"].as_str().context("a node without id")?.parse()?;
+            let api: SocketAddr = n["api"]
+                .as_str()
+                .context("a node without an API address")?
+                .parse()?;
+            owners.push((id, api));
+        }
+        owners.sort();
+        self.owners = owners;
+        Ok(())
+    }
 }
 
 impl Backend {
@@ -129,9 +197,13 @@ impl Backend {
                 node.put(key.as_bytes().to_vec(), value).await?;
                 Ok(())
             }
-            Backend::Http(client, scheme, apis) => {
-                let url = format!("{scheme}://{}/v1/kv/{key}", apis[i % apis.len()]);
-                let resp = client.put(url).body(value).send().await?;
+            Backend::Http(h) => {
+                let resp = h
+                    .client
+                    .put(h.url(i, "v1/kv", key))
+                    .body(value)
+                    .send()
+                    .await?;
                 if !resp.status().is_success() {
                     bail!("put {key}: HTTP {}", resp.status());
                 }
@@ -148,9 +220,8 @@ impl Backend {
                     .delete(key.as_bytes().to_vec())
                     .await?
             }
-            Backend::Http(client, scheme, apis) => {
-                let url = format!("{scheme}://{}/v1/kv/{key}", apis[i % apis.len()]);
-                let resp = client.delete(url).send().await?;
+            Backend::Http(h) => {
+                let resp = h.client.delete(h.url(i, "v1/kv", key)).send().await?;
                 if !resp.status().is_success() {
                     bail!("del {key}: HTTP {}", resp.status());
                 }
@@ -188,9 +259,8 @@ impl Backend {
         match self {
             Backend::Client(_) => bail!("the locate phase needs --via node or http"),
             Backend::Nodes(nodes) => Ok(nodes[i % nodes.len()].locate(key.as_bytes()).await?.hops),
-            Backend::Http(client, scheme, apis) => {
-                let url = format!("{scheme}://{}/v1/locate/{key}", apis[i % apis.len()]);
-                let resp = client.get(url).send().await?;
+            Backend::Http(h) => {
+                let resp = h.client.get(h.url(i, "v1/locate", key)).send().await?;
                 if !resp.status().is_success() {
                     bail!("locate {key}: HTTP {}", resp.status());
                 }
@@ -213,9 +283,8 @@ impl Backend {
                     None => bail!("get {key}: not found"),
                 }
             }
-            Backend::Http(client, scheme, apis) => {
-                let url = format!("{scheme}://{}/v1/kv/{key}", apis[i % apis.len()]);
-                let resp = client.get(url).send().await?;
+            Backend::Http(h) => {
+                let resp = h.client.get(h.url(i, "v1/kv", key)).send().await?;
                 if !resp.status().is_success() {
                     bail!("get {key}: HTTP {}", resp.status());
                 }
@@ -310,9 +379,9 @@ async fn phase(
 /// by walking it (`/v1/ring`), or the native client's view of it.
 async fn external_ring_size(backend: &Backend) -> Result<usize> {
     match backend {
-        Backend::Http(client, scheme, apis) => {
-            let url = format!("{scheme}://{}/v1/ring", apis[0]);
-            let ring: serde_json::Value = client.get(url).send().await?.json().await?;
+        Backend::Http(h) => {
+            let url = format!("{}://{}/v1/ring", h.scheme, h.apis[0]);
+            let ring: serde_json::Value = h.client.get(url).send().await?.json().await?;
             let mut addrs: Vec<&str> = ring["nodes"]
                 .as_array()
                 .context("no nodes in /v1/ring")?
@@ -349,7 +418,11 @@ pub async fn run(args: KvArgs) -> Result<()> {
             let seeds = args.target.iter().map(|a| a.to_string()).collect();
             Backend::Client(Client::connect(ClientConfig::new(seeds)).await?)
         } else {
-            Backend::Http(reqwest::Client::new(), "http", args.target.clone())
+            Backend::Http(Http::new(
+                reqwest::Client::new(),
+                "http",
+                args.target.clone(),
+            ))
         }
     } else {
         if args.nodes == 0 {
@@ -400,9 +473,9 @@ pub async fn run(args: KvArgs) -> Result<()> {
                         let http = reqwest::Client::builder()
                             .tls_backend_preconfigured((*tls).clone())
                             .build()?;
-                        Backend::Http(http, "https", apis)
+                        Backend::Http(Http::new(http, "https", apis))
                     }
-                    None => Backend::Http(reqwest::Client::new(), "http", apis),
+                    None => Backend::Http(Http::new(reqwest::Client::new(), "http", apis)),
                 }
             }
             Via::Client => {
@@ -412,6 +485,14 @@ pub async fn run(args: KvArgs) -> Result<()> {
             }
         }
     };
+    let mut backend = backend;
+    if let Backend::Http(h) = &mut backend
+        && args.route == Route::Owner
+    {
+        h.learn_owners()
+            .await
+            .context("learning the ring's owners")?;
+    }
     // Every node's application echoes requests (and takes sends).
     if let Backend::Nodes(nodes) = &backend {
         for node in nodes {
@@ -445,6 +526,7 @@ pub async fn run(args: KvArgs) -> Result<()> {
             let mean_hops = (p == Phase::Locate).then(|| hops as f64 / hist.len().max(1) as f64);
             rows.push(json!({
                 "mean_hops": mean_hops,
+                "route": (via == "http").then(|| format!("{:?}", args.route).to_lowercase()),
                 "op": p.name(),
                 "via": via,
                 "store": store,

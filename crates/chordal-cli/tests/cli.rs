@@ -182,12 +182,27 @@ fn cli_reads_a_cluster() {
     assert!(err.contains("unreachable"));
 }
 
+/// `chordal bench kv ARGS --json` on a local cluster: its result rows and
+/// the operations they name, in order.
+fn bench_kv(args: &[&str]) -> (Vec<Value>, Vec<String>) {
+    let mut all = vec!["bench", "kv"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let (code, out, err) = chordal(&all);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let rows = v["results"].as_array().unwrap().clone();
+    let ops = rows
+        .iter()
+        .map(|r| r["op"].as_str().unwrap().to_string())
+        .collect();
+    (rows, ops)
+}
+
 /// `chordal bench kv` runs a small local cluster and reports every phase.
 #[test]
 fn bench_kv_reports_each_phase() {
-    let (code, out, err) = chordal(&[
-        "bench",
-        "kv",
+    let (rows, ops) = bench_kv(&[
         "--nodes",
         "3",
         "--keys",
@@ -198,14 +213,9 @@ fn bench_kv_reports_each_phase() {
         "put,get,del",
         "--via",
         "client",
-        "--json",
     ]);
-    assert_eq!(code, 0, "{err}");
-    let v: Value = serde_json::from_str(&out).unwrap();
-    let rows = v["results"].as_array().unwrap();
-    let ops: Vec<&str> = rows.iter().map(|r| r["op"].as_str().unwrap()).collect();
     assert_eq!(ops, ["put", "get", "del"]);
-    for r in rows {
+    for r in &rows {
         assert_eq!(r["ops"], 200, "{r}");
         assert_eq!(r["via"], "client");
         assert!(r["ops_per_sec"].as_f64().unwrap() > 0.0);
@@ -213,9 +223,7 @@ fn bench_kv_reports_each_phase() {
     }
     // Application messages: every node echoes; each request's echo is
     // checked by the bench itself (a wrong echo fails the run).
-    let (code, out, err) = chordal(&[
-        "bench",
-        "kv",
+    let (rows, ops) = bench_kv(&[
         "--nodes",
         "4",
         "--keys",
@@ -224,19 +232,34 @@ fn bench_kv_reports_each_phase() {
         "8",
         "--phases",
         "send,request,locate",
-        "--json",
     ]);
-    assert_eq!(code, 0, "{err}");
-    let v: Value = serde_json::from_str(&out).unwrap();
-    let rows = v["results"].as_array().unwrap();
-    let ops: Vec<&str> = rows.iter().map(|r| r["op"].as_str().unwrap()).collect();
     assert_eq!(ops, ["send", "request", "locate"]);
-    assert!(rows.iter().all(|r| r["ops"] == 300), "{out}");
+    assert!(rows.iter().all(|r| r["ops"] == 300), "{rows:?}");
     // Lookups report their mean hops (one hop on a settled ring of 4:
-    // straight to the owner, 0 when the origin's successor owns the key).
-    assert!(rows[0]["mean_hops"].is_null(), "{out}");
+    // straight to the owner, 0 when the origin or its successor owns the
+    // key).
+    assert!(rows[0]["mean_hops"].is_null(), "{rows:?}");
     let hops = rows[2]["mean_hops"].as_f64().unwrap();
-    assert!((0.0..=1.0).contains(&hops), "{out}");
+    assert!((0.0..=1.0).contains(&hops), "{rows:?}");
+    // HTTP straight to each key's owner's API, learnt from a ring walk.
+    let (rows, ops) = bench_kv(&[
+        "--nodes",
+        "3",
+        "--keys",
+        "100",
+        "--concurrency",
+        "4",
+        "--via",
+        "http",
+        "--route",
+        "owner",
+    ]);
+    assert_eq!(ops, ["put", "get"]);
+    assert!(
+        rows.iter()
+            .all(|r| r["route"] == "owner" && r["ops"] == 100),
+        "{rows:?}"
+    );
     // Only the node handle carries application messages.
     let (code, _, err) = chordal(&[
         "bench", "kv", "--nodes", "2", "--keys", "10", "--phases", "send", "--via", "client",

@@ -38,14 +38,17 @@ fn same_seed_same_results_other_seed_other_results() {
     assert!(a.iter().all(|r| r.wrong == 0));
 }
 
-/// Chord routing computed independently from the sorted ids: the next hop
-/// is the known node (fingers, the next `r` nodes and the predecessor)
-/// closest before the key; a lookup ends at the node whose successor owns
-/// the key.
+/// Chord routing computed independently from the sorted ids: an origin
+/// that owns the key answers at once; otherwise the next hop is the known
+/// node (fingers, the next `r` nodes and the predecessor) closest before
+/// the key, and a lookup ends at the node whose successor owns the key.
 fn oracle_hops(sorted: &[Id], from: Id, key: Id, r: usize) -> u32 {
     let n = sorted.len();
     let succ_of = |x: &Id| sorted[sorted.partition_point(|id| id < x) % n];
     let index = |x: &Id| sorted.partition_point(|id| id < x);
+    if key.in_open_closed(&sorted[(index(&from) + n - 1) % n], &from) {
+        return 0;
+    }
     let mut cur = from;
     let mut hops = 0;
     loop {
@@ -99,9 +102,9 @@ fn converged_ring_hop_counts_match_an_independent_oracle() {
 #[test]
 fn one_hop_lookups_on_a_converged_ring_take_one_hop() {
     // One-hop routing (the default): the origin sends the lookup straight
-    // to the key's owner, which answers. Zero hops when the origin's own
-    // successor owns the key (it confirms, uncounted), one otherwise, and
-    // always the owner.
+    // to the key's owner, which answers. Zero hops when the origin owns the
+    // key or its successor does (it confirms, uncounted), one otherwise,
+    // and always the owner.
     let mut s = Sim::new(SimConfig {
         seed: 78,
         latency: Latency::Constant(Duration::from_millis(1)),
@@ -115,11 +118,12 @@ fn one_hop_lookups_on_a_converged_ring_take_one_hop() {
         let key = s.random_id();
         let r = s.lookup(from, key, LookupMode::Recursive).unwrap();
         assert_eq!(r.owner.id, oracle.successor(&key), "lookup {k}");
-        let local = s
-            .node(from)
-            .vnodes()
-            .iter()
-            .any(|v| key.in_open_closed(&v.me().id, &v.table().successor().id));
+        // Zero hops: one of the origin's vnodes owns the key, or its
+        // successor does.
+        let local = s.node(from).vnodes().iter().any(|v| {
+            key.in_open_closed(&v.me().id, &v.table().successor().id)
+                || v.range().is_some_and(|r| r.contains(&key))
+        });
         assert_eq!(r.hops, u32::from(!local), "lookup {k}");
     }
     // Every table names all 400 vnodes of the 200 processes.

@@ -274,17 +274,26 @@ impl Ring {
         self.onehop.left();
     }
 
-    /// Starts `find_successor(key)` at the joined vnode closest before the
-    /// key (fewest hops); the answer comes as `Event::LookupDone`. Routing
+    /// Starts `find_successor(key)` at our vnode that owns the key (which
+    /// answers at once), else at the joined vnode closest before the key
+    /// (fewest hops); the answer comes as `Event::LookupDone`. Routing
     /// one hop, a recursive lookup goes first to the key's owner in the
     /// membership table, which answers if the key is in its range (or
     /// routes on by Chord when the table was wrong).
     pub fn start_lookup(&mut self, now: Time, key: Id, mode: LookupMode) -> LookupId {
         let id = LookupId(self.next_lookup);
         self.next_lookup += 1;
-        let best = (0..self.vnodes.len())
-            .filter(|i| self.vnodes[*i].is_joined())
-            .min_by_key(|i| self.vnodes[*i].me().id.distance(&key))
+        // One of ours owns the key: it answers at once (0 hops).
+        let owner = (0..self.vnodes.len()).find(|i| {
+            let v = &self.vnodes[*i];
+            v.is_joined() && v.range().is_some_and(|r| r.contains(&key))
+        });
+        let best = owner
+            .or_else(|| {
+                (0..self.vnodes.len())
+                    .filter(|i| self.vnodes[*i].is_joined())
+                    .min_by_key(|i| self.vnodes[*i].me().id.distance(&key))
+            })
             .unwrap_or(0);
         let via = self
             .onehop

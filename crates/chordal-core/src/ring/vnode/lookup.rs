@@ -47,6 +47,7 @@ impl VNode {
         }
         let deadline = now + self.config.lookup_timeout;
         let iterative = (mode == LookupMode::Iterative).then(Iterative::default);
+        let ours = self.range.is_some_and(|r| r.contains(&key));
         self.lookups.insert(
             id,
             Lookup {
@@ -57,6 +58,11 @@ impl VNode {
             },
         );
         self.deadlines.insert((deadline, Deadline::Lookup(id)));
+        if ours {
+            // The key is in our own range: we are its owner, and alive.
+            self.answer_origin(now, self.me(), id, key, 0);
+            return;
+        }
         match mode {
             LookupMode::Iterative => {
                 if self.table.successor_owns(&key) {
