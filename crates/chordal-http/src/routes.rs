@@ -181,17 +181,16 @@ async fn health(State(s): State<AppState>) -> Result<Json<serde_json::Value>, Ap
 }
 
 /// API addresses of the processes at `addrs`, as far as the node knows them.
-async fn apis(node: &Node, addrs: Vec<SocketAddr>) -> HashMap<SocketAddr, String> {
-    let mut out = HashMap::new();
-    for a in addrs {
-        if out.contains_key(&a) {
-            continue;
-        }
-        if let Ok(Some(api)) = node.api_of(a).await {
-            out.insert(a, api.to_string());
-        }
-    }
-    out
+async fn apis(node: &Node, mut addrs: Vec<SocketAddr>) -> HashMap<SocketAddr, String> {
+    addrs.sort();
+    addrs.dedup();
+    // One trip to the driver for all of them.
+    let infos = node.peer_infos(addrs.clone()).await.unwrap_or_default();
+    addrs
+        .into_iter()
+        .zip(infos)
+        .filter_map(|(a, info)| Some((a, info.api?.to_string())))
+        .collect()
 }
 
 fn node_json(n: &NodeRef, apis: &HashMap<SocketAddr, String>) -> NodeJson {
@@ -349,14 +348,15 @@ async fn locate(
     let key_id = Id::hash(key.as_bytes());
     let r = s.node.lookup(key_id, mode).await?;
     let replicas = replica_set(&r.owner, &r.successors, s.node.replicas());
-    // Make sure we know the owner's API address (a neighbour query opens a
-    // connection, whose handshake tells it).
-    if s.node.api_of(r.owner.addr).await?.is_none() {
-        let _ = s.node.neighbors_of(r.owner).await;
-    }
     let mut addrs: Vec<SocketAddr> = vec![r.owner.addr];
     addrs.extend(replicas.iter().map(|n| n.addr));
-    let apis = apis(&s.node, addrs).await;
+    let mut apis = apis(&s.node, addrs.clone()).await;
+    if !apis.contains_key(&r.owner.addr) {
+        // Not connected to the owner yet: a neighbour query opens a
+        // connection, whose handshake tells its API address.
+        let _ = s.node.neighbors_of(r.owner).await;
+        apis = self::apis(&s.node, addrs).await;
+    }
     Ok(Json(LocateJson {
         key,
         key_id: key_id.to_hex(),

@@ -57,9 +57,10 @@ pub enum Command {
         key: Vec<u8>,
         reply: oneshot::Sender<Option<chordal_core::Record>>,
     },
+    /// What the processes at these peer addresses declared, in order.
     PeerInfo {
-        addr: SocketAddr,
-        reply: oneshot::Sender<crate::PeerInfo>,
+        addrs: Vec<SocketAddr>,
+        reply: oneshot::Sender<Vec<crate::PeerInfo>>,
     },
     Kv {
         op: KeyOp,
@@ -385,16 +386,18 @@ impl Driver {
                 let id = chordal_core::Id::hash(&key);
                 let _ = reply.send(self.store.get(&id, &key).ok().flatten());
             }
-            Command::PeerInfo { addr, reply } => {
-                let info = if addr == self.core.addr() {
-                    crate::PeerInfo {
-                        api: self.settings.api,
-                        service: self.settings.service.clone(),
+            Command::PeerInfo { addrs, reply } => {
+                let info = |addr: SocketAddr| {
+                    if addr == self.core.addr() {
+                        crate::PeerInfo {
+                            api: self.settings.api,
+                            service: self.settings.service.clone(),
+                        }
+                    } else {
+                        self.peers.get(&addr).cloned().unwrap_or_default()
                     }
-                } else {
-                    self.peers.get(&addr).cloned().unwrap_or_default()
                 };
-                let _ = reply.send(info);
+                let _ = reply.send(addrs.into_iter().map(info).collect());
             }
             Command::KvMany { ops } => {
                 for (op, reply) in ops {

@@ -733,7 +733,14 @@ impl Node {
     /// What the process at peer address `addr` declared in its Hello (its
     /// API address and service URL), as far as this node knows it.
     pub async fn peer_info(&self, addr: SocketAddr) -> Result<PeerInfo, Error> {
-        self.ask(|reply| Command::PeerInfo { addr, reply }).await
+        let mut infos = self.peer_infos(vec![addr]).await?;
+        Ok(infos.pop().unwrap_or_default())
+    }
+
+    /// [`Node::peer_info`] of several addresses in one trip to the driver,
+    /// in the same order.
+    pub async fn peer_infos(&self, addrs: Vec<SocketAddr>) -> Result<Vec<PeerInfo>, Error> {
+        self.ask(|reply| Command::PeerInfo { addrs, reply }).await
     }
 
     /// Walks the ring by successor pointers from our primary virtual node
