@@ -33,7 +33,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run one node (creates a ring, or joins one with --join).
-    Node(member::NodeArgs),
+    Node(Box<member::NodeArgs>),
     /// Run N nodes in this process on loopback: the zero-setup way to try Chordal.
     Cluster(member::ClusterArgs),
     /// Route each client's requests to the service beside the node owning
@@ -177,10 +177,20 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let threads = match &cli.command {
+        Command::Node(args) => args.threads,
+        _ => 0,
+    };
+    let mut builder = match threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        0 => tokio::runtime::Builder::new_multi_thread(),
+        n => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -188,7 +198,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Node(args) => runtime.block_on(member::run_node(args)),
+        Command::Node(args) => runtime.block_on(member::run_node(*args)),
         Command::Cluster(args) => runtime.block_on(member::run_cluster(args)),
         Command::Gateway(args) => runtime.block_on(gateway::run(args)),
         Command::Locate {

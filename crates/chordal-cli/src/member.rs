@@ -61,6 +61,10 @@ pub struct NodeArgs {
     /// bootstrapper, http_address, data_dir).
     #[arg(long, env = "CHORDAL_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Threads of the async runtime: 0 one per core; 1 runs everything on
+    /// one thread (no hand-offs between threads inside the process).
+    #[arg(long, env = "CHORDAL_THREADS", default_value_t = 0)]
+    pub threads: usize,
 }
 
 impl NodeArgs {

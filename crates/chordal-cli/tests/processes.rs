@@ -1,6 +1,6 @@
-//! Eight real `chordal node` processes on 127.0.0.1: they form the right
-//! ring, answer lookups like the oracle, heal after `kill -9`, and tell
-//! their neighbours when they leave on SIGTERM.
+//! Eight real `chordal node` processes on 127.0.0.1 (three on a one-thread
+//! runtime): they form the right ring, answer lookups like the oracle, heal
+//! after `kill -9`, and tell their neighbours when they leave on SIGTERM.
 
 mod common;
 
@@ -13,11 +13,15 @@ fn real_processes_form_heal_and_leave() {
     // Slow-ish maintenance, so that what heals fast below is the failure
     // detection and leave protocol, not a lucky stabilize round.
     let extra = ["--stabilize-ms", "1000"];
+    // Half of them on a one-thread runtime (`--threads 1`), so that both
+    // runtimes go through forming, healing and leaving.
+    let one_thread = ["--stabilize-ms", "1000", "--threads", "1"];
     let first = NodeProc::start(None, &extra);
     let mut nodes = vec![first];
-    for _ in 1..7 {
+    for i in 1..7 {
         let seed = nodes[0].addr;
-        nodes.push(NodeProc::start(Some(seed), &extra));
+        let flags: &[&str] = if i % 2 == 1 { &one_thread } else { &extra };
+        nodes.push(NodeProc::start(Some(seed), flags));
     }
     // Seeds may be host names (localhost may also resolve to ::1, where
     // nobody listens: the next address is tried) and lists with dead entries.
