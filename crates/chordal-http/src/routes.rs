@@ -350,19 +350,19 @@ async fn locate(
     let replicas = replica_set(&r.owner, &r.successors, s.node.replicas());
     let mut addrs: Vec<SocketAddr> = vec![r.owner.addr];
     addrs.extend(replicas.iter().map(|n| n.addr));
-    let mut apis = apis(&s.node, addrs.clone()).await;
-    if !apis.contains_key(&r.owner.addr) {
+    let mut known = apis(&s.node, addrs.clone()).await;
+    if !known.contains_key(&r.owner.addr) {
         // Not connected to the owner yet: a neighbour query opens a
         // connection, whose handshake tells its API address.
         let _ = s.node.neighbors_of(r.owner).await;
-        apis = self::apis(&s.node, addrs).await;
+        known = apis(&s.node, addrs).await;
     }
     Ok(Json(LocateJson {
         key,
         key_id: key_id.to_hex(),
-        owner: node_json(&r.owner, &apis),
-        replicas: replicas.iter().map(|n| node_json(n, &apis)).collect(),
+        owner: node_json(&r.owner, &known),
+        replicas: replicas.iter().map(|n| node_json(n, &known)).collect(),
         hops: r.hops,
-        path: r.path.iter().map(|n| node_json(n, &apis)).collect(),
+        path: r.path.iter().map(|n| node_json(n, &known)).collect(),
     }))
 }

@@ -7,19 +7,9 @@ use super::*;
 impl VNode {
     // ----- lookups ----------------------------------------------------------
 
-    pub(super) fn begin_lookup(
-        &mut self,
-        now: Time,
-        id: u64,
-        key: Id,
-        mode: LookupMode,
-        purpose: Purpose,
-    ) {
-        self.begin_lookup_via(now, id, key, mode, purpose, None)
-    }
-
-    /// [`VNode::begin_lookup`], a recursive one's first hop `via` if given
-    /// (and our successor does not own the key).
+    /// Starts lookup `id` of `key` for `purpose`: answered at once if the
+    /// key is ours, else routed (a recursive one's first hop `via` if
+    /// given and our successor does not own the key).
     pub(super) fn begin_lookup_via(
         &mut self,
         now: Time,

@@ -224,7 +224,8 @@ impl VNode {
                 continue;
             }
             let id = self.internal_lookup_id();
-            self.begin_lookup(now, id, start, LookupMode::Recursive, Purpose::FixFinger(i));
+            let purpose = Purpose::FixFinger(i);
+            self.begin_lookup_via(now, id, start, LookupMode::Recursive, purpose, None);
             return;
         }
     }
