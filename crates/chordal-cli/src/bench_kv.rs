@@ -453,7 +453,9 @@ pub async fn run(args: KvArgs) -> Result<()> {
                 let files = chordal_tls::TlsFiles::load(dir)?;
                 api.tls = Some(files.api_server_config()?);
             }
-            members.push(Member::start(config, "127.0.0.1:0".parse()?, api).await?);
+            members.push(
+                Member::start(config, "127.0.0.1:0".parse()?, Default::default(), api).await?,
+            );
         }
         // Wait until every successor list has filled, so that every write
         // has all its replicas.

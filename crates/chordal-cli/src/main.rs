@@ -34,6 +34,9 @@ struct Cli {
 enum Command {
     /// Run one node (creates a ring, or joins one with --join).
     Node(Box<member::NodeArgs>),
+    /// Check a node's settings file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Run N nodes in this process on loopback: the zero-setup way to try Chordal.
     Cluster(member::ClusterArgs),
     /// Route each client's requests to the service beside the node owning
@@ -160,23 +163,54 @@ pub enum CliError {
     /// The node could not be reached or did not answer in time (exit 3).
     #[error("{0}")]
     Unreachable(String),
+    /// The settings are wrong (exit 2).
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// `chordal config check FILE`: prints the effective settings, or fails
+/// (exit 2) where `chordal node --config FILE` would refuse to start.
+fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
+    let usage = |e: anyhow::Error| CliError::Usage(format!("{e:#}"));
+    let (text, node) = config::check(Cli::command(), file).map_err(usage)?;
+    let args = member::NodeArgs::from_arg_matches(&node).map_err(|e| usage(e.into()))?;
+    args.validate().map_err(usage)?;
+    print!("{text}");
+    Ok(())
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the settings `chordal node --config FILE` would run with (the
+    /// file under this environment), each with where it came from; exit 2
+    /// on a bad file, as the node would.
+    Check {
+        /// The settings file (TOML, or VoidPhone .ini).
+        file: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     chordal_tls::install_ring_provider();
-    let matches = Cli::command().get_matches();
-    let mut cli = match Cli::from_arg_matches(&matches) {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let matches = Cli::command().get_matches_from(argv.clone());
+    // A settings file fills in what neither flags nor the environment set.
+    let matches = match config::merge(Cli::command(), argv, matches) {
+        Ok((matches, _)) => matches,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    // A settings file fills in what neither flags nor the environment set.
-    if let (Command::Node(args), Some(("node", sub))) = (&mut cli.command, matches.subcommand())
-        && let Err(e) = args.apply_config(sub)
-    {
-        eprintln!("error: {e:#}");
-        return ExitCode::from(2);
-    }
-    init_tracing();
+    let log_format = match &cli.command {
+        Command::Node(args) => args.log_format,
+        _ => LogFormat::Text,
+    };
+    init_tracing(log_format);
     let threads = match &cli.command {
         Command::Node(args) => args.threads,
         _ => 0,
@@ -253,6 +287,7 @@ fn main() -> ExitCode {
         Command::Bench(cmd) => bench::run_blocking(cmd),
         Command::Sim(cmd) => sim::run(cmd),
         Command::Ca(cmd) => ca::run(cmd),
+        Command::Config(ConfigCommand::Check { file }) => check_config(&file),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -260,6 +295,7 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             match e.downcast_ref::<CliError>() {
                 Some(CliError::Unreachable(_)) => ExitCode::from(3),
+                Some(CliError::Usage(_)) => ExitCode::from(2),
                 _ => ExitCode::from(1),
             }
         }
@@ -281,13 +317,25 @@ async fn read_arg_or_file(
     }
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default: warnings, and info
-/// from chordal crates).
-fn init_tracing() {
+/// How log lines are written.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `target`,
+    /// `fields`), for log collectors.
+    Json,
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default: warnings).
+fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }

@@ -5,7 +5,7 @@ use chordal_core::Id;
 use chordal_http::ApiConfig;
 use chordal_node::{Node, NodeBuilder};
 use clap::Args;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -56,11 +56,27 @@ pub struct NodeArgs {
     /// Serve the VoidPhone DHT API (messages 650-653) here.
     #[arg(long, env = "CHORDAL_DHT_API", value_name = "HOST:PORT")]
     dht_api: Option<SocketAddr>,
-    /// Read settings from FILE (below flags and CHORDAL_* variables): a
-    /// VoidPhone .ini file's `[dht]` section (p2p_address, api_address,
-    /// bootstrapper, http_address, data_dir).
+    /// Read settings from FILE, below flags and CHORDAL_* variables: TOML
+    /// with the long flag names as keys (`join` a list), or a VoidPhone
+    /// .ini file's `[dht]` section (p2p_address, api_address,
+    /// bootstrapper, http_address, data_dir). `chordal config check FILE`
+    /// shows the result.
     #[arg(long, env = "CHORDAL_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
+    /// The peer address other nodes dial (HOST:PORT, resolved at start),
+    /// when it is not the --listen address: needed when listening on
+    /// 0.0.0.0 or behind NAT. Its host is also the API address announced
+    /// to the ring when --api listens on 0.0.0.0.
+    #[arg(long, env = "CHORDAL_ADVERTISE", value_name = "HOST:PORT")]
+    advertise: Option<String>,
+    /// The API address announced to the ring (the dashboard's links, `chordal
+    /// ring`, the gateway), when not --api's; default --api, or
+    /// --advertise's host with --api's port when --api listens on 0.0.0.0.
+    #[arg(long, env = "CHORDAL_ADVERTISE_API", value_name = "HOST:PORT")]
+    advertise_api: Option<String>,
+    /// Log lines as `text` or `json` (one object per line).
+    #[arg(long, env = "CHORDAL_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: crate::LogFormat,
     /// Threads of the async runtime: 0 one per core; 1 runs everything on
     /// one thread (no hand-offs between threads inside the process).
     #[arg(long, env = "CHORDAL_THREADS", default_value_t = 0)]
@@ -68,30 +84,10 @@ pub struct NodeArgs {
 }
 
 impl NodeArgs {
-    /// Fills in what `--config`'s file says, where neither a flag nor the
-    /// environment set a value (`matches`: this subcommand's).
-    pub fn apply_config(&mut self, matches: &clap::ArgMatches) -> Result<()> {
-        let Some(path) = &self.config else {
-            return Ok(());
-        };
-        let file = crate::config::read(path)?;
-        let unset = |id| crate::config::unset(matches, id);
-        if let (Some(a), true) = (file.p2p_address, unset("listen")) {
-            self.listen = a;
-        }
-        if let (Some(a), true) = (file.http_address, unset("api")) {
-            self.api = a;
-        }
-        if let (Some(a), true) = (file.api_address, unset("dht_api")) {
-            self.dht_api = Some(a);
-        }
-        if let (Some(peer), true) = (file.bootstrapper, unset("join")) {
-            self.join = vec![peer];
-        }
-        if let (Some(dir), true) = (file.data_dir, unset("data_dir")) {
-            self.data_dir = Some(dir);
-        }
-        Ok(())
+    /// Checks the settings a node cannot run with (counts of zero, a write
+    /// quorum above R), before anything starts.
+    pub fn validate(&self) -> Result<()> {
+        self.ring.validate()
     }
 }
 
@@ -224,18 +220,55 @@ pub struct Member {
     stop_servers: CancellationToken,
 }
 
+/// Which API address a node announces to the ring (what the dashboard,
+/// `chordal ring` and the gateway use to reach it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Announce {
+    /// Announce exactly this (`--advertise-api`).
+    pub api: Option<SocketAddr>,
+    /// The host others reach this node at (`--advertise`'s, or a
+    /// specific `--listen` address's): used with the API's port when the
+    /// API listens on every address.
+    pub host: Option<IpAddr>,
+}
+
+impl Announce {
+    /// The address to announce for an API bound at `bound`.
+    pub fn api_for(&self, bound: SocketAddr) -> SocketAddr {
+        match (self.api, self.host) {
+            (Some(api), _) => api,
+            (None, Some(host)) if bound.ip().is_unspecified() => {
+                SocketAddr::new(host, bound.port())
+            }
+            _ => bound,
+        }
+    }
+}
+
+/// Resolves `HOST:PORT` to its first address; `what` names the flag in the
+/// error.
+pub fn resolve(value: &str, what: &str) -> Result<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    value
+        .to_socket_addrs()
+        .with_context(|| format!("{what} {value:?} is not HOST:PORT"))?
+        .next()
+        .with_context(|| format!("{what} {value:?} resolves to no address"))
+}
+
 impl Member {
     /// Binds the API first (so that the node can announce its real
-    /// address), starts the node, then serves the API.
+    /// address, as `announce` says), starts the node, then serves the API.
     pub async fn start(
         config: NodeBuilder,
         api: SocketAddr,
+        announce: Announce,
         api_config: ApiConfig,
     ) -> Result<Member> {
         let listener = TcpListener::bind(api)
             .await
             .with_context(|| format!("cannot bind the API address {api}"))?;
-        let api = listener.local_addr()?;
+        let api = announce.api_for(listener.local_addr()?);
         let node = config
             .api(api)
             .start()
@@ -324,7 +357,7 @@ impl Member {
 }
 
 pub async fn run_node(args: NodeArgs) -> Result<()> {
-    args.ring.validate()?;
+    args.validate()?;
     let mut config = args.ring.node_config(
         args.listen,
         args.join.clone(),
@@ -360,8 +393,24 @@ pub async fn run_node(args: NodeArgs) -> Result<()> {
         let tokens = chordal_http::Tokens::load(path).context("cannot use the API tokens")?;
         api.tokens = Some(std::sync::Arc::new(tokens));
     }
+    let advertise = match &args.advertise {
+        Some(value) => Some(resolve(value, "--advertise")?),
+        None => None,
+    };
+    if let Some(addr) = advertise {
+        config = config.advertise(addr);
+    }
+    let announce = Announce {
+        api: match &args.advertise_api {
+            Some(value) => Some(resolve(value, "--advertise-api")?),
+            None => None,
+        },
+        host: advertise
+            .map(|a| a.ip())
+            .or_else(|| Some(args.listen.ip()).filter(|ip| !ip.is_unspecified())),
+    };
     let tokens = api.tokens.clone();
-    let mut member = Member::start(config, args.api, api).await?;
+    let mut member = Member::start(config, args.api, announce, api).await?;
     if let Some(addr) = args.resp {
         if !addr.ip().is_loopback() && tokens.is_none() {
             tracing::warn!(
@@ -407,7 +456,7 @@ pub async fn run_cluster(args: ClusterArgs) -> Result<()> {
             .unwrap_or_default();
         let dir = args.data_dir.as_ref().map(|d| d.join(format!("node-{i}")));
         let config = args.ring.node_config(listen, seeds, None, dir);
-        let member = Member::start(config, api, ApiConfig::default())
+        let member = Member::start(config, api, Announce::default(), ApiConfig::default())
             .await
             .with_context(|| format!("node {i}"))?;
         println!("{}", member.address_line());

@@ -173,3 +173,103 @@ fn http_api_answers_bad_requests_with_json_errors() {
     assert_eq!(got, 200);
     assert_eq!(v["key"], "a b/c");
 }
+
+/// The node's count of refused handshakes.
+fn bad_handshakes(api: SocketAddr) -> f64 {
+    let (_, text) = http(api, "GET", "/metrics");
+    text.lines()
+        .find(|l| l.starts_with("chordal_errors_total{kind=\"bad_handshake\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A preamble and Hello as a release speaking `versions` would send them.
+fn hello_offering(versions: chordal_wire::Versions) -> Vec<u8> {
+    let hello = chordal_wire::encode_hello_offering(
+        &chordal_wire::Hello {
+            cluster: "chordal".into(),
+            addr: Some("127.0.0.1:9".parse().unwrap()),
+            api: None,
+            ids: vec![chordal_core::Id::hash(b"next release")],
+            service: None,
+        },
+        versions,
+    );
+    let mut out = chordal_wire::preamble().to_vec();
+    out[8..].copy_from_slice(&versions.min.to_be_bytes());
+    out.extend_from_slice(&(hello.len() as u32).to_be_bytes());
+    out.extend_from_slice(&hello);
+    out
+}
+
+/// Upgrades go one release at a time: a peer whose protocol versions
+/// overlap ours is served, one whose range is wholly newer is refused,
+/// counted, and named in a warning that gives both ranges.
+#[test]
+fn peers_are_refused_outside_the_protocol_version_range() {
+    use std::io::BufRead;
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(["node", "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut node = NodeProc::spawn(cmd);
+    let stderr = node.child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let ours = chordal_wire::PROTOCOL_VERSIONS;
+    let limit = Duration::from_secs(5);
+
+    // The next release, still speaking ours: served.
+    let next = chordal_wire::Versions {
+        min: ours.max,
+        max: ours.max + 1,
+    };
+    assert!(
+        !closed_after(node.addr, &hello_offering(next), Duration::from_secs(1)),
+        "a peer whose range overlaps ours was refused"
+    );
+    let before = bad_handshakes(node.api);
+
+    // Two releases ahead: its range starts past ours, at the preamble ...
+    let ahead = chordal_wire::Versions {
+        min: ours.max + 1,
+        max: ours.max + 2,
+    };
+    assert!(closed_after(node.addr, &hello_offering(ahead), limit));
+    // ... and a Hello whose range does not reach ours behind a preamble
+    // that does (a release that stopped speaking ours).
+    let mut skipped = hello_offering(ahead);
+    skipped[8..12].copy_from_slice(&ours.max.to_be_bytes());
+    assert!(closed_after(node.addr, &skipped, limit));
+
+    assert_eq!(bad_handshakes(node.api) - before, 2.0, "both are counted");
+    let mut warnings = Vec::new();
+    let deadline = Instant::now() + limit;
+    while warnings.len() < 2 && Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200))
+            && line.contains("peer refused")
+        {
+            warnings.push(line);
+        }
+    }
+    let range = format!("{}-{}", ours.min, ours.max);
+    assert!(
+        warnings.len() == 2 && warnings.iter().all(|w| w.contains(&range)),
+        "each refusal names this node's range {range}: {warnings:?}"
+    );
+    assert!(
+        warnings[1].contains(&format!("{}-{}", ahead.min, ahead.max)),
+        "the Hello's refusal names the peer's range: {}",
+        warnings[1]
+    );
+    assert!(healthy(node.api));
+    node.kill9();
+}

@@ -233,11 +233,4 @@ fn a_bad_ini_file_is_refused_with_its_line() {
         err.contains("bad.ini:3") && err.contains("replicaton"),
         "{err}"
     );
-    let toml = dir.path().join("node.toml");
-    std::fs::write(&toml, "listen = \"127.0.0.1:0\"\n").unwrap();
-    let out = Command::new(BIN)
-        .args(["node", "--config", &toml.display().to_string()])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
 }

@@ -363,7 +363,16 @@ async fn accept(stream: TcpStream, remote: SocketAddr, conn_id: u64, ctx: &ConnC
         Ok(o) => o,
         Err(e) => {
             e.count(&ctx.stats);
-            debug!(%remote, error = %e, "handshake refused");
+            if matches!(
+                e,
+                HandshakeError::Wire(WireError::Versions { .. } | WireError::Version(_))
+            ) {
+                // Another release that cannot talk to this one: an upgrade
+                // that skipped a release, worth an operator's eye.
+                warn!(%remote, error = %e, "peer refused");
+            } else {
+                debug!(%remote, error = %e, "handshake refused");
+            }
             return;
         }
     };

@@ -221,7 +221,9 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
-    #[error("listening on {0}, which peers cannot reach: set an advertised address")]
+    #[error(
+        "listening on {0}, which peers cannot reach: set the address peers dial with --advertise HOST:PORT (NodeBuilder::advertise)"
+    )]
     /// The listen address is unspecified (0.0.0.0 or ::) and no address to advertise was set.
     Unspecified(SocketAddr),
     #[error("seed {seed:?} does not resolve: {reason}")]

@@ -7,9 +7,42 @@ use std::net::SocketAddr;
 
 /// First bytes on every peer connection, in both directions.
 pub const MAGIC: [u8; 8] = *b"CHORDAL\0";
-/// The protocol version this crate speaks.
+/// The newest protocol version this crate speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
-/// Length of the preamble: magic plus big-endian u32 version.
+/// The protocol versions this crate speaks: a node accepts a peer whose
+/// range overlaps it, so a ring can be upgraded one node at a time as long
+/// as each release still speaks its predecessor's newest version.
+pub const PROTOCOL_VERSIONS: Versions = Versions {
+    min: 1,
+    max: PROTOCOL_VERSION,
+};
+
+/// A range of protocol versions, both ends included.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Versions {
+    /// The oldest version spoken.
+    pub min: u32,
+    /// The newest version spoken.
+    pub max: u32,
+}
+
+impl Versions {
+    /// The version two sides speak together: the newest both know, or a
+    /// [`WireError::Versions`] naming both ranges.
+    pub fn negotiate(self, theirs: Versions) -> Result<u32, WireError> {
+        let version = self.max.min(theirs.max);
+        if version < self.min.max(theirs.min) {
+            return Err(WireError::Versions {
+                ours: (self.min, self.max),
+                theirs: (theirs.min, theirs.max),
+            });
+        }
+        Ok(version)
+    }
+}
+
+/// Length of the preamble: magic plus big-endian u32 version (the oldest
+/// the sender speaks; its Hello gives the whole range).
 pub const PREAMBLE_LEN: usize = 12;
 /// A Hello larger than this is refused (it has no reason to be big).
 pub const MAX_HELLO: usize = 16 * 1024;
@@ -18,18 +51,19 @@ pub const MAX_HELLO: usize = 16 * 1024;
 pub fn preamble() -> [u8; PREAMBLE_LEN] {
     let mut out = [0u8; PREAMBLE_LEN];
     out[..8].copy_from_slice(&MAGIC);
-    out[8..].copy_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+    out[8..].copy_from_slice(&PROTOCOL_VERSIONS.min.to_be_bytes());
     out
 }
 
 /// Checks a received preamble: the magic (someone else's protocol on our
-/// port fails here) and the version.
+/// port fails here) and that the sender's oldest version is not newer than
+/// ours (the Hello then settles the version).
 pub fn check_preamble(bytes: &[u8; PREAMBLE_LEN]) -> Result<u32, WireError> {
     if bytes[..8] != MAGIC {
         return Err(WireError::BadMagic);
     }
     let version = u32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-    if version != PROTOCOL_VERSION {
+    if version == 0 || version > PROTOCOL_VERSIONS.max {
         return Err(WireError::Version(version));
     }
     Ok(version)
@@ -54,10 +88,19 @@ pub struct Hello {
 /// Longest service URL a Hello may carry.
 pub const MAX_SERVICE_URL: usize = 1024;
 
-/// Encodes a Hello frame body.
+/// Encodes a Hello frame body, offering [`PROTOCOL_VERSIONS`].
 pub fn encode_hello(h: &Hello) -> Vec<u8> {
+    encode_hello_offering(h, PROTOCOL_VERSIONS)
+}
+
+/// Encodes a Hello frame body offering `versions` (what another release
+/// would send: for tests of mixed rings).
+pub fn encode_hello_offering(h: &Hello, versions: Versions) -> Vec<u8> {
     pb::Hello {
-        version: PROTOCOL_VERSION,
+        // Release 1 read only this field and wanted it equal to its own.
+        version: versions.min,
+        min_version: versions.min,
+        max_version: versions.max,
         cluster: h.cluster.clone(),
         addr: h.addr.map(|a| a.to_string()).unwrap_or_default(),
         api: h.api.map(|a| a.to_string()).unwrap_or_default(),
@@ -73,9 +116,16 @@ pub fn decode_hello(bytes: &[u8], our_cluster: &str) -> Result<Hello, WireError>
         return Err(WireError::Invalid("hello size"));
     }
     let pb = pb::Hello::decode(bytes).map_err(|_| WireError::Protobuf)?;
-    if pb.version != PROTOCOL_VERSION {
-        return Err(WireError::Version(pb.version));
-    }
+    // A Hello without a range (release 1) speaks exactly `version`.
+    let theirs = match (pb.min_version, pb.max_version) {
+        (0, 0) => Versions {
+            min: pb.version,
+            max: pb.version,
+        },
+        (min, max) if min <= max => Versions { min, max },
+        _ => return Err(WireError::Invalid("protocol versions")),
+    };
+    PROTOCOL_VERSIONS.negotiate(theirs)?;
     if pb.cluster != our_cluster {
         return Err(WireError::Cluster(pb.cluster));
     }
@@ -101,4 +151,79 @@ pub fn decode_hello(bytes: &[u8], our_cluster: &str) -> Result<Hello, WireError>
         ids,
         service: (!pb.service.is_empty()).then_some(pb.service),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hello() -> Hello {
+        Hello {
+            cluster: "c".into(),
+            addr: Some("127.0.0.1:7000".parse().unwrap()),
+            api: None,
+            ids: vec![Id::hash(b"x")],
+            service: None,
+        }
+    }
+
+    #[test]
+    fn overlapping_ranges_settle_on_the_newest_common_version() {
+        let v = |min, max| Versions { min, max };
+        assert_eq!(v(1, 3).negotiate(v(2, 5)), Ok(3));
+        assert_eq!(v(2, 5).negotiate(v(1, 3)), Ok(3));
+        assert_eq!(v(1, 1).negotiate(v(1, 1)), Ok(1));
+        assert_eq!(
+            v(1, 2).negotiate(v(3, 4)),
+            Err(WireError::Versions {
+                ours: (1, 2),
+                theirs: (3, 4)
+            })
+        );
+        assert!(v(3, 4).negotiate(v(1, 2)).is_err());
+    }
+
+    #[test]
+    fn a_hello_outside_our_range_is_refused_naming_both() {
+        let ours = PROTOCOL_VERSIONS;
+        let newer = Versions {
+            min: ours.max + 1,
+            max: ours.max + 2,
+        };
+        let err = decode_hello(&encode_hello_offering(&hello(), newer), "c").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("{}-{}", newer.min, newer.max))
+                && text.contains(&format!("{}-{}", ours.min, ours.max)),
+            "{text}"
+        );
+        // A range reaching back to ours is fine, and so is release 1's
+        // Hello, which has no range.
+        let wider = Versions {
+            min: ours.max,
+            max: ours.max + 3,
+        };
+        assert!(decode_hello(&encode_hello_offering(&hello(), wider), "c").is_ok());
+        let mut old = pb::Hello::decode(encode_hello(&hello()).as_slice()).unwrap();
+        (old.min_version, old.max_version) = (0, 0);
+        assert!(decode_hello(&old.encode_to_vec(), "c").is_ok());
+        old.version = ours.max + 1;
+        assert!(decode_hello(&old.encode_to_vec(), "c").is_err());
+        let mut bad = pb::Hello::decode(encode_hello(&hello()).as_slice()).unwrap();
+        (bad.min_version, bad.max_version) = (3, 2);
+        assert_eq!(
+            decode_hello(&bad.encode_to_vec(), "c"),
+            Err(WireError::Invalid("protocol versions"))
+        );
+    }
+
+    #[test]
+    fn the_preamble_refuses_only_versions_newer_than_ours() {
+        let mut p = preamble();
+        assert_eq!(check_preamble(&p), Ok(PROTOCOL_VERSIONS.min));
+        p[8..].copy_from_slice(&(PROTOCOL_VERSIONS.max + 1).to_be_bytes());
+        assert!(check_preamble(&p).is_err());
+        p[8..].copy_from_slice(&0u32.to_be_bytes());
+        assert!(check_preamble(&p).is_err());
+    }
 }

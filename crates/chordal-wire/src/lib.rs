@@ -21,8 +21,8 @@ pub use convert::{
     envelope_from_pb, envelope_to_pb, frame_len,
 };
 pub use handshake::{
-    Hello, MAGIC, MAX_HELLO, PREAMBLE_LEN, PROTOCOL_VERSION, check_preamble, decode_hello,
-    encode_hello, preamble,
+    Hello, MAGIC, MAX_HELLO, PREAMBLE_LEN, PROTOCOL_VERSION, PROTOCOL_VERSIONS, Versions,
+    check_preamble, decode_hello, encode_hello, encode_hello_offering, preamble,
 };
 
 use tokio_util::codec::LengthDelimitedCodec;
@@ -37,9 +37,23 @@ pub enum WireError {
     /// The connection did not start with `CHORDAL\0`.
     #[error("not a chordal peer (bad magic number)")]
     BadMagic,
-    /// The peer speaks another protocol version.
-    #[error("unsupported protocol version {0}")]
+    /// The peer's oldest protocol version is newer than ours (or 0).
+    #[error(
+        "the peer's oldest protocol version is {0}, this node speaks {min}-{max}: upgrade one release at a time (docs/operations.md)",
+        min = handshake::PROTOCOL_VERSIONS.min, max = handshake::PROTOCOL_VERSIONS.max
+    )]
     Version(u32),
+    /// The peer's protocol versions and ours do not overlap.
+    #[error(
+        "the peer speaks protocol versions {}-{}, this node {}-{}: upgrade one release at a time (docs/operations.md)",
+        theirs.0, theirs.1, ours.0, ours.1
+    )]
+    Versions {
+        /// Our range (oldest, newest).
+        ours: (u32, u32),
+        /// The peer's range.
+        theirs: (u32, u32),
+    },
     /// The peer belongs to another cluster.
     #[error("peer is in cluster {0:?}, not ours")]
     Cluster(String),

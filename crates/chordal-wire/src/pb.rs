@@ -26,6 +26,12 @@ pub struct Hello {
     /// URL of the service instance beside the node (gateway), or empty.
     #[prost(string, tag = "6")]
     pub service: String,
+    /// Oldest protocol version the sender speaks (0: only `version`).
+    #[prost(uint32, tag = "7")]
+    pub min_version: u32,
+    /// Newest protocol version the sender speaks (0: only `version`).
+    #[prost(uint32, tag = "8")]
+    pub max_version: u32,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
