@@ -193,10 +193,11 @@ pub async fn print_answer(
 async fn print_stored(target: &Target, resp: reqwest::Response, verb: &str) -> Result<()> {
     print_answer(target, resp, |v| {
         format!(
-            "{verb} {} (version {}, {} copies)",
+            "{verb} {} (version {}, {} of {} copies acknowledged)",
             v["key"].as_str().unwrap_or("?"),
             v["version"].as_str().unwrap_or("?"),
-            v["replicas_acked"]
+            v["replicas_acked"],
+            v["replicas"]
         )
     })
     .await
@@ -263,8 +264,10 @@ pub async fn del(target: &Target, key: &str, flags: &WriteFlags) -> Result<()> {
     print_stored(target, resp, "deleted").await
 }
 
-/// Prints the value: raw bytes (no newline added), or JSON with `--json`
-/// (with its version and expiry). `consistency`: one, quorum or all.
+/// Prints the value: raw bytes (a newline added only on a terminal, when
+/// the value lacks one, so pipes get the bytes exactly), or JSON with
+/// `--json` (with its version and expiry). `consistency`: one, quorum or
+/// all.
 pub async fn get(target: &Target, key: &str, consistency: Option<&str>) -> Result<()> {
     let mut path = format!("/v1/kv/{}", encode_key(key));
     if let Some(c) = consistency {
@@ -293,9 +296,12 @@ pub async fn get(target: &Target, key: &str, consistency: Option<&str>) -> Resul
             serde_json::json!({"key": key, "value": text, "version": version, "expires": expires})
         );
     } else {
-        use std::io::Write;
+        use std::io::{IsTerminal, Write};
         let mut out = std::io::stdout().lock();
         out.write_all(&value)?;
+        if out.is_terminal() && !value.ends_with(b"\n") {
+            out.write_all(b"\n")?;
+        }
         out.flush()?;
     }
     Ok(())

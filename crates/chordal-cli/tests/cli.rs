@@ -147,6 +147,10 @@ fn cli_reads_a_cluster() {
     let (code, out, _) = chordal(&["put", "greeting", "hello there", "--node", &api]);
     assert_eq!(code, 0, "{out}");
     assert!(out.starts_with("stored greeting"), "{out}");
+    assert!(
+        out.contains(" of 3 copies acknowledged)"),
+        "the wording names R: {out}"
+    );
     let (code, out, _) = chordal(&[
         "get",
         "greeting",
@@ -154,6 +158,17 @@ fn cli_reads_a_cluster() {
         c.nodes[2]["api"].as_str().unwrap(),
     ]);
     assert_eq!((code, out.as_str()), (0, "hello there"));
+    // On a terminal (util-linux `script` gives the command a pty) the value
+    // ends the line.
+    let on_tty = Command::new("script")
+        .args(["-qec", &format!("{BIN} get greeting --node {api}"), "/dev/null"])
+        .output()
+        .expect("script (util-linux) runs");
+    assert_eq!(
+        String::from_utf8_lossy(&on_tty.stdout),
+        "hello there\r\n",
+        "a newline on a terminal"
+    );
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), b"\x00binary\xff").unwrap();
     let path = file.path().display().to_string();
