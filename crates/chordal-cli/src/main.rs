@@ -15,6 +15,7 @@ mod client;
 mod config;
 mod gateway;
 mod member;
+mod ops;
 mod output;
 mod repl;
 mod sim;
@@ -115,6 +116,42 @@ enum Command {
     },
     /// Walk the ring: every node in id order.
     Ring {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// One screen on the ring's health: members and their releases, ranges
+    /// under R, storage, the ring-size estimate.
+    Status {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Write every record of the ring (values, versions, expiries,
+    /// tombstones) to FILE, range by range from each range's owner.
+    Backup {
+        /// The backup file (JSON lines; written as FILE.partial, renamed
+        /// when complete).
+        #[arg(long)]
+        out: std::path::PathBuf,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Put a backup's records back into the ring; newest version wins.
+    Restore {
+        /// The backup file `chordal backup` wrote.
+        #[arg(long = "in")]
+        input: std::path::PathBuf,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Make the node at --node leave the ring gracefully (it hands its data
+    /// over, then its process stops); needs the admin role under tokens.
+    Leave {
+        /// Return at once instead of waiting until the node is gone.
+        #[arg(long)]
+        no_wait: bool,
+        /// Wait at most this many seconds for the node to be gone.
+        #[arg(long, default_value_t = 180)]
+        wait: u64,
         #[command(flatten)]
         target: Target,
     },
@@ -283,6 +320,18 @@ fn main() -> ExitCode {
         }
         Command::Info { target } => runtime.block_on(client::info(&target)),
         Command::Ring { target } => runtime.block_on(client::ring(&target)),
+        Command::Status { target } => runtime.block_on(ops::status(&target)),
+        Command::Backup { out, target } => runtime.block_on(ops::backup(&target, &out)),
+        Command::Restore { input, target } => runtime.block_on(ops::restore(&target, &input)),
+        Command::Leave {
+            no_wait,
+            wait,
+            target,
+        } => runtime.block_on(ops::leave(
+            &target,
+            no_wait,
+            std::time::Duration::from_secs(wait),
+        )),
         Command::Repl { target } => repl::run(&runtime, &target),
         Command::Bench(cmd) => bench::run_blocking(cmd),
         Command::Sim(cmd) => sim::run(cmd),

@@ -409,6 +409,10 @@ pub async fn run_node(args: NodeArgs) -> Result<()> {
             .map(|a| a.ip())
             .or_else(|| Some(args.listen.ip()).filter(|ip| !ip.is_unspecified())),
     };
+    // `POST /v1/admin/leave` (`chordal leave`) stops this process as
+    // SIGTERM does.
+    let leave = CancellationToken::new();
+    api.leave = Some(leave.clone());
     let tokens = api.tokens.clone();
     let mut member = Member::start(config, args.api, announce, api).await?;
     if let Some(addr) = args.resp {
@@ -430,7 +434,10 @@ pub async fn run_node(args: NodeArgs) -> Result<()> {
         member.serve_dht_api(addr).await?;
     }
     println!("{}", member.address_line());
-    shutdown_signal().await;
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        _ = leave.cancelled() => {}
+    }
     member.stop().await;
     Ok(())
 }

@@ -8,64 +8,6 @@ use common::*;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// 20 KB values: 3,000 of them are ~60 MB.
-const VALUE_BYTES: usize = 20_000;
-
-/// The value of key `k`: distinct per key, so a mix-up shows.
-fn value_of(k: usize) -> Vec<u8> {
-    let mut v = vec![(k % 251) as u8; VALUE_BYTES];
-    v[..8].copy_from_slice(&(k as u64).to_be_bytes());
-    v
-}
-
-/// Puts keys `0..n` (`prefix-k`) from 8 threads spread over `apis`.
-fn put_many(apis: &[SocketAddr], prefix: &str, n: usize) {
-    let threads: Vec<_> = (0..8)
-        .map(|t| {
-            let apis = apis.to_vec();
-            let prefix = prefix.to_string();
-            std::thread::spawn(move || {
-                for k in (t..n).step_by(8) {
-                    put(apis[k % apis.len()], &format!("{prefix}-{k}"), &value_of(k));
-                }
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().expect("writer");
-    }
-}
-
-/// Every key `0..n` reads back with its value (from 4 threads).
-fn check_all(apis: &[SocketAddr], prefix: &str, n: usize) {
-    let threads: Vec<_> = (0..4)
-        .map(|t| {
-            let apis = apis.to_vec();
-            let prefix = prefix.to_string();
-            std::thread::spawn(move || {
-                let mut missing = Vec::new();
-                for k in (t..n).step_by(4) {
-                    let got = get(apis[k % apis.len()], &format!("{prefix}-{k}"));
-                    if got.as_deref() != Some(value_of(k).as_slice()) {
-                        missing.push(k);
-                    }
-                }
-                missing
-            })
-        })
-        .collect();
-    let missing: Vec<usize> = threads
-        .into_iter()
-        .flat_map(|t| t.join().expect("reader"))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "{} of {n} keys lost or wrong, e.g. {:?}",
-        missing.len(),
-        &missing[..missing.len().min(10)]
-    );
-}
-
 /// The measurement: 3 nodes, R = 1 (the leaving node holds its
 /// keys alone), ~60 MB; SIGTERM one — it must hand all of it over before
 /// it exits.

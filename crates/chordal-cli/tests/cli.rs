@@ -161,7 +161,11 @@ fn cli_reads_a_cluster() {
     // On a terminal (util-linux `script` gives the command a pty) the value
     // ends the line.
     let on_tty = Command::new("script")
-        .args(["-qec", &format!("{BIN} get greeting --node {api}"), "/dev/null"])
+        .args([
+            "-qec",
+            &format!("{BIN} get greeting --node {api}"),
+            "/dev/null",
+        ])
         .output()
         .expect("script (util-linux) runs");
     assert_eq!(

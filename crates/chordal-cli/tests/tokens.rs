@@ -117,7 +117,7 @@ fn tokens_guard_the_api_by_role() {
     assert_eq!(got.stdout, b"x");
     let weak = run(&["del", "c"], Some(READ));
     assert_eq!(weak.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&weak.stderr).contains("may not"));
+    assert!(String::from_utf8_lossy(&weak.stderr).contains("role is read; this needs write"));
 }
 
 #[test]

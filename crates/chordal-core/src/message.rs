@@ -532,6 +532,13 @@ impl Operation {
             | Operation::Update {
                 change: Change::Append(value),
                 ..
+            }
+            | Operation::Update {
+                change:
+                    Change::Restore {
+                        value: Some(value), ..
+                    },
+                ..
             } if value.len() > max_value => Some((value.len() as u64, max_value as u64)),
             _ => None,
         }

@@ -133,6 +133,18 @@ pub enum Change {
     /// it already had that one (nothing is written). A missing key is
     /// `NotFound`.
     Expire(Option<Time>),
+    /// Put back a record exactly as a backup holds it, its version
+    /// included, if that version is newer than every copy's (`chordal
+    /// restore`); answers `Stored` with that version, or
+    /// `PreconditionFailed` with the newer version the ring keeps instead.
+    Restore {
+        /// The record's version, kept as it is.
+        version: Version,
+        /// The value (`None`: a tombstone).
+        value: Option<Vec<u8>>,
+        /// When the value expires (`None`: never).
+        expires: Option<Time>,
+    },
 }
 
 /// How many copies a read consults.
@@ -189,6 +201,10 @@ pub(crate) enum Then {
     Replaced(Option<Vec<u8>>),
     /// `Updated` with this number.
     Updated(i64),
+    /// `Stored`, the record keeping this version of a backup's (see
+    /// [`Change::Restore`]); a copy holding a newer one makes it
+    /// `PreconditionFailed` instead of a new version.
+    Restored(Version),
 }
 
 /// The owner's decision on a write.
@@ -286,6 +302,29 @@ pub(crate) fn decide(
                 value: Some(value),
                 expires: old_expiry,
                 then: Then::Updated(len as i64),
+            }
+        }
+        Intent::Update(Change::Restore {
+            version,
+            value,
+            expires,
+        }) => {
+            // Against every record, tombstones and expired values
+            // included: a delete newer than the backup wins.
+            if let Some(c) = current
+                && c.version >= version
+            {
+                return Decision::Answer(OpResult::PreconditionFailed {
+                    current: Some(c.version),
+                });
+            }
+            // A tombstone never expires (a record claiming so is refused
+            // on the wire).
+            let expires = value.as_ref().and(expires);
+            Decision::Write {
+                value,
+                expires,
+                then: Then::Restored(version),
             }
         }
         Intent::Update(Change::Expire(expires)) => {

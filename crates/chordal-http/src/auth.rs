@@ -32,6 +32,17 @@ pub enum Role {
     Admin,
 }
 
+impl std::fmt::Display for Role {
+    /// The role's name as a tokens file writes it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Read => "read",
+            Role::Write => "write",
+            Role::Admin => "admin",
+        })
+    }
+}
+
 impl std::str::FromStr for Role {
     type Err = String;
     fn from_str(s: &str) -> Result<Role, String> {
@@ -156,6 +167,9 @@ fn needed(method: &Method, path: &str) -> Option<Role> {
     if path == "/v1/health" {
         return None;
     }
+    if path.starts_with("/v1/admin/") {
+        return Some(Role::Admin);
+    }
     Some(match *method {
         Method::GET | Method::HEAD | Method::OPTIONS => Role::Read,
         _ => Role::Write,
@@ -208,7 +222,7 @@ pub(crate) async fn check(
         Some(role) if role < need => ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
-            format!("this token may not do that (needs {need:?}, has {role:?})"),
+            format!("this token's role is {role}; this needs {need}"),
         )
         .into_response(),
         Some(_) => next.run(req).await,

@@ -66,6 +66,7 @@ impl From<Error> for ApiError {
                 (S::SERVICE_UNAVAILABLE, "quorum_unavailable")
             }
             Error::Op(OpError::StoreFailed) => (S::INSUFFICIENT_STORAGE, "insufficient_storage"),
+            Error::Storage(_) => (S::INTERNAL_SERVER_ERROR, "storage_failed"),
             Error::Op(OpError::TooLarge { .. }) => (S::PAYLOAD_TOO_LARGE, "value_too_large"),
             Error::Op(OpError::UnexpectedAnswer) => (S::BAD_GATEWAY, "unexpected_answer"),
             Error::Op(OpError::NotAnInteger) => (S::CONFLICT, "not_an_integer"),

@@ -45,6 +45,12 @@ pub struct NodeStatusJson {
     pub service: Option<String>,
     /// The cluster name.
     pub cluster: String,
+    /// The software release the node runs (`chordal --version`).
+    #[serde(default)]
+    pub version: String,
+    /// The peer-protocol versions it speaks, oldest and newest.
+    #[serde(default)]
+    pub protocol: [u32; 2],
     /// Its predecessor, if known.
     pub predecessor: Option<NodeJson>,
     /// Its successor list, nearest first.
@@ -53,6 +59,10 @@ pub struct NodeStatusJson {
     pub fingers: Vec<FingerJson>,
     /// Records its process stores.
     pub keys_stored: u64,
+    /// Why its storage refuses writes (a full disk, an I/O error), if it
+    /// does.
+    #[serde(default)]
+    pub storage_problem: Option<String>,
     /// Processes in the ring: the membership table's count (one-hop
     /// routing) or an estimate from this node's successor lists (Chord).
     pub ring_size_estimate: Option<f64>,

@@ -154,6 +154,16 @@ pub fn document() -> Value {
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
+                "Record": {
+                    "type": "object",
+                    "required": ["key_b64", "version"],
+                    "properties": {
+                        "key_b64": {"type": "string", "description": "The key's bytes, base64"},
+                        "value_b64": {"type": "string", "description": "The value's bytes, base64; absent for a tombstone"},
+                        "version": {"type": "string", "description": "<hlc>-<vnode id hex>"},
+                        "expires_us": {"type": "integer", "description": "Expiry, µs of the Unix epoch; absent: never"}
+                    }
+                },
                 "Error": {
                     "type": "object",
                     "required": ["error", "code"],
@@ -210,6 +220,30 @@ pub fn document() -> Value {
             }},
             "/v1/kv/{key}": kv_path(&unavailable),
             "/v1/kv:batch": batch_path(),
+            "/v1/admin/records": admin_records_path(),
+            "/v1/admin/restore": {
+                "post": {
+                    "summary": "Put records back with their own versions, unless the ring holds newer ones (chordal restore; role admin)",
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                        "type": "object", "required": ["records"],
+                        "properties": {"records": {"type": "array", "maxItems": crate::admin::MAX_RESTORE_RECORDS, "items": {"$ref": "#/components/schemas/Record"}}}
+                    }}}},
+                    "responses": {
+                        "200": json_body("How many were restored, how many skipped (the ring held the same or a newer version), which failed", json!({
+                            "type": "object",
+                            "properties": {"restored": {"type": "integer"}, "skipped": {"type": "integer", "description": "The ring held that version or a newer one"}, "failed": {"type": "array"}}
+                        })),
+                        "400": error("Not a restore body, a bad record, or too many records"),
+                        "413": error("Body over the limit")
+                    }
+                }
+            },
+            "/v1/admin/leave": {
+                "post": {
+                    "summary": "The node leaves the ring gracefully and its process stops (chordal leave; role admin)",
+                    "responses": {"202": json_body("Leaving", json!({"type": "object"})), "501": error("This server cannot stop its node")}
+                }
+            },
             "/v1/topics/{topic}": {
                 "get": {
                     "summary": "Subscribe: a server-sent-events stream of the topic's publications",
@@ -222,6 +256,29 @@ pub fn document() -> Value {
                     "requestBody": {"required": true, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
                     "responses": {"200": json_body("Queued for this many subscriber processes", any), "413": error("Message over the limit"), "503": unavailable}
                 }
+            }
+        }
+    })
+}
+
+/// `/v1/admin/records`: a page of a node's own records.
+fn admin_records_path() -> Value {
+    let hex = json!({"type": "string", "pattern": "^[0-9a-f]{40}$"});
+    json!({
+        "get": {
+            "summary": "A page of this node's own records in the ring range (start, end], key-id order, tombstones included (chordal backup; role admin)",
+            "parameters": [
+                query("start", "Range start, exclusive (with end; neither: the whole ring)", hex.clone()),
+                query("end", "Range end, inclusive", hex),
+                query("after", "Resume after this: the previous page's next", json!({"type": "string"})),
+                query("limit", "Most records (1000 at most; a page also stops past 4 MiB of values)", json!({"type": "integer"}))
+            ],
+            "responses": {
+                "200": json_body("Records, and the cursor of the next page (null: the last page)", json!({
+                    "type": "object",
+                    "properties": {"records": {"type": "array", "items": {"$ref": "#/components/schemas/Record"}}, "next": {"type": ["string", "null"]}}
+                })),
+                "400": error("Bad range or cursor")
             }
         }
     })

@@ -33,6 +33,9 @@ pub struct ApiConfig {
     /// Serve HTTPS with this configuration (`--api-tls`:
     /// `chordal_tls::TlsFiles::api_server_config`); `None`: plain HTTP.
     pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// Cancelled by `POST /v1/admin/leave`: whoever runs the node then
+    /// makes it leave and stops its process. `None`: the route answers 501.
+    pub leave: Option<tokio_util::sync::CancellationToken>,
 }
 
 impl Default for ApiConfig {
@@ -45,6 +48,7 @@ impl Default for ApiConfig {
             max_streams: 4096,
             tokens: None,
             tls: None,
+            leave: None,
         }
     }
 }
@@ -90,6 +94,15 @@ pub(crate) fn routes() -> Vec<Route> {
             get(kv::get).put(kv::put).delete(kv::delete),
         ),
         route("/v1/kv:batch", &["POST"], post(crate::batch::batch)),
+        route("/v1/admin/records", &["GET"], get(crate::admin::records)),
+        route(
+            "/v1/admin/restore",
+            &["POST"],
+            post(crate::admin::restore).layer(axum::extract::DefaultBodyLimit::max(
+                crate::admin::MAX_RESTORE_BODY,
+            )),
+        ),
+        route("/v1/admin/leave", &["POST"], post(crate::admin::leave)),
         route(
             "/v1/topics/{*topic}",
             &["GET", "POST"],
@@ -248,6 +261,12 @@ async fn node_status(
             api: status.api.map(|a| a.to_string()),
             service: status.service,
             cluster: status.cluster,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            protocol: [
+                chordal_node::PROTOCOL_VERSIONS.min,
+                chordal_node::PROTOCOL_VERSIONS.max,
+            ],
+            storage_problem: status.storage_problem,
             predecessor: primary.predecessor,
             successors: primary.successors,
             fingers: primary.fingers,

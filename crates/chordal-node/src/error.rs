@@ -30,6 +30,9 @@ pub enum Error {
     /// A client's TLS material could not be loaded.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The local store could not be read.
+    #[error("storage: {0}")]
+    Storage(String),
 }
 
 impl From<LookupError> for Error {

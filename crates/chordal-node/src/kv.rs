@@ -5,8 +5,8 @@
 
 use crate::Error;
 use chordal_core::{
-    Change, Condition, Consistency, Expiry, OpError, Operation, Outcome, PutOptions, Replaced,
-    Time, Versioned, Written,
+    Change, Condition, Consistency, Expiry, OpError, Operation, Outcome, PutOptions, Record,
+    Replaced, Time, Versioned, Written,
 };
 use std::future::Future;
 
@@ -342,6 +342,28 @@ pub trait KeyValue: Sync {
                 None => Ok(false),
             }
         }
+    }
+}
+
+/// Puts back `record` exactly as a backup holds it, its version included
+/// (tombstones too), if that version is newer than every copy the ring
+/// holds of the key: `Ok(true)` once it is durable on the write quorum,
+/// `Ok(false)` when the ring keeps a newer version (nothing is written).
+/// What `chordal restore` calls for each record of a backup file. Fails
+/// as [`KeyValue::put`] does.
+pub async fn restore<K: KeyValue + ?Sized>(kv: &K, record: Record) -> Result<bool, Error> {
+    let op = StoreOp::Update {
+        key: record.key,
+        change: Change::Restore {
+            version: record.version,
+            value: record.value,
+            expires: record.expires,
+        },
+    };
+    match kv.run(op).await {
+        Ok(outcome) => outcome.written().map(|_| true).map_err(Error::Op),
+        Err(Error::Op(OpError::PreconditionFailed { .. })) => Ok(false),
+        Err(e) => Err(e),
     }
 }
 

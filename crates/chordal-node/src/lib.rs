@@ -100,12 +100,13 @@ pub use chordal_core::{
 };
 /// Why a data directory could not be opened ([`StartError::Store`]).
 pub use chordal_store::StoreError;
+pub use chordal_wire::{PROTOCOL_VERSIONS, Versions};
 pub use client::{Client, ClientConfig};
 pub use conn::{WireStats, probe};
 pub use driver::wall_clock;
 pub use error::Error;
 pub use events::{NodeEvent, NodeEvents};
-pub use kv::{KeyValue, StoreOp};
+pub use kv::{KeyValue, StoreOp, restore};
 pub use status::{Finger, Status, VNodeStatus};
 pub use survey::RingSurvey;
 pub use topics::{Publication, Subscription};
@@ -303,6 +304,8 @@ pub struct Node {
     replicas: usize,
     /// Cancelled when the node stops.
     stopped: CancellationToken,
+    /// The local store, for reads that bypass the driver (backups).
+    store: Arc<dyn Store>,
 }
 
 impl KeyValue for Node {
@@ -452,6 +455,7 @@ impl Node {
             listening: std::sync::atomic::AtomicBool::new(false),
             inbox: std::sync::Mutex::new(Some(inbox_rx)),
         });
+        let local_store = store.clone();
         let driver = Driver::new(
             core,
             store,
@@ -482,6 +486,7 @@ impl Node {
             successor_list: config.core.successors,
             replicas: config.core.replicas,
             stopped: stopped.clone(),
+            store: local_store,
         };
         match tokio::time::timeout(config.join_timeout, joined_rx).await {
             Ok(Ok(Ok(()))) => Ok(node),
@@ -714,6 +719,29 @@ impl Node {
     /// routing: for inspecting replicas.
     pub async fn local_get(&self, key: Vec<u8>) -> Result<Option<chordal_core::Record>, Error> {
         self.ask(|reply| Command::LocalGet { key, reply }).await
+    }
+
+    /// A page of this node's own records (tombstones and expired values
+    /// included) whose key ids lie in the ring interval `(start, end]` (the
+    /// whole ring if `start == end`), in key-id order after `after` (the
+    /// last record of the previous page), at most `limit`: what `chordal
+    /// backup` reads, range by range from each range's owner. Read from the
+    /// store directly, on a blocking thread: it does not hold up the node.
+    pub async fn local_records(
+        &self,
+        start: Id,
+        end: Id,
+        after: Option<(Id, Vec<u8>)>,
+        limit: usize,
+    ) -> Result<Vec<chordal_core::Record>, Error> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let resume = after.as_ref().map(|(id, key)| (id, key.as_slice()));
+            store.scan(&start, &end, resume, limit)
+        })
+        .await
+        .map_err(|_| Error::Stopped)?
+        .map_err(|e| Error::Storage(e.to_string()))
     }
 
     /// A snapshot of our routing state and counters.

@@ -242,6 +242,19 @@ fn kv_request_to_pb(req: u64, op: &Operation) -> pb::KvRequest {
                 Change::IncrBy(n) => (out.change, out.amount) = (0, *n),
                 Change::Append(tail) => (out.change, out.value) = (1, tail.clone()),
                 Change::Expire(t) => (out.change, out.expires) = (2, t.map(Time::as_micros)),
+                Change::Restore {
+                    version,
+                    value,
+                    expires,
+                } => {
+                    out.change = 3;
+                    out.cond_version = Some(version_to_pb(version));
+                    out.expires = expires.map(Time::as_micros);
+                    match value {
+                        Some(v) => out.value = v.clone(),
+                        None => out.amount = 1,
+                    }
+                }
             }
         }
         Operation::Deliver {
@@ -324,6 +337,15 @@ fn kv_op_from_pb(k: &pb::KvRequest) -> Result<Operation, WireError> {
                 0 => Change::IncrBy(k.amount),
                 1 => Change::Append(k.value.clone()),
                 2 => Change::Expire(k.expires.map(Time::from_micros)),
+                3 => Change::Restore {
+                    version: version_from_pb(&k.cond_version)?,
+                    value: match k.amount {
+                        0 => Some(k.value.clone()),
+                        1 => None,
+                        _ => return Err(WireError::Invalid("restore tombstone")),
+                    },
+                    expires: k.expires.map(Time::from_micros),
+                },
                 _ => return Err(WireError::Invalid("change")),
             },
         },

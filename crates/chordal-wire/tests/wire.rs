@@ -96,6 +96,13 @@ fn any_kv_op() -> impl Strategy<Value = Operation> {
                 any::<i64>().prop_map(Change::IncrBy),
                 any_bytes().prop_map(Change::Append),
                 any_time().prop_map(Change::Expire),
+                (any_version(), proptest::option::of(any_bytes()), any_time()).prop_map(
+                    |(version, value, expires)| Change::Restore {
+                        version,
+                        value,
+                        expires,
+                    }
+                ),
             ]
         )
             .prop_map(|(key, change)| Operation::Update { key, change }),

@@ -147,7 +147,20 @@ pub fn http_with(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, String, Vec<u8>) {
-    let mut s = TcpStream::connect(api).expect("connect to api");
+    try_http_with(api, method, path, headers, body)
+        .unwrap_or_else(|e| panic!("{method} {path} on {api}: {e}"))
+}
+
+/// [`http_with`] that reports a node that is down or breaks the
+/// connection instead of panicking.
+pub fn try_http_with(
+    api: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<(u16, String, Vec<u8>), String> {
+    let mut s = TcpStream::connect(api).map_err(|e| format!("connect: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let extra: String = headers
         .iter()
@@ -158,21 +171,21 @@ pub fn http_with(
         "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{extra}Content-Length: {}\r\n\r\n",
         body.len()
     )
-    .unwrap();
-    s.write_all(body).unwrap();
+    .and_then(|_| s.write_all(body))
+    .map_err(|e| format!("write: {e}"))?;
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .expect("no header end");
+        .ok_or("no header end")?;
     let head = String::from_utf8_lossy(&raw[..split]).to_string();
     let status: u16 = head
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .expect("status");
-    (status, head, raw[split + 4..].to_vec())
+        .ok_or("no status")?;
+    Ok((status, head, raw[split + 4..].to_vec()))
 }
 
 /// PUT a value; panics unless stored.
@@ -267,4 +280,64 @@ impl NodeProc {
             .parse()
             .unwrap()
     }
+}
+
+// ----- bulk data: tens of MB through the HTTP API -----
+
+/// 20 KB values: 3,000 of them are ~60 MB.
+pub const VALUE_BYTES: usize = 20_000;
+
+/// The value of key `k`: distinct per key, so a mix-up shows.
+pub fn value_of(k: usize) -> Vec<u8> {
+    let mut v = vec![(k % 251) as u8; VALUE_BYTES];
+    v[..8].copy_from_slice(&(k as u64).to_be_bytes());
+    v
+}
+
+/// Puts keys `0..n` (`prefix-k`) from 8 threads spread over `apis`.
+pub fn put_many(apis: &[SocketAddr], prefix: &str, n: usize) {
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let apis = apis.to_vec();
+            let prefix = prefix.to_string();
+            std::thread::spawn(move || {
+                for k in (t..n).step_by(8) {
+                    put(apis[k % apis.len()], &format!("{prefix}-{k}"), &value_of(k));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("writer");
+    }
+}
+
+/// Every key `0..n` reads back with its value (from 4 threads).
+pub fn check_all(apis: &[SocketAddr], prefix: &str, n: usize) {
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let apis = apis.to_vec();
+            let prefix = prefix.to_string();
+            std::thread::spawn(move || {
+                let mut missing = Vec::new();
+                for k in (t..n).step_by(4) {
+                    let got = get(apis[k % apis.len()], &format!("{prefix}-{k}"));
+                    if got.as_deref() != Some(value_of(k).as_slice()) {
+                        missing.push(k);
+                    }
+                }
+                missing
+            })
+        })
+        .collect();
+    let missing: Vec<usize> = threads
+        .into_iter()
+        .flat_map(|t| t.join().expect("reader"))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {n} keys lost or wrong, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
 }

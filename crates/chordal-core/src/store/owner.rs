@@ -148,9 +148,17 @@ impl Store {
                 if let Some(c) = &current {
                     self.hlc.observe(c.version.hlc);
                 }
-                let version = Version {
-                    hlc: self.hlc.tick(now),
-                    node: vnode.id,
+                let version = match &then {
+                    // A restored record keeps its version; later writes
+                    // still go above it.
+                    Then::Restored(v) => {
+                        self.hlc.observe(v.hlc);
+                        *v
+                    }
+                    _ => Version {
+                        hlc: self.hlc.tick(now),
+                        node: vnode.id,
+                    },
                 };
                 let record = Record {
                     key_id,
@@ -360,8 +368,8 @@ impl Store {
             return;
         };
         *outstanding = outstanding.saturating_sub(1);
-        if newer.is_some_and(|v| v > record.version) {
-            self.rewrite(cx, now, id);
+        if let Some(v) = newer.filter(|v| *v > record.version) {
+            self.rewrite(cx, now, id, v);
             return;
         }
         if ok {
@@ -383,6 +391,7 @@ impl Store {
                     acked,
                     number: *number,
                 },
+                Then::Restored(_) => OpResult::Stored { version, acked },
             };
             cx.io.answer(r, result);
         }
@@ -410,10 +419,11 @@ impl Store {
         }
     }
 
-    /// Some copy of write `id` holds a newer version: version the write
-    /// again above everything seen and start over (or fail the write when
-    /// out of attempts or time).
-    fn rewrite(&mut self, cx: &mut Cx<'_>, now: Time, id: u64) {
+    /// Some copy of write `id` holds `newer`, a newer version: version the
+    /// write again above everything seen and start over (or fail the write
+    /// when out of attempts or time). A restored record is not versioned
+    /// again: the newer copy wins, and the restore answers so.
+    fn rewrite(&mut self, cx: &mut Cx<'_>, now: Time, id: u64, newer: Version) {
         let Some(OwnerOp::Write {
             reply,
             then,
@@ -429,6 +439,13 @@ impl Store {
         };
         self.deadlines.remove(&(deadline, Deadline::Owner(id)));
         self.replica_reqs.retain(|_, (owner, _)| *owner != id);
+        if let Then::Restored(_) = then {
+            if let Some(r) = reply {
+                let current = Some(newer);
+                cx.io.answer(r, OpResult::PreconditionFailed { current });
+            }
+            return;
+        }
         cx.io.counting.counters.write_rewrites += 1;
         if attempt >= MAX_WRITE_ATTEMPTS || now >= deadline {
             if let Some(r) = reply {

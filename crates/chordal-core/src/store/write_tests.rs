@@ -223,3 +223,129 @@ fn an_expired_value_reads_as_missing() {
     answer_read(&mut store, &mut fx, &reqs[0], Some(expired));
     assert_eq!(answers(&mut fx), vec![(1, OpResult::NotFound)]);
 }
+
+/// A backup's record, as `chordal restore` puts it back.
+fn restore(hlc: u64, value: Option<&[u8]>) -> Intent {
+    Intent::Update(Change::Restore {
+        version: Version {
+            hlc,
+            node: Id::hash(b"the writer of long ago"),
+        },
+        value: value.map(<[u8]>::to_vec),
+        expires: None,
+    })
+}
+
+/// A restore (version 1,000, op 1) of a key the owner finds no record of,
+/// read and decided: its record is now being written.
+fn restored_onto_nothing() -> (Fixture, Store, Vec<u8>) {
+    let mut fx = Fixture::three_processes();
+    let mut store = Store::default();
+    let key = key_in(&fx);
+    write(&mut store, &mut fx, &key, restore(1_000, Some(b"old")), 1);
+    let reqs = requests(&mut store);
+    answer_read(&mut store, &mut fx, &reqs[0], None);
+    (fx, store, key)
+}
+
+#[test]
+fn a_restored_record_keeps_its_version_and_loses_to_a_newer_one() {
+    // Onto nothing: written as it was, version and all.
+    let (mut fx, mut store, key) = restored_onto_nothing();
+    let applied = requests(&mut store);
+    let StoreKind::Apply { records } = &applied[0].kind else {
+        panic!("applies: {:?}", applied[0].kind);
+    };
+    assert_eq!(records[0].version.hlc, 1_000);
+    assert_eq!(records[0].value.as_deref(), Some(&b"old"[..]));
+    ack_all(&mut store, &mut fx);
+    let got = answers(&mut fx);
+    assert!(
+        matches!(got[0], (1, OpResult::Stored { version, .. }) if version.hlc == 1_000),
+        "{got:?}"
+    );
+
+    // Onto a newer record (a tombstone too): nothing is written.
+    let newer = Record {
+        key_id: Id::hash(&key),
+        key: key.clone(),
+        version: Version {
+            hlc: 2_000,
+            node: fx.me.id,
+        },
+        value: None,
+        expires: None,
+    };
+    write(
+        &mut store,
+        &mut fx,
+        &key,
+        restore(1_500, Some(b"resurrected")),
+        2,
+    );
+    let reqs: Vec<_> = requests(&mut store)
+        .into_iter()
+        .filter(|r| matches!(r.kind, StoreKind::Get { .. }))
+        .collect();
+    answer_read(&mut store, &mut fx, &reqs[0], Some(newer.clone()));
+    assert!(
+        !requests(&mut store)
+            .iter()
+            .any(|r| matches!(r.kind, StoreKind::Apply { .. })),
+        "a restore older than the current record writes nothing"
+    );
+    assert_eq!(
+        answers(&mut fx),
+        [(
+            2,
+            OpResult::PreconditionFailed {
+                current: Some(newer.version)
+            }
+        )]
+    );
+}
+
+#[test]
+fn a_replica_holding_a_newer_copy_wins_over_a_restore() {
+    let (mut fx, mut store, _) = restored_onto_nothing();
+    let newer = Version {
+        hlc: 5_000,
+        node: fx.me.id,
+    };
+    let replicates: Vec<_> = fx
+        .sent()
+        .into_iter()
+        .filter(|e| matches!(e.msg, Message::Replicate { .. }))
+        .collect();
+    assert!(!replicates.is_empty());
+    let Message::Replicate { req, .. } = replicates[0].msg else {
+        unreachable!()
+    };
+    let from = NodeRef::new(replicates[0].to.id.unwrap(), replicates[0].to.addr);
+    let msg = Message::ReplicateAck {
+        req,
+        ok: false,
+        newer: Some(newer),
+        busy: false,
+    };
+    let now = fx.now;
+    let to = fx.me.into();
+    store.handle_message(&mut fx.cx(), now, Envelope { from, to, msg });
+    let got = answers(&mut fx);
+    assert_eq!(
+        got,
+        [(
+            1,
+            OpResult::PreconditionFailed {
+                current: Some(newer)
+            }
+        )],
+        "not versioned again above the newer copy"
+    );
+    assert!(
+        !fx.sent()
+            .iter()
+            .any(|e| matches!(e.msg, Message::Replicate { .. })),
+        "no second attempt"
+    );
+}

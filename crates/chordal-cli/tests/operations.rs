@@ -1,0 +1,352 @@
+//! Day-two operations with real processes on 127.0.0.1: `chordal backup`
+//! and `restore` at real sizes (a node dying during the backup), `chordal
+//! leave` and `status`, and a rolling restart under a steady write load
+//! that loses no acknowledged write.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Runs `chordal ARGS`: exit code, stdout, stderr.
+fn chordal(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).output().expect("run chordal");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A ring of `n` processes on redb in `dirs`, the first creating it.
+fn ring(dirs: &std::path::Path, n: usize, extra: &[&str]) -> Vec<NodeProc> {
+    let mut nodes: Vec<NodeProc> = Vec::new();
+    for i in 0..n {
+        let dir = dirs.join(format!("n{i}")).display().to_string();
+        let mut args = vec!["--data-dir", dir.as_str(), "--stabilize-ms", "100"];
+        args.extend_from_slice(extra);
+        let seed = nodes.first().map(|n| n.addr);
+        nodes.push(NodeProc::start(seed, &args));
+    }
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    eventually(Duration::from_secs(60), || {
+        successor_lists_correct(&all, n - 1)
+    })
+    .expect("ring did not form");
+    nodes
+}
+
+/// ~60 MB backed up from a ring that loses a node while the backup runs,
+/// restored into a fresh ring: every key comes back with its value, a
+/// deleted key stays deleted, restoring again changes nothing, and a write
+/// newer than the backup wins over it.
+#[test]
+fn backup_and_restore_60_mb_across_a_node_failure() {
+    let old_dirs = tempfile::tempdir().unwrap();
+    let mut old = ring(old_dirs.path(), 3, &[]);
+    let apis: Vec<SocketAddr> = old.iter().map(|n| n.api).collect();
+    let n = 3_000; // 3,000 × 20 KB: every node holds all ~60 MB (R = 3)
+    put_many(&apis, "bk", n);
+    let (status, _) = http(apis[0], "DELETE", "/v1/kv/bk-7");
+    assert_eq!(status, 200);
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ring.backup");
+    let file_s = file.display().to_string();
+    let node0 = apis[0].to_string();
+    let mut backup = Command::new(BIN)
+        .args(["backup", "--out", &file_s, "--node", &node0, "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A node dies while the backup reads (or before it reaches that
+    // node's range): its ranges are read from their replicas.
+    std::thread::sleep(Duration::from_millis(300));
+    old[2].kill9();
+    let status = wait_timeout(&mut backup, Duration::from_secs(240)).expect("backup finished");
+    let mut out = String::new();
+    std::io::Read::read_to_string(backup.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert!(status.success(), "backup failed: {out}");
+    let summary: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        summary["records"], n as u64,
+        "every record, the tombstone included"
+    );
+    assert!(std::fs::metadata(&file).unwrap().len() > 60_000_000);
+    drop(old);
+
+    // A fresh ring, empty.
+    let new_dirs = tempfile::tempdir().unwrap();
+    let new = ring(new_dirs.path(), 3, &[]);
+    let apis: Vec<SocketAddr> = new.iter().map(|n| n.api).collect();
+    let node0 = apis[1].to_string();
+    let (code, out, err) = chordal(&["restore", "--in", &file_s, "--node", &node0, "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        (v["restored"].as_u64(), v["failed"].as_u64()),
+        (Some(n as u64), Some(0))
+    );
+    let live: Vec<usize> = (0..n).filter(|k| *k != 7).collect();
+    check_keys(&apis, "bk", &live);
+    assert_eq!(get(apis[2], "bk-7"), None, "a deleted key stays deleted");
+
+    // A write newer than the backup wins over it; restoring again changes
+    // nothing else.
+    put(apis[0], "bk-1", b"newer than the backup");
+    let (code, out, err) = chordal(&["restore", "--in", &file_s, "--node", &node0, "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        (v["restored"].as_u64(), v["skipped"].as_u64()),
+        (Some(0), Some(n as u64))
+    );
+    assert_eq!(
+        get(apis[1], "bk-1").as_deref(),
+        Some(&b"newer than the backup"[..])
+    );
+
+    // A file cut short is refused (exit 1) after restoring what it holds.
+    let cut = dir.path().join("cut.backup");
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let cut_s = cut.display().to_string();
+    let (code, _, err) = chordal(&["restore", "--in", &cut_s, "--node", &node0]);
+    assert_eq!(code, 1, "{err}");
+}
+
+/// Every key `prefix-k` for `k` in `keys` reads back with its value.
+fn check_keys(apis: &[SocketAddr], prefix: &str, keys: &[usize]) {
+    let missing: Vec<usize> = keys
+        .iter()
+        .copied()
+        .filter(|k| {
+            get(apis[k % apis.len()], &format!("{prefix}-{k}")).as_deref()
+                != Some(value_of(*k).as_slice())
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} keys lost or wrong, e.g. {:?}",
+        missing.len(),
+        keys.len(),
+        &missing[..missing.len().min(10)]
+    );
+}
+
+/// `chordal leave` needs the admin role; the node hands its data over and
+/// its process exits; `chordal status` then shows the smaller ring.
+#[test]
+fn leave_by_command_needs_admin_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(
+        &tokens,
+        "writer-token-0123456789 write\nadmin-token-0123456789 admin\n",
+    )
+    .unwrap();
+    let tokens = tokens.display().to_string();
+    let extra = [
+        "--api-tokens",
+        tokens.as_str(),
+        "--stabilize-ms",
+        "100",
+        "--replicas",
+        "2",
+    ];
+    let mut nodes = vec![NodeProc::start(None, &extra)];
+    for _ in 0..3 {
+        let seed = nodes[0].addr;
+        nodes.push(NodeProc::start(Some(seed), &extra));
+    }
+    let api0 = nodes[0].api.to_string();
+    let status = || {
+        let (code, out, err) = chordal(&[
+            "status",
+            "--node",
+            &api0,
+            "--json",
+            "--token",
+            "admin-token-0123456789",
+        ]);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<Value>(out.trim()).unwrap()
+    };
+    let settled = |processes: u64| {
+        let s = status();
+        s["processes"] == processes
+            && s["healthy"] == processes
+            && s["ranges_under_replicated"] == 0.0
+            && s["problems"].as_array().is_some_and(|p| p.is_empty())
+    };
+    eventually(Duration::from_secs(30), || settled(4)).expect("ring");
+    let target = nodes[3].api.to_string();
+    for i in 0..200 {
+        let (code, _, err) = chordal(&[
+            "put",
+            &format!("lv-{i}"),
+            &format!("value {i}"),
+            "--node",
+            &target,
+            "--token",
+            "writer-token-0123456789",
+        ]);
+        assert_eq!(code, 0, "{err}");
+    }
+
+    let (code, _, err) = chordal(&[
+        "leave",
+        "--node",
+        &target,
+        "--token",
+        "writer-token-0123456789",
+    ]);
+    assert_eq!(code, 1, "a write token cannot make a node leave");
+    assert!(err.contains("needs admin"), "{err}");
+    let (code, out, err) = chordal(&[
+        "leave",
+        "--node",
+        &target,
+        "--token",
+        "admin-token-0123456789",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("has left"), "{out}");
+    let exited = wait_timeout(&mut nodes[3].child, Duration::from_secs(10));
+    assert_eq!(
+        exited.map(|s| s.success()),
+        Some(true),
+        "the process exits cleanly"
+    );
+
+    for i in 0..200 {
+        let (code, out, err) = chordal(&[
+            "get",
+            &format!("lv-{i}"),
+            "--node",
+            &api0,
+            "--token",
+            "writer-token-0123456789",
+        ]);
+        assert_eq!(
+            (code, out.as_str()),
+            (0, format!("value {i}").as_str()),
+            "{err}"
+        );
+    }
+    let healed = eventually(Duration::from_secs(30), || settled(3));
+    let s = status();
+    assert!(healed.is_some(), "{s}");
+    assert_eq!(s["versions"][0]["processes"], 3, "{s}");
+    assert!(
+        s["versions"][0]["version"]
+            .as_str()
+            .unwrap()
+            .starts_with(env!("CARGO_PKG_VERSION")),
+        "{s}"
+    );
+    let (code, out, _) = chordal(&[
+        "status",
+        "--node",
+        &api0,
+        "--token",
+        "admin-token-0123456789",
+    ]);
+    assert_eq!(code, 0);
+    assert!(out.contains("3 members in 3 processes, 3 healthy"), "{out}");
+}
+
+/// Every node restarted in turn (SIGTERM, then the same data directory and
+/// ports) while a writer keeps writing: every write acknowledged is read
+/// back at the end.
+#[test]
+fn a_rolling_restart_under_writes_loses_nothing_acknowledged() {
+    let dirs = tempfile::tempdir().unwrap();
+    let n = 4;
+    let mut nodes = ring(dirs.path(), n, &[]);
+    let apis: Arc<Mutex<Vec<SocketAddr>>> =
+        Arc::new(Mutex::new(nodes.iter().map(|n| n.api).collect()));
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (apis, acked, stop) = (apis.clone(), acked.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut i = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let targets = apis.lock().unwrap().clone();
+                let key = format!("roll-{i}");
+                let api = targets[i % targets.len()];
+                // A node that is restarting refuses: that write was never
+                // acknowledged.
+                let answer =
+                    try_http_with(api, "PUT", &format!("/v1/kv/{key}"), &[], key.as_bytes());
+                if matches!(answer, Ok((200, _, _))) {
+                    acked.lock().unwrap().push(key);
+                }
+                i += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    for i in 0..n {
+        let before = acked.lock().unwrap().len();
+        let dir = dirs.path().join(format!("n{i}")).display().to_string();
+        let (addr, api) = (nodes[i].addr, nodes[i].api);
+        assert!(nodes[i].terminate().success(), "node {i} left cleanly");
+        let seed = nodes[(i + 1) % n].addr;
+        let listen = addr.to_string();
+        let api_s = api.to_string();
+        let mut cmd = Command::new(BIN);
+        cmd.args([
+            "node",
+            "--listen",
+            &listen,
+            "--api",
+            &api_s,
+            "--join",
+            &seed.to_string(),
+        ])
+        .args(["--data-dir", &dir, "--stabilize-ms", "100"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+        nodes[i] = NodeProc::spawn(cmd);
+        let all: Vec<&NodeProc> = nodes.iter().collect();
+        eventually(Duration::from_secs(60), || {
+            successor_lists_correct(&all, n - 1)
+        })
+        .unwrap_or_else(|| panic!("ring did not heal after restarting node {i}"));
+        // Writes went on while the node was away.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while acked.lock().unwrap().len() < before + 20 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() > 100,
+        "the writer kept writing: {}",
+        acked.len()
+    );
+    let apis = apis.lock().unwrap().clone();
+    let lost: Vec<&String> = acked
+        .iter()
+        .enumerate()
+        .filter(|(i, key)| get(apis[i % apis.len()], key).as_deref() != Some(key.as_bytes()))
+        .map(|(_, k)| k)
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged writes lost: {:?}",
+        lost.len(),
+        acked.len(),
+        &lost[..lost.len().min(10)]
+    );
+}

@@ -1,0 +1,266 @@
+//! Administrative routes (role `admin` under `--api-tokens`): a node's own
+//! records page by page (what `chordal backup` reads), putting records back
+//! with their versions (`chordal restore`), and a graceful leave (`chordal
+//! leave`).
+
+use crate::ApiError;
+use crate::routes::AppState;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use chordal_core::{Id, Record, Time, Version};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// Most records one page of `GET /v1/admin/records` holds.
+pub const MAX_PAGE_RECORDS: usize = 1000;
+/// A page stops growing once its values pass this many bytes (it holds at
+/// least one record, so a page is at most this plus one value).
+pub const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
+/// Most records one `POST /v1/admin/restore` puts back.
+pub const MAX_RESTORE_RECORDS: usize = 1000;
+/// Largest `POST /v1/admin/restore` body: a page of records, base64.
+pub const MAX_RESTORE_BODY: usize = 3 * MAX_PAGE_BYTES;
+
+/// A record as backups carry it: the key and value in base64, the version
+/// as text (`X-Chordal-Version`'s form), the expiry in µs of the Unix
+/// epoch. `value_b64` is absent for a tombstone.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RecordJson {
+    /// The key's bytes, base64.
+    pub key_b64: String,
+    /// The value's bytes, base64; `None` for a tombstone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_b64: Option<String>,
+    /// The version, `<hlc>-<vnode id hex>`.
+    pub version: String,
+    /// The expiry in µs of the Unix epoch; `None`: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_us: Option<u64>,
+}
+
+impl RecordJson {
+    /// The record as a backup writes it.
+    pub fn of(r: &Record) -> RecordJson {
+        RecordJson {
+            key_b64: B64.encode(&r.key),
+            value_b64: r.value.as_ref().map(|v| B64.encode(v)),
+            version: r.version.to_text(),
+            expires_us: r.expires.map(Time::as_micros),
+        }
+    }
+
+    /// The record it stands for, or why not.
+    pub fn to_record(&self) -> Result<Record, String> {
+        let key = B64
+            .decode(&self.key_b64)
+            .map_err(|e| format!("key_b64: {e}"))?;
+        let value = match &self.value_b64 {
+            Some(v) => Some(B64.decode(v).map_err(|e| format!("value_b64: {e}"))?),
+            None => None,
+        };
+        let version = Version::from_text(&self.version)
+            .ok_or_else(|| format!("version {:?} is not a version", self.version))?;
+        let mut record = Record::new(key, version, value);
+        record.expires = self.expires_us.map(Time::from_micros);
+        Ok(record)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RecordsQuery {
+    /// The range is `(start, end]` on the ring (40 hex digits each); both
+    /// or neither (the whole ring).
+    start: Option<String>,
+    end: Option<String>,
+    /// Resume after this record: `next` of the previous page.
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+fn hex_id(s: &str, what: &str) -> Result<Id, ApiError> {
+    s.parse()
+        .map_err(|_| ApiError::bad_request("bad_range", format!("{what} is not 40 hex digits")))
+}
+
+/// A resume point as text: the key id in hex, `:`, the key in base64.
+fn cursor(key_id: &Id, key: &[u8]) -> String {
+    format!("{}:{}", key_id.to_hex(), B64.encode(key))
+}
+
+fn parse_cursor(s: &str) -> Result<(Id, Vec<u8>), ApiError> {
+    let bad = || ApiError::bad_request("bad_cursor", "after is not a page's `next`");
+    let (id, key) = s.split_once(':').ok_or_else(bad)?;
+    Ok((
+        id.parse().map_err(|_| bad())?,
+        B64.decode(key).map_err(|_| bad())?,
+    ))
+}
+
+/// `GET /v1/admin/records`: a page of this node's own copies in a range,
+/// in key-id order: `{"records":[…],"next":CURSOR|null}`. Read straight
+/// from the local store, tombstones included; a backup reads each range
+/// from its owner.
+pub(crate) async fn records(
+    State(s): State<AppState>,
+    Query(q): Query<RecordsQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (start, end) = match (&q.start, &q.end) {
+        (Some(a), Some(b)) => (hex_id(a, "start")?, hex_id(b, "end")?),
+        (None, None) => (s.node.id(), s.node.id()),
+        _ => {
+            return Err(ApiError::bad_request(
+                "bad_range",
+                "give both start and end, or neither",
+            ));
+        }
+    };
+    let limit = q
+        .limit
+        .unwrap_or(MAX_PAGE_RECORDS)
+        .clamp(1, MAX_PAGE_RECORDS);
+    let mut after = q.after.as_deref().map(parse_cursor).transpose()?;
+    let (mut out, mut bytes, mut more) = (Vec::new(), 0usize, true);
+    // Small scans until the page is full by count or by bytes, so that a
+    // page of large values stays bounded.
+    while out.len() < limit && bytes < MAX_PAGE_BYTES {
+        let want = (limit - out.len()).min(64);
+        let got = s
+            .node
+            .local_records(start, end, after.clone(), want)
+            .await?;
+        more = got.len() == want;
+        for r in &got {
+            bytes += r.key.len() + r.value.as_ref().map_or(0, Vec::len);
+            out.push(RecordJson::of(r));
+        }
+        if let Some(last) = got.last() {
+            after = Some((last.key_id, last.key.clone()));
+        }
+        if !more {
+            break;
+        }
+    }
+    let next = match (more, &after) {
+        (true, Some((id, key))) => Some(cursor(id, key)),
+        _ => None,
+    };
+    Ok(Json(json!({"records": out, "next": next})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RestoreBody {
+    records: Vec<RecordJson>,
+}
+
+/// `POST /v1/admin/restore` with `{"records":[…]}` (at most
+/// [`MAX_RESTORE_RECORDS`]): each record goes back to its key's owner and
+/// replicas with its own version, unless the ring holds a newer one.
+/// Answers `{"restored":n,"kept_newer":m,"failed":[{"key_b64","error"}]}`.
+pub(crate) async fn restore(
+    State(s): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let body = body.map_err(|e| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("a restore body is at most {MAX_RESTORE_BODY} bytes: {e}"),
+        )
+    })?;
+    let body: RestoreBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("bad_json", format!("not a restore body: {e}")))?;
+    if body.records.len() > MAX_RESTORE_RECORDS {
+        return Err(ApiError::bad_request(
+            "too_many_records",
+            format!("at most {MAX_RESTORE_RECORDS} records per request"),
+        ));
+    }
+    let mut records = Vec::with_capacity(body.records.len());
+    for (i, r) in body.records.iter().enumerate() {
+        let record = r
+            .to_record()
+            .map_err(|e| ApiError::bad_request("bad_record", format!("record {i}: {e}")))?;
+        if record.key.is_empty() || record.key.len() > s.config.max_key {
+            return Err(ApiError::bad_request(
+                "bad_key",
+                format!("record {i}: a key is 1 to {} bytes", s.config.max_key),
+            ));
+        }
+        records.push(record);
+    }
+    let keys: Vec<String> = body.records.into_iter().map(|r| r.key_b64).collect();
+    let outcomes = futures_util::future::join_all(
+        records
+            .into_iter()
+            .map(|r| chordal_node::restore(&s.node, r)),
+    )
+    .await;
+    let (mut restored, mut skipped, mut failed) = (0u64, 0u64, Vec::new());
+    for (key, outcome) in keys.into_iter().zip(outcomes) {
+        match outcome {
+            Ok(true) => restored += 1,
+            Ok(false) => skipped += 1,
+            Err(e) => failed.push(json!({"key_b64": key, "error": e.to_string()})),
+        }
+    }
+    Ok(Json(json!({
+        "restored": restored,
+        "skipped": skipped,
+        "failed": failed,
+    })))
+}
+
+/// `POST /v1/admin/leave`: the node leaves the ring gracefully (hands its
+/// ranges over, as on SIGTERM) and its process stops; 202 at once.
+pub(crate) async fn leave(
+    State(s): State<AppState>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let Some(token) = &s.config.leave else {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "not_supported",
+            "this server cannot stop its node",
+        ));
+    };
+    tracing::info!("asked to leave through the API");
+    token.cancel();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"leaving": true, "id": s.node.id().to_hex()})),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_survive_their_json_form() {
+        let node = Id::hash(b"writer");
+        let mut r = Record::new(
+            b"k\x00\xff".to_vec(),
+            Version { hlc: 42, node },
+            Some(vec![1, 2, 3]),
+        );
+        r.expires = Some(Time::from_micros(1_700_000_000_000_000));
+        assert_eq!(RecordJson::of(&r).to_record(), Ok(r.clone()));
+        let tomb = Record::new(b"gone".to_vec(), Version { hlc: 7, node }, None);
+        let j = RecordJson::of(&tomb);
+        assert_eq!(j.value_b64, None);
+        assert_eq!(j.to_record(), Ok(tomb));
+        let mut bad = RecordJson::of(&r);
+        bad.version = "yesterday".into();
+        assert!(bad.to_record().unwrap_err().contains("version"));
+        let c = cursor(&r.key_id, &r.key);
+        assert_eq!(parse_cursor(&c).unwrap(), (r.key_id, r.key.clone()));
+        assert!(parse_cursor("nonsense").is_err());
+    }
+}
