@@ -119,6 +119,14 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Is the node at --node up and in a ring? `GET /v1/health`: exit 0
+    /// when it is (also "degraded": writes refused for storage, reads
+    /// served), 3 when it is unreachable or has not joined. For container
+    /// health checks and scripts.
+    Health {
+        #[command(flatten)]
+        target: Target,
+    },
     /// One screen on the ring's health: members and their releases, ranges
     /// under R, storage, the ring-size estimate.
     Status {
@@ -321,6 +329,7 @@ fn main() -> ExitCode {
         Command::Info { target } => runtime.block_on(client::info(&target)),
         Command::Ring { target } => runtime.block_on(client::ring(&target)),
         Command::Status { target } => runtime.block_on(ops::status(&target)),
+        Command::Health { target } => runtime.block_on(ops::health(&target)),
         Command::Backup { out, target } => runtime.block_on(ops::backup(&target, &out)),
         Command::Restore { input, target } => runtime.block_on(ops::restore(&target, &input)),
         Command::Leave {

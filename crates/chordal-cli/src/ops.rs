@@ -561,6 +561,24 @@ pub async fn status(target: &Target) -> Result<()> {
     Ok(())
 }
 
+/// `chordal health`: the node's `/v1/health` in one line (JSON with
+/// `--json`); unreachable or not joined is exit 3.
+pub async fn health(target: &Target) -> Result<()> {
+    let session = Session::new(target, Duration::from_secs(5))?;
+    let v: Value = session.get(target, "/v1/health").await?;
+    if target.json {
+        println!("{v}");
+    } else {
+        let status = v["status"].as_str().unwrap_or("?");
+        let id = v["id"].as_str().unwrap_or("?");
+        match v["storage"].as_str() {
+            Some(problem) => println!("{status} {id} (storage: {problem})"),
+            None => println!("{status} {id}"),
+        }
+    }
+    Ok(())
+}
+
 /// `chordal leave`: asks the node to leave the ring gracefully (it hands
 /// its ranges over, then its process stops); unless `no_wait`, waits until
 /// its API stops answering, at most `wait` long.
