@@ -446,3 +446,34 @@ fn the_entrypoint_gives_each_pod_its_own_certificate() {
     eventually(Duration::from_secs(30), || successor_lists_correct(&all, 1))
         .expect("the two TLS pods did not form a ring");
 }
+
+/// Every metric the alert rules use is one a node exports (or
+/// Prometheus's own `up`).
+#[test]
+fn the_alert_rules_use_metrics_a_node_exports() {
+    let docs = yaml("prometheus/chordal-alerts.yml");
+    let node = NodeProc::start(None, &[]);
+    let (_, text) = http(node.api, "GET", "/metrics");
+    let exported: BTreeSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let rules = docs[0]["groups"][0]["rules"].as_vec().unwrap();
+    assert!(rules.len() >= 5);
+    for rule in rules {
+        let expr = rule["expr"].as_str().unwrap();
+        let names: Vec<&str> = expr
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("chordal_"))
+            .collect();
+        assert!(!names.is_empty() || expr.contains("up{"), "{expr}");
+        for name in names {
+            assert!(
+                exported.contains(name),
+                "alert {} uses {name}, which a node does not export",
+                rule["alert"].as_str().unwrap()
+            );
+        }
+    }
+}

@@ -88,6 +88,13 @@ fn a_full_disk_answers_507_serves_reads_and_recovers() {
             .is_some_and(|s| s.contains("full")),
         "{health}"
     );
+    assert_eq!(storage_failing(node.api), 1.0, "the alerting gauge says so");
+    let (code, status_line) = chordal_status(node.api);
+    assert_eq!(code, 0);
+    assert!(
+        status_line.contains("full"),
+        "chordal status shows it: {status_line}"
+    );
 
     // Space is freed: the node takes writes again without a restart.
     std::fs::remove_file(&filler).unwrap();
@@ -95,6 +102,7 @@ fn a_full_disk_answers_507_serves_reads_and_recovers() {
         get_json(node.api, "/v1/health").1["status"] == "ok"
     })
     .expect("the node did not recover");
+    assert_eq!(storage_failing(node.api), 0.0);
     put(node.api, "after", b"space again");
     assert_eq!(get(node.api, "after"), Some(b"space again".to_vec()));
     for k in &stored {
@@ -104,4 +112,25 @@ fn a_full_disk_answers_507_serves_reads_and_recovers() {
             "full-{k}"
         );
     }
+}
+
+/// `chordal_storage_failing` of the node at `api`.
+fn storage_failing(api: std::net::SocketAddr) -> f64 {
+    let (_, text) = http(api, "GET", "/metrics");
+    text.lines()
+        .find(|l| l.starts_with("chordal_storage_failing "))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .expect("the gauge is exported")
+}
+
+/// `chordal status` against `api`: exit code and output.
+fn chordal_status(api: std::net::SocketAddr) -> (i32, String) {
+    let out = std::process::Command::new(BIN)
+        .args(["status", "--node", &api.to_string()])
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }

@@ -466,6 +466,7 @@ impl Driver {
             ring_size_estimate: self.core.ring_size_estimate(),
             membership: self.core.membership(),
             stored_bytes: self.store.bytes().unwrap_or(0),
+            storage_failing: self.store.health().is_some(),
             vnodes_joined: joined,
             vnodes_joining: self.core.vnodes().len() - joined,
             bad_handshakes: stats.bad_handshakes.load(Ordering::Relaxed),

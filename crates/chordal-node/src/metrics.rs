@@ -25,7 +25,7 @@ const HOPS: [f64; 12] = [
 ];
 
 /// Every metric, its kind and its help text.
-const DESCRIPTIONS: [(&str, char, &str); 34] = [
+const DESCRIPTIONS: [(&str, char, &str); 35] = [
     (
         "chordal_sent_messages_total",
         'c',
@@ -166,6 +166,11 @@ const DESCRIPTIONS: [(&str, char, &str); 34] = [
         "chordal_stored_bytes",
         'g',
         "Bytes of this node's data: keys and values in memory, or the database file.",
+    ),
+    (
+        "chordal_storage_failing",
+        'g',
+        "1 while this node's storage refuses writes (a full disk, an I/O error; reads are still served), else 0.",
     ),
     ("chordal_vnodes", 'g', "Virtual nodes hosted, by state."),
     (
@@ -393,6 +398,11 @@ impl NodeMetrics {
         );
         gauge("chordal_stored_bytes", vec![], now.stored_bytes as f64);
         gauge(
+            "chordal_storage_failing",
+            vec![],
+            f64::from(u8::from(now.storage_failing)),
+        );
+        gauge(
             "chordal_vnodes",
             vec![Label::new("state", "joined")],
             now.vnodes_joined as f64,
@@ -414,6 +424,7 @@ pub(crate) struct Snapshot {
     pub ring_size_estimate: Option<f64>,
     pub membership: chordal_core::OneHopStats,
     pub stored_bytes: u64,
+    pub storage_failing: bool,
     pub vnodes_joined: usize,
     pub vnodes_joining: usize,
     pub bad_handshakes: u64,
