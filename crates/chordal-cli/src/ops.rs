@@ -316,8 +316,8 @@ impl BackupReader {
 
 /// `chordal restore --in FILE`: puts every record of a backup back through
 /// the target node, each with its own version unless the ring holds a
-/// newer one (newest wins: restoring twice, or over newer writes, changes
-/// nothing). Fails (exit 1) if any record failed or the file is cut short.
+/// newer one (newest wins: restoring over newer writes leaves them, and
+/// restoring twice ends where once did). Fails (exit 1) if any record failed or the file is cut short.
 pub async fn restore(target: &Target, input: &Path) -> Result<()> {
     let session = Session::new(target, Duration::from_secs(120))?;
     let mut file = BackupReader::open(input).await?;
@@ -351,7 +351,7 @@ pub async fn restore(target: &Target, input: &Path) -> Result<()> {
         );
     } else {
         println!(
-            "restored {restored} of {read} records ({kept} skipped: the ring holds that version or a newer one; {} failed) from {} in {:.1} s",
+            "restored {restored} of {read} records ({kept} skipped: the ring holds a newer version; {} failed) from {} in {:.1} s",
             failed.len(),
             input.display(),
             started.elapsed().as_secs_f64()
@@ -375,33 +375,55 @@ pub async fn restore(target: &Target, input: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Times a restore batch is sent before its failures are final.
+const RESTORE_ATTEMPTS: u32 = 5;
+
 /// Sends one batch to `POST /v1/admin/restore`: (restored, skipped,
-/// failures as text).
+/// failures as text). Records that failed for a passing reason (a quorum
+/// not reached in time, an overloaded node) are sent again, up to
+/// [`RESTORE_ATTEMPTS`] times with growing pauses: a restore is
+/// idempotent, each record keeping its own version.
 async fn restore_batch(
     session: &Session,
-    records: Vec<RecordJson>,
+    mut records: Vec<RecordJson>,
 ) -> Result<(u64, u64, Vec<String>)> {
-    let body = serde_json::to_vec(&json!({ "records": records }))?;
-    let resp = session
-        .send(
-            &session.target,
-            reqwest::Method::POST,
-            "/v1/admin/restore",
-            Some(body),
-        )
-        .await?;
-    let v: Value = resp.json().await.context("bad restore answer")?;
-    let failed = v["failed"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|f| format!("key {} ({})", f["key_b64"], f["error"]))
-        .collect();
-    Ok((
-        v["restored"].as_u64().unwrap_or(0),
-        v["skipped"].as_u64().unwrap_or(0),
-        failed,
-    ))
+    let (mut restored, mut skipped) = (0u64, 0u64);
+    for attempt in 1..=RESTORE_ATTEMPTS {
+        let body = serde_json::to_vec(&json!({ "records": records }))?;
+        let resp = session
+            .send(
+                &session.target,
+                reqwest::Method::POST,
+                "/v1/admin/restore",
+                Some(body),
+            )
+            .await?;
+        let v: Value = resp.json().await.context("bad restore answer")?;
+        restored += v["restored"].as_u64().unwrap_or(0);
+        skipped += v["skipped"].as_u64().unwrap_or(0);
+        let failed: Vec<(String, String)> = v["failed"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|f| {
+                let key = f["key_b64"].as_str().unwrap_or("").to_string();
+                (key, f["error"].as_str().unwrap_or("?").to_string())
+            })
+            .collect();
+        if failed.is_empty() {
+            return Ok((restored, skipped, Vec::new()));
+        }
+        if attempt == RESTORE_ATTEMPTS {
+            let failed = failed
+                .into_iter()
+                .map(|(key, error)| format!("key {key} ({error})"))
+                .collect();
+            return Ok((restored, skipped, failed));
+        }
+        records.retain(|r| failed.iter().any(|(key, _)| *key == r.key_b64));
+        tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
+    }
+    unreachable!("the last attempt returns")
 }
 
 /// What `chordal status` learnt of one process.

@@ -97,15 +97,16 @@ fn backup_and_restore_60_mb_across_a_node_failure() {
     check_keys(&apis, "bk", &live);
     assert_eq!(get(apis[2], "bk-7"), None, "a deleted key stays deleted");
 
-    // A write newer than the backup wins over it; restoring again changes
-    // nothing else.
+    // A write newer than the backup wins over it when the backup is
+    // restored again.
     put(apis[0], "bk-1", b"newer than the backup");
     let (code, out, err) = chordal(&["restore", "--in", &file_s, "--node", &node0, "--json"]);
     assert_eq!(code, 0, "{out}{err}");
     let v: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(
         (v["restored"].as_u64(), v["skipped"].as_u64()),
-        (Some(0), Some(n as u64))
+        (Some(n as u64 - 1), Some(1)),
+        "only the key written after the backup is skipped"
     );
     assert_eq!(
         get(apis[1], "bk-1").as_deref(),
@@ -321,20 +322,20 @@ fn a_rolling_restart_under_writes_loses_nothing_acknowledged() {
             successor_lists_correct(&all, n - 1)
         })
         .unwrap_or_else(|| panic!("ring did not heal after restarting node {i}"));
-        // Writes went on while the node was away.
-        let deadline = Instant::now() + Duration::from_secs(10);
+        // Writes go on across the restart.
+        let deadline = Instant::now() + Duration::from_secs(30);
         while acked.lock().unwrap().len() < before + 20 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
+        let now = acked.lock().unwrap().len();
+        assert!(
+            now >= before + 20,
+            "writes stalled across restarting node {i}: {before} → {now}"
+        );
     }
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
     let acked = acked.lock().unwrap().clone();
-    assert!(
-        acked.len() > 100,
-        "the writer kept writing: {}",
-        acked.len()
-    );
     let apis = apis.lock().unwrap().clone();
     let lost: Vec<&String> = acked
         .iter()

@@ -135,7 +135,8 @@ pub enum Change {
     Expire(Option<Time>),
     /// Put back a record exactly as a backup holds it, its version
     /// included, if that version is newer than every copy's (`chordal
-    /// restore`); answers `Stored` with that version, or
+    /// restore`); answers `Stored` with that version (also when the ring
+    /// held exactly it: it is then on the write quorum), or
     /// `PreconditionFailed` with the newer version the ring keeps instead.
     Restore {
         /// The record's version, kept as it is.
@@ -310,9 +311,11 @@ pub(crate) fn decide(
             expires,
         }) => {
             // Against every record, tombstones and expired values
-            // included: a delete newer than the backup wins.
+            // included: a delete newer than the backup wins. The same
+            // version is written again (every copy takes it as stored), so
+            // that a retried restore still reaches the write quorum.
             if let Some(c) = current
-                && c.version >= version
+                && c.version > version
             {
                 return Decision::Answer(OpResult::PreconditionFailed {
                     current: Some(c.version),

@@ -163,7 +163,8 @@ pub(crate) struct RestoreBody {
 /// `POST /v1/admin/restore` with `{"records":[…]}` (at most
 /// [`MAX_RESTORE_RECORDS`]): each record goes back to its key's owner and
 /// replicas with its own version, unless the ring holds a newer one.
-/// Answers `{"restored":n,"kept_newer":m,"failed":[{"key_b64","error"}]}`.
+/// Answers `{"restored":n,"skipped":m,"failed":[{"key_b64","error"}]}`: skipped
+/// where the ring holds a newer version.
 pub(crate) async fn restore(
     State(s): State<AppState>,
     body: Result<Bytes, BytesRejection>,

@@ -229,9 +229,9 @@ pub fn document() -> Value {
                         "properties": {"records": {"type": "array", "maxItems": crate::admin::MAX_RESTORE_RECORDS, "items": {"$ref": "#/components/schemas/Record"}}}
                     }}}},
                     "responses": {
-                        "200": json_body("How many were restored, how many skipped (the ring held the same or a newer version), which failed", json!({
+                        "200": json_body("How many were restored (durable on the write quorum), how many skipped (the ring holds a newer version), which failed", json!({
                             "type": "object",
-                            "properties": {"restored": {"type": "integer"}, "skipped": {"type": "integer", "description": "The ring held that version or a newer one"}, "failed": {"type": "array"}}
+                            "properties": {"restored": {"type": "integer"}, "skipped": {"type": "integer", "description": "The ring holds a newer version"}, "failed": {"type": "array"}}
                         })),
                         "400": error("Not a restore body, a bad record, or too many records"),
                         "413": error("Body over the limit")

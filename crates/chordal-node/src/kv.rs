@@ -346,9 +346,10 @@ pub trait KeyValue: Sync {
 }
 
 /// Puts back `record` exactly as a backup holds it, its version included
-/// (tombstones too), if that version is newer than every copy the ring
-/// holds of the key: `Ok(true)` once it is durable on the write quorum,
-/// `Ok(false)` when the ring keeps a newer version (nothing is written).
+/// (tombstones too), unless the ring holds a newer version of the key:
+/// `Ok(true)` once it is durable on the write quorum (also when the ring
+/// held exactly that version), `Ok(false)` when the ring keeps a newer
+/// version (nothing is written).
 /// What `chordal restore` calls for each record of a backup file. Fails
 /// as [`KeyValue::put`] does.
 pub async fn restore<K: KeyValue + ?Sized>(kv: &K, record: Record) -> Result<bool, Error> {

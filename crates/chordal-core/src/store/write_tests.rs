@@ -349,3 +349,30 @@ fn a_replica_holding_a_newer_copy_wins_over_a_restore() {
         "no second attempt"
     );
 }
+
+#[test]
+fn restoring_the_version_the_ring_holds_writes_it_again() {
+    let mut fx = Fixture::three_processes();
+    let mut store = Store::default();
+    let key = key_in(&fx);
+    let Intent::Update(Change::Restore { version, .. }) = restore(1_000, Some(b"old")) else {
+        unreachable!()
+    };
+    // A retried restore: the owner already holds the record (say, on one
+    // copy only): it is written again, so that it reaches the quorum.
+    let mut held = Record::new(key.clone(), version, Some(b"old".to_vec()));
+    held.key_id = Id::hash(&key);
+    write(&mut store, &mut fx, &key, restore(1_000, Some(b"old")), 1);
+    let reqs = requests(&mut store);
+    answer_read(&mut store, &mut fx, &reqs[0], Some(held));
+    assert!(
+        requests(&mut store).iter().any(
+            |r| matches!(&r.kind, StoreKind::Apply { records } if records[0].version == version)
+        ),
+        "the same version is applied again"
+    );
+    ack_all(&mut store, &mut fx);
+    assert!(
+        matches!(answers(&mut fx)[..], [(1, OpResult::Stored { version: v, .. })] if v == version)
+    );
+}
