@@ -225,3 +225,50 @@ fn json_logs_are_one_object_per_line() {
     assert!(v["fields"]["message"].is_string(), "{first}");
     assert!(v["timestamp"].is_string(), "{first}");
 }
+
+/// seed 002's DNS entry point: one name for the ring, resolving to several
+/// addresses, the first of them dead. The joining node tries them all. The
+/// name lives in a private /etc/hosts (a mount namespace of the joining
+/// process only: needs root, else the test says so and stops).
+#[test]
+fn a_seed_name_with_several_addresses_is_tried_at_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["node", "--listen", "127.0.0.2:0", "--api", "127.0.0.1:0"])
+        .args(["--stabilize-ms", "100"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let live = NodeProc::spawn(cmd);
+    let port = live.addr.port();
+    let hosts = dir.path().join("hosts");
+    // 127.0.0.1 sorts first and has nothing on that port.
+    std::fs::write(
+        &hosts,
+        "127.0.0.1 localhost\n127.0.0.1 ring.chordal.test\n127.0.0.2 ring.chordal.test\n",
+    )
+    .unwrap();
+    let allowed = Command::new("unshare")
+        .args(["--mount", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !allowed {
+        eprintln!(
+            "SKIPPED a_seed_name_with_several_addresses_is_tried_at_each: a private /etc/hosts \
+             needs a mount namespace (root, util-linux unshare)"
+        );
+        return;
+    }
+    let script = format!(
+        "mount --bind {} /etc/hosts && exec {BIN} node --listen 127.0.0.1:0 --api 127.0.0.1:0 \
+         --stabilize-ms 100 --join ring.chordal.test:{port}",
+        hosts.display()
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "sh", "-c", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let joined = NodeProc::spawn(cmd);
+    let nodes = [&live, &joined];
+    eventually(Duration::from_secs(30), || ring_correct(&nodes))
+        .expect("the node did not join through the name's second address");
+}
