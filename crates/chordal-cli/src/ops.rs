@@ -9,7 +9,10 @@
 use crate::client::NodeUrl;
 use crate::{CliError, Target};
 use anyhow::{Context, Result};
-use chordal_http::admin::{MAX_PAGE_BYTES, MAX_RESTORE_RECORDS, RecordJson};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use chordal_core::Id;
+use chordal_http::admin::{MAX_PAGE_BYTES, MAX_RESTORE_RECORDS, RecordJson, cursor};
 use chordal_http::{NodeStatusJson, RingJson, RingNodeJson};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
@@ -38,6 +41,18 @@ impl Session {
         Ok(Session {
             target: target.clone(),
             client,
+        })
+    }
+
+    /// For long streams: no bound on a whole request, only on connecting
+    /// and on each read (a node that stops sending for `idle`).
+    fn streaming(target: &Target, idle: Duration) -> Result<Session> {
+        let builder = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(idle);
+        Ok(Session {
+            target: target.clone(),
+            client: target.http(builder)?,
         })
     }
 
@@ -137,11 +152,12 @@ fn readers<'a>(ranges: &[(String, &'a RingNodeJson)], i: usize) -> Vec<&'a str> 
 
 /// `chordal backup --out FILE`: every record of the ring (tombstones,
 /// versions and expiries included), range by range from each range's
-/// owner — or, if the owner fails mid-range, from its replicas, resuming
-/// where it stopped. Written to `FILE.partial`, renamed to FILE once
+/// owner, each range streamed as one moment saw it — or, if the owner
+/// fails mid-range, from its replicas, resuming after the last record
+/// written. Written to `FILE.partial`, renamed to FILE once
 /// complete.
 pub async fn backup(target: &Target, out: &Path) -> Result<()> {
-    let session = Session::new(target, Duration::from_secs(60))?;
+    let session = Session::streaming(target, Duration::from_secs(60))?;
     let ring = session.ring().await?;
     let ranges = ranges(&ring);
     if ranges.is_empty() {
@@ -173,7 +189,7 @@ pub async fn backup(target: &Target, out: &Path) -> Result<()> {
         let range = if ranges.len() == 1 {
             String::new()
         } else {
-            format!("start={start}&end={}&", owner.id)
+            format!("start={start}&end={}", owner.id)
         };
         let mut after: Option<String> = None;
         let mut sources = readers(&ranges, i).into_iter();
@@ -181,33 +197,30 @@ pub async fn backup(target: &Target, out: &Path) -> Result<()> {
             CliError::Failed(format!("no API is known for range ending at {}", owner.id))
         })?;
         loop {
-            let mut path = format!("/v1/admin/records?{range}limit=1000");
+            let mut path = format!("/v1/admin/records?{range}");
             if let Some(a) = &after {
                 path.push_str(&format!("&after={}", urlencode(a)));
             }
-            let page: Value = match session.get(&session.at(source), &path).await {
-                Ok(page) => page,
-                Err(e) => match sources.next() {
-                    // A node that fails mid-range: its replicas hold the
-                    // same range, read on from the same key.
-                    Some(next) => {
-                        eprintln!("{e:#}; reading range {i} on from {next}");
-                        source = next;
-                        continue;
+            let read = read_range(&session, &session.at(source), &path, &mut w, &mut after).await;
+            match read {
+                Ok((n, b)) => {
+                    records += n;
+                    bytes += b;
+                    break;
+                }
+                // A node that fails mid-range: its replicas hold the same
+                // range; read on from the last record written.
+                Err((n, b, e)) => {
+                    records += n;
+                    bytes += b;
+                    match sources.next() {
+                        Some(next) => {
+                            eprintln!("{e:#}; reading range {i} on from {next}");
+                            source = next;
+                        }
+                        None => return Err(e.context(format!("range {i} could not be read"))),
                     }
-                    None => return Err(e.context(format!("range {i} could not be read"))),
-                },
-            };
-            for r in page["records"].as_array().into_iter().flatten() {
-                let line = r.to_string();
-                bytes += line.len() as u64;
-                records += 1;
-                w.write_all(line.as_bytes()).await?;
-                w.write_all(b"\n").await?;
-            }
-            match page["next"].as_str() {
-                Some(next) => after = Some(next.to_string()),
-                None => break,
+                }
             }
         }
     }
@@ -233,6 +246,72 @@ pub async fn backup(target: &Target, out: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Reads one range's stream from `node` into `w`, a record per line;
+/// `after` follows the last record written. `Ok((records, bytes))` once
+/// the end line came; `Err` with what was written if the stream broke off.
+async fn read_range(
+    session: &Session,
+    node: &Target,
+    path: &str,
+    w: &mut BufWriter<tokio::fs::File>,
+    after: &mut Option<String>,
+) -> Result<(u64, u64), (u64, u64, anyhow::Error)> {
+    let (mut records, mut bytes) = (0u64, 0u64);
+    let mut resp = match session.send(node, reqwest::Method::GET, path, None).await {
+        Ok(resp) => resp,
+        Err(e) => return Err((0, 0, e)),
+    };
+    let mut pending: Vec<u8> = Vec::new();
+    let broke = |records, bytes, e: String| {
+        Err((
+            records,
+            bytes,
+            CliError::Unreachable(format!("node {}: {e}", node.node)).into(),
+        ))
+    };
+    loop {
+        let chunk = match resp.chunk().await {
+            Ok(Some(chunk)) => chunk,
+            Err(e) => return broke(records, bytes, format!("the stream broke off: {e}")),
+            Ok(None) => {
+                return broke(
+                    records,
+                    bytes,
+                    "the stream ended without its end line".into(),
+                );
+            }
+        };
+        pending.extend_from_slice(&chunk);
+        if pending.len() > MAX_LINE {
+            return broke(
+                records,
+                bytes,
+                format!("a line longer than {MAX_LINE} bytes"),
+            );
+        }
+        while let Some(nl) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=nl).collect();
+            let v: Value = match serde_json::from_slice(&line) {
+                Ok(v) => v,
+                Err(e) => return broke(records, bytes, format!("not a record line: {e}")),
+            };
+            if v.get("end").is_some() {
+                return Ok((records, bytes));
+            }
+            let key = v["key_b64"].as_str().and_then(|k| B64.decode(k).ok());
+            let Some(key) = key else {
+                return broke(records, bytes, "a record without its key".into());
+            };
+            if let Err(e) = w.write_all(&line).await {
+                return Err((records, bytes, e.into()));
+            }
+            *after = Some(cursor(&Id::hash(&key), &key));
+            records += 1;
+            bytes += line.len() as u64;
+        }
+    }
 }
 
 /// Percent-encodes a query value (cursors hold `+`, `/` and `=`).

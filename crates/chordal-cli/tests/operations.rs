@@ -65,20 +65,41 @@ fn backup_and_restore_60_mb_across_a_node_failure() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // A node dies while the backup reads (or before it reaches that
-    // node's range): its ranges are read from their replicas.
-    std::thread::sleep(Duration::from_millis(300));
-    old[2].kill9();
+    // The first range read is the lowest id's, (highest, lowest]. Its
+    // owner dies once a few MB of it are in the file: the backup reads the
+    // rest of that range from a replica, after the last record written.
+    let first = (0..3).min_by_key(|i| old[*i].id).unwrap();
+    let partial = dir.path().join("ring.backup.partial");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::metadata(&partial).map_or(0, |m| m.len()) < 2_000_000 {
+        assert!(Instant::now() < deadline, "the backup wrote nothing");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    old[first].kill9();
     let status = wait_timeout(&mut backup, Duration::from_secs(240)).expect("backup finished");
-    let mut out = String::new();
+    let (mut out, mut err) = (String::new(), String::new());
     std::io::Read::read_to_string(backup.stdout.as_mut().unwrap(), &mut out).unwrap();
-    assert!(status.success(), "backup failed: {out}");
+    std::io::Read::read_to_string(backup.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "backup failed: {out}{err}");
+    assert!(
+        err.contains("reading range 0 on from"),
+        "the range whose owner died was read on from a replica: {err}"
+    );
     let summary: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(
         summary["records"], n as u64,
         "every record, the tombstone included"
     );
     assert!(std::fs::metadata(&file).unwrap().len() > 60_000_000);
+    // No record twice: the resumed range starts after the last one written.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut keys: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split("\"key_b64\":\"").nth(1)?.split('"').next())
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    assert_eq!(keys.len(), n, "each record once");
     drop(old);
 
     // A fresh ring, empty.

@@ -1,5 +1,6 @@
 //! Administrative routes (role `admin` under `--api-tokens`): a node's own
-//! records page by page (what `chordal backup` reads), putting records back
+//! records of a range, streamed as one moment saw them (what `chordal
+//! backup` reads), putting records back
 //! with their versions (`chordal restore`), and a graceful leave (`chordal
 //! leave`).
 
@@ -16,10 +17,11 @@ use chordal_core::{Id, Record, Time, Version};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-/// Most records one page of `GET /v1/admin/records` holds.
-pub const MAX_PAGE_RECORDS: usize = 1000;
-/// A page stops growing once its values pass this many bytes (it holds at
-/// least one record, so a page is at most this plus one value).
+/// `GET /v1/admin/records` reads the store in pages of this many records
+/// ...
+const PAGE_RECORDS: usize = 256;
+/// ... or this many bytes of keys and values (a page holds at least one
+/// record); two pages wait for a slow reader at most.
 pub const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
 /// Most records one `POST /v1/admin/restore` puts back.
 pub const MAX_RESTORE_RECORDS: usize = 1000;
@@ -79,9 +81,8 @@ pub(crate) struct RecordsQuery {
     /// or neither (the whole ring).
     start: Option<String>,
     end: Option<String>,
-    /// Resume after this record: `next` of the previous page.
+    /// Resume after this record (`cursor` of the last record read).
     after: Option<String>,
-    limit: Option<usize>,
 }
 
 fn hex_id(s: &str, what: &str) -> Result<Id, ApiError> {
@@ -90,12 +91,12 @@ fn hex_id(s: &str, what: &str) -> Result<Id, ApiError> {
 }
 
 /// A resume point as text: the key id in hex, `:`, the key in base64.
-fn cursor(key_id: &Id, key: &[u8]) -> String {
+pub fn cursor(key_id: &Id, key: &[u8]) -> String {
     format!("{}:{}", key_id.to_hex(), B64.encode(key))
 }
 
 fn parse_cursor(s: &str) -> Result<(Id, Vec<u8>), ApiError> {
-    let bad = || ApiError::bad_request("bad_cursor", "after is not a page's `next`");
+    let bad = || ApiError::bad_request("bad_cursor", "after is not a record's cursor");
     let (id, key) = s.split_once(':').ok_or_else(bad)?;
     Ok((
         id.parse().map_err(|_| bad())?,
@@ -103,14 +104,15 @@ fn parse_cursor(s: &str) -> Result<(Id, Vec<u8>), ApiError> {
     ))
 }
 
-/// `GET /v1/admin/records`: a page of this node's own copies in a range,
-/// in key-id order: `{"records":[…],"next":CURSOR|null}`. Read straight
-/// from the local store, tombstones included; a backup reads each range
-/// from its owner.
+/// `GET /v1/admin/records`: this node's own copies in a range, streamed
+/// as JSON lines in key-id order (tombstones included), all as one moment
+/// saw them, then `{"end":{"records":N}}`. A stream without that last line
+/// was cut short (the node failed mid-range): resume with `after` from
+/// another holder. A backup reads each range from its owner.
 pub(crate) async fn records(
     State(s): State<AppState>,
     Query(q): Query<RecordsQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let (start, end) = match (&q.start, &q.end) {
         (Some(a), Some(b)) => (hex_id(a, "start")?, hex_id(b, "end")?),
         (None, None) => (s.node.id(), s.node.id()),
@@ -121,37 +123,40 @@ pub(crate) async fn records(
             ));
         }
     };
-    let limit = q
-        .limit
-        .unwrap_or(MAX_PAGE_RECORDS)
-        .clamp(1, MAX_PAGE_RECORDS);
-    let mut after = q.after.as_deref().map(parse_cursor).transpose()?;
-    let (mut out, mut bytes, mut more) = (Vec::new(), 0usize, true);
-    // Small scans until the page is full by count or by bytes, so that a
-    // page of large values stays bounded.
-    while out.len() < limit && bytes < MAX_PAGE_BYTES {
-        let want = (limit - out.len()).min(64);
-        let got = s
-            .node
-            .local_records(start, end, after.clone(), want)
-            .await?;
-        more = got.len() == want;
-        for r in &got {
-            bytes += r.key.len() + r.value.as_ref().map_or(0, Vec::len);
-            out.push(RecordJson::of(r));
-        }
-        if let Some(last) = got.last() {
-            after = Some((last.key_id, last.key.clone()));
-        }
-        if !more {
-            break;
-        }
-    }
-    let next = match (more, &after) {
-        (true, Some((id, key))) => Some(cursor(id, key)),
-        _ => None,
-    };
-    Ok(Json(json!({"records": out, "next": next})))
+    let after = q.after.as_deref().map(parse_cursor).transpose()?;
+    let pages = s
+        .node
+        .stream_records((start, end), after, (PAGE_RECORDS, MAX_PAGE_BYTES));
+    let lines =
+        futures_util::stream::unfold((pages, 0u64, false), |(mut pages, sent, done)| async move {
+            if done {
+                return None;
+            }
+            match pages.recv().await {
+                Some(Ok(page)) => {
+                    let mut out = Vec::new();
+                    for r in &page {
+                        serde_json::to_writer(&mut out, &RecordJson::of(r)).ok()?;
+                        out.push(b'\n');
+                    }
+                    let sent = sent + page.len() as u64;
+                    Some((Ok(Bytes::from(out)), (pages, sent, false)))
+                }
+                // The body breaks off: no end line, the reader knows.
+                Some(Err(e)) => Some((
+                    Err(std::io::Error::other(e.to_string())),
+                    (pages, sent, true),
+                )),
+                None => {
+                    let end = json!({"end": {"records": sent}});
+                    Some((Ok(Bytes::from(format!("{end}\n"))), (pages, sent, true)))
+                }
+            }
+        });
+    Ok(axum::response::Response::builder()
+        .header(axum::http::header::CONTENT_TYPE, "application/x-ndjson")
+        .body(axum::body::Body::from_stream(lines))
+        .expect("a valid response"))
 }
 
 #[derive(Deserialize)]

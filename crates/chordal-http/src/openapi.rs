@@ -261,23 +261,19 @@ pub fn document() -> Value {
     })
 }
 
-/// `/v1/admin/records`: a page of a node's own records.
+/// `/v1/admin/records`: a node's own records of a range, streamed.
 fn admin_records_path() -> Value {
     let hex = json!({"type": "string", "pattern": "^[0-9a-f]{40}$"});
     json!({
         "get": {
-            "summary": "A page of this node's own records in the ring range (start, end], key-id order, tombstones included (chordal backup; role admin)",
+            "summary": "This node's own records in the ring range (start, end], key-id order, tombstones included, as one moment saw them, streamed as JSON lines and closed by {\"end\":{\"records\":N}} (chordal backup; role admin)",
             "parameters": [
                 query("start", "Range start, exclusive (with end; neither: the whole ring)", hex.clone()),
                 query("end", "Range end, inclusive", hex),
-                query("after", "Resume after this: the previous page's next", json!({"type": "string"})),
-                query("limit", "Most records (1000 at most; a page also stops past 4 MiB of values)", json!({"type": "integer"}))
+                query("after", "Resume after this record: its key id in hex, ':', its key in base64", json!({"type": "string"}))
             ],
             "responses": {
-                "200": json_body("Records, and the cursor of the next page (null: the last page)", json!({
-                    "type": "object",
-                    "properties": {"records": {"type": "array", "items": {"$ref": "#/components/schemas/Record"}}, "next": {"type": ["string", "null"]}}
-                })),
+                "200": {"description": "One Record per line, then the end line; a stream without it was cut short", "content": {"application/x-ndjson": {"schema": {"$ref": "#/components/schemas/Record"}}}},
                 "400": error("Bad range or cursor")
             }
         }

@@ -721,27 +721,44 @@ impl Node {
         self.ask(|reply| Command::LocalGet { key, reply }).await
     }
 
-    /// A page of this node's own records (tombstones and expired values
-    /// included) whose key ids lie in the ring interval `(start, end]` (the
-    /// whole ring if `start == end`), in key-id order after `after` (the
-    /// last record of the previous page), at most `limit`: what `chordal
-    /// backup` reads, range by range from each range's owner. Read from the
-    /// store directly, on a blocking thread: it does not hold up the node.
-    pub async fn local_records(
+    /// This node's own records (tombstones and expired values included)
+    /// whose key ids lie in the ring interval `(start, end]` (the whole
+    /// ring if `start == end`), after `after`, in key-id order, as one
+    /// moment saw them ([`chordal_store::Store::scan_snapshot`]): what
+    /// `chordal backup` reads, range by range from each range's owner.
+    /// The records come in pages of at most `page_records` records or
+    /// `page_bytes` bytes of keys and values; the channel holds two pages,
+    /// so a slow reader slows the scan, and dropping the receiver ends it.
+    /// The read runs on a blocking thread: it does not hold up the node.
+    pub fn stream_records(
         &self,
-        start: Id,
-        end: Id,
+        (start, end): (Id, Id),
         after: Option<(Id, Vec<u8>)>,
-        limit: usize,
-    ) -> Result<Vec<chordal_core::Record>, Error> {
+        (page_records, page_bytes): (usize, usize),
+    ) -> mpsc::Receiver<Result<Vec<chordal_core::Record>, Error>> {
+        let (tx, rx) = mpsc::channel(2);
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || {
             let resume = after.as_ref().map(|(id, key)| (id, key.as_slice()));
-            store.scan(&start, &end, resume, limit)
-        })
-        .await
-        .map_err(|_| Error::Stopped)?
-        .map_err(|e| Error::Storage(e.to_string()))
+            let (mut page, mut bytes) = (Vec::new(), 0usize);
+            let mut open = true;
+            let scanned = store.scan_snapshot(&start, &end, resume, &mut |r| {
+                bytes += r.key.len() + r.value.as_ref().map_or(0, Vec::len);
+                page.push(r);
+                if page.len() >= page_records.max(1) || bytes >= page_bytes {
+                    bytes = 0;
+                    open = tx.blocking_send(Ok(std::mem::take(&mut page))).is_ok();
+                }
+                open
+            });
+            let last = match scanned {
+                Ok(()) if page.is_empty() => return,
+                Ok(()) => Ok(page),
+                Err(e) => Err(Error::Storage(e.to_string())),
+            };
+            let _ = tx.blocking_send(last);
+        });
+        rx
     }
 
     /// A snapshot of our routing state and counters.

@@ -92,6 +92,37 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Record>, StoreError>;
 
+    /// Every record of `(start, end]` after `resume`, in key-id order, as
+    /// one moment saw them, handed to `each` one at a time until it answers
+    /// `false`: what a backup reads, a range consistent in itself. Call it
+    /// on a blocking thread; `each` may block (a bounded channel to a slow
+    /// reader). The default pages with [`Store::scan`], so only each page
+    /// of 256 is one moment's; the stores override it (redb: one read
+    /// transaction; memory: the range copied under its lock).
+    fn scan_snapshot(
+        &self,
+        start: &Id,
+        end: &Id,
+        resume: Option<(&Id, &[u8])>,
+        each: &mut dyn FnMut(Record) -> bool,
+    ) -> Result<(), StoreError> {
+        let mut after: Option<(Id, Vec<u8>)> = resume.map(|(id, key)| (*id, key.to_vec()));
+        loop {
+            let from = after.as_ref().map(|(id, key)| (id, key.as_slice()));
+            let page = self.scan(start, end, from, 256)?;
+            let full = page.len() == 256;
+            for r in page {
+                after = Some((r.key_id, r.key.clone()));
+                if !each(r) {
+                    return Ok(());
+                }
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
     /// Like [`Store::scan`], without the values: what summaries and sweeps
     /// need. Stores override it to avoid reading values at all.
     fn scan_versions(

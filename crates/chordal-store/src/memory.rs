@@ -114,6 +114,23 @@ impl Store for MemoryStore {
         Ok(self.scan_map(start, end, resume, limit, KeyVersion::of))
     }
 
+    /// The range is copied under the lock (one moment's, at the cost of
+    /// its size in memory while the reader takes it), then handed out.
+    fn scan_snapshot(
+        &self,
+        start: &Id,
+        end: &Id,
+        resume: Option<(&Id, &[u8])>,
+        each: &mut dyn FnMut(Record) -> bool,
+    ) -> Result<(), StoreError> {
+        for r in self.scan_map(start, end, resume, usize::MAX, Record::clone) {
+            if !each(r) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn fine_digests(&self, first: usize, count: usize) -> Option<Vec<(usize, FineDigest)>> {
         Some(self.digests.range(first, count))
     }

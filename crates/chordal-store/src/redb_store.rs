@@ -219,9 +219,29 @@ impl RedbStore {
         limit: usize,
         decode: impl Fn(&[u8], &[u8]) -> Option<T>,
     ) -> Result<Vec<T>, StoreError> {
+        let mut out = Vec::new();
+        self.visit(start, end, resume, |id, k, v| {
+            if out.len() >= limit {
+                return Ok(false);
+            }
+            out.push(decode(k, v).ok_or(StoreError::Corrupt(id))?);
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `f` with each entry of `(start, end]` after `resume`, in
+    /// key-id order, all read in one transaction (one snapshot of the
+    /// database), until `f` answers `false`.
+    fn visit(
+        &self,
+        start: &Id,
+        end: &Id,
+        resume: Option<(&Id, &[u8])>,
+        mut f: impl FnMut(Id, &[u8], &[u8]) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
         let txn = self.shared.db()?.begin_read().map_err(db_err)?;
         let table = txn.open_table(RECORDS).map_err(db_err)?;
-        let mut out = Vec::new();
         for (lo, hi, resume) in scan_parts(start, end, resume) {
             let lower = match resume {
                 Some((id, key)) => table_key(id, key),
@@ -230,9 +250,6 @@ impl RedbStore {
             let skip_first = resume.is_some();
             let iter = table.range::<&[u8]>(lower.as_slice()..).map_err(db_err)?;
             for (i, entry) in iter.enumerate() {
-                if out.len() >= limit {
-                    return Ok(out);
-                }
                 let (k, v) = entry.map_err(db_err)?;
                 let (k, v) = (k.value(), v.value());
                 if i == 0 && skip_first && k == lower.as_slice() {
@@ -244,10 +261,12 @@ impl RedbStore {
                 if id > hi {
                     break;
                 }
-                out.push(decode(k, v).ok_or(StoreError::Corrupt(id))?);
+                if !f(id, k, v)? {
+                    return Ok(());
+                }
             }
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -602,6 +621,20 @@ impl Store for RedbStore {
         limit: usize,
     ) -> Result<Vec<KeyVersion>, StoreError> {
         self.scan_map(start, end, resume, limit, key_version)
+    }
+
+    /// One read transaction for the whole range: redb keeps that snapshot
+    /// (and the pages it needs) until the scan ends.
+    fn scan_snapshot(
+        &self,
+        start: &Id,
+        end: &Id,
+        resume: Option<(&Id, &[u8])>,
+        each: &mut dyn FnMut(Record) -> bool,
+    ) -> Result<(), StoreError> {
+        self.visit(start, end, resume, |id, k, v| {
+            Ok(each(decode(k, v).ok_or(StoreError::Corrupt(id))?))
+        })
     }
 
     fn fine_digests(&self, first: usize, count: usize) -> Option<Vec<(usize, FineDigest)>> {
