@@ -319,20 +319,18 @@ pub fn check(cli: Command, path: &Path) -> Result<(String, ArgMatches)> {
             .get_raw(id)
             .map(|vs| vs.map(|v| v.to_string_lossy().into_owned()).collect())
             .unwrap_or_default();
-        let source = match sub.value_source(id) {
-            _ if used.iter().any(|s| s.id == id) => {
-                let s = used.iter().find(|s| s.id == id).expect("found");
-                format!("file, line {}", s.line)
-            }
-            Some(ValueSource::EnvVariable) => format!(
+        let from_file = used.iter().find(|s| s.id == id);
+        let source = match (from_file, sub.value_source(id)) {
+            (Some(s), _) => format!("file, line {}", s.line),
+            (None, Some(ValueSource::EnvVariable)) => format!(
                 "env {}",
                 arg.get_env()
                     .map(|e| e.to_string_lossy().into_owned())
                     .unwrap_or_default()
             ),
-            Some(ValueSource::DefaultValue) => "default".into(),
-            Some(_) => "flag".into(),
-            None => {
+            (None, Some(ValueSource::DefaultValue)) => "default".into(),
+            (None, Some(_)) => "flag".into(),
+            (None, None) => {
                 out.push_str(&format!("# {key} (not set)\n"));
                 continue;
             }

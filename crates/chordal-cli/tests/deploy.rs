@@ -7,7 +7,6 @@ mod common;
 
 use common::*;
 use std::collections::BTreeSet;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -263,14 +262,6 @@ fn the_dockerfile_compose_file_and_systemd_unit_name_only_what_the_binary_has() 
     );
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The entry point as the StatefulSet runs it: `sh entrypoint.sh ARGS`
 /// with the pod's variables and `chordal` on the PATH.
 fn pod(name: &str, ports: (u16, u16), data: &Path, seeds: &str, seed_api: &str) -> NodeProc {
@@ -319,15 +310,19 @@ fn the_entrypoint_starts_and_restarts_a_ring_as_the_statefulset_does() {
     let seeds = seeds.join(",");
     let seed_api = format!("127.0.0.1:{}", ports[1].1);
     let data = |i: usize| dir.path().join(format!("chordal-{i}"));
-    let mut pods: Vec<NodeProc> = Vec::new();
-    for (i, p) in ports.iter().enumerate() {
-        pods.push(pod(
+    let start = |i: usize| {
+        pod(
             &format!("chordal-{i}"),
-            *p,
+            ports[i],
             &data(i),
             &seeds,
             &seed_api,
-        ));
+        )
+    };
+    // Up in order, as OrderedReady starts them.
+    let start_all = || (0..ports.len()).map(start).collect::<Vec<NodeProc>>();
+    let mut pods = start_all();
+    for (i, p) in ports.iter().enumerate() {
         // It listens on every address and advertises the pod's.
         assert_eq!(pods[i].addr.to_string(), format!("127.0.0.1:{}", p.0));
         assert_eq!(pods[i].api.to_string(), format!("127.0.0.1:{}", p.1));
@@ -342,7 +337,7 @@ fn the_entrypoint_starts_and_restarts_a_ring_as_the_statefulset_does() {
     // chordal-0 restarts on its volume while the others run: it joins
     // them (a member answers at the seeds) instead of creating a ring.
     assert!(pods[0].terminate().success());
-    pods[0] = pod("chordal-0", ports[0], &data(0), &seeds, &seed_api);
+    pods[0] = start(0);
     let all: Vec<&NodeProc> = pods.iter().collect();
     eventually(Duration::from_secs(30), || successor_lists_correct(&all, 2))
         .expect("chordal-0 did not rejoin the ring");
@@ -353,15 +348,7 @@ fn the_entrypoint_starts_and_restarts_a_ring_as_the_statefulset_does() {
         assert!(p.terminate().success());
     }
     pods.clear();
-    for (i, p) in ports.iter().enumerate() {
-        pods.push(pod(
-            &format!("chordal-{i}"),
-            *p,
-            &data(i),
-            &seeds,
-            &seed_api,
-        ));
-    }
+    let pods = start_all();
     let all: Vec<&NodeProc> = pods.iter().collect();
     eventually(Duration::from_secs(30), || successor_lists_correct(&all, 2))
         .expect("the ring did not come back after a full stop");

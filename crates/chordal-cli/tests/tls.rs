@@ -44,15 +44,6 @@ fn issue(root: &Path, ca: &str, name: &str, role: &str) -> (PathBuf, String) {
     (out, v["id"].as_str().unwrap().to_string())
 }
 
-/// A free loopback port (bound, then released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A TLS member whose API (HTTPS) is also the `https` service it
 /// declares, so a gateway has something to route to.
 fn tls_member(dir: &Path, join: Option<std::net::SocketAddr>) -> NodeProc {

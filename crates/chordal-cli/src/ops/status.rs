@@ -55,23 +55,14 @@ pub async fn status(target: &Target) -> Result<()> {
     .await;
     let under: f64 = processes.iter().filter_map(|p| p.under_replicated).sum();
     let healthy = processes.iter().filter(|p| p.health == "ok").count();
-    let mut versions: Vec<String> = processes
-        .iter()
-        .filter_map(|p| p.node.as_ref())
-        .map(|n| {
-            format!(
-                "{} (protocol {}-{})",
-                n.version, n.protocol[0], n.protocol[1]
-            )
-        })
-        .collect();
-    versions.sort();
-    let mut tally: Vec<(String, usize)> = Vec::new();
-    for v in versions {
-        match tally.iter_mut().find(|(x, _)| *x == v) {
-            Some((_, n)) => *n += 1,
-            None => tally.push((v, 1)),
-        }
+    // Processes per release, in release order.
+    let mut tally: std::collections::BTreeMap<String, usize> = Default::default();
+    for n in processes.iter().filter_map(|p| p.node.as_ref()) {
+        let release = format!(
+            "{} (protocol {}-{})",
+            n.version, n.protocol[0], n.protocol[1]
+        );
+        *tally.entry(release).or_default() += 1;
     }
     let estimate = processes
         .iter()

@@ -12,6 +12,16 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_chordal");
 
+/// A loopback port nothing listens on right now (bound, then released):
+/// for processes that must be told their port before they start.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A `chordal node` process; killed (SIGKILL) when dropped.
 pub struct NodeProc {
     pub child: Child,
