@@ -79,6 +79,18 @@ fn real_processes_form_heal_and_leave() {
                     Some(Id::hash(key.as_bytes()).to_hex().as_str())
                 );
                 assert_eq!(v["replicas"].as_array().unwrap().len(), 2);
+                // Each node shown carries the API address of its process.
+                let shown = std::iter::once(&v["owner"]).chain(v["replicas"].as_array().unwrap());
+                for shown in shown {
+                    let id = shown["id"].as_str().unwrap();
+                    let proc = nodes.iter().find(|n| n.id.to_hex() == id).unwrap();
+                    assert_eq!(shown["addr"].as_str(), Some(proc.addr.to_string().as_str()));
+                    assert_eq!(
+                        shown["api"].as_str(),
+                        Some(proc.api.to_string().as_str()),
+                        "{mode} {key} from {i}: {shown}"
+                    );
+                }
             }
         }
     }

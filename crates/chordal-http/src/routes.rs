@@ -365,15 +365,23 @@ async fn locate(
         }
     };
     let key_id = Id::hash(key.as_bytes());
-    let r = s.node.lookup(key_id, mode).await?;
+    // The answer and the API addresses of the nodes it names in one trip
+    // to the driver.
+    let located = s.node.lookup_with_infos(key_id, mode).await?;
+    let r = located.result;
     let replicas = replica_set(&r.owner, &r.successors, s.node.replicas());
-    let mut addrs: Vec<SocketAddr> = vec![r.owner.addr];
-    addrs.extend(replicas.iter().map(|n| n.addr));
-    let mut known = apis(&s.node, addrs.clone()).await;
+    let mut known: HashMap<SocketAddr, String> = located
+        .infos
+        .into_iter()
+        .filter_map(|(a, info)| Some((a, info.api?.to_string())))
+        .collect();
     if !known.contains_key(&r.owner.addr) {
         // Not connected to the owner yet: a neighbour query opens a
         // connection, whose handshake tells its API address.
         let _ = s.node.neighbors_of(r.owner).await;
+        let mut addrs: Vec<SocketAddr> = vec![r.owner.addr];
+        addrs.extend(replicas.iter().map(|n| n.addr));
+        addrs.extend(r.path.iter().map(|n| n.addr));
         known = apis(&s.node, addrs).await;
     }
     Ok(Json(LocateJson {

@@ -39,7 +39,9 @@ pub enum Command {
     Lookup {
         key: chordal_core::Id,
         mode: LookupMode,
-        reply: oneshot::Sender<Result<LookupResult, LookupError>>,
+        /// The answer with what each node it names declared, so that a
+        /// locate needs one trip to the driver.
+        reply: oneshot::Sender<Result<crate::Located, LookupError>>,
     },
     QueryNeighbors {
         node: chordal_core::NodeRef,
@@ -167,7 +169,13 @@ pub struct Driver {
     readers: SelectAll<BoxStream<'static, ReadItem>>,
     /// API addresses of peers, from their Hellos.
     peers: HashMap<SocketAddr, crate::PeerInfo>,
-    lookups: HashMap<LookupId, (oneshot::Sender<Result<LookupResult, LookupError>>, Instant)>,
+    lookups: HashMap<
+        LookupId,
+        (
+            oneshot::Sender<Result<crate::Located, LookupError>>,
+            Instant,
+        ),
+    >,
     queries: HashMap<QueryId, oneshot::Sender<Option<Neighbors>>>,
     /// Waiting for every virtual node to join (or one to fail).
     join_waiter: Option<oneshot::Sender<Result<(), ()>>>,
@@ -387,17 +395,8 @@ impl Driver {
                 let _ = reply.send(self.store.get(&id, &key).ok().flatten());
             }
             Command::PeerInfo { addrs, reply } => {
-                let info = |addr: SocketAddr| {
-                    if addr == self.core.addr() {
-                        crate::PeerInfo {
-                            api: self.settings.api,
-                            service: self.settings.service.clone(),
-                        }
-                    } else {
-                        self.peers.get(&addr).cloned().unwrap_or_default()
-                    }
-                };
-                let _ = reply.send(addrs.into_iter().map(info).collect());
+                let infos = addrs.into_iter().map(|a| self.peer_info(a)).collect();
+                let _ = reply.send(infos);
             }
             Command::KvMany { ops } => {
                 for (op, reply) in ops {
@@ -741,12 +740,35 @@ impl Driver {
         }
     }
 
+    /// What the process at peer address `addr` declared (this process's
+    /// own settings for its own address).
+    fn peer_info(&self, addr: SocketAddr) -> crate::PeerInfo {
+        if addr == self.core.addr() {
+            crate::PeerInfo {
+                api: self.settings.api,
+                service: self.settings.service.clone(),
+            }
+        } else {
+            self.peers.get(&addr).cloned().unwrap_or_default()
+        }
+    }
+
+    /// A lookup's result with the declarations of the owner, its
+    /// successors and the path.
+    fn located(&self, result: LookupResult) -> crate::Located {
+        let named = std::iter::once(&result.owner)
+            .chain(&result.successors)
+            .chain(&result.path);
+        let infos = named.map(|n| (n.addr, self.peer_info(n.addr))).collect();
+        crate::Located { result, infos }
+    }
+
     fn event(&mut self, event: Event) {
         match &event {
             Event::LookupDone { lookup, result } => {
                 if let Some((reply, started)) = self.lookups.remove(lookup) {
                     self.metrics.lookup(started.elapsed());
-                    let _ = reply.send(result.clone());
+                    let _ = reply.send(result.clone().map(|r| self.located(r)));
                 }
             }
             Event::OpDone { op, result } => {

@@ -114,6 +114,7 @@ pub use topics::{Publication, Subscription};
 use chordal_core::{Event, Outcome};
 use chordal_store::Store;
 use driver::{Command, Driver, DriverSettings, KeyOp};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -284,6 +285,16 @@ pub struct PeerInfo {
     pub api: Option<SocketAddr>,
     /// The service beside it (`--service`).
     pub service: Option<String>,
+}
+
+/// A lookup's answer with what the processes it names declared
+/// ([`Node::lookup_with_infos`]).
+#[derive(Clone, Debug)]
+pub struct Located {
+    /// The lookup's answer.
+    pub result: LookupResult,
+    /// By peer address: the owner's, its successors' and the path's.
+    pub infos: HashMap<SocketAddr, PeerInfo>,
 }
 
 /// Handle to a running node. Cheap to clone; the node leaves the ring when
@@ -560,6 +571,13 @@ impl Node {
     ///
     /// Fails with `Error::Op(OpError::Lookup(_))` or `Error::Stopped`.
     pub async fn lookup(&self, key: Id, mode: LookupMode) -> Result<LookupResult, Error> {
+        Ok(self.lookup_with_infos(key, mode).await?.result)
+    }
+
+    /// [`Node::lookup`] together with what each node of the answer (owner,
+    /// successors, path) declared, in one trip to the driver: what a
+    /// locate shows a user.
+    pub async fn lookup_with_infos(&self, key: Id, mode: LookupMode) -> Result<Located, Error> {
         Ok(self
             .ask(|reply| Command::Lookup { key, mode, reply })
             .await??)
