@@ -130,6 +130,19 @@ pub async fn send_with(
     if let Some(body) = body {
         req = req.body(body);
     }
+    checked(req, target, false).await
+}
+
+/// Sends `req` to `target`'s node and returns its answer if it succeeded.
+/// Transport errors and timeouts are `Unreachable`; an error answer
+/// becomes the node's message (404 a plain failure, 503/504 unreachable),
+/// after the node's address when `name_node` (a command that asks many
+/// nodes).
+pub async fn checked(
+    req: reqwest::RequestBuilder,
+    target: &Target,
+    name_node: bool,
+) -> Result<reqwest::Response> {
     let resp = req
         .send()
         .await
@@ -148,6 +161,9 @@ pub async fn send_with(
             Some(v) => msg = format!("{msg} (current version {v})"),
             None => msg = format!("{msg} (the key has no value)"),
         }
+    }
+    if name_node {
+        msg = format!("node {}: {msg}", target.node);
     }
     Err(match status.as_u16() {
         503 | 504 => CliError::Unreachable(msg),

@@ -79,6 +79,23 @@ fn check_command(words: &[String], where_: &str) {
     }
 }
 
+/// `chordal config check FILE`, which must accept the file: the
+/// effective settings it prints.
+fn config_check(file: &Path) -> String {
+    let out = Command::new(BIN)
+        .args(["config", "check"])
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 fn strings(y: &Yaml) -> Vec<String> {
     y.as_vec()
         .map(|v| {
@@ -165,17 +182,7 @@ fn the_kubernetes_manifests_name_only_what_the_binary_has() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("chordal.toml");
     std::fs::write(&file, &config).unwrap();
-    let out = Command::new(BIN)
-        .args(["config", "check"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let checked = String::from_utf8_lossy(&out.stdout);
+    let checked = config_check(&file);
     let drain: u64 = checked
         .lines()
         .find_map(|l| l.strip_prefix("drain_timeout = "))
@@ -250,16 +257,7 @@ fn the_dockerfile_compose_file_and_systemd_unit_name_only_what_the_binary_has() 
             "the unit sets {name}, which chordal does not read"
         );
     }
-    let out = Command::new(BIN)
-        .args(["config", "check"])
-        .arg(deploy("systemd/chordal.toml"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    config_check(&deploy("systemd/chordal.toml"));
 }
 
 /// The entry point as the StatefulSet runs it: `sh entrypoint.sh ARGS`

@@ -350,6 +350,7 @@ pub trait KeyValue: Sync {
 /// `Ok(true)` once it is durable on the write quorum (also when the ring
 /// held exactly that version), `Ok(false)` when the ring keeps a newer
 /// version (nothing is written).
+///
 /// What `chordal restore` calls for each record of a backup file. Fails
 /// as [`KeyValue::put`] does.
 pub async fn restore<K: KeyValue + ?Sized>(kv: &K, record: Record) -> Result<bool, Error> {

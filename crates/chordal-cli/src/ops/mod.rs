@@ -17,7 +17,6 @@ use crate::{CliError, Target};
 use anyhow::Result;
 use chordal_http::RingJson;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 use std::time::Duration;
 
 /// The backup format's version, in every file's header.
@@ -64,8 +63,9 @@ impl Session {
         t
     }
 
-    /// Sends a request to `node`'s API; an error answer becomes its message
-    /// (503/504 and transport errors count as unreachable).
+    /// Sends a request to `node`'s API on this session's client; an error
+    /// answer becomes its message after the node's address
+    /// ([`crate::client::checked`]).
     pub(super) async fn send(
         &self,
         node: &Target,
@@ -82,25 +82,7 @@ impl Session {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body);
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| CliError::Unreachable(format!("node {} unreachable: {e}", node.node)))?;
-        let status = resp.status();
-        if status.is_success() {
-            return Ok(resp);
-        }
-        let body: Value = resp.json().await.unwrap_or_default();
-        let msg = format!(
-            "node {}: {}",
-            node.node,
-            body["error"].as_str().unwrap_or("unknown error")
-        );
-        Err(match status.as_u16() {
-            503 | 504 => CliError::Unreachable(msg),
-            _ => CliError::Failed(msg),
-        }
-        .into())
+        crate::client::checked(req, node, true).await
     }
 
     pub(super) async fn get<T: DeserializeOwned>(&self, node: &Target, path: &str) -> Result<T> {
