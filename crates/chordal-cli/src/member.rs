@@ -3,6 +3,7 @@
 use anyhow::{Context, Result, bail};
 use chordal_core::Id;
 use chordal_http::ApiConfig;
+use chordal_node::accept::ConnLimits;
 use chordal_node::{Node, NodeBuilder};
 use clap::Args;
 use std::net::{IpAddr, SocketAddr};
@@ -53,9 +54,40 @@ pub struct NodeArgs {
     /// client reaches the ring's data through this node.
     #[arg(long, env = "CHORDAL_RESP", value_name = "HOST:PORT")]
     resp: Option<SocketAddr>,
-    /// Serve the VoidPhone DHT API (messages 650-653) here.
+    /// Serve the Redis protocol over TLS with the node's certificate
+    /// (needs --tls-dir). Implied by --api-tls, so that AUTH's tokens never
+    /// cross the network in clear when the API's do not.
+    #[arg(long, env = "CHORDAL_RESP_TLS", requires = "tls_dir")]
+    resp_tls: bool,
+    /// Serve the VoidPhone DHT API (messages 650-653) here. It has no
+    /// authentication: with --api-tokens it also needs --dht-api-insecure.
     #[arg(long, env = "CHORDAL_DHT_API", value_name = "HOST:PORT")]
     dht_api: Option<SocketAddr>,
+    /// Serve --dht-api although the API demands tokens: anyone who reaches
+    /// the DHT API's port reads and writes keys of 32 bytes without one.
+    #[arg(long, env = "CHORDAL_DHT_API_INSECURE")]
+    dht_api_insecure: bool,
+    /// Client connections each front end (HTTP, RESP, DHT API) serves at
+    /// once; more are refused at once. Default 4096 for HTTP, 1024 for
+    /// the others.
+    #[arg(long, env = "CHORDAL_MAX_CLIENT_CONNECTIONS", value_name = "N")]
+    max_client_connections: Option<usize>,
+    /// Client connections one source address may hold on each front end;
+    /// more are refused at once. Default 256 for HTTP, 128 for the others.
+    #[arg(long, env = "CHORDAL_MAX_CONNECTIONS_PER_SOURCE", value_name = "N")]
+    max_connections_per_source: Option<usize>,
+    /// Seconds a RESP or DHT API connection may stay silent between
+    /// commands before it is closed (0: never).
+    #[arg(long, env = "CHORDAL_CLIENT_IDLE_TIMEOUT", default_value_t = 300)]
+    client_idle_timeout: u64,
+    /// Seconds a client has to finish its TLS handshake (HTTPS, RESP over
+    /// TLS) and, on RESP with tokens, its AUTH.
+    #[arg(long, env = "CHORDAL_CLIENT_AUTH_TIMEOUT", default_value_t = 10)]
+    client_auth_timeout: u64,
+    /// Seconds an HTTP request's header may take to arrive; also how long
+    /// a kept-alive HTTP connection may sit idle.
+    #[arg(long, env = "CHORDAL_HTTP_HEADER_TIMEOUT", default_value_t = 30)]
+    http_header_timeout: u64,
     /// Read settings from FILE, below flags and CHORDAL_* variables: TOML
     /// with the long flag names as keys (`join` a list), or a VoidPhone
     /// .ini file's `[dht]` section (p2p_address, api_address,
@@ -85,9 +117,31 @@ pub struct NodeArgs {
 
 impl NodeArgs {
     /// Checks the settings a node cannot run with (counts of zero, a write
-    /// quorum above R), before anything starts.
+    /// quorum above R, a front end that would be open beside secured
+    /// ones), before anything starts.
     pub fn validate(&self) -> Result<()> {
+        if self.dht_api.is_some() && self.api_tokens.is_some() && !self.dht_api_insecure {
+            bail!(
+                "--dht-api has no authentication, so it would serve anonymously the keys \
+                 that --api-tokens protects: add --dht-api-insecure to serve it anyway"
+            );
+        }
+        if self.max_client_connections == Some(0) || self.max_connections_per_source == Some(0) {
+            bail!("--max-client-connections and --max-connections-per-source must be at least 1");
+        }
         self.ring.validate()
+    }
+
+    /// `defaults` with the connection bounds the flags set.
+    fn conn_limits(&self, defaults: ConnLimits) -> ConnLimits {
+        ConnLimits {
+            max_connections: self
+                .max_client_connections
+                .unwrap_or(defaults.max_connections),
+            max_per_source: self
+                .max_connections_per_source
+                .unwrap_or(defaults.max_per_source),
+        }
     }
 }
 
@@ -292,18 +346,16 @@ impl Member {
         })
     }
 
-    /// Also serves the Redis protocol on `addr`, with the API's tokens.
+    /// Also serves the Redis protocol on `addr`.
     pub async fn serve_resp(
         &mut self,
         addr: SocketAddr,
-        tokens: Option<std::sync::Arc<chordal_http::Tokens>>,
+        config: chordal_resp::RespConfig,
     ) -> Result<()> {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot bind the RESP address {addr}"))?;
         self.resp = Some(listener.local_addr()?);
-        let mut config = chordal_resp::RespConfig::default();
-        config.tokens = tokens;
         let stop = self.stop_servers.clone();
         self.servers.push(tokio::spawn(chordal_resp::serve(
             listener,
@@ -315,7 +367,11 @@ impl Member {
     }
 
     /// Also serves the VoidPhone DHT API on `addr`.
-    pub async fn serve_dht_api(&mut self, addr: SocketAddr) -> Result<()> {
+    pub async fn serve_dht_api(
+        &mut self,
+        addr: SocketAddr,
+        config: chordal_dhtapi::DhtApiConfig,
+    ) -> Result<()> {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot bind the DHT API address {addr}"))?;
@@ -324,7 +380,7 @@ impl Member {
         self.servers.push(tokio::spawn(chordal_dhtapi::serve(
             listener,
             self.node.clone(),
-            chordal_dhtapi::DhtApiConfig::default(),
+            config,
             async move { stop.cancelled().await },
         )));
         Ok(())
@@ -371,18 +427,35 @@ pub async fn run_node(args: NodeArgs) -> Result<()> {
         config = config.tls_dir(dir.clone());
     }
     let mut api = ApiConfig::default();
-    if args.api_tls {
+    api.limits = args.conn_limits(api.limits);
+    api.timeouts.handshake = Duration::from_secs(args.client_auth_timeout.max(1));
+    api.timeouts.header_read = Duration::from_secs(args.http_header_timeout.max(1));
+    // RESP is TLS whenever the API is: its AUTH carries the same tokens.
+    let mut resp_tls = None;
+    if args.api_tls || args.resp_tls {
         let dir = args
             .tls_dir
             .as_deref()
-            .expect("clap: --api-tls requires --tls-dir");
+            .expect("clap: --api-tls and --resp-tls require --tls-dir");
         let files = chordal_tls::TlsFiles::load(dir).context("cannot use the TLS files")?;
-        api.tls = Some(
-            files
-                .api_server_config()
-                .context("cannot build the HTTPS configuration")?,
+        let https = files
+            .api_server_config()
+            .context("cannot build the HTTPS configuration")?;
+        // Redis clients offer no ALPN, or not HTTP's.
+        let mut resp = (*https).clone();
+        resp.alpn_protocols.clear();
+        resp_tls = Some(std::sync::Arc::new(resp));
+        if args.api_tls {
+            api.tls = Some(https);
+        }
+    }
+    if args.api_tls && args.api_tokens.is_none() {
+        tracing::warn!(
+            "--api-tls without --api-tokens: the API is encrypted but open, so anyone who \
+             reaches {} can read, write and delete (add --api-tokens)",
+            args.api
         );
-    } else if !args.api.ip().is_loopback() && args.api_tokens.is_none() {
+    } else if !args.api_tls && !args.api.ip().is_loopback() && args.api_tokens.is_none() {
         tracing::warn!(
             "the HTTP API on {} is reachable beyond this host with neither TLS nor tokens: \
              anyone who reaches it can read, write and delete (use --api-tls and --api-tokens)",
@@ -415,6 +488,7 @@ pub async fn run_node(args: NodeArgs) -> Result<()> {
     api.leave = Some(leave.clone());
     let tokens = api.tokens.clone();
     let mut member = Member::start(config, args.api, announce, api).await?;
+    let idle = Duration::from_secs(args.client_idle_timeout);
     if let Some(addr) = args.resp {
         if !addr.ip().is_loopback() && tokens.is_none() {
             tracing::warn!(
@@ -422,16 +496,32 @@ pub async fn run_node(args: NodeArgs) -> Result<()> {
                  anyone who reaches it can read, write and delete (use --api-tokens)"
             );
         }
-        member.serve_resp(addr, tokens).await?;
+        let mut resp = chordal_resp::RespConfig::default();
+        resp.tokens = tokens;
+        resp.tls = resp_tls;
+        resp.limits = args.conn_limits(resp.limits);
+        resp.idle_timeout = idle;
+        resp.auth_timeout = Duration::from_secs(args.client_auth_timeout.max(1));
+        member.serve_resp(addr, resp).await?;
     }
     if let Some(addr) = args.dht_api {
-        // The VoidPhone API has no authentication: a warning beyond loopback.
-        if !addr.ip().is_loopback() {
+        // The VoidPhone API has no authentication: a warning beyond
+        // loopback, and no start beside tokens without --dht-api-insecure
+        // (validate).
+        if !addr.ip().is_loopback() || args.dht_api_insecure {
             tracing::warn!(
-                "the DHT API on {addr} is reachable beyond this host and has no authentication"
+                "the DHT API on {addr} has no authentication: whoever reaches it reads and \
+                 writes keys of 32 bytes"
             );
         }
-        member.serve_dht_api(addr).await?;
+        let mut dht = chordal_dhtapi::DhtApiConfig::default();
+        dht.limits = args.conn_limits(dht.limits);
+        if !idle.is_zero() {
+            dht.idle_timeout = idle;
+        } else {
+            dht.idle_timeout = Duration::from_secs(u64::from(u32::MAX));
+        }
+        member.serve_dht_api(addr, dht).await?;
     }
     println!("{}", member.address_line());
     tokio::select! {

@@ -10,6 +10,13 @@
 //! malformed message closes its connection (counted in
 //! `chordal_errors_total{kind="dht_api_malformed"}`) while the node goes on.
 //!
+//! It has no authentication of its own: a node whose HTTP API demands
+//! tokens refuses to serve it unless told `--dht-api-insecure`
+//! (docs/security.md). Connections are bounded per listener and per
+//! source address; one that starts no message for
+//! [`DhtApiConfig::idle_timeout`], or takes longer than
+//! [`DhtApiConfig::message_timeout`] to send one, is closed.
+//!
 //! Keys are Chordal keys of exactly 32 bytes — the same data as the HTTP
 //! API's `/v1/kv/{key}` for such keys. A PUT's ttl (seconds) expires the
 //! value (0: never); its replication is a hint: the ring keeps its `R`
@@ -20,6 +27,7 @@
 pub mod message;
 
 use chordal_core::{Expiry, PutOptions};
+use chordal_node::accept::{ConnLimits, Gate};
 use chordal_node::{KeyValue, Node};
 use message::{HEADER_LEN, Request};
 use std::future::Future;
@@ -29,24 +37,33 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::time::timeout;
 use tracing::debug;
 
 /// Settings of the DHT API endpoint.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct DhtApiConfig {
-    /// Connections served at once; more wait to be accepted.
-    pub max_connections: usize,
+    /// Connections served at once, in all and from one address; more are
+    /// closed at once.
+    pub limits: ConnLimits,
     /// Requests of one connection being served at once; the connection
     /// is not read further until one finishes.
     pub max_in_flight: usize,
+    /// A connection that starts no message for this long (and has no
+    /// request running) is closed.
+    pub idle_timeout: Duration,
+    /// A message must arrive whole within this long of its first byte.
+    pub message_timeout: Duration,
 }
 
 impl Default for DhtApiConfig {
     fn default() -> Self {
         DhtApiConfig {
-            max_connections: 1024,
+            limits: ConnLimits::default(),
             max_in_flight: 64,
+            idle_timeout: Duration::from_secs(300),
+            message_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -58,8 +75,11 @@ pub async fn serve(
     config: DhtApiConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let max = config.max_connections;
-    chordal_node::accept::serve_connections(listener, max, shutdown, move |socket| {
+    let gate = Gate::new(config.limits);
+    node.wire_stats().add_listener("dht_api", gate.clone());
+    // The protocol has no message for "too busy": a refused module sees
+    // its connection closed at once.
+    chordal_node::accept::serve_connections(listener, gate, b"", shutdown, move |socket, _| {
         connection(socket, node.clone(), config.clone())
     })
     .await
@@ -84,8 +104,24 @@ async fn connection(socket: TcpStream, node: Node, config: DhtApiConfig) {
     let mut puts: Vec<watch::Receiver<bool>> = Vec::new();
     loop {
         let mut head = [0u8; HEADER_LEN];
-        if read.read_exact(&mut head).await.is_err() {
-            break;
+        // Requests finish within the node's timeouts (seconds), far
+        // below the idle timeout: an answer still on its way is not lost.
+        match timeout(config.idle_timeout, read.read_u8()).await {
+            Ok(Ok(first)) => head[0] = first,
+            Ok(Err(_)) => break,
+            Err(_) => {
+                timed_out(&node, "idle");
+                break;
+            }
+        }
+        let started = tokio::time::Instant::now() + config.message_timeout;
+        match tokio::time::timeout_at(started, read.read_exact(&mut head[1..])).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => break,
+            Err(_) => {
+                timed_out(&node, "header");
+                break;
+            }
         }
         let (size, kind) = match message::header(head) {
             Ok(h) => h,
@@ -95,10 +131,17 @@ async fn connection(socket: TcpStream, node: Node, config: DhtApiConfig) {
             }
         };
         let mut body = vec![0u8; size as usize - HEADER_LEN];
-        if read.read_exact(&mut body).await.is_err() {
-            // Truncated: the client went away mid-message.
-            malformed(&node, &"truncated message");
-            break;
+        match tokio::time::timeout_at(started, read.read_exact(&mut body)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => {
+                // Truncated: the client went away mid-message.
+                malformed(&node, &"truncated message");
+                break;
+            }
+            Err(_) => {
+                timed_out(&node, "body");
+                break;
+            }
         }
         let request = match message::request(kind, &body) {
             Ok(r) => r,
@@ -139,6 +182,13 @@ async fn connection(socket: TcpStream, node: Node, config: DhtApiConfig) {
     // Answers of requests still running go out before the writer ends.
     drop(answers);
     let _ = writer.await;
+}
+
+fn timed_out(node: &Node, waiting_for: &str) {
+    node.wire_stats()
+        .client_timeouts
+        .fetch_add(1, Ordering::Relaxed);
+    debug!(waiting_for, "DHT API connection timed out");
 }
 
 fn malformed(node: &Node, why: &dyn std::fmt::Display) {

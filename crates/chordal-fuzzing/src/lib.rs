@@ -14,7 +14,9 @@ mod store_model;
 mod targets;
 
 pub use store_model::store_model;
-pub use targets::{dht_messages, frames, handshake, http_input, resp_requests, store_codec};
+pub use targets::{
+    dht_messages, frames, handshake, http_input, resp_requests, resp_split_reads, store_codec,
+};
 
 /// A target's entry point.
 pub type Target = fn(&[u8]);
@@ -27,5 +29,6 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("http_input", http_input),
     ("store_model", store_model),
     ("resp_requests", resp_requests),
+    ("resp_split_reads", resp_split_reads),
     ("dht_messages", dht_messages),
 ];

@@ -118,6 +118,64 @@ pub fn resp_requests(data: &[u8]) {
     }
 }
 
+/// Bytes from a Redis client, delivered in many reads of sizes the input
+/// chooses (its first byte seeds them): the commands decoded, and whether
+/// and where decoding stopped with an error, are those of the same bytes
+/// in one read; and the buffer never holds more than one request's limit
+/// (plus a header line and a read) while nothing has been decoded.
+pub fn resp_split_reads(data: &[u8]) {
+    use chordal_resp::codec::{Limits, MAX_HEADER_LINE, RespCodec};
+    let Some((&seed, input)) = data.split_first() else {
+        return;
+    };
+    let limits = if seed & 1 == 0 {
+        Limits::new(512, 4096)
+    } else {
+        Limits::before_auth()
+    };
+    let codec = || {
+        let mut c = RespCodec::new(0, 0);
+        c.limits = limits;
+        c
+    };
+    let decode = |pieces: &mut dyn Iterator<Item = &[u8]>| {
+        let mut codec = codec();
+        let mut buf = BytesMut::new();
+        let mut got = Vec::new();
+        for piece in pieces {
+            buf.extend_from_slice(piece);
+            loop {
+                match codec.decode(&mut buf) {
+                    Ok(Some(args)) => got.push(args),
+                    Ok(None) => break,
+                    Err(_) => return (got, true),
+                }
+            }
+            let bound = limits.max_request.max(limits.max_inline) + MAX_HEADER_LINE + piece.len();
+            assert!(buf.len() <= bound, "{} buffered, over {bound}", buf.len());
+        }
+        (got, false)
+    };
+    let whole = decode(&mut std::iter::once(input));
+    // Piece sizes 1..=16 from a small generator seeded by the first byte.
+    let mut state = u32::from(seed) | 1;
+    let mut rest = input;
+    let mut pieces = std::iter::from_fn(|| {
+        if rest.is_empty() {
+            return None;
+        }
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        let n = (state as usize % 16 + 1).min(rest.len());
+        let (piece, after) = rest.split_at(n);
+        rest = after;
+        Some(piece)
+    });
+    let split = decode(&mut pieces);
+    assert_eq!(split, whole, "split reads decode differently");
+}
+
 /// Bytes from a VoidPhone module: headers and bodies are refused or give
 /// a request that encodes back to the very bytes it came from.
 pub fn dht_messages(data: &[u8]) {

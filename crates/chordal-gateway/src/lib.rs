@@ -47,6 +47,8 @@ pub use view::{Member, RingView};
 
 use axum::Router;
 use axum::body::Body;
+use chordal_http::serve::HttpTimeouts;
+use chordal_node::accept::{ConnLimits, Gate};
 use chordal_node::{Client, ClientConfig, Error};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client as HttpClient;
@@ -226,13 +228,31 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new().fallback(proxy::forward).with_state(gateway)
 }
 
-/// Serves `gateway` on `listener` until `shutdown` completes.
+/// Client connections the gateway serves at once: in all, and from one
+/// address (a host that opens thousands of idle or slow connections takes
+/// only its share).
+pub const CONN_LIMITS: ConnLimits = ConnLimits {
+    max_connections: 4096,
+    max_per_source: 256,
+};
+
+/// Serves `gateway` on `listener` until `shutdown` completes, with the
+/// connection bounds of [`CONN_LIMITS`] and the node API's timeouts (a
+/// request's header within 30 s, idle keep-alive connections closed after
+/// as long).
 pub async fn serve(
     listener: TcpListener,
     gateway: Arc<Gateway>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(gateway))
-        .with_graceful_shutdown(shutdown)
-        .await
+    chordal_http::serve::serve_router(
+        listener,
+        None,
+        router(gateway),
+        Gate::new(CONN_LIMITS),
+        HttpTimeouts::default(),
+        Arc::new(|| {}),
+        shutdown,
+    )
+    .await
 }

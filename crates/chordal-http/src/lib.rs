@@ -13,12 +13,12 @@ pub mod admin;
 pub mod auth;
 mod batch;
 mod error;
-pub mod https;
 mod json;
 mod kv;
 mod live;
 mod openapi;
 mod routes;
+pub mod serve;
 mod topics;
 
 pub use auth::{Tokens, TokensError};

@@ -33,6 +33,10 @@ pub struct ApiConfig {
     /// Serve HTTPS with this configuration (`--api-tls`:
     /// `chordal_tls::TlsFiles::api_server_config`); `None`: plain HTTP.
     pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// Connections served at once, in all and from one address.
+    pub limits: chordal_node::accept::ConnLimits,
+    /// Handshake, header-read (and keep-alive idle) timeouts.
+    pub timeouts: crate::serve::HttpTimeouts,
     /// Cancelled by `POST /v1/admin/leave`: whoever runs the node then
     /// makes it leave and stops its process. `None`: the route answers 501.
     pub leave: Option<tokio_util::sync::CancellationToken>,
@@ -48,6 +52,11 @@ impl Default for ApiConfig {
             max_streams: 4096,
             tokens: None,
             tls: None,
+            limits: chordal_node::accept::ConnLimits {
+                max_connections: 4096,
+                max_per_source: 256,
+            },
+            timeouts: crate::serve::HttpTimeouts::default(),
             leave: None,
         }
     }
@@ -142,19 +151,26 @@ pub async fn serve(
     config: ApiConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    match config.tls.clone() {
-        Some(tls) => {
-            let listener = crate::https::TlsListener::new(listener, tls)?;
-            axum::serve(listener, router(node, config))
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-        None => {
-            axum::serve(listener, router(node, config))
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-    }
+    let gate = chordal_node::accept::Gate::new(config.limits);
+    node.wire_stats().add_listener("http", gate.clone());
+    let counter = node.clone();
+    let on_timeout: crate::serve::OnTimeout = std::sync::Arc::new(move || {
+        counter
+            .wire_stats()
+            .client_timeouts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    });
+    let (tls, timeouts) = (config.tls.clone(), config.timeouts);
+    crate::serve::serve_router(
+        listener,
+        tls,
+        router(node, config),
+        gate,
+        timeouts,
+        on_timeout,
+        shutdown,
+    )
+    .await
 }
 
 /// `GET /metrics`: Prometheus text exposition format.

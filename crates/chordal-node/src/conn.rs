@@ -55,6 +55,23 @@ pub struct WireStats {
     pub resp_malformed: AtomicU64,
     /// VoidPhone DHT API connections closed for a malformed message.
     pub dht_api_malformed: AtomicU64,
+    /// Client connections (RESP, the DHT API, HTTP) closed because they
+    /// did not authenticate, finish a request, or send one in time.
+    pub client_timeouts: AtomicU64,
+    /// The client listeners' gates by listener name (`http`, `resp`,
+    /// `dht_api`): connections open and refused, for the metrics.
+    pub listeners: std::sync::Mutex<Vec<(&'static str, std::sync::Arc<crate::accept::Gate>)>>,
+}
+
+impl WireStats {
+    /// Counts client listener `name`'s connections through `gate` in the
+    /// metrics (`chordal_client_connections{listener}`).
+    pub fn add_listener(&self, name: &'static str, gate: std::sync::Arc<crate::accept::Gate>) {
+        self.listeners
+            .lock()
+            .expect("listeners lock")
+            .push((name, gate));
+    }
 }
 
 /// What every connection task needs to know.

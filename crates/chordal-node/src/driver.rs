@@ -477,6 +477,14 @@ impl Driver {
             app_refused: stats.app_refused.load(Ordering::Relaxed),
             resp_malformed: stats.resp_malformed.load(Ordering::Relaxed),
             dht_api_malformed: stats.dht_api_malformed.load(Ordering::Relaxed),
+            client_timeouts: stats.client_timeouts.load(Ordering::Relaxed),
+            listeners: stats
+                .listeners
+                .lock()
+                .expect("listeners lock")
+                .iter()
+                .map(|(name, gate)| (*name, gate.open(), gate.refused()))
+                .collect(),
         };
         self.metrics.render(&self.core.counters(), &now)
     }

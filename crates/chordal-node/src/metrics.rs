@@ -25,7 +25,7 @@ const HOPS: [f64; 12] = [
 ];
 
 /// Every metric, its kind and its help text.
-const DESCRIPTIONS: [(&str, char, &str); 35] = [
+const DESCRIPTIONS: [(&str, char, &str); 37] = [
     (
         "chordal_sent_messages_total",
         'c',
@@ -82,6 +82,16 @@ const DESCRIPTIONS: [(&str, char, &str); 35] = [
         "Routing table changes, by part (neighbour: successor or predecessor; finger).",
     ),
     ("chordal_connections", 'g', "Open peer connections."),
+    (
+        "chordal_client_connections",
+        'g',
+        "Open client connections, by listener (http, resp, dht_api).",
+    ),
+    (
+        "chordal_client_connections_refused_total",
+        'c',
+        "Client connections closed at once for being over the listener's or one source address's bound, by listener.",
+    ),
     (
         "chordal_write_rewrites_total",
         'c',
@@ -336,6 +346,7 @@ impl NodeMetrics {
             ("app_inbox_full", now.app_refused),
             ("resp_malformed", now.resp_malformed),
             ("dht_api_malformed", now.dht_api_malformed),
+            ("client_timeout", now.client_timeouts),
         ]);
         for (kind, n) in errors {
             set("chordal_errors_total", vec![Label::new("kind", kind)], n);
@@ -412,6 +423,15 @@ impl NodeMetrics {
             vec![Label::new("state", "joining")],
             now.vnodes_joining as f64,
         );
+        for (listener, open, refused) in &now.listeners {
+            let labels = || vec![Label::new("listener", *listener)];
+            gauge("chordal_client_connections", labels(), *open as f64);
+            set(
+                "chordal_client_connections_refused_total",
+                labels(),
+                *refused,
+            );
+        }
         self.handle.render()
     }
 }
@@ -436,6 +456,9 @@ pub(crate) struct Snapshot {
     pub app_refused: u64,
     pub resp_malformed: u64,
     pub dht_api_malformed: u64,
+    pub client_timeouts: u64,
+    /// Per client listener: its name, connections open, refused so far.
+    pub listeners: Vec<(&'static str, usize, u64)>,
 }
 
 /// Counts one message of `kind` and its bytes in `by_type` (registering

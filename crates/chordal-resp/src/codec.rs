@@ -4,10 +4,12 @@
 //! `redis-protocol` crate, or *inline* commands (a line of words, what a
 //! person types into `telnet`), which that crate does not decode: they are
 //! split here, the way Redis splits them (whitespace, no quoting). Before
-//! handing a partial array to the decoder, a guard reads its length
-//! headers, so that a client announcing a 512 MiB string is refused at
-//! once instead of being buffered. Replies are encoded by the same crate,
-//! as RESP2 or RESP3 (after `HELLO 3`).
+//! handing an array to the decoder, a guard reads its length headers as
+//! they arrive, so that a client announcing a 512 MiB string, or sending
+//! a header line that never ends, is refused at once instead of being
+//! buffered; the decoder sees the array only once it is complete, so no
+//! byte is parsed twice however the request is split. Replies are encoded
+//! by the same crate, as RESP2 or RESP3 (after `HELLO 3`).
 
 use crate::reply::Reply;
 use bytes::{Bytes, BytesMut};
@@ -18,6 +20,9 @@ use tokio_util::codec::{Decoder, Encoder};
 pub const MAX_INLINE: usize = 64 * 1024;
 /// Most arguments in one command.
 pub const MAX_ARGS: usize = 1024 * 1024;
+/// Longest header line of a request (`*COUNT` or `$LENGTH`): a number
+/// has at most 20 digits, so anything longer is not a header.
+pub const MAX_HEADER_LINE: usize = 32;
 
 /// Why a connection's input cannot be read: answered with an error, then
 /// the connection is closed (the stream can no longer be trusted).
@@ -34,24 +39,64 @@ pub enum ProtocolError {
     Io(#[from] std::io::Error),
 }
 
+/// What one request may be at most. A connection that has not yet
+/// authenticated gets [`Limits::before_auth`], a few KiB.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest bulk string accepted (a value, a key).
+    pub max_bulk: usize,
+    /// Largest request, every byte of it (headers included).
+    pub max_request: usize,
+    /// Most arguments of one request.
+    pub max_args: usize,
+    /// Longest inline command line.
+    pub max_inline: usize,
+}
+
+impl Limits {
+    /// Limits for an authenticated client: strings up to `max_bulk`,
+    /// requests up to `max_request`.
+    pub fn new(max_bulk: usize, max_request: usize) -> Limits {
+        Limits {
+            max_bulk,
+            max_request,
+            max_args: MAX_ARGS,
+            max_inline: MAX_INLINE,
+        }
+    }
+
+    /// Limits before AUTH: `HELLO 3 AUTH user token SETNAME name` fits,
+    /// nothing much larger does.
+    pub fn before_auth() -> Limits {
+        Limits {
+            max_bulk: 1024,
+            max_request: 4096,
+            max_args: 16,
+            max_inline: 4096,
+        }
+    }
+}
+
 /// The codec of one connection.
 #[derive(Debug)]
 pub struct RespCodec {
-    /// Largest bulk string accepted (a value, a key).
-    pub max_bulk: usize,
-    /// Largest request accepted, all its strings together.
-    pub max_request: usize,
+    /// What a request may be at most; the session lowers it until the
+    /// client has authenticated.
+    pub limits: Limits,
     /// Replies in RESP3 (`HELLO 3`) rather than RESP2.
     pub resp3: bool,
+    /// How far the headers of the partial request at the start of the
+    /// buffer have been checked, so that each read checks only new bytes.
+    scan: Scan,
 }
 
 impl RespCodec {
     /// A RESP2 codec with these limits.
     pub fn new(max_bulk: usize, max_request: usize) -> RespCodec {
         RespCodec {
-            max_bulk,
-            max_request,
+            limits: Limits::new(max_bulk, max_request),
             resp3: false,
+            scan: Scan::default(),
         }
     }
 }
@@ -59,57 +104,98 @@ impl RespCodec {
 /// One command: its name and arguments, as bytes.
 pub type Request = Vec<Bytes>;
 
-/// Checks the headers of the (possibly partial) array at the start of
-/// `buf`: the argument count, each bulk length, the total size. Stops at
-/// the first header not yet complete. `Err` for a header that is over the
-/// limits or not a number.
-fn guard(buf: &[u8], codec: &RespCodec) -> Result<(), ProtocolError> {
-    let line = |at: usize| -> Option<(&[u8], usize)> {
-        let rest = buf.get(at..)?;
-        let end = rest.windows(2).position(|w| w == b"\r\n")?;
-        Some((&rest[..end], at + end + 2))
+/// Progress through the headers of a partial array: its argument count,
+/// the arguments whose header and body are in the buffer, and the offset
+/// just after them.
+#[derive(Clone, Copy, Debug, Default)]
+struct Scan {
+    count: Option<usize>,
+    seen: usize,
+    at: usize,
+}
+
+/// The header line (`*COUNT\r\n` or `$LEN\r\n`) at `at`, without its
+/// first byte, and the offset after it; `Ok(None)` while it is not all
+/// there yet; `Err` once it is longer than any header.
+fn header_line(buf: &[u8], at: usize) -> Result<Option<(&[u8], usize)>, ProtocolError> {
+    let Some(window) = buf.get(at..buf.len().min(at + MAX_HEADER_LINE)) else {
+        return Ok(None);
     };
-    let number = |text: &[u8], what: &str| -> Result<i64, ProtocolError> {
-        std::str::from_utf8(text)
-            .ok()
-            .and_then(|t| t.parse().ok())
-            .ok_or_else(|| ProtocolError::Malformed(format!("invalid {what}")))
-    };
-    let Some((header, mut at)) = line(0) else {
-        return Ok(());
-    };
-    let count = number(&header[1..], "multibulk length")?;
-    if count > MAX_ARGS as i64 {
-        return Err(ProtocolError::TooLarge("invalid multibulk length".into()));
+    match window.windows(2).position(|w| w == b"\r\n") {
+        Some(end) => Ok(Some((window.get(1..end).unwrap_or(&[]), at + end + 2))),
+        None if window.len() >= MAX_HEADER_LINE => Err(ProtocolError::TooLarge(
+            "too big count or length line".into(),
+        )),
+        None => Ok(None),
     }
-    let mut total = 0usize;
-    for _ in 0..count.max(0) {
-        let Some((header, next)) = line(at) else {
-            return Ok(());
+}
+
+fn number(text: &[u8], what: &str) -> Result<i64, ProtocolError> {
+    std::str::from_utf8(text)
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .ok_or_else(|| ProtocolError::Malformed(format!("invalid {what}")))
+}
+
+impl RespCodec {
+    /// Checks the headers of the (possibly partial) array at the start of
+    /// `buf` against the limits, going on from where the last call
+    /// stopped: `Ok(Some(len))` once the whole request (`len` bytes) is
+    /// there, `Ok(None)` while it is not, `Err` for a header over the
+    /// limits or not a number. Each byte is checked once, however the
+    /// request is split across reads.
+    fn guard(&mut self, buf: &[u8]) -> Result<Option<usize>, ProtocolError> {
+        let limits = self.limits;
+        let count = match self.scan.count {
+            Some(count) => count,
+            None => {
+                let Some((header, next)) = header_line(buf, 0)? else {
+                    return Ok(None);
+                };
+                let count = number(header, "multibulk length")?;
+                if count > limits.max_args as i64 {
+                    return Err(ProtocolError::TooLarge("invalid multibulk length".into()));
+                }
+                let count = count.max(0) as usize;
+                self.scan = Scan {
+                    count: Some(count),
+                    seen: 0,
+                    at: next,
+                };
+                count
+            }
         };
-        if header.first() != Some(&b'$') {
-            return Err(ProtocolError::Malformed(format!(
-                "expected '$', got '{}'",
-                header.first().map_or(' ', |b| *b as char)
-            )));
+        while self.scan.seen < count {
+            let Some((header, next)) = header_line(buf, self.scan.at)? else {
+                return Ok(None);
+            };
+            if buf[self.scan.at] != b'$' {
+                return Err(ProtocolError::Malformed(format!(
+                    "expected '$', got '{}'",
+                    buf[self.scan.at] as char
+                )));
+            }
+            let len = number(header, "bulk length")?;
+            if len < 0 || len as u64 > limits.max_bulk as u64 {
+                return Err(ProtocolError::TooLarge("invalid bulk length".into()));
+            }
+            let end = next + len as usize + 2;
+            if end > limits.max_request {
+                return Err(ProtocolError::TooLarge(format!(
+                    "request over {} bytes",
+                    limits.max_request
+                )));
+            }
+            if end > buf.len() {
+                // The body is still on its way: its header is read again
+                // next time (a few bytes), the ones before it are not.
+                return Ok(None);
+            }
+            self.scan.seen += 1;
+            self.scan.at = end;
         }
-        let len = number(&header[1..], "bulk length")?;
-        if len < 0 || len as u64 > codec.max_bulk as u64 {
-            return Err(ProtocolError::TooLarge("invalid bulk length".into()));
-        }
-        total += len as usize;
-        if total > codec.max_request {
-            return Err(ProtocolError::TooLarge(format!(
-                "request over {} bytes",
-                codec.max_request
-            )));
-        }
-        at = next + len as usize + 2;
-        if at > buf.len() {
-            return Ok(());
-        }
+        Ok(Some(self.scan.at))
     }
-    Ok(())
 }
 
 impl Decoder for RespCodec {
@@ -122,8 +208,9 @@ impl Decoder for RespCodec {
                 return Ok(None);
             };
             if first != b'*' {
-                let Some(end) = buf.iter().position(|b| *b == b'\n') else {
-                    if buf.len() > MAX_INLINE {
+                let limit = self.limits.max_inline;
+                let Some(end) = buf.iter().take(limit + 1).position(|b| *b == b'\n') else {
+                    if buf.len() > limit {
                         return Err(ProtocolError::TooLarge("too big inline request".into()));
                     }
                     return Ok(None);
@@ -138,14 +225,23 @@ impl Decoder for RespCodec {
                 if args.is_empty() {
                     continue;
                 }
+                if args.len() > self.limits.max_args {
+                    return Err(ProtocolError::TooLarge("invalid multibulk length".into()));
+                }
                 return Ok(Some(args));
             }
-            guard(buf, self)?;
-            let decoded = redis_protocol::resp2::decode::decode_bytes_mut(buf)
-                .map_err(|e| ProtocolError::Malformed(e.details().to_string()))?;
-            let Some((frame, _, _)) = decoded else {
+            // The decoder sees a request only once it is all there, so it
+            // parses each request once.
+            let Some(len) = self.guard(buf)? else {
                 return Ok(None);
             };
+            self.scan = Scan::default();
+            let decoded = redis_protocol::resp2::decode::decode_bytes_mut(buf)
+                .map_err(|e| ProtocolError::Malformed(e.details().to_string()))?;
+            let Some((frame, used, _)) = decoded else {
+                return Err(ProtocolError::Malformed("incomplete request".into()));
+            };
+            debug_assert_eq!(used, len);
             let Frame2::Array(items) = frame else {
                 return Err(ProtocolError::Malformed("expected an array".into()));
             };
@@ -236,6 +332,90 @@ mod tests {
             decode_all(&long_line),
             Err(ProtocolError::TooLarge(_))
         ));
+    }
+
+    #[test]
+    fn a_header_line_that_never_ends_is_refused_within_its_length() {
+        for start in [&b"*"[..], b"*1\r\n$"] {
+            let mut codec = RespCodec::new(1024, 4096);
+            let mut buf = BytesMut::from(start);
+            let mut err = None;
+            for _ in 0..100 {
+                buf.extend_from_slice(b"0000000000");
+                match codec.decode(&mut buf) {
+                    Ok(None) => {}
+                    Ok(Some(r)) => panic!("decoded {r:?}"),
+                    Err(e) => {
+                        err = Some(e);
+                        break;
+                    }
+                }
+            }
+            let err = err.expect("refused");
+            assert!(matches!(err, ProtocolError::TooLarge(_)), "{err}");
+            assert!(
+                buf.len() <= start.len() + MAX_HEADER_LINE + 10,
+                "{}",
+                buf.len()
+            );
+        }
+    }
+
+    #[test]
+    fn before_auth_a_request_is_a_few_kib_headers_included() {
+        let mut codec = RespCodec::new(1 << 20, 1 << 22);
+        codec.limits = Limits::before_auth();
+        let ok = b"*4\r\n$5\r\nHELLO\r\n$1\r\n3\r\n$4\r\nAUTH\r\n";
+        assert!(
+            codec
+                .decode(&mut BytesMut::from(&ok[..]))
+                .unwrap()
+                .is_none()
+        );
+        let mut codec = RespCodec::new(1 << 20, 1 << 22);
+        codec.limits = Limits::before_auth();
+        let mut big = BytesMut::from(&b"*1\r\n$2000\r\n"[..]);
+        assert!(matches!(
+            codec.decode(&mut big),
+            Err(ProtocolError::TooLarge(_))
+        ));
+        // Many empty strings: small bodies, but every header counts.
+        let mut codec = RespCodec::new(1 << 20, 4096);
+        let mut many = BytesMut::from(&b"*1000\r\n"[..]);
+        for _ in 0..1000 {
+            many.extend_from_slice(b"$0\r\n\r\n");
+        }
+        assert!(matches!(
+            codec.decode(&mut many),
+            Err(ProtocolError::TooLarge(_))
+        ));
+        let mut codec = RespCodec::new(1 << 20, 1 << 22);
+        codec.limits = Limits::before_auth();
+        let mut long_inline = BytesMut::from(&vec![b'a'; 5000][..]);
+        assert!(matches!(
+            codec.decode(&mut long_inline),
+            Err(ProtocolError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn requests_split_at_every_byte_decode_as_whole_ones() {
+        let input: &[u8] =
+            b"*2\r\n$4\r\nECHO\r\n$11\r\nhello\r\nworld\r\nPING\r\n*1\r\n$4\r\nPING\r\n";
+        let whole = decode_all(input).unwrap();
+        for chunk in 1..input.len() {
+            let mut codec = RespCodec::new(1024, 4096);
+            let mut buf = BytesMut::new();
+            let mut got = Vec::new();
+            for piece in input.chunks(chunk) {
+                buf.extend_from_slice(piece);
+                while let Some(r) = codec.decode(&mut buf).unwrap() {
+                    got.push(r);
+                }
+            }
+            assert_eq!(got, whole, "split every {chunk} bytes");
+            assert!(buf.is_empty());
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! AUTH, SUBSCRIBE, QUIT, …) in order, after the replies before them.
 
 use crate::RespConfig;
-use crate::codec::{ProtocolError, Request, RespCodec};
+use crate::codec::{Limits, ProtocolError, Request, RespCodec};
 use crate::commands::{self, Ctx, DATA_COMMANDS};
 use crate::reply::Reply;
 use bytes::Bytes;
@@ -16,9 +16,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tracing::debug;
 
@@ -38,6 +39,9 @@ struct Session {
     channels: HashMap<Vec<u8>, JoinHandle<()>>,
     pushes: mpsc::Sender<(Vec<u8>, Vec<u8>)>,
     name: Option<Bytes>,
+    /// After MULTI, until EXEC or DISCARD: every command is refused (there
+    /// are no transactions yet, and half of one must not apply).
+    in_multi: bool,
 }
 
 /// What a session command asks of the connection loop.
@@ -47,12 +51,15 @@ enum After {
     Close,
 }
 
-/// Serves one connection until the client leaves, sends garbage or the
-/// server stops.
-pub async fn serve(socket: TcpStream, ctx: Ctx, config: Arc<RespConfig>, id: u64) {
-    let _ = socket.set_nodelay(true);
-    let (read, write) = socket.into_split();
+/// Serves one connection (its two halves) until the client leaves, sends
+/// garbage, stays silent past its deadline or the server stops.
+pub async fn serve<R, W>(read: R, write: W, ctx: Ctx, config: Arc<RespConfig>, id: u64)
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
     let codec = || RespCodec::new(config.max_value + 1024, config.max_request);
+    let authenticated = codec().limits;
     let mut reader = FramedRead::new(read, codec());
     let mut writer = FramedWrite::new(write, codec());
     let (pushes, mut published) = mpsc::channel(PUSH_BUFFER);
@@ -65,7 +72,18 @@ pub async fn serve(socket: TcpStream, ctx: Ctx, config: Arc<RespConfig>, id: u64
         channels: HashMap::new(),
         pushes,
         name: None,
+        in_multi: false,
     };
+    if s.role.is_none() {
+        reader.decoder_mut().limits = Limits::before_auth();
+    }
+    let started = Instant::now();
+    // When the last complete command arrived (the idle timeout's start).
+    let mut last = started;
+    // Wakes at the earliest deadline; on waking the deadline is computed
+    // again (a command may have come since), so no command resets a timer.
+    let timer = tokio::time::sleep_until(s.deadline(started, last));
+    tokio::pin!(timer);
     let mut pending: Pending = FuturesOrdered::new();
     loop {
         tokio::select! {
@@ -76,6 +94,15 @@ pub async fn serve(socket: TcpStream, ctx: Ctx, config: Arc<RespConfig>, id: u64
                 if pending.is_empty() && writer.flush().await.is_err() {
                     break;
                 }
+            }
+            () = &mut timer, if pending.is_empty() => {
+                let deadline = s.deadline(started, last);
+                if deadline <= Instant::now() {
+                    s.ctx.node.wire_stats().client_timeouts.fetch_add(1, Ordering::Relaxed);
+                    debug!(id, authenticated = s.role.is_some(), "RESP connection timed out");
+                    break;
+                }
+                timer.as_mut().reset(deadline);
             }
             request = reader.next(), if pending.len() < config.max_pipeline => {
                 let args = match request {
@@ -95,6 +122,7 @@ pub async fn serve(socket: TcpStream, ctx: Ctx, config: Arc<RespConfig>, id: u64
                         break;
                     }
                 };
+                last = Instant::now();
                 let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
                 if let Some(reply) = s.refusal(&name, &args) {
                     pending.push_back(Box::pin(async move { reply }));
@@ -115,6 +143,12 @@ pub async fn serve(socket: TcpStream, ctx: Ctx, config: Arc<RespConfig>, id: u64
                 if hello_ok || name == "reset" {
                     writer.encoder_mut().resp3 = args.get(1).is_some_and(|v| v.as_ref() == b"3") && hello_ok;
                 }
+                // AUTH (or RESET) changes what the next request may be.
+                reader.decoder_mut().limits = if s.role.is_some() {
+                    authenticated
+                } else {
+                    Limits::before_auth()
+                };
                 for reply in replies {
                     let _ = writer.feed(reply).await;
                 }
@@ -143,9 +177,9 @@ pub async fn serve(socket: TcpStream, ctx: Ctx, config: Arc<RespConfig>, id: u64
 }
 
 /// Writes the replies of every command still running, in order.
-async fn finish(
+async fn finish<W: AsyncWrite + Unpin>(
     pending: &mut Pending,
-    writer: &mut FramedWrite<tokio::net::tcp::OwnedWriteHalf, RespCodec>,
+    writer: &mut FramedWrite<W, RespCodec>,
 ) {
     while let Some(reply) = pending.next().await {
         let _ = writer.feed(reply).await;
@@ -164,12 +198,30 @@ const SUBSCRIBED_ALLOWED: &[&str] = &[
     "reset",
 ];
 
+/// Commands a connection inside MULTI may still send.
+const IN_MULTI_ALLOWED: &[&str] = &["exec", "discard", "multi", "quit", "reset"];
+
 /// Commands that need no authentication.
 const OPEN: &[&str] = &["auth", "hello", "quit"];
 
 impl Session {
+    /// When this connection is closed if nothing comes: `auth_timeout`
+    /// after it opened while it has not authenticated, else
+    /// `idle_timeout` after the last command (never while subscribed).
+    fn deadline(&self, started: Instant, last: Instant) -> Instant {
+        if self.role.is_none() {
+            started + self.config.auth_timeout
+        } else if !self.channels.is_empty() || self.config.idle_timeout.is_zero() {
+            // Far enough never to come; woken again then, and still fine.
+            last + std::time::Duration::from_secs(86_400)
+        } else {
+            last + self.config.idle_timeout
+        }
+    }
+
     /// The reply refusing `name` before it runs, if it is refused: not
-    /// authenticated, a token too weak, subscribed, or unknown.
+    /// authenticated, a token too weak, subscribed, inside MULTI, or
+    /// unknown.
     fn refusal(&self, name: &str, args: &Request) -> Option<Reply> {
         let data = DATA_COMMANDS.iter().find(|(n, _)| *n == name);
         if data.is_none() && !SESSION_COMMANDS.contains(&name) {
@@ -194,6 +246,11 @@ impl Session {
                 }
                 _ => {}
             }
+        }
+        if self.in_multi && !IN_MULTI_ALLOWED.contains(&name) {
+            return Some(Reply::err(format!(
+                "MULTI/EXEC transactions are not supported yet: '{name}' was not run, and EXEC will abort the transaction"
+            )));
         }
         if !self.channels.is_empty() && !SUBSCRIBED_ALLOWED.contains(&name) {
             return Some(Reply::err(format!(
@@ -222,7 +279,25 @@ impl Session {
             }),
             ("auth", 1 | 2) => one(self.auth(&args[n])),
             ("hello", _) => one(self.hello(&args[1..])),
+            ("multi", 0) if self.in_multi => one(Reply::err("MULTI calls can not be nested")),
+            ("multi", 0) => {
+                self.in_multi = true;
+                one(Reply::ok())
+            }
+            ("exec", 0) if self.in_multi => {
+                self.in_multi = false;
+                one(Reply::Error(
+                    "EXECABORT Transaction discarded because of previous errors.".into(),
+                ))
+            }
+            ("exec", 0) => one(Reply::err("EXEC without MULTI")),
+            ("discard", 0) if self.in_multi => {
+                self.in_multi = false;
+                one(Reply::ok())
+            }
+            ("discard", 0) => one(Reply::err("DISCARD without MULTI")),
             ("reset", 0) => {
+                self.in_multi = false;
                 self.unsubscribe_all();
                 self.role = self.config.tokens.is_none().then_some(Role::Admin);
                 one(Reply::Status("RESET".into()))
@@ -416,6 +491,9 @@ const SESSION_COMMANDS: &[&str] = &[
     "unsubscribe",
     "psubscribe",
     "punsubscribe",
+    "multi",
+    "exec",
+    "discard",
 ];
 
 /// What `CONFIG GET` shows (clients such as `redis-benchmark` ask for

@@ -20,12 +20,16 @@ pub use memory::MemoryStore;
 pub use perform::{perform, scan_buckets, summarize, summarize_by_scan, sweep};
 pub use redb_store::{Backing, RedbStore};
 
-/// Opens the store a node uses: redb in `dir` (created if needed), or
-/// memory without a directory.
+/// Opens the store a node uses: redb in `dir` (created if needed, owner
+/// only: mode 0700, the database 0600), or memory without a directory.
 pub fn open(dir: Option<&std::path::Path>) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     match dir {
         Some(dir) => {
-            std::fs::create_dir_all(dir)
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
                 .map_err(|e| StoreError::Db(format!("{}: {e}", dir.display())))?;
             Ok(std::sync::Arc::new(RedbStore::open(
                 &dir.join("chordal.redb"),

@@ -89,7 +89,10 @@ impl Backing {
     pub fn file(path: &Path) -> Backing {
         let (db_path, probe_path) = (path.to_path_buf(), path.with_extension("probe"));
         Backing {
-            open: Box::new(move || Database::create(&db_path)),
+            open: Box::new(move || {
+                owner_only(&db_path)?;
+                Database::create(&db_path)
+            }),
             probe: Box::new(move || {
                 use std::io::Write;
                 let result = (|| {
@@ -102,6 +105,23 @@ impl Backing {
             }),
         }
     }
+}
+
+/// Creates the database file at `path` readable and writable by its owner
+/// only (mode 0600), or narrows an existing one to that: it holds every
+/// value the node stores.
+fn owner_only(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    let mode = file.metadata()?.permissions().mode();
+    if mode & 0o077 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(mode & 0o700))?;
+    }
+    Ok(())
 }
 
 /// What the callers and the writer thread share.

@@ -148,7 +148,8 @@ impl TlsFiles {
     /// For the HTTPS API (`--api-tls`): we present our certificate (its
     /// subject alternative names are the host names and addresses clients
     /// may use) and ask for none — the API authenticates with tokens.
-    /// TLS 1.2 and 1.3, HTTP/1.1 and HTTP/2 by ALPN.
+    /// TLS 1.2 and 1.3; ALPN offers HTTP/1.1 only, the protocol the API
+    /// serves (a client that would pick HTTP/2 falls back to it).
     pub fn api_server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = ServerConfig::builder_with_provider(provider)
@@ -157,7 +158,7 @@ impl TlsFiles {
             .with_no_client_auth()
             .with_single_cert(self.chain.clone(), self.key.clone_key())
             .map_err(|e| TlsError::Tls(e.to_string()))?;
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }
 }

@@ -67,7 +67,13 @@ pub async fn backup(target: &Target, out: &Path) -> Result<()> {
         Some(e) => format!("{}.partial", e.to_string_lossy()),
         None => "partial".into(),
     });
-    let file = tokio::fs::File::create(&partial)
+    // Owner only: a backup holds every value of the ring.
+    let file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&partial)
         .await
         .with_context(|| format!("cannot create {}", partial.display()))?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
