@@ -487,6 +487,7 @@ pub async fn run_node(args: NodeArgs) -> Result<()> {
     let leave = CancellationToken::new();
     api.leave = Some(leave.clone());
     let tokens = api.tokens.clone();
+    let api_limits = api.limits;
     let mut member = Member::start(config, args.api, announce, api).await?;
     let idle = Duration::from_secs(args.client_idle_timeout);
     if let Some(addr) = args.resp {
@@ -522,6 +523,23 @@ pub async fn run_node(args: NodeArgs) -> Result<()> {
             dht.idle_timeout = Duration::from_secs(u64::from(u32::MAX));
         }
         member.serve_dht_api(addr, dht).await?;
+    }
+    // Every bound together must fit in the process's file descriptors,
+    // or a flood on one port starves the others (issue 26, row H).
+    let mut needed = api_limits.max_connections + 1024 + 256;
+    if args.resp.is_some() {
+        needed += args.conn_limits(ConnLimits::default()).max_connections;
+    }
+    if args.dht_api.is_some() {
+        needed += args.conn_limits(ConnLimits::default()).max_connections;
+    }
+    if let Some(limit) = open_files_limit()
+        && limit < needed as u64
+    {
+        tracing::warn!(
+            "the connection bounds add up to {needed} file descriptors but this process may \
+             open {limit}: raise `ulimit -n` (LimitNOFILE=) or lower --max-client-connections"
+        );
     }
     println!("{}", member.address_line());
     tokio::select! {
@@ -570,6 +588,14 @@ pub async fn run_cluster(args: ClusterArgs) -> Result<()> {
         m.stop().await;
     }
     Ok(())
+}
+
+/// The soft limit on open files of this process (Linux: from
+/// /proc/self/limits), if it can be read and is not unlimited.
+fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
 }
 
 /// Completes on SIGINT or SIGTERM.

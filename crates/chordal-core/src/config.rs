@@ -121,6 +121,12 @@ pub struct Config {
     /// One-hop routing: most vnodes the membership table holds; keys of
     /// vnodes beyond it are routed by Chord.
     pub max_members: usize,
+    /// One-hop routing: act on what a member says about another node
+    /// (membership events, copied table pages, lookup answers) only once
+    /// that node confirmed it itself. On in a TLS ring, where the driver
+    /// certifies every message's sender; off in plain mode, where anyone
+    /// may join anyway.
+    pub verify_members: bool,
 }
 
 impl Default for Config {
@@ -159,6 +165,7 @@ impl Default for Config {
             membership_interval: Duration::from_millis(250),
             membership_refresh: Duration::from_secs(60),
             max_members: 1 << 20,
+            verify_members: false,
         }
     }
 }

@@ -431,6 +431,16 @@ impl Node {
         self.flush(now);
     }
 
+    /// The process at `node.addr` is certified for other ids (the driver
+    /// dialled it and its certificate does not hold `node.id`): `node` is
+    /// not there, whoever said it was. Out of the membership table, and
+    /// requests waiting on it try again elsewhere.
+    pub fn handle_not_there(&mut self, now: Time, node: NodeRef) {
+        self.ring.forget(now, &node);
+        self.requests.peers_failed(cx!(self), now, |n| *n == node);
+        self.flush(now);
+    }
+
     /// The driver lost an established connection to `addr`.
     pub fn handle_disconnect(&mut self, now: Time, addr: SocketAddr) {
         self.ring.handle_disconnect(now, addr);

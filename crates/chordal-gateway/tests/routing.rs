@@ -152,3 +152,59 @@ async fn a_hung_service_costs_one_timeout_and_overload_is_refused() {
     assert_eq!(third.status(), 200);
     assert!(third.text().await.unwrap().ends_with("attempt 1"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_connections_from_one_host_get_its_share_and_a_real_client_is_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let zero = Duration::ZERO;
+    let nodes = ring(&[zero, zero]).await;
+    let key = "path:2".parse().unwrap();
+    let config = GatewayConfig::new(vec![nodes[0].addr().to_string()], key);
+    let gw = start(config, 2).await;
+    // 2,000 connections from 127.0.0.7 that send half a request header.
+    let mut slow = Vec::new();
+    for _ in 0..2000 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.7:0".parse().unwrap()).unwrap();
+        let mut s = socket.connect(gw).await.unwrap();
+        let _ = s.write_all(b"GET /users/x HTTP/1.1\r\nHo").await;
+        slow.push(s);
+    }
+    // A real client from 127.0.0.1 is served meanwhile.
+    chordal_tls::install_ring_provider();
+    let resp = reqwest::Client::new()
+        .get(format!("http://{gw}/users/alice/cart"))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    // Those over the per-address bound were closed at once (answered 503,
+    // or reset when their unread half header was dropped); the rest wait
+    // for the header deadline.
+    let checks: Vec<_> = slow
+        .into_iter()
+        .map(|mut s| {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let read = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut buf));
+                match read.await {
+                    Err(_) => false,
+                    Ok(_) => {
+                        assert!(
+                            buf.is_empty() || buf.starts_with(b"HTTP/1.1 503"),
+                            "{:?}",
+                            String::from_utf8_lossy(&buf)
+                        );
+                        true
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut closed = 0;
+    for c in checks {
+        closed += usize::from(c.await.unwrap());
+    }
+    let limits = chordal_gateway::CONN_LIMITS;
+    assert_eq!(closed, 2000 - limits.max_per_source);
+}

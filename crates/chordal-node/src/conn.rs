@@ -55,6 +55,12 @@ pub struct WireStats {
     pub resp_malformed: AtomicU64,
     /// VoidPhone DHT API connections closed for a malformed message.
     pub dht_api_malformed: AtomicU64,
+    /// Members whose Hello claimed a peer address where our own dial met
+    /// another certificate's ids.
+    pub addr_impostors: AtomicU64,
+    /// Frames not sent because the certificate at their destination does
+    /// not hold the vnode they were for.
+    pub not_there: AtomicU64,
     /// Client connections (RESP, the DHT API, HTTP) closed because they
     /// did not authenticate, finish a request, or send one in time.
     pub client_timeouts: AtomicU64,

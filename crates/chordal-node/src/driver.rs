@@ -4,6 +4,7 @@
 //! Handshakes, the listener and API calls reach it through bounded channels.
 
 use crate::app::{Answer, AppChannels, AppShared, Incoming, Responder};
+use crate::bindings::{self, Bindings, Verdict};
 use crate::conn::{self, ConnContext, Established, Inbound, ReadItem};
 use crate::kv::StoreOp;
 use crate::metrics::{NodeMetrics, Snapshot};
@@ -14,8 +15,9 @@ use crate::tls::Standing;
 use crate::topics::{LocalSub, LocalTopics, Publication};
 use bytes::BytesMut;
 use chordal_core::{
-    Event, LeaveReport, LookupError, LookupId, LookupMode, LookupResult, Neighbors, Node as Core,
-    OpError, OpId, Outcome, QueryId, StoreKind, StoreOpId, StoreRequest, StoreResult, Time,
+    Event, Id, LeaveReport, LookupError, LookupId, LookupMode, LookupResult, Neighbors,
+    Node as Core, NodeRef, OpError, OpId, Outcome, QueryId, StoreKind, StoreOpId, StoreRequest,
+    StoreResult, Time,
 };
 use chordal_store::Store;
 use futures_util::stream::{BoxStream, SelectAll};
@@ -58,6 +60,10 @@ pub enum Command {
     LocalGet {
         key: Vec<u8>,
         reply: oneshot::Sender<Option<chordal_core::Record>>,
+    },
+    /// Every entry of the one-hop membership table, in id order.
+    Members {
+        reply: oneshot::Sender<Vec<NodeRef>>,
     },
     /// What the processes at these peer addresses declared, in order.
     PeerInfo {
@@ -145,6 +151,8 @@ struct Conn {
     standing: Standing,
     /// When the peer's certificate expires (TLS only).
     expires: Option<std::time::SystemTime>,
+    /// We dialled it (else the peer did).
+    outbound: bool,
 }
 
 pub struct Driver {
@@ -167,8 +175,12 @@ pub struct Driver {
     conns: HashMap<u64, Conn>,
     /// The read sides of all connections.
     readers: SelectAll<BoxStream<'static, ReadItem>>,
-    /// API addresses of peers, from their Hellos.
+    /// API addresses of peers, from their Hellos (proven ones only, under
+    /// TLS: see `bindings`).
     peers: HashMap<SocketAddr, crate::PeerInfo>,
+    /// Under TLS, which certified ids our dials met at which address, and
+    /// the inbound connections waiting for such proof.
+    bindings: Bindings,
     lookups: HashMap<
         LookupId,
         (
@@ -224,6 +236,7 @@ impl Driver {
             conns: HashMap::new(),
             readers: SelectAll::new(),
             peers: HashMap::new(),
+            bindings: Bindings::default(),
             lookups: HashMap::new(),
             queries: HashMap::new(),
             join_waiter: Some(join_waiter),
@@ -394,6 +407,9 @@ impl Driver {
                 let id = chordal_core::Id::hash(&key);
                 let _ = reply.send(self.store.get(&id, &key).ok().flatten());
             }
+            Command::Members { reply } => {
+                let _ = reply.send(self.core.members().collect());
+            }
             Command::PeerInfo { addrs, reply } => {
                 let infos = addrs.into_iter().map(|a| self.peer_info(a)).collect();
                 let _ = reply.send(infos);
@@ -477,6 +493,8 @@ impl Driver {
             app_refused: stats.app_refused.load(Ordering::Relaxed),
             resp_malformed: stats.resp_malformed.load(Ordering::Relaxed),
             dht_api_malformed: stats.dht_api_malformed.load(Ordering::Relaxed),
+            addr_impostors: stats.addr_impostors.load(Ordering::Relaxed),
+            not_there: stats.not_there.load(Ordering::Relaxed),
             client_timeouts: stats.client_timeouts.load(Ordering::Relaxed),
             listeners: stats
                 .listeners
@@ -585,6 +603,11 @@ impl Driver {
         match msg {
             Inbound::Established(est) => self.established(est),
             Inbound::ConnectFailed { addr, conn_id } => {
+                // What waited for this dial to prove its address cannot be
+                // proven.
+                for held in self.bindings.dial_failed(&addr) {
+                    held.close.cancel();
+                }
                 self.pool.remove(addr, conn_id);
                 self.pool.connect_failed(addr, Instant::now());
                 let now = self.now();
@@ -593,7 +616,111 @@ impl Driver {
         }
     }
 
+    /// A connection passed its handshake. Under TLS a member's is used
+    /// only once its address is proven (see `bindings.rs`): a dial of ours
+    /// proves it, and settles the inbound connections that waited for it.
     fn established(&mut self, est: Established) {
+        let Some(ids) = bindings::certified(&est.standing).map(<[Id]>::to_vec) else {
+            self.admit(est);
+            return;
+        };
+        let addr = est.addr;
+        // How many places a member holds is the ring's setting (`--vnodes`,
+        // the same on every node), not the member's choice: a certificate
+        // allows up to 64 derived ids, which would buy most of a small
+        // ring's key space.
+        if ids.len() > self.core.vnodes().len() {
+            self.ctx.stats.wrong_ids.fetch_add(1, Ordering::Relaxed);
+            warn!(%addr, claimed = ids.len(), ring = self.core.vnodes().len(), "a member claimed more virtual nodes than the ring's setting; refused");
+            est.close.cancel();
+            if est.outbound {
+                self.pool.remove(addr, est.conn_id);
+            }
+            return;
+        }
+        if est.outbound {
+            let conns = &self.conns;
+            let open = |a: &SocketAddr| conns.values().any(|c| c.addr == *a);
+            let max = 4 * self.ctx.max_connections;
+            let (proven, impostors) = self.bindings.proven(addr, ids.clone(), max, open);
+            // Connections already read that claimed this address with
+            // other ids lied (or the address changed hands): closed.
+            let stale: Vec<u64> = self
+                .conns
+                .iter()
+                .filter(|(_, c)| {
+                    c.addr == addr
+                        && !c.outbound
+                        && bindings::certified(&c.standing) != Some(&ids[..])
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            for conn_id in stale {
+                self.impostor(addr);
+                self.close(conn_id, false);
+            }
+            for e in impostors {
+                self.impostor(addr);
+                e.close.cancel();
+            }
+            self.admit(est);
+            for e in proven {
+                self.admit(e);
+            }
+            return;
+        }
+        // A connection in use at that address under the ids our dial met
+        // there shows the holder is there now.
+        let bound = self.bindings.ids_at(&addr);
+        let holder_open = self.conns.values().any(|c| {
+            c.addr == addr && bound.is_some() && bindings::certified(&c.standing) == bound
+        });
+        match self.bindings.verdict(&addr, &ids, holder_open) {
+            Verdict::Proven => self.admit(est),
+            Verdict::Impostor => {
+                self.impostor(addr);
+                est.close.cancel();
+            }
+            Verdict::Unproven => {
+                if self.bindings.held() >= self.ctx.max_connections {
+                    est.close.cancel();
+                    return;
+                }
+                if let Some(extra) = self.bindings.hold(est) {
+                    extra.close.cancel();
+                }
+                self.prove(addr);
+            }
+        }
+    }
+
+    /// Dials `addr` (unless a dial is open or under way) so that the
+    /// connections held for it are settled; if `addr` refused us lately,
+    /// they cannot be.
+    fn prove(&mut self, addr: SocketAddr) {
+        match self.pool.route(addr, Instant::now()) {
+            Route::Send(_) => {}
+            Route::BackingOff => {
+                for held in self.bindings.dial_failed(&addr) {
+                    held.close.cancel();
+                }
+            }
+            Route::Connect => self.connect(addr, &[]),
+        }
+    }
+
+    /// A member claimed `addr` that our dial found held by other ids.
+    fn impostor(&self, addr: SocketAddr) {
+        self.ctx
+            .stats
+            .addr_impostors
+            .fetch_add(1, Ordering::Relaxed);
+        warn!(%addr, "a member claimed a peer address whose certificate holds other ids; refused");
+    }
+
+    /// Takes a connection into use: its Hello's API recorded, its frames
+    /// read, and (inbound) writes to its address sent over it.
+    fn admit(&mut self, est: Established) {
         if self.conns.len() >= self.ctx.max_connections {
             debug!(peer = %est.addr, "too many connections; closing the new one");
             est.close.cancel();
@@ -633,6 +760,7 @@ impl Driver {
                 last_active: Instant::now(),
                 standing: est.standing,
                 expires: est.expires,
+                outbound: est.outbound,
             },
         );
         self.readers.push(est.reader);
@@ -644,6 +772,18 @@ impl Driver {
             let mut progressed = false;
             while let Some(env) = self.core.poll_transmit() {
                 progressed = true;
+                if let Some(id) = env.to.id
+                    && let Some(there) = self.bindings.ids_at(&env.to.addr)
+                    && !there.contains(&id)
+                {
+                    // The certificate at that address does not hold the
+                    // vnode meant: whoever said it lives there was wrong.
+                    self.ctx.stats.not_there.fetch_add(1, Ordering::Relaxed);
+                    let now = self.now();
+                    self.core
+                        .handle_not_there(now, NodeRef::new(id, env.to.addr));
+                    continue;
+                }
                 let buf = self.batch.entry(env.to.addr).or_default();
                 let before = buf.len();
                 chordal_wire::encode_frame(&env, buf);
@@ -731,21 +871,25 @@ impl Driver {
                 let now = self.now();
                 self.core.handle_unreachable(now, addr);
             }
-            Route::Connect => {
-                let outbox = Arc::new(Outbox::new(self.ctx.peer_buffer));
-                outbox.push(bytes);
-                let conn_id = self.pool.next_conn_id();
-                let peer = Peer {
-                    conn_id,
-                    outbox: outbox.clone(),
-                    last_used: Instant::now(),
-                };
-                if let Some(evicted) = self.pool.insert(addr, peer, self.ctx.max_connections) {
-                    self.close(evicted, false);
-                }
-                conn::spawn_connect(addr, conn_id, outbox, self.ctx.clone());
-            }
+            Route::Connect => self.connect(addr, bytes),
         }
+    }
+
+    /// Dials `addr` with `bytes` waiting in the new connection's outbox
+    /// (written once it is established).
+    fn connect(&mut self, addr: SocketAddr, bytes: &[u8]) {
+        let outbox = Arc::new(Outbox::new(self.ctx.peer_buffer));
+        outbox.push(bytes);
+        let conn_id = self.pool.next_conn_id();
+        let peer = Peer {
+            conn_id,
+            outbox: outbox.clone(),
+            last_used: Instant::now(),
+        };
+        if let Some(evicted) = self.pool.insert(addr, peer, self.ctx.max_connections) {
+            self.close(evicted, false);
+        }
+        conn::spawn_connect(addr, conn_id, outbox, self.ctx.clone());
     }
 
     /// What the process at peer address `addr` declared (this process's
@@ -882,6 +1026,9 @@ impl Driver {
         self.ctx.shutdown.cancel();
         self.pool.clear();
         self.conns.clear();
+        for held in self.bindings.drain() {
+            held.close.cancel();
+        }
         self.ctx.tasks.close();
         let _ = tokio::time::timeout(Duration::from_secs(2), self.ctx.tasks.wait()).await;
         if report.ranges_not_handed_over > 0 {

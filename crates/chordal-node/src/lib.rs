@@ -71,6 +71,7 @@
 
 pub mod accept;
 mod app;
+mod bindings;
 mod builder;
 mod client;
 mod conn;
@@ -418,7 +419,11 @@ impl Node {
             tls.as_ref().map(|t| t.current().identity().id),
             store.as_ref(),
         )?;
-        let mut core = chordal_core::Node::new(config.core.clone(), addr, &ids, random_seed());
+        let mut core_config = config.core.clone();
+        // Under TLS every message's sender is certified, so what a member
+        // says about others can be checked with them.
+        core_config.verify_members |= tls.is_some();
+        let mut core = chordal_core::Node::new(core_config, addr, &ids, random_seed());
         // Versions go above everything on disk, even if the wall clock is
         // now behind the one that wrote it (an NTP step, a VM resume).
         core.seed_clock(store.max_hlc()?);
@@ -800,6 +805,12 @@ impl Node {
     pub async fn peer_info(&self, addr: SocketAddr) -> Result<PeerInfo, Error> {
         let mut infos = self.peer_infos(vec![addr]).await?;
         Ok(infos.pop().unwrap_or_default())
+    }
+
+    /// Every vnode in this node's one-hop membership table, in id order
+    /// (empty under Chord routing): who it would send a key's requests to.
+    pub async fn membership_entries(&self) -> Result<Vec<chordal_core::NodeRef>, Error> {
+        self.ask(|reply| Command::Members { reply }).await
     }
 
     /// [`Node::peer_info`] of several addresses in one trip to the driver,

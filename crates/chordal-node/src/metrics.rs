@@ -25,7 +25,7 @@ const HOPS: [f64; 12] = [
 ];
 
 /// Every metric, its kind and its help text.
-const DESCRIPTIONS: [(&str, char, &str); 37] = [
+const DESCRIPTIONS: [(&str, char, &str); 38] = [
     (
         "chordal_sent_messages_total",
         'c',
@@ -171,6 +171,11 @@ const DESCRIPTIONS: [(&str, char, &str); 37] = [
         "chordal_membership_messages_total",
         'c',
         "Membership event messages sent.",
+    ),
+    (
+        "chordal_membership_claims_total",
+        'c',
+        "What members said about other nodes (TLS rings), by result: checked with the node named, false (the node named disproved it), dropped (too many from one sender or in all).",
     ),
     (
         "chordal_stored_bytes",
@@ -347,6 +352,8 @@ impl NodeMetrics {
             ("resp_malformed", now.resp_malformed),
             ("dht_api_malformed", now.dht_api_malformed),
             ("client_timeout", now.client_timeouts),
+            ("tls_wrong_addr", now.addr_impostors),
+            ("tls_not_there", now.not_there),
         ]);
         for (kind, n) in errors {
             set("chordal_errors_total", vec![Label::new("kind", kind)], n);
@@ -390,6 +397,14 @@ impl NodeMetrics {
         let members = &now.membership;
         gauge("chordal_membership_entries", vec![], members.entries as f64);
         gauge("chordal_membership_bytes", vec![], members.bytes as f64);
+        for (result, n) in [
+            ("checked", members.claims_checked),
+            ("false", members.claims_false),
+            ("dropped", members.claims_dropped),
+        ] {
+            let labels = vec![Label::new("result", result)];
+            set("chordal_membership_claims_total", labels, n);
+        }
         for (kind, n) in [
             ("detected", members.events_detected),
             ("received", members.events_received),
@@ -457,6 +472,8 @@ pub(crate) struct Snapshot {
     pub resp_malformed: u64,
     pub dht_api_malformed: u64,
     pub client_timeouts: u64,
+    pub addr_impostors: u64,
+    pub not_there: u64,
     /// Per client listener: its name, connections open, refused so far.
     pub listeners: Vec<(&'static str, usize, u64)>,
 }

@@ -43,6 +43,18 @@ pub const DATA_COMMANDS: &[(&str, bool)] = &[
     ("publish", true),
 ];
 
+/// The keys data command `name` touches (`args` without the name): a
+/// command waits for the ones before it on its connection that share a
+/// key, so that a pipeline applies in order per key.
+pub fn keys_of<'a>(name: &str, args: &'a [Bytes]) -> Vec<&'a Bytes> {
+    match name {
+        "mget" | "exists" | "del" => args.iter().collect(),
+        "mset" => args.iter().step_by(2).collect(),
+        "dbsize" | "publish" => Vec::new(),
+        _ => args.first().into_iter().collect(),
+    }
+}
+
 /// `-ERR wrong number of arguments for 'x' command`.
 pub fn wrong_arity(name: &str) -> Reply {
     Reply::err(format!("wrong number of arguments for '{name}' command"))

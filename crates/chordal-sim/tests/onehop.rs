@@ -145,3 +145,37 @@ fn chord_routing_keeps_no_table() {
     }
     assert_eq!(s.traffic.membership.messages, 0);
 }
+
+#[test]
+fn with_every_claim_checked_tables_still_reach_the_truth_over_many_seeds() {
+    // The mode of TLS rings (`verify_members`): events, copied pages and
+    // lookup answers about a node change a table only once that node
+    // answered (or failed to). It must cost convergence nothing but time.
+    for seed in 21..25 {
+        let node = Config {
+            verify_members: true,
+            ..Config::default()
+        };
+        let mut s = Sim::new(SimConfig {
+            seed,
+            latency: Latency::Uniform(Duration::from_millis(1), Duration::from_millis(10)),
+            node,
+            ..SimConfig::default()
+        });
+        let nodes = s.build_converged(32, 2);
+        for &i in &nodes[..3] {
+            s.kill(i);
+        }
+        for k in 0..3 {
+            let i = s.add_node(2);
+            s.join(i, nodes[10 + k]);
+        }
+        s.leave(nodes[20]);
+        s.run_for(Duration::from_secs(20));
+        assert_eq!(wrong_tables(&s), vec![], "seed {seed}");
+        let checked: u64 = (0..s.len())
+            .map(|i| s.node(i).membership().claims_checked)
+            .sum();
+        assert!(checked > 0, "seed {seed}: nothing was checked");
+    }
+}

@@ -223,24 +223,34 @@ impl Requests {
         }
     }
 
-    /// An owner answered a `Request` of ours, from `owner`, telling us
-    /// its `range` (unless it said `WrongOwner`).
+    /// An owner answered a `Request` of ours, from `from`, telling us its
+    /// `range` (unless it said `WrongOwner`). Only the process the request
+    /// went to may answer it: a `Reply` from any other (a guessed request
+    /// number, an unsolicited range claim) is dropped and counted, so that
+    /// no member can answer for another or poison the owner cache. (A
+    /// process that no longer hosts the vnode asked answers `WrongOwner`
+    /// from another of its vnodes: same address, no range.)
     pub fn handle_reply(
         &mut self,
         cx: &mut Cx<'_>,
         now: Time,
-        owner: NodeRef,
+        from: NodeRef,
         req: u64,
         result: OpResult,
         range: Option<crate::KeyRange>,
     ) {
-        if let Some(range) = range {
+        let Some(&(id, owner, deadline)) = self.requests.get(&req) else {
+            return;
+        };
+        if from.addr != owner.addr {
+            cx.io.counting.error("reply_from_wrong_node");
+            return;
+        }
+        self.requests.remove(&req);
+        if let Some(range) = range.filter(|_| from == owner) {
             self.cache_owner(now, range, owner, cx.config.owner_cache_ttl);
             cx.ring.learn(now, owner);
         }
-        let Some((id, owner, deadline)) = self.requests.remove(&req) else {
-            return;
-        };
         self.deadlines.remove(&(deadline, Deadline::Request(req)));
         if result == OpResult::WrongOwner {
             self.forget_owner(&owner);

@@ -213,10 +213,8 @@ fn an_overloaded_owner_is_tried_again_after_a_growing_pause() {
     assert!(fx.io.done.is_empty(), "not a failure yet");
 }
 
-#[test]
-fn an_owners_range_is_cached_and_the_next_key_in_it_skips_the_lookup() {
-    let mut fx = Fixture::three_processes();
-    let mut requests = Requests::new(0);
+/// Node 300's range (after node 200) and two keys in it.
+fn owner_range_and_two_keys() -> (NodeRef, KeyRange, Vec<Vec<u8>>) {
     let owner = node(300, 3);
     let range = KeyRange {
         start: node(200, 2).id,
@@ -227,6 +225,14 @@ fn an_owners_range_is_cached_and_the_next_key_in_it_skips_the_lookup() {
         .filter(|k| range.contains(&Id::hash(k)))
         .take(2)
         .collect();
+    (owner, range, in_range)
+}
+
+#[test]
+fn an_owners_range_is_cached_and_the_next_key_in_it_skips_the_lookup() {
+    let mut fx = Fixture::three_processes();
+    let mut requests = Requests::new(0);
+    let (owner, range, in_range) = owner_range_and_two_keys();
     start(&mut requests, &mut fx, 1, put_op(&in_range[0]));
     lookup_found(&mut requests, &mut fx, 1, owner);
     let sent = requests_sent(&mut fx);
@@ -271,4 +277,47 @@ fn operations_are_refused_at_once_when_over_the_limits() {
     assert!(matches!(done[0], (1, Err(OpError::TooLarge { .. }))));
     assert_eq!(done[1], (2, Err(OpError::Overloaded)));
     assert_eq!(requests.in_flight(), 0);
+}
+
+#[test]
+fn only_the_process_asked_may_answer_and_no_one_else_claims_a_range() {
+    let mut fx = Fixture::three_processes();
+    let mut requests = Requests::new(0);
+    let (owner, range, in_range) = owner_range_and_two_keys();
+    let liar = node(250, 4);
+    start(&mut requests, &mut fx, 1, put_op(&in_range[0]));
+    lookup_found(&mut requests, &mut fx, 1, owner);
+    let sent = requests_sent(&mut fx);
+    // Another member answers the request number it guessed, claiming the
+    // range for itself: dropped, the operation still waits for the owner.
+    let liars_range = KeyRange {
+        start: node(200, 2).id,
+        end: liar.id,
+    };
+    reply(
+        &mut requests,
+        &mut fx,
+        liar,
+        sent[0].1,
+        stored(),
+        Some(liars_range),
+    );
+    assert!(fx.io.done.is_empty());
+    assert_eq!(requests.in_flight(), 1);
+    reply(
+        &mut requests,
+        &mut fx,
+        owner,
+        sent[0].1,
+        stored(),
+        Some(range),
+    );
+    assert_eq!(fx.io.done.drain(..).count(), 1);
+    // The owner cache holds the owner's range, not the liar's: the next
+    // key goes to the owner.
+    lookups_sent(&mut fx);
+    start(&mut requests, &mut fx, 2, put_op(&in_range[1]));
+    let sent = requests_sent(&mut fx);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0, owner);
 }

@@ -71,6 +71,7 @@ impl Ring {
             .collect();
         let onehop = onehop::OneHop::new(
             config.routing == Routing::OneHop,
+            config.verify_members,
             addr,
             config.max_members,
             (
@@ -339,7 +340,7 @@ impl Ring {
             && self.onehop.is_probe(req)
         {
             let alive = matches!(env.msg, Message::Pong { .. });
-            self.onehop.probe_answered(now, req, alive);
+            self.onehop.probe_answered(now, req, env.from, alive);
             return Ok(());
         }
         let index = match env.to.id {

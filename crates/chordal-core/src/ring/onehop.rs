@@ -26,6 +26,17 @@
 //!   successor's would spread a stale one round the ring.)
 //! - **Refutation**: a process told that one of its live vnodes left
 //!   announces it again.
+//! - **Verification** (`verify`, on in a TLS ring, where every message's
+//!   sender is certified): a member speaks only for itself. Hearsay — an
+//!   event about another node, an entry of a copied page, a node named
+//!   by a lookup — changes nothing until the node named has been asked:
+//!   a "joined" (or "live") enters the table, and is passed on, only once
+//!   that very node answered our ping; a "left" removes it, and is passed
+//!   on, only once our ping went unanswered or its process said it holds
+//!   no such vnode. A false claim stops at the first process it reaches.
+//!   Claims being checked are bounded in all (`MAX_CHECKS`) and per
+//!   sender (`MAX_CHECKS_PER_SENDER`); more are dropped and counted, so a
+//!   member that floods invented entries and leaves does no lasting harm.
 //!
 //! Every queue here is bounded: events waiting (`MAX_PENDING`), events per
 //! message (`MAX_EVENTS_PER_MESSAGE`), a copy's entries (the table's own
@@ -54,6 +65,11 @@ const MAX_UNACKED: usize = 1024;
 const MAX_TRIES: u32 = 3;
 /// Entries a copy probes at most (the ones the successor lacks).
 const MAX_PROBES: usize = 64;
+/// Claims being checked at once, in all (verification mode).
+const MAX_CHECKS: usize = 8192;
+/// Claims being checked at once that came from one process; more from
+/// it are dropped.
+const MAX_CHECKS_PER_SENDER: usize = 1024;
 /// How many recent departures are remembered, so that hearsay (a stale
 /// successor list, a copy from a table that missed them) does not bring
 /// them back.
@@ -92,6 +108,13 @@ pub struct OneHopStats {
     pub copies: u64,
     /// Table entries received in `Members` pages.
     pub entries_copied: u64,
+    /// Claims about other nodes checked by asking them (verification).
+    pub claims_checked: u64,
+    /// Claims the node named proved false (a "joined" it did not answer,
+    /// a "left" it answered).
+    pub claims_false: u64,
+    /// Claims dropped unchecked: too many from one sender, or in all.
+    pub claims_dropped: u64,
 }
 
 /// A table copy in progress.
@@ -107,6 +130,39 @@ struct Pull {
     deadline: Time,
 }
 
+/// Why a node is being pinged: what its answer decides.
+#[derive(Clone, Debug)]
+enum Claim {
+    /// An entry of ours the successor's table lacks: kept if it answers.
+    Kept,
+    /// Hearsay that the node is live (joined, copied, named): into the
+    /// table only if it answers itself; `forward` is the event to pass on
+    /// then. `copied` from our successor's table: if it does not answer,
+    /// the successor's table missed its departure, and so may others' —
+    /// announced as if we had detected it (each receiver checks it too),
+    /// as a table that took the entry in would have once it noticed.
+    Live {
+        forward: Option<(Id, MemberEvent)>,
+        copied: bool,
+    },
+    /// Hearsay that the node left: out of the table, and passed on, only
+    /// if it does not answer.
+    Left { until: Id, ev: MemberEvent },
+}
+
+/// A ping waiting for its answer, and the claims it settles, each with
+/// who made it (our own address for our own doubts).
+#[derive(Debug)]
+struct Probe {
+    node: NodeRef,
+    deadline: Time,
+    claims: Vec<(Claim, SocketAddr)>,
+}
+
+/// Claims one ping settles at most; more about the same node while it is
+/// being asked are dropped.
+const MAX_CLAIMS_PER_PROBE: usize = 8;
+
 /// A `MemberEvents` sent and not yet acknowledged.
 #[derive(Debug)]
 struct Unacked {
@@ -121,6 +177,8 @@ struct Unacked {
 #[derive(Debug)]
 pub(crate) struct OneHop {
     enabled: bool,
+    /// Check hearsay with the node it names before acting on it.
+    verify: bool,
     me: SocketAddr,
     table: Members,
     interval: Duration,
@@ -134,9 +192,13 @@ pub(crate) struct OneHop {
     tick_at: Option<Time>,
     refresh_at: Option<Time>,
     pull: Option<Pull>,
-    /// Pings to entries the successor's table lacks: request → node, and
-    /// when it counts as gone.
-    probes: crate::fasthash::FastMap<u64, (NodeRef, Time)>,
+    /// Pings waiting for an answer: to entries the successor's table
+    /// lacks, and (verifying) to nodes hearsay names.
+    probes: crate::fasthash::FastMap<u64, Probe>,
+    /// The nodes being pinged, so that one is asked once at a time.
+    probing: crate::fasthash::FastMap<NodeRef, u64>,
+    /// Claims being checked, by sender.
+    checks_by: crate::fasthash::FastMap<SocketAddr, usize>,
     /// Recent departures, and when each was seen.
     departed: std::collections::BTreeMap<NodeRef, Time>,
     next_req: u64,
@@ -149,14 +211,17 @@ impl OneHop {
     /// `membership_interval`, `membership_refresh`; a message not
     /// acknowledged within `ack_timeout` goes to the next process). With
     /// `enabled` false (Chord routing) it keeps no table and sends nothing.
+    /// With `verify`, hearsay is checked with the node it names first.
     pub fn new(
         enabled: bool,
+        verify: bool,
         me: SocketAddr,
         max: usize,
         (interval, refresh, ack_timeout): (Duration, Duration, Duration),
     ) -> OneHop {
         OneHop {
             enabled,
+            verify,
             me,
             table: Members::new(max),
             interval,
@@ -168,6 +233,8 @@ impl OneHop {
             refresh_at: None,
             pull: None,
             probes: Default::default(),
+            probing: Default::default(),
+            checks_by: Default::default(),
             departed: Default::default(),
             next_req: 1,
             out: VecDeque::new(),
@@ -205,8 +272,20 @@ impl OneHop {
     /// `node` answered us itself (`direct`), or someone named it live:
     /// into the table, not disseminated. Hearsay about a node we saw
     /// depart lately is ignored.
+    /// Verifying, hearsay is checked with `node` first.
     pub fn learn(&mut self, now: Time, node: NodeRef, direct: bool) {
         if !self.enabled || (!direct && self.departed_lately(now, &node)) {
+            return;
+        }
+        if self.verify && !direct {
+            if !self.table.contains(&node) {
+                let me = self.me;
+                let claim = Claim::Live {
+                    forward: None,
+                    copied: false,
+                };
+                self.check(now, node, claim, me);
+            }
             return;
         }
         self.alive(node);
@@ -226,6 +305,16 @@ impl OneHop {
             let vnodes: Vec<NodeRef> = self.table.iter().filter(|n| n.addr == *addr).collect();
             for n in vnodes {
                 self.gone(now, n);
+            }
+            // Pings there will not be answered.
+            let silent: Vec<u64> = self
+                .probes
+                .iter()
+                .filter(|(_, p)| p.node.addr == *addr)
+                .map(|(req, _)| *req)
+                .collect();
+            for req in silent {
+                self.resolve(now, req, false);
             }
             // What we sent there goes on to the next process at once.
             let stuck: Vec<u64> = self
@@ -314,12 +403,14 @@ impl OneHop {
         self.refresh_at = None;
         self.pull = None;
         self.probes.clear();
+        self.probing.clear();
+        self.checks_by.clear();
     }
 
     /// When `handle_timeout` must run next.
     pub fn poll_timeout(&self) -> Option<Time> {
         let unacked = self.unacked.values().map(|u| u.deadline).min();
-        let probes = self.probes.values().map(|(_, t)| *t).min();
+        let probes = self.probes.values().map(|p| p.deadline).min();
         [
             self.tick_at,
             self.refresh_at,
@@ -355,13 +446,11 @@ impl OneHop {
         let silent: Vec<u64> = self
             .probes
             .iter()
-            .filter(|(_, (_, t))| *t <= now)
+            .filter(|(_, p)| p.deadline <= now)
             .map(|(req, _)| *req)
             .collect();
         for req in silent {
-            if let Some((n, _)) = self.probes.remove(&req) {
-                self.gone(now, n);
-            }
+            self.resolve(now, req, false);
         }
         if self.refresh_at.is_some_and(|t| t <= now) {
             self.refresh_at = Some(now + self.refresh);
@@ -388,7 +477,7 @@ impl OneHop {
                 if self.enabled {
                     for ev in events.into_iter().take(MAX_EVENTS_PER_MESSAGE) {
                         self.stats.events_received += 1;
-                        self.receive(now, until, ev, &live_local);
+                        self.receive(now, from.addr, until, ev, &live_local);
                     }
                 }
             }
@@ -430,7 +519,7 @@ impl OneHop {
                 more,
                 same,
                 slices,
-            } => self.on_page(now, req, nodes, more, same, slices),
+            } => self.on_page(now, from, req, nodes, more, same, slices),
             _ => {}
         }
     }
@@ -441,15 +530,21 @@ impl OneHop {
         req & PROBE_REQ != 0
     }
 
-    /// The answer to probe `req`: `alive` (a `Pong`) keeps the node,
-    /// `NotHere` removes it.
-    pub fn probe_answered(&mut self, now: Time, req: u64, alive: bool) {
-        if let Some((n, _)) = self.probes.remove(&req) {
-            if alive {
-                self.alive(n);
-            } else {
-                self.gone(now, n);
-            }
+    /// The answer to probe `req`, from `from`: `alive` (a `Pong`, which
+    /// only the node pinged may give) or `NotHere` (which its process
+    /// gives when it holds no such vnode). An answer from anyone else is
+    /// ignored: the probe waits on for the real one, or its deadline.
+    pub fn probe_answered(&mut self, now: Time, req: u64, from: NodeRef, alive: bool) {
+        let Some(p) = self.probes.get(&req) else {
+            return;
+        };
+        let genuine = if alive {
+            from == p.node
+        } else {
+            from.addr == p.node.addr
+        };
+        if genuine {
+            self.resolve(now, req, alive);
         }
     }
 
@@ -468,10 +563,15 @@ impl OneHop {
     fn receive(
         &mut self,
         now: Time,
+        sender: SocketAddr,
         until: Id,
         ev: MemberEvent,
         live_local: &impl Fn(&NodeRef) -> bool,
     ) {
+        if self.verify {
+            self.receive_checked(now, sender, until, ev, live_local);
+            return;
+        }
         if ev.node.addr == self.me {
             // About us: a departure we did not make is refuted, and not
             // passed on (our own announcement reaches everyone).
@@ -485,6 +585,133 @@ impl OneHop {
             self.gone(now, ev.node);
         }
         self.queue(now, until, ev);
+    }
+
+    /// `receive` in verification mode: a claim about us is checked
+    /// against our vnodes (a false one is refuted or dropped), a claim
+    /// about another node with that node.
+    fn receive_checked(
+        &mut self,
+        now: Time,
+        sender: SocketAddr,
+        until: Id,
+        ev: MemberEvent,
+        live_local: &impl Fn(&NodeRef) -> bool,
+    ) {
+        if ev.node.addr == self.me {
+            let live = live_local(&ev.node);
+            if !ev.joined && live {
+                self.detected(now, ev.node, true);
+            } else if ev.joined == live {
+                self.queue(now, until, ev);
+            } else {
+                self.stats.claims_false += 1;
+            }
+            return;
+        }
+        if ev.joined && self.table.contains(&ev.node) {
+            // Checked before: pass it on.
+            self.queue(now, until, ev);
+            return;
+        }
+        let claim = if ev.joined {
+            Claim::Live {
+                forward: Some((until, ev)),
+                copied: false,
+            }
+        } else {
+            Claim::Left { until, ev }
+        };
+        self.check(now, ev.node, claim, sender);
+    }
+
+    /// Asks `node` whether `claim` (made by `sender`) holds: a ping, whose
+    /// answer or silence [`OneHop::resolve`]s it (one ping settles every
+    /// claim about `node` made while it is out). Dropped (and counted)
+    /// past the bounds.
+    fn check(&mut self, now: Time, node: NodeRef, claim: Claim, sender: SocketAddr) {
+        let by_sender = self.checks_by.get(&sender).copied().unwrap_or(0);
+        let out = self.probing.get(&node).and_then(|req| self.probes.get(req));
+        let full = match out {
+            Some(p) => p.claims.len() >= MAX_CLAIMS_PER_PROBE,
+            None => self.probes.len() >= MAX_CHECKS,
+        };
+        if full || by_sender >= MAX_CHECKS_PER_SENDER {
+            self.stats.claims_dropped += 1;
+            return;
+        }
+        self.stats.claims_checked += 1;
+        *self.checks_by.entry(sender).or_insert(0) += 1;
+        match self
+            .probing
+            .get(&node)
+            .and_then(|req| self.probes.get_mut(req))
+        {
+            Some(p) => p.claims.push((claim, sender)),
+            None => self.ping(now, node, claim, sender),
+        }
+    }
+
+    /// Sends the ping of a probe.
+    fn ping(&mut self, now: Time, node: NodeRef, claim: Claim, sender: SocketAddr) {
+        let req = PROBE_REQ | self.next_req;
+        self.next_req += 1;
+        let deadline = now + self.ack_timeout * 2;
+        self.probes.insert(
+            req,
+            Probe {
+                node,
+                deadline,
+                claims: vec![(claim, sender)],
+            },
+        );
+        self.probing.insert(node, req);
+        self.out.push_back((node.into(), Message::Ping { req }));
+    }
+
+    /// Probe `req` ended: its node answered itself (`alive`) or did not.
+    /// Carries out what each of its claims said, if the answer bears it
+    /// out.
+    fn resolve(&mut self, now: Time, req: u64, alive: bool) {
+        let Some(p) = self.probes.remove(&req) else {
+            return;
+        };
+        self.probing.remove(&p.node);
+        for (claim, sender) in p.claims {
+            if let Some(n) = self.checks_by.get_mut(&sender) {
+                *n -= 1;
+                if *n == 0 {
+                    self.checks_by.remove(&sender);
+                }
+            }
+            match (claim, alive) {
+                (Claim::Kept, true) => {
+                    self.alive(p.node);
+                }
+                (Claim::Kept, false) => self.gone(now, p.node),
+                (Claim::Live { forward, .. }, true) => {
+                    self.alive(p.node);
+                    if let Some((until, ev)) = forward {
+                        self.queue(now, until, ev);
+                    }
+                }
+                (Claim::Left { until, ev }, false) => {
+                    self.gone(now, p.node);
+                    self.queue(now, until, ev);
+                }
+                (Claim::Live { copied, .. }, false) => {
+                    self.stats.claims_false += 1;
+                    if copied && !self.departed_lately(now, &p.node) {
+                        self.gone(now, p.node);
+                        self.detected(now, p.node, false);
+                    }
+                }
+                (Claim::Left { .. }, true) => {
+                    self.stats.claims_false += 1;
+                    self.alive(p.node);
+                }
+            }
+        }
     }
 
     fn detected(&mut self, now: Time, node: NodeRef, joined: bool) {
@@ -614,16 +841,22 @@ impl OneHop {
     }
 
     /// A page of the successor's table, covering the slices `slices`.
+    #[allow(clippy::too_many_arguments)]
     fn on_page(
         &mut self,
         now: Time,
+        from: NodeRef,
         req: u64,
         nodes: Vec<NodeRef>,
         more: bool,
         same: bool,
         slices: u64,
     ) {
-        let Some(mut pull) = self.pull.take().filter(|p| p.req == req) else {
+        let Some(mut pull) = self
+            .pull
+            .take()
+            .filter(|p| p.req == req && p.from.addr == from.addr)
+        else {
             return;
         };
         if same {
@@ -649,7 +882,16 @@ impl OneHop {
         let lacking: Vec<NodeRef> = lacking.take(room).collect();
         pull.only_ours.extend(lacking);
         for n in nodes {
-            if !self.departed_lately(now, &n) {
+            if self.departed_lately(now, &n) || self.table.contains(&n) {
+                continue;
+            }
+            if self.verify {
+                let claim = Claim::Live {
+                    forward: None,
+                    copied: true,
+                };
+                self.check(now, n, claim, from.addr);
+            } else {
                 self.alive(n);
             }
         }
@@ -681,11 +923,15 @@ impl OneHop {
         if self.probes.len() >= MAX_PROBES {
             return;
         }
-        let req = PROBE_REQ | self.next_req;
-        self.next_req += 1;
-        let deadline = now + self.ack_timeout * 2;
-        self.probes.insert(req, (node, deadline));
-        self.out.push_back((node.into(), Message::Ping { req }));
+        let me = self.me;
+        match self
+            .probing
+            .get(&node)
+            .and_then(|req| self.probes.get_mut(req))
+        {
+            Some(p) => p.claims.push((Claim::Kept, me)),
+            None => self.ping(now, node, Claim::Kept, me),
+        }
     }
 
     /// `node` is alive: into the table, off the departed list. Returns
@@ -718,5 +964,174 @@ impl OneHop {
         self.departed
             .get(node)
             .is_some_and(|t| now.saturating_since(*t) <= self.refresh * 2)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn node(name: &str, port: u16) -> NodeRef {
+        NodeRef::new(Id::hash(name.as_bytes()), ([127, 0, 0, 1], port).into())
+    }
+
+    /// The upkeep of a process at port 1 that knows `known` (verifying
+    /// or not).
+    fn onehop(verify: bool, known: &[NodeRef]) -> OneHop {
+        let me: SocketAddr = ([127, 0, 0, 1], 1).into();
+        let mut o = OneHop::new(true, verify, me, 1 << 16, (100 * MS, 10_000 * MS, 200 * MS));
+        for n in known {
+            o.learn(Time::ZERO, *n, true);
+        }
+        o
+    }
+
+    fn drain(o: &mut OneHop) -> Vec<(Target, Message)> {
+        std::iter::from_fn(|| o.poll_transmit()).collect()
+    }
+
+    /// The pings among `out`: (to, request number).
+    fn pings(out: &[(Target, Message)]) -> Vec<(Target, u64)> {
+        out.iter()
+            .filter_map(|(t, m)| match m {
+                Message::Ping { req } => Some((*t, *req)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn events_from(sender: NodeRef, list: &[(NodeRef, bool)]) -> Message {
+        let _ = sender;
+        Message::MemberEvents {
+            req: 9,
+            until: Id::hash(b"end"),
+            events: list
+                .iter()
+                .map(|(node, joined)| MemberEvent {
+                    node: *node,
+                    joined: *joined,
+                    by: sender.addr,
+                })
+                .collect(),
+        }
+    }
+
+    fn entries(o: &OneHop) -> Vec<NodeRef> {
+        o.entries().collect()
+    }
+
+    /// MemberEvents passed on after the next tick.
+    fn passed_on(o: &mut OneHop, now: Time) -> usize {
+        o.handle_timeout(now, None);
+        drain(o)
+            .iter()
+            .filter(|(_, m)| matches!(m, Message::MemberEvents { .. }))
+            .count()
+    }
+
+    #[test]
+    fn a_forged_departure_of_a_live_node_is_disproved_by_its_answer_and_goes_no_further() {
+        let (b, c, liar) = (node("b", 2), node("c", 3), node("liar", 4));
+        let mut o = onehop(true, &[b, c, liar]);
+        drain(&mut o);
+        o.handle_message(Time::ZERO, liar, events_from(liar, &[(b, false)]), |_| {
+            false
+        });
+        let out = drain(&mut o);
+        let asked = pings(&out);
+        assert_eq!(asked.len(), 1);
+        assert_eq!(asked[0].0, Target::from(b));
+        // Still there while being asked; an answer from anyone but b is not
+        // b's answer.
+        assert!(entries(&o).contains(&b));
+        o.probe_answered(Time::ZERO + MS, asked[0].1, liar, true);
+        assert_eq!(o.stats().claims_false, 0);
+        o.probe_answered(Time::ZERO + MS, asked[0].1, b, true);
+        assert!(entries(&o).contains(&b));
+        assert_eq!(o.stats().claims_false, 1);
+        assert_eq!(passed_on(&mut o, Time::ZERO + 1000 * MS), 0);
+    }
+
+    #[test]
+    fn a_join_enters_and_is_passed_on_only_once_the_node_itself_answered() {
+        let (b, liar) = (node("b", 2), node("liar", 4));
+        let invented = node("invented", 4);
+        let joiner = node("joiner", 5);
+        let mut o = onehop(true, &[b, liar]);
+        drain(&mut o);
+        let claims = [(invented, true), (joiner, true)];
+        o.handle_message(Time::ZERO, liar, events_from(liar, &claims), |_| false);
+        let asked = pings(&drain(&mut o));
+        assert_eq!(asked.len(), 2);
+        assert!(!entries(&o).contains(&invented) && !entries(&o).contains(&joiner));
+        // The joiner answers itself; the invented id's process says it
+        // has no such vnode (NotHere from another of its vnodes).
+        for (to, req) in &asked {
+            if to.id == Some(joiner.id) {
+                o.probe_answered(Time::ZERO + MS, *req, joiner, true);
+            } else {
+                o.probe_answered(Time::ZERO + MS, *req, liar, false);
+            }
+        }
+        assert!(entries(&o).contains(&joiner));
+        assert!(!entries(&o).contains(&invented));
+        assert_eq!(o.stats().claims_false, 1);
+        assert!(passed_on(&mut o, Time::ZERO + 1000 * MS) >= 1);
+    }
+
+    #[test]
+    fn a_departure_is_acted_on_once_the_node_does_not_answer() {
+        let (b, gone, c) = (node("b", 2), node("gone", 3), node("c", 4));
+        let mut o = onehop(true, &[b, gone, c]);
+        drain(&mut o);
+        o.handle_message(Time::ZERO, c, events_from(c, &[(gone, false)]), |_| false);
+        assert_eq!(pings(&drain(&mut o)).len(), 1);
+        assert!(entries(&o).contains(&gone));
+        // Silent past two ack timeouts: gone, and the news goes on.
+        let later = Time::ZERO + 500 * MS;
+        o.handle_timeout(later, None);
+        assert!(!entries(&o).contains(&gone));
+        assert!(passed_on(&mut o, later + 1000 * MS) >= 1);
+    }
+
+    #[test]
+    fn one_sender_gets_a_bounded_share_of_checks_and_the_rest_are_dropped() {
+        let liar = node("liar", 4);
+        let mut o = onehop(true, &[liar]);
+        drain(&mut o);
+        let flood: Vec<(NodeRef, bool)> = (0..MAX_EVENTS_PER_MESSAGE)
+            .map(|i| (node(&format!("invented-{i}"), 4), true))
+            .collect();
+        o.handle_message(Time::ZERO, liar, events_from(liar, &flood), |_| false);
+        let stats = o.stats();
+        assert_eq!(stats.claims_checked, MAX_CHECKS_PER_SENDER as u64);
+        assert_eq!(
+            stats.claims_dropped,
+            (MAX_EVENTS_PER_MESSAGE - MAX_CHECKS_PER_SENDER) as u64
+        );
+        // Unanswered, none enters; the share is free again afterwards.
+        o.handle_timeout(Time::ZERO + 1000 * MS, None);
+        assert_eq!(entries(&o), vec![liar]);
+        o.handle_message(Time::ZERO, liar, events_from(liar, &flood[..1]), |_| false);
+        assert_eq!(o.stats().claims_checked, MAX_CHECKS_PER_SENDER as u64 + 1);
+    }
+
+    #[test]
+    fn without_verification_hearsay_is_taken_as_said() {
+        // The plain-mode behaviour the checks above replace: this is what
+        // a forging member exploited.
+        let (b, liar) = (node("b", 2), node("liar", 4));
+        let invented = node("invented", 4);
+        let mut o = onehop(false, &[b, liar]);
+        o.handle_message(
+            Time::ZERO,
+            liar,
+            events_from(liar, &[(b, false), (invented, true)]),
+            |_| false,
+        );
+        assert!(!entries(&o).contains(&b));
+        assert!(entries(&o).contains(&invented));
     }
 }
