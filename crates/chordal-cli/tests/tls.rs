@@ -228,3 +228,74 @@ fn a_tls_ring_of_processes_serves_https_and_keeps_strangers_out() {
     assert!(ok);
     let _: Value = serde_json::from_str(&out).unwrap();
 }
+
+#[test]
+fn a_member_advertising_another_members_address_never_gets_its_api_shown() {
+    // Issue 26, row D, as it was found: a certified member starts with
+    // --advertise naming another member's peer address and its own API.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let (ok, _, stderr) = chordal(&["ca", "init", "--dir", root.join("ca").to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    let ca_cert = root.join("ca").join("ca.crt");
+    let ca_cert = ca_cert.to_str().unwrap();
+    let certs: Vec<PathBuf> = (0..3)
+        .map(|i| issue(root, "ca", &format!("n{i}"), "member").0)
+        .collect();
+    let first = tls_member(&certs[0], None);
+    let second = tls_member(&certs[1], Some(first.addr));
+    let third = tls_member(&certs[2], Some(first.addr));
+    let node0 = https(first.api);
+    let ring = || {
+        let (ok, out, _) = chordal(&["ring", "--node", &node0, "--cacert", ca_cert, "--json"]);
+        ok.then(|| serde_json::from_str::<Value>(&out).unwrap())
+    };
+    assert!(
+        eventually(Duration::from_secs(30), || ring()
+            .is_some_and(|v| v["count"] == 3))
+        .is_some(),
+        "the TLS ring did not form"
+    );
+    let (evil_dir, _) = issue(root, "ca", "impostor", "member");
+    let evil_api = format!("127.0.0.1:{}", free_port());
+    let mut impostor = Command::new(BIN)
+        .args(["node", "--listen", "127.0.0.1:0", "--api", &evil_api])
+        .args(["--advertise", &second.addr.to_string()])
+        .args(["--join", &first.addr.to_string()])
+        .args(["--tls-dir", evil_dir.to_str().unwrap(), "--api-tls"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // While it tries, and after it gives up, every API the ring hands
+    // out for the second member is the second member's own.
+    let mut looked = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(8);
+    while std::time::Instant::now() < deadline {
+        for node in [&first, &third] {
+            let (ok, out, _) = chordal(&[
+                "ring",
+                "--node",
+                &https(node.api),
+                "--cacert",
+                ca_cert,
+                "--json",
+            ]);
+            if !ok {
+                continue;
+            }
+            let v: Value = serde_json::from_str(&out).unwrap();
+            for n in v["nodes"].as_array().unwrap() {
+                assert_ne!(n["api"].as_str(), Some(evil_api.as_str()), "{v}");
+                if n["addr"] == second.addr.to_string() {
+                    assert_eq!(n["api"], second.api.to_string(), "{v}");
+                    looked += 1;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(looked > 0);
+    let _ = impostor.kill();
+    let _ = impostor.wait();
+}

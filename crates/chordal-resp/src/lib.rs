@@ -24,6 +24,7 @@
 
 pub mod codec;
 mod commands;
+mod order;
 pub mod reply;
 mod session;
 

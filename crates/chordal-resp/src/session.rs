@@ -6,19 +6,19 @@
 use crate::RespConfig;
 use crate::codec::{Limits, ProtocolError, Request, RespCodec};
 use crate::commands::{self, Ctx, DATA_COMMANDS};
+use crate::order::Order;
 use crate::reply::Reply;
 use bytes::Bytes;
 use chordal_http::auth::Role;
-use futures_util::future::{BoxFuture, Shared};
 use futures_util::stream::FuturesOrdered;
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use futures_util::{SinkExt, StreamExt};
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::codec::{FramedRead, FramedWrite};
@@ -86,8 +86,8 @@ where
     let timer = tokio::time::sleep_until(s.deadline(started, last));
     tokio::pin!(timer);
     let mut pending: Pending = FuturesOrdered::new();
-    // The last pending command on each key (cleared when none is pending).
-    let mut tails: HashMap<Bytes, Shared<BoxFuture<'static, ()>>> = HashMap::new();
+    // Per-key order of the pending commands (cleared when none is).
+    let mut order = Order::default();
     loop {
         tokio::select! {
             Some(reply) = pending.next(), if !pending.is_empty() => {
@@ -131,27 +131,19 @@ where
                     pending.push_back(Box::pin(async move { reply }));
                     continue;
                 }
-                if DATA_COMMANDS.iter().any(|(n, _)| *n == name) {
+                if let Some((_, write)) = DATA_COMMANDS.iter().find(|(n, _)| *n == name) {
                     if pending.is_empty() {
-                        tails.clear();
+                        order.clear();
                     }
-                    // After the commands before it that share a key: a
-                    // pipelined GET sees the SET before it.
-                    let (done, finished) = oneshot::channel::<()>();
-                    let finished = finished.map(|_| ()).boxed().shared();
-                    let mut earlier = Vec::new();
-                    for key in commands::keys_of(&name, &args[1..]) {
-                        if let Some(tail) = tails.insert(key.clone(), finished.clone()) {
-                            earlier.push(tail);
-                        }
-                    }
+                    // After the commands before it that it must follow on
+                    // its keys: a pipelined GET sees the SET before it.
+                    let keys = commands::keys_of(&name, &args[1..]);
+                    let mut turn = order.turn(keys, *write, 4 * config.max_pipeline);
                     let ctx = s.ctx.clone();
                     pending.push_back(Box::pin(async move {
-                        for tail in earlier {
-                            tail.await;
-                        }
+                        turn.wait().await;
                         let reply = commands::run(&ctx, &name, &args[1..]).await;
-                        let _ = done.send(());
+                        drop(turn);
                         reply
                     }));
                     continue;
