@@ -1,0 +1,168 @@
+//! Recorded histories of real clients against real `chordal node`
+//! processes, checked for linearizability by `chordal-lincheck` — the
+//! start of issue 27's Jepsen-style harness. Clients on their own
+//! threads run INCR/GET on counters and SET/GET/DEL on registers through
+//! RESP, each through a node of its own; every operation's invocation,
+//! completion and result (or unknown outcome, on an error) is recorded.
+//! Here the ring is left alone (no nemesis): a baseline that must hold
+//! today, and the recorder and checker wiring the nemesis runs will use.
+
+mod common;
+
+use chordal_lincheck::models::{Counter, CounterOp, Register, RegisterOp, RegisterOut};
+use chordal_lincheck::{Op, Verdict, check_per_key};
+use common::*;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A recorded operation on key `key`.
+#[derive(Clone)]
+enum Recorded {
+    Counter(String, Op<CounterOp, i64>),
+    Register(String, Op<RegisterOp, RegisterOut>),
+}
+
+/// An operation invoked at `call` that completed at `ret` with `reply`,
+/// or whose outcome is unknown (an error: it may or may not have applied).
+fn op<I, O>(
+    client: u64,
+    call: u64,
+    ret: Option<u64>,
+    input: I,
+    reply: redis::RedisResult<O>,
+) -> Op<I, O> {
+    Op {
+        client,
+        call,
+        ret,
+        input,
+        output: reply.ok(),
+    }
+}
+
+/// Runs `clients` threads for `run`, each on its own connection to one of
+/// `resps`, and returns every operation they made.
+fn record(resps: &[std::net::SocketAddr], clients: u64, run: Duration) -> Vec<Recorded> {
+    let epoch = Instant::now();
+    let history = Arc::new(Mutex::new(Vec::new()));
+    let threads: Vec<_> = (0..clients)
+        .map(|client| {
+            let addr = resps[client as usize % resps.len()];
+            let history = history.clone();
+            std::thread::spawn(move || {
+                let url = format!("redis://{addr}/");
+                let mut con = redis::Client::open(url)
+                    .unwrap()
+                    .get_connection_with_timeout(Duration::from_secs(5))
+                    .expect("connect");
+                con.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let now = || epoch.elapsed().as_nanos() as u64;
+                let mut seq = 0u64;
+                while epoch.elapsed() < run {
+                    seq += 1;
+                    // A small generator, different per client and step.
+                    let pick = (client * 7_919 + seq * 104_729) % 100;
+                    let call = now();
+                    let recorded = if pick < 50 {
+                        let key = format!("counter-{}", pick % 3);
+                        let incr = pick < 35;
+                        let cmd = if incr { "INCR" } else { "GET" };
+                        let reply: redis::RedisResult<Option<i64>> =
+                            redis::cmd(cmd).arg(&key).query(&mut con);
+                        let ret = reply.is_ok().then(now);
+                        let input = if incr {
+                            CounterOp::Incr(1)
+                        } else {
+                            CounterOp::Get
+                        };
+                        let reply = reply.map(|v| v.unwrap_or(0));
+                        Recorded::Counter(key, op(client, call, ret, input, reply))
+                    } else {
+                        let key = format!("register-{}", pick % 2);
+                        let value = client * 1_000_000_000 + seq;
+                        let (input, reply) = if pick < 75 {
+                            let r: redis::RedisResult<()> =
+                                redis::cmd("SET").arg(&key).arg(value).query(&mut con);
+                            (RegisterOp::Put(value), r.map(|_| RegisterOut::Done))
+                        } else if pick < 95 {
+                            let r: redis::RedisResult<Option<u64>> =
+                                redis::cmd("GET").arg(&key).query(&mut con);
+                            (RegisterOp::Get, r.map(RegisterOut::Value))
+                        } else {
+                            let r: redis::RedisResult<i64> =
+                                redis::cmd("DEL").arg(&key).query(&mut con);
+                            (RegisterOp::Delete, r.map(|_| RegisterOut::Done))
+                        };
+                        let ret = reply.is_ok().then(now);
+                        Recorded::Register(key, op(client, call, ret, input, reply))
+                    };
+                    history.lock().unwrap().push(recorded);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    Arc::try_unwrap(history).ok().unwrap().into_inner().unwrap()
+}
+
+/// Checks the counters and the registers of `history`; the first key
+/// that is not linearizable.
+fn verdicts(history: Vec<Recorded>) -> (usize, Option<(String, Verdict)>) {
+    let n = history.len();
+    let (mut counters, mut registers) = (Vec::new(), Vec::new());
+    for r in history {
+        match r {
+            Recorded::Counter(k, op) => counters.push((k, op)),
+            Recorded::Register(k, op) => registers.push((k, op)),
+        }
+    }
+    let budget = 50_000_000;
+    let bad = check_per_key(&Counter, counters, budget)
+        .or_else(|| check_per_key(&Register, registers, budget));
+    (n, bad)
+}
+
+#[test]
+fn a_quiet_rings_counters_and_registers_are_linearizable() {
+    let mut nodes = vec![NodeProc::start(
+        None,
+        &["--stabilize-ms", "100", "--resp", "127.0.0.1:0"],
+    )];
+    for _ in 1..3 {
+        let seed = nodes[0].addr;
+        nodes.push(NodeProc::start(
+            Some(seed),
+            &["--stabilize-ms", "100", "--resp", "127.0.0.1:0"],
+        ));
+    }
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    eventually(Duration::from_secs(30), || successor_lists_correct(&all, 2))
+        .expect("ring did not form");
+    let resps: Vec<_> = nodes.iter().map(|n| n.served("resp")).collect();
+    let history = record(&resps, 6, Duration::from_secs(4));
+    let (n, bad) = verdicts(history.clone());
+    eprintln!("consistency: {n} operations recorded");
+    assert!(n > 500, "only {n} operations");
+    assert_eq!(bad, None);
+
+    // The wiring sees a violation when there is one: a read after
+    // everything, of a value no one wrote.
+    let mut history = history;
+    history.push(Recorded::Register(
+        "register-0".into(),
+        Op {
+            client: 99,
+            call: u64::MAX - 2,
+            ret: Some(u64::MAX - 1),
+            input: RegisterOp::Get,
+            output: Some(RegisterOut::Value(Some(7))),
+        },
+    ));
+    let (_, bad) = verdicts(history);
+    assert!(
+        matches!(&bad, Some((k, Verdict::Violation { .. })) if k == "register-0"),
+        "{bad:?}"
+    );
+}
