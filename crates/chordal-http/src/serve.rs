@@ -52,7 +52,7 @@ impl Default for HttpTimeouts {
 pub type OnTimeout = Arc<dyn Fn() + Send + Sync>;
 
 /// What a plain-HTTP client over the bounds reads.
-const FULL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 53\r\n\r\n{\"error\":\"too many connections\",\"code\":\"overloaded\"}";
+const FULL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 52\r\n\r\n{\"error\":\"too many connections\",\"code\":\"overloaded\"}";
 
 /// Serves `router` on `listener` (over TLS with `tls`) until `shutdown`
 /// completes, admitting connections through `gate`; then lets the open
