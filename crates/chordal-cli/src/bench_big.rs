@@ -42,6 +42,7 @@ fn prefill(dir: &std::path::Path, keys: u64) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     let store = RedbStore::open(&dir.join("chordal.redb"))?;
     let version = Version {
+        term: 0,
         hlc: 1,
         node: Id::from_u64(1),
     };

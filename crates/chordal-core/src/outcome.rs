@@ -344,6 +344,7 @@ mod tests {
 
     fn v(hlc: u64) -> Version {
         Version {
+            term: 0,
             hlc,
             node: Id::from_u64(1),
         }

@@ -9,9 +9,16 @@
 
 use crate::{Id, Time};
 
-/// When a write happened, and where: compared by `hlc`, then `node`.
+/// Under which term a write was decided, when, and where: compared by
+/// `term`, then `hlc`, then `node` (the field order), so that whatever a
+/// later term decides supersedes what an earlier one did, whatever the
+/// clocks said (DESIGN §5, "Who decides").
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default)]
 pub struct Version {
+    /// The authority term of the range under which the owner decided the
+    /// write; 0 for records written before terms existed (and by rings
+    /// that run without authority).
+    pub term: u64,
     /// Hybrid logical clock: microseconds of wall time, pushed forward so
     /// that it never repeats or goes back on one node and exceeds every
     /// version the node has seen.
@@ -21,15 +28,29 @@ pub struct Version {
 }
 
 impl Version {
-    /// `hlc` and node as text, e.g. for an HTTP header: `"<hlc>-<node hex>"`.
-    pub fn to_text(&self) -> String {
-        format!("{}-{}", self.hlc, self.node.to_hex())
+    /// A version of term 0 (records before terms, and tests).
+    pub fn at(hlc: u64, node: Id) -> Version {
+        Version { term: 0, hlc, node }
     }
 
-    /// Parses [`Version::to_text`]'s form.
+    /// The version as text, e.g. for an HTTP header: `"<hlc>-<node hex>"`
+    /// for term 0, `"<term>.<hlc>-<node hex>"` otherwise.
+    pub fn to_text(&self) -> String {
+        match self.term {
+            0 => format!("{}-{}", self.hlc, self.node.to_hex()),
+            t => format!("{t}.{}-{}", self.hlc, self.node.to_hex()),
+        }
+    }
+
+    /// Parses [`Version::to_text`]'s forms.
     pub fn from_text(s: &str) -> Option<Version> {
-        let (hlc, node) = s.split_once('-')?;
+        let (clock, node) = s.split_once('-')?;
+        let (term, hlc) = match clock.split_once('.') {
+            Some((t, h)) => (t.parse().ok()?, h),
+            None => (0, clock),
+        };
         Some(Version {
+            term,
             hlc: hlc.parse().ok()?,
             node: node.parse().ok()?,
         })
@@ -175,6 +196,7 @@ mod tests {
     #[test]
     fn an_expired_value_is_dead_like_a_tombstone() {
         let v = Version {
+            term: 0,
             hlc: 10,
             node: Id::from_u64(1),
         };
@@ -193,6 +215,7 @@ mod tests {
     #[test]
     fn versions_order_by_clock_then_node() {
         let v = |hlc, n| Version {
+            term: 0,
             hlc,
             node: Id::from_u64(n),
         };
@@ -200,5 +223,22 @@ mod tests {
         assert!(v(2, 2) > v(2, 1));
         assert_eq!(Version::from_text(&v(7, 3).to_text()), Some(v(7, 3)));
         assert_eq!(Version::from_text("x-y"), None);
+    }
+
+    #[test]
+    fn a_later_term_wins_whatever_the_clocks_said() {
+        let v = |term, hlc| Version {
+            term,
+            hlc,
+            node: Id::from_u64(1),
+        };
+        assert!(v(2, 1) > v(1, u64::MAX));
+        assert!(v(0, 5) < v(1, 0));
+        // Term 0 keeps the old text form; others put the term first.
+        assert_eq!(v(0, 7).to_text(), format!("7-{}", Id::from_u64(1).to_hex()));
+        for x in [v(0, 7), v(3, 7), v(u64::MAX, 0)] {
+            assert_eq!(Version::from_text(&x.to_text()), Some(x));
+        }
+        assert_eq!(Version::from_text("a.7-00"), None);
     }
 }

@@ -367,6 +367,7 @@ mod tests {
 
     fn version(hlc: u64) -> Version {
         Version {
+            term: 0,
             hlc,
             node: Id::from_u64(1),
         }

@@ -45,6 +45,7 @@ fn record(run: u64, key: u8, hlc: u8, node: u8, value: Option<u8>) -> Record {
     Record::new(
         key_of(run, key),
         Version {
+            term: 0,
             hlc: hlc as u64,
             node: Id::from_u64(node as u64 % 3),
         },

@@ -253,12 +253,24 @@ mod tests {
         let node = Id::hash(b"writer");
         let mut r = Record::new(
             b"k\x00\xff".to_vec(),
-            Version { hlc: 42, node },
+            Version {
+                term: 0,
+                hlc: 42,
+                node,
+            },
             Some(vec![1, 2, 3]),
         );
         r.expires = Some(Time::from_micros(1_700_000_000_000_000));
         assert_eq!(RecordJson::of(&r).to_record(), Ok(r.clone()));
-        let tomb = Record::new(b"gone".to_vec(), Version { hlc: 7, node }, None);
+        let tomb = Record::new(
+            b"gone".to_vec(),
+            Version {
+                term: 0,
+                hlc: 7,
+                node,
+            },
+            None,
+        );
         let j = RecordJson::of(&tomb);
         assert_eq!(j.value_b64, None);
         assert_eq!(j.to_record(), Ok(tomb));

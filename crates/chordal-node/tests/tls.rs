@@ -223,6 +223,7 @@ async fn clients_with_client_certificates_use_the_store_but_not_the_ring() {
     let forged = Record::new(
         b"c0".to_vec(),
         Version {
+            term: 0,
             hlc: u64::MAX / 2,
             node: Id::hash(b"forger"),
         },

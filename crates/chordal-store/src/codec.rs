@@ -7,8 +7,10 @@
 //! - 1: nothing (a tombstone);
 //! - 2: the expiry (u64 big-endian microseconds), then the value bytes.
 //!
-//! Flags 0 and 1 are the first generation's format, still read and written
-//! for records without an expiry.
+//! A record of a term above 0 (DESIGN §5, "Who decides") adds 16 to its
+//! flag and puts the term (u64 big-endian) right after the flag byte,
+//! before the expiry. Flags 0 and 1 are the first generation's format,
+//! still read and written for records without an expiry or a term.
 
 use chordal_core::{ID_BYTES, Id, Record, Time, Version};
 
@@ -16,6 +18,8 @@ const HEADER: usize = 8 + ID_BYTES + 1;
 const VALUE: u8 = 0;
 const TOMBSTONE: u8 = 1;
 const EXPIRING: u8 = 2;
+/// Added to the flag when a term follows it.
+const TERMED: u8 = 16;
 
 /// What a table value says about its record without the value bytes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -44,47 +48,57 @@ pub fn encode_value(r: &Record) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER + 8 + value.len());
     out.extend_from_slice(&r.version.hlc.to_be_bytes());
     out.extend_from_slice(&r.version.node.0);
-    match (&r.value, r.expires) {
-        (None, _) => out.push(TOMBSTONE),
-        (Some(_), None) => out.push(VALUE),
-        (Some(_), Some(t)) => {
-            out.push(EXPIRING);
-            out.extend_from_slice(&t.as_micros().to_be_bytes());
-        }
+    let kind = match (&r.value, r.expires) {
+        (None, _) => TOMBSTONE,
+        (Some(_), None) => VALUE,
+        (Some(_), Some(_)) => EXPIRING,
+    };
+    let term = r.version.term;
+    out.push(if term == 0 { kind } else { kind | TERMED });
+    if term != 0 {
+        out.extend_from_slice(&term.to_be_bytes());
+    }
+    if let (Some(_), Some(t)) = (&r.value, r.expires) {
+        out.extend_from_slice(&t.as_micros().to_be_bytes());
     }
     out.extend_from_slice(value);
     out
 }
 
-/// The version in a table value; `None` if it is too short.
+/// The version in a table value; `None` if it is malformed.
 pub fn decode_version(v: &[u8]) -> Option<Version> {
-    if v.len() < HEADER {
-        return None;
-    }
-    Some(Version {
-        hlc: u64::from_be_bytes(v[..8].try_into().ok()?),
-        node: Id::from_slice(&v[8..8 + ID_BYTES])?,
-    })
+    decode_header(v).map(|h| h.version)
 }
 
 /// The header of a table value (the value itself is not looked at);
 /// `None` if it is malformed.
 pub fn decode_header(v: &[u8]) -> Option<Header> {
-    let version = decode_version(v)?;
-    let (tombstone, expires, value_at) = match v[HEADER - 1] {
-        VALUE => (false, None, HEADER),
+    if v.len() < HEADER {
+        return None;
+    }
+    let hlc = u64::from_be_bytes(v[..8].try_into().ok()?);
+    let node = Id::from_slice(&v[8..8 + ID_BYTES])?;
+    let flag = v[HEADER - 1];
+    let (term, at) = if flag & TERMED != 0 {
+        let t = v.get(HEADER..HEADER + 8)?;
+        (u64::from_be_bytes(t.try_into().ok()?), HEADER + 8)
+    } else {
+        (0, HEADER)
+    };
+    let (tombstone, expires, value_at) = match flag & !TERMED {
+        VALUE => (false, None, at),
         // A tombstone has no value bytes: any there mean the record is
         // damaged, not that they may be dropped (found by fuzzing).
-        TOMBSTONE if v.len() == HEADER => (true, None, HEADER),
+        TOMBSTONE if v.len() == at => (true, None, at),
         EXPIRING => {
-            let t = v.get(HEADER..HEADER + 8)?;
+            let t = v.get(at..at + 8)?;
             let t = Time::from_micros(u64::from_be_bytes(t.try_into().ok()?));
-            (false, Some(t), HEADER + 8)
+            (false, Some(t), at + 8)
         }
         _ => return None,
     };
     Some(Header {
-        version,
+        version: Version { term, hlc, node },
         tombstone,
         expires,
         value_at,
@@ -110,7 +124,12 @@ mod tests {
     use super::*;
 
     fn record(value: Option<Vec<u8>>) -> Record {
+        record_of(0, value)
+    }
+
+    fn record_of(term: u64, value: Option<Vec<u8>>) -> Record {
         let version = Version {
+            term,
             hlc: 7,
             node: Id::from_u64(3),
         };
@@ -126,6 +145,9 @@ mod tests {
             record(None),
             record(Some(b"value".to_vec())).expiring(at),
             record(Some(vec![])).expiring(at),
+            record_of(9, Some(b"value".to_vec())),
+            record_of(u64::MAX, None),
+            record_of(1, Some(vec![])).expiring(at),
         ] {
             let (k, v) = (table_key(&r.key_id, &r.key), encode_value(&r));
             assert_eq!(decode(&k, &v), Some(r.clone()));

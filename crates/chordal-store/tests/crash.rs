@@ -20,6 +20,7 @@ fn batch(i: u64) -> Vec<Record> {
             Record::new(
                 format!("b{i}-{j}").into_bytes(),
                 Version {
+                    term: 0,
                     hlc: i + 1,
                     node: Id::from_u64(1),
                 },

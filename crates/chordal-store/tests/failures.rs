@@ -118,6 +118,7 @@ fn record(k: u64) -> Record {
     Record::new(
         format!("key-{k}").into_bytes(),
         Version {
+            term: 0,
             hlc: k + 1,
             node: Id::from_u64(1),
         },

@@ -23,6 +23,7 @@ fn record(k: usize, hlc: u64, node: u64, value: Option<Vec<u8>>) -> Record {
     Record::new(
         keys()[k].clone(),
         Version {
+            term: 0,
             hlc,
             node: Id::from_u64(node),
         },
@@ -100,7 +101,7 @@ proptest! {
                 Op::Remove(list) => {
                     let list: Vec<(Id, Vec<u8>, Version)> = list
                         .iter()
-                        .map(|(k, hlc)| (Id::hash(&keys()[*k]), keys()[*k].clone(), Version { hlc: *hlc, node: Id::from_u64(1) }))
+                        .map(|(k, hlc)| (Id::hash(&keys()[*k]), keys()[*k].clone(), Version { term: 0, hlc: *hlc, node: Id::from_u64(1) }))
                         .collect();
                     prop_assert_eq!(redb.remove(&list).unwrap(), model.remove(&list).unwrap());
                 }
@@ -200,6 +201,7 @@ fn concurrent_writers_are_grouped_and_all_durable() {
                     let r = Record::new(
                         format!("t{t}-{i}").into_bytes(),
                         Version {
+                            term: 0,
                             hlc: i + 1,
                             node: Id::from_u64(t),
                         },
@@ -222,6 +224,7 @@ fn digest_record(k: u64, hlc: u64, tombstone: bool) -> Record {
     Record::new(
         format!("digest-{k}").into_bytes(),
         Version {
+            term: 0,
             hlc,
             node: Id::from_u64(1),
         },

@@ -9,6 +9,7 @@ fn record(key: &str, hlc: u64, value: &str) -> Record {
     Record::new(
         key.as_bytes().to_vec(),
         Version {
+            term: 0,
             hlc,
             node: Id::from_u64(1),
         },

@@ -65,12 +65,14 @@ fn version_to_pb(v: &Version) -> pb::Version {
     pb::Version {
         hlc: v.hlc,
         node: v.node.0.to_vec(),
+        term: v.term,
     }
 }
 
 fn version_from_pb(v: &Option<pb::Version>) -> Result<Version, WireError> {
     let v = v.as_ref().ok_or(WireError::Missing("version"))?;
     Ok(Version {
+        term: v.term,
         hlc: v.hlc,
         node: id_from_pb(&v.node, "version")?,
     })

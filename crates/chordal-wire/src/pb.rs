@@ -145,6 +145,8 @@ pub struct Version {
     pub hlc: u64,
     #[prost(bytes = "vec", tag = "2")]
     pub node: Vec<u8>,
+    #[prost(uint64, tag = "3")]
+    pub term: u64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

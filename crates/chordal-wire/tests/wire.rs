@@ -38,7 +38,7 @@ fn any_bytes() -> impl Strategy<Value = Vec<u8>> {
 }
 
 fn any_version() -> impl Strategy<Value = Version> {
-    (any::<u64>(), any_id()).prop_map(|(hlc, node)| Version { hlc, node })
+    (any::<u64>(), any::<u64>(), any_id()).prop_map(|(term, hlc, node)| Version { term, hlc, node })
 }
 
 fn any_record() -> impl Strategy<Value = Record> {

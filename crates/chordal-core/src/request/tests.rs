@@ -76,6 +76,7 @@ fn reply(
 fn stored() -> OpResult {
     OpResult::Stored {
         version: Version {
+            term: 0,
             hlc: 1,
             node: node(200, 2).id,
         },

@@ -156,6 +156,7 @@ impl Store {
                         *v
                     }
                     _ => Version {
+                        term: 0,
                         hlc: self.hlc.tick(now),
                         node: vnode.id,
                     },
@@ -458,6 +459,7 @@ impl Store {
             return;
         }
         record.version = Version {
+            term: 0,
             hlc: self.hlc.tick(now),
             node: vnode.id,
         };

@@ -75,6 +75,11 @@ pub fn bucket_hash(r: &Record) -> Id {
 pub fn record_digest(key_id: &Id, key: &[u8], version: &crate::Version, tombstone: bool) -> Id {
     let mut h = Sha1::new();
     h.update(key_id.0);
+    // Term 0 is left out, so that digests of records from before terms
+    // did not change.
+    if version.term != 0 {
+        h.update(version.term.to_be_bytes());
+    }
     h.update(version.hlc.to_be_bytes());
     h.update(version.node.0);
     h.update([u8::from(tombstone)]);

@@ -130,6 +130,7 @@ fn a_copy_holding_a_newer_version_makes_the_owner_version_the_write_again() {
     let tried = first[0].2[0].version;
     // A replica already holds a version from a node whose clock is ahead.
     let ahead = Version {
+        term: 0,
         hlc: tried.hlc + 5_000_000,
         node: node(999, 9).id,
     };
@@ -240,6 +241,7 @@ fn a_read_that_misses_after_the_range_grew_asks_the_replicas_and_repairs() {
     let asked = replica_reads(&mut fx);
     assert_eq!(asked.len(), 2, "both replicas are asked");
     let version = |hlc| Version {
+        term: 0,
         hlc,
         node: node(300, 3).id,
     };
@@ -347,6 +349,7 @@ fn an_unsure_miss_finds_the_write_its_successor_acknowledged_alone() {
     );
     store_answers(&mut store, &mut fx, StoreResult::Got(None));
     let version = Version {
+        term: 0,
         hlc: 7,
         node: node(300, 3).id,
     };

@@ -168,10 +168,12 @@ fn a_quorum_read_takes_the_newest_of_two_copies_and_repairs_the_stale_one() {
     let asked = replica_reads(&mut fx);
     assert_eq!(asked.len(), 2, "both replicas are asked at once");
     let old = Version {
+        term: 0,
         hlc: 5,
         node: me.id,
     };
     let new = Version {
+        term: 0,
         hlc: 9,
         node: me.id,
     };
@@ -213,6 +215,7 @@ fn an_expired_value_reads_as_missing() {
     let key = key_in(&fx);
     let (me, now) = (fx.me, fx.now);
     let v = Version {
+        term: 0,
         hlc: 5,
         node: me.id,
     };
@@ -228,6 +231,7 @@ fn an_expired_value_reads_as_missing() {
 fn restore(hlc: u64, value: Option<&[u8]>) -> Intent {
     Intent::Update(Change::Restore {
         version: Version {
+            term: 0,
             hlc,
             node: Id::hash(b"the writer of long ago"),
         },
@@ -270,6 +274,7 @@ fn a_restored_record_keeps_its_version_and_loses_to_a_newer_one() {
         key_id: Id::hash(&key),
         key: key.clone(),
         version: Version {
+            term: 0,
             hlc: 2_000,
             node: fx.me.id,
         },
@@ -309,6 +314,7 @@ fn a_restored_record_keeps_its_version_and_loses_to_a_newer_one() {
 fn a_replica_holding_a_newer_copy_wins_over_a_restore() {
     let (mut fx, mut store, _) = restored_onto_nothing();
     let newer = Version {
+        term: 0,
         hlc: 5_000,
         node: fx.me.id,
     };
