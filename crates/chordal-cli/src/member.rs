@@ -182,6 +182,19 @@ pub struct RingArgs {
     /// for the whole ring.
     #[arg(long, env = "CHORDAL_ROUTING", default_value = "onehop", value_parser = ["onehop", "chord"])]
     routing: String,
+    /// Decide for a key only under a term granted by a majority of its
+    /// copies, with leases and fences (linearizable keys; issue 27, a
+    /// preview: off by default). Use one setting for the whole ring.
+    #[arg(long, env = "CHORDAL_AUTHORITY")]
+    authority: bool,
+    /// Authority: how long a grant keeps other holders out, in ms (a
+    /// crashed owner's keys wait this long after its failure is noticed).
+    #[arg(long, env = "CHORDAL_LEASE_MS", default_value_t = 2000)]
+    lease_ms: u64,
+    /// Authority: the most two processes' clock rates may differ, in
+    /// millionths (leases count as lease × (1 − 2 × drift)).
+    #[arg(long, env = "CHORDAL_CLOCK_DRIFT_PPM", default_value_t = 10_000)]
+    clock_drift_ppm: u32,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -213,6 +226,9 @@ impl RingArgs {
         if self.vnodes > 64 {
             bail!("--vnodes is at most 64");
         }
+        if self.lease_ms < 100 || self.clock_drift_ppm > 200_000 {
+            bail!("--lease-ms must be at least 100 and --clock-drift-ppm at most 200000");
+        }
         if let Some(w) = self.write_quorum
             && (w == 0 || w > self.replicas)
         {
@@ -238,6 +254,9 @@ impl RingArgs {
             write_quorum: self.write_quorum,
             leave_drain: Duration::from_secs(self.drain_timeout),
             sync_interval: Duration::from_millis(self.sync_ms),
+            authority: self.authority,
+            lease: Duration::from_millis(self.lease_ms),
+            clock_drift_ppm: self.clock_drift_ppm,
             routing: if self.routing == "chord" {
                 chordal_core::Routing::Chord
             } else {

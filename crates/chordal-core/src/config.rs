@@ -127,6 +127,19 @@ pub struct Config {
     /// certifies every message's sender; off in plain mode, where anyone
     /// may join anyway.
     pub verify_members: bool,
+    /// Decide for a key only under a term granted by a majority of its
+    /// copies (DESIGN §5, "Who decides"): linearizable keys through joins,
+    /// leaves, crashes and partitions. Off: the owner by Chord decides, as
+    /// before issue 27 (two may, while ownership moves).
+    pub authority: bool,
+    /// How long a grant keeps other holders out; the holder renews every
+    /// quarter of it. A crashed holder's range waits this long (after its
+    /// failure is noticed) before its successor may decide.
+    pub lease: Duration,
+    /// The most that two processes' monotonic clocks may differ in rate,
+    /// in millionths: a holder counts its lease as `lease × (1 − 2 ×
+    /// drift)` from when it asked.
+    pub clock_drift_ppm: u32,
 }
 
 impl Default for Config {
@@ -166,6 +179,9 @@ impl Default for Config {
             membership_refresh: Duration::from_secs(60),
             max_members: 1 << 20,
             verify_members: false,
+            authority: false,
+            lease: Duration::from_secs(2),
+            clock_drift_ppm: 10_000,
         }
     }
 }

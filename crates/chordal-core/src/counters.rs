@@ -47,6 +47,34 @@ pub struct Counters {
     pub transfer_bytes: u64,
     /// Transfer pages lost, refused or answered busy.
     pub transfer_failures: u64,
+    /// Authority (DESIGN §5, "Who decides"): prepares this process's
+    /// vnodes started, and those that failed (refused or unanswered in
+    /// time) and will be tried again.
+    pub prepares_started: u64,
+    /// Prepares that failed and will be tried again.
+    pub prepares_failed: u64,
+    /// Terms our vnodes came to hold.
+    pub terms_held: u64,
+    /// Terms our vnodes lost to a later term (a renewal refused, a write
+    /// fenced).
+    pub terms_lost: u64,
+    /// Terms our vnodes gave up (a handover: a joiner, a leave, a range
+    /// that moved).
+    pub terms_released: u64,
+    /// Reads (gets, and the reads of conditional writes) of a term still
+    /// catching up, which asked the previous configs' copies too.
+    pub catch_up_reads: u64,
+    /// Records a read found that were not known to be on a quorum (an
+    /// earlier term's, or one of ours still in flight), written again in
+    /// the owner's term before it answered.
+    pub write_backs: u64,
+    /// Terms this process granted to holders (its own vnodes included).
+    pub terms_granted: u64,
+    /// Intervals our vnodes hold with a valid lease, and those they own
+    /// by Chord but do not (yet) hold: set when counters are read.
+    pub leases_valid: u64,
+    /// See `leases_valid`.
+    pub leases_pending: u64,
     /// Failures by kind: `lookup_timeout`, `kv_quorum_failed`, …
     pub errors: BTreeMap<&'static str, u64>,
 }
@@ -96,6 +124,7 @@ impl OpError {
             OpError::Timeout => "kv_timeout",
             OpError::NotJoined => "kv_not_joined",
             OpError::Overloaded => "kv_overloaded",
+            OpError::NotReady => "kv_not_ready",
             OpError::TooLarge { .. } => "kv_too_large",
             OpError::Lookup(_) => "kv_lookup_failed",
             OpError::Redirects => "kv_redirects",

@@ -25,6 +25,8 @@ pub(crate) struct Cx<'a> {
     pub config: &'a Config,
     pub ring: &'a mut Ring,
     pub io: &'a mut Io,
+    /// Who may decide for which keys (read by the store before deciding).
+    pub authority: &'a mut crate::authority::Authority,
 }
 
 /// An operation to serve as the owner `vnode` (ours), answering `reply`.
@@ -60,6 +62,9 @@ pub(crate) struct Io {
     /// The store has drained before a graceful leave: the vnodes may say
     /// goodbye.
     pub farewell: bool,
+    /// The promise table to make durable, then the messages to send (the
+    /// grants that wait for it).
+    pub saves: VecDeque<(Vec<u8>, Vec<Envelope>)>,
 }
 
 impl Io {
@@ -99,7 +104,8 @@ impl Io {
             && self.serve.is_empty()
             && self.answers.is_empty()
             && self.start.is_empty()
-            && self.done.is_empty())
+            && self.done.is_empty()
+            && self.saves.is_empty())
             || self.farewell
     }
 }

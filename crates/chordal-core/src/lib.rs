@@ -56,6 +56,7 @@
 
 #![warn(missing_docs)]
 
+mod authority;
 mod config;
 mod counters;
 mod event;
@@ -78,6 +79,7 @@ mod testkit;
 mod time;
 mod write;
 
+pub use authority::{Known, Refusal, Settled};
 pub use config::{Config, LookupMode, Routing};
 pub use counters::Counters;
 pub use event::{Event, KeyRange, LookupError, LookupId, LookupResult, Neighbors, QueryId};

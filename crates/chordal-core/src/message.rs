@@ -305,6 +305,11 @@ pub enum Message {
         req: u64,
         /// The records, each with its key, version and value (or tombstone).
         records: Vec<Record>,
+        /// An owner's write decided in this term: a copy that promised a
+        /// higher term for a record's key refuses it (the fence, DESIGN
+        /// §5 "Who decides"). 0: not an owner's decision (sync, transfer,
+        /// repair), stored if newer.
+        fence: u64,
     },
     /// Replica's answer to [`Message::Replicate`]: `ok` once durable.
     /// `newer`: the newest version the replica kept instead of a record
@@ -320,6 +325,54 @@ pub enum Message {
         newer: Option<Version>,
         /// Refused unstored because the replica is overloaded: send again later.
         busy: bool,
+        /// Refused unstored because the replica promised this higher term
+        /// for the key (0: not fenced): the owner has been deposed.
+        fenced: u64,
+    },
+    /// A holder-to-be asks for `term` over `range` with `config` (phase 1
+    /// of DESIGN §5, "Who decides"). Sent by the holder vnode itself.
+    Prepare {
+        /// The request number, chosen by the sender; the answer echoes it.
+        req: u64,
+        /// The ring interval asked for.
+        range: KeyRange,
+        /// The term asked for.
+        term: u64,
+        /// The processes that will hold the copies (the holder's first).
+        config: Vec<NodeRef>,
+    },
+    /// The answer to [`Message::Prepare`]: granted, with the promises the
+    /// grant replaced, or refused and why.
+    Promise {
+        /// The request number, chosen by the sender; the answer echoes it.
+        req: u64,
+        /// What the grant replaced, or why there was none.
+        answer: Result<Vec<crate::Known>, crate::Refusal>,
+    },
+    /// A holder extends its lease of `term` over `range`.
+    Renew {
+        /// The request number, chosen by the sender; the answer echoes it.
+        req: u64,
+        /// The ring interval held.
+        range: KeyRange,
+        /// The term it is held in.
+        term: u64,
+    },
+    /// The answer to [`Message::Renew`]: is every point of the range still
+    /// promised to the holder in that term?
+    Renewed {
+        /// The request number, chosen by the sender; the answer echoes it.
+        req: u64,
+        /// Extended (else the holder lost some of it and must stop).
+        ok: bool,
+    },
+    /// A holder gives up `term` over `range`: others may be granted it at
+    /// once (a handover on join, leave or a new config).
+    Release {
+        /// The ring interval given up.
+        range: KeyRange,
+        /// The term it was held in.
+        term: u64,
     },
     /// Owner to replica, when the owner lacks a key: "what do you have?"
     ReplicaRead {
@@ -519,6 +572,12 @@ impl Operation {
         )
     }
 
+    /// Is it a store write (put, delete, update)? Sending one again after
+    /// an owner went silent could apply it twice.
+    pub fn is_store_write(&self) -> bool {
+        self.is_store() && !matches!(self, Operation::Get { .. })
+    }
+
     /// `(size, limit)` if a store operation's key is longer than `max_key`,
     /// or the value of a put or an append longer than `max_value`. Checked
     /// by coordinators, owners and the native client alike.
@@ -630,6 +689,10 @@ pub enum OpResult {
     StoreFailed,
     /// The owner has too many operations in flight: try again later.
     Overloaded,
+    /// The owner by Chord holds no valid lease for the key now (a
+    /// handover or takeover in flight, a lease being renewed, a minority
+    /// side): nothing was done; try again shortly.
+    NotReady,
     /// The key or value is larger than the owner accepts.
     TooLarge {
         /// The size, in bytes.
@@ -666,6 +729,8 @@ impl Message {
             | Message::ClosestPreceding { req, .. }
             | Message::Request { req, .. }
             | Message::Replicate { req, .. }
+            | Message::Prepare { req, .. }
+            | Message::Renew { req, .. }
             | Message::ReplicaRead { req, .. }
             | Message::SyncSummary { req, .. } => Some(*req),
             _ => None,
@@ -711,7 +776,12 @@ impl Message {
             | Message::ReplicaReadReply { .. }
             | Message::SyncSummary { .. }
             | Message::SyncDiff { .. }
-            | Message::Collect { .. } => false,
+            | Message::Collect { .. }
+            | Message::Prepare { .. }
+            | Message::Promise { .. }
+            | Message::Renew { .. }
+            | Message::Renewed { .. }
+            | Message::Release { .. } => false,
         }
     }
 
@@ -745,6 +815,11 @@ impl Message {
             Message::SyncSummary { .. } => "sync_summary",
             Message::SyncDiff { .. } => "sync_diff",
             Message::Collect { .. } => "collect",
+            Message::Prepare { .. } => "prepare",
+            Message::Promise { .. } => "promise",
+            Message::Renew { .. } => "renew",
+            Message::Renewed { .. } => "renewed",
+            Message::Release { .. } => "release",
         }
     }
 }

@@ -18,10 +18,11 @@
 //! until `poll_timeout`. Messages between virtual nodes of the same
 //! process never leave it.
 
+use crate::authority::{ACx, Authority};
 use crate::config::{Config, LookupMode};
 use crate::event::{Event, LookupId, QueryId};
 use crate::io::{Cx, Io, Serve};
-use crate::message::{Envelope, Message, NodeRef, Operation};
+use crate::message::{Envelope, Message, NodeRef, OpResult, Operation};
 use crate::messaging::{AppMsgId, Messaging};
 use crate::pubsub::PubSub;
 use crate::request::{OpId, Requests};
@@ -46,6 +47,10 @@ pub struct Node {
     store: Store,
     messaging: Messaging,
     pubsub: PubSub,
+    /// Who may decide for which keys (issue 27).
+    authority: Authority,
+    /// The ring changed since authority last looked.
+    authority_check: bool,
     io: Io,
     /// Messages for other processes, in order.
     out: VecDeque<Envelope>,
@@ -59,6 +64,18 @@ macro_rules! cx {
         &mut Cx {
             config: &$s.config,
             ring: &mut $s.ring,
+            io: &mut $s.io,
+            authority: &mut $s.authority,
+        }
+    };
+}
+
+/// The authority machine's context: `acx!(self)`.
+macro_rules! acx {
+    ($s:ident) => {
+        &mut ACx {
+            config: &$s.config,
+            ring: &$s.ring,
             io: &mut $s.io,
         }
     };
@@ -79,6 +96,8 @@ impl Node {
             store: Store::default(),
             messaging: Messaging::default(),
             pubsub: PubSub::new(crate::Rng::new(!seed).next_u64()),
+            authority: Authority::default(),
+            authority_check: false,
             io: Io::default(),
             out: VecDeque::new(),
         }
@@ -155,10 +174,20 @@ impl Node {
         self.store.seed_clock(max_stored_hlc);
     }
 
+    /// Gives the authority machine the promise table the store kept
+    /// (`StoreKind::SavePromises`; `None`: nothing saved). Call once at
+    /// start, before `create`/`join`. Every promise counts as live for one
+    /// lease from `now`. False if the bytes are damaged (then the node
+    /// must not start: it could grant an older term again).
+    pub fn restore_promises(&mut self, now: Time, saved: Option<&[u8]>) -> bool {
+        self.authority.restore(&self.config, now, saved)
+    }
+
     /// Starts a new ring: the first virtual node creates it, the others join
     /// through it.
     pub fn create(&mut self, now: Time) {
         self.ring.create(now);
+        self.authority.found(acx!(self), now);
         self.flush(now);
     }
 
@@ -173,6 +202,26 @@ impl Node {
         state: impl Fn(NodeRef) -> (NodeRef, Vec<NodeRef>, Vec<NodeRef>),
         members: impl IntoIterator<Item = NodeRef>,
     ) {
+        let members: Vec<NodeRef> = members.into_iter().collect();
+        if self.config.authority {
+            // Every range's lineage starts with a lapsed term 1 of its
+            // owner, known everywhere: the owners prepare from there.
+            let r = self.config.replicas;
+            let ranges: Vec<_> = members
+                .iter()
+                .map(|m| {
+                    let (pred, succs, _) = state(*m);
+                    let range = crate::KeyRange {
+                        start: pred.id,
+                        end: m.id,
+                    };
+                    let mut config = vec![*m];
+                    config.extend(crate::replica_set(m, &succs, r));
+                    (*m, range, config)
+                })
+                .collect();
+            self.authority.found_converged(acx!(self), now, &ranges);
+        }
         self.ring.start_converged(now, state, members);
         // No `Joined` event comes to start the store's range syncs:
         // schedule the first periodic round here (the ring is converged,
@@ -195,6 +244,9 @@ impl Node {
     /// (messages, storage, timeouts) until then, send what `poll_transmit`
     /// returns, then stop.
     pub fn leave(&mut self, now: Time) {
+        // Give every interval up first: the successor prepares while we
+        // drain, and we decide nothing more.
+        self.authority.release_all(acx!(self));
         let drain = self.config.leave_drain;
         self.store.start_leave(cx!(self), now, drain);
         self.flush(now);
@@ -415,6 +467,7 @@ impl Node {
         self.requests.handle_timeout(cx!(self), now);
         self.messaging.handle_timeout(cx!(self), now);
         self.pubsub.handle_timeout(cx!(self), now);
+        self.authority.tick(acx!(self), now);
         self.flush(now);
     }
 
@@ -477,6 +530,7 @@ impl Node {
             self.requests.poll_timeout(),
             self.messaging.poll_timeout(),
             self.pubsub.poll_timeout(),
+            self.authority.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -498,6 +552,7 @@ impl Node {
             .filter(|(v, _)| 1 + self.ring.replica_targets(v, r).len() < r)
             .count() as u64;
         c.kv_in_flight = self.in_flight() as u64;
+        (c.leases_valid, c.leases_pending) = self.authority.hold_counts();
         c.kv_in_flight_max = self.config.max_kv_ops as u64;
         self.store.fill_counters(&mut c);
         c
@@ -543,6 +598,9 @@ impl Node {
                 self.requests
                     .handle_reply(cx!(self), now, env.from, req, result, range)
             }
+            _ if Authority::is_authority_message(&env.msg) => {
+                self.authority.handle_message(acx!(self), now, env)
+            }
             _ if crate::store::is_store_message(&env.msg) => {
                 self.store.handle_message(cx!(self), now, env)
             }
@@ -568,6 +626,16 @@ impl Node {
             }
         };
         let key_id = Id::hash(op.key());
+        if self.config.authority
+            && op.is_store()
+            && self.authority.lease(&vnode, &key_id, now).is_err()
+        {
+            // Chord says ours, but no term says so yet: decide nothing.
+            self.io.counting.error("kv_not_ready");
+            self.requests
+                .answer(cx!(self), now, reply, OpResult::NotReady);
+            return;
+        }
         match op {
             Operation::Put { key, value, opts } => {
                 let intent = Intent::Put { value, opts };
@@ -685,6 +753,12 @@ impl Node {
                 self.ring.leave();
                 again = true;
             }
+            if std::mem::take(&mut self.authority_check) {
+                self.authority.tick(acx!(self), now);
+            }
+            while let Some((bytes, then)) = self.io.saves.pop_front() {
+                self.store.save_promises(cx!(self), bytes, then);
+            }
             self.pubsub.check_topic_targets(cx!(self), now);
             self.store.check_sync_targets(cx!(self), now);
             again |= self.route_work(now);
@@ -721,6 +795,16 @@ impl Node {
                 self.io.counting.counters.routing_changes += 1
             }
             _ => {}
+        }
+        if matches!(
+            e,
+            Event::SuccessorChanged { .. }
+                | Event::PredecessorChanged { .. }
+                | Event::RangeChanged { .. }
+                | Event::Joined { .. }
+                | Event::PeerFailed { .. }
+        ) {
+            self.authority_check = true;
         }
         match &e {
             Event::LookupDone { lookup, result } if self.requests.owns_lookup(lookup) => {

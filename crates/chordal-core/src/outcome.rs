@@ -169,6 +169,13 @@ pub enum OpError {
     #[error("the node did not answer")]
     /// The node did not answer.
     Unreachable,
+    /// No node could decide for the key in time: its owner by Chord held
+    /// no lease (a handover or takeover in flight, or a minority side of
+    /// a partition). Nothing was done.
+    #[error(
+        "no node may decide for the key right now (a handover, a takeover or a partition); try again"
+    )]
+    NotReady,
     /// The node that served the operation answered with the result of
     /// another kind of operation (a peer running incompatible code).
     #[error("the node answered with a result that does not fit the operation")]
@@ -184,6 +191,8 @@ pub enum Answer {
     WrongOwner,
     /// The owner sheds load: back off, then try again.
     Overloaded,
+    /// The owner is not sure it may decide yet: try again shortly.
+    NotReady,
 }
 
 impl OpResult {
@@ -238,6 +247,7 @@ impl OpResult {
             Refused => Err(OpError::Refused),
             WrongOwner => return Answer::WrongOwner,
             Overloaded => return Answer::Overloaded,
+            NotReady => return Answer::NotReady,
         };
         Answer::Done(outcome)
     }

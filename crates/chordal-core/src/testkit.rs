@@ -42,6 +42,7 @@ pub struct Fixture {
     pub config: Config,
     pub ring: Ring,
     pub io: Io,
+    pub authority: crate::authority::Authority,
     pub me: NodeRef,
     pub now: Time,
 }
@@ -58,6 +59,7 @@ impl Fixture {
         // Drop what starting produced (timers armed, nothing sent yet).
         ring.drain(now, |_| {});
         Fixture {
+            authority: Default::default(),
             config,
             ring,
             io: Io::default(),
@@ -87,6 +89,7 @@ impl Fixture {
             config: &self.config,
             ring: &mut self.ring,
             io: &mut self.io,
+            authority: &mut self.authority,
         }
     }
 

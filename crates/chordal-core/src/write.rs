@@ -178,9 +178,17 @@ impl Consistency {
 /// A write the owner decides against the key's current record.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub(crate) enum Intent {
-    Put { value: Vec<u8>, opts: WriteOptions },
-    Delete { opts: WriteOptions },
+    Put {
+        value: Vec<u8>,
+        opts: WriteOptions,
+    },
+    Delete {
+        opts: WriteOptions,
+    },
     Update(Change),
+    /// A get whose record was not known to be on a quorum (authority):
+    /// write the current record again, then answer it as a get would.
+    WriteBack,
 }
 
 impl Intent {
@@ -188,7 +196,7 @@ impl Intent {
     pub fn needs_current(&self) -> bool {
         match self {
             Intent::Put { opts, .. } => opts.needs_current(),
-            Intent::Delete { .. } | Intent::Update(_) => true,
+            Intent::Delete { .. } | Intent::Update(_) | Intent::WriteBack => true,
         }
     }
 }
@@ -206,6 +214,12 @@ pub(crate) enum Then {
     /// [`Change::Restore`]); a copy holding a newer one makes it
     /// `PreconditionFailed` instead of a new version.
     Restored(Version),
+    /// A write-back (authority): the record a read or a decision found
+    /// was not known to be on a quorum, so the owner wrote it again in its
+    /// term first. Answer the get with the record written.
+    ReadBack,
+    /// A write-back before answering this (a decision that wrote nothing).
+    Answer(Box<crate::OpResult>),
 }
 
 /// The owner's decision on a write.
@@ -234,6 +248,14 @@ pub(crate) fn decide(
     let old_value = || live.and_then(|r| r.value.clone());
     let old_expiry = live.and_then(|r| r.expires);
     match intent {
+        Intent::WriteBack => match current {
+            Some(r) => Decision::Write {
+                value: r.value.clone(),
+                expires: r.expires,
+                then: Then::ReadBack,
+            },
+            None => Decision::Answer(OpResult::NotFound),
+        },
         Intent::Put { value, opts } => {
             if let Err(refusal) = opts.condition.check(live) {
                 return Decision::Answer(refusal);

@@ -61,6 +61,7 @@ impl From<Error> for ApiError {
                 (S::SERVICE_UNAVAILABLE, "overloaded")
             }
             Error::Op(OpError::Lookup(_)) => (S::SERVICE_UNAVAILABLE, "lookup_failed"),
+            Error::Op(OpError::NotReady) => (S::SERVICE_UNAVAILABLE, "not_ready"),
             Error::Op(OpError::QuorumFailed { .. }) => (S::SERVICE_UNAVAILABLE, "quorum_failed"),
             Error::Op(OpError::QuorumUnavailable { .. }) => {
                 (S::SERVICE_UNAVAILABLE, "quorum_unavailable")
@@ -97,7 +98,7 @@ impl IntoResponse for ApiError {
         let body = Json(body);
         let mut response = (self.status, body).into_response();
         // Shed load: tell clients when to come back instead of at once.
-        if self.code == "overloaded" {
+        if self.code == "overloaded" || self.code == "not_ready" {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
                 axum::http::HeaderValue::from_static("1"),

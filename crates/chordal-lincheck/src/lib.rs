@@ -31,6 +31,7 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 
+pub mod counter;
 pub mod models;
 
 /// A sequential specification: the state of one object and how an

@@ -347,6 +347,12 @@ impl Client {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
+                    Answer::NotReady => {
+                        // A handover or takeover: the owner decides soon.
+                        last = Error::Op(OpError::NotReady);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
                     Answer::WrongOwner => last = Error::Op(OpError::Redirects),
                 },
                 Ok(_) => last = Error::Op(OpError::UnexpectedAnswer),

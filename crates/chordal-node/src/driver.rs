@@ -837,6 +837,27 @@ impl Driver {
                     }),
                 );
             }
+            // The promise table: through the store's writer, in order (a
+            // later table must not be overwritten by an earlier one), and
+            // answered when durable — the grants wait for it.
+            StoreKind::SavePromises { bytes } => {
+                let tx = self.applied_tx.clone();
+                let op = req.op;
+                self.store.set_meta_with(
+                    chordal_store::PROMISES,
+                    bytes,
+                    Box::new(move |r| {
+                        let result = match r {
+                            Ok(()) => StoreResult::Saved,
+                            Err(e) => {
+                                warn!(error = %e, "saving the promise table failed");
+                                StoreResult::Failed
+                            }
+                        };
+                        let _ = tx.send((op, result));
+                    }),
+                );
+            }
             // A point read: at once (a redb read transaction is
             // microseconds).
             kind @ StoreKind::Get { .. } => {

@@ -427,6 +427,14 @@ impl Node {
         // Versions go above everything on disk, even if the wall clock is
         // now behind the one that wrote it (an NTP step, a VM resume).
         core.seed_clock(store.max_hlc()?);
+        // What this process promised before it stopped (authority): kept,
+        // and every lease counted live for one more lease.
+        let promises = store.meta(chordal_store::PROMISES)?;
+        if !core.restore_promises(driver::wall_clock(), promises.as_deref()) {
+            return Err(StartError::Store(chordal_store::StoreError::Io(
+                "the saved promise table is damaged".into(),
+            )));
+        }
         let (inbound_tx, inbound_rx) = mpsc::channel(4096);
         let (commands, commands_rx) = mpsc::channel(1024);
         let (events, _) = broadcast::channel(1024);

@@ -458,7 +458,8 @@ mod tests {
         assert!(!client.may_send(&env(Message::Notify)));
         assert!(!client.may_send(&env(Message::Replicate {
             req: 1,
-            records: vec![]
+            records: vec![],
+            fence: 0,
         })));
         let member = Standing::Member {
             ids: Some(vec![Id::hash(b"other")]),

@@ -239,6 +239,7 @@ async fn clients_with_client_certificates_use_the_store_but_not_the_ring() {
         msg: Message::Replicate {
             req: 1,
             records: vec![forged],
+            fence: 0,
         },
     };
     let mut frame = bytes::BytesMut::new();

@@ -74,6 +74,9 @@ fn failed(e: Error) -> Reply {
         Error::Op(OpError::NotAnInteger) => not_integer(),
         Error::Op(OpError::Overflow) => Reply::err("increment or decrement would overflow"),
         Error::Op(OpError::TooLarge { .. }) => Reply::err("string exceeds maximum allowed size"),
+        Error::Op(OpError::NotReady) => Reply::Error(
+            "TRYAGAIN no node may decide for the key right now (a handover, a takeover or a partition); nothing was done".into(),
+        ),
         Error::Op(OpError::Overloaded) => {
             Reply::Error("TRYAGAIN the node is overloaded, try again later".into())
         }

@@ -403,12 +403,27 @@ impl Sim {
             .collect();
         let rng_seed = self.rng.next_u64();
         self.nodes[i].node = Node::new(self.config.node.clone(), addr, &ids, rng_seed);
+        // The new incarnation numbers its operations from the start again:
+        // results of the old one nobody took must not pass for its own.
+        self.kv_results.retain(|(n, _), _| *n != i);
         // As the driver does: versions go above what the disk holds.
         let stored = self.nodes[i].store.max_hlc().unwrap_or(0);
         self.nodes[i].node.seed_clock(stored);
         if let Some(clock) = self.nodes[i].next_clock.take() {
             self.nodes[i].clock = clock;
         }
+        // As the driver does: the promises kept (authority), every lease
+        // counted live for one more lease.
+        let promises = self.nodes[i]
+            .store
+            .meta(chordal_store::PROMISES)
+            .ok()
+            .flatten();
+        let now = self.clock_now(i);
+        let restored = self.nodes[i]
+            .node
+            .restore_promises(now, promises.as_deref());
+        assert!(restored, "a promise table the simulator kept is damaged");
         self.nodes[i].alive = true;
         self.nodes[i].wake = None;
     }
@@ -608,6 +623,21 @@ impl Sim {
         let id = self.nodes[i].node.get(now, key.to_vec());
         self.after_input(i);
         id
+    }
+
+    /// Starts any store operation at node `i` without waiting; see
+    /// [`Sim::kv_result`] and [`Sim::take_kv_result`].
+    pub fn start_store_op(&mut self, i: usize, op: chordal_core::Operation) -> OpId {
+        let now = self.clock_now(i);
+        let id = self.nodes[i].node.store(now, op);
+        self.after_input(i);
+        id
+    }
+
+    /// Takes the result of a key-value operation started at node `i`, once
+    /// done (a history recorder's way: each result is read once).
+    pub fn take_kv_result(&mut self, i: usize, id: OpId) -> Option<Result<Outcome, OpError>> {
+        self.kv_results.remove(&(i, id))
     }
 
     /// The result of a key-value operation started at node `i`, once done.

@@ -67,6 +67,12 @@ pub enum StoreError {
 /// Called with the outcome of [`Store::apply_with`].
 pub type ApplyDone = Box<dyn FnOnce(Result<Vec<Applied>, StoreError>) + Send>;
 
+/// Called with the outcome of [`Store::set_meta_with`].
+pub type MetaDone = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// The meta entry of the process's promise table (authority, issue 27).
+pub const PROMISES: &str = "promises";
+
 /// Ordered, versioned record storage.
 pub trait Store: Send + Sync + 'static {
     /// The record of `key` (a tombstone included), if any.
@@ -182,6 +188,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Sets a named value, durably.
     fn set_meta(&self, name: &str, value: &[u8]) -> Result<(), StoreError>;
+
+    /// Like [`Store::set_meta`], but returns at once and calls `done` once
+    /// the value is durable. Values set this way are written in the order
+    /// of the calls (the driver keeps the newest promise table last).
+    fn set_meta_with(&self, name: &str, value: Vec<u8>, done: MetaDone) {
+        done(self.set_meta(name, &value));
+    }
 }
 
 /// The ring interval `(start, end]` as at most two plain ranges of key ids,

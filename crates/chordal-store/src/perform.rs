@@ -45,6 +45,9 @@ pub fn perform(store: &dyn Store, kind: StoreKind) -> StoreResult {
             keep_newer_than,
         )
         .map(StoreResult::Swept),
+        StoreKind::SavePromises { bytes } => store
+            .set_meta(crate::PROMISES, &bytes)
+            .map(|()| StoreResult::Saved),
     };
     result.unwrap_or(StoreResult::Failed)
 }

@@ -18,7 +18,7 @@
 //! no restart needed.
 
 use crate::codec::{decode, decode_header, decode_version, encode_value, table_key};
-use crate::{ApplyDone, Digests, FineDigest, KeyVersion, Store, StoreError, scan_parts};
+use crate::{ApplyDone, Digests, FineDigest, KeyVersion, MetaDone, Store, StoreError, scan_parts};
 use chordal_core::{Applied, ID_BYTES, Id, Record, Version};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::cmp::Ordering;
@@ -71,7 +71,7 @@ enum Job {
         Vec<(Id, Vec<u8>, Version)>,
         Sender<Result<usize, StoreError>>,
     ),
-    Meta(String, Vec<u8>, Sender<Result<(), StoreError>>),
+    Meta(String, Vec<u8>, MetaDone),
 }
 
 /// How to (re)open the database and how to tell whether writes can work.
@@ -406,9 +406,7 @@ fn write_loop(shared: &Shared, rx: Receiver<Job>) {
                 (Job::Remove(_, reply), r) => {
                     let _ = reply.send(r.map(|o| o.removed));
                 }
-                (Job::Meta(_, _, reply), r) => {
-                    let _ = reply.send(r.map(|_| ()));
-                }
+                (Job::Meta(_, _, done), r) => done(r.map(|_| ())),
             }
         }
     }
@@ -688,6 +686,25 @@ impl Store for RedbStore {
     }
 
     fn set_meta(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.submit(|reply| Job::Meta(name.to_string(), value.to_vec(), reply))
+        self.submit(|reply| {
+            let done: MetaDone = Box::new(move |r| {
+                let _ = reply.send(r);
+            });
+            Job::Meta(name.to_string(), value.to_vec(), done)
+        })
+    }
+
+    fn set_meta_with(&self, name: &str, value: Vec<u8>, done: MetaDone) {
+        let jobs = self.jobs.lock().expect("store lock");
+        match jobs.as_ref() {
+            Some(tx) => {
+                if let Err(e) = tx.send(Job::Meta(name.to_string(), value, done))
+                    && let Job::Meta(_, _, done) = e.0
+                {
+                    done(Err(StoreError::Closed));
+                }
+            }
+            None => done(Err(StoreError::Closed)),
+        }
     }
 }

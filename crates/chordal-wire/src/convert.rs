@@ -5,8 +5,8 @@ use crate::WireError;
 use crate::pb::{self, Body};
 use chordal_core::{Change, Condition, Consistency, WriteOptions};
 use chordal_core::{
-    Envelope, Id, KeyRange, LookupFailure, Message, NodeRef, OpResult, Operation, OwnerClaim,
-    Publication, Record, Target, Time, Version,
+    Envelope, Id, KeyRange, Known, LookupFailure, Message, NodeRef, OpResult, Operation,
+    OwnerClaim, Publication, Record, Refusal, Settled, Target, Time, Version,
 };
 use chordal_core::{
     MAX_EVENTS_PER_MESSAGE, MEMBER_SLICES, MEMBERS_PAGE, MemberEvent, MembersDigest,
@@ -60,6 +60,99 @@ pub const MAX_BUCKETS: usize = 4096;
 
 /// Most records one `Replicate` may carry.
 pub const MAX_RECORDS: usize = 4096;
+
+/// Most promises one grant may say it replaced.
+pub const MAX_KNOWN: usize = 4096;
+
+fn range_from_pb(start: &[u8], end: &[u8]) -> Result<KeyRange, WireError> {
+    Ok(KeyRange {
+        start: id_from_pb(start, "start")?,
+        end: id_from_pb(end, "end")?,
+    })
+}
+
+fn known_to_pb(k: &Known) -> pb::KnownPromise {
+    pb::KnownPromise {
+        start: k.range.start.0.to_vec(),
+        end: k.range.end.0.to_vec(),
+        term: k.term,
+        holder: Some(node_to_pb(&k.holder)),
+        config: k.config.iter().map(node_to_pb).collect(),
+        settled_term: k.settled.as_ref().map_or(0, |s| s.term),
+        settled_holder: k.settled.as_ref().map(|s| node_to_pb(&s.holder)),
+        settled_config: k
+            .settled
+            .as_ref()
+            .map_or_else(Vec::new, |s| s.config.iter().map(node_to_pb).collect()),
+    }
+}
+
+fn known_from_pb(k: &pb::KnownPromise) -> Result<Known, WireError> {
+    let holder = k.holder.as_ref().ok_or(WireError::Missing("holder"))?;
+    Ok(Known {
+        range: range_from_pb(&k.start, &k.end)?,
+        term: k.term,
+        holder: node_from_pb(holder, "holder")?,
+        config: nodes_from_pb(&k.config, "config")?,
+        settled: match &k.settled_holder {
+            _ if k.settled_term == 0 => None,
+            None => return Err(WireError::Missing("settled_holder")),
+            Some(h) => Some(Settled {
+                term: k.settled_term,
+                holder: node_from_pb(h, "settled_holder")?,
+                config: nodes_from_pb(&k.settled_config, "settled_config")?,
+            }),
+        },
+    })
+}
+
+/// A grant carries the promises it replaced in `known`; a refusal the one
+/// promise that refused, as `known`'s only entry.
+fn promise_to_pb(req: u64, answer: &Result<Vec<Known>, Refusal>) -> pb::Promise {
+    let mut out = pb::Promise {
+        req,
+        ..Default::default()
+    };
+    match answer {
+        Ok(known) => {
+            out.granted = true;
+            out.known = known.iter().map(known_to_pb).collect();
+        }
+        Err(Refusal::Outdated { promise }) => {
+            out.outdated = true;
+            out.known = vec![known_to_pb(promise)];
+        }
+        Err(Refusal::Held { promise, wait }) => {
+            out.known = vec![known_to_pb(promise)];
+            out.wait_us = wait.as_micros().min(u64::MAX as u128) as u64;
+        }
+    }
+    out
+}
+
+fn promise_from_pb(p: &pb::Promise) -> Result<Message, WireError> {
+    if p.known.len() > MAX_KNOWN {
+        return Err(WireError::Invalid("known"));
+    }
+    let known = p
+        .known
+        .iter()
+        .map(known_from_pb)
+        .collect::<Result<Vec<_>, WireError>>()?;
+    let answer = if p.granted {
+        Ok(known)
+    } else {
+        let [promise] = <[Known; 1]>::try_from(known).map_err(|_| WireError::Invalid("known"))?;
+        let promise = Box::new(promise);
+        if p.outdated {
+            Err(Refusal::Outdated { promise })
+        } else {
+            let wait = std::time::Duration::from_micros(p.wait_us);
+            Err(Refusal::Held { promise, wait })
+        }
+    };
+    Ok(Message::Promise { req: p.req, answer })
+}
 
 fn version_to_pb(v: &Version) -> pb::Version {
     pb::Version {
@@ -190,6 +283,7 @@ fn kv_reply_to_pb(req: u64, result: &OpResult) -> pb::KvReply {
         }
         OpResult::StoreFailed => out.status = 5,
         OpResult::Overloaded => out.status = 11,
+        OpResult::NotReady => out.status = 18,
         OpResult::TooLarge { size, limit } => {
             out.status = 12;
             out.acked = *size;
@@ -478,6 +572,7 @@ fn kv_reply_from_pb(r: &pb::KvReply) -> Result<OpResult, WireError> {
             subscribers: r.acked,
         },
         11 => OpResult::Overloaded,
+        18 => OpResult::NotReady,
         12 => OpResult::TooLarge {
             size: r.acked,
             limit: r.needed,
@@ -634,20 +729,52 @@ pub fn envelope_to_pb(env: &Envelope) -> pb::Envelope {
             }
             Body::KvReply(pb)
         }
-        Message::Replicate { req, records } => Body::Replicate(pb::Replicate {
+        Message::Replicate {
+            req,
+            records,
+            fence,
+        } => Body::Replicate(pb::Replicate {
             req: *req,
             records: records.iter().map(record_to_pb).collect(),
+            fence: *fence,
         }),
         Message::ReplicateAck {
             req,
             ok,
             newer,
             busy,
+            fenced,
         } => Body::ReplicateAck(pb::ReplicateAck {
             req: *req,
             ok: *ok,
             newer: newer.as_ref().map(version_to_pb),
             busy: *busy,
+            fenced: *fenced,
+        }),
+        Message::Prepare {
+            req,
+            range,
+            term,
+            config,
+        } => Body::Prepare(pb::Prepare {
+            req: *req,
+            start: range.start.0.to_vec(),
+            end: range.end.0.to_vec(),
+            term: *term,
+            config: config.iter().map(node_to_pb).collect(),
+        }),
+        Message::Promise { req, answer } => Body::Promise(promise_to_pb(*req, answer)),
+        Message::Renew { req, range, term } => Body::Renew(pb::Renew {
+            req: *req,
+            start: range.start.0.to_vec(),
+            end: range.end.0.to_vec(),
+            term: *term,
+        }),
+        Message::Renewed { req, ok } => Body::Renewed(pb::Renewed { req: *req, ok: *ok }),
+        Message::Release { range, term } => Body::Release(pb::Release {
+            start: range.start.0.to_vec(),
+            end: range.end.0.to_vec(),
+            term: *term,
         }),
         Message::ReplicaRead { req, key } => Body::ReplicaRead(pb::ReplicaRead {
             req: *req,
@@ -888,6 +1015,7 @@ pub fn envelope_from_pb(pb: &pb::Envelope, local: SocketAddr) -> Result<Envelope
                     .iter()
                     .map(record_from_pb)
                     .collect::<Result<_, _>>()?,
+                fence: r.fence,
             }
         }
         Body::ReplicateAck(a) => Message::ReplicateAck {
@@ -898,6 +1026,27 @@ pub fn envelope_from_pb(pb: &pb::Envelope, local: SocketAddr) -> Result<Envelope
                 None => None,
             },
             busy: a.busy,
+            fenced: a.fenced,
+        },
+        Body::Prepare(p) => Message::Prepare {
+            req: p.req,
+            range: range_from_pb(&p.start, &p.end)?,
+            term: p.term,
+            config: nodes_from_pb(&p.config, "config")?,
+        },
+        Body::Promise(p) => promise_from_pb(p)?,
+        Body::Renew(r) => Message::Renew {
+            req: r.req,
+            range: range_from_pb(&r.start, &r.end)?,
+            term: r.term,
+        },
+        Body::Renewed(r) => Message::Renewed {
+            req: r.req,
+            ok: r.ok,
+        },
+        Body::Release(r) => Message::Release {
+            range: range_from_pb(&r.start, &r.end)?,
+            term: r.term,
         },
         Body::ReplicaRead(r) => Message::ReplicaRead {
             req: r.req,

@@ -42,7 +42,7 @@ pub struct Envelope {
     pub to_id: Vec<u8>,
     #[prost(
         oneof = "Body",
-        tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 30, 31, 32, 33, 34, 35, 36, 37, 38"
+        tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 30, 31, 32, 33, 34, 35, 36, 37, 38, 40, 41, 42, 43, 44"
     )]
     pub body: Option<Body>,
 }
@@ -103,6 +103,94 @@ pub enum Body {
     SyncDiff(SyncDiff),
     #[prost(message, tag = "38")]
     Collect(Collect),
+    #[prost(message, tag = "40")]
+    Prepare(Prepare),
+    #[prost(message, tag = "41")]
+    Promise(Promise),
+    #[prost(message, tag = "42")]
+    Renew(Renew),
+    #[prost(message, tag = "43")]
+    Renewed(Renewed),
+    #[prost(message, tag = "44")]
+    Release(Release),
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Prepare {
+    #[prost(uint64, tag = "1")]
+    pub req: u64,
+    #[prost(bytes = "vec", tag = "2")]
+    pub start: Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    pub end: Vec<u8>,
+    #[prost(uint64, tag = "4")]
+    pub term: u64,
+    #[prost(message, repeated, tag = "5")]
+    pub config: Vec<NodeRef>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct KnownPromise {
+    #[prost(bytes = "vec", tag = "1")]
+    pub start: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub end: Vec<u8>,
+    #[prost(uint64, tag = "3")]
+    pub term: u64,
+    #[prost(message, optional, tag = "4")]
+    pub holder: Option<NodeRef>,
+    #[prost(message, repeated, tag = "5")]
+    pub config: Vec<NodeRef>,
+    #[prost(uint64, tag = "6")]
+    pub settled_term: u64,
+    #[prost(message, optional, tag = "7")]
+    pub settled_holder: Option<NodeRef>,
+    #[prost(message, repeated, tag = "8")]
+    pub settled_config: Vec<NodeRef>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Promise {
+    #[prost(uint64, tag = "1")]
+    pub req: u64,
+    #[prost(bool, tag = "2")]
+    pub granted: bool,
+    #[prost(message, repeated, tag = "3")]
+    pub known: Vec<KnownPromise>,
+    #[prost(bool, tag = "4")]
+    pub outdated: bool,
+    #[prost(uint64, tag = "7")]
+    pub wait_us: u64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Renew {
+    #[prost(uint64, tag = "1")]
+    pub req: u64,
+    #[prost(bytes = "vec", tag = "2")]
+    pub start: Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    pub end: Vec<u8>,
+    #[prost(uint64, tag = "4")]
+    pub term: u64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Renewed {
+    #[prost(uint64, tag = "1")]
+    pub req: u64,
+    #[prost(bool, tag = "2")]
+    pub ok: bool,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Release {
+    #[prost(bytes = "vec", tag = "1")]
+    pub start: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub end: Vec<u8>,
+    #[prost(uint64, tag = "3")]
+    pub term: u64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -284,6 +372,8 @@ pub struct KvReply {
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Replicate {
+    #[prost(uint64, tag = "3")]
+    pub fence: u64,
     #[prost(uint64, tag = "1")]
     pub req: u64,
     #[prost(message, repeated, tag = "2")]
@@ -292,6 +382,8 @@ pub struct Replicate {
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct ReplicateAck {
+    #[prost(uint64, tag = "5")]
+    pub fenced: u64,
     #[prost(uint64, tag = "1")]
     pub req: u64,
     #[prost(bool, tag = "2")]

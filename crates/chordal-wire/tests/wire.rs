@@ -200,6 +200,7 @@ fn any_kv_result() -> impl Strategy<Value = OpResult> {
         (any::<u32>(), any::<u32>())
             .prop_map(|(available, needed)| OpResult::QuorumUnavailable { available, needed }),
         Just(OpResult::Overloaded),
+        Just(OpResult::NotReady),
         (any::<u32>(), any::<u32>()).prop_map(|(size, limit)| OpResult::TooLarge { size, limit }),
         Just(OpResult::StoreFailed),
         Just(OpResult::Delivered),
@@ -351,19 +352,29 @@ fn any_message() -> impl Strategy<Value = Message> {
                 result,
                 range: range.map(|(start, end)| chordal_core::KeyRange { start, end }),
             }),
-        (any::<u64>(), proptest::collection::vec(any_record(), 0..5))
-            .prop_map(|(req, records)| Message::Replicate { req, records }),
+        (
+            any::<u64>(),
+            proptest::collection::vec(any_record(), 0..5),
+            any::<u64>()
+        )
+            .prop_map(|(req, records, fence)| Message::Replicate {
+                req,
+                records,
+                fence
+            }),
         (
             any::<u64>(),
             any::<bool>(),
             proptest::option::of(any_version()),
-            any::<bool>()
+            any::<bool>(),
+            any::<u64>()
         )
-            .prop_map(|(req, ok, newer, busy)| Message::ReplicateAck {
+            .prop_map(|(req, ok, newer, busy, fenced)| Message::ReplicateAck {
                 req,
                 ok,
                 newer,
-                busy
+                busy,
+                fenced
             }),
         (any::<u64>(), any_bytes()).prop_map(|(req, key)| Message::ReplicaRead { req, key }),
         (any::<u64>(), proptest::option::of(any_record()))
@@ -397,6 +408,68 @@ fn any_message() -> impl Strategy<Value = Message> {
             end,
             before
         }),
+        authority_message(),
+    ]
+}
+
+fn any_range() -> impl Strategy<Value = chordal_core::KeyRange> {
+    (any_id(), any_id()).prop_map(|(start, end)| chordal_core::KeyRange { start, end })
+}
+
+/// The messages of authority (issue 27).
+fn authority_message() -> impl Strategy<Value = Message> {
+    let known = || {
+        let settled = (1..u64::MAX, any_node(), any_nodes()).prop_map(|(term, holder, config)| {
+            chordal_core::Settled {
+                term,
+                holder,
+                config,
+            }
+        });
+        (
+            any_range(),
+            any::<u64>(),
+            any_node(),
+            any_nodes(),
+            proptest::option::of(settled),
+        )
+            .prop_map(
+                |(range, term, holder, config, settled)| chordal_core::Known {
+                    range,
+                    term,
+                    holder,
+                    config,
+                    settled,
+                },
+            )
+    };
+    let answer = prop_oneof![
+        proptest::collection::vec(known(), 0..4).prop_map(Ok),
+        known().prop_map(|promise| Err(chordal_core::Refusal::Outdated {
+            promise: Box::new(promise)
+        })),
+        (known(), any::<u32>()).prop_map(|(promise, us)| Err(chordal_core::Refusal::Held {
+            promise: Box::new(promise),
+            wait: std::time::Duration::from_micros(u64::from(us)),
+        })),
+    ];
+    prop_oneof![
+        (any::<u64>(), any_range(), any::<u64>(), any_nodes()).prop_map(
+            |(req, range, term, config)| Message::Prepare {
+                req,
+                range,
+                term,
+                config
+            }
+        ),
+        (any::<u64>(), answer).prop_map(|(req, answer)| Message::Promise { req, answer }),
+        (any::<u64>(), any_range(), any::<u64>()).prop_map(|(req, range, term)| Message::Renew {
+            req,
+            range,
+            term
+        }),
+        (any::<u64>(), any::<bool>()).prop_map(|(req, ok)| Message::Renewed { req, ok }),
+        (any_range(), any::<u64>()).prop_map(|(range, term)| Message::Release { range, term }),
     ]
 }
 

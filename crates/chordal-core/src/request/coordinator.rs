@@ -77,7 +77,9 @@ impl Requests {
             }
             return;
         }
-        if c.attempts > MAX_ATTEMPTS {
+        // Waiting for a lease is bounded by the deadline (and the pause
+        // between tries), not by the attempts.
+        if c.attempts > MAX_ATTEMPTS && c.last_error != Some(OpError::NotReady) {
             let error = c.last_error.unwrap_or(OpError::Redirects);
             self.finish_client(cx, id, Err(error));
             return;
@@ -203,7 +205,23 @@ impl Requests {
         };
         self.forget_owner(&owner);
         cx.ring.forget(now, &owner);
-        self.route_client(cx, now, id);
+        self.retry_or_give_up(cx, now, id);
+    }
+
+    /// An attempt of operation `id` ended without an answer (the owner
+    /// went silent or away): try again — unless it is a write under
+    /// authority, which the silent owner may have applied: sent again to
+    /// the next owner it could apply twice, so it ends `Timeout` (the
+    /// outcome is unknown; only the client can tell whether to retry).
+    fn retry_or_give_up(&mut self, cx: &mut Cx<'_>, now: Time, id: u64) {
+        let ambiguous =
+            cx.config.authority && self.clients.get(&id).is_some_and(|c| c.op.is_store_write());
+        if ambiguous {
+            cx.io.counting.error("kv_write_outcome_unknown");
+            self.finish_client(cx, id, Err(OpError::Timeout));
+        } else {
+            self.route_client(cx, now, id);
+        }
     }
 
     /// Peers matching `dead` failed: operations waiting on them try again
@@ -219,7 +237,7 @@ impl Requests {
         for (req, id, deadline) in stuck {
             self.requests.remove(&req);
             self.deadlines.remove(&(deadline, Deadline::Request(req)));
-            self.route_client(cx, now, id);
+            self.retry_or_give_up(cx, now, id);
         }
     }
 
@@ -270,6 +288,16 @@ impl Requests {
                     c.last_error = Some(OpError::Overloaded);
                     let backoff = cx.config.request_timeout * c.attempts.min(4);
                     self.deadlines.insert((now + backoff, Deadline::Retry(id)));
+                }
+                return;
+            }
+            // The owner is not sure yet (a handover, a takeover): ask
+            // again shortly, the same owner or the next one found.
+            Answer::NotReady => {
+                if let Some(c) = self.clients.get_mut(&id) {
+                    c.last_error = Some(OpError::NotReady);
+                    let pause = (cx.config.lease / 16) * c.attempts.clamp(1, 4);
+                    self.deadlines.insert((now + pause, Deadline::Retry(id)));
                 }
                 return;
             }

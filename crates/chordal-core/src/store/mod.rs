@@ -77,6 +77,8 @@ enum OwnerOp {
         /// Versions of this write tried so far (a copy that holds a newer
         /// version makes the owner version the write again, above it).
         attempt: u32,
+        /// Counted in `Store::unacked` (until acknowledged or failed).
+        unacked: bool,
         deadline: Time,
     },
     /// Reading a key from our copy, maybe from the replicas too; then
@@ -99,6 +101,11 @@ enum OwnerOp {
         /// Copies asked and not yet answered.
         outstanding: u32,
         asked_replicas: bool,
+        /// A new term catching up: the previous configs (processes) of
+        /// which a majority must answer before the read may (DESIGN §5,
+        /// "Who decides"); the processes that answered, ours included.
+        quorums: Vec<Vec<std::net::SocketAddr>>,
+        heard: Vec<std::net::SocketAddr>,
         /// Our own store could not read the key.
         failed: bool,
         /// When the read gives up; `answer_by`: when the whole operation
@@ -115,8 +122,14 @@ enum StoreWait {
     OwnerWrite(u64, Vec<u8>),
     /// The owner's local read.
     OwnerRead(u64),
-    /// A replica storing what an owner sent; ack `req` to `to`.
-    ReplicaApply { to: NodeRef, me: NodeRef, req: u64 },
+    /// A replica storing what an owner sent; ack `req` to `to`. `fence`:
+    /// the owner's term and the keys, to check again once durable.
+    ReplicaApply {
+        to: NodeRef,
+        me: NodeRef,
+        req: u64,
+        fence: Option<(u64, Vec<Id>)>,
+    },
     /// A replica reading for an owner; answer `req` to `to`.
     ReplicaRead { to: NodeRef, me: NodeRef, req: u64 },
     /// An owner repairing its copy from a replica's; nothing waits.
@@ -128,6 +141,8 @@ enum StoreWait {
     SyncCompare(sync::Compare),
     /// The next page of transfer `.0` to send.
     TransferRead(u64),
+    /// The promise table is being kept: then send these grants.
+    Promises(Vec<Envelope>),
 }
 
 /// A deadline of the store machine.
@@ -158,6 +173,9 @@ pub(crate) struct Store {
     replica_reqs: FastMap<u64, (u64, NodeRef)>,
     /// Keys with owner writes in flight or waiting (`hot.rs`).
     hot: hot::HotKeys,
+    /// Keys with owner writes not yet at their quorum (authority: a read
+    /// of one must not answer from our copy alone), and how many.
+    unacked: FastMap<Vec<u8>, u32>,
     store_waits: FastMap<u64, StoreWait>,
     deadlines: BTreeSet<(Time, Deadline)>,
     store_out: VecDeque<StoreRequest>,
@@ -213,6 +231,16 @@ impl Store {
             op: StoreOpId(op),
             kind,
         });
+    }
+
+    /// Keeps the promise table `bytes` durably, then sends `then` (the
+    /// grants that must not go out before it is kept).
+    pub fn save_promises(&mut self, cx: &mut Cx<'_>, bytes: Vec<u8>, then: Vec<Envelope>) {
+        self.store_op(
+            cx,
+            StoreKind::SavePromises { bytes },
+            StoreWait::Promises(then),
+        );
     }
 
     /// Owner operations and storage operations in flight (counted against
@@ -303,17 +331,19 @@ impl Store {
                 }
                 self.read_answer(cx, now, id, (None, record), failed);
             }
-            StoreWait::ReplicaApply { to, me, req } => {
+            StoreWait::ReplicaApply { to, me, req, fence } => {
                 self.replica_applies = self.replica_applies.saturating_sub(1);
                 let (ok, newer) = match &result {
                     StoreResult::Applied(applied) => (true, newest_kept(applied)),
                     _ => (false, None),
                 };
+                let fenced = fence.map_or(0, |(term, keys)| cx.authority.fence_keys(term, &keys));
                 let ack = crate::Message::ReplicateAck {
                     req,
-                    ok,
+                    ok: ok && fenced == 0,
                     newer,
                     busy: false,
+                    fenced,
                 };
                 cx.io.send(me, to, ack);
             }
@@ -329,6 +359,14 @@ impl Store {
             StoreWait::SyncOwnSummary(req) => self.sync_summary_ready(cx, now, req, result),
             StoreWait::SyncCompare(c) => self.sync_compare(cx, now, c, result),
             StoreWait::TransferRead(id) => self.transfer_page_read(cx, now, id, result),
+            StoreWait::Promises(then) => {
+                if result == StoreResult::Saved {
+                    cx.io.out.extend(then);
+                } else {
+                    // Not durable: grant nothing (the holder asks again).
+                    cx.io.counting.error("promises_not_saved");
+                }
+            }
         }
     }
 
@@ -339,17 +377,25 @@ impl Store {
         // (1 MiB) of records.
         let Envelope { from, to, msg } = env;
         match msg {
-            Message::Replicate { req, records } => self.replica_apply(cx, (from, to), req, records),
+            Message::Replicate {
+                req,
+                records,
+                fence,
+            } => self.replica_apply(cx, (from, to), req, records, fence),
             Message::ReplicateAck {
                 req,
                 ok,
                 newer,
                 busy,
+                fenced,
             } => {
                 if let Some(v) = newer {
                     self.hlc.observe(v.hlc);
                 }
                 if let Some((id, _)) = self.replica_reqs.remove(&req) {
+                    if fenced != 0 {
+                        self.write_fenced(cx, now, id, fenced);
+                    }
                     self.write_answer(cx, now, id, ok && !busy, newer);
                 } else {
                     self.transfer_ack(cx, now, req, ok && !busy);

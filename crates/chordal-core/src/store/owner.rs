@@ -12,6 +12,34 @@ use crate::request::ReplyTo;
 use crate::write::{Decision, Intent, Then, decide};
 use crate::{Consistency, Id, Message, NodeRef, OpResult, Record, Time, Version};
 
+/// A write of `key` reached its quorum or ended without: one fewer
+/// unacknowledged.
+fn settle(unacked: &mut crate::fasthash::FastMap<Vec<u8>, u32>, key: &[u8]) {
+    if let Some(n) = unacked.get_mut(key) {
+        *n -= 1;
+        if *n == 0 {
+            unacked.remove(key);
+        }
+    }
+}
+
+/// Has a majority of each of `quorums` been `heard` from?
+fn quorums_met(quorums: &[Vec<std::net::SocketAddr>], heard: &[std::net::SocketAddr]) -> bool {
+    quorums.iter().all(|q| {
+        let yes = q.iter().filter(|p| heard.contains(p)).count();
+        yes >= crate::authority::majority(q.len())
+    })
+}
+
+/// The term `vnode` decides `key_id` in now: its lease's under authority,
+/// 0 without; `None` if it holds no valid lease.
+fn decider_term(cx: &Cx<'_>, vnode: &NodeRef, key_id: &Id, now: Time) -> Option<u64> {
+    if !cx.config.authority {
+        return Some(0);
+    }
+    cx.authority.lease(vnode, key_id, now).ok().map(|l| l.term)
+}
+
 /// Most versions one write gets before the owner gives up on it (each
 /// time a copy holds a newer version than the last one tried).
 pub const MAX_WRITE_ATTEMPTS: u32 = 4;
@@ -139,7 +167,17 @@ impl Store {
         answer_by: Time,
     ) {
         match decide(intent, current.as_ref(), now, cx.config.max_value) {
-            Decision::Answer(result) => cx.io.answer(reply, result),
+            Decision::Answer(result) => {
+                match current.filter(|c| self.needs_write_back(cx, now, &vnode, c)) {
+                    // Decided on a record not known to be on a quorum: make it
+                    // so before saying anything about it.
+                    Some(c) => {
+                        let then = Then::Answer(Box::new(result));
+                        self.write_back(cx, now, vnode, c, (reply, then), answer_by)
+                    }
+                    None => cx.io.answer(reply, result),
+                }
+            }
             Decision::Write {
                 value,
                 expires,
@@ -148,6 +186,11 @@ impl Store {
                 if let Some(c) = &current {
                     self.hlc.observe(c.version.hlc);
                 }
+                let Some(term) = decider_term(cx, &vnode, &key_id, now) else {
+                    // The lease ran out while we read: decide nothing.
+                    cx.io.answer(reply, OpResult::NotReady);
+                    return;
+                };
                 let version = match &then {
                     // A restored record keeps its version; later writes
                     // still go above it.
@@ -156,7 +199,7 @@ impl Store {
                         *v
                     }
                     _ => Version {
-                        term: 0,
+                        term,
                         hlc: self.hlc.tick(now),
                         node: vnode.id,
                     },
@@ -168,7 +211,7 @@ impl Store {
                     value,
                     expires,
                 };
-                self.write_attempt(cx, vnode, record, (Some(reply), then), 1, answer_by);
+                self.write_attempt(cx, now, vnode, record, (Some(reply), then), 1, answer_by);
             }
         }
     }
@@ -177,18 +220,37 @@ impl Store {
     /// replicas; answers `reply` (as `then` says) once the write quorum
     /// holds it, or says it failed at `deadline` (before the coordinator
     /// gives up waiting).
+    #[allow(clippy::too_many_arguments)]
     fn write_attempt(
         &mut self,
         cx: &mut Cx<'_>,
+        now: Time,
         vnode: NodeRef,
         record: Record,
         (reply, then): (Option<ReplyTo>, Then),
         attempt: u32,
         deadline: Time,
     ) {
-        let targets = cx.ring.replica_targets(&vnode, cx.config.replicas);
+        let (targets, fence, quorum) = if cx.config.authority {
+            // The term's config holds the copies; a majority of it is the
+            // quorum (what the next term's prepare will meet).
+            match cx.authority.lease(&vnode, &record.key_id, now) {
+                Ok(l) => {
+                    let need = crate::authority::majority(1 + l.replicas.len()) as u32;
+                    (l.replicas.to_vec(), l.term, Some(need))
+                }
+                Err(_) => {
+                    if let Some(r) = reply {
+                        cx.io.answer(r, OpResult::NotReady);
+                    }
+                    return;
+                }
+            }
+        } else {
+            (cx.ring.replica_targets(&vnode, cx.config.replicas), 0, None)
+        };
         let copies = 1 + targets.len();
-        let need = match self.write_quorum_for(cx, &vnode, copies) {
+        let need = match quorum.map_or_else(|| self.write_quorum_for(cx, &vnode, copies), Ok) {
             Ok(need) => need,
             Err(needed) => {
                 cx.io.counting.error("kv_quorum_unavailable");
@@ -206,9 +268,18 @@ impl Store {
             let req = cx.io.next();
             self.replica_reqs.insert(req, (id, *t));
             let records = vec![record.clone()];
-            cx.io.send(vnode, *t, Message::Replicate { req, records });
+            cx.io.send(
+                vnode,
+                *t,
+                Message::Replicate {
+                    req,
+                    records,
+                    fence,
+                },
+            );
         }
         self.hot.applying(&record);
+        *self.unacked.entry(record.key.clone()).or_default() += 1;
         self.store_op(
             cx,
             StoreKind::Apply {
@@ -227,6 +298,7 @@ impl Store {
                 acked: 0,
                 outstanding: copies as u32,
                 attempt,
+                unacked: true,
                 deadline,
             },
         );
@@ -277,6 +349,8 @@ impl Store {
                 answered: 0,
                 outstanding: 1,
                 asked_replicas: false,
+                quorums: Vec::new(),
+                heard: Vec::new(),
                 failed: false,
                 deadline,
                 answer_by,
@@ -284,13 +358,58 @@ impl Store {
         );
         self.deadlines.insert((deadline, Deadline::Owner(id)));
         if consistency != Consistency::Owner {
-            self.ask_replicas(cx, id, consistency);
+            self.ask_replicas(cx, now, id, consistency);
         }
+        if cx.config.authority
+            && let Ok(lease) = cx.authority.lease(&vnode, &key_id, now)
+            && !lease.catch_up.is_empty()
+        {
+            let configs = lease.catch_up.to_vec();
+            self.catch_up(cx, id, configs);
+        }
+    }
+
+    /// Read `id` is of a term still catching up: ask the previous
+    /// configs' copies too; the read waits for a majority of each.
+    fn catch_up(&mut self, cx: &mut Cx<'_>, id: u64, configs: Vec<Vec<NodeRef>>) {
+        let me = cx.ring.addr();
+        let Some(OwnerOp::Read {
+            vnode,
+            key,
+            outstanding,
+            asked_replicas,
+            quorums,
+            ..
+        }) = self.owners.get_mut(&id)
+        else {
+            return;
+        };
+        *asked_replicas = true;
+        let mut asked: Vec<std::net::SocketAddr> = vec![me];
+        let (vnode, key) = (*vnode, key.clone());
+        for config in configs {
+            let mut procs: Vec<std::net::SocketAddr> = Vec::new();
+            for n in config {
+                if !procs.contains(&n.addr) {
+                    procs.push(n.addr);
+                }
+                if !asked.contains(&n.addr) {
+                    asked.push(n.addr);
+                    *outstanding += 1;
+                    let req = cx.io.next();
+                    self.replica_reqs.insert(req, (id, n));
+                    let key = key.clone();
+                    cx.io.send(vnode, n, Message::ReplicaRead { req, key });
+                }
+            }
+            quorums.push(procs);
+        }
+        cx.io.counting.counters.catch_up_reads += 1;
     }
 
     /// Asks the replicas of read `id` for their copies; the read then
     /// answers once `consistency` says enough copies did.
-    fn ask_replicas(&mut self, cx: &mut Cx<'_>, id: u64, consistency: Consistency) {
+    fn ask_replicas(&mut self, cx: &mut Cx<'_>, now: Time, id: u64, consistency: Consistency) {
         let Some(OwnerOp::Read {
             vnode,
             key,
@@ -303,7 +422,11 @@ impl Store {
             return;
         };
         *asked_replicas = true;
-        let targets = cx.ring.replica_targets(vnode, cx.config.replicas);
+        let key_id = Id::hash(key);
+        let targets = match cx.authority.lease(vnode, &key_id, now) {
+            Ok(lease) if cx.config.authority => lease.replicas.to_vec(),
+            _ => cx.ring.replica_targets(vnode, cx.config.replicas),
+        };
         *outstanding += targets.len() as u32;
         *need = consistency.copies_needed(cx.config.replicas, 1 + targets.len()) as u32;
         let (vnode, key) = (*vnode, key.clone());
@@ -363,6 +486,7 @@ impl Store {
             need,
             acked,
             outstanding,
+            unacked,
             ..
         }) = self.owners.get_mut(&id)
         else {
@@ -377,6 +501,9 @@ impl Store {
             *acked += 1;
         }
         let (acked, need, version, left) = (*acked, *need, record.version, *outstanding);
+        if acked >= need && std::mem::take(unacked) {
+            settle(&mut self.unacked, &record.key);
+        }
         if acked >= need
             && let Some(r) = reply.take()
         {
@@ -393,11 +520,29 @@ impl Store {
                     number: *number,
                 },
                 Then::Restored(_) => OpResult::Stored { version, acked },
+                Then::ReadBack => match record.is_live(now) {
+                    true => OpResult::Found {
+                        value: record.value.clone().unwrap_or_default(),
+                        version,
+                        expires: record.expires,
+                    },
+                    false => OpResult::NotFound,
+                },
+                Then::Answer(result) => (**result).clone(),
             };
             cx.io.answer(r, result);
         }
         if left == 0 {
             self.end_owner(cx, id);
+        }
+    }
+
+    /// A copy refused write `id` for a higher `term`: its vnode was deposed
+    /// there (the write cannot reach its quorum now; the answer follows
+    /// from `write_answer`).
+    pub(super) fn write_fenced(&mut self, cx: &mut Cx<'_>, now: Time, id: u64, term: u64) {
+        if let Some(OwnerOp::Write { vnode, record, .. }) = self.owners.get(&id) {
+            cx.authority.deposed(vnode, &record.key_id, term, now);
         }
     }
 
@@ -407,13 +552,22 @@ impl Store {
     /// them.
     pub(super) fn owner_store_failed(&mut self, cx: &mut Cx<'_>, id: u64) {
         let Some(OwnerOp::Write {
-            reply, deadline, ..
+            reply,
+            deadline,
+            vnode,
+            record,
+            unacked,
+            ..
         }) = self.owners.remove(&id)
         else {
             return;
         };
         self.deadlines.remove(&(deadline, Deadline::Owner(id)));
         self.replica_reqs.retain(|_, (owner, _)| *owner != id);
+        if unacked {
+            settle(&mut self.unacked, &record.key);
+            self.write_failed(cx, &vnode, &record);
+        }
         cx.io.counting.error("kv_store_failed");
         if let Some(r) = reply {
             cx.io.answer(r, OpResult::StoreFailed);
@@ -433,6 +587,7 @@ impl Store {
             attempt,
             deadline,
             need,
+            unacked,
             ..
         }) = self.owners.remove(&id)
         else {
@@ -440,6 +595,17 @@ impl Store {
         };
         self.deadlines.remove(&(deadline, Deadline::Owner(id)));
         self.replica_reqs.retain(|_, (owner, _)| *owner != id);
+        if unacked {
+            settle(&mut self.unacked, &record.key);
+        }
+        let gives_up = matches!(then, Then::Restored(_))
+            || attempt >= MAX_WRITE_ATTEMPTS
+            || now >= deadline
+            || decider_term(cx, &vnode, &record.key_id, now).is_none_or(|t| t < newer.term);
+        if gives_up && unacked {
+            // Not acknowledged, and maybe on some copies: see `write_failed`.
+            self.write_failed(cx, &vnode, &record);
+        }
         if let Then::Restored(_) = then {
             if let Some(r) = reply {
                 let current = Some(newer);
@@ -448,7 +614,11 @@ impl Store {
             return;
         }
         cx.io.counting.counters.write_rewrites += 1;
-        if attempt >= MAX_WRITE_ATTEMPTS || now >= deadline {
+        // Out of attempts or time — or a copy holds a newer term's record:
+        // we were deposed there. The write is not acknowledged, and may or
+        // may not stay.
+        let term = decider_term(cx, &vnode, &record.key_id, now).filter(|t| *t >= newer.term);
+        let Some(term) = term.filter(|_| attempt < MAX_WRITE_ATTEMPTS && now < deadline) else {
             if let Some(r) = reply {
                 let result = OpResult::QuorumFailed {
                     acked: 0,
@@ -457,13 +627,13 @@ impl Store {
                 cx.io.answer(r, result);
             }
             return;
-        }
+        };
         record.version = Version {
-            term: 0,
+            term,
             hlc: self.hlc.tick(now),
             node: vnode.id,
         };
-        self.write_attempt(cx, vnode, record, (reply, then), attempt + 1, deadline);
+        self.write_attempt(cx, now, vnode, record, (reply, then), attempt + 1, deadline);
     }
 
     /// A read answer for read `id`: our copy (`from` is `None`) or a
@@ -492,6 +662,8 @@ impl Store {
             why,
             vnode,
             failed: read_failed,
+            quorums,
+            heard,
             ..
         }) = self.owners.get_mut(&id)
         else {
@@ -501,6 +673,9 @@ impl Store {
             None => *local = record.as_ref().map(|r| r.version),
             Some(t) => copies.push((t, record.as_ref().map(|r| r.version))),
         }
+        if !failed {
+            heard.push(from.map_or(cx.ring.addr(), |t| t.addr));
+        }
         *read_failed |= failed && from.is_none();
         if !failed {
             *answered += 1;
@@ -508,9 +683,15 @@ impl Store {
         *best = newest(best.take(), record);
         *outstanding = outstanding.saturating_sub(1);
         if *asked_replicas {
-            if *answered >= *need || *outstanding == 0 {
+            let caught_up = quorums_met(quorums, heard);
+            if (*answered >= *need && caught_up) || *outstanding == 0 {
                 self.finish_read(cx, now, id);
             }
+            return;
+        }
+        if cx.config.authority {
+            // The term's catch-up (above) replaces the handoff window.
+            self.finish_read(cx, now, id);
             return;
         }
         // Our range grew recently: our copy may be missing (the handoff is
@@ -528,7 +709,7 @@ impl Store {
             if !targets.is_empty() {
                 // Every copy that answers in time counts; the read waits
                 // for all of them (or its deadline).
-                self.ask_replicas(cx, id, Consistency::All);
+                self.ask_replicas(cx, now, id, Consistency::All);
                 return;
             }
         }
@@ -550,6 +731,8 @@ impl Store {
             why,
             outstanding,
             asked_replicas,
+            quorums,
+            heard,
             failed,
             deadline,
             answer_by,
@@ -561,10 +744,22 @@ impl Store {
         if outstanding > 0 && asked_replicas {
             self.replica_reqs.retain(|_, (owner, _)| *owner != id);
         }
+        // A term still catching up that did not hear from a majority of
+        // the previous configs, or a lease that ran out while we read:
+        // nothing read here may be answered or decided on.
+        let key_id = Id::hash(&key);
+        let unsure = !quorums_met(&quorums, &heard)
+            || (cx.config.authority && cx.authority.lease(&vnode, &key_id, now).is_err());
+        if unsure {
+            cx.io.answer(reply, OpResult::NotReady);
+            if matches!(why, ReadFor::Write(_)) {
+                self.release_key(cx, now, &key);
+            }
+            return;
+        }
         if let Some(r) = &best {
             self.repair(cx, vnode, r, local, &copies);
         }
-        let key_id = Id::hash(&key);
         match why {
             ReadFor::Write(intent) => {
                 if failed {
@@ -586,6 +781,15 @@ impl Store {
                 };
                 cx.io.answer(reply, result);
             }
+            ReadFor::Get(_) | ReadFor::MaybeGet
+                if best
+                    .as_ref()
+                    .is_some_and(|b| self.needs_write_back(cx, now, &vnode, b)) =>
+            {
+                // Through the write path, holding the key: a write-back
+                // must not overwrite a write decided since this read.
+                self.write(cx, now, vnode, (key_id, key), Intent::WriteBack, reply);
+            }
             ReadFor::Get(_) | ReadFor::MaybeGet => {
                 let found_any = best.is_some();
                 let unsure = matches!(why, ReadFor::MaybeGet);
@@ -602,6 +806,45 @@ impl Store {
                 cx.io.answer(reply, result);
             }
         }
+    }
+
+    /// Under authority: is `record` (what a read of ours found) not known
+    /// to be on a quorum? It is when a term before ours wrote it (a write
+    /// that failed then may sit on a few copies only, ours among them) or
+    /// a write of ours to its key has not reached its quorum yet. A lease
+    /// read must not answer it as it is.
+    fn needs_write_back(&self, cx: &Cx<'_>, now: Time, vnode: &NodeRef, record: &Record) -> bool {
+        cx.config.authority
+            && (self.unacked.contains_key(&record.key)
+                || decider_term(cx, vnode, &record.key_id, now)
+                    .is_some_and(|t| record.version.term < t))
+    }
+
+    /// Writes `record` again in our term (same value and expiry, a new
+    /// version) to a quorum, then answers as `then` says: what a read
+    /// found becomes what a quorum holds before anyone is told of it (ABD's
+    /// write-back; Raft's new leader committing its predecessors' entries).
+    fn write_back(
+        &mut self,
+        cx: &mut Cx<'_>,
+        now: Time,
+        vnode: NodeRef,
+        mut record: Record,
+        (reply, then): (ReplyTo, Then),
+        answer_by: Time,
+    ) {
+        let Some(term) = decider_term(cx, &vnode, &record.key_id, now) else {
+            cx.io.answer(reply, OpResult::NotReady);
+            return;
+        };
+        self.hlc.observe(record.version.hlc);
+        record.version = Version {
+            term,
+            hlc: self.hlc.tick(now),
+            node: vnode.id,
+        };
+        cx.io.counting.counters.write_backs += 1;
+        self.write_attempt(cx, now, vnode, record, (Some(reply), then), 1, answer_by);
     }
 
     /// Brings copies older than `best` up to it: our own (`local` is its
@@ -626,8 +869,30 @@ impl Store {
                 // is dropped.
                 let req = cx.io.next();
                 let records = vec![best.clone()];
-                cx.io.send(vnode, *t, Message::Replicate { req, records });
+                cx.io.send(
+                    vnode,
+                    *t,
+                    Message::Replicate {
+                        req,
+                        records,
+                        fence: 0,
+                    },
+                );
             }
+        }
+    }
+
+    /// A write of ours ended without its quorum (`unacked`: still counted
+    /// as in flight). Under authority it may sit on some copies, ours
+    /// included, without being on a quorum: nothing may read it from our
+    /// copy as if it were. The vnode gives its term up and prepares a new
+    /// one, in which every record of the range is older than the term —
+    /// and a read of such a record writes it back to a quorum first.
+    fn write_failed(&mut self, cx: &mut Cx<'_>, vnode: &NodeRef, record: &Record) {
+        if cx.config.authority {
+            cx.io.counting.error("kv_write_failed_new_term");
+            cx.authority
+                .deposed(vnode, &record.key_id, record.version.term, Time::ZERO);
         }
     }
 
@@ -650,9 +915,16 @@ impl Store {
             need,
             acked,
             deadline,
+            vnode,
+            record,
+            unacked,
             ..
         } = op
         {
+            if unacked {
+                settle(&mut self.unacked, &record.key);
+                self.write_failed(cx, &vnode, &record);
+            }
             if reply.is_none() && (acked as usize) < cx.config.replicas {
                 cx.io.counting.counters.writes_under_replicated += 1;
             }

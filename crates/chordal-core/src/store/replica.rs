@@ -16,37 +16,49 @@ impl Store {
         (from, to): (NodeRef, Target),
         req: u64,
         records: Vec<Record>,
+        fence: u64,
     ) {
         let me = cx.ring.addressee(to.id);
+        let nack = |fenced: u64, busy: bool| Message::ReplicateAck {
+            req,
+            ok: false,
+            newer: None,
+            busy,
+            fenced,
+        };
         // A record whose id is not its key's hash would be stored in the
         // wrong place: refuse the whole message.
         if records.iter().any(|r| !r.is_consistent()) {
-            let nack = Message::ReplicateAck {
-                req,
-                ok: false,
-                newer: None,
-                busy: false,
-            };
-            cx.io.send(me, from, nack);
+            cx.io.send(me, from, nack(0, false));
+            return;
+        }
+        // The fence: an owner deposed by a later term may not add a copy
+        // of what it decided.
+        let fenced = cx.authority.fence(fence, &records);
+        if fenced != 0 {
+            cx.io.counting.error("kv_write_fenced");
+            cx.io.send(me, from, nack(fenced, false));
             return;
         }
         if self.replica_applies >= MAX_REPLICA_APPLIES {
             // Overloaded: say so (the sender backs off and sends again)
             // rather than queue without bound or drop silently.
-            let busy = Message::ReplicateAck {
-                req,
-                ok: false,
-                newer: None,
-                busy: true,
-            };
-            cx.io.send(me, from, busy);
+            cx.io.send(me, from, nack(0, true));
             return;
         }
         for r in &records {
             self.hlc.observe(r.version.hlc);
         }
         self.replica_applies += 1;
-        let wait = StoreWait::ReplicaApply { to: from, me, req };
+        // The fence is checked again when the apply is durable: a term
+        // granted meanwhile may have read this key without it.
+        let keys = (fence != 0).then(|| records.iter().map(|r| r.key_id).collect());
+        let wait = StoreWait::ReplicaApply {
+            to: from,
+            me,
+            req,
+            fence: keys.map(|k| (fence, k)),
+        };
         self.store_op(cx, StoreKind::Apply { records }, wait);
     }
 

@@ -84,6 +84,13 @@ pub enum StoreKind {
         /// Records newer than this hlc stay wherever they are.
         keep_newer_than: u64,
     },
+    /// Keep `bytes` durably as the process's promise table (DESIGN §5,
+    /// "Who decides"), replacing the one kept before; give it back to
+    /// `Node::restore_promises` at the next start.
+    SavePromises {
+        /// The table, as the core encoded it.
+        bytes: Vec<u8>,
+    },
 }
 
 /// The outcome of a [`StoreRequest`].
@@ -99,6 +106,8 @@ pub enum StoreResult {
     Scanned(Vec<Record>),
     /// Records removed by `Sweep`.
     Swept(u64),
+    /// `SavePromises` is durable.
+    Saved,
     /// The storage failed (the error is the driver's to log).
     Failed,
 }

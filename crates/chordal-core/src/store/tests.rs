@@ -24,7 +24,7 @@ fn replicates(fx: &mut Fixture) -> Vec<(NodeRef, u64, Vec<Record>)> {
     fx.sent()
         .into_iter()
         .filter_map(|e| match e.msg {
-            Message::Replicate { req, records } => {
+            Message::Replicate { req, records, .. } => {
                 Some((NodeRef::new(e.to.id.unwrap(), e.to.addr), req, records))
             }
             _ => None,
@@ -52,6 +52,7 @@ fn ack(store: &mut Store, fx: &mut Fixture, from: NodeRef, req: u64, newer: Opti
         from,
         to: fx.me.into(),
         msg: Message::ReplicateAck {
+            fenced: 0,
             req,
             ok: true,
             newer,

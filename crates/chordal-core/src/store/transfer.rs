@@ -283,7 +283,15 @@ impl Store {
         let deadline = now + page_timeout(cx);
         self.deadlines
             .insert((deadline, Deadline::TransferPage(req)));
-        cx.io.send(me, to, Message::Replicate { req, records });
+        cx.io.send(
+            me,
+            to,
+            Message::Replicate {
+                req,
+                records,
+                fence: 0,
+            },
+        );
         self.transfer_pump(cx, now, id);
     }
 

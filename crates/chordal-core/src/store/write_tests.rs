@@ -45,6 +45,7 @@ fn ack_all(store: &mut Store, fx: &mut Fixture) {
             let from = NodeRef::new(e.to.id.unwrap(), e.to.addr);
             let to = fx.me.into();
             let msg = Message::ReplicateAck {
+                fenced: 0,
                 req,
                 ok: true,
                 newer: None,
@@ -329,6 +330,7 @@ fn a_replica_holding_a_newer_copy_wins_over_a_restore() {
     };
     let from = NodeRef::new(replicates[0].to.id.unwrap(), replicates[0].to.addr);
     let msg = Message::ReplicateAck {
+        fenced: 0,
         req,
         ok: false,
         newer: Some(newer),

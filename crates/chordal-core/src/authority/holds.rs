@@ -1,0 +1,606 @@
+//! The holder side of authority: one [`Hold`] per interval one of our
+//! vnodes owns by Chord — prepared (phase 1, joint with the previous
+//! configs), renewed every quarter lease, given up on a handover, and
+//! prepared again after a refusal, a new config or a deposition.
+
+use super::ringmap::RingMap;
+use super::{ACx, Known, Lease, Promises, Refusal, majority};
+use crate::fasthash::FastMap;
+use crate::message::{Message, NodeRef};
+use crate::{Id, KeyRange, Time};
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The holds of one process's vnodes.
+#[derive(Debug, Default)]
+pub(super) struct Holds {
+    holds: BTreeMap<u64, Hold>,
+    next: u64,
+    /// Prepare and renewal requests in flight → the hold they are for.
+    reqs: FastMap<u64, u64>,
+    tick_at: Option<Time>,
+    /// A graceful leave gave everything up: hold nothing again.
+    leaving: bool,
+    /// Terms our vnodes held in this incarnation with nothing to catch
+    /// up: our own store holds every write they acknowledged, so a next
+    /// term of ours need not read the copies (oldest first, bounded:
+    /// forgetting one only costs a catch-up).
+    clean: VecDeque<(Id, u64)>,
+}
+
+/// Most terms `Holds::clean` remembers.
+const MAX_CLEAN: usize = 4096;
+
+/// One interval one of our vnodes holds, or is trying to.
+#[derive(Debug)]
+struct Hold {
+    vnode: NodeRef,
+    range: KeyRange,
+    /// The term held or asked for.
+    term: u64,
+    /// The processes holding the copies (ours first), and the others.
+    config: Vec<NodeRef>,
+    replicas: Vec<NodeRef>,
+    /// The highest term anyone told us of here: the next goes above.
+    above: u64,
+    state: State,
+}
+
+#[derive(Debug)]
+enum State {
+    /// Waiting to prepare (again) at this time.
+    Waiting(Time),
+    Preparing(Attempt),
+    Held(Held),
+}
+
+/// One prepare of a term.
+#[derive(Debug)]
+struct Attempt {
+    req: u64,
+    deadline: Time,
+    asked: Vec<SocketAddr>,
+    granted: Vec<SocketAddr>,
+    refused: usize,
+    /// Per point, the newest term anyone who answered knew settled: term,
+    /// holder and config (the predecessor whose majority must grant).
+    learned: RingMap<(u64, NodeRef, Vec<NodeRef>)>,
+    /// The shortest live lease that refused us.
+    wait: Option<Duration>,
+}
+
+/// A term we hold.
+#[derive(Debug)]
+struct Held {
+    /// We decide until then (our clock).
+    valid_until: Time,
+    /// Previous configs of other holders: read a majority before deciding.
+    catch_up: Vec<Vec<NodeRef>>,
+    /// Until the term is settled — its first renewal acknowledged by a
+    /// majority of its config and of each predecessor config — nothing is
+    /// decided: these predecessors (emptied once settled).
+    settling: Vec<Vec<NodeRef>>,
+    renewal: Option<Renewal>,
+    renew_at: Time,
+}
+
+#[derive(Debug)]
+struct Renewal {
+    req: u64,
+    sent_at: Time,
+    acked: Vec<SocketAddr>,
+}
+
+/// The part of a lease the holder may count on: `lease × (1 − 2 ×
+/// drift)`, since the grantors' clocks may run faster than ours.
+fn usable(cx: &ACx<'_>) -> Duration {
+    let drift = f64::from(cx.config.clock_drift_ppm.min(200_000)) / 1e6;
+    cx.config.lease.mul_f64(1.0 - 2.0 * drift)
+}
+
+/// Is the ring interval `inner` inside `outer`?
+fn within(inner: &KeyRange, outer: &KeyRange) -> bool {
+    if outer.start == outer.end {
+        return true;
+    }
+    if inner.start == inner.end {
+        return false;
+    }
+    let span = outer.start.distance(&outer.end);
+    let s = outer.start.distance(&inner.start);
+    let e = outer.start.distance(&inner.end);
+    s < e && e <= span
+}
+
+/// The distinct processes of `nodes`, in order.
+fn processes(nodes: &[NodeRef]) -> Vec<SocketAddr> {
+    let mut out: Vec<SocketAddr> = Vec::with_capacity(nodes.len());
+    for n in nodes {
+        if !out.contains(&n.addr) {
+            out.push(n.addr);
+        }
+    }
+    out
+}
+
+/// Have a majority of `config`'s processes said yes?
+fn majority_of(config: &[NodeRef], yes: &[SocketAddr]) -> bool {
+    let procs = processes(config);
+    procs.iter().filter(|p| yes.contains(p)).count() >= majority(procs.len())
+}
+
+impl Holds {
+    /// The lease our vnode `vnode` holds over `key`, if valid at `now`.
+    pub fn lease(&self, vnode: &NodeRef, key: &Id, now: Time) -> Option<Lease<'_>> {
+        self.holds.values().find_map(|h| match &h.state {
+            State::Held(held)
+                if h.vnode == *vnode
+                    && held.settling.is_empty()
+                    && held.valid_until > now
+                    && h.range.contains(key) =>
+            {
+                Some(Lease {
+                    term: h.term,
+                    replicas: &h.replicas,
+                    catch_up: &held.catch_up,
+                })
+            }
+            _ => None,
+        })
+    }
+
+    /// A copy refused our write at `key` for a higher `term`.
+    pub fn deposed(&mut self, vnode: &NodeRef, key: &Id, term: u64, now: Time) {
+        for h in self.holds.values_mut() {
+            if h.vnode == *vnode && h.range.contains(key) && matches!(h.state, State::Held(_)) {
+                h.above = h.above.max(term);
+                h.state = State::Waiting(now);
+                self.tick_at = Some(now);
+            }
+        }
+    }
+
+    /// Gives every hold up (a graceful leave) and holds nothing again.
+    pub fn release_all(&mut self, cx: &mut ACx<'_>) {
+        self.leaving = true;
+        for (_, h) in std::mem::take(&mut self.holds) {
+            release(cx, &h);
+        }
+        self.reqs.clear();
+    }
+
+    /// When `reconcile` must run next.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.tick_at
+    }
+
+    /// (Holds held, holds being prepared or waiting.)
+    pub fn counts(&self) -> (u64, u64) {
+        let valid = self
+            .holds
+            .values()
+            .filter(|h| matches!(&h.state, State::Held(_)))
+            .count() as u64;
+        (valid, self.holds.len() as u64 - valid)
+    }
+
+    /// Brings the holds in line with the ranges Chord gives our vnodes,
+    /// then moves each along: prepares, renewals, retries.
+    pub fn reconcile(&mut self, cx: &mut ACx<'_>, now: Time, promises: &Promises) {
+        let wanted = if self.leaving { Vec::new() } else { wanted(cx) };
+        // Holds no vnode of ours owns any more (or only in part: a joiner
+        // took some of it): give them up. A part still ours is prepared
+        // again below — at once, since the last holder was us.
+        let gone: Vec<u64> = self
+            .holds
+            .iter()
+            .filter(|(_, h)| {
+                !wanted
+                    .iter()
+                    .any(|(v, r, _)| *v == h.vnode && within(&h.range, r))
+            })
+            .map(|(s, _)| *s)
+            .collect();
+        for s in gone {
+            if let Some(h) = self.holds.remove(&s) {
+                cx.io.counting.counters.terms_released += 1;
+                release(cx, &h);
+            }
+        }
+        self.reqs.retain(|_, s| self.holds.contains_key(s));
+        // A new config (a successor came or went): a new term with it.
+        for (v, _, config) in &wanted {
+            for h in self.holds.values_mut() {
+                if h.vnode == *v && processes(&h.config) != processes(config) {
+                    h.config = config.clone();
+                    h.replicas = config[1..].to_vec();
+                    if !matches!(h.state, State::Waiting(_)) {
+                        h.state = State::Waiting(now);
+                    }
+                }
+            }
+        }
+        // Parts of our ranges no hold covers yet.
+        for (v, range, config) in &wanted {
+            let mut covered: RingMap<()> = RingMap::default();
+            for h in self.holds.values().filter(|h| h.vnode == *v) {
+                covered.set(h.range, Some(()));
+            }
+            for (piece, c) in covered.pieces(*range) {
+                if c.is_none() {
+                    self.next += 1;
+                    let hold = Hold {
+                        vnode: *v,
+                        range: piece,
+                        term: 0,
+                        config: config.clone(),
+                        replicas: config[1..].to_vec(),
+                        above: 0,
+                        state: State::Waiting(now),
+                    };
+                    self.holds.insert(self.next, hold);
+                }
+            }
+        }
+        self.step(cx, now, promises);
+    }
+
+    /// Moves every hold along at `now`, and sets the next tick.
+    fn step(&mut self, cx: &mut ACx<'_>, now: Time, promises: &Promises) {
+        let mut next: Option<Time> = None;
+        let mut soonest = |t: Time| next = Some(next.map_or(t, |n: Time| n.min(t)));
+        let quarter = cx.config.lease / 4;
+        let serials: Vec<u64> = self.holds.keys().copied().collect();
+        for s in serials {
+            let Some(h) = self.holds.get_mut(&s) else {
+                continue;
+            };
+            match &mut h.state {
+                State::Waiting(at) if *at <= now => {
+                    let req = prepare(cx, now, h, promises);
+                    self.reqs.insert(req, s);
+                }
+                State::Waiting(at) => soonest(*at),
+                State::Preparing(a) if a.deadline <= now => {
+                    // Not enough answers in time: try again a little later.
+                    cx.io.counting.counters.prepares_failed += 1;
+                    self.reqs.remove(&a.req);
+                    let retry = now + a.wait.unwrap_or(quarter).min(quarter);
+                    h.state = State::Waiting(retry);
+                    soonest(retry);
+                }
+                State::Preparing(a) => soonest(a.deadline),
+                State::Held(held) => {
+                    if let Some(r) = &held.renewal
+                        && r.sent_at + cx.config.lease / 2 <= now
+                    {
+                        // Unanswered: count it lost, renew again.
+                        self.reqs.remove(&r.req);
+                        held.renewal = None;
+                    }
+                    if held.renewal.is_none() && held.renew_at <= now {
+                        let req = cx.io.next();
+                        let mut to = h.config.clone();
+                        for c in &held.settling {
+                            to.extend(c.iter().copied());
+                        }
+                        for n in distinct(&to) {
+                            let msg = Message::Renew {
+                                req,
+                                range: h.range,
+                                term: h.term,
+                            };
+                            cx.io.send(h.vnode, n, msg);
+                        }
+                        held.renewal = Some(Renewal {
+                            req,
+                            sent_at: now,
+                            acked: Vec::new(),
+                        });
+                        held.renew_at = now + quarter;
+                        self.reqs.insert(req, s);
+                    }
+                    // One renewal at a time: the next is due when this one
+                    // is answered (then `renew_at`) or counted lost.
+                    match &held.renewal {
+                        Some(r) => soonest(r.sent_at + cx.config.lease / 2),
+                        None => soonest(held.renew_at),
+                    }
+                }
+            }
+            if let State::Preparing(a) = &self.holds[&s].state {
+                soonest(a.deadline);
+            }
+        }
+        debug_assert!(
+            next.is_none_or(|t| t > now),
+            "authority would tick again at once"
+        );
+        self.tick_at = next;
+    }
+
+    /// An answer to our prepare `req` from `from`.
+    pub fn promised(
+        &mut self,
+        cx: &mut ACx<'_>,
+        now: Time,
+        from: NodeRef,
+        req: u64,
+        answer: Result<Vec<Known>, Refusal>,
+        promises: &Promises,
+    ) {
+        let Some(&s) = self.reqs.get(&req) else {
+            return;
+        };
+        let Some(h) = self.holds.get_mut(&s) else {
+            return;
+        };
+        let State::Preparing(a) = &mut h.state else {
+            return;
+        };
+        if a.req != req {
+            return;
+        }
+        let refused = answer.is_err();
+        let (known, wait) = match answer {
+            Ok(known) => {
+                if !a.granted.contains(&from.addr) {
+                    a.granted.push(from.addr);
+                }
+                (known, None)
+            }
+            Err(Refusal::Outdated { promise }) => (vec![*promise], None),
+            Err(Refusal::Held { promise, wait }) => (vec![*promise], Some(wait)),
+        };
+        if refused {
+            // Someone holds or held a term here we did not know of.
+            a.refused += 1;
+            h.above = h.above.max(known[0].term);
+            if let Some(wait) = wait {
+                a.wait = Some(a.wait.map_or(wait, |w| w.min(wait)));
+            }
+        }
+        for k in known {
+            // What they promised before is a config whose majority must
+            // grant too (a refusal's included: its majority will refuse
+            // until that lease is over): ask whoever we have not.
+            learn(&mut a.learned, &k);
+            for n in distinct(&k.config) {
+                if !a.asked.contains(&n.addr) {
+                    a.asked.push(n.addr);
+                    let msg = Message::Prepare {
+                        req,
+                        range: h.range,
+                        term: h.term,
+                        config: h.config.clone(),
+                    };
+                    cx.io.send(h.vnode, n, msg);
+                }
+            }
+        }
+        if let Some((catch_up, settling)) = complete(&h.vnode, h.range, &h.config, a, &self.clean) {
+            if catch_up.is_empty() {
+                self.clean.push_back((h.vnode.id, h.term));
+                if self.clean.len() > MAX_CLEAN {
+                    self.clean.pop_front();
+                }
+            }
+            cx.io.counting.counters.terms_held += 1;
+            self.reqs.remove(&req);
+            // Settle first (the renewal goes out at once): decide nothing
+            // until a majority of the config and of the predecessors know
+            // the term completed.
+            h.state = State::Held(Held {
+                valid_until: Time::ZERO,
+                catch_up,
+                settling,
+                renewal: None,
+                renew_at: now,
+            });
+            self.step(cx, now, promises);
+        } else if a.granted.len() + a.refused >= a.asked.len() {
+            // Everyone answered and it is not enough: wait out the
+            // shortest lease that refused us (a handover's release
+            // usually comes sooner), then prepare above what we heard.
+            cx.io.counting.counters.prepares_failed += 1;
+            let quarter = cx.config.lease / 4;
+            let pause = a.wait.map_or(quarter / 8, |w| w.min(quarter / 2));
+            self.reqs.remove(&req);
+            h.state = State::Waiting(now + pause);
+            self.step(cx, now, promises);
+        }
+    }
+
+    /// An answer to renewal `req` from `from`.
+    pub fn renewed(&mut self, cx: &mut ACx<'_>, now: Time, from: NodeRef, req: u64, ok: bool) {
+        let Some(&s) = self.reqs.get(&req) else {
+            return;
+        };
+        let Some(h) = self.holds.get_mut(&s) else {
+            return;
+        };
+        let State::Held(held) = &mut h.state else {
+            return;
+        };
+        let Some(r) = held.renewal.as_mut().filter(|r| r.req == req) else {
+            return;
+        };
+        if !ok {
+            // Someone granted a later term here: we were deposed.
+            cx.io.counting.counters.terms_lost += 1;
+            self.reqs.remove(&req);
+            h.state = State::Waiting(now);
+            self.tick_at = Some(now);
+            return;
+        }
+        if !r.acked.contains(&from.addr) {
+            r.acked.push(from.addr);
+        }
+        let settled = held.settling.iter().all(|c| majority_of(c, &r.acked));
+        if majority_of(&h.config, &r.acked) && settled {
+            held.valid_until = held.valid_until.max(r.sent_at + usable(cx));
+            held.settling.clear();
+            held.renewal = None;
+            self.reqs.remove(&req);
+        }
+    }
+}
+
+/// What our vnodes own by Chord now: each joined vnode that knows its
+/// range, with the config it would hold it with.
+fn wanted(cx: &ACx<'_>) -> Vec<(NodeRef, KeyRange, Vec<NodeRef>)> {
+    let r = cx.config.replicas;
+    cx.ring
+        .owned_ranges()
+        .into_iter()
+        .map(|(v, range)| {
+            let mut config = vec![v];
+            config.extend(cx.ring.replica_targets(&v, r));
+            (v, range, config)
+        })
+        .collect()
+}
+
+/// One vnode per process of `nodes`.
+fn distinct(nodes: &[NodeRef]) -> Vec<NodeRef> {
+    let mut out: Vec<NodeRef> = Vec::with_capacity(nodes.len());
+    for n in nodes {
+        if !out.iter().any(|o| o.addr == n.addr) {
+            out.push(*n);
+        }
+    }
+    out
+}
+
+/// Starts a prepare of `h` in a term above everything we know there;
+/// returns its request number.
+fn prepare(cx: &mut ACx<'_>, now: Time, h: &mut Hold, promises: &Promises) -> u64 {
+    let known = promises.known(h.range);
+    let highest = known.iter().map(|k| k.term).max().unwrap_or(0);
+    h.term = h.term.max(h.above).max(highest) + 1;
+    let req = cx.io.next();
+    // The new config, and every config we know of there (the previous
+    // holders'): their majorities must grant too.
+    let mut ask = distinct(&h.config);
+    for k in &known {
+        for n in distinct(&k.config) {
+            if !ask.iter().any(|a| a.addr == n.addr) {
+                ask.push(n);
+            }
+        }
+    }
+    for n in &ask {
+        let msg = Message::Prepare {
+            req,
+            range: h.range,
+            term: h.term,
+            config: h.config.clone(),
+        };
+        cx.io.send(h.vnode, *n, msg);
+    }
+    cx.io.counting.counters.prepares_started += 1;
+    h.state = State::Preparing(Attempt {
+        req,
+        deadline: now + cx.config.lease / 2,
+        asked: ask.iter().map(|n| n.addr).collect(),
+        granted: Vec::new(),
+        refused: 0,
+        learned: RingMap::default(),
+        wait: None,
+    });
+    req
+}
+
+/// Keeps, per point of `k.range`, the newest settled term heard of.
+fn learn(learned: &mut RingMap<(u64, NodeRef, Vec<NodeRef>)>, k: &Known) {
+    let Some(st) = &k.settled else { return };
+    let older: Vec<KeyRange> = learned
+        .pieces(k.range)
+        .into_iter()
+        .filter(|(_, v)| v.is_none_or(|(t, _, _)| *t < st.term))
+        .map(|(r, _)| r)
+        .collect();
+    for piece in older {
+        learned.set(piece, Some((st.term, st.holder, st.config.clone())));
+    }
+}
+
+/// Is attempt `a` of `h` granted — a majority of the new config, and of
+/// the newest settled config at every point, every point with a lineage?
+/// Then the configs to catch up from (those of other holders) and the
+/// predecessors that must hear of the term's settling.
+type Completed = (Vec<Vec<NodeRef>>, Vec<Vec<NodeRef>>);
+
+fn complete(
+    vnode: &NodeRef,
+    range: KeyRange,
+    config: &[NodeRef],
+    a: &Attempt,
+    clean: &VecDeque<(Id, u64)>,
+) -> Option<Completed> {
+    if !majority_of(config, &a.granted) {
+        return None;
+    }
+    let mut catch_up: Vec<Vec<NodeRef>> = Vec::new();
+    let mut settling: Vec<Vec<NodeRef>> = Vec::new();
+    for (_, v) in a.learned.pieces(range) {
+        // A point nobody knows a term for is not taken: only the process
+        // that created the ring starts a lineage.
+        let (term, holder, old) = v?;
+        if !majority_of(old, &a.granted) {
+            return None;
+        }
+        // A predecessor term of ours that caught up in this incarnation
+        // left everything it acknowledged in our store; any other (another
+        // holder's, or ours before a restart or still catching up) is read
+        // from its copies first.
+        let ours_and_clean = holder.id == vnode.id && clean.contains(&(holder.id, *term));
+        if !ours_and_clean && !catch_up.contains(old) {
+            catch_up.push(old.clone());
+        }
+        if !settling.contains(old) {
+            settling.push(old.clone());
+        }
+    }
+    Some((catch_up, settling))
+}
+
+/// Tells `h`'s config that we give its term up.
+fn release(cx: &mut ACx<'_>, h: &Hold) {
+    if h.term == 0 {
+        return;
+    }
+    for n in distinct(&h.config) {
+        let msg = Message::Release {
+            range: h.range,
+            term: h.term,
+        };
+        cx.io.send(h.vnode, n, msg);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(a: u64, b: u64) -> KeyRange {
+        KeyRange {
+            start: Id::from_u64(a),
+            end: Id::from_u64(b),
+        }
+    }
+
+    #[test]
+    fn within_follows_the_ring() {
+        assert!(within(&r(10, 20), &r(10, 20)));
+        assert!(within(&r(12, 20), &r(10, 20)));
+        assert!(within(&r(10, 15), &r(10, 20)));
+        assert!(!within(&r(5, 15), &r(10, 20)));
+        assert!(!within(&r(15, 25), &r(10, 20)));
+        assert!(within(&r(90, 5), &r(80, 10)));
+        assert!(!within(&r(20, 10), &r(10, 20)));
+        assert!(within(&r(20, 10), &r(7, 7)));
+        assert!(!within(&r(7, 7), &r(10, 20)));
+    }
+}

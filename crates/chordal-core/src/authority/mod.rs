@@ -1,0 +1,264 @@
+//! Authority: which vnode may decide for which keys, and for how long
+//! (DESIGN §5, "Who decides"). Chord routing says who *should* own a key;
+//! this machine makes sure that at most one vnode *does*: a vnode decides
+//! only under a term granted by a majority of its range's copies and of
+//! the previous config's (phase 1 of Paxos, per ring interval), while
+//! its lease lasts, and copies refuse writes of a lower term than they
+//! promised (the fence).
+//!
+//! Two roles, in every process:
+//! - the **acceptor** keeps the process's [`Promises`] and answers
+//!   `Prepare`, `Renew` and `Release` (this file);
+//! - the **holder** side runs one [`Hold`](holds) per interval one of our
+//!   vnodes owns by Chord: prepares it, renews it, gives it up (`holds.rs`).
+//!
+//! The store asks [`Authority::lease`] before it decides anything, and
+//! [`Authority::fence`] before it stores an owner's write.
+
+mod holds;
+mod promises;
+mod ringmap;
+
+pub use promises::{Known, Promises, Refusal, Settled};
+
+use crate::message::{Envelope, Message, NodeRef};
+use crate::{Id, KeyRange, Record, Time};
+use holds::Holds;
+
+/// What the authority machine's methods get: the configuration, the ring
+/// (read only) and the outputs. (Not [`crate::io::Cx`], which lends the
+/// authority itself to the other machines.)
+pub(crate) struct ACx<'a> {
+    pub config: &'a crate::Config,
+    pub ring: &'a crate::ring::Ring,
+    pub io: &'a mut crate::io::Io,
+}
+use std::time::Duration;
+
+/// The authority of one process: its promises and its vnodes' holds.
+#[derive(Debug, Default)]
+pub(crate) struct Authority {
+    promises: Promises,
+    holds: Holds,
+}
+
+/// What the store needs to decide for a key: the term to version writes
+/// with, who holds the copies, and from whom to catch up first.
+#[derive(Debug)]
+pub(crate) struct Lease<'a> {
+    /// The term the holder decides in.
+    pub term: u64,
+    /// The copies other than the holder's process.
+    pub replicas: &'a [NodeRef],
+    /// Previous configs whose majority (among the grantors) a decision
+    /// must read before it decides; empty once caught up.
+    pub catch_up: &'a [Vec<NodeRef>],
+}
+
+/// Why a vnode may not decide for a key now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NotReady {
+    /// It holds no valid lease there (preparing, waiting out another
+    /// holder's lease, renewing, or a minority).
+    NoLease,
+}
+
+impl Authority {
+    /// A ring is created here: the whole ring's lineage starts with this
+    /// process, in term 1, with itself as the only copy.
+    pub fn found(&mut self, cx: &mut ACx<'_>, now: Time) {
+        if !cx.config.authority {
+            return;
+        }
+        let me = cx.ring.primary().me();
+        let whole = KeyRange {
+            start: me.id,
+            end: me.id,
+        };
+        let granted = self
+            .promises
+            .grant(now, whole, 1, me, vec![me], Duration::ZERO);
+        debug_assert!(granted.is_ok());
+        // Settled at once: the lineage of every point starts here.
+        self.promises.renew(now, whole, 1, &me, Duration::ZERO);
+        self.save(cx, Vec::new());
+    }
+
+    /// A converged ring is started at once (simulations): every process
+    /// records, for every vnode's range, a lapsed term-1 promise to that
+    /// vnode with its config, so that each lineage starts where the
+    /// vnodes will prepare.
+    pub fn found_converged(
+        &mut self,
+        cx: &mut ACx<'_>,
+        now: Time,
+        ranges: &[(NodeRef, KeyRange, Vec<NodeRef>)],
+    ) {
+        if !cx.config.authority {
+            return;
+        }
+        for (holder, range, config) in ranges {
+            let granted =
+                self.promises
+                    .grant(now, *range, 1, *holder, config.clone(), Duration::ZERO);
+            debug_assert!(granted.is_ok());
+            self.promises.renew(now, *range, 1, holder, Duration::ZERO);
+        }
+        self.save(cx, Vec::new());
+    }
+
+    /// After a restart: the promises the store kept (`None`: none). Every
+    /// one counts as live for one lease from now — we cannot know which
+    /// leases we granted just before we stopped.
+    pub fn restore(&mut self, config: &crate::Config, now: Time, saved: Option<&[u8]>) -> bool {
+        let Some(bytes) = saved else { return true };
+        match Promises::from_bytes(bytes) {
+            Some(mut p) => {
+                p.hold_all_until(now + config.lease);
+                self.promises = p;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// May our vnode `vnode` decide for `key` now? The lease it holds
+    /// there, or why not.
+    pub fn lease(&self, vnode: &NodeRef, key: &Id, now: Time) -> Result<Lease<'_>, NotReady> {
+        self.holds.lease(vnode, key, now).ok_or(NotReady::NoLease)
+    }
+
+    /// The fence for an owner's write of `records` decided in `term` (0:
+    /// not an owner's decision): the higher term we promised for one of
+    /// their keys, or 0 if none is higher.
+    pub fn fence(&self, term: u64, records: &[Record]) -> u64 {
+        if term == 0 {
+            return 0;
+        }
+        records
+            .iter()
+            .map(|r| self.promises.term_at(&r.key_id))
+            .filter(|t| *t > term)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// [`Authority::fence`] by key ids.
+    pub fn fence_keys(&self, term: u64, keys: &[Id]) -> u64 {
+        keys.iter()
+            .map(|k| self.promises.term_at(k))
+            .filter(|t| *t > term)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// A copy refused our vnode `vnode`'s write at `key` for a higher
+    /// `term`: we were deposed there; stop deciding and prepare again.
+    pub fn deposed(&mut self, vnode: &NodeRef, key: &Id, term: u64, now: Time) {
+        self.holds.deposed(vnode, key, term, now);
+    }
+
+    /// Is `msg` this machine's?
+    pub fn is_authority_message(msg: &Message) -> bool {
+        matches!(
+            msg,
+            Message::Prepare { .. }
+                | Message::Promise { .. }
+                | Message::Renew { .. }
+                | Message::Renewed { .. }
+                | Message::Release { .. }
+        )
+    }
+
+    /// A message of this machine (see [`Authority::is_authority_message`]).
+    pub fn handle_message(&mut self, cx: &mut ACx<'_>, now: Time, env: Envelope) {
+        let Envelope { from, to, msg } = env;
+        let me = cx.ring.addressee(to.id);
+        let lease = cx.config.lease;
+        match msg {
+            Message::Prepare {
+                req,
+                range,
+                term,
+                config,
+            } => {
+                let answer = self.promises.grant(now, range, term, from, config, lease);
+                let reply = Envelope {
+                    from: me,
+                    to: from.into(),
+                    msg: Message::Promise {
+                        req,
+                        answer: answer.clone(),
+                    },
+                };
+                if answer.is_ok() {
+                    // Durable before the holder counts on it.
+                    cx.io.counting.counters.terms_granted += 1;
+                    self.save(cx, vec![reply]);
+                } else {
+                    cx.io.out.push_back(reply);
+                }
+            }
+            Message::Renew { req, range, term } => {
+                let renewed = self.promises.renew(now, range, term, &from, lease);
+                let reply = Envelope {
+                    from: me,
+                    to: from.into(),
+                    msg: Message::Renewed {
+                        req,
+                        ok: renewed.is_some(),
+                    },
+                };
+                if renewed == Some(true) {
+                    // Newly settled: durable before the holder counts on it.
+                    self.save(cx, vec![reply]);
+                } else {
+                    cx.io.out.push_back(reply);
+                }
+            }
+            Message::Release { range, term } => self.promises.release(range, term, &from),
+            Message::Promise { req, answer } => {
+                self.holds
+                    .promised(cx, now, from, req, answer, &self.promises)
+            }
+            Message::Renewed { req, ok } => self.holds.renewed(cx, now, from, req, ok),
+            _ => {}
+        }
+    }
+
+    /// Brings the holds in line with what Chord says our vnodes own;
+    /// renews, retries and times out. Call on every timeout and after the
+    /// ring changed.
+    pub fn tick(&mut self, cx: &mut ACx<'_>, now: Time) {
+        if !cx.config.authority {
+            return;
+        }
+        self.holds.reconcile(cx, now, &self.promises);
+    }
+
+    /// A graceful leave: give every interval up now (the successor
+    /// prepares while we drain).
+    pub fn release_all(&mut self, cx: &mut ACx<'_>) {
+        self.holds.release_all(cx);
+    }
+
+    /// When `tick` must run next.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.holds.poll_timeout()
+    }
+
+    /// (Intervals held, intervals wanted but not held), for counters.
+    pub fn hold_counts(&self) -> (u64, u64) {
+        self.holds.counts()
+    }
+
+    /// Asks the store to keep the promise table, then sends `then`.
+    fn save(&mut self, cx: &mut ACx<'_>, then: Vec<Envelope>) {
+        cx.io.saves.push_back((self.promises.to_bytes(), then));
+    }
+}
+
+/// A majority of `n`.
+pub(crate) fn majority(n: usize) -> usize {
+    n / 2 + 1
+}
