@@ -266,3 +266,55 @@ fn with_authority_counters_stay_linearizable_through_a_kill_9() {
     );
     assert_eq!(counter_verdicts(&history), None);
 }
+
+#[test]
+fn with_authority_counters_stay_linearizable_through_leaves_and_joins() {
+    // The worst case: a node drains and leaves (SIGTERM) and a
+    // fresh one joins in its place, every two seconds, while clients
+    // increment through the others.
+    let args = [
+        "--stabilize-ms",
+        "100",
+        "--resp",
+        "127.0.0.1:0",
+        "--authority",
+        "--lease-ms",
+        "1000",
+    ];
+    let mut nodes = vec![NodeProc::start(None, &args)];
+    for _ in 1..5 {
+        let seed = nodes[0].addr;
+        nodes.push(NodeProc::start(Some(seed), &args));
+    }
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    eventually(Duration::from_secs(30), || successor_lists_correct(&all, 4))
+        .expect("ring did not form");
+    // Clients go through the first two nodes, which stay.
+    let resps: Vec<_> = nodes[..2].iter().map(|n| n.served("resp")).collect();
+    let seed = nodes[0].addr;
+    let churn = std::thread::spawn(move || {
+        let mut rest: Vec<NodeProc> = nodes.split_off(2);
+        for round in 0..3 {
+            std::thread::sleep(Duration::from_secs(2));
+            let mut leaving = rest.remove(round % rest.len());
+            leaving.terminate();
+            rest.push(NodeProc::start(Some(seed), &args));
+        }
+        (nodes, rest)
+    });
+    let history = record(&resps, 8, Duration::from_secs(8));
+    let _keep = churn.join().unwrap();
+    let counters = history
+        .iter()
+        .filter(|r| matches!(r, Recorded::Counter(_, op) if op.ret.is_some()))
+        .count();
+    eprintln!(
+        "authority, leaves and joins: {} operations, {counters} counter operations answered",
+        history.len()
+    );
+    assert!(
+        counters > 300,
+        "only {counters} counter operations answered"
+    );
+    assert_eq!(counter_verdicts(&history), None);
+}

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The steady-state cost of authority (issue 27): a 3-node ring (R = 3,
+# memory store, RESP) with and without `--authority`, redis-benchmark
+# SET/GET/INCR against one node, the two rings interleaved round by
+# round. Prints one CSV line per run, then the median of each (ring,
+# test): requests per second and p50 (ms).
+#
+#   cargo build --release -p chordal-cli
+#   scripts/bench-authority.sh [REQUESTS] [CLIENTS] [ROUNDS]   # 50000 50 5
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-50000}
+C=${2:-50}
+ROUNDS=${3:-5}
+BIN=${CHORDAL_BIN:-target/release/chordal}
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT
+for tool in redis-cli redis-benchmark "$BIN"; do
+    command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 1; }
+done
+
+wait_port() { # PORT: until something answers PING there
+    for _ in $(seq 1 100); do
+        redis-cli -p "$1" ping >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "nothing answers on $1" >&2
+    exit 1
+}
+
+ring() { # NAME BASE EXTRA...: three nodes on ports BASE.., RESP on BASE+10..
+    local base=$2
+    shift 2
+    for i in 0 1 2; do
+        local join=()
+        [ "$i" -gt 0 ] && join=(--join "127.0.0.1:$base")
+        "$BIN" node --listen "127.0.0.1:$((base + i))" --api 127.0.0.1:0 \
+            --resp "127.0.0.1:$((base + 10 + i))" "${join[@]}" "$@" >/dev/null 2>&1 &
+        PIDS+=($!)
+        sleep 0.3
+    done
+    wait_port $((base + 10))
+}
+
+ring plain 17100
+ring authority 17200 --authority
+# Let the successor lists fill and the terms settle.
+sleep 5
+for p in 17110 17210; do
+    until redis-cli -p $p incr warmup >/dev/null 2>&1; do sleep 0.2; done
+done
+
+echo "ring,round,test,rps,p50_ms"
+for r in $(seq 1 "$ROUNDS"); do
+    for target in plain:17110 authority:17210; do
+        name=${target%%:*}
+        port=${target##*:}
+        redis-benchmark -p "$port" -n "$N" -c "$C" -t set,get,incr -r 10000 --csv 2>/dev/null |
+            tail -n +2 | tr -d '"' |
+            awk -F, -v n="$name" -v r="$r" '{print n "," r "," $1 "," $2 "," $6}'
+    done
+done | tee /tmp/bench-authority.csv
+echo
+echo "median of $ROUNDS rounds: ring,test,rps,p50_ms"
+for ring in plain authority; do
+    for test in SET GET INCR; do
+        rows=$(grep "^$ring,[0-9]*,$test," /tmp/bench-authority.csv)
+        n=$(echo "$rows" | wc -l)
+        mid=$(((n + 1) / 2))
+        rps=$(echo "$rows" | cut -d, -f4 | sort -n | sed -n "${mid}p")
+        p50=$(echo "$rows" | cut -d, -f5 | sort -n | sed -n "${mid}p")
+        echo "$ring,$test,$rps,$p50"
+    done
+done
