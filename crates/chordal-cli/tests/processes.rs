@@ -62,35 +62,52 @@ fn real_processes_form_heal_and_leave() {
     );
 
     // Lookups from every node agree with the oracle, in both modes.
+    // Each node shown carries the API address of its process — once the
+    // asking node has heard that process's Hello (it learns it from the
+    // first connection either way; right after the ring forms a node may
+    // not have talked to every other yet, so that part may take a moment).
+    let api_of = |id: &str| {
+        nodes
+            .iter()
+            .find(|n| n.id.to_hex() == id)
+            .map(|n| n.api.to_string())
+    };
     for (i, n) in nodes.iter().enumerate() {
         for k in 0..10 {
             let key = format!("key-{i}-{k}");
             for mode in ["recursive", "iterative"] {
-                let (status, v) = get_json(n.api, &format!("/v1/locate/{key}?mode={mode}"));
-                assert_eq!(status, 200, "{v}");
-                let truth = o.successor(&Id::hash(key.as_bytes()));
-                assert_eq!(
-                    v["owner"]["id"].as_str(),
-                    Some(truth.to_hex().as_str()),
-                    "{mode} {key} from {i}"
-                );
-                assert_eq!(
-                    v["key_id"].as_str(),
-                    Some(Id::hash(key.as_bytes()).to_hex().as_str())
-                );
-                assert_eq!(v["replicas"].as_array().unwrap().len(), 2);
-                // Each node shown carries the API address of its process.
-                let shown = std::iter::once(&v["owner"]).chain(v["replicas"].as_array().unwrap());
-                for shown in shown {
-                    let id = shown["id"].as_str().unwrap();
-                    let proc = nodes.iter().find(|n| n.id.to_hex() == id).unwrap();
-                    assert_eq!(shown["addr"].as_str(), Some(proc.addr.to_string().as_str()));
+                let mut apis_known = false;
+                let waited = eventually(Duration::from_secs(10), || {
+                    let (status, v) = get_json(n.api, &format!("/v1/locate/{key}?mode={mode}"));
+                    assert_eq!(status, 200, "{v}");
+                    let truth = o.successor(&Id::hash(key.as_bytes()));
                     assert_eq!(
-                        shown["api"].as_str(),
-                        Some(proc.api.to_string().as_str()),
-                        "{mode} {key} from {i}: {shown}"
+                        v["owner"]["id"].as_str(),
+                        Some(truth.to_hex().as_str()),
+                        "{mode} {key} from {i}"
                     );
-                }
+                    assert_eq!(
+                        v["key_id"].as_str(),
+                        Some(Id::hash(key.as_bytes()).to_hex().as_str())
+                    );
+                    assert_eq!(v["replicas"].as_array().unwrap().len(), 2);
+                    let shown: Vec<&serde_json::Value> = std::iter::once(&v["owner"])
+                        .chain(v["replicas"].as_array().unwrap())
+                        .collect();
+                    for shown in &shown {
+                        let id = shown["id"].as_str().unwrap();
+                        let proc = nodes.iter().find(|n| n.id.to_hex() == id).unwrap();
+                        assert_eq!(shown["addr"].as_str(), Some(proc.addr.to_string().as_str()));
+                    }
+                    apis_known = shown.iter().all(|s| {
+                        s["api"].as_str().map(String::from) == api_of(s["id"].as_str().unwrap())
+                    });
+                    apis_known
+                });
+                assert!(
+                    waited.is_some() && apis_known,
+                    "{mode} {key} from {i}: API addresses never shown"
+                );
             }
         }
     }
