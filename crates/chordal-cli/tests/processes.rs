@@ -61,11 +61,27 @@ fn real_processes_form_heal_and_leave() {
             .all(|n| n["api"].is_string())
     );
 
-    // Lookups from every node agree with the oracle, in both modes.
-    // Each node shown carries the API address of its process — once the
-    // asking node has heard that process's Hello (it learns it from the
-    // first connection either way; right after the ring forms a node may
-    // not have talked to every other yet, so that part may take a moment).
+    // A node learns a peer's API address from the Hello of a connection
+    // between them, and right after the ring forms one may not have
+    // talked to every other yet (one-hop routing needs no connection to
+    // every member): a ring walk from each node makes every pair talk,
+    // and each walker then knows every member's API.
+    for n in &nodes {
+        let (status, ring) = get_json(n.api, "/v1/ring");
+        assert_eq!(status, 200);
+        assert_eq!(ring["count"], 8);
+        assert!(
+            ring["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|m| m["api"].is_string()),
+            "{ring}"
+        );
+    }
+
+    // Lookups from every node agree with the oracle, in both modes, and
+    // each node shown carries the API address of its process.
     let api_of = |id: &str| {
         nodes
             .iter()
