@@ -16,7 +16,9 @@
 //! (no upper bound); taking the earliest-called one free keeps every
 //! later point as early as possible. Choosing each `t_n` as early as its
 //! lower bounds allow, then checking the upper bounds, therefore finds a
-//! linearization whenever one exists.
+//! linearization whenever one exists. Points are integers of a scaled
+//! time (`window`), so that an operation that completed at the instant
+//! another began comes first, as in `check`.
 
 use crate::models::CounterOp;
 use crate::{Op, Verdict};
@@ -55,53 +57,52 @@ pub fn check_counter(ops: &[Op<CounterOp, i64>]) -> Verdict {
             _ => {}
         }
     }
-    // Bounds on each position's point from the reads: position v+1 after
-    // the read's call, position v no later than its return. Times are
-    // doubled so that "strictly after" is one half-step later.
+    // Each operation is placed at an integer point of its interval in a
+    // time scaled by SCALE: [lo, hi] as `window` gives it, so that one
+    // returning at the instant another is invoked comes strictly first
+    // (the convention of `check`). Reads bound the increments around
+    // them: a read of v needs a point strictly between t_v and t_{v+1}.
     let n = top as usize;
     let mut lower = vec![0u128; n + 2];
     let mut upper = vec![u128::MAX; n + 2];
     let mut upper_by = vec![usize::MAX; n + 2];
     for (i, op) in ops.iter().enumerate() {
-        if let (CounterOp::Get, Some(v), Some(ret)) = (&op.input, op.output, op.ret) {
+        if let (CounterOp::Get, Some(v)) = (&op.input, op.output) {
+            let (lo, hi) = window(op);
             let v = v as usize;
-            // t_{v+1} > call (strictly: the read came first).
-            lower[v + 1] = lower[v + 1].max(2 * u128::from(op.call) + 1);
-            if v >= 1 && 2 * u128::from(ret) < upper[v] {
-                upper[v] = 2 * u128::from(ret);
+            lower[v + 1] = lower[v + 1].max(lo + 1);
+            if v >= 1 && hi - 1 < upper[v] {
+                upper[v] = hi - 1;
                 upper_by[v] = i;
             }
         }
     }
-    // Increments of unknown outcome, by call.
-    let unknown: Vec<(u64, usize)> = ops
+    // Increments of unknown outcome, earliest invoked first.
+    let mut pool: BinaryHeap<Reverse<(u64, usize)>> = ops
         .iter()
         .enumerate()
         .filter(|(_, op)| matches!(op.input, CounterOp::Incr(_)) && op.output.is_none())
-        .map(|(i, op)| (op.call, i))
+        .map(|(i, op)| Reverse((op.call, i)))
         .collect();
-    let mut pool: BinaryHeap<Reverse<(u64, usize)>> = unknown.into_iter().map(Reverse).collect();
+    // Consecutive increments two apart: room for reads between them.
     let mut t = 0u128;
     for pos in 1..=n {
-        let floor = (t + 1).max(lower[pos]);
+        let floor = if pos == 1 { 1 } else { t + 2 }.max(lower[pos]);
         let point = match at.get(&(pos as i64)) {
             Some(&i) => {
-                let op = &ops[i];
-                let point = floor.max(2 * u128::from(op.call));
-                let ret = op.ret.map_or(u128::MAX, |r| 2 * u128::from(r));
-                if point > ret {
+                let (lo, hi) = window(&ops[i]);
+                let point = floor.max(lo);
+                if point > hi {
                     return violation(i, pos - 1);
                 }
                 point
             }
-            None => {
-                // The earliest-called unknown increment not used yet.
-                match pool.pop() {
-                    Some(Reverse((call, _))) => floor.max(2 * u128::from(call)),
-                    // A count no increment can explain.
-                    None => return violation(upper_by[pos].min(ops.len() - 1), pos - 1),
-                }
-            }
+            // The earliest-invoked unknown increment not used yet.
+            None => match pool.pop() {
+                Some(Reverse((_, i))) => floor.max(window(&ops[i]).0),
+                // A count no increment can explain.
+                None => return violation(upper_by[pos].min(ops.len() - 1), pos - 1),
+            },
         };
         if point > upper[pos] {
             return violation(upper_by[pos], pos - 1);
@@ -109,4 +110,20 @@ pub fn check_counter(ops: &[Op<CounterOp, i64>]) -> Verdict {
         t = point;
     }
     Verdict::Linearizable
+}
+
+/// Time scale of the points operations are placed at.
+const SCALE: u128 = 1024;
+
+/// The points `op` may take effect at: from just after its invocation to
+/// just after its completion, so that an operation completed at instant
+/// `r` comes before one invoked at `r`; one invoked and completed at the
+/// same instant sits between the two. Unknown outcome: no end.
+fn window(op: &Op<CounterOp, i64>) -> (u128, u128) {
+    let call = SCALE * u128::from(op.call);
+    match op.ret {
+        None => (call + SCALE / 2, u128::MAX),
+        Some(r) if r <= op.call => (call + 3 * SCALE / 8, call + 3 * SCALE / 8),
+        Some(r) => (call + SCALE / 2, SCALE * u128::from(r) + SCALE / 4),
+    }
 }

@@ -64,6 +64,27 @@ fn agrees_with_the_general_search() {
 }
 
 #[test]
+fn a_read_that_returned_when_an_increment_began_comes_before_it() {
+    // Found by the comparison: the read of 1 ended at the instant the
+    // increment to 1 began, so it preceded it and had to see 0.
+    let op = |call, ret, input, output| Op {
+        client: 0,
+        call,
+        ret,
+        input,
+        output,
+    };
+    let ops = vec![
+        op(3, Some(15), CounterOp::Incr(1), Some(2)),
+        op(0, None, CounterOp::Incr(1), None),
+        op(14, Some(15), CounterOp::Incr(1), Some(1)),
+        op(5, Some(14), CounterOp::Get, Some(1)),
+    ];
+    assert!(!check(&Counter, &ops, 1_000_000).is_ok());
+    assert!(!check_counter(&ops).is_ok());
+}
+
+#[test]
 fn thousands_of_unknown_increments_are_no_harder() {
     // 2,000 acknowledged increments, 500 of unknown outcome interleaved
     // (half of which took effect), reads along the way.
