@@ -128,6 +128,34 @@ fn record(resps: &[std::net::SocketAddr], clients: u64, run: Duration) -> Vec<Re
     Arc::try_unwrap(history).ok().unwrap().into_inner().unwrap()
 }
 
+/// Flags of the rings run under authority (issue 27).
+const AUTHORITY: [&str; 7] = [
+    "--stabilize-ms",
+    "100",
+    "--resp",
+    "127.0.0.1:0",
+    "--authority",
+    "--lease-ms",
+    "1000",
+];
+
+/// `n` `chordal node` processes with `args` (at most 9: every successor
+/// list then holds the whole ring), joined through the first, once every
+/// successor list is right.
+fn ring(n: usize, args: &[&str]) -> Vec<NodeProc> {
+    let mut nodes = vec![NodeProc::start(None, args)];
+    for _ in 1..n {
+        let seed = nodes[0].addr;
+        nodes.push(NodeProc::start(Some(seed), args));
+    }
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    eventually(Duration::from_secs(30), || {
+        successor_lists_correct(&all, n - 1)
+    })
+    .expect("ring did not form");
+    nodes
+}
+
 /// Checks the counters and the registers of `history`; the first key
 /// that is not linearizable.
 fn verdicts(history: Vec<Recorded>) -> (usize, Option<(String, Verdict)>) {
@@ -147,20 +175,7 @@ fn verdicts(history: Vec<Recorded>) -> (usize, Option<(String, Verdict)>) {
 
 #[test]
 fn a_quiet_rings_counters_and_registers_are_linearizable() {
-    let mut nodes = vec![NodeProc::start(
-        None,
-        &["--stabilize-ms", "100", "--resp", "127.0.0.1:0"],
-    )];
-    for _ in 1..3 {
-        let seed = nodes[0].addr;
-        nodes.push(NodeProc::start(
-            Some(seed),
-            &["--stabilize-ms", "100", "--resp", "127.0.0.1:0"],
-        ));
-    }
-    let all: Vec<&NodeProc> = nodes.iter().collect();
-    eventually(Duration::from_secs(30), || successor_lists_correct(&all, 2))
-        .expect("ring did not form");
+    let nodes = ring(3, &["--stabilize-ms", "100", "--resp", "127.0.0.1:0"]);
     let resps: Vec<_> = nodes.iter().map(|n| n.served("resp")).collect();
     let history = record(&resps, 6, Duration::from_secs(4));
     let (n, bad) = verdicts(history.clone());
@@ -207,23 +222,7 @@ fn counter_verdicts(history: &[Recorded]) -> Option<(String, Verdict)> {
 
 #[test]
 fn with_authority_counters_stay_linearizable_through_a_kill_9() {
-    let args = [
-        "--stabilize-ms",
-        "100",
-        "--resp",
-        "127.0.0.1:0",
-        "--authority",
-        "--lease-ms",
-        "1000",
-    ];
-    let mut nodes = vec![NodeProc::start(None, &args)];
-    for _ in 1..4 {
-        let seed = nodes[0].addr;
-        nodes.push(NodeProc::start(Some(seed), &args));
-    }
-    let all: Vec<&NodeProc> = nodes.iter().collect();
-    eventually(Duration::from_secs(30), || successor_lists_correct(&all, 3))
-        .expect("ring did not form");
+    let mut nodes = ring(4, &AUTHORITY);
     let resps: Vec<_> = nodes.iter().map(|n| n.served("resp")).collect();
     // Every node takes INCRs before the kill: each key has a holder.
     let ready = eventually(Duration::from_secs(20), || {
@@ -272,23 +271,7 @@ fn with_authority_counters_stay_linearizable_through_leaves_and_joins() {
     // The issue's worst case: a node drains and leaves (SIGTERM) and a
     // fresh one joins in its place, every two seconds, while clients
     // increment through the others.
-    let args = [
-        "--stabilize-ms",
-        "100",
-        "--resp",
-        "127.0.0.1:0",
-        "--authority",
-        "--lease-ms",
-        "1000",
-    ];
-    let mut nodes = vec![NodeProc::start(None, &args)];
-    for _ in 1..5 {
-        let seed = nodes[0].addr;
-        nodes.push(NodeProc::start(Some(seed), &args));
-    }
-    let all: Vec<&NodeProc> = nodes.iter().collect();
-    eventually(Duration::from_secs(30), || successor_lists_correct(&all, 4))
-        .expect("ring did not form");
+    let mut nodes = ring(5, &AUTHORITY);
     // Clients go through the first two nodes, which stay.
     let resps: Vec<_> = nodes[..2].iter().map(|n| n.served("resp")).collect();
     let seed = nodes[0].addr;
@@ -298,7 +281,7 @@ fn with_authority_counters_stay_linearizable_through_leaves_and_joins() {
             std::thread::sleep(Duration::from_secs(2));
             let mut leaving = rest.remove(round % rest.len());
             leaving.terminate();
-            rest.push(NodeProc::start(Some(seed), &args));
+            rest.push(NodeProc::start(Some(seed), &AUTHORITY));
         }
         (nodes, rest)
     });

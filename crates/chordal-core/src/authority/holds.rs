@@ -115,13 +115,7 @@ fn within(inner: &KeyRange, outer: &KeyRange) -> bool {
 
 /// The distinct processes of `nodes`, in order.
 fn processes(nodes: &[NodeRef]) -> Vec<SocketAddr> {
-    let mut out: Vec<SocketAddr> = Vec::with_capacity(nodes.len());
-    for n in nodes {
-        if !out.contains(&n.addr) {
-            out.push(n.addr);
-        }
-    }
-    out
+    distinct(nodes).iter().map(|n| n.addr).collect()
 }
 
 /// Have a majority of `config`'s processes said yes?
@@ -369,13 +363,7 @@ impl Holds {
             for n in distinct(&k.config) {
                 if !a.asked.contains(&n.addr) {
                     a.asked.push(n.addr);
-                    let msg = Message::Prepare {
-                        req,
-                        range: h.range,
-                        term: h.term,
-                        config: h.config.clone(),
-                    };
-                    cx.io.send(h.vnode, n, msg);
+                    send_prepare(cx, (h.vnode, h.range, h.term, &h.config), req, n);
                 }
             }
         }
@@ -491,13 +479,7 @@ fn prepare(cx: &mut ACx<'_>, now: Time, h: &mut Hold, promises: &Promises) -> u6
         }
     }
     for n in &ask {
-        let msg = Message::Prepare {
-            req,
-            range: h.range,
-            term: h.term,
-            config: h.config.clone(),
-        };
-        cx.io.send(h.vnode, *n, msg);
+        send_prepare(cx, (h.vnode, h.range, h.term, &h.config), req, *n);
     }
     cx.io.counting.counters.prepares_started += 1;
     h.state = State::Preparing(Attempt {
@@ -510,6 +492,24 @@ fn prepare(cx: &mut ACx<'_>, now: Time, h: &mut Hold, promises: &Promises) -> u6
         wait: None,
     });
     req
+}
+
+/// Asks process `to` to grant the term of the hold `(vnode, range,
+/// term, config)` (prepare `req`).
+fn send_prepare(
+    cx: &mut ACx<'_>,
+    (vnode, range, term, config): (NodeRef, KeyRange, u64, &[NodeRef]),
+    req: u64,
+    to: NodeRef,
+) {
+    let config = config.to_vec();
+    let msg = Message::Prepare {
+        req,
+        range,
+        term,
+        config,
+    };
+    cx.io.send(vnode, to, msg);
 }
 
 /// Keeps, per point of `k.range`, the newest settled term heard of.
