@@ -301,3 +301,72 @@ fn with_authority_counters_stay_linearizable_through_leaves_and_joins() {
     );
     assert_eq!(counter_verdicts(&history), None);
 }
+
+/// A request that may find a node down or busy: (status, body; 0 and
+/// the error if it got no answer).
+fn try_request(api: std::net::SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    match try_http_with(api, method, path, &[], body) {
+        Ok((status, _, body)) => (status, body),
+        Err(e) => (0, e.into_bytes()),
+    }
+}
+
+/// Below a majority nothing is guessed and nothing is lost (issue 27):
+/// with two of a key's three copies killed, the survivor decides nothing
+/// — writes and default reads answer 503 `not_ready` — and every value
+/// it holds stays readable through `?consistency=local`.
+#[test]
+fn with_authority_below_a_majority_writes_refuse_and_local_reads_still_work() {
+    let mut nodes = ring(3, &AUTHORITY);
+    let api = nodes[0].api;
+    let keys: Vec<String> = (0..20).map(|k| format!("minority-{k}")).collect();
+    for (k, key) in keys.iter().enumerate() {
+        // The first writes may meet a term still being prepared.
+        let stored = eventually(Duration::from_secs(20), || {
+            try_request(api, "PUT", &format!("/v1/kv/{key}"), &value_of(k)).0 == 200
+        });
+        assert!(stored.is_some(), "{key} was never stored");
+    }
+    // R = 3 on three processes: every copy reaches the survivor-to-be
+    // (the third copy of a write may trail its acknowledgement).
+    let local =
+        |key: &str| try_request(api, "GET", &format!("/v1/kv/{key}?consistency=local"), b"");
+    let copied = eventually(Duration::from_secs(20), || {
+        keys.iter().enumerate().all(|(k, key)| {
+            let (status, body) = local(key);
+            status == 200 && body == value_of(k)
+        })
+    });
+    assert!(copied.is_some(), "node 0 never held every copy");
+    nodes.pop().unwrap().kill9();
+    nodes.pop().unwrap().kill9();
+    // The ring heals first: until the survivor knows it is alone, it
+    // redirects (`unavailable`: ownership kept moving) — also no guess.
+    let me = nodes[0].id.to_hex();
+    let alone = eventually(Duration::from_secs(60), || {
+        let (_, v) = get_json(api, "/v1/node");
+        let successors = v["successors"].as_array().cloned().unwrap_or_default();
+        successors
+            .iter()
+            .all(|n| n["id"].as_str() == Some(me.as_str()))
+    });
+    assert!(alone.is_some(), "the survivor never saw the others gone");
+    // Once the dead holders' leases are over and nobody can gather a
+    // majority, writes answer not_ready (never a guess, never a 200).
+    let refused = eventually(Duration::from_secs(30), || {
+        let (status, body) = try_request(api, "PUT", "/v1/kv/minority-new", b"x");
+        assert_ne!(status, 200, "a write was decided without a majority");
+        status == 503 && String::from_utf8_lossy(&body).contains("not_ready")
+    });
+    assert!(refused.is_some(), "writes never answered not_ready");
+    let (status, body) = try_request(api, "GET", &format!("/v1/kv/{}", keys[0]), b"");
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 503, "a default read without a majority: {body}");
+    assert!(body.contains("not_ready"), "{body}");
+    // The data is on disk and readable, explicitly weaker.
+    for (k, key) in keys.iter().enumerate() {
+        let (status, body) = local(key);
+        assert_eq!(status, 200, "{key}: {}", String::from_utf8_lossy(&body));
+        assert!(body == value_of(k), "{key}: another value");
+    }
+}

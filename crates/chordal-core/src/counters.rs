@@ -64,6 +64,12 @@ pub struct Counters {
     /// Reads (gets, and the reads of conditional writes) of a term still
     /// catching up, which asked the previous configs' copies too.
     pub catch_up_reads: u64,
+    /// Terms whose store pulled from a majority of every catch-up config
+    /// (their decisions read the store alone from then on).
+    pub catch_ups_ended: u64,
+    /// Terms that then pushed to a majority of their own config (the
+    /// next holder reads nothing older).
+    pub terms_finished: u64,
     /// Records a read found that were not known to be on a quorum (an
     /// earlier term's, or one of ours still in flight), written again in
     /// the owner's term before it answered.
@@ -75,6 +81,9 @@ pub struct Counters {
     pub leases_valid: u64,
     /// See `leases_valid`.
     pub leases_pending: u64,
+    /// Intervals held whose catch-up is not finished yet (decisions there
+    /// may still read older configs; the next holder would read them).
+    pub leases_unfinished: u64,
     /// Failures by kind: `lookup_timeout`, `kv_quorum_failed`, …
     pub errors: BTreeMap<&'static str, u64>,
 }

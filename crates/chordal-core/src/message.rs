@@ -357,6 +357,11 @@ pub enum Message {
         range: KeyRange,
         /// The term it is held in.
         term: u64,
+        /// Older configs that may still hold acknowledged writes not yet
+        /// on a majority of the term's config (the term's unfinished
+        /// catch-up; empty once finished): recorded with the settled term,
+        /// so that the next holder reads them too.
+        pending: Vec<Vec<NodeRef>>,
     },
     /// The answer to [`Message::Renew`]: is every point of the range still
     /// promised to the holder in that term?
@@ -415,6 +420,17 @@ pub enum Message {
         differing: Vec<u32>,
         /// The probe's hash differs: send the buckets.
         refine: bool,
+    },
+    /// Replica to owner, after a [`Message::SyncDiff`] that named buckets:
+    /// its push of them ended — every record it held there when it
+    /// compared is now at the owner (`ok`), or the push failed or could
+    /// not start (try again later). Lets an owner finishing a term's
+    /// catch-up know what it has pulled (DESIGN §5).
+    SyncPushed {
+        /// The sync's request number.
+        req: u64,
+        /// Did every page arrive?
+        ok: bool,
     },
     /// Owner to replicas, when all agree: drop the tombstones of
     /// `(start, end]` whose hlc is below `before`. One-way.
@@ -776,6 +792,7 @@ impl Message {
             | Message::ReplicaReadReply { .. }
             | Message::SyncSummary { .. }
             | Message::SyncDiff { .. }
+            | Message::SyncPushed { .. }
             | Message::Collect { .. }
             | Message::Prepare { .. }
             | Message::Promise { .. }
@@ -814,6 +831,7 @@ impl Message {
             Message::ReplicaReadReply { .. } => "replica_read_reply",
             Message::SyncSummary { .. } => "sync_summary",
             Message::SyncDiff { .. } => "sync_diff",
+            Message::SyncPushed { .. } => "sync_pushed",
             Message::Collect { .. } => "collect",
             Message::Prepare { .. } => "prepare",
             Message::Promise { .. } => "promise",

@@ -553,6 +553,7 @@ impl Node {
             .count() as u64;
         c.kv_in_flight = self.in_flight() as u64;
         (c.leases_valid, c.leases_pending) = self.authority.hold_counts();
+        c.leases_unfinished = self.authority.unfinished().len() as u64;
         c.kv_in_flight_max = self.config.max_kv_ops as u64;
         self.store.fill_counters(&mut c);
         c
@@ -761,6 +762,7 @@ impl Node {
             }
             self.pubsub.check_topic_targets(cx!(self), now);
             self.store.check_sync_targets(cx!(self), now);
+            self.store.check_finishing(cx!(self), now);
             again |= self.route_work(now);
             while let Some(env) = self.io.out.pop_front() {
                 if env.to.addr == addr {

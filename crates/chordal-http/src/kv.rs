@@ -189,7 +189,8 @@ pub async fn put(
 pub struct GetQuery {
     /// `true`: this node's own copy, without routing (inspecting replicas).
     local: Option<bool>,
-    /// `one` (the owner's copy, the default), `quorum` or `all`.
+    /// `one` (the owner's copy, the default), `quorum`, `all`, or
+    /// `local` (the same as `local=true`).
     consistency: Option<String>,
 }
 
@@ -201,7 +202,7 @@ pub(crate) fn parse_consistency(text: Option<&str>) -> Result<Consistency, ApiEr
         Some("all") => Ok(Consistency::All),
         Some(other) => Err(ApiError::bad_request(
             "bad_consistency",
-            format!("consistency is one, quorum or all, not {other:?}"),
+            format!("consistency is one, quorum or all (or local, on a single GET), not {other:?}"),
         )),
     }
 }
@@ -212,8 +213,15 @@ pub async fn get(
     Query(q): Query<GetQuery>,
 ) -> Result<Response, ApiError> {
     let key = key_from_path(key, &s.config)?;
-    let consistency = parse_consistency(q.consistency.as_deref())?;
-    let found = if q.local == Some(true) {
+    // `local`: this node's copy as it is — no owner decides, so it works
+    // where none may (below a majority of the key's copies, docs/
+    // consistency.md), and may be stale.
+    let local = q.local == Some(true) || q.consistency.as_deref() == Some("local");
+    let consistency = match local {
+        true => Consistency::Owner,
+        false => parse_consistency(q.consistency.as_deref())?,
+    };
+    let found = if local {
         let record = s.node.local_get(key.clone().into_bytes()).await?;
         let now = chordal_node::wall_clock();
         record.filter(|r| r.is_live(now)).map(|r| Versioned {

@@ -25,7 +25,7 @@ const HOPS: [f64; 12] = [
 ];
 
 /// Every metric, its kind and its help text.
-const DESCRIPTIONS: [(&str, char, &str); 38] = [
+const DESCRIPTIONS: [(&str, char, &str); 40] = [
     (
         "chordal_sent_messages_total",
         'c',
@@ -141,6 +141,16 @@ const DESCRIPTIONS: [(&str, char, &str); 38] = [
         "chordal_transfer_failures_total",
         'c',
         "Transfer pages lost, refused or answered busy (each resumed from the last acknowledged page).",
+    ),
+    (
+        "chordal_authority_total",
+        'c',
+        "Authority events (--authority), by event: prepare_started, prepare_failed, term_held, term_lost, term_released, term_granted, catch_up_read, catch_up_ended, term_finished, write_back.",
+    ),
+    (
+        "chordal_leases",
+        'g',
+        "Intervals this node's vnodes own by Chord, by state: held (a term is held), pending (preparing or waiting), unfinished (held, catch-up not finished).",
     ),
     (
         "chordal_keys_stored",
@@ -389,6 +399,31 @@ impl NodeMetrics {
             vec![],
             core.transfer_failures,
         );
+        for (event, n) in [
+            ("prepare_started", core.prepares_started),
+            ("prepare_failed", core.prepares_failed),
+            ("term_held", core.terms_held),
+            ("term_lost", core.terms_lost),
+            ("term_released", core.terms_released),
+            ("term_granted", core.terms_granted),
+            ("catch_up_read", core.catch_up_reads),
+            ("catch_up_ended", core.catch_ups_ended),
+            ("term_finished", core.terms_finished),
+            ("write_back", core.write_backs),
+        ] {
+            set(
+                "chordal_authority_total",
+                vec![Label::new("event", event)],
+                n,
+            );
+        }
+        for (state, n) in [
+            ("held", core.leases_valid),
+            ("pending", core.leases_pending),
+            ("unfinished", core.leases_unfinished),
+        ] {
+            gauge("chordal_leases", vec![Label::new("state", state)], n as f64);
+        }
         gauge("chordal_connections", vec![], now.connections as f64);
         gauge("chordal_keys_stored", vec![], now.keys_stored as f64);
         if let Some(n) = now.ring_size_estimate {

@@ -57,9 +57,21 @@ fn a_grown_ring_holds_every_range_and_counts_exactly() {
         let c = s.node(i).counters();
         assert!(c.leases_valid >= 1, "node {i}: {c:?}");
         assert_eq!(c.leases_pending, 0, "node {i}: {c:?}");
+        // Every joiner's term followed another holder's and caught up
+        // from it, then finished: decisions read the owner's store alone.
+        assert_eq!(c.leases_unfinished, 0, "node {i}: {c:?}");
     }
+    let ended: u64 = (0..5).map(|i| s.node(i).counters().catch_ups_ended).sum();
+    let finished: u64 = (0..5).map(|i| s.node(i).counters().terms_finished).sum();
+    assert!(
+        ended >= 4 && finished >= 4,
+        "{ended} caught up, {finished} finished"
+    );
+    let reads = |s: &Sim| -> u64 { (0..5).map(|i| s.node(i).counters().catch_up_reads).sum() };
+    let before = reads(&s);
     for k in 0..50 {
         let n = number(s.store_op(k % 5, incr(b"counter")));
         assert_eq!(n, k as i64 + 1);
     }
+    assert_eq!(reads(&s), before, "a finished term read older configs");
 }

@@ -84,7 +84,36 @@ fn known_to_pb(k: &Known) -> pb::KnownPromise {
             .settled
             .as_ref()
             .map_or_else(Vec::new, |s| s.config.iter().map(node_to_pb).collect()),
+        settled_pending: k
+            .settled
+            .as_ref()
+            .map_or_else(Vec::new, |s| configs_to_pb(&s.pending)),
     }
+}
+
+/// Most configs a term may name as pending.
+pub const MAX_PENDING: usize = 64;
+
+fn configs_to_pb(configs: &[Vec<NodeRef>]) -> Vec<pb::Config> {
+    configs
+        .iter()
+        .map(|c| pb::Config {
+            nodes: c.iter().map(node_to_pb).collect(),
+        })
+        .collect()
+}
+
+fn configs_from_pb(
+    configs: &[pb::Config],
+    field: &'static str,
+) -> Result<Vec<Vec<NodeRef>>, WireError> {
+    if configs.len() > MAX_PENDING {
+        return Err(WireError::Invalid(field));
+    }
+    configs
+        .iter()
+        .map(|c| nodes_from_pb(&c.nodes, field))
+        .collect()
 }
 
 fn known_from_pb(k: &pb::KnownPromise) -> Result<Known, WireError> {
@@ -101,6 +130,7 @@ fn known_from_pb(k: &pb::KnownPromise) -> Result<Known, WireError> {
                 term: k.settled_term,
                 holder: node_from_pb(h, "settled_holder")?,
                 config: nodes_from_pb(&k.settled_config, "settled_config")?,
+                pending: configs_from_pb(&k.settled_pending, "settled_pending")?,
             }),
         },
     })
@@ -764,11 +794,17 @@ pub fn envelope_to_pb(env: &Envelope) -> pb::Envelope {
             config: config.iter().map(node_to_pb).collect(),
         }),
         Message::Promise { req, answer } => Body::Promise(promise_to_pb(*req, answer)),
-        Message::Renew { req, range, term } => Body::Renew(pb::Renew {
+        Message::Renew {
+            req,
+            range,
+            term,
+            pending,
+        } => Body::Renew(pb::Renew {
             req: *req,
             start: range.start.0.to_vec(),
             end: range.end.0.to_vec(),
             term: *term,
+            pending: configs_to_pb(pending),
         }),
         Message::Renewed { req, ok } => Body::Renewed(pb::Renewed { req: *req, ok: *ok }),
         Message::Release { range, term } => Body::Release(pb::Release {
@@ -807,6 +843,7 @@ pub fn envelope_to_pb(env: &Envelope) -> pb::Envelope {
             differing: differing.clone(),
             refine: *refine,
         }),
+        Message::SyncPushed { req, ok } => Body::SyncPushed(pb::SyncPushed { req: *req, ok: *ok }),
         Message::ReplicaReadReply { req, record } => Body::ReplicaReadReply(pb::ReplicaReadReply {
             req: *req,
             record: record.as_ref().map(record_to_pb),
@@ -1039,6 +1076,7 @@ pub fn envelope_from_pb(pb: &pb::Envelope, local: SocketAddr) -> Result<Envelope
             req: r.req,
             range: range_from_pb(&r.start, &r.end)?,
             term: r.term,
+            pending: configs_from_pb(&r.pending, "pending")?,
         },
         Body::Renewed(r) => Message::Renewed {
             req: r.req,
@@ -1083,6 +1121,10 @@ pub fn envelope_from_pb(pb: &pb::Envelope, local: SocketAddr) -> Result<Envelope
                 refine: d.refine,
             }
         }
+        Body::SyncPushed(p) => Message::SyncPushed {
+            req: p.req,
+            ok: p.ok,
+        },
         Body::ReplicaReadReply(r) => Message::ReplicaReadReply {
             req: r.req,
             record: r.record.as_ref().map(record_from_pb).transpose()?,

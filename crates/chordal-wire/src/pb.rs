@@ -42,7 +42,7 @@ pub struct Envelope {
     pub to_id: Vec<u8>,
     #[prost(
         oneof = "Body",
-        tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 30, 31, 32, 33, 34, 35, 36, 37, 38, 40, 41, 42, 43, 44"
+        tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 30, 31, 32, 33, 34, 35, 36, 37, 38, 40, 41, 42, 43, 44, 45"
     )]
     pub body: Option<Body>,
 }
@@ -113,6 +113,8 @@ pub enum Body {
     Renewed(Renewed),
     #[prost(message, tag = "44")]
     Release(Release),
+    #[prost(message, tag = "45")]
+    SyncPushed(SyncPushed),
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -147,6 +149,14 @@ pub struct KnownPromise {
     pub settled_holder: Option<NodeRef>,
     #[prost(message, repeated, tag = "8")]
     pub settled_config: Vec<NodeRef>,
+    #[prost(message, repeated, tag = "9")]
+    pub settled_pending: Vec<Config>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Config {
+    #[prost(message, repeated, tag = "1")]
+    pub nodes: Vec<NodeRef>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -173,6 +183,8 @@ pub struct Renew {
     pub end: Vec<u8>,
     #[prost(uint64, tag = "4")]
     pub term: u64,
+    #[prost(message, repeated, tag = "5")]
+    pub pending: Vec<Config>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -215,6 +227,14 @@ pub struct SyncSummary {
     pub buckets: Vec<Vec<u8>>,
     #[prost(bool, tag = "5")]
     pub probe: bool,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SyncPushed {
+    #[prost(uint64, tag = "1")]
+    pub req: u64,
+    #[prost(bool, tag = "2")]
+    pub ok: bool,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

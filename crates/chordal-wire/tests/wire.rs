@@ -403,6 +403,7 @@ fn any_message() -> impl Strategy<Value = Message> {
                 differing,
                 refine
             }),
+        (any::<u64>(), any::<bool>()).prop_map(|(req, ok)| Message::SyncPushed { req, ok }),
         (any_id(), any_id(), any::<u64>()).prop_map(|(start, end, before)| Message::Collect {
             start,
             end,
@@ -416,16 +417,22 @@ fn any_range() -> impl Strategy<Value = chordal_core::KeyRange> {
     (any_id(), any_id()).prop_map(|(start, end)| chordal_core::KeyRange { start, end })
 }
 
+/// A few configs (a term's pending ones).
+fn any_configs() -> impl Strategy<Value = Vec<Vec<chordal_core::NodeRef>>> {
+    proptest::collection::vec(any_nodes(), 0..3)
+}
+
 /// The messages of authority (issue 27).
 fn authority_message() -> impl Strategy<Value = Message> {
     let known = || {
-        let settled = (1..u64::MAX, any_node(), any_nodes()).prop_map(|(term, holder, config)| {
-            chordal_core::Settled {
+        let settled = (1..u64::MAX, any_node(), any_nodes(), any_configs()).prop_map(
+            |(term, holder, config, pending)| chordal_core::Settled {
                 term,
                 holder,
                 config,
-            }
-        });
+                pending,
+            },
+        );
         (
             any_range(),
             any::<u64>(),
@@ -463,11 +470,14 @@ fn authority_message() -> impl Strategy<Value = Message> {
             }
         ),
         (any::<u64>(), answer).prop_map(|(req, answer)| Message::Promise { req, answer }),
-        (any::<u64>(), any_range(), any::<u64>()).prop_map(|(req, range, term)| Message::Renew {
-            req,
-            range,
-            term
-        }),
+        (any::<u64>(), any_range(), any::<u64>(), any_configs()).prop_map(
+            |(req, range, term, pending)| Message::Renew {
+                req,
+                range,
+                term,
+                pending
+            }
+        ),
         (any::<u64>(), any::<bool>()).prop_map(|(req, ok)| Message::Renewed { req, ok }),
         (any_range(), any::<u64>()).prop_map(|(range, term)| Message::Release { range, term }),
     ]

@@ -4,7 +4,7 @@
 //! prepared again after a refusal, a new config or a deposition.
 
 use super::ringmap::RingMap;
-use super::{ACx, Known, Lease, Promises, Refusal, majority};
+use super::{ACx, Known, Lease, Promises, Refusal, Settled, majority};
 use crate::fasthash::FastMap;
 use crate::message::{Message, NodeRef};
 use crate::{Id, KeyRange, Time};
@@ -63,9 +63,10 @@ struct Attempt {
     asked: Vec<SocketAddr>,
     granted: Vec<SocketAddr>,
     refused: usize,
-    /// Per point, the newest term anyone who answered knew settled: term,
-    /// holder and config (the predecessor whose majority must grant).
-    learned: RingMap<(u64, NodeRef, Vec<NodeRef>)>,
+    /// Per point, the newest term anyone who answered knew settled (the
+    /// predecessor whose config's majority must grant), with the fewest
+    /// pending configs anyone knew for it.
+    learned: RingMap<Settled>,
     /// The shortest live lease that refused us.
     wait: Option<Duration>,
 }
@@ -75,8 +76,15 @@ struct Attempt {
 struct Held {
     /// We decide until then (our clock).
     valid_until: Time,
-    /// Previous configs of other holders: read a majority before deciding.
+    /// Previous configs whose majorities may hold writes our store lacks:
+    /// read a majority of each before deciding, until the store has
+    /// pulled from them (then empty).
     catch_up: Vec<Vec<NodeRef>>,
+    /// Previous configs whose majorities may hold acknowledged writes not
+    /// yet on a majority of ours: told with every renewal, so that the
+    /// next holder reads them too, until the store has pushed what it
+    /// pulled to a majority of our config (then empty).
+    pending: Vec<Vec<NodeRef>>,
     /// Until the term is settled — its first renewal acknowledged by a
     /// majority of its config and of each predecessor config — nothing is
     /// decided: these predecessors (emptied once settled).
@@ -90,6 +98,22 @@ struct Renewal {
     req: u64,
     sent_at: Time,
     acked: Vec<SocketAddr>,
+}
+
+/// A term whose catch-up is not finished (see [`Holds::unfinished`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Unfinished {
+    /// Our vnode holding it.
+    pub vnode: NodeRef,
+    /// The interval.
+    pub range: KeyRange,
+    /// The term.
+    pub term: u64,
+    /// Its config (ours first).
+    pub config: Vec<NodeRef>,
+    /// Configs to pull from first (a majority of each); empty once
+    /// caught up: then push to a majority of `config`.
+    pub catch_up: Vec<Vec<NodeRef>>,
 }
 
 /// The part of a lease the holder may count on: `lease × (1 − 2 ×
@@ -177,6 +201,70 @@ impl Holds {
             .filter(|h| matches!(&h.state, State::Held(_)))
             .count() as u64;
         (valid, self.holds.len() as u64 - valid)
+    }
+
+    /// Is [`Holds::unfinished`] not empty?
+    pub fn has_unfinished(&self) -> bool {
+        self.holds.values().any(|h| match &h.state {
+            State::Held(held) => {
+                held.settling.is_empty() && (!held.catch_up.is_empty() || !held.pending.is_empty())
+            }
+            _ => false,
+        })
+    }
+
+    /// The terms we hold (settled, lease valid or not) whose catch-up is
+    /// not finished: what the store must still pull and push.
+    pub fn unfinished(&self) -> Vec<Unfinished> {
+        self.holds
+            .values()
+            .filter_map(|h| match &h.state {
+                State::Held(held)
+                    if held.settling.is_empty()
+                        && (!held.catch_up.is_empty() || !held.pending.is_empty()) =>
+                {
+                    Some(Unfinished {
+                        vnode: h.vnode,
+                        range: h.range,
+                        term: h.term,
+                        config: h.config.clone(),
+                        catch_up: held.catch_up.clone(),
+                    })
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Our store pulled `vnode`'s `range` from a majority of each of the
+    /// term's catch-up configs: it holds every write acknowledged before
+    /// the term, so the term decides from it alone from now on.
+    pub fn caught_up(&mut self, vnode: &NodeRef, range: KeyRange, term: u64) {
+        if let Some(held) = self.held_mut(vnode, range, term) {
+            held.catch_up.clear();
+            remember_clean(&mut self.clean, vnode.id, term);
+        }
+    }
+
+    /// Our store, caught up, then pushed `vnode`'s `range` to a majority
+    /// of the term's config: every write acknowledged so far is on that
+    /// majority, so the next holder need read nothing older (told with
+    /// the next renewal).
+    pub fn finished(&mut self, vnode: &NodeRef, range: KeyRange, term: u64) {
+        if let Some(held) = self.held_mut(vnode, range, term)
+            && held.catch_up.is_empty()
+        {
+            held.pending.clear();
+        }
+    }
+
+    fn held_mut(&mut self, vnode: &NodeRef, range: KeyRange, term: u64) -> Option<&mut Held> {
+        self.holds.values_mut().find_map(|h| match &mut h.state {
+            State::Held(held) if h.vnode == *vnode && h.range == range && h.term == term => {
+                Some(held)
+            }
+            _ => None,
+        })
     }
 
     /// Brings the holds in line with the ranges Chord gives our vnodes,
@@ -284,6 +372,7 @@ impl Holds {
                                 req,
                                 range: h.range,
                                 term: h.term,
+                                pending: held.pending.clone(),
                             };
                             cx.io.send(h.vnode, n, msg);
                         }
@@ -367,12 +456,14 @@ impl Holds {
                 }
             }
         }
-        if let Some((catch_up, settling)) = complete(&h.vnode, h.range, &h.config, a, &self.clean) {
+        if let Some(Completed {
+            catch_up,
+            pending,
+            settling,
+        }) = complete(&h.vnode, h.range, &h.config, a, &self.clean)
+        {
             if catch_up.is_empty() {
-                self.clean.push_back((h.vnode.id, h.term));
-                if self.clean.len() > MAX_CLEAN {
-                    self.clean.pop_front();
-                }
+                remember_clean(&mut self.clean, h.vnode.id, h.term);
             }
             cx.io.counting.counters.terms_held += 1;
             self.reqs.remove(&req);
@@ -382,6 +473,7 @@ impl Holds {
             h.state = State::Held(Held {
                 valid_until: Time::ZERO,
                 catch_up,
+                pending,
                 settling,
                 renewal: None,
                 renew_at: now,
@@ -431,6 +523,17 @@ impl Holds {
             held.settling.clear();
             held.renewal = None;
             self.reqs.remove(&req);
+        }
+    }
+}
+
+/// Remembers that our vnode's `term` left everything acknowledged up to
+/// it in our store (bounded: forgetting one only costs a catch-up).
+fn remember_clean(clean: &mut VecDeque<(Id, u64)>, vnode: Id, term: u64) {
+    if !clean.contains(&(vnode, term)) {
+        clean.push_back((vnode, term));
+        if clean.len() > MAX_CLEAN {
+            clean.pop_front();
         }
     }
 }
@@ -512,26 +615,47 @@ fn send_prepare(
     cx.io.send(vnode, to, msg);
 }
 
-/// Keeps, per point of `k.range`, the newest settled term heard of.
-fn learn(learned: &mut RingMap<(u64, NodeRef, Vec<NodeRef>)>, k: &Known) {
+/// Keeps, per point of `k.range`, the newest settled term heard of —
+/// of two reports of one term, the later (fewer pending configs: its
+/// holder only ever drops some).
+fn learn(learned: &mut RingMap<Settled>, k: &Known) {
     let Some(st) = &k.settled else { return };
     let older: Vec<KeyRange> = learned
         .pieces(k.range)
         .into_iter()
-        .filter(|(_, v)| v.is_none_or(|(t, _, _)| *t < st.term))
+        .filter(|(_, v)| {
+            v.is_none_or(|v| {
+                v.term < st.term || (v.term == st.term && v.pending.len() > st.pending.len())
+            })
+        })
         .map(|(r, _)| r)
         .collect();
     for piece in older {
-        learned.set(piece, Some((st.term, st.holder, st.config.clone())));
+        learned.set(piece, Some(st.clone()));
+    }
+}
+
+/// What a granted prepare leaves the new term to do.
+struct Completed {
+    /// Configs to read a majority of before deciding (see `Held`).
+    catch_up: Vec<Vec<NodeRef>>,
+    /// Configs the next holder must read unless we finish (see `Held`).
+    pending: Vec<Vec<NodeRef>>,
+    /// Predecessor configs that must hear of the term's settling.
+    settling: Vec<Vec<NodeRef>>,
+}
+
+/// Adds `config` to `set` unless a config of the same processes is there.
+fn add_config(set: &mut Vec<Vec<NodeRef>>, config: &[NodeRef]) {
+    let procs = processes(config);
+    if !set.iter().any(|c| processes(c) == procs) {
+        set.push(config.to_vec());
     }
 }
 
 /// Is attempt `a` of `h` granted — a majority of the new config, and of
 /// the newest settled config at every point, every point with a lineage?
-/// Then the configs to catch up from (those of other holders) and the
-/// predecessors that must hear of the term's settling.
-type Completed = (Vec<Vec<NodeRef>>, Vec<Vec<NodeRef>>);
-
+/// Then what the new term must catch up from, and tell.
 fn complete(
     vnode: &NodeRef,
     range: KeyRange,
@@ -542,28 +666,38 @@ fn complete(
     if !majority_of(config, &a.granted) {
         return None;
     }
-    let mut catch_up: Vec<Vec<NodeRef>> = Vec::new();
-    let mut settling: Vec<Vec<NodeRef>> = Vec::new();
+    let mut done = Completed {
+        catch_up: Vec::new(),
+        pending: Vec::new(),
+        settling: Vec::new(),
+    };
+    let ours = processes(config);
     for (_, v) in a.learned.pieces(range) {
         // A point nobody knows a term for is not taken: only the process
         // that created the ring starts a lineage.
-        let (term, holder, old) = v?;
-        if !majority_of(old, &a.granted) {
+        let st = v?;
+        if !majority_of(&st.config, &a.granted) {
             return None;
         }
-        // A predecessor term of ours that caught up in this incarnation
-        // left everything it acknowledged in our store; any other (another
-        // holder's, or ours before a restart or still catching up) is read
-        // from its copies first.
-        let ours_and_clean = holder.id == vnode.id && clean.contains(&(holder.id, *term));
-        if !ours_and_clean && !catch_up.contains(old) {
-            catch_up.push(old.clone());
+        // Every write acknowledged so far is on a majority of the
+        // predecessor's config or of one of its pending configs. A
+        // predecessor term of ours that caught up in this incarnation
+        // left all of them in our store; any other (another holder's, or
+        // ours before a restart or still catching up) is read from those
+        // copies first. Either way, until we have put them on a majority
+        // of our own config, the next holder must read them too.
+        let ours_and_clean = st.holder.id == vnode.id && clean.contains(&(st.holder.id, st.term));
+        for old in std::iter::once(&st.config).chain(&st.pending) {
+            if !ours_and_clean {
+                add_config(&mut done.catch_up, old);
+            }
+            if processes(old) != ours {
+                add_config(&mut done.pending, old);
+            }
         }
-        if !settling.contains(old) {
-            settling.push(old.clone());
-        }
+        add_config(&mut done.settling, &st.config);
     }
-    Some((catch_up, settling))
+    Some(done)
 }
 
 /// Tells `h`'s config that we give its term up.

@@ -24,6 +24,7 @@ pub use promises::{Known, Promises, Refusal, Settled};
 use crate::message::{Envelope, Message, NodeRef};
 use crate::{Id, KeyRange, Record, Time};
 use holds::Holds;
+pub(crate) use holds::Unfinished;
 
 /// What the authority machine's methods get: the configuration, the ring
 /// (read only) and the outputs. (Not [`crate::io::Cx`], which lends the
@@ -80,7 +81,7 @@ impl Authority {
             .grant(now, whole, 1, me, vec![me], Duration::ZERO);
         debug_assert!(granted.is_ok());
         // Settled at once: the lineage of every point starts here.
-        self.promises.renew(now, whole, 1, &me, Duration::ZERO);
+        self.promises.renew(now, whole, 1, &me, Duration::ZERO, &[]);
         self.save(cx, Vec::new());
     }
 
@@ -102,7 +103,8 @@ impl Authority {
                 self.promises
                     .grant(now, *range, 1, *holder, config.clone(), Duration::ZERO);
             debug_assert!(granted.is_ok());
-            self.promises.renew(now, *range, 1, holder, Duration::ZERO);
+            self.promises
+                .renew(now, *range, 1, holder, Duration::ZERO, &[]);
         }
         self.save(cx, Vec::new());
     }
@@ -199,8 +201,15 @@ impl Authority {
                     cx.io.out.push_back(reply);
                 }
             }
-            Message::Renew { req, range, term } => {
-                let renewed = self.promises.renew(now, range, term, &from, lease);
+            Message::Renew {
+                req,
+                range,
+                term,
+                pending,
+            } => {
+                let renewed = self
+                    .promises
+                    .renew(now, range, term, &from, lease, &pending);
                 let reply = Envelope {
                     from: me,
                     to: from.into(),
@@ -210,7 +219,8 @@ impl Authority {
                     },
                 };
                 if renewed == Some(true) {
-                    // Newly settled: durable before the holder counts on it.
+                    // Newly settled (or less pending): durable before the
+                    // holder counts on it.
                     self.save(cx, vec![reply]);
                 } else {
                     cx.io.out.push_back(reply);
@@ -240,6 +250,29 @@ impl Authority {
     /// prepares while we drain).
     pub fn release_all(&mut self, cx: &mut ACx<'_>) {
         self.holds.release_all(cx);
+    }
+
+    /// Is some term of ours still to finish its catch-up? (Cheap.)
+    pub fn has_unfinished(&self) -> bool {
+        self.holds.has_unfinished()
+    }
+
+    /// Our terms whose catch-up the store must still finish (pull from
+    /// older configs, then push to a majority of the term's own).
+    pub fn unfinished(&self) -> Vec<Unfinished> {
+        self.holds.unfinished()
+    }
+
+    /// The store pulled `range` from a majority of each of the term's
+    /// catch-up configs: decide from our store alone from now on.
+    pub fn caught_up(&mut self, vnode: &NodeRef, range: KeyRange, term: u64) {
+        self.holds.caught_up(vnode, range, term);
+    }
+
+    /// The store, caught up, pushed `range` to a majority of the term's
+    /// config: the next holder need read nothing older.
+    pub fn finished(&mut self, vnode: &NodeRef, range: KeyRange, term: u64) {
+        self.holds.finished(vnode, range, term);
     }
 
     /// When `tick` must run next.

@@ -40,6 +40,12 @@ pub struct Settled {
     pub holder: NodeRef,
     /// Its config (processes, the holder's first).
     pub config: Vec<NodeRef>,
+    /// Older configs whose majorities may hold writes acknowledged before
+    /// this term that are not yet on a majority of `config`: the next
+    /// holder must read them too. Empty once the holder finished its
+    /// catch-up (pulled from those majorities and pushed to a majority of
+    /// its own config). Only ever shrinks.
+    pub pending: Vec<Vec<NodeRef>>,
 }
 
 /// A promise as told to a holder-to-be: what its grant replaced.
@@ -138,11 +144,13 @@ impl Promises {
     }
 
     /// Extends `holder`'s lease of `term` over `range` to `now + lease`,
-    /// and records the term settled there. `None` if some point of the
-    /// range is no longer promised to it in that term (it lost some of it
-    /// and must stop); else whether this settled the term anywhere new —
-    /// then the caller saves the table before answering (a restarted
-    /// process must still report the newest settled term).
+    /// and records the term settled there with its `pending` configs.
+    /// `None` if some point of the range is no longer promised to it in
+    /// that term (it lost some of it and must stop); else whether this
+    /// changed what is known settled anywhere (a newly settled term, or
+    /// fewer pending configs) — then the caller saves the table before
+    /// answering (a restarted process must still report the newest
+    /// settled term, and must not report more pending than it did).
     pub fn renew(
         &mut self,
         now: Time,
@@ -150,6 +158,7 @@ impl Promises {
         term: u64,
         holder: &NodeRef,
         lease: std::time::Duration,
+        pending: &[Vec<NodeRef>],
     ) -> Option<bool> {
         let pieces = self.map.pieces(range);
         let all_ours = pieces
@@ -158,15 +167,20 @@ impl Promises {
         if !all_ours {
             return None;
         }
-        let news = pieces
-            .iter()
-            .any(|(_, p)| p.is_some_and(|p| p.settled.as_ref().is_none_or(|st| st.term != term)));
+        let news = pieces.iter().any(|(_, p)| {
+            p.is_some_and(|p| {
+                p.settled
+                    .as_ref()
+                    .is_none_or(|st| st.term != term || st.pending != pending)
+            })
+        });
         self.map.update(range, |p| {
             p.until = now + lease;
             p.settled = Some(Settled {
                 term: p.term,
                 holder: p.holder,
                 config: p.config.clone(),
+                pending: pending.to_vec(),
             });
         });
         Some(news)
@@ -234,6 +248,10 @@ impl Promises {
                     out.extend_from_slice(&st.term.to_be_bytes());
                     put_node(&mut out, &st.holder);
                     put_nodes(&mut out, &st.config);
+                    put_u32(&mut out, st.pending.len() as u32);
+                    for c in &st.pending {
+                        put_nodes(&mut out, c);
+                    }
                 }
             }
         }
@@ -245,7 +263,8 @@ impl Promises {
     /// [`Promises::hold_all_until`] next.
     pub fn from_bytes(bytes: &[u8]) -> Option<Promises> {
         let mut r = Reader(bytes);
-        if r.take(1)?[0] != FORMAT {
+        let format = r.take(1)?[0];
+        if format != FORMAT && format != 2 {
             return None;
         }
         let mut map = RingMap::default();
@@ -261,6 +280,19 @@ impl Promises {
                     term: u64::from_be_bytes(r.take(8)?.try_into().ok()?),
                     holder: r.node()?,
                     config: r.nodes()?,
+                    // Format 2 (before pending configs) never ended a
+                    // catch-up, and read only the settled config.
+                    pending: match format {
+                        2 => Vec::new(),
+                        _ => {
+                            let n = r.u32()? as usize;
+                            let mut pending = Vec::with_capacity(n.min(16));
+                            for _ in 0..n {
+                                pending.push(r.nodes()?);
+                            }
+                            pending
+                        }
+                    },
                 }),
                 _ => return None,
             };
@@ -278,7 +310,7 @@ impl Promises {
 }
 
 /// The version of [`Promises::to_bytes`]'s form.
-const FORMAT: u8 = 2;
+const FORMAT: u8 = 3;
 
 fn put_u32(out: &mut Vec<u8>, n: u32) {
     out.extend_from_slice(&n.to_be_bytes());
@@ -374,8 +406,14 @@ mod tests {
         assert_eq!(refused, Err(Refusal::Held { promise, wait }));
         // A renewal moves the end; after it, the same prepare succeeds
         // and says what it replaced.
-        assert_eq!(p.renew(at(1_500), range(10, 20), 1, &a, LEASE), Some(true));
-        assert_eq!(p.renew(at(1_500), range(10, 20), 1, &a, LEASE), Some(false));
+        assert_eq!(
+            p.renew(at(1_500), range(10, 20), 1, &a, LEASE, &[]),
+            Some(true)
+        );
+        assert_eq!(
+            p.renew(at(1_500), range(10, 20), 1, &a, LEASE, &[]),
+            Some(false)
+        );
         assert!(
             p.grant(at(3_000), range(15, 30), 2, b, vec![b], LEASE)
                 .is_err()
@@ -389,7 +427,7 @@ mod tests {
             (range(15, 20), 1, a)
         );
         // The old holder lost part of its range: its renewal says so.
-        assert_eq!(p.renew(at(3_600), range(10, 20), 1, &a, LEASE), None);
+        assert_eq!(p.renew(at(3_600), range(10, 20), 1, &a, LEASE, &[]), None);
         assert_eq!(p.term_at(&Id::from_u64(12)), 1);
         assert_eq!(p.term_at(&Id::from_u64(17)), 2);
         assert_eq!(p.term_at(&Id::from_u64(40)), 0);
@@ -429,7 +467,10 @@ mod tests {
         let (a, b) = (node(1), node(2));
         p.grant(at(0), range(10, 20), 3, a, vec![a, b], LEASE)
             .unwrap();
-        assert_eq!(p.renew(at(10), range(10, 20), 3, &a, LEASE), Some(true));
+        assert_eq!(
+            p.renew(at(10), range(10, 20), 3, &a, LEASE, &[]),
+            Some(true)
+        );
         // A prepare of a higher term (which may yet fail) replaces the
         // promise but reports — and keeps — term 3 as the settled one.
         let known = p
@@ -443,12 +484,25 @@ mod tests {
             .map(|k| (k.term, k.settled.as_ref().map(|s| s.term)))
             .collect();
         assert_eq!(settled, vec![(4, Some(3)), (3, Some(3))]);
-        // Its first renewal settles term 4 where it holds it.
-        assert_eq!(p.renew(at(5_010), range(10, 15), 4, &b, LEASE), Some(true));
+        // Its first renewal settles term 4 where it holds it, with the
+        // configs it has yet to catch up from; a renewal that says it
+        // finished is news too (saved), one that repeats it is not.
+        let older = vec![vec![a, b]];
         assert_eq!(
-            p.known(range(10, 15))[0].settled.as_ref().map(|s| s.term),
-            Some(4)
+            p.renew(at(5_010), range(10, 15), 4, &b, LEASE, &older),
+            Some(true)
         );
+        let settled = |p: &Promises| p.known(range(10, 15))[0].settled.clone().unwrap();
+        assert_eq!((settled(&p).term, settled(&p).pending), (4, older.clone()));
+        assert_eq!(
+            p.renew(at(5_020), range(10, 15), 4, &b, LEASE, &older),
+            Some(false)
+        );
+        assert_eq!(
+            p.renew(at(5_030), range(10, 15), 4, &b, LEASE, &[]),
+            Some(true)
+        );
+        assert!(settled(&p).pending.is_empty());
     }
 
     #[test]
@@ -459,7 +513,11 @@ mod tests {
             .unwrap();
         p.grant(at(0), range(50, 5), 7, c, vec![c, a], LEASE)
             .unwrap();
-        assert_eq!(p.renew(at(1), range(60, 70), 7, &c, LEASE), Some(true));
+        let older = vec![vec![b, c], vec![a]];
+        assert_eq!(
+            p.renew(at(1), range(60, 70), 7, &c, LEASE, &older),
+            Some(true)
+        );
         let bytes = p.to_bytes();
         let mut q = Promises::from_bytes(&bytes).expect("round trip");
         assert_eq!(q.known(range(0, 0)), p.known(range(0, 0)));

@@ -48,6 +48,7 @@ impl Requests {
                     deadline,
                     last_error: None,
                     target,
+                    refused: false,
                 },
             );
             self.deadlines.insert((deadline, Deadline::Client(id)));
@@ -62,6 +63,7 @@ impl Requests {
             return;
         };
         c.attempts += 1;
+        c.refused = false;
         if let Some(target) = c.target {
             // A direct message goes to its node once: if that node is gone
             // there is nobody else to ask.
@@ -190,7 +192,14 @@ impl Requests {
                 Deadline::Client(id) => {
                     self.lookups.retain(|_, c| *c != id);
                     self.requests.retain(|_, (c, _, _)| *c != id);
-                    self.finish_client(cx, id, Err(OpError::Timeout));
+                    // Refused `NotReady` and waiting to ask again: nothing
+                    // was done, and the client may know it. Otherwise an
+                    // attempt may be under way: the outcome is unknown.
+                    let error = match self.clients.get(&id) {
+                        Some(c) if c.refused => OpError::NotReady,
+                        _ => OpError::Timeout,
+                    };
+                    self.finish_client(cx, id, Err(error));
                 }
                 Deadline::Request(req) => self.request_expired(cx, now, req),
                 Deadline::Retry(id) => self.route_client(cx, now, id),
@@ -296,6 +305,7 @@ impl Requests {
             Answer::NotReady => {
                 if let Some(c) = self.clients.get_mut(&id) {
                     c.last_error = Some(OpError::NotReady);
+                    c.refused = true;
                     let pause = (cx.config.lease / 16) * c.attempts.clamp(1, 4);
                     self.deadlines.insert((now + pause, Deadline::Retry(id)));
                 }

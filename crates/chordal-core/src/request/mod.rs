@@ -97,6 +97,9 @@ struct ClientOp {
     last_error: Option<OpError>,
     /// A direct message's destination: tried once, never looked up.
     target: Option<NodeRef>,
+    /// Between attempts after a `NotReady`: no attempt is in flight, so
+    /// if the deadline comes now the operation definitely did nothing.
+    refused: bool,
 }
 
 /// A deadline of the request machine.

@@ -322,3 +322,39 @@ fn only_the_process_asked_may_answer_and_no_one_else_claims_a_range() {
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].0, owner);
 }
+
+#[test]
+fn an_owner_never_ready_ends_not_ready_at_the_deadline() {
+    // Under authority an owner that holds no lease answers `NotReady`
+    // (nothing done); asked again until the deadline, the operation then
+    // ends `NotReady` — definite — not `Timeout`, which would say the
+    // write may have happened.
+    let mut fx = Fixture::three_processes();
+    let mut requests = Requests::new(0);
+    let key = key_outside(&fx);
+    let owner = node(300, 3);
+    start(&mut requests, &mut fx, 1, put_op(&key));
+    lookup_found(&mut requests, &mut fx, 1, owner);
+    let (mut lookup, mut asked) = (1, 0);
+    while fx.io.done.is_empty() {
+        for (_, req, _, _) in requests_sent(&mut fx) {
+            asked += 1;
+            reply(&mut requests, &mut fx, owner, req, OpResult::NotReady, None);
+        }
+        if requests.owns_lookup(&LookupId(lookup + 1)) {
+            lookup += 1;
+            lookup_found(&mut requests, &mut fx, lookup, owner);
+            continue;
+        }
+        let at = requests.poll_timeout().expect("a retry or the deadline");
+        fx.now = at;
+        let now = fx.now;
+        requests.handle_timeout(&mut fx.cx(), now);
+    }
+    assert!(
+        asked > 6,
+        "asked only {asked} times: NotReady is not bounded by attempts"
+    );
+    let done: Vec<_> = fx.io.done.drain(..).collect();
+    assert_eq!(done, vec![(1, Err(OpError::NotReady))]);
+}

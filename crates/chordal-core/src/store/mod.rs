@@ -18,6 +18,7 @@
 //!   (`transfer.rs`), and a graceful **leave** drains every range first
 //!   (`leave.rs`).
 
+mod finish;
 mod hot;
 mod leave;
 mod owner;
@@ -204,6 +205,8 @@ pub(crate) struct Store {
     /// `Replicate`s being stored for others (bounded: more are refused
     /// `busy`).
     replica_applies: usize,
+    /// Terms of ours finishing their catch-up (`finish.rs`).
+    finishing: finish::Finishing,
     /// A graceful leave in progress, and how it went once done.
     leaving: Option<leave::Leaving>,
     left: Option<LeaveReport>,
@@ -252,7 +255,11 @@ impl Store {
     /// When `handle_timeout` must run next (a deadline or a sync round).
     pub fn poll_timeout(&self) -> Option<Time> {
         let deadline = self.deadlines.first().map(|(t, _)| *t);
-        deadline.into_iter().chain(self.sync_at).min()
+        deadline
+            .into_iter()
+            .chain(self.sync_at)
+            .chain(self.finishing.at())
+            .min()
     }
 
     /// Fills in the store's counters: replica applies running, transfers.
@@ -291,6 +298,7 @@ pub(crate) fn is_store_message(msg: &Message) -> bool {
             | ReplicaReadReply { .. }
             | SyncSummary { .. }
             | SyncDiff { .. }
+            | SyncPushed { .. }
             | Collect { .. }
     )
 }
@@ -427,6 +435,7 @@ impl Store {
                 differing,
                 refine,
             } => self.sync_diff_received(cx, now, req, differing, refine),
+            Message::SyncPushed { req, ok } => self.finish_pulled(cx, now, req, ok),
             Message::Collect { start, end, before } => {
                 self.collect_received(cx, from, start, end, before)
             }
@@ -448,6 +457,9 @@ impl Store {
         if self.sync_at.is_some_and(|at| at <= now) {
             self.sync_round(cx, now);
         }
+        if self.finishing.at().is_some_and(|at| at <= now) {
+            self.finish_round(cx, now);
+        }
         while let Some(&(at, what)) = self.deadlines.first() {
             if at > now {
                 break;
@@ -455,9 +467,7 @@ impl Store {
             self.deadlines.pop_first();
             match what {
                 Deadline::Owner(id) => self.owner_expired(cx, now, id),
-                Deadline::Sync(req) => {
-                    self.syncs.remove(&req);
-                }
+                Deadline::Sync(req) => self.sync_expired(cx, now, req),
                 Deadline::TransferPage(req) => self.transfer_page_expired(cx, now, req),
                 Deadline::TransferResume(id) => self.transfer_resume(cx, now, id),
                 Deadline::LeaveDrain => self.leave_drain_expired(cx),

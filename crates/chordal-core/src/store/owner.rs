@@ -482,6 +482,7 @@ impl Store {
         let Some(OwnerOp::Write {
             reply,
             then,
+            vnode,
             record,
             need,
             acked,
@@ -492,6 +493,7 @@ impl Store {
         else {
             return;
         };
+        let vnode = *vnode;
         *outstanding = outstanding.saturating_sub(1);
         if let Some(v) = newer.filter(|v| *v > record.version) {
             self.rewrite(cx, now, id, v);
@@ -503,6 +505,25 @@ impl Store {
         let (acked, need, version, left) = (*acked, *need, record.version, *outstanding);
         if acked >= need && std::mem::take(unacked) {
             settle(&mut self.unacked, &record.key);
+        }
+        // Under authority a quorum counts only while the lease of the
+        // write's term still holds: a later term's catch-up reads a
+        // majority only after our lease ran out, and a write that reached
+        // its quorum after that might be missed there (it may or may not
+        // stay: ambiguous, like a quorum that failed).
+        let late = acked >= need
+            && cx.config.authority
+            && version.term != 0
+            && decider_term(cx, &vnode, &record.key_id, now) != Some(version.term);
+        if late && let Some(r) = reply.take() {
+            cx.io.counting.error("kv_quorum_after_lease");
+            cx.io.answer(
+                r,
+                OpResult::QuorumFailed {
+                    acked,
+                    needed: need,
+                },
+            );
         }
         if acked >= need
             && let Some(r) = reply.take()

@@ -13,7 +13,7 @@
 //! replica that disagrees asks for the buckets (`refine`). A quiet ring then
 //! spends ~100 bytes per pair and round instead of ~1.3 KiB per summary.
 
-use super::transfer::{Purpose, Push};
+use super::transfer::{OnEnd, Purpose, Push};
 use super::{Deadline, Store, StoreKind, StoreResult, StoreWait};
 use crate::io::Cx;
 use crate::{Id, Message, NodeRef, Record, Time};
@@ -48,6 +48,9 @@ pub(super) struct SyncJob {
     deadline: Time,
     /// Our summary, kept after a probe in case the replica asks for it.
     buckets: Vec<Id>,
+    /// A sync of a finishing job (`finish.rs`): the job, and whether we
+    /// only pull (the target is no copy of ours: push nothing to it).
+    finish: Option<(u64, bool)>,
 }
 
 /// Which of `buckets` equal parts of the ring interval `(start, end]`
@@ -104,28 +107,53 @@ impl Store {
                 if busy || self.in_flight() >= cx.config.max_kv_ops {
                     continue;
                 }
-                let req = cx.io.next();
-                let deadline = now + cx.config.kv_timeout;
-                self.syncs.insert(
-                    req,
-                    SyncJob {
-                        owner,
-                        target,
-                        start: range.start,
-                        end: range.end,
-                        deadline,
-                        buckets: Vec::new(),
-                    },
-                );
-                self.deadlines.insert((deadline, Deadline::Sync(req)));
-                let kind = StoreKind::Summary {
-                    start: range.start,
-                    end: range.end,
-                    buckets: cx.config.sync_buckets,
-                    hide_tombstones_before: self.grace_horizon(cx, now),
-                };
-                self.store_op(cx, kind, StoreWait::SyncOwnSummary(req));
+                self.start_sync(cx, now, (owner, target), range, None);
             }
+        }
+    }
+
+    /// Starts one sync of our vnode's `range` with `target`: summarize
+    /// it, then send the summary. Returns the sync's request number.
+    pub(super) fn start_sync(
+        &mut self,
+        cx: &mut Cx<'_>,
+        now: Time,
+        (owner, target): (NodeRef, NodeRef),
+        range: crate::KeyRange,
+        finish: Option<(u64, bool)>,
+    ) -> u64 {
+        let req = cx.io.next();
+        let deadline = now + cx.config.kv_timeout;
+        self.syncs.insert(
+            req,
+            SyncJob {
+                owner,
+                target,
+                start: range.start,
+                end: range.end,
+                deadline,
+                buckets: Vec::new(),
+                finish,
+            },
+        );
+        self.deadlines.insert((deadline, Deadline::Sync(req)));
+        let kind = StoreKind::Summary {
+            start: range.start,
+            end: range.end,
+            buckets: cx.config.sync_buckets,
+            hide_tombstones_before: self.grace_horizon(cx, now),
+        };
+        self.store_op(cx, kind, StoreWait::SyncOwnSummary(req));
+        req
+    }
+
+    /// Sync `req`'s time ran out before its answer.
+    pub(super) fn sync_expired(&mut self, cx: &mut Cx<'_>, now: Time, req: u64) {
+        if let Some(job) = self.syncs.remove(&req)
+            && let Some((f, _)) = job.finish
+        {
+            let failed = (super::finish::Side::Both, false);
+            self.finish_member(cx, now, f, job.target.addr, failed);
         }
     }
 
@@ -261,7 +289,18 @@ impl Store {
                 buckets: c.theirs.len() as u32,
                 which: differing,
             };
-            self.start_transfer(cx, now, push, Purpose::Sync);
+            // The owner hears when our side has arrived (or could not
+            // start: an identical push already running began before we
+            // compared, and may have passed records we hold now).
+            let (owner, me, req) = (c.to, c.me, c.req);
+            let on_end = OnEnd::TellOwner { owner, me, req };
+            if self
+                .start_transfer_then(cx, now, push, Purpose::Sync, Some(on_end))
+                .is_none()
+            {
+                cx.io
+                    .send(me, owner, Message::SyncPushed { req, ok: false });
+            }
         }
     }
 
@@ -282,15 +321,26 @@ impl Store {
         let Some(job) = self.syncs.remove(&req) else {
             return;
         };
-        if differing.is_empty() {
+        self.deadlines.remove(&(job.deadline, Deadline::Sync(req)));
+        let member = job.target.addr;
+        if let Some((f, _)) = job.finish {
+            if differing.is_empty() {
+                // Equal: pulled and pushed alike.
+                let both = (super::finish::Side::Both, true);
+                self.finish_member(cx, now, f, member, both);
+            } else {
+                // The replica pushes its side, and says when it is done.
+                self.finish_awaits(req, f, member);
+            }
+        } else if differing.is_empty() {
             self.in_sync.insert((job.owner.id, job.target.id), now);
         } else {
             self.in_sync.remove(&(job.owner.id, job.target.id));
         }
-        self.deadlines.remove(&(job.deadline, Deadline::Sync(req)));
         let buckets = cx.config.sync_buckets;
         let differing: Vec<u32> = differing.into_iter().filter(|b| *b < buckets).collect();
-        if !differing.is_empty() {
+        let pull_only = job.finish.is_some_and(|(_, pull_only)| pull_only);
+        if !differing.is_empty() && !pull_only {
             let push = Push {
                 to: job.target,
                 me: job.owner,
@@ -299,7 +349,13 @@ impl Store {
                 buckets,
                 which: differing,
             };
-            self.start_transfer(cx, now, push, Purpose::Sync);
+            let on_end = job.finish.map(|(f, _)| OnEnd::Finish { job: f, member });
+            let started = self.start_transfer_then(cx, now, push, Purpose::Sync, on_end);
+            if started.is_none()
+                && let Some((f, _)) = job.finish
+            {
+                self.finish_member(cx, now, f, member, (super::finish::Side::Pushed, false));
+            }
         }
     }
 

@@ -51,6 +51,23 @@ pub enum Purpose {
     Leave,
 }
 
+/// Who hears how a transfer ended, besides the purpose's own handling.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum OnEnd {
+    /// A push answering an owner's sync `req`: tell that owner
+    /// (`SyncPushed`), from our vnode `me`.
+    TellOwner {
+        owner: NodeRef,
+        me: NodeRef,
+        req: u64,
+    },
+    /// A finishing job's push to one member (`finish.rs`).
+    Finish {
+        job: u64,
+        member: std::net::SocketAddr,
+    },
+}
+
 /// Which records to send where: those of `(start, end]` in the buckets
 /// `which` of `buckets`, from our vnode `me` to `to`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,6 +113,7 @@ struct Page {
 pub(super) struct Transfer {
     pub(super) push: Push,
     pub(super) purpose: Purpose,
+    on_end: Option<OnEnd>,
     /// Everything up to here is acknowledged by the receiver.
     acked: Cursor,
     /// The next page is read after this.
@@ -124,7 +142,7 @@ pub(super) enum Ended {
 pub(super) struct Transfers {
     pub(super) running: crate::fasthash::FastMap<u64, Transfer>,
     /// Waiting for a free slot, in order.
-    queued: VecDeque<(u64, Push, Purpose)>,
+    queued: VecDeque<(u64, Push, Purpose, Option<OnEnd>)>,
     /// Page request number → transfer.
     pub(super) pages: crate::fasthash::FastMap<u64, u64>,
     /// Totals since start, for metrics.
@@ -163,6 +181,20 @@ impl Store {
         push: Push,
         purpose: Purpose,
     ) -> Option<u64> {
+        self.start_transfer_then(cx, now, push, purpose, None)
+    }
+
+    /// [`Store::start_transfer`], telling `on_end` how it ended. A
+    /// transfer that does not start is not told of: the caller handles
+    /// `None`.
+    pub(super) fn start_transfer_then(
+        &mut self,
+        cx: &mut Cx<'_>,
+        now: Time,
+        push: Push,
+        purpose: Purpose,
+        on_end: Option<OnEnd>,
+    ) -> Option<u64> {
         if purpose != Purpose::Leave && self.transfers.has(&push) {
             return None;
         }
@@ -170,7 +202,7 @@ impl Store {
             return None;
         }
         let id = cx.io.next();
-        self.transfers.queued.push_back((id, push, purpose));
+        self.transfers.queued.push_back((id, push, purpose, on_end));
         self.start_queued_transfers(cx, now);
         Some(id)
     }
@@ -190,12 +222,13 @@ impl Store {
             let Some(next) = t.queued.iter().position(|q| !busy(q.1.to.addr)) else {
                 return;
             };
-            let Some((id, push, purpose)) = self.transfers.queued.remove(next) else {
+            let Some((id, push, purpose, on_end)) = self.transfers.queued.remove(next) else {
                 return;
             };
             let t = Transfer {
                 push,
                 purpose,
+                on_end,
                 acked: None,
                 read: None,
                 reading: false,
@@ -374,7 +407,13 @@ impl Store {
             self.transfers.failures += 1;
             self.end_transfer(cx, now, id, Ended::Failed);
         }
-        self.transfers.queued.retain(|q| !dead(&q.1.to));
+        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.transfers.queued)
+            .into_iter()
+            .partition(|q| dead(&q.1.to));
+        self.transfers.queued = kept.into();
+        for (_, _, _, on_end) in gone {
+            self.transfer_told(cx, now, on_end, Ended::Failed);
+        }
     }
 
     /// The pause after a failure is over.
@@ -392,7 +431,22 @@ impl Store {
         if t.purpose == Purpose::Leave {
             self.leave_transfer_ended(cx, now, id, &t, how);
         }
+        self.transfer_told(cx, now, t.on_end, how);
         self.start_queued_transfers(cx, now);
+    }
+
+    /// Tells whoever waits on a transfer how it ended.
+    fn transfer_told(&mut self, cx: &mut Cx<'_>, now: Time, on_end: Option<OnEnd>, how: Ended) {
+        match on_end {
+            None => {}
+            Some(OnEnd::TellOwner { owner, me, req }) => {
+                let ok = how == Ended::Done;
+                cx.io.send(me, owner, Message::SyncPushed { req, ok });
+            }
+            Some(OnEnd::Finish { job, member }) => {
+                self.finish_pushed(cx, now, job, member, how == Ended::Done)
+            }
+        }
     }
 
     /// Records and bytes acknowledged so far by the receivers of the
