@@ -8,6 +8,19 @@ use common::*;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// Node `i` of a test, with its data under `dirs` and `args`.
+fn node_on_disk(
+    dirs: &tempfile::TempDir,
+    i: usize,
+    seed: Option<SocketAddr>,
+    args: &[&str],
+) -> NodeProc {
+    let dir = dirs.path().join(format!("n{i}"));
+    let mut extra = args.to_vec();
+    extra.extend(["--data-dir", dir.to_str().unwrap()]);
+    NodeProc::start(seed, &extra)
+}
+
 /// The measurement: 3 nodes, R = 1 (the leaving node holds its
 /// keys alone), ~60 MB; SIGTERM one — it must hand all of it over before
 /// it exits.
@@ -15,17 +28,12 @@ use std::time::Duration;
 fn graceful_leave_hands_over_60_mb() {
     let dirs = tempfile::tempdir().unwrap();
     let start = |i: usize, seed: Option<SocketAddr>| {
-        let dir = dirs.path().join(format!("n{i}"));
-        let dir = dir.to_str().unwrap().to_string();
-        let extra = [
-            "--replicas",
-            "1",
-            "--stabilize-ms",
-            "200",
-            "--data-dir",
-            &dir,
-        ];
-        NodeProc::start(seed, &extra)
+        node_on_disk(
+            &dirs,
+            i,
+            seed,
+            &["--replicas", "1", "--stabilize-ms", "200"],
+        )
     };
     let mut nodes = vec![start(0, None)];
     for i in 1..3 {
@@ -75,17 +83,12 @@ fn graceful_leave_hands_over_60_mb() {
 fn crashes_one_at_a_time_re_replicate_60_mb_to_every_survivor() {
     let dirs = tempfile::tempdir().unwrap();
     let start = |i: usize, seed: Option<SocketAddr>| {
-        let dir = dirs.path().join(format!("n{i}"));
-        let dir = dir.to_str().unwrap().to_string();
-        let extra = [
-            "--stabilize-ms",
-            "200",
-            "--sync-ms",
-            "1000",
-            "--data-dir",
-            &dir,
-        ];
-        NodeProc::start(seed, &extra)
+        node_on_disk(
+            &dirs,
+            i,
+            seed,
+            &["--stabilize-ms", "200", "--sync-ms", "1000"],
+        )
     };
     let mut nodes = vec![start(0, None)];
     for i in 1..4 {
@@ -154,18 +157,12 @@ fn authority_settled(nodes: &[&NodeProc]) -> bool {
 fn under_authority_60_mb_survive_a_join_and_a_kill_9_and_catch_up_ends() {
     let dirs = tempfile::tempdir().unwrap();
     let start = |i: usize, seed: Option<SocketAddr>| {
-        let dir = dirs.path().join(format!("n{i}"));
-        let dir = dir.to_str().unwrap().to_string();
-        let extra = [
-            "--authority",
-            "--lease-ms",
-            "1000",
-            "--stabilize-ms",
-            "200",
-            "--data-dir",
-            &dir,
-        ];
-        NodeProc::start(seed, &extra)
+        node_on_disk(
+            &dirs,
+            i,
+            seed,
+            &["--authority", "--lease-ms", "1000", "--stabilize-ms", "200"],
+        )
     };
     let mut nodes = vec![start(0, None)];
     for i in 1..3 {

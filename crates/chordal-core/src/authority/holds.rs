@@ -100,6 +100,21 @@ struct Renewal {
     acked: Vec<SocketAddr>,
 }
 
+impl Hold {
+    /// The term, if settled and its catch-up not finished.
+    fn unfinished(&self) -> Option<&Held> {
+        match &self.state {
+            State::Held(held)
+                if held.settling.is_empty()
+                    && (!held.catch_up.is_empty() || !held.pending.is_empty()) =>
+            {
+                Some(held)
+            }
+            _ => None,
+        }
+    }
+}
+
 /// A term whose catch-up is not finished (see [`Holds::unfinished`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Unfinished {
@@ -205,12 +220,7 @@ impl Holds {
 
     /// Is [`Holds::unfinished`] not empty?
     pub fn has_unfinished(&self) -> bool {
-        self.holds.values().any(|h| match &h.state {
-            State::Held(held) => {
-                held.settling.is_empty() && (!held.catch_up.is_empty() || !held.pending.is_empty())
-            }
-            _ => false,
-        })
+        self.holds.values().any(|h| h.unfinished().is_some())
     }
 
     /// The terms we hold (settled, lease valid or not) whose catch-up is
@@ -218,20 +228,15 @@ impl Holds {
     pub fn unfinished(&self) -> Vec<Unfinished> {
         self.holds
             .values()
-            .filter_map(|h| match &h.state {
-                State::Held(held)
-                    if held.settling.is_empty()
-                        && (!held.catch_up.is_empty() || !held.pending.is_empty()) =>
-                {
-                    Some(Unfinished {
-                        vnode: h.vnode,
-                        range: h.range,
-                        term: h.term,
-                        config: h.config.clone(),
-                        catch_up: held.catch_up.clone(),
-                    })
-                }
-                _ => None,
+            .filter_map(|h| {
+                let held = h.unfinished()?;
+                Some(Unfinished {
+                    vnode: h.vnode,
+                    range: h.range,
+                    term: h.term,
+                    config: h.config.clone(),
+                    catch_up: held.catch_up.clone(),
+                })
             })
             .collect()
     }

@@ -105,18 +105,18 @@ enum State {
     Done,
 }
 
-impl Job {
-    /// The configs whose majority this phase needs.
-    fn configs(&self) -> Vec<&[NodeRef]> {
-        match self.phase {
-            Phase::Pull => self.term.catch_up.iter().map(Vec::as_slice).collect(),
-            Phase::Push | Phase::Done => vec![self.term.config.as_slice()],
-        }
+/// The configs whose majority `phase` of `term` needs.
+fn configs(term: &Unfinished, phase: Phase) -> Vec<&[NodeRef]> {
+    match phase {
+        Phase::Pull => term.catch_up.iter().map(Vec::as_slice).collect(),
+        Phase::Push | Phase::Done => vec![term.config.as_slice()],
     }
+}
 
+impl Job {
     /// Has a majority of every config of this phase (us included) done?
     fn phase_done(&self, me: SocketAddr) -> bool {
-        self.configs().into_iter().all(|config| {
+        configs(&self.term, self.phase).into_iter().all(|config| {
             let mut procs: Vec<SocketAddr> = Vec::new();
             for n in config {
                 if !procs.contains(&n.addr) {
@@ -141,12 +141,8 @@ impl Job {
 /// The members of `phase` of `term`: every process of its configs but
 /// ours, once each.
 fn members(term: &Unfinished, phase: Phase, me: SocketAddr) -> Vec<Member> {
-    let configs: Vec<&Vec<NodeRef>> = match phase {
-        Phase::Pull => term.catch_up.iter().collect(),
-        Phase::Push | Phase::Done => vec![&term.config],
-    };
     let mut out: Vec<Member> = Vec::new();
-    for n in configs.into_iter().flatten() {
+    for n in configs(term, phase).into_iter().flatten() {
         if n.addr != me && !out.iter().any(|m| m.node.addr == n.addr) {
             let pull_only = phase == Phase::Pull && !term.config.iter().any(|c| c.addr == n.addr);
             out.push(Member {
