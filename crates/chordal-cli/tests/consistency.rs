@@ -353,12 +353,17 @@ fn with_authority_below_a_majority_writes_refuse_and_local_reads_still_work() {
     assert!(alone.is_some(), "the survivor never saw the others gone");
     // Once the dead holders' leases are over and nobody can gather a
     // majority, writes answer not_ready (never a guess, never a 200).
+    let mut last = String::new();
     let refused = eventually(Duration::from_secs(30), || {
         let (status, body) = try_request(api, "PUT", "/v1/kv/minority-new", b"x");
         assert_ne!(status, 200, "a write was decided without a majority");
-        status == 503 && String::from_utf8_lossy(&body).contains("not_ready")
+        last = format!("{status} {}", String::from_utf8_lossy(&body));
+        status == 503 && last.contains("not_ready")
     });
-    assert!(refused.is_some(), "writes never answered not_ready");
+    assert!(
+        refused.is_some(),
+        "writes never answered not_ready; the last answer: {last}"
+    );
     let (status, body) = try_request(api, "GET", &format!("/v1/kv/{}", keys[0]), b"");
     let body = String::from_utf8_lossy(&body);
     assert_eq!(status, 503, "a default read without a majority: {body}");

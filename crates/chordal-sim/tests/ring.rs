@@ -86,6 +86,51 @@ fn single_node_owns_everything() {
     assert_eq!(s.ring_errors(true), 0);
 }
 
+/// The last survivor of a ring owns every key again and takes writes
+/// (the order in which a real node notices the deaths is pinned down by
+/// the vnode's own tests; here the whole protocol runs, over 20 seeds).
+#[test]
+fn the_last_survivor_owns_everything() {
+    for seed in 0..20 {
+        let mut s = ring_one_by_one(seed, 3, 1);
+        wait_converged(&mut s, seed, 10 * SEC);
+        s.kill(1);
+        s.kill(2);
+        let alone = s.run_until_true(Duration::from_millis(100), 60 * SEC, |s| {
+            let me = s.node(0).primary().me();
+            s.node(0)
+                .primary()
+                .table()
+                .successors()
+                .iter()
+                .all(|n| *n == me)
+        });
+        assert!(
+            alone.is_some(),
+            "seed {seed}: the survivor never saw it was alone"
+        );
+        s.run_for(SEC);
+        let me = s.node(0).primary().me();
+        let range = s
+            .node(0)
+            .primary()
+            .range()
+            .expect("a joined node has a range");
+        assert_eq!(
+            (range.start, range.end),
+            (me.id, me.id),
+            "seed {seed}: the survivor kept a part of the ring"
+        );
+        let key = Id::from_u64(seed);
+        assert!(
+            s.put(0, b"after", b"v").is_ok(),
+            "seed {seed}: a write was refused"
+        );
+        let r = s.lookup(0, key, LookupMode::Recursive).unwrap();
+        assert_eq!(r.owner, me, "seed {seed}");
+    }
+}
+
 #[test]
 fn two_nodes_find_each_other() {
     let mut s = sim(2);

@@ -651,24 +651,29 @@ impl VNode {
                 old: old_pred,
                 new: pred,
             });
-            // No predecessor and no successor: we are alone, so every key
-            // is ours (keeping the old range would refuse the keys of the
-            // nodes that died, and the sweep would drop their copies).
-            let start = match pred {
-                Some(p) => Some(p.id),
-                None if succ == me => Some(me.id),
-                None => None,
-            };
-            if let Some(start) = start {
-                let new = KeyRange { start, end: me.id };
-                let old = self.range.replace(new);
-                if old != Some(new) {
-                    self.events.push_back(Event::RangeChanged {
-                        vnode: me.id,
-                        old,
-                        new,
-                    });
-                }
+        }
+        if pred == old_pred && succ == old_succ {
+            return;
+        }
+        // No predecessor and no successor: we are alone, so every key is
+        // ours (keeping the old range would refuse the keys of the nodes
+        // that died, and the sweep would drop their copies). The
+        // predecessor is often cleared before the last successor is
+        // dropped, so this is checked when either changes.
+        let start = match pred {
+            Some(p) => Some(p.id),
+            None if succ == me => Some(me.id),
+            None => None,
+        };
+        if let Some(start) = start {
+            let new = KeyRange { start, end: me.id };
+            let old = self.range.replace(new);
+            if old != Some(new) {
+                self.events.push_back(Event::RangeChanged {
+                    vnode: me.id,
+                    old,
+                    new,
+                });
             }
         }
     }
@@ -791,3 +796,6 @@ impl VNode {
         self.timers[t as usize] = Some(now + every);
     }
 }
+
+#[cfg(test)]
+mod tests;
