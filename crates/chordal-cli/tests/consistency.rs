@@ -1,11 +1,13 @@
 //! Recorded histories of real clients against real `chordal node`
-//! processes, checked for linearizability by `chordal-lincheck` — the
-//! start of issue 27's Jepsen-style harness. Clients on their own
-//! threads run INCR/GET on counters and SET/GET/DEL on registers through
-//! RESP, each through a node of its own; every operation's invocation,
+//! processes, checked for linearizability by `chordal-lincheck` — issue
+//! 27's Jepsen-style harness. Clients on their own threads run INCR/GET
+//! on counters over RESP and GET/PUT/DELETE/compare-and-set (`If-Match`
+//! on the version last seen, or create-only) on registers over HTTP,
+//! each through a node of its own; every operation's invocation,
 //! completion and result (or unknown outcome, on an error) is recorded.
-//! Here the ring is left alone (no nemesis): a baseline that must hold
-//! today, and the recorder and checker wiring the nemesis runs will use.
+//! A quiet ring is the baseline; under authority the nemesis kills a
+//! node with `kill -9`, or replaces nodes by SIGTERM leaves and fresh
+//! joins; below a majority, writes must refuse.
 
 mod common;
 
@@ -41,14 +43,116 @@ fn op<I, O>(
     }
 }
 
+/// A node's RESP and HTTP addresses, as the recording clients use them.
+type Endpoint = (std::net::SocketAddr, std::net::SocketAddr);
+
+/// Each node's endpoint.
+fn endpoints(nodes: &[NodeProc]) -> Vec<Endpoint> {
+    nodes.iter().map(|n| (n.served("resp"), n.api)).collect()
+}
+
+/// What a register operation over HTTP came to.
+enum Answered {
+    /// A definite answer, and what the key now holds as far as the client
+    /// knows (`Some(None)`: absent; `None`: the client learnt nothing).
+    Done(RegisterOut, Option<Option<(u64, String)>>),
+    /// Refused before anything was decided (`not_ready`, `overloaded`…):
+    /// it never happened, and is left out of the history.
+    Refused,
+    /// No answer, or one that leaves the outcome open (`timeout`,
+    /// `quorum_failed`…).
+    Unknown,
+}
+
+/// One register operation over HTTP at `api`: a get, a put of `value`, a
+/// delete, or a compare-and-set of `value` against `read` (`If-Match` on
+/// the version the client last saw; create-only if it saw nothing).
+fn register_over_http(
+    api: std::net::SocketAddr,
+    key: &str,
+    input: &RegisterOp,
+    read: Option<&(u64, String)>,
+) -> Answered {
+    let path = format!("/v1/kv/{key}");
+    let (method, body, header) = match input {
+        RegisterOp::Get => ("GET", String::new(), None),
+        RegisterOp::Delete => ("DELETE", String::new(), None),
+        RegisterOp::Put(v) => ("PUT", v.to_string(), None),
+        RegisterOp::Cas { new, .. } => {
+            let header = match read {
+                Some((_, version)) => ("if-match", version.clone()),
+                None => ("if-none-match", "*".to_string()),
+            };
+            ("PUT", new.unwrap().to_string(), Some(header))
+        }
+    };
+    let headers: Vec<(&str, &str)> = header.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, head, reply) = match try_http_with(api, method, &path, &headers, body.as_bytes()) {
+        Ok(answer) => answer,
+        // Not even connected (the node is down): nothing was asked.
+        Err(e) if e.starts_with("connect") => {
+            std::thread::sleep(Duration::from_millis(100));
+            return Answered::Refused;
+        }
+        Err(_) => return Answered::Unknown,
+    };
+    let text = String::from_utf8_lossy(&reply).to_string();
+    let version_written = || -> Option<String> {
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        Some(v["version"].as_str()?.to_string())
+    };
+    match (input, status) {
+        (RegisterOp::Get, 200) => {
+            let value: u64 = text.parse().expect("a value the harness wrote");
+            let version = head
+                .lines()
+                .find_map(|l| {
+                    let (name, v) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("x-chordal-version")
+                        .then(|| v.trim().to_string())
+                })
+                .expect("a GET answers the version");
+            Answered::Done(
+                RegisterOut::Value(Some(value)),
+                Some(Some((value, version))),
+            )
+        }
+        (RegisterOp::Get, 404) => Answered::Done(RegisterOut::Value(None), Some(None)),
+        (RegisterOp::Put(v), 200) => {
+            Answered::Done(RegisterOut::Done, Some(version_written().map(|w| (*v, w))))
+        }
+        (RegisterOp::Delete, 200 | 404) => Answered::Done(RegisterOut::Done, Some(None)),
+        (RegisterOp::Cas { new, .. }, 200) => Answered::Done(
+            RegisterOut::Applied(true),
+            Some(version_written().map(|w| (new.unwrap(), w))),
+        ),
+        (RegisterOp::Cas { .. }, 412) => Answered::Done(RegisterOut::Applied(false), None),
+        (_, 503)
+            if [
+                "not_ready",
+                "overloaded",
+                "lookup_failed",
+                "quorum_unavailable",
+                "\"unavailable\"",
+            ]
+            .iter()
+            .any(|code| text.contains(code)) =>
+        {
+            Answered::Refused
+        }
+        _ => Answered::Unknown,
+    }
+}
+
 /// Runs `clients` threads for `run`, each on its own connection to one of
-/// `resps`, and returns every operation they made.
-fn record(resps: &[std::net::SocketAddr], clients: u64, run: Duration) -> Vec<Recorded> {
+/// `nodes` (counters over RESP, registers over HTTP), and returns every
+/// operation they made.
+fn record(nodes: &[Endpoint], clients: u64, run: Duration) -> Vec<Recorded> {
     let epoch = Instant::now();
     let history = Arc::new(Mutex::new(Vec::new()));
     let threads: Vec<_> = (0..clients)
         .map(|client| {
-            let addr = resps[client as usize % resps.len()];
+            let (addr, api) = nodes[client as usize % nodes.len()];
             let history = history.clone();
             std::thread::spawn(move || {
                 let url = format!("redis://{addr}/");
@@ -64,6 +168,8 @@ fn record(resps: &[std::net::SocketAddr], clients: u64, run: Duration) -> Vec<Re
                 let now = || epoch.elapsed().as_nanos() as u64;
                 let mut seq = 0u64;
                 let mut broken = false;
+                // What this client last knew of each register.
+                let mut read: [Option<(u64, String)>; 2] = [None, None];
                 while epoch.elapsed() < run {
                     if broken {
                         // The last operation failed: a new connection (the
@@ -93,29 +199,44 @@ fn record(resps: &[std::net::SocketAddr], clients: u64, run: Duration) -> Vec<Re
                             CounterOp::Get
                         };
                         let reply = reply.map(|v| v.unwrap_or(0));
+                        broken = ret.is_none();
                         Recorded::Counter(key, op(client, call, ret, input, reply))
                     } else {
-                        let key = format!("register-{}", pick % 2);
+                        let r = (pick % 2) as usize;
+                        let key = format!("register-{r}");
                         let value = client * 1_000_000_000 + seq;
-                        let (input, reply) = if pick < 75 {
-                            let r: redis::RedisResult<()> =
-                                redis::cmd("SET").arg(&key).arg(value).query(&mut con);
-                            (RegisterOp::Put(value), r.map(|_| RegisterOut::Done))
-                        } else if pick < 95 {
-                            let r: redis::RedisResult<Option<u64>> =
-                                redis::cmd("GET").arg(&key).query(&mut con);
-                            (RegisterOp::Get, r.map(RegisterOut::Value))
-                        } else {
-                            let r: redis::RedisResult<i64> =
-                                redis::cmd("DEL").arg(&key).query(&mut con);
-                            (RegisterOp::Delete, r.map(|_| RegisterOut::Done))
+                        let input = match pick {
+                            50..=69 => RegisterOp::Cas {
+                                expect: read[r].as_ref().map(|(v, _)| *v),
+                                new: Some(value),
+                            },
+                            70..=79 => RegisterOp::Put(value),
+                            80..=95 => RegisterOp::Get,
+                            _ => RegisterOp::Delete,
                         };
-                        let ret = reply.is_ok().then(now);
-                        Recorded::Register(key, op(client, call, ret, input, reply))
-                    };
-                    broken = match &recorded {
-                        Recorded::Counter(_, op) => op.ret.is_none(),
-                        Recorded::Register(_, op) => op.ret.is_none(),
+                        let (ret, output) =
+                            match register_over_http(api, &key, &input, read[r].as_ref()) {
+                                Answered::Done(out, knows) => {
+                                    if let Some(knows) = knows {
+                                        read[r] = knows;
+                                    }
+                                    (Some(now()), Some(out))
+                                }
+                                Answered::Refused => continue,
+                                // A read of unknown outcome changed nothing.
+                                Answered::Unknown if input == RegisterOp::Get => continue,
+                                Answered::Unknown => (None, None),
+                            };
+                        Recorded::Register(
+                            key,
+                            Op {
+                                client,
+                                call,
+                                ret,
+                                input,
+                                output,
+                            },
+                        )
                     };
                     history.lock().unwrap().push(recorded);
                 }
@@ -176,8 +297,7 @@ fn verdicts(history: Vec<Recorded>) -> (usize, Option<(String, Verdict)>) {
 #[test]
 fn a_quiet_rings_counters_and_registers_are_linearizable() {
     let nodes = ring(3, &["--stabilize-ms", "100", "--resp", "127.0.0.1:0"]);
-    let resps: Vec<_> = nodes.iter().map(|n| n.served("resp")).collect();
-    let history = record(&resps, 6, Duration::from_secs(4));
+    let history = record(&endpoints(&nodes), 6, Duration::from_secs(4));
     let (n, bad) = verdicts(history.clone());
     eprintln!("consistency: {n} operations recorded");
     assert!(n > 500, "only {n} operations");
@@ -221,12 +341,12 @@ fn counter_verdicts(history: &[Recorded]) -> Option<(String, Verdict)> {
 }
 
 #[test]
-fn with_authority_counters_stay_linearizable_through_a_kill_9() {
+fn with_authority_counters_and_registers_stay_linearizable_through_a_kill_9() {
     let mut nodes = ring(4, &AUTHORITY);
-    let resps: Vec<_> = nodes.iter().map(|n| n.served("resp")).collect();
+    let clients = endpoints(&nodes);
     // Every node takes INCRs before the kill: each key has a holder.
     let ready = eventually(Duration::from_secs(20), || {
-        resps.iter().all(|addr| {
+        clients.iter().all(|(addr, _)| {
             let client = redis::Client::open(format!("redis://{addr}/")).unwrap();
             let Ok(mut con) = client.get_connection_with_timeout(Duration::from_secs(2)) else {
                 return false;
@@ -249,31 +369,19 @@ fn with_authority_counters_stay_linearizable_through_a_kill_9() {
         let mut victim = victim;
         victim.kill9();
     });
-    let history = record(&resps, 8, Duration::from_secs(8));
+    let history = record(&clients, 8, Duration::from_secs(8));
     killer.join().unwrap();
-    let counters = history
-        .iter()
-        .filter(|r| matches!(r, Recorded::Counter(_, op) if op.ret.is_some()))
-        .count();
-    eprintln!(
-        "authority, kill -9: {} operations, {counters} counter operations answered",
-        history.len()
-    );
-    assert!(
-        counters > 300,
-        "only {counters} counter operations answered"
-    );
-    assert_eq!(counter_verdicts(&history), None);
+    assert_linearizable("kill -9", &history);
 }
 
 #[test]
-fn with_authority_counters_stay_linearizable_through_leaves_and_joins() {
+fn with_authority_counters_and_registers_stay_linearizable_through_leaves_and_joins() {
     // The issue's worst case: a node drains and leaves (SIGTERM) and a
     // fresh one joins in its place, every two seconds, while clients
     // increment through the others.
     let mut nodes = ring(5, &AUTHORITY);
     // Clients go through the first two nodes, which stay.
-    let resps: Vec<_> = nodes[..2].iter().map(|n| n.served("resp")).collect();
+    let clients = endpoints(&nodes[..2]);
     let seed = nodes[0].addr;
     let churn = std::thread::spawn(move || {
         let mut rest: Vec<NodeProc> = nodes.split_off(2);
@@ -285,21 +393,51 @@ fn with_authority_counters_stay_linearizable_through_leaves_and_joins() {
         }
         (nodes, rest)
     });
-    let history = record(&resps, 8, Duration::from_secs(8));
+    let history = record(&clients, 8, Duration::from_secs(8));
     let _keep = churn.join().unwrap();
+    assert_linearizable("leaves and joins", &history);
+}
+
+/// Checks a run under a nemesis: enough counter operations answered and
+/// compare-and-sets applied to mean something, and every counter and
+/// register linearizable.
+fn assert_linearizable(what: &str, history: &[Recorded]) {
     let counters = history
         .iter()
         .filter(|r| matches!(r, Recorded::Counter(_, op) if op.ret.is_some()))
         .count();
+    let registers: Vec<(String, Op<RegisterOp, RegisterOut>)> = history
+        .iter()
+        .filter_map(|r| match r {
+            Recorded::Register(k, op) => Some((k.clone(), op.clone())),
+            Recorded::Counter(..) => None,
+        })
+        .collect();
+    let applied = |yes: bool| {
+        registers
+            .iter()
+            .filter(|(_, op)| op.output == Some(RegisterOut::Applied(yes)))
+            .count()
+    };
+    let unknown = registers.iter().filter(|(_, op)| op.ret.is_none()).count();
     eprintln!(
-        "authority, leaves and joins: {} operations, {counters} counter operations answered",
-        history.len()
+        "authority, {what}: {} operations, {counters} counter operations answered, {} register operations ({} compare-and-sets applied, {} lost, {unknown} of unknown outcome)",
+        history.len(),
+        registers.len(),
+        applied(true),
+        applied(false),
     );
     assert!(
         counters > 300,
         "only {counters} counter operations answered"
     );
-    assert_eq!(counter_verdicts(&history), None);
+    assert!(
+        applied(true) > 10,
+        "only {} compare-and-sets applied",
+        applied(true)
+    );
+    assert_eq!(counter_verdicts(history), None);
+    assert_eq!(check_per_key(&Register, registers, 50_000_000), None);
 }
 
 /// A request that may find a node down or busy: (status, body; 0 and

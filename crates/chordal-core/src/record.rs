@@ -33,6 +33,16 @@ impl Version {
         Version { term: 0, hlc, node }
     }
 
+    /// Do `self` and `other` name the same write: decided by the same
+    /// node at the same hlc, whatever term confirmed it since? A new
+    /// owner that writes a predecessor's record back to a quorum raises
+    /// only its term (see `Store::write_back`), so a compare-and-set
+    /// naming the version a client read before a takeover still matches.
+    /// A node never issues one hlc twice, so the pair names one decision.
+    pub fn same_write(&self, other: &Version) -> bool {
+        self.hlc == other.hlc && self.node == other.node
+    }
+
     /// The version as text, e.g. for an HTTP header: `"<hlc>-<node hex>"`
     /// for term 0, `"<term>.<hlc>-<node hex>"` otherwise.
     pub fn to_text(&self) -> String {

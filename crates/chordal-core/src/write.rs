@@ -22,8 +22,9 @@ pub enum Condition {
     Absent,
     /// The key must hold a live value (RESP `SET XX`).
     Present,
-    /// The key's live value must have exactly this version (HTTP
-    /// `If-Match`).
+    /// The key's live value must be the write this version names (HTTP
+    /// `If-Match`; see [`Version::same_write`]: a takeover's write-back
+    /// raises the term of a version, not its identity).
     Version(Version),
 }
 
@@ -35,7 +36,7 @@ impl Condition {
             Condition::Always => true,
             Condition::Absent => live.is_none(),
             Condition::Present => live.is_some(),
-            Condition::Version(v) => live.is_some_and(|r| r.version == *v),
+            Condition::Version(v) => live.is_some_and(|r| r.version.same_write(v)),
         };
         if ok {
             Ok(())

@@ -1,7 +1,7 @@
 //! Authority on a simulated ring (issue 27): one decider per key through
 //! joins, leaves, crashes and restarts.
 
-use chordal_core::{Change, Config, OpError, Operation, Outcome};
+use chordal_core::{Change, Condition, Config, Id, OpError, Operation, Outcome, WriteOptions};
 use chordal_sim::{Sim, SimConfig};
 use std::time::Duration;
 
@@ -74,4 +74,54 @@ fn a_grown_ring_holds_every_range_and_counts_exactly() {
         assert_eq!(n, k as i64 + 1);
     }
     assert_eq!(reads(&s), before, "a finished term read older configs");
+}
+
+/// A compare-and-set naming the version a client read before a takeover
+/// still applies after it: the new owner writes its predecessor's record
+/// back to a quorum in its own term, which raises the version's term but
+/// keeps its identity (the value did not change, so neither may the
+/// answer to "is it still what I read?").
+#[test]
+fn a_version_read_before_a_takeover_still_matches_after_it() {
+    for seed in [5, 6, 7] {
+        let mut s = ring(seed, 5);
+        let key = b"register";
+        let read = match s.put(0, key, b"first") {
+            Ok(Outcome::Stored { version, .. }) => version,
+            other => panic!("seed {seed}: {other:?}"),
+        };
+        let owner_id = s.oracle().successor(&Id::hash(key));
+        let owner = (0..s.len())
+            .find(|i| s.node(*i).primary().me().id == owner_id)
+            .unwrap();
+        s.kill(owner);
+        let asker = (owner + 1) % 5;
+        // Ask until the successor decides: its first read writes the
+        // record back in its term.
+        let mut found = None;
+        for _ in 0..60 {
+            if let Ok(Outcome::Found { version, value, .. }) = s.get(asker, key) {
+                found = Some((version, value));
+                break;
+            }
+            s.run_for(SEC);
+        }
+        let (now, value) = found.unwrap_or_else(|| panic!("seed {seed}: nobody decides"));
+        assert_eq!(value, b"first");
+        assert!(now.term > read.term, "seed {seed}: {now:?} after {read:?}");
+        assert!(now.same_write(&read), "seed {seed}: {now:?} after {read:?}");
+        let cas = Operation::Put {
+            key: key.to_vec(),
+            value: b"second".to_vec(),
+            opts: WriteOptions {
+                condition: Condition::Version(read),
+                ..WriteOptions::default()
+            },
+        };
+        let done = s.store_op(asker, cas);
+        assert!(
+            matches!(done, Ok(Outcome::Stored { .. })),
+            "seed {seed}: the compare-and-set lost although nothing changed: {done:?}"
+        );
+    }
 }

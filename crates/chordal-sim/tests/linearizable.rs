@@ -1,33 +1,50 @@
 //! Deterministic simulation of issue 27's claim (FoundationDB's method):
-//! clients increment and read counters on a simulated ring while a nemesis
-//! crashes, restarts, drains and replaces nodes, cuts the network and skews
-//! clock rates; every operation's invocation, completion and result is
-//! recorded and the history of each key is checked for linearizability
-//! (chordal-lincheck's exact counter check). A failing seed replays
+//! clients increment and read counters, and read, write, delete and
+//! compare-and-set registers (`If-Match` on the version they last saw,
+//! or create-only), on a simulated ring while a nemesis crashes,
+//! restarts, drains and replaces nodes, cuts the network and skews clock
+//! rates; every operation's invocation, completion and result is recorded
+//! and the history of each key is checked for linearizability
+//! (chordal-lincheck's exact counter check; its Wing & Gong search for
+//! registers, whose written values are unique). A failing seed replays
 //! exactly: `SEEDS=1 FIRST_SEED=<seed> cargo test -p chordal-sim --test
-//! linearizable`; `SEEDS=1000` runs more.
+//! linearizable`; `SEEDS=4000` runs more, `DEBUG=1 … -- --nocapture`
+//! prints each schedule's counts.
 //!
 //! With authority on, every history is linearizable and no increment
 //! result is handed out twice; with it off (the Chord owner decides, as
-//! before issue 27) the same schedules duplicate increments and fail the
-//! check — the check can fail.
+//! before issue 27) the same schedules duplicate increments and fail both
+//! checks — the checks can fail. (So does a compare-and-set that demands
+//! the exact version: a takeover's write-back raises a version's term, and
+//! such a CAS would lose although the value never changed.)
 
-use chordal_core::{Change, Config, OpError, OpId, Operation, Outcome, Rng};
+use chordal_core::{
+    Change, Condition, Config, Consistency, OpError, OpId, Operation, Outcome, Rng, Version,
+    WriteOptions,
+};
 use chordal_lincheck::counter::check_counter;
-use chordal_lincheck::models::CounterOp;
-use chordal_lincheck::{Op, Verdict};
+use chordal_lincheck::models::{CounterOp, Register, RegisterOp, RegisterOut};
+use chordal_lincheck::{Op, Verdict, check_per_key};
 use chordal_sim::{Clock, Sim, SimConfig};
 use std::time::Duration;
 
 const MS: Duration = Duration::from_millis(1);
 const SEC: Duration = Duration::from_secs(1);
 const KEYS: u64 = 3;
+const REGISTERS: u64 = 2;
 const CLIENTS: usize = 6;
+/// Steps the register check may take per key before it says `Unknown`.
+const BUDGET: u64 = 5_000_000;
 const NODES: usize = 5;
 
 /// What one schedule produced.
 struct Run {
     history: Vec<(u64, Op<CounterOp, i64>)>,
+    /// Registers: gets, puts, deletes and compare-and-sets (`If-Match`
+    /// on the version last read, or create-only), every value unique.
+    registers: Vec<(u64, Op<RegisterOp, RegisterOut>)>,
+    /// Compare-and-sets that applied.
+    cas_applied: usize,
     /// Increments answered with a number another acknowledged increment
     /// of the same key was answered with.
     duplicates: usize,
@@ -35,10 +52,71 @@ struct Run {
     nemesis: Vec<String>,
 }
 
-/// One client: the operation it waits for, if any.
+/// Where a client's operation is recorded.
+#[derive(Clone, Copy)]
+enum Slot {
+    Counter(usize),
+    /// The register history's index, and the register.
+    Register(usize, u64),
+}
+
+/// One client: the operation it waits for, if any, and what it last read
+/// of each register (the value and the version a compare-and-set names).
 struct Client {
-    busy: Option<(usize, OpId, usize)>,
+    busy: Option<(usize, OpId, Slot)>,
     next_at: Duration,
+    read: Vec<Option<(u64, Version)>>,
+}
+
+fn register_key(r: u64) -> Vec<u8> {
+    format!("register-{r}").into_bytes()
+}
+
+/// A register operation for a client that last read `read` of register
+/// `r`: what the history records and what the ring is asked. Writes
+/// carry `value`, unique in the run.
+fn register_op(
+    rng: &mut Rng,
+    r: u64,
+    read: Option<(u64, Version)>,
+    value: u64,
+) -> (RegisterOp, Operation) {
+    let key = register_key(r);
+    let write = |condition| Operation::Put {
+        key: key.clone(),
+        value: value.to_string().into_bytes(),
+        opts: WriteOptions {
+            condition,
+            ..WriteOptions::default()
+        },
+    };
+    match rng.below(10) {
+        0..=3 => (
+            RegisterOp::Get,
+            Operation::Get {
+                key: key.clone(),
+                consistency: Consistency::Owner,
+            },
+        ),
+        4..=7 => {
+            // Compare-and-set against what this client read last (a
+            // create if it read nothing).
+            let (expect, condition) = match read {
+                Some((v, version)) => (Some(v), Condition::Version(version)),
+                None => (None, Condition::Absent),
+            };
+            let new = Some(value);
+            (RegisterOp::Cas { expect, new }, write(condition))
+        }
+        8 => (RegisterOp::Put(value), write(Condition::Always)),
+        _ => (
+            RegisterOp::Delete,
+            Operation::Delete {
+                key: key.clone(),
+                opts: WriteOptions::default(),
+            },
+        ),
+    }
 }
 
 fn incr(key: u64) -> Operation {
@@ -82,9 +160,14 @@ fn run(seed: u64, authority: bool, seconds: u64) -> Run {
         .map(|_| Client {
             busy: None,
             next_at: Duration::ZERO,
+            read: vec![None; REGISTERS as usize],
         })
         .collect();
     let mut history: Vec<(u64, Op<CounterOp, i64>)> = Vec::new();
+    let mut registers: Vec<(u64, Op<RegisterOp, RegisterOut>)> = Vec::new();
+    let mut register_refused: Vec<usize> = Vec::new();
+    let mut next_value = 1u64;
+    let mut cas_applied = 0;
     let mut refused: Vec<usize> = Vec::new();
     let mut errors: std::collections::BTreeMap<String, usize> = Default::default();
     // (node that is down, when it comes back), or a partition's end.
@@ -166,7 +249,7 @@ fn run(seed: u64, authority: bool, seconds: u64) -> Run {
         }
         // The clients.
         for (c, client) in clients.iter_mut().enumerate() {
-            if let Some((node, id, h)) = client.busy {
+            if let Some((node, id, slot)) = client.busy {
                 let done = if s.is_alive(node) {
                     s.take_kv_result(node, id)
                 } else {
@@ -175,6 +258,27 @@ fn run(seed: u64, authority: bool, seconds: u64) -> Run {
                 };
                 let Some(result) = done else { continue };
                 let ret = elapsed(&s).as_micros() as u64;
+                let h = match slot {
+                    Slot::Counter(h) => h,
+                    Slot::Register(h, r) => {
+                        let op = &mut registers[h].1;
+                        match record_register(op, ret, result) {
+                            Recorded::Read(read) => client.read[r as usize] = read,
+                            Recorded::Applied(v, version) => {
+                                client.read[r as usize] = Some((v, version));
+                                cas_applied += 1;
+                            }
+                            Recorded::Refused => register_refused.push(h),
+                            Recorded::Other => {}
+                            Recorded::Unknown(e) => {
+                                *errors.entry(format!("{e:?}")).or_insert(0) += 1
+                            }
+                        }
+                        client.busy = None;
+                        client.next_at = elapsed(&s) + Duration::from_millis(1 + rng.below(20));
+                        continue;
+                    }
+                };
                 let op = &mut history[h].1;
                 match (&op.input, result) {
                     (CounterOp::Incr(_), Ok(Outcome::Updated { number, .. })) => {
@@ -189,20 +293,7 @@ fn run(seed: u64, authority: bool, seconds: u64) -> Run {
                         op.ret = Some(ret);
                         op.output = Some(0);
                     }
-                    // Refused before anything was decided (every attempt was
-                    // refused outright: a write whose attempt may have
-                    // applied ends `Timeout` instead): it never happened.
-                    (
-                        _,
-                        Err(
-                            OpError::NotReady
-                            | OpError::Overloaded
-                            | OpError::QuorumUnavailable { .. }
-                            | OpError::Redirects
-                            | OpError::Lookup(_)
-                            | OpError::NotJoined,
-                        ),
-                    ) => refused.push(h),
+                    (_, Err(e)) if never_happened(&e) => refused.push(h),
                     // Any other error (a timeout, a quorum that failed, the
                     // node died): the outcome is unknown.
                     (_, Err(e)) => *errors.entry(format!("{e:?}")).or_insert(0) += 1,
@@ -217,25 +308,25 @@ fn run(seed: u64, authority: bool, seconds: u64) -> Run {
                 let alive: Vec<usize> =
                     members.iter().copied().filter(|m| s.is_alive(*m)).collect();
                 let node = alive[rng.below(alive.len() as u64) as usize];
+                let call = elapsed(&s).as_micros() as u64;
+                if rng.below(10) < 4 {
+                    let r = rng.below(REGISTERS);
+                    let (input, op) = register_op(&mut rng, r, client.read[r as usize], next_value);
+                    next_value += 1;
+                    let id = s.start_store_op(node, op);
+                    registers.push((r, invoked(c, call, input)));
+                    client.busy = Some((node, id, Slot::Register(registers.len() - 1, r)));
+                    continue;
+                }
                 let key = rng.below(KEYS);
                 let (input, op) = if rng.below(10) < 7 {
                     (CounterOp::Incr(1), incr(key))
                 } else {
                     (CounterOp::Get, get(key))
                 };
-                let call = elapsed(&s).as_micros() as u64;
                 let id = s.start_store_op(node, op);
-                history.push((
-                    key,
-                    Op {
-                        client: c as u64,
-                        call,
-                        ret: None,
-                        input,
-                        output: None,
-                    },
-                ));
-                client.busy = Some((node, id, history.len() - 1));
+                history.push((key, invoked(c, call, input)));
+                client.busy = Some((node, id, Slot::Counter(history.len() - 1)));
             }
         }
         s.run_for(MS);
@@ -251,6 +342,11 @@ fn run(seed: u64, authority: bool, seconds: u64) -> Run {
         .collect();
     let mut it = keep.iter();
     history.retain(|_| *it.next().unwrap());
+    let mut i = 0;
+    registers.retain(|(_, op)| {
+        i += 1;
+        (op.ret.is_some() || op.input != RegisterOp::Get) && !register_refused.contains(&(i - 1))
+    });
     let mut seen = std::collections::HashSet::new();
     let mut duplicates = 0;
     let mut acknowledged = 0;
@@ -265,17 +361,100 @@ fn run(seed: u64, authority: bool, seconds: u64) -> Run {
     if std::env::var("DEBUG").is_ok() {
         let unknown = history.iter().filter(|(_, op)| op.ret.is_none()).count();
         eprintln!(
-            "seed {seed}: {} operations, {unknown} unknown, {} refused, errors {errors:?}",
+            "seed {seed}: {} counter and {} register operations ({cas_applied} compare-and-sets applied), {unknown} unknown, {} refused, errors {errors:?}",
             history.len(),
-            refused.len()
+            registers.len(),
+            refused.len() + register_refused.len()
         );
     }
     Run {
         history,
+        registers,
+        cas_applied,
         duplicates,
         acknowledged,
         nemesis,
     }
+}
+
+/// Client `c`'s operation `input`, invoked at `call`, not answered yet.
+fn invoked<I, O>(c: usize, call: u64, input: I) -> Op<I, O> {
+    Op {
+        client: c as u64,
+        call,
+        ret: None,
+        input,
+        output: None,
+    }
+}
+
+/// Was an operation that ended in `e` refused before anything was
+/// decided (every attempt refused outright: a write whose attempt may
+/// have applied ends `Timeout` instead)? Then it never happened.
+fn never_happened(e: &OpError) -> bool {
+    matches!(
+        e,
+        OpError::NotReady
+            | OpError::Overloaded
+            | OpError::QuorumUnavailable { .. }
+            | OpError::Redirects
+            | OpError::Lookup(_)
+            | OpError::NotJoined
+    )
+}
+
+/// What a register operation's result meant to the client.
+enum Recorded {
+    /// What the key now holds as far as the client knows (a get's
+    /// value, a put's, a delete's absence), for its next compare-and-set.
+    Read(Option<(u64, Version)>),
+    /// A compare-and-set that applied, and what it wrote.
+    Applied(u64, Version),
+    /// Refused before anything was decided: it never happened.
+    Refused,
+    /// Any other definite answer.
+    Other,
+    /// The outcome is unknown.
+    Unknown(OpError),
+}
+
+/// Records `result` in `op` (returned at `ret`).
+fn record_register(
+    op: &mut Op<RegisterOp, RegisterOut>,
+    ret: u64,
+    result: Result<Outcome, OpError>,
+) -> Recorded {
+    let (output, recorded) = match (&op.input, result) {
+        (RegisterOp::Get, Ok(Outcome::Found { value, version, .. })) => {
+            let v: u64 = String::from_utf8(value).unwrap().parse().unwrap();
+            (
+                RegisterOut::Value(Some(v)),
+                Recorded::Read(Some((v, version))),
+            )
+        }
+        (RegisterOp::Get, Ok(Outcome::NotFound)) => {
+            (RegisterOut::Value(None), Recorded::Read(None))
+        }
+        (RegisterOp::Put(v), Ok(Outcome::Stored { version, .. })) => {
+            (RegisterOut::Done, Recorded::Read(Some((*v, version))))
+        }
+        (RegisterOp::Delete, Ok(Outcome::Stored { .. } | Outcome::NotFound)) => {
+            (RegisterOut::Done, Recorded::Read(None))
+        }
+        (RegisterOp::Cas { new, .. }, Ok(Outcome::Stored { version, .. })) => {
+            let new = new.expect("the harness's compare-and-sets write");
+            (RegisterOut::Applied(true), Recorded::Applied(new, version))
+        }
+        (RegisterOp::Cas { .. }, Err(OpError::PreconditionFailed { .. })) => {
+            (RegisterOut::Applied(false), Recorded::Other)
+        }
+        (_, Err(e)) if never_happened(&e) => return Recorded::Refused,
+        (_, Err(e)) => return Recorded::Unknown(e),
+        (input, Ok(other)) => panic!("{input:?} answered {other:?}"),
+    };
+    op.ret = Some(ret);
+    op.output = Some(output);
+    recorded
 }
 
 /// Pairs of completed operations of one key that contradict real time: A
@@ -324,6 +503,13 @@ fn backwards(r: &Run) -> Vec<(Op<CounterOp, i64>, Op<CounterOp, i64>)> {
 /// unknown outcome make the general search exponential); the first key
 /// that is not linearizable, with the verdict.
 fn check(r: &Run) -> Option<(u64, Verdict)> {
+    check_per_key(&Register, r.registers.iter().cloned(), BUDGET)
+        .map(|(k, v)| (KEYS + k, v))
+        .or_else(|| check_counters(r))
+}
+
+/// The counters' part of [`check`].
+fn check_counters(r: &Run) -> Option<(u64, Verdict)> {
     (0..KEYS).find_map(|key| {
         let ops: Vec<Op<CounterOp, i64>> = r
             .history
@@ -364,31 +550,32 @@ fn linearizable_schedules(part: u64) {
             failed.push((seed, r.duplicates, verdict, r.nemesis));
         }
         assert!(
-            r.acknowledged > 100,
-            "seed {seed}: only {} increments acknowledged",
-            r.acknowledged
+            r.acknowledged > 100 && r.cas_applied > 5,
+            "seed {seed}: only {} increments acknowledged, {} compare-and-sets applied",
+            r.acknowledged,
+            r.cas_applied
         );
     }
     assert!(failed.is_empty(), "schedules that failed: {failed:?}");
 }
 
 #[test]
-fn counters_are_linearizable_under_the_nemesis_0() {
+fn counters_and_registers_are_linearizable_under_the_nemesis_0() {
     linearizable_schedules(0);
 }
 
 #[test]
-fn counters_are_linearizable_under_the_nemesis_1() {
+fn counters_and_registers_are_linearizable_under_the_nemesis_1() {
     linearizable_schedules(1);
 }
 
 #[test]
-fn counters_are_linearizable_under_the_nemesis_2() {
+fn counters_and_registers_are_linearizable_under_the_nemesis_2() {
     linearizable_schedules(2);
 }
 
 #[test]
-fn counters_are_linearizable_under_the_nemesis_3() {
+fn counters_and_registers_are_linearizable_under_the_nemesis_3() {
     linearizable_schedules(3);
 }
 
@@ -398,15 +585,21 @@ fn without_authority_the_same_schedules_are_caught() {
     // schedules show two deciders — duplicate increments — and histories
     // the checker rejects.
     let (first, _) = seeds();
-    let (mut duplicated, mut violations) = (0, 0);
+    let (mut duplicated, mut violations, mut registers) = (0, 0, 0);
     for seed in first..first + 20 {
         let r = run(seed, false, 20);
         duplicated += usize::from(r.duplicates > 0);
-        violations += usize::from(matches!(check(&r), Some((_, Verdict::Violation { .. }))));
+        violations += usize::from(matches!(
+            check_counters(&r),
+            Some((_, Verdict::Violation { .. }))
+        ));
+        let register = check_per_key(&Register, r.registers.iter().cloned(), BUDGET);
+        registers += usize::from(matches!(register, Some((_, Verdict::Violation { .. }))));
     }
     eprintln!(
-        "without authority: {duplicated} of 20 schedules duplicated an increment, {violations} were not linearizable"
+        "without authority: {duplicated} of 20 schedules duplicated an increment, {violations} had counters and {registers} registers that were not linearizable"
     );
     assert!(duplicated > 0, "no schedule caught two deciders");
-    assert!(violations > 0, "the checker caught nothing");
+    assert!(violations > 0, "the counter check caught nothing");
+    assert!(registers > 0, "the register check caught nothing");
 }

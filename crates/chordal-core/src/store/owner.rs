@@ -198,6 +198,9 @@ impl Store {
                         self.hlc.observe(v.hlc);
                         *v
                     }
+                    // A write-back keeps the write's identity, in our term
+                    // (see `write_back`).
+                    Then::ReadBack if let Some(c) = &current => Version { term, ..c.version },
                     _ => Version {
                         term,
                         hlc: self.hlc.tick(now),
@@ -841,10 +844,14 @@ impl Store {
                     .is_some_and(|t| record.version.term < t))
     }
 
-    /// Writes `record` again in our term (same value and expiry, a new
-    /// version) to a quorum, then answers as `then` says: what a read
-    /// found becomes what a quorum holds before anyone is told of it (ABD's
-    /// write-back; Raft's new leader committing its predecessors' entries).
+    /// Writes `record` again in our term to a quorum, then answers as
+    /// `then` says: what a read found becomes what a quorum holds before
+    /// anyone is told of it (ABD's write-back; Raft's new leader
+    /// committing its predecessors' entries). Only the version's term
+    /// changes: the write keeps its identity (hlc and deciding node), so
+    /// an `If-Match` on the version read before still matches — the value
+    /// did not change — while the raised term puts the record above every
+    /// copy an older term left.
     fn write_back(
         &mut self,
         cx: &mut Cx<'_>,
@@ -859,11 +866,7 @@ impl Store {
             return;
         };
         self.hlc.observe(record.version.hlc);
-        record.version = Version {
-            term,
-            hlc: self.hlc.tick(now),
-            node: vnode.id,
-        };
+        record.version.term = term;
         cx.io.counting.counters.write_backs += 1;
         self.write_attempt(cx, now, vnode, record, (Some(reply), then), 1, answer_by);
     }
