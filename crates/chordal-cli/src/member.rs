@@ -195,6 +195,14 @@ pub struct RingArgs {
     /// millionths (leases count as lease × (1 − 2 × drift)).
     #[arg(long, env = "CHORDAL_CLOCK_DRIFT_PPM", default_value_t = 10_000)]
     clock_drift_ppm: u32,
+    /// Authority: re-form a ring from survivors when fewer than a majority
+    /// of some keys' copies are left (etcd's --force-new-cluster). Start
+    /// one survivor with it, on its data and without --join; it takes
+    /// every range in a term above all before, without the copies that are
+    /// gone (a write acknowledged only on those is lost). Start the other
+    /// survivors without it, joining this one. Never on a healthy ring.
+    #[arg(long, requires = "authority")]
+    force_new_ring: bool,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -257,6 +265,15 @@ impl RingArgs {
             authority: self.authority,
             lease: Duration::from_millis(self.lease_ms),
             clock_drift_ppm: self.clock_drift_ppm,
+            // The wall clock in µs: above any term a ring counts to (terms
+            // start at 1 and go up by one per change of holder).
+            force_new_ring_above: if self.force_new_ring {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_micros() as u64)
+            } else {
+                0
+            },
             routing: if self.routing == "chord" {
                 chordal_core::Routing::Chord
             } else {

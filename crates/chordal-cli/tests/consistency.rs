@@ -11,243 +11,11 @@
 
 mod common;
 
-use chordal_lincheck::counter::check_counter;
-use chordal_lincheck::models::{Counter, CounterOp, Register, RegisterOp, RegisterOut};
+use chordal_lincheck::models::{Counter, Register, RegisterOp, RegisterOut};
 use chordal_lincheck::{Op, Verdict, check_per_key};
+use common::history::*;
 use common::*;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-/// A recorded operation on key `key`.
-#[derive(Clone)]
-enum Recorded {
-    Counter(String, Op<CounterOp, i64>),
-    Register(String, Op<RegisterOp, RegisterOut>),
-}
-
-/// An operation invoked at `call` that completed at `ret` with `reply`,
-/// or whose outcome is unknown (an error: it may or may not have applied).
-fn op<I, O>(
-    client: u64,
-    call: u64,
-    ret: Option<u64>,
-    input: I,
-    reply: redis::RedisResult<O>,
-) -> Op<I, O> {
-    Op {
-        client,
-        call,
-        ret,
-        input,
-        output: reply.ok(),
-    }
-}
-
-/// A node's RESP and HTTP addresses, as the recording clients use them.
-type Endpoint = (std::net::SocketAddr, std::net::SocketAddr);
-
-/// Each node's endpoint.
-fn endpoints(nodes: &[NodeProc]) -> Vec<Endpoint> {
-    nodes.iter().map(|n| (n.served("resp"), n.api)).collect()
-}
-
-/// What a register operation over HTTP came to.
-enum Answered {
-    /// A definite answer, and what the key now holds as far as the client
-    /// knows (`Some(None)`: absent; `None`: the client learnt nothing).
-    Done(RegisterOut, Option<Option<(u64, String)>>),
-    /// Refused before anything was decided (`not_ready`, `overloaded`…):
-    /// it never happened, and is left out of the history.
-    Refused,
-    /// No answer, or one that leaves the outcome open (`timeout`,
-    /// `quorum_failed`…).
-    Unknown,
-}
-
-/// One register operation over HTTP at `api`: a get, a put of `value`, a
-/// delete, or a compare-and-set of `value` against `read` (`If-Match` on
-/// the version the client last saw; create-only if it saw nothing).
-fn register_over_http(
-    api: std::net::SocketAddr,
-    key: &str,
-    input: &RegisterOp,
-    read: Option<&(u64, String)>,
-) -> Answered {
-    let path = format!("/v1/kv/{key}");
-    let (method, body, header) = match input {
-        RegisterOp::Get => ("GET", String::new(), None),
-        RegisterOp::Delete => ("DELETE", String::new(), None),
-        RegisterOp::Put(v) => ("PUT", v.to_string(), None),
-        RegisterOp::Cas { new, .. } => {
-            let header = match read {
-                Some((_, version)) => ("if-match", version.clone()),
-                None => ("if-none-match", "*".to_string()),
-            };
-            ("PUT", new.unwrap().to_string(), Some(header))
-        }
-    };
-    let headers: Vec<(&str, &str)> = header.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let (status, head, reply) = match try_http_with(api, method, &path, &headers, body.as_bytes()) {
-        Ok(answer) => answer,
-        // Not even connected (the node is down): nothing was asked.
-        Err(e) if e.starts_with("connect") => {
-            std::thread::sleep(Duration::from_millis(100));
-            return Answered::Refused;
-        }
-        Err(_) => return Answered::Unknown,
-    };
-    let text = String::from_utf8_lossy(&reply).to_string();
-    let version_written = || -> Option<String> {
-        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-        Some(v["version"].as_str()?.to_string())
-    };
-    match (input, status) {
-        (RegisterOp::Get, 200) => {
-            let value: u64 = text.parse().expect("a value the harness wrote");
-            let version = head
-                .lines()
-                .find_map(|l| {
-                    let (name, v) = l.split_once(':')?;
-                    name.eq_ignore_ascii_case("x-chordal-version")
-                        .then(|| v.trim().to_string())
-                })
-                .expect("a GET answers the version");
-            Answered::Done(
-                RegisterOut::Value(Some(value)),
-                Some(Some((value, version))),
-            )
-        }
-        (RegisterOp::Get, 404) => Answered::Done(RegisterOut::Value(None), Some(None)),
-        (RegisterOp::Put(v), 200) => {
-            Answered::Done(RegisterOut::Done, Some(version_written().map(|w| (*v, w))))
-        }
-        (RegisterOp::Delete, 200 | 404) => Answered::Done(RegisterOut::Done, Some(None)),
-        (RegisterOp::Cas { new, .. }, 200) => Answered::Done(
-            RegisterOut::Applied(true),
-            Some(version_written().map(|w| (new.unwrap(), w))),
-        ),
-        (RegisterOp::Cas { .. }, 412) => Answered::Done(RegisterOut::Applied(false), None),
-        (_, 503)
-            if [
-                "not_ready",
-                "overloaded",
-                "lookup_failed",
-                "quorum_unavailable",
-                "\"unavailable\"",
-            ]
-            .iter()
-            .any(|code| text.contains(code)) =>
-        {
-            Answered::Refused
-        }
-        _ => Answered::Unknown,
-    }
-}
-
-/// Runs `clients` threads for `run`, each on its own connection to one of
-/// `nodes` (counters over RESP, registers over HTTP), and returns every
-/// operation they made.
-fn record(nodes: &[Endpoint], clients: u64, run: Duration) -> Vec<Recorded> {
-    let epoch = Instant::now();
-    let history = Arc::new(Mutex::new(Vec::new()));
-    let threads: Vec<_> = (0..clients)
-        .map(|client| {
-            let (addr, api) = nodes[client as usize % nodes.len()];
-            let history = history.clone();
-            std::thread::spawn(move || {
-                let url = format!("redis://{addr}/");
-                let client_of = redis::Client::open(url).unwrap();
-                let connect = || {
-                    let con = client_of
-                        .get_connection_with_timeout(Duration::from_secs(2))
-                        .ok()?;
-                    con.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-                    Some(con)
-                };
-                let mut con = connect().expect("connect");
-                let now = || epoch.elapsed().as_nanos() as u64;
-                let mut seq = 0u64;
-                let mut broken = false;
-                // What this client last knew of each register.
-                let mut read: [Option<(u64, String)>; 2] = [None, None];
-                while epoch.elapsed() < run {
-                    if broken {
-                        // The last operation failed: a new connection (the
-                        // node may be gone; then wait and try again).
-                        match connect() {
-                            Some(c) => con = c,
-                            None => {
-                                std::thread::sleep(Duration::from_millis(100));
-                                continue;
-                            }
-                        }
-                    }
-                    seq += 1;
-                    // A small generator, different per client and step.
-                    let pick = (client * 7_919 + seq * 104_729) % 100;
-                    let call = now();
-                    let recorded = if pick < 50 {
-                        let key = format!("counter-{}", pick % 3);
-                        let incr = pick < 35;
-                        let cmd = if incr { "INCR" } else { "GET" };
-                        let reply: redis::RedisResult<Option<i64>> =
-                            redis::cmd(cmd).arg(&key).query(&mut con);
-                        let ret = reply.is_ok().then(now);
-                        let input = if incr {
-                            CounterOp::Incr(1)
-                        } else {
-                            CounterOp::Get
-                        };
-                        let reply = reply.map(|v| v.unwrap_or(0));
-                        broken = ret.is_none();
-                        Recorded::Counter(key, op(client, call, ret, input, reply))
-                    } else {
-                        let r = (pick % 2) as usize;
-                        let key = format!("register-{r}");
-                        let value = client * 1_000_000_000 + seq;
-                        let input = match pick {
-                            50..=69 => RegisterOp::Cas {
-                                expect: read[r].as_ref().map(|(v, _)| *v),
-                                new: Some(value),
-                            },
-                            70..=79 => RegisterOp::Put(value),
-                            80..=95 => RegisterOp::Get,
-                            _ => RegisterOp::Delete,
-                        };
-                        let (ret, output) =
-                            match register_over_http(api, &key, &input, read[r].as_ref()) {
-                                Answered::Done(out, knows) => {
-                                    if let Some(knows) = knows {
-                                        read[r] = knows;
-                                    }
-                                    (Some(now()), Some(out))
-                                }
-                                Answered::Refused => continue,
-                                // A read of unknown outcome changed nothing.
-                                Answered::Unknown if input == RegisterOp::Get => continue,
-                                Answered::Unknown => (None, None),
-                            };
-                        Recorded::Register(
-                            key,
-                            Op {
-                                client,
-                                call,
-                                ret,
-                                input,
-                                output,
-                            },
-                        )
-                    };
-                    history.lock().unwrap().push(recorded);
-                }
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().unwrap();
-    }
-    Arc::try_unwrap(history).ok().unwrap().into_inner().unwrap()
-}
+use std::time::Duration;
 
 /// Flags of the rings run under authority (issue 27).
 const AUTHORITY: [&str; 7] = [
@@ -323,23 +91,6 @@ fn a_quiet_rings_counters_and_registers_are_linearizable() {
     );
 }
 
-/// Each counter's history by the exact counter check (increments of
-/// unknown outcome after a kill make the general search slow); the first
-/// that is not linearizable.
-fn counter_verdicts(history: &[Recorded]) -> Option<(String, Verdict)> {
-    let mut by_key: std::collections::BTreeMap<String, Vec<Op<CounterOp, i64>>> =
-        Default::default();
-    for r in history {
-        if let Recorded::Counter(k, op) = r {
-            by_key.entry(k.clone()).or_default().push(op.clone());
-        }
-    }
-    by_key
-        .into_iter()
-        .map(|(k, ops)| (k, check_counter(&ops)))
-        .find(|(_, v)| !v.is_ok())
-}
-
 #[test]
 fn with_authority_counters_and_registers_stay_linearizable_through_a_kill_9() {
     let mut nodes = ring(4, &AUTHORITY);
@@ -396,48 +147,6 @@ fn with_authority_counters_and_registers_stay_linearizable_through_leaves_and_jo
     let history = record(&clients, 8, Duration::from_secs(8));
     let _keep = churn.join().unwrap();
     assert_linearizable("leaves and joins", &history);
-}
-
-/// Checks a run under a nemesis: enough counter operations answered and
-/// compare-and-sets applied to mean something, and every counter and
-/// register linearizable.
-fn assert_linearizable(what: &str, history: &[Recorded]) {
-    let counters = history
-        .iter()
-        .filter(|r| matches!(r, Recorded::Counter(_, op) if op.ret.is_some()))
-        .count();
-    let registers: Vec<(String, Op<RegisterOp, RegisterOut>)> = history
-        .iter()
-        .filter_map(|r| match r {
-            Recorded::Register(k, op) => Some((k.clone(), op.clone())),
-            Recorded::Counter(..) => None,
-        })
-        .collect();
-    let applied = |yes: bool| {
-        registers
-            .iter()
-            .filter(|(_, op)| op.output == Some(RegisterOut::Applied(yes)))
-            .count()
-    };
-    let unknown = registers.iter().filter(|(_, op)| op.ret.is_none()).count();
-    eprintln!(
-        "authority, {what}: {} operations, {counters} counter operations answered, {} register operations ({} compare-and-sets applied, {} lost, {unknown} of unknown outcome)",
-        history.len(),
-        registers.len(),
-        applied(true),
-        applied(false),
-    );
-    assert!(
-        counters > 300,
-        "only {counters} counter operations answered"
-    );
-    assert!(
-        applied(true) > 10,
-        "only {} compare-and-sets applied",
-        applied(true)
-    );
-    assert_eq!(counter_verdicts(history), None);
-    assert_eq!(check_per_key(&Register, registers, 50_000_000), None);
 }
 
 /// A request that may find a node down or busy: (status, body; 0 and
@@ -512,4 +221,124 @@ fn with_authority_below_a_majority_writes_refuse_and_local_reads_still_work() {
         assert_eq!(status, 200, "{key}: {}", String::from_utf8_lossy(&body));
         assert!(body == value_of(k), "{key}: another value");
     }
+}
+
+/// A `chordal node` on disk in `dir`, on `port` (so that a restart comes
+/// back at the same address), joining `seed` if given.
+fn on_disk(
+    dir: &std::path::Path,
+    port: u16,
+    seed: Option<std::net::SocketAddr>,
+    extra: &[&str],
+) -> NodeProc {
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(["node", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--api", "127.0.0.1:0", "--data-dir", dir.to_str().unwrap()])
+        .args(AUTHORITY)
+        .args(extra);
+    if let Some(seed) = seed {
+        cmd.args(["--join", &seed.to_string()]);
+    }
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    NodeProc::spawn(cmd)
+}
+
+/// Below a majority, the operator's way back (issue 27; etcd's
+/// `--force-new-cluster`): a 3-node ring on disk is killed down to one
+/// node, which refuses writes; restarted on its data with
+/// `--force-new-ring` it takes every range again, serves every value it
+/// held through the default read and takes writes; a dead node restarted
+/// on its data joins it and the keys stay linearizable (INCR counts on).
+#[test]
+fn with_authority_a_ring_killed_to_one_node_is_re_formed_by_force_new_ring() {
+    let dirs = tempfile::tempdir().unwrap();
+    let dir = |i: usize| dirs.path().join(format!("n{i}"));
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let mut nodes = vec![on_disk(&dir(0), ports[0], None, &[])];
+    for (i, port) in ports.iter().enumerate().skip(1) {
+        nodes.push(on_disk(&dir(i), *port, Some(nodes[0].addr), &[]));
+    }
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    eventually(Duration::from_secs(30), || successor_lists_correct(&all, 2))
+        .expect("ring did not form");
+    let api = nodes[0].api;
+    let keys: Vec<String> = (0..20).map(|k| format!("forced-{k}")).collect();
+    for (k, key) in keys.iter().enumerate() {
+        let stored = eventually(Duration::from_secs(20), || {
+            try_request(api, "PUT", &format!("/v1/kv/{key}"), &value_of(k)).0 == 200
+        });
+        assert!(stored.is_some(), "{key} was never stored");
+    }
+    // INCR over RESP until one is answered: the counter's value then.
+    let incr = |node: &NodeProc| -> Option<i64> {
+        let addr = node.served("resp");
+        let mut answer = None;
+        eventually(Duration::from_secs(30), || {
+            let client = redis::Client::open(format!("redis://{addr}/")).unwrap();
+            let Ok(mut con) = client.get_connection_with_timeout(Duration::from_secs(2)) else {
+                return false;
+            };
+            answer = redis::cmd("INCR")
+                .arg("forced-counter")
+                .query::<i64>(&mut con)
+                .ok();
+            answer.is_some()
+        });
+        answer
+    };
+    assert_eq!(incr(&nodes[0]), Some(1));
+    // Every copy reaches node 0 (R = 3 on three processes).
+    let local =
+        |api, key: &str| try_request(api, "GET", &format!("/v1/kv/{key}?consistency=local"), b"");
+    eventually(Duration::from_secs(20), || {
+        keys.iter()
+            .enumerate()
+            .all(|(k, key)| local(api, key) == (200, value_of(k)))
+    })
+    .expect("node 0 never held every copy");
+    nodes[2].kill9();
+    nodes[1].kill9();
+    nodes[0].kill9();
+    // Restarted alone on its data, without the flag: no majority, no
+    // decision.
+    let mut survivor = on_disk(&dir(0), ports[0], None, &[]);
+    let refused = eventually(Duration::from_secs(30), || {
+        let (status, body) = try_request(survivor.api, "PUT", "/v1/kv/forced-new", b"x");
+        assert_ne!(status, 200, "a write was decided without a majority");
+        status == 503 && String::from_utf8_lossy(&body).contains("not_ready")
+    });
+    assert!(refused.is_some(), "the survivor never refused");
+    survivor.kill9();
+    // The operator re-forms the ring from it.
+    let survivor = on_disk(&dir(0), ports[0], None, &["--force-new-ring"]);
+    let api = survivor.api;
+    let writes = eventually(Duration::from_secs(30), || {
+        try_request(api, "PUT", "/v1/kv/forced-new", b"x").0 == 200
+    });
+    assert!(writes.is_some(), "the forced ring never took a write");
+    for (k, key) in keys.iter().enumerate() {
+        let (status, body) = try_request(api, "GET", &format!("/v1/kv/{key}"), b"");
+        assert_eq!((status, body == value_of(k)), (200, true), "{key}");
+    }
+    assert_eq!(incr(&survivor), Some(2), "the counter did not count on");
+    // A dead node comes back on its data (no flag) and joins.
+    let back = on_disk(&dir(1), ports[1], Some(survivor.addr), &[]);
+    eventually(Duration::from_secs(30), || {
+        successor_lists_correct(&[&survivor, &back], 1)
+    })
+    .expect("the two did not form a ring");
+    for api in [api, back.api, api] {
+        for (k, key) in keys.iter().enumerate().step_by(5) {
+            let got = eventually(Duration::from_secs(30), || {
+                try_request(api, "GET", &format!("/v1/kv/{key}"), b"") == (200, value_of(k))
+            });
+            assert!(got.is_some(), "{key} through {api}");
+        }
+    }
+    assert_eq!(
+        incr(&back),
+        Some(3),
+        "the counter did not count on after the join"
+    );
 }

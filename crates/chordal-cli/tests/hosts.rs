@@ -9,14 +9,15 @@
 //! address and advertises (`--advertise`) a proxy port on the bridge, which
 //! forwards to it 2 ms later each way. Every peer connection crosses it.
 //!
-//! Needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) to create namespaces;
+//! Needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) to create namespaces (`common/lab.rs`);
 //! without it the test says so and stops.
 
 mod common;
 
+use common::lab::{Lab, ip};
 use common::*;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -24,117 +25,6 @@ use std::time::{Duration, Instant};
 /// One way delay of the proxied links.
 const DELAY: Duration = Duration::from_millis(2);
 const HOSTS: usize = 5;
-
-/// Runs `ip ARGS`; panics with its message on failure.
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The namespaces, links and bridge of one run; removed when dropped, also
-/// when the test fails.
-struct Lab {
-    tag: String,
-    subnet: u8,
-    namespaces: Vec<String>,
-}
-
-impl Lab {
-    /// A bridge with `n` namespaces on it, `10.211.S.1` … `10.211.S.n`,
-    /// and `10.211.S.254` for this (root) namespace. `None` when this
-    /// process may not create namespaces.
-    fn new(n: usize) -> Option<Lab> {
-        let pid = std::process::id();
-        let tag = format!("{:04}", pid % 10_000);
-        let probe = format!("chp{tag}");
-        let allowed = Command::new("ip")
-            .args(["netns", "add", &probe])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !allowed {
-            return None;
-        }
-        ip(&["netns", "del", &probe]);
-        let mut lab = Lab {
-            subnet: (pid % 250) as u8 + 1,
-            tag,
-            namespaces: Vec::new(),
-        };
-        let bridge = lab.bridge();
-        ip(&["link", "add", &bridge, "type", "bridge"]);
-        ip(&[
-            "addr",
-            "add",
-            &format!("{}/24", lab.router()),
-            "dev",
-            &bridge,
-        ]);
-        ip(&["link", "set", &bridge, "up"]);
-        for i in 0..n {
-            let ns = format!("chn{}{i}", lab.tag);
-            ip(&["netns", "add", &ns]);
-            lab.namespaces.push(ns.clone());
-            let (outer, inner) = (lab.link(i), format!("chi{}{i}", lab.tag));
-            ip(&[
-                "link", "add", &outer, "type", "veth", "peer", "name", &inner,
-            ]);
-            ip(&["link", "set", &inner, "netns", &ns]);
-            ip(&["link", "set", &outer, "master", &bridge, "up"]);
-            let addr = format!("{}/24", lab.host(i));
-            ip(&["-n", &ns, "addr", "add", &addr, "dev", &inner]);
-            ip(&["-n", &ns, "link", "set", &inner, "up"]);
-            ip(&["-n", &ns, "link", "set", "lo", "up"]);
-        }
-        Some(lab)
-    }
-
-    fn bridge(&self) -> String {
-        format!("chb{}", self.tag)
-    }
-
-    /// The root end of host `i`'s link.
-    fn link(&self, i: usize) -> String {
-        format!("cho{}{i}", self.tag)
-    }
-
-    /// Host `i`'s address.
-    fn host(&self, i: usize) -> Ipv4Addr {
-        Ipv4Addr::new(10, 211, self.subnet, i as u8 + 1)
-    }
-
-    /// This namespace's address on the bridge.
-    fn router(&self) -> Ipv4Addr {
-        Ipv4Addr::new(10, 211, self.subnet, 254)
-    }
-
-    /// Takes host `i` off the network at once: its link goes down.
-    fn unplug(&self, i: usize) {
-        ip(&["link", "set", &self.link(i), "down"]);
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for ns in &self.namespaces {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-        for i in 0..self.namespaces.len() {
-            let _ = Command::new("ip")
-                .args(["link", "del", &self.link(i)])
-                .stderr(Stdio::null())
-                .status();
-        }
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.bridge()])
-            .status();
-    }
-}
 
 /// Copies `from` to `to`, each chunk `DELAY` after it arrived (a link's
 /// latency without a cap on its throughput).

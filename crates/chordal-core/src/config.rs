@@ -140,6 +140,14 @@ pub struct Config {
     /// in millionths: a holder counts its lease as `lease × (1 − 2 ×
     /// drift)` from when it asked.
     pub clock_drift_ppm: u32,
+    /// Authority: re-form a ring from survivors (`chordal node
+    /// --force-new-ring`, etcd's `--force-new-cluster`). Nonzero: every
+    /// term this process takes is above this (the driver passes the wall
+    /// clock in µs, above any term a ring counts to), and a term settled
+    /// below it no longer needs a majority of its config to grant the
+    /// next, nor to be read first: the operator accepts that a write
+    /// acknowledged only on copies that are gone is lost. 0: off.
+    pub force_new_ring_above: u64,
 }
 
 impl Default for Config {
@@ -182,6 +190,7 @@ impl Default for Config {
             authority: false,
             lease: Duration::from_secs(2),
             clock_drift_ppm: 10_000,
+            force_new_ring_above: 0,
         }
     }
 }

@@ -10,6 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub mod history;
+pub mod lab;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_chordal");
 
 /// A loopback port nothing listens on right now (bound, then released):

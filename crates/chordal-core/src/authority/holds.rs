@@ -465,8 +465,13 @@ impl Holds {
             catch_up,
             pending,
             settling,
-        }) = complete(&h.vnode, h.range, &h.config, a, &self.clean)
-        {
+        }) = complete(
+            &h.vnode,
+            (h.range, &h.config),
+            a,
+            &self.clean,
+            cx.config.force_new_ring_above,
+        ) {
             if catch_up.is_empty() {
                 remember_clean(&mut self.clean, h.vnode.id, h.term);
             }
@@ -574,7 +579,12 @@ fn distinct(nodes: &[NodeRef]) -> Vec<NodeRef> {
 fn prepare(cx: &mut ACx<'_>, now: Time, h: &mut Hold, promises: &Promises) -> u64 {
     let known = promises.known(h.range);
     let highest = known.iter().map(|k| k.term).max().unwrap_or(0);
-    h.term = h.term.max(h.above).max(highest) + 1;
+    h.term = h
+        .term
+        .max(h.above)
+        .max(highest)
+        .max(cx.config.force_new_ring_above)
+        + 1;
     let req = cx.io.next();
     // The new config, and every config we know of there (the previous
     // holders'): their majorities must grant too.
@@ -663,10 +673,10 @@ fn add_config(set: &mut Vec<Vec<NodeRef>>, config: &[NodeRef]) {
 /// Then what the new term must catch up from, and tell.
 fn complete(
     vnode: &NodeRef,
-    range: KeyRange,
-    config: &[NodeRef],
+    (range, config): (KeyRange, &[NodeRef]),
     a: &Attempt,
     clean: &VecDeque<(Id, u64)>,
+    force_above: u64,
 ) -> Option<Completed> {
     if !majority_of(config, &a.granted) {
         return None;
@@ -679,8 +689,16 @@ fn complete(
     let ours = processes(config);
     for (_, v) in a.learned.pieces(range) {
         // A point nobody knows a term for is not taken: only the process
-        // that created the ring starts a lineage.
-        let st = v?;
+        // that created the ring starts a lineage — or one told to re-form
+        // a ring from what survived, which also gives up the terms
+        // settled before it was told (their copies are gone).
+        let forced = |term: u64| term < force_above;
+        let Some(st) = v.filter(|st| !forced(st.term)) else {
+            if force_above > 0 {
+                continue;
+            }
+            return None;
+        };
         if !majority_of(&st.config, &a.granted) {
             return None;
         }
@@ -728,6 +746,49 @@ mod tests {
             start: Id::from_u64(a),
             end: Id::from_u64(b),
         }
+    }
+
+    /// A lone survivor: the last term there was settled by a config whose
+    /// other two processes are gone. It takes nothing — unless told to
+    /// re-form the ring above that term, and then it reads nobody first.
+    #[test]
+    fn only_a_forced_term_skips_a_predecessor_whose_majority_is_gone() {
+        let node = |port: u16, at: u64| {
+            NodeRef::new(Id::from_u64(at), SocketAddr::from(([127, 0, 0, 1], port)))
+        };
+        let (me, dead1, dead2) = (node(1, 10), node(2, 20), node(3, 30));
+        let range = r(30, 10);
+        let mut learned = RingMap::default();
+        let old = Settled {
+            term: 7,
+            holder: dead1,
+            config: vec![dead1, dead2, me],
+            pending: Vec::new(),
+        };
+        learned.set(range, Some(old));
+        let a = Attempt {
+            req: 1,
+            deadline: Time::from_millis(0),
+            asked: vec![me.addr, dead1.addr, dead2.addr],
+            granted: vec![me.addr],
+            refused: 0,
+            learned,
+            wait: None,
+        };
+        let clean = VecDeque::new();
+        let config = [me];
+        assert!(complete(&me, (range, &config), &a, &clean, 0).is_none());
+        assert!(
+            complete(&me, (range, &config), &a, &clean, 7).is_none(),
+            "a term settled at the force point is not given up"
+        );
+        let done = complete(&me, (range, &config), &a, &clean, 8).expect("forced");
+        assert!(done.catch_up.is_empty() && done.pending.is_empty());
+        // A point nobody knows a term for: taken only when forced.
+        let mut a = a;
+        a.learned = RingMap::default();
+        assert!(complete(&me, (range, &config), &a, &clean, 0).is_none());
+        assert!(complete(&me, (range, &config), &a, &clean, 8).is_some());
     }
 
     #[test]

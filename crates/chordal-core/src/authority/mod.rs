@@ -76,6 +76,13 @@ impl Authority {
             start: me.id,
             end: me.id,
         };
+        // A process restarted on its data (alone, or told to re-form a
+        // ring from what survived) keeps the lineage it knows: term 1
+        // would be below it. Points with no term there stay untaken
+        // unless forced (see `Config::force_new_ring_above`).
+        if !self.promises.known(whole).is_empty() {
+            return;
+        }
         let granted = self
             .promises
             .grant(now, whole, 1, me, vec![me], Duration::ZERO);
