@@ -25,6 +25,7 @@
 
 mod common;
 
+use chordal_core::Rng;
 use chordal_lincheck::Op;
 use chordal_lincheck::models::{CounterOp, RegisterOp, RegisterOut};
 use common::history::*;
@@ -204,14 +205,10 @@ impl Cluster {
 }
 
 /// One fault and how long it lasts.
-fn strike(c: &mut Cluster, rng: &mut u64, log: &mut Vec<String>, at: Duration) {
-    let mut below = |n: u64| {
-        *rng = rng.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-        (*rng >> 33) % n
-    };
-    let k = below(NODES as u64) as usize;
-    let hold = Duration::from_millis(500 + below(2_000));
-    match below(4) {
+fn strike(c: &mut Cluster, rng: &mut Rng, log: &mut Vec<String>, at: Duration) {
+    let k = rng.below(NODES as u64) as usize;
+    let hold = Duration::from_millis(500 + rng.below(2_000));
+    match rng.below(4) {
         0 => {
             // kill -9, and back on the same data and addresses.
             log.push(format!("{at:?} kill -9 {k}, back after {hold:?}"));
@@ -275,14 +272,10 @@ fn nemesis(authority: bool, run: Duration, seed: u64) -> Row {
     let endpoints = c.endpoints.clone();
     let clients = std::thread::spawn(move || record_through(&endpoints, CLIENTS, run));
     let start = Instant::now();
-    let mut rng = seed;
+    let mut rng = Rng::new(seed);
     let mut log = Vec::new();
     while start.elapsed() + Duration::from_secs(3) < run {
-        let pause = 2_000 + {
-            rng = rng.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-            (rng >> 33) % 2_000
-        };
-        std::thread::sleep(Duration::from_millis(pause));
+        std::thread::sleep(Duration::from_millis(2_000 + rng.below(2_000)));
         strike(&mut c, &mut rng, &mut log, start.elapsed());
     }
     let mut history = clients.join().unwrap();
