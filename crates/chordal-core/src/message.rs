@@ -362,6 +362,10 @@ pub enum Message {
         /// catch-up; empty once finished): recorded with the settled term,
         /// so that the next holder reads them too.
         pending: Vec<Vec<NodeRef>>,
+        /// The term's config (the holder's process first): what a process
+        /// that did not grant the term records as its newest settled one
+        /// (a leaving member learns that the term left it out).
+        config: Vec<NodeRef>,
     },
     /// The answer to [`Message::Renew`]: is every point of the range still
     /// promised to the holder in that term?
@@ -379,6 +383,11 @@ pub enum Message {
         /// The term it was held in.
         term: u64,
     },
+    /// A process draining for a graceful leave, to a holder whose config
+    /// it is in: prepare a term whose config leaves it out, so that its
+    /// going costs no config two members at once (sent again while the
+    /// leave waits; see `Authority::may_leave`).
+    Leaving,
     /// Owner to replica, when the owner lacks a key: "what do you have?"
     ReplicaRead {
         /// The request number, chosen by the sender; the answer echoes it.
@@ -798,7 +807,8 @@ impl Message {
             | Message::Promise { .. }
             | Message::Renew { .. }
             | Message::Renewed { .. }
-            | Message::Release { .. } => false,
+            | Message::Release { .. }
+            | Message::Leaving => false,
         }
     }
 
@@ -838,6 +848,7 @@ impl Message {
             Message::Renew { .. } => "renew",
             Message::Renewed { .. } => "renewed",
             Message::Release { .. } => "release",
+            Message::Leaving => "leaving",
         }
     }
 }

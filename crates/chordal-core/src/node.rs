@@ -244,9 +244,9 @@ impl Node {
     /// (messages, storage, timeouts) until then, send what `poll_transmit`
     /// returns, then stop.
     pub fn leave(&mut self, now: Time) {
-        // Give every interval up first: the successor prepares while we
-        // drain, and we decide nothing more.
-        self.authority.release_all(acx!(self));
+        // What we hold we keep (deciding nothing: the store refuses writes
+        // while it drains) until its catch-up is finished and told, and
+        // give up at the farewell (`Authority::may_leave`).
         let drain = self.config.leave_drain;
         self.store.start_leave(cx!(self), now, drain);
         self.flush(now);
@@ -751,6 +751,7 @@ impl Node {
                 self.ring_event(now, e);
             }
             if std::mem::take(&mut self.io.farewell) {
+                self.authority.release_all(acx!(self));
                 self.ring.leave();
                 again = true;
             }

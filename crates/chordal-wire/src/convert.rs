@@ -799,12 +799,14 @@ pub fn envelope_to_pb(env: &Envelope) -> pb::Envelope {
             range,
             term,
             pending,
+            config,
         } => Body::Renew(pb::Renew {
             req: *req,
             start: range.start.0.to_vec(),
             end: range.end.0.to_vec(),
             term: *term,
             pending: configs_to_pb(pending),
+            config: nodes_to_pb(config),
         }),
         Message::Renewed { req, ok } => Body::Renewed(pb::Renewed { req: *req, ok: *ok }),
         Message::Release { range, term } => Body::Release(pb::Release {
@@ -812,6 +814,7 @@ pub fn envelope_to_pb(env: &Envelope) -> pb::Envelope {
             end: range.end.0.to_vec(),
             term: *term,
         }),
+        Message::Leaving => Body::Leaving(pb::Leaving {}),
         Message::ReplicaRead { req, key } => Body::ReplicaRead(pb::ReplicaRead {
             req: *req,
             key: key.clone(),
@@ -1077,6 +1080,7 @@ pub fn envelope_from_pb(pb: &pb::Envelope, local: SocketAddr) -> Result<Envelope
             range: range_from_pb(&r.start, &r.end)?,
             term: r.term,
             pending: configs_from_pb(&r.pending, "pending")?,
+            config: nodes_from_pb(&r.config, "config")?,
         },
         Body::Renewed(r) => Message::Renewed {
             req: r.req,
@@ -1086,6 +1090,7 @@ pub fn envelope_from_pb(pb: &pb::Envelope, local: SocketAddr) -> Result<Envelope
             range: range_from_pb(&r.start, &r.end)?,
             term: r.term,
         },
+        Body::Leaving(_) => Message::Leaving,
         Body::ReplicaRead(r) => Message::ReplicaRead {
             req: r.req,
             key: r.key.clone(),

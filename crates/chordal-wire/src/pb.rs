@@ -42,7 +42,7 @@ pub struct Envelope {
     pub to_id: Vec<u8>,
     #[prost(
         oneof = "Body",
-        tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 30, 31, 32, 33, 34, 35, 36, 37, 38, 40, 41, 42, 43, 44, 45"
+        tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 30, 31, 32, 33, 34, 35, 36, 37, 38, 40, 41, 42, 43, 44, 45, 46"
     )]
     pub body: Option<Body>,
 }
@@ -115,6 +115,8 @@ pub enum Body {
     Release(Release),
     #[prost(message, tag = "45")]
     SyncPushed(SyncPushed),
+    #[prost(message, tag = "46")]
+    Leaving(Leaving),
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -185,6 +187,8 @@ pub struct Renew {
     pub term: u64,
     #[prost(message, repeated, tag = "5")]
     pub pending: Vec<Config>,
+    #[prost(message, repeated, tag = "6")]
+    pub config: Vec<NodeRef>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -204,6 +208,9 @@ pub struct Release {
     #[prost(uint64, tag = "3")]
     pub term: u64,
 }
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Leaving {}
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Collect {

@@ -470,16 +470,23 @@ fn authority_message() -> impl Strategy<Value = Message> {
             }
         ),
         (any::<u64>(), answer).prop_map(|(req, answer)| Message::Promise { req, answer }),
-        (any::<u64>(), any_range(), any::<u64>(), any_configs()).prop_map(
-            |(req, range, term, pending)| Message::Renew {
+        (
+            any::<u64>(),
+            any_range(),
+            any::<u64>(),
+            any_configs(),
+            any_nodes()
+        )
+            .prop_map(|(req, range, term, pending, config)| Message::Renew {
                 req,
                 range,
                 term,
-                pending
-            }
-        ),
+                pending,
+                config,
+            }),
         (any::<u64>(), any::<bool>()).prop_map(|(req, ok)| Message::Renewed { req, ok }),
         (any_range(), any::<u64>()).prop_map(|(range, term)| Message::Release { range, term }),
+        Just(Message::Leaving),
     ]
 }
 

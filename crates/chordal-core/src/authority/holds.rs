@@ -20,8 +20,11 @@ pub(super) struct Holds {
     /// Prepare and renewal requests in flight → the hold they are for.
     reqs: FastMap<u64, u64>,
     tick_at: Option<Time>,
-    /// A graceful leave gave everything up: hold nothing again.
-    leaving: bool,
+    /// The leave's farewell gave everything up: hold nothing again.
+    released: bool,
+    /// Processes draining for a leave: every renewal goes to them too, so
+    /// that they learn our terms left them out (see `Promises::observe`).
+    leaving: Vec<NodeRef>,
     /// Terms our vnodes held in this incarnation with nothing to catch
     /// up: our own store holds every write they acknowledged, so a next
     /// term of ours need not read the copies (oldest first, bounded:
@@ -91,6 +94,12 @@ struct Held {
     settling: Vec<Vec<NodeRef>>,
     renewal: Option<Renewal>,
     renew_at: Time,
+    /// The last renewal a majority acknowledged, still counting the
+    /// acknowledgements that come later (see [`Holds::all_finished`]).
+    last: Option<Renewal>,
+    /// The pending configs' members the last renewal went to: the next
+    /// goes to them too, so that once nothing is pending they hear it.
+    pending_told: Vec<NodeRef>,
 }
 
 #[derive(Debug)]
@@ -98,9 +107,22 @@ struct Renewal {
     req: u64,
     sent_at: Time,
     acked: Vec<SocketAddr>,
+    /// It told the grantors that nothing is pending.
+    finished: bool,
 }
 
 impl Hold {
+    /// Is `req` a request of this hold still awaiting answers?
+    fn awaits(&self, req: u64) -> bool {
+        match &self.state {
+            State::Waiting(_) => false,
+            State::Preparing(a) => a.req == req,
+            State::Held(held) => [&held.renewal, &held.last]
+                .iter()
+                .any(|r| r.as_ref().is_some_and(|r| r.req == req)),
+        }
+    }
+
     /// The term, if settled and its catch-up not finished.
     fn unfinished(&self) -> Option<&Held> {
         match &self.state {
@@ -194,9 +216,40 @@ impl Holds {
         }
     }
 
-    /// Gives every hold up (a graceful leave) and holds nothing again.
+    /// Is every hold a settled term whose catch-up is finished, and did
+    /// *every* process of its config acknowledge a renewal saying so?
+    /// (What a graceful leave waits for: then the next holder needs a
+    /// majority of our config, which the others, all alive just now,
+    /// make without us. A config with a dead member waits for Chord to
+    /// drop it, and a new term.)
+    pub fn all_finished(&self) -> bool {
+        self.holds.values().all(|h| match &h.state {
+            State::Held(held) => {
+                held.settling.is_empty()
+                    && held.catch_up.is_empty()
+                    && held.pending.is_empty()
+                    && held.last.as_ref().is_some_and(|r| {
+                        r.finished && processes(&h.config).iter().all(|p| r.acked.contains(p))
+                    })
+            }
+            _ => false,
+        })
+    }
+
+    /// Do we hold `term` over `range` (or more) with our vnode `holder`?
+    pub fn holds_term(&self, holder: &NodeRef, term: u64, range: KeyRange) -> bool {
+        self.holds.values().any(|h| {
+            h.vnode == *holder
+                && h.term == term
+                && matches!(h.state, State::Held(_))
+                && within(&range, &h.range)
+        })
+    }
+
+    /// Gives every hold up (a graceful leave's farewell) and holds
+    /// nothing again.
     pub fn release_all(&mut self, cx: &mut ACx<'_>) {
-        self.leaving = true;
+        self.released = true;
         for (_, h) in std::mem::take(&mut self.holds) {
             release(cx, &h);
         }
@@ -255,11 +308,16 @@ impl Holds {
     /// of the term's config: every write acknowledged so far is on that
     /// majority, so the next holder need read nothing older (told with
     /// the next renewal).
-    pub fn finished(&mut self, vnode: &NodeRef, range: KeyRange, term: u64) {
+    pub fn finished(&mut self, vnode: &NodeRef, range: KeyRange, term: u64, now: Time) {
         if let Some(held) = self.held_mut(vnode, range, term)
             && held.catch_up.is_empty()
         {
             held.pending.clear();
+            // Tell the grantors now rather than at the next renewal: until
+            // they know, a next holder would read the old configs, and a
+            // graceful leave waits for them to know.
+            held.renew_at = held.renew_at.min(now);
+            self.tick_at = Some(self.tick_at.map_or(now, |t| t.min(now)));
         }
     }
 
@@ -274,8 +332,20 @@ impl Holds {
 
     /// Brings the holds in line with the ranges Chord gives our vnodes,
     /// then moves each along: prepares, renewals, retries.
-    pub fn reconcile(&mut self, cx: &mut ACx<'_>, now: Time, promises: &Promises) {
-        let wanted = if self.leaving { Vec::new() } else { wanted(cx) };
+    /// Processes in `leaving` are left out of new configs.
+    pub fn reconcile(
+        &mut self,
+        cx: &mut ACx<'_>,
+        now: Time,
+        promises: &Promises,
+        leaving: &BTreeMap<SocketAddr, (NodeRef, Time)>,
+    ) {
+        self.leaving = leaving.values().map(|(n, _)| *n).collect();
+        let wanted = if self.released {
+            Vec::new()
+        } else {
+            wanted(cx, leaving)
+        };
         // Holds no vnode of ours owns any more (or only in part: a joiner
         // took some of it): give them up. A part still ours is prepared
         // again below — at once, since the last holder was us.
@@ -295,7 +365,9 @@ impl Holds {
                 release(cx, &h);
             }
         }
-        self.reqs.retain(|_, s| self.holds.contains_key(s));
+        let holds = &self.holds;
+        self.reqs
+            .retain(|req, s| holds.get(s).is_some_and(|h| h.awaits(*req)));
         // A new config (a successor came or went): a new term with it.
         for (v, _, config) in &wanted {
             for h in self.holds.values_mut() {
@@ -308,7 +380,9 @@ impl Holds {
                 }
             }
         }
-        // Parts of our ranges no hold covers yet.
+        // Parts of our ranges no hold covers yet — while we drain too: a
+        // range a leaving neighbour left us must get a term without it
+        // before we go, or its config would lose two members at once.
         for (v, range, config) in &wanted {
             let mut covered: RingMap<()> = RingMap::default();
             for h in self.holds.values().filter(|h| h.vnode == *v) {
@@ -372,12 +446,25 @@ impl Holds {
                         for c in &held.settling {
                             to.extend(c.iter().copied());
                         }
+                        // The pending configs' members hear it too (their
+                        // answers count for nothing): a member of one
+                        // waits with a graceful leave while we may still
+                        // need its copies — and once more when we do not.
+                        let pending_members: Vec<NodeRef> =
+                            held.pending.iter().flatten().copied().collect();
+                        to.extend(std::mem::replace(
+                            &mut held.pending_told,
+                            distinct(&pending_members),
+                        ));
+                        to.extend(pending_members);
+                        to.extend(self.leaving.iter().copied());
                         for n in distinct(&to) {
                             let msg = Message::Renew {
                                 req,
                                 range: h.range,
                                 term: h.term,
                                 pending: held.pending.clone(),
+                                config: h.config.clone(),
                             };
                             cx.io.send(h.vnode, n, msg);
                         }
@@ -385,6 +472,7 @@ impl Holds {
                             req,
                             sent_at: now,
                             acked: Vec::new(),
+                            finished: held.pending.is_empty() && held.catch_up.is_empty(),
                         });
                         held.renew_at = now + quarter;
                         self.reqs.insert(req, s);
@@ -454,7 +542,7 @@ impl Holds {
             // grant too (a refusal's included: its majority will refuse
             // until that lease is over): ask whoever we have not.
             learn(&mut a.learned, &k);
-            for n in distinct(&k.config) {
+            for n in asked_for(&k) {
                 if !a.asked.contains(&n.addr) {
                     a.asked.push(n.addr);
                     send_prepare(cx, (h.vnode, h.range, h.term, &h.config), req, n);
@@ -487,6 +575,8 @@ impl Holds {
                 settling,
                 renewal: None,
                 renew_at: now,
+                last: None,
+                pending_told: Vec::new(),
             });
             self.step(cx, now, promises);
         } else if a.granted.len() + a.refused >= a.asked.len() {
@@ -513,9 +603,22 @@ impl Holds {
         let State::Held(held) = &mut h.state else {
             return;
         };
-        let Some(r) = held.renewal.as_mut().filter(|r| r.req == req) else {
+        let grantor = h.config.iter().chain(held.settling.iter().flatten());
+        if !grantor.clone().any(|n| n.addr == from.addr) {
+            // A pending config's member only heard that we may need it.
             return;
-        };
+        }
+        let late = held.last.as_mut().filter(|r| r.req == req);
+        if let Some(r) = late
+            && ok
+        {
+            // After the majority: only counted for `all_finished`.
+            if !r.acked.contains(&from.addr) {
+                r.acked.push(from.addr);
+            }
+            return;
+        }
+        let current = held.renewal.as_ref().is_some_and(|r| r.req == req);
         if !ok {
             // Someone granted a later term here: we were deposed.
             cx.io.counting.counters.terms_lost += 1;
@@ -524,6 +627,9 @@ impl Holds {
             self.tick_at = Some(now);
             return;
         }
+        let Some(r) = held.renewal.as_mut().filter(|_| current) else {
+            return;
+        };
         if !r.acked.contains(&from.addr) {
             r.acked.push(from.addr);
         }
@@ -531,8 +637,11 @@ impl Holds {
         if majority_of(&h.config, &r.acked) && settled {
             held.valid_until = held.valid_until.max(r.sent_at + usable(cx));
             held.settling.clear();
-            held.renewal = None;
-            self.reqs.remove(&req);
+            // Later acknowledgements still count (for `all_finished`):
+            // the request stays known until the next one replaces it.
+            if let Some(old) = std::mem::replace(&mut held.last, held.renewal.take()) {
+                self.reqs.remove(&old.req);
+            }
         }
     }
 }
@@ -549,15 +658,20 @@ fn remember_clean(clean: &mut VecDeque<(Id, u64)>, vnode: Id, term: u64) {
 }
 
 /// What our vnodes own by Chord now: each joined vnode that knows its
-/// range, with the config it would hold it with.
-fn wanted(cx: &ACx<'_>) -> Vec<(NodeRef, KeyRange, Vec<NodeRef>)> {
+/// range, with the config it would hold it with — its replica targets,
+/// skipping processes draining for a leave (`leaving`).
+fn wanted(
+    cx: &ACx<'_>,
+    leaving: &BTreeMap<SocketAddr, (NodeRef, Time)>,
+) -> Vec<(NodeRef, KeyRange, Vec<NodeRef>)> {
     let r = cx.config.replicas;
     cx.ring
         .owned_ranges()
         .into_iter()
         .map(|(v, range)| {
             let mut config = vec![v];
-            config.extend(cx.ring.replica_targets(&v, r));
+            let staying = |n: &NodeRef| !leaving.contains_key(&n.addr);
+            config.extend(cx.ring.replica_targets_where(&v, r, staying));
             (v, range, config)
         })
         .collect()
@@ -587,10 +701,10 @@ fn prepare(cx: &mut ACx<'_>, now: Time, h: &mut Hold, promises: &Promises) -> u6
         + 1;
     let req = cx.io.next();
     // The new config, and every config we know of there (the previous
-    // holders'): their majorities must grant too.
+    // holders', and the settled terms'): their majorities must grant too.
     let mut ask = distinct(&h.config);
     for k in &known {
-        for n in distinct(&k.config) {
+        for n in asked_for(k) {
             if !ask.iter().any(|a| a.addr == n.addr) {
                 ask.push(n);
             }
@@ -628,6 +742,17 @@ fn send_prepare(
         config,
     };
     cx.io.send(vnode, to, msg);
+}
+
+/// Whom a prepare must ask because of promise `k`: its config's
+/// processes and its settled term's (whose majority must grant; the
+/// promise's own term may never have settled).
+fn asked_for(k: &Known) -> Vec<NodeRef> {
+    let mut all = k.config.clone();
+    if let Some(st) = &k.settled {
+        all.extend(st.config.iter().copied());
+    }
+    distinct(&all)
 }
 
 /// Keeps, per point of `k.range`, the newest settled term heard of —

@@ -25,6 +25,8 @@ use crate::message::{Envelope, Message, NodeRef};
 use crate::{Id, KeyRange, Record, Time};
 use holds::Holds;
 pub(crate) use holds::Unfinished;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
 /// What the authority machine's methods get: the configuration, the ring
 /// (read only) and the outputs. (Not [`crate::io::Cx`], which lends the
@@ -41,7 +43,25 @@ use std::time::Duration;
 pub(crate) struct Authority {
     promises: Promises,
     holds: Holds,
+    /// Live terms that may still need to read our copies — their holder's
+    /// last renewal named a config of ours among its pending ones — by
+    /// (holder, interval), until when (see [`Authority::may_leave`]).
+    needed: BTreeMap<(Id, Id, Id), Time>,
+    /// After a restart, until when we assume some term needs us (we
+    /// cannot know which did).
+    needed_until: Time,
+    /// Processes draining for a graceful leave (`Message::Leaving`) →
+    /// until when our configs leave them out (the notice is repeated
+    /// while the leave waits).
+    leaving: BTreeMap<SocketAddr, (NodeRef, Time)>,
+    /// When we last told holders that we are leaving.
+    announced_at: Option<Time>,
 }
+
+/// How long a `Leaving` notice keeps its sender out of our configs.
+const LEAVING_TTL: Duration = Duration::from_secs(5);
+/// How often a leave waiting for the authority repeats its notices.
+const LEAVING_EVERY: Duration = Duration::from_millis(500);
 
 /// What the store needs to decide for a key: the term to version writes
 /// with, who holds the copies, and from whom to catch up first.
@@ -125,6 +145,8 @@ impl Authority {
             Some(mut p) => {
                 p.hold_all_until(now + config.lease);
                 self.promises = p;
+                // Nor which terms named us pending.
+                self.needed_until = now + config.lease;
                 true
             }
             None => false,
@@ -176,6 +198,7 @@ impl Authority {
                 | Message::Renew { .. }
                 | Message::Renewed { .. }
                 | Message::Release { .. }
+                | Message::Leaving
         )
     }
 
@@ -213,10 +236,24 @@ impl Authority {
                 range,
                 term,
                 pending,
+                config,
             } => {
+                // A holder still reading (or telling the next holder to
+                // read) a config of ours: a graceful leave waits.
+                let us = cx.ring.addr();
+                let key = (from.id, range.start, range.end);
+                if pending.iter().flatten().any(|n| n.addr == us) {
+                    self.needed.insert(key, now + lease);
+                } else {
+                    self.needed.remove(&key);
+                }
                 let renewed = self
                     .promises
                     .renew(now, range, term, &from, lease, &pending);
+                if renewed.is_none() {
+                    // Not a term we granted: still news of a settled term.
+                    self.promises.observe(range, term, from, config, pending);
+                }
                 let reply = Envelope {
                     from: me,
                     to: from.into(),
@@ -234,6 +271,14 @@ impl Authority {
                 }
             }
             Message::Release { range, term } => self.promises.release(range, term, &from),
+            Message::Leaving => {
+                let until = now + LEAVING_TTL;
+                let fresh = self.leaving.insert(from.addr, (from, until)).is_none();
+                if fresh && cx.config.authority {
+                    // New configs without it, at once.
+                    self.holds.reconcile(cx, now, &self.promises, &self.leaving);
+                }
+            }
             Message::Promise { req, answer } => {
                 self.holds
                     .promised(cx, now, from, req, answer, &self.promises)
@@ -250,11 +295,60 @@ impl Authority {
         if !cx.config.authority {
             return;
         }
-        self.holds.reconcile(cx, now, &self.promises);
+        self.leaving.retain(|_, (_, until)| *until > now);
+        self.needed.retain(|_, until| *until > now);
+        self.holds.reconcile(cx, now, &self.promises, &self.leaving);
     }
 
-    /// A graceful leave: give every interval up now (the successor
-    /// prepares while we drain).
+    /// May a graceful leave say goodbye now without stranding a write?
+    /// Only once every term we hold is finished and its grantors know it
+    /// (the next holder then reads our config's majority alone, which
+    /// survives our going), and no live term names a config of ours among
+    /// its pending ones (its catch-up may need our copies to reach that
+    /// config's majority). Always true without authority.
+    pub fn may_leave(&self, cx: &ACx<'_>, now: Time) -> bool {
+        if !cx.config.authority {
+            return true;
+        }
+        self.holds.all_finished()
+            && self.needed_until <= now
+            && self.needed.values().all(|until| *until <= now)
+            && self.counting_on_us(cx, now).is_empty()
+    }
+
+    /// The holders of promises that count on us (see
+    /// [`Promises::naming`]) outside the terms we hold ourselves (those
+    /// wait in `Holds::all_finished`): each must get a term whose config
+    /// leaves us out — or, for a term we held and gave up, the next
+    /// holder must settle its own — before we go.
+    fn counting_on_us(&self, cx: &ACx<'_>, now: Time) -> Vec<NodeRef> {
+        let mut out: Vec<NodeRef> = Vec::new();
+        for (range, p) in self.promises.naming(cx.ring.addr(), now) {
+            if !self.holds.holds_term(&p.holder, p.term, range) && !out.contains(&p.holder) {
+                out.push(p.holder);
+            }
+        }
+        out
+    }
+
+    /// While a graceful leave waits: tell every holder whose live config
+    /// names us to prepare a config without us (every [`LEAVING_EVERY`]).
+    pub fn announce_leaving(&mut self, cx: &mut ACx<'_>, now: Time) {
+        if !cx.config.authority || self.announced_at.is_some_and(|t| now < t + LEAVING_EVERY) {
+            return;
+        }
+        self.announced_at = Some(now);
+        let me = cx.ring.primary().me();
+        let us = cx.ring.addr();
+        for holder in self.counting_on_us(cx, now) {
+            if holder.addr != us {
+                cx.io.send(me, holder, Message::Leaving);
+            }
+        }
+    }
+
+    /// The farewell of a graceful leave: give every interval up (the
+    /// successors prepare at once) and hold nothing again.
     pub fn release_all(&mut self, cx: &mut ACx<'_>) {
         self.holds.release_all(cx);
     }
@@ -278,8 +372,8 @@ impl Authority {
 
     /// The store, caught up, pushed `range` to a majority of the term's
     /// config: the next holder need read nothing older.
-    pub fn finished(&mut self, vnode: &NodeRef, range: KeyRange, term: u64) {
-        self.holds.finished(vnode, range, term);
+    pub fn finished(&mut self, vnode: &NodeRef, range: KeyRange, term: u64, now: Time) {
+        self.holds.finished(vnode, range, term, now);
     }
 
     /// When `tick` must run next.

@@ -186,6 +186,41 @@ impl Promises {
         Some(news)
     }
 
+    /// A renewal of a term we did not grant (a leaving process hears the
+    /// renewals of the holders it told, a pending config's member those
+    /// of terms that may need it): the term is settled — its holder
+    /// renews only once its prepare completed — so where we knew only an
+    /// older settled term (or the same with more pending), record it. Our
+    /// promises stay as they were.
+    pub fn observe(
+        &mut self,
+        range: KeyRange,
+        term: u64,
+        holder: NodeRef,
+        config: Vec<NodeRef>,
+        pending: Vec<Vec<NodeRef>>,
+    ) {
+        if config.first().is_none_or(|c| c.addr != holder.addr) {
+            return; // Not a config of that holder: ignore.
+        }
+        self.map.update(range, |p| {
+            // A newer term, or the same with fewer pending (its holder
+            // only ever drops some).
+            let news = p.settled.as_ref().is_none_or(|st| {
+                st.term < term
+                    || (st.term == term && st.holder == holder && st.pending.len() > pending.len())
+            });
+            if news {
+                p.settled = Some(Settled {
+                    term,
+                    holder,
+                    config: config.clone(),
+                    pending: pending.clone(),
+                });
+            }
+        });
+    }
+
     /// `holder` gives up `term` over `range`: others may be granted it at
     /// once (a handover).
     pub fn release(&mut self, range: KeyRange, term: u64, holder: &NodeRef) {
@@ -194,6 +229,27 @@ impl Promises {
                 p.until = Time::ZERO;
             }
         });
+    }
+
+    /// The promises that still count on process `us`: a live lease whose
+    /// config names it, or a newest settled term whose config or pending
+    /// configs do (the next term there must be granted by, or read, a
+    /// majority of them). What a graceful leave of `us` waits for. The
+    /// entries stay current because a holder renews to its pending
+    /// configs' members too (and once more when nothing is pending), and
+    /// [`Promises::observe`] records renewals of terms we did not grant.
+    pub fn naming(&self, us: SocketAddr, now: Time) -> Vec<(KeyRange, &Promise)> {
+        let names = |c: &[NodeRef]| c.iter().any(|n| n.addr == us);
+        self.map
+            .entries()
+            .into_iter()
+            .filter(|(_, p)| {
+                (p.until > now && names(&p.config))
+                    || p.settled
+                        .as_ref()
+                        .is_some_and(|st| names(&st.config) || st.pending.iter().any(|c| names(c)))
+            })
+            .collect()
     }
 
     /// The term promised at `key` (0: none): an owner's write of a lower

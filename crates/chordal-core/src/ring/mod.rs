@@ -197,6 +197,19 @@ impl Ring {
         }
     }
 
+    /// [`Ring::replica_targets`] among the successors `usable` allows.
+    pub fn replica_targets_where(
+        &self,
+        owner: &NodeRef,
+        r: usize,
+        usable: impl Fn(&NodeRef) -> bool,
+    ) -> Vec<NodeRef> {
+        match self.vnode(owner) {
+            Some(v) => replica_set_where(owner, v.table().successors(), r, usable),
+            None => Vec::new(),
+        }
+    }
+
     /// Distinct processes other than ours in `v`'s successor list.
     pub fn distinct_successor_processes(&self, v: &VNode) -> usize {
         replica_set(&v.me(), v.table().successors(), usize::MAX).len()

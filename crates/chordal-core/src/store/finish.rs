@@ -190,7 +190,7 @@ impl Store {
         }
         let ids: Vec<u64> = self.finishing.jobs.keys().copied().collect();
         for id in ids {
-            self.finish_advance(cx, id);
+            self.finish_advance(cx, now, id);
         }
         // Ask the members that are not busy, a few at a time.
         let mut busy = self
@@ -225,7 +225,7 @@ impl Store {
 
     /// Moves job `id` to its next phase if this one is done, telling the
     /// authority.
-    fn finish_advance(&mut self, cx: &mut Cx<'_>, id: u64) {
+    fn finish_advance(&mut self, cx: &mut Cx<'_>, now: Time, id: u64) {
         let me = cx.ring.addr();
         let Some(job) = self.finishing.jobs.get(&id) else {
             return;
@@ -243,7 +243,7 @@ impl Store {
                 job.phase = Phase::Push;
             }
             Phase::Push => {
-                cx.authority.finished(&vnode, range, term);
+                cx.authority.finished(&vnode, range, term, now);
                 cx.io.counting.counters.terms_finished += 1;
                 job.phase = Phase::Done;
             }
@@ -285,7 +285,7 @@ impl Store {
         }
         // (The other side's news changes nothing: this phase waits for
         // its own.)
-        self.finish_advance(cx, job);
+        self.finish_advance(cx, now, job);
         if self.finishing.at.is_none_or(|at| at > now + ROUND) {
             self.finishing.at = Some(now + ROUND);
         }

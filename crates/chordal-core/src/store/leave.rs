@@ -7,10 +7,19 @@
 //! writes to its ranges (`WrongOwner`: the coordinator retries, and after
 //! the farewell the successor takes them), so that nothing written behind
 //! the transfer's read position is missed.
+//!
+//! Under authority the farewell also waits (at most [`MAX_AUTHORITY_WAIT`]
+//! past the transfers, and never past the drain timeout) until no term
+//! needs this node's copies: its own terms finished and told, and no live
+//! term naming one of its configs pending (`Authority::may_leave`). A
+//! node that left while a config it belongs to was still pending would
+//! take one of that config's copies with it, and a second leave could
+//! strand the config below a majority: its writes unreadable for good.
 
 use super::transfer::{Ended, Purpose, Push, Transfer};
 use super::{Deadline, Store};
 use crate::Time;
+use crate::authority::ACx;
 use crate::io::Cx;
 use std::time::Duration;
 
@@ -27,10 +36,17 @@ pub struct LeaveReport {
     pub ranges_not_handed_over: u32,
 }
 
+/// Longest a leave waits for the authority once its transfers are done.
+pub const MAX_AUTHORITY_WAIT: Duration = Duration::from_secs(30);
+/// How often a leave waiting for the authority looks again.
+const AUTHORITY_RECHECK: Duration = Duration::from_millis(50);
+
 /// A leave in progress.
 #[derive(Debug)]
 pub(super) struct Leaving {
     deadline: Time,
+    /// When the transfers were all done (then the authority wait began).
+    transfers_done: Option<Time>,
     /// Leave transfers still running.
     transfers: Vec<u64>,
     report: LeaveReport,
@@ -46,6 +62,7 @@ impl Store {
         let deadline = now + drain;
         let mut leaving = Leaving {
             deadline,
+            transfers_done: None,
             transfers: Vec::new(),
             report: LeaveReport::default(),
         };
@@ -56,7 +73,7 @@ impl Store {
         }
         self.leaving = Some(leaving);
         self.deadlines.insert((deadline, Deadline::LeaveDrain));
-        self.check_leave_done(cx);
+        self.check_leave_done(cx, now);
     }
 
     /// Each owned range, whole, to the successor of the vnode owning it
@@ -137,11 +154,11 @@ impl Store {
                 }
             }
         }
-        self.check_leave_done(cx);
+        self.check_leave_done(cx, now);
     }
 
     /// The drain timeout passed: leave with what was handed over.
-    pub(super) fn leave_drain_expired(&mut self, cx: &mut Cx<'_>) {
+    pub(super) fn leave_drain_expired(&mut self, cx: &mut Cx<'_>, now: Time) {
         let Some(running) = self.leaving.as_ref().map(|l| l.transfers.clone()) else {
             return;
         };
@@ -152,17 +169,37 @@ impl Store {
             l.report.bytes += b;
             l.transfers.clear();
         }
-        self.check_leave_done(cx);
+        self.check_leave_done(cx, now);
     }
 
-    /// Everything handed over (or out of time): say goodbye.
-    fn check_leave_done(&mut self, cx: &mut Cx<'_>) {
-        if !self
-            .leaving
-            .as_ref()
-            .is_some_and(|l| l.transfers.is_empty())
-        {
+    /// Everything handed over (or out of time), and no term needs our
+    /// copies (or out of time): say goodbye. Called on every transfer's
+    /// end, at the drain timeout, and every [`AUTHORITY_RECHECK`] while
+    /// the authority holds the farewell back.
+    pub(super) fn check_leave_done(&mut self, cx: &mut Cx<'_>, now: Time) {
+        let Some(l) = self.leaving.as_mut() else {
             return;
+        };
+        if !l.transfers.is_empty() {
+            return;
+        }
+        let done_at = *l.transfers_done.get_or_insert(now);
+        let out_of_time = now >= l.deadline || now >= done_at + MAX_AUTHORITY_WAIT;
+        let mut acx = ACx {
+            config: cx.config,
+            ring: cx.ring,
+            io: cx.io,
+        };
+        let may = cx.authority.may_leave(&acx, now);
+        if !out_of_time && !may {
+            cx.authority.announce_leaving(&mut acx, now);
+            self.deadlines
+                .insert((now + AUTHORITY_RECHECK, Deadline::LeaveCheck));
+            return;
+        }
+        if !may {
+            // Out of time: leave anyway, and say so in the errors.
+            cx.io.counting.error("leave_before_terms_finished");
         }
         let l = self.leaving.take().expect("leaving");
         self.deadlines.remove(&(l.deadline, Deadline::LeaveDrain));

@@ -158,6 +158,8 @@ enum Deadline {
     TransferResume(u64),
     /// A graceful leave's drain timeout.
     LeaveDrain,
+    /// A graceful leave waiting for the authority looks again.
+    LeaveCheck,
 }
 
 /// The store state of one process. Maps keyed by numbers this process
@@ -470,7 +472,8 @@ impl Store {
                 Deadline::Sync(req) => self.sync_expired(cx, now, req),
                 Deadline::TransferPage(req) => self.transfer_page_expired(cx, now, req),
                 Deadline::TransferResume(id) => self.transfer_resume(cx, now, id),
-                Deadline::LeaveDrain => self.leave_drain_expired(cx),
+                Deadline::LeaveDrain => self.leave_drain_expired(cx, now),
+                Deadline::LeaveCheck => self.check_leave_done(cx, now),
             }
         }
     }
