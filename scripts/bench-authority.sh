@@ -46,7 +46,7 @@ ring() { # NAME BASE EXTRA...: three nodes on ports BASE.., RESP on BASE+10..
     wait_port $((base + 10))
 }
 
-ring plain 17100
+ring plain 17100 --authority=false
 ring authority 17200 --authority
 # Let the successor lists fill and the terms settle.
 sleep 5

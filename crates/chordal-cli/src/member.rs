@@ -183,9 +183,20 @@ pub struct RingArgs {
     #[arg(long, env = "CHORDAL_ROUTING", default_value = "onehop", value_parser = ["onehop", "chord"])]
     routing: String,
     /// Decide for a key only under a term granted by a majority of its
-    /// copies, with leases and fences (linearizable keys; issue 27, a
-    /// preview: off by default). Use one setting for the whole ring.
-    #[arg(long, env = "CHORDAL_AUTHORITY")]
+    /// copies, with leases and fences: linearizable keys
+    /// (docs/consistency.md; issue 27, a preview: off by default).
+    /// `--authority` or `--authority=true` turns it on; without it the
+    /// owner Chord names decides alone, and two nodes may both decide
+    /// during a join, a restart or a partition. Use one setting for the
+    /// whole ring.
+    #[arg(
+        long,
+        env = "CHORDAL_AUTHORITY",
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
     authority: bool,
     /// Authority: how long a grant keeps other holders out, in ms (a
     /// crashed owner's keys wait this long after its failure is noticed).
@@ -201,7 +212,7 @@ pub struct RingArgs {
     /// every range in a term above all before, without the copies that are
     /// gone (a write acknowledged only on those is lost). Start the other
     /// survivors without it, joining this one. Never on a healthy ring.
-    #[arg(long, requires = "authority")]
+    #[arg(long)]
     force_new_ring: bool,
 }
 
@@ -233,6 +244,9 @@ impl RingArgs {
         }
         if self.vnodes > 64 {
             bail!("--vnodes is at most 64");
+        }
+        if self.force_new_ring && !self.authority {
+            bail!("--force-new-ring needs --authority");
         }
         if self.lease_ms < 100 || self.clock_drift_ppm > 200_000 {
             bail!("--lease-ms must be at least 100 and --clock-drift-ppm at most 200000");

@@ -9,7 +9,8 @@ use common::*;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// The version a `GET` reports (`X-Chordal-Version: <hlc>-<node>`).
+/// The hlc of the version a `GET` reports (`X-Chordal-Version:
+/// [<term>.]<hlc>-<node>`).
 fn version_of(api: SocketAddr, key: &str) -> u64 {
     let (status, head, _) = http_body(api, "GET", &format!("/v1/kv/{key}"), b"");
     assert_eq!(status, 200, "{key}");
@@ -19,7 +20,10 @@ fn version_of(api: SocketAddr, key: &str) -> u64 {
             l.strip_prefix("x-chordal-version: ")
                 .map(|v| v.trim().to_string())
         })
-        .and_then(|v| v.split('-').next().and_then(|h| h.parse().ok()))
+        .and_then(|v| {
+            let clock = v.split('-').next()?;
+            clock.rsplit('.').next()?.parse().ok()
+        })
         .expect("version header")
 }
 

@@ -20,7 +20,13 @@ fn config(seed: u64) -> SimConfig {
 
 /// A ring of `n` single-vnode nodes grown by joins from one creator.
 fn ring(seed: u64, n: usize) -> Sim {
-    let mut s = Sim::new(config(seed));
+    grown(config(seed), n)
+}
+
+/// [`ring`] with `cfg`.
+fn grown(cfg: SimConfig, n: usize) -> Sim {
+    let seed = cfg.seed;
+    let mut s = Sim::new(cfg);
     let first = s.add_node(1);
     s.create(first);
     for _ in 1..n {
@@ -212,5 +218,62 @@ fn check_leaves(seed: u64, rounds: usize, at_once: usize, gap: Duration) {
             .get("leave_before_terms_finished")
             .copied();
         assert_eq!(forced, None, "seed {seed}: node {l} left out of time");
+    }
+}
+
+/// Writes issued while a ring forms (two nodes joining the creator a
+/// few ms before) are decided once the terms settle, within the
+/// operation's deadline: a `NotReady` is not the operation's outcome.
+/// (The owner used to remember it as the answer to the operation and
+/// replay it to every retry, so the write was refused for its whole
+/// deadline: seed 2 with 20 ms.)
+#[test]
+fn a_write_issued_while_the_ring_forms_is_decided() {
+    for seed in 0..10u64 {
+        for delay_ms in [20, 50, 100] {
+            let mut s = Sim::new(config(seed));
+            let first = s.add_node(1);
+            s.create(first);
+            s.run_for(Duration::from_millis(500));
+            let a = s.add_node(1);
+            let b = s.add_node(1);
+            s.join(a, first);
+            s.join(b, first);
+            s.run_for(Duration::from_millis(delay_ms));
+            let r = s.put(first, b"k1", b"v");
+            assert!(
+                matches!(r, Ok(Outcome::Stored { .. })),
+                "seed {seed}, {delay_ms} ms: {r:?}"
+            );
+        }
+    }
+}
+
+/// With one copy per key (R = 1) every config is its holder alone, so a
+/// joiner's own config cannot tell it the interval's lineage: it asks
+/// its successor, the interval's previous owner. (Before, every joiner
+/// prepared forever and its keys answered `NotReady`.)
+#[test]
+fn with_one_copy_a_grown_ring_decides_every_key() {
+    for seed in 0..10u64 {
+        let mut cfg = config(seed);
+        cfg.node.replicas = 1;
+        let mut s = grown(cfg, 4);
+        for k in 0..50 {
+            let key = format!("h-{k}");
+            let put = s.put(k % 4, key.as_bytes(), key.as_bytes());
+            assert!(
+                matches!(put, Ok(Outcome::Stored { .. })),
+                "seed {seed} {key}: {put:?}"
+            );
+        }
+        for k in 0..50 {
+            let key = format!("h-{k}");
+            let got = s.get((k + 1) % 4, key.as_bytes());
+            assert!(
+                matches!(&got, Ok(Outcome::Found { value, .. }) if value == key.as_bytes()),
+                "seed {seed} {key}: {got:?}"
+            );
+        }
     }
 }

@@ -702,7 +702,11 @@ fn prepare(cx: &mut ACx<'_>, now: Time, h: &mut Hold, promises: &Promises) -> u6
     let req = cx.io.next();
     // The new config, and every config we know of there (the previous
     // holders', and the settled terms'): their majorities must grant too.
-    let mut ask = distinct(&h.config);
+    // And our successor, who owned the interval before we joined: with
+    // R = 1 nobody else would tell us its lineage.
+    let mut ask = h.config.clone();
+    ask.extend(cx.ring.replica_targets(&h.vnode, 2));
+    let mut ask = distinct(&ask);
     for k in &known {
         for n in asked_for(k) {
             if !ask.iter().any(|a| a.addr == n.addr) {

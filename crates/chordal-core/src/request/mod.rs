@@ -176,8 +176,13 @@ impl Requests {
         let Some((op, key)) = op else {
             return;
         };
-        // Transient answers are not the operation's outcome.
-        if matches!(result, OpResult::WrongOwner | OpResult::Overloaded) {
+        // Transient answers are not the operation's outcome: a retry must
+        // be served anew (a `NotReady` replayed to every retry kept a write
+        // issued while a ring formed refused until its deadline).
+        if matches!(
+            result,
+            OpResult::WrongOwner | OpResult::Overloaded | OpResult::NotReady
+        ) {
             return;
         }
         if self
