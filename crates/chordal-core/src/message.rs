@@ -388,6 +388,21 @@ pub enum Message {
     /// going costs no config two members at once (sent again while the
     /// leave waits; see `Authority::may_leave`).
     Leaving,
+    /// A graceful leaver's farewell, to the successor that acknowledged
+    /// every record of `range`: the leaver held `range` in `term`, caught
+    /// up, and grants the successor's next term there in advance — its
+    /// answer to that prepare is `known` (its promises over `range`) —
+    /// and will grant nothing else. The successor's store has every write
+    /// the term acknowledged, so it need not read the term's config: a
+    /// config of two processes is not left below a majority.
+    Handover {
+        /// The interval handed over.
+        range: KeyRange,
+        /// The term the leaver held it in.
+        term: u64,
+        /// The leaver's promises over `range`, as a grant would report.
+        known: Vec<crate::authority::Known>,
+    },
     /// Owner to replica, when the owner lacks a key: "what do you have?"
     ReplicaRead {
         /// The request number, chosen by the sender; the answer echoes it.
@@ -808,7 +823,8 @@ impl Message {
             | Message::Renew { .. }
             | Message::Renewed { .. }
             | Message::Release { .. }
-            | Message::Leaving => false,
+            | Message::Leaving
+            | Message::Handover { .. } => false,
         }
     }
 
@@ -849,6 +865,7 @@ impl Message {
             Message::Renewed { .. } => "renewed",
             Message::Release { .. } => "release",
             Message::Leaving => "leaving",
+            Message::Handover { .. } => "handover",
         }
     }
 }

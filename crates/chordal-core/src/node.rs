@@ -247,6 +247,7 @@ impl Node {
         // What we hold we keep (deciding nothing: the store refuses writes
         // while it drains) until its catch-up is finished and told, and
         // give up at the farewell (`Authority::may_leave`).
+        self.authority.begin_leave(now);
         let drain = self.config.leave_drain;
         self.store.start_leave(cx!(self), now, drain);
         self.flush(now);
@@ -751,7 +752,8 @@ impl Node {
                 self.ring_event(now, e);
             }
             if std::mem::take(&mut self.io.farewell) {
-                self.authority.release_all(acx!(self));
+                let handed = self.store.handed_over().to_vec();
+                self.authority.release_all(acx!(self), &handed);
                 self.ring.leave();
                 again = true;
             }

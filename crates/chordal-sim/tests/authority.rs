@@ -277,3 +277,45 @@ fn with_one_copy_a_grown_ring_decides_every_key() {
         }
     }
 }
+
+/// A ring of three shrinks to one by graceful leaves, one after the
+/// other: the last node decides every key, with every value. A config
+/// of two processes is below a majority without either, so the leaver
+/// hands its term over to the successor that took its records
+/// (`Message::Handover`).
+#[test]
+fn a_ring_shrunk_to_one_by_graceful_leaves_decides_every_key() {
+    for seed in 0..20u64 {
+        let mut s = ring(seed, 3);
+        let keys: Vec<String> = (0..30).map(|k| format!("s-{k}")).collect();
+        for key in &keys {
+            s.put(0, key.as_bytes(), key.as_bytes()).unwrap();
+        }
+        for leaver in [2, 1] {
+            s.leave(leaver);
+            let gone = s.run_until_true(Duration::from_millis(100), 60 * SEC, |s| {
+                s.node(leaver).left().is_some()
+            });
+            assert!(gone.is_some(), "seed {seed}: node {leaver} never left");
+            let forced = s
+                .node(leaver)
+                .counters()
+                .errors
+                .get("leave_before_terms_finished")
+                .copied();
+            assert_eq!(forced, None, "seed {seed}: node {leaver} left out of time");
+        }
+        for key in &keys {
+            let put = s.put(0, format!("{key}-new").as_bytes(), b"v");
+            assert!(
+                matches!(put, Ok(Outcome::Stored { .. })),
+                "seed {seed}: {put:?}"
+            );
+            let got = s.get(0, key.as_bytes());
+            assert!(
+                matches!(&got, Ok(Outcome::Found { value, .. }) if value == key.as_bytes()),
+                "seed {seed} {key}: {got:?}"
+            );
+        }
+    }
+}

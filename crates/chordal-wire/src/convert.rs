@@ -815,6 +815,12 @@ pub fn envelope_to_pb(env: &Envelope) -> pb::Envelope {
             term: *term,
         }),
         Message::Leaving => Body::Leaving(pb::Leaving {}),
+        Message::Handover { range, term, known } => Body::Handover(pb::Handover {
+            start: range.start.0.to_vec(),
+            end: range.end.0.to_vec(),
+            term: *term,
+            known: known.iter().map(known_to_pb).collect(),
+        }),
         Message::ReplicaRead { req, key } => Body::ReplicaRead(pb::ReplicaRead {
             req: *req,
             key: key.clone(),
@@ -1091,6 +1097,20 @@ pub fn envelope_from_pb(pb: &pb::Envelope, local: SocketAddr) -> Result<Envelope
             term: r.term,
         },
         Body::Leaving(_) => Message::Leaving,
+        Body::Handover(h) => {
+            if h.known.len() > MAX_KNOWN {
+                return Err(WireError::Invalid("known"));
+            }
+            Message::Handover {
+                range: range_from_pb(&h.start, &h.end)?,
+                term: h.term,
+                known: h
+                    .known
+                    .iter()
+                    .map(known_from_pb)
+                    .collect::<Result<Vec<_>, WireError>>()?,
+            }
+        }
         Body::ReplicaRead(r) => Message::ReplicaRead {
             req: r.req,
             key: r.key.clone(),

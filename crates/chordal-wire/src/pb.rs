@@ -42,7 +42,7 @@ pub struct Envelope {
     pub to_id: Vec<u8>,
     #[prost(
         oneof = "Body",
-        tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 30, 31, 32, 33, 34, 35, 36, 37, 38, 40, 41, 42, 43, 44, 45, 46"
+        tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 30, 31, 32, 33, 34, 35, 36, 37, 38, 40, 41, 42, 43, 44, 45, 46, 47"
     )]
     pub body: Option<Body>,
 }
@@ -117,6 +117,8 @@ pub enum Body {
     SyncPushed(SyncPushed),
     #[prost(message, tag = "46")]
     Leaving(Leaving),
+    #[prost(message, tag = "47")]
+    Handover(Handover),
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -211,6 +213,18 @@ pub struct Release {
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Leaving {}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Handover {
+    #[prost(bytes = "vec", tag = "1")]
+    pub start: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub end: Vec<u8>,
+    #[prost(uint64, tag = "3")]
+    pub term: u64,
+    #[prost(message, repeated, tag = "4")]
+    pub known: Vec<KnownPromise>,
+}
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Collect {

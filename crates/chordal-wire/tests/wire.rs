@@ -487,6 +487,12 @@ fn authority_message() -> impl Strategy<Value = Message> {
         (any::<u64>(), any::<bool>()).prop_map(|(req, ok)| Message::Renewed { req, ok }),
         (any_range(), any::<u64>()).prop_map(|(range, term)| Message::Release { range, term }),
         Just(Message::Leaving),
+        (
+            any_range(),
+            any::<u64>(),
+            proptest::collection::vec(known(), 0..4)
+        )
+            .prop_map(|(range, term, known)| Message::Handover { range, term, known }),
     ]
 }
 

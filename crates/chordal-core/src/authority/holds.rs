@@ -25,11 +25,31 @@ pub(super) struct Holds {
     /// Processes draining for a leave: every renewal goes to them too, so
     /// that they learn our terms left them out (see `Promises::observe`).
     leaving: Vec<NodeRef>,
+    /// When our own graceful leave began (`None`: not leaving).
+    leave_began: Option<Time>,
+    /// Terms leavers handed us (newest last, bounded).
+    handovers: VecDeque<Handover>,
     /// Terms our vnodes held in this incarnation with nothing to catch
     /// up: our own store holds every write they acknowledged, so a next
     /// term of ours need not read the copies (oldest first, bounded:
     /// forgetting one only costs a catch-up).
     clean: VecDeque<(Id, u64)>,
+}
+
+/// Most handovers kept, and for how long.
+const MAX_HANDOVERS: usize = 64;
+const HANDOVER_TTL: Duration = Duration::from_secs(60);
+
+/// A term a graceful leaver handed us (`Message::Handover`).
+#[derive(Debug)]
+struct Handover {
+    /// The leaver's vnode, the term's holder.
+    from: NodeRef,
+    range: KeyRange,
+    term: u64,
+    /// Its promises over `range`: its grant of our next term there.
+    known: Vec<Known>,
+    until: Time,
 }
 
 /// Most terms `Holds::clean` remembers.
@@ -100,6 +120,13 @@ struct Held {
     /// The pending configs' members the last renewal went to: the next
     /// goes to them too, so that once nothing is pending they hear it.
     pending_told: Vec<NodeRef>,
+    /// When our store came to hold every write acknowledged before the
+    /// term (`None`: not yet).
+    caught_up_at: Option<Time>,
+    /// Leavers that handed us a predecessor term: their grant was their
+    /// last word, so they count as having acknowledged every renewal of
+    /// ours (a predecessor config of two is settled with the one left).
+    handed_by: Vec<SocketAddr>,
 }
 
 #[derive(Debug)]
@@ -246,9 +273,71 @@ impl Holds {
         })
     }
 
+    /// Our graceful leave begins: a term caught up before now may be
+    /// handed over at the farewell.
+    pub fn begin_leave(&mut self, now: Time) {
+        self.leave_began.get_or_insert(now);
+    }
+
+    /// Has our farewell given everything up?
+    pub fn released(&self) -> bool {
+        self.released
+    }
+
+    /// A leaver handed us its term over `range` (`Message::Handover`).
+    pub fn handed(
+        &mut self,
+        now: Time,
+        from: NodeRef,
+        range: KeyRange,
+        term: u64,
+        known: Vec<Known>,
+    ) {
+        self.handovers.retain(|ho| ho.until > now);
+        if self.handovers.len() >= MAX_HANDOVERS {
+            self.handovers.pop_front();
+        }
+        let until = now + HANDOVER_TTL;
+        self.handovers.push_back(Handover {
+            from,
+            range,
+            term,
+            known,
+            until,
+        });
+    }
+
     /// Gives every hold up (a graceful leave's farewell) and holds
-    /// nothing again.
-    pub fn release_all(&mut self, cx: &mut ACx<'_>) {
+    /// nothing again. A term caught up before the leave began, over a
+    /// range whose every record `handed` says a successor acknowledged,
+    /// is handed to that successor with our promises there: our grant of
+    /// its next term (we grant nothing after this).
+    pub fn release_all(
+        &mut self,
+        cx: &mut ACx<'_>,
+        promises: &Promises,
+        handed: &[(KeyRange, NodeRef)],
+    ) {
+        for h in self.holds.values() {
+            let State::Held(held) = &h.state else {
+                continue;
+            };
+            let before_leave = match (held.caught_up_at, self.leave_began) {
+                (Some(at), Some(began)) => at <= began,
+                _ => false,
+            };
+            if !before_leave || !held.settling.is_empty() {
+                continue;
+            }
+            if let Some((_, to)) = handed.iter().find(|(r, _)| within(&h.range, r)) {
+                let msg = Message::Handover {
+                    range: h.range,
+                    term: h.term,
+                    known: promises.known(h.range),
+                };
+                cx.io.send(h.vnode, *to, msg);
+            }
+        }
         self.released = true;
         for (_, h) in std::mem::take(&mut self.holds) {
             release(cx, &h);
@@ -297,9 +386,10 @@ impl Holds {
     /// Our store pulled `vnode`'s `range` from a majority of each of the
     /// term's catch-up configs: it holds every write acknowledged before
     /// the term, so the term decides from it alone from now on.
-    pub fn caught_up(&mut self, vnode: &NodeRef, range: KeyRange, term: u64) {
+    pub fn caught_up(&mut self, vnode: &NodeRef, range: KeyRange, term: u64, now: Time) {
         if let Some(held) = self.held_mut(vnode, range, term) {
             held.catch_up.clear();
+            held.caught_up_at.get_or_insert(now);
             remember_clean(&mut self.clean, vnode.id, term);
         }
     }
@@ -413,14 +503,26 @@ impl Holds {
         let mut soonest = |t: Time| next = Some(next.map_or(t, |n: Time| n.min(t)));
         let quarter = cx.config.lease / 4;
         let serials: Vec<u64> = self.holds.keys().copied().collect();
+        let mut granted_ahead: Vec<(u64, NodeRef, Vec<Known>)> = Vec::new();
         for s in serials {
             let Some(h) = self.holds.get_mut(&s) else {
                 continue;
             };
             match &mut h.state {
                 State::Waiting(at) if *at <= now => {
-                    let req = prepare(cx, now, h, promises);
+                    // A leaver's handover covering the interval is its
+                    // grant, given in advance: counted as its answer.
+                    let handed = handed_for(&self.handovers, h.range, now);
+                    let floor = handed
+                        .iter()
+                        .flat_map(|(_, known)| known.iter().map(|k| k.term))
+                        .max()
+                        .unwrap_or(0);
+                    let req = prepare(cx, now, h, promises, floor);
                     self.reqs.insert(req, s);
+                    for (from, known) in handed {
+                        granted_ahead.push((req, from, known));
+                    }
                 }
                 State::Waiting(at) => soonest(*at),
                 State::Preparing(a) if a.deadline <= now => {
@@ -471,7 +573,7 @@ impl Holds {
                         held.renewal = Some(Renewal {
                             req,
                             sent_at: now,
-                            acked: Vec::new(),
+                            acked: held.handed_by.clone(),
                             finished: held.pending.is_empty() && held.catch_up.is_empty(),
                         });
                         held.renew_at = now + quarter;
@@ -494,6 +596,9 @@ impl Holds {
             "authority would tick again at once"
         );
         self.tick_at = next;
+        for (req, from, known) in granted_ahead {
+            self.promised(cx, now, from, req, Ok(known), promises);
+        }
     }
 
     /// An answer to our prepare `req` from `from`.
@@ -557,10 +662,16 @@ impl Holds {
             &h.vnode,
             (h.range, &h.config),
             a,
-            &self.clean,
+            (&self.clean, &self.handovers),
             cx.config.force_new_ring_above,
         ) {
-            if catch_up.is_empty() {
+            let caught_up_at = catch_up.is_empty();
+            let handed_by: Vec<SocketAddr> = handed_for(&self.handovers, h.range, now)
+                .into_iter()
+                .map(|(from, _)| from.addr)
+                .filter(|from| a.granted.contains(from))
+                .collect();
+            if caught_up_at {
                 remember_clean(&mut self.clean, h.vnode.id, h.term);
             }
             cx.io.counting.counters.terms_held += 1;
@@ -577,6 +688,8 @@ impl Holds {
                 renew_at: now,
                 last: None,
                 pending_told: Vec::new(),
+                caught_up_at: caught_up_at.then_some(now),
+                handed_by,
             });
             self.step(cx, now, promises);
         } else if a.granted.len() + a.refused >= a.asked.len() {
@@ -690,13 +803,16 @@ fn distinct(nodes: &[NodeRef]) -> Vec<NodeRef> {
 
 /// Starts a prepare of `h` in a term above everything we know there;
 /// returns its request number.
-fn prepare(cx: &mut ACx<'_>, now: Time, h: &mut Hold, promises: &Promises) -> u64 {
+/// `floor`: a term handed to us there (see [`Holds::handed`]); ours
+/// goes above it.
+fn prepare(cx: &mut ACx<'_>, now: Time, h: &mut Hold, promises: &Promises, floor: u64) -> u64 {
     let known = promises.known(h.range);
     let highest = known.iter().map(|k| k.term).max().unwrap_or(0);
     h.term = h
         .term
         .max(h.above)
         .max(highest)
+        .max(floor)
         .max(cx.config.force_new_ring_above)
         + 1;
     let req = cx.io.next();
@@ -759,6 +875,49 @@ fn asked_for(k: &Known) -> Vec<NodeRef> {
     distinct(&all)
 }
 
+/// The leavers whose handovers together cover all of `range`, each with
+/// its promises there (its grant of our term over `range`).
+fn handed_for(
+    handovers: &VecDeque<Handover>,
+    range: KeyRange,
+    now: Time,
+) -> Vec<(NodeRef, Vec<Known>)> {
+    let mut out: Vec<(NodeRef, Vec<Known>)> = Vec::new();
+    let live = || handovers.iter().filter(|ho| ho.until > now);
+    for first in live() {
+        if out.iter().any(|(n, _)| n.addr == first.from.addr) {
+            continue;
+        }
+        let mut covered: RingMap<()> = RingMap::default();
+        let mut known = Vec::new();
+        for ho in live().filter(|ho| ho.from.addr == first.from.addr) {
+            covered.set(ho.range, Some(()));
+            known.extend(clip(&ho.known, range));
+        }
+        if covered.pieces(range).iter().all(|(_, c)| c.is_some()) {
+            out.push((first.from, known));
+        }
+    }
+    out
+}
+
+/// `known`'s promises clipped to `range` (the pieces inside it).
+fn clip(known: &[Known], range: KeyRange) -> Vec<Known> {
+    let mut map: RingMap<Known> = RingMap::default();
+    for k in known {
+        map.set(k.range, Some(k.clone()));
+    }
+    map.pieces(range)
+        .into_iter()
+        .filter_map(|(piece, k)| {
+            k.map(|k| Known {
+                range: piece,
+                ..k.clone()
+            })
+        })
+        .collect()
+}
+
 /// Keeps, per point of `k.range`, the newest settled term heard of —
 /// of two reports of one term, the later (fewer pending configs: its
 /// holder only ever drops some).
@@ -804,7 +963,7 @@ fn complete(
     vnode: &NodeRef,
     (range, config): (KeyRange, &[NodeRef]),
     a: &Attempt,
-    clean: &VecDeque<(Id, u64)>,
+    (clean, handovers): (&VecDeque<(Id, u64)>, &VecDeque<Handover>),
     force_above: u64,
 ) -> Option<Completed> {
     if !majority_of(config, &a.granted) {
@@ -838,7 +997,13 @@ fn complete(
         // ours before a restart or still catching up) is read from those
         // copies first. Either way, until we have put them on a majority
         // of our own config, the next holder must read them too.
-        let ours_and_clean = st.holder.id == vnode.id && clean.contains(&(st.holder.id, st.term));
+        // Or a leaver handed it to us: our store took every record of it
+        // after it stopped deciding, and it was caught up by then.
+        let handed = handovers
+            .iter()
+            .any(|ho| ho.from == st.holder && ho.term == st.term);
+        let ours_and_clean =
+            (st.holder.id == vnode.id && clean.contains(&(st.holder.id, st.term))) || handed;
         for old in std::iter::once(&st.config).chain(&st.pending) {
             if !ours_and_clean {
                 add_config(&mut done.catch_up, old);
@@ -877,6 +1042,60 @@ mod tests {
         }
     }
 
+    /// A config of two: its holder left gracefully and handed its term
+    /// to us. Its grant is counted, and we read nobody first (our store
+    /// took its records) — only from the holder that handed over, and only
+    /// for that term; anyone else still reads a majority of the config.
+    #[test]
+    fn a_handed_over_term_needs_no_catch_up_from_its_config() {
+        let node = |port: u16, at: u64| {
+            NodeRef::new(Id::from_u64(at), SocketAddr::from(([127, 0, 0, 1], port)))
+        };
+        let (me, leaver) = (node(1, 10), node(2, 20));
+        let range = r(10, 20);
+        let settled = Settled {
+            term: 5,
+            holder: leaver,
+            config: vec![leaver, me],
+            pending: Vec::new(),
+        };
+        let mut learned = RingMap::default();
+        learned.set(range, Some(settled));
+        // Our grant and the leaver's, given ahead in its handover.
+        let a = Attempt {
+            req: 1,
+            deadline: Time::from_millis(0),
+            asked: vec![me.addr, leaver.addr],
+            granted: vec![me.addr, leaver.addr],
+            refused: 0,
+            learned,
+            wait: None,
+        };
+        let config = [me];
+        let handover = |term: u64| Handover {
+            from: leaver,
+            range,
+            term,
+            known: Vec::new(),
+            until: Time::from_millis(60_000),
+        };
+        let clean = VecDeque::new();
+        let handed = VecDeque::from([handover(5)]);
+        let done = complete(&me, (range, &config), &a, (&clean, &handed), 0).expect("granted");
+        assert!(
+            done.catch_up.is_empty(),
+            "read the config of a handed-over term"
+        );
+        assert_eq!(done.pending.len(), 1, "the next holder must still read it");
+        let older = VecDeque::from([handover(4)]);
+        let done = complete(&me, (range, &config), &a, (&clean, &older), 0).expect("granted");
+        assert_eq!(
+            done.catch_up.len(),
+            1,
+            "another term's handover is not this one's"
+        );
+    }
+
     /// A lone survivor: the last term there was settled by a config whose
     /// other two processes are gone. It takes nothing — unless told to
     /// re-form the ring above that term, and then it reads nobody first.
@@ -904,20 +1123,20 @@ mod tests {
             learned,
             wait: None,
         };
-        let clean = VecDeque::new();
+        let clean = (&VecDeque::new(), &VecDeque::new());
         let config = [me];
-        assert!(complete(&me, (range, &config), &a, &clean, 0).is_none());
+        assert!(complete(&me, (range, &config), &a, clean, 0).is_none());
         assert!(
-            complete(&me, (range, &config), &a, &clean, 7).is_none(),
+            complete(&me, (range, &config), &a, clean, 7).is_none(),
             "a term settled at the force point is not given up"
         );
-        let done = complete(&me, (range, &config), &a, &clean, 8).expect("forced");
+        let done = complete(&me, (range, &config), &a, clean, 8).expect("forced");
         assert!(done.catch_up.is_empty() && done.pending.is_empty());
         // A point nobody knows a term for: taken only when forced.
         let mut a = a;
         a.learned = RingMap::default();
-        assert!(complete(&me, (range, &config), &a, &clean, 0).is_none());
-        assert!(complete(&me, (range, &config), &a, &clean, 8).is_some());
+        assert!(complete(&me, (range, &config), &a, clean, 0).is_none());
+        assert!(complete(&me, (range, &config), &a, clean, 8).is_some());
     }
 
     #[test]

@@ -199,6 +199,7 @@ impl Authority {
                 | Message::Renewed { .. }
                 | Message::Release { .. }
                 | Message::Leaving
+                | Message::Handover { .. }
         )
     }
 
@@ -208,6 +209,9 @@ impl Authority {
         let me = cx.ring.addressee(to.id);
         let lease = cx.config.lease;
         match msg {
+            // After our farewell we grant nothing: a handover granted
+            // our successor's next term in advance.
+            Message::Prepare { .. } if self.holds.released() => {}
             Message::Prepare {
                 req,
                 range,
@@ -271,6 +275,10 @@ impl Authority {
                 }
             }
             Message::Release { range, term } => self.promises.release(range, term, &from),
+            Message::Handover { range, term, known } if cx.config.authority => {
+                self.holds.handed(now, from, range, term, known);
+                self.holds.reconcile(cx, now, &self.promises, &self.leaving);
+            }
             Message::Leaving => {
                 let until = now + LEAVING_TTL;
                 let fresh = self.leaving.insert(from.addr, (from, until)).is_none();
@@ -347,10 +355,17 @@ impl Authority {
         }
     }
 
+    /// A graceful leave begins (see [`Authority::release_all`]).
+    pub fn begin_leave(&mut self, now: Time) {
+        self.holds.begin_leave(now);
+    }
+
     /// The farewell of a graceful leave: give every interval up (the
-    /// successors prepare at once) and hold nothing again.
-    pub fn release_all(&mut self, cx: &mut ACx<'_>) {
-        self.holds.release_all(cx);
+    /// successors prepare at once), hand each term over to the successor
+    /// that took every record of its interval (`handed`, from the
+    /// store's leave), and hold and grant nothing again.
+    pub fn release_all(&mut self, cx: &mut ACx<'_>, handed: &[(KeyRange, NodeRef)]) {
+        self.holds.release_all(cx, &self.promises, handed);
     }
 
     /// Is some term of ours still to finish its catch-up? (Cheap.)
@@ -366,8 +381,8 @@ impl Authority {
 
     /// The store pulled `range` from a majority of each of the term's
     /// catch-up configs: decide from our store alone from now on.
-    pub fn caught_up(&mut self, vnode: &NodeRef, range: KeyRange, term: u64) {
-        self.holds.caught_up(vnode, range, term);
+    pub fn caught_up(&mut self, vnode: &NodeRef, range: KeyRange, term: u64, now: Time) {
+        self.holds.caught_up(vnode, range, term, now);
     }
 
     /// The store, caught up, pushed `range` to a majority of the term's

@@ -237,7 +237,7 @@ impl Store {
         let (vnode, range, term) = (job.term.vnode, job.term.range, job.term.term);
         match job.phase {
             Phase::Pull => {
-                cx.authority.caught_up(&vnode, range, term);
+                cx.authority.caught_up(&vnode, range, term, now);
                 cx.io.counting.counters.catch_ups_ended += 1;
                 job.term.catch_up.clear();
                 job.phase = Phase::Push;

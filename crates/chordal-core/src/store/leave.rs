@@ -18,9 +18,9 @@
 
 use super::transfer::{Ended, Purpose, Push, Transfer};
 use super::{Deadline, Store};
-use crate::Time;
 use crate::authority::ACx;
 use crate::io::Cx;
+use crate::{KeyRange, NodeRef, Time};
 use std::time::Duration;
 
 /// What a graceful leave handed over.
@@ -47,6 +47,8 @@ pub(super) struct Leaving {
     deadline: Time,
     /// When the transfers were all done (then the authority wait began).
     transfers_done: Option<Time>,
+    /// Ranges whose every record the recipient acknowledged, and to whom.
+    handed: Vec<(KeyRange, NodeRef)>,
     /// Leave transfers still running.
     transfers: Vec<u64>,
     report: LeaveReport,
@@ -63,6 +65,7 @@ impl Store {
         let mut leaving = Leaving {
             deadline,
             transfers_done: None,
+            handed: Vec::new(),
             transfers: Vec::new(),
             report: LeaveReport::default(),
         };
@@ -95,6 +98,13 @@ impl Store {
                 Some(Push::whole(*succ, v.me(), range.start, range.end))
             })
             .collect()
+    }
+
+    /// The ranges a graceful leave handed over whole, and to whom (empty
+    /// until the farewell): the authority hands each recipient the term
+    /// it held there.
+    pub fn handed_over(&self) -> &[(KeyRange, NodeRef)] {
+        &self.handed
     }
 
     /// Is this node draining its ranges before it leaves?
@@ -130,6 +140,13 @@ impl Store {
             return;
         };
         l.transfers.retain(|x| *x != id);
+        if how == Ended::Done && t.push.buckets == 1 {
+            let range = KeyRange {
+                start: t.push.start,
+                end: t.push.end,
+            };
+            l.handed.push((range, t.push.to));
+        }
         l.report.records += t.records_acked;
         l.report.bytes += t.bytes_acked;
         if how == Ended::Failed {
@@ -202,6 +219,7 @@ impl Store {
             cx.io.counting.error("leave_before_terms_finished");
         }
         let l = self.leaving.take().expect("leaving");
+        self.handed = l.handed.clone();
         self.deadlines.remove(&(l.deadline, Deadline::LeaveDrain));
         self.left = Some(l.report);
         cx.io.farewell = true;

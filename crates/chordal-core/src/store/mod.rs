@@ -212,6 +212,8 @@ pub(crate) struct Store {
     /// A graceful leave in progress, and how it went once done.
     leaving: Option<leave::Leaving>,
     left: Option<LeaveReport>,
+    /// What the leave handed over whole (see `Store::handed_over`).
+    handed: Vec<(crate::KeyRange, NodeRef)>,
 }
 
 impl Store {
