@@ -716,8 +716,8 @@ impl Holds {
         let State::Held(held) = &mut h.state else {
             return;
         };
-        let grantor = h.config.iter().chain(held.settling.iter().flatten());
-        if !grantor.clone().any(|n| n.addr == from.addr) {
+        let mut grantors = h.config.iter().chain(held.settling.iter().flatten());
+        if !grantors.any(|n| n.addr == from.addr) {
             // A pending config's member only heard that we may need it.
             return;
         }
