@@ -195,10 +195,12 @@ async fn nodes_estimate_the_ring_size_from_their_successor_lists() {
     ring.leave_all().await;
 }
 
-/// Waits (up to 20 s) until every node's membership table holds `want`
+/// Waits (up to 60 s) until every node's membership table holds `want`
 /// entries and its ring-size estimate says `want`.
 async fn tables_name(nodes: &[chordal_node::Node], want: usize) -> bool {
-    for _ in 0..200 {
+    // A generous 60 s: on a loaded 2-core box a crash's news once took
+    // longer than 20 s to reach every one of the 11 tables.
+    for _ in 0..600 {
         let mut all = true;
         for node in nodes {
             let s = node.status().await.unwrap();
