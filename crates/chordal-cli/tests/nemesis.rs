@@ -105,9 +105,11 @@ impl Cluster {
             })
             .collect();
         let mut flags = vec!["--stabilize-ms", "100", "--lease-ms", "1000"];
-        if authority {
-            flags.push("--authority");
-        }
+        flags.push(if authority {
+            "--authority=true"
+        } else {
+            "--authority=false"
+        });
         let mut c = Cluster {
             lab,
             slots,

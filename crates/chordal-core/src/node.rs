@@ -634,8 +634,12 @@ impl Node {
         {
             // Chord says ours, but no term says so yet: decide nothing.
             self.io.counting.error("kv_not_ready");
-            self.requests
-                .answer(cx!(self), now, reply, OpResult::NotReady);
+            let refusal = if self.authority.saves_failing() {
+                OpResult::StoreFailed
+            } else {
+                OpResult::NotReady
+            };
+            self.requests.answer(cx!(self), now, reply, refusal);
             return;
         }
         match op {

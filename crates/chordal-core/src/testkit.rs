@@ -69,10 +69,14 @@ impl Fixture {
     }
 
     /// The usual fixture: R = 3, `me` = id 100 after 50, successors 200
-    /// and 300 on two more processes.
+    /// and 300 on two more processes. Without authority: these tests
+    /// drive the owner's read, write and replication machinery directly
+    /// (`chordal-core`'s authority tests and `chordal-sim`'s drive it
+    /// under terms).
     pub fn three_processes() -> Fixture {
         let config = Config {
             replicas: 3,
+            authority: false,
             ..Config::default()
         };
         Fixture::new(

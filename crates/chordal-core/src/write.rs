@@ -337,8 +337,11 @@ pub(crate) fn decide(
             // included: a delete newer than the backup wins. The same
             // version is written again (every copy takes it as stored), so
             // that a retried restore still reaches the write quorum.
+            // Newer by the clock, not by the term: a backup's terms are
+            // another ring's (or an older incarnation's); the restored
+            // record takes the owner's term (see `Store::decide_write`).
             if let Some(c) = current
-                && c.version > version
+                && (c.version.hlc, c.version.node) > (version.hlc, version.node)
             {
                 return Decision::Answer(OpResult::PreconditionFailed {
                     current: Some(c.version),
@@ -446,6 +449,36 @@ mod tests {
             decide(put(Condition::Absent), Some(&live), NOW, 10),
             Decision::Answer(refused)
         );
+    }
+
+    /// A backup's terms are another ring's: a restore is older or newer
+    /// than the key's record by the clock alone.
+    #[test]
+    fn a_restore_is_compared_by_its_clock_not_by_a_foreign_term() {
+        let mut current = record(Some("now"), 2_000, None);
+        current.version.term = 2;
+        let backup = |hlc: u64| {
+            Intent::Update(Change::Restore {
+                version: Version {
+                    term: 9,
+                    hlc,
+                    node: Id::from_u64(1),
+                },
+                value: Some(b"backed up".to_vec()),
+                expires: None,
+            })
+        };
+        let older = decide(backup(1_000), Some(&current), NOW, 100);
+        assert_eq!(
+            older,
+            Decision::Answer(OpResult::PreconditionFailed {
+                current: Some(current.version)
+            }),
+            "a higher term does not make an older backup win"
+        );
+        assert!(written(&decide(backup(3_000), Some(&current), NOW, 100)));
+        // The same clock and writer: the same write, written again.
+        assert!(written(&decide(backup(2_000), Some(&current), NOW, 100)));
     }
 
     #[test]

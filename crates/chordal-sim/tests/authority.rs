@@ -25,14 +25,21 @@ fn ring(seed: u64, n: usize) -> Sim {
 
 /// [`ring`] with `cfg`.
 fn grown(cfg: SimConfig, n: usize) -> Sim {
+    grown_with_gap(cfg, n, Duration::from_millis(200))
+}
+
+/// Like `grown`, the joins `gap` apart (zero: all at once, half a second
+/// after the ring was created).
+fn grown_with_gap(cfg: SimConfig, n: usize, gap: Duration) -> Sim {
     let seed = cfg.seed;
     let mut s = Sim::new(cfg);
     let first = s.add_node(1);
     s.create(first);
+    s.run_for(Duration::from_millis(500));
     for _ in 1..n {
         let i = s.add_node(1);
         s.join(i, first);
-        s.run_for(Duration::from_millis(200));
+        s.run_for(gap);
     }
     s.run_until_true(Duration::from_millis(100), 60 * SEC, |s| {
         s.ring_errors(true) == 0
@@ -255,10 +262,12 @@ fn a_write_issued_while_the_ring_forms_is_decided() {
 /// prepared forever and its keys answered `NotReady`.)
 #[test]
 fn with_one_copy_a_grown_ring_decides_every_key() {
-    for seed in 0..10u64 {
+    for seed in 0..20u64 {
         let mut cfg = config(seed);
         cfg.node.replicas = 1;
-        let mut s = grown(cfg, 4);
+        // Joins 200 ms apart, and (odd seeds) all at once.
+        let gap = Duration::from_millis(if seed % 2 == 0 { 200 } else { 0 });
+        let mut s = grown_with_gap(cfg, 4, gap);
         for k in 0..50 {
             let key = format!("h-{k}");
             let put = s.put(k % 4, key.as_bytes(), key.as_bytes());

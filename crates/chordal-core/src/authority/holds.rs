@@ -67,8 +67,14 @@ struct Hold {
     replicas: Vec<NodeRef>,
     /// The highest term anyone told us of here: the next goes above.
     above: u64,
+    /// The last prepare heard of no term at some point of the interval:
+    /// the next asks every process we know (see [`wide_ask`]).
+    wide: bool,
     state: State,
 }
+
+/// Most processes a wide prepare asks (the nearest to the interval).
+const MAX_WIDE_ASK: usize = 128;
 
 #[derive(Debug)]
 enum State {
@@ -263,14 +269,18 @@ impl Holds {
         })
     }
 
-    /// Do we hold `term` over `range` (or more) with our vnode `holder`?
+    /// Do we hold `term` over all of `range` with our vnode `holder`?
+    /// Possibly as several holds: a promise table merges neighbouring
+    /// pieces promised alike, and one term may have been prepared over
+    /// two adjacent intervals.
     pub fn holds_term(&self, holder: &NodeRef, term: u64, range: KeyRange) -> bool {
-        self.holds.values().any(|h| {
-            h.vnode == *holder
-                && h.term == term
-                && matches!(h.state, State::Held(_))
-                && within(&range, &h.range)
-        })
+        let mut covered: RingMap<()> = RingMap::default();
+        for h in self.holds.values() {
+            if h.vnode == *holder && h.term == term && matches!(h.state, State::Held(_)) {
+                covered.set(h.range, Some(()));
+            }
+        }
+        covered.pieces(range).iter().all(|(_, c)| c.is_some())
     }
 
     /// Our graceful leave begins: a term caught up before now may be
@@ -488,6 +498,7 @@ impl Holds {
                         config: config.clone(),
                         replicas: config[1..].to_vec(),
                         above: 0,
+                        wide: false,
                         state: State::Waiting(now),
                     };
                     self.holds.insert(self.next, hold);
@@ -676,6 +687,7 @@ impl Holds {
             }
             cx.io.counting.counters.terms_held += 1;
             self.reqs.remove(&req);
+            h.wide = false;
             // Settle first (the renewal goes out at once): decide nothing
             // until a majority of the config and of the predecessors know
             // the term completed.
@@ -695,8 +707,10 @@ impl Holds {
         } else if a.granted.len() + a.refused >= a.asked.len() {
             // Everyone answered and it is not enough: wait out the
             // shortest lease that refused us (a handover's release
-            // usually comes sooner), then prepare above what we heard.
+            // usually comes sooner), then prepare above what we heard —
+            // asking everyone we know if nobody knew a term somewhere.
             cx.io.counting.counters.prepares_failed += 1;
+            h.wide |= a.learned.pieces(h.range).iter().any(|(_, v)| v.is_none());
             let quarter = cx.config.lease / 4;
             let pause = a.wait.map_or(quarter / 8, |w| w.min(quarter / 2));
             self.reqs.remove(&req);
@@ -822,6 +836,9 @@ fn prepare(cx: &mut ACx<'_>, now: Time, h: &mut Hold, promises: &Promises, floor
     // R = 1 nobody else would tell us its lineage.
     let mut ask = h.config.clone();
     ask.extend(cx.ring.replica_targets(&h.vnode, 2));
+    if h.wide {
+        ask.extend(wide_ask(cx, h.range));
+    }
     let mut ask = distinct(&ask);
     for k in &known {
         for n in asked_for(k) {
@@ -844,6 +861,37 @@ fn prepare(cx: &mut ACx<'_>, now: Time, h: &mut Hold, promises: &Promises, floor
         wait: None,
     });
     req
+}
+
+/// Whom a prepare asks when a narrower one found no lineage at some
+/// point of `range`: the processes of our membership table, successor
+/// lists, predecessors and fingers nearest to the interval (at most
+/// [`MAX_WIDE_ASK`]).
+///
+/// Who last held a term over a point is not always among the interval's
+/// config and successor: with one copy (R = 1) a config is its holder
+/// alone, and when several processes join a young ring at once, a piece
+/// the creator gave up may never have been held by anyone since — only
+/// the creator, anywhere on the ring, knows its term. Without asking it
+/// the piece would wait forever (a point nobody knows a term for is not
+/// taken: see [`complete`]).
+fn wide_ask(cx: &ACx<'_>, range: KeyRange) -> Vec<NodeRef> {
+    let mut all: Vec<NodeRef> = cx.ring.members().collect();
+    for v in cx.ring.vnodes() {
+        let table = v.table();
+        all.extend(table.successors().iter().copied());
+        all.extend(table.predecessor());
+        all.extend(table.fingers().iter().flatten().copied());
+    }
+    let mut all = distinct(&all);
+    let near = |n: &NodeRef| {
+        let ahead = range.end.distance(&n.id);
+        let behind = n.id.distance(&range.end);
+        ahead.min(behind)
+    };
+    all.sort_by_key(near);
+    all.truncate(MAX_WIDE_ASK);
+    all
 }
 
 /// Asks process `to` to grant the term of the hold `(vnode, range,
@@ -1150,5 +1198,42 @@ mod tests {
         assert!(!within(&r(20, 10), &r(10, 20)));
         assert!(within(&r(20, 10), &r(7, 7)));
         assert!(!within(&r(7, 7), &r(10, 20)));
+    }
+
+    /// A term held over two adjacent intervals (a vnode's range grew
+    /// while it held the first) covers a promise over their union: the
+    /// promise table merges the pieces. Seen as a leave that counted on
+    /// itself and waited its full 30 s.
+    #[test]
+    fn a_term_held_over_two_adjacent_intervals_covers_their_union() {
+        let me = NodeRef::new(Id::from_u64(30), SocketAddr::from(([127, 0, 0, 1], 1)));
+        let held = |range: KeyRange| Hold {
+            vnode: me,
+            range,
+            term: 5,
+            config: vec![me],
+            replicas: Vec::new(),
+            above: 0,
+            wide: false,
+            state: State::Held(Held {
+                valid_until: Time::ZERO,
+                catch_up: Vec::new(),
+                pending: Vec::new(),
+                settling: Vec::new(),
+                renewal: None,
+                renew_at: Time::ZERO,
+                last: None,
+                pending_told: Vec::new(),
+                caught_up_at: None,
+                handed_by: Vec::new(),
+            }),
+        };
+        let mut holds = Holds::default();
+        holds.holds.insert(1, held(r(10, 20)));
+        holds.holds.insert(2, held(r(20, 30)));
+        assert!(holds.holds_term(&me, 5, r(10, 30)));
+        assert!(holds.holds_term(&me, 5, r(15, 25)));
+        assert!(!holds.holds_term(&me, 5, r(5, 30)), "(5, 10] is not held");
+        assert!(!holds.holds_term(&me, 4, r(10, 20)), "another term");
     }
 }

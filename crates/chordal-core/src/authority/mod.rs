@@ -56,6 +56,10 @@ pub(crate) struct Authority {
     leaving: BTreeMap<SocketAddr, (NodeRef, Time)>,
     /// When we last told holders that we are leaving.
     announced_at: Option<Time>,
+    /// The last save of our promise table failed (a full disk): we grant
+    /// nothing, so no term of ours can begin, and a key we cannot decide
+    /// for is refused as a storage failure rather than a wait.
+    saves_failing: bool,
 }
 
 /// How long a `Leaving` notice keeps its sender out of our configs.
@@ -151,6 +155,19 @@ impl Authority {
             }
             None => false,
         }
+    }
+
+    /// The store saved our promise table (`ok`), or could not: see
+    /// [`Authority::saves_failing`].
+    pub fn saved(&mut self, ok: bool) {
+        self.saves_failing = !ok;
+    }
+
+    /// Does our storage refuse our promises (the last save failed)? Until
+    /// one succeeds, no term of ours can begin: a key without one is
+    /// answered `StoreFailed` (HTTP 507) rather than `NotReady`.
+    pub fn saves_failing(&self) -> bool {
+        self.saves_failing
     }
 
     /// May our vnode `vnode` decide for `key` now? The lease it holds
@@ -313,15 +330,30 @@ impl Authority {
     /// (the next holder then reads our config's majority alone, which
     /// survives our going), and no live term names a config of ours among
     /// its pending ones (its catch-up may need our copies to reach that
-    /// config's majority). Always true without authority.
+    /// config's majority) — or nobody is left to take over (see
+    /// `last_standing`). Always true without authority.
     pub fn may_leave(&self, cx: &ACx<'_>, now: Time) -> bool {
-        if !cx.config.authority {
+        if !cx.config.authority || self.last_standing(cx) {
             return true;
         }
         self.holds.all_finished()
             && self.needed_until <= now
             && self.needed.values().all(|until| *until <= now)
             && self.counting_on_us(cx, now).is_empty()
+    }
+
+    /// Is nobody left to take anything over? Every successor we know is
+    /// us, or draining for a leave of its own: the last node of a ring
+    /// (or every node of a ring stopped at once) would wait for nobody.
+    /// Its data and promises stay on disk for a restart.
+    fn last_standing(&self, cx: &ACx<'_>) -> bool {
+        let us = cx.ring.addr();
+        cx.ring.vnodes().iter().all(|v| {
+            v.table()
+                .successors()
+                .iter()
+                .all(|n| n.addr == us || self.leaving.contains_key(&n.addr))
+        })
     }
 
     /// The holders of promises that count on us (see

@@ -81,6 +81,10 @@ enum OwnerOp {
         /// Counted in `Store::unacked` (until acknowledged or failed).
         unacked: bool,
         deadline: Time,
+        /// The term the write was decided in (0 without authority). Not
+        /// always `record.version.term`: a restored record keeps the
+        /// version it was backed up with.
+        fence: u64,
     },
     /// Reading a key from our copy, maybe from the replicas too; then
     /// answering a get, or deciding the write that reads.
@@ -372,6 +376,7 @@ impl Store {
             StoreWait::SyncCompare(c) => self.sync_compare(cx, now, c, result),
             StoreWait::TransferRead(id) => self.transfer_page_read(cx, now, id, result),
             StoreWait::Promises(then) => {
+                cx.authority.saved(result == StoreResult::Saved);
                 if result == StoreResult::Saved {
                     cx.io.out.extend(then);
                 } else {

@@ -40,6 +40,17 @@ fn decider_term(cx: &Cx<'_>, vnode: &NodeRef, key_id: &Id, now: Time) -> Option<
     cx.authority.lease(vnode, key_id, now).ok().map(|l| l.term)
 }
 
+/// The answer for a key no term lets us decide: `NotReady` (retryable:
+/// a term is on its way), or `StoreFailed` while our storage refuses the
+/// promise table — no term of ours can begin before space comes back.
+pub(crate) fn not_ready(cx: &Cx<'_>) -> OpResult {
+    if cx.authority.saves_failing() {
+        OpResult::StoreFailed
+    } else {
+        OpResult::NotReady
+    }
+}
+
 /// Most versions one write gets before the owner gives up on it (each
 /// time a copy holds a newer version than the last one tried).
 pub const MAX_WRITE_ATTEMPTS: u32 = 4;
@@ -188,15 +199,18 @@ impl Store {
                 }
                 let Some(term) = decider_term(cx, &vnode, &key_id, now) else {
                     // The lease ran out while we read: decide nothing.
-                    cx.io.answer(reply, OpResult::NotReady);
+                    cx.io.answer(reply, not_ready(cx));
                     return;
                 };
                 let version = match &then {
-                    // A restored record keeps its version; later writes
-                    // still go above it.
+                    // A restored record keeps its clock and writer, in
+                    // our term: the backup's terms mean nothing here (a
+                    // higher one would put it above every later write
+                    // until our terms caught up). Later writes still go
+                    // above it.
                     Then::Restored(v) => {
                         self.hlc.observe(v.hlc);
-                        *v
+                        Version { term, ..*v }
                     }
                     // A write-back keeps the write's identity, in our term
                     // (see `write_back`).
@@ -244,7 +258,7 @@ impl Store {
                 }
                 Err(_) => {
                     if let Some(r) = reply {
-                        cx.io.answer(r, OpResult::NotReady);
+                        cx.io.answer(r, not_ready(cx));
                     }
                     return;
                 }
@@ -303,6 +317,7 @@ impl Store {
                 attempt,
                 unacked: true,
                 deadline,
+                fence,
             },
         );
         self.deadlines.insert((deadline, Deadline::Owner(id)));
@@ -491,12 +506,14 @@ impl Store {
             acked,
             outstanding,
             unacked,
+            fence,
+            deadline,
             ..
         }) = self.owners.get_mut(&id)
         else {
             return;
         };
-        let vnode = *vnode;
+        let (vnode, fence) = (*vnode, *fence);
         *outstanding = outstanding.saturating_sub(1);
         if let Some(v) = newer.filter(|v| *v > record.version) {
             self.rewrite(cx, now, id, v);
@@ -514,10 +531,24 @@ impl Store {
         // majority only after our lease ran out, and a write that reached
         // its quorum after that might be missed there (it may or may not
         // stay: ambiguous, like a quorum that failed).
-        let late = acked >= need
-            && cx.config.authority
-            && version.term != 0
-            && decider_term(cx, &vnode, &record.key_id, now) != Some(version.term);
+        let decider = decider_term(cx, &vnode, &record.key_id, now);
+        let late = acked >= need && cx.config.authority && fence != 0 && decider != Some(fence);
+        if late
+            && decider.is_some()
+            && let Some(r) = reply.take()
+        {
+            // We still decide there, in a newer term of ours (a new
+            // config, a re-prepare): write the record back in it — to a
+            // quorum of the new config, above every copy of the old term
+            // — before answering. The write keeps its identity.
+            let then = std::mem::replace(then, Then::Stored);
+            let (record, deadline) = (record.clone(), *deadline);
+            self.write_back(cx, now, vnode, record, (r, then), deadline);
+            if left == 0 {
+                self.end_owner(cx, id);
+            }
+            return;
+        }
         if late && let Some(r) = reply.take() {
             cx.io.counting.error("kv_quorum_after_lease");
             cx.io.answer(
@@ -581,16 +612,24 @@ impl Store {
             vnode,
             record,
             unacked,
+            acked,
             ..
         }) = self.owners.remove(&id)
         else {
             return;
         };
         self.deadlines.remove(&(deadline, Deadline::Owner(id)));
+        let unanswered = self.replica_reqs.values().any(|(owner, _)| *owner == id);
         self.replica_reqs.retain(|_, (owner, _)| *owner != id);
         if unacked {
             settle(&mut self.unacked, &record.key);
-            self.write_failed(cx, &vnode, &record);
+            // No copy holds it — ours failed, and every replica asked
+            // (if any) refused it — so there is nothing to fence: the
+            // term goes on (a node alone on a full disk keeps serving
+            // reads). Otherwise some replica may hold it.
+            if acked > 0 || unanswered {
+                self.write_failed(cx, &vnode, &record);
+            }
         }
         cx.io.counting.error("kv_store_failed");
         if let Some(r) = reply {
@@ -775,7 +814,7 @@ impl Store {
         let unsure = !quorums_met(&quorums, &heard)
             || (cx.config.authority && cx.authority.lease(&vnode, &key_id, now).is_err());
         if unsure {
-            cx.io.answer(reply, OpResult::NotReady);
+            cx.io.answer(reply, not_ready(cx));
             if matches!(why, ReadFor::Write(_)) {
                 self.release_key(cx, now, &key);
             }
@@ -862,7 +901,7 @@ impl Store {
         answer_by: Time,
     ) {
         let Some(term) = decider_term(cx, &vnode, &record.key_id, now) else {
-            cx.io.answer(reply, OpResult::NotReady);
+            cx.io.answer(reply, not_ready(cx));
             return;
         };
         self.hlc.observe(record.version.hlc);

@@ -174,6 +174,7 @@ fn a_write_that_cannot_reach_the_quorum_is_refused_before_anything_is_stored() {
     // processes can hold a copy, and the ring may have more.
     let config = Config {
         replicas: 3,
+        authority: false,
         ..Config::default()
     };
     let mut fx = Fixture::new(config, node(100, 1), node(50, 4), &[node(200, 1)]);
