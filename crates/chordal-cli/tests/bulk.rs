@@ -125,16 +125,7 @@ fn crashes_one_at_a_time_re_replicate_60_mb_to_every_survivor() {
 /// A metric's value in a node's `/metrics` (`name{labels}` as printed;
 /// 0 if absent).
 fn metric(api: SocketAddr, series: &str) -> f64 {
-    let (_, text) = http(api, "GET", "/metrics");
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0.0)
+    metric_in(&http(api, "GET", "/metrics").1, series)
 }
 
 /// Has every node a term over everything it owns, with its catch-up

@@ -177,10 +177,14 @@ impl Node {
     /// Gives the authority machine the promise table the store kept
     /// (`StoreKind::SavePromises`; `None`: nothing saved). Call once at
     /// start, before `create`/`join`. Every promise counts as live for one
-    /// lease from `now`. False if the bytes are damaged (then the node
-    /// must not start: it could grant an older term again).
+    /// lease from `now`; our vnodes are at our address now, whatever
+    /// address they had before. False if the bytes are damaged (then the
+    /// node must not start: it could grant an older term again).
     pub fn restore_promises(&mut self, now: Time, saved: Option<&[u8]>) -> bool {
-        self.authority.restore(&self.config, now, saved)
+        let ours: Vec<Id> = self.ring.vnodes().iter().map(|v| v.me().id).collect();
+        let addr = self.ring.addr();
+        self.authority
+            .restore(&self.config, now, saved, (&ours, addr))
     }
 
     /// Starts a new ring: the first virtual node creates it, the others join
@@ -476,7 +480,7 @@ impl Node {
     pub fn handle_unreachable(&mut self, now: Time, addr: SocketAddr) {
         self.ring.handle_unreachable(now, addr);
         self.requests
-            .peers_failed(cx!(self), now, |n| n.addr == addr);
+            .peers_failed(cx!(self), now, true, |n| n.addr == addr);
         // Refused outright: that process is gone (a timeout is not enough
         // — under loss a live successor times out now and then, and its
         // transfer must resume, not move to the next node).
@@ -491,14 +495,23 @@ impl Node {
     /// requests waiting on it try again elsewhere.
     pub fn handle_not_there(&mut self, now: Time, node: NodeRef) {
         self.ring.forget(now, &node);
-        self.requests.peers_failed(cx!(self), now, |n| *n == node);
+        self.requests
+            .peers_failed(cx!(self), now, true, |n| *n == node);
         self.flush(now);
     }
 
     /// The driver lost an established connection to `addr`.
     pub fn handle_disconnect(&mut self, now: Time, addr: SocketAddr) {
+        self.requests.connection_closed(addr);
         self.ring.handle_disconnect(now, addr);
         self.flush(now);
+    }
+
+    /// The driver closed a connection to `addr` on purpose (idle, or
+    /// evicted from a full pool): what it carried may have arrived. Call
+    /// it for every close that is not a [`Node::handle_disconnect`].
+    pub fn handle_closed(&mut self, addr: SocketAddr) {
+        self.requests.connection_closed(addr);
     }
 
     /// The next storage operation for the driver. Perform it, then report
@@ -848,7 +861,8 @@ impl Node {
             | Event::Joined { .. } => self.store.sync_soon(now),
             Event::PeerFailed { peer, .. } => {
                 let peer = *peer;
-                self.requests.peers_failed(cx!(self), now, |n| *n == peer);
+                self.requests
+                    .peers_failed(cx!(self), now, false, |n| *n == peer);
             }
             _ => {}
         }

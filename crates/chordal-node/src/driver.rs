@@ -561,9 +561,11 @@ impl Driver {
         };
         c.close.cancel();
         self.pool.remove(c.addr, conn_id);
+        let now = self.now();
         if lost {
-            let now = self.now();
             self.core.handle_disconnect(now, c.addr);
+        } else {
+            self.core.handle_closed(c.addr);
         }
     }
 

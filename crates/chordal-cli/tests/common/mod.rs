@@ -230,7 +230,8 @@ pub fn oracle(nodes: &[&NodeProc]) -> Oracle {
     Oracle::new(nodes.iter().map(|n| n.id).collect())
 }
 
-/// Is every process's successor and predecessor the true one?
+/// Is every process's successor and predecessor the true one, and does
+/// every process decide for what it owns ([`decides`])?
 pub fn ring_correct(nodes: &[&NodeProc]) -> bool {
     let o = oracle(nodes);
     nodes.iter().all(|n| {
@@ -238,10 +239,12 @@ pub fn ring_correct(nodes: &[&NodeProc]) -> bool {
         status == 200
             && v["successors"][0]["id"].as_str() == Some(&o.next(&n.id).to_hex())
             && v["predecessor"]["id"].as_str() == Some(&o.prev(&n.id).to_hex())
+            && decides(n)
     })
 }
 
-/// Is every process's whole successor list (up to `r`) the true one?
+/// Is every process's whole successor list (up to `r`) the true one, and
+/// does every process decide for what it owns ([`decides`])?
 pub fn successor_lists_correct(nodes: &[&NodeProc], r: usize) -> bool {
     let o = oracle(nodes);
     nodes.iter().all(|n| {
@@ -255,8 +258,41 @@ pub fn successor_lists_correct(nodes: &[&NodeProc], r: usize) -> bool {
             })
             .unwrap_or_default();
         let want: Vec<String> = o.successors(&n.id, r).iter().map(|i| i.to_hex()).collect();
-        status == 200 && have == want
+        status == 200 && have == want && decides(n)
     })
+}
+
+/// A series' value in `/metrics` text (`name{labels}` exactly as
+/// printed; 0 if absent).
+pub fn metric_in(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
+}
+
+/// Does the node decide for what it owns? Under authority (the default):
+/// a term held, none being prepared or waited for — a ring is ready for
+/// writes once its successors are right *and* this holds everywhere
+/// (before, a write may find no decider and be refused `not_ready`, or
+/// be caught by a term change while the ring settles). A node without
+/// authority has neither and is ready.
+pub fn decides(n: &NodeProc) -> bool {
+    let (status, text) = http(n.api, "GET", "/metrics");
+    if status == 401 || status == 403 {
+        // Metrics behind a token: cannot tell; the callers' retries and
+        // deadlines cover the settling.
+        return true;
+    }
+    let held = metric_in(&text, "chordal_leases{state=\"held\"}");
+    let pending = metric_in(&text, "chordal_leases{state=\"pending\"}");
+    let started = metric_in(&text, "chordal_authority_total{event=\"prepare_started\"}");
+    status == 200 && pending == 0.0 && (held >= 1.0 || started == 0.0)
 }
 
 /// Polls `f` every 50 ms until it holds or `limit` passes; returns the time taken.

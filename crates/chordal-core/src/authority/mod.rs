@@ -142,11 +142,19 @@ impl Authority {
 
     /// After a restart: the promises the store kept (`None`: none). Every
     /// one counts as live for one lease from now — we cannot know which
-    /// leases we granted just before we stopped.
-    pub fn restore(&mut self, config: &crate::Config, now: Time, saved: Option<&[u8]>) -> bool {
+    /// leases we granted just before we stopped. Our vnodes (`ours`, by
+    /// id) are at `addr` now, whatever address they had before.
+    pub fn restore(
+        &mut self,
+        config: &crate::Config,
+        now: Time,
+        saved: Option<&[u8]>,
+        (ours, addr): (&[Id], SocketAddr),
+    ) -> bool {
         let Some(bytes) = saved else { return true };
         match Promises::from_bytes(bytes) {
             Some(mut p) => {
+                p.readdress(ours, addr);
                 p.hold_all_until(now + config.lease);
                 self.promises = p;
                 // Nor which terms named us pending.

@@ -285,6 +285,33 @@ impl Promises {
         self.map.update(all, |p| p.until = until);
     }
 
+    /// After a restart on another address: our own vnodes (`ours`, by
+    /// id) are at `addr` now. Every holder and config member that is one
+    /// of them takes the new address — they are still this process, with
+    /// its store — so a config naming our old address is not waiting for
+    /// a process that no longer answers there (a node alone, restarted
+    /// on another port, would wait forever for its own old self).
+    pub fn readdress(&mut self, ours: &[Id], addr: SocketAddr) {
+        let fix = |n: &mut NodeRef| {
+            if ours.contains(&n.id) {
+                n.addr = addr;
+            }
+        };
+        let all = KeyRange {
+            start: Id::ZERO,
+            end: Id::ZERO,
+        };
+        self.map.update(all, |p| {
+            fix(&mut p.holder);
+            p.config.iter_mut().for_each(fix);
+            if let Some(st) = &mut p.settled {
+                fix(&mut st.holder);
+                st.config.iter_mut().for_each(fix);
+                st.pending.iter_mut().flatten().for_each(fix);
+            }
+        });
+    }
+
     /// The table as bytes, for the store's meta table (terms, holders and
     /// configs; lease ends are not kept).
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -439,6 +466,32 @@ mod tests {
 
     fn at(ms: u64) -> Time {
         Time::from_millis(ms)
+    }
+
+    /// A process restarted on another port is still the holder and the
+    /// config member its saved table names; others keep their addresses.
+    #[test]
+    fn a_restart_on_another_address_readdresses_our_own_vnodes() {
+        let mut p = Promises::default();
+        let (a, b) = (node(1), node(2));
+        p.grant(at(0), range(10, 20), 1, a, vec![a, b], LEASE)
+            .unwrap();
+        p.renew(at(0), range(10, 20), 1, &a, LEASE, &[vec![a]]);
+        let moved: SocketAddr = "127.0.0.1:9999".parse().unwrap();
+        let mut back = Promises::from_bytes(&p.to_bytes()).unwrap();
+        back.readdress(&[a.id], moved);
+        let known = back.known(range(10, 20));
+        let a2 = NodeRef::new(a.id, moved);
+        assert_eq!(known[0].holder, a2);
+        assert_eq!(known[0].config, vec![a2, b]);
+        let st = known[0].settled.as_ref().expect("settled");
+        assert_eq!((st.holder, st.config.clone()), (a2, vec![a2, b]));
+        assert!(st.pending.iter().flatten().all(|n| n.addr != a.addr));
+        assert!(
+            back.naming(a.addr, at(0)).is_empty(),
+            "the old address is nobody"
+        );
+        assert!(!back.naming(moved, at(0)).is_empty());
     }
 
     #[test]

@@ -8,6 +8,7 @@ use crate::{
     Id, LookupError, LookupId, LookupMode, LookupResult, Message, NodeRef, OpError, OpResult,
     Operation, Outcome, Time,
 };
+use std::net::SocketAddr;
 
 /// Lookups (and owner redirects) one operation may use before giving up.
 /// From the third on, attempts are a request timeout apart (see
@@ -170,7 +171,7 @@ impl Requests {
             .map_or(timeout, |c| c.deadline.saturating_since(now));
         let wait = (timeout * 3 / 5).min(left);
         let deadline = now + wait;
-        self.requests.insert(req, (id, owner, deadline));
+        self.requests.insert(req, (id, owner, deadline, false));
         self.deadlines.insert((deadline, Deadline::Request(req)));
         let msg = Message::Request {
             req,
@@ -191,7 +192,7 @@ impl Requests {
             match what {
                 Deadline::Client(id) => {
                     self.lookups.retain(|_, c| *c != id);
-                    self.requests.retain(|_, (c, _, _)| *c != id);
+                    self.requests.retain(|_, (c, _, _, _)| *c != id);
                     // Refused `NotReady` and waiting to ask again: nothing
                     // was done, and the client may know it. Otherwise an
                     // attempt may be under way: the outcome is unknown.
@@ -209,7 +210,7 @@ impl Requests {
 
     /// Request `req` went unanswered: its owner is presumed dead.
     fn request_expired(&mut self, cx: &mut Cx<'_>, now: Time, req: u64) {
-        let Some((id, owner, _)) = self.requests.remove(&req) else {
+        let Some((id, owner, _, _)) = self.requests.remove(&req) else {
             return;
         };
         self.forget_owner(&owner);
@@ -235,18 +236,43 @@ impl Requests {
 
     /// Peers matching `dead` failed: operations waiting on them try again
     /// through a fresh lookup, and the owner cache forgets them.
-    pub fn peers_failed(&mut self, cx: &mut Cx<'_>, now: Time, dead: impl Fn(&NodeRef) -> bool) {
+    /// `refused`: the peer could not be reached at all (a connection
+    /// refused, a handshake that failed): a request no closed connection
+    /// carried never arrived, so even a write may go to the next owner
+    /// (a node restarted on another address leaves its old one refusing).
+    pub fn peers_failed(
+        &mut self,
+        cx: &mut Cx<'_>,
+        now: Time,
+        refused: bool,
+        dead: impl Fn(&NodeRef) -> bool,
+    ) {
         self.owner_cache.retain(|_, (_, owner, _)| !dead(owner));
-        let stuck: Vec<(u64, u64, Time)> = self
+        let stuck: Vec<(u64, u64, Time, bool)> = self
             .requests
             .iter()
-            .filter(|(_, (_, owner, _))| dead(owner))
-            .map(|(req, (id, _, deadline))| (*req, *id, *deadline))
+            .filter(|(_, (_, owner, _, _))| dead(owner))
+            .map(|(req, (id, _, deadline, carried))| (*req, *id, *deadline, *carried))
             .collect();
-        for (req, id, deadline) in stuck {
+        for (req, id, deadline, carried) in stuck {
             self.requests.remove(&req);
             self.deadlines.remove(&(deadline, Deadline::Request(req)));
-            self.retry_or_give_up(cx, now, id);
+            if refused && !carried {
+                self.route_client(cx, now, id);
+            } else {
+                self.retry_or_give_up(cx, now, id);
+            }
+        }
+    }
+
+    /// A connection to `addr` closed, for whatever reason (lost, idle,
+    /// evicted): the requests it may have carried may have arrived. A
+    /// later refusal of `addr` does not prove otherwise.
+    pub fn connection_closed(&mut self, addr: SocketAddr) {
+        for (_, owner, _, carried) in self.requests.values_mut() {
+            if owner.addr == addr {
+                *carried = true;
+            }
         }
     }
 
@@ -266,7 +292,7 @@ impl Requests {
         result: OpResult,
         range: Option<crate::KeyRange>,
     ) {
-        let Some(&(id, owner, deadline)) = self.requests.get(&req) else {
+        let Some(&(id, owner, deadline, _)) = self.requests.get(&req) else {
             return;
         };
         if from.addr != owner.addr {

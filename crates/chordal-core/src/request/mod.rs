@@ -120,8 +120,10 @@ pub(crate) struct Requests {
     clients: FastMap<u64, ClientOp>,
     /// Lookups started for operations.
     lookups: FastMap<LookupId, u64>,
-    /// `Request`s sent, by request number → operation, owner, deadline.
-    requests: FastMap<u64, (u64, NodeRef, Time)>,
+    /// `Request`s sent, by request number → operation, owner, deadline,
+    /// and whether a connection to the owner closed since it was sent
+    /// (it may have arrived; see [`Requests::connection_closed`]).
+    requests: FastMap<u64, (u64, NodeRef, Time, bool)>,
     deadlines: BTreeSet<(Time, Deadline)>,
     /// Owners' ranges learned from their replies, by range end (the owner
     /// id): `(start, owner, expiry)`. Lets a coordinator skip the lookup.

@@ -358,3 +358,34 @@ fn an_owner_never_ready_ends_not_ready_at_the_deadline() {
     let done: Vec<_> = fx.io.done.drain(..).collect();
     assert_eq!(done, vec![(1, Err(OpError::NotReady))]);
 }
+
+/// Under authority a write whose owner refuses the connection (a node
+/// restarted on another address) goes to the next owner: it never
+/// arrived. Once a connection that may have carried it closed, it may
+/// have: it ends `Timeout` (the outcome is unknown) rather than apply
+/// twice.
+#[test]
+fn a_write_to_a_refusing_owner_is_retried_unless_a_closed_connection_carried_it() {
+    for carried in [false, true] {
+        let mut fx = Fixture::three_processes();
+        fx.config.authority = true;
+        let mut requests = Requests::new(0);
+        let key = key_outside(&fx);
+        start(&mut requests, &mut fx, 1, put_op(&key));
+        let gone = node(300, 3);
+        lookup_found(&mut requests, &mut fx, 1, gone);
+        assert_eq!(requests_sent(&mut fx).len(), 1);
+        if carried {
+            requests.connection_closed(gone.addr);
+        }
+        let now = fx.now;
+        requests.peers_failed(&mut fx.cx(), now, true, |n| n.addr == gone.addr);
+        let done: Vec<_> = fx.io.done.drain(..).collect();
+        if carried {
+            assert_eq!(done, vec![(1, Err(OpError::Timeout))]);
+        } else {
+            assert!(done.is_empty(), "{done:?}");
+            assert!(requests.owns_lookup(&LookupId(2)), "looked up again");
+        }
+    }
+}

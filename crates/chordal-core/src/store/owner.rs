@@ -533,8 +533,11 @@ impl Store {
         // stay: ambiguous, like a quorum that failed).
         let decider = decider_term(cx, &vnode, &record.key_id, now);
         let late = acked >= need && cx.config.authority && fence != 0 && decider != Some(fence);
-        if late
-            && decider.is_some()
+        // Every copy answered short of the quorum — fenced by a newer
+        // term — and that term is ours.
+        let short = left == 0 && acked < need && cx.config.authority && fence != 0;
+        if (late || short)
+            && decider.is_some_and(|t| t > fence)
             && let Some(r) = reply.take()
         {
             // We still decide there, in a newer term of ours (a new
@@ -954,8 +957,11 @@ impl Store {
     fn write_failed(&mut self, cx: &mut Cx<'_>, vnode: &NodeRef, record: &Record) {
         if cx.config.authority {
             cx.io.counting.error("kv_write_failed_new_term");
+            // Deposed as by the next term: our term is given up unless
+            // it is already above the write's.
+            let next = record.version.term + 1;
             cx.authority
-                .deposed(vnode, &record.key_id, record.version.term, Time::ZERO);
+                .deposed(vnode, &record.key_id, next, Time::ZERO);
         }
     }
 
