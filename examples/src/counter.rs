@@ -84,35 +84,54 @@ fn state_url(app: &App, client: &str) -> String {
     format!("http://{}/v1/kv/{key}", app.node)
 }
 
+/// Most tries of one store request the node refuses `not_ready`, and the
+/// pause between them (a crashed node's keys wait out its lease, 2 s by
+/// default, before its successor decides for them).
+const NOT_READY_TRIES: u32 = 12;
+const NOT_READY_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Sends `request` (built afresh each time) to the node: its status and
+/// body. Again while it answers `503 not_ready` — the node decided
+/// nothing, so a retry is safe; any other answer is the caller's.
+async fn send_to_store(
+    request: impl Fn() -> reqwest::RequestBuilder,
+) -> Result<(u16, Vec<u8>), String> {
+    let mut tries = 0;
+    loop {
+        let resp = request().send().await.map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let body = resp.bytes().await.map_err(|e| e.to_string())?.to_vec();
+        tries += 1;
+        let not_ready = status == 503
+            && serde_json::from_slice::<Value>(&body).is_ok_and(|v| v["code"] == "not_ready");
+        if !not_ready || tries >= NOT_READY_TRIES {
+            return Ok((status, body));
+        }
+        tokio::time::sleep(NOT_READY_PAUSE).await;
+    }
+}
+
 /// The client's state in the store (a fresh one if none).
 async fn load(app: &App, client: &str) -> Result<Value, Response> {
     let unavailable = |e: String| fail(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}"));
-    let resp = app
-        .http
-        .get(state_url(app, client))
-        .send()
+    let url = state_url(app, client);
+    let (status, body) = send_to_store(|| app.http.get(&url))
         .await
-        .map_err(|e| unavailable(e.to_string()))?;
-    match resp.status().as_u16() {
+        .map_err(unavailable)?;
+    match status {
         404 => Ok(json!({"count": 0, "history": []})),
-        200 => {
-            let bytes = resp.bytes().await.map_err(|e| unavailable(e.to_string()))?;
-            serde_json::from_slice(&bytes).map_err(|e| unavailable(e.to_string()))
-        }
+        200 => serde_json::from_slice(&body).map_err(|e| unavailable(e.to_string())),
         s => Err(unavailable(format!("HTTP {s}"))),
     }
 }
 
 async fn save(app: &App, client: &str, state: &Value) -> Result<(), Response> {
-    let resp = app
-        .http
-        .put(state_url(app, client))
-        .body(state.to_string())
-        .send()
+    let (url, body) = (state_url(app, client), state.to_string());
+    let (status, _) = send_to_store(|| app.http.put(&url).body(body.clone()))
         .await
         .map_err(|e| fail(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}")))?;
-    if !resp.status().is_success() {
-        let msg = format!("store: HTTP {}", resp.status());
+    if !(200..300).contains(&status) {
+        let msg = format!("store: HTTP {status}");
         return Err(fail(StatusCode::SERVICE_UNAVAILABLE, msg));
     }
     Ok(())

@@ -238,6 +238,9 @@ async fn ready_ring_with(n: usize, pki: Option<&BenchPki>) -> Result<LocalRing> 
     ring.wait_for(Check::Fingers, Duration::from_millis(250), limit)
         .await
         .context("the fingers did not become exact")?;
+    ring.wait_for(Check::Decides, Duration::from_millis(100), limit)
+        .await
+        .context("the ring's ranges never all had a decider")?;
     Ok(ring)
 }
 

@@ -93,6 +93,13 @@ pub async fn run(args: BigArgs) -> Result<()> {
     )
     .await
     .context("the ring did not settle")?;
+    ring.wait_for(
+        Check::Decides,
+        Duration::from_millis(20),
+        Duration::from_secs(60),
+    )
+    .await
+    .context("the ring's ranges never all had a decider")?;
     let before = changes(&ring).await;
     let mut hist = Histogram::<u64>::new(3)?;
     let mut failed = 0u64;

@@ -465,6 +465,11 @@ pub async fn run(args: KvArgs) -> Result<()> {
         ring.settle(chordal_node::local::Check::SuccessorLists)
             .await
             .context("successor lists did not fill")?;
+        // And every range has a decider (authority): a write before
+        // would wait for its term, or be caught by a term change.
+        ring.settle(chordal_node::local::Check::Decides)
+            .await
+            .context("the ring's ranges never all had a decider")?;
         match args.via {
             Via::Node => Backend::Nodes(members.iter().map(|m| m.node.clone()).collect()),
             Via::Http => {

@@ -20,6 +20,11 @@ pub enum Check {
     /// ring allows): what writes that need `R` copies wait for after a
     /// ring forms.
     SuccessorLists,
+    /// Under authority, every node holds a term over what it owns, none
+    /// preparing or waiting one out: what operations wait for after a
+    /// ring forms or a member crashed (its successor waits out its lease
+    /// first). Always true without authority.
+    Decides,
 }
 
 /// A node builder whose maintenance runs every 100 ms: rings that settle
@@ -59,7 +64,8 @@ impl LocalRing {
     }
 
     /// `start`, then waits (up to `limit`) until every successor and
-    /// predecessor is right. `None` if the ring did not settle in time.
+    /// predecessor is right and every range has a decider
+    /// ([`Check::Decides`]). `None` if the ring did not settle in time.
     pub async fn start_settled(
         n: usize,
         builder: NodeBuilder,
@@ -67,8 +73,14 @@ impl LocalRing {
     ) -> Result<Option<LocalRing>, StartError> {
         let ring = LocalRing::start(n, builder).await?;
         let every = Duration::from_millis(20);
+        let Some(took) = ring.wait_for(Check::Neighbours, every, limit).await else {
+            return Ok(None);
+        };
+        // And a decider for every range (under authority), within what
+        // is left of `limit`.
+        let left = limit.saturating_sub(took);
         Ok(ring
-            .wait_for(Check::Neighbours, every, limit)
+            .wait_for(Check::Decides, every, left)
             .await
             .map(|_| ring))
     }
@@ -130,6 +142,36 @@ impl LocalRing {
         .await
     }
 
+    /// How many nodes do not decide for all they own yet (see
+    /// [`Check::Decides`]): a lease pending, or none held after a prepare.
+    pub async fn undecided(&self) -> usize {
+        let mut count = 0;
+        for n in &self.nodes {
+            let Ok(text) = n.metrics().await else {
+                count += 1;
+                continue;
+            };
+            let value = |series: &str| -> f64 {
+                text.lines()
+                    .find_map(|l| {
+                        l.strip_prefix(series)?
+                            .strip_prefix(' ')?
+                            .trim()
+                            .parse()
+                            .ok()
+                    })
+                    .unwrap_or(0.0)
+            };
+            let pending = value("chordal_leases{state=\"pending\"}");
+            let held = value("chordal_leases{state=\"held\"}");
+            let started = value("chordal_authority_total{event=\"prepare_started\"}");
+            if pending > 0.0 || (held == 0.0 && started > 0.0) {
+                count += 1;
+            }
+        }
+        count
+    }
+
     /// How many finger slots (over all virtual nodes) differ from the truth.
     pub async fn wrong_fingers(&self) -> usize {
         let oracle = self.oracle();
@@ -161,6 +203,7 @@ impl LocalRing {
             Check::Successors => self.wrong_successors().await,
             Check::Fingers => self.wrong_fingers().await,
             Check::SuccessorLists => self.wrong_successor_lists().await,
+            Check::Decides => self.undecided().await,
         }
     }
 

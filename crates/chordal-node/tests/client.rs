@@ -78,6 +78,14 @@ async fn client_reads_and_writes_through_the_owners() {
     )
     .await
     .expect("ring heals");
+    // Its successor decides for its keys once its lease ran out.
+    ring.wait_for(
+        Check::Decides,
+        Duration::from_millis(20),
+        Duration::from_secs(20),
+    )
+    .await
+    .expect("every range has a decider again");
     for k in 2..100 {
         let key = format!("c-{k}").into_bytes();
         let got = client.get(key.clone()).await;
@@ -99,7 +107,12 @@ async fn client_reports_unreachable_seeds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_connects_while_successor_lists_still_name_crashed_nodes() {
-    let ring = LocalRing::start_settled(6, config(), Duration::from_secs(20))
+    // Without authority: two neighbours crash below, and the ranges whose
+    // three copies included both are left below a majority — refused by
+    // design until an operator re-forms the ring (docs/consistency.md).
+    // This test is about the client's walk past dead successors.
+    let plain = config().core_with(|c| c.authority = false);
+    let ring = LocalRing::start_settled(6, plain, Duration::from_secs(20))
         .await
         .unwrap()
         .expect("ring settles");
