@@ -86,20 +86,9 @@ pub async fn run(args: BigArgs) -> Result<()> {
             .data_dir(dir.path().join(format!("n{i}")))
     })
     .await?;
-    ring.wait_for(
-        Check::Neighbours,
-        Duration::from_millis(20),
-        Duration::from_secs(60),
-    )
-    .await
-    .context("the ring did not settle")?;
-    ring.wait_for(
-        Check::Decides,
-        Duration::from_millis(20),
-        Duration::from_secs(60),
-    )
-    .await
-    .context("the ring's ranges never all had a decider")?;
+    ring.healed(Duration::from_secs(60))
+        .await
+        .context("the ring did not settle")?;
     let before = changes(&ring).await;
     let mut hist = Histogram::<u64>::new(3)?;
     let mut failed = 0u64;

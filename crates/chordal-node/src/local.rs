@@ -72,17 +72,7 @@ impl LocalRing {
         limit: Duration,
     ) -> Result<Option<LocalRing>, StartError> {
         let ring = LocalRing::start(n, builder).await?;
-        let every = Duration::from_millis(20);
-        let Some(took) = ring.wait_for(Check::Neighbours, every, limit).await else {
-            return Ok(None);
-        };
-        // And a decider for every range (under authority), within what
-        // is left of `limit`.
-        let left = limit.saturating_sub(took);
-        Ok(ring
-            .wait_for(Check::Decides, every, left)
-            .await
-            .map(|_| ring))
+        Ok(ring.healed(limit).await.map(|_| ring))
     }
 
     /// The true ring of all virtual nodes of our nodes.
@@ -232,6 +222,17 @@ impl LocalRing {
     pub async fn settle(&self, check: Check) -> Option<Duration> {
         self.wait_for(check, Duration::from_millis(20), Duration::from_secs(20))
             .await
+    }
+
+    /// Waits (up to `limit`, polling every 20 ms) until every successor
+    /// and predecessor is right, then until every range has a decider
+    /// ([`Check::Decides`]): a ring formed, or healed after a crash.
+    /// How long it took; `None` past `limit`.
+    pub async fn healed(&self, limit: Duration) -> Option<Duration> {
+        let every = Duration::from_millis(20);
+        let took = self.wait_for(Check::Neighbours, every, limit).await?;
+        let left = limit.saturating_sub(took);
+        Some(took + self.wait_for(Check::Decides, every, left).await?)
     }
 
     /// Leaves with every node.
