@@ -42,6 +42,18 @@ fn mount_tmpfs(dir: &Path, size: &str) -> Option<Mount> {
 
 #[test]
 fn a_full_disk_answers_507_serves_reads_and_recovers() {
+    full_disk(&[]);
+}
+
+/// The same under authority: a write only the node's own store refused
+/// is on no copy, so its term goes on (reads served, 507 at once rather
+/// than 503 `not_ready` after the whole deadline).
+#[test]
+fn under_authority_a_full_disk_answers_507_serves_reads_and_recovers() {
+    full_disk(&["--authority"]);
+}
+
+fn full_disk(extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let Some(_mount) = mount_tmpfs(dir.path(), "24m") else {
         return;
@@ -51,7 +63,9 @@ fn a_full_disk_answers_507_serves_reads_and_recovers() {
     std::fs::write(&filler, vec![1u8; 8 << 20]).unwrap();
     let data = dir.path().join("data");
     let data = data.to_str().unwrap();
-    let node = NodeProc::start(None, &["--data-dir", data]);
+    let mut args = vec!["--data-dir", data];
+    args.extend_from_slice(extra);
+    let node = NodeProc::start(None, &args);
     let value = vec![7u8; 100_000];
     let mut stored = Vec::new();
     let mut full = None;

@@ -122,9 +122,11 @@ fn backup_and_restore_60_mb_across_a_node_failure() {
     assert_eq!(keys.len(), n, "each record once");
     drop(old);
 
-    // A fresh ring, empty.
+    // A fresh ring, empty — under authority: the backup's terms are the
+    // old ring's, and restored records must take the new owners' terms
+    // (a higher foreign term would refuse every later write to the key).
     let new_dirs = tempfile::tempdir().unwrap();
-    let new = ring(new_dirs.path(), 3, &[]);
+    let new = ring(new_dirs.path(), 3, &["--authority"]);
     let apis: Vec<SocketAddr> = new.iter().map(|n| n.api).collect();
     let node0 = apis[1].to_string();
     let (code, out, err) = chordal(&["restore", "--in", &file_s, "--node", &node0, "--json"]);
