@@ -241,13 +241,7 @@ impl Holds {
     /// A copy refused our write at `key` for a higher `term`.
     pub fn deposed(&mut self, vnode: &NodeRef, key: &Id, term: u64, now: Time) {
         for h in self.holds.values_mut() {
-            // A term of ours above `term` was not deposed: a write of an
-            // older term of ours was fenced by it.
-            if h.vnode == *vnode
-                && h.range.contains(key)
-                && h.term < term
-                && matches!(h.state, State::Held(_))
-            {
+            if h.vnode == *vnode && h.range.contains(key) && matches!(h.state, State::Held(_)) {
                 h.above = h.above.max(term);
                 h.state = State::Waiting(now);
                 self.tick_at = Some(now);

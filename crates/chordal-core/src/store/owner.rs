@@ -507,7 +507,6 @@ impl Store {
             outstanding,
             unacked,
             fence,
-            deadline,
             ..
         }) = self.owners.get_mut(&id)
         else {
@@ -531,27 +530,10 @@ impl Store {
         // majority only after our lease ran out, and a write that reached
         // its quorum after that might be missed there (it may or may not
         // stay: ambiguous, like a quorum that failed).
-        let decider = decider_term(cx, &vnode, &record.key_id, now);
-        let late = acked >= need && cx.config.authority && fence != 0 && decider != Some(fence);
-        // Every copy answered short of the quorum — fenced by a newer
-        // term — and that term is ours.
-        let short = left == 0 && acked < need && cx.config.authority && fence != 0;
-        if (late || short)
-            && decider.is_some_and(|t| t > fence)
-            && let Some(r) = reply.take()
-        {
-            // We still decide there, in a newer term of ours (a new
-            // config, a re-prepare): write the record back in it — to a
-            // quorum of the new config, above every copy of the old term
-            // — before answering. The write keeps its identity.
-            let then = std::mem::replace(then, Then::Stored);
-            let (record, deadline) = (record.clone(), *deadline);
-            self.write_back(cx, now, vnode, record, (r, then), deadline);
-            if left == 0 {
-                self.end_owner(cx, id);
-            }
-            return;
-        }
+        let late = acked >= need
+            && cx.config.authority
+            && fence != 0
+            && decider_term(cx, &vnode, &record.key_id, now) != Some(fence);
         if late && let Some(r) = reply.take() {
             cx.io.counting.error("kv_quorum_after_lease");
             cx.io.answer(
@@ -957,11 +939,8 @@ impl Store {
     fn write_failed(&mut self, cx: &mut Cx<'_>, vnode: &NodeRef, record: &Record) {
         if cx.config.authority {
             cx.io.counting.error("kv_write_failed_new_term");
-            // Deposed as by the next term: our term is given up unless
-            // it is already above the write's.
-            let next = record.version.term + 1;
             cx.authority
-                .deposed(vnode, &record.key_id, next, Time::ZERO);
+                .deposed(vnode, &record.key_id, record.version.term, Time::ZERO);
         }
     }
 
