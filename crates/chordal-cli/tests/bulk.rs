@@ -125,7 +125,7 @@ fn crashes_one_at_a_time_re_replicate_60_mb_to_every_survivor() {
 /// A metric's value in a node's `/metrics` (`name{labels}` as printed;
 /// 0 if absent).
 fn metric(api: SocketAddr, series: &str) -> f64 {
-    metric_in(&http(api, "GET", "/metrics").1, series)
+    chordal_node::local::metric_value(&http(api, "GET", "/metrics").1, series)
 }
 
 /// Has every node a term over everything it owns, with its catch-up

@@ -27,6 +27,30 @@ pub enum Check {
     Decides,
 }
 
+/// A series' value in `/metrics` text (`name{labels}` exactly as
+/// printed; 0 if absent).
+pub fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
+}
+
+/// Does a node whose `/metrics` text is `text` decide for all it owns?
+/// No lease pending, and one held once a prepare began (a node without
+/// authority has neither, and decides). See [`Check::Decides`].
+pub fn decides_by_metrics(text: &str) -> bool {
+    let pending = metric_value(text, "chordal_leases{state=\"pending\"}");
+    let held = metric_value(text, "chordal_leases{state=\"held\"}");
+    let started = metric_value(text, "chordal_authority_total{event=\"prepare_started\"}");
+    pending == 0.0 && (held >= 1.0 || started == 0.0)
+}
+
 /// A node builder whose maintenance runs every 100 ms: rings that settle
 /// in well under a second (tests, demos).
 pub fn quick() -> NodeBuilder {
@@ -141,21 +165,7 @@ impl LocalRing {
                 count += 1;
                 continue;
             };
-            let value = |series: &str| -> f64 {
-                text.lines()
-                    .find_map(|l| {
-                        l.strip_prefix(series)?
-                            .strip_prefix(' ')?
-                            .trim()
-                            .parse()
-                            .ok()
-                    })
-                    .unwrap_or(0.0)
-            };
-            let pending = value("chordal_leases{state=\"pending\"}");
-            let held = value("chordal_leases{state=\"held\"}");
-            let started = value("chordal_authority_total{event=\"prepare_started\"}");
-            if pending > 0.0 || (held == 0.0 && started > 0.0) {
+            if !decides_by_metrics(&text) {
                 count += 1;
             }
         }

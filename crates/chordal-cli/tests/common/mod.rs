@@ -262,21 +262,7 @@ pub fn successor_lists_correct(nodes: &[&NodeProc], r: usize) -> bool {
     })
 }
 
-/// A series' value in `/metrics` text (`name{labels}` exactly as
-/// printed; 0 if absent).
-pub fn metric_in(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0.0)
-}
-
-/// Does the node decide for what it owns? Under authority (the default):
+/// Does the node decide for what it owns? Under authority:
 /// a term held, none being prepared or waited for — a ring is ready for
 /// writes once its successors are right *and* this holds everywhere
 /// (before, a write may find no decider and be refused `not_ready`, or
@@ -289,10 +275,7 @@ pub fn decides(n: &NodeProc) -> bool {
         // deadlines cover the settling.
         return true;
     }
-    let held = metric_in(&text, "chordal_leases{state=\"held\"}");
-    let pending = metric_in(&text, "chordal_leases{state=\"pending\"}");
-    let started = metric_in(&text, "chordal_authority_total{event=\"prepare_started\"}");
-    status == 200 && pending == 0.0 && (held >= 1.0 || started == 0.0)
+    status == 200 && chordal_node::local::decides_by_metrics(&text)
 }
 
 /// Polls `f` every 50 ms until it holds or `limit` passes; returns the time taken.
