@@ -257,6 +257,9 @@ struct Row {
     applied_twice: i64,
     cas_applied: usize,
     operations: usize,
+    /// Operations whose outcome the client could not know (an error that
+    /// may or may not have applied: a timeout, a failed quorum).
+    unknown: usize,
     counters_ok: bool,
     registers_ok: bool,
 }
@@ -352,6 +355,13 @@ fn judge(history: &[Recorded]) -> Row {
         row.lost += (acked as i64 - last).max(0);
         row.applied_twice += (last - (acked + unknown) as i64).max(0);
     }
+    row.unknown = history
+        .iter()
+        .filter(|r| match r {
+            Recorded::Counter(_, op) => op.ret.is_none(),
+            Recorded::Register(_, op) => op.ret.is_none(),
+        })
+        .count();
     row.cas_applied = history
         .iter()
         .filter(|r| matches!(r, Recorded::Register(_, op) if op.output == Some(RegisterOut::Applied(true))))
@@ -435,9 +445,9 @@ fn the_issues_table_before_and_after() {
     };
     let (runs, secs) = (var("NEMESIS_RUNS", 2), var("NEMESIS_SECS", 40));
     println!(
-        "| authority | operations | acknowledged INCRs | duplicate values | acknowledged increments lost | applied twice | CAS applied | counters linearizable | registers linearizable |"
+        "| authority | operations | outcome unknown | acknowledged INCRs | duplicate values | acknowledged increments lost | applied twice | CAS applied | counters linearizable | registers linearizable |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let modes: Vec<bool> = match std::env::var("NEMESIS_AUTHORITY").as_deref() {
         Ok("on") => vec![true],
         Ok("off") => vec![false],
@@ -447,9 +457,10 @@ fn the_issues_table_before_and_after() {
         for &authority in &modes {
             let r = nemesis(authority, Duration::from_secs(secs), 100 + run);
             println!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 if authority { "on" } else { "off" },
                 r.operations,
+                r.unknown,
                 r.acknowledged,
                 r.duplicates,
                 r.lost,

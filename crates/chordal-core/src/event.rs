@@ -159,6 +159,9 @@ pub enum Event {
         vnode: Id,
         /// The peer that failed.
         peer: NodeRef,
+        /// It said goodbye (a graceful leave): it answered everything it
+        /// took on before, and takes nothing on after.
+        left: bool,
     },
     /// A lookup started with `start_lookup` finished.
     LookupDone {

@@ -747,6 +747,24 @@ impl Node {
 
     /// Moves the machines' output to our queues, delivering messages
     /// between our own virtual nodes directly, until all is quiet.
+    /// Our farewell: besides our neighbours (told by the ring), every
+    /// coordinator that sent us a request lately hears that we left —
+    /// after our answers, on the same connection — so that a request still
+    /// unanswered (we took nothing on since we began closing) goes to the
+    /// next owner at once instead of ending `Timeout`.
+    fn tell_requesters_we_left(&mut self, now: Time) {
+        let me = self.ring.primary().me();
+        let table = self.ring.primary().table();
+        let msg = Message::Leave {
+            predecessor: table.predecessor(),
+            successors: table.successors().to_vec(),
+        };
+        let since = now.saturating_sub(self.config.kv_timeout);
+        for to in self.requests.recent_requesters(since) {
+            self.io.send(me, to, msg.clone());
+        }
+    }
+
     fn flush(&mut self, now: Time) {
         let mut rounds = 0;
         loop {
@@ -771,6 +789,7 @@ impl Node {
             if std::mem::take(&mut self.io.farewell) {
                 let handed = self.store.handed_over().to_vec();
                 self.authority.release_all(acx!(self), &handed);
+                self.tell_requesters_we_left(now);
                 self.ring.leave();
                 again = true;
             }
@@ -783,6 +802,7 @@ impl Node {
             self.pubsub.check_topic_targets(cx!(self), now);
             self.store.check_sync_targets(cx!(self), now);
             self.store.check_finishing(cx!(self), now);
+            self.store.check_releases(cx!(self));
             again |= self.route_work(now);
             while let Some(env) = self.io.out.pop_front() {
                 if env.to.addr == addr {
@@ -859,10 +879,18 @@ impl Node {
             Event::SuccessorChanged { .. }
             | Event::PredecessorChanged { .. }
             | Event::Joined { .. } => self.store.sync_soon(now),
-            Event::PeerFailed { peer, .. } => {
-                let peer = *peer;
-                self.requests
-                    .peers_failed(cx!(self), now, false, |n| *n == peer);
+            // A graceful leaver answered every request it took on before
+            // its farewell (which follows those answers on the same
+            // connection) and takes none on after: one still waiting never
+            // reached it, and may go to the next owner — like a refusal.
+            Event::PeerFailed { peer, left, .. } => {
+                let (peer, left) = (*peer, *left);
+                // A leave is the whole process's.
+                let gone = |n: &NodeRef| match left {
+                    true => n.addr == peer.addr,
+                    false => *n == peer,
+                };
+                self.requests.peers_failed(cx!(self), now, left, gone);
             }
             _ => {}
         }

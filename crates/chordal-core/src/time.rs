@@ -29,6 +29,14 @@ impl Time {
         self.0
     }
 
+    /// The time `d` before this one, or the epoch.
+    pub fn saturating_sub(self, d: Duration) -> Time {
+        Time(
+            self.0
+                .saturating_sub(d.as_micros().min(u64::MAX as u128) as u64),
+        )
+    }
+
     /// The time elapsed since `earlier`, zero if `earlier` is later.
     pub fn saturating_since(self, earlier: Time) -> Duration {
         Duration::from_micros(self.0.saturating_sub(earlier.0))

@@ -971,7 +971,7 @@ impl Driver {
                     let _ = w.send(Err(()));
                 }
             }
-            Event::PeerFailed { vnode, peer } => {
+            Event::PeerFailed { vnode, peer, .. } => {
                 debug!(vnode = %vnode.short(), peer = %peer.addr, "peer dropped");
             }
             Event::AppMessage {

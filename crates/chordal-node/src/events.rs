@@ -128,7 +128,9 @@ impl NodeEvents {
                 out.extend(lost.map(|range| NodeEvent::RangeLost { vnode, range }));
                 out.extend(gained.map(|range| NodeEvent::RangeGained { vnode, range }));
             }
-            Event::PeerFailed { vnode, peer } => out.push_back(NodeEvent::PeerGone { vnode, peer }),
+            Event::PeerFailed { vnode, peer, .. } => {
+                out.push_back(NodeEvent::PeerGone { vnode, peer })
+            }
             _ => {}
         }
     }

@@ -1,7 +1,9 @@
 //! Authority on a simulated ring (issue 27): one decider per key through
 //! joins, leaves, crashes and restarts.
 
-use chordal_core::{Change, Condition, Config, Id, OpError, Operation, Outcome, WriteOptions};
+use chordal_core::{
+    Change, Condition, Config, Id, OpError, OpId, Operation, Outcome, WriteOptions,
+};
 use chordal_sim::{Sim, SimConfig};
 use std::time::Duration;
 
@@ -325,6 +327,101 @@ fn a_ring_shrunk_to_one_by_graceful_leaves_decides_every_key() {
                 matches!(&got, Ok(Outcome::Found { value, .. }) if value == key.as_bytes()),
                 "seed {seed} {key}: {got:?}"
             );
+        }
+    }
+}
+
+/// Joins and graceful leaves change configs and split ranges while
+/// clients increment: no increment may end ambiguous (a failed quorum or
+/// a timeout) — the term before a new config keeps deciding while the
+/// next is prepared (make-before-break), the part of a range a joiner
+/// takes is released only once the writes decided there ended — and
+/// the counters count exactly. (Before, a config change stopped its
+/// hold at once: writes in flight ended `QuorumFailed`, seed 0 already.)
+#[test]
+fn joins_and_leaves_leave_no_increment_ambiguous() {
+    let first: u64 = std::env::var("FIRST_SEED").map_or(0, |s| s.parse().unwrap());
+    for seed in first..first + 10 {
+        // A process that left refuses connections, as its closed port does.
+        let cfg = SimConfig {
+            refuse_dead: true,
+            ..config(seed)
+        };
+        let mut s = grown(cfg, 5);
+        let mut members: Vec<usize> = (0..5).collect();
+        let keys: Vec<Vec<u8>> = (0..8).map(|k| format!("mbb-{k}").into_bytes()).collect();
+        let mut acked = vec![0i64; keys.len()];
+        let mut errors: Vec<String> = Vec::new();
+        let mut clients: Vec<Option<(usize, OpId, usize, chordal_core::Time)>> = vec![None; 4];
+        let mut rng = seed * 7919 + 1;
+        let mut step = |n: u64| {
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (rng >> 33) % n
+        };
+        let start = s.now();
+        let mut next_change = 1;
+        while s.now() - start < 12 * SEC {
+            let at = (s.now() - start).as_secs();
+            if at >= next_change * 2 && next_change <= 4 {
+                if std::env::var("DEBUG").is_ok() {
+                    eprintln!("{:?}: change {next_change}", s.now());
+                }
+                if next_change % 2 == 1 {
+                    let fresh = s.add_node(1);
+                    s.join(fresh, members[0]);
+                    members.push(fresh);
+                } else {
+                    let leaver = members.remove(1 + step(members.len() as u64 - 1) as usize);
+                    if std::env::var("DEBUG").is_ok() {
+                        eprintln!("{:?}: {leaver} leaves", s.now());
+                    }
+                    s.leave(leaver);
+                }
+                next_change += 1;
+            }
+            for c in clients.iter_mut() {
+                if let Some((node, id, k, began)) = *c {
+                    let Some(r) = s.take_kv_result(node, id) else {
+                        continue;
+                    };
+                    match r {
+                        Ok(Outcome::Updated { .. }) => acked[k] += 1,
+                        // A joiner asked before it joined: it did nothing.
+                        Err(OpError::NotJoined) => {}
+                        other => errors.push(format!(
+                            "{began:?}..{:?} at {node}, key {k}: {other:?}",
+                            s.now()
+                        )),
+                    }
+                    *c = None;
+                }
+                // A node that is draining still serves until it goes.
+                let node = members[step(members.len() as u64) as usize];
+                let k = step(keys.len() as u64) as usize;
+                let id = s.start_store_op(node, incr(&keys[k]));
+                *c = Some((node, id, k, s.now()));
+            }
+            s.run_for(Duration::from_millis(2));
+        }
+        // Let the last ones finish.
+        s.run_for(5 * SEC);
+        for (node, id, k, _) in clients.into_iter().flatten() {
+            match s.take_kv_result(node, id) {
+                Some(Ok(Outcome::Updated { .. })) => acked[k] += 1,
+                other => errors.push(format!("last, key {k}: {other:?}")),
+            }
+        }
+        if std::env::var("DEBUG").is_ok() {
+            for i in 0..s.len() {
+                eprintln!("node {i}: {:?}", s.node(i).counters().errors);
+            }
+        }
+        assert!(errors.is_empty(), "seed {seed}: {errors:?}");
+        for (k, key) in keys.iter().enumerate() {
+            let read = number(s.store_op(members[0], incr(key))) - 1;
+            assert_eq!(read, acked[k], "seed {seed}: key {k}");
         }
     }
 }

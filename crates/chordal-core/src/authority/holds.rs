@@ -34,6 +34,27 @@ pub(super) struct Holds {
     /// term of ours need not read the copies (oldest first, bounded:
     /// forgetting one only costs a catch-up).
     clean: VecDeque<(Id, u64)>,
+    /// Holds, or parts of them, that Chord gave another vnode (a joiner
+    /// took them): we decide nothing new there, but release them only
+    /// once the writes we decided there ended (see [`Holds::drained`]),
+    /// so that those writes stay under our lease.
+    releasing: Vec<Releasing>,
+}
+
+/// A part of a hold given up to a joiner, waiting for our writes there
+/// to end before we release it.
+#[derive(Debug)]
+struct Releasing {
+    vnode: NodeRef,
+    range: KeyRange,
+    /// The terms to release there (the hold's, and the one before it).
+    terms: Vec<u64>,
+    /// Who granted them.
+    to: Vec<NodeRef>,
+    /// Our lease there ends then (it is not renewed any more).
+    valid_until: Time,
+    /// The run of our terms a write there may be of (see [`Held::since`]).
+    since: u64,
 }
 
 /// Most handovers kept, and for how long.
@@ -71,6 +92,23 @@ struct Hold {
     /// the next asks every process we know (see [`wide_ask`]).
     wide: bool,
     state: State,
+    /// The term we held when the config changed: it keeps deciding while
+    /// `state` prepares the next one (make-before-break), until the next
+    /// is settled, its lease ends, or someone deposes it.
+    previous: Option<Previous>,
+}
+
+/// A term still deciding while its successor term is prepared.
+#[derive(Debug)]
+struct Previous {
+    term: u64,
+    /// Its config's copies other than ours.
+    replicas: Vec<NodeRef>,
+    /// It decides until then (our clock); it is not renewed any more.
+    valid_until: Time,
+    /// The first term of the unbroken run of ours it belongs to (see
+    /// [`Held::since`]).
+    since: u64,
 }
 
 /// Most processes a wide prepare asks (the nearest to the interval).
@@ -91,6 +129,8 @@ struct Attempt {
     deadline: Time,
     asked: Vec<SocketAddr>,
     granted: Vec<SocketAddr>,
+    /// The vnodes that granted (one per process of `granted`).
+    grantors: Vec<NodeRef>,
     refused: usize,
     /// Per point, the newest term anyone who answered knew settled (the
     /// predecessor whose config's majority must grant), with the fewest
@@ -133,6 +173,18 @@ struct Held {
     /// last word, so they count as having acknowledged every renewal of
     /// ours (a predecessor config of two is settled with the one left).
     handed_by: Vec<SocketAddr>,
+    /// The first term of the unbroken run of our terms this one ends: the
+    /// term itself, or — when it was prepared while the term before still
+    /// decided (a config change) — that term's run. A write decided in any
+    /// term of the run may still be acknowledged (see
+    /// [`Holds::decides_in`]).
+    since: u64,
+    /// Who granted the term (we release to them when we give it up). A
+    /// member of the config that did not — another holder's lease kept it
+    /// from granting — refuses our renewals without deposing us: it is
+    /// asked to grant again (`reask`, that request).
+    grantors: Vec<NodeRef>,
+    reask: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -150,9 +202,12 @@ impl Hold {
         match &self.state {
             State::Waiting(_) => false,
             State::Preparing(a) => a.req == req,
-            State::Held(held) => [&held.renewal, &held.last]
-                .iter()
-                .any(|r| r.as_ref().is_some_and(|r| r.req == req)),
+            State::Held(held) => {
+                held.reask == Some(req)
+                    || [&held.renewal, &held.last]
+                        .iter()
+                        .any(|r| r.as_ref().is_some_and(|r| r.req == req))
+            }
         }
     }
 
@@ -220,31 +275,78 @@ fn majority_of(config: &[NodeRef], yes: &[SocketAddr]) -> bool {
 
 impl Holds {
     /// The lease our vnode `vnode` holds over `key`, if valid at `now`.
+    /// While a new config's term is prepared, the term before it (see
+    /// [`Hold::previous`]).
     pub fn lease(&self, vnode: &NodeRef, key: &Id, now: Time) -> Option<Lease<'_>> {
-        self.holds.values().find_map(|h| match &h.state {
-            State::Held(held)
-                if h.vnode == *vnode
-                    && held.settling.is_empty()
-                    && held.valid_until > now
-                    && h.range.contains(key) =>
-            {
-                Some(Lease {
-                    term: h.term,
-                    replicas: &h.replicas,
-                    catch_up: &held.catch_up,
-                })
-            }
-            _ => None,
+        let h = self
+            .holds
+            .values()
+            .find(|h| h.vnode == *vnode && h.range.contains(key))?;
+        if let State::Held(held) = &h.state
+            && held.settling.is_empty()
+            && held.valid_until > now
+        {
+            return Some(Lease {
+                term: h.term,
+                replicas: &h.replicas,
+                catch_up: &held.catch_up,
+            });
+        }
+        let p = h.previous.as_ref().filter(|p| p.valid_until > now)?;
+        Some(Lease {
+            term: p.term,
+            replicas: &p.replicas,
+            catch_up: &[],
         })
+    }
+
+    /// May a write our vnode decided at `key` in `term` still be
+    /// acknowledged? Yes while `term` belongs to the run of our terms that
+    /// decides there now: the term itself, or one before it that was
+    /// followed without a break (make-before-break over a config change).
+    /// Such a write is in our store, and the current term keeps the older
+    /// config among its pending ones until our store — holding it — was
+    /// pushed to a majority of the new one (after the write ended: see
+    /// `Store::old_writes_in_flight`).
+    pub fn decides_in(&self, vnode: &NodeRef, key: &Id, term: u64, now: Time) -> bool {
+        let given_up = self.releasing.iter().any(|r| {
+            r.vnode == *vnode
+                && r.range.contains(key)
+                && r.valid_until > now
+                && r.terms.iter().any(|t| (r.since..=*t).contains(&term))
+        });
+        if given_up {
+            return true;
+        }
+        let Some(h) = self
+            .holds
+            .values()
+            .find(|h| h.vnode == *vnode && h.range.contains(key))
+        else {
+            return false;
+        };
+        if let State::Held(held) = &h.state
+            && held.settling.is_empty()
+            && held.valid_until > now
+            && (held.since..=h.term).contains(&term)
+        {
+            return true;
+        }
+        h.previous
+            .as_ref()
+            .is_some_and(|p| p.valid_until > now && (p.since..=p.term).contains(&term))
     }
 
     /// A copy refused our write at `key` for a higher `term`.
     pub fn deposed(&mut self, vnode: &NodeRef, key: &Id, term: u64, now: Time) {
         for h in self.holds.values_mut() {
-            if h.vnode == *vnode && h.range.contains(key) && matches!(h.state, State::Held(_)) {
+            if h.vnode == *vnode && h.range.contains(key) {
                 h.above = h.above.max(term);
-                h.state = State::Waiting(now);
-                self.tick_at = Some(now);
+                h.previous = None;
+                if matches!(h.state, State::Held(_)) {
+                    h.state = State::Waiting(now);
+                    self.tick_at = Some(now);
+                }
             }
         }
     }
@@ -281,6 +383,23 @@ impl Holds {
             }
         }
         covered.pieces(range).iter().all(|(_, c)| c.is_some())
+    }
+
+    /// The parts of our holds given up to joiners, not yet released.
+    pub fn releasing(&self) -> Vec<(NodeRef, KeyRange)> {
+        self.releasing.iter().map(|r| (r.vnode, r.range)).collect()
+    }
+
+    /// Our writes in `vnode`'s given-up part `range` ended (or our lease
+    /// there did): release it, so that the joiner may take it at once.
+    pub fn drained(&mut self, cx: &mut ACx<'_>, vnode: &NodeRef, range: KeyRange) {
+        self.releasing.retain(|r| {
+            if r.vnode != *vnode || r.range != range {
+                return true;
+            }
+            send_release(cx, r);
+            false
+        });
     }
 
     /// Our graceful leave begins: a term caught up before now may be
@@ -349,8 +468,11 @@ impl Holds {
             }
         }
         self.released = true;
+        for r in std::mem::take(&mut self.releasing) {
+            send_release(cx, &r);
+        }
         for (_, h) in std::mem::take(&mut self.holds) {
-            release(cx, &h);
+            release(cx, &h, h.range);
         }
         self.reqs.clear();
     }
@@ -365,7 +487,7 @@ impl Holds {
         let valid = self
             .holds
             .values()
-            .filter(|h| matches!(&h.state, State::Held(_)))
+            .filter(|h| matches!(&h.state, State::Held(_)) || h.previous.is_some())
             .count() as u64;
         (valid, self.holds.len() as u64 - valid)
     }
@@ -446,9 +568,29 @@ impl Holds {
         } else {
             wanted(cx, leaving)
         };
-        // Holds no vnode of ours owns any more (or only in part: a joiner
-        // took some of it): give them up. A part still ours is prepared
-        // again below — at once, since the last holder was us.
+        // A joiner took the start of a hold's interval: give that part
+        // up and keep deciding for the rest in the same term (it is ours
+        // as much as before), rather than stop and prepare it again.
+        for h in self.holds.values_mut() {
+            let kept = wanted
+                .iter()
+                .find(|(v, r, _)| *v == h.vnode && r.end == h.range.end && within(r, &h.range));
+            if let Some((_, r, _)) = kept
+                && *r != h.range
+                && r.start != r.end
+            {
+                let lost = KeyRange {
+                    start: h.range.start,
+                    end: r.start,
+                };
+                self.releasing.push(releasing(h, lost));
+                h.range = *r;
+            }
+        }
+        // Holds no vnode of ours owns any more (or only in part, not as
+        // above): give them up, once our writes there ended (as above). A
+        // part still ours is prepared again below — at once, since the
+        // last holder was us.
         let gone: Vec<u64> = self
             .holds
             .iter()
@@ -462,16 +604,32 @@ impl Holds {
         for s in gone {
             if let Some(h) = self.holds.remove(&s) {
                 cx.io.counting.counters.terms_released += 1;
-                release(cx, &h);
+                self.releasing.push(releasing(&h, h.range));
             }
         }
         let holds = &self.holds;
         self.reqs
             .retain(|req, s| holds.get(s).is_some_and(|h| h.awaits(*req)));
         // A new config (a successor came or went): a new term with it.
+        // Make before break: a settled, caught-up term keeps deciding (with
+        // its old config) while the next is prepared; the acceptors that
+        // grant the next still take its writes (see
+        // `Promises::fencing_term`).
         for (v, _, config) in &wanted {
             for h in self.holds.values_mut() {
                 if h.vnode == *v && processes(&h.config) != processes(config) {
+                    if let State::Held(held) = &h.state
+                        && held.settling.is_empty()
+                        && held.catch_up.is_empty()
+                        && held.valid_until > now
+                    {
+                        h.previous = Some(Previous {
+                            term: h.term,
+                            replicas: std::mem::take(&mut h.replicas),
+                            valid_until: held.valid_until,
+                            since: held.since,
+                        });
+                    }
                     h.config = config.clone();
                     h.replicas = config[1..].to_vec();
                     if !matches!(h.state, State::Waiting(_)) {
@@ -500,6 +658,7 @@ impl Holds {
                         above: 0,
                         wide: false,
                         state: State::Waiting(now),
+                        previous: None,
                     };
                     self.holds.insert(self.next, hold);
                 }
@@ -510,8 +669,20 @@ impl Holds {
 
     /// Moves every hold along at `now`, and sets the next tick.
     fn step(&mut self, cx: &mut ACx<'_>, now: Time, promises: &Promises) {
+        // A given-up part whose lease ran out: nothing of ours counts
+        // there any more; release it now.
+        self.releasing.retain(|r| {
+            if r.valid_until > now {
+                return true;
+            }
+            send_release(cx, r);
+            false
+        });
         let mut next: Option<Time> = None;
         let mut soonest = |t: Time| next = Some(next.map_or(t, |n: Time| n.min(t)));
+        for r in &self.releasing {
+            soonest(r.valid_until);
+        }
         let quarter = cx.config.lease / 4;
         let serials: Vec<u64> = self.holds.keys().copied().collect();
         let mut granted_ahead: Vec<(u64, NodeRef, Vec<Known>)> = Vec::new();
@@ -519,6 +690,9 @@ impl Holds {
             let Some(h) = self.holds.get_mut(&s) else {
                 continue;
             };
+            if h.previous.as_ref().is_some_and(|p| p.valid_until <= now) {
+                h.previous = None;
+            }
             match &mut h.state {
                 State::Waiting(at) if *at <= now => {
                     // A leaver's handover covering the interval is its
@@ -628,6 +802,16 @@ impl Holds {
         let Some(h) = self.holds.get_mut(&s) else {
             return;
         };
+        if let State::Held(held) = &mut h.state {
+            // A member that did not grant us before, asked again.
+            if held.reask == Some(req) && answer.is_ok() {
+                held.reask = None;
+                if !held.grantors.iter().any(|g| g.addr == from.addr) {
+                    held.grantors.push(from);
+                }
+            }
+            return;
+        }
         let State::Preparing(a) = &mut h.state else {
             return;
         };
@@ -639,6 +823,7 @@ impl Holds {
             Ok(known) => {
                 if !a.granted.contains(&from.addr) {
                     a.granted.push(from.addr);
+                    a.grantors.push(from);
                 }
                 (known, None)
             }
@@ -688,6 +873,14 @@ impl Holds {
             cx.io.counting.counters.terms_held += 1;
             self.reqs.remove(&req);
             h.wide = false;
+            // A term prepared while the one before still decided continues
+            // its run (nobody else can have decided in between: the
+            // acceptors that granted us kept everyone else out).
+            let since = h
+                .previous
+                .as_ref()
+                .filter(|p| p.valid_until > now)
+                .map_or(h.term, |p| p.since);
             // Settle first (the renewal goes out at once): decide nothing
             // until a majority of the config and of the predecessors know
             // the term completed.
@@ -702,6 +895,9 @@ impl Holds {
                 pending_told: Vec::new(),
                 caught_up_at: caught_up_at.then_some(now),
                 handed_by,
+                since,
+                grantors: std::mem::take(&mut a.grantors),
+                reask: None,
             });
             self.step(cx, now, promises);
         } else if a.granted.len() + a.refused >= a.asked.len() {
@@ -746,10 +942,21 @@ impl Holds {
             return;
         }
         let current = held.renewal.as_ref().is_some_and(|r| r.req == req);
+        if !ok && !held.grantors.iter().any(|g| g.addr == from.addr) {
+            // It never promised us: no sign of a later term (most likely
+            // another holder's lease, released to others but not to it,
+            // still runs there). Ask it to grant ours again.
+            let asked = cx.io.next();
+            held.reask = Some(asked);
+            self.reqs.insert(asked, s);
+            send_prepare(cx, (h.vnode, h.range, h.term, &h.config), asked, from);
+            return;
+        }
         if !ok {
             // Someone granted a later term here: we were deposed.
             cx.io.counting.counters.terms_lost += 1;
             self.reqs.remove(&req);
+            h.previous = None;
             h.state = State::Waiting(now);
             self.tick_at = Some(now);
             return;
@@ -764,6 +971,8 @@ impl Holds {
         if majority_of(&h.config, &r.acked) && settled {
             held.valid_until = held.valid_until.max(r.sent_at + usable(cx));
             held.settling.clear();
+            // The new term decides from now on.
+            h.previous = None;
             // Later acknowledgements still count (for `all_finished`):
             // the request stays known until the next one replaces it.
             if let Some(old) = std::mem::replace(&mut held.last, held.renewal.take()) {
@@ -856,6 +1065,7 @@ fn prepare(cx: &mut ACx<'_>, now: Time, h: &mut Hold, promises: &Promises, floor
         deadline: now + cx.config.lease / 2,
         asked: ask.iter().map(|n| n.addr).collect(),
         granted: Vec::new(),
+        grantors: Vec::new(),
         refused: 0,
         learned: RingMap::default(),
         wait: None,
@@ -1065,17 +1275,48 @@ fn complete(
     Some(done)
 }
 
-/// Tells `h`'s config that we give its term up.
-fn release(cx: &mut ACx<'_>, h: &Hold) {
-    if h.term == 0 {
-        return;
+/// Tells `h`'s config that we give its term (and the term before it,
+/// still deciding: see [`Hold::previous`]) up over `range`.
+fn release(cx: &mut ACx<'_>, h: &Hold, range: KeyRange) {
+    send_release(cx, &releasing(h, range));
+}
+
+/// What giving `range` of `h` up releases, and until when our writes
+/// there stay under our lease.
+fn releasing(h: &Hold, range: KeyRange) -> Releasing {
+    let mut to = h.config.clone();
+    to.extend(h.previous.iter().flat_map(|p| p.replicas.iter().copied()));
+    if let State::Held(held) = &h.state {
+        to.extend(held.grantors.iter().copied());
     }
-    for n in distinct(&h.config) {
-        let msg = Message::Release {
-            range: h.range,
-            term: h.term,
-        };
-        cx.io.send(h.vnode, n, msg);
+    let mut terms = vec![h.term];
+    terms.extend(h.previous.as_ref().map(|p| p.term));
+    terms.retain(|t| *t != 0);
+    let (valid_until, since) = match (&h.state, &h.previous) {
+        (State::Held(held), _) if held.settling.is_empty() => (held.valid_until, held.since),
+        (_, Some(p)) => (p.valid_until, p.since),
+        _ => (Time::ZERO, h.term),
+    };
+    Releasing {
+        vnode: h.vnode,
+        range,
+        terms,
+        to: distinct(&to),
+        valid_until,
+        since,
+    }
+}
+
+/// Sends `r`'s releases.
+fn send_release(cx: &mut ACx<'_>, r: &Releasing) {
+    for &term in &r.terms {
+        for &n in &r.to {
+            let msg = Message::Release {
+                range: r.range,
+                term,
+            };
+            cx.io.send(r.vnode, n, msg);
+        }
     }
 }
 
@@ -1115,6 +1356,7 @@ mod tests {
             deadline: Time::from_millis(0),
             asked: vec![me.addr, leaver.addr],
             granted: vec![me.addr, leaver.addr],
+            grantors: vec![me, leaver],
             refused: 0,
             learned,
             wait: None,
@@ -1167,6 +1409,7 @@ mod tests {
             deadline: Time::from_millis(0),
             asked: vec![me.addr, dead1.addr, dead2.addr],
             granted: vec![me.addr],
+            grantors: vec![me],
             refused: 0,
             learned,
             wait: None,
@@ -1226,7 +1469,11 @@ mod tests {
                 pending_told: Vec::new(),
                 caught_up_at: None,
                 handed_by: Vec::new(),
+                since: 5,
+                grantors: vec![me],
+                reask: None,
             }),
+            previous: None,
         };
         let mut holds = Holds::default();
         holds.holds.insert(1, held(r(10, 20)));
@@ -1235,5 +1482,87 @@ mod tests {
         assert!(holds.holds_term(&me, 5, r(15, 25)));
         assert!(!holds.holds_term(&me, 5, r(5, 30)), "(5, 10] is not held");
         assert!(!holds.holds_term(&me, 4, r(10, 20)), "another term");
+    }
+
+    /// Make-before-break: while the next term of a new config is
+    /// prepared, the term before decides (its lease, its old replicas);
+    /// once the next is held, writes of both may still be acknowledged —
+    /// unless the run broke (the next began after the old had lapsed).
+    #[test]
+    fn the_term_before_a_new_config_decides_until_the_next_is_held() {
+        let at = Time::from_millis;
+        let me = NodeRef::new(Id::from_u64(30), SocketAddr::from(([127, 0, 0, 1], 1)));
+        let old_replica = NodeRef::new(Id::from_u64(40), SocketAddr::from(([127, 0, 0, 2], 1)));
+        let key = Id::from_u64(25);
+        let mut holds = Holds::default();
+        let attempt = Attempt {
+            req: 9,
+            deadline: at(2_000),
+            asked: Vec::new(),
+            granted: Vec::new(),
+            grantors: Vec::new(),
+            refused: 0,
+            learned: RingMap::default(),
+            wait: None,
+        };
+        holds.holds.insert(
+            1,
+            Hold {
+                vnode: me,
+                range: r(10, 30),
+                term: 6,
+                config: vec![me],
+                replicas: Vec::new(),
+                above: 0,
+                wide: false,
+                state: State::Preparing(attempt),
+                previous: Some(Previous {
+                    term: 5,
+                    replicas: vec![old_replica],
+                    valid_until: at(1_000),
+                    since: 3,
+                }),
+            },
+        );
+        let lease = holds
+            .lease(&me, &key, at(500))
+            .expect("the old term decides");
+        assert_eq!((lease.term, lease.replicas), (5, &[old_replica][..]));
+        assert!(holds.decides_in(&me, &key, 5, at(500)));
+        assert!(
+            holds.decides_in(&me, &key, 3, at(500)),
+            "the run began at 3"
+        );
+        assert!(!holds.decides_in(&me, &key, 2, at(500)), "before the run");
+        assert!(
+            holds.lease(&me, &key, at(1_000)).is_none(),
+            "its lease ended"
+        );
+        assert!(!holds.decides_in(&me, &key, 5, at(1_000)));
+
+        // The next term is held, continuing the run (or not).
+        for (since, old_counts) in [(3, true), (6, false)] {
+            let h = holds.holds.get_mut(&1).unwrap();
+            h.previous = None;
+            h.state = State::Held(Held {
+                valid_until: at(3_000),
+                catch_up: Vec::new(),
+                pending: Vec::new(),
+                settling: Vec::new(),
+                renewal: None,
+                renew_at: at(2_000),
+                last: None,
+                pending_told: Vec::new(),
+                caught_up_at: Some(at(900)),
+                handed_by: Vec::new(),
+                since,
+                grantors: vec![me],
+                reask: None,
+            });
+            assert_eq!(holds.lease(&me, &key, at(1_500)).map(|l| l.term), Some(6));
+            assert!(holds.decides_in(&me, &key, 6, at(1_500)));
+            assert_eq!(holds.decides_in(&me, &key, 5, at(1_500)), old_counts);
+            assert!(!holds.decides_in(&me, &key, 5, at(3_000)), "lapsed");
+        }
     }
 }

@@ -184,26 +184,43 @@ impl Authority {
         self.holds.lease(vnode, key, now).ok_or(NotReady::NoLease)
     }
 
-    /// The fence for an owner's write of `records` decided in `term` (0:
-    /// not an owner's decision): the higher term we promised for one of
-    /// their keys, or 0 if none is higher.
-    pub fn fence(&self, term: u64, records: &[Record]) -> u64 {
-        if term == 0 {
-            return 0;
-        }
-        records
-            .iter()
-            .map(|r| self.promises.term_at(&r.key_id))
-            .filter(|t| *t > term)
-            .max()
-            .unwrap_or(0)
+    /// May a write our vnode `vnode` decided at `key` in `term` still be
+    /// acknowledged (its quorum counts)? While `term` belongs to the
+    /// unbroken run of our terms that decides there now (see
+    /// `Holds::decides_in`).
+    pub fn decides_in(&self, vnode: &NodeRef, key: &Id, term: u64, now: Time) -> bool {
+        self.holds.decides_in(vnode, key, term, now)
+    }
+
+    /// The parts of our holds given up to joiners and not yet released:
+    /// the store calls [`Authority::drained`] for each once its writes
+    /// there ended.
+    pub fn releasing(&self) -> Vec<(NodeRef, KeyRange)> {
+        self.holds.releasing()
+    }
+
+    /// No write of ours in `vnode`'s given-up part `range` is under way
+    /// any more: release it to the joiner.
+    pub fn drained(&mut self, cx: &mut ACx<'_>, vnode: &NodeRef, range: KeyRange) {
+        self.holds.drained(cx, vnode, range);
+    }
+
+    /// The fence for `writer`'s write of `records` decided in `term` (0:
+    /// not an owner's decision): the higher term we promised another
+    /// vnode for one of their keys, or 0 if none (see
+    /// [`Promises::fencing_term`]).
+    pub fn fence(&self, term: u64, records: &[Record], writer: &NodeRef) -> u64 {
+        let keys: Vec<Id> = records.iter().map(|r| r.key_id).collect();
+        self.fence_keys(term, &keys, writer)
     }
 
     /// [`Authority::fence`] by key ids.
-    pub fn fence_keys(&self, term: u64, keys: &[Id]) -> u64 {
+    pub fn fence_keys(&self, term: u64, keys: &[Id], writer: &NodeRef) -> u64 {
+        if term == 0 {
+            return 0;
+        }
         keys.iter()
-            .map(|k| self.promises.term_at(k))
-            .filter(|t| *t > term)
+            .map(|k| self.promises.fencing_term(k, term, writer))
             .max()
             .unwrap_or(0)
     }

@@ -5,7 +5,7 @@
 //!
 //! Call [`Promises::grant`] for a `Prepare`, [`Promises::renew`] for a
 //! holder's `Renew`, [`Promises::release`] for its `Release`, and
-//! [`Promises::term_at`] before storing an owner's write (the fence).
+//! [`Promises::fencing_term`] before storing an owner's write (the fence).
 
 use super::ringmap::RingMap;
 use crate::{Id, KeyRange, NodeRef, Time};
@@ -252,10 +252,21 @@ impl Promises {
             .collect()
     }
 
-    /// The term promised at `key` (0: none): an owner's write of a lower
-    /// term must be refused here.
-    pub fn term_at(&self, key: &Id) -> u64 {
-        self.map.get(key).map_or(0, |p| p.term)
+    /// The term that fences `writer`'s write at `key` decided in `term`:
+    /// the promised term if it is higher and another vnode's, else 0.
+    ///
+    /// A higher term promised to the writer itself does not fence: it is
+    /// the writer's next term over a new config, prepared while the old
+    /// one still decides (make-before-break). Its process decides both
+    /// from one store, in order, so the older write cannot undo a newer
+    /// decision; whether the older write may still be acknowledged is the
+    /// writer's call (it acknowledges only while its terms ran unbroken
+    /// from the write's, see `Holds::decides_in`).
+    pub fn fencing_term(&self, key: &Id, term: u64, writer: &NodeRef) -> u64 {
+        match self.map.get(key) {
+            Some(p) if p.term > term && p.holder != *writer => p.term,
+            _ => 0,
+        }
     }
 
     /// The promises over `range`, clipped to it.
@@ -537,9 +548,17 @@ mod tests {
         );
         // The old holder lost part of its range: its renewal says so.
         assert_eq!(p.renew(at(3_600), range(10, 20), 1, &a, LEASE, &[]), None);
-        assert_eq!(p.term_at(&Id::from_u64(12)), 1);
-        assert_eq!(p.term_at(&Id::from_u64(17)), 2);
-        assert_eq!(p.term_at(&Id::from_u64(40)), 0);
+        // The fence: a's term-1 write at 17 is fenced by b's term 2, not
+        // at 12 (a's own); b's own older write is not fenced by b's term
+        // (make-before-break); nothing is promised at 40.
+        let fence = |key: u64, term: u64, writer: &NodeRef| {
+            p.fencing_term(&Id::from_u64(key), term, writer)
+        };
+        assert_eq!(fence(12, 1, &a), 0);
+        assert_eq!(fence(17, 1, &a), 2);
+        assert_eq!(fence(17, 1, &b), 0);
+        assert_eq!(fence(17, 2, &a), 0);
+        assert_eq!(fence(40, 1, &a), 0);
         // A release hands over at once.
         p.release(range(15, 30), 2, &b);
         assert!(

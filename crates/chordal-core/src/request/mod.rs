@@ -138,7 +138,14 @@ pub(crate) struct Requests {
     /// nodes: random per incarnation, so that a restarted process never
     /// reuses an id a peer still remembers.
     op_base: u64,
+    /// Coordinators that sent us a `Request` lately, by process → (vnode,
+    /// when last): a graceful leave tells them too (see
+    /// [`Requests::recent_requesters`]). At most [`MAX_REQUESTERS`].
+    requesters: FastMap<std::net::SocketAddr, (NodeRef, Time)>,
 }
+
+/// Most coordinators [`Requests::recent_requesters`] remembers.
+const MAX_REQUESTERS: usize = 1024;
 
 impl Requests {
     /// Fresh state whose operation ids sent to owners start at `op_base`.
@@ -147,6 +154,30 @@ impl Requests {
             op_base,
             ..Requests::default()
         }
+    }
+
+    /// Coordinators that sent us a `Request` since `since`: at our
+    /// farewell they hear that we left, so that a request of theirs still
+    /// unanswered goes to the next owner (it never reached us, or we
+    /// refused it) instead of waiting out its deadline.
+    pub fn recent_requesters(&self, since: Time) -> Vec<NodeRef> {
+        (self.requesters.values())
+            .filter(|(_, at)| *at >= since)
+            .map(|(n, _)| *n)
+            .collect()
+    }
+
+    /// Remembers that `from` sent us a `Request` at `now` (bounded: when
+    /// full, the oldest-looking entries older than `forget_before` go; if
+    /// none, `from` is not remembered).
+    fn remember_requester(&mut self, now: Time, from: NodeRef, forget_before: Time) {
+        if self.requesters.len() >= MAX_REQUESTERS && !self.requesters.contains_key(&from.addr) {
+            self.requesters.retain(|_, (_, at)| *at >= forget_before);
+            if self.requesters.len() >= MAX_REQUESTERS {
+                return;
+            }
+        }
+        self.requesters.insert(from.addr, (from, now));
     }
 
     /// Operations being coordinated (counted against `max_kv_ops`).

@@ -23,6 +23,10 @@ impl Requests {
         in_flight: usize,
     ) {
         let me = cx.ring.addressee(to.id);
+        if from.addr != cx.ring.addr() {
+            let forget_before = now.saturating_sub(cx.config.kv_timeout);
+            self.remember_requester(now, from, forget_before);
+        }
         let budget = match timeout_ms {
             0 => cx.config.kv_timeout * 3 / 5,
             ms => Duration::from_millis(ms as u64).min(cx.config.kv_timeout),

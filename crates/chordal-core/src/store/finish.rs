@@ -201,7 +201,17 @@ impl Store {
             .filter(|m| matches!(m.state, State::Busy(_)))
             .count();
         let mut starts = Vec::new();
+        let waiting: Vec<u64> = (self.finishing.jobs.iter())
+            .filter(|(_, j)| {
+                j.phase == Phase::Push
+                    && self.old_writes_in_flight(&j.term.vnode, j.term.range, j.term.term)
+            })
+            .map(|(id, _)| *id)
+            .collect();
         for (id, job) in self.finishing.jobs.iter_mut() {
+            if waiting.contains(id) {
+                continue;
+            }
             for m in &mut job.members {
                 if let State::Busy(since) = m.state
                     && since + STUCK <= now

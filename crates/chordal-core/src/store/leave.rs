@@ -52,9 +52,19 @@ pub(super) struct Leaving {
     /// Leave transfers still running.
     transfers: Vec<u64>,
     report: LeaveReport,
+    /// Only the operations we took on as owner keep the farewell back:
+    /// we take no new one (see [`Store::closing`]).
+    closing: bool,
 }
 
 impl Store {
+    /// Is our farewell waiting only for the operations we took on as owner
+    /// to end? Then we take on no new one (reads included), so that it
+    /// comes soon.
+    pub(super) fn closing(&self) -> bool {
+        self.left.is_some() || self.leaving.as_ref().is_some_and(|l| l.closing)
+    }
+
     /// Starts a graceful leave: every owned range goes to its successor;
     /// the farewells follow when all is acknowledged or at `now + drain`.
     pub fn start_leave(&mut self, cx: &mut Cx<'_>, now: Time, drain: Duration) {
@@ -68,6 +78,7 @@ impl Store {
             handed: Vec::new(),
             transfers: Vec::new(),
             report: LeaveReport::default(),
+            closing: false,
         };
         for push in self.leave_pushes(cx) {
             if let Some(id) = self.start_transfer(cx, now, push, Purpose::Leave) {
@@ -194,6 +205,11 @@ impl Store {
     /// end, at the drain timeout, and every [`AUTHORITY_RECHECK`] while
     /// the authority holds the farewell back.
     pub(super) fn check_leave_done(&mut self, cx: &mut Cx<'_>, now: Time) {
+        // Every operation we took on as owner is answered before the
+        // farewell: a coordinator whose request is still unanswered then
+        // may send it to the next owner (it never reached us). They end by
+        // their deadlines.
+        let answering = !self.owners.is_empty();
         let Some(l) = self.leaving.as_mut() else {
             return;
         };
@@ -208,8 +224,11 @@ impl Store {
             io: cx.io,
         };
         let may = cx.authority.may_leave(&acx, now);
-        if !out_of_time && !may {
-            cx.authority.announce_leaving(&mut acx, now);
+        l.closing = may || out_of_time;
+        if !out_of_time && (!may || answering) {
+            if !may {
+                cx.authority.announce_leaving(&mut acx, now);
+            }
             self.deadlines
                 .insert((now + AUTHORITY_RECHECK, Deadline::LeaveCheck));
             return;

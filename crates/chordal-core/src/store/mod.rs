@@ -353,7 +353,8 @@ impl Store {
                     StoreResult::Applied(applied) => (true, newest_kept(applied)),
                     _ => (false, None),
                 };
-                let fenced = fence.map_or(0, |(term, keys)| cx.authority.fence_keys(term, &keys));
+                let fenced =
+                    fence.map_or(0, |(term, keys)| cx.authority.fence_keys(term, &keys, &to));
                 let ack = crate::Message::ReplicateAck {
                     req,
                     ok: ok && fenced == 0,

@@ -10,7 +10,7 @@ use super::{Deadline, OwnerOp, ReadFor, Store, StoreKind, StoreWait, newest};
 use crate::io::Cx;
 use crate::request::ReplyTo;
 use crate::write::{Decision, Intent, Then, decide};
-use crate::{Consistency, Id, Message, NodeRef, OpResult, Record, Time, Version};
+use crate::{Consistency, Id, KeyRange, Message, NodeRef, OpResult, Record, Time, Version};
 
 /// A write of `key` reached its quorum or ended without: one fewer
 /// unacknowledged.
@@ -148,6 +148,11 @@ impl Store {
         unsure: bool,
         reply: ReplyTo,
     ) {
+        if self.closing() {
+            // Our farewell waits only for what we took on: take nothing.
+            cx.io.answer(reply, OpResult::WrongOwner);
+            return;
+        }
         let why = if unsure {
             ReadFor::MaybeGet
         } else {
@@ -525,15 +530,16 @@ impl Store {
         if acked >= need && std::mem::take(unacked) {
             settle(&mut self.unacked, &record.key);
         }
-        // Under authority a quorum counts only while the lease of the
-        // write's term still holds: a later term's catch-up reads a
-        // majority only after our lease ran out, and a write that reached
-        // its quorum after that might be missed there (it may or may not
-        // stay: ambiguous, like a quorum that failed).
+        // Under authority a quorum counts only while the write's term, or
+        // a term of ours that followed it without a break, still holds: a
+        // later holder's catch-up reads a majority only after our lease
+        // ran out, and a write that reached its quorum after that might be
+        // missed there (it may or may not stay: ambiguous, like a quorum
+        // that failed).
         let late = acked >= need
             && cx.config.authority
             && fence != 0
-            && decider_term(cx, &vnode, &record.key_id, now) != Some(fence);
+            && !cx.authority.decides_in(&vnode, &record.key_id, fence, now);
         if late && let Some(r) = reply.take() {
             cx.io.counting.error("kv_quorum_after_lease");
             cx.io.answer(
@@ -574,6 +580,45 @@ impl Store {
         }
         if left == 0 {
             self.end_owner(cx, id);
+        }
+    }
+
+    /// Is a write our vnode `vnode` decided in a term below `term` over
+    /// `range` still under way? A term that followed another of ours
+    /// without a break (a config change) pushes our store to its config
+    /// only after those ended: the push must carry them, since once it is
+    /// done the next holder no longer reads the older config.
+    pub(super) fn old_writes_in_flight(&self, vnode: &NodeRef, range: KeyRange, term: u64) -> bool {
+        self.owners.values().any(|op| match op {
+            OwnerOp::Write {
+                vnode: v,
+                record,
+                fence,
+                ..
+            } => v == vnode && *fence < term && range.contains(&record.key_id),
+            _ => false,
+        })
+    }
+
+    /// Parts of our holds a joiner took are released once the writes we
+    /// decided there ended (while they run, our lease there keeps others
+    /// out, so their quorums count). Cheap when nothing is given up; call
+    /// after the authority machine ran.
+    pub fn check_releases(&mut self, cx: &mut Cx<'_>) {
+        if !cx.config.authority {
+            return;
+        }
+        for (vnode, range) in cx.authority.releasing() {
+            if !self.old_writes_in_flight(&vnode, range, u64::MAX) {
+                let Cx {
+                    config,
+                    ring,
+                    io,
+                    authority,
+                } = cx;
+                let acx = &mut crate::authority::ACx { config, ring, io };
+                authority.drained(acx, &vnode, range);
+            }
         }
     }
 

@@ -34,7 +34,7 @@ impl Store {
         }
         // The fence: an owner deposed by a later term may not add a copy
         // of what it decided.
-        let fenced = cx.authority.fence(fence, &records);
+        let fenced = cx.authority.fence(fence, &records, &from);
         if fenced != 0 {
             cx.io.counting.error("kv_write_fenced");
             cx.io.send(me, from, nack(fenced, false));

@@ -88,6 +88,7 @@ impl VNode {
             self.events.push_back(Event::PeerFailed {
                 vnode: self.me().id,
                 peer: *peer,
+                left: false,
             });
         }
         self.after_change(now, old_succ, old_pred);

@@ -287,6 +287,7 @@ impl VNode {
         self.events.push_back(Event::PeerFailed {
             vnode: me.id,
             peer: from,
+            left: true,
         });
         self.after_change(now, old_succ, old_pred);
     }
