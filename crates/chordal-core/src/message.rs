@@ -828,6 +828,23 @@ impl Message {
         }
     }
 
+    /// Authority control (prepares, renewals, their answers, releases):
+    /// small frames a lease's life depends on. A driver writes them ahead
+    /// of the bulk (replica writes, transfers) already queued for the same
+    /// peer, so that a busy connection does not let a lease lapse. Their
+    /// order relative to other messages does not matter: the fence and the
+    /// terms, not arrival order, decide what an acceptor takes.
+    pub fn is_urgent(&self) -> bool {
+        matches!(
+            self,
+            Message::Prepare { .. }
+                | Message::Promise { .. }
+                | Message::Renew { .. }
+                | Message::Renewed { .. }
+                | Message::Release { .. }
+        )
+    }
+
     /// A short name for logs and counters.
     pub fn kind(&self) -> &'static str {
         match self {

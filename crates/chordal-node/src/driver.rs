@@ -193,8 +193,8 @@ pub struct Driver {
     join_waiter: Option<oneshot::Sender<Result<(), ()>>>,
     events: broadcast::Sender<Event>,
     /// Frames produced by the current `pump`, per destination: written with
-    /// one call per peer at its end.
-    batch: HashMap<SocketAddr, BytesMut>,
+    /// one call per peer and lane at its end.
+    batch: HashMap<SocketAddr, Batch>,
     /// The application's inbox and whether anyone reads it.
     app: Arc<AppShared>,
     inbox: mpsc::Sender<Incoming>,
@@ -206,6 +206,23 @@ pub struct Driver {
     metrics: NodeMetrics,
     /// Set once a graceful leave started: who waits for it to end.
     leave_replies: Option<Vec<oneshot::Sender<LeaveReport>>>,
+}
+
+/// Frames for one peer from one `pump`, by lane (see [`Outbox`]).
+#[derive(Default)]
+struct Batch {
+    /// Authority control (`Message::is_urgent`): written ahead of bulk.
+    urgent: BytesMut,
+    bulk: BytesMut,
+}
+
+impl Batch {
+    /// Queues both lanes in `outbox`; false if either was refused.
+    fn push_to(&self, outbox: &Outbox) -> bool {
+        let urgent = self.urgent.is_empty() || outbox.push_urgent(&self.urgent);
+        let bulk = self.bulk.is_empty() || outbox.push(&self.bulk);
+        urgent && bulk
+    }
 }
 
 impl Driver {
@@ -707,7 +724,7 @@ impl Driver {
                     held.close.cancel();
                 }
             }
-            Route::Connect => self.connect(addr, &[]),
+            Route::Connect => self.connect(addr, &Batch::default()),
         }
     }
 
@@ -786,7 +803,11 @@ impl Driver {
                         .handle_not_there(now, NodeRef::new(id, env.to.addr));
                     continue;
                 }
-                let buf = self.batch.entry(env.to.addr).or_default();
+                let batch = self.batch.entry(env.to.addr).or_default();
+                let buf = match env.msg.is_urgent() {
+                    true => &mut batch.urgent,
+                    false => &mut batch.bulk,
+                };
                 let before = buf.len();
                 chordal_wire::encode_frame(&env, buf);
                 self.metrics.sent(env.msg.kind(), buf.len() - before);
@@ -809,9 +830,9 @@ impl Driver {
             }
             // Writing may report unreachable peers to the core, which then
             // has more to say: loop until it is quiet.
-            let batch: Vec<(SocketAddr, BytesMut)> = self.batch.drain().collect();
-            for (addr, bytes) in batch {
-                self.write(addr, &bytes);
+            let batch: Vec<(SocketAddr, Batch)> = self.batch.drain().collect();
+            for (addr, frames) in batch {
+                self.write(addr, &frames);
             }
         }
     }
@@ -881,10 +902,10 @@ impl Driver {
     }
 
     /// Writes whole frames for `addr`, connecting first if needed.
-    fn write(&mut self, addr: SocketAddr, bytes: &[u8]) {
+    fn write(&mut self, addr: SocketAddr, frames: &Batch) {
         match self.pool.route(addr, Instant::now()) {
             Route::Send(peer) => {
-                if !peer.outbox.push(bytes) {
+                if !frames.push_to(&peer.outbox) {
                     // Full or broken: drop; the core's timeouts and retries
                     // cover it, and a broken connection reports its close.
                     self.ctx.stats.dropped_out.fetch_add(1, Ordering::Relaxed);
@@ -894,15 +915,15 @@ impl Driver {
                 let now = self.now();
                 self.core.handle_unreachable(now, addr);
             }
-            Route::Connect => self.connect(addr, bytes),
+            Route::Connect => self.connect(addr, frames),
         }
     }
 
     /// Dials `addr` with `bytes` waiting in the new connection's outbox
     /// (written once it is established).
-    fn connect(&mut self, addr: SocketAddr, bytes: &[u8]) {
+    fn connect(&mut self, addr: SocketAddr, frames: &Batch) {
         let outbox = Arc::new(Outbox::new(self.ctx.peer_buffer));
-        outbox.push(bytes);
+        frames.push_to(&outbox);
         let conn_id = self.pool.next_conn_id();
         let peer = Peer {
             conn_id,
