@@ -184,14 +184,14 @@ pub struct RingArgs {
     routing: String,
     /// Decide for a key only under a term granted by a majority of its
     /// copies, with leases and fences: linearizable keys
-    /// (docs/consistency.md). Off by default for now: without it the
-    /// owner Chord names decides alone, and two nodes may both decide
-    /// during a join, a restart or a partition. `--authority` (or
-    /// `=true`) turns it on. Use one setting for the whole ring.
+    /// (docs/consistency.md). On by default; `--authority=false` turns it
+    /// off: then the owner Chord names decides alone, and two nodes may
+    /// both decide during a join, a restart or a partition. Use one
+    /// setting for the whole ring.
     #[arg(
         long,
         env = "CHORDAL_AUTHORITY",
-        default_value_t = false,
+        default_value_t = true,
         num_args = 0..=1,
         default_missing_value = "true",
         action = clap::ArgAction::Set

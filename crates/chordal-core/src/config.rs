@@ -129,9 +129,8 @@ pub struct Config {
     pub verify_members: bool,
     /// Decide for a key only under a term granted by a majority of its
     /// copies (DESIGN §5, "Who decides"): linearizable keys through joins,
-    /// leaves, crashes and partitions. Off by default for now (see
-    /// docs/consistency.md, "Not yet"): the owner by Chord decides alone
-    /// (two may, while ownership moves).
+    /// leaves, crashes and partitions. On by default; off, the owner by
+    /// Chord decides alone (two may, while ownership moves).
     pub authority: bool,
     /// How long a grant keeps other holders out; the holder renews every
     /// quarter of it. A crashed holder's range waits this long (after its
@@ -188,7 +187,7 @@ impl Default for Config {
             membership_refresh: Duration::from_secs(60),
             max_members: 1 << 20,
             verify_members: false,
-            authority: false,
+            authority: true,
             lease: Duration::from_secs(2),
             clock_drift_ppm: 10_000,
             force_new_ring_above: 0,

@@ -346,14 +346,20 @@ pub fn put_many(apis: &[SocketAddr], prefix: &str, n: usize) {
 
 /// Every key `0..n` reads back with its value (from 4 threads).
 pub fn check_all(apis: &[SocketAddr], prefix: &str, n: usize) {
+    check_all_with(apis, prefix, n, "");
+}
+
+/// [`check_all`] with `query` after each key's path (say
+/// `?consistency=local`: each node's own copy, no owner deciding).
+pub fn check_all_with(apis: &[SocketAddr], prefix: &str, n: usize, query: &str) {
     let threads: Vec<_> = (0..4)
         .map(|t| {
             let apis = apis.to_vec();
-            let prefix = prefix.to_string();
+            let (prefix, query) = (prefix.to_string(), query.to_string());
             std::thread::spawn(move || {
                 let mut missing = Vec::new();
                 for k in (t..n).step_by(4) {
-                    let got = get(apis[k % apis.len()], &format!("{prefix}-{k}"));
+                    let got = get(apis[k % apis.len()], &format!("{prefix}-{k}{query}"));
                     if got.as_deref() != Some(value_of(k).as_slice()) {
                         missing.push(k);
                     }
