@@ -23,13 +23,16 @@
 //!
 //! A driver's whole job, for a one-node ring and one put (a real driver
 //! also sends `poll_transmit`'s messages and calls `handle_timeout` at
-//! `poll_timeout`):
+//! `poll_timeout` — which, under authority, the default, is also how the
+//! node's first term is prepared and settled before it decides; this
+//! sketch turns authority off so that the put is decided at once):
 //!
 //! ```
 //! use chordal_core::{Applied, Config, Event, Id, Outcome, Node, StoreKind, StoreResult, Time};
 //!
 //! let addr = "127.0.0.1:7000".parse().unwrap();
-//! let mut node = Node::new(Config::default(), addr, &[Id::hash(b"n1")], 1);
+//! let config = Config { authority: false, ..Config::default() };
+//! let mut node = Node::new(config, addr, &[Id::hash(b"n1")], 1);
 //! let now = Time::from_millis(1_000);
 //! node.create(now);
 //! let op = node.put(now, b"key".to_vec(), b"value".to_vec());

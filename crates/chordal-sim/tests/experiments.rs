@@ -74,6 +74,8 @@ fn oracle_hops(sorted: &[Id], from: Id, key: Id, r: usize) -> u32 {
 fn converged_ring_hop_counts_match_an_independent_oracle() {
     let mut node = chordal_core::Config::default().frozen();
     node.routing = chordal_core::Routing::Chord;
+    // Routing alone, as in the paper: no terms to prepare and renew.
+    node.authority = false;
     let mut s = Sim::new(SimConfig {
         seed: 77,
         latency: Latency::Constant(Duration::from_millis(1)),
@@ -108,7 +110,11 @@ fn one_hop_lookups_on_a_converged_ring_take_one_hop() {
     let mut s = Sim::new(SimConfig {
         seed: 78,
         latency: Latency::Constant(Duration::from_millis(1)),
-        node: chordal_core::Config::default().frozen(),
+        // Routing alone: no terms to prepare and renew.
+        node: chordal_core::Config {
+            authority: false,
+            ..chordal_core::Config::default().frozen()
+        },
         ..SimConfig::default()
     });
     let nodes = s.build_converged(200, 2);
