@@ -129,6 +129,11 @@ fn crashes_one_at_a_time_re_replicate_60_mb_to_every_survivor() {
         });
         eprintln!("node {victim} crashed: every survivor back to all {N} records in {took:?}");
         if live.len() > 1 {
+            // The dead node's ranges wait out its lease before a
+            // survivor decides them (failure detection plus up to 2 s).
+            let procs: Vec<&NodeProc> = alive.iter().map(|i| &nodes[*i]).collect();
+            eventually(Duration::from_secs(60), || ring_correct(&procs))
+                .expect("the survivors never decided every range");
             check_all(&live, "rr", N);
             continue;
         }
