@@ -125,16 +125,36 @@ async fn load(app: &App, client: &str) -> Result<Value, Response> {
     }
 }
 
+/// Most writes of one state after outcomes the node could not know.
+const SAVE_TRIES: u32 = 3;
+
+/// Writes the client's state. A `504` (`timeout`) leaves the write's
+/// outcome unknown — the key's owner may have applied it, then died —
+/// so the state is read back: if it is there, the save is done; if not,
+/// it is written again (a put of the whole state: applied twice, it
+/// leaves the same state).
 async fn save(app: &App, client: &str, state: &Value) -> Result<(), Response> {
+    let unavailable = |e: String| fail(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}"));
     let (url, body) = (state_url(app, client), state.to_string());
-    let (status, _) = send_to_store(|| app.http.put(&url).body(body.clone()))
-        .await
-        .map_err(|e| fail(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}")))?;
-    if !(200..300).contains(&status) {
-        let msg = format!("store: HTTP {status}");
-        return Err(fail(StatusCode::SERVICE_UNAVAILABLE, msg));
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let (status, _) = send_to_store(|| app.http.put(&url).body(body.clone()))
+            .await
+            .map_err(unavailable)?;
+        if (200..300).contains(&status) {
+            return Ok(());
+        }
+        if status != 504 || tries >= SAVE_TRIES {
+            return Err(unavailable(format!("HTTP {status}")));
+        }
+        let (status, stored) = send_to_store(|| app.http.get(&url))
+            .await
+            .map_err(unavailable)?;
+        if status == 200 && serde_json::from_slice::<Value>(&stored).ok().as_ref() == Some(state) {
+            return Ok(());
+        }
     }
-    Ok(())
 }
 
 fn lock_for(app: &App, client: &str) -> Arc<tokio::sync::Mutex<()>> {
