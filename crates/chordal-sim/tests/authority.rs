@@ -425,3 +425,69 @@ fn joins_and_leaves_leave_no_increment_ambiguous() {
         }
     }
 }
+
+/// A crash and a graceful leave in one config at once: a member is
+/// killed and its ring neighbour leaves right after. The leaver's copies
+/// are needed by the term that takes the dead member's range over (its
+/// catch-up reads a majority of the dead holder's config, the leaver in
+/// it), so the leave waits for that term — but not out its 30 s bound —
+/// and every key reads back afterwards (within 30 s: the dead member's
+/// range waits out its lease).
+#[test]
+fn a_leave_beside_a_crash_waits_for_the_takeover_not_for_its_bound() {
+    let mut waits = Vec::new();
+    // (dead, leaver) by position on the ring: the leaver right after the
+    // dead member, and one further on. (Right before it — the leaver's
+    // successor crashing as the leave begins — is a known gap, issue 27:
+    // a range then stays `not_ready`, from seed 0: docs/consistency.md.)
+    let placements = [(1, 2), (1, 3)];
+    for seed in 0..20u64 {
+        let (dead_at, leaver_at) = placements[seed as usize % placements.len()];
+        let mut s = ring(seed, 5);
+        let keys: Vec<String> = (0..20).map(|k| format!("c-{k}")).collect();
+        for (k, key) in keys.iter().enumerate() {
+            s.put(0, key.as_bytes(), format!("v{k}").as_bytes())
+                .unwrap();
+        }
+        // Neighbours on the ring: by id.
+        let mut by_id: Vec<usize> = (0..5).collect();
+        by_id.sort_by_key(|i| s.node(*i).vnodes()[0].me().id);
+        let (dead, leaver) = (by_id[dead_at], by_id[leaver_at]);
+        s.kill(dead);
+        s.leave(leaver);
+        let left = s.run_until_true(Duration::from_millis(100), 60 * SEC, |s| {
+            s.node(leaver).left().is_some()
+        });
+        let took = left.unwrap_or_else(|| panic!("seed {seed}: the leave never ended"));
+        let forced = s
+            .node(leaver)
+            .counters()
+            .errors
+            .get("leave_before_terms_finished")
+            .copied();
+        assert_eq!(forced, None, "seed {seed}: left out of time after {took:?}");
+        waits.push(took);
+        // The dead member's range may still wait out its lease.
+        let at = by_id[0];
+        let mut last = Vec::new();
+        let mut ok = false;
+        for _ in 0..60 {
+            last.clear();
+            for (k, key) in keys.iter().enumerate() {
+                let got = s.get(at, key.as_bytes());
+                if !matches!(&got, Ok(Outcome::Found { value, .. }) if value == format!("v{k}").as_bytes())
+                {
+                    last.push((key.clone(), got));
+                }
+            }
+            if last.is_empty() {
+                ok = true;
+                break;
+            }
+            s.run_for(Duration::from_millis(500));
+        }
+        assert!(ok, "seed {seed}: not readable after 30 s: {last:?}");
+    }
+    waits.sort();
+    eprintln!("leave beside a crash: waited {waits:?}");
+}
