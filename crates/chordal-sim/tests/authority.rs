@@ -167,17 +167,24 @@ fn leaves_at_the_same_instant_leave_every_key_readable() {
     }
 }
 
+/// A [`ring`] of 5 holding 20 keys `{prefix}-{k}`, each with value
+/// `v{k}`; the keys.
+fn ring_with_keys(seed: u64, prefix: &str) -> (Sim, Vec<String>) {
+    let mut s = ring(seed, 5);
+    let keys: Vec<String> = (0..20).map(|k| format!("{prefix}-{k}")).collect();
+    for (k, key) in keys.iter().enumerate() {
+        s.put(0, key.as_bytes(), format!("v{k}").as_bytes())
+            .unwrap();
+    }
+    (s, keys)
+}
+
 /// `rounds` times: `at_once` members leave together and as many fresh
 /// nodes join, `gap` apart; then every one of 20 keys written before
 /// must read back its value through a survivor, and every leaver must
 /// have left without running out of time.
 fn check_leaves(seed: u64, rounds: usize, at_once: usize, gap: Duration) {
-    let mut s = ring(seed, 5);
-    let keys: Vec<String> = (0..20).map(|k| format!("q-{k}")).collect();
-    for (k, key) in keys.iter().enumerate() {
-        s.put(0, key.as_bytes(), format!("v{k}").as_bytes())
-            .unwrap();
-    }
+    let (mut s, keys) = ring_with_keys(seed, "q");
     let mut members: Vec<usize> = (0..5).collect();
     let mut leavers = Vec::new();
     for round in 0..rounds {
@@ -443,12 +450,7 @@ fn a_leave_beside_a_crash_waits_for_the_takeover_not_for_its_bound() {
     let placements = [(1, 2), (1, 3)];
     for seed in 0..20u64 {
         let (dead_at, leaver_at) = placements[seed as usize % placements.len()];
-        let mut s = ring(seed, 5);
-        let keys: Vec<String> = (0..20).map(|k| format!("c-{k}")).collect();
-        for (k, key) in keys.iter().enumerate() {
-            s.put(0, key.as_bytes(), format!("v{k}").as_bytes())
-                .unwrap();
-        }
+        let (mut s, keys) = ring_with_keys(seed, "c");
         // Neighbours on the ring: by id.
         let mut by_id: Vec<usize> = (0..5).collect();
         by_id.sort_by_key(|i| s.node(*i).vnodes()[0].me().id);
