@@ -201,39 +201,61 @@ fn check_leaves(seed: u64, rounds: usize, at_once: usize, gap: Duration) {
         }
         s.run_for(gap);
     }
-    let readable = |s: &mut Sim| {
-        keys.iter().enumerate().all(|(k, key)| {
-            matches!(s.get(members[0], key.as_bytes()),
-                Ok(Outcome::Found { value, .. }) if value == format!("v{k}").as_bytes())
-        })
-    };
-    let start = s.now();
-    let mut ok = None;
-    while ok.is_none() && s.now().saturating_since(start) < 40 * SEC {
-        if leavers.iter().all(|l| s.node(*l).left().is_some()) && readable(&mut s) {
-            ok = Some(());
-        } else {
-            s.run_for(SEC);
-        }
-    }
-    if ok.is_none() {
-        for key in &keys {
-            eprintln!("{key}: {:?}", s.get(members[0], key.as_bytes()));
-        }
-    }
-    assert!(ok.is_some(), "seed {seed}: keys stayed unreadable");
     for l in leavers {
-        assert!(
-            s.node(l).left().is_some(),
-            "seed {seed}: node {l} never left"
-        );
-        let forced = s
-            .node(l)
-            .counters()
-            .errors
-            .get("leave_before_terms_finished")
-            .copied();
-        assert_eq!(forced, None, "seed {seed}: node {l} left out of time");
+        leave_ends_in_time(&mut s, l, seed);
+    }
+    let unread = unread_after(&mut s, members[0], &keys, 40 * SEC);
+    assert!(
+        unread.is_empty(),
+        "seed {seed}: keys stayed unreadable: {unread:?}"
+    );
+}
+
+/// Runs until node `i`'s graceful leave ended (at most 60 s) and says
+/// how long that took; fails the test if it never ended, or ended out of
+/// time (before the terms counting on it finished).
+fn leave_ends_in_time(s: &mut Sim, i: usize, seed: u64) -> Duration {
+    let took = s.run_until_true(Duration::from_millis(100), 60 * SEC, |s| {
+        s.node(i).left().is_some()
+    });
+    let took = took.unwrap_or_else(|| panic!("seed {seed}: node {i} never left"));
+    let forced = s
+        .node(i)
+        .counters()
+        .errors
+        .get("leave_before_terms_finished")
+        .copied();
+    assert_eq!(
+        forced, None,
+        "seed {seed}: node {i} left out of time after {took:?}"
+    );
+    took
+}
+
+/// Reads `keys` (each `{prefix}-{k}` holding `v{k}`, see
+/// [`ring_with_keys`]) through node `at`, again every half second for
+/// up to `within`, until every one reads back: what still did not, with
+/// its last answer (empty: all read back).
+fn unread_after(
+    s: &mut Sim,
+    at: usize,
+    keys: &[String],
+    within: Duration,
+) -> Vec<(String, Result<Outcome, OpError>)> {
+    let start = s.now();
+    loop {
+        let mut unread = Vec::new();
+        for (k, key) in keys.iter().enumerate() {
+            let got = s.get(at, key.as_bytes());
+            if !matches!(&got, Ok(Outcome::Found { value, .. }) if value == format!("v{k}").as_bytes())
+            {
+                unread.push((key.clone(), got));
+            }
+        }
+        if unread.is_empty() || s.now().saturating_since(start) >= within {
+            return unread;
+        }
+        s.run_for(Duration::from_millis(500));
     }
 }
 
@@ -311,17 +333,7 @@ fn a_ring_shrunk_to_one_by_graceful_leaves_decides_every_key() {
         }
         for leaver in [2, 1] {
             s.leave(leaver);
-            let gone = s.run_until_true(Duration::from_millis(100), 60 * SEC, |s| {
-                s.node(leaver).left().is_some()
-            });
-            assert!(gone.is_some(), "seed {seed}: node {leaver} never left");
-            let forced = s
-                .node(leaver)
-                .counters()
-                .errors
-                .get("leave_before_terms_finished")
-                .copied();
-            assert_eq!(forced, None, "seed {seed}: node {leaver} left out of time");
+            leave_ends_in_time(&mut s, leaver, seed);
         }
         for key in &keys {
             let put = s.put(0, format!("{key}-new").as_bytes(), b"v");
@@ -457,38 +469,13 @@ fn a_leave_beside_a_crash_waits_for_the_takeover_not_for_its_bound() {
         let (dead, leaver) = (by_id[dead_at], by_id[leaver_at]);
         s.kill(dead);
         s.leave(leaver);
-        let left = s.run_until_true(Duration::from_millis(100), 60 * SEC, |s| {
-            s.node(leaver).left().is_some()
-        });
-        let took = left.unwrap_or_else(|| panic!("seed {seed}: the leave never ended"));
-        let forced = s
-            .node(leaver)
-            .counters()
-            .errors
-            .get("leave_before_terms_finished")
-            .copied();
-        assert_eq!(forced, None, "seed {seed}: left out of time after {took:?}");
-        waits.push(took);
+        waits.push(leave_ends_in_time(&mut s, leaver, seed));
         // The dead member's range may still wait out its lease.
-        let at = by_id[0];
-        let mut last = Vec::new();
-        let mut ok = false;
-        for _ in 0..60 {
-            last.clear();
-            for (k, key) in keys.iter().enumerate() {
-                let got = s.get(at, key.as_bytes());
-                if !matches!(&got, Ok(Outcome::Found { value, .. }) if value == format!("v{k}").as_bytes())
-                {
-                    last.push((key.clone(), got));
-                }
-            }
-            if last.is_empty() {
-                ok = true;
-                break;
-            }
-            s.run_for(Duration::from_millis(500));
-        }
-        assert!(ok, "seed {seed}: not readable after 30 s: {last:?}");
+        let unread = unread_after(&mut s, by_id[0], &keys, 30 * SEC);
+        assert!(
+            unread.is_empty(),
+            "seed {seed}: not readable after 30 s: {unread:?}"
+        );
     }
     waits.sort();
     eprintln!("leave beside a crash: waited {waits:?}");

@@ -472,7 +472,7 @@ impl Holds {
             send_release(cx, &r);
         }
         for (_, h) in std::mem::take(&mut self.holds) {
-            release(cx, &h, h.range);
+            release(cx, &h);
         }
         self.reqs.clear();
     }
@@ -1275,10 +1275,10 @@ fn complete(
     Some(done)
 }
 
-/// Tells `h`'s config that we give its term (and the term before it,
-/// still deciding: see [`Hold::previous`]) up over `range`.
-fn release(cx: &mut ACx<'_>, h: &Hold, range: KeyRange) {
-    send_release(cx, &releasing(h, range));
+/// Tells `h`'s grantors at once that we give its term (and the term
+/// before it, still deciding: see [`Hold::previous`]) up (our farewell).
+fn release(cx: &mut ACx<'_>, h: &Hold) {
+    send_release(cx, &releasing(h, h.range));
 }
 
 /// What giving `range` of `h` up releases, and until when our writes

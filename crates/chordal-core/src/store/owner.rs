@@ -610,14 +610,12 @@ impl Store {
         }
         for (vnode, range) in cx.authority.releasing() {
             if !self.old_writes_in_flight(&vnode, range, u64::MAX) {
-                let Cx {
-                    config,
-                    ring,
-                    io,
-                    authority,
-                } = cx;
-                let acx = &mut crate::authority::ACx { config, ring, io };
-                authority.drained(acx, &vnode, range);
+                let acx = &mut crate::authority::ACx {
+                    config: cx.config,
+                    ring: cx.ring,
+                    io: cx.io,
+                };
+                cx.authority.drained(acx, &vnode, range);
             }
         }
     }
