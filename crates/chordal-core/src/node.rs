@@ -243,10 +243,12 @@ impl Node {
     /// Starts a graceful leave. Each virtual node first hands every record
     /// of its range to its successor, the range's next owner, with
     /// acknowledged transfers; once all are acknowledged (or after
-    /// `Config::leave_drain`) the vnodes tell their neighbours goodbye and
-    /// [`Node::left`] reports what was handed over. Keep driving the node
-    /// (messages, storage, timeouts) until then, send what `poll_transmit`
-    /// returns, then stop.
+    /// `Config::leave_drain`) the vnodes tell their neighbours goodbye.
+    /// Under authority the process then stays on as an acceptor until the
+    /// next holders of its ranges need it no more (see `store/leave.rs`).
+    /// [`Node::left`] then reports what was handed over. Keep driving the
+    /// node (messages, storage, timeouts) until then, send what
+    /// `poll_transmit` returns, then stop.
     pub fn leave(&mut self, now: Time) {
         // What we hold we keep (deciding nothing: the store refuses writes
         // while it drains) until its catch-up is finished and told, and
@@ -549,6 +551,13 @@ impl Node {
         .into_iter()
         .flatten()
         .min()
+    }
+
+    /// The authority machine's state, pretty-printed: for a test that
+    /// must say why a range is not held.
+    #[doc(hidden)]
+    pub fn debug_authority(&self) -> String {
+        format!("{:#?}", self.authority)
     }
 
     /// This node's running totals (stabilization rounds summed over its
@@ -891,6 +900,7 @@ impl Node {
                     false => *n == peer,
                 };
                 self.requests.peers_failed(cx!(self), now, left, gone);
+                self.store.leave_transfers_to_failed(cx!(self), now, &gone);
             }
             _ => {}
         }

@@ -169,10 +169,6 @@ struct Held {
     /// When our store came to hold every write acknowledged before the
     /// term (`None`: not yet).
     caught_up_at: Option<Time>,
-    /// Leavers that handed us a predecessor term: their grant was their
-    /// last word, so they count as having acknowledged every renewal of
-    /// ours (a predecessor config of two is settled with the one left).
-    handed_by: Vec<SocketAddr>,
     /// The first term of the unbroken run of our terms this one ends: the
     /// term itself, or — when it was prepared while the term before still
     /// decided (a config change) — that term's run. A write decided in any
@@ -685,7 +681,6 @@ impl Holds {
         }
         let quarter = cx.config.lease / 4;
         let serials: Vec<u64> = self.holds.keys().copied().collect();
-        let mut granted_ahead: Vec<(u64, NodeRef, Vec<Known>)> = Vec::new();
         for s in serials {
             let Some(h) = self.holds.get_mut(&s) else {
                 continue;
@@ -695,19 +690,17 @@ impl Holds {
             }
             match &mut h.state {
                 State::Waiting(at) if *at <= now => {
-                    // A leaver's handover covering the interval is its
-                    // grant, given in advance: counted as its answer.
-                    let handed = handed_for(&self.handovers, h.range, now);
-                    let floor = handed
+                    // A leaver's handover covering the interval names the
+                    // terms it knew there: prepare above them. (Its grant
+                    // it gives when asked: it stays for that, see
+                    // `Authority::may_go`.)
+                    let floor = handed_for(&self.handovers, h.range, now)
                         .iter()
                         .flat_map(|(_, known)| known.iter().map(|k| k.term))
                         .max()
                         .unwrap_or(0);
                     let req = prepare(cx, now, h, promises, floor);
                     self.reqs.insert(req, s);
-                    for (from, known) in handed {
-                        granted_ahead.push((req, from, known));
-                    }
                 }
                 State::Waiting(at) => soonest(*at),
                 State::Preparing(a) if a.deadline <= now => {
@@ -758,7 +751,7 @@ impl Holds {
                         held.renewal = Some(Renewal {
                             req,
                             sent_at: now,
-                            acked: held.handed_by.clone(),
+                            acked: Vec::new(),
                             finished: held.pending.is_empty() && held.catch_up.is_empty(),
                         });
                         held.renew_at = now + quarter;
@@ -781,9 +774,6 @@ impl Holds {
             "authority would tick again at once"
         );
         self.tick_at = next;
-        for (req, from, known) in granted_ahead {
-            self.promised(cx, now, from, req, Ok(known), promises);
-        }
     }
 
     /// An answer to our prepare `req` from `from`.
@@ -862,11 +852,6 @@ impl Holds {
             cx.config.force_new_ring_above,
         ) {
             let caught_up_at = catch_up.is_empty();
-            let handed_by: Vec<SocketAddr> = handed_for(&self.handovers, h.range, now)
-                .into_iter()
-                .map(|(from, _)| from.addr)
-                .filter(|from| a.granted.contains(from))
-                .collect();
             if caught_up_at {
                 remember_clean(&mut self.clean, h.vnode.id, h.term);
             }
@@ -894,7 +879,6 @@ impl Holds {
                 last: None,
                 pending_told: Vec::new(),
                 caught_up_at: caught_up_at.then_some(now),
-                handed_by,
                 since,
                 grantors: std::mem::take(&mut a.grantors),
                 reask: None,
@@ -1468,7 +1452,6 @@ mod tests {
                 last: None,
                 pending_told: Vec::new(),
                 caught_up_at: None,
-                handed_by: Vec::new(),
                 since: 5,
                 grantors: vec![me],
                 reask: None,
@@ -1554,7 +1537,6 @@ mod tests {
                 last: None,
                 pending_told: Vec::new(),
                 caught_up_at: Some(at(900)),
-                handed_by: Vec::new(),
                 since,
                 grantors: vec![me],
                 reask: None,

@@ -251,9 +251,11 @@ impl Authority {
         let me = cx.ring.addressee(to.id);
         let lease = cx.config.lease;
         match msg {
-            // After our farewell we grant nothing: a handover granted
-            // our successor's next term in advance.
-            Message::Prepare { .. } if self.holds.released() => {}
+            // After our farewell we stay an acceptor of the configs we
+            // were in (see `may_leave`), but join none: a config that
+            // names us would lose a copy when we go.
+            Message::Prepare { ref config, .. }
+                if self.holds.released() && config.iter().any(|n| n.addr == cx.ring.addr()) => {}
             Message::Prepare {
                 req,
                 range,
@@ -357,6 +359,15 @@ impl Authority {
     /// its pending ones (its catch-up may need our copies to reach that
     /// config's majority) — or nobody is left to take over (see
     /// `last_standing`). Always true without authority.
+    ///
+    /// Asked again after the farewell, while the process stays on as an
+    /// acceptor (`Node::left` waits for it): then our own terms are given
+    /// up, and what remains is the newest settled term over each range we
+    /// held, whose config names us until the next holder settles and
+    /// finishes a term without us. Until then that holder — our successor,
+    /// or whoever follows it if it dies — needs our grant and our copies:
+    /// with one more member of our config gone, no majority of it is left
+    /// without us.
     pub fn may_leave(&self, cx: &ACx<'_>, now: Time) -> bool {
         if !cx.config.authority || self.last_standing(cx) {
             return true;

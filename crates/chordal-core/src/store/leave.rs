@@ -15,6 +15,15 @@
 //! node that left while a config it belongs to was still pending would
 //! take one of that config's copies with it, and a second leave could
 //! strand the config below a majority: its writes unreadable for good.
+//!
+//! After the farewell the process stays on a little (at most
+//! [`MAX_AUTHORITY_WAIT`] again), out of the ring and deciding nothing,
+//! as an acceptor and a copy of the configs it was in: until the next
+//! holder of each range it held settled and finished a term without it.
+//! If the successor it handed a range to dies before that, whoever
+//! follows it still finds a majority of the leaver's config (the leaver
+//! and itself) to grant and read from. Only then is the leave over
+//! ([`Store::left`]).
 
 use super::transfer::{Ended, Purpose, Push, Transfer};
 use super::{Deadline, Store};
@@ -62,13 +71,18 @@ impl Store {
     /// to end? Then we take on no new one (reads included), so that it
     /// comes soon.
     pub(super) fn closing(&self) -> bool {
-        self.left.is_some() || self.leaving.as_ref().is_some_and(|l| l.closing)
+        self.gone_from_ring() || self.leaving.as_ref().is_some_and(|l| l.closing)
+    }
+
+    /// Have we said goodbye (lingering on as an acceptor, or gone)?
+    pub(super) fn gone_from_ring(&self) -> bool {
+        self.lingering.is_some() || self.left.is_some()
     }
 
     /// Starts a graceful leave: every owned range goes to its successor;
     /// the farewells follow when all is acknowledged or at `now + drain`.
     pub fn start_leave(&mut self, cx: &mut Cx<'_>, now: Time, drain: Duration) {
-        if self.leaving.is_some() || self.left.is_some() {
+        if self.leaving.is_some() || self.gone_from_ring() {
             return;
         }
         let deadline = now + drain;
@@ -92,7 +106,7 @@ impl Store {
 
     /// Each owned range, whole, to the successor of the vnode owning it
     /// (on another process).
-    fn leave_pushes(&self, cx: &Cx<'_>) -> Vec<Push> {
+    pub(super) fn leave_pushes(&self, cx: &Cx<'_>) -> Vec<Push> {
         cx.ring
             .vnodes()
             .iter()
@@ -118,13 +132,14 @@ impl Store {
         &self.handed
     }
 
-    /// Is this node draining its ranges before it leaves?
+    /// Is this node draining its ranges before it leaves, or lingering
+    /// after its farewell?
     pub fn is_leaving(&self) -> bool {
-        self.leaving.is_some()
+        self.leaving.is_some() || self.lingering.is_some()
     }
 
-    /// How the graceful leave went, once the farewells are sent (the
-    /// driver may then stop).
+    /// How the graceful leave went, once it is over: the farewells sent
+    /// and no term needing us any more (the driver may then stop).
     pub fn left(&self) -> Option<LeaveReport> {
         self.left
     }
@@ -218,17 +233,9 @@ impl Store {
         }
         let done_at = *l.transfers_done.get_or_insert(now);
         let out_of_time = now >= l.deadline || now >= done_at + MAX_AUTHORITY_WAIT;
-        let mut acx = ACx {
-            config: cx.config,
-            ring: cx.ring,
-            io: cx.io,
-        };
-        let may = cx.authority.may_leave(&acx, now);
+        let may = may_leave(cx, now);
         l.closing = may || out_of_time;
         if !out_of_time && (!may || answering) {
-            if !may {
-                cx.authority.announce_leaving(&mut acx, now);
-            }
             self.deadlines
                 .insert((now + AUTHORITY_RECHECK, Deadline::LeaveCheck));
             return;
@@ -240,7 +247,51 @@ impl Store {
         let l = self.leaving.take().expect("leaving");
         self.handed = l.handed.clone();
         self.deadlines.remove(&(l.deadline, Deadline::LeaveDrain));
-        self.left = Some(l.report);
         cx.io.farewell = true;
+        if cx.config.authority {
+            // Stay on as an acceptor until the next holders need us no
+            // more (asked after the farewell gave our terms up).
+            self.lingering = Some((now, l.report));
+            self.deadlines
+                .insert((now + AUTHORITY_RECHECK, Deadline::LeaveCheck));
+        } else {
+            self.left = Some(l.report);
+        }
     }
+
+    /// After the farewell: is any range we held still waiting for a next
+    /// holder's term without us (`Authority::may_leave`)? Then look again
+    /// soon; once not, or [`MAX_AUTHORITY_WAIT`] after the farewell, the
+    /// leave is over. Called on the leave's check timer.
+    pub(super) fn check_gone(&mut self, cx: &mut Cx<'_>, now: Time) {
+        let Some((since, report)) = self.lingering else {
+            return;
+        };
+        let may = may_leave(cx, now);
+        if !may && now < since + MAX_AUTHORITY_WAIT {
+            self.deadlines
+                .insert((now + AUTHORITY_RECHECK, Deadline::LeaveCheck));
+            return;
+        }
+        if !may {
+            cx.io.counting.error("left_while_needed");
+        }
+        self.lingering = None;
+        self.left = Some(report);
+    }
+}
+
+/// May we go without stranding a write (`Authority::may_leave`)? If not,
+/// the holders that count on us hear again that we are leaving.
+fn may_leave(cx: &mut Cx<'_>, now: Time) -> bool {
+    let mut acx = ACx {
+        config: cx.config,
+        ring: cx.ring,
+        io: cx.io,
+    };
+    let may = cx.authority.may_leave(&acx, now);
+    if !may {
+        cx.authority.announce_leaving(&mut acx, now);
+    }
+    may
 }

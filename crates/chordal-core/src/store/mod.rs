@@ -215,6 +215,9 @@ pub(crate) struct Store {
     finishing: finish::Finishing,
     /// A graceful leave in progress, and how it went once done.
     leaving: Option<leave::Leaving>,
+    /// Since our farewell, while we stay on as an acceptor (see
+    /// `Store::check_gone`): when it was, and how the leave went.
+    lingering: Option<(Time, LeaveReport)>,
     left: Option<LeaveReport>,
     /// What the leave handed over whole (see `Store::handed_over`).
     handed: Vec<(crate::KeyRange, NodeRef)>,
@@ -481,7 +484,12 @@ impl Store {
                 Deadline::TransferPage(req) => self.transfer_page_expired(cx, now, req),
                 Deadline::TransferResume(id) => self.transfer_resume(cx, now, id),
                 Deadline::LeaveDrain => self.leave_drain_expired(cx, now),
-                Deadline::LeaveCheck => self.check_leave_done(cx, now),
+                Deadline::LeaveCheck => {
+                    // Gone first: a farewell said now gives our terms up
+                    // only when the node flushes.
+                    self.check_gone(cx, now);
+                    self.check_leave_done(cx, now);
+                }
             }
         }
     }

@@ -166,7 +166,7 @@ impl Store {
     /// transfer's read position and never reach the successor. The
     /// coordinator tries again; after our farewell it finds the successor.
     fn refuses_writes(&self) -> bool {
-        self.leaving.is_some() || self.left.is_some()
+        self.leaving.is_some() || self.gone_from_ring()
     }
 
     /// Decides `intent` against `current` and, if it writes, versions the

@@ -28,7 +28,8 @@ impl Store {
         };
         // A record whose id is not its key's hash would be stored in the
         // wrong place: refuse the whole message.
-        if records.iter().any(|r| !r.is_consistent()) {
+        // After our farewell we keep no new copy: we are about to go.
+        if records.iter().any(|r| !r.is_consistent()) || self.gone_from_ring() {
             cx.io.send(me, from, nack(0, false));
             return;
         }

@@ -396,11 +396,49 @@ impl Store {
         now: Time,
         dead: &impl Fn(&NodeRef) -> bool,
     ) {
+        self.end_transfers_to(cx, now, &|to: &NodeRef, _: &NodeRef| dead(to), false);
+    }
+
+    /// Our leave's transfers to a peer the ring declared failed end now,
+    /// failed, where the ring names another successor: each starts again
+    /// there, rather than wait out page timeouts to a silent peer
+    /// (seconds per page). Where it names none (we are cut off), they keep
+    /// trying until the drain timeout. Other transfers keep their own
+    /// retries: a peer declared failed under loss may be alive.
+    pub fn leave_transfers_to_failed(
+        &mut self,
+        cx: &mut Cx<'_>,
+        now: Time,
+        failed: &impl Fn(&NodeRef) -> bool,
+    ) {
+        if self.leaving.is_none() {
+            return;
+        }
+        let elsewhere: Vec<NodeRef> = self
+            .leave_pushes(cx)
+            .iter()
+            .filter(|p| !failed(&p.to))
+            .map(|p| p.me)
+            .collect();
+        let moved = |to: &NodeRef, me: &NodeRef| failed(to) && elsewhere.contains(me);
+        self.end_transfers_to(cx, now, &moved, true);
+    }
+
+    /// Ends the transfers `dead(to, from)` says are to peers gone (only
+    /// our leave's if `leave_only`), running or queued, as failed.
+    fn end_transfers_to(
+        &mut self,
+        cx: &mut Cx<'_>,
+        now: Time,
+        dead: &impl Fn(&NodeRef, &NodeRef) -> bool,
+        leave_only: bool,
+    ) {
+        let ours = |purpose: Purpose| !leave_only || purpose == Purpose::Leave;
         let doomed: Vec<u64> = self
             .transfers
             .running
             .iter()
-            .filter(|(_, t)| dead(&t.push.to))
+            .filter(|(_, t)| dead(&t.push.to, &t.push.me) && ours(t.purpose))
             .map(|(id, _)| *id)
             .collect();
         for id in doomed {
@@ -409,7 +447,7 @@ impl Store {
         }
         let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.transfers.queued)
             .into_iter()
-            .partition(|q| dead(&q.1.to));
+            .partition(|q| dead(&q.1.to, &q.1.me) && ours(q.2));
         self.transfers.queued = kept.into();
         for (_, _, _, on_end) in gone {
             self.transfer_told(cx, now, on_end, Ended::Failed);
