@@ -148,6 +148,11 @@ pub struct Config {
     /// next, nor to be read first: the operator accepts that a write
     /// acknowledged only on copies that are gone is lost. 0: off.
     pub force_new_ring_above: u64,
+    /// Answer a retried write from its record's log of writes rather than
+    /// decide it again (issue 27; see `oplog.rs`). On; off only in tests
+    /// that show what the log prevents (a retry applied twice).
+    #[doc(hidden)]
+    pub retries_from_log: bool,
 }
 
 impl Default for Config {
@@ -191,6 +196,7 @@ impl Default for Config {
             lease: Duration::from_secs(2),
             clock_drift_ppm: 10_000,
             force_new_ring_above: 0,
+            retries_from_log: true,
         }
     }
 }

@@ -35,6 +35,8 @@ pub(crate) struct Serve {
     pub vnode: NodeRef,
     pub op: Operation,
     pub reply: ReplyTo,
+    /// The operation's id and retry flag (`None`: not named).
+    pub name: Option<crate::request::OpName>,
 }
 
 /// An operation pub/sub wants routed, under the number it chose.

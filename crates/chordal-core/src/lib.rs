@@ -69,6 +69,7 @@ mod io;
 mod message;
 mod messaging;
 mod node;
+mod oplog;
 mod oracle;
 mod outcome;
 mod pubsub;
@@ -93,6 +94,7 @@ pub use message::{
 };
 pub use messaging::AppMsgId;
 pub use node::Node;
+pub use oplog::{Answered, Done, MAX_DONE, OpLog, Retried};
 pub use oracle::Oracle;
 pub use outcome::{Answer, OpError, Outcome, Replaced, Updated, Versioned, Written};
 pub use record::{Hlc, Record, Version, dead_since};

@@ -286,6 +286,10 @@ pub enum Message {
         op_id: u64,
         /// How long the coordinator waits for the answer, in ms (0: unknown).
         timeout_ms: u32,
+        /// An earlier attempt of this write may have been applied (its
+        /// owner went silent): answer it from the record's log of writes
+        /// rather than apply it twice (see `oplog.rs`).
+        retry: bool,
     },
     /// The owner's answer to [`Message::Request`].
     /// `range` is the owner's key range `(start, end]` when it answers as
@@ -733,6 +737,11 @@ pub enum OpResult {
     /// handover or takeover in flight, a lease being renewed, a minority
     /// side): nothing was done; try again shortly.
     NotReady,
+    /// A retried write the owner cannot place: its record no longer
+    /// remembers enough of its writes to say whether the first attempt
+    /// was applied (see `oplog.rs`). Nothing was done now; the first
+    /// attempt may or may not have been.
+    OutcomeUnknown,
     /// The key or value is larger than the owner accepts.
     TooLarge {
         /// The size, in bytes.

@@ -608,13 +608,14 @@ impl Node {
                 op,
                 op_id,
                 timeout_ms,
+                retry,
             } => {
                 let in_flight = self.in_flight();
                 self.requests.handle_request(
                     cx!(self),
                     now,
                     (env.from, env.to),
-                    (req, op, op_id, timeout_ms),
+                    (req, op, op_id, timeout_ms, retry),
                     in_flight,
                 );
             }
@@ -641,7 +642,16 @@ impl Node {
 
     /// An operation for our vnode `vnode` to serve: checked for ownership
     /// and size, then handed to the machine that serves it.
-    fn serve(&mut self, now: Time, Serve { vnode, op, reply }: Serve) {
+    fn serve(
+        &mut self,
+        now: Time,
+        Serve {
+            vnode,
+            op,
+            reply,
+            name,
+        }: Serve,
+    ) {
         let owns = match crate::request::admit(&self.config, &self.ring, &vnode, &op) {
             Ok(owns) => owns,
             Err(refusal) => {
@@ -668,7 +678,7 @@ impl Node {
             Operation::Put { key, value, opts } => {
                 let intent = Intent::Put { value, opts };
                 self.store
-                    .write(cx!(self), now, vnode, (key_id, key), intent, reply)
+                    .write(cx!(self), now, vnode, (key_id, key), (intent, name), reply)
             }
             Operation::Get { key, consistency } => {
                 let unsure = owns == Ownership::Maybe;
@@ -679,12 +689,12 @@ impl Node {
             Operation::Delete { key, opts } => {
                 let intent = Intent::Delete { opts };
                 self.store
-                    .write(cx!(self), now, vnode, (key_id, key), intent, reply)
+                    .write(cx!(self), now, vnode, (key_id, key), (intent, name), reply)
             }
             Operation::Update { key, change } => {
                 let intent = Intent::Update(change);
                 self.store
-                    .write(cx!(self), now, vnode, (key_id, key), intent, reply)
+                    .write(cx!(self), now, vnode, (key_id, key), (intent, name), reply)
             }
             Operation::Deliver {
                 key,

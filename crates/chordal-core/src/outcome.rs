@@ -195,6 +195,25 @@ pub enum Answer {
     NotReady,
 }
 
+impl OpError {
+    /// Was the operation refused before any owner decided it — no lease,
+    /// an overloaded owner, too few copies, ownership that kept moving, no
+    /// route? Then it did nothing, and a client may send it again. (After
+    /// an attempt whose answer was lost, a coordinator ends a write with
+    /// `Timeout` instead: that attempt may have been applied.)
+    pub fn nothing_done(&self) -> bool {
+        matches!(
+            self,
+            OpError::NotReady
+                | OpError::Overloaded
+                | OpError::QuorumUnavailable { .. }
+                | OpError::Redirects
+                | OpError::Lookup(_)
+                | OpError::NotJoined
+        )
+    }
+}
+
 impl OpResult {
     /// What this owner's result means for the operation that asked.
     pub fn answer(self) -> Answer {
@@ -245,6 +264,8 @@ impl OpResult {
                 limit: limit as u64,
             }),
             Refused => Err(OpError::Refused),
+            // Applied or not, nobody can tell now: what a lost answer is.
+            OutcomeUnknown => Err(OpError::Timeout),
             WrongOwner => return Answer::WrongOwner,
             Overloaded => return Answer::Overloaded,
             NotReady => return Answer::NotReady,

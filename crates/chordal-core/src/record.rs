@@ -7,7 +7,7 @@
 //! may carry an absolute expiry: once past it, the record reads as a
 //! tombstone of the same version everywhere (see [`Record::is_live`]).
 
-use crate::{Id, Time};
+use crate::{Id, OpLog, Time};
 
 /// Under which term a write was decided, when, and where: compared by
 /// `term`, then `hlc`, then `node` (the field order), so that whatever a
@@ -83,6 +83,9 @@ pub struct Record {
     /// tombstone of its version: reads miss, sync and sweeps treat it
     /// like one. Part of the write: a new expiry is a new version.
     pub expires: Option<Time>,
+    /// The last writes that made the record, by operation id: a retried
+    /// write is answered from here, not applied again (see `oplog.rs`).
+    pub ops: OpLog,
 }
 
 impl Record {
@@ -94,6 +97,7 @@ impl Record {
             version,
             value,
             expires: None,
+            ops: OpLog::default(),
         }
     }
 

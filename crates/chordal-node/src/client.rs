@@ -310,8 +310,15 @@ impl Client {
     async fn kv(&self, op: Operation) -> Result<Outcome, Error> {
         let key_id = Id::hash(op.key());
         // One id for every try: an owner that answered a try answers a
-        // retry the same way.
-        let op_id = self.inner.next_req.fetch_add(1, Ordering::Relaxed);
+        // retry the same way, and a later owner finds it in the record's
+        // log of writes. Unique across clients (records keep the ids of
+        // every writer): the counter above a base from our random id.
+        let base = u64::from_be_bytes(self.inner.id.0[..8].try_into().expect("8 bytes"));
+        let op_id = base.wrapping_add(self.inner.next_req.fetch_add(1, Ordering::Relaxed));
+        let write = op.is_store_write();
+        // An attempt whose answer was lost may have been applied: the
+        // next ones are retries (answered from the record's log).
+        let mut retry = false;
         let timeout_ms = self
             .inner
             .config
@@ -336,6 +343,7 @@ impl Client {
                     op,
                     op_id,
                     timeout_ms,
+                    retry,
                 })
                 .await
             {
@@ -357,8 +365,10 @@ impl Client {
                 },
                 Ok(_) => last = Error::Op(OpError::UnexpectedAnswer),
                 Err(e) => {
-                    if let Error::Connect(addr, _) = &e {
-                        self.mark_dead(*addr);
+                    match &e {
+                        // Never sent.
+                        Error::Connect(addr, _) => self.mark_dead(*addr),
+                        _ => retry |= write,
                     }
                     last = e;
                 }

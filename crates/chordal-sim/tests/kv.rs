@@ -910,6 +910,7 @@ fn a_retried_operation_gets_the_first_answer() {
             },
             op_id: 99,
             timeout_ms: 1500,
+            retry: false,
         },
     };
     let (first, again) = (delete(1), delete(2));

@@ -11,8 +11,15 @@
 //! flag and puts the term (u64 big-endian) right after the flag byte,
 //! before the expiry. Flags 0 and 1 are the first generation's format,
 //! still read and written for records without an expiry or a term.
+//!
+//! A record with a log of writes (`OpLog`: retries are answered from it)
+//! adds 32 to its flag and puts the log after the term, before the
+//! expiry: a byte (the number of entries, plus 128 if the log is cut),
+//! then per entry its operation id, term and hlc (u64 big-endian), node
+//! id (20 bytes), what it answered (a byte: 0 stored, 1 updated, 2 not
+//! kept) and its number (i64 big-endian).
 
-use chordal_core::{ID_BYTES, Id, Record, Time, Version};
+use chordal_core::{Answered, Done, ID_BYTES, Id, MAX_DONE, OpLog, Record, Time, Version};
 
 const HEADER: usize = 8 + ID_BYTES + 1;
 const VALUE: u8 = 0;
@@ -20,6 +27,12 @@ const TOMBSTONE: u8 = 1;
 const EXPIRING: u8 = 2;
 /// Added to the flag when a term follows it.
 const TERMED: u8 = 16;
+/// Added to the flag when a log of writes follows the term.
+const LOGGED: u8 = 32;
+/// Bytes of one entry of a log of writes.
+const DONE_BYTES: usize = 8 + 8 + 8 + ID_BYTES + 1 + 8;
+/// Set in the log's count byte when the log is cut.
+const CUT: u8 = 128;
 
 /// What a table value says about its record without the value bytes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -30,6 +43,8 @@ pub struct Header {
     pub tombstone: bool,
     /// When its value expires, if it does.
     pub expires: Option<Time>,
+    /// Where the log of writes starts, and its count byte (if any).
+    log_at: Option<(usize, u8)>,
     /// Where the value bytes start.
     value_at: usize,
 }
@@ -54,9 +69,20 @@ pub fn encode_value(r: &Record) -> Vec<u8> {
         (Some(_), Some(_)) => EXPIRING,
     };
     let term = r.version.term;
-    out.push(if term == 0 { kind } else { kind | TERMED });
+    let logged = !r.ops.done.is_empty() || r.ops.cut;
+    let mut flag = kind;
+    if term != 0 {
+        flag |= TERMED;
+    }
+    if logged {
+        flag |= LOGGED;
+    }
+    out.push(flag);
     if term != 0 {
         out.extend_from_slice(&term.to_be_bytes());
+    }
+    if logged {
+        encode_log(&r.ops, &mut out);
     }
     if let (Some(_), Some(t)) = (&r.value, r.expires) {
         out.extend_from_slice(&t.as_micros().to_be_bytes());
@@ -85,7 +111,17 @@ pub fn decode_header(v: &[u8]) -> Option<Header> {
     } else {
         (0, HEADER)
     };
-    let (tombstone, expires, value_at) = match flag & !TERMED {
+    let (log_at, at) = if flag & LOGGED != 0 {
+        let count = *v.get(at)?;
+        let n = (count & !CUT) as usize;
+        if n > MAX_DONE || v.len() < at + 1 + n * DONE_BYTES {
+            return None;
+        }
+        (Some((at, count)), at + 1 + n * DONE_BYTES)
+    } else {
+        (None, at)
+    };
+    let (tombstone, expires, value_at) = match flag & !(TERMED | LOGGED) {
         VALUE => (false, None, at),
         // A tombstone has no value bytes: any there mean the record is
         // damaged, not that they may be dropped (found by fuzzing).
@@ -101,7 +137,59 @@ pub fn decode_header(v: &[u8]) -> Option<Header> {
         version: Version { term, hlc, node },
         tombstone,
         expires,
+        log_at,
         value_at,
+    })
+}
+
+/// Appends `log` in the table value's form.
+fn encode_log(log: &OpLog, out: &mut Vec<u8>) {
+    let n = log.done.len().min(MAX_DONE);
+    out.push(n as u8 | if log.cut { CUT } else { 0 });
+    for d in &log.done[..n] {
+        out.extend_from_slice(&d.op.to_be_bytes());
+        out.extend_from_slice(&d.version.term.to_be_bytes());
+        out.extend_from_slice(&d.version.hlc.to_be_bytes());
+        out.extend_from_slice(&d.version.node.0);
+        let (kind, number) = match d.answered {
+            Answered::Stored => (0u8, 0i64),
+            Answered::Updated(n) => (1, n),
+            Answered::Unrepeatable => (2, 0),
+        };
+        out.push(kind);
+        out.extend_from_slice(&number.to_be_bytes());
+    }
+}
+
+/// The log of writes at `at` with `count` (see [`Header`]); `None` if it
+/// is malformed (the header checked its length).
+fn decode_log(v: &[u8], (at, count): (usize, u8)) -> Option<OpLog> {
+    let n = (count & !CUT) as usize;
+    let mut done = Vec::with_capacity(n);
+    for i in 0..n {
+        let e = v.get(at + 1 + i * DONE_BYTES..at + 1 + (i + 1) * DONE_BYTES)?;
+        let u = |from: usize| u64::from_be_bytes(e[from..from + 8].try_into().expect("8 bytes"));
+        let node = Id::from_slice(&e[24..24 + ID_BYTES])?;
+        let number = u(25 + ID_BYTES) as i64;
+        let answered = match e[24 + ID_BYTES] {
+            0 => Answered::Stored,
+            1 => Answered::Updated(number),
+            2 => Answered::Unrepeatable,
+            _ => return None,
+        };
+        done.push(Done {
+            op: u(0),
+            version: Version {
+                term: u(8),
+                hlc: u(16),
+                node,
+            },
+            answered,
+        });
+    }
+    Some(OpLog {
+        done,
+        cut: count & CUT != 0,
     })
 }
 
@@ -110,12 +198,17 @@ pub fn decode(k: &[u8], v: &[u8]) -> Option<Record> {
     let key_id = Id::from_slice(k.get(..ID_BYTES)?)?;
     let h = decode_header(v)?;
     let value = (!h.tombstone).then(|| v[h.value_at..].to_vec());
+    let ops = match h.log_at {
+        Some(log) => decode_log(v, log)?,
+        None => OpLog::default(),
+    };
     Some(Record {
         key_id,
         key: k[ID_BYTES..].to_vec(),
         version: h.version,
         value,
         expires: h.expires,
+        ops,
     })
 }
 
@@ -173,5 +266,62 @@ mod tests {
         assert_eq!(decode(&k, &bad_flag), None);
         assert_eq!(decode(&k, &encode_value(&tomb)[..HEADER - 1]), None);
         assert_eq!(decode(&k[..ID_BYTES - 1], &encode_value(&tomb)), None);
+    }
+
+    /// A record with a log of writes, `n` entries of every kind.
+    fn logged(term: u64, value: Option<Vec<u8>>, n: u64, cut: bool) -> Record {
+        let mut r = record_of(term, value);
+        let kinds = [
+            Answered::Stored,
+            Answered::Updated(-5),
+            Answered::Unrepeatable,
+        ];
+        r.ops = OpLog {
+            done: (0..n)
+                .map(|i| Done {
+                    op: u64::MAX - i,
+                    version: Version {
+                        term: i,
+                        hlc: 1000 + i,
+                        node: Id::from_u64(i),
+                    },
+                    answered: kinds[i as usize % 3],
+                })
+                .collect(),
+            cut,
+        };
+        r
+    }
+
+    #[test]
+    fn logs_of_writes_round_trip_beside_terms_expiries_and_tombstones() {
+        let at = Some(Time::from_micros(1 << 50));
+        for r in [
+            logged(0, Some(b"value".to_vec()), 1, false),
+            logged(4, Some(b"12".to_vec()), MAX_DONE as u64, true),
+            logged(4, None, 3, false),
+            logged(9, Some(vec![]), 0, true),
+            logged(2, Some(b"v".to_vec()), 2, false).expiring(at),
+        ] {
+            let (k, v) = (table_key(&r.key_id, &r.key), encode_value(&r));
+            assert_eq!(decode(&k, &v), Some(r.clone()));
+            let h = decode_header(&v).expect("a header");
+            assert_eq!((h.version, h.expires), (r.version, r.expires));
+            // Cut anywhere up to the end of the log: damaged, never
+            // misread.
+            let log_end = h.value_at - if r.expires.is_some() { 8 } else { 0 };
+            for end in HEADER..log_end {
+                assert_eq!(decode(&k, &v[..end]), None, "cut at {end}");
+            }
+        }
+        // A log longer than any record keeps: damaged.
+        let r = logged(0, Some(b"v".to_vec()), 1, false);
+        let (k, mut v) = (table_key(&r.key_id, &r.key), encode_value(&r));
+        v[HEADER] = MAX_DONE as u8 + 1;
+        assert_eq!(decode(&k, &v), None);
+        // An unknown kind of answer: damaged.
+        let mut v = encode_value(&r);
+        v[HEADER + 1 + 24 + ID_BYTES] = 7;
+        assert_eq!(decode(&k, &v), None);
     }
 }

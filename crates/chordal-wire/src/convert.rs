@@ -3,7 +3,7 @@
 
 use crate::WireError;
 use crate::pb::{self, Body};
-use chordal_core::{Change, Condition, Consistency, WriteOptions};
+use chordal_core::{Answered, Change, Condition, Consistency, Done, MAX_DONE, OpLog, WriteOptions};
 use chordal_core::{
     Envelope, Id, KeyRange, Known, LookupFailure, Message, NodeRef, OpResult, Operation,
     OwnerClaim, Publication, Record, Refusal, Settled, Target, Time, Version,
@@ -207,19 +207,56 @@ fn record_to_pb(r: &Record) -> pb::Record {
         version: Some(version_to_pb(&r.version)),
         value: r.value.clone(),
         expires: r.expires.map(Time::as_micros),
+        ops: r.ops.done.iter().map(done_to_pb).collect(),
+        ops_cut: r.ops.cut,
     }
 }
 
 /// The key id is recomputed from the key: a peer cannot make us file a
-/// record under the wrong id. A tombstone has no expiry.
+/// record under the wrong id. A tombstone has no expiry; a log holds at
+/// most `MAX_DONE` writes.
 fn record_from_pb(r: &pb::Record) -> Result<Record, WireError> {
     if r.value.is_none() && r.expires.is_some() {
         return Err(WireError::Invalid("expires"));
     }
-    Ok(
-        Record::new(r.key.clone(), version_from_pb(&r.version)?, r.value.clone())
-            .expiring(r.expires.map(Time::from_micros)),
-    )
+    if r.ops.len() > MAX_DONE {
+        return Err(WireError::Invalid("ops"));
+    }
+    let mut record = Record::new(r.key.clone(), version_from_pb(&r.version)?, r.value.clone())
+        .expiring(r.expires.map(Time::from_micros));
+    record.ops = OpLog {
+        done: r.ops.iter().map(done_from_pb).collect::<Result<_, _>>()?,
+        cut: r.ops_cut,
+    };
+    Ok(record)
+}
+
+fn done_to_pb(d: &Done) -> pb::Done {
+    let (answered, number) = match d.answered {
+        Answered::Stored => (0, 0),
+        Answered::Updated(n) => (1, n),
+        Answered::Unrepeatable => (2, 0),
+    };
+    pb::Done {
+        op: d.op,
+        version: Some(version_to_pb(&d.version)),
+        answered,
+        number,
+    }
+}
+
+fn done_from_pb(d: &pb::Done) -> Result<Done, WireError> {
+    let answered = match d.answered {
+        0 => Answered::Stored,
+        1 => Answered::Updated(d.number),
+        2 => Answered::Unrepeatable,
+        _ => return Err(WireError::Invalid("answered")),
+    };
+    Ok(Done {
+        op: d.op,
+        version: version_from_pb(&d.version)?,
+        answered,
+    })
 }
 
 fn write_options_to_pb(o: &WriteOptions, out: &mut pb::KvRequest) {
@@ -314,6 +351,7 @@ fn kv_reply_to_pb(req: u64, result: &OpResult) -> pb::KvReply {
         OpResult::StoreFailed => out.status = 5,
         OpResult::Overloaded => out.status = 11,
         OpResult::NotReady => out.status = 18,
+        OpResult::OutcomeUnknown => out.status = 19,
         OpResult::TooLarge { size, limit } => {
             out.status = 12;
             out.acked = *size;
@@ -603,6 +641,7 @@ fn kv_reply_from_pb(r: &pb::KvReply) -> Result<OpResult, WireError> {
         },
         11 => OpResult::Overloaded,
         18 => OpResult::NotReady,
+        19 => OpResult::OutcomeUnknown,
         12 => OpResult::TooLarge {
             size: r.acked,
             limit: r.needed,
@@ -745,10 +784,12 @@ pub fn envelope_to_pb(env: &Envelope) -> pb::Envelope {
             op,
             op_id,
             timeout_ms,
+            retry,
         } => {
             let mut pb = kv_request_to_pb(*req, op);
             pb.op_id = *op_id;
             pb.timeout_ms = *timeout_ms;
+            pb.retry = *retry;
             Body::KvRequest(pb)
         }
         Message::Reply { req, result, range } => {
@@ -1037,6 +1078,7 @@ pub fn envelope_from_pb(pb: &pb::Envelope, local: SocketAddr) -> Result<Envelope
             op: kv_op_from_pb(k)?,
             op_id: k.op_id,
             timeout_ms: k.timeout_ms,
+            retry: k.retry,
         },
         Body::KvReply(r) => Message::Reply {
             req: r.req,

@@ -291,6 +291,28 @@ pub struct Record {
     /// never.
     #[prost(uint64, optional, tag = "4")]
     pub expires: Option<u64>,
+    /// The last writes that made the record, by operation id, oldest
+    /// first (at most `MAX_DONE`).
+    #[prost(message, repeated, tag = "5")]
+    pub ops: Vec<Done>,
+    /// Older writes' ids may be missing from `ops`.
+    #[prost(bool, tag = "6")]
+    pub ops_cut: bool,
+}
+
+/// One write in a record's log: its operation id, the version it made,
+/// what it answered.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Done {
+    #[prost(uint64, tag = "1")]
+    pub op: u64,
+    #[prost(message, optional, tag = "2")]
+    pub version: Option<Version>,
+    /// 0 stored, 1 updated (`number`), 2 an answer not kept.
+    #[prost(int32, tag = "3")]
+    pub answered: i32,
+    #[prost(sint64, tag = "4")]
+    pub number: i64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -340,6 +362,10 @@ pub struct KvRequest {
     pub change: i32,
     #[prost(sint64, tag = "16")]
     pub amount: i64,
+    /// An earlier attempt of this write may have been applied: answer it
+    /// from the record's log of writes.
+    #[prost(bool, tag = "17")]
+    pub retry: bool,
 }
 
 /// A message published on a topic.
@@ -384,7 +410,7 @@ pub struct KvReply {
     /// (acked = subscriber processes), 10 quorum unavailable, 11 overloaded,
     /// 12 too large, 13 precondition failed (version = the current one, if
     /// any), 14 updated (`number`), 15 replaced (`old`), 16 not an integer,
-    /// 17 overflow.
+    /// 17 overflow, 18 not ready, 19 outcome unknown.
     #[prost(int32, tag = "2")]
     pub status: i32,
     #[prost(message, optional, tag = "3")]

@@ -2,8 +2,9 @@
 
 use bytes::{BufMut, BytesMut};
 use chordal_core::{
-    Change, Condition, Consistency, Envelope, Id, LookupFailure, Message, NodeRef, OpResult,
-    Operation, OwnerClaim, Publication, Record, Target, Time, Version, WriteOptions,
+    Answered, Change, Condition, Consistency, Done, Envelope, Id, LookupFailure, MAX_DONE, Message,
+    NodeRef, OpLog, OpResult, Operation, OwnerClaim, Publication, Record, Target, Time, Version,
+    WriteOptions,
 };
 use chordal_wire::*;
 use proptest::prelude::*;
@@ -41,17 +42,34 @@ fn any_version() -> impl Strategy<Value = Version> {
     (any::<u64>(), any::<u64>(), any_id()).prop_map(|(term, hlc, node)| Version { term, hlc, node })
 }
 
+fn any_done() -> impl Strategy<Value = Done> {
+    let answered = prop_oneof![
+        Just(Answered::Stored),
+        any::<i64>().prop_map(Answered::Updated),
+        Just(Answered::Unrepeatable),
+    ];
+    (any::<u64>(), any_version(), answered).prop_map(|(op, version, answered)| Done {
+        op,
+        version,
+        answered,
+    })
+}
+
 fn any_record() -> impl Strategy<Value = Record> {
     (
         any_bytes(),
         any_version(),
         proptest::option::of(any_bytes()),
         proptest::option::of(any::<u64>()),
+        proptest::collection::vec(any_done(), 0..=MAX_DONE),
+        any::<bool>(),
     )
-        .prop_map(|(key, version, value, expires)| {
+        .prop_map(|(key, version, value, expires, done, cut)| {
             // A tombstone never expires.
             let expires = expires.filter(|_| value.is_some()).map(Time::from_micros);
-            Record::new(key, version, value).expiring(expires)
+            let mut r = Record::new(key, version, value).expiring(expires);
+            r.ops = OpLog { done, cut };
+            r
         })
 }
 
@@ -201,6 +219,7 @@ fn any_kv_result() -> impl Strategy<Value = OpResult> {
             .prop_map(|(available, needed)| OpResult::QuorumUnavailable { available, needed }),
         Just(OpResult::Overloaded),
         Just(OpResult::NotReady),
+        Just(OpResult::OutcomeUnknown),
         (any::<u32>(), any::<u32>()).prop_map(|(size, limit)| OpResult::TooLarge { size, limit }),
         Just(OpResult::StoreFailed),
         Just(OpResult::Delivered),
@@ -334,14 +353,20 @@ fn any_message() -> impl Strategy<Value = Message> {
                 same,
                 slices
             }),
-        (any::<u64>(), any_kv_op(), any::<u64>(), any::<u32>()).prop_map(
-            |(req, op, op_id, timeout_ms)| Message::Request {
+        (
+            any::<u64>(),
+            any_kv_op(),
+            any::<u64>(),
+            any::<u32>(),
+            any::<bool>()
+        )
+            .prop_map(|(req, op, op_id, timeout_ms, retry)| Message::Request {
                 req,
                 op,
                 op_id,
-                timeout_ms
-            }
-        ),
+                timeout_ms,
+                retry
+            }),
         (
             any::<u64>(),
             any_kv_result(),

@@ -1,7 +1,7 @@
 //! The coordinator: takes an operation, finds the key's owner and gets the
 //! answer from it (retrying when ownership moved under it).
 
-use super::{ClientOp, Deadline, ReplyTo, Requests, oversize};
+use super::{ClientOp, Deadline, OpName, ReplyTo, Requests, oversize};
 use crate::io::{Cx, Serve};
 use crate::outcome::Answer;
 use crate::{
@@ -50,6 +50,7 @@ impl Requests {
                     last_error: None,
                     target,
                     refused: false,
+                    retry: false,
                 },
             );
             self.deadlines.insert((deadline, Deadline::Client(id)));
@@ -65,6 +66,10 @@ impl Requests {
         };
         c.attempts += 1;
         c.refused = false;
+        let name = OpName {
+            id: self.op_base.wrapping_add(id),
+            retry: c.retry,
+        };
         if let Some(target) = c.target {
             // A direct message goes to its node once: if that node is gone
             // there is nobody else to ask.
@@ -74,7 +79,7 @@ impl Requests {
             }
             let op = c.op.clone();
             if target.addr == cx.ring.addr() {
-                serve_locally(cx, target, op, id);
+                serve_locally(cx, target, op, id, name);
             } else {
                 self.send_to_owner(cx, now, id, target, op);
             }
@@ -90,7 +95,7 @@ impl Requests {
         let (key_id, op, first_try) = (c.key_id, c.op.clone(), c.attempts == 1);
         let redirected = c.last_error == Some(OpError::Redirects);
         if let Some(owner) = cx.ring.owning_vnode(&key_id) {
-            serve_locally(cx, owner, op, id);
+            serve_locally(cx, owner, op, id, name);
             return;
         }
         // One hop: straight to the owner the membership table names —
@@ -143,7 +148,11 @@ impl Requests {
         };
         let op = c.op.clone();
         if owner.addr == cx.ring.addr() {
-            serve_locally(cx, owner, op, id);
+            let name = OpName {
+                id: self.op_base.wrapping_add(id),
+                retry: c.retry,
+            };
+            serve_locally(cx, owner, op, id, name);
             return;
         }
         self.send_to_owner(cx, now, id, owner, op);
@@ -171,6 +180,7 @@ impl Requests {
             .map_or(timeout, |c| c.deadline.saturating_since(now));
         let wait = (timeout * 3 / 5).min(left);
         let deadline = now + wait;
+        let retry = self.clients.get(&id).is_some_and(|c| c.retry);
         self.requests.insert(req, (id, owner, deadline, false));
         self.deadlines.insert((deadline, Deadline::Request(req)));
         let msg = Message::Request {
@@ -178,6 +188,7 @@ impl Requests {
             op,
             op_id: self.op_base.wrapping_add(id),
             timeout_ms: wait.as_millis().clamp(1, u32::MAX as u128) as u32,
+            retry,
         };
         cx.io.send(cx.ring.primary().me(), owner, msg);
     }
@@ -194,10 +205,11 @@ impl Requests {
                     self.lookups.retain(|_, c| *c != id);
                     self.requests.retain(|_, (c, _, _, _)| *c != id);
                     // Refused `NotReady` and waiting to ask again: nothing
-                    // was done, and the client may know it. Otherwise an
-                    // attempt may be under way: the outcome is unknown.
+                    // was done, and the client may know it — unless an
+                    // earlier attempt may have been. Otherwise an attempt
+                    // may be under way: the outcome is unknown.
                     let error = match self.clients.get(&id) {
-                        Some(c) if c.refused => OpError::NotReady,
+                        Some(c) if c.refused && !c.retry => OpError::NotReady,
                         _ => OpError::Timeout,
                     };
                     self.finish_client(cx, id, Err(error));
@@ -219,19 +231,20 @@ impl Requests {
     }
 
     /// An attempt of operation `id` ended without an answer (the owner
-    /// went silent or away): try again — unless it is a write under
-    /// authority, which the silent owner may have applied: sent again to
-    /// the next owner it could apply twice, so it ends `Timeout` (the
-    /// outcome is unknown; only the client can tell whether to retry).
+    /// went silent or away): try again. Under authority a write the
+    /// silent owner may have applied goes again as a retry: whoever owns
+    /// the key then answers it from the record's log of writes (the same
+    /// operation id) rather than apply it twice, or says the outcome is
+    /// unknown.
     fn retry_or_give_up(&mut self, cx: &mut Cx<'_>, now: Time, id: u64) {
-        let ambiguous =
-            cx.config.authority && self.clients.get(&id).is_some_and(|c| c.op.is_store_write());
-        if ambiguous {
-            cx.io.counting.error("kv_write_outcome_unknown");
-            self.finish_client(cx, id, Err(OpError::Timeout));
-        } else {
-            self.route_client(cx, now, id);
+        let Some(c) = self.clients.get_mut(&id) else {
+            return;
+        };
+        if cx.config.authority && c.op.is_store_write() {
+            c.retry = true;
+            cx.io.counting.error("kv_write_retried");
         }
+        self.route_client(cx, now, id);
     }
 
     /// Peers matching `dead` failed: operations waiting on them try again
@@ -366,20 +379,33 @@ impl Requests {
         self.deadlines.insert((at, Deadline::Retry(id)));
     }
 
-    /// Ends operation `id`: its result goes to `Io::done`.
+    /// Ends operation `id`: its result goes to `Io::done`. An error that
+    /// says only that the last attempt did nothing (refused, redirected,
+    /// not found in time) says nothing of an earlier attempt that may have
+    /// been applied: after one, it ends `Timeout` (unknown).
     fn finish_client(&mut self, cx: &mut Cx<'_>, id: u64, result: Result<Outcome, OpError>) {
         if let Some(c) = self.clients.remove(&id) {
             self.deadlines.remove(&(c.deadline, Deadline::Client(id)));
+            // (A storage failure of the last attempt's owner says as
+            // little of an earlier one.)
+            let result = match result {
+                Err(e) if c.retry && (e.nothing_done() || e == OpError::StoreFailed) => {
+                    Err(OpError::Timeout)
+                }
+                r => r,
+            };
             cx.io.done.push_back((id, result));
         }
     }
 }
 
-/// Operation `id` is for our own vnode `vnode`: serve it here.
-fn serve_locally(cx: &mut Cx<'_>, vnode: NodeRef, op: Operation, id: u64) {
+/// Operation `id` (named `name` to the owner) is for our own vnode
+/// `vnode`: serve it here.
+fn serve_locally(cx: &mut Cx<'_>, vnode: NodeRef, op: Operation, id: u64, name: OpName) {
     cx.io.serve.push_back(Serve {
         vnode,
         op,
         reply: ReplyTo::Local(id),
+        name: Some(name),
     });
 }

@@ -98,8 +98,23 @@ struct ClientOp {
     /// A direct message's destination: tried once, never looked up.
     target: Option<NodeRef>,
     /// Between attempts after a `NotReady`: no attempt is in flight, so
-    /// if the deadline comes now the operation definitely did nothing.
+    /// if the deadline comes now the operation did nothing (unless an
+    /// earlier attempt may have: `retry`).
     refused: bool,
+    /// An earlier attempt may have been applied (its owner went silent):
+    /// later attempts are retries, which the owner answers from the
+    /// record's log rather than apply again (see `oplog.rs`).
+    retry: bool,
+}
+
+/// An operation's id as its owner sees it, and whether an earlier
+/// attempt of it may have been applied (see [`crate::OpLog`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct OpName {
+    /// The coordinator's id of the operation (unique per process start).
+    pub id: u64,
+    /// An earlier attempt may have been applied.
+    pub retry: bool,
 }
 
 /// A deadline of the request machine.
@@ -134,6 +149,10 @@ pub(crate) struct Requests {
     /// `NotFound`).
     recent: BTreeMap<RecentKey, (OpResult, Time)>,
     recent_order: VecDeque<RecentKey>,
+    /// Named operations of remote coordinators we are serving now (not
+    /// yet answered): a retry of one that arrives meanwhile must not
+    /// start it a second time (see `Requests::handle_request`).
+    serving: std::collections::BTreeSet<RecentKey>,
     /// Added to our operation numbers to make the ids we send other
     /// nodes: random per incarnation, so that a restarted process never
     /// reuses an id a peer still remembers.

@@ -1,7 +1,7 @@
 //! The serving side of a request: admitting a `Request` from a
 //! coordinator elsewhere and sending the owner's answer back.
 
-use super::{ReplyTo, Requests, oversize};
+use super::{OpName, ReplyTo, Requests, oversize};
 use crate::config::Config;
 use crate::io::{Cx, Serve};
 use crate::ring::{Ownership, Ring};
@@ -19,7 +19,7 @@ impl Requests {
         cx: &mut Cx<'_>,
         now: Time,
         (from, to): (NodeRef, Target),
-        (req, op, op_id, timeout_ms): (u64, Operation, u64, u32),
+        (req, op, op_id, timeout_ms, retry): (u64, Operation, u64, u32, bool),
         in_flight: usize,
     ) {
         let me = cx.ring.addressee(to.id);
@@ -47,6 +47,15 @@ impl Requests {
             self.answer(cx, now, reply, result);
             return;
         }
+        let serving = named.map(|(op, key)| (from.addr, op, key));
+        if serving.is_some_and(|s| self.serving.contains(&s)) {
+            // A retry of an operation we are still serving (its first
+            // attempt was slow, not lost): serving it again could apply it
+            // twice. Busy: the coordinator asks again, and then gets the
+            // answer remembered.
+            self.answer(cx, now, reply, OpResult::Overloaded);
+            return;
+        }
         if in_flight >= cx.config.max_kv_ops {
             // Overloaded: say so (the coordinator backs off) rather than
             // queue without bound or drop silently.
@@ -55,11 +64,15 @@ impl Requests {
             return;
         }
         match to.id {
-            Some(id) if cx.ring.vnode_by_id(&id).is_some() => cx.io.serve.push_back(Serve {
-                vnode: NodeRef::new(id, cx.ring.addr()),
-                op,
-                reply,
-            }),
+            Some(id) if cx.ring.vnode_by_id(&id).is_some() => {
+                self.serving.extend(serving);
+                cx.io.serve.push_back(Serve {
+                    vnode: NodeRef::new(id, cx.ring.addr()),
+                    op,
+                    reply,
+                    name: named.map(|(id, _)| OpName { id, retry }),
+                })
+            }
             _ => self.answer(cx, now, reply, OpResult::WrongOwner),
         }
     }
@@ -73,6 +86,9 @@ impl Requests {
             ReplyTo::Remote {
                 to, me, req, op, ..
             } => {
+                if let Some((op, key)) = op {
+                    self.serving.remove(&(to.addr, op, key));
+                }
                 self.remember(now, to.addr, op, &result);
                 // Tell the coordinator our range, unless we just said we do
                 // not own the key.

@@ -3,8 +3,9 @@
 //! it tries again, when it gives up.
 
 use super::*;
+use crate::io::Serve;
 use crate::testkit::{Fixture, key_in, key_outside, node};
-use crate::{KeyRange, LookupResult, Message, Outcome, Version};
+use crate::{KeyRange, LookupResult, Message, Outcome, Target, Version};
 
 fn put_op(key: &[u8]) -> Operation {
     Operation::Put {
@@ -329,12 +330,29 @@ fn an_owner_never_ready_ends_not_ready_at_the_deadline() {
     // (nothing done); asked again until the deadline, the operation then
     // ends `NotReady` — definite — not `Timeout`, which would say the
     // write may have happened.
+    assert_eq!(never_ready(false), OpError::NotReady);
+    // Unless an earlier attempt went unanswered: it may have been applied
+    // (the retries were refused, not the write).
+    assert_eq!(never_ready(true), OpError::Timeout);
+}
+
+/// A put whose owner answers `NotReady` to every request until the
+/// deadline (after leaving the first unanswered if `first_lost`): how it
+/// ends.
+fn never_ready(first_lost: bool) -> OpError {
     let mut fx = Fixture::three_processes();
+    fx.config.authority = true;
     let mut requests = Requests::new(0);
     let key = key_outside(&fx);
     let owner = node(300, 3);
     start(&mut requests, &mut fx, 1, put_op(&key));
     lookup_found(&mut requests, &mut fx, 1, owner);
+    if first_lost {
+        assert_eq!(requests_sent(&mut fx).len(), 1);
+        fx.advance(fx.config.kv_timeout * 3 / 5);
+        let now = fx.now;
+        requests.handle_timeout(&mut fx.cx(), now);
+    }
     let (mut lookup, mut asked) = (1, 0);
     while fx.io.done.is_empty() {
         for (_, req, _, _) in requests_sent(&mut fx) {
@@ -351,21 +369,27 @@ fn an_owner_never_ready_ends_not_ready_at_the_deadline() {
         let now = fx.now;
         requests.handle_timeout(&mut fx.cx(), now);
     }
+    // (Less time is left after a lost first attempt.)
+    let least = if first_lost { 3 } else { 6 };
     assert!(
-        asked > 6,
+        asked > least,
         "asked only {asked} times: NotReady is not bounded by attempts"
     );
-    let done: Vec<_> = fx.io.done.drain(..).collect();
-    assert_eq!(done, vec![(1, Err(OpError::NotReady))]);
+    let mut done: Vec<_> = fx.io.done.drain(..).collect();
+    assert_eq!(done.len(), 1);
+    match done.pop() {
+        Some((1, Err(e))) => e,
+        other => panic!("{other:?}"),
+    }
 }
 
 /// Under authority a write whose owner refuses the connection (a node
 /// restarted on another address) goes to the next owner: it never
 /// arrived. Once a connection that may have carried it closed, it may
-/// have: it ends `Timeout` (the outcome is unknown) rather than apply
-/// twice.
+/// have: it goes as a retry (the same id, flagged), which the next owner
+/// answers from the record's log rather than apply twice.
 #[test]
-fn a_write_to_a_refusing_owner_is_retried_unless_a_closed_connection_carried_it() {
+fn a_write_to_a_refusing_owner_goes_again_as_a_retry_if_a_closed_connection_carried_it() {
     for carried in [false, true] {
         let mut fx = Fixture::three_processes();
         fx.config.authority = true;
@@ -381,11 +405,69 @@ fn a_write_to_a_refusing_owner_is_retried_unless_a_closed_connection_carried_it(
         let now = fx.now;
         requests.peers_failed(&mut fx.cx(), now, true, |n| n.addr == gone.addr);
         let done: Vec<_> = fx.io.done.drain(..).collect();
-        if carried {
-            assert_eq!(done, vec![(1, Err(OpError::Timeout))]);
-        } else {
-            assert!(done.is_empty(), "{done:?}");
-            assert!(requests.owns_lookup(&LookupId(2)), "looked up again");
-        }
+        assert!(done.is_empty(), "{done:?}");
+        assert!(requests.owns_lookup(&LookupId(2)), "looked up again");
+        lookup_found(&mut requests, &mut fx, 2, node(400, 4));
+        let sent: Vec<(u64, bool)> = fx
+            .sent()
+            .into_iter()
+            .filter_map(|e| match e.msg {
+                Message::Request { op_id, retry, .. } => Some((op_id, retry)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            sent,
+            vec![(1, carried)],
+            "the same operation, a retry iff carried"
+        );
     }
+}
+
+/// The serving side: a retry of a named operation that arrives while its
+/// first attempt is still being served is told to come back (`Overloaded`,
+/// not served twice); once answered, a retry gets that answer again.
+#[test]
+fn a_retry_arriving_while_the_first_attempt_is_served_is_not_served_twice() {
+    let mut fx = Fixture::three_processes();
+    let mut requests = Requests::new(0);
+    let key = key_in(&fx);
+    let coordinator = node(300, 3);
+    let to = Target::from(fx.me);
+    let arrive = |requests: &mut Requests, fx: &mut Fixture, req: u64| {
+        let now = fx.now;
+        let request = (req, put_op(&key), 42, 1000, req > 1);
+        requests.handle_request(&mut fx.cx(), now, (coordinator, to), request, 0);
+    };
+    let replies = |fx: &mut Fixture| -> Vec<(u64, OpResult)> {
+        fx.sent()
+            .into_iter()
+            .filter_map(|e| match e.msg {
+                Message::Reply { req, result, .. } => Some((req, result)),
+                _ => None,
+            })
+            .collect()
+    };
+    arrive(&mut requests, &mut fx, 1);
+    let served: Vec<Serve> = fx.io.serve.drain(..).collect();
+    assert_eq!(served.len(), 1);
+    assert_eq!(
+        served[0].name,
+        Some(OpName {
+            id: 42,
+            retry: false
+        })
+    );
+    // The retry while the first is served: come back later.
+    arrive(&mut requests, &mut fx, 2);
+    assert!(fx.io.serve.is_empty(), "served twice");
+    assert_eq!(replies(&mut fx), vec![(2, OpResult::Overloaded)]);
+    // The first is answered; the next retry gets that answer.
+    let now = fx.now;
+    let reply = served.into_iter().next().expect("served").reply;
+    requests.answer(&mut fx.cx(), now, reply, stored());
+    assert_eq!(replies(&mut fx), vec![(1, stored())]);
+    arrive(&mut requests, &mut fx, 3);
+    assert!(fx.io.serve.is_empty());
+    assert_eq!(replies(&mut fx), vec![(3, stored())]);
 }

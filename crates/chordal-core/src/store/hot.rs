@@ -11,7 +11,7 @@
 //!   writes on the key wait in order. That is what makes conditional
 //!   writes and increments atomic at the owner.
 
-use crate::request::ReplyTo;
+use crate::request::{OpName, ReplyTo};
 use crate::write::Intent;
 use crate::{Id, NodeRef, Record, Time};
 use std::collections::{BTreeMap, VecDeque};
@@ -22,6 +22,8 @@ pub(super) struct Waiting {
     pub vnode: NodeRef,
     pub key_id: Id,
     pub intent: Intent,
+    /// The operation's id and retry flag (`None`: not named).
+    pub name: Option<OpName>,
     pub reply: ReplyTo,
     pub answer_by: Time,
 }

@@ -56,7 +56,7 @@ enum ReadFor {
     /// miss answers `WrongOwner`, not `NotFound`.
     MaybeGet,
     /// A write that needs the current record (it holds the key).
-    Write(Box<crate::write::Intent>),
+    Write(Box<(crate::write::Intent, Option<crate::request::OpName>)>),
 }
 
 /// What an owner is doing for one request.

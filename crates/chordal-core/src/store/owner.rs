@@ -8,9 +8,12 @@
 use super::hot::Waiting;
 use super::{Deadline, OwnerOp, ReadFor, Store, StoreKind, StoreWait, newest};
 use crate::io::Cx;
-use crate::request::ReplyTo;
+use crate::request::{OpName, ReplyTo};
 use crate::write::{Decision, Intent, Then, decide};
-use crate::{Consistency, Id, KeyRange, Message, NodeRef, OpResult, Record, Time, Version};
+use crate::{
+    Answered, Consistency, Done, Id, KeyRange, Message, NodeRef, OpLog, OpResult, Record, Retried,
+    Time, Version,
+};
 
 /// A write of `key` reached its quorum or ended without: one fewer
 /// unacknowledged.
@@ -57,16 +60,18 @@ pub const MAX_WRITE_ATTEMPTS: u32 = 4;
 
 impl Store {
     /// Serves a write (put, delete, update) as the owner `vnode` of
-    /// `key_id` (checked by the request machine). A plain put is versioned
-    /// and written at once; a write that needs the current record reads it
-    /// first, holding the key, and waits if another write holds it.
+    /// `key_id` (checked by the request machine), named `name` (its id
+    /// goes into the record's log of writes). A plain put is versioned
+    /// and written at once; a write that needs the current record — and a
+    /// retry, which must find out whether it was applied — reads it first,
+    /// holding the key, and waits if another write holds it.
     pub fn write(
         &mut self,
         cx: &mut Cx<'_>,
         now: Time,
         vnode: NodeRef,
         (key_id, key): (Id, Vec<u8>),
-        intent: Intent,
+        (intent, name): (Intent, Option<OpName>),
         reply: ReplyTo,
     ) {
         if self.refuses_writes() {
@@ -78,6 +83,7 @@ impl Store {
             vnode,
             key_id,
             intent,
+            name,
             reply,
             answer_by,
         };
@@ -98,21 +104,25 @@ impl Store {
             cx.io.answer(w.reply, OpResult::Overloaded);
             return false;
         }
-        if !w.intent.needs_current() {
+        let retry = w.name.is_some_and(|n| n.retry);
+        if !w.intent.needs_current() && !retry {
+            // Not read: the newest record we sent our store, if any (its
+            // log then carries on), else unknown (see `OpLog::after`).
             let current = self.hot.latest(&key).cloned();
+            let known = current.is_some();
             self.decide_write(
                 cx,
                 now,
                 (w.vnode, w.key_id, key),
-                w.intent,
-                current,
+                (w.intent, w.name),
+                (current, known),
                 w.reply,
                 w.answer_by,
             );
             return false;
         }
         self.hot.hold(&key);
-        let read = ReadFor::Write(Box::new(w.intent));
+        let read = ReadFor::Write(Box::new((w.intent, w.name)));
         self.start_read(
             cx,
             now,
@@ -170,19 +180,37 @@ impl Store {
     }
 
     /// Decides `intent` against `current` and, if it writes, versions the
-    /// record above everything seen and starts the write.
+    /// record above everything seen and starts the write. `known`: the
+    /// current record was read (so a `None` means there is none). A
+    /// retry (see `name`) found in the record's log is answered as it was
+    /// the first time; one the log cannot place is `OutcomeUnknown`.
     #[allow(clippy::too_many_arguments)]
     fn decide_write(
         &mut self,
         cx: &mut Cx<'_>,
         now: Time,
         (vnode, key_id, key): (NodeRef, Id, Vec<u8>),
-        intent: Intent,
-        current: Option<Record>,
+        (intent, name): (Intent, Option<OpName>),
+        (current, known): (Option<Record>, bool),
         reply: ReplyTo,
         answer_by: Time,
     ) {
-        match decide(intent, current.as_ref(), now, cx.config.max_value) {
+        let decision = match name.filter(|n| n.retry && cx.config.retries_from_log) {
+            Some(n) => match OpLog::retried(current.as_ref().map(|c| &c.ops), n.id) {
+                Retried::Applied(done) => {
+                    cx.io.counting.error("kv_retry_answered_from_log");
+                    Decision::Answer(recalled(cx, &vnode, &key_id, now, &done))
+                }
+                Retried::Unknown => {
+                    cx.io.counting.error("kv_retry_outcome_unknown");
+                    cx.io.answer(reply, OpResult::OutcomeUnknown);
+                    return;
+                }
+                Retried::NotApplied => decide(intent, current.as_ref(), now, cx.config.max_value),
+            },
+            None => decide(intent, current.as_ref(), now, cx.config.max_value),
+        };
+        match decision {
             Decision::Answer(result) => {
                 match current.filter(|c| self.needs_write_back(cx, now, &vnode, c)) {
                     // Decided on a record not known to be on a quorum: make it
@@ -226,12 +254,23 @@ impl Store {
                         node: vnode.id,
                     },
                 };
+                // The record's log of writes: the one it replaces carried on
+                // (unknown if not read), with this write's entry.
+                let before = known.then(|| current.as_ref().map(|c| &c.ops));
+                let done = name
+                    .filter(|_| !matches!(then, Then::ReadBack))
+                    .map(|n| Done {
+                        op: n.id,
+                        version,
+                        answered: answered(&then),
+                    });
                 let record = Record {
                     key_id,
                     key,
                     version,
                     value,
                     expires,
+                    ops: OpLog::after(before, done),
                 };
                 self.write_attempt(cx, now, vnode, record, (Some(reply), then), 1, answer_by);
             }
@@ -719,11 +758,13 @@ impl Store {
             }
             return;
         };
-        record.version = Version {
+        let version = Version {
             term,
             hlc: self.hlc.tick(now),
             node: vnode.id,
         };
+        record.ops.reversioned(record.version, version);
+        record.version = version;
         self.write_attempt(cx, now, vnode, record, (reply, then), attempt + 1, deadline);
     }
 
@@ -852,7 +893,7 @@ impl Store {
             self.repair(cx, vnode, r, local, &copies);
         }
         match why {
-            ReadFor::Write(intent) => {
+            ReadFor::Write(named) => {
                 if failed {
                     // A write decided on a read that failed could create
                     // what exists, or lose an increment.
@@ -860,7 +901,8 @@ impl Store {
                     cx.io.answer(reply, OpResult::StoreFailed);
                 } else {
                     let at = (vnode, key_id, key.clone());
-                    self.decide_write(cx, now, at, *intent, best, reply, answer_by);
+                    let current = (best, true);
+                    self.decide_write(cx, now, at, *named, current, reply, answer_by);
                 }
                 self.release_key(cx, now, &key);
             }
@@ -879,7 +921,14 @@ impl Store {
             {
                 // Through the write path, holding the key: a write-back
                 // must not overwrite a write decided since this read.
-                self.write(cx, now, vnode, (key_id, key), Intent::WriteBack, reply);
+                self.write(
+                    cx,
+                    now,
+                    vnode,
+                    (key_id, key),
+                    (Intent::WriteBack, None),
+                    reply,
+                );
             }
             ReadFor::Get(_) | ReadFor::MaybeGet => {
                 let found_any = best.is_some();
@@ -1031,5 +1080,36 @@ impl Store {
                 );
             }
         }
+    }
+}
+
+/// What a write that answers as `then` says, for its entry in the
+/// record's log (see [`OpLog`]).
+fn answered(then: &Then) -> Answered {
+    match then {
+        Then::Stored | Then::Restored(_) => Answered::Stored,
+        Then::Updated(n) => Answered::Updated(*n),
+        Then::Replaced(_) | Then::ReadBack | Then::Answer(_) => Answered::Unrepeatable,
+    }
+}
+
+/// The answer to a retry whose write the record's log holds (`done`):
+/// what the write answered then, acknowledged by the quorum our lease's
+/// config needs (the caller writes the record back first when it is not
+/// known to be on one).
+fn recalled(cx: &Cx<'_>, vnode: &NodeRef, key_id: &Id, now: Time, done: &Done) -> OpResult {
+    let acked = match cx.authority.lease(vnode, key_id, now) {
+        Ok(l) => crate::authority::majority(1 + l.replicas.len()) as u32,
+        Err(_) => 1,
+    };
+    let version = done.version;
+    match done.answered {
+        Answered::Stored => OpResult::Stored { version, acked },
+        Answered::Updated(number) => OpResult::Updated {
+            version,
+            acked,
+            number,
+        },
+        Answered::Unrepeatable => OpResult::OutcomeUnknown,
     }
 }

@@ -78,7 +78,14 @@ fn put(store: &mut Store, fx: &mut Fixture, key: &[u8], id: u64) {
         value: b"v".to_vec(),
         opts: WriteOptions::default(),
     };
-    store.write(&mut fx.cx(), now, me, key, intent, ReplyTo::Local(id));
+    store.write(
+        &mut fx.cx(),
+        now,
+        me,
+        key,
+        (intent, None),
+        ReplyTo::Local(id),
+    );
 }
 
 #[test]
@@ -392,7 +399,14 @@ fn writes_are_refused_while_draining_for_a_leave_and_reads_still_served() {
     let delete = Intent::Delete {
         opts: WriteOptions::default(),
     };
-    store.write(&mut fx.cx(), now, me, k.clone(), delete, ReplyTo::Local(2));
+    store.write(
+        &mut fx.cx(),
+        now,
+        me,
+        k.clone(),
+        (delete, None),
+        ReplyTo::Local(2),
+    );
     read(&mut store, &mut fx, k, (Consistency::Owner, false), 3);
     assert_eq!(
         answers(&mut fx),

@@ -6,14 +6,26 @@
 
 use super::tests::{answers, read, replica_reads};
 use super::*;
+use crate::request::OpName;
 use crate::testkit::{Fixture, key_in};
 use crate::write::Intent;
-use crate::{Change, Condition, Consistency, OpResult, WriteOptions};
+use crate::{Change, Condition, Consistency, OpLog, OpResult, WriteOptions};
 
 fn write(store: &mut Store, fx: &mut Fixture, key: &[u8], intent: Intent, id: u64) {
+    write_named(store, fx, key, (intent, None), id);
+}
+
+/// [`write`] with the operation's id and retry flag.
+fn write_named(
+    store: &mut Store,
+    fx: &mut Fixture,
+    key: &[u8],
+    named: (Intent, Option<OpName>),
+    id: u64,
+) {
     let (me, now) = (fx.me, fx.now);
     let key = (Id::hash(key), key.to_vec());
-    store.write(&mut fx.cx(), now, me, key, intent, ReplyTo::Local(id));
+    store.write(&mut fx.cx(), now, me, key, named, ReplyTo::Local(id));
 }
 
 fn create_only(value: &[u8]) -> Intent {
@@ -281,6 +293,7 @@ fn a_restored_record_keeps_its_version_and_loses_to_a_newer_one() {
         },
         value: None,
         expires: None,
+        ops: OpLog::default(),
     };
     write(
         &mut store,
@@ -383,4 +396,133 @@ fn restoring_the_version_the_ring_holds_writes_it_again() {
     assert!(
         matches!(answers(&mut fx)[..], [(1, OpResult::Stored { version: v, .. })] if v == version)
     );
+}
+
+/// An increment named `op` (a retry if `retry`).
+fn named_incr(op: u64, retry: bool) -> (Intent, Option<OpName>) {
+    let name = OpName { id: op, retry };
+    (Intent::Update(Change::IncrBy(5)), Some(name))
+}
+
+/// The records the store was asked to apply so far, and every storage
+/// request (answered: applies succeed).
+fn applied(store: &mut Store, fx: &mut Fixture) -> Vec<Record> {
+    let mut out = Vec::new();
+    for r in requests(store) {
+        if let StoreKind::Apply { records } = &r.kind {
+            out.extend(records.iter().cloned());
+            let now = fx.now;
+            let result = StoreResult::Applied(vec![Applied::Stored; records.len()]);
+            store.handle_store(&mut fx.cx(), now, r.op, result);
+        }
+    }
+    out
+}
+
+/// The answers so far to operation `id`.
+fn answer_to(fx: &mut Fixture, id: u64) -> Vec<OpResult> {
+    answers(fx)
+        .into_iter()
+        .filter(|(i, _)| *i == id)
+        .map(|(_, r)| r)
+        .collect()
+}
+
+/// Issue 27, idempotent retries: a retried write whose id the record's
+/// log holds is answered as the first attempt was, and nothing is written;
+/// one the log never saw is applied; one a cut log cannot place is
+/// `OutcomeUnknown`, nothing written. A first attempt is never looked up.
+#[test]
+fn a_retried_increment_is_answered_from_the_record_log_not_applied_again() {
+    let mut fx = Fixture::three_processes();
+    let mut store = Store::default();
+    let key = key_in(&fx);
+    let read_then = |store: &mut Store, fx: &mut Fixture, current: Option<Record>| {
+        let reqs = requests(store);
+        let read = reqs
+            .iter()
+            .find(|r| matches!(r.kind, StoreKind::Get { .. }))
+            .expect("the write reads the record first");
+        answer_read(store, fx, read, current);
+    };
+    // The first attempt of op 77: applied, its id in the record's log.
+    write_named(&mut store, &mut fx, &key, named_incr(77, false), 1);
+    read_then(&mut store, &mut fx, None);
+    let first = applied(&mut store, &mut fx);
+    ack_all(&mut store, &mut fx);
+    assert!(matches!(
+        answer_to(&mut fx, 1)[..],
+        [OpResult::Updated { number: 5, .. }]
+    ));
+    let record = first.last().expect("the increment was written").clone();
+    assert_eq!(record.ops.done.len(), 1, "{:?}", record.ops);
+    assert_eq!(record.ops.done[0].op, 77);
+    assert!(!record.ops.cut);
+
+    // Its retry, at an owner whose copy is that record: the same answer,
+    // nothing written.
+    write_named(&mut store, &mut fx, &key, named_incr(77, true), 2);
+    read_then(&mut store, &mut fx, Some(record.clone()));
+    assert!(
+        applied(&mut store, &mut fx).is_empty(),
+        "a retry wrote again"
+    );
+    let got = answer_to(&mut fx, 2);
+    assert!(
+        matches!(got[..], [OpResult::Updated { number: 5, version, .. }] if version == record.version),
+        "{got:?}"
+    );
+
+    // The retry of an operation the record never saw is applied.
+    write_named(&mut store, &mut fx, &key, named_incr(78, true), 3);
+    read_then(&mut store, &mut fx, Some(record.clone()));
+    let second = applied(&mut store, &mut fx);
+    ack_all(&mut store, &mut fx);
+    assert!(matches!(
+        answer_to(&mut fx, 3)[..],
+        [OpResult::Updated { number: 10, .. }]
+    ));
+    let ops: Vec<u64> = second[0].ops.done.iter().map(|d| d.op).collect();
+    assert_eq!(ops, vec![77, 78]);
+
+    // A cut log that does not hold the retried id cannot say.
+    let mut cut = second[0].clone();
+    cut.ops.cut = true;
+    write_named(&mut store, &mut fx, &key, named_incr(79, true), 4);
+    read_then(&mut store, &mut fx, Some(cut.clone()));
+    assert!(applied(&mut store, &mut fx).is_empty());
+    assert_eq!(answer_to(&mut fx, 4), vec![OpResult::OutcomeUnknown]);
+
+    // A first attempt is decided whatever the log holds.
+    write_named(&mut store, &mut fx, &key, named_incr(77, false), 5);
+    read_then(&mut store, &mut fx, Some(cut));
+    assert_eq!(applied(&mut store, &mut fx).len(), 1);
+    ack_all(&mut store, &mut fx);
+    assert!(matches!(
+        answer_to(&mut fx, 5)[..],
+        [OpResult::Updated { number: 15, .. }]
+    ));
+}
+
+/// A put that does not read the record leaves a cut log (what it
+/// replaced is unknown), so a later retry of an older write is not
+/// applied again on the strength of a log that never saw it.
+#[test]
+fn a_blind_put_cuts_the_log() {
+    let mut fx = Fixture::three_processes();
+    let mut store = Store::default();
+    let key = key_in(&fx);
+    let put = Intent::Put {
+        value: b"v".to_vec(),
+        opts: WriteOptions::default(),
+    };
+    let name = OpName {
+        id: 9,
+        retry: false,
+    };
+    write_named(&mut store, &mut fx, &key, (put, Some(name)), 1);
+    let written = applied(&mut store, &mut fx);
+    let log = &written[0].ops;
+    assert!(log.cut, "{log:?}");
+    assert_eq!(log.done.iter().map(|d| d.op).collect::<Vec<_>>(), vec![9]);
 }
