@@ -7,11 +7,16 @@
 #
 #   cargo build --release -p chordal-cli
 #   scripts/bench-authority.sh [REQUESTS] [CLIENTS] [ROUNDS]   # 50000 50 5
+#
+# With CHORDAL_BIN_BEFORE set to another build's binary, the two rings
+# are that build ("before") and this one ("after"), both with authority:
+# a change measured against the commit before it, interleaved.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-50000}
 C=${2:-50}
 ROUNDS=${3:-5}
+KEYSPACE=${KEYSPACE:-10000} # redis-benchmark -r: keys the tests spread over
 BIN=${CHORDAL_BIN:-target/release/chordal}
 PIDS=()
 cleanup() {
@@ -32,13 +37,13 @@ wait_port() { # PORT: until something answers PING there
     exit 1
 }
 
-ring() { # NAME BASE EXTRA...: three nodes on ports BASE.., RESP on BASE+10..
-    local base=$2
+ring() { # BIN BASE EXTRA...: three nodes on ports BASE.., RESP on BASE+10..
+    local bin=$1 base=$2
     shift 2
     for i in 0 1 2; do
         local join=()
         [ "$i" -gt 0 ] && join=(--join "127.0.0.1:$base")
-        "$BIN" node --listen "127.0.0.1:$((base + i))" --api 127.0.0.1:0 \
+        "$bin" node --listen "127.0.0.1:$((base + i))" --api 127.0.0.1:0 \
             --resp "127.0.0.1:$((base + 10 + i))" "${join[@]}" "$@" >/dev/null 2>&1 &
         PIDS+=($!)
         sleep 0.3
@@ -46,8 +51,15 @@ ring() { # NAME BASE EXTRA...: three nodes on ports BASE.., RESP on BASE+10..
     wait_port $((base + 10))
 }
 
-ring plain 17100 --authority=false
-ring authority 17200 --authority
+if [ -n "${CHORDAL_BIN_BEFORE:-}" ]; then
+    RINGS=(before after)
+    ring "$CHORDAL_BIN_BEFORE" 17100 --authority
+    ring "$BIN" 17200 --authority
+else
+    RINGS=(plain authority)
+    ring "$BIN" 17100 --authority=false
+    ring "$BIN" 17200 --authority
+fi
 # Let the successor lists fill and the terms settle.
 sleep 5
 for p in 17110 17210; do
@@ -56,17 +68,17 @@ done
 
 echo "ring,round,test,rps,p50_ms"
 for r in $(seq 1 "$ROUNDS"); do
-    for target in plain:17110 authority:17210; do
+    for target in "${RINGS[0]}:17110" "${RINGS[1]}:17210"; do
         name=${target%%:*}
         port=${target##*:}
-        redis-benchmark -p "$port" -n "$N" -c "$C" -t set,get,incr -r 10000 --csv 2>/dev/null |
+        redis-benchmark -p "$port" -n "$N" -c "$C" -t set,get,incr -r "$KEYSPACE" --csv 2>/dev/null |
             tail -n +2 | tr -d '"' |
             awk -F, -v n="$name" -v r="$r" '{print n "," r "," $1 "," $2 "," $6}'
     done
 done | tee /tmp/bench-authority.csv
 echo
 echo "median of $ROUNDS rounds: ring,test,rps,p50_ms"
-for ring in plain authority; do
+for ring in "${RINGS[@]}"; do
     for test in SET GET INCR; do
         rows=$(grep "^$ring,[0-9]*,$test," /tmp/bench-authority.csv)
         n=$(echo "$rows" | wc -l)

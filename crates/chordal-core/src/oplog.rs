@@ -15,12 +15,19 @@
 //! put that did not read the record before it) cannot say "not applied":
 //! the retry is answered `OutcomeUnknown` rather than applied twice.
 
-use crate::Version;
+use crate::{Id, Version};
+use std::sync::Arc;
 
 /// Most writes a record remembers: a retry comes within one operation
 /// deadline, while the key's writes wait out a takeover; what other
 /// clients wrote in between rarely exceeds this.
 pub const MAX_DONE: usize = 16;
+
+/// Bytes of one entry in a log's compact form (see [`OpLog::as_bytes`]).
+pub const DONE_BYTES: usize = 8 + 8 + 8 + crate::ID_BYTES + 1 + 8;
+
+/// Set in a log's first byte when it is cut.
+const CUT: u8 = 0x80;
 
 /// What a remembered write answered, enough to answer its retry.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -45,15 +52,21 @@ pub struct Done {
     pub answered: Answered,
 }
 
-/// The last writes of a record by operation id, oldest first.
-#[derive(Clone, PartialEq, Eq, Debug, Default)]
+/// The last writes of a record by operation id, oldest first, with a
+/// flag saying older writes' ids may be missing (`cut`: the log was
+/// trimmed, or a write replaced the record without reading it — then a
+/// retry not found here may have been applied).
+///
+/// Kept in its compact form, the one the wire and the disk carry: a
+/// byte (the number of entries, plus 128 if cut), then per entry its
+/// operation id, the version's term and hlc (u64 big-endian), the
+/// version's node (20 bytes), what it answered (0 stored, 1 updated, 2
+/// not kept) and its number (i64 big-endian); nothing at all for an empty
+/// log that is not cut. Shared, so that the copies a write makes of its
+/// record (replicas, the store, the owner's bookkeeping) share one.
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct OpLog {
-    /// At most [`MAX_DONE`].
-    pub done: Vec<Done>,
-    /// Older writes' ids may be missing: the log was trimmed, or a write
-    /// replaced the record without reading it. Then a retry not found
-    /// here may have been applied.
-    pub cut: bool,
+    bytes: Option<Arc<[u8]>>,
 }
 
 /// What a retried write is, by the record's log.
@@ -68,26 +81,124 @@ pub enum Retried {
 }
 
 impl OpLog {
+    /// A log of `done` (oldest first; at most [`MAX_DONE`] are kept, the
+    /// newest, and the log is then cut).
+    pub fn new(done: &[Done], cut: bool) -> OpLog {
+        let keep = &done[done.len().saturating_sub(MAX_DONE)..];
+        let cut = cut || keep.len() < done.len();
+        if keep.is_empty() && !cut {
+            return OpLog::default();
+        }
+        let mut out = Vec::with_capacity(1 + keep.len() * DONE_BYTES);
+        out.push(keep.len() as u8 | if cut { CUT } else { 0 });
+        for d in keep {
+            out.extend_from_slice(&d.op.to_be_bytes());
+            out.extend_from_slice(&d.version.term.to_be_bytes());
+            out.extend_from_slice(&d.version.hlc.to_be_bytes());
+            out.extend_from_slice(&d.version.node.0);
+            let (kind, number) = match d.answered {
+                Answered::Stored => (0u8, 0i64),
+                Answered::Updated(n) => (1, n),
+                Answered::Unrepeatable => (2, 0),
+            };
+            out.push(kind);
+            out.extend_from_slice(&number.to_be_bytes());
+        }
+        OpLog {
+            bytes: Some(out.into()),
+        }
+    }
+
+    /// The compact form (empty for an empty log that is not cut).
+    pub fn as_bytes(&self) -> &[u8] {
+        self.bytes.as_deref().unwrap_or(&[])
+    }
+
+    /// A log from its compact form; `None` if it is malformed (a wrong
+    /// length, too many entries, an unknown kind of answer, a bad id).
+    pub fn from_bytes(b: &[u8]) -> Option<OpLog> {
+        let Some(&first) = b.first() else {
+            return Some(OpLog::default());
+        };
+        if b.len() != OpLog::len_from(first)? {
+            return None;
+        }
+        let log = OpLog {
+            bytes: Some(b.into()),
+        };
+        for i in 0..log.len() {
+            log.entry(i)?;
+        }
+        Some(log)
+    }
+
+    /// The length of a compact form whose first byte is `first`; `None`
+    /// if it claims more than [`MAX_DONE`] entries. (For a store that
+    /// keeps the form inside a larger value.)
+    pub fn len_from(first: u8) -> Option<usize> {
+        let n = (first & !CUT) as usize;
+        (n <= MAX_DONE).then_some(1 + n * DONE_BYTES)
+    }
+
+    /// The number of entries.
+    pub fn len(&self) -> usize {
+        self.as_bytes().first().map_or(0, |b| (b & !CUT) as usize)
+    }
+
+    /// Has the log no entries?
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// May older writes' ids be missing?
+    pub fn is_cut(&self) -> bool {
+        self.as_bytes().first().is_some_and(|b| b & CUT != 0)
+    }
+
+    /// The entries, oldest first.
+    pub fn entries(&self) -> Vec<Done> {
+        (0..self.len()).filter_map(|i| self.entry(i)).collect()
+    }
+
+    /// Entry `i` (checked by `from_bytes`; `None` only for a bad one).
+    fn entry(&self, i: usize) -> Option<Done> {
+        let e = self
+            .as_bytes()
+            .get(1 + i * DONE_BYTES..1 + (i + 1) * DONE_BYTES)?;
+        let u = |at: usize| u64::from_be_bytes(e[at..at + 8].try_into().expect("8 bytes"));
+        let node = Id::from_slice(&e[24..24 + crate::ID_BYTES])?;
+        let number = u(25 + crate::ID_BYTES) as i64;
+        let answered = match e[24 + crate::ID_BYTES] {
+            0 => Answered::Stored,
+            1 => Answered::Updated(number),
+            2 => Answered::Unrepeatable,
+            _ => return None,
+        };
+        Some(Done {
+            op: u(0),
+            version: Version {
+                term: u(8),
+                hlc: u(16),
+                node,
+            },
+            answered,
+        })
+    }
+
     /// The log of a new write `done` over `before`, the record it replaces
     /// (`Some(None)`: there was none; `None`: not read, so unknown).
     pub fn after(before: Option<Option<&OpLog>>, done: Option<Done>) -> OpLog {
-        let mut log = match before {
-            Some(Some(b)) => b.clone(),
-            Some(None) => OpLog::default(),
-            None => OpLog {
-                done: Vec::new(),
-                cut: true,
-            },
+        let (mut entries, cut) = match before {
+            Some(Some(b)) => (b.entries(), b.is_cut()),
+            Some(None) => (Vec::new(), false),
+            None => (Vec::new(), true),
         };
-        if let Some(d) = done {
-            log.done.push(d);
-            if log.done.len() > MAX_DONE {
-                let extra = log.done.len() - MAX_DONE;
-                log.done.drain(..extra);
-                log.cut = true;
-            }
+        if done.is_none() && before.is_some_and(|b| b.is_some()) {
+            // Nothing to add: the same log, shared.
+            return before.flatten().cloned().unwrap_or_default();
         }
-        log
+        entries.extend(done);
+        OpLog::new(&entries, cut)
     }
 
     /// Was operation `op` applied to the record this log belongs to?
@@ -96,9 +207,12 @@ impl OpLog {
         let Some(log) = log else {
             return Retried::NotApplied;
         };
-        match log.done.iter().find(|d| d.op == op) {
-            Some(d) => Retried::Applied(*d),
-            None if log.cut => Retried::Unknown,
+        let found = (0..log.len())
+            .filter_map(|i| log.entry(i))
+            .find(|d| d.op == op);
+        match found {
+            Some(d) => Retried::Applied(d),
+            None if log.is_cut() => Retried::Unknown,
             None => Retried::NotApplied,
         }
     }
@@ -108,17 +222,26 @@ impl OpLog {
     /// follows, and older ids may now be missing (the newer copy's log
     /// was never read).
     pub fn reversioned(&mut self, old: Version, new: Version) {
-        if let Some(d) = self.done.last_mut().filter(|d| d.version == old) {
+        let mut entries = self.entries();
+        if let Some(d) = entries.last_mut().filter(|d| d.version == old) {
             d.version = new;
         }
-        self.cut = true;
+        *self = OpLog::new(&entries, true);
+    }
+}
+
+impl std::fmt::Debug for OpLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpLog")
+            .field("done", &self.entries())
+            .field("cut", &self.is_cut())
+            .finish()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Id;
 
     fn done(op: u64) -> Done {
         Done {
@@ -136,10 +259,11 @@ mod tests {
         for op in 2..=MAX_DONE as u64 {
             log = OpLog::after(Some(Some(&log)), Some(done(op)));
         }
-        assert!(!log.cut);
+        assert!(!log.is_cut());
         assert_eq!(OpLog::retried(Some(&log), 1), Retried::Applied(done(1)));
         log = OpLog::after(Some(Some(&log)), Some(done(100)));
-        assert_eq!(log.done.len(), MAX_DONE);
+        assert_eq!(log.len(), MAX_DONE);
+        assert!(log.is_cut());
         assert_eq!(OpLog::retried(Some(&log), 1), Retried::Unknown);
         assert_eq!(OpLog::retried(Some(&log), 2), Retried::Applied(done(2)));
         assert_eq!(OpLog::retried(Some(&log), 999), Retried::Unknown);
@@ -162,7 +286,51 @@ mod tests {
         let mut log = OpLog::after(Some(None), Some(done(7)));
         let v = Version::at(99, Id::from_u64(2));
         log.reversioned(done(7).version, v);
-        assert!(log.cut);
-        assert_eq!(log.done[0].version, v);
+        assert!(log.is_cut());
+        assert_eq!(log.entries()[0].version, v);
+    }
+
+    #[test]
+    fn the_compact_form_round_trips_and_damage_is_refused() {
+        let kinds = [
+            Answered::Stored,
+            Answered::Updated(-3),
+            Answered::Unrepeatable,
+        ];
+        let entries: Vec<Done> = (0..5u64)
+            .map(|i| Done {
+                answered: kinds[i as usize % 3],
+                ..done(u64::MAX - i)
+            })
+            .collect();
+        for (log, len) in [
+            (OpLog::default(), 0),
+            (OpLog::new(&[], true), 1),
+            (OpLog::new(&entries, false), 1 + 5 * DONE_BYTES),
+            (OpLog::new(&entries, true), 1 + 5 * DONE_BYTES),
+        ] {
+            let b = log.as_bytes();
+            assert_eq!(b.len(), len);
+            assert_eq!(OpLog::from_bytes(b), Some(log.clone()));
+            if let Some(&first) = b.first() {
+                assert_eq!(OpLog::len_from(first), Some(len));
+            }
+            for short in 1..len {
+                assert_eq!(OpLog::from_bytes(&b[..short]), None, "cut at {short}");
+            }
+        }
+        let log = OpLog::new(&entries, false);
+        assert_eq!(log.entries(), entries);
+        let mut bad = log.as_bytes().to_vec();
+        bad[1 + 24 + crate::ID_BYTES] = 7;
+        assert_eq!(OpLog::from_bytes(&bad), None, "an unknown kind of answer");
+        let mut bad = log.as_bytes().to_vec();
+        bad[0] = MAX_DONE as u8 + 1;
+        assert_eq!(OpLog::from_bytes(&bad), None, "too many entries");
+        // More than MAX_DONE given: the newest kept, cut.
+        let many: Vec<Done> = (0..20).map(done).collect();
+        let log = OpLog::new(&many, false);
+        assert_eq!(log.entries(), many[4..].to_vec());
+        assert!(log.is_cut());
     }
 }

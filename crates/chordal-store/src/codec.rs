@@ -13,13 +13,10 @@
 //! still read and written for records without an expiry or a term.
 //!
 //! A record with a log of writes (`OpLog`: retries are answered from it)
-//! adds 32 to its flag and puts the log after the term, before the
-//! expiry: a byte (the number of entries, plus 128 if the log is cut),
-//! then per entry its operation id, term and hlc (u64 big-endian), node
-//! id (20 bytes), what it answered (a byte: 0 stored, 1 updated, 2 not
-//! kept) and its number (i64 big-endian).
+//! adds 32 to its flag and puts the log's compact form (`OpLog::as_bytes`:
+//! its first byte gives its length) after the term, before the expiry.
 
-use chordal_core::{Answered, Done, ID_BYTES, Id, MAX_DONE, OpLog, Record, Time, Version};
+use chordal_core::{ID_BYTES, Id, OpLog, Record, Time, Version};
 
 const HEADER: usize = 8 + ID_BYTES + 1;
 const VALUE: u8 = 0;
@@ -29,10 +26,6 @@ const EXPIRING: u8 = 2;
 const TERMED: u8 = 16;
 /// Added to the flag when a log of writes follows the term.
 const LOGGED: u8 = 32;
-/// Bytes of one entry of a log of writes.
-const DONE_BYTES: usize = 8 + 8 + 8 + ID_BYTES + 1 + 8;
-/// Set in the log's count byte when the log is cut.
-const CUT: u8 = 128;
 
 /// What a table value says about its record without the value bytes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -43,8 +36,8 @@ pub struct Header {
     pub tombstone: bool,
     /// When its value expires, if it does.
     pub expires: Option<Time>,
-    /// Where the log of writes starts, and its count byte (if any).
-    log_at: Option<(usize, u8)>,
+    /// Where the log of writes lies (if any).
+    log_at: Option<(usize, usize)>,
     /// Where the value bytes start.
     value_at: usize,
 }
@@ -69,7 +62,8 @@ pub fn encode_value(r: &Record) -> Vec<u8> {
         (Some(_), Some(_)) => EXPIRING,
     };
     let term = r.version.term;
-    let logged = !r.ops.done.is_empty() || r.ops.cut;
+    let log = r.ops.as_bytes();
+    let logged = !log.is_empty();
     let mut flag = kind;
     if term != 0 {
         flag |= TERMED;
@@ -81,9 +75,7 @@ pub fn encode_value(r: &Record) -> Vec<u8> {
     if term != 0 {
         out.extend_from_slice(&term.to_be_bytes());
     }
-    if logged {
-        encode_log(&r.ops, &mut out);
-    }
+    out.extend_from_slice(log);
     if let (Some(_), Some(t)) = (&r.value, r.expires) {
         out.extend_from_slice(&t.as_micros().to_be_bytes());
     }
@@ -112,12 +104,11 @@ pub fn decode_header(v: &[u8]) -> Option<Header> {
         (0, HEADER)
     };
     let (log_at, at) = if flag & LOGGED != 0 {
-        let count = *v.get(at)?;
-        let n = (count & !CUT) as usize;
-        if n > MAX_DONE || v.len() < at + 1 + n * DONE_BYTES {
+        let len = OpLog::len_from(*v.get(at)?)?;
+        if v.len() < at + len {
             return None;
         }
-        (Some((at, count)), at + 1 + n * DONE_BYTES)
+        (Some((at, len)), at + len)
     } else {
         (None, at)
     };
@@ -142,64 +133,13 @@ pub fn decode_header(v: &[u8]) -> Option<Header> {
     })
 }
 
-/// Appends `log` in the table value's form.
-fn encode_log(log: &OpLog, out: &mut Vec<u8>) {
-    let n = log.done.len().min(MAX_DONE);
-    out.push(n as u8 | if log.cut { CUT } else { 0 });
-    for d in &log.done[..n] {
-        out.extend_from_slice(&d.op.to_be_bytes());
-        out.extend_from_slice(&d.version.term.to_be_bytes());
-        out.extend_from_slice(&d.version.hlc.to_be_bytes());
-        out.extend_from_slice(&d.version.node.0);
-        let (kind, number) = match d.answered {
-            Answered::Stored => (0u8, 0i64),
-            Answered::Updated(n) => (1, n),
-            Answered::Unrepeatable => (2, 0),
-        };
-        out.push(kind);
-        out.extend_from_slice(&number.to_be_bytes());
-    }
-}
-
-/// The log of writes at `at` with `count` (see [`Header`]); `None` if it
-/// is malformed (the header checked its length).
-fn decode_log(v: &[u8], (at, count): (usize, u8)) -> Option<OpLog> {
-    let n = (count & !CUT) as usize;
-    let mut done = Vec::with_capacity(n);
-    for i in 0..n {
-        let e = v.get(at + 1 + i * DONE_BYTES..at + 1 + (i + 1) * DONE_BYTES)?;
-        let u = |from: usize| u64::from_be_bytes(e[from..from + 8].try_into().expect("8 bytes"));
-        let node = Id::from_slice(&e[24..24 + ID_BYTES])?;
-        let number = u(25 + ID_BYTES) as i64;
-        let answered = match e[24 + ID_BYTES] {
-            0 => Answered::Stored,
-            1 => Answered::Updated(number),
-            2 => Answered::Unrepeatable,
-            _ => return None,
-        };
-        done.push(Done {
-            op: u(0),
-            version: Version {
-                term: u(8),
-                hlc: u(16),
-                node,
-            },
-            answered,
-        });
-    }
-    Some(OpLog {
-        done,
-        cut: count & CUT != 0,
-    })
-}
-
 /// The record a table key and value hold; `None` if they are malformed.
 pub fn decode(k: &[u8], v: &[u8]) -> Option<Record> {
     let key_id = Id::from_slice(k.get(..ID_BYTES)?)?;
     let h = decode_header(v)?;
     let value = (!h.tombstone).then(|| v[h.value_at..].to_vec());
     let ops = match h.log_at {
-        Some(log) => decode_log(v, log)?,
+        Some((at, len)) => OpLog::from_bytes(&v[at..at + len])?,
         None => OpLog::default(),
     };
     Some(Record {
@@ -270,26 +210,25 @@ mod tests {
 
     /// A record with a log of writes, `n` entries of every kind.
     fn logged(term: u64, value: Option<Vec<u8>>, n: u64, cut: bool) -> Record {
+        use chordal_core::{Answered, Done};
         let mut r = record_of(term, value);
         let kinds = [
             Answered::Stored,
             Answered::Updated(-5),
             Answered::Unrepeatable,
         ];
-        r.ops = OpLog {
-            done: (0..n)
-                .map(|i| Done {
-                    op: u64::MAX - i,
-                    version: Version {
-                        term: i,
-                        hlc: 1000 + i,
-                        node: Id::from_u64(i),
-                    },
-                    answered: kinds[i as usize % 3],
-                })
-                .collect(),
-            cut,
-        };
+        let done: Vec<Done> = (0..n)
+            .map(|i| Done {
+                op: u64::MAX - i,
+                version: Version {
+                    term: i,
+                    hlc: 1000 + i,
+                    node: Id::from_u64(i),
+                },
+                answered: kinds[i as usize % 3],
+            })
+            .collect();
+        r.ops = OpLog::new(&done, cut);
         r
     }
 
@@ -298,7 +237,7 @@ mod tests {
         let at = Some(Time::from_micros(1 << 50));
         for r in [
             logged(0, Some(b"value".to_vec()), 1, false),
-            logged(4, Some(b"12".to_vec()), MAX_DONE as u64, true),
+            logged(4, Some(b"12".to_vec()), chordal_core::MAX_DONE as u64, true),
             logged(4, None, 3, false),
             logged(9, Some(vec![]), 0, true),
             logged(2, Some(b"v".to_vec()), 2, false).expiring(at),
@@ -317,7 +256,7 @@ mod tests {
         // A log longer than any record keeps: damaged.
         let r = logged(0, Some(b"v".to_vec()), 1, false);
         let (k, mut v) = (table_key(&r.key_id, &r.key), encode_value(&r));
-        v[HEADER] = MAX_DONE as u8 + 1;
+        v[HEADER] = chordal_core::MAX_DONE as u8 + 1;
         assert_eq!(decode(&k, &v), None);
         // An unknown kind of answer: damaged.
         let mut v = encode_value(&r);

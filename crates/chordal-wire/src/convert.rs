@@ -3,7 +3,7 @@
 
 use crate::WireError;
 use crate::pb::{self, Body};
-use chordal_core::{Answered, Change, Condition, Consistency, Done, MAX_DONE, OpLog, WriteOptions};
+use chordal_core::{Change, Condition, Consistency, OpLog, WriteOptions};
 use chordal_core::{
     Envelope, Id, KeyRange, Known, LookupFailure, Message, NodeRef, OpResult, Operation,
     OwnerClaim, Publication, Record, Refusal, Settled, Target, Time, Version,
@@ -207,56 +207,21 @@ fn record_to_pb(r: &Record) -> pb::Record {
         version: Some(version_to_pb(&r.version)),
         value: r.value.clone(),
         expires: r.expires.map(Time::as_micros),
-        ops: r.ops.done.iter().map(done_to_pb).collect(),
-        ops_cut: r.ops.cut,
+        ops: r.ops.as_bytes().to_vec(),
     }
 }
 
 /// The key id is recomputed from the key: a peer cannot make us file a
-/// record under the wrong id. A tombstone has no expiry; a log holds at
-/// most `MAX_DONE` writes.
+/// record under the wrong id. A tombstone has no expiry; a log of writes
+/// must be well formed (at most `MAX_DONE` entries).
 fn record_from_pb(r: &pb::Record) -> Result<Record, WireError> {
     if r.value.is_none() && r.expires.is_some() {
         return Err(WireError::Invalid("expires"));
     }
-    if r.ops.len() > MAX_DONE {
-        return Err(WireError::Invalid("ops"));
-    }
     let mut record = Record::new(r.key.clone(), version_from_pb(&r.version)?, r.value.clone())
         .expiring(r.expires.map(Time::from_micros));
-    record.ops = OpLog {
-        done: r.ops.iter().map(done_from_pb).collect::<Result<_, _>>()?,
-        cut: r.ops_cut,
-    };
+    record.ops = OpLog::from_bytes(&r.ops).ok_or(WireError::Invalid("ops"))?;
     Ok(record)
-}
-
-fn done_to_pb(d: &Done) -> pb::Done {
-    let (answered, number) = match d.answered {
-        Answered::Stored => (0, 0),
-        Answered::Updated(n) => (1, n),
-        Answered::Unrepeatable => (2, 0),
-    };
-    pb::Done {
-        op: d.op,
-        version: Some(version_to_pb(&d.version)),
-        answered,
-        number,
-    }
-}
-
-fn done_from_pb(d: &pb::Done) -> Result<Done, WireError> {
-    let answered = match d.answered {
-        0 => Answered::Stored,
-        1 => Answered::Updated(d.number),
-        2 => Answered::Unrepeatable,
-        _ => return Err(WireError::Invalid("answered")),
-    };
-    Ok(Done {
-        op: d.op,
-        version: version_from_pb(&d.version)?,
-        answered,
-    })
 }
 
 fn write_options_to_pb(o: &WriteOptions, out: &mut pb::KvRequest) {

@@ -291,28 +291,10 @@ pub struct Record {
     /// never.
     #[prost(uint64, optional, tag = "4")]
     pub expires: Option<u64>,
-    /// The last writes that made the record, by operation id, oldest
-    /// first (at most `MAX_DONE`).
-    #[prost(message, repeated, tag = "5")]
-    pub ops: Vec<Done>,
-    /// Older writes' ids may be missing from `ops`.
-    #[prost(bool, tag = "6")]
-    pub ops_cut: bool,
-}
-
-/// One write in a record's log: its operation id, the version it made,
-/// what it answered.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct Done {
-    #[prost(uint64, tag = "1")]
-    pub op: u64,
-    #[prost(message, optional, tag = "2")]
-    pub version: Option<Version>,
-    /// 0 stored, 1 updated (`number`), 2 an answer not kept.
-    #[prost(int32, tag = "3")]
-    pub answered: i32,
-    #[prost(sint64, tag = "4")]
-    pub number: i64,
+    /// The last writes that made the record, by operation id, in
+    /// `OpLog`'s compact form (empty: none, and none missing).
+    #[prost(bytes = "vec", tag = "5")]
+    pub ops: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

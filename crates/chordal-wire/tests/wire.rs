@@ -68,7 +68,7 @@ fn any_record() -> impl Strategy<Value = Record> {
             // A tombstone never expires.
             let expires = expires.filter(|_| value.is_some()).map(Time::from_micros);
             let mut r = Record::new(key, version, value).expiring(expires);
-            r.ops = OpLog { done, cut };
+            r.ops = OpLog::new(&done, cut);
             r
         })
 }

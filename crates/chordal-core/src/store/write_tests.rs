@@ -455,9 +455,10 @@ fn a_retried_increment_is_answered_from_the_record_log_not_applied_again() {
         [OpResult::Updated { number: 5, .. }]
     ));
     let record = first.last().expect("the increment was written").clone();
-    assert_eq!(record.ops.done.len(), 1, "{:?}", record.ops);
-    assert_eq!(record.ops.done[0].op, 77);
-    assert!(!record.ops.cut);
+    let ops = record.ops.entries();
+    assert_eq!(ops.len(), 1, "{:?}", record.ops);
+    assert_eq!(ops[0].op, 77);
+    assert!(!record.ops.is_cut());
 
     // Its retry, at an owner whose copy is that record: the same answer,
     // nothing written.
@@ -482,12 +483,12 @@ fn a_retried_increment_is_answered_from_the_record_log_not_applied_again() {
         answer_to(&mut fx, 3)[..],
         [OpResult::Updated { number: 10, .. }]
     ));
-    let ops: Vec<u64> = second[0].ops.done.iter().map(|d| d.op).collect();
+    let ops: Vec<u64> = second[0].ops.entries().iter().map(|d| d.op).collect();
     assert_eq!(ops, vec![77, 78]);
 
     // A cut log that does not hold the retried id cannot say.
     let mut cut = second[0].clone();
-    cut.ops.cut = true;
+    cut.ops = OpLog::new(&cut.ops.entries(), true);
     write_named(&mut store, &mut fx, &key, named_incr(79, true), 4);
     read_then(&mut store, &mut fx, Some(cut.clone()));
     assert!(applied(&mut store, &mut fx).is_empty());
@@ -523,6 +524,7 @@ fn a_blind_put_cuts_the_log() {
     write_named(&mut store, &mut fx, &key, (put, Some(name)), 1);
     let written = applied(&mut store, &mut fx);
     let log = &written[0].ops;
-    assert!(log.cut, "{log:?}");
-    assert_eq!(log.done.iter().map(|d| d.op).collect::<Vec<_>>(), vec![9]);
+    assert!(log.is_cut(), "{log:?}");
+    let ops: Vec<u64> = log.entries().iter().map(|d| d.op).collect();
+    assert_eq!(ops, vec![9]);
 }
