@@ -61,6 +61,10 @@ pub enum Command {
         key: Vec<u8>,
         reply: oneshot::Sender<Option<chordal_core::Record>>,
     },
+    /// The authority state, for debugging (`chordal_core::Node::debug_authority`).
+    DebugAuthority {
+        reply: oneshot::Sender<String>,
+    },
     /// Every entry of the one-hop membership table, in id order.
     Members {
         reply: oneshot::Sender<Vec<NodeRef>>,
@@ -426,6 +430,9 @@ impl Driver {
             }
             Command::Members { reply } => {
                 let _ = reply.send(self.core.members().collect());
+            }
+            Command::DebugAuthority { reply } => {
+                let _ = reply.send(self.core.debug_authority());
             }
             Command::PeerInfo { addrs, reply } => {
                 let infos = addrs.into_iter().map(|a| self.peer_info(a)).collect();

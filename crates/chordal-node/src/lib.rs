@@ -818,6 +818,13 @@ impl Node {
         Ok(infos.pop().unwrap_or_default())
     }
 
+    /// The authority state (terms held, promises, leases) as text, for
+    /// debugging a node that will not settle or leave.
+    #[doc(hidden)]
+    pub async fn debug_authority(&self) -> Result<String, Error> {
+        self.ask(|reply| Command::DebugAuthority { reply }).await
+    }
+
     /// Every vnode in this node's one-hop membership table, in id order
     /// (empty under Chord routing): who it would send a key's requests to.
     pub async fn membership_entries(&self) -> Result<Vec<chordal_core::NodeRef>, Error> {

@@ -475,7 +475,19 @@ impl Authority {
     }
 }
 
-/// A majority of `n`.
+/// A majority of `n`: how many of a config's `n` processes must grant a
+/// term, and hold a write before it is acknowledged.
 pub(crate) fn majority(n: usize) -> usize {
     n / 2 + 1
+}
+
+/// The fewest of a config's `n` processes that meet every majority of
+/// it: reading that many sees every write the config's term
+/// acknowledged. One fewer than a majority when `n` is even — so a
+/// two-process config whose other process died can still be caught up
+/// from the survivor, which holds every write it acknowledged. (Grants
+/// still need a majority: two terms granted by disjoint halves could
+/// both decide.)
+pub(crate) fn read_quorum(n: usize) -> usize {
+    n - majority(n) + 1
 }

@@ -37,6 +37,9 @@
 //!   Claims being checked are bounded in all (`MAX_CHECKS`) and per
 //!   sender (`MAX_CHECKS_PER_SENDER`); more are dropped and counted, so a
 //!   member that floods invented entries and leaves does no lasting harm.
+//!   A claim found false keeps using its sender's share until the next
+//!   `membership_refresh`, so a liar gets that many pings per refresh
+//!   period however slowly it floods, not that many per round trip.
 //!
 //! Every queue here is bounded: events waiting (`MAX_PENDING`), events per
 //! message (`MAX_EVENTS_PER_MESSAGE`), a copy's entries (the table's own
@@ -67,8 +70,9 @@ const MAX_TRIES: u32 = 3;
 const MAX_PROBES: usize = 64;
 /// Claims being checked at once, in all (verification mode).
 const MAX_CHECKS: usize = 8192;
-/// Claims being checked at once that came from one process; more from
-/// it are dropped.
+/// Claims being checked at once that came from one process, counting
+/// those found false since the last forgiveness (every `refresh`); more
+/// from it are dropped.
 const MAX_CHECKS_PER_SENDER: usize = 1024;
 /// How many recent departures are remembered, so that hearsay (a stale
 /// successor list, a copy from a table that missed them) does not bring
@@ -197,8 +201,12 @@ pub(crate) struct OneHop {
     probes: crate::fasthash::FastMap<u64, Probe>,
     /// The nodes being pinged, so that one is asked once at a time.
     probing: crate::fasthash::FastMap<NodeRef, u64>,
-    /// Claims being checked, by sender.
+    /// Claims being checked, and claims found false since `forgive_at`
+    /// last passed, by sender.
     checks_by: crate::fasthash::FastMap<SocketAddr, usize>,
+    /// When the false claims' charges in `checks_by` are dropped (set
+    /// `refresh` after the first one).
+    forgive_at: Option<Time>,
     /// Recent departures, and when each was seen.
     departed: std::collections::BTreeMap<NodeRef, Time>,
     next_req: u64,
@@ -235,6 +243,7 @@ impl OneHop {
             probes: Default::default(),
             probing: Default::default(),
             checks_by: Default::default(),
+            forgive_at: None,
             departed: Default::default(),
             next_req: 1,
             out: VecDeque::new(),
@@ -405,6 +414,7 @@ impl OneHop {
         self.probes.clear();
         self.probing.clear();
         self.checks_by.clear();
+        self.forgive_at = None;
     }
 
     /// When `handle_timeout` must run next.
@@ -414,6 +424,7 @@ impl OneHop {
         [
             self.tick_at,
             self.refresh_at,
+            self.forgive_at,
             self.pull.as_ref().map(|p| p.deadline),
             unacked,
             probes,
@@ -451,6 +462,9 @@ impl OneHop {
             .collect();
         for req in silent {
             self.resolve(now, req, false);
+        }
+        if self.forgive_at.is_some_and(|t| t <= now) {
+            self.forgive();
         }
         if self.refresh_at.is_some_and(|t| t <= now) {
             self.refresh_at = Some(now + self.refresh);
@@ -678,11 +692,17 @@ impl OneHop {
         };
         self.probing.remove(&p.node);
         for (claim, sender) in p.claims {
-            if let Some(n) = self.checks_by.get_mut(&sender) {
-                *n -= 1;
-                if *n == 0 {
-                    self.checks_by.remove(&sender);
-                }
+            let held = match &claim {
+                Claim::Kept => true,
+                Claim::Live { .. } => alive,
+                Claim::Left { .. } => !alive,
+            };
+            if held {
+                self.release_check(sender);
+            } else {
+                // The charge stays until forgiven: a liar's share is
+                // per refresh period, not per ping round trip.
+                self.forgive_at.get_or_insert(now + self.refresh);
             }
             match (claim, alive) {
                 (Claim::Kept, true) => {
@@ -710,6 +730,29 @@ impl OneHop {
                     self.stats.claims_false += 1;
                     self.alive(p.node);
                 }
+            }
+        }
+    }
+
+    /// One of `sender`'s checks ended with its claim upheld: its share
+    /// is free again.
+    fn release_check(&mut self, sender: SocketAddr) {
+        if let Some(n) = self.checks_by.get_mut(&sender) {
+            *n -= 1;
+            if *n == 0 {
+                self.checks_by.remove(&sender);
+            }
+        }
+    }
+
+    /// Drops the charges of false claims: each sender's share counts
+    /// only its claims still being checked.
+    fn forgive(&mut self) {
+        self.forgive_at = None;
+        self.checks_by.clear();
+        for p in self.probes.values() {
+            for (_, sender) in &p.claims {
+                *self.checks_by.entry(*sender).or_insert(0) += 1;
             }
         }
     }
@@ -1111,10 +1154,17 @@ mod tests {
             stats.claims_dropped,
             (MAX_EVENTS_PER_MESSAGE - MAX_CHECKS_PER_SENDER) as u64
         );
-        // Unanswered, none enters; the share is free again afterwards.
-        o.handle_timeout(Time::ZERO + 1000 * MS, None);
+        // Unanswered, none enters; the false claims still use the share,
+        // so a liar flooding slowly gets no more checks...
+        let later = Time::ZERO + 1000 * MS;
+        o.handle_timeout(later, None);
         assert_eq!(entries(&o), vec![liar]);
-        o.handle_message(Time::ZERO, liar, events_from(liar, &flood[..1]), |_| false);
+        o.handle_message(later, liar, events_from(liar, &flood[..1]), |_| false);
+        assert_eq!(o.stats().claims_checked, MAX_CHECKS_PER_SENDER as u64);
+        // ...until a refresh period (10 s here) forgives them.
+        let forgiven = later + 10_000 * MS;
+        o.handle_timeout(forgiven, None);
+        o.handle_message(forgiven, liar, events_from(liar, &flood[..1]), |_| false);
         assert_eq!(o.stats().claims_checked, MAX_CHECKS_PER_SENDER as u64 + 1);
     }
 

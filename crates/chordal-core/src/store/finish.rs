@@ -3,11 +3,12 @@
 //! A new term may lack writes its predecessors acknowledged: they are on
 //! a majority of the predecessor's config, or of an older config the
 //! predecessor had not finished with. Until the owner's store has them
-//! all, every decision first reads a majority of each of those configs
-//! (`owner.rs`, `catch_up`). This file ends that, per held interval, in
-//! two phases of range syncs:
+//! all, every decision first reads a read quorum of each of those configs
+//! (`owner.rs`, `catch_up`; a read quorum meets every majority: see
+//! [`read_quorum`]). This file ends that, per held interval, in two
+//! phases of range syncs:
 //!
-//! 1. **Pull**: sync the interval with a majority of each catch-up config
+//! 1. **Pull**: sync the interval with a read quorum of each catch-up config
 //!    (pull only from a process that holds no copy of ours). A member is
 //!    done when its summary equals ours, or when its push of the buckets
 //!    that differed has arrived (`SyncPushed`). Then the store holds every
@@ -26,7 +27,7 @@
 //! [`Authority::finished`]: crate::authority::Authority::finished
 
 use super::Store;
-use crate::authority::{Unfinished, majority};
+use crate::authority::{Unfinished, majority, read_quorum};
 use crate::fasthash::FastMap;
 use crate::io::Cx;
 use crate::{NodeRef, Time};
@@ -105,7 +106,8 @@ enum State {
     Done,
 }
 
-/// The configs whose majority `phase` of `term` needs.
+/// The configs `phase` of `term` needs a quorum of: a read quorum of
+/// each catch-up config to pull, a majority of the term's to push.
 fn configs(term: &Unfinished, phase: Phase) -> Vec<&[NodeRef]> {
     match phase {
         Phase::Pull => term.catch_up.iter().map(Vec::as_slice).collect(),
@@ -114,7 +116,7 @@ fn configs(term: &Unfinished, phase: Phase) -> Vec<&[NodeRef]> {
 }
 
 impl Job {
-    /// Has a majority of every config of this phase (us included) done?
+    /// Has a quorum of every config of this phase (us included) done?
     fn phase_done(&self, me: SocketAddr) -> bool {
         configs(&self.term, self.phase).into_iter().all(|config| {
             let mut procs: Vec<SocketAddr> = Vec::new();
@@ -133,7 +135,11 @@ impl Job {
                             .any(|m| m.node.addr == **p && m.state == State::Done)
                 })
                 .count();
-            done >= majority(procs.len())
+            let need = match self.phase {
+                Phase::Pull => read_quorum(procs.len()),
+                Phase::Push | Phase::Done => majority(procs.len()),
+            };
+            done >= need
         })
     }
 }

@@ -26,11 +26,12 @@ fn settle(unacked: &mut crate::fasthash::FastMap<Vec<u8>, u32>, key: &[u8]) {
     }
 }
 
-/// Has a majority of each of `quorums` been `heard` from?
+/// Has a read quorum (one that meets every majority) of each of
+/// `quorums` been `heard` from?
 fn quorums_met(quorums: &[Vec<std::net::SocketAddr>], heard: &[std::net::SocketAddr]) -> bool {
     quorums.iter().all(|q| {
         let yes = q.iter().filter(|p| heard.contains(p)).count();
-        yes >= crate::authority::majority(q.len())
+        yes >= crate::authority::read_quorum(q.len())
     })
 }
 
@@ -432,7 +433,7 @@ impl Store {
     }
 
     /// Read `id` is of a term still catching up: ask the previous
-    /// configs' copies too; the read waits for a majority of each.
+    /// configs' copies too; the read waits for a read quorum of each.
     fn catch_up(&mut self, cx: &mut Cx<'_>, id: u64, configs: Vec<Vec<NodeRef>>) {
         let me = cx.ring.addr();
         let Some(OwnerOp::Read {
