@@ -146,7 +146,7 @@ struct Held {
     /// We decide until then (our clock).
     valid_until: Time,
     /// Previous configs whose majorities may hold writes our store lacks:
-    /// read a majority of each before deciding, until the store has
+    /// read a read quorum of each before deciding, until the store has
     /// pulled from them (then empty).
     catch_up: Vec<Vec<NodeRef>>,
     /// Previous configs whose majorities may hold acknowledged writes not
@@ -232,7 +232,7 @@ pub(crate) struct Unfinished {
     pub term: u64,
     /// Its config (ours first).
     pub config: Vec<NodeRef>,
-    /// Configs to pull from first (a majority of each); empty once
+    /// Configs to pull from first (a read quorum of each); empty once
     /// caught up: then push to a majority of `config`.
     pub catch_up: Vec<Vec<NodeRef>>,
 }
@@ -511,7 +511,7 @@ impl Holds {
             .collect()
     }
 
-    /// Our store pulled `vnode`'s `range` from a majority of each of the
+    /// Our store pulled `vnode`'s `range` from a read quorum of each of the
     /// term's catch-up configs: it holds every write acknowledged before
     /// the term, so the term decides from it alone from now on.
     pub fn caught_up(&mut self, vnode: &NodeRef, range: KeyRange, term: u64, now: Time) {
@@ -1318,7 +1318,7 @@ mod tests {
     /// A config of two: its holder left gracefully and handed its term
     /// to us. Its grant is counted, and we read nobody first (our store
     /// took its records) — only from the holder that handed over, and only
-    /// for that term; anyone else still reads a majority of the config.
+    /// for that term; anyone else still reads a read quorum of the config.
     #[test]
     fn a_handed_over_term_needs_no_catch_up_from_its_config() {
         let node = |port: u16, at: u64| {

@@ -447,7 +447,7 @@ impl Authority {
         self.holds.unfinished()
     }
 
-    /// The store pulled `range` from a majority of each of the term's
+    /// The store pulled `range` from a read quorum of each of the term's
     /// catch-up configs: decide from our store alone from now on.
     pub fn caught_up(&mut self, vnode: &NodeRef, range: KeyRange, term: u64, now: Time) {
         self.holds.caught_up(vnode, range, term, now);

@@ -572,7 +572,7 @@ impl Store {
         }
         // Under authority a quorum counts only while the write's term, or
         // a term of ours that followed it without a break, still holds: a
-        // later holder's catch-up reads a majority only after our lease
+        // later holder's catch-up reads a read quorum only after our lease
         // ran out, and a write that reached its quorum after that might be
         // missed there (it may or may not stay: ambiguous, like a quorum
         // that failed).
