@@ -23,11 +23,19 @@ use std::sync::Arc;
 /// clients wrote in between rarely exceeds this.
 pub const MAX_DONE: usize = 16;
 
-/// Bytes of one entry in a log's compact form (see [`OpLog::as_bytes`]).
-pub const DONE_BYTES: usize = 8 + 8 + 8 + crate::ID_BYTES + 1 + 8;
+/// Most bytes of one entry in a log's compact form (see
+/// [`OpLog::as_bytes`]): one written in another term or by another node
+/// than the entry before it, with a number.
+pub const DONE_BYTES: usize = 1 + 8 + 8 + 8 + crate::ID_BYTES + 8;
 
 /// Set in a log's first byte when it is cut.
 const CUT: u8 = 0x80;
+/// Set in an entry's first byte when its version has the term and node
+/// of the entry before it (the usual case: one owner decides a key's
+/// writes in one term), which are then left out.
+const SAME_DECIDER: u8 = 0x04;
+/// The entry's kind of answer, in the low bits of its first byte.
+const ANSWER: u8 = 0x03;
 
 /// What a remembered write answered, enough to answer its retry.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -58,11 +66,12 @@ pub struct Done {
 /// retry not found here may have been applied).
 ///
 /// Kept in its compact form, the one the wire and the disk carry: a
-/// byte (the number of entries, plus 128 if cut), then per entry its
-/// operation id, the version's term and hlc (u64 big-endian), the
-/// version's node (20 bytes), what it answered (0 stored, 1 updated, 2
-/// not kept) and its number (i64 big-endian); nothing at all for an empty
-/// log that is not cut. Shared, so that the copies a write makes of its
+/// byte (the number of entries, plus 128 if cut), then per entry a byte
+/// saying what it answered (0 stored, 1 updated, 2 not kept; plus
+/// [`SAME_DECIDER`]), its operation id and the version's hlc (u64
+/// big-endian), the version's term (u64) and node (20 bytes) unless the
+/// same as the entry before's, and for an update its number (i64
+/// big-endian); nothing at all for an empty log that is not cut. Shared, so that the copies a write makes of its
 /// record (replicas, the store, the owner's bookkeeping) share one.
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct OpLog {
@@ -91,18 +100,26 @@ impl OpLog {
         }
         let mut out = Vec::with_capacity(1 + keep.len() * DONE_BYTES);
         out.push(keep.len() as u8 | if cut { CUT } else { 0 });
+        let mut before: Option<&Version> = None;
         for d in keep {
-            out.extend_from_slice(&d.op.to_be_bytes());
-            out.extend_from_slice(&d.version.term.to_be_bytes());
-            out.extend_from_slice(&d.version.hlc.to_be_bytes());
-            out.extend_from_slice(&d.version.node.0);
+            let v = &d.version;
+            let same = before.is_some_and(|b| b.term == v.term && b.node == v.node);
             let (kind, number) = match d.answered {
-                Answered::Stored => (0u8, 0i64),
-                Answered::Updated(n) => (1, n),
-                Answered::Unrepeatable => (2, 0),
+                Answered::Stored => (0u8, None),
+                Answered::Updated(n) => (1, Some(n)),
+                Answered::Unrepeatable => (2, None),
             };
-            out.push(kind);
-            out.extend_from_slice(&number.to_be_bytes());
+            out.push(kind | if same { SAME_DECIDER } else { 0 });
+            out.extend_from_slice(&d.op.to_be_bytes());
+            out.extend_from_slice(&v.hlc.to_be_bytes());
+            if !same {
+                out.extend_from_slice(&v.term.to_be_bytes());
+                out.extend_from_slice(&v.node.0);
+            }
+            if let Some(n) = number {
+                out.extend_from_slice(&n.to_be_bytes());
+            }
+            before = Some(v);
         }
         OpLog {
             bytes: Some(out.into()),
@@ -115,29 +132,29 @@ impl OpLog {
     }
 
     /// A log from its compact form; `None` if it is malformed (a wrong
-    /// length, too many entries, an unknown kind of answer, a bad id).
+    /// length, too many entries, an unknown kind of answer, a first entry
+    /// naming an entry before it).
     pub fn from_bytes(b: &[u8]) -> Option<OpLog> {
-        let Some(&first) = b.first() else {
+        if b.is_empty() {
             return Some(OpLog::default());
-        };
-        if b.len() != OpLog::len_from(first)? {
+        }
+        if OpLog::len_in(b)? != b.len() {
             return None;
         }
-        let log = OpLog {
+        Some(OpLog {
             bytes: Some(b.into()),
-        };
-        for i in 0..log.len() {
-            log.entry(i)?;
-        }
-        Some(log)
+        })
     }
 
-    /// The length of a compact form whose first byte is `first`; `None`
-    /// if it claims more than [`MAX_DONE`] entries. (For a store that
-    /// keeps the form inside a larger value.)
-    pub fn len_from(first: u8) -> Option<usize> {
-        let n = (first & !CUT) as usize;
-        (n <= MAX_DONE).then_some(1 + n * DONE_BYTES)
+    /// The length of the compact form `b` starts with (for a store that
+    /// keeps it inside a larger value); `None` if that is malformed or
+    /// claims more than [`MAX_DONE`] entries.
+    pub fn len_in(b: &[u8]) -> Option<usize> {
+        let mut entries = Entries::new(b)?;
+        while entries.left > 0 {
+            entries.next()?;
+        }
+        Some(entries.at)
     }
 
     /// The number of entries.
@@ -157,32 +174,7 @@ impl OpLog {
 
     /// The entries, oldest first.
     pub fn entries(&self) -> Vec<Done> {
-        (0..self.len()).filter_map(|i| self.entry(i)).collect()
-    }
-
-    /// Entry `i` (checked by `from_bytes`; `None` only for a bad one).
-    fn entry(&self, i: usize) -> Option<Done> {
-        let e = self
-            .as_bytes()
-            .get(1 + i * DONE_BYTES..1 + (i + 1) * DONE_BYTES)?;
-        let u = |at: usize| u64::from_be_bytes(e[at..at + 8].try_into().expect("8 bytes"));
-        let node = Id::from_slice(&e[24..24 + crate::ID_BYTES])?;
-        let number = u(25 + crate::ID_BYTES) as i64;
-        let answered = match e[24 + crate::ID_BYTES] {
-            0 => Answered::Stored,
-            1 => Answered::Updated(number),
-            2 => Answered::Unrepeatable,
-            _ => return None,
-        };
-        Some(Done {
-            op: u(0),
-            version: Version {
-                term: u(8),
-                hlc: u(16),
-                node,
-            },
-            answered,
-        })
+        Entries::new(self.as_bytes()).map_or_else(Vec::new, |e| e.collect())
     }
 
     /// The log of a new write `done` over `before`, the record it replaces
@@ -207,9 +199,7 @@ impl OpLog {
         let Some(log) = log else {
             return Retried::NotApplied;
         };
-        let found = (0..log.len())
-            .filter_map(|i| log.entry(i))
-            .find(|d| d.op == op);
+        let found = Entries::new(log.as_bytes()).and_then(|mut e| e.find(|d| d.op == op));
         match found {
             Some(d) => Retried::Applied(d),
             None if log.is_cut() => Retried::Unknown,
@@ -227,6 +217,77 @@ impl OpLog {
             d.version = new;
         }
         *self = OpLog::new(&entries, true);
+    }
+}
+
+/// Reads a compact form's entries in order (each after the one whose
+/// term and node it may repeat).
+struct Entries<'a> {
+    bytes: &'a [u8],
+    /// Where the next entry starts.
+    at: usize,
+    /// Entries not read yet.
+    left: usize,
+    before: Option<Version>,
+}
+
+impl<'a> Entries<'a> {
+    /// `None` if `bytes` is empty or claims too many entries.
+    fn new(bytes: &'a [u8]) -> Option<Entries<'a>> {
+        let left = (*bytes.first()? & !CUT) as usize;
+        (left <= MAX_DONE).then_some(Entries {
+            bytes,
+            at: 1,
+            left,
+            before: None,
+        })
+    }
+
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let out = self.bytes.get(self.at..self.at + n)?;
+        self.at += n;
+        Some(out)
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_be_bytes(self.take(8)?.try_into().ok()?))
+    }
+}
+
+impl Iterator for Entries<'_> {
+    type Item = Done;
+
+    /// The next entry; `None` after the last, or at a malformed one.
+    fn next(&mut self) -> Option<Done> {
+        if self.left == 0 {
+            return None;
+        }
+        let tag = self.take(1)?[0];
+        if tag & !(ANSWER | SAME_DECIDER) != 0 {
+            return None;
+        }
+        let op = self.u64()?;
+        let hlc = self.u64()?;
+        let (term, node) = if tag & SAME_DECIDER != 0 {
+            let b = self.before?;
+            (b.term, b.node)
+        } else {
+            (self.u64()?, Id::from_slice(self.take(crate::ID_BYTES)?)?)
+        };
+        let answered = match tag & ANSWER {
+            0 => Answered::Stored,
+            1 => Answered::Updated(self.u64()? as i64),
+            2 => Answered::Unrepeatable,
+            _ => return None,
+        };
+        let version = Version { term, hlc, node };
+        self.before = Some(version);
+        self.left -= 1;
+        Some(Done {
+            op,
+            version,
+            answered,
+        })
     }
 }
 
@@ -303,17 +364,32 @@ mod tests {
                 ..done(u64::MAX - i)
             })
             .collect();
+        // Every entry by one decider: only the first names it; the
+        // updates carry their number.
+        let one_decider = 1 + 5 * (1 + 8 + 8) + 8 + crate::ID_BYTES + 2 * 8;
+        let mut deciders = entries.clone();
+        deciders[2].version.node = Id::from_u64(2);
+        deciders[4].version.term = 5;
         for (log, len) in [
             (OpLog::default(), 0),
             (OpLog::new(&[], true), 1),
-            (OpLog::new(&entries, false), 1 + 5 * DONE_BYTES),
-            (OpLog::new(&entries, true), 1 + 5 * DONE_BYTES),
+            (OpLog::new(&entries, false), one_decider),
+            (OpLog::new(&entries, true), one_decider),
+            // Entries 2 and 3 follow a change of node, 4 one of term.
+            (
+                OpLog::new(&deciders, false),
+                one_decider + 3 * (8 + crate::ID_BYTES),
+            ),
         ] {
             let b = log.as_bytes();
             assert_eq!(b.len(), len);
             assert_eq!(OpLog::from_bytes(b), Some(log.clone()));
-            if let Some(&first) = b.first() {
-                assert_eq!(OpLog::len_from(first), Some(len));
+            if !b.is_empty() {
+                assert_eq!(OpLog::len_in(b), Some(len));
+                let mut longer = b.to_vec();
+                longer.extend_from_slice(b"value bytes");
+                assert_eq!(OpLog::len_in(&longer), Some(len));
+                assert_eq!(OpLog::from_bytes(&longer), None, "bytes after the log");
             }
             for short in 1..len {
                 assert_eq!(OpLog::from_bytes(&b[..short]), None, "cut at {short}");
@@ -321,9 +397,20 @@ mod tests {
         }
         let log = OpLog::new(&entries, false);
         assert_eq!(log.entries(), entries);
+        assert_eq!(OpLog::new(&deciders, true).entries(), deciders);
         let mut bad = log.as_bytes().to_vec();
-        bad[1 + 24 + crate::ID_BYTES] = 7;
+        bad[1] = 3;
         assert_eq!(OpLog::from_bytes(&bad), None, "an unknown kind of answer");
+        let mut bad = log.as_bytes().to_vec();
+        bad[1] |= SAME_DECIDER;
+        assert_eq!(
+            OpLog::from_bytes(&bad),
+            None,
+            "a first entry naming one before it"
+        );
+        let mut bad = log.as_bytes().to_vec();
+        bad[1] |= 0x40;
+        assert_eq!(OpLog::from_bytes(&bad), None, "an unknown flag");
         let mut bad = log.as_bytes().to_vec();
         bad[0] = MAX_DONE as u8 + 1;
         assert_eq!(OpLog::from_bytes(&bad), None, "too many entries");
