@@ -159,7 +159,7 @@ impl Http {
         let api = if self.owners.is_empty() {
             self.apis[i % self.apis.len()]
         } else {
-            let id = Id::hash(key.as_bytes());
+            let id = Id::of_key(key.as_bytes());
             let at = self.owners.partition_point(|(v, _)| *v < id);
             self.owners[at % self.owners.len()].1
         };

@@ -42,6 +42,14 @@ pub enum ParseIdError {
     NotHex(char),
 }
 
+/// The hash tag of `key` (see [`Id::of_key`]), if it has one.
+pub fn hash_tag(key: &[u8]) -> Option<&[u8]> {
+    let open = key.iter().position(|&b| b == b'{')?;
+    let rest = &key[open + 1..];
+    let close = rest.iter().position(|&b| b == b'}')?;
+    (close > 0).then(|| &rest[..close])
+}
+
 impl Id {
     /// The id 0.
     pub const ZERO: Id = Id([0; ID_BYTES]);
@@ -54,6 +62,17 @@ impl Id {
         let mut out = [0u8; ID_BYTES];
         out.copy_from_slice(&digest);
         Id(out)
+    }
+
+    /// Where key `key` lives on the ring: the SHA-1 of its hash tag if it
+    /// has one, else of the whole key. The hash tag is Redis Cluster's:
+    /// the bytes between the first `{` and the first `}` after it, if
+    /// there are any (`{user:42}:cart` and `{user:42}:profile` both hash
+    /// `user:42`, so one owner decides for both; `{}x` and `x{` have
+    /// none). Use this for every key of the store; [`Id::hash`] is for
+    /// node addresses, topics and other names.
+    pub fn of_key(key: &[u8]) -> Id {
+        Id::hash(hash_tag(key).unwrap_or(key))
     }
 
     /// Builds an id from a slice; `None` unless it has exactly 20 bytes.
@@ -330,6 +349,24 @@ mod tests {
             Id::hash(b"abc").to_hex(),
             "a9993e364706816aba3e25717850c26c9cd0d89d"
         );
+    }
+
+    #[test]
+    fn a_hash_tag_is_the_first_braced_part() {
+        let tag = hash_tag;
+        assert_eq!(tag(b"{user:42}:cart"), Some(&b"user:42"[..]));
+        assert_eq!(tag(b"a{b}c{d}"), Some(&b"b"[..]));
+        // Redis Cluster's cases: the first `}` after the first `{`.
+        assert_eq!(tag(b"foo{{bar}}zap"), Some(&b"{bar"[..]));
+        assert_eq!(tag(b"foo{bar}{zap}"), Some(&b"bar"[..]));
+        // Empty or unclosed braces: no tag, the whole key is hashed.
+        assert_eq!(tag(b"foo{}{bar}"), None);
+        assert_eq!(tag(b"foo{bar"), None);
+        assert_eq!(tag(b"plain"), None);
+        assert_eq!(Id::of_key(b"{u}:a"), Id::of_key(b"{u}:b"));
+        assert_eq!(Id::of_key(b"{u}:a"), Id::hash(b"u"));
+        assert_eq!(Id::of_key(b"foo{}{bar}"), Id::hash(b"foo{}{bar}"));
+        assert_ne!(Id::of_key(b"a"), Id::of_key(b"b"));
     }
 
     #[test]

@@ -659,7 +659,7 @@ impl Node {
                 return;
             }
         };
-        let key_id = Id::hash(op.key());
+        let key_id = Id::of_key(op.key());
         if self.config.authority
             && op.is_store()
             && self.authority.lease(&vnode, &key_id, now).is_err()

@@ -92,7 +92,7 @@ impl Record {
     /// A record for `key`, computing its id.
     pub fn new(key: Vec<u8>, version: Version, value: Option<Vec<u8>>) -> Record {
         Record {
-            key_id: Id::hash(&key),
+            key_id: Id::of_key(&key),
             key,
             version,
             value,
@@ -154,7 +154,7 @@ impl Record {
 
     /// Does `key_id` really hash `key`? Check records that came from the network.
     pub fn is_consistent(&self) -> bool {
-        self.key_id == Id::hash(&self.key)
+        self.key_id == Id::of_key(&self.key)
     }
 }
 

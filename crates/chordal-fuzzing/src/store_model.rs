@@ -107,7 +107,7 @@ fn run(store: &RedbStore, run: u64, ops: Vec<Op>) {
             Op::Get(k) => {
                 let key = key_of(run, k);
                 let got = store
-                    .get(&Id::hash(&key), &key)
+                    .get(&Id::of_key(&key), &key)
                     .expect("memory never fails");
                 assert_eq!(got.as_ref(), model.get(&key), "get {:?}", key);
             }

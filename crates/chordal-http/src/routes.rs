@@ -380,7 +380,7 @@ async fn locate(
             ));
         }
     };
-    let key_id = Id::hash(key.as_bytes());
+    let key_id = Id::of_key(key.as_bytes());
     // The answer and the API addresses of the nodes it names in one trip
     // to the driver.
     let located = s.node.lookup_with_infos(key_id, mode).await?;

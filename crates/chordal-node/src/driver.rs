@@ -425,7 +425,7 @@ impl Driver {
                 let _ = reply.send(self.render_metrics());
             }
             Command::LocalGet { key, reply } => {
-                let id = chordal_core::Id::hash(&key);
+                let id = chordal_core::Id::of_key(&key);
                 let _ = reply.send(self.store.get(&id, &key).ok().flatten());
             }
             Command::Members { reply } => {

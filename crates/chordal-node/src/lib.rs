@@ -32,7 +32,9 @@
 //! A program does not need to know the other nodes: it names keys.
 //!
 //! - **Where does a key live?** [`Node::locate`] gives its owner and the
-//!   nodes after it.
+//!   nodes after it. A key with a hash tag lives where its tag does (see
+//!   [`chordal_core::Id::of_key`]): `{user:42}:cart` and
+//!   `{user:42}:profile` share an owner and their copies.
 //! - **Talk to a key's owner.** [`Node::send`] delivers bytes to the
 //!   application of the node that owns a key (acknowledged once that
 //!   application took them); [`Node::request`] also waits for its answer.
@@ -601,7 +603,7 @@ impl Node {
 
     /// The owner of a key (by its bytes), with a recursive lookup.
     pub async fn locate(&self, key: &[u8]) -> Result<LookupResult, Error> {
-        self.lookup(Id::hash(key), LookupMode::Recursive).await
+        self.lookup(Id::of_key(key), LookupMode::Recursive).await
     }
 
     /// Sends `payload` to the application of `key`'s owner, wherever it is;

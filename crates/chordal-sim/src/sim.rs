@@ -522,7 +522,7 @@ impl Sim {
 
     /// Does node `i`'s store hold a record (a value or a tombstone) for `key`?
     pub fn holds(&self, i: usize, key: &[u8]) -> bool {
-        let id = Id::hash(key);
+        let id = Id::of_key(key);
         matches!(self.nodes[i].store.get(&id, key), Ok(Some(_)))
     }
 

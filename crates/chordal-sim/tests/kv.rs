@@ -114,6 +114,57 @@ fn keys_live_on_exactly_their_r_successors() {
     }
 }
 
+/// Keys with one hash tag live together: on the owner of the tag and its
+/// R-1 successors, wherever their whole keys would hash; and a join moves
+/// them together.
+#[test]
+fn keys_with_one_hash_tag_share_their_copies() {
+    let seed = 34;
+    let mut s = ring(seed, 16);
+    let keys: Vec<String> = (0..40).map(|k| format!("{{user:42}}:field-{k}")).collect();
+    for (i, key) in keys.iter().enumerate() {
+        s.put(i % 16, key.as_bytes(), b"v").unwrap();
+    }
+    s.run_for(SEC);
+    let holders = |s: &Sim| {
+        let oracle = s.oracle();
+        let owner = oracle.successor(&Id::hash(b"user:42"));
+        let mut want: Vec<usize> = vec![index_of(s, owner)];
+        want.extend(
+            oracle
+                .successors(&owner, 2)
+                .iter()
+                .map(|id| index_of(s, *id)),
+        );
+        want.sort();
+        want
+    };
+    let want = holders(&s);
+    for key in &keys {
+        assert_eq!(s.holders(key.as_bytes()), want, "seed {seed}: {key}");
+    }
+    // Without the tag the same suffixes spread over the ring.
+    let spread: std::collections::BTreeSet<Id> = (0..40)
+        .map(|k| {
+            s.oracle()
+                .successor(&Id::hash(format!("user:42:field-{k}").as_bytes()))
+        })
+        .collect();
+    assert!(spread.len() > 3, "seed {seed}: untagged keys spread");
+
+    // A node joining just before the tag's id takes every one of them.
+    let newcomer = s.add_node_with_ids(&[Id::hash(b"user:42")]);
+    s.join(newcomer, 0);
+    s.run_for(10 * SEC);
+    for key in &keys {
+        assert!(
+            s.holds(newcomer, key.as_bytes()),
+            "seed {seed}: {key} moved to the joiner"
+        );
+        assert_eq!(value(s.get(0, key.as_bytes())), Some(b"v".to_vec()));
+    }
+}
+
 /// A write that cannot reach W copies fails instead of pretending.
 #[test]
 fn write_fails_without_a_quorum() {

@@ -35,6 +35,12 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const MAX_GROUP: usize = 1024;
 /// The meta entry holding the largest hlc ever stored (8 bytes, big-endian).
 const MAX_HLC: &str = "max_hlc";
+/// The meta entry naming how key ids are computed: absent in stores of
+/// before hash tags (every key's id was the hash of all of it), else
+/// [`KEY_IDS_TAGGED`].
+const KEY_IDS: &str = "key_ids";
+/// Key ids are [`Id::of_key`]'s: a key's hash tag is hashed if it has one.
+const KEY_IDS_TAGGED: &[u8] = b"hash-tags";
 /// How often a failed store checks whether writes work again.
 const RECOVERY_EVERY: Duration = Duration::from_secs(1);
 
@@ -171,10 +177,61 @@ impl std::fmt::Debug for RedbStore {
 fn open_db(backing: &Backing) -> Result<Database, StoreError> {
     let db = (backing.open)().map_err(|e| write_err(redb::Error::from(e)))?;
     let txn = db.begin_write().map_err(write_err)?;
-    txn.open_table(RECORDS).map_err(write_err)?;
-    txn.open_table(META).map_err(write_err)?;
+    {
+        let mut records = txn.open_table(RECORDS).map_err(write_err)?;
+        let mut meta = txn.open_table(META).map_err(write_err)?;
+        let tagged = meta
+            .get(KEY_IDS)
+            .map_err(write_err)?
+            .is_some_and(|v| v.value() == KEY_IDS_TAGGED);
+        if !tagged {
+            move_tagged_keys(&mut records)?;
+            meta.insert(KEY_IDS, KEY_IDS_TAGGED).map_err(write_err)?;
+        }
+    }
     txn.commit().map_err(write_err)?;
     Ok(db)
+}
+
+/// Moves every record whose key has a hash tag to the id the tag gives
+/// (see [`Id::of_key`]): a store written before hash tags filed it under
+/// the hash of its whole key, where nobody would look for it now. Once,
+/// when such a store is first opened; returns how many moved.
+fn move_tagged_keys(records: &mut redb::Table<&[u8], &[u8]>) -> Result<u64, StoreError> {
+    let mut moves = Vec::new();
+    for entry in records.iter().map_err(write_err)? {
+        let (k, _) = entry.map_err(write_err)?;
+        let k = k.value();
+        let (Some(id), Some(key)) = (
+            k.get(..ID_BYTES).and_then(Id::from_slice),
+            k.get(ID_BYTES..),
+        ) else {
+            continue;
+        };
+        if chordal_core::hash_tag(key).is_some() && Id::of_key(key) != id {
+            moves.push(k.to_vec());
+        }
+    }
+    for old in &moves {
+        let key = &old[ID_BYTES..];
+        let value = match records.remove(old.as_slice()).map_err(write_err)? {
+            Some(v) => v.value().to_vec(),
+            None => continue,
+        };
+        records
+            .insert(
+                table_key(&Id::of_key(key), key).as_slice(),
+                value.as_slice(),
+            )
+            .map_err(write_err)?;
+    }
+    if !moves.is_empty() {
+        tracing::info!(
+            records = moves.len(),
+            "moved records with hash tags to their tag's id"
+        );
+    }
+    Ok(moves.len() as u64)
 }
 
 impl RedbStore {

@@ -213,7 +213,7 @@ async fn read_range(
             if let Err(e) = w.write_all(&line).await {
                 return Err((records, bytes, e.into()));
             }
-            *after = Some(cursor(&Id::hash(&key), &key));
+            *after = Some(cursor(&Id::of_key(&key), &key));
             records += 1;
             bytes += line.len() as u64;
         }

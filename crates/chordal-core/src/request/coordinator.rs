@@ -39,7 +39,7 @@ impl Requests {
             cx.io.done.push_back((id, Err(OpError::Overloaded)));
         } else {
             let deadline = now + cx.config.kv_timeout;
-            let key_id = Id::hash(op.key());
+            let key_id = Id::of_key(op.key());
             self.clients.insert(
                 id,
                 ClientOp {

@@ -34,7 +34,7 @@ impl Requests {
         // Only store operations are remembered: their retries must not act
         // twice.
         let store_op = op.is_store();
-        let named = (store_op && op_id != 0).then(|| (op_id, Id::hash(op.key())));
+        let named = (store_op && op_id != 0).then(|| (op_id, Id::of_key(op.key())));
         let reply = ReplyTo::Remote {
             to: from,
             me,
@@ -112,7 +112,7 @@ pub(crate) fn admit(
     vnode: &NodeRef,
     op: &Operation,
 ) -> Result<Ownership, OpResult> {
-    let owns = ring.takes_key(vnode, &Id::hash(op.key()));
+    let owns = ring.takes_key(vnode, &Id::of_key(op.key()));
     let get = matches!(op, Operation::Get { .. });
     let refused = match owns {
         Ownership::Yes => false,

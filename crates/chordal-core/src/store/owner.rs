@@ -485,7 +485,7 @@ impl Store {
             return;
         };
         *asked_replicas = true;
-        let key_id = Id::hash(key);
+        let key_id = Id::of_key(key);
         let targets = match cx.authority.lease(vnode, &key_id, now) {
             Ok(lease) if cx.config.authority => lease.replicas.to_vec(),
             _ => cx.ring.replica_targets(vnode, cx.config.replicas),
@@ -880,7 +880,7 @@ impl Store {
         // A term still catching up that did not hear from a majority of
         // the previous configs, or a lease that ran out while we read:
         // nothing read here may be answered or decided on.
-        let key_id = Id::hash(&key);
+        let key_id = Id::of_key(&key);
         let unsure = !quorums_met(&quorums, &heard)
             || (cx.config.authority && cx.authority.lease(&vnode, &key_id, now).is_err());
         if unsure {

@@ -72,7 +72,7 @@ impl Store {
         key: Vec<u8>,
     ) {
         let me = cx.ring.addressee(to.id);
-        let key_id = crate::Id::hash(&key);
+        let key_id = crate::Id::of_key(&key);
         let wait = StoreWait::ReplicaRead { to: from, me, req };
         self.store_op(cx, StoreKind::Get { key_id, key }, wait);
     }

@@ -238,7 +238,7 @@ fn missing_copies(s: &Sim, keys: &[String], replicas: usize) -> (usize, usize) {
     let (oracle, by_id) = node_index(s);
     let (mut missing, mut short) = (0, 0);
     for key in keys {
-        let id = Id::hash(key.as_bytes());
+        let id = Id::of_key(key.as_bytes());
         let owner = oracle.successor(&id);
         let mut want = vec![owner];
         want.extend(oracle.successors(&owner, replicas.saturating_sub(1)));
