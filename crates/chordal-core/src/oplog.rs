@@ -67,12 +67,13 @@ pub struct Done {
 ///
 /// Kept in its compact form, the one the wire and the disk carry: a
 /// byte (the number of entries, plus 128 if cut), then per entry a byte
-/// saying what it answered (0 stored, 1 updated, 2 not kept; plus
-/// [`SAME_DECIDER`]), its operation id and the version's hlc (u64
-/// big-endian), the version's term (u64) and node (20 bytes) unless the
-/// same as the entry before's, and for an update its number (i64
-/// big-endian); nothing at all for an empty log that is not cut. Shared, so that the copies a write makes of its
-/// record (replicas, the store, the owner's bookkeeping) share one.
+/// saying what it answered (0 stored, 1 updated, 2 not kept; plus 4 if
+/// the version's term and node are the entry before's), its operation
+/// id and the version's hlc (u64 big-endian), the version's term (u64)
+/// and node (20 bytes) unless the entry before's, and for an update its
+/// number (i64 big-endian); nothing at all for an empty log that is not
+/// cut. Shared, so that the copies a write makes of its record
+/// (replicas, the store, the owner's bookkeeping) share one.
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct OpLog {
     bytes: Option<Arc<[u8]>>,
