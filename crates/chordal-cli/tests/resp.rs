@@ -358,3 +358,143 @@ fn the_redis_crate_works_as_a_client() {
     let v: String = con.get("p1").unwrap();
     assert_eq!(v, "one");
 }
+
+/// A real `redis-server` on a free loopback port (Debian's, installed
+/// by `.ci/run`), stopped when dropped.
+struct RedisServer {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl RedisServer {
+    fn start() -> RedisServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("redis-server is needed (.ci/run installs it): {e}"));
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        eventually(Duration::from_secs(10), || TcpStream::connect(addr).is_ok())
+            .expect("redis-server did not start");
+        RedisServer { child, addr }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The string commands Redis computes from or into one value — ranges,
+/// bits, floats, LCS, GETEX, EXPIRE's conditions — answer through a ring
+/// exactly as a real Redis answers the same commands (compared side by
+/// side, each command sent through a different node of the ring).
+#[test]
+fn string_commands_answer_as_redis_does() {
+    let nodes = ring(3);
+    let redis = RedisServer::start();
+    // Expiry times far in the future, absolute, so that both sides give
+    // the same answers.
+    let at = |s: u64| (4_000_000_000u64 + s).to_string();
+    let script: Vec<Vec<String>> = [
+        "SET s Hello World",
+        "GETRANGE s 0 4",
+        "GETRANGE s -3 -1",
+        "GETRANGE s 0 -100",
+        "GETRANGE s 5 3",
+        "SUBSTR s 6 100",
+        "GETRANGE missing 0 -1",
+        "SETRANGE s 6 Redis",
+        "GET s",
+        "SETRANGE padded 3 ab",
+        "STRLEN padded",
+        "SETRANGE nothing 10",
+        "EXISTS nothing",
+        "SETRANGE s -1 x",
+        "GETSET s new",
+        "GETSET fresh v",
+        "SET f 10.50",
+        "INCRBYFLOAT f 0.1",
+        "INCRBYFLOAT f -5",
+        "SET e 5.0e3",
+        "INCRBYFLOAT e 2.0e2",
+        "INCRBYFLOAT newfloat 3",
+        "INCRBYFLOAT s 1",
+        "INCRBYFLOAT f abc",
+        "SETBIT b 7 1",
+        "SETBIT b 7 0",
+        "SETBIT b 100 1",
+        "GETBIT b 100",
+        "GETBIT b 99",
+        "GETBIT b 100000",
+        "STRLEN b",
+        "SETBIT b -1 1",
+        "SETBIT b 1 2",
+        "SET fb foobar",
+        "BITCOUNT fb",
+        "BITCOUNT fb 0 0",
+        "BITCOUNT fb 1 1",
+        "BITCOUNT fb 1 1 BIT",
+        "BITCOUNT fb 5 30 BIT",
+        "BITCOUNT missing",
+        "BITPOS fb 1",
+        "BITPOS fb 0",
+        "BITPOS fb 1 2",
+        "BITPOS fb 1 2 -1 BYTE",
+        "BITPOS fb 1 7 15 BIT",
+        "BITPOS missing 0",
+        "BITPOS missing 1",
+        "BITPOS fb 2",
+        "SET k1 ohmytext",
+        "SET k2 mynewtext",
+        "LCS k1 k2",
+        "LCS k1 k2 LEN",
+        "LCS k1 k2 IDX",
+        "LCS k1 k2 IDX MINMATCHLEN 4 WITHMATCHLEN",
+        "SET x v",
+        "GETEX x",
+        "GETEX missing EX 10",
+        &format!("GETEX x EXAT {}", at(10)),
+        "EXPIRETIME x",
+        "GETEX x PERSIST",
+        "EXPIRETIME x",
+        "PEXPIRETIME missing",
+        &format!("EXPIREAT x {} XX", at(5)),
+        &format!("EXPIREAT x {} NX", at(5)),
+        "EXPIRETIME x",
+        &format!("EXPIREAT x {} GT", at(1)),
+        &format!("EXPIREAT x {} LT", at(1)),
+        "EXPIRETIME x",
+        &format!("EXPIREAT x {} GT", at(9)),
+        "EXPIRETIME x",
+        &format!("PEXPIREAT x {} XX", at(20) + "000"),
+        "PEXPIRETIME x",
+        "EXPIRE x 100 NX XX",
+        "EXPIRE x 100 GT LT",
+        "EXPIRE missing 100 XX",
+        "PERSIST x",
+        "EXPIRE x 100 GT",
+        "EXPIRE x 100 LT",
+        "TTL x",
+    ]
+    .iter()
+    .map(|line| line.split(' ').map(String::from).collect())
+    .collect();
+    let servers: Vec<SocketAddr> = nodes.iter().map(|n| n.served("resp")).collect();
+    for (i, cmd) in script.iter().enumerate() {
+        let args: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        // `cli` asserts success; errors are printed by redis-cli on
+        // stdout with `(error)` in a terminal, as `ERR …` here.
+        let ours = cli(servers[i % servers.len()], &args);
+        let theirs = cli(redis.addr, &args);
+        assert_eq!(ours, theirs, "{}", cmd.join(" "));
+    }
+}

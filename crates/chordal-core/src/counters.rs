@@ -142,6 +142,7 @@ impl OpError {
             OpError::StoreFailed => "kv_store_failed",
             OpError::PreconditionFailed { .. } => "kv_precondition_failed",
             OpError::NotAnInteger => "kv_not_an_integer",
+            OpError::NotAFloat => "kv_not_a_float",
             OpError::Overflow => "kv_overflow",
             OpError::Refused => "kv_refused",
             OpError::Unreachable => "kv_unreachable",

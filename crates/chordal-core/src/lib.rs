@@ -109,4 +109,7 @@ pub use store::{
     record_digest,
 };
 pub use time::Time;
-pub use write::{Change, Condition, Consistency, Expiry, PutOptions, WriteOptions, parse_integer};
+pub use write::{
+    Change, Condition, Consistency, ExpireWhen, Expiry, PutOptions, WriteOptions, format_float,
+    parse_float, parse_integer,
+};

@@ -706,6 +706,9 @@ pub enum OpResult {
     },
     /// An increment of a value that is not a decimal 64-bit integer.
     NotAnInteger,
+    /// A float increment of a value (or by an amount) that is not a
+    /// decimal number.
+    NotAFloat,
     /// An increment that would overflow a 64-bit integer.
     Overflow,
     /// Get or delete of a key that does not exist (or was deleted).

@@ -157,6 +157,10 @@ pub enum OpError {
     #[error("value is not an integer or out of range")]
     /// An increment of a value that is not a decimal 64-bit integer.
     NotAnInteger,
+    #[error("value is not a valid float")]
+    /// A float increment of a value (or by an amount) that is not a
+    /// decimal number.
+    NotAFloat,
     #[error("increment or decrement would overflow")]
     /// An increment that would overflow a 64-bit integer.
     Overflow,
@@ -249,6 +253,7 @@ impl OpResult {
             }),
             PreconditionFailed { current } => Err(OpError::PreconditionFailed { current }),
             NotAnInteger => Err(OpError::NotAnInteger),
+            NotAFloat => Err(OpError::NotAFloat),
             Overflow => Err(OpError::Overflow),
             NotFound => Ok(Outcome::NotFound),
             Delivered => Ok(Outcome::Delivered),

@@ -134,6 +134,41 @@ pub enum Change {
     /// it already had that one (nothing is written). A missing key is
     /// `NotFound`.
     Expire(Option<Time>),
+    /// Overwrite the value from byte `offset` on with `bytes`, padding
+    /// with zero bytes up to `offset` (a missing key is empty); answers
+    /// the new length (RESP `SETRANGE`). Empty `bytes` write nothing and
+    /// answer the current length. The expiry stays.
+    SetRange {
+        /// Where `bytes` start.
+        offset: u64,
+        /// What to write there.
+        bytes: Vec<u8>,
+    },
+    /// Set bit `offset` (bit 0 is the most significant of byte 0) to
+    /// `bit`, padding with zero bytes (a missing key is empty); answers
+    /// the bit's value before (RESP `SETBIT`). The expiry stays.
+    SetBit {
+        /// Which bit.
+        offset: u64,
+        /// Its new value.
+        bit: bool,
+    },
+    /// Add a decimal number (its text, as RESP `INCRBYFLOAT` takes it)
+    /// to the value read as one (a missing key is 0); answers `Found`
+    /// with the new value's text. The expiry stays.
+    IncrByFloat(Vec<u8>),
+    /// Give a live value this expiry (`None`: never) and answer `Found`
+    /// with it (RESP `GETEX`); a missing key is `NotFound`.
+    GetEx(Option<Time>),
+    /// Give the value a new expiry (`None`: never) if its current one
+    /// passes `when` (RESP `EXPIRE … NX | XX | GT | LT`); answers 1, or 0
+    /// when it does not (nothing is written). A missing key is `NotFound`.
+    ExpireIf {
+        /// The new expiry.
+        expires: Option<Time>,
+        /// What the current expiry must be.
+        when: ExpireWhen,
+    },
     /// Put back a record exactly as a backup holds it, its version
     /// included, if that version is newer than every copy's (`chordal
     /// restore`); answers `Stored` with that version (also when the ring
@@ -147,6 +182,39 @@ pub enum Change {
         /// When the value expires (`None`: never).
         expires: Option<Time>,
     },
+}
+
+/// When [`Change::ExpireIf`] sets an expiry, by the current one (a value
+/// without an expiry counts as expiring never, later than any time).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ExpireWhen {
+    /// The value has no expiry.
+    Nx,
+    /// The value has an expiry.
+    Xx,
+    /// The new expiry is later than the current one.
+    Gt,
+    /// The new expiry is earlier than the current one.
+    Lt,
+}
+
+impl ExpireWhen {
+    /// Does a value expiring at `current` take `new` (`None`: never)?
+    pub fn allows(&self, current: Option<Time>, new: Option<Time>) -> bool {
+        // Never is later than every time.
+        let later = |a: Option<Time>, b: Option<Time>| match (a, b) {
+            (None, None) => false,
+            (None, Some(_)) => true,
+            (Some(_), None) => false,
+            (Some(a), Some(b)) => a > b,
+        };
+        match self {
+            ExpireWhen::Nx => current.is_none(),
+            ExpireWhen::Xx => current.is_some(),
+            ExpireWhen::Gt => later(new, current),
+            ExpireWhen::Lt => later(current, new),
+        }
+    }
 }
 
 /// How many copies a read consults.
@@ -211,6 +279,9 @@ pub(crate) enum Then {
     Replaced(Option<Vec<u8>>),
     /// `Updated` with this number.
     Updated(i64),
+    /// `Found` with the record written (its value, new version and
+    /// expiry).
+    Written,
     /// `Stored`, the record keeping this version of a backup's (see
     /// [`Change::Restore`]); a copy holding a newer one makes it
     /// `PreconditionFailed` instead of a new version.
@@ -356,11 +427,119 @@ pub(crate) fn decide(
                 then: Then::Restored(version),
             }
         }
-        Intent::Update(Change::Expire(expires)) => {
+        Intent::Update(Change::SetRange { offset, bytes }) => {
+            let mut value = old_value().unwrap_or_default();
+            if bytes.is_empty() {
+                return match live {
+                    Some(r) => Decision::Answer(OpResult::Updated {
+                        version: r.version,
+                        acked: 0,
+                        number: value.len() as i64,
+                    }),
+                    None => Decision::Answer(OpResult::Updated {
+                        version: Version::default(),
+                        acked: 0,
+                        number: 0,
+                    }),
+                };
+            }
+            let end = offset.saturating_add(bytes.len() as u64);
+            if end > max_value as u64 {
+                return Decision::Answer(too_large(end, max_value));
+            }
+            let (offset, end) = (offset as usize, end as usize);
+            if value.len() < end {
+                value.resize(end, 0);
+            }
+            value[offset..end].copy_from_slice(&bytes);
+            let len = value.len() as i64;
+            Decision::Write {
+                value: Some(value),
+                expires: old_expiry,
+                then: Then::Updated(len),
+            }
+        }
+        Intent::Update(Change::SetBit { offset, bit }) => {
+            let mut value = old_value().unwrap_or_default();
+            let byte = offset / 8;
+            if byte >= max_value as u64 {
+                return Decision::Answer(too_large(byte + 1, max_value));
+            }
+            let byte = byte as usize;
+            let mask = 0x80u8 >> (offset % 8);
+            let was = value.get(byte).is_some_and(|b| b & mask != 0);
+            if let Some(r) = live.filter(|_| was == bit && byte < value.len()) {
+                // Already so: nothing to write.
+                return Decision::Answer(OpResult::Updated {
+                    version: r.version,
+                    acked: 0,
+                    number: i64::from(was),
+                });
+            }
+            if value.len() <= byte {
+                value.resize(byte + 1, 0);
+            }
+            if bit {
+                value[byte] |= mask;
+            } else {
+                value[byte] &= !mask;
+            }
+            Decision::Write {
+                value: Some(value),
+                expires: old_expiry,
+                then: Then::Updated(i64::from(was)),
+            }
+        }
+        Intent::Update(Change::IncrByFloat(by)) => {
+            let current = match live.and_then(|r| r.value.as_deref()) {
+                None => 0.0,
+                Some(bytes) => match parse_float(bytes) {
+                    Some(n) => n,
+                    None => return Decision::Answer(OpResult::NotAFloat),
+                },
+            };
+            let Some(by) = parse_float(&by) else {
+                return Decision::Answer(OpResult::NotAFloat);
+            };
+            let next = current + by;
+            if !next.is_finite() {
+                return Decision::Answer(OpResult::Overflow);
+            }
+            Decision::Write {
+                value: Some(format_float(next).into_bytes()),
+                expires: old_expiry,
+                then: Then::Written,
+            }
+        }
+        Intent::Update(Change::GetEx(expires)) => {
             let Some(r) = live else {
                 return Decision::Answer(OpResult::NotFound);
             };
             if r.expires == expires {
+                return Decision::Answer(OpResult::Found {
+                    value: r.value.clone().unwrap_or_default(),
+                    version: r.version,
+                    expires: r.expires,
+                });
+            }
+            Decision::Write {
+                value: r.value.clone(),
+                expires,
+                then: Then::Written,
+            }
+        }
+        Intent::Update(change @ (Change::Expire(_) | Change::ExpireIf { .. })) => {
+            let Some(r) = live else {
+                return Decision::Answer(OpResult::NotFound);
+            };
+            // A plain expiry is written when it changes anything; a
+            // conditional one when the current expiry passes.
+            let (expires, passes) = match change {
+                Change::ExpireIf { expires, when } => (expires, when.allows(r.expires, expires)),
+                Change::Expire(expires) => (expires, r.expires != expires),
+                _ => unreachable!("matched above"),
+            };
+            if !passes {
                 return Decision::Answer(OpResult::Updated {
                     version: r.version,
                     acked: 0,
@@ -374,6 +553,34 @@ pub(crate) fn decide(
             }
         }
     }
+}
+
+/// A value that would grow to `size` bytes, past `max_value`.
+fn too_large(size: u64, max_value: usize) -> OpResult {
+    OpResult::TooLarge {
+        size: size.min(u64::from(u32::MAX)) as u32,
+        limit: max_value.min(u32::MAX as usize) as u32,
+    }
+}
+
+/// A value read as a decimal number the way Redis's INCRBYFLOAT reads
+/// one: an optional sign, digits with an optional point and exponent
+/// (no spaces, no `inf` or `nan`), at most 5,000 bytes.
+pub fn parse_float(bytes: &[u8]) -> Option<f64> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let plain = |c: char| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '-' | '+');
+    if text.is_empty() || text.len() > 5_000 || !text.chars().all(plain) {
+        return None;
+    }
+    text.parse::<f64>().ok().filter(|n| n.is_finite())
+}
+
+/// A number as INCRBYFLOAT writes it: the shortest text that reads back
+/// as the same number, without an exponent (`5200`, `10.6`, `-0.5`).
+pub fn format_float(n: f64) -> String {
+    // `{}` never uses an exponent and gives the shortest round trip.
+    let s = format!("{n}");
+    if s == "-0" { "0".into() } else { s }
 }
 
 /// A stored value read as a decimal 64-bit integer the way Redis reads one:
@@ -631,5 +838,221 @@ mod tests {
         assert_eq!(Consistency::All.copies_needed(3, 3), 3);
         assert_eq!(Consistency::All.copies_needed(3, 2), 2);
         assert_eq!(Consistency::Quorum.copies_needed(5, 5), 3);
+    }
+
+    fn update(change: Change, current: Option<&Record>) -> Decision {
+        decide(Intent::Update(change), current, NOW, 100)
+    }
+
+    fn wrote(d: Decision) -> (Vec<u8>, Then) {
+        match d {
+            Decision::Write { value, then, .. } => (value.unwrap_or_default(), then),
+            other => panic!("wrote nothing: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn setrange_pads_overwrites_and_keeps_the_expiry() {
+        let r = record(Some("Hello World"), 1, Some(5_000));
+        let d = update(
+            Change::SetRange {
+                offset: 6,
+                bytes: b"Redis".to_vec(),
+            },
+            Some(&r),
+        );
+        let Decision::Write {
+            value,
+            expires,
+            then,
+        } = d
+        else {
+            panic!("a write")
+        };
+        assert_eq!(value.as_deref(), Some(&b"Hello Redis"[..]));
+        assert_eq!(expires, r.expires);
+        assert_eq!(then, Then::Updated(11));
+        // A missing key: zero bytes up to the offset.
+        let (v, then) = wrote(update(
+            Change::SetRange {
+                offset: 3,
+                bytes: b"ab".to_vec(),
+            },
+            None,
+        ));
+        assert_eq!((v, then), (b"\0\0\0ab".to_vec(), Then::Updated(5)));
+        // Nothing to write: the length, nothing written.
+        let empty = |r| {
+            update(
+                Change::SetRange {
+                    offset: 50,
+                    bytes: vec![],
+                },
+                r,
+            )
+        };
+        assert!(matches!(
+            empty(Some(&r)),
+            Decision::Answer(OpResult::Updated { number: 11, .. })
+        ));
+        assert!(matches!(
+            empty(None),
+            Decision::Answer(OpResult::Updated { number: 0, .. })
+        ));
+        // Past the value limit (100 here).
+        let big = update(
+            Change::SetRange {
+                offset: 99,
+                bytes: b"xy".to_vec(),
+            },
+            None,
+        );
+        assert!(matches!(
+            big,
+            Decision::Answer(OpResult::TooLarge {
+                size: 101,
+                limit: 100
+            })
+        ));
+    }
+
+    #[test]
+    fn setbit_answers_the_old_bit_and_writes_only_a_change() {
+        let (v, then) = wrote(update(
+            Change::SetBit {
+                offset: 7,
+                bit: true,
+            },
+            None,
+        ));
+        assert_eq!((v, then), (vec![0x01], Then::Updated(0)));
+        let r = record(Some("\u{1}"), 1, None);
+        // Already set: answered, nothing written.
+        let same = update(
+            Change::SetBit {
+                offset: 7,
+                bit: true,
+            },
+            Some(&r),
+        );
+        assert!(matches!(
+            same,
+            Decision::Answer(OpResult::Updated { number: 1, .. })
+        ));
+        let (v, then) = wrote(update(
+            Change::SetBit {
+                offset: 7,
+                bit: false,
+            },
+            Some(&r),
+        ));
+        assert_eq!((v, then), (vec![0x00], Then::Updated(1)));
+        // A 0 past the end still grows the value (Redis does).
+        let (v, _) = wrote(update(
+            Change::SetBit {
+                offset: 17,
+                bit: false,
+            },
+            Some(&r),
+        ));
+        assert_eq!(v, vec![0x01, 0, 0]);
+        let big = update(
+            Change::SetBit {
+                offset: 800,
+                bit: true,
+            },
+            None,
+        );
+        assert!(matches!(big, Decision::Answer(OpResult::TooLarge { .. })));
+    }
+
+    #[test]
+    fn incrbyfloat_adds_and_writes_the_shortest_text() {
+        let add = |cur: Option<&str>, by: &str| {
+            let r = cur.map(|c| record(Some(c), 1, None));
+            update(Change::IncrByFloat(by.as_bytes().to_vec()), r.as_ref())
+        };
+        // Redis's examples.
+        assert_eq!(
+            wrote(add(Some("10.50"), "0.1")),
+            (b"10.6".to_vec(), Then::Written)
+        );
+        assert_eq!(
+            wrote(add(Some("5.0e3"), "2.0e2")),
+            (b"5200".to_vec(), Then::Written)
+        );
+        assert_eq!(wrote(add(None, "-0.5")).0, b"-0.5".to_vec());
+        assert_eq!(wrote(add(Some("1"), "-1")).0, b"0".to_vec());
+        for bad in ["abc", " 1", "1 ", "inf", "nan", ""] {
+            assert_eq!(
+                add(Some(bad), "1"),
+                Decision::Answer(OpResult::NotAFloat),
+                "{bad:?}"
+            );
+            assert_eq!(
+                add(Some("1"), bad),
+                Decision::Answer(OpResult::NotAFloat),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            add(Some("1.7e308"), "1.7e308"),
+            Decision::Answer(OpResult::Overflow)
+        );
+    }
+
+    #[test]
+    fn getex_and_conditional_expiries() {
+        let persistent = record(Some("v"), 1, None);
+        let expiring = record(Some("v"), 1, Some(5_000));
+        let t = |us| Some(Time::from_micros(us));
+        // GETEX: a new expiry is written and answered with the value.
+        let (v, then) = wrote(update(Change::GetEx(t(9_000)), Some(&persistent)));
+        assert_eq!((v, then), (b"v".to_vec(), Then::Written));
+        assert!(matches!(
+            update(Change::GetEx(t(5_000)), Some(&expiring)),
+            Decision::Answer(OpResult::Found { .. })
+        ));
+        assert_eq!(
+            update(Change::GetEx(None), None),
+            Decision::Answer(OpResult::NotFound)
+        );
+        // EXPIRE NX / XX / GT / LT, with "never" later than any time.
+        let cases = [
+            (ExpireWhen::Nx, &persistent, t(9_000), true),
+            (ExpireWhen::Nx, &expiring, t(9_000), false),
+            (ExpireWhen::Xx, &persistent, t(9_000), false),
+            (ExpireWhen::Xx, &expiring, t(9_000), true),
+            (ExpireWhen::Gt, &expiring, t(9_000), true),
+            (ExpireWhen::Gt, &expiring, t(2_000), false),
+            (ExpireWhen::Gt, &persistent, t(9_000), false),
+            (ExpireWhen::Lt, &expiring, t(2_000), true),
+            (ExpireWhen::Lt, &expiring, t(9_000), false),
+            (ExpireWhen::Lt, &persistent, t(9_000), true),
+            (ExpireWhen::Lt, &expiring, None, false),
+        ];
+        for (when, r, expires, sets) in cases {
+            let d = update(Change::ExpireIf { expires, when }, Some(r));
+            assert_eq!(
+                written(&d),
+                sets,
+                "{when:?} on {:?} to {expires:?}",
+                r.expires
+            );
+            if !sets {
+                assert!(matches!(
+                    d,
+                    Decision::Answer(OpResult::Updated { number: 0, .. })
+                ));
+            }
+        }
+        let missing = update(
+            Change::ExpireIf {
+                expires: t(1),
+                when: ExpireWhen::Xx,
+            },
+            None,
+        );
+        assert_eq!(missing, Decision::Answer(OpResult::NotFound));
     }
 }

@@ -71,6 +71,7 @@ impl From<Error> for ApiError {
             Error::Op(OpError::TooLarge { .. }) => (S::PAYLOAD_TOO_LARGE, "value_too_large"),
             Error::Op(OpError::UnexpectedAnswer) => (S::BAD_GATEWAY, "unexpected_answer"),
             Error::Op(OpError::NotAnInteger) => (S::CONFLICT, "not_an_integer"),
+            Error::Op(OpError::NotAFloat) => (S::CONFLICT, "not_a_float"),
             Error::Op(OpError::Overflow) => (S::CONFLICT, "overflow"),
             _ => (S::SERVICE_UNAVAILABLE, "unavailable"),
         };

@@ -5,8 +5,8 @@
 
 use crate::Error;
 use chordal_core::{
-    Change, Condition, Consistency, Expiry, OpError, Operation, Outcome, PutOptions, Record,
-    Replaced, Time, Versioned, Written,
+    Change, Condition, Consistency, ExpireWhen, Expiry, OpError, Operation, Outcome, PutOptions,
+    Record, Replaced, Time, Versioned, Written,
 };
 use std::future::Future;
 
@@ -340,6 +340,92 @@ pub trait KeyValue: Sync {
             match self.run(op).await?.updated()? {
                 Some(u) => Ok(u.number == 1),
                 None => Ok(false),
+            }
+        }
+    }
+
+    /// Gives `key`'s value a new expiry if its current one passes `when`
+    /// (RESP `EXPIRE … NX | XX | GT | LT`), atomically at the owner.
+    /// `false` if the key does not exist or its expiry did not pass.
+    fn expire_if(
+        &self,
+        key: Vec<u8>,
+        expiry: Expiry,
+        when: ExpireWhen,
+    ) -> impl Future<Output = Result<bool, Error>> + Send {
+        async move {
+            let expires = expiry.resolve(crate::wall_clock());
+            let change = Change::ExpireIf { expires, when };
+            match self.run(StoreOp::Update { key, change }).await?.updated()? {
+                Some(u) => Ok(u.number == 1),
+                None => Ok(false),
+            }
+        }
+    }
+
+    /// Reads `key` and gives its value a new expiry in one step at the
+    /// owner (RESP `GETEX`; [`Expiry::Never`]: none): the value as
+    /// written, or `None` if the key does not exist.
+    fn get_ex(
+        &self,
+        key: Vec<u8>,
+        expiry: Expiry,
+    ) -> impl Future<Output = Result<Option<Versioned>, Error>> + Send {
+        async move {
+            let change = Change::GetEx(expiry.resolve(crate::wall_clock()));
+            Ok(self.run(StoreOp::Update { key, change }).await?.value()?)
+        }
+    }
+
+    /// Writes `bytes` into the value from byte `offset` on, padding with
+    /// zero bytes (a missing key counts as empty), atomically at the
+    /// owner (RESP `SETRANGE`); returns the new length. `TooLarge` past
+    /// the value limit.
+    fn set_range(
+        &self,
+        key: Vec<u8>,
+        offset: u64,
+        bytes: Vec<u8>,
+    ) -> impl Future<Output = Result<u64, Error>> + Send {
+        async move {
+            let change = Change::SetRange { offset, bytes };
+            Ok(updated_number(self.run(StoreOp::Update { key, change }).await?)?.max(0) as u64)
+        }
+    }
+
+    /// Sets bit `offset` of the value (bit 0 is the most significant bit
+    /// of byte 0) to `bit`, atomically at the owner (RESP `SETBIT`);
+    /// returns the bit's value before.
+    fn set_bit(
+        &self,
+        key: Vec<u8>,
+        offset: u64,
+        bit: bool,
+    ) -> impl Future<Output = Result<bool, Error>> + Send {
+        async move {
+            let change = Change::SetBit { offset, bit };
+            Ok(updated_number(self.run(StoreOp::Update { key, change }).await?)? == 1)
+        }
+    }
+
+    /// Adds the decimal number `by` (its text, e.g. `b"0.1"` or
+    /// `b"5.0e3"`) to the value read as one (a missing key counts as 0),
+    /// atomically at the owner (RESP `INCRBYFLOAT`); returns the new
+    /// value's text. `NotAFloat` if either is not a number, `Overflow` if
+    /// the sum is not finite.
+    fn incr_by_float(
+        &self,
+        key: Vec<u8>,
+        by: Vec<u8>,
+    ) -> impl Future<Output = Result<Vec<u8>, Error>> + Send {
+        async move {
+            if chordal_core::parse_float(&by).is_none() {
+                return Err(Error::Op(OpError::NotAFloat));
+            }
+            let change = Change::IncrByFloat(by);
+            match self.run(StoreOp::Update { key, change }).await?.value()? {
+                Some(v) => Ok(v.value),
+                None => Err(Error::Op(OpError::UnexpectedAnswer)),
             }
         }
     }

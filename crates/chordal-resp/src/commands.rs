@@ -4,7 +4,7 @@
 
 use crate::reply::Reply;
 use bytes::Bytes;
-use chordal_core::{Condition, Expiry, PutOptions, Time};
+use chordal_core::{Condition, ExpireWhen, Expiry, PutOptions, Time};
 use chordal_node::{Error, KeyValue, Node, OpError, StoreOp};
 
 /// What a command needs: the node it runs on (which checks key and value
@@ -22,14 +22,30 @@ pub const DATA_COMMANDS: &[(&str, bool)] = &[
     ("exists", false),
     ("strlen", false),
     ("ttl", false),
+    ("expiretime", false),
+    ("pexpiretime", false),
     ("pttl", false),
     ("type", false),
     ("dbsize", false),
+    ("getrange", false),
+    ("substr", false),
+    ("getbit", false),
+    ("bitcount", false),
+    ("bitpos", false),
+    ("lcs", false),
+    ("object", false),
     ("set", true),
     ("setex", true),
     ("psetex", true),
     ("setnx", true),
     ("getdel", true),
+    ("getset", true),
+    ("getex", true),
+    ("setrange", true),
+    ("setbit", true),
+    ("incrbyfloat", true),
+    ("expireat", true),
+    ("pexpireat", true),
     ("del", true),
     ("mset", true),
     ("incr", true),
@@ -49,6 +65,8 @@ pub const DATA_COMMANDS: &[(&str, bool)] = &[
 pub fn keys_of<'a>(name: &str, args: &'a [Bytes]) -> Vec<&'a Bytes> {
     match name {
         "mget" | "exists" | "del" => args.iter().collect(),
+        "lcs" => args.iter().take(2).collect(),
+        "object" => args.get(1).into_iter().collect(),
         "mset" => args.iter().step_by(2).collect(),
         "dbsize" | "publish" => Vec::new(),
         _ => args.first().into_iter().collect(),
@@ -60,18 +78,19 @@ pub fn wrong_arity(name: &str) -> Reply {
     Reply::err(format!("wrong number of arguments for '{name}' command"))
 }
 
-fn syntax() -> Reply {
+pub(crate) fn syntax() -> Reply {
     Reply::err("syntax error")
 }
 
-fn not_integer() -> Reply {
+pub(crate) fn not_integer() -> Reply {
     Reply::err("value is not an integer or out of range")
 }
 
 /// The reply for a failed operation.
-fn failed(e: Error) -> Reply {
+pub(crate) fn failed(e: Error) -> Reply {
     match e {
         Error::Op(OpError::NotAnInteger) => not_integer(),
+        Error::Op(OpError::NotAFloat) => Reply::err("value is not a valid float"),
         Error::Op(OpError::Overflow) => Reply::err("increment or decrement would overflow"),
         Error::Op(OpError::TooLarge { .. }) => Reply::err("string exceeds maximum allowed size"),
         Error::Op(OpError::NotReady) => Reply::Error(
@@ -161,6 +180,19 @@ pub async fn run(ctx: &Ctx, name: &str, args: &[Bytes]) -> Reply {
             Reply::Integer(count)
         }
         ("dbsize", 0) => dbsize(ctx).await,
+        ("getrange" | "substr" | "getbit" | "bitcount" | "bitpos" | "lcs" | "object", _) => {
+            crate::strings::run(ctx, name, args).await
+        }
+        ("getset", 2) => {
+            let options = PutOptions {
+                return_old: true,
+                ..PutOptions::default()
+            };
+            match ctx.node.swap(k(0), k(1), options).await {
+                Ok(r) => r.old.map_or(Reply::Nil, |v| Reply::Bulk(Bytes::from(v))),
+                Err(e) => failed(e),
+            }
+        }
         ("set", 2..) => set(ctx, args).await,
         ("setex" | "psetex", 3) => match int_arg(&args[1]) {
             Some(t) if t > 0 => {
@@ -222,13 +254,75 @@ pub async fn run(ctx: &Ctx, name: &str, args: &[Bytes]) -> Reply {
             Ok(len) => Reply::Integer(len as i64),
             Err(e) => failed(e),
         },
-        ("expire" | "pexpire", 2) => match int_arg(&args[1]) {
-            Some(t) => expire(ctx, k(0), expiry_in(t, name == "pexpire")).await,
+        ("expire" | "pexpire" | "expireat" | "pexpireat", 2..) => {
+            let Some(t) = int_arg(&args[1]) else {
+                return not_integer();
+            };
+            let expiry = match name {
+                "expire" | "pexpire" => expiry_in(t, name == "pexpire"),
+                "expireat" => Expiry::At(Time::from_micros(
+                    (t.max(0) as u64).saturating_mul(1_000_000),
+                )),
+                _ => Expiry::At(Time::from_micros((t.max(0) as u64).saturating_mul(1_000))),
+            };
+            match expire_when(&args[2..]) {
+                Ok(None) => expire(ctx, k(0), expiry).await,
+                Ok(Some(when)) => match ctx.node.expire_if(k(0), expiry, when).await {
+                    Ok(set) => Reply::Integer(i64::from(set)),
+                    Err(e) => failed(e),
+                },
+                Err(reply) => reply,
+            }
+        }
+        ("expiretime" | "pexpiretime", 1) => match ctx.node.get(k(0)).await {
+            Ok(None) => Reply::Integer(-2),
+            Ok(Some(v)) => Reply::Integer(match v.expires {
+                None => -1,
+                Some(t) if name == "expiretime" => (t.as_micros() / 1_000_000) as i64,
+                Some(t) => (t.as_micros() / 1_000) as i64,
+            }),
+            Err(e) => failed(e),
+        },
+        ("getex", 1..) => match getex_expiry(&args[1..]) {
+            Ok(None) => match ctx.node.get(k(0)).await {
+                Ok(v) => v.map_or(Reply::Nil, |v| Reply::Bulk(Bytes::from(v.value))),
+                Err(e) => failed(e),
+            },
+            Ok(Some(expiry)) => match ctx.node.get_ex(k(0), expiry).await {
+                Ok(v) => v.map_or(Reply::Nil, |v| Reply::Bulk(Bytes::from(v.value))),
+                Err(e) => failed(e),
+            },
+            Err(reply) => reply,
+        },
+        ("setrange", 3) => match int_arg(&args[1]) {
+            Some(offset) if offset >= 0 => {
+                match ctx.node.set_range(k(0), offset as u64, k(2)).await {
+                    Ok(len) => Reply::Integer(len as i64),
+                    Err(e) => failed(e),
+                }
+            }
+            Some(_) => Reply::err("offset is out of range"),
             None => not_integer(),
         },
-        ("expire" | "pexpire", 3..) => Reply::err(format!(
-            "'{name}' options NX, XX, GT and LT are not supported"
-        )),
+        ("setbit", 3) => {
+            let offset = match crate::strings::bit_offset(&args[1]) {
+                Ok(o) => o,
+                Err(reply) => return reply,
+            };
+            let bit = match args[2].as_ref() {
+                b"0" => false,
+                b"1" => true,
+                _ => return Reply::err("bit is not an integer or out of range"),
+            };
+            match ctx.node.set_bit(k(0), offset, bit).await {
+                Ok(was) => Reply::Integer(i64::from(was)),
+                Err(e) => failed(e),
+            }
+        }
+        ("incrbyfloat", 2) => match ctx.node.incr_by_float(k(0), k(1)).await {
+            Ok(v) => Reply::Bulk(Bytes::from(v)),
+            Err(e) => failed(e),
+        },
         ("persist", 1) => expire(ctx, k(0), Expiry::Never).await,
         ("publish", 2) => match ctx.node.publish(k(0), k(1)).await {
             Ok(n) => Reply::Integer(n as i64),
@@ -262,6 +356,70 @@ async fn incr(ctx: &Ctx, key: Vec<u8>, by: i64) -> Reply {
     match ctx.node.incr_by(key, by).await {
         Ok(n) => Reply::Integer(n),
         Err(e) => failed(e),
+    }
+}
+
+/// EXPIRE's options after its time: none, or one of NX, XX, GT, LT (XX
+/// beside GT is GT: a value without an expiry never passes GT).
+fn expire_when(words: &[Bytes]) -> Result<Option<ExpireWhen>, Reply> {
+    let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
+    for w in words {
+        match w.to_ascii_lowercase().as_slice() {
+            b"nx" => nx = true,
+            b"xx" => xx = true,
+            b"gt" => gt = true,
+            b"lt" => lt = true,
+            other => {
+                return Err(Reply::err(format!(
+                    "Unsupported option {}",
+                    String::from_utf8_lossy(other)
+                )));
+            }
+        }
+    }
+    if nx && (xx || gt || lt) {
+        return Err(Reply::err(
+            "NX and XX, GT or LT options at the same time are not compatible",
+        ));
+    }
+    if gt && lt {
+        return Err(Reply::err(
+            "GT and LT options at the same time are not compatible",
+        ));
+    }
+    Ok(match (nx, xx, gt, lt) {
+        (true, ..) => Some(ExpireWhen::Nx),
+        (_, _, true, _) => Some(ExpireWhen::Gt),
+        (_, true, _, true) => {
+            return Err(Reply::err(
+                "XX and LT options at the same time are not supported",
+            ));
+        }
+        (_, _, _, true) => Some(ExpireWhen::Lt),
+        (_, true, ..) => Some(ExpireWhen::Xx),
+        _ => None,
+    })
+}
+
+/// GETEX's option: none (a plain read), or the new expiry.
+fn getex_expiry(words: &[Bytes]) -> Result<Option<Expiry>, Reply> {
+    let word = |i: usize| words.get(i).map(|w| w.to_ascii_lowercase());
+    match (word(0).as_deref(), words.len()) {
+        (None, _) => Ok(None),
+        (Some(b"persist"), 1) => Ok(Some(Expiry::Never)),
+        (Some(w @ (b"ex" | b"px" | b"exat" | b"pxat")), 2) => {
+            let t = int_arg(&words[1]).ok_or_else(not_integer)?;
+            if t <= 0 {
+                return Err(Reply::err("invalid expire time in 'getex' command"));
+            }
+            Ok(Some(match w {
+                b"ex" => expiry_in(t, false),
+                b"px" => expiry_in(t, true),
+                b"exat" => Expiry::At(Time::from_micros((t as u64).saturating_mul(1_000_000))),
+                _ => Expiry::At(Time::from_micros((t as u64).saturating_mul(1_000))),
+            }))
+        }
+        _ => Err(syntax()),
     }
 }
 

@@ -4,7 +4,8 @@
 //! `redis-benchmark`, any Redis client library) on the node's `--resp`
 //! address. Every node coordinates: a command's keys are Chordal keys,
 //! found on the ring like those of the HTTP API — the same data. Strings
-//! only (GET, SET with its options, INCR, APPEND, EXPIRE, …), pub/sub on
+//! only (GET, SET with its options, INCR, APPEND, SETRANGE, bit and range
+//! reads in `strings.rs`, EXPIRE with its conditions, …), pub/sub on
 //! Chordal's topics, AUTH with the API tokens; docs/protocols.md lists
 //! every command and what differs from Redis.
 //!
@@ -27,6 +28,7 @@ mod commands;
 mod order;
 pub mod reply;
 mod session;
+mod strings;
 
 use chordal_http::Tokens;
 use chordal_node::Node;

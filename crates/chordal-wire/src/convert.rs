@@ -3,7 +3,7 @@
 
 use crate::WireError;
 use crate::pb::{self, Body};
-use chordal_core::{Change, Condition, Consistency, OpLog, WriteOptions};
+use chordal_core::{Change, Condition, Consistency, ExpireWhen, OpLog, WriteOptions};
 use chordal_core::{
     Envelope, Id, KeyRange, Known, LookupFailure, Message, NodeRef, OpResult, Operation,
     OwnerClaim, Publication, Record, Refusal, Settled, Target, Time, Version,
@@ -300,6 +300,7 @@ fn kv_reply_to_pb(req: u64, result: &OpResult) -> pb::KvReply {
             out.old = old.clone();
         }
         OpResult::NotAnInteger => out.status = 16,
+        OpResult::NotAFloat => out.status = 20,
         OpResult::Overflow => out.status = 17,
         OpResult::NotFound => out.status = 2,
         OpResult::WrongOwner => out.status = 3,
@@ -370,6 +371,24 @@ fn kv_request_to_pb(req: u64, op: &Operation) -> pb::KvRequest {
             match change {
                 Change::IncrBy(n) => (out.change, out.amount) = (0, *n),
                 Change::Append(tail) => (out.change, out.value) = (1, tail.clone()),
+                Change::SetRange { offset, bytes } => {
+                    (out.change, out.amount, out.value) = (4, *offset as i64, bytes.clone())
+                }
+                Change::SetBit { offset, bit } => {
+                    (out.change, out.amount, out.value) = (5, *offset as i64, vec![u8::from(*bit)])
+                }
+                Change::IncrByFloat(by) => (out.change, out.value) = (6, by.clone()),
+                Change::GetEx(t) => (out.change, out.expires) = (7, t.map(Time::as_micros)),
+                Change::ExpireIf { expires, when } => {
+                    out.change = 8;
+                    out.expires = expires.map(Time::as_micros);
+                    out.amount = match when {
+                        ExpireWhen::Nx => 0,
+                        ExpireWhen::Xx => 1,
+                        ExpireWhen::Gt => 2,
+                        ExpireWhen::Lt => 3,
+                    };
+                }
                 Change::Expire(t) => (out.change, out.expires) = (2, t.map(Time::as_micros)),
                 Change::Restore {
                     version,
@@ -474,6 +493,30 @@ fn kv_op_from_pb(k: &pb::KvRequest) -> Result<Operation, WireError> {
                         _ => return Err(WireError::Invalid("restore tombstone")),
                     },
                     expires: k.expires.map(Time::from_micros),
+                },
+                4 => Change::SetRange {
+                    offset: u64::try_from(k.amount).map_err(|_| WireError::Invalid("offset"))?,
+                    bytes: k.value.clone(),
+                },
+                5 => Change::SetBit {
+                    offset: u64::try_from(k.amount).map_err(|_| WireError::Invalid("offset"))?,
+                    bit: match k.value.as_slice() {
+                        [0] => false,
+                        [1] => true,
+                        _ => return Err(WireError::Invalid("bit")),
+                    },
+                },
+                6 => Change::IncrByFloat(k.value.clone()),
+                7 => Change::GetEx(k.expires.map(Time::from_micros)),
+                8 => Change::ExpireIf {
+                    expires: k.expires.map(Time::from_micros),
+                    when: match k.amount {
+                        0 => ExpireWhen::Nx,
+                        1 => ExpireWhen::Xx,
+                        2 => ExpireWhen::Gt,
+                        3 => ExpireWhen::Lt,
+                        _ => return Err(WireError::Invalid("expire condition")),
+                    },
                 },
                 _ => return Err(WireError::Invalid("change")),
             },
@@ -588,6 +631,7 @@ fn kv_reply_from_pb(r: &pb::KvReply) -> Result<OpResult, WireError> {
             old: r.old.clone(),
         },
         16 => OpResult::NotAnInteger,
+        20 => OpResult::NotAFloat,
         17 => OpResult::Overflow,
         2 => OpResult::NotFound,
         3 => OpResult::WrongOwner,

@@ -114,6 +114,22 @@ fn any_kv_op() -> impl Strategy<Value = Operation> {
                 any::<i64>().prop_map(Change::IncrBy),
                 any_bytes().prop_map(Change::Append),
                 any_time().prop_map(Change::Expire),
+                (0..i64::MAX as u64, any_bytes())
+                    .prop_map(|(offset, bytes)| Change::SetRange { offset, bytes }),
+                (0..i64::MAX as u64, any::<bool>())
+                    .prop_map(|(offset, bit)| Change::SetBit { offset, bit }),
+                any_bytes().prop_map(Change::IncrByFloat),
+                any_time().prop_map(Change::GetEx),
+                (
+                    any_time(),
+                    prop_oneof![
+                        Just(chordal_core::ExpireWhen::Nx),
+                        Just(chordal_core::ExpireWhen::Xx),
+                        Just(chordal_core::ExpireWhen::Gt),
+                        Just(chordal_core::ExpireWhen::Lt)
+                    ]
+                )
+                    .prop_map(|(expires, when)| Change::ExpireIf { expires, when }),
                 (any_version(), proptest::option::of(any_bytes()), any_time()).prop_map(
                     |(version, value, expires)| Change::Restore {
                         version,
@@ -210,6 +226,7 @@ fn any_kv_result() -> impl Strategy<Value = OpResult> {
                 old
             }),
         Just(OpResult::NotAnInteger),
+        Just(OpResult::NotAFloat),
         Just(OpResult::Overflow),
         Just(OpResult::NotFound),
         Just(OpResult::WrongOwner),

@@ -606,6 +606,11 @@ impl Store {
                     number: *number,
                 },
                 Then::Restored(_) => OpResult::Stored { version, acked },
+                Then::Written => OpResult::Found {
+                    value: record.value.clone().unwrap_or_default(),
+                    version,
+                    expires: record.expires,
+                },
                 Then::ReadBack => match record.is_live(now) {
                     true => OpResult::Found {
                         value: record.value.clone().unwrap_or_default(),
@@ -1090,7 +1095,9 @@ fn answered(then: &Then) -> Answered {
     match then {
         Then::Stored | Then::Restored(_) => Answered::Stored,
         Then::Updated(n) => Answered::Updated(*n),
-        Then::Replaced(_) | Then::ReadBack | Then::Answer(_) => Answered::Unrepeatable,
+        Then::Replaced(_) | Then::Written | Then::ReadBack | Then::Answer(_) => {
+            Answered::Unrepeatable
+        }
     }
 }
 
