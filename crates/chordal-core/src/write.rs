@@ -202,17 +202,12 @@ impl ExpireWhen {
     /// Does a value expiring at `current` take `new` (`None`: never)?
     pub fn allows(&self, current: Option<Time>, new: Option<Time>) -> bool {
         // Never is later than every time.
-        let later = |a: Option<Time>, b: Option<Time>| match (a, b) {
-            (None, None) => false,
-            (None, Some(_)) => true,
-            (Some(_), None) => false,
-            (Some(a), Some(b)) => a > b,
-        };
+        let at = |t: Option<Time>| t.map_or(u64::MAX, Time::as_micros);
         match self {
             ExpireWhen::Nx => current.is_none(),
             ExpireWhen::Xx => current.is_some(),
-            ExpireWhen::Gt => later(new, current),
-            ExpireWhen::Lt => later(current, new),
+            ExpireWhen::Gt => at(new) > at(current),
+            ExpireWhen::Lt => at(new) < at(current),
         }
     }
 }
@@ -387,10 +382,7 @@ pub(crate) fn decide(
             let mut value = old_value().unwrap_or_default();
             let len = value.len() + tail.len();
             if len > max_value {
-                return Decision::Answer(OpResult::TooLarge {
-                    size: len.min(u32::MAX as usize) as u32,
-                    limit: max_value.min(u32::MAX as usize) as u32,
-                });
+                return Decision::Answer(too_large(len as u64, max_value));
             }
             value.extend_from_slice(&tail);
             Decision::Write {
@@ -430,18 +422,8 @@ pub(crate) fn decide(
         Intent::Update(Change::SetRange { offset, bytes }) => {
             let mut value = old_value().unwrap_or_default();
             if bytes.is_empty() {
-                return match live {
-                    Some(r) => Decision::Answer(OpResult::Updated {
-                        version: r.version,
-                        acked: 0,
-                        number: value.len() as i64,
-                    }),
-                    None => Decision::Answer(OpResult::Updated {
-                        version: Version::default(),
-                        acked: 0,
-                        number: 0,
-                    }),
-                };
+                let version = live.map(|r| r.version).unwrap_or_default();
+                return unchanged(version, value.len() as i64);
             }
             let end = offset.saturating_add(bytes.len() as u64);
             if end > max_value as u64 {
@@ -470,11 +452,7 @@ pub(crate) fn decide(
             let was = value.get(byte).is_some_and(|b| b & mask != 0);
             if let Some(r) = live.filter(|_| was == bit && byte < value.len()) {
                 // Already so: nothing to write.
-                return Decision::Answer(OpResult::Updated {
-                    version: r.version,
-                    acked: 0,
-                    number: i64::from(was),
-                });
+                return unchanged(r.version, i64::from(was));
             }
             if value.len() <= byte {
                 value.resize(byte + 1, 0);
@@ -540,11 +518,7 @@ pub(crate) fn decide(
                 _ => unreachable!("matched above"),
             };
             if !passes {
-                return Decision::Answer(OpResult::Updated {
-                    version: r.version,
-                    acked: 0,
-                    number: 0,
-                });
+                return unchanged(r.version, 0);
             }
             Decision::Write {
                 value: r.value.clone(),
@@ -553,6 +527,16 @@ pub(crate) fn decide(
             }
         }
     }
+}
+
+/// An update that writes nothing: `Updated` with `number`, naming the
+/// version the key keeps.
+fn unchanged(version: Version, number: i64) -> Decision {
+    Decision::Answer(OpResult::Updated {
+        version,
+        acked: 0,
+        number,
+    })
 }
 
 /// A value that would grow to `size` bytes, past `max_value`.

@@ -93,7 +93,6 @@ fn put_get_delete_from_any_node() {
 fn keys_live_on_exactly_their_r_successors() {
     let seed = 32;
     let mut s = ring(seed, 16);
-    let oracle = s.oracle();
     for k in 0..100 {
         let key = format!("placed-{k}");
         s.put(k % 16, key.as_bytes(), b"v").unwrap();
@@ -101,17 +100,20 @@ fn keys_live_on_exactly_their_r_successors() {
     s.run_for(SEC); // the third copy may still be in flight after the quorum ack
     for k in 0..100 {
         let key = format!("placed-{k}");
-        let owner = oracle.successor(&Id::hash(key.as_bytes()));
-        let mut want: Vec<usize> = vec![index_of(&s, owner)];
-        want.extend(
-            oracle
-                .successors(&owner, 2)
-                .iter()
-                .map(|id| index_of(&s, *id)),
-        );
-        want.sort();
+        let want = r_holders(&s, &Id::hash(key.as_bytes()));
         assert_eq!(s.holders(key.as_bytes()), want, "seed {seed}: {key}");
     }
+}
+
+/// The nodes that should hold key id `id` at R = 3: its owner and the two
+/// after it, by the oracle, in index order.
+fn r_holders(s: &Sim, id: &Id) -> Vec<usize> {
+    let oracle = s.oracle();
+    let owner = oracle.successor(id);
+    let mut want: Vec<usize> = vec![index_of(s, owner)];
+    want.extend(oracle.successors(&owner, 2).iter().map(|n| index_of(s, *n)));
+    want.sort();
+    want
 }
 
 /// Keys with one hash tag live together: on the owner of the tag and its
@@ -126,20 +128,7 @@ fn keys_with_one_hash_tag_share_their_copies() {
         s.put(i % 16, key.as_bytes(), b"v").unwrap();
     }
     s.run_for(SEC);
-    let holders = |s: &Sim| {
-        let oracle = s.oracle();
-        let owner = oracle.successor(&Id::hash(b"user:42"));
-        let mut want: Vec<usize> = vec![index_of(s, owner)];
-        want.extend(
-            oracle
-                .successors(&owner, 2)
-                .iter()
-                .map(|id| index_of(s, *id)),
-        );
-        want.sort();
-        want
-    };
-    let want = holders(&s);
+    let want = r_holders(&s, &Id::hash(b"user:42"));
     for key in &keys {
         assert_eq!(s.holders(key.as_bytes()), want, "seed {seed}: {key}");
     }
