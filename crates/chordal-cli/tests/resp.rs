@@ -270,6 +270,10 @@ fn tokens_guard_the_data_and_pub_sub_reaches_subscribers_on_other_nodes() {
     let as_reader = ["-a", "reader-token-0123456789", "--no-auth-warning"];
     assert_eq!(cli(b, &[&as_reader[..], &["GET", "k"]].concat()), "v");
     assert!(cli(b, &[&as_reader[..], &["SET", "k", "w"]].concat()).starts_with("NOPERM"));
+    // Flushing the ring is an administrator's (and reading all keys anyone's).
+    assert!(cli(b, &[&as_writer[..], &["FLUSHALL"]].concat()).starts_with("NOPERM"));
+    assert_eq!(cli(b, &[&as_reader[..], &["KEYS", "k"]].concat()), "k");
+    assert_eq!(cli(a, &[&as_writer[..], &["GET", "k"]].concat()), "v");
 
     // SUBSCRIBE on one node, PUBLISH on the other (both authenticated).
     let mut sub = TcpStream::connect(a).unwrap();
@@ -497,4 +501,103 @@ fn string_commands_answer_as_redis_does() {
         let theirs = cli(redis.addr, &args);
         assert_eq!(ours, theirs, "{}", cmd.join(" "));
     }
+}
+
+/// The commands over the whole keyspace answer through a ring as a real
+/// Redis answers them over the same keys: KEYS and SCAN (walked to the
+/// end with redis-cli's `--scan`, with patterns) find the same keys,
+/// DBSIZE counts them, RANDOMKEY names one of them, FLUSHALL empties
+/// everything and FUNCTION FLUSH is accepted.
+#[test]
+fn keyspace_commands_answer_as_redis_does() {
+    let nodes = ring(3);
+    let redis = RedisServer::start();
+    let servers: Vec<SocketAddr> = nodes.iter().map(|n| n.served("resp")).collect();
+    let both = |i: usize, args: &[&str]| {
+        let ours = cli(servers[i % servers.len()], args);
+        let theirs = cli(redis.addr, args);
+        (ours, theirs)
+    };
+    let sorted = |s: String| {
+        let mut lines: Vec<String> = s.lines().map(String::from).collect();
+        lines.sort();
+        lines
+    };
+    // Keys with tags (one group on one owner), glob specials and spaces.
+    let mut keys: Vec<String> = (0..150).map(|i| format!("user:{i}")).collect();
+    keys.extend((0..40).map(|i| format!("{{cart}}:{i}")));
+    keys.extend(
+        [
+            "a*b",
+            "a?b",
+            "a[b",
+            "h\\llo",
+            "with space",
+            "hello",
+            "hallo",
+            "hxllo",
+        ]
+        .map(String::from),
+    );
+    for (i, key) in keys.iter().enumerate() {
+        let (ours, theirs) = both(i, &["SET", key, "v"]);
+        assert_eq!((ours.as_str(), theirs.as_str()), ("OK", "OK"));
+    }
+    let (ours, theirs) = both(0, &["DBSIZE"]);
+    assert_eq!(ours, theirs);
+    assert_eq!(ours, keys.len().to_string());
+    for (i, pattern) in [
+        "*",
+        "user:1?",
+        "user:1*",
+        "{cart}:*",
+        "h[ae]llo",
+        "h[^e]llo",
+        "h[a-f]llo",
+        "a\\*b",
+        "a\\[b",
+        "*space",
+        "nothing*",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (ours, theirs) = both(i, &["KEYS", pattern]);
+        assert_eq!(sorted(ours), sorted(theirs), "KEYS {pattern}");
+        let ours = cli(servers[i % 3], &["--scan", "--pattern", pattern]);
+        let theirs = cli(redis.addr, &["--scan", "--pattern", pattern]);
+        assert_eq!(sorted(ours), sorted(theirs), "SCAN MATCH {pattern}");
+    }
+    // SCAN's answers, its errors and its TYPE filter.
+    let (ours, theirs) = both(1, &["SCAN", "0", "COUNT", "1000", "TYPE", "hash"]);
+    assert_eq!((ours.lines().nth(1), theirs.lines().nth(1)), (None, None));
+    for bad in [
+        vec!["SCAN", "x"],
+        vec!["SCAN", "0", "COUNT", "0"],
+        vec!["SCAN", "0", "MATCH"],
+        vec!["SCAN", "0", "BOGUS", "1"],
+    ] {
+        let (ours, theirs) = both(2, &bad);
+        assert_eq!(ours, theirs, "{bad:?}");
+    }
+    let random = cli(servers[0], &["RANDOMKEY"]);
+    assert!(keys.contains(&random), "RANDOMKEY named {random:?}");
+    // DEL some, count again; then FLUSHALL everything.
+    for key in &keys[..30] {
+        both(0, &["DEL", key]);
+    }
+    let (ours, theirs) = both(1, &["DBSIZE"]);
+    assert_eq!(ours, theirs);
+    let (ours, theirs) = both(2, &["FLUSHALL"]);
+    assert_eq!((ours.as_str(), theirs.as_str()), ("OK", "OK"));
+    for server in &servers {
+        assert_eq!(cli(*server, &["DBSIZE"]), "0");
+        assert_eq!(cli(*server, &["RANDOMKEY"]), "");
+        assert_eq!(cli(*server, &["GET", "user:77"]), "");
+    }
+    let (ours, theirs) = both(0, &["FUNCTION", "FLUSH"]);
+    assert_eq!(ours, theirs);
+    // A write after the flush stays.
+    assert_eq!(cli(servers[1], &["SET", "after", "1"]), "OK");
+    assert_eq!(cli(servers[2], &["KEYS", "*"]), "after");
 }

@@ -93,6 +93,22 @@ impl Id {
         u64::from_be_bytes(self.0[..8].try_into().expect("8 bytes"))
     }
 
+    /// The first id whose top 64 bits are `high` (`high` followed by
+    /// zeros): where a scan resumes from a 64-bit cursor.
+    pub fn from_high_u64(high: u64) -> Id {
+        let mut out = [0u8; ID_BYTES];
+        out[..8].copy_from_slice(&high.to_be_bytes());
+        Id(out)
+    }
+
+    /// The last id sharing this id's top 64 bits (they, then ones): where
+    /// a scan page that takes this id's whole group ends.
+    pub fn end_of_high_u64(&self) -> Id {
+        let mut out = [0xffu8; ID_BYTES];
+        out[..8].copy_from_slice(&self.0[..8]);
+        Id(out)
+    }
+
     /// The id as a 128-bit high part and a 32-bit low part (for fast
     /// arithmetic).
     fn parts(&self) -> (u128, u32) {

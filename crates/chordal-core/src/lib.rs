@@ -96,7 +96,7 @@ pub use messaging::AppMsgId;
 pub use node::Node;
 pub use oplog::{Answered, DONE_BYTES, Done, MAX_DONE, OpLog, Retried};
 pub use oracle::Oracle;
-pub use outcome::{Answer, OpError, Outcome, Replaced, Updated, Versioned, Written};
+pub use outcome::{Answer, OpError, Outcome, Replaced, ScanPage, Updated, Versioned, Written};
 pub use record::{Hlc, Record, Version, dead_since};
 pub use request::OpId;
 pub use ring::{

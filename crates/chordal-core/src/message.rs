@@ -530,6 +530,21 @@ pub enum Operation {
         /// Does the sender wait for the application's answer (a request) or only for it to take the message (a send)?
         want_reply: bool,
     },
+    /// The live keys of the owner of `start` whose ids lie in `[start,
+    /// end]` (`start <= end`, no wrap), in key-id order: one page of a
+    /// walk over the keyspace (SCAN, KEYS, FLUSHALL). The owner stops at
+    /// the end of its range, or after about `limit` keys — but only
+    /// where the top 64 bits of the key id change, so that a page never
+    /// cuts a group of keys sharing an id (a hash tag's) and a walk can
+    /// resume from a 64-bit position (see [`ScanPage`](crate::ScanPage)).
+    Scan {
+        /// The first key id of the page.
+        start: Id,
+        /// The last key id the walk wants (inclusive).
+        end: Id,
+        /// About how many keys (a page may hold more: see above).
+        limit: u32,
+    },
     /// Pub/sub, subscriber to the topic's owner: "send me what is
     /// published on `topic`". Renewed every `topic_renew`; the owner
     /// forgets a subscriber not renewed for three periods.
@@ -599,7 +614,17 @@ impl Operation {
             | Operation::Publish { topic: key, .. } => key,
             Operation::Direct { .. }
             | Operation::Notify { .. }
-            | Operation::TopicReplica { .. } => &[],
+            | Operation::TopicReplica { .. }
+            | Operation::Scan { .. } => &[],
+        }
+    }
+
+    /// Where on the ring the operation goes: its key's id (see
+    /// [`Id::of_key`]), or for a scan the page's first id.
+    pub fn key_id(&self) -> Id {
+        match self {
+            Operation::Scan { start, .. } => *start,
+            _ => Id::of_key(self.key()),
         }
     }
 
@@ -766,6 +791,13 @@ pub enum OpResult {
     Published {
         /// Subscriber processes the publication was queued for.
         subscribers: u32,
+    },
+    /// A page of a scan: the live keys with ids in `[start, reached]`.
+    Keys {
+        /// The keys, in key-id order.
+        keys: Vec<Vec<u8>>,
+        /// The last key id the page covers (inclusive).
+        reached: Id,
     },
 }
 

@@ -350,11 +350,14 @@ impl Node {
     }
 
     /// Starts any store operation — put, get, delete, update, with their
-    /// options (an expiry already absolute: see `PutOptions::at`); the
-    /// answer comes as `Event::OpDone`. Operations of other kinds have
-    /// their own methods (`send`, `publish`, …).
+    /// options (an expiry already absolute: see `PutOptions::at`), or a
+    /// scan page; the answer comes as `Event::OpDone`. Operations of
+    /// other kinds have their own methods (`send`, `publish`, …).
     pub fn store(&mut self, now: Time, op: Operation) -> OpId {
-        debug_assert!(op.is_store(), "not a store operation: {op:?}");
+        debug_assert!(
+            op.is_store() || matches!(op, Operation::Scan { .. }),
+            "not a store operation: {op:?}"
+        );
         self.start_op(now, op, None)
     }
 
@@ -659,7 +662,7 @@ impl Node {
                 return;
             }
         };
-        let key_id = Id::of_key(op.key());
+        let key_id = op.key_id();
         if self.config.authority
             && op.is_store()
             && self.authority.lease(&vnode, &key_id, now).is_err()
@@ -695,6 +698,10 @@ impl Node {
                 let intent = Intent::Update(change);
                 self.store
                     .write(cx!(self), now, vnode, (key_id, key), (intent, name), reply)
+            }
+            Operation::Scan { start, end, limit } => {
+                self.store
+                    .scan(cx!(self), now, vnode, (start, end, limit), reply)
             }
             Operation::Deliver {
                 key,

@@ -62,6 +62,19 @@ pub enum Outcome {
         /// Subscriber processes the publication was queued for.
         subscribers: u32,
     },
+    /// A page of a scan (see [`ScanPage`]).
+    Keys(ScanPage),
+}
+
+/// One page of a walk over the keyspace: the live keys whose ids lie in
+/// the page's `[start, reached]`, from the owner of that part of the ring.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct ScanPage {
+    /// The keys, in key-id order (keys sharing an id, by their bytes).
+    pub keys: Vec<Vec<u8>>,
+    /// The last key id the page covers: the walk goes on from the id
+    /// after it.
+    pub reached: crate::Id,
 }
 
 /// What a put (or a delete, whose tombstone is a write) stored.
@@ -259,6 +272,7 @@ impl OpResult {
             Delivered => Ok(Outcome::Delivered),
             Replied { payload } => Ok(Outcome::Replied { payload }),
             Published { subscribers } => Ok(Outcome::Published { subscribers }),
+            Keys { keys, reached } => Ok(Outcome::Keys(ScanPage { keys, reached })),
             QuorumFailed { acked, needed } => Err(OpError::QuorumFailed { acked, needed }),
             QuorumUnavailable { available, needed } => {
                 Err(OpError::QuorumUnavailable { available, needed })
@@ -368,6 +382,14 @@ impl Outcome {
     pub fn published(self) -> Result<u32, OpError> {
         match self {
             Outcome::Published { subscribers } => Ok(subscribers),
+            _ => Err(OpError::UnexpectedAnswer),
+        }
+    }
+
+    /// The result of a scan: one page of keys.
+    pub fn scanned(self) -> Result<ScanPage, OpError> {
+        match self {
+            Outcome::Keys(page) => Ok(page),
             _ => Err(OpError::UnexpectedAnswer),
         }
     }

@@ -308,7 +308,7 @@ impl Client {
     }
 
     async fn kv(&self, op: Operation) -> Result<Outcome, Error> {
-        let key_id = Id::of_key(op.key());
+        let key_id = op.key_id();
         // One id for every try: an owner that answered a try answers a
         // retry the same way, and a later owner finds it in the record's
         // log of writes. Unique across clients (records keep the ids of

@@ -5,8 +5,8 @@
 
 use crate::Error;
 use chordal_core::{
-    Change, Condition, Consistency, ExpireWhen, Expiry, OpError, Operation, Outcome, PutOptions,
-    Record, Replaced, Time, Versioned, Written,
+    Change, Condition, Consistency, ExpireWhen, Expiry, Id, OpError, Operation, Outcome,
+    PutOptions, Record, Replaced, ScanPage, Time, Versioned, Written,
 };
 use std::future::Future;
 
@@ -52,6 +52,15 @@ pub enum StoreOp {
         /// The new expiry.
         expiry: Expiry,
     },
+    /// One page of a walk over the keyspace (see [`KeyValue::scan`]).
+    Scan {
+        /// The first key id of the page.
+        start: Id,
+        /// The last key id wanted (inclusive).
+        end: Id,
+        /// About how many keys.
+        limit: u32,
+    },
 }
 
 impl StoreOp {
@@ -76,6 +85,7 @@ impl StoreOp {
             | StoreOp::Delete { key, .. }
             | StoreOp::Update { key, .. }
             | StoreOp::Expire { key, .. } => key,
+            StoreOp::Scan { .. } => &[],
         }
     }
 
@@ -101,6 +111,7 @@ impl StoreOp {
                 key,
                 change: Change::Expire(expiry.resolve(now)),
             },
+            StoreOp::Scan { start, end, limit } => Operation::Scan { start, end, limit },
         }
     }
 
@@ -112,6 +123,7 @@ impl StoreOp {
             StoreOp::Delete { .. } => "delete",
             StoreOp::Update { .. } => "update",
             StoreOp::Expire { .. } => "expire",
+            StoreOp::Scan { .. } => "scan",
         }
     }
 }
@@ -408,6 +420,25 @@ pub trait KeyValue: Sync {
         }
     }
 
+    /// One page of a walk over the keyspace: the live keys with ids in
+    /// `[start, end]` (`start <= end`) that the owner of `start` holds, in
+    /// key-id order — up to the end of its range, or about `limit` keys
+    /// (a page never splits keys whose ids share their top 64 bits, so it
+    /// may hold more). Go on from the id after `reached`; most callers
+    /// want [`scan_cursor`], which does. Fails with `NotReady` while the
+    /// owner's term is still catching up (the coordinator retries it).
+    fn scan(
+        &self,
+        start: Id,
+        end: Id,
+        limit: u32,
+    ) -> impl Future<Output = Result<ScanPage, Error>> + Send {
+        async move {
+            let op = StoreOp::Scan { start, end, limit };
+            Ok(self.run(op).await?.scanned()?)
+        }
+    }
+
     /// Adds the decimal number `by` (its text, e.g. `b"0.1"` or
     /// `b"5.0e3"`) to the value read as one (a missing key counts as 0),
     /// atomically at the owner (RESP `INCRBYFLOAT`); returns the new
@@ -428,6 +459,55 @@ pub trait KeyValue: Sync {
                 None => Err(Error::Op(OpError::UnexpectedAnswer)),
             }
         }
+    }
+}
+
+/// Hops one call of [`scan_cursor`] makes before it closes its page at
+/// the next 64-bit boundary (a sparse ring could otherwise be walked
+/// whole in one call).
+const MAX_SCAN_HOPS: u32 = 8;
+
+/// One step of a walk over the whole keyspace with a 64-bit cursor, as
+/// Redis's SCAN takes it: `0` starts a walk, and the cursor answered
+/// continues it (`0` again once the walk is over). Returns about `count`
+/// keys (perhaps more, perhaps none before the end).
+///
+/// The cursor is the top 64 bits of the next key id to read: the walk
+/// goes through the ring in key-id order, each part from the node that
+/// owns it when it is read, so a key present for the whole walk is
+/// returned (once, unless ownership moves back over it), whichever nodes
+/// join or leave meanwhile, and any node can continue a walk another
+/// began. A key written or deleted during the walk may or may not be.
+pub async fn scan_cursor<K: KeyValue + ?Sized>(
+    kv: &K,
+    cursor: u64,
+    count: usize,
+) -> Result<(u64, Vec<Vec<u8>>), Error> {
+    let count = count.max(1);
+    let mut start = Id::from_high_u64(cursor);
+    let mut keys = Vec::new();
+    let mut hops = 0;
+    loop {
+        hops += 1;
+        // Enough keys (or hops): end this call at the end of the 64-bit
+        // group `start` is in, so that the next one resumes from a cursor.
+        let closing = keys.len() >= count || hops > MAX_SCAN_HOPS;
+        let (end, want) = if closing {
+            (start.end_of_high_u64(), u32::MAX)
+        } else {
+            (Id::MAX, (count - keys.len()).min(u32::MAX as usize) as u32)
+        };
+        let page = kv.scan(start, end, want).await?;
+        keys.extend(page.keys);
+        if page.reached == Id::MAX {
+            return Ok((0, keys));
+        }
+        let next = page.reached.wrapping_add(&Id::from_u64(1));
+        let on_boundary = next == Id::from_high_u64(next.high_u64());
+        if on_boundary && (keys.len() >= count || hops >= MAX_SCAN_HOPS) {
+            return Ok((next.high_u64(), keys));
+        }
+        start = next;
     }
 }
 

@@ -112,7 +112,7 @@ pub use conn::{WireStats, probe};
 pub use driver::wall_clock;
 pub use error::Error;
 pub use events::{NodeEvent, NodeEvents};
-pub use kv::{KeyValue, StoreOp, restore};
+pub use kv::{KeyValue, StoreOp, restore, scan_cursor};
 pub use status::{Finger, Status, VNodeStatus};
 pub use survey::RingSurvey;
 pub use topics::{Publication, Subscription};

@@ -26,7 +26,6 @@ pub const DATA_COMMANDS: &[(&str, bool)] = &[
     ("pexpiretime", false),
     ("pttl", false),
     ("type", false),
-    ("dbsize", false),
     ("getrange", false),
     ("substr", false),
     ("getbit", false),
@@ -68,7 +67,7 @@ pub fn keys_of<'a>(name: &str, args: &'a [Bytes]) -> Vec<&'a Bytes> {
         "lcs" => args.iter().take(2).collect(),
         "object" => args.get(1).into_iter().collect(),
         "mset" => args.iter().step_by(2).collect(),
-        "dbsize" | "publish" => Vec::new(),
+        "publish" => Vec::new(),
         _ => args.first().into_iter().collect(),
     }
 }
@@ -179,7 +178,6 @@ pub async fn run(ctx: &Ctx, name: &str, args: &[Bytes]) -> Reply {
             }
             Reply::Integer(count)
         }
-        ("dbsize", 0) => dbsize(ctx).await,
         ("getrange" | "substr" | "getbit" | "bitcount" | "bitpos" | "lcs" | "object", _) => {
             crate::strings::run(ctx, name, args).await
         }
@@ -489,19 +487,6 @@ async fn set(ctx: &Ctx, args: &[Bytes]) -> Reply {
             Ok(None) => Reply::Nil,
             Err(e) => failed(e),
         },
-        Err(e) => failed(e),
-    }
-}
-
-/// Keys in the ring, estimated: the records every node holds (tombstones
-/// and replicas included) divided by R.
-async fn dbsize(ctx: &Ctx) -> Reply {
-    match ctx.node.survey_ring(100_000).await {
-        Ok(survey) => {
-            let records: u64 = survey.members.iter().map(|m| m.keys_stored).sum();
-            let r = ctx.node.replicas().max(1) as u64;
-            Reply::Integer(records.div_ceil(r) as i64)
-        }
         Err(e) => failed(e),
     }
 }

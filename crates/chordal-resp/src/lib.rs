@@ -5,9 +5,11 @@
 //! address. Every node coordinates: a command's keys are Chordal keys,
 //! found on the ring like those of the HTTP API — the same data. Strings
 //! only (GET, SET with its options, INCR, APPEND, SETRANGE, bit and range
-//! reads in `strings.rs`, EXPIRE with its conditions, …), pub/sub on
-//! Chordal's topics, AUTH with the API tokens; docs/protocols.md lists
-//! every command and what differs from Redis.
+//! reads in `strings.rs`, EXPIRE with its conditions, …), the keyspace
+//! (SCAN, KEYS, DBSIZE, FLUSHALL in `keyspace.rs`, walking the ring with
+//! `chordal_node::scan_cursor`), pub/sub on Chordal's topics, AUTH with
+//! the API tokens; docs/protocols.md lists every command and what differs
+//! from Redis.
 //!
 //! Requests are decoded by the `redis-protocol` crate (inline commands
 //! aside: see [`codec`]); a pipeline's data commands run concurrently and
@@ -25,6 +27,8 @@
 
 pub mod codec;
 mod commands;
+mod glob;
+mod keyspace;
 mod order;
 pub mod reply;
 mod session;

@@ -323,6 +323,30 @@ impl Sim {
         indices
     }
 
+    /// A new simulation of a ring of `n` single-vnode nodes grown the way
+    /// a real one is: node 0 creates it, the others join through it `gap`
+    /// apart (zero: all at once). Returned as soon as every successor and
+    /// predecessor is right — under authority, the terms of its first
+    /// configs may still be catching up. Panics if the ring does not
+    /// converge within a minute.
+    pub fn grown(config: SimConfig, n: usize, gap: Duration) -> Sim {
+        let seed = config.seed;
+        let mut s = Sim::new(config);
+        let first = s.add_node(1);
+        s.create(first);
+        s.run_for(Duration::from_millis(500));
+        for _ in 1..n {
+            let i = s.add_node(1);
+            s.join(i, first);
+            s.run_for(gap);
+        }
+        s.run_until_true(Duration::from_millis(100), Duration::from_secs(60), |s| {
+            s.ring_errors(true) == 0
+        })
+        .unwrap_or_else(|| panic!("seed {seed}: ring did not converge"));
+        s
+    }
+
     /// A random id from the simulation's seed.
     pub fn random_id(&mut self) -> Id {
         random_id(&mut self.rng)

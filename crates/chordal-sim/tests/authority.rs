@@ -42,21 +42,7 @@ fn grown_with_gap(cfg: SimConfig, n: usize, gap: Duration) -> Sim {
 /// right: the terms of its first configs (the creator alone, then two
 /// members…) may still be catching up.
 fn formed(cfg: SimConfig, n: usize, gap: Duration) -> Sim {
-    let seed = cfg.seed;
-    let mut s = Sim::new(cfg);
-    let first = s.add_node(1);
-    s.create(first);
-    s.run_for(Duration::from_millis(500));
-    for _ in 1..n {
-        let i = s.add_node(1);
-        s.join(i, first);
-        s.run_for(gap);
-    }
-    s.run_until_true(Duration::from_millis(100), 60 * SEC, |s| {
-        s.ring_errors(true) == 0
-    })
-    .unwrap_or_else(|| panic!("seed {seed}: ring did not converge"));
-    s
+    Sim::grown(cfg, n, gap)
 }
 
 fn incr(key: &[u8]) -> Operation {

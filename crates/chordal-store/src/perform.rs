@@ -2,7 +2,7 @@
 //! tokio driver and the simulator.
 
 use crate::{FINE, KeyVersion, Store, fine_bounds, fine_of};
-use chordal_core::{Id, Record, StoreKind, StoreResult, bucket_of};
+use chordal_core::{Id, Record, StoreKind, StoreResult, Time, bucket_of};
 
 /// Records read per store call while summarizing or filtering a range.
 const SCAN_PAGE: usize = 4096;
@@ -32,6 +32,14 @@ pub fn perform(store: &dyn Store, kind: StoreKind) -> StoreResult {
             store, &start, &end, buckets, &which, resume, limit, max_bytes,
         )
         .map(StoreResult::Scanned),
+        StoreKind::Keys {
+            start,
+            end,
+            limit,
+            budget,
+            now,
+        } => live_keys(store, &start, &end, (limit, budget), now)
+            .map(|(keys, reached)| StoreResult::Keys(keys, reached)),
         StoreKind::Sweep {
             keep,
             tombstones,
@@ -190,6 +198,59 @@ pub fn scan_buckets(
         }
         if n < want {
             return Ok(out);
+        }
+        page = (page * 2).min(SCAN_PAGE);
+    }
+}
+
+/// Live keys with their ids, in key-id order.
+pub type KeyPage = Vec<(Id, Vec<u8>)>;
+
+/// The keys of the live records with ids in `[start, end]` (`start <=
+/// end`), in key-id order, values unread: a page of a scan (see
+/// [`StoreKind::Keys`]). Stops once `limit` keys were found or `budget`
+/// records looked at, but only where the top 64 bits of the key id
+/// change; answers the keys and the last id the page covers.
+pub fn live_keys(
+    store: &dyn Store,
+    start: &Id,
+    end: &Id,
+    (limit, budget): (usize, usize),
+    now: Time,
+) -> Result<(KeyPage, Id), crate::StoreError> {
+    // The ring interval (start - 1, end] is [start, end]; from ZERO to MAX
+    // it is (MAX, MAX], which the store reads as the whole ring.
+    let before = start.wrapping_sub(&Id::from_u64(1));
+    let mut out = Vec::new();
+    let mut looked = 0;
+    // The top 64 bits of the last record looked at.
+    let mut group: Option<u64> = None;
+    let mut resume: Option<(Id, Vec<u8>)> = None;
+    let mut page = 64;
+    loop {
+        let got = store.scan_versions(
+            &before,
+            end,
+            resume.as_ref().map(|(id, k)| (id, k.as_slice())),
+            page,
+        )?;
+        let n = got.len();
+        resume = got.last().map(|r| (r.key_id, r.key.clone()));
+        for r in got {
+            let high = r.key_id.high_u64();
+            if (out.len() >= limit || looked >= budget)
+                && let Some(last) = group.filter(|&g| g != high)
+            {
+                return Ok((out, Id::from_high_u64(last).end_of_high_u64()));
+            }
+            looked += 1;
+            group = Some(high);
+            if !r.tombstone && r.expires.is_none_or(|e| e > now) {
+                out.push((r.key_id, r.key));
+            }
+        }
+        if n < page {
+            return Ok((out, *end));
         }
         page = (page * 2).min(SCAN_PAGE);
     }

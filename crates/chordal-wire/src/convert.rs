@@ -333,6 +333,11 @@ fn kv_reply_to_pb(req: u64, result: &OpResult) -> pb::KvReply {
             out.status = 9;
             out.acked = *subscribers;
         }
+        OpResult::Keys { keys, reached } => {
+            out.status = 21;
+            out.keys = keys.clone();
+            out.value = reached.0.to_vec();
+        }
     }
     out
 }
@@ -420,6 +425,12 @@ fn kv_request_to_pb(req: u64, op: &Operation) -> pb::KvRequest {
         } => {
             out.op = if *want_reply { 6 } else { 5 };
             out.value = payload.clone();
+        }
+        Operation::Scan { start, end, limit } => {
+            out.op = 13;
+            out.key = start.0.to_vec();
+            out.value = end.0.to_vec();
+            out.amount = i64::from(*limit);
         }
         Operation::Subscribe { topic } => (out.op, out.key) = (7, topic.clone()),
         Operation::Unsubscribe { topic } => (out.op, out.key) = (8, topic.clone()),
@@ -529,6 +540,11 @@ fn kv_op_from_pb(k: &pb::KvRequest) -> Result<Operation, WireError> {
         5 | 6 => Operation::Direct {
             payload: k.value.clone(),
             want_reply: k.op == 6,
+        },
+        13 => Operation::Scan {
+            start: id_from_pb(&k.key, "scan start")?,
+            end: id_from_pb(&k.value, "scan end")?,
+            limit: u32::try_from(k.amount).map_err(|_| WireError::Invalid("scan limit"))?,
         },
         7 => Operation::Subscribe {
             topic: k.key.clone(),
@@ -647,6 +663,10 @@ fn kv_reply_from_pb(r: &pb::KvReply) -> Result<OpResult, WireError> {
         8 => OpResult::Refused,
         9 => OpResult::Published {
             subscribers: r.acked,
+        },
+        21 => OpResult::Keys {
+            keys: r.keys.clone(),
+            reached: id_from_pb(&r.value, "scan reached")?,
         },
         11 => OpResult::Overloaded,
         18 => OpResult::NotReady,

@@ -306,7 +306,8 @@ pub struct KvRequest {
     /// request to the receiving node itself (no key); pub/sub: 7 =
     /// subscribe, 8 = unsubscribe (key = topic), 9 = publish (`items`, one),
     /// 10 = notify (`items`, `missed`), 11 = topic replica (`topics`),
-    /// 12 = update (`change`).
+    /// 12 = update (`change`), 13 = scan (key = first key id, value = last
+    /// one wanted, amount = about how many keys).
     #[prost(int32, tag = "2")]
     pub op: i32,
     #[prost(bytes = "vec", tag = "3")]
@@ -392,7 +393,8 @@ pub struct KvReply {
     /// (acked = subscriber processes), 10 quorum unavailable, 11 overloaded,
     /// 12 too large, 13 precondition failed (version = the current one, if
     /// any), 14 updated (`number`), 15 replaced (`old`), 16 not an integer,
-    /// 17 overflow, 18 not ready, 19 outcome unknown.
+    /// 17 overflow, 18 not ready, 19 outcome unknown, 20 not a float, 21 keys
+    /// (a scan page: `keys`, `value` = the last key id covered).
     #[prost(int32, tag = "2")]
     pub status: i32,
     #[prost(message, optional, tag = "3")]
@@ -417,6 +419,9 @@ pub struct KvReply {
     /// Replaced: the value replaced (absent: none).
     #[prost(bytes = "vec", optional, tag = "11")]
     pub old: Option<Vec<u8>>,
+    /// Keys (a scan page; `value` = the last key id it covers).
+    #[prost(bytes = "vec", repeated, tag = "12")]
+    pub keys: Vec<Vec<u8>>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -151,6 +151,11 @@ fn any_kv_op() -> impl Strategy<Value = Operation> {
             payload,
             want_reply
         }),
+        (any_id(), any_id(), any::<u32>()).prop_map(|(start, end, limit)| Operation::Scan {
+            start,
+            end,
+            limit
+        }),
         any_bytes().prop_map(|topic| Operation::Subscribe { topic }),
         any_bytes().prop_map(|topic| Operation::Unsubscribe { topic }),
         (
@@ -243,6 +248,8 @@ fn any_kv_result() -> impl Strategy<Value = OpResult> {
         any_bytes().prop_map(|payload| OpResult::Replied { payload }),
         Just(OpResult::Refused),
         any::<u32>().prop_map(|subscribers| OpResult::Published { subscribers }),
+        (proptest::collection::vec(any_bytes(), 0..4), any_id())
+            .prop_map(|(keys, reached)| OpResult::Keys { keys, reached }),
     ]
 }
 

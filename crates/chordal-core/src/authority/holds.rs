@@ -284,6 +284,7 @@ impl Holds {
         {
             return Some(Lease {
                 term: h.term,
+                range: h.range,
                 replicas: &h.replicas,
                 catch_up: &held.catch_up,
             });
@@ -291,6 +292,7 @@ impl Holds {
         let p = h.previous.as_ref().filter(|p| p.valid_until > now)?;
         Some(Lease {
             term: p.term,
+            range: h.range,
             replicas: &p.replicas,
             catch_up: &[],
         })

@@ -73,6 +73,8 @@ const LEAVING_EVERY: Duration = Duration::from_millis(500);
 pub(crate) struct Lease<'a> {
     /// The term the holder decides in.
     pub term: u64,
+    /// The ring interval the term holds (the key is in it).
+    pub range: KeyRange,
     /// The copies other than the holder's process.
     pub replicas: &'a [NodeRef],
     /// Previous configs whose majority (among the grantors) a decision

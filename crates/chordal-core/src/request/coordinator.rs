@@ -5,7 +5,7 @@ use super::{ClientOp, Deadline, OpName, ReplyTo, Requests, oversize};
 use crate::io::{Cx, Serve};
 use crate::outcome::Answer;
 use crate::{
-    Id, LookupError, LookupId, LookupMode, LookupResult, Message, NodeRef, OpError, OpResult,
+    LookupError, LookupId, LookupMode, LookupResult, Message, NodeRef, OpError, OpResult,
     Operation, Outcome, Time,
 };
 use std::net::SocketAddr;
@@ -39,7 +39,7 @@ impl Requests {
             cx.io.done.push_back((id, Err(OpError::Overloaded)));
         } else {
             let deadline = now + cx.config.kv_timeout;
-            let key_id = Id::of_key(op.key());
+            let key_id = op.key_id();
             self.clients.insert(
                 id,
                 ClientOp {

@@ -5,7 +5,7 @@ use super::{OpName, ReplyTo, Requests, oversize};
 use crate::config::Config;
 use crate::io::{Cx, Serve};
 use crate::ring::{Ownership, Ring};
-use crate::{Id, Message, NodeRef, OpResult, Operation, Target, Time};
+use crate::{Message, NodeRef, OpResult, Operation, Target, Time};
 use std::time::Duration;
 
 impl Requests {
@@ -34,7 +34,7 @@ impl Requests {
         // Only store operations are remembered: their retries must not act
         // twice.
         let store_op = op.is_store();
-        let named = (store_op && op_id != 0).then(|| (op_id, Id::of_key(op.key())));
+        let named = (store_op && op_id != 0).then(|| (op_id, op.key_id()));
         let reply = ReplyTo::Remote {
             to: from,
             me,
@@ -112,7 +112,7 @@ pub(crate) fn admit(
     vnode: &NodeRef,
     op: &Operation,
 ) -> Result<Ownership, OpResult> {
-    let owns = ring.takes_key(vnode, &Id::of_key(op.key()));
+    let owns = ring.takes_key(vnode, &op.key_id());
     let get = matches!(op, Operation::Get { .. });
     let refused = match owns {
         Ownership::Yes => false,

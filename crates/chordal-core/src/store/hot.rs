@@ -55,6 +55,17 @@ impl HotKeys {
         self.keys.get(key)?.latest.as_ref()
     }
 
+    /// The pending records whose key ids lie in `[start, end]` (a scan
+    /// page's: what its store read may not show yet).
+    pub fn pending_between(&self, start: &Id, end: &Id) -> Vec<Record> {
+        self.keys
+            .values()
+            .filter_map(|h| h.latest.as_ref())
+            .filter(|r| r.key_id >= *start && r.key_id <= *end)
+            .cloned()
+            .collect()
+    }
+
     /// Is `key` held by a write deciding?
     pub fn held(&self, key: &[u8]) -> bool {
         self.keys.get(key).is_some_and(|h| h.held)

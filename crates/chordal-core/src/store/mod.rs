@@ -23,6 +23,7 @@ mod hot;
 mod leave;
 mod owner;
 mod replica;
+mod scan;
 mod storage;
 mod sweep;
 mod sync;
@@ -127,6 +128,8 @@ enum StoreWait {
     OwnerWrite(u64, Vec<u8>),
     /// The owner's local read.
     OwnerRead(u64),
+    /// The owner's read of a scan page.
+    OwnerScan(Box<scan::Scanning>),
     /// A replica storing what an owner sent; ack `req` to `to`. `fence`:
     /// the owner's term and the keys, to check again once durable.
     ReplicaApply {
@@ -208,6 +211,8 @@ pub(crate) struct Store {
     first_round: Option<Time>,
     /// Bulk transfers to other nodes.
     transfers: transfer::Transfers,
+    /// Scan pages waiting for their store reads.
+    scans: usize,
     /// `Replicate`s being stored for others (bounded: more are refused
     /// `busy`).
     replica_applies: usize,
@@ -350,6 +355,7 @@ impl Store {
                 }
                 self.read_answer(cx, now, id, (None, record), failed);
             }
+            StoreWait::OwnerScan(s) => self.scanned(cx, result, *s),
             StoreWait::ReplicaApply { to, me, req, fence } => {
                 self.replica_applies = self.replica_applies.saturating_sub(1);
                 let (ok, newer) = match &result {

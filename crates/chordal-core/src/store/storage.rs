@@ -69,6 +69,25 @@ pub enum StoreKind {
         /// At most this many bytes of keys and values (but one record at least).
         max_bytes: usize,
     },
+    /// The keys of the live records (not tombstones, not expired at
+    /// `now`) with ids in `[start, end]` (`start <= end`, no wrap), in
+    /// key-id order, values unread. Stop after `limit` keys, or after
+    /// `budget` records looked at (tombstones and expired ones count),
+    /// but never between two records whose key ids share their top 64
+    /// bits: answer with the last id covered (see
+    /// [`Operation::Scan`](crate::Operation::Scan)).
+    Keys {
+        /// The first key id (inclusive).
+        start: Id,
+        /// The last key id (inclusive).
+        end: Id,
+        /// About how many keys.
+        limit: usize,
+        /// About how many records to look at.
+        budget: usize,
+        /// Values expired at this time count as dead.
+        now: crate::Time,
+    },
     /// Remove, in one pass over the store: every record whose key id is in
     /// none of the `keep` intervals `(start, end]` (ignored if `keep` is
     /// empty) and whose version is older than `keep_newer_than` (hlc); and
@@ -104,6 +123,8 @@ pub enum StoreResult {
     Summary(Vec<Id>),
     /// Records for `ScanBuckets`.
     Scanned(Vec<Record>),
+    /// Live keys (id, bytes) for `Keys`, and the last key id covered.
+    Keys(Vec<(Id, Vec<u8>)>, Id),
     /// Records removed by `Sweep`.
     Swept(u64),
     /// `SavePromises` is durable.
