@@ -580,12 +580,40 @@ fn keyspace_commands_answer_as_redis_does() {
         let (ours, theirs) = both(2, &bad);
         assert_eq!(ours, theirs, "{bad:?}");
     }
+    // The same walk over HTTP, with small pages, continued through
+    // different nodes: every key once, and `match` filters.
+    let mut listed = Vec::new();
+    let mut cursor = "0".to_string();
+    for page in 0.. {
+        let api = nodes[page % nodes.len()].api;
+        let (status, body) = get_json(api, &format!("/v1/keys?cursor={cursor}&count=7"));
+        assert_eq!(status, 200, "{body}");
+        for k in body["keys"].as_array().unwrap() {
+            listed.push(k.as_str().unwrap().to_string());
+        }
+        cursor = body["cursor"].as_str().unwrap().to_string();
+        if cursor == "0" {
+            break;
+        }
+        assert!(page < 1000, "the walk does not end");
+    }
+    listed.sort();
+    let mut all = keys.clone();
+    all.sort();
+    assert_eq!(listed, all);
+    let (_, body) = get_json(nodes[1].api, "/v1/keys?count=10000&match=h%5Bae%5Dllo");
+    assert_eq!(body["keys"].as_array().unwrap().len(), 2, "{body}");
+    assert_eq!(get_json(nodes[1].api, "/v1/keys?cursor=x").0, 400);
+    assert_eq!(get_json(nodes[1].api, "/v1/keys?count=0").0, 400);
     let random = cli(servers[0], &["RANDOMKEY"]);
     assert!(keys.contains(&random), "RANDOMKEY named {random:?}");
-    // DEL some, count again; then FLUSHALL everything.
-    for key in &keys[..30] {
-        both(0, &["DEL", key]);
+    // DEL and UNLINK some, count again; then FLUSHALL everything.
+    for (i, key) in keys[..30].iter().enumerate() {
+        let (ours, theirs) = both(i, &[if i % 2 == 0 { "DEL" } else { "UNLINK" }, key]);
+        assert_eq!(ours, theirs);
     }
+    let (ours, theirs) = both(1, &["TOUCH", &keys[0], &keys[40], &keys[41], "nope"]);
+    assert_eq!((ours.as_str(), theirs.as_str()), ("2", "2"));
     let (ours, theirs) = both(1, &["DBSIZE"]);
     assert_eq!(ours, theirs);
     let (ours, theirs) = both(2, &["FLUSHALL"]);

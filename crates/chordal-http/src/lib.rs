@@ -14,6 +14,7 @@ pub mod auth;
 mod batch;
 mod error;
 mod json;
+mod keys;
 mod kv;
 mod live;
 mod openapi;

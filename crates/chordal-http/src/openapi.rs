@@ -220,6 +220,28 @@ pub fn document() -> Value {
             }},
             "/v1/kv/{key}": kv_path(&unavailable),
             "/v1/kv:batch": batch_path(),
+            "/v1/keys": {
+                "get": {
+                    "summary": "The ring's keys, a page at a time (RESP SCAN's walk): a key present for the whole walk is returned, whatever nodes join or leave; any node continues a cursor",
+                    "parameters": [
+                        query("cursor", "Where the walk goes on: 0 (or absent) starts it, each page answers the next, 0 once over", json!({"type": "string", "pattern": "^[0-9]+$"})),
+                        query("count", "About how many keys to read (those match leaves out count too)", json!({"type": "integer", "minimum": 1, "maximum": crate::keys::MAX_COUNT, "default": 100})),
+                        query("match", "Only keys matching this glob: *, ?, [a-z], [^a], \\x", json!({"type": "string"}))
+                    ],
+                    "responses": {
+                        "200": json_body("A page of keys", json!({
+                            "type": "object", "required": ["cursor", "keys"],
+                            "properties": {
+                                "cursor": {"type": "string", "description": "The next cursor; 0: the walk is over"},
+                                "keys": {"type": "array", "items": {"type": "string"}, "description": "Keys that are UTF-8"},
+                                "keys_b64": {"type": "array", "items": {"type": "string", "format": "byte"}, "description": "Keys that are not UTF-8, base64"}
+                            }
+                        })),
+                        "400": error("A bad cursor or count"),
+                        "503": unavailable.clone()
+                    }
+                }
+            },
             "/v1/admin/records": admin_records_path(),
             "/v1/admin/restore": {
                 "post": {

@@ -103,6 +103,7 @@ pub(crate) fn routes() -> Vec<Route> {
             get(kv::get).put(kv::put).delete(kv::delete),
         ),
         route("/v1/kv:batch", &["POST"], post(crate::batch::batch)),
+        route("/v1/keys", &["GET"], get(crate::keys::keys)),
         route("/v1/admin/records", &["GET"], get(crate::admin::records)),
         route(
             "/v1/admin/restore",

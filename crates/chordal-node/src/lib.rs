@@ -83,6 +83,7 @@ mod conn;
 mod driver;
 mod error;
 mod events;
+pub mod glob;
 mod kv;
 pub mod local;
 mod metrics;

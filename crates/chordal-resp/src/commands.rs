@@ -20,6 +20,7 @@ pub const DATA_COMMANDS: &[(&str, bool)] = &[
     ("get", false),
     ("mget", false),
     ("exists", false),
+    ("touch", false),
     ("strlen", false),
     ("ttl", false),
     ("expiretime", false),
@@ -46,6 +47,7 @@ pub const DATA_COMMANDS: &[(&str, bool)] = &[
     ("expireat", true),
     ("pexpireat", true),
     ("del", true),
+    ("unlink", true),
     ("mset", true),
     ("incr", true),
     ("incrby", true),
@@ -63,7 +65,7 @@ pub const DATA_COMMANDS: &[(&str, bool)] = &[
 /// key, so that a pipeline applies in order per key.
 pub fn keys_of<'a>(name: &str, args: &'a [Bytes]) -> Vec<&'a Bytes> {
     match name {
-        "mget" | "exists" | "del" => args.iter().collect(),
+        "mget" | "exists" | "touch" | "del" | "unlink" => args.iter().collect(),
         "lcs" => args.iter().take(2).collect(),
         "object" => args.get(1).into_iter().collect(),
         "mset" => args.iter().step_by(2).collect(),
@@ -164,7 +166,7 @@ pub async fn run(ctx: &Ctx, name: &str, args: &[Bytes]) -> Reply {
             }
             Reply::Array(out)
         }
-        ("exists", 1..) => {
+        ("exists" | "touch", 1..) => {
             let found = ctx
                 .node
                 .get_many(args.iter().map(|a| a.to_vec()).collect())
@@ -210,7 +212,7 @@ pub async fn run(ctx: &Ctx, name: &str, args: &[Bytes]) -> Reply {
             Ok(None) => Reply::Nil,
             Err(e) => failed(e),
         },
-        ("del", 1..) => {
+        ("del" | "unlink", 1..) => {
             let ops = args
                 .iter()
                 .map(|a| StoreOp::Delete {

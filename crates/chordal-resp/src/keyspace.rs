@@ -6,10 +6,9 @@
 //! on the connection (a pipelined SET before a FLUSHALL is flushed).
 
 use crate::commands::{failed, syntax, wrong_arity};
-use crate::glob;
 use crate::reply::Reply;
 use bytes::Bytes;
-use chordal_node::{KeyValue, Node, StoreOp, scan_cursor};
+use chordal_node::{KeyValue, Node, StoreOp, glob, scan_cursor};
 
 /// Keys per page when a command walks the whole keyspace.
 const WALK_PAGE: usize = 1000;

@@ -27,7 +27,6 @@
 
 pub mod codec;
 mod commands;
-mod glob;
 mod keyspace;
 mod order;
 pub mod reply;
