@@ -2,8 +2,8 @@
 //! `chordal node` processes over loopback (issue 26's rows A, B, C, H, I):
 //! the DHT API refused beside tokens, RESP bounded before AUTH, idle and
 //! slow connections closed, one source address held to its share while a
-//! real client is served, HTTPS as the docs' `curl` runs it, MULTI never
-//! half applied, data files owner-only. Sources other than 127.0.0.1 are
+//! real client is served, HTTPS as the docs' `curl` runs it, a transaction
+//! never half applied, data files owner-only. Sources other than 127.0.0.1 are
 //! other loopback addresses (127.0.0.2, …), bound before connecting.
 
 mod common;
@@ -310,36 +310,44 @@ async fn idle_dht_api_connections_are_closed_and_bounded_per_source() {
 }
 
 #[test]
-fn multi_refuses_every_command_until_exec_aborts_so_nothing_half_applies() {
+fn a_transaction_applies_whole_or_aborts_with_nothing_applied() {
     let node = NodeProc::start(None, &["--resp", "127.0.0.1:0"]);
     let resp = node.served("resp");
     let mut s = TcpStream::connect(resp).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    // redis-py's default pipeline: MULTI, its commands, EXEC in one write.
-    s.write_all(b"MULTI\r\nSET tx-a 1\r\nINCR tx-b\r\nEXEC\r\nGET tx-a\r\nEXISTS tx-b\r\nDISCARD\r\nMULTI\r\nDISCARD\r\nEXEC\r\n").unwrap();
+    // redis-py's default pipeline: MULTI, its commands, EXEC in one write
+    // — first with a command a transaction cannot hold, then without.
+    s.write_all(
+        b"MULTI\r\nSET {tx}a 1\r\nPING\r\nINCR {tx}b\r\nEXEC\r\nGET {tx}a\r\nEXISTS {tx}b\r\nDISCARD\r\n\
+          MULTI\r\nSET {tx}a 1\r\nINCR {tx}b\r\nEXEC\r\nMULTI\r\nDISCARD\r\nEXEC\r\n",
+    )
+    .unwrap();
     let mut got = String::new();
     let mut buf = [0u8; 4096];
-    while got.matches("\r\n").count() < 10 {
+    while got.matches("\r\n").count() < 17 {
         let n = s.read(&mut buf).unwrap();
         assert!(n > 0, "closed after {got:?}");
         got.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
     let lines: Vec<&str> = got.split("\r\n").collect();
-    assert_eq!(lines[0], "+OK");
+    assert_eq!(&lines[..2], ["+OK", "+QUEUED"], "{got}");
     assert!(
-        lines[1].starts_with("-ERR MULTI/EXEC transactions are not supported"),
+        lines[2].starts_with("-ERR 'ping' cannot run inside MULTI"),
         "{got}"
     );
-    assert!(lines[2].starts_with("-ERR MULTI/EXEC"), "{got}");
+    assert_eq!(lines[3], "+QUEUED");
     assert_eq!(
-        lines[3],
+        lines[4],
         "-EXECABORT Transaction discarded because of previous errors."
     );
     // Nothing of it was applied.
-    assert_eq!(&lines[4..6], ["$-1", ":0"]);
-    assert_eq!(lines[6], "-ERR DISCARD without MULTI");
-    assert_eq!(&lines[7..9], ["+OK", "+OK"]);
-    assert_eq!(lines[9], "-ERR EXEC without MULTI");
+    assert_eq!(&lines[5..7], ["$-1", ":0"]);
+    assert_eq!(lines[7], "-ERR DISCARD without MULTI");
+    // The second applies whole.
+    assert_eq!(&lines[8..11], ["+OK", "+QUEUED", "+QUEUED"]);
+    assert_eq!(&lines[11..14], ["*2", "+OK", ":1"], "{got}");
+    assert_eq!(&lines[14..16], ["+OK", "+OK"]);
+    assert_eq!(lines[16], "-ERR EXEC without MULTI");
 }
 
 #[test]

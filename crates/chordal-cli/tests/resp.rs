@@ -124,7 +124,7 @@ fn redis_cli_reads_and_writes_the_rings_data_through_any_node() {
     assert_eq!(cli(a, &["TYPE", "log"]), "string");
     assert_eq!(cli(a, &["TYPE", "m1"]), "none");
     assert_eq!(cli(a, &["SELECT", "1"]), "ERR DB index is out of range");
-    assert!(cli(a, &["FLUSHALL"]).starts_with("ERR unknown command 'FLUSHALL'"));
+    assert!(cli(a, &["XADD", "s", "*", "f", "v"]).starts_with("ERR unknown command 'XADD'"));
     assert!(cli(a, &["INFO"]).contains("redis_version:"));
     // Record counts reach the ring walk within a second or so.
     let sized = eventually(Duration::from_secs(5), || {
@@ -380,6 +380,8 @@ impl RedisServer {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            // One database, as a Chordal ring has.
+            .args(["--databases", "1"])
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("redis-server is needed (.ci/run installs it): {e}"));
@@ -628,4 +630,127 @@ fn keyspace_commands_answer_as_redis_does() {
     // A write after the flush stays.
     assert_eq!(cli(servers[1], &["SET", "after", "1"]), "OK");
     assert_eq!(cli(servers[2], &["KEYS", "*"]), "after");
+}
+
+/// Commands decided as one step at the owner of several keys — MSETNX,
+/// RENAME, RENAMENX, COPY, and MULTI/EXEC with WATCH — answer through a
+/// ring as a real Redis answers them, over one connection each (WATCH
+/// belongs to its connection); keys of several owners are refused with
+/// `CROSSSLOT` and change nothing.
+#[test]
+fn transactions_and_multi_key_commands_answer_as_redis_does() {
+    let nodes = ring(3);
+    let redis = RedisServer::start();
+    let script = [
+        "MSETNX {u}a 1 {u}b 2",
+        "MGET {u}a {u}b",
+        "MSETNX {u}a 3 {u}c 4",
+        "EXISTS {u}c",
+        "MSETNX {u}x 1 {u}x 2",
+        "GET {u}x",
+        "SET {u}src hello EX 100",
+        "RENAME {u}src {u}dst",
+        "GET {u}dst",
+        "TTL {u}dst",
+        "EXISTS {u}src",
+        "RENAME {u}src {u}dst",
+        "RENAME {u}dst {u}dst",
+        "SET {u}o other",
+        "RENAMENX {u}dst {u}o",
+        "RENAMENX {u}dst {u}new",
+        "GET {u}new",
+        "RENAMENX {u}gone {u}o",
+        "COPY {u}new {u}c2",
+        "COPY {u}new {u}c2",
+        "COPY {u}new {u}c2 REPLACE",
+        "COPY {u}nope {u}c2",
+        "COPY {u}new {u}new",
+        "COPY {u}new {u}c3 DB 1",
+        "TTL {u}c2",
+        "MULTI",
+        "SET {u}n 5",
+        "INCR {u}n",
+        "GET {u}n",
+        "APPEND {u}s xy",
+        "INCR {u}s",
+        "MGET {u}n {u}s",
+        "DEL {u}a {u}b",
+        "EXEC",
+        "MGET {u}a {u}b {u}n",
+        "MULTI",
+        "EXEC",
+        "EXEC",
+        "DISCARD",
+        "MULTI",
+        "SET {u}d 1",
+        "DISCARD",
+        "EXISTS {u}d",
+        "MULTI",
+        "MULTI",
+        "DISCARD",
+        "WATCH {u}w",
+        "SET {u}w changed",
+        "MULTI",
+        "SET {u}w fromtx",
+        "EXEC",
+        "GET {u}w",
+        "WATCH {u}w",
+        "MULTI",
+        "SET {u}w fromtx",
+        "EXEC",
+        "GET {u}w",
+        "WATCH {u}w",
+        "UNWATCH",
+        "SET {u}w again",
+        "MULTI",
+        "GET {u}w",
+        "EXEC",
+    ]
+    .join("\r\n")
+        + "\r\n";
+    // One connection per server: the whole script piped into redis-cli.
+    let run = |addr: SocketAddr| {
+        let port = addr.port().to_string();
+        let mut child = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &port])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("redis-cli (Debian redis-tools) is needed");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let ours = run(nodes[1].served("resp"));
+    let theirs = run(redis.addr);
+    let (ours, theirs): (Vec<&str>, Vec<&str>) = (ours.lines().collect(), theirs.lines().collect());
+    for (i, (o, t)) in ours.iter().zip(&theirs).enumerate() {
+        assert_eq!(
+            o, t,
+            "line {i} differs:\nours:   {ours:?}\ntheirs: {theirs:?}"
+        );
+    }
+    assert_eq!(ours.len(), theirs.len(), "{ours:?}\n{theirs:?}");
+
+    // Keys of several owners: refused whole, nothing done.
+    let resp = nodes[2].served("resp");
+    assert!(cli(resp, &["MSETNX", "k1", "1", "k2", "2"]).starts_with("CROSSSLOT"));
+    assert_eq!(cli(resp, &["EXISTS", "k1", "k2"]), "0");
+    assert!(cli(resp, &["RENAME", "{u}n", "elsewhere"]).starts_with("CROSSSLOT"));
+    assert_eq!(cli(resp, &["GET", "{u}n"]), "6");
+    let tx = raw(
+        resp,
+        b"MULTI\r\nSET k1 1\r\nSET k2 2\r\nEXEC\r\nEXISTS k1 k2\r\n",
+        Duration::from_secs(5),
+    );
+    let tx = String::from_utf8_lossy(&tx);
+    assert!(
+        tx.contains("-CROSSSLOT") && tx.ends_with(":0\r\n"),
+        "{tx:?}"
+    );
 }

@@ -147,6 +147,7 @@ impl OpError {
             OpError::Refused => "kv_refused",
             OpError::Unreachable => "kv_unreachable",
             OpError::UnexpectedAnswer => "kv_unexpected_answer",
+            OpError::CrossSlot => "kv_cross_slot",
         }
     }
 }

@@ -60,6 +60,7 @@
 #![warn(missing_docs)]
 
 mod authority;
+mod batch;
 mod config;
 mod counters;
 mod event;
@@ -96,7 +97,9 @@ pub use messaging::AppMsgId;
 pub use node::Node;
 pub use oplog::{Answered, DONE_BYTES, Done, MAX_DONE, OpLog, Retried};
 pub use oracle::Oracle;
-pub use outcome::{Answer, OpError, Outcome, Replaced, ScanPage, Updated, Versioned, Written};
+pub use outcome::{
+    Answer, Batched, OpError, Outcome, Replaced, ScanPage, Updated, Versioned, Written,
+};
 pub use record::{Hlc, Record, Version, dead_since};
 pub use request::OpId;
 pub use ring::{

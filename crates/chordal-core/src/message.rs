@@ -530,6 +530,21 @@ pub enum Operation {
         /// Does the sender wait for the application's answer (a request) or only for it to take the message (a send)?
         want_reply: bool,
     },
+    /// Several operations on keys of one owner — keys sharing one key id,
+    /// so one hash tag (see [`Id::of_key`]) — decided together at the
+    /// owner, in order, each against the state the ones before it left,
+    /// and written in one atomic step at every copy (MULTI/EXEC, MSETNX,
+    /// RENAME, COPY). `steps` are puts, gets, deletes and updates (among
+    /// them [`Change::CopyFrom`] and [`Change::Expect`]). With
+    /// `all_or_nothing`, a step that fails (a condition, not a number, too
+    /// large) makes the batch write nothing; a failed `Expect` always
+    /// does. Answered [`OpResult::Batch`].
+    Batch {
+        /// The operations, in order.
+        steps: Vec<Operation>,
+        /// Does one failed step cancel every write?
+        all_or_nothing: bool,
+    },
     /// The live keys of the owner of `start` whose ids lie in `[start,
     /// end]` (`start <= end`, no wrap), in key-id order: one page of a
     /// walk over the keyspace (SCAN, KEYS, FLUSHALL). The owner stops at
@@ -612,6 +627,7 @@ impl Operation {
             | Operation::Subscribe { topic: key }
             | Operation::Unsubscribe { topic: key }
             | Operation::Publish { topic: key, .. } => key,
+            Operation::Batch { steps, .. } => steps.first().map_or(&[], |s| s.key()),
             Operation::Direct { .. }
             | Operation::Notify { .. }
             | Operation::TopicReplica { .. }
@@ -638,7 +654,54 @@ impl Operation {
                 | Operation::Get { .. }
                 | Operation::Delete { .. }
                 | Operation::Update { .. }
+                | Operation::Batch { .. }
         )
+    }
+
+    /// The keys a batch's steps name, each once, in order; for any other
+    /// operation its key.
+    pub fn keys(&self) -> Vec<&[u8]> {
+        match self {
+            Operation::Batch { steps, .. } => {
+                let mut keys: Vec<&[u8]> = Vec::new();
+                for s in steps {
+                    let named: Vec<&[u8]> = match s {
+                        Operation::Update {
+                            key,
+                            change: Change::CopyFrom { from, .. },
+                        } => vec![from, key],
+                        other => vec![other.key()],
+                    };
+                    for k in named {
+                        if !keys.contains(&k) {
+                            keys.push(k);
+                        }
+                    }
+                }
+                keys
+            }
+            other => vec![other.key()],
+        }
+    }
+
+    /// Is it a batch whose steps are all store operations on keys of one
+    /// key id (and at least one)? What an owner checks before deciding it.
+    pub fn is_one_owner_batch(&self) -> bool {
+        let Operation::Batch { steps, .. } = self else {
+            return false;
+        };
+        let simple = steps.iter().all(|s| {
+            matches!(
+                s,
+                Operation::Put { .. }
+                    | Operation::Get { .. }
+                    | Operation::Delete { .. }
+                    | Operation::Update { .. }
+            )
+        });
+        let keys = self.keys();
+        let id = Id::of_key(keys.first().copied().unwrap_or_default());
+        simple && !steps.is_empty() && keys.iter().all(|k| Id::of_key(k) == id)
     }
 
     /// Is it a store write (put, delete, update)? Sending one again after
@@ -651,6 +714,9 @@ impl Operation {
     /// or the value of a put or an append longer than `max_value`. Checked
     /// by coordinators, owners and the native client alike.
     pub fn over_limits(&self, max_key: usize, max_value: usize) -> Option<(u64, u64)> {
+        if let Operation::Batch { steps, .. } = self {
+            return steps.iter().find_map(|s| s.over_limits(max_key, max_value));
+        }
         let key = self.key().len();
         if self.is_store() && key > max_key {
             return Some((key as u64, max_key as u64));
@@ -792,6 +858,20 @@ pub enum OpResult {
         /// Subscriber processes the publication was queued for.
         subscribers: u32,
     },
+    /// A batch's answer: per step, what it answered (`version` in those
+    /// of steps that wrote is the batch's), and the batch's write, if it
+    /// wrote anything: its version and the copies that hold it.
+    Batch {
+        /// Per step, its answer.
+        results: Vec<OpResult>,
+        /// The version every record the batch wrote has (`None`: it
+        /// wrote nothing).
+        version: Option<Version>,
+        /// Copies that stored the batch durably (0: nothing written).
+        acked: u32,
+    },
+    /// A batch's keys do not share one owner (one key id): nothing done.
+    CrossSlot,
     /// A page of a scan: the live keys with ids in `[start, reached]`.
     Keys {
         /// The keys, in key-id order.

@@ -677,6 +677,16 @@ impl Node {
             self.requests.answer(cx!(self), now, reply, refusal);
             return;
         }
+        if matches!(op, Operation::Batch { .. }) {
+            if !op.is_one_owner_batch() {
+                self.requests
+                    .answer(cx!(self), now, reply, OpResult::CrossSlot);
+                return;
+            }
+            self.store
+                .batch(cx!(self), now, (vnode, key_id), op, name, reply);
+            return;
+        }
         match op {
             Operation::Put { key, value, opts } => {
                 let intent = Intent::Put { value, opts };
@@ -699,6 +709,8 @@ impl Node {
                 self.store
                     .write(cx!(self), now, vnode, (key_id, key), (intent, name), reply)
             }
+            // Served above.
+            Operation::Batch { .. } => {}
             Operation::Scan { start, end, limit } => {
                 self.store
                     .scan(cx!(self), now, vnode, (start, end, limit), reply)

@@ -64,6 +64,19 @@ pub enum Outcome {
     },
     /// A page of a scan (see [`ScanPage`]).
     Keys(ScanPage),
+    /// A batch's answers (see [`Batched`]).
+    Batch(Batched),
+}
+
+/// What a batch ([`Operation::Batch`](crate::Operation::Batch)) did.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Batched {
+    /// Per step, in order, what it answered (as the single operation
+    /// would have).
+    pub results: Vec<Result<Outcome, OpError>>,
+    /// The batch's write, if it wrote anything (every record it wrote has
+    /// this version).
+    pub written: Option<Written>,
 }
 
 /// One page of a walk over the keyspace: the live keys whose ids lie in
@@ -193,6 +206,10 @@ pub enum OpError {
         "no node may decide for the key right now (a handover, a takeover or a partition); try again"
     )]
     NotReady,
+    /// The keys of a batch do not share one owner (one key id): nothing
+    /// was done. Give them one hash tag (`{user:42}:a`, `{user:42}:b`).
+    #[error("the keys of a batch must share one owner: give them one hash tag")]
+    CrossSlot,
     /// The node that served the operation answered with the result of
     /// another kind of operation (a peer running incompatible code).
     #[error("the node answered with a result that does not fit the operation")]
@@ -273,6 +290,21 @@ impl OpResult {
             Replied { payload } => Ok(Outcome::Replied { payload }),
             Published { subscribers } => Ok(Outcome::Published { subscribers }),
             Keys { keys, reached } => Ok(Outcome::Keys(ScanPage { keys, reached })),
+            Batch {
+                results,
+                version,
+                acked,
+            } => Ok(Outcome::Batch(Batched {
+                results: results
+                    .into_iter()
+                    .map(|r| match r.answer() {
+                        Answer::Done(step) => step,
+                        _ => Err(OpError::UnexpectedAnswer),
+                    })
+                    .collect(),
+                written: version.map(|version| Written { version, acked }),
+            })),
+            CrossSlot => Err(OpError::CrossSlot),
             QuorumFailed { acked, needed } => Err(OpError::QuorumFailed { acked, needed }),
             QuorumUnavailable { available, needed } => {
                 Err(OpError::QuorumUnavailable { available, needed })
@@ -382,6 +414,14 @@ impl Outcome {
     pub fn published(self) -> Result<u32, OpError> {
         match self {
             Outcome::Published { subscribers } => Ok(subscribers),
+            _ => Err(OpError::UnexpectedAnswer),
+        }
+    }
+
+    /// The result of a batch: per step its answer, and the write.
+    pub fn batched(self) -> Result<Batched, OpError> {
+        match self {
+            Outcome::Batch(b) => Ok(b),
             _ => Err(OpError::UnexpectedAnswer),
         }
     }

@@ -169,6 +169,22 @@ pub enum Change {
         /// What the current expiry must be.
         when: ExpireWhen,
     },
+    /// Inside a batch only ([`Operation::Batch`](crate::Operation::Batch)):
+    /// give this key the value and expiry `from` holds (RESP `COPY`,
+    /// `RENAME`); answers `Updated` 1, or 0 when this key has a live value
+    /// and `replace` is false (nothing is written). `from` without a live
+    /// value answers `PreconditionFailed`.
+    CopyFrom {
+        /// The key to copy (of the same owner: the batch's).
+        from: Vec<u8>,
+        /// Overwrite a live value of this key?
+        replace: bool,
+    },
+    /// Inside a batch only: the key's live value must be this version
+    /// (`None`: the key has none), else the whole batch is refused
+    /// `PreconditionFailed` and writes nothing (RESP `WATCH`). Answers
+    /// `Updated` 1.
+    Expect(Option<Version>),
     /// Put back a record exactly as a backup holds it, its version
     /// included, if that version is newer than every copy's (`chordal
     /// restore`); answers `Stored` with that version (also when the ring
@@ -287,6 +303,9 @@ pub(crate) enum Then {
     ReadBack,
     /// A write-back before answering this (a decision that wrote nothing).
     Answer(Box<crate::OpResult>),
+    /// A batch: `OpResult::Batch` with each step's answer (see
+    /// `batch.rs`), in the batch's version.
+    Batch(Vec<crate::batch::StepAnswer>),
 }
 
 /// The owner's decision on a write.
@@ -505,6 +524,10 @@ pub(crate) fn decide(
                 expires,
                 then: Then::Written,
             }
+        }
+        // They need the other keys of their batch (see `batch.rs`).
+        Intent::Update(Change::CopyFrom { .. } | Change::Expect(_)) => {
+            Decision::Answer(OpResult::Refused)
         }
         Intent::Update(change @ (Change::Expire(_) | Change::ExpireIf { .. })) => {
             let Some(r) = live else {

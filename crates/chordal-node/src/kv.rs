@@ -52,6 +52,14 @@ pub enum StoreOp {
         /// The new expiry.
         expiry: Expiry,
     },
+    /// Several operations on keys of one owner, decided together (see
+    /// [`KeyValue::batch`]).
+    Batch {
+        /// Puts, gets, deletes, updates and expiries, in order.
+        steps: Vec<StoreOp>,
+        /// Does one failed step cancel every write?
+        all_or_nothing: bool,
+    },
     /// One page of a walk over the keyspace (see [`KeyValue::scan`]).
     Scan {
         /// The first key id of the page.
@@ -85,6 +93,7 @@ impl StoreOp {
             | StoreOp::Delete { key, .. }
             | StoreOp::Update { key, .. }
             | StoreOp::Expire { key, .. } => key,
+            StoreOp::Batch { steps, .. } => steps.first().map_or(&[], StoreOp::key),
             StoreOp::Scan { .. } => &[],
         }
     }
@@ -111,6 +120,13 @@ impl StoreOp {
                 key,
                 change: Change::Expire(expiry.resolve(now)),
             },
+            StoreOp::Batch {
+                steps,
+                all_or_nothing,
+            } => Operation::Batch {
+                steps: steps.into_iter().map(|s| s.at(now)).collect(),
+                all_or_nothing,
+            },
             StoreOp::Scan { start, end, limit } => Operation::Scan { start, end, limit },
         }
     }
@@ -123,6 +139,7 @@ impl StoreOp {
             StoreOp::Delete { .. } => "delete",
             StoreOp::Update { .. } => "update",
             StoreOp::Expire { .. } => "expire",
+            StoreOp::Batch { .. } => "batch",
             StoreOp::Scan { .. } => "scan",
         }
     }
@@ -417,6 +434,46 @@ pub trait KeyValue: Sync {
         async move {
             let change = Change::SetBit { offset, bit };
             Ok(updated_number(self.run(StoreOp::Update { key, change }).await?)? == 1)
+        }
+    }
+
+    /// Runs `steps` — puts, gets, deletes, updates, expiries — on keys of
+    /// one owner as one atomic decision at that owner, in order, each
+    /// step seeing what the ones before it wrote (MULTI/EXEC, MSETNX,
+    /// RENAME): every record the batch changes is written in one step at
+    /// every copy, durable on the write quorum when `Ok`. The keys must
+    /// share one key id — one hash tag, `{user:42}:cart` and
+    /// `{user:42}:profile` — else `CrossSlot` and nothing is done.
+    /// `all_or_nothing`: a step that fails (a condition, not a number,
+    /// too large) cancels every write; a failed [`Change::Expect`] always
+    /// does. Steps cancelled with their batch answer `Refused`.
+    ///
+    /// ```no_run
+    /// # async fn demo(node: chordal_node::Node) -> Result<(), chordal_node::Error> {
+    /// use chordal_node::{KeyValue, PutOptions, StoreOp};
+    /// use chordal_core::Change;
+    /// let steps = vec![
+    ///     StoreOp::put(b"{acct:7}:balance".to_vec(), b"100".to_vec(), PutOptions::default(), false),
+    ///     StoreOp::Update { key: b"{acct:7}:ops".to_vec(), change: Change::IncrBy(1) },
+    /// ];
+    /// let done = node.batch(steps, true).await?;
+    /// println!("written in {:?}", done.written);
+    /// # Ok(()) }
+    /// ```
+    fn batch(
+        &self,
+        steps: Vec<StoreOp>,
+        all_or_nothing: bool,
+    ) -> impl Future<Output = Result<chordal_core::Batched, Error>> + Send {
+        async move {
+            let op = StoreOp::Batch {
+                steps,
+                all_or_nothing,
+            };
+            if !op.clone().at(Time::ZERO).is_one_owner_batch() {
+                return Err(Error::Op(OpError::CrossSlot));
+            }
+            Ok(self.run(op).await?.batched()?)
         }
     }
 

@@ -49,6 +49,10 @@ pub const DATA_COMMANDS: &[(&str, bool)] = &[
     ("del", true),
     ("unlink", true),
     ("mset", true),
+    ("msetnx", true),
+    ("rename", true),
+    ("renamenx", true),
+    ("copy", true),
     ("incr", true),
     ("incrby", true),
     ("decr", true),
@@ -68,7 +72,8 @@ pub fn keys_of<'a>(name: &str, args: &'a [Bytes]) -> Vec<&'a Bytes> {
         "mget" | "exists" | "touch" | "del" | "unlink" => args.iter().collect(),
         "lcs" => args.iter().take(2).collect(),
         "object" => args.get(1).into_iter().collect(),
-        "mset" => args.iter().step_by(2).collect(),
+        "mset" | "msetnx" => args.iter().step_by(2).collect(),
+        "rename" | "renamenx" | "copy" => args.iter().take(2).collect(),
         "publish" => Vec::new(),
         _ => args.first().into_iter().collect(),
     }
@@ -104,7 +109,7 @@ pub(crate) fn failed(e: Error) -> Reply {
     }
 }
 
-fn int_arg(b: &[u8]) -> Option<i64> {
+pub(crate) fn int_arg(b: &[u8]) -> Option<i64> {
     chordal_core::parse_integer(b)
 }
 
@@ -117,26 +122,40 @@ fn expiry_in(amount: i64, millis: bool) -> Expiry {
 }
 
 /// Runs data command `name` (lower case) with `args` (its arguments, the
-/// name left out).
+/// name left out) on the node.
 pub async fn run(ctx: &Ctx, name: &str, args: &[Bytes]) -> Reply {
+    match (name, args.len()) {
+        ("publish", 2) => match ctx.node.publish(args[0].to_vec(), args[1].to_vec()).await {
+            Ok(n) => Reply::Integer(n as i64),
+            Err(e) => failed(e),
+        },
+        _ => run_on(&ctx.node, name, args).await,
+    }
+}
+
+/// Runs data command `name` with `args` through `kv`: the node, or inside
+/// MULTI a recorder of its operations and then a replay of their answers
+/// (`multi.rs`). Each command runs its operations in one call of `kv`
+/// (`run` or `run_many`).
+pub async fn run_on<K: KeyValue>(kv: &K, name: &str, args: &[Bytes]) -> Reply {
     let k = |i: usize| args[i].to_vec();
     let n = args.len();
     match (name, n) {
-        ("get", 1) => match ctx.node.get(k(0)).await {
+        ("get", 1) => match kv.get(k(0)).await {
             Ok(Some(v)) => Reply::Bulk(Bytes::from(v.value)),
             Ok(None) => Reply::Nil,
             Err(e) => failed(e),
         },
-        ("strlen", 1) => match ctx.node.get(k(0)).await {
+        ("strlen", 1) => match kv.get(k(0)).await {
             Ok(v) => Reply::Integer(v.map_or(0, |v| v.value.len() as i64)),
             Err(e) => failed(e),
         },
-        ("type", 1) => match ctx.node.get(k(0)).await {
+        ("type", 1) => match kv.get(k(0)).await {
             Ok(Some(_)) => Reply::Status("string".into()),
             Ok(None) => Reply::Status("none".into()),
             Err(e) => failed(e),
         },
-        ("ttl" | "pttl", 1) => match ctx.node.get(k(0)).await {
+        ("ttl" | "pttl", 1) => match kv.get(k(0)).await {
             Ok(None) => Reply::Integer(-2),
             Ok(Some(v)) => match v.expires {
                 None => Reply::Integer(-1),
@@ -152,10 +171,7 @@ pub async fn run(ctx: &Ctx, name: &str, args: &[Bytes]) -> Reply {
             Err(e) => failed(e),
         },
         ("mget", 1..) => {
-            let found = ctx
-                .node
-                .get_many(args.iter().map(|a| a.to_vec()).collect())
-                .await;
+            let found = kv.get_many(args.iter().map(|a| a.to_vec()).collect()).await;
             let mut out = Vec::with_capacity(n);
             for f in found {
                 match f {
@@ -167,10 +183,7 @@ pub async fn run(ctx: &Ctx, name: &str, args: &[Bytes]) -> Reply {
             Reply::Array(out)
         }
         ("exists" | "touch", 1..) => {
-            let found = ctx
-                .node
-                .get_many(args.iter().map(|a| a.to_vec()).collect())
-                .await;
+            let found = kv.get_many(args.iter().map(|a| a.to_vec()).collect()).await;
             let mut count = 0;
             for f in found {
                 match f {
@@ -180,34 +193,37 @@ pub async fn run(ctx: &Ctx, name: &str, args: &[Bytes]) -> Reply {
             }
             Reply::Integer(count)
         }
+        ("msetnx" | "rename" | "renamenx" | "copy", _) => {
+            crate::together::run(kv, name, args).await
+        }
         ("getrange" | "substr" | "getbit" | "bitcount" | "bitpos" | "lcs" | "object", _) => {
-            crate::strings::run(ctx, name, args).await
+            crate::strings::run(kv, name, args).await
         }
         ("getset", 2) => {
             let options = PutOptions {
                 return_old: true,
                 ..PutOptions::default()
             };
-            match ctx.node.swap(k(0), k(1), options).await {
+            match kv.swap(k(0), k(1), options).await {
                 Ok(r) => r.old.map_or(Reply::Nil, |v| Reply::Bulk(Bytes::from(v))),
                 Err(e) => failed(e),
             }
         }
-        ("set", 2..) => set(ctx, args).await,
+        ("set", 2..) => set(kv, args).await,
         ("setex" | "psetex", 3) => match int_arg(&args[1]) {
             Some(t) if t > 0 => {
                 let expiry = expiry_in(t, name == "psetex");
-                put(ctx, k(0), k(2), expiry, Condition::Always).await
+                put(kv, k(0), k(2), expiry, Condition::Always).await
             }
             Some(_) => Reply::err(format!("invalid expire time in '{name}' command")),
             None => not_integer(),
         },
-        ("setnx", 2) => match put(ctx, k(0), k(1), Expiry::Never, Condition::Absent).await {
+        ("setnx", 2) => match put(kv, k(0), k(1), Expiry::Never, Condition::Absent).await {
             Reply::Status(_) => Reply::Integer(1),
             Reply::Nil => Reply::Integer(0),
             other => other,
         },
-        ("getdel", 1) => match ctx.node.take(k(0)).await {
+        ("getdel", 1) => match kv.take(k(0)).await {
             Ok(Some(r)) => r.old.map_or(Reply::Nil, |v| Reply::Bulk(Bytes::from(v))),
             Ok(None) => Reply::Nil,
             Err(e) => failed(e),
@@ -221,7 +237,7 @@ pub async fn run(ctx: &Ctx, name: &str, args: &[Bytes]) -> Reply {
                 })
                 .collect();
             let mut count = 0;
-            for outcome in ctx.node.run_many(ops).await {
+            for outcome in kv.run_many(ops).await {
                 match outcome.and_then(|o| Ok(o.deleted()?)) {
                     Ok(d) => count += i64::from(d.is_some()),
                     Err(e) => return failed(e),
@@ -234,23 +250,23 @@ pub async fn run(ctx: &Ctx, name: &str, args: &[Bytes]) -> Reply {
                 .chunks(2)
                 .map(|p| (p[0].to_vec(), p[1].to_vec()))
                 .collect();
-            for r in ctx.node.put_many(pairs).await {
+            for r in kv.put_many(pairs).await {
                 if let Err(e) = r {
                     return failed(e);
                 }
             }
             Reply::ok()
         }
-        ("incr" | "decr", 1) => incr(ctx, k(0), if name == "incr" { 1 } else { -1 }).await,
+        ("incr" | "decr", 1) => incr(kv, k(0), if name == "incr" { 1 } else { -1 }).await,
         ("incrby" | "decrby", 2) => match int_arg(&args[1]) {
-            Some(by) if name == "incrby" => incr(ctx, k(0), by).await,
+            Some(by) if name == "incrby" => incr(kv, k(0), by).await,
             Some(by) => match by.checked_neg() {
-                Some(by) => incr(ctx, k(0), by).await,
+                Some(by) => incr(kv, k(0), by).await,
                 None => Reply::err("decrement would overflow"),
             },
             None => not_integer(),
         },
-        ("append", 2) => match ctx.node.append(k(0), k(1)).await {
+        ("append", 2) => match kv.append(k(0), k(1)).await {
             Ok(len) => Reply::Integer(len as i64),
             Err(e) => failed(e),
         },
@@ -266,15 +282,15 @@ pub async fn run(ctx: &Ctx, name: &str, args: &[Bytes]) -> Reply {
                 _ => Expiry::At(Time::from_micros((t.max(0) as u64).saturating_mul(1_000))),
             };
             match expire_when(&args[2..]) {
-                Ok(None) => expire(ctx, k(0), expiry).await,
-                Ok(Some(when)) => match ctx.node.expire_if(k(0), expiry, when).await {
+                Ok(None) => expire(kv, k(0), expiry).await,
+                Ok(Some(when)) => match kv.expire_if(k(0), expiry, when).await {
                     Ok(set) => Reply::Integer(i64::from(set)),
                     Err(e) => failed(e),
                 },
                 Err(reply) => reply,
             }
         }
-        ("expiretime" | "pexpiretime", 1) => match ctx.node.get(k(0)).await {
+        ("expiretime" | "pexpiretime", 1) => match kv.get(k(0)).await {
             Ok(None) => Reply::Integer(-2),
             Ok(Some(v)) => Reply::Integer(match v.expires {
                 None => -1,
@@ -284,23 +300,21 @@ pub async fn run(ctx: &Ctx, name: &str, args: &[Bytes]) -> Reply {
             Err(e) => failed(e),
         },
         ("getex", 1..) => match getex_expiry(&args[1..]) {
-            Ok(None) => match ctx.node.get(k(0)).await {
+            Ok(None) => match kv.get(k(0)).await {
                 Ok(v) => v.map_or(Reply::Nil, |v| Reply::Bulk(Bytes::from(v.value))),
                 Err(e) => failed(e),
             },
-            Ok(Some(expiry)) => match ctx.node.get_ex(k(0), expiry).await {
+            Ok(Some(expiry)) => match kv.get_ex(k(0), expiry).await {
                 Ok(v) => v.map_or(Reply::Nil, |v| Reply::Bulk(Bytes::from(v.value))),
                 Err(e) => failed(e),
             },
             Err(reply) => reply,
         },
         ("setrange", 3) => match int_arg(&args[1]) {
-            Some(offset) if offset >= 0 => {
-                match ctx.node.set_range(k(0), offset as u64, k(2)).await {
-                    Ok(len) => Reply::Integer(len as i64),
-                    Err(e) => failed(e),
-                }
-            }
+            Some(offset) if offset >= 0 => match kv.set_range(k(0), offset as u64, k(2)).await {
+                Ok(len) => Reply::Integer(len as i64),
+                Err(e) => failed(e),
+            },
             Some(_) => Reply::err("offset is out of range"),
             None => not_integer(),
         },
@@ -314,27 +328,23 @@ pub async fn run(ctx: &Ctx, name: &str, args: &[Bytes]) -> Reply {
                 b"1" => true,
                 _ => return Reply::err("bit is not an integer or out of range"),
             };
-            match ctx.node.set_bit(k(0), offset, bit).await {
+            match kv.set_bit(k(0), offset, bit).await {
                 Ok(was) => Reply::Integer(i64::from(was)),
                 Err(e) => failed(e),
             }
         }
-        ("incrbyfloat", 2) => match ctx.node.incr_by_float(k(0), k(1)).await {
+        ("incrbyfloat", 2) => match kv.incr_by_float(k(0), k(1)).await {
             Ok(v) => Reply::Bulk(Bytes::from(v)),
             Err(e) => failed(e),
         },
-        ("persist", 1) => expire(ctx, k(0), Expiry::Never).await,
-        ("publish", 2) => match ctx.node.publish(k(0), k(1)).await {
-            Ok(n) => Reply::Integer(n as i64),
-            Err(e) => failed(e),
-        },
+        ("persist", 1) => expire(kv, k(0), Expiry::Never).await,
         _ => wrong_arity(name),
     }
 }
 
 /// A put that answers `+OK`, or nil when its condition does not hold.
-async fn put(
-    ctx: &Ctx,
+async fn put<K: KeyValue>(
+    kv: &K,
     key: Vec<u8>,
     value: Vec<u8>,
     expiry: Expiry,
@@ -345,15 +355,15 @@ async fn put(
         condition,
         return_old: false,
     };
-    match ctx.node.put_with(key, value, options).await {
+    match kv.put_with(key, value, options).await {
         Ok(_) => Reply::ok(),
         Err(Error::Op(OpError::PreconditionFailed { .. })) => Reply::Nil,
         Err(e) => failed(e),
     }
 }
 
-async fn incr(ctx: &Ctx, key: Vec<u8>, by: i64) -> Reply {
-    match ctx.node.incr_by(key, by).await {
+async fn incr<K: KeyValue>(kv: &K, key: Vec<u8>, by: i64) -> Reply {
+    match kv.incr_by(key, by).await {
         Ok(n) => Reply::Integer(n),
         Err(e) => failed(e),
     }
@@ -423,15 +433,15 @@ fn getex_expiry(words: &[Bytes]) -> Result<Option<Expiry>, Reply> {
     }
 }
 
-async fn expire(ctx: &Ctx, key: Vec<u8>, expiry: Expiry) -> Reply {
-    match ctx.node.expire(key, expiry).await {
+async fn expire<K: KeyValue>(kv: &K, key: Vec<u8>, expiry: Expiry) -> Reply {
+    match kv.expire(key, expiry).await {
         Ok(changed) => Reply::Integer(i64::from(changed)),
         Err(e) => failed(e),
     }
 }
 
 /// `SET key value [NX | XX] [GET] [EX s | PX ms | EXAT t | PXAT t | KEEPTTL]`.
-async fn set(ctx: &Ctx, args: &[Bytes]) -> Reply {
+async fn set<K: KeyValue>(kv: &K, args: &[Bytes]) -> Reply {
     let (key, value) = (args[0].to_vec(), args[1].to_vec());
     let mut condition = Condition::Always;
     let mut expiry = Expiry::Never;
@@ -474,17 +484,17 @@ async fn set(ctx: &Ctx, args: &[Bytes]) -> Reply {
         i += 1;
     }
     if !get {
-        return put(ctx, key, value, expiry, condition).await;
+        return put(kv, key, value, expiry, condition).await;
     }
     let options = PutOptions {
         expiry,
         condition,
         return_old: true,
     };
-    match ctx.node.swap(key.clone(), value, options).await {
+    match kv.swap(key.clone(), value, options).await {
         Ok(r) => r.old.map_or(Reply::Nil, |v| Reply::Bulk(Bytes::from(v))),
         // NX with GET on a key that exists: nothing set, the value answered.
-        Err(Error::Op(OpError::PreconditionFailed { .. })) => match ctx.node.get(key).await {
+        Err(Error::Op(OpError::PreconditionFailed { .. })) => match kv.get(key).await {
             Ok(Some(v)) => Reply::Bulk(Bytes::from(v.value)),
             Ok(None) => Reply::Nil,
             Err(e) => failed(e),

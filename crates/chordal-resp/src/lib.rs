@@ -19,19 +19,21 @@
 //! address ([`RespConfig::limits`]), a few KiB per request until AUTH
 //! ([`codec::Limits::before_auth`]), [`RespConfig::auth_timeout`] to
 //! authenticate and [`RespConfig::idle_timeout`] between commands. Over
-//! TLS when [`RespConfig::tls`] is set. MULTI is refused until
-//! transactions exist: the commands after it are refused and EXEC
-//! answers EXECABORT, so nothing of a transaction is half applied.
+//! TLS when [`RespConfig::tls`] is set. MULTI/EXEC/WATCH run a
+//! transaction as one batch at the owner of its keys (`multi.rs`); MSETNX,
+//! RENAME and COPY likewise (`together.rs`).
 
 #![warn(missing_docs)]
 
 pub mod codec;
 mod commands;
 mod keyspace;
+mod multi;
 mod order;
 pub mod reply;
 mod session;
 mod strings;
+mod together;
 
 use chordal_http::Tokens;
 use chordal_node::Node;

@@ -110,7 +110,14 @@ impl Order {
             });
         }
         let mut turn = Turn::default();
+        let mut taken: Vec<&Bytes> = Vec::new();
         for key in keys {
+            // A key named twice (`MSET k 1 k 2`) takes one turn: a second
+            // would wait for the first, its own.
+            if taken.contains(&key) {
+                continue;
+            }
+            taken.push(key);
             let tail = self.keys.entry(key.clone()).or_insert_with(|| KeyTail {
                 write: None,
                 reads: Arc::default(),
@@ -180,6 +187,18 @@ mod tests {
         assert!(!ready(&mut incr_a).await);
         drop(get_a2);
         assert!(ready(&mut incr_a).await);
+    }
+
+    #[tokio::test]
+    async fn a_command_naming_a_key_twice_does_not_wait_for_itself() {
+        let a = Bytes::from_static(b"a");
+        let mut order = Order::default();
+        let mut mset = order.turn([&a, &a], true, 64);
+        assert!(ready(&mut mset).await, "MSET a 1 a 2 waits for nothing");
+        let mut get = order.turn([&a], false, 64);
+        assert!(!ready(&mut get).await);
+        drop(mset);
+        assert!(ready(&mut get).await);
     }
 
     #[tokio::test]

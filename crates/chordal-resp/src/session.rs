@@ -6,6 +6,7 @@
 use crate::RespConfig;
 use crate::codec::{Limits, ProtocolError, Request, RespCodec};
 use crate::commands::{self, Ctx, DATA_COMMANDS};
+use crate::multi::{self, Multi};
 use crate::order::Order;
 use crate::reply::Reply;
 use bytes::Bytes;
@@ -40,9 +41,11 @@ struct Session {
     channels: HashMap<Vec<u8>, JoinHandle<()>>,
     pushes: mpsc::Sender<(Vec<u8>, Vec<u8>)>,
     name: Option<Bytes>,
-    /// After MULTI, until EXEC or DISCARD: every command is refused (there
-    /// are no transactions yet, and half of one must not apply).
-    in_multi: bool,
+    /// After MULTI, until EXEC or DISCARD: the commands queued.
+    multi: Option<Multi>,
+    /// WATCHed keys and the versions they held then (`None`: no value),
+    /// expected at EXEC.
+    watched: Vec<(Vec<u8>, Option<chordal_core::Version>)>,
 }
 
 /// What a session command asks of the connection loop.
@@ -73,7 +76,8 @@ where
         channels: HashMap::new(),
         pushes,
         name: None,
-        in_multi: false,
+        multi: None,
+        watched: Vec::new(),
     };
     if s.role.is_none() {
         reader.decoder_mut().limits = Limits::before_auth();
@@ -127,7 +131,13 @@ where
                 };
                 last = Instant::now();
                 let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
-                if let Some(reply) = s.refusal(&name, &args) {
+                let refused = s.refusal(&name, &args);
+                if s.multi.is_some() && !IN_MULTI_ALLOWED.contains(&name.as_str()) {
+                    let reply = s.queue(&name, args, refused);
+                    pending.push_back(Box::pin(async move { reply }));
+                    continue;
+                }
+                if let Some(reply) = refused {
                     pending.push_back(Box::pin(async move { reply }));
                     continue;
                 }
@@ -211,8 +221,9 @@ const SUBSCRIBED_ALLOWED: &[&str] = &[
     "reset",
 ];
 
-/// Commands a connection inside MULTI may still send.
-const IN_MULTI_ALLOWED: &[&str] = &["exec", "discard", "multi", "quit", "reset"];
+/// Commands a connection inside MULTI runs at once (the others are
+/// queued).
+const IN_MULTI_ALLOWED: &[&str] = &["exec", "discard", "multi", "quit", "reset", "watch"];
 
 /// Commands that need no authentication.
 const OPEN: &[&str] = &["auth", "hello", "quit"];
@@ -260,11 +271,6 @@ impl Session {
                 _ => {}
             }
         }
-        if self.in_multi && !IN_MULTI_ALLOWED.contains(&name) {
-            return Some(Reply::err(format!(
-                "MULTI/EXEC transactions are not supported yet: '{name}' was not run, and EXEC will abort the transaction"
-            )));
-        }
         if !self.channels.is_empty() && !SUBSCRIBED_ALLOWED.contains(&name) {
             return Some(Reply::err(format!(
                 "Can't execute '{name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
@@ -292,25 +298,52 @@ impl Session {
             }),
             ("auth", 1 | 2) => one(self.auth(&args[n])),
             ("hello", _) => one(self.hello(&args[1..])),
-            ("multi", 0) if self.in_multi => one(Reply::err("MULTI calls can not be nested")),
+            ("multi", 0) if self.multi.is_some() => {
+                one(Reply::err("MULTI calls can not be nested"))
+            }
             ("multi", 0) => {
-                self.in_multi = true;
+                self.multi = Some(Multi::default());
                 one(Reply::ok())
             }
-            ("exec", 0) if self.in_multi => {
-                self.in_multi = false;
-                one(Reply::Error(
-                    "EXECABORT Transaction discarded because of previous errors.".into(),
-                ))
+            ("exec", 0) => {
+                let watched = std::mem::take(&mut self.watched);
+                match self.multi.take() {
+                    None => one(Reply::err("EXEC without MULTI")),
+                    Some(m) if m.dirty => one(Reply::Error(
+                        "EXECABORT Transaction discarded because of previous errors.".into(),
+                    )),
+                    Some(m) => one(multi::exec(&self.ctx.node, m.queued, watched).await),
+                }
             }
-            ("exec", 0) => one(Reply::err("EXEC without MULTI")),
-            ("discard", 0) if self.in_multi => {
-                self.in_multi = false;
+            ("discard", 0) => {
+                self.watched.clear();
+                match self.multi.take() {
+                    Some(_) => one(Reply::ok()),
+                    None => one(Reply::err("DISCARD without MULTI")),
+                }
+            }
+            ("watch", 1..) if self.multi.is_some() => {
+                one(Reply::err("WATCH inside MULTI is not allowed"))
+            }
+            ("watch", 1..) => match multi::watch(&self.ctx.node, &args[1..]).await {
+                Ok(versions) => {
+                    for (key, version) in versions {
+                        // The first WATCH of a key counts.
+                        if !self.watched.iter().any(|(k, _)| *k == key) {
+                            self.watched.push((key, version));
+                        }
+                    }
+                    one(Reply::ok())
+                }
+                Err(reply) => one(reply),
+            },
+            ("unwatch", 0) => {
+                self.watched.clear();
                 one(Reply::ok())
             }
-            ("discard", 0) => one(Reply::err("DISCARD without MULTI")),
             ("reset", 0) => {
-                self.in_multi = false;
+                self.multi = None;
+                self.watched.clear();
                 self.unsubscribe_all();
                 self.role = self.config.tokens.is_none().then_some(Role::Admin);
                 one(Reply::Status("RESET".into()))
@@ -328,6 +361,33 @@ impl Session {
             ("psubscribe", _) => one(Reply::err("pattern subscriptions are not supported")),
             _ => one(commands::wrong_arity(name)),
         }
+    }
+
+    /// A command inside MULTI: queued (`+QUEUED`) if it is a store
+    /// command a transaction can hold, else refused — and EXEC will
+    /// abort, so that no half of a transaction applies.
+    fn queue(&mut self, name: &str, args: Request, refused: Option<Reply>) -> Reply {
+        let Some(m) = self.multi.as_mut() else {
+            return Reply::err("not in MULTI");
+        };
+        let storable =
+            DATA_COMMANDS.iter().any(|(n, _)| *n == name) && !multi::NOT_IN_MULTI.contains(&name);
+        let reply = match refused {
+            Some(r) => r,
+            None if !storable => Reply::err(format!(
+                "'{name}' cannot run inside MULTI (only store commands on keys of one owner can); EXEC will abort the transaction"
+            )),
+            None if m.queued.len() >= multi::MAX_QUEUED => Reply::err(format!(
+                "a transaction holds at most {} commands; EXEC will abort it",
+                multi::MAX_QUEUED
+            )),
+            None => {
+                m.queued.push(args);
+                return Reply::Status("QUEUED".into());
+            }
+        };
+        m.dirty = true;
+        reply
     }
 
     fn auth(&mut self, token: &[u8]) -> Reply {
@@ -511,6 +571,8 @@ const SESSION_COMMANDS: &[&str] = &[
     "multi",
     "exec",
     "discard",
+    "watch",
+    "unwatch",
     "scan",
     "keys",
     "randomkey",
@@ -584,10 +646,26 @@ fn config(args: &[Bytes]) -> Reply {
             )
         }
         "resetstat" => Reply::ok(),
+        // Redis's tuning of its compact encodings: Chordal keeps every
+        // value one way, so there is nothing to tune (accepted, no
+        // effect; Redis's own test suite sets them).
+        "set" if args.len() >= 3 && args[1..].chunks(2).all(|p| encoding_tuning(&p[0])) => {
+            Reply::ok()
+        }
         other => Reply::err(format!(
             "CONFIG {other} is not supported: configure the node with its flags"
         )),
     }
+}
+
+/// Is `name` a setting of Redis's compact encodings (listpack, ziplist,
+/// intset sizes)?
+fn encoding_tuning(name: &[u8]) -> bool {
+    let name = String::from_utf8_lossy(name).to_ascii_lowercase();
+    ["-max-listpack-", "-max-ziplist-", "-max-intset-"]
+        .iter()
+        .any(|part| name.contains(part))
+        || name == "list-compress-depth"
 }
 
 /// `COMMAND`, `COMMAND COUNT`, `COMMAND DOCS`, `COMMAND INFO`.

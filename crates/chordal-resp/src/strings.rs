@@ -3,14 +3,14 @@
 //! owner like any GET (one linearizable read), and pure functions answer
 //! from it, with Redis's rules for negative and out-of-range indices.
 
-use crate::commands::{Ctx, failed, not_integer, syntax, wrong_arity};
+use crate::commands::{failed, not_integer, syntax, wrong_arity};
 use crate::reply::Reply;
 use bytes::Bytes;
 use chordal_node::KeyValue;
 
 /// The value of `key` (empty if there is none), or the reply to give.
-async fn value(ctx: &Ctx, key: &[u8]) -> Result<Option<Vec<u8>>, Reply> {
-    match ctx.node.get(key.to_vec()).await {
+async fn value<K: KeyValue>(kv: &K, key: &[u8]) -> Result<Option<Vec<u8>>, Reply> {
+    match kv.get(key.to_vec()).await {
         Ok(v) => Ok(v.map(|v| v.value)),
         Err(e) => Err(failed(e)),
     }
@@ -21,23 +21,23 @@ fn int(b: &[u8]) -> Result<i64, Reply> {
 }
 
 /// Runs string read `name` (lower case) with `args` (the name left out).
-pub async fn run(ctx: &Ctx, name: &str, args: &[Bytes]) -> Reply {
-    match read(ctx, name, args).await {
+pub async fn run<K: KeyValue>(kv: &K, name: &str, args: &[Bytes]) -> Reply {
+    match read(kv, name, args).await {
         Ok(r) | Err(r) => r,
     }
 }
 
-async fn read(ctx: &Ctx, name: &str, args: &[Bytes]) -> Result<Reply, Reply> {
+async fn read<K: KeyValue>(kv: &K, name: &str, args: &[Bytes]) -> Result<Reply, Reply> {
     let n = args.len();
     Ok(match (name, n) {
         ("getrange" | "substr", 3) => {
             let (s, e) = (int(&args[1])?, int(&args[2])?);
-            let v = value(ctx, &args[0]).await?.unwrap_or_default();
+            let v = value(kv, &args[0]).await?.unwrap_or_default();
             Reply::Bulk(Bytes::copy_from_slice(getrange(&v, s, e)))
         }
         ("getbit", 2) => {
             let offset = bit_offset(&args[1])?;
-            let v = value(ctx, &args[0]).await?.unwrap_or_default();
+            let v = value(kv, &args[0]).await?.unwrap_or_default();
             Reply::Integer(i64::from(getbit(&v, offset)))
         }
         ("bitcount", 1 | 3 | 4) => {
@@ -45,7 +45,7 @@ async fn read(ctx: &Ctx, name: &str, args: &[Bytes]) -> Result<Reply, Reply> {
                 1 => None,
                 _ => Some((int(&args[1])?, int(&args[2])?, unit(args.get(3))?)),
             };
-            let v = value(ctx, &args[0]).await?.unwrap_or_default();
+            let v = value(kv, &args[0]).await?.unwrap_or_default();
             Reply::Integer(bitcount(&v, span))
         }
         ("bitpos", 2..=5) => {
@@ -57,16 +57,16 @@ async fn read(ctx: &Ctx, name: &str, args: &[Bytes]) -> Result<Reply, Reply> {
             let start = args.get(2).map(|a| int(a)).transpose()?.unwrap_or(0);
             let end = args.get(3).map(|a| int(a)).transpose()?;
             let unit = unit(args.get(4))?;
-            match value(ctx, &args[0]).await? {
+            match value(kv, &args[0]).await? {
                 None => Reply::Integer(if bit == 1 { -1 } else { 0 }),
                 Some(v) => Reply::Integer(bitpos(&v, bit, start, end, unit)),
             }
         }
-        ("lcs", 2..) => lcs_command(ctx, args).await?,
+        ("lcs", 2..) => lcs_command(kv, args).await?,
         ("object", 2) => match args[0].to_ascii_lowercase().as_slice() {
             // Every value is kept as the bytes it was given: no integer or
             // embedded form as in Redis.
-            b"encoding" => match value(ctx, &args[1]).await? {
+            b"encoding" => match value(kv, &args[1]).await? {
                 Some(_) => Reply::Bulk(Bytes::from_static(b"raw")),
                 None => Reply::Nil,
             },
@@ -97,7 +97,7 @@ fn unit(word: Option<&Bytes>) -> Result<Unit, Reply> {
 }
 
 /// `LCS key1 key2 [LEN] [IDX] [MINMATCHLEN n] [WITHMATCHLEN]`.
-async fn lcs_command(ctx: &Ctx, args: &[Bytes]) -> Result<Reply, Reply> {
+async fn lcs_command<K: KeyValue>(kv: &K, args: &[Bytes]) -> Result<Reply, Reply> {
     let (mut len, mut idx, mut with_len, mut min) = (false, false, false, 0);
     let mut i = 2;
     while i < args.len() {
@@ -118,8 +118,13 @@ async fn lcs_command(ctx: &Ctx, args: &[Bytes]) -> Result<Reply, Reply> {
             "If you want both the length and indexes, please just use IDX.",
         ));
     }
-    let a = value(ctx, &args[0]).await?.unwrap_or_default();
-    let b = value(ctx, &args[1]).await?.unwrap_or_default();
+    // Both in one call (one batch inside MULTI).
+    let mut both = kv.get_many(vec![args[0].to_vec(), args[1].to_vec()]).await;
+    let mut take = || match both.remove(0) {
+        Ok(v) => Ok(v.map(|v| v.value).unwrap_or_default()),
+        Err(e) => Err(failed(e)),
+    };
+    let (a, b) = (take()?, take()?);
     let Some((common, runs)) = lcs(&a, &b) else {
         return Err(Reply::err("the strings are too long for LCS"));
     };

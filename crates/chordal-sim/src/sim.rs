@@ -41,6 +41,22 @@ pub struct SimConfig {
     pub node: Config,
 }
 
+impl SimConfig {
+    /// Authority on (one decider per key) and dead processes refusing
+    /// connections: what the tests of keys' owners run under.
+    pub fn with_authority(seed: u64) -> SimConfig {
+        SimConfig {
+            seed,
+            refuse_dead: true,
+            node: Config {
+                authority: true,
+                ..Config::default()
+            },
+            ..SimConfig::default()
+        }
+    }
+}
+
 impl Default for SimConfig {
     fn default() -> Self {
         SimConfig {
@@ -347,6 +363,15 @@ impl Sim {
         s
     }
 
+    /// The live node whose (first) vnode owns `key` now, by the oracle.
+    /// Panics if none does.
+    pub fn owner_of(&self, key: &[u8]) -> usize {
+        let id = self.oracle().successor(&Id::of_key(key));
+        (0..self.nodes.len())
+            .find(|i| self.nodes[*i].alive && self.nodes[*i].node.vnodes()[0].me().id == id)
+            .expect("the owner is a live node")
+    }
+
     /// A random id from the simulation's seed.
     pub fn random_id(&mut self) -> Id {
         random_id(&mut self.rng)
@@ -461,6 +486,18 @@ impl Sim {
     /// Node `i` crashes: it stops at once and says nothing.
     pub fn kill(&mut self, i: usize) {
         self.nodes[i].alive = false;
+        if self.config.refuse_dead {
+            // Its connections close, as a dead process's do (the kernel
+            // resets them): what they carried may have arrived, so a
+            // later refusal must not pass for "never sent" — in the
+            // driver, a closed connection says so before any refusal.
+            let addr = self.nodes[i].node.addr();
+            for j in 0..self.nodes.len() {
+                if j != i && self.nodes[j].alive {
+                    self.nodes[j].node.handle_closed(addr);
+                }
+            }
+        }
     }
 
     /// Cuts the network: node `i` lands in group `group_of(i)`, and from now

@@ -501,14 +501,6 @@ fn a_leave_beside_a_crash_waits_for_the_takeover_not_for_its_bound() {
     eprintln!("leave beside a crash: waited {waits:?}");
 }
 
-/// The node holding `key`'s range by the ring's ids (the oracle's owner).
-fn owner_of(s: &Sim, key: &[u8]) -> usize {
-    let id = s.oracle().successor(&Id::hash(key));
-    (0..s.len())
-        .find(|i| s.node(*i).vnodes()[0].me().id == id)
-        .expect("the owner is a node")
-}
-
 /// One increment whose owner applies it on a majority of its copies and
 /// then dies before its answer comes back: the coordinator sends it again,
 /// as a retry, to the next owner. With the record's log of writes
@@ -523,7 +515,7 @@ fn retried_increment(seed: u64, from_log: bool) -> (Result<Outcome, OpError>, i6
     cfg.node.retries_from_log = from_log;
     let mut s = grown(cfg, 5);
     let key = format!("retried-{seed}").into_bytes();
-    let owner = owner_of(&s, &key);
+    let owner = s.owner_of(&key);
     let coordinator = (owner + 1) % 5;
     let op = s.start_store_op(coordinator, incr(&key));
     // Until a majority of the three copies holds it...
@@ -585,7 +577,7 @@ fn cut_off_holder(cfg: SimConfig) -> (Option<Duration>, Option<Duration>) {
     let mut s = grown(cfg, 5);
     let key = format!("minority-{seed}").into_bytes();
     s.put(0, &key, b"before").unwrap();
-    let owner = owner_of(&s, &key);
+    let owner = s.owner_of(&key);
     let other = (owner + 1) % 5;
     s.partition(|i| u32::from(i == owner));
     let cut = s.now();
@@ -715,7 +707,7 @@ fn the_next_holder_reads_a_write_its_own_copy_missed() {
     for seed in 0..20u64 {
         let mut s = ring(seed, 5);
         let key = format!("missed-{seed}").into_bytes();
-        let owner = owner_of(&s, &key);
+        let owner = s.owner_of(&key);
         let mut by_id: Vec<usize> = (0..5).collect();
         by_id.sort_by_key(|i| s.node(*i).vnodes()[0].me().id);
         let at = by_id.iter().position(|i| *i == owner).unwrap();

@@ -4,7 +4,7 @@
 //! crashes happen between its pages, and a page never splits the keys of
 //! one hash tag.
 
-use chordal_core::{Config, Id, OpError, Operation, Outcome, ScanPage};
+use chordal_core::{Id, OpError, Operation, Outcome, ScanPage};
 use chordal_sim::{Sim, SimConfig};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -12,15 +12,7 @@ use std::time::Duration;
 const SEC: Duration = Duration::from_secs(1);
 
 fn config(seed: u64) -> SimConfig {
-    SimConfig {
-        seed,
-        refuse_dead: true,
-        node: Config {
-            authority: true,
-            ..Config::default()
-        },
-        ..SimConfig::default()
-    }
+    SimConfig::with_authority(seed)
 }
 
 /// A ring of `n` single-vnode nodes grown by joins, settled.
@@ -162,14 +154,6 @@ fn a_page_takes_a_hash_tag_group_whole() {
     assert_eq!(pages_with_group, 1);
 }
 
-/// The node whose vnode owns `key` now.
-fn owner_of(s: &Sim, key: &[u8]) -> usize {
-    let id = s.oracle().successor(&Id::of_key(key));
-    (0..s.len())
-        .find(|i| s.node(*i).vnodes()[0].me().id == id)
-        .expect("the owner is a node")
-}
-
 /// Keys written while the owner's successor was cut off (acknowledged by
 /// the owner and the copy after) are missing from that successor's store
 /// when the owner dies and it takes the range over: its term reads them
@@ -188,7 +172,7 @@ fn a_new_holder_answers_pages_only_once_caught_up() {
             .expect("a's successor is a node");
         let keys: Vec<Vec<u8>> = (0..2000)
             .map(|k| format!("p{k}").into_bytes())
-            .filter(|k| owner_of(&s, k) == a)
+            .filter(|k| s.owner_of(k) == a)
             .take(40)
             .collect();
         // B cut off for a moment (shorter than failure detection): A and

@@ -333,6 +333,17 @@ fn kv_reply_to_pb(req: u64, result: &OpResult) -> pb::KvReply {
             out.status = 9;
             out.acked = *subscribers;
         }
+        OpResult::Batch {
+            results,
+            version,
+            acked,
+        } => {
+            out.status = 22;
+            out.version = version.as_ref().map(version_to_pb);
+            out.acked = *acked;
+            out.results = results.iter().map(|r| kv_reply_to_pb(0, r)).collect();
+        }
+        OpResult::CrossSlot => out.status = 23,
         OpResult::Keys { keys, reached } => {
             out.status = 21;
             out.keys = keys.clone();
@@ -341,6 +352,9 @@ fn kv_reply_to_pb(req: u64, result: &OpResult) -> pb::KvReply {
     }
     out
 }
+
+/// Most steps in one batch (and answers in its reply).
+pub const MAX_BATCH_STEPS: usize = 4096;
 
 /// Most publications in one `Notify`, topics in one `TopicReplica`.
 pub const MAX_ITEMS: usize = 4096;
@@ -395,6 +409,14 @@ fn kv_request_to_pb(req: u64, op: &Operation) -> pb::KvRequest {
                     };
                 }
                 Change::Expire(t) => (out.change, out.expires) = (2, t.map(Time::as_micros)),
+                Change::CopyFrom { from, replace } => {
+                    (out.change, out.value, out.amount) = (9, from.clone(), i64::from(*replace))
+                }
+                Change::Expect(v) => {
+                    out.change = 10;
+                    out.amount = i64::from(v.is_some());
+                    out.cond_version = v.as_ref().map(version_to_pb);
+                }
                 Change::Restore {
                     version,
                     value,
@@ -425,6 +447,14 @@ fn kv_request_to_pb(req: u64, op: &Operation) -> pb::KvRequest {
         } => {
             out.op = if *want_reply { 6 } else { 5 };
             out.value = payload.clone();
+        }
+        Operation::Batch {
+            steps,
+            all_or_nothing,
+        } => {
+            out.op = 14;
+            out.steps = steps.iter().map(|s| kv_request_to_pb(0, s)).collect();
+            out.all_or_nothing = *all_or_nothing;
         }
         Operation::Scan { start, end, limit } => {
             out.op = 13;
@@ -529,9 +559,38 @@ fn kv_op_from_pb(k: &pb::KvRequest) -> Result<Operation, WireError> {
                         _ => return Err(WireError::Invalid("expire condition")),
                     },
                 },
+                9 => Change::CopyFrom {
+                    from: k.value.clone(),
+                    replace: match k.amount {
+                        0 => false,
+                        1 => true,
+                        _ => return Err(WireError::Invalid("copy replace")),
+                    },
+                },
+                10 => Change::Expect(match k.amount {
+                    0 => None,
+                    1 => Some(version_from_pb(&k.cond_version)?),
+                    _ => return Err(WireError::Invalid("expected version")),
+                }),
                 _ => return Err(WireError::Invalid("change")),
             },
         },
+        14 => {
+            if k.steps.len() > MAX_BATCH_STEPS {
+                return Err(WireError::Invalid("batch steps"));
+            }
+            Operation::Batch {
+                steps: k
+                    .steps
+                    .iter()
+                    .map(|step| match step.op {
+                        0 | 1 | 2 | 12 => kv_op_from_pb(step),
+                        _ => Err(WireError::Invalid("batch step")),
+                    })
+                    .collect::<Result<_, _>>()?,
+                all_or_nothing: k.all_or_nothing,
+            }
+        }
         3 | 4 => Operation::Deliver {
             key: k.key.clone(),
             payload: k.value.clone(),
@@ -664,6 +723,27 @@ fn kv_reply_from_pb(r: &pb::KvReply) -> Result<OpResult, WireError> {
         9 => OpResult::Published {
             subscribers: r.acked,
         },
+        22 => {
+            if r.results.len() > MAX_BATCH_STEPS {
+                return Err(WireError::Invalid("batch results"));
+            }
+            OpResult::Batch {
+                results: r
+                    .results
+                    .iter()
+                    .map(|step| match step.status {
+                        22 => Err(WireError::Invalid("a batch in a batch")),
+                        _ => kv_reply_from_pb(step),
+                    })
+                    .collect::<Result<_, _>>()?,
+                version: match &r.version {
+                    Some(_) => Some(version_from_pb(&r.version)?),
+                    None => None,
+                },
+                acked: r.acked,
+            }
+        }
+        23 => OpResult::CrossSlot,
         21 => OpResult::Keys {
             keys: r.keys.clone(),
             reached: id_from_pb(&r.value, "scan reached")?,

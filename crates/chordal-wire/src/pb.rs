@@ -307,7 +307,8 @@ pub struct KvRequest {
     /// subscribe, 8 = unsubscribe (key = topic), 9 = publish (`items`, one),
     /// 10 = notify (`items`, `missed`), 11 = topic replica (`topics`),
     /// 12 = update (`change`), 13 = scan (key = first key id, value = last
-    /// one wanted, amount = about how many keys).
+    /// one wanted, amount = about how many keys), 14 = batch (`steps`,
+    /// `all_or_nothing`).
     #[prost(int32, tag = "2")]
     pub op: i32,
     #[prost(bytes = "vec", tag = "3")]
@@ -349,6 +350,12 @@ pub struct KvRequest {
     /// from the record's log of writes.
     #[prost(bool, tag = "17")]
     pub retry: bool,
+    /// Batch: its steps (puts, gets, deletes, updates).
+    #[prost(message, repeated, tag = "18")]
+    pub steps: Vec<KvRequest>,
+    /// Batch: one failed step cancels every write.
+    #[prost(bool, tag = "19")]
+    pub all_or_nothing: bool,
 }
 
 /// A message published on a topic.
@@ -394,7 +401,9 @@ pub struct KvReply {
     /// 12 too large, 13 precondition failed (version = the current one, if
     /// any), 14 updated (`number`), 15 replaced (`old`), 16 not an integer,
     /// 17 overflow, 18 not ready, 19 outcome unknown, 20 not a float, 21 keys
-    /// (a scan page: `keys`, `value` = the last key id covered).
+    /// (a scan page: `keys`, `value` = the last key id covered), 22 batch
+    /// (`results`; `version` and `acked` of its write, no version: none),
+    /// 23 cross slot (a batch's keys of several owners).
     #[prost(int32, tag = "2")]
     pub status: i32,
     #[prost(message, optional, tag = "3")]
@@ -422,6 +431,9 @@ pub struct KvReply {
     /// Keys (a scan page; `value` = the last key id it covers).
     #[prost(bytes = "vec", repeated, tag = "12")]
     pub keys: Vec<Vec<u8>>,
+    /// A batch's answers, one per step.
+    #[prost(message, repeated, tag = "13")]
+    pub results: Vec<KvReply>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -94,7 +94,8 @@ fn any_write_options() -> impl Strategy<Value = WriteOptions> {
     )
 }
 
-fn any_kv_op() -> impl Strategy<Value = Operation> {
+/// Puts, gets, deletes and updates: what a batch's steps are.
+fn any_store_op() -> impl Strategy<Value = Operation> {
     prop_oneof![
         (any_bytes(), any_bytes(), any_write_options())
             .prop_map(|(key, value, opts)| Operation::Put { key, value, opts }),
@@ -130,6 +131,9 @@ fn any_kv_op() -> impl Strategy<Value = Operation> {
                     ]
                 )
                     .prop_map(|(expires, when)| Change::ExpireIf { expires, when }),
+                (any_bytes(), any::<bool>())
+                    .prop_map(|(from, replace)| Change::CopyFrom { from, replace }),
+                proptest::option::of(any_version()).prop_map(Change::Expect),
                 (any_version(), proptest::option::of(any_bytes()), any_time()).prop_map(
                     |(version, value, expires)| Change::Restore {
                         version,
@@ -140,6 +144,20 @@ fn any_kv_op() -> impl Strategy<Value = Operation> {
             ]
         )
             .prop_map(|(key, change)| Operation::Update { key, change }),
+    ]
+}
+
+fn any_kv_op() -> impl Strategy<Value = Operation> {
+    prop_oneof![
+        any_store_op(),
+        (
+            proptest::collection::vec(any_store_op(), 0..4),
+            any::<bool>()
+        )
+            .prop_map(|(steps, all_or_nothing)| Operation::Batch {
+                steps,
+                all_or_nothing
+            }),
         (any_bytes(), any_bytes(), any::<bool>()).prop_map(|(key, payload, want_reply)| {
             Operation::Deliver {
                 key,

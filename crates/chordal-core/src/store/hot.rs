@@ -28,6 +28,14 @@ pub(super) struct Waiting {
     pub answer_by: Time,
 }
 
+/// What waits for a held key: a write, or a batch (by number) that will
+/// try to hold all its keys again.
+#[derive(Debug)]
+pub(super) enum Waiter {
+    Write(Box<Waiting>),
+    Batch(u64),
+}
+
 /// Owner work in flight on one key.
 #[derive(Debug, Default)]
 pub(super) struct HotKey {
@@ -37,7 +45,7 @@ pub(super) struct HotKey {
     pub pending: u32,
     /// A write is reading the key to decide: the others wait.
     pub held: bool,
-    pub waiting: VecDeque<Waiting>,
+    pub waiting: VecDeque<Waiter>,
 }
 
 /// The hot keys, by key bytes (peers choose keys: an ordered map, never a
@@ -77,7 +85,7 @@ impl HotKeys {
     }
 
     /// Queues `w` behind the write holding its key.
-    pub fn wait(&mut self, key: &[u8], w: Waiting) {
+    pub fn wait(&mut self, key: &[u8], w: Waiter) {
         self.keys
             .entry(key.to_vec())
             .or_default()
@@ -109,7 +117,7 @@ impl HotKeys {
     /// Releases `key` after its write decided; returns the next waiting
     /// write, if any (the caller releases again for a waiter that does not
     /// hold the key).
-    pub fn release(&mut self, key: &[u8]) -> Option<Waiting> {
+    pub fn release(&mut self, key: &[u8]) -> Option<Waiter> {
         let h = self.keys.get_mut(key)?;
         h.held = false;
         let next = h.waiting.pop_front();

@@ -18,6 +18,7 @@
 //!   (`transfer.rs`), and a graceful **leave** drains every range first
 //!   (`leave.rs`).
 
+mod batch;
 mod finish;
 mod hot;
 mod leave;
@@ -58,6 +59,8 @@ enum ReadFor {
     MaybeGet,
     /// A write that needs the current record (it holds the key).
     Write(Box<(crate::write::Intent, Option<crate::request::OpName>)>),
+    /// One key of batch `.0` (which holds it).
+    Batch(u64),
 }
 
 /// What an owner is doing for one request.
@@ -71,6 +74,9 @@ enum OwnerOp {
         /// The owner vnode that versioned the write.
         vnode: NodeRef,
         record: Record,
+        /// Records of a batch written with `record` (same key id and
+        /// version), in the same atomic apply.
+        others: Vec<Record>,
         need: u32,
         /// Copies that now hold exactly `record`.
         acked: u32,
@@ -124,8 +130,8 @@ enum OwnerOp {
 /// Why the core waits for a storage operation.
 #[derive(Debug)]
 enum StoreWait {
-    /// The owner's own copy of write `.0`, of key `.1`.
-    OwnerWrite(u64, Vec<u8>),
+    /// The owner's own copy of write `.0`, of keys `.1`.
+    OwnerWrite(u64, Vec<Vec<u8>>),
     /// The owner's local read.
     OwnerRead(u64),
     /// The owner's read of a scan page.
@@ -213,6 +219,8 @@ pub(crate) struct Store {
     transfers: transfer::Transfers,
     /// Scan pages waiting for their store reads.
     scans: usize,
+    /// Batches at their owner, from arrival to decision (`batch.rs`).
+    batches: FastMap<u64, batch::BatchOp>,
     /// `Replicate`s being stored for others (bounded: more are refused
     /// `busy`).
     replica_applies: usize,
@@ -331,9 +339,9 @@ impl Store {
             return;
         };
         match wait {
-            StoreWait::OwnerWrite(id, key) => match result {
+            StoreWait::OwnerWrite(id, keys) => match result {
                 StoreResult::Applied(applied) => {
-                    self.hot.applied(&key);
+                    keys.iter().for_each(|k| self.hot.applied(k));
                     let kept = newest_kept(&applied);
                     if let Some(v) = kept {
                         self.hlc.observe(v.hlc);
@@ -341,7 +349,7 @@ impl Store {
                     self.write_answer(cx, now, id, true, kept);
                 }
                 _ => {
-                    self.hot.applied(&key);
+                    keys.iter().for_each(|k| self.hot.applied(k));
                     self.owner_store_failed(cx, id)
                 }
             },

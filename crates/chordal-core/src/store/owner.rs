@@ -5,7 +5,7 @@
 //! lacks a key while a handoff may still be running, and repairs the
 //! copies it found stale.
 
-use super::hot::Waiting;
+use super::hot::{Waiter, Waiting};
 use super::{Deadline, OwnerOp, ReadFor, Store, StoreKind, StoreWait, newest};
 use crate::io::Cx;
 use crate::request::{OpName, ReplyTo};
@@ -37,7 +37,7 @@ fn quorums_met(quorums: &[Vec<std::net::SocketAddr>], heard: &[std::net::SocketA
 
 /// The term `vnode` decides `key_id` in now: its lease's under authority,
 /// 0 without; `None` if it holds no valid lease.
-fn decider_term(cx: &Cx<'_>, vnode: &NodeRef, key_id: &Id, now: Time) -> Option<u64> {
+pub(super) fn decider_term(cx: &Cx<'_>, vnode: &NodeRef, key_id: &Id, now: Time) -> Option<u64> {
     if !cx.config.authority {
         return Some(0);
     }
@@ -89,7 +89,7 @@ impl Store {
             answer_by,
         };
         if self.hot.held(&key) {
-            self.hot.wait(&key, w);
+            self.hot.wait(&key, Waiter::Write(Box::new(w)));
             return;
         }
         self.begin_write(cx, now, key, w);
@@ -138,9 +138,13 @@ impl Store {
 
     /// The write holding `key` has decided: start the writes waiting for
     /// it, in order, until one holds the key again.
-    fn release_key(&mut self, cx: &mut Cx<'_>, now: Time, key: &[u8]) {
+    pub(super) fn release_key(&mut self, cx: &mut Cx<'_>, now: Time, key: &[u8]) {
         while let Some(w) = self.hot.release(key) {
-            if self.begin_write(cx, now, key.to_vec(), w) {
+            let holds = match w {
+                Waiter::Write(w) => self.begin_write(cx, now, key.to_vec(), *w),
+                Waiter::Batch(id) => self.begin_batch(cx, now, id),
+            };
+            if holds {
                 return;
             }
         }
@@ -176,7 +180,7 @@ impl Store {
     /// Draining before a leave (or gone): a write could land behind the
     /// transfer's read position and never reach the successor. The
     /// coordinator tries again; after our farewell it finds the successor.
-    fn refuses_writes(&self) -> bool {
+    pub(super) fn refuses_writes(&self) -> bool {
         self.leaving.is_some() || self.gone_from_ring()
     }
 
@@ -273,22 +277,25 @@ impl Store {
                     expires,
                     ops: OpLog::after(before, done),
                 };
-                self.write_attempt(cx, now, vnode, record, (Some(reply), then), 1, answer_by);
+                let records = (record, Vec::new());
+                self.write_attempt(cx, now, vnode, records, (Some(reply), then), 1, answer_by);
             }
         }
     }
 
-    /// One attempt of a write: sends `record` to the local store and the
-    /// replicas; answers `reply` (as `then` says) once the write quorum
-    /// holds it, or says it failed at `deadline` (before the coordinator
-    /// gives up waiting).
+    /// One attempt of a write: sends `record` (and `others`, records of
+    /// keys with the same key id that a batch writes with it, in one
+    /// atomic apply) to the local store and the replicas; answers `reply`
+    /// (as `then` says, about `record`) once the write quorum holds them,
+    /// or says it failed at `deadline` (before the coordinator gives up
+    /// waiting).
     #[allow(clippy::too_many_arguments)]
-    fn write_attempt(
+    pub(super) fn write_attempt(
         &mut self,
         cx: &mut Cx<'_>,
         now: Time,
         vnode: NodeRef,
-        record: Record,
+        (record, others): (Record, Vec<Record>),
         (reply, then): (Option<ReplyTo>, Then),
         attempt: u32,
         deadline: Time,
@@ -329,7 +336,7 @@ impl Store {
         for t in &targets {
             let req = cx.io.next();
             self.replica_reqs.insert(req, (id, *t));
-            let records = vec![record.clone()];
+            let records = all_of(&record, &others);
             cx.io.send(
                 vnode,
                 *t,
@@ -340,14 +347,16 @@ impl Store {
                 },
             );
         }
-        self.hot.applying(&record);
-        *self.unacked.entry(record.key.clone()).or_default() += 1;
+        let records = all_of(&record, &others);
+        for r in &records {
+            self.hot.applying(r);
+            *self.unacked.entry(r.key.clone()).or_default() += 1;
+        }
+        let keys = records.iter().map(|r| r.key.clone()).collect();
         self.store_op(
             cx,
-            StoreKind::Apply {
-                records: vec![record.clone()],
-            },
-            StoreWait::OwnerWrite(id, record.key.clone()),
+            StoreKind::Apply { records },
+            StoreWait::OwnerWrite(id, keys),
         );
         self.owners.insert(
             id,
@@ -356,6 +365,7 @@ impl Store {
                 then,
                 vnode,
                 record,
+                others,
                 need,
                 acked: 0,
                 outstanding: copies as u32,
@@ -371,7 +381,7 @@ impl Store {
     /// Reads `key` for `why`: our copy, and for a quorum read the replicas'
     /// at the same time.
     #[allow(clippy::too_many_arguments)]
-    fn start_read(
+    pub(super) fn start_read(
         &mut self,
         cx: &mut Cx<'_>,
         now: Time,
@@ -547,6 +557,7 @@ impl Store {
             then,
             vnode,
             record,
+            others,
             need,
             acked,
             outstanding,
@@ -568,7 +579,9 @@ impl Store {
         }
         let (acked, need, version, left) = (*acked, *need, record.version, *outstanding);
         if acked >= need && std::mem::take(unacked) {
-            settle(&mut self.unacked, &record.key);
+            for r in std::iter::once(&*record).chain(others.iter()) {
+                settle(&mut self.unacked, &r.key);
+            }
         }
         // Under authority a quorum counts only while the write's term, or
         // a term of ours that followed it without a break, still holds: a
@@ -620,6 +633,7 @@ impl Store {
                     false => OpResult::NotFound,
                 },
                 Then::Answer(result) => (**result).clone(),
+                Then::Batch(answers) => crate::store::batch::answer(answers, version, acked),
             };
             cx.io.answer(r, result);
         }
@@ -684,6 +698,7 @@ impl Store {
             deadline,
             vnode,
             record,
+            others,
             unacked,
             acked,
             ..
@@ -695,7 +710,9 @@ impl Store {
         let unanswered = self.replica_reqs.values().any(|(owner, _)| *owner == id);
         self.replica_reqs.retain(|_, (owner, _)| *owner != id);
         if unacked {
-            settle(&mut self.unacked, &record.key);
+            for r in std::iter::once(&record).chain(others.iter()) {
+                settle(&mut self.unacked, &r.key);
+            }
             // No copy holds it — ours failed, and every replica asked
             // (if any) refused it — so there is nothing to fence: the
             // term goes on (a node alone on a full disk keeps serving
@@ -720,6 +737,7 @@ impl Store {
             then,
             vnode,
             mut record,
+            mut others,
             attempt,
             deadline,
             need,
@@ -732,7 +750,9 @@ impl Store {
         self.deadlines.remove(&(deadline, Deadline::Owner(id)));
         self.replica_reqs.retain(|_, (owner, _)| *owner != id);
         if unacked {
-            settle(&mut self.unacked, &record.key);
+            for r in std::iter::once(&record).chain(others.iter()) {
+                settle(&mut self.unacked, &r.key);
+            }
         }
         let gives_up = matches!(then, Then::Restored(_))
             || attempt >= MAX_WRITE_ATTEMPTS
@@ -769,9 +789,20 @@ impl Store {
             hlc: self.hlc.tick(now),
             node: vnode.id,
         };
-        record.ops.reversioned(record.version, version);
-        record.version = version;
-        self.write_attempt(cx, now, vnode, record, (reply, then), attempt + 1, deadline);
+        for r in std::iter::once(&mut record).chain(others.iter_mut()) {
+            r.ops.reversioned(r.version, version);
+            r.version = version;
+        }
+        let records = (record, others);
+        self.write_attempt(
+            cx,
+            now,
+            vnode,
+            records,
+            (reply, then),
+            attempt + 1,
+            deadline,
+        );
     }
 
     /// A read answer for read `id`: our copy (`from` is `None`) or a
@@ -889,9 +920,13 @@ impl Store {
         let unsure = !quorums_met(&quorums, &heard)
             || (cx.config.authority && cx.authority.lease(&vnode, &key_id, now).is_err());
         if unsure {
-            cx.io.answer(reply, not_ready(cx));
-            if matches!(why, ReadFor::Write(_)) {
-                self.release_key(cx, now, &key);
+            match why {
+                ReadFor::Batch(b) => self.batch_read(cx, now, b, key, Err(not_ready(cx))),
+                ReadFor::Write(_) => {
+                    cx.io.answer(reply, not_ready(cx));
+                    self.release_key(cx, now, &key);
+                }
+                _ => cx.io.answer(reply, not_ready(cx)),
             }
             return;
         }
@@ -899,6 +934,15 @@ impl Store {
             self.repair(cx, vnode, r, local, &copies);
         }
         match why {
+            ReadFor::Batch(b) => {
+                let read = if failed {
+                    cx.io.counting.error("kv_store_failed");
+                    Err(OpResult::StoreFailed)
+                } else {
+                    Ok(best)
+                };
+                self.batch_read(cx, now, b, key, read);
+            }
             ReadFor::Write(named) => {
                 if failed {
                     // A write decided on a read that failed could create
@@ -959,7 +1003,13 @@ impl Store {
     /// that failed then may sit on a few copies only, ours among them) or
     /// a write of ours to its key has not reached its quorum yet. A lease
     /// read must not answer it as it is.
-    fn needs_write_back(&self, cx: &Cx<'_>, now: Time, vnode: &NodeRef, record: &Record) -> bool {
+    pub(super) fn needs_write_back(
+        &self,
+        cx: &Cx<'_>,
+        now: Time,
+        vnode: &NodeRef,
+        record: &Record,
+    ) -> bool {
         cx.config.authority
             && (self.unacked.contains_key(&record.key)
                 || decider_term(cx, vnode, &record.key_id, now)
@@ -990,7 +1040,8 @@ impl Store {
         self.hlc.observe(record.version.hlc);
         record.version.term = term;
         cx.io.counting.counters.write_backs += 1;
-        self.write_attempt(cx, now, vnode, record, (Some(reply), then), 1, answer_by);
+        let records = (record, Vec::new());
+        self.write_attempt(cx, now, vnode, records, (Some(reply), then), 1, answer_by);
     }
 
     /// Brings copies older than `best` up to it: our own (`local` is its
@@ -1063,12 +1114,15 @@ impl Store {
             deadline,
             vnode,
             record,
+            others,
             unacked,
             ..
         } = op
         {
             if unacked {
-                settle(&mut self.unacked, &record.key);
+                for r in std::iter::once(&record).chain(others.iter()) {
+                    settle(&mut self.unacked, &r.key);
+                }
                 self.write_failed(cx, &vnode, &record);
             }
             if reply.is_none() && (acked as usize) < cx.config.replicas {
@@ -1095,7 +1149,7 @@ fn answered(then: &Then) -> Answered {
     match then {
         Then::Stored | Then::Restored(_) => Answered::Stored,
         Then::Updated(n) => Answered::Updated(*n),
-        Then::Replaced(_) | Then::Written | Then::ReadBack | Then::Answer(_) => {
+        Then::Replaced(_) | Then::Written | Then::ReadBack | Then::Answer(_) | Then::Batch(_) => {
             Answered::Unrepeatable
         }
     }
@@ -1120,4 +1174,12 @@ fn recalled(cx: &Cx<'_>, vnode: &NodeRef, key_id: &Id, now: Time, done: &Done) -
         },
         Answered::Unrepeatable => OpResult::OutcomeUnknown,
     }
+}
+
+/// `record` and `others`, as one batch of records to apply.
+fn all_of(record: &Record, others: &[Record]) -> Vec<Record> {
+    let mut all = Vec::with_capacity(1 + others.len());
+    all.push(record.clone());
+    all.extend_from_slice(others);
+    all
 }

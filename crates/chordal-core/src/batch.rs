@@ -1,0 +1,386 @@
+//! Deciding a batch ([`Operation::Batch`]): several operations on keys
+//! of one owner, each decided by [`decide`] against the state the steps
+//! before it left, as if they ran alone one after the other — so MULTI's
+//! INCR after a SET of the same key sees the SET. Pure: the owner
+//! (`store/batch.rs`) reads the keys, holds them, calls [`decide_batch`]
+//! and writes what it says in one atomic apply.
+
+use crate::write::{Decision, Intent, Then, decide};
+use crate::{Change, Id, OpResult, Operation, Record, Time, Version};
+use std::collections::BTreeMap;
+
+/// The version a step sees on a key an earlier step of the same batch
+/// wrote: no client can name it (so a condition naming a version read
+/// before fails, as it would after that write), and the owner puts the
+/// batch's real version in its place in the answers.
+pub(crate) const THIS_BATCH: Version = Version {
+    term: u64::MAX,
+    hlc: u64::MAX,
+    node: Id::MAX,
+};
+
+/// What a key holds after a batch: its value (`None`: a tombstone) and
+/// expiry.
+pub(crate) type Contents = (Option<Vec<u8>>, Option<Time>);
+
+/// How one step answers.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub(crate) enum StepAnswer {
+    /// This (its versions [`THIS_BATCH`] where the batch wrote).
+    Now(OpResult),
+    /// As a single write answering `then` would, once the batch is
+    /// written (with the batch's version).
+    Then(Then),
+}
+
+/// What the owner does with a batch.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub(crate) struct BatchDecision {
+    /// Per step, its answer.
+    pub answers: Vec<StepAnswer>,
+    /// The keys to write and what they hold after the batch: value
+    /// (`None`: a tombstone) and expiry. Empty if the batch was cancelled
+    /// or changed nothing.
+    pub writes: BTreeMap<Vec<u8>, Contents>,
+}
+
+/// Does a step answered `r` fail, cancelling an all-or-nothing batch?
+fn fails(r: &OpResult) -> bool {
+    matches!(
+        r,
+        OpResult::PreconditionFailed { .. }
+            | OpResult::NotAnInteger
+            | OpResult::NotAFloat
+            | OpResult::Overflow
+            | OpResult::TooLarge { .. }
+            | OpResult::Refused
+    )
+}
+
+/// Decides `steps` (puts, gets, deletes, updates) against `currents`, the
+/// newest record of each key they name (`None`: none), at `now`.
+/// `all_or_nothing`: one failed step cancels every write; a failed
+/// [`Change::Expect`] always does.
+pub(crate) fn decide_batch(
+    steps: Vec<Operation>,
+    currents: &BTreeMap<Vec<u8>, Option<Record>>,
+    all_or_nothing: bool,
+    now: Time,
+    max_value: usize,
+) -> BatchDecision {
+    // Each key's state as the steps so far left it.
+    let mut state: BTreeMap<Vec<u8>, Option<Record>> = currents.clone();
+    let mut answers = Vec::with_capacity(steps.len());
+    let mut writes = BTreeMap::new();
+    let mut cancelled = false;
+    for step in steps {
+        let key = step.key().to_vec();
+        let current = state.get(&key).cloned().flatten();
+        let live = current.as_ref().filter(|r| r.is_live(now));
+        let decision = match step {
+            Operation::Get { .. } => Decision::Answer(match live {
+                Some(r) => OpResult::Found {
+                    value: r.value.clone().unwrap_or_default(),
+                    version: r.version,
+                    expires: r.expires,
+                },
+                None => OpResult::NotFound,
+            }),
+            Operation::Put { value, opts, .. } => decide(
+                Intent::Put { value, opts },
+                current.as_ref(),
+                now,
+                max_value,
+            ),
+            Operation::Delete { opts, .. } => {
+                decide(Intent::Delete { opts }, current.as_ref(), now, max_value)
+            }
+            Operation::Update {
+                change: Change::Expect(version),
+                ..
+            } => {
+                let holds = live.map(|r| r.version);
+                let same = match (holds, version) {
+                    (None, None) => true,
+                    (Some(h), Some(v)) => h.same_write(&v),
+                    _ => false,
+                };
+                if !same {
+                    cancelled = true;
+                }
+                Decision::Answer(match same {
+                    true => OpResult::Updated {
+                        version: holds.unwrap_or(THIS_BATCH),
+                        acked: 0,
+                        number: 1,
+                    },
+                    false => OpResult::PreconditionFailed { current: holds },
+                })
+            }
+            Operation::Update {
+                change: Change::CopyFrom { from, replace },
+                ..
+            } => {
+                let source = state
+                    .get(&from)
+                    .cloned()
+                    .flatten()
+                    .filter(|r| r.is_live(now));
+                match source {
+                    None => Decision::Answer(OpResult::PreconditionFailed { current: None }),
+                    Some(_) if live.is_some() && !replace => Decision::Answer(OpResult::Updated {
+                        version: live.map_or(THIS_BATCH, |r| r.version),
+                        acked: 0,
+                        number: 0,
+                    }),
+                    Some(src) => Decision::Write {
+                        value: src.value,
+                        expires: src.expires,
+                        then: Then::Updated(1),
+                    },
+                }
+            }
+            Operation::Update { change, .. } => {
+                decide(Intent::Update(change), current.as_ref(), now, max_value)
+            }
+            // Not a store operation: `is_one_owner_batch` keeps them out.
+            _ => Decision::Answer(OpResult::Refused),
+        };
+        match decision {
+            Decision::Answer(r) => {
+                cancelled |= all_or_nothing && fails(&r);
+                answers.push(StepAnswer::Now(r));
+            }
+            Decision::Write {
+                value,
+                expires,
+                then,
+            } => {
+                // A step that answers with the record it wrote answers
+                // from the state now (the version filled in later).
+                let answer = match then {
+                    Then::Written => StepAnswer::Now(OpResult::Found {
+                        value: value.clone().unwrap_or_default(),
+                        version: THIS_BATCH,
+                        expires,
+                    }),
+                    then => StepAnswer::Then(then),
+                };
+                answers.push(answer);
+                let mut next = Record::new(key.clone(), THIS_BATCH, value.clone());
+                next.expires = expires;
+                state.insert(key.clone(), Some(next));
+                writes.insert(key, (value, expires));
+            }
+        }
+    }
+    if cancelled {
+        writes.clear();
+    }
+    BatchDecision { answers, writes }
+}
+
+/// `r` with every [`THIS_BATCH`] version made `version` (the one the
+/// batch was written with).
+pub(crate) fn with_version(r: OpResult, version: Version) -> OpResult {
+    let fix = |v: Version| if v == THIS_BATCH { version } else { v };
+    match r {
+        OpResult::Found {
+            value,
+            version: v,
+            expires,
+        } => OpResult::Found {
+            value,
+            version: fix(v),
+            expires,
+        },
+        OpResult::Updated {
+            version: v,
+            acked,
+            number,
+        } => OpResult::Updated {
+            version: fix(v),
+            acked,
+            number,
+        },
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Condition, WriteOptions};
+
+    const NOW: Time = Time::from_micros(1_000_000);
+
+    fn record(key: &str, value: &str, hlc: u64) -> Record {
+        Record::new(
+            key.as_bytes().to_vec(),
+            Version::at(hlc, Id::from_u64(3)),
+            Some(value.as_bytes().to_vec()),
+        )
+    }
+
+    fn put(key: &str, value: &str, condition: Condition) -> Operation {
+        Operation::Put {
+            key: key.as_bytes().to_vec(),
+            value: value.as_bytes().to_vec(),
+            opts: WriteOptions {
+                condition,
+                ..WriteOptions::default()
+            },
+        }
+    }
+
+    fn update(key: &str, change: Change) -> Operation {
+        Operation::Update {
+            key: key.as_bytes().to_vec(),
+            change,
+        }
+    }
+
+    fn currents(records: &[Record], missing: &[&str]) -> BTreeMap<Vec<u8>, Option<Record>> {
+        let mut out: BTreeMap<Vec<u8>, Option<Record>> = records
+            .iter()
+            .map(|r| (r.key.clone(), Some(r.clone())))
+            .collect();
+        for k in missing {
+            out.insert(k.as_bytes().to_vec(), None);
+        }
+        out
+    }
+
+    #[test]
+    fn later_steps_see_what_earlier_ones_wrote() {
+        let steps = vec![
+            put("{t}a", "5", Condition::Always),
+            update("{t}a", Change::IncrBy(2)),
+            Operation::Get {
+                key: b"{t}a".to_vec(),
+                consistency: Default::default(),
+            },
+        ];
+        let d = decide_batch(steps, &currents(&[], &["{t}a"]), false, NOW, 1024);
+        assert_eq!(d.answers[1], StepAnswer::Then(Then::Updated(7)));
+        assert_eq!(
+            d.answers[2],
+            StepAnswer::Now(OpResult::Found {
+                value: b"7".to_vec(),
+                version: THIS_BATCH,
+                expires: None
+            })
+        );
+        assert_eq!(
+            d.writes.get(&b"{t}a"[..]),
+            Some(&(Some(b"7".to_vec()), None))
+        );
+    }
+
+    #[test]
+    fn all_or_nothing_writes_nothing_when_one_step_fails() {
+        // MSETNX with one key taken.
+        let taken = record("{t}b", "old", 5);
+        let steps = vec![
+            put("{t}a", "1", Condition::Absent),
+            put("{t}b", "2", Condition::Absent),
+        ];
+        let d = decide_batch(
+            steps.clone(),
+            &currents(std::slice::from_ref(&taken), &["{t}a"]),
+            true,
+            NOW,
+            1024,
+        );
+        assert!(d.writes.is_empty());
+        assert!(matches!(
+            d.answers[1],
+            StepAnswer::Now(OpResult::PreconditionFailed { .. })
+        ));
+        // Without all-or-nothing (MULTI), the first still writes.
+        let d = decide_batch(steps, &currents(&[taken], &["{t}a"]), false, NOW, 1024);
+        assert_eq!(d.writes.len(), 1);
+    }
+
+    #[test]
+    fn a_copy_moves_value_and_expiry_and_respects_replace() {
+        let mut src = record("{t}src", "v", 5);
+        src.expires = Some(Time::from_micros(9_000_000));
+        let dst = record("{t}dst", "old", 6);
+        let rename = vec![
+            update(
+                "{t}dst",
+                Change::CopyFrom {
+                    from: b"{t}src".to_vec(),
+                    replace: true,
+                },
+            ),
+            Operation::Delete {
+                key: b"{t}src".to_vec(),
+                opts: WriteOptions::default(),
+            },
+        ];
+        let d = decide_batch(
+            rename,
+            &currents(&[src.clone(), dst.clone()], &[]),
+            true,
+            NOW,
+            1024,
+        );
+        assert_eq!(
+            d.writes.get(&b"{t}dst"[..]),
+            Some(&(Some(b"v".to_vec()), src.expires))
+        );
+        assert_eq!(d.writes.get(&b"{t}src"[..]), Some(&(None, None)));
+        // Without replace, a live target stays; a missing source fails.
+        let copy = vec![update(
+            "{t}dst",
+            Change::CopyFrom {
+                from: b"{t}src".to_vec(),
+                replace: false,
+            },
+        )];
+        let d = decide_batch(
+            copy.clone(),
+            &currents(&[src, dst.clone()], &[]),
+            true,
+            NOW,
+            1024,
+        );
+        assert!(d.writes.is_empty());
+        let d = decide_batch(copy, &currents(&[dst], &["{t}src"]), true, NOW, 1024);
+        assert!(matches!(
+            d.answers[0],
+            StepAnswer::Now(OpResult::PreconditionFailed { current: None })
+        ));
+    }
+
+    #[test]
+    fn a_failed_expectation_cancels_even_a_non_atomic_batch() {
+        let watched = record("{t}w", "1", 5);
+        let steps = vec![
+            update(
+                "{t}w",
+                Change::Expect(Some(Version::at(4, Id::from_u64(3)))),
+            ),
+            put("{t}x", "1", Condition::Always),
+        ];
+        let d = decide_batch(
+            steps,
+            &currents(std::slice::from_ref(&watched), &["{t}x"]),
+            false,
+            NOW,
+            1024,
+        );
+        assert!(d.writes.is_empty());
+        // The version it holds passes (whatever term confirmed it since).
+        let mut same = watched.version;
+        same.term += 1;
+        let steps = vec![
+            update("{t}w", Change::Expect(Some(same))),
+            put("{t}x", "1", Condition::Always),
+        ];
+        let d = decide_batch(steps, &currents(&[watched], &["{t}x"]), false, NOW, 1024);
+        assert_eq!(d.writes.len(), 1);
+    }
+}
