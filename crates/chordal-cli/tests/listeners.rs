@@ -348,6 +348,29 @@ fn a_transaction_applies_whole_or_aborts_with_nothing_applied() {
     assert_eq!(&lines[11..14], ["*2", "+OK", ":1"], "{got}");
     assert_eq!(&lines[14..16], ["+OK", "+OK"]);
     assert_eq!(lines[16], "-ERR EXEC without MULTI");
+
+    // A transaction is bounded: the 1,025th command is refused, and EXEC
+    // then aborts with nothing applied.
+    let mut big = b"MULTI\r\n".to_vec();
+    for i in 0..1025 {
+        big.extend_from_slice(format!("SET {{tx}}big{i} 1\r\n").as_bytes());
+    }
+    big.extend_from_slice(b"EXEC\r\nEXISTS {tx}big0\r\n");
+    s.write_all(&big).unwrap();
+    let mut got = String::new();
+    while got.matches("\r\n").count() < 1028 {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed");
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let lines: Vec<&str> = got.split("\r\n").collect();
+    assert!(
+        lines[1025].starts_with("-ERR a transaction holds at most 1024"),
+        "{}",
+        lines[1025]
+    );
+    assert!(lines[1026].starts_with("-EXECABORT"));
+    assert_eq!(lines[1027], ":0");
 }
 
 #[test]

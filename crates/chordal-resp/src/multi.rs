@@ -32,6 +32,9 @@ pub const NOT_IN_MULTI: &[&str] = &["msetnx", "rename", "renamenx", "copy", "pub
 pub struct Multi {
     /// The commands, in order.
     pub queued: Vec<Request>,
+    /// Their bytes (bounded like one request: the batch travels as one
+    /// message).
+    pub bytes: usize,
     /// A command was refused while queueing: EXEC aborts.
     pub dirty: bool,
 }

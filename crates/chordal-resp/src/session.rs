@@ -367,6 +367,7 @@ impl Session {
     /// command a transaction can hold, else refused — and EXEC will
     /// abort, so that no half of a transaction applies.
     fn queue(&mut self, name: &str, args: Request, refused: Option<Reply>) -> Reply {
+        let size: usize = args.iter().map(|a| a.len()).sum();
         let Some(m) = self.multi.as_mut() else {
             return Reply::err("not in MULTI");
         };
@@ -381,7 +382,12 @@ impl Session {
                 "a transaction holds at most {} commands; EXEC will abort it",
                 multi::MAX_QUEUED
             )),
+            None if m.bytes + size > self.config.max_request => Reply::err(format!(
+                "a transaction holds at most {} bytes; EXEC will abort it",
+                self.config.max_request
+            )),
             None => {
+                m.bytes += size;
                 m.queued.push(args);
                 return Reply::Status("QUEUED".into());
             }
