@@ -6,8 +6,15 @@
 //! Matched in O(pattern × key) at worst (one backtracking point, the last
 //! `*`), so a hostile pattern costs no more than a long one.
 
+/// Patterns with more runs of `*` than this match nothing, as in Redis
+/// (whose matcher gives up past this depth of nesting).
+const MAX_STARS: usize = 1000;
+
 /// Does `key` match `pattern`?
 pub fn matches(pattern: &[u8], key: &[u8]) -> bool {
+    if star_runs(pattern) > MAX_STARS {
+        return false;
+    }
     let (mut p, mut k) = (0, 0);
     // After the last `*` seen: where the pattern goes on, and the key
     // position that `*` has swallowed up to.
@@ -43,6 +50,25 @@ pub fn matches(pattern: &[u8], key: &[u8]) -> bool {
     pattern[p..].iter().all(|&b| b == b'*')
 }
 
+/// How many runs of `*` `pattern` has (escaped ones and those inside
+/// `[…]` are not stars).
+fn star_runs(pattern: &[u8]) -> usize {
+    let (mut runs, mut i, mut after_star) = (0, 0, false);
+    while i < pattern.len() {
+        let star = pattern[i] == b'*';
+        if star && !after_star {
+            runs += 1;
+        }
+        after_star = star;
+        i += match pattern[i] {
+            b'\\' => 2,
+            b'[' => class_len(&pattern[i..]),
+            _ => 1,
+        };
+    }
+    runs
+}
+
 /// The length of the pattern element that starts `pattern`, if it
 /// matches the byte `c`.
 fn one(pattern: &[u8], c: u8) -> Option<usize> {
@@ -57,39 +83,57 @@ fn one(pattern: &[u8], c: u8) -> Option<usize> {
 /// `[…]` at the start of `pattern`: its length (to its `]`, or to the end
 /// of the pattern if it has none, as Redis reads it), if it matches `c`.
 fn class(pattern: &[u8], c: u8) -> Option<usize> {
-    let not = pattern.get(1) == Some(&b'^');
-    let mut i = if not { 2 } else { 1 };
     let mut hit = false;
+    let len = scan_class(pattern, |lo, hi| hit |= (lo..=hi).contains(&c));
+    let not = pattern.get(1) == Some(&b'^');
+    (hit != not).then_some(len)
+}
+
+/// The length of the `[…]` at the start of `pattern`.
+fn class_len(pattern: &[u8]) -> usize {
+    scan_class(pattern, |_, _| {})
+}
+
+/// Walks the `[…]` at the start of `pattern`, handing each byte or range
+/// it names to `each` as `(low, high)`; returns its length.
+fn scan_class(pattern: &[u8], mut each: impl FnMut(u8, u8)) -> usize {
+    let mut i = if pattern.get(1) == Some(&b'^') { 2 } else { 1 };
     loop {
         match pattern.get(i) {
-            None => break,
-            Some(b']') => {
-                i += 1;
-                break;
-            }
+            None => return i,
+            Some(b']') => return i + 1,
             Some(b'\\') if i + 1 < pattern.len() => {
-                hit |= pattern[i + 1] == c;
+                each(pattern[i + 1], pattern[i + 1]);
                 i += 2;
             }
             Some(&a) if pattern.get(i + 1) == Some(&b'-') && i + 2 < pattern.len() => {
                 let b = pattern[i + 2];
-                let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-                hit |= (lo..=hi).contains(&c);
+                each(a.min(b), a.max(b));
                 i += 3;
             }
             Some(&a) => {
-                hit |= a == c;
+                each(a, a);
                 i += 1;
             }
         }
     }
-    (hit != not).then_some(i)
 }
 
 #[cfg(test)]
 mod tests {
     use super::matches;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_pattern_of_more_than_a_thousand_stars_matches_nothing() {
+        let key = vec![b'a'; 50_000];
+        let pattern = b"*?".repeat(50_000);
+        assert!(!matches(&pattern, &key));
+        // Escaped stars and stars in classes do not count.
+        assert!(matches(&b"\\*".repeat(1001), &b"*".repeat(1001)));
+        assert!(matches(&b"[*]".repeat(1001), &b"*".repeat(1001)));
+        assert!(matches(&b"*a".repeat(1000), &b"a".repeat(1000)));
+    }
 
     #[test]
     fn patterns_match_as_in_redis() {
