@@ -1,6 +1,8 @@
 //! Recording histories for the linearizability checks: clients that run
-//! counters over RESP and registers over HTTP against real nodes, each
-//! operation's call, return and result kept; and the checks run on them.
+//! counters over RESP (and transfers between two of them in MULTI/EXEC
+//! transactions, whose two answers must sum to zero) and registers over
+//! HTTP against real nodes, each operation's call, return and result
+//! kept; and the checks run on them.
 
 use super::*;
 use chordal_lincheck::counter::check_counter;
@@ -35,6 +37,10 @@ pub fn op<I, O>(
         output: reply.ok(),
     }
 }
+
+/// The two counters a transaction moves one from and to (one hash tag:
+/// one owner).
+pub const TRANSFER: [&str; 2] = ["{transfer}:from", "{transfer}:to"];
 
 /// A node's RESP and HTTP addresses, as the recording clients use them.
 pub type Endpoint = (std::net::SocketAddr, std::net::SocketAddr);
@@ -204,6 +210,33 @@ pub fn record_through(
                     // A small generator, different per client and step.
                     let pick = (client * 7_919 + seq * 104_729) % 100;
                     let call = now();
+                    if (45..50).contains(&pick) {
+                        // A transfer between two counters of one owner,
+                        // in one transaction: both or neither, nothing in
+                        // between — the two new values sum to zero.
+                        let reply: redis::RedisResult<(i64, i64)> = redis::pipe()
+                            .atomic()
+                            .incr(TRANSFER[0], -1)
+                            .incr(TRANSFER[1], 1)
+                            .query(&mut con);
+                        let ret = reply.is_ok().then(now);
+                        broken = ret.is_none();
+                        if let Ok((a, b)) = &reply {
+                            assert_eq!(a + b, 0, "a transaction applied by halves: {a} and {b}");
+                        }
+                        // Each key as a counter of its own, checked as
+                        // the others are: the one taken from counts its
+                        // withdrawals (minus its value).
+                        let mut h = history.lock().unwrap();
+                        for (i, key) in TRANSFER.iter().enumerate() {
+                            let value = reply.as_ref().map(|v| if i == 0 { -v.0 } else { v.1 });
+                            let value =
+                                value.map_err(|e| redis::RedisError::from((e.kind(), "failed")));
+                            let recorded = op(client, call, ret, CounterOp::Incr(1), value);
+                            h.push(Recorded::Counter(key.to_string(), recorded));
+                        }
+                        continue;
+                    }
                     let recorded = if pick < 50 {
                         let key = format!("counter-{}", pick % 3);
                         let incr = pick < 35;
@@ -301,8 +334,8 @@ pub fn registers_of(history: &[Recorded]) -> Vec<(String, Op<RegisterOp, Registe
         .collect()
 }
 
-/// Checks a run under a nemesis: enough counter operations answered and
-/// compare-and-sets applied to mean something, and every counter and
+/// Checks a run under a nemesis: enough counter operations, transactions
+/// and compare-and-sets done to mean something, and every counter and
 /// register linearizable.
 pub fn assert_linearizable(what: &str, history: &[Recorded]) {
     let counters = history
@@ -328,6 +361,12 @@ pub fn assert_linearizable(what: &str, history: &[Recorded]) {
         counters > 300,
         "only {counters} counter operations answered"
     );
+    let transfers = history
+        .iter()
+        .filter(|r| matches!(r, Recorded::Counter(k, op) if k == TRANSFER[1] && op.ret.is_some()))
+        .count();
+    eprintln!("authority, {what}: {transfers} transactions answered");
+    assert!(transfers > 20, "only {transfers} transactions answered");
     assert!(
         applied(true) > 10,
         "only {} compare-and-sets applied",
