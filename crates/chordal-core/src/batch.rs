@@ -143,7 +143,7 @@ pub(crate) fn decide_batch(
             Operation::Update { change, .. } => {
                 decide(Intent::Update(change), current.as_ref(), now, max_value)
             }
-            // Not a store operation: `is_one_owner_batch` keeps them out.
+            // Not a store operation: `Operation::one_owner` keeps them out.
             _ => Decision::Answer(OpResult::Refused),
         };
         match decision {

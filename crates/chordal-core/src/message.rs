@@ -662,34 +662,35 @@ impl Operation {
     /// operation its key.
     pub fn keys(&self) -> Vec<&[u8]> {
         match self {
-            Operation::Batch { steps, .. } => {
-                let mut keys: Vec<&[u8]> = Vec::new();
-                for s in steps {
-                    let named: Vec<&[u8]> = match s {
-                        Operation::Update {
-                            key,
-                            change: Change::CopyFrom { from, .. },
-                        } => vec![from, key],
-                        other => vec![other.key()],
-                    };
-                    for k in named {
-                        if !keys.contains(&k) {
-                            keys.push(k);
-                        }
-                    }
-                }
-                keys
-            }
+            Operation::Batch { steps, .. } => Operation::batch_keys(steps),
             other => vec![other.key()],
         }
     }
 
-    /// Is it a batch whose steps are all store operations on keys of one
-    /// key id (and at least one)? What an owner checks before deciding it.
-    pub fn is_one_owner_batch(&self) -> bool {
-        let Operation::Batch { steps, .. } = self else {
-            return false;
-        };
+    /// The keys batch steps `steps` name (a copy names two), each once, in
+    /// order.
+    pub fn batch_keys(steps: &[Operation]) -> Vec<&[u8]> {
+        let mut keys: Vec<&[u8]> = Vec::new();
+        for s in steps {
+            let from = match s {
+                Operation::Update {
+                    change: Change::CopyFrom { from, .. },
+                    ..
+                } => Some(from.as_slice()),
+                _ => None,
+            };
+            for k in from.into_iter().chain([s.key()]) {
+                if !keys.contains(&k) {
+                    keys.push(k);
+                }
+            }
+        }
+        keys
+    }
+
+    /// May `steps` be one batch: at least one, all store operations, on
+    /// keys of one key id? What an owner checks before deciding it.
+    pub fn one_owner(steps: &[Operation]) -> bool {
         let simple = steps.iter().all(|s| {
             matches!(
                 s,
@@ -699,7 +700,7 @@ impl Operation {
                     | Operation::Update { .. }
             )
         });
-        let keys = self.keys();
+        let keys = Operation::batch_keys(steps);
         let id = Id::of_key(keys.first().copied().unwrap_or_default());
         simple && !steps.is_empty() && keys.iter().all(|k| Id::of_key(k) == id)
     }

@@ -677,16 +677,6 @@ impl Node {
             self.requests.answer(cx!(self), now, reply, refusal);
             return;
         }
-        if matches!(op, Operation::Batch { .. }) {
-            if !op.is_one_owner_batch() {
-                self.requests
-                    .answer(cx!(self), now, reply, OpResult::CrossSlot);
-                return;
-            }
-            self.store
-                .batch(cx!(self), now, (vnode, key_id), op, name, reply);
-            return;
-        }
         match op {
             Operation::Put { key, value, opts } => {
                 let intent = Intent::Put { value, opts };
@@ -709,8 +699,19 @@ impl Node {
                 self.store
                     .write(cx!(self), now, vnode, (key_id, key), (intent, name), reply)
             }
-            // Served above.
-            Operation::Batch { .. } => {}
+            Operation::Batch {
+                steps,
+                all_or_nothing,
+            } => {
+                if Operation::one_owner(&steps) {
+                    let batch = (steps, all_or_nothing);
+                    self.store
+                        .batch(cx!(self), now, (vnode, key_id), batch, name, reply)
+                } else {
+                    self.requests
+                        .answer(cx!(self), now, reply, OpResult::CrossSlot)
+                }
+            }
             Operation::Scan { start, end, limit } => {
                 self.store
                     .scan(cx!(self), now, vnode, (start, end, limit), reply)

@@ -443,7 +443,8 @@ pub trait KeyValue: Sync {
     /// RENAME): every record the batch changes is written in one step at
     /// every copy, durable on the write quorum when `Ok`. The keys must
     /// share one key id — one hash tag, `{user:42}:cart` and
-    /// `{user:42}:profile` — else `CrossSlot` and nothing is done.
+    /// `{user:42}:profile` — else `CrossSlot` and nothing is done (also
+    /// for a step that is itself a batch or a scan).
     /// `all_or_nothing`: a step that fails (a condition, not a number,
     /// too large) cancels every write; a failed [`Change::Expect`] always
     /// does. Steps cancelled with their batch answer `Refused`.
@@ -466,13 +467,18 @@ pub trait KeyValue: Sync {
         all_or_nothing: bool,
     ) -> impl Future<Output = Result<chordal_core::Batched, Error>> + Send {
         async move {
+            // The owner checks that the keys are its own (`CrossSlot`);
+            // a step that is no single-key operation never leaves.
+            if steps
+                .iter()
+                .any(|s| matches!(s, StoreOp::Batch { .. } | StoreOp::Scan { .. }))
+            {
+                return Err(Error::Op(OpError::CrossSlot));
+            }
             let op = StoreOp::Batch {
                 steps,
                 all_or_nothing,
             };
-            if !op.clone().at(Time::ZERO).is_one_owner_batch() {
-                return Err(Error::Op(OpError::CrossSlot));
-            }
             Ok(self.run(op).await?.batched()?)
         }
     }

@@ -3,6 +3,7 @@
 
 use crate::{FINE, KeyVersion, Store, fine_bounds, fine_of};
 use chordal_core::{Id, Record, StoreKind, StoreResult, Time, bucket_of};
+use std::ops::ControlFlow;
 
 /// Records read per store call while summarizing or filtering a range.
 const SCAN_PAGE: usize = 4096;
@@ -68,20 +69,42 @@ fn for_each_version(
     end: &Id,
     mut visit: impl FnMut(KeyVersion),
 ) -> Result<(), crate::StoreError> {
+    try_for_each_version(store, start, end, |r| {
+        visit(r);
+        ControlFlow::Continue(())
+    })
+    .map(|_| ())
+}
+
+/// [`for_each_version`] until `visit` says `Break`; whether it did. Pages
+/// start small and double (up to [`SCAN_PAGE`]), so a walk that stops
+/// early reads little past where it stops.
+fn try_for_each_version(
+    store: &dyn Store,
+    start: &Id,
+    end: &Id,
+    mut visit: impl FnMut(KeyVersion) -> ControlFlow<()>,
+) -> Result<bool, crate::StoreError> {
     let mut resume: Option<(Id, Vec<u8>)> = None;
+    let mut size = 64;
     loop {
         let page = store.scan_versions(
             start,
             end,
             resume.as_ref().map(|(id, k)| (id, k.as_slice())),
-            SCAN_PAGE,
+            size,
         )?;
         let n = page.len();
         resume = page.last().map(|r| (r.key_id, r.key.clone()));
-        page.into_iter().for_each(&mut visit);
-        if n < SCAN_PAGE {
-            return Ok(());
+        for r in page {
+            if visit(r).is_break() {
+                return Ok(true);
+            }
         }
+        if n < size {
+            return Ok(false);
+        }
+        size = (size * 2).min(SCAN_PAGE);
     }
 }
 
@@ -225,35 +248,23 @@ pub fn live_keys(
     let mut looked = 0;
     // The top 64 bits of the last record looked at.
     let mut group: Option<u64> = None;
-    let mut resume: Option<(Id, Vec<u8>)> = None;
-    let mut page = 64;
-    loop {
-        let got = store.scan_versions(
-            &before,
-            end,
-            resume.as_ref().map(|(id, k)| (id, k.as_slice())),
-            page,
-        )?;
-        let n = got.len();
-        resume = got.last().map(|r| (r.key_id, r.key.clone()));
-        for r in got {
-            let high = r.key_id.high_u64();
-            if (out.len() >= limit || looked >= budget)
-                && let Some(last) = group.filter(|&g| g != high)
-            {
-                return Ok((out, Id::from_high_u64(last).end_of_high_u64()));
-            }
-            looked += 1;
-            group = Some(high);
-            if !r.tombstone && r.expires.is_none_or(|e| e > now) {
-                out.push((r.key_id, r.key));
-            }
+    let stopped = try_for_each_version(store, &before, end, |r| {
+        let high = r.key_id.high_u64();
+        if (out.len() >= limit || looked >= budget) && group.is_some_and(|g| g != high) {
+            return ControlFlow::Break(());
         }
-        if n < page {
-            return Ok((out, *end));
+        looked += 1;
+        group = Some(high);
+        if !r.tombstone && r.expires.is_none_or(|e| e > now) {
+            out.push((r.key_id, r.key));
         }
-        page = (page * 2).min(SCAN_PAGE);
-    }
+        ControlFlow::Continue(())
+    })?;
+    let reached = match (stopped, group) {
+        (true, Some(last)) => Id::from_high_u64(last).end_of_high_u64(),
+        _ => *end,
+    };
+    Ok((out, reached))
 }
 
 /// Removes records outside every `keep` interval (if any are given) that

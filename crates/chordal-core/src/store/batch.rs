@@ -41,16 +41,16 @@ pub(super) struct BatchOp {
 }
 
 impl Store {
-    /// Serves `Operation::Batch` as the owner `vnode` of `key_id`, the id
-    /// of all its keys (checked by the caller): holds the keys (waiting
-    /// for writes that hold one), reads them, decides, writes.
-    #[allow(clippy::too_many_arguments)]
+    /// Serves `Operation::Batch`'s `steps` as the owner `vnode` of
+    /// `key_id`, the id of all its keys (checked by the caller: see
+    /// `Operation::one_owner`): holds the keys (waiting for writes that
+    /// hold one), reads them, decides, writes.
     pub fn batch(
         &mut self,
         cx: &mut Cx<'_>,
         now: Time,
         (vnode, key_id): (NodeRef, Id),
-        op: Operation,
+        (steps, all_or_nothing): (Vec<Operation>, bool),
         name: Option<OpName>,
         reply: ReplyTo,
     ) {
@@ -58,15 +58,10 @@ impl Store {
             cx.io.answer(reply, OpResult::WrongOwner);
             return;
         }
-        let keys = op.keys().into_iter().map(<[u8]>::to_vec).collect();
-        let Operation::Batch {
-            steps,
-            all_or_nothing,
-        } = op
-        else {
-            cx.io.answer(reply, OpResult::Refused);
-            return;
-        };
+        let keys = Operation::batch_keys(&steps)
+            .into_iter()
+            .map(<[u8]>::to_vec)
+            .collect();
         let id = cx.io.next();
         let answer_by = reply.answer_by(now, cx.config);
         self.batches.insert(
@@ -184,7 +179,19 @@ impl Store {
             now,
             cx.config.max_value,
         );
-        let cancelled = decision.writes.is_empty();
+        // A cancelled batch (or one that changed nothing) writes no step:
+        // the steps that would have written answer `Refused`.
+        let answers: Vec<StepAnswer> = match decision.writes.is_empty() {
+            true => decision
+                .answers
+                .into_iter()
+                .map(|a| match a {
+                    StepAnswer::Then(_) => StepAnswer::Now(OpResult::Refused),
+                    now => now,
+                })
+                .collect(),
+            false => decision.answers,
+        };
         let mut writes = decision.writes;
         // What we read but do not know to be on a quorum (see
         // `needs_write_back`) is written again with the batch, so that no
@@ -198,21 +205,7 @@ impl Store {
             }
         }
         if writes.is_empty() {
-            let results = decision
-                .answers
-                .into_iter()
-                .map(|a| match a {
-                    StepAnswer::Now(r) => with_version(r, Version::default()),
-                    // Cancelled with the batch.
-                    StepAnswer::Then(_) => OpResult::Refused,
-                })
-                .collect();
-            let result = OpResult::Batch {
-                results,
-                version: None,
-                acked: 0,
-            };
-            cx.io.answer(b.reply, result);
+            cx.io.answer(b.reply, answer(&answers, None));
             return;
         }
         for c in b.currents.values().flatten() {
@@ -247,18 +240,6 @@ impl Store {
                 }
             })
             .collect();
-        let answers = match cancelled {
-            // Only write-backs: the steps' own answers stand.
-            true => decision
-                .answers
-                .into_iter()
-                .map(|a| match a {
-                    StepAnswer::Then(_) => StepAnswer::Now(OpResult::Refused),
-                    now => now,
-                })
-                .collect(),
-            false => decision.answers,
-        };
         let first = records.remove(0);
         let then = Then::Batch(answers);
         self.write_attempt(
@@ -273,9 +254,11 @@ impl Store {
     }
 }
 
-/// The batch's answer once its records are on the write quorum in
-/// `version` (`acked` copies).
-pub(super) fn answer(answers: &[StepAnswer], version: Version, acked: u32) -> OpResult {
+/// The batch's answer: each step's, with the batch's `written` version
+/// and copies once its records are on the write quorum (`None`: it wrote
+/// nothing).
+pub(super) fn answer(answers: &[StepAnswer], written: Option<(Version, u32)>) -> OpResult {
+    let (version, acked) = written.unwrap_or_default();
     let results = answers
         .iter()
         .map(|a| match a {
@@ -295,7 +278,7 @@ pub(super) fn answer(answers: &[StepAnswer], version: Version, acked: u32) -> Op
         .collect();
     OpResult::Batch {
         results,
-        version: Some(version),
+        version: written.map(|(v, _)| v),
         acked,
     }
 }

@@ -633,7 +633,7 @@ impl Store {
                     false => OpResult::NotFound,
                 },
                 Then::Answer(result) => (**result).clone(),
-                Then::Batch(answers) => crate::store::batch::answer(answers, version, acked),
+                Then::Batch(answers) => super::batch::answer(answers, Some((version, acked))),
             };
             cx.io.answer(r, result);
         }
