@@ -6,7 +6,7 @@
 //! and writes what it says in one atomic apply.
 
 use crate::write::{Decision, Intent, Then, decide};
-use crate::{Change, Id, OpResult, Operation, Record, Time, Version};
+use crate::{Change, Id, Kind, OpResult, Operation, Record, Time, Version};
 use std::collections::BTreeMap;
 
 /// The version a step sees on a key an earlier step of the same batch
@@ -19,9 +19,9 @@ pub(crate) const THIS_BATCH: Version = Version {
     node: Id::MAX,
 };
 
-/// What a key holds after a batch: its value (`None`: a tombstone) and
-/// expiry.
-pub(crate) type Contents = (Option<Vec<u8>>, Option<Time>);
+/// What a key holds after a batch: its value (`None`: a tombstone),
+/// expiry and kind.
+pub(crate) type Contents = (Option<Vec<u8>>, Option<Time>, Kind);
 
 /// How one step answers.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -51,6 +51,7 @@ fn fails(r: &OpResult) -> bool {
         OpResult::PreconditionFailed { .. }
             | OpResult::NotAnInteger
             | OpResult::NotAFloat
+            | OpResult::WrongType
             | OpResult::Overflow
             | OpResult::TooLarge { .. }
             | OpResult::Refused
@@ -77,8 +78,15 @@ pub(crate) fn decide_batch(
         let key = step.key().to_vec();
         let current = state.get(&key).cloned().flatten();
         let live = current.as_ref().filter(|r| r.is_live(now));
+        let kind = match &step {
+            Operation::Update { change, .. } => change.kind_written(current.as_ref()),
+            _ => Kind::String,
+        };
         let decision = match step {
             Operation::Get { .. } => Decision::Answer(match live {
+                // A batch reads and copies strings (a collection is more
+                // than its header).
+                Some(r) if r.kind != Kind::String => OpResult::WrongType,
                 Some(r) => OpResult::Found {
                     value: r.value.clone().unwrap_or_default(),
                     version: r.version,
@@ -128,6 +136,7 @@ pub(crate) fn decide_batch(
                     .filter(|r| r.is_live(now));
                 match source {
                     None => Decision::Answer(OpResult::PreconditionFailed { current: None }),
+                    Some(src) if src.kind != Kind::String => Decision::Answer(OpResult::WrongType),
                     Some(_) if live.is_some() && !replace => Decision::Answer(OpResult::Updated {
                         version: live.map_or(THIS_BATCH, |r| r.version),
                         acked: 0,
@@ -167,10 +176,11 @@ pub(crate) fn decide_batch(
                     then => StepAnswer::Then(then),
                 };
                 answers.push(answer);
-                let mut next = Record::new(key.clone(), THIS_BATCH, value.clone());
+                let kind = if value.is_some() { kind } else { Kind::String };
+                let mut next = Record::new(key.clone(), THIS_BATCH, value.clone()).of_kind(kind);
                 next.expires = expires;
                 state.insert(key.clone(), Some(next));
-                writes.insert(key, (value, expires));
+                writes.insert(key, (value, expires, kind));
             }
         }
     }
@@ -273,7 +283,7 @@ mod tests {
         );
         assert_eq!(
             d.writes.get(&b"{t}a"[..]),
-            Some(&(Some(b"7".to_vec()), None))
+            Some(&(Some(b"7".to_vec()), None, Kind::String))
         );
     }
 
@@ -329,9 +339,12 @@ mod tests {
         );
         assert_eq!(
             d.writes.get(&b"{t}dst"[..]),
-            Some(&(Some(b"v".to_vec()), src.expires))
+            Some(&(Some(b"v".to_vec()), src.expires, Kind::String))
         );
-        assert_eq!(d.writes.get(&b"{t}src"[..]), Some(&(None, None)));
+        assert_eq!(
+            d.writes.get(&b"{t}src"[..]),
+            Some(&(None, None, Kind::String))
+        );
         // Without replace, a live target stays; a missing source fails.
         let copy = vec![update(
             "{t}dst",

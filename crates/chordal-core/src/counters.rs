@@ -143,6 +143,7 @@ impl OpError {
             OpError::PreconditionFailed { .. } => "kv_precondition_failed",
             OpError::NotAnInteger => "kv_not_an_integer",
             OpError::NotAFloat => "kv_not_a_float",
+            OpError::WrongType => "kv_wrong_type",
             OpError::Overflow => "kv_overflow",
             OpError::Refused => "kv_refused",
             OpError::Unreachable => "kv_unreachable",

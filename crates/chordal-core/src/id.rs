@@ -71,7 +71,11 @@ impl Id {
     /// `user:42`, so one owner decides for both; `{}x` and `x{` have
     /// none). Use this for every key of the store; [`Id::hash`] is for
     /// node addresses, topics and other names.
+    ///
+    /// An element of a collection (see `crate::collection`) gets its
+    /// collection's id, so that it lives wherever the collection does.
     pub fn of_key(key: &[u8]) -> Id {
+        let key = crate::collection::key::collection_of(key).unwrap_or(key);
         Id::hash(hash_tag(key).unwrap_or(key))
     }
 

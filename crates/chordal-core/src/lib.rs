@@ -61,6 +61,7 @@
 
 mod authority;
 mod batch;
+pub mod collection;
 mod config;
 mod counters;
 mod event;
@@ -100,7 +101,7 @@ pub use oracle::Oracle;
 pub use outcome::{
     Answer, Batched, OpError, Outcome, Replaced, ScanPage, Updated, Versioned, Written,
 };
-pub use record::{Hlc, Record, Version, dead_since};
+pub use record::{Hlc, Kind, Record, Version, dead_since};
 pub use request::OpId;
 pub use ring::{
     MAX_EVENTS_PER_MESSAGE, MEMBER_SLICES, MEMBERS_PAGE, MembersDigest, OneHopStats, Phase,

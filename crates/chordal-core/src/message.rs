@@ -545,6 +545,18 @@ pub enum Operation {
         /// Does one failed step cancel every write?
         all_or_nothing: bool,
     },
+    /// A command on the collection (hash, set) at `key`, decided at its
+    /// owner with the header and the elements it touches as one batch
+    /// (see [`crate::collection`]). Answered [`OpResult::Collection`], or
+    /// [`OpResult::WrongType`] when the key holds another kind.
+    Collection {
+        /// The collection's key.
+        key: Vec<u8>,
+        /// The kind of collection the command is for.
+        kind: crate::Kind,
+        /// What to do.
+        op: crate::collection::CollOp,
+    },
     /// The live keys of the owner of `start` whose ids lie in `[start,
     /// end]` (`start <= end`, no wrap), in key-id order: one page of a
     /// walk over the keyspace (SCAN, KEYS, FLUSHALL). The owner stops at
@@ -623,6 +635,7 @@ impl Operation {
             | Operation::Get { key, .. }
             | Operation::Delete { key, .. }
             | Operation::Update { key, .. }
+            | Operation::Collection { key, .. }
             | Operation::Deliver { key, .. }
             | Operation::Subscribe { topic: key }
             | Operation::Unsubscribe { topic: key }
@@ -655,6 +668,7 @@ impl Operation {
                 | Operation::Delete { .. }
                 | Operation::Update { .. }
                 | Operation::Batch { .. }
+                | Operation::Collection { .. }
         )
     }
 
@@ -705,10 +719,34 @@ impl Operation {
         simple && !steps.is_empty() && keys.iter().all(|k| Id::of_key(k) == id)
     }
 
+    /// Does a store operation name a key of the collections' reserved
+    /// element space (see [`crate::collection::key`])? Only a restore
+    /// may: it writes back what a backup read.
+    pub fn names_reserved_key(&self) -> bool {
+        if !self.is_store()
+            || matches!(
+                self,
+                Operation::Update {
+                    change: Change::Restore { .. },
+                    ..
+                }
+            )
+        {
+            return false;
+        }
+        self.keys()
+            .iter()
+            .any(|k| crate::collection::key::is_reserved(k))
+    }
+
     /// Is it a store write (put, delete, update)? Sending one again after
     /// an owner went silent could apply it twice.
     pub fn is_store_write(&self) -> bool {
-        self.is_store() && !matches!(self, Operation::Get { .. })
+        match self {
+            Operation::Get { .. } => false,
+            Operation::Collection { op, .. } => !op.is_read(),
+            other => other.is_store(),
+        }
     }
 
     /// `(size, limit)` if a store operation's key is longer than `max_key`,
@@ -735,6 +773,7 @@ impl Operation {
                     },
                 ..
             } if value.len() > max_value => Some((value.len() as u64, max_value as u64)),
+            Operation::Collection { op, .. } => op.over_limits(max_key, max_value),
             _ => None,
         }
     }
@@ -801,6 +840,11 @@ pub enum OpResult {
     /// A float increment of a value (or by an amount) that is not a
     /// decimal number.
     NotAFloat,
+    /// A command for one kind of value (a string's, a hash's…) on a key
+    /// holding another (Redis's `WRONGTYPE`).
+    WrongType,
+    /// What a collection command answers (see [`crate::collection`]).
+    Collection(crate::collection::CollReply),
     /// An increment that would overflow a 64-bit integer.
     Overflow,
     /// Get or delete of a key that does not exist (or was deleted).

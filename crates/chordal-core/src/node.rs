@@ -712,6 +712,11 @@ impl Node {
                         .answer(cx!(self), now, reply, OpResult::CrossSlot)
                 }
             }
+            Operation::Collection { key, kind, op } => {
+                let what = (key, kind, op);
+                self.store
+                    .collection(cx!(self), now, (vnode, key_id), what, name, reply)
+            }
             Operation::Scan { start, end, limit } => {
                 self.store
                     .scan(cx!(self), now, vnode, (start, end, limit), reply)

@@ -66,6 +66,8 @@ pub enum Outcome {
     Keys(ScanPage),
     /// A batch's answers (see [`Batched`]).
     Batch(Batched),
+    /// A collection command's answer.
+    Collection(crate::collection::CollReply),
 }
 
 /// What a batch ([`Operation::Batch`](crate::Operation::Batch)) did.
@@ -187,6 +189,10 @@ pub enum OpError {
     /// A float increment of a value (or by an amount) that is not a
     /// decimal number.
     NotAFloat,
+    #[error("operation against a key holding the wrong kind of value")]
+    /// A command for one kind of value (a string's, a hash's…) on a key
+    /// holding another.
+    WrongType,
     #[error("increment or decrement would overflow")]
     /// An increment that would overflow a 64-bit integer.
     Overflow,
@@ -284,12 +290,14 @@ impl OpResult {
             PreconditionFailed { current } => Err(OpError::PreconditionFailed { current }),
             NotAnInteger => Err(OpError::NotAnInteger),
             NotAFloat => Err(OpError::NotAFloat),
+            WrongType => Err(OpError::WrongType),
             Overflow => Err(OpError::Overflow),
             NotFound => Ok(Outcome::NotFound),
             Delivered => Ok(Outcome::Delivered),
             Replied { payload } => Ok(Outcome::Replied { payload }),
             Published { subscribers } => Ok(Outcome::Published { subscribers }),
             Keys { keys, reached } => Ok(Outcome::Keys(ScanPage { keys, reached })),
+            Collection(reply) => Ok(Outcome::Collection(reply)),
             Batch {
                 results,
                 version,
@@ -422,6 +430,14 @@ impl Outcome {
     pub fn batched(self) -> Result<Batched, OpError> {
         match self {
             Outcome::Batch(b) => Ok(b),
+            _ => Err(OpError::UnexpectedAnswer),
+        }
+    }
+
+    /// The answer of a collection command.
+    pub fn collection(self) -> Result<crate::collection::CollReply, OpError> {
+        match self {
+            Outcome::Collection(r) => Ok(r),
             _ => Err(OpError::UnexpectedAnswer),
         }
     }

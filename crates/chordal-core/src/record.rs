@@ -67,6 +67,60 @@ impl Version {
     }
 }
 
+/// What a record's value is: a string (any bytes), or the header of a
+/// collection whose elements are records of their own (see
+/// `crate::collection`). A tombstone is always a `String`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default)]
+pub enum Kind {
+    /// Bytes, as SET stores them (every record before collections).
+    #[default]
+    String,
+    /// A hash's header (fields are element records).
+    Hash,
+    /// A set's header (members are element records).
+    Set,
+    /// A sorted set's header.
+    ZSet,
+    /// A list's header.
+    List,
+}
+
+impl Kind {
+    /// The kind's number in the store codec and on the wire.
+    pub fn code(self) -> u8 {
+        match self {
+            Kind::String => 0,
+            Kind::Hash => 1,
+            Kind::Set => 2,
+            Kind::ZSet => 3,
+            Kind::List => 4,
+        }
+    }
+
+    /// The kind numbered `code`, if any.
+    pub fn from_code(code: u8) -> Option<Kind> {
+        Some(match code {
+            0 => Kind::String,
+            1 => Kind::Hash,
+            2 => Kind::Set,
+            3 => Kind::ZSet,
+            4 => Kind::List,
+            _ => return None,
+        })
+    }
+
+    /// The name TYPE answers (Redis's).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::String => "string",
+            Kind::Hash => "hash",
+            Kind::Set => "set",
+            Kind::ZSet => "zset",
+            Kind::List => "list",
+        }
+    }
+}
+
 /// One key with its newest known version; `value: None` is a tombstone.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Record {
@@ -86,6 +140,8 @@ pub struct Record {
     /// The last writes that made the record, by operation id: a retried
     /// write is answered from here, not applied again (see `oplog.rs`).
     pub ops: OpLog,
+    /// What the value is (`String` for a tombstone).
+    pub kind: Kind,
 }
 
 impl Record {
@@ -98,7 +154,14 @@ impl Record {
             value,
             expires: None,
             ops: OpLog::default(),
+            kind: Kind::String,
         }
+    }
+
+    /// The same record, of kind `kind`.
+    pub fn of_kind(mut self, kind: Kind) -> Record {
+        self.kind = kind;
+        self
     }
 
     /// The same record, expiring at `expires`.
@@ -144,11 +207,12 @@ impl Record {
     }
 
     /// The order of records of equal versions (see [`Record::supersedes`]).
-    fn tiebreak(&self) -> (bool, &[u8], Option<Time>) {
+    fn tiebreak(&self) -> (bool, &[u8], Option<Time>, Kind) {
         (
             self.is_tombstone(),
             self.value.as_deref().unwrap_or(&[]),
             self.expires,
+            self.kind,
         )
     }
 

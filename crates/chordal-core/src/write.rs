@@ -8,7 +8,7 @@
 //! the one before it on the same key, so two increments never read the same
 //! value and two create-only writes never both succeed.
 
-use crate::{OpResult, Record, Time, Version};
+use crate::{Kind, OpResult, Record, Time, Version};
 use std::time::Duration;
 
 /// What a conditional write requires of the key's current value.
@@ -197,7 +197,24 @@ pub enum Change {
         value: Option<Vec<u8>>,
         /// When the value expires (`None`: never).
         expires: Option<Time>,
+        /// What the value is (a collection's header, or a string).
+        kind: Kind,
     },
+}
+
+impl Change {
+    /// The kind of the record this change leaves, decided against
+    /// `current`: an expiry keeps it, a restore brings its own, the
+    /// others compute a string.
+    pub(crate) fn kind_written(&self, current: Option<&Record>) -> Kind {
+        match self {
+            Change::Expire(_) | Change::ExpireIf { .. } | Change::GetEx(_) => {
+                current.map_or(Kind::String, |r| r.kind)
+            }
+            Change::Restore { kind, .. } => *kind,
+            _ => Kind::String,
+        }
+    }
 }
 
 /// When [`Change::ExpireIf`] sets an expiry, by the current one (a value
@@ -272,6 +289,31 @@ pub(crate) enum Intent {
 }
 
 impl Intent {
+    /// Does it need the current value to be a string (a collection's
+    /// header answers `WrongType`)? A plain put or delete replaces
+    /// whatever is there, and an expiry applies to any kind, as in Redis.
+    fn reads_string(&self) -> bool {
+        match self {
+            Intent::Put { opts, .. } | Intent::Delete { opts } => opts.return_old,
+            Intent::Update(
+                Change::Expire(_) | Change::ExpireIf { .. } | Change::Restore { .. },
+            )
+            | Intent::WriteBack => false,
+            Intent::Update(_) => true,
+        }
+    }
+
+    /// The kind of the record a write of this intent leaves, decided
+    /// against `current`: an expiry (or a write-back) keeps it, a restore
+    /// brings its own, everything else writes a string.
+    pub fn kind_written(&self, current: Option<&Record>) -> Kind {
+        match self {
+            Intent::WriteBack => current.map_or(Kind::String, |r| r.kind),
+            Intent::Update(change) => change.kind_written(current),
+            Intent::Put { .. } | Intent::Delete { .. } => Kind::String,
+        }
+    }
+
     /// See [`WriteOptions::needs_current`]; deletes and changes always do.
     pub fn needs_current(&self) -> bool {
         match self {
@@ -331,6 +373,9 @@ pub(crate) fn decide(
     max_value: usize,
 ) -> Decision {
     let live = current.filter(|r| r.is_live(now));
+    if live.is_some_and(|r| r.kind != Kind::String) && intent.reads_string() {
+        return Decision::Answer(OpResult::WrongType);
+    }
     let old_value = || live.and_then(|r| r.value.clone());
     let old_expiry = live.and_then(|r| r.expires);
     match intent {
@@ -414,6 +459,7 @@ pub(crate) fn decide(
             version,
             value,
             expires,
+            ..
         }) => {
             // Against every record, tombstones and expired values
             // included: a delete newer than the backup wins. The same
@@ -680,6 +726,7 @@ mod tests {
                 },
                 value: Some(b"backed up".to_vec()),
                 expires: None,
+                kind: crate::Kind::String,
             })
         };
         let older = decide(backup(1_000), Some(&current), NOW, 100);

@@ -13,7 +13,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use chordal_core::{Id, Record, Time, Version};
+use chordal_core::{Id, Kind, Record, Time, Version};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -44,6 +44,10 @@ pub struct RecordJson {
     /// The expiry in µs of the Unix epoch; `None`: never.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_us: Option<u64>,
+    /// A collection's header: its kind (`hash`, `set`, `zset`, `list`);
+    /// absent for a string (and for every record of older backups).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
 }
 
 impl RecordJson {
@@ -54,6 +58,7 @@ impl RecordJson {
             value_b64: r.value.as_ref().map(|v| B64.encode(v)),
             version: r.version.to_text(),
             expires_us: r.expires.map(Time::as_micros),
+            kind: (r.kind != Kind::String).then(|| r.kind.name().to_string()),
         }
     }
 
@@ -70,6 +75,15 @@ impl RecordJson {
             .ok_or_else(|| format!("version {:?} is not a version", self.version))?;
         let mut record = Record::new(key, version, value);
         record.expires = self.expires_us.map(Time::from_micros);
+        if let Some(name) = &self.kind {
+            record.kind = (0..=4)
+                .filter_map(Kind::from_code)
+                .find(|k| k.name() == name && *k != Kind::String)
+                .ok_or_else(|| format!("kind {name:?} is not a collection's"))?;
+            if record.value.is_none() {
+                return Err("a tombstone has no kind".into());
+            }
+        }
         Ok(record)
     }
 }

@@ -4,8 +4,9 @@
 //! owner ([`KeyValue::run`]); the typed operations are written here.
 
 use crate::Error;
+use chordal_core::collection::{CollOp, CollReply};
 use chordal_core::{
-    Change, Condition, Consistency, ExpireWhen, Expiry, Id, OpError, Operation, Outcome,
+    Change, Condition, Consistency, ExpireWhen, Expiry, Id, Kind, OpError, Operation, Outcome,
     PutOptions, Record, Replaced, ScanPage, Time, Versioned, Written,
 };
 use std::future::Future;
@@ -60,6 +61,16 @@ pub enum StoreOp {
         /// Does one failed step cancel every write?
         all_or_nothing: bool,
     },
+    /// A command on the collection (hash, set) at `key` (see
+    /// [`KeyValue::collection`]).
+    Collection {
+        /// The collection's key.
+        key: Vec<u8>,
+        /// Which kind of collection the command is for.
+        kind: Kind,
+        /// What to do.
+        op: CollOp,
+    },
     /// One page of a walk over the keyspace (see [`KeyValue::scan`]).
     Scan {
         /// The first key id of the page.
@@ -92,7 +103,8 @@ impl StoreOp {
             | StoreOp::Get { key, .. }
             | StoreOp::Delete { key, .. }
             | StoreOp::Update { key, .. }
-            | StoreOp::Expire { key, .. } => key,
+            | StoreOp::Expire { key, .. }
+            | StoreOp::Collection { key, .. } => key,
             StoreOp::Batch { steps, .. } => steps.first().map_or(&[], StoreOp::key),
             StoreOp::Scan { .. } => &[],
         }
@@ -128,6 +140,7 @@ impl StoreOp {
                 all_or_nothing,
             },
             StoreOp::Scan { start, end, limit } => Operation::Scan { start, end, limit },
+            StoreOp::Collection { key, kind, op } => Operation::Collection { key, kind, op },
         }
     }
 
@@ -141,6 +154,7 @@ impl StoreOp {
             StoreOp::Expire { .. } => "expire",
             StoreOp::Batch { .. } => "batch",
             StoreOp::Scan { .. } => "scan",
+            StoreOp::Collection { .. } => "collection",
         }
     }
 }
@@ -469,10 +483,12 @@ pub trait KeyValue: Sync {
         async move {
             // The owner checks that the keys are its own (`CrossSlot`);
             // a step that is no single-key operation never leaves.
-            if steps
-                .iter()
-                .any(|s| matches!(s, StoreOp::Batch { .. } | StoreOp::Scan { .. }))
-            {
+            if steps.iter().any(|s| {
+                matches!(
+                    s,
+                    StoreOp::Batch { .. } | StoreOp::Scan { .. } | StoreOp::Collection { .. }
+                )
+            }) {
                 return Err(Error::Op(OpError::CrossSlot));
             }
             let op = StoreOp::Batch {
@@ -480,6 +496,99 @@ pub trait KeyValue: Sync {
                 all_or_nothing,
             };
             Ok(self.run(op).await?.batched()?)
+        }
+    }
+
+    /// Runs collection command `op` on the `kind` collection at `key`
+    /// (a hash or a set), decided at the key's owner with the header and
+    /// the elements it touches as one batch, so linearizable like
+    /// `incr_by`. Fails with `WrongType` when the key holds another kind,
+    /// `TooLarge` when a command reading every element meets more than
+    /// [`MAX_READ_ELEMENTS`](chordal_core::collection::MAX_READ_ELEMENTS)
+    /// (or as many bytes), `NotAnInteger`/`NotAFloat`/`Overflow` from an
+    /// increment.
+    fn collection(
+        &self,
+        key: Vec<u8>,
+        kind: Kind,
+        op: CollOp,
+    ) -> impl Future<Output = Result<CollReply, Error>> + Send {
+        async move {
+            Ok(self
+                .run(StoreOp::Collection { key, kind, op })
+                .await?
+                .collection()?)
+        }
+    }
+
+    /// Sets each field of the hash at `key` (creating it); how many fields
+    /// were new (RESP `HSET`).
+    fn hset(
+        &self,
+        key: Vec<u8>,
+        pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> impl Future<Output = Result<i64, Error>> + Send {
+        async move {
+            let op = CollOp::Put {
+                pairs,
+                only_new: false,
+            };
+            count(self.collection(key, Kind::Hash, op).await?)
+        }
+    }
+
+    /// The value of `field` in the hash at `key` (RESP `HGET`).
+    fn hget(
+        &self,
+        key: Vec<u8>,
+        field: Vec<u8>,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, Error>> + Send {
+        async move {
+            let op = CollOp::Get {
+                fields: vec![field],
+            };
+            match self.collection(key, Kind::Hash, op).await? {
+                CollReply::Values(mut v) if v.len() == 1 => Ok(v.pop().flatten()),
+                _ => Err(Error::Op(OpError::UnexpectedAnswer)),
+            }
+        }
+    }
+
+    /// Every field and value of the hash at `key`, in no promised order
+    /// (RESP `HGETALL`).
+    fn hgetall(&self, key: Vec<u8>) -> impl Future<Output = Result<Fields, Error>> + Send {
+        async move {
+            match self.collection(key, Kind::Hash, CollOp::All).await? {
+                CollReply::Pairs(p) => Ok(p),
+                _ => Err(Error::Op(OpError::UnexpectedAnswer)),
+            }
+        }
+    }
+
+    /// Adds each member to the set at `key` (creating it); how many were
+    /// new (RESP `SADD`).
+    fn sadd(
+        &self,
+        key: Vec<u8>,
+        members: Vec<Vec<u8>>,
+    ) -> impl Future<Output = Result<i64, Error>> + Send {
+        async move {
+            let pairs = members.into_iter().map(|m| (m, Vec::new())).collect();
+            let op = CollOp::Put {
+                pairs,
+                only_new: false,
+            };
+            count(self.collection(key, Kind::Set, op).await?)
+        }
+    }
+
+    /// Every member of the set at `key` (RESP `SMEMBERS`).
+    fn smembers(&self, key: Vec<u8>) -> impl Future<Output = Result<Vec<Vec<u8>>, Error>> + Send {
+        async move {
+            match self.collection(key, Kind::Set, CollOp::All).await? {
+                CollReply::Pairs(p) => Ok(p.into_iter().map(|(m, _)| m).collect()),
+                _ => Err(Error::Op(OpError::UnexpectedAnswer)),
+            }
         }
     }
 
@@ -589,6 +698,7 @@ pub async fn restore<K: KeyValue + ?Sized>(kv: &K, record: Record) -> Result<boo
             version: record.version,
             value: record.value,
             expires: record.expires,
+            kind: record.kind,
         },
     };
     match kv.run(op).await {
@@ -604,5 +714,16 @@ fn updated_number(outcome: Outcome) -> Result<i64, Error> {
     match outcome.updated()? {
         Some(u) => Ok(u.number),
         None => Err(Error::Op(OpError::UnexpectedAnswer)),
+    }
+}
+
+/// A hash's fields and values.
+pub type Fields = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// The number a collection command answered.
+fn count(reply: CollReply) -> Result<i64, Error> {
+    match reply {
+        CollReply::Count(n) => Ok(n),
+        _ => Err(Error::Op(OpError::UnexpectedAnswer)),
     }
 }

@@ -4,7 +4,8 @@
 
 use crate::reply::Reply;
 use bytes::Bytes;
-use chordal_core::{Condition, ExpireWhen, Expiry, PutOptions, Time};
+use chordal_core::collection::{CollOp, CollReply};
+use chordal_core::{Condition, ExpireWhen, Expiry, Kind, PutOptions, Time};
 use chordal_node::{Error, KeyValue, Node, OpError, StoreOp};
 
 /// What a command needs: the node it runs on (which checks key and value
@@ -64,10 +65,21 @@ pub const DATA_COMMANDS: &[(&str, bool)] = &[
     ("publish", true),
 ];
 
+/// Every data command (strings, keys, collections) with whether it
+/// writes.
+pub fn data_commands() -> impl Iterator<Item = &'static (&'static str, bool)> {
+    DATA_COMMANDS
+        .iter()
+        .chain(crate::collections::COMMANDS.iter())
+}
+
 /// The keys data command `name` touches (`args` without the name): a
 /// command waits for the ones before it on its connection that share a
 /// key, so that a pipeline applies in order per key.
 pub fn keys_of<'a>(name: &str, args: &'a [Bytes]) -> Vec<&'a Bytes> {
+    if crate::collections::is_collection_command(name) {
+        return crate::collections::keys_of(name, args);
+    }
     match name {
         "mget" | "exists" | "touch" | "del" | "unlink" => args.iter().collect(),
         "lcs" => args.iter().take(2).collect(),
@@ -97,6 +109,7 @@ pub(crate) fn failed(e: Error) -> Reply {
     match e {
         Error::Op(OpError::NotAnInteger) => not_integer(),
         Error::Op(OpError::NotAFloat) => Reply::err("value is not a valid float"),
+        Error::Op(OpError::WrongType) => crate::collections::wrong_type(),
         Error::Op(OpError::Overflow) => Reply::err("increment or decrement would overflow"),
         Error::Op(OpError::TooLarge { .. }) => Reply::err("string exceeds maximum allowed size"),
         Error::Op(OpError::NotReady) => Reply::Error(
@@ -150,14 +163,16 @@ pub async fn run_on<K: KeyValue>(kv: &K, name: &str, args: &[Bytes]) -> Reply {
             Ok(v) => Reply::Integer(v.map_or(0, |v| v.value.len() as i64)),
             Err(e) => failed(e),
         },
-        ("type", 1) => match kv.get(k(0)).await {
-            Ok(Some(_)) => Reply::Status("string".into()),
-            Ok(None) => Reply::Status("none".into()),
+        ("type", 1) => match kv.collection(k(0), Kind::Hash, CollOp::Kind).await {
+            Ok(CollReply::Kind(kind)) => {
+                Reply::Status(kind.map_or("none", |(k, _)| k.name()).into())
+            }
+            Ok(_) => failed(Error::Op(OpError::UnexpectedAnswer)),
             Err(e) => failed(e),
         },
-        ("ttl" | "pttl", 1) => match kv.get(k(0)).await {
+        ("ttl" | "pttl", 1) => match expiry_of(kv, k(0)).await {
             Ok(None) => Reply::Integer(-2),
-            Ok(Some(v)) => match v.expires {
+            Ok(Some(expires)) => match expires {
                 None => Reply::Integer(-1),
                 Some(t) => {
                     let left = t.saturating_since(chordal_node::wall_clock());
@@ -188,10 +203,15 @@ pub async fn run_on<K: KeyValue>(kv: &K, name: &str, args: &[Bytes]) -> Reply {
             for f in found {
                 match f {
                     Ok(v) => count += i64::from(v.is_some()),
+                    // A collection's header.
+                    Err(Error::Op(OpError::WrongType)) => count += 1,
                     Err(e) => return failed(e),
                 }
             }
             Reply::Integer(count)
+        }
+        (name, _) if crate::collections::is_collection_command(name) => {
+            crate::collections::run(kv, name, args).await
         }
         ("msetnx" | "rename" | "renamenx" | "copy", _) => {
             crate::together::run(kv, name, args).await
@@ -290,9 +310,9 @@ pub async fn run_on<K: KeyValue>(kv: &K, name: &str, args: &[Bytes]) -> Reply {
                 Err(reply) => reply,
             }
         }
-        ("expiretime" | "pexpiretime", 1) => match kv.get(k(0)).await {
+        ("expiretime" | "pexpiretime", 1) => match expiry_of(kv, k(0)).await {
             Ok(None) => Reply::Integer(-2),
-            Ok(Some(v)) => Reply::Integer(match v.expires {
+            Ok(Some(expires)) => Reply::Integer(match expires {
                 None => -1,
                 Some(t) if name == "expiretime" => (t.as_micros() / 1_000_000) as i64,
                 Some(t) => (t.as_micros() / 1_000) as i64,
@@ -339,6 +359,21 @@ pub async fn run_on<K: KeyValue>(kv: &K, name: &str, args: &[Bytes]) -> Reply {
         },
         ("persist", 1) => expire(kv, k(0), Expiry::Never).await,
         _ => wrong_arity(name),
+    }
+}
+
+/// Whether `key` exists (`None`: it does not) and when it expires,
+/// whatever its kind: a string's read, or a collection's header.
+async fn expiry_of<K: KeyValue>(kv: &K, key: Vec<u8>) -> Result<Option<Option<Time>>, Error> {
+    match kv.get(key.clone()).await {
+        Ok(v) => Ok(v.map(|v| v.expires)),
+        Err(Error::Op(OpError::WrongType)) => {
+            match kv.collection(key, Kind::Hash, CollOp::Kind).await? {
+                CollReply::Kind(k) => Ok(k.map(|(_, t)| t)),
+                _ => Err(Error::Op(OpError::UnexpectedAnswer)),
+            }
+        }
+        Err(e) => Err(e),
     }
 }
 

@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod codec;
+mod collections;
 mod commands;
 mod keyspace;
 mod multi;

@@ -5,7 +5,7 @@
 
 use crate::RespConfig;
 use crate::codec::{Limits, ProtocolError, Request, RespCodec};
-use crate::commands::{self, Ctx, DATA_COMMANDS};
+use crate::commands::{self, Ctx};
 use crate::multi::{self, Multi};
 use crate::order::Order;
 use crate::reply::Reply;
@@ -141,7 +141,7 @@ where
                     pending.push_back(Box::pin(async move { reply }));
                     continue;
                 }
-                if let Some((_, write)) = DATA_COMMANDS.iter().find(|(n, _)| *n == name) {
+                if let Some((_, write)) = commands::data_commands().find(|(n, _)| *n == name) {
                     if pending.is_empty() {
                         order.clear();
                     }
@@ -247,7 +247,7 @@ impl Session {
     /// authenticated, a token too weak, subscribed, inside MULTI, or
     /// unknown.
     fn refusal(&self, name: &str, args: &Request) -> Option<Reply> {
-        let data = DATA_COMMANDS.iter().find(|(n, _)| *n == name);
+        let data = commands::data_commands().find(|(n, _)| *n == name);
         if data.is_none() && !SESSION_COMMANDS.contains(&name) {
             let shown: Vec<String> = args[1..]
                 .iter()
@@ -371,8 +371,9 @@ impl Session {
         let Some(m) = self.multi.as_mut() else {
             return Reply::err("not in MULTI");
         };
-        let storable =
-            DATA_COMMANDS.iter().any(|(n, _)| *n == name) && !multi::NOT_IN_MULTI.contains(&name);
+        let storable = commands::data_commands().any(|(n, _)| *n == name)
+            && !multi::NOT_IN_MULTI.contains(&name)
+            && !crate::collections::is_collection_command(name);
         let reply = match refused {
             Some(r) => r,
             None if !storable => Reply::err(format!(
@@ -599,7 +600,7 @@ fn needed_role(name: &str) -> Role {
     if ADMIN_COMMANDS.contains(&name) {
         Role::Admin
     } else if WRITE_COMMANDS.contains(&name)
-        || DATA_COMMANDS.iter().any(|(n, write)| *n == name && *write)
+        || commands::data_commands().any(|(n, write)| *n == name && *write)
     {
         Role::Write
     } else {
@@ -676,8 +677,7 @@ fn encoding_tuning(name: &[u8]) -> bool {
 
 /// `COMMAND`, `COMMAND COUNT`, `COMMAND DOCS`, `COMMAND INFO`.
 fn command(args: &[Bytes]) -> Reply {
-    let all: Vec<&str> = DATA_COMMANDS
-        .iter()
+    let all: Vec<&str> = commands::data_commands()
         .map(|(n, _)| *n)
         .chain(SESSION_COMMANDS.iter().copied())
         .collect();

@@ -15,8 +15,12 @@
 //! A record with a log of writes (`OpLog`: retries are answered from it)
 //! adds 32 to its flag and puts the log's compact form (`OpLog::as_bytes`:
 //! its first byte gives its length) after the term, before the expiry.
+//!
+//! A collection's header (a record of a `Kind` other than a string) adds
+//! 64 to its flag and puts the kind's code (one byte) right after the
+//! flag byte, before the term.
 
-use chordal_core::{ID_BYTES, Id, OpLog, Record, Time, Version};
+use chordal_core::{ID_BYTES, Id, Kind, OpLog, Record, Time, Version};
 
 const HEADER: usize = 8 + ID_BYTES + 1;
 const VALUE: u8 = 0;
@@ -26,6 +30,8 @@ const EXPIRING: u8 = 2;
 const TERMED: u8 = 16;
 /// Added to the flag when a log of writes follows the term.
 const LOGGED: u8 = 32;
+/// Added to the flag when a kind byte follows it.
+const KINDED: u8 = 64;
 
 /// What a table value says about its record without the value bytes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -36,6 +42,8 @@ pub struct Header {
     pub tombstone: bool,
     /// When its value expires, if it does.
     pub expires: Option<Time>,
+    /// What the value is.
+    pub kind: Kind,
     /// Where the log of writes lies (if any).
     log_at: Option<(usize, usize)>,
     /// Where the value bytes start.
@@ -71,7 +79,14 @@ pub fn encode_value(r: &Record) -> Vec<u8> {
     if logged {
         flag |= LOGGED;
     }
+    let kinded = r.kind != Kind::String && r.value.is_some();
+    if kinded {
+        flag |= KINDED;
+    }
     out.push(flag);
+    if kinded {
+        out.push(r.kind.code());
+    }
     if term != 0 {
         out.extend_from_slice(&term.to_be_bytes());
     }
@@ -97,11 +112,16 @@ pub fn decode_header(v: &[u8]) -> Option<Header> {
     let hlc = u64::from_be_bytes(v[..8].try_into().ok()?);
     let node = Id::from_slice(&v[8..8 + ID_BYTES])?;
     let flag = v[HEADER - 1];
-    let (term, at) = if flag & TERMED != 0 {
-        let t = v.get(HEADER..HEADER + 8)?;
-        (u64::from_be_bytes(t.try_into().ok()?), HEADER + 8)
+    let (kind, at) = if flag & KINDED != 0 {
+        (Kind::from_code(*v.get(HEADER)?)?, HEADER + 1)
     } else {
-        (0, HEADER)
+        (Kind::String, HEADER)
+    };
+    let (term, at) = if flag & TERMED != 0 {
+        let t = v.get(at..at + 8)?;
+        (u64::from_be_bytes(t.try_into().ok()?), at + 8)
+    } else {
+        (0, at)
     };
     let (log_at, at) = if flag & LOGGED != 0 {
         let len = OpLog::len_in(v.get(at..)?)?;
@@ -109,11 +129,11 @@ pub fn decode_header(v: &[u8]) -> Option<Header> {
     } else {
         (None, at)
     };
-    let (tombstone, expires, value_at) = match flag & !(TERMED | LOGGED) {
+    let (tombstone, expires, value_at) = match flag & !(TERMED | LOGGED | KINDED) {
         VALUE => (false, None, at),
         // A tombstone has no value bytes: any there mean the record is
         // damaged, not that they may be dropped (found by fuzzing).
-        TOMBSTONE if v.len() == at => (true, None, at),
+        TOMBSTONE if v.len() == at && kind == Kind::String => (true, None, at),
         EXPIRING => {
             let t = v.get(at..at + 8)?;
             let t = Time::from_micros(u64::from_be_bytes(t.try_into().ok()?));
@@ -125,6 +145,7 @@ pub fn decode_header(v: &[u8]) -> Option<Header> {
         version: Version { term, hlc, node },
         tombstone,
         expires,
+        kind,
         log_at,
         value_at,
     })
@@ -146,6 +167,7 @@ pub fn decode(k: &[u8], v: &[u8]) -> Option<Record> {
         value,
         expires: h.expires,
         ops,
+        kind: h.kind,
     })
 }
 
@@ -178,11 +200,14 @@ mod tests {
             record_of(9, Some(b"value".to_vec())),
             record_of(u64::MAX, None),
             record_of(1, Some(vec![])).expiring(at),
+            record_of(3, Some(b"header".to_vec())).of_kind(Kind::Hash),
+            record(Some(vec![1])).of_kind(Kind::List).expiring(at),
         ] {
             let (k, v) = (table_key(&r.key_id, &r.key), encode_value(&r));
             assert_eq!(decode(&k, &v), Some(r.clone()));
             let h = decode_header(&v).expect("a header");
             assert_eq!((h.version, h.tombstone), (r.version, r.value.is_none()));
+            assert_eq!(h.kind, r.kind);
             assert_eq!(h.expires, r.expires);
         }
         // An expiring record cut inside its expiry.
@@ -197,6 +222,12 @@ mod tests {
         // A tombstone followed by bytes (the fuzzer's find): damaged.
         v.extend_from_slice(&[0, 0, 138]);
         assert_eq!(decode(&k, &v), None);
+        // A kind no one knows: damaged.
+        let set = record(Some(b"h".to_vec())).of_kind(Kind::Set);
+        let mut v = encode_value(&set);
+        assert_eq!(v[HEADER], Kind::Set.code());
+        v[HEADER] = 200;
+        assert_eq!(decode(&table_key(&set.key_id, &set.key), &v), None);
         // An unknown flag, a short value, a short key.
         let mut bad_flag = encode_value(&tomb);
         bad_flag[HEADER - 1] = 3;

@@ -2,7 +2,7 @@
 //! tokio driver and the simulator.
 
 use crate::{FINE, KeyVersion, Store, fine_bounds, fine_of};
-use chordal_core::{Id, Record, StoreKind, StoreResult, Time, bucket_of};
+use chordal_core::{Id, Record, StoreKind, StoreResult, Time, bucket_of, collection};
 use std::ops::ControlFlow;
 
 /// Records read per store call while summarizing or filtering a range.
@@ -41,6 +41,12 @@ pub fn perform(store: &dyn Store, kind: StoreKind) -> StoreResult {
             now,
         } => live_keys(store, &start, &end, (limit, budget), now)
             .map(|(keys, reached)| StoreResult::Keys(keys, reached)),
+        StoreKind::Elements {
+            key_id,
+            prefix,
+            limit,
+            max_bytes,
+        } => elements(store, &key_id, &prefix, (limit, max_bytes)).map(StoreResult::Scanned),
         StoreKind::Sweep {
             keep,
             tombstones,
@@ -255,7 +261,11 @@ pub fn live_keys(
         }
         looked += 1;
         group = Some(high);
-        if !r.tombstone && r.expires.is_none_or(|e| e > now) {
+        // A collection's elements are not keys of their own.
+        if !r.tombstone
+            && r.expires.is_none_or(|e| e > now)
+            && !collection::key::is_reserved(&r.key)
+        {
             out.push((r.key_id, r.key));
         }
         ControlFlow::Continue(())
@@ -265,6 +275,46 @@ pub fn live_keys(
         _ => *end,
     };
     Ok((out, reached))
+}
+
+/// The records of key id `key_id` whose keys start with `prefix` (a
+/// collection's elements, tombstones included), in key order: at most
+/// `limit`, stopping once `max_bytes` of keys and values are read.
+pub fn elements(
+    store: &dyn Store,
+    key_id: &Id,
+    prefix: &[u8],
+    (limit, max_bytes): (usize, usize),
+) -> Result<Vec<Record>, crate::StoreError> {
+    let before = key_id.wrapping_sub(&Id::from_u64(1));
+    // Resume after the prefix without its last byte: the first key
+    // that can start with the prefix comes next.
+    let mut resume = (*key_id, prefix[..prefix.len().saturating_sub(1)].to_vec());
+    let mut out = Vec::new();
+    let mut bytes = 0;
+    let mut size = 64;
+    loop {
+        let page = store.scan(&before, key_id, Some((&resume.0, &resume.1)), size)?;
+        let full = page.len() == size;
+        for r in page {
+            if r.key.as_slice() > prefix && !r.key.starts_with(prefix) {
+                return Ok(out);
+            }
+            resume = (r.key_id, r.key.clone());
+            if !r.key.starts_with(prefix) {
+                continue;
+            }
+            bytes += r.key.len() + r.value.as_ref().map_or(0, Vec::len);
+            out.push(r);
+            if out.len() >= limit || bytes >= max_bytes {
+                return Ok(out);
+            }
+        }
+        if !full {
+            return Ok(out);
+        }
+        size = (size * 2).min(SCAN_PAGE);
+    }
 }
 
 /// Removes records outside every `keep` interval (if any are given) that

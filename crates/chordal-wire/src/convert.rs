@@ -3,7 +3,7 @@
 
 use crate::WireError;
 use crate::pb::{self, Body};
-use chordal_core::{Change, Condition, Consistency, ExpireWhen, OpLog, WriteOptions};
+use chordal_core::{Change, Condition, Consistency, ExpireWhen, Kind, OpLog, WriteOptions};
 use chordal_core::{
     Envelope, Id, KeyRange, Known, LookupFailure, Message, NodeRef, OpResult, Operation,
     OwnerClaim, Publication, Record, Refusal, Settled, Target, Time, Version,
@@ -208,6 +208,7 @@ fn record_to_pb(r: &Record) -> pb::Record {
         value: r.value.clone(),
         expires: r.expires.map(Time::as_micros),
         ops: r.ops.as_bytes().to_vec(),
+        kind: u32::from(r.kind.code()),
     }
 }
 
@@ -221,7 +222,18 @@ fn record_from_pb(r: &pb::Record) -> Result<Record, WireError> {
     let mut record = Record::new(r.key.clone(), version_from_pb(&r.version)?, r.value.clone())
         .expiring(r.expires.map(Time::from_micros));
     record.ops = OpLog::from_bytes(&r.ops).ok_or(WireError::Invalid("ops"))?;
+    record.kind = kind_from_pb(r.kind)?;
+    if record.value.is_none() && record.kind != Kind::String {
+        return Err(WireError::Invalid("a tombstone's kind"));
+    }
     Ok(record)
+}
+
+fn kind_from_pb(code: u32) -> Result<Kind, WireError> {
+    u8::try_from(code)
+        .ok()
+        .and_then(Kind::from_code)
+        .ok_or(WireError::Invalid("kind"))
 }
 
 fn write_options_to_pb(o: &WriteOptions, out: &mut pb::KvRequest) {
@@ -344,6 +356,8 @@ fn kv_reply_to_pb(req: u64, result: &OpResult) -> pb::KvReply {
             out.results = results.iter().map(|r| kv_reply_to_pb(0, r)).collect();
         }
         OpResult::CrossSlot => out.status = 23,
+        OpResult::WrongType => out.status = 24,
+        OpResult::Collection(reply) => crate::collection::reply_to_pb(reply, &mut out),
         OpResult::Keys { keys, reached } => {
             out.status = 21;
             out.keys = keys.clone();
@@ -421,8 +435,10 @@ fn kv_request_to_pb(req: u64, op: &Operation) -> pb::KvRequest {
                     version,
                     value,
                     expires,
+                    kind,
                 } => {
                     out.change = 3;
+                    out.kind = u32::from(kind.code());
                     out.cond_version = Some(version_to_pb(version));
                     out.expires = expires.map(Time::as_micros);
                     match value {
@@ -455,6 +471,11 @@ fn kv_request_to_pb(req: u64, op: &Operation) -> pb::KvRequest {
             out.op = 14;
             out.steps = steps.iter().map(|s| kv_request_to_pb(0, s)).collect();
             out.all_or_nothing = *all_or_nothing;
+        }
+        Operation::Collection { key, kind, op } => {
+            out.op = 15;
+            out.key = key.clone();
+            crate::collection::op_to_pb(*kind, op, &mut out);
         }
         Operation::Scan { start, end, limit } => {
             out.op = 13;
@@ -534,6 +555,7 @@ fn kv_op_from_pb(k: &pb::KvRequest) -> Result<Operation, WireError> {
                         _ => return Err(WireError::Invalid("restore tombstone")),
                     },
                     expires: k.expires.map(Time::from_micros),
+                    kind: kind_from_pb(k.kind)?,
                 },
                 4 => Change::SetRange {
                     offset: u64::try_from(k.amount).map_err(|_| WireError::Invalid("offset"))?,
@@ -589,6 +611,14 @@ fn kv_op_from_pb(k: &pb::KvRequest) -> Result<Operation, WireError> {
                     })
                     .collect::<Result<_, _>>()?,
                 all_or_nothing: k.all_or_nothing,
+            }
+        }
+        15 => {
+            let (kind, op) = crate::collection::op_from_pb(k)?;
+            Operation::Collection {
+                key: k.key.clone(),
+                kind,
+                op,
             }
         }
         3 | 4 => Operation::Deliver {
@@ -744,6 +774,8 @@ fn kv_reply_from_pb(r: &pb::KvReply) -> Result<OpResult, WireError> {
             }
         }
         23 => OpResult::CrossSlot,
+        24 => OpResult::WrongType,
+        25 => OpResult::Collection(crate::collection::reply_from_pb(r)?),
         21 => OpResult::Keys {
             keys: r.keys.clone(),
             reached: id_from_pb(&r.value, "scan reached")?,

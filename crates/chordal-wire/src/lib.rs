@@ -12,6 +12,7 @@
 
 #![warn(missing_docs)]
 
+mod collection;
 mod convert;
 mod handshake;
 pub mod pb;

@@ -295,6 +295,10 @@ pub struct Record {
     /// `OpLog`'s compact form (empty: none, and none missing).
     #[prost(bytes = "vec", tag = "5")]
     pub ops: Vec<u8>,
+    /// What the value is: 0 a string, 1 a hash's header, 2 a set's,
+    /// 3 a sorted set's, 4 a list's (a tombstone is always 0).
+    #[prost(uint32, tag = "6")]
+    pub kind: u32,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -308,7 +312,10 @@ pub struct KvRequest {
     /// 10 = notify (`items`, `missed`), 11 = topic replica (`topics`),
     /// 12 = update (`change`), 13 = scan (key = first key id, value = last
     /// one wanted, amount = about how many keys), 14 = batch (`steps`,
-    /// `all_or_nothing`).
+    /// `all_or_nothing`), 15 = collection (`kind`; `change` = the
+    /// command: 0 put, 1 remove, 2 get, 3 all, 4 len, 5 incr, 6 pop,
+    /// 7 kind; `args`; `amount` = only new (put), float (incr), count
+    /// (pop)).
     #[prost(int32, tag = "2")]
     pub op: i32,
     #[prost(bytes = "vec", tag = "3")]
@@ -356,6 +363,14 @@ pub struct KvRequest {
     /// Batch: one failed step cancels every write.
     #[prost(bool, tag = "19")]
     pub all_or_nothing: bool,
+    /// Collection (op 15): the collection's kind (see `Record::kind`);
+    /// update 3 (restore): the restored record's.
+    #[prost(uint32, tag = "20")]
+    pub kind: u32,
+    /// Collection: the command's fields (put: field, value, field, …;
+    /// incr: field, amount).
+    #[prost(bytes = "vec", repeated, tag = "21")]
+    pub args: Vec<Vec<u8>>,
 }
 
 /// A message published on a topic.
@@ -403,7 +418,8 @@ pub struct KvReply {
     /// 17 overflow, 18 not ready, 19 outcome unknown, 20 not a float, 21 keys
     /// (a scan page: `keys`, `value` = the last key id covered), 22 batch
     /// (`results`; `version` and `acked` of its write, no version: none),
-    /// 23 cross slot (a batch's keys of several owners).
+    /// 23 cross slot (a batch's keys of several owners), 24 wrong type,
+    /// 25 collection (see `shape`).
     #[prost(int32, tag = "2")]
     pub status: i32,
     #[prost(message, optional, tag = "3")]
@@ -434,6 +450,14 @@ pub struct KvReply {
     /// A batch's answers, one per step.
     #[prost(message, repeated, tag = "13")]
     pub results: Vec<KvReply>,
+    /// Collection (status 25): 0 a count (`number`), 1 values (`items`,
+    /// `value` one byte per item: 1 present, 0 absent), 2 fields and
+    /// values (`items`: field, value, …), 3 a float (`value`), 4 a kind
+    /// (`number`: its code, -1 none; `expires`).
+    #[prost(uint32, tag = "14")]
+    pub shape: u32,
+    #[prost(bytes = "vec", repeated, tag = "15")]
+    pub items: Vec<Vec<u8>>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

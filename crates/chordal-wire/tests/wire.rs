@@ -1,10 +1,11 @@
 //! Encode/decode round trips and hostile input for the peer protocol.
 
 use bytes::{BufMut, BytesMut};
+use chordal_core::collection::{CollOp, CollReply};
 use chordal_core::{
-    Answered, Change, Condition, Consistency, Done, Envelope, Id, LookupFailure, MAX_DONE, Message,
-    NodeRef, OpLog, OpResult, Operation, OwnerClaim, Publication, Record, Target, Time, Version,
-    WriteOptions,
+    Answered, Change, Condition, Consistency, Done, Envelope, Id, Kind, LookupFailure, MAX_DONE,
+    Message, NodeRef, OpLog, OpResult, Operation, OwnerClaim, Publication, Record, Target, Time,
+    Version, WriteOptions,
 };
 use chordal_wire::*;
 use proptest::prelude::*;
@@ -63,14 +64,55 @@ fn any_record() -> impl Strategy<Value = Record> {
         proptest::option::of(any::<u64>()),
         proptest::collection::vec(any_done(), 0..=MAX_DONE),
         any::<bool>(),
+        any_kind(),
     )
-        .prop_map(|(key, version, value, expires, done, cut)| {
-            // A tombstone never expires.
+        .prop_map(|(key, version, value, expires, done, cut, kind)| {
+            // A tombstone never expires and is always a string's.
             let expires = expires.filter(|_| value.is_some()).map(Time::from_micros);
-            let mut r = Record::new(key, version, value).expiring(expires);
+            let kind = if value.is_some() { kind } else { Kind::String };
+            let mut r = Record::new(key, version, value)
+                .expiring(expires)
+                .of_kind(kind);
             r.ops = OpLog::new(&done, cut);
             r
         })
+}
+
+fn any_kind() -> impl Strategy<Value = Kind> {
+    (0u8..5).prop_map(|c| Kind::from_code(c).expect("a kind"))
+}
+
+fn any_coll_op() -> impl Strategy<Value = CollOp> {
+    let fields = || proptest::collection::vec(any_bytes(), 0..4);
+    prop_oneof![
+        (
+            proptest::collection::vec((any_bytes(), any_bytes()), 0..4),
+            any::<bool>()
+        )
+            .prop_map(|(pairs, only_new)| CollOp::Put { pairs, only_new }),
+        fields().prop_map(|fields| CollOp::Remove { fields }),
+        fields().prop_map(|fields| CollOp::Get { fields }),
+        Just(CollOp::All),
+        Just(CollOp::Len),
+        (any_bytes(), any_bytes(), any::<bool>()).prop_map(|(field, by, float)| CollOp::Incr {
+            field,
+            by,
+            float
+        }),
+        any::<u32>().prop_map(|count| CollOp::Pop { count }),
+        Just(CollOp::Kind),
+    ]
+}
+
+fn any_coll_reply() -> impl Strategy<Value = CollReply> {
+    prop_oneof![
+        any::<i64>().prop_map(CollReply::Count),
+        proptest::collection::vec(proptest::option::of(any_bytes()), 0..4)
+            .prop_map(CollReply::Values),
+        proptest::collection::vec((any_bytes(), any_bytes()), 0..4).prop_map(CollReply::Pairs),
+        any_bytes().prop_map(CollReply::Number),
+        proptest::option::of((any_kind(), any_time())).prop_map(CollReply::Kind),
+    ]
 }
 
 fn any_time() -> impl Strategy<Value = Option<Time>> {
@@ -134,13 +176,18 @@ fn any_store_op() -> impl Strategy<Value = Operation> {
                 (any_bytes(), any::<bool>())
                     .prop_map(|(from, replace)| Change::CopyFrom { from, replace }),
                 proptest::option::of(any_version()).prop_map(Change::Expect),
-                (any_version(), proptest::option::of(any_bytes()), any_time()).prop_map(
-                    |(version, value, expires)| Change::Restore {
+                (
+                    any_version(),
+                    proptest::option::of(any_bytes()),
+                    any_time(),
+                    any_kind()
+                )
+                    .prop_map(|(version, value, expires, kind)| Change::Restore {
                         version,
                         value,
                         expires,
-                    }
-                ),
+                        kind,
+                    }),
             ]
         )
             .prop_map(|(key, change)| Operation::Update { key, change }),
@@ -169,6 +216,8 @@ fn any_kv_op() -> impl Strategy<Value = Operation> {
             payload,
             want_reply
         }),
+        (any_bytes(), any_kind(), any_coll_op())
+            .prop_map(|(key, kind, op)| Operation::Collection { key, kind, op }),
         (any_id(), any_id(), any::<u32>()).prop_map(|(start, end, limit)| Operation::Scan {
             start,
             end,
@@ -268,6 +317,8 @@ fn any_kv_result() -> impl Strategy<Value = OpResult> {
         any::<u32>().prop_map(|subscribers| OpResult::Published { subscribers }),
         (proptest::collection::vec(any_bytes(), 0..4), any_id())
             .prop_map(|(keys, reached)| OpResult::Keys { keys, reached }),
+        Just(OpResult::WrongType),
+        any_coll_reply().prop_map(OpResult::Collection),
     ]
 }
 

@@ -122,6 +122,10 @@ pub(crate) fn admit(
     if refused {
         return Err(OpResult::WrongOwner);
     }
+    if op.names_reserved_key() {
+        // Element keys are the collections' own (see `crate::collection`).
+        return Err(OpResult::Refused);
+    }
     if let Some((size, limit)) = oversize(config, op) {
         return Err(OpResult::TooLarge {
             size: size.min(u32::MAX as u64) as u32,

@@ -10,25 +10,46 @@
 //! for each other.
 
 use super::hot::Waiter;
-use super::{ReadFor, Store};
+use super::{ReadFor, Store, StoreWait};
 use crate::batch::{StepAnswer, decide_batch, with_version};
+use crate::collection::key::{Family, family_prefix};
+use crate::collection::{self, CollOp, MAX_READ_BYTES, MAX_READ_ELEMENTS};
 use crate::io::Cx;
 use crate::request::{OpName, ReplyTo};
 use crate::write::Then;
 use crate::{
-    Answered, Done, Id, NodeRef, OpLog, OpResult, Operation, Record, Retried, Time, Version,
+    Answered, Done, Id, Kind, NodeRef, OpLog, OpResult, Operation, Record, Retried, StoreKind,
+    StoreResult, Time, Version,
 };
 use std::collections::BTreeMap;
+
+/// What a batch decides.
+#[derive(Debug)]
+enum Deciding {
+    /// Steps of `Operation::Batch`.
+    Steps {
+        steps: Vec<Operation>,
+        all_or_nothing: bool,
+    },
+    /// A collection command (`Operation::Collection`): its keys are the
+    /// header's and the named elements'.
+    Collection {
+        key: Vec<u8>,
+        kind: Kind,
+        op: CollOp,
+        /// Every element record, once read (for a command reading all).
+        all: Option<Vec<Record>>,
+    },
+}
 
 /// A batch at its owner, from its arrival to its decision.
 #[derive(Debug)]
 pub(super) struct BatchOp {
     vnode: NodeRef,
     key_id: Id,
-    /// The keys its steps name, each once, in order.
+    /// The keys it reads and holds, each once, in order.
     keys: Vec<Vec<u8>>,
-    steps: Vec<Operation>,
-    all_or_nothing: bool,
+    what: Deciding,
     name: Option<OpName>,
     reply: ReplyTo,
     answer_by: Time,
@@ -62,6 +83,54 @@ impl Store {
             .into_iter()
             .map(<[u8]>::to_vec)
             .collect();
+        let what = Deciding::Steps {
+            steps,
+            all_or_nothing,
+        };
+        self.start_batch(cx, now, (vnode, key_id), (keys, what), name, reply);
+    }
+
+    /// Serves `Operation::Collection` as the owner `vnode` of `key_id`
+    /// (the key's): a batch of the header and the elements the command
+    /// names — and, for a command reading every element, a read of them
+    /// all once those are held (see `crate::collection`).
+    pub fn collection(
+        &mut self,
+        cx: &mut Cx<'_>,
+        now: Time,
+        (vnode, key_id): (NodeRef, Id),
+        (key, kind, op): (Vec<u8>, Kind, CollOp),
+        name: Option<OpName>,
+        reply: ReplyTo,
+    ) {
+        let refused = match op.is_read() {
+            true => self.closing(),
+            false => self.refuses_writes(),
+        };
+        if refused {
+            cx.io.answer(reply, OpResult::WrongOwner);
+            return;
+        }
+        let mut keys = vec![key.clone()];
+        keys.extend(op.element_keys(&key));
+        let what = Deciding::Collection {
+            key,
+            kind,
+            op,
+            all: None,
+        };
+        self.start_batch(cx, now, (vnode, key_id), (keys, what), name, reply);
+    }
+
+    fn start_batch(
+        &mut self,
+        cx: &mut Cx<'_>,
+        now: Time,
+        (vnode, key_id): (NodeRef, Id),
+        (keys, what): (Vec<Vec<u8>>, Deciding),
+        name: Option<OpName>,
+        reply: ReplyTo,
+    ) {
         let id = cx.io.next();
         let answer_by = reply.answer_by(now, cx.config);
         self.batches.insert(
@@ -70,8 +139,7 @@ impl Store {
                 vnode,
                 key_id,
                 keys,
-                steps,
-                all_or_nothing,
+                what,
                 name,
                 reply,
                 answer_by,
@@ -142,7 +210,90 @@ impl Store {
         if b.reads_left > 0 {
             return;
         }
-        let mut b = self.batches.remove(&id).expect("just found");
+        if b.failure.is_none()
+            && let Deciding::Collection {
+                key, op, all: None, ..
+            } = &b.what
+            && op.reads_all()
+        {
+            let (key_id, vnode, prefix) = (b.key_id, b.vnode, family_prefix(key, Family::Member));
+            // Every element, from our store: only once our term has
+            // caught up (it then holds every acknowledged element).
+            let caught_up = !cx.config.authority
+                || cx
+                    .authority
+                    .lease(&vnode, &key_id, now)
+                    .is_ok_and(|l| l.catch_up.is_empty());
+            if caught_up {
+                let kind = StoreKind::Elements {
+                    key_id,
+                    prefix,
+                    limit: MAX_READ_ELEMENTS + 1,
+                    max_bytes: MAX_READ_BYTES + 1,
+                };
+                self.store_op(cx, kind, StoreWait::BatchElements(id));
+                return;
+            }
+            b.failure = Some(super::owner::not_ready(cx));
+        }
+        self.finish_batch(cx, now, id);
+    }
+
+    /// The element records of collection batch `id` are read (or the
+    /// store failed): add the elements we wrote and have not stored yet,
+    /// then decide.
+    pub(super) fn batch_elements(
+        &mut self,
+        cx: &mut Cx<'_>,
+        now: Time,
+        id: u64,
+        result: StoreResult,
+    ) {
+        let Some(b) = self.batches.get_mut(&id) else {
+            return;
+        };
+        let Deciding::Collection { key, all, .. } = &mut b.what else {
+            return;
+        };
+        match result {
+            StoreResult::Scanned(records) => {
+                let bytes: usize = records
+                    .iter()
+                    .map(|r| r.key.len() + r.value.as_ref().map_or(0, Vec::len))
+                    .sum();
+                if records.len() > MAX_READ_ELEMENTS || bytes > MAX_READ_BYTES {
+                    b.failure = Some(OpResult::TooLarge {
+                        size: bytes.min(u32::MAX as usize) as u32,
+                        limit: MAX_READ_BYTES as u32,
+                    });
+                } else {
+                    let prefix = family_prefix(key, Family::Member);
+                    let mut by_key: BTreeMap<Vec<u8>, Record> =
+                        records.into_iter().map(|r| (r.key.clone(), r)).collect();
+                    for p in self.hot.pending_with_prefix(&prefix) {
+                        match by_key.get(&p.key) {
+                            Some(r) if !p.supersedes(r) => {}
+                            _ => {
+                                by_key.insert(p.key.clone(), p);
+                            }
+                        }
+                    }
+                    *all = Some(by_key.into_values().collect());
+                }
+            }
+            _ => {
+                b.failure = Some(OpResult::StoreFailed);
+            }
+        }
+        self.finish_batch(cx, now, id);
+    }
+
+    /// Batch `id` has read all it reads: decide and write, then let its
+    /// keys go.
+    fn finish_batch(&mut self, cx: &mut Cx<'_>, now: Time, id: u64) {
+        let Some(mut b) = self.batches.remove(&id) else {
+            return;
+        };
         let keys = std::mem::take(&mut b.keys);
         match b.failure.take() {
             Some(e) => cx.io.answer(b.reply, e),
@@ -172,27 +323,57 @@ impl Store {
                 return;
             }
         }
-        let decision = decide_batch(
-            b.steps,
-            &b.currents,
-            b.all_or_nothing,
-            now,
-            cx.config.max_value,
-        );
-        // A cancelled batch (or one that changed nothing) writes no step:
-        // the steps that would have written answer `Refused`.
-        let answers: Vec<StepAnswer> = match decision.writes.is_empty() {
-            true => decision
-                .answers
-                .into_iter()
-                .map(|a| match a {
-                    StepAnswer::Then(_) => StepAnswer::Now(OpResult::Refused),
-                    now => now,
-                })
-                .collect(),
-            false => decision.answers,
+        for c in b.currents.values().flatten() {
+            self.hlc.observe(c.version.hlc);
+        }
+        // What to answer if nothing is written, how to answer once the
+        // writes are on the quorum, the writes, and their version if the
+        // decision needed it.
+        let (unwritten, then, mut writes, version) = match b.what {
+            Deciding::Steps {
+                steps,
+                all_or_nothing,
+            } => {
+                let decision =
+                    decide_batch(steps, &b.currents, all_or_nothing, now, cx.config.max_value);
+                // A cancelled batch (or one that changed nothing) writes
+                // no step: the steps that would have written answer
+                // `Refused`.
+                let unwritten: Vec<StepAnswer> = decision
+                    .answers
+                    .iter()
+                    .map(|a| match a {
+                        StepAnswer::Then(_) => StepAnswer::Now(OpResult::Refused),
+                        now => now.clone(),
+                    })
+                    .collect();
+                let then = Then::Batch(decision.answers);
+                (answer(&unwritten, None), then, decision.writes, None)
+            }
+            Deciding::Collection { key, kind, op, all } => {
+                // A new collection is born with the write's version: the
+                // decision needs it.
+                let all = all.unwrap_or_default();
+                for r in &all {
+                    self.hlc.observe(r.version.hlc);
+                }
+                let Some(term) = super::owner::decider_term(cx, &b.vnode, &b.key_id, now) else {
+                    cx.io.answer(b.reply, super::owner::not_ready(cx));
+                    return;
+                };
+                let version = Version {
+                    term,
+                    hlc: self.hlc.tick(now),
+                    node: b.vnode.id,
+                };
+                let header = b.currents.get(&key).cloned().flatten();
+                let limits = (now, version, cx.config.max_value);
+                let d =
+                    collection::decide(&key, kind, op, header.as_ref(), &b.currents, &all, limits);
+                let then = Then::Answer(Box::new(d.answer.clone()));
+                (d.answer, then, d.writes, Some(version))
+            }
         };
-        let mut writes = decision.writes;
         // What we read but do not know to be on a quorum (see
         // `needs_write_back`) is written again with the batch, so that no
         // step answered from it can be undone.
@@ -201,25 +382,27 @@ impl Store {
                 && !writes.contains_key(k)
                 && self.needs_write_back(cx, now, &b.vnode, c)
             {
-                writes.insert(k.clone(), (c.value.clone(), c.expires));
+                writes.insert(k.clone(), (c.value.clone(), c.expires, c.kind));
             }
         }
         if writes.is_empty() {
-            cx.io.answer(b.reply, answer(&answers, None));
+            cx.io.answer(b.reply, unwritten);
             return;
         }
-        for c in b.currents.values().flatten() {
-            self.hlc.observe(c.version.hlc);
-        }
-        let Some(term) = super::owner::decider_term(cx, &b.vnode, &b.key_id, now) else {
-            // The lease ran out while we read: decide nothing.
-            cx.io.answer(b.reply, super::owner::not_ready(cx));
-            return;
-        };
-        let version = Version {
-            term,
-            hlc: self.hlc.tick(now),
-            node: b.vnode.id,
+        let version = match version {
+            Some(v) => v,
+            None => {
+                let Some(term) = super::owner::decider_term(cx, &b.vnode, &b.key_id, now) else {
+                    // The lease ran out while we read: decide nothing.
+                    cx.io.answer(b.reply, super::owner::not_ready(cx));
+                    return;
+                };
+                Version {
+                    term,
+                    hlc: self.hlc.tick(now),
+                    node: b.vnode.id,
+                }
+            }
         };
         let done = b.name.map(|n| Done {
             op: n.id,
@@ -228,7 +411,7 @@ impl Store {
         });
         let mut records: Vec<Record> = writes
             .into_iter()
-            .map(|(key, (value, expires))| {
+            .map(|(key, (value, expires, kind))| {
                 let before = b.currents.get(&key).map(|c| c.as_ref().map(|r| &r.ops));
                 Record {
                     key_id: b.key_id,
@@ -237,11 +420,11 @@ impl Store {
                     version,
                     value,
                     expires,
+                    kind,
                 }
             })
             .collect();
         let first = records.remove(0);
-        let then = Then::Batch(answers);
         self.write_attempt(
             cx,
             now,

@@ -74,6 +74,16 @@ impl HotKeys {
             .collect()
     }
 
+    /// The pending records whose keys start with `prefix` (a
+    /// collection's elements: what a read of them all may not show yet).
+    pub fn pending_with_prefix(&self, prefix: &[u8]) -> Vec<Record> {
+        self.keys
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .filter_map(|(_, h)| h.latest.clone())
+            .collect()
+    }
+
     /// Is `key` held by a write deciding?
     pub fn held(&self, key: &[u8]) -> bool {
         self.keys.get(key).is_some_and(|h| h.held)

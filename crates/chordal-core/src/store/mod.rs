@@ -136,6 +136,8 @@ enum StoreWait {
     OwnerRead(u64),
     /// The owner's read of a scan page.
     OwnerScan(Box<scan::Scanning>),
+    /// The owner's read of every element of collection batch `.0`.
+    BatchElements(u64),
     /// A replica storing what an owner sent; ack `req` to `to`. `fence`:
     /// the owner's term and the keys, to check again once durable.
     ReplicaApply {
@@ -364,6 +366,7 @@ impl Store {
                 self.read_answer(cx, now, id, (None, record), failed);
             }
             StoreWait::OwnerScan(s) => self.scanned(cx, result, *s),
+            StoreWait::BatchElements(id) => self.batch_elements(cx, now, id, result),
             StoreWait::ReplicaApply { to, me, req, fence } => {
                 self.replica_applies = self.replica_applies.saturating_sub(1);
                 let (ok, newer) = match &result {

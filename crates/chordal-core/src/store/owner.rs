@@ -200,6 +200,7 @@ impl Store {
         reply: ReplyTo,
         answer_by: Time,
     ) {
+        let kind = intent.kind_written(current.as_ref());
         let decision = match name.filter(|n| n.retry && cx.config.retries_from_log) {
             Some(n) => match OpLog::retried(current.as_ref().map(|c| &c.ops), n.id) {
                 Retried::Applied(done) => {
@@ -273,6 +274,12 @@ impl Store {
                     key_id,
                     key,
                     version,
+                    // A tombstone is always a string's.
+                    kind: if value.is_some() {
+                        kind
+                    } else {
+                        crate::Kind::String
+                    },
                     value,
                     expires,
                     ops: OpLog::after(before, done),
@@ -625,11 +632,10 @@ impl Store {
                     expires: record.expires,
                 },
                 Then::ReadBack => match record.is_live(now) {
-                    true => OpResult::Found {
-                        value: record.value.clone().unwrap_or_default(),
+                    true => found(Record {
                         version,
-                        expires: record.expires,
-                    },
+                        ..record.clone()
+                    }),
                     false => OpResult::NotFound,
                 },
                 Then::Answer(result) => (**result).clone(),
@@ -984,11 +990,7 @@ impl Store {
                 let found_any = best.is_some();
                 let unsure = matches!(why, ReadFor::MaybeGet);
                 let result = match best.filter(|r| r.is_live(now)) {
-                    Some(r) => OpResult::Found {
-                        value: r.value.unwrap_or_default(),
-                        version: r.version,
-                        expires: r.expires,
-                    },
+                    Some(r) => found(r),
                     // Not ours for sure: nothing found proves nothing.
                     None if unsure && !found_any => OpResult::WrongOwner,
                     None => OpResult::NotFound,
@@ -1182,4 +1184,17 @@ fn all_of(record: &Record, others: &[Record]) -> Vec<Record> {
     all.push(record.clone());
     all.extend_from_slice(others);
     all
+}
+
+/// What a get answers for `r`, a live record: its value, or `WrongType`
+/// for a collection's header (its elements are other records).
+fn found(r: Record) -> OpResult {
+    match r.kind {
+        crate::Kind::String => OpResult::Found {
+            value: r.value.unwrap_or_default(),
+            version: r.version,
+            expires: r.expires,
+        },
+        _ => OpResult::WrongType,
+    }
 }

@@ -120,7 +120,8 @@ impl Store {
         let mut page: BTreeSet<(Id, Vec<u8>)> = keys.into_iter().collect();
         let now_pending = self.hot.pending_between(&s.start, &reached);
         for r in s.hot.into_iter().chain(now_pending) {
-            if r.key_id > reached {
+            // A collection's elements are not keys of their own.
+            if r.key_id > reached || crate::collection::key::is_reserved(&r.key) {
                 continue;
             }
             if r.is_live(s.now) {

@@ -88,6 +88,20 @@ pub enum StoreKind {
         /// Values expired at this time count as dead.
         now: crate::Time,
     },
+    /// The records (tombstones included) of key id `key_id` whose keys
+    /// start with `prefix` — a collection's elements — in key order, at
+    /// most `limit` of them and no more than about `max_bytes` of keys
+    /// and values. Answered [`StoreResult::Scanned`].
+    Elements {
+        /// The collection's key id.
+        key_id: Id,
+        /// The element keys' common prefix.
+        prefix: Vec<u8>,
+        /// At most this many records.
+        limit: usize,
+        /// Stop once this many bytes of keys and values are read.
+        max_bytes: usize,
+    },
     /// Remove, in one pass over the store: every record whose key id is in
     /// none of the `keep` intervals `(start, end]` (ignored if `keep` is
     /// empty) and whose version is older than `keep_newer_than` (hlc); and
@@ -121,7 +135,7 @@ pub enum StoreResult {
     Applied(Vec<Applied>),
     /// Bucket hashes for `Summary`.
     Summary(Vec<Id>),
-    /// Records for `ScanBuckets`.
+    /// Records for `ScanBuckets` and `Elements`.
     Scanned(Vec<Record>),
     /// Live keys (id, bytes) for `Keys`, and the last key id covered.
     Keys(Vec<(Id, Vec<u8>)>, Id),

@@ -250,6 +250,7 @@ fn restore(hlc: u64, value: Option<&[u8]>) -> Intent {
         },
         value: value.map(<[u8]>::to_vec),
         expires: None,
+        kind: crate::Kind::String,
     })
 }
 
@@ -294,6 +295,7 @@ fn a_restored_record_keeps_its_version_and_loses_to_a_newer_one() {
         value: None,
         expires: None,
         ops: OpLog::default(),
+        kind: crate::Kind::String,
     };
     write(
         &mut store,

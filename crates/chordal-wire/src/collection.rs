@@ -1,0 +1,148 @@
+//! Collection commands and their answers (`Operation::Collection`,
+//! `OpResult::Collection`) on the wire: `KvRequest` op 15 and `KvReply`
+//! status 25 (see `proto/chordal.proto`).
+
+use crate::{WireError, pb};
+use chordal_core::collection::{CollOp, CollReply};
+use chordal_core::{Kind, Time};
+
+/// Most fields one command names (a frame bounds the bytes; this the
+/// count, so that a tiny frame cannot ask for a huge allocation).
+pub const MAX_FIELDS: usize = 1 << 16;
+
+/// Writes `kind` and `op` into `out` (its `op` set to 15 by the caller).
+pub(crate) fn op_to_pb(kind: Kind, op: &CollOp, out: &mut pb::KvRequest) {
+    out.kind = u32::from(kind.code());
+    (out.change, out.args, out.amount) = match op {
+        CollOp::Put { pairs, only_new } => (
+            0,
+            pairs
+                .iter()
+                .flat_map(|(f, v)| [f.clone(), v.clone()])
+                .collect(),
+            i64::from(*only_new),
+        ),
+        CollOp::Remove { fields } => (1, fields.clone(), 0),
+        CollOp::Get { fields } => (2, fields.clone(), 0),
+        CollOp::All => (3, Vec::new(), 0),
+        CollOp::Len => (4, Vec::new(), 0),
+        CollOp::Incr { field, by, float } => {
+            (5, vec![field.clone(), by.clone()], i64::from(*float))
+        }
+        CollOp::Pop { count } => (6, Vec::new(), i64::from(*count)),
+        CollOp::Kind => (7, Vec::new(), 0),
+    };
+}
+
+/// The kind and command of a `KvRequest` of op 15.
+pub(crate) fn op_from_pb(k: &pb::KvRequest) -> Result<(Kind, CollOp), WireError> {
+    let kind = u8::try_from(k.kind)
+        .ok()
+        .and_then(Kind::from_code)
+        .ok_or(WireError::Invalid("collection kind"))?;
+    if k.args.len() > MAX_FIELDS {
+        return Err(WireError::Invalid("collection fields"));
+    }
+    let flag = || match k.amount {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(WireError::Invalid("collection flag")),
+    };
+    let op = match k.change {
+        0 if k.args.len().is_multiple_of(2) => CollOp::Put {
+            pairs: k
+                .args
+                .chunks_exact(2)
+                .map(|p| (p[0].clone(), p[1].clone()))
+                .collect(),
+            only_new: flag()?,
+        },
+        1 => CollOp::Remove {
+            fields: k.args.clone(),
+        },
+        2 => CollOp::Get {
+            fields: k.args.clone(),
+        },
+        3 => CollOp::All,
+        4 => CollOp::Len,
+        5 if k.args.len() == 2 => CollOp::Incr {
+            field: k.args[0].clone(),
+            by: k.args[1].clone(),
+            float: flag()?,
+        },
+        6 => CollOp::Pop {
+            count: u32::try_from(k.amount).map_err(|_| WireError::Invalid("pop count"))?,
+        },
+        7 => CollOp::Kind,
+        _ => return Err(WireError::Invalid("collection command")),
+    };
+    Ok((kind, op))
+}
+
+/// Writes `reply` into `out` (status 25).
+pub(crate) fn reply_to_pb(reply: &CollReply, out: &mut pb::KvReply) {
+    out.status = 25;
+    match reply {
+        CollReply::Count(n) => (out.shape, out.number) = (0, *n),
+        CollReply::Values(values) => {
+            out.shape = 1;
+            out.value = values.iter().map(|v| u8::from(v.is_some())).collect();
+            out.items = values
+                .iter()
+                .map(|v| v.clone().unwrap_or_default())
+                .collect();
+        }
+        CollReply::Pairs(pairs) => {
+            out.shape = 2;
+            out.items = pairs
+                .iter()
+                .flat_map(|(f, v)| [f.clone(), v.clone()])
+                .collect();
+        }
+        CollReply::Number(text) => (out.shape, out.value) = (3, text.clone()),
+        CollReply::Kind(kind) => {
+            out.shape = 4;
+            out.number = kind.map_or(-1, |(k, _)| i64::from(k.code()));
+            out.expires = kind.and_then(|(_, t)| t).map(Time::as_micros);
+        }
+    }
+}
+
+/// The answer of a `KvReply` of status 25.
+pub(crate) fn reply_from_pb(r: &pb::KvReply) -> Result<CollReply, WireError> {
+    if r.items.len() > 2 * MAX_FIELDS {
+        return Err(WireError::Invalid("collection items"));
+    }
+    Ok(match r.shape {
+        0 => CollReply::Count(r.number),
+        1 if r.value.len() == r.items.len() => CollReply::Values(
+            r.items
+                .iter()
+                .zip(&r.value)
+                .map(|(item, present)| match present {
+                    0 => Ok(None),
+                    1 => Ok(Some(item.clone())),
+                    _ => Err(WireError::Invalid("collection value mask")),
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        2 if r.items.len().is_multiple_of(2) => CollReply::Pairs(
+            r.items
+                .chunks_exact(2)
+                .map(|p| (p[0].clone(), p[1].clone()))
+                .collect(),
+        ),
+        3 => CollReply::Number(r.value.clone()),
+        4 => CollReply::Kind(match r.number {
+            -1 => None,
+            n => Some((
+                u8::try_from(n)
+                    .ok()
+                    .and_then(Kind::from_code)
+                    .ok_or(WireError::Invalid("kind"))?,
+                r.expires.map(Time::from_micros),
+            )),
+        }),
+        _ => return Err(WireError::Invalid("collection answer")),
+    })
+}
