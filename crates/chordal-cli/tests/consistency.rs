@@ -54,6 +54,7 @@ fn verdicts(history: Vec<Recorded>) -> (usize, Option<(String, Verdict)>) {
         match r {
             Recorded::Counter(k, op) => counters.push((k, op)),
             Recorded::Register(k, op) => registers.push((k, op)),
+            Recorded::Set(_) => {}
         }
     }
     let budget = 50_000_000;
@@ -84,11 +85,33 @@ fn a_quiet_rings_counters_and_registers_are_linearizable() {
             output: Some(RegisterOut::Value(Some(7))),
         },
     ));
-    let (_, bad) = verdicts(history);
+    let (_, bad) = verdicts(history.clone());
     assert!(
         matches!(&bad, Some((k, Verdict::Violation { .. })) if k == "register-0"),
         "{bad:?}"
     );
+
+    // The set: every read consistent with the adds; and the check sees a
+    // read, after everything, that lacks an acknowledged member.
+    assert_eq!(set_verdict(&history), None);
+    let added = history.iter().find_map(|r| match r {
+        Recorded::Set(op) if op.ret.is_some() => match &op.input {
+            SetOp::Add(m) => Some(m.clone()),
+            SetOp::Read => None,
+        },
+        _ => None,
+    });
+    let added = added.expect("no member was added");
+    let mut lacking = history;
+    lacking.push(Recorded::Set(Op {
+        client: 99,
+        call: u64::MAX - 2,
+        ret: Some(u64::MAX - 1),
+        input: SetOp::Read,
+        output: Some(SetOut::Members(Default::default())),
+    }));
+    let bad = set_verdict(&lacking).expect("a lost member goes unseen");
+    assert!(bad.contains(&added) || bad.contains("not in it"), "{bad}");
 }
 
 #[test]

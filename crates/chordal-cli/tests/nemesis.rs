@@ -360,6 +360,7 @@ fn judge(history: &[Recorded]) -> Row {
         .filter(|r| match r {
             Recorded::Counter(_, op) => op.ret.is_none(),
             Recorded::Register(_, op) => op.ret.is_none(),
+            Recorded::Set(op) => op.ret.is_none(),
         })
         .count();
     row.cas_applied = history

@@ -1,8 +1,9 @@
 //! Recording histories for the linearizability checks: clients that run
 //! counters over RESP (and transfers between two of them in MULTI/EXEC
-//! transactions, whose two answers must sum to zero) and registers over
-//! HTTP against real nodes, each operation's call, return and result
-//! kept; and the checks run on them.
+//! transactions, whose two answers must sum to zero), a set over RESP
+//! (unique members added, the whole set read) and registers over HTTP
+//! against real nodes, each operation's call, return and result kept;
+//! and the checks run on them.
 
 use super::*;
 use chordal_lincheck::counter::check_counter;
@@ -18,6 +19,89 @@ pub enum Recorded {
     Counter(String, Op<CounterOp, i64>),
     /// A register operation.
     Register(String, Op<RegisterOp, RegisterOut>),
+    /// An operation on the set [`SET`].
+    Set(Op<SetOp, SetOut>),
+}
+
+/// The set the clients add unique members to and read whole (SADD,
+/// SMEMBERS): an Elle-style set workload.
+pub const SET: &str = "{set}members";
+
+/// What a client asked of [`SET`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum SetOp {
+    /// SADD of a member no one else adds.
+    Add(String),
+    /// SMEMBERS.
+    Read,
+}
+
+/// What [`SET`] answered.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SetOut {
+    /// SADD: whether the member was new.
+    Added(bool),
+    /// SMEMBERS: the members.
+    Members(std::collections::BTreeSet<String>),
+}
+
+/// The set workload's check (the set only grows, so linearizability asks
+/// this of it): every member acknowledged before a read began is in it,
+/// every member a read holds was added by someone before the read ended,
+/// each add of a fresh member answered "new", and a read that began
+/// after another ended holds all that one held. The first violation.
+pub fn set_verdict(history: &[Recorded]) -> Option<String> {
+    let ops: Vec<&Op<SetOp, SetOut>> = history
+        .iter()
+        .filter_map(|r| match r {
+            Recorded::Set(op) => Some(op),
+            _ => None,
+        })
+        .collect();
+    let adds: Vec<(&Op<SetOp, SetOut>, &String)> = ops
+        .iter()
+        .filter_map(|op| match &op.input {
+            SetOp::Add(m) => Some((*op, m)),
+            SetOp::Read => None,
+        })
+        .collect();
+    let reads: Vec<(&Op<SetOp, SetOut>, &std::collections::BTreeSet<String>)> = ops
+        .iter()
+        .filter_map(|op| match (&op.input, &op.output) {
+            (SetOp::Read, Some(SetOut::Members(m))) => Some((*op, m)),
+            _ => None,
+        })
+        .collect();
+    for (add, m) in &adds {
+        if add.output == Some(SetOut::Added(false)) {
+            return Some(format!("the add of fresh member {m} answered 0"));
+        }
+    }
+    for (read, held) in &reads {
+        let (call, ret) = (read.call, read.ret.unwrap_or(u64::MAX));
+        for (add, m) in &adds {
+            let acked_before = add.ret.is_some_and(|r| r < call);
+            if acked_before && !held.contains(*m) {
+                return Some(format!(
+                    "member {m}, acknowledged before a read began, is not in it"
+                ));
+            }
+        }
+        for m in held.iter() {
+            if !adds.iter().any(|(add, a)| *a == m && add.call < ret) {
+                return Some(format!("a read holds {m}, which no one had added"));
+            }
+        }
+        for (earlier, before) in &reads {
+            if earlier.ret.is_some_and(|r| r < call) && !before.is_subset(held) {
+                return Some(format!(
+                    "a read lost members {:?} an earlier read held",
+                    before.difference(held).collect::<Vec<_>>()
+                ));
+            }
+        }
+    }
+    None
 }
 
 /// An operation invoked at `call` that completed at `ret` with `reply`,
@@ -237,6 +321,27 @@ pub fn record_through(
                         }
                         continue;
                     }
+                    if (40..45).contains(&pick) {
+                        let (input, reply) = if pick < 43 {
+                            let m = format!("{client}-{seq}");
+                            let r: redis::RedisResult<i64> =
+                                redis::cmd("SADD").arg(SET).arg(&m).query(&mut con);
+                            (SetOp::Add(m), r.map(|n| SetOut::Added(n == 1)))
+                        } else {
+                            let r: redis::RedisResult<std::collections::BTreeSet<String>> =
+                                redis::cmd("SMEMBERS").arg(SET).query(&mut con);
+                            (SetOp::Read, r.map(SetOut::Members))
+                        };
+                        let ret = reply.is_ok().then(now);
+                        broken = ret.is_none();
+                        if input == SetOp::Read && ret.is_none() {
+                            // A read of unknown outcome changed nothing.
+                            continue;
+                        }
+                        let recorded = Recorded::Set(op(client, call, ret, input, reply));
+                        history.lock().unwrap().push(recorded);
+                        continue;
+                    }
                     let recorded = if pick < 50 {
                         let key = format!("counter-{}", pick % 3);
                         let incr = pick < 35;
@@ -329,7 +434,7 @@ pub fn registers_of(history: &[Recorded]) -> Vec<(String, Op<RegisterOp, Registe
         .iter()
         .filter_map(|r| match r {
             Recorded::Register(k, op) => Some((k.clone(), op.clone())),
-            Recorded::Counter(..) => None,
+            Recorded::Counter(..) | Recorded::Set(_) => None,
         })
         .collect()
 }
@@ -372,8 +477,15 @@ pub fn assert_linearizable(what: &str, history: &[Recorded]) {
         "only {} compare-and-sets applied",
         applied(true)
     );
+    let set_adds = history
+        .iter()
+        .filter(|r| matches!(r, Recorded::Set(op) if op.output == Some(SetOut::Added(true))))
+        .count();
+    eprintln!("authority, {what}: {set_adds} set members added");
+    assert!(set_adds > 20, "only {set_adds} set members added");
     assert_eq!(counter_verdicts(history), None);
     assert_eq!(register_verdicts(registers), None);
+    assert_eq!(set_verdict(history), None);
 }
 
 /// Each register's history by the Wing & Gong search (values are unique,
