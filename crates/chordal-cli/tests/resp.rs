@@ -705,37 +705,8 @@ fn transactions_and_multi_key_commands_answer_as_redis_does() {
         "MULTI",
         "GET {u}w",
         "EXEC",
-    ]
-    .join("\r\n")
-        + "\r\n";
-    // One connection per server: the whole script piped into redis-cli.
-    let run = |addr: SocketAddr| {
-        let port = addr.port().to_string();
-        let mut child = Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &port])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("redis-cli (Debian redis-tools) is needed");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(script.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
-    let ours = run(nodes[1].served("resp"));
-    let theirs = run(redis.addr);
-    let (ours, theirs): (Vec<&str>, Vec<&str>) = (ours.lines().collect(), theirs.lines().collect());
-    for (i, (o, t)) in ours.iter().zip(&theirs).enumerate() {
-        assert_eq!(
-            o, t,
-            "line {i} differs:\nours:   {ours:?}\ntheirs: {theirs:?}"
-        );
-    }
-    assert_eq!(ours.len(), theirs.len(), "{ours:?}\n{theirs:?}");
+    ];
+    assert_same_answers(nodes[1].served("resp"), redis.addr, &script);
 
     // Keys of several owners: refused whole, nothing done.
     let resp = nodes[2].served("resp");
@@ -753,4 +724,159 @@ fn transactions_and_multi_key_commands_answer_as_redis_does() {
         tx.contains("-CROSSSLOT") && tx.ends_with(":0\r\n"),
         "{tx:?}"
     );
+}
+
+/// Pipes `script` (one command a line) through redis-cli over one
+/// connection to `ours` and to `theirs` (a real Redis): the outputs must
+/// be the same, line by line.
+fn assert_same_answers(ours: SocketAddr, theirs: SocketAddr, script: &[&str]) {
+    let script = script.join("\r\n") + "\r\n";
+    let run = |addr: SocketAddr| {
+        let port = addr.port().to_string();
+        let mut child = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &port])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("redis-cli (Debian redis-tools) is needed");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let (ours, theirs) = (run(ours), run(theirs));
+    let (ours, theirs): (Vec<&str>, Vec<&str>) = (ours.lines().collect(), theirs.lines().collect());
+    for (i, (o, t)) in ours.iter().zip(&theirs).enumerate() {
+        assert_eq!(
+            o, t,
+            "line {i} differs:\nours:   {ours:?}\ntheirs: {theirs:?}"
+        );
+    }
+    assert_eq!(ours.len(), theirs.len(), "{ours:?}\n{theirs:?}");
+}
+
+/// Runs each command of `script` with redis-cli against `ours` and
+/// `theirs` (a real Redis) in turn: the answers must be the same — as
+/// sets of lines for a command marked `~` (Redis's order of a hash's or
+/// a set's elements is its own).
+fn assert_each_same(ours: SocketAddr, theirs: SocketAddr, script: &[&str]) {
+    for line in script {
+        let (unordered, command) = match line.strip_prefix('~') {
+            Some(c) => (true, c),
+            None => (false, *line),
+        };
+        let args: Vec<&str> = command.split_whitespace().collect();
+        let answer = |at: SocketAddr| {
+            let out = cli(at, &args);
+            let mut lines: Vec<String> = out.lines().map(str::to_string).collect();
+            if unordered {
+                lines.sort();
+            }
+            lines
+        };
+        assert_eq!(answer(ours), answer(theirs), "{command}");
+    }
+}
+
+#[test]
+fn hashes_and_sets_answer_as_redis_does() {
+    let nodes = ring(3);
+    let redis = RedisServer::start();
+    let script = [
+        "HSET h a 1 b 2",
+        "HSET h b 3 c 4",
+        "HGET h b",
+        "HGET h zz",
+        "HMGET h a zz c",
+        "HLEN h",
+        "HEXISTS h a",
+        "HEXISTS h zz",
+        "HSTRLEN h c",
+        "~HGETALL h",
+        "~HKEYS h",
+        "~HVALS h",
+        "HSETNX h a 9",
+        "HSETNX h d 9",
+        "HDEL h a zz a",
+        "~HGETALL h",
+        "HINCRBY h n 5",
+        "HINCRBY h n -7",
+        "HINCRBY h b x",
+        "HINCRBY h c notanumber",
+        "HINCRBYFLOAT h f 1.5",
+        "HINCRBYFLOAT h f 0.25",
+        "HMSET h e 5",
+        "~HSCAN h 0 MATCH [ef]",
+        "TYPE h",
+        "GET h",
+        "INCR h",
+        "APPEND h x",
+        "SADD h m",
+        "EXPIRE h 100",
+        "TTL h",
+        "PERSIST h",
+        "TTL h",
+        "EXISTS h",
+        "HDEL h b c d n f e",
+        "EXISTS h",
+        "TYPE h",
+        "~HGETALL h",
+        "HLEN h",
+        "SET str v",
+        "HSET str a 1",
+        "HGET str a",
+        "SADD s a b c a",
+        "SADD s d",
+        "SCARD s",
+        "SISMEMBER s a",
+        "SISMEMBER s z",
+        "SMISMEMBER s a z d",
+        "~SMEMBERS s",
+        "SREM s a z",
+        "~SMEMBERS s",
+        "TYPE s",
+        "HGET s a",
+        "SADD {t}x a b c",
+        "SADD {t}y b c d",
+        "~SINTER {t}x {t}y",
+        "~SUNION {t}x {t}y",
+        "~SDIFF {t}x {t}y",
+        "SINTERCARD 2 {t}x {t}y",
+        "SINTERCARD 2 {t}x {t}y LIMIT 1",
+        "SINTERSTORE {t}z {t}x {t}y",
+        "~SMEMBERS {t}z",
+        "SUNIONSTORE {t}z {t}nothing",
+        "EXISTS {t}z",
+        "SMOVE {t}x {t}y a",
+        "SMOVE {t}x {t}y zz",
+        "~SMEMBERS {t}y",
+        "SADD one only",
+        "SPOP one",
+        "EXISTS one",
+        "SPOP one",
+        "SRANDMEMBER one",
+        "SADD one again",
+        "SRANDMEMBER one",
+        "SRANDMEMBER one 5",
+        "~SSCAN s 0",
+        "DEL s",
+        "~SMEMBERS s",
+        "SCARD s",
+        "SET s now-a-string",
+        "GET s",
+    ];
+    assert_each_same(nodes[1].served("resp"), redis.addr, &script);
+    // Element keys are the collections' own.
+    let resp = nodes[2].served("resp");
+    let answer = raw(
+        resp,
+        b"*3\r\n$3\r\nSET\r\n$3\r\n\xff\xffx\r\n$1\r\nv\r\n",
+        Duration::from_secs(5),
+    );
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("-ERR"), "{answer}");
 }
