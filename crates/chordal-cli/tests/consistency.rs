@@ -54,7 +54,7 @@ fn verdicts(history: Vec<Recorded>) -> (usize, Option<(String, Verdict)>) {
         match r {
             Recorded::Counter(k, op) => counters.push((k, op)),
             Recorded::Register(k, op) => registers.push((k, op)),
-            Recorded::Set(_) => {}
+            Recorded::Set(_) | Recorded::List(_) => {}
         }
     }
     let budget = 50_000_000;
@@ -94,6 +94,7 @@ fn a_quiet_rings_counters_and_registers_are_linearizable() {
     // The set: every read consistent with the adds; and the check sees a
     // read, after everything, that lacks an acknowledged member.
     assert_eq!(set_verdict(&history), None);
+    assert_eq!(list_verdict(&history), None);
     let added = history.iter().find_map(|r| match r {
         Recorded::Set(op) if op.ret.is_some() => match &op.input {
             SetOp::Add(m) => Some(m.clone()),

@@ -361,6 +361,7 @@ fn judge(history: &[Recorded]) -> Row {
             Recorded::Counter(_, op) => op.ret.is_none(),
             Recorded::Register(_, op) => op.ret.is_none(),
             Recorded::Set(op) => op.ret.is_none(),
+            Recorded::List(op) => op.ret.is_none(),
         })
         .count();
     row.cas_applied = history

@@ -51,13 +51,16 @@ pub const COMMANDS: &[(&str, bool)] = &[
     ("sintercard", false),
 ];
 
-/// Is `name` a command of this file?
+/// Is `name` a command of this file or of `lists.rs`?
 pub fn is_collection_command(name: &str) -> bool {
-    COMMANDS.iter().any(|(n, _)| *n == name)
+    COMMANDS.iter().any(|(n, _)| *n == name) || crate::lists::is_list_command(name)
 }
 
 /// The keys command `name` touches (`args` without the name).
 pub fn keys_of<'a>(name: &str, args: &'a [Bytes]) -> Vec<&'a Bytes> {
+    if crate::lists::is_list_command(name) {
+        return crate::lists::keys_of(name, args);
+    }
     match name {
         "sinter" | "sunion" | "sdiff" | "sinterstore" | "sunionstore" | "sdiffstore" => {
             args.iter().collect()
@@ -72,7 +75,7 @@ pub fn keys_of<'a>(name: &str, args: &'a [Bytes]) -> Vec<&'a Bytes> {
 }
 
 /// What a collection command answers when it fails.
-fn collection_failed(e: Error) -> Reply {
+pub(crate) fn collection_failed(e: Error) -> Reply {
     match e {
         Error::Op(OpError::WrongType) => wrong_type(),
         Error::Op(OpError::TooLarge { .. }) => Reply::err(format!(
@@ -93,26 +96,27 @@ fn bulk(v: Vec<u8>) -> Reply {
 
 /// Runs `op` on the `kind` collection at `key` and makes the reply with
 /// `answer`.
-async fn on<K: KeyValue>(
+pub(crate) async fn on<K: KeyValue>(
     kv: &K,
     (key, kind): (&Bytes, Kind),
     op: CollOp,
     answer: impl FnOnce(CollReply) -> Reply,
 ) -> Reply {
     match kv.collection(key.to_vec(), kind, op).await {
+        Ok(CollReply::Error(e)) => Reply::err(e),
         Ok(r) => answer(r),
         Err(e) => collection_failed(e),
     }
 }
 
-fn count(r: CollReply) -> Reply {
+pub(crate) fn count(r: CollReply) -> Reply {
     match r {
         CollReply::Count(n) => Reply::Integer(n),
         _ => unexpected(),
     }
 }
 
-fn unexpected() -> Reply {
+pub(crate) fn unexpected() -> Reply {
     failed(Error::Op(OpError::UnexpectedAnswer))
 }
 
@@ -143,8 +147,12 @@ fn pairs(r: CollReply) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
     }
 }
 
-/// Runs command `name` (one of [`COMMANDS`]) with `args` through `kv`.
+/// Runs command `name` (one of [`COMMANDS`] or of `lists.rs`) with
+/// `args` through `kv`.
 pub async fn run<K: KeyValue>(kv: &K, name: &str, args: &[Bytes]) -> Reply {
+    if crate::lists::is_list_command(name) {
+        return crate::lists::run(kv, name, args).await;
+    }
     let n = args.len();
     let hash = |i: usize| (&args[i], Kind::Hash);
     let set = |i: usize| (&args[i], Kind::Set);

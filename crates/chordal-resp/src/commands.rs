@@ -71,6 +71,7 @@ pub fn data_commands() -> impl Iterator<Item = &'static (&'static str, bool)> {
     DATA_COMMANDS
         .iter()
         .chain(crate::collections::COMMANDS.iter())
+        .chain(crate::lists::COMMANDS.iter())
 }
 
 /// The keys data command `name` touches (`args` without the name): a

@@ -29,6 +29,7 @@ pub mod codec;
 mod collections;
 mod commands;
 mod keyspace;
+mod lists;
 mod multi;
 mod order;
 pub mod reply;

@@ -1,15 +1,20 @@
 //! Collections (`Operation::Collection`: hashes and sets, one record per
 //! element) on a simulated ring under authority, through joins, a leave
 //! and the crash of the collection's owner — an Elle-style set workload:
-//! clients add unique members to one set and increment one field of a
-//! hash while others read the whole set; two nodes join just past the
-//! collections' key id (each takes them over) and the last one crashes. Checked:
+//! clients add unique members to one set, append unique values to one
+//! list and increment one field of a hash while others read the whole
+//! set and the whole list; two nodes join just past the collections' key
+//! id (each takes them over) and the last one crashes. Checked:
 //! - every member acknowledged before a read began is in that read, and
 //!   a read that began after another ended holds all that one held (the
 //!   set only grows, so this is what linearizability asks of it);
 //! - at the end the set holds every acknowledged member and nothing no
 //!   one added, its count (the header's) equals its members, and the
-//!   hash's counter lies in [acknowledged, acknowledged + unknown].
+//!   hash's counter lies in [acknowledged, acknowledged + unknown];
+//! - the list (Elle's list-append): every read is a prefix of every
+//!   longer read (one order for everyone), a later read is no shorter,
+//!   appends acknowledged before a read are in it, and at the end it
+//!   holds each acknowledged value once and nothing no one appended.
 //!
 //! (Replicating only the first record of each write — the header
 //! without its elements — fails the first check at once: checked by
@@ -58,6 +63,38 @@ fn incr() -> Operation {
     }
 }
 
+const LIST: &[u8] = b"{c}log";
+
+fn append(value: u64) -> Operation {
+    Operation::Collection {
+        key: LIST.to_vec(),
+        kind: Kind::List,
+        op: CollOp::Push {
+            values: vec![value.to_string().into_bytes()],
+            left: false,
+            only_existing: false,
+        },
+    }
+}
+
+fn read_list() -> Operation {
+    Operation::Collection {
+        key: LIST.to_vec(),
+        kind: Kind::List,
+        op: CollOp::Range { start: 0, stop: -1 },
+    }
+}
+
+fn list_of(r: Outcome) -> Vec<u64> {
+    match r {
+        Outcome::Collection(CollReply::Items(v)) => v
+            .into_iter()
+            .map(|m| std::str::from_utf8(&m).unwrap().parse().unwrap())
+            .collect(),
+        other => panic!("not a list: {other:?}"),
+    }
+}
+
 fn read_set(r: Outcome) -> BTreeSet<u64> {
     match r {
         Outcome::Collection(CollReply::Pairs(p)) => p
@@ -77,10 +114,15 @@ enum Waiting {
     /// members had been acknowledged.
     Read(Time, usize),
     Incr,
+    /// An append of this value to the list.
+    Append(u64),
+    /// A read of the whole list, begun at this time, when these many
+    /// appends had been acknowledged.
+    ReadList(Time, usize),
 }
 
 #[test]
-fn a_set_keeps_every_acknowledged_member_through_churn() {
+fn a_set_and_a_list_keep_every_acknowledged_element_through_churn() {
     let first: u64 = std::env::var("FIRST_SEED").map_or(0, |s| s.parse().unwrap());
     for seed in first..first + 8 {
         let mut s = Sim::grown(
@@ -97,6 +139,9 @@ fn a_set_keeps_every_acknowledged_member_through_churn() {
         let (mut incr_acked, mut incr_unknown) = (0i64, 0i64);
         // Reads that ended: (began, ended, what they held).
         let mut reads: Vec<(Time, Time, BTreeSet<u64>)> = Vec::new();
+        let mut appended: Vec<u64> = Vec::new();
+        let mut append_unknown: BTreeSet<u64> = BTreeSet::new();
+        let mut list_reads: Vec<(Time, Time, Vec<u64>)> = Vec::new();
         let mut clients: Vec<Option<(usize, OpId, Waiting)>> = vec![None; 4];
         let start = s.now();
         let mut next_change = 1;
@@ -145,6 +190,25 @@ fn a_set_keeps_every_acknowledged_member_through_churn() {
                         (Waiting::Incr, Ok(Outcome::Collection(CollReply::Count(_)))) => {
                             incr_acked += 1
                         }
+                        (Waiting::Append(v), Ok(Outcome::Collection(CollReply::Count(_)))) => {
+                            appended.push(v)
+                        }
+                        (Waiting::ReadList(began, known), Ok(o)) => {
+                            let list = list_of(o);
+                            for v in &appended[..known] {
+                                assert!(
+                                    list.contains(v),
+                                    "seed {seed}: value {v}, appended before a read began, is not in it"
+                                );
+                            }
+                            list_reads.push((began, s.now(), list));
+                        }
+                        (
+                            Waiting::Append(v),
+                            Err(OpError::Timeout | OpError::QuorumFailed { .. }),
+                        ) => {
+                            append_unknown.insert(v);
+                        }
                         (_, Err(e)) if e.nothing_done() || e == OpError::NotJoined => {}
                         (Waiting::Add(m), Err(OpError::Timeout | OpError::QuorumFailed { .. })) => {
                             unknown.insert(m);
@@ -152,20 +216,20 @@ fn a_set_keeps_every_acknowledged_member_through_churn() {
                         (Waiting::Incr, Err(OpError::Timeout | OpError::QuorumFailed { .. })) => {
                             incr_unknown += 1
                         }
-                        (Waiting::Read(..), Err(OpError::Timeout)) => {}
+                        (Waiting::Read(..) | Waiting::ReadList(..), Err(OpError::Timeout)) => {}
                         (_, other) => panic!("seed {seed}: {other:?}"),
                     }
                     *c = None;
                 }
                 turn += 1;
                 let node = alive[turn % alive.len()];
-                let (op, what) = match turn % 4 {
+                next_member += 1;
+                let (op, what) = match turn % 6 {
                     0 => (members(), Waiting::Read(s.now(), acked.len())),
                     1 => (incr(), Waiting::Incr),
-                    _ => {
-                        next_member += 1;
-                        (add(next_member), Waiting::Add(next_member))
-                    }
+                    2 => (read_list(), Waiting::ReadList(s.now(), appended.len())),
+                    3 => (append(next_member), Waiting::Append(next_member)),
+                    _ => (add(next_member), Waiting::Add(next_member)),
                 };
                 *c = Some((node, s.start_store_op(node, op), what));
             }
@@ -180,6 +244,10 @@ fn a_set_keeps_every_acknowledged_member_through_churn() {
                 }
                 (Waiting::Incr, Some(Ok(_))) => incr_acked += 1,
                 (Waiting::Incr, _) => incr_unknown += 1,
+                (Waiting::Append(v), Some(Ok(_))) => appended.push(v),
+                (Waiting::Append(v), _) => {
+                    append_unknown.insert(v);
+                }
                 _ => {}
             }
         }
@@ -194,6 +262,47 @@ fn a_set_keeps_every_acknowledged_member_through_churn() {
                     );
                 }
             }
+        }
+        // The list: one order for everyone (each read a prefix of every
+        // longer one), and a read that began after another ended is at
+        // least as long.
+        for (began, _, later) in &list_reads {
+            for (_, ended, earlier) in &list_reads {
+                let (short, long) = match earlier.len() <= later.len() {
+                    true => (earlier, later),
+                    false => (later, earlier),
+                };
+                assert_eq!(
+                    &long[..short.len()],
+                    &short[..],
+                    "seed {seed}: two reads of the list disagree on its order"
+                );
+                if ended < began {
+                    assert!(
+                        earlier.len() <= later.len(),
+                        "seed {seed}: a later read of the list is shorter"
+                    );
+                }
+            }
+        }
+        let list = list_of(
+            s.store_op(alive[0], read_list())
+                .expect("the last list read"),
+        );
+        let in_list: BTreeSet<u64> = list.iter().copied().collect();
+        assert_eq!(
+            in_list.len(),
+            list.len(),
+            "seed {seed}: a value appended twice"
+        );
+        for v in &appended {
+            assert!(in_list.contains(v), "seed {seed}: appended value {v} lost");
+        }
+        for v in &list {
+            assert!(
+                appended.contains(v) || append_unknown.contains(v),
+                "seed {seed}: {v} in the list, never appended"
+            );
         }
         let end = read_set(s.store_op(alive[0], members()).expect("the last read"));
         let acked_set: BTreeSet<u64> = acked.iter().copied().collect();
@@ -236,10 +345,12 @@ fn a_set_keeps_every_acknowledged_member_through_churn() {
             "seed {seed}: counter {n}, {incr_acked} acknowledged, {incr_unknown} unknown"
         );
         assert!(
-            acked.len() > 100 && reads.len() > 30,
-            "seed {seed}: {} adds, {} reads",
+            acked.len() > 100 && reads.len() > 30 && appended.len() > 100 && list_reads.len() > 30,
+            "seed {seed}: {} adds, {} reads, {} appends, {} list reads",
             acked.len(),
-            reads.len()
+            reads.len(),
+            appended.len(),
+            list_reads.len()
         );
     }
 }

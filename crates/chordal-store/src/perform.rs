@@ -44,9 +44,12 @@ pub fn perform(store: &dyn Store, kind: StoreKind) -> StoreResult {
         StoreKind::Elements {
             key_id,
             prefix,
+            after,
+            to,
             limit,
             max_bytes,
-        } => elements(store, &key_id, &prefix, (limit, max_bytes)).map(StoreResult::Scanned),
+        } => elements(store, &key_id, (&prefix, after, to), (limit, max_bytes))
+            .map(StoreResult::Scanned),
         StoreKind::Sweep {
             keep,
             tombstones,
@@ -278,26 +281,26 @@ pub fn live_keys(
 }
 
 /// The records of key id `key_id` whose keys start with `prefix` (a
-/// collection's elements, tombstones included), in key order: at most
-/// `limit`, stopping once `max_bytes` of keys and values are read.
+/// collection's elements, tombstones included), after `after` and up to
+/// `to` (inclusive), in key order: at most `limit`, stopping once
+/// `max_bytes` of keys and values are read.
 pub fn elements(
     store: &dyn Store,
     key_id: &Id,
-    prefix: &[u8],
+    (prefix, after, to): (&[u8], Vec<u8>, Option<Vec<u8>>),
     (limit, max_bytes): (usize, usize),
 ) -> Result<Vec<Record>, crate::StoreError> {
     let before = key_id.wrapping_sub(&Id::from_u64(1));
-    // Resume after the prefix without its last byte: the first key
-    // that can start with the prefix comes next.
-    let mut resume = (*key_id, prefix[..prefix.len().saturating_sub(1)].to_vec());
+    let mut resume = (*key_id, after);
     let mut out = Vec::new();
     let mut bytes = 0;
-    let mut size = 64;
+    let mut size = 64.min(limit.max(1));
     loop {
         let page = store.scan(&before, key_id, Some((&resume.0, &resume.1)), size)?;
         let full = page.len() == size;
         for r in page {
-            if r.key.as_slice() > prefix && !r.key.starts_with(prefix) {
+            let past_prefix = r.key.as_slice() > prefix && !r.key.starts_with(prefix);
+            if past_prefix || to.as_ref().is_some_and(|to| r.key > *to) {
                 return Ok(out);
             }
             resume = (r.key_id, r.key.clone());

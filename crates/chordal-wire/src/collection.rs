@@ -31,7 +31,49 @@ pub(crate) fn op_to_pb(kind: Kind, op: &CollOp, out: &mut pb::KvRequest) {
         }
         CollOp::Pop { count } => (6, Vec::new(), i64::from(*count)),
         CollOp::Kind => (7, Vec::new(), 0),
+        CollOp::Push {
+            values,
+            left,
+            only_existing,
+        } => {
+            out.flags = u32::from(*left) | (u32::from(*only_existing) << 1);
+            (8, values.clone(), 0)
+        }
+        CollOp::PopEnd { left, count } => {
+            out.flags = u32::from(*left);
+            (9, Vec::new(), i64::from(*count))
+        }
+        CollOp::Range { start, stop } => (10, two(*start, *stop), 0),
+        CollOp::SetAt { index, value } => (11, vec![value.clone()], *index),
+        CollOp::Trim { start, stop } => (12, two(*start, *stop), 0),
+        CollOp::RemoveValue { count, value } => (13, vec![value.clone()], *count),
+        CollOp::Insert {
+            before,
+            pivot,
+            value,
+        } => {
+            out.flags = u32::from(*before);
+            (14, vec![pivot.clone(), value.clone()], 0)
+        }
     };
+}
+
+/// Two numbers as two 8-byte arguments.
+fn two(a: i64, b: i64) -> Vec<Vec<u8>> {
+    vec![a.to_be_bytes().to_vec(), b.to_be_bytes().to_vec()]
+}
+
+/// The two numbers of [`two`].
+fn two_of(args: &[Vec<u8>]) -> Result<(i64, i64), WireError> {
+    let n = |b: &Vec<u8>| {
+        <[u8; 8]>::try_from(b.as_slice())
+            .map(i64::from_be_bytes)
+            .map_err(|_| WireError::Invalid("collection position"))
+    };
+    match args {
+        [a, b] => Ok((n(a)?, n(b)?)),
+        _ => Err(WireError::Invalid("collection positions")),
+    }
 }
 
 /// The kind and command of a `KvRequest` of op 15.
@@ -74,6 +116,36 @@ pub(crate) fn op_from_pb(k: &pb::KvRequest) -> Result<(Kind, CollOp), WireError>
             count: u32::try_from(k.amount).map_err(|_| WireError::Invalid("pop count"))?,
         },
         7 => CollOp::Kind,
+        8 if k.flags < 4 => CollOp::Push {
+            values: k.args.clone(),
+            left: k.flags & 1 != 0,
+            only_existing: k.flags & 2 != 0,
+        },
+        9 if k.flags < 2 => CollOp::PopEnd {
+            left: k.flags == 1,
+            count: u32::try_from(k.amount).map_err(|_| WireError::Invalid("pop count"))?,
+        },
+        10 => {
+            let (start, stop) = two_of(&k.args)?;
+            CollOp::Range { start, stop }
+        }
+        11 if k.args.len() == 1 => CollOp::SetAt {
+            index: k.amount,
+            value: k.args[0].clone(),
+        },
+        12 => {
+            let (start, stop) = two_of(&k.args)?;
+            CollOp::Trim { start, stop }
+        }
+        13 if k.args.len() == 1 => CollOp::RemoveValue {
+            count: k.amount,
+            value: k.args[0].clone(),
+        },
+        14 if k.args.len() == 2 && k.flags < 2 => CollOp::Insert {
+            before: k.flags == 1,
+            pivot: k.args[0].clone(),
+            value: k.args[1].clone(),
+        },
         _ => return Err(WireError::Invalid("collection command")),
     };
     Ok((kind, op))
@@ -100,6 +172,8 @@ pub(crate) fn reply_to_pb(reply: &CollReply, out: &mut pb::KvReply) {
                 .collect();
         }
         CollReply::Number(text) => (out.shape, out.value) = (3, text.clone()),
+        CollReply::Items(items) => (out.shape, out.items) = (5, items.clone()),
+        CollReply::Error(text) => (out.shape, out.value) = (6, text.clone().into_bytes()),
         CollReply::Kind(kind) => {
             out.shape = 4;
             out.number = kind.map_or(-1, |(k, _)| i64::from(k.code()));
@@ -143,6 +217,11 @@ pub(crate) fn reply_from_pb(r: &pb::KvReply) -> Result<CollReply, WireError> {
                 r.expires.map(Time::from_micros),
             )),
         }),
+        5 => CollReply::Items(r.items.clone()),
+        6 => CollReply::Error(
+            String::from_utf8(r.value.clone())
+                .map_err(|_| WireError::Invalid("collection error"))?,
+        ),
         _ => return Err(WireError::Invalid("collection answer")),
     })
 }

@@ -314,8 +314,11 @@ pub struct KvRequest {
     /// one wanted, amount = about how many keys), 14 = batch (`steps`,
     /// `all_or_nothing`), 15 = collection (`kind`; `change` = the
     /// command: 0 put, 1 remove, 2 get, 3 all, 4 len, 5 incr, 6 pop,
-    /// 7 kind; `args`; `amount` = only new (put), float (incr), count
-    /// (pop)).
+    /// 7 kind, 8 push, 9 pop an end, 10 range, 11 set at, 12 trim,
+    /// 13 remove a value, 14 insert; `args`; `amount` = only new (put),
+    /// float (incr), count (pops, remove), index (set at); `flags` = left
+    /// (bit 0) and only existing (bit 1) for pushes and pops, before for
+    /// insert; positions as two 8-byte `args`).
     #[prost(int32, tag = "2")]
     pub op: i32,
     #[prost(bytes = "vec", tag = "3")]
@@ -453,7 +456,8 @@ pub struct KvReply {
     /// Collection (status 25): 0 a count (`number`), 1 values (`items`,
     /// `value` one byte per item: 1 present, 0 absent), 2 fields and
     /// values (`items`: field, value, …), 3 a float (`value`), 4 a kind
-    /// (`number`: its code, -1 none; `expires`).
+    /// (`number`: its code, -1 none; `expires`), 5 a list's values
+    /// (`items`), 6 a refusal (`value`: its text).
     #[prost(uint32, tag = "14")]
     pub shape: u32,
     #[prost(bytes = "vec", repeated, tag = "15")]

@@ -101,6 +101,25 @@ fn any_coll_op() -> impl Strategy<Value = CollOp> {
         }),
         any::<u32>().prop_map(|count| CollOp::Pop { count }),
         Just(CollOp::Kind),
+        (fields(), any::<bool>(), any::<bool>()).prop_map(|(values, left, only_existing)| {
+            CollOp::Push {
+                values,
+                left,
+                only_existing,
+            }
+        }),
+        (any::<bool>(), any::<u32>()).prop_map(|(left, count)| CollOp::PopEnd { left, count }),
+        (any::<i64>(), any::<i64>()).prop_map(|(start, stop)| CollOp::Range { start, stop }),
+        (any::<i64>(), any_bytes()).prop_map(|(index, value)| CollOp::SetAt { index, value }),
+        (any::<i64>(), any::<i64>()).prop_map(|(start, stop)| CollOp::Trim { start, stop }),
+        (any::<i64>(), any_bytes()).prop_map(|(count, value)| CollOp::RemoveValue { count, value }),
+        (any::<bool>(), any_bytes(), any_bytes()).prop_map(|(before, pivot, value)| {
+            CollOp::Insert {
+                before,
+                pivot,
+                value,
+            }
+        }),
     ]
 }
 
@@ -112,6 +131,8 @@ fn any_coll_reply() -> impl Strategy<Value = CollReply> {
         proptest::collection::vec((any_bytes(), any_bytes()), 0..4).prop_map(CollReply::Pairs),
         any_bytes().prop_map(CollReply::Number),
         proptest::option::of((any_kind(), any_time())).prop_map(CollReply::Kind),
+        proptest::collection::vec(any_bytes(), 0..4).prop_map(CollReply::Items),
+        "[a-z ]{0,20}".prop_map(CollReply::Error),
     ]
 }
 

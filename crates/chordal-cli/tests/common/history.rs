@@ -1,7 +1,8 @@
 //! Recording histories for the linearizability checks: clients that run
 //! counters over RESP (and transfers between two of them in MULTI/EXEC
-//! transactions, whose two answers must sum to zero), a set over RESP
-//! (unique members added, the whole set read) and registers over HTTP
+//! transactions, whose two answers must sum to zero), a set and a list
+//! over RESP (unique members added or values appended, the whole read)
+//! and registers over HTTP
 //! against real nodes, each operation's call, return and result kept;
 //! and the checks run on them.
 
@@ -21,6 +22,98 @@ pub enum Recorded {
     Register(String, Op<RegisterOp, RegisterOut>),
     /// An operation on the set [`SET`].
     Set(Op<SetOp, SetOut>),
+    /// An operation on the list [`LIST`].
+    List(Op<ListOp, ListOut>),
+}
+
+/// The list the clients append unique values to and read whole (RPUSH,
+/// LRANGE): Elle's list-append workload.
+pub const LIST: &str = "{list}log";
+
+/// What a client asked of [`LIST`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum ListOp {
+    /// RPUSH of a value no one else appends.
+    Append(String),
+    /// LRANGE 0 -1.
+    Read,
+}
+
+/// What [`LIST`] answered.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ListOut {
+    /// RPUSH: the list's new length.
+    Appended(i64),
+    /// LRANGE: the values, in order.
+    Values(Vec<String>),
+}
+
+/// The list-append check: every read is a prefix of every longer read
+/// (one order for everyone), a read that began after another ended is
+/// no shorter, values acknowledged before a read began are in it, no
+/// value appears twice or without an append before the read ended, and
+/// each append's answered length is where its value sits. The first
+/// violation.
+pub fn list_verdict(history: &[Recorded]) -> Option<String> {
+    let ops: Vec<&Op<ListOp, ListOut>> = history
+        .iter()
+        .filter_map(|r| match r {
+            Recorded::List(op) => Some(op),
+            _ => None,
+        })
+        .collect();
+    let appends: Vec<(&Op<ListOp, ListOut>, &String)> = ops
+        .iter()
+        .filter_map(|op| match &op.input {
+            ListOp::Append(v) => Some((*op, v)),
+            ListOp::Read => None,
+        })
+        .collect();
+    let reads: Vec<(&Op<ListOp, ListOut>, &Vec<String>)> = ops
+        .iter()
+        .filter_map(|op| match (&op.input, &op.output) {
+            (ListOp::Read, Some(ListOut::Values(v))) => Some((*op, v)),
+            _ => None,
+        })
+        .collect();
+    for (read, values) in &reads {
+        let (call, ret) = (read.call, read.ret.unwrap_or(u64::MAX));
+        let distinct: std::collections::BTreeSet<&String> = values.iter().collect();
+        if distinct.len() != values.len() {
+            return Some(format!("a read holds a value twice: {values:?}"));
+        }
+        for (append, v) in &appends {
+            if append.ret.is_some_and(|r| r < call) && !distinct.contains(*v) {
+                return Some(format!(
+                    "value {v}, acknowledged before a read began, is not in it"
+                ));
+            }
+            if let Some(ListOut::Appended(len)) = append.output
+                && let Some(at) = values.iter().position(|x| x == *v)
+                && at as i64 + 1 != len
+            {
+                return Some(format!(
+                    "{v} was answered at length {len}, a read has it at {at}"
+                ));
+            }
+        }
+        for v in values.iter() {
+            if !appends.iter().any(|(a, x)| *x == v && a.call < ret) {
+                return Some(format!("a read holds {v}, which no one had appended"));
+            }
+        }
+        for (other, longer) in &reads {
+            if longer.len() >= values.len() && longer[..values.len()] != values[..] {
+                return Some(format!(
+                    "two reads disagree on the order: {values:?} and {longer:?}"
+                ));
+            }
+            if other.ret.is_some_and(|r| r < call) && longer.len() > values.len() {
+                return Some("a later read of the list is shorter".into());
+            }
+        }
+    }
+    None
 }
 
 /// The set the clients add unique members to and read whole (SADD,
@@ -321,6 +414,29 @@ pub fn record_through(
                         }
                         continue;
                     }
+                    if (38..40).contains(&pick) {
+                        let (input, reply) = if pick == 38 {
+                            let v = format!("{client}-{seq}");
+                            let r: redis::RedisResult<i64> =
+                                redis::cmd("RPUSH").arg(LIST).arg(&v).query(&mut con);
+                            (ListOp::Append(v), r.map(ListOut::Appended))
+                        } else {
+                            let r: redis::RedisResult<Vec<String>> = redis::cmd("LRANGE")
+                                .arg(LIST)
+                                .arg(0)
+                                .arg(-1)
+                                .query(&mut con);
+                            (ListOp::Read, r.map(ListOut::Values))
+                        };
+                        let ret = reply.is_ok().then(now);
+                        broken = ret.is_none();
+                        if input == ListOp::Read && ret.is_none() {
+                            continue;
+                        }
+                        let recorded = Recorded::List(op(client, call, ret, input, reply));
+                        history.lock().unwrap().push(recorded);
+                        continue;
+                    }
                     if (40..45).contains(&pick) {
                         let (input, reply) = if pick < 43 {
                             let m = format!("{client}-{seq}");
@@ -434,7 +550,7 @@ pub fn registers_of(history: &[Recorded]) -> Vec<(String, Op<RegisterOp, Registe
         .iter()
         .filter_map(|r| match r {
             Recorded::Register(k, op) => Some((k.clone(), op.clone())),
-            Recorded::Counter(..) | Recorded::Set(_) => None,
+            Recorded::Counter(..) | Recorded::Set(_) | Recorded::List(_) => None,
         })
         .collect()
 }
@@ -485,7 +601,16 @@ pub fn assert_linearizable(what: &str, history: &[Recorded]) {
     assert!(set_adds > 20, "only {set_adds} set members added");
     assert_eq!(counter_verdicts(history), None);
     assert_eq!(register_verdicts(registers), None);
+    let appends = history
+        .iter()
+        .filter(
+            |r| matches!(r, Recorded::List(op) if matches!(op.output, Some(ListOut::Appended(_)))),
+        )
+        .count();
+    eprintln!("authority, {what}: {appends} list values appended");
+    assert!(appends > 10, "only {appends} list values appended");
     assert_eq!(set_verdict(history), None);
+    assert_eq!(list_verdict(history), None);
 }
 
 /// Each register's history by the Wing & Gong search (values are unique,

@@ -21,7 +21,7 @@ pub struct CollDecision {
 }
 
 impl CollDecision {
-    fn answer(answer: OpResult) -> CollDecision {
+    pub(super) fn answer(answer: OpResult) -> CollDecision {
         CollDecision {
             answer,
             writes: BTreeMap::new(),
@@ -30,21 +30,34 @@ impl CollDecision {
 }
 
 /// The collection as the command found it.
-struct Found<'a> {
-    key: &'a [u8],
-    kind: Kind,
+pub(super) struct Found<'a> {
+    pub key: &'a [u8],
+    pub kind: Kind,
     /// `None`: no live collection at the key (a new one is born with
     /// the write's version).
-    header: Option<Header>,
+    pub header: Option<Header>,
     /// The header's expiry (kept by writes).
-    expires: Option<Time>,
-    prefix: Vec<u8>,
-    now: Time,
+    pub expires: Option<Time>,
+    pub prefix: Vec<u8>,
+    pub now: Time,
 }
 
 impl Found<'_> {
+    /// The header write that makes it `h` (a list's count is its
+    /// length); the collection's delete when it holds nothing.
+    pub fn header_set(&self, mut h: Header) -> (Vec<u8>, Contents) {
+        if self.kind == Kind::List {
+            h.count = h.len().max(0) as u64;
+        }
+        let contents = match h.count {
+            0 => (None, None, Kind::String),
+            _ => (Some(h.encode()), self.expires, self.kind),
+        };
+        (self.key.to_vec(), contents)
+    }
+
     /// Is `r`, an element record, alive in this collection?
-    fn alive(&self, r: &Record) -> bool {
+    pub fn alive(&self, r: &Record) -> bool {
         self.header
             .is_some_and(|h| r.is_live(self.now) && r.version >= h.born)
     }
@@ -64,18 +77,9 @@ impl Found<'_> {
     /// The header write after the elements changed by `delta`, made at
     /// `version`; the collection's delete when none are left.
     fn header_write(&self, delta: i64, version: Version) -> (Vec<u8>, Contents) {
-        let count = self.header.map_or(0, |h| h.count) as i64 + delta;
-        let contents = match count {
-            ..=0 => (None, None, Kind::String),
-            n => {
-                let h = Header {
-                    born: self.header.map_or(version, |h| h.born),
-                    count: n as u64,
-                };
-                (Some(h.encode()), self.expires, self.kind)
-            }
-        };
-        (self.key.to_vec(), contents)
+        let mut h = self.header.unwrap_or_else(|| Header::new(version));
+        h.count = (h.count as i64 + delta).max(0) as u64;
+        self.header_set(h)
     }
 }
 
@@ -120,6 +124,9 @@ pub fn decide(
         now,
     };
     let reply = |r: CollReply| OpResult::Collection(r);
+    if kind == Kind::List {
+        return super::list::decide(&found, op, all, (version, max_value));
+    }
     match op {
         CollOp::Kind => unreachable!("answered above"),
         CollOp::Len => CollDecision::answer(reply(CollReply::Count(
@@ -254,6 +261,8 @@ pub fn decide(
                 writes,
             }
         }
+        // A list's commands on a hash or a set.
+        _ => CollDecision::answer(OpResult::WrongType),
     }
 }
 

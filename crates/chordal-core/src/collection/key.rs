@@ -20,6 +20,8 @@ pub enum Family {
     /// A hash's field (value: the field's value) or a set's member
     /// (value: empty).
     Member = 0,
+    /// A list's element at a position (see [`index_key`]).
+    Index = 1,
 }
 
 /// Is `key` in the reserved element-key space? Clients may not name such
@@ -43,6 +45,13 @@ pub fn element_key(key: &[u8], family: Family, field: &[u8]) -> Vec<u8> {
     let mut out = family_prefix(key, family);
     out.extend_from_slice(field);
     out
+}
+
+/// The element key of position `index` of the list at `key`: the index
+/// as 8 bytes that sort as the numbers do.
+pub fn index_key(key: &[u8], index: i64) -> Vec<u8> {
+    let sortable = (index as u64) ^ (1 << 63);
+    element_key(key, Family::Index, &sortable.to_be_bytes())
 }
 
 /// The collection key an element key belongs to; `None` if `key` is not
@@ -80,6 +89,15 @@ mod tests {
             prop_assert_eq!(field_of(&e, &prefix), Some(field.as_slice()));
             prop_assert_eq!(Id::of_key(&e), Id::of_key(&key));
         }
+    }
+
+    #[test]
+    fn list_positions_sort_as_numbers() {
+        let keys: Vec<Vec<u8>> = [-5i64, -1, 0, 1, 7]
+            .iter()
+            .map(|i| index_key(b"l", *i))
+            .collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]

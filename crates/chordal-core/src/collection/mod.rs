@@ -1,4 +1,4 @@
-//! Collections — hashes and sets — on the ring, so that an element write
+//! Collections — hashes, sets and lists — on the ring, so that an element write
 //! costs the same in a collection of 10 elements and of a million.
 //!
 //! A collection is a *header* record at its own key (its [`Kind`], the
@@ -17,6 +17,8 @@ mod decide;
 pub mod key;
 
 pub use decide::{CollDecision, decide};
+
+mod list;
 
 use crate::{Id, Kind, Time, Version};
 
@@ -70,6 +72,62 @@ pub enum CollOp {
     /// TYPE (and TTL of a collection): the kind of the key's value,
     /// whatever it is, and its expiry.
     Kind,
+    /// LPUSH / RPUSH (`only_existing`: LPUSHX / RPUSHX): push each value
+    /// in turn at the head (`left`) or the tail. Answers the new length.
+    Push {
+        /// The values, pushed one after the other.
+        values: Vec<Vec<u8>>,
+        /// At the head (else the tail).
+        left: bool,
+        /// Only onto a list that exists.
+        only_existing: bool,
+    },
+    /// LPOP / RPOP: remove and answer up to `count` values from one end.
+    PopEnd {
+        /// From the head (else the tail).
+        left: bool,
+        /// How many.
+        count: u32,
+    },
+    /// LRANGE (and LINDEX as a range of one): the values at positions
+    /// `start..=stop` (negative: from the tail, as in Redis).
+    Range {
+        /// The first position.
+        start: i64,
+        /// The last position.
+        stop: i64,
+    },
+    /// LSET: replace the value at `index`.
+    SetAt {
+        /// The position (negative: from the tail).
+        index: i64,
+        /// The new value.
+        value: Vec<u8>,
+    },
+    /// LTRIM: keep only positions `start..=stop`.
+    Trim {
+        /// The first position kept.
+        start: i64,
+        /// The last position kept.
+        stop: i64,
+    },
+    /// LREM: remove up to `count` values equal to `value` (from the head
+    /// if `count > 0`, from the tail if `< 0`, all if 0).
+    RemoveValue {
+        /// How many, and from which end.
+        count: i64,
+        /// The value.
+        value: Vec<u8>,
+    },
+    /// LINSERT: insert `value` before (or after) the first `pivot`.
+    Insert {
+        /// Before the pivot (else after).
+        before: bool,
+        /// The value to find.
+        pivot: Vec<u8>,
+        /// The value to insert.
+        value: Vec<u8>,
+    },
 }
 
 impl CollOp {
@@ -82,7 +140,7 @@ impl CollOp {
                 fields.iter().map(Vec::as_slice).collect()
             }
             CollOp::Incr { field, .. } => vec![field.as_slice()],
-            CollOp::All | CollOp::Len | CollOp::Pop { .. } | CollOp::Kind => Vec::new(),
+            _ => Vec::new(),
         };
         let mut out: Vec<Vec<u8>> = Vec::with_capacity(fields.len());
         for f in fields {
@@ -109,21 +167,102 @@ impl CollOp {
             CollOp::Incr { field, by, .. } => {
                 too_long(field, max_key).or_else(|| too_long(by, max_key))
             }
-            CollOp::All | CollOp::Len | CollOp::Pop { .. } | CollOp::Kind => None,
+            CollOp::Push { values, .. } => values.iter().find_map(|v| too_long(v, max_value)),
+            CollOp::SetAt { value, .. } => too_long(value, max_value),
+            CollOp::RemoveValue { value, .. } => too_long(value, max_value),
+            CollOp::Insert { pivot, value, .. } => {
+                too_long(pivot, max_value).or_else(|| too_long(value, max_value))
+            }
+            _ => None,
         }
-    }
-
-    /// Does the command read every element (see [`MAX_READ_ELEMENTS`])?
-    pub fn reads_all(&self) -> bool {
-        matches!(self, CollOp::All | CollOp::Pop { .. })
     }
 
     /// Does the command only read?
     pub fn is_read(&self) -> bool {
         matches!(
             self,
-            CollOp::Get { .. } | CollOp::All | CollOp::Len | CollOp::Kind
+            CollOp::Get { .. } | CollOp::All | CollOp::Len | CollOp::Kind | CollOp::Range { .. }
         )
+    }
+
+    /// The element records the command reads besides those it names
+    /// ([`CollOp::element_keys`]), given the collection's header as read
+    /// (`None`: no live collection of `kind` at `key`, nothing to read).
+    pub fn range(&self, key: &[u8], kind: Kind, header: Option<&Header>) -> Option<Range> {
+        let h = header?;
+        let every = |family| {
+            let prefix = key::family_prefix(key, family);
+            Range {
+                after: prefix[..prefix.len() - 1].to_vec(),
+                prefix,
+                to: None,
+                limit: MAX_READ_ELEMENTS + 1,
+            }
+        };
+        match (kind, self) {
+            (Kind::Hash | Kind::Set, CollOp::All | CollOp::Pop { .. }) => {
+                Some(every(key::Family::Member))
+            }
+            (Kind::List, op) => {
+                let (first, last) = match *op {
+                    CollOp::PopEnd { left, count } => {
+                        let n = (count as i64).min(h.len());
+                        match left {
+                            true => (h.head, h.head + n - 1),
+                            false => (h.tail - n, h.tail - 1),
+                        }
+                    }
+                    CollOp::Range { start, stop } => h.positions(start, stop)?,
+                    CollOp::SetAt { index, .. } => h.positions(index, index)?,
+                    CollOp::Trim { .. } | CollOp::RemoveValue { .. } | CollOp::Insert { .. } => {
+                        (h.head, h.tail - 1)
+                    }
+                    _ => return None,
+                };
+                if last < first {
+                    return None;
+                }
+                Some(Range {
+                    prefix: key::family_prefix(key, key::Family::Index),
+                    after: key::index_key(key, first - 1),
+                    to: Some(key::index_key(key, last)),
+                    limit: ((last - first + 1) as usize).min(MAX_READ_ELEMENTS + 1),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The header of the live collection of `kind` that `record` (a key's
+/// newest record) holds at `now`, if it holds one.
+pub fn live_header(record: Option<&crate::Record>, kind: Kind, now: Time) -> Option<Header> {
+    record
+        .filter(|r| r.is_live(now) && r.kind == kind && kind != Kind::String)
+        .and_then(|r| Header::decode(r.value.as_deref()?))
+}
+
+/// A run of element records to read, in key order: keys starting with
+/// `prefix`, after `after`, up to `to` (inclusive; `None`: to the end of
+/// the prefix), at most `limit`.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Range {
+    /// The element keys' common prefix.
+    pub prefix: Vec<u8>,
+    /// Read keys after this one.
+    pub after: Vec<u8>,
+    /// The last key to read, if not the prefix's last.
+    pub to: Option<Vec<u8>>,
+    /// At most this many records.
+    pub limit: usize,
+}
+
+impl Range {
+    /// Does the range hold `key`?
+    pub fn holds(&self, key: &[u8]) -> bool {
+        key.starts_with(&self.prefix)
+            && key > self.after.as_slice()
+            && self.to.as_ref().is_none_or(|to| key <= to.as_slice())
     }
 }
 
@@ -137,6 +276,11 @@ pub enum CollReply {
     Values(Vec<Option<Vec<u8>>>),
     /// Fields and values (a set's members with empty values).
     Pairs(Vec<(Vec<u8>, Vec<u8>)>),
+    /// A list's values, in order.
+    Items(Vec<Vec<u8>>),
+    /// A refusal particular to the command (LSET's "index out of
+    /// range", "no such key"), as Redis words it.
+    Error(String),
     /// A float increment's result, as text.
     Number(Vec<u8>),
     /// The key's kind and expiry (`None`: no key).
@@ -152,10 +296,14 @@ pub struct Header {
     pub born: Version,
     /// How many elements are alive.
     pub count: u64,
+    /// A list's first position (its elements are at `head..tail`).
+    pub head: i64,
+    /// A list's position after its last.
+    pub tail: i64,
 }
 
 /// Bytes of an encoded [`Header`].
-const HEADER_BYTES: usize = 8 + 8 + 20 + 8;
+const HEADER_BYTES: usize = 8 + 8 + 20 + 8 + 8 + 8;
 
 impl Header {
     /// The header record's value bytes.
@@ -165,7 +313,38 @@ impl Header {
         out.extend_from_slice(&self.born.hlc.to_be_bytes());
         out.extend_from_slice(&self.born.node.0);
         out.extend_from_slice(&self.count.to_be_bytes());
+        out.extend_from_slice(&self.head.to_be_bytes());
+        out.extend_from_slice(&self.tail.to_be_bytes());
         out
+    }
+
+    /// A new collection's header, born at `born`.
+    pub fn new(born: Version) -> Header {
+        Header {
+            born,
+            count: 0,
+            head: 0,
+            tail: 0,
+        }
+    }
+
+    /// A list's length.
+    pub fn len(&self) -> i64 {
+        self.tail - self.head
+    }
+
+    /// Is the list empty?
+    pub fn is_empty(&self) -> bool {
+        self.len() <= 0
+    }
+
+    /// The list positions `start..=stop` (negative: from the tail) as
+    /// absolute indices clamped to the list; `None` when they hold none.
+    pub fn positions(&self, start: i64, stop: i64) -> Option<(i64, i64)> {
+        let len = self.len();
+        let at = |i: i64| if i < 0 { len.saturating_add(i) } else { i };
+        let (start, stop) = (at(start).max(0), at(stop).min(len - 1));
+        (start <= stop && start < len).then(|| (self.head + start, self.head + stop))
     }
 
     /// The header a record's value holds; `None` if malformed.
@@ -181,6 +360,8 @@ impl Header {
                 node: Id::from_slice(&bytes[16..36])?,
             },
             count: u64_at(36)?,
+            head: u64_at(44)? as i64,
+            tail: u64_at(52)? as i64,
         })
     }
 }
@@ -198,8 +379,16 @@ mod tests {
                 node: Id::from_u64(7),
             },
             count: 12,
+            head: -3,
+            tail: 9,
         };
         assert_eq!(Header::decode(&h.encode()), Some(h));
+        // Positions as Redis counts them, clamped to the list.
+        assert_eq!(h.positions(0, -1), Some((-3, 8)));
+        assert_eq!(h.positions(-2, 100), Some((7, 8)));
+        assert_eq!(h.positions(5, 2), None);
+        assert_eq!(h.positions(12, 20), None);
+        assert_eq!(h.positions(-100, 0), Some((-3, -3)));
         assert_eq!(Header::decode(&h.encode()[1..]), None);
     }
 

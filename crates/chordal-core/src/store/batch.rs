@@ -12,8 +12,7 @@
 use super::hot::Waiter;
 use super::{ReadFor, Store, StoreWait};
 use crate::batch::{StepAnswer, decide_batch, with_version};
-use crate::collection::key::{Family, family_prefix};
-use crate::collection::{self, CollOp, MAX_READ_BYTES, MAX_READ_ELEMENTS};
+use crate::collection::{self, CollOp, MAX_READ_BYTES, MAX_READ_ELEMENTS, Range};
 use crate::io::Cx;
 use crate::request::{OpName, ReplyTo};
 use crate::write::Then;
@@ -212,29 +211,37 @@ impl Store {
         }
         if b.failure.is_none()
             && let Deciding::Collection {
-                key, op, all: None, ..
+                key,
+                kind,
+                op,
+                all: None,
             } = &b.what
-            && op.reads_all()
         {
-            let (key_id, vnode, prefix) = (b.key_id, b.vnode, family_prefix(key, Family::Member));
-            // Every element, from our store: only once our term has
-            // caught up (it then holds every acknowledged element).
-            let caught_up = !cx.config.authority
-                || cx
-                    .authority
-                    .lease(&vnode, &key_id, now)
-                    .is_ok_and(|l| l.catch_up.is_empty());
-            if caught_up {
-                let kind = StoreKind::Elements {
-                    key_id,
-                    prefix,
-                    limit: MAX_READ_ELEMENTS + 1,
-                    max_bytes: MAX_READ_BYTES + 1,
-                };
-                self.store_op(cx, kind, StoreWait::BatchElements(id));
-                return;
+            let current = b.currents.get(key).and_then(Option::as_ref);
+            let header = collection::live_header(current, *kind, now);
+            if let Some(range) = op.range(key, *kind, header.as_ref()) {
+                let (key_id, vnode) = (b.key_id, b.vnode);
+                // A run of elements, from our store: only once our term
+                // has caught up (it then holds every acknowledged one).
+                let caught_up = !cx.config.authority
+                    || cx
+                        .authority
+                        .lease(&vnode, &key_id, now)
+                        .is_ok_and(|l| l.catch_up.is_empty());
+                if caught_up {
+                    let read = StoreKind::Elements {
+                        key_id,
+                        prefix: range.prefix.clone(),
+                        after: range.after.clone(),
+                        to: range.to.clone(),
+                        limit: range.limit,
+                        max_bytes: MAX_READ_BYTES + 1,
+                    };
+                    self.store_op(cx, read, StoreWait::BatchElements(id, Box::new(range)));
+                    return;
+                }
+                b.failure = Some(super::owner::not_ready(cx));
             }
-            b.failure = Some(super::owner::not_ready(cx));
         }
         self.finish_batch(cx, now, id);
     }
@@ -246,13 +253,13 @@ impl Store {
         &mut self,
         cx: &mut Cx<'_>,
         now: Time,
-        id: u64,
+        (id, range): (u64, Range),
         result: StoreResult,
     ) {
         let Some(b) = self.batches.get_mut(&id) else {
             return;
         };
-        let Deciding::Collection { key, all, .. } = &mut b.what else {
+        let Deciding::Collection { all, .. } = &mut b.what else {
             return;
         };
         match result {
@@ -267,10 +274,10 @@ impl Store {
                         limit: MAX_READ_BYTES as u32,
                     });
                 } else {
-                    let prefix = family_prefix(key, Family::Member);
                     let mut by_key: BTreeMap<Vec<u8>, Record> =
                         records.into_iter().map(|r| (r.key.clone(), r)).collect();
-                    for p in self.hot.pending_with_prefix(&prefix) {
+                    let pending = self.hot.pending_with_prefix(&range.prefix);
+                    for p in pending.into_iter().filter(|p| range.holds(&p.key)) {
                         match by_key.get(&p.key) {
                             Some(r) if !p.supersedes(r) => {}
                             _ => {

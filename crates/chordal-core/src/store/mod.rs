@@ -136,8 +136,8 @@ enum StoreWait {
     OwnerRead(u64),
     /// The owner's read of a scan page.
     OwnerScan(Box<scan::Scanning>),
-    /// The owner's read of every element of collection batch `.0`.
-    BatchElements(u64),
+    /// The owner's read of a run of elements for collection batch `.0`.
+    BatchElements(u64, Box<crate::collection::Range>),
     /// A replica storing what an owner sent; ack `req` to `to`. `fence`:
     /// the owner's term and the keys, to check again once durable.
     ReplicaApply {
@@ -366,7 +366,9 @@ impl Store {
                 self.read_answer(cx, now, id, (None, record), failed);
             }
             StoreWait::OwnerScan(s) => self.scanned(cx, result, *s),
-            StoreWait::BatchElements(id) => self.batch_elements(cx, now, id, result),
+            StoreWait::BatchElements(id, range) => {
+                self.batch_elements(cx, now, (id, *range), result)
+            }
             StoreWait::ReplicaApply { to, me, req, fence } => {
                 self.replica_applies = self.replica_applies.saturating_sub(1);
                 let (ok, newer) = match &result {

@@ -89,14 +89,19 @@ pub enum StoreKind {
         now: crate::Time,
     },
     /// The records (tombstones included) of key id `key_id` whose keys
-    /// start with `prefix` — a collection's elements — in key order, at
-    /// most `limit` of them and no more than about `max_bytes` of keys
-    /// and values. Answered [`StoreResult::Scanned`].
+    /// start with `prefix` — a collection's elements — in key order,
+    /// after `after` and up to `to`, at most `limit` of them and no more
+    /// than about `max_bytes` of keys and values. Answered
+    /// [`StoreResult::Scanned`].
     Elements {
         /// The collection's key id.
         key_id: Id,
         /// The element keys' common prefix.
         prefix: Vec<u8>,
+        /// Read keys after this one.
+        after: Vec<u8>,
+        /// The last key to read (`None`: the prefix's last).
+        to: Option<Vec<u8>>,
         /// At most this many records.
         limit: usize,
         /// Stop once this many bytes of keys and values are read.

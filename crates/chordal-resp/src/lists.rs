@@ -1,0 +1,273 @@
+//! Lists: each command one collection command (`KeyValue::collection`)
+//! decided at the key's owner, which keeps every element as a record of
+//! its own at its position (see `chordal_core::collection`).
+//!
+//! BLPOP and BRPOP pop at the owner like LPOP; while every list they name
+//! is empty they try again, each a little later (from 10 ms to 100 ms),
+//! until their timeout.
+
+use crate::collections::{collection_failed, count, unexpected};
+use crate::commands::{int_arg, not_integer, syntax, wrong_arity};
+use crate::reply::Reply;
+use bytes::Bytes;
+use chordal_core::Kind;
+use chordal_core::collection::{CollOp, CollReply};
+use chordal_node::KeyValue;
+use std::time::Duration;
+
+/// The commands of this file, with whether each writes.
+pub const COMMANDS: &[(&str, bool)] = &[
+    ("lpush", true),
+    ("rpush", true),
+    ("lpushx", true),
+    ("rpushx", true),
+    ("lpop", true),
+    ("rpop", true),
+    ("blpop", true),
+    ("brpop", true),
+    ("lset", true),
+    ("ltrim", true),
+    ("lrem", true),
+    ("linsert", true),
+    ("llen", false),
+    ("lrange", false),
+    ("lindex", false),
+    ("lpos", false),
+];
+
+/// Is `name` a command of this file?
+pub fn is_list_command(name: &str) -> bool {
+    COMMANDS.iter().any(|(n, _)| *n == name)
+}
+
+/// The keys command `name` touches (`args` without the name).
+pub fn keys_of<'a>(name: &str, args: &'a [Bytes]) -> Vec<&'a Bytes> {
+    match name {
+        // Every key but the timeout.
+        "blpop" | "brpop" => args[..args.len().saturating_sub(1)].iter().collect(),
+        _ => args.first().into_iter().collect(),
+    }
+}
+
+fn bulk(v: Vec<u8>) -> Reply {
+    Reply::Bulk(Bytes::from(v))
+}
+
+/// Runs `op` on the list at `key`, the answer made a reply by `answer`.
+async fn on<K: KeyValue>(
+    kv: &K,
+    key: &Bytes,
+    op: CollOp,
+    answer: impl FnOnce(CollReply) -> Reply,
+) -> Reply {
+    crate::collections::on(kv, (key, Kind::List), op, answer).await
+}
+
+fn items(r: CollReply) -> Option<Vec<Vec<u8>>> {
+    match r {
+        CollReply::Items(v) => Some(v),
+        _ => None,
+    }
+}
+
+/// Runs command `name` (one of [`COMMANDS`]) with `args` through `kv`.
+pub async fn run<K: KeyValue>(kv: &K, name: &str, args: &[Bytes]) -> Reply {
+    let n = args.len();
+    match (name, n) {
+        ("lpush" | "rpush" | "lpushx" | "rpushx", 2..) => {
+            let op = CollOp::Push {
+                values: args[1..].iter().map(|v| v.to_vec()).collect(),
+                left: name.starts_with('l'),
+                only_existing: name.ends_with('x'),
+            };
+            on(kv, &args[0], op, count).await
+        }
+        ("lpop" | "rpop", 1 | 2) => {
+            let many = match args.get(1) {
+                None => None,
+                Some(c) => match int_arg(c) {
+                    Some(c) if c >= 0 => Some(c.min(u32::MAX as i64) as u32),
+                    _ => return Reply::err("value is out of range, must be positive"),
+                },
+            };
+            let op = CollOp::PopEnd {
+                left: name == "lpop",
+                count: many.unwrap_or(1),
+            };
+            on(kv, &args[0], op, |r| match (items(r), many) {
+                (None, _) => unexpected(),
+                (Some(v), None) => v.into_iter().next().map_or(Reply::Nil, bulk),
+                // An empty answer to a count is nil, as Redis's.
+                (Some(v), Some(_)) if v.is_empty() => Reply::Nil,
+                (Some(v), Some(_)) => Reply::Array(v.into_iter().map(bulk).collect()),
+            })
+            .await
+        }
+        ("blpop" | "brpop", 2..) => blocking_pop(kv, name == "blpop", args).await,
+        ("llen", 1) => on(kv, &args[0], CollOp::Len, count).await,
+        ("lrange", 3) => {
+            let (Some(start), Some(stop)) = (int_arg(&args[1]), int_arg(&args[2])) else {
+                return not_integer();
+            };
+            let op = CollOp::Range { start, stop };
+            on(kv, &args[0], op, |r| match items(r) {
+                Some(v) => Reply::Array(v.into_iter().map(bulk).collect()),
+                None => unexpected(),
+            })
+            .await
+        }
+        ("lindex", 2) => {
+            let Some(index) = int_arg(&args[1]) else {
+                return not_integer();
+            };
+            let op = CollOp::Range {
+                start: index,
+                stop: index,
+            };
+            on(kv, &args[0], op, |r| match items(r) {
+                Some(v) => v.into_iter().next().map_or(Reply::Nil, bulk),
+                None => unexpected(),
+            })
+            .await
+        }
+        ("lset", 3) => {
+            let Some(index) = int_arg(&args[1]) else {
+                return not_integer();
+            };
+            let op = CollOp::SetAt {
+                index,
+                value: args[2].to_vec(),
+            };
+            on(kv, &args[0], op, |_| Reply::ok()).await
+        }
+        ("ltrim", 3) => {
+            let (Some(start), Some(stop)) = (int_arg(&args[1]), int_arg(&args[2])) else {
+                return not_integer();
+            };
+            on(kv, &args[0], CollOp::Trim { start, stop }, |_| Reply::ok()).await
+        }
+        ("lrem", 3) => {
+            let Some(count) = int_arg(&args[1]) else {
+                return not_integer();
+            };
+            let op = CollOp::RemoveValue {
+                count,
+                value: args[2].to_vec(),
+            };
+            on(kv, &args[0], op, self::count).await
+        }
+        ("linsert", 4) => {
+            let before = match args[1].to_ascii_lowercase().as_slice() {
+                b"before" => true,
+                b"after" => false,
+                _ => return syntax(),
+            };
+            let op = CollOp::Insert {
+                before,
+                pivot: args[2].to_vec(),
+                value: args[3].to_vec(),
+            };
+            on(kv, &args[0], op, count).await
+        }
+        ("lpos", 2..) => position(kv, args).await,
+        _ => wrong_arity(name),
+    }
+}
+
+/// BLPOP / BRPOP key [key …] timeout: the first non-empty list's end, as
+/// `[key, value]`; nil once `timeout` seconds (0: for ever) pass.
+async fn blocking_pop<K: KeyValue>(kv: &K, left: bool, args: &[Bytes]) -> Reply {
+    let (keys, timeout) = args.split_at(args.len() - 1);
+    let timeout = match std::str::from_utf8(&timeout[0])
+        .ok()
+        .and_then(|t| t.parse::<f64>().ok())
+    {
+        Some(t) if t >= 0.0 && t.is_finite() => t,
+        Some(_) => return Reply::err("timeout is negative"),
+        None => return Reply::err("timeout is not a float or out of range"),
+    };
+    let deadline = (timeout > 0.0)
+        .then(|| std::time::Instant::now() + Duration::from_secs_f64(timeout.min(1e9)));
+    let mut pause = Duration::from_millis(10);
+    loop {
+        for key in keys {
+            let op = CollOp::PopEnd { left, count: 1 };
+            match kv.collection(key.to_vec(), Kind::List, op).await {
+                Ok(CollReply::Items(mut v)) if !v.is_empty() => {
+                    return Reply::Array(vec![Reply::Bulk(key.clone()), bulk(v.remove(0))]);
+                }
+                Ok(CollReply::Items(_)) => {}
+                Ok(_) => return unexpected(),
+                Err(e) => return collection_failed(e),
+            }
+        }
+        if deadline.is_some_and(|d| std::time::Instant::now() + pause > d) {
+            return Reply::Nil;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
+
+/// LPOS key element [RANK rank] [COUNT num] [MAXLEN len].
+async fn position<K: KeyValue>(kv: &K, args: &[Bytes]) -> Reply {
+    let (mut rank, mut count, mut maxlen) = (1i64, None, 0i64);
+    let mut i = 2;
+    while i < args.len() {
+        let Some(v) = args.get(i + 1) else {
+            return syntax();
+        };
+        let Some(v) = int_arg(v) else {
+            return not_integer();
+        };
+        match args[i].to_ascii_lowercase().as_slice() {
+            b"rank" if v == 0 || v == i64::MIN => {
+                return Reply::err(
+                    "RANK can't be zero: use 1 to start from the first match, 2 from the second ... or use negative to start from the end of the list",
+                );
+            }
+            b"rank" => rank = v,
+            b"count" if v < 0 => return Reply::err("COUNT can't be negative"),
+            b"count" => count = Some(v),
+            b"maxlen" if v < 0 => return Reply::err("MAXLEN can't be negative"),
+            b"maxlen" => maxlen = v,
+            _ => return syntax(),
+        }
+        i += 2;
+    }
+    let op = CollOp::Range { start: 0, stop: -1 };
+    let target = &args[1];
+    on(kv, &args[0], op, |r| {
+        let Some(values) = items(r) else {
+            return unexpected();
+        };
+        let len = values.len();
+        let order: Box<dyn Iterator<Item = usize>> = match rank > 0 {
+            true => Box::new(0..len),
+            false => Box::new((0..len).rev()),
+        };
+        let scan = if maxlen > 0 { maxlen as usize } else { len };
+        let found: Vec<usize> = order
+            .take(scan)
+            .filter(|i| values[*i] == target.as_ref())
+            .skip(rank.unsigned_abs() as usize - 1)
+            .take(match count {
+                Some(0) => usize::MAX,
+                Some(c) => c as usize,
+                None => 1,
+            })
+            .collect();
+        match count {
+            None => found
+                .first()
+                .map_or(Reply::Nil, |p| Reply::Integer(*p as i64)),
+            Some(_) => Reply::Array(
+                found
+                    .into_iter()
+                    .map(|p| Reply::Integer(p as i64))
+                    .collect(),
+            ),
+        }
+    })
+    .await
+}
