@@ -51,14 +51,16 @@ pub const COMMANDS: &[(&str, bool)] = &[
     ("sintercard", false),
 ];
 
-/// Is `name` a command of this file or of `lists.rs`?
+/// Is `name` a command of this file, of `lists.rs` or of `zsets.rs`?
 pub fn is_collection_command(name: &str) -> bool {
-    COMMANDS.iter().any(|(n, _)| *n == name) || crate::lists::is_list_command(name)
+    COMMANDS.iter().any(|(n, _)| *n == name)
+        || crate::lists::is_list_command(name)
+        || crate::zsets::is_zset_command(name)
 }
 
 /// The keys command `name` touches (`args` without the name).
 pub fn keys_of<'a>(name: &str, args: &'a [Bytes]) -> Vec<&'a Bytes> {
-    if crate::lists::is_list_command(name) {
+    if crate::lists::is_list_command(name) || name.starts_with("bzpop") {
         return crate::lists::keys_of(name, args);
     }
     match name {
@@ -152,6 +154,9 @@ fn pairs(r: CollReply) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
 pub async fn run<K: KeyValue>(kv: &K, name: &str, args: &[Bytes]) -> Reply {
     if crate::lists::is_list_command(name) {
         return crate::lists::run(kv, name, args).await;
+    }
+    if crate::zsets::is_zset_command(name) {
+        return crate::zsets::run(kv, name, args).await;
     }
     let n = args.len();
     let hash = |i: usize| (&args[i], Kind::Hash);
@@ -290,12 +295,9 @@ pub async fn run<K: KeyValue>(kv: &K, name: &str, args: &[Bytes]) -> Reply {
             Err(reply) => reply,
         },
         ("spop", 1 | 2) => {
-            let count = match args.get(1) {
-                None => None,
-                Some(c) => match int_arg(c) {
-                    Some(c) if c >= 0 => Some(c.min(u32::MAX as i64) as u32),
-                    _ => return Reply::err("value is out of range, must be positive"),
-                },
+            let count = match pop_count(args.get(1)) {
+                Ok(c) => c,
+                Err(reply) => return reply,
             };
             let op = CollOp::Pop {
                 count: count.unwrap_or(1),
@@ -380,6 +382,18 @@ pub async fn run<K: KeyValue>(kv: &K, name: &str, args: &[Bytes]) -> Reply {
     }
 }
 
+/// A pop's optional count: `None` if absent, else a non-negative
+/// number (or Redis's error).
+pub(crate) fn pop_count(arg: Option<&Bytes>) -> Result<Option<u32>, Reply> {
+    match arg {
+        None => Ok(None),
+        Some(c) => match int_arg(c) {
+            Some(c) if c >= 0 => Ok(Some(c.min(u32::MAX as i64) as u32)),
+            _ => Err(Reply::err("value is out of range, must be positive")),
+        },
+    }
+}
+
 /// Every member of the set at `key`.
 async fn members<K: KeyValue>(kv: &K, key: &Bytes) -> Result<Vec<Vec<u8>>, Reply> {
     match kv.collection(key.to_vec(), Kind::Set, CollOp::All).await {
@@ -424,7 +438,7 @@ async fn store_set<K: KeyValue>(kv: &K, key: &Bytes, members: Vec<Vec<u8>>) -> R
 
 /// Picks `count` of `items` (`count` < 0: with repeats, as Redis's
 /// negative counts), starting at a place chosen by the clock.
-fn pick<T: Clone>(items: &[T], count: i64) -> Vec<T> {
+pub(crate) fn pick<T: Clone>(items: &[T], count: i64) -> Vec<T> {
     if items.is_empty() {
         return Vec::new();
     }
@@ -499,9 +513,13 @@ async fn random_members<K: KeyValue>(kv: &K, key: &Bytes, count: Option<&Bytes>)
     }
 }
 
-/// HSCAN / SSCAN key cursor [MATCH pattern] [COUNT n]: the whole
+/// HSCAN / SSCAN / ZSCAN key cursor [MATCH pattern] [COUNT n]: the whole
 /// collection in one page (cursor 0), filtered by the pattern.
-async fn scan<K: KeyValue>(kv: &K, (key, name): (&Bytes, &str), opts: &[Bytes]) -> Reply {
+pub(crate) async fn scan<K: KeyValue>(
+    kv: &K,
+    (key, name): (&Bytes, &str),
+    opts: &[Bytes],
+) -> Reply {
     if int_arg(&opts[0]).is_none_or(|c| c < 0) {
         return Reply::err("invalid cursor");
     }
@@ -524,10 +542,10 @@ async fn scan<K: KeyValue>(kv: &K, (key, name): (&Bytes, &str), opts: &[Bytes]) 
         i += 2;
     }
     let no_values = opts.iter().any(|o| o.eq_ignore_ascii_case(b"novalues"));
-    let kind = if name == "hscan" {
-        Kind::Hash
-    } else {
-        Kind::Set
+    let kind = match name {
+        "hscan" => Kind::Hash,
+        "sscan" => Kind::Set,
+        _ => Kind::ZSet,
     };
     on(kv, (key, kind), CollOp::All, |r| {
         let Some(p) = pairs(r) else {
@@ -537,7 +555,7 @@ async fn scan<K: KeyValue>(kv: &K, (key, name): (&Bytes, &str), opts: &[Bytes]) 
         let items = p
             .into_iter()
             .filter(|(f, _)| keep(f))
-            .flat_map(|(f, v)| match kind == Kind::Hash && !no_values {
+            .flat_map(|(f, v)| match kind != Kind::Set && !no_values {
                 true => vec![bulk(f), bulk(v)],
                 false => vec![bulk(f)],
             })

@@ -36,6 +36,7 @@ pub mod reply;
 mod session;
 mod strings;
 mod together;
+mod zsets;
 
 use chordal_http::Tokens;
 use chordal_node::Node;

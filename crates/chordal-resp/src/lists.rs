@@ -6,7 +6,7 @@
 //! is empty they try again, each a little later (from 10 ms to 100 ms),
 //! until their timeout.
 
-use crate::collections::{collection_failed, count, unexpected};
+use crate::collections::{collection_failed, count, pop_count, unexpected};
 use crate::commands::{int_arg, not_integer, syntax, wrong_arity};
 use crate::reply::Reply;
 use bytes::Bytes;
@@ -44,7 +44,9 @@ pub fn is_list_command(name: &str) -> bool {
 pub fn keys_of<'a>(name: &str, args: &'a [Bytes]) -> Vec<&'a Bytes> {
     match name {
         // Every key but the timeout.
-        "blpop" | "brpop" => args[..args.len().saturating_sub(1)].iter().collect(),
+        "blpop" | "brpop" | "bzpopmin" | "bzpopmax" => {
+            args[..args.len().saturating_sub(1)].iter().collect()
+        }
         _ => args.first().into_iter().collect(),
     }
 }
@@ -83,12 +85,9 @@ pub async fn run<K: KeyValue>(kv: &K, name: &str, args: &[Bytes]) -> Reply {
             on(kv, &args[0], op, count).await
         }
         ("lpop" | "rpop", 1 | 2) => {
-            let many = match args.get(1) {
-                None => None,
-                Some(c) => match int_arg(c) {
-                    Some(c) if c >= 0 => Some(c.min(u32::MAX as i64) as u32),
-                    _ => return Reply::err("value is out of range, must be positive"),
-                },
+            let many = match pop_count(args.get(1)) {
+                Ok(c) => c,
+                Err(reply) => return reply,
             };
             let op = CollOp::PopEnd {
                 left: name == "lpop",
@@ -178,17 +177,10 @@ pub async fn run<K: KeyValue>(kv: &K, name: &str, args: &[Bytes]) -> Reply {
 /// `[key, value]`; nil once `timeout` seconds (0: for ever) pass.
 async fn blocking_pop<K: KeyValue>(kv: &K, left: bool, args: &[Bytes]) -> Reply {
     let (keys, timeout) = args.split_at(args.len() - 1);
-    let timeout = match std::str::from_utf8(&timeout[0])
-        .ok()
-        .and_then(|t| t.parse::<f64>().ok())
-    {
-        Some(t) if t >= 0.0 && t.is_finite() => t,
-        Some(_) => return Reply::err("timeout is negative"),
-        None => return Reply::err("timeout is not a float or out of range"),
+    let mut wait = match Backoff::until(&timeout[0]) {
+        Ok(w) => w,
+        Err(reply) => return reply,
     };
-    let deadline = (timeout > 0.0)
-        .then(|| std::time::Instant::now() + Duration::from_secs_f64(timeout.min(1e9)));
-    let mut pause = Duration::from_millis(10);
     loop {
         for key in keys {
             let op = CollOp::PopEnd { left, count: 1 };
@@ -201,11 +193,51 @@ async fn blocking_pop<K: KeyValue>(kv: &K, left: bool, args: &[Bytes]) -> Reply 
                 Err(e) => return collection_failed(e),
             }
         }
-        if deadline.is_some_and(|d| std::time::Instant::now() + pause > d) {
+        if !wait.pause().await {
             return Reply::Nil;
         }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
+
+/// A blocking command's pauses between tries: from 10 ms doubling to
+/// 100 ms, until its timeout.
+pub(crate) struct Backoff {
+    deadline: Option<std::time::Instant>,
+    pause: Duration,
+}
+
+impl Backoff {
+    /// Pauses until `timeout` (seconds as text; 0: for ever) passes, or
+    /// the error Redis gives for a bad one.
+    pub(crate) fn until(timeout: &[u8]) -> Result<Backoff, Reply> {
+        let timeout = match std::str::from_utf8(timeout)
+            .ok()
+            .and_then(|t| t.parse::<f64>().ok())
+        {
+            Some(t) if t >= 0.0 && t.is_finite() => t,
+            Some(_) => return Err(Reply::err("timeout is negative")),
+            None => return Err(Reply::err("timeout is not a float or out of range")),
+        };
+        let deadline = (timeout > 0.0)
+            .then(|| std::time::Instant::now() + Duration::from_secs_f64(timeout.min(1e9)));
+        Ok(Backoff {
+            deadline,
+            pause: Duration::from_millis(10),
+        })
+    }
+
+    /// Waits before the next try; `false` (at once) if the timeout would
+    /// pass first.
+    pub(crate) async fn pause(&mut self) -> bool {
+        if self
+            .deadline
+            .is_some_and(|d| std::time::Instant::now() + self.pause > d)
+        {
+            return false;
+        }
+        tokio::time::sleep(self.pause).await;
+        self.pause = (self.pause * 2).min(Duration::from_millis(100));
+        true
     }
 }
 

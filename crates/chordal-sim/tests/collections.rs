@@ -1,9 +1,10 @@
 //! Collections (`Operation::Collection`: hashes and sets, one record per
 //! element) on a simulated ring under authority, through joins, a leave
 //! and the crash of the collection's owner — an Elle-style set workload:
-//! clients add unique members to one set, append unique values to one
-//! list and increment one field of a hash while others read the whole
-//! set and the whole list; two nodes join just past the collections' key
+//! clients add unique members to one set and to one sorted set (each
+//! scored by its number), append unique values to one list and increment
+//! one field of a hash while others read the set, the list and the
+//! sorted set whole; two nodes join just past the collections' key
 //! id (each takes them over) and the last one crashes. Checked:
 //! - every member acknowledged before a read began is in that read, and
 //!   a read that began after another ended holds all that one held (the
@@ -14,7 +15,9 @@
 //! - the list (Elle's list-append): every read is a prefix of every
 //!   longer read (one order for everyone), a later read is no shorter,
 //!   appends acknowledged before a read are in it, and at the end it
-//!   holds each acknowledged value once and nothing no one appended.
+//!   holds each acknowledged value once and nothing no one appended;
+//! - the sorted set: every read in score order with each member's own
+//!   score, acknowledged members present, its count its members'.
 //!
 //! (Replicating only the first record of each write — the header
 //! without its elements — fails the first check at once: checked by
@@ -22,7 +25,7 @@
 //! the header's hold and the merge of pending writes guard against; the
 //! real-process checks can.)
 
-use chordal_core::collection::{CollOp, CollReply};
+use chordal_core::collection::{CollOp, CollReply, ZBy, zset};
 use chordal_core::{Id, Kind, OpError, OpId, Operation, Outcome, Time};
 use chordal_sim::{Sim, SimConfig};
 use std::collections::BTreeSet;
@@ -95,6 +98,50 @@ fn list_of(r: Outcome) -> Vec<u64> {
     }
 }
 
+const BOARD: &[u8] = b"{c}board";
+
+/// Member `m` with score `m` (scores in the reverse order of the members'
+/// bytes for some, so that score order is not key order).
+fn rank(m: u64) -> Operation {
+    Operation::Collection {
+        key: BOARD.to_vec(),
+        kind: Kind::ZSet,
+        op: CollOp::ZAdd {
+            pairs: vec![(zset::score_key(m as f64), m.to_string().into_bytes())],
+            when: Default::default(),
+            ch: false,
+            incr: false,
+        },
+    }
+}
+
+fn read_board() -> Operation {
+    Operation::Collection {
+        key: BOARD.to_vec(),
+        kind: Kind::ZSet,
+        op: CollOp::ZRange {
+            by: ZBy::Rank { start: 0, stop: -1 },
+            rev: false,
+            limit: None,
+        },
+    }
+}
+
+/// The board's members in order; each member's score must be itself.
+fn board_of(r: Outcome) -> Vec<u64> {
+    match r {
+        Outcome::Collection(CollReply::Pairs(p)) => p
+            .into_iter()
+            .map(|(m, score)| {
+                let m: u64 = std::str::from_utf8(&m).unwrap().parse().unwrap();
+                assert_eq!(score, m.to_string().into_bytes(), "member {m}'s score");
+                m
+            })
+            .collect(),
+        other => panic!("not a sorted set: {other:?}"),
+    }
+}
+
 fn read_set(r: Outcome) -> BTreeSet<u64> {
     match r {
         Outcome::Collection(CollReply::Pairs(p)) => p
@@ -119,10 +166,15 @@ enum Waiting {
     /// A read of the whole list, begun at this time, when these many
     /// appends had been acknowledged.
     ReadList(Time, usize),
+    /// An add of this member to the sorted set.
+    Rank(u64),
+    /// A read of the whole sorted set, when these many adds had been
+    /// acknowledged.
+    ReadBoard(usize),
 }
 
 #[test]
-fn a_set_and_a_list_keep_every_acknowledged_element_through_churn() {
+fn collections_keep_every_acknowledged_element_through_churn() {
     let first: u64 = std::env::var("FIRST_SEED").map_or(0, |s| s.parse().unwrap());
     for seed in first..first + 8 {
         let mut s = Sim::grown(
@@ -142,6 +194,8 @@ fn a_set_and_a_list_keep_every_acknowledged_element_through_churn() {
         let mut appended: Vec<u64> = Vec::new();
         let mut append_unknown: BTreeSet<u64> = BTreeSet::new();
         let mut list_reads: Vec<(Time, Time, Vec<u64>)> = Vec::new();
+        let mut ranked: Vec<u64> = Vec::new();
+        let mut board_reads = 0;
         let mut clients: Vec<Option<(usize, OpId, Waiting)>> = vec![None; 4];
         let start = s.now();
         let mut next_change = 1;
@@ -216,7 +270,31 @@ fn a_set_and_a_list_keep_every_acknowledged_element_through_churn() {
                         (Waiting::Incr, Err(OpError::Timeout | OpError::QuorumFailed { .. })) => {
                             incr_unknown += 1
                         }
-                        (Waiting::Read(..) | Waiting::ReadList(..), Err(OpError::Timeout)) => {}
+                        (Waiting::Rank(m), Ok(Outcome::Collection(CollReply::Count(1)))) => {
+                            ranked.push(m)
+                        }
+                        (Waiting::ReadBoard(known), Ok(o)) => {
+                            let board = board_of(o);
+                            assert!(
+                                board.windows(2).all(|w| w[0] < w[1]),
+                                "seed {seed}: the sorted set is out of order: {board:?}"
+                            );
+                            for m in &ranked[..known] {
+                                assert!(
+                                    board.contains(m),
+                                    "seed {seed}: member {m} of the sorted set lost"
+                                );
+                            }
+                            board_reads += 1;
+                        }
+                        (
+                            Waiting::Rank(_),
+                            Err(OpError::Timeout | OpError::QuorumFailed { .. }),
+                        ) => {}
+                        (
+                            Waiting::Read(..) | Waiting::ReadList(..) | Waiting::ReadBoard(_),
+                            Err(OpError::Timeout),
+                        ) => {}
                         (_, other) => panic!("seed {seed}: {other:?}"),
                     }
                     *c = None;
@@ -224,11 +302,13 @@ fn a_set_and_a_list_keep_every_acknowledged_element_through_churn() {
                 turn += 1;
                 let node = alive[turn % alive.len()];
                 next_member += 1;
-                let (op, what) = match turn % 6 {
+                let (op, what) = match turn % 8 {
                     0 => (members(), Waiting::Read(s.now(), acked.len())),
                     1 => (incr(), Waiting::Incr),
                     2 => (read_list(), Waiting::ReadList(s.now(), appended.len())),
                     3 => (append(next_member), Waiting::Append(next_member)),
+                    4 => (rank(next_member), Waiting::Rank(next_member)),
+                    5 => (read_board(), Waiting::ReadBoard(ranked.len())),
                     _ => (add(next_member), Waiting::Add(next_member)),
                 };
                 *c = Some((node, s.start_store_op(node, op), what));
@@ -304,6 +384,27 @@ fn a_set_and_a_list_keep_every_acknowledged_element_through_churn() {
                 "seed {seed}: {v} in the list, never appended"
             );
         }
+        let board = board_of(
+            s.store_op(alive[0], read_board())
+                .expect("the last board read"),
+        );
+        for m in &ranked {
+            assert!(board.contains(m), "seed {seed}: ranked member {m} lost");
+        }
+        let card = Operation::Collection {
+            key: BOARD.to_vec(),
+            kind: Kind::ZSet,
+            op: CollOp::Len,
+        };
+        assert_eq!(
+            s.store_op(alive[0], card),
+            Ok(Outcome::Collection(CollReply::Count(board.len() as i64))),
+            "seed {seed}: the sorted set's count is not its members'"
+        );
+        assert!(
+            board_reads > 20,
+            "seed {seed}: {board_reads} reads of the sorted set"
+        );
         let end = read_set(s.store_op(alive[0], members()).expect("the last read"));
         let acked_set: BTreeSet<u64> = acked.iter().copied().collect();
         assert!(

@@ -42,14 +42,20 @@ pub fn perform(store: &dyn Store, kind: StoreKind) -> StoreResult {
         } => live_keys(store, &start, &end, (limit, budget), now)
             .map(|(keys, reached)| StoreResult::Keys(keys, reached)),
         StoreKind::Elements {
+            born,
             key_id,
             prefix,
             after,
             to,
             limit,
             max_bytes,
-        } => elements(store, &key_id, (&prefix, after, to), (limit, max_bytes))
-            .map(StoreResult::Scanned),
+        } => elements(
+            store,
+            (&key_id, born),
+            (&prefix, after, to),
+            (limit, max_bytes),
+        )
+        .map(StoreResult::Scanned),
         StoreKind::Sweep {
             keep,
             tombstones,
@@ -280,13 +286,13 @@ pub fn live_keys(
     Ok((out, reached))
 }
 
-/// The records of key id `key_id` whose keys start with `prefix` (a
-/// collection's elements, tombstones included), after `after` and up to
-/// `to` (inclusive), in key order: at most `limit`, stopping once
-/// `max_bytes` of keys and values are read.
+/// The live records of key id `key_id` whose keys start with `prefix`
+/// (a collection's elements) and whose versions are not older than
+/// `born`, after `after` and up to `to` (inclusive), in key order: at
+/// most `limit`, stopping once `max_bytes` of keys and values are read.
 pub fn elements(
     store: &dyn Store,
-    key_id: &Id,
+    (key_id, born): (&Id, chordal_core::Version),
     (prefix, after, to): (&[u8], Vec<u8>, Option<Vec<u8>>),
     (limit, max_bytes): (usize, usize),
 ) -> Result<Vec<Record>, crate::StoreError> {
@@ -304,7 +310,7 @@ pub fn elements(
                 return Ok(out);
             }
             resume = (r.key_id, r.key.clone());
-            if !r.key.starts_with(prefix) {
+            if !r.key.starts_with(prefix) || r.value.is_none() || r.version < born {
                 continue;
             }
             bytes += r.key.len() + r.value.as_ref().map_or(0, Vec::len);

@@ -3,7 +3,7 @@
 //! status 25 (see `proto/chordal.proto`).
 
 use crate::{WireError, pb};
-use chordal_core::collection::{CollOp, CollReply};
+use chordal_core::collection::{CollOp, CollReply, ZBy, ZWhen};
 use chordal_core::{Kind, Time};
 
 /// Most fields one command names (a frame bounds the bytes; this the
@@ -55,7 +55,99 @@ pub(crate) fn op_to_pb(kind: Kind, op: &CollOp, out: &mut pb::KvRequest) {
             out.flags = u32::from(*before);
             (14, vec![pivot.clone(), value.clone()], 0)
         }
+        CollOp::ZAdd {
+            pairs,
+            when,
+            ch,
+            incr,
+        } => {
+            out.flags = [when.nx, when.xx, when.gt, when.lt, *ch, *incr]
+                .iter()
+                .enumerate()
+                .map(|(i, b)| u32::from(*b) << i)
+                .sum();
+            let args = pairs
+                .iter()
+                .flat_map(|(s, m)| [s.to_be_bytes().to_vec(), m.clone()])
+                .collect();
+            (15, args, 0)
+        }
+        CollOp::ZRange { by, rev, limit } => {
+            out.flags = u32::from(*rev) | (u32::from(limit.is_some()) << 1);
+            let mut args = by_to_args(by);
+            if let Some((offset, count)) = limit {
+                args.extend(two(*offset as i64, *count as i64));
+            }
+            (16, args, 0)
+        }
+        CollOp::ZCount { by } => (17, by_to_args(by), 0),
+        CollOp::ZRank { member, rev } => {
+            out.flags = u32::from(*rev);
+            (18, vec![member.clone()], 0)
+        }
+        CollOp::ZPop { max, count } => {
+            out.flags = u32::from(*max);
+            (19, Vec::new(), i64::from(*count))
+        }
+        CollOp::ZRemRange { by } => (20, by_to_args(by), 0),
     };
+}
+
+/// A sorted-set range as arguments: a tag (`r`, `s`, `l`) then its
+/// bounds.
+fn by_to_args(by: &ZBy) -> Vec<Vec<u8>> {
+    match by {
+        ZBy::Rank { start, stop } => {
+            let mut a = vec![b"r".to_vec()];
+            a.extend(two(*start, *stop));
+            a
+        }
+        ZBy::Score {
+            min,
+            min_excl,
+            max,
+            max_excl,
+        } => {
+            let mut a = vec![b"s".to_vec()];
+            a.extend(two(*min as i64, *max as i64));
+            a.push(vec![u8::from(*min_excl) | (u8::from(*max_excl) << 1)]);
+            a
+        }
+        ZBy::Lex { min, max } => vec![b"l".to_vec(), min.clone(), max.clone()],
+    }
+}
+
+/// The range [`by_to_args`] wrote, and the arguments after it.
+fn by_from_args(args: &[Vec<u8>]) -> Result<(ZBy, &[Vec<u8>]), WireError> {
+    let bad = WireError::Invalid("sorted-set range");
+    match args.first().map(Vec::as_slice) {
+        Some(b"r") if args.len() >= 3 => {
+            let (start, stop) = two_of(&args[1..3])?;
+            Ok((ZBy::Rank { start, stop }, &args[3..]))
+        }
+        Some(b"s") if args.len() >= 4 => {
+            let (min, max) = two_of(&args[1..3])?;
+            let excl = match args[3].as_slice() {
+                [e] if *e < 4 => *e,
+                _ => return Err(bad),
+            };
+            let by = ZBy::Score {
+                min: min as u64,
+                min_excl: excl & 1 != 0,
+                max: max as u64,
+                max_excl: excl & 2 != 0,
+            };
+            Ok((by, &args[4..]))
+        }
+        Some(b"l") if args.len() >= 3 => {
+            let by = ZBy::Lex {
+                min: args[1].clone(),
+                max: args[2].clone(),
+            };
+            Ok((by, &args[3..]))
+        }
+        _ => Err(bad),
+    }
 }
 
 /// Two numbers as two 8-byte arguments.
@@ -145,6 +237,60 @@ pub(crate) fn op_from_pb(k: &pb::KvRequest) -> Result<(Kind, CollOp), WireError>
             before: k.flags == 1,
             pivot: k.args[0].clone(),
             value: k.args[1].clone(),
+        },
+        15 if k.args.len().is_multiple_of(2) && k.flags < 64 => {
+            let f = |i: u32| k.flags & (1 << i) != 0;
+            CollOp::ZAdd {
+                pairs: k
+                    .args
+                    .chunks_exact(2)
+                    .map(|p| {
+                        <[u8; 8]>::try_from(p[0].as_slice())
+                            .map(|s| (u64::from_be_bytes(s), p[1].clone()))
+                            .map_err(|_| WireError::Invalid("score"))
+                    })
+                    .collect::<Result<_, _>>()?,
+                when: ZWhen {
+                    nx: f(0),
+                    xx: f(1),
+                    gt: f(2),
+                    lt: f(3),
+                },
+                ch: f(4),
+                incr: f(5),
+            }
+        }
+        16 if k.flags < 4 => {
+            let (by, rest) = by_from_args(&k.args)?;
+            let limit = match (k.flags & 2 != 0, rest.is_empty()) {
+                (false, true) => None,
+                (true, false) => {
+                    let (offset, count) = two_of(rest)?;
+                    Some((offset as u64, count as u64))
+                }
+                _ => return Err(WireError::Invalid("sorted-set limit")),
+            };
+            CollOp::ZRange {
+                by,
+                rev: k.flags & 1 != 0,
+                limit,
+            }
+        }
+        17 => match by_from_args(&k.args)? {
+            (by, []) => CollOp::ZCount { by },
+            _ => return Err(WireError::Invalid("sorted-set range")),
+        },
+        18 if k.args.len() == 1 && k.flags < 2 => CollOp::ZRank {
+            member: k.args[0].clone(),
+            rev: k.flags == 1,
+        },
+        19 if k.flags < 2 => CollOp::ZPop {
+            max: k.flags == 1,
+            count: u32::try_from(k.amount).map_err(|_| WireError::Invalid("pop count"))?,
+        },
+        20 => match by_from_args(&k.args)? {
+            (by, []) => CollOp::ZRemRange { by },
+            _ => return Err(WireError::Invalid("sorted-set range")),
         },
         _ => return Err(WireError::Invalid("collection command")),
     };

@@ -1,7 +1,7 @@
 //! Encode/decode round trips and hostile input for the peer protocol.
 
 use bytes::{BufMut, BytesMut};
-use chordal_core::collection::{CollOp, CollReply};
+use chordal_core::collection::{CollOp, CollReply, ZBy, ZWhen};
 use chordal_core::{
     Answered, Change, Condition, Consistency, Done, Envelope, Id, Kind, LookupFailure, MAX_DONE,
     Message, NodeRef, OpLog, OpResult, Operation, OwnerClaim, Publication, Record, Target, Time,
@@ -120,6 +120,46 @@ fn any_coll_op() -> impl Strategy<Value = CollOp> {
                 value,
             }
         }),
+        (
+            proptest::collection::vec((any::<u64>(), any_bytes()), 0..4),
+            any::<[bool; 6]>()
+        )
+            .prop_map(|(pairs, f)| CollOp::ZAdd {
+                pairs,
+                when: ZWhen {
+                    nx: f[0],
+                    xx: f[1],
+                    gt: f[2],
+                    lt: f[3],
+                },
+                ch: f[4],
+                incr: f[5],
+            }),
+        (
+            any_zby(),
+            any::<bool>(),
+            proptest::option::of((any::<u64>(), any::<u64>()))
+        )
+            .prop_map(|(by, rev, limit)| CollOp::ZRange { by, rev, limit }),
+        any_zby().prop_map(|by| CollOp::ZCount { by }),
+        (any_bytes(), any::<bool>()).prop_map(|(member, rev)| CollOp::ZRank { member, rev }),
+        (any::<bool>(), any::<u32>()).prop_map(|(max, count)| CollOp::ZPop { max, count }),
+        any_zby().prop_map(|by| CollOp::ZRemRange { by }),
+    ]
+}
+
+fn any_zby() -> impl Strategy<Value = ZBy> {
+    prop_oneof![
+        (any::<i64>(), any::<i64>()).prop_map(|(start, stop)| ZBy::Rank { start, stop }),
+        (any::<u64>(), any::<bool>(), any::<u64>(), any::<bool>()).prop_map(
+            |(min, min_excl, max, max_excl)| ZBy::Score {
+                min,
+                min_excl,
+                max,
+                max_excl
+            }
+        ),
+        (any_bytes(), any_bytes()).prop_map(|(min, max)| ZBy::Lex { min, max }),
     ]
 }
 

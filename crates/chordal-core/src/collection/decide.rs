@@ -124,8 +124,10 @@ pub fn decide(
         now,
     };
     let reply = |r: CollReply| OpResult::Collection(r);
-    if kind == Kind::List {
-        return super::list::decide(&found, op, all, (version, max_value));
+    match kind {
+        Kind::List => return super::list::decide(&found, op, all, (version, max_value)),
+        Kind::ZSet => return super::zset::decide(&found, op, elements, all, version),
+        _ => {}
     }
     match op {
         CollOp::Kind => unreachable!("answered above"),
@@ -289,7 +291,7 @@ mod tests {
             self.hlc += 1;
             let key = b"c".to_vec();
             let elements = op
-                .element_keys(&key)
+                .element_keys(&key, kind)
                 .into_iter()
                 .map(|k| {
                     let r = self.records.get(&k).cloned();

@@ -22,6 +22,11 @@ pub enum Family {
     Member = 0,
     /// A list's element at a position (see [`index_key`]).
     Index = 1,
+    /// A sorted set's member (value: its sortable score, 8 bytes).
+    Score = 2,
+    /// A sorted set's order: the sortable score then the member (value:
+    /// empty), so members read in score order.
+    Order = 3,
 }
 
 /// Is `key` in the reserved element-key space? Clients may not name such

@@ -1,4 +1,4 @@
-//! Collections — hashes, sets and lists — on the ring, so that an element write
+//! Collections — hashes, sets, lists and sorted sets — on the ring, so that an element write
 //! costs the same in a collection of 10 elements and of a million.
 //!
 //! A collection is a *header* record at its own key (its [`Kind`], the
@@ -19,8 +19,10 @@ pub mod key;
 pub use decide::{CollDecision, decide};
 
 mod list;
+pub mod zset;
 
 use crate::{Id, Kind, Time, Version};
+use std::collections::BTreeMap;
 
 /// Elements one command may read whole (HGETALL, SMEMBERS, SPOP…); a
 /// larger collection answers `TooLarge`.
@@ -128,23 +130,120 @@ pub enum CollOp {
         /// The value to insert.
         value: Vec<u8>,
     },
+    /// ZADD / ZINCRBY: give each member its score (see [`zset::score_key`]
+    /// for the sortable form), under ZADD's conditions. Answers the
+    /// number added (or changed, with `ch`); with `incr`, the new score.
+    ZAdd {
+        /// Sortable scores (or increments) and members, in order.
+        pairs: Vec<(u64, Vec<u8>)>,
+        /// NX, XX, GT, LT.
+        when: ZWhen,
+        /// Count changed members too.
+        ch: bool,
+        /// Add the score to the current one (one pair).
+        incr: bool,
+    },
+    /// ZRANGE (and its older forms): members and scores in order.
+    ZRange {
+        /// By rank, score or member.
+        by: ZBy,
+        /// From the highest.
+        rev: bool,
+        /// LIMIT offset count (`u64::MAX`: all).
+        limit: Option<(u64, u64)>,
+    },
+    /// ZCOUNT / ZLEXCOUNT: how many members lie in a range.
+    ZCount {
+        /// The range (by score or member).
+        by: ZBy,
+    },
+    /// ZRANK / ZREVRANK: a member's rank (`-1`: not a member).
+    ZRank {
+        /// The member.
+        member: Vec<u8>,
+        /// Counted from the highest.
+        rev: bool,
+    },
+    /// ZPOPMIN / ZPOPMAX: remove and answer up to `count` members.
+    ZPop {
+        /// The highest (else the lowest).
+        max: bool,
+        /// How many.
+        count: u32,
+    },
+    /// ZREMRANGEBYRANK / ZREMRANGEBYSCORE / ZREMRANGEBYLEX.
+    ZRemRange {
+        /// The range.
+        by: ZBy,
+    },
+}
+
+/// ZADD's conditions.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct ZWhen {
+    /// Only new members.
+    pub nx: bool,
+    /// Only members present.
+    pub xx: bool,
+    /// Only to a greater score.
+    pub gt: bool,
+    /// Only to a lower score.
+    pub lt: bool,
+}
+
+/// Which members of a sorted set a range holds.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum ZBy {
+    /// Ranks `start..=stop` (negative: from the end).
+    Rank {
+        /// The first rank.
+        start: i64,
+        /// The last rank.
+        stop: i64,
+    },
+    /// Scores between `min` and `max` (sortable forms), each bound
+    /// inclusive unless marked.
+    Score {
+        /// The lowest score.
+        min: u64,
+        /// Is `min` itself left out?
+        min_excl: bool,
+        /// The highest score.
+        max: u64,
+        /// Is `max` itself left out?
+        max_excl: bool,
+    },
+    /// Members between `min` and `max`, in Redis's syntax (`-`, `+`,
+    /// `[member`, `(member`).
+    Lex {
+        /// The lower bound.
+        min: Vec<u8>,
+        /// The upper bound.
+        max: Vec<u8>,
+    },
 }
 
 impl CollOp {
     /// The element keys the command reads (each once, in order) for the
     /// collection at `key`.
-    pub fn element_keys(&self, key: &[u8]) -> Vec<Vec<u8>> {
+    pub fn element_keys(&self, key: &[u8], kind: Kind) -> Vec<Vec<u8>> {
+        let family = match kind {
+            Kind::ZSet => key::Family::Score,
+            _ => key::Family::Member,
+        };
         let fields: Vec<&[u8]> = match self {
             CollOp::Put { pairs, .. } => pairs.iter().map(|(f, _)| f.as_slice()).collect(),
             CollOp::Remove { fields } | CollOp::Get { fields } => {
                 fields.iter().map(Vec::as_slice).collect()
             }
             CollOp::Incr { field, .. } => vec![field.as_slice()],
+            CollOp::ZAdd { pairs, .. } => pairs.iter().map(|(_, m)| m.as_slice()).collect(),
+            CollOp::ZRank { member, .. } => vec![member.as_slice()],
             _ => Vec::new(),
         };
         let mut out: Vec<Vec<u8>> = Vec::with_capacity(fields.len());
         for f in fields {
-            let k = key::element_key(key, key::Family::Member, f);
+            let k = key::element_key(key, family, f);
             if !out.contains(&k) {
                 out.push(k);
             }
@@ -168,6 +267,8 @@ impl CollOp {
                 too_long(field, max_key).or_else(|| too_long(by, max_key))
             }
             CollOp::Push { values, .. } => values.iter().find_map(|v| too_long(v, max_value)),
+            CollOp::ZAdd { pairs, .. } => pairs.iter().find_map(|(_, m)| too_long(m, max_key)),
+            CollOp::ZRank { member, .. } => too_long(member, max_key),
             CollOp::SetAt { value, .. } => too_long(value, max_value),
             CollOp::RemoveValue { value, .. } => too_long(value, max_value),
             CollOp::Insert { pivot, value, .. } => {
@@ -181,15 +282,32 @@ impl CollOp {
     pub fn is_read(&self) -> bool {
         matches!(
             self,
-            CollOp::Get { .. } | CollOp::All | CollOp::Len | CollOp::Kind | CollOp::Range { .. }
+            CollOp::Get { .. }
+                | CollOp::All
+                | CollOp::Len
+                | CollOp::Kind
+                | CollOp::Range { .. }
+                | CollOp::ZRange { .. }
+                | CollOp::ZCount { .. }
+                | CollOp::ZRank { .. }
         )
     }
 
     /// The element records the command reads besides those it names
     /// ([`CollOp::element_keys`]), given the collection's header as read
     /// (`None`: no live collection of `kind` at `key`, nothing to read).
-    pub fn range(&self, key: &[u8], kind: Kind, header: Option<&Header>) -> Option<Range> {
+    /// `elements`: the records of [`CollOp::element_keys`], as read.
+    pub fn range(
+        &self,
+        key: &[u8],
+        kind: Kind,
+        header: Option<&Header>,
+        elements: &BTreeMap<Vec<u8>, Option<crate::Record>>,
+    ) -> Option<Range> {
         let h = header?;
+        if kind == Kind::ZSet {
+            return zset::range(self, key, h, elements);
+        }
         let every = |family| {
             let prefix = key::family_prefix(key, family);
             Range {
@@ -397,7 +515,7 @@ mod tests {
         let op = CollOp::Get {
             fields: vec![b"a".to_vec(), b"b".to_vec(), b"a".to_vec()],
         };
-        assert_eq!(op.element_keys(b"h").len(), 2);
-        assert!(CollOp::All.element_keys(b"h").is_empty());
+        assert_eq!(op.element_keys(b"h", Kind::Hash).len(), 2);
+        assert!(CollOp::All.element_keys(b"h", Kind::Hash).is_empty());
     }
 }

@@ -111,7 +111,7 @@ impl Store {
             return;
         }
         let mut keys = vec![key.clone()];
-        keys.extend(op.element_keys(&key));
+        keys.extend(op.element_keys(&key, kind));
         let what = Deciding::Collection {
             key,
             kind,
@@ -219,7 +219,7 @@ impl Store {
         {
             let current = b.currents.get(key).and_then(Option::as_ref);
             let header = collection::live_header(current, *kind, now);
-            if let Some(range) = op.range(key, *kind, header.as_ref()) {
+            if let Some(range) = op.range(key, *kind, header.as_ref(), &b.currents) {
                 let (key_id, vnode) = (b.key_id, b.vnode);
                 // A run of elements, from our store: only once our term
                 // has caught up (it then holds every acknowledged one).
@@ -229,12 +229,16 @@ impl Store {
                         .lease(&vnode, &key_id, now)
                         .is_ok_and(|l| l.catch_up.is_empty());
                 if caught_up {
+                    // Writes of ours not stored yet may delete some of
+                    // what the store holds: read as many more.
+                    let pending = self.hot.pending_with_prefix(&range.prefix).len();
                     let read = StoreKind::Elements {
+                        born: header.map(|h| h.born).unwrap_or_default(),
                         key_id,
                         prefix: range.prefix.clone(),
                         after: range.after.clone(),
                         to: range.to.clone(),
-                        limit: range.limit,
+                        limit: range.limit.saturating_add(pending),
                         max_bytes: MAX_READ_BYTES + 1,
                     };
                     self.store_op(cx, read, StoreWait::BatchElements(id, Box::new(range)));

@@ -88,12 +88,15 @@ pub enum StoreKind {
         /// Values expired at this time count as dead.
         now: crate::Time,
     },
-    /// The records (tombstones included) of key id `key_id` whose keys
-    /// start with `prefix` — a collection's elements — in key order,
+    /// The live records of key id `key_id` whose keys start with
+    /// `prefix` — a collection's elements — with versions not older than
+    /// `born` (tombstones and older records are skipped), in key order,
     /// after `after` and up to `to`, at most `limit` of them and no more
     /// than about `max_bytes` of keys and values. Answered
     /// [`StoreResult::Scanned`].
     Elements {
+        /// The collection's header's `born`.
+        born: Version,
         /// The collection's key id.
         key_id: Id,
         /// The element keys' common prefix.
