@@ -5,8 +5,8 @@
 //!   right again after a join and after a crash.
 //! - `idle`: CPU and memory of an idle ring.
 //! - `metrics`: time to render a node's /metrics in a busy ring.
-//! - `kv`, `pubsub` and `gateway` (`bench_kv.rs`, `bench_pubsub.rs`,
-//!   `bench_gateway.rs`).
+//! - `kv`, `pubsub`, `gateway` and `collection` (`bench_kv.rs`,
+//!   `bench_pubsub.rs`, `bench_gateway.rs`, `bench_collection.rs`).
 
 use crate::bench_tls::{BenchPki, handshake_time, handshakes};
 use anyhow::{Context, Result, bail};
@@ -39,6 +39,8 @@ pub enum BenchCommand {
     /// Re-replication after a crash and a graceful leave's handover, at
     /// real data volumes on redb (MB/s, seconds).
     Repair(crate::bench_repair::RepairArgs),
+    /// An element write and read in a hash of 10 fields vs one of 10^6.
+    Collection(crate::bench_collection::CollectionArgs),
 }
 
 #[derive(Args)]
@@ -125,6 +127,7 @@ pub fn run_blocking(cmd: BenchCommand) -> Result<()> {
         | BenchCommand::Gateway(_)
         | BenchCommand::Metrics(_)
         | BenchCommand::Repair(_)
+        | BenchCommand::Collection(_)
         | BenchCommand::BigStore(_) => RuntimeKind::Multi,
     };
     let rt = match kind {
@@ -149,6 +152,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Metrics(a) => metrics(a).await,
         BenchCommand::Repair(a) => crate::bench_repair::run(a).await,
         BenchCommand::BigStore(a) => crate::bench_big::run(a).await,
+        BenchCommand::Collection(a) => crate::bench_collection::run(a).await,
     }
 }
 

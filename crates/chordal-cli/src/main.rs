@@ -5,6 +5,7 @@
 
 mod bench;
 mod bench_big;
+mod bench_collection;
 mod bench_gateway;
 mod bench_kv;
 mod bench_pubsub;

@@ -165,6 +165,102 @@ fn backup_and_restore_60_mb_across_a_node_failure() {
     assert_eq!(code, 1, "{err}");
 }
 
+/// A hash of 50 MB (2,500 fields of 20 KB, so every node holds all of
+/// it), a list, a sorted set and a set move with their keys: through a
+/// graceful leave of one node, then a backup and a restore into a fresh
+/// ring — every field, element, member and score comes back, and the
+/// kinds with them.
+#[test]
+fn collections_of_50_mb_survive_a_leave_and_a_backup_and_restore() {
+    let old_dirs = tempfile::tempdir().unwrap();
+    let mut old = ring(old_dirs.path(), 4, &["--resp", "127.0.0.1:0"]);
+    let connect = |n: &NodeProc| {
+        let url = format!("redis://{}/", n.served("resp"));
+        redis::Client::open(url).unwrap().get_connection().unwrap()
+    };
+    let field = |i: usize| format!("field-{i:05}");
+    let value = |i: usize| vec![(i % 251) as u8; 20_000];
+    let mut con = connect(&old[1]);
+    for chunk in (0..2_500).collect::<Vec<_>>().chunks(25) {
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg("{c}big");
+        for i in chunk {
+            cmd.arg(field(*i)).arg(value(*i));
+        }
+        let _: i64 = cmd.query(&mut con).unwrap();
+    }
+    let _: i64 = redis::cmd("RPUSH")
+        .arg("{c}list")
+        .arg(&["a", "b", "c", "d"])
+        .query(&mut con)
+        .unwrap();
+    let _: i64 = redis::cmd("ZADD")
+        .arg("{c}z")
+        .arg(&["3", "x", "1.5", "y", "-2", "z"])
+        .query(&mut con)
+        .unwrap();
+    let _: i64 = redis::cmd("SADD")
+        .arg("{c}s")
+        .arg(&["m1", "m2"])
+        .query(&mut con)
+        .unwrap();
+    // What each of them must read as, wherever they went.
+    let check = |con: &mut redis::Connection, when: &str| {
+        let len: i64 = redis::cmd("HLEN").arg("{c}big").query(con).unwrap();
+        assert_eq!(len, 2_500, "{when}: the hash's count");
+        for i in (0..2_500).step_by(7) {
+            let v: Vec<u8> = redis::cmd("HGET")
+                .arg("{c}big")
+                .arg(field(i))
+                .query(con)
+                .unwrap();
+            assert!(v == value(i), "{when}: field {i} lost or wrong");
+        }
+        let list: Vec<String> = redis::cmd("LRANGE")
+            .arg("{c}list")
+            .arg(0)
+            .arg(-1)
+            .query(con)
+            .unwrap();
+        assert_eq!(list, ["a", "b", "c", "d"], "{when}");
+        let z: Vec<String> = redis::cmd("ZRANGE")
+            .arg("{c}z")
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query(con)
+            .unwrap();
+        assert_eq!(z, ["z", "-2", "y", "1.5", "x", "3"], "{when}");
+        let s: Vec<String> = redis::cmd("SMEMBERS").arg("{c}s").query(con).unwrap();
+        assert_eq!(s, ["m1", "m2"], "{when}");
+        let kind: String = redis::cmd("TYPE").arg("{c}big").query(con).unwrap();
+        assert_eq!(kind, "hash", "{when}");
+    };
+    // The collections' owner (the first node at or after their key id)
+    // leaves: its successor takes them over.
+    let at = chordal_core::Id::of_key(b"{c}big");
+    let owner = (0..old.len())
+        .min_by_key(|i| old[*i].id.wrapping_sub(&at))
+        .unwrap();
+    let status = old[owner].terminate();
+    assert!(status.success(), "the leave failed: {status:?}");
+    let stay = (owner + 1) % old.len();
+    check(&mut connect(&old[stay]), "after the leave");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ring.backup").display().to_string();
+    let api = old[stay].api.to_string();
+    let (code, out, err) = chordal(&["backup", "--out", &file, "--node", &api, "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    drop(old);
+    let new_dirs = tempfile::tempdir().unwrap();
+    let new = ring(new_dirs.path(), 3, &["--resp", "127.0.0.1:0"]);
+    let api = new[0].api.to_string();
+    let (code, out, err) = chordal(&["restore", "--in", &file, "--node", &api, "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    check(&mut connect(&new[2]), "after the restore");
+}
+
 /// Every key `prefix-k` for `k` in `keys` reads back with its value.
 fn check_keys(apis: &[SocketAddr], prefix: &str, keys: &[usize]) {
     let missing: Vec<usize> = keys

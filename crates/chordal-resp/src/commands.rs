@@ -35,6 +35,7 @@ pub const DATA_COMMANDS: &[(&str, bool)] = &[
     ("bitpos", false),
     ("lcs", false),
     ("object", false),
+    ("memory", false),
     ("set", true),
     ("setex", true),
     ("psetex", true),
@@ -85,7 +86,7 @@ pub fn keys_of<'a>(name: &str, args: &'a [Bytes]) -> Vec<&'a Bytes> {
     match name {
         "mget" | "exists" | "touch" | "del" | "unlink" => args.iter().collect(),
         "lcs" => args.iter().take(2).collect(),
-        "object" => args.get(1).into_iter().collect(),
+        "object" | "memory" => args.get(1).into_iter().collect(),
         "mset" | "msetnx" => args.iter().step_by(2).collect(),
         "rename" | "renamenx" | "copy" => args.iter().take(2).collect(),
         "publish" => Vec::new(),
@@ -218,9 +219,10 @@ pub async fn run_on<K: KeyValue>(kv: &K, name: &str, args: &[Bytes]) -> Reply {
         ("msetnx" | "rename" | "renamenx" | "copy", _) => {
             crate::together::run(kv, name, args).await
         }
-        ("getrange" | "substr" | "getbit" | "bitcount" | "bitpos" | "lcs" | "object", _) => {
-            crate::strings::run(kv, name, args).await
-        }
+        (
+            "getrange" | "substr" | "getbit" | "bitcount" | "bitpos" | "lcs" | "object" | "memory",
+            _,
+        ) => crate::strings::run(kv, name, args).await,
         ("getset", 2) => {
             let options = PutOptions {
                 return_old: true,

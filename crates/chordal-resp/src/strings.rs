@@ -6,6 +6,8 @@
 use crate::commands::{failed, not_integer, syntax, wrong_arity};
 use crate::reply::Reply;
 use bytes::Bytes;
+use chordal_core::Kind;
+use chordal_core::collection::{CollOp, CollReply};
 use chordal_node::KeyValue;
 
 /// The value of `key` (empty if there is none), or the reply to give.
@@ -63,13 +65,58 @@ async fn read<K: KeyValue>(kv: &K, name: &str, args: &[Bytes]) -> Result<Reply, 
             }
         }
         ("lcs", 2..) => lcs_command(kv, args).await?,
+        // MEMORY USAGE key [SAMPLES n]: an estimate of the bytes the
+        // key's records take in the store (keys, values and about 64
+        // bytes of version and framing each), not of process memory.
+        ("memory", 2 | 4) if args[0].eq_ignore_ascii_case(b"usage") => {
+            const RECORD: i64 = 64;
+            let key = args[1].to_vec();
+            let base = key.len() as i64 + RECORD;
+            match kv.get(key.clone()).await {
+                Ok(Some(v)) => Reply::Integer(base + v.value.len() as i64),
+                Ok(None) => Reply::Nil,
+                Err(chordal_node::Error::Op(chordal_node::OpError::WrongType)) => {
+                    match kv.collection(key.clone(), Kind::Hash, CollOp::Kind).await {
+                        Ok(CollReply::Kind(Some((kind, _)))) => {
+                            match kv.collection(key, kind, CollOp::Len).await {
+                                // Each element: its key (the collection's
+                                // and a field of about the same size).
+                                Ok(CollReply::Count(n)) => Reply::Integer(base + n * (2 * base)),
+                                Ok(_) => Reply::Nil,
+                                Err(e) => failed(e),
+                            }
+                        }
+                        Ok(_) => Reply::Nil,
+                        Err(e) => failed(e),
+                    }
+                }
+                Err(e) => failed(e),
+            }
+        }
         ("object", 2) => match args[0].to_ascii_lowercase().as_slice() {
-            // Every value is kept as the bytes it was given: no integer or
-            // embedded form as in Redis.
-            b"encoding" => match value(kv, &args[1]).await? {
-                Some(_) => Reply::Bulk(Bytes::from_static(b"raw")),
-                None => Reply::Nil,
-            },
+            // Every string is kept as the bytes it was given: no integer
+            // or embedded form as in Redis. A collection keeps each
+            // element as a record of its own, looked up by key like a
+            // hash table's (a sorted set's also in an ordered index, a
+            // list's by position): never packed into one value.
+            b"encoding" => {
+                let op = CollOp::Kind;
+                match kv.collection(args[1].to_vec(), Kind::Hash, op).await {
+                    Ok(CollReply::Kind(None)) => Reply::Nil,
+                    Ok(CollReply::Kind(Some((kind, _)))) => {
+                        Reply::Bulk(Bytes::from_static(match kind {
+                            Kind::String => b"raw",
+                            Kind::Hash | Kind::Set => b"hashtable",
+                            Kind::ZSet => b"skiplist",
+                            Kind::List => b"quicklist",
+                        }))
+                    }
+                    Ok(_) => failed(chordal_node::Error::Op(
+                        chordal_node::OpError::UnexpectedAnswer,
+                    )),
+                    Err(e) => failed(e),
+                }
+            }
             _ => Reply::err(format!(
                 "unknown subcommand '{}'. Try OBJECT HELP.",
                 String::from_utf8_lossy(&args[0])
