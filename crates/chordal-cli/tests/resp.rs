@@ -995,3 +995,85 @@ fn hashes_sets_lists_and_sorted_sets_answer_as_redis_does() {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("-ERR"), "{answer}");
 }
+
+/// Keyspace notifications: switched on at one node with `CONFIG SET
+/// notify-keyspace-events`, its writes that change a key publish on the
+/// ring's pub/sub, heard by a subscriber on another node; a write that
+/// changes nothing publishes nothing, and a node left off publishes
+/// nothing.
+#[test]
+fn keyspace_notifications_reach_subscribers_anywhere() {
+    let nodes = ring(2);
+    let (a, b) = (nodes[0].served("resp"), nodes[1].served("resp"));
+    assert!(cli(b, &["CONFIG", "SET", "notify-keyspace-events", "Kq"]).starts_with("ERR"));
+    assert_eq!(
+        cli(b, &["CONFIG", "SET", "notify-keyspace-events", "KEA"]),
+        "OK"
+    );
+    assert_eq!(
+        cli(b, &["CONFIG", "GET", "notify-keyspace-events"]),
+        "notify-keyspace-events\nAKE"
+    );
+    let mut sub = TcpStream::connect(a).unwrap();
+    sub.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    sub.write_all(b"SUBSCRIBE __keyspace@0__:{n}k __keyevent@0__:hdel\r\n")
+        .unwrap();
+    // Until the subscriptions reach their topics' owners.
+    for topic in ["__keyspace@0__:{n}k", "__keyevent@0__:hdel"] {
+        let reached = eventually(Duration::from_secs(10), || {
+            cli(b, &["PUBLISH", topic, "probe"]).parse::<i64>().unwrap() >= 1
+        });
+        assert!(reached.is_some(), "{topic} never reached its owner");
+    }
+    // Node a publishes nothing: its notifications are off.
+    cli(a, &["SET", "{n}k", "from-a"]);
+    for cmd in [
+        &["SET", "{n}k", "v"][..],
+        &["HSET", "{n}h", "f", "1"],
+        &["HDEL", "{n}h", "f"],
+        &["HDEL", "{n}h", "f"],
+        &["DEL", "{n}k"],
+    ] {
+        cli(b, cmd);
+    }
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let done = |seen: &[u8]| {
+        let t = String::from_utf8_lossy(seen);
+        t.contains("$3\r\ndel\r\n") && t.contains("hdel\r\n$4\r\n{n}h")
+    };
+    while !done(&seen) {
+        let n = sub.read(&mut buf).unwrap();
+        assert!(n > 0, "the subscription ended");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&seen).to_string();
+    let messages: Vec<&str> = text
+        .split("*3\r\n$7\r\nmessage\r\n")
+        .skip(1)
+        .filter(|m| !m.contains("probe"))
+        .collect();
+    // In order per channel (two channels may have two owners, whose
+    // messages need not arrive in the order they were published).
+    let on = |channel: &str| -> Vec<&str> {
+        messages
+            .iter()
+            .filter(|m| m.contains(channel))
+            .copied()
+            .collect()
+    };
+    assert_eq!(
+        on("__keyspace@0__:{n}k"),
+        [
+            "$19\r\n__keyspace@0__:{n}k\r\n$3\r\nset\r\n",
+            "$19\r\n__keyspace@0__:{n}k\r\n$3\r\ndel\r\n",
+        ],
+        "{text:?}"
+    );
+    // The second HDEL removed nothing: one event.
+    assert_eq!(
+        on("__keyevent@0__:hdel"),
+        ["$19\r\n__keyevent@0__:hdel\r\n$4\r\n{n}h\r\n"],
+        "{text:?}"
+    );
+}

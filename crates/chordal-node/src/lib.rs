@@ -87,6 +87,7 @@ pub mod glob;
 mod kv;
 pub mod local;
 mod metrics;
+pub mod notify;
 mod outbox;
 mod pool;
 mod status;
@@ -324,11 +325,27 @@ pub struct Node {
     stopped: CancellationToken,
     /// The local store, for reads that bypass the driver (backups).
     store: Arc<dyn Store>,
+    /// Keyspace notifications to publish (`notify::parse`'s flags; 0:
+    /// none).
+    keyspace_events: Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl KeyValue for Node {
-    fn run(&self, op: StoreOp) -> impl std::future::Future<Output = Result<Outcome, Error>> + Send {
-        self.kv(KeyOp::Store(op))
+    async fn run(&self, op: StoreOp) -> Result<Outcome, Error> {
+        let flags = self
+            .keyspace_events
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if flags == 0 {
+            return self.kv(KeyOp::Store(op)).await;
+        }
+        let event = notify::event_of(&op);
+        let outcome = self.kv(KeyOp::Store(op)).await;
+        if let (Ok(o), Some((event, changed))) = (&outcome, event)
+            && changed(o)
+        {
+            self.publish_events(flags, &event).await;
+        }
+        outcome
     }
 
     /// Starts every operation in one go: what they send to one owner
@@ -342,6 +359,13 @@ impl KeyValue for Node {
             })
             .unzip();
         let n = answers.len();
+        let flags = self
+            .keyspace_events
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let events: Vec<_> = match flags {
+            0 => Vec::new(),
+            _ => ops.iter().map(|(op, _)| notify::event_of(op)).collect(),
+        };
         if self.commands.send(Command::KvMany { ops }).await.is_err() {
             return (0..n).map(|_| Err(Error::Stopped)).collect();
         }
@@ -352,11 +376,51 @@ impl KeyValue for Node {
                 Err(_) => Err(Error::Stopped),
             });
         }
+        for (outcome, event) in out.iter().zip(events) {
+            if let (Ok(o), Some((event, changed))) = (outcome, event)
+                && changed(o)
+            {
+                self.publish_events(flags, &event).await;
+            }
+        }
         out
     }
 }
 
 impl Node {
+    /// Switches keyspace notifications to `flags` (Redis's
+    /// `notify-keyspace-events` letters: `KEA`, `Kh`, `""` for none);
+    /// `false` for an unknown letter (nothing changes). See `notify.rs`.
+    pub fn set_keyspace_events(&self, flags: &str) -> bool {
+        match notify::parse(flags) {
+            Some(f) => {
+                self.keyspace_events
+                    .store(f, std::sync::atomic::Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The keyspace notifications published, as `notify-keyspace-events`
+    /// letters.
+    pub fn keyspace_events(&self) -> String {
+        notify::show(
+            self.keyspace_events
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    /// Publishes `event` on the channels `flags` ask for. A failed
+    /// publication is logged, not the write's failure.
+    async fn publish_events(&self, flags: u32, event: &notify::Event) {
+        for (topic, payload) in notify::publications(flags, event) {
+            if let Err(e) = self.publish(topic, payload).await {
+                tracing::debug!(error = %e, "keyspace notification not published");
+            }
+        }
+    }
+
     /// The replication factor `R`: each key on its owner and `R - 1`
     /// further processes.
     pub fn replicas(&self) -> usize {
@@ -517,6 +581,7 @@ impl Node {
             replicas: config.core.replicas,
             stopped: stopped.clone(),
             store: local_store,
+            keyspace_events: Default::default(),
         };
         match tokio::time::timeout(config.join_timeout, joined_rx).await {
             Ok(Ok(Ok(()))) => Ok(node),

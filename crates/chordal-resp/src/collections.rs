@@ -241,7 +241,11 @@ pub async fn run<K: KeyValue>(kv: &K, name: &str, args: &[Bytes]) -> Reply {
         }
         ("hincrbyfloat", 3) => {
             if chordal_core::parse_float(&args[2]).is_none() {
-                return Reply::err("value is not a valid float");
+                let infinite = chordal_core::collection::zset::parse_score(&args[2]).is_some();
+                return Reply::err(match infinite {
+                    true => "value is NaN or Infinity",
+                    false => "value is not a valid float",
+                });
             }
             let op = CollOp::Incr {
                 field: args[1].to_vec(),
@@ -481,10 +485,10 @@ async fn random_fields<K: KeyValue>(kv: &K, at: (&Bytes, Kind), opts: &[Bytes]) 
             Some(c) => {
                 let chosen = pick(&p, c);
                 match with_values {
-                    true => Reply::Array(
+                    true => Reply::Pairs(
                         chosen
                             .into_iter()
-                            .flat_map(|(f, v)| [bulk(f), bulk(v)])
+                            .map(|(f, v)| (bulk(f), bulk(v)))
                             .collect(),
                     ),
                     false => Reply::Array(chosen.into_iter().map(|(f, _)| bulk(f)).collect()),

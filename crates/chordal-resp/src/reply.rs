@@ -23,6 +23,9 @@ pub enum Reply {
     Array(Vec<Reply>),
     /// A map in RESP3; a flat array of keys and values in RESP2.
     Map(Vec<(Reply, Reply)>),
+    /// Pairs (a field and its value, a member and its score): an array
+    /// of two-element arrays in RESP3, one flat array in RESP2.
+    Pairs(Vec<(Reply, Reply)>),
     /// Out-of-band data (pub/sub messages): a push in RESP3, an array in
     /// RESP2.
     Push(Vec<Reply>),
@@ -55,7 +58,7 @@ impl Reply {
             Reply::Array(items) | Reply::Push(items) => {
                 Frame2::Array(items.into_iter().map(Reply::into_resp2).collect())
             }
-            Reply::Map(pairs) => Frame2::Array(
+            Reply::Map(pairs) | Reply::Pairs(pairs) => Frame2::Array(
                 pairs
                     .into_iter()
                     .flat_map(|(k, v)| [k.into_resp2(), v.into_resp2()])
@@ -91,6 +94,16 @@ impl Reply {
             },
             Reply::Push(items) => Frame3::Push {
                 data: items.into_iter().map(Reply::into_resp3).collect(),
+                attributes,
+            },
+            Reply::Pairs(pairs) => Frame3::Array {
+                data: pairs
+                    .into_iter()
+                    .map(|(a, b)| Frame3::Array {
+                        data: vec![a.into_resp3(), b.into_resp3()],
+                        attributes: None,
+                    })
+                    .collect(),
                 attributes,
             },
             Reply::Map(pairs) => Frame3::Map {

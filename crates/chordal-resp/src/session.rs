@@ -353,7 +353,10 @@ impl Session {
             }
             ("function", 1..) => one(function(&args[1..])),
             ("client", 1..) => one(self.client(&args[1..])),
-            ("config", 1..) => one(config(&args[1..])),
+            ("config", 1..) => {
+                let admin = self.role.is_some_and(|r| r >= Role::Admin);
+                one(config(&self.ctx.node, admin, &args[1..]))
+            }
             ("command", _) => one(command(&args[1..])),
             ("info", _) => one(self.info().await),
             ("subscribe", 1..) => (self.subscribe(&args[1..]).await, After::Continue),
@@ -633,8 +636,12 @@ const CONFIG: &[(&str, &str)] = &[
     ("maxmemory", "0"),
 ];
 
-/// `CONFIG GET name…` (exact names or `*`); `CONFIG SET` is refused.
-fn config(args: &[Bytes]) -> Reply {
+/// `CONFIG GET name…` (exact names or `*`); `CONFIG SET` of
+/// `notify-keyspace-events` (the node's keyspace notifications: the
+/// `admin` role under `--api-tokens`) and of Redis's encoding sizes (no
+/// effect); other settings are refused.
+fn config(node: &chordal_node::Node, admin: bool, args: &[Bytes]) -> Reply {
+    const NOTIFY: &str = "notify-keyspace-events";
     match String::from_utf8_lossy(&args[0])
         .to_ascii_lowercase()
         .as_str()
@@ -644,13 +651,30 @@ fn config(args: &[Bytes]) -> Reply {
                 .iter()
                 .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
                 .collect();
+            let events = node.keyspace_events();
             Reply::Map(
                 CONFIG
                     .iter()
+                    .copied()
+                    .chain([(NOTIFY, events.as_str())])
                     .filter(|(name, _)| asked.iter().any(|a| a == name || a == "*"))
-                    .map(|(name, value)| (Reply::text(*name), Reply::text(*value)))
+                    .map(|(name, value)| (Reply::text(name), Reply::text(value)))
                     .collect(),
             )
+        }
+        "set" if args.len() == 3 && args[1].eq_ignore_ascii_case(NOTIFY.as_bytes()) => {
+            if !admin {
+                return Reply::Error(
+                    "NOPERM keyspace notifications are the node's: the admin role sets them".into(),
+                );
+            }
+            match node.set_keyspace_events(&String::from_utf8_lossy(&args[2])) {
+                true => Reply::ok(),
+                false => Reply::err(format!(
+                    "Invalid argument '{}' for CONFIG SET '{NOTIFY}'",
+                    String::from_utf8_lossy(&args[2])
+                )),
+            }
         }
         "resetstat" => Reply::ok(),
         // Redis's tuning of its compact encodings: Chordal keeps every

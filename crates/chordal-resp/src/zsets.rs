@@ -98,15 +98,11 @@ fn by_lex(min: &[u8], max: &[u8]) -> Result<ZBy, Reply> {
 /// Members and scores as a reply: members only, or each followed by its
 /// score.
 fn members(r: CollReply, with_scores: bool) -> Reply {
-    match r {
-        CollReply::Pairs(p) => Reply::Array(
-            p.into_iter()
-                .flat_map(|(m, s)| match with_scores {
-                    true => vec![bulk(m), bulk(s)],
-                    false => vec![bulk(m)],
-                })
-                .collect(),
-        ),
+    match (r, with_scores) {
+        (CollReply::Pairs(p), true) => {
+            Reply::Pairs(p.into_iter().map(|(m, s)| (bulk(m), bulk(s))).collect())
+        }
+        (CollReply::Pairs(p), false) => Reply::Array(p.into_iter().map(|(m, _)| bulk(m)).collect()),
         _ => unexpected(),
     }
 }
@@ -206,7 +202,16 @@ pub async fn run<K: KeyValue>(kv: &K, name: &str, args: &[Bytes]) -> Reply {
                 max: name == "zpopmax",
                 count: many.unwrap_or(1),
             };
-            on_zset(kv, &args[0], op, |r| members(r, true)).await
+            on_zset(kv, &args[0], op, |r| match (many, r) {
+                // Without a count: one flat pair, in RESP3 too.
+                (None, CollReply::Pairs(p)) => Reply::Array(
+                    p.into_iter()
+                        .flat_map(|(m, s)| [bulk(m), bulk(s)])
+                        .collect(),
+                ),
+                (_, r) => members(r, true),
+            })
+            .await
         }
         ("bzpopmin" | "bzpopmax", 2..) => blocking_pop(kv, name == "bzpopmax", args).await,
         ("zremrangebyrank" | "zremrangebyscore" | "zremrangebylex", 3) => {
