@@ -11,6 +11,9 @@
 # Needs Debian's redis-server and redis-tools, and a release build:
 #   cargo build --release -p chordal-cli
 #   scripts/bench-redis.sh [REQUESTS] [CLIENTS] [ROUNDS]   # defaults 100000 50 3
+# TESTS (redis-benchmark's -t, default set,get,incr; e.g.
+# TESTS=hset,sadd,zadd,lpush,lpop) and RINGS (the Chordal ring sizes,
+# default "3 6") choose what runs.
 # Every (target, pipeline) is run ROUNDS times, interleaved with nothing
 # else; prints one CSV line per run, then the median run of each
 # (target, pipeline, test) by requests per second: rps and p50 (ms).
@@ -19,6 +22,8 @@ cd "$(dirname "$0")/.."
 N=${1:-100000}
 C=${2:-50}
 ROUNDS=${3:-3}
+TESTS=${TESTS:-set,get,incr}
+RINGS=${RINGS:-3 6}
 BIN=${CHORDAL_BIN:-target/release/chordal}
 WORK=$(mktemp -d)
 PIDS=()
@@ -56,10 +61,11 @@ redis_server() { # PORT [extra args]
 bench() {
     local target=$1 pipeline=$2 port=$3
     shift 3
-    redis-benchmark -h 127.0.0.1 -p "$port" -t set,get,incr -n "$N" -c "$C" \
+    redis-benchmark -h 127.0.0.1 -p "$port" -t "$TESTS" -n "$N" -c "$C" \
         -P "$pipeline" --csv "$@" 2>/dev/null | tr -d '"' |
-        awk -F, -v t="$target" -v p="$pipeline" \
-            '$1 == "SET" || $1 == "GET" || $1 == "INCR" { print t "," p "," $1 "," $2 "," $5 }'
+        awk -F, -v t="$target" -v p="$pipeline" -v tests="$TESTS" '
+            BEGIN { n = split(toupper(tests), want, ","); for (i = 1; i <= n; i++) ok[want[i]] = 1 }
+            ($1 in ok) { print t "," p "," $1 "," $2 "," $5 }'
 }
 
 RUNS="$WORK/runs.csv"
@@ -115,7 +121,7 @@ chordal_ring() {
     sleep 35
 }
 
-for n in 3 6; do
+for n in $RINGS; do
     chordal_ring "$n"
     wait_port "$RESP_PORT"
     rounds "chordal-$n" "$RESP_PORT"

@@ -16,8 +16,8 @@
 # layouts) are not checked (`--ignore-encoding`). Needs tclsh (Debian
 # tcl).
 #
-# Run one at a time: runtest's own test server takes a fixed port, and
-# two runs at once make each other's tests look skipped.
+# runtest's own test server takes ports from --baseport, derived here
+# from PORT so that runs against two servers may go at once.
 #
 #   redis-server --port 6390 --save "" --appendonly no &
 #   scripts/redis-suite.sh ~/redis 6390 type/string
@@ -56,6 +56,7 @@ for unit in "${UNITS[@]}"; do
         re=$(name_regexp "$name")
         out=$(cd "$SRC" && timeout "$PER_TEST" ./runtest --host 127.0.0.1 --port "$PORT" --singledb \
             --single "unit/$unit" --only "$re" --ignore-encoding \
+            --baseport $((20000 + PORT % 10000)) \
             --tags -needs:debug --tags -needs:repl --tags -needs:config-maxmemory \
             --tags -needs:save --tags -needs:reset --tags -needs:latency --tags -external:skip \
             2>&1 | sed 's/\x1b\[[0-9;]*m//g' || true)

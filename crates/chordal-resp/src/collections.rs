@@ -56,12 +56,16 @@ pub fn is_collection_command(name: &str) -> bool {
     COMMANDS.iter().any(|(n, _)| *n == name)
         || crate::lists::is_list_command(name)
         || crate::zsets::is_zset_command(name)
+        || crate::zcombine::is_zcombine_command(name)
 }
 
 /// The keys command `name` touches (`args` without the name).
 pub fn keys_of<'a>(name: &str, args: &'a [Bytes]) -> Vec<&'a Bytes> {
     if crate::lists::is_list_command(name) || name.starts_with("bzpop") {
         return crate::lists::keys_of(name, args);
+    }
+    if crate::zcombine::is_zcombine_command(name) {
+        return crate::zcombine::keys_of(name, args);
     }
     match name {
         "sinter" | "sunion" | "sdiff" | "sinterstore" | "sunionstore" | "sdiffstore" => {
@@ -157,6 +161,9 @@ pub async fn run<K: KeyValue>(kv: &K, name: &str, args: &[Bytes]) -> Reply {
     }
     if crate::zsets::is_zset_command(name) {
         return crate::zsets::run(kv, name, args).await;
+    }
+    if crate::zcombine::is_zcombine_command(name) {
+        return crate::zcombine::run(kv, name, args).await;
     }
     let n = args.len();
     let hash = |i: usize| (&args[i], Kind::Hash);

@@ -74,6 +74,7 @@ pub fn data_commands() -> impl Iterator<Item = &'static (&'static str, bool)> {
         .chain(crate::collections::COMMANDS.iter())
         .chain(crate::lists::COMMANDS.iter())
         .chain(crate::zsets::COMMANDS.iter())
+        .chain(crate::zcombine::COMMANDS.iter())
 }
 
 /// The keys data command `name` touches (`args` without the name): a

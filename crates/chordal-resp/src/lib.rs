@@ -36,6 +36,7 @@ pub mod reply;
 mod session;
 mod strings;
 mod together;
+mod zcombine;
 mod zsets;
 
 use chordal_http::Tokens;

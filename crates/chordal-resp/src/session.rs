@@ -680,13 +680,27 @@ fn config(node: &chordal_node::Node, admin: bool, args: &[Bytes]) -> Reply {
         // Redis's tuning of its compact encodings: Chordal keeps every
         // value one way, so there is nothing to tune (accepted, no
         // effect; Redis's own test suite sets them).
-        "set" if args.len() >= 3 && args[1..].chunks(2).all(|p| encoding_tuning(&p[0])) => {
+        "set"
+            if args.len() >= 3
+                && args[1..].chunks(2).all(|p| {
+                    encoding_tuning(&p[0]) || p.get(1).is_some_and(|v| already(&p[0], v))
+                }) =>
+        {
             Reply::ok()
         }
         other => Reply::err(format!(
             "CONFIG {other} is not supported: configure the node with its flags"
         )),
     }
+}
+
+/// Does setting `name` to `value` ask for what Chordal does anyway (no
+/// snapshots: `save ""`; no append-only file: `appendonly no`)? Accepted
+/// with no effect (Redis's test suite sets them).
+fn already(name: &[u8], value: &[u8]) -> bool {
+    CONFIG.iter().any(|(n, v)| {
+        name.eq_ignore_ascii_case(n.as_bytes()) && value == v.as_bytes() && *n != "databases"
+    })
 }
 
 /// Is `name` a setting of Redis's compact encodings (listpack, ziplist,
