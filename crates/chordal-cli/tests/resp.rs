@@ -983,6 +983,35 @@ fn hashes_sets_lists_and_sorted_sets_answer_as_redis_does() {
         "ZRANGE lex a b BYLEX",
         "ZADD {b}z 5 m",
         "BZPOPMAX {b}1 {b}z 1",
+        "RPUSH {l}a 1 2 3",
+        "LMOVE {l}a {l}b LEFT RIGHT",
+        "LMOVE {l}a {l}b RIGHT LEFT",
+        "LRANGE {l}a 0 -1",
+        "LRANGE {l}b 0 -1",
+        "RPOPLPUSH {l}a {l}a",
+        "LRANGE {l}a 0 -1",
+        "RPUSH {l}a x y",
+        "LMOVE {l}a {l}a LEFT RIGHT",
+        "LRANGE {l}a 0 -1",
+        "RPOPLPUSH {l}none {l}a",
+        "SET {l}str v",
+        "RPOPLPUSH {l}a {l}str",
+        "LRANGE {l}a 0 -1",
+        "RPOPLPUSH {l}str {l}a",
+        "LMOVE {l}a {l}b UP DOWN",
+        "BLMOVE {l}none {l}b LEFT LEFT 0.1",
+        "BRPOPLPUSH {l}a {l}b 1",
+        "LRANGE {l}b 0 -1",
+        "RPOP {l}a 10",
+        "RPOPLPUSH {l}a {l}c",
+        "EXISTS {l}a",
+        "RPUSH {l}m 1 2 3",
+        "LMPOP 2 {l}none {l}m LEFT COUNT 2",
+        "LMPOP 1 {l}m RIGHT",
+        "LMPOP 1 {l}m RIGHT",
+        "LMPOP 0 {l}m LEFT",
+        "BLMPOP 0.1 1 {l}m LEFT",
+        "LMPOP 2 {l}str {l}m LEFT",
         "ZADD {t}a 1 x 2 y 3 z",
         "ZADD {t}b 10 y 20 z 30 w",
         "SADD {t}s x w",
@@ -1017,6 +1046,10 @@ fn hashes_sets_lists_and_sorted_sets_answer_as_redis_does() {
     assert_each_same(nodes[1].served("resp"), redis.addr, &script);
     // Element keys are the collections' own.
     let resp = nodes[2].served("resp");
+    // Lists of two owners: no one step can move between them.
+    cli(resp, &["RPUSH", "p", "1"]);
+    assert!(cli(resp, &["LMOVE", "p", "q", "LEFT", "LEFT"]).starts_with("CROSSSLOT"));
+    assert_eq!(cli(resp, &["LLEN", "p"]), "1");
     let answer = raw(
         resp,
         b"*3\r\n$3\r\nSET\r\n$3\r\n\xff\xffx\r\n$1\r\nv\r\n",

@@ -33,6 +33,12 @@ pub const COMMANDS: &[(&str, bool)] = &[
     ("lrange", false),
     ("lindex", false),
     ("lpos", false),
+    ("lmpop", true),
+    ("blmpop", true),
+    ("lmove", true),
+    ("rpoplpush", true),
+    ("blmove", true),
+    ("brpoplpush", true),
 ];
 
 /// Is `name` a command of this file?
@@ -46,6 +52,12 @@ pub fn keys_of<'a>(name: &str, args: &'a [Bytes]) -> Vec<&'a Bytes> {
         // Every key but the timeout.
         "blpop" | "brpop" | "bzpopmin" | "bzpopmax" => {
             args[..args.len().saturating_sub(1)].iter().collect()
+        }
+        "lmove" | "rpoplpush" | "blmove" | "brpoplpush" => args.iter().take(2).collect(),
+        "lmpop" | "blmpop" => {
+            let at = usize::from(name == "blmpop");
+            let n = args.get(at).and_then(|a| int_arg(a)).unwrap_or(0).max(0) as usize;
+            args.iter().skip(at + 1).take(n).collect()
         }
         _ => args.first().into_iter().collect(),
     }
@@ -169,6 +181,30 @@ pub async fn run<K: KeyValue>(kv: &K, name: &str, args: &[Bytes]) -> Reply {
             on(kv, &args[0], op, count).await
         }
         ("lpos", 2..) => position(kv, args).await,
+        ("lmove" | "blmove", 4 | 5) if (n == 5) == (name == "blmove") => {
+            let side = |w: &Bytes| match w.to_ascii_lowercase().as_slice() {
+                b"left" => Some(true),
+                b"right" => Some(false),
+                _ => None,
+            };
+            let (Some(from_left), Some(to_left)) = (side(&args[2]), side(&args[3])) else {
+                return syntax();
+            };
+            let timeout = args.get(4).map(|t| t.as_ref());
+            move_one(kv, (&args[0], &args[1]), (from_left, to_left), timeout).await
+        }
+        ("rpoplpush", 2) => move_one(kv, (&args[0], &args[1]), (false, true), None).await,
+        ("brpoplpush", 3) => {
+            move_one(kv, (&args[0], &args[1]), (false, true), Some(&args[2])).await
+        }
+        ("lmpop", 3..) => pop_first(kv, args, None).await,
+        ("blmpop", 4..) => {
+            let mut wait = match Backoff::until(&args[0]) {
+                Ok(w) => w,
+                Err(reply) => return reply,
+            };
+            pop_first(kv, &args[1..], Some(&mut wait)).await
+        }
         _ => wrong_arity(name),
     }
 }
@@ -194,6 +230,93 @@ async fn blocking_pop<K: KeyValue>(kv: &K, left: bool, args: &[Bytes]) -> Reply 
             }
         }
         if !wait.pause().await {
+            return Reply::Nil;
+        }
+    }
+}
+
+/// LMOVE / RPOPLPUSH (and, with a `timeout`, BLMOVE / BRPOPLPUSH): one
+/// step at the owner of both lists, which must share one (one hash tag,
+/// or the same list), else `CROSSSLOT` and nothing is done.
+async fn move_one<K: KeyValue>(
+    kv: &K,
+    (src, dst): (&Bytes, &Bytes),
+    (from_left, to_left): (bool, bool),
+    timeout: Option<&[u8]>,
+) -> Reply {
+    let mut wait = match timeout.map(Backoff::until).transpose() {
+        Ok(w) => w,
+        Err(reply) => return reply,
+    };
+    loop {
+        let op = CollOp::Move {
+            to: dst.to_vec(),
+            from_left,
+            to_left,
+        };
+        match kv.collection(src.to_vec(), Kind::List, op).await {
+            Ok(CollReply::Items(mut v)) if !v.is_empty() => return bulk(v.remove(0)),
+            Ok(CollReply::Items(_)) => {}
+            Ok(_) => return unexpected(),
+            Err(chordal_node::Error::Op(chordal_node::OpError::CrossSlot)) => {
+                return crate::together::cross_slot();
+            }
+            Err(e) => return collection_failed(e),
+        }
+        let again = match wait.as_mut() {
+            Some(w) => w.pause().await,
+            None => false,
+        };
+        if !again {
+            return Reply::Nil;
+        }
+    }
+}
+
+/// LMPOP numkeys key… LEFT|RIGHT [COUNT n]: pops from the first
+/// non-empty list (each key at its owner in turn), answering `[key,
+/// [value…]]`, or nil; with `wait` (BLMPOP) tries again until its
+/// timeout.
+async fn pop_first<K: KeyValue>(kv: &K, args: &[Bytes], mut wait: Option<&mut Backoff>) -> Reply {
+    let n = match args.first().and_then(|a| int_arg(a)) {
+        Some(n) if n > 0 => n as usize,
+        _ => return Reply::err("numkeys should be greater than 0"),
+    };
+    if args.len() < n + 2 {
+        return syntax();
+    }
+    let (keys, rest) = (&args[1..1 + n], &args[1 + n..]);
+    let left = match rest[0].to_ascii_lowercase().as_slice() {
+        b"left" => true,
+        b"right" => false,
+        _ => return syntax(),
+    };
+    let count = match &rest[1..] {
+        [] => 1,
+        [w, c] if w.eq_ignore_ascii_case(b"count") => match pop_count(Some(c)) {
+            Ok(Some(c)) if c > 0 => c,
+            _ => return Reply::err("count should be greater than 0"),
+        },
+        _ => return syntax(),
+    };
+    loop {
+        for key in keys {
+            let op = CollOp::PopEnd { left, count };
+            match kv.collection(key.to_vec(), Kind::List, op).await {
+                Ok(CollReply::Items(v)) if !v.is_empty() => {
+                    let values = v.into_iter().map(bulk).collect();
+                    return Reply::Array(vec![Reply::Bulk(key.clone()), Reply::Array(values)]);
+                }
+                Ok(CollReply::Items(_)) => {}
+                Ok(_) => return unexpected(),
+                Err(e) => return collection_failed(e),
+            }
+        }
+        let again = match wait.as_deref_mut() {
+            Some(w) => w.pause().await,
+            None => false,
+        };
+        if !again {
             return Reply::Nil;
         }
     }

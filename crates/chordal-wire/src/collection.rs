@@ -90,6 +90,14 @@ pub(crate) fn op_to_pb(kind: Kind, op: &CollOp, out: &mut pb::KvRequest) {
             (19, Vec::new(), i64::from(*count))
         }
         CollOp::ZRemRange { by } => (20, by_to_args(by), 0),
+        CollOp::Move {
+            to,
+            from_left,
+            to_left,
+        } => {
+            out.flags = u32::from(*from_left) | (u32::from(*to_left) << 1);
+            (21, vec![to.clone()], 0)
+        }
     };
 }
 
@@ -291,6 +299,11 @@ pub(crate) fn op_from_pb(k: &pb::KvRequest) -> Result<(Kind, CollOp), WireError>
         20 => match by_from_args(&k.args)? {
             (by, []) => CollOp::ZRemRange { by },
             _ => return Err(WireError::Invalid("sorted-set range")),
+        },
+        21 if k.args.len() == 1 && k.flags < 4 => CollOp::Move {
+            to: k.args[0].clone(),
+            from_left: k.flags & 1 != 0,
+            to_left: k.flags & 2 != 0,
         },
         _ => return Err(WireError::Invalid("collection command")),
     };

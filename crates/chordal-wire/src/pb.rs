@@ -316,7 +316,8 @@ pub struct KvRequest {
     /// command: 0 put, 1 remove, 2 get, 3 all, 4 len, 5 incr, 6 pop,
     /// 7 kind, 8 push, 9 pop an end, 10 range, 11 set at, 12 trim,
     /// 13 remove a value, 14 insert, 15 zadd, 16 zrange, 17 zcount,
-    /// 18 zrank, 19 zpop, 20 zremrange; `args`; `amount` = only new (put),
+    /// 18 zrank, 19 zpop, 20 zremrange, 21 move (`args`: the destination;
+    /// `flags`: from the left, bit 1 to the left); `args`; `amount` = only new (put),
     /// float (incr), count (pops, remove), index (set at); `flags` = left
     /// (bit 0) and only existing (bit 1) for pushes and pops, before for
     /// insert; positions as two 8-byte `args`).

@@ -145,6 +145,13 @@ fn any_coll_op() -> impl Strategy<Value = CollOp> {
         (any_bytes(), any::<bool>()).prop_map(|(member, rev)| CollOp::ZRank { member, rev }),
         (any::<bool>(), any::<u32>()).prop_map(|(max, count)| CollOp::ZPop { max, count }),
         any_zby().prop_map(|by| CollOp::ZRemRange { by }),
+        (any_bytes(), any::<bool>(), any::<bool>()).prop_map(|(to, from_left, to_left)| {
+            CollOp::Move {
+                to,
+                from_left,
+                to_left,
+            }
+        }),
     ]
 }
 

@@ -125,7 +125,9 @@ pub fn decide(
     };
     let reply = |r: CollReply| OpResult::Collection(r);
     match kind {
-        Kind::List => return super::list::decide(&found, op, all, (version, max_value)),
+        Kind::List => {
+            return super::list::decide(&found, op, (elements, all), (version, max_value));
+        }
         Kind::ZSet => return super::zset::decide(&found, op, elements, all, version),
         _ => {}
     }

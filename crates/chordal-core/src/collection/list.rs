@@ -30,9 +30,23 @@ fn values_at(found: &Found<'_>, all: &[Record]) -> BTreeMap<i64, Vec<u8>> {
 pub(super) fn decide(
     found: &Found<'_>,
     op: CollOp,
-    all: &[Record],
+    (elements, all): (&BTreeMap<Vec<u8>, Option<Record>>, &[Record]),
     (version, max_value): (Version, usize),
 ) -> CollDecision {
+    if let CollOp::Move {
+        to,
+        from_left,
+        to_left,
+    } = op
+    {
+        return move_one(
+            found,
+            (&to, elements.get(&to).cloned().flatten()),
+            (from_left, to_left),
+            all,
+            version,
+        );
+    }
     let key = found.key;
     let reply = |r: CollReply| OpResult::Collection(r);
     let put = |writes: &mut BTreeMap<Vec<u8>, Contents>, at: i64, v: Option<Vec<u8>>| {
@@ -194,6 +208,75 @@ pub(super) fn decide(
             }
         }
         _ => CollDecision::answer(OpResult::WrongType),
+    }
+}
+
+/// LMOVE: pops one end of `found` (a list, or nothing) and pushes the
+/// value onto list `to` (whose newest record is `dst`; the same list if
+/// `to` is `found`'s key), writing every record in one step.
+fn move_one(
+    found: &Found<'_>,
+    (to, dst): (&[u8], Option<Record>),
+    (from_left, to_left): (bool, bool),
+    all: &[Record],
+    version: Version,
+) -> CollDecision {
+    let reply = |r: CollReply| OpResult::Collection(r);
+    let Some(h) = found.header else {
+        return CollDecision::answer(reply(CollReply::Items(Vec::new())));
+    };
+    let at = if from_left { h.head } else { h.tail - 1 };
+    let Some(value) = values_at(found, all).remove(&at) else {
+        return CollDecision::answer(OpResult::StoreFailed);
+    };
+    let mut src = h;
+    if from_left {
+        src.head += 1;
+    } else {
+        src.tail -= 1;
+    }
+    let mut writes = BTreeMap::new();
+    writes.insert(index_key(found.key, at), (None, None, Kind::String));
+    // The destination as it is after the pop.
+    let same = to == found.key;
+    let dst_found = Found {
+        key: to,
+        kind: Kind::List,
+        header: match same {
+            true => Some(src),
+            false => match dst.as_ref().filter(|r| r.is_live(found.now)) {
+                None => None,
+                Some(r) if r.kind != Kind::List => {
+                    return CollDecision::answer(OpResult::WrongType);
+                }
+                Some(r) => match r.value.as_deref().and_then(Header::decode) {
+                    Some(h) => Some(h),
+                    None => return CollDecision::answer(OpResult::StoreFailed),
+                },
+            },
+        },
+        expires: match same {
+            true => found.expires,
+            false => dst.as_ref().and_then(|r| r.expires),
+        },
+        prefix: Vec::new(),
+        now: found.now,
+    };
+    if !same {
+        let (k, c) = found.header_set(src);
+        writes.insert(k, c);
+    }
+    let pushed = push(
+        &dst_found,
+        dst_found.header.unwrap_or_else(|| Header::new(version)),
+        vec![value.clone()],
+        to_left,
+        usize::MAX,
+    );
+    writes.extend(pushed.writes);
+    CollDecision {
+        answer: reply(CollReply::Items(vec![value])),
+        writes,
     }
 }
 

@@ -130,6 +130,17 @@ pub enum CollOp {
         /// The value to insert.
         value: Vec<u8>,
     },
+    /// LMOVE / RPOPLPUSH: pop one end of this list and push the value
+    /// onto an end of the list at `to` (this one too), in one step — so
+    /// `to` must share this key's id (one hash tag), else `CrossSlot`.
+    Move {
+        /// The destination list's key.
+        to: Vec<u8>,
+        /// Pop the head (else the tail).
+        from_left: bool,
+        /// Push at the head (else the tail).
+        to_left: bool,
+    },
     /// ZADD / ZINCRBY: give each member its score (see [`zset::score_key`]
     /// for the sortable form), under ZADD's conditions. Answers the
     /// number added (or changed, with `ch`); with `incr`, the new score.
@@ -239,6 +250,8 @@ impl CollOp {
             CollOp::Incr { field, .. } => vec![field.as_slice()],
             CollOp::ZAdd { pairs, .. } => pairs.iter().map(|(_, m)| m.as_slice()).collect(),
             CollOp::ZRank { member, .. } => vec![member.as_slice()],
+            // The destination's header (not an element: read the same way).
+            CollOp::Move { to, .. } if to.as_slice() != key => return vec![to.clone()],
             _ => Vec::new(),
         };
         let mut out: Vec<Vec<u8>> = Vec::with_capacity(fields.len());
@@ -269,6 +282,7 @@ impl CollOp {
             CollOp::Push { values, .. } => values.iter().find_map(|v| too_long(v, max_value)),
             CollOp::ZAdd { pairs, .. } => pairs.iter().find_map(|(_, m)| too_long(m, max_key)),
             CollOp::ZRank { member, .. } => too_long(member, max_key),
+            CollOp::Move { to, .. } => too_long(to, max_key),
             CollOp::SetAt { value, .. } => too_long(value, max_value),
             CollOp::RemoveValue { value, .. } => too_long(value, max_value),
             CollOp::Insert { pivot, value, .. } => {
@@ -323,6 +337,10 @@ impl CollOp {
             }
             (Kind::List, op) => {
                 let (first, last) = match *op {
+                    CollOp::Move { from_left, .. } => match from_left {
+                        true => (h.head, h.head),
+                        false => (h.tail - 1, h.tail - 1),
+                    },
                     CollOp::PopEnd { left, count } => {
                         let n = (count as i64).min(h.len());
                         match left {

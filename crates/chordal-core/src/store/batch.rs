@@ -110,6 +110,13 @@ impl Store {
             cx.io.answer(reply, OpResult::WrongOwner);
             return;
         }
+        if let CollOp::Move { to, .. } = &op
+            && Id::of_key(to) != key_id
+        {
+            // Another owner's list: no one step can do it.
+            cx.io.answer(reply, OpResult::CrossSlot);
+            return;
+        }
         let mut keys = vec![key.clone()];
         keys.extend(op.element_keys(&key, kind));
         let what = Deciding::Collection {
