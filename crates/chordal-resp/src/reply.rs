@@ -23,6 +23,9 @@ pub enum Reply {
     Array(Vec<Reply>),
     /// A map in RESP3; a flat array of keys and values in RESP2.
     Map(Vec<(Reply, Reply)>),
+    /// A floating-point number (a sorted set's score): a double in
+    /// RESP3, its text (C's `%.17g`) as a bulk string in RESP2.
+    Double(f64),
     /// Pairs (a field and its value, a member and its score): an array
     /// of two-element arrays in RESP3, one flat array in RESP2.
     Pairs(Vec<(Reply, Reply)>),
@@ -54,6 +57,9 @@ impl Reply {
             Reply::Error(e) => Frame2::Error(Str::from(e)),
             Reply::Integer(n) => Frame2::Integer(n),
             Reply::Bulk(b) => Frame2::BulkString(b),
+            Reply::Double(x) => {
+                Frame2::BulkString(Bytes::from(chordal_core::collection::zset::format_score(x)))
+            }
             Reply::Nil => Frame2::Null,
             Reply::Array(items) | Reply::Push(items) => {
                 Frame2::Array(items.into_iter().map(Reply::into_resp2).collect())
@@ -87,6 +93,7 @@ impl Reply {
                 data: b,
                 attributes,
             },
+            Reply::Double(data) => Frame3::Double { data, attributes },
             Reply::Nil => Frame3::Null,
             Reply::Array(items) => Frame3::Array {
                 data: items.into_iter().map(Reply::into_resp3).collect(),

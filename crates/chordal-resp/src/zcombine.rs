@@ -12,7 +12,6 @@ use bytes::Bytes;
 use chordal_core::Kind;
 use chordal_core::collection::zset::{parse_score, score_key};
 use chordal_core::collection::{CollOp, CollReply, ZWhen};
-use chordal_core::format_float;
 use chordal_node::{Error, KeyValue, OpError};
 use std::collections::BTreeMap;
 
@@ -264,7 +263,7 @@ pub async fn run<K: KeyValue>(kv: &K, name: &str, args: &[Bytes]) -> Reply {
                 (_, true) => Reply::Pairs(
                     members
                         .into_iter()
-                        .map(|(m, s)| (bulk(m), Reply::text(format_float(s))))
+                        .map(|(m, s)| (bulk(m), Reply::Double(s)))
                         .collect(),
                 ),
                 (_, false) => Reply::Array(members.into_iter().map(|(m, _)| bulk(m)).collect()),
@@ -300,9 +299,7 @@ pub async fn run<K: KeyValue>(kv: &K, name: &str, args: &[Bytes]) -> Reply {
                     let members = p
                         .into_iter()
                         .filter_map(|(m, s)| match (m, s) {
-                            (Reply::Bulk(m), Reply::Bulk(s)) => {
-                                Some((m.to_vec(), parse_score(&s).unwrap_or(0.0)))
-                            }
+                            (Reply::Bulk(m), Reply::Double(s)) => Some((m.to_vec(), s)),
                             _ => None,
                         })
                         .collect();
@@ -373,7 +370,7 @@ async fn pop_first<K: KeyValue>(kv: &K, args: &[Bytes], mut wait: Option<&mut Ba
                 Ok(CollReply::Pairs(p)) if !p.is_empty() => {
                     let popped = p
                         .into_iter()
-                        .map(|(m, s)| Reply::Array(vec![bulk(m), bulk(s)]))
+                        .map(|(m, s)| Reply::Array(vec![bulk(m), crate::zsets::score(s)]))
                         .collect();
                     return Reply::Array(vec![Reply::Bulk(key.clone()), Reply::Array(popped)]);
                 }

@@ -52,6 +52,14 @@ fn bulk(v: Vec<u8>) -> Reply {
     Reply::Bulk(Bytes::from(v))
 }
 
+/// A score (its text from the owner) as a reply: a double in RESP3.
+pub(crate) fn score(text: Vec<u8>) -> Reply {
+    match parse_score(&text) {
+        Some(x) => Reply::Double(x),
+        None => bulk(text),
+    }
+}
+
 async fn on_zset<K: KeyValue>(
     kv: &K,
     key: &Bytes,
@@ -100,7 +108,7 @@ fn by_lex(min: &[u8], max: &[u8]) -> Result<ZBy, Reply> {
 fn members(r: CollReply, with_scores: bool) -> Reply {
     match (r, with_scores) {
         (CollReply::Pairs(p), true) => {
-            Reply::Pairs(p.into_iter().map(|(m, s)| (bulk(m), bulk(s))).collect())
+            Reply::Pairs(p.into_iter().map(|(m, s)| (bulk(m), score(s))).collect())
         }
         (CollReply::Pairs(p), false) => Reply::Array(p.into_iter().map(|(m, _)| bulk(m)).collect()),
         _ => unexpected(),
@@ -123,7 +131,7 @@ pub async fn run<K: KeyValue>(kv: &K, name: &str, args: &[Bytes]) -> Reply {
                 incr: true,
             };
             on_zset(kv, &args[0], op, |r| match r {
-                CollReply::Values(mut v) => v.pop().flatten().map_or(Reply::Nil, bulk),
+                CollReply::Values(mut v) => v.pop().flatten().map_or(Reply::Nil, score),
                 _ => unexpected(),
             })
             .await
@@ -141,21 +149,31 @@ pub async fn run<K: KeyValue>(kv: &K, name: &str, args: &[Bytes]) -> Reply {
             };
             on_zset(kv, &args[0], op, |r| match r {
                 CollReply::Values(v) if name == "zscore" => {
-                    v.into_iter().next().flatten().map_or(Reply::Nil, bulk)
+                    v.into_iter().next().flatten().map_or(Reply::Nil, score)
                 }
                 CollReply::Values(v) => {
-                    Reply::Array(v.into_iter().map(|s| s.map_or(Reply::Nil, bulk)).collect())
+                    Reply::Array(v.into_iter().map(|s| s.map_or(Reply::Nil, score)).collect())
                 }
                 _ => unexpected(),
             })
             .await
         }
         ("zrange", 3..) => zrange(kv, args).await,
+        ("zrevrange", 4) if !args[3].eq_ignore_ascii_case(b"withscores") => syntax(),
         ("zrevrange", 3 | 4) => {
             let mut all = vec![args[0].clone(), args[1].clone(), args[2].clone()];
             all.push(Bytes::from_static(b"REV"));
             all.extend(args[3..].iter().cloned());
             zrange(kv, &all).await
+        }
+        ("zrangebyscore" | "zrevrangebyscore" | "zrangebylex" | "zrevrangebylex", 3..)
+            if args[3..].iter().any(|a| {
+                a.eq_ignore_ascii_case(b"rev")
+                    || a.eq_ignore_ascii_case(b"byscore")
+                    || a.eq_ignore_ascii_case(b"bylex")
+            }) =>
+        {
+            syntax()
         }
         ("zrangebyscore" | "zrevrangebyscore" | "zrangebylex" | "zrevrangebylex", 3..) => {
             // The old forms: ZRANGE with BYSCORE / BYLEX (and REV, whose
@@ -206,7 +224,7 @@ pub async fn run<K: KeyValue>(kv: &K, name: &str, args: &[Bytes]) -> Reply {
                 // Without a count: one flat pair, in RESP3 too.
                 (None, CollReply::Pairs(p)) => Reply::Array(
                     p.into_iter()
-                        .flat_map(|(m, s)| [bulk(m), bulk(s)])
+                        .flat_map(|(m, s)| [bulk(m), score(s)])
                         .collect(),
                 ),
                 (_, r) => members(r, true),
@@ -302,7 +320,7 @@ async fn zadd<K: KeyValue>(kv: &K, args: &[Bytes]) -> Reply {
         incr,
     };
     on_zset(kv, &args[0], op, |r| match r {
-        CollReply::Values(mut v) => v.pop().flatten().map_or(Reply::Nil, bulk),
+        CollReply::Values(mut v) => v.pop().flatten().map_or(Reply::Nil, score),
         other => count(other),
     })
     .await
@@ -389,7 +407,7 @@ async fn blocking_pop<K: KeyValue>(kv: &K, max: bool, args: &[Bytes]) -> Reply {
             match kv.collection(key.to_vec(), Kind::ZSet, op).await {
                 Ok(CollReply::Pairs(mut p)) if !p.is_empty() => {
                     let (m, s) = p.remove(0);
-                    return Reply::Array(vec![Reply::Bulk(key.clone()), bulk(m), bulk(s)]);
+                    return Reply::Array(vec![Reply::Bulk(key.clone()), bulk(m), score(s)]);
                 }
                 Ok(CollReply::Pairs(_)) => {}
                 Ok(_) => return unexpected(),

@@ -14,7 +14,6 @@ use super::decide::{CollDecision, Found};
 use super::key::{Family, element_key, family_prefix};
 use super::{CollOp, CollReply, Header, MAX_READ_ELEMENTS, Range, ZBy};
 use crate::batch::Contents;
-use crate::write::format_float;
 use crate::{Kind, OpResult, Record, Version};
 use std::collections::BTreeMap;
 
@@ -53,7 +52,34 @@ pub fn parse_score(text: &[u8]) -> Option<f64> {
 
 /// A score as the commands answer it.
 pub fn score_text(key: u64) -> Vec<u8> {
-    format_float(score_of(key)).into_bytes()
+    format_score(score_of(key)).into_bytes()
+}
+
+/// A score as Redis writes one (C's `%.17g`): 17 significant digits,
+/// trailing zeros dropped, an exponent below 1e-4 and from 1e17 on
+/// (`0.10000000000000001`, `1.5`, `1e+20`, `inf`).
+pub fn format_score(x: f64) -> String {
+    if x.is_infinite() {
+        return if x > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    if x == 0.0 {
+        return "0".into();
+    }
+    // 17 significant digits: d.dddddddddddddddde±x.
+    let sci = format!("{x:.16e}");
+    let (mantissa, exp) = sci.split_once('e').expect("an exponent");
+    let exp: i32 = exp.parse().expect("a number");
+    let trim = |t: &str| -> String {
+        match t.contains('.') {
+            true => t.trim_end_matches('0').trim_end_matches('.').to_string(),
+            false => t.to_string(),
+        }
+    };
+    if !(-4..17).contains(&exp) {
+        let sign = if exp < 0 { '-' } else { '+' };
+        return format!("{}e{sign}{:02}", trim(mantissa), exp.abs());
+    }
+    trim(&format!("{x:.*}", (16 - exp) as usize))
 }
 
 /// The order record's key of `member` at score `score` (sortable).
@@ -449,6 +475,25 @@ mod tests {
             let (ka, kb) = (score_key(a), score_key(b));
             prop_assert_eq!(a < b, ka < kb);
             prop_assert_eq!(score_of(ka), if a == 0.0 { 0.0 } else { a });
+        }
+    }
+
+    #[test]
+    fn scores_are_written_as_c_s_17g() {
+        for (x, text) in [
+            (1.5, "1.5"),
+            (10.0, "10"),
+            (0.1, "0.10000000000000001"),
+            (0.94964909504617057, "0.94964909504617057"),
+            (1e20, "1e+20"),
+            (1.25e-5, "1.2500000000000001e-05"),
+            (-2.0, "-2"),
+            (f64::MAX, "1.7976931348623157e+308"),
+            (f64::NEG_INFINITY, "-inf"),
+            (0.0001, "0.0001"),
+            (123456789012345678.0, "1.2345678901234568e+17"),
+        ] {
+            assert_eq!(format_score(x), text, "{x}");
         }
     }
 
