@@ -370,6 +370,16 @@ impl CollOp {
     }
 }
 
+/// A header's value with its `born` moved into term `term` (what a
+/// restore into another ring does: the backup's terms mean nothing
+/// there, and the restored elements take the restoring owner's term);
+/// `None` if `value` is not a header.
+pub fn rebirth(value: &[u8], term: u64) -> Option<Vec<u8>> {
+    let mut h = Header::decode(value)?;
+    h.born.term = term;
+    Some(h.encode())
+}
+
 /// The header of the live collection of `kind` that `record` (a key's
 /// newest record) holds at `now`, if it holds one.
 pub fn live_header(record: Option<&crate::Record>, kind: Kind, now: Time) -> Option<Header> {
@@ -526,6 +536,30 @@ mod tests {
         assert_eq!(h.positions(12, 20), None);
         assert_eq!(h.positions(-100, 0), Some((-3, -3)));
         assert_eq!(Header::decode(&h.encode()[1..]), None);
+    }
+
+    #[test]
+    fn a_restored_header_is_born_in_the_restoring_term() {
+        let h = Header {
+            born: Version {
+                term: 7,
+                hlc: 100,
+                node: Id::from_u64(1),
+            },
+            ..Header::new(Version::default())
+        };
+        // An element of that collection, restored into a ring whose terms
+        // are lower: its term is the restoring owner's.
+        let element = Version {
+            term: 2,
+            hlc: 150,
+            node: Id::from_u64(1),
+        };
+        assert!(element < h.born, "left in the old term, it reads as dead");
+        let reborn = Header::decode(&rebirth(&h.encode(), 2).unwrap()).unwrap();
+        assert!(element >= reborn.born, "in the restoring term, alive");
+        assert_eq!((reborn.born.hlc, reborn.count), (100, h.count));
+        assert_eq!(rebirth(b"not a header", 2), None);
     }
 
     #[test]

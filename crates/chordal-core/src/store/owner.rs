@@ -260,6 +260,15 @@ impl Store {
                         node: vnode.id,
                     },
                 };
+                // A restored collection's header: its `born` moves into our
+                // term with it, as its elements do when they are restored
+                // (after it: they sort after it), so that they stay alive.
+                let value = match (&then, kind, value) {
+                    (Then::Restored(_), k, Some(v)) if k != crate::Kind::String => {
+                        Some(crate::collection::rebirth(&v, term).unwrap_or(v))
+                    }
+                    (_, _, value) => value,
+                };
                 // The record's log of writes: the one it replaces carried on
                 // (unknown if not read), with this write's entry.
                 let before = known.then(|| current.as_ref().map(|c| &c.ops));
