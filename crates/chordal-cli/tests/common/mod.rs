@@ -18,6 +18,20 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_chordal");
 /// A loopback port nothing listens on right now (bound, then released):
 /// for processes that must be told their port before they start.
 pub fn free_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    // Below the kernel's ephemeral range (32768 and up by default): a port
+    // the kernel hands out for port 0 may be handed out again, to any
+    // process's next outgoing connection, before the node binds it (a
+    // deploy test's pod once found its port taken).
+    for _ in 0..1_000 {
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let port = 20_000 + (random % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
