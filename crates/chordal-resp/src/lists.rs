@@ -217,22 +217,22 @@ async fn blocking_pop<K: KeyValue>(kv: &K, left: bool, args: &[Bytes]) -> Reply 
         Ok(w) => w,
         Err(reply) => return reply,
     };
-    loop {
-        for key in keys {
-            let op = CollOp::PopEnd { left, count: 1 };
-            match kv.collection(key.to_vec(), Kind::List, op).await {
-                Ok(CollReply::Items(mut v)) if !v.is_empty() => {
-                    return Reply::Array(vec![Reply::Bulk(key.clone()), bulk(v.remove(0))]);
-                }
-                Ok(CollReply::Items(_)) => {}
-                Ok(_) => return unexpected(),
-                Err(e) => return collection_failed(e),
-            }
-        }
-        if !wait.pause().await {
-            return Reply::Nil;
-        }
-    }
+    let op = CollOp::PopEnd { left, count: 1 };
+    first_nonempty(
+        kv,
+        keys,
+        (Kind::List, op),
+        Some(&mut wait),
+        |key, r| match r {
+            CollReply::Items(mut v) if !v.is_empty() => Some(Reply::Array(vec![
+                Reply::Bulk(key.clone()),
+                bulk(v.remove(0)),
+            ])),
+            CollReply::Items(_) => None,
+            _ => Some(unexpected()),
+        },
+    )
+    .await
 }
 
 /// LMOVE / RPOPLPUSH (and, with a `timeout`, BLMOVE / BRPOPLPUSH): one
@@ -277,7 +277,7 @@ async fn move_one<K: KeyValue>(
 /// non-empty list (each key at its owner in turn), answering `[key,
 /// [value…]]`, or nil; with `wait` (BLMPOP) tries again until its
 /// timeout.
-async fn pop_first<K: KeyValue>(kv: &K, args: &[Bytes], mut wait: Option<&mut Backoff>) -> Reply {
+async fn pop_first<K: KeyValue>(kv: &K, args: &[Bytes], wait: Option<&mut Backoff>) -> Reply {
     let n = match args.first().and_then(|a| int_arg(a)) {
         Some(n) if n > 0 => n as usize,
         _ => return Reply::err("numkeys should be greater than 0"),
@@ -299,16 +299,40 @@ async fn pop_first<K: KeyValue>(kv: &K, args: &[Bytes], mut wait: Option<&mut Ba
         },
         _ => return syntax(),
     };
+    let op = CollOp::PopEnd { left, count };
+    first_nonempty(kv, keys, (Kind::List, op), wait, |key, r| match r {
+        CollReply::Items(v) if !v.is_empty() => {
+            let values = v.into_iter().map(bulk).collect();
+            Some(Reply::Array(vec![
+                Reply::Bulk(key.clone()),
+                Reply::Array(values),
+            ]))
+        }
+        CollReply::Items(_) => None,
+        _ => Some(unexpected()),
+    })
+    .await
+}
+
+/// Runs `op` on the `kind` collection at each of `keys` in turn (each at
+/// its owner) until `took` makes a reply of one's answer (`None`: it was
+/// empty); with `wait`, tries them all again until its timeout, then
+/// answers nil. What LMPOP, BLPOP, ZMPOP, BZPOPMIN and their kin share.
+pub(crate) async fn first_nonempty<K: KeyValue>(
+    kv: &K,
+    keys: &[Bytes],
+    (kind, op): (Kind, CollOp),
+    mut wait: Option<&mut Backoff>,
+    took: impl Fn(&Bytes, CollReply) -> Option<Reply>,
+) -> Reply {
     loop {
         for key in keys {
-            let op = CollOp::PopEnd { left, count };
-            match kv.collection(key.to_vec(), Kind::List, op).await {
-                Ok(CollReply::Items(v)) if !v.is_empty() => {
-                    let values = v.into_iter().map(bulk).collect();
-                    return Reply::Array(vec![Reply::Bulk(key.clone()), Reply::Array(values)]);
+            match kv.collection(key.to_vec(), kind, op.clone()).await {
+                Ok(r) => {
+                    if let Some(reply) = took(key, r) {
+                        return reply;
+                    }
                 }
-                Ok(CollReply::Items(_)) => {}
-                Ok(_) => return unexpected(),
                 Err(e) => return collection_failed(e),
             }
         }

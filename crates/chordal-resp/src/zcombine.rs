@@ -6,7 +6,7 @@
 
 use crate::collections::{collection_failed, on, pop_count, unexpected};
 use crate::commands::{int_arg, syntax, wrong_arity};
-use crate::lists::Backoff;
+use crate::lists::{Backoff, first_nonempty};
 use crate::reply::Reply;
 use bytes::Bytes;
 use chordal_core::Kind;
@@ -341,7 +341,7 @@ pub async fn run<K: KeyValue>(kv: &K, name: &str, args: &[Bytes]) -> Reply {
 /// ZMPOP numkeys key… MIN|MAX [COUNT n]: pops from the first non-empty
 /// sorted set, answering `[key, [[member, score]…]]`, or nil; with `wait`
 /// (BZMPOP) tries again until its timeout.
-async fn pop_first<K: KeyValue>(kv: &K, args: &[Bytes], mut wait: Option<&mut Backoff>) -> Reply {
+async fn pop_first<K: KeyValue>(kv: &K, args: &[Bytes], wait: Option<&mut Backoff>) -> Reply {
     let n = match args.first().and_then(|a| int_arg(a)) {
         Some(n) if n > 0 => n as usize,
         _ => return Reply::err("numkeys should be greater than 0"),
@@ -363,28 +363,20 @@ async fn pop_first<K: KeyValue>(kv: &K, args: &[Bytes], mut wait: Option<&mut Ba
         },
         _ => return syntax(),
     };
-    loop {
-        for key in keys {
-            let op = CollOp::ZPop { max, count };
-            match kv.collection(key.to_vec(), Kind::ZSet, op).await {
-                Ok(CollReply::Pairs(p)) if !p.is_empty() => {
-                    let popped = p
-                        .into_iter()
-                        .map(|(m, s)| Reply::Array(vec![bulk(m), crate::zsets::score(s)]))
-                        .collect();
-                    return Reply::Array(vec![Reply::Bulk(key.clone()), Reply::Array(popped)]);
-                }
-                Ok(CollReply::Pairs(_)) => {}
-                Ok(_) => return unexpected(),
-                Err(e) => return collection_failed(e),
-            }
+    let op = CollOp::ZPop { max, count };
+    first_nonempty(kv, keys, (Kind::ZSet, op), wait, |key, r| match r {
+        CollReply::Pairs(p) if !p.is_empty() => {
+            let popped = p
+                .into_iter()
+                .map(|(m, s)| Reply::Array(vec![bulk(m), crate::zsets::score(s)]))
+                .collect();
+            Some(Reply::Array(vec![
+                Reply::Bulk(key.clone()),
+                Reply::Array(popped),
+            ]))
         }
-        let again = match wait.as_deref_mut() {
-            Some(w) => w.pause().await,
-            None => false,
-        };
-        if !again {
-            return Reply::Nil;
-        }
-    }
+        CollReply::Pairs(_) => None,
+        _ => Some(unexpected()),
+    })
+    .await
 }

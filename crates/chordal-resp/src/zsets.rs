@@ -4,9 +4,9 @@
 //! `chordal_core::collection::zset`). BZPOPMIN and BZPOPMAX try again
 //! with backoff, as BLPOP does.
 
-use crate::collections::{collection_failed, count, on, pop_count, unexpected};
+use crate::collections::{count, on, pop_count, unexpected};
 use crate::commands::{int_arg, not_integer, syntax, wrong_arity};
-use crate::lists::Backoff;
+use crate::lists::{Backoff, first_nonempty};
 use crate::reply::Reply;
 use bytes::Bytes;
 use chordal_core::Kind;
@@ -401,21 +401,24 @@ async fn blocking_pop<K: KeyValue>(kv: &K, max: bool, args: &[Bytes]) -> Reply {
         Ok(w) => w,
         Err(reply) => return reply,
     };
-    loop {
-        for key in keys {
-            let op = CollOp::ZPop { max, count: 1 };
-            match kv.collection(key.to_vec(), Kind::ZSet, op).await {
-                Ok(CollReply::Pairs(mut p)) if !p.is_empty() => {
-                    let (m, s) = p.remove(0);
-                    return Reply::Array(vec![Reply::Bulk(key.clone()), bulk(m), score(s)]);
-                }
-                Ok(CollReply::Pairs(_)) => {}
-                Ok(_) => return unexpected(),
-                Err(e) => return collection_failed(e),
+    let op = CollOp::ZPop { max, count: 1 };
+    first_nonempty(
+        kv,
+        keys,
+        (Kind::ZSet, op),
+        Some(&mut wait),
+        |key, r| match r {
+            CollReply::Pairs(mut p) if !p.is_empty() => {
+                let (m, s) = p.remove(0);
+                Some(Reply::Array(vec![
+                    Reply::Bulk(key.clone()),
+                    bulk(m),
+                    score(s),
+                ]))
             }
-        }
-        if !wait.pause().await {
-            return Reply::Nil;
-        }
-    }
+            CollReply::Pairs(_) => None,
+            _ => Some(unexpected()),
+        },
+    )
+    .await
 }
