@@ -557,6 +557,24 @@ pub enum Operation {
         /// What to do.
         op: crate::collection::CollOp,
     },
+    /// Wait at `key`'s owner for a write newer than `after` and answer it
+    /// ([`OpResult::Watched`]): of the key itself (its elements too, for
+    /// a collection), or with `group` of any key sharing its key id (a
+    /// hash tag's group). The owner first reads what it holds newer than
+    /// `after` (the oldest such change answers at once), then waits for
+    /// acknowledged writes until the request's time is nearly up and
+    /// answers "nothing yet". `after: None` on a key answers its current
+    /// record at once; on a group, the next write. Watching again from
+    /// each answer's version follows every change a key goes through,
+    /// whichever owner decides it.
+    Watch {
+        /// The key, or any key of the group.
+        key: Vec<u8>,
+        /// Answer only a change newer than this version.
+        after: Option<Version>,
+        /// Every key sharing `key`'s key id, not only `key`.
+        group: bool,
+    },
     /// The live keys of the owner of `start` whose ids lie in `[start,
     /// end]` (`start <= end`, no wrap), in key-id order: one page of a
     /// walk over the keyspace (SCAN, KEYS, FLUSHALL). The owner stops at
@@ -636,6 +654,7 @@ impl Operation {
             | Operation::Delete { key, .. }
             | Operation::Update { key, .. }
             | Operation::Collection { key, .. }
+            | Operation::Watch { key, .. }
             | Operation::Deliver { key, .. }
             | Operation::Subscribe { topic: key }
             | Operation::Unsubscribe { topic: key }
@@ -669,6 +688,7 @@ impl Operation {
                 | Operation::Update { .. }
                 | Operation::Batch { .. }
                 | Operation::Collection { .. }
+                | Operation::Watch { .. }
         )
     }
 
@@ -743,7 +763,7 @@ impl Operation {
     /// an owner went silent could apply it twice.
     pub fn is_store_write(&self) -> bool {
         match self {
-            Operation::Get { .. } => false,
+            Operation::Get { .. } | Operation::Watch { .. } => false,
             Operation::Collection { op, .. } => !op.is_read(),
             other => other.is_store(),
         }
@@ -917,6 +937,18 @@ pub enum OpResult {
     },
     /// A batch's keys do not share one owner (one key id): nothing done.
     CrossSlot,
+    /// A watch's answer: the records one write made at `version`, oldest
+    /// change first (a value `None` is a deletion; a collection's record
+    /// is its header: its kind, and a value that is the header's
+    /// encoding, not for display). No records: nothing newer by the
+    /// deadline (watch again), or, for a key watched from `None`, no
+    /// record at all.
+    Watched {
+        /// The change's version (`None` with no records).
+        version: Option<Version>,
+        /// The records the change wrote, each without its log of writes.
+        records: Vec<Record>,
+    },
     /// A page of a scan: the live keys with ids in `[start, reached]`.
     Keys {
         /// The keys, in key-id order.

@@ -721,6 +721,10 @@ impl Node {
                 self.store
                     .scan(cx!(self), now, vnode, (start, end, limit), reply)
             }
+            Operation::Watch { key, after, group } => {
+                self.store
+                    .watch(cx!(self), now, vnode, (key_id, key), (after, group), reply)
+            }
             Operation::Deliver {
                 key,
                 payload,

@@ -68,6 +68,17 @@ pub enum Outcome {
     Batch(Batched),
     /// A collection command's answer.
     Collection(crate::collection::CollReply),
+    /// A watch's answer: the records of the oldest change newer than
+    /// the version watched from, at `version` (none: nothing newer in
+    /// time, or no record for a key watched from `None`). See
+    /// [`Operation::Watch`](crate::Operation::Watch).
+    Watched {
+        /// The change's version.
+        version: Option<Version>,
+        /// Its records (a value `None`: deleted; a collection's record is
+        /// its header: its kind, and the header's encoding as value).
+        records: Vec<crate::Record>,
+    },
 }
 
 /// What a batch ([`Operation::Batch`](crate::Operation::Batch)) did.
@@ -298,6 +309,7 @@ impl OpResult {
             Published { subscribers } => Ok(Outcome::Published { subscribers }),
             Keys { keys, reached } => Ok(Outcome::Keys(ScanPage { keys, reached })),
             Collection(reply) => Ok(Outcome::Collection(reply)),
+            Watched { version, records } => Ok(Outcome::Watched { version, records }),
             Batch {
                 results,
                 version,
@@ -446,6 +458,15 @@ impl Outcome {
     pub fn scanned(self) -> Result<ScanPage, OpError> {
         match self {
             Outcome::Keys(page) => Ok(page),
+            _ => Err(OpError::UnexpectedAnswer),
+        }
+    }
+
+    /// The result of a watch: the change's version and records (none:
+    /// nothing newer in time).
+    pub fn watched(self) -> Result<(Option<Version>, Vec<crate::Record>), OpError> {
+        match self {
+            Outcome::Watched { version, records } => Ok((version, records)),
             _ => Err(OpError::UnexpectedAnswer),
         }
     }

@@ -7,7 +7,7 @@ use crate::Error;
 use chordal_core::collection::{CollOp, CollReply};
 use chordal_core::{
     Change, Condition, Consistency, ExpireWhen, Expiry, Id, Kind, OpError, Operation, Outcome,
-    PutOptions, Record, Replaced, ScanPage, Time, Versioned, Written,
+    PutOptions, Record, Replaced, ScanPage, Time, Version, Versioned, Written,
 };
 use std::future::Future;
 
@@ -71,6 +71,16 @@ pub enum StoreOp {
         /// What to do.
         op: CollOp,
     },
+    /// Wait at the owner for a change of `key` (or its group) newer than
+    /// `after` (see [`KeyValue::watch`]).
+    Watch {
+        /// The key, or any key of the group.
+        key: Vec<u8>,
+        /// Answer only a change newer than this.
+        after: Option<Version>,
+        /// Every key sharing `key`'s key id (its hash tag's group).
+        group: bool,
+    },
     /// One page of a walk over the keyspace (see [`KeyValue::scan`]).
     Scan {
         /// The first key id of the page.
@@ -104,6 +114,7 @@ impl StoreOp {
             | StoreOp::Delete { key, .. }
             | StoreOp::Update { key, .. }
             | StoreOp::Expire { key, .. }
+            | StoreOp::Watch { key, .. }
             | StoreOp::Collection { key, .. } => key,
             StoreOp::Batch { steps, .. } => steps.first().map_or(&[], StoreOp::key),
             StoreOp::Scan { .. } => &[],
@@ -140,6 +151,7 @@ impl StoreOp {
                 all_or_nothing,
             },
             StoreOp::Scan { start, end, limit } => Operation::Scan { start, end, limit },
+            StoreOp::Watch { key, after, group } => Operation::Watch { key, after, group },
             StoreOp::Collection { key, kind, op } => Operation::Collection { key, kind, op },
         }
     }
@@ -154,6 +166,7 @@ impl StoreOp {
             StoreOp::Expire { .. } => "expire",
             StoreOp::Batch { .. } => "batch",
             StoreOp::Scan { .. } => "scan",
+            StoreOp::Watch { .. } => "watch",
             StoreOp::Collection { .. } => "collection",
         }
     }
@@ -608,6 +621,28 @@ pub trait KeyValue: Sync {
         async move {
             let op = StoreOp::Scan { start, end, limit };
             Ok(self.run(op).await?.scanned()?)
+        }
+    }
+
+    /// Waits at `key`'s owner for a change newer than `after` — of `key`
+    /// itself (for a collection: any write to it), or with `group` of any
+    /// key sharing its key id (its hash tag's group) — and returns it:
+    /// its version and the records it wrote (a value `None`: deleted). No
+    /// records: nothing newer within about a second and a half (watch
+    /// again from the same version), or for a key watched from `None`,
+    /// no record at all. `after: None` on a key returns its record now.
+    /// Watching again from each answer's version sees every state the key
+    /// goes through that its owner's store still holds, whichever node
+    /// owns it meanwhile (see `chordal_core` `store/watch.rs`).
+    fn watch(
+        &self,
+        key: Vec<u8>,
+        after: Option<Version>,
+        group: bool,
+    ) -> impl Future<Output = Result<(Option<Version>, Vec<Record>), Error>> + Send {
+        async move {
+            let op = StoreOp::Watch { key, after, group };
+            Ok(self.run(op).await?.watched()?)
         }
     }
 

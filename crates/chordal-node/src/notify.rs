@@ -156,7 +156,10 @@ pub fn event_of(op: &StoreOp) -> Option<(Event, Changed)> {
             };
             (name, class, test)
         }
-        StoreOp::Get { .. } | StoreOp::Batch { .. } | StoreOp::Scan { .. } => return None,
+        StoreOp::Get { .. }
+        | StoreOp::Batch { .. }
+        | StoreOp::Scan { .. }
+        | StoreOp::Watch { .. } => return None,
     };
     Some((Event { name, class, key }, test))
 }

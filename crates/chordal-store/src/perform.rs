@@ -49,9 +49,10 @@ pub fn perform(store: &dyn Store, kind: StoreKind) -> StoreResult {
             to,
             limit,
             max_bytes,
+            tombstones,
         } => elements(
             store,
-            (&key_id, born),
+            (&key_id, born, tombstones),
             (&prefix, after, to),
             (limit, max_bytes),
         )
@@ -290,9 +291,10 @@ pub fn live_keys(
 /// (a collection's elements) and whose versions are not older than
 /// `born`, after `after` and up to `to` (inclusive), in key order: at
 /// most `limit`, stopping once `max_bytes` of keys and values are read.
+/// Tombstones are skipped unless `tombstones` (a watch's changes).
 pub fn elements(
     store: &dyn Store,
-    (key_id, born): (&Id, chordal_core::Version),
+    (key_id, born, tombstones): (&Id, chordal_core::Version, bool),
     (prefix, after, to): (&[u8], Vec<u8>, Option<Vec<u8>>),
     (limit, max_bytes): (usize, usize),
 ) -> Result<Vec<Record>, crate::StoreError> {
@@ -310,7 +312,8 @@ pub fn elements(
                 return Ok(out);
             }
             resume = (r.key_id, r.key.clone());
-            if !r.key.starts_with(prefix) || r.value.is_none() || r.version < born {
+            let dead = r.value.is_none() && !tombstones;
+            if !r.key.starts_with(prefix) || dead || r.version < born {
                 continue;
             }
             bytes += r.key.len() + r.value.as_ref().map_or(0, Vec::len);

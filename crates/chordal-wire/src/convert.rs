@@ -358,6 +358,11 @@ fn kv_reply_to_pb(req: u64, result: &OpResult) -> pb::KvReply {
         OpResult::CrossSlot => out.status = 23,
         OpResult::WrongType => out.status = 24,
         OpResult::Collection(reply) => crate::collection::reply_to_pb(reply, &mut out),
+        OpResult::Watched { version, records } => {
+            out.status = 26;
+            out.version = version.as_ref().map(version_to_pb);
+            out.records = records.iter().map(record_to_pb).collect();
+        }
         OpResult::Keys { keys, reached } => {
             out.status = 21;
             out.keys = keys.clone();
@@ -366,6 +371,10 @@ fn kv_reply_to_pb(req: u64, result: &OpResult) -> pb::KvReply {
     }
     out
 }
+
+/// Most records in one watch's answer (one write's: a batch's steps, a
+/// collection's header).
+pub const MAX_WATCH_RECORDS: usize = 8192;
 
 /// Most steps in one batch (and answers in its reply).
 pub const MAX_BATCH_STEPS: usize = 4096;
@@ -476,6 +485,12 @@ fn kv_request_to_pb(req: u64, op: &Operation) -> pb::KvRequest {
             out.op = 15;
             out.key = key.clone();
             crate::collection::op_to_pb(*kind, op, &mut out);
+        }
+        Operation::Watch { key, after, group } => {
+            out.op = 16;
+            out.key = key.clone();
+            out.cond_version = after.as_ref().map(version_to_pb);
+            out.flags = u32::from(*group);
         }
         Operation::Scan { start, end, limit } => {
             out.op = 13;
@@ -630,6 +645,14 @@ fn kv_op_from_pb(k: &pb::KvRequest) -> Result<Operation, WireError> {
             payload: k.value.clone(),
             want_reply: k.op == 6,
         },
+        16 => Operation::Watch {
+            key: k.key.clone(),
+            after: match k.cond_version {
+                Some(_) => Some(version_from_pb(&k.cond_version)?),
+                None => None,
+            },
+            group: k.flags & 1 != 0,
+        },
         13 => Operation::Scan {
             start: id_from_pb(&k.key, "scan start")?,
             end: id_from_pb(&k.value, "scan end")?,
@@ -776,6 +799,22 @@ fn kv_reply_from_pb(r: &pb::KvReply) -> Result<OpResult, WireError> {
         23 => OpResult::CrossSlot,
         24 => OpResult::WrongType,
         25 => OpResult::Collection(crate::collection::reply_from_pb(r)?),
+        26 => {
+            if r.records.len() > MAX_WATCH_RECORDS {
+                return Err(WireError::Invalid("watched records"));
+            }
+            OpResult::Watched {
+                version: match r.version {
+                    Some(_) => Some(version_from_pb(&r.version)?),
+                    None => None,
+                },
+                records: r
+                    .records
+                    .iter()
+                    .map(record_from_pb)
+                    .collect::<Result<_, _>>()?,
+            }
+        }
         21 => OpResult::Keys {
             keys: r.keys.clone(),
             reached: id_from_pb(&r.value, "scan reached")?,

@@ -464,6 +464,10 @@ pub struct KvReply {
     pub shape: u32,
     #[prost(bytes = "vec", repeated, tag = "15")]
     pub items: Vec<Vec<u8>>,
+    /// Watched (status 26): the change's records (`version`: its version,
+    /// absent with no records).
+    #[prost(message, repeated, tag = "16")]
+    pub records: Vec<Record>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

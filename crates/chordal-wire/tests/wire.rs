@@ -291,6 +291,12 @@ fn any_kv_op() -> impl Strategy<Value = Operation> {
             end,
             limit
         }),
+        (
+            any_bytes(),
+            proptest::option::of(any_version()),
+            any::<bool>()
+        )
+            .prop_map(|(key, after, group)| Operation::Watch { key, after, group }),
         any_bytes().prop_map(|topic| Operation::Subscribe { topic }),
         any_bytes().prop_map(|topic| Operation::Unsubscribe { topic }),
         (
@@ -387,6 +393,11 @@ fn any_kv_result() -> impl Strategy<Value = OpResult> {
             .prop_map(|(keys, reached)| OpResult::Keys { keys, reached }),
         Just(OpResult::WrongType),
         any_coll_reply().prop_map(OpResult::Collection),
+        (
+            proptest::option::of(any_version()),
+            proptest::collection::vec(any_record(), 0..3)
+        )
+            .prop_map(|(version, records)| OpResult::Watched { version, records }),
     ]
 }
 

@@ -88,8 +88,34 @@ impl Found<'_> {
 /// element keys [`CollOp::element_keys`] names) and, for a command that
 /// reads every element, `all` (the collection's element records, in key
 /// order). Writes are made at `version`; no value may pass `max_value`.
-#[allow(clippy::too_many_arguments)]
+///
+/// Every command that writes rewrites the header too (unchanged when the
+/// count is), so that the header's version is the collection's newest:
+/// WATCH in a transaction and the owner's watches see a field
+/// overwritten, not only one added.
 pub fn decide(
+    key: &[u8],
+    kind: Kind,
+    op: CollOp,
+    header: Option<&Record>,
+    elements: &BTreeMap<Vec<u8>, Option<Record>>,
+    all: &[Record],
+    limits: (Time, Version, usize),
+) -> CollDecision {
+    let mut d = decide_elements(key, kind, op, header, elements, all, limits);
+    if !d.writes.is_empty()
+        && !d.writes.contains_key(key)
+        && let Some(h) = header.filter(|r| r.is_live(limits.0))
+    {
+        d.writes
+            .insert(key.to_vec(), (h.value.clone(), h.expires, h.kind));
+    }
+    d
+}
+
+/// [`decide`], but for the header write of a command whose count did not
+/// change.
+fn decide_elements(
     key: &[u8],
     kind: Kind,
     op: CollOp,

@@ -247,6 +247,7 @@ impl Store {
                         to: range.to.clone(),
                         limit: range.limit.saturating_add(pending),
                         max_bytes: MAX_READ_BYTES + 1,
+                        tombstones: false,
                     };
                     self.store_op(cx, read, StoreWait::BatchElements(id, Box::new(range)));
                     return;

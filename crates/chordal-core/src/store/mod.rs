@@ -31,6 +31,7 @@ mod sync;
 #[cfg(test)]
 mod tests;
 mod transfer;
+mod watch;
 #[cfg(test)]
 mod write_tests;
 
@@ -159,6 +160,8 @@ enum StoreWait {
     TransferRead(u64),
     /// The promise table is being kept: then send these grants.
     Promises(Vec<Envelope>),
+    /// Watch `.0`'s read of what its store holds newer.
+    Watch(u64),
 }
 
 /// A deadline of the store machine.
@@ -175,6 +178,8 @@ enum Deadline {
     LeaveDrain,
     /// A graceful leave waiting for the authority looks again.
     LeaveCheck,
+    /// A watch's time is up.
+    Watch(u64),
 }
 
 /// The store state of one process. Maps keyed by numbers this process
@@ -221,6 +226,8 @@ pub(crate) struct Store {
     transfers: transfer::Transfers,
     /// Scan pages waiting for their store reads.
     scans: usize,
+    /// Watches waiting at their owner (`watch.rs`).
+    watches: watch::Watches,
     /// Batches at their owner, from arrival to decision (`batch.rs`).
     batches: FastMap<u64, batch::BatchOp>,
     /// `Replicate`s being stored for others (bounded: more are refused
@@ -395,6 +402,7 @@ impl Store {
                     .send(me, to, crate::Message::ReplicaReadReply { req, record });
             }
             StoreWait::Repair => {}
+            StoreWait::Watch(id) => self.watch_read(cx, id, result),
             StoreWait::SyncOwnSummary(req) => self.sync_summary_ready(cx, now, req, result),
             StoreWait::SyncCompare(c) => self.sync_compare(cx, now, c, result),
             StoreWait::TransferRead(id) => self.transfer_page_read(cx, now, id, result),
@@ -503,6 +511,7 @@ impl Store {
                 Deadline::TransferPage(req) => self.transfer_page_expired(cx, now, req),
                 Deadline::TransferResume(id) => self.transfer_resume(cx, now, id),
                 Deadline::LeaveDrain => self.leave_drain_expired(cx, now),
+                Deadline::Watch(id) => self.watch_expired(cx, id),
                 Deadline::LeaveCheck => {
                     // Gone first: a farewell said now gives our terms up
                     // only when the node flushes.

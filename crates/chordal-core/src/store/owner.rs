@@ -651,6 +651,13 @@ impl Store {
                 Then::Batch(answers) => super::batch::answer(answers, Some((version, acked))),
             };
             cx.io.answer(r, result);
+            // Acknowledged: the watchers of its keys hear of it.
+            if let Some(OwnerOp::Write { record, others, .. }) = self.owners.get(&id)
+                && self.watches.watching(&record.key_id)
+            {
+                let written: Vec<Record> = std::iter::once(record).chain(others).cloned().collect();
+                self.watch_wake(cx, &written);
+            }
         }
         if left == 0 {
             self.end_owner(cx, id);

@@ -90,7 +90,8 @@ pub enum StoreKind {
     },
     /// The live records of key id `key_id` whose keys start with
     /// `prefix` — a collection's elements — with versions not older than
-    /// `born` (tombstones and older records are skipped), in key order,
+    /// `born` (tombstones too with `tombstones`, and expired values
+    /// alike; older records are skipped), in key order,
     /// after `after` and up to `to`, at most `limit` of them and no more
     /// than about `max_bytes` of keys and values. Answered
     /// [`StoreResult::Scanned`].
@@ -109,6 +110,8 @@ pub enum StoreKind {
         limit: usize,
         /// Stop once this many bytes of keys and values are read.
         max_bytes: usize,
+        /// Answer tombstones too (a watch's changes), not only values.
+        tombstones: bool,
     },
     /// Remove, in one pass over the store: every record whose key id is in
     /// none of the `keep` intervals `(start, end]` (ignored if `keep` is
