@@ -21,6 +21,7 @@ mod openapi;
 mod routes;
 pub mod serve;
 mod topics;
+mod watch;
 
 pub use auth::{Tokens, TokensError};
 pub use error::ApiError;

@@ -266,6 +266,17 @@ pub fn document() -> Value {
                     "responses": {"202": json_body("Leaving", json!({"type": "object"})), "501": error("This server cannot stop its node")}
                 }
             },
+            "/v1/watch/{key}": {
+                "get": {
+                    "summary": "Watch a key (or with group=true every key of its hash tag's group): a server-sent-events stream of each new version, one `change` event per write, its id the version (resume with ?from= or Last-Event-ID); data {version, records: [{key, type: string|deleted|hash|set|zset|list, value | value_base64, expires}]}",
+                    "parameters": [
+                        key_param("key"),
+                        query("from", "Start after this version (an event's id, or X-Chordal-Version)", json!({"type": "string"})),
+                        query("group", "Every key sharing the key's hash tag", json!({"type": "boolean"}))
+                    ],
+                    "responses": {"200": {"description": "change events; an error event ends the stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}}, "400": error("Bad key or version"), "503": unavailable.clone()}
+                }
+            },
             "/v1/topics/{topic}": {
                 "get": {
                     "summary": "Subscribe: a server-sent-events stream of the topic's publications",

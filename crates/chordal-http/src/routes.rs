@@ -113,6 +113,7 @@ pub(crate) fn routes() -> Vec<Route> {
             )),
         ),
         route("/v1/admin/leave", &["POST"], post(crate::admin::leave)),
+        route("/v1/watch/{*key}", &["GET"], get(crate::watch::watch)),
         route(
             "/v1/topics/{*topic}",
             &["GET", "POST"],
