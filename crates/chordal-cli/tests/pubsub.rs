@@ -185,7 +185,7 @@ fn http_watch_follows_a_key_and_its_group_through_the_owner_kill9() {
     // 10th to another key of the group.
     let mut acked = Vec::new();
     for n in 1..=60u64 {
-        let k = if n % 10 == 0 {
+        let k = if n.is_multiple_of(10) {
             "%7Bw%7Dother"
         } else {
             "%7Bw%7Dcounter"
@@ -208,7 +208,7 @@ fn http_watch_follows_a_key_and_its_group_through_the_owner_kill9() {
         "only {} of 60 writes acknowledged",
         acked.len()
     );
-    let last_key = *acked.iter().filter(|n| *n % 10 != 0).max().unwrap();
+    let last_key = *acked.iter().filter(|n| !n.is_multiple_of(10)).max().unwrap();
     let last_any = *acked.iter().max().unwrap();
 
     // The key's stream: newer each time, and ends at the last write.
@@ -225,7 +225,7 @@ fn http_watch_follows_a_key_and_its_group_through_the_owner_kill9() {
             told.last().is_none_or(|l| *l < n),
             "told {n} after {told:?}"
         );
-        assert!(n % 10 != 0, "told {n}, written to another key");
+        assert!(!n.is_multiple_of(10), "told {n}, written to another key");
         told.push(n);
         ids.push(id);
     }
@@ -252,7 +252,7 @@ fn http_watch_follows_a_key_and_its_group_through_the_owner_kill9() {
         );
         group_told.push(n);
     }
-    assert!(group_told.iter().any(|n| n % 10 == 0), "{group_told:?}");
+    assert!(group_told.iter().any(|n| n.is_multiple_of(10)), "{group_told:?}");
 
     // Resumed from an early event's id (as an EventSource reconnects):
     // the first event is newer than it, and the stream reaches the end.

@@ -25,6 +25,7 @@
 
 #![warn(missing_docs)]
 
+mod blocking;
 pub mod codec;
 mod collections;
 mod commands;

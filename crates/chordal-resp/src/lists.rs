@@ -6,6 +6,7 @@
 //! is empty they try again, each a little later (from 10 ms to 100 ms),
 //! until their timeout.
 
+use crate::blocking::{Blocking, MAX_BLOCKING_KEYS};
 use crate::collections::{collection_failed, count, pop_count, unexpected};
 use crate::commands::{int_arg, not_integer, syntax, wrong_arity};
 use crate::reply::Reply;
@@ -13,7 +14,6 @@ use bytes::Bytes;
 use chordal_core::Kind;
 use chordal_core::collection::{CollOp, CollReply};
 use chordal_node::KeyValue;
-use std::time::Duration;
 
 /// The commands of this file, with whether each writes.
 pub const COMMANDS: &[(&str, bool)] = &[
@@ -199,11 +199,11 @@ pub async fn run<K: KeyValue>(kv: &K, name: &str, args: &[Bytes]) -> Reply {
         }
         ("lmpop", 3..) => pop_first(kv, args, None).await,
         ("blmpop", 4..) => {
-            let mut wait = match Backoff::until(&args[0]) {
+            let wait = match Blocking::until(&args[0]) {
                 Ok(w) => w,
                 Err(reply) => return reply,
             };
-            pop_first(kv, &args[1..], Some(&mut wait)).await
+            pop_first(kv, &args[1..], Some(&wait)).await
         }
         _ => wrong_arity(name),
     }
@@ -213,25 +213,19 @@ pub async fn run<K: KeyValue>(kv: &K, name: &str, args: &[Bytes]) -> Reply {
 /// `[key, value]`; nil once `timeout` seconds (0: for ever) pass.
 async fn blocking_pop<K: KeyValue>(kv: &K, left: bool, args: &[Bytes]) -> Reply {
     let (keys, timeout) = args.split_at(args.len() - 1);
-    let mut wait = match Backoff::until(&timeout[0]) {
+    let wait = match Blocking::until(&timeout[0]) {
         Ok(w) => w,
         Err(reply) => return reply,
     };
     let op = CollOp::PopEnd { left, count: 1 };
-    first_nonempty(
-        kv,
-        keys,
-        (Kind::List, op),
-        Some(&mut wait),
-        |key, r| match r {
-            CollReply::Items(mut v) if !v.is_empty() => Some(Reply::Array(vec![
-                Reply::Bulk(key.clone()),
-                bulk(v.remove(0)),
-            ])),
-            CollReply::Items(_) => None,
-            _ => Some(unexpected()),
-        },
-    )
+    first_nonempty(kv, keys, (Kind::List, op), Some(&wait), |key, r| match r {
+        CollReply::Items(mut v) if !v.is_empty() => Some(Reply::Array(vec![
+            Reply::Bulk(key.clone()),
+            bulk(v.remove(0)),
+        ])),
+        CollReply::Items(_) => None,
+        _ => Some(unexpected()),
+    })
     .await
 }
 
@@ -244,11 +238,16 @@ async fn move_one<K: KeyValue>(
     (from_left, to_left): (bool, bool),
     timeout: Option<&[u8]>,
 ) -> Reply {
-    let mut wait = match timeout.map(Backoff::until).transpose() {
+    let wait = match timeout.map(Blocking::until).transpose() {
         Ok(w) => w,
         Err(reply) => return reply,
     };
+    let watched = std::slice::from_ref(src);
     loop {
+        let seen = match wait {
+            Some(_) => Blocking::versions(kv, watched).await,
+            None => Vec::new(),
+        };
         let op = CollOp::Move {
             to: dst.to_vec(),
             from_left,
@@ -263,8 +262,8 @@ async fn move_one<K: KeyValue>(
             }
             Err(e) => return collection_failed(e),
         }
-        let again = match wait.as_mut() {
-            Some(w) => w.pause().await,
+        let again = match &wait {
+            Some(w) => w.changed(kv, watched, &seen).await,
             None => false,
         };
         if !again {
@@ -277,7 +276,7 @@ async fn move_one<K: KeyValue>(
 /// non-empty list (each key at its owner in turn), answering `[key,
 /// [value…]]`, or nil; with `wait` (BLMPOP) tries again until its
 /// timeout.
-async fn pop_first<K: KeyValue>(kv: &K, args: &[Bytes], wait: Option<&mut Backoff>) -> Reply {
+async fn pop_first<K: KeyValue>(kv: &K, args: &[Bytes], wait: Option<&Blocking>) -> Reply {
     let n = match args.first().and_then(|a| int_arg(a)) {
         Some(n) if n > 0 => n as usize,
         _ => return Reply::err("numkeys should be greater than 0"),
@@ -316,16 +315,24 @@ async fn pop_first<K: KeyValue>(kv: &K, args: &[Bytes], wait: Option<&mut Backof
 
 /// Runs `op` on the `kind` collection at each of `keys` in turn (each at
 /// its owner) until `took` makes a reply of one's answer (`None`: it was
-/// empty); with `wait`, tries them all again until its timeout, then
-/// answers nil. What LMPOP, BLPOP, ZMPOP, BZPOPMIN and their kin share.
+/// empty); with `wait`, once all were empty, waits for a write to one of
+/// them (see `blocking.rs`) and tries again, until its timeout: then nil.
+/// What LMPOP, BLPOP, ZMPOP, BZPOPMIN and their kin share.
 pub(crate) async fn first_nonempty<K: KeyValue>(
     kv: &K,
     keys: &[Bytes],
     (kind, op): (Kind, CollOp),
-    mut wait: Option<&mut Backoff>,
+    wait: Option<&Blocking>,
     took: impl Fn(&Bytes, CollReply) -> Option<Reply>,
 ) -> Reply {
+    if wait.is_some() && keys.len() > MAX_BLOCKING_KEYS {
+        return too_many_keys();
+    }
     loop {
+        let seen = match wait {
+            Some(_) => Blocking::versions(kv, keys).await,
+            None => Vec::new(),
+        };
         for key in keys {
             match kv.collection(key.to_vec(), kind, op.clone()).await {
                 Ok(r) => {
@@ -336,8 +343,8 @@ pub(crate) async fn first_nonempty<K: KeyValue>(
                 Err(e) => return collection_failed(e),
             }
         }
-        let again = match wait.as_deref_mut() {
-            Some(w) => w.pause().await,
+        let again = match wait {
+            Some(w) => w.changed(kv, keys, &seen).await,
             None => false,
         };
         if !again {
@@ -346,46 +353,11 @@ pub(crate) async fn first_nonempty<K: KeyValue>(
     }
 }
 
-/// A blocking command's pauses between tries: from 10 ms doubling to
-/// 100 ms, until its timeout.
-pub(crate) struct Backoff {
-    deadline: Option<std::time::Instant>,
-    pause: Duration,
-}
-
-impl Backoff {
-    /// Pauses until `timeout` (seconds as text; 0: for ever) passes, or
-    /// the error Redis gives for a bad one.
-    pub(crate) fn until(timeout: &[u8]) -> Result<Backoff, Reply> {
-        let timeout = match std::str::from_utf8(timeout)
-            .ok()
-            .and_then(|t| t.parse::<f64>().ok())
-        {
-            Some(t) if t >= 0.0 && t.is_finite() => t,
-            Some(_) => return Err(Reply::err("timeout is negative")),
-            None => return Err(Reply::err("timeout is not a float or out of range")),
-        };
-        let deadline = (timeout > 0.0)
-            .then(|| std::time::Instant::now() + Duration::from_secs_f64(timeout.min(1e9)));
-        Ok(Backoff {
-            deadline,
-            pause: Duration::from_millis(10),
-        })
-    }
-
-    /// Waits before the next try; `false` (at once) if the timeout would
-    /// pass first.
-    pub(crate) async fn pause(&mut self) -> bool {
-        if self
-            .deadline
-            .is_some_and(|d| std::time::Instant::now() + self.pause > d)
-        {
-            return false;
-        }
-        tokio::time::sleep(self.pause).await;
-        self.pause = (self.pause * 2).min(Duration::from_millis(100));
-        true
-    }
+/// A blocking command naming more keys than one may watch.
+fn too_many_keys() -> Reply {
+    Reply::err(format!(
+        "a blocking command waits on at most {MAX_BLOCKING_KEYS} keys"
+    ))
 }
 
 /// LPOS key element [RANK rank] [COUNT num] [MAXLEN len].

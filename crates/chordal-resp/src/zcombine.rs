@@ -4,9 +4,10 @@
 //! (`collections.rs`): every read is linearizable, the whole is not one
 //! step, and a STORE form writes its destination after it has read.
 
+use crate::blocking::Blocking;
 use crate::collections::{collection_failed, on, pop_count, unexpected};
 use crate::commands::{int_arg, syntax, wrong_arity};
-use crate::lists::{Backoff, first_nonempty};
+use crate::lists::first_nonempty;
 use crate::reply::Reply;
 use bytes::Bytes;
 use chordal_core::Kind;
@@ -328,11 +329,11 @@ pub async fn run<K: KeyValue>(kv: &K, name: &str, args: &[Bytes]) -> Reply {
         }
         "zmpop" if args.len() >= 3 => pop_first(kv, args, None).await,
         "bzmpop" if args.len() >= 4 => {
-            let mut wait = match Backoff::until(&args[0]) {
+            let wait = match Blocking::until(&args[0]) {
                 Ok(w) => w,
                 Err(reply) => return reply,
             };
-            pop_first(kv, &args[1..], Some(&mut wait)).await
+            pop_first(kv, &args[1..], Some(&wait)).await
         }
         _ => wrong_arity(name),
     }
@@ -341,7 +342,7 @@ pub async fn run<K: KeyValue>(kv: &K, name: &str, args: &[Bytes]) -> Reply {
 /// ZMPOP numkeys key… MIN|MAX [COUNT n]: pops from the first non-empty
 /// sorted set, answering `[key, [[member, score]…]]`, or nil; with `wait`
 /// (BZMPOP) tries again until its timeout.
-async fn pop_first<K: KeyValue>(kv: &K, args: &[Bytes], wait: Option<&mut Backoff>) -> Reply {
+async fn pop_first<K: KeyValue>(kv: &K, args: &[Bytes], wait: Option<&Blocking>) -> Reply {
     let n = match args.first().and_then(|a| int_arg(a)) {
         Some(n) if n > 0 => n as usize,
         _ => return Reply::err("numkeys should be greater than 0"),

@@ -4,9 +4,10 @@
 //! `chordal_core::collection::zset`). BZPOPMIN and BZPOPMAX try again
 //! with backoff, as BLPOP does.
 
+use crate::blocking::Blocking;
 use crate::collections::{count, on, pop_count, unexpected};
 use crate::commands::{int_arg, not_integer, syntax, wrong_arity};
-use crate::lists::{Backoff, first_nonempty};
+use crate::lists::first_nonempty;
 use crate::reply::Reply;
 use bytes::Bytes;
 use chordal_core::Kind;
@@ -397,28 +398,22 @@ async fn zrange<K: KeyValue>(kv: &K, args: &[Bytes]) -> Reply {
 /// the first non-empty set; nil once `timeout` seconds (0: for ever) pass.
 async fn blocking_pop<K: KeyValue>(kv: &K, max: bool, args: &[Bytes]) -> Reply {
     let (keys, timeout) = args.split_at(args.len() - 1);
-    let mut wait = match Backoff::until(&timeout[0]) {
+    let wait = match Blocking::until(&timeout[0]) {
         Ok(w) => w,
         Err(reply) => return reply,
     };
     let op = CollOp::ZPop { max, count: 1 };
-    first_nonempty(
-        kv,
-        keys,
-        (Kind::ZSet, op),
-        Some(&mut wait),
-        |key, r| match r {
-            CollReply::Pairs(mut p) if !p.is_empty() => {
-                let (m, s) = p.remove(0);
-                Some(Reply::Array(vec![
-                    Reply::Bulk(key.clone()),
-                    bulk(m),
-                    score(s),
-                ]))
-            }
-            CollReply::Pairs(_) => None,
-            _ => Some(unexpected()),
-        },
-    )
+    first_nonempty(kv, keys, (Kind::ZSet, op), Some(&wait), |key, r| match r {
+        CollReply::Pairs(mut p) if !p.is_empty() => {
+            let (m, s) = p.remove(0);
+            Some(Reply::Array(vec![
+                Reply::Bulk(key.clone()),
+                bulk(m),
+                score(s),
+            ]))
+        }
+        CollReply::Pairs(_) => None,
+        _ => Some(unexpected()),
+    })
     .await
 }

@@ -1,0 +1,97 @@
+//! How a blocking command (BLPOP, BRPOP, BLMPOP, BLMOVE, BRPOPLPUSH,
+//! BZPOPMIN/MAX, BZMPOP) waits: not by polling, but by watching its keys
+//! at their owners ([`KeyValue::watch`]), which answer the moment a write
+//! to one of them is acknowledged.
+//!
+//! The order that loses no wake-up: read each key's version first
+//! ([`Blocking::versions`]), then try the command; if every key was
+//! empty, watch them all from those versions ([`Blocking::changed`]). A
+//! push between the version read and the try is newer than the version,
+//! so the watch answers at once and the command tries again.
+
+use crate::reply::Reply;
+use bytes::Bytes;
+use chordal_core::Version;
+use chordal_node::KeyValue;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Most keys one blocking command watches at once (each is one watch
+/// held at its owner); Redis accepts more, Chordal refuses them.
+pub(crate) const MAX_BLOCKING_KEYS: usize = 64;
+
+/// A blocking command's deadline.
+pub(crate) struct Blocking {
+    /// `None`: wait for ever (a timeout of 0).
+    deadline: Option<Instant>,
+}
+
+/// Each key's version when read (`None`: no record).
+pub(crate) type Seen = Vec<Option<Version>>;
+
+impl Blocking {
+    /// Waits until `timeout` (seconds as text; 0: for ever) passes, or
+    /// the error Redis gives for a bad one.
+    pub(crate) fn until(timeout: &[u8]) -> Result<Blocking, Reply> {
+        let timeout = match std::str::from_utf8(timeout)
+            .ok()
+            .and_then(|t| t.parse::<f64>().ok())
+        {
+            Some(t) if t >= 0.0 && t.is_finite() => t,
+            Some(_) => return Err(Reply::err("timeout is negative")),
+            None => return Err(Reply::err("timeout is not a float or out of range")),
+        };
+        let deadline =
+            (timeout > 0.0).then(|| Instant::now() + Duration::from_secs_f64(timeout.min(1e9)));
+        Ok(Blocking { deadline })
+    }
+
+    /// Each of `keys`' version now, read at its owner: call before a try.
+    /// A key whose owner cannot say counts as unknown (the watch after an
+    /// empty try then answers at once, and the command tries again).
+    pub(crate) async fn versions<K: KeyValue>(kv: &K, keys: &[Bytes]) -> Seen {
+        let reads = keys.iter().map(|k| kv.watch(k.to_vec(), None, false));
+        futures_util::future::join_all(reads)
+            .await
+            .into_iter()
+            .map(|r| match r {
+                Ok((version, _)) => version,
+                Err(_) => Some(Version::default()),
+            })
+            .collect()
+    }
+
+    /// After a try found every key empty: waits until one of `keys` is
+    /// written past `seen` (`true`: try again), or the deadline passes
+    /// (`false`: answer nil).
+    pub(crate) async fn changed<K: KeyValue>(&self, kv: &K, keys: &[Bytes], seen: &Seen) -> bool {
+        loop {
+            if self.deadline.is_some_and(|d| Instant::now() >= d) {
+                return false;
+            }
+            let watches = keys.iter().zip(seen).map(|(k, v)| {
+                let after = Some(v.unwrap_or_default());
+                Box::pin(kv.watch(k.to_vec(), after, false))
+            });
+            let first = futures_util::future::select_all(watches);
+            let (answer, _, _) = match self.deadline {
+                Some(d) => match tokio::time::timeout_at(d, first).await {
+                    Ok(a) => a,
+                    Err(_) => return false,
+                },
+                None => first.await,
+            };
+            match answer {
+                Ok((Some(_), _)) => return true,
+                // Nothing in the owner's time: watch again.
+                Ok((None, _)) => {}
+                Err(_) => {
+                    // The owner cannot say now (a term catching up, a
+                    // node lost): a short pause, then try the command.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    return true;
+                }
+            }
+        }
+    }
+}
