@@ -208,7 +208,11 @@ fn http_watch_follows_a_key_and_its_group_through_the_owner_kill9() {
         "only {} of 60 writes acknowledged",
         acked.len()
     );
-    let last_key = *acked.iter().filter(|n| !n.is_multiple_of(10)).max().unwrap();
+    let last_key = *acked
+        .iter()
+        .filter(|n| !n.is_multiple_of(10))
+        .max()
+        .unwrap();
     let last_any = *acked.iter().max().unwrap();
 
     // The key's stream: newer each time, and ends at the last write.
@@ -252,7 +256,10 @@ fn http_watch_follows_a_key_and_its_group_through_the_owner_kill9() {
         );
         group_told.push(n);
     }
-    assert!(group_told.iter().any(|n| n.is_multiple_of(10)), "{group_told:?}");
+    assert!(
+        group_told.iter().any(|n| n.is_multiple_of(10)),
+        "{group_told:?}"
+    );
 
     // Resumed from an early event's id (as an EventSource reconnects):
     // the first event is newer than it, and the stream reaches the end.

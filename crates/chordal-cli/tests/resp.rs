@@ -633,7 +633,8 @@ fn keyspace_commands_answer_as_redis_does() {
 }
 
 /// Commands decided as one step at the owner of several keys — MSETNX,
-/// RENAME, RENAMENX, COPY, and MULTI/EXEC with WATCH — answer through a
+/// RENAME, RENAMENX, COPY, and MULTI/EXEC with WATCH, strings and
+/// collections — answer through a
 /// ring as a real Redis answers them, over one connection each (WATCH
 /// belongs to its connection); keys of several owners are refused with
 /// `CROSSSLOT` and change nothing.
@@ -704,6 +705,38 @@ fn transactions_and_multi_key_commands_answer_as_redis_does() {
         "SET {u}w again",
         "MULTI",
         "GET {u}w",
+        "EXEC",
+        // Collections inside a transaction, each step seeing the ones
+        // before it; a blocking pop there does not wait.
+        "MULTI",
+        "HSET {u}h f v g w",
+        "EXPIRE {u}h 100",
+        "HGETALL {u}h",
+        "RPUSH {u}l a b c",
+        "LRANGE {u}l 0 -1",
+        "BLPOP {u}l 0",
+        "LPOP {u}l",
+        "LLEN {u}l",
+        "SADD {u}set x y",
+        "SCARD {u}set",
+        "SISMEMBER {u}set y",
+        "ZADD {u}z 1 a 2 b",
+        "ZRANGE {u}z 0 -1 WITHSCORES",
+        "BZPOPMIN {u}z 0",
+        "DEL {u}l",
+        "RPUSH {u}l z",
+        "LRANGE {u}l 0 -1",
+        "INCR {u}count",
+        "EXEC",
+        "TTL {u}h",
+        "MULTI",
+        "BLPOP {u}empty 0",
+        "EXEC",
+        // WATCH of a hash sees a field overwritten (the count unchanged).
+        "WATCH {u}h",
+        "HSET {u}h f changed",
+        "MULTI",
+        "HGET {u}h f",
         "EXEC",
     ];
     assert_same_answers(nodes[1].served("resp"), redis.addr, &script);

@@ -2,7 +2,7 @@
 //! of one owner, each decided by [`decide`] against the state the steps
 //! before it left, as if they ran alone one after the other — so MULTI's
 //! INCR after a SET of the same key sees the SET. Pure: the owner
-//! (`store/batch.rs`) reads the keys, holds them, calls [`decide_batch`]
+//! (`store/batch.rs`) reads the keys, holds them, calls [`decide_steps`]
 //! and writes what it says in one atomic apply.
 
 use crate::write::{Decision, Intent, Then, decide};
@@ -22,6 +22,11 @@ pub(crate) const THIS_BATCH: Version = Version {
 /// What a key holds after a batch: its value (`None`: a tombstone),
 /// expiry and kind.
 pub(crate) type Contents = (Option<Vec<u8>>, Option<Time>, Kind);
+
+/// Each key's newest record as a batch read it (`None`: none).
+pub(crate) type Currents = BTreeMap<Vec<u8>, Option<Record>>;
+/// Per collection, its live element records as the store held them.
+pub(crate) type Runs = BTreeMap<Vec<u8>, Vec<Record>>;
 
 /// How one step answers.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -58,16 +63,20 @@ fn fails(r: &OpResult) -> bool {
     )
 }
 
-/// Decides `steps` (puts, gets, deletes, updates) against `currents`, the
-/// newest record of each key they name (`None`: none), at `now`.
-/// `all_or_nothing`: one failed step cancels every write; a failed
-/// [`Change::Expect`] always does.
-pub(crate) fn decide_batch(
+/// Decides `steps` (puts, gets, deletes, updates, collection commands)
+/// against `currents`, the newest record of each key they name (`None`:
+/// none), at `now`. `all_or_nothing`: one failed step cancels every
+/// write; a failed [`Change::Expect`] always does. `runs` holds, per collection a step reads a run of (see
+/// [`CollOp::reads_run`](crate::collection::CollOp::reads_run)), its
+/// live element records as the store held them before the batch, and
+/// `version` is the version the batch will be written with (a
+/// collection born in the batch is born with it). Without a `version`,
+/// a collection step is refused.
+pub(crate) fn decide_steps(
     steps: Vec<Operation>,
-    currents: &BTreeMap<Vec<u8>, Option<Record>>,
+    (currents, runs): (&Currents, &Runs),
     all_or_nothing: bool,
-    now: Time,
-    max_value: usize,
+    (now, version, max_value): (Time, Option<Version>, usize),
 ) -> BatchDecision {
     // Each key's state as the steps so far left it.
     let mut state: BTreeMap<Vec<u8>, Option<Record>> = currents.clone();
@@ -75,6 +84,25 @@ pub(crate) fn decide_batch(
     let mut writes = BTreeMap::new();
     let mut cancelled = false;
     for step in steps {
+        if let Operation::Collection { key, kind, op } = step {
+            let answer = match version {
+                Some(v) => {
+                    let run = runs.get(&key).map_or(&[][..], Vec::as_slice);
+                    let d = collection_step(&state, run, (&key, kind, op), (now, v, max_value));
+                    for (k, (value, expires, kind)) in d.writes {
+                        let mut next = Record::new(k.clone(), v, value.clone()).of_kind(kind);
+                        next.expires = expires;
+                        state.insert(k.clone(), Some(next));
+                        writes.insert(k, (value, expires, kind));
+                    }
+                    d.answer
+                }
+                None => OpResult::Refused,
+            };
+            cancelled |= all_or_nothing && fails(&answer);
+            answers.push(StepAnswer::Now(answer));
+            continue;
+        }
         let key = step.key().to_vec();
         let current = state.get(&key).cloned().flatten();
         let live = current.as_ref().filter(|r| r.is_live(now));
@@ -190,6 +218,49 @@ pub(crate) fn decide_batch(
     BatchDecision { answers, writes }
 }
 
+/// Decides collection command `op` on the `kind` collection at `key`
+/// against `state` (the batch's keys as the steps before it left them)
+/// and `run` (its elements as stored before the batch): the run it
+/// reads is `run` with the batch's own writes over it, cut to the range
+/// the command reads from its header now.
+fn collection_step(
+    state: &BTreeMap<Vec<u8>, Option<Record>>,
+    run: &[Record],
+    (key, kind, op): (&[u8], Kind, crate::collection::CollOp),
+    limits: (Time, Version, usize),
+) -> crate::collection::CollDecision {
+    use crate::collection::{decide, live_header};
+    let record = state.get(key).cloned().flatten();
+    let header = live_header(record.as_ref(), kind, limits.0);
+    let all: Vec<Record> = match op.range(key, kind, header.as_ref(), state) {
+        Some(range) => {
+            let born = header.map(|h| h.born).unwrap_or_default();
+            let mut by_key: BTreeMap<&[u8], &Record> =
+                run.iter().map(|r| (r.key.as_slice(), r)).collect();
+            for (k, r) in state.range::<[u8], _>((
+                std::ops::Bound::Included(range.prefix.as_slice()),
+                std::ops::Bound::Unbounded,
+            )) {
+                if !k.starts_with(&range.prefix) {
+                    break;
+                }
+                match r {
+                    Some(r) => by_key.insert(k, r),
+                    None => by_key.remove(k.as_slice()),
+                };
+            }
+            by_key
+                .into_iter()
+                .filter(|(k, r)| range.holds(k) && r.value.is_some() && r.version >= born)
+                .take(range.limit)
+                .map(|(_, r)| r.clone())
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    decide(key, kind, op, record.as_ref(), state, &all, limits)
+}
+
 /// `r` with every [`THIS_BATCH`] version made `version` (the one the
 /// batch was written with).
 pub(crate) fn with_version(r: OpResult, version: Version) -> OpResult {
@@ -223,6 +294,18 @@ mod tests {
     use crate::{Condition, WriteOptions};
 
     const NOW: Time = Time::from_micros(1_000_000);
+
+    /// A batch of steps that names no collection.
+    fn decide_batch(
+        steps: Vec<Operation>,
+        currents: &BTreeMap<Vec<u8>, Option<Record>>,
+        all_or_nothing: bool,
+        now: Time,
+        max_value: usize,
+    ) -> BatchDecision {
+        let reads = (currents, &BTreeMap::new());
+        decide_steps(steps, reads, all_or_nothing, (now, None, max_value))
+    }
 
     fn record(key: &str, value: &str, hlc: u64) -> Record {
         Record::new(

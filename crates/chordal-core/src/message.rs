@@ -534,8 +534,11 @@ pub enum Operation {
     /// so one hash tag (see [`Id::of_key`]) — decided together at the
     /// owner, in order, each against the state the ones before it left,
     /// and written in one atomic step at every copy (MULTI/EXEC, MSETNX,
-    /// RENAME, COPY). `steps` are puts, gets, deletes and updates (among
-    /// them [`Change::CopyFrom`] and [`Change::Expect`]). With
+    /// RENAME, COPY). `steps` are puts, gets, deletes, updates (among
+    /// them [`Change::CopyFrom`] and [`Change::Expect`]) and collection
+    /// commands (a command that reads a run of elements reads its
+    /// collection whole first, up to
+    /// [`MAX_READ_ELEMENTS`](crate::collection::MAX_READ_ELEMENTS)). With
     /// `all_or_nothing`, a step that fails (a condition, not a number, too
     /// large) makes the batch write nothing; a failed `Expect` always
     /// does. Answered [`OpResult::Batch`].
@@ -711,6 +714,10 @@ impl Operation {
                     change: Change::CopyFrom { from, .. },
                     ..
                 } => Some(from.as_slice()),
+                Operation::Collection {
+                    op: crate::collection::CollOp::Move { to, .. },
+                    ..
+                } => Some(to.as_slice()),
                 _ => None,
             };
             for k in from.into_iter().chain([s.key()]) {
@@ -722,8 +729,9 @@ impl Operation {
         keys
     }
 
-    /// May `steps` be one batch: at least one, all store operations, on
-    /// keys of one key id? What an owner checks before deciding it.
+    /// May `steps` be one batch: at least one, all store operations
+    /// (collection commands among them), on keys of one key id? What an
+    /// owner checks before deciding it.
     pub fn one_owner(steps: &[Operation]) -> bool {
         let simple = steps.iter().all(|s| {
             matches!(
@@ -732,6 +740,7 @@ impl Operation {
                     | Operation::Get { .. }
                     | Operation::Delete { .. }
                     | Operation::Update { .. }
+                    | Operation::Collection { .. }
             )
         });
         let keys = Operation::batch_keys(steps);

@@ -464,14 +464,19 @@ pub trait KeyValue: Sync {
         }
     }
 
-    /// Runs `steps` — puts, gets, deletes, updates, expiries — on keys of
-    /// one owner as one atomic decision at that owner, in order, each
-    /// step seeing what the ones before it wrote (MULTI/EXEC, MSETNX,
-    /// RENAME): every record the batch changes is written in one step at
-    /// every copy, durable on the write quorum when `Ok`. The keys must
-    /// share one key id — one hash tag, `{user:42}:cart` and
-    /// `{user:42}:profile` — else `CrossSlot` and nothing is done (also
-    /// for a step that is itself a batch or a scan).
+    /// Runs `steps` — puts, gets, deletes, updates, expiries, collection
+    /// commands — on keys of one owner as one atomic decision at that
+    /// owner, in order, each step seeing what the ones before it wrote
+    /// (MULTI/EXEC, MSETNX, RENAME): every record the batch changes is
+    /// written in one step at every copy, durable on the write quorum
+    /// when `Ok`. The keys must share one key id — one hash tag,
+    /// `{user:42}:cart` and `{user:42}:profile` — else `CrossSlot` and
+    /// nothing is done (also for a step that is itself a batch, a scan
+    /// or a watch). A collection command that reads a run of elements
+    /// (HGETALL, LRANGE, a pop…) reads its collection whole first, so
+    /// inside a batch it fails `TooLarge` on more than
+    /// [`MAX_READ_ELEMENTS`](chordal_core::collection::MAX_READ_ELEMENTS)
+    /// elements.
     /// `all_or_nothing`: a step that fails (a condition, not a number,
     /// too large) cancels every write; a failed [`Change::Expect`] always
     /// does. Steps cancelled with their batch answer `Refused`.
@@ -499,7 +504,7 @@ pub trait KeyValue: Sync {
             if steps.iter().any(|s| {
                 matches!(
                     s,
-                    StoreOp::Batch { .. } | StoreOp::Scan { .. } | StoreOp::Collection { .. }
+                    StoreOp::Batch { .. } | StoreOp::Scan { .. } | StoreOp::Watch { .. }
                 )
             }) {
                 return Err(Error::Op(OpError::CrossSlot));

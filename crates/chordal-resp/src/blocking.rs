@@ -20,10 +20,19 @@ use tokio::time::Instant;
 /// held at its owner); Redis accepts more, Chordal refuses them.
 pub(crate) const MAX_BLOCKING_KEYS: usize = 64;
 
+tokio::task_local! {
+    /// Set while EXEC runs a transaction's commands: a blocking command
+    /// there does not wait (Redis's rule: it answers as its non-blocking
+    /// form would), since nothing can change its keys mid-transaction.
+    pub(crate) static IN_TRANSACTION: bool;
+}
+
 /// A blocking command's deadline.
 pub(crate) struct Blocking {
     /// `None`: wait for ever (a timeout of 0).
     deadline: Option<Instant>,
+    /// `false` inside a transaction: try once, never wait.
+    waits: bool,
 }
 
 /// Each key's version when read (`None`: no record).
@@ -43,13 +52,18 @@ impl Blocking {
         };
         let deadline =
             (timeout > 0.0).then(|| Instant::now() + Duration::from_secs_f64(timeout.min(1e9)));
-        Ok(Blocking { deadline })
+        let waits = !IN_TRANSACTION.try_with(|t| *t).unwrap_or(false);
+        Ok(Blocking { deadline, waits })
     }
 
     /// Each of `keys`' version now, read at its owner: call before a try.
     /// A key whose owner cannot say counts as unknown (the watch after an
     /// empty try then answers at once, and the command tries again).
-    pub(crate) async fn versions<K: KeyValue>(kv: &K, keys: &[Bytes]) -> Seen {
+    /// Nothing is read inside a transaction.
+    pub(crate) async fn versions<K: KeyValue>(&self, kv: &K, keys: &[Bytes]) -> Seen {
+        if !self.waits {
+            return Vec::new();
+        }
         let reads = keys.iter().map(|k| kv.watch(k.to_vec(), None, false));
         futures_util::future::join_all(reads)
             .await
@@ -65,6 +79,9 @@ impl Blocking {
     /// written past `seen` (`true`: try again), or the deadline passes
     /// (`false`: answer nil).
     pub(crate) async fn changed<K: KeyValue>(&self, kv: &K, keys: &[Bytes], seen: &Seen) -> bool {
+        if !self.waits {
+            return false;
+        }
         loop {
             if self.deadline.is_some_and(|d| Instant::now() >= d) {
                 return false;

@@ -244,8 +244,8 @@ async fn move_one<K: KeyValue>(
     };
     let watched = std::slice::from_ref(src);
     loop {
-        let seen = match wait {
-            Some(_) => Blocking::versions(kv, watched).await,
+        let seen = match &wait {
+            Some(w) => w.versions(kv, watched).await,
             None => Vec::new(),
         };
         let op = CollOp::Move {
@@ -330,7 +330,7 @@ pub(crate) async fn first_nonempty<K: KeyValue>(
     }
     loop {
         let seen = match wait {
-            Some(_) => Blocking::versions(kv, keys).await,
+            Some(w) => w.versions(kv, keys).await,
             None => Vec::new(),
         };
         for key in keys {

@@ -11,6 +11,7 @@
 //! batch of all of them has been decided — against a [`Replay`] that
 //! answers each with its step's answer, which makes the command's reply.
 
+use crate::blocking::IN_TRANSACTION;
 use crate::codec::Request;
 use crate::commands::{failed, run_on};
 use crate::reply::Reply;
@@ -23,9 +24,48 @@ use std::sync::Mutex;
 /// Most commands one transaction queues.
 pub const MAX_QUEUED: usize = 1024;
 
-/// Data commands a transaction may not hold: they are batches of their
-/// own, or not store operations.
-pub const NOT_IN_MULTI: &[&str] = &["msetnx", "rename", "renamenx", "copy", "publish"];
+/// Data commands a transaction may not hold: batches of their own, not
+/// store operations, or made of several calls at the keys' owners of
+/// which the later ones depend on what the first answered (so no one
+/// step of a batch).
+pub const NOT_IN_MULTI: &[&str] = &[
+    "msetnx",
+    "rename",
+    "renamenx",
+    "copy",
+    "publish",
+    "sinter",
+    "sunion",
+    "sdiff",
+    "sinterstore",
+    "sunionstore",
+    "sdiffstore",
+    "sintercard",
+    "smove",
+    "zunion",
+    "zinter",
+    "zdiff",
+    "zunionstore",
+    "zinterstore",
+    "zdiffstore",
+    "zintercard",
+    "zrangestore",
+];
+
+/// Commands that try their keys one after another until one is not
+/// empty: one step of a batch only with one key.
+const KEY_BY_KEY: &[&str] = &[
+    "lmpop", "blmpop", "zmpop", "bzmpop", "blpop", "brpop", "bzpopmin", "bzpopmax",
+];
+
+/// May a transaction hold data command `name` with `args` (the name
+/// left out)?
+pub fn may_queue(name: &str, args: &[bytes::Bytes]) -> bool {
+    if NOT_IN_MULTI.contains(&name) {
+        return false;
+    }
+    !KEY_BY_KEY.contains(&name) || crate::commands::keys_of(name, args).len() <= 1
+}
 
 /// A transaction being queued (between MULTI and EXEC).
 #[derive(Default)]
@@ -91,19 +131,24 @@ impl KeyValue for Replay {
     }
 }
 
-/// `WATCH key…`: the version each key holds now (`None`: no value), to
-/// expect at EXEC.
+/// `WATCH key…`: the version each key holds now (`None`: no value), of
+/// whatever kind — a collection's is its header's, which every write to
+/// it renews — to expect at EXEC.
 pub async fn watch(
     node: &Node,
     keys: &[bytes::Bytes],
 ) -> Result<Vec<(Vec<u8>, Option<Version>)>, Reply> {
-    let found = node
-        .get_many(keys.iter().map(|k| k.to_vec()).collect())
-        .await;
+    let reads = keys.iter().map(|k| node.watch(k.to_vec(), None, false));
+    let found = futures_util::future::join_all(reads).await;
     keys.iter()
         .zip(found)
         .map(|(k, f)| match f {
-            Ok(v) => Ok((k.to_vec(), v.map(|v| v.version))),
+            // A watch from nothing answers the key's record now (a
+            // tombstone too: its version is no live value's).
+            Ok((_, records)) => {
+                let live = records.first().filter(|r| r.value.is_some());
+                Ok((k.to_vec(), live.map(|r| r.version)))
+            }
             Err(e) => Err(failed(e)),
         })
         .collect()
@@ -125,7 +170,9 @@ pub async fn exec(
     let mut recorded: Vec<Vec<Vec<StoreOp>>> = Vec::with_capacity(queued.len());
     for (name, cmd) in names.iter().zip(&queued) {
         let recorder = Recorder::default();
-        run_on(&recorder, name, &cmd[1..]).await;
+        IN_TRANSACTION
+            .scope(true, run_on(&recorder, name, &cmd[1..]))
+            .await;
         recorded.push(recorder.calls.into_inner().expect("recorder lock"));
     }
     let expectations = watched.len();
@@ -162,7 +209,8 @@ pub async fn exec(
         let replay = Replay {
             calls: Mutex::new(calls),
         };
-        replies.push(run_on(&replay, name, &cmd[1..]).await);
+        let reply = IN_TRANSACTION.scope(true, run_on(&replay, name, &cmd[1..]));
+        replies.push(reply.await);
     }
     Reply::Array(replies)
 }

@@ -375,12 +375,11 @@ impl Session {
             return Reply::err("not in MULTI");
         };
         let storable = commands::data_commands().any(|(n, _)| *n == name)
-            && !multi::NOT_IN_MULTI.contains(&name)
-            && !crate::collections::is_collection_command(name);
+            && multi::may_queue(name, &args[1..]);
         let reply = match refused {
             Some(r) => r,
             None if !storable => Reply::err(format!(
-                "'{name}' cannot run inside MULTI (only store commands on keys of one owner can); EXEC will abort the transaction"
+                "'{name}' cannot run inside MULTI (only store commands that are one step at their keys' owner can); EXEC will abort the transaction"
             )),
             None if m.queued.len() >= multi::MAX_QUEUED => Reply::err(format!(
                 "a transaction holds at most {} commands; EXEC will abort it",

@@ -621,7 +621,7 @@ fn kv_op_from_pb(k: &pb::KvRequest) -> Result<Operation, WireError> {
                     .steps
                     .iter()
                     .map(|step| match step.op {
-                        0 | 1 | 2 | 12 => kv_op_from_pb(step),
+                        0 | 1 | 2 | 12 | 15 => kv_op_from_pb(step),
                         _ => Err(WireError::Invalid("batch step")),
                     })
                     .collect::<Result<_, _>>()?,

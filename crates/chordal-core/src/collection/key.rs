@@ -45,6 +45,14 @@ pub fn family_prefix(key: &[u8], family: Family) -> Vec<u8> {
     out
 }
 
+/// The key prefix shared by every element of collection `key`, of
+/// every family.
+pub fn elements_prefix(key: &[u8]) -> Vec<u8> {
+    let mut out = family_prefix(key, Family::Member);
+    out.pop();
+    out
+}
+
 /// The element key of `field` of `family` in collection `key`.
 pub fn element_key(key: &[u8], family: Family, field: &[u8]) -> Vec<u8> {
     let mut out = family_prefix(key, family);

@@ -292,6 +292,29 @@ impl CollOp {
         }
     }
 
+    /// May the command read a run of elements beyond the ones it names
+    /// ([`CollOp::range`] for some header)? Inside a batch, such a
+    /// command's collection is read whole before the batch is decided.
+    pub fn reads_run(&self) -> bool {
+        matches!(
+            self,
+            CollOp::All
+                | CollOp::Pop { .. }
+                | CollOp::PopEnd { .. }
+                | CollOp::Range { .. }
+                | CollOp::SetAt { .. }
+                | CollOp::Trim { .. }
+                | CollOp::RemoveValue { .. }
+                | CollOp::Insert { .. }
+                | CollOp::Move { .. }
+                | CollOp::ZRange { .. }
+                | CollOp::ZCount { .. }
+                | CollOp::ZRank { .. }
+                | CollOp::ZPop { .. }
+                | CollOp::ZRemRange { .. }
+        )
+    }
+
     /// Does the command only read?
     pub fn is_read(&self) -> bool {
         matches!(

@@ -11,7 +11,7 @@
 
 use super::hot::Waiter;
 use super::{ReadFor, Store, StoreWait};
-use crate::batch::{StepAnswer, decide_batch, with_version};
+use crate::batch::{StepAnswer, decide_steps, with_version};
 use crate::collection::{self, CollOp, MAX_READ_BYTES, MAX_READ_ELEMENTS, Range};
 use crate::io::Cx;
 use crate::request::{OpName, ReplyTo};
@@ -22,6 +22,17 @@ use crate::{
 };
 use std::collections::BTreeMap;
 
+/// May `vnode` read a run of elements of `key_id` from its own store?
+/// Only once its term has caught up: the store then holds every
+/// acknowledged one.
+fn caught_up(cx: &Cx<'_>, now: Time, (vnode, key_id): (&NodeRef, &Id)) -> bool {
+    !cx.config.authority
+        || cx
+            .authority
+            .lease(vnode, key_id, now)
+            .is_ok_and(|l| l.catch_up.is_empty())
+}
+
 /// What a batch decides.
 #[derive(Debug)]
 enum Deciding {
@@ -29,6 +40,11 @@ enum Deciding {
     Steps {
         steps: Vec<Operation>,
         all_or_nothing: bool,
+        /// Per collection a step reads a run of, its stored elements
+        /// (see `decide_steps`), once read.
+        runs: BTreeMap<Vec<u8>, Vec<Record>>,
+        /// Reads of `runs` not yet back.
+        runs_left: usize,
     },
     /// A collection command (`Operation::Collection`): its keys are the
     /// header's and the named elements'.
@@ -78,13 +94,25 @@ impl Store {
             cx.io.answer(reply, OpResult::WrongOwner);
             return;
         }
-        let keys = Operation::batch_keys(&steps)
+        let mut keys: Vec<Vec<u8>> = Operation::batch_keys(&steps)
             .into_iter()
             .map(<[u8]>::to_vec)
             .collect();
+        // A collection step's named elements are held and read too.
+        for s in &steps {
+            if let Operation::Collection { key, kind, op } = s {
+                for k in op.element_keys(key, *kind) {
+                    if !keys.contains(&k) {
+                        keys.push(k);
+                    }
+                }
+            }
+        }
         let what = Deciding::Steps {
             steps,
             all_or_nothing,
+            runs: BTreeMap::new(),
+            runs_left: 0,
         };
         self.start_batch(cx, now, (vnode, key_id), (keys, what), name, reply);
     }
@@ -217,6 +245,52 @@ impl Store {
             return;
         }
         if b.failure.is_none()
+            && let Deciding::Steps { steps, .. } = &b.what
+        {
+            // Collections whose run some step reads: read them whole.
+            let mut wanted: Vec<Vec<u8>> = Vec::new();
+            for s in steps {
+                if let Operation::Collection { key, kind, op } = s {
+                    let current = b.currents.get(key).and_then(Option::as_ref);
+                    let live = collection::live_header(current, *kind, now).is_some();
+                    if live && op.reads_run() && !wanted.contains(key) {
+                        wanted.push(key.clone());
+                    }
+                }
+            }
+            if !wanted.is_empty() {
+                if !caught_up(cx, now, (&b.vnode, &b.key_id)) {
+                    b.failure = Some(super::owner::not_ready(cx));
+                } else {
+                    let mut reads = Vec::new();
+                    for key in wanted {
+                        let current = b.currents.get(&key).and_then(Option::as_ref);
+                        let born = current
+                            .and_then(|r| r.value.as_deref())
+                            .and_then(collection::Header::decode)
+                            .map(|h| h.born)
+                            .unwrap_or_default();
+                        let prefix = collection::key::elements_prefix(&key);
+                        let range = Range {
+                            after: prefix[..prefix.len() - 1].to_vec(),
+                            prefix,
+                            to: None,
+                            limit: MAX_READ_ELEMENTS + 1,
+                        };
+                        reads.push((key, born, range));
+                    }
+                    if let Deciding::Steps { runs_left, .. } = &mut b.what {
+                        *runs_left = reads.len();
+                    }
+                    let key_id = b.key_id;
+                    for (key, born, range) in reads {
+                        self.read_run(cx, (id, key_id), (born, range), Some(key));
+                    }
+                    return;
+                }
+            }
+        }
+        if b.failure.is_none()
             && let Deciding::Collection {
                 key,
                 kind,
@@ -230,32 +304,41 @@ impl Store {
                 let (key_id, vnode) = (b.key_id, b.vnode);
                 // A run of elements, from our store: only once our term
                 // has caught up (it then holds every acknowledged one).
-                let caught_up = !cx.config.authority
-                    || cx
-                        .authority
-                        .lease(&vnode, &key_id, now)
-                        .is_ok_and(|l| l.catch_up.is_empty());
-                if caught_up {
-                    // Writes of ours not stored yet may delete some of
-                    // what the store holds: read as many more.
-                    let pending = self.hot.pending_with_prefix(&range.prefix).len();
-                    let read = StoreKind::Elements {
-                        born: header.map(|h| h.born).unwrap_or_default(),
-                        key_id,
-                        prefix: range.prefix.clone(),
-                        after: range.after.clone(),
-                        to: range.to.clone(),
-                        limit: range.limit.saturating_add(pending),
-                        max_bytes: MAX_READ_BYTES + 1,
-                        tombstones: false,
-                    };
-                    self.store_op(cx, read, StoreWait::BatchElements(id, Box::new(range)));
+                if caught_up(cx, now, (&vnode, &key_id)) {
+                    let born = header.map(|h| h.born).unwrap_or_default();
+                    self.read_run(cx, (id, key_id), (born, range), None);
                     return;
                 }
                 b.failure = Some(super::owner::not_ready(cx));
             }
         }
         self.finish_batch(cx, now, id);
+    }
+
+    /// Reads `range` of the elements born at `born` or later for batch
+    /// `id` (of collection `of` among its steps, or its own collection).
+    fn read_run(
+        &mut self,
+        cx: &mut Cx<'_>,
+        (id, key_id): (u64, Id),
+        (born, range): (Version, Range),
+        of: Option<Vec<u8>>,
+    ) {
+        // Writes of ours not stored yet may delete some of what the store
+        // holds: read as many more.
+        let pending = self.hot.pending_with_prefix(&range.prefix).len();
+        let read = StoreKind::Elements {
+            born,
+            key_id,
+            prefix: range.prefix.clone(),
+            after: range.after.clone(),
+            to: range.to.clone(),
+            limit: range.limit.saturating_add(pending),
+            max_bytes: MAX_READ_BYTES + 1,
+            tombstones: false,
+        };
+        let wait = StoreWait::BatchElements(id, Box::new((range, of)));
+        self.store_op(cx, read, wait);
     }
 
     /// The element records of collection batch `id` are read (or the
@@ -265,30 +348,27 @@ impl Store {
         &mut self,
         cx: &mut Cx<'_>,
         now: Time,
-        (id, range): (u64, Range),
+        (id, (range, of)): (u64, (Range, Option<Vec<u8>>)),
         result: StoreResult,
     ) {
+        let pending = self.hot.pending_with_prefix(&range.prefix);
         let Some(b) = self.batches.get_mut(&id) else {
             return;
         };
-        let Deciding::Collection { all, .. } = &mut b.what else {
-            return;
-        };
-        match result {
+        let read = match result {
             StoreResult::Scanned(records) => {
                 let bytes: usize = records
                     .iter()
                     .map(|r| r.key.len() + r.value.as_ref().map_or(0, Vec::len))
                     .sum();
                 if records.len() > MAX_READ_ELEMENTS || bytes > MAX_READ_BYTES {
-                    b.failure = Some(OpResult::TooLarge {
+                    Err(OpResult::TooLarge {
                         size: bytes.min(u32::MAX as usize) as u32,
                         limit: MAX_READ_BYTES as u32,
-                    });
+                    })
                 } else {
                     let mut by_key: BTreeMap<Vec<u8>, Record> =
                         records.into_iter().map(|r| (r.key.clone(), r)).collect();
-                    let pending = self.hot.pending_with_prefix(&range.prefix);
                     for p in pending.into_iter().filter(|p| range.holds(&p.key)) {
                         match by_key.get(&p.key) {
                             Some(r) if !p.supersedes(r) => {}
@@ -297,12 +377,33 @@ impl Store {
                             }
                         }
                     }
-                    *all = Some(by_key.into_values().collect());
+                    Ok(by_key.into_values().collect::<Vec<_>>())
                 }
             }
-            _ => {
-                b.failure = Some(OpResult::StoreFailed);
+            _ => Err(OpResult::StoreFailed),
+        };
+        let read = match read {
+            Ok(records) => records,
+            Err(e) => {
+                b.failure.get_or_insert(e);
+                Vec::new()
             }
+        };
+        match (&mut b.what, of) {
+            (Deciding::Collection { all, .. }, None) => *all = Some(read),
+            (
+                Deciding::Steps {
+                    runs, runs_left, ..
+                },
+                Some(key),
+            ) => {
+                runs.insert(key, read);
+                *runs_left = runs_left.saturating_sub(1);
+                if *runs_left > 0 {
+                    return;
+                }
+            }
+            _ => return,
         }
         self.finish_batch(cx, now, id);
     }
@@ -352,9 +453,32 @@ impl Store {
             Deciding::Steps {
                 steps,
                 all_or_nothing,
+                runs,
+                ..
             } => {
-                let decision =
-                    decide_batch(steps, &b.currents, all_or_nothing, now, cx.config.max_value);
+                // A collection step may create a collection, born with the
+                // batch's version: that is chosen first.
+                let version = match steps
+                    .iter()
+                    .any(|s| matches!(s, Operation::Collection { .. }))
+                {
+                    false => None,
+                    true => {
+                        let Some(term) = super::owner::decider_term(cx, &b.vnode, &b.key_id, now)
+                        else {
+                            cx.io.answer(b.reply, super::owner::not_ready(cx));
+                            return;
+                        };
+                        Some(Version {
+                            term,
+                            hlc: self.hlc.tick(now),
+                            node: b.vnode.id,
+                        })
+                    }
+                };
+                let reads = (&b.currents, &runs);
+                let limits = (now, version, cx.config.max_value);
+                let decision = decide_steps(steps, reads, all_or_nothing, limits);
                 // A cancelled batch (or one that changed nothing) writes
                 // no step: the steps that would have written answer
                 // `Refused`.
@@ -367,7 +491,7 @@ impl Store {
                     })
                     .collect();
                 let then = Then::Batch(decision.answers);
-                (answer(&unwritten, None), then, decision.writes, None)
+                (answer(&unwritten, None), then, decision.writes, version)
             }
             Deciding::Collection { key, kind, op, all } => {
                 // A new collection is born with the write's version: the

@@ -137,8 +137,9 @@ enum StoreWait {
     OwnerRead(u64),
     /// The owner's read of a scan page.
     OwnerScan(Box<scan::Scanning>),
-    /// The owner's read of a run of elements for collection batch `.0`.
-    BatchElements(u64, Box<crate::collection::Range>),
+    /// The owner's read of a run of elements for batch `.0`: of its
+    /// collection, or of the collection `.1.1` one of its steps names.
+    BatchElements(u64, Box<(crate::collection::Range, Option<Vec<u8>>)>),
     /// A replica storing what an owner sent; ack `req` to `to`. `fence`:
     /// the owner's term and the keys, to check again once durable.
     ReplicaApply {
