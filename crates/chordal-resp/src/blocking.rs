@@ -13,6 +13,7 @@ use crate::reply::Reply;
 use bytes::Bytes;
 use chordal_core::Version;
 use chordal_node::KeyValue;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -25,6 +26,34 @@ tokio::task_local! {
     /// there does not wait (Redis's rule: it answers as its non-blocking
     /// form would), since nothing can change its keys mid-transaction.
     pub(crate) static IN_TRANSACTION: bool;
+    /// Cancelled when the command's client closes its connection: a
+    /// blocked command then stops waiting (its answer has nowhere to go).
+    pub(crate) static CLIENT_GONE: tokio_util::sync::CancellationToken;
+}
+
+/// Clients of this process blocked right now (INFO's `blocked_clients`).
+static BLOCKED: AtomicUsize = AtomicUsize::new(0);
+
+/// Clients of this process's RESP servers waiting in a blocking command.
+pub(crate) fn blocked_clients() -> usize {
+    BLOCKED.load(Ordering::Relaxed)
+}
+
+/// Counts one blocked client while it lives (dropped with the command's
+/// future, also when its client goes away).
+struct Blocked;
+
+impl Blocked {
+    fn new() -> Blocked {
+        BLOCKED.fetch_add(1, Ordering::Relaxed);
+        Blocked
+    }
+}
+
+impl Drop for Blocked {
+    fn drop(&mut self) {
+        BLOCKED.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A blocking command's deadline.
@@ -82,6 +111,16 @@ impl Blocking {
         if !self.waits {
             return false;
         }
+        let _blocked = Blocked::new();
+        let gone = CLIENT_GONE.try_with(|t| t.clone()).unwrap_or_default();
+        tokio::select! {
+            changed = self.watch(kv, keys, seen) => changed,
+            () = gone.cancelled() => false,
+        }
+    }
+
+    /// [`Blocking::changed`]'s watches, until a change or the deadline.
+    async fn watch<K: KeyValue>(&self, kv: &K, keys: &[Bytes], seen: &Seen) -> bool {
         loop {
             if self.deadline.is_some_and(|d| Instant::now() >= d) {
                 return false;

@@ -101,6 +101,15 @@ pub async fn run<K: KeyValue>(kv: &K, name: &str, args: &[Bytes]) -> Reply {
                 Ok(c) => c,
                 Err(reply) => return reply,
             };
+            if many == Some(0) {
+                // Nothing popped: an empty array for a list, nil for none.
+                return on(kv, &args[0], CollOp::Len, |r| match r {
+                    CollReply::Count(0) => Reply::Nil,
+                    CollReply::Count(_) => Reply::Array(Vec::new()),
+                    _ => unexpected(),
+                })
+                .await;
+            }
             let op = CollOp::PopEnd {
                 left: name == "lpop",
                 count: many.unwrap_or(1),

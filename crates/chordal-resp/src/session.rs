@@ -90,6 +90,8 @@ where
     let timer = tokio::time::sleep_until(s.deadline(started, last));
     tokio::pin!(timer);
     let mut pending: Pending = FuturesOrdered::new();
+    // Cancelled when the client closes: its blocked commands stop waiting.
+    let gone = tokio_util::sync::CancellationToken::new();
     // Per-key order of the pending commands (cleared when none is).
     let mut order = Order::default();
     loop {
@@ -116,6 +118,7 @@ where
                     Some(Ok(args)) => args,
                     Some(Err(e)) => {
                         // Answer what came before, say why, and close.
+                        gone.cancel();
                         finish(&mut pending, &mut writer).await;
                         if !matches!(e, ProtocolError::Io(_)) {
                             s.ctx.node.wire_stats().resp_malformed.fetch_add(1, Ordering::Relaxed);
@@ -125,6 +128,9 @@ where
                         break;
                     }
                     None => {
+                        // Commands sent before the close still run; a
+                        // blocked one stops waiting.
+                        gone.cancel();
                         finish(&mut pending, &mut writer).await;
                         break;
                     }
@@ -150,12 +156,14 @@ where
                     let keys = commands::keys_of(&name, &args[1..]);
                     let mut turn = order.turn(keys, *write, 4 * config.max_pipeline);
                     let ctx = s.ctx.clone();
-                    pending.push_back(Box::pin(async move {
+                    let command = async move {
                         turn.wait().await;
                         let reply = commands::run(&ctx, &name, &args[1..]).await;
                         drop(turn);
                         reply
-                    }));
+                    };
+                    let scoped = crate::blocking::CLIENT_GONE.scope(gone.clone(), command);
+                    pending.push_back(Box::pin(scoped));
                     continue;
                 }
                 // A session command: after every reply before it.
@@ -478,12 +486,13 @@ impl Session {
         let status = self.ctx.node.status().await.ok();
         let keys = status.as_ref().map_or(0, |s| s.keys_stored);
         let text = format!(
-            "# Server\r\nredis_version:{}\r\nchordal_version:{}\r\nredis_mode:standalone\r\nchordal_node_id:{}\r\nprocess_id:{}\r\n\r\n# Clients\r\nconnected_clients:{}\r\n\r\n# Keyspace\r\n# records on this node, replicas included\r\ndb0:keys={keys},expires=0,avg_ttl=0\r\n",
+            "# Server\r\nredis_version:{}\r\nchordal_version:{}\r\nredis_mode:standalone\r\nchordal_node_id:{}\r\nprocess_id:{}\r\n\r\n# Clients\r\nconnected_clients:{}\r\nblocked_clients:{}\r\n\r\n# Keyspace\r\n# records on this node, replicas included\r\ndb0:keys={keys},expires=0,avg_ttl=0\r\n",
             crate::REDIS_VERSION,
             env!("CARGO_PKG_VERSION"),
             self.ctx.node.id().to_hex(),
             std::process::id(),
             self.config.connections.load(Ordering::Relaxed),
+            crate::blocking::blocked_clients(),
         );
         Reply::text(text)
     }
