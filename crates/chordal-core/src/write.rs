@@ -229,6 +229,8 @@ pub enum ExpireWhen {
     Gt,
     /// The new expiry is earlier than the current one.
     Lt,
+    /// The value has an expiry, and the new one is earlier (XX with LT).
+    LtExisting,
 }
 
 impl ExpireWhen {
@@ -241,6 +243,7 @@ impl ExpireWhen {
             ExpireWhen::Xx => current.is_some(),
             ExpireWhen::Gt => at(new) > at(current),
             ExpireWhen::Lt => at(new) < at(current),
+            ExpireWhen::LtExisting => current.is_some() && at(new) < at(current),
         }
     }
 }
@@ -1083,6 +1086,9 @@ mod tests {
             (ExpireWhen::Lt, &expiring, t(2_000), true),
             (ExpireWhen::Lt, &expiring, t(9_000), false),
             (ExpireWhen::Lt, &persistent, t(9_000), true),
+            (ExpireWhen::LtExisting, &persistent, t(9_000), false),
+            (ExpireWhen::LtExisting, &expiring, t(2_000), true),
+            (ExpireWhen::LtExisting, &expiring, t(9_000), false),
             (ExpireWhen::Lt, &expiring, None, false),
         ];
         for (when, r, expires, sets) in cases {

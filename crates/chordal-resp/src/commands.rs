@@ -130,12 +130,25 @@ pub(crate) fn int_arg(b: &[u8]) -> Option<i64> {
     chordal_core::parse_integer(b)
 }
 
-/// An expiry `amount` seconds or milliseconds from now (it may be in the
-/// past: the value then expires at once).
-fn expiry_in(amount: i64, millis: bool) -> Expiry {
-    let micros = amount.saturating_mul(if millis { 1_000 } else { 1_000_000 });
-    let at = chordal_node::wall_clock().as_micros() as i64 + micros;
-    Expiry::At(Time::from_micros(at.max(0) as u64))
+/// The expiry `t` stands for in `unit` — a command's name or option
+/// (`ex`, `px`, `exat`, `pxat`, `expire`, `pexpireat`…): seconds or
+/// milliseconds, from now or from the epoch. `None` where Redis answers
+/// "invalid expire time": its milliseconds overflow a 64-bit integer.
+fn expiry_at(t: i64, unit: &str) -> Option<Expiry> {
+    let seconds = matches!(unit, "ex" | "exat" | "expire" | "expireat" | "setex");
+    let relative = matches!(
+        unit,
+        "ex" | "px" | "expire" | "pexpire" | "setex" | "psetex"
+    );
+    let ms = if seconds { t.checked_mul(1000)? } else { t };
+    let now_ms = (chordal_node::wall_clock().as_micros() / 1000) as i64;
+    let ms = if relative {
+        ms.checked_add(now_ms)?
+    } else {
+        ms
+    };
+    let micros = (ms.max(0) as u64).saturating_mul(1000);
+    Some(Expiry::At(Time::from_micros(micros)))
 }
 
 /// Runs data command `name` (lower case) with `args` (its arguments, the
@@ -180,11 +193,10 @@ pub async fn run_on<K: KeyValue>(kv: &K, name: &str, args: &[Bytes]) -> Reply {
                 None => Reply::Integer(-1),
                 Some(t) => {
                     let left = t.saturating_since(chordal_node::wall_clock());
-                    Reply::Integer(if name == "ttl" {
-                        left.as_micros().div_ceil(1_000_000) as i64
-                    } else {
-                        left.as_micros().div_ceil(1_000) as i64
-                    })
+                    // Redis's rounding: milliseconds up, seconds to
+                    // the nearest.
+                    let ms = left.as_micros().div_ceil(1_000) as i64;
+                    Reply::Integer(if name == "ttl" { (ms + 500) / 1000 } else { ms })
                 }
             },
             Err(e) => failed(e),
@@ -236,10 +248,10 @@ pub async fn run_on<K: KeyValue>(kv: &K, name: &str, args: &[Bytes]) -> Reply {
         }
         ("set", 2..) => set(kv, args).await,
         ("setex" | "psetex", 3) => match int_arg(&args[1]) {
-            Some(t) if t > 0 => {
-                let expiry = expiry_in(t, name == "psetex");
-                put(kv, k(0), k(2), expiry, Condition::Always).await
-            }
+            Some(t) if t > 0 => match expiry_at(t, name) {
+                Some(expiry) => put(kv, k(0), k(2), expiry, Condition::Always).await,
+                None => Reply::err(format!("invalid expire time in '{name}' command")),
+            },
             Some(_) => Reply::err(format!("invalid expire time in '{name}' command")),
             None => not_integer(),
         },
@@ -299,12 +311,8 @@ pub async fn run_on<K: KeyValue>(kv: &K, name: &str, args: &[Bytes]) -> Reply {
             let Some(t) = int_arg(&args[1]) else {
                 return not_integer();
             };
-            let expiry = match name {
-                "expire" | "pexpire" => expiry_in(t, name == "pexpire"),
-                "expireat" => Expiry::At(Time::from_micros(
-                    (t.max(0) as u64).saturating_mul(1_000_000),
-                )),
-                _ => Expiry::At(Time::from_micros((t.max(0) as u64).saturating_mul(1_000))),
+            let Some(expiry) = expiry_at(t, name) else {
+                return Reply::err(format!("invalid expire time in '{name}' command"));
             };
             match expire_when(&args[2..]) {
                 Ok(None) => expire(kv, k(0), expiry).await,
@@ -409,8 +417,9 @@ async fn incr<K: KeyValue>(kv: &K, key: Vec<u8>, by: i64) -> Reply {
     }
 }
 
-/// EXPIRE's options after its time: none, or one of NX, XX, GT, LT (XX
-/// beside GT is GT: a value without an expiry never passes GT).
+/// EXPIRE's options after its time: none, or one of NX, XX, GT, LT, or
+/// XX with LT (XX beside GT is GT: a value without an expiry never
+/// passes GT).
 fn expire_when(words: &[Bytes]) -> Result<Option<ExpireWhen>, Reply> {
     let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
     for w in words {
@@ -419,10 +428,10 @@ fn expire_when(words: &[Bytes]) -> Result<Option<ExpireWhen>, Reply> {
             b"xx" => xx = true,
             b"gt" => gt = true,
             b"lt" => lt = true,
-            other => {
+            _ => {
                 return Err(Reply::err(format!(
                     "Unsupported option {}",
-                    String::from_utf8_lossy(other)
+                    String::from_utf8_lossy(w)
                 )));
             }
         }
@@ -440,11 +449,7 @@ fn expire_when(words: &[Bytes]) -> Result<Option<ExpireWhen>, Reply> {
     Ok(match (nx, xx, gt, lt) {
         (true, ..) => Some(ExpireWhen::Nx),
         (_, _, true, _) => Some(ExpireWhen::Gt),
-        (_, true, _, true) => {
-            return Err(Reply::err(
-                "XX and LT options at the same time are not supported",
-            ));
-        }
+        (_, true, _, true) => Some(ExpireWhen::LtExisting),
         (_, _, _, true) => Some(ExpireWhen::Lt),
         (_, true, ..) => Some(ExpireWhen::Xx),
         _ => None,
@@ -462,12 +467,10 @@ fn getex_expiry(words: &[Bytes]) -> Result<Option<Expiry>, Reply> {
             if t <= 0 {
                 return Err(Reply::err("invalid expire time in 'getex' command"));
             }
-            Ok(Some(match w {
-                b"ex" => expiry_in(t, false),
-                b"px" => expiry_in(t, true),
-                b"exat" => Expiry::At(Time::from_micros((t as u64).saturating_mul(1_000_000))),
-                _ => Expiry::At(Time::from_micros((t as u64).saturating_mul(1_000))),
-            }))
+            let unit = std::str::from_utf8(w).unwrap_or_default();
+            expiry_at(t, unit)
+                .map(Some)
+                .ok_or_else(|| Reply::err("invalid expire time in 'getex' command"))
         }
         _ => Err(syntax()),
     }
@@ -510,12 +513,10 @@ async fn set<K: KeyValue>(kv: &K, args: &[Bytes]) -> Reply {
                 if t <= 0 {
                     return Reply::err("invalid expire time in 'set' command");
                 }
-                expiry = match word.as_str() {
-                    "ex" => expiry_in(t, false),
-                    "px" => expiry_in(t, true),
-                    "exat" => Expiry::At(Time::from_micros((t as u64).saturating_mul(1_000_000))),
-                    _ => Expiry::At(Time::from_micros((t as u64).saturating_mul(1_000))),
+                let Some(at) = expiry_at(t, &word) else {
+                    return Reply::err("invalid expire time in 'set' command");
                 };
+                expiry = at;
                 has_expiry = true;
                 i += 1;
             }

@@ -429,6 +429,7 @@ fn kv_request_to_pb(req: u64, op: &Operation) -> pb::KvRequest {
                         ExpireWhen::Xx => 1,
                         ExpireWhen::Gt => 2,
                         ExpireWhen::Lt => 3,
+                        ExpireWhen::LtExisting => 4,
                     };
                 }
                 Change::Expire(t) => (out.change, out.expires) = (2, t.map(Time::as_micros)),
@@ -593,6 +594,7 @@ fn kv_op_from_pb(k: &pb::KvRequest) -> Result<Operation, WireError> {
                         1 => ExpireWhen::Xx,
                         2 => ExpireWhen::Gt,
                         3 => ExpireWhen::Lt,
+                        4 => ExpireWhen::LtExisting,
                         _ => return Err(WireError::Invalid("expire condition")),
                     },
                 },

@@ -237,7 +237,8 @@ fn any_store_op() -> impl Strategy<Value = Operation> {
                         Just(chordal_core::ExpireWhen::Nx),
                         Just(chordal_core::ExpireWhen::Xx),
                         Just(chordal_core::ExpireWhen::Gt),
-                        Just(chordal_core::ExpireWhen::Lt)
+                        Just(chordal_core::ExpireWhen::Lt),
+                        Just(chordal_core::ExpireWhen::LtExisting)
                     ]
                 )
                     .prop_map(|(expires, when)| Change::ExpireIf { expires, when }),
