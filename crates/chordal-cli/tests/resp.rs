@@ -633,7 +633,7 @@ fn keyspace_commands_answer_as_redis_does() {
 }
 
 /// Commands decided as one step at the owner of several keys — MSETNX,
-/// RENAME, RENAMENX, COPY, and MULTI/EXEC with WATCH, strings and
+/// RENAME, RENAMENX, COPY, and MULTI/EXEC with WATCH, of strings and of
 /// collections — answer through a
 /// ring as a real Redis answers them, over one connection each (WATCH
 /// belongs to its connection); keys of several owners are refused with
@@ -738,6 +738,31 @@ fn transactions_and_multi_key_commands_answer_as_redis_does() {
         "MULTI",
         "HGET {u}h f",
         "EXEC",
+        // COPY and RENAME of collections: every element, in one step.
+        "RPUSH {u}cl a b c d",
+        "COPY {u}cl {u}cl2",
+        "DEL {u}cl",
+        "LPUSH {u}cl2 z",
+        "LRANGE {u}cl2 0 -1",
+        "COPY {u}h {u}h2",
+        "HGETALL {u}h2",
+        "TTL {u}h2",
+        "COPY {u}h {u}h2",
+        "COPY {u}h {u}h2 REPLACE",
+        "ZADD {u}cz 1 a 2 b 3 c",
+        "COPY {u}cz {u}cz2",
+        "ZRANGE {u}cz2 0 -1 WITHSCORES",
+        "ZRANGEBYSCORE {u}cz2 2 3",
+        "RENAME {u}cl2 {u}cl3",
+        "LRANGE {u}cl3 0 -1",
+        "EXISTS {u}cl2",
+        "SET {u}str x",
+        "RENAMENX {u}h2 {u}str",
+        "RENAME {u}h2 {u}str",
+        "TYPE {u}str",
+        "HGET {u}str f",
+        "COPY {u}str {u}cz2 REPLACE",
+        "TYPE {u}cz2",
     ];
     assert_same_answers(nodes[1].served("resp"), redis.addr, &script);
 

@@ -84,6 +84,48 @@ pub(crate) fn decide_steps(
     let mut writes = BTreeMap::new();
     let mut cancelled = false;
     for step in steps {
+        if let Operation::Update {
+            key,
+            change: Change::CopyFrom { from, replace },
+        } = &step
+            && let Some(src) = state
+                .get(from)
+                .cloned()
+                .flatten()
+                .filter(|r| r.is_live(now) && r.kind != Kind::String)
+        {
+            // A collection copied (COPY, RENAME): its header and every
+            // element under the new key, born anew with the batch.
+            let dst = state.get(key).cloned().flatten();
+            let answer = match version {
+                _ if dst.is_some_and(|d| d.is_live(now)) && !*replace => {
+                    StepAnswer::Now(OpResult::Updated {
+                        version: THIS_BATCH,
+                        acked: 0,
+                        number: 0,
+                    })
+                }
+                None => StepAnswer::Now(OpResult::Refused),
+                Some(v) => {
+                    let run = runs.get(from).map_or(&[][..], Vec::as_slice);
+                    match copy_collection(&src, key, run, &state, v) {
+                        Some(records) => {
+                            for r in records {
+                                writes.insert(r.key.clone(), (r.value.clone(), r.expires, r.kind));
+                                state.insert(r.key.clone(), Some(r));
+                            }
+                            StepAnswer::Then(Then::Updated(1))
+                        }
+                        None => StepAnswer::Now(OpResult::StoreFailed),
+                    }
+                }
+            };
+            if let StepAnswer::Now(r) = &answer {
+                cancelled |= all_or_nothing && fails(r);
+            }
+            answers.push(answer);
+            continue;
+        }
         if let Operation::Collection { key, kind, op } = step {
             let answer = match version {
                 Some(v) => {
@@ -218,6 +260,58 @@ pub(crate) fn decide_steps(
     BatchDecision { answers, writes }
 }
 
+/// The records that make collection `src` (a live header) anew at key
+/// `to`, written at `version`: its header born at `version`, and each of
+/// its live elements — `run` (as stored) with the batch's writes in
+/// `state` over it — under `to`. `None` if the header cannot be read.
+fn copy_collection(
+    src: &Record,
+    to: &[u8],
+    run: &[Record],
+    state: &Currents,
+    version: Version,
+) -> Option<Vec<Record>> {
+    use crate::collection::{Header, key::elements_prefix};
+    let mut header = Header::decode(src.value.as_deref()?)?;
+    let born = header.born;
+    header.born = version;
+    let mut head = Record::new(to.to_vec(), version, Some(header.encode())).of_kind(src.kind);
+    head.expires = src.expires;
+    let (from_prefix, to_prefix) = (elements_prefix(&src.key), elements_prefix(to));
+    let mut out = vec![head];
+    for (k, r) in with_writes(run, state, &from_prefix) {
+        if r.value.is_none() || r.version < born {
+            continue;
+        }
+        let mut key = to_prefix.clone();
+        key.extend_from_slice(&k[from_prefix.len()..]);
+        out.push(Record::new(key, version, r.value.clone()).of_kind(r.kind));
+    }
+    Some(out)
+}
+
+/// The element records under `prefix`: `run` (as the store held them)
+/// with the batch's own reads and writes in `state` over it, in key
+/// order (tombstones included).
+fn with_writes<'a>(
+    run: &'a [Record],
+    state: &'a Currents,
+    prefix: &[u8],
+) -> BTreeMap<&'a [u8], &'a Record> {
+    let mut by_key: BTreeMap<&[u8], &Record> = run.iter().map(|r| (r.key.as_slice(), r)).collect();
+    let from = std::ops::Bound::Included(prefix);
+    for (k, r) in state.range::<[u8], _>((from, std::ops::Bound::Unbounded)) {
+        if !k.starts_with(prefix) {
+            break;
+        }
+        match r {
+            Some(r) => by_key.insert(k, r),
+            None => by_key.remove(k.as_slice()),
+        };
+    }
+    by_key
+}
+
 /// Decides collection command `op` on the `kind` collection at `key`
 /// against `state` (the batch's keys as the steps before it left them)
 /// and `run` (its elements as stored before the batch): the run it
@@ -235,21 +329,7 @@ fn collection_step(
     let all: Vec<Record> = match op.range(key, kind, header.as_ref(), state) {
         Some(range) => {
             let born = header.map(|h| h.born).unwrap_or_default();
-            let mut by_key: BTreeMap<&[u8], &Record> =
-                run.iter().map(|r| (r.key.as_slice(), r)).collect();
-            for (k, r) in state.range::<[u8], _>((
-                std::ops::Bound::Included(range.prefix.as_slice()),
-                std::ops::Bound::Unbounded,
-            )) {
-                if !k.starts_with(&range.prefix) {
-                    break;
-                }
-                match r {
-                    Some(r) => by_key.insert(k, r),
-                    None => by_key.remove(k.as_slice()),
-                };
-            }
-            by_key
+            with_writes(run, state, &range.prefix)
                 .into_iter()
                 .filter(|(k, r)| range.holds(k) && r.value.is_some() && r.version >= born)
                 .take(range.limit)

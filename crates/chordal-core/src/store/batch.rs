@@ -17,8 +17,8 @@ use crate::io::Cx;
 use crate::request::{OpName, ReplyTo};
 use crate::write::Then;
 use crate::{
-    Answered, Done, Id, Kind, NodeRef, OpLog, OpResult, Operation, Record, Retried, StoreKind,
-    StoreResult, Time, Version,
+    Answered, Change, Done, Id, Kind, NodeRef, OpLog, OpResult, Operation, Record, Retried,
+    StoreKind, StoreResult, Time, Version,
 };
 use std::collections::BTreeMap;
 
@@ -250,12 +250,28 @@ impl Store {
             // Collections whose run some step reads: read them whole.
             let mut wanted: Vec<Vec<u8>> = Vec::new();
             for s in steps {
-                if let Operation::Collection { key, kind, op } = s {
-                    let current = b.currents.get(key).and_then(Option::as_ref);
-                    let live = collection::live_header(current, *kind, now).is_some();
-                    if live && op.reads_run() && !wanted.contains(key) {
-                        wanted.push(key.clone());
+                let read = match s {
+                    Operation::Collection { key, kind, op } => {
+                        let current = b.currents.get(key).and_then(Option::as_ref);
+                        let live = collection::live_header(current, *kind, now).is_some();
+                        (live && op.reads_run()).then_some(key)
                     }
+                    // A collection copied: every element.
+                    Operation::Update {
+                        change: Change::CopyFrom { from, .. },
+                        ..
+                    } => {
+                        let current = b.currents.get(from).and_then(Option::as_ref);
+                        let live =
+                            current.is_some_and(|r| r.is_live(now) && r.kind != Kind::String);
+                        live.then_some(from)
+                    }
+                    _ => None,
+                };
+                if let Some(key) = read
+                    && !wanted.contains(key)
+                {
+                    wanted.push(key.clone());
                 }
             }
             if !wanted.is_empty() {
@@ -458,10 +474,17 @@ impl Store {
             } => {
                 // A collection step may create a collection, born with the
                 // batch's version: that is chosen first.
-                let version = match steps
-                    .iter()
-                    .any(|s| matches!(s, Operation::Collection { .. }))
-                {
+                let collections = steps.iter().any(|s| {
+                    matches!(
+                        s,
+                        Operation::Collection { .. }
+                            | Operation::Update {
+                                change: Change::CopyFrom { .. },
+                                ..
+                            }
+                    )
+                });
+                let version = match collections {
                     false => None,
                     true => {
                         let Some(term) = super::owner::decider_term(cx, &b.vnode, &b.key_id, now)
