@@ -269,15 +269,58 @@ impl Encoder<Reply> for RespCodec {
     type Error = ProtocolError;
 
     fn encode(&mut self, reply: Reply, out: &mut BytesMut) -> Result<(), ProtocolError> {
-        let result = if self.resp3 {
-            redis_protocol::resp3::encode::complete::extend_encode(out, &reply.into_resp3(), false)
-        } else {
-            redis_protocol::resp2::encode::extend_encode(out, &reply.into_resp2(), false)
-        };
-        result
+        if self.resp3 {
+            return encode_resp3(reply, out);
+        }
+        redis_protocol::resp2::encode::extend_encode(out, &reply.into_resp2(), false)
             .map(|_| ())
             .map_err(|e| ProtocolError::Malformed(e.details().to_string()))
     }
+}
+
+/// Encodes `reply` in RESP3. Doubles are written here, as Redis 7.0
+/// writes them (`%.17g`: `,0.10000000000000001`), where the crate would
+/// write Rust's shortest form; so are the aggregates around them, and
+/// everything else by the crate.
+fn encode_resp3(reply: Reply, out: &mut BytesMut) -> Result<(), ProtocolError> {
+    let header = |out: &mut BytesMut, kind: u8, n: usize| {
+        out.extend_from_slice(&[kind]);
+        out.extend_from_slice(n.to_string().as_bytes());
+        out.extend_from_slice(b"\r\n");
+    };
+    match reply {
+        Reply::Double(x) => {
+            out.extend_from_slice(b",");
+            out.extend_from_slice(chordal_core::collection::zset::format_score(x).as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        Reply::Array(items) if items.iter().any(Reply::has_double) => {
+            header(out, b'*', items.len());
+            for item in items {
+                encode_resp3(item, out)?;
+            }
+        }
+        Reply::Pairs(pairs) if pairs.iter().any(|(a, b)| a.has_double() || b.has_double()) => {
+            header(out, b'*', pairs.len());
+            for (a, b) in pairs {
+                header(out, b'*', 2);
+                encode_resp3(a, out)?;
+                encode_resp3(b, out)?;
+            }
+        }
+        Reply::Map(pairs) if pairs.iter().any(|(a, b)| a.has_double() || b.has_double()) => {
+            header(out, b'%', pairs.len());
+            for (a, b) in pairs {
+                encode_resp3(a, out)?;
+                encode_resp3(b, out)?;
+            }
+        }
+        other => {
+            redis_protocol::resp3::encode::complete::extend_encode(out, &other.into_resp3(), false)
+                .map_err(|e| ProtocolError::Malformed(e.details().to_string()))?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -429,5 +472,24 @@ mod tests {
         out.clear();
         codec.encode(reply, &mut out).unwrap();
         assert_eq!(&out[..], b"*2\r\n$1\r\nv\r\n_\r\n");
+    }
+
+    #[test]
+    fn resp3_doubles_are_written_as_redis_7_0_writes_them() {
+        let mut codec = RespCodec::new(1024, 4096);
+        codec.resp3 = true;
+        let mut out = BytesMut::new();
+        let member = Reply::Bulk(Bytes::from_static(b"a"));
+        let reply = Reply::Array(vec![Reply::Pairs(vec![(member, Reply::Double(0.1))])]);
+        codec.encode(reply, &mut out).unwrap();
+        assert_eq!(
+            &out[..],
+            b"*1\r\n*1\r\n*2\r\n$1\r\na\r\n,0.10000000000000001\r\n"
+        );
+        out.clear();
+        codec
+            .encode(Reply::Double(f64::NEG_INFINITY), &mut out)
+            .unwrap();
+        assert_eq!(&out[..], b",-inf\r\n");
     }
 }

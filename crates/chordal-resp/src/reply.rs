@@ -35,6 +35,18 @@ pub enum Reply {
 }
 
 impl Reply {
+    /// Is there a double in this reply (at any depth)?
+    pub fn has_double(&self) -> bool {
+        match self {
+            Reply::Double(_) => true,
+            Reply::Array(items) | Reply::Push(items) => items.iter().any(Reply::has_double),
+            Reply::Map(pairs) | Reply::Pairs(pairs) => {
+                pairs.iter().any(|(a, b)| a.has_double() || b.has_double())
+            }
+            _ => false,
+        }
+    }
+
     /// `+OK`.
     pub fn ok() -> Reply {
         Reply::Status("OK".into())
