@@ -99,10 +99,13 @@ async fn read<K: KeyValue>(kv: &K, name: &str, args: &[Bytes]) -> Result<Reply, 
             // element as a record of its own, looked up by key like a
             // hash table's (a sorted set's also in an ordered index, a
             // list's by position): never packed into one value.
-            b"encoding" => {
+            // Nothing is shared between keys: every value has one
+            // reference.
+            sub @ (b"encoding" | b"refcount") => {
                 let op = CollOp::Kind;
                 match kv.collection(args[1].to_vec(), Kind::Hash, op).await {
                     Ok(CollReply::Kind(None)) => Reply::Nil,
+                    Ok(CollReply::Kind(Some(_))) if sub == b"refcount" => Reply::Integer(1),
                     Ok(CollReply::Kind(Some((kind, _)))) => {
                         Reply::Bulk(Bytes::from_static(match kind {
                             Kind::String => b"raw",
