@@ -269,54 +269,64 @@ impl Encoder<Reply> for RespCodec {
     type Error = ProtocolError;
 
     fn encode(&mut self, reply: Reply, out: &mut BytesMut) -> Result<(), ProtocolError> {
-        if self.resp3 {
-            return encode_resp3(reply, out);
-        }
-        redis_protocol::resp2::encode::extend_encode(out, &reply.into_resp2(), false)
-            .map(|_| ())
-            .map_err(|e| ProtocolError::Malformed(e.details().to_string()))
+        encode(reply, self.resp3, out)
     }
 }
 
-/// Encodes `reply` in RESP3. Doubles are written here, as Redis 7.0
-/// writes them (`%.17g`: `,0.10000000000000001`), where the crate would
-/// write Rust's shortest form; so are the aggregates around them, and
-/// everything else by the crate.
-fn encode_resp3(reply: Reply, out: &mut BytesMut) -> Result<(), ProtocolError> {
+/// Encodes `reply` in RESP3 (`resp3`) or RESP2. What the crate would
+/// write otherwise than Redis is written here — a double in RESP3 as
+/// Redis 7.0's `%.17g` (`,0.10000000000000001`, where the crate writes
+/// Rust's shortest form), a nil array in RESP2 as `*-1` — with the
+/// aggregates around them; everything else by the crate.
+fn encode(reply: Reply, resp3: bool, out: &mut BytesMut) -> Result<(), ProtocolError> {
     let header = |out: &mut BytesMut, kind: u8, n: usize| {
         out.extend_from_slice(&[kind]);
         out.extend_from_slice(n.to_string().as_bytes());
         out.extend_from_slice(b"\r\n");
     };
     match reply {
-        Reply::Double(x) => {
+        Reply::Double(x) if resp3 => {
             out.extend_from_slice(b",");
             out.extend_from_slice(chordal_core::collection::zset::format_score(x).as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        Reply::Array(items) if items.iter().any(Reply::has_double) => {
+        Reply::NilArray if !resp3 => out.extend_from_slice(b"*-1\r\n"),
+        Reply::Array(items) if items.iter().any(Reply::is_special) => {
             header(out, b'*', items.len());
             for item in items {
-                encode_resp3(item, out)?;
+                encode(item, resp3, out)?;
             }
         }
-        Reply::Pairs(pairs) if pairs.iter().any(|(a, b)| a.has_double() || b.has_double()) => {
-            header(out, b'*', pairs.len());
+        Reply::Pairs(pairs) if pairs.iter().any(|(a, b)| a.is_special() || b.is_special()) => {
+            // RESP3: an array of pairs; RESP2: one flat array.
+            match resp3 {
+                true => header(out, b'*', pairs.len()),
+                false => header(out, b'*', pairs.len() * 2),
+            }
             for (a, b) in pairs {
-                header(out, b'*', 2);
-                encode_resp3(a, out)?;
-                encode_resp3(b, out)?;
+                if resp3 {
+                    header(out, b'*', 2);
+                }
+                encode(a, resp3, out)?;
+                encode(b, resp3, out)?;
             }
         }
-        Reply::Map(pairs) if pairs.iter().any(|(a, b)| a.has_double() || b.has_double()) => {
-            header(out, b'%', pairs.len());
-            for (a, b) in pairs {
-                encode_resp3(a, out)?;
-                encode_resp3(b, out)?;
+        Reply::Map(pairs) if pairs.iter().any(|(a, b)| a.is_special() || b.is_special()) => {
+            match resp3 {
+                true => header(out, b'%', pairs.len()),
+                false => header(out, b'*', pairs.len() * 2),
             }
+            for (a, b) in pairs {
+                encode(a, resp3, out)?;
+                encode(b, resp3, out)?;
+            }
+        }
+        other if resp3 => {
+            redis_protocol::resp3::encode::complete::extend_encode(out, &other.into_resp3(), false)
+                .map_err(|e| ProtocolError::Malformed(e.details().to_string()))?;
         }
         other => {
-            redis_protocol::resp3::encode::complete::extend_encode(out, &other.into_resp3(), false)
+            redis_protocol::resp2::encode::extend_encode(out, &other.into_resp2(), false)
                 .map_err(|e| ProtocolError::Malformed(e.details().to_string()))?;
         }
     }
@@ -475,7 +485,7 @@ mod tests {
     }
 
     #[test]
-    fn resp3_doubles_are_written_as_redis_7_0_writes_them() {
+    fn doubles_and_nil_arrays_are_written_as_redis_7_0_writes_them() {
         let mut codec = RespCodec::new(1024, 4096);
         codec.resp3 = true;
         let mut out = BytesMut::new();
@@ -491,5 +501,15 @@ mod tests {
             .encode(Reply::Double(f64::NEG_INFINITY), &mut out)
             .unwrap();
         assert_eq!(&out[..], b",-inf\r\n");
+        // RESP2: a double is its text; a nil array `*-1`, `_` in RESP3.
+        codec.resp3 = false;
+        out.clear();
+        let reply = Reply::Array(vec![Reply::Double(0.5), Reply::NilArray]);
+        codec.encode(reply.clone(), &mut out).unwrap();
+        assert_eq!(&out[..], b"*2\r\n$3\r\n0.5\r\n*-1\r\n");
+        codec.resp3 = true;
+        out.clear();
+        codec.encode(reply, &mut out).unwrap();
+        assert_eq!(&out[..], b"*2\r\n,0.5\r\n_\r\n");
     }
 }

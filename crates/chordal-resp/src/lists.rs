@@ -104,7 +104,7 @@ pub async fn run<K: KeyValue>(kv: &K, name: &str, args: &[Bytes]) -> Reply {
             if many == Some(0) {
                 // Nothing popped: an empty array for a list, nil for none.
                 return on(kv, &args[0], CollOp::Len, |r| match r {
-                    CollReply::Count(0) => Reply::Nil,
+                    CollReply::Count(0) => Reply::NilArray,
                     CollReply::Count(_) => Reply::Array(Vec::new()),
                     _ => unexpected(),
                 })
@@ -117,8 +117,8 @@ pub async fn run<K: KeyValue>(kv: &K, name: &str, args: &[Bytes]) -> Reply {
             on(kv, &args[0], op, |r| match (items(r), many) {
                 (None, _) => unexpected(),
                 (Some(v), None) => v.into_iter().next().map_or(Reply::Nil, bulk),
-                // An empty answer to a count is nil, as Redis's.
-                (Some(v), Some(_)) if v.is_empty() => Reply::Nil,
+                // An empty answer to a count is a nil array, as Redis's.
+                (Some(v), Some(_)) if v.is_empty() => Reply::NilArray,
                 (Some(v), Some(_)) => Reply::Array(v.into_iter().map(bulk).collect()),
             })
             .await
@@ -357,7 +357,7 @@ pub(crate) async fn first_nonempty<K: KeyValue>(
             None => false,
         };
         if !again {
-            return Reply::Nil;
+            return Reply::NilArray;
         }
     }
 }

@@ -197,7 +197,7 @@ pub async fn exec(
         .drain(..expectations.min(answers.len()))
         .any(|a| matches!(a, Err(OpError::PreconditionFailed { .. })));
     if watched_changed {
-        return Reply::Nil;
+        return Reply::NilArray;
     }
     // Then: each command's reply from its steps' answers.
     let mut replies = Vec::with_capacity(queued.len());

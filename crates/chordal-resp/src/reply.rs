@@ -19,6 +19,9 @@ pub enum Reply {
     Bulk(Bytes),
     /// A missing value (`$-1` in RESP2, `_` in RESP3).
     Nil,
+    /// A missing array (`*-1` in RESP2, `_` in RESP3): what BLPOP says
+    /// when it times out, EXEC when a watched key changed.
+    NilArray,
     /// An array of replies.
     Array(Vec<Reply>),
     /// A map in RESP3; a flat array of keys and values in RESP2.
@@ -35,13 +38,15 @@ pub enum Reply {
 }
 
 impl Reply {
-    /// Is there a double in this reply (at any depth)?
-    pub fn has_double(&self) -> bool {
+    /// Is there a reply the `redis-protocol` crate cannot write as
+    /// Redis does (a double for RESP3, a nil array for RESP2), at any
+    /// depth? Those are encoded by `codec.rs` itself.
+    pub fn is_special(&self) -> bool {
         match self {
-            Reply::Double(_) => true,
-            Reply::Array(items) | Reply::Push(items) => items.iter().any(Reply::has_double),
+            Reply::Double(_) | Reply::NilArray => true,
+            Reply::Array(items) | Reply::Push(items) => items.iter().any(Reply::is_special),
             Reply::Map(pairs) | Reply::Pairs(pairs) => {
-                pairs.iter().any(|(a, b)| a.has_double() || b.has_double())
+                pairs.iter().any(|(a, b)| a.is_special() || b.is_special())
             }
             _ => false,
         }
@@ -72,7 +77,7 @@ impl Reply {
             Reply::Double(x) => {
                 Frame2::BulkString(Bytes::from(chordal_core::collection::zset::format_score(x)))
             }
-            Reply::Nil => Frame2::Null,
+            Reply::Nil | Reply::NilArray => Frame2::Null,
             Reply::Array(items) | Reply::Push(items) => {
                 Frame2::Array(items.into_iter().map(Reply::into_resp2).collect())
             }
@@ -106,7 +111,7 @@ impl Reply {
                 attributes,
             },
             Reply::Double(data) => Frame3::Double { data, attributes },
-            Reply::Nil => Frame3::Null,
+            Reply::Nil | Reply::NilArray => Frame3::Null,
             Reply::Array(items) => Frame3::Array {
                 data: items.into_iter().map(Reply::into_resp3).collect(),
                 attributes,
