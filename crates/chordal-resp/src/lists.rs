@@ -337,6 +337,7 @@ pub(crate) async fn first_nonempty<K: KeyValue>(
     if wait.is_some() && keys.len() > MAX_BLOCKING_KEYS {
         return too_many_keys();
     }
+    let mut woken = false;
     loop {
         let seen = match wait {
             Some(w) => w.versions(kv, keys).await,
@@ -349,9 +350,13 @@ pub(crate) async fn first_nonempty<K: KeyValue>(
                         return reply;
                     }
                 }
+                // Once blocked, a key that now holds another kind is
+                // not one to pop from yet: Redis keeps waiting too.
+                Err(chordal_node::Error::Op(chordal_node::OpError::WrongType)) if woken => {}
                 Err(e) => return collection_failed(e),
             }
         }
+        woken = true;
         let again = match wait {
             Some(w) => w.changed(kv, keys, &seen).await,
             None => false,
