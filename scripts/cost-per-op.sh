@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Where the work goes per Redis operation on a Chordal ring: a ring of
+# NODES `chordal node` processes (R = 3, memory store) on this machine,
+# redis-benchmark against the first node, and the node processes'
+# counters over each run divided by the operations run.
+#
+#   scripts/cost-per-op.sh [REQUESTS] [CLIENTS] [PIPELINE]   # defaults 100000 50 1
+#
+# Per test (TESTS, default get,set,incr), two runs:
+#   1. plain: CPU µs per op (utime + stime of every node process, from
+#      /proc) and context switches per op (voluntary + involuntary, every
+#      thread), with redis-benchmark's requests per second;
+#   2. under `perf stat` (root: tracepoints and uprobes): system calls,
+#      wake-ups the nodes' threads made (sched_wakeup fires in the waker),
+#      and calls to malloc/calloc/realloc (uprobes on libc: Rust's
+#      default allocator), per op. The uprobes slow the run, which is why
+#      CPU is taken from the plain run.
+# Prints one CSV line per test: test,rps,cpu_us,ctxsw,syscalls,wakeups,allocs.
+# Needs Debian's redis-tools and linux-perf, and a release build:
+#   cargo build --release -p chordal-cli
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-100000}
+C=${2:-50}
+P=${3:-1}
+NODES=${NODES:-3}
+TESTS=${TESTS:-get,set,incr}
+BIN=${CHORDAL_BIN:-target/release/chordal}
+LIBC=${LIBC:-/lib/x86_64-linux-gnu/libc.so.6}
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+for tool in redis-benchmark redis-cli perf "$BIN"; do
+    command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 1; }
+done
+
+# The ring, as scripts/bench-redis.sh starts it.
+seed=""
+RESP_PORT=""
+for i in $(seq 1 "$NODES"); do
+    args=(node --listen 127.0.0.1:0 --api 127.0.0.1:0 --resp 127.0.0.1:0)
+    [ -n "$seed" ] && args+=(--join "$seed")
+    "$BIN" "${args[@]}" >"$WORK/node-$i.out" 2>/dev/null &
+    PIDS+=($!)
+    for _ in $(seq 1 100); do [ -s "$WORK/node-$i.out" ] && break; sleep 0.1; done
+    line=$(head -1 "$WORK/node-$i.out")
+    if [ -z "$seed" ]; then
+        seed=$(sed -E 's/.*"addr":"([^"]+)".*/\1/' <<<"$line")
+        RESP_PORT=$(sed -E 's/.*"resp":"[^"]*:([0-9]+)".*/\1/' <<<"$line")
+    fi
+done
+# Steady state: successor lists full, terms granted, the handoff window
+# (30 s after a range grew) over.
+sleep 35
+redis-cli -p "$RESP_PORT" set warm 1 >/dev/null
+
+cpu_ticks() { # CPU clock ticks of every node process so far
+    local t=0 p
+    for p in "${PIDS[@]}"; do
+        t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+    done
+    echo "$t"
+}
+switches() { # context switches of every thread of every node process
+    cat /proc/"${PIDS[0]}"/task/*/status >/dev/null
+    local p
+    for p in "${PIDS[@]}"; do cat /proc/"$p"/task/*/status; done |
+        awk '/^(non)?voluntary_ctxt_switches:/ { s += $2 } END { print s }'
+}
+bench() { # TEST: redis-benchmark's rps
+    redis-benchmark -h 127.0.0.1 -p "$RESP_PORT" -t "$1" -n "$N" -c "$C" -P "$P" --csv 2>/dev/null |
+        tr -d '"' | awk -F, -v t="$(tr a-z A-Z <<<"$1")" '$1 == t { print $2 }'
+}
+
+# Probes for the allocator (removed again at the end).
+for f in malloc calloc realloc; do
+    perf probe -q -x "$LIBC" --add "$f" 2>/dev/null || true
+done
+trap 'for f in malloc calloc realloc; do perf probe -q -d "probe_libc:$f" 2>/dev/null || true; done; cleanup' EXIT
+TCK=$(getconf CLK_TCK)
+pids=$(IFS=,; echo "${PIDS[*]}")
+
+echo "test,rps,cpu_us,ctxsw,syscalls,wakeups,allocs"
+for t in ${TESTS//,/ }; do
+    c0=$(cpu_ticks)
+    s0=$(switches)
+    rps=$(bench "$t")
+    c1=$(cpu_ticks)
+    s1=$(switches)
+    perf stat -x, -o "$WORK/perf-$t" \
+        -e raw_syscalls:sys_enter,sched:sched_wakeup,probe_libc:malloc,probe_libc:calloc,probe_libc:realloc \
+        -p "$pids" &
+    perf_pid=$!
+    sleep 0.5
+    bench "$t" >/dev/null
+    kill -INT "$perf_pid"
+    wait "$perf_pid" 2>/dev/null || true
+    count() { awk -F, -v e="$1" '$3 == e { print $1 }' "$WORK/perf-$t"; }
+    allocs=$(($(count probe_libc:malloc) + $(count probe_libc:calloc) + $(count probe_libc:realloc)))
+    awk -v t="$t" -v rps="$rps" -v n="$N" -v tck="$TCK" \
+        -v cpu=$((c1 - c0)) -v sw=$((s1 - s0)) \
+        -v sys="$(count raw_syscalls:sys_enter)" -v wake="$(count sched:sched_wakeup)" -v al="$allocs" \
+        'BEGIN { printf "%s,%s,%.1f,%.2f,%.2f,%.2f,%.1f\n", t, rps, cpu * 1e6 / tck / n, sw / n, sys / n, wake / n, al / n }'
+done
