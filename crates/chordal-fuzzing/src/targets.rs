@@ -15,11 +15,12 @@ pub fn frames(data: &[u8]) {
     let mut codec = chordal_wire::frame_codec(64 * 1024);
     let mut buf = BytesMut::from(data);
     while let Ok(Some(frame)) = codec.decode(&mut buf) {
-        let Ok(env) = chordal_wire::decode_envelope(&frame, local) else {
+        let Ok(env) = chordal_wire::decode_envelope(frame.freeze(), local) else {
             continue;
         };
         let again = chordal_wire::encode_envelope(&env);
-        let back = chordal_wire::decode_envelope(&again, local).expect("our own encoding decodes");
+        let back =
+            chordal_wire::decode_envelope(again.into(), local).expect("our own encoding decodes");
         assert_eq!(back, env, "a decoded envelope survives a round trip");
     }
 }

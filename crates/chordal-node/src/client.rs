@@ -482,7 +482,7 @@ impl Client {
                     f = frames.next() => f,
                 };
                 let Some(Ok(frame)) = frame else { break };
-                let Ok(env) = chordal_wire::decode_envelope(&frame, local) else {
+                let Ok(env) = chordal_wire::decode_envelope(frame.freeze(), local) else {
                     break;
                 };
                 let Some(inner) = inner.upgrade() else { break };

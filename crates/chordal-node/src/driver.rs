@@ -536,36 +536,41 @@ impl Driver {
         let now = self.now();
         let stats = self.ctx.stats.clone();
         match frame {
-            Some(Ok(bytes)) => match chordal_wire::decode_envelope(&bytes, self.core.addr()) {
-                Ok(env) if env.from.addr == addr => {
-                    let Some(c) = self.conns.get_mut(&conn_id) else {
-                        return;
-                    };
-                    if !c.standing.may_send(&env) {
-                        // A client speaking for the ring, or a member
-                        // speaking for a vnode its certificate does not
-                        // give: refused, and the connection dropped.
-                        let counter = match c.standing {
-                            Standing::Client => &stats.client_role,
-                            Standing::Member { .. } => &stats.wrong_ids,
+            Some(Ok(bytes)) => {
+                let size = bytes.len();
+                // Frozen, the ids the envelope carries are slices of the
+                // frame, not copies.
+                match chordal_wire::decode_envelope(bytes.freeze(), self.core.addr()) {
+                    Ok(env) if env.from.addr == addr => {
+                        let Some(c) = self.conns.get_mut(&conn_id) else {
+                            return;
                         };
-                        counter.fetch_add(1, Ordering::Relaxed);
-                        debug!(peer = %addr, kind = env.msg.kind(), "message refused for the sender's standing");
-                        self.close(conn_id, false);
-                        return;
+                        if !c.standing.may_send(&env) {
+                            // A client speaking for the ring, or a member
+                            // speaking for a vnode its certificate does not
+                            // give: refused, and the connection dropped.
+                            let counter = match c.standing {
+                                Standing::Client => &stats.client_role,
+                                Standing::Member { .. } => &stats.wrong_ids,
+                            };
+                            counter.fetch_add(1, Ordering::Relaxed);
+                            debug!(peer = %addr, kind = env.msg.kind(), "message refused for the sender's standing");
+                            self.close(conn_id, false);
+                            return;
+                        }
+                        c.last_active = Instant::now();
+                        stats.frames_in.fetch_add(1, Ordering::Relaxed);
+                        self.metrics.received(env.msg.kind(), size);
+                        self.core.handle_message(now, env);
                     }
-                    c.last_active = Instant::now();
-                    stats.frames_in.fetch_add(1, Ordering::Relaxed);
-                    self.metrics.received(env.msg.kind(), bytes.len());
-                    self.core.handle_message(now, env);
+                    _ => {
+                        // A frame that does not decode or lies about its sender:
+                        // this peer is broken; drop the connection.
+                        stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+                        self.close(conn_id, true);
+                    }
                 }
-                _ => {
-                    // A frame that does not decode or lies about its sender:
-                    // this peer is broken; drop the connection.
-                    stats.bad_frames.fetch_add(1, Ordering::Relaxed);
-                    self.close(conn_id, true);
-                }
-            },
+            }
             Some(Err(e)) => {
                 // Oversized frame or an I/O error.
                 if e.kind() != std::io::ErrorKind::ConnectionReset {

@@ -3,6 +3,7 @@
 
 use crate::WireError;
 use crate::pb::{self, Body};
+use bytes::Bytes;
 use chordal_core::{Change, Condition, Consistency, ExpireWhen, Kind, OpLog, WriteOptions};
 use chordal_core::{
     Envelope, Id, KeyRange, Known, LookupFailure, Message, NodeRef, OpResult, Operation,
@@ -21,7 +22,7 @@ pub const MAX_ACKS: usize = 1024;
 
 fn node_to_pb(n: &NodeRef) -> pb::NodeRef {
     pb::NodeRef {
-        id: n.id.0.to_vec(),
+        id: Bytes::copy_from_slice(&n.id.0),
         addr: n.addr.to_string(),
     }
 }
@@ -187,7 +188,7 @@ fn promise_from_pb(p: &pb::Promise) -> Result<Message, WireError> {
 fn version_to_pb(v: &Version) -> pb::Version {
     pb::Version {
         hlc: v.hlc,
-        node: v.node.0.to_vec(),
+        node: Bytes::copy_from_slice(&v.node.0),
         term: v.term,
     }
 }
@@ -977,8 +978,8 @@ pub fn envelope_to_pb(env: &Envelope) -> pb::Envelope {
         Message::Reply { req, result, range } => {
             let mut pb = kv_reply_to_pb(*req, result);
             if let Some(r) = range {
-                pb.range_start = r.start.0.to_vec();
-                pb.range_end = r.end.0.to_vec();
+                pb.range_start = Bytes::copy_from_slice(&r.start.0);
+                pb.range_end = Bytes::copy_from_slice(&r.end.0);
             }
             Body::KvReply(pb)
         }
@@ -1083,7 +1084,11 @@ pub fn envelope_to_pb(env: &Envelope) -> pb::Envelope {
     };
     pb::Envelope {
         from: Some(node_to_pb(&env.from)),
-        to_id: env.to.id.map(|id| id.0.to_vec()).unwrap_or_default(),
+        to_id: env
+            .to
+            .id
+            .map(|id| Bytes::copy_from_slice(&id.0))
+            .unwrap_or_default(),
         body: Some(body),
     }
 }
@@ -1111,7 +1116,10 @@ pub fn frame_len(env: &Envelope) -> usize {
 }
 
 /// Decodes a frame body received on a connection to our address `local`.
-pub fn decode_envelope(bytes: &[u8], local: SocketAddr) -> Result<Envelope, WireError> {
+///
+/// Decoding from a `Bytes` (the frame a connection read) lets the ids in
+/// it be slices of that frame rather than copies: give the frame itself.
+pub fn decode_envelope(bytes: Bytes, local: SocketAddr) -> Result<Envelope, WireError> {
     let pb = pb::Envelope::decode(bytes).map_err(|_| WireError::Protobuf)?;
     envelope_from_pb(&pb, local)
 }

@@ -5,8 +5,8 @@
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct NodeRef {
-    #[prost(bytes = "vec", tag = "1")]
-    pub id: Vec<u8>,
+    #[prost(bytes = "bytes", tag = "1")]
+    pub id: bytes::Bytes,
     #[prost(string, tag = "2")]
     pub addr: String,
 }
@@ -38,8 +38,8 @@ pub struct Hello {
 pub struct Envelope {
     #[prost(message, optional, tag = "1")]
     pub from: Option<NodeRef>,
-    #[prost(bytes = "vec", tag = "2")]
-    pub to_id: Vec<u8>,
+    #[prost(bytes = "bytes", tag = "2")]
+    pub to_id: bytes::Bytes,
     #[prost(
         oneof = "Body",
         tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 30, 31, 32, 33, 34, 35, 36, 37, 38, 40, 41, 42, 43, 44, 45, 46, 47"
@@ -272,8 +272,8 @@ pub struct SyncDiff {
 pub struct Version {
     #[prost(uint64, tag = "1")]
     pub hlc: u64,
-    #[prost(bytes = "vec", tag = "2")]
-    pub node: Vec<u8>,
+    #[prost(bytes = "bytes", tag = "2")]
+    pub node: bytes::Bytes,
     #[prost(uint64, tag = "3")]
     pub term: u64,
 }
@@ -436,10 +436,10 @@ pub struct KvReply {
     #[prost(uint32, tag = "6")]
     pub needed: u32,
     /// The owner's range `(range_start, range_end]`, both empty if absent.
-    #[prost(bytes = "vec", tag = "7")]
-    pub range_start: Vec<u8>,
-    #[prost(bytes = "vec", tag = "8")]
-    pub range_end: Vec<u8>,
+    #[prost(bytes = "bytes", tag = "7")]
+    pub range_start: bytes::Bytes,
+    #[prost(bytes = "bytes", tag = "8")]
+    pub range_end: bytes::Bytes,
     /// Found: when the value expires (µs of the Unix epoch).
     #[prost(uint64, optional, tag = "9")]
     pub expires: Option<u64>,

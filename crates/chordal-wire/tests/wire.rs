@@ -699,7 +699,7 @@ proptest! {
     fn envelopes_round_trip(from in any_node(), to_id in proptest::option::of(any_id()), msg in any_message()) {
         let env = Envelope { from, to: Target { addr: local(), id: to_id }, msg };
         let bytes = encode_envelope(&env);
-        prop_assert_eq!(decode_envelope(&bytes, local()), Ok(env));
+        prop_assert_eq!(decode_envelope(bytes.into(), local()), Ok(env));
     }
 
     #[test]
@@ -710,13 +710,13 @@ proptest! {
         prop_assert_eq!(buf.len(), 4 + len);
         prop_assert_eq!(frame_len(&env), buf.len());
         let frame = frame_codec(1 << 20).decode(&mut buf).unwrap().expect("one whole frame");
-        prop_assert_eq!(decode_envelope(&frame, local()), Ok(env));
+        prop_assert_eq!(decode_envelope(frame.freeze(), local()), Ok(env));
         prop_assert!(buf.is_empty());
     }
 
     #[test]
     fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-        let _ = decode_envelope(&bytes, local());
+        let _ = decode_envelope(bytes.clone().into(), local());
         let _ = decode_hello(&bytes, "c");
         let mut codec = frame_codec(1024);
         let mut buf = BytesMut::from(&bytes[..]);
@@ -764,7 +764,7 @@ fn half_a_frame_waits_for_the_rest() {
     buf.put_slice(&body[body.len() / 2..]);
     let frame = codec.decode(&mut buf).unwrap().expect("whole frame");
     assert_eq!(
-        decode_envelope(&frame, local()).unwrap().msg,
+        decode_envelope(frame.freeze(), local()).unwrap().msg,
         Message::Ping { req: 9 }
     );
 }
