@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Where the work goes per Redis operation on a Chordal ring: a ring of
 # NODES `chordal node` processes (R = 3, memory store) on this machine,
-# redis-benchmark against the first node, and the node processes'
-# counters over each run divided by the operations run.
+# redis-benchmark against the first node (keys spread over KEYS names),
+# and the node processes' counters over each run divided by the
+# operations run.
 #
 #   scripts/cost-per-op.sh [REQUESTS] [CLIENTS] [PIPELINE]   # defaults 100000 50 1
 #
@@ -25,6 +26,10 @@ C=${2:-50}
 P=${3:-1}
 NODES=${NODES:-3}
 TESTS=${TESTS:-get,set,incr}
+# Keys spread over KEYS random names (redis-benchmark -r), so that every
+# run mixes keys the first node owns with keys it forwards: with one key,
+# which node owns it (random at each start) decides the figures.
+KEYS=${KEYS:-100000}
 BIN=${CHORDAL_BIN:-target/release/chordal}
 LIBC=${LIBC:-/lib/x86_64-linux-gnu/libc.so.6}
 WORK=$(mktemp -d)
@@ -73,7 +78,7 @@ switches() { # context switches of every thread of every node process
         awk '/^(non)?voluntary_ctxt_switches:/ { s += $2 } END { print s }'
 }
 bench() { # TEST: redis-benchmark's rps
-    redis-benchmark -h 127.0.0.1 -p "$RESP_PORT" -t "$1" -n "$N" -c "$C" -P "$P" --csv 2>/dev/null |
+    redis-benchmark -h 127.0.0.1 -p "$RESP_PORT" -t "$1" -n "$N" -c "$C" -P "$P" -r "$KEYS" --csv 2>/dev/null |
         tr -d '"' | awk -F, -v t="$(tr a-z A-Z <<<"$1")" '$1 == t { print $2 }'
 }
 

@@ -20,11 +20,34 @@ pub const MAX_LIST: usize = 64;
 /// Most request numbers one `LookupAck` may carry.
 pub const MAX_ACKS: usize = 1024;
 
+/// Nodes whose protobuf form one thread keeps (see `node_to_pb`).
+const NODE_MEMO: usize = 4096;
+
+/// The protobuf form of `n`. Memoized per thread: a process names the
+/// same few nodes (its own vnodes, its peers) in nearly every message,
+/// and cloning a kept form costs two reference counts where building one
+/// costs two allocations and an address formatted as text.
 fn node_to_pb(n: &NodeRef) -> pb::NodeRef {
-    pb::NodeRef {
-        id: Bytes::copy_from_slice(&n.id.0),
-        addr: n.addr.to_string(),
+    thread_local! {
+        static MEMO: std::cell::RefCell<std::collections::HashMap<NodeRef, pb::NodeRef>> =
+            std::cell::RefCell::new(std::collections::HashMap::new());
     }
+    MEMO.with(|memo| {
+        let mut memo = memo.borrow_mut();
+        if let Some(p) = memo.get(n) {
+            return p.clone();
+        }
+        if memo.len() >= NODE_MEMO {
+            // Bounded: a ring bigger than this starts over.
+            memo.clear();
+        }
+        let p = pb::NodeRef {
+            id: Bytes::copy_from_slice(&n.id.0),
+            addr: Bytes::from(n.addr.to_string()),
+        };
+        memo.insert(*n, p.clone());
+        p
+    })
 }
 
 fn nodes_to_pb(ns: &[NodeRef]) -> Vec<pb::NodeRef> {
@@ -37,7 +60,10 @@ fn id_from_pb(bytes: &[u8], field: &'static str) -> Result<Id, WireError> {
 
 fn node_from_pb(n: &pb::NodeRef, field: &'static str) -> Result<NodeRef, WireError> {
     let id = id_from_pb(&n.id, field)?;
-    let addr: SocketAddr = n.addr.parse().map_err(|_| WireError::Invalid(field))?;
+    let addr: SocketAddr = std::str::from_utf8(&n.addr)
+        .ok()
+        .and_then(|a| a.parse().ok())
+        .ok_or(WireError::Invalid(field))?;
     Ok(NodeRef::new(id, addr))
 }
 

@@ -7,8 +7,10 @@
 pub struct NodeRef {
     #[prost(bytes = "bytes", tag = "1")]
     pub id: bytes::Bytes,
-    #[prost(string, tag = "2")]
-    pub addr: String,
+    /// `string addr = 2` in the .proto: the same bytes on the wire (UTF-8
+    /// text), kept as a slice of the frame; `node_from_pb` checks them.
+    #[prost(bytes = "bytes", tag = "2")]
+    pub addr: bytes::Bytes,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
