@@ -5,7 +5,6 @@
 use crate::ApiError;
 use crate::routes::AppState;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::Html;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use chordal_core::NodeRef;
@@ -63,13 +62,7 @@ fn describe(e: &NodeEvent) -> (&'static str, Value) {
 pub async fn events(
     State(s): State<AppState>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let permit = s.streams.clone().try_acquire_owned().map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too_many_streams",
-            format!("this node already serves {} streams", s.config.max_streams),
-        )
-    })?;
+    let permit = s.stream_permit()?;
     let events = s.node.events();
     let stream =
         futures_util::stream::unfold((events, permit), |(mut events, permit)| async move {

@@ -26,7 +26,7 @@ pub struct ApiConfig {
     pub max_ring: usize,
     /// Largest value (or published message) accepted, in bytes.
     pub max_value: usize,
-    /// Most subscription streams (`GET /v1/topics/...`) served at once.
+    /// Most streams (`GET /v1/topics/...`, `/v1/watch/...`, `/v1/events`) served at once.
     pub max_streams: usize,
     /// Bearer tokens the API demands (`--api-tokens`); `None`: open.
     pub tokens: Option<std::sync::Arc<crate::auth::Tokens>>,
@@ -66,8 +66,25 @@ impl Default for ApiConfig {
 pub(crate) struct AppState {
     pub node: Node,
     pub config: ApiConfig,
-    /// One permit per subscription stream served.
+    /// One permit per stream served (subscriptions, watches, events).
     pub streams: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl AppState {
+    /// A permit for one more stream, held while it lives; 503
+    /// `too_many_streams` past `max_streams`.
+    pub fn stream_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        self.streams.clone().try_acquire_owned().map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too_many_streams",
+                format!(
+                    "this node already serves {} streams",
+                    self.config.max_streams
+                ),
+            )
+        })
+    }
 }
 
 /// One route of the API: its path as axum writes it, the methods it

@@ -49,16 +49,7 @@ pub async fn subscribe(
     topic: Result<Path<String>, PathRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let topic = key_from_path(topic, &s.config)?;
-    let permit = s.streams.clone().try_acquire_owned().map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too_many_streams",
-            format!(
-                "this node already serves {} subscription streams",
-                s.config.max_streams
-            ),
-        )
-    })?;
+    let permit = s.stream_permit()?;
     let sub = s
         .node
         .subscribe(topic.into_bytes())

@@ -31,7 +31,7 @@ use crate::ApiError;
 use crate::routes::{AppState, key_from_path};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use base64::Engine as _;
 use chordal_core::{Kind, OpError, Record, Version};
@@ -77,13 +77,7 @@ pub async fn watch(
         })?),
         None => None,
     };
-    let permit = s.streams.clone().try_acquire_owned().map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too_many_streams",
-            format!("this node already serves {} streams", s.config.max_streams),
-        )
-    })?;
+    let permit = s.stream_permit()?;
     let watching = Watching {
         node: s.node,
         key: key.into_bytes(),

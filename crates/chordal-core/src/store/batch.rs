@@ -22,10 +22,10 @@ use crate::{
 };
 use std::collections::BTreeMap;
 
-/// May `vnode` read a run of elements of `key_id` from its own store?
-/// Only once its term has caught up: the store then holds every
-/// acknowledged one.
-fn caught_up(cx: &Cx<'_>, now: Time, (vnode, key_id): (&NodeRef, &Id)) -> bool {
+/// May `vnode` read what its own store holds of `key_id` beyond one
+/// record (a run of elements, a watch's changes)? Only once its term has
+/// caught up: the store then holds every acknowledged write.
+pub(super) fn caught_up(cx: &Cx<'_>, now: Time, (vnode, key_id): (&NodeRef, &Id)) -> bool {
     !cx.config.authority
         || cx
             .authority

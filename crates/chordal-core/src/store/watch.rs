@@ -142,12 +142,7 @@ impl Store {
             cx.io.answer(reply, OpResult::Overloaded);
             return;
         }
-        let caught_up = !cx.config.authority
-            || cx
-                .authority
-                .lease(&vnode, &key_id, now)
-                .is_ok_and(|l| l.catch_up.is_empty());
-        if !caught_up {
+        if !super::batch::caught_up(cx, now, (&vnode, &key_id)) {
             cx.io.answer(reply, super::owner::not_ready(cx));
             return;
         }
@@ -206,10 +201,8 @@ impl Store {
             StoreResult::Got(r) => r.into_iter().collect(),
             StoreResult::Scanned(records) => records,
             _ => {
-                let w = self.watches.remove(id).expect("watcher present");
-                self.deadlines.remove(&(w.until, Deadline::Watch(id)));
                 cx.io.counting.error("kv_store_failed");
-                cx.io.answer(w.reply, OpResult::StoreFailed);
+                self.watch_answer(cx, id, OpResult::StoreFailed);
                 return;
             }
         };
@@ -224,9 +217,15 @@ impl Store {
             None if current => nothing(),
             None => return,
         };
-        let w = self.watches.remove(id).expect("watcher present");
-        self.deadlines.remove(&(w.until, Deadline::Watch(id)));
-        cx.io.answer(w.reply, answer);
+        self.watch_answer(cx, id, answer);
+    }
+
+    /// Answers watch `id` with `answer` and forgets it.
+    fn watch_answer(&mut self, cx: &mut Cx<'_>, id: u64, answer: OpResult) {
+        if let Some(w) = self.watches.remove(id) {
+            self.deadlines.remove(&(w.until, Deadline::Watch(id)));
+            cx.io.answer(w.reply, answer);
+        }
     }
 
     /// A write of `records` (one key id, one version) reached its quorum:
@@ -255,9 +254,7 @@ impl Store {
             let Some(answer) = oldest_change(w, records.iter().cloned()) else {
                 continue;
             };
-            let w = self.watches.remove(id).expect("watcher present");
-            self.deadlines.remove(&(w.until, Deadline::Watch(id)));
-            cx.io.answer(w.reply, answer);
+            self.watch_answer(cx, id, answer);
         }
     }
 
