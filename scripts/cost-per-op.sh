@@ -72,7 +72,6 @@ cpu_ticks() { # CPU clock ticks of every node process so far
     echo "$t"
 }
 switches() { # context switches of every thread of every node process
-    cat /proc/"${PIDS[0]}"/task/*/status >/dev/null
     local p
     for p in "${PIDS[@]}"; do cat /proc/"$p"/task/*/status; done |
         awk '/^(non)?voluntary_ctxt_switches:/ { s += $2 } END { print s }'
