@@ -19,8 +19,9 @@ cd "$(dirname "$0")/.."
 N=${1:?usage: scripts/bench-cluster.sh N [bench kv flags...]}
 shift
 BIN=${CHORDAL_BIN:-target/release/chordal}
-# The nodes inherit CHORDAL_* variables: CHORDAL_THREADS=1 runs each on
-# one thread, CHORDAL_ROUTING=chord routes by fingers only.
+# The nodes inherit CHORDAL_* variables: CHORDAL_THREADS=0 gives each a
+# worker per core (the default is one thread), CHORDAL_ROUTING=chord
+# routes by fingers only.
 # The benchmark client may be another build than the nodes (an A/B of
 # node builds with one client): CHORDAL_BENCH_BIN.
 BENCH_BIN=${CHORDAL_BENCH_BIN:-$BIN}

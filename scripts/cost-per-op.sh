@@ -31,6 +31,10 @@ TESTS=${TESTS:-get,set,incr}
 # which node owns it (random at each start) decides the figures.
 KEYS=${KEYS:-100000}
 BIN=${CHORDAL_BIN:-target/release/chordal}
+# Extra flags for every node (e.g. NODE_ARGS="--threads 0"); PERF=0 skips
+# the second, counting run (no root needed, half the time).
+read -r -a NODE_EXTRA <<<"${NODE_ARGS:-}"
+PERF=${PERF:-1}
 LIBC=${LIBC:-/lib/x86_64-linux-gnu/libc.so.6}
 WORK=$(mktemp -d)
 PIDS=()
@@ -48,7 +52,7 @@ done
 seed=""
 RESP_PORT=""
 for i in $(seq 1 "$NODES"); do
-    args=(node --listen 127.0.0.1:0 --api 127.0.0.1:0 --resp 127.0.0.1:0)
+    args=(node --listen 127.0.0.1:0 --api 127.0.0.1:0 --resp 127.0.0.1:0 "${NODE_EXTRA[@]}")
     [ -n "$seed" ] && args+=(--join "$seed")
     "$BIN" "${args[@]}" >"$WORK/node-$i.out" 2>/dev/null &
     PIDS+=($!)
@@ -82,9 +86,11 @@ bench() { # TEST: redis-benchmark's rps
 }
 
 # Probes for the allocator (removed again at the end).
-for f in malloc calloc realloc; do
-    perf probe -q -x "$LIBC" --add "$f" 2>/dev/null || true
-done
+if [ "$PERF" = 1 ]; then
+    for f in malloc calloc realloc; do
+        perf probe -q -x "$LIBC" --add "$f" 2>/dev/null || true
+    done
+fi
 trap 'for f in malloc calloc realloc; do perf probe -q -d "probe_libc:$f" 2>/dev/null || true; done; cleanup' EXIT
 TCK=$(getconf CLK_TCK)
 pids=$(IFS=,; echo "${PIDS[*]}")
@@ -96,16 +102,21 @@ for t in ${TESTS//,/ }; do
     rps=$(bench "$t")
     c1=$(cpu_ticks)
     s1=$(switches)
-    perf stat -x, -o "$WORK/perf-$t" \
-        -e raw_syscalls:sys_enter,sched:sched_wakeup,probe_libc:malloc,probe_libc:calloc,probe_libc:realloc \
-        -p "$pids" &
-    perf_pid=$!
-    sleep 0.5
-    bench "$t" >/dev/null
-    kill -INT "$perf_pid"
-    wait "$perf_pid" 2>/dev/null || true
-    count() { awk -F, -v e="$1" '$3 == e { print $1 }' "$WORK/perf-$t"; }
-    allocs=$(($(count probe_libc:malloc) + $(count probe_libc:calloc) + $(count probe_libc:realloc)))
+    if [ "$PERF" = 1 ]; then
+        perf stat -x, -o "$WORK/perf-$t" \
+            -e raw_syscalls:sys_enter,sched:sched_wakeup,probe_libc:malloc,probe_libc:calloc,probe_libc:realloc \
+            -p "$pids" &
+        perf_pid=$!
+        sleep 0.5
+        bench "$t" >/dev/null
+        kill -INT "$perf_pid"
+        wait "$perf_pid" 2>/dev/null || true
+        count() { awk -F, -v e="$1" '$3 == e { print $1 }' "$WORK/perf-$t"; }
+        allocs=$(($(count probe_libc:malloc) + $(count probe_libc:calloc) + $(count probe_libc:realloc)))
+    else
+        count() { echo 0; }
+        allocs=0
+    fi
     awk -v t="$t" -v rps="$rps" -v n="$N" -v tck="$TCK" \
         -v cpu=$((c1 - c0)) -v sw=$((s1 - s0)) \
         -v sys="$(count raw_syscalls:sys_enter)" -v wake="$(count sched:sched_wakeup)" -v al="$allocs" \

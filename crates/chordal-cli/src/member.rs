@@ -109,9 +109,12 @@ pub struct NodeArgs {
     /// Log lines as `text` or `json` (one object per line).
     #[arg(long, env = "CHORDAL_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: crate::LogFormat,
-    /// Threads of the async runtime: 0 one per core; 1 runs everything on
-    /// one thread (no hand-offs between threads inside the process).
-    #[arg(long, env = "CHORDAL_THREADS", default_value_t = 0)]
+    /// Threads of the async runtime: 1 (default) runs the node's driver,
+    /// sessions and HTTP on one thread, so a request crosses no thread
+    /// inside the process (a ring of many processes is the thread-per-core
+    /// shape); 0 one per core, N that many (for one node alone on a
+    /// many-core machine serving much HTTP or TLS).
+    #[arg(long, env = "CHORDAL_THREADS", default_value_t = 1)]
     pub threads: usize,
 }
 

@@ -77,6 +77,17 @@ pub fn data_commands() -> impl Iterator<Item = &'static (&'static str, bool)> {
         .chain(crate::zcombine::COMMANDS.iter())
 }
 
+/// Is `name` (lower case) a data command, and does it write? One hash
+/// lookup: asked for every command a client sends.
+pub fn data_command(name: &str) -> Option<bool> {
+    static TABLE: std::sync::OnceLock<std::collections::HashMap<&'static str, bool>> =
+        std::sync::OnceLock::new();
+    TABLE
+        .get_or_init(|| data_commands().map(|(n, w)| (*n, *w)).collect())
+        .get(name)
+        .copied()
+}
+
 /// The keys data command `name` touches (`args` without the name): a
 /// command waits for the ones before it on its connection that share a
 /// key, so that a pipeline applies in order per key.

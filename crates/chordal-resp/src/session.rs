@@ -147,14 +147,14 @@ where
                     pending.push_back(Box::pin(async move { reply }));
                     continue;
                 }
-                if let Some((_, write)) = commands::data_commands().find(|(n, _)| *n == name) {
+                if let Some(write) = commands::data_command(&name) {
                     if pending.is_empty() {
                         order.clear();
                     }
                     // After the commands before it that it must follow on
                     // its keys: a pipelined GET sees the SET before it.
                     let keys = commands::keys_of(&name, &args[1..]);
-                    let mut turn = order.turn(keys, *write, 4 * config.max_pipeline);
+                    let mut turn = order.turn(keys, write, 4 * config.max_pipeline);
                     let ctx = s.ctx.clone();
                     let command = async move {
                         turn.wait().await;
@@ -255,7 +255,7 @@ impl Session {
     /// authenticated, a token too weak, subscribed, inside MULTI, or
     /// unknown.
     fn refusal(&self, name: &str, args: &Request) -> Option<Reply> {
-        let data = commands::data_commands().find(|(n, _)| *n == name);
+        let data = commands::data_command(name);
         if data.is_none() && !SESSION_COMMANDS.contains(&name) {
             let shown: Vec<String> = args[1..]
                 .iter()
@@ -271,7 +271,8 @@ impl Session {
         if !OPEN.contains(&name) {
             match self.role {
                 None => return Some(Reply::Error("NOAUTH Authentication required.".into())),
-                Some(role) if role < needed_role(name) => {
+                // (Admin may do everything: no need to look the command up.)
+                Some(role) if role < Role::Admin && role < needed_role(name) => {
                     return Some(Reply::Error(format!(
                         "NOPERM this token may not run the '{name}' command"
                     )));
@@ -382,8 +383,7 @@ impl Session {
         let Some(m) = self.multi.as_mut() else {
             return Reply::err("not in MULTI");
         };
-        let storable = commands::data_commands().any(|(n, _)| *n == name)
-            && multi::may_queue(name, &args[1..]);
+        let storable = commands::data_command(name).is_some() && multi::may_queue(name, &args[1..]);
         let reply = match refused {
             Some(r) => r,
             None if !storable => Reply::err(format!(
@@ -610,9 +610,7 @@ const WRITE_COMMANDS: &[&str] = &["function"];
 fn needed_role(name: &str) -> Role {
     if ADMIN_COMMANDS.contains(&name) {
         Role::Admin
-    } else if WRITE_COMMANDS.contains(&name)
-        || commands::data_commands().any(|(n, write)| *n == name && *write)
-    {
+    } else if WRITE_COMMANDS.contains(&name) || commands::data_command(name) == Some(true) {
         Role::Write
     } else {
         Role::Read

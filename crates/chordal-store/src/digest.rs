@@ -100,22 +100,76 @@ impl KeyVersion {
     }
 }
 
+/// What one record adds to its fine bucket: computed from borrowed parts,
+/// so keeping the digests up to date allocates nothing.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Contribution {
+    fine: u16,
+    digest: Id,
+    mortal: bool,
+}
+
+impl Contribution {
+    fn of_key_version(kv: &KeyVersion) -> Contribution {
+        Contribution {
+            fine: fine_of(&kv.key_id) as u16,
+            digest: kv.digest(),
+            mortal: kv.mortal(),
+        }
+    }
+
+    /// A whole record's contribution.
+    pub(crate) fn of(r: &chordal_core::Record) -> Contribution {
+        let tombstone = r.is_tombstone();
+        Contribution {
+            fine: fine_of(&r.key_id) as u16,
+            digest: record_digest(&r.key_id, &r.key, &r.version, tombstone),
+            mortal: tombstone || r.expires.is_some(),
+        }
+    }
+}
+
 impl Digests {
     /// A record went into the store (`old`: the one it replaced).
     pub fn replace(&self, old: Option<&KeyVersion>, new: &KeyVersion) {
+        self.swap(
+            old.map(Contribution::of_key_version),
+            Contribution::of_key_version(new),
+        );
+    }
+
+    /// [`Digests::replace`] for stores that hold whole records (the
+    /// memory store): the same totals, without copying the key; `new` is
+    /// taken before the record moves into the store.
+    pub(crate) fn replace_record(&self, old: Option<&chordal_core::Record>, new: Contribution) {
+        self.swap(old.map(Contribution::of), new);
+    }
+
+    fn swap(&self, old: Option<Contribution>, new: Contribution) {
         let mut fine = self.fine.lock().expect("digest lock");
         if let Some(old) = old {
             remove(&mut fine, old);
         }
-        let d = fine.entry(fine_of(&new.key_id) as u16).or_default();
-        d.xor = d.xor.xor(&new.digest());
+        let d = fine.entry(new.fine).or_default();
+        d.xor = d.xor.xor(&new.digest);
         d.records += 1;
-        d.mortal += u32::from(new.mortal());
+        d.mortal += u32::from(new.mortal);
     }
 
     /// A record left the store.
     pub fn remove(&self, old: &KeyVersion) {
-        remove(&mut self.fine.lock().expect("digest lock"), old);
+        remove(
+            &mut self.fine.lock().expect("digest lock"),
+            Contribution::of_key_version(old),
+        );
+    }
+
+    /// [`Digests::remove`] for stores that hold whole records.
+    pub fn remove_record(&self, old: &chordal_core::Record) {
+        remove(
+            &mut self.fine.lock().expect("digest lock"),
+            Contribution::of(old),
+        );
     }
 
     /// Forgets everything (before a rebuild).
@@ -144,15 +198,14 @@ impl Digests {
     }
 }
 
-fn remove(fine: &mut BTreeMap<u16, FineDigest>, old: &KeyVersion) {
-    let f = fine_of(&old.key_id) as u16;
-    let Some(d) = fine.get_mut(&f) else {
+fn remove(fine: &mut BTreeMap<u16, FineDigest>, old: Contribution) {
+    let Some(d) = fine.get_mut(&old.fine) else {
         return;
     };
-    d.xor = d.xor.xor(&old.digest());
+    d.xor = d.xor.xor(&old.digest);
     d.records = d.records.saturating_sub(1);
-    d.mortal = d.mortal.saturating_sub(u32::from(old.mortal()));
+    d.mortal = d.mortal.saturating_sub(u32::from(old.mortal));
     if d.records == 0 {
-        fine.remove(&f);
+        fine.remove(&old.fine);
     }
 }

@@ -13,6 +13,7 @@ use chordal_core::{
     MAX_EVENTS_PER_MESSAGE, MEMBER_SLICES, MEMBERS_PAGE, MemberEvent, MembersDigest,
 };
 use prost::Message as _;
+use std::mem::take;
 use std::net::SocketAddr;
 
 /// Most nodes a list in one message may carry (successor lists, candidates).
@@ -242,11 +243,12 @@ fn record_to_pb(r: &Record) -> pb::Record {
 /// The key id is recomputed from the key: a peer cannot make us file a
 /// record under the wrong id. A tombstone has no expiry; a log of writes
 /// must be well formed (at most `MAX_DONE` entries).
-fn record_from_pb(r: &pb::Record) -> Result<Record, WireError> {
+fn record_from_pb(r: &mut pb::Record) -> Result<Record, WireError> {
     if r.value.is_none() && r.expires.is_some() {
         return Err(WireError::Invalid("expires"));
     }
-    let mut record = Record::new(r.key.clone(), version_from_pb(&r.version)?, r.value.clone())
+    let version = version_from_pb(&r.version)?;
+    let mut record = Record::new(take(&mut r.key), version, r.value.take())
         .expiring(r.expires.map(Time::from_micros));
     record.ops = OpLog::from_bytes(&r.ops).ok_or(WireError::Invalid("ops"))?;
     record.kind = kind_from_pb(r.kind)?;
@@ -561,18 +563,18 @@ fn kv_request_to_pb(req: u64, op: &Operation) -> pb::KvRequest {
     out
 }
 
-fn kv_op_from_pb(k: &pb::KvRequest) -> Result<Operation, WireError> {
+fn kv_op_from_pb(k: &mut pb::KvRequest) -> Result<Operation, WireError> {
     if k.items.len() > MAX_ITEMS || k.missed.len() > MAX_ITEMS || k.topics.len() > MAX_ITEMS {
         return Err(WireError::Invalid("items"));
     }
     Ok(match k.op {
         0 => Operation::Put {
-            key: k.key.clone(),
-            value: k.value.clone(),
+            key: take(&mut k.key),
+            value: take(&mut k.value),
             opts: write_options_from_pb(k)?,
         },
         1 => Operation::Get {
-            key: k.key.clone(),
+            key: take(&mut k.key),
             consistency: match k.consistency {
                 0 => Consistency::Owner,
                 1 => Consistency::Quorum,
@@ -581,19 +583,19 @@ fn kv_op_from_pb(k: &pb::KvRequest) -> Result<Operation, WireError> {
             },
         },
         2 => Operation::Delete {
-            key: k.key.clone(),
+            key: take(&mut k.key),
             opts: write_options_from_pb(k)?,
         },
         12 => Operation::Update {
-            key: k.key.clone(),
+            key: take(&mut k.key),
             change: match k.change {
                 0 => Change::IncrBy(k.amount),
-                1 => Change::Append(k.value.clone()),
+                1 => Change::Append(take(&mut k.value)),
                 2 => Change::Expire(k.expires.map(Time::from_micros)),
                 3 => Change::Restore {
                     version: version_from_pb(&k.cond_version)?,
                     value: match k.amount {
-                        0 => Some(k.value.clone()),
+                        0 => Some(take(&mut k.value)),
                         1 => None,
                         _ => return Err(WireError::Invalid("restore tombstone")),
                     },
@@ -602,7 +604,7 @@ fn kv_op_from_pb(k: &pb::KvRequest) -> Result<Operation, WireError> {
                 },
                 4 => Change::SetRange {
                     offset: u64::try_from(k.amount).map_err(|_| WireError::Invalid("offset"))?,
-                    bytes: k.value.clone(),
+                    bytes: take(&mut k.value),
                 },
                 5 => Change::SetBit {
                     offset: u64::try_from(k.amount).map_err(|_| WireError::Invalid("offset"))?,
@@ -612,7 +614,7 @@ fn kv_op_from_pb(k: &pb::KvRequest) -> Result<Operation, WireError> {
                         _ => return Err(WireError::Invalid("bit")),
                     },
                 },
-                6 => Change::IncrByFloat(k.value.clone()),
+                6 => Change::IncrByFloat(take(&mut k.value)),
                 7 => Change::GetEx(k.expires.map(Time::from_micros)),
                 8 => Change::ExpireIf {
                     expires: k.expires.map(Time::from_micros),
@@ -626,7 +628,7 @@ fn kv_op_from_pb(k: &pb::KvRequest) -> Result<Operation, WireError> {
                     },
                 },
                 9 => Change::CopyFrom {
-                    from: k.value.clone(),
+                    from: take(&mut k.value),
                     replace: match k.amount {
                         0 => false,
                         1 => true,
@@ -648,7 +650,7 @@ fn kv_op_from_pb(k: &pb::KvRequest) -> Result<Operation, WireError> {
             Operation::Batch {
                 steps: k
                     .steps
-                    .iter()
+                    .iter_mut()
                     .map(|step| match step.op {
                         0 | 1 | 2 | 12 | 15 => kv_op_from_pb(step),
                         _ => Err(WireError::Invalid("batch step")),
@@ -660,22 +662,22 @@ fn kv_op_from_pb(k: &pb::KvRequest) -> Result<Operation, WireError> {
         15 => {
             let (kind, op) = crate::collection::op_from_pb(k)?;
             Operation::Collection {
-                key: k.key.clone(),
+                key: take(&mut k.key),
                 kind,
                 op,
             }
         }
         3 | 4 => Operation::Deliver {
-            key: k.key.clone(),
-            payload: k.value.clone(),
+            key: take(&mut k.key),
+            payload: take(&mut k.value),
             want_reply: k.op == 4,
         },
         5 | 6 => Operation::Direct {
-            payload: k.value.clone(),
+            payload: take(&mut k.value),
             want_reply: k.op == 6,
         },
         16 => Operation::Watch {
-            key: k.key.clone(),
+            key: take(&mut k.key),
             after: match k.cond_version {
                 Some(_) => Some(version_from_pb(&k.cond_version)?),
                 None => None,
@@ -688,10 +690,10 @@ fn kv_op_from_pb(k: &pb::KvRequest) -> Result<Operation, WireError> {
             limit: u32::try_from(k.amount).map_err(|_| WireError::Invalid("scan limit"))?,
         },
         7 => Operation::Subscribe {
-            topic: k.key.clone(),
+            topic: take(&mut k.key),
         },
         8 => Operation::Unsubscribe {
-            topic: k.key.clone(),
+            topic: take(&mut k.key),
         },
         9 => {
             let publications: Vec<Publication> = k
@@ -703,7 +705,7 @@ fn kv_op_from_pb(k: &pb::KvRequest) -> Result<Operation, WireError> {
                 return Err(WireError::Invalid("items"));
             }
             Operation::Publish {
-                topic: k.key.clone(),
+                topic: take(&mut k.key),
                 publications,
             }
         }
@@ -760,14 +762,14 @@ fn publication_from_pb(p: &pb::Publication) -> Result<Publication, WireError> {
     })
 }
 
-fn kv_reply_from_pb(r: &pb::KvReply) -> Result<OpResult, WireError> {
+fn kv_reply_from_pb(r: &mut pb::KvReply) -> Result<OpResult, WireError> {
     Ok(match r.status {
         0 => OpResult::Stored {
             version: version_from_pb(&r.version)?,
             acked: r.acked,
         },
         1 => OpResult::Found {
-            value: r.value.clone(),
+            value: take(&mut r.value),
             version: version_from_pb(&r.version)?,
             expires: r.expires.map(Time::from_micros),
         },
@@ -785,7 +787,7 @@ fn kv_reply_from_pb(r: &pb::KvReply) -> Result<OpResult, WireError> {
         15 => OpResult::Replaced {
             version: version_from_pb(&r.version)?,
             acked: r.acked,
-            old: r.old.clone(),
+            old: take(&mut r.old),
         },
         16 => OpResult::NotAnInteger,
         20 => OpResult::NotAFloat,
@@ -799,7 +801,7 @@ fn kv_reply_from_pb(r: &pb::KvReply) -> Result<OpResult, WireError> {
         5 => OpResult::StoreFailed,
         6 => OpResult::Delivered,
         7 => OpResult::Replied {
-            payload: r.value.clone(),
+            payload: take(&mut r.value),
         },
         8 => OpResult::Refused,
         9 => OpResult::Published {
@@ -812,7 +814,7 @@ fn kv_reply_from_pb(r: &pb::KvReply) -> Result<OpResult, WireError> {
             OpResult::Batch {
                 results: r
                     .results
-                    .iter()
+                    .iter_mut()
                     .map(|step| match step.status {
                         22 => Err(WireError::Invalid("a batch in a batch")),
                         _ => kv_reply_from_pb(step),
@@ -839,7 +841,7 @@ fn kv_reply_from_pb(r: &pb::KvReply) -> Result<OpResult, WireError> {
                 },
                 records: r
                     .records
-                    .iter()
+                    .iter_mut()
                     .map(record_from_pb)
                     .collect::<Result<_, _>>()?,
             }
@@ -1146,19 +1148,25 @@ pub fn frame_len(env: &Envelope) -> usize {
 /// Decoding from a `Bytes` (the frame a connection read) lets the ids in
 /// it be slices of that frame rather than copies: give the frame itself.
 pub fn decode_envelope(bytes: Bytes, local: SocketAddr) -> Result<Envelope, WireError> {
-    let pb = pb::Envelope::decode(bytes).map_err(|_| WireError::Protobuf)?;
-    envelope_from_pb(&pb, local)
+    let mut pb = pb::Envelope::decode(bytes).map_err(|_| WireError::Protobuf)?;
+    take_envelope(&mut pb, local)
 }
 
 /// Checks and converts a decoded protobuf envelope.
 pub fn envelope_from_pb(pb: &pb::Envelope, local: SocketAddr) -> Result<Envelope, WireError> {
+    take_envelope(&mut pb.clone(), local)
+}
+
+/// [`envelope_from_pb`] that moves keys, values and records out of `pb`
+/// instead of copying them (what is left of `pb` is not to be used).
+fn take_envelope(pb: &mut pb::Envelope, local: SocketAddr) -> Result<Envelope, WireError> {
     let from = required(&pb.from, "from")?;
     let to_id = if pb.to_id.is_empty() {
         None
     } else {
         Some(id_from_pb(&pb.to_id, "to_id")?)
     };
-    let msg = match pb.body.as_ref().ok_or(WireError::Missing("body"))? {
+    let msg = match pb.body.as_mut().ok_or(WireError::Missing("body"))? {
         Body::Ping(r) => Message::Ping { req: r.req },
         Body::Pong(r) => Message::Pong { req: r.req },
         Body::GetNeighbors(r) => Message::GetNeighbors { req: r.req },
@@ -1316,7 +1324,7 @@ pub fn envelope_from_pb(pb: &pb::Envelope, local: SocketAddr) -> Result<Envelope
                 req: r.req,
                 records: r
                     .records
-                    .iter()
+                    .iter_mut()
                     .map(record_from_pb)
                     .collect::<Result<_, _>>()?,
                 fence: r.fence,
@@ -1410,7 +1418,7 @@ pub fn envelope_from_pb(pb: &pb::Envelope, local: SocketAddr) -> Result<Envelope
         },
         Body::ReplicaReadReply(r) => Message::ReplicaReadReply {
             req: r.req,
-            record: r.record.as_ref().map(record_from_pb).transpose()?,
+            record: r.record.as_mut().map(record_from_pb).transpose()?,
         },
     };
     Ok(Envelope {
