@@ -837,6 +837,15 @@ impl Driver {
                 progressed = true;
                 self.store_request(req);
             }
+            // A store that applied at once (the memory store) has answered
+            // already: the core hears it now, so that what the answer
+            // causes (an acknowledgement, a reply) leaves in this wake-up's
+            // writes instead of after another turn of the run loop.
+            while let Ok((op, result)) = self.applied_rx.try_recv() {
+                progressed = true;
+                let now = self.now();
+                self.core.handle_store(now, op, result);
+            }
             if self.batch.is_empty() && !progressed {
                 break;
             }
