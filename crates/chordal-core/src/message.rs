@@ -407,6 +407,22 @@ pub enum Message {
         /// The leaver's promises over `range`, as a grant would report.
         known: Vec<crate::authority::Known>,
     },
+    /// The newest term the sender knows settled over `range`, with that
+    /// term's config and pending configs, to the interval's owner: "a
+    /// prepare there must ask these". Sent by a member of that config
+    /// whom nobody renews the term to any more, and whom the owner may
+    /// not know (see `Authority::tell_lineage`). The receiver records it
+    /// as it would a renewal it did not grant (`Promises::observe`).
+    Lineage {
+        /// The interval.
+        range: KeyRange,
+        /// The term settled there.
+        term: u64,
+        /// Its config (its holder first).
+        config: Vec<NodeRef>,
+        /// Older configs its holder had still to read, as last known.
+        pending: Vec<Vec<NodeRef>>,
+    },
     /// Owner to replica, when the owner lacks a key: "what do you have?"
     ReplicaRead {
         /// The request number, chosen by the sender; the answer echoes it.
@@ -1034,7 +1050,8 @@ impl Message {
             | Message::Renewed { .. }
             | Message::Release { .. }
             | Message::Leaving
-            | Message::Handover { .. } => false,
+            | Message::Handover { .. }
+            | Message::Lineage { .. } => false,
         }
     }
 
@@ -1093,6 +1110,7 @@ impl Message {
             Message::Release { .. } => "release",
             Message::Leaving => "leaving",
             Message::Handover { .. } => "handover",
+            Message::Lineage { .. } => "lineage",
         }
     }
 }

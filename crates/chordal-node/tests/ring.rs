@@ -197,6 +197,14 @@ async fn nodes_estimate_the_ring_size_from_their_successor_lists() {
         (8.0..=32.0).contains(&median),
         "median estimate {median}: {estimates:?}"
     );
+    // Every range gets a decider although no node knows the whole ring
+    // (a piece only the creator knew the term of once waited for good).
+    let decides = ring.wait_for(
+        Check::Decides,
+        Duration::from_millis(20),
+        Duration::from_secs(30),
+    );
+    assert!(decides.await.is_some(), "some range has no decider");
     ring.leave_all().await;
 }
 

@@ -740,3 +740,30 @@ fn the_next_holder_reads_a_write_its_own_copy_missed() {
         );
     }
 }
+
+/// Under Chord routing a joiner knows only its neighbours and fingers.
+/// When joins come quickly, a piece the creator gave up may never have
+/// been held since, and only the creator knows its term — far from the
+/// piece's owner, who cannot ask it. The creator tells the owner
+/// (`Authority::tell_lineage`): every range gets a decider. (Without
+/// the notice, seed 1 left one range undecided for good.)
+#[test]
+fn under_chord_routing_a_quickly_grown_ring_decides_every_range() {
+    for seed in 0..24u64 {
+        let mut cfg = config(seed);
+        cfg.node.routing = chordal_core::Routing::Chord;
+        cfg.node.successors = 4;
+        let gap = Duration::from_millis([0, 20, 50][seed as usize % 3]);
+        let mut s = grown_with_gap(cfg, 16, gap);
+        s.run_for(20 * SEC);
+        for i in 0..16 {
+            let c = s.node(i).counters();
+            assert!(
+                c.leases_valid >= 1 && c.leases_pending == 0,
+                "seed {seed} node {i}: {} valid, {} pending",
+                c.leases_valid,
+                c.leases_pending
+            );
+        }
+    }
+}

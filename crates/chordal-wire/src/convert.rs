@@ -1073,6 +1073,18 @@ pub fn envelope_to_pb(env: &Envelope) -> pb::Envelope {
             term: *term,
             known: known.iter().map(known_to_pb).collect(),
         }),
+        Message::Lineage {
+            range,
+            term,
+            config,
+            pending,
+        } => Body::Lineage(pb::Lineage {
+            start: range.start.0.to_vec(),
+            end: range.end.0.to_vec(),
+            term: *term,
+            config: nodes_to_pb(config),
+            pending: configs_to_pb(pending),
+        }),
         Message::ReplicaRead { req, key } => Body::ReplicaRead(pb::ReplicaRead {
             req: *req,
             key: key.clone(),
@@ -1377,6 +1389,12 @@ fn take_envelope(pb: &mut pb::Envelope, local: SocketAddr) -> Result<Envelope, W
                     .collect::<Result<Vec<_>, WireError>>()?,
             }
         }
+        Body::Lineage(l) => Message::Lineage {
+            range: range_from_pb(&l.start, &l.end)?,
+            term: l.term,
+            config: nodes_from_pb(&l.config, "config")?,
+            pending: configs_from_pb(&l.pending, "pending")?,
+        },
         Body::ReplicaRead(r) => Message::ReplicaRead {
             req: r.req,
             key: r.key.clone(),

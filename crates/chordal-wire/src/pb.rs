@@ -44,7 +44,7 @@ pub struct Envelope {
     pub to_id: bytes::Bytes,
     #[prost(
         oneof = "Body",
-        tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 30, 31, 32, 33, 34, 35, 36, 37, 38, 40, 41, 42, 43, 44, 45, 46, 47"
+        tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 30, 31, 32, 33, 34, 35, 36, 37, 38, 40, 41, 42, 43, 44, 45, 46, 47, 48"
     )]
     pub body: Option<Body>,
 }
@@ -121,6 +121,8 @@ pub enum Body {
     Leaving(Leaving),
     #[prost(message, tag = "47")]
     Handover(Handover),
+    #[prost(message, tag = "48")]
+    Lineage(Lineage),
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -226,6 +228,20 @@ pub struct Handover {
     pub term: u64,
     #[prost(message, repeated, tag = "4")]
     pub known: Vec<KnownPromise>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Lineage {
+    #[prost(bytes = "vec", tag = "1")]
+    pub start: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub end: Vec<u8>,
+    #[prost(uint64, tag = "3")]
+    pub term: u64,
+    #[prost(message, repeated, tag = "4")]
+    pub config: Vec<NodeRef>,
+    #[prost(message, repeated, tag = "5")]
+    pub pending: Vec<Config>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

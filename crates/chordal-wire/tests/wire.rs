@@ -691,6 +691,14 @@ fn authority_message() -> impl Strategy<Value = Message> {
             proptest::collection::vec(known(), 0..4)
         )
             .prop_map(|(range, term, known)| Message::Handover { range, term, known }),
+        (any_range(), any::<u64>(), any_nodes(), any_configs()).prop_map(
+            |(range, term, config, pending)| Message::Lineage {
+                range,
+                term,
+                config,
+                pending,
+            }
+        ),
     ]
 }
 

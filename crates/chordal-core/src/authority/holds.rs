@@ -1072,14 +1072,7 @@ fn prepare(cx: &mut ACx<'_>, now: Time, h: &mut Hold, promises: &Promises, floor
 /// the piece would wait forever (a point nobody knows a term for is not
 /// taken: see [`complete`]).
 fn wide_ask(cx: &ACx<'_>, range: KeyRange) -> Vec<NodeRef> {
-    let mut all: Vec<NodeRef> = cx.ring.members().collect();
-    for v in cx.ring.vnodes() {
-        let table = v.table();
-        all.extend(table.successors().iter().copied());
-        all.extend(table.predecessor());
-        all.extend(table.fingers().iter().flatten().copied());
-    }
-    let mut all = distinct(&all);
+    let mut all = known_nodes(cx);
     let near = |n: &NodeRef| {
         let ahead = range.end.distance(&n.id);
         let behind = n.id.distance(&range.end);
@@ -1088,6 +1081,33 @@ fn wide_ask(cx: &ACx<'_>, range: KeyRange) -> Vec<NodeRef> {
     all.sort_by_key(near);
     all.truncate(MAX_WIDE_ASK);
     all
+}
+
+/// Every node our routing knows of: the membership table, and each
+/// vnode's successor list, predecessor and fingers.
+fn known_nodes(cx: &ACx<'_>) -> Vec<NodeRef> {
+    let mut all: Vec<NodeRef> = cx.ring.members().collect();
+    for v in cx.ring.vnodes() {
+        let table = v.table();
+        all.extend(table.successors().iter().copied());
+        all.extend(table.predecessor());
+        all.extend(table.fingers().iter().flatten().copied());
+    }
+    distinct(&all)
+}
+
+/// Our best guess at the owners of `range`'s points: the nodes we know
+/// of inside it, and the one that follows its end most closely.
+pub(super) fn known_owners(cx: &ACx<'_>, range: KeyRange) -> Vec<NodeRef> {
+    let known = known_nodes(cx);
+    let after_end = known.iter().min_by_key(|n| range.end.distance(&n.id));
+    let owners: Vec<NodeRef> = known
+        .iter()
+        .filter(|n| range.contains(&n.id))
+        .chain(after_end)
+        .copied()
+        .collect();
+    distinct(&owners)
 }
 
 /// Asks process `to` to grant the term of the hold `(vnode, range,

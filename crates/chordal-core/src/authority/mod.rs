@@ -56,6 +56,8 @@ pub(crate) struct Authority {
     leaving: BTreeMap<SocketAddr, (NodeRef, Time)>,
     /// When we last told holders that we are leaving.
     announced_at: Option<Time>,
+    /// When we last told owners the lineage only we may know.
+    lineage_told_at: Option<Time>,
     /// The last save of our promise table failed (a full disk): we grant
     /// nothing, so no term of ours can begin, and a key we cannot decide
     /// for is refused as a storage failure rather than a wait.
@@ -66,6 +68,10 @@ pub(crate) struct Authority {
 const LEAVING_TTL: Duration = Duration::from_secs(5);
 /// How often a leave waiting for the authority repeats its notices.
 const LEAVING_EVERY: Duration = Duration::from_millis(500);
+/// How often a process tells owners the lineage only it may know.
+const LINEAGE_EVERY: Duration = Duration::from_secs(1);
+/// Most lineage notices a process sends at a time.
+const MAX_LINEAGE: usize = 16;
 
 /// What the store needs to decide for a key: the term to version writes
 /// with, who holds the copies, and from whom to catch up first.
@@ -244,6 +250,7 @@ impl Authority {
                 | Message::Release { .. }
                 | Message::Leaving
                 | Message::Handover { .. }
+                | Message::Lineage { .. }
         )
     }
 
@@ -325,6 +332,28 @@ impl Authority {
                 self.holds.handed(now, from, range, term, known);
                 self.holds.reconcile(cx, now, &self.promises, &self.leaving);
             }
+            Message::Lineage {
+                range,
+                term,
+                config,
+                pending,
+            } => {
+                // Where we know a newer settled term, say so: the teller
+                // records it and stops telling.
+                let newer = self.promises.newer_settled(range, term);
+                for (piece, st) in newer.into_iter().take(MAX_LINEAGE) {
+                    let msg = Message::Lineage {
+                        range: piece,
+                        term: st.term,
+                        config: st.config,
+                        pending: st.pending,
+                    };
+                    cx.io.send(me, from, msg);
+                }
+                if let Some(&holder) = config.first() {
+                    self.promises.observe(range, term, holder, config, pending);
+                }
+            }
             Message::Leaving => {
                 let until = now + LEAVING_TTL;
                 let fresh = self.leaving.insert(from.addr, (from, until)).is_none();
@@ -352,6 +381,61 @@ impl Authority {
         self.leaving.retain(|_, (_, until)| *until > now);
         self.needed.retain(|_, until| *until > now);
         self.holds.reconcile(cx, now, &self.promises, &self.leaving);
+        self.tell_lineage(cx, now);
+    }
+
+    /// Tells the owner of each interval whose newest settled term we know
+    /// names us in its config, and where nobody renews a lease with us,
+    /// that term and its config (`Message::Lineage`; every
+    /// [`LINEAGE_EVERY`]). An owner that knows a newer term answers with
+    /// it, and we stop.
+    ///
+    /// A prepare must ask the last settled term's config, but finds it
+    /// only among the configs its askees know, its successor and (when
+    /// that fails) the nodes its routing knows. A piece the ring's creator
+    /// gave up while joins came quickly may never have been held since,
+    /// and under Chord routing its owner knows only its neighbours and
+    /// fingers: without this notice it prepared forever, its keys
+    /// answered `NotReady`, and the creator's graceful leave waited for
+    /// its bound (`may_leave` counts on the next holder). Our best guess
+    /// at the owner may be a node before it; told, that node answers the
+    /// owner's prepare with the lineage.
+    fn tell_lineage(&mut self, cx: &mut ACx<'_>, now: Time) {
+        if self
+            .lineage_told_at
+            .is_some_and(|t| now < t + LINEAGE_EVERY)
+        {
+            return;
+        }
+        self.lineage_told_at = Some(now);
+        let us = cx.ring.addr();
+        let me = cx.ring.primary().me();
+        let mut told = 0;
+        for (range, st) in self.promises.lineage_of(us, now) {
+            // Ours to prepare, or still ours: nobody to tell.
+            if self.holds.holds_term(&st.holder, st.term, range)
+                || cx.ring.owning_vnode(&range.end).is_some()
+            {
+                continue;
+            }
+            for owner in holds::known_owners(cx, range) {
+                // A member of the config granted the term: it knows.
+                if told == MAX_LINEAGE
+                    || owner.addr == us
+                    || st.config.iter().any(|n| n.addr == owner.addr)
+                {
+                    continue;
+                }
+                let msg = Message::Lineage {
+                    range,
+                    term: st.term,
+                    config: st.config.clone(),
+                    pending: st.pending.clone(),
+                };
+                cx.io.send(me, owner, msg);
+                told += 1;
+            }
+        }
     }
 
     /// May a graceful leave say goodbye now without stranding a write?

@@ -221,6 +221,38 @@ impl Promises {
         });
     }
 
+    /// The pieces whose newest settled term we know has a config naming
+    /// process `us`, where no lease we promised is live: nobody renews
+    /// that term to us any more, and its next holder may not know it (see
+    /// `Authority::tell_lineage`).
+    pub fn lineage_of(&self, us: SocketAddr, now: Time) -> Vec<(KeyRange, Settled)> {
+        self.map
+            .entries()
+            .into_iter()
+            .filter(|(_, p)| p.until <= now)
+            .filter_map(|(range, p)| {
+                let st = p.settled.as_ref()?;
+                st.config
+                    .iter()
+                    .any(|n| n.addr == us)
+                    .then(|| (range, st.clone()))
+            })
+            .collect()
+    }
+
+    /// The settled terms we know over pieces of `range` newer than
+    /// `term`: what a lineage notice of `term` missed.
+    pub fn newer_settled(&self, range: KeyRange, term: u64) -> Vec<(KeyRange, Settled)> {
+        self.map
+            .pieces(range)
+            .into_iter()
+            .filter_map(|(piece, p)| {
+                let st = p?.settled.as_ref()?;
+                (st.term > term).then(|| (piece, st.clone()))
+            })
+            .collect()
+    }
+
     /// `holder` gives up `term` over `range`: others may be granted it at
     /// once (a handover).
     pub fn release(&mut self, range: KeyRange, term: u64, holder: &NodeRef) {
