@@ -197,7 +197,8 @@ pub struct Driver {
     join_waiter: Option<oneshot::Sender<Result<(), ()>>>,
     events: broadcast::Sender<Event>,
     /// Frames produced by the current `pump`, per destination: written with
-    /// one call per peer and lane at its end.
+    /// one call per peer and lane at its end, the buffers then emptied and
+    /// kept.
     batch: HashMap<SocketAddr, Batch>,
     /// The application's inbox and whether anyone reads it.
     app: Arc<AppShared>,
@@ -220,7 +221,31 @@ struct Batch {
     bulk: BytesMut,
 }
 
+/// Destinations whose frame buffers a driver keeps between passes;
+/// beyond, it starts afresh.
+const KEEP_BATCHES: usize = 1024;
+
+/// Capacity a kept frame buffer may keep (a bulk transfer's megabytes are
+/// let go).
+const KEEP_BATCH_BYTES: usize = 64 * 1024;
+
 impl Batch {
+    fn has_frames(&self) -> bool {
+        !self.urgent.is_empty() || !self.bulk.is_empty()
+    }
+
+    /// Empties both lanes, keeping a small buffer's capacity for the next
+    /// pass.
+    fn clear(&mut self) {
+        for buf in [&mut self.urgent, &mut self.bulk] {
+            if buf.capacity() > KEEP_BATCH_BYTES {
+                *buf = BytesMut::new();
+            } else {
+                buf.clear();
+            }
+        }
+    }
+
     /// Queues both lanes in `outbox`; false if either was refused.
     fn push_to(&self, outbox: &Outbox) -> bool {
         let urgent = self.urgent.is_empty() || outbox.push_urgent(&self.urgent);
@@ -846,14 +871,21 @@ impl Driver {
                 let now = self.now();
                 self.core.handle_store(now, op, result);
             }
-            if self.batch.is_empty() && !progressed {
+            if !progressed && !self.batch.values().any(Batch::has_frames) {
                 break;
             }
             // Writing may report unreachable peers to the core, which then
-            // has more to say: loop until it is quiet.
-            let batch: Vec<(SocketAddr, Batch)> = self.batch.drain().collect();
-            for (addr, frames) in batch {
-                self.write(addr, &frames);
+            // has more to say: loop until it is quiet. (Writing never adds
+            // frames: only `poll_transmit` above does.)
+            let mut batch = std::mem::take(&mut self.batch);
+            for (addr, frames) in batch.iter_mut().filter(|(_, f)| f.has_frames()) {
+                self.write(*addr, frames);
+                frames.clear();
+            }
+            // The buffers are kept for the next pass (no allocation per
+            // destination per wake-up), for a bounded number of them.
+            if batch.len() <= KEEP_BATCHES {
+                self.batch = batch;
             }
         }
     }
