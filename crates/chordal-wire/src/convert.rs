@@ -21,33 +21,65 @@ pub const MAX_LIST: usize = 64;
 /// Most request numbers one `LookupAck` may carry.
 pub const MAX_ACKS: usize = 1024;
 
-/// Nodes whose protobuf form one thread keeps (see `node_to_pb`).
+/// Nodes, and ids, whose protobuf form one thread keeps (see `kept`).
 const NODE_MEMO: usize = 4096;
 
-/// The protobuf form of `n`. Memoized per thread: a process names the
-/// same few nodes (its own vnodes, its peers) in nearly every message,
-/// and cloning a kept form costs two reference counts where building one
+/// The protobuf forms this thread made already (see [`node_to_pb`] and
+/// [`id_to_pb`]).
+#[derive(Default)]
+struct Kept {
+    nodes: std::collections::HashMap<NodeRef, pb::NodeRef>,
+    ids: std::collections::HashMap<Id, Bytes>,
+}
+
+thread_local! {
+    static KEPT: std::cell::RefCell<Kept> = std::cell::RefCell::new(Kept::default());
+}
+
+/// `map[k]`, made by `make` the first time (at most [`NODE_MEMO`] kept:
+/// a ring bigger than this starts over). The value kept is a clone of
+/// the one returned: `Bytes` made from a slice turn shared at their first
+/// clone (an allocation, once here), and later clones only count.
+fn kept<K: std::hash::Hash + Eq + Copy, V: Clone>(
+    map: &mut std::collections::HashMap<K, V>,
+    k: K,
+    make: impl FnOnce() -> V,
+) -> V {
+    if let Some(v) = map.get(&k) {
+        return v.clone();
+    }
+    if map.len() >= NODE_MEMO {
+        map.clear();
+    }
+    let v = make();
+    map.insert(k, v.clone());
+    v
+}
+
+/// The protobuf form of `n`. Kept per thread: a process names the same
+/// few nodes (its own vnodes, its peers) in nearly every message, and
+/// cloning a kept form costs two reference counts where building one
 /// costs two allocations and an address formatted as text.
 fn node_to_pb(n: &NodeRef) -> pb::NodeRef {
-    thread_local! {
-        static MEMO: std::cell::RefCell<std::collections::HashMap<NodeRef, pb::NodeRef>> =
-            std::cell::RefCell::new(std::collections::HashMap::new());
-    }
-    MEMO.with(|memo| {
-        let mut memo = memo.borrow_mut();
-        if let Some(p) = memo.get(n) {
-            return p.clone();
-        }
-        if memo.len() >= NODE_MEMO {
-            // Bounded: a ring bigger than this starts over.
-            memo.clear();
-        }
-        let p = pb::NodeRef {
-            id: Bytes::copy_from_slice(&n.id.0),
+    KEPT.with(|k| {
+        let mut k = k.borrow_mut();
+        let id = kept(&mut k.ids, n.id, || Bytes::copy_from_slice(&n.id.0));
+        kept(&mut k.nodes, *n, || pb::NodeRef {
+            id,
             addr: Bytes::from(n.addr.to_string()),
-        };
-        memo.insert(*n, p.clone());
-        p
+        })
+    })
+}
+
+/// The protobuf form of a vnode's id (a message's addressee, a version's
+/// writer, a range's bounds), kept per thread like [`node_to_pb`]: a
+/// fresh one costs an allocation, and another when prost's encoder
+/// clones it.
+fn id_to_pb(id: &Id) -> Bytes {
+    KEPT.with(|k| {
+        kept(&mut k.borrow_mut().ids, *id, || {
+            Bytes::copy_from_slice(&id.0)
+        })
     })
 }
 
@@ -215,7 +247,7 @@ fn promise_from_pb(p: &pb::Promise) -> Result<Message, WireError> {
 fn version_to_pb(v: &Version) -> pb::Version {
     pb::Version {
         hlc: v.hlc,
-        node: Bytes::copy_from_slice(&v.node.0),
+        node: id_to_pb(&v.node),
         term: v.term,
     }
 }
@@ -1006,8 +1038,8 @@ pub fn envelope_to_pb(env: &Envelope) -> pb::Envelope {
         Message::Reply { req, result, range } => {
             let mut pb = kv_reply_to_pb(*req, result);
             if let Some(r) = range {
-                pb.range_start = Bytes::copy_from_slice(&r.start.0);
-                pb.range_end = Bytes::copy_from_slice(&r.end.0);
+                pb.range_start = id_to_pb(&r.start);
+                pb.range_end = id_to_pb(&r.end);
             }
             Body::KvReply(pb)
         }
@@ -1124,11 +1156,7 @@ pub fn envelope_to_pb(env: &Envelope) -> pb::Envelope {
     };
     pb::Envelope {
         from: Some(node_to_pb(&env.from)),
-        to_id: env
-            .to
-            .id
-            .map(|id| Bytes::copy_from_slice(&id.0))
-            .unwrap_or_default(),
+        to_id: env.to.id.map(|id| id_to_pb(&id)).unwrap_or_default(),
         body: Some(body),
     }
 }
