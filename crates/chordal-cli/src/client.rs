@@ -209,7 +209,7 @@ pub async fn print_answer(
 async fn print_stored(target: &Target, resp: reqwest::Response, verb: &str) -> Result<()> {
     print_answer(target, resp, |v| {
         format!(
-            "{verb} {} (version {}, {} of {} copies acknowledged)",
+            "{verb} {} (version {}; write quorum reached: {} of {} copies so far)",
             v["key"].as_str().unwrap_or("?"),
             v["version"].as_str().unwrap_or("?"),
             v["replicas_acked"],

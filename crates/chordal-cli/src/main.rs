@@ -50,7 +50,7 @@ enum Command {
         /// The value; give --file instead to read it from a file.
         #[arg(required_unless_present = "file", conflicts_with = "file")]
         value: Option<String>,
-        /// Read the value from this file.
+        /// Read the value from this file (`-`: standard input).
         #[arg(long)]
         file: Option<std::path::PathBuf>,
         /// The value expires after this many seconds.
@@ -86,7 +86,7 @@ enum Command {
         /// The message; give --file instead to read it from a file.
         #[arg(required_unless_present = "file", conflicts_with = "file")]
         message: Option<String>,
-        /// Read the message from this file.
+        /// Read the message from this file (`-`: standard input).
         #[arg(long)]
         file: Option<std::path::PathBuf>,
         #[command(flatten)]
@@ -115,7 +115,8 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
-    /// Walk the ring: every node in id order.
+    /// Walk the ring: every node, from the queried one along successors
+    /// (ring order, starting there).
     Ring {
         #[command(flatten)]
         target: Target,
@@ -369,6 +370,13 @@ async fn read_arg_or_file(
 ) -> anyhow::Result<Vec<u8>> {
     match (arg, file) {
         (Some(v), _) => Ok(v.into_bytes()),
+        (None, Some(path)) if path.as_os_str() == "-" => {
+            let mut bytes = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut tokio::io::stdin(), &mut bytes)
+                .await
+                .map_err(|e| CliError::Failed(format!("cannot read standard input: {e}")))?;
+            Ok(bytes)
+        }
         (None, Some(path)) => Ok(tokio::fs::read(&path)
             .await
             .map_err(|e| CliError::Failed(format!("cannot read {}: {e}", path.display())))?),
@@ -390,8 +398,12 @@ pub enum LogFormat {
 fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    // Colours only on a terminal: a log redirected to a file or a pipe
+    // gets plain text, not escape codes.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

@@ -148,8 +148,8 @@ fn cli_reads_a_cluster() {
     assert_eq!(code, 0, "{out}");
     assert!(out.starts_with("stored greeting"), "{out}");
     assert!(
-        out.contains(" of 3 copies acknowledged)"),
-        "the wording names R: {out}"
+        out.contains("write quorum reached:") && out.contains(" of 3 copies so far)"),
+        "the wording says the quorum held, and names R: {out}"
     );
     let (code, out, _) = chordal(&[
         "get",
@@ -183,6 +183,20 @@ fn cli_reads_a_cluster() {
         .output()
         .unwrap();
     assert_eq!(out.stdout, b"\x00binary\xff");
+    // `--file -`: the value from standard input.
+    let mut put = Command::new(BIN)
+        .args(["put", "piped", "--file", "-", "--node", &api])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut put.stdin.take().unwrap(), b"from\nstdin\x00").unwrap();
+    assert!(put.wait().unwrap().success());
+    let out = Command::new(BIN)
+        .args(["get", "piped", "--node", &api])
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, b"from\nstdin\x00");
     let (code, _, _) = chordal(&["del", "greeting", "--node", &api]);
     assert_eq!(code, 0);
     let (code, _, err) = chordal(&["get", "greeting", "--node", &api]);
@@ -488,4 +502,32 @@ fn bench_kv_against_a_running_ring_reports_that_ring() {
             );
         }
     }
+}
+
+/// A node's log written to a pipe or a file is plain text: no colour
+/// escape codes (they are for terminals).
+#[test]
+fn a_log_that_is_not_a_terminal_carries_no_colour_codes() {
+    let mut node = Command::new(BIN)
+        .args(["node", "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first stdout line says it is up; by then it has logged.
+    let mut first = String::new();
+    BufReader::new(node.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains("\"addr\""), "{first}");
+    std::thread::sleep(Duration::from_millis(300));
+    node.kill().unwrap();
+    let out = node.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("INFO"), "the node logged nothing: {log}");
+    assert!(
+        !log.contains('\x1b'),
+        "escape codes in a piped log: {log:?}"
+    );
 }
