@@ -334,6 +334,10 @@ fn main() -> ExitCode {
         Command::Health { target } => runtime.block_on(ops::health(&target)),
         Command::Backup { out, target } => runtime.block_on(ops::backup(&target, &out)),
         Command::Restore { input, target } => runtime.block_on(ops::restore(&target, &input)),
+        Command::Leave { .. } if node_defaulted(&matches, "leave") => Err(CliError::Usage(
+            "leave takes a node out of the ring: name it with --node (or CHORDAL_NODE)".into(),
+        )
+        .into()),
         Command::Leave {
             no_wait,
             wait,
@@ -360,6 +364,16 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Did subcommand `name` get its --node from the default rather than from
+/// the user (a flag, the environment, a settings file)? A command that
+/// changes the ring must not fall back on 127.0.0.1:8000.
+fn node_defaulted(matches: &clap::ArgMatches, name: &str) -> bool {
+    matches
+        .subcommand_matches(name)
+        .and_then(|m| m.value_source("node"))
+        .is_some_and(|s| s == clap::parser::ValueSource::DefaultValue)
 }
 
 /// The bytes of a value or message given as an argument or a file (clap

@@ -210,6 +210,15 @@ fn cli_reads_a_cluster() {
     // Exit codes: usage 2, unreachable 3.
     let (code, _, _) = chordal(&["locate"]);
     assert_eq!(code, 2);
+    // A leave names its node: never the default 127.0.0.1:8000.
+    let out = Command::new(BIN)
+        .arg("leave")
+        .env_remove("CHORDAL_NODE")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--node"), "{err}");
     let (code, _, err) = chordal(&["info", "--node", "127.0.0.1:1"]);
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("unreachable"));
