@@ -1085,7 +1085,7 @@ fn wide_ask(cx: &ACx<'_>, range: KeyRange) -> Vec<NodeRef> {
 
 /// Every node our routing knows of: the membership table, and each
 /// vnode's successor list, predecessor and fingers.
-fn known_nodes(cx: &ACx<'_>) -> Vec<NodeRef> {
+pub(super) fn known_nodes(cx: &ACx<'_>) -> Vec<NodeRef> {
     let mut all: Vec<NodeRef> = cx.ring.members().collect();
     for v in cx.ring.vnodes() {
         let table = v.table();
@@ -1096,10 +1096,10 @@ fn known_nodes(cx: &ACx<'_>) -> Vec<NodeRef> {
     distinct(&all)
 }
 
-/// Our best guess at the owners of `range`'s points: the nodes we know
-/// of inside it, and the one that follows its end most closely.
-pub(super) fn known_owners(cx: &ACx<'_>, range: KeyRange) -> Vec<NodeRef> {
-    let known = known_nodes(cx);
+/// Our best guess at the owners of `range`'s points, among the nodes we
+/// know of (`known`, from [`known_nodes`]): those inside it, and the one
+/// that follows its end most closely.
+pub(super) fn known_owners(known: &[NodeRef], range: KeyRange) -> Vec<NodeRef> {
     let after_end = known.iter().min_by_key(|n| range.end.distance(&n.id));
     let owners: Vec<NodeRef> = known
         .iter()

@@ -56,7 +56,7 @@ pub(crate) struct Authority {
     leaving: BTreeMap<SocketAddr, (NodeRef, Time)>,
     /// When we last told holders that we are leaving.
     announced_at: Option<Time>,
-    /// When we last told owners the lineage only we may know.
+    /// When we last sent lineage notices (see [`Authority::tell_lineage`]).
     lineage_told_at: Option<Time>,
     /// The last save of our promise table failed (a full disk): we grant
     /// nothing, so no term of ours can begin, and a key we cannot decide
@@ -410,6 +410,9 @@ impl Authority {
         self.lineage_told_at = Some(now);
         let us = cx.ring.addr();
         let me = cx.ring.primary().me();
+        // The nodes we know of, gathered once a round (a membership
+        // table may name thousands), and only if there is news to tell.
+        let mut known: Option<Vec<NodeRef>> = None;
         let mut told = 0;
         for (range, st) in self.promises.lineage_of(us, now) {
             // Ours to prepare, or still ours: nobody to tell.
@@ -418,12 +421,13 @@ impl Authority {
             {
                 continue;
             }
-            for owner in holds::known_owners(cx, range) {
+            let known = known.get_or_insert_with(|| holds::known_nodes(cx));
+            for owner in holds::known_owners(known, range) {
+                if told == MAX_LINEAGE {
+                    return;
+                }
                 // A member of the config granted the term: it knows.
-                if told == MAX_LINEAGE
-                    || owner.addr == us
-                    || st.config.iter().any(|n| n.addr == owner.addr)
-                {
+                if owner.addr == us || st.config.iter().any(|n| n.addr == owner.addr) {
                     continue;
                 }
                 let msg = Message::Lineage {
