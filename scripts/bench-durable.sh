@@ -78,7 +78,8 @@ etcd_ring() { # three members, fresh data
     exit 1
 }
 
-chordal_ring() { # DURABLE(0|1): three nodes; prints the first one's API
+chordal_ring() { # DURABLE(0|1): three nodes; sets API to the first one's
+    # (not printed: in a $(...) subshell the node pids would not reach PIDS)
     local seed="" api="" i args line
     for i in 1 2 3; do
         args=(node --listen 127.0.0.1:0 --api 127.0.0.1:0)
@@ -102,7 +103,7 @@ chordal_ring() { # DURABLE(0|1): three nodes; prints the first one's API
         sleep 0.1
     done
     sleep 5
-    echo "$api"
+    API=$api
 }
 
 RUNS="$WORK/runs.csv"
@@ -111,11 +112,11 @@ for _ in $(seq 1 "$ROUNDS"); do
     etcd_ring
     echo "etcd-3,$(load http://127.0.0.1:12379 scripts/wrk/etcd-put.lua)" | tee -a "$RUNS"
     stop_all
-    api=$(chordal_ring 1)
-    echo "chordal-3-redb,$(load "http://$api" scripts/wrk/chordal-put.lua)" | tee -a "$RUNS"
+    chordal_ring 1
+    echo "chordal-3-redb,$(load "http://$API" scripts/wrk/chordal-put.lua)" | tee -a "$RUNS"
     stop_all
-    api=$(chordal_ring 0)
-    echo "chordal-3-memory,$(load "http://$api" scripts/wrk/chordal-put.lua)" | tee -a "$RUNS"
+    chordal_ring 0
+    echo "chordal-3-memory,$(load "http://$API" scripts/wrk/chordal-put.lua)" | tee -a "$RUNS"
     stop_all
 done
 echo "median run per target:"
