@@ -127,14 +127,19 @@ fn values_expire_on_every_node_and_conditions_hold_whichever_node_decides() {
 fn a_batch_answers_each_op_as_its_route_would_and_the_api_is_documented() {
     let nodes = ring(3);
     let (a, b) = (nodes[0].api, nodes[1].api);
-    put(b, "existing", b"old");
+    // The ops of a batch run side by side (one linearizable operation per
+    // key, in no order), so each names its own key: a get of a key the
+    // same batch deletes may see either.
+    for key in ["existing", "taken", "doomed"] {
+        put(b, key, b"old");
+    }
     let ops = json!({"ops": [
         {"op": "put", "key": "k1", "value_b64": "aGVsbG8="},
         {"op": "put", "key": "k2", "value_b64": "d29ybGQ=", "ttl": 60},
         {"op": "get", "key": "existing"},
         {"op": "get", "key": "missing"},
-        {"op": "put", "key": "existing", "value_b64": "eA==", "if_absent": true},
-        {"op": "delete", "key": "existing"},
+        {"op": "put", "key": "taken", "value_b64": "eA==", "if_absent": true},
+        {"op": "delete", "key": "doomed"},
         {"op": "delete", "key": "missing"},
         {"op": "frobnicate", "key": "k3"},
     ]});
@@ -152,7 +157,8 @@ fn a_batch_answers_each_op_as_its_route_would_and_the_api_is_documented() {
     assert_eq!(results[7]["code"], "bad_op");
     // The batch's writes are there, from another node.
     assert_eq!(get(b, "k1").as_deref(), Some(&b"hello"[..]));
-    assert_eq!(get(b, "existing"), None);
+    assert_eq!(get(b, "doomed"), None);
+    assert_eq!(get(b, "taken").as_deref(), Some(&b"old"[..]));
     let (_, head, _) = http_body(b, "GET", "/v1/kv/k2", b"");
     assert!(header_of(&head, "x-chordal-expires").is_some());
     // Not a batch: a JSON 400.

@@ -11,6 +11,11 @@
 //! linearizable`; `SEEDS=4000` runs more, `DEBUG=1 … -- --nocapture`
 //! prints each schedule's counts.
 //!
+//! A second set of schedules starts the clients as soon as the first node
+//! created the ring, while the others join (`Begin::Growing`, 3 and 5
+//! nodes, 400 seeds of 4 s): the first terms are granted, re-prepared and
+//! caught up under the clients' reads and writes.
+//!
 //! With authority on, every history is linearizable and no increment
 //! result is handed out twice; with it off (the Chord owner decides, as
 //! before issue 27) the same schedules duplicate increments and fail both
@@ -134,7 +139,20 @@ fn get(key: u64) -> Operation {
 }
 
 /// Runs one schedule of `seconds` under `seed`; `authority` on or off.
-fn run(seed: u64, node: Config, seconds: u64) -> Run {
+/// When the clients begin.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Begin {
+    /// Once `NODES` nodes joined and the ring settled.
+    Formed,
+    /// Right after the first node created the ring: the other
+    /// `nodes - 1` join while the clients run, 0–300 ms apart, each through
+    /// the first (the shape of a test ring or a fresh deployment, where
+    /// clients arrive as soon as a port answers). The nemesis begins once
+    /// all have joined.
+    Growing { nodes: usize },
+}
+
+fn run(seed: u64, node: Config, seconds: u64, begin: Begin) -> Run {
     let mut s = Sim::new(SimConfig {
         seed,
         node,
@@ -144,13 +162,27 @@ fn run(seed: u64, node: Config, seconds: u64) -> Run {
     let first = s.add_node(1);
     s.create(first);
     let mut members = vec![first];
-    for _ in 1..NODES {
-        let i = s.add_node(1);
-        s.join(i, first);
-        members.push(i);
-        s.run_for(200 * MS);
+    // When each node still to join joins, from the clients' start.
+    let mut joins: Vec<Duration> = Vec::new();
+    match begin {
+        Begin::Formed => {
+            for _ in 1..NODES {
+                let i = s.add_node(1);
+                s.join(i, first);
+                members.push(i);
+                s.run_for(200 * MS);
+            }
+            s.run_for(5 * SEC);
+        }
+        Begin::Growing { nodes } => {
+            let mut at = Duration::ZERO;
+            for _ in 1..nodes {
+                at += Duration::from_millis(rng.below(301));
+                joins.push(at);
+            }
+            joins.reverse();
+        }
     }
-    s.run_for(5 * SEC);
     let start = s.now();
     let elapsed = |s: &Sim| s.now().saturating_since(start);
     let mut clients: Vec<Client> = (0..CLIENTS)
@@ -170,7 +202,7 @@ fn run(seed: u64, node: Config, seconds: u64) -> Run {
     // (node that is down, when it comes back), or a partition's end.
     let mut down: Option<(usize, Duration)> = None;
     let mut partition_until: Option<Duration> = None;
-    let mut next_fault = 2 * SEC;
+    let mut next_fault = 2 * SEC + joins.first().copied().unwrap_or_default();
     let mut nemesis = Vec::new();
     let end = Duration::from_secs(seconds);
     let debug = std::env::var("DEBUG").is_ok();
@@ -184,6 +216,13 @@ fn run(seed: u64, node: Config, seconds: u64) -> Run {
                 history.len(),
                 nemesis.last()
             );
+        }
+        while joins.last().is_some_and(|at| now >= *at) {
+            joins.pop();
+            let i = s.add_node(1);
+            s.join(i, first);
+            members.push(i);
+            nemesis.push(format!("{now:?} join {i}"));
         }
         // The nemesis: one fault at a time, never more than one node down.
         if down.is_some_and(|(_, back)| now >= back) {
@@ -545,7 +584,7 @@ fn linearizable_schedules(part: u64) {
     let (first, n) = seeds();
     let mut failed = Vec::new();
     for seed in (first..first + n).filter(|s| (s - first) % 4 == part) {
-        let r = run(seed, Config::default(), 10);
+        let r = run(seed, Config::default(), 10, Begin::Formed);
         let verdict = check(&r);
         if let Some((k, _)) = verdict.as_ref().filter(|_| std::env::var("DEBUG").is_ok()) {
             dump_key(&r, *k);
@@ -598,7 +637,7 @@ fn without_authority_the_same_schedules_are_caught() {
             authority: false,
             ..Config::default()
         };
-        let r = run(seed, node, 20);
+        let r = run(seed, node, 20, Begin::Formed);
         duplicated += usize::from(r.duplicates > 0);
         violations += usize::from(matches!(
             check_counters(&r),
@@ -621,20 +660,84 @@ fn without_the_record_log_retried_writes_are_caught() {
     // instead of answered from the record's log of writes: the same
     // nemesis shows increments applied twice and histories the checker
     // rejects.
-    let (first, _) = seeds();
     let node = Config {
         retries_from_log: false,
         ..Config::default()
     };
-    let (mut caught, mut tried) = (0, 0);
-    while caught == 0 && tried < 200 {
-        let r = run(first + tried, node.clone(), 10);
-        caught += usize::from(r.duplicates > 0 || check(&r).is_some());
-        tried += 1;
-    }
-    eprintln!("without the record's log: caught at the {tried}th schedule");
+    let tried = first_caught(&node, 10, Begin::Formed, 200);
+    eprintln!("without the record's log: caught at the {tried:?}th schedule");
     assert!(
-        caught > 0,
+        tried.is_some(),
         "200 schedules and no retry applied twice was caught"
     );
+}
+
+/// How many schedules of `seconds` with `node` it takes until one hands
+/// out an increment twice or fails the check (at most `tries`).
+fn first_caught(node: &Config, seconds: u64, begin: Begin, tries: u64) -> Option<u64> {
+    let (first, _) = seeds();
+    (0..tries).find_map(|tried| {
+        let r = run(first + tried, node.clone(), seconds, begin);
+        (r.duplicates > 0 || check(&r).is_some()).then_some(tried + 1)
+    })
+}
+
+/// Clients from the moment the ring is created, while the other nodes
+/// join (a ring of `nodes`, seeds `first + part, first + part + 2, …`):
+/// the first terms of a growing ring are granted, re-prepared with their
+/// final configs and caught up while the clients read and write through
+/// every node that has joined. Each history must be linearizable.
+fn growing_schedules(nodes: usize, part: u64) {
+    let (first, n) = seeds();
+    // Shorter schedules than the nemesis's: 400 by default.
+    let n = if std::env::var("SEEDS").is_ok() {
+        n
+    } else {
+        400
+    };
+    let mut failed = Vec::new();
+    for seed in (first..first + n).filter(|s| (s - first) % 2 == part) {
+        let r = run(seed, Config::default(), 4, Begin::Growing { nodes });
+        let verdict = check(&r);
+        if let Some((k, _)) = verdict.as_ref().filter(|_| std::env::var("DEBUG").is_ok()) {
+            dump_key(&r, *k);
+        }
+        if r.duplicates > 0 || verdict.is_some() {
+            failed.push((seed, r.duplicates, verdict, r.nemesis));
+        }
+        assert!(
+            r.acknowledged > 50,
+            "seed {seed}: only {} increments acknowledged",
+            r.acknowledged
+        );
+    }
+    assert!(failed.is_empty(), "schedules that failed: {failed:?}");
+}
+
+#[test]
+fn clients_of_a_growing_ring_of_three_see_linearizable_keys_0() {
+    growing_schedules(3, 0);
+}
+
+#[test]
+fn clients_of_a_growing_ring_of_three_see_linearizable_keys_1() {
+    growing_schedules(3, 1);
+}
+
+#[test]
+fn clients_of_a_growing_ring_of_five_see_linearizable_keys() {
+    growing_schedules(5, 0);
+}
+
+#[test]
+fn without_authority_a_growing_ring_is_caught() {
+    // The Chord owner deciding alone: while the ring grows, a joiner
+    // decides keys its successor still decides too.
+    let node = Config {
+        authority: false,
+        ..Config::default()
+    };
+    let tried = first_caught(&node, 4, Begin::Growing { nodes: 3 }, 100);
+    eprintln!("without authority, a growing ring: caught at the {tried:?}th schedule");
+    assert!(tried.is_some(), "100 growing schedules and nothing caught");
 }
