@@ -5,11 +5,11 @@
 //! topped up from the core's counters when rendered.
 
 use chordal_core::Counters;
+use chordal_core::fasthash::FastMap;
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder, Unit};
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
-use std::collections::HashMap;
 use std::time::Duration;
 
 static META: Metadata<'static> = Metadata::new("chordal", Level::INFO, None);
@@ -229,9 +229,11 @@ const REPAIR: [&str; 2] = ["sync_summary", "sync_diff"];
 pub(crate) struct NodeMetrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
-    sent: HashMap<&'static str, (Counter, Counter)>,
-    received: HashMap<&'static str, (Counter, Counter)>,
-    requests: HashMap<&'static str, Histogram>,
+    // Keyed by our own static names, so the fast hasher is safe: these
+    // maps are searched twice per message.
+    sent: FastMap<&'static str, (Counter, Counter)>,
+    received: FastMap<&'static str, (Counter, Counter)>,
+    requests: FastMap<&'static str, Histogram>,
     lookup_seconds: Histogram,
     hops: Histogram,
     /// Messages and bytes copying records to other nodes.
@@ -273,9 +275,9 @@ impl NodeMetrics {
             repair,
             recorder,
             handle,
-            sent: HashMap::new(),
-            received: HashMap::new(),
-            requests: HashMap::new(),
+            sent: FastMap::default(),
+            received: FastMap::default(),
+            requests: FastMap::default(),
             lookup_seconds,
             hops,
         }
@@ -517,7 +519,7 @@ pub(crate) struct Snapshot {
 /// the pair of counters `names` for a new type).
 fn count(
     r: &PrometheusRecorder,
-    by_type: &mut HashMap<&'static str, (Counter, Counter)>,
+    by_type: &mut FastMap<&'static str, (Counter, Counter)>,
     names: (&'static str, &'static str),
     kind: &'static str,
     bytes: usize,
