@@ -181,6 +181,43 @@ fn pipelines_are_answered_in_order_and_garbage_closes_only_its_connection() {
         String::from_utf8_lossy(&answer),
         "-ERR Protocol error: invalid bulk length\r\n"
     );
+    // A value just over the value limit (1 MiB), and one over the string
+    // limit (1 MiB + 1 KiB): each answered with an error in its place,
+    // and the connection goes on.
+    let mut request = Vec::new();
+    for size in [(1 << 20) + 1, (1 << 20) + 4096] {
+        request
+            .extend_from_slice(format!("*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n${size}\r\n").as_bytes());
+        request.extend_from_slice(&vec![b'z'; size]);
+        request.extend_from_slice(b"\r\n");
+    }
+    // Inside MULTI, a dropped request aborts the transaction as a
+    // refused command does.
+    request.extend_from_slice(b"MULTI\r\nSET small 1\r\n");
+    let size = (1 << 20) + 4096;
+    request.extend_from_slice(format!("*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n${size}\r\n").as_bytes());
+    request.extend_from_slice(&vec![b'z'; size]);
+    request.extend_from_slice(b"\r\nEXEC\r\n");
+    request.extend_from_slice(b"PING\r\nGET big\r\nGET small\r\nQUIT\r\n");
+    let answer = String::from_utf8_lossy(&raw(resp, &request, Duration::from_secs(10))).to_string();
+    let lines: Vec<&str> = answer.split("\r\n").collect();
+    assert_eq!(
+        lines,
+        [
+            "-ERR string exceeds maximum allowed size",
+            "-ERR request dropped: a string of 1052672 bytes is over the limit of 1049600 bytes",
+            "+OK",
+            "+QUEUED",
+            "-ERR request dropped: a string of 1052672 bytes is over the limit of 1049600 bytes",
+            "-EXECABORT Transaction discarded because of previous errors.",
+            "+PONG",
+            "$-1",
+            "$-1",
+            "+OK",
+            ""
+        ],
+        "{answer}"
+    );
     // Not RESP at all, then a truncated request: errors, closed.
     let answer = raw(resp, b"*1\r\n:12\r\n", Duration::from_secs(5));
     assert!(answer.starts_with(b"-ERR Protocol error"), "{answer:?}");

@@ -98,7 +98,7 @@ fn request_carrying(text: &str) -> http::Request<()> {
 /// over the string limit, and stop at an error, with the buffer never
 /// growing past the request limit before one.
 pub fn resp_requests(data: &[u8]) {
-    use chordal_resp::codec::RespCodec;
+    use chordal_resp::codec::{Incoming, RespCodec};
     let (max_bulk, max_request) = (512, 4096);
     let mut codec = RespCodec::new(max_bulk, max_request);
     // In two pieces, as a socket may deliver them.
@@ -108,10 +108,12 @@ pub fn resp_requests(data: &[u8]) {
         buf.extend_from_slice(piece);
         loop {
             match codec.decode(&mut buf) {
-                Ok(Some(args)) => {
+                Ok(Some(Incoming::Command(args))) => {
                     assert!(!args.is_empty(), "an empty command");
                     assert!(args.iter().all(|a| a.len() <= max_bulk.max(64 * 1024)));
                 }
+                // Over the limits, dropped whole: nothing of it buffered.
+                Ok(Some(Incoming::Dropped(_))) => {}
                 Ok(None) => break,
                 Err(_) => return,
             }

@@ -10,9 +10,16 @@
 //! buffered; the decoder sees the array only once it is complete, so no
 //! byte is parsed twice however the request is split. Replies are encoded
 //! by the same crate, as RESP2 or RESP3 (after `HELLO 3`).
+//!
+//! An authenticated client's request over the limits but within
+//! [`Limits::max_skip`] (a value a little over the value limit, an MSET
+//! of a few too many) is read to its end and dropped as it arrives —
+//! never buffered — and answered with an error in its place
+//! ([`Incoming::Dropped`]); the connection goes on. Anything larger, and
+//! anything over the limits before authentication, closes the connection.
 
 use crate::reply::Reply;
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use redis_protocol::resp2::types::BytesFrame as Frame2;
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -20,6 +27,9 @@ use tokio_util::codec::{Decoder, Encoder};
 pub const MAX_INLINE: usize = 64 * 1024;
 /// Most arguments in one command.
 pub const MAX_ARGS: usize = 1024 * 1024;
+/// Most bytes of one over-limit request an authenticated connection reads
+/// and drops (answering an error) rather than closing.
+pub const MAX_SKIP: usize = 64 * 1024 * 1024;
 /// Longest header line of a request (`*COUNT` or `$LENGTH`): a number
 /// has at most 20 digits, so anything longer is not a header.
 pub const MAX_HEADER_LINE: usize = 32;
@@ -51,6 +61,9 @@ pub struct Limits {
     pub max_args: usize,
     /// Longest inline command line.
     pub max_inline: usize,
+    /// Most bytes of a request over the other limits that are read and
+    /// dropped, answered with an error (0: none, close instead).
+    pub max_skip: usize,
 }
 
 impl Limits {
@@ -62,6 +75,7 @@ impl Limits {
             max_request,
             max_args: MAX_ARGS,
             max_inline: MAX_INLINE,
+            max_skip: MAX_SKIP,
         }
     }
 
@@ -73,6 +87,7 @@ impl Limits {
             max_request: 4096,
             max_args: 16,
             max_inline: 4096,
+            max_skip: 0,
         }
     }
 }
@@ -88,6 +103,8 @@ pub struct RespCodec {
     /// How far the headers of the partial request at the start of the
     /// buffer have been checked, so that each read checks only new bytes.
     scan: Scan,
+    /// The over-limit request being dropped, if any.
+    skip: Option<Skip>,
 }
 
 impl RespCodec {
@@ -97,12 +114,52 @@ impl RespCodec {
             limits: Limits::new(max_bulk, max_request),
             resp3: false,
             scan: Scan::default(),
+            skip: None,
         }
     }
 }
 
 /// One command: its name and arguments, as bytes.
 pub type Request = Vec<Bytes>;
+
+/// What the decoder makes of the next request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Incoming {
+    /// A command to run.
+    Command(Request),
+    /// A request over the limits, read to its end and dropped: answer
+    /// this error in its place, and go on.
+    Dropped(String),
+}
+
+/// An over-limit request being read and dropped.
+#[derive(Debug)]
+struct Skip {
+    /// Bytes of the current string's body (and its CRLF) still to drop.
+    body_left: usize,
+    /// Strings after the current one.
+    args_left: usize,
+    /// Bytes of the request dropped so far (bounded by `max_skip`).
+    dropped: usize,
+    /// The error to answer.
+    why: String,
+}
+
+/// What [`RespCodec::guard`] found.
+enum Guarded {
+    /// The whole request is there: `len` bytes.
+    Whole(usize),
+    /// Not all there yet.
+    Partial,
+    /// A string over the limits, whose body starts at `body`: drop the
+    /// request from there (its earlier bytes too) and answer `why`.
+    Over {
+        body: usize,
+        body_len: usize,
+        args_left: usize,
+        why: String,
+    },
+}
 
 /// Progress through the headers of a partial array: its argument count,
 /// the arguments whose header and body are in the buffer, and the offset
@@ -144,13 +201,13 @@ impl RespCodec {
     /// there, `Ok(None)` while it is not, `Err` for a header over the
     /// limits or not a number. Each byte is checked once, however the
     /// request is split across reads.
-    fn guard(&mut self, buf: &[u8]) -> Result<Option<usize>, ProtocolError> {
+    fn guard(&mut self, buf: &[u8]) -> Result<Guarded, ProtocolError> {
         let limits = self.limits;
         let count = match self.scan.count {
             Some(count) => count,
             None => {
                 let Some((header, next)) = header_line(buf, 0)? else {
-                    return Ok(None);
+                    return Ok(Guarded::Partial);
                 };
                 let count = number(header, "multibulk length")?;
                 if count > limits.max_args as i64 {
@@ -167,7 +224,7 @@ impl RespCodec {
         };
         while self.scan.seen < count {
             let Some((header, next)) = header_line(buf, self.scan.at)? else {
-                return Ok(None);
+                return Ok(Guarded::Partial);
             };
             if buf[self.scan.at] != b'$' {
                 return Err(ProtocolError::Malformed(format!(
@@ -176,34 +233,98 @@ impl RespCodec {
                 )));
             }
             let len = number(header, "bulk length")?;
-            if len < 0 || len as u64 > limits.max_bulk as u64 {
+            if len < 0 {
                 return Err(ProtocolError::TooLarge("invalid bulk length".into()));
             }
-            let end = next + len as usize + 2;
-            if end > limits.max_request {
-                return Err(ProtocolError::TooLarge(format!(
-                    "request over {} bytes",
-                    limits.max_request
-                )));
+            let end = (next as u64).saturating_add(len as u64 + 2);
+            let over = if len as u64 > limits.max_bulk as u64 {
+                Some((
+                    "invalid bulk length".to_string(),
+                    format!(
+                        "a string of {len} bytes is over the limit of {} bytes",
+                        limits.max_bulk
+                    ),
+                ))
+            } else if end > limits.max_request as u64 {
+                let said = format!("request over {} bytes", limits.max_request);
+                Some((said.clone(), format!("the {said}")))
+            } else {
+                None
+            };
+            if let Some((closing, dropped)) = over {
+                if end > limits.max_skip as u64 {
+                    return Err(ProtocolError::TooLarge(closing));
+                }
+                return Ok(Guarded::Over {
+                    body: next,
+                    body_len: len as usize + 2,
+                    args_left: count - self.scan.seen - 1,
+                    why: format!("request dropped: {dropped}"),
+                });
             }
+            let end = end as usize;
             if end > buf.len() {
                 // The body is still on its way: its header is read again
                 // next time (a few bytes), the ones before it are not.
-                return Ok(None);
+                return Ok(Guarded::Partial);
             }
             self.scan.seen += 1;
             self.scan.at = end;
         }
-        Ok(Some(self.scan.at))
+        Ok(Guarded::Whole(self.scan.at))
+    }
+
+    /// Drops what has arrived of the over-limit request being skipped:
+    /// its error once the request's last byte is gone, `Ok(None)` while
+    /// more is to come. Headers are checked as in [`RespCodec::guard`];
+    /// a request that would drop more than `max_skip` closes.
+    fn skip_more(&mut self, buf: &mut BytesMut) -> Result<Option<String>, ProtocolError> {
+        let max_skip = self.limits.max_skip;
+        let Some(skip) = self.skip.as_mut() else {
+            return Ok(None);
+        };
+        loop {
+            let n = skip.body_left.min(buf.len());
+            buf.advance(n);
+            skip.body_left -= n;
+            skip.dropped += n;
+            if skip.body_left > 0 {
+                return Ok(None);
+            }
+            if skip.args_left == 0 {
+                return Ok(self.skip.take().map(|s| s.why));
+            }
+            let Some((header, next)) = header_line(buf, 0)? else {
+                return Ok(None);
+            };
+            if buf[0] != b'$' {
+                return Err(ProtocolError::Malformed(format!(
+                    "expected '$', got '{}'",
+                    buf[0] as char
+                )));
+            }
+            let len = number(header, "bulk length")?;
+            let total = (skip.dropped + next) as u64 + len.max(0) as u64 + 2;
+            if len < 0 || total > max_skip as u64 {
+                return Err(ProtocolError::TooLarge("invalid bulk length".into()));
+            }
+            buf.advance(next);
+            skip.dropped += next;
+            skip.body_left = len as usize + 2;
+            skip.args_left -= 1;
+        }
     }
 }
 
 impl Decoder for RespCodec {
-    type Item = Request;
+    type Item = Incoming;
     type Error = ProtocolError;
 
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Request>, ProtocolError> {
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Incoming>, ProtocolError> {
         loop {
+            if self.skip.is_some() {
+                return Ok(self.skip_more(buf)?.map(Incoming::Dropped));
+            }
             let Some(&first) = buf.first() else {
                 return Ok(None);
             };
@@ -228,12 +349,31 @@ impl Decoder for RespCodec {
                 if args.len() > self.limits.max_args {
                     return Err(ProtocolError::TooLarge("invalid multibulk length".into()));
                 }
-                return Ok(Some(args));
+                return Ok(Some(Incoming::Command(args)));
             }
             // The decoder sees a request only once it is all there, so it
             // parses each request once.
-            let Some(len) = self.guard(buf)? else {
-                return Ok(None);
+            let len = match self.guard(buf)? {
+                Guarded::Whole(len) => len,
+                Guarded::Partial => return Ok(None),
+                Guarded::Over {
+                    body,
+                    body_len,
+                    args_left,
+                    why,
+                } => {
+                    // What came before the string goes too; the rest is
+                    // dropped as it arrives.
+                    buf.advance(body);
+                    self.scan = Scan::default();
+                    self.skip = Some(Skip {
+                        body_left: body_len,
+                        args_left,
+                        dropped: body,
+                        why,
+                    });
+                    continue;
+                }
             };
             self.scan = Scan::default();
             let decoded = redis_protocol::resp2::decode::decode_bytes_mut(buf)
@@ -260,7 +400,7 @@ impl Decoder for RespCodec {
             if args.is_empty() {
                 continue;
             }
-            return Ok(Some(args));
+            return Ok(Some(Incoming::Command(args)));
         }
     }
 }
@@ -338,13 +478,87 @@ mod tests {
     use super::*;
 
     fn decode_all(input: &[u8]) -> Result<Vec<Request>, ProtocolError> {
-        let mut codec = RespCodec::new(1024, 4096);
-        let mut buf = BytesMut::from(input);
         let mut out = Vec::new();
-        while let Some(r) = codec.decode(&mut buf)? {
-            out.push(r);
+        for incoming in decode_incoming(input, input.len().max(1))? {
+            match incoming {
+                Incoming::Command(r) => out.push(r),
+                Incoming::Dropped(why) => panic!("dropped: {why}"),
+            }
         }
         Ok(out)
+    }
+
+    /// What `input` decodes to when it arrives in reads of `read` bytes
+    /// (limits: strings of 1,024 bytes, requests of 4,096).
+    fn decode_incoming(input: &[u8], read: usize) -> Result<Vec<Incoming>, ProtocolError> {
+        let mut codec = RespCodec::new(1024, 4096);
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for piece in input.chunks(read) {
+            buf.extend_from_slice(piece);
+            while let Some(r) = codec.decode(&mut buf)? {
+                out.push(r);
+            }
+            // Nothing of a dropped request stays buffered.
+            assert!(buf.len() <= 4096 + MAX_HEADER_LINE + read, "{}", buf.len());
+        }
+        Ok(out)
+    }
+
+    fn bulk(out: &mut Vec<u8>, s: &[u8]) {
+        out.extend_from_slice(format!("${}\r\n", s.len()).as_bytes());
+        out.extend_from_slice(s);
+        out.extend_from_slice(b"\r\n");
+    }
+
+    #[test]
+    fn a_request_a_little_over_the_limits_is_dropped_and_answered_in_its_place() {
+        // SET of a string just over the limit, then one over the request
+        // limit (five strings within it), then a PING: two errors in
+        // place, the PING answered, in any split of the reads.
+        let mut input = b"*3\r\n".to_vec();
+        bulk(&mut input, b"SET");
+        bulk(&mut input, b"k");
+        bulk(&mut input, &[b'v'; 1025]);
+        input.extend_from_slice(b"*6\r\n");
+        bulk(&mut input, b"MSET");
+        for _ in 0..5 {
+            bulk(&mut input, &[b'x'; 1000]);
+        }
+        input.extend_from_slice(b"*1\r\n");
+        bulk(&mut input, b"PING");
+        for read in [1, 7, 100, 1031, input.len()] {
+            let got = decode_incoming(&input, read).unwrap();
+            assert_eq!(got.len(), 3, "reads of {read}: {got:?}");
+            let Incoming::Dropped(why) = &got[0] else {
+                panic!("{:?}", got[0])
+            };
+            assert_eq!(
+                why,
+                "request dropped: a string of 1025 bytes is over the limit of 1024 bytes"
+            );
+            let Incoming::Dropped(why) = &got[1] else {
+                panic!("{:?}", got[1])
+            };
+            assert_eq!(why, "request dropped: the request over 4096 bytes");
+            assert_eq!(got[2], Incoming::Command(vec![Bytes::from_static(b"PING")]));
+        }
+        // Over what may be dropped: closed, as before authentication.
+        let mut huge = b"*2\r\n".to_vec();
+        huge.extend_from_slice(format!("$1\r\nx\r\n${}\r\n", MAX_SKIP).as_bytes());
+        let err = decode_incoming(&huge, huge.len()).unwrap_err();
+        assert!(err.to_string().contains("invalid bulk length"), "{err}");
+        // Many strings, each under the bound, adding up past it: closed
+        // once the total would pass it.
+        let mut many = b"*100\r\n".to_vec();
+        many.extend_from_slice(format!("${}\r\n", 2048).as_bytes());
+        many.extend_from_slice(&[b'y'; 2050]);
+        for _ in 0..99 {
+            many.extend_from_slice(format!("${}\r\n", MAX_SKIP / 64).as_bytes());
+            many.extend_from_slice(&vec![b'y'; MAX_SKIP / 64 + 2]);
+        }
+        let err = decode_incoming(&many, 1 << 20).unwrap_err();
+        assert!(matches!(err, ProtocolError::TooLarge(_)), "{err}");
     }
 
     fn words(r: &Request) -> Vec<&[u8]> {
@@ -367,15 +581,6 @@ mod tests {
         assert!(err.to_string().contains("invalid bulk length"), "{err}");
         let err = decode_all(b"*99999999999\r\n").unwrap_err();
         assert!(matches!(err, ProtocolError::TooLarge(_)), "{err}");
-        // Four strings of 1,000 bytes are over the request limit of 4,096
-        // although each is under the string limit.
-        let mut big = b"*5\r\n".to_vec();
-        for _ in 0..5 {
-            big.extend_from_slice(b"$1000\r\n");
-            big.extend_from_slice(&[b'x'; 1000]);
-            big.extend_from_slice(b"\r\n");
-        }
-        assert!(matches!(decode_all(&big), Err(ProtocolError::TooLarge(_))));
         let err = decode_all(b"*1\r\n:5\r\n").unwrap_err();
         assert!(matches!(err, ProtocolError::Malformed(_)), "{err}");
         let err = decode_all(b"*1\r\n$x\r\n").unwrap_err();
@@ -432,7 +637,8 @@ mod tests {
             codec.decode(&mut big),
             Err(ProtocolError::TooLarge(_))
         ));
-        // Many empty strings: small bodies, but every header counts.
+        // Many empty strings: small bodies, but every header counts (once
+        // authenticated, such a request is dropped and answered).
         let mut codec = RespCodec::new(1 << 20, 4096);
         let mut many = BytesMut::from(&b"*1000\r\n"[..]);
         for _ in 0..1000 {
@@ -440,8 +646,9 @@ mod tests {
         }
         assert!(matches!(
             codec.decode(&mut many),
-            Err(ProtocolError::TooLarge(_))
+            Ok(Some(Incoming::Dropped(_)))
         ));
+        assert!(many.is_empty());
         let mut codec = RespCodec::new(1 << 20, 1 << 22);
         codec.limits = Limits::before_auth();
         let mut long_inline = BytesMut::from(&vec![b'a'; 5000][..]);
@@ -455,19 +662,11 @@ mod tests {
     fn requests_split_at_every_byte_decode_as_whole_ones() {
         let input: &[u8] =
             b"*2\r\n$4\r\nECHO\r\n$11\r\nhello\r\nworld\r\nPING\r\n*1\r\n$4\r\nPING\r\n";
-        let whole = decode_all(input).unwrap();
+        let whole = decode_incoming(input, input.len()).unwrap();
+        assert_eq!(whole.len(), 3);
         for chunk in 1..input.len() {
-            let mut codec = RespCodec::new(1024, 4096);
-            let mut buf = BytesMut::new();
-            let mut got = Vec::new();
-            for piece in input.chunks(chunk) {
-                buf.extend_from_slice(piece);
-                while let Some(r) = codec.decode(&mut buf).unwrap() {
-                    got.push(r);
-                }
-            }
+            let got = decode_incoming(input, chunk).unwrap();
             assert_eq!(got, whole, "split every {chunk} bytes");
-            assert!(buf.is_empty());
         }
     }
 

@@ -4,7 +4,7 @@
 //! AUTH, SUBSCRIBE, QUIT, …) in order, after the replies before them.
 
 use crate::RespConfig;
-use crate::codec::{Limits, ProtocolError, Request, RespCodec};
+use crate::codec::{Incoming, Limits, ProtocolError, Request, RespCodec};
 use crate::commands::{self, Ctx};
 use crate::multi::{self, Multi};
 use crate::order::Order;
@@ -115,7 +115,20 @@ where
             }
             request = reader.next(), if pending.len() < config.max_pipeline => {
                 let args = match request {
-                    Some(Ok(args)) => args,
+                    Some(Ok(Incoming::Command(args))) => args,
+                    Some(Ok(Incoming::Dropped(why))) => {
+                        // Over the limits but read whole: an error in its
+                        // place (inside MULTI, EXEC then aborts).
+                        last = Instant::now();
+                        s.ctx.node.wire_stats().resp_malformed.fetch_add(1, Ordering::Relaxed);
+                        debug!(id, %why, "RESP request over the limits dropped");
+                        if let Some(m) = s.multi.as_mut() {
+                            m.dirty = true;
+                        }
+                        let reply = Reply::err(why);
+                        pending.push_back(Box::pin(async move { reply }));
+                        continue;
+                    }
                     Some(Err(e)) => {
                         // Answer what came before, say why, and close.
                         gone.cancel();
