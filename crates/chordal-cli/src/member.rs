@@ -229,6 +229,14 @@ pub struct ClusterArgs {
     /// API port of the first node (the others count up); 0 picks free ports.
     #[arg(long, default_value_t = 8000)]
     api_base_port: u16,
+    /// Serve the Redis protocol too, the first node on PORT (the others
+    /// count up; 0 picks free ports): `redis-cli -p PORT`.
+    #[arg(long, value_name = "PORT")]
+    resp_base_port: Option<u16>,
+    /// How long to wait for the ring to form (every node's successor and
+    /// predecessor the true ones) before saying it is running.
+    #[arg(long, default_value_t = 60)]
+    form_timeout_secs: u64,
     /// Keep each node's data in DIR/node-N (N counts from 0); without it, in memory.
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -623,23 +631,88 @@ pub async fn run_cluster(args: ClusterArgs) -> Result<()> {
             .unwrap_or_default();
         let dir = args.data_dir.as_ref().map(|d| d.join(format!("node-{i}")));
         let config = args.ring.node_config(listen, seeds, None, dir);
-        let member = Member::start(config, api, Announce::default(), ApiConfig::default())
+        let mut member = Member::start(config, api, Announce::default(), ApiConfig::default())
             .await
             .with_context(|| format!("node {i}"))?;
+        if let Some(base) = args.resp_base_port {
+            let addr = SocketAddr::from(([127, 0, 0, 1], port(base, i)?));
+            member
+                .serve_resp(addr, chordal_resp::RespConfig::default())
+                .await
+                .with_context(|| format!("node {i}"))?;
+        }
         println!("{}", member.address_line());
         members.push(member);
     }
-    eprintln!(
-        "{} nodes running. Dashboard: http://{}/   Try: chordal ring --node {}   (Ctrl-C stops them)",
-        members.len(),
-        members[0].api,
-        members[0].api
-    );
+    let bound = Duration::from_secs(args.form_timeout_secs);
+    let waited = std::time::Instant::now();
+    if formed(&members, bound).await {
+        eprintln!(
+            "{} nodes running, the ring formed in {:.1} s. Dashboard: http://{}/   Try: chordal ring --node {}   (Ctrl-C stops them)",
+            members.len(),
+            waited.elapsed().as_secs_f64(),
+            members[0].api,
+            members[0].api
+        );
+    } else {
+        eprintln!(
+            "{} nodes running, but the ring has not formed after {} s: see chordal ring --node {}   (Ctrl-C stops them)",
+            members.len(),
+            bound.as_secs(),
+            members[0].api
+        );
+    }
+    if let Some(resp) = members[0].resp {
+        eprintln!("Redis protocol: redis-cli -p {}", resp.port());
+    }
     shutdown_signal().await;
     for m in members {
         m.stop().await;
     }
     Ok(())
+}
+
+/// Waits (at most `bound`) until the ring of `members` has formed: every
+/// vnode joined, its successor list and predecessor the true ones (by id
+/// among all the members' vnodes). Until then lookups may take a wrong turn and a
+/// `chordal ring` sees part of it. False if the bound passed.
+async fn formed(members: &[Member], bound: Duration) -> bool {
+    let mut ids: Vec<Id> = members
+        .iter()
+        .flat_map(|m| m.node.ids().iter().copied())
+        .collect();
+    ids.sort();
+    let n = ids.len();
+    // The true successor list (as long as the nodes keep, and the ring
+    // allows) and predecessor of `id`.
+    let neighbours = |id: &Id, len: usize| {
+        let i = ids.binary_search(id).unwrap_or(0);
+        let next: Vec<Id> = (1..=len.min(n - 1)).map(|k| ids[(i + k) % n]).collect();
+        (next, ids[(i + n - 1) % n])
+    };
+    let deadline = tokio::time::Instant::now() + bound;
+    loop {
+        let mut all = true;
+        for m in members {
+            let Ok(status) = m.node.status().await else {
+                all = false;
+                break;
+            };
+            let len = m.node.successor_list_len();
+            all &= status.vnodes.iter().all(|v| {
+                let (next, prev) = neighbours(&v.me.id, len);
+                let have: Vec<Id> = v.successors.iter().map(|s| s.id).take(next.len()).collect();
+                n == 1 || (v.joined && have == next && v.predecessor.map(|p| p.id) == Some(prev))
+            });
+        }
+        if all {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The soft limit on open files of this process (Linux: from

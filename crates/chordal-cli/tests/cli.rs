@@ -540,3 +540,53 @@ fn a_log_that_is_not_a_terminal_carries_no_colour_codes() {
         "escape codes in a piped log: {log:?}"
     );
 }
+
+#[test]
+fn cluster_says_it_runs_once_the_ring_formed_and_serves_redis_on_request() {
+    let mut child = Command::new(BIN)
+        .args(["cluster", "--nodes", "6", "--base-port", "0"])
+        .args(["--api-base-port", "0", "--resp-base-port", "0"])
+        .args(["--stabilize-ms", "100"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
+    let nodes: Vec<Value> = (0..6)
+        .map(|_| serde_json::from_str(&out.next().unwrap().unwrap()).unwrap())
+        .collect();
+    let c = Cluster { child, nodes };
+    // The line saying it runs comes once the ring formed (the log lines
+    // before it are the nodes').
+    let running = err
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.contains("nodes running"))
+        .expect("the running line");
+    assert!(running.contains("the ring formed"), "{running}");
+    let redis = err.next().unwrap().unwrap();
+    let resp: std::net::SocketAddr = c.nodes[0]["resp"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        redis,
+        format!("Redis protocol: redis-cli -p {}", resp.port())
+    );
+    // At once, no waiting: the walk sees all six and no problem.
+    let api: std::net::SocketAddr = c.nodes[3]["api"].as_str().unwrap().parse().unwrap();
+    let (status, ring) = get_json(api, "/v1/ring");
+    assert_eq!(status, 200);
+    assert_eq!(ring["count"], 6, "{ring}");
+    assert_eq!(ring["problems"], serde_json::json!([]), "{ring}");
+    // Every node speaks RESP: a SET through one, a GET through another.
+    let speak = |node: &Value, command: &[u8]| {
+        let addr: std::net::SocketAddr = node["resp"].as_str().unwrap().parse().unwrap();
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(command).unwrap();
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).unwrap();
+        line
+    };
+    assert_eq!(speak(&c.nodes[1], b"SET quick start\r\n"), "+OK\r\n");
+    assert_eq!(speak(&c.nodes[4], b"GET quick\r\n"), "$5\r\n");
+}
