@@ -1,5 +1,5 @@
-//! [`MemoryStore`]: a hash table of records with a `BTreeSet` of their
-//! keys in ring order, behind a mutex. The model the redb store is tested
+//! [`MemoryStore`]: records in slots, found by a hash table of their keys
+//! and walked in ring order by a `BTreeMap`, behind a mutex. The model the redb store is tested
 //! against, and the store of nodes without a data directory.
 
 use crate::digest::Contribution;
@@ -7,7 +7,7 @@ use crate::{Digests, FineDigest, KeyVersion, Store, StoreError, scan_parts};
 use chordal_core::{Applied, Id, Record, Version};
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, RandomState};
 use std::ops::Bound;
 use std::sync::Mutex;
@@ -28,18 +28,30 @@ pub struct MemoryStore {
 
 /// The records, by (key id, key).
 ///
-/// A point read or write finds its record in one hash probe; only a write
-/// of a new key or a removal touches the ordered set, which scans walk.
-/// (A `BTreeMap` of the records searched ~40 keys per write at 100,000
-/// keys, most of them cache misses: 8 % of a node's CPU under SETs.)
+/// A point read or write finds its record with one hash probe; only a
+/// write of a new key or a removal touches the ordered map, which scans
+/// walk without hashing. (A `BTreeMap` of the records searched ~40 keys
+/// per write at 100,000 keys, most of them cache misses: 8 % of a node's
+/// CPU under SETs.)
 #[derive(Debug, Default)]
 struct Records {
-    /// Every record, hashed by (key id, key) with a per-process key (the
-    /// keys come from clients).
-    table: HashTable<Record>,
-    /// The (key id, key) of every record in `table`, in ring order.
-    order: BTreeSet<(Id, Vec<u8>)>,
+    /// The records; a removed record's slot is `None` until reused.
+    slots: Vec<Option<Record>>,
+    /// Slots to reuse.
+    free: Vec<usize>,
+    /// The slot of every record, hashed by (key id, key) with a
+    /// per-process key (the keys come from clients).
+    by_key: HashTable<usize>,
+    /// The slot of every record, in ring order.
+    order: BTreeMap<(Id, Vec<u8>), usize>,
     hasher: RandomState,
+}
+
+/// Is `slot` the record of (`key_id`, `key`)?
+fn holds(slots: &[Option<Record>], slot: usize, key_id: &Id, key: &[u8]) -> bool {
+    slots[slot]
+        .as_ref()
+        .is_some_and(|r| r.key_id == *key_id && r.key == key)
 }
 
 impl Records {
@@ -49,23 +61,75 @@ impl Records {
 
     fn get(&self, key_id: &Id, key: &[u8]) -> Option<&Record> {
         let hash = self.hash(key_id, key);
-        self.table
-            .find(hash, |r| r.key_id == *key_id && r.key == key)
+        let slots = &self.slots;
+        let slot = *self.by_key.find(hash, |&i| holds(slots, i, key_id, key))?;
+        slots[slot].as_ref()
+    }
+
+    /// The record in `slot` of the ordered map (always there).
+    fn at(&self, slot: usize) -> &Record {
+        self.slots[slot]
+            .as_ref()
+            .expect("an ordered key has its record")
     }
 
     fn remove(&mut self, key_id: &Id, key: &[u8]) -> Option<Record> {
         let hash = self.hash(key_id, key);
+        let slots = &self.slots;
         let entry = self
-            .table
-            .find_entry(hash, |r| r.key_id == *key_id && r.key == key)
+            .by_key
+            .find_entry(hash, |&i| holds(slots, i, key_id, key))
             .ok()?;
-        let (old, _) = entry.remove();
+        let (slot, _) = entry.remove();
         self.order.remove(&(*key_id, key.to_vec()));
-        Some(old)
+        self.free.push(slot);
+        self.slots[slot].take()
+    }
+
+    /// Stores `r` (a new key, or in place of what it holds): its slot and
+    /// what it replaced; `Err` says why the held record stays (`r` is not
+    /// newer, or is exactly what is held).
+    fn put(&mut self, r: Record) -> Result<(usize, Option<Record>), Applied> {
+        let hash = self.hash(&r.key_id, &r.key);
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        let entry = self.by_key.entry(
+            hash,
+            |&i| holds(slots, i, &r.key_id, &r.key),
+            |&i| {
+                let held = slots[i].as_ref().expect("a hashed slot holds a record");
+                hasher.hash_one((&held.key_id, held.key.as_slice()))
+            },
+        );
+        match entry {
+            Entry::Occupied(e) => {
+                let slot = *e.get();
+                let held = self.slots[slot].as_mut().expect("a hashed slot");
+                if *held == r {
+                    return Err(Applied::Stored);
+                }
+                if !r.supersedes(held) {
+                    return Err(Applied::Kept(held.version));
+                }
+                Ok((slot, Some(std::mem::replace(held, r))))
+            }
+            Entry::Vacant(e) => {
+                let slot = match self.free.pop() {
+                    Some(slot) => slot,
+                    None => {
+                        self.slots.push(None);
+                        self.slots.len() - 1
+                    }
+                };
+                self.order.insert((r.key_id, r.key.clone()), slot);
+                self.slots[slot] = Some(r);
+                e.insert(slot);
+                Ok((slot, None))
+            }
+        }
     }
 
     fn len(&self) -> usize {
-        self.table.len()
+        self.by_key.len()
     }
 }
 
@@ -97,13 +161,11 @@ impl MemoryStore {
                 Some((id, key)) => Bound::Excluded((*id, key.to_vec())),
                 None => Bound::Included((lo, Vec::new())),
             };
-            for (id, key) in map.order.range((lower, Bound::Unbounded)) {
+            for ((id, _), slot) in map.order.range((lower, Bound::Unbounded)) {
                 if *id > hi || out.len() >= limit {
                     break;
                 }
-                if let Some(r) = map.get(id, key) {
-                    out.push(f(r));
-                }
+                out.push(f(map.at(*slot)));
             }
         }
         out
@@ -113,39 +175,18 @@ impl MemoryStore {
 impl MemoryStore {
     /// [`Store::apply`] of records the store may keep as they are.
     fn apply_owned(&self, batch: Vec<Record>) -> Vec<Applied> {
-        let mut guard = self.records.lock().expect("store lock");
-        let map = &mut *guard;
+        let mut map = self.records.lock().expect("store lock");
         batch
             .into_iter()
             .map(|r| {
-                // One probe of the table.
-                let hash = map.hash(&r.key_id, &r.key);
-                let hasher = &map.hasher;
-                let entry = map.table.entry(
-                    hash,
-                    |old| old.key_id == r.key_id && old.key == r.key,
-                    |old| hasher.hash_one((&old.key_id, old.key.as_slice())),
-                );
-                if let Entry::Occupied(old) = &entry {
-                    let old = old.get();
-                    if *old == r {
-                        return Applied::Stored;
-                    }
-                    if !r.supersedes(old) {
-                        return Applied::Kept(old.version);
-                    }
-                }
-                self.bytes.fetch_add(size(&r), Relaxed);
-                self.max_hlc.fetch_max(r.version.hlc, Relaxed);
-                let new = Contribution::of(&r);
-                let old = match entry {
-                    Entry::Occupied(mut e) => Some(std::mem::replace(e.get_mut(), r)),
-                    Entry::Vacant(e) => {
-                        map.order.insert((r.key_id, r.key.clone()));
-                        e.insert(r);
-                        None
-                    }
+                let (slot, old) = match map.put(r) {
+                    Ok(put) => put,
+                    Err(applied) => return applied,
                 };
+                let r = map.at(slot);
+                let new = Contribution::of(r);
+                self.bytes.fetch_add(size(r), Relaxed);
+                self.max_hlc.fetch_max(r.version.hlc, Relaxed);
                 if let Some(old) = &old {
                     self.bytes.fetch_sub(size(old), Relaxed);
                 }
