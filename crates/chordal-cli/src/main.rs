@@ -25,6 +25,11 @@ mod topics;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
 
+/// mimalloc instead of glibc's malloc: a node allocates and frees many
+/// small blocks per request (see docs/benchmarks.md, "the allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "chordal", version, about = "A Chord distributed hash table")]
 struct Cli {
