@@ -87,7 +87,7 @@ pub fn fingers(st: &NodeStatusJson) -> String {
 pub fn ring(r: &RingJson) -> String {
     let mut t = Table::new();
     t.load_style(UTF8_BORDERS_ONLY)
-        .set_header(["#", "id", "addr", "api", "keys"]);
+        .set_header(["#", "id", "addr", "api", "records"]);
     for (i, n) in r.nodes.iter().enumerate() {
         t.add_row([
             i.to_string(),
@@ -97,7 +97,10 @@ pub fn ring(r: &RingJson) -> String {
             n.keys_stored.to_string(),
         ]);
     }
-    let mut out = format!("{t}\n{} nodes\n", r.count);
+    let mut out = format!(
+        "{t}\n{} nodes (records: every copy a node stores — its own keys, its replicas — and tombstones not yet collected)\n",
+        r.count
+    );
     if r.problems.is_empty() {
         out.push_str("no problems seen\n");
     } else {

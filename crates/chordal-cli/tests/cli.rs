@@ -134,14 +134,51 @@ fn cli_reads_a_cluster() {
     repl.stdin
         .take()
         .unwrap()
-        .write_all(b"getloc hello\nfrobnicate\nfingers\nquit\n")
+        .write_all(
+            b"getloc hello\nfrobnicate\nfingers\nput \"two words\" 'a  b'\nget \"two words\"\nget \"open\nquit\n",
+        )
         .unwrap();
     let out = repl.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
+    assert!(
+        text.starts_with(&format!(
+            "node {} at {api} answers (id {})",
+            c.nodes[0]["addr"].as_str().unwrap(),
+            &ids[0].to_hex()[..8]
+        )),
+        "{text}"
+    );
     assert!(text.contains(&truth.to_hex()[..8]), "{text}");
     assert!(text.contains("unknown command"), "{text}");
     assert!(text.contains("finger i"), "{text}");
+    // Quoted words: a key with a space, a value with two.
+    assert!(text.contains("stored two words"), "{text}");
+    assert!(text.contains("\na  b\n"), "{text}");
+    assert!(text.contains("unclosed \""), "{text}");
+    // A REPL on a node that does not answer says so, and goes on.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap().to_string();
+    drop(dead);
+    let mut repl = Command::new(BIN)
+        .args(["repl", "--node", &dead_addr])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    repl.stdin
+        .take()
+        .unwrap()
+        .write_all(b"help\nquit\n")
+        .unwrap();
+    let out = repl.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        text.starts_with(&format!("{dead_addr} does not answer now")),
+        "{text}"
+    );
+    assert!(text.contains("commands (a word in"), "{text}");
 
     // put / get / del, and their exit codes.
     let (code, out, _) = chordal(&["put", "greeting", "hello there", "--node", &api]);

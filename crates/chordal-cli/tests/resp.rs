@@ -125,7 +125,9 @@ fn redis_cli_reads_and_writes_the_rings_data_through_any_node() {
     assert_eq!(cli(a, &["TYPE", "m1"]), "none");
     assert_eq!(cli(a, &["SELECT", "1"]), "ERR DB index is out of range");
     assert!(cli(a, &["XADD", "s", "*", "f", "v"]).starts_with("ERR unknown command 'XADD'"));
-    assert!(cli(a, &["INFO"]).contains("redis_version:"));
+    let info = cli(a, &["INFO"]);
+    assert!(info.contains("redis_version:"), "{info}");
+    assert!(info.contains("server_name:chordal"), "{info}");
     // Record counts reach the ring walk within a second or so.
     let sized = eventually(Duration::from_secs(5), || {
         cli(a, &["DBSIZE"]).parse::<i64>().unwrap() >= 5

@@ -499,7 +499,7 @@ impl Session {
         let status = self.ctx.node.status().await.ok();
         let keys = status.as_ref().map_or(0, |s| s.keys_stored);
         let text = format!(
-            "# Server\r\nredis_version:{}\r\nchordal_version:{}\r\nredis_mode:standalone\r\nchordal_node_id:{}\r\nprocess_id:{}\r\n\r\n# Clients\r\nconnected_clients:{}\r\nblocked_clients:{}\r\n\r\n# Keyspace\r\n# records on this node, replicas included\r\ndb0:keys={keys},expires=0,avg_ttl=0\r\n",
+            "# Server\r\n# redis_version: the Redis release whose commands and replies this server follows (clients test it); this is Chordal, server_name and chordal_version say which\r\nserver_name:chordal\r\nredis_version:{}\r\nchordal_version:{}\r\nredis_mode:standalone\r\nchordal_node_id:{}\r\nprocess_id:{}\r\n\r\n# Clients\r\nconnected_clients:{}\r\nblocked_clients:{}\r\n\r\n# Keyspace\r\n# records on this node, replicas included\r\ndb0:keys={keys},expires=0,avg_ttl=0\r\n",
             crate::REDIS_VERSION,
             env!("CARGO_PKG_VERSION"),
             self.ctx.node.id().to_hex(),

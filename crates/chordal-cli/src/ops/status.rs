@@ -124,11 +124,14 @@ pub async fn status(target: &Target) -> Result<()> {
             " (re-replication under way, or too few processes)"
         }
     );
-    let _ = writeln!(s, "records    {keys} stored, copies included");
+    let _ = writeln!(
+        s,
+        "records    {keys} stored, replicas and uncollected tombstones included"
+    );
     let mut table = comfy_table::Table::new();
     table.load_style(comfy_table::presets::UTF8_BORDERS_ONLY);
     table.set_header([
-        "api", "id", "release", "health", "keys", "under R", "storage",
+        "api", "id", "release", "health", "records", "under R", "storage",
     ]);
     for p in &processes {
         let n = p.node.as_ref();
