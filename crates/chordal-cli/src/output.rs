@@ -101,6 +101,19 @@ pub fn ring(r: &RingJson) -> String {
         "{t}\n{} nodes (records: every copy a node stores — its own keys, its replicas — and tombstones not yet collected)\n",
         r.count
     );
+    for d in &r.down {
+        let how = if d.left {
+            "left gracefully"
+        } else {
+            "stopped answering"
+        };
+        out.push_str(&format!(
+            "down: {} {} {how} {} s ago\n",
+            &d.id[..8.min(d.id.len())],
+            d.addr,
+            d.seconds_ago
+        ));
+    }
     if r.problems.is_empty() {
         out.push_str("no problems seen\n");
     } else {

@@ -283,7 +283,7 @@ fn check_keys(apis: &[SocketAddr], prefix: &str, keys: &[usize]) {
 /// `chordal leave` needs the admin role; the node hands its data over and
 /// its process exits; `chordal status` then shows the smaller ring.
 #[test]
-fn leave_by_command_needs_admin_and_loses_nothing() {
+fn leave_by_command_needs_admin_loses_nothing_and_status_shows_who_went() {
     let dir = tempfile::tempdir().unwrap();
     let tokens = dir.path().join("tokens");
     std::fs::write(
@@ -400,6 +400,42 @@ fn leave_by_command_needs_admin_and_loses_nothing() {
     ]);
     assert_eq!(code, 0);
     assert!(out.contains("3 members in 3 processes, 3 healthy"), "{out}");
+    // The node that left shows as gone, not just no longer listed...
+    let down = s["down"].as_array().cloned().unwrap_or_default();
+    assert!(
+        down.iter()
+            .any(|d| d["api"] == target.as_str() && d["left"] == true),
+        "{s}"
+    );
+    assert!(
+        out.contains(&format!("│ {target}")) && out.contains("left ("),
+        "{out}"
+    );
+    // ... and one killed with -9 as down.
+    let killed = nodes[2].api.to_string();
+    nodes[2].kill9();
+    let gone = eventually(Duration::from_secs(30), || {
+        let s = status();
+        s["processes"] == 2
+            && s["down"].as_array().is_some_and(|d| {
+                d.iter()
+                    .any(|d| d["api"] == killed.as_str() && d["left"] == false)
+            })
+    });
+    assert!(gone.is_some(), "{}", status());
+    let (_, out, _) = chordal(&[
+        "status",
+        "--node",
+        &api0,
+        "--token",
+        "admin-token-0123456789",
+    ]);
+    assert!(
+        out.contains(&format!("│ {killed}")) && out.contains("down ("),
+        "{out}"
+    );
+    let (_, out, _) = chordal(&["ring", "--node", &api0, "--token", "admin-token-0123456789"]);
+    assert!(out.contains("stopped answering"), "{out}");
 }
 
 /// Every node restarted in turn (SIGTERM, then the same data directory and

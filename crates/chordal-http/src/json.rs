@@ -112,6 +112,26 @@ pub struct RingJson {
     /// What looks wrong, in words (empty for a healthy ring).
     #[serde(default)]
     pub problems: Vec<String>,
+    /// Processes the node asked saw fail or leave in the last ten
+    /// minutes and that the walk did not find: a crashed node shows here
+    /// as down rather than vanishing.
+    #[serde(default)]
+    pub down: Vec<DownJson>,
+}
+
+/// A process in `GET /v1/ring`'s `down`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DownJson {
+    /// The id of its vnode the node asked knew, in hex.
+    pub id: String,
+    /// Its peer address.
+    pub addr: String,
+    /// Its HTTP API address, if it declared one.
+    pub api: Option<String>,
+    /// It left gracefully (`true`) or stopped answering (`false`).
+    pub left: bool,
+    /// Seconds since it was seen to go.
+    pub seconds_ago: u64,
 }
 
 /// `GET /v1/locate/{key}`.

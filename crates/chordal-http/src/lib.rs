@@ -25,6 +25,6 @@ mod watch;
 
 pub use auth::{Tokens, TokensError};
 pub use error::ApiError;
-pub use json::{LocateJson, NodeJson, NodeStatusJson, RingJson, RingNodeJson};
+pub use json::{DownJson, LocateJson, NodeJson, NodeStatusJson, RingJson, RingNodeJson};
 pub use kv::{EXPIRES_HEADER, VERSION_HEADER};
 pub use routes::{ApiConfig, router, serve};

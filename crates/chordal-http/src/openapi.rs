@@ -177,7 +177,83 @@ pub fn document() -> Value {
                     "type": "object",
                     "properties": {"id": {"type": "string"}, "addr": {"type": "string"}, "api": {"type": ["string", "null"]}}
                 },
-                "Stored": stored_schema()
+                "Stored": stored_schema(),
+                "Finger": {
+                    "type": "object", "required": ["index", "start", "node"],
+                    "properties": {
+                        "index": {"type": "integer", "description": "i: the finger covers ids from start = n + 2^i"},
+                        "start": {"type": "string", "description": "Id, hex"},
+                        "node": {"$ref": "#/components/schemas/Node"}
+                    }
+                },
+                "VNode": {
+                    "type": "object", "required": ["id", "successors", "fingers"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "predecessor": {"oneOf": [{"$ref": "#/components/schemas/Node"}, {"type": "null"}]},
+                        "successors": {"type": "array", "items": {"$ref": "#/components/schemas/Node"}},
+                        "fingers": {"type": "array", "items": {"$ref": "#/components/schemas/Finger"}}
+                    }
+                },
+                "NodeStatus": {
+                    "type": "object",
+                    "required": ["id", "addr", "cluster", "successors", "fingers", "keys_stored", "vnodes", "stats"],
+                    "properties": {
+                        "id": {"type": "string", "description": "The primary vnode's id, hex"},
+                        "addr": {"type": "string", "description": "Peer address"},
+                        "api": {"type": ["string", "null"]},
+                        "service": {"type": ["string", "null"], "description": "--service"},
+                        "cluster": {"type": "string"},
+                        "version": {"type": "string", "description": "The release it runs"},
+                        "protocol": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2, "description": "Peer-protocol versions spoken, oldest and newest"},
+                        "predecessor": {"oneOf": [{"$ref": "#/components/schemas/Node"}, {"type": "null"}]},
+                        "successors": {"type": "array", "items": {"$ref": "#/components/schemas/Node"}},
+                        "fingers": {"type": "array", "items": {"$ref": "#/components/schemas/Finger"}},
+                        "keys_stored": {"type": "integer", "description": "Records stored: every copy, replicas and uncollected tombstones included"},
+                        "storage_problem": {"type": ["string", "null"]},
+                        "ring_size_estimate": {"type": ["number", "null"]},
+                        "routing": {"enum": ["onehop", "chord"]},
+                        "membership": {"type": "object", "description": "One-hop routing's membership table: entries, processes, bytes, capacity and the events it took"},
+                        "vnodes": {"type": "array", "items": {"$ref": "#/components/schemas/VNode"}},
+                        "stats": {"type": "object", "description": "Wire counters"}
+                    }
+                },
+                "Ring": {
+                    "type": "object", "required": ["nodes", "count", "problems", "down"],
+                    "properties": {
+                        "nodes": {"type": "array", "description": "In ring order from the node asked", "items": {
+                            "type": "object", "required": ["id", "addr", "keys_stored", "successors"],
+                            "properties": {
+                                "id": {"type": "string"}, "addr": {"type": "string"},
+                                "api": {"type": ["string", "null"]}, "service": {"type": ["string", "null"]},
+                                "keys_stored": {"type": "integer", "description": "Records its process stores, replicas and uncollected tombstones included"},
+                                "predecessor": {"type": ["string", "null"], "description": "Id, hex"},
+                                "successors": {"type": "array", "items": {"type": "string"}}
+                            }
+                        }},
+                        "count": {"type": "integer"},
+                        "problems": {"type": "array", "items": {"type": "string"}, "description": "What looks wrong, in words"},
+                        "down": {"type": "array", "description": "Processes the node asked saw fail or leave in the last ten minutes that the walk did not find", "items": {
+                            "type": "object", "required": ["id", "addr", "left", "seconds_ago"],
+                            "properties": {
+                                "id": {"type": "string"}, "addr": {"type": "string"}, "api": {"type": ["string", "null"]},
+                                "left": {"type": "boolean", "description": "true: a graceful leave; false: it stopped answering"},
+                                "seconds_ago": {"type": "integer"}
+                            }
+                        }}
+                    }
+                },
+                "Located": {
+                    "type": "object", "required": ["key", "key_id", "owner", "replicas", "hops", "path"],
+                    "properties": {
+                        "key": {"type": "string"},
+                        "key_id": {"type": "string", "description": "SHA-1 of the key (or of its hash tag), hex"},
+                        "owner": {"$ref": "#/components/schemas/Node"},
+                        "replicas": {"type": "array", "items": {"$ref": "#/components/schemas/Node"}},
+                        "hops": {"type": "integer"},
+                        "path": {"type": "array", "items": {"$ref": "#/components/schemas/Node"}, "description": "The nodes the lookup went through"}
+                    }
+                }
             }
         },
         "security": [{}, {"bearer": []}],
@@ -207,16 +283,16 @@ pub fn document() -> Value {
             }},
             "/v1/node": {"get": {
                 "summary": "This node: id, predecessor, successors, fingers, keys stored, vnodes",
-                "responses": {"200": json_body("Routing state", any.clone())}
+                "responses": {"200": json_body("Routing state", json!({"$ref": "#/components/schemas/NodeStatus"}))}
             }},
             "/v1/ring": {"get": {
                 "summary": "Every node in ring order, found by walking successors",
-                "responses": {"200": json_body("The ring", any.clone()), "503": unavailable.clone()}
+                "responses": {"200": json_body("The ring", json!({"$ref": "#/components/schemas/Ring"})), "503": unavailable.clone()}
             }},
             "/v1/locate/{key}": {"get": {
                 "summary": "The key's id, owner, replicas and the lookup's hops",
                 "parameters": [key_param("key"), query("mode", "recursive (default) or iterative", json!({"enum": ["recursive", "iterative"]}))],
-                "responses": {"200": json_body("Where the key lives", any.clone()), "400": error("Bad key or mode"), "503": unavailable.clone()}
+                "responses": {"200": json_body("Where the key lives", json!({"$ref": "#/components/schemas/Located"})), "400": error("Bad key or mode"), "503": unavailable.clone()}
             }},
             "/v1/kv/{key}": kv_path(&unavailable),
             "/v1/kv:batch": batch_path(),
@@ -253,7 +329,10 @@ pub fn document() -> Value {
                     "responses": {
                         "200": json_body("How many were restored (durable on the write quorum), how many skipped (the ring holds a newer version), which failed", json!({
                             "type": "object",
-                            "properties": {"restored": {"type": "integer"}, "skipped": {"type": "integer", "description": "The ring holds a newer version"}, "failed": {"type": "array"}}
+                            "properties": {"restored": {"type": "integer"}, "skipped": {"type": "integer", "description": "The ring holds a newer version"}, "failed": {"type": "array", "items": {
+                                "type": "object", "required": ["key_b64", "error"],
+                                "properties": {"key_b64": {"type": "string"}, "error": {"type": "string"}}
+                            }}}
                         })),
                         "400": error("Not a restore body, a bad record, or too many records"),
                         "413": error("Body over the limit")
@@ -356,6 +435,102 @@ mod tests {
             }
         }
         out
+    }
+
+    /// Asserts that `sample`'s fields are exactly `schema`'s properties and
+    /// hold every required one (`schema` inline, or a `$ref`).
+    fn fields_are_documented(doc: &Value, schema: &Value, sample: &Value, what: &str) {
+        let schema = match schema["$ref"].as_str() {
+            Some(r) => &doc["components"]["schemas"][r.rsplit('/').next().unwrap()],
+            None => schema,
+        };
+        let props: BTreeSet<&String> = schema["properties"]
+            .as_object()
+            .expect(what)
+            .keys()
+            .collect();
+        let fields: BTreeSet<&String> = sample.as_object().expect(what).keys().collect();
+        assert_eq!(fields, props, "{what}: fields served vs documented");
+        for r in schema["required"].as_array().into_iter().flatten() {
+            assert!(
+                fields.contains(&r.as_str().unwrap().to_string()),
+                "{what}: {r}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_typed_answers_have_exactly_the_documented_fields() {
+        let doc = document();
+        let schemas = &doc["components"]["schemas"];
+        let node = crate::NodeJson {
+            id: "ab".into(),
+            addr: "127.0.0.1:7000".into(),
+            api: None,
+        };
+        let ring = crate::RingJson {
+            nodes: vec![crate::RingNodeJson {
+                id: "ab".into(),
+                addr: "127.0.0.1:7000".into(),
+                api: None,
+                service: None,
+                keys_stored: 3,
+                predecessor: None,
+                successors: vec![],
+            }],
+            count: 1,
+            problems: vec![],
+            down: vec![crate::DownJson {
+                id: "cd".into(),
+                addr: "127.0.0.1:7001".into(),
+                api: None,
+                left: false,
+                seconds_ago: 4,
+            }],
+        };
+        let ring = serde_json::to_value(&ring).unwrap();
+        fields_are_documented(&doc, &schemas["Ring"], &ring, "Ring");
+        let items = &schemas["Ring"]["properties"];
+        fields_are_documented(
+            &doc,
+            &items["nodes"]["items"],
+            &ring["nodes"][0],
+            "Ring.nodes",
+        );
+        fields_are_documented(&doc, &items["down"]["items"], &ring["down"][0], "Ring.down");
+        let located = crate::LocateJson {
+            key: "k".into(),
+            key_id: "ef".into(),
+            owner: node.clone(),
+            replicas: vec![],
+            hops: 1,
+            path: vec![],
+        };
+        let located = serde_json::to_value(&located).unwrap();
+        fields_are_documented(&doc, &schemas["Located"], &located, "Located");
+        let node_value = serde_json::to_value(&node).unwrap();
+        fields_are_documented(&doc, &schemas["Node"], &node_value, "Node");
+        // A node's state: its required fields only, read and written back
+        // (every field with a default comes back too).
+        let status: crate::NodeStatusJson = serde_json::from_value(json!({
+            "id": "ab", "addr": "127.0.0.1:7000", "api": null, "cluster": "c",
+            "predecessor": null, "successors": [], "keys_stored": 0,
+            "ring_size_estimate": null, "stats": {},
+            "fingers": [{"index": 0, "start": "ac", "node": node_value}],
+            "vnodes": [{"id": "ab", "predecessor": null, "successors": [], "fingers": []}]
+        }))
+        .unwrap();
+        let status = serde_json::to_value(&status).unwrap();
+        fields_are_documented(&doc, &schemas["NodeStatus"], &status, "NodeStatus");
+        fields_are_documented(&doc, &schemas["Finger"], &status["fingers"][0], "Finger");
+        fields_are_documented(&doc, &schemas["VNode"], &status["vnodes"][0], "VNode");
+        // The paths use them.
+        let answer = |path: &str| {
+            doc["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].clone()
+        };
+        assert_eq!(answer("/v1/ring"), "#/components/schemas/Ring");
+        assert_eq!(answer("/v1/node"), "#/components/schemas/NodeStatus");
+        assert_eq!(answer("/v1/locate/{key}"), "#/components/schemas/Located");
     }
 
     #[test]

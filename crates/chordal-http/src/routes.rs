@@ -347,10 +347,25 @@ async fn ring(State(s): State<AppState>) -> Result<Json<RingJson>, ApiError> {
             successors: m.successors.iter().map(|s| s.id.to_hex()).collect(),
         })
         .collect();
+    // The processes this node saw go that the walk did not find.
+    let status = s.node.status().await?;
+    let down = status
+        .departed
+        .iter()
+        .filter(|d| !survey.members.iter().any(|m| m.node.addr == d.node.addr))
+        .map(|d| DownJson {
+            id: d.node.id.to_hex(),
+            addr: d.node.addr.to_string(),
+            api: d.api.map(|a| a.to_string()),
+            left: d.left,
+            seconds_ago: d.ago.as_secs(),
+        })
+        .collect();
     Ok(Json(RingJson {
         count: nodes.len(),
         nodes,
         problems,
+        down,
     }))
 }
 

@@ -182,6 +182,10 @@ pub struct Driver {
     /// API addresses of peers, from their Hellos (proven ones only, under
     /// TLS: see `bindings`).
     peers: HashMap<SocketAddr, crate::PeerInfo>,
+    /// Processes seen failing or leaving lately, oldest first: (one of
+    /// their vnodes, its API address, a graceful leave?, when); see
+    /// `Status::departed`.
+    departed: std::collections::VecDeque<(NodeRef, Option<SocketAddr>, bool, Instant)>,
     /// Under TLS, which certified ids our dials met at which address, and
     /// the inbound connections waiting for such proof.
     bindings: Bindings,
@@ -282,6 +286,7 @@ impl Driver {
             conns: HashMap::new(),
             readers: SelectAll::new(),
             peers: HashMap::new(),
+            departed: Default::default(),
             bindings: Bindings::default(),
             lookups: HashMap::new(),
             queries: HashMap::new(),
@@ -989,6 +994,23 @@ impl Driver {
         conn::spawn_connect(addr, conn_id, outbox, self.ctx.clone());
     }
 
+    /// Remembers that the process of `peer` failed (or `left`), for
+    /// `Status::departed`: once per process (the newest word wins), at
+    /// most `MAX_DEPARTED`, for `DEPARTED_FOR`.
+    fn remember_departed(&mut self, peer: NodeRef, left: bool) {
+        if peer.addr == self.core.addr() {
+            return;
+        }
+        let api = self.peer_info(peer.addr).api;
+        let now = Instant::now();
+        self.departed
+            .retain(|(n, _, _, at)| n.addr != peer.addr && now - *at < crate::DEPARTED_FOR);
+        self.departed.push_back((peer, api, left, now));
+        while self.departed.len() > crate::MAX_DEPARTED {
+            self.departed.pop_front();
+        }
+    }
+
     /// What the process at peer address `addr` declared (this process's
     /// own settings for its own address).
     fn peer_info(&self, addr: SocketAddr) -> crate::PeerInfo {
@@ -1045,8 +1067,9 @@ impl Driver {
                     let _ = w.send(Err(()));
                 }
             }
-            Event::PeerFailed { vnode, peer, .. } => {
+            Event::PeerFailed { vnode, peer, left } => {
                 debug!(vnode = %vnode.short(), peer = %peer.addr, "peer dropped");
+                self.remember_departed(*peer, *left);
             }
             Event::AppMessage {
                 msg,
@@ -1196,6 +1219,17 @@ impl Driver {
             bad_frames: stats.bad_frames.load(Ordering::Relaxed),
             dropped_out: stats.dropped_out.load(Ordering::Relaxed),
             storage_problem: self.store.health().map(|e| e.to_string()),
+            departed: self
+                .departed
+                .iter()
+                .filter(|(.., at)| at.elapsed() < crate::DEPARTED_FOR)
+                .map(|(node, api, left, at)| crate::Departed {
+                    node: *node,
+                    api: *api,
+                    left: *left,
+                    ago: at.elapsed(),
+                })
+                .collect(),
         }
     }
 }

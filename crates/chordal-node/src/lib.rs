@@ -115,7 +115,7 @@ pub use driver::wall_clock;
 pub use error::Error;
 pub use events::{NodeEvent, NodeEvents};
 pub use kv::{KeyValue, StoreOp, restore, scan_cursor};
-pub use status::{Finger, Status, VNodeStatus};
+pub use status::{DEPARTED_FOR, Departed, Finger, MAX_DEPARTED, Status, VNodeStatus};
 pub use survey::RingSurvey;
 pub use topics::{Publication, Subscription};
 

@@ -69,4 +69,28 @@ pub struct Status {
     /// Why this node's storage refuses writes right now (a full disk, an
     /// I/O error); `None` when healthy. It recovers by itself.
     pub storage_problem: Option<String>,
+    /// Processes this node saw fail or leave in the last
+    /// [`DEPARTED_FOR`] (at most [`MAX_DEPARTED`]), newest last: what lets
+    /// `chordal status` and the dashboard show a crashed node as down
+    /// instead of just no longer listing it. A process that came back is
+    /// still here; callers leave out the ones they find in the ring.
+    pub departed: Vec<Departed>,
+}
+
+/// How long a departed process is remembered.
+pub const DEPARTED_FOR: std::time::Duration = std::time::Duration::from_secs(600);
+/// Most departed processes remembered.
+pub const MAX_DEPARTED: usize = 64;
+
+/// A process a node saw fail or leave (see [`Status::departed`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Departed {
+    /// Its virtual node we had in our routing state.
+    pub node: NodeRef,
+    /// The HTTP API address it declared, if any.
+    pub api: Option<SocketAddr>,
+    /// It said goodbye (a graceful leave); else it stopped answering.
+    pub left: bool,
+    /// How long ago.
+    pub ago: std::time::Duration,
 }

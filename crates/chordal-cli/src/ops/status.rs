@@ -92,7 +92,7 @@ pub async fn status(target: &Target) -> Result<()> {
                 "members": ring.count, "processes": processes.len(), "healthy": healthy,
                 "ranges_under_replicated": under, "ring_size_estimate": estimate,
                 "keys_stored": keys, "versions": tally.iter().map(|(v, n)| json!({"version": v, "processes": n})).collect::<Vec<_>>(),
-                "problems": ring.problems, "nodes": per,
+                "problems": ring.problems, "nodes": per, "down": ring.down,
             })
         );
         return Ok(());
@@ -144,6 +144,20 @@ pub async fn status(target: &Target) -> Result<()> {
             p.under_replicated.map_or("-".into(), |u| u.to_string()),
             n.and_then(|n| n.storage_problem.clone())
                 .unwrap_or_else(|| "ok".into()),
+        ]);
+    }
+    // Processes seen to go lately, that the walk did not find: down (or
+    // gone by a graceful leave), rather than just no longer listed.
+    for d in &ring.down {
+        let how = if d.left { "left" } else { "down" };
+        table.add_row([
+            d.api.clone().unwrap_or_else(|| d.addr.clone()),
+            d.id[..8.min(d.id.len())].to_string(),
+            "-".into(),
+            format!("{how} ({} s ago)", d.seconds_ago),
+            "-".into(),
+            "-".into(),
+            "-".into(),
         ]);
     }
     let _ = writeln!(s, "{table}");
