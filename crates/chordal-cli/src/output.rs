@@ -102,10 +102,10 @@ pub fn ring(r: &RingJson) -> String {
         r.count
     );
     for d in &r.down {
-        let how = if d.left {
-            "left gracefully"
-        } else {
-            "stopped answering"
+        let how = match d.left {
+            Some(true) => "left gracefully",
+            Some(false) => "stopped answering",
+            None => "gone (the ring's news)",
         };
         out.push_str(&format!(
             "down: {} {} {how} {} s ago\n",

@@ -291,6 +291,24 @@ fn the_dashboard_draws_the_ring_follows_a_crash_and_locates_keys() {
             "arcs cover {coverage} after the crash"
         );
         browser.screenshot("dashboard-after-crash.png").await;
+        // The dead node is listed as down, not just gone; the live ones
+        // carry their short ids; the legend says what each colour means.
+        let down = browser
+            .until(
+                "return document.getElementById('down').textContent;",
+                Duration::from_secs(10),
+                |v| v.as_str().is_some_and(|t| t.contains(&gone[..8])),
+            )
+            .await;
+        assert!(!down.as_str().unwrap().contains("left gracefully"), "{down}");
+        let labels = browser
+            .eval("return [...document.querySelectorAll('#labels text')].map(t => t.textContent);")
+            .await;
+        assert_eq!(labels.as_array().unwrap().len(), 5, "{labels}");
+        let legend = browser
+            .eval("return document.querySelectorAll('#legend li').length;")
+            .await;
+        assert_eq!(legend, 6);
 
         // A key that takes at least one hop from this node: owner, hops and
         // route as /v1/locate says.
@@ -335,6 +353,15 @@ fn the_dashboard_draws_the_ring_follows_a_crash_and_locates_keys() {
         let path = truth["path"].as_array().unwrap();
         assert_eq!(route, path.len().to_string(), "{truth}");
         assert_eq!(path.len() as u64, truth["hops"].as_u64().unwrap(), "{truth}");
+        // ... and it ends at the owner (the last node asked is the key's
+        // predecessor): the angle of its last point is the owner's.
+        let angles = browser
+            .eval(&format!(
+                "const p = document.querySelector('#keys polyline.route').points;                  const last = p.getItem(p.numberOfItems - 1);                  const o = document.querySelector('#nodes circle[data-id=\"{owner}\"]');                  return [Math.atan2(last.y, last.x), Math.atan2(+o.getAttribute('cy'), +o.getAttribute('cx'))];"
+            ))
+            .await;
+        let (a, b) = (angles[0].as_f64().unwrap(), angles[1].as_f64().unwrap());
+        assert!((a - b).abs() < 1e-3, "the route ends at {a} rad, the owner is at {b}");
         browser.screenshot("dashboard-located.png").await;
         let draw_ms = browser
             .eval("return document.getElementById('ring').dataset.drawMs;")

@@ -111,7 +111,7 @@ pub enum OwnerClaim {
     Table,
 }
 
-/// Every message of the peer protocol (see `docs/protocol.md`).
+/// Every message of the peer protocol (see `docs/peer-protocol.md`).
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Message {
     /// Liveness probe (`check_predecessor`).

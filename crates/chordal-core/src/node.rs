@@ -301,6 +301,13 @@ impl Node {
         self.ring.onehop_stats()
     }
 
+    /// The vnodes one-hop routing's membership table saw depart lately
+    /// (failed, left, or announced gone by the membership news), with
+    /// when: for a status that shows who went. Empty under Chord routing.
+    pub fn departed(&self) -> Vec<(NodeRef, Time)> {
+        self.ring.departed()
+    }
+
     /// Every vnode in the membership table, in id order (empty under Chord
     /// routing).
     pub fn members(&self) -> impl Iterator<Item = NodeRef> + '_ {

@@ -128,8 +128,9 @@ pub struct DownJson {
     pub addr: String,
     /// Its HTTP API address, if it declared one.
     pub api: Option<String>,
-    /// It left gracefully (`true`) or stopped answering (`false`).
-    pub left: bool,
+    /// It left gracefully (`true`), stopped answering (`false`), or the
+    /// ring's membership news said it is gone without saying how (null).
+    pub left: Option<bool>,
     /// Seconds since it was seen to go.
     pub seconds_ago: u64,
 }

@@ -237,7 +237,7 @@ pub fn document() -> Value {
                             "type": "object", "required": ["id", "addr", "left", "seconds_ago"],
                             "properties": {
                                 "id": {"type": "string"}, "addr": {"type": "string"}, "api": {"type": ["string", "null"]},
-                                "left": {"type": "boolean", "description": "true: a graceful leave; false: it stopped answering"},
+                                "left": {"type": ["boolean", "null"], "description": "true: a graceful leave; false: it stopped answering; null: the ring's membership news said it is gone, without saying how"},
                                 "seconds_ago": {"type": "integer"}
                             }
                         }}
@@ -484,7 +484,7 @@ mod tests {
                 id: "cd".into(),
                 addr: "127.0.0.1:7001".into(),
                 api: None,
-                left: false,
+                left: Some(false),
                 seconds_ago: 4,
             }],
         };

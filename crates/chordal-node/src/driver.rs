@@ -1219,18 +1219,42 @@ impl Driver {
             bad_frames: stats.bad_frames.load(Ordering::Relaxed),
             dropped_out: stats.dropped_out.load(Ordering::Relaxed),
             storage_problem: self.store.health().map(|e| e.to_string()),
-            departed: self
-                .departed
-                .iter()
-                .filter(|(.., at)| at.elapsed() < crate::DEPARTED_FOR)
-                .map(|(node, api, left, at)| crate::Departed {
-                    node: *node,
-                    api: *api,
-                    left: *left,
-                    ago: at.elapsed(),
-                })
-                .collect(),
+            departed: self.departed_lately(),
         }
+    }
+
+    /// `Status::departed`: the processes our vnodes dropped (and how),
+    /// then those only the membership table saw go.
+    fn departed_lately(&self) -> Vec<crate::Departed> {
+        let mut out: Vec<crate::Departed> = self
+            .departed
+            .iter()
+            .filter(|(.., at)| at.elapsed() < crate::DEPARTED_FOR)
+            .map(|(node, api, left, at)| crate::Departed {
+                node: *node,
+                api: *api,
+                left: Some(*left),
+                ago: at.elapsed(),
+            })
+            .collect();
+        let now = wall_clock();
+        for (node, at) in self.core.departed() {
+            let ago = now.saturating_since(at);
+            let known = out.iter().any(|d| d.node.addr == node.addr);
+            if known || ago >= crate::DEPARTED_FOR || node.addr == self.core.addr() {
+                continue;
+            }
+            if out.len() >= crate::MAX_DEPARTED {
+                break;
+            }
+            out.push(crate::Departed {
+                node,
+                api: self.peer_info(node.addr).api,
+                left: None,
+                ago,
+            });
+        }
+        out
     }
 }
 

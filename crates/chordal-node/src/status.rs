@@ -89,8 +89,10 @@ pub struct Departed {
     pub node: NodeRef,
     /// The HTTP API address it declared, if any.
     pub api: Option<SocketAddr>,
-    /// It said goodbye (a graceful leave); else it stopped answering.
-    pub left: bool,
+    /// `Some(true)`: it said goodbye (a graceful leave); `Some(false)`:
+    /// it stopped answering us; `None`: the ring's membership news said it
+    /// is gone, without saying how.
+    pub left: Option<bool>,
     /// How long ago.
     pub ago: std::time::Duration,
 }

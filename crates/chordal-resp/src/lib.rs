@@ -8,7 +8,7 @@
 //! reads in `strings.rs`, EXPIRE with its conditions, …), the keyspace
 //! (SCAN, KEYS, DBSIZE, FLUSHALL in `keyspace.rs`, walking the ring with
 //! `chordal_node::scan_cursor`), pub/sub on Chordal's topics, AUTH with
-//! the API tokens; docs/protocols.md lists every command and what differs
+//! the API tokens; docs/client-protocols.md lists every command and what differs
 //! from Redis.
 //!
 //! Requests are decoded by the `redis-protocol` crate (inline commands

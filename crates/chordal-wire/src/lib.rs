@@ -5,7 +5,7 @@
 //! ([`frame_codec`]) whose bodies are protobuf: first a [`Hello`], then
 //! [`chordal_core::Envelope`]s ([`encode_envelope`], [`decode_envelope`]).
 //! The schema is `proto/chordal.proto`; the framing is described in
-//! `docs/protocol.md`.
+//! `docs/peer-protocol.md`.
 //!
 //! Decoding never panics and never allocates beyond the frame limit: the
 //! length prefix is checked before the body is read.

@@ -149,7 +149,11 @@ pub async fn status(target: &Target) -> Result<()> {
     // Processes seen to go lately, that the walk did not find: down (or
     // gone by a graceful leave), rather than just no longer listed.
     for d in &ring.down {
-        let how = if d.left { "left" } else { "down" };
+        let how = match d.left {
+            Some(true) => "left",
+            Some(false) => "down",
+            None => "gone",
+        };
         table.add_row([
             d.api.clone().unwrap_or_else(|| d.addr.clone()),
             d.id[..8.min(d.id.len())].to_string(),

@@ -110,6 +110,12 @@ impl Ring {
         self.onehop.stats()
     }
 
+    /// The vnodes the membership table saw depart lately, with when
+    /// (empty under Chord routing).
+    pub fn departed(&self) -> Vec<(NodeRef, Time)> {
+        self.onehop.departed().collect()
+    }
+
     /// `node` just answered us itself: keep it in the membership table.
     pub fn learn(&mut self, now: Time, node: NodeRef) {
         self.onehop.learn(now, node, true);

@@ -1002,6 +1002,12 @@ impl OneHop {
         self.departed.insert(node, now);
     }
 
+    /// The vnodes seen departing (failing, leaving, or announced gone by
+    /// the membership news), each with when: at most `MAX_DEPARTED`.
+    pub fn departed(&self) -> impl Iterator<Item = (NodeRef, Time)> + '_ {
+        self.departed.iter().map(|(n, t)| (*n, *t))
+    }
+
     /// Did we see `node` depart within the last two refresh periods?
     fn departed_lately(&self, now: Time, node: &NodeRef) -> bool {
         self.departed
