@@ -185,6 +185,20 @@ enum Command {
     /// certificates signed by it.
     #[command(subcommand)]
     Ca(ca::CaCommand),
+    /// Print a completion script for SHELL, e.g.
+    /// `source <(chordal completions zsh)` (docs/cli.md).
+    Completions {
+        /// bash, elvish, fish, powershell or zsh.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) of chordal and of every subcommand:
+    /// `chordal man | man -l -`, or `chordal man --dir DIR` writes
+    /// chordal.1, chordal-node.1, … there.
+    Man {
+        /// Write one page per command into this directory instead.
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 /// Which node to talk to, and how to print.
@@ -356,6 +370,12 @@ fn main() -> ExitCode {
         Command::Bench(cmd) => bench::run_blocking(cmd),
         Command::Sim(cmd) => sim::run(cmd),
         Command::Ca(cmd) => ca::run(cmd),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "chordal", &mut script);
+            print_all(&script)
+        }
+        Command::Man { dir } => manual(dir.as_deref()),
         Command::Config(ConfigCommand::Check { file }) => check_config(&file),
     };
     match result {
@@ -427,5 +447,46 @@ fn init_tracing(format: LogFormat) {
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// `chordal man`: the manual page of chordal and its subcommands, to
+/// standard output (one after the other) or one file each into `dir`.
+fn manual(dir: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let command = Cli::command();
+    // Each subcommand (and theirs) named as man names them: chordal-node.
+    let mut pages: Vec<(String, clap::Command)> = Vec::new();
+    fn walk(name: String, cmd: &clap::Command, pages: &mut Vec<(String, clap::Command)>) {
+        let page = cmd.clone().name(name.clone());
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            walk(format!("{name}-{}", sub.get_name()), sub, pages);
+        }
+        pages.push((name, page));
+    }
+    walk("chordal".into(), &command, &mut pages);
+    pages.reverse();
+    for (name, page) in pages {
+        let mut roff = Vec::new();
+        clap_mangen::Man::new(page).render(&mut roff)?;
+        match dir {
+            Some(dir) => {
+                let path = dir.join(format!("{name}.1"));
+                std::fs::write(&path, roff)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            None => print_all(&roff)?,
+        }
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to standard output; a reader that stopped early (`| head`)
+/// is no error.
+fn print_all(bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    match std::io::stdout().lock().write_all(bytes) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
     }
 }

@@ -627,3 +627,63 @@ fn cluster_says_it_runs_once_the_ring_formed_and_serves_redis_on_request() {
     assert_eq!(speak(&c.nodes[1], b"SET quick start\r\n"), "+OK\r\n");
     assert_eq!(speak(&c.nodes[4], b"GET quick\r\n"), "$5\r\n");
 }
+
+#[test]
+fn completions_and_manual_pages_cover_every_command() {
+    let subcommands = [
+        "node",
+        "cluster",
+        "gateway",
+        "put",
+        "get",
+        "del",
+        "locate",
+        "info",
+        "ring",
+        "status",
+        "backup",
+        "restore",
+        "leave",
+        "repl",
+        "bench",
+        "sim",
+        "ca",
+        "completions",
+        "man",
+    ];
+    for shell in ["bash", "zsh", "fish"] {
+        let (code, script, err) = chordal(&["completions", shell]);
+        assert_eq!(code, 0, "{err}");
+        for sub in subcommands {
+            assert!(script.contains(sub), "{shell} completion lacks {sub}");
+        }
+    }
+    // The bash script parses.
+    let (_, script, _) = chordal(&["completions", "bash"]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chordal.bash");
+    std::fs::write(&path, script).unwrap();
+    let parsed = Command::new("bash").arg("-n").arg(&path).status().unwrap();
+    assert!(parsed.success());
+    let (code, _, err) = chordal(&["completions", "tcsh"]);
+    assert_eq!(code, 2, "an unknown shell is a usage error: {err}");
+
+    // One page per command and subcommand, named as man names them.
+    let (code, _, err) = chordal(&["man", "--dir", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    for sub in subcommands {
+        let page = dir.path().join(format!("chordal-{sub}.1"));
+        let text = std::fs::read_to_string(&page).unwrap_or_else(|_| panic!("{page:?}"));
+        assert!(text.contains(&format!(".TH chordal-{sub} 1")), "{text}");
+    }
+    let put = std::fs::read_to_string(dir.path().join("chordal-put.1")).unwrap();
+    assert!(put.contains("if\\-absent"), "{put}");
+    assert!(dir.path().join("chordal-bench-kv.1").exists());
+    let (code, all, _) = chordal(&["man"]);
+    assert_eq!(code, 0);
+    assert!(
+        all.starts_with(".ie") && all.contains(".TH chordal 1"),
+        "{}",
+        &all[..200]
+    );
+}
