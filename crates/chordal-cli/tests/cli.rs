@@ -210,6 +210,27 @@ fn cli_reads_a_cluster() {
         "hello there\r\n",
         "a newline on a terminal"
     );
+    // A backup shows how far it got on a terminal, and says nothing of it
+    // in a pipe.
+    let dir = tempfile::tempdir().unwrap();
+    let backup = dir.path().join("ring.backup").display().to_string();
+    let on_tty = Command::new("script")
+        .args([
+            "-qec",
+            &format!("{BIN} backup --out {backup} --node {api}"),
+            "/dev/null",
+        ])
+        .output()
+        .expect("script (util-linux) runs");
+    let shown = String::from_utf8_lossy(&on_tty.stdout);
+    assert!(shown.contains("backing up: range"), "{shown}");
+    assert!(shown.contains("backed up ") && shown.contains(" records ("), "{shown}");
+    let (code, out, err) = chordal(&["backup", "--out", &backup, "--node", &api]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !err.contains("backing up") && !out.contains("backing up"),
+        "{err}"
+    );
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), b"\x00binary\xff").unwrap();
     let path = file.path().display().to_string();

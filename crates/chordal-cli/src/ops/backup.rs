@@ -90,7 +90,14 @@ pub async fn backup(target: &Target, out: &Path) -> Result<()> {
     w.write_all(format!("{header}\n").as_bytes()).await?;
     let started = Instant::now();
     let (mut records, mut bytes) = (0u64, 0u64);
+    let bar = super::progress(
+        target,
+        "{spinner} backing up: range {pos}/{len}, {msg} ({elapsed})",
+    );
+    bar.set_length(ranges.len() as u64);
+    bar.set_message("0 records");
     for i in 0..ranges.len() {
+        bar.set_position(i as u64 + 1);
         let (start, owner) = (&ranges[i].0, ranges[i].1);
         let range = if ranges.len() == 1 {
             String::new()
@@ -107,7 +114,14 @@ pub async fn backup(target: &Target, out: &Path) -> Result<()> {
             if let Some(a) = &after {
                 path.push_str(&format!("&after={}", urlencode(a)));
             }
-            let read = read_range(&session, &session.at(source), &path, &mut w, &mut after).await;
+            let read = read_range(
+                &session,
+                &session.at(source),
+                &path,
+                (&mut w, &mut after),
+                (&bar, records, bytes),
+            )
+            .await;
             match read {
                 Ok((n, b)) => {
                     records += n;
@@ -121,7 +135,7 @@ pub async fn backup(target: &Target, out: &Path) -> Result<()> {
                     bytes += b;
                     match sources.next() {
                         Some(next) => {
-                            eprintln!("{e:#}; reading range {i} on from {next}");
+                            bar.suspend(|| eprintln!("{e:#}; reading range {i} on from {next}"));
                             source = next;
                         }
                         None => return Err(e.context(format!("range {i} could not be read"))),
@@ -130,6 +144,7 @@ pub async fn backup(target: &Target, out: &Path) -> Result<()> {
             }
         }
     }
+    bar.finish_and_clear();
     let trailer = json!({"end": {"records": records}});
     w.write_all(format!("{trailer}\n").as_bytes()).await?;
     w.flush().await?;
@@ -157,12 +172,13 @@ pub async fn backup(target: &Target, out: &Path) -> Result<()> {
 /// Reads one range's stream from `node` into `w`, a record per line;
 /// `after` follows the last record written. `Ok((records, bytes))` once
 /// the end line came; `Err` with what was written if the stream broke off.
+/// `bar` shows the backup's totals so far (`before` these).
 async fn read_range(
     session: &Session,
     node: &Target,
     path: &str,
-    w: &mut BufWriter<tokio::fs::File>,
-    after: &mut Option<String>,
+    (w, after): (&mut BufWriter<tokio::fs::File>, &mut Option<String>),
+    (bar, before_records, before_bytes): (&indicatif::ProgressBar, u64, u64),
 ) -> Result<(u64, u64), (u64, u64, anyhow::Error)> {
     let (mut records, mut bytes) = (0u64, 0u64);
     let mut resp = match session.send(node, reqwest::Method::GET, path, None).await {
@@ -216,6 +232,13 @@ async fn read_range(
             *after = Some(cursor(&Id::of_key(&key), &key));
             records += 1;
             bytes += line.len() as u64;
+            if records.is_multiple_of(1024) {
+                bar.set_message(format!(
+                    "{} records, {:.1} MB",
+                    before_records + records,
+                    (before_bytes + bytes) as f64 / 1e6
+                ));
+            }
         }
     }
 }

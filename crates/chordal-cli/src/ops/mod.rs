@@ -25,6 +25,23 @@ const FORMAT: u64 = 1;
 /// base64 with room to spare.
 const MAX_LINE: usize = 16 * 1024 * 1024;
 
+/// A line on standard error that says how far a long command got, redrawn
+/// a few times a second: only when standard error is a terminal and the
+/// output is not `--json`, so pipes, files and scripts see nothing of it.
+pub(super) fn progress(target: &Target, template: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal as _;
+    if target.json || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
 /// One HTTP client for many requests to the nodes of one ring, with the
 /// target's token and CA.
 pub(super) struct Session {

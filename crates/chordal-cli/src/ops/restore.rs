@@ -103,10 +103,15 @@ pub async fn restore(target: &Target, input: &Path) -> Result<()> {
         failed.extend(f);
         Ok(())
     };
+    let bar = super::progress(
+        target,
+        "{spinner} restoring: {pos} records read ({elapsed})",
+    );
     // A few requests in flight while the file is read on.
     let mut in_flight = futures_util::stream::FuturesUnordered::new();
     while let Some(batch) = file.next_batch().await? {
         in_flight.push(restore_batch(&session, batch));
+        bar.set_position(file.read);
         if in_flight.len() >= RESTORE_IN_FLIGHT
             && let Some(answer) = in_flight.next().await
         {
@@ -116,6 +121,7 @@ pub async fn restore(target: &Target, input: &Path) -> Result<()> {
     while let Some(answer) = in_flight.next().await {
         tally(answer)?;
     }
+    bar.finish_and_clear();
     let (read, complete) = (file.read, file.trailer == Some(file.read));
     if target.json {
         println!(
