@@ -224,7 +224,10 @@ fn cli_reads_a_cluster() {
         .expect("script (util-linux) runs");
     let shown = String::from_utf8_lossy(&on_tty.stdout);
     assert!(shown.contains("backing up: range"), "{shown}");
-    assert!(shown.contains("backed up ") && shown.contains(" records ("), "{shown}");
+    assert!(
+        shown.contains("backed up ") && shown.contains(" records ("),
+        "{shown}"
+    );
     let (code, out, err) = chordal(&["backup", "--out", &backup, "--node", &api]);
     assert_eq!(code, 0, "{err}");
     assert!(

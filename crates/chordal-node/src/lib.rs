@@ -93,6 +93,7 @@ mod pool;
 mod status;
 mod survey;
 mod tls;
+pub mod tokens;
 mod topics;
 mod walk;
 

@@ -40,9 +40,9 @@ mod together;
 mod zcombine;
 mod zsets;
 
-use chordal_http::Tokens;
 use chordal_node::Node;
 use chordal_node::accept::{ConnLimits, Gate};
+use chordal_node::tokens::Tokens;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

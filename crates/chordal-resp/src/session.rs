@@ -10,7 +10,7 @@ use crate::multi::{self, Multi};
 use crate::order::Order;
 use crate::reply::Reply;
 use bytes::Bytes;
-use chordal_http::auth::Role;
+use chordal_node::tokens::Role;
 use futures_util::stream::FuturesOrdered;
 use futures_util::{SinkExt, StreamExt};
 use std::collections::HashMap;
