@@ -5,7 +5,7 @@
 //! leave`).
 
 use crate::ApiError;
-use crate::routes::AppState;
+use crate::state::AppState;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;

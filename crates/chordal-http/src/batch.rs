@@ -4,8 +4,8 @@
 //! single-key route would give.
 
 use crate::ApiError;
-use crate::kv::{expiry_secs, stored, ttl_secs};
-use crate::routes::AppState;
+use crate::params::{expiry_secs, not_found, parse_consistency, stored, ttl_secs, value_within};
+use crate::state::AppState;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -79,7 +79,7 @@ fn parse_op(s: &AppState, op: BatchOp) -> Result<StoreOp, ApiError> {
     match op.op.as_str() {
         "get" => Ok(StoreOp::Get {
             key,
-            consistency: crate::kv::parse_consistency(op.consistency.as_deref())?,
+            consistency: parse_consistency(op.consistency.as_deref())?,
         }),
         "put" => {
             let value = B64
@@ -145,7 +145,7 @@ fn entry(
                 }
                 e
             }
-            None => error_entry(key, crate::kv::not_found(key)),
+            None => error_entry(key, not_found(key)),
         })
     } else {
         outcome.deleted().map(|written| match written {
@@ -154,7 +154,7 @@ fn entry(
                 e["status"] = json!(200);
                 e
             }
-            None => error_entry(key, crate::kv::not_found(key)),
+            None => error_entry(key, not_found(key)),
         })
     };
     result.unwrap_or_else(|e| error_entry(key, Error::Op(e).into()))
@@ -166,7 +166,7 @@ pub async fn batch(
     State(s): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let body = crate::kv::value_within(&s, body)?;
+    let body = value_within(&s, body)?;
     let batch: Batch = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request("bad_batch", format!("not a batch: {e}")))?;
     if batch.ops.len() > MAX_BATCH_OPS {
@@ -207,7 +207,7 @@ mod tests {
     #[test]
     fn consistency_names_are_the_documented_ones() {
         use chordal_core::Consistency;
-        let parse = crate::kv::parse_consistency;
+        let parse = crate::params::parse_consistency;
         assert_eq!(parse(None), Ok(Consistency::Owner));
         assert_eq!(parse(Some("one")), Ok(Consistency::Owner));
         assert_eq!(parse(Some("quorum")), Ok(Consistency::Quorum));

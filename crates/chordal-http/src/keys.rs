@@ -3,7 +3,7 @@
 //! walk another began, and a key present for the whole walk is returned.
 
 use crate::ApiError;
-use crate::routes::AppState;
+use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Query, State};
 use base64::Engine as _;

@@ -3,90 +3,30 @@
 //! `If-Match: <version>`) and reads from a quorum (`?consistency=`).
 
 use crate::ApiError;
-use crate::routes::{AppState, key_from_path};
+use crate::params::{
+    expiry_secs, key_from_path, not_found, parse_consistency, parse_ttl, parse_version, stored,
+    value_within,
+};
+use crate::state::AppState;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use chordal_core::{Condition, Consistency, Expiry, PutOptions, Time, Version, Versioned, Written};
+use chordal_core::{Condition, Consistency, Expiry, PutOptions, Time, Versioned};
 use chordal_node::KeyValue;
-use serde_json::json;
-use std::time::Duration;
 
 /// The header that carries a value's version on `GET`.
 pub const VERSION_HEADER: &str = "x-chordal-version";
 /// The header that carries a value's expiry (Unix seconds) on `GET`, and
 /// may set one on `PUT`.
 pub const EXPIRES_HEADER: &str = "x-chordal-expires";
-/// Longest TTL accepted: about 136 years.
-const MAX_TTL_SECS: u64 = u32::MAX as u64;
-
-/// The JSON answer of a stored put or delete.
-/// `replicas` is the target R, beside the copies acknowledged.
-pub(crate) fn stored(key: &str, written: Written, replicas: usize) -> serde_json::Value {
-    json!({
-        "key": key,
-        "version": written.version.to_text(),
-        "replicas_acked": written.acked,
-        "replicas": replicas,
-    })
-}
-
-pub(crate) fn not_found(key: &str) -> ApiError {
-    ApiError::not_found(format!("key {key:?} not found"))
-}
-
-/// An expiry as Unix seconds (rounded up: the value is gone by then).
-pub(crate) fn expiry_secs(t: Time) -> u64 {
-    t.as_micros().div_ceil(1_000_000)
-}
-
 /// `?ttl=` on a put.
 #[derive(serde::Deserialize)]
 pub struct PutQuery {
     /// Seconds until the value expires.
     ttl: Option<String>,
-}
-
-/// A TTL in whole seconds, 1 ..= `MAX_TTL_SECS`, as text (`?ttl=`).
-fn parse_ttl(text: &str) -> Result<Duration, ApiError> {
-    text.parse::<u64>()
-        .ok()
-        .and_then(ttl_within)
-        .ok_or_else(|| bad_ttl(text))
-}
-
-/// A TTL of `secs` seconds, if within 1 ..= `MAX_TTL_SECS`.
-fn ttl_within(secs: u64) -> Option<Duration> {
-    (1..=MAX_TTL_SECS)
-        .contains(&secs)
-        .then(|| Duration::from_secs(secs))
-}
-
-/// A TTL as a batch op gives it (a JSON number).
-pub(crate) fn ttl_secs(secs: u64) -> Result<Duration, ApiError> {
-    ttl_within(secs).ok_or_else(|| bad_ttl(&secs.to_string()))
-}
-
-fn bad_ttl(given: &str) -> ApiError {
-    ApiError::bad_request(
-        "bad_ttl",
-        format!("ttl must be whole seconds from 1 to {MAX_TTL_SECS}, not {given:?}"),
-    )
-}
-
-/// A version as `GET` gives it (`X-Chordal-Version`, or the `ETag` with
-/// its quotes).
-fn parse_version(text: &str) -> Result<Version, ApiError> {
-    let bare = text.trim().trim_matches('"');
-    Version::from_text(bare).ok_or_else(|| {
-        ApiError::bad_request(
-            "bad_version",
-            format!("{text:?} is not a version (as X-Chordal-Version gives it)"),
-        )
-    })
 }
 
 /// The condition of `If-None-Match: *` / `If-Match: <version>|*`.
@@ -142,28 +82,6 @@ fn expiry(headers: &HeaderMap, ttl: Option<&str>) -> Result<Expiry, ApiError> {
     }
 }
 
-/// A put body, checked against the value limit (413 beyond it).
-pub(crate) fn value_within(
-    s: &AppState,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Bytes, ApiError> {
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "value_too_large",
-            format!("the value limit is {} bytes", s.config.max_value),
-        )
-    };
-    let body = body.map_err(|e| match e {
-        BytesRejection::FailedToBufferBody(_) => too_large(),
-        other => ApiError::bad_request("bad_body", other.to_string()),
-    })?;
-    if body.len() > s.config.max_value {
-        return Err(too_large());
-    }
-    Ok(body)
-}
-
 pub async fn put(
     State(s): State<AppState>,
     key: Result<Path<String>, PathRejection>,
@@ -192,19 +110,6 @@ pub struct GetQuery {
     /// `one` (the owner's copy, the default), `quorum`, `all`, or
     /// `local` (the same as `local=true`).
     consistency: Option<String>,
-}
-
-/// `?consistency=`.
-pub(crate) fn parse_consistency(text: Option<&str>) -> Result<Consistency, ApiError> {
-    match text {
-        None | Some("one") => Ok(Consistency::Owner),
-        Some("quorum") => Ok(Consistency::Quorum),
-        Some("all") => Ok(Consistency::All),
-        Some(other) => Err(ApiError::bad_request(
-            "bad_consistency",
-            format!("consistency is one, quorum or all (or local, on a single GET), not {other:?}"),
-        )),
-    }
 }
 
 pub async fn get(

@@ -3,7 +3,7 @@
 //! to).
 
 use crate::ApiError;
-use crate::routes::AppState;
+use crate::state::AppState;
 use axum::extract::State;
 use axum::response::Html;
 use axum::response::sse::{Event, KeepAlive, Sse};

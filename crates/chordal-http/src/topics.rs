@@ -8,7 +8,8 @@
 //! were dropped because this stream fell behind.
 
 use crate::ApiError;
-use crate::routes::{AppState, key_from_path};
+use crate::params::key_from_path;
+use crate::state::AppState;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};

@@ -28,7 +28,8 @@
 //! too long) ends the stream with an `error` event.
 
 use crate::ApiError;
-use crate::routes::{AppState, key_from_path};
+use crate::params::key_from_path;
+use crate::state::AppState;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -171,7 +172,7 @@ fn record_json(r: &Record) -> serde_json::Value {
     };
     out.insert("type".into(), json!(kind));
     if let Some(t) = r.expires.filter(|_| r.value.is_some()) {
-        out.insert("expires".into(), json!(crate::kv::expiry_secs(t)));
+        out.insert("expires".into(), json!(crate::params::expiry_secs(t)));
     }
     serde_json::Value::Object(out)
 }
