@@ -4,13 +4,6 @@
 //! unreachable or timed out.
 
 mod bench;
-mod bench_big;
-mod bench_collection;
-mod bench_gateway;
-mod bench_kv;
-mod bench_pubsub;
-mod bench_repair;
-mod bench_tls;
 mod ca;
 mod client;
 mod config;

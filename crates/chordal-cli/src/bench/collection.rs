@@ -8,12 +8,11 @@
 //! that the machine's noise falls on both alike), and reports p50, p99,
 //! operations per second and the big-to-small ratio of the medians.
 
-use crate::bench::percentile;
+use super::stats::percentile;
 use anyhow::{Context, Result, bail};
 use chordal_core::Kind;
 use chordal_core::collection::{CollOp, CollReply};
 use chordal_node::KeyValue;
-use chordal_node::local::{Check, LocalRing};
 use clap::Args;
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use serde_json::json;
@@ -92,22 +91,14 @@ pub async fn run(args: CollectionArgs) -> Result<()> {
     }
     let dir = tempfile::tempdir()?;
     let redb = args.redb;
-    let ring = LocalRing::start_each(args.nodes, |i| {
+    let builder_of = |i: usize| {
         let builder = chordal_node::Node::builder();
         match redb {
             true => builder.data_dir(dir.path().join(format!("n{i}"))),
             false => builder,
         }
-    })
-    .await
-    .context("starting the ring")?;
-    let limit = Duration::from_secs(120);
-    ring.wait_for(Check::Neighbours, Duration::from_millis(100), limit)
-        .await
-        .context("the ring did not converge")?;
-    ring.wait_for(Check::Decides, Duration::from_millis(100), limit)
-        .await
-        .context("the ring's ranges never all had a decider")?;
+    };
+    let ring = super::start_ring(args.nodes, builder_of, false).await?;
     let node = &ring.nodes[0];
     let (small, big) = (b"{bench}small".as_slice(), b"{bench}big".as_slice());
     let filled = Instant::now();

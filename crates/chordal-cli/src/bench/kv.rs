@@ -405,7 +405,7 @@ async fn external_ring_size(backend: &Backend) -> Result<usize> {
 pub async fn run(args: KvArgs) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let pki = if args.tls && args.target.is_empty() {
-        Some(crate::bench_tls::BenchPki::new()?)
+        Some(super::pki::BenchPki::new()?)
     } else {
         None
     };

@@ -5,17 +5,28 @@
 //!   right again after a join and after a crash.
 //! - `idle`: CPU and memory of an idle ring.
 //! - `metrics`: time to render a node's /metrics in a busy ring.
-//! - `kv`, `pubsub`, `gateway` and `collection` (`bench_kv.rs`,
-//!   `bench_pubsub.rs`, `bench_gateway.rs`, `bench_collection.rs`).
+//! - `kv`, `pubsub`, `gateway`, `big-store`, `repair` and `collection`:
+//!   one file each in this folder; `stats.rs` (percentiles) and `pki.rs`
+//!   (a throw-away CA for the TLS runs) are what they share.
 
-use crate::bench_tls::{BenchPki, handshake_time, handshakes};
+mod big;
+mod collection;
+mod gateway;
+mod kv;
+mod pki;
+mod pubsub;
+mod repair;
+mod stats;
+
 use anyhow::{Context, Result, bail};
 use chordal_core::{Id, LookupMode};
 use chordal_node::KeyValue;
 use chordal_node::local::{Check, LocalRing};
 use clap::{Args, Subcommand};
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use pki::{BenchPki, handshake_time, handshakes};
 use serde_json::json;
+use stats::{micros, percentile};
 use std::time::{Duration, Instant};
 
 #[derive(Subcommand)]
@@ -27,20 +38,20 @@ pub enum BenchCommand {
     /// CPU and memory of an idle ring with default intervals.
     Idle(IdleArgs),
     /// Put and get throughput and latency of the replicated store.
-    Kv(crate::bench_kv::KvArgs),
+    Kv(kv::KvArgs),
     /// Pub/sub fan-out: one topic, many subscribers.
-    Pubsub(crate::bench_pubsub::PubSubArgs),
+    Pubsub(pubsub::PubSubArgs),
     /// Latency the gateway adds, its throughput, and failover time.
-    Gateway(crate::bench_gateway::GatewayBenchArgs),
+    Gateway(gateway::GatewayBenchArgs),
     /// Time to render a node's /metrics in a busy ring.
     Metrics(MetricsArgs),
     /// Lookups while every node syncs and sweeps ~10^6 records on redb.
-    BigStore(crate::bench_big::BigArgs),
+    BigStore(big::BigArgs),
     /// Re-replication after a crash and a graceful leave's handover, at
     /// real data volumes on redb (MB/s, seconds).
-    Repair(crate::bench_repair::RepairArgs),
+    Repair(repair::RepairArgs),
     /// An element write and read in a hash of 10 fields vs one of 10^6.
-    Collection(crate::bench_collection::CollectionArgs),
+    Collection(collection::CollectionArgs),
 }
 
 #[derive(Args)]
@@ -146,13 +157,13 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Lookup(a) => lookup(a).await,
         BenchCommand::Heal(a) => heal(a).await,
         BenchCommand::Idle(a) => idle(a).await,
-        BenchCommand::Kv(a) => crate::bench_kv::run(a).await,
-        BenchCommand::Pubsub(a) => crate::bench_pubsub::run(a).await,
-        BenchCommand::Gateway(a) => crate::bench_gateway::run(a).await,
+        BenchCommand::Kv(a) => kv::run(a).await,
+        BenchCommand::Pubsub(a) => pubsub::run(a).await,
+        BenchCommand::Gateway(a) => gateway::run(a).await,
         BenchCommand::Metrics(a) => metrics(a).await,
-        BenchCommand::Repair(a) => crate::bench_repair::run(a).await,
-        BenchCommand::BigStore(a) => crate::bench_big::run(a).await,
-        BenchCommand::Collection(a) => crate::bench_collection::run(a).await,
+        BenchCommand::Repair(a) => repair::run(a).await,
+        BenchCommand::BigStore(a) => big::run(a).await,
+        BenchCommand::Collection(a) => collection::run(a).await,
     }
 }
 
@@ -226,38 +237,40 @@ async fn ready_ring_with(n: usize, pki: Option<&BenchPki>) -> Result<LocalRing> 
         Some(pki) => pki.members(n)?.into_iter().map(Some).collect(),
         None => vec![None; n],
     };
-    let ring = LocalRing::start_each(n, |i| {
+    let builder_of = |i: usize| {
         let builder = chordal_node::Node::builder();
         match &certs[i] {
             Some(dir) => builder.tls_dir(dir),
             None => builder,
         }
-    })
-    .await
-    .context("starting the ring")?;
+    };
+    start_ring(n, builder_of, true).await
+}
+
+/// Starts `n` nodes, node `i` as `builder_of(i)` makes it, and waits (at
+/// most 2 minutes each) until successors are right, every range has a
+/// decider, and with `fingers` every finger is exact.
+pub(super) async fn start_ring(
+    n: usize,
+    builder_of: impl FnMut(usize) -> chordal_node::NodeBuilder,
+    fingers: bool,
+) -> Result<LocalRing> {
+    let ring = LocalRing::start_each(n, builder_of)
+        .await
+        .context("starting the ring")?;
     let limit = Duration::from_secs(120);
     ring.wait_for(Check::Neighbours, Duration::from_millis(100), limit)
         .await
         .context("the ring did not converge")?;
-    ring.wait_for(Check::Fingers, Duration::from_millis(250), limit)
-        .await
-        .context("the fingers did not become exact")?;
+    if fingers {
+        ring.wait_for(Check::Fingers, Duration::from_millis(250), limit)
+            .await
+            .context("the fingers did not become exact")?;
+    }
     ring.wait_for(Check::Decides, Duration::from_millis(100), limit)
         .await
         .context("the ring's ranges never all had a decider")?;
     Ok(ring)
-}
-
-pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
-
-fn micros(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
 }
 
 async fn lookup(args: LookupArgs) -> Result<()> {

@@ -83,7 +83,7 @@ pub async fn handshake_time(
     }
     took.sort();
     Ok((
-        crate::bench::percentile(&took, 0.5),
-        crate::bench::percentile(&took, 0.99),
+        super::stats::percentile(&took, 0.5),
+        super::stats::percentile(&took, 0.99),
     ))
 }
