@@ -6,7 +6,7 @@ use chordal_sim::experiments::{self, BalanceConfig, PathlenConfig};
 use clap::{Args, Subcommand};
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::json;
+use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -191,6 +191,54 @@ fn write_plot(path: &Option<PathBuf>, svg: String) -> Result<()> {
     Ok(())
 }
 
+/// One experiment's results, as every `chordal sim` subcommand shows them:
+/// with `--json` one object (`experiment`, `seed`, the `extra` fields and
+/// `results`, one per row); else the seed, a table and its `note`. Then
+/// the chart, where `--plot` asks for it.
+struct Results<'a, R> {
+    experiment: &'static str,
+    seed: u64,
+    /// More fields of the JSON object (an object).
+    extra: Value,
+    rows: &'a [R],
+    header: &'a [&'a str],
+    note: Option<&'a str>,
+}
+
+impl<R> Results<'_, R> {
+    fn show(
+        self,
+        common: &Common,
+        json_of: impl Fn(&R) -> Value,
+        cells: impl Fn(&R) -> Vec<String>,
+        chart: String,
+    ) -> Result<()> {
+        if common.json {
+            let mut out = json!({"experiment": self.experiment, "seed": self.seed});
+            if let Value::Object(extra) = self.extra {
+                for (k, v) in extra {
+                    out[k] = v;
+                }
+            }
+            out["results"] = Value::Array(self.rows.iter().map(json_of).collect());
+            println!("{out}");
+        } else {
+            println!("seed {}", self.seed);
+            let mut t = Table::new();
+            t.load_style(UTF8_BORDERS_ONLY)
+                .set_header(self.header.to_vec());
+            for r in self.rows {
+                t.add_row(cells(r));
+            }
+            println!("{t}");
+            if let Some(note) = self.note {
+                println!("{note}");
+            }
+        }
+        write_plot(&common.plot, chart)
+    }
+}
+
 pub fn run(cmd: SimCommand) -> Result<()> {
     match cmd {
         SimCommand::Pathlen(a) => pathlen(a),
@@ -219,16 +267,12 @@ fn onehop(a: OneHopArgs) -> Result<()> {
     let progress = bar(runs, "runs");
     let rows = experiments::onehop(&cfg, |done, _| progress.set_position(done as u64));
     progress.finish_and_clear();
-    if a.common.json {
-        let rows: Vec<_> = rows.iter().map(|r| r.to_json()).collect();
-        println!(
-            "{}",
-            json!({"experiment": "onehop", "seed": cfg.seed, "results": rows})
-        );
-    } else {
-        println!("seed {}", cfg.seed);
-        let mut t = Table::new();
-        t.load_style(UTF8_BORDERS_ONLY).set_header([
+    Results {
+        experiment: "onehop",
+        seed: cfg.seed,
+        extra: json!({}),
+        rows: &rows,
+        header: &[
             "N",
             "routing",
             "session s",
@@ -241,9 +285,14 @@ fn onehop(a: OneHopArgs) -> Result<()> {
             "model B/s/node",
             "maintenance B/s/node",
             "table KiB",
-        ]);
-        for r in &rows {
-            t.add_row([
+        ],
+        note: Some("NSDI'04 aims at 99 % of lookups in one hop (Gnutella sessions, 2.9 h)."),
+    }
+    .show(
+        &a.common,
+        |r| r.to_json(),
+        |r| {
+            vec![
                 r.nodes.to_string(),
                 r.routing.to_string(),
                 format!("{:.0}", r.session_secs),
@@ -256,12 +305,10 @@ fn onehop(a: OneHopArgs) -> Result<()> {
                 format!("{:.0}", r.model_bytes_per_node_s),
                 format!("{:.0}", r.maintenance_bytes_per_node_s),
                 format!("{:.0}", r.table_bytes / 1024.0),
-            ]);
-        }
-        println!("{t}");
-        println!("NSDI'04 aims at 99 % of lookups in one hop (Gnutella sessions, 2.9 h).");
-    }
-    write_plot(&a.common.plot, experiments::onehop_chart(&rows).to_svg())?;
+            ]
+        },
+        experiments::onehop_chart(&rows).to_svg(),
+    )?;
     Ok(())
 }
 
@@ -280,16 +327,12 @@ fn pathlen(a: PathlenArgs) -> Result<()> {
     let progress = bar((cfg.max_exp - cfg.min_exp + 1) as usize, "ring sizes");
     let rows = experiments::pathlen(&cfg, |done, _| progress.set_position(done as u64));
     progress.finish_and_clear();
-    if a.common.json {
-        let rows: Vec<_> = rows.iter().map(|r| r.to_json()).collect();
-        println!(
-            "{}",
-            json!({"experiment": "pathlen", "seed": cfg.seed, "lookups": cfg.lookups, "results": rows})
-        );
-    } else {
-        println!("seed {}", cfg.seed);
-        let mut t = Table::new();
-        t.load_style(UTF8_BORDERS_ONLY).set_header([
+    Results {
+        experiment: "pathlen",
+        seed: cfg.seed,
+        extra: json!({"lookups": cfg.lookups}),
+        rows: &rows,
+        header: &[
             "N",
             "mode",
             "mean hops",
@@ -297,9 +340,14 @@ fn pathlen(a: PathlenArgs) -> Result<()> {
             "99th pct",
             "paper mean (½·log2 N)",
             "wrong",
-        ]);
-        for r in &rows {
-            t.add_row([
+        ],
+        note: None,
+    }
+    .show(
+        &a.common,
+        |r| r.to_json(),
+        |r| {
+            vec![
                 r.nodes.to_string(),
                 r.mode.to_string(),
                 format!("{:.2}", r.mean),
@@ -307,11 +355,10 @@ fn pathlen(a: PathlenArgs) -> Result<()> {
                 format!("{:.0}", r.p99),
                 format!("{:.2}", r.paper),
                 r.wrong.to_string(),
-            ]);
-        }
-        println!("{t}");
-    }
-    write_plot(&a.common.plot, experiments::pathlen_chart(&rows).to_svg())?;
+            ]
+        },
+        experiments::pathlen_chart(&rows).to_svg(),
+    )?;
     let secs = start.elapsed().as_secs_f64();
     // Each ring size's second row holds the events and time of both modes.
     let last: Vec<_> = rows.iter().filter(|r| r.mode == "iterative").collect();
@@ -343,16 +390,12 @@ fn balance(a: BalanceArgs) -> Result<()> {
     let progress = bar(cfg.vnodes.len() * cfg.keys.len(), "configurations");
     let rows = experiments::balance(&cfg, |done, _| progress.set_position(done as u64));
     progress.finish_and_clear();
-    if a.common.json {
-        let rows: Vec<_> = rows.iter().map(|r| r.to_json()).collect();
-        println!(
-            "{}",
-            json!({"experiment": "balance", "seed": cfg.seed, "nodes": cfg.nodes, "results": rows})
-        );
-    } else {
-        println!("seed {}", cfg.seed);
-        let mut t = Table::new();
-        t.load_style(UTF8_BORDERS_ONLY).set_header([
+    Results {
+        experiment: "balance",
+        seed: cfg.seed,
+        extra: json!({"nodes": cfg.nodes}),
+        rows: &rows,
+        header: &[
             "vnodes",
             "keys",
             "mean",
@@ -361,9 +404,14 @@ fn balance(a: BalanceArgs) -> Result<()> {
             "max",
             "p99/mean",
             "theory p99/mean",
-        ]);
-        for r in &rows {
-            t.add_row([
+        ],
+        note: None,
+    }
+    .show(
+        &a.common,
+        |r| r.to_json(),
+        |r| {
+            vec![
                 r.vnodes.to_string(),
                 r.keys.to_string(),
                 format!("{:.1}", r.mean),
@@ -372,11 +420,10 @@ fn balance(a: BalanceArgs) -> Result<()> {
                 format!("{:.0}", r.max),
                 format!("{:.2}", r.p99_ratio),
                 format!("{:.2}", experiments::theory_p99_ratio(r.vnodes)),
-            ]);
-        }
-        println!("{t}");
-    }
-    write_plot(&a.common.plot, experiments::balance_chart(&rows).to_svg())?;
+            ]
+        },
+        experiments::balance_chart(&rows).to_svg(),
+    )?;
     eprintln!(
         "balance: {} configurations in {:.1} s",
         rows.len(),
@@ -405,16 +452,12 @@ fn failure(a: FailureArgs) -> Result<()> {
     let progress = bar(cfg.fractions.len(), "failure fractions");
     let rows = experiments::failure(&cfg, |done, _| progress.set_position(done as u64));
     progress.finish_and_clear();
-    if a.common.json {
-        let rows: Vec<_> = rows.iter().map(|r| r.to_json()).collect();
-        println!(
-            "{}",
-            json!({"experiment": "failure", "seed": cfg.seed, "nodes": cfg.nodes, "lookups": cfg.lookups, "results": rows})
-        );
-    } else {
-        println!("seed {}", cfg.seed);
-        let mut t = Table::new();
-        t.load_style(UTF8_BORDERS_ONLY).set_header([
+    Results {
+        experiment: "failure",
+        seed: cfg.seed,
+        extra: json!({"nodes": cfg.nodes, "lookups": cfg.lookups}),
+        rows: &rows,
+        header: &[
             "p",
             "(a) keys lost",
             "paper ≈ p",
@@ -427,9 +470,14 @@ fn failure(a: FailureArgs) -> Result<()> {
             "(c) reads failed",
             "(c) keys lost",
             "(c) theory p^R",
-        ]);
-        for r in &rows {
-            t.add_row([
+        ],
+        note: None,
+    }
+    .show(
+        &a.common,
+        |r| r.to_json(),
+        |r| {
+            vec![
                 format!("{:.2}", r.fraction),
                 format!("{:.3}", r.keys_lost),
                 format!("{:.2}", r.fraction),
@@ -443,11 +491,10 @@ fn failure(a: FailureArgs) -> Result<()> {
                 format!("{:.4}", r.kv_unread),
                 format!("{:.4}", r.kv_lost),
                 format!("{:.4}", r.kv_theory),
-            ]);
-        }
-        println!("{t}");
-    }
-    write_plot(&a.common.plot, experiments::failure_chart(&rows).to_svg())?;
+            ]
+        },
+        experiments::failure_chart(&rows).to_svg(),
+    )?;
     eprintln!(
         "failure: {} fractions in {:.1} s",
         rows.len(),
@@ -473,17 +520,12 @@ fn churn(a: ChurnArgs) -> Result<()> {
     let progress = bar(cfg.rates.len(), "churn rates");
     let rows = experiments::churn(&cfg, |done, _| progress.set_position(done as u64));
     progress.finish_and_clear();
-    if a.common.json {
-        let rows: Vec<_> = rows.iter().map(|r| r.to_json()).collect();
-        println!(
-            "{}",
-            json!({"experiment": "churn", "seed": cfg.seed, "nodes": cfg.nodes,
-                   "sessions": format!("{:?}", cfg.sessions), "results": rows})
-        );
-    } else {
-        println!("seed {}", cfg.seed);
-        let mut t = Table::new();
-        t.load_style(UTF8_BORDERS_ONLY).set_header([
+    Results {
+        experiment: "churn",
+        seed: cfg.seed,
+        extra: json!({"nodes": cfg.nodes, "sessions": format!("{:?}", cfg.sessions)}),
+        rows: &rows,
+        header: &[
             "rate/s",
             "failed /10^4",
             "model /10^4",
@@ -496,9 +538,14 @@ fn churn(a: ChurnArgs) -> Result<()> {
             "store sync B/node/s",
             "joins",
             "failures",
-        ]);
-        for r in &rows {
-            t.add_row([
+        ],
+        note: None,
+    }
+    .show(
+        &a.common,
+        |r| r.to_json(),
+        |r| {
+            vec![
                 format!("{:.2}", r.rate),
                 format!("{:.1}", r.failed_per_10k),
                 format!("{:.1}", r.model_per_10k),
@@ -511,11 +558,10 @@ fn churn(a: ChurnArgs) -> Result<()> {
                 format!("{:.0}", r.store_bytes_per_node_s),
                 r.joins.to_string(),
                 r.failures.to_string(),
-            ]);
-        }
-        println!("{t}");
-    }
-    write_plot(&a.common.plot, experiments::churn_chart(&rows).to_svg())?;
+            ]
+        },
+        experiments::churn_chart(&rows).to_svg(),
+    )?;
     let events: u64 = rows.iter().map(|r| r.events).sum();
     let secs = start.elapsed().as_secs_f64();
     eprintln!(
@@ -552,45 +598,43 @@ fn kv_churn(a: KvChurnArgs) -> Result<()> {
     let progress = bar(cfg.replicas.len(), "replication factors");
     let rows = experiments::kv_churn(&cfg, |done, _| progress.set_position(done as u64));
     progress.finish_and_clear();
-    if a.common.json {
-        let rows: Vec<_> = rows.iter().map(|r| r.to_json()).collect();
-        println!(
-            "{}",
-            json!({"experiment": "kv-churn", "seed": cfg.seed, "nodes": cfg.nodes,
-                   "rate": cfg.rate, "duration_secs": a.duration, "writes_per_sec": cfg.writes_per_sec,
-                   "results": rows})
-        );
-    } else {
-        println!("seed {}", cfg.seed);
-        let mut t = Table::new();
-        t.load_style(UTF8_BORDERS_ONLY).set_header([
-            "R",
-            "acked writes",
-            "refused",
-            "acked lost",
-            "reads failed",
-            "keys under R at stop",
-            "s to full replication",
-            "joins",
-            "failures",
-        ]);
-        for r in &rows {
-            t.add_row([
-                r.replicas.to_string(),
-                r.acked.to_string(),
-                r.refused.to_string(),
-                r.lost.to_string(),
-                r.unread.to_string(),
-                r.under_replicated_at_stop.to_string(),
-                r.full_replication_secs
-                    .map_or("not reached".to_string(), |s| format!("{s:.0}")),
-                r.joins.to_string(),
-                r.failures.to_string(),
-            ]);
-        }
-        println!("{t}");
+    Results {
+        experiment: "kv-churn",
+        seed: cfg.seed,
+        extra: json!({"nodes": cfg.nodes, "rate": cfg.rate, "duration_secs": a.duration, "writes_per_sec": cfg.writes_per_sec}),
+        rows: &rows,
+        header: &[
+        "R",
+        "acked writes",
+        "refused",
+        "acked lost",
+        "reads failed",
+        "keys under R at stop",
+        "s to full replication",
+        "joins",
+        "failures",
+    ],
+        note: None,
     }
-    write_plot(&a.common.plot, experiments::kv_churn_chart(&rows).to_svg())?;
+    .show(
+        &a.common,
+        |r| r.to_json(),
+        |r| {
+            vec![
+            r.replicas.to_string(),
+            r.acked.to_string(),
+            r.refused.to_string(),
+            r.lost.to_string(),
+            r.unread.to_string(),
+            r.under_replicated_at_stop.to_string(),
+            r.full_replication_secs
+                .map_or("not reached".to_string(), |s| format!("{s:.0}")),
+            r.joins.to_string(),
+            r.failures.to_string(),
+        ]
+        },
+        experiments::kv_churn_chart(&rows).to_svg(),
+    )?;
     eprintln!(
         "kv-churn: {} replication factors in {:.1} s",
         rows.len(),
