@@ -601,19 +601,24 @@ fn kv_churn(a: KvChurnArgs) -> Result<()> {
     Results {
         experiment: "kv-churn",
         seed: cfg.seed,
-        extra: json!({"nodes": cfg.nodes, "rate": cfg.rate, "duration_secs": a.duration, "writes_per_sec": cfg.writes_per_sec}),
+        extra: json!({
+            "nodes": cfg.nodes,
+            "rate": cfg.rate,
+            "duration_secs": a.duration,
+            "writes_per_sec": cfg.writes_per_sec,
+        }),
         rows: &rows,
         header: &[
-        "R",
-        "acked writes",
-        "refused",
-        "acked lost",
-        "reads failed",
-        "keys under R at stop",
-        "s to full replication",
-        "joins",
-        "failures",
-    ],
+            "R",
+            "acked writes",
+            "refused",
+            "acked lost",
+            "reads failed",
+            "keys under R at stop",
+            "s to full replication",
+            "joins",
+            "failures",
+        ],
         note: None,
     }
     .show(
@@ -621,17 +626,17 @@ fn kv_churn(a: KvChurnArgs) -> Result<()> {
         |r| r.to_json(),
         |r| {
             vec![
-            r.replicas.to_string(),
-            r.acked.to_string(),
-            r.refused.to_string(),
-            r.lost.to_string(),
-            r.unread.to_string(),
-            r.under_replicated_at_stop.to_string(),
-            r.full_replication_secs
-                .map_or("not reached".to_string(), |s| format!("{s:.0}")),
-            r.joins.to_string(),
-            r.failures.to_string(),
-        ]
+                r.replicas.to_string(),
+                r.acked.to_string(),
+                r.refused.to_string(),
+                r.lost.to_string(),
+                r.unread.to_string(),
+                r.under_replicated_at_stop.to_string(),
+                r.full_replication_secs
+                    .map_or("not reached".to_string(), |s| format!("{s:.0}")),
+                r.joins.to_string(),
+                r.failures.to_string(),
+            ]
         },
         experiments::kv_churn_chart(&rows).to_svg(),
     )?;
