@@ -2,14 +2,14 @@
 # Runs every `chordal sim` experiment at 10^4 nodes (failure and the
 # Weibull churn at 10^3, the papers' size) and writes each table
 # (stdout), its summary line (stderr) and chart into OUT (default
-# docs/sim-run). docs/simulator.md shows the results of one such run.
+# results/sim). docs/simulator.md shows the results of one such run.
 #
 #   scripts/sim-suite.sh [OUT]
 #
 # Needs a release build (`cargo build --release`); about 8 minutes on a
 # 2-core machine.
 set -eu
-out=${1:-docs/sim-run}
+out=${1:-results/sim}
 bin=${CHORDAL:-target/release/chordal}
 mkdir -p "$out"
 start=$(date +%s)
