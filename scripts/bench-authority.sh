@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The steady-state cost of authority (issue 27): a 3-node ring (R = 3,
+# The steady-state cost of authority: a 3-node ring (R = 3,
 # memory store, RESP) with and without `--authority`, redis-benchmark
 # SET/GET/INCR against one node, the two rings interleaved round by
 # round. Prints one CSV line per run, then the median of each (ring,

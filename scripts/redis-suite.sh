@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Redis's own test suite against a running server, one test at a time
-# (issue 28): a command the server does not know aborts the rest of a
+# (the Redis data model): a command the server does not know aborts the rest of a
 # unit file, so each test runs alone with `--only`. Prints one line per
 # test ("ok", "err" or "skip" and its name), then the count per unit.
 #
@@ -8,7 +8,7 @@
 #
 # REDIS_SRC: a checkout of redis/redis (its `runtest` and `tests/`);
 # PORT: a server on 127.0.0.1 — a Chordal node's `--resp` port, or a
-# real `redis-server` to compare with. Units default to those issue 28
+# real `redis-server` to compare with. Units default to those
 # counts: type/string type/incr expire type/hash type/set type/zset
 # type/list keyspace scan. Tests that need DEBUG, replication, server
 # configuration or a restart are skipped by tag, as the suite does for

@@ -585,7 +585,7 @@ pub async fn run_node(args: NodeArgs) -> Result<()> {
         member.serve_dht_api(addr, dht).await?;
     }
     // Every bound together must fit in the process's file descriptors,
-    // or a flood on one port starves the others (issue 26, row H).
+    // or a flood on one port starves the others (docs/security.md, "Every client port").
     let mut needed = api_limits.max_connections + 1024 + 256;
     if args.resp.is_some() {
         needed += args.conn_limits(ConnLimits::default()).max_connections;

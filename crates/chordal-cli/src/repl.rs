@@ -1,5 +1,5 @@
 //! `chordal repl`: an interactive shell on one node, like the interactive
-//! nodes of seed 000 (`getloc`, fingers, ...).
+//! nodes of the Go/gRPC Chord report (`getloc`, fingers, ...).
 
 use crate::{Target, client};
 use anyhow::Result;

@@ -170,7 +170,7 @@ fn authority_settled(nodes: &[&NodeProc]) -> bool {
     })
 }
 
-/// Authority at real sizes (issue 27): 3 nodes with `--authority`, ~60 MB
+/// Authority at real sizes: 3 nodes with `--authority`, ~60 MB
 /// at R = 3; a fourth joins — its term must catch up on its range by
 /// range syncs (pull from a majority of the old copies, push to a
 /// majority of its own) — then an original node is `kill -9`'d and its

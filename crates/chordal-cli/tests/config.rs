@@ -216,7 +216,7 @@ fn json_logs_are_one_object_per_line() {
     assert!(v["timestamp"].is_string(), "{first}");
 }
 
-/// seed 002's DNS entry point: one name for the ring, resolving to several
+/// the request-processing model's DNS entry point: one name for the ring, resolving to several
 /// addresses, the first of them dead. The joining node tries them all. The
 /// name lives in a private /etc/hosts (a mount namespace of the joining
 /// process only: needs root, else the test says so and stops).

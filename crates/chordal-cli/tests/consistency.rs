@@ -17,7 +17,7 @@ use common::history::*;
 use common::*;
 use std::time::Duration;
 
-/// Flags of the rings run under authority (issue 27).
+/// Flags of the rings run under authority.
 const AUTHORITY: [&str; 7] = [
     "--stabilize-ms",
     "100",
@@ -182,7 +182,7 @@ fn try_request(api: std::net::SocketAddr, method: &str, path: &str, body: &[u8])
     }
 }
 
-/// Below a majority nothing is guessed and nothing is lost (issue 27):
+/// Below a majority nothing is guessed and nothing is lost:
 /// with two of a key's three copies killed, the survivor decides nothing
 /// — writes and default reads answer 503 `not_ready` — and every value
 /// it holds stays readable through `?consistency=local`.
@@ -268,7 +268,7 @@ fn on_disk(
     NodeProc::spawn(cmd)
 }
 
-/// Below a majority, the operator's way back (issue 27; etcd's
+/// Below a majority, the operator's way back (etcd's
 /// `--force-new-cluster`): a 3-node ring on disk is killed down to one
 /// node, which refuses writes; restarted on its data with
 /// `--force-new-ring` it takes every range again, serves every value it

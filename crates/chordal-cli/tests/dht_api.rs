@@ -1,4 +1,4 @@
-//! The VoidPhone DHT API (seed 001's module interface) on real `chordal
+//! The VoidPhone DHT API (the DHT module interface) on real `chordal
 //! node` processes, with a client written here from the message formats
 //! (big-endian, `size` = whole message, 32-byte keys): PUT then GET on one
 //! connection, GET through another node, unknown keys, TTL expiry, answers

@@ -1,5 +1,5 @@
 //! Every client port of a secured node tried as an attacker would, on real
-//! `chordal node` processes over loopback (issue 26's rows A, B, C, H, I):
+//! `chordal node` processes over loopback (docs/security.md, "Every client port"):
 //! the DHT API refused beside tokens, RESP bounded before AUTH, idle and
 //! slow connections closed, one source address held to its share while a
 //! real client is served, HTTPS as the docs' `curl` runs it, a transaction

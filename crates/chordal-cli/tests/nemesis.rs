@@ -1,4 +1,4 @@
-//! Issue 27's measurement as a test: 5 `chordal node` processes on disk
+//! The consistency measurement as a test: 5 `chordal node` processes on disk
 //! (R = 3), 8 clients incrementing 3 counters over RESP and reading,
 //! writing and compare-and-setting 2 registers over HTTP through any
 //! live node, while a nemesis strikes every 2–4 s — `kill -9` and a

@@ -231,7 +231,8 @@ fn a_tls_ring_of_processes_serves_https_and_keeps_strangers_out() {
 
 #[test]
 fn a_member_advertising_another_members_address_never_gets_its_api_shown() {
-    // Issue 26, row D, as it was found: a certified member starts with
+    // A forged address (docs/security.md, "Addresses"), as it was found: a
+    // certified member starts with
     // --advertise naming another member's peer address and its own API.
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();

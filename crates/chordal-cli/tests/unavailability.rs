@@ -1,4 +1,4 @@
-//! How long a key's writes are unavailable under `--authority` (issue 27's
+//! How long a key's writes are unavailable under `--authority` (the
 //! figures): a 5-node ring, one writer per key setting it in a loop
 //! through two nodes that stay, while one node is `kill -9`'d, one leaves
 //! gracefully (SIGTERM) and a fresh one joins, 8 s apart. For each event,

@@ -149,7 +149,7 @@ pub struct Config {
     /// acknowledged only on copies that are gone is lost. 0: off.
     pub force_new_ring_above: u64,
     /// Answer a retried write from its record's log of writes rather than
-    /// decide it again (issue 27; see `oplog.rs`). On; off only in tests
+    /// decide it again (see `oplog.rs`). On; off only in tests
     /// that show what the log prevents (a retry applied twice).
     #[doc(hidden)]
     pub retries_from_log: bool,

@@ -47,7 +47,7 @@ pub struct Node {
     store: Store,
     messaging: Messaging,
     pubsub: PubSub,
-    /// Who may decide for which keys (issue 27).
+    /// Who may decide for which keys (authority: terms, leases, fences).
     authority: Authority,
     /// The ring changed since authority last looked.
     authority_check: bool,

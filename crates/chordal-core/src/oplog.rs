@@ -1,5 +1,5 @@
 //! The writes a record remembers by operation id, so that a retried write
-//! is answered, not applied again — also by a later owner (issue 27,
+//! is answered, not applied again — also by a later owner (
 //! docs/consistency.md "Retries").
 //!
 //! A coordinator whose request went unanswered cannot know whether the

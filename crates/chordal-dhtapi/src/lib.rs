@@ -1,6 +1,6 @@
 //! # chordal-dhtapi: the VoidPhone DHT API on a Chordal node
 //!
-//! The module interface seed 001 was written for: other modules of a peer
+//! The DHT module interface of the course's specification: other modules of a peer
 //! connect over TCP and send `DHT PUT` (650) and `DHT GET` (651); a GET
 //! is answered `DHT SUCCESS` (652) with the value or `DHT FAILURE` (653).
 //! [`serve`] runs it on the node's `--dht-api` address. Several requests

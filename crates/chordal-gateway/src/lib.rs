@@ -1,4 +1,4 @@
-//! # chordal-gateway: highly available request routing (seed 002)
+//! # chordal-gateway: highly available request routing (the highly available request-processing model)
 //!
 //! An unmodified service runs beside every ring node (`chordal node
 //! --service URL`). The gateway hashes each request's client name

@@ -1,4 +1,4 @@
-//! The JSON shapes of the API (SPEC.md). Also used by the CLI to parse them.
+//! The JSON shapes of the API (docs/http-api.md). Also used by the CLI to parse them.
 
 use serde::{Deserialize, Serialize};
 

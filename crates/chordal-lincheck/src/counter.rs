@@ -1,6 +1,6 @@
 //! An exact, fast linearizability check for one counter whose only
 //! changes are increments by one (`INCR`) and whose reads return the
-//! count — the shape of issue 27's counter workloads. WGL (`check`) must
+//! count — the shape of the consistency tests' counter workloads. WGL (`check`) must
 //! try every subset of increments whose outcome is unknown, which is
 //! exponential in how many a nemesis leaves; here they are only a pool to
 //! fill gaps from, and the whole check is `O(n log n)`.

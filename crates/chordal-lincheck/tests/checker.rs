@@ -1,5 +1,5 @@
 //! The checker against histories whose answer is known: hand-made ones
-//! (the anomalies issue 27 found), histories generated from a sequential
+//! (the anomalies found before authority), histories generated from a sequential
 //! run (always linearizable), and random small histories judged by an
 //! independent implementation (todc-utils' WGLChecker) as the oracle.
 

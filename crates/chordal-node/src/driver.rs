@@ -1003,9 +1003,15 @@ impl Driver {
         }
         let api = self.peer_info(peer.addr).api;
         let now = Instant::now();
+        // A process that said goodbye stays "left" when its stale entries
+        // elsewhere in our tables time out after it (a minute's grace).
+        let said_goodbye = self.departed.iter().any(|(n, _, was_left, at)| {
+            n.addr == peer.addr && *was_left && now - *at < Duration::from_secs(60)
+        });
         self.departed
             .retain(|(n, _, _, at)| n.addr != peer.addr && now - *at < crate::DEPARTED_FOR);
-        self.departed.push_back((peer, api, left, now));
+        self.departed
+            .push_back((peer, api, left || said_goodbye, now));
         while self.departed.len() > crate::MAX_DEPARTED {
             self.departed.pop_front();
         }

@@ -1,4 +1,5 @@
-//! A certified member that lies (issue 26's rows D–G), in one process over
+//! A certified member that lies (docs/security.md, "Membership claims"),
+//! in one process over
 //! loopback with real TLS: it claims another member's address, announces
 //! a live node's departure, invents nodes or moves a live one to its own
 //! address, floods the membership with invented entries and leaves, or

@@ -1,4 +1,4 @@
-//! Authority on a simulated ring (issue 27): one decider per key through
+//! Authority on a simulated ring: one decider per key through
 //! joins, leaves, crashes and restarts.
 
 use chordal_core::{
@@ -610,7 +610,7 @@ fn cut_off_holder(cfg: SimConfig) -> (Option<Duration>, Option<Duration>) {
     (last_read, first_write)
 }
 
-/// Issue 27's minority-side figure, in the simulator (see
+/// The minority-side figure (docs/benchmarks.md), in the simulator (see
 /// [`cut_off_holder`]): the cut-off holder serves reads until its lease
 /// runs out — at most one lease (2 s) after its last renewal, which went
 /// out at most a quarter lease before the cut — and acknowledges no

@@ -1,4 +1,4 @@
-//! Deterministic simulation of issue 27's claim (FoundationDB's method):
+//! Deterministic simulation of the linearizability claim (docs/consistency.md; FoundationDB's method):
 //! clients increment and read counters, and read, write, delete and
 //! compare-and-set registers (`If-Match` on the version they last saw,
 //! or create-only), on a simulated ring while a nemesis crashes,
@@ -18,7 +18,7 @@
 //!
 //! With authority on, every history is linearizable and no increment
 //! result is handed out twice; with it off (the Chord owner decides, as
-//! before issue 27) the same schedules duplicate increments and fail both
+//! before authority) the same schedules duplicate increments and fail both
 //! checks — the checks can fail. (So does a compare-and-set that demands
 //! the exact version: a takeover's write-back raises a version's term, and
 //! such a CAS would lose although the value never changed.)
@@ -627,7 +627,7 @@ fn counters_and_registers_are_linearizable_under_the_nemesis_3() {
 
 #[test]
 fn without_authority_the_same_schedules_are_caught() {
-    // The Chord owner deciding alone (before issue 27): the same
+    // The Chord owner deciding alone (before authority): the same
     // schedules show two deciders — duplicate increments — and histories
     // the checker rejects.
     let (first, _) = seeds();

@@ -70,7 +70,7 @@ pub type ApplyDone = Box<dyn FnOnce(Result<Vec<Applied>, StoreError>) + Send>;
 /// Called with the outcome of [`Store::set_meta_with`].
 pub type MetaDone = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
-/// The meta entry of the process's promise table (authority, issue 27).
+/// The meta entry of the process's promise table (authority).
 pub const PROMISES: &str = "promises";
 
 /// Ordered, versioned record storage.

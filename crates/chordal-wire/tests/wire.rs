@@ -620,7 +620,7 @@ fn any_configs() -> impl Strategy<Value = Vec<Vec<chordal_core::NodeRef>>> {
     proptest::collection::vec(any_nodes(), 0..3)
 }
 
-/// The messages of authority (issue 27).
+/// The messages of authority (terms, leases, fences).
 fn authority_message() -> impl Strategy<Value = Message> {
     let known = || {
         let settled = (1..u64::MAX, any_node(), any_nodes(), any_configs()).prop_map(

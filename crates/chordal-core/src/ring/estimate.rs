@@ -1,5 +1,5 @@
 //! How many processes the ring has, estimated from a node's own state
-//! (seed 003's ring-size monitoring), without asking anyone.
+//! (ring-size monitoring, as the DHT library with async I/O does it), without asking anyone.
 //!
 //! A vnode's successor list covers the arc from it to its last successor.
 //! With identifiers spread uniformly, the arc `f` (a fraction of the

@@ -430,7 +430,7 @@ fn answer_to(fx: &mut Fixture, id: u64) -> Vec<OpResult> {
         .collect()
 }
 
-/// Issue 27, idempotent retries: a retried write whose id the record's
+/// Idempotent retries: a retried write whose id the record's
 /// log holds is answered as the first attempt was, and nothing is written;
 /// one the log never saw is applied; one a cut log cannot place is
 /// `OutcomeUnknown`, nothing written. A first attempt is never looked up.
