@@ -375,7 +375,7 @@ async fn a_member_whose_certificate_expires_drops_out_of_the_ring() {
             let st = n.status().await.unwrap();
             let v = &st.vnodes[0];
             eprintln!(
-                "DBG {} pred {:?} succ {:?} conns {}",
+                "after the wait, node {} pred {:?} succ {:?} conns {}",
                 v.me.id.short(),
                 v.predecessor.map(|p| p.id.short()),
                 v.successors
@@ -387,7 +387,7 @@ async fn a_member_whose_certificate_expires_drops_out_of_the_ring() {
         }
         let st = leaving.status().await.unwrap();
         eprintln!(
-            "DBG gone {} succ {:?} conns {}",
+            "after the wait, the expired node {} succ {:?} conns {}",
             gone.short(),
             st.vnodes[0]
                 .successors
