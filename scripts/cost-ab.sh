@@ -6,6 +6,9 @@
 #
 #   scripts/cost-ab.sh ROUNDS BIN_A BIN_B [BIN_C …]
 #
+# A binary written `cluster:BIN` runs BIN through redis-benchmark
+# --cluster (each key sent to its slot's owner): `cost-ab.sh 3 BIN
+# cluster:BIN` compares a client that is not cluster-aware with one that is.
 # REQUESTS, CLIENTS, PIPELINE (defaults 100000 50 1) go to
 # cost-per-op.sh, as do TESTS, NODES, KEYS and NODE_ARGS. Counting runs
 # under perf are skipped (PERF=0): the allocations per operation do not
@@ -20,7 +23,11 @@ OUT=$(mktemp)
 trap 'rm -f "$OUT"' EXIT
 for r in $(seq 1 "$ROUNDS"); do
     for bin in "$@"; do
-        PERF=0 CHORDAL_BIN="$bin" scripts/cost-per-op.sh "${REQUESTS:-100000}" "${CLIENTS:-50}" "${PIPELINE:-1}" |
+        # "cluster:BIN": BIN through redis-benchmark --cluster.
+        cluster=0
+        path=$bin
+        if [[ $bin == cluster:* ]]; then cluster=1 path=${bin#cluster:}; fi
+        CLUSTER=$cluster PERF=0 CHORDAL_BIN="$path" scripts/cost-per-op.sh "${REQUESTS:-100000}" "${CLIENTS:-50}" "${PIPELINE:-1}" |
             tail -n +2 | sed "s|^|$bin,$r,|" | tee -a "$OUT" >&2
     done
 done

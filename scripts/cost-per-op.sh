@@ -7,7 +7,8 @@
 #
 #   scripts/cost-per-op.sh [REQUESTS] [CLIENTS] [PIPELINE]   # defaults 100000 50 1
 #
-# Per test (TESTS, default get,set,incr), two runs:
+# Per test (TESTS, default get,set,incr), two runs (CLUSTER=1: through
+# redis-benchmark --cluster):
 #   1. plain: CPU µs per op (utime + stime of every node process, from
 #      /proc) and context switches per op (voluntary + involuntary, every
 #      thread), with redis-benchmark's requests per second;
@@ -35,6 +36,10 @@ BIN=${CHORDAL_BIN:-target/release/chordal}
 # the second, counting run (no root needed, half the time).
 read -r -a NODE_EXTRA <<<"${NODE_ARGS:-}"
 PERF=${PERF:-1}
+# CLUSTER=1: redis-benchmark --cluster, which asks CLUSTER NODES and sends
+# each key to its slot's owner (no forward), as Redis Cluster clients do.
+CLUSTER_FLAG=()
+if [ "${CLUSTER:-0}" = 1 ]; then CLUSTER_FLAG=(--cluster); fi
 LIBC=${LIBC:-/lib/x86_64-linux-gnu/libc.so.6}
 WORK=$(mktemp -d)
 PIDS=()
@@ -86,7 +91,7 @@ switches() { # context switches of every thread of every node process
         awk '/^(non)?voluntary_ctxt_switches:/ { s += $2 } END { print s }'
 }
 bench() { # TEST: redis-benchmark's rps
-    redis-benchmark -h 127.0.0.1 -p "$RESP_PORT" -t "$1" -n "$N" -c "$C" -P "$P" -r "$KEYS" --csv 2>/dev/null |
+    redis-benchmark -h 127.0.0.1 -p "$RESP_PORT" "${CLUSTER_FLAG[@]}" -t "$1" -n "$N" -c "$C" -P "$P" -r "$KEYS" --csv 2>/dev/null |
         tr -d '"' | awk -F, -v t="$(tr a-z A-Z <<<"$1")" '$1 == t { print $2 }'
 }
 

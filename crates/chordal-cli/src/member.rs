@@ -406,15 +406,32 @@ impl Member {
         })
     }
 
-    /// Also serves the Redis protocol on `addr`.
-    pub async fn serve_resp(
-        &mut self,
+    /// Binds the Redis protocol address before the node starts, so that
+    /// the node announces it (peers' `CLUSTER SLOTS` name it): returns
+    /// the listener for [`Member::serve_resp`] and the address to
+    /// announce (`announce`'s host if the listener binds every address).
+    pub async fn bind_resp(
         addr: SocketAddr,
-        config: chordal_resp::RespConfig,
-    ) -> Result<()> {
+        announce: &Announce,
+    ) -> Result<(TcpListener, SocketAddr)> {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot bind the RESP address {addr}"))?;
+        let bound = listener.local_addr()?;
+        let announced = match announce.host {
+            Some(host) if bound.ip().is_unspecified() => SocketAddr::new(host, bound.port()),
+            _ => bound,
+        };
+        Ok((listener, announced))
+    }
+
+    /// Also serves the Redis protocol on `listener` (from
+    /// [`Member::bind_resp`]).
+    pub async fn serve_resp(
+        &mut self,
+        listener: TcpListener,
+        config: chordal_resp::RespConfig,
+    ) -> Result<()> {
         self.resp = Some(listener.local_addr()?);
         let stop = self.stop_servers.clone();
         self.servers.push(tokio::spawn(chordal_resp::serve(
@@ -548,9 +565,17 @@ pub async fn run_node(args: NodeArgs) -> Result<()> {
     api.leave = Some(leave.clone());
     let tokens = api.tokens.clone();
     let api_limits = api.limits;
+    let resp_listener = match args.resp {
+        Some(addr) => {
+            let (listener, announced) = Member::bind_resp(addr, &announce).await?;
+            config = config.resp(announced);
+            Some(listener)
+        }
+        None => None,
+    };
     let mut member = Member::start(config, args.api, announce, api).await?;
     let idle = Duration::from_secs(args.client_idle_timeout);
-    if let Some(addr) = args.resp {
+    if let (Some(addr), Some(listener)) = (args.resp, resp_listener) {
         if !addr.ip().is_loopback() && tokens.is_none() {
             tracing::warn!(
                 "the Redis protocol on {addr} is reachable beyond this host without tokens: \
@@ -563,7 +588,7 @@ pub async fn run_node(args: NodeArgs) -> Result<()> {
         resp.limits = args.conn_limits(resp.limits);
         resp.idle_timeout = idle;
         resp.auth_timeout = Duration::from_secs(args.client_auth_timeout.max(1));
-        member.serve_resp(addr, resp).await?;
+        member.serve_resp(listener, resp).await?;
     }
     if let Some(addr) = args.dht_api {
         // The VoidPhone API has no authentication: a warning beyond
@@ -630,14 +655,24 @@ pub async fn run_cluster(args: ClusterArgs) -> Result<()> {
             .map(|m| vec![m.node.addr().to_string()])
             .unwrap_or_default();
         let dir = args.data_dir.as_ref().map(|d| d.join(format!("node-{i}")));
-        let config = args.ring.node_config(listen, seeds, None, dir);
+        let mut config = args.ring.node_config(listen, seeds, None, dir);
+        let resp = match args.resp_base_port {
+            Some(base) => {
+                let addr = SocketAddr::from(([127, 0, 0, 1], port(base, i)?));
+                let (listener, announced) = Member::bind_resp(addr, &Announce::default())
+                    .await
+                    .with_context(|| format!("node {i}"))?;
+                config = config.resp(announced);
+                Some(listener)
+            }
+            None => None,
+        };
         let mut member = Member::start(config, api, Announce::default(), ApiConfig::default())
             .await
             .with_context(|| format!("node {i}"))?;
-        if let Some(base) = args.resp_base_port {
-            let addr = SocketAddr::from(([127, 0, 0, 1], port(base, i)?));
+        if let Some(listener) = resp {
             member
-                .serve_resp(addr, chordal_resp::RespConfig::default())
+                .serve_resp(listener, chordal_resp::RespConfig::default())
                 .await
                 .with_context(|| format!("node {i}"))?;
         }

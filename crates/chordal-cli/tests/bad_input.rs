@@ -45,6 +45,7 @@ fn valid_preamble_and_hello(cluster: &str) -> Vec<u8> {
         api: None,
         ids: vec![chordal_core::Id::hash(b"intruder")],
         service: None,
+        resp: None,
     });
     let mut out = chordal_wire::preamble().to_vec();
     out.extend_from_slice(&(hello.len() as u32).to_be_bytes());
@@ -192,6 +193,7 @@ fn hello_offering(versions: chordal_wire::Versions) -> Vec<u8> {
             api: None,
             ids: vec![chordal_core::Id::hash(b"next release")],
             service: None,
+            resp: None,
         },
         versions,
     );
@@ -203,8 +205,9 @@ fn hello_offering(versions: chordal_wire::Versions) -> Vec<u8> {
 }
 
 /// Upgrades go one release at a time: a peer whose protocol versions
-/// overlap ours is served, one whose range is wholly newer is refused,
-/// counted, and named in a warning that gives both ranges.
+/// overlap ours is served, one whose range is wholly newer (or older, as
+/// the release before hash slots is) is refused, counted, and named in a
+/// warning that gives both ranges.
 #[test]
 fn peers_are_refused_outside_the_protocol_version_range() {
     use std::io::BufRead;
@@ -249,11 +252,16 @@ fn peers_are_refused_outside_the_protocol_version_range() {
     let mut skipped = hello_offering(ahead);
     skipped[8..12].copy_from_slice(&ours.max.to_be_bytes());
     assert!(closed_after(node.addr, &skipped, limit));
+    // The release before key placement by hash slot (version 1): it would
+    // look for keys elsewhere, so it is refused too.
+    let unslotted = chordal_wire::Versions { min: 1, max: 1 };
+    assert!(ours.min > 1);
+    assert!(closed_after(node.addr, &hello_offering(unslotted), limit));
 
-    assert_eq!(bad_handshakes(node.api) - before, 2.0, "both are counted");
+    assert_eq!(bad_handshakes(node.api) - before, 3.0, "all are counted");
     let mut warnings = Vec::new();
     let deadline = Instant::now() + limit;
-    while warnings.len() < 2 && Instant::now() < deadline {
+    while warnings.len() < 3 && Instant::now() < deadline {
         if let Ok(line) = rx.recv_timeout(Duration::from_millis(200))
             && line.contains("peer refused")
         {
@@ -262,7 +270,7 @@ fn peers_are_refused_outside_the_protocol_version_range() {
     }
     let range = format!("{}-{}", ours.min, ours.max);
     assert!(
-        warnings.len() == 2 && warnings.iter().all(|w| w.contains(&range)),
+        warnings.len() == 3 && warnings.iter().all(|w| w.contains(&range)),
         "each refusal names this node's range {range}: {warnings:?}"
     );
     // The two refusals are logged by their connections' tasks, in either

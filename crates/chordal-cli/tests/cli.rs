@@ -103,7 +103,7 @@ fn cli_reads_a_cluster() {
     assert!(out.contains("no problems seen"), "{out}");
 
     // locate: the oracle's owner, in both output forms.
-    let truth = oracle.successor(&Id::hash(b"hello"));
+    let truth = oracle.successor(&Id::of_key(b"hello"));
     let (code, out, _) = chordal(&["locate", "hello", "--json", "--node", &api]);
     assert_eq!(code, 0);
     let v: Value = serde_json::from_str(&out).unwrap();

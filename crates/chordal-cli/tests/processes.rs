@@ -96,7 +96,7 @@ fn real_processes_form_heal_and_leave() {
                 let waited = eventually(Duration::from_secs(10), || {
                     let (status, v) = get_json(n.api, &format!("/v1/locate/{key}?mode={mode}"));
                     assert_eq!(status, 200, "{v}");
-                    let truth = o.successor(&Id::hash(key.as_bytes()));
+                    let truth = o.successor(&Id::of_key(key.as_bytes()));
                     assert_eq!(
                         v["owner"]["id"].as_str(),
                         Some(truth.to_hex().as_str()),
@@ -104,7 +104,7 @@ fn real_processes_form_heal_and_leave() {
                     );
                     assert_eq!(
                         v["key_id"].as_str(),
-                        Some(Id::hash(key.as_bytes()).to_hex().as_str())
+                        Some(Id::of_key(key.as_bytes()).to_hex().as_str())
                     );
                     assert_eq!(v["replicas"].as_array().unwrap().len(), 2);
                     let shown: Vec<&serde_json::Value> = std::iter::once(&v["owner"])
@@ -153,7 +153,7 @@ fn real_processes_form_heal_and_leave() {
         assert_eq!(status, 200, "{v}");
         assert_eq!(
             v["owner"]["id"].as_str(),
-            Some(o.successor(&Id::hash(key.as_bytes())).to_hex().as_str())
+            Some(o.successor(&Id::of_key(key.as_bytes())).to_hex().as_str())
         );
     }
 

@@ -38,7 +38,7 @@ fn cli_sub_gets_text_and_binary_and_survives_the_owner_kill9() {
     eventually(Duration::from_secs(30), || ring_correct(&all)).expect("ring did not form");
 
     let topic = "room/42";
-    let owner_id = oracle(&all).successor(&chordal_core::Id::hash(topic.as_bytes()));
+    let owner_id = oracle(&all).successor(&chordal_core::Id::of_key(topic.as_bytes()));
     let owner = nodes.iter().position(|n| n.id == owner_id).unwrap();
     let (sub_at, pub_at) = ((owner + 1) % 5, (owner + 2) % 5);
 

@@ -237,39 +237,152 @@ fn pipelines_are_answered_in_order_and_garbage_closes_only_its_connection() {
     assert!(count >= 2.0, "{line}");
 }
 
-#[test]
-fn redis_benchmark_runs_unchanged_and_no_increment_is_lost() {
-    let nodes = ring(3);
-    let port = nodes[0].served("resp").port().to_string();
-    let out = tool(
-        "redis-benchmark",
-        &[
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-t",
-            "set,get,incr",
-            "-n",
-            "3000",
-            "-c",
-            "20",
-            "-P",
-            "4",
-            "-q",
-        ],
-    );
+/// Runs redis-benchmark's SET, GET and INCR tests, 3,000 requests each,
+/// with `extra` flags against `resp`: its output, once it ran them all.
+fn benchmark(resp: SocketAddr, extra: &[&str]) -> String {
+    let port = resp.port().to_string();
+    let mut args = vec![
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-t",
+        "set,get,incr",
+        "-n",
+        "3000",
+        "-q",
+    ];
+    args.extend_from_slice(extra);
+    let out = tool("redis-benchmark", &args);
     assert!(out.status.success(), "{out:?}");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
     for test in ["SET", "GET", "INCR"] {
         assert!(
             text.contains(&format!("{test}: ")),
             "{test} missing in {text}"
         );
     }
+    text
+}
+
+#[test]
+fn redis_benchmark_runs_unchanged_and_no_increment_is_lost() {
+    let nodes = ring(3);
+    benchmark(nodes[0].served("resp"), &["-c", "20", "-P", "4"]);
     // Every INCR of the benchmark counted: 3,000 on one key.
     let other = nodes[2].served("resp");
     assert_eq!(cli(other, &["GET", "counter:__rand_int__"]), "3000");
+}
+
+/// The kv requests every node has forwarded to an owner so far.
+fn forwarded(nodes: &[NodeProc]) -> f64 {
+    nodes
+        .iter()
+        .map(|n| {
+            let (_, metrics) = http(n.api, "GET", "/metrics");
+            metrics
+                .lines()
+                .find(|l| l.starts_with("chordal_sent_messages_total{type=\"kv_request\"}"))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        })
+        .sum()
+}
+
+/// A Redis Cluster client asks `CLUSTER NODES` (or `SLOTS`) once, then
+/// sends each key to its slot's owner: the map covers every slot once,
+/// names each owner by its Redis address, agrees with the ring's own
+/// lookups, and `redis-benchmark --cluster` runs through it with no
+/// request forwarded and no increment lost.
+#[test]
+fn cluster_clients_send_each_key_to_its_owner() {
+    let nodes = ring(3);
+    let a = nodes[0].served("resp");
+    let resp_of = |api: &str| {
+        nodes
+            .iter()
+            .find(|n| n.api.to_string() == api)
+            .map(|n| n.served("resp"))
+            .expect("an owner among the nodes")
+    };
+    assert_eq!(cli(a, &["CLUSTER", "KEYSLOT", "foo"]), "12182");
+    assert_eq!(
+        cli(a, &["CLUSTER", "KEYSLOT", "{user1000}.following"]),
+        cli(a, &["CLUSTER", "KEYSLOT", "user1000"])
+    );
+    // Every node's map: each slot once, each owner a node's Redis address.
+    let mut owner_of_slot = vec![None; 16384];
+    for n in &nodes {
+        let text = cli(n.served("resp"), &["CLUSTER", "NODES"]);
+        let mut seen = vec![0u8; 16384];
+        let mut myself = 0;
+        for line in text.lines() {
+            let fields: Vec<&str> = line.split(' ').collect();
+            assert!(fields.len() >= 8, "{line}");
+            let addr: SocketAddr = fields[1].split('@').next().unwrap().parse().unwrap();
+            assert!(
+                nodes.iter().any(|m| m.served("resp") == addr),
+                "{addr} is no node's Redis address: {text}"
+            );
+            if fields[2].contains("myself") {
+                myself += 1;
+                assert_eq!(addr, n.served("resp"));
+            }
+            for range in &fields[8..] {
+                let (first, last) = match range.split_once('-') {
+                    Some((f, l)) => (f.parse::<usize>().unwrap(), l.parse::<usize>().unwrap()),
+                    None => (range.parse().unwrap(), range.parse().unwrap()),
+                };
+                for slot in first..=last {
+                    seen[slot] += 1;
+                    if n.api == nodes[0].api {
+                        owner_of_slot[slot] = Some(addr);
+                    }
+                }
+            }
+        }
+        assert_eq!(myself, 1, "{text}");
+        assert!(seen.iter().all(|&c| c == 1), "every slot once: {text}");
+    }
+    // The owner the map names is the one the ring's lookup finds, for
+    // keys of slots no node id splits.
+    let split: Vec<u16> = nodes.iter().map(|n| n.id.slot()).collect();
+    let mut checked = 0;
+    for i in 0..40 {
+        let key = format!("owner-check-{i}");
+        let slot = chordal_core::slot_of(key.as_bytes());
+        if split.contains(&slot) {
+            continue;
+        }
+        let (status, v) = get_json(nodes[1].api, &format!("/v1/locate/{key}"));
+        assert_eq!(status, 200, "{v}");
+        let owner = resp_of(v["owner"]["api"].as_str().unwrap());
+        assert_eq!(
+            owner_of_slot[slot as usize],
+            Some(owner),
+            "{key} in slot {slot}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 35);
+
+    // redis-benchmark in cluster mode: CLUSTER NODES, then each key to its
+    // owner. With every key at its owner, nothing is forwarded.
+    let before = forwarded(&nodes);
+    let text = benchmark(a, &["--cluster", "-c", "12", "-r", "1000"]);
+    assert!(text.contains("Cluster has 3 master nodes"), "{text}");
+    let hops = forwarded(&nodes) - before;
+    assert!(
+        hops < 90.0,
+        "{hops} of 9,000 requests were forwarded: {text}"
+    );
+    // Every INCR counted, over the counters of every client's slot.
+    let counters = cli(a, &["KEYS", "counter:*"]);
+    let total: i64 = counters
+        .lines()
+        .map(|k| cli(a, &["GET", k]).parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(total, 3000, "{counters}");
 }
 
 #[test]

@@ -42,6 +42,28 @@ pub enum ParseIdError {
     NotHex(char),
 }
 
+/// Number of hash slots, Redis Cluster's: the top 14 bits of a key's id.
+pub const SLOTS: u16 = 16384;
+
+/// The Redis Cluster hash slot of `key`: CRC16 (XMODEM) of its hash tag
+/// if it has one, else of the whole key, modulo [`SLOTS`] — what a Redis
+/// Cluster client computes (`CLUSTER KEYSLOT`). Equal to
+/// `Id::of_key(key).slot()`.
+pub fn slot_of(key: &[u8]) -> u16 {
+    crc16_xmodem(placed_bytes(key)) % SLOTS
+}
+
+/// The bytes of `key` that decide where it lives: its collection's key
+/// for a collection's element, then the hash tag if there is one.
+fn placed_bytes(key: &[u8]) -> &[u8] {
+    let key = crate::collection::key::collection_of(key).unwrap_or(key);
+    hash_tag(key).unwrap_or(key)
+}
+
+fn crc16_xmodem(bytes: &[u8]) -> u16 {
+    crc16::State::<crc16::XMODEM>::calculate(bytes)
+}
+
 /// The hash tag of `key` (see [`Id::of_key`]), if it has one.
 pub fn hash_tag(key: &[u8]) -> Option<&[u8]> {
     let open = key.iter().position(|&b| b == b'{')?;
@@ -64,19 +86,55 @@ impl Id {
         Id(out)
     }
 
-    /// Where key `key` lives on the ring: the SHA-1 of its hash tag if it
-    /// has one, else of the whole key. The hash tag is Redis Cluster's:
-    /// the bytes between the first `{` and the first `}` after it, if
-    /// there are any (`{user:42}:cart` and `{user:42}:profile` both hash
-    /// `user:42`, so one owner decides for both; `{}x` and `x{` have
-    /// none). Use this for every key of the store; [`Id::hash`] is for
-    /// node addresses, topics and other names.
+    /// Where key `key` lives on the ring. The key's *placed bytes* are its
+    /// hash tag if it has one, else the whole key. The hash tag is Redis
+    /// Cluster's: the bytes between the first `{` and the first `}` after
+    /// it, if there are any (`{user:42}:cart` and `{user:42}:profile` both
+    /// place `user:42`, so one owner decides for both; `{}x` and `x{` have
+    /// none). The id's top 14 bits are the placed bytes' Redis Cluster
+    /// hash slot ([`slot_of`]), the other 146 bits their SHA-1's: keys are
+    /// as evenly spread as SHA-1 spreads them (consistent hashing, Chord
+    /// §4.2), and every key of one slot lies on one arc of 1/16384 of the
+    /// ring, so a Redis Cluster client that sends a slot's keys to the
+    /// slot's owner reaches the key's owner (`CLUSTER SLOTS`, see
+    /// docs/client-protocols.md). Use this for every key of the store;
+    /// [`Id::hash`] is for node addresses, topics and other names.
     ///
     /// An element of a collection (see `crate::collection`) gets its
     /// collection's id, so that it lives wherever the collection does.
     pub fn of_key(key: &[u8]) -> Id {
-        let key = crate::collection::key::collection_of(key).unwrap_or(key);
-        Id::hash(hash_tag(key).unwrap_or(key))
+        let placed = placed_bytes(key);
+        let mut id = Id::hash(placed);
+        let slot = crc16_xmodem(placed) % SLOTS;
+        // The slot replaces the top 14 bits; the SHA-1's lower 146 stay.
+        id.0[0] = (slot >> 6) as u8;
+        id.0[1] = ((slot as u8 & 0x3f) << 2) | (id.0[1] & 0x03);
+        id
+    }
+
+    /// The hash slot this id lies in: its top 14 bits. For a key's id,
+    /// the key's [`slot_of`].
+    pub fn slot(&self) -> u16 {
+        (u16::from(self.0[0]) << 6) | u16::from(self.0[1] >> 2)
+    }
+
+    /// The first id of hash slot `slot` (below [`SLOTS`]): the slot's arc
+    /// is `[Id::slot_start(s), Id::slot_start(s + 1))`.
+    pub fn slot_start(slot: u16) -> Id {
+        let mut out = [0u8; ID_BYTES];
+        out[0] = (slot >> 6) as u8;
+        out[1] = (slot as u8 & 0x3f) << 2;
+        Id(out)
+    }
+
+    /// The id in the middle of hash slot `slot`'s arc: whoever is
+    /// responsible for it is the slot's owner in `CLUSTER SLOTS` (a slot
+    /// whose arc a node id splits has two owners; its keys past the split
+    /// are forwarded).
+    pub fn slot_middle(slot: u16) -> Id {
+        let mut id = Id::slot_start(slot);
+        id.0[1] |= 0x02;
+        id
     }
 
     /// Builds an id from a slice; `None` unless it has exactly 20 bytes.
@@ -384,9 +442,40 @@ mod tests {
         assert_eq!(tag(b"foo{bar"), None);
         assert_eq!(tag(b"plain"), None);
         assert_eq!(Id::of_key(b"{u}:a"), Id::of_key(b"{u}:b"));
-        assert_eq!(Id::of_key(b"{u}:a"), Id::hash(b"u"));
-        assert_eq!(Id::of_key(b"foo{}{bar}"), Id::hash(b"foo{}{bar}"));
+        assert_eq!(Id::of_key(b"{u}:a"), Id::of_key(b"u"));
+        assert_eq!(slot_of(b"foo{}{bar}"), crc16_xmodem(b"foo{}{bar}") % SLOTS);
         assert_ne!(Id::of_key(b"a"), Id::of_key(b"b"));
+    }
+
+    #[test]
+    fn a_key_id_is_its_redis_slot_above_its_sha1() {
+        // CRC16/XMODEM's check value, and Redis Cluster's documented slots.
+        assert_eq!(crc16_xmodem(b"123456789"), 0x31c3);
+        assert_eq!(slot_of(b"foo"), 12182);
+        assert_eq!(slot_of(b"{user1000}.following"), slot_of(b"user1000"));
+        let id = Id::of_key(b"foo");
+        assert_eq!(id.slot(), 12182);
+        // Below the slot: SHA-1("foo")'s bits.
+        let sha = Id::hash(b"foo");
+        assert_eq!(id.0[1] & 0x03, sha.0[1] & 0x03);
+        assert_eq!(id.0[2..], sha.0[2..]);
+        // The slot's arc holds the id, and its middle.
+        assert!(Id::slot_start(12182) <= id && id < Id::slot_start(12183));
+        let mid = Id::slot_middle(12182);
+        assert!(Id::slot_start(12182) < mid && mid < Id::slot_start(12183));
+        assert_eq!(Id::slot_start(SLOTS - 1).slot(), SLOTS - 1);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_key_lies_in_its_slot(key in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40)) {
+            let id = Id::of_key(&key);
+            proptest::prop_assert_eq!(id.slot(), slot_of(&key));
+            proptest::prop_assert!(Id::slot_start(id.slot()) <= id);
+            if id.slot() + 1 < SLOTS {
+                proptest::prop_assert!(id < Id::slot_start(id.slot() + 1));
+            }
+        }
     }
 
     #[test]

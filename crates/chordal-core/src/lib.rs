@@ -89,7 +89,7 @@ pub use authority::{Known, Refusal, Settled};
 pub use config::{Config, LookupMode, Routing};
 pub use counters::Counters;
 pub use event::{Event, KeyRange, LookupError, LookupId, LookupResult, Neighbors, QueryId};
-pub use id::{ID_BITS, ID_BYTES, Id, ParseIdError, hash_tag};
+pub use id::{ID_BITS, ID_BYTES, Id, ParseIdError, SLOTS, hash_tag, slot_of};
 pub use message::{
     Envelope, LookupFailure, MemberEvent, Message, NodeRef, OpResult, Operation, OwnerClaim,
     Publication, Target,

@@ -18,12 +18,12 @@ pub fn node(at: u64, port: u16) -> NodeRef {
 }
 
 /// A key whose id falls in `(pred, me]` of the fixture's vnode: the key
-/// bytes are searched for (ids are SHA-1 of them).
+/// bytes are searched for (ids are `Id::of_key` of them).
 pub fn key_in(fx: &Fixture) -> Vec<u8> {
     let range = fx.ring.range_of(&fx.me).expect("joined");
     (0..100_000)
         .map(|i| format!("key-{i}").into_bytes())
-        .find(|k| range.contains(&Id::hash(k)))
+        .find(|k| range.contains(&Id::of_key(k)))
         .expect("some key falls in the range")
 }
 
@@ -32,7 +32,7 @@ pub fn key_outside(fx: &Fixture) -> Vec<u8> {
     let range = fx.ring.range_of(&fx.me).expect("joined");
     (0..100_000)
         .map(|i| format!("other-{i}").into_bytes())
-        .find(|k| !range.contains(&Id::hash(k)))
+        .find(|k| !range.contains(&Id::of_key(k)))
         .expect("some key falls outside")
 }
 

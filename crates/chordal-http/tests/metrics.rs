@@ -105,7 +105,7 @@ async fn metrics_parse_and_move_with_traffic() {
     let (mut own, mut other) = (0, 0);
     for k in 0.. {
         let key = format!("m-{k}").into_bytes();
-        let ours = node.ids().contains(&oracle.successor(&Id::hash(&key)));
+        let ours = node.ids().contains(&oracle.successor(&Id::of_key(&key)));
         if (ours && own < 25) || (!ours && other < 25) {
             keys.push(key);
             if ours { own += 1 } else { other += 1 }

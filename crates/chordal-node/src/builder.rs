@@ -49,6 +49,13 @@ impl NodeBuilder {
         self
     }
 
+    /// Our Redis protocol address, announced to peers (their `CLUSTER
+    /// SLOTS` name it for the keys we own).
+    pub fn resp(mut self, addr: SocketAddr) -> Self {
+        self.config.resp = Some(addr);
+        self
+    }
+
     /// Joins the ring through this member (`host:port`; may be called
     /// again for more seeds; a name may resolve to several addresses, all
     /// tried). Without any, `start` creates a new ring.

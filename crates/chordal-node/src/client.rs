@@ -437,6 +437,7 @@ impl Client {
             api: None,
             ids: Vec::new(),
             service: None,
+            resp: None,
         });
         let opened = open(
             addr,

@@ -62,6 +62,9 @@ pub(crate) struct NodeConfig {
     /// peers and clients (a gateway sends the clients this node owns
     /// there).
     pub service: Option<String>,
+    /// Where this node serves the Redis protocol, announced to peers: a
+    /// node's `CLUSTER SLOTS` names every owner by it.
+    pub resp: Option<SocketAddr>,
 }
 
 impl Default for NodeConfig {
@@ -89,6 +92,7 @@ impl Default for NodeConfig {
             max_message: 1024 * 1024,
             subscription_buffer: 1024,
             service: None,
+            resp: None,
         }
     }
 }

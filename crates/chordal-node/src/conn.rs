@@ -113,6 +113,7 @@ pub struct Established {
     pub addr: SocketAddr,
     pub api: Option<SocketAddr>,
     pub service: Option<String>,
+    pub resp: Option<SocketAddr>,
     pub conn_id: u64,
     pub outbox: Arc<Outbox>,
     pub reader: BoxStream<'static, ReadItem>,
@@ -333,6 +334,7 @@ fn establish(
         addr,
         api: opened.hello.api,
         service: opened.hello.service,
+        resp: opened.hello.resp,
         conn_id,
         outbox,
         reader,
@@ -464,6 +466,7 @@ pub async fn probe(
         api: None,
         ids: Vec::new(),
         service: None,
+        resp: None,
     });
     let start = tokio::time::Instant::now();
     let opened = open(addr, false, tls.as_ref(), &hello, cluster, timeout, timeout)

@@ -142,6 +142,8 @@ pub struct DriverSettings {
     pub api: Option<SocketAddr>,
     /// The service beside this node (`--service`).
     pub service: Option<String>,
+    /// Where this node serves the Redis protocol, if it does.
+    pub resp: Option<SocketAddr>,
     /// Connections silent this long are closed (they reopen on demand).
     pub idle_timeout: Duration,
 }
@@ -798,6 +800,7 @@ impl Driver {
                 crate::PeerInfo {
                     api: est.api,
                     service: est.service.clone(),
+                    resp: est.resp,
                 },
             );
         }
@@ -1024,6 +1027,7 @@ impl Driver {
             crate::PeerInfo {
                 api: self.settings.api,
                 service: self.settings.service.clone(),
+                resp: self.settings.resp,
             }
         } else {
             self.peers.get(&addr).cloned().unwrap_or_default()

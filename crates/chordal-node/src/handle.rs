@@ -39,6 +39,8 @@ pub struct PeerInfo {
     pub api: Option<SocketAddr>,
     /// The service beside it (`--service`).
     pub service: Option<String>,
+    /// Its Redis protocol address.
+    pub resp: Option<SocketAddr>,
 }
 
 /// A lookup's answer with what the processes it names declared

@@ -91,6 +91,7 @@ impl Node {
             api: config.api,
             ids: ids.clone(),
             service: config.service.clone(),
+            resp: config.resp,
         });
         let stopped = CancellationToken::new();
         if let (Some(slot), Some(dir)) = (&tls, &config.tls_dir) {
@@ -117,6 +118,7 @@ impl Node {
             cluster: config.cluster.clone(),
             api: config.api,
             service: config.service.clone(),
+            resp: config.resp,
             idle_timeout: config.idle_timeout,
         };
         let (joined_tx, joined_rx) = oneshot::channel();

@@ -365,6 +365,7 @@ mod tests {
             api: None,
             ids,
             service: None,
+            resp: None,
         }
     }
 

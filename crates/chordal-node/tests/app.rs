@@ -31,7 +31,7 @@ fn serve(node: &Node, index: usize, seen: mpsc::UnboundedSender<(usize, Vec<u8>)
 }
 
 fn owner_index(ring: &LocalRing, key: &[u8]) -> usize {
-    let owner = ring.oracle().successor(&Id::hash(key));
+    let owner = ring.oracle().successor(&Id::of_key(key));
     ring.nodes.iter().position(|n| n.ids()[0] == owner).unwrap()
 }
 

@@ -116,6 +116,7 @@ async fn a_member_claiming_another_members_address_is_refused_and_its_api_never_
         api: Some(evil_api),
         ids: chordal_core::Node::vnode_ids_from(id, 1),
         service: None,
+        resp: None,
     };
     let mut conn = raw_tls(a, &dir, hello).await;
     // It may even send a frame as if from b's address.
@@ -146,6 +147,7 @@ async fn forged_membership_events_are_disproved_by_the_nodes_they_name_and_a_flo
         api: Some(api_of(3)),
         ids: m.ids().to_vec(),
         service: None,
+        resp: None,
     };
     let mut conn = raw_tls(a, &pki.root.join("member-3"), hello).await;
     let b_ref = NodeRef::new(b.ids()[0], b.addr());

@@ -14,7 +14,7 @@ async fn ring(n: usize, config: NodeBuilder) -> LocalRing {
 }
 
 fn owner_index(ring: &LocalRing, key: &[u8]) -> usize {
-    let owner = ring.oracle().successor(&Id::hash(key));
+    let owner = ring.oracle().successor(&Id::of_key(key));
     ring.nodes.iter().position(|n| n.ids()[0] == owner).unwrap()
 }
 

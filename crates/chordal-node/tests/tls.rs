@@ -210,6 +210,7 @@ async fn clients_with_client_certificates_use_the_store_but_not_the_ring() {
             api: None,
             ids: vec![],
             service: None,
+            resp: None,
         },
     )
     .await;

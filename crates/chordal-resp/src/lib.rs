@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 
 mod blocking;
+pub mod cluster;
 pub mod codec;
 mod collections;
 mod commands;

@@ -381,6 +381,10 @@ impl Session {
             }
             ("command", _) => one(command(&args[1..])),
             ("info", _) => one(self.info().await),
+            ("cluster", 1..) => one(crate::cluster::run(&self.ctx.node, &args[1..]).await),
+            // A cluster client's replica reads and migration steps: every
+            // node answers every key, so there is nothing to switch.
+            ("readonly" | "readwrite" | "asking", 0) => one(Reply::ok()),
             ("subscribe", 1..) => (self.subscribe(&args[1..]).await, After::Continue),
             ("unsubscribe" | "punsubscribe", _) => (self.unsubscribe(&args[1..]), After::Continue),
             ("psubscribe", _) => one(Reply::err("pattern subscriptions are not supported")),
@@ -474,7 +478,7 @@ impl Session {
             (Reply::text("version"), Reply::text(crate::REDIS_VERSION)),
             (Reply::text("proto"), Reply::Integer(proto)),
             (Reply::text("id"), Reply::Integer(self.id as i64)),
-            (Reply::text("mode"), Reply::text("standalone")),
+            (Reply::text("mode"), Reply::text("cluster")),
             (Reply::text("role"), Reply::text("master")),
             (Reply::text("modules"), Reply::Array(vec![])),
         ])
@@ -499,7 +503,7 @@ impl Session {
         let status = self.ctx.node.status().await.ok();
         let keys = status.as_ref().map_or(0, |s| s.keys_stored);
         let text = format!(
-            "# Server\r\n# redis_version: the Redis release whose commands and replies this server follows (clients test it); this is Chordal, server_name and chordal_version say which\r\nserver_name:chordal\r\nredis_version:{}\r\nchordal_version:{}\r\nredis_mode:standalone\r\nchordal_node_id:{}\r\nprocess_id:{}\r\n\r\n# Clients\r\nconnected_clients:{}\r\nblocked_clients:{}\r\n\r\n# Keyspace\r\n# records on this node, replicas included\r\ndb0:keys={keys},expires=0,avg_ttl=0\r\n",
+            "# Server\r\n# redis_version: the Redis release whose commands and replies this server follows (clients test it); this is Chordal, server_name and chordal_version say which\r\nserver_name:chordal\r\nredis_version:{}\r\nchordal_version:{}\r\nredis_mode:cluster\r\nchordal_node_id:{}\r\nprocess_id:{}\r\n\r\n# Cluster\r\n# CLUSTER SLOTS names the owner of each hash slot; every node answers every key\r\ncluster_enabled:1\r\n\r\n# Clients\r\nconnected_clients:{}\r\nblocked_clients:{}\r\n\r\n# Keyspace\r\n# records on this node, replicas included\r\ndb0:keys={keys},expires=0,avg_ttl=0\r\n",
             crate::REDIS_VERSION,
             env!("CARGO_PKG_VERSION"),
             self.ctx.node.id().to_hex(),
@@ -611,6 +615,10 @@ const SESSION_COMMANDS: &[&str] = &[
     "flushall",
     "flushdb",
     "function",
+    "cluster",
+    "readonly",
+    "readwrite",
+    "asking",
 ];
 
 /// Session commands that need the `admin` role under `--api-tokens`.

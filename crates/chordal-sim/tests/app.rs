@@ -17,7 +17,7 @@ fn ring(seed: u64, n: usize) -> Sim {
 
 /// Index of the live node owning `key`.
 fn owner_of(s: &Sim, key: &[u8]) -> usize {
-    let owner = s.oracle().successor(&Id::hash(key));
+    let owner = s.oracle().successor(&Id::of_key(key));
     (0..s.len())
         .find(|i| s.is_alive(*i) && s.node(*i).primary().me().id == owner)
         .unwrap()

@@ -99,7 +99,7 @@ fn a_version_read_before_a_takeover_still_matches_after_it() {
             Ok(Outcome::Stored { version, .. }) => version,
             other => panic!("seed {seed}: {other:?}"),
         };
-        let owner_id = s.oracle().successor(&Id::hash(key));
+        let owner_id = s.oracle().successor(&Id::of_key(key));
         let owner = (0..s.len())
             .find(|i| s.node(*i).primary().me().id == owner_id)
             .unwrap();

@@ -19,7 +19,7 @@ fn ring(seed: u64, n: usize, node: Config) -> Sim {
 
 /// Index of the live node owning `key`.
 fn owner_of(s: &Sim, key: &[u8]) -> usize {
-    let owner = s.joined_oracle().successor(&Id::hash(key));
+    let owner = s.joined_oracle().successor(&Id::of_key(key));
     (0..s.len())
         .find(|i| s.is_alive(*i) && s.node(*i).primary().me().id == owner)
         .unwrap()
@@ -112,7 +112,7 @@ fn a_node_joining_in_front_of_the_owner_takes_the_topic_with_its_subscribers() {
     };
     let mut s = ring(23, 16, config);
     let topic = b"weather";
-    let topic_id = Id::hash(topic);
+    let topic_id = Id::of_key(topic);
     for i in 0..16 {
         assert!(s.subscribe(i, topic).is_ok());
     }
@@ -185,7 +185,7 @@ fn subscriptions_made_while_the_ring_forms_survive_the_owners_crash() {
         ..SimConfig::default()
     });
     let topic = b"forming";
-    let t = Id::hash(topic);
+    let t = Id::of_key(topic);
     let first = s.add_node_with_ids(&[t.wrapping_add(&Id::from_u64(100))]);
     s.create(first);
     assert!(s.subscribe(first, topic).is_ok());

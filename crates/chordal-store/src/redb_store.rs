@@ -36,11 +36,13 @@ const MAX_GROUP: usize = 1024;
 /// The meta entry holding the largest hlc ever stored (8 bytes, big-endian).
 const MAX_HLC: &str = "max_hlc";
 /// The meta entry naming how key ids are computed: absent in stores of
-/// before hash tags (every key's id was the hash of all of it), else
-/// [`KEY_IDS_TAGGED`].
+/// before hash tags (every key's id was the SHA-1 of all of it),
+/// `hash-tags` in stores of before hash slots (the SHA-1 of its hash tag
+/// or of all of it), else [`KEY_IDS_NOW`].
 const KEY_IDS: &str = "key_ids";
-/// Key ids are [`Id::of_key`]'s: a key's hash tag is hashed if it has one.
-const KEY_IDS_TAGGED: &[u8] = b"hash-tags";
+/// Key ids are [`Id::of_key`]'s: a key's hash slot above the SHA-1 of its
+/// hash tag (or of all of it).
+const KEY_IDS_NOW: &[u8] = b"hash-slots";
 /// How often a failed store checks whether writes work again.
 const RECOVERY_EVERY: Duration = Duration::from_secs(1);
 
@@ -180,24 +182,27 @@ fn open_db(backing: &Backing) -> Result<Database, StoreError> {
     {
         let mut records = txn.open_table(RECORDS).map_err(write_err)?;
         let mut meta = txn.open_table(META).map_err(write_err)?;
-        let tagged = meta
+        let current = meta
             .get(KEY_IDS)
             .map_err(write_err)?
-            .is_some_and(|v| v.value() == KEY_IDS_TAGGED);
-        if !tagged {
-            move_tagged_keys(&mut records)?;
-            meta.insert(KEY_IDS, KEY_IDS_TAGGED).map_err(write_err)?;
+            .is_some_and(|v| v.value() == KEY_IDS_NOW);
+        if !current {
+            move_misplaced_keys(&mut records)?;
+            meta.insert(KEY_IDS, KEY_IDS_NOW).map_err(write_err)?;
         }
     }
     txn.commit().map_err(write_err)?;
     Ok(db)
 }
 
-/// Moves every record whose key has a hash tag to the id the tag gives
-/// (see [`Id::of_key`]): a store written before hash tags filed it under
-/// the hash of its whole key, where nobody would look for it now. Once,
-/// when such a store is first opened; returns how many moved.
-fn move_tagged_keys(records: &mut redb::Table<&[u8], &[u8]>) -> Result<u64, StoreError> {
+/// Moves every record filed under another id than [`Id::of_key`] gives
+/// its key now: a store written before hash tags filed `{user:1}:cart`
+/// under the hash of its whole key, one written before hash slots every
+/// key under its bare SHA-1 — where nobody would look for them now. Once,
+/// when such a store is first opened; returns how many moved. A record
+/// that moves may now lie outside this node's ranges: the synchronization
+/// with the other replicas hands it to its owner as for any stray copy.
+fn move_misplaced_keys(records: &mut redb::Table<&[u8], &[u8]>) -> Result<u64, StoreError> {
     let mut moves = Vec::new();
     for entry in records.iter().map_err(write_err)? {
         let (k, _) = entry.map_err(write_err)?;
@@ -208,7 +213,7 @@ fn move_tagged_keys(records: &mut redb::Table<&[u8], &[u8]>) -> Result<u64, Stor
         ) else {
             continue;
         };
-        if chordal_core::hash_tag(key).is_some() && Id::of_key(key) != id {
+        if Id::of_key(key) != id {
             moves.push(k.to_vec());
         }
     }
@@ -228,7 +233,7 @@ fn move_tagged_keys(records: &mut redb::Table<&[u8], &[u8]>) -> Result<u64, Stor
     if !moves.is_empty() {
         tracing::info!(
             records = moves.len(),
-            "moved records with hash tags to their tag's id"
+            "moved records to the ids their keys have now (hash slots)"
         );
     }
     Ok(moves.len() as u64)

@@ -280,13 +280,13 @@ proptest! {
         }
         for k in &removes {
             let key = format!("digest-{k}").into_bytes();
-            let id = Id::hash(&key);
+            let id = Id::of_key(&key);
             if let Some(r) = memory.get(&id, &key).unwrap() {
                 let gone = [(id, key.clone(), r.version)];
                 prop_assert_eq!(redb.remove(&gone).unwrap(), memory.remove(&gone).unwrap());
             }
         }
-        let ids: Vec<Id> = writes.iter().map(|(k, _, _)| Id::hash(format!("digest-{k}").as_bytes())).collect();
+        let ids: Vec<Id> = writes.iter().map(|(k, _, _)| Id::of_key(format!("digest-{k}").as_bytes())).collect();
         let check = |s: &dyn Store| -> Result<(), TestCaseError> {
             for (pa, ra, pb, rb, buckets, horizon) in &intervals {
                 let (a, b) = (interval_end(&ids, *pa, *ra), interval_end(&ids, *pb, *rb));

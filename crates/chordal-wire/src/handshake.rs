@@ -8,12 +8,17 @@ use std::net::SocketAddr;
 /// First bytes on every peer connection, in both directions.
 pub const MAGIC: [u8; 8] = *b"CHORDAL\0";
 /// The newest protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
+///
+/// Version 2 places keys by hash slot (`Id::of_key`): a node of version 1
+/// would look for a key elsewhere, so the two refuse each other.
+pub const PROTOCOL_VERSION: u32 = 2;
 /// The protocol versions this crate speaks: a node accepts a peer whose
 /// range overlaps it, so a ring can be upgraded one node at a time as long
-/// as each release still speaks its predecessor's newest version.
+/// as each release still speaks its predecessor's newest version — except
+/// across a change of key placement, which a whole ring makes at once
+/// (docs/operations.md, "Upgrades").
 pub const PROTOCOL_VERSIONS: Versions = Versions {
-    min: 1,
+    min: 2,
     max: PROTOCOL_VERSION,
 };
 
@@ -83,6 +88,9 @@ pub struct Hello {
     /// URL of the service instance running beside the node, if declared
     /// (`chordal node --service`): where a gateway sends its clients.
     pub service: Option<String>,
+    /// Redis protocol address, if the peer serves one: where `CLUSTER
+    /// SLOTS` sends a Redis Cluster client for the keys it owns.
+    pub resp: Option<SocketAddr>,
 }
 
 /// Longest service URL a Hello may carry.
@@ -106,6 +114,7 @@ pub fn encode_hello_offering(h: &Hello, versions: Versions) -> Vec<u8> {
         api: h.api.map(|a| a.to_string()).unwrap_or_default(),
         ids: h.ids.iter().map(|id| id.0.to_vec()).collect(),
         service: h.service.clone().unwrap_or_default(),
+        resp: h.resp.map(|a| a.to_string()).unwrap_or_default(),
     }
     .encode_to_vec()
 }
@@ -150,6 +159,7 @@ pub fn decode_hello(bytes: &[u8], our_cluster: &str) -> Result<Hello, WireError>
         api: parse(&pb.api, "api")?,
         ids,
         service: (!pb.service.is_empty()).then_some(pb.service),
+        resp: parse(&pb.resp, "resp")?,
     })
 }
 
@@ -164,6 +174,7 @@ mod tests {
             api: None,
             ids: vec![Id::hash(b"x")],
             service: None,
+            resp: Some("127.0.0.1:6379".parse().unwrap()),
         }
     }
 

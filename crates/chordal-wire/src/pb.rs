@@ -34,6 +34,9 @@ pub struct Hello {
     /// Newest protocol version the sender speaks (0: only `version`).
     #[prost(uint32, tag = "8")]
     pub max_version: u32,
+    /// Redis protocol address, or empty.
+    #[prost(string, tag = "9")]
+    pub resp: String,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

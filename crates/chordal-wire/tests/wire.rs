@@ -740,6 +740,7 @@ proptest! {
             api: Some("127.0.0.1:8000".parse().unwrap()),
             ids,
             service: (!cluster.is_empty()).then(|| format!("http://{cluster}:9000")),
+            resp: (cluster.len() % 2 == 0).then(|| "127.0.0.1:6380".parse().unwrap()),
         };
         prop_assert_eq!(decode_hello(&encode_hello(&h), &cluster), Ok(h));
     }
@@ -791,6 +792,7 @@ fn wrong_magic_version_and_cluster_are_named() {
         api: None,
         ids: vec![],
         service: None,
+        resp: None,
     };
     assert_eq!(
         decode_hello(&encode_hello(&h), "b"),

@@ -151,7 +151,7 @@ impl PubSub {
     /// The subscribers this process knows for `topic` (as its owner or as
     /// a next owner), with their lease expiry.
     pub fn topic_subscribers(&self, topic: &[u8]) -> Vec<(NodeRef, Time)> {
-        let key = (Id::hash(topic), topic.to_vec());
+        let key = (Id::of_key(topic), topic.to_vec());
         let mut out: Vec<(NodeRef, Time)> = self
             .topics
             .get(&key)

@@ -24,7 +24,7 @@ impl PubSub {
     /// A subscriber registers (or renews) with us, the topic's owner.
     pub fn topic_subscribe(&mut self, cx: &mut Cx<'_>, now: Time, reply: ReplyTo, topic: Vec<u8>) {
         let subscriber = reply.origin(cx.ring.primary().me());
-        let key = (Id::hash(&topic), topic);
+        let key = (Id::of_key(&topic), topic);
         if !self.topics.contains_key(&key) && self.topics.len() >= MAX_TOPICS {
             cx.io.answer(reply, OpResult::Refused);
             return;
@@ -49,7 +49,7 @@ impl PubSub {
     /// A subscriber leaves the topic.
     pub fn topic_unsubscribe(&mut self, cx: &mut Cx<'_>, reply: ReplyTo, topic: Vec<u8>) {
         let subscriber = reply.origin(cx.ring.primary().me());
-        let key = (Id::hash(&topic), topic);
+        let key = (Id::of_key(&topic), topic);
         if let Some(t) = self.topics.get_mut(&key) {
             t.subscribers.remove(&subscriber);
             if t.subscribers.is_empty() {
@@ -76,7 +76,7 @@ impl PubSub {
             cx.io.answer(reply, OpResult::Refused);
             return;
         }
-        let key = (Id::hash(&topic), topic);
+        let key = (Id::of_key(&topic), topic);
         let subscribers: Vec<NodeRef> = match self.topics.get(&key) {
             Some(t) => t
                 .subscribers
@@ -107,7 +107,7 @@ impl PubSub {
     ) {
         let expiry = now + self.topic_lease(cx);
         for (topic, subscribers) in topics {
-            let key = (Id::hash(&topic), topic);
+            let key = (Id::of_key(&topic), topic);
             if !self.topics.contains_key(&key) && self.topics.len() >= MAX_TOPICS {
                 break;
             }

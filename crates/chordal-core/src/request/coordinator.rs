@@ -204,12 +204,15 @@ impl Requests {
                 Deadline::Client(id) => {
                     self.lookups.retain(|_, c| *c != id);
                     self.requests.retain(|_, (c, _, _, _)| *c != id);
-                    // Refused `NotReady` and waiting to ask again: nothing
-                    // was done, and the client may know it — unless an
-                    // earlier attempt may have been. Otherwise an attempt
-                    // may be under way: the outcome is unknown.
+                    // Refused (`NotReady`, `Overloaded`) and waiting to ask
+                    // again: nothing was done, and the client may know it
+                    // (and may retry safely) — unless an earlier attempt
+                    // may have been. Otherwise an attempt may be under
+                    // way: the outcome is unknown.
                     let error = match self.clients.get(&id) {
-                        Some(c) if c.refused && !c.retry => OpError::NotReady,
+                        Some(c) if c.refused && !c.retry => {
+                            c.last_error.unwrap_or(OpError::NotReady)
+                        }
                         _ => OpError::Timeout,
                     };
                     self.finish_client(cx, id, Err(error));
@@ -334,6 +337,7 @@ impl Requests {
                 // The owner sheds load: back off, then try again.
                 if let Some(c) = self.clients.get_mut(&id) {
                     c.last_error = Some(OpError::Overloaded);
+                    c.refused = true;
                     let backoff = cx.config.request_timeout * c.attempts.min(4);
                     self.deadlines.insert((now + backoff, Deadline::Retry(id)));
                 }

@@ -97,9 +97,9 @@ struct ClientOp {
     last_error: Option<OpError>,
     /// A direct message's destination: tried once, never looked up.
     target: Option<NodeRef>,
-    /// Between attempts after a `NotReady`: no attempt is in flight, so
-    /// if the deadline comes now the operation did nothing (unless an
-    /// earlier attempt may have: `retry`).
+    /// Between attempts after a `NotReady` or an `Overloaded`: no attempt
+    /// is in flight, so if the deadline comes now the operation did
+    /// nothing (unless an earlier attempt may have: `retry`).
     refused: bool,
     /// An earlier attempt may have been applied (its owner went silent):
     /// later attempts are retries, which the owner answers from the

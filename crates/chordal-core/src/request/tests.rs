@@ -224,7 +224,7 @@ fn owner_range_and_two_keys() -> (NodeRef, KeyRange, Vec<Vec<u8>>) {
     };
     let in_range: Vec<Vec<u8>> = (0..100_000)
         .map(|i| format!("k{i}").into_bytes())
-        .filter(|k| range.contains(&Id::hash(k)))
+        .filter(|k| range.contains(&Id::of_key(k)))
         .take(2)
         .collect();
     (owner, range, in_range)
@@ -330,16 +330,37 @@ fn an_owner_never_ready_ends_not_ready_at_the_deadline() {
     // (nothing done); asked again until the deadline, the operation then
     // ends `NotReady` — definite — not `Timeout`, which would say the
     // write may have happened.
-    assert_eq!(never_ready(false), OpError::NotReady);
+    assert_eq!(
+        refused_to_the_end(OpResult::NotReady, false),
+        OpError::NotReady
+    );
     // Unless an earlier attempt went unanswered: it may have been applied
     // (the retries were refused, not the write).
-    assert_eq!(never_ready(true), OpError::Timeout);
+    assert_eq!(
+        refused_to_the_end(OpResult::NotReady, true),
+        OpError::Timeout
+    );
 }
 
-/// A put whose owner answers `NotReady` to every request until the
-/// deadline (after leaving the first unanswered if `first_lost`): how it
-/// ends.
-fn never_ready(first_lost: bool) -> OpError {
+#[test]
+fn an_owner_overloaded_to_the_end_ends_overloaded() {
+    // An overloaded owner refuses unstored: an operation refused until it
+    // ends did nothing, and says so (the client may retry safely) ...
+    assert_eq!(
+        refused_to_the_end(OpResult::Overloaded, false),
+        OpError::Overloaded
+    );
+    // ... unless an earlier attempt went unanswered.
+    assert_eq!(
+        refused_to_the_end(OpResult::Overloaded, true),
+        OpError::Timeout
+    );
+}
+
+/// A put whose owner answers `answer` (`NotReady` or `Overloaded`) to
+/// every request until the operation ends (after leaving the first
+/// unanswered if `first_lost`): how it ends.
+fn refused_to_the_end(answer: OpResult, first_lost: bool) -> OpError {
     let mut fx = Fixture::three_processes();
     fx.config.authority = true;
     let mut requests = Requests::new(0);
@@ -357,7 +378,7 @@ fn never_ready(first_lost: bool) -> OpError {
     while fx.io.done.is_empty() {
         for (_, req, _, _) in requests_sent(&mut fx) {
             asked += 1;
-            reply(&mut requests, &mut fx, owner, req, OpResult::NotReady, None);
+            reply(&mut requests, &mut fx, owner, req, answer.clone(), None);
         }
         if requests.owns_lookup(&LookupId(lookup + 1)) {
             lookup += 1;
@@ -369,8 +390,13 @@ fn never_ready(first_lost: bool) -> OpError {
         let now = fx.now;
         requests.handle_timeout(&mut fx.cx(), now);
     }
-    // (Less time is left after a lost first attempt.)
-    let least = if first_lost { 3 } else { 6 };
+    // (Less time is left after a lost first attempt; an overloaded owner
+    // is asked less and less often.)
+    let least = match (&answer, first_lost) {
+        (OpResult::NotReady, true) => 3,
+        (OpResult::NotReady, false) => 6,
+        _ => 1,
+    };
     assert!(
         asked > least,
         "asked only {asked} times: NotReady is not bounded by attempts"

@@ -73,7 +73,7 @@ fn store_answers(store: &mut Store, fx: &mut Fixture, result: StoreResult) -> St
 
 fn put(store: &mut Store, fx: &mut Fixture, key: &[u8], id: u64) {
     let (me, now) = (fx.me, fx.now);
-    let key = (Id::hash(key), key.to_vec());
+    let key = (Id::of_key(key), key.to_vec());
     let intent = Intent::Put {
         value: b"v".to_vec(),
         opts: WriteOptions::default(),
@@ -235,7 +235,7 @@ fn a_read_that_misses_after_the_range_grew_asks_the_replicas_and_repairs() {
     let mut fx = Fixture::three_processes();
     let mut store = Store::default();
     let key = key_in(&fx);
-    let key_id = Id::hash(&key);
+    let key_id = Id::of_key(&key);
     store.range_grew(fx.now);
     let now = fx.now;
     read(
@@ -309,7 +309,7 @@ fn a_miss_is_not_found_unless_the_key_may_not_be_ours() {
     let key = key_in(&fx);
     let (me, now) = (fx.me, fx.now);
     // Sure it is ours: a miss is NotFound at once.
-    let k = (Id::hash(&key), key.clone());
+    let k = (Id::of_key(&key), key.clone());
     read(
         &mut store,
         &mut fx,
@@ -352,7 +352,7 @@ fn an_unsure_miss_finds_the_write_its_successor_acknowledged_alone() {
     read(
         &mut store,
         &mut fx,
-        (Id::hash(&key), key.clone()),
+        (Id::of_key(&key), key.clone()),
         (Consistency::Owner, true),
         3,
     );
@@ -395,7 +395,7 @@ fn writes_are_refused_while_draining_for_a_leave_and_reads_still_served() {
     fx.sent();
     put(&mut store, &mut fx, &key, 1);
     let me = fx.me;
-    let k = (Id::hash(&key), key.clone());
+    let k = (Id::of_key(&key), key.clone());
     let delete = Intent::Delete {
         opts: WriteOptions::default(),
     };

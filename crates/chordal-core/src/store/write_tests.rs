@@ -24,7 +24,7 @@ fn write_named(
     id: u64,
 ) {
     let (me, now) = (fx.me, fx.now);
-    let key = (Id::hash(key), key.to_vec());
+    let key = (Id::of_key(key), key.to_vec());
     store.write(&mut fx.cx(), now, me, key, named, ReplyTo::Local(id));
 }
 
@@ -155,7 +155,7 @@ fn a_read_sees_a_write_the_store_has_not_applied_yet() {
         answers(&mut fx)[..],
         [(1, OpResult::Stored { .. })]
     ));
-    let k = (Id::hash(&key), key.clone());
+    let k = (Id::of_key(&key), key.clone());
     read(&mut store, &mut fx, k, (Consistency::Owner, false), 2);
     let reqs = requests(&mut store);
     let read = reqs
@@ -174,7 +174,7 @@ fn a_quorum_read_takes_the_newest_of_two_copies_and_repairs_the_stale_one() {
     let mut fx = Fixture::three_processes();
     let mut store = Store::default();
     let key = key_in(&fx);
-    let key_id = Id::hash(&key);
+    let key_id = Id::of_key(&key);
     let (me, now) = (fx.me, fx.now);
     let k = (key_id, key.clone());
     read(&mut store, &mut fx, k, (Consistency::Quorum, false), 5);
@@ -233,7 +233,7 @@ fn an_expired_value_reads_as_missing() {
         node: me.id,
     };
     let expired = Record::new(key.clone(), v, Some(b"x".to_vec())).expiring(Some(now));
-    let k = (Id::hash(&key), key.clone());
+    let k = (Id::of_key(&key), key.clone());
     read(&mut store, &mut fx, k, (Consistency::Owner, false), 1);
     let reqs = requests(&mut store);
     answer_read(&mut store, &mut fx, &reqs[0], Some(expired));
@@ -285,7 +285,7 @@ fn a_restored_record_keeps_its_version_and_loses_to_a_newer_one() {
 
     // Onto a newer record (a tombstone too): nothing is written.
     let newer = Record {
-        key_id: Id::hash(&key),
+        key_id: Id::of_key(&key),
         key: key.clone(),
         version: Version {
             term: 0,
@@ -384,7 +384,7 @@ fn restoring_the_version_the_ring_holds_writes_it_again() {
     // A retried restore: the owner already holds the record (say, on one
     // copy only): it is written again, so that it reaches the quorum.
     let mut held = Record::new(key.clone(), version, Some(b"old".to_vec()));
-    held.key_id = Id::hash(&key);
+    held.key_id = Id::of_key(&key);
     write(&mut store, &mut fx, &key, restore(1_000, Some(b"old")), 1);
     let reqs = requests(&mut store);
     answer_read(&mut store, &mut fx, &reqs[0], Some(held));

@@ -122,6 +122,7 @@ pub fn member_hello(ids: Vec<Id>) -> chordal_wire::Hello {
         api: None,
         ids,
         service: None,
+        resp: None,
     }
 }
 
