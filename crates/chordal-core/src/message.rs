@@ -303,7 +303,9 @@ pub enum Message {
         /// The owner's key range, when it answered as owner.
         range: Option<KeyRange>,
     },
-    /// Owner to replica: store these records if newer.
+    /// Owner to replica: store these records if newer. An owner sends the
+    /// writes it decided for one replica in one pass in one `Replicate`
+    /// (one apply there, one acknowledgement back).
     Replicate {
         /// The request number, chosen by the sender; the answer echoes it.
         req: u64,
@@ -316,17 +318,19 @@ pub enum Message {
         fence: u64,
     },
     /// Replica's answer to [`Message::Replicate`]: `ok` once durable.
-    /// `newer`: the newest version the replica kept instead of a record
-    /// sent (it already held a newer one); that record is not what the
-    /// replica holds, so an owner re-versions its write above it. `busy`:
-    /// refused unstored because the replica is overloaded; send again later.
+    /// `newer`: for each record sent that the replica did not take because
+    /// it already held a newer one, the record's index and the version
+    /// kept; that record is not what the replica holds, so an owner
+    /// re-versions its write above it. `busy`: refused unstored because
+    /// the replica is overloaded; send again later.
     ReplicateAck {
         /// The request number, chosen by the sender; the answer echoes it.
         req: u64,
         /// Stored durably?
         ok: bool,
-        /// The newest version the replica kept instead of a record sent.
-        newer: Option<Version>,
+        /// `(index of a record sent, the newer version kept instead)`, in
+        /// index order.
+        newer: Vec<(u32, Version)>,
         /// Refused unstored because the replica is overloaded: send again later.
         busy: bool,
         /// Refused unstored because the replica promised this higher term

@@ -538,8 +538,15 @@ impl Node {
         self.flush(now);
     }
 
-    /// The next message for another process.
+    /// The next message for another process. The writes the store
+    /// decided since the last call leave here, one `Replicate` per replica
+    /// (`store/outgoing.rs`): take the messages after handling all the
+    /// input that arrived together, not after each.
     pub fn poll_transmit(&mut self) -> Option<Envelope> {
+        if self.out.is_empty() && self.store.has_replicates() {
+            self.store.flush_replicates(cx!(self));
+            self.out.extend(self.io.out.drain(..));
+        }
         self.out.pop_front()
     }
 

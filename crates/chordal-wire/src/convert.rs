@@ -1061,7 +1061,13 @@ pub fn envelope_to_pb(env: &Envelope) -> pb::Envelope {
         } => Body::ReplicateAck(pb::ReplicateAck {
             req: *req,
             ok: *ok,
-            newer: newer.as_ref().map(version_to_pb),
+            newer: newer
+                .iter()
+                .map(|(index, v)| pb::NewerKept {
+                    index: *index,
+                    version: Some(version_to_pb(v)),
+                })
+                .collect(),
             busy: *busy,
             fenced: *fenced,
         }),
@@ -1373,10 +1379,11 @@ fn take_envelope(pb: &mut pb::Envelope, local: SocketAddr) -> Result<Envelope, W
         Body::ReplicateAck(a) => Message::ReplicateAck {
             req: a.req,
             ok: a.ok,
-            newer: match &a.newer {
-                Some(_) => Some(version_from_pb(&a.newer)?),
-                None => None,
-            },
+            newer: a
+                .newer
+                .iter()
+                .map(|n| Ok((n.index, version_from_pb(&n.version)?)))
+                .collect::<Result<_, WireError>>()?,
             busy: a.busy,
             fenced: a.fenced,
         },

@@ -509,10 +509,20 @@ pub struct ReplicateAck {
     pub req: u64,
     #[prost(bool, tag = "2")]
     pub ok: bool,
-    #[prost(message, optional, tag = "3")]
-    pub newer: Option<Version>,
+    #[prost(message, repeated, tag = "6")]
+    pub newer: Vec<NewerKept>,
     #[prost(bool, tag = "4")]
     pub busy: bool,
+}
+
+/// A record of a `Replicate` the replica did not take, and the newer
+/// version it held.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct NewerKept {
+    #[prost(uint32, tag = "1")]
+    pub index: u32,
+    #[prost(message, optional, tag = "2")]
+    pub version: Option<Version>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

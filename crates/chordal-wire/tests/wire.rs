@@ -563,7 +563,7 @@ fn any_message() -> impl Strategy<Value = Message> {
         (
             any::<u64>(),
             any::<bool>(),
-            proptest::option::of(any_version()),
+            proptest::collection::vec((any::<u32>(), any_version()), 0..4),
             any::<bool>(),
             any::<u64>()
         )

@@ -22,6 +22,7 @@ mod batch;
 mod finish;
 mod hot;
 mod leave;
+mod outgoing;
 mod owner;
 mod replica;
 mod scan;
@@ -46,8 +47,14 @@ use crate::{Envelope, Hlc, Id, Message, NodeRef, Record, Time, Version};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// The newest version a store kept instead of the records of an apply.
-fn newest_kept(applied: &[Applied]) -> Option<Version> {
-    applied.iter().filter_map(Applied::kept).max()
+/// For each record applied that was not taken (a newer one was held):
+/// its index and the version kept.
+fn kept_instead(applied: &[Applied]) -> Vec<(u32, Version)> {
+    applied
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| a.kept().map(|v| (i as u32, v)))
+        .collect()
 }
 
 /// What an owner reads a key for.
@@ -192,9 +199,11 @@ pub(crate) struct Store {
     /// Versions this process's writes (and observes every version seen).
     hlc: Hlc,
     owners: FastMap<u64, OwnerOp>,
-    /// `Replicate` / `ReplicaRead` requests sent → owner operation, and
-    /// the replica asked.
-    replica_reqs: FastMap<u64, (u64, NodeRef)>,
+    /// `Replicate` / `ReplicaRead` requests sent → the replica asked and
+    /// the owner operations waiting for it (`outgoing.rs`).
+    replica_reqs: FastMap<u64, outgoing::ReplicaReq>,
+    /// `Replicate`s being filled this pass (`outgoing.rs`).
+    outgoing: Vec<outgoing::Outgoing>,
     /// Keys with owner writes in flight or waiting (`hot.rs`).
     hot: hot::HotKeys,
     /// Keys with owner writes not yet at their quorum (authority: a read
@@ -352,7 +361,7 @@ impl Store {
             StoreWait::OwnerWrite(id, keys) => match result {
                 StoreResult::Applied(applied) => {
                     keys.iter().for_each(|k| self.hot.applied(k));
-                    let kept = newest_kept(&applied);
+                    let kept = applied.iter().filter_map(storage::Applied::kept).max();
                     if let Some(v) = kept {
                         self.hlc.observe(v.hlc);
                     }
@@ -380,8 +389,8 @@ impl Store {
             StoreWait::ReplicaApply { to, me, req, fence } => {
                 self.replica_applies = self.replica_applies.saturating_sub(1);
                 let (ok, newer) = match &result {
-                    StoreResult::Applied(applied) => (true, newest_kept(applied)),
-                    _ => (false, None),
+                    StoreResult::Applied(applied) => (true, kept_instead(applied)),
+                    _ => (false, Vec::new()),
                 };
                 let fenced =
                     fence.map_or(0, |(term, keys)| cx.authority.fence_keys(term, &keys, &to));
@@ -438,15 +447,10 @@ impl Store {
                 busy,
                 fenced,
             } => {
-                if let Some(v) = newer {
+                for (_, v) in &newer {
                     self.hlc.observe(v.hlc);
                 }
-                if let Some((id, _)) = self.replica_reqs.remove(&req) {
-                    if fenced != 0 {
-                        self.write_fenced(cx, now, id, fenced);
-                    }
-                    self.write_answer(cx, now, id, ok && !busy, newer);
-                } else {
+                if !self.replicate_acked(cx, now, req, (ok && !busy, fenced), &newer) {
                     self.transfer_ack(cx, now, req, ok && !busy);
                 }
             }
@@ -481,7 +485,12 @@ impl Store {
                 self.collect_received(cx, from, start, end, before)
             }
             Message::ReplicaReadReply { req, record } => {
-                if let Some((id, replica)) = self.replica_reqs.remove(&req) {
+                if let Some(outgoing::ReplicaReq {
+                    target: replica,
+                    ops,
+                }) = self.replica_reqs.remove(&req)
+                    && let Some(&(id, _, _)) = ops.first()
+                {
                     let record = record.filter(|r| r.is_consistent());
                     if let Some(r) = &record {
                         self.hlc.observe(r.version.hlc);

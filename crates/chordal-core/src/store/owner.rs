@@ -350,18 +350,8 @@ impl Store {
         };
         let id = cx.io.next();
         for t in &targets {
-            let req = cx.io.next();
-            self.replica_reqs.insert(req, (id, *t));
             let records = all_of(&record, &others);
-            cx.io.send(
-                vnode,
-                *t,
-                Message::Replicate {
-                    req,
-                    records,
-                    fence,
-                },
-            );
+            self.replicate(cx, (vnode, *t, fence), id, records);
         }
         let records = all_of(&record, &others);
         for r in &records {
@@ -486,7 +476,7 @@ impl Store {
                     asked.push(n.addr);
                     *outstanding += 1;
                     let req = cx.io.next();
-                    self.replica_reqs.insert(req, (id, n));
+                    self.replica_reqs.insert(req, read_req(id, n));
                     let key = key.clone();
                     cx.io.send(vnode, n, Message::ReplicaRead { req, key });
                 }
@@ -521,7 +511,7 @@ impl Store {
         let (vnode, key) = (*vnode, key.clone());
         for t in targets {
             let req = cx.io.next();
-            self.replica_reqs.insert(req, (id, t));
+            self.replica_reqs.insert(req, read_req(id, t));
             let key = key.clone();
             cx.io.send(vnode, t, Message::ReplicaRead { req, key });
         }
@@ -729,8 +719,7 @@ impl Store {
             return;
         };
         self.deadlines.remove(&(deadline, Deadline::Owner(id)));
-        let unanswered = self.replica_reqs.values().any(|(owner, _)| *owner == id);
-        self.replica_reqs.retain(|_, (owner, _)| *owner != id);
+        let unanswered = self.forget_replica_reqs(id);
         if unacked {
             for r in std::iter::once(&record).chain(others.iter()) {
                 settle(&mut self.unacked, &r.key);
@@ -770,7 +759,7 @@ impl Store {
             return;
         };
         self.deadlines.remove(&(deadline, Deadline::Owner(id)));
-        self.replica_reqs.retain(|_, (owner, _)| *owner != id);
+        self.forget_replica_reqs(id);
         if unacked {
             for r in std::iter::once(&record).chain(others.iter()) {
                 settle(&mut self.unacked, &r.key);
@@ -933,7 +922,7 @@ impl Store {
         };
         self.deadlines.remove(&(deadline, Deadline::Owner(id)));
         if outstanding > 0 && asked_replicas {
-            self.replica_reqs.retain(|_, (owner, _)| *owner != id);
+            self.forget_replica_reqs(id);
         }
         // A term still catching up that did not hear from a majority of
         // the previous configs, or a lease that ran out while we read:
@@ -1147,7 +1136,7 @@ impl Store {
                 cx.io.counting.counters.writes_under_replicated += 1;
             }
             self.deadlines.remove(&(deadline, Deadline::Owner(id)));
-            self.replica_reqs.retain(|_, (owner, _)| *owner != id);
+            self.forget_replica_reqs(id);
             if let Some(r) = reply {
                 cx.io.answer(
                     r,
@@ -1191,6 +1180,14 @@ fn recalled(cx: &Cx<'_>, vnode: &NodeRef, key_id: &Id, now: Time, done: &Done) -
             number,
         },
         Answered::Unrepeatable => OpResult::OutcomeUnknown,
+    }
+}
+
+/// A `ReplicaRead` of operation `id` to `target`.
+fn read_req(id: u64, target: NodeRef) -> super::outgoing::ReplicaReq {
+    super::outgoing::ReplicaReq {
+        target,
+        ops: vec![(id, 0, 0)],
     }
 }
 

@@ -22,7 +22,7 @@ impl Store {
         let nack = |fenced: u64, busy: bool| Message::ReplicateAck {
             req,
             ok: false,
-            newer: None,
+            newer: Vec::new(),
             busy,
             fenced,
         };

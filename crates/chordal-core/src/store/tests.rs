@@ -19,9 +19,16 @@ pub(super) fn answers(fx: &mut Fixture) -> Vec<(u64, OpResult)> {
         .collect()
 }
 
-/// The `Replicate`s sent: (destination, request number, records).
-fn replicates(fx: &mut Fixture) -> Vec<(NodeRef, u64, Vec<Record>)> {
+/// Every message sent so far, the writes waiting for the replicas
+/// included (as `Node::poll_transmit` takes them).
+pub(super) fn sent(store: &mut Store, fx: &mut Fixture) -> Vec<Envelope> {
+    store.flush_replicates(&mut fx.cx());
     fx.sent()
+}
+
+/// The `Replicate`s sent: (destination, request number, records).
+fn replicates(store: &mut Store, fx: &mut Fixture) -> Vec<(NodeRef, u64, Vec<Record>)> {
+    sent(store, fx)
         .into_iter()
         .filter_map(|e| match e.msg {
             Message::Replicate { req, records, .. } => {
@@ -47,7 +54,7 @@ pub(super) fn read(
 }
 
 /// Acknowledges `req` from `from`, as a replica does once durable.
-fn ack(store: &mut Store, fx: &mut Fixture, from: NodeRef, req: u64, newer: Option<Version>) {
+fn ack(store: &mut Store, fx: &mut Fixture, from: NodeRef, req: u64, newer: Vec<(u32, Version)>) {
     let env = Envelope {
         from,
         to: fx.me.into(),
@@ -95,7 +102,7 @@ fn a_write_is_acknowledged_once_the_quorum_holds_it_durably() {
     let key = key_in(&fx);
     put(&mut store, &mut fx, &key, 7);
     // One copy here, one on each of the next two processes (DESIGN §5).
-    let sent = replicates(&mut fx);
+    let sent = replicates(&mut store, &mut fx);
     let targets: Vec<NodeRef> = sent.iter().map(|(to, _, _)| *to).collect();
     assert_eq!(targets, vec![node(200, 2), node(300, 3)]);
     let record = sent[0].2[0].clone();
@@ -112,14 +119,14 @@ fn a_write_is_acknowledged_once_the_quorum_holds_it_durably() {
     assert!(matches!(kind, StoreKind::Apply { .. }));
     assert!(answers(&mut fx).is_empty());
     // The first replica's acknowledgement makes two: the write is done.
-    ack(&mut store, &mut fx, sent[0].0, sent[0].1, None);
+    ack(&mut store, &mut fx, sent[0].0, sent[0].1, vec![]);
     let version = record.version;
     assert_eq!(
         answers(&mut fx),
         vec![(7, OpResult::Stored { version, acked: 2 })]
     );
     // The third copy changes nothing for the client.
-    ack(&mut store, &mut fx, sent[1].0, sent[1].1, None);
+    ack(&mut store, &mut fx, sent[1].0, sent[1].1, vec![]);
     assert!(answers(&mut fx).is_empty());
     assert_eq!(
         store.in_flight(),
@@ -134,7 +141,7 @@ fn a_copy_holding_a_newer_version_makes_the_owner_version_the_write_again() {
     let mut store = Store::default();
     let key = key_in(&fx);
     put(&mut store, &mut fx, &key, 1);
-    let first = replicates(&mut fx);
+    let first = replicates(&mut store, &mut fx);
     let tried = first[0].2[0].version;
     // A replica already holds a version from a node whose clock is ahead.
     let ahead = Version {
@@ -142,10 +149,16 @@ fn a_copy_holding_a_newer_version_makes_the_owner_version_the_write_again() {
         hlc: tried.hlc + 5_000_000,
         node: node(999, 9).id,
     };
-    ack(&mut store, &mut fx, first[0].0, first[0].1, Some(ahead));
+    ack(
+        &mut store,
+        &mut fx,
+        first[0].0,
+        first[0].1,
+        vec![(0, ahead)],
+    );
     // Not acknowledged: sent again, above the newer version.
     assert!(answers(&mut fx).is_empty());
-    let second = replicates(&mut fx);
+    let second = replicates(&mut store, &mut fx);
     assert_eq!(second.len(), 2);
     let again = second[0].2[0].version;
     assert!(again > ahead, "{again:?} must dominate {ahead:?}");
@@ -160,7 +173,7 @@ fn a_copy_holding_a_newer_version_makes_the_owner_version_the_write_again() {
         &mut fx,
         StoreResult::Applied(vec![Applied::Stored]),
     );
-    ack(&mut store, &mut fx, second[0].0, second[0].1, None);
+    ack(&mut store, &mut fx, second[0].0, second[0].1, vec![]);
     let answer = answers(&mut fx);
     assert_eq!(
         answer,
@@ -172,6 +185,55 @@ fn a_copy_holding_a_newer_version_makes_the_owner_version_the_write_again() {
             }
         )]
     );
+}
+
+/// Two writes decided in one pass leave in one `Replicate` per replica;
+/// the replica's answer names the record it did not take, and only the
+/// write of that record is versioned again — the other is done.
+#[test]
+fn writes_of_one_pass_share_a_replicate_and_each_hears_its_own_answer() {
+    let mut fx = Fixture::three_processes();
+    let mut store = Store::default();
+    let range = fx.ring.range_of(&fx.me).expect("joined");
+    let keys: Vec<Vec<u8>> = (0..100_000)
+        .map(|i| format!("pair-{i}").into_bytes())
+        .filter(|k| range.contains(&Id::of_key(k)))
+        .take(2)
+        .collect();
+    put(&mut store, &mut fx, &keys[0], 1);
+    put(&mut store, &mut fx, &keys[1], 2);
+    let sent = replicates(&mut store, &mut fx);
+    let targets: Vec<NodeRef> = sent.iter().map(|(to, _, _)| *to).collect();
+    assert_eq!(targets, vec![node(200, 2), node(300, 3)], "one per replica");
+    let sent_keys: Vec<&[u8]> = sent[0].2.iter().map(|r| r.key.as_slice()).collect();
+    assert_eq!(sent_keys, vec![&keys[0][..], &keys[1][..]]);
+    let second = sent[0].2[1].version;
+    for _ in 0..2 {
+        store_answers(
+            &mut store,
+            &mut fx,
+            StoreResult::Applied(vec![Applied::Stored]),
+        );
+    }
+    // The first replica held something newer for the second key only.
+    let ahead = Version {
+        term: 0,
+        hlc: second.hlc + 5_000_000,
+        node: node(999, 9).id,
+    };
+    ack(&mut store, &mut fx, sent[0].0, sent[0].1, vec![(1, ahead)]);
+    let version = sent[0].2[0].version;
+    assert_eq!(
+        answers(&mut fx),
+        vec![(1, OpResult::Stored { version, acked: 2 })],
+        "the first write is done; the second is not"
+    );
+    // The second goes again, alone, above the newer version.
+    let again = replicates(&mut store, &mut fx);
+    assert_eq!(again.len(), 2);
+    assert_eq!(again[0].2.len(), 1);
+    assert_eq!(again[0].2[0].key, keys[1]);
+    assert!(again[0].2[0].version > ahead);
 }
 
 #[test]
@@ -199,7 +261,7 @@ fn a_write_that_cannot_reach_the_quorum_is_refused_before_anything_is_stored() {
         )]
     );
     assert!(store.poll_store().is_none(), "nothing written");
-    assert!(replicates(&mut fx).is_empty());
+    assert!(replicates(&mut store, &mut fx).is_empty());
 }
 
 #[test]
@@ -208,9 +270,9 @@ fn the_owners_storage_failing_fails_the_write_whatever_the_replicas_say() {
     let mut store = Store::default();
     let key = key_in(&fx);
     put(&mut store, &mut fx, &key, 4);
-    let sent = replicates(&mut fx);
-    ack(&mut store, &mut fx, sent[0].0, sent[0].1, None);
-    ack(&mut store, &mut fx, sent[1].0, sent[1].1, None);
+    let sent = replicates(&mut store, &mut fx);
+    ack(&mut store, &mut fx, sent[0].0, sent[0].1, vec![]);
+    ack(&mut store, &mut fx, sent[1].0, sent[1].1, vec![]);
     // Two replicas alone make the quorum.
     let answered = answers(&mut fx);
     assert!(matches!(
@@ -220,7 +282,7 @@ fn the_owners_storage_failing_fails_the_write_whatever_the_replicas_say() {
     // A second write whose own copy fails (the first write's own copy is
     // the first storage request, and succeeds).
     put(&mut store, &mut fx, &key, 5);
-    replicates(&mut fx);
+    replicates(&mut store, &mut fx);
     store_answers(
         &mut store,
         &mut fx,
@@ -423,7 +485,7 @@ fn an_unanswered_write_fails_at_its_deadline_with_what_was_acknowledged() {
     let mut store = Store::default();
     let key = key_in(&fx);
     put(&mut store, &mut fx, &key, 6);
-    replicates(&mut fx);
+    replicates(&mut store, &mut fx);
     store_answers(
         &mut store,
         &mut fx,

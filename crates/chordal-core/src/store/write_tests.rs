@@ -52,7 +52,7 @@ fn answer_read(store: &mut Store, fx: &mut Fixture, req: &StoreRequest, record: 
 
 /// Acknowledges every `Replicate` sent so far, as durable replicas do.
 fn ack_all(store: &mut Store, fx: &mut Fixture) {
-    for e in fx.sent() {
+    for e in super::tests::sent(store, fx) {
         if let Message::Replicate { req, .. } = e.msg {
             let from = NodeRef::new(e.to.id.unwrap(), e.to.addr);
             let to = fx.me.into();
@@ -60,7 +60,7 @@ fn ack_all(store: &mut Store, fx: &mut Fixture) {
                 fenced: 0,
                 req,
                 ok: true,
-                newer: None,
+                newer: vec![],
                 busy: false,
             };
             let now = fx.now;
@@ -334,8 +334,7 @@ fn a_replica_holding_a_newer_copy_wins_over_a_restore() {
         hlc: 5_000,
         node: fx.me.id,
     };
-    let replicates: Vec<_> = fx
-        .sent()
+    let replicates: Vec<_> = super::tests::sent(&mut store, &mut fx)
         .into_iter()
         .filter(|e| matches!(e.msg, Message::Replicate { .. }))
         .collect();
@@ -348,7 +347,7 @@ fn a_replica_holding_a_newer_copy_wins_over_a_restore() {
         fenced: 0,
         req,
         ok: false,
-        newer: Some(newer),
+        newer: vec![(0, newer)],
         busy: false,
     };
     let now = fx.now;
@@ -366,7 +365,7 @@ fn a_replica_holding_a_newer_copy_wins_over_a_restore() {
         "not versioned again above the newer copy"
     );
     assert!(
-        !fx.sent()
+        !super::tests::sent(&mut store, &mut fx)
             .iter()
             .any(|e| matches!(e.msg, Message::Replicate { .. })),
         "no second attempt"
