@@ -14,8 +14,10 @@
 #      thread), with redis-benchmark's requests per second;
 #   2. under `perf stat` (root: tracepoints and uprobes): system calls,
 #      wake-ups the nodes' threads made (sched_wakeup fires in the waker),
-#      and calls to malloc/calloc/realloc (uprobes on libc: Rust's
-#      default allocator), per op. The uprobes slow the run, which is why
+#      and allocations (uprobes on the allocator's entry points: the
+#      binary's mimalloc `mi_{malloc,zalloc,realloc}_aligned`, and libc's
+#      malloc/calloc/realloc for what C code and a build without mimalloc
+#      allocate), per op. The uprobes slow the run, which is why
 #      CPU is taken from the plain run.
 # Prints one CSV line per test: test,rps,cpu_us,ctxsw,syscalls,wakeups,allocs.
 # Needs Debian's redis-tools and linux-perf, and a release build:
@@ -95,13 +97,23 @@ bench() { # TEST: redis-benchmark's rps
         tr -d '"' | awk -F, -v t="$(tr a-z A-Z <<<"$1")" '$1 == t { print $2 }'
 }
 
-# Probes for the allocator (removed again at the end).
+# Probes for the allocators (removed again at the end), all in the group
+# `cpo` so that the counting below finds them whatever the binary's name.
+# Only the probes that could be placed are counted (a binary without
+# mimalloc has no mi_* functions).
+ALLOC_EVENTS=()
 if [ "$PERF" = 1 ]; then
+    perf probe -q -d "cpo:*" 2>/dev/null || true
     for f in malloc calloc realloc; do
-        perf probe -q -x "$LIBC" --add "$f" 2>/dev/null || true
+        if perf probe -q -x "$LIBC" --add "cpo:$f=$f" 2>/dev/null; then ALLOC_EVENTS+=("cpo:$f"); fi
+    done
+    for f in malloc zalloc realloc; do
+        if perf probe -q -x "$BIN" --add "cpo:mi_$f=mi_${f}_aligned" 2>/dev/null; then
+            ALLOC_EVENTS+=("cpo:mi_$f")
+        fi
     done
 fi
-trap 'for f in malloc calloc realloc; do perf probe -q -d "probe_libc:$f" 2>/dev/null || true; done; cleanup' EXIT
+trap 'perf probe -q -d "cpo:*" 2>/dev/null || true; cleanup' EXIT
 TCK=$(getconf CLK_TCK)
 pids=$(IFS=,; echo "${PIDS[*]}")
 
@@ -114,7 +126,7 @@ for t in ${TESTS//,/ }; do
     s1=$(switches)
     if [ "$PERF" = 1 ]; then
         perf stat -x, -o "$WORK/perf-$t" \
-            -e raw_syscalls:sys_enter,sched:sched_wakeup,probe_libc:malloc,probe_libc:calloc,probe_libc:realloc \
+            -e "$(IFS=,; echo "raw_syscalls:sys_enter,sched:sched_wakeup${ALLOC_EVENTS[*]/#/,}" | tr -s ,)" \
             -p "$pids" &
         perf_pid=$!
         sleep 0.5
@@ -122,7 +134,11 @@ for t in ${TESTS//,/ }; do
         kill -INT "$perf_pid"
         wait "$perf_pid" 2>/dev/null || true
         count() { awk -F, -v e="$1" '$3 == e { print $1 }' "$WORK/perf-$t"; }
-        allocs=$(($(count probe_libc:malloc) + $(count probe_libc:calloc) + $(count probe_libc:realloc)))
+        allocs=0
+        for e in "${ALLOC_EVENTS[@]}"; do
+            n=$(count "$e")
+            allocs=$((allocs + ${n:-0}))
+        done
     else
         count() { echo 0; }
         allocs=0

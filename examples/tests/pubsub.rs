@@ -150,7 +150,7 @@ fn everyone_sees_every_message_in_order_even_after_the_topic_owner_dies() {
 
     // The process owning the room's topic dies; the other two go on.
     let oracle = Oracle::new(people.iter().map(|p| p.id).collect());
-    let owner_id = oracle.successor(&Id::hash(b"chat/lobby"));
+    let owner_id = oracle.successor(&Id::of_key(b"chat/lobby"));
     let owner = people.iter().position(|p| p.id == owner_id).unwrap();
     let _ = people[owner].child.kill();
     let mut rest: Vec<(usize, Participant)> = people

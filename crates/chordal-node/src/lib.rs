@@ -73,7 +73,7 @@
 //! ```
 //!
 //! Where things are: `builder.rs` and `config.rs` say how a node starts,
-//! `start.rs` starts it, `handle.rs` is the [`Node`] handle, `driver.rs`
+//! `start.rs` starts it, `handle.rs` is the [`Node`] handle, `driver/`
 //! runs the core (with `conn.rs`, `pool.rs`, `outbox.rs` for the peer
 //! connections), `kv.rs` the store operations every handle shares,
 //! `tokens.rs` who may do what, `status.rs` and `survey.rs` what a node

@@ -131,7 +131,7 @@ async fn demo(file: Option<PathBuf>) -> Result<()> {
     let oracle = ring.oracle();
     let mut victims: Vec<usize> = [root, first_block]
         .iter()
-        .map(|h| oracle.successor(&Id::hash(&blockstore::block_key(h))))
+        .map(|h| oracle.successor(&Id::of_key(&blockstore::block_key(h))))
         .map(|owner| ring.nodes.iter().position(|n| n.ids()[0] == owner).unwrap())
         .collect();
     victims.dedup();
