@@ -17,8 +17,8 @@
 #      and allocations (uprobes on the allocator's entry points: the
 #      binary's mimalloc `mi_{malloc,zalloc,realloc}_aligned`, and libc's
 #      malloc/calloc/realloc for what C code and a build without mimalloc
-#      allocate), per op. The uprobes slow the run, which is why
-#      CPU is taken from the plain run.
+#      allocate; only with ALLOCS=1, see below), per op. The uprobes slow
+#      the run, which is why CPU is taken from the plain run.
 # Prints one CSV line per test: test,rps,cpu_us,ctxsw,syscalls,wakeups,allocs.
 # Needs Debian's redis-tools and linux-perf, and a release build:
 #   cargo build --release -p chordal-cli
@@ -101,8 +101,11 @@ bench() { # TEST: redis-benchmark's rps
 # `cpo` so that the counting below finds them whatever the binary's name.
 # Only the probes that could be placed are counted (a binary without
 # mimalloc has no mi_* functions).
+# The probes trap on every allocation: with mimalloc's fast path that
+# slows a node enough for SETs to time out and retry, so they are placed
+# only with ALLOCS=1 (GET, whose rate they bear, is the use).
 ALLOC_EVENTS=()
-if [ "$PERF" = 1 ]; then
+if [ "$PERF" = 1 ] && [ "${ALLOCS:-0}" = 1 ]; then
     perf probe -q -d "cpo:*" 2>/dev/null || true
     for f in malloc calloc realloc; do
         if perf probe -q -x "$LIBC" --add "cpo:$f=$f" 2>/dev/null; then ALLOC_EVENTS+=("cpo:$f"); fi
