@@ -349,11 +349,14 @@ pub struct Announce {
 impl Announce {
     /// The address to announce for an API bound at `bound`.
     pub fn api_for(&self, bound: SocketAddr) -> SocketAddr {
-        match (self.api, self.host) {
-            (Some(api), _) => api,
-            (None, Some(host)) if bound.ip().is_unspecified() => {
-                SocketAddr::new(host, bound.port())
-            }
+        self.api.unwrap_or_else(|| self.host_for(bound))
+    }
+
+    /// The address to announce for a listener bound at `bound`: with the
+    /// host others reach us at if it binds every address.
+    pub fn host_for(&self, bound: SocketAddr) -> SocketAddr {
+        match self.host {
+            Some(host) if bound.ip().is_unspecified() => SocketAddr::new(host, bound.port()),
             _ => bound,
         }
     }
@@ -417,11 +420,7 @@ impl Member {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot bind the RESP address {addr}"))?;
-        let bound = listener.local_addr()?;
-        let announced = match announce.host {
-            Some(host) if bound.ip().is_unspecified() => SocketAddr::new(host, bound.port()),
-            _ => bound,
-        };
+        let announced = announce.host_for(listener.local_addr()?);
         Ok((listener, announced))
     }
 

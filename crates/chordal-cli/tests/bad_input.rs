@@ -177,11 +177,7 @@ fn http_api_answers_bad_requests_with_json_errors() {
 
 /// The node's count of refused handshakes.
 fn bad_handshakes(api: SocketAddr) -> f64 {
-    let (_, text) = http(api, "GET", "/metrics");
-    text.lines()
-        .find(|l| l.starts_with("chordal_errors_total{kind=\"bad_handshake\"}"))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0.0)
+    metric(api, "chordal_errors_total{kind=\"bad_handshake\"}").unwrap_or(0.0)
 }
 
 /// A preamble and Hello as a release speaking `versions` would send them.

@@ -75,12 +75,7 @@ fn closed(s: &mut TcpStream) -> bool {
 }
 
 fn malformed_count(api: SocketAddr) -> f64 {
-    let (_, metrics) = http(api, "GET", "/metrics");
-    metrics
-        .lines()
-        .find(|l| l.starts_with("chordal_errors_total{kind=\"dht_api_malformed\"}"))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0.0)
+    metric(api, "chordal_errors_total{kind=\"dht_api_malformed\"}").unwrap_or(0.0)
 }
 
 #[test]

@@ -130,11 +130,7 @@ fn full_disk(extra: &[&str]) {
 
 /// `chordal_storage_failing` of the node at `api`.
 fn storage_failing(api: std::net::SocketAddr) -> f64 {
-    let (_, text) = http(api, "GET", "/metrics");
-    text.lines()
-        .find(|l| l.starts_with("chordal_storage_failing "))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .expect("the gauge is exported")
+    metric(api, "chordal_storage_failing ").expect("the gauge is exported")
 }
 
 /// `chordal status` against `api`: exit code and output.

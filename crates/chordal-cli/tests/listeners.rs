@@ -121,12 +121,7 @@ fn metric(api: SocketAddr, line_start: &str) -> f64 {
     let bearer = format!("Bearer {TOKEN}");
     let (status, _, body) = http_with(api, "GET", "/metrics", &[("Authorization", &bearer)], b"");
     assert_eq!(status, 200);
-    String::from_utf8_lossy(&body)
-        .lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+    metric_in(&String::from_utf8_lossy(&body), line_start).unwrap_or(0.0)
 }
 
 #[test]

@@ -228,13 +228,12 @@ fn pipelines_are_answered_in_order_and_garbage_closes_only_its_connection() {
     drop(s);
     // The node keeps serving, and counted the two closed for garbage.
     assert_eq!(cli(resp, &["GET", "p7"]), "value-7");
-    let (_, metrics) = http(nodes[1].api, "GET", "/metrics");
-    let line = metrics
-        .lines()
-        .find(|l| l.starts_with("chordal_errors_total{kind=\"resp_malformed\"}"))
-        .expect("the counter");
-    let count: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
-    assert!(count >= 2.0, "{line}");
+    let count = metric(
+        nodes[1].api,
+        "chordal_errors_total{kind=\"resp_malformed\"}",
+    )
+    .expect("the counter");
+    assert!(count >= 2.0, "{count}");
 }
 
 /// Runs redis-benchmark's SET, GET and INCR tests, 3,000 requests each,
@@ -278,14 +277,7 @@ fn redis_benchmark_runs_unchanged_and_no_increment_is_lost() {
 fn forwarded(nodes: &[NodeProc]) -> f64 {
     nodes
         .iter()
-        .map(|n| {
-            let (_, metrics) = http(n.api, "GET", "/metrics");
-            metrics
-                .lines()
-                .find(|l| l.starts_with("chordal_sent_messages_total{type=\"kv_request\"}"))
-                .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        })
+        .map(|n| metric(n.api, "chordal_sent_messages_total{type=\"kv_request\"} ").unwrap_or(0.0))
         .sum()
 }
 

@@ -69,16 +69,17 @@ pub struct SlotMap {
 }
 
 /// Builds the slot map from every member vnode (any order): `me` is this
-/// process's peer address, `resp_of` the Redis address of each process
+/// process's primary vnode, `resp_of` the Redis address of each process
 /// known to serve one (this process's included), `replicas` the ring's R.
 /// A slot whose owner's Redis address is unknown goes to `me`; a replica
 /// whose address is unknown is left out.
 pub fn slot_map(
     vnodes: &[NodeRef],
-    me: SocketAddr,
+    me: NodeRef,
     resp_of: &HashMap<SocketAddr, SocketAddr>,
     replicas: usize,
 ) -> SlotMap {
+    let (me, my_id) = (me.addr, me.id);
     let mut ring: Vec<NodeRef> = vnodes.to_vec();
     ring.sort_by_key(|n| n.id);
     ring.dedup_by_key(|n| n.id);
@@ -100,7 +101,7 @@ pub fn slot_map(
         None => {
             // Not a member yet (joining), or without a vnode: still named.
             processes.push(Process {
-                id: vnodes.first().map_or(Id::ZERO, |n| n.id),
+                id: my_id,
                 peer: me,
                 resp: resp_of.get(&me).copied().unwrap_or(me),
             });
@@ -258,7 +259,7 @@ pub async fn current(node: &Node) -> Result<SlotMap, chordal_node::Error> {
         .zip(&infos)
         .filter_map(|(a, i)| i.resp.map(|r| (*a, r)))
         .collect();
-    Ok(slot_map(&vnodes, node.addr(), &resp_of, node.replicas()))
+    Ok(slot_map(&vnodes, node.me(), &resp_of, node.replicas()))
 }
 
 /// `CLUSTER <subcommand> ...`.
@@ -304,6 +305,11 @@ mod tests {
         NodeRef::new(Id::slot_middle(slot), addr(port))
     }
 
+    /// Process `port`'s own vnode, as its `Node::me` says.
+    fn me(port: u16) -> NodeRef {
+        NodeRef::new(Id::hash(&port.to_be_bytes()), addr(port))
+    }
+
     fn resp_all(ports: &[u16]) -> HashMap<SocketAddr, SocketAddr> {
         ports.iter().map(|p| (addr(*p), addr(p + 1000))).collect()
     }
@@ -323,7 +329,7 @@ mod tests {
     fn every_slot_goes_to_the_successor_of_its_middle() {
         // Three processes at slots 1000, 9000 and 16000 (the middles).
         let vnodes = [vnode(1000, 1), vnode(9000, 2), vnode(16000, 3)];
-        let map = slot_map(&vnodes, addr(1), &resp_all(&[1, 2, 3]), 3);
+        let map = slot_map(&vnodes, me(1), &resp_all(&[1, 2, 3]), 3);
         assert_eq!(map.ranges.len(), 4, "{:?}", map.ranges);
         assert_eq!(map.ranges[0].first, 0);
         assert_eq!(map.ranges.last().unwrap().last, SLOTS - 1);
@@ -346,7 +352,7 @@ mod tests {
     fn a_process_id_is_its_lowest_vnode_and_replicas_are_other_processes() {
         // Process 1 has two vnodes side by side: its replicas skip itself.
         let vnodes = [vnode(100, 1), vnode(200, 1), vnode(300, 2), vnode(400, 3)];
-        let map = slot_map(&vnodes, addr(2), &resp_all(&[1, 2, 3]), 2);
+        let map = slot_map(&vnodes, me(2), &resp_all(&[1, 2, 3]), 2);
         let one = map.processes.iter().find(|p| p.peer == addr(1)).unwrap();
         assert_eq!(one.id, Id::slot_middle(100));
         let r = map
@@ -369,7 +375,7 @@ mod tests {
     fn an_owner_without_a_known_redis_address_is_replaced_by_this_node() {
         let vnodes = [vnode(1000, 1), vnode(9000, 2)];
         // Process 2 never said its Redis address.
-        let map = slot_map(&vnodes, addr(1), &resp_all(&[1]), 2);
+        let map = slot_map(&vnodes, me(1), &resp_all(&[1]), 2);
         assert_eq!(owner_of(&map, 5000).peer, addr(1));
         assert_eq!(map.processes.len(), 1);
         assert!(map.ranges.iter().all(|r| r.replicas.is_empty()));
@@ -377,9 +383,25 @@ mod tests {
     }
 
     #[test]
+    fn a_node_not_in_the_membership_yet_is_named_by_its_own_id() {
+        // Joining: the others are members, this process not yet.
+        let vnodes = [vnode(1000, 1), vnode(9000, 2)];
+        let map = slot_map(&vnodes, me(3), &resp_all(&[1, 2, 3]), 2);
+        let mine = &map.processes[map.me];
+        assert_eq!(
+            (mine.id, mine.peer, mine.resp),
+            (me(3).id, addr(3), addr(1003))
+        );
+        assert!(
+            map.ranges.iter().all(|r| r.owner != map.me),
+            "it owns no slot yet"
+        );
+    }
+
+    #[test]
     fn nodes_text_is_what_redis_benchmark_parses() {
         let vnodes = [vnode(1000, 1), vnode(9000, 2)];
-        let map = slot_map(&vnodes, addr(2), &resp_all(&[1, 2]), 2);
+        let map = slot_map(&vnodes, me(2), &resp_all(&[1, 2]), 2);
         let text = map.nodes_text();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2);

@@ -161,6 +161,19 @@ pub fn http(api: SocketAddr, method: &str, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// The value of the series whose /metrics line starts with `series`
+/// (`name` or `name{labels}` followed by a space), in the text `text`.
+pub fn metric_in(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// [`metric_in`] of the /metrics of the node at `api` (no token).
+pub fn metric(api: SocketAddr, series: &str) -> Option<f64> {
+    metric_in(&http(api, "GET", "/metrics").1, series)
+}
+
 /// A raw HTTP/1.1 request with a body; returns (status, headers, body).
 pub fn http_body(api: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
     http_with(api, method, path, &[], body)
