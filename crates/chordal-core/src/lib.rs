@@ -110,7 +110,7 @@ pub use ring::{
 pub use rng::Rng;
 pub use store::{
     Applied, LeaveReport, StoreKind, StoreOpId, StoreRequest, StoreResult, bucket_hash, bucket_of,
-    record_digest,
+    bucket_span, record_digest,
 };
 pub use time::Time;
 pub use write::{

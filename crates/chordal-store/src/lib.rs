@@ -17,7 +17,9 @@ mod redb_store;
 
 pub use digest::{Digests, FINE, FineDigest, KeyVersion, fine_bounds, fine_of};
 pub use memory::MemoryStore;
-pub use perform::{KeyPage, live_keys, perform, scan_buckets, summarize, summarize_by_scan, sweep};
+pub use perform::{
+    KeyPage, live_keys, perform, scan_buckets, summarize, summarize_by_scan, sweep, sweep_reads,
+};
 pub use redb_store::{Backing, RedbStore};
 
 /// Opens the store a node uses: redb in `dir` (created if needed, owner

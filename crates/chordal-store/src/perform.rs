@@ -2,7 +2,7 @@
 //! tokio driver and the simulator.
 
 use crate::{FINE, KeyVersion, Store, fine_bounds, fine_of};
-use chordal_core::{Id, Record, StoreKind, StoreResult, Time, bucket_of, collection};
+use chordal_core::{Id, Record, StoreKind, StoreResult, Time, bucket_of, bucket_span, collection};
 use std::ops::ControlFlow;
 
 /// Records read per store call while summarizing or filtering a range.
@@ -200,8 +200,10 @@ pub fn summarize_by_scan(
 /// most `limit` records and (after the first) `max_bytes` of keys and
 /// values: a page of a transfer.
 ///
-/// Reads the store in pages that start small and double, so that a page
-/// of a few large values does not read (and throw away) thousands.
+/// Reads only the key ids of those buckets (a push of a few differing
+/// buckets of a large range does not walk the rest), in pages that start
+/// small and double, so that a page of a few large values does not read
+/// (and throw away) thousands.
 #[allow(clippy::too_many_arguments)]
 pub fn scan_buckets(
     store: &dyn Store,
@@ -209,37 +211,69 @@ pub fn scan_buckets(
     end: &Id,
     buckets: u32,
     which: &[u32],
-    mut resume: Option<(Id, Vec<u8>)>,
+    resume: Option<(Id, Vec<u8>)>,
     limit: usize,
     max_bytes: usize,
 ) -> Result<Vec<Record>, crate::StoreError> {
     let mut out = Vec::new();
     let mut bytes = 0;
-    let mut page = 16;
-    loop {
-        let want = page.min(limit.saturating_sub(out.len())).max(1);
-        let got = store.scan(
-            start,
-            end,
-            resume.as_ref().map(|(id, k)| (id, k.as_slice())),
-            want,
-        )?;
-        let n = got.len();
-        resume = got.last().map(|r| (r.key_id, r.key.clone()));
-        for r in got {
-            if which.contains(&bucket_of(start, end, buckets, &r.key_id)) {
+    // How far past `start` the last page ended: runs before it are done.
+    let resumed_at = resume.as_ref().map(|(id, _)| start.distance(id));
+    for (after, last) in bucket_runs(start, end, buckets, which) {
+        let mut from = match (&resume, resumed_at) {
+            (Some((id, key)), _) if id.in_open_closed(&after, &last) => Some((*id, key.clone())),
+            (Some(_), Some(at)) if at > start.distance(&last) => continue,
+            _ => None,
+        };
+        let mut page = 16;
+        loop {
+            let want = page.min(limit.saturating_sub(out.len())).max(1);
+            let got = store.scan(
+                &after,
+                &last,
+                from.as_ref().map(|(id, k)| (id, k.as_slice())),
+                want,
+            )?;
+            let n = got.len();
+            from = got.last().map(|r| (r.key_id, r.key.clone()));
+            for r in got {
                 bytes += r.key.len() + r.value.as_ref().map_or(0, Vec::len);
                 out.push(r);
                 if out.len() >= limit || bytes >= max_bytes {
                     return Ok(out);
                 }
             }
+            if n < want {
+                break;
+            }
+            page = (page * 2).min(SCAN_PAGE);
         }
-        if n < want {
-            return Ok(out);
-        }
-        page = (page * 2).min(SCAN_PAGE);
     }
+    Ok(out)
+}
+
+/// The key ids of the buckets `which` of `(start, end]` (split in
+/// `buckets`), as ring intervals `(after, last]` in ring order from
+/// `start`, neighbouring buckets joined into one interval.
+fn bucket_runs(start: &Id, end: &Id, buckets: u32, which: &[u32]) -> Vec<(Id, Id)> {
+    let mut wanted: Vec<u32> = which
+        .iter()
+        .copied()
+        .filter(|b| *b < buckets.max(1))
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut runs: Vec<(Id, Id)> = Vec::new();
+    for b in wanted {
+        let Some((after, last)) = bucket_span(start, end, buckets, b) else {
+            continue;
+        };
+        match runs.last_mut() {
+            Some(run) if run.1 == after => run.1 = last,
+            _ => runs.push((after, last)),
+        }
+    }
+    runs
 }
 
 /// Live keys with their ids, in key-id order.
@@ -333,6 +367,9 @@ pub fn elements(
 /// are older than `keep_newer_than`, and records inside a `tombstones`
 /// interval dead (tombstones, expired values) since before
 /// `tombstones_before`. Returns how many went.
+///
+/// Reads only the fine buckets that may hold such records (see
+/// [`sweep_reads`]): a sweep of a settled node touches few records.
 pub fn sweep(
     store: &dyn Store,
     keep: &[(Id, Id)],
@@ -342,17 +379,75 @@ pub fn sweep(
 ) -> Result<u64, crate::StoreError> {
     let inside = |list: &[(Id, Id)], id: &Id| list.iter().any(|(s, e)| id.in_open_closed(s, e));
     let mut doomed = Vec::new();
-    // Keys and versions only: a sweep never needs a value.
-    for_each_version(store, &Id::ZERO, &Id::ZERO, |r| {
-        let stale = !keep.is_empty() && !inside(keep, &r.key_id) && r.version.hlc < keep_newer_than;
-        let old_tombstone = r.dead_before(tombstones_before) && inside(tombstones, &r.key_id);
-        if stale || old_tombstone {
-            doomed.push((r.key_id, r.key, r.version));
-        }
-    })?;
+    for (after, last) in sweep_reads(store, keep, tombstones) {
+        // Keys and versions only: a sweep never needs a value.
+        for_each_version(store, &after, &last, |r| {
+            let stale =
+                !keep.is_empty() && !inside(keep, &r.key_id) && r.version.hlc < keep_newer_than;
+            let old_tombstone = r.dead_before(tombstones_before) && inside(tombstones, &r.key_id);
+            if stale || old_tombstone {
+                doomed.push((r.key_id, r.key, r.version));
+            }
+        })?;
+    }
     let mut removed = 0;
     for chunk in doomed.chunks(1024) {
         removed += store.remove(chunk)? as u64;
     }
     Ok(removed)
+}
+
+/// The ring intervals `(after, last]` a [`sweep`] must read: the fine
+/// buckets holding records that are not wholly inside one `keep`
+/// interval (when `keep` is given), and those holding mortal records
+/// (tombstones, values with an expiry) that a `tombstones` interval
+/// touches; buckets with no skipped bucket of records between them
+/// joined. The whole ring for a store without fine digests.
+pub fn sweep_reads(store: &dyn Store, keep: &[(Id, Id)], tombstones: &[(Id, Id)]) -> Vec<(Id, Id)> {
+    let Some(fine) = store.fine_digests(0, FINE) else {
+        return vec![(Id::ZERO, Id::ZERO)];
+    };
+    let mut runs: Vec<(Id, Id)> = Vec::new();
+    // Whether the last run may grow: no bucket holding records we skip
+    // lies after it (empty buckets cost a scan nothing).
+    let mut open = false;
+    for (f, d) in fine {
+        let may_be_stale = !keep.is_empty() && !keep.iter().any(|(s, e)| holds_fine(s, e, f));
+        let may_be_dead = d.mortal > 0 && tombstones.iter().any(|(s, e)| touches_fine(s, e, f));
+        if !may_be_stale && !may_be_dead {
+            open = false;
+            continue;
+        }
+        let (lo, hi) = fine_bounds(f);
+        match runs.last_mut() {
+            Some(run) if open => run.1 = hi,
+            _ => runs.push((lo.wrapping_sub(&Id::from_u64(1)), hi)),
+        }
+        open = true;
+    }
+    runs
+}
+
+/// Is all of fine bucket `f` inside `(start, end]`? (A bucket holding
+/// either end is not: part of it may lie outside.)
+fn holds_fine(start: &Id, end: &Id, f: usize) -> bool {
+    if start == end {
+        return true;
+    }
+    let (lo, hi) = fine_bounds(f);
+    lo.in_open_closed(start, end)
+        && hi.in_open_closed(start, end)
+        && fine_of(start) != f
+        && fine_of(end) != f
+}
+
+/// Does `(start, end]` share any id with fine bucket `f`?
+fn touches_fine(start: &Id, end: &Id, f: usize) -> bool {
+    let (lo, hi) = fine_bounds(f);
+    // An interval that holds neither end of the bucket but meets it ends
+    // inside it.
+    start == end
+        || lo.in_open_closed(start, end)
+        || hi.in_open_closed(start, end)
+        || fine_of(end) == f
 }

@@ -38,7 +38,7 @@ mod write_tests;
 
 pub use leave::LeaveReport;
 pub use storage::{Applied, StoreKind, StoreOpId, StoreRequest, StoreResult};
-pub use sync::{bucket_hash, bucket_of, record_digest};
+pub use sync::{bucket_hash, bucket_of, bucket_span, record_digest};
 
 use crate::fasthash::FastMap;
 use crate::io::Cx;

@@ -67,6 +67,49 @@ pub fn bucket_of(start: &Id, end: &Id, buckets: u32, key: &Id) -> u32 {
     ((d * buckets) / total).min(buckets - 1) as u32
 }
 
+/// The key ids of bucket `b` of `(start, end]` split in `buckets` (see
+/// [`bucket_of`]), as the ring interval `(after, last]`, or `None` if the
+/// bucket is empty (more buckets than the interval has 64-bit steps).
+///
+/// Call it to read one bucket's records without walking the others: a
+/// sync push of a few differing buckets of a large range.
+pub fn bucket_span(start: &Id, end: &Id, buckets: u32, b: u32) -> Option<(Id, Id)> {
+    let count = buckets.max(1) as u128;
+    let whole = start == end;
+    let total: u128 = if whole {
+        1 << 64
+    } else {
+        start.distance(end).high_u64() as u128 + 1
+    };
+    // The first top-64-bit distance in bucket `i`: the least d with
+    // d * count / total >= i.
+    let first = |i: u128| (i * total).div_ceil(count) as u64;
+    let b = b as u128;
+    // Distances of the bucket's first and last ids from `start`, within
+    // the interval (`start` itself only belongs to the whole ring).
+    let mut low = Id::from_high_u64(first(b));
+    if !whole && low == Id::ZERO {
+        low = Id::from_u64(1);
+    }
+    let mut high = if b + 1 >= count {
+        Id::MAX
+    } else {
+        Id::from_high_u64(first(b + 1)).wrapping_sub(&Id::from_u64(1))
+    };
+    if !whole {
+        high = high.min(start.distance(end));
+    }
+    // Distances compare as big-endian bytes.
+    if b >= count || low > high {
+        return None;
+    }
+    let one = Id::from_u64(1);
+    Some((
+        start.wrapping_add(&low).wrapping_sub(&one),
+        start.wrapping_add(&high),
+    ))
+}
+
 /// A record's contribution to its bucket's hash. A bucket hash is the XOR
 /// of its records' digests, so it does not depend on scan order.
 pub fn bucket_hash(r: &Record) -> Id {
@@ -434,5 +477,59 @@ mod tests {
             bucket_of(&Id::from_u64(10), &Id::from_u64(20), 64, &Id::from_u64(15)),
             0
         );
+    }
+
+    /// An id near `base` (so that tiny intervals and bucket edges are
+    /// hit), or anywhere.
+    fn near(base: [u8; 20], offset: u64, exact: bool) -> Id {
+        if exact {
+            Id(base).wrapping_add(&Id::from_u64(offset % 4))
+        } else {
+            Id(base).wrapping_add(&Id::from_high_u64(offset))
+        }
+    }
+
+    proptest::proptest! {
+        /// Every id of the interval lies in the span of its own bucket and
+        /// in no other's; no id outside the interval lies in any span.
+        #[test]
+        fn a_bucket_span_holds_exactly_the_ids_of_its_bucket(
+            start in proptest::prelude::any::<[u8; 20]>(),
+            len in proptest::prelude::any::<u64>(),
+            tiny in proptest::prelude::any::<bool>(),
+            whole in proptest::prelude::any::<bool>(),
+            buckets in 1..80u32,
+            probes in proptest::collection::vec((proptest::prelude::any::<u64>(), proptest::prelude::any::<bool>()), 1..40),
+        ) {
+            let start_id = Id(start);
+            let end = if whole { start_id } else { near(start, len, tiny) };
+            let whole = start_id == end;
+            let spans: Vec<Option<(Id, Id)>> =
+                (0..buckets).map(|b| bucket_span(&start_id, &end, buckets, b)).collect();
+            let mut ids: Vec<Id> = probes.iter().map(|(o, exact)| near(start, *o, *exact)).collect();
+            ids.extend([start_id, end, end.wrapping_add(&Id::from_u64(1))]);
+            for (b, span) in spans.iter().enumerate() {
+                if let Some((a, z)) = span {
+                    ids.extend([*a, a.wrapping_add(&Id::from_u64(1)), *z, z.wrapping_add(&Id::from_u64(1))]);
+                } else {
+                    // Only a bucket narrower than one 64-bit step is empty.
+                    proptest::prop_assert!(!whole && start_id.distance(&end).high_u64() < u64::from(buckets), "bucket {} empty", b);
+                }
+            }
+            for id in ids {
+                let inside = whole || id.in_open_closed(&start_id, &end);
+                let holders: Vec<u32> = spans
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.is_some_and(|(a, z)| id.in_open_closed(&a, &z)))
+                    .map(|(b, _)| b as u32)
+                    .collect();
+                if inside {
+                    proptest::prop_assert_eq!(holders, vec![bucket_of(&start_id, &end, buckets, &id)], "{:?}", id);
+                } else {
+                    proptest::prop_assert!(holders.is_empty(), "{:?} outside yet in {:?}", id, holders);
+                }
+            }
+        }
     }
 }
