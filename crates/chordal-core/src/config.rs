@@ -90,7 +90,11 @@ pub struct Config {
     /// How often each owner compares its range with each replica (range
     /// sync); a change of neighbours triggers one at once.
     pub sync_interval: Duration,
-    /// Buckets of a range summary.
+    /// Most buckets of a range summary (a range spanning fewer fine
+    /// buckets, 1/65,536 of the ring each, gets one per fine bucket). More
+    /// buckets make a summary longer (20 bytes each, sent only when the
+    /// one-hash probe differs) and each push of a differing bucket
+    /// shorter: under writes, the buckets with writes in flight differ.
     pub sync_buckets: u32,
     /// How long a coordinator trusts an owner's range learned from its
     /// reply (zero: always look up). A stale entry costs one `WrongOwner`
@@ -181,7 +185,7 @@ impl Default for Config {
             max_value: 1024 * 1024,
             max_kv_ops: 16_384,
             sync_interval: Duration::from_secs(5),
-            sync_buckets: 64,
+            sync_buckets: 1024,
             owner_cache_ttl: Duration::from_secs(10),
             tombstone_grace: Duration::from_secs(24 * 3600),
             merge_interval: Duration::from_secs(5),

@@ -109,8 +109,8 @@ pub use ring::{
 };
 pub use rng::Rng;
 pub use store::{
-    Applied, LeaveReport, StoreKind, StoreOpId, StoreRequest, StoreResult, bucket_hash, bucket_of,
-    bucket_span, record_digest,
+    Applied, FINE, LeaveReport, StoreKind, StoreOpId, StoreRequest, StoreResult, bucket_count,
+    bucket_hash, bucket_of, bucket_span, fine_bounds, fine_of, record_digest,
 };
 pub use time::Time;
 pub use write::{

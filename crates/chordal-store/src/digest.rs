@@ -12,12 +12,10 @@
 //! are left out of summaries, so those buckets are read exactly); the few fine buckets cut by a boundary are read exactly, from
 //! keys and versions only (values are never loaded).
 
+pub use chordal_core::{FINE, fine_bounds, fine_of};
 use chordal_core::{Id, Time, Version, record_digest};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-
-/// Fine buckets on the ring.
-pub const FINE: usize = 1 << 16;
 
 /// One fine bucket's running totals.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -28,22 +26,6 @@ pub struct FineDigest {
     pub records: u32,
     /// Mortal records among them: tombstones and values with an expiry.
     pub mortal: u32,
-}
-
-/// The fine bucket of a key id.
-pub fn fine_of(key_id: &Id) -> usize {
-    ((key_id.0[0] as usize) << 8) | key_id.0[1] as usize
-}
-
-/// The lowest and highest key ids of fine bucket `f`.
-pub fn fine_bounds(f: usize) -> (Id, Id) {
-    let mut lo = [0u8; 20];
-    let mut hi = [0xffu8; 20];
-    lo[0] = (f >> 8) as u8;
-    lo[1] = f as u8;
-    hi[0] = lo[0];
-    hi[1] = lo[1];
-    (Id(lo), Id(hi))
 }
 
 /// Digests of the fine buckets that hold records, updated as records come

@@ -165,8 +165,37 @@ pub fn summarize(
             out[b] = out[b].xor(&d.xor);
             continue;
         }
-        // Cut by a boundary, or holding mortal records: read it exactly.
-        let before_lo = lo.wrapping_sub(&Id::from_u64(1));
+        let one = Id::from_u64(1);
+        if d.mortal == 0
+            && let Some(cut) = one_side_cut(start, end, buckets, f)
+        {
+            // Cut by one end only, its inside part in one bucket: the
+            // bucket's digest less its outside part, if that is small
+            // (the records of one key id, a hash tag's, may fill either).
+            let mut xor = d.xor;
+            let mut looked = 0;
+            let stopped = match cut.outside {
+                None => false,
+                Some((after, last)) => try_for_each_version(store, &after, &last, |r| {
+                    looked += 1;
+                    if looked > CUT_BUDGET {
+                        return ControlFlow::Break(());
+                    }
+                    xor = xor.xor(&r.digest());
+                    ControlFlow::Continue(())
+                })?,
+            };
+            if !stopped {
+                out[cut.bucket] = out[cut.bucket].xor(&xor);
+            } else if let Some((after, last)) = cut.inside {
+                for_each_version(store, &after, &last, |r| {
+                    out[cut.bucket] = out[cut.bucket].xor(&r.digest());
+                })?;
+            }
+            continue;
+        }
+        // Cut by both ends, or holding mortal records: read it exactly.
+        let before_lo = lo.wrapping_sub(&one);
         for_each_version(store, &before_lo, &hi, |r| {
             if inside(&r.key_id) && !r.dead_before(hide_tombstones_before) {
                 let b = bucket_of(start, end, buckets, &r.key_id) as usize;
@@ -175,6 +204,49 @@ pub fn summarize(
         })?;
     }
     Ok(out)
+}
+
+/// Records of a cut fine bucket's outside part read before reading its
+/// inside part instead.
+const CUT_BUDGET: usize = 128;
+
+/// A fine bucket cut by one end of a summary's interval.
+struct Cut {
+    /// Its ids outside the interval, `(after, last]` (`None`: none).
+    outside: Option<(Id, Id)>,
+    /// Its ids inside the interval (`None`: none).
+    inside: Option<(Id, Id)>,
+    /// The sync bucket every inside id falls in (sync buckets are runs of
+    /// whole fine buckets).
+    bucket: usize,
+}
+
+/// Fine bucket `f` if exactly one end of `(start, end]` (not the whole
+/// ring) lies in it.
+fn one_side_cut(start: &Id, end: &Id, buckets: u32, f: usize) -> Option<Cut> {
+    let (lo, hi) = fine_bounds(f);
+    let before_lo = lo.wrapping_sub(&Id::from_u64(1));
+    let (holds_start, holds_end) = (fine_of(start) == f, fine_of(end) == f);
+    if start == end || holds_start == holds_end {
+        return None;
+    }
+    // An interval `(a, a]` would be the whole ring: an empty part is None.
+    let part = |after: Id, last: Id| (after != last).then_some((after, last));
+    Some(if holds_start {
+        // [lo, start] is outside, (start, hi] inside (offset 0).
+        Cut {
+            outside: part(before_lo, *start),
+            inside: part(*start, hi),
+            bucket: bucket_of(start, end, buckets, &hi) as usize,
+        }
+    } else {
+        // [lo, end] is inside, (end, hi] outside.
+        Cut {
+            outside: part(*end, hi),
+            inside: part(before_lo, *end),
+            bucket: bucket_of(start, end, buckets, end) as usize,
+        }
+    })
 }
 
 /// [`summarize`] by a scan of every record of the range (for stores

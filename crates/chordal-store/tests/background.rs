@@ -3,8 +3,11 @@
 //! ids of the buckets it pushes — and must find exactly what a walk over
 //! every record finds, in memory and in redb.
 
-use chordal_core::{Id, Record, Time, Version, bucket_of};
-use chordal_store::{MemoryStore, RedbStore, Store, fine_bounds, scan_buckets, sweep, sweep_reads};
+use chordal_core::{Id, Record, Time, Version, bucket_count, bucket_of};
+use chordal_store::{
+    FineDigest, KeyVersion, MemoryStore, RedbStore, Store, StoreError, fine_bounds, scan_buckets,
+    summarize, summarize_by_scan, sweep, sweep_reads,
+};
 use proptest::prelude::*;
 
 /// A record of key `k` (a quarter of them share one of four hash tags, so
@@ -204,4 +207,164 @@ fn a_settled_sweep_reads_only_the_buckets_its_intervals_cut() {
         read >= outside && read < outside + 20,
         "{read} read, {outside} outside"
     );
+}
+
+/// A memory store that counts the records its scans return.
+#[derive(Default)]
+struct Counting {
+    inner: MemoryStore,
+    read: std::sync::atomic::AtomicUsize,
+}
+
+impl Counting {
+    fn took(&self, n: usize) {
+        self.read.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn reads(&self) -> usize {
+        self.read.swap(0, std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+type Resume<'a> = Option<(&'a Id, &'a [u8])>;
+
+impl Store for Counting {
+    fn get(&self, key_id: &Id, key: &[u8]) -> Result<Option<Record>, StoreError> {
+        self.inner.get(key_id, key)
+    }
+    fn apply(&self, batch: &[Record]) -> Result<Vec<chordal_core::Applied>, StoreError> {
+        self.inner.apply(batch)
+    }
+    fn max_hlc(&self) -> Result<u64, StoreError> {
+        self.inner.max_hlc()
+    }
+    fn scan(
+        &self,
+        start: &Id,
+        end: &Id,
+        resume: Resume<'_>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let page = self.inner.scan(start, end, resume, limit)?;
+        self.took(page.len());
+        Ok(page)
+    }
+    fn scan_versions(
+        &self,
+        start: &Id,
+        end: &Id,
+        resume: Resume<'_>,
+        limit: usize,
+    ) -> Result<Vec<KeyVersion>, StoreError> {
+        let page = self.inner.scan_versions(start, end, resume, limit)?;
+        self.took(page.len());
+        Ok(page)
+    }
+    fn fine_digests(&self, first: usize, count: usize) -> Option<Vec<(usize, FineDigest)>> {
+        self.inner.fine_digests(first, count)
+    }
+    fn remove(&self, keys: &[(Id, Vec<u8>, Version)]) -> Result<usize, StoreError> {
+        self.inner.remove(keys)
+    }
+    fn count(&self) -> Result<u64, StoreError> {
+        self.inner.count()
+    }
+    fn bytes(&self) -> Result<u64, StoreError> {
+        self.inner.bytes()
+    }
+    fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.meta(name)
+    }
+    fn set_meta(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.inner.set_meta(name, value)
+    }
+}
+
+/// A summary of a third of the ring in the most buckets a sync uses reads
+/// only the records of the two fine buckets its ends cut — its buckets
+/// are runs of whole fine buckets — and a push of three of its buckets
+/// reads only their records.
+#[test]
+fn summaries_and_pushes_read_only_what_they_cover() {
+    let store = Counting::default();
+    let records: Vec<Record> = (0..30_000u64).map(|k| record(k * 4 + 1, 1, 0, 0)).collect();
+    store.apply(&records).unwrap();
+    let (start, end) = (
+        Id::from_high_u64(0x1234 << 48 | 77),
+        Id::from_high_u64(0x6789 << 48 | 5),
+    );
+    let count = bucket_count(&start, &end, 1024);
+    assert_eq!(count, 1024);
+    let fast = summarize(&store, &start, &end, count, 0).unwrap();
+    let read = store.reads();
+    assert_eq!(
+        fast,
+        summarize_by_scan(&store.inner, &start, &end, count, 0).unwrap()
+    );
+    assert!(read < 20, "a summary read {read} records");
+    let which = [3, 500, 1023];
+    let page = scan_buckets(
+        &store,
+        &start,
+        &end,
+        count,
+        &which,
+        None,
+        100_000,
+        usize::MAX,
+    )
+    .unwrap();
+    let read = store.reads();
+    let wanted = records
+        .iter()
+        .filter(|r| r.key_id.in_open_closed(&start, &end))
+        .filter(|r| which.contains(&bucket_of(&start, &end, count, &r.key_id)))
+        .count();
+    assert_eq!(page.len(), wanted);
+    assert!(
+        wanted > 0 && read == wanted,
+        "{read} read for {wanted} pushed"
+    );
+}
+
+/// A fine bucket an interval's end cuts is summarized from its digest and
+/// the smaller of its two sides: with a hash tag's 2,000 keys on one side
+/// of the cut (one key id), either way, a summary equals a full scan's
+/// and reads at most a few hundred records.
+#[test]
+fn a_cut_bucket_is_summarized_from_its_smaller_side() {
+    let store = Counting::default();
+    let tagged: Vec<Record> = (0..2_000u64)
+        .map(|k| {
+            let version = Version {
+                term: 1,
+                hlc: 1,
+                node: Id::from_u64(1),
+            };
+            Record::new(format!("{{hot}}k{k}").into_bytes(), version, Some(vec![1]))
+        })
+        .collect();
+    let tag = tagged[0].key_id;
+    store.apply(&tagged).unwrap();
+    let others: Vec<Record> = (0..5_000u64).map(|k| record(k * 4 + 1, 1, 0, 0)).collect();
+    store.apply(&others).unwrap();
+    let one = Id::from_u64(1);
+    let far = tag.wrapping_add(&Id::from_high_u64(1 << 62));
+    let back = tag.wrapping_sub(&Id::from_high_u64(1 << 62));
+    // (start, end]: the tag inside or outside, at the end or the start.
+    for (start, end) in [
+        (back, tag),
+        (back, tag.wrapping_sub(&one)),
+        (tag.wrapping_sub(&one), far),
+        (tag, far),
+    ] {
+        let count = bucket_count(&start, &end, 1024);
+        let fast = summarize(&store, &start, &end, count, 0).unwrap();
+        let read = store.reads();
+        assert_eq!(
+            fast,
+            summarize_by_scan(&store.inner, &start, &end, count, 0).unwrap()
+        );
+        assert!(read < 300, "({start:?}, {end:?}]: {read} records read");
+    }
 }

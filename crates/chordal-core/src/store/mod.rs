@@ -38,7 +38,9 @@ mod write_tests;
 
 pub use leave::LeaveReport;
 pub use storage::{Applied, StoreKind, StoreOpId, StoreRequest, StoreResult};
-pub use sync::{bucket_hash, bucket_of, bucket_span, record_digest};
+pub use sync::{
+    FINE, bucket_count, bucket_hash, bucket_of, bucket_span, fine_bounds, fine_of, record_digest,
+};
 
 use crate::fasthash::FastMap;
 use crate::io::Cx;

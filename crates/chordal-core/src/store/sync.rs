@@ -48,66 +48,114 @@ pub(super) struct SyncJob {
     deadline: Time,
     /// Our summary, kept after a probe in case the replica asks for it.
     buckets: Vec<Id>,
+    /// How many buckets the summary has ([`bucket_count`]).
+    count: u32,
     /// A sync of a finishing job (`finish.rs`): the job, and whether we
     /// only pull (the target is no copy of ours: push nothing to it).
     finish: Option<(u64, bool)>,
 }
 
-/// Which of `buckets` equal parts of the ring interval `(start, end]`
-/// (the whole ring if `start == end`) holds `key`. Both sides of a sync
-/// must compute the same function: it uses the top 64 bits of distances.
-pub fn bucket_of(start: &Id, end: &Id, buckets: u32, key: &Id) -> u32 {
-    let buckets = buckets.max(1) as u128;
-    let d = start.distance(key).high_u64() as u128;
-    let total: u128 = if start == end {
-        1 << 64
+/// Fine buckets on the ring: the top 16 bits of a key id. Stores keep a
+/// digest per fine bucket, and sync buckets are made of whole fine
+/// buckets, so that a summary reads no record but those of the two fine
+/// buckets the interval's ends cut.
+pub const FINE: usize = 1 << 16;
+
+/// The fine bucket of a key id.
+pub fn fine_of(key_id: &Id) -> usize {
+    ((key_id.0[0] as usize) << 8) | key_id.0[1] as usize
+}
+
+/// The lowest and highest key ids of fine bucket `f`.
+pub fn fine_bounds(f: usize) -> (Id, Id) {
+    let mut lo = [0u8; 20];
+    let mut hi = [0xffu8; 20];
+    lo[0] = (f >> 8) as u8;
+    lo[1] = f as u8;
+    hi[0] = lo[0];
+    hi[1] = lo[1];
+    (Id(lo), Id(hi))
+}
+
+/// How many fine buckets past `start`'s own `key` lies, going clockwise
+/// from `start`: 0 for `start`'s fine bucket from `start` on, [`FINE`]
+/// for the part of it before `start` (the far end of a ring interval that
+/// wraps all the way round).
+fn fine_offset(start: &Id, key: &Id) -> usize {
+    let (f, s) = (fine_of(key), fine_of(start));
+    if f == s && key < start {
+        FINE
     } else {
-        start.distance(end).high_u64() as u128 + 1
-    };
-    ((d * buckets) / total).min(buckets - 1) as u32
+        (f + FINE - s) % FINE
+    }
+}
+
+/// Fine offsets (see `fine_offset`) the interval `(start, end]` spans.
+fn fine_span(start: &Id, end: &Id) -> usize {
+    if start == end {
+        FINE + 1
+    } else {
+        fine_offset(start, end) + 1
+    }
+}
+
+/// How many sync buckets a summary of `(start, end]` has when at most
+/// `wanted` are asked for: no more than the fine buckets it spans, since a
+/// bucket is made of whole fine buckets.
+pub fn bucket_count(start: &Id, end: &Id, wanted: u32) -> u32 {
+    (wanted.max(1) as usize).min(fine_span(start, end)) as u32
+}
+
+/// Which of `buckets` parts of the ring interval `(start, end]` (the whole
+/// ring if `start == end`) holds `key`. The parts are runs of whole fine
+/// buckets, as equal as their count allows (the first and last may be cut
+/// by the interval's ends). Both sides of a sync must compute the same
+/// function.
+pub fn bucket_of(start: &Id, end: &Id, buckets: u32, key: &Id) -> u32 {
+    let buckets = buckets.max(1) as usize;
+    let offset = fine_offset(start, key);
+    ((offset * buckets) / fine_span(start, end)).min(buckets - 1) as u32
 }
 
 /// The key ids of bucket `b` of `(start, end]` split in `buckets` (see
 /// [`bucket_of`]), as the ring interval `(after, last]`, or `None` if the
-/// bucket is empty (more buckets than the interval has 64-bit steps).
+/// bucket is empty (more buckets than the interval spans fine buckets).
 ///
 /// Call it to read one bucket's records without walking the others: a
 /// sync push of a few differing buckets of a large range.
 pub fn bucket_span(start: &Id, end: &Id, buckets: u32, b: u32) -> Option<(Id, Id)> {
-    let count = buckets.max(1) as u128;
-    let whole = start == end;
-    let total: u128 = if whole {
-        1 << 64
+    let count = buckets.max(1) as usize;
+    let (b, whole) = (b as usize, start == end);
+    let span = fine_span(start, end);
+    // The first fine offset of bucket `i`: the least o with o * count /
+    // span >= i.
+    let first = |i: usize| (i * span).div_ceil(count);
+    let (low, high) = (first(b), if b + 1 >= count { span } else { first(b + 1) });
+    // `start`'s fine bucket holds nothing before `start` when `start` is
+    // its first id.
+    let home = fine_of(start);
+    let high = if whole && high == FINE + 1 && fine_bounds(home).0 == *start {
+        FINE
     } else {
-        start.distance(end).high_u64() as u128 + 1
+        high
     };
-    // The first top-64-bit distance in bucket `i`: the least d with
-    // d * count / total >= i.
-    let first = |i: u128| (i * total).div_ceil(count) as u64;
-    let b = b as u128;
-    // Distances of the bucket's first and last ids from `start`, within
-    // the interval (`start` itself only belongs to the whole ring).
-    let mut low = Id::from_high_u64(first(b));
-    if !whole && low == Id::ZERO {
-        low = Id::from_u64(1);
-    }
-    let mut high = if b + 1 >= count {
-        Id::MAX
-    } else {
-        Id::from_high_u64(first(b + 1)).wrapping_sub(&Id::from_u64(1))
-    };
-    if !whole {
-        high = high.min(start.distance(end));
-    }
-    // Distances compare as big-endian bytes.
-    if b >= count || low > high {
+    if b >= count || low >= high {
         return None;
     }
     let one = Id::from_u64(1);
-    Some((
-        start.wrapping_add(&low).wrapping_sub(&one),
-        start.wrapping_add(&high),
-    ))
+    // Before the first id of offset `low`; the last id of offset `high - 1`.
+    let after = match low {
+        0 if whole => start.wrapping_sub(&one),
+        0 => *start,
+        o if o == FINE => fine_bounds(home).0.wrapping_sub(&one),
+        o => fine_bounds((home + o) % FINE).0.wrapping_sub(&one),
+    };
+    let last = match high - 1 {
+        _ if high == span && !whole => *end,
+        o if o == FINE => start.wrapping_sub(&one),
+        o => fine_bounds((home + o) % FINE).1,
+    };
+    Some((after, last))
 }
 
 /// A record's contribution to its bucket's hash. A bucket hash is the XOR
@@ -167,6 +215,7 @@ impl Store {
     ) -> u64 {
         let req = cx.io.next();
         let deadline = now + cx.config.kv_timeout;
+        let count = bucket_count(&range.start, &range.end, cx.config.sync_buckets);
         self.syncs.insert(
             req,
             SyncJob {
@@ -176,6 +225,7 @@ impl Store {
                 end: range.end,
                 deadline,
                 buckets: Vec::new(),
+                count,
                 finish,
             },
         );
@@ -183,7 +233,7 @@ impl Store {
         let kind = StoreKind::Summary {
             start: range.start,
             end: range.end,
-            buckets: cx.config.sync_buckets,
+            buckets: count,
             hide_tombstones_before: self.grace_horizon(cx, now),
         };
         self.store_op(cx, kind, StoreWait::SyncOwnSummary(req));
@@ -380,7 +430,7 @@ impl Store {
         } else {
             self.in_sync.remove(&(job.owner.id, job.target.id));
         }
-        let buckets = cx.config.sync_buckets;
+        let buckets = job.count;
         let differing: Vec<u32> = differing.into_iter().filter(|b| *b < buckets).collect();
         let pull_only = job.finish.is_some_and(|(_, pull_only)| pull_only);
         if !differing.is_empty() && !pull_only {
@@ -471,7 +521,7 @@ mod tests {
         // Whole ring, wrapping start.
         let s = Id::pow2(159);
         assert_eq!(bucket_of(&s, &s, 2, &Id::MAX), 0);
-        assert_eq!(bucket_of(&s, &s, 2, &Id::from_u64(5)), 1);
+        assert_eq!(bucket_of(&s, &s, 2, &Id::from_high_u64(1 << 62)), 1);
         // A tiny interval is one bucket.
         assert_eq!(
             bucket_of(&Id::from_u64(10), &Id::from_u64(20), 64, &Id::from_u64(15)),
@@ -480,12 +530,19 @@ mod tests {
     }
 
     /// An id near `base` (so that tiny intervals and bucket edges are
-    /// hit), or anywhere.
-    fn near(base: [u8; 20], offset: u64, exact: bool) -> Id {
-        if exact {
-            Id(base).wrapping_add(&Id::from_u64(offset % 4))
-        } else {
-            Id(base).wrapping_add(&Id::from_high_u64(offset))
+    /// hit: a few steps either way, or the edges of fine buckets near it),
+    /// or anywhere.
+    fn near(base: [u8; 20], offset: u64, how: u8) -> Id {
+        let base = Id(base);
+        let one = Id::from_u64(1);
+        let (lo, hi) = fine_bounds(fine_of(&base));
+        match how % 6 {
+            0 => base.wrapping_add(&Id::from_u64(offset % 4)),
+            1 => base.wrapping_sub(&Id::from_u64(offset % 4)),
+            2 => lo.wrapping_sub(&one),
+            3 => hi.wrapping_add(&Id::from_high_u64((offset % 3) << 48)),
+            4 => lo.wrapping_add(&Id::from_u64(offset % 2)),
+            _ => base.wrapping_add(&Id::from_high_u64(offset)),
         }
     }
 
@@ -495,25 +552,35 @@ mod tests {
         #[test]
         fn a_bucket_span_holds_exactly_the_ids_of_its_bucket(
             start in proptest::prelude::any::<[u8; 20]>(),
+            aligned in proptest::prelude::any::<bool>(),
             len in proptest::prelude::any::<u64>(),
-            tiny in proptest::prelude::any::<bool>(),
+            tiny in proptest::prelude::any::<u8>(),
             whole in proptest::prelude::any::<bool>(),
             buckets in 1..80u32,
-            probes in proptest::collection::vec((proptest::prelude::any::<u64>(), proptest::prelude::any::<bool>()), 1..40),
+            probes in proptest::collection::vec((proptest::prelude::any::<u64>(), proptest::prelude::any::<u8>()), 1..40),
         ) {
+            // Sometimes the first id of a fine bucket.
+            let start = if aligned { fine_bounds(fine_of(&Id(start))).0 .0 } else { start };
             let start_id = Id(start);
             let end = if whole { start_id } else { near(start, len, tiny) };
             let whole = start_id == end;
             let spans: Vec<Option<(Id, Id)>> =
                 (0..buckets).map(|b| bucket_span(&start_id, &end, buckets, b)).collect();
-            let mut ids: Vec<Id> = probes.iter().map(|(o, exact)| near(start, *o, *exact)).collect();
+            let mut ids: Vec<Id> = probes.iter().map(|(o, how)| near(start, *o, *how)).collect();
+            ids.extend(probes.iter().map(|(o, how)| near(end.0, *o, *how)));
             ids.extend([start_id, end, end.wrapping_add(&Id::from_u64(1))]);
             for (b, span) in spans.iter().enumerate() {
                 if let Some((a, z)) = span {
                     ids.extend([*a, a.wrapping_add(&Id::from_u64(1)), *z, z.wrapping_add(&Id::from_u64(1))]);
                 } else {
-                    // Only a bucket narrower than one 64-bit step is empty.
-                    proptest::prop_assert!(!whole && start_id.distance(&end).high_u64() < u64::from(buckets), "bucket {} empty", b);
+                    // Only when there are more buckets than fine buckets
+                    // spanned (the whole ring from a fine bucket's first
+                    // id spans one fewer).
+                    let at_edge = whole && fine_bounds(fine_of(&start_id)).0 == start_id;
+                    proptest::prop_assert!(
+                        bucket_count(&start_id, &end, buckets) < buckets || at_edge,
+                        "bucket {} empty", b
+                    );
                 }
             }
             for id in ids {
