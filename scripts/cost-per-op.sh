@@ -19,6 +19,10 @@
 #      malloc/calloc/realloc for what C code and a build without mimalloc
 #      allocate; only with ALLOCS=1, see below), per op. The uprobes slow
 #      the run, which is why CPU is taken from the plain run.
+# LOAD=N fills the store and lets the ring run before the tests (see
+# below), IDLE=S measures its idle CPU then: the measure for background
+# work, e.g. `LOAD=300000 IDLE=60 CLUSTER=1 PERF=0 TESTS=set
+# scripts/cost-per-op.sh 500000`.
 # Prints one CSV line per test: test,rps,cpu_us,ctxsw,syscalls,wakeups,allocs.
 # Needs Debian's redis-tools and linux-perf, and a release build:
 #   cargo build --release -p chordal-cli
@@ -80,6 +84,17 @@ done
 sleep 35
 redis-cli -p "$RESP_PORT" set warm 1 >/dev/null
 
+# LOAD=N: fill the store first (N SETs over KEYS names), then let the
+# ring run 40 s, so that its background passes (sweeps, sync summaries
+# and pushes over every record it holds) run during the tests as on a
+# ring in service: a fresh ring has little to sweep or sync, and 12 s
+# runs on one do not see that work. IDLE=S then reports the nodes' CPU
+# over S idle seconds (on stderr, in ms per minute).
+if [ "${LOAD:-0}" -gt 0 ]; then
+    redis-benchmark -h 127.0.0.1 -p "$RESP_PORT" "${CLUSTER_FLAG[@]}" -t set -n "$LOAD" -c "$C" -r "$KEYS" -q >/dev/null 2>&1
+    sleep 40
+fi
+
 cpu_ticks() { # CPU clock ticks of every node process so far
     local t=0 p
     for p in "${PIDS[@]}"; do
@@ -119,6 +134,12 @@ fi
 trap 'perf probe -q -d "cpo:*" 2>/dev/null || true; cleanup' EXIT
 TCK=$(getconf CLK_TCK)
 pids=$(IFS=,; echo "${PIDS[*]}")
+if [ "${IDLE:-0}" -gt 0 ]; then
+    i0=$(cpu_ticks)
+    sleep "$IDLE"
+    i1=$(cpu_ticks)
+    echo "idle: $(( (i1 - i0) * 1000 * 60 / TCK / IDLE )) ms CPU per minute" >&2
+fi
 
 echo "test,rps,cpu_us,ctxsw,syscalls,wakeups,allocs"
 for t in ${TESTS//,/ }; do
