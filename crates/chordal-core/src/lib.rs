@@ -110,7 +110,7 @@ pub use ring::{
 pub use rng::Rng;
 pub use store::{
     Applied, FINE, LeaveReport, StoreKind, StoreOpId, StoreRequest, StoreResult, bucket_count,
-    bucket_hash, bucket_of, bucket_span, fine_bounds, fine_of, record_digest,
+    bucket_hash, bucket_of, bucket_span, fine_bounds, fine_of, fine_span, record_digest,
 };
 pub use time::Time;
 pub use write::{

@@ -2,7 +2,9 @@
 //! tokio driver and the simulator.
 
 use crate::{FINE, KeyVersion, Store, fine_bounds, fine_of};
-use chordal_core::{Id, Record, StoreKind, StoreResult, Time, bucket_of, bucket_span, collection};
+use chordal_core::{
+    Id, Record, StoreKind, StoreResult, Time, bucket_of, bucket_span, collection, fine_span,
+};
 use std::ops::ControlFlow;
 
 /// Records read per store call while summarizing or filtering a range.
@@ -142,11 +144,7 @@ pub fn summarize(
     let first = fine_of(start);
     // The fine buckets the interval touches, from the one holding `start`
     // (all of them for the whole ring, or when it wraps within one).
-    let span = if start == end || (fine_of(end) == first && end < start) {
-        FINE
-    } else {
-        (fine_of(end) + FINE - first) % FINE + 1
-    };
+    let span = fine_span(start, end).min(FINE);
     let Some(digests) = store.fine_digests(first, span) else {
         return summarize_by_scan(store, start, end, buckets, hide_tombstones_before);
     };
@@ -289,12 +287,12 @@ pub fn scan_buckets(
 ) -> Result<Vec<Record>, crate::StoreError> {
     let mut out = Vec::new();
     let mut bytes = 0;
-    // How far past `start` the last page ended: runs before it are done.
-    let resumed_at = resume.as_ref().map(|(id, _)| start.distance(id));
     for (after, last) in bucket_runs(start, end, buckets, which) {
-        let mut from = match (&resume, resumed_at) {
-            (Some((id, key)), _) if id.in_open_closed(&after, &last) => Some((*id, key.clone())),
-            (Some(_), Some(at)) if at > start.distance(&last) => continue,
+        // Resume inside the run that holds the last page's end; runs
+        // before it are done.
+        let mut from = match &resume {
+            Some((id, key)) if id.in_open_closed(&after, &last) => Some((*id, key.clone())),
+            Some((id, _)) if start.distance(id) > start.distance(&last) => continue,
             _ => None,
         };
         let mut page = 16;

@@ -39,7 +39,8 @@ mod write_tests;
 pub use leave::LeaveReport;
 pub use storage::{Applied, StoreKind, StoreOpId, StoreRequest, StoreResult};
 pub use sync::{
-    FINE, bucket_count, bucket_hash, bucket_of, bucket_span, fine_bounds, fine_of, record_digest,
+    FINE, bucket_count, bucket_hash, bucket_of, bucket_span, fine_bounds, fine_of, fine_span,
+    record_digest,
 };
 
 use crate::fasthash::FastMap;

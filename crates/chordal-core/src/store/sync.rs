@@ -48,8 +48,6 @@ pub(super) struct SyncJob {
     deadline: Time,
     /// Our summary, kept after a probe in case the replica asks for it.
     buckets: Vec<Id>,
-    /// How many buckets the summary has ([`bucket_count`]).
-    count: u32,
     /// A sync of a finishing job (`finish.rs`): the job, and whether we
     /// only pull (the target is no copy of ours: push nothing to it).
     finish: Option<(u64, bool)>,
@@ -90,8 +88,11 @@ fn fine_offset(start: &Id, key: &Id) -> usize {
     }
 }
 
-/// Fine offsets (see `fine_offset`) the interval `(start, end]` spans.
-fn fine_span(start: &Id, end: &Id) -> usize {
+/// Fine offsets the interval `(start, end]` spans, counted from the fine
+/// bucket holding `start`: [`FINE`] + 1 for the whole ring and for an
+/// interval that wraps round into `start`'s own fine bucket (which it
+/// then meets twice).
+pub fn fine_span(start: &Id, end: &Id) -> usize {
     if start == end {
         FINE + 1
     } else {
@@ -215,7 +216,6 @@ impl Store {
     ) -> u64 {
         let req = cx.io.next();
         let deadline = now + cx.config.kv_timeout;
-        let count = bucket_count(&range.start, &range.end, cx.config.sync_buckets);
         self.syncs.insert(
             req,
             SyncJob {
@@ -225,7 +225,6 @@ impl Store {
                 end: range.end,
                 deadline,
                 buckets: Vec::new(),
-                count,
                 finish,
             },
         );
@@ -233,7 +232,7 @@ impl Store {
         let kind = StoreKind::Summary {
             start: range.start,
             end: range.end,
-            buckets: count,
+            buckets: bucket_count(&range.start, &range.end, cx.config.sync_buckets),
             hide_tombstones_before: self.grace_horizon(cx, now),
         };
         self.store_op(cx, kind, StoreWait::SyncOwnSummary(req));
@@ -430,7 +429,7 @@ impl Store {
         } else {
             self.in_sync.remove(&(job.owner.id, job.target.id));
         }
-        let buckets = job.count;
+        let buckets = bucket_count(&job.start, &job.end, cx.config.sync_buckets);
         let differing: Vec<u32> = differing.into_iter().filter(|b| *b < buckets).collect();
         let pull_only = job.finish.is_some_and(|(_, pull_only)| pull_only);
         if !differing.is_empty() && !pull_only {
