@@ -63,6 +63,12 @@ pub struct Config {
     pub max_lookups: usize,
     /// How many times the list of seeds is tried before a join fails.
     pub join_rounds: usize,
+    /// The pause after a round in which every seed failed, doubled after
+    /// each further round (at most `lookup_timeout`): a seed that is
+    /// itself still joining (a rolling restart, a whole ring started at
+    /// once) answers that it cannot route yet, and a few seconds later it
+    /// can.
+    pub join_backoff: Duration,
     /// Replication factor `R`: a key lives on its owner and the next `R - 1`
     /// distinct physical successors.
     pub replicas: usize,
@@ -175,7 +181,8 @@ impl Default for Config {
             max_hops: 64,
             max_pending: 4096,
             max_lookups: 4096,
-            join_rounds: 3,
+            join_rounds: 6,
+            join_backoff: Duration::from_millis(250),
             replicas: 3,
             write_quorum: None,
             kv_timeout: Duration::from_secs(3),

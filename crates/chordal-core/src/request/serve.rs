@@ -103,9 +103,10 @@ impl Requests {
 }
 
 /// May our vnode `vnode` serve `op`? An operation for a key must be for one
-/// the vnode owns (a get also for one it may own, `Ownership::Maybe`; a
-/// direct one for the node itself needs no key), and within the size
-/// limits. The refusal is the answer to send.
+/// the vnode owns (a get also for one it may own, `Ownership::Maybe`, or
+/// while its range is not known yet, `Ownership::Unknown`, when any other
+/// operation waits: `NotReady`; a direct one for the node itself needs no
+/// key), and within the size limits. The refusal is the answer to send.
 pub(crate) fn admit(
     config: &Config,
     ring: &Ring,
@@ -114,8 +115,11 @@ pub(crate) fn admit(
 ) -> Result<Ownership, OpResult> {
     let owns = ring.takes_key(vnode, &op.key_id());
     let get = matches!(op, Operation::Get { .. });
+    if owns == Ownership::Unknown && !get && !op.is_direct() {
+        return Err(OpResult::NotReady);
+    }
     let refused = match owns {
-        Ownership::Yes => false,
+        Ownership::Yes | Ownership::Unknown => false,
         Ownership::Maybe => !get && !op.is_direct(),
         Ownership::No => !op.is_direct(),
     };

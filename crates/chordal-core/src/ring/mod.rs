@@ -35,6 +35,13 @@ use std::net::SocketAddr;
 pub(crate) enum Ownership {
     /// The key is in the vnode's range `(predecessor, me]`.
     Yes,
+    /// The vnode has joined but heard from no predecessor yet (a join or
+    /// a restart a moment ago), so it cannot tell which keys are its own:
+    /// the key is read (with the replicas' copies, as its own may be
+    /// stale), but a write waits (`NotReady`) — taken here, it would land
+    /// on the wrong copies whenever a stale route sent it, and the owner's
+    /// reads would miss it.
+    Unknown,
     /// The vnode knows no predecessor (it just failed): the key is ours if
     /// the dead predecessor owned it — or a live node's between, which we
     /// cannot tell yet.
@@ -177,14 +184,17 @@ impl Ring {
 
     /// Does our vnode `vnode` own `key_id`? A `Maybe` key is read (a copy
     /// found is the newest we have) but never written, and a miss answers
-    /// `WrongOwner` rather than a false `NotFound`.
+    /// `WrongOwner` rather than a false `NotFound`; an `Unknown` one is
+    /// read, and written once the range is known.
     pub fn takes_key(&self, vnode: &NodeRef, key_id: &Id) -> Ownership {
         let Some(v) = self.vnode(vnode) else {
             return Ownership::No;
         };
         if !v.is_joined() {
             Ownership::No
-        } else if v.range().is_none_or(|r| r.contains(key_id)) {
+        } else if v.range().is_none() {
+            Ownership::Unknown
+        } else if v.range().is_some_and(|r| r.contains(key_id)) {
             Ownership::Yes
         } else if v.table().predecessor().is_none() {
             Ownership::Maybe

@@ -66,6 +66,8 @@ const TIMERS: [Timer; 3] = [Timer::Stabilize, Timer::FixFingers, Timer::CheckPre
 enum Deadline {
     Request(u64),
     Lookup(u64),
+    /// The next round of join attempts is due (after every seed failed).
+    JoinRound,
 }
 
 /// A request we sent and still wait for.
@@ -304,6 +306,9 @@ impl VNode {
             });
             return;
         }
+        // A round still pending from an earlier join must not start a
+        // second attempt beside this one.
+        self.deadlines.retain(|(_, d)| *d != Deadline::JoinRound);
         self.phase = Phase::Joining { seeds, attempt: 0 };
         self.try_join(now);
     }
@@ -465,6 +470,7 @@ impl VNode {
             match what {
                 Deadline::Request(req) => self.request_expired(now, req),
                 Deadline::Lookup(id) => self.lookup_expired(now, id),
+                Deadline::JoinRound => self.try_join(now),
             }
         }
         for t in TIMERS {

@@ -876,15 +876,18 @@ impl Store {
         }
         // Our range grew recently: our copy may be missing (the handoff is
         // still on its way) or stale (we were down and missed writes). Ask
-        // the replicas too; the newest version wins. Likewise on a miss
-        // while we know no predecessor (`unsure`, or a range not known yet):
-        // a node that just joined has not heard from its predecessor, and
-        // the write it missed sits on its successor — the previous owner,
-        // which acknowledged it alone and is still handing the range over.
+        // the replicas too; the newest version wins. Likewise while we
+        // know no predecessor (`unsure`, or a range not known yet), hit or
+        // miss: a node that just joined has not heard from its
+        // predecessor, and the write it missed sits on its successor — the
+        // previous owner, which acknowledged it alone and is still handing
+        // the range over; a node that just restarted holds what it had
+        // before it went down, and the writes it missed meanwhile are on
+        // the replicas (its range is unknown until its first notify, so
+        // `range_grew` has not fired yet).
         let unsure = matches!(why, ReadFor::MaybeGet);
         let range_unknown = cx.ring.range_of(vnode).is_none();
-        let missed_unsure = best.is_none() && (unsure || range_unknown);
-        if recently_grew || missed_unsure {
+        if recently_grew || unsure || range_unknown {
             let targets = cx.ring.replica_targets(vnode, cx.config.replicas);
             if !targets.is_empty() {
                 // Every copy that answers in time counts; the read waits

@@ -123,8 +123,14 @@ impl Sim {
     /// Node `i` (killed) starts again with its ids, address and store (its
     /// disk), and joins through node `seed`.
     pub fn restart(&mut self, i: usize, seed: usize) {
+        self.restart_via(i, &[seed]);
+    }
+
+    /// Node `i` (killed) starts again with its ids, address and store, and
+    /// joins through several seeds, tried in turn.
+    pub fn restart_via(&mut self, i: usize, seeds: &[usize]) {
         self.reboot(i);
-        self.join(i, seed);
+        self.join_via(i, seeds);
     }
 
     /// Node `i` (killed) starts again with its ids, address and store, as

@@ -52,7 +52,9 @@ impl VNode {
         });
     }
 
-    /// The current join attempt failed: drop it and try the next seed.
+    /// The current join attempt failed: drop it and try the next seed, or,
+    /// when every seed failed this round, the first again after a pause
+    /// (`join_backoff`, doubled per round up to `lookup_timeout`).
     pub(super) fn next_seed(&mut self, now: Time) {
         let joins: Vec<u64> = self
             .lookups
@@ -63,8 +65,20 @@ impl VNode {
         for id in joins {
             self.remove_lookup(id);
         }
-        if let Phase::Joining { attempt, .. } = &mut self.phase {
-            *attempt += 1;
+        let Phase::Joining { seeds, attempt } = &mut self.phase else {
+            return;
+        };
+        *attempt += 1;
+        let rounds = *attempt / seeds.len();
+        let round_over = *attempt % seeds.len() == 0;
+        if round_over && rounds < self.config.join_rounds.max(1) {
+            let backoff = self
+                .config
+                .join_backoff
+                .saturating_mul(1 << (rounds - 1).min(16))
+                .min(self.config.lookup_timeout);
+            self.deadlines.insert((now + backoff, Deadline::JoinRound));
+        } else {
             self.try_join(now);
         }
     }
