@@ -343,7 +343,18 @@ fn bucket_runs(start: &Id, end: &Id, buckets: u32, which: &[u32]) -> Vec<(Id, Id
             _ => runs.push((after, last)),
         }
     }
-    runs
+    // A run of the whole ring, `(a, a]`, the store reads from zero: split
+    // at the top of the id space, it reads in ring order from `a` like any
+    // other run (and a resume falls in the right half).
+    runs.into_iter()
+        .flat_map(|(after, last)| {
+            if after == last && after != Id::MAX {
+                vec![(after, Id::MAX), (Id::MAX, after)]
+            } else {
+                vec![(after, last)]
+            }
+        })
+        .collect()
 }
 
 /// Live keys with their ids, in key-id order.
