@@ -699,9 +699,9 @@ impl Node {
             }
             Operation::Get { key, consistency } => {
                 let unsure = owns == Ownership::Maybe;
-                let at = (key_id, key);
+                let at = (vnode, (key_id, key));
                 self.store
-                    .get(cx!(self), now, vnode, at, consistency, unsure, reply)
+                    .get(cx!(self), now, at, (consistency, unsure), reply)
             }
             Operation::Delete { key, opts } => {
                 let intent = Intent::Delete { opts };

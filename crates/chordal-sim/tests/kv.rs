@@ -336,8 +336,10 @@ fn range_sync_repairs_a_replica_that_missed_writes() {
         1,
         &[0],
         None,
-        100_000,
-        usize::MAX,
+        chordal_store::PageLimits {
+            records: 100_000,
+            bytes: usize::MAX,
+        },
     )
     .unwrap();
     assert!(!held.is_empty());

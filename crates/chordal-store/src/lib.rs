@@ -18,7 +18,8 @@ mod redb_store;
 pub use digest::{Digests, FINE, FineDigest, KeyVersion, fine_bounds, fine_of};
 pub use memory::MemoryStore;
 pub use perform::{
-    KeyPage, live_keys, perform, scan_buckets, summarize, summarize_by_scan, sweep, sweep_reads,
+    KeyPage, PageLimits, live_keys, perform, scan_buckets, summarize, summarize_by_scan, sweep,
+    sweep_reads,
 };
 pub use redb_store::{Backing, RedbStore};
 

@@ -31,10 +31,14 @@ pub fn perform(store: &dyn Store, kind: StoreKind) -> StoreResult {
             resume,
             limit,
             max_bytes,
-        } => scan_buckets(
-            store, &start, &end, buckets, &which, resume, limit, max_bytes,
-        )
-        .map(StoreResult::Scanned),
+        } => {
+            let page = PageLimits {
+                records: limit,
+                bytes: max_bytes,
+            };
+            scan_buckets(store, &start, &end, buckets, &which, resume, page)
+                .map(StoreResult::Scanned)
+        }
         StoreKind::Keys {
             start,
             end,
@@ -266,15 +270,23 @@ pub fn summarize_by_scan(
     Ok(out)
 }
 
-/// Records of `(start, end]` in the buckets `which`, after `resume`, at
-/// most `limit` records and (after the first) `max_bytes` of keys and
-/// values: a page of a transfer.
+/// How much one transfer page holds.
+#[derive(Clone, Copy, Debug)]
+pub struct PageLimits {
+    /// At most this many records.
+    pub records: usize,
+    /// At most this many bytes of keys and values (but always the first
+    /// record, whatever its size).
+    pub bytes: usize,
+}
+
+/// Records of `(start, end]` (split in `buckets`) in the buckets `which`,
+/// after `resume`, within `page`: a page of a transfer.
 ///
 /// Reads only the key ids of those buckets (a push of a few differing
 /// buckets of a large range does not walk the rest), in pages that start
 /// small and double, so that a page of a few large values does not read
 /// (and throw away) thousands.
-#[allow(clippy::too_many_arguments)]
 pub fn scan_buckets(
     store: &dyn Store,
     start: &Id,
@@ -282,9 +294,12 @@ pub fn scan_buckets(
     buckets: u32,
     which: &[u32],
     resume: Option<(Id, Vec<u8>)>,
-    limit: usize,
-    max_bytes: usize,
+    page: PageLimits,
 ) -> Result<Vec<Record>, crate::StoreError> {
+    let PageLimits {
+        records: limit,
+        bytes: max_bytes,
+    } = page;
     let mut out = Vec::new();
     let mut bytes = 0;
     for (after, last) in bucket_runs(start, end, buckets, which) {

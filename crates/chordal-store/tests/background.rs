@@ -5,8 +5,8 @@
 
 use chordal_core::{Id, Record, Time, Version, bucket_count, bucket_of};
 use chordal_store::{
-    FineDigest, KeyVersion, MemoryStore, RedbStore, Store, StoreError, fine_bounds, scan_buckets,
-    summarize, summarize_by_scan, sweep, sweep_reads,
+    FineDigest, KeyVersion, MemoryStore, PageLimits, RedbStore, Store, StoreError, fine_bounds,
+    scan_buckets, summarize, summarize_by_scan, sweep, sweep_reads,
 };
 use proptest::prelude::*;
 
@@ -126,7 +126,7 @@ proptest! {
             let mut paged: Vec<Record> = Vec::new();
             loop {
                 let resume = paged.last().map(|r| (r.key_id, r.key.clone()));
-                let page = scan_buckets(s.as_ref(), &start, &end, buckets, &which, resume, limit, max_bytes).unwrap();
+                let page = scan_buckets(s.as_ref(), &start, &end, buckets, &which, resume, PageLimits { records: limit, bytes: max_bytes }).unwrap();
                 prop_assert!(page.len() <= limit);
                 if page.is_empty() {
                     break;
@@ -310,8 +310,10 @@ fn summaries_and_pushes_read_only_what_they_cover() {
         count,
         &which,
         None,
-        100_000,
-        usize::MAX,
+        PageLimits {
+            records: 100_000,
+            bytes: usize::MAX,
+        },
     )
     .unwrap();
     let read = store.reads();

@@ -533,7 +533,15 @@ impl OneHop {
                 more,
                 same,
                 slices,
-            } => self.on_page(now, from, req, nodes, more, same, slices),
+            } => {
+                let page = MembersPage {
+                    nodes,
+                    more,
+                    same,
+                    slices,
+                };
+                self.on_page(now, from, req, page)
+            }
             _ => {}
         }
     }
@@ -883,18 +891,14 @@ impl OneHop {
         ));
     }
 
-    /// A page of the successor's table, covering the slices `slices`.
-    #[allow(clippy::too_many_arguments)]
-    fn on_page(
-        &mut self,
-        now: Time,
-        from: NodeRef,
-        req: u64,
-        nodes: Vec<NodeRef>,
-        more: bool,
-        same: bool,
-        slices: u64,
-    ) {
+    /// A page of the successor's table (answer `req` from `from`).
+    fn on_page(&mut self, now: Time, from: NodeRef, req: u64, page: MembersPage) {
+        let MembersPage {
+            nodes,
+            more,
+            same,
+            slices,
+        } = page;
         let Some(mut pull) = self
             .pull
             .take()
@@ -1014,6 +1018,19 @@ impl OneHop {
             .get(node)
             .is_some_and(|t| now.saturating_since(*t) <= self.refresh * 2)
     }
+}
+
+/// A page of a peer's membership table, as `Members` carries it.
+struct MembersPage {
+    /// Entries in id order.
+    nodes: Vec<NodeRef>,
+    /// More entries follow: ask again after the last one.
+    more: bool,
+    /// Our digest equals the peer's: nothing to copy.
+    same: bool,
+    /// The slices the page covers (bit `i`: slice `i`); `u64::MAX` the
+    /// whole table.
+    slices: u64,
 }
 
 #[cfg(test)]

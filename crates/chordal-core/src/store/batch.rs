@@ -10,7 +10,7 @@
 //! for each other.
 
 use super::hot::Waiter;
-use super::{ReadFor, Store, StoreWait};
+use super::{Asker, Attempt, ReadFor, Store, StoreWait};
 use crate::batch::{StepAnswer, decide_steps, with_version};
 use crate::collection::{self, CollOp, MAX_READ_BYTES, MAX_READ_ELEMENTS, Range};
 use crate::io::Cx;
@@ -213,7 +213,8 @@ impl Store {
         }
         for k in keys {
             let why = ReadFor::Batch(id);
-            self.start_read(cx, now, vnode, (key_id, k), why, reply, answer_by);
+            let asker = Asker { reply, answer_by };
+            self.start_read(cx, now, vnode, (key_id, k), why, asker);
         }
         true
     }
@@ -597,8 +598,7 @@ impl Store {
             b.vnode,
             (first, records),
             (Some(b.reply), then),
-            1,
-            b.answer_by,
+            Attempt::first(b.answer_by),
         );
     }
 }

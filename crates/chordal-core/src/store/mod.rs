@@ -60,6 +60,33 @@ fn kept_instead(applied: &[Applied]) -> Vec<(u32, Version)> {
         .collect()
 }
 
+/// Whom an owner answers for a request, and by when (the coordinator's
+/// deadline less a margin: see `ReplyTo::answer_by`).
+#[derive(Debug)]
+struct Asker {
+    reply: ReplyTo,
+    answer_by: Time,
+}
+
+/// Which attempt of a write this is (a copy that kept a newer version
+/// makes the owner version the write again), and when the write fails if
+/// its quorum is not met.
+#[derive(Clone, Copy, Debug)]
+struct Attempt {
+    number: u32,
+    deadline: Time,
+}
+
+impl Attempt {
+    /// The first attempt of a write that must be answered by `deadline`.
+    fn first(deadline: Time) -> Attempt {
+        Attempt {
+            number: 1,
+            deadline,
+        }
+    }
+}
+
 /// What an owner reads a key for.
 #[derive(Debug)]
 enum ReadFor {

@@ -6,7 +6,7 @@
 //! copies it found stale.
 
 use super::hot::{Waiter, Waiting};
-use super::{Deadline, OwnerOp, ReadFor, Store, StoreKind, StoreWait, newest};
+use super::{Asker, Attempt, Deadline, OwnerOp, ReadFor, Store, StoreKind, StoreWait, newest};
 use crate::io::Cx;
 use crate::request::{OpName, ReplyTo};
 use crate::write::{Decision, Intent, Then, decide};
@@ -111,28 +111,27 @@ impl Store {
             // log then carries on), else unknown (see `OpLog::after`).
             let current = self.hot.latest(&key).cloned();
             let known = current.is_some();
+            let asker = Asker {
+                reply: w.reply,
+                answer_by: w.answer_by,
+            };
             self.decide_write(
                 cx,
                 now,
                 (w.vnode, w.key_id, key),
                 (w.intent, w.name),
                 (current, known),
-                w.reply,
-                w.answer_by,
+                asker,
             );
             return false;
         }
         self.hot.hold(&key);
         let read = ReadFor::Write(Box::new((w.intent, w.name)));
-        self.start_read(
-            cx,
-            now,
-            w.vnode,
-            (w.key_id, key),
-            read,
-            w.reply,
-            w.answer_by,
-        );
+        let asker = Asker {
+            reply: w.reply,
+            answer_by: w.answer_by,
+        };
+        self.start_read(cx, now, w.vnode, (w.key_id, key), read, asker);
         true
     }
 
@@ -152,15 +151,12 @@ impl Store {
 
     /// Serves a get as the owner `vnode`; `unsure`: the key may not be
     /// ours (see `Ownership::Maybe`), and a miss answers `WrongOwner`.
-    #[allow(clippy::too_many_arguments)]
     pub fn get(
         &mut self,
         cx: &mut Cx<'_>,
         now: Time,
-        vnode: NodeRef,
-        key: (Id, Vec<u8>),
-        consistency: Consistency,
-        unsure: bool,
+        (vnode, key): (NodeRef, (Id, Vec<u8>)),
+        (consistency, unsure): (Consistency, bool),
         reply: ReplyTo,
     ) {
         if self.closing() {
@@ -174,7 +170,7 @@ impl Store {
             ReadFor::Get(consistency)
         };
         let answer_by = reply.answer_by(now, cx.config);
-        self.start_read(cx, now, vnode, key, why, reply, answer_by)
+        self.start_read(cx, now, vnode, key, why, Asker { reply, answer_by })
     }
 
     /// Draining before a leave (or gone): a write could land behind the
@@ -189,7 +185,6 @@ impl Store {
     /// current record was read (so a `None` means there is none). A
     /// retry (see `name`) found in the record's log is answered as it was
     /// the first time; one the log cannot place is `OutcomeUnknown`.
-    #[allow(clippy::too_many_arguments)]
     fn decide_write(
         &mut self,
         cx: &mut Cx<'_>,
@@ -197,8 +192,7 @@ impl Store {
         (vnode, key_id, key): (NodeRef, Id, Vec<u8>),
         (intent, name): (Intent, Option<OpName>),
         (current, known): (Option<Record>, bool),
-        reply: ReplyTo,
-        answer_by: Time,
+        Asker { reply, answer_by }: Asker,
     ) {
         let kind = intent.kind_written(current.as_ref());
         let decision = match name.filter(|n| n.retry && cx.config.retries_from_log) {
@@ -294,7 +288,8 @@ impl Store {
                     ops: OpLog::after(before, done),
                 };
                 let records = (record, Vec::new());
-                self.write_attempt(cx, now, vnode, records, (Some(reply), then), 1, answer_by);
+                let attempt = Attempt::first(answer_by);
+                self.write_attempt(cx, now, vnode, records, (Some(reply), then), attempt);
             }
         }
     }
@@ -303,9 +298,8 @@ impl Store {
     /// keys with the same key id that a batch writes with it, in one
     /// atomic apply) to the local store and the replicas; answers `reply`
     /// (as `then` says, about `record`) once the write quorum holds them,
-    /// or says it failed at `deadline` (before the coordinator gives up
-    /// waiting).
-    #[allow(clippy::too_many_arguments)]
+    /// or says it failed at `attempt.deadline` (before the coordinator
+    /// gives up waiting).
     pub(super) fn write_attempt(
         &mut self,
         cx: &mut Cx<'_>,
@@ -313,8 +307,10 @@ impl Store {
         vnode: NodeRef,
         (record, others): (Record, Vec<Record>),
         (reply, then): (Option<ReplyTo>, Then),
-        attempt: u32,
-        deadline: Time,
+        Attempt {
+            number: attempt,
+            deadline,
+        }: Attempt,
     ) {
         let (targets, fence, quorum) = if cx.config.authority {
             // The term's config holds the copies; a majority of it is the
@@ -386,7 +382,6 @@ impl Store {
 
     /// Reads `key` for `why`: our copy, and for a quorum read the replicas'
     /// at the same time.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn start_read(
         &mut self,
         cx: &mut Cx<'_>,
@@ -394,8 +389,7 @@ impl Store {
         vnode: NodeRef,
         (key_id, key): (Id, Vec<u8>),
         why: ReadFor,
-        reply: ReplyTo,
-        answer_by: Time,
+        Asker { reply, answer_by }: Asker,
     ) {
         let id = cx.io.next();
         // A write the owner versioned may not be in its store yet.
@@ -805,15 +799,11 @@ impl Store {
             r.version = version;
         }
         let records = (record, others);
-        self.write_attempt(
-            cx,
-            now,
-            vnode,
-            records,
-            (reply, then),
-            attempt + 1,
+        let next = Attempt {
+            number: attempt + 1,
             deadline,
-        );
+        };
+        self.write_attempt(cx, now, vnode, records, (reply, then), next);
     }
 
     /// A read answer for read `id`: our copy (`from` is `None`) or a
@@ -966,7 +956,8 @@ impl Store {
                 } else {
                     let at = (vnode, key_id, key.clone());
                     let current = (best, true);
-                    self.decide_write(cx, now, at, *named, current, reply, answer_by);
+                    let asker = Asker { reply, answer_by };
+                    self.decide_write(cx, now, at, *named, current, asker);
                 }
                 self.release_key(cx, now, &key);
             }
@@ -1051,7 +1042,8 @@ impl Store {
         record.version.term = term;
         cx.io.counting.counters.write_backs += 1;
         let records = (record, Vec::new());
-        self.write_attempt(cx, now, vnode, records, (Some(reply), then), 1, answer_by);
+        let attempt = Attempt::first(answer_by);
+        self.write_attempt(cx, now, vnode, records, (Some(reply), then), attempt);
     }
 
     /// Brings copies older than `best` up to it: our own (`local` is its

@@ -50,7 +50,7 @@ pub(super) fn read(
 ) {
     let (me, now) = (fx.me, fx.now);
     let reply = ReplyTo::Local(id);
-    store.get(&mut fx.cx(), now, me, key, consistency, unsure, reply);
+    store.get(&mut fx.cx(), now, (me, key), (consistency, unsure), reply);
 }
 
 /// Acknowledges `req` from `from`, as a replica does once durable.

@@ -67,7 +67,7 @@ impl VNode {
                 }
             }
             _ => match via.filter(|v| *v != self.me() && !self.table.successor_owns(&key)) {
-                Some(owner) => self.forward(now, self.me(), id, key, 0, owner, OwnerClaim::Table),
+                Some(owner) => self.forward(now, self.me(), (id, key, 0), owner, OwnerClaim::Table),
                 None => self.route_recursive(now, self.me(), id, key, 0),
             },
         }
@@ -97,15 +97,8 @@ impl VNode {
                 // The last hop goes to the owner itself, so the answer
                 // names a live node; if it is dead, `fail_request` drops
                 // it and we fall through the successor list.
-                self.forward(
-                    now,
-                    origin,
-                    lookup,
-                    key,
-                    hops,
-                    successor,
-                    OwnerClaim::Successor,
-                );
+                let claim = OwnerClaim::Successor;
+                self.forward(now, origin, (lookup, key, hops), successor, claim);
             }
             return;
         }
@@ -113,7 +106,7 @@ impl VNode {
             self.fail_recursive(origin, lookup, LookupFailure::NoRoute);
             return;
         };
-        self.forward(now, origin, lookup, key, hops, next, OwnerClaim::Route);
+        self.forward(now, origin, (lookup, key, hops), next, OwnerClaim::Route);
     }
 
     /// A recursive lookup of `origin` reached us with `claim`: answer it
@@ -177,14 +170,11 @@ impl VNode {
     /// successor list (`OwnerClaim::Successor`) is a confirmation, not a
     /// hop: `hops` counts what the paper counts, the nodes that route the
     /// lookup to the key's predecessor.
-    #[allow(clippy::too_many_arguments)]
     fn forward(
         &mut self,
         now: Time,
         origin: NodeRef,
-        lookup: u64,
-        key: Id,
-        hops: u32,
+        (lookup, key, hops): (u64, Id, u32),
         next: NodeRef,
         claim: OwnerClaim,
     ) {
