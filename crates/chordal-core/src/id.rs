@@ -127,10 +127,8 @@ impl Id {
         Id(out)
     }
 
-    /// The id in the middle of hash slot `slot`'s arc: whoever is
-    /// responsible for it is the slot's owner in `CLUSTER SLOTS` (a slot
-    /// whose arc a node id splits has two owners; its keys past the split
-    /// are forwarded).
+    /// The id in the middle of hash slot `slot`'s arc (tests place nodes
+    /// there, where no slot boundary is near).
     pub fn slot_middle(slot: u16) -> Id {
         let mut id = Id::slot_start(slot);
         id.0[1] |= 0x02;
