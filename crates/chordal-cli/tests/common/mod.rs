@@ -234,6 +234,28 @@ pub fn put(api: SocketAddr, key: &str, value: &[u8]) {
     assert_eq!(status, 200, "put {key}: {}", String::from_utf8_lossy(&body));
 }
 
+/// PUT a value as a client that honours 503 does: a write the node could
+/// not get onto its quorum in time (a disk stalled by the other tests'
+/// 60 MB rings on a loaded machine) is sent again, at most 5 times, a
+/// little later each time. Safe: the same value to the same key. Panics
+/// on any other answer, or if the last try is not stored either.
+pub fn put_retrying(api: SocketAddr, key: &str, value: &[u8]) {
+    for attempt in 1..=5u64 {
+        let (status, _, body) = http_body(api, "PUT", &format!("/v1/kv/{key}"), value);
+        match status {
+            200 => return,
+            503 if attempt < 5 => {
+                eprintln!(
+                    "put {key}: 503 ({}), sending again",
+                    String::from_utf8_lossy(&body)
+                );
+                std::thread::sleep(Duration::from_millis(200 * attempt));
+            }
+            _ => panic!("put {key}: {status} {}", String::from_utf8_lossy(&body)),
+        }
+    }
+}
+
 /// GET a value: `Some(bytes)` on 200, `None` on 404, panic otherwise.
 pub fn get(api: SocketAddr, key: &str) -> Option<Vec<u8>> {
     let (status, _, body) = http_body(api, "GET", &format!("/v1/kv/{key}"), b"");
@@ -361,7 +383,7 @@ pub fn put_many(apis: &[SocketAddr], prefix: &str, n: usize) {
             let prefix = prefix.to_string();
             std::thread::spawn(move || {
                 for k in (t..n).step_by(8) {
-                    put(apis[k % apis.len()], &format!("{prefix}-{k}"), &value_of(k));
+                    put_retrying(apis[k % apis.len()], &format!("{prefix}-{k}"), &value_of(k));
                 }
             })
         })

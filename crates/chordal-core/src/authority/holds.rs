@@ -49,7 +49,7 @@ struct Releasing {
     range: KeyRange,
     /// The terms to release there (the hold's, and the one before it).
     terms: Vec<u64>,
-    /// Who granted them.
+    /// Who granted them, or may have: everyone their prepares asked.
     to: Vec<NodeRef>,
     /// Our lease there ends then (it is not renewed any more).
     valid_until: Time,
@@ -127,7 +127,8 @@ enum State {
 struct Attempt {
     req: u64,
     deadline: Time,
-    asked: Vec<SocketAddr>,
+    /// Everyone asked (one vnode per process).
+    asked: Vec<NodeRef>,
     granted: Vec<SocketAddr>,
     /// The vnodes that granted (one per process of `granted`).
     grantors: Vec<NodeRef>,
@@ -180,6 +181,11 @@ struct Held {
     /// from granting — refuses our renewals without deposing us: it is
     /// asked to grant again (`reask`, that request).
     grantors: Vec<NodeRef>,
+    /// Everyone the term's prepare asked. A grant may still be on its way
+    /// when we give the term (or part of it) up, and a promise not
+    /// released keeps refusing the next holder until its lease runs out:
+    /// so releases go to all of them, not only to the grantors heard.
+    asked: Vec<NodeRef>,
     reask: Option<u64>,
 }
 
@@ -836,8 +842,8 @@ impl Holds {
             // until that lease is over): ask whoever we have not.
             learn(&mut a.learned, &k);
             for n in asked_for(&k) {
-                if !a.asked.contains(&n.addr) {
-                    a.asked.push(n.addr);
+                if !a.asked.iter().any(|m| m.addr == n.addr) {
+                    a.asked.push(n);
                     send_prepare(cx, (h.vnode, h.range, h.term, &h.config), req, n);
                 }
             }
@@ -883,6 +889,7 @@ impl Holds {
                 caught_up_at: caught_up_at.then_some(now),
                 since,
                 grantors: std::mem::take(&mut a.grantors),
+                asked: std::mem::take(&mut a.asked),
                 reask: None,
             });
             self.step(cx, now, promises);
@@ -1049,7 +1056,7 @@ fn prepare(cx: &mut ACx<'_>, now: Time, h: &mut Hold, promises: &Promises, floor
     h.state = State::Preparing(Attempt {
         req,
         deadline: now + cx.config.lease / 2,
-        asked: ask.iter().map(|n| n.addr).collect(),
+        asked: ask,
         granted: Vec::new(),
         grantors: Vec::new(),
         refused: 0,
@@ -1292,8 +1299,17 @@ fn release(cx: &mut ACx<'_>, h: &Hold) {
 fn releasing(h: &Hold, range: KeyRange) -> Releasing {
     let mut to = h.config.clone();
     to.extend(h.previous.iter().flat_map(|p| p.replicas.iter().copied()));
-    if let State::Held(held) = &h.state {
-        to.extend(held.grantors.iter().copied());
+    // Everyone the term's prepare asked, granted or not yet heard: a
+    // grant still on its way (or one the prepare never counted, as it
+    // completed first) would otherwise keep refusing the next holder
+    // until its lease ran out.
+    match &h.state {
+        State::Held(held) => {
+            to.extend(held.grantors.iter().copied());
+            to.extend(held.asked.iter().copied());
+        }
+        State::Preparing(a) => to.extend(a.asked.iter().copied()),
+        State::Waiting(_) => {}
     }
     let mut terms = vec![h.term];
     terms.extend(h.previous.as_ref().map(|p| p.term));
@@ -1360,7 +1376,7 @@ mod tests {
         let a = Attempt {
             req: 1,
             deadline: Time::from_millis(0),
-            asked: vec![me.addr, leaver.addr],
+            asked: vec![me, leaver],
             granted: vec![me.addr, leaver.addr],
             grantors: vec![me, leaver],
             refused: 0,
@@ -1413,7 +1429,7 @@ mod tests {
         let a = Attempt {
             req: 1,
             deadline: Time::from_millis(0),
-            asked: vec![me.addr, dead1.addr, dead2.addr],
+            asked: vec![me, dead1, dead2],
             granted: vec![me.addr],
             grantors: vec![me],
             refused: 0,
@@ -1476,6 +1492,7 @@ mod tests {
                 caught_up_at: None,
                 since: 5,
                 grantors: vec![me],
+                asked: vec![me],
                 reask: None,
             }),
             previous: None,
@@ -1487,6 +1504,44 @@ mod tests {
         assert!(holds.holds_term(&me, 5, r(15, 25)));
         assert!(!holds.holds_term(&me, 5, r(5, 30)), "(5, 10] is not held");
         assert!(!holds.holds_term(&me, 4, r(10, 20)), "another term");
+    }
+
+    /// A part given up while its term is still being prepared (a joiner
+    /// came) is released to everyone the prepare asked, not only to the
+    /// config: a process asked because it knew an older term there may
+    /// have granted, and its promise would otherwise keep refusing the
+    /// joiner until its lease ran out.
+    #[test]
+    fn a_release_goes_to_everyone_the_prepare_asked() {
+        let node =
+            |i: u64| NodeRef::new(Id::from_u64(i), SocketAddr::from(([127, 0, 0, i as u8], 1)));
+        let (me, replica, old_holder) = (node(30), node(40), node(10));
+        let attempt = Attempt {
+            req: 9,
+            deadline: Time::from_millis(2_000),
+            asked: vec![me, replica, old_holder],
+            granted: vec![me.addr, replica.addr],
+            grantors: vec![me, replica],
+            refused: 0,
+            learned: RingMap::default(),
+            wait: None,
+        };
+        let h = Hold {
+            vnode: me,
+            range: r(10, 30),
+            term: 4,
+            config: vec![me, replica],
+            replicas: vec![replica],
+            above: 0,
+            wide: false,
+            state: State::Preparing(attempt),
+            previous: None,
+        };
+        let given_up = releasing(&h, r(10, 20));
+        assert_eq!(given_up.terms, vec![4]);
+        for n in [me, replica, old_holder] {
+            assert!(given_up.to.contains(&n), "{n:?} is not told");
+        }
     }
 
     /// Make-before-break: while the next term of a new config is
@@ -1561,6 +1616,7 @@ mod tests {
                 caught_up_at: Some(at(900)),
                 since,
                 grantors: vec![me],
+                asked: vec![me],
                 reask: None,
             });
             assert_eq!(holds.lease(&me, &key, at(1_500)).map(|l| l.term), Some(6));

@@ -46,8 +46,10 @@ impl Sim {
     }
 
     /// Cuts the network: node `i` lands in group `group_of(i)`, and from now
-    /// on messages between different groups vanish (both sides see only
-    /// timeouts) until [`Sim::heal_partition`].
+    /// on messages between different groups vanish until
+    /// [`Sim::heal_partition`]: both sides see timeouts, and the connection
+    /// that would have carried each lost message closed (see
+    /// `connection_broke`).
     pub fn partition(&mut self, group_of: impl Fn(usize) -> u32) {
         for (i, n) in self.nodes.iter_mut().enumerate() {
             n.group = group_of(i);

@@ -135,6 +135,21 @@ impl Sim {
         true
     }
 
+    /// A message from node `i` to node `dest` vanished (a partition, a
+    /// loss). Over TCP a message is never lost on a connection that stays
+    /// up: it arrives late or its connection closes. So both ends see
+    /// their connection to the other close — what it carried may have
+    /// arrived (a request applied whose answer is lost), and a later
+    /// refusal or farewell must not pass for "never got there".
+    fn connection_broke(&mut self, i: usize, dest: Option<usize>) {
+        let Some(d) = dest.filter(|d| self.nodes[*d].alive) else {
+            return;
+        };
+        let (from, to) = (self.nodes[i].node.addr(), self.nodes[d].node.addr());
+        self.nodes[i].node.handle_closed(to);
+        self.nodes[d].node.handle_closed(from);
+    }
+
     pub(super) fn push(&mut self, at: Time, item: Item) {
         self.seq += 1;
         let (node, parcel) = match item {
@@ -184,6 +199,7 @@ impl Sim {
                 self.count_lookup_timeout(&env);
             }
             if cut_off {
+                self.connection_broke(i, dest);
                 continue;
             }
             let latency = match dest {
@@ -198,6 +214,7 @@ impl Sim {
             if self.config.loss > 0.0 {
                 let draw = self.rng.next_u64() as f64 / u64::MAX as f64;
                 if draw < self.config.loss {
+                    self.connection_broke(i, dest);
                     continue;
                 }
             }
