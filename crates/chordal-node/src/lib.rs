@@ -101,6 +101,7 @@ mod outbox;
 mod pool;
 mod start;
 mod status;
+mod store_op;
 mod survey;
 mod tls;
 pub mod tokens;

@@ -109,7 +109,7 @@ async fn ranges_move_on_join_leave_and_crash() {
 /// a leave in one config is the simulator's to test:
 /// `a_leave_beside_a_crash_waits_for_the_takeover_not_for_its_bound`. A
 /// term held over two adjacent intervals, which made a leave wait on
-/// itself, is covered by a unit test in `holds.rs`.)
+/// itself, is covered by a unit test in `authority/holds/tests.rs`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_authority_the_last_nodes_leave_without_waiting_out_the_bound() {
     let a = start_deciding(1000, None).await;

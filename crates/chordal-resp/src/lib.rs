@@ -35,6 +35,7 @@ mod lists;
 mod multi;
 mod order;
 pub mod reply;
+mod server;
 mod session;
 mod strings;
 mod together;

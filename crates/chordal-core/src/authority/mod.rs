@@ -10,7 +10,7 @@
 //! - the **acceptor** keeps the process's [`Promises`] and answers
 //!   `Prepare`, `Renew` and `Release` (this file);
 //! - the **holder** side runs one [`Hold`](holds) per interval one of our
-//!   vnodes owns by Chord: prepares it, renews it, gives it up (`holds.rs`).
+//!   vnodes owns by Chord: prepares it, renews it, gives it up (`holds/`).
 //!
 //! The store asks [`Authority::lease`] before it decides anything, and
 //! [`Authority::fence`] before it stores an owner's write.

@@ -4,7 +4,7 @@
 //! a majority of the predecessor's config, or of an older config the
 //! predecessor had not finished with. Until the owner's store has them
 //! all, every decision first reads a read quorum of each of those configs
-//! (`owner.rs`, `catch_up`; a read quorum meets every majority: see
+//! (`owner/read.rs`, `catch_up`; a read quorum meets every majority: see
 //! [`read_quorum`]). This file ends that, per held interval, in two
 //! phases of range syncs:
 //!

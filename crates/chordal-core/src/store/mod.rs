@@ -10,7 +10,7 @@
 //! - the **owner** versions writes with its hybrid logical clock, stores
 //!   them and replicates them to the next `R - 1` distinct processes,
 //!   answering after `W` durable copies; it serves reads, asking the
-//!   replicas when it lacks a key during a handoff (`owner.rs`);
+//!   replicas when it lacks a key during a handoff (`owner/`);
 //! - a **replica** stores what the owner sends, if newer (`replica.rs`);
 //! - **sync** compares each owned range with each replica and pushes the
 //!   differences (`sync.rs`), **sweep** forgets what no longer belongs here

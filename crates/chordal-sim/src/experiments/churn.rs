@@ -165,7 +165,7 @@ pub(crate) fn paper_sim_config(seed: u64) -> SimConfig {
         .node
         .with_maintenance_interval(Duration::from_secs(30));
     config.node.jitter = 0.5;
-    // The paper's Chord, not one-hop routing (see `onehop.rs` for that).
+    // The paper's Chord, not one-hop routing (see `ring/onehop/` for that).
     config.node.routing = chordal_core::Routing::Chord;
     // The store's range sync (no data here) on the same slow clock: at
     // its default 5 s it would cost more than all of Chord's maintenance.
