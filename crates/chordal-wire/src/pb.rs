@@ -1,5 +1,7 @@
 //! The protobuf messages of `proto/chordal.proto`, derived by hand with
-//! prost (no `protoc` needed). Field tags must match the `.proto` file.
+//! prost (no `protoc` needed). `tests/proto.rs` reads both files and
+//! checks every message field by field: name, tag, encoding, repeated or
+//! optional, and no field on one side only.
 
 #![allow(missing_docs)]
 
