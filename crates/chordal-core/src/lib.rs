@@ -91,8 +91,8 @@ pub use counters::Counters;
 pub use event::{Event, KeyRange, LookupError, LookupId, LookupResult, Neighbors, QueryId};
 pub use id::{ID_BITS, ID_BYTES, Id, ParseIdError, SLOTS, hash_tag, slot_of};
 pub use message::{
-    Envelope, LookupFailure, MemberEvent, Message, NodeRef, OpResult, Operation, OwnerClaim,
-    Publication, Target,
+    Envelope, Family, LookupFailure, MemberEvent, Message, NodeRef, OpResult, Operation,
+    OwnerClaim, Publication, Target,
 };
 pub use messaging::AppMsgId;
 pub use node::Node;

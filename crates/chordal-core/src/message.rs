@@ -111,7 +111,34 @@ pub enum OwnerClaim {
     Table,
 }
 
-/// Every message of the peer protocol (see `docs/peer-protocol.md`).
+/// Which machine of a node a message is for: `Node` hands each message
+/// to the machine its family names. Every message is of exactly one
+/// family ([`Message::family`] is an exhaustive match), so a new message
+/// must be given one before it compiles, and reaches no machine by a
+/// default.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Family {
+    /// Chord's upkeep of the ring: pings, neighbour exchanges, notify,
+    /// successor hints, leave (a virtual node's).
+    Ring,
+    /// Lookups: `find_successor` hops, their acknowledgements and answers,
+    /// iterative steps (a virtual node's).
+    Lookup,
+    /// One-hop routing: membership events and table copies (the ring's
+    /// membership table).
+    Members,
+    /// An operation for a key's owner, and its answer (the request
+    /// machine).
+    Request,
+    /// Replication, replica reads, range sync, collection (the store).
+    Store,
+    /// Terms and leases: prepares, promises, renewals, releases,
+    /// handovers, lineage (authority).
+    Authority,
+}
+
+/// Every message of the peer protocol (see `docs/peer-protocol.md`), by
+/// [`Family`].
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Message {
     /// Liveness probe (`check_predecessor`).
@@ -1074,6 +1101,47 @@ impl Message {
                 | Message::Renewed { .. }
                 | Message::Release { .. }
         )
+    }
+
+    /// The machine this message is for.
+    pub fn family(&self) -> Family {
+        use Message::*;
+        match self {
+            Ping { .. }
+            | Pong { .. }
+            | GetNeighbors { .. }
+            | Neighbors { .. }
+            | Notify
+            | SuccessorHint { .. }
+            | Leave { .. }
+            | NotHere { .. } => Family::Ring,
+            FindSuccessor { .. }
+            | LookupAck { .. }
+            | FoundSuccessor { .. }
+            | LookupFailed { .. }
+            | ClosestPreceding { .. }
+            | ClosestPrecedingReply { .. } => Family::Lookup,
+            MemberEvents { .. } | MemberEventsAck { .. } | GetMembers { .. } | Members { .. } => {
+                Family::Members
+            }
+            Request { .. } | Reply { .. } => Family::Request,
+            Replicate { .. }
+            | ReplicateAck { .. }
+            | ReplicaRead { .. }
+            | ReplicaReadReply { .. }
+            | SyncSummary { .. }
+            | SyncDiff { .. }
+            | SyncPushed { .. }
+            | Collect { .. } => Family::Store,
+            Prepare { .. }
+            | Promise { .. }
+            | Renew { .. }
+            | Renewed { .. }
+            | Release { .. }
+            | Leaving
+            | Handover { .. }
+            | Lineage { .. } => Family::Authority,
+        }
     }
 
     /// A short name for logs and counters.

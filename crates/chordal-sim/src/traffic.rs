@@ -3,7 +3,7 @@
 //! (`chordal_wire::frame_len`: length prefix and protobuf body; TCP/IP
 //! headers not included), by what it is for.
 
-use chordal_core::Message;
+use chordal_core::{Family, Message};
 
 /// What a message is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -14,7 +14,8 @@ pub enum Purpose {
     /// includes the lookups `fix_fingers` makes, so it is part of routing
     /// maintenance as well as of application traffic.
     Routing,
-    /// The key-value store: requests, replication, range sync, collection.
+    /// The key-value store: requests, replication, range sync, collection,
+    /// and the terms and leases that say who decides.
     Store,
     /// One-hop routing's membership events and table copies.
     Membership,
@@ -23,26 +24,11 @@ pub enum Purpose {
 impl Purpose {
     /// What `msg` is for.
     pub fn of(msg: &Message) -> Purpose {
-        match msg {
-            Message::Ping { .. }
-            | Message::Pong { .. }
-            | Message::GetNeighbors { .. }
-            | Message::Neighbors { .. }
-            | Message::Notify
-            | Message::SuccessorHint { .. }
-            | Message::Leave { .. }
-            | Message::NotHere { .. } => Purpose::Ring,
-            Message::FindSuccessor { .. }
-            | Message::LookupAck { .. }
-            | Message::FoundSuccessor { .. }
-            | Message::LookupFailed { .. }
-            | Message::ClosestPreceding { .. }
-            | Message::ClosestPrecedingReply { .. } => Purpose::Routing,
-            Message::MemberEvents { .. }
-            | Message::MemberEventsAck { .. }
-            | Message::GetMembers { .. }
-            | Message::Members { .. } => Purpose::Membership,
-            _ => Purpose::Store,
+        match msg.family() {
+            Family::Ring => Purpose::Ring,
+            Family::Lookup => Purpose::Routing,
+            Family::Members => Purpose::Membership,
+            Family::Request | Family::Store | Family::Authority => Purpose::Store,
         }
     }
 }

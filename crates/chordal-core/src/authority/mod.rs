@@ -239,22 +239,7 @@ impl Authority {
         self.holds.deposed(vnode, key, term, now);
     }
 
-    /// Is `msg` this machine's?
-    pub fn is_authority_message(msg: &Message) -> bool {
-        matches!(
-            msg,
-            Message::Prepare { .. }
-                | Message::Promise { .. }
-                | Message::Renew { .. }
-                | Message::Renewed { .. }
-                | Message::Release { .. }
-                | Message::Leaving
-                | Message::Handover { .. }
-                | Message::Lineage { .. }
-        )
-    }
-
-    /// A message of this machine (see [`Authority::is_authority_message`]).
+    /// A message of this machine ([`crate::Family::Authority`]).
     pub fn handle_message(&mut self, cx: &mut ACx<'_>, now: Time, env: Envelope) {
         let Envelope { from, to, msg } = env;
         let me = cx.ring.addressee(to.id);

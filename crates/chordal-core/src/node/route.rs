@@ -6,8 +6,28 @@
 use super::*;
 
 impl Node {
-    /// Hands a message from a peer (or one of our vnodes) to its machine.
+    /// Hands a message from a peer (or one of our vnodes) to the machine
+    /// its [`Family`](crate::Family) names.
     pub(super) fn deliver(&mut self, now: Time, env: Envelope) {
+        use crate::Family;
+        match env.msg.family() {
+            Family::Ring | Family::Lookup | Family::Members => {
+                if let Err(not_here) = self.ring.handle_message(now, env) {
+                    match not_here {
+                        Some(reply) => self.out.push_back(*reply),
+                        None => self.io.counting.error("message_for_unknown_vnode"),
+                    }
+                }
+            }
+            Family::Request => self.deliver_request(now, env),
+            Family::Store => self.store.handle_message(cx!(self), now, env),
+            Family::Authority => self.authority.handle_message(acx!(self), now, env),
+        }
+    }
+
+    /// A message of the request family: an operation for one of our
+    /// vnodes as owner, or an owner's answer to one of our operations.
+    fn deliver_request(&mut self, now: Time, env: Envelope) {
         match env.msg {
             Message::Request {
                 req,
@@ -29,20 +49,7 @@ impl Node {
                 self.requests
                     .handle_reply(cx!(self), now, env.from, req, result, range)
             }
-            _ if Authority::is_authority_message(&env.msg) => {
-                self.authority.handle_message(acx!(self), now, env)
-            }
-            _ if crate::store::is_store_message(&env.msg) => {
-                self.store.handle_message(cx!(self), now, env)
-            }
-            _ => {
-                if let Err(not_here) = self.ring.handle_message(now, env) {
-                    match not_here {
-                        Some(reply) => self.out.push_back(*reply),
-                        None => self.io.counting.error("message_for_unknown_vnode"),
-                    }
-                }
-            }
+            other => debug_assert!(false, "{} is not of the request family", other.kind()),
         }
     }
 

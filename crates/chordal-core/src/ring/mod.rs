@@ -353,13 +353,7 @@ impl Ring {
         now: Time,
         env: Envelope,
     ) -> Result<(), Option<Box<Envelope>>> {
-        if matches!(
-            env.msg,
-            Message::MemberEvents { .. }
-                | Message::MemberEventsAck { .. }
-                | Message::GetMembers { .. }
-                | Message::Members { .. }
-        ) {
+        if env.msg.family() == crate::Family::Members {
             let vnodes = &self.vnodes;
             let live = |n: &NodeRef| vnodes.iter().any(|v| v.me() == *n && v.is_joined());
             self.onehop.handle_message(now, env.from, env.msg, live);

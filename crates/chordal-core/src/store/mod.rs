@@ -360,22 +360,6 @@ fn newest(a: Option<Record>, b: Option<Record>) -> Option<Record> {
     }
 }
 
-/// Is `msg` the store machine's (handled by the process, not a vnode)?
-pub(crate) fn is_store_message(msg: &Message) -> bool {
-    use Message::*;
-    matches!(
-        msg,
-        Replicate { .. }
-            | ReplicateAck { .. }
-            | ReplicaRead { .. }
-            | ReplicaReadReply { .. }
-            | SyncSummary { .. }
-            | SyncDiff { .. }
-            | SyncPushed { .. }
-            | Collect { .. }
-    )
-}
-
 impl Store {
     /// The next storage operation for the driver.
     pub fn poll_store(&mut self) -> Option<StoreRequest> {
@@ -458,8 +442,8 @@ impl Store {
         }
     }
 
-    /// A store message from a peer (or one of our own vnodes): see
-    /// [`is_store_message`].
+    /// A message of the store's family ([`crate::Family::Store`]) from a
+    /// peer (or one of our own vnodes).
     pub fn handle_message(&mut self, cx: &mut Cx<'_>, now: Time, env: Envelope) {
         // Taken apart, not cloned: a `Replicate` carries up to a page
         // (1 MiB) of records.
