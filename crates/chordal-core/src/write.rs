@@ -369,6 +369,9 @@ pub(crate) enum Decision {
 /// Decides `intent` against `current`, the newest record of the key (a
 /// tombstone or an expired value included), at `now`; a value may not grow
 /// past `max_value` bytes.
+///
+/// Long on purpose: one arm per kind of intent, each the rule that kind
+/// decides by; they share the current record's reading above them.
 pub(crate) fn decide(
     intent: Intent,
     current: Option<&Record>,

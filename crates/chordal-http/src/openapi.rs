@@ -140,6 +140,8 @@ fn batch_path() -> Value {
 }
 
 /// The document.
+///
+/// Long on purpose: one JSON literal, the document as a client reads it.
 pub fn document() -> Value {
     let any = json!({"type": "object"});
     let unavailable =

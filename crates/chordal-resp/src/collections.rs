@@ -155,6 +155,9 @@ fn pairs(r: CollReply) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
 
 /// Runs command `name` (one of [`COMMANDS`] or of `lists.rs`) with
 /// `args` through `kv`.
+///
+/// Long on purpose: one arm per command, the table of what each asks of
+/// the ring and how its answer reads.
 pub async fn run<K: KeyValue>(kv: &K, name: &str, args: &[Bytes]) -> Reply {
     if crate::lists::is_list_command(name) {
         return crate::lists::run(kv, name, args).await;

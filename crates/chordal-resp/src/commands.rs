@@ -178,6 +178,9 @@ pub async fn run(ctx: &Ctx, name: &str, args: &[Bytes]) -> Reply {
 /// MULTI a recorder of its operations and then a replay of their answers
 /// (`multi.rs`). Each command runs its operations in one call of `kv`
 /// (`run` or `run_many`).
+///
+/// Long on purpose: one arm per command, the table of what each asks of
+/// the ring and how its answer reads.
 pub async fn run_on<K: KeyValue>(kv: &K, name: &str, args: &[Bytes]) -> Reply {
     let k = |i: usize| args[i].to_vec();
     let n = args.len();

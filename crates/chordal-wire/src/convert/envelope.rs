@@ -4,6 +4,9 @@
 use super::*;
 
 /// The protobuf form of `env` (its destination address is the connection's).
+///
+/// Long on purpose: one arm per message, the table of how each is written;
+/// split, a message's two directions would sit in different places.
 pub fn envelope_to_pb(env: &Envelope) -> pb::Envelope {
     let body = match &env.msg {
         Message::Ping { req } => Body::Ping(pb::Req { req: *req }),
@@ -311,6 +314,9 @@ pub fn envelope_from_pb(pb: &pb::Envelope, local: SocketAddr) -> Result<Envelope
 
 /// [`envelope_from_pb`] that moves keys, values and records out of `pb`
 /// instead of copying them (what is left of `pb` is not to be used).
+///
+/// Long on purpose: one arm per message, the table of how each is read and
+/// checked, beside [`envelope_to_pb`]'s.
 pub(super) fn take_envelope(
     pb: &mut pb::Envelope,
     local: SocketAddr,

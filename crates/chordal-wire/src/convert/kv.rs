@@ -139,6 +139,9 @@ pub(super) fn kv_reply_to_pb(req: u64, result: &OpResult) -> pb::KvReply {
     out
 }
 
+/// The `KvRequest` of request `req` carrying `op`.
+///
+/// Long on purpose: one arm per operation, beside [`kv_op_from_pb`]'s.
 pub(super) fn kv_request_to_pb(req: u64, op: &Operation) -> pb::KvRequest {
     let mut out = pb::KvRequest {
         req,
@@ -289,6 +292,9 @@ pub(super) fn kv_request_to_pb(req: u64, op: &Operation) -> pb::KvRequest {
     out
 }
 
+/// The operation a `KvRequest` carries, every field checked.
+///
+/// Long on purpose: one arm per operation, beside [`kv_request_to_pb`]'s.
 pub(super) fn kv_op_from_pb(k: &mut pb::KvRequest) -> Result<Operation, WireError> {
     if k.items.len() > MAX_ITEMS || k.missed.len() > MAX_ITEMS || k.topics.len() > MAX_ITEMS {
         return Err(WireError::Invalid("items"));
